@@ -1,0 +1,109 @@
+# Ketamine workbench — one command builds everything: `make all`.  `make help` lists every target.
+#
+# The DAG: env → study data (generate + verify) → derived features → notebooks (papermill) → HTML → index.
+# Stamps (build/<study>/stamps/*.hash) hold hashes of parameters, code and data; they are rewritten only
+# when those change, so a second `make all` does nothing and an edit reruns only what depends on it.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := all
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+STUDY ?= data_manifests/default.yml
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+LOCK := env/requirements.lock.txt
+# The environment is keyed on the lock file's content, not its date: a warm install does nothing.
+ENV_HASH := $(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+ENV_OK := $(VENV)/.installed-$(ENV_HASH)
+
+STUDY_NAME := $(shell sed -n "s/^study:[[:space:]]*['\"]\{0,1\}\([^'\" ]*\).*/\1/p" $(STUDY) 2>/dev/null)
+ifeq ($(STUDY_NAME),)
+$(error $(STUDY): no such manifest, or it has no 'study:' field)
+endif
+BUILD := build/$(STUDY_NAME)
+STAMPS := $(BUILD)/stamps
+REPORTS := reports/$(STUDY_NAME)
+NOTEBOOKS := $(sort $(basename $(notdir $(wildcard notebooks/[0-9][0-9]_*.ipynb))))
+REPORT_HTML := $(NOTEBOOKS:%=$(REPORTS)/%.html)
+HOST ?= 127.0.0.1
+
+.PHONY: all help env study verify freeze reports test bench lab serve clean distclean lock FORCE
+
+all: reports/index.html ## Set up, build the study, run every notebook, write reports/index.html
+	@echo "Reports: reports/index.html ($(STUDY_NAME): $(NOTEBOOKS))"
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  Variables: STUDY=data_manifests/<study>.yml (default $(STUDY)), HOST for make serve/lab"
+
+env: $(ENV_OK) ## Create .venv from the pinned lock (does nothing when the lock is unchanged)
+
+$(ENV_OK):
+	@echo "Installing the pinned environment into $(VENV) (first time: ~1-2 min, ~1.7 GB)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+study: $(STAMPS)/data.hash ## Generate (synthetic studies) and verify the study's data
+
+verify: $(ENV_OK) ## Check every data file against the manifest's checksums
+	$(PY) -m pipelines.manifest verify $(STUDY)
+
+freeze: $(ENV_OK) ## Rewrite the manifest's checksums from the data on disk (review, then commit)
+	$(PY) -m pipelines.manifest freeze $(STUDY)
+
+# Always asked; rewritten only when the data checksum changes.  Fails (and stops the build) on any mismatch.
+$(STAMPS)/data.hash: $(ENV_OK) FORCE
+	@mkdir -p $(STAMPS)
+	$(PY) -m pipelines.build data $(STUDY)
+
+$(STAMPS)/%.hash: $(STAMPS)/data.hash FORCE
+	@$(PY) -m pipelines.build stamp $(STUDY) $*
+
+# Derived EEG features: every notebook that reads them lists the file in its prerequisites below.
+FEATURES := $(BUILD)/derivatives/ketamine-workbench/features.done
+$(FEATURES): $(STAMPS)/features.hash
+	$(PY) -m pipelines.eeg.features $(STUDY)
+
+$(REPORTS)/%.html: $(STAMPS)/%.hash
+	$(PY) -m pipelines.build notebook $(STUDY) $*
+
+# Notebooks that read derived outputs (the analysis notebooks) depend on them here.
+$(REPORTS)/01_eeg_entropy_dose.html $(REPORTS)/04_integrative_summary.html: $(FEATURES)
+
+reports: $(REPORT_HTML) ## Run every notebook of STUDY
+
+reports/index.html: $(REPORT_HTML) pipelines/templates/index.html
+	$(PY) -m pipelines.build index
+
+test: $(ENV_OK) ## Run the test suite (pytest)
+	$(PY) -m pytest -q
+
+bench: $(ENV_OK) ## Run the benchmarks; writes reports/bench/bench.json and bench.md
+	$(PY) -m benchmarks
+
+lab: $(ENV_OK) ## JupyterLab on $(HOST) with the project's environment as kernel
+	$(PY) -m jupyter lab --ip=$(HOST) --no-browser --notebook-dir=.
+
+serve: $(ENV_OK) ## Panel dashboards on $(HOST) (URLs printed)
+	$(PY) -m pipelines.dashboards.serve --host $(HOST)
+
+lock: ## Re-resolve env/requirements.in into the pinned lock (needs the package index)
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet -r env/requirements.in
+	.venv-lock/bin/pip freeze --exclude-editable > $(LOCK)
+	rm -rf .venv-lock
+
+clean: ## Remove derived outputs and reports of every study (keeps the data and .venv)
+	rm -rf build reports/*/ reports/index.html
+
+distclean: clean ## Also remove generated data and .venv
+	rm -rf data $(VENV)
+
+FORCE:

@@ -1,0 +1,163 @@
+"""The steps that ``make`` runs, one command each (``python -m pipelines.build <step> <manifest> ...``).
+
+Every step validates the manifest first.  Stamps are files holding a hash of everything a target
+depends on (parameters, code, data checksum); they are rewritten only when the hash changes, so Make
+reruns exactly the targets whose inputs really changed — file dates alone are not enough.
+
+Steps:
+    data      generate the study if the manifest has a generator and the data are absent or stale,
+              then verify every checksum (a study that fails verification stops the build)
+    stamp     write build/<study>/stamps/<target>.hash if its inputs changed
+    notebook  run one notebook with papermill and publish its HTML report
+    index     write reports/index.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from pipelines import codedeps
+from pipelines.manifest import Manifest, ManifestError, load_manifest, verify
+from pipelines.paths import NOTEBOOKS_DIR, REPO_ROOT, stamps_dir
+
+# Targets other than notebooks, and the modules whose code they run.
+STEP_MODULES = {
+    "generator": {"pipelines.synth.study", "pipelines.synth.eeg", "pipelines.synth.phenotype"},
+    "features": {"pipelines.eeg.features"},
+}
+# Every notebook depends on the runner too: a change to how reports are made remakes them.
+REPORT_MODULES = {"pipelines.reporting", "pipelines.provenance"}
+
+
+def write_if_changed(path: Path, content: str) -> bool:
+    """Write ``content`` only when it differs, so the file's date changes only when its content does."""
+    if path.is_file() and path.read_text() == content:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(content)
+    os.replace(tmp, path)
+    return True
+
+
+def _stamp_content(parts: dict) -> str:
+    return json.dumps(parts, indent=1, sort_keys=True, default=str) + "\n"
+
+
+def generator_stamp(manifest: Manifest) -> str:
+    files = codedeps.module_closure(STEP_MODULES["generator"])
+    return _stamp_content({"generator": manifest.generator.model_dump(), "code": codedeps.hash_files(files),
+                           "lock": _lock_hash()})
+
+
+def _lock_hash() -> str:
+    # Library versions change bytes (e.g. what mne-bids writes), so the pinned lock is an input too.
+    return hashlib.sha256((REPO_ROOT / "env" / "requirements.lock.txt").read_bytes()).hexdigest()
+
+
+def target_stamp(manifest: Manifest, target: str) -> str:
+    """Hash inputs of a target: a notebook name or a step in STEP_MODULES."""
+    if target in STEP_MODULES:
+        params = manifest.eeg.model_dump(mode="json") if target == "features" else {}
+        files = codedeps.module_closure(STEP_MODULES[target])
+        return _stamp_content({"target": target, "params": params, "code": codedeps.hash_files(files),
+                               "data": manifest.data_checksum()})
+    notebook = NOTEBOOKS_DIR / f"{target}.ipynb"
+    if not notebook.is_file():
+        raise ManifestError(f"no notebook or step named {target!r} (looked for {notebook})")
+    files = sorted(set(codedeps.notebook_dependencies(notebook)) | set(codedeps.module_closure(REPORT_MODULES)))
+    return _stamp_content({
+        "target": target,
+        "params": manifest.notebook_params(target),
+        "notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(),
+        "code": codedeps.hash_files(files),
+        "data": manifest.data_checksum(),
+        "manifest_eeg": manifest.eeg.model_dump(mode="json"),
+        "phenotype": manifest.model_dump(mode="json")["phenotype"],
+    })
+
+
+def step_data(manifest: Manifest) -> int:
+    stamp = stamps_dir(manifest.study) / "generator.hash"
+    if manifest.generator is not None:
+        wanted = generator_stamp(manifest)
+        have = stamp.read_text() if stamp.is_file() else None
+        if not manifest.bids_path.is_dir() or have != wanted:
+            from pipelines.synth.__main__ import main as synth_main
+
+            print(f"Generating the synthetic study {manifest.study!r} into {manifest.bids_path}", flush=True)
+            code = synth_main(["--manifest", str(manifest.manifest_path)])
+            if code:
+                return code
+            write_if_changed(stamp, wanted)
+    if not manifest.checksums:
+        print(f"{manifest.manifest_path}: has no checksums yet; run `make freeze STUDY={manifest.manifest_path}` "
+              "once, check the data, and commit the manifest.", file=sys.stderr)
+        return 1
+    report = verify(manifest)
+    if not report.ok:
+        print(report.describe(manifest), file=sys.stderr)
+        (stamps_dir(manifest.study) / "data.hash").unlink(missing_ok=True)
+        return 1
+    print(report.describe(manifest))
+    write_if_changed(stamps_dir(manifest.study) / "data.hash", manifest.data_checksum() + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.build", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("data")
+    p.add_argument("manifest")
+    p = sub.add_parser("stamp")
+    p.add_argument("manifest")
+    p.add_argument("targets", nargs="+")
+    p = sub.add_parser("notebook")
+    p.add_argument("manifest")
+    p.add_argument("name")
+    sub.add_parser("index")
+    p = sub.add_parser("study-name")
+    p.add_argument("manifest")
+    args = parser.parse_args(argv)
+
+    if args.step == "index":
+        from pipelines.reporting import write_index
+
+        print(f"Wrote {write_index()}")
+        return 0
+    try:
+        manifest = load_manifest(args.manifest)
+        if args.step == "study-name":
+            print(manifest.study)
+            return 0
+        if args.step == "data":
+            return step_data(manifest)
+        if args.step == "stamp":
+            for target in args.targets:
+                changed = write_if_changed(stamps_dir(manifest.study) / f"{target}.hash", target_stamp(manifest, target))
+                if changed:
+                    print(f"  inputs of {target} changed")
+            return 0
+        if args.step == "notebook":
+            from pipelines.reporting import NotebookFailed, run_notebook
+
+            try:
+                out = run_notebook(args.name, manifest)
+            except NotebookFailed as exc:
+                print(exc, file=sys.stderr)
+                return 1
+            print(f"Wrote {out}")
+            return 0
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

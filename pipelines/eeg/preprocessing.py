@@ -1,0 +1,143 @@
+"""Per-recording preprocessing with a QC record: filter, notch, bad channels, interpolation, reference.
+
+Order: pick EEG channels → band-pass (edges capped below Nyquist) → notch at the line frequency and its
+harmonics below the low-pass edge → plausibility check (median channel SD in µV) → flat / noisy channel
+detection on the filtered signal → spherical-spline interpolation where positions exist (else the bad
+channels are dropped) → average reference.  Every choice is returned in the QC record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipelines.errors import InputError
+
+STANDARD_MONTAGE = "colin27_1020"  # standard_1020 is deprecated in MNE 1.13
+
+
+@dataclass
+class PreprocessingQC:
+    n_channels_in: int
+    sfreq: float
+    line_freq: float | None
+    band_hz: tuple[float, float]
+    notch_hz: list[float]
+    median_channel_sd_uv: float
+    bad_channels: dict[str, str] = field(default_factory=dict)  # name -> reason
+    interpolated: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    montage: str = "from file"
+    reference: str = "average"
+    notes: list[str] = field(default_factory=list)
+
+
+def channel_sd_uv(data_v: np.ndarray) -> np.ndarray:
+    """Standard deviation (ddof=0) of each channel, in µV."""
+    return data_v.std(axis=1) * 1e6
+
+
+def detect_bad_channels(sd_uv: np.ndarray, names: list[str], flat_sd_uv: float, noisy_robust_z: float,
+                        noisy_min_sd_ratio: float = 3.0) -> dict[str, str]:
+    """Flat: SD below ``flat_sd_uv``.  Noisy: robust z of log SD (median, 1.4826·MAD across channels)
+    above ``noisy_robust_z`` *and* SD at least ``noisy_min_sd_ratio`` × the median SD.  Log SD because channel
+    power is roughly log-normal across the scalp; the ratio floor keeps channels that are merely large
+    (occipital alpha) from being flagged when the other channels agree closely (small MAD)."""
+    bad = {}
+    flat = sd_uv < flat_sd_uv
+    for i in np.flatnonzero(flat):
+        bad[names[i]] = f"flat (SD {sd_uv[i]:.2f} µV < {flat_sd_uv} µV)"
+    ok = ~flat
+    if ok.sum() >= 4:
+        log_sd = np.log(sd_uv[ok])
+        med = np.median(log_sd)
+        mad = 1.4826 * np.median(np.abs(log_sd - med))
+        if mad > 0:
+            z = (np.log(np.maximum(sd_uv, 1e-12)) - med) / mad
+            large = sd_uv >= noisy_min_sd_ratio * np.median(sd_uv[ok])
+            for i in np.flatnonzero(ok & (z > noisy_robust_z) & large):
+                bad[names[i]] = f"noisy (robust z {z[i]:.1f} > {noisy_robust_z})"
+    return bad
+
+
+def _ensure_positions(raw, qc: PreprocessingQC) -> bool:
+    """Positions from the file, else from the standard 10-20/10-10 montage by channel name."""
+    import mne
+
+    has_positions = any(np.isfinite(ch["loc"][:3]).all() and np.any(ch["loc"][:3] != 0) for ch in raw.info["chs"])
+    if has_positions:
+        return True
+    montage = mne.channels.make_standard_montage(STANDARD_MONTAGE)
+    known = {n.lower() for n in montage.ch_names}
+    matched = [n for n in raw.ch_names if n.lower() in known]
+    if len(matched) >= max(3, len(raw.ch_names) // 2):
+        raw.set_montage(montage, match_case=False, on_missing="ignore", verbose="error")
+        qc.montage = f"{STANDARD_MONTAGE} by channel name ({len(matched)}/{len(raw.ch_names)} matched)"
+        return True
+    qc.montage = "none (channel names do not match the 10-20 system)"
+    return False
+
+
+def preprocess(raw, cfg, file: str | None = None):
+    """Return (preprocessed Raw, PreprocessingQC).  ``cfg`` is a manifest PreprocessingConfig."""
+    raw = raw.copy().pick("eeg", exclude=[]) if "eeg" in raw else raw.copy()
+    if len(raw.ch_names) == 0:
+        raise InputError("the recording has no EEG channels", file=file)
+    sfreq = raw.info["sfreq"]
+    if cfg.resample_sfreq and cfg.resample_sfreq < sfreq:
+        raw.resample(cfg.resample_sfreq, verbose="error")
+        sfreq = raw.info["sfreq"]
+    nyquist = sfreq / 2.0
+    h_freq = min(cfg.h_freq, 0.45 * sfreq)
+    line_freq = raw.info.get("line_freq") or cfg.line_freq
+    qc = PreprocessingQC(n_channels_in=len(raw.ch_names), sfreq=sfreq, line_freq=line_freq, band_hz=(cfg.l_freq, h_freq),
+                         notch_hz=[], median_channel_sd_uv=float("nan"), reference=cfg.reference)
+    if h_freq < cfg.h_freq:
+        qc.notes.append(f"low-pass lowered from {cfg.h_freq} to {h_freq:.2f} Hz (0.45 × sfreq {sfreq:g} Hz)")
+    if cfg.l_freq >= h_freq:
+        raise InputError(f"band-pass {cfg.l_freq}-{h_freq:.2f} Hz is empty at sfreq {sfreq:g} Hz", file=file,
+                         field="eeg.preprocessing.l_freq")
+    raw.filter(cfg.l_freq, h_freq, verbose="error")
+    if cfg.notch:
+        if line_freq is None:
+            qc.notes.append("no notch: the recording states no line frequency and eeg.preprocessing.line_freq is unset")
+        else:
+            freqs = [f for f in np.arange(line_freq, nyquist, line_freq) if f < h_freq + 5 and f < nyquist - 1]
+            if freqs:
+                raw.notch_filter(freqs, verbose="error")
+                qc.notch_hz = [float(f) for f in freqs]
+            else:
+                qc.notes.append(f"no notch needed: line frequency {line_freq} Hz is above the pass band")
+
+    data = raw.get_data()
+    sd = channel_sd_uv(data)
+    qc.median_channel_sd_uv = float(np.median(sd))
+    if qc.median_channel_sd_uv > cfg.max_median_sd_uv:
+        raise InputError(
+            f"physically implausible EEG: median channel SD {qc.median_channel_sd_uv:.4g} µV after filtering exceeds "
+            f"{cfg.max_median_sd_uv} µV (wrong units in the file, e.g. µV stored as V, or a corrupted recording)",
+            file=file, field="eeg.preprocessing.max_median_sd_uv")
+    if qc.median_channel_sd_uv < cfg.min_median_sd_uv:
+        raise InputError(
+            f"physically implausible EEG: median channel SD {qc.median_channel_sd_uv:.3g} µV after filtering is below "
+            f"{cfg.min_median_sd_uv} µV (flat recording, or units stored as µV where volts are expected)",
+            file=file, field="eeg.preprocessing.min_median_sd_uv")
+
+    qc.bad_channels = detect_bad_channels(sd, raw.ch_names, cfg.flat_sd_uv, cfg.noisy_robust_z, cfg.noisy_min_sd_ratio)
+    if len(qc.bad_channels) >= len(raw.ch_names):
+        raise InputError("every channel is flat or noisy", file=file)
+    if qc.bad_channels:
+        raw.info["bads"] = list(qc.bad_channels)
+        if cfg.interpolate_bads and len(raw.ch_names) >= 4 and _ensure_positions(raw, qc):
+            raw.interpolate_bads(reset_bads=True, verbose="error")
+            qc.interpolated = list(qc.bad_channels)
+        else:
+            qc.dropped = list(qc.bad_channels)
+            raw.drop_channels(qc.dropped)
+            qc.notes.append("bad channels dropped (no positions to interpolate from)")
+    if cfg.reference == "average" and len(raw.ch_names) > 1:
+        raw.set_eeg_reference("average", projection=False, verbose="error")
+    elif cfg.reference == "average":
+        qc.reference = "none (single channel)"
+    return raw, qc

@@ -1,0 +1,377 @@
+"""Study manifests: a typed schema, validated before anything runs, and checksum verification.
+
+A manifest (``data_manifests/<study>.yml``) says where a study's BIDS data are, how recordings map to
+doses, which phenotype tables exist, the parameters of each pipeline step and notebook, and the sha256
+of every data file.  ``load_manifest`` rejects unknown or misspelt fields with a "did you mean" hint;
+``verify`` reports every mismatched, missing or extra file.
+
+Command line::
+
+    python -m pipelines.manifest validate data_manifests/default.yml
+    python -m pipelines.manifest verify   data_manifests/default.yml
+    python -m pipelines.manifest freeze   data_manifests/default.yml   # rewrite the checksums block
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CHECKSUMS_KEY = "checksums"
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used: the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneratorConfig(_Strict):
+    """Present only for synthetic studies: how ``pipelines.synth`` regenerates the data bit for bit."""
+
+    seed: int = Field(20261127, description="Seed of the whole study")
+    n_subjects: int = Field(12, ge=1, le=1000)
+    minutes: float = Field(8.0, gt=0, description="Recording length per session")
+    n_channels: int = Field(20, ge=1, le=82)
+    sfreq: float = Field(250.0, gt=0)
+    doses_mg_per_kg: list[float] = Field([0.0, 0.25, 0.5, 1.0], min_length=1)
+
+
+class ConditionMapping(_Strict):
+    """How a recording's condition maps to a dose.
+
+    ``source: sessions_tsv`` reads ``dose_column`` from each subject's ``sub-XX_sessions.tsv``;
+    ``source: labels`` maps the value of a BIDS entity (session, task, acquisition or run) through ``labels``.
+    """
+
+    source: Literal["sessions_tsv", "labels"] = "sessions_tsv"
+    entity: Literal["session", "task", "acquisition", "run"] = "session"
+    dose_column: str = "dose_mg_per_kg"
+    labels: dict[str, float] = Field(default_factory=dict, description="entity label -> dose in mg/kg")
+
+    @model_validator(mode="after")
+    def _labels_needed(self):
+        if self.source == "labels" and not self.labels:
+            raise ValueError("source 'labels' needs a non-empty 'labels' mapping (entity label -> dose_mg_per_kg)")
+        return self
+
+
+class PreprocessingConfig(_Strict):
+    """Per-recording preprocessing; every value is stored with the derived features."""
+
+    l_freq: float = Field(1.0, gt=0, description="High-pass edge (Hz)")
+    h_freq: float = Field(45.0, gt=0, description="Low-pass edge (Hz), capped below Nyquist")
+    notch: bool = Field(True, description="Notch at the recording's line frequency and harmonics below h_freq")
+    line_freq: float | None = Field(None, description="Used when the recording does not state its line frequency")
+    reference: Literal["average", "none"] = "average"
+    flat_sd_uv: float = Field(1.0, ge=0, description="A channel with SD below this (µV) is flat")
+    noisy_robust_z: float = Field(5.0, gt=0, description="Robust z of log channel SD above which a channel is noisy")
+    noisy_min_sd_ratio: float = Field(
+        3.0, ge=1, description="A noisy channel's SD is also at least this many times the median channel SD "
+        "(strong occipital alpha alone must not make O1/O2 'noisy')")
+    interpolate_bads: bool = Field(True, description="Spherical-spline interpolation where positions exist; else drop")
+    reject_ptp_uv: float = Field(400.0, gt=0, description="A window whose peak-to-peak exceeds this (µV) is rejected")
+    max_median_sd_uv: float = Field(500.0, gt=0, description="Median channel SD above this (µV) is implausible: stop")
+    min_median_sd_uv: float = Field(0.05, ge=0, description="Median channel SD below this (µV) is implausible: stop")
+    resample_sfreq: float | None = Field(None, gt=0, description="Optional resampling before features")
+
+
+class FeatureConfig(_Strict):
+    """Sliding-window measures over the whole session (times relative to infusion start)."""
+
+    window_s: float = Field(2.0, gt=0)
+    step_s: float = Field(2.0, gt=0)
+    measures: list[str] = Field(
+        default_factory=lambda: [
+            "perm_entropy", "spectral_entropy", "sample_entropy", "svd_entropy", "higuchi_fd", "katz_fd",
+            "dfa", "lzc_median", "lzs_schartner",
+        ]
+    )
+    perm_entropy_order: int = Field(3, ge=2)
+    perm_entropy_delay: int = Field(1, ge=1)
+    sample_entropy_order: int = Field(2, ge=1)
+    sample_entropy_r: float = Field(0.2, gt=0, description="Tolerance as a fraction of the window SD (ddof=0)")
+    svd_entropy_order: int = Field(3, ge=2)
+    higuchi_kmax: int = Field(10, ge=2)
+    bands: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {
+            "delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 45.0),
+        }
+    )
+    aperiodic_freq_range: tuple[float, float] = (2.0, 40.0)
+    whole_recording_lz: bool = Field(True, description="Also compute LZ on the whole continuous recording")
+    n_threads: int = Field(1, ge=1, description="Threads per recording (kernels release the GIL)")
+
+
+class EEGConfig(_Strict):
+    task: str | None = Field(None, description="BIDS task label; None = every task")
+    conditions: ConditionMapping = Field(default_factory=ConditionMapping)
+    infusion_start_event: str = "infusion_start"
+    infusion_end_event: str = "infusion_end"
+    rois: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "occipital": ["O1", "Oz", "O2"],
+            "frontal_left": ["F3"],
+            "frontal_right": ["F4"],
+        },
+        description="Region -> channel names; the first present channel(s) are used and missing ones reported",
+    )
+    roi_fallbacks: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "occipital": ["PO3", "POz", "PO4", "PO7", "PO8", "P3", "Pz", "P4"],
+            "frontal_left": ["F5", "F1", "AF3", "F7", "FC3"],
+            "frontal_right": ["F6", "F2", "AF4", "F8", "FC4"],
+        }
+    )
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+
+
+class PhenotypeTable(_Strict):
+    path: str = Field(description="Relative to bids_root (or absolute)")
+    format: Literal["wide", "long"] = "wide"
+    response_scale: tuple[float, float] | None = Field(None, description="Declared answer range, e.g. [0, 5]")
+    scored: bool = Field(False, description="True when the table holds scale-level scores, not items")
+
+
+class Manifest(_Strict):
+    study: str = Field(description="Short name; outputs go to build/<study> and reports/<study>")
+    description: str = ""
+    bids_root: str = Field(description="BIDS root, relative to this manifest file or absolute")
+    truth: str | None = Field(None, description="Ground-truth file of a synthetic study (relative to bids_root)")
+    generator: GeneratorConfig | None = None
+    eeg: EEGConfig = Field(default_factory=EEGConfig)
+    phenotype: dict[str, PhenotypeTable] = Field(default_factory=dict)
+    timepoints: list[str] = Field(default_factory=lambda: ["baseline", "4h", "24h", "7d", "14d"])
+    notebooks: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Notebook name -> parameters")
+    verify_exclude: list[str] = Field(default_factory=lambda: ["derivatives/*", ".git/*", "*.tmp-*"])
+    checksums: dict[str, str] = Field(default_factory=dict, description="Path relative to bids_root -> sha256")
+
+    # Set by load_manifest (not part of the file).
+    manifest_path: Path | None = Field(None, exclude=True)
+
+    @field_validator("study")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError("must be a short name of letters, digits, '-', '_' or '.' (it names output folders)")
+        return value
+
+    @field_validator("checksums")
+    @classmethod
+    def _hex(cls, value: dict[str, str]) -> dict[str, str]:
+        for path, digest in value.items():
+            if not re.fullmatch(r"[0-9a-f]{64}", str(digest)):
+                raise ValueError(f"checksum of {path!r} is not a sha256 hex digest")
+        return value
+
+    @property
+    def bids_path(self) -> Path:
+        root = Path(os.path.expanduser(self.bids_root))
+        if not root.is_absolute() and self.manifest_path is not None:
+            root = self.manifest_path.parent / root
+        return root.resolve()
+
+    def table_path(self, name: str) -> Path:
+        if name not in self.phenotype:
+            raise ManifestError(f"{self.manifest_path}: no phenotype table {name!r}; the manifest has {sorted(self.phenotype)}")
+        path = Path(self.phenotype[name].path)
+        return path if path.is_absolute() else self.bids_path / path
+
+    @property
+    def truth_path(self) -> Path | None:
+        return None if self.truth is None else self.bids_path / self.truth
+
+    def notebook_params(self, name: str) -> dict[str, Any]:
+        return dict(self.notebooks.get(name, {}))
+
+    def data_checksum(self) -> str:
+        """One sha256 over the manifest's checksum list: identifies the data a report was made from."""
+        digest = hashlib.sha256()
+        for path in sorted(self.checksums):
+            digest.update(f"{path}\t{self.checksums[path]}\n".encode())
+        return digest.hexdigest()
+
+
+def _suggest(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """Walk the schema along an error location to the model whose fields a misspelt key should match."""
+    current: Any = model
+    for part in loc[:-1]:
+        origin = typing.get_origin(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            if field is None:
+                return []
+            current = field.annotation
+            continue
+        if origin is dict:
+            current = typing.get_args(current)[1]
+            continue
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            models = [a for a in typing.get_args(current) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not models:
+                return []
+            current = models[0]
+            field = current.model_fields.get(part)
+            if field is None:
+                return []
+            current = field.annotation
+            continue
+        return []
+    for candidate in typing.get_args(current) or (current,):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            names = [n for n in candidate.model_fields if n != "manifest_path"]
+            return difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+    return []
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: the manifest is not valid ({err.error_count()} problem(s)):"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            hint = _suggest(Manifest, loc)
+            msg = f"unknown field {loc[-1]!r}" + (f" — did you mean {hint[0]!r}?" if hint else "")
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        else:
+            msg = e["msg"]
+        lines.append(f"  - {where}: {msg}")
+    return "\n".join(lines)
+
+
+def load_manifest(path: str | os.PathLike) -> Manifest:
+    """Read and validate a manifest; raise ManifestError naming the file and every bad field."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{path}: a manifest is a YAML mapping of fields, got {type(raw).__name__}")
+    raw.setdefault(CHECKSUMS_KEY, {})
+    if raw[CHECKSUMS_KEY] is None:
+        raw[CHECKSUMS_KEY] = {}
+    try:
+        manifest = Manifest.model_validate({**raw, "manifest_path": path})
+    except ValidationError as err:
+        raise ManifestError(_format_errors(path, err)) from None
+    return manifest
+
+
+# --- checksums -----------------------------------------------------------------------------------
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_files(manifest: Manifest) -> list[str]:
+    """Every file under the BIDS root (relative, POSIX), minus ``verify_exclude`` patterns."""
+    root = manifest.bids_path
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            rel = (Path(dirpath) / name).relative_to(root).as_posix()
+            if not any(fnmatch.fnmatch(rel, pat) for pat in manifest.verify_exclude):
+                files.append(rel)
+    return files
+
+
+def compute_checksums(manifest: Manifest) -> dict[str, str]:
+    return {rel: sha256_file(manifest.bids_path / rel) for rel in data_files(manifest)}
+
+
+class VerifyReport(typing.NamedTuple):
+    mismatched: list[str]
+    missing: list[str]
+    extra: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.mismatched or self.missing or self.extra)
+
+    def describe(self, manifest: Manifest) -> str:
+        if self.ok:
+            return f"{manifest.manifest_path}: {len(manifest.checksums)} files verified under {manifest.bids_path}"
+        lines = [f"{manifest.manifest_path}: the data under {manifest.bids_path} do not match the manifest:"]
+        for label, items in (("checksum differs", self.mismatched), ("missing", self.missing), ("not in the manifest", self.extra)):
+            for item in items:
+                lines.append(f"  - {label}: {item}")
+        lines.append("If the change is intended, run `make freeze` (python -m pipelines.manifest freeze) and commit the manifest.")
+        return "\n".join(lines)
+
+
+def verify(manifest: Manifest) -> VerifyReport:
+    if not manifest.bids_path.is_dir():
+        return VerifyReport([], sorted(manifest.checksums) or [str(manifest.bids_path)], [])
+    present = set(data_files(manifest))
+    expected = set(manifest.checksums)
+    mismatched = sorted(p for p in present & expected if sha256_file(manifest.bids_path / p) != manifest.checksums[p])
+    return VerifyReport(mismatched, sorted(expected - present), sorted(present - expected))
+
+
+def freeze(manifest: Manifest) -> Path:
+    """Rewrite the manifest's ``checksums:`` block (kept last in the file) from the data on disk.
+
+    Only that block is rewritten, so the comments and layout of the rest of the file survive."""
+    path = manifest.manifest_path
+    text = path.read_text()
+    head = re.split(r"(?m)^checksums:.*$", text, maxsplit=1)[0].rstrip("\n")
+    sums = compute_checksums(manifest)
+    block = ["", "# sha256 of every data file, relative to bids_root (written by `make freeze`; do not edit)", f"{CHECKSUMS_KEY}:"]
+    block += [f"  {json.dumps(rel)}: {digest}" for rel, digest in sums.items()]  # JSON quoting is valid YAML
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    head = head.removesuffix(block[1]).rstrip("\n")
+    tmp.write_text(head + "\n" + "\n".join(block) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.manifest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["validate", "verify", "freeze"])
+    parser.add_argument("manifest")
+    args = parser.parse_args(argv)
+    try:
+        manifest = load_manifest(args.manifest)
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.command == "validate":
+        print(f"{manifest.manifest_path}: valid")
+        return 0
+    if args.command == "freeze":
+        freeze(manifest)
+        print(f"{manifest.manifest_path}: checksums rewritten")
+        return 0
+    report = verify(manifest)
+    print(report.describe(manifest), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Synthetic resting-state EEG during a ketamine infusion, with planted, recorded effects.
+
+The model (all amplitudes in volts, as MNE expects):
+
+* Background: per channel, an aperiodic 1/f^beta process.  During the infusion it is cross-faded
+  towards a flatter process (beta - ``flattening_delta``): flatter spectra are "whiter", so entropy and
+  Lempel-Ziv complexity rise.
+* Alpha: a narrow-band (+-1 Hz) oscillation at the subject's individual alpha frequency, occipital-dominant
+  (a topography that decays from O1/Oz/O2), whose power is suppressed by ``alpha_depth_db * E1(t)``.
+* Gamma (30-45 Hz) power rises with E1(t).
+* Slow delta (1-3 Hz) rises steeply only at high concentration (E2, a steep Hill curve): at the highest
+  dose the added slow waves lower entropy again -- the inverted U: entropy peaks at the middle dose while
+  alpha suppression keeps deepening.
+* Line noise at ``line_freq``; blinks on frontal-polar channels; a flat or a noisy channel in some recordings.
+
+Drug effect: a one-compartment model with a zero-order infusion from ``infusion_start_s`` to
+``infusion_end_s`` and first-order elimination; the concentration is scaled so that 1 mg/kg reaches
+1.0 (arbitrary units) at steady state.  E1 = sensitivity * C / (C + ec50_1) and E2 = C^h / (C^h + ec50_2^h).
+
+Everything is drawn from a ``numpy.random.Generator`` passed in, so a seed reproduces the signal bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+# 10-20 channels in a fixed order; larger presets take more channels of the 10-10 system
+# from colin27_1020 (standard_1020 is deprecated in MNE 1.13).
+CHANNELS_10_20 = [
+    "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz",
+    "C4", "T8", "P7", "P3", "Pz", "P4", "P8", "O1", "Oz", "O2",
+]
+CHANNELS_10_10_EXTRA = [
+    "AF3", "AF4", "FC5", "FC1", "FC2", "FC6", "CP5", "CP1", "CP2", "CP6", "PO3", "PO4",
+    "F1", "F2", "C1", "C2", "P1", "P2", "FC3", "FC4", "CP3", "CP4", "PO7", "PO8",
+    "AF7", "AF8", "F5", "F6", "FT7", "FT8", "C5", "C6", "TP7", "TP8", "P5", "P6",
+    "FCz", "CPz", "POz", "AFz", "Fpz", "F9", "F10", "FT9", "FT10", "TP9", "TP10", "P9", "P10",
+    "T9", "T10", "PO9", "PO10", "O9", "O10", "Iz", "AF9", "AF10", "PO5", "PO6", "PO1", "PO2",
+]
+OCCIPITAL_ALPHA_SOURCES = ("O1", "Oz", "O2")
+
+
+def channel_names(n_channels: int) -> list[str]:
+    """The first ``n_channels`` names of the 10-20 set, then the 10-10 extras."""
+    names = CHANNELS_10_20 + CHANNELS_10_10_EXTRA
+    if not 1 <= n_channels <= len(names):
+        raise ValueError(f"n_channels must be in 1..{len(names)}, got {n_channels}")
+    return names[:n_channels]
+
+
+@dataclass(frozen=True)
+class DrugModel:
+    """Concentration and effect curves shared by all recordings (parameters go to truth.json)."""
+
+    half_life_s: float = 150.0  # compressed time scale so that a session fits in minutes
+    ec50_1: float = 0.30  # alpha suppression / flattening / gamma (per unit concentration)
+    ec50_2: float = 0.50  # slow-wave surge at the highest dose
+    hill_2: float = 8.0
+    alpha_depth_db: float = 12.0  # maximal occipital alpha power suppression for sensitivity 1
+    flattening_delta: float = 0.8  # aperiodic exponent drop at full effect
+    gamma_gain: float = 2.5  # gamma amplitude multiplier at full effect
+    delta_gain_uv: float = 15.0  # slow-wave amplitude at full E2
+
+    def concentration(self, t_s: np.ndarray, dose_mg_per_kg: float, start_s: float, end_s: float) -> np.ndarray:
+        """One-compartment zero-order infusion: C rises as 1 - exp(-k t), then decays exponentially."""
+        k = np.log(2.0) / self.half_life_s
+        conc = np.zeros_like(t_s, dtype=float)
+        during = (t_s >= start_s) & (t_s < end_s)
+        conc[during] = 1.0 - np.exp(-k * (t_s[during] - start_s))
+        c_end = 1.0 - np.exp(-k * (end_s - start_s))
+        after = t_s >= end_s
+        conc[after] = c_end * np.exp(-k * (t_s[after] - end_s))
+        return dose_mg_per_kg * conc
+
+    def effect_1(self, conc: np.ndarray, sensitivity: float) -> np.ndarray:
+        return sensitivity * conc / (conc + self.ec50_1)
+
+    def effect_2(self, conc: np.ndarray) -> np.ndarray:
+        return conc**self.hill_2 / (conc**self.hill_2 + self.ec50_2**self.hill_2)
+
+
+@dataclass(frozen=True)
+class SubjectEEG:
+    """Per-subject random effects."""
+
+    aperiodic_exponent: float
+    alpha_peak_hz: float
+    alpha_amplitude_uv: float
+    sensitivity: float  # multiplies E1; derived from the shared ketamine_sensitivity trait
+
+
+@dataclass
+class RecordingPlan:
+    subject: str
+    session: str
+    dose_mg_per_kg: float
+    duration_s: float
+    infusion_start_s: float
+    infusion_end_s: float
+    sfreq: float
+    ch_names: list[str]
+    bad_channels: dict[str, str] = field(default_factory=dict)  # name -> "flat" | "noisy"
+    n_blinks: int = 0
+
+
+def draw_subject(rng: np.random.Generator, ketamine_sensitivity: float) -> SubjectEEG:
+    return SubjectEEG(
+        aperiodic_exponent=float(rng.uniform(1.2, 2.0)),
+        alpha_peak_hz=float(rng.uniform(9.0, 11.5)),
+        alpha_amplitude_uv=float(rng.uniform(12.0, 20.0)),
+        sensitivity=float(np.clip(np.exp(0.3 * ketamine_sensitivity), 0.5, 2.0)),
+    )
+
+
+def _colored_noise(rng: np.random.Generator, n_channels: int, n_times: int, sfreq: float, exponent: float) -> np.ndarray:
+    """Gaussian noise with power spectral density ~ 1/f^exponent (above 0.5 Hz), unit SD per channel."""
+    spectrum = rng.standard_normal((n_channels, n_times // 2 + 1)) + 1j * rng.standard_normal((n_channels, n_times // 2 + 1))
+    freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
+    gain = 1.0 / np.maximum(freqs, 0.5) ** (exponent / 2.0)
+    gain[0] = 0.0
+    x = np.fft.irfft(spectrum * gain, n=n_times)
+    return x / x.std(axis=1, keepdims=True)
+
+
+def _band_noise(rng: np.random.Generator, n_channels: int, n_times: int, sfreq: float, low: float, high: float) -> np.ndarray:
+    """Gaussian noise band-limited to [low, high] Hz with raised-cosine edges, unit SD per channel."""
+    spectrum = rng.standard_normal((n_channels, n_times // 2 + 1)) + 1j * rng.standard_normal((n_channels, n_times // 2 + 1))
+    freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
+    width = 0.5
+    gain = np.clip((freqs - (low - width)) / (2 * width), 0, 1) * np.clip(((high + width) - freqs) / (2 * width), 0, 1)
+    x = np.fft.irfft(spectrum * gain, n=n_times)
+    return x / x.std(axis=1, keepdims=True)
+
+
+def alpha_topography(ch_names: list[str], positions: dict[str, np.ndarray]) -> np.ndarray:
+    """Alpha amplitude weight per channel: 1 at the occipital sources, decaying with distance (8 cm scale)."""
+    sources = [positions[name] for name in OCCIPITAL_ALPHA_SOURCES if name in positions]
+    weights = np.empty(len(ch_names))
+    for i, name in enumerate(ch_names):
+        dist = min(np.linalg.norm(positions[name] - src) for src in sources)
+        weights[i] = np.exp(-dist / 0.08)
+    return np.maximum(weights, 0.08)
+
+
+def simulate_recording(
+    rng: np.random.Generator,
+    plan: RecordingPlan,
+    subject: SubjectEEG,
+    drug: DrugModel,
+    positions: dict[str, np.ndarray],
+    line_freq: float,
+) -> tuple[np.ndarray, dict]:
+    """Return (data in volts, shape (n_channels, n_times); the recording's planted truth)."""
+    n_channels = len(plan.ch_names)
+    n_times = int(round(plan.duration_s * plan.sfreq))
+    t = np.arange(n_times) / plan.sfreq
+    conc = drug.concentration(t, plan.dose_mg_per_kg, plan.infusion_start_s, plan.infusion_end_s)
+    e1 = drug.effect_1(conc, subject.sensitivity)
+    e2 = drug.effect_2(conc)
+
+    uv = 1e-6
+    steep = _colored_noise(rng, n_channels, n_times, plan.sfreq, subject.aperiodic_exponent)
+    flat = _colored_noise(rng, n_channels, n_times, plan.sfreq, max(subject.aperiodic_exponent - drug.flattening_delta, 0.0))
+    mix = np.clip(e1, 0.0, 1.0)
+    background = np.sqrt(1.0 - mix) * steep + np.sqrt(mix) * flat
+    background_uv = 10.0
+
+    topo = alpha_topography(plan.ch_names, positions)
+    # One occipital alpha source plus a little channel-specific alpha, so channels are correlated.
+    alpha_common = _band_noise(rng, 1, n_times, plan.sfreq, subject.alpha_peak_hz - 1.0, subject.alpha_peak_hz + 1.0)
+    alpha_local = _band_noise(rng, n_channels, n_times, plan.sfreq, subject.alpha_peak_hz - 1.0, subject.alpha_peak_hz + 1.0)
+    alpha = (0.9 * alpha_common + 0.436 * alpha_local) * topo[:, None]
+    alpha_suppression_db = drug.alpha_depth_db * e1
+    alpha_gain = 10.0 ** (-alpha_suppression_db / 20.0)
+
+    gamma = _band_noise(rng, n_channels, n_times, plan.sfreq, 30.0, 45.0)
+    gamma_gain = 1.0 + (drug.gamma_gain - 1.0) * np.clip(e1, 0.0, 1.0)
+    # Frontal-dominant slow waves (as under deep sedation), part common and part local so that an
+    # average reference does not cancel them.
+    delta_topo = 0.4 + 0.6 * (1.0 - topo / topo.max())
+    delta = (0.6 * _band_noise(rng, 1, n_times, plan.sfreq, 1.0, 3.0) + 0.8 * _band_noise(rng, n_channels, n_times, plan.sfreq, 1.0, 3.0)) * delta_topo[:, None]
+
+    data_uv = (
+        background_uv * background
+        + subject.alpha_amplitude_uv * alpha * alpha_gain
+        + 1.5 * gamma * gamma_gain
+        + drug.delta_gain_uv * delta * e2
+        + 1.0 * np.sin(2 * np.pi * line_freq * t + rng.uniform(0, 2 * np.pi))
+    )
+
+    blink_times = np.sort(rng.uniform(5.0, plan.duration_s - 5.0, size=plan.n_blinks))
+    frontal_polar = [i for i, name in enumerate(plan.ch_names) if name.startswith("Fp")]
+    for bt in blink_times:
+        bump = 150.0 * np.exp(-0.5 * ((t - bt) / 0.08) ** 2)
+        for i in frontal_polar:
+            data_uv[i] += bump
+    for name, kind in plan.bad_channels.items():
+        i = plan.ch_names.index(name)
+        if kind == "flat":
+            data_uv[i] = 0.05 * rng.standard_normal(n_times)
+        elif kind == "noisy":
+            data_uv[i] += 150.0 * rng.standard_normal(n_times)
+
+    expected_db = expected_occipital_alpha_db(
+        t, plan, subject, topo, mix, alpha_gain, background_uv,
+        flat_exponent=max(subject.aperiodic_exponent - drug.flattening_delta, 0.0),
+        infusion_start_s=plan.infusion_start_s,
+    )
+    truth = {
+        "dose_mg_per_kg": plan.dose_mg_per_kg,
+        "occipital_alpha_onset_s": _onset_after_infusion(t, -expected_db, plan.infusion_start_s),
+        "occipital_alpha_min_db": round(float(expected_db.min()), 4),
+        "occipital_alpha_onset_slope_db_per_s": _slope_at_onset(t, expected_db, plan.infusion_start_s),
+        "subject_eeg": asdict(subject),
+        "bad_channels": dict(plan.bad_channels),
+        "blink_times_s": [round(float(b), 3) for b in blink_times],
+        "alpha_suppression_onset_s": _onset_after_infusion(t, alpha_suppression_db, plan.infusion_start_s),
+        "max_alpha_suppression_db": round(float(alpha_suppression_db.max()), 4),
+        "max_effect_1": round(float(e1.max()), 4),
+        "max_effect_2": round(float(e2.max()), 4),
+        "peak_concentration": round(float(conc.max()), 4),
+    }
+    return data_uv * uv, truth
+
+
+def _colored_band_fraction(exponent: float, sfreq: float, n_times: int, band: tuple[float, float]) -> float:
+    """Share of a unit-variance ``_colored_noise`` process's power that falls in ``band``."""
+    freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
+    power = 1.0 / np.maximum(freqs, 0.5) ** exponent
+    power[0] = 0.0
+    in_band = (freqs >= band[0]) & (freqs <= band[1])
+    return float(power[in_band].sum() / power.sum())
+
+
+def expected_occipital_alpha_db(
+    t: np.ndarray,
+    plan: RecordingPlan,
+    subject: SubjectEEG,
+    topo: np.ndarray,
+    mix: np.ndarray,
+    alpha_gain: np.ndarray,
+    background_uv: float,
+    flat_exponent: float,
+    infusion_start_s: float,
+    band: tuple[float, float] = (8.0, 13.0),
+    roi: tuple[str, ...] = OCCIPITAL_ALPHA_SOURCES,
+) -> np.ndarray:
+    """Expected occipital alpha-band power (ROI mean, average reference) relative to the pre-infusion mean, in dB.
+
+    This is what an analysis measures (band power from a spectrum of the re-referenced signal), so the
+    planted onset is the crossing of this curve, not of the alpha component alone: the background's
+    alpha-band share dilutes the suppression.  Blinks, line noise, gamma and delta are outside the band."""
+    n = len(plan.ch_names)
+    idx = [plan.ch_names.index(name) for name in roi if name in plan.ch_names]
+    frac_steep = _colored_band_fraction(subject.aperiodic_exponent, plan.sfreq, len(t), band)
+    frac_flat = _colored_band_fraction(flat_exponent, plan.sfreq, len(t), band)
+    background = background_uv**2 * (1.0 - 1.0 / n) * ((1.0 - mix) * frac_steep + mix * frac_flat)
+    mean_topo = topo.mean()
+    alpha_var = np.zeros(len(idx))
+    for j, c in enumerate(idx):
+        local = topo[c] ** 2 * (1.0 - 1.0 / n) ** 2 + (np.sum(topo**2) - topo[c] ** 2) / n**2
+        alpha_var[j] = 0.81 * (topo[c] - mean_topo) ** 2 + 0.436**2 * local
+    alpha = subject.alpha_amplitude_uv**2 * alpha_var.mean() * alpha_gain**2
+    power = background + alpha
+    baseline = power[t < infusion_start_s].mean()
+    return 10.0 * np.log10(power / baseline)
+
+
+def _slope_at_onset(t: np.ndarray, expected_db: np.ndarray, start_s: float, threshold_db: float = 3.0) -> float | None:
+    """How fast (dB/s, positive = falling) the expected curve crosses the threshold: slow crossings are
+    hard to time in noisy 2-s windows, so tests hold fast and slow crossings to different tolerances."""
+    crossed = np.flatnonzero((-expected_db >= threshold_db) & (t >= start_s))
+    if crossed.size == 0:
+        return None
+    i = crossed[0]
+    step = max(1, int(round(1.0 / (t[1] - t[0]))))
+    lo, hi = max(i - step, 0), min(i + step, len(t) - 1)
+    return round(float(-(expected_db[hi] - expected_db[lo]) / (t[hi] - t[lo])), 5)
+
+
+def _onset_after_infusion(t: np.ndarray, suppression_db: np.ndarray, start_s: float, threshold_db: float = 3.0) -> float | None:
+    """Planted onset: first time (s after infusion start) the generating alpha suppression exceeds 3 dB."""
+    crossed = np.flatnonzero(suppression_db >= threshold_db)
+    if crossed.size == 0:
+        return None
+    return round(float(t[crossed[0]] - start_s), 3)

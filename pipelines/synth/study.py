@@ -1,0 +1,236 @@
+"""Generate the embedded default study: a real BIDS dataset (written by mne-bids), phenotype tables and truth.json.
+
+Deterministic from one seed: every recording and table draws from its own child of one
+``numpy.random.SeedSequence``, so the same seed and the same pinned libraries give the same bytes.
+The dataset is written to a temporary folder beside the target and renamed into place only when
+complete, so an interrupted run never leaves a half-written study behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.synth.eeg import DrugModel, RecordingPlan, channel_names, draw_subject, simulate_recording
+
+TASK = "rest"
+LINE_FREQ_HZ = 50.0
+
+
+@dataclass(frozen=True)
+class StudyDesign:
+    """Size and layout of a synthetic study (the manifest's ``generator`` section)."""
+
+    seed: int = 20261127
+    n_subjects: int = 12
+    minutes: float = 8.0
+    n_channels: int = 20
+    sfreq: float = 250.0
+    doses_mg_per_kg: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
+    line_freq: float = LINE_FREQ_HZ
+    bad_channel_fraction: float = 0.25  # share of recordings with one flat or noisy channel
+    drug: DrugModel = field(default_factory=DrugModel)
+
+    @property
+    def infusion_start_s(self) -> float:
+        return round(0.25 * self.minutes * 60.0, 3)
+
+    @property
+    def infusion_end_s(self) -> float:
+        return round(0.75 * self.minutes * 60.0, 3)
+
+
+def session_label(dose_mg_per_kg: float) -> str:
+    """BIDS session label for a dose: 'placebo', or 'ket' + dose in hundredths of mg/kg ('ket025')."""
+    if dose_mg_per_kg == 0:
+        return "placebo"
+    return f"ket{int(round(dose_mg_per_kg * 100)):03d}"
+
+
+def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progress: bool = True) -> Path:
+    """Write the whole study to ``bids_root`` (replacing it only once the new one is complete)."""
+    import mne
+    from mne_bids import BIDSPath, write_raw_bids
+    from tqdm.auto import tqdm
+
+    from pipelines.synth.phenotype import generate_phenotype, write_phenotype
+
+    bids_root = Path(bids_root)
+    tmp_root = bids_root.with_name(bids_root.name + f".tmp-{os.getpid()}")
+    if tmp_root.exists():
+        shutil.rmtree(tmp_root)
+    tmp_root.mkdir(parents=True)
+
+    seeds = np.random.SeedSequence(design.seed)
+    design_stream, eeg_stream, phenotype_stream = seeds.spawn(3)
+    design_rng = np.random.default_rng(design_stream)
+
+    subjects = [f"{i + 1:02d}" for i in range(design.n_subjects)]
+    participants = pd.DataFrame(
+        {
+            "participant_id": [f"sub-{s}" for s in subjects],
+            "age": design_rng.integers(24, 62, size=len(subjects)),
+            "sex": design_rng.choice(["F", "M"], size=len(subjects)),
+        }
+    )
+    traits = pd.DataFrame(
+        {"participant_id": participants["participant_id"], "ketamine_sensitivity": design_rng.standard_normal(len(subjects))}
+    )
+    sessions = pd.DataFrame(
+        [
+            {"participant_id": f"sub-{s}", "session_id": f"ses-{session_label(d)}", "dose_mg_per_kg": d}
+            for s in subjects
+            for d in design.doses_mg_per_kg
+        ]
+    )
+
+    ch_names = channel_names(design.n_channels)
+    montage = mne.channels.make_standard_montage("colin27_1020")
+    positions = montage.get_positions()["ch_pos"]
+
+    recording_seeds = eeg_stream.spawn(len(sessions))
+    subject_rngs = {s: np.random.default_rng(ss) for s, ss in zip(subjects, eeg_stream.spawn(len(subjects)))}
+    subject_eeg = {
+        s: draw_subject(subject_rngs[s], float(traits.loc[i, "ketamine_sensitivity"])) for i, s in enumerate(subjects)
+    }
+
+    truth: dict = {
+        "seed": design.seed,
+        "design": {k: v for k, v in asdict(design).items() if k != "drug"},
+        "infusion_start_s": design.infusion_start_s,
+        "infusion_end_s": design.infusion_end_s,
+        "drug_model": asdict(design.drug),
+        "eeg": {
+            "alpha_suppression_threshold_db": -3.0,
+            "expected_entropy_peak_dose_mg_per_kg": _entropy_peak_dose(design),
+            "alpha_suppression_increases_with_dose": True,
+            "gamma_increases_with_dose": True,
+            "recordings": {},
+        },
+    }
+
+    # Dates are anonymised the way mne-bids does it: shifted far into the past, keeping session order.
+    base_date = datetime(2020, 1, 6, 9, 0, tzinfo=timezone.utc)
+    rows = list(sessions.itertuples(index=False))
+    for rec_index, row in enumerate(tqdm(rows, desc="Generating EEG", unit="recording", disable=not progress)):
+        rng = np.random.default_rng(recording_seeds[rec_index])
+        subject = row.participant_id.removeprefix("sub-")
+        session = row.session_id.removeprefix("ses-")
+        bad = {}
+        if rng.random() < design.bad_channel_fraction:
+            bad[ch_names[int(rng.integers(len(ch_names)))]] = str(rng.choice(["flat", "noisy"]))
+        plan = RecordingPlan(
+            subject=subject,
+            session=session,
+            dose_mg_per_kg=float(row.dose_mg_per_kg),
+            duration_s=design.minutes * 60.0,
+            infusion_start_s=design.infusion_start_s,
+            infusion_end_s=design.infusion_end_s,
+            sfreq=design.sfreq,
+            ch_names=ch_names,
+            bad_channels=bad,
+            n_blinks=int(rng.poisson(design.minutes * 3)),
+        )
+        data, rec_truth = simulate_recording(rng, plan, subject_eeg[subject], design.drug, positions, design.line_freq)
+        info = mne.create_info(ch_names, design.sfreq, ch_types="eeg")
+        info["line_freq"] = design.line_freq
+        raw = mne.io.RawArray(data, info, verbose="error")
+        raw.set_montage(montage, verbose="error")
+        session_index = list(design.doses_mg_per_kg).index(row.dose_mg_per_kg)
+        raw.set_meas_date(base_date + pd.Timedelta(days=14 * session_index + rec_index % 7).to_pytimedelta())
+        raw.set_annotations(
+            mne.Annotations(
+                onset=[0.0, design.infusion_start_s, design.infusion_end_s],
+                duration=[0.0, 0.0, 0.0],
+                description=["baseline_start", "infusion_start", "infusion_end"],
+            )
+        )
+        bids_path = BIDSPath(subject=subject, session=session, task=TASK, datatype="eeg", root=tmp_root)
+        write_raw_bids(
+            raw,
+            bids_path,
+            format="BrainVision",
+            allow_preload=True,
+            anonymize={"daysback": 40000, "keep_his": False},
+            overwrite=True,
+            verbose="error",
+        )
+        truth["eeg"]["recordings"][f"sub-{subject}_ses-{session}"] = rec_truth
+
+    tables, sidecars, phenotype_truth = generate_phenotype(
+        participants, sessions, seed=int(phenotype_stream.generate_state(1)[0]), subject_traits=traits
+    )
+    write_phenotype(tmp_root, tables, sidecars)
+    truth.update(phenotype_truth)
+    truth["subject_traits"] = {
+        pid: round(float(v), 6) for pid, v in zip(traits["participant_id"], traits["ketamine_sensitivity"])
+    }
+
+    _write_tables(tmp_root, participants, sessions)
+    (tmp_root / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
+    (tmp_root / ".bidsignore").write_text("truth.json\n")
+    _fix_dataset_description(tmp_root)
+
+    if bids_root.exists():
+        old = bids_root.with_name(bids_root.name + f".old-{os.getpid()}")
+        bids_root.rename(old)
+        tmp_root.rename(bids_root)
+        shutil.rmtree(old)
+    else:
+        tmp_root.rename(bids_root)
+    return bids_root
+
+
+def _entropy_peak_dose(design: StudyDesign) -> float:
+    """The planted inverted U: entropy rises with E1 and falls once the slow-wave surge (E2) sets in.
+
+    The middle-high dose is where E1 is large while E2 is still small; we record the dose whose peak
+    concentration gives the largest E1 - 2*E2 (the generator's entropy drive)."""
+    k = np.log(2.0) / design.drug.half_life_s
+    c_end = 1.0 - np.exp(-k * (design.infusion_end_s - design.infusion_start_s))
+    best, best_score = None, -np.inf
+    for dose in design.doses_mg_per_kg:
+        conc = np.array([dose * c_end])
+        score = float(design.drug.effect_1(conc, 1.0)[0] - 2.0 * design.drug.effect_2(conc)[0])
+        if score > best_score:
+            best, best_score = dose, score
+    return float(best)
+
+
+def _write_tables(root: Path, participants: pd.DataFrame, sessions: pd.DataFrame) -> None:
+    participants.to_csv(root / "participants.tsv", sep="\t", index=False, lineterminator="\n")
+    (root / "participants.json").write_text(
+        json.dumps(
+            {
+                "participant_id": {"Description": "Pseudonymous participant identifier"},
+                "age": {"Description": "Age at enrolment", "Units": "year"},
+                "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    for pid, group in sessions.groupby("participant_id", sort=True):
+        path = root / pid / f"{pid}_sessions.tsv"
+        group[["session_id", "dose_mg_per_kg"]].to_csv(path, sep="\t", index=False, lineterminator="\n", float_format="%.2f")
+        (root / pid / f"{pid}_sessions.json").write_text(
+            json.dumps({"dose_mg_per_kg": {"Description": "Ketamine dose of the session's infusion", "Units": "mg/kg"}}, indent=2)
+            + "\n"
+        )
+
+
+def _fix_dataset_description(root: Path) -> None:
+    path = root / "dataset_description.json"
+    desc = json.loads(path.read_text())
+    desc["Name"] = "Synthetic ketamine dose study (ketamine-workbench default study)"
+    desc["DatasetType"] = "raw"
+    desc["License"] = "CC0"
+    desc["Authors"] = ["ketamine-workbench generator"]
+    path.write_text(json.dumps(desc, indent=2, sort_keys=True) + "\n")
