@@ -8,6 +8,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
+# Stamps and executed notebooks are intermediate files of pattern rules: never delete them.
+.SECONDARY:
 MAKEFLAGS += --no-builtin-rules
 
 STUDY ?= data_manifests/default.yml
@@ -82,7 +84,7 @@ reports: $(REPORT_HTML) ## Run every notebook of STUDY
 reports/index.html: $(REPORT_HTML) pipelines/templates/index.html
 	$(PY) -m pipelines.build index
 
-test: $(ENV_OK) ## Run the test suite (pytest)
+test: $(ENV_OK) $(STAMPS)/data.hash ## Run the test suite (pytest; builds the default study first)
 	$(PY) -m pytest -q
 
 bench: $(ENV_OK) ## Run the benchmarks; writes reports/bench/bench.json and bench.md
