@@ -1,0 +1,1 @@
+"""EEG: reading, preprocessing, compute kernels and features."""
