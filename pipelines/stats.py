@@ -219,8 +219,9 @@ def rm_correlation(data: pd.DataFrame, x, y, subject: str, fdr_alpha: float = 0.
     """Repeated-measures correlation (Bakdash & Marusich 2017) via pingouin ``rm_corr``.
 
     ``x`` and ``y`` may be column names or lists (every pair, BH-FDR across them). Rows with NaN in
-    x, y or subject are dropped per pair. CI: pingouin's 95 % CI (Fisher z). Columns: x, y, method,
-    n (observations), n_subjects, estimate, ci_low, ci_high, p, p_fdr, significant_fdr, dof.
+    x, y or subject are dropped per pair. CI: pingouin's 95 % Fisher-z CI with n = dof + 2, not rounded
+    (pingouin rounds it to 2 decimals). Columns: x, y, method, n (observations), n_subjects, estimate,
+    ci_low, ci_high, p, p_fdr, significant_fdr, dof.
     """
     import pingouin as pg   # heavy import kept out of module import
 
@@ -232,7 +233,10 @@ def rm_correlation(data: pd.DataFrame, x, y, subject: str, fdr_alpha: float = 0.
             _numeric_columns(data, [x_col, y_col])
             part = data[[x_col, y_col, subject]].dropna()
             result = pg.rm_corr(data=part, x=x_col, y=y_col, subject=subject)
-            low, high = result["CI95"].iloc[0]
+            r, dof = float(result["r"].iloc[0]), int(result["dof"].iloc[0])
+            # pingouin rounds its CI to 2 decimals; the same Fisher-z interval (n = dof + 2), unrounded.
+            half = sps.norm.ppf(0.975) / np.sqrt(dof + 2 - 3) if dof > 1 else np.nan
+            low, high = np.tanh(np.arctanh(r) - half), np.tanh(np.arctanh(r) + half)
             rows.append({"x": x_col, "y": y_col, "method": "rm_corr", "n": len(part),
                          "n_subjects": part[subject].nunique(),
                          "estimate": float(result["r"].iloc[0]), "ci_low": float(low),

@@ -1,0 +1,322 @@
+"""Peak experience and mood (issue 4): the planted effects of the default study recovered, the
+statistics equal scipy/pingouin/statsmodels on the same rows, absent tables reported, parameters
+validated, and the summary written from the numbers."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pingouin as pg
+import pytest
+from scipy import stats as sps
+
+from pipelines import peak_mood as pm
+from pipelines.errors import InputError
+from pipelines.study import Study
+
+REPO = Path(__file__).resolve().parents[1]
+N_BOOT = 1000   # enough for a stable 95 % percentile interval, fast enough for the suite
+
+
+@pytest.fixture(scope="module")
+def study() -> Study:
+    study = Study.load(REPO / "data_manifests" / "default.yml")
+    if not study.root.is_dir():
+        pytest.fail(f"the default study is missing at {study.root}: run `make study`")
+    return study
+
+
+@pytest.fixture(scope="module")
+def truth(study) -> dict:
+    return study.truth()
+
+
+@pytest.fixture(scope="module")
+def analysis(study):
+    """The notebook's analysis on the default study, once per module."""
+    params = pm.validate_parameters(study, n_boot=N_BOOT)
+    scores = pm.load_scores(study, params.scales, params.mood_scale, missing_items=params.missing_items,
+                            max_missing_fraction=params.max_missing_fraction)
+    outcomes = pm.mood_change_table(scores, baseline=params.baseline,
+                                    remission_threshold=params.remission_threshold,
+                                    timepoint_order=study.manifest.timepoints)
+    data = pm.analysis_table(scores, outcomes, params.timepoints)
+    correlations = pm.peak_vs_mood_correlations(
+        data, scores.peak_scores, params.outcome, params.timepoints, method=params.correlation_method,
+        baseline_column=f"{params.mood_score}_baseline", n_boot=params.n_boot, seed=params.seed,
+        fdr_alpha=params.fdr_alpha, primary_scores=params.primary_scores)
+    return {"params": params, "scores": scores, "outcomes": outcomes, "data": data,
+            "correlations": correlations}
+
+
+def _row(table: pd.DataFrame, **where) -> pd.Series:
+    mask = np.ones(len(table), dtype=bool)
+    for column, value in where.items():
+        mask &= (table[column] == value).to_numpy()
+    assert mask.sum() == 1, where
+    return table[mask].iloc[0]
+
+
+# --- planted effects -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["spearman", "pearson"])
+def test_planted_peak_mood_correlation_recovered_at_24h_and_fades_by_14d(study, truth, analysis, method):
+    params, scores, data = analysis["params"], analysis["scores"], analysis["data"]
+    table = pm.peak_vs_mood_correlations(
+        data, scores.peak_scores, params.outcome, params.timepoints, method=method, n_boot=N_BOOT,
+        seed=0, primary_scores=params.primary_scores, analyses=["bivariate"])
+    key = "spearman_rho" if method == "spearman" else "pearson_r"
+    mood_truth = truth["mood"]
+    for score in ("meq30_mystical", "meq30_total"):
+        planted = mood_truth["expected_correlation_with_improvement"][score]
+        realised = mood_truth["realised_correlation_with_improvement"][score]
+        at_24h = _row(table, analysis="bivariate", score=score, timepoint="24h")
+        assert at_24h["n"] == 36 and at_24h["family"] == "primary"
+        assert at_24h["estimate"] > 0                                        # sign: more = better
+        assert at_24h["ci_low"] <= planted["24h"][key] <= at_24h["ci_high"]  # population value in CI
+        assert at_24h["ci_low"] > 0
+        # The generator's own in-sample value, from nan-means of the items: the same rows and scores.
+        assert at_24h["estimate"] == pytest.approx(realised["24h"][key], abs=0.01)
+        assert at_24h["significant_fdr"] and at_24h["p_fdr"] <= 0.05
+
+        at_14d = _row(table, analysis="bivariate", score=score, timepoint="14d")
+        assert at_14d["ci_low"] <= planted["14d"][key] <= at_14d["ci_high"]
+        assert at_14d["ci_low"] < 0 < at_14d["ci_high"]
+        assert not at_14d["significant_fdr"]
+        assert abs(at_14d["estimate"]) < 0.2 < at_24h["estimate"] - 0.2
+
+    comparison = pm.truth_comparison(table, truth, method)
+    assert len(comparison) == 12 and comparison["in_ci"].all()
+
+
+def test_dose_effect_on_peak_experience_recovered(analysis, truth):
+    scores = analysis["scores"]
+    by_dose = pm.peak_by_dose(scores)
+    planted = truth["peak_experience"]["realised_mean_scores_by_dose"]
+    checked = 0
+    for score, means in planted.items():
+        for dose, value in means.items():
+            row = _row(by_dose, score=score, dose_mg_per_kg=float(dose))
+            if row["n"] == 12:   # a session with too many missing items is NaN here, not nan-meaned
+                assert row["mean"] == pytest.approx(value, abs=1e-5), (score, dose)
+                checked += 1
+    assert checked >= 28
+    for score in ("meq30_total", "meq30_mystical", "asc5d_obn"):
+        means = by_dose[by_dose["score"] == score].sort_values("dose_mg_per_kg")["mean"].to_numpy()
+        assert (np.diff(means) > 0).all(), score
+
+    effects = pm.dose_effect_on_peak(scores).set_index("score")
+    assert effects["significant_fdr"].all()
+    assert (effects["ci_low"] > 0).all() and (effects["n_groups"] == 12).all()
+    # the planted latent intensity rises with dose, and so does every analysed score
+    intensity = truth["peak_experience"]["realised_mean_intensity_by_dose"]
+    assert intensity["0.25"] < intensity["0.5"] < intensity["1"]
+
+
+def test_mood_outcomes_and_rates_follow_planted_improvement(analysis, truth):
+    outcomes, params = analysis["outcomes"], analysis["params"]
+    improvement = outcomes[outcomes["timepoint"] == "24h"].groupby("dose_mg_per_kg")[
+        "madrs_total_improvement"].mean()
+    for dose, value in truth["mood"]["realised_mean_improvement_by_dose"]["24h"].items():
+        assert improvement.loc[float(dose)] == pytest.approx(value, abs=1e-6)
+    assert (outcomes["madrs_total_improvement"] == -outcomes["madrs_total_change"]).all()
+    rates = pm.outcome_rate_table(outcomes, params.mood_score, params.timepoints)
+    response = rates[(rates["measure"] == "response") & (rates["timepoint"] == "24h")].set_index(
+        "dose_mg_per_kg")
+    assert response.loc[0.0, "rate"] < response.loc[1.0, "rate"]
+    assert list(rates["measure"].unique()) == ["response", "remission"]
+
+
+# --- statistics equal the reference libraries on the same rows --------------------------------
+
+def test_correlations_equal_scipy_and_pingouin(analysis):
+    data, table, params = analysis["data"], analysis["correlations"], analysis["params"]
+    at = data[data["timepoint"] == "24h"]
+    outcome, baseline = params.outcome, f"{params.mood_score}_baseline"
+
+    biv = _row(table, analysis="bivariate", score="meq30_mystical", timepoint="24h")
+    ref = sps.spearmanr(at["meq30_mystical"], at[outcome])
+    assert biv["estimate"] == pytest.approx(ref.statistic, abs=1e-12)
+    assert biv["p"] == pytest.approx(ref.pvalue, rel=1e-8)
+
+    partial = _row(table, analysis="partial", score="meq30_mystical", timepoint="24h")
+    ref = pg.partial_corr(at, x="meq30_mystical", y=outcome, covar=["dose_mg_per_kg", baseline],
+                          method="spearman")
+    assert partial["estimate"] == pytest.approx(ref["r"].iloc[0], abs=1e-10)
+    assert partial["p"] == pytest.approx(ref["p_val"].iloc[0], rel=1e-6)
+
+    rm = _row(table, analysis="repeated_measures", score="meq30_mystical", timepoint="24h")
+    ref = pg.rm_corr(at, x="meq30_mystical", y=outcome, subject="participant_id")
+    assert rm["estimate"] == pytest.approx(ref["r"].iloc[0], abs=1e-10)
+    assert rm["p"] == pytest.approx(ref["pval"].iloc[0], rel=1e-8)
+    low, high = ref["CI95"].iloc[0]   # pingouin rounds to 2 decimals; ours is the same interval unrounded
+    assert rm["ci_low"] == pytest.approx(low, abs=0.005) and rm["ci_high"] == pytest.approx(high, abs=0.005)
+
+    # BH within each analysis and family, over score × time point
+    from statsmodels.stats.multitest import multipletests
+    for (analysis_name, family), part in table.groupby(["analysis", "family"]):
+        assert len(part) == part["score"].nunique() * 4
+        np.testing.assert_allclose(part["p_fdr"], multipletests(part["p"], method="fdr_bh")[1])
+
+
+def test_longitudinal_model_equals_treatment_coded_statsmodels_fit(analysis):
+    import statsmodels.formula.api as smf
+
+    data, params = analysis["data"], analysis["params"]
+    model = pm.longitudinal_model(data, "meq30_mystical", params.outcome, params.timepoints)
+    assert len(model) == 16 and model["converged"].all() and (model["n"] == 144).all()
+    assert set(model["effect"]) == {"intercept", "dose", "peak", "dose × peak"}
+
+    used = data.dropna(subset=["meq30_mystical", params.outcome]).copy()
+    used["dose_c"] = used["dose_mg_per_kg"] - used["dose_mg_per_kg"].mean()
+    used["peak_z"] = (used["meq30_mystical"] - used["meq30_mystical"].mean()) / used["meq30_mystical"].std()
+    used["tp"] = pd.Categorical(used["timepoint"], categories=list(params.timepoints))
+    fit = smf.mixedlm(f"{params.outcome} ~ tp * dose_c * peak_z", used, groups=used["participant_id"]).fit()
+    # reference level 4h: the main effects of the full model are the 4h cell-means coefficients
+    for effect, term in (("peak", "peak_z"), ("dose", "dose_c"), ("dose × peak", "dose_c:peak_z")):
+        ours = _row(model, effect=effect, timepoint="4h")["estimate"]
+        assert ours == pytest.approx(fit.fe_params[term], rel=1e-4, abs=1e-6)
+    peak_24h = _row(model, effect="peak", timepoint="24h")
+    assert peak_24h["estimate"] == pytest.approx(
+        fit.fe_params["peak_z"] + fit.fe_params["tp[T.24h]:peak_z"], rel=1e-4)
+    assert peak_24h["ci_low"] > 0   # the planted peak effect at 24 h
+
+
+def test_mediation_indirect_effect_positive(analysis):
+    data, params = analysis["data"], analysis["params"]
+    table = pm.mediation_dose_peak_mood(data, "meq30_mystical", params.outcome, "24h",
+                                        covariates=["madrs_total_baseline"], n_boot=N_BOOT, seed=1)
+    paths = table.set_index("path")
+    assert paths.loc["a", "ci_low"] > 0                     # dose raises the peak experience
+    assert paths.loc["indirect", "ci_low"] > 0              # and that carries improvement
+    assert paths.loc["indirect", "estimate"] == pytest.approx(
+        paths.loc["a", "estimate"] * paths.loc["b", "estimate"])
+    assert paths.loc["indirect", "proportion_mediated"] == pytest.approx(
+        paths.loc["indirect", "estimate"] / paths.loc["c", "estimate"])
+    assert (table["n"] == 36).all() and (table["timepoint"] == "24h").all()
+
+
+# --- absent tables, scale-level tables, parameters ------------------------------------------
+
+def _manifest(folder: Path, study: Study, phenotype: str) -> Path:
+    text = textwrap.dedent(f"""\
+        study: variant
+        bids_root: {study.root}
+        timepoints: [baseline, 4h, 24h, 7d, 14d]
+        phenotype:
+        """) + textwrap.indent(textwrap.dedent(phenotype), "  ")
+    path = folder / "variant.yml"
+    path.write_text(text)
+    return path
+
+
+def test_missing_table_is_reported_with_a_clear_message(tmp_path, study):
+    path = _manifest(tmp_path, study, """\
+        meq30: {path: phenotype/meq30_missing.tsv, response_scale: [0, 5]}
+        asc5d: {path: phenotype/asc5d.tsv, response_scale: [0, 100]}
+        """)
+    variant = Study.load(path)
+    scores = pm.load_scores(variant, ["meq30", "asc5d", "asc11d"], "madrs")
+    report = scores.report.set_index("table")
+    assert not report.loc["meq30", "present"]
+    assert "file not found" in report.loc["meq30", "message"]
+    assert "meq30_missing.tsv" in report.loc["meq30", "message"]
+    assert "not declared in the manifest (phenotype.asc11d)" in report.loc["asc11d", "message"]
+    assert "not declared in the manifest (phenotype.madrs)" in report.loc["madrs", "message"]
+    assert report.loc["asc5d", "present"]
+    assert scores.peak_scores == [f"asc5d_{d}" for d in ("obn", "ded", "vrs", "aua", "vir")]
+    assert scores.absent == ["meq30", "asc11d", "madrs"]
+    with pytest.raises(InputError, match=r"no mood table to analyse: .*madrs: not declared"):
+        pm.mood_change_table(scores)
+
+    none_left = pm.load_scores(variant, ["meq30"], "madrs")
+    with pytest.raises(InputError, match="no peak-experience scores to analyse: meq30: file not found"):
+        pm.peak_by_dose(none_left)
+
+
+def test_scale_level_table_accepted_when_manifest_marks_it_scored(tmp_path, study, analysis):
+    scored = analysis["scores"].peak[["participant_id", "session_id", "meq30_mystical", "meq30_total"]]
+    scored.to_csv(tmp_path / "meq30_scores.tsv", sep="\t", index=False, na_rep="n/a")
+    path = _manifest(tmp_path, study, f"""\
+        meq30: {{path: {tmp_path / 'meq30_scores.tsv'}, scored: true}}
+        madrs: {{path: phenotype/madrs.tsv, response_scale: [0, 6]}}
+        """)
+    scores = pm.load_scores(Study.load(path), ["meq30"], "madrs")
+    report = scores.report.set_index("table")
+    assert report.loc["meq30", "input"] == "scale-level (scored: true)"
+    assert scores.peak_scores == ["meq30_total", "meq30_mystical"]
+    np.testing.assert_allclose(scores.peak["meq30_mystical"], scored["meq30_mystical"])
+
+
+def test_parameters_are_validated_with_clear_messages(study):
+    params = pm.validate_parameters(study)
+    assert params.timepoints == ("4h", "24h", "7d", "14d") and params.baseline == "baseline"
+    assert params.primary_scores == ("meq30_total", "meq30_mystical", "asc5d_obn")
+    assert params.primary_timepoint == "24h" and params.outcome == "madrs_total_improvement"
+    assert pm.validate_parameters(study, timepoints=["24h", "baseline"]).timepoints == ("24h",)
+    assert pm.validate_parameters(study, mood_scale="madrs", remission_threshold=None).remission_threshold == 10
+    bad = [
+        (dict(scales=["meq3"]), r"scales='meq3' .*did you mean 'meq30'"),
+        (dict(timepoints=["24hr"]), r"timepoints='24hr' .*did you mean '24h'"),
+        (dict(correlation_method="kendall"), r"correlation_method='kendall' is not one of"),
+        (dict(fdr_alpha=1.5), r"fdr_alpha must be in \(0, 1\)"),
+        (dict(fdr_alpha="0.05"), r"fdr_alpha must be a number"),
+        (dict(n_boot=True), r"n_boot must be a number"),
+        (dict(n_boot=10), r"n_boot must be at least 100"),
+        (dict(n_boot=100.5), r"n_boot must be a whole number"),
+        (dict(remission_threshold=70), r"outside the madrs total range 0–60"),
+        (dict(mood_scale="bdi_ii", remission_threshold=None), r"bdi_ii has no default cut-off"),
+        (dict(primary_score="asc5d_obn", scales=["meq30"]), r"primary_score='asc5d_obn'"),
+        (dict(missing_items="prorate", max_missing_fraction=1.0), r"max_missing_fraction must be in"),
+        (dict(timepoints=["baseline"]), r"no post-baseline time point"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            pm.validate_parameters(study, **kwargs)
+
+
+def test_notebook_declares_the_parameters_the_library_validates():
+    import inspect
+
+    import papermill
+
+    declared = papermill.inspect_notebook(str(REPO / "notebooks" / "02_peak_experience_mood.ipynb"))
+    accepted = set(inspect.signature(pm.validate_parameters).parameters) - {"study"}
+    assert set(declared) == accepted | {"manifest_path"}
+    assert declared["n_boot"]["default"] == "2000" and declared["seed"]["default"] == "0"
+
+
+# --- summary ---------------------------------------------------------------------------------
+
+def test_summary_text_is_written_from_the_numbers(analysis):
+    params, scores, data, correlations, outcomes = (analysis[k] for k in (
+        "params", "scores", "data", "correlations", "outcomes"))
+    rates = pm.outcome_rate_table(outcomes, params.mood_score, params.timepoints)
+    dose_effects, by_dose = pm.dose_effect_on_peak(scores), pm.peak_by_dose(scores)
+    longitudinal = pm.longitudinal_model(data, params.primary_score, params.outcome, params.timepoints)
+    mediation = pm.mediation_dose_peak_mood(data, params.primary_score, params.outcome, "24h",
+                                            n_boot=200, seed=0)
+    text = pm.summary_text(scores, correlations, params, dose_effects=dose_effects, by_dose=by_dose,
+                           rates=rates, longitudinal=longitudinal, mediation_table=mediation)
+
+    main = _row(correlations, analysis="bivariate", score="meq30_mystical", timepoint="24h")
+    assert (f"Spearman ρ = {main['estimate']:.2f}, 95 % CI {main['ci_low']:.2f} to "
+            f"{main['ci_high']:.2f}") in text
+    assert f"FDR-adjusted p = {main['p_fdr']:.3f} in the primary family, n = 36" in text
+    n_sig = int(correlations[(correlations["analysis"] == "bivariate")
+                             & (correlations["family"] == "primary")]["significant_fdr"].sum())
+    assert f"{n_sig} of 12 correlations were significant at FDR 0.05" in text
+    late = _row(correlations, analysis="bivariate", score="meq30_mystical", timepoint="14d")
+    assert f"By 14d the association had faded (MEQ30 mystical ρ = {late['estimate']:.2f}" in text
+    slope = dose_effects.set_index("score").loc["meq30_mystical"]
+    assert f"mixed-model slope {slope['estimate']:.2f} per mg/kg" in text
+    response = _row(rates, measure="response", timepoint="24h", dose_mg_per_kg=1.0)
+    assert f"{int(response['n_events'])}/{int(response['n'])} at 1 mg/kg" in text
+    indirect = mediation.set_index("path").loc["indirect"]
+    assert f"indirect effect {indirect['estimate']:.1f} points per mg/kg" in text
+    assert "12 participants, 36 active dose sessions" in text
+    assert re.search(r"\d+ score\(s\) prorated, \d+ left missing", text)
