@@ -84,7 +84,7 @@ reports: $(REPORT_HTML) ## Run every notebook of STUDY
 reports/index.html: $(REPORT_HTML) pipelines/templates/index.html
 	$(PY) -m pipelines.build index
 
-test: $(ENV_OK) $(STAMPS)/data.hash ## Run the test suite (pytest; builds the default study first)
+test: $(ENV_OK) $(STAMPS)/data.hash $(FEATURES) ## Run the test suite (pytest; builds the default study and its features first)
 	$(PY) -m pytest -q
 
 bench: $(ENV_OK) ## Run the benchmarks; writes reports/bench/bench.json and bench.md

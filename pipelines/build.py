@@ -63,7 +63,8 @@ def _lock_hash() -> str:
 def target_stamp(manifest: Manifest, target: str) -> str:
     """Hash inputs of a target: a notebook name or a step in STEP_MODULES."""
     if target in STEP_MODULES:
-        params = manifest.eeg.model_dump(mode="json") if target == "features" else {}
+        # Dynamics parameters belong to notebook 01, not to the features: changing them must not recompute EEG.
+        params = manifest.eeg.model_dump(mode="json", exclude={"dynamics"}) if target == "features" else {}
         files = codedeps.module_closure(STEP_MODULES[target])
         return _stamp_content({"target": target, "params": params, "code": codedeps.hash_files(files),
                                "data": manifest.data_checksum()})

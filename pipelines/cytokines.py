@@ -824,6 +824,30 @@ def rank_biserial(diff: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (2 * plus - total) / total, np.nan)
 
 
+def wilcoxon_p(d: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p of paired differences ``d`` (zeros dropped, ``zero_method="wilcox"``),
+    equal to ``scipy.stats.wilcoxon(d, zero_method="wilcox").pvalue``.
+
+    With ties or zeros and n ≤ 13, scipy computes the exact sign-flip permutation p with a Python-level
+    statistic per flip (~1 s per call, and substituted censored values make ties common); here the same
+    permutation test runs vectorised: flipping signs leaves the ranks of |d| unchanged, so R+ of every flip
+    is a sum of fixed ranks.
+    """
+    d = np.asarray(d, dtype=float)
+    nonzero = np.abs(d[d != 0])
+    if d.size > 13 or (nonzero.size == d.size and np.unique(nonzero).size == nonzero.size):
+        return float(sstats.wilcoxon(d, zero_method="wilcox").pvalue)
+    ranks = np.zeros(d.size)
+    ranks[d != 0] = sstats.rankdata(nonzero)
+
+    def r_plus(x, axis=-1):
+        return np.sum(np.where(x > 0, ranks, 0.0), axis=axis)
+
+    result = sstats.permutation_test((d,), r_plus, permutation_type="samples", vectorized=True,
+                                     n_resamples=np.inf, alternative="two-sided")
+    return float(result.pvalue)
+
+
 def _percentile_ci(samples: np.ndarray, ci: float) -> tuple[float, float]:
     samples = samples[np.isfinite(samples)]
     if samples.size == 0:
@@ -850,7 +874,7 @@ def _substitution_stats(ln_base, ln_post, n_censored, *, n_boot, ci, seed) -> di
     if sd > 0:
         row["p_ttest"] = float(sstats.ttest_1samp(d, 0.0).pvalue)
     if np.any(d != 0):
-        row["p_wilcoxon"] = float(sstats.wilcoxon(d, zero_method="wilcox").pvalue)
+        row["p_wilcoxon"] = wilcoxon_p(d)
     row["hedges_g_av"] = float(hedges_g_av(ln_base, ln_post)[0]) if n >= 3 else math.nan
     row["rank_biserial"] = float(rank_biserial(d)[0])
     if n >= 3 and n_boot > 0:
@@ -1080,7 +1104,9 @@ def stratum_mixed_model(
     data = _attach_strata(data, strata)
     other = set(strata["stratum"]) - {inflamed, "undetermined", "discordant"}
     data = data[data["stratum"].isin({inflamed, *other})]
-    data = data.merge(sessions[["participant_id", "session_id", "dose_mg_per_kg"]], on=["participant_id", "session_id"], how="left")
+    # The dose comes from ``sessions``; a dose column already in the table would otherwise be suffixed away.
+    data = data.drop(columns=["dose_mg_per_kg"], errors="ignore").merge(
+        sessions[["participant_id", "session_id", "dose_mg_per_kg"]], on=["participant_id", "session_id"], how="left")
     no_dose = data["dose_mg_per_kg"].isna()
     if no_dose.any():
         r = data[no_dose].iloc[0]

@@ -83,21 +83,25 @@ class PreprocessingConfig(_Strict):
         3.0, ge=1, description="A noisy channel's SD is also at least this many times the median channel SD "
         "(strong occipital alpha alone must not make O1/O2 'noisy')")
     interpolate_bads: bool = Field(True, description="Spherical-spline interpolation where positions exist; else drop")
-    reject_ptp_uv: float = Field(400.0, gt=0, description="A window whose peak-to-peak exceeds this (µV) is rejected")
+    reject_ptp_uv: float = Field(250.0, gt=0, description="A window whose peak-to-peak exceeds this (µV) is rejected")
     max_median_sd_uv: float = Field(500.0, gt=0, description="Median channel SD above this (µV) is implausible: stop")
     min_median_sd_uv: float = Field(0.05, ge=0, description="Median channel SD below this (µV) is implausible: stop")
     resample_sfreq: float | None = Field(None, gt=0, description="Optional resampling before features")
 
 
 class FeatureConfig(_Strict):
-    """Sliding-window measures over the whole session (times relative to infusion start)."""
+    """Sliding-window measures over the whole session; window times are relative to infusion start.
+
+    Measure names are those of ``pipelines.eeg.kernels.MEASURES`` (each documents its definition and
+    reference); spectral markers (band powers, occipital alpha relative to baseline, frontal alpha
+    asymmetry, individual alpha frequency, aperiodic exponent) are always computed."""
 
     window_s: float = Field(2.0, gt=0)
     step_s: float = Field(2.0, gt=0)
     measures: list[str] = Field(
         default_factory=lambda: [
-            "perm_entropy", "spectral_entropy", "sample_entropy", "svd_entropy", "higuchi_fd", "katz_fd",
-            "dfa", "lzc_median", "lzs_schartner",
+            "perm_entropy", "spectral_entropy_welch", "sample_entropy", "svd_entropy", "higuchi_fd", "katz_fd",
+            "dfa", "lzc_median", "lzs_schartner", "lzc_schartner_st",
         ]
     )
     perm_entropy_order: int = Field(3, ge=2)
@@ -106,14 +110,40 @@ class FeatureConfig(_Strict):
     sample_entropy_r: float = Field(0.2, gt=0, description="Tolerance as a fraction of the window SD (ddof=0)")
     svd_entropy_order: int = Field(3, ge=2)
     higuchi_kmax: int = Field(10, ge=2)
+    lz_shuffle_seed: int = Field(0, description="Seed of the shuffled copies that normalise the Schartner LZ measures")
     bands: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {
             "delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 45.0),
         }
     )
-    aperiodic_freq_range: tuple[float, float] = (2.0, 40.0)
+    welch_segment_s: float = Field(1.0, gt=0, description="Welch segment length inside each window (Hann, 50 % overlap)")
+    alpha_peak_range_hz: tuple[float, float] = Field((7.0, 14.0), description="Search range of the individual alpha peak")
+    aperiodic_freq_range: tuple[float, float] = Field((2.0, 40.0), description="specparam fit range (Hz), 'fixed' mode")
+    aperiodic_block_s: float = Field(30.0, gt=0, description="specparam is fitted on the mean spectrum of consecutive "
+                                     "blocks of this length (per-window fits are too noisy and too slow)")
     whole_recording_lz: bool = Field(True, description="Also compute LZ on the whole continuous recording")
     n_threads: int = Field(1, ge=1, description="Threads per recording (kernels release the GIL)")
+
+    @field_validator("measures")
+    @classmethod
+    def _known_measures(cls, value: list[str]) -> list[str]:
+        known = ["perm_entropy", "spectral_entropy_welch", "sample_entropy", "svd_entropy", "higuchi_fd", "katz_fd",
+                 "dfa", "lzc_median", "lzs_schartner", "lzc_schartner_st"]
+        for name in value:
+            if name not in known:
+                hint = difflib.get_close_matches(name, known, 1)
+                raise ValueError(f"unknown measure {name!r}" + (f" — did you mean {hint[0]!r}?" if hint else "") + f"; known: {known}")
+        return value
+
+
+class DynamicsConfig(_Strict):
+    """Markers a clinician titrates with, per recording (see pipelines.eeg.dynamics)."""
+
+    alpha_threshold_db: float = Field(-3.0, lt=0, description="Occipital alpha relative to baseline that counts as suppressed")
+    hold_s: float = Field(20.0, ge=0, description="Suppression must hold this long to count as onset")
+    smooth_windows: int = Field(9, ge=1, description="Centred running mean (NaN-aware) over this many windows before thresholds")
+    plateau_s: float = Field(60.0, gt=0, description="Dose-response uses the mean of the last plateau_s of the infusion")
+    entropy_measure: str = Field("lzc_median", description="Entropy measure for peaks and the suppression-entropy relation")
 
 
 class EEGConfig(_Strict):
@@ -138,6 +168,7 @@ class EEGConfig(_Strict):
     )
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
+    dynamics: DynamicsConfig = Field(default_factory=DynamicsConfig)
 
 
 class PhenotypeTable(_Strict):

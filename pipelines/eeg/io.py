@@ -21,6 +21,7 @@ def read_raw(recording, root: Path):
     except Exception as exc:  # mne raises many types for broken files; the user needs the file and the reason
         raise InputError(f"cannot read the EEG recording: {type(exc).__name__}: {exc}", file=str(recording.path),
                          subject=f"sub-{recording.subject}", session=recording.session and f"ses-{recording.session}") from exc
+    _check_complete(raw, recording)
     data = raw.get_data(picks="eeg") if "eeg" in raw else raw.get_data()
     if data.size == 0:
         raise InputError("the recording holds no EEG samples", file=str(recording.path), subject=f"sub-{recording.subject}")
@@ -30,6 +31,68 @@ def read_raw(recording, root: Path):
                          file=str(recording.path), subject=f"sub-{recording.subject}")
     mne.set_log_level("error")
     return raw
+
+
+def _expected_edf_bytes(path: Path) -> int | None:
+    """File size an EDF/BDF header promises: header bytes + records × samples per record × bytes per sample."""
+    with open(path, "rb") as fh:
+        header = fh.read(256)
+        if len(header) < 256:
+            return None
+        try:
+            header_bytes = int(header[184:192].decode("ascii").strip())
+            n_records = int(header[236:244].decode("ascii").strip())
+            n_signals = int(header[252:256].decode("ascii").strip())
+        except ValueError:
+            return None
+        fh.seek(256 + n_signals * 216)
+        samples = fh.read(n_signals * 8).decode("ascii", "replace")
+    try:
+        per_record = sum(int(samples[i * 8:(i + 1) * 8].strip()) for i in range(n_signals))
+    except ValueError:
+        return None
+    if n_records < 0:
+        return None
+    sample_bytes = 3 if header[0:1] == b"\xff" else 2  # BDF marks its first byte 0xFF and stores 24-bit samples
+    return header_bytes + n_records * per_record * sample_bytes
+
+
+def _check_complete(raw, recording) -> None:
+    """Readers accept truncated files silently (BrainVision and EDF return fewer samples): compare what was
+    read with what the file's own header and the BIDS sidecar promise, and say so when data are missing."""
+    import json
+
+    where = dict(file=str(recording.path), subject=f"sub-{recording.subject}",
+                 session=recording.session and f"ses-{recording.session}")
+    duration = raw.n_times / raw.info["sfreq"]
+    sidecar = recording.path.with_name(recording.path.name.rsplit("_", 1)[0] + "_eeg.json")
+    if sidecar.is_file():
+        try:
+            promised = json.loads(sidecar.read_text()).get("RecordingDuration")
+        except json.JSONDecodeError:
+            promised = None
+        if isinstance(promised, (int, float)) and duration < promised - 2.0 / raw.info["sfreq"]:
+            raise InputError(f"truncated recording: {duration:.3f} s of data, but {sidecar.name} says RecordingDuration "
+                             f"{promised} s", **where)
+    suffix = recording.path.suffix.lower()
+    if suffix in (".edf", ".bdf"):
+        expected = _expected_edf_bytes(recording.path)
+        actual = recording.path.stat().st_size
+        if expected is not None and actual < expected:
+            raise InputError(f"truncated {suffix[1:].upper()} file: {actual} bytes, the header promises {expected}", **where)
+    elif suffix == ".vhdr":
+        data_file = recording.path.with_suffix(".eeg")
+        n_channels = len(raw.ch_names)
+        if data_file.is_file():
+            header = recording.path.read_text(errors="replace")
+            width = 4 if "IEEE_FLOAT_32" in header else 2 if "INT_16" in header else 4
+            if data_file.stat().st_size % (n_channels * width):
+                raise InputError(f"truncated BrainVision data file {data_file.name}: its size is not a whole number of "
+                                 f"samples × {n_channels} channels", **where)
+    end_events = [o for o in raw.annotations.onset if o > duration + 1.0 / raw.info["sfreq"]]
+    if end_events:
+        raise InputError(f"events at {end_events[0]:.1f} s lie beyond the end of the data ({duration:.1f} s): the file "
+                         "looks truncated", **where)
 
 
 def infusion_times(raw, start_event: str, end_event: str, file: Path | str | None = None) -> tuple[float, float | None]:

@@ -33,9 +33,16 @@ class PreprocessingQC:
     notes: list[str] = field(default_factory=list)
 
 
-def channel_sd_uv(data_v: np.ndarray) -> np.ndarray:
-    """Standard deviation (ddof=0) of each channel, in µV."""
-    return data_v.std(axis=1) * 1e6
+def channel_sd_uv(data_v: np.ndarray, sfreq: float, chunk_s: float = 2.0) -> np.ndarray:
+    """Typical amplitude of each channel in µV: the median over consecutive ``chunk_s`` chunks of the
+    per-chunk standard deviation (ddof=0).  Transient artifacts (blinks) touch few chunks and leave it
+    unchanged, so they are left to window rejection; a channel that is noisy or flat throughout is not."""
+    n = max(1, int(round(chunk_s * sfreq)))
+    n_chunks = data_v.shape[1] // n
+    if n_chunks < 1:
+        return data_v.std(axis=1) * 1e6
+    chunks = data_v[:, : n_chunks * n].reshape(data_v.shape[0], n_chunks, n)
+    return np.median(chunks.std(axis=2), axis=1) * 1e6
 
 
 def detect_bad_channels(sd_uv: np.ndarray, names: list[str], flat_sd_uv: float, noisy_robust_z: float,
@@ -103,7 +110,10 @@ def preprocess(raw, cfg, file: str | None = None):
         if line_freq is None:
             qc.notes.append("no notch: the recording states no line frequency and eeg.preprocessing.line_freq is unset")
         else:
-            freqs = [f for f in np.arange(line_freq, nyquist, line_freq) if f < h_freq + 5 and f < nyquist - 1]
+            # MNE's low-pass leaves its transition band (max(0.25·h_freq, 2) Hz wide) partly open: notch every
+            # harmonic up to the end of that band, e.g. 50 Hz with a 45 Hz low-pass.
+            reach = h_freq + max(0.25 * h_freq, 2.0)
+            freqs = [f for f in np.arange(line_freq, nyquist, line_freq) if f <= reach and f < nyquist - 1]
             if freqs:
                 raw.notch_filter(freqs, verbose="error")
                 qc.notch_hz = [float(f) for f in freqs]
@@ -111,7 +121,7 @@ def preprocess(raw, cfg, file: str | None = None):
                 qc.notes.append(f"no notch needed: line frequency {line_freq} Hz is above the pass band")
 
     data = raw.get_data()
-    sd = channel_sd_uv(data)
+    sd = channel_sd_uv(data, sfreq)
     qc.median_channel_sd_uv = float(np.median(sd))
     if qc.median_channel_sd_uv > cfg.max_median_sd_uv:
         raise InputError(

@@ -40,6 +40,9 @@ CHANNELS_10_10_EXTRA = [
     "T9", "T10", "PO9", "PO10", "O9", "O10", "Iz", "AF9", "AF10", "PO5", "PO6", "PO1", "PO2",
 ]
 OCCIPITAL_ALPHA_SOURCES = ("O1", "Oz", "O2")
+# Alpha = common occipital rhythm + a little channel-specific alpha (weights give unit variance).
+ALPHA_COMMON_WEIGHT = 0.98
+ALPHA_LOCAL_WEIGHT = 0.2
 
 
 def channel_names(n_channels: int) -> list[str]:
@@ -169,9 +172,15 @@ def simulate_recording(
 
     topo = alpha_topography(plan.ch_names, positions)
     # One occipital alpha source plus a little channel-specific alpha, so channels are correlated.
-    alpha_common = _band_noise(rng, 1, n_times, plan.sfreq, subject.alpha_peak_hz - 1.0, subject.alpha_peak_hz + 1.0)
+    # The common occipital rhythm: a sinusoid at the individual alpha frequency with a slow, shallow amplitude
+    # wobble (unit variance).  Narrow-band noise alone would make 2-s window power fluctuate by +-2 dB and hide
+    # the planted time course; real alpha is steadier within a subject than such noise.
+    phase = rng.uniform(0, 2 * np.pi, size=2)
+    wobble = 1.0 + 0.03 * np.sin(2 * np.pi * 0.05 * t + phase[1])
+    alpha_common = (np.sqrt(2.0) * np.sin(2 * np.pi * subject.alpha_peak_hz * t + phase[0]) * wobble)[None, :]
+    alpha_common /= alpha_common.std()
     alpha_local = _band_noise(rng, n_channels, n_times, plan.sfreq, subject.alpha_peak_hz - 1.0, subject.alpha_peak_hz + 1.0)
-    alpha = (0.9 * alpha_common + 0.436 * alpha_local) * topo[:, None]
+    alpha = (ALPHA_COMMON_WEIGHT * alpha_common + ALPHA_LOCAL_WEIGHT * alpha_local) * topo[:, None]
     alpha_suppression_db = drug.alpha_depth_db * e1
     alpha_gain = 10.0 ** (-alpha_suppression_db / 20.0)
 
@@ -191,9 +200,10 @@ def simulate_recording(
     )
 
     blink_times = np.sort(rng.uniform(5.0, plan.duration_s - 5.0, size=plan.n_blinks))
+    blink_uv = rng.uniform(120.0, 400.0, size=plan.n_blinks)  # frontal-polar blink amplitudes vary widely
     frontal_polar = [i for i, name in enumerate(plan.ch_names) if name.startswith("Fp")]
-    for bt in blink_times:
-        bump = 150.0 * np.exp(-0.5 * ((t - bt) / 0.08) ** 2)
+    for bt, amplitude in zip(blink_times, blink_uv):
+        bump = amplitude * np.exp(-0.5 * ((t - bt) / 0.08) ** 2)
         for i in frontal_polar:
             data_uv[i] += bump
     for name, kind in plan.bad_channels.items():
@@ -216,6 +226,7 @@ def simulate_recording(
         "subject_eeg": asdict(subject),
         "bad_channels": dict(plan.bad_channels),
         "blink_times_s": [round(float(b), 3) for b in blink_times],
+        "blink_amplitudes_uv": [round(float(a), 1) for a in blink_uv],
         "alpha_suppression_onset_s": _onset_after_infusion(t, alpha_suppression_db, plan.infusion_start_s),
         "max_alpha_suppression_db": round(float(alpha_suppression_db.max()), 4),
         "max_effect_1": round(float(e1.max()), 4),
@@ -261,7 +272,7 @@ def expected_occipital_alpha_db(
     alpha_var = np.zeros(len(idx))
     for j, c in enumerate(idx):
         local = topo[c] ** 2 * (1.0 - 1.0 / n) ** 2 + (np.sum(topo**2) - topo[c] ** 2) / n**2
-        alpha_var[j] = 0.81 * (topo[c] - mean_topo) ** 2 + 0.436**2 * local
+        alpha_var[j] = ALPHA_COMMON_WEIGHT**2 * (topo[c] - mean_topo) ** 2 + ALPHA_LOCAL_WEIGHT**2 * local
     alpha = subject.alpha_amplitude_uv**2 * alpha_var.mean() * alpha_gain**2
     power = background + alpha
     baseline = power[t < infusion_start_s].mean()

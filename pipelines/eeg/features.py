@@ -1,0 +1,544 @@
+"""Windowed EEG features of a whole study, one recording per Dask task, stored as Zarr.
+
+Per recording: read (mne-bids) → preprocess with QC (pipelines.eeg.preprocessing) → windows on a grid
+aligned to infusion start (a window edge falls on it, so every recording shares the nominal time
+coordinate ``time_s`` = window centre relative to infusion start) → window rejection by peak-to-peak →
+entropy/complexity kernels (pipelines.eeg.kernels) and spectral markers → an xarray Dataset written to
+``recordings/<key>.zarr`` (written to a temporary name and renamed, so a crash never leaves half a file).
+All recordings are then combined lazily into one Dataset with dimensions (subject, session, measure,
+channel, time_s) and written to ``features.zarr`` chunk by chunk, so memory stays bounded whatever the size.
+
+Command line (what ``make`` runs)::
+
+    python -m pipelines.eeg.features data_manifests/default.yml [--scheduler threads|processes|ADDRESS] [--workers N]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.errors import InputError
+
+FEATURES_VERSION = "1"
+BASELINE = "pre-infusion windows (window end <= infusion start), rejected windows excluded"
+
+
+# --- regions of interest -------------------------------------------------------------------------
+
+def resolve_roi(name: str, wanted: list[str], fallbacks: list[str], available: list[str]) -> tuple[list[str], str]:
+    """Channels used for a region and a sentence saying what was missing and what was used instead.
+
+    Matching ignores case (real files spell 'OZ', 'Oz' or 'oz')."""
+    lookup = {c.lower(): c for c in available}
+    present = [lookup[c.lower()] for c in wanted if c.lower() in lookup]
+    missing = [c for c in wanted if c.lower() not in lookup]
+    if present:
+        note = f"{name}: {', '.join(present)}" + (f" (missing: {', '.join(missing)})" if missing else "")
+        return present, note
+    substitute = [lookup[c.lower()] for c in fallbacks if c.lower() in lookup]
+    if substitute:
+        return substitute, f"{name}: none of {', '.join(wanted)} present; used {', '.join(substitute)} instead"
+    return [], f"{name}: none of {', '.join(wanted)} (or fallbacks {', '.join(fallbacks) or '-'}) present"
+
+
+# --- windows -------------------------------------------------------------------------------------
+
+def window_grid(n_times: int, sfreq: float, window_s: float, step_s: float, infusion_start_s: float):
+    """Window starts (samples) and nominal centre times (s, relative to infusion start).
+
+    A window edge falls on infusion start, so windows never straddle it and every recording with the
+    same window/step shares the same nominal times (exact to within half a sample)."""
+    win = int(round(window_s * sfreq))
+    step = int(round(step_s * sfreq))
+    if win < 1 or step < 1:
+        raise ValueError(f"window {window_s} s / step {step_s} s is shorter than one sample at {sfreq} Hz")
+    start_sample = int(round(infusion_start_s * sfreq))
+    k = start_sample // step
+    first = start_sample - k * step
+    starts = np.arange(first, n_times - win + 1, step)
+    index = np.arange(len(starts)) - k
+    times = np.round(index * step_s + window_s / 2.0, 6)
+    return starts, times, win
+
+
+def _measure_params(fc) -> dict:
+    return {
+        "perm_entropy": {"order": fc.perm_entropy_order, "delay": fc.perm_entropy_delay, "normalize": True},
+        "spectral_entropy_welch": {"normalize": True},
+        "sample_entropy": {"order": fc.sample_entropy_order, "r_sd_factor": fc.sample_entropy_r},
+        "svd_entropy": {"order": fc.svd_entropy_order, "delay": 1, "normalize": True},
+        "higuchi_fd": {"kmax": fc.higuchi_kmax},
+        "lzc_median": {"normalize": True},
+        "lzs_schartner": {"seed": fc.lz_shuffle_seed},
+        "lzc_schartner_st": {"seed": fc.lz_shuffle_seed},
+    }
+
+
+def band_powers(psd: np.ndarray, freqs: np.ndarray, bands: dict, total_range: tuple[float, float]):
+    """Absolute band power (µV², rectangle rule: sum of PSD bins × bin width, inclusive edges) and power
+    relative to the total over ``total_range`` (the pass band)."""
+    df = freqs[1] - freqs[0]
+    total_mask = (freqs >= total_range[0]) & (freqs <= total_range[1])
+    total = psd[..., total_mask].sum(axis=-1) * df
+    absolute, relative = {}, {}
+    for name, (lo, hi) in bands.items():
+        mask = (freqs >= lo) & (freqs <= hi)
+        absolute[name] = psd[..., mask].sum(axis=-1) * df
+        with np.errstate(invalid="ignore", divide="ignore"):
+            relative[name] = absolute[name] / total
+    return absolute, relative
+
+
+def alpha_peak_frequency(psd: np.ndarray, freqs: np.ndarray, search: tuple[float, float]) -> np.ndarray:
+    """Peak frequency of ``psd`` (..., n_freqs) within ``search``, refined by a parabola through the
+    maximum bin and its neighbours (sub-bin resolution); NaN where the maximum sits on the range edge
+    (no peak) or the spectrum is NaN."""
+    mask = np.flatnonzero((freqs >= search[0]) & (freqs <= search[1]))
+    sub = psd[..., mask]
+    out = np.full(sub.shape[:-1], np.nan)
+    valid = np.isfinite(sub).all(axis=-1)
+    idx = np.argmax(np.where(np.isfinite(sub), sub, -np.inf), axis=-1)
+    interior = valid & (idx > 0) & (idx < len(mask) - 1)
+    df = freqs[1] - freqs[0]
+    ii = np.where(interior, idx, 1)
+    y0 = np.take_along_axis(np.log(np.maximum(sub, 1e-30)), (ii - 1)[..., None], -1)[..., 0]
+    y1 = np.take_along_axis(np.log(np.maximum(sub, 1e-30)), ii[..., None], -1)[..., 0]
+    y2 = np.take_along_axis(np.log(np.maximum(sub, 1e-30)), (ii + 1)[..., None], -1)[..., 0]
+    denom = y0 - 2 * y1 + y2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = np.where(denom < 0, 0.5 * (y0 - y2) / denom, 0.0)
+    out[interior] = (freqs[mask][ii] + shift * df)[interior]
+    return out
+
+
+def aperiodic_exponents(psd: np.ndarray, freqs: np.ndarray, freq_range: tuple[float, float]) -> np.ndarray:
+    """specparam 'fixed' aperiodic exponent of each spectrum in ``psd`` (n, n_freqs); NaN where it fails."""
+    from specparam import SpectralModel
+
+    out = np.full(psd.shape[0], np.nan)
+    model = SpectralModel(aperiodic_mode="fixed", verbose=False)
+    hi = min(freq_range[1], freqs[-1])
+    for i, spectrum in enumerate(psd):
+        if not np.all(np.isfinite(spectrum)) or np.any(spectrum <= 0):
+            continue
+        try:
+            model.fit(freqs, spectrum, [freq_range[0], hi])
+            out[i] = float(model.get_params("aperiodic")[-1])
+        except Exception:  # specparam raises on degenerate spectra; the window is simply missing
+            continue
+    return out
+
+
+def _nanmean_quiet(values: np.ndarray) -> np.ndarray:
+    """Mean over channels ignoring NaN; all-NaN windows give NaN without a RuntimeWarning."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=0)
+    total = np.where(finite, values, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+# --- one recording -------------------------------------------------------------------------------
+
+def recording_features(manifest, recording):
+    """All features of one recording as an xarray Dataset (and its QC record in ``attrs['qc']``)."""
+    import xarray as xr
+    from scipy.signal import welch
+
+    from pipelines.eeg import kernels
+    from pipelines.eeg.io import infusion_times, read_raw
+    from pipelines.eeg.preprocessing import preprocess
+
+    eeg = manifest.eeg
+    fc = eeg.features
+    file = str(recording.path)
+    raw = read_raw(recording, manifest.bids_path)
+    start_s, end_s = infusion_times(raw, eeg.infusion_start_event, eeg.infusion_end_event, file)
+    clean, qc = preprocess(raw, eeg.preprocessing, file=file)
+    sfreq = clean.info["sfreq"]
+    data = clean.get_data() * 1e6  # µV
+    names = list(clean.ch_names)
+    n_times = data.shape[1]
+    if n_times < int(round(fc.window_s * sfreq)):
+        raise InputError(f"the recording ({n_times / sfreq:.2f} s) is shorter than one analysis window ({fc.window_s} s)",
+                         file=file, field="eeg.features.window_s")
+    starts, times, win = window_grid(n_times, sfreq, fc.window_s, fc.step_s, start_s)
+    windows = np.stack([data[:, s:s + win] for s in starts], axis=1)  # (channel, window, time)
+    ptp = windows.max(axis=-1) - windows.min(axis=-1)
+    rejected = (ptp > eeg.preprocessing.reject_ptp_uv).any(axis=0)
+    windows_for_kernels = windows.copy()
+    windows_for_kernels[:, rejected, :] = np.nan  # kernels return NaN for such windows, quickly
+
+    # Entropy and complexity (per channel, per window), from the tested kernels.
+    params = _measure_params(fc)
+    requested = list(fc.measures)
+    kern = kernels.compute_windowed(windows_for_kernels, sfreq, None, None, measures=requested,
+                                    params={m: params[m] for m in requested if m in params}, n_threads=fc.n_threads)
+
+    # Spectra: Welch inside each window.
+    nperseg = min(win, max(8, int(round(fc.welch_segment_s * sfreq))))
+    freqs, psd = welch(windows, fs=sfreq, nperseg=nperseg, axis=-1)  # µV²/Hz
+    psd[:, rejected, :] = np.nan
+    band_abs, band_rel = band_powers(psd, freqs, fc.bands, qc.band_hz)
+
+    per_channel = {m: v for m, v in kern.items() if m != "lzc_schartner_st"}
+    for band in fc.bands:
+        per_channel[f"{band}_power_uv2"] = band_abs[band]
+        per_channel[f"{band}_power_rel"] = band_rel[band]
+    measure_names = list(per_channel)
+    channel_values = np.stack([per_channel[m] for m in measure_names])  # (measure, channel, window)
+
+    # Regions of interest.
+    roi_notes = []
+    rois = {}
+    for roi, wanted in eeg.rois.items():
+        used, note = resolve_roi(roi, wanted, eeg.roi_fallbacks.get(roi, []), names)
+        rois[roi] = used
+        roi_notes.append(note)
+    if not rois.get("occipital"):
+        raise InputError(f"no occipital channel for occipital alpha: {roi_notes[list(eeg.rois).index('occipital')] if 'occipital' in eeg.rois else 'eeg.rois has no occipital region'}; "
+                         f"channels are {names}; set eeg.rois.occipital in the manifest", file=file, field="eeg.rois.occipital")
+    idx = {roi: [names.index(c) for c in used] for roi, used in rois.items()}
+    alpha = band_abs.get("alpha")
+    if alpha is None:
+        raise InputError("eeg.features.bands needs an 'alpha' band", field="eeg.features.bands")
+    baseline = (times + fc.window_s / 2.0 <= 1e-9) & ~rejected
+    occ_alpha = alpha[idx["occipital"]].mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        occ_alpha_db = 10 * np.log10(occ_alpha)
+    if baseline.sum() == 0:
+        qc.notes.append("no clean pre-infusion window: occipital alpha cannot be expressed relative to baseline")
+        occ_rel_db = np.full_like(occ_alpha_db, np.nan)
+    else:
+        # Baseline as the mean of dB values (not dB of the mean power): per-window power is chi-square-like,
+        # and comparing like with like removes the log bias.
+        occ_rel_db = occ_alpha_db - np.nanmean(occ_alpha_db[baseline])
+    if rois.get("frontal_left") and rois.get("frontal_right"):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            faa = np.log(alpha[idx["frontal_right"]].mean(axis=0)) - np.log(alpha[idx["frontal_left"]].mean(axis=0))
+    else:
+        faa = np.full(len(times), np.nan)
+        qc.notes.append("frontal alpha asymmetry not computed: a frontal region has no channel")
+    iaf = alpha_peak_frequency(psd[idx["occipital"]].mean(axis=0), freqs, fc.alpha_peak_range_hz)
+
+    # Aperiodic exponent on blocks of windows (mean spectrum over channels and windows of the block).
+    block = max(1, int(round(fc.aperiodic_block_s / fc.step_s)))
+    mean_psd = _nanmean_quiet(psd)  # (window, freq); rejected windows are NaN
+    block_ids = np.arange(len(times)) // block
+    block_psd = np.stack([_nanmean_quiet(mean_psd[block_ids == b]) for b in range(block_ids.max() + 1)])
+    exponents = aperiodic_exponents(block_psd, freqs, fc.aperiodic_freq_range)[block_ids]
+    exponents[rejected] = np.nan
+
+    roi_measures = {
+        "occipital_alpha_power_uv2": occ_alpha,
+        "occipital_alpha_db": occ_rel_db,
+        "frontal_alpha_asymmetry": faa,
+        "alpha_peak_frequency_hz": iaf,
+        "aperiodic_exponent": exponents,
+        "gamma_power_rel_mean": band_rel["gamma"].mean(axis=0) if "gamma" in band_rel else np.full(len(times), np.nan),
+    }
+    if "lzc_schartner_st" in kern:
+        roi_measures["lzc_schartner_st"] = kern["lzc_schartner_st"]
+    for m in per_channel:
+        if m in kernels.MEASURES:
+            with np.errstate(invalid="ignore"):
+                # Rejected windows are NaN in every channel: their mean is NaN too (no warning needed).
+                roi_measures[f"{m}_mean"] = _nanmean_quiet(per_channel[m])
+
+    ds = xr.Dataset(
+        {
+            "channel_measures": (("measure", "channel", "time_s"), channel_values),
+            "summary_measures": (("summary_measure", "time_s"), np.stack(list(roi_measures.values()))),
+            "window_rejected": (("time_s",), rejected),
+        },
+        coords={"measure": measure_names, "channel": names, "time_s": times, "summary_measure": list(roi_measures)},
+    )
+    ds["time_s"].attrs.update(units="s", description="window centre relative to infusion start (nominal, ±half a sample)")
+    if fc.whole_recording_lz:
+        whole_measures = [m for m in ("lzc_median", "lzs_schartner", "lzc_schartner_st") if m in requested]
+        clean_data = data.copy()
+        whole = kernels.compute_whole(clean_data, sfreq, measures=whole_measures,
+                                      params={m: params[m] for m in whole_measures}, n_threads=fc.n_threads)
+        per_ch = [m for m in whole_measures if m != "lzc_schartner_st"]
+        if per_ch:
+            ds["whole_recording_lz"] = (("whole_measure", "channel"), np.stack([whole[m] for m in per_ch]))
+            ds = ds.assign_coords(whole_measure=per_ch)
+        if "lzc_schartner_st" in whole:
+            ds["whole_recording_lzc_st"] = ((), float(whole["lzc_schartner_st"]))
+
+    kept = float((~rejected).mean())
+    qc_record = {
+        "recording": recording.key, "participant_id": f"sub-{recording.subject}",
+        "session": recording.condition, "dose_mg_per_kg": recording.dose_mg_per_kg,
+        "sfreq_hz": sfreq, "n_channels": len(names), "duration_s": round(n_times / sfreq, 3),
+        "infusion_start_s": start_s, "infusion_end_s": end_s,
+        "n_windows": int(len(times)), "n_rejected_windows": int(rejected.sum()), "fraction_kept": round(kept, 4),
+        "n_baseline_windows": int(baseline.sum()),
+        "bad_channels": qc.bad_channels, "interpolated": qc.interpolated, "dropped": qc.dropped,
+        "median_channel_sd_uv": round(qc.median_channel_sd_uv, 3), "notch_hz": qc.notch_hz,
+        "band_hz": list(qc.band_hz), "montage": qc.montage, "rois": roi_notes, "notes": qc.notes,
+    }
+    ds.attrs.update({
+        "subject": recording.subject, "session": recording.condition, "dose_mg_per_kg": recording.dose_mg_per_kg,
+        "infusion_end_rel_s": (end_s - start_s) if end_s is not None else float("nan"),
+        "qc": json.dumps(qc_record), "window_samples": int(win), "welch_nperseg": int(nperseg),
+    })
+    return ds
+
+
+# --- the study -----------------------------------------------------------------------------------
+
+def feature_parameters(manifest) -> dict:
+    """Everything that defines the features (stored with them and hashed for caching)."""
+    eeg = manifest.eeg
+    from pipelines.eeg import kernels  # noqa: F401  (definitions live there; MEASURE_INFO documents them)
+
+    return {
+        "preprocessing": eeg.preprocessing.model_dump(mode="json"),
+        "features": eeg.features.model_dump(mode="json"),
+        "rois": eeg.rois, "roi_fallbacks": eeg.roi_fallbacks,
+        "infusion_events": [eeg.infusion_start_event, eeg.infusion_end_event],
+        "features_version": FEATURES_VERSION,
+        "baseline": BASELINE,
+    }
+
+
+def _code_hash() -> str:
+    """Hash of the code that computes features (this module and everything it imports from pipelines)."""
+    from pipelines import codedeps
+
+    files = codedeps.module_closure({"pipelines.eeg.features", "pipelines.eeg.kernels", "pipelines.eeg.preprocessing",
+                                     "pipelines.eeg.io"})
+    return hashlib.sha256(json.dumps(codedeps.hash_files(files), sort_keys=True).encode()).hexdigest()
+
+
+def _recording_input_hash(manifest, recording, params: dict) -> str:
+    """Parameters + code + the recording's files: a cached result is reused only when all three match."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
+    digest.update(_code_hash().encode())
+    prefix = recording.path.relative_to(manifest.bids_path).parent.as_posix()
+    stem = recording.path.name.rsplit("_", 1)[0]
+    for rel, checksum in sorted(manifest.checksums.items()):
+        if rel.startswith(prefix) and Path(rel).name.startswith(stem):
+            digest.update(f"{rel}{checksum}".encode())
+    return digest.hexdigest()
+
+
+def _write_recording(manifest_path: str, key: str, out_dir: str) -> dict:
+    """Dask task: compute one recording and write ``<out_dir>/<key>.zarr`` atomically; return its QC."""
+    from pipelines.study import Study
+
+    study = Study.load(manifest_path)
+    recording = study.recording(key)
+    params = feature_parameters(study.manifest)
+    input_hash = _recording_input_hash(study.manifest, recording, params)
+    target = Path(out_dir) / f"{key}.zarr"
+    if target.exists():
+        import xarray as xr
+
+        try:
+            existing = xr.open_zarr(target)
+            if existing.attrs.get("input_hash") == input_hash:
+                return json.loads(existing.attrs["qc"]) | {"cached": True}
+        except Exception:
+            pass
+    t0 = time.perf_counter()
+    ds = recording_features(study.manifest, recording)
+    ds.attrs["input_hash"] = input_hash
+    ds.attrs["compute_s"] = round(time.perf_counter() - t0, 3)
+    tmp = Path(out_dir) / f".{key}.zarr.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)  # v2: read by every Zarr implementation
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return json.loads(ds.attrs["qc"]) | {"cached": False, "compute_s": ds.attrs["compute_s"]}
+
+
+def compute_study_features(study, scheduler: str = "threads", workers: int | None = None, progress: bool = True) -> Path:
+    """Compute every recording (one Dask task each) and write the combined ``features.zarr``.
+
+    ``scheduler``: "threads" / "processes" / "synchronous" (local), or the address of a running Dask
+    scheduler (``tcp://127.0.0.1:8786``) — the same code runs on a laptop and on a cluster."""
+    import dask
+    import pandas as pd
+
+    from pipelines.paths import derivatives_dir
+
+    out = derivatives_dir(study.name)
+    rec_dir = out / "recordings"
+    rec_dir.mkdir(parents=True, exist_ok=True)
+    keys = [r.key for r in study.recordings]
+    tasks = [dask.delayed(_write_recording, pure=False)(str(study.manifest.manifest_path), k, str(rec_dir), dask_key_name=f"features-{k}")
+             for k in keys]
+    if "://" in scheduler:
+        from distributed import Client, progress as dist_progress
+
+        with Client(scheduler) as client:
+            futures = client.compute(tasks)
+            if progress:
+                dist_progress(futures)
+            results = client.gather(futures)
+    else:
+        from dask.diagnostics import ProgressBar
+
+        kwargs = {"scheduler": scheduler}
+        if workers:
+            kwargs["num_workers"] = workers
+        if progress:
+            # A redrawn bar on a terminal; a line every 10 s in logs (make, CI).
+            with ProgressBar(dt=0.5 if sys.stderr.isatty() else 10.0, out=sys.stderr):
+                results = dask.compute(*tasks, **kwargs)
+        else:
+            results = dask.compute(*tasks, **kwargs)
+
+    # Remove results of recordings no longer in the study.
+    for stale in rec_dir.glob("*.zarr"):
+        if stale.name.removesuffix(".zarr") not in keys:
+            shutil.rmtree(stale)
+    qc = pd.DataFrame(results)
+    for column in qc.columns:  # lists and dicts as JSON, so any tool can read the TSV back
+        if qc[column].map(lambda v: isinstance(v, (list, dict))).any():
+            qc[column] = qc[column].map(lambda v: json.dumps(v, ensure_ascii=False))
+    write_combined(study, keys, out)
+    tmp = out / ".qc.tsv.tmp"
+    qc.drop(columns=["cached"], errors="ignore").to_csv(tmp, sep="\t", index=False)
+    os.replace(tmp, out / "qc.tsv")
+    _write_description(study, out)
+    return out / "features.zarr"
+
+
+def open_recordings(study, keys: list[str], rec_dir: Path):
+    """Lazily combine per-recording Zarr stores into one Dataset (subject, session, ..., time_s)."""
+    import xarray as xr
+
+    subjects = sorted({study.recording(k).subject for k in keys})
+    sessions = sorted({study.recording(k).condition for k in keys}, key=lambda c: (_dose_of(study, c), c))
+    pieces = []
+    for k in keys:
+        rec = study.recording(k)
+        ds = xr.open_zarr(rec_dir / f"{k}.zarr", consolidated=True)
+        qc = ds.attrs.get("qc")
+        ds = ds.expand_dims(subject=[rec.subject], session=[rec.condition])
+        ds.attrs = {"qc": qc}
+        pieces.append(ds)
+    combined = xr.combine_by_coords(pieces, join="outer", combine_attrs="drop", fill_value=np.nan)
+    combined = combined.reindex(subject=subjects, session=sessions)
+    dose = np.full((len(subjects), len(sessions)), np.nan)
+    for k in keys:
+        rec = study.recording(k)
+        dose[subjects.index(rec.subject), sessions.index(rec.condition)] = rec.dose_mg_per_kg
+    combined = combined.assign_coords(dose_mg_per_kg=(("subject", "session"), dose))
+    combined["dose_mg_per_kg"].attrs["units"] = "mg/kg"
+    combined["window_rejected"] = combined["window_rejected"].fillna(True).astype(bool)
+    return combined
+
+
+def _dose_of(study, condition: str) -> float:
+    doses = [r.dose_mg_per_kg for r in study.recordings if r.condition == condition]
+    return float(np.median(doses)) if doses else np.inf
+
+
+def write_combined(study, keys: list[str], out: Path) -> Path:
+    from pipelines.eeg import kernels
+    from pipelines.provenance import git_commit, library_versions, utc_now
+
+    combined = open_recordings(study, keys, out / "recordings")
+    combined.attrs.update({
+        "study": study.name,
+        "parameters": json.dumps(feature_parameters(study.manifest), sort_keys=True),
+        "measure_definitions": json.dumps(kernels.MEASURE_INFO, sort_keys=True),
+        "library_versions": json.dumps(library_versions(), sort_keys=True),
+        "data_checksum": study.manifest.data_checksum(),
+        "git_commit": git_commit(),
+        "created_utc": utc_now(),
+        "dims": "subject: BIDS subject label; session: condition label; measure: per-channel measure; "
+                "channel; time_s: window centre relative to infusion start",
+    })
+    combined = combined.chunk({"subject": 1, "session": 1})
+    for name in combined.variables:
+        combined[name].encoding = {}
+    target = out / "features.zarr"
+    tmp = out / f".features.zarr.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    combined.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def _write_description(study, out: Path) -> None:
+    import pipelines
+    from pipelines.provenance import git_commit
+
+    description = {
+        "Name": f"ketamine-workbench EEG features of study {study.name}",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "ketamine-workbench", "Version": pipelines.__version__,
+                         "Description": "pipelines.eeg.features", "CodeURL": "git commit " + git_commit()}],
+        "SourceDatasets": [{"Description": f"study manifest {Path(study.manifest.manifest_path).name}",
+                            "DataChecksum": study.manifest.data_checksum()}],
+    }
+    (out / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n")
+
+
+def open_features(study):
+    """The study's combined features (lazy, Dask-backed)."""
+    import xarray as xr
+
+    from pipelines.paths import derivatives_dir
+
+    path = derivatives_dir(study.name) / "features.zarr"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no features yet for study {study.name!r}; run `make all` (or "
+                                f"python -m pipelines.eeg.features {study.manifest.manifest_path})")
+    return xr.open_zarr(path, consolidated=True)
+
+
+def read_qc(study):
+    import pandas as pd
+
+    from pipelines.paths import derivatives_dir
+
+    return pd.read_csv(derivatives_dir(study.name) / "qc.tsv", sep="\t")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from pipelines.manifest import ManifestError
+    from pipelines.paths import derivatives_dir
+    from pipelines.study import Study
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.eeg.features", description=__doc__.split("\n\n")[0])
+    parser.add_argument("manifest")
+    parser.add_argument("--scheduler", default="threads", help="threads, processes, synchronous, or a scheduler address")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        study = Study.load(args.manifest)
+        t0 = time.perf_counter()
+        path = compute_study_features(study, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress)
+    except (InputError, ManifestError) as exc:
+        print(f"EEG features failed: {exc}", file=sys.stderr)
+        return 1
+    done = derivatives_dir(study.name) / "features.done"
+    done.write_text(f"{study.manifest.data_checksum()}\n")
+    print(f"Wrote {path} ({len(study.recordings)} recordings, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Study-level EEG analysis behind notebook 01: parameters, time courses, markers, dose-response, summary.
+
+Reads the derived features (pipelines.eeg.features.open_features); never recomputes them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipelines.eeg import dynamics
+
+DEFAULT_MEASURES = ["lzc_median", "spectral_entropy_welch", "lzs_schartner", "perm_entropy", "sample_entropy"]
+
+
+@dataclass
+class EEGParameters:
+    measures: list[str]
+    regions: list[str]
+    threshold_db: float
+    hold_s: float
+    smooth_windows: int
+    plateau_s: float
+    entropy_measure: str
+    window_s: float
+    step_s: float
+
+    def dynamics_config(self, base):
+        return base.model_copy(update={"alpha_threshold_db": self.threshold_db, "hold_s": self.hold_s,
+                                       "smooth_windows": self.smooth_windows, "plateau_s": self.plateau_s,
+                                       "entropy_measure": self.entropy_measure})
+
+
+def validate_parameters(study, measures=None, regions=None, threshold_db=None, hold_s=None, smooth_windows=None,
+                        plateau_s=None, entropy_measure=None, window_s=None, step_s=None) -> EEGParameters:
+    """Check notebook 01's parameters against the study; None means the manifest's value."""
+    eeg = study.manifest.eeg
+    features, dyn = eeg.features, eeg.dynamics
+    available = [m for m in features.measures if m != "lzc_schartner_st"]
+    measures = list(measures) if measures is not None else [m for m in DEFAULT_MEASURES if m in available]
+    for name in measures:
+        if name not in available:
+            hint = difflib.get_close_matches(name, available, 1)
+            raise ValueError(f"measure {name!r} was not computed for this study" + (f" — did you mean {hint[0]!r}?" if hint else "")
+                             + f"; computed: {available} (eeg.features.measures in the manifest)")
+    regions = list(regions) if regions is not None else list(eeg.rois)
+    for region in regions:
+        if region not in eeg.rois:
+            raise ValueError(f"region {region!r} is not in eeg.rois of the manifest: {sorted(eeg.rois)}")
+    for given, computed, name in ((window_s, features.window_s, "window_s"), (step_s, features.step_s, "step_s")):
+        if given is not None and float(given) != computed:
+            raise ValueError(f"{name}={given} differs from the computed features ({computed}); windows are computed once "
+                             f"by the features step: set eeg.features.{name} in the manifest instead")
+    threshold_db = dyn.alpha_threshold_db if threshold_db is None else float(threshold_db)
+    if threshold_db >= 0:
+        raise ValueError(f"threshold_db must be negative (a suppression), got {threshold_db}")
+    entropy_measure = entropy_measure or dyn.entropy_measure
+    if entropy_measure not in available:
+        raise ValueError(f"entropy_measure {entropy_measure!r} was not computed; computed: {available}")
+    return EEGParameters(measures=measures, regions=regions, threshold_db=threshold_db,
+                         hold_s=dyn.hold_s if hold_s is None else float(hold_s),
+                         smooth_windows=dyn.smooth_windows if smooth_windows is None else int(smooth_windows),
+                         plateau_s=dyn.plateau_s if plateau_s is None else float(plateau_s),
+                         entropy_measure=entropy_measure, window_s=features.window_s, step_s=features.step_s)
+
+
+def infusion_end_rel_s(qc: pd.DataFrame) -> float:
+    """Infusion duration (end − start) shared by the study's recordings (median, with a check)."""
+    durations = (qc["infusion_end_s"] - qc["infusion_start_s"]).dropna()
+    if durations.empty:
+        raise ValueError("no recording has an infusion end event: set eeg.infusion_end_event in the manifest")
+    return float(durations.median())
+
+
+def time_course_frame(features, name: str, kind: str = "summary", region_channels: list[str] | None = None,
+                      baseline_window_s: float | None = None) -> pd.DataFrame:
+    """Long table (participant_id, session, dose_mg_per_kg, time_s, value) of one measure.
+
+    ``kind='summary'`` takes a summary measure; ``kind='channel'`` averages a per-channel measure over
+    ``region_channels`` (all channels when None).  With ``baseline_window_s`` the pre-infusion mean is
+    subtracted per recording (change from baseline)."""
+    if kind == "summary":
+        da = features["summary_measures"].sel(summary_measure=name)
+    else:
+        da = features["channel_measures"].sel(measure=name)
+        channels = [c for c in (region_channels or list(features["channel"].to_numpy())) if c in features["channel"]]
+        da = da.sel(channel=channels).mean("channel", skipna=True)
+    da = da.load()
+    if baseline_window_s is not None:
+        base = features["time_s"] + baseline_window_s / 2.0 <= 1e-9
+        da = da - da.where(base).mean("time_s", skipna=True)
+    frame = da.to_dataframe(name="value").reset_index()[["subject", "session", "time_s", "value"]]
+    doses = dose_table(features)
+    frame = frame.merge(doses, on=["subject", "session"])
+    frame["participant_id"] = "sub-" + frame["subject"].astype(str)
+    return frame.dropna(subset=["dose_mg_per_kg"])
+
+
+def dose_table(features) -> pd.DataFrame:
+    """subject, session, dose_mg_per_kg for every cell of the features' subject × session grid."""
+    dose = features["dose_mg_per_kg"].to_numpy()
+    subjects, sessions = features["subject"].to_numpy(), features["session"].to_numpy()
+    return pd.DataFrame([{"subject": s, "session": ss, "dose_mg_per_kg": float(dose[i, j])}
+                         for i, s in enumerate(subjects) for j, ss in enumerate(sessions)])
+
+
+def dose_response_tables(changes: pd.DataFrame, pairs: list[tuple[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Fixed effects, per-dose means and peak doses for each (measure, region)."""
+    models, per_dose, peaks = [], [], []
+    for measure, region in pairs:
+        result = dynamics.dose_response(changes, measure, region)
+        models.append(result["model"])
+        per_dose.append(result["per_dose"])
+        peaks.append({"measure": measure, "region": region, "dose_of_max_mean_change": result["dose_of_max"],
+                      "parabola_vertex_mg_per_kg": result["vertex_mg_per_kg"]})
+    return pd.concat(models, ignore_index=True), pd.concat(per_dose, ignore_index=True), pd.DataFrame(peaks)
+
+
+def suppression_entropy_relation(markers: pd.DataFrame, changes: pd.DataFrame, entropy_measure: str):
+    """Depth of alpha suppression vs entropy change on the plateau, across active-dose sessions:
+    repeated-measures correlation (within subject) and Spearman (pooled), via pipelines.stats."""
+    from pipelines import stats
+
+    entropy = changes[(changes["measure"] == entropy_measure) & (changes["region"] == "global")][["participant_id", "session", "change"]]
+    alpha = changes[(changes["measure"] == "occipital_alpha_db")][["participant_id", "session", "change"]]
+    joined = alpha.rename(columns={"change": "alpha_change_db"}).merge(entropy.rename(columns={"change": "entropy_change"}),
+                                                                        on=["participant_id", "session"])
+    joined = joined.merge(markers[["participant_id", "session", "dose_mg_per_kg"]], on=["participant_id", "session"])
+    active = joined[joined["dose_mg_per_kg"] > 0].dropna()
+    pooled = stats.correlation_table(active, ["alpha_change_db"], ["entropy_change"], method="spearman", n_boot=1000, seed=0)
+    within = stats.rm_correlation(active, "alpha_change_db", "entropy_change", "participant_id")
+    return joined, pooled, within
+
+
+def summary_text(markers: pd.DataFrame, per_dose: pd.DataFrame, peaks: pd.DataFrame, models: pd.DataFrame,
+                 params: EEGParameters) -> str:
+    """A short written summary generated from the numbers."""
+    lines = []
+    alpha = per_dose[per_dose["measure"] == "occipital_alpha_db"].sort_values("dose_mg_per_kg")
+    if not alpha.empty:
+        parts = [f"{r.dose_mg_per_kg:g} mg/kg: {r['mean']:.1f} dB (95% CI {r.ci_low:.1f} to {r.ci_high:.1f})" for _, r in alpha.iterrows()]
+        lines.append("Occipital alpha on the infusion plateau, relative to baseline — " + "; ".join(parts) + ".")
+    onset = markers.groupby("dose_mg_per_kg").agg(n=("participant_id", "size"),
+                                                  reached=("alpha_suppression_onset_s", lambda s: int(s.notna().sum())),
+                                                  median_onset=("alpha_suppression_onset_s", "median"))
+    parts = [f"{dose:g} mg/kg: {int(r.reached)}/{int(r.n)}" + (f" (median onset {r.median_onset:.0f} s)" if r.reached else "")
+             for dose, r in onset.iterrows()]
+    lines.append(f"Sustained suppression below {params.threshold_db:g} dB for ≥ {params.hold_s:g} s was reached in " + "; ".join(parts) + ".")
+    entropy = peaks[(peaks["measure"] == params.entropy_measure) & (peaks["region"] == "global")]
+    if not entropy.empty:
+        row = entropy.iloc[0]
+        quad = models[(models["measure"] == params.entropy_measure) & (models["region"] == "global") & (models["term"] == "dose_sq")]
+        q = quad.iloc[0] if not quad.empty else None
+        text = f"Entropy ({params.entropy_measure}, all channels) rose most at {row.dose_of_max_mean_change:g} mg/kg"
+        if q is not None:
+            shape = "an inverted U" if q.estimate < 0 and q.p < 0.05 else "no significant curvature"
+            text += f"; the quadratic dose term is {q.estimate:.3f} (95% CI {q.ci_low:.3f} to {q.ci_high:.3f}, p = {q.p:.2g}): {shape}"
+            if np.isfinite(row.parabola_vertex_mg_per_kg):
+                text += f", with the fitted maximum at {row.parabola_vertex_mg_per_kg:.2f} mg/kg"
+        lines.append(text + ".")
+    return " ".join(lines)
+
+
+def write_tables(study, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Write derived tables for downstream notebooks (04) and dashboards, atomically, as TSV."""
+    from pipelines.paths import derivatives_dir
+
+    folder = derivatives_dir(study.name) / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in tables.items():
+        path = folder / f"{name}.tsv"
+        tmp = folder / f".{name}.tsv.tmp-{os.getpid()}"
+        table.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
+        os.replace(tmp, path)
+        written.append(str(path.relative_to(derivatives_dir(study.name))))
+    return written
+
+
+def qc_table(qc: pd.DataFrame) -> pd.DataFrame:
+    """QC per recording, readable: bad channels as text."""
+    out = qc[["recording", "dose_mg_per_kg", "n_channels", "n_windows", "n_rejected_windows", "fraction_kept", "median_channel_sd_uv"]].copy()
+    out["bad_channels"] = [", ".join(f"{k} ({v.split(' ')[0]})" for k, v in json.loads(b).items()) for b in qc["bad_channels"]]
+    return out

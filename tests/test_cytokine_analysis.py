@@ -1,0 +1,291 @@
+"""Study-level cytokine analysis (pipelines.cytokine_analysis) on the default synthetic study: the planted
+subgroup effect of truth.json is recovered, censoring is counted from the raw table, the text states the
+numbers; plus parameter validation, loader errors and the figure builders."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sstats
+
+from pipelines import cytokine_analysis as ca
+from pipelines import cytokines as cy
+from pipelines.errors import InputError
+from pipelines.paths import REPO_ROOT
+from pipelines.study import Study
+
+MANIFEST = REPO_ROOT / "data_manifests" / "default.yml"
+
+
+@pytest.fixture(scope="module")
+def run():
+    study = Study.load(MANIFEST)
+    if not study.table_path("cytokines").is_file():
+        pytest.skip("default study not generated (make study)")
+    params = ca.validate_parameters(study, n_boot=200)
+    parsed = ca.load_study_cytokines(study, timepoints=[params.baseline_timepoint, params.post_timepoint])
+    analytes = ca.resolve_analytes(parsed, None)
+    sessions = study.sessions
+    strata = ca.study_strata(parsed, params)
+    sensitivity = ca.sensitivity_table(parsed, sessions, strata, params, analytes)
+    changes = sensitivity[sensitivity["strategy"] == params.censoring_strategy].reset_index(drop=True)
+    mood = ca.mood_changes(study, params)
+    out = types.SimpleNamespace(
+        study=study, params=params, parsed=parsed, analytes=analytes, sessions=sessions, strata=strata,
+        subjects=ca.subject_strata(strata, sessions), censoring=ca.censoring_table(parsed, analytes),
+        sensitivity=sensitivity, changes=changes, mixed=ca.mixed_models(parsed, sessions, strata, params, analytes),
+        mood=mood, correlations=ca.change_vs_mood_table(parsed, sessions, strata, mood, params, analytes),
+        truth=study.truth()["cytokines"], planted=ca.planted_effects(study.truth()),
+    )
+    out.spread = ca.sensitivity_spread(sensitivity)
+    return out
+
+
+def rows(table, group, stratum):
+    return table[(table["group"] == group) & (table["stratum"] == stratum)].set_index("analyte")
+
+
+def planted_active(run, sign):
+    planted = run.planted[(run.planted["stratum"] == "inflamed") & (run.planted["arm"] == "active")]
+    return planted.loc[np.sign(planted["planted"]) == sign, "analyte"].tolist()
+
+
+# ----------------------------------------------------------------------------------------- strata
+def test_strata_equal_the_planted_subjects(run):
+    by_label = run.subjects.groupby("stratum")["participant_id"].apply(sorted).to_dict()
+    assert by_label == {"inflamed": sorted(run.truth["inflamed_subjects"]),
+                        "non-inflamed": sorted(run.truth["non_inflamed_subjects"])}
+    assert (run.subjects["stratum"] == run.subjects["stratum_active"]).all()
+    assert run.params.crp_threshold_mg_per_l == run.truth["crp_threshold_mg_per_l"]
+
+
+# -------------------------------------------------------------------------------------- censoring
+def test_censoring_counts_equal_the_strings_in_the_raw_table(run):
+    raw = pd.read_csv(run.study.table_path("cytokines"), sep="\t", dtype=str, keep_default_na=False)
+    below = raw[raw["value"].str.strip().str.startswith("<")]
+    above = raw[raw["value"].str.strip().str.startswith(">")]
+    counted = run.censoring.set_index(["analyte", "timepoint"])
+    expected = below.groupby(["analyte", "timepoint"]).size()
+    assert counted["n_below"].sum() == len(below) == sum(run.truth["n_below_lloq"].values())
+    assert counted["n_above"].sum() == len(above)
+    for key, n in counted["n_below"].items():
+        assert n == expected.get(key, 0), key
+    assert counted["n"].sum() == len(raw)  # ratio rows are derived, not counted again
+    assert set(counted.index.get_level_values("analyte")) == set(raw["analyte"])
+
+
+# ------------------------------------------------------------------------ planted subgroup effect
+def test_planted_decrease_after_active_doses_only_in_the_inflamed_stratum(run):
+    decreasing = planted_active(run, -1)
+    assert {"IL6", "TNFA", "CRP", "KYN", "KYN_TRP"} <= set(decreasing)
+    inflamed = rows(run.changes, ca.ACTIVE_POOLED, "inflamed")
+    realised = run.truth["realised_mean_log_fold_change_24h"]["inflamed"]["active"]
+    for analyte in decreasing:
+        row = inflamed.loc[analyte]
+        assert row["ci_high"] < 0, analyte
+        truth_value = realised["KYN_TRP_ratio" if analyte == "KYN_TRP" else analyte]
+        assert row["ci_low"] <= truth_value <= row["ci_high"], analyte
+        assert row["n"] == len(run.truth["inflamed_subjects"])
+    for analyte in set(run.analytes) - set(decreasing):  # IL1B, TRP: nothing planted downwards
+        assert inflamed.loc[analyte, "ci_high"] > 0, analyte
+    # the same in every active dose for IL6, the headline marker
+    for dose in (0.25, 0.5, 1.0):
+        assert rows(run.changes, ca.dose_group_label(dose), "inflamed").loc["IL6", "ci_high"] < 0
+    non = rows(run.changes, ca.ACTIVE_POOLED, "non-inflamed")
+    assert (non["ci_low"] < 0).all() and (non["ci_high"] > 0).all()
+    assert (non["n"] == len(run.truth["non_inflamed_subjects"])).all()
+    for stratum in ("inflamed", "non-inflamed"):
+        placebo = rows(run.changes, ca.dose_group_label(0.0), stratum).loc[decreasing]
+        assert (placebo["ci_low"] < 0).all() and (placebo["ci_high"] > 0).all(), stratum
+
+
+def test_pooled_group_is_the_mean_of_subject_means(run):
+    changes = ca.change_table(run.parsed, run.sessions, run.strata, run.params, ["IL6"])
+    active = changes[changes["dose_mg_per_kg"] > 0]
+    per_subject = active.groupby("participant_id")["ln_change"].mean()
+    inflamed = per_subject[per_subject.index.isin(run.truth["inflamed_subjects"])]
+    row = rows(run.changes, ca.ACTIVE_POOLED, "inflamed").loc["IL6"]
+    assert row["estimate"] == pytest.approx(inflamed.mean())
+    assert row["p_ttest"] == pytest.approx(sstats.ttest_1samp(inflamed, 0).pvalue)
+    assert row["p_wilcoxon"] == pytest.approx(sstats.wilcoxon(inflamed).pvalue)
+
+
+def test_mixed_model_interaction_recovers_the_planted_change(run):
+    term = ca.interaction_term(run.params, "active")
+    fit = run.mixed[(run.mixed["dose_coding"] == "active") & (run.mixed["term"] == term)].set_index("analyte")
+    assert fit.loc["IL6", "ci_high"] < 0 and fit.loc["IL6", "p_fdr"] < 0.05
+    assert fit.loc["IL6", "ci_low"] < -0.5 < fit.loc["IL6", "ci_high"]
+    assert fit.loc["IL1B", "ci_low"] < 0 < fit.loc["IL1B", "ci_high"]
+    assert set(run.mixed["dose_coding"]) == {"mg_per_kg", "active"}
+    assert fit["converged"].all()
+
+
+# ------------------------------------------------------------------------------------ sensitivity
+def test_sensitivity_comparison_covers_every_strategy(run):
+    assert set(run.sensitivity["strategy"]) == set(cy.STRATEGIES)
+    spread = run.spread.set_index(["analyte", "stratum"])
+    uncensored = spread[spread["n_censored"] == 0]
+    assert len(uncensored) and (uncensored["spread"] < 1e-5).all()  # MLE equals substitution without censoring
+    assert spread.loc[("IL6", "inflamed"), "spread"] > 0.01  # one censored subject moves it
+    il6 = run.sensitivity[(run.sensitivity["group"] == ca.ACTIVE_POOLED) & (run.sensitivity["stratum"] == "inflamed")
+                          & (run.sensitivity["analyte"] == "IL6")]
+    assert len(il6) == 3 and (il6["ci_high"] < 0).all()
+
+
+def test_wilcoxon_p_equals_scipy_with_ties_and_zeros():
+    rng = np.random.default_rng(3)
+    for n in range(2, 14):
+        d = np.round(rng.normal(-0.3, 1, n), 1)
+        d[: n // 4] = 0.0
+        if np.any(d != 0):
+            assert cy.wilcoxon_p(d) == pytest.approx(sstats.wilcoxon(d, zero_method="wilcox").pvalue, rel=1e-12)
+    d = rng.normal(size=20)
+    assert cy.wilcoxon_p(d) == sstats.wilcoxon(d).pvalue
+
+
+# ------------------------------------------------------------------------------------------- mood
+def test_change_vs_mood_uses_the_shared_correlation(run):
+    data = ca.change_vs_mood_data(ca.change_table(run.parsed, run.sessions, run.strata, run.params, run.analytes),
+                                  run.mood)
+    column = run.correlations["y"].iloc[0]
+    assert column == "madrs_total_change"
+    for stratum in ("all", "inflamed"):
+        part = data if stratum == "all" else data[data["stratum"] == stratum]
+        il6 = part[part["analyte"] == "IL6"]
+        row = run.correlations[(run.correlations["stratum"] == stratum) & (run.correlations["analyte"] == "IL6")].iloc[0]
+        assert row["n"] == len(il6) == (36 if stratum == "all" else 15)
+        assert row["estimate"] == pytest.approx(sstats.spearmanr(il6["ln_change"], il6[column]).statistic)
+
+
+# ---------------------------------------------------------------------------------------- summary
+def test_summary_text_states_the_numbers(run):
+    text = ca.summary_text(params=run.params, subjects=run.subjects, censoring=run.censoring, changes=run.changes,
+                           mixed=run.mixed, spread=run.spread, mood=run.correlations)
+    assert f"{len(run.truth['inflamed_subjects'])} inflamed" in text
+    assert ", ".join(sorted(run.truth["inflamed_subjects"])) in text
+    n_censored = int(run.censoring["n_below"].sum() + run.censoring["n_above"].sum())
+    assert f"{n_censored} of {int(run.censoring['n'].sum())} measured values were censored" in text
+    il6 = rows(run.changes, ca.ACTIVE_POOLED, "inflamed").loc["IL6"]
+    assert f"IL6 {100 * math.expm1(il6['estimate']):+.0f}%" in text
+    assert f"{100 * math.expm1(il6['ci_low']):+.0f}% to {100 * math.expm1(il6['ci_high']):+.0f}%" in text
+    term = ca.interaction_term(run.params, "active")
+    fit = run.mixed[(run.mixed["dose_coding"] == "active") & (run.mixed["term"] == term)].set_index("analyte")
+    assert f"IL6 {fit.loc['IL6', 'estimate']:+.2f}" in text
+    assert f"{run.spread['spread'].max():.3f} ln units" in text
+    assert "After active doses, non-inflamed" in text and "no analyte changed" in text.split("non-inflamed** (")[1].split("\n")[0]
+
+
+def test_planted_effects_and_truth_comparison(run):
+    planted = run.planted.set_index(["analyte", "stratum", "arm"])["planted"]
+    assert planted[("IL6", "inflamed", "active")] == -0.5 and planted[("KYN_TRP", "non-inflamed", "placebo")] == 0
+    comparison = ca.truth_comparison(run.changes, run.planted)
+    assert len(comparison) == len(run.analytes) * 4
+    assert comparison["covers_realised"].mean() >= 0.9
+    assert ca.planted_effects(None).empty and ca.truth_comparison(run.changes, ca.planted_effects(None)).empty
+
+
+# ------------------------------------------------------------------------------------- parameters
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"censoring_strategy": "lloq_halve"}, "did you mean 'lloq_half'"),
+    ({"post_timepoint": "24 h"}, "did you mean '24h'"),
+    ({"post_timepoint": "baseline"}, "both 'baseline'"),
+    ({"crp_threshold_mg_per_l": -1}, "positive"),
+    ({"crp_threshold_mg_per_l": "3"}, "must be a number"),
+    ({"n_boot": True}, "whole number"),
+    ({"n_boot": -5}, "at least 0"),
+    ({"seed": 1.5}, "whole number"),
+    ({"mood_scale": "hamd17"}, "no phenotype table 'hamd17'"),
+    ({"mood_scale": "meq30"}, "not one of"),
+    ({"analytes": []}, "non-empty"),
+    ({"analytes": ["IL6", "IL6"]}, "twice"),
+])
+def test_bad_parameters_are_refused_with_a_hint(run, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ca.validate_parameters(run.study, **kwargs)
+
+
+def test_parameters_normalise(run):
+    params = ca.validate_parameters(run.study, analytes="IL6", n_boot=100.0, censoring_strategy="censored_mle")
+    assert params.analytes == ("IL6",) and params.n_boot == 100 and params.value_strategy == "lloq_half"
+    assert params.as_dict()["analytes"] == ["IL6"]
+    with pytest.raises(ValueError, match="did you mean 'IL6'"):
+        ca.resolve_analytes(run.parsed, ["IL-6"])
+    assert ca.resolve_analytes(run.parsed, ["CRP", "IL6"]) == ["CRP", "IL6"]
+
+
+# ---------------------------------------------------------------------------------------- loading
+class FakeStudy:
+    """Just what load_study_cytokines asks of a Study: a table path, participants and sessions."""
+
+    def __init__(self, path, participants, sessions):
+        self._path, self.participants, self.sessions = path, participants, sessions
+
+    def table_path(self, name):
+        return self._path
+
+
+def write_small_table(tmp_path, rows):
+    from tests.test_cytokines import SIDECAR, write_table
+
+    return write_table(tmp_path, rows, sidecar=SIDECAR)
+
+
+def test_loader_refuses_unknown_sessions_and_missing_timepoints(tmp_path):
+    path = write_small_table(tmp_path, [
+        ["sub-01", "ses-a", "baseline", "IL6", "3.1", "pg/mL"],
+        ["sub-01", "ses-a", "24h", "IL6", "<0.7", "pg/mL"],
+        ["sub-01", "ses-b", "baseline", "IL6", "2.0", "pg/mL"],
+    ])
+    participants = pd.DataFrame({"participant_id": ["sub-01"]})
+    sessions = pd.DataFrame({"participant_id": ["sub-01"], "session_id": ["ses-a"], "condition": ["a"],
+                             "dose_mg_per_kg": [0.5]})
+    with pytest.raises(InputError, match="no dose in the study.*subject sub-01, session ses-b"):
+        ca.load_study_cytokines(FakeStudy(path, participants, sessions))
+    sessions = pd.concat([sessions, sessions.assign(session_id="ses-b", dose_mg_per_kg=0.0)])
+    with pytest.raises(InputError, match=r"time point\(s\) \['7d'\] not in the table"):
+        ca.load_study_cytokines(FakeStudy(path, participants, sessions), timepoints=["baseline", "7d"])
+    parsed = ca.load_study_cytokines(FakeStudy(path, participants, sessions))
+    assert parsed["dose_mg_per_kg"].tolist() == [0.5, 0.5, 0.0]
+    with pytest.raises(InputError, match="unknown subject"):
+        ca.load_study_cytokines(FakeStudy(path, pd.DataFrame({"participant_id": ["sub-02"]}), sessions))
+
+
+def test_sessions_are_grouped_by_dose_not_by_label(run):
+    """A crossover labelled by visit: the per-dose result must not change when labels are permuted."""
+    rename = {"ses-placebo": "ses-v1", "ses-ket025": "ses-v2", "ses-ket050": "ses-v3", "ses-ket100": "ses-v4"}
+    shuffled = {s: {**rename, "ses-placebo": "ses-v4", "ses-ket100": "ses-v1"} if s in ("sub-02", "sub-05") else rename
+                for s in run.sessions["participant_id"].unique()}
+    relabel = lambda t: t.assign(session_id=[shuffled[p][s] for p, s in zip(t["participant_id"], t["session_id"])])  # noqa: E731
+    params = ca.validate_parameters(run.study, analytes=["IL6"], n_boot=0)
+    base = ca.paired_changes(run.parsed, run.sessions, run.strata, params, ["IL6"])
+    moved = ca.paired_changes(relabel(run.parsed), relabel(run.sessions), relabel(run.strata), params, ["IL6"])
+    pd.testing.assert_frame_equal(base, moved)
+
+
+# ---------------------------------------------------------------------------------------- figures
+def test_figure_builders_return_holoviews_objects(run):
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401  (registers the backend the builders' options need)
+
+    from pipelines import cytokine_figures as cf
+
+    few = ["IL6", "IL1B"]
+    traj = ca.trajectories(run.parsed, run.sessions, run.strata, run.params, few)
+    per_pair = ca.change_table(run.parsed, run.sessions, run.strata, run.params, few)
+    term = ca.interaction_term(run.params, "active")
+    figures = [
+        cf.censoring_bars(run.censoring),
+        cf.spaghetti_grid(traj, few),
+        cf.paired_change_grid(per_pair, run.changes, few),
+        cf.effect_forest(run.changes[run.changes["analyte"].isin(few)], planted=run.planted),
+        cf.interaction_forest(run.mixed, [term]),
+        cf.sensitivity_plot(run.sensitivity, ca.ACTIVE_POOLED),
+        cf.mood_scatter(ca.change_vs_mood_data(per_pair, run.mood), few, "madrs_total_change"),
+    ]
+    for figure in figures:
+        assert isinstance(figure, hv.core.dimension.ViewableElement | hv.Layout | hv.Overlay)
+        hv.render(figure, backend="bokeh")

@@ -1,0 +1,321 @@
+"""EEG pipeline: spectral markers against references, dynamics on known curves, bad input, formats, Dask."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.eeg import dynamics
+from pipelines.eeg.features import (alpha_peak_frequency, aperiodic_exponents, band_powers, recording_features,
+                                    resolve_roi, window_grid)
+from pipelines.errors import InputError
+from pipelines.study import Study
+
+
+# --- pure functions ------------------------------------------------------------------------------
+
+def test_resolve_roi_reports_missing_and_fallbacks():
+    used, note = resolve_roi("occipital", ["O1", "Oz", "O2"], ["PO3"], ["Fp1", "oz", "O2"])
+    assert used == ["oz", "O2"] and "missing: O1" in note
+    used, note = resolve_roi("occipital", ["O1", "Oz"], ["PO3", "POz"], ["Fp1", "PO3"])
+    assert used == ["PO3"] and "none of O1, Oz present; used PO3 instead" in note
+    used, note = resolve_roi("occipital", ["O1"], [], ["Fp1"])
+    assert used == [] and "none of O1" in note
+
+
+@pytest.mark.parametrize("sfreq", [250.0, 173.61, 1000.0])
+def test_window_grid_puts_an_edge_on_infusion_start(sfreq):
+    starts, times, win = window_grid(int(300 * sfreq), sfreq, 2.0, 2.0, infusion_start_s=61.3)
+    assert np.allclose(np.diff(times), 2.0)
+    assert 1.0 in times and -1.0 in times  # windows either side of the infusion start, none straddling it
+    edge = starts[list(times).index(1.0)] / sfreq
+    assert edge == pytest.approx(61.3, abs=1.0 / sfreq)
+    assert starts[-1] + win <= int(300 * sfreq)
+
+
+def test_band_power_equals_mne_welch():
+    from mne.time_frequency import psd_array_welch
+    from scipy.signal import welch
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 500)) * 10
+    freqs, psd = welch(x, fs=250.0, nperseg=250)
+    ref_psd, ref_freqs = psd_array_welch(x, 250.0, n_fft=250, n_per_seg=250, n_overlap=125, average="mean", window="hann", verbose="error")
+    np.testing.assert_allclose(freqs, ref_freqs)
+    np.testing.assert_allclose(psd, ref_psd, rtol=1e-9)
+    absolute, relative = band_powers(psd, freqs, {"alpha": (8.0, 13.0)}, (1.0, 45.0))
+    mask = (ref_freqs >= 8) & (ref_freqs <= 13)
+    np.testing.assert_allclose(absolute["alpha"], ref_psd[:, mask].sum(-1) * (ref_freqs[1] - ref_freqs[0]), rtol=1e-9)
+    assert np.all((relative["alpha"] > 0) & (relative["alpha"] < 1))
+
+
+def test_alpha_peak_frequency_finds_a_planted_peak_between_bins():
+    from scipy.signal import welch
+
+    t = np.arange(0, 20, 1 / 250)
+    rng = np.random.default_rng(1)
+    x = 10 * np.sin(2 * np.pi * 10.3 * t) + rng.standard_normal(t.size)
+    freqs, psd = welch(x, 250, nperseg=1000)  # 0.25 Hz bins
+    assert alpha_peak_frequency(psd, freqs, (7, 14)) == pytest.approx(10.3, abs=0.08)
+    flat = np.ones_like(psd)
+    flat[(freqs >= 7) & (freqs <= 14)] = np.linspace(2, 1, ((freqs >= 7) & (freqs <= 14)).sum())
+    assert np.isnan(alpha_peak_frequency(flat, freqs, (7, 14)))  # maximum on the edge: no peak
+
+
+def test_aperiodic_exponent_equals_specparam_and_recovers_a_planted_slope():
+    from specparam import SpectralModel
+
+    freqs = np.arange(1, 60, 0.5)
+    spectrum = 50 / freqs**1.7 + 3 * np.exp(-0.5 * ((freqs - 10) / 1.2) ** 2) / freqs
+    ours = aperiodic_exponents(spectrum[None, :], freqs, (2, 40))[0]
+    model = SpectralModel(aperiodic_mode="fixed", verbose=False)
+    model.fit(freqs, spectrum, [2, 40])
+    assert ours == pytest.approx(model.get_params("aperiodic")[-1], rel=1e-9)
+    assert ours == pytest.approx(1.7, abs=0.05)
+    assert np.isnan(aperiodic_exponents(np.full((1, freqs.size), np.nan), freqs, (2, 40))[0])
+
+
+def _sigmoid_curve(onset, step=2.0, depth=-8.0, noise=0.0, seed=0):
+    time_s = np.arange(-119, 360, step)
+    curve = np.where(time_s < 0, 0.0, depth * (1 - np.exp(-time_s / 60.0)))
+    crossing = -60.0 * np.log(1 - (-3.0) / depth)
+    time_s = time_s - crossing + onset  # shift so the noiseless crossing is at `onset`
+    rng = np.random.default_rng(seed)
+    return time_s, curve + noise * rng.standard_normal(time_s.size)
+
+
+def test_onset_is_the_interpolated_threshold_crossing():
+    time_s, curve = _sigmoid_curve(onset=37.0)
+    assert dynamics.suppression_onset(time_s, curve, -3.0, 20.0, smooth_windows=1) == pytest.approx(37.0, abs=0.3)
+    # Smoothing (centred mean) keeps the crossing of a smooth curve within a window step.
+    assert dynamics.suppression_onset(time_s, curve, -3.0, 20.0, smooth_windows=9) == pytest.approx(37.0, abs=2.0)
+
+
+def test_onset_needs_the_hold_and_is_nan_without_suppression():
+    time_s = np.arange(-59, 300, 2.0)
+    brief = np.where((time_s > 50) & (time_s < 60), -5.0, 0.0)
+    assert np.isnan(dynamics.suppression_onset(time_s, brief, -3.0, hold_s=20.0, smooth_windows=1))
+    assert np.isnan(dynamics.suppression_onset(time_s, np.zeros_like(time_s), -3.0, 20.0, 9))
+    # A dip before infusion start does not count.
+    pre = np.where(time_s < -20, -6.0, 0.0)
+    assert np.isnan(dynamics.suppression_onset(time_s, pre, -3.0, 10.0, 1))
+
+
+def test_recovery_after_infusion_end():
+    time_s = np.arange(-59, 400, 2.0)
+    curve = np.where((time_s > 30) & (time_s < 300), -6.0, 0.0)
+    assert dynamics.recovery_time(time_s, curve, -3.0, 20.0, 1, after_s=240.0) == pytest.approx(300.0, abs=2.0)
+
+
+# --- the default study: planted effects recovered ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def default_features(default_study):
+    from pipelines.eeg.features import open_features, read_qc
+
+    try:
+        return open_features(default_study), read_qc(default_study)
+    except FileNotFoundError as exc:
+        pytest.fail(f"{exc} (make test computes them first)")
+
+
+@pytest.fixture(scope="module")
+def plateau(default_study, default_features, default_truth):
+    features, _ = default_features
+    cfg = default_study.manifest.eeg.dynamics
+    end = default_truth["infusion_end_s"] - default_truth["infusion_start_s"]
+    measures = ["occipital_alpha_db", "lzc_median", "spectral_entropy_welch", "gamma_power_uv2"]
+    return dynamics.plateau_changes(features, measures, cfg, 2.0, end, regions=default_study.manifest.eeg.rois)
+
+
+def test_dose_slopes_have_the_planted_signs(plateau):
+    alpha = dynamics.dose_response(plateau, "occipital_alpha_db", "summary")["model"].set_index("term")
+    assert alpha.loc["dose", "estimate"] < 0 and alpha.loc["dose", "p"] < 1e-3
+    gamma = dynamics.dose_response(plateau, "gamma_power_uv2", "global")
+    means = gamma["per_dose"].set_index("dose_mg_per_kg")["mean"]
+    assert means.is_monotonic_increasing and gamma["model"].set_index("term").loc["dose", "p"] < 1e-3
+
+
+@pytest.mark.parametrize("measure", ["lzc_median", "spectral_entropy_welch"])
+def test_entropy_peaks_at_the_planted_dose_with_an_inverted_u(plateau, default_truth, measure):
+    result = dynamics.dose_response(plateau, measure, "global")
+    quad = result["model"].set_index("term").loc["dose_sq"]
+    assert quad["estimate"] < 0 and quad["p"] < 1e-3 and quad["ci_high"] < 0
+    assert result["dose_of_max"] == default_truth["eeg"]["expected_entropy_peak_dose_mg_per_kg"]
+    placebo = result["per_dose"].set_index("dose_mg_per_kg").loc[0.0]
+    assert placebo["ci_low"] < 0 < placebo["ci_high"]  # no change under placebo
+
+
+def test_alpha_suppression_onsets_match_the_planted_ones(default_study, default_features, default_truth):
+    features, _ = default_features
+    cfg = default_study.manifest.eeg.dynamics
+    end = default_truth["infusion_end_s"] - default_truth["infusion_start_s"]
+    markers = dynamics.recording_markers(features, cfg, 2.0, end)
+    markers["key"] = markers["participant_id"] + "_ses-" + markers["session"]
+    truth = default_truth["eeg"]["recordings"]
+    markers["planted"] = [truth[k]["occipital_alpha_onset_s"] for k in markers["key"]]
+    markers["slope"] = [truth[k]["occipital_alpha_onset_slope_db_per_s"] for k in markers["key"]]
+    placebo = markers[markers["dose_mg_per_kg"] == 0]
+    assert placebo["alpha_suppression_onset_s"].isna().all() and placebo["planted"].isna().all()
+    steep = markers[markers["slope"].fillna(0) >= 0.04]
+    error = (steep["alpha_suppression_onset_s"] - steep["planted"]).abs()
+    step = 2.0
+    assert len(steep) >= 10 and error.notna().all()
+    # Measured onsets lag the planted ones by ~1.3 s on average (window-averaged power of a falling curve,
+    # smoothing); the median error is within 1.5 window steps and none is off by more than 4.
+    assert error.median() <= 1.5 * step, error.describe()
+    assert (error <= 4 * step).all(), steep[error > 4 * step]
+    detected = markers.dropna(subset=["alpha_suppression_onset_s", "planted"])
+    assert ((detected["alpha_suppression_onset_s"] - detected["planted"]).abs() <= 30).mean() >= 0.9
+
+
+def test_qc_finds_the_planted_bad_channels_and_rejects_blinks(default_features, default_truth):
+    _, qc = default_features
+    found = {row.recording.removesuffix("_task-rest"): set(json.loads(row.bad_channels)) for row in qc.itertuples()}
+    planted = {k: set(v["bad_channels"]) for k, v in default_truth["eeg"]["recordings"].items()}
+    assert found == planted
+    big_blinks = sum(sum(a >= 320 for a in v["blink_amplitudes_uv"]) for v in default_truth["eeg"]["recordings"].values())
+    assert qc["n_rejected_windows"].sum() >= 0.8 * big_blinks > 0
+    assert (qc["fraction_kept"] > 0.85).all()
+
+
+def test_features_store_their_parameters_and_definitions(default_features):
+    features, _ = default_features
+    params = json.loads(features.attrs["parameters"])
+    assert params["features"]["window_s"] == 2.0 and params["preprocessing"]["reference"] == "average"
+    assert "Bandt & Pompe" in json.loads(features.attrs["measure_definitions"])["perm_entropy"]
+    assert set(features.dims) >= {"subject", "session", "measure", "channel", "time_s"}
+    assert features["dose_mg_per_kg"].sel(subject="01", session="ket050").item() == 0.5
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+def _first_recording(manifest_path):
+    study = Study.load(manifest_path)
+    return study, study.recordings[0]
+
+
+def test_truncated_brainvision_file_is_an_error(tiny_copy):
+    study, rec = _first_recording(tiny_copy)
+    data = rec.path.with_suffix(".eeg")
+    with open(data, "r+b") as fh:
+        fh.truncate(data.stat().st_size // 2)
+    with pytest.raises(InputError, match="truncated") as err:
+        recording_features(study.manifest, rec)
+    assert str(rec.path) in str(err.value)
+
+
+def test_corrupted_header_is_an_error_naming_the_file(tiny_copy):
+    study, rec = _first_recording(tiny_copy)
+    rec.path.write_text("this is not a BrainVision header\n")
+    with pytest.raises(InputError, match="cannot read the EEG recording") as err:
+        recording_features(study.manifest, rec)
+    assert str(rec.path) in str(err.value)
+
+
+def _rewrite(study, rec, fmt: str, root: Path, scale: float = 1.0, drop: list[str] | None = None):
+    """Write one recording of the tiny study through mne-bids in another format (and optionally scale it)."""
+    import mne
+    from mne_bids import BIDSPath, read_raw_bids, write_raw_bids
+
+    raw = read_raw_bids(rec.bids_path(study.root), verbose="error").load_data()
+    if drop:
+        raw.drop_channels(drop)
+    if scale != 1.0:
+        raw.apply_function(lambda x: x * scale)
+    for name in ("participants.tsv", "participants.json"):
+        if not (root / name).exists():
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(study.root / name, root / name)
+    bids_path = BIDSPath(subject=rec.subject, session=rec.session, task=rec.task, datatype="eeg", root=root)
+    write_raw_bids(raw, bids_path, format="BrainVision" if fmt == "FIF" else fmt, allow_preload=True, overwrite=True,
+                   verbose="error")
+    if fmt == "FIF":
+        # mne-bids converts EEG only to BrainVision/EDF/BDF/EEGLAB, but reads FIF EEG (common in MNE-based labs):
+        # keep its sidecars and put the same data in a .fif file in place of the BrainVision triplet.
+        written = bids_path.copy().update(suffix="eeg", extension=".vhdr").fpath
+        raw_bv = mne.io.read_raw_brainvision(written, preload=True, verbose="error")
+        raw_bv.save(written.with_suffix(".fif"), overwrite=True, verbose="error")
+        for ext in (".vhdr", ".vmrk", ".eeg"):
+            written.with_suffix(ext).unlink()
+        scans = next(root.glob(f"sub-{rec.subject}/ses-{rec.session}/*_scans.tsv"))
+        scans.write_text(scans.read_text().replace("_eeg.vhdr", "_eeg.fif"))
+    sessions = study.root / f"sub-{rec.subject}" / f"sub-{rec.subject}_sessions.tsv"
+    shutil.copy2(sessions, root / f"sub-{rec.subject}" / sessions.name)
+
+
+def _manifest_for(root: Path, folder: Path, extra: str = "") -> Path:
+    path = folder / f"{root.name}.yml"
+    path.write_text(f"study: {root.name}\nbids_root: {root}\n" + extra)
+    return path
+
+
+def test_wrong_units_are_refused(tiny_manifest, tmp_path):
+    study, rec = _first_recording(tiny_manifest)
+    _rewrite(study, rec, "BrainVision", tmp_path / "volts", scale=1e6)  # µV numbers stored as volts
+    scaled = Study.load(_manifest_for(tmp_path / "volts", tmp_path))
+    with pytest.raises(InputError, match="physically implausible EEG.*wrong units"):
+        recording_features(scaled.manifest, scaled.recordings[0])
+
+
+def test_missing_roi_channels_are_named(tiny_manifest, tmp_path):
+    study, rec = _first_recording(tiny_manifest)
+    _rewrite(study, rec, "BrainVision", tmp_path / "noocc", drop=["O1", "Oz", "O2", "P3", "Pz", "P4"])
+    other = Study.load(_manifest_for(tmp_path / "noocc", tmp_path))
+    with pytest.raises(InputError, match=r"no occipital channel.*none of O1, Oz, O2"):
+        recording_features(other.manifest, other.recordings[0])
+    # With a mapping that names an existing channel, it works and says what it used.
+    mapped = Study.load(_manifest_for(tmp_path / "noocc", tmp_path, "eeg:\n  rois:\n    occipital: [P7, P8]\n"
+                                                                      "    frontal_left: [F3]\n    frontal_right: [F4]\n"))
+    ds = recording_features(mapped.manifest, mapped.recordings[0])
+    assert "occipital: P7, P8" in json.loads(ds.attrs["qc"])["rois"]
+
+
+def test_recording_shorter_than_one_window(tiny_copy):
+    tiny_copy.write_text(tiny_copy.read_text() + "eeg:\n  features:\n    window_s: 1000\n    step_s: 1000\n")
+    study, rec = _first_recording(tiny_copy)
+    with pytest.raises(InputError, match="shorter than one analysis window"):
+        recording_features(study.manifest, rec)
+
+
+# --- formats and schedulers ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt, rtol", [("FIF", 1e-6), ("EDF", 2e-2)])
+def test_same_features_from_brainvision_edf_and_fif(tiny_manifest, tmp_path, fmt, rtol):
+    study = Study.load(tiny_manifest)
+    rec = [r for r in study.recordings if r.dose_mg_per_kg > 0][0]
+    reference = recording_features(study.manifest, rec)
+    _rewrite(study, rec, fmt, tmp_path / fmt.lower())
+    other = Study.load(_manifest_for(tmp_path / fmt.lower(), tmp_path))
+    assert other.recordings[0].path.suffix == {"FIF": ".fif", "EDF": ".edf"}[fmt]
+    ds = recording_features(other.manifest, other.recordings[0])
+    for name in ("occipital_alpha_power_uv2", "spectral_entropy_welch_mean", "sample_entropy_mean", "perm_entropy_mean"):
+        a = reference["summary_measures"].sel(summary_measure=name).to_numpy()
+        b = ds["summary_measures"].sel(summary_measure=name).to_numpy()
+        np.testing.assert_allclose(b, a, rtol=rtol, err_msg=f"{fmt} {name}")
+    if fmt == "FIF":
+        np.testing.assert_allclose(ds["channel_measures"].to_numpy(), reference["channel_measures"].to_numpy(), rtol=1e-6)
+
+
+def test_dask_cluster_gives_the_serial_results(tiny_manifest, tmp_path, monkeypatch):
+    from distributed import LocalCluster
+
+    from pipelines.eeg.features import compute_study_features
+    import xarray as xr
+
+    study = Study.load(tiny_manifest)
+    monkeypatch.setenv("KW_WORKDIR", str(tmp_path / "serial"))
+    serial = xr.open_zarr(compute_study_features(study, scheduler="synchronous", progress=False)).load()
+    monkeypatch.setenv("KW_WORKDIR", str(tmp_path / "cluster"))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        distributed = xr.open_zarr(compute_study_features(study, scheduler=cluster.scheduler_address, progress=False)).load()
+    xr.testing.assert_identical(serial.drop_attrs(), distributed.drop_attrs())
+    qc = pd.read_csv(tmp_path / "cluster" / "build" / "tiny" / "derivatives" / "ketamine-workbench" / "qc.tsv", sep="\t")
+    assert len(qc) == len(study.recordings)
+    assert (tmp_path / "cluster" / "build" / "tiny" / "derivatives" / "ketamine-workbench" / "dataset_description.json").is_file()
