@@ -76,8 +76,10 @@ $(FEATURES): $(STAMPS)/features.hash
 $(REPORTS)/%.html: $(STAMPS)/%.hash
 	$(PY) -m pipelines.build notebook $(STUDY) $*
 
-# Notebooks that read derived outputs (the analysis notebooks) depend on them here.
-$(REPORTS)/01_eeg_entropy_dose.html $(REPORTS)/04_integrative_summary.html: $(FEATURES)
+# Notebooks that read derived outputs depend on them here: 01 reads the EEG features; 04 reads the tables
+# that 01-03 write (build/<study>/derivatives/ketamine-workbench/tables), so it follows their reports.
+$(REPORTS)/01_eeg_entropy_dose.html: $(FEATURES)
+$(REPORTS)/04_integrative_summary.html: $(FEATURES) $(filter-out $(REPORTS)/04_integrative_summary.html,$(REPORT_HTML))
 
 reports: $(REPORT_HTML) ## Run every notebook of STUDY
 
