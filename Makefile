@@ -63,7 +63,7 @@ freeze: $(ENV_OK) ## Rewrite the manifest's checksums from the data on disk (rev
 # Always asked; rewritten only when the data checksum changes.  Fails (and stops the build) on any mismatch.
 $(STAMPS)/data.hash: $(ENV_OK) FORCE
 	@mkdir -p $(STAMPS)
-	$(PY) -m pipelines.build data $(STUDY)
+	$(PY) -m pipelines.build data $(STUDY) 2>&1 | tee $(BUILD)/data.log
 
 $(STAMPS)/%.hash: $(STAMPS)/data.hash FORCE
 	@$(PY) -m pipelines.build stamp $(STUDY) $*
@@ -71,7 +71,8 @@ $(STAMPS)/%.hash: $(STAMPS)/data.hash FORCE
 # Derived EEG features: every notebook that reads them lists the file in its prerequisites below.
 FEATURES := $(BUILD)/derivatives/ketamine-workbench/features.done
 $(FEATURES): $(STAMPS)/features.hash
-	$(PY) -m pipelines.eeg.features $(STUDY)
+	@mkdir -p $(dir $@)
+	$(PY) -m pipelines.eeg.features $(STUDY) 2>&1 | tee $(dir $@)features.log
 
 $(REPORTS)/%.html: $(STAMPS)/%.hash
 	$(PY) -m pipelines.build notebook $(STUDY) $*

@@ -168,10 +168,22 @@ def write_index() -> Path:
             continue
         failed = (meta_path.parent / f"{meta['notebook']}.failed.ipynb").exists()
         rows.append((meta_path.parent.name, meta, failed))
+    # A notebook that failed before it ever succeeded has no metadata: list it too, so a failure is never invisible.
+    listed = {(study, meta["notebook"]) for study, meta, _ in rows}
+    for failed_nb in sorted(root.glob("*/*.failed.ipynb")):
+        name = failed_nb.name.removesuffix(".failed.ipynb")
+        if (failed_nb.parent.name, name) not in listed:
+            rows.append((failed_nb.parent.name, {"notebook": name, "parameters": {}, "data_checksum": "-" * 12,
+                                                  "git_commit": "-", "run_time_s": "-", "started_utc": "-", "never_ok": True}, True))
     body = []
     for study, meta, failed in rows:
         params = html.escape(json.dumps(meta["parameters"], sort_keys=True))
-        status = "<span class='failed'>last run failed — showing the previous good report</span>" if failed else "ok"
+        if meta.get("never_ok"):
+            status = f"<span class='failed'>failed — no report yet; see {html.escape(meta['notebook'])}.failed.ipynb and .log</span>"
+        elif failed:
+            status = "<span class='failed'>last run failed — showing the previous good report</span>"
+        else:
+            status = "ok"
         body.append(
             f"<tr><td>{html.escape(study)}</td>"
             f"<td><a href='{html.escape(study)}/{html.escape(meta['notebook'])}.html'>{html.escape(meta['notebook'])}</a></td>"

@@ -111,5 +111,5 @@ def test_the_dag(project):
     participants.write_text(participants.read_text().replace("sub-02", "sub-03"))
     seventh = make(project, "all")
     assert seventh.returncode != 0
-    assert "checksum differs: participants.tsv" in seventh.stderr
+    assert "checksum differs: participants.tsv" in seventh.stdout + seventh.stderr
     assert "pipelines.build notebook" not in seventh.stdout

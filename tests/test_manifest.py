@@ -99,3 +99,12 @@ def test_sessions_tsv_without_the_dose_column_is_named(tiny_copy):
     tiny_copy.write_text(tiny_copy.read_text() + "eeg:\n  conditions:\n    dose_column: dose_mg_kg\n")
     with pytest.raises(ManifestError, match=r"sub-01_sessions.tsv: no column 'dose_mg_kg' — did you mean 'dose_mg_per_kg'"):
         Study.load(tiny_copy).recordings
+
+
+def test_the_template_for_real_studies_is_a_valid_manifest(tmp_path):
+    from conftest import REPO
+
+    text = (REPO / "data_manifests" / "TEMPLATE.yml").read_text()
+    manifest = load_manifest(_write(tmp_path, text))
+    assert manifest.generator is None and manifest.checksums == {}
+    assert manifest.eeg.conditions.source == "sessions_tsv"
