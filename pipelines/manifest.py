@@ -151,6 +151,10 @@ class EEGConfig(_Strict):
     conditions: ConditionMapping = Field(default_factory=ConditionMapping)
     infusion_start_event: str = "infusion_start"
     infusion_end_event: str = "infusion_end"
+    infusion_start_s: float | None = Field(
+        None, ge=0, description="Used for recordings without the start event (s from recording start; e.g. 0 when "
+        "every recording begins at infusion start). Without it, a missing event is an error.")
+    infusion_end_s: float | None = Field(None, gt=0, description="Used for recordings without the end event")
     rois: dict[str, list[str]] = Field(
         default_factory=lambda: {
             "occipital": ["O1", "Oz", "O2"],

@@ -18,7 +18,8 @@ def recording_table(study: Study) -> pd.DataFrame:
     for rec in study.recordings:
         raw = read_raw_bids(rec.bids_path(study.root), verbose="error")
         try:
-            start, end = infusion_times(raw, eeg.infusion_start_event, eeg.infusion_end_event, rec.path)
+            start, end = infusion_times(raw, eeg.infusion_start_event, eeg.infusion_end_event, rec.path,
+                                         eeg.infusion_start_s, eeg.infusion_end_s)
         except ValueError:
             start, end = np.nan, np.nan
         rows.append({

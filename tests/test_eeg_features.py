@@ -319,3 +319,17 @@ def test_dask_cluster_gives_the_serial_results(tiny_manifest, tmp_path, monkeypa
     qc = pd.read_csv(tmp_path / "cluster" / "build" / "tiny" / "derivatives" / "ketamine-workbench" / "qc.tsv", sep="\t")
     assert len(qc) == len(study.recordings)
     assert (tmp_path / "cluster" / "build" / "tiny" / "derivatives" / "ketamine-workbench" / "dataset_description.json").is_file()
+
+
+def test_missing_infusion_event_is_named_and_a_fixed_time_can_replace_it(tiny_copy):
+    study, rec = _first_recording(tiny_copy)
+    events = rec.path.with_name(rec.path.name.replace("_eeg.vhdr", "_events.tsv"))
+    lines = [line for line in events.read_text().splitlines() if "infusion_start" not in line]
+    events.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"no 'infusion_start' event.*Events present: \['baseline_start', 'infusion_end'\]") as err:
+        recording_features(study.manifest, rec)
+    assert str(rec.path) in str(err.value)
+    tiny_copy.write_text(tiny_copy.read_text() + "eeg:\n  infusion_start_s: 30.0\n")
+    study, rec = _first_recording(tiny_copy)
+    ds = recording_features(study.manifest, rec)
+    assert json.loads(ds.attrs["qc"])["infusion_start_s"] == 30.0

@@ -162,7 +162,8 @@ def recording_features(manifest, recording):
     fc = eeg.features
     file = str(recording.path)
     raw = read_raw(recording, manifest.bids_path)
-    start_s, end_s = infusion_times(raw, eeg.infusion_start_event, eeg.infusion_end_event, file)
+    start_s, end_s = infusion_times(raw, eeg.infusion_start_event, eeg.infusion_end_event, file,
+                                   eeg.infusion_start_s, eeg.infusion_end_s)
     clean, qc = preprocess(raw, eeg.preprocessing, file=file)
     sfreq = clean.info["sfreq"]
     data = clean.get_data() * 1e6  # µV

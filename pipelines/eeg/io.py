@@ -95,10 +95,11 @@ def _check_complete(raw, recording) -> None:
                          "looks truncated", **where)
 
 
-def infusion_times(raw, start_event: str, end_event: str, file: Path | str | None = None) -> tuple[float, float | None]:
-    """Onsets (s from recording start) of infusion start and end, from the annotations (BIDS events).
-
-    The start is required (time is expressed relative to it); a missing end is allowed (None)."""
+def infusion_times(raw, start_event: str, end_event: str, file: Path | str | None = None,
+                   default_start_s: float | None = None, default_end_s: float | None = None) -> tuple[float, float | None]:
+    """Onsets (s from recording start) of infusion start and end, from the annotations (BIDS events),
+    else the manifest's defaults.  The start is required (time is expressed relative to it); a missing end
+    is allowed (None)."""
     descriptions = list(raw.annotations.description)
     onsets = raw.annotations.onset - (raw.first_samp / raw.info["sfreq"] if raw.annotations.orig_time is not None else 0.0)
 
@@ -107,10 +108,14 @@ def infusion_times(raw, start_event: str, end_event: str, file: Path | str | Non
         return float(hits[0]) if hits else None
 
     start = find(start_event)
+    if start is None and default_start_s is not None:
+        start = float(default_start_s)
     if start is None:
         available = sorted(set(descriptions))
         raise InputError(
             f"no {start_event!r} event: time is measured from infusion start. Events present: {available or 'none'}; "
-            "set eeg.infusion_start_event in the manifest to the event that marks infusion start",
+            "set eeg.infusion_start_event in the manifest to the event that marks infusion start, or "
+            "eeg.infusion_start_s to a fixed time",
             file=str(file) if file else None, field="eeg.infusion_start_event")
-    return start, find(end_event)
+    end = find(end_event)
+    return start, end if end is not None else default_end_s
