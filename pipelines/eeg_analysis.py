@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from pipelines.derived import write_tables  # noqa: F401  (re-exported: notebook 01 calls eeg_analysis.write_tables)
 from pipelines.eeg import dynamics
 
 DEFAULT_MEASURES = ["lzc_median", "spectral_entropy_welch", "lzs_schartner", "perm_entropy", "sample_entropy"]
@@ -166,24 +166,12 @@ def summary_text(markers: pd.DataFrame, per_dose: pd.DataFrame, peaks: pd.DataFr
     return " ".join(lines)
 
 
-def write_tables(study, tables: dict[str, pd.DataFrame]) -> list[str]:
-    """Write derived tables for downstream notebooks (04) and dashboards, atomically, as TSV."""
-    from pipelines.paths import derivatives_dir
-
-    folder = derivatives_dir(study.name) / "tables"
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, table in tables.items():
-        path = folder / f"{name}.tsv"
-        tmp = folder / f".{name}.tsv.tmp-{os.getpid()}"
-        table.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
-        os.replace(tmp, path)
-        written.append(str(path.relative_to(derivatives_dir(study.name))))
-    return written
-
-
 def qc_table(qc: pd.DataFrame) -> pd.DataFrame:
     """QC per recording, readable: bad channels as text."""
     out = qc[["recording", "dose_mg_per_kg", "n_channels", "n_windows", "n_rejected_windows", "fraction_kept", "median_channel_sd_uv"]].copy()
     out["bad_channels"] = [", ".join(f"{k} ({v.split(' ')[0]})" for k, v in json.loads(b).items()) for b in qc["bad_channels"]]
+    # Regions whose channels were missing or replaced, and preprocessing notes: what a reader must know.
+    out["roi_substitutions"] = ["; ".join(n for n in json.loads(r) if "missing" in n or "instead" in n or "none of" in n)
+                                for r in qc["rois"]]
+    out["notes"] = ["; ".join(json.loads(n)) for n in qc["notes"]]
     return out
