@@ -1,0 +1,749 @@
+"""The integrative view (issue 6, notebook 04): EEG, peak experience, cytokines and mood per subject × dose,
+and the hypotheses an integrative ketamine study asks, each an explicit test with effect size, CI and p.
+
+Reads the derived tables that notebooks 01–03 write (:mod:`pipelines.derived`); never recomputes a branch.
+Statistics come from :mod:`pipelines.stats`. Every test returns tidy rows (:data:`HYPOTHESIS_COLUMNS`).
+
+Conventions
+    *Unit of observation*: one subject-session (= subject × dose in the crossover). Peak-experience
+    questionnaires exist after active doses only, so every test involving a peak score uses active sessions.
+    *Mood improvement* = baseline − time point (scale points; positive = better), from each session's own
+    pre-infusion baseline, as in notebook 02 and ``truth.json``.
+    *Entropy change* = plateau change from the pre-infusion baseline of ``entropy_measure`` over all
+    channels (notebook 01's ``eeg_plateau_changes``, region ``global``); *occipital alpha change* = the
+    plateau change of occipital alpha power (dB); *suppression depth* = the minimum of the smoothed
+    occipital alpha curve (dB, more negative = deeper; notebook 01's markers).
+    *Cytokine change* = ln(24 h / baseline) per session; *inflamed* = the session's baseline CRP at or above
+    notebook 03's threshold; a subject's stratum is the common label of its active sessions.
+    *Multiplicity*: ``p_fdr`` is Benjamini–Hochberg over every row of the hypothesis table; the
+    correlation matrix has its own family (each unordered pair once).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from pipelines import derived, stats
+
+__all__ = [
+    "HYPOTHESIS_COLUMNS",
+    "IntegrativeParameters",
+    "combined_model",
+    "correlation_matrix",
+    "hypothesis_tests",
+    "join_subject_dose",
+    "load_derived",
+    "matrix_variables",
+    "provenance_table",
+    "subject_dose_table",
+    "summary_text",
+    "test_alpha_depth_dose",
+    "test_entropy_tracks_peak",
+    "test_inflamed_stratum",
+    "test_peak_predicts_mood",
+    "validate_parameters",
+]
+
+KEYS = ["participant_id", "session"]
+DOSE = "dose_mg_per_kg"
+SUBJECT = "participant_id"
+# Cytokines carried into the combined model and the correlation matrix (all analytes are in the table).
+PRIMARY_ANALYTES = ("IL6", "CRP")
+# Mood time points always shown in the subject × dose table, besides the analysed one.
+SHOWN_TIMEPOINTS = ("24h", "7d")
+PEAK_PREFIXES = ("meq30_", "asc5d_", "asc11d_")
+HYPOTHESIS_COLUMNS = ["hypothesis", "test", "statement", "population", "method", "effect", "n", "n_subjects",
+                      "estimate", "ci_low", "ci_high", "p", "p_fdr", "direction", "verdict"]
+TABLES = ("eeg_markers", "eeg_plateau_changes", "peak_scores", "mood_changes", "cytokine_changes")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IntegrativeParameters:
+    """Validated parameters of notebook 04 (stored with its results)."""
+
+    mood_timepoint: str
+    entropy_measure: str
+    peak_score: str
+    fdr_alpha: float
+    n_boot: int
+    seed: int
+
+    @property
+    def mood_column(self) -> str:
+        return f"mood_improvement_{self.mood_timepoint}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _peak_score_names() -> list[str]:
+    from pipelines import questionnaires as q
+
+    return sorted(c for s in ("meq30", "asc5d", "asc11d") for c in q.SCALES[s].score_columns)
+
+
+def _hint(value, allowed) -> str:
+    match = difflib.get_close_matches(str(value), [str(a) for a in allowed], 1)
+    return f" — did you mean {match[0]!r}?" if match else ""
+
+
+def _whole(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or float(value) != int(value):
+        raise ValueError(f"{name}={value!r} must be a whole number")
+    if int(value) < minimum:
+        raise ValueError(f"{name}={value!r} must be at least {minimum}")
+    return int(value)
+
+
+def validate_parameters(study, *, mood_timepoint="24h", entropy_measure="lzc_median", peak_score="meq30_total",
+                        fdr_alpha=0.05, n_boot=1000, seed=0) -> IntegrativeParameters:
+    """Check notebook 04's parameters against the study before anything is read; ValueError with a hint.
+
+    ``mood_timepoint``: a post-baseline time point of the manifest; ``entropy_measure``: a measure the
+    features step computed (``eeg.features.measures``); ``peak_score``: a MEQ30/5D-ASC score column
+    (e.g. ``meq30_total``, ``asc5d_obn``); ``fdr_alpha`` in (0, 1); ``n_boot`` ≥ 100; ``seed`` ≥ 0."""
+    timepoints = [str(t) for t in study.manifest.timepoints]
+    if not isinstance(mood_timepoint, str) or mood_timepoint not in timepoints:
+        raise ValueError(f"mood_timepoint={mood_timepoint!r} is not a time point of the manifest {timepoints}"
+                         + _hint(mood_timepoint, timepoints))
+    if mood_timepoint == timepoints[0] or mood_timepoint == "baseline":
+        raise ValueError(f"mood_timepoint={mood_timepoint!r} is the baseline; choose a later time point "
+                         f"({', '.join(t for t in timepoints[1:])})")
+    computed = [m for m in study.manifest.eeg.features.measures if m != "lzc_schartner_st"]
+    if not isinstance(entropy_measure, str) or entropy_measure not in computed:
+        raise ValueError(f"entropy_measure={entropy_measure!r} was not computed for this study"
+                         + _hint(entropy_measure, computed) + f"; computed: {computed}")
+    scores = _peak_score_names()
+    if not isinstance(peak_score, str) or peak_score not in scores:
+        raise ValueError(f"peak_score={peak_score!r} is not a MEQ30/5D-ASC score" + _hint(peak_score, scores))
+    if isinstance(fdr_alpha, bool) or not isinstance(fdr_alpha, (int, float, np.floating)) \
+            or not (math.isfinite(fdr_alpha) and 0 < fdr_alpha < 1):
+        raise ValueError(f"fdr_alpha={fdr_alpha!r} must be a number in (0, 1)")
+    return IntegrativeParameters(mood_timepoint=mood_timepoint, entropy_measure=entropy_measure,
+                                 peak_score=peak_score, fdr_alpha=float(fdr_alpha),
+                                 n_boot=_whole("n_boot", n_boot, 100), seed=_whole("seed", seed, 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# The subject × dose table
+# ---------------------------------------------------------------------------------------------
+
+def load_derived(study) -> dict[str, pd.DataFrame]:
+    """The derived tables notebook 04 reads (FileNotFoundError naming the producing notebook if absent)."""
+    return {name: derived.read_table(study, name) for name in TABLES}
+
+
+def _with_session(table: pd.DataFrame) -> pd.DataFrame:
+    column = "session" if "session" in table.columns else "session_id"
+    out = table.assign(session=derived.session_label(table[column]).to_numpy())
+    return out.drop(columns=[c for c in ("session_id",) if c in out.columns])
+
+
+def _merge(left: pd.DataFrame, right: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Left join on subject and session, checking that both sides agree on the dose."""
+    if DOSE in right.columns:
+        both = left[[*KEYS, DOSE]].merge(right[[*KEYS, DOSE]], on=KEYS, suffixes=("", "_other"))
+        bad = ~np.isclose(both[DOSE], both[f"{DOSE}_other"])
+        if bad.any():
+            row = both[bad].iloc[0]
+            raise ValueError(f"{source}: {row[SUBJECT]} session {row['session']} has dose "
+                             f"{row[f'{DOSE}_other']:g} mg/kg, but the EEG tables say {row[DOSE]:g}")
+        right = right.drop(columns=DOSE)
+    return left.merge(right, on=KEYS, how="left", validate="one_to_one")
+
+
+def _subject_stratum(labels: pd.Series) -> str:
+    labels = labels.dropna()
+    if labels.empty:
+        return "unassigned"
+    return labels.iloc[0] if labels.nunique() == 1 else "discordant"
+
+
+def join_subject_dose(tables: dict[str, pd.DataFrame], params: IntegrativeParameters) -> pd.DataFrame:
+    """One row per subject × session (dose) joining every branch; see :func:`subject_dose_table`."""
+    markers = _with_session(tables["eeg_markers"])
+    measured = set(markers["entropy_measure"].dropna())
+    if measured and measured != {params.entropy_measure}:
+        raise ValueError(f"eeg_markers holds entropy peaks of {sorted(measured)} (notebook 01's entropy_measure); "
+                         f"set entropy_measure to {sorted(measured)[0]!r} here, or rerun 01 with "
+                         f"entropy_measure {params.entropy_measure!r}")
+    base = markers[[*KEYS, DOSE, "alpha_suppression_onset_s", "alpha_suppression_depth_db",
+                    "entropy_peak_time_s", "entropy_peak_change", "alpha_recovery_s"]].copy()
+    base.insert(3, "active", base[DOSE] > 0)
+
+    changes = _with_session(tables["eeg_plateau_changes"])
+    entropy = changes[(changes["measure"] == params.entropy_measure) & (changes["region"] == "global")]
+    if entropy.empty:
+        available = sorted(changes.loc[changes["region"] == "global", "measure"].unique())
+        raise ValueError(f"eeg_plateau_changes has no global plateau change of {params.entropy_measure!r} "
+                         f"(notebook 01's `measures` parameter decides which are written; it has {available})")
+    alpha = changes[changes["measure"] == "occipital_alpha_db"]
+    base = _merge(base, entropy[[*KEYS, "change"]].rename(columns={"change": "entropy_change"}), "eeg_plateau_changes")
+    base = _merge(base, alpha[[*KEYS, "change"]].rename(columns={"change": "occipital_alpha_change_db"}),
+                  "eeg_plateau_changes")
+
+    peak = _with_session(tables["peak_scores"])
+    score_columns = [c for c in peak.columns if c.startswith(PEAK_PREFIXES)
+                     and not c.endswith(("_pct_max", "_complete_mystical"))]
+    if params.peak_score not in score_columns:
+        raise ValueError(f"peak_score {params.peak_score!r} is not in peak_scores (notebook 02's `scales` "
+                         f"decide which are written; it has {score_columns})")
+    base = _merge(base, peak[[*KEYS, DOSE, *score_columns]], "peak_scores")
+
+    cytokines = _with_session(tables["cytokine_changes"])
+    wide = cytokines.pivot_table(index=KEYS, columns="analyte", values="ln_change", aggfunc="first")
+    wide.columns = [f"{a.lower()}_ln_change" for a in wide.columns]
+    strata = cytokines.groupby(KEYS)["stratum"].agg(_subject_stratum).rename("stratum")
+    cyto = pd.concat([wide, strata], axis=1).reset_index()
+    cyto["inflamed"] = cyto["stratum"].map({"inflamed": 1.0, "non-inflamed": 0.0})
+    base = _merge(base, cyto, "cytokine_changes")
+
+    mood = _with_session(tables["mood_changes"])
+    scales = mood["scale"].dropna().unique()
+    if len(scales) != 1:
+        raise ValueError(f"mood_changes must hold one scale, has {list(scales)}")
+    if params.mood_timepoint not in set(mood["timepoint"]):
+        raise ValueError(f"mood_changes has no time point {params.mood_timepoint!r}; it has "
+                         f"{sorted(mood['timepoint'].unique())}")
+    shown = [t for t in dict.fromkeys([*SHOWN_TIMEPOINTS, params.mood_timepoint]) if t in set(mood["timepoint"])]
+    first = mood.drop_duplicates(KEYS)[[*KEYS, DOSE, "baseline"]].rename(columns={"baseline": "mood_baseline"})
+    for tp in shown:
+        at = mood[mood["timepoint"] == tp].set_index(KEYS)
+        first = first.join(at["improvement"].rename(f"mood_improvement_{tp}"), on=KEYS)
+        first = first.join(at["response"].astype(float).rename(f"mood_response_{tp}"), on=KEYS)
+    base = _merge(base, first, "mood_changes")
+    base.insert(3, "mood_scale", str(scales[0]))
+    base["subject_stratum"] = base[SUBJECT].map(
+        base[base["active"]].groupby(SUBJECT)["stratum"].agg(_subject_stratum)).fillna("unassigned")
+    return base.sort_values([SUBJECT, DOSE]).reset_index(drop=True)
+
+
+def subject_dose_table(study, params: IntegrativeParameters) -> pd.DataFrame:
+    """One row per subject × session (dose): EEG markers (alpha-suppression onset, depth and recovery;
+    entropy peak time and change), plateau changes (``entropy_change`` of ``entropy_measure``,
+    ``occipital_alpha_change_db``), every peak-experience score (MEQ30 subscales and total, 5D-ASC
+    dimensions and 11 factors; NaN after placebo), ln-change of every cytokine (``il6_ln_change``, …),
+    the session's inflammation ``stratum`` (and ``inflamed`` 0/1, the subject's ``subject_stratum``),
+    the mood scale's baseline and improvement (+ response 0/1) at 24 h, 7 d and ``mood_timepoint``.
+
+    Session labels are normalised (``ses-ket050`` → ``ket050``); doses must agree across branches."""
+    return join_subject_dose(load_derived(study), params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small statistics (tidy rows)
+# ---------------------------------------------------------------------------------------------
+
+def _row(hypothesis, test, statement, population, method, effect, n, n_subjects, estimate, ci_low, ci_high, p,
+         direction) -> dict:
+    return {"hypothesis": hypothesis, "test": test, "statement": statement, "population": population,
+            "method": method, "effect": effect, "n": int(n), "n_subjects": int(n_subjects),
+            "estimate": float(estimate), "ci_low": float(ci_low), "ci_high": float(ci_high), "p": float(p),
+            "direction": direction}
+
+
+def _mean_t(values) -> tuple[float, float, float, float, int]:
+    """Mean, t-based 95 % CI and one-sample t-test p against 0."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    n = v.size
+    if n < 2:
+        return (float(v.mean()) if n else np.nan), np.nan, np.nan, np.nan, n
+    mean, se = v.mean(), v.std(ddof=1) / np.sqrt(n)
+    half = sps.t.ppf(0.975, n - 1) * se
+    p = float(sps.ttest_1samp(v, 0.0).pvalue) if se > 0 else np.nan
+    return float(mean), float(mean - half), float(mean + half), p, n
+
+
+def _welch(a, b) -> tuple[float, float, float, float]:
+    """Difference of means a − b with Welch's t CI (95 %) and p."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 2 or b.size < 2:
+        return np.nan, np.nan, np.nan, np.nan
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    diff, se = a.mean() - b.mean(), np.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    half = sps.t.ppf(0.975, dof) * se
+    return float(diff), float(diff - half), float(diff + half), float(sps.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def _corr_row(table: pd.DataFrame, **labels) -> dict:
+    row = table.iloc[0]
+    return _row(n=row["n"], n_subjects=labels.pop("n_subjects"), estimate=row["estimate"], ci_low=row["ci_low"],
+                ci_high=row["ci_high"], p=row["p"], **labels)
+
+
+def _model_row(fit: pd.DataFrame, term: str, **labels) -> dict:
+    row = fit.set_index("term").loc[term]
+    method = labels.pop("method") + ("" if bool(row["converged"]) else " (did not converge)")
+    return _row(n=row["n"], n_subjects=row["n_groups"], estimate=row["estimate"], ci_low=row["ci_low"],
+                ci_high=row["ci_high"], p=row["p"], method=method, **labels)
+
+
+def _mixed_model(data: pd.DataFrame, formula: str) -> pd.DataFrame:
+    """:func:`pipelines.stats.mixed_model` with a random intercept per subject, its optimiser warnings
+    silenced: convergence is reported in the table (``converged``) and in each row's method."""
+    import warnings
+
+    # Imported first: statsmodels adds an "always" filter for its warnings when first imported.
+    import statsmodels.formula.api  # noqa: F401
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return stats.mixed_model(data, formula, SUBJECT)
+
+
+LABELS = {DOSE: "dose (mg/kg)", "alpha_suppression_depth_db": "alpha suppression depth (dB)",
+          "occipital_alpha_change_db": "occipital alpha change (dB)", "entropy_change": "entropy change",
+          "entropy_peak_change": "entropy peak change", "mood_baseline": "baseline severity",
+          "inflamed": "inflamed (0/1)"}
+
+
+def _label(column: str) -> str:
+    """A readable name of a subject × dose table column."""
+    from pipelines.peak_mood import score_label
+
+    if column in LABELS:
+        return LABELS[column]
+    if column.startswith(PEAK_PREFIXES):
+        return score_label(column)
+    if column.endswith("_ln_change"):
+        return f"{column.removesuffix('_ln_change').upper().replace('_', '/')} ln change"
+    if column.startswith("mood_improvement_"):
+        return f"mood improvement {column.removeprefix('mood_improvement_')}"
+    return column.replace("_", " ")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hypotheses
+# ---------------------------------------------------------------------------------------------
+
+def test_entropy_tracks_peak(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
+    """H1 — the entropy increase tracks peak-experience intensity (active sessions).
+
+    H1a within subjects: repeated-measures correlation of entropy change with the peak score across a
+    subject's active doses (Bakdash & Marusich; Fisher-z CI). H1b pooled: Spearman over active
+    subject-sessions (sessions of a subject are not independent), seeded bootstrap CI. H1c between
+    subjects: Spearman of each subject's mean entropy change with their mean peak score over the active
+    doses (every subject had every dose, so the means are dose-balanced; n = subjects) — the component a
+    shared subject trait (a person's sensitivity to ketamine) would produce."""
+    peak, active = params.peak_score, table[table["active"]].dropna(subset=["entropy_change", params.peak_score])
+    pop = "active subject-sessions"
+    n_sub = active[SUBJECT].nunique()
+    within = stats.rm_correlation(active, "entropy_change", peak, SUBJECT)
+    pooled = stats.correlation_table(active, ["entropy_change"], [peak], method="spearman",
+                                     n_boot=params.n_boot, seed=params.seed)
+    means = active.groupby(SUBJECT)[["entropy_change", peak]].mean().reset_index()
+    between = stats.correlation_table(means, ["entropy_change"], [peak], method="spearman",
+                                      n_boot=params.n_boot, seed=params.seed)
+    what = f"{params.entropy_measure} change vs {_label(peak)}"
+    return pd.DataFrame([
+        _corr_row(within, hypothesis="H1", test="H1a within subject",
+                  statement=f"Across a subject's active doses, a larger entropy increase goes with a more intense peak "
+                            f"experience ({what})", population=pop, method="repeated-measures correlation (rm_corr)",
+                  effect="r_rm", n_subjects=n_sub, direction="+"),
+        _corr_row(pooled, hypothesis="H1", test="H1b pooled",
+                  statement=f"Over all active sessions, entropy increase and peak intensity rise together ({what})",
+                  population=pop, method=f"Spearman, bootstrap 95% CI ({params.n_boot} resamples, seed {params.seed})",
+                  effect="Spearman rho", n_subjects=n_sub, direction="+"),
+        _corr_row(between, hypothesis="H1", test="H1c between subjects",
+                  statement=f"Subjects with larger entropy increases have more intense peak experiences "
+                            f"(subject means over active doses; {what})",
+                  population="subjects (means over their active sessions)",
+                  method=f"Spearman, bootstrap 95% CI ({params.n_boot} resamples, seed {params.seed})",
+                  effect="Spearman rho", n_subjects=len(means), direction="+"),
+    ])
+
+
+def test_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
+    """H2 — peak experience predicts mood improvement at ``mood_timepoint`` beyond dose and baseline severity.
+
+    H2a: partial Spearman correlation of the peak score with improvement, controlling for dose and the
+    session's baseline severity (seeded bootstrap CI). H2b: linear mixed model
+    ``improvement ~ peak_z + dose + baseline + (1 | subject)`` (REML, Wald CI); the estimate is the
+    improvement (scale points) per SD of the peak score at fixed dose and baseline."""
+    peak, mood = params.peak_score, params.mood_column
+    data = table[table["active"]].dropna(subset=[peak, mood, "mood_baseline", DOSE]).copy()
+    data["peak_z"] = (data[peak] - data[peak].mean()) / data[peak].std(ddof=1)
+    n_sub = data[SUBJECT].nunique()
+    scale = str(table["mood_scale"].iloc[0]).upper()
+    partial = stats.correlation_table(data, [peak], [mood], method="spearman", covariates=[DOSE, "mood_baseline"],
+                                      n_boot=params.n_boot, seed=params.seed)
+    fit = _mixed_model(data, f"{mood} ~ peak_z + {DOSE} + mood_baseline")
+    return pd.DataFrame([
+        _corr_row(partial, hypothesis="H2", test="H2a partial correlation",
+                  statement=f"{_label(peak)} correlates with {scale} improvement at {params.mood_timepoint} after "
+                            "removing dose and baseline severity from both",
+                  population="active subject-sessions", method=f"partial Spearman (covariates: dose, baseline), "
+                  f"bootstrap 95% CI ({params.n_boot} resamples, seed {params.seed})",
+                  effect="partial rho", n_subjects=n_sub, direction="+"),
+        _model_row(fit, "peak_z", hypothesis="H2", test="H2b mixed model",
+                   statement=f"{scale} improvement at {params.mood_timepoint} rises with {_label(peak)} at fixed dose "
+                             "and baseline severity",
+                   population="active subject-sessions",
+                   method=f"MixedLM REML: {mood} ~ peak_z + dose + baseline + (1|subject), Wald 95% CI",
+                   effect=f"{scale} points per SD of {_label(peak)}", direction="+"),
+    ])
+
+
+def _subject_active_means(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    active = table[table["active"]].dropna(subset=[column])
+    return active.groupby(SUBJECT).agg(value=(column, "mean"), stratum=("subject_stratum", "first")).reset_index()
+
+
+def test_inflamed_stratum(table: pd.DataFrame, params: IntegrativeParameters,
+                          analytes=PRIMARY_ANALYTES) -> pd.DataFrame:
+    """H3 — the anti-inflammatory change appears only in the inflamed stratum (per analyte).
+
+    Per subject, the mean ln(24 h/baseline) over active sessions. H3a/H3b: mean in the inflamed /
+    non-inflamed stratum (one-sample t, t CI; H3b is expected to include 0 — consistent with, not proof
+    of, no change). H3c: inflamed − non-inflamed difference (Welch t CI). H3d: placebo-controlled
+    interaction in a mixed model over every session, ``ln_change ~ active * inflamed + (1 | subject)``:
+    the extra change under ketamine in inflamed sessions."""
+    rows = []
+    for analyte in analytes:
+        column = f"{analyte.lower()}_ln_change"
+        if column not in table.columns:
+            continue
+        means = _subject_active_means(table, column)
+        inflamed = means.loc[means["stratum"] == "inflamed", "value"]
+        other = means.loc[means["stratum"] == "non-inflamed", "value"]
+        pop = "subjects (mean over active sessions)"
+        for test, values, label, direction in (("H3a", inflamed, "inflamed", "-"), ("H3b", other, "non-inflamed", "0")):
+            mean, low, high, p, n = _mean_t(values)
+            rows.append(_row("H3", f"{test} {analyte} {label}",
+                             f"{analyte} falls after ketamine in the {label} stratum" if direction == "-" else
+                             f"{analyte} does not change after ketamine in the {label} stratum",
+                             f"{label} {pop}", "one-sample t, t 95% CI", "mean ln(24h/baseline)", n, n, mean, low,
+                             high, p, direction))
+        diff, low, high, p = _welch(inflamed, other)
+        rows.append(_row("H3", f"H3c {analyte} difference",
+                         f"{analyte} falls more in the inflamed than in the non-inflamed stratum", pop,
+                         "Welch t, 95% CI", "difference in mean ln change (inflamed − non-inflamed)",
+                         len(inflamed) + len(other), len(inflamed) + len(other), diff, low, high, p, "-"))
+        data = table.dropna(subset=[column, "inflamed"]).assign(active_dose=lambda d: d["active"].astype(float))
+        fit = _mixed_model(data, f"{column} ~ active_dose * inflamed")
+        rows.append(_model_row(fit, "active_dose:inflamed", hypothesis="H3", test=f"H3d {analyte} interaction",
+                               statement=f"The ketamine-vs-placebo change in {analyte} is more negative in inflamed "
+                                         "sessions (active × inflamed)",
+                               population="all subject-sessions (placebo included)",
+                               method=f"MixedLM REML: {column} ~ active * inflamed + (1|subject), Wald 95% CI",
+                               effect="extra ln change (active × inflamed)", direction="-"))
+    return pd.DataFrame(rows)
+
+
+def titration_doses(table: pd.DataFrame) -> pd.DataFrame:
+    """Per subject over active doses: ``entropy_max_dose`` (largest plateau entropy change),
+    ``alpha_endpoint_dose`` (lowest dose at which notebook 01 detected sustained suppression below its
+    threshold; NaN if never), the depth at both and at the top dose."""
+    active = table[table["active"]].dropna(subset=["entropy_change"])
+    rows = []
+    top = active[DOSE].max()
+    for subject, group in active.groupby(SUBJECT):
+        group = group.sort_values(DOSE)
+        at_max = group.loc[group["entropy_change"].idxmax()]
+        reached = group[group["alpha_suppression_onset_s"].notna()]
+        at_top = group[group[DOSE] == top]
+        rows.append({SUBJECT: subject, "entropy_max_dose": at_max[DOSE],
+                     "alpha_endpoint_dose": reached[DOSE].min() if len(reached) else np.nan,
+                     "depth_at_entropy_max_db": at_max["alpha_suppression_depth_db"],
+                     "depth_at_top_dose_db": at_top["alpha_suppression_depth_db"].iloc[0] if len(at_top) else np.nan,
+                     "entropy_at_max": at_max["entropy_change"],
+                     "entropy_at_top_dose": at_top["entropy_change"].iloc[0] if len(at_top) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def test_alpha_depth_dose(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
+    """H4 — alpha-suppression depth marks the effective dose (and the entropy maximum).
+
+    H4a: depth deepens with dose — mixed model ``depth ~ dose + (1 | subject)`` over every session
+    (dB per mg/kg; negative = deeper). H4b: the titration endpoint marks the entropy maximum — per
+    subject, does the lowest active dose at which sustained suppression was reached (notebook 01's
+    threshold and hold time) equal the active dose with the largest entropy increase? Estimate: the
+    proportion of subjects in agreement (Wilson 95 % CI); p: exact one-sided binomial test against the
+    agreement expected by chance, 1 / (number of active doses). H4c: past the entropy maximum alpha still
+    deepens — among subjects whose entropy peaks below the top dose, the paired depth difference top
+    dose − entropy-maximum dose (t CI; negative = deeper at the top dose while entropy has fallen).
+
+    (Choosing "the deepest suppression among doses whose entropy is preserved" instead would make the
+    comparison with the entropy maximum nearly true by construction when depth rises monotonically
+    with dose, so H4b uses the threshold criterion clinicians titrate with.)"""
+    rows = []
+    data = table.dropna(subset=["alpha_suppression_depth_db", DOSE])
+    fit = _mixed_model(data, f"alpha_suppression_depth_db ~ {DOSE}")
+    rows.append(_model_row(fit, DOSE, hypothesis="H4", test="H4a depth vs dose",
+                           statement="Occipital alpha suppression deepens with dose",
+                           population="all subject-sessions (placebo included)",
+                           method="MixedLM REML: depth_db ~ dose + (1|subject), Wald 95% CI",
+                           effect="dB per mg/kg", direction="-"))
+    doses = titration_doses(table)
+    n_doses = int(table.loc[table["active"], DOSE].nunique())
+    known = doses.dropna(subset=["alpha_endpoint_dose"])
+    agree = int((known["alpha_endpoint_dose"] == known["entropy_max_dose"]).sum())
+    if len(known):
+        test = sps.binomtest(agree, len(known), 1.0 / n_doses, alternative="greater")
+        ci = test.proportion_ci(confidence_level=0.95, method="wilson")
+        estimate, low, high, p = agree / len(known), ci.low, ci.high, test.pvalue
+    else:
+        estimate = low = high = p = np.nan
+    rows.append(_row("H4", "H4b titration endpoint = entropy maximum",
+                     "The lowest dose at which sustained alpha suppression is reached is the dose of maximal "
+                     "entropy increase", "subjects who reached suppression at some active dose",
+                     f"exact binomial test (one-sided) vs chance agreement 1/{n_doses}; Wilson 95% CI",
+                     "proportion of subjects in agreement", len(known), len(known), estimate, low, high, p, "+"))
+    beyond = doses[doses["entropy_max_dose"] < table.loc[table["active"], DOSE].max()]
+    mean, low, high, p, n = _mean_t(beyond["depth_at_top_dose_db"] - beyond["depth_at_entropy_max_db"])
+    rows.append(_row("H4", "H4c alpha deepens past the entropy maximum",
+                     "Beyond the dose of maximal entropy, alpha suppression still deepens (depth dissociates from "
+                     "entropy at high dose)", "subjects whose entropy peaks below the top dose",
+                     "paired t, t 95% CI", "depth at top dose − depth at entropy-maximum dose (dB)",
+                     n, n, mean, low, high, p, "-"))
+    return pd.DataFrame(rows)
+
+
+def combined_predictors(table: pd.DataFrame, params: IntegrativeParameters) -> list[str]:
+    """One or two predictors from every branch: design (dose, baseline severity), EEG (entropy change,
+    occipital alpha change), peak experience, cytokines (IL-6 ln change, inflamed)."""
+    wanted = [DOSE, "mood_baseline", "entropy_change", "occipital_alpha_change_db", params.peak_score,
+              "il6_ln_change", "inflamed"]
+    return [c for c in wanted if c in table.columns and table.loc[table["active"], c].notna().any()]
+
+
+def combined_model(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
+    """H5 — a combined model of mood improvement with predictors from every branch.
+
+    Every variable z-scored over the rows analysed (active sessions with complete data), then
+    ``improvement_z ~ Σ predictor_z + (1 | subject)`` (MixedLM REML, Wald 95 % CI): standardised
+    coefficients. Columns also give the variance inflation factor of each predictor (collinearity) and
+    the caveat: observations and subjects per predictor."""
+    predictors = combined_predictors(table, params)
+    mood = params.mood_column
+    data = table[table["active"]].dropna(subset=[mood, *predictors]).copy()
+    z = {c: f"z_{c}" for c in [mood, *predictors]}
+    for column, name in z.items():
+        sd = data[column].std(ddof=1)
+        data[name] = (data[column] - data[column].mean()) / sd if sd > 0 else np.nan
+    formula = f"{z[mood]} ~ " + " + ".join(z[c] for c in predictors)
+    fit = _mixed_model(data, formula)
+    fit = fit[fit["term"] != "Intercept"].copy()
+    fit["predictor"] = fit["term"].str.removeprefix("z_")
+    corr = np.corrcoef(data[[z[c] for c in predictors]].to_numpy(float), rowvar=False)
+    vif = np.diag(np.linalg.pinv(corr))
+    fit["vif"] = fit["predictor"].map(dict(zip(predictors, vif)))
+    fit["n_predictors"] = len(predictors)
+    fit["obs_per_predictor"] = len(data) / len(predictors)
+    fit["subjects_per_predictor"] = data[SUBJECT].nunique() / len(predictors)
+    fit["outcome"] = mood
+    return fit.reset_index(drop=True)
+
+
+def _combined_rows(model: pd.DataFrame, params: IntegrativeParameters, scale: str) -> pd.DataFrame:
+    rows = []
+    for _, r in model.iterrows():
+        rows.append(_row("H5", f"H5 {r['predictor']}",
+                         f"In the combined model, {_label(r['predictor'])} predicts {scale} improvement at "
+                         f"{params.mood_timepoint} given every other branch",
+                         "active subject-sessions with every predictor",
+                         "MixedLM REML on z-scores, random intercept per subject; "
+                         f"{int(r['n_predictors'])} predictors, "
+                         f"{r['obs_per_predictor']:.1f} observations and {r['subjects_per_predictor']:.1f} subjects "
+                         f"per predictor (VIF {r['vif']:.1f})",
+                         "standardised coefficient (SD of improvement per SD)", r["n"], r["n_groups"], r["estimate"],
+                         r["ci_low"], r["ci_high"], r["p"], "+" if r["predictor"] == params.peak_score else "?"))
+    return pd.DataFrame(rows)
+
+
+def _verdict(row, alpha: float) -> str:
+    if not np.isfinite(row["estimate"]) or not np.isfinite(row["p"]):
+        return "not estimable"
+    if row["direction"] == "0":
+        return ("consistent (CI includes 0; not evidence of absence)" if row["ci_low"] <= 0 <= row["ci_high"]
+                else "contradicts (a change)")
+    significant = row["p_fdr"] <= alpha
+    if row["direction"] == "?":
+        return "significant" if significant else "not significant"
+    if row["test"].startswith("H4b"):   # proportion vs chance: the direction is 'above chance'
+        return "supports" if significant else "not supported"
+    sign = "+" if row["estimate"] > 0 else "-"
+    if significant:
+        return "supports" if sign == row["direction"] else "significant, opposite direction"
+    return "not supported"
+
+
+def hypothesis_tests(table: pd.DataFrame, params: IntegrativeParameters,
+                     combined: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every hypothesis row (H1–H5), with BH-FDR over all rows and a verdict against the stated direction
+    (``+``/``-``; ``0`` = no change expected; ``?`` = no direction stated) at ``fdr_alpha``."""
+    combined = combined_model(table, params) if combined is None else combined
+    scale = str(table["mood_scale"].iloc[0]).upper()
+    out = pd.concat([test_entropy_tracks_peak(table, params), test_peak_predicts_mood(table, params),
+                     test_inflamed_stratum(table, params), test_alpha_depth_dose(table, params),
+                     _combined_rows(combined, params, scale)], ignore_index=True)
+    out["p_fdr"] = stats.fdr_bh(out["p"].to_numpy(float))
+    out["verdict"] = [_verdict(r, params.fdr_alpha) for _, r in out.iterrows()]
+    return out[HYPOTHESIS_COLUMNS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-branch correlation matrix
+# ---------------------------------------------------------------------------------------------
+
+def matrix_variables(table: pd.DataFrame, params: IntegrativeParameters) -> dict[str, str]:
+    """Variable -> branch, in display order, for the cross-branch correlation matrix."""
+    variables = {DOSE: "design", "alpha_suppression_depth_db": "EEG", "occipital_alpha_change_db": "EEG",
+                 "entropy_change": "EEG", "entropy_peak_change": "EEG", "meq30_total": "peak",
+                 "meq30_mystical": "peak", "asc5d_obn": "peak", params.peak_score: "peak",
+                 **{f"{a.lower()}_ln_change": "cytokines" for a in PRIMARY_ANALYTES},
+                 "mood_baseline": "mood", **{f"mood_improvement_{t}": "mood" for t in SHOWN_TIMEPOINTS},
+                 params.mood_column: "mood"}
+    return {v: b for v, b in variables.items() if v in table.columns and table.loc[table["active"], v].notna().any()}
+
+
+def correlation_matrix(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
+    """Spearman correlations of every pair of :func:`matrix_variables` over active subject-sessions
+    (pairwise complete; sessions of a subject are not independent, so read the CIs as descriptive),
+    seeded bootstrap CIs, BH-FDR over the unique pairs (each pair once) at ``fdr_alpha``.
+    Columns of :func:`pipelines.stats.correlation_table` plus ``x_branch``, ``y_branch``."""
+    variables = matrix_variables(table, params)
+    names = list(variables)
+    active = table[table["active"]]
+    parts = [stats.correlation_table(active, [x], names[i + 1:], method="spearman", n_boot=params.n_boot,
+                                     seed=params.seed, fdr_alpha=params.fdr_alpha)
+             for i, x in enumerate(names[:-1])]
+    out = pd.concat(parts, ignore_index=True)
+    out["p_fdr"] = stats.fdr_bh(out["p"].to_numpy(float))
+    out["significant_fdr"] = out["p_fdr"] <= params.fdr_alpha
+    out["x_branch"] = out["x"].map(variables)
+    out["y_branch"] = out["y"].map(variables)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance and summary
+# ---------------------------------------------------------------------------------------------
+
+def provenance_table(study) -> pd.DataFrame:
+    """Each derived table read: its producing notebook, rows, modification time (UTC) and sha256."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    rows = []
+    for name in TABLES:
+        path = derived.table_path(study, name)
+        data = path.read_bytes()
+        rows.append({"table": name, "written by": derived.PRODUCERS[name], "rows": data.count(b"\n") - 1,
+                     "modified (UTC)": datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+                     .strftime("%Y-%m-%d %H:%M:%S"), "sha256": hashlib.sha256(data).hexdigest()[:16]})
+    return pd.DataFrame(rows)
+
+
+def _fmt_p(p: float, name: str = "p") -> str:
+    return f"{name} n/a" if not np.isfinite(p) else (f"{name} < 0.001" if p < 0.001 else f"{name} = {p:.3f}")
+
+
+def _effect(row, digits: int = 2, unit: str = "") -> str:
+    return (f"{row['estimate']:.{digits}f}{unit} (95% CI {row['ci_low']:.{digits}f} to {row['ci_high']:.{digits}f}, "
+            f"{_fmt_p(row['p'])}, {_fmt_p(row['p_fdr'], 'p_FDR')}, n = {row['n']})")
+
+
+def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd.DataFrame,
+                 params: IntegrativeParameters) -> str:
+    """A short written summary generated from the numbers (markdown)."""
+    by = hypotheses.set_index("test")
+    scale = str(table["mood_scale"].iloc[0]).upper()
+    active = table[table["active"]]
+    lines = [f"**Data.** {table[SUBJECT].nunique()} subjects × {table[DOSE].nunique()} doses "
+             f"({len(table)} subject-sessions, {len(active)} active); every test and its population is stated "
+             f"in the table above; p_FDR is Benjamini–Hochberg over all {len(hypotheses)} hypothesis rows."]
+
+    def get(prefix):
+        rows = by[by.index.str.startswith(prefix)]
+        return None if rows.empty else rows.iloc[0]
+
+    h1 = [get("H1a"), get("H1b"), get("H1c")]
+    if all(r is not None for r in h1):
+        lines.append(
+            f"**H1 (entropy ↔ peak experience).** Within subjects across doses r_rm = {_effect(h1[0])}; pooled "
+            f"Spearman {_effect(h1[1])}; between subjects (means over active doses) {_effect(h1[2])}. "
+            + ("The association lives between subjects, not across doses within a subject: "
+               if h1[2]["estimate"] > 0 and h1[0]["estimate"] <= 0 else "")
+            + ("entropy does not keep step with the dose-driven rise in peak intensity (entropy follows an inverted U "
+               "in dose), while "
+               "subjects who respond more in EEG also report more intense experiences."
+               if h1[2]["estimate"] > 0 and h1[0]["estimate"] <= 0 else
+               f"Verdicts: {h1[0]['verdict']} / {h1[1]['verdict']} / {h1[2]['verdict']}."))
+    h2a, h2b = get("H2a"), get("H2b")
+    if h2a is not None and h2b is not None:
+        lines.append(
+            f"**H2 (peak experience → mood).** {_label(params.peak_score)} and {scale} improvement at "
+            f"{params.mood_timepoint}, adjusting for dose and baseline severity: partial rho = {_effect(h2a)}; "
+            f"mixed model {_effect(h2b, 1)} {scale} points per SD — {h2b['verdict']}.")
+    h3 = hypotheses[hypotheses["hypothesis"] == "H3"]
+    parts = []
+    for analyte in PRIMARY_ANALYTES:
+        a, b, c = (get(f"H3{k} {analyte}") for k in "abc")
+        if a is None:
+            continue
+        parts.append(f"{analyte}: inflamed {a['estimate']:+.2f} ln units (95% CI {a['ci_low']:.2f} to "
+                     f"{a['ci_high']:.2f}, {np.expm1(a['estimate']):+.0%}, n = {a['n']}), non-inflamed "
+                     f"{b['estimate']:+.2f} ({b['ci_low']:.2f} to {b['ci_high']:.2f}, n = {b['n']}), "
+                     f"difference {c['estimate']:+.2f} ({c['ci_low']:.2f} to {c['ci_high']:.2f}, {_fmt_p(c['p'])})")
+    if parts:
+        only = all(get(f"H3a {a}") is None or (get(f"H3a {a}")["verdict"] == "supports"
+                                                and get(f"H3b {a}")["verdict"].startswith("consistent"))
+                   for a in PRIMARY_ANALYTES)
+        lines.append("**H3 (inflamed stratum).** Mean ln(24h/baseline) over active sessions — " + "; ".join(parts)
+                     + (". The decrease appears in the inflamed stratum only (the non-inflamed CI includes 0, "
+                        "which is consistent with, not proof of, no change)." if only and len(h3) else
+                        ". The pattern 'decrease only when inflamed' is not established for every analyte."))
+    h4a, h4b, h4c = get("H4a"), get("H4b"), get("H4c")
+    if h4a is not None:
+        doses = titration_doses(table)
+        text = (f"**H4 (alpha depth and dose).** Suppression depth changes with dose by "
+                f"{_effect(h4a, 1, ' dB per mg/kg')} ({h4a['verdict']}).")
+        if h4b is not None and np.isfinite(h4b["estimate"]):
+            modal = doses["entropy_max_dose"].mode()
+            text += (f" The titration endpoint (lowest dose with sustained suppression) equals the entropy-maximum "
+                     f"dose in {h4b['estimate']:.0%} of subjects (95% CI {h4b['ci_low']:.0%} to {h4b['ci_high']:.0%}, "
+                     f"{_fmt_p(h4b['p'])} vs chance; {h4b['verdict']}); entropy peaks most often at "
+                     f"{modal.iloc[0]:g} mg/kg.")
+        if h4c is not None and h4c["n"] > 1:
+            text += (f" From the entropy-maximum dose to the top dose, suppression depth changes by "
+                     f"{h4c['estimate']:+.1f} dB (95% CI "
+                     f"{h4c['ci_low']:.1f} to {h4c['ci_high']:.1f}, n = {h4c['n']}, {h4c['verdict']}) while entropy "
+                     "falls: depth marks dose, and beyond the entropy peak it no longer marks entropy.")
+        lines.append(text)
+    h5 = hypotheses[hypotheses["hypothesis"] == "H5"]
+    if len(h5):
+        sig = h5[h5["p_fdr"] <= params.fdr_alpha]
+        first = h5.iloc[0]
+        ratio = first["n"] / len(h5)
+        lines.append(
+            f"**H5 (combined model).** {len(h5)} standardised predictors from every branch on {first['n']} active "
+            f"sessions of {first['n_subjects']} subjects ({ratio:.1f} observations and "
+            f"{first['n_subjects'] / len(h5):.1f} subjects per predictor): "
+            + (", ".join(f"{_label(t.removeprefix('H5 '))} β = {r['estimate']:+.2f} ({r['ci_low']:.2f} to "
+                         f"{r['ci_high']:.2f})" for t, r in sig.set_index('test').iterrows()) or "no predictor")
+            + f" {'survives' if len(sig) == 1 else 'survive'} FDR. With this few subjects per predictor and "
+              "correlated EEG/dose predictors the model is "
+              "exploratory: coefficients are unstable and should not be read as independent effects.")
+    if len(correlations):
+        cross = correlations[correlations["x_branch"] != correlations["y_branch"]]
+        sig = cross[cross["significant_fdr"]].sort_values("p")
+        lines.append(f"**Cross-branch correlations** (pooled over active doses, so a shared response to dose shows "
+                     f"up as correlation). {int(sig.shape[0])} of {len(cross)} between-branch pairs are "
+                     f"significant at FDR {params.fdr_alpha:g} (of {len(correlations)} pairs in the family)"
+                     + (": " + "; ".join(f"{_label(r.x)} – {_label(r.y)} rho = {r.estimate:+.2f}"
+                                        for r in sig.head(5).itertuples()) if len(sig) else "") + ".")
+    return "\n\n".join(lines)

@@ -1,0 +1,248 @@
+"""Notebook 04's library on the default study: the subject × dose join, planted effects recovered by the
+hypothesis tests, parameter validation, and the derived-table contract (pipelines.derived).
+
+The derived tables come from notebooks 01–03 (``make all``). When they are absent, the fixture computes
+the same tables in memory through the library calls those notebooks make, with the manifest's parameters,
+so the tests never skip and never depend on a stale report run.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import derived, integrative
+
+N_BOOT = 1000  # as the notebook (the bootstrap CIs of partial correlations at n = 36 are wide)
+
+
+def _tables_from_library(study) -> dict[str, pd.DataFrame]:
+    """The tables notebooks 01–03 write, computed through the functions they call."""
+    from pipelines import cytokine_analysis as ca, eeg_analysis, peak_mood
+    from pipelines.eeg import dynamics
+    from pipelines.eeg.features import open_features, read_qc
+
+    eeg = eeg_analysis.validate_parameters(study, **study.manifest.notebook_params("01_eeg_entropy_dose"))
+    cfg = eeg.dynamics_config(study.manifest.eeg.dynamics)
+    features = open_features(study)
+    infusion_end = eeg_analysis.infusion_end_rel_s(read_qc(study))
+    markers = dynamics.recording_markers(features, cfg, eeg.window_s, infusion_end)
+    changes = dynamics.plateau_changes(features, ["occipital_alpha_db", eeg.entropy_measure], cfg, eeg.window_s,
+                                       infusion_end)
+
+    pm = peak_mood.validate_parameters(study, **study.manifest.notebook_params("02_peak_experience_mood"))
+    scores = peak_mood.load_scores(study, pm.scales, pm.mood_scale, missing_items=pm.missing_items,
+                                   max_missing_fraction=pm.max_missing_fraction)
+    outcomes = peak_mood.mood_change_table(scores, baseline=pm.baseline, remission_threshold=pm.remission_threshold,
+                                           timepoint_order=study.manifest.timepoints)
+
+    cp = ca.validate_parameters(study, **study.manifest.notebook_params("03_cytokines"))
+    parsed = ca.load_study_cytokines(study, timepoints=[cp.baseline_timepoint, cp.post_timepoint])
+    analytes = ca.resolve_analytes(parsed, cp.analytes)
+    strata = ca.study_strata(parsed, cp)
+    per_pair = ca.change_table(parsed, study.sessions, strata, cp, analytes)
+    return {"eeg_markers": markers, "eeg_plateau_changes": changes, "peak_scores": scores.peak,
+            "mood_changes": derived.mood_changes_table(outcomes, scores.mood_score, pm.mood_scale),
+            "cytokine_changes": derived.cytokine_changes_table(per_pair, cp.baseline_timepoint, cp.post_timepoint)}
+
+
+@pytest.fixture(scope="module")
+def params(default_study):
+    return integrative.validate_parameters(default_study, n_boot=N_BOOT)
+
+
+@pytest.fixture(scope="module")
+def table(default_study, params):
+    return integrative.join_subject_dose(_tables(default_study), params)
+
+
+@pytest.fixture(scope="module")
+def hypotheses(table, params):
+    return integrative.hypothesis_tests(table, params).set_index("test")
+
+
+def _row(hypotheses, prefix):
+    rows = hypotheses[hypotheses.index.str.startswith(prefix)]
+    assert len(rows) == 1, f"expected one row {prefix!r}, got {list(rows.index)}"
+    return rows.iloc[0]
+
+
+# ------------------------------------------------------------------------------ the joined table
+def test_one_row_per_subject_and_dose(table, default_study):
+    design = default_study.manifest.generator
+    assert len(table) == design.n_subjects * len(design.doses_mg_per_kg)
+    assert not table.duplicated(["participant_id", "session"]).any()
+    assert not table["session"].str.startswith("ses-").any()           # labels normalised
+    assert (table.groupby("participant_id")["dose_mg_per_kg"].nunique() == len(design.doses_mg_per_kg)).all()
+    # Peak questionnaires exist after active doses only; every other branch covers every session.
+    assert table.loc[~table["active"], "meq30_total"].isna().all()
+    assert table.loc[table["active"], "meq30_total"].notna().all()
+    for column in ["alpha_suppression_depth_db", "entropy_change", "il6_ln_change", "crp_ln_change",
+                   "mood_baseline", "mood_improvement_24h", "mood_improvement_7d"]:
+        assert table[column].notna().all(), column
+    # 5D-ASC dimensions and the 11 factors are carried.
+    assert {"asc5d_obn", "asc5d_vir", "asc5d_unity", "asc5d_changed_meaning"} <= set(table.columns)
+
+
+def test_strata_match_truth(table, default_truth):
+    strata = table.groupby("participant_id")["subject_stratum"].first()
+    assert sorted(strata[strata == "inflamed"].index) == sorted(default_truth["cytokines"]["inflamed_subjects"])
+
+
+def _tables(study) -> dict[str, pd.DataFrame]:
+    if all(derived.table_path(study, name).is_file() for name in integrative.TABLES):
+        return integrative.load_derived(study)
+    return _tables_from_library(study)
+
+
+def test_dose_disagreement_between_branches_is_refused(default_study, params):
+    tables = _tables(default_study)
+    peak = tables["peak_scores"].copy()
+    peak.loc[0, "dose_mg_per_kg"] = 0.75
+    with pytest.raises(ValueError, match="dose"):
+        integrative.join_subject_dose({**tables, "peak_scores": peak}, params)
+
+
+# ---------------------------------------------------------------------------- planted effects
+def test_h2_peak_predicts_mood_beyond_dose_and_baseline(hypotheses, default_truth):
+    assert default_truth["mood"]["peak_slope_per_unit_intensity"]["24h"] > 0   # what is planted
+    for prefix in ("H2a", "H2b"):
+        row = _row(hypotheses, prefix)
+        assert row["estimate"] > 0 and row["p"] < 0.05, row.to_dict()
+        assert row["verdict"] == "supports"
+    assert _row(hypotheses, "H2b")["ci_low"] > 0    # Wald CI of the mixed model; the bootstrap CI of H2a is wide
+
+
+@pytest.mark.parametrize("analyte", ["IL6", "CRP"])
+def test_h3_decrease_only_in_inflamed_stratum(hypotheses, default_truth, analyte):
+    planted = default_truth["cytokines"]["log_fold_change_24h"]
+    assert planted["inflamed"]["active"][analyte] < 0 and planted["non_inflamed"]["active"][analyte] == 0
+    inflamed, other, diff, inter = (_row(hypotheses, f"H3{k} {analyte}") for k in "abcd")
+    assert inflamed["ci_high"] < 0
+    assert other["ci_low"] <= 0 <= other["ci_high"]
+    assert diff["ci_high"] < 0 and inter["ci_high"] < 0
+    # Recovered within a generous band of the planted inflamed change.
+    assert abs(inflamed["estimate"] - planted["inflamed"]["active"][analyte]) < 0.3
+
+
+def test_h1_between_subject_sign_as_planted(table, hypotheses, default_truth):
+    """The default study plants one subject trait (ketamine_sensitivity) driving both EEG sensitivity and
+    peak intensity: planted is a positive *between-subject* association (nothing is planted within
+    subjects across doses, where entropy's inverted U and the saturating peak curve disagree)."""
+    trait = pd.Series(default_truth["subjects"]["ketamine_sensitivity"])
+    means = table[table["active"]].groupby("participant_id")[["entropy_change", "meq30_total"]].mean()
+    means["trait"] = trait.reindex(means.index)
+    assert means.corr(method="spearman").loc["trait", "entropy_change"] > 0.5
+    assert means.corr(method="spearman").loc["trait", "meq30_total"] > 0.3
+    assert _row(hypotheses, "H1c")["estimate"] > 0
+
+
+def test_h4_depth_deepens_with_dose_and_entropy_peaks_at_planted_dose(table, hypotheses, default_truth):
+    assert default_truth["eeg"]["alpha_suppression_increases_with_dose"]
+    depth = _row(hypotheses, "H4a")
+    assert depth["ci_high"] < 0 and depth["p"] < 0.001
+    doses = integrative.titration_doses(table)
+    assert doses["entropy_max_dose"].mode().iloc[0] == default_truth["eeg"]["expected_entropy_peak_dose_mg_per_kg"]
+    assert _row(hypotheses, "H4c")["ci_high"] < 0        # alpha keeps deepening past the entropy maximum
+    titration = _row(hypotheses, "H4b")
+    assert 0 <= titration["ci_low"] <= titration["estimate"] <= titration["ci_high"] <= 1
+
+
+def test_hypothesis_table_is_tidy(hypotheses):
+    table = hypotheses.reset_index()[integrative.HYPOTHESIS_COLUMNS]
+    assert sorted(hypotheses.reset_index().columns) == sorted(integrative.HYPOTHESIS_COLUMNS)
+    assert set(table["hypothesis"]) == {"H1", "H2", "H3", "H4", "H5"}
+    finite = table.dropna(subset=["p"])
+    assert ((finite["p_fdr"] >= finite["p"] - 1e-12) & (finite["p_fdr"] <= 1)).all()
+    assert table["statement"].str.len().gt(20).all() and table["method"].str.len().gt(5).all()
+
+
+def test_combined_model_states_its_sample_size(table, params):
+    model = integrative.combined_model(table, params)
+    branches = {"dose_mg_per_kg", "entropy_change", params.peak_score, "il6_ln_change", "mood_baseline"}
+    assert branches <= set(model["predictor"])
+    assert (model["obs_per_predictor"] == model["n"] / model["n_predictors"]).all()
+    assert (model["vif"] >= 1 - 1e-9).all()
+
+
+def test_correlation_matrix_each_pair_once_with_fdr(table, params):
+    corr = integrative.correlation_matrix(table, params)
+    k = len(integrative.matrix_variables(table, params))
+    assert len(corr) == k * (k - 1) // 2
+    pairs = {frozenset(p) for p in zip(corr["x"], corr["y"])}
+    assert len(pairs) == len(corr)
+    from pipelines.stats import fdr_bh
+    np.testing.assert_allclose(corr["p_fdr"], fdr_bh(corr["p"].to_numpy(float)))
+
+
+def test_summary_is_written_from_the_numbers(table, hypotheses, params):
+    corr = integrative.correlation_matrix(table, params)
+    text = integrative.summary_text(table, hypotheses.reset_index(), corr, params)
+    h2 = _row(hypotheses, "H2a")
+    assert f"{h2['estimate']:.2f}" in text
+    for heading in ("H1", "H2", "H3", "H4", "H5", "Cross-branch"):
+        assert heading in text
+
+
+# ------------------------------------------------------------------------------ parameters
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mood_timepoint": "25h"}, "did you mean '24h'"),
+    ({"mood_timepoint": "baseline"}, "baseline"),
+    ({"entropy_measure": "lzc_medain"}, "did you mean 'lzc_median'"),
+    ({"peak_score": "meq30_totl"}, "did you mean 'meq30_total'"),
+    ({"fdr_alpha": 1.5}, "fdr_alpha"),
+    ({"fdr_alpha": True}, "fdr_alpha"),
+    ({"n_boot": 10}, "n_boot"),
+    ({"n_boot": 100.5}, "whole number"),
+    ({"seed": -1}, "seed"),
+])
+def test_bad_parameters_are_rejected(default_study, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        integrative.validate_parameters(default_study, **kwargs)
+
+
+def test_notebook_parameters_match_the_library():
+    import papermill
+
+    from pipelines.paths import NOTEBOOKS_DIR
+
+    notebook = NOTEBOOKS_DIR / "04_integrative_summary.ipynb"
+    declared = papermill.inspect_notebook(str(notebook))
+    assert set(declared) == {"manifest_path", "mood_timepoint", "entropy_measure", "peak_score", "fdr_alpha",
+                             "n_boot", "seed"}
+    cells = json.loads(notebook.read_text())["cells"]
+    parameters = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    for line in "".join(parameters["source"]).splitlines():
+        assert "=" not in line.partition("#")[2], f"papermill drops parameters whose comment holds '=': {line}"
+    assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code")
+
+
+# ------------------------------------------------------------------------------ derived tables
+def test_missing_table_names_its_notebook(default_study, params, tmp_path, monkeypatch):
+    monkeypatch.setenv("KW_WORKDIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="03_cytokines"):
+        derived.read_table(default_study, "cytokine_changes")
+    with pytest.raises(FileNotFoundError, match="01_eeg_entropy_dose"):
+        integrative.subject_dose_table(default_study, params)
+    with pytest.raises(FileNotFoundError, match="no notebook is known"):
+        derived.read_table(default_study, "no_such_table")
+
+
+def test_write_then_read_keeps_identifiers(default_study, tmp_path, monkeypatch):
+    monkeypatch.setenv("KW_WORKDIR", str(tmp_path))
+    table = pd.DataFrame({"participant_id": ["sub-01"], "subject": ["01"], "session": ["ket050"],
+                          "value": [np.nan], "flag": [True]})
+    written = derived.write_tables(default_study, {"peak_scores": table})
+    assert written == ["tables/peak_scores.tsv"]
+    back = derived.read_table(default_study, "peak_scores")
+    assert back.loc[0, "subject"] == "01" and np.isnan(back.loc[0, "value"]) and bool(back.loc[0, "flag"])
+    assert list(derived.session_label(["ses-ket050", "ket050", "placebo"])) == ["ket050", "ket050", "placebo"]
+
+
+def test_eeg_analysis_still_exposes_write_tables():
+    from pipelines import eeg_analysis
+
+    assert eeg_analysis.write_tables is derived.write_tables
