@@ -82,9 +82,14 @@ $(REPORTS)/%.html: $(STAMPS)/%.hash
 $(REPORTS)/01_eeg_entropy_dose.html: $(FEATURES)
 $(REPORTS)/04_integrative_summary.html: $(FEATURES) $(filter-out $(REPORTS)/04_integrative_summary.html,$(REPORT_HTML))
 
-reports: $(REPORT_HTML) ## Run every notebook of STUDY
+# Offline HTML of the dashboards' key interactive figures (no server needed), from the EEG derivatives.
+FIGURES := $(REPORTS)/figures/.done
+$(FIGURES): $(STAMPS)/figures.hash $(FEATURES) $(REPORTS)/01_eeg_entropy_dose.html
+	$(PY) -m pipelines.build figures $(STUDY)
 
-reports/index.html: $(REPORT_HTML) pipelines/templates/index.html
+reports: $(REPORT_HTML) $(FIGURES) ## Run every notebook of STUDY and export the offline figures
+
+reports/index.html: $(REPORT_HTML) $(FIGURES) pipelines/templates/index.html
 	$(PY) -m pipelines.build index
 
 test: $(ENV_OK) $(STAMPS)/data.hash $(FEATURES) ## Run the test suite (pytest; builds the default study and its features first)

@@ -29,6 +29,7 @@ from pipelines.paths import NOTEBOOKS_DIR, REPO_ROOT, stamps_dir
 STEP_MODULES = {
     "generator": {"pipelines.synth.study", "pipelines.synth.eeg", "pipelines.synth.phenotype"},
     "features": {"pipelines.eeg.features"},
+    "figures": {"pipelines.dashboards.export"},
 }
 # Every notebook depends on the runner too: a change to how reports are made remakes them.
 REPORT_MODULES = {"pipelines.reporting", "pipelines.provenance"}
@@ -65,6 +66,8 @@ def target_stamp(manifest: Manifest, target: str) -> str:
     if target in STEP_MODULES:
         # Dynamics parameters belong to notebook 01, not to the features: changing them must not recompute EEG.
         params = manifest.eeg.model_dump(mode="json", exclude={"dynamics"}) if target == "features" else {}
+        if target == "figures":
+            params = {"eeg": manifest.eeg.model_dump(mode="json"), "notebooks": manifest.notebooks}
         files = codedeps.module_closure(STEP_MODULES[target])
         return _stamp_content({"target": target, "params": params, "code": codedeps.hash_files(files),
                                "data": manifest.data_checksum()})
@@ -122,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("manifest")
     p.add_argument("name")
     sub.add_parser("index")
+    p = sub.add_parser("figures", help="offline HTML of the dashboards' key figures into reports/<study>/figures")
+    p.add_argument("manifest")
     p = sub.add_parser("study-name")
     p.add_argument("manifest")
     args = parser.parse_args(argv)
@@ -143,6 +148,16 @@ def main(argv: list[str] | None = None) -> int:
                 changed = write_if_changed(stamps_dir(manifest.study) / f"{target}.hash", target_stamp(manifest, target))
                 if changed:
                     print(f"  inputs of {target} changed")
+            return 0
+        if args.step == "figures":
+            from pipelines.dashboards.export import export_static
+            from pipelines.paths import reports_dir
+            from pipelines.study import Study
+
+            out = reports_dir(manifest.study) / "figures"
+            written = export_static(Study(manifest), out)
+            (out / ".done").write_text("\n".join(p.name for p in written) + "\n")
+            print(f"Wrote {len(written)} offline figure files to {out}")
             return 0
         if args.step == "notebook":
             from pipelines.reporting import NotebookFailed, run_notebook

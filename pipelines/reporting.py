@@ -18,28 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import provenance
+from pipelines.offline import external_resources, inline_panel_assets  # noqa: F401  (re-exported)
 from pipelines.paths import NOTEBOOKS_DIR, reports_dir, reports_root
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
-# Tags whose attribute loads a resource when the page opens: any of these pointing off the machine
-# makes a report depend on the network.
-_RESOURCE_ATTR = re.compile(
-    r"<(script|link|img|iframe|source|embed|audio|video)\b[^>]*?\b(src|href)\s*=\s*[\"']?\s*((?:https?:)?//[^\"' >]+)",
-    re.IGNORECASE,
-)
-_CSS_IMPORT = re.compile(r"@import\s+(?:url\()?[\"']?((?:https?:)?//[^\"') ]+)", re.IGNORECASE)
-
-
 class NotebookFailed(RuntimeError):
     pass
-
-
-def external_resources(html_text: str) -> list[str]:
-    """URLs of scripts, stylesheets, images or frames a page would fetch from the network."""
-    found = [m.group(3) for m in _RESOURCE_ATTR.finditer(html_text)]
-    found += [m.group(1) for m in _CSS_IMPORT.finditer(html_text)]
-    return sorted(set(found))
 
 
 def export_html(notebook_path: Path) -> str:
@@ -50,7 +35,7 @@ def export_html(notebook_path: Path) -> str:
     exporter = HTMLExporter(extra_template_basedirs=[str(TEMPLATE_DIR)], template_name="offline")
     exporter.embed_images = True
     body, _ = exporter.from_notebook_node(nb)
-    return body
+    return inline_panel_assets(body)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -191,7 +176,13 @@ def write_index() -> Path:
             f"<td><code>{html.escape(meta['git_commit'][:12])}{'+dirty' if meta['git_commit'].endswith('+dirty') else ''}</code></td>"
             f"<td>{meta['run_time_s']} s</td><td>{html.escape(meta['started_utc'])}</td><td>{status}</td></tr>"
         )
+    figures = []
+    for path in sorted(root.glob("*/figures/*.html")):
+        study = path.parent.parent.name
+        figures.append(f"<li>{html.escape(study)}: <a href='{html.escape(study)}/figures/{html.escape(path.name)}'>"
+                       f"{html.escape(path.stem.replace('_', ' '))}</a></li>")
     template = (TEMPLATE_DIR / "index.html").read_text()
+    template = template.replace("{{ figures }}", "\n".join(figures) or "<li>none yet</li>")
     page = template.replace("{{ rows }}", "\n".join(body) or "<tr><td colspan='8'>No reports yet: run <code>make all</code>.</td></tr>")
     page = page.replace("{{ generated }}", html.escape(provenance.utc_now()))
     out = root / "index.html"

@@ -54,3 +54,13 @@ def test_write_if_changed_keeps_the_date_when_content_is_equal(tmp_path):
     assert write_if_changed(path, "a\n") is False
     assert path.stat().st_mtime_ns == before
     assert write_if_changed(path, "b\n") is True and path.read_text() == "b\n"
+
+
+def test_cdn_urls_inside_scripts_are_found_and_panel_assets_are_inlined():
+    from pipelines.offline import inline_panel_assets
+
+    page = '<script type="application/json">{"stylesheets": ["https://cdn.holoviz.org/panel/1.9.4/dist/css/loading.css?v=1.9.4"]}</script>'
+    assert external_resources(page) == ["https://cdn.holoviz.org/panel/1.9.4/dist/css/loading.css?v=1.9.4"]
+    fixed = inline_panel_assets(page)
+    assert "data:text/css;base64," in fixed
+    assert external_resources(fixed) == []

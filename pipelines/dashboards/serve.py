@@ -1,0 +1,148 @@
+"""Serve the study explorer (/explorer) and the dose-titration monitor (/titration).
+
+    python -m pipelines.dashboards.serve [--host 127.0.0.1] [--port 5006] [--manifest data_manifests/default.yml]
+    python -m pipelines.dashboards.serve --share --users-file ~/.config/ketamine-workbench/users.txt
+                                         [--allow-websocket-origin dash.example.org] [--prefix /kw] [--use-xheaders]
+
+Binds 127.0.0.1 unless told otherwise and prints each dashboard's URL on its own line.
+
+Sharing mode (``--share``) puts Panel's login page in front of both apps: the users file holds one
+``user:password`` per line (``#`` comments allowed; keep it outside the repository, ``chmod 600``), and the
+secret that signs the login cookie comes from the environment variable ``KW_COOKIE_SECRET`` — the server
+refuses to start in sharing mode without both.  Behind a reverse proxy (nginx, see docs/dashboards.md) pass
+the public host name with ``--allow-websocket-origin`` and ``--use-xheaders``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import stat
+import sys
+from pathlib import Path
+
+APPS = {"explorer": "Study explorer", "titration": "Dose-titration monitor"}
+COOKIE_ENV = "KW_COOKIE_SECRET"
+MIN_SECRET_LENGTH = 32
+
+
+class ServeError(Exception):
+    """A refusal to start, with the reason (printed, exit code 2)."""
+
+
+def read_users(path) -> dict[str, str]:
+    """``user:password`` lines (the password may contain ':'); blank lines and ``#`` comments are ignored."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ServeError(f"{path}: no such users file")
+    users = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user.strip() or not password:
+            raise ServeError(f"{path}:{number}: expected 'user:password'")
+        users[user.strip()] = password
+    if not users:
+        raise ServeError(f"{path}: no users")
+    return users
+
+
+def share_settings(users_file, environ=os.environ) -> dict:
+    """basic_auth and cookie_secret for pn.serve, or a ServeError saying what is missing."""
+    if not users_file:
+        raise ServeError("--share needs --users-file (one 'user:password' per line)")
+    secret = environ.get(COOKIE_ENV, "")
+    if not secret:
+        raise ServeError(f"--share needs a cookie secret in the environment variable {COOKIE_ENV} "
+                         f"(e.g. export {COOKIE_ENV}=$(python -c 'import secrets; print(secrets.token_hex(32))'))")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ServeError(f"{COOKIE_ENV} is too short ({len(secret)} characters; use at least {MIN_SECRET_LENGTH})")
+    users = read_users(users_file)
+    mode = Path(users_file).expanduser().stat().st_mode
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        print(f"warning: {users_file} is readable by other users; chmod 600 it", file=sys.stderr)
+    return {"basic_auth": users, "cookie_secret": secret}
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def app_urls(host: str, port: int, prefix: str = "") -> dict[str, str]:
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    return {name: f"http://{shown}:{port}{prefix}/{name}" for name in APPS}
+
+
+def make_server(manifest=None, host: str = "127.0.0.1", port: int = 5006, share: bool = False, users_file=None,
+                allow_websocket_origin=(), prefix: str = "", use_xheaders: bool = False, warm: bool = True,
+                environ=os.environ):
+    """A configured, not yet started Panel (Bokeh/Tornado) server with both apps; returns (server, urls)."""
+    import panel as pn
+
+    from pipelines.dashboards import data, explorer, titration
+
+    auth = share_settings(users_file, environ) if share else {}
+    key = data.manifest_key(manifest)
+    data.setup_extension()
+    if warm:
+        problems = data.warm(key)  # every visitor then reads cached data
+        for branch, problem in problems.items():
+            if problem:
+                print(f"note: {branch} view will be empty: {problem}", file=sys.stderr)
+    port = port or free_port(host)
+    origins = {f"localhost:{port}", f"127.0.0.1:{port}"}
+    if host not in ("", "0.0.0.0", "::"):
+        origins.add(f"{host}:{port}")
+    origins.update(allow_websocket_origin or ())
+    apps = {"explorer": lambda: explorer.app(key), "titration": lambda: titration.app(key)}
+    server = pn.serve(apps, port=port, address=host, websocket_origin=sorted(origins), show=False, start=False,
+                      title={name: f"Ketamine workbench — {title}" for name, title in APPS.items()},
+                      prefix=prefix or "", use_xheaders=use_xheaders, **auth)
+    return server, app_urls(host, port, prefix)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.dashboards.serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--manifest", default=None, help="study manifest (default: data_manifests/default.yml)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=5006, help="port (0: any free port)")
+    parser.add_argument("--share", action="store_true", help=f"require a login (needs --users-file and ${COOKIE_ENV})")
+    parser.add_argument("--users-file", default=None, help="'user:password' lines, kept outside the repository")
+    parser.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST[:PORT]",
+                        help="public host a browser reaches the server through (reverse proxy); repeatable")
+    parser.add_argument("--prefix", default="", help="URL prefix when a proxy serves the apps under a sub-path")
+    parser.add_argument("--use-xheaders", action="store_true", help="trust X-Forwarded-* headers (behind a proxy only)")
+    args = parser.parse_args(argv)
+    try:
+        server, urls = make_server(args.manifest, args.host, args.port, args.share, args.users_file,
+                                   args.allow_websocket_origin, args.prefix, args.use_xheaders)
+    except ServeError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"cannot serve: {exc}", file=sys.stderr)
+        return 1
+    for name, url in urls.items():
+        print(f"{APPS[name]}: {url}", flush=True)
+    if args.share:
+        print("Sharing mode: log in at " + urls["explorer"].rsplit("/", 1)[0] + "/login", flush=True)
+    print("Press Ctrl+C to stop.", flush=True)
+    server.start()
+    try:
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
