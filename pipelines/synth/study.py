@@ -119,7 +119,12 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
     # Dates are anonymised the way mne-bids does it: shifted far into the past, keeping session order.
     base_date = datetime(2020, 1, 6, 9, 0, tzinfo=timezone.utc)
     rows = list(sessions.itertuples(index=False))
-    for rec_index, row in enumerate(tqdm(rows, desc="Generating EEG", unit="recording", disable=not progress)):
+    import sys
+
+    # Redrawn on a terminal; a line every 10 s in logs (make, CI), not one per recording.
+    bar = tqdm(rows, desc="Generating EEG", unit="recording", disable=not progress,
+               mininterval=0.1 if sys.stderr.isatty() else 10.0)
+    for rec_index, row in enumerate(bar):
         rng = np.random.default_rng(recording_seeds[rec_index])
         subject = row.participant_id.removeprefix("sub-")
         session = row.session_id.removeprefix("ses-")
