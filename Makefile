@@ -83,9 +83,12 @@ $(REPORTS)/01_eeg_entropy_dose.html: $(FEATURES)
 $(REPORTS)/04_integrative_summary.html: $(FEATURES) $(filter-out $(REPORTS)/04_integrative_summary.html,$(REPORT_HTML))
 
 # Offline HTML of the dashboards' key interactive figures (no server needed), from the EEG derivatives.
-FIGURES := $(REPORTS)/figures/.done
+# They follow the EEG report (notebook 01); a project without it has no figures step.
+FIGURES := $(if $(filter 01_eeg_entropy_dose,$(NOTEBOOKS)),$(REPORTS)/figures/.done)
+ifneq ($(FIGURES),)
 $(FIGURES): $(STAMPS)/figures.hash $(FEATURES) $(REPORTS)/01_eeg_entropy_dose.html
 	$(PY) -m pipelines.build figures $(STUDY)
+endif
 
 reports: $(REPORT_HTML) $(FIGURES) ## Run every notebook of STUDY and export the offline figures
 
