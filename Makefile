@@ -102,7 +102,7 @@ bench: $(ENV_OK) ## Run the benchmarks; writes reports/bench/bench.json and benc
 	$(PY) -m benchmarks
 
 lab: $(ENV_OK) ## JupyterLab on $(HOST) with the project's environment as kernel
-	$(PY) -m jupyter lab --ip=$(HOST) --no-browser --notebook-dir=.
+	$(PY) -m jupyter lab --ip=$(HOST) --no-browser --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 serve: $(ENV_OK) ## Panel dashboards on $(HOST) (URLs printed)
 	$(PY) -m pipelines.dashboards.serve --host $(HOST)
