@@ -173,11 +173,19 @@ def recording_features(manifest, recording):
         raise InputError(f"the recording ({n_times / sfreq:.2f} s) is shorter than one analysis window ({fc.window_s} s)",
                          file=file, field="eeg.features.window_s")
     starts, times, win = window_grid(n_times, sfreq, fc.window_s, fc.step_s, start_s)
-    windows = np.stack([data[:, s:s + win] for s in starts], axis=1)  # (channel, window, time)
+    del raw  # the unfiltered copy is no longer needed: keep a worker's memory to one recording's worth
+    if len(starts) and np.all(np.diff(starts) == win):
+        # Non-overlapping windows: a reshaped view, no copy.
+        windows = data[:, starts[0]:starts[0] + len(starts) * win].reshape(data.shape[0], len(starts), win)
+    else:
+        windows = np.stack([data[:, s:s + win] for s in starts], axis=1)  # (channel, window, time)
     ptp = windows.max(axis=-1) - windows.min(axis=-1)
     rejected = (ptp > eeg.preprocessing.reject_ptp_uv).any(axis=0)
-    windows_for_kernels = windows.copy()
-    windows_for_kernels[:, rejected, :] = np.nan  # kernels return NaN for such windows, quickly
+    if rejected.any():
+        windows_for_kernels = windows.copy()
+        windows_for_kernels[:, rejected, :] = np.nan  # kernels return NaN for such windows, quickly
+    else:
+        windows_for_kernels = windows
 
     # Entropy and complexity (per channel, per window), from the tested kernels.
     params = _measure_params(fc)
@@ -266,8 +274,7 @@ def recording_features(manifest, recording):
     ds["time_s"].attrs.update(units="s", description="window centre relative to infusion start (nominal, ±half a sample)")
     if fc.whole_recording_lz:
         whole_measures = [m for m in ("lzc_median", "lzs_schartner", "lzc_schartner_st") if m in requested]
-        clean_data = data.copy()
-        whole = kernels.compute_whole(clean_data, sfreq, measures=whole_measures,
+        whole = kernels.compute_whole(data, sfreq, measures=whole_measures,
                                       params={m: params[m] for m in whole_measures}, n_threads=fc.n_threads)
         per_ch = [m for m in whole_measures if m != "lzc_schartner_st"]
         if per_ch:
@@ -334,14 +341,16 @@ def _recording_input_hash(manifest, recording, params: dict) -> str:
     return digest.hexdigest()
 
 
-def _write_recording(manifest_path: str, key: str, out_dir: str) -> dict:
-    """Dask task: compute one recording and write ``<out_dir>/<key>.zarr`` atomically; return its QC."""
-    from pipelines.study import Study
+def _write_recording(manifest_path: str, recording, out_dir: str) -> dict:
+    """Dask task: compute one recording and write ``<out_dir>/<key>.zarr`` atomically; return its QC.
 
-    study = Study.load(manifest_path)
-    recording = study.recording(key)
-    params = feature_parameters(study.manifest)
-    input_hash = _recording_input_hash(study.manifest, recording, params)
+    The task gets the Recording itself (small, picklable), so workers never rescan the BIDS tree."""
+    from pipelines.manifest import load_manifest
+
+    manifest = load_manifest(manifest_path)
+    key = recording.key
+    params = feature_parameters(manifest)
+    input_hash = _recording_input_hash(manifest, recording, params)
     target = Path(out_dir) / f"{key}.zarr"
     if target.exists():
         import xarray as xr
@@ -353,7 +362,7 @@ def _write_recording(manifest_path: str, key: str, out_dir: str) -> dict:
         except Exception:
             pass
     t0 = time.perf_counter()
-    ds = recording_features(study.manifest, recording)
+    ds = recording_features(manifest, recording)
     ds.attrs["input_hash"] = input_hash
     ds.attrs["compute_s"] = round(time.perf_counter() - t0, 3)
     tmp = Path(out_dir) / f".{key}.zarr.tmp-{os.getpid()}"
@@ -379,8 +388,9 @@ def compute_study_features(study, scheduler: str = "threads", workers: int | Non
     rec_dir = out / "recordings"
     rec_dir.mkdir(parents=True, exist_ok=True)
     keys = [r.key for r in study.recordings]
-    tasks = [dask.delayed(_write_recording, pure=False)(str(study.manifest.manifest_path), k, str(rec_dir), dask_key_name=f"features-{k}")
-             for k in keys]
+    tasks = [dask.delayed(_write_recording, pure=False)(str(study.manifest.manifest_path), r, str(rec_dir),
+                                                         dask_key_name=f"features-{r.key}")
+             for r in study.recordings]
     if "://" in scheduler:
         from distributed import Client, progress as dist_progress
 

@@ -1,0 +1,161 @@
+"""Load test of the study explorer: 20 concurrent sessions on 127.0.0.1.
+
+``run(quick=False)`` starts ``python -m pipelines.dashboards.serve`` on a free port of 127.0.0.1 (the server
+warms its caches before it prints its URLs, as under ``make serve``), opens one warm-up session, then opens
+20 sessions at once.  One session is what a browser does, minus drawing: an HTTP GET of ``/explorer`` (the
+server runs the app and renders every view into a Bokeh document) and a websocket connection that pulls the
+whole document (the Bokeh protocol spoken directly from one asyncio loop, so the client is cheap).  Per session the time from
+the GET to the last byte of the document is recorded; the row gives its median and 95th percentile.  Memory
+per session is the growth of the server's resident memory while the 20 sessions are open, divided by 20.
+
+Bounded: 20 sessions (5 with ``quick``), a 240 s deadline for the whole test, and the server is stopped at the
+end whatever happens.  ``python benchmarks/bench_dashboard.py [--quick]`` prints the row as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEADLINE_S = 240.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _session(base: str) -> dict:
+    """GET the app page, then pull its whole document over the websocket, as a browser does before drawing.
+
+    Speaks the Bokeh protocol directly (ACK, then PULL-DOC-REQ -> PULL-DOC-REPLY) and does not decode the
+    reply, so the client costs nothing next to the server on a 2-core machine.  The websocket stays open
+    (returned) so that the session lives while memory is measured."""
+    from tornado.httpclient import AsyncHTTPClient
+    from tornado.websocket import websocket_connect
+
+    t0 = time.perf_counter()
+    response = await AsyncHTTPClient().fetch(f"{base}/explorer", request_timeout=DEADLINE_S, connect_timeout=DEADLINE_S)
+    html = response.body.decode("utf-8")
+    t_get = time.perf_counter() - t0
+    token = re.search(r'"token"\s*:\s*"([^"]+)"', html).group(1)
+    ws = await websocket_connect(f"{base.replace('http', 'ws', 1)}/explorer/ws", subprotocols=["bokeh", token],
+                                 max_message_size=1 << 30)
+
+    async def read_message():
+        header = json.loads(await ws.read_message())
+        frames = [await ws.read_message(), await ws.read_message()]  # metadata, content
+        for _ in range(2 * int(header.get("num_buffers", 0))):  # buffer header + payload
+            frames.append(await ws.read_message())
+        return header, sum(len(f) for f in frames)
+
+    header, _ = await read_message()
+    assert header["msgtype"] == "ACK", header
+    for frame in (json.dumps({"msgid": "pull-1", "msgtype": "PULL-DOC-REQ"}), "{}", "{}"):
+        await ws.write_message(frame)
+    while True:
+        header, size = await read_message()
+        if header["msgtype"] == "PULL-DOC-REPLY":
+            break
+    total = time.perf_counter() - t0
+    return {"get_s": t_get, "total_s": total, "ws": ws, "doc_bytes": size, "html_bytes": len(html)}
+
+
+async def _sessions(base: str, n: int, timeout: float) -> tuple[list[dict], list[str]]:
+    import asyncio
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    # Tornado's client queues requests beyond 10 at once (and times queued ones out): allow all n together.
+    AsyncHTTPClient.configure(None, max_clients=max(n, 10))
+    tasks = [asyncio.ensure_future(_session(base)) for _ in range(n)]
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    ok = [t.result() for t in done if t.exception() is None]
+    errors = [repr(t.exception()) for t in done if t.exception() is not None] + ["timeout"] * len(pending)
+    return ok, errors
+
+
+def _percentile(values, q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def run(quick: bool = False) -> list[dict]:
+    import psutil
+
+    import asyncio
+
+    n_sessions = 5 if quick else 20
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    env.pop("KW_COOKIE_SECRET", None)
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.dashboards.serve", "--port", str(port)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    start = time.time()
+    sessions = []
+    try:
+        while not any("Press Ctrl+C" in line for line in lines):
+            if proc.poll() is not None or time.time() - start > DEADLINE_S:
+                raise RuntimeError(f"the dashboard server did not start: {''.join(lines)[-2000:]}")
+            time.sleep(0.2)
+        startup_s = time.time() - start
+        server = psutil.Process(proc.pid)
+        loop = asyncio.new_event_loop()
+        warm, _ = loop.run_until_complete(_sessions(base, 1, 120.0))  # first-session costs are not per-session
+        for w in warm:
+            w["ws"].close()
+        time.sleep(1.0)
+        rss_before = server.memory_info().rss
+        t0 = time.perf_counter()
+        sessions, errors = loop.run_until_complete(_sessions(base, n_sessions, max(10.0, DEADLINE_S - (time.time() - start))))
+        wall = time.perf_counter() - t0
+        rss_after = server.memory_info().rss
+        totals = [s["total_s"] for s in sessions]
+        gets = [s["get_s"] for s in sessions]
+        if not totals:
+            raise RuntimeError(f"no session completed: {errors[:3]}")
+        p50, p95 = _percentile(totals, 50), _percentile(totals, 95)
+        mb = (rss_after - rss_before) / 1e6 / max(len(sessions), 1)
+        return [{
+            "benchmark": "dashboard_20_sessions" if not quick else "dashboard_5_sessions_quick",
+            "ours_s": round(p50, 3), "p50_s": round(p50, 3), "p95_s": round(p95, 3),
+            "get_p50_s": round(_percentile(gets, 50), 3), "get_p95_s": round(_percentile(gets, 95), 3),
+            "wall_s": round(wall, 3), "sessions_ok": len(sessions), "sessions_failed": len(errors),
+            "mb_per_session": round(mb, 2), "server_rss_mb_before": round(rss_before / 1e6, 1),
+            "server_rss_mb_after": round(rss_after / 1e6, 1), "server_startup_s": round(startup_s, 2),
+            "document_mb": round(sessions[0]["doc_bytes"] / 1e6, 2),
+            "baseline": "none", "baseline_s": None, "speedup": None,
+            "notes": (f"{n_sessions} concurrent explorer sessions on 127.0.0.1 against `python -m pipelines.dashboards.serve` "
+                      "(one Tornado process, caches warmed at start): per session, HTTP GET of /explorer (the server builds "
+                      "and renders every view) + websocket pull of the whole Bokeh document (raw Bokeh protocol, reply not "
+                      "decoded); p50/p95 of that time; mb_per_session = server RSS growth with all sessions open / sessions; no browser drawing. "
+                      + (f"errors: {errors[:3]}" if errors else "")),
+        }]
+    finally:
+        for s in sessions:
+            s["ws"].close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
