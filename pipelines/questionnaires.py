@@ -543,9 +543,25 @@ def _locate_long(table: pd.DataFrame, key: ScaleKey, source: str) -> _Located:
     return _Located(keys=keys, raw=raw_df, rows=cell_rows, source=source)
 
 
-def _numeric_items(located: _Located) -> np.ndarray:
-    """Item answers as float (NaN = missing); any non-numeric answer raises InputError."""
+# BDI-II items 16 (changes in sleeping pattern) and 18 (changes in appetite) offer the options 0, 1a, 1b,
+# 2a, 2b, 3a, 3b; the letter says the direction (more/less) and the digit is the score (Beck, Steer &
+# Brown 1996, manual).  Exports keep the letter, so the digit is read and the letter dropped — for these
+# two items only; a letter anywhere else is still an error.
+LETTERED_OPTION_ITEMS = {"bdi_ii": ("bdi_16", "bdi_18")}
+_LETTERED_OPTION = r"^\s*([0-3])\s*[abAB]\s*$"
+
+
+def _numeric_items(located: _Located, lettered: tuple[str, ...] = ()) -> np.ndarray:
+    """Item answers as float (NaN = missing); any non-numeric answer raises InputError.
+
+    ``lettered`` columns accept answers like '2a' (scored 2), see LETTERED_OPTION_ITEMS."""
     raw = located.raw
+    if lettered:
+        raw = raw.copy()
+        for column in lettered:
+            if column in raw.columns and not pd.api.types.is_numeric_dtype(raw[column]):
+                text = raw[column].astype("string")
+                raw[column] = text.str.replace(_LETTERED_OPTION, r"\1", regex=True).where(text.notna(), None)
     if all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
            for t in raw.dtypes):
         return raw.to_numpy(dtype=float, na_value=np.nan)
@@ -735,7 +751,7 @@ def score_items(
 
     low, high = _declared_scale(response_scale, located, metadata, key)
     offset = low - key.item_min
-    values = _numeric_items(located)
+    values = _numeric_items(located, LETTERED_OPTION_ITEMS.get(key.name, ()))
     answered = ~np.isnan(values)
     if key.integer_items:
         fractional = answered & (values != np.round(values))

@@ -514,3 +514,20 @@ def test_qids_each_item_feeds_its_domain_maximum():
         expected = [3.0 if i in items else 1.0 for i in range(1, 17)]
         assert scores[f"qids_{domain}"].tolist() == expected, domain
     assert (scores["qids_total"] == 11).all()   # eight domains at 1 and one at 3
+
+
+def test_bdi_items_16_and_18_accept_lettered_options():
+    """BDI-II items 16 and 18 are answered 0, 1a, 1b, 2a, 2b, 3a, 3b (Beck 1996): the digit is the score."""
+    import pandas as pd
+
+    from pipelines.errors import InputError
+    from pipelines.questionnaires import score_items
+
+    items = {f"bdi_{i:02d}": 1 for i in range(1, 22)}
+    row = {"participant_id": "sub-01", "session_id": "ses-a", **items, "bdi_16": "2b", "bdi_18": "3a"}
+    result = score_items(pd.DataFrame([row]), "bdi_ii", response_scale=(0, 3))
+    total = [c for c in result.scores.columns if c.endswith("total")][0]
+    assert result.scores[total].iloc[0] == 19 + 2 + 3
+    bad = {**row, "bdi_05": "2a"}  # only items 16 and 18 have lettered options
+    with pytest.raises(InputError, match="non-numeric"):
+        score_items(pd.DataFrame([bad]), "bdi_ii", response_scale=(0, 3))
