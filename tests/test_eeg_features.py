@@ -333,3 +333,34 @@ def test_missing_infusion_event_is_named_and_a_fixed_time_can_replace_it(tiny_co
     study, rec = _first_recording(tiny_copy)
     ds = recording_features(study.manifest, rec)
     assert json.loads(ds.attrs["qc"])["infusion_start_s"] == 30.0
+
+
+def test_single_channel_edf_at_173_hz_with_conditions_named_by_task(tmp_path):
+    """A third-party-like layout: one channel, 173.61 Hz, EDF, no sessions, conditions as task labels."""
+    import mne
+    from mne_bids import BIDSPath, write_raw_bids
+
+    sfreq = 173.61
+    rng = np.random.default_rng(3)
+    root = tmp_path / "onechannel"
+    for task, alpha_uv in (("placebo", 20.0), ("ketamine", 6.0)):
+        t = np.arange(173 * 241) / sfreq  # whole EDF data records (173 samples each at 173.61 Hz)
+        alpha = np.where(t < 60, 20.0, alpha_uv) * np.sin(2 * np.pi * 10 * t)
+        data = (alpha + 8 * rng.standard_normal(t.size))[None, :] * 1e-6
+        info = mne.create_info(["Cz"], sfreq, "eeg")
+        raw = mne.io.RawArray(data, info, verbose="error")
+        raw.set_annotations(mne.Annotations([60.0], [0.0], ["infusion_start"]))
+        write_raw_bids(raw, BIDSPath(subject="01", task=task, datatype="eeg", root=root), format="EDF",
+                       allow_preload=True, overwrite=True, verbose="error")
+    manifest = _manifest_for(root, tmp_path, "eeg:\n  conditions:\n    source: labels\n    entity: task\n"
+                             "    labels: {placebo: 0.0, ketamine: 0.5}\n  rois:\n    occipital: [Cz]\n")
+    study = Study.load(manifest)
+    assert sorted((r.task, r.dose_mg_per_kg) for r in study.recordings) == [("ketamine", 0.5), ("placebo", 0.0)]
+    results = {r.task: recording_features(study.manifest, r) for r in study.recordings}
+    qc = json.loads(results["ketamine"].attrs["qc"])
+    assert qc["n_channels"] == 1 and qc["sfreq_hz"] == pytest.approx(sfreq, rel=1e-4)
+    assert any("frontal alpha asymmetry not computed" in n for n in qc["notes"])
+    after = results["ketamine"]["time_s"] > 10
+    drop = float(results["ketamine"]["summary_measures"].sel(summary_measure="occipital_alpha_db").where(after).mean())
+    same = float(results["placebo"]["summary_measures"].sel(summary_measure="occipital_alpha_db").where(after).mean())
+    assert drop < -6 and abs(same) < 1  # 20 -> 6 µV alpha: about -10 dB
