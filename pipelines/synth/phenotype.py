@@ -54,6 +54,8 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
+from pipelines import questionnaires
+
 __all__ = [
     "ASC5D_DIMENSIONS",
     "CYTOKINE_TIMEPOINTS",
@@ -71,21 +73,11 @@ __all__ = [
     "write_phenotype",
 ]
 
-# --- Instruments (facts from /work/shared/reference/scoring_keys.md; item numbers in administered order) ---
+# --- Instruments: the scoring keys are owned by pipelines.questionnaires (cited there); the generator
+# uses the same lists, so the planted structure and the scoring can never disagree. ---
 
-MEQ30_SUBSCALES: dict[str, tuple[int, ...]] = {
-    "mystical": (4, 5, 6, 9, 14, 15, 16, 18, 20, 21, 23, 24, 25, 26, 28),
-    "positive_mood": (2, 8, 12, 17, 27, 30),
-    "transcendence": (1, 7, 11, 13, 19, 22),
-    "ineffability": (3, 10, 29),
-}
-ASC5D_DIMENSIONS: dict[str, tuple[int, ...]] = {
-    "OBN": (1, 3, 9, 12, 16, 18, 26, 34, 35, 36, 40, 41, 42, 45, 50, 52, 57, 62, 63, 69, 71, 73, 81, 86, 87, 91, 94),
-    "DED": (6, 8, 21, 27, 32, 38, 43, 44, 46, 47, 53, 56, 60, 64, 67, 78, 79, 80, 85, 88, 89),
-    "VRS": (7, 14, 20, 22, 23, 28, 31, 33, 39, 54, 58, 70, 72, 75, 77, 82, 83, 90),
-    "AUA": (4, 5, 11, 13, 19, 25, 30, 48, 49, 55, 65, 66, 74, 76, 92, 93),
-    "VIR": (2, 10, 15, 17, 24, 29, 37, 51, 59, 61, 68, 84),
-}
+MEQ30_SUBSCALES: dict[str, tuple[int, ...]] = dict(questionnaires.MEQ30_SUBSCALES)
+ASC5D_DIMENSIONS: dict[str, tuple[int, ...]] = {k.upper(): v for k, v in questionnaires.ASC5D_DIMENSIONS.items()}
 ASC5D_DIMENSION_NAMES = {
     "OBN": "oceanic boundlessness",
     "DED": "dread of ego dissolution (anxious ego dissolution)",
