@@ -166,10 +166,10 @@ def test_alpha_suppression_onsets_match_the_planted_ones(default_study, default_
     error = (steep["alpha_suppression_onset_s"] - steep["planted"]).abs()
     step = 2.0
     assert len(steep) >= 10 and error.notna().all()
-    # Measured onsets lag the planted ones by ~1.3 s on average (window-averaged power of a falling curve,
-    # smoothing); the median error is within 1.5 window steps and none is off by more than 4.
-    assert error.median() <= 1.5 * step, error.describe()
-    assert (error <= 4 * step).all(), steep[error > 4 * step]
+    # Where the planted curve crosses the threshold fast enough to be timed in 2-s windows (>= 0.04 dB/s),
+    # the onset is within one window step (median) and never more than two steps off.
+    assert error.median() <= step, error.describe()
+    assert (error <= 2 * step).all(), steep[error > 2 * step]
     detected = markers.dropna(subset=["alpha_suppression_onset_s", "planted"])
     assert ((detected["alpha_suppression_onset_s"] - detected["planted"]).abs() <= 30).mean() >= 0.9
 

@@ -5,7 +5,7 @@ The model (all amplitudes in volts, as MNE expects):
 * Background: per channel, an aperiodic 1/f^beta process.  During the infusion it is cross-faded
   towards a flatter process (beta - ``flattening_delta``): flatter spectra are "whiter", so entropy and
   Lempel-Ziv complexity rise.
-* Alpha: a narrow-band (+-1 Hz) oscillation at the subject's individual alpha frequency, occipital-dominant
+* Alpha: a sinusoid at the subject's individual alpha frequency (slight slow amplitude wobble), occipital-dominant
   (a topography that decays from O1/Oz/O2), whose power is suppressed by ``alpha_depth_db * E1(t)``.
 * Gamma (30-45 Hz) power rises with E1(t).
 * Slow delta (1-3 Hz) rises steeply only at high concentration (E2, a steep Hill curve): at the highest
@@ -40,9 +40,9 @@ CHANNELS_10_10_EXTRA = [
     "T9", "T10", "PO9", "PO10", "O9", "O10", "Iz", "AF9", "AF10", "PO5", "PO6", "PO1", "PO2",
 ]
 OCCIPITAL_ALPHA_SOURCES = ("O1", "Oz", "O2")
-# Alpha = common occipital rhythm + a little channel-specific alpha (weights give unit variance).
-ALPHA_COMMON_WEIGHT = 0.98
-ALPHA_LOCAL_WEIGHT = 0.2
+# Alpha is one occipital rhythm seen through a topography.  An earlier version added channel-specific
+# narrow-band alpha noise: its beat with the common rhythm made 40-s block power wander by +-0.2 dB, which
+# blurred the planted onset times by several seconds, so it was removed.
 
 
 def channel_names(n_channels: int) -> list[str]:
@@ -179,8 +179,7 @@ def simulate_recording(
     wobble = 1.0 + 0.03 * np.sin(2 * np.pi * 0.05 * t + phase[1])
     alpha_common = (np.sqrt(2.0) * np.sin(2 * np.pi * subject.alpha_peak_hz * t + phase[0]) * wobble)[None, :]
     alpha_common /= alpha_common.std()
-    alpha_local = _band_noise(rng, n_channels, n_times, plan.sfreq, subject.alpha_peak_hz - 1.0, subject.alpha_peak_hz + 1.0)
-    alpha = (ALPHA_COMMON_WEIGHT * alpha_common + ALPHA_LOCAL_WEIGHT * alpha_local) * topo[:, None]
+    alpha = alpha_common * topo[:, None]
     alpha_suppression_db = drug.alpha_depth_db * e1
     alpha_gain = 10.0 ** (-alpha_suppression_db / 20.0)
 
@@ -268,11 +267,8 @@ def expected_occipital_alpha_db(
     frac_steep = _colored_band_fraction(subject.aperiodic_exponent, plan.sfreq, len(t), band)
     frac_flat = _colored_band_fraction(flat_exponent, plan.sfreq, len(t), band)
     background = background_uv**2 * (1.0 - 1.0 / n) * ((1.0 - mix) * frac_steep + mix * frac_flat)
-    mean_topo = topo.mean()
-    alpha_var = np.zeros(len(idx))
-    for j, c in enumerate(idx):
-        local = topo[c] ** 2 * (1.0 - 1.0 / n) ** 2 + (np.sum(topo**2) - topo[c] ** 2) / n**2
-        alpha_var[j] = ALPHA_COMMON_WEIGHT**2 * (topo[c] - mean_topo) ** 2 + ALPHA_LOCAL_WEIGHT**2 * local
+    # After the average reference, channel c carries the common rhythm with weight topo[c] - mean(topo).
+    alpha_var = (topo[idx] - topo.mean()) ** 2
     alpha = subject.alpha_amplitude_uv**2 * alpha_var.mean() * alpha_gain**2
     power = background + alpha
     baseline = power[t < infusion_start_s].mean()
