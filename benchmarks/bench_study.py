@@ -500,6 +500,10 @@ def bench_study_projection(manifest: Path, size: dict, generation_s: float, thre
                 load, pressure = os.getloadavg()[0], cpu_pressure()
                 thr = _run_study(manifest, "threads", 2) | {"load_avg_1min_before": load,
                                                            "cpu_pressure_before": pressure}
+                # The same with one thread, so the threaded efficiency is measured against its own t1.
+                thr1 = _run_study(manifest, "threads", 1)
+                thr["t1_wall_s"] = thr1["wall_s"]
+                thr["t1_peak_rss_gb"] = thr1["peak_rss_gb"]
     one = min(runs[1], key=lambda r: r["wall_s"])
     two = min(runs[2], key=lambda r: r["wall_s"])
     n = one["n_recordings"]
@@ -543,6 +547,29 @@ def bench_study_projection(manifest: Path, size: dict, generation_s: float, thre
                   "efficiency": eff >= TARGET_EFFICIENCY},
     }
     if thr:
+        # make all's default: the local threaded scheduler (kernels release the GIL).  Its own row, with the
+        # efficiency measured against one thread.
+        eff_own = thr["t1_wall_s"] / (2 * thr["wall_s"])
+        projected_thr = thr["wall_s"] * N_TARGET_RECORDINGS / n
+        peak_thr = max(thr["peak_rss_gb"], thr["t1_peak_rss_gb"])
+        row["threads_row"] = {
+            "benchmark": "study_100x4_projection_threads",
+            "ours_s": projected_thr,
+            "baseline": "target: 1 hour for 400 recordings on this 2-core machine",
+            "baseline_s": TARGET_WALL_S,
+            "speedup": TARGET_WALL_S / projected_thr,
+            "projected_wall_h": projected_thr / 3600,
+            "n_recordings_measured": n,
+            "t1_threads_s": thr["t1_wall_s"], "t2_threads_s": thr["wall_s"],
+            "parallel_efficiency": eff_own,
+            "peak_rss_gb": peak_thr,
+            "targets": {"wall_s": TARGET_WALL_S, "peak_rss_gb": TARGET_PEAK_GB, "parallel_efficiency": TARGET_EFFICIENCY},
+            "meets": {"wall": projected_thr < TARGET_WALL_S, "memory": peak_thr < TARGET_PEAK_GB,
+                      "efficiency": eff_own >= TARGET_EFFICIENCY},
+            "notes": (f"make all's default scheduler (scheduler='threads', 2 workers) on {n} recordings, projected to "
+                      f"{N_TARGET_RECORDINGS} as t2 x {N_TARGET_RECORDINGS}/{n}; efficiency = t1 (1 thread) / (2 t2); "
+                      "peak = summed RSS of this process; not a 400-recording run"),
+        }
         eff_thr = one["wall_s"] / (2 * thr["wall_s"])
         row.update({"t2_threads_s": thr["wall_s"], "parallel_efficiency_threads": eff_thr,
                     "projected_wall_h_threads": per_rec * N_TARGET_RECORDINGS / TARGET_WORKERS / eff_thr / 3600,
@@ -633,7 +660,10 @@ def run(quick: bool = False) -> list[dict]:
             row, rec_dir = bench_study_projection(manifest, size, gen_s, threads=True, repeats=1 if quick else 2)
             if quick:
                 row["notes"] += " QUICK RUN: small recordings, the projection is not meaningful."
+            threads_row = row.pop("threads_row", None)
             rows.append(row)
+            if threads_row:
+                rows.append(threads_row)
             rows.append(bench_combine(folder, rec_dir, 40 if quick else N_TARGET_RECORDINGS))
     return rows
 
