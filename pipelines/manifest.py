@@ -28,6 +28,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipelines.eeg.measures import MEASURES
+
 CHECKSUMS_KEY = "checksums"
 
 
@@ -92,18 +94,14 @@ class PreprocessingConfig(_Strict):
 class FeatureConfig(_Strict):
     """Sliding-window measures over the whole session; window times are relative to infusion start.
 
-    Measure names are those of ``pipelines.eeg.kernels.MEASURES`` (each documents its definition and
-    reference); spectral markers (band powers, occipital alpha relative to baseline, frontal alpha
+    Measure names are those of ``pipelines.eeg.measures.MEASURES`` (computed, and each definition
+    documented with its reference, in pipelines.eeg.kernels); spectral markers (band powers, occipital
+    alpha relative to baseline, frontal alpha
     asymmetry, individual alpha frequency, aperiodic exponent) are always computed."""
 
     window_s: float = Field(2.0, gt=0)
     step_s: float = Field(2.0, gt=0)
-    measures: list[str] = Field(
-        default_factory=lambda: [
-            "perm_entropy", "spectral_entropy_welch", "sample_entropy", "svd_entropy", "higuchi_fd", "katz_fd",
-            "dfa", "lzc_median", "lzs_schartner", "lzc_schartner_st",
-        ]
-    )
+    measures: list[str] = Field(default_factory=lambda: list(MEASURES), description="Default: every measure")
     perm_entropy_order: int = Field(3, ge=2)
     perm_entropy_delay: int = Field(1, ge=1)
     sample_entropy_order: int = Field(2, ge=1)
@@ -127,8 +125,7 @@ class FeatureConfig(_Strict):
     @field_validator("measures")
     @classmethod
     def _known_measures(cls, value: list[str]) -> list[str]:
-        known = ["perm_entropy", "spectral_entropy_welch", "sample_entropy", "svd_entropy", "higuchi_fd", "katz_fd",
-                 "dfa", "lzc_median", "lzs_schartner", "lzc_schartner_st"]
+        known = list(MEASURES)
         for name in value:
             if name not in known:
                 hint = difflib.get_close_matches(name, known, 1)

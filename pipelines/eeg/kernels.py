@@ -43,6 +43,8 @@ import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
+from pipelines.eeg.measures import MEASURES, PER_CHANNEL_MEASURES  # the names' one owner
+
 __all__ = [
     "MEASURES",
     "PER_CHANNEL_MEASURES",
@@ -68,19 +70,6 @@ __all__ = [
     "compute_whole",
 ]
 
-PER_CHANNEL_MEASURES = (
-    "perm_entropy",
-    "spectral_entropy_welch",
-    "sample_entropy",
-    "svd_entropy",
-    "higuchi_fd",
-    "katz_fd",
-    "dfa",
-    "lzc_median",
-    "lzs_schartner",
-)
-#: All measures; ``lzc_schartner_st`` is across channels (no channel axis in its result).
-MEASURES = PER_CHANNEL_MEASURES + ("lzc_schartner_st",)
 
 #: Parameters of each measure (``sfreq`` is passed separately). Store them with every value.
 DEFAULT_PARAMS: dict[str, dict] = {

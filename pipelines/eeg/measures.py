@@ -1,0 +1,19 @@
+"""Names of the entropy/complexity measures, in one light module.
+
+``pipelines.eeg.kernels`` computes them (and documents each definition); the manifest schema validates
+against these names without importing numba, so validating a manifest stays fast.
+"""
+
+PER_CHANNEL_MEASURES = (
+    "perm_entropy",
+    "spectral_entropy_welch",
+    "sample_entropy",
+    "svd_entropy",
+    "higuchi_fd",
+    "katz_fd",
+    "dfa",
+    "lzc_median",
+    "lzs_schartner",
+)
+#: All measures; ``lzc_schartner_st`` is across channels (no channel axis in its result).
+MEASURES = PER_CHANNEL_MEASURES + ("lzc_schartner_st",)
