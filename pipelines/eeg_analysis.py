@@ -14,6 +14,7 @@ import pandas as pd
 
 from pipelines.derived import write_tables  # noqa: F401  (re-exported: notebook 01 calls eeg_analysis.write_tables)
 from pipelines.eeg import dynamics
+from pipelines.eeg.features import baseline_windows, dose_table
 
 DEFAULT_MEASURES = ["lzc_median", "spectral_entropy_welch", "lzs_schartner", "perm_entropy", "sample_entropy"]
 
@@ -92,21 +93,15 @@ def time_course_frame(features, name: str, kind: str = "summary", region_channel
         da = da.sel(channel=channels).mean("channel", skipna=True)
     da = da.load()
     if baseline_window_s is not None:
-        base = features["time_s"] + baseline_window_s / 2.0 <= 1e-9
+        import xarray as xr
+
+        base = xr.DataArray(baseline_windows(features["time_s"].to_numpy(), baseline_window_s), dims="time_s")
         da = da - da.where(base).mean("time_s", skipna=True)
     frame = da.to_dataframe(name="value").reset_index()[["subject", "session", "time_s", "value"]]
     doses = dose_table(features)
     frame = frame.merge(doses, on=["subject", "session"])
     frame["participant_id"] = "sub-" + frame["subject"].astype(str)
     return frame.dropna(subset=["dose_mg_per_kg"])
-
-
-def dose_table(features) -> pd.DataFrame:
-    """subject, session, dose_mg_per_kg for every cell of the features' subject × session grid."""
-    dose = features["dose_mg_per_kg"].to_numpy()
-    subjects, sessions = features["subject"].to_numpy(), features["session"].to_numpy()
-    return pd.DataFrame([{"subject": s, "session": ss, "dose_mg_per_kg": float(dose[i, j])}
-                         for i, s in enumerate(subjects) for j, ss in enumerate(sessions)])
 
 
 def dose_response_tables(changes: pd.DataFrame, pairs: list[tuple[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from pipelines.paths import MANIFESTS_DIR, derivatives_dir
+from pipelines.paths import MANIFESTS_DIR
 
 DEFAULT_MANIFEST = str(MANIFESTS_DIR / "default.yml")
 
@@ -78,7 +78,7 @@ def eeg_settings(manifest: str) -> dict:
 @pn.cache
 def recordings(manifest: str) -> pd.DataFrame:
     """subject ('01'), participant_id ('sub-01'), session (condition label), dose_mg_per_kg: one row per recording."""
-    from pipelines.eeg_analysis import dose_table
+    from pipelines.eeg.features import dose_table
 
     table = dose_table(features(manifest)).dropna(subset=["dose_mg_per_kg"])
     table["subject"] = table["subject"].astype(str)
@@ -104,24 +104,38 @@ def channel_measure(manifest: str, measure: str):
     return features(manifest)["channel_measures"].sel(measure=measure).load()
 
 
-def _baseline_mask(manifest: str) -> np.ndarray:
+def baseline_mask(manifest: str) -> np.ndarray:
+    from pipelines.eeg.features import baseline_windows
+
     settings = eeg_settings(manifest)
-    return settings["time_s"] + settings["window_s"] / 2.0 <= 1e-9
+    return baseline_windows(settings["time_s"], settings["window_s"])
 
 
 @pn.cache
 def entropy_change(manifest: str, measure: str):
     """Channel-mean entropy measure minus its pre-infusion mean, per recording (subject, session, time_s)."""
     da = summary_series(manifest, f"{measure}_mean")
-    base = _baseline_mask(manifest)
+    base = baseline_mask(manifest)
     return da - da.isel(time_s=np.flatnonzero(base)).mean("time_s", skipna=True)
 
 
 def _table(manifest: str, name: str) -> pd.DataFrame | None:
-    path = derivatives_dir(study(manifest).name) / "tables" / f"{name}.tsv"
-    if not path.is_file():
+    """A table notebook 01 wrote (pipelines.derived), or None when it has not run yet."""
+    from pipelines.derived import read_table
+
+    try:
+        return read_table(study(manifest), name)
+    except FileNotFoundError:
         return None
-    return pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={"session": str, "participant_id": str, "subject": str})
+
+
+def _notebook_rows(manifest: str, name: str, feature: str, region: str) -> pd.DataFrame | None:
+    """The rows of one measure and region in a notebook-01 table, or None (then the caller computes them)."""
+    table = _table(manifest, name)
+    if table is None:
+        return None
+    rows = table[(table["measure"] == feature) & (table["region"] == region)]
+    return rows.reset_index(drop=True) if len(rows) else None
 
 
 @pn.cache
@@ -146,11 +160,9 @@ def _change_spec(manifest: str, measure: str) -> tuple[str, str]:
 def plateau_changes(manifest: str, measure: str) -> pd.DataFrame:
     """Change from baseline over the infusion plateau, one row per recording, for one measure."""
     feature, region = _change_spec(manifest, measure)
-    table = _table(manifest, "eeg_plateau_changes")
-    if table is not None:
-        rows = table[(table["measure"] == feature) & (table["region"] == region)]
-        if len(rows):
-            return rows.reset_index(drop=True)
+    rows = _notebook_rows(manifest, "eeg_plateau_changes", feature, region)
+    if rows is not None:
+        return rows
     from pipelines.eeg import dynamics
 
     s = eeg_settings(manifest)
@@ -162,11 +174,9 @@ def plateau_changes(manifest: str, measure: str) -> pd.DataFrame:
 def dose_means(manifest: str, measure: str) -> pd.DataFrame:
     """Per-dose mean change with its t CI (pipelines.eeg.dynamics.dose_response)."""
     feature, region = _change_spec(manifest, measure)
-    table = _table(manifest, "eeg_dose_means")
-    if table is not None:
-        rows = table[(table["measure"] == feature) & (table["region"] == region)]
-        if len(rows):
-            return rows.reset_index(drop=True)
+    rows = _notebook_rows(manifest, "eeg_dose_means", feature, region)
+    if rows is not None:
+        return rows
     from pipelines.eeg import dynamics
 
     return dynamics.dose_response(plateau_changes(manifest, measure), feature, region)["per_dose"]

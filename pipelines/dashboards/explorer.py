@@ -105,7 +105,7 @@ class ExplorerApp(pn.viewable.Viewer):
         times = self.settings["time_s"]
         i = int(np.argmin(np.abs(times - self.time_s)))
         half = self.settings["params"].smooth_windows // 2
-        base = times + self.settings["window_s"] / 2.0 <= 1e-9
+        base = data.baseline_mask(self.manifest)
         with np.errstate(invalid="ignore"), _quiet():
             now = np.nanmean(values[:, max(0, i - half):i + half + 1], axis=1)
             change = now - np.nanmean(values[:, base], axis=1)

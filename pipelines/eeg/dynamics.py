@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines import stats
+from pipelines.eeg.features import baseline_windows, dose_table, plateau_windows
 
 
 def smooth(values: np.ndarray, n_windows: int) -> np.ndarray:
@@ -86,10 +87,6 @@ def peak(time_s, values, smooth_windows: int, start_s: float = 0.0) -> tuple[flo
     return float(time_s[i]), float(y[i])
 
 
-def _baseline_mask(time_s: np.ndarray, window_s: float) -> np.ndarray:
-    return time_s + window_s / 2.0 <= 1e-9
-
-
 def _summary(features, name: str) -> "xr.DataArray":  # noqa: F821
     return features["summary_measures"].sel(summary_measure=name)
 
@@ -102,7 +99,7 @@ def recording_markers(features, cfg, window_s: float, infusion_end_s: float | No
     alpha = _summary(features, "occipital_alpha_db").load()
     entropy_name = f"{cfg.entropy_measure}_mean"
     entropy = _summary(features, entropy_name).load()
-    base = _baseline_mask(time_s, window_s)
+    base = baseline_windows(time_s, window_s)
     end_rel = np.nan if infusion_end_s is None else infusion_end_s
     rows = []
     for subject in features["subject"].to_numpy():
@@ -136,8 +133,9 @@ def plateau_changes(features, measures: list[str], cfg, window_s: float, infusio
     ``measures`` are per-channel measures (averaged over each region's channels; region 'global' = all
     channels) or summary measures (region 'summary').  Occipital alpha in dB is already relative."""
     time_s = features["time_s"].to_numpy()
-    base = _baseline_mask(time_s, window_s)
-    plateau = (time_s >= infusion_end_s - cfg.plateau_s) & (time_s + window_s / 2.0 <= infusion_end_s + 1e-9)
+    base = baseline_windows(time_s, window_s)
+    plateau = plateau_windows(time_s, window_s, infusion_end_s, cfg.plateau_s)
+    doses = dose_table(features).set_index(["subject", "session"])["dose_mg_per_kg"]
     channels = list(features["channel"].to_numpy())
     regions = {"global": channels, **(regions or {})}
     per_channel = set(features["measure"].to_numpy())
@@ -162,8 +160,7 @@ def plateau_changes(features, measures: list[str], cfg, window_s: float, infusio
             }, index=pd.MultiIndex.from_product([b["subject"].to_numpy(), b["session"].to_numpy()], names=["subject", "session"]))
             frame["change"] = frame["plateau"] if relative else frame["plateau"] - frame["baseline"]
             frame = frame.reset_index()
-            frame["dose_mg_per_kg"] = [float(features["dose_mg_per_kg"].sel(subject=s, session=ss))
-                                       for s, ss in zip(frame["subject"], frame["session"])]
+            frame["dose_mg_per_kg"] = doses.reindex(pd.MultiIndex.from_frame(frame[["subject", "session"]])).to_numpy()
             frame["participant_id"] = "sub-" + frame["subject"].astype(str)
             frame["measure"], frame["region"] = measure, region
             rows.append(frame.dropna(subset=["dose_mg_per_kg"]))
@@ -198,11 +195,11 @@ def dose_response(changes: pd.DataFrame, measure: str, region: str, ci: float = 
 def topography(features, measure: str, cfg, window_s: float, infusion_end_s: float) -> pd.DataFrame:
     """Mean plateau change per dose × channel (for topomaps)."""
     time_s = features["time_s"].to_numpy()
-    base = _baseline_mask(time_s, window_s)
-    plateau = (time_s >= infusion_end_s - cfg.plateau_s) & (time_s + window_s / 2.0 <= infusion_end_s + 1e-9)
+    base = baseline_windows(time_s, window_s)
+    plateau = plateau_windows(time_s, window_s, infusion_end_s, cfg.plateau_s)
     da = features["channel_measures"].sel(measure=measure).load()
     change = da.isel(time_s=np.flatnonzero(plateau)).mean("time_s") - da.isel(time_s=np.flatnonzero(base)).mean("time_s")
     frame = change.to_dataframe(name="change").reset_index()
-    frame["dose_mg_per_kg"] = [float(features["dose_mg_per_kg"].sel(subject=s, session=ss))
-                               for s, ss in zip(frame["subject"], frame["session"])]
+    doses = dose_table(features).set_index(["subject", "session"])["dose_mg_per_kg"]
+    frame["dose_mg_per_kg"] = doses.reindex(pd.MultiIndex.from_frame(frame[["subject", "session"]])).to_numpy()
     return frame.groupby(["dose_mg_per_kg", "channel"], as_index=False)["change"].mean()

@@ -70,6 +70,27 @@ def window_grid(n_times: int, sfreq: float, window_s: float, step_s: float, infu
     return starts, times, win
 
 
+def baseline_windows(time_s, window_s: float) -> np.ndarray:
+    """Windows that end at or before infusion start (time_s is the window centre): the baseline."""
+    return np.asarray(time_s) + window_s / 2.0 <= 1e-9
+
+
+def plateau_windows(time_s, window_s: float, infusion_end_s: float, plateau_s: float) -> np.ndarray:
+    """Windows lying within the last ``plateau_s`` seconds of the infusion (ending by infusion end)."""
+    time_s = np.asarray(time_s)
+    return (time_s >= infusion_end_s - plateau_s) & (time_s + window_s / 2.0 <= infusion_end_s + 1e-9)
+
+
+def dose_table(features):
+    """subject, session, dose_mg_per_kg for every cell of a features Dataset's subject × session grid."""
+    import pandas as pd
+
+    dose = features["dose_mg_per_kg"].to_numpy()
+    subjects, sessions = features["subject"].to_numpy(), features["session"].to_numpy()
+    return pd.DataFrame([{"subject": s, "session": ss, "dose_mg_per_kg": float(dose[i, j])}
+                         for i, s in enumerate(subjects) for j, ss in enumerate(sessions)])
+
+
 def _measure_params(fc) -> dict:
     return {
         "perm_entropy": {"order": fc.perm_entropy_order, "delay": fc.perm_entropy_delay, "normalize": True},
@@ -220,7 +241,7 @@ def recording_features(manifest, recording):
     alpha = band_abs.get("alpha")
     if alpha is None:
         raise InputError("eeg.features.bands needs an 'alpha' band", field="eeg.features.bands")
-    baseline = (times + fc.window_s / 2.0 <= 1e-9) & ~rejected
+    baseline = baseline_windows(times, fc.window_s) & ~rejected
     occ_alpha = alpha[idx["occipital"]].mean(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         occ_alpha_db = 10 * np.log10(occ_alpha)
