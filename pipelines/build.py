@@ -127,8 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("index")
     p = sub.add_parser("figures", help="offline HTML of the dashboards' key figures into reports/<study>/figures")
     p.add_argument("manifest")
-    p = sub.add_parser("study-name")
-    p.add_argument("manifest")
     args = parser.parse_args(argv)
 
     if args.step == "index":
@@ -138,9 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         manifest = load_manifest(args.manifest)
-        if args.step == "study-name":
-            print(manifest.study)
-            return 0
         if args.step == "data":
             return step_data(manifest)
         if args.step == "stamp":
