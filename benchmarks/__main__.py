@@ -31,6 +31,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks._machine import cpu_pressure
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -189,18 +191,9 @@ def machine_info() -> dict:
     }
 
 
-def _cpu_pressure() -> float | None:
-    """Linux PSI: % of the last 60 s in which some runnable task waited for a CPU (None if unavailable)."""
-    try:
-        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-        return float(dict(kv.split("=") for kv in line.split()[1:])["avg60"])
-    except (OSError, KeyError, ValueError, IndexError):
-        return None
-
-
 def _run_module(name: str, quick: bool, deadline: float) -> tuple[list[dict], dict]:
     load_before = list(os.getloadavg())
-    pressure_before = _cpu_pressure()
+    pressure_before = cpu_pressure()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kw-bench-") as tmp:
         out = Path(tmp) / "rows.json"
@@ -215,7 +208,7 @@ def _run_module(name: str, quick: bool, deadline: float) -> tuple[list[dict], di
         rows = json.loads(out.read_text()) if error is None and out.exists() else []
     info = {"bench_module": KNOWN.get(name, f"benchmarks.bench_{name}"), "module_wall_s": time.perf_counter() - t0,
             "load_avg_before": load_before, "load_avg_after": list(os.getloadavg()),
-            "cpu_pressure_avg60_pct_before": pressure_before, "cpu_pressure_avg60_pct_after": _cpu_pressure()}
+            "cpu_pressure_avg60_pct_before": pressure_before, "cpu_pressure_avg60_pct_after": cpu_pressure()}
     if error:
         rows = [{"benchmark": f"{name} (failed)", "ours_s": None, "baseline": None, "baseline_s": None,
                  "speedup": None, "error": error}]
@@ -319,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = "bench-quick" if args.quick else "bench"
     machine = machine_info()
     run = {"quick": args.quick, "machine": machine, "load_avg_before": list(os.getloadavg()),
-           "cpu_pressure_before": _cpu_pressure(),
+           "cpu_pressure_before": cpu_pressure(),
            "started_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
     t0 = time.perf_counter()
     deadline = time.time() + BUDGET_S - 60  # optional repeats stop here; a minute left for the last steps
@@ -348,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             r["meets_target"] = None
         r["quick"] = args.quick
         r["machine"] = machine
-    run.update(load_avg_after=list(os.getloadavg()), cpu_pressure_after=_cpu_pressure(), total_runtime_s=time.perf_counter() - t0,
+    run.update(load_avg_after=list(os.getloadavg()), cpu_pressure_after=cpu_pressure(), total_runtime_s=time.perf_counter() - t0,
                finished_utc=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
     for r in rows:
         r["run_total_s"] = run["total_runtime_s"]

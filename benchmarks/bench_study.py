@@ -44,6 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks._machine import cpu_pressure  # noqa: E402  (after the path is set, for running this file alone)
+
 N_TARGET_RECORDINGS = 400  # 100 subjects x 4 doses
 TARGET_WORKERS = 2
 TARGET_WALL_S = 3600.0
@@ -80,15 +82,6 @@ def time_left() -> float:
     run within its budget); infinite when unset. Optional repeats are skipped when time is short."""
     deadline = os.environ.get("KW_BENCH_DEADLINE")
     return float(deadline) - time.time() if deadline else float("inf")
-
-
-def cpu_pressure() -> float | None:
-    """Linux PSI: share of the last 60 s in which some runnable task waited for a CPU (%), or None."""
-    try:
-        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-        return float(dict(kv.split("=") for kv in line.split()[1:])["avg60"])
-    except (OSError, KeyError, ValueError, IndexError):
-        return None
 
 
 # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in every worker by default. Setting it switches off glibc's
