@@ -70,7 +70,7 @@ $(STAMPS)/%.hash: $(STAMPS)/data.hash FORCE
 
 # Derived EEG features: every notebook that reads them lists the file in its prerequisites below.
 FEATURES := $(BUILD)/derivatives/ketamine-workbench/features.done
-$(FEATURES): $(STAMPS)/features.hash
+$(FEATURES): $(STAMPS)/features.hash FORCE
 	@mkdir -p $(dir $@)
 	$(PY) -m pipelines.eeg.features $(STUDY) 2>&1 | tee $(dir $@)features.log
 

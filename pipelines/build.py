@@ -86,26 +86,62 @@ def target_stamp(manifest: Manifest, target: str) -> str:
     })
 
 
+def _generate(manifest: Manifest, stamp: Path) -> int:
+    from pipelines.synth.__main__ import main as synth_main
+
+    print(f"Generating the synthetic study {manifest.study!r} into {manifest.bids_path}", flush=True)
+    code = synth_main(["--manifest", str(manifest.manifest_path)])
+    if not code:
+        write_if_changed(stamp, generator_stamp(manifest))
+    return code
+
+
+def machine_summary() -> str:
+    """CPU, BLAS kernel and thread settings: what a report of a non-reproducible result needs."""
+    import platform
+
+    parts = [platform.machine(), platform.processor() or "cpu?"]
+    try:
+        from threadpoolctl import threadpool_info
+
+        parts += [f"{i.get('internal_api')} {i.get('architecture', '')} {i.get('num_threads')} threads"
+                  for i in threadpool_info()]
+    except Exception:  # threadpoolctl is optional here: the summary is a courtesy
+        pass
+    parts += [f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith(("OPENBLAS_", "NPY_", "NUMBA_"))]
+    return ", ".join(p for p in parts if p)
+
+
 def step_data(manifest: Manifest) -> int:
     stamp = stamps_dir(manifest.study) / "generator.hash"
+    generated = False
     if manifest.generator is not None:
-        wanted = generator_stamp(manifest)
         have = stamp.read_text() if stamp.is_file() else None
-        if not manifest.bids_path.is_dir() or have != wanted:
-            from pipelines.synth.__main__ import main as synth_main
-
-            print(f"Generating the synthetic study {manifest.study!r} into {manifest.bids_path}", flush=True)
-            code = synth_main(["--manifest", str(manifest.manifest_path)])
+        if not manifest.bids_path.is_dir() or have != generator_stamp(manifest):
+            code = _generate(manifest, stamp)
             if code:
                 return code
-            write_if_changed(stamp, wanted)
+            generated = True
     if not manifest.checksums:
         print(f"{manifest.manifest_path}: has no checksums yet; run `make freeze STUDY={manifest.manifest_path}` "
               "once, check the data, and commit the manifest.", file=sys.stderr)
         return 1
     report = verify(manifest)
+    if not report.ok and manifest.generator is not None and not generated:
+        # Generated data are disposable: a file edited or half-copied by hand is simply made again.
+        print(report.describe(manifest).split("\n", 1)[0] + f" ({len(report.mismatched)} differ, {len(report.missing)} "
+              f"missing, {len(report.extra)} extra); regenerating the synthetic study once", flush=True)
+        code = _generate(manifest, stamp)
+        if code:
+            return code
+        generated = True
+        report = verify(manifest)
     if not report.ok:
-        print(report.describe(manifest), file=sys.stderr)
+        message = report.describe(manifest)
+        if generated:
+            message += ("\nThe generator has just written these files, so it is not reproducible on this machine "
+                        f"({machine_summary()}): please report it as a bug with this message.")
+        print(message, file=sys.stderr)
         (stamps_dir(manifest.study) / "data.hash").unlink(missing_ok=True)
         return 1
     print(report.describe(manifest))

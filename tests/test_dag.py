@@ -3,7 +3,8 @@
 Checks: `make all` publishes an offline report and the index; a second run does nothing; a parameter
 change, or an edit to a module the notebook imports, reruns that notebook (and an edit elsewhere does
 not); a failing notebook keeps the previous report, leaves `<name>.failed.ipynb`, prints the failing
-cell and makes `make` fail; data that no longer match the manifest stop the build.
+cell and makes `make` fail; a damaged generated study is regenerated, while real data that no longer
+match the manifest stop the build.
 """
 
 from __future__ import annotations
@@ -105,11 +106,25 @@ def test_the_dag(project):
     assert failed.is_file()
     assert report.read_bytes() == good_html
 
-    # 6. Raw data changed behind the manifest's back: verification stops the build before any notebook.
+    # 6. A generated study damaged by hand is regenerated once (it is disposable) and the build goes on.
     set_param(project, "20")
     participants = project / "data_manifests" / "bids" / "participants.tsv"
-    participants.write_text(participants.read_text().replace("sub-02", "sub-03"))
+    original = participants.read_text()
+    participants.write_text(original.replace("sub-02", "sub-03"))
     seventh = make(project, "all")
-    assert seventh.returncode != 0
-    assert "checksum differs: participants.tsv" in seventh.stdout + seventh.stderr
-    assert "pipelines.build notebook" not in seventh.stdout
+    assert seventh.returncode == 0, seventh.stdout + seventh.stderr
+    assert "regenerating the synthetic study once" in seventh.stdout
+    assert participants.read_text() == original
+
+    # 7. A real study's raw data changed behind the manifest's back: verification stops the build before
+    # any notebook, and says what to check (not "you did nothing wrong").
+    manifest = project / "data_manifests" / "tiny.yml"
+    text = manifest.read_text()
+    head, _, tail = text.partition("generator:")
+    manifest.write_text(head + tail.split("\n", 7)[7])  # drop the generator block (6 indented lines)
+    participants.write_text(original.replace("sub-02", "sub-03"))
+    eighth = make(project, "all")
+    assert eighth.returncode != 0
+    output = eighth.stdout + eighth.stderr
+    assert "checksum differs: participants.tsv" in output and "raw data" in output
+    assert "pipelines.build notebook" not in eighth.stdout

@@ -108,3 +108,48 @@ def test_the_template_for_real_studies_is_a_valid_manifest(tmp_path):
     manifest = load_manifest(_write(tmp_path, text))
     assert manifest.generator is None and manifest.checksums == {}
     assert manifest.eeg.conditions.source == "sessions_tsv"
+
+
+def test_freeze_keeps_fields_after_the_checksums_block(tiny_copy):
+    text = tiny_copy.read_text()
+    tiny_copy.write_text(text + "eeg:\n  task: rest\n")
+    freeze(load_manifest(tiny_copy))
+    manifest = load_manifest(tiny_copy)
+    assert manifest.eeg.task == "rest" and verify(manifest).ok
+
+
+def test_freeze_refuses_a_missing_or_empty_bids_root(tiny_copy, tmp_path):
+    text = tiny_copy.read_text()
+    tiny_copy.write_text(text.replace("bids_root: bids", "bids_root: bdis"))
+    with pytest.raises(ManifestError, match="does not exist; nothing was frozen"):
+        freeze(load_manifest(tiny_copy))
+    assert tiny_copy.read_text() == text.replace("bids_root: bids", "bids_root: bdis")  # checksums kept
+    report = verify(load_manifest(tiny_copy))
+    assert "does not exist" in report.describe(load_manifest(tiny_copy))
+    assert len(report.describe(load_manifest(tiny_copy)).splitlines()) == 1  # one line, not one per file
+    (tiny_copy.parent / "empty").mkdir()
+    tiny_copy.write_text(text.replace("bids_root: bids", "bids_root: empty"))
+    with pytest.raises(ManifestError, match="no data files"):
+        freeze(load_manifest(tiny_copy))
+
+
+def test_mismatch_remedy_depends_on_whether_the_study_is_generated(tiny_copy):
+    manifest = load_manifest(tiny_copy)
+    (manifest.bids_path / "participants.tsv").write_text("participant_id\nsub-99\n")
+    generated = verify(manifest).describe(manifest)
+    assert "you did nothing wrong" in generated and "Do not run `make freeze`" in generated
+    real = manifest.model_copy(update={"generator": None})
+    text = verify(real).describe(real)
+    assert "raw data" in text and "make freeze STUDY=" in text and "did nothing wrong" not in text
+
+
+def test_build_regenerates_a_damaged_generated_study_once(tiny_copy, tmp_path, monkeypatch, capsys):
+    from pipelines import build
+
+    monkeypatch.setenv("KW_WORKDIR", str(tmp_path / "work"))
+    assert build.main(["data", str(tiny_copy)]) == 0
+    manifest = load_manifest(tiny_copy)
+    (manifest.bids_path / "participants.tsv").write_text("participant_id\nsub-99\n")
+    assert build.main(["data", str(tiny_copy)]) == 0
+    assert "regenerating the synthetic study once" in capsys.readouterr().out
+    assert verify(manifest).ok

@@ -15,13 +15,14 @@ Command line (what ``make`` runs)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 import sys
+import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +177,7 @@ def recording_features(manifest, recording):
     from scipy.signal import welch
 
     from pipelines.eeg import kernels
-    from pipelines.eeg.io import infusion_times, read_raw
+    from pipelines.eeg.io import infusion_time_sources, infusion_times, read_raw
     from pipelines.eeg.preprocessing import preprocess
 
     eeg = manifest.eeg
@@ -185,6 +186,7 @@ def recording_features(manifest, recording):
     raw = read_raw(recording, manifest.bids_path)
     start_s, end_s = infusion_times(raw, eeg.infusion_start_event, eeg.infusion_end_event, file,
                                    eeg.infusion_start_s, eeg.infusion_end_s)
+    sources = infusion_time_sources(raw, eeg.infusion_start_event, eeg.infusion_end_event)
     clean, qc = preprocess(raw, eeg.preprocessing, file=file)
     sfreq = clean.info["sfreq"]
     data = clean.get_data() * 1e6  # µV
@@ -320,6 +322,7 @@ def recording_features(manifest, recording):
         "subject": recording.subject, "session": recording.condition, "dose_mg_per_kg": recording.dose_mg_per_kg,
         "infusion_end_rel_s": (end_s - start_s) if end_s is not None else float("nan"),
         "qc": json.dumps(qc_record), "window_samples": int(win), "welch_nperseg": int(nperseg),
+        "infusion_sources": json.dumps(sources, sort_keys=True),
     })
     return ds
 
@@ -327,10 +330,13 @@ def recording_features(manifest, recording):
 # --- the study -----------------------------------------------------------------------------------
 
 def feature_parameters(manifest) -> dict:
-    """Everything that defines the features (stored with them and hashed for caching)."""
-    eeg = manifest.eeg
-    from pipelines.eeg import kernels  # noqa: F401  (definitions live there; MEASURE_INFO documents them)
+    """Every study-wide setting that defines the features (stored with them and part of every cache key).
 
+    The whole ``eeg`` section counts except ``dynamics`` (notebook 01's titration markers) and what a
+    recording's own key covers instead: ``task`` and ``conditions`` decide which recordings exist and their
+    condition and dose (in ``recording_inputs``), and the fixed infusion times count only for recordings
+    without the infusion events (``_input_hash``)."""
+    eeg = manifest.eeg
     return {
         "preprocessing": eeg.preprocessing.model_dump(mode="json"),
         "features": eeg.features.model_dump(mode="json"),
@@ -341,6 +347,62 @@ def feature_parameters(manifest) -> dict:
     }
 
 
+# Study-wide manifest fields that feature_parameters does not hash, each with the reason.  A test walks the
+# schema and fails when a new eeg field is neither hashed nor listed here.
+NOT_IN_FEATURE_PARAMETERS = {
+    "dynamics": "titration markers are computed by notebook 01 from the stored features",
+    "task": "selects which recordings exist; each recording's own key holds its task",
+    "conditions": "maps recordings to condition and dose; each recording's own key holds both",
+    "infusion_start_s": "hashed only for recordings without the start event (the event wins when present)",
+    "infusion_end_s": "hashed only for recordings without the end event",
+}
+
+# Sidecars at the BIDS root apply to every recording (BIDS inheritance).
+_INHERITED_SUFFIXES = ("_eeg.json", "_channels.tsv", "_electrodes.tsv", "_coordsystem.json", "_events.tsv", "_events.json")
+
+
+def recording_files(manifest, recording) -> dict[str, str]:
+    """The manifest checksums of every file a recording is read from.
+
+    Its own files (same stem: data, header, marker, sidecar, channels, events), the shared sidecars of its
+    folder that carry no task/acquisition/run of their own (electrodes and coordsystem), and sidecars
+    inherited from the BIDS root."""
+    folder = recording.path.parent.relative_to(manifest.bids_path).as_posix()
+    stem = recording.path.name.rsplit("_", 1)[0]
+    entities_other = ("_task-", "_acq-", "_run-")
+    files = {}
+    for rel, checksum in manifest.checksums.items():
+        parent, _, name = rel.rpartition("/")
+        if parent == folder and (name.startswith(stem + "_") or not any(e in name for e in entities_other)):
+            files[rel] = checksum
+        elif not parent and name.endswith(_INHERITED_SUFFIXES):
+            files[rel] = checksum
+    return dict(sorted(files.items()))
+
+
+def recording_inputs(manifest, recording) -> dict:
+    """Everything one recording's features are computed from, except the fixed infusion times (those
+    depend on whether the file has the events; see ``_input_hash``)."""
+    return {
+        "recording": {"key": recording.key, "condition": recording.condition, "dose_mg_per_kg": recording.dose_mg_per_kg,
+                      "path": recording.path.relative_to(manifest.bids_path).as_posix()},
+        "files": recording_files(manifest, recording),
+        "parameters": feature_parameters(manifest),
+        "code": _code_hash(),
+    }
+
+
+def _input_hash(manifest, inputs: dict, sources: dict[str, str]) -> str:
+    fixed = {}
+    if sources.get("start") != "event":
+        fixed["infusion_start_s"] = manifest.eeg.infusion_start_s
+    if sources.get("end") != "event":
+        fixed["infusion_end_s"] = manifest.eeg.infusion_end_s
+    payload = {**inputs, "infusion_sources": sources, "fixed_infusion_times": fixed}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
 def _code_hash() -> str:
     """Hash of the code that computes features (this module and everything it imports from pipelines)."""
     from pipelines import codedeps
@@ -350,49 +412,78 @@ def _code_hash() -> str:
     return hashlib.sha256(json.dumps(codedeps.hash_files(files), sort_keys=True).encode()).hexdigest()
 
 
-def _recording_input_hash(manifest, recording, params: dict) -> str:
-    """Parameters + code + the recording's files: a cached result is reused only when all three match."""
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    digest.update(_code_hash().encode())
-    prefix = recording.path.relative_to(manifest.bids_path).parent.as_posix()
-    stem = recording.path.name.rsplit("_", 1)[0]
-    for rel, checksum in sorted(manifest.checksums.items()):
-        if rel.startswith(prefix) and Path(rel).name.startswith(stem):
-            digest.update(f"{rel}{checksum}".encode())
-    return digest.hexdigest()
+def _stored_attrs(store: Path) -> dict | None:
+    """Attributes of a per-recording Zarr store (v2 ``.zattrs``), or None when absent or unreadable."""
+    try:
+        return json.loads((store / ".zattrs").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def cached_input_hash(manifest, recording, rec_dir: Path) -> str | None:
+    """The recording's current input hash if its stored result is still valid, else None (recompute)."""
+    attrs = _stored_attrs(Path(rec_dir) / f"{recording.key}.zarr")
+    if not attrs or "infusion_sources" not in attrs:
+        return None
+    sources = json.loads(attrs["infusion_sources"])
+    wanted = _input_hash(manifest, recording_inputs(manifest, recording), sources)
+    return wanted if attrs.get("input_hash") == wanted else None
 
 
 def _write_recording(manifest_path: str, recording, out_dir: str) -> dict:
     """Dask task: compute one recording and write ``<out_dir>/<key>.zarr`` atomically; return its QC.
 
-    The task gets the Recording itself (small, picklable), so workers never rescan the BIDS tree."""
+    The task gets the Recording itself (small, picklable), so workers never rescan the BIDS tree.  A stored
+    result is reused only when its input hash (``recording_inputs`` + the fixed infusion times it used) matches."""
     from pipelines.manifest import load_manifest
 
     manifest = load_manifest(manifest_path)
     key = recording.key
-    params = feature_parameters(manifest)
-    input_hash = _recording_input_hash(manifest, recording, params)
     target = Path(out_dir) / f"{key}.zarr"
-    if target.exists():
-        import xarray as xr
-
-        try:
-            existing = xr.open_zarr(target)
-            if existing.attrs.get("input_hash") == input_hash:
-                return json.loads(existing.attrs["qc"]) | {"cached": True}
-        except Exception:
-            pass
+    if cached_input_hash(manifest, recording, Path(out_dir)) is not None:
+        return json.loads(_stored_attrs(target)["qc"]) | {"cached": True}
     t0 = time.perf_counter()
     ds = recording_features(manifest, recording)
-    ds.attrs["input_hash"] = input_hash
+    sources = json.loads(ds.attrs["infusion_sources"])
+    ds.attrs["input_hash"] = _input_hash(manifest, recording_inputs(manifest, recording), sources)
     ds.attrs["compute_s"] = round(time.perf_counter() - t0, 3)
-    tmp = Path(out_dir) / f".{key}.zarr.tmp-{os.getpid()}"
+    tmp = Path(out_dir) / f".{key}.zarr.tmp-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(tmp, ignore_errors=True)
     ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)  # v2: read by every Zarr implementation
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
     return json.loads(ds.attrs["qc"]) | {"cached": False, "compute_s": ds.attrs["compute_s"]}
+
+
+def features_digest(study) -> str | None:
+    """One hash of every recording's valid input hash: what ``features.done`` and ``features.zarr`` stand
+    for.  None when any recording has no valid stored result (something must be computed)."""
+    from pipelines.paths import derivatives_dir
+
+    rec_dir = derivatives_dir(study.name) / "recordings"
+    digest = hashlib.sha256(FEATURES_VERSION.encode())
+    for rec in sorted(study.recordings, key=lambda r: r.key):
+        current = cached_input_hash(study.manifest, rec, rec_dir)
+        if current is None:
+            return None
+        digest.update(f"{rec.key}\t{current}\n".encode())
+    return digest.hexdigest()
+
+
+def features_up_to_date(study) -> bool:
+    """True when every per-recording store, the combined ``features.zarr`` and ``features.done`` all stand
+    for the current inputs; a deleted or stale piece makes it False."""
+    from pipelines.paths import derivatives_dir
+
+    out = derivatives_dir(study.name)
+    digest = features_digest(study)
+    if digest is None:
+        return False
+    combined = _stored_attrs(out / "features.zarr")
+    done = out / "features.done"
+    return (combined is not None and combined.get("inputs_digest") == digest
+            and done.is_file() and done.read_text().strip() == digest)
 
 
 def compute_study_features(study, scheduler: str = "threads", workers: int | None = None, progress: bool = True) -> Path:
@@ -437,11 +528,17 @@ def compute_study_features(study, scheduler: str = "threads", workers: int | Non
     for stale in rec_dir.glob("*.zarr"):
         if stale.name.removesuffix(".zarr") not in keys:
             shutil.rmtree(stale)
+    computed = sorted(r["recording"] for r in results if not r.get("cached"))
+    reused = sorted(r["recording"] for r in results if r.get("cached"))
+    _write_json_atomic(out / "features_run.json", {"computed": computed, "reused": reused})
+    if progress:
+        print(f"EEG features: {len(computed)} recording(s) computed, {len(reused)} reused from the cache", file=sys.stderr)
     qc = pd.DataFrame(results)
     for column in qc.columns:  # lists and dicts as JSON, so any tool can read the TSV back
         if qc[column].map(lambda v: isinstance(v, (list, dict))).any():
             qc[column] = qc[column].map(lambda v: json.dumps(v, ensure_ascii=False))
-    write_combined(study, keys, out)
+    digest = features_digest(study)
+    write_combined(study, keys, out, digest)
     tmp = out / ".qc.tsv.tmp"
     qc.drop(columns=["cached"], errors="ignore").to_csv(tmp, sep="\t", index=False)
     os.replace(tmp, out / "qc.tsv")
@@ -480,7 +577,13 @@ def _dose_of(study, condition: str) -> float:
     return float(np.median(doses)) if doses else np.inf
 
 
-def write_combined(study, keys: list[str], out: Path) -> Path:
+def _write_json_atomic(path: Path, content: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(content, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def write_combined(study, keys: list[str], out: Path, inputs_digest: str | None = None) -> Path:
     from pipelines.eeg import kernels
     from pipelines.provenance import git_commit, library_versions, utc_now
 
@@ -491,6 +594,7 @@ def write_combined(study, keys: list[str], out: Path) -> Path:
         "measure_definitions": json.dumps(kernels.MEASURE_INFO, sort_keys=True),
         "library_versions": json.dumps(library_versions(), sort_keys=True),
         "data_checksum": study.manifest.data_checksum(),
+        "inputs_digest": inputs_digest or "",
         "git_commit": git_commit(),
         "created_utc": utc_now(),
         "dims": "subject: BIDS subject label; session: condition label; measure: per-channel measure; "
@@ -558,18 +662,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scheduler", default="threads", help="threads, processes, synchronous, or a scheduler address")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--force-combine", action="store_true",
+                        help="rewrite features.zarr even when everything is up to date (per-recording caches still apply)")
     args = parser.parse_args(argv)
     try:
         study = Study.load(args.manifest)
+        if not args.force_combine and features_up_to_date(study):
+            # Make asks every time (the stamp alone cannot see a deleted store): answer fast, touch nothing.
+            print(f"EEG features of {study.name!r} are up to date ({len(study.recordings)} recordings)")
+            return 0
         t0 = time.perf_counter()
         path = compute_study_features(study, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress)
     except (InputError, ManifestError) as exc:
         print(f"EEG features failed: {exc}", file=sys.stderr)
         return 1
+    digest = features_digest(study)
     done = derivatives_dir(study.name) / "features.done"
-    done.write_text(f"{study.manifest.data_checksum()}\n")
+    # Rewritten only when what it stands for changed, so Make reruns the reports that read the features
+    # only then (a deleted store recomputed to the same inputs changes nothing downstream).
+    if not done.is_file() or done.read_text().strip() != digest:
+        _write_text_atomic(done, f"{digest}\n")
     print(f"Wrote {path} ({len(study.recordings)} recordings, {time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

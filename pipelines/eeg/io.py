@@ -95,6 +95,15 @@ def _check_complete(raw, recording) -> None:
                          "looks truncated", **where)
 
 
+def infusion_time_sources(raw, start_event: str, end_event: str) -> dict[str, str]:
+    """Where each infusion time of ``infusion_times`` comes from: "event" (the recording's own annotation)
+    or "manifest" (the fixed time, used only when the event is absent).  The features cache keys a
+    recording on the manifest's fixed times only when the recording uses them."""
+    descriptions = set(raw.annotations.description)
+    return {"start": "event" if start_event in descriptions else "manifest",
+            "end": "event" if end_event in descriptions else "manifest"}
+
+
 def infusion_times(raw, start_event: str, end_event: str, file: Path | str | None = None,
                    default_start_s: float | None = None, default_end_s: float | None = None) -> tuple[float, float | None]:
     """Onsets (s from recording start) of infusion start and end, from the annotations (BIDS events),

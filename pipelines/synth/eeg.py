@@ -23,8 +23,16 @@ Everything is drawn from a ``numpy.random.Generator`` passed in, so a seed repro
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+# What the generator writes must not depend on the CPU, the BLAS kernel or the thread count (a fresh clone
+# verifies every checksum).  Two things made that so: positions come from a committed table (MNE's montage
+# transform is linear algebra whose last digits vary by kernel), and samples are quantised to a grid far
+# coarser than any floating-point difference between SIMD paths of exp/sin before they are written.
+ELECTRODES_TABLE = Path(__file__).with_name("electrodes_head_mm.tsv")
+DATA_RESOLUTION_V = 1e-8  # 0.01 µV: 1000x below the background amplitude, far above float rounding
 
 # 10-20 channels in a fixed order; larger presets take more channels of the 10-10 system
 # from colin27_1020 (standard_1020 is deprecated in MNE 1.13).
@@ -43,6 +51,36 @@ OCCIPITAL_ALPHA_SOURCES = ("O1", "Oz", "O2")
 # Alpha is one occipital rhythm seen through a topography.  An earlier version added channel-specific
 # narrow-band alpha noise: its beat with the common rhythm made 40-s block power wander by +-0.2 dB, which
 # blurred the planted onset times by several seconds, so it was removed.
+
+
+def head_positions_m() -> dict[str, np.ndarray]:
+    """Electrode and fiducial positions (m, head frame) from the committed table ``electrodes_head_mm.tsv``.
+
+    Converted in decimal (mm → m by moving the point) and rounded once to the nearest double, so every
+    machine gets the same doubles and the files show them as written ("0.0309", not "0.030899999999999997")."""
+    from decimal import Decimal
+
+    positions = {}
+    for line in ELECTRODES_TABLE.read_text().splitlines():
+        if line.startswith("#") or line.startswith("name\t") or not line.strip():
+            continue
+        name, *xyz = line.split("\t")
+        positions[name] = np.array([float(Decimal(v).scaleb(-3)) for v in xyz])
+    return positions
+
+
+def head_montage(ch_names: list[str]):
+    """A DigMontage already in the head frame: MNE applies no transform, mne-bids writes the table's values."""
+    import mne
+
+    pos = head_positions_m()
+    return mne.channels.make_dig_montage(ch_pos={n: pos[n] for n in ch_names}, nasion=pos["nasion"], lpa=pos["lpa"],
+                                         rpa=pos["rpa"], coord_frame="head")
+
+
+def quantise_volts(data: np.ndarray) -> np.ndarray:
+    """Round samples to ``DATA_RESOLUTION_V``: the same integers (and so the same bytes) on every machine."""
+    return np.round(data / DATA_RESOLUTION_V) * DATA_RESOLUTION_V
 
 
 def channel_names(n_channels: int) -> list[str]:

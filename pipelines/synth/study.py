@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.synth.eeg import DrugModel, RecordingPlan, channel_names, draw_subject, simulate_recording
+from pipelines.synth.eeg import (DrugModel, RecordingPlan, channel_names, draw_subject, head_montage, head_positions_m,
+                                 quantise_volts, simulate_recording)
 
 TASK = "rest"
 LINE_FREQ_HZ = 50.0
@@ -92,8 +93,8 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
     )
 
     ch_names = channel_names(design.n_channels)
-    montage = mne.channels.make_standard_montage("colin27_1020")
-    positions = montage.get_positions()["ch_pos"]
+    montage = head_montage(ch_names)
+    positions = head_positions_m()
 
     recording_seeds = eeg_stream.spawn(len(sessions))
     subject_rngs = {s: np.random.default_rng(ss) for s, ss in zip(subjects, eeg_stream.spawn(len(subjects)))}
@@ -146,7 +147,7 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
         data, rec_truth = simulate_recording(rng, plan, subject_eeg[subject], design.drug, positions, design.line_freq)
         info = mne.create_info(ch_names, design.sfreq, ch_types="eeg")
         info["line_freq"] = design.line_freq
-        raw = mne.io.RawArray(data, info, verbose="error")
+        raw = mne.io.RawArray(quantise_volts(data), info, verbose="error")
         raw.set_montage(montage, verbose="error")
         session_index = list(design.doses_mg_per_kg).index(row.dose_mg_per_kg)
         raw.set_meas_date(base_date + pd.Timedelta(days=14 * session_index + rec_index % 7).to_pytimedelta())
@@ -179,7 +180,7 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
     }
 
     _write_tables(tmp_root, participants, sessions)
-    (tmp_root / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
+    (tmp_root / "truth.json").write_text(json.dumps(round_floats(truth), indent=2, sort_keys=True) + "\n")
     (tmp_root / ".bidsignore").write_text("truth.json\n")
     _fix_dataset_description(tmp_root)
 
@@ -191,6 +192,24 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
     else:
         tmp_root.rename(bids_root)
     return bids_root
+
+
+TRUTH_SIGNIFICANT_DIGITS = 8
+
+
+def round_floats(value, digits: int = TRUTH_SIGNIFICANT_DIGITS):
+    """Every float in a JSON-like structure rounded to ``digits`` significant digits.
+
+    Values computed through exp/log differ in their last bits between SIMD code paths; 8 significant
+    digits are identical on every machine (except on a rounding boundary, ~1e-8 per value) and far finer
+    than any planted effect."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if np.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: round_floats(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [round_floats(v, digits) for v in value]
+    return value
 
 
 def _entropy_peak_dose(design: StudyDesign) -> float:
