@@ -733,12 +733,6 @@ def truth_comparison(correlations: pd.DataFrame, truth: dict | None, method: str
 # Summary
 # ---------------------------------------------------------------------------------------------
 
-def _fmt_p(p: float) -> str:
-    if not np.isfinite(p):
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
 SCALE_LABELS = {"meq30": "MEQ30", "asc5d": "5D-ASC", "asc11d": "11D-ASC", "madrs": "MADRS",
                 "hamd17": "HAM-D17", "hamd": "HAM-D17", "qids_sr16": "QIDS-SR16", "qids": "QIDS-SR16",
                 "bdi_ii": "BDI-II", "bdi": "BDI-II"}
@@ -800,7 +794,7 @@ def summary_text(
             f"**Dose and peak experience.** {_label(primary)} rose from {lo['mean']:.2f} at "
             f"{_dose(lo[DOSE])} to {hi['mean']:.2f} at {_dose(hi[DOSE])} (mixed-model slope "
             f"{row['estimate']:.2f} per mg/kg, 95 % CI {row['ci_low']:.2f} to {row['ci_high']:.2f}, "
-            f"p {_fmt_p(row['p'])}); {n_sig} of {len(dose_effects)} peak scores increased with dose "
+            f"{stats.format_p(row['p'])}); {n_sig} of {len(dose_effects)} peak scores increased with dose "
             f"after FDR.")
 
     biv = correlations[correlations["analysis"] == "bivariate"]
@@ -810,8 +804,8 @@ def summary_text(
         last = params.timepoints[-1]
         text = (f"**Peak experience and mood.** At {tp}, {_label(primary)} correlated with "
                 f"{SCALE_LABELS[params.mood_scale]} improvement ({params.correlation_method.capitalize()} {symbol} = "
-                f"{r['estimate']:.2f}, 95 % CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, p = "
-                f"{_fmt_p(r['p'])}, FDR-adjusted p = {_fmt_p(r['p_fdr'])} in the {r['family']} family, "
+                f"{r['estimate']:.2f}, 95 % CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, "
+                f"{stats.format_p(r['p'])}, {stats.format_p(r['p_fdr'], 'FDR-adjusted p')} in the {r['family']} family, "
                 f"n = {int(r['n'])}). ")
         for family, words in (("primary", "primary (confirmatory)"), ("secondary", "secondary")):
             fam = biv[biv["family"] == family]
@@ -826,7 +820,7 @@ def summary_text(
         if biv["family"].nunique() > 1:
             pooled = stats.fdr_bh(biv["p"].to_numpy(dtype=float))[biv.index.get_loc(main.index[0])]
             text += (f"Treating all {len(biv)} tests as one family, the {tp} {_label(primary)} "
-                     f"correlation would have FDR-adjusted p = {_fmt_p(pooled)}. ")
+                     f"correlation would have {stats.format_p(pooled, 'FDR-adjusted p')}. ")
         late = biv[biv["timepoint"] == last]
         if last != tp and not late.empty:
             own = late[late["score"] == primary]
@@ -847,7 +841,7 @@ def summary_text(
             if not sub.empty:
                 s = sub.iloc[0]
                 extra.append(f"{words}: {s['estimate']:.2f} (95 % CI {s['ci_low']:.2f} to "
-                             f"{s['ci_high']:.2f}, FDR-adjusted p = {_fmt_p(s['p_fdr'])})")
+                             f"{s['ci_high']:.2f}, {stats.format_p(s['p_fdr'], 'FDR-adjusted p')})")
         if extra:
             lines.append(f"The {tp} association of {_label(primary)} " + "; ".join(extra) + ".")
 
@@ -874,7 +868,7 @@ def summary_text(
             lines.append(
                 f"**Longitudinal model** (time × dose × peak, random intercept per subject): at {tp}, "
                 f"one SD more {_label(primary)} went with {r['estimate']:.1f} points more improvement "
-                f"at average dose (95 % CI {r['ci_low']:.1f} to {r['ci_high']:.1f}, p {_fmt_p(r['p'])}); "
+                f"at average dose (95 % CI {r['ci_low']:.1f} to {r['ci_high']:.1f}, {stats.format_p(r['p'])}); "
                 + ", ".join(f"{t}: {e:.1f}" for t, e in zip(peak_rows["timepoint"], peak_rows["estimate"]))
                 + " points per SD across time points"
                 + ("" if bool(longitudinal["converged"].iloc[0]) else " (the fit did not converge)") + ".")

@@ -16,6 +16,7 @@ from scipy import stats as sps
 
 from pipelines import peak_mood as pm
 from pipelines.errors import InputError
+from pipelines.stats import format_p
 from pipelines.study import Study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -306,7 +307,7 @@ def test_summary_text_is_written_from_the_numbers(analysis):
     main = _row(correlations, analysis="bivariate", score="meq30_mystical", timepoint="24h")
     assert (f"Spearman ρ = {main['estimate']:.2f}, 95 % CI {main['ci_low']:.2f} to "
             f"{main['ci_high']:.2f}") in text
-    assert f"FDR-adjusted p = {main['p_fdr']:.3f} in the primary family, n = 36" in text
+    assert f"{format_p(main['p_fdr'], 'FDR-adjusted p')} in the primary family, n = 36" in text
     n_sig = int(correlations[(correlations["analysis"] == "bivariate")
                              & (correlations["family"] == "primary")]["significant_fdr"].sum())
     assert f"{n_sig} of 12 correlations were significant at FDR 0.05" in text
@@ -320,3 +321,6 @@ def test_summary_text_is_written_from_the_numbers(analysis):
     assert f"indirect effect {indirect['estimate']:.1f} points per mg/kg" in text
     assert "12 participants, 36 active dose sessions" in text
     assert re.search(r"\d+ score\(s\) prorated, \d+ left missing", text)
+    # p-values only as stats.format_p writes them: never "p = 0.0", "p = 0.000" or "3e-172"
+    assert not re.search(r"p(_FDR)? ?[=<] ?(0\.0+\b|[0-9.]+e-)", text), text
+    assert not re.search(r"\d(\.\d+)?e-\d", text)
