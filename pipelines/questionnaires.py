@@ -618,12 +618,26 @@ def _declared_scale(response_scale, located: _Located, sidecar: Mapping, key: Sc
 # Scoring
 # ---------------------------------------------------------------------------------------------
 
-def _aggregate(values: np.ndarray, rule: str, missing: MissingRule, max_missing_fraction: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _aggregate(values: np.ndarray, rule: str, missing: MissingRule, max_missing_fraction: float,
+               item_max: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score rows of ``values`` (n × k, NaN = missing) by ``rule``.
 
-    Prorating: a mean is the mean of the answered items; a sum is that mean × k (the usual
-    proration); a maximum is the maximum of the answered items. Returns (score, prorated, missing).
+    Prorating (only when an item is missing; a complete row is the plain mean, sum or maximum):
+
+    - a mean is the mean of the answered items;
+    - a sum is the observed sum × (maximum possible sum of all k items / maximum possible sum of the
+      answered items), ``item_max`` giving each item's maximum (minimum 0). This is the answered
+      items' percentage of their maximum possible score (POMP, Cohen, Cohen, Aiken & West 1999,
+      Multivariate Behav Res 34:315) carried over to the whole scale. With equal item ranges (MADRS,
+      BDI-II, the QIDS-SR16 domains) it is the usual mean of the answered items × k. With unequal
+      ranges (HAM-D17: items 0–4 and 0–2) mean × k is wrong: every answer at its maximum with the
+      0–2 items 4, 5 and 6 missing gave 46 × 17/14 = 55.86 > 52. The ratio of maxima gives 52, and a
+      prorated total always lies in [0, sum of item maxima] (also enforced by clipping against
+      floating point). A mean of item proportions × scale maximum was not chosen: it weighs a 0–2
+      item like a 0–4 item, so even a complete row would not score its plain sum.
+    - a maximum is the maximum of the answered items.
+
+    Returns (score, prorated, missing).
     """
     answered = ~np.isnan(values)
     n_answered = answered.sum(axis=1)
@@ -637,9 +651,15 @@ def _aggregate(values: np.ndarray, rule: str, missing: MissingRule, max_missing_
     with np.errstate(invalid="ignore", divide="ignore"):
         if rule == "max":
             score = np.where(answered, values, -np.inf).max(axis=1)
+        elif rule == "mean":
+            score = np.where(answered, values, 0.0).sum(axis=1) / n_answered
         else:
-            mean = np.where(answered, values, 0.0).sum(axis=1) / n_answered
-            score = mean if rule == "mean" else mean * k
+            observed = np.where(answered, values, 0.0).sum(axis=1)
+            maxima = np.full(k, 1.0) if item_max is None else np.asarray(item_max, dtype=float)
+            full = maxima.sum()
+            answered_max = np.where(answered, maxima, 0.0).sum(axis=1)
+            prorated_sum = np.clip(observed * full / answered_max, 0.0, full)
+            score = np.where(complete, observed, prorated_sum)
     score = np.where(allowed, score, np.nan)
     return score, allowed & ~complete, ~allowed
 
@@ -725,7 +745,9 @@ def score_items(
         declare the widest (0, 4); each item is checked against its own range.
     missing : "none" — a score with any missing item is NaN; "prorate" — a score is computed from the
         answered items when at most ``max_missing_fraction`` of its items are missing (means of the
-        answered items; sums scaled to the full item count; QIDS domain maxima over answered items).
+        answered items; sums scaled by the ratio of the maximum possible sum of all items to that of
+        the answered items, which respects HAM-D17's unequal item ranges and never exceeds the scale
+        maximum; QIDS domain maxima over answered items). See ``_aggregate`` for the rule and source.
     participants : participants.tsv path, a table with participant_id, or ids; every subject of the
         table must be in it.
 
@@ -774,13 +796,16 @@ def score_items(
     for name, spec in key.item_scores.items():
         columns = np.asarray(spec.items) - 1
         score, prorated, missing_mask = _aggregate(
-            values[:, columns], spec.rule, missing, max_missing_fraction or 0.0)
+            values[:, columns], spec.rule, missing, max_missing_fraction or 0.0,
+            item_max=np.asarray(key.item_max, dtype=float)[columns])
         score_arrays[name] = score
         scores[key.score_column(name)] = score
         counts.append((key.score_column(name), int(prorated.sum()), int(missing_mask.sum())))
     if key.domain_total is not None:
         domains = np.column_stack([score_arrays[d] for d in key.domain_total])
-        total, _, missing_mask = _aggregate(domains, "sum", missing, max_missing_fraction or 0.0)
+        total, _, missing_mask = _aggregate(
+            domains, "sum", missing, max_missing_fraction or 0.0,
+            item_max=np.array([key.score_range(d)[1] for d in key.domain_total]))
         # A total is prorated when any of its items was missing yet it was computed.
         prorated = ~np.isnan(total) & ~answered.all(axis=1)
         scores[key.score_column("total")] = total
