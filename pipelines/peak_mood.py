@@ -150,7 +150,7 @@ def validate_parameters(
     timepoints: Sequence[str] | None = None,
     correlation_method: str = "spearman",
     fdr_alpha: float = 0.05,
-    remission_threshold: float | None = 10,
+    remission_threshold: float | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     missing_items: str = "prorate",
@@ -163,7 +163,10 @@ def validate_parameters(
     naming the parameter, the allowed values and, for a misspelling, the likely one.
 
     ``timepoints`` None = the manifest's (baseline excluded); listed time points must be the manifest's.
-    ``remission_threshold`` None = the mood scale's default (``questionnaires.REMISSION_THRESHOLDS``).
+    ``remission_threshold`` None = the mood scale's published cut-off (``questionnaires.REMISSION_THRESHOLDS``:
+    MADRS 10, HAM-D17 7, QIDS-SR16 5, BDI-II 13); an explicit value outside the scale's total range raises,
+    one that is not the scale's cut-off warns (:func:`questionnaires.remission_threshold`), e.g. 10 with
+    HAM-D17, the MADRS cut-off that notebook 02 used to force on every scale.
     ``primary_scores`` are the confirmatory family of peak scores (None = :data:`PRIMARY_SCORES` of the
     chosen scales, else every analysed score); the other analysed scores form a secondary family.
     ``primary_score`` is the peak score of the longitudinal model, the mediation and the summary;
@@ -196,15 +199,9 @@ def validate_parameters(
     if not 0 < fdr_alpha < 1:
         raise ValueError(f"fdr_alpha must be in (0, 1), got {fdr_alpha}")
     score = MOOD_SCALES[mood_scale]
-    if remission_threshold is None:
-        if score not in questionnaires.REMISSION_THRESHOLDS:
-            raise ValueError(f"remission_threshold: {mood_scale} has no default cut-off; give one")
-        remission_threshold = questionnaires.REMISSION_THRESHOLDS[score]
-    remission_threshold = _number(remission_threshold, "remission_threshold")
-    low, high = questionnaires.SCALES[mood_scale].score_range("total")
-    if not low <= remission_threshold < high:
-        raise ValueError(f"remission_threshold={remission_threshold:g} is outside the {mood_scale} total "
-                         f"range {low:g}–{high:g}")
+    if remission_threshold is not None:
+        _number(remission_threshold, "remission_threshold")
+    remission_threshold = questionnaires.remission_threshold(score, remission_threshold)
     n_boot = int(_number(n_boot, "n_boot", integer=True))
     if n_boot < 100:
         raise ValueError(f"n_boot must be at least 100 for a percentile CI, got {n_boot}")
