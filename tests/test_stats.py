@@ -390,3 +390,26 @@ def test_the_p_scan_catches_the_old_forms():
     good = ['f"{format_p(r.p)}, {stats.format_p(r[\'p_fdr\'], \'p_FDR\')}"', 'f"n = {n}, r = {r:.2f}"']
     for code in good:
         assert not _raw_p_placeholders(code, "planted"), code
+
+
+@pytest.mark.parametrize("p, shown", [(3e-172, "p < 0.001"), (0.0, "p < 0.001"), (0.0213, "p = 0.021"),
+                                      (float("nan"), "p = n/a")])
+def test_eeg_summary_writes_p_through_format_p(p, shown):
+    """eeg_analysis.summary_text printed the quadratic term's p as "p = 3e-172"; planted p-values now come
+    out in the one convention."""
+    from pipelines import eeg_analysis
+
+    params = eeg_analysis.EEGParameters(measures=["lzc_median"], regions=["global"], threshold_db=-3.0,
+                                        hold_s=20.0, smooth_windows=3, plateau_s=60.0,
+                                        entropy_measure="lzc_median", window_s=2.0, step_s=1.0)
+    markers = pd.DataFrame({"participant_id": ["s1", "s2"], "dose_mg_per_kg": [0.5, 0.5],
+                            "alpha_suppression_onset_s": [30.0, np.nan]})
+    per_dose = pd.DataFrame({"measure": ["occipital_alpha_db"], "dose_mg_per_kg": [0.5], "mean": [-4.0],
+                             "ci_low": [-5.0], "ci_high": [-3.0]})
+    peaks = pd.DataFrame({"measure": ["lzc_median"], "region": ["global"], "dose_of_max_mean_change": [0.5],
+                          "parabola_vertex_mg_per_kg": [0.6]})
+    models = pd.DataFrame({"measure": ["lzc_median"], "region": ["global"], "term": ["dose_sq"],
+                           "estimate": [-0.1], "ci_low": [-0.2], "ci_high": [-0.05], "p": [p]})
+    text = eeg_analysis.summary_text(markers, per_dose, peaks, models, params)
+    assert f"to -0.050, {shown}): " in text
+    assert "e-" not in text and "p = 0.0)" not in text
