@@ -49,14 +49,14 @@ def format_p(p, label: str = "p") -> str:
     - 0.001 ≤ p < 0.1 → three decimals (``0.003``, ``0.032``, ``0.046``: values near 0.05 stay
       distinguishable from it);
     - p ≥ 0.1 → two decimals (``0.41``, ``1.00``);
-    - NaN, None or ±inf → ``"n/a"``.
+    - NaN, None, ``pd.NA`` or ±inf → ``"n/a"``.
 
     The range is chosen on the unrounded value, then the shortest decimal of the float is rounded half
     up (0.0625 → ``0.063``). A leading zero is kept (APA omits it; the workbench's reports use it).
     ``label`` is the name written before the relation (``"p_FDR"``, ``"FDR-adjusted p"``). A finite p
     outside [0, 1] is a bug upstream and raises ValueError.
     """
-    if p is None:
+    if p is None or p is pd.NA:
         return f"{label} = n/a"
     if isinstance(p, (str, bytes)):
         raise ValueError(f"format_p: {p!r} is not a number")

@@ -278,6 +278,7 @@ def test_mediation_planted_indirect_effect_inside_percentile_ci():
     (np.float64(0.5), "p = 0.50"),
     (float("nan"), "p = n/a"),
     (None, "p = n/a"),
+    (pd.NA, "p = n/a"),
     (float("inf"), "p = n/a"),
 ])
 def test_format_p_convention(p, text):
