@@ -357,15 +357,15 @@ def _raw_p_placeholders(source: str, where: str) -> list[str]:
 
 def test_no_report_text_formats_a_p_value_by_hand():
     """Every p written into report or summary text goes through stats.format_p: scans the f-strings of
-    the library's text-producing modules and the code cells of the notebooks. (The planted bad cases
+    every module of the library and the code cells of the notebooks. (The planted bad cases
     in the self-check below prove the scan can fail.)"""
     repo = Path(__file__).resolve().parents[1]
-    modules = ["stats", "peak_mood", "mood", "integrative", "cytokine_analysis", "cytokines",
-               "eeg_analysis", "questionnaires"] + [p.stem for p in (repo / "pipelines").glob("*_figures.py")]
+    modules = sorted((repo / "pipelines").rglob("*.py"))     # every module, dashboards and figures too
+    assert {"peak_mood", "integrative", "cytokine_analysis", "eeg_analysis"} <= {m.stem for m in modules}
     found = []
-    for name in modules:
-        path = repo / "pipelines" / f"{name}.py"
-        found += _raw_p_placeholders(path.read_text(encoding="utf-8"), path.name)
+    for path in modules:
+        found += _raw_p_placeholders(path.read_text(encoding="utf-8"),
+                                     str(path.relative_to(repo / "pipelines")))
     for nb in sorted((repo / "notebooks").glob("*.ipynb")):
         for k, cell in enumerate(json.loads(nb.read_text(encoding="utf-8"))["cells"]):
             if cell["cell_type"] != "code":
