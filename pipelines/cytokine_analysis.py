@@ -41,7 +41,7 @@ import pandas as pd
 
 from pipelines import cytokines as cy
 from pipelines.errors import InputError
-from pipelines.stats import fdr_bh
+from pipelines.stats import fdr_bh, format_p
 
 __all__ = [
     "ACTIVE_POOLED",
@@ -559,13 +559,6 @@ def format_change(row) -> str:
             f"{pct_change(row['ci_high']):+.0f}%)")
 
 
-def _fmt_p(p: float) -> str:
-    """``=0.0625``, ``<0.001`` or `` n/a``: to follow a label such as ``p`` or ``p_FDR``."""
-    if not np.isfinite(p):
-        return " n/a"
-    return "<0.001" if p < 0.001 else f"={p:.3g}"
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -576,7 +569,7 @@ def _change_sentence(rows: pd.DataFrame) -> str:
     parts = []
     for label, part in (("decreased", down), ("increased", up)):
         if len(part):
-            items = [f"{r.analyte} {format_change(r._asdict())}, p{_fmt_p(r.p)}, p_FDR{_fmt_p(r.p_fdr)}"
+            items = [f"{r.analyte} {format_change(r._asdict())}, {format_p(r.p)}, {format_p(r.p_fdr, 'p_FDR')}"
                      for r in part.itertuples(index=False)]
             parts.append(f"{label}: " + "; ".join(items))
     if not parts:
@@ -633,8 +626,8 @@ def summary_text(
             lines.append(f"**After active doses, {stratum}** (n = {n} subjects, mean ln-change over "
                          f"their active sessions, {params.baseline_timepoint} → {params.post_timepoint}): "
                          f"{_change_sentence(rows)}."
-                         + (f" With {n} subjects the smallest possible two-sided Wilcoxon p is "
-                            f"{_smallest_wilcoxon_p(n):.4g}, so the CIs (t) carry the evidence here."
+                         + (f" With {n} subjects the smallest possible two-sided Wilcoxon "
+                            f"{format_p(_smallest_wilcoxon_p(n))}, so the CIs (t) carry the evidence here."
                             if _smallest_wilcoxon_p(n) > 0.05 and params.censoring_strategy != "censored_mle" else ""))
     for stratum in ("inflamed", "non-inflamed"):
         rows = placebo[placebo["stratum"] == stratum]
@@ -645,7 +638,7 @@ def summary_text(
     if len(inter):
         sig = inter[inter["p_fdr"] <= 0.05]
         items = "; ".join(f"{r.analyte} {r.estimate:+.2f} (95% CI {r.ci_low:+.2f} to {r.ci_high:+.2f}, "
-                          f"p_FDR{_fmt_p(r.p_fdr)})" for r in sig.itertuples(index=False))
+                          f"{format_p(r.p_fdr, 'p_FDR')})" for r in sig.itertuples(index=False))
         lines.append(
             f"**Mixed model** (ln value ~ time × inflamed × active + (1 | subject), {params.value_strategy}): the "
             f"time × inflamed × active interaction (extra ln-change after active doses in the inflamed stratum) "
@@ -662,7 +655,7 @@ def summary_text(
     if len(mood):
         def corr(r) -> str:
             return (f"{r['analyte']} {r['method']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to "
-                    f"{r['ci_high']:+.2f}, n = {int(r['n'])}, p{_fmt_p(r['p'])}, p_FDR{_fmt_p(r['p_fdr'])})")
+                    f"{r['ci_high']:+.2f}, n = {int(r['n'])}, {format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')})")
         pooled_rows = mood[mood["stratum"] == "all"]
         within = mood[mood["stratum"] != "all"]
         text = f"**Mood** ({mood['y'].iloc[0]}, negative = improvement; {mood['population'].iloc[0]}). "

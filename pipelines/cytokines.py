@@ -16,6 +16,9 @@ Units
     ``mcg`` spellings are accepted. Mass and amount concentrations are never converted into each other
     (that needs a molar mass): such a row is an :class:`~pipelines.errors.InputError`. LLOQ/ULOQ are in
     the declared unit. A row with a value but no unit, in a table that has a ``unit`` column, is an error.
+    Conversion is exact: the decimal as written times the unit ratio as a fraction, rounded once to a
+    float (:func:`convert_exact`), so "0.3" mg/dL and "3000" µg/L become the very float 3.0 mg/L, and
+    thresholds (:func:`inflammation_strata`) are converted the same way.
 
 Lab strings (:func:`parse_lab_value`)
     ``3.2`` observed; ``<0.7`` below (bound 0.7, as reported by the lab); ``<LLOQ``, ``< LLOQ``, ``ND``,
@@ -65,6 +68,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -94,30 +98,35 @@ REPLICATE_COLUMNS = ("replicate", "well")
 
 #: Canonical unit spelling -> (dimension, factor to the dimension's base unit).
 #: Bases: mass concentration g/L, amount concentration mol/L, ratio of amounts mol/mol.
-UNIT_TABLE: dict[str, tuple[str, float]] = {
-    "pg/mL": ("mass", 1e-9),
-    "ng/L": ("mass", 1e-9),
-    "ng/mL": ("mass", 1e-6),
-    "ug/L": ("mass", 1e-6),
-    "ug/mL": ("mass", 1e-3),
-    "mg/L": ("mass", 1e-3),
-    "mg/dL": ("mass", 1e-2),
-    "g/L": ("mass", 1.0),
-    "pmol/mL": ("amount", 1e-9),
-    "nmol/L": ("amount", 1e-9),
-    "nM": ("amount", 1e-9),
-    "nmol/mL": ("amount", 1e-6),
-    "umol/L": ("amount", 1e-6),
-    "uM": ("amount", 1e-6),
-    "mmol/L": ("amount", 1e-3),
-    "mM": ("amount", 1e-3),
-    "umol/mmol": ("ratio", 1e-3),
-    "nmol/umol": ("ratio", 1e-3),
-    "mol/mol": ("ratio", 1.0),
+#: Factors are exact fractions (powers of ten), not binary floats: 1e-3 / 1e-2 and 3 × 0.1 are not
+#: exactly 0.1 and 0.3 in floating point, which put 0.3 mg/dL and 3000 µg/L below a 3 mg/L threshold.
+UNIT_TABLE: dict[str, tuple[str, Fraction]] = {
+    "pg/mL": ("mass", Fraction(1, 10**9)),
+    "ng/L": ("mass", Fraction(1, 10**9)),
+    "ng/mL": ("mass", Fraction(1, 10**6)),
+    "ug/L": ("mass", Fraction(1, 10**6)),
+    "ug/mL": ("mass", Fraction(1, 10**3)),
+    "mg/L": ("mass", Fraction(1, 10**3)),
+    "mg/dL": ("mass", Fraction(1, 10**2)),
+    "g/L": ("mass", Fraction(1)),
+    "pmol/mL": ("amount", Fraction(1, 10**9)),
+    "nmol/L": ("amount", Fraction(1, 10**9)),
+    "nM": ("amount", Fraction(1, 10**9)),
+    "nmol/mL": ("amount", Fraction(1, 10**6)),
+    "umol/L": ("amount", Fraction(1, 10**6)),
+    "uM": ("amount", Fraction(1, 10**6)),
+    "mmol/L": ("amount", Fraction(1, 10**3)),
+    "mM": ("amount", Fraction(1, 10**3)),
+    "umol/mmol": ("ratio", Fraction(1, 10**3)),
+    "nmol/umol": ("ratio", Fraction(1, 10**3)),
+    "mol/mol": ("ratio", Fraction(1)),
 }
 _UNIT_LOOKUP = {k.lower(): k for k in UNIT_TABLE}
 
 KYN_TRP_UNIT = "µmol/mmol"
+#: Relative tolerance of threshold comparisons (:func:`inflammation_strata`): a value within 1e-9 of
+#: the threshold, relative, is at the threshold.
+THRESHOLD_REL_TOL = 1e-9
 MAD_TO_SD = 1.4826
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -132,8 +141,8 @@ def canonical_unit(unit: str) -> str:
     return _UNIT_LOOKUP[key]
 
 
-def unit_conversion_factor(from_unit: str, to_unit: str) -> float:
-    """Multiply a value in ``from_unit`` by this to express it in ``to_unit``.
+def unit_conversion_ratio(from_unit: str, to_unit: str) -> Fraction:
+    """The exact factor (a :class:`fractions.Fraction`) taking a value in ``from_unit`` to ``to_unit``.
 
     ValueError when either unit is unknown or the two measure different things (mass vs amount
     concentration needs a molar mass, which this module never assumes).
@@ -148,6 +157,41 @@ def unit_conversion_factor(from_unit: str, to_unit: str) -> float:
     return f_from / f_to
 
 
+def unit_conversion_factor(from_unit: str, to_unit: str) -> float:
+    """Multiply a value in ``from_unit`` by this to express it in ``to_unit`` (the float nearest the
+    exact :func:`unit_conversion_ratio`; to convert a written decimal exactly use :func:`convert_exact`).
+
+    ValueError when either unit is unknown or the two measure different things (mass vs amount
+    concentration needs a molar mass, which this module never assumes).
+    """
+    return float(unit_conversion_ratio(from_unit, to_unit))
+
+
+def _exact(number) -> Fraction:
+    """A number as the exact fraction it was written as: a float is read as its shortest decimal
+    (``repr``), so 0.3 is 3/10 and 1e-06 is 1/10**6, not their binary approximations."""
+    if isinstance(number, Fraction):
+        return number
+    if isinstance(number, (int, np.integer)):
+        return Fraction(int(number))
+    return Fraction(repr(float(number)))
+
+
+def convert_exact(value, factor) -> float:
+    """``value × factor`` computed exactly on the decimals as written, then rounded once to the nearest
+    float. Thus 0.3 (mg/dL) × 10 is 3.0, 3 (mg/L) × 1/10 is 0.3 and 3000 (µg/L) × 1/1000 is 3.0,
+    exactly the floats a lab would have written for the same concentration in the other unit; plain
+    float arithmetic gives 0.30000000000000004 for 3 × 0.1. NaN and inf pass through unchanged."""
+    value = float(value) if not isinstance(value, (str, Fraction)) else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return value * float(factor)
+    exact = Fraction(value) if isinstance(value, str) else _exact(value)
+    try:
+        return float(exact * _exact(factor))
+    except OverflowError:
+        raise ValueError(f"{value} × {factor} is too large for a number") from None
+
+
 # --------------------------------------------------------------------------------------- parsing
 @dataclass(frozen=True)
 class LabValue:
@@ -158,7 +202,8 @@ class LabValue:
     limit: float = math.nan
 
 
-def _parse_number(text: str, decimal: str) -> float:
+def _parse_number(text: str, decimal: str) -> Fraction:
+    """The number written in ``text``, exactly (a Fraction: no binary rounding before unit conversion)."""
     if decimal == ".":
         if "," in text:
             raise ValueError(
@@ -173,7 +218,7 @@ def _parse_number(text: str, decimal: str) -> float:
         raise ValueError(f"decimal must be '.' or ',', not {decimal!r}")
     if not _NUMBER.match(text):
         raise ValueError(f"{text!r} is not a number or a recognised lab string")
-    return float(text)
+    return Fraction(text)
 
 
 def parse_lab_value(
@@ -182,12 +227,15 @@ def parse_lab_value(
     lloq: float | None = None,
     uloq: float | None = None,
     decimal: str = ".",
-    factor: float = 1.0,
+    factor: float | Fraction = 1.0,
 ) -> LabValue:
     """Parse one lab cell into a :class:`LabValue` (see the module docstring for every accepted form).
 
     Numbers written in ``text`` are multiplied by ``factor`` (the conversion into the analyte's
-    declared unit) before being compared with ``lloq``/``uloq``, which are in the declared unit.
+    declared unit) before being compared with ``lloq``/``uloq``, which are in the declared unit. The
+    product is exact (:func:`convert_exact`: the decimal as written × the factor as a fraction, a
+    float factor read as its shortest decimal), rounded once to a float: "0.3" mg/dL becomes exactly
+    3.0 mg/L.
     Raises ValueError (without location; the loader adds it) for anything it cannot parse honestly.
     """
     if text is None or (isinstance(text, float) and math.isnan(text)):
@@ -215,11 +263,11 @@ def parse_lab_value(
         number = _parse_number(rest, decimal)
         if number <= 0:
             raise ValueError(f"{s!r}: a censoring bound must be a positive concentration")
-        return LabValue(math.nan, "below" if op == "<" else "above", number * factor)
+        return LabValue(math.nan, "below" if op == "<" else "above", convert_exact(number, factor))
     number = _parse_number(s, decimal)
     if number < 0:
         raise ValueError(f"negative concentration {s!r}")
-    number *= factor
+    number = convert_exact(number, factor)
     if lloq is not None and number < lloq:
         return LabValue(math.nan, "below", float(lloq))
     if uloq is not None and number > uloq:
@@ -451,7 +499,7 @@ def load_cytokines(
         text_is_missing = str(cell["text"]).strip().lower() in MISSING_STRINGS
         if unit_text is not None and unit_text.lower() not in MISSING_STRINGS:
             try:
-                factor = unit_conversion_factor(unit_text, entry["unit"])
+                factor = unit_conversion_ratio(unit_text, entry["unit"])
             except ValueError as exc:
                 raise InputError(f"{where}, field unit: {exc} (declared unit of {cell['analyte']}: {entry['unit']!r})") from None
         elif unit_text is not None and not text_is_missing:
@@ -1017,6 +1065,7 @@ def inflammation_strata(
     level: str = "session",
     inflamed: str = "inflamed",
     not_inflamed: str = "non-inflamed",
+    rel_tol: float = THRESHOLD_REL_TOL,
 ) -> pd.DataFrame:
     """Label each subject-session (``level="session"``) or subject (``level="subject"``) by baseline CRP.
 
@@ -1024,7 +1073,15 @@ def inflammation_strata(
     ``not_inflamed``. Censored CRP is classified only when its bound settles the question ("<1" with
     threshold 3 is not inflamed); otherwise, and when missing, the label is ``undetermined``. At subject
     level, a subject whose sessions disagree is ``discordant``.
+
+    Boundary: the threshold is converted exactly (:func:`convert_exact`), as every value was when
+    loaded, so 3 mg/L, 0.3 mg/dL, 3000 µg/L and 3000 ng/mL are all *at* a 3 mg/L threshold (inflamed).
+    A value within ``rel_tol`` (relative, default 1e-9: far below any assay's precision) of the
+    threshold also counts as at it, so values produced by float arithmetic elsewhere (e.g. 0.3 × 10 done
+    by hand) are classed like the concentration they stand for.
     """
+    if not 0 <= rel_tol < 1e-3:
+        raise ValueError("rel_tol must be in [0, 1e-3)")
     if level not in ("session", "subject"):
         raise ValueError("level must be 'session' or 'subject'")
     crp = parsed[(parsed["analyte"] == crp_analyte) & (parsed["timepoint"] == baseline)].copy()
@@ -1033,17 +1090,18 @@ def inflammation_strata(
     thresholds = {}
     for unit in crp["unit"].unique():
         try:
-            thresholds[unit] = threshold * unit_conversion_factor(threshold_unit, unit)
+            thresholds[unit] = convert_exact(threshold, unit_conversion_ratio(threshold_unit, unit))
         except ValueError as exc:
             raise InputError(f"{crp['source'].iloc[0]}: analyte {crp_analyte}: {exc}") from None
     thr = crp["unit"].map(thresholds).astype(float)
     cens, value, limit = crp["censoring"], crp["value"], crp["limit"]
+    at_or_above = value >= thr * (1 - rel_tol)
     crp["stratum"] = np.select(
         [
-            (cens == "observed") & (value >= thr),
-            (cens == "observed") & (value < thr),
-            (cens == "below") & (limit <= thr),
-            (cens == "above") & (limit >= thr),
+            (cens == "observed") & at_or_above,
+            (cens == "observed") & ~at_or_above,
+            (cens == "below") & (limit <= thr * (1 + rel_tol)),
+            (cens == "above") & (limit >= thr * (1 - rel_tol)),
         ],
         [inflamed, not_inflamed, not_inflamed, inflamed],
         default="undetermined",

@@ -134,7 +134,9 @@ def suppression_entropy_relation(markers: pd.DataFrame, changes: pd.DataFrame, e
 
 def summary_text(markers: pd.DataFrame, per_dose: pd.DataFrame, peaks: pd.DataFrame, models: pd.DataFrame,
                  params: EEGParameters) -> str:
-    """A short written summary generated from the numbers."""
+    """A short written summary generated from the numbers (p-values by :func:`pipelines.stats.format_p`)."""
+    from pipelines import stats
+
     lines = []
     alpha = per_dose[per_dose["measure"] == "occipital_alpha_db"].sort_values("dose_mg_per_kg")
     if not alpha.empty:
@@ -154,7 +156,7 @@ def summary_text(markers: pd.DataFrame, per_dose: pd.DataFrame, peaks: pd.DataFr
         text = f"Entropy ({params.entropy_measure}, all channels) rose most at {row.dose_of_max_mean_change:g} mg/kg"
         if q is not None:
             shape = "an inverted U" if q.estimate < 0 and q.p < 0.05 else "no significant curvature"
-            text += f"; the quadratic dose term is {q.estimate:.3f} (95% CI {q.ci_low:.3f} to {q.ci_high:.3f}, p = {q.p:.2g}): {shape}"
+            text += f"; the quadratic dose term is {q.estimate:.3f} (95% CI {q.ci_low:.3f} to {q.ci_high:.3f}, {stats.format_p(q.p)}): {shape}"
             if np.isfinite(row.parabola_vertex_mg_per_kg):
                 text += f", with the fitted maximum at {row.parabola_vertex_mg_per_kg:.2f} mg/kg"
         lines.append(text + ".")

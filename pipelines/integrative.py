@@ -648,13 +648,9 @@ def provenance_table(study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _fmt_p(p: float, name: str = "p") -> str:
-    return f"{name} n/a" if not np.isfinite(p) else (f"{name} < 0.001" if p < 0.001 else f"{name} = {p:.3f}")
-
-
 def _effect(row, digits: int = 2, unit: str = "") -> str:
     return (f"{row['estimate']:.{digits}f}{unit} (95% CI {row['ci_low']:.{digits}f} to {row['ci_high']:.{digits}f}, "
-            f"{_fmt_p(row['p'])}, {_fmt_p(row['p_fdr'], 'p_FDR')}, n = {row['n']})")
+            f"{stats.format_p(row['p'])}, {stats.format_p(row['p_fdr'], 'p_FDR')}, n = {row['n']})")
 
 
 def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd.DataFrame,
@@ -698,7 +694,7 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
         parts.append(f"{analyte}: inflamed {a['estimate']:+.2f} ln units (95% CI {a['ci_low']:.2f} to "
                      f"{a['ci_high']:.2f}, {np.expm1(a['estimate']):+.0%}, n = {a['n']}), non-inflamed "
                      f"{b['estimate']:+.2f} ({b['ci_low']:.2f} to {b['ci_high']:.2f}, n = {b['n']}), "
-                     f"difference {c['estimate']:+.2f} ({c['ci_low']:.2f} to {c['ci_high']:.2f}, {_fmt_p(c['p'])})")
+                     f"difference {c['estimate']:+.2f} ({c['ci_low']:.2f} to {c['ci_high']:.2f}, {stats.format_p(c['p'])})")
     if parts:
         only = all(get(f"H3a {a}") is None or (get(f"H3a {a}")["verdict"] == "supports"
                                                 and get(f"H3b {a}")["verdict"].startswith("consistent"))
@@ -716,7 +712,7 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
             modal = doses["entropy_max_dose"].mode()
             text += (f" The titration endpoint (lowest dose with sustained suppression) equals the entropy-maximum "
                      f"dose in {h4b['estimate']:.0%} of subjects (95% CI {h4b['ci_low']:.0%} to {h4b['ci_high']:.0%}, "
-                     f"{_fmt_p(h4b['p'])} vs chance; {h4b['verdict']}); entropy peaks most often at "
+                     f"{stats.format_p(h4b['p'])} vs chance; {h4b['verdict']}); entropy peaks most often at "
                      f"{modal.iloc[0]:g} mg/kg.")
         if h4c is not None and h4c["n"] > 1:
             text += (f" From the entropy-maximum dose to the top dose, suppression depth changes by "

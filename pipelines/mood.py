@@ -6,7 +6,9 @@ Definitions (one place each; thresholds live in :mod:`pipelines.questionnaires`)
   (negative = improvement; undefined when the baseline is 0).
 - response = reduction from baseline of *at least* ``min_reduction`` (default 50 %, inclusive:
   exactly 50 % is a response; a strict ">" gives different rates).
-- remission = score ≤ threshold (MADRS ≤ 10 by default, HAM-D17 ≤ 7, QIDS-SR16 ≤ 5; parameters).
+- remission = score ≤ threshold (inclusive). Default per scale, its published cut-off (MADRS ≤ 10,
+  HAM-D17 ≤ 7, QIDS-SR16 ≤ 5, BDI-II ≤ 13; sources in :mod:`pipelines.questionnaires`); an explicit
+  threshold that is not the scale's warns (:func:`pipelines.questionnaires.remission_threshold`).
 - rates with Wilson score intervals (statsmodels ``proportion_confint(method="wilson")``).
 """
 
@@ -19,7 +21,7 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from pipelines.errors import InputError
-from pipelines.questionnaires import REMISSION_THRESHOLDS, RESPONSE_MIN_REDUCTION
+from pipelines.questionnaires import RESPONSE_MIN_REDUCTION, remission_threshold as _remission_threshold
 
 __all__ = ["mood_outcomes", "outcome_rates"]
 
@@ -42,8 +44,10 @@ def mood_outcomes(
         possibly merged with doses); other columns are kept.
     baseline : the time-point label of the baseline rating (each subject-session has its own).
     min_reduction : response when (baseline − score) / baseline ≥ this fraction (inclusive).
-    remission_threshold : remission when score ≤ this; defaults to the scale's key
-        (``REMISSION_THRESHOLDS``: madrs_total 10, hamd_total 7, qids_total 5), required otherwise.
+    remission_threshold : remission when score ≤ this; None = the scale's published cut-off
+        (``REMISSION_THRESHOLDS``: madrs_total 10, hamd_total 7, qids_total 5, bdi_total 13), required
+        for other scores. A value outside the scale's total range raises; one that is not the scale's
+        cut-off (or a listed alternative, MADRS 9 or 12) warns (``RemissionThresholdWarning``).
 
     Adds ``<score>_baseline``, ``_change``, ``_pct_change``, ``_response``, ``_remission`` (nullable
     booleans: NA when the score or, for response, the baseline is missing or 0). Baseline rows are
@@ -53,11 +57,7 @@ def mood_outcomes(
     for column in [*keys, timepoint, score]:
         if column not in scores.columns:
             raise InputError(f"scores table has no {column} column", file=source, field=column)
-    if remission_threshold is None:
-        if score not in REMISSION_THRESHOLDS:
-            raise ValueError(f"no default remission threshold for {score!r}; pass "
-                             "remission_threshold")
-        remission_threshold = REMISSION_THRESHOLDS[score]
+    remission_threshold = _remission_threshold(score, remission_threshold)
     if not 0 < min_reduction <= 1:
         raise ValueError("min_reduction must be in (0, 1]")
     labels = scores[timepoint].astype(str)

@@ -150,7 +150,7 @@ def validate_parameters(
     timepoints: Sequence[str] | None = None,
     correlation_method: str = "spearman",
     fdr_alpha: float = 0.05,
-    remission_threshold: float | None = 10,
+    remission_threshold: float | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     missing_items: str = "prorate",
@@ -163,7 +163,10 @@ def validate_parameters(
     naming the parameter, the allowed values and, for a misspelling, the likely one.
 
     ``timepoints`` None = the manifest's (baseline excluded); listed time points must be the manifest's.
-    ``remission_threshold`` None = the mood scale's default (``questionnaires.REMISSION_THRESHOLDS``).
+    ``remission_threshold`` None = the mood scale's published cut-off (``questionnaires.REMISSION_THRESHOLDS``:
+    MADRS 10, HAM-D17 7, QIDS-SR16 5, BDI-II 13); an explicit value outside the scale's total range raises,
+    one that is not the scale's cut-off warns (:func:`questionnaires.remission_threshold`), e.g. 10 with
+    HAM-D17, the MADRS cut-off that notebook 02 used to force on every scale.
     ``primary_scores`` are the confirmatory family of peak scores (None = :data:`PRIMARY_SCORES` of the
     chosen scales, else every analysed score); the other analysed scores form a secondary family.
     ``primary_score`` is the peak score of the longitudinal model, the mediation and the summary;
@@ -196,15 +199,9 @@ def validate_parameters(
     if not 0 < fdr_alpha < 1:
         raise ValueError(f"fdr_alpha must be in (0, 1), got {fdr_alpha}")
     score = MOOD_SCALES[mood_scale]
-    if remission_threshold is None:
-        if score not in questionnaires.REMISSION_THRESHOLDS:
-            raise ValueError(f"remission_threshold: {mood_scale} has no default cut-off; give one")
-        remission_threshold = questionnaires.REMISSION_THRESHOLDS[score]
-    remission_threshold = _number(remission_threshold, "remission_threshold")
-    low, high = questionnaires.SCALES[mood_scale].score_range("total")
-    if not low <= remission_threshold < high:
-        raise ValueError(f"remission_threshold={remission_threshold:g} is outside the {mood_scale} total "
-                         f"range {low:g}–{high:g}")
+    if remission_threshold is not None:
+        _number(remission_threshold, "remission_threshold")
+    remission_threshold = questionnaires.remission_threshold(score, remission_threshold)
     n_boot = int(_number(n_boot, "n_boot", integer=True))
     if n_boot < 100:
         raise ValueError(f"n_boot must be at least 100 for a percentile CI, got {n_boot}")
@@ -733,12 +730,6 @@ def truth_comparison(correlations: pd.DataFrame, truth: dict | None, method: str
 # Summary
 # ---------------------------------------------------------------------------------------------
 
-def _fmt_p(p: float) -> str:
-    if not np.isfinite(p):
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
 SCALE_LABELS = {"meq30": "MEQ30", "asc5d": "5D-ASC", "asc11d": "11D-ASC", "madrs": "MADRS",
                 "hamd17": "HAM-D17", "hamd": "HAM-D17", "qids_sr16": "QIDS-SR16", "qids": "QIDS-SR16",
                 "bdi_ii": "BDI-II", "bdi": "BDI-II"}
@@ -800,7 +791,7 @@ def summary_text(
             f"**Dose and peak experience.** {_label(primary)} rose from {lo['mean']:.2f} at "
             f"{_dose(lo[DOSE])} to {hi['mean']:.2f} at {_dose(hi[DOSE])} (mixed-model slope "
             f"{row['estimate']:.2f} per mg/kg, 95 % CI {row['ci_low']:.2f} to {row['ci_high']:.2f}, "
-            f"p {_fmt_p(row['p'])}); {n_sig} of {len(dose_effects)} peak scores increased with dose "
+            f"{stats.format_p(row['p'])}); {n_sig} of {len(dose_effects)} peak scores increased with dose "
             f"after FDR.")
 
     biv = correlations[correlations["analysis"] == "bivariate"]
@@ -810,8 +801,8 @@ def summary_text(
         last = params.timepoints[-1]
         text = (f"**Peak experience and mood.** At {tp}, {_label(primary)} correlated with "
                 f"{SCALE_LABELS[params.mood_scale]} improvement ({params.correlation_method.capitalize()} {symbol} = "
-                f"{r['estimate']:.2f}, 95 % CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, p = "
-                f"{_fmt_p(r['p'])}, FDR-adjusted p = {_fmt_p(r['p_fdr'])} in the {r['family']} family, "
+                f"{r['estimate']:.2f}, 95 % CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, "
+                f"{stats.format_p(r['p'])}, {stats.format_p(r['p_fdr'], 'FDR-adjusted p')} in the {r['family']} family, "
                 f"n = {int(r['n'])}). ")
         for family, words in (("primary", "primary (confirmatory)"), ("secondary", "secondary")):
             fam = biv[biv["family"] == family]
@@ -826,7 +817,7 @@ def summary_text(
         if biv["family"].nunique() > 1:
             pooled = stats.fdr_bh(biv["p"].to_numpy(dtype=float))[biv.index.get_loc(main.index[0])]
             text += (f"Treating all {len(biv)} tests as one family, the {tp} {_label(primary)} "
-                     f"correlation would have FDR-adjusted p = {_fmt_p(pooled)}. ")
+                     f"correlation would have {stats.format_p(pooled, 'FDR-adjusted p')}. ")
         late = biv[biv["timepoint"] == last]
         if last != tp and not late.empty:
             own = late[late["score"] == primary]
@@ -847,7 +838,7 @@ def summary_text(
             if not sub.empty:
                 s = sub.iloc[0]
                 extra.append(f"{words}: {s['estimate']:.2f} (95 % CI {s['ci_low']:.2f} to "
-                             f"{s['ci_high']:.2f}, FDR-adjusted p = {_fmt_p(s['p_fdr'])})")
+                             f"{s['ci_high']:.2f}, {stats.format_p(s['p_fdr'], 'FDR-adjusted p')})")
         if extra:
             lines.append(f"The {tp} association of {_label(primary)} " + "; ".join(extra) + ".")
 
@@ -874,7 +865,7 @@ def summary_text(
             lines.append(
                 f"**Longitudinal model** (time × dose × peak, random intercept per subject): at {tp}, "
                 f"one SD more {_label(primary)} went with {r['estimate']:.1f} points more improvement "
-                f"at average dose (95 % CI {r['ci_low']:.1f} to {r['ci_high']:.1f}, p {_fmt_p(r['p'])}); "
+                f"at average dose (95 % CI {r['ci_low']:.1f} to {r['ci_high']:.1f}, {stats.format_p(r['p'])}); "
                 + ", ".join(f"{t}: {e:.1f}" for t, e in zip(peak_rows["timepoint"], peak_rows["estimate"]))
                 + " points per SD across time points"
                 + ("" if bool(longitudinal["converged"].iloc[0]) else " (the fit did not converge)") + ".")

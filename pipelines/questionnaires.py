@@ -18,7 +18,9 @@ Python loops run over columns or scores, never over participants.
 from __future__ import annotations
 
 import json
+import math
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,13 +43,16 @@ __all__ = [
     "MEQ30_SUBSCALES",
     "QIDS_DOMAINS",
     "QIDS_SEVERITY",
+    "REMISSION_ALTERNATIVES",
     "REMISSION_THRESHOLDS",
     "RESPONSE_MIN_REDUCTION",
+    "RemissionThresholdWarning",
     "SCALES",
     "ScaleKey",
     "ScoringResult",
     "read_phenotype_table",
     "read_scored_table",
+    "remission_threshold",
     "score_items",
 ]
 
@@ -148,10 +153,25 @@ BDI_SEVERITY: tuple[tuple[float, str], ...] = (
     (0, "minimal"), (14, "mild"), (20, "moderate"), (29, "severe"))
 
 # Outcome definitions (used by pipelines.mood): response = at least 50 % reduction from baseline
-# (inclusive); remission = total at or below the threshold. MADRS <= 10 is the usual ketamine-trial
-# choice (<= 12 in some); HAM-D17 <= 7; QIDS-SR16 <= 5. No BDI-II remission cut-off is in the key.
+# (inclusive); remission = total AT OR BELOW the threshold (inclusive "≤"; a "< 10" definition is
+# remission_threshold=9). Per-scale defaults, each the scale's own published cut-off:
+# - MADRS ≤ 10: Hawley, Gale & Sivakumaran 2002 (J Affect Disord 72:177) and most ketamine trials;
+#   ≤ 12 in some (scoring_keys.md), "< 10" (= ≤ 9) in others: both accepted without a warning.
+# - HAM-D17 ≤ 7: Frank et al. 1991 (Arch Gen Psychiatry 48:851); scoring_keys.md. The top of the
+#   "none" band (0–7).
+# - QIDS-SR16 ≤ 5: Rush et al. 2003 (Biol Psychiatry 54:573); scoring_keys.md. Top of "none" (0–5).
+# - BDI-II ≤ 13: not in scoring_keys.md; the workbench uses the top of the manual's "minimal" band
+#   (0–13; Beck, Steer & Brown 1996), the same rule that gives HAM-D17 ≤ 7 and QIDS-SR16 ≤ 5. A
+#   convention, not a validated remission cut-off: give remission_threshold to use another.
 RESPONSE_MIN_REDUCTION = 0.5
-REMISSION_THRESHOLDS: dict[str, float] = {"madrs_total": 10, "hamd_total": 7, "qids_total": 5}
+REMISSION_THRESHOLDS: dict[str, float] = {
+    "madrs_total": 10, "hamd_total": 7, "qids_total": 5, "bdi_total": 13}
+# Other published cut-offs accepted without a warning (see above).
+REMISSION_ALTERNATIVES: dict[str, tuple[float, ...]] = {"madrs_total": (9, 12)}
+
+
+class RemissionThresholdWarning(UserWarning):
+    """An explicit remission threshold that is not its scale's published cut-off."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,6 +270,47 @@ SCALES: dict[str, ScaleKey] = {
         domain_total=tuple(QIDS_DOMAINS), severity=QIDS_SEVERITY),
     "bdi_ii": _sum_scale("bdi_ii", "bdi_", 21, (3,) * 21, BDI_SEVERITY),
 }
+
+
+def remission_threshold(score: str, threshold: float | None = None) -> float:
+    """The remission cut-off to use for the total ``score`` (e.g. ``"hamd_total"``): remission is
+    total ≤ this value (inclusive).
+
+    ``None`` = the scale's own published cut-off (:data:`REMISSION_THRESHOLDS`: MADRS 10, HAM-D17 7,
+    QIDS-SR16 5, BDI-II 13; sources above); a score without one needs an explicit value (ValueError).
+    An explicit value must be a finite number inside the scale's total range [min, max) (ValueError
+    otherwise). An explicit value that is neither the scale's cut-off nor a listed alternative
+    (:data:`REMISSION_ALTERNATIVES`) is used but raises a :class:`RemissionThresholdWarning` saying
+    the published cut-off, whose cut-off the value is (10 given with HAM-D17 is the MADRS cut-off) and
+    the severity band it falls in.
+    """
+    key = next((k for k in SCALES.values() if k.score_column("total") == score), None)
+    if threshold is None:
+        if score not in REMISSION_THRESHOLDS:
+            raise ValueError(f"no default remission threshold for {score!r}; pass remission_threshold")
+        return float(REMISSION_THRESHOLDS[score])
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise ValueError(f"remission_threshold must be a number, got {threshold!r}")
+    value = float(threshold)
+    if not math.isfinite(value):
+        raise ValueError(f"remission_threshold must be finite, got {threshold!r}")
+    if key is not None:
+        low, high = key.score_range("total")
+        if not low <= value < high:
+            raise ValueError(f"remission_threshold={value:g} is outside the {key.name} total range "
+                             f"{low:g}–{high:g}")
+    default = REMISSION_THRESHOLDS.get(score)
+    if default is not None and value != default and value not in REMISSION_ALTERNATIVES.get(score, ()):
+        message = (f"remission_threshold={value:g} for {score}: the scale's published cut-off is "
+                   f"≤ {default:g}")
+        others = [s for s, v in REMISSION_THRESHOLDS.items() if v == value and s != score]
+        if others:
+            message += f"; {value:g} is the {' and '.join(others)} cut-off — meant for another scale?"
+        if key is not None and key.severity is not None:
+            band = str(_severity(np.array([value]), key.severity)[0])
+            message += f" ({value:g} is in the {key.name} '{band}' severity band)"
+        warnings.warn(message, RemissionThresholdWarning, stacklevel=2)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -618,12 +679,26 @@ def _declared_scale(response_scale, located: _Located, sidecar: Mapping, key: Sc
 # Scoring
 # ---------------------------------------------------------------------------------------------
 
-def _aggregate(values: np.ndarray, rule: str, missing: MissingRule, max_missing_fraction: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _aggregate(values: np.ndarray, rule: str, missing: MissingRule, max_missing_fraction: float,
+               item_max: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score rows of ``values`` (n × k, NaN = missing) by ``rule``.
 
-    Prorating: a mean is the mean of the answered items; a sum is that mean × k (the usual
-    proration); a maximum is the maximum of the answered items. Returns (score, prorated, missing).
+    Prorating (only when an item is missing; a complete row is the plain mean, sum or maximum):
+
+    - a mean is the mean of the answered items;
+    - a sum is the observed sum × (maximum possible sum of all k items / maximum possible sum of the
+      answered items), ``item_max`` giving each item's maximum (minimum 0). This is the answered
+      items' percentage of their maximum possible score (POMP, Cohen, Cohen, Aiken & West 1999,
+      Multivariate Behav Res 34:315) carried over to the whole scale. With equal item ranges (MADRS,
+      BDI-II, the QIDS-SR16 domains) it is the usual mean of the answered items × k. With unequal
+      ranges (HAM-D17: items 0–4 and 0–2) mean × k is wrong: every answer at its maximum with the
+      0–2 items 4, 5 and 6 missing gave 46 × 17/14 = 55.86 > 52. The ratio of maxima gives 52, and a
+      prorated total always lies in [0, sum of item maxima] (also enforced by clipping against
+      floating point). A mean of item proportions × scale maximum was not chosen: it weighs a 0–2
+      item like a 0–4 item, so even a complete row would not score its plain sum.
+    - a maximum is the maximum of the answered items.
+
+    Returns (score, prorated, missing).
     """
     answered = ~np.isnan(values)
     n_answered = answered.sum(axis=1)
@@ -637,9 +712,15 @@ def _aggregate(values: np.ndarray, rule: str, missing: MissingRule, max_missing_
     with np.errstate(invalid="ignore", divide="ignore"):
         if rule == "max":
             score = np.where(answered, values, -np.inf).max(axis=1)
+        elif rule == "mean":
+            score = np.where(answered, values, 0.0).sum(axis=1) / n_answered
         else:
-            mean = np.where(answered, values, 0.0).sum(axis=1) / n_answered
-            score = mean if rule == "mean" else mean * k
+            observed = np.where(answered, values, 0.0).sum(axis=1)
+            maxima = np.full(k, 1.0) if item_max is None else np.asarray(item_max, dtype=float)
+            full = maxima.sum()
+            answered_max = np.where(answered, maxima, 0.0).sum(axis=1)
+            prorated_sum = np.clip(observed * full / answered_max, 0.0, full)
+            score = np.where(complete, observed, prorated_sum)
     score = np.where(allowed, score, np.nan)
     return score, allowed & ~complete, ~allowed
 
@@ -725,7 +806,9 @@ def score_items(
         declare the widest (0, 4); each item is checked against its own range.
     missing : "none" — a score with any missing item is NaN; "prorate" — a score is computed from the
         answered items when at most ``max_missing_fraction`` of its items are missing (means of the
-        answered items; sums scaled to the full item count; QIDS domain maxima over answered items).
+        answered items; sums scaled by the ratio of the maximum possible sum of all items to that of
+        the answered items, which respects HAM-D17's unequal item ranges and never exceeds the scale
+        maximum; QIDS domain maxima over answered items). See ``_aggregate`` for the rule and source.
     participants : participants.tsv path, a table with participant_id, or ids; every subject of the
         table must be in it.
 
@@ -774,13 +857,16 @@ def score_items(
     for name, spec in key.item_scores.items():
         columns = np.asarray(spec.items) - 1
         score, prorated, missing_mask = _aggregate(
-            values[:, columns], spec.rule, missing, max_missing_fraction or 0.0)
+            values[:, columns], spec.rule, missing, max_missing_fraction or 0.0,
+            item_max=np.asarray(key.item_max, dtype=float)[columns])
         score_arrays[name] = score
         scores[key.score_column(name)] = score
         counts.append((key.score_column(name), int(prorated.sum()), int(missing_mask.sum())))
     if key.domain_total is not None:
         domains = np.column_stack([score_arrays[d] for d in key.domain_total])
-        total, _, missing_mask = _aggregate(domains, "sum", missing, max_missing_fraction or 0.0)
+        total, _, missing_mask = _aggregate(
+            domains, "sum", missing, max_missing_fraction or 0.0,
+            item_max=np.array([key.score_range(d)[1] for d in key.domain_total]))
         # A total is prorated when any of its items was missing yet it was computed.
         prorated = ~np.isnan(total) & ~answered.all(axis=1)
         scores[key.score_column("total")] = total

@@ -5,6 +5,7 @@ numbers; plus parameter validation, loader errors and the figure builders."""
 from __future__ import annotations
 
 import math
+import re
 import types
 
 import numpy as np
@@ -177,6 +178,9 @@ def test_summary_text_states_the_numbers(run):
     assert f"IL6 {fit.loc['IL6', 'estimate']:+.2f}" in text
     assert f"{run.spread['spread'].max():.3f} ln units" in text
     assert "After active doses, non-inflamed" in text and "no analyte changed" in text.split("non-inflamed** (")[1].split("\n")[0]
+    # p-values only as stats.format_p writes them: never "p = 0.0", "p = 0.000" or "3e-172"
+    assert not re.search(r"p(_FDR)? ?[=<] ?(0\.0+\b|[0-9.]+e-)", text), text
+    assert not re.search(r"\d(\.\d+)?e-\d", text)
 
 
 def test_planted_effects_and_truth_comparison(run):

@@ -483,6 +483,77 @@ def test_strata_respect_censoring_and_threshold_units():
                                 "e": "undetermined", "f": "non-inflamed"}
 
 
+# The same concentrations, 3 mg/L and just below it, written in every unit a lab may use.
+AT_3_MG_PER_L = [("3", "mg/L"), ("3.0", "mg/L"), ("0.3", "mg/dL"), ("3000", "µg/L"), ("3000", "ug/L"),
+                 ("3000", "ng/mL"), ("3", "µg/mL"), ("0.003", "g/L"), ("3000000", "pg/mL")]
+BELOW_3_MG_PER_L = [("2.99", "mg/L"), ("0.299", "mg/dL"), ("2999", "µg/L"), ("2999", "ng/mL"),
+                    ("2.999999", "µg/mL")]
+
+
+@pytest.mark.parametrize("declared", ["mg/L", "mg/dL", "µg/L", "ng/mL"])
+@pytest.mark.parametrize("threshold, threshold_unit", [(3, "mg/L"), (3.0, "mg/L"), (0.3, "mg/dL"),
+                                                       (3000, "µg/L"), (3000, "ng/mL")])
+def test_crp_exactly_at_threshold_is_inflamed_in_every_unit(tmp_path, declared, threshold, threshold_unit):
+    """Issue 11: 0.3 mg/dL and 3000 µg/L were classed non-inflamed against 3 mg/L (3 × 0.1 =
+    0.30000000000000004 in floating point). Every spelling of 3 mg/L, whatever CRP's declared unit and
+    whatever unit the threshold is given in, is at the threshold (CRP ≥ threshold: inflamed); every
+    spelling of a value just below it is not."""
+    rows = [[f"sub-{i:02d}", "ses-1", "baseline", "CRP", text, unit]
+            for i, (text, unit) in enumerate(AT_3_MG_PER_L + BELOW_3_MG_PER_L)]
+    sidecar = {"analytes": {"CRP": {"unit": declared}}}
+    parsed = cy.load_cytokines(write_table(tmp_path, rows, sidecar=sidecar))
+    strata = cy.inflammation_strata(parsed, threshold=threshold, threshold_unit=threshold_unit)
+    by_subject = strata.set_index("participant_id")["stratum"]
+    n_at = len(AT_3_MG_PER_L)
+    assert by_subject.iloc[:n_at].eq("inflamed").all(), by_subject.iloc[:n_at].to_dict()
+    assert by_subject.iloc[n_at:].eq("non-inflamed").all(), by_subject.iloc[n_at:].to_dict()
+    # The converted values of 3 mg/L are one and the same float, equal to the converted threshold.
+    at = parsed.set_index("participant_id").loc[by_subject.index[:n_at], "value"]
+    assert at.nunique() == 1 and at.iloc[0] == strata["crp_threshold"].iloc[0]
+
+
+def test_crp_threshold_boundary_with_hand_converted_values():
+    """Values converted by float arithmetic outside the loader (0.3 × 10, 3000 × 0.001 … done by hand) are
+    within 1e-9 relative of the threshold and count as at it; a real difference (2.9999 mg/L) does not."""
+    hand = [0.3 * 10, 3000 * 0.001, 3 * 0.1 * 10, 0.3 / 0.1, 2.9999]   # 0.3 / 0.1 = 2.9999999999999996
+    assert 3 * 0.1 != 0.3 and 0.3 / 0.1 < 3                # the floating-point trap itself
+    frame = pd.DataFrame({"participant_id": [f"s{i}" for i in range(len(hand))], "session_id": "x",
+                          "timepoint": "baseline", "analyte": "CRP", "value": hand, "censoring": "observed",
+                          "limit": np.nan, "unit": "mg/L", "source": "t"})
+    strata = cy.inflammation_strata(frame, threshold=0.3, threshold_unit="mg/dL")["stratum"].tolist()
+    assert strata == ["inflamed"] * 4 + ["non-inflamed"]
+    strict = cy.inflammation_strata(frame, threshold=0.3, threshold_unit="mg/dL", rel_tol=0)["stratum"]
+    assert strict.iloc[3] == "non-inflamed"               # the tolerance is what rescues the hand value
+    with pytest.raises(ValueError, match="rel_tol"):
+        cy.inflammation_strata(frame, rel_tol=0.01)
+
+
+def test_exact_conversion_of_written_decimals():
+    """convert_exact multiplies the decimal as written by the exact unit ratio and rounds once: the result
+    is the float of the exact product (checked with Decimal arithmetic, an independent exact method)."""
+    from decimal import Decimal
+
+    assert cy.unit_conversion_ratio("mg/dL", "mg/L") == 10
+    assert cy.unit_conversion_ratio("mg/L", "mg/dL") * 10 == 1            # exactly 1/10
+    assert cy.unit_conversion_factor("mg/L", "mg/dL") == 0.1
+    assert 3 * cy.unit_conversion_factor("mg/L", "mg/dL") != 0.3          # why plain floats failed
+    assert cy.convert_exact(3, cy.unit_conversion_ratio("mg/L", "mg/dL")) == 0.3
+    assert cy.convert_exact(3000, cy.unit_conversion_ratio("µg/L", "mg/L")) == 3.0
+    rng = np.random.default_rng(3)
+    units = list(cy.UNIT_TABLE)
+    for _ in range(500):
+        text = f"{rng.uniform(0, 1000):.{rng.integers(0, 6)}f}"
+        src, dst = rng.choice(units, 2)
+        if cy.UNIT_TABLE[src][0] != cy.UNIT_TABLE[dst][0]:
+            continue
+        ratio = cy.unit_conversion_ratio(src, dst)
+        exact = Decimal(text) * Decimal(ratio.numerator) / Decimal(ratio.denominator)
+        assert cy.parse_lab_value(text, factor=ratio).value == float(exact) or float(text) == 0
+    assert math.isnan(cy.convert_exact(math.nan, 10))
+    with pytest.raises(ValueError, match="too large"):
+        cy.parse_lab_value("1e400", factor=1)
+
+
 @requires_stats
 def test_planted_decrease_only_in_inflamed_stratum():
     parsed, _ = simulate_study()

@@ -9,6 +9,7 @@ so the tests never skip and never depend on a stale report run.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -185,6 +186,9 @@ def test_summary_is_written_from_the_numbers(table, hypotheses, params):
     assert f"{h2['estimate']:.2f}" in text
     for heading in ("H1", "H2", "H3", "H4", "H5", "Cross-branch"):
         assert heading in text
+    # p-values only as stats.format_p writes them: never "p = 0.0", "p = 0.000" or "3e-172"
+    assert not re.search(r"p(_FDR)? ?[=<] ?(0\.0+\b|[0-9.]+e-)", text), text
+    assert not re.search(r"\d(\.\d+)?e-\d", text)
 
 
 # ------------------------------------------------------------------------------ parameters

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipelines.errors import InputError
 from pipelines.mood import mood_outcomes, outcome_rates
+from pipelines.questionnaires import RemissionThresholdWarning
 
 
 def madrs_table(rows) -> pd.DataFrame:
@@ -67,11 +70,50 @@ def test_remission_defaults_per_scale_and_required_otherwise():
     assert out["hamd_total_remission"].tolist() == [False, True, False]       # HAM-D17 <= 7
     qids = hamd.rename(columns={"hamd_total": "qids_total"}).assign(qids_total=[15, 5, 6])
     assert mood_outcomes(qids, "qids_total")["qids_total_remission"].tolist() == [False, True, False]
-    bdi = hamd.rename(columns={"hamd_total": "bdi_total"})
+    bdi = hamd.rename(columns={"hamd_total": "bdi_total"}).assign(bdi_total=[30, 13, 14])
+    assert mood_outcomes(bdi, "bdi_total")["bdi_total_remission"].tolist() == [False, True, False]
+    with pytest.warns(RemissionThresholdWarning, match="published cut-off is ≤ 13"):
+        out = mood_outcomes(bdi, "bdi_total", remission_threshold=12)
+    assert out["bdi_total_remission"].tolist() == [False, False, False]
+    other = hamd.rename(columns={"hamd_total": "other_total"})
     with pytest.raises(ValueError, match="remission_threshold"):
-        mood_outcomes(bdi, "bdi_total")
-    assert mood_outcomes(bdi, "bdi_total", remission_threshold=12)["bdi_total_remission"].tolist() \
-        == [False, True, True]
+        mood_outcomes(other, "other_total")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # a score without a published cut-off: no warning
+        assert mood_outcomes(other, "other_total", remission_threshold=8)["other_total_remission"] \
+            .tolist() == [False, True, True]
+
+
+def test_explicit_threshold_meant_for_another_scale_warns():
+    """Issue 11: notebook 02 forced remission ≤ 10 (MADRS) on every scale. With HAM-D17 that calls a
+    total of 8–10 (the 'mild' band) remission; it must at least warn and name the MADRS cut-off."""
+    hamd = pd.DataFrame({"participant_id": ["s1"] * 4, "session_id": ["a"] * 4,
+                         "timepoint": ["baseline", "4h", "24h", "7d"], "hamd_total": [20, 7, 8, 10]})
+    with pytest.warns(RemissionThresholdWarning, match=r"≤ 7; 10 is the madrs_total cut-off"):
+        forced = mood_outcomes(hamd, "hamd_total", remission_threshold=10)
+    assert forced["hamd_total_remission"].tolist() == [False, True, True, True]
+    default = mood_outcomes(hamd, "hamd_total")
+    assert default["hamd_total_remission"].tolist() == [False, True, False, False]
+    assert default.attrs["outcome_definitions"]["remission_threshold"] == 7
+    with pytest.warns(RemissionThresholdWarning, match="'moderate' severity band"):
+        mood_outcomes(hamd.rename(columns={"hamd_total": "madrs_total"}), "madrs_total",
+                      remission_threshold=25)
+    with pytest.raises(ValueError, match="outside the hamd17 total range 0–52"):
+        mood_outcomes(hamd, "hamd_total", remission_threshold=52)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # the published MADRS alternatives do not warn
+        for value in (9, 10, 12):
+            mood_outcomes(hamd.rename(columns={"hamd_total": "madrs_total"}), "madrs_total",
+                          remission_threshold=value)
+
+
+def test_remission_cut_offs_are_the_published_ones():
+    """Typed in from scoring_keys.md / the primary sources, not read from the module."""
+    from pipelines.questionnaires import REMISSION_THRESHOLDS, remission_threshold
+
+    assert REMISSION_THRESHOLDS == {"madrs_total": 10, "hamd_total": 7, "qids_total": 5, "bdi_total": 13}
+    assert [remission_threshold(s) for s in ("madrs_total", "hamd_total", "qids_total", "bdi_total")] \
+        == [10, 7, 5, 13]
 
 
 def test_missing_or_zero_baseline_is_undefined_not_guessed():

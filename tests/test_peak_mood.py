@@ -16,6 +16,8 @@ from scipy import stats as sps
 
 from pipelines import peak_mood as pm
 from pipelines.errors import InputError
+from pipelines.questionnaires import RemissionThresholdWarning
+from pipelines.stats import format_p
 from pipelines.study import Study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,6 +261,14 @@ def test_parameters_are_validated_with_clear_messages(study):
     assert params.primary_timepoint == "24h" and params.outcome == "madrs_total_improvement"
     assert pm.validate_parameters(study, timepoints=["24h", "baseline"]).timepoints == ("24h",)
     assert pm.validate_parameters(study, mood_scale="madrs", remission_threshold=None).remission_threshold == 10
+    # The default is each scale's own published cut-off, not MADRS' 10 for every scale (issue 11).
+    assert [pm.validate_parameters(study, mood_scale=m).remission_threshold
+            for m in ("madrs", "hamd17", "qids_sr16", "bdi_ii")] == [10, 7, 5, 13]
+    with pytest.warns(RemissionThresholdWarning, match="10 is the madrs_total cut-off"):
+        assert pm.validate_parameters(study, mood_scale="hamd17", remission_threshold=10) \
+            .remission_threshold == 10
+    with pytest.warns(RemissionThresholdWarning, match="published cut-off is ≤ 5"):
+        pm.validate_parameters(study, mood_scale="qids_sr16", remission_threshold=10)
     bad = [
         (dict(scales=["meq3"]), r"scales='meq3' .*did you mean 'meq30'"),
         (dict(timepoints=["24hr"]), r"timepoints='24hr' .*did you mean '24h'"),
@@ -269,7 +279,8 @@ def test_parameters_are_validated_with_clear_messages(study):
         (dict(n_boot=10), r"n_boot must be at least 100"),
         (dict(n_boot=100.5), r"n_boot must be a whole number"),
         (dict(remission_threshold=70), r"outside the madrs total range 0–60"),
-        (dict(mood_scale="bdi_ii", remission_threshold=None), r"bdi_ii has no default cut-off"),
+        (dict(mood_scale="hamd17", remission_threshold=52), r"outside the hamd17 total range 0–52"),
+        (dict(remission_threshold="10"), r"remission_threshold must be a number"),
         (dict(primary_score="asc5d_obn", scales=["meq30"]), r"primary_score='asc5d_obn'"),
         (dict(missing_items="prorate", max_missing_fraction=1.0), r"max_missing_fraction must be in"),
         (dict(timepoints=["baseline"]), r"no post-baseline time point"),
@@ -288,6 +299,11 @@ def test_notebook_declares_the_parameters_the_library_validates():
     accepted = set(inspect.signature(pm.validate_parameters).parameters) - {"study"}
     assert set(declared) == accepted | {"manifest_path"}
     assert declared["n_boot"]["default"] == "2000" and declared["seed"]["default"] == "0"
+    # None = the mood scale's own cut-off; neither the notebook nor the default manifest forces 10.
+    assert declared["remission_threshold"]["default"] == "None"
+    assert inspect.signature(pm.validate_parameters).parameters["remission_threshold"].default is None
+    manifest = Study.load(REPO / "data_manifests" / "default.yml").manifest
+    assert manifest.notebook_params("02_peak_experience_mood").get("remission_threshold") is None
 
 
 # --- summary ---------------------------------------------------------------------------------
@@ -306,7 +322,7 @@ def test_summary_text_is_written_from_the_numbers(analysis):
     main = _row(correlations, analysis="bivariate", score="meq30_mystical", timepoint="24h")
     assert (f"Spearman ρ = {main['estimate']:.2f}, 95 % CI {main['ci_low']:.2f} to "
             f"{main['ci_high']:.2f}") in text
-    assert f"FDR-adjusted p = {main['p_fdr']:.3f} in the primary family, n = 36" in text
+    assert f"{format_p(main['p_fdr'], 'FDR-adjusted p')} in the primary family, n = 36" in text
     n_sig = int(correlations[(correlations["analysis"] == "bivariate")
                              & (correlations["family"] == "primary")]["significant_fdr"].sum())
     assert f"{n_sig} of 12 correlations were significant at FDR 0.05" in text
@@ -320,3 +336,6 @@ def test_summary_text_is_written_from_the_numbers(analysis):
     assert f"indirect effect {indirect['estimate']:.1f} points per mg/kg" in text
     assert "12 participants, 36 active dose sessions" in text
     assert re.search(r"\d+ score\(s\) prorated, \d+ left missing", text)
+    # p-values only as stats.format_p writes them: never "p = 0.0", "p = 0.000" or "3e-172"
+    assert not re.search(r"p(_FDR)? ?[=<] ?(0\.0+\b|[0-9.]+e-)", text), text
+    assert not re.search(r"\d(\.\d+)?e-\d", text)

@@ -223,6 +223,63 @@ def test_hamd17_item_ranges_item16_not_assessed_and_maximum_52():
         assert_located(err.value, row=1, subject="sub-00", session="ses-0", item=f"hamd_{item:02d}")
 
 
+REF_HAMD17_ITEM_MAX = [4, 4, 4, 2, 2, 2, 4, 4, 4, 4, 4, 2, 2, 2, 4, 2, 2]   # scoring_keys.md, CamCOPS
+
+
+def test_hamd17_proration_respects_item_ranges_planted_maximum():
+    """Every answer at its item's maximum, the 0–2 items 4, 5, 6 missing (3 of 17 ≤ 20 %): the old rule
+    (mean × 17) gave 46 × 17 / 14 = 55.86 > 52; the range-weighted rule gives 52, the scale maximum."""
+    answers = np.array(REF_HAMD17_ITEM_MAX, dtype=float)
+    answers[[3, 4, 5]] = np.nan
+    assert np.nansum(answers) * 17 / 14 == pytest.approx(55.857, abs=1e-3)   # the reported bug
+    result = score_items(wide("hamd_", [answers]), "hamd17", response_scale=(0, 4),
+                         missing="prorate", max_missing_fraction=0.2)
+    assert result.scores.loc[0, "hamd_total"] == 52
+    assert result.n_prorated == 1
+    # Half of every answered item's range, 0-4 items 1 and 2 missing: 21 of 44 possible -> 21 × 52/44.
+    half = np.array(REF_HAMD17_ITEM_MAX, dtype=float) / 2
+    half[[0, 1]] = np.nan
+    prorated = score_items(wide("hamd_", [half]), "hamd17", response_scale=(0, 4),
+                           missing="prorate", max_missing_fraction=0.2).scores.loc[0, "hamd_total"]
+    assert prorated == pytest.approx(26.0)     # half of 52, as it should be; mean × 17 gave 23.8
+    # All zero with items missing stays 0.
+    zero = np.zeros(17)
+    zero[[6, 7]] = np.nan
+    assert score_items(wide("hamd_", [zero]), "hamd17", response_scale=(0, 4), missing="prorate",
+                       max_missing_fraction=0.2).scores.loc[0, "hamd_total"] == 0
+
+
+def test_hamd17_proration_property_random_patterns():
+    """5000 random answer patterns (each item uniform over its own range, 0–3 items missing): every
+    prorated total lies in [0, 52], equals the independent formula observed × 52 / (maximum of the
+    answered items), equals the plain sum when nothing is missing, and is NaN beyond the limit."""
+    rng = np.random.default_rng(20261206)
+    item_max = np.array(REF_HAMD17_ITEM_MAX, dtype=float)
+    n = 5000
+    answers = np.floor(rng.uniform(0, 1, (n, 17)) * (item_max + 1))
+    # Push a third of the rows to the extremes, where the old rule overflowed.
+    answers[: n // 3] = np.where(rng.uniform(size=(n // 3, 17)) < 0.8, item_max, answers[: n // 3])
+    n_missing = rng.integers(0, 5, n)          # 4 missing (23.5 %) exceeds the 20 % limit
+    for i, m in enumerate(n_missing):
+        answers[i, rng.choice(17, m, replace=False)] = np.nan
+    result = score_items(wide("hamd_", answers), "hamd17", response_scale=(0, 4),
+                         missing="prorate", max_missing_fraction=0.2)
+    total = result.scores["hamd_total"].to_numpy(dtype=float)
+    answered = ~np.isnan(answers)
+    expected = np.nansum(answers, axis=1) * 52 / (answered * item_max).sum(axis=1)
+    ok = n_missing <= 3
+    assert np.isnan(total[~ok]).all()
+    assert (total[ok] >= 0).all() and (total[ok] <= 52).all()
+    np.testing.assert_allclose(total[ok], expected[ok], rtol=1e-12)
+    complete = n_missing == 0
+    np.testing.assert_array_equal(total[complete], np.nansum(answers[complete], axis=1))
+    # The old rule (mean × 17) exceeded 52 on some of these rows; the new one reaches 52 exactly there.
+    old = np.nanmean(answers, axis=1) * 17
+    assert (old[ok] > 52).any()
+    assert total[ok].max() == 52
+    assert result.n_prorated == int((ok & ~complete).sum())
+
+
 @pytest.mark.parametrize("total,band", [(7, "none"), (8, "mild"), (13, "mild"), (14, "moderate"),
                                         (18, "moderate"), (19, "severe"), (22, "severe"),
                                         (23, "very severe")])

@@ -3,7 +3,11 @@ effects on small simulated data recovered inside the CI."""
 
 from __future__ import annotations
 
+import ast
+import json
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +17,8 @@ import statsmodels.formula.api as smf
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from pipelines.stats import correlation_table, fdr_bh, mediation, mixed_model, rm_correlation
+from pipelines.stats import (correlation_table, fdr_bh, format_p, mediation, mixed_model,
+                             rm_correlation)
 
 
 def correlated(n: int, rho: float, seed: int) -> pd.DataFrame:
@@ -251,3 +256,161 @@ def test_mediation_planted_indirect_effect_inside_percentile_ci():
     # total = direct + indirect holds exactly for OLS with the same covariates
     assert table.loc["c", "estimate"] == pytest.approx(
         table.loc["c_prime", "estimate"] + table.loc["indirect", "estimate"])
+
+
+# --- p-value text --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("p, text", [
+    (3e-172, "p < 0.001"),        # what eeg_analysis printed as "p = 3e-172"
+    (0.0, "p < 0.001"),           # what a report printed as "p = 0.0" from 48 observations
+    (0.000999, "p < 0.001"),
+    (0.001, "p = 0.001"),         # the floor itself is written as a number
+    (0.0032, "p = 0.003"),
+    (0.0095, "p = 0.010"),        # range chosen before rounding: three decimals below 0.1
+    (0.032, "p = 0.032"),
+    (0.0455, "p = 0.046"),        # half up on the shortest decimal, not banker's rounding
+    (0.0625, "p = 0.063"),
+    (0.054, "p = 0.054"),         # stays distinguishable from 0.05
+    (0.1, "p = 0.10"),
+    (0.41, "p = 0.41"),
+    (0.996, "p = 1.00"),
+    (1.0, "p = 1.00"),
+    (np.float64(0.5), "p = 0.50"),
+    (float("nan"), "p = n/a"),
+    (None, "p = n/a"),
+    (pd.NA, "p = n/a"),
+    (float("inf"), "p = n/a"),
+])
+def test_format_p_convention(p, text):
+    assert format_p(p) == text
+
+
+def test_format_p_label_and_bad_values():
+    assert format_p(0.2, "p_FDR") == "p_FDR = 0.20"
+    assert format_p(1e-9, "FDR-adjusted p") == "FDR-adjusted p < 0.001"
+    assert format_p(np.nan, "p_FDR") == "p_FDR = n/a"
+    for bad in (-0.01, 1.5):
+        with pytest.raises(ValueError, match="outside"):
+            format_p(bad)
+    with pytest.raises(ValueError, match="not a number"):
+        format_p("0.05")
+
+
+def test_format_p_agrees_with_an_independent_rounding():
+    """Over many p-values: the written number is within half a unit of the last place of the value and
+    has the stated number of decimals (2 from 0.1, 3 from 0.001, else '< 0.001')."""
+    rng = np.random.default_rng(1)
+    ps = np.concatenate([10 ** rng.uniform(-12, 0, 4000), [0.001, 0.01, 0.1, 0.05, 1.0]])
+    for p in ps:
+        text = format_p(p)
+        if p < 0.001:
+            assert text == "p < 0.001"
+            continue
+        number = text.removeprefix("p = ")
+        decimals = 2 if p >= 0.1 else 3
+        assert len(number.split(".")[1]) == decimals, (p, text)
+        assert abs(float(number) - p) <= 0.5 * 10 ** -decimals + 1e-12, (p, text)
+        assert "e" not in number
+
+
+# Names that hold a p-value in the library's code (p, p_fdr, p_mle, pval, pvalue, p_value, ...).
+_P_NAME = re.compile(r"^(p|p_[a-z]+|\w*pval\w*|\w*p_value\w*|\w+_p)$", re.IGNORECASE)
+
+
+def _names_a_p_value(node) -> bool:
+    if isinstance(node, ast.Name):
+        return bool(_P_NAME.match(node.id))
+    if isinstance(node, ast.Attribute):
+        return bool(_P_NAME.match(node.attr))
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+        return isinstance(node.slice.value, str) and bool(_P_NAME.match(node.slice.value))
+    if isinstance(node, ast.Call):
+        func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        return func != "format_p" and bool(_P_NAME.match(func))
+    return False
+
+
+def _raw_p_placeholders(source: str, where: str) -> list[str]:
+    """f-string placeholders that write a p-value without :func:`format_p`, and any private p formatter."""
+    found = []
+    tree = ast.parse(source)
+    exempt = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "format_p"
+              for n in ast.walk(f)}
+    for node in ast.walk(tree):
+        if id(node) in exempt:
+            continue
+        if isinstance(node, ast.FunctionDef) and re.search(r"fmt_p|format_p", node.name) \
+                and node.name != "format_p":
+            found.append(f"{where}:{node.lineno}: own p formatter {node.name}()")
+        if not isinstance(node, ast.JoinedStr):
+            continue
+        parts = node.values
+        for i, part in enumerate(parts):
+            if not isinstance(part, ast.FormattedValue):
+                continue
+            before = parts[i - 1].value if i and isinstance(parts[i - 1], ast.Constant) else ""
+            # "{r['p']:.3f}", "{q.p:.2g}", "{row.p}" or a literal "p = " right before any placeholder
+            if _names_a_p_value(part.value) or re.search(r"\bp(_FDR|_fdr)?\s*[=<]\s*$", str(before)):
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)[:120]}")
+    return found
+
+
+def test_no_report_text_formats_a_p_value_by_hand():
+    """Every p written into report or summary text goes through stats.format_p: scans the f-strings of
+    every module of the library and the code cells of the notebooks. (The planted bad cases
+    in the self-check below prove the scan can fail.)"""
+    repo = Path(__file__).resolve().parents[1]
+    modules = sorted((repo / "pipelines").rglob("*.py"))     # every module, dashboards and figures too
+    assert {"peak_mood", "integrative", "cytokine_analysis", "eeg_analysis"} <= {m.stem for m in modules}
+    found = []
+    for path in modules:
+        found += _raw_p_placeholders(path.read_text(encoding="utf-8"),
+                                     str(path.relative_to(repo / "pipelines")))
+    for nb in sorted((repo / "notebooks").glob("*.ipynb")):
+        for k, cell in enumerate(json.loads(nb.read_text(encoding="utf-8"))["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            # IPython magics and shell lines are not Python.
+            code = "\n".join(line for line in "".join(cell["source"]).splitlines()
+                             if not line.lstrip().startswith(("%", "!")))
+            found += _raw_p_placeholders(code, f"{nb.name} cell {k}")
+    assert not found, "p-values formatted without stats.format_p:\n" + "\n".join(found)
+
+
+def test_the_p_scan_catches_the_old_forms():
+    bad = [
+        'f"p = {q.p:.2g}"',                                  # eeg_analysis before: "p = 3e-172"
+        'f"p{_fmt_p(r.p)}"',
+        'f"{r[\'p_fdr\']:.3f}"',
+        'f"FDR-adjusted p = {pooled:.3f}"',
+        'f"smallest p {_smallest_wilcoxon_p(n):.4g}"',
+        'def _fmt_p(p):\n    return f"{p}"',
+    ]
+    for code in bad:
+        assert _raw_p_placeholders(code, "planted"), code
+    good = ['f"{format_p(r.p)}, {stats.format_p(r[\'p_fdr\'], \'p_FDR\')}"', 'f"n = {n}, r = {r:.2f}"']
+    for code in good:
+        assert not _raw_p_placeholders(code, "planted"), code
+
+
+@pytest.mark.parametrize("p, shown", [(3e-172, "p < 0.001"), (0.0, "p < 0.001"), (0.0213, "p = 0.021"),
+                                      (float("nan"), "p = n/a")])
+def test_eeg_summary_writes_p_through_format_p(p, shown):
+    """eeg_analysis.summary_text printed the quadratic term's p as "p = 3e-172"; planted p-values now come
+    out in the one convention."""
+    from pipelines import eeg_analysis
+
+    params = eeg_analysis.EEGParameters(measures=["lzc_median"], regions=["global"], threshold_db=-3.0,
+                                        hold_s=20.0, smooth_windows=3, plateau_s=60.0,
+                                        entropy_measure="lzc_median", window_s=2.0, step_s=1.0)
+    markers = pd.DataFrame({"participant_id": ["s1", "s2"], "dose_mg_per_kg": [0.5, 0.5],
+                            "alpha_suppression_onset_s": [30.0, np.nan]})
+    per_dose = pd.DataFrame({"measure": ["occipital_alpha_db"], "dose_mg_per_kg": [0.5], "mean": [-4.0],
+                             "ci_low": [-5.0], "ci_high": [-3.0]})
+    peaks = pd.DataFrame({"measure": ["lzc_median"], "region": ["global"], "dose_of_max_mean_change": [0.5],
+                          "parabola_vertex_mg_per_kg": [0.6]})
+    models = pd.DataFrame({"measure": ["lzc_median"], "region": ["global"], "term": ["dose_sq"],
+                           "estimate": [-0.1], "ci_low": [-0.2], "ci_high": [-0.05], "p": [p]})
+    text = eeg_analysis.summary_text(markers, per_dose, peaks, models, params)
+    assert f"to -0.050, {shown}): " in text
+    assert "e-" not in text and "p = 0.0)" not in text
