@@ -8,8 +8,6 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
-# Stamps and executed notebooks are intermediate files of pattern rules: never delete them.
-.SECONDARY:
 MAKEFLAGS += --no-builtin-rules
 
 STUDY ?= data_manifests/default.yml
@@ -32,9 +30,30 @@ NOTEBOOKS := $(sort $(basename $(notdir $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 REPORT_HTML := $(NOTEBOOKS:%=$(REPORTS)/%.html)
 HOST ?= 127.0.0.1
 
-.PHONY: all help env study verify freeze reports test bench lab serve clean distclean lock FORCE
+# Stamps are only prerequisites of pattern rules, so make would treat them as intermediate and delete them;
+# they are kept (and only they: a report that is deleted is an ordinary missing target and is rebuilt).
+STAMP_FILES := $(NOTEBOOKS:%=$(STAMPS)/%.hash) $(STAMPS)/features.hash $(STAMPS)/figures.hash
+.SECONDARY: $(STAMP_FILES)
 
-all: reports/index.html ## Set up, build the study, run every notebook, write reports/index.html
+# One build of a study at a time: `all`, `reports`, `study` and `test` re-run themselves under an exclusive lock
+# on build/<study>/.make.lock.  A second run on the same study waits for the first (up to KW_LOCK_WAIT_S
+# seconds, then refuses with a message), then finds everything built; runs on other studies are not held up.
+KW_LOCK_WAIT_S ?= 7200
+LOCK_FILE := $(BUILD)/.make.lock
+define locked
+	@mkdir -p $(BUILD)
+	@flock -n $(LOCK_FILE) true || echo "Another build of study '$(STUDY_NAME)' is running; waiting for it (lock $(LOCK_FILE))"
+	@flock -w $(KW_LOCK_WAIT_S) -E 75 $(LOCK_FILE) $(MAKE) --no-print-directory STUDY=$(STUDY) $(1) \
+	  || { code=$$?; [ $$code -eq 75 ] && echo "Gave up waiting for the other build of '$(STUDY_NAME)' after $(KW_LOCK_WAIT_S) s" >&2; exit $$code; }
+endef
+
+.PHONY: all help env study verify freeze reports test bench lab serve clean distclean lock FORCE \
+        _all _reports _study _test
+
+all: ## Set up, build the study, run every notebook, write reports/index.html
+	$(call locked,_all)
+
+_all: reports/index.html
 	@echo "Reports: reports/index.html ($(STUDY_NAME): $(NOTEBOOKS))"
 
 help: ## List the targets
@@ -52,7 +71,10 @@ $(ENV_OK):
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-study: $(STAMPS)/data.hash ## Generate (synthetic studies) and verify the study's data
+study: ## Generate (synthetic studies) and verify the study's data
+	$(call locked,_study)
+
+_study: $(STAMPS)/data.hash
 
 verify: $(ENV_OK) ## Check every data file against the manifest's checksums
 	$(PY) -m pipelines.manifest verify $(STUDY)
@@ -90,12 +112,18 @@ $(FIGURES): $(STAMPS)/figures.hash $(FEATURES) $(REPORTS)/01_eeg_entropy_dose.ht
 	$(PY) -m pipelines.build figures $(STUDY)
 endif
 
-reports: $(REPORT_HTML) $(FIGURES) ## Run every notebook of STUDY and export the offline figures
+reports: ## Run every notebook of STUDY and export the offline figures
+	$(call locked,_reports)
+
+_reports: $(REPORT_HTML) $(FIGURES)
 
 reports/index.html: $(REPORT_HTML) $(FIGURES) pipelines/templates/index.html
 	$(PY) -m pipelines.build index
 
-test: $(ENV_OK) $(STAMPS)/data.hash $(FEATURES) ## Run the test suite (pytest; builds the default study and its features first)
+test: ## Run the test suite (pytest; builds the default study and its features first)
+	$(call locked,_test)
+
+_test: $(ENV_OK) $(STAMPS)/data.hash $(FEATURES)
 	$(PY) -m pytest -q
 
 bench: $(ENV_OK) ## Run the benchmarks; writes reports/bench/bench.json and bench.md
