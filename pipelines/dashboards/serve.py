@@ -86,7 +86,7 @@ def make_server(manifest=None, host: str = "127.0.0.1", port: int = 5006, share:
     """A configured, not yet started Panel (Bokeh/Tornado) server with both apps; returns (server, urls)."""
     import panel as pn
 
-    from pipelines.dashboards import data, explorer, titration
+    from pipelines.dashboards import data, explorer, safety, titration
 
     auth = share_settings(users_file, environ) if share else {}
     key = data.manifest_key(manifest)
@@ -101,10 +101,12 @@ def make_server(manifest=None, host: str = "127.0.0.1", port: int = 5006, share:
     if host not in ("", "0.0.0.0", "::"):
         origins.add(f"{host}:{port}")
     origins.update(allow_websocket_origin or ())
-    apps = {"explorer": lambda: explorer.app(key), "titration": lambda: titration.app(key)}
+    titles = {name: f"Ketamine workbench — {title}" for name, title in APPS.items()}
+    # Guarded: a session that fails shows a one-line message; the traceback goes to the server log only.
+    apps = {"explorer": safety.guarded(lambda: explorer.app(key), titles["explorer"]),
+            "titration": safety.guarded(lambda: titration.app(key), titles["titration"])}
     server = pn.serve(apps, port=port, address=host, websocket_origin=sorted(origins), show=False, start=False,
-                      title={name: f"Ketamine workbench — {title}" for name, title in APPS.items()},
-                      prefix=prefix or "", use_xheaders=use_xheaders, **auth)
+                      title=titles, prefix=prefix or "", use_xheaders=use_xheaders, **auth)
     return server, app_urls(host, port, prefix)
 
 
