@@ -8,15 +8,24 @@ Browser tests skip only when chromium is missing on a developer machine; under C
 from __future__ import annotations
 
 import html
+import http.client
 import logging
 import re
+import socket
+import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEFAULT_MANIFEST, REPO
+from tests.conftest import DEFAULT_MANIFEST, REPO, in_ci
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
 MANIFEST = str(DEFAULT_MANIFEST)
+SECRET = "s" * 48
+USERS = {"alice": "alice-pw-123", "bob": "bob-pw-456", "carol": "carol-pw-789", "dora": "dora-pw-000"}
 
 # Each payload, if it ran, would set window.__kwPwned (and call alert).
 SCRIPT = "<script>window.__kwPwned=1;alert(1)</script>"
@@ -155,3 +164,351 @@ def test_a_failing_session_shows_a_short_message_and_logs_the_traceback(caplog):
     assert "could not be shown" in shown and "reference" in shown
     assert "Traceback" not in shown and str(REPO) not in shown and "RuntimeError" not in shown
     assert "Traceback" in caplog.text and "secret detail" in caplog.text  # the server log keeps everything
+
+
+def test_throttle_backs_off_exponentially_then_locks_out():
+    from pipelines.dashboards import login
+
+    now = [1000.0]
+    throttle = login.LoginThrottle(clock=lambda: now[0])
+    keys = [("user", "alice"), ("ip", "10.0.0.1")]
+    for _ in range(login.FREE_FAILURES):
+        assert throttle.check(keys).allowed
+        throttle.failure(keys)
+    waits = []
+    for _ in range(login.LOCKOUT_FAILURES - login.FREE_FAILURES - 1):
+        verdict = throttle.check(keys)
+        assert not verdict.allowed and not verdict.locked
+        waits.append(verdict.retry_after_s)
+        now[0] += verdict.retry_after_s  # a patient guesser waits out each back-off ...
+        assert throttle.check(keys).allowed
+        throttle.failure(keys)  # ... and is wrong again
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
+    assert throttle.backoff_s(40) == login.BACKOFF_MAX_S
+    now[0] += 60
+    throttle.failure(keys)  # failure number LOCKOUT_FAILURES
+    verdict = throttle.check(keys)
+    assert verdict.locked and verdict.retry_after_s == pytest.approx(login.LOCKOUT_S)
+    throttle.failure(keys)  # attempts while locked do not extend the lockout
+    now[0] += login.LOCKOUT_S - 1
+    assert throttle.check(keys).locked
+    assert throttle.check([("user", "bob"), ("ip", "10.0.0.2")]).allowed  # other user, other address
+    assert throttle.check([("user", "bob"), ("ip", "10.0.0.1")]).locked  # the address is locked too
+    now[0] += 2
+    assert throttle.check(keys).allowed
+    throttle.failure(keys)  # a fresh start after the lockout: one failure, no back-off
+    assert throttle.check(keys).allowed
+    throttle.success(keys)
+    assert throttle._records == {}
+
+
+def test_throttle_memory_is_bounded():
+    from pipelines.dashboards import login
+
+    throttle = login.LoginThrottle(max_keys=50, clock=lambda: 0.0)
+    for i in range(500):
+        throttle.failure([("user", f"guess-{i}")])
+    assert len(throttle._records) <= 51
+
+
+def test_password_check_is_constant_time(monkeypatch):
+    import hmac
+
+    from pipelines.dashboards import login
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(login.hmac, "compare_digest", lambda a, b: calls.append((len(a), len(b))) or real(a, b))
+    assert login.password_matches(USERS, "alice", USERS["alice"])
+    assert not login.password_matches(USERS, "alice", USERS["alice"] + "x")
+    assert not login.password_matches(USERS, "nobody", "")
+    assert calls == [(32, 32)] * 3  # digests of equal length whatever the password or user
+
+
+def test_login_page_is_self_contained_and_escapes_its_message():
+    from pipelines.dashboards import login
+
+    page = login.login_page("./login", "<b>hi</b>")
+    assert "<b>hi</b>" not in page and "&lt;b&gt;hi&lt;/b&gt;" in page
+    assert not re.search(r"(https?:)?//", page.replace("<!DOCTYPE html>", "")), "no URL to any host"
+    assert not re.search(r"<(script|img|link rel=\"stylesheet\")", page)
+
+
+# --- a real server on 127.0.0.1 in sharing mode ----------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _request(port: int, method: str, path: str, fields: dict | None = None, headers: dict | None = None):
+    """(status, headers, body) of one request, redirects not followed."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        body = urllib.parse.urlencode(fields) if fields is not None else None
+        all_headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+        all_headers.update(headers or {})
+        conn.request(method, path, body=body, headers=all_headers)
+        response = conn.getresponse()
+        return response.status, response.msg, response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def _login(port: int, user: str, password: str, address: str, **headers):
+    return _request(port, "POST", "/login", {"username": user, "password": password},
+                    {"X-Real-IP": address, **headers})
+
+
+@pytest.fixture(scope="module")
+def secure_server(tmp_path_factory, default_study):
+    """Both apps (as serve.py builds them) plus one app that always fails, in sharing mode, in-process on
+    127.0.0.1.  --use-xheaders lets the throttle tests pose as different client addresses (X-Real-IP)."""
+    import panel as pn
+
+    from pipelines.dashboards import data, safety, serve
+
+    folder = tmp_path_factory.mktemp("secure")
+    users = folder / "users.txt"
+    users.write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
+    users.chmod(0o600)
+    data.setup_extension()
+    data.warm(MANIFEST)
+    port = _free_port()
+    apps, options = serve.server_options(MANIFEST, "127.0.0.1", port, share=True, users_file=users,
+                                         use_xheaders=True, environ={"KW_COOKIE_SECRET": SECRET})
+
+    def broken():
+        raise RuntimeError(f"internal detail {REPO}")
+
+    apps["broken"] = safety.guarded(broken, "broken")
+    # Deliberately unescaped: proves the browser checks below would see a payload that runs.
+    apps["canary"] = lambda: pn.pane.Markdown(f"unescaped {IMG}")
+    options["title"].update(broken="broken", canary="canary")
+    thread = pn.serve(apps, threaded=True, **options)
+    deadline = time.time() + 60
+    while True:
+        try:
+            if _request(port, "GET", "/login")[0] == 200:
+                break
+        except OSError:
+            assert time.time() < deadline, "the sharing-mode server did not answer within 60 s"
+            time.sleep(0.2)
+    yield {"port": port, "base": f"http://127.0.0.1:{port}", "throttle": options["auth_provider"].throttle}
+    thread.stop()
+
+
+def test_served_login_page_has_no_external_url(secure_server):
+    status, headers, body = _request(secure_server["port"], "GET", "/login?next=%2Fexplorer")
+    assert status == 200 and 'name="password"' in body
+    urls = re.findall(r"(?:https?:)?//([^/\"'\s)>]+)", body)
+    assert all(host.split(":")[0] in ("127.0.0.1", "localhost") for host in urls), urls
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    # A message can only be one of the fixed ones: the URL's text is never echoed.
+    _, _, body = _request(secure_server["port"], "GET", "/login?error=" + urllib.parse.quote(IMG))
+    assert "onerror" not in body and "<img" not in body
+
+
+def test_wrong_passwords_back_off_then_lock_out_even_the_right_password(secure_server):
+    port, address = secure_server["port"], "10.0.0.1"
+    results = []
+    started = time.monotonic()
+    for attempt in range(15):  # bounded, as fast as the server answers
+        status, headers, body = _login(port, "alice", f"guess-{attempt}", address)
+        results.append((status, headers.get("Retry-After"), headers.get("Location"), body))
+    elapsed = time.monotonic() - started
+    statuses = [r[0] for r in results]
+    assert statuses[:3] == [303] * 3 and all(r[2].endswith("/login?error=invalid") for r in results[:3])
+    assert statuses[3:] == [429] * 12, statuses
+    waits = [int(r[1]) for r in results[3:10]]
+    assert waits[0] == 1 and waits == sorted(waits) and waits[-1] >= 32, waits  # 1, 2, 4, ... s
+    assert all(int(r[1]) > 60 and "locked" in r[3] for r in results[10:])  # locked for minutes
+    print(f"\n15 wrong logins took {elapsed:.2f} s; statuses {statuses}; Retry-After {[r[1] for r in results]}")
+    # Locked: the right password from the same address, or for this user from elsewhere, is refused.
+    status, headers, body = _login(port, "alice", USERS["alice"], address)
+    assert status == 429 and "user" not in headers.get("Set-Cookie", "")
+    assert _login(port, "alice", USERS["alice"], "10.0.0.2")[0] == 429  # the user name is locked
+    assert _login(port, "bob", USERS["bob"], address)[0] == 429  # the address is locked
+    status, headers, _ = _login(port, "bob", USERS["bob"], "10.0.0.3")  # bob elsewhere is not affected
+    assert status == 302 and headers["Location"] == "/"
+
+
+def test_back_off_passes_and_the_right_password_then_works_with_safe_cookies(secure_server):
+    port, address = secure_server["port"], "10.0.0.4"
+    for attempt in range(3):
+        assert _login(port, "carol", f"typo-{attempt}", address)[0] == 303
+    status, headers, _ = _login(port, "carol", USERS["carol"], address)  # too soon, even when right
+    assert status == 429 and headers["Retry-After"] == "1"
+    time.sleep(2.2)  # the refused attempt counted: the back-off is now 2 s
+    status, headers, _ = _login(port, "carol", USERS["carol"], address)
+    assert status == 302
+    cookies = {c.split("=", 1)[0]: c for c in headers.get_all("Set-Cookie")}
+    assert {"user", "id_token"} <= set(cookies)
+    for name in ("user", "id_token"):
+        flags = cookies[name].lower()
+        assert "httponly" in flags and "samesite=lax" in flags and "secure" not in flags.replace("_secure", "")
+    # Behind a TLS proxy (X-Forwarded-Proto: https with --use-xheaders) the cookies are Secure as well.
+    status, headers, _ = _login(port, "carol", USERS["carol"], address, **{"X-Forwarded-Proto": "https"})
+    assert status == 302
+    assert all("; secure" in c.lower() for c in headers.get_all("Set-Cookie") if c.startswith(("user=", "id_token=")))
+
+
+# --- in headless Chromium -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if in_ci():
+            pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (browser tests must run in CI)")
+        pytest.skip(f"{CHROMIUM} is missing (apt install chromium); browser tests need it (they never skip in CI)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+# Runs before any page script: records alert() calls instead of showing them.
+HOOK_ALERT = "window.__kwAlerts = []; window.alert = (m) => window.__kwAlerts.push(String(m));"
+
+# Everything the page holds, shadow roots included (Panel renders into them).
+INJECTED_ELEMENTS = """() => {
+  const found = [];
+  const walk = (root) => {
+    for (const el of root.querySelectorAll('*')) {
+      const tag = el.tagName.toLowerCase();
+      if ((tag === 'img' && (el.getAttribute('src') === 'x' || el.hasAttribute('onerror'))) || tag === 'svg' && el.hasAttribute('onload')
+          || (tag === 'script' && el.textContent.includes('__kwPwned'))
+          || (tag === 'a' && (el.getAttribute('href') || '').startsWith('javascript:'))) found.push(el.outerHTML);
+      if (el.shadowRoot) walk(el.shadowRoot);
+    }
+  };
+  walk(document);
+  return found;
+}"""
+
+
+ALL_TEXT = """() => {
+  let text = '';
+  const walk = (root) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) { text += el.shadowRoot.innerHTML; walk(el.shadowRoot); }
+    }
+  };
+  text += document.documentElement.outerHTML;
+  walk(document);
+  return text;
+}"""
+
+
+def _assert_nothing_ran(page):
+    assert page.evaluate("window.__kwPwned") is None
+    assert page.evaluate("window.__kwAlerts") == []
+    assert page.evaluate(INJECTED_ELEMENTS) == []
+
+
+@pytest.fixture(scope="module")
+def logged_in(browser, secure_server):
+    """A browser context logged in through the login page, recording every request it makes."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1200})
+    context.add_init_script(HOOK_ALERT)
+    requests: list[str] = []
+    context.on("request", lambda request: requests.append(request.url))
+    page = context.new_page()
+    page.goto(secure_server["base"] + "/explorer")
+    page.wait_for_url("**/login**")
+    page.wait_for_load_state("networkidle")
+    login_requests = list(requests)
+    page.fill("input[name=username]", "dora")
+    page.fill("input[name=password]", USERS["dora"])
+    page.click("button[type=submit]")
+    page.get_by_text("alpha suppression below").first.wait_for(timeout=60_000)
+    page.close()
+    yield {"context": context, "requests": requests, "login_requests": login_requests}
+    context.close()
+
+
+def test_the_login_page_loads_nothing_from_other_hosts(logged_in, secure_server):
+    hosts = {urllib.parse.urlsplit(url).hostname for url in logged_in["login_requests"]}
+    assert hosts == {"127.0.0.1"}, logged_in["login_requests"]
+    assert any("/login" in url for url in logged_in["login_requests"])
+
+
+def test_the_payload_detector_sees_a_payload_that_runs(logged_in, secure_server):
+    page = logged_in["context"].new_page()
+    try:
+        page.goto(secure_server["base"] + "/canary")
+        page.get_by_text("unescaped").first.wait_for(timeout=30_000)
+        page.wait_for_function("window.__kwPwned === 1", timeout=10_000)
+        assert page.evaluate("window.__kwAlerts") == ["1"] and page.evaluate(INJECTED_ELEMENTS)
+    finally:
+        page.close()
+
+
+EXPLORER_ATTACKS = [
+    {"subject": SCRIPT},
+    {"subject": IMG, "dose": SCRIPT},
+    {"measure": IMG, "time_s": SVG, "subject": LINK},
+    {"dose": IMG, "measure": SCRIPT},
+]
+
+
+@pytest.mark.parametrize("attack", EXPLORER_ATTACKS, ids=lambda a: "+".join(a))
+def test_injected_link_values_do_not_run_in_the_explorer(logged_in, secure_server, attack):
+    page = logged_in["context"].new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(secure_server["base"] + "/explorer?" + urllib.parse.urlencode(attack))
+        page.get_by_text("alpha suppression below").first.wait_for(timeout=30_000)
+        notice = page.locator(".kw-url-notice").get_by_text("Ignored an unknown value in the link").first
+        notice.wait_for(state="visible", timeout=10_000)
+        assert all(name in notice.inner_text() for name in attack), notice.inner_text()
+        page.wait_for_timeout(500)  # time for an onerror / late script to fire
+        _assert_nothing_ran(page)
+        options = page.locator("select").first.locator("option").all_inner_texts()
+        assert options == [f"sub-{i:02d}" for i in range(1, 13)], options  # unchanged: nothing added
+        assert page.get_by_text("12 participants").count() == 1
+        assert "<" not in urllib.parse.unquote(page.url)  # the link now shows the state actually shown
+        assert not errors, errors
+    finally:
+        page.close()
+    elsewhere = [url for url in logged_in["requests"] if not url.startswith("data:")  # blob: URLs are in-page
+                 and urllib.parse.urlsplit(url.removeprefix("blob:")).hostname != "127.0.0.1"]
+    assert not elsewhere, elsewhere
+
+
+def test_url_encoded_and_raw_payloads_do_not_run_in_the_titration_monitor(logged_in, secure_server):
+    page = logged_in["context"].new_page()
+    try:
+        # Raw (the browser encodes it) and double-encoded (decoded once by the server: still just text).
+        raw = f"/titration?recording={IMG}&speed={SCRIPT}&playing={SVG}"
+        double = "/titration?recording=" + urllib.parse.quote(urllib.parse.quote(SCRIPT)) + "&speed=abc"
+        for path in (raw, double):
+            page.goto(secure_server["base"] + path)
+            page.get_by_text("0/240 windows").first.wait_for(timeout=30_000)
+            notice = page.locator(".kw-url-notice").get_by_text("Ignored an unknown value in the link").first
+            notice.wait_for(state="visible", timeout=10_000)
+            assert "recording" in notice.inner_text() and "speed" in notice.inner_text()
+            page.wait_for_timeout(500)
+            _assert_nothing_ran(page)
+            assert page.locator("select").first.locator("option").count() == 48  # 12 subjects x 4 doses, no more
+    finally:
+        page.close()
+
+
+def test_a_failing_app_shows_no_traceback_to_a_logged_in_visitor(logged_in, secure_server):
+    page = logged_in["context"].new_page()
+    try:
+        page.goto(secure_server["base"] + "/broken")
+        message = page.get_by_text("could not be shown").first
+        message.wait_for(timeout=30_000)
+        assert re.search(r"reference [0-9a-f]{8}", message.inner_text())
+        shown = page.evaluate(ALL_TEXT)
+        assert "could not be shown" in shown  # ALL_TEXT sees into Panel's shadow roots
+        for secret in ("Traceback", "RuntimeError", "internal detail", str(REPO)):
+            assert secret not in shown, secret
+    finally:
+        page.close()

@@ -6,16 +6,18 @@
 
 Binds 127.0.0.1 unless told otherwise and prints each dashboard's URL on its own line.
 
-Sharing mode (``--share``) puts Panel's login page in front of both apps: the users file holds one
-``user:password`` per line (``#`` comments allowed; keep it outside the repository, ``chmod 600``), and the
-secret that signs the login cookie comes from the environment variable ``KW_COOKIE_SECRET`` — the server
-refuses to start in sharing mode without both.  Behind a reverse proxy (nginx, see docs/dashboards.md) pass
-the public host name with ``--allow-websocket-origin`` and ``--use-xheaders``.
+Sharing mode (``--share``) puts a login page in front of both apps (:mod:`pipelines.dashboards.login`:
+throttled, constant-time, self-contained): the users file holds one ``user:password`` per line (``#``
+comments allowed; keep it outside the repository, ``chmod 600``), and the secret that signs the login cookie
+comes from the environment variable ``KW_COOKIE_SECRET`` — the server refuses to start in sharing mode
+without both.  Behind a reverse proxy (nginx, see docs/dashboards.md) pass the public host name with
+``--allow-websocket-origin`` and ``--use-xheaders``; or terminate TLS here with ``--ssl-certfile``/``--ssl-keyfile``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import stat
@@ -51,7 +53,7 @@ def read_users(path) -> dict[str, str]:
 
 
 def share_settings(users_file, environ=os.environ) -> dict:
-    """basic_auth and cookie_secret for pn.serve, or a ServeError saying what is missing."""
+    """The users (``basic_auth``) and ``cookie_secret`` for sharing mode, or a ServeError saying what is missing."""
     if not users_file:
         raise ServeError("--share needs --users-file (one 'user:password' per line)")
     secret = environ.get(COOKIE_ENV, "")
@@ -73,41 +75,62 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def app_urls(host: str, port: int, prefix: str = "") -> dict[str, str]:
+def app_urls(host: str, port: int, prefix: str = "", scheme: str = "http") -> dict[str, str]:
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
     shown = f"[{shown}]" if ":" in shown else shown
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    return {name: f"http://{shown}:{port}{prefix}/{name}" for name in APPS}
+    return {name: f"{scheme}://{shown}:{port}{prefix}/{name}" for name in APPS}
+
+
+def server_options(manifest=None, host: str = "127.0.0.1", port: int = 5006, share: bool = False, users_file=None,
+                   allow_websocket_origin=(), prefix: str = "", use_xheaders: bool = False,
+                   ssl_certfile=None, ssl_keyfile=None, environ=os.environ, throttle=None) -> tuple[dict, dict]:
+    """(apps, keyword arguments) for ``pn.serve``: both apps behind the error guard, the login in sharing mode."""
+    from pipelines.dashboards import data, explorer, login, safety, titration
+
+    key = data.manifest_key(manifest)
+    options = {}
+    if share:
+        settings = share_settings(users_file, environ)
+        # Our provider instead of pn.serve(basic_auth=...): throttled, constant-time, self-contained page.
+        options["auth_provider"] = login.make_auth_provider(settings["basic_auth"], throttle)
+        options["cookie_secret"] = settings["cookie_secret"]
+    if ssl_certfile:
+        options.update(ssl_certfile=str(ssl_certfile), ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+    origins = {f"localhost:{port}", f"127.0.0.1:{port}"}
+    if host not in ("", "0.0.0.0", "::"):
+        origins.add(f"{host}:{port}")
+    origins.update(allow_websocket_origin or ())
+    titles = {name: f"Ketamine workbench — {title}" for name, title in APPS.items()}
+    apps = {"explorer": safety.guarded(lambda: explorer.app(key), titles["explorer"]),
+            "titration": safety.guarded(lambda: titration.app(key), titles["titration"])}
+    options.update(port=port, address=host, websocket_origin=sorted(origins), show=False, title=titles,
+                   prefix=prefix or "", use_xheaders=use_xheaders)
+    return apps, options
 
 
 def make_server(manifest=None, host: str = "127.0.0.1", port: int = 5006, share: bool = False, users_file=None,
                 allow_websocket_origin=(), prefix: str = "", use_xheaders: bool = False, warm: bool = True,
-                environ=os.environ):
+                environ=os.environ, ssl_certfile=None, ssl_keyfile=None):
     """A configured, not yet started Panel (Bokeh/Tornado) server with both apps; returns (server, urls)."""
     import panel as pn
 
-    from pipelines.dashboards import data, explorer, safety, titration
+    from pipelines.dashboards import data
 
-    auth = share_settings(users_file, environ) if share else {}
+    if ssl_certfile and not Path(ssl_certfile).is_file():
+        raise ServeError(f"{ssl_certfile}: no such certificate file")
+    port = port or free_port(host)
     key = data.manifest_key(manifest)
+    apps, options = server_options(key, host, port, share, users_file, allow_websocket_origin, prefix, use_xheaders,
+                                   ssl_certfile, ssl_keyfile, environ)
     data.setup_extension()
     if warm:
         problems = data.warm(key)  # every visitor then reads cached data
         for branch, problem in problems.items():
             if problem:
                 print(f"note: {branch} view will be empty: {problem}", file=sys.stderr)
-    port = port or free_port(host)
-    origins = {f"localhost:{port}", f"127.0.0.1:{port}"}
-    if host not in ("", "0.0.0.0", "::"):
-        origins.add(f"{host}:{port}")
-    origins.update(allow_websocket_origin or ())
-    titles = {name: f"Ketamine workbench — {title}" for name, title in APPS.items()}
-    # Guarded: a session that fails shows a one-line message; the traceback goes to the server log only.
-    apps = {"explorer": safety.guarded(lambda: explorer.app(key), titles["explorer"]),
-            "titration": safety.guarded(lambda: titration.app(key), titles["titration"])}
-    server = pn.serve(apps, port=port, address=host, websocket_origin=sorted(origins), show=False, start=False,
-                      title=titles, prefix=prefix or "", use_xheaders=use_xheaders, **auth)
-    return server, app_urls(host, port, prefix)
+    server = pn.serve(apps, start=False, **options)
+    return server, app_urls(host, server.port, prefix, "https" if ssl_certfile else "http")
 
 
 def main(argv=None) -> int:
@@ -121,10 +144,14 @@ def main(argv=None) -> int:
                         help="public host a browser reaches the server through (reverse proxy); repeatable")
     parser.add_argument("--prefix", default="", help="URL prefix when a proxy serves the apps under a sub-path")
     parser.add_argument("--use-xheaders", action="store_true", help="trust X-Forwarded-* headers (behind a proxy only)")
+    parser.add_argument("--ssl-certfile", default=None, help="serve https with this certificate (PEM)")
+    parser.add_argument("--ssl-keyfile", default=None, help="private key of --ssl-certfile (if not in it)")
     args = parser.parse_args(argv)
+    _log_to_stderr()
     try:
         server, urls = make_server(args.manifest, args.host, args.port, args.share, args.users_file,
-                                   args.allow_websocket_origin, args.prefix, args.use_xheaders)
+                                   args.allow_websocket_origin, args.prefix, args.use_xheaders,
+                                   ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     except ServeError as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return 2
@@ -144,6 +171,17 @@ def main(argv=None) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _log_to_stderr() -> None:
+    # Tracebacks of failed sessions and login warnings go to the server's stderr (never to the visitor).
+    logger = logging.getLogger("pipelines.dashboards")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 if __name__ == "__main__":
