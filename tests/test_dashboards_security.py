@@ -12,6 +12,8 @@ import http.client
 import logging
 import re
 import socket
+import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -232,6 +234,42 @@ def test_login_page_is_self_contained_and_escapes_its_message():
     assert "<b>hi</b>" not in page and "&lt;b&gt;hi&lt;/b&gt;" in page
     assert not re.search(r"(https?:)?//", page.replace("<!DOCTYPE html>", "")), "no URL to any host"
     assert not re.search(r"<(script|img|link rel=\"stylesheet\")", page)
+
+
+def test_exposure_rules_and_printed_urls():
+    from pipelines.dashboards import serve
+
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert serve.check_exposure(host, share=False, insecure_no_login=False) is None
+    for host in ("0.0.0.0", "::", "192.168.1.20", "dash.example.org"):
+        with pytest.raises(serve.ServeError, match="--share"):
+            serve.check_exposure(host, share=False, insecure_no_login=False)
+        assert serve.check_exposure(host, share=True, insecure_no_login=False) is None
+        assert "WITHOUT A LOGIN" in serve.check_exposure(host, share=False, insecure_no_login=True)
+    assert serve.app_urls("0.0.0.0", 5006)["explorer"] == "http://0.0.0.0:5006/explorer"
+    assert serve.app_urls("::1", 80, "/kw/", "https")["titration"] == "https://[::1]:80/kw/titration"
+
+
+def _run_serve(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "pipelines.dashboards.serve", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_refusals_are_one_line_with_exit_code_2(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        result = _run_serve("--port", str(port), "--manifest", MANIFEST)
+        assert time.monotonic() - started < 60  # refused before the data are loaded
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and f"port {port}" in result.stderr and "in use" in result.stderr
+    result = _run_serve("--manifest", str(tmp_path / "missing.yml"))
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert "missing.yml: no such manifest" in result.stderr and "Traceback" not in result.stderr
+    result = _run_serve("--host", "0.0.0.0", "--manifest", MANIFEST)
+    assert result.returncode == 2 and "--share" in result.stderr and "Traceback" not in result.stderr
 
 
 # --- a real server on 127.0.0.1 in sharing mode ----------------------------------------------------------

@@ -4,7 +4,9 @@
     python -m pipelines.dashboards.serve --share --users-file ~/.config/ketamine-workbench/users.txt
                                          [--allow-websocket-origin dash.example.org] [--prefix /kw] [--use-xheaders]
 
-Binds 127.0.0.1 unless told otherwise and prints each dashboard's URL on its own line.
+Binds 127.0.0.1 unless told otherwise and prints each dashboard's URL (with the address really bound) on
+its own line.  Any other address serves every participant's data to the network, so it needs ``--share`` (a
+login) — or the loudly named opt-out ``--insecure-no-login``, which prints a warning.
 
 Sharing mode (``--share``) puts a login page in front of both apps (:mod:`pipelines.dashboards.login`:
 throttled, constant-time, self-contained): the users file holds one ``user:password`` per line (``#``
@@ -12,11 +14,15 @@ comments allowed; keep it outside the repository, ``chmod 600``), and the secret
 comes from the environment variable ``KW_COOKIE_SECRET`` — the server refuses to start in sharing mode
 without both.  Behind a reverse proxy (nginx, see docs/dashboards.md) pass the public host name with
 ``--allow-websocket-origin`` and ``--use-xheaders``; or terminate TLS here with ``--ssl-certfile``/``--ssl-keyfile``.
+
+A refusal to start (busy port, missing manifest, missing secret, …) is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -69,17 +75,70 @@ def share_settings(users_file, environ=os.environ) -> dict:
     return {"basic_auth": users, "cookie_secret": secret}
 
 
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to a public interface
+
+
+def check_exposure(host: str, share: bool, insecure_no_login: bool) -> str | None:
+    """ServeError when a non-loopback address would serve the data without a login; the warning to print
+    when the opt-out was given."""
+    if is_loopback(host) or share:
+        return None
+    where = "every network interface" if host in ("", "0.0.0.0", "::") else host
+    if not insecure_no_login:
+        raise ServeError(f"--host {host or '0.0.0.0'} would serve every participant's data on {where} without a "
+                         f"login; add --share (see docs/dashboards.md), or --insecure-no-login if you really mean it")
+    return (f"WARNING: --insecure-no-login: every participant's data is served WITHOUT A LOGIN to anyone who can "
+            f"reach {where}")
+
+
 def free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
 
+def check_port(host: str, port: int) -> None:
+    """ServeError now (before the data are loaded) when the address cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Tornado binds
+        try:
+            s.bind((host or "0.0.0.0", port))
+        except OSError as exc:
+            raise ServeError(bind_problem(host, port, exc)) from None
+
+
+def bind_problem(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host or '0.0.0.0'} is already in use (another server?); pick another with --port, or --port 0 for any free one"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot bind {host}: not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return f"not allowed to bind port {port} (ports below 1024 need root); pick another with --port"
+    return f"cannot bind {host or '0.0.0.0'}:{port}: {exc.strerror or exc}"
+
+
 def app_urls(host: str, port: int, prefix: str = "", scheme: str = "http") -> dict[str, str]:
-    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    """Each dashboard's URL at the address really bound (0.0.0.0 stays 0.0.0.0: it is not a local-only URL)."""
+    shown = host or "0.0.0.0"
     shown = f"[{shown}]" if ":" in shown else shown
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     return {name: f"{scheme}://{shown}:{port}{prefix}/{name}" for name in APPS}
+
+
+def check_manifest(manifest) -> None:
+    from pipelines.dashboards import data
+
+    path = Path(data.manifest_key(manifest))
+    if not path.is_file():
+        raise ServeError(f"{manifest or path}: no such manifest (see data_manifests/ for the studies)")
 
 
 def server_options(manifest=None, host: str = "127.0.0.1", port: int = 5006, share: bool = False, users_file=None,
@@ -112,13 +171,17 @@ def server_options(manifest=None, host: str = "127.0.0.1", port: int = 5006, sha
 def make_server(manifest=None, host: str = "127.0.0.1", port: int = 5006, share: bool = False, users_file=None,
                 allow_websocket_origin=(), prefix: str = "", use_xheaders: bool = False, warm: bool = True,
                 environ=os.environ, ssl_certfile=None, ssl_keyfile=None):
-    """A configured, not yet started Panel (Bokeh/Tornado) server with both apps; returns (server, urls)."""
+    """A configured, not yet started Panel (Bokeh/Tornado) server with both apps; returns (server, urls).
+    Raises ServeError (one line for the user) for every foreseeable refusal."""
     import panel as pn
 
     from pipelines.dashboards import data
 
+    check_manifest(manifest)
     if ssl_certfile and not Path(ssl_certfile).is_file():
         raise ServeError(f"{ssl_certfile}: no such certificate file")
+    if port:
+        check_port(host, port)  # before the data are loaded: a busy port fails at once
     port = port or free_port(host)
     key = data.manifest_key(manifest)
     apps, options = server_options(key, host, port, share, users_file, allow_websocket_origin, prefix, use_xheaders,
@@ -129,7 +192,10 @@ def make_server(manifest=None, host: str = "127.0.0.1", port: int = 5006, share:
         for branch, problem in problems.items():
             if problem:
                 print(f"note: {branch} view will be empty: {problem}", file=sys.stderr)
-    server = pn.serve(apps, start=False, **options)
+    try:
+        server = pn.serve(apps, start=False, **options)
+    except OSError as exc:  # the port was taken between the check and the bind
+        raise ServeError(bind_problem(host, port, exc)) from None
     return server, app_urls(host, server.port, prefix, "https" if ssl_certfile else "http")
 
 
@@ -146,18 +212,23 @@ def main(argv=None) -> int:
     parser.add_argument("--use-xheaders", action="store_true", help="trust X-Forwarded-* headers (behind a proxy only)")
     parser.add_argument("--ssl-certfile", default=None, help="serve https with this certificate (PEM)")
     parser.add_argument("--ssl-keyfile", default=None, help="private key of --ssl-certfile (if not in it)")
+    parser.add_argument("--insecure-no-login", action="store_true",
+                        help="allow a non-loopback --host WITHOUT --share: anyone who can reach it sees every participant")
     args = parser.parse_args(argv)
     _log_to_stderr()
     try:
+        warning = check_exposure(args.host, args.share, args.insecure_no_login)
         server, urls = make_server(args.manifest, args.host, args.port, args.share, args.users_file,
                                    args.allow_websocket_origin, args.prefix, args.use_xheaders,
                                    ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     except ServeError as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"cannot serve: {exc}", file=sys.stderr)
-        return 1
+    except FileNotFoundError as exc:  # e.g. the study's derived data are not built (make all)
+        print(f"refusing to start: {exc.filename or exc}: not found (has `make all` built this study?)", file=sys.stderr)
+        return 2
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     for name, url in urls.items():
         print(f"{APPS[name]}: {url}", flush=True)
     if args.share:
