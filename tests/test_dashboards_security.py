@@ -346,6 +346,9 @@ def test_served_login_page_has_no_external_url(secure_server):
     # A message can only be one of the fixed ones: the URL's text is never echoed.
     _, _, body = _request(secure_server["port"], "GET", "/login?error=" + urllib.parse.quote(IMG))
     assert "onerror" not in body and "<img" not in body
+    status, headers, body = _request(secure_server["port"], "GET", "/logout")
+    assert status == 200 and "Log in again" in body and not re.search(r"(https?:)?//", body.split("\n", 1)[1])
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
 
 
 def test_wrong_passwords_back_off_then_lock_out_even_the_right_password(secure_server):
