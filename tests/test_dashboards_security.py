@@ -395,6 +395,50 @@ def test_back_off_passes_and_the_right_password_then_works_with_safe_cookies(sec
     assert all("; secure" in c.lower() for c in headers.get_all("Set-Cookie") if c.startswith(("user=", "id_token=")))
 
 
+def test_with_a_certificate_the_server_speaks_https_and_cookies_are_secure(tmp_path, default_study):
+    import shutil
+    import ssl
+
+    import panel as pn
+
+    from pipelines.dashboards import serve
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        if in_ci():
+            pytest.fail("openssl is missing (needed to make a test certificate)")
+        pytest.skip("openssl is missing (needed to make a test certificate; never skipped in CI)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60)
+    users = tmp_path / "users.txt"
+    users.write_text("erin:erin-pw-111\n")
+    users.chmod(0o600)
+    port = _free_port()
+    apps, options = serve.server_options(MANIFEST, "127.0.0.1", port, share=True, users_file=users,
+                                         ssl_certfile=cert, ssl_keyfile=key, environ={"KW_COOKIE_SECRET": SECRET})
+    thread = pn.serve(apps, threaded=True, **options)
+    context = ssl._create_unverified_context()  # self-signed test certificate
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+                conn.request("POST", "/login", body="username=erin&password=erin-pw-111",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+                response = conn.getresponse()
+                break
+            except OSError:
+                assert time.time() < deadline, "the TLS server did not answer within 60 s"
+                time.sleep(0.2)
+        assert response.status == 302
+        cookies = [c for c in response.msg.get_all("Set-Cookie") if c.startswith(("user=", "id_token="))]
+        assert len(cookies) == 2 and all("; secure" in c.lower() and "httponly" in c.lower() for c in cookies)
+        conn.close()
+    finally:
+        thread.stop()
+
+
 # --- in headless Chromium -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
