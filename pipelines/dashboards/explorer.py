@@ -13,7 +13,10 @@ The same class works everywhere::
     python -m pipelines.dashboards.serve                  # both dashboards, URLs printed
 
 State lives in the parameters below (``subject``, ``dose``, ``measure``, ``time_s``); when served, they are
-mirrored in the URL query (``/explorer?subject=sub-03&dose=0.5``), so a view can be shared as a link.
+mirrored in the URL query (``/explorer?subject=sub-03&dose=0.5&measure=perm_entropy&time_s=120``), so a view
+can be shared as a link.  Values from a link are checked against the study's own subjects, doses, measures and
+time range (:mod:`pipelines.dashboards.safety`): an unknown value is ignored with a short notice and never
+becomes a selector option; the parameters themselves refuse values outside their options.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import param
 from pipelines import viz
 from pipelines.dashboards import data
 from pipelines.dashboards import figures as fig
+from pipelines.dashboards import safety
+from pipelines.dashboards.safety import escape_markdown
 from pipelines.eeg import dynamics
 
 CSS = """
@@ -36,9 +41,10 @@ CSS = """
 class ExplorerApp(pn.viewable.Viewer):
     """Pick a subject, a dose and a measure; every view follows."""
 
-    subject = param.Selector(doc="Pseudonymous participant (BIDS sub-XX)")
-    dose = param.Selector(doc="Dose of the session shown (mg/kg)")
-    measure = param.Selector(doc="Entropy / complexity measure (mean over channels, change from baseline)")
+    # check_on_set: a value outside the options is refused (otherwise param would add it as a new option).
+    subject = param.Selector(check_on_set=True, doc="Pseudonymous participant (BIDS sub-XX)")
+    dose = param.Selector(check_on_set=True, doc="Dose of the session shown (mg/kg)")
+    measure = param.Selector(check_on_set=True, doc="Entropy / complexity measure (mean over channels, change from baseline)")
     time_s = param.Number(default=0.0, doc="Time of the topomap (s from infusion start)")
 
     def __init__(self, study=None, **params):
@@ -48,6 +54,7 @@ class ExplorerApp(pn.viewable.Viewer):
         self.settings = settings
         subjects = sorted(recs["participant_id"].unique())
         doses = sorted(recs["dose_mg_per_kg"].unique())
+        self.subjects = subjects
         self.param.subject.objects = subjects
         self.param.dose.objects = {viz.dose_label(d): float(d) for d in doses}
         self.param.measure.objects = settings["entropy_measures"]
@@ -62,6 +69,20 @@ class ExplorerApp(pn.viewable.Viewer):
         super().__init__(**params)
         self._scatter_rows = pd.DataFrame()
         self._synced = False
+        self.notice = pn.pane.Alert("", alert_type="warning", visible=False, css_classes=[safety.NOTICE_CLASS],
+                                    name="url-notice", sizing_mode="stretch_width")
+
+    def url_fields(self) -> dict:
+        """How each URL query value is read: only this study's subjects, doses, measures and window times."""
+        times = self.settings["time_s"]
+        return {"subject": safety.one_of(self.param.subject.objects),
+                "dose": safety.closest_number(self.param.dose.objects.values(), labels=self.param.dose.objects),
+                "measure": safety.one_of(self.param.measure.objects),
+                "time_s": safety.number_in(float(times[0]), float(times[-1]), grid=times)}
+
+    def _show_rejected(self, rejected: list[str]) -> None:
+        self.notice.object = safety.notice_text(rejected)
+        self.notice.visible = bool(rejected)
 
     # --- data selections (what the views draw; tested without a browser) ------------------------
 
@@ -162,23 +183,25 @@ class ExplorerApp(pn.viewable.Viewer):
         return table[np.isclose(table["dose_mg_per_kg"], self.dose)].reset_index(drop=True)
 
     def summary_markdown(self) -> str:
-        head = f"**{self.subject}** at **{viz.dose_label(self.dose)}**"
+        head = f"**{escape_markdown(self.subject)}** at **{escape_markdown(viz.dose_label(self.dose))}**"
         if self.session is None:
             return head + ": no recording at this dose."
         row = self.markers_row()
-        text = head + f" (session {self.session})"
+        text = head + f" (session {escape_markdown(self.session)})"
         if row is None:
             return text + "."
         cfg = self.settings["params"]
         onset = row["alpha_suppression_onset_s"]
         text += (f": alpha suppression below {cfg.threshold_db:g} dB for ≥ {cfg.hold_s:g} s "
                  + (f"from **{onset:.0f} s** after infusion start" if np.isfinite(onset) else "**not reached**")
-                 + f"; deepest {row['alpha_suppression_depth_db']:.1f} dB; {row['entropy_measure']} peaked at "
+                 + f"; deepest {row['alpha_suppression_depth_db']:.1f} dB; {escape_markdown(row['entropy_measure'])} peaked at "
                  f"{row['entropy_peak_change']:+.3f} ({row['entropy_peak_time_s']:.0f} s).")
         return text
 
     # --- views ---------------------------------------------------------------------------------
 
+    # Plot titles are drawn as canvas text by Bokeh (never parsed as HTML) and only ever hold values from the
+    # parameters' own options (the parameters refuse anything else).
     def _title(self, what: str) -> str:
         return f"{what} — {self.subject}, {viz.dose_label(self.dose)}"
 
@@ -266,7 +289,7 @@ class ExplorerApp(pn.viewable.Viewer):
         if self._synced or not pn.state.location:
             return
         self._synced = True
-        pn.state.location.sync(self, {"subject": "subject", "dose": "dose", "measure": "measure"})
+        safety.QuerySync(self, self.url_fields(), self._show_rejected).start(pn.state.location)
 
     def __panel__(self):
         self._sync_location()
@@ -275,9 +298,9 @@ class ExplorerApp(pn.viewable.Viewer):
                                                "label": "topomap time (s from infusion start)"}},
                            width=260)
         study = data.study(self.manifest)
-        n_subjects = len(self.param.subject.objects)
         side = pn.Column(
-            pn.pane.Markdown(f"### Study `{study.name}`\n{n_subjects} participants (pseudonymous IDs only).", width=260),
+            pn.pane.Markdown(f"### Study {escape_markdown(study.name)}\n{len(self.subjects)} participants "
+                             "(pseudonymous IDs only).", width=260),
             widgets,
             pn.pane.Markdown("Dashed lines: infusion start; dotted: infusion end; red dashed: suppression "
                              "threshold. Red everywhere is the selected subject; tap a point in the scatter to "
@@ -285,6 +308,7 @@ class ExplorerApp(pn.viewable.Viewer):
             width=280)
         pane = lambda f: pn.pane.HoloViews(f, linked_axes=False)  # noqa: E731
         main = pn.Column(
+            self.notice,
             self.summary_view,
             pn.FlexBox(pane(self.alpha_view), pane(self.entropy_view)),
             pn.FlexBox(pane(self.topomap_view), pane(self.dose_response_view), pane(self.scatter_view())),

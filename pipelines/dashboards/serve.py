@@ -4,18 +4,26 @@
     python -m pipelines.dashboards.serve --share --users-file ~/.config/ketamine-workbench/users.txt
                                          [--allow-websocket-origin dash.example.org] [--prefix /kw] [--use-xheaders]
 
-Binds 127.0.0.1 unless told otherwise and prints each dashboard's URL on its own line.
+Binds 127.0.0.1 unless told otherwise and prints each dashboard's URL (with the address really bound) on
+its own line.  Any other address serves every participant's data to the network, so it needs ``--share`` (a
+login) — or the loudly named opt-out ``--insecure-no-login``, which prints a warning.
 
-Sharing mode (``--share``) puts Panel's login page in front of both apps: the users file holds one
-``user:password`` per line (``#`` comments allowed; keep it outside the repository, ``chmod 600``), and the
-secret that signs the login cookie comes from the environment variable ``KW_COOKIE_SECRET`` — the server
-refuses to start in sharing mode without both.  Behind a reverse proxy (nginx, see docs/dashboards.md) pass
-the public host name with ``--allow-websocket-origin`` and ``--use-xheaders``.
+Sharing mode (``--share``) puts a login page in front of both apps (:mod:`pipelines.dashboards.login`:
+throttled, constant-time, self-contained): the users file holds one ``user:password`` per line (``#``
+comments allowed; keep it outside the repository, ``chmod 600``), and the secret that signs the login cookie
+comes from the environment variable ``KW_COOKIE_SECRET`` — the server refuses to start in sharing mode
+without both.  Behind a reverse proxy (nginx, see docs/dashboards.md) pass the public host name with
+``--allow-websocket-origin`` and ``--use-xheaders``; or terminate TLS here with ``--ssl-certfile``/``--ssl-keyfile``.
+
+A refusal to start (busy port, missing manifest, missing secret, …) is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
+import logging
 import os
 import socket
 import stat
@@ -51,7 +59,7 @@ def read_users(path) -> dict[str, str]:
 
 
 def share_settings(users_file, environ=os.environ) -> dict:
-    """basic_auth and cookie_secret for pn.serve, or a ServeError saying what is missing."""
+    """The users (``basic_auth``) and ``cookie_secret`` for sharing mode, or a ServeError saying what is missing."""
     if not users_file:
         raise ServeError("--share needs --users-file (one 'user:password' per line)")
     secret = environ.get(COOKIE_ENV, "")
@@ -67,45 +75,128 @@ def share_settings(users_file, environ=os.environ) -> dict:
     return {"basic_auth": users, "cookie_secret": secret}
 
 
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to a public interface
+
+
+def check_exposure(host: str, share: bool, insecure_no_login: bool) -> str | None:
+    """ServeError when a non-loopback address would serve the data without a login; the warning to print
+    when the opt-out was given."""
+    if is_loopback(host) or share:
+        return None
+    where = "every network interface" if host in ("", "0.0.0.0", "::") else host
+    if not insecure_no_login:
+        raise ServeError(f"--host {host or '0.0.0.0'} would serve every participant's data on {where} without a "
+                         f"login; add --share (see docs/dashboards.md), or --insecure-no-login if you really mean it")
+    return (f"WARNING: --insecure-no-login: every participant's data is served WITHOUT A LOGIN to anyone who can "
+            f"reach {where}")
+
+
 def free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def app_urls(host: str, port: int, prefix: str = "") -> dict[str, str]:
-    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+def check_port(host: str, port: int) -> None:
+    """ServeError now (before the data are loaded) when the address cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Tornado binds
+        try:
+            s.bind((host or "0.0.0.0", port))
+        except OSError as exc:
+            raise ServeError(bind_problem(host, port, exc)) from None
+
+
+def bind_problem(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host or '0.0.0.0'} is already in use (another server?); pick another with --port, or --port 0 for any free one"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot bind {host}: not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return f"not allowed to bind port {port} (ports below 1024 need root); pick another with --port"
+    return f"cannot bind {host or '0.0.0.0'}:{port}: {exc.strerror or exc}"
+
+
+def app_urls(host: str, port: int, prefix: str = "", scheme: str = "http") -> dict[str, str]:
+    """Each dashboard's URL at the address really bound (0.0.0.0 stays 0.0.0.0: it is not a local-only URL)."""
+    shown = host or "0.0.0.0"
     shown = f"[{shown}]" if ":" in shown else shown
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    return {name: f"http://{shown}:{port}{prefix}/{name}" for name in APPS}
+    return {name: f"{scheme}://{shown}:{port}{prefix}/{name}" for name in APPS}
+
+
+def check_manifest(manifest) -> None:
+    from pipelines.dashboards import data
+
+    path = Path(data.manifest_key(manifest))
+    if not path.is_file():
+        raise ServeError(f"{manifest or path}: no such manifest (see data_manifests/ for the studies)")
+
+
+def server_options(manifest=None, host: str = "127.0.0.1", port: int = 5006, share: bool = False, users_file=None,
+                   allow_websocket_origin=(), prefix: str = "", use_xheaders: bool = False,
+                   ssl_certfile=None, ssl_keyfile=None, environ=os.environ, throttle=None) -> tuple[dict, dict]:
+    """(apps, keyword arguments) for ``pn.serve``: both apps behind the error guard, the login in sharing mode."""
+    from pipelines.dashboards import data, explorer, login, safety, titration
+
+    key = data.manifest_key(manifest)
+    options = {}
+    if share:
+        settings = share_settings(users_file, environ)
+        # Our provider instead of pn.serve(basic_auth=...): throttled, constant-time, self-contained page.
+        options["auth_provider"] = login.make_auth_provider(settings["basic_auth"], throttle)
+        options["cookie_secret"] = settings["cookie_secret"]
+    if ssl_certfile:
+        options.update(ssl_certfile=str(ssl_certfile), ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+    origins = {f"localhost:{port}", f"127.0.0.1:{port}"}
+    if host not in ("", "0.0.0.0", "::"):
+        origins.add(f"{host}:{port}")
+    origins.update(allow_websocket_origin or ())
+    titles = {name: f"Ketamine workbench — {title}" for name, title in APPS.items()}
+    apps = {"explorer": safety.guarded(lambda: explorer.app(key), titles["explorer"]),
+            "titration": safety.guarded(lambda: titration.app(key), titles["titration"])}
+    options.update(port=port, address=host, websocket_origin=sorted(origins), show=False, title=titles,
+                   prefix=prefix or "", use_xheaders=use_xheaders)
+    return apps, options
 
 
 def make_server(manifest=None, host: str = "127.0.0.1", port: int = 5006, share: bool = False, users_file=None,
                 allow_websocket_origin=(), prefix: str = "", use_xheaders: bool = False, warm: bool = True,
-                environ=os.environ):
-    """A configured, not yet started Panel (Bokeh/Tornado) server with both apps; returns (server, urls)."""
+                environ=os.environ, ssl_certfile=None, ssl_keyfile=None):
+    """A configured, not yet started Panel (Bokeh/Tornado) server with both apps; returns (server, urls).
+    Raises ServeError (one line for the user) for every foreseeable refusal."""
     import panel as pn
 
-    from pipelines.dashboards import data, explorer, titration
+    from pipelines.dashboards import data
 
-    auth = share_settings(users_file, environ) if share else {}
+    check_manifest(manifest)
+    if ssl_certfile and not Path(ssl_certfile).is_file():
+        raise ServeError(f"{ssl_certfile}: no such certificate file")
+    if port:
+        check_port(host, port)  # before the data are loaded: a busy port fails at once
+    port = port or free_port(host)
     key = data.manifest_key(manifest)
+    apps, options = server_options(key, host, port, share, users_file, allow_websocket_origin, prefix, use_xheaders,
+                                   ssl_certfile, ssl_keyfile, environ)
     data.setup_extension()
     if warm:
         problems = data.warm(key)  # every visitor then reads cached data
         for branch, problem in problems.items():
             if problem:
                 print(f"note: {branch} view will be empty: {problem}", file=sys.stderr)
-    port = port or free_port(host)
-    origins = {f"localhost:{port}", f"127.0.0.1:{port}"}
-    if host not in ("", "0.0.0.0", "::"):
-        origins.add(f"{host}:{port}")
-    origins.update(allow_websocket_origin or ())
-    apps = {"explorer": lambda: explorer.app(key), "titration": lambda: titration.app(key)}
-    server = pn.serve(apps, port=port, address=host, websocket_origin=sorted(origins), show=False, start=False,
-                      title={name: f"Ketamine workbench — {title}" for name, title in APPS.items()},
-                      prefix=prefix or "", use_xheaders=use_xheaders, **auth)
-    return server, app_urls(host, port, prefix)
+    try:
+        server = pn.serve(apps, start=False, **options)
+    except OSError as exc:  # the port was taken between the check and the bind
+        raise ServeError(bind_problem(host, port, exc)) from None
+    return server, app_urls(host, server.port, prefix, "https" if ssl_certfile else "http")
 
 
 def main(argv=None) -> int:
@@ -119,16 +210,25 @@ def main(argv=None) -> int:
                         help="public host a browser reaches the server through (reverse proxy); repeatable")
     parser.add_argument("--prefix", default="", help="URL prefix when a proxy serves the apps under a sub-path")
     parser.add_argument("--use-xheaders", action="store_true", help="trust X-Forwarded-* headers (behind a proxy only)")
+    parser.add_argument("--ssl-certfile", default=None, help="serve https with this certificate (PEM)")
+    parser.add_argument("--ssl-keyfile", default=None, help="private key of --ssl-certfile (if not in it)")
+    parser.add_argument("--insecure-no-login", action="store_true",
+                        help="allow a non-loopback --host WITHOUT --share: anyone who can reach it sees every participant")
     args = parser.parse_args(argv)
+    _log_to_stderr()
     try:
+        warning = check_exposure(args.host, args.share, args.insecure_no_login)
         server, urls = make_server(args.manifest, args.host, args.port, args.share, args.users_file,
-                                   args.allow_websocket_origin, args.prefix, args.use_xheaders)
+                                   args.allow_websocket_origin, args.prefix, args.use_xheaders,
+                                   ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     except ServeError as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"cannot serve: {exc}", file=sys.stderr)
-        return 1
+    except FileNotFoundError as exc:  # e.g. the study's derived data are not built (make all)
+        print(f"refusing to start: {exc.filename or exc}: not found (has `make all` built this study?)", file=sys.stderr)
+        return 2
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     for name, url in urls.items():
         print(f"{APPS[name]}: {url}", flush=True)
     if args.share:
@@ -142,6 +242,17 @@ def main(argv=None) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _log_to_stderr() -> None:
+    # Tracebacks of failed sessions and login warnings go to the server's stderr (never to the visitor).
+    logger = logging.getLogger("pipelines.dashboards")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ hold is complete — never on an edge artefact of partial smoothing.
 
 The alert is a ``pn.pane.Alert`` with CSS class ``kw-suppression-alert`` (name ``suppression-alert``), shown
 only when raised — tests and screen readers find it by that name.
+
+``recording``, ``speed`` and ``playing`` are mirrored in the URL; values from a link are checked against the
+study's recordings and the parameter bounds (:mod:`pipelines.dashboards.safety`): an unknown value is ignored
+with a short notice.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import param
 from pipelines import viz
 from pipelines.dashboards import data
 from pipelines.dashboards import figures as fig
+from pipelines.dashboards import safety
+from pipelines.dashboards.safety import escape_markdown
 from pipelines.eeg import dynamics
 
 ALERT_CLASS = "kw-suppression-alert"
@@ -35,7 +41,8 @@ TICK_MS = 200
 class TitrationApp(pn.viewable.Viewer):
     """Replay one recording window by window, with the suppression alert."""
 
-    recording = param.Selector(doc="Recording to replay (pseudonymous subject · session)")
+    # check_on_set: a value outside the options is refused (otherwise param would add it as a new option).
+    recording = param.Selector(check_on_set=True, doc="Recording to replay (pseudonymous subject · session)")
     speed = param.Number(default=10.0, bounds=(1.0, 200.0), softbounds=(1.0, 100.0), step=1.0,
                          doc="Replay speed (× real time)")
     threshold_db = param.Number(default=-3.0, bounds=(-20.0, -0.5), step=0.5, doc="Suppression threshold (dB re baseline)")
@@ -73,7 +80,19 @@ class TitrationApp(pn.viewable.Viewer):
         self._status = pn.pane.Markdown("", css_classes=["kw-titration-status"], name="titration-status",
                                         sizing_mode="stretch_width")
         self._autoplay = autoplay
+        self.notice = pn.pane.Alert("", alert_type="warning", visible=False, css_classes=[safety.NOTICE_CLASS],
+                                    name="url-notice", sizing_mode="stretch_width")
         self._update_status()
+
+    def url_fields(self) -> dict:
+        """How each URL query value is read: only this study's recordings, speeds within bounds, true/false."""
+        lo, hi = self.param.speed.bounds
+        return {"recording": safety.one_of(self.param.recording.objects.values()),
+                "speed": safety.number_in(lo, hi), "playing": safety.boolean}
+
+    def _show_rejected(self, rejected: list[str]) -> None:
+        self.notice.object = safety.notice_text(rejected)
+        self.notice.visible = bool(rejected)
 
     # --- the replay ------------------------------------------------------------------------------
 
@@ -150,7 +169,7 @@ class TitrationApp(pn.viewable.Viewer):
             self.onset_s = float(onset)
             self.detected_at_s = float(self.clock_s)
             self.alert_raised = True
-            self._alert.object = (f"**Sustained alpha suppression** — {self._recording_label()}: occipital alpha at or below "
+            self._alert.object = (f"**Sustained alpha suppression** — {escape_markdown(self._recording_label())}: occipital alpha at or below "
                                   f"{self.threshold_db:g} dB for ≥ {self.hold_s:g} s since {onset:.0f} s after infusion "
                                   f"start (detected at {self.clock_s:.0f} s).")
             self._alert.visible = True
@@ -200,7 +219,7 @@ class TitrationApp(pn.viewable.Viewer):
                f"{entropy['smoothed'].iloc[-1]:+.3f}") if n else "waiting for the first window"
         phase = ("baseline" if self.clock_s < 0 else "infusion" if self.clock_s <= self.settings["infusion_end_s"]
                  else "after infusion")
-        self._status.object = (f"**{self._recording_label()}** — t = {self.clock_s:.0f} s ({phase}); {n}/{len(self._times)} "
+        self._status.object = (f"**{escape_markdown(self._recording_label())}** — t = {self.clock_s:.0f} s ({phase}); {n}/{len(self._times)} "
                                f"windows; {now}. Threshold {self.threshold_db:g} dB held {self.hold_s:g} s.")
 
     # --- views -----------------------------------------------------------------------------------
@@ -247,7 +266,7 @@ class TitrationApp(pn.viewable.Viewer):
     def __panel__(self):
         if pn.state.location and not getattr(self, "_synced", False):
             self._synced = True
-            pn.state.location.sync(self, {"recording": "recording", "speed": "speed", "playing": "playing"})
+            safety.QuerySync(self, self.url_fields(), self._show_rejected).start(pn.state.location)
         play = pn.widgets.Toggle.from_param(self.param.playing, label="▶ Play / ❚❚ Pause", color="primary",
                                             css_classes=["kw-play"])
         reset = pn.widgets.Button(label="Reset", css_classes=["kw-reset"])
@@ -268,7 +287,7 @@ class TitrationApp(pn.viewable.Viewer):
             pn.state.on_session_destroyed(lambda _ctx: self.param.update(playing=False))
         if self._autoplay:
             pn.state.onload(lambda: setattr(self, "playing", True))
-        main = pn.Column(self._alert, self._status, alpha_view, entropy_view, sizing_mode="stretch_width")
+        main = pn.Column(self.notice, self._alert, self._status, alpha_view, entropy_view, sizing_mode="stretch_width")
         return pn.Row(controls, main, sizing_mode="stretch_width")
 
 

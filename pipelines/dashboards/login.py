@@ -1,0 +1,294 @@
+"""The login of sharing mode (``serve --share``): Panel's basic-auth provider with a hardened login handler.
+
+What it adds to ``panel.auth.BasicLoginHandler``:
+
+* **Throttling** per user name *and* per client address (:class:`LoginThrottle`): the first
+  ``FREE_FAILURES`` wrong passwords are answered at once; after that the next attempt is not even checked
+  until an exponentially growing back-off has passed (``BACKOFF_BASE_S`` × 2ⁿ, at most ``BACKOFF_MAX_S``) —
+  earlier attempts get ``429 Too Many Requests`` with ``Retry-After`` and count as failures; after
+  ``LOCKOUT_FAILURES`` failures the user name / address is locked for ``LOCKOUT_S`` and every attempt,
+  the right password included, gets 429.  A successful login clears the counters.
+* **Constant-time** password comparison (:func:`hmac.compare_digest` of SHA-256 digests; unknown users are
+  compared against a dummy so they take as long).
+* **Cookies** ``user``/``id_token``/``next_url`` with ``HttpOnly`` and ``SameSite=Lax`` (Lax, not Strict:
+  a dashboard link opened from e-mail still arrives logged in; cross-site POSTs never carry the cookie), and
+  ``Secure`` whenever the request came over TLS (``--use-xheaders`` behind a proxy that sends
+  ``X-Forwarded-Proto: https``, or ``--ssl-certfile``).
+* A **self-contained** login/logout page: inline CSS, no images, fonts or scripts, no URL to any other host,
+  a Content-Security-Policy that forbids loading anything, and fixed error messages (the page never echoes
+  text from the URL).
+
+Client addresses come from the connection, or from ``X-Real-IP``/``X-Forwarded-For`` only with
+``--use-xheaders`` (Tornado ignores those headers otherwise, so a visitor cannot pick their own address).
+A lockout by user name can be triggered by anyone who knows the name: that is the price of stopping
+password guessing; the lockout ends by itself after ``LOCKOUT_S`` (or restart the server).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+FREE_FAILURES = 3  # wrong passwords answered without back-off (typos happen)
+BACKOFF_BASE_S = 1.0  # back-off after failure FREE_FAILURES + k is BACKOFF_BASE_S * 2**k ...
+BACKOFF_MAX_S = 60.0  # ... but never longer than this
+LOCKOUT_FAILURES = 10  # this many failures (wrong or refused attempts) lock the user name / client address ...
+LOCKOUT_S = 15 * 60.0  # ... for this long
+TRACKED_KEYS_MAX = 10_000  # user names / addresses remembered at most (oldest forgotten first)
+
+log = logging.getLogger("pipelines.dashboards.login")
+
+
+@dataclass
+class _Record:
+    failures: int = 0
+    not_before: float = 0.0  # no attempt is checked before this (back-off)
+    locked_until: float = 0.0
+    last_seen: float = 0.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    locked: bool = False
+    retry_after_s: float = 0.0
+
+
+class LoginThrottle:
+    """Failure counts, back-off and lockout per key (``("user", name)``, ``("ip", address)``); thread-safe."""
+
+    def __init__(self, free_failures: int = FREE_FAILURES, backoff_base_s: float = BACKOFF_BASE_S,
+                 backoff_max_s: float = BACKOFF_MAX_S, lockout_failures: int = LOCKOUT_FAILURES,
+                 lockout_s: float = LOCKOUT_S, max_keys: int = TRACKED_KEYS_MAX,
+                 clock: Callable[[], float] = time.monotonic):
+        self.free_failures, self.backoff_base_s, self.backoff_max_s = free_failures, backoff_base_s, backoff_max_s
+        self.lockout_failures, self.lockout_s, self.max_keys = lockout_failures, lockout_s, max_keys
+        self.clock = clock
+        self._records: OrderedDict[tuple, _Record] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def backoff_s(self, failures: int) -> float:
+        """Wait required after ``failures`` failures (0 while failures <= FREE_FAILURES - 1)."""
+        extra = failures - self.free_failures
+        if extra < 0:
+            return 0.0
+        return min(self.backoff_max_s, self.backoff_base_s * 2.0 ** min(extra, 60))
+
+    def check(self, keys: Iterable[tuple]) -> Verdict:
+        """May an attempt for these keys be checked now?  The strictest key decides."""
+        now = self.clock()
+        verdict = Verdict(True)
+        with self._lock:
+            for key in keys:
+                record = self._records.get(key)
+                if record is None:
+                    continue
+                if record.locked_until > now:
+                    wait = record.locked_until - now
+                    if not verdict.locked or wait > verdict.retry_after_s:
+                        verdict = Verdict(False, True, wait)
+                elif record.not_before > now and not verdict.locked:
+                    verdict = Verdict(False, False, max(verdict.retry_after_s, record.not_before - now))
+        return verdict
+
+    def failure(self, keys: Iterable[tuple]) -> None:
+        """Count a failed (or refused) attempt; sets the back-off and, at LOCKOUT_FAILURES, the lockout."""
+        now = self.clock()
+        with self._lock:
+            for key in keys:
+                record = self._records.pop(key, None) or _Record()
+                if record.locked_until and record.locked_until <= now:
+                    record = _Record()  # a lockout that has ended starts afresh
+                if record.locked_until > now:
+                    self._records[key] = record  # attempts while locked do not extend the lockout
+                    continue
+                record.failures += 1
+                record.last_seen = now
+                record.not_before = now + self.backoff_s(record.failures)
+                if record.failures >= self.lockout_failures:
+                    record.locked_until = now + self.lockout_s
+                    log.warning("login locked for %s after %d failures (%.0f s)", key, record.failures, self.lockout_s)
+                self._records[key] = record  # most recent last
+            self._forget(now)
+
+    def success(self, keys: Iterable[tuple]) -> None:
+        with self._lock:
+            for key in keys:
+                self._records.pop(key, None)
+
+    def _forget(self, now: float) -> None:
+        # Records idle for longer than a lockout are dropped; beyond max_keys the oldest go first.
+        while self._records:
+            key, record = next(iter(self._records.items()))
+            idle = now - record.last_seen > self.lockout_s and record.locked_until <= now
+            if idle or len(self._records) > self.max_keys:
+                del self._records[key]
+            else:
+                break
+
+
+def password_matches(users: Mapping[str, str], username: str, password: str) -> bool:
+    """Constant-time check (the time does not depend on where the password differs, on its length, or on
+    whether the user exists)."""
+    expected = users.get(username)
+    given = hashlib.sha256(password.encode("utf-8")).digest()
+    wanted = hashlib.sha256((expected if expected is not None else "\0no such user\0").encode("utf-8")).digest()
+    return hmac.compare_digest(given, wanted) and expected is not None
+
+
+# --- the pages: self-contained (no URL to another host), fixed messages -------------------------------
+
+MESSAGES = {
+    "invalid": "Wrong user name or password.",
+    "wait": "Too many failed attempts: wait {seconds} s before trying again.",
+    "locked": "Too many failed attempts: login is locked for {minutes} min.",
+}
+
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<link rel="icon" href="data:,">
+<title>Ketamine workbench — {title}</title>
+<style>
+  body {{ margin: 0; min-height: 100vh; display: flex; align-items: center; justify-content: center;
+         background: #f5f5f5; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }}
+  main {{ background: #fff; border: 1px solid #ddd; padding: 2em; width: 320px; }}
+  h1 {{ font-size: 1.2em; margin: 0 0 1em; }}
+  input {{ box-sizing: border-box; width: 100%; padding: 10px; margin-bottom: 1em; border: 1px solid #ccc; }}
+  button {{ width: 100%; padding: 10px; background: #107bba; color: #fff; border: 0; cursor: pointer; }}
+  .message {{ color: #b00020; font-weight: bold; }}
+</style>
+</head>
+<body>
+<main>
+{body}
+</main>
+</body>
+</html>
+"""
+
+_LOGIN_FORM = """<h1>Ketamine workbench dashboards</h1>
+<p class="message" role="alert">{message}</p>
+<form action="{action}" method="post">
+  <input name="username" type="text" autocomplete="username" autocapitalize="off" placeholder="user name" required>
+  <input name="password" type="password" autocomplete="current-password" placeholder="password" required>
+  <button type="submit">Log in</button>
+</form>"""
+
+_LOGOUT = """<h1>Logged out</h1>
+<p><a href="{login}">Log in again</a></p>"""
+
+
+def login_page(action: str, message: str = "") -> str:
+    return _PAGE.format(title="log in", body=_LOGIN_FORM.format(action=html.escape(action), message=html.escape(message)))
+
+
+def logout_page(login: str) -> str:
+    return _PAGE.format(title="logged out", body=_LOGOUT.format(login=html.escape(login)))
+
+
+def make_auth_provider(users: Mapping[str, str], throttle: LoginThrottle | None = None):
+    """A Bokeh/Panel auth provider (pass as ``pn.serve(..., auth_provider=…, cookie_secret=…)``)."""
+    import tornado.web
+    from panel.auth import BasicAuthProvider, _validate_next_url
+    from panel.config import config
+    from panel.io.state import state
+
+    users = dict(users)
+    throttle = throttle or LoginThrottle()
+
+    class _Hardened(tornado.web.RequestHandler):
+        def set_default_headers(self):
+            self.set_header("Content-Security-Policy", CSP)
+            self.set_header("X-Frame-Options", "DENY")
+            self.set_header("X-Content-Type-Options", "nosniff")
+            self.set_header("Referrer-Policy", "no-referrer")
+            self.set_header("Cache-Control", "no-store")
+
+        def _cookie_flags(self) -> dict:
+            # Secure only over TLS: a Secure cookie set over plain http (the loopback) would never come back.
+            return {"httponly": True, "samesite": "Lax", "secure": self.request.protocol == "https",
+                    "path": config.cookie_path}
+
+    class LoginHandler(_Hardened):
+        endpoint = "/login"
+
+        def get(self):
+            next_url = _validate_next_url(self.get_argument("next", state.base_url))
+            if next_url:
+                self.set_cookie("next_url", next_url, **self._cookie_flags())
+            code = self.get_argument("error", "")
+            self.write(login_page("." + self.endpoint, MESSAGES["invalid"] if code == "invalid" else ""))
+
+        def post(self):
+            username = self.get_argument("username", "").strip()
+            password = self.get_argument("password", "")
+            keys = [("user", username), ("ip", self.request.remote_ip or "")]
+            verdict = throttle.check(keys)
+            if not verdict.allowed:
+                throttle.failure(keys)  # hammering during a back-off moves towards the lockout
+                seconds = max(1, math.ceil(verdict.retry_after_s))
+                self.set_status(429)
+                self.set_header("Retry-After", str(seconds))
+                message = (MESSAGES["locked"].format(minutes=max(1, math.ceil(seconds / 60))) if verdict.locked
+                           else MESSAGES["wait"].format(seconds=seconds))
+                self.write(login_page("." + self.endpoint, message))
+                return
+            if password_matches(users, username, password):
+                throttle.success(keys)
+                self.set_current_user(username)
+                self.redirect(_validate_next_url(self.get_cookie("next_url", state.base_url)) or state.base_url)
+            else:
+                throttle.failure(keys)
+                log.info("failed login for user %r from %s", username[:64], self.request.remote_ip)
+                self.redirect(self.request.path + "?error=invalid", status=303)
+
+        def set_current_user(self, user):
+            # As panel.auth.BasicLoginHandler, with the cookie flags above.
+            import json
+
+            from panel.util import base64url_encode
+
+            self.clear_cookie("is_guest", path=config.cookie_path)
+            self.set_secure_cookie("user", user, expires_days=config.oauth_expiry, **self._cookie_flags())
+            id_token = base64url_encode(json.dumps({"user": user}))
+            if state.encryption:
+                id_token = state.encryption.encrypt(id_token.encode("utf-8"))
+            self.set_secure_cookie("id_token", id_token, expires_days=config.oauth_expiry, **self._cookie_flags())
+
+    class LogoutHandler(_Hardened):
+        endpoint = "/login"
+
+        def get(self):
+            for name in ("user", "id_token", "access_token", "refresh_token", "oauth_expiry"):
+                self.clear_cookie(name, path=config.cookie_path)
+            self.write(logout_page("." + self.endpoint))
+
+    class Provider(BasicAuthProvider):
+        @property
+        def login_handler(self):
+            LoginHandler.endpoint = self._login_endpoint
+            return LoginHandler
+
+        @property
+        def logout_handler(self):
+            LogoutHandler.endpoint = self._login_endpoint
+            return LogoutHandler
+
+    provider = Provider()
+    provider.throttle = throttle
+    return provider
