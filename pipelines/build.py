@@ -75,15 +75,52 @@ def target_stamp(manifest: Manifest, target: str) -> str:
     if not notebook.is_file():
         raise ManifestError(f"no notebook or step named {target!r} (looked for {notebook})")
     files = sorted(set(codedeps.notebook_dependencies(notebook)) | set(codedeps.module_closure(REPORT_MODULES)))
+    reads = NOTEBOOK_READS.get(target, ALL_READS)
+    dumped = manifest.model_dump(mode="json")
+    sections = {name: _section(dumped, name) for name in sorted(reads - {"eeg_data", "phenotype_data"})}
+    data = {name: _data_checksum(manifest, name) for name in sorted(reads & {"eeg_data", "phenotype_data"})}
     return _stamp_content({
         "target": target,
         "params": manifest.notebook_params(target),
         "notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(),
         "code": codedeps.hash_files(files),
-        "data": manifest.data_checksum(),
-        "manifest_eeg": manifest.eeg.model_dump(mode="json"),
-        "phenotype": manifest.model_dump(mode="json")["phenotype"],
+        "manifest": sections,
+        "data": data,
     })
+
+
+# What each report reads, so that a change elsewhere does not rerun it (an `eeg:` edit must not rerun the
+# questionnaire report).  `eeg.design` is the part of `eeg` that says which sessions exist and their doses
+# (task, conditions), which every report that groups by dose needs.  A notebook not listed reads everything.
+ALL_READS = frozenset({"eeg", "phenotype", "timepoints", "truth", "exclude", "eeg_data", "phenotype_data"})
+NOTEBOOK_READS = {
+    "00_study_overview": ALL_READS,
+    "01_eeg_entropy_dose": frozenset({"eeg", "truth", "exclude", "eeg_data"}),
+    "02_peak_experience_mood": frozenset({"eeg.design", "phenotype", "timepoints", "truth", "exclude", "phenotype_data"}),
+    "03_cytokines": frozenset({"eeg.design", "phenotype", "timepoints", "truth", "exclude", "phenotype_data"}),
+    "04_integrative_summary": ALL_READS,
+}
+
+
+def _section(dumped: dict, name: str):
+    if name == "eeg.design":
+        return {k: dumped["eeg"][k] for k in ("task", "conditions")}
+    return dumped.get(name)
+
+
+def _data_checksum(manifest: Manifest, part: str) -> str:
+    """Checksum of the data a report reads: EEG files, or phenotype tables with the session layout.
+
+    A phenotype-only report still sees which recordings exist (their names decide the sessions), but not
+    their contents."""
+    digest = hashlib.sha256(part.encode())
+    for rel in sorted(manifest.checksums):
+        tabular = rel.startswith("phenotype/") or rel.startswith("participants.") or "_sessions." in rel
+        if part == "eeg_data" and not rel.startswith("phenotype/"):
+            digest.update(f"{rel}\t{manifest.checksums[rel]}\n".encode())
+        elif part == "phenotype_data":
+            digest.update(f"{rel}\t{manifest.checksums[rel] if tabular else ''}\n".encode())
+    return digest.hexdigest()
 
 
 def _generate(manifest: Manifest, stamp: Path) -> int:

@@ -179,6 +179,16 @@ class PhenotypeTable(_Strict):
     scored: bool = Field(False, description="True when the table holds scale-level scores, not items")
 
 
+class Exclusion(_Strict):
+    """Recordings left out of every analysis, with the reason every report shows.
+
+    ``recording`` is a participant (``sub-03``), a session (``sub-03_ses-ket050``) or a full recording key
+    (``sub-03_ses-ket050_task-rest``): every recording whose key is it, or starts with it followed by ``_``."""
+
+    recording: str = Field(pattern=r"^sub-[A-Za-z0-9]+(_[a-z]+-[A-Za-z0-9]+)*$")
+    reason: str = Field(min_length=3, description="Why, in one line (shown in every report)")
+
+
 class Manifest(_Strict):
     study: str = Field(description="Short name; outputs go to build/<study> and reports/<study>")
     description: str = ""
@@ -188,6 +198,7 @@ class Manifest(_Strict):
     eeg: EEGConfig = Field(default_factory=EEGConfig)
     phenotype: dict[str, PhenotypeTable] = Field(default_factory=dict)
     timepoints: list[str] = Field(default_factory=lambda: ["baseline", "4h", "24h", "7d", "14d"])
+    exclude: list[Exclusion] = Field(default_factory=list, description="Recordings left out, each with its reason")
     notebooks: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Notebook name -> parameters")
     verify_exclude: list[str] = Field(default_factory=lambda: ["derivatives/*", ".git/*", "*.tmp-*"])
     checksums: dict[str, str] = Field(default_factory=dict, description="Path relative to bids_root -> sha256")

@@ -410,6 +410,37 @@ class ScoringResult:
 # Validation helpers (each raises InputError on the first offending place, listing a few more)
 # ---------------------------------------------------------------------------------------------
 
+class ResponseScaleWarning(UserWarning):
+    """Answers that never reach an end of the declared response scale: perhaps coded on another scale."""
+
+
+# Below this many answered rows a missing end of the scale is unremarkable.
+RANGE_CHECK_MIN_ROWS = 10
+
+
+def _warn_unused_range_ends(values, answered, item_min: float, item_max, low: float, high: float,
+                            source: str, scale: str) -> None:
+    """Warn when no answer of the table reaches the declared minimum, or none reaches any item's maximum.
+
+    A 1–6-coded table declared 0–5 passes every range check if nobody answered 6, and every score is then
+    shifted by one: this is the only trace such a mistake leaves."""
+    if answered.any(axis=1).sum() < RANGE_CHECK_MIN_ROWS:
+        return
+    observed = values[answered]
+    at_max = answered & (values == np.broadcast_to(item_max, values.shape))
+    problems = []
+    if observed.min() > item_min:
+        problems.append(f"no answer is ever {item_min:g}, the declared minimum")
+    if not at_max.any():
+        problems.append("no answer ever reaches an item's declared maximum")
+    if problems:
+        warnings.warn(
+            f"{source}: {scale} answers span {observed.min():g}–{observed.max():g} on the declared {low:g}–{high:g} "
+            f"scale: {' and '.join(problems)}. If the table is coded on another scale (e.g. {low + 1:g}–{high + 1:g}), "
+            "declare it as response_scale in the manifest; otherwise scores are shifted.",
+            ResponseScaleWarning, stacklevel=3)
+
+
 @dataclass
 class _Located:
     """A wide item table plus where each cell came from in the file."""
@@ -848,6 +879,7 @@ def score_items(
     _raise_cells("answer out of range", answered & ~in_range & ~not_scored, located,
                  lambda i, j: f"value {values[i, j]:g} outside {key.item_min + offset:g}–"
                               f"{item_max[j]:g}")
+    _warn_unused_range_ends(values, answered & ~not_scored, key.item_min + offset, item_max, low, high, source, key.name)
     values = values - offset
     values[not_scored] = 0.0   # valid answer that does not count (HAM-D 16 = 3, "not assessed")
 

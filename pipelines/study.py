@@ -81,7 +81,7 @@ class Study:
         return pd.DataFrame(rows).drop_duplicates().reset_index(drop=True)
 
     @cached_property
-    def recordings(self) -> list[Recording]:
+    def _found_recordings(self) -> list[Recording]:
         from mne_bids import find_matching_paths
 
         eeg = self.manifest.eeg
@@ -91,8 +91,33 @@ class Study:
         if not paths:
             raise ManifestError(f"{self.manifest.manifest_path}: no EEG recordings found under {self.root}"
                                 + (f" for task {eeg.task!r}" if eeg.task else ""))
-        recordings = [self._recording(p) for p in sorted(paths, key=lambda p: str(p.fpath))]
-        return recordings
+        found = [self._recording(p) for p in sorted(paths, key=lambda p: str(p.fpath))]
+        self._check_exclusions(found)
+        return found
+
+    @cached_property
+    def recordings(self) -> list[Recording]:
+        """Every EEG recording of the study that the manifest does not exclude."""
+        return [r for r in self._found_recordings if self.exclusion_reason(r) is None]
+
+    @cached_property
+    def excluded_recordings(self) -> list[tuple[Recording, str]]:
+        """Recordings the manifest's ``exclude`` list leaves out, each with its reason."""
+        return [(r, reason) for r in self._found_recordings if (reason := self.exclusion_reason(r)) is not None]
+
+    def exclusion_reason(self, recording: Recording) -> str | None:
+        for rule in self.manifest.exclude:
+            if recording.key == rule.recording or recording.key.startswith(rule.recording + "_"):
+                return rule.reason
+        return None
+
+    def _check_exclusions(self, found: list[Recording]) -> None:
+        keys = [r.key for r in found]
+        for i, rule in enumerate(self.manifest.exclude):
+            if not any(k == rule.recording or k.startswith(rule.recording + "_") for k in keys):
+                hint = difflib.get_close_matches(rule.recording, keys, 1)
+                raise ManifestError(f"{self.manifest.manifest_path}: exclude[{i}].recording {rule.recording!r} matches no "
+                                    "recording" + (f" — did you mean {hint[0]!r}?" if hint else ""))
 
     def _recording(self, bp) -> Recording:
         mapping = self.manifest.eeg.conditions

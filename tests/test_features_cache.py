@@ -148,3 +148,39 @@ def test_every_eeg_field_is_in_the_cache_key_or_excluded_with_a_reason():
     fields = set(EEGConfig.model_fields)
     assert fields <= hashed | set(NOT_IN_FEATURE_PARAMETERS), fields - hashed - set(NOT_IN_FEATURE_PARAMETERS)
     assert not (hashed & set(NOT_IN_FEATURE_PARAMETERS))
+
+
+def test_a_bad_recording_is_isolated_recorded_and_not_retried(study_copy):
+    from pipelines.eeg.features import left_out_recordings, open_features, read_qc
+    from pipelines.study import Study
+
+    m = study_copy
+    # Cut the data file of one recording to a third of a window: it cannot be computed.
+    data = m.parent / "bids" / "sub-02" / "ses-ket100" / "eeg" / "sub-02_ses-ket100_task-rest_eeg.eeg"
+    data.write_bytes(data.read_bytes()[: 20 * 4 * 100])
+    _refreeze(m)
+    assert _run(m) == {"sub-02_ses-ket100_task-rest"}
+    study = Study.load(m)
+    left = left_out_recordings(study)
+    assert list(left["recording"]) == ["sub-02_ses-ket100_task-rest"] and list(left["status"]) == ["failed"]
+    assert "sub-02_ses-ket100_task-rest_eeg" in left["file"][0] and left["reason"][0]
+    assert len(read_qc(study)) == 3 and set(open_features(study)["subject"].values) == {"01", "02"}
+    assert _run(m) == set()  # the failure is remembered while its inputs are unchanged
+
+
+def test_excluded_recordings_are_left_out_with_their_reason(study_copy):
+    from pipelines.eeg.features import left_out_recordings, read_qc
+    from pipelines.manifest import ManifestError
+    from pipelines.study import Study
+
+    m = study_copy
+    _edit(m, lambda d: d.update({"exclude": [{"recording": "sub-01_ses-ket100", "reason": "electrode bridging"}]}))
+    assert _run(m) == set()  # nothing new to compute; the combined features drop the recording
+    study = Study.load(m)
+    assert [r.key for r, _ in study.excluded_recordings] == ["sub-01_ses-ket100_task-rest"]
+    left = left_out_recordings(study)
+    assert list(left["status"]) == ["excluded"] and list(left["reason"]) == ["electrode bridging"]
+    assert "sub-01_ses-ket100_task-rest" not in set(read_qc(study)["recording"])
+    _edit(m, lambda d: d.update({"exclude": [{"recording": "sub-01_ses-ket10", "reason": "typo"}]}))
+    with pytest.raises(ManifestError, match="matches no recording — did you mean"):
+        Study.load(m).recordings

@@ -588,3 +588,25 @@ def test_bdi_items_16_and_18_accept_lettered_options():
     bad = {**row, "bdi_05": "2a"}  # only items 16 and 18 have lettered options
     with pytest.raises(InputError, match="non-numeric"):
         score_items(pd.DataFrame([bad]), "bdi_ii", response_scale=(0, 3))
+
+
+def test_a_table_coded_one_higher_than_declared_is_flagged():
+    """1-6 coded MEQ30 read as 0-5 where nobody answered 6: every range check passes, scores shift by +1."""
+    import warnings as _warnings
+
+    from pipelines.questionnaires import ResponseScaleWarning
+
+    rng = np.random.default_rng(11)
+    coded_0_5 = rng.integers(0, 5, size=(12, 30))  # answers 0-4: nobody used the top answer
+    subjects = [f"sub-{i:02d}" for i in range(1, 13)]
+    shifted = wide("meq30_", coded_0_5 + 1, subjects=subjects, sessions=["ses-ket05"] * 12)
+    with pytest.warns(ResponseScaleWarning, match="no answer is ever 0, the declared minimum"):
+        score_items(shifted, "meq30", response_scale=(0, 5))
+    full = wide("meq30_", np.vstack([coded_0_5, np.full((1, 30), 5), np.zeros((1, 30))]),
+                subjects=subjects + ["sub-13", "sub-14"], sessions=["ses-ket05"] * 14)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error", ResponseScaleWarning)
+        score_items(full, "meq30", response_scale=(0, 5))  # both ends used: no warning
+    with pytest.warns(ResponseScaleWarning, match="no answer ever reaches an item's declared maximum"):
+        score_items(wide("meq30_", coded_0_5, subjects=subjects, sessions=["ses-ket05"] * 12), "meq30",
+                    response_scale=(0, 5))

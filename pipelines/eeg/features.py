@@ -420,14 +420,35 @@ def _stored_attrs(store: Path) -> dict | None:
         return None
 
 
+# A recording that could not be computed leaves this record instead of a store; it is reused (not retried)
+# while its inputs are unchanged, so one bad file costs its time once, not on every make.
+UNKNOWN_SOURCES = {"start": "unknown", "end": "unknown"}
+
+
+def _failure_path(rec_dir: Path, key: str) -> Path:
+    return Path(rec_dir) / f"{key}.failed.json"
+
+
 def cached_input_hash(manifest, recording, rec_dir: Path) -> str | None:
-    """The recording's current input hash if its stored result is still valid, else None (recompute)."""
+    """The recording's current input hash if its stored result (or recorded failure) is still valid, else
+    None (compute it).  A valid failure's hash is returned prefixed with ``failed:``."""
+    inputs = recording_inputs(manifest, recording)
     attrs = _stored_attrs(Path(rec_dir) / f"{recording.key}.zarr")
-    if not attrs or "infusion_sources" not in attrs:
+    if attrs and "infusion_sources" in attrs:
+        wanted = _input_hash(manifest, inputs, json.loads(attrs["infusion_sources"]))
+        if attrs.get("input_hash") == wanted:
+            return wanted
+    failure = read_failure(rec_dir, recording.key)
+    if failure and failure.get("input_hash") == _input_hash(manifest, inputs, UNKNOWN_SOURCES):
+        return "failed:" + failure["input_hash"]
+    return None
+
+
+def read_failure(rec_dir: Path, key: str) -> dict | None:
+    try:
+        return json.loads(_failure_path(rec_dir, key).read_text())
+    except (OSError, ValueError):
         return None
-    sources = json.loads(attrs["infusion_sources"])
-    wanted = _input_hash(manifest, recording_inputs(manifest, recording), sources)
-    return wanted if attrs.get("input_hash") == wanted else None
 
 
 def _write_recording(manifest_path: str, recording, out_dir: str) -> dict:
@@ -440,8 +461,35 @@ def _write_recording(manifest_path: str, recording, out_dir: str) -> dict:
     manifest = load_manifest(manifest_path)
     key = recording.key
     target = Path(out_dir) / f"{key}.zarr"
-    if cached_input_hash(manifest, recording, Path(out_dir)) is not None:
-        return json.loads(_stored_attrs(target)["qc"]) | {"cached": True}
+    cached = cached_input_hash(manifest, recording, Path(out_dir))
+    if cached is not None:
+        if cached.startswith("failed:"):
+            return _failure_row(recording, read_failure(Path(out_dir), key)) | {"cached": True}
+        return json.loads(_stored_attrs(target)["qc"]) | {"status": "ok", "cached": True}
+    try:
+        return _compute_recording(manifest, recording, Path(out_dir))
+    except Exception as exc:  # one bad recording must not stop the study: record it, name the file, go on
+        failure = {"input_hash": _input_hash(manifest, recording_inputs(manifest, recording), UNKNOWN_SOURCES),
+                   "file": recording.path.relative_to(manifest.bids_path).as_posix(),
+                   "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc)}
+        if not isinstance(exc, InputError):  # not a data problem we foresaw: keep the traceback for the log
+            import traceback
+
+            failure["traceback"] = traceback.format_exc()
+        shutil.rmtree(target, ignore_errors=True)
+        _write_json_atomic(_failure_path(Path(out_dir), key), failure)
+        return _failure_row(recording, failure) | {"cached": False}
+
+
+def _failure_row(recording, failure: dict) -> dict:
+    return {"recording": recording.key, "participant_id": f"sub-{recording.subject}", "session": recording.condition,
+            "dose_mg_per_kg": recording.dose_mg_per_kg, "status": "failed", "error": failure.get("error", "?"),
+            "file": failure.get("file")}
+
+
+def _compute_recording(manifest, recording, out_dir: Path) -> dict:
+    key = recording.key
+    target = out_dir / f"{key}.zarr"
     t0 = time.perf_counter()
     ds = recording_features(manifest, recording)
     sources = json.loads(ds.attrs["infusion_sources"])
@@ -453,7 +501,8 @@ def _write_recording(manifest_path: str, recording, out_dir: str) -> dict:
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
-    return json.loads(ds.attrs["qc"]) | {"cached": False, "compute_s": ds.attrs["compute_s"]}
+    _failure_path(out_dir, key).unlink(missing_ok=True)
+    return json.loads(ds.attrs["qc"]) | {"status": "ok", "cached": False, "compute_s": ds.attrs["compute_s"]}
 
 
 def features_digest(study) -> str | None:
@@ -528,17 +577,33 @@ def compute_study_features(study, scheduler: str = "threads", workers: int | Non
     for stale in rec_dir.glob("*.zarr"):
         if stale.name.removesuffix(".zarr") not in keys:
             shutil.rmtree(stale)
+    for stale in rec_dir.glob("*.failed.json"):
+        if stale.name.removesuffix(".failed.json") not in keys:
+            stale.unlink()
     computed = sorted(r["recording"] for r in results if not r.get("cached"))
     reused = sorted(r["recording"] for r in results if r.get("cached"))
-    _write_json_atomic(out / "features_run.json", {"computed": computed, "reused": reused})
+    failed = [r for r in results if r.get("status") == "failed"]
+    _write_json_atomic(out / "features_run.json", {"computed": computed, "reused": reused,
+                                                   "failed": sorted(r["recording"] for r in failed)})
     if progress:
         print(f"EEG features: {len(computed)} recording(s) computed, {len(reused)} reused from the cache", file=sys.stderr)
-    qc = pd.DataFrame(results)
+    if failed:
+        lines = [f"  - {r['recording']} ({r['file']}): {r['error']}" for r in failed]
+        print(f"WARNING: {len(failed)} of {len(results)} recordings could not be computed and are left out of every "
+              "analysis (listed in qc.tsv with status 'failed'):\n" + "\n".join(lines), file=sys.stderr)
+    ok_keys = [r["recording"] for r in results if r.get("status") == "ok"]
+    if not ok_keys:
+        raise InputError(f"no recording of study {study.name!r} could be computed; the first error: {failed[0]['error']}",
+                         file=failed[0]["file"])
+    excluded = [{"recording": r.key, "participant_id": f"sub-{r.subject}", "session": r.condition,
+                 "dose_mg_per_kg": r.dose_mg_per_kg, "status": "excluded", "error": reason}
+                for r, reason in study.excluded_recordings]
+    qc = pd.DataFrame(list(results) + excluded)
     for column in qc.columns:  # lists and dicts as JSON, so any tool can read the TSV back
         if qc[column].map(lambda v: isinstance(v, (list, dict))).any():
             qc[column] = qc[column].map(lambda v: json.dumps(v, ensure_ascii=False))
     digest = features_digest(study)
-    write_combined(study, keys, out, digest)
+    write_combined(study, ok_keys, out, digest)
     tmp = out / ".qc.tsv.tmp"
     qc.drop(columns=["cached"], errors="ignore").to_csv(tmp, sep="\t", index=False)
     os.replace(tmp, out / "qc.tsv")
@@ -643,11 +708,27 @@ def open_features(study):
 
 
 def read_qc(study):
+    """QC of every recording whose features exist (one row each)."""
+    qc = _read_qc_table(study)
+    return qc[qc["status"] == "ok"].drop(columns=["status", "error", "file"], errors="ignore").reset_index(drop=True)
+
+
+def left_out_recordings(study):
+    """Recordings with no features: failed (file and reason) or excluded by the manifest (its reason)."""
+    qc = _read_qc_table(study)
+    columns = [c for c in ("recording", "participant_id", "session", "dose_mg_per_kg", "status", "error", "file") if c in qc]
+    return qc.loc[qc["status"] != "ok", columns].rename(columns={"error": "reason"}).reset_index(drop=True)
+
+
+def _read_qc_table(study):
     import pandas as pd
 
     from pipelines.paths import derivatives_dir
 
-    return pd.read_csv(derivatives_dir(study.name) / "qc.tsv", sep="\t")
+    qc = pd.read_csv(derivatives_dir(study.name) / "qc.tsv", sep="\t")
+    if "status" not in qc:  # written before failures were recorded
+        qc["status"] = "ok"
+    return qc
 
 
 def main(argv: list[str] | None = None) -> int:
