@@ -132,8 +132,8 @@ bench: $(ENV_OK) ## Run the benchmarks; writes reports/bench/bench.json and benc
 lab: $(ENV_OK) ## JupyterLab on $(HOST) with the project's environment as kernel
 	$(PY) -m jupyter lab --ip=$(HOST) --no-browser --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
-serve: $(ENV_OK) ## Panel dashboards on $(HOST) (URLs printed)
-	$(PY) -m pipelines.dashboards.serve --host $(HOST)
+serve: $(ENV_OK) ## Panel dashboards on $(HOST) (URLs printed); SERVE_FLAGS e.g. "--share --users-file FILE"
+	$(PY) -m pipelines.dashboards.serve --host $(HOST) --manifest $(STUDY) $(SERVE_FLAGS)
 
 lock: ## Re-resolve env/requirements.in into the pinned lock (needs the package index)
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

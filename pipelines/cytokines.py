@@ -545,9 +545,60 @@ def load_cytokines(
         ]
     ]
     out = out.astype({"value": float, "limit": float, "replicate_cv_pct": float, "n_replicates": int, "n_replicates_censored": int})
+    _flag_converted_units(out, name)
     out.attrs["analytes"] = meta
     out.attrs["source"] = name
     return out.reset_index(drop=True)
+
+
+class UnitConversionWarning(UserWarning):
+    """Values written in another unit than their analyte's declared unit were converted (maybe a mislabel)."""
+
+
+# A converted value this many times away from the median of its analyte's values in the declared unit (on
+# either side) is flagged: a pg/mL value labelled ng/mL is 1000x off, while cytokines rarely vary 30-fold
+# between visits of one study.
+UNIT_OUTLIER_FOLD = 30.0
+
+
+def _flag_converted_units(out: pd.DataFrame, source: str) -> None:
+    """Add ``unit_converted`` and ``unit_outlier`` and warn: a row whose unit differs from the declared one is
+    converted exactly, but a wrong label (ng/mL for pg/mL) would silently scale it 1000-fold."""
+    raw = out["unit_raw"].map(lambda u: _canonical_or_none(u))
+    declared = out["unit"].map(lambda u: _canonical_or_none(u))
+    out["unit_converted"] = raw.notna() & (raw != declared)
+    out["unit_outlier"] = False
+    if not out["unit_converted"].any():
+        return
+    for analyte, part in out.groupby("analyte"):
+        converted = part["unit_converted"]
+        if not converted.any():
+            continue
+        reference = part.loc[~converted & (part["censoring"] == "observed") & (part["value"] > 0), "value"]
+        rows = ", ".join(str(r) for r in part.loc[converted, "source_rows"])
+        units = ", ".join(sorted(set(part.loc[converted, "unit_raw"])))
+        message = (f"{source}: {int(converted.sum())} {analyte} value(s) (rows {rows}) written in {units} were converted "
+                   f"to the declared {part['unit'].iloc[0]}")
+        if len(reference) >= 3:
+            median = float(reference.median())
+            values = part.loc[converted, "value"]
+            fold = np.maximum(values / median, median / values.where(values > 0))
+            outliers = values.index[(fold >= UNIT_OUTLIER_FOLD).to_numpy()]
+            out.loc[outliers, "unit_outlier"] = True
+            if len(outliers):
+                message += (f"; {len(outliers)} of them lie ≥ {UNIT_OUTLIER_FOLD:g}× from the median of the other "
+                            f"{analyte} values ({median:g}): check the unit label (flagged unit_outlier)")
+        warnings.warn(message, UnitConversionWarning, stacklevel=4)
+
+
+def _canonical_or_none(unit) -> str | None:
+    text = str(unit).strip()
+    if not text or text.lower() in MISSING_STRINGS:
+        return None
+    try:
+        return canonical_unit(text)
+    except ValueError:
+        return None
 
 
 def _same(a: dict, b: dict) -> bool:

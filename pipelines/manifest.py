@@ -213,6 +213,34 @@ class Manifest(_Strict):
             raise ValueError("must be a short name of letters, digits, '-', '_' or '.' (it names output folders)")
         return value
 
+    @field_validator("phenotype")
+    @classmethod
+    def _known_tables(cls, value: dict) -> dict:
+        # A misspelt key ("meq3O") would pass here and fail much later as a bare KeyError.
+        from pipelines.questionnaires import SCALES
+
+        known = [*SCALES, "cytokines"]
+        for name in value:
+            if name not in known:
+                hint = difflib.get_close_matches(name, known, 1)
+                raise ValueError(f"unknown phenotype table {name!r}" + (f" — did you mean {hint[0]!r}?" if hint else "")
+                                 + f"; known: {known}")
+        return value
+
+    @field_validator("notebooks")
+    @classmethod
+    def _known_notebooks(cls, value: dict) -> dict:
+        # A misspelt notebook name would silently leave that notebook on its default parameters.
+        from pipelines.paths import NOTEBOOKS_DIR
+
+        known = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+        for name in value:
+            if known and name not in known:
+                hint = difflib.get_close_matches(name, known, 1)
+                raise ValueError(f"no notebook named {name!r}" + (f" — did you mean {hint[0]!r}?" if hint else "")
+                                 + f"; notebooks: {known}")
+        return value
+
     @field_validator("checksums")
     @classmethod
     def _hex(cls, value: dict[str, str]) -> dict[str, str]:

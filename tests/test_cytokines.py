@@ -655,3 +655,19 @@ def test_load_is_quiet_on_clean_input():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         simulate_study()
+
+
+def test_a_row_in_another_unit_is_converted_with_a_warning_and_an_outlier_flag(tmp_path):
+    """A pg/mL value mislabelled ng/mL is converted x1000: it is said, and flagged when it stands out."""
+    rows = [[f"sub-{i:02d}", "ses-1", "baseline", "IL6", f"{2.0 + 0.1 * i:.1f}", "pg/mL"] for i in range(1, 9)]
+    rows.append(["sub-09", "ses-1", "baseline", "IL6", "2.4", "ng/mL"])      # mislabelled: 2400 pg/mL
+    rows.append(["sub-10", "ses-1", "baseline", "IL6", "0.0031", "ng/mL"])   # genuinely ng/mL: 3.1 pg/mL
+    path = write_table(tmp_path, rows)
+    with pytest.warns(cy.UnitConversionWarning, match=r"2 IL6 value\(s\) .* written in ng/mL were converted .* "
+                                                      r"1 of them lie ≥ 30× from the median"):
+        out = cy.load_cytokines(path)
+    by_subject = out.set_index("participant_id")
+    assert by_subject.loc["sub-09", "value"] == pytest.approx(2400.0)
+    assert bool(by_subject.loc["sub-09", "unit_converted"]) and bool(by_subject.loc["sub-09", "unit_outlier"])
+    assert bool(by_subject.loc["sub-10", "unit_converted"]) and not bool(by_subject.loc["sub-10", "unit_outlier"])
+    assert not by_subject.loc["sub-01", ["unit_converted", "unit_outlier"]].any()

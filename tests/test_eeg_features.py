@@ -210,6 +210,25 @@ def test_truncated_brainvision_file_is_an_error(tiny_copy):
     assert str(rec.path) in str(err.value)
 
 
+def test_truncated_at_a_sample_boundary_before_infusion_end_is_an_error(tiny_copy):
+    """Cut at a whole sample, with no RecordingDuration to compare: only the events file shows the loss."""
+    import json
+
+    study, rec = _first_recording(tiny_copy)
+    sidecar = rec.path.with_name(rec.path.name.rsplit("_", 1)[0] + "_eeg.json")
+    meta = json.loads(sidecar.read_text())
+    meta.pop("RecordingDuration", None)
+    sidecar.write_text(json.dumps(meta))
+    data = rec.path.with_suffix(".eeg")
+    bytes_per_sample = 20 * 4  # 20 channels, float32
+    keep_s = 80.0  # the tiny study's infusion ends at 90 s
+    with open(data, "r+b") as fh:
+        fh.truncate(int(keep_s * 128) * bytes_per_sample)
+    with pytest.raises(InputError, match="truncated recording: .*_events.tsv has 'infusion_end'") as err:
+        recording_features(study.manifest, rec)
+    assert str(rec.path) in str(err.value)
+
+
 def test_corrupted_header_is_an_error_naming_the_file(tiny_copy):
     study, rec = _first_recording(tiny_copy)
     rec.path.write_text("this is not a BrainVision header\n")

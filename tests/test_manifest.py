@@ -153,3 +153,15 @@ def test_build_regenerates_a_damaged_generated_study_once(tiny_copy, tmp_path, m
     assert build.main(["data", str(tiny_copy)]) == 0
     assert "regenerating the synthetic study once" in capsys.readouterr().out
     assert verify(manifest).ok
+
+
+@pytest.mark.parametrize("section, bad, hint", [
+    ("phenotype:\n  meq3O: {path: phenotype/meq30.tsv}\n", "meq3O", "meq30"),
+    ("notebooks:\n  02_peak_experience_mod:\n    n_boot: 10\n", "02_peak_experience_mod", "02_peak_experience_mood"),
+])
+def test_misspelt_table_or_notebook_names_are_errors_with_a_hint(tmp_path, section, bad, hint):
+    path = tmp_path / "m.yml"
+    path.write_text("study: x\nbids_root: .\n" + section)
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    assert repr(bad) in str(err.value) and f"did you mean {hint!r}" in str(err.value)

@@ -93,6 +93,23 @@ def _check_complete(raw, recording) -> None:
     if end_events:
         raise InputError(f"events at {end_events[0]:.1f} s lie beyond the end of the data ({duration:.1f} s): the file "
                          "looks truncated", **where)
+    # Readers drop annotations that fall outside the data, so a file cut at a sample boundary loses its
+    # infusion end without a word: compare with the BIDS events file itself.
+    events = recording.path.with_name(recording.path.name.rsplit("_", 1)[0] + "_events.tsv")
+    if events.is_file():
+        import pandas as pd
+
+        try:
+            table = pd.read_csv(events, sep="\t", na_values=["n/a"])
+        except Exception:  # an unreadable events file is mne-bids' to report; this check is only a safeguard
+            table = None
+        if table is not None and "onset" in table:
+            onsets = pd.to_numeric(table["onset"], errors="coerce")
+            late = table[onsets > duration + 1.0 / raw.info["sfreq"]]
+            if len(late):
+                name = late["trial_type"].iloc[0] if "trial_type" in late else "an event"
+                raise InputError(f"truncated recording: {events.name} has {name!r} at {float(late['onset'].iloc[0]):.2f} s "
+                                 f"(and {len(late) - 1} more beyond the end) but the data end at {duration:.2f} s", **where)
 
 
 def infusion_time_sources(raw, start_event: str, end_event: str) -> dict[str, str]:
