@@ -181,7 +181,7 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
 
     _write_tables(tmp_root, participants, sessions)
     (tmp_root / "truth.json").write_text(json.dumps(round_floats(truth), indent=2, sort_keys=True) + "\n")
-    (tmp_root / ".bidsignore").write_text("truth.json\n")
+    (tmp_root / ".bidsignore").write_text(BIDSIGNORE)
     _fix_dataset_description(tmp_root)
 
     if bids_root.exists():
@@ -193,6 +193,18 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
         tmp_root.rename(bids_root)
     return bids_root
 
+
+# The official validator (bids-validator-deno, BIDS 1.10 schema) indexes phenotype files by participant_id
+# alone, so tables with one row per participant × session (× time point) fail it with
+# TSV_INDEX_VALUE_NOT_UNIQUE.  They are declared outside BIDS here rather than reshaped into one row per
+# participant; everything else must validate with zero errors (tests/test_bids_validation.py).
+BIDSIGNORE = """truth.json
+# Repeated-measures phenotype tables (one row per participant x session [x time point]): see docs/data_formats.md
+phenotype/meq30.*
+phenotype/asc5d.*
+phenotype/madrs.*
+phenotype/cytokines.*
+"""
 
 TRUTH_SIGNIFICANT_DIGITS = 8
 
