@@ -62,7 +62,8 @@ class ConditionMapping(_Strict):
     source: Literal["sessions_tsv", "labels"] = "sessions_tsv"
     entity: Literal["session", "task", "acquisition", "run"] = "session"
     dose_column: str = "dose_mg_per_kg"
-    labels: dict[str, float] = Field(default_factory=dict, description="entity label -> dose in mg/kg")
+    labels: dict[str, float | None] = Field(
+        default_factory=dict, description="entity label -> dose in mg/kg (null: a condition without a dose, e.g. eyes closed)")
 
     @model_validator(mode="after")
     def _labels_needed(self):

@@ -130,7 +130,7 @@ class Study:
                     f"{self.manifest.manifest_path}: eeg.conditions.labels has no dose for {mapping.entity} "
                     f"label {condition!r} (recording {Path(bp.fpath).name})" + (f" — did you mean {hint[0]!r}?" if hint else "")
                     + f"; known labels: {sorted(mapping.labels)}")
-            dose = float(mapping.labels[condition])
+            dose = float("nan") if mapping.labels[condition] is None else float(mapping.labels[condition])
         else:
             dose = self._dose_from_sessions_tsv(bp.subject, bp.session, Path(bp.fpath))
         return Recording(bp.subject, bp.session, bp.task, bp.acquisition, bp.run, condition, dose, Path(bp.fpath))

@@ -616,7 +616,9 @@ def open_recordings(study, keys: list[str], rec_dir: Path):
     import xarray as xr
 
     subjects = sorted({study.recording(k).subject for k in keys})
-    sessions = sorted({study.recording(k).condition for k in keys}, key=lambda c: (_dose_of(study, c), c))
+    # Conditions by dose (placebo first), then conditions without a dose by label.
+    sessions = sorted({study.recording(k).condition for k in keys},
+                      key=lambda c: (np.isnan(_dose_of(study, c)), np.nan_to_num(_dose_of(study, c)), c))
     pieces = []
     for k in keys:
         rec = study.recording(k)
@@ -638,8 +640,8 @@ def open_recordings(study, keys: list[str], rec_dir: Path):
 
 
 def _dose_of(study, condition: str) -> float:
-    doses = [r.dose_mg_per_kg for r in study.recordings if r.condition == condition]
-    return float(np.median(doses)) if doses else np.inf
+    doses = [r.dose_mg_per_kg for r in study.recordings if r.condition == condition and not np.isnan(r.dose_mg_per_kg)]
+    return float(np.median(doses)) if doses else np.nan
 
 
 def _write_json_atomic(path: Path, content: dict) -> None:
