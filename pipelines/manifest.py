@@ -86,7 +86,16 @@ class PreprocessingConfig(_Strict):
         3.0, ge=1, description="A noisy channel's SD is also at least this many times the median channel SD "
         "(strong occipital alpha alone must not make O1/O2 'noisy')")
     interpolate_bads: bool = Field(True, description="Spherical-spline interpolation where positions exist; else drop")
-    reject_ptp_uv: float = Field(250.0, gt=0, description="A window whose peak-to-peak exceeds this (µV) is rejected")
+    reject_ptp_uv: float | None = Field(
+        None, gt=0, description="Optional absolute cap: a window whose peak-to-peak exceeds this (µV) in any channel is "
+        "rejected. Off by default: a fixed cap rejects whole eyes-closed recordings (strong alpha) and biases condition "
+        "contrasts")
+    reject_robust_z: float | None = Field(
+        5.0, gt=0, description="A window is rejected when, in any channel, its log peak-to-peak lies more than this many "
+        "robust SDs (1.4826 x MAD) above that channel's median over the recording: adapts to each recording and channel")
+    max_rejected_fraction: float = Field(
+        0.5, gt=0, le=1, description="A recording losing more than this share of its windows is flagged loudly; losing "
+        "all of them is an error for that recording")
     max_median_sd_uv: float = Field(500.0, gt=0, description="Median channel SD above this (µV) is implausible: stop")
     min_median_sd_uv: float = Field(0.05, ge=0, description="Median channel SD below this (µV) is implausible: stop")
     resample_sfreq: float | None = Field(None, gt=0, description="Optional resampling before features")

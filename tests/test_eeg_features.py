@@ -383,3 +383,34 @@ def test_single_channel_edf_at_173_hz_with_conditions_named_by_task(tmp_path):
     drop = float(results["ketamine"]["summary_measures"].sel(summary_measure="occipital_alpha_db").where(after).mean())
     same = float(results["placebo"]["summary_measures"].sel(summary_measure="occipital_alpha_db").where(after).mean())
     assert drop < -6 and abs(same) < 1  # 20 -> 6 µV alpha: about -10 dB
+
+
+def test_robust_rejection_keeps_strong_alpha_and_rejects_artefacts():
+    """Eyes closed: every window's peak-to-peak ~300 µV (strong alpha). A fixed 250 µV cap loses the whole
+    recording; the per-channel robust rule keeps it and still rejects a 5x blink."""
+    from pipelines.eeg.features import rejected_windows
+
+    rng = np.random.default_rng(3)
+    ptp = 300.0 * np.exp(0.1 * rng.standard_normal((20, 120)))
+    ptp[0, 17] *= 5.0  # a blink on one frontal channel
+    assert rejected_windows(ptp, 250.0, None).all()
+    robust = rejected_windows(ptp, None, 5.0)
+    assert robust[17] and robust.sum() == 1
+    quiet = 30.0 * np.exp(0.1 * rng.standard_normal((20, 120)))
+    assert not rejected_windows(quiet, None, 5.0).any()  # clean data: nothing rejected
+    flat = np.full((2, 50), 4.0)
+    flat[1, 3] = 4.2  # a near-constant channel: a 5 % bump is no artefact
+    assert not rejected_windows(flat, None, 5.0).any()
+
+
+def test_conditions_losing_different_shares_of_windows_are_reported():
+    import pandas as pd
+
+    from pipelines.eeg.features import kept_by_condition
+
+    qc = pd.DataFrame({"recording": ["a", "b", "c", "d"], "session": ["open", "open", "closed", "closed"],
+                       "n_windows": [100, 100, 100, 100], "n_rejected_windows": [2, 4, 30, 40]})
+    table = kept_by_condition(qc).set_index("session")
+    assert table.loc["open", "fraction_kept"] == pytest.approx(0.97)
+    assert table.loc["closed", "fraction_kept"] == pytest.approx(0.65)
+    assert table.loc["closed", "n_recordings"] == 2

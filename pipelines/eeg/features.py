@@ -105,6 +105,28 @@ def _measure_params(fc) -> dict:
     }
 
 
+REJECTION = ("windows rejected when any channel's peak-to-peak exceeds reject_ptp_uv (if set), or its log "
+             "peak-to-peak exceeds the channel's median over the recording by reject_robust_z x 1.4826 x MAD")
+
+
+def rejected_windows(ptp_uv: np.ndarray, absolute_uv: float | None, robust_z: float | None) -> np.ndarray:
+    """Windows (columns of ``ptp_uv``, channel × window) to reject; see ``REJECTION``.
+
+    The robust rule compares each channel with itself, so a recording with strong alpha (eyes closed) keeps its
+    windows while blinks and movement, many times the channel's usual amplitude, are still rejected."""
+    rejected = np.zeros(ptp_uv.shape[1], dtype=bool)
+    if absolute_uv is not None:
+        rejected |= (ptp_uv > absolute_uv).any(axis=0)
+    if robust_z is not None and ptp_uv.shape[1] >= 5:
+        log_ptp = np.log(np.maximum(ptp_uv, 1e-6))
+        median = np.median(log_ptp, axis=1, keepdims=True)
+        mad = 1.4826 * np.median(np.abs(log_ptp - median), axis=1, keepdims=True)
+        # A floor on the spread: a near-constant channel must not turn ordinary windows into outliers.
+        z = (log_ptp - median) / np.maximum(mad, 0.05)
+        rejected |= (z > robust_z).any(axis=0)
+    return rejected
+
+
 def band_powers(psd: np.ndarray, freqs: np.ndarray, bands: dict, total_range: tuple[float, float]):
     """Absolute band power (µV², rectangle rule: sum of PSD bins × bin width, inclusive edges) and power
     relative to the total over ``total_range`` (the pass band)."""
@@ -203,7 +225,15 @@ def recording_features(manifest, recording):
     else:
         windows = np.stack([data[:, s:s + win] for s in starts], axis=1)  # (channel, window, time)
     ptp = windows.max(axis=-1) - windows.min(axis=-1)
-    rejected = (ptp > eeg.preprocessing.reject_ptp_uv).any(axis=0)
+    pre = eeg.preprocessing
+    rejected = rejected_windows(ptp, pre.reject_ptp_uv, pre.reject_robust_z)
+    if rejected.all():
+        raise InputError(f"every one of the {len(rejected)} windows was rejected (reject_ptp_uv={pre.reject_ptp_uv}, "
+                         f"reject_robust_z={pre.reject_robust_z}; median peak-to-peak {np.median(ptp):.0f} µV)",
+                         file=file, field="eeg.preprocessing")
+    if rejected.mean() > pre.max_rejected_fraction:
+        qc.notes.append(f"WARNING: {rejected.mean():.0%} of windows rejected (more than "
+                        f"{pre.max_rejected_fraction:.0%}): check this recording")
     if rejected.any():
         windows_for_kernels = windows.copy()
         windows_for_kernels[:, rejected, :] = np.nan  # kernels return NaN for such windows, quickly
@@ -344,6 +374,7 @@ def feature_parameters(manifest) -> dict:
         "infusion_events": [eeg.infusion_start_event, eeg.infusion_end_event],
         "features_version": FEATURES_VERSION,
         "baseline": BASELINE,
+        "rejection": REJECTION,
     }
 
 
@@ -591,6 +622,13 @@ def compute_study_features(study, scheduler: str = "threads", workers: int | Non
         lines = [f"  - {r['recording']} ({r['file']}): {r['error']}" for r in failed]
         print(f"WARNING: {len(failed)} of {len(results)} recordings could not be computed and are left out of every "
               "analysis (listed in qc.tsv with status 'failed'):\n" + "\n".join(lines), file=sys.stderr)
+    kept = kept_by_condition(pd.DataFrame([r for r in results if r.get("status") == "ok"]))
+    if progress and len(kept):
+        print("Windows kept by condition:\n" + kept.to_string(index=False), file=sys.stderr)
+    if len(kept) > 1 and kept["fraction_kept"].max() - kept["fraction_kept"].min() > CONDITION_LOSS_GAP:
+        print(f"WARNING: conditions lose different shares of their windows ({kept['fraction_kept'].min():.0%} to "
+              f"{kept['fraction_kept'].max():.0%} kept; more than {CONDITION_LOSS_GAP:.0%} apart): condition contrasts "
+              "may be biased; check the rejection settings (eeg.preprocessing)", file=sys.stderr)
     ok_keys = [r["recording"] for r in results if r.get("status") == "ok"]
     if not ok_keys:
         raise InputError(f"no recording of study {study.name!r} could be computed; the first error: {failed[0]['error']}",
@@ -713,6 +751,22 @@ def read_qc(study):
     """QC of every recording whose features exist (one row each)."""
     qc = _read_qc_table(study)
     return qc[qc["status"] == "ok"].drop(columns=["status", "error", "file"], errors="ignore").reset_index(drop=True)
+
+
+# A gap in the share of windows kept between two conditions larger than this is warned about.
+CONDITION_LOSS_GAP = 0.10
+
+
+def kept_by_condition(qc):
+    """Per condition: recordings, windows and the share kept after rejection (from QC rows of computed recordings)."""
+    import pandas as pd
+
+    if qc.empty:
+        return pd.DataFrame(columns=["session", "n_recordings", "n_windows", "n_kept", "fraction_kept"])
+    table = qc.assign(n_kept=qc["n_windows"] - qc["n_rejected_windows"]).groupby("session", sort=False).agg(
+        n_recordings=("recording", "count"), n_windows=("n_windows", "sum"), n_kept=("n_kept", "sum")).reset_index()
+    table["fraction_kept"] = (table["n_kept"] / table["n_windows"]).round(4)
+    return table
 
 
 def left_out_recordings(study):
