@@ -27,7 +27,7 @@ from pipelines.paths import NOTEBOOKS_DIR, REPO_ROOT, stamps_dir
 
 # Targets other than notebooks, and the modules whose code they run.
 STEP_MODULES = {
-    "generator": {"pipelines.synth.study", "pipelines.synth.eeg", "pipelines.synth.phenotype"},
+    "generator": {"pipelines.synth.study", "pipelines.synth.eeg", "pipelines.synth.phenotype", "pipelines.synth.designs"},
     "features": {"pipelines.eeg.features"},
     "figures": {"pipelines.dashboards.export"},
 }
@@ -100,6 +100,53 @@ NOTEBOOK_READS = {
     "03_cytokines": frozenset({"eeg.design", "phenotype", "timepoints", "truth", "exclude", "phenotype_data"}),
     "04_integrative_summary": ALL_READS,
 }
+
+
+# What each report needs from the study's design (Study.design.supports); a report whose needs are not met is
+# replaced by a one-page note that says why, in one line, instead of failing.
+NOTEBOOK_NEEDS = {
+    "01_eeg_entropy_dose": ("eeg",),
+    "02_peak_experience_mood": ("peak", "mood"),
+    "03_cytokines": ("cytokines",),
+    "04_integrative_summary": ("eeg", "peak", "mood"),
+}
+
+
+def notebook_not_applicable(manifest: Manifest, name: str) -> str | None:
+    """The one-line reason a report does not apply to this study, or None."""
+    from pipelines.study import Study
+
+    design = Study(manifest).design
+    for need in NOTEBOOK_NEEDS.get(name, ()):
+        ok, reason = design.supports(need)
+        if not ok:
+            return reason
+    return None
+
+
+def write_not_applicable(manifest: Manifest, name: str, reason: str) -> Path:
+    """A self-contained report page that says the report does not apply, and why (plus its provenance)."""
+    import html
+
+    from pipelines import provenance
+    from pipelines.paths import reports_dir
+
+    out_dir = reports_dir(manifest.study)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = f"{name} — {manifest.study}: not applicable"
+    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
+            f"<body><main><h1>{html.escape(title)}</h1><p>This report does not apply to this study: "
+            f"{html.escape(reason)}.</p><p>Data checksum {manifest.data_checksum()[:16]}, git commit "
+            f"{html.escape(provenance.git_commit())}, written {provenance.utc_now()}.</p></main></body></html>\n")
+    meta = {"notebook": name, "study": manifest.study, "status": "not_applicable", "reason": reason,
+            "data_checksum": manifest.data_checksum(), "git_commit": provenance.git_commit(),
+            "started_utc": provenance.utc_now()}
+    write_if_changed(out_dir / f"{name}.json", json.dumps(meta, indent=2) + "\n")
+    path = out_dir / f"{name}.html"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(page)
+    os.replace(tmp, path)
+    return path
 
 
 def _section(dumped: dict, name: str):
@@ -223,12 +270,24 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.study import Study
 
             out = reports_dir(manifest.study) / "figures"
-            written = export_static(Study(manifest), out)
+            study = Study(manifest)
+            if not study.recordings or not (reports_dir(manifest.study) / "01_eeg_entropy_dose.ipynb").exists():
+                out.mkdir(parents=True, exist_ok=True)
+                (out / ".done").write_text("no EEG figures: the study has no EEG report\n")
+                print("No offline EEG figures: the study has no EEG recordings (or no EEG report)")
+                return 0
+            written = export_static(study, out)
             (out / ".done").write_text("\n".join(p.name for p in written) + "\n")
             print(f"Wrote {len(written)} offline figure files to {out}")
             return 0
         if args.step == "notebook":
             from pipelines.reporting import NotebookFailed, run_notebook
+
+            reason = notebook_not_applicable(manifest, args.name)
+            if reason:
+                out = write_not_applicable(manifest, args.name, reason)
+                print(f"{args.name} does not apply to study {manifest.study!r}: {reason} (wrote {out})")
+                return 0
 
             try:
                 out = run_notebook(args.name, manifest)

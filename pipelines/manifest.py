@@ -44,6 +44,8 @@ class _Strict(BaseModel):
 class GeneratorConfig(_Strict):
     """Present only for synthetic studies: how ``pipelines.synth`` regenerates the data bit for bit."""
 
+    design: Literal["crossover", "two_condition_edf", "mood_parallel"] = Field(
+        "crossover", description="Which synthetic design (pipelines.synth.designs); the other fields apply to crossover")
     seed: int = Field(20261127, description="Seed of the whole study")
     n_subjects: int = Field(12, ge=1, le=1000)
     minutes: float = Field(8.0, gt=0, description="Recording length per session")
@@ -153,8 +155,16 @@ class DynamicsConfig(_Strict):
     entropy_measure: str = Field("lzc_median", description="Entropy measure for peaks and the suppression-entropy relation")
 
 
+class ReaderConfig(_Strict):
+    """Options passed to MNE's reader of every recording (through mne-bids ``extra_params``)."""
+
+    encoding: str | None = Field(None, description="EDF/BDF annotation encoding, e.g. 'latin1' when the annotation "
+                                 "channel holds invalid bytes")
+
+
 class EEGConfig(_Strict):
     task: str | None = Field(None, description="BIDS task label; None = every task")
+    reader: ReaderConfig = Field(default_factory=ReaderConfig)
     conditions: ConditionMapping = Field(default_factory=ConditionMapping)
     infusion_start_event: str = "infusion_start"
     infusion_end_event: str = "infusion_end"
@@ -189,6 +199,19 @@ class PhenotypeTable(_Strict):
     scored: bool = Field(False, description="True when the table holds scale-level scores, not items")
 
 
+class DesignConfig(_Strict):
+    """How the study is laid out.  Everything left out is inferred from the data (Study.design), and each
+    report runs the analyses the design supports, saying in one line why any other is not shown."""
+
+    kind: Literal["crossover", "parallel", "open_label"] | None = Field(
+        None, description="crossover: every participant has every condition; parallel: participants are randomised to "
+        "arms; open_label: one active condition, no control. None = inferred")
+    arm_column: str | None = Field(None, description="participants.tsv column holding each participant's arm "
+                                   "(parallel trials)")
+    session_order_column: str | None = Field(
+        None, description="sub-XX_sessions.tsv column with each session's order (period) in a crossover")
+
+
 class Exclusion(_Strict):
     """Recordings left out of every analysis, with the reason every report shows.
 
@@ -205,6 +228,7 @@ class Manifest(_Strict):
     bids_root: str = Field(description="BIDS root, relative to this manifest file or absolute")
     truth: str | None = Field(None, description="Ground-truth file of a synthetic study (relative to bids_root)")
     generator: GeneratorConfig | None = None
+    design: DesignConfig = Field(default_factory=DesignConfig)
     eeg: EEGConfig = Field(default_factory=EEGConfig)
     phenotype: dict[str, PhenotypeTable] = Field(default_factory=dict)
     timepoints: list[str] = Field(default_factory=lambda: ["baseline", "4h", "24h", "7d", "14d"])

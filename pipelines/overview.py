@@ -10,13 +10,12 @@ from pipelines.study import Study
 
 def recording_table(study: Study) -> pd.DataFrame:
     """One row per EEG recording: pseudonymous key, dose, sampling rate, channels, duration, infusion times."""
-    from pipelines.eeg.io import infusion_times
-    from mne_bids import read_raw_bids
+    from pipelines.eeg.io import infusion_times, read_raw
 
     rows = []
     eeg = study.manifest.eeg
     for rec in study.recordings:
-        raw = read_raw_bids(rec.bids_path(study.root), verbose="error")
+        raw = read_raw(rec, study.root, eeg.reader)  # errors name the file
         try:
             start, end = infusion_times(raw, eeg.infusion_start_event, eeg.infusion_end_event, rec.path,
                                          eeg.infusion_start_s, eeg.infusion_end_s)
@@ -39,7 +38,7 @@ def quick_qc(study: Study, seconds: float = 60.0) -> pd.DataFrame:
 
     rows = []
     for rec in study.recordings:
-        raw = read_raw(rec, study.root)
+        raw = read_raw(rec, study.root, study.manifest.eeg.reader)
         raw.crop(0, min(seconds, raw.times[-1]))
         _, qc = preprocess(raw, study.manifest.eeg.preprocessing, file=str(rec.path))
         rows.append({

@@ -461,10 +461,16 @@ def _file_rows(table: pd.DataFrame) -> np.ndarray:
 
 
 def _key_columns(table: pd.DataFrame, source: str) -> list[str]:
-    for required in ("participant_id", "session_id"):
-        if required not in table.columns:
-            raise InputError(f"table has no {required} column", file=source, field=required)
+    # session_id is optional: a parallel trial has no sessions, and a per-participant table (mood at baseline
+    # and follow-ups in an open-label study) is keyed by participant and time point only.
+    if "participant_id" not in table.columns:
+        raise InputError("table has no participant_id column", file=source, field="participant_id")
     return [c for c in ID_COLUMNS if c in table.columns]
+
+
+def _session(frame: pd.DataFrame, i: int) -> str | None:
+    """The session of row ``i`` for error messages (None in tables without sessions)."""
+    return str(frame["session_id"].iloc[i]) if "session_id" in frame.columns else None
 
 
 def _check_keys(table: pd.DataFrame, key_cols: list[str], rows: np.ndarray, source: str) -> None:
@@ -479,7 +485,7 @@ def _check_keys(table: pd.DataFrame, key_cols: list[str], rows: np.ndarray, sour
             i = int(np.flatnonzero(absent)[0])
             raise InputError(f"missing {column}", file=source, row=int(rows[i]),
                              subject=_text(table["participant_id"].iloc[i]),
-                             session=_text(table["session_id"].iloc[i]), field=column)
+                             session=_text(table["session_id"].iloc[i]) if "session_id" in table else None, field=column)
 
 
 def _text(value) -> str | None:
@@ -509,7 +515,7 @@ def _check_duplicates(keys: pd.DataFrame, rows: np.ndarray, source: str, what: s
         f"duplicate {what}: rows {', '.join(str(int(rows[i])) for i in same)} share the same "
         f"{'-'.join(keys.columns)} ({n_groups} duplicated combination(s) in the table)",
         file=source, row=int(rows[same[1]]), subject=str(keys["participant_id"].iloc[first]),
-        session=str(keys["session_id"].iloc[first]), **context)
+        session=_session(keys, first), **context)
 
 
 def _check_participants(keys: pd.DataFrame, rows: np.ndarray, source: str, participants) -> None:
@@ -524,7 +530,7 @@ def _check_participants(keys: pd.DataFrame, rows: np.ndarray, source: str, parti
             f"subject not in {known_source} ({len(missing_ids)} unknown: "
             f"{', '.join(missing_ids[:5])}{' …' if len(missing_ids) > 5 else ''})",
             file=source, row=int(rows[i]), subject=str(keys["participant_id"].iloc[i]),
-            session=str(keys["session_id"].iloc[i]), field="participant_id")
+            session=_session(keys, i), field="participant_id")
 
 
 def _raise_cells(problem: str, bad: np.ndarray, located: _Located, describe) -> None:
@@ -539,7 +545,7 @@ def _raise_cells(problem: str, bad: np.ndarray, located: _Located, describe) -> 
     lines = []
     for i, j in cells[1:6]:
         lines.append(f"  row {located.row_of(i, j)}, subject {located.keys['participant_id'].iloc[i]}"
-                     f", session {located.keys['session_id'].iloc[i]}, item "
+                     f", session {_session(located.keys, i)}, item "
                      f"{located.raw.columns[j]}: {describe(i, j)}")
     more = len(rows_idx) - 1 - len(lines)
     if more > 0:
@@ -551,7 +557,7 @@ def _raise_cells(problem: str, bad: np.ndarray, located: _Located, describe) -> 
         f"{problem}: {describe(i, j)} ({len(rows_idx)} cell(s) in the table)",
         file=located.source, row=located.row_of(i, j),
         subject=str(located.keys["participant_id"].iloc[i]),
-        session=str(located.keys["session_id"].iloc[i]), item=str(located.raw.columns[j]),
+        session=_session(located.keys, i), item=str(located.raw.columns[j]),
         details="\n".join(lines) or None, **context)
 
 
@@ -609,7 +615,7 @@ def _locate_long(table: pd.DataFrame, key: ScaleKey, source: str) -> _Located:
         raise InputError(
             f"unknown item for {key.name} (expected {key.item_columns[0]}…{key.item_columns[-1]})",
             file=source, row=int(rows[i]), subject=str(table["participant_id"].iloc[i]),
-            session=str(table["session_id"].iloc[i]), item=str(names.iloc[i]))
+            session=_session(table, i), item=str(names.iloc[i]))
     table, rows = table[keep], rows[keep]
     item_index = item_index[keep].to_numpy(dtype=np.int64)
     long_keys = table[key_cols].astype(str).reset_index(drop=True)

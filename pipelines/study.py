@@ -46,6 +46,58 @@ class Recording:
                         run=self.run, datatype="eeg", suffix="eeg", extension=self.path.suffix, root=root)
 
 
+PEAK_SCALES = ("meq30", "asc5d", "asc11d")
+MOOD_SCALES = ("madrs", "hamd17", "qids_sr16", "bdi_ii")
+
+
+@dataclass(frozen=True)
+class Design:
+    """What a study holds and how it is laid out (from the manifest's ``design`` section and the data).
+
+    ``conditions``: (label, dose in mg/kg or NaN) in analysis order, placebo/lowest dose first.
+    ``tables``: granularity of each phenotype table: ``subject``, ``session``, ``timepoint`` or
+    ``session_timepoint`` (which key columns it has)."""
+
+    kind: str
+    conditions: tuple[tuple[str, float], ...]
+    arms: tuple[str, ...]
+    has_eeg: bool
+    tables: dict
+
+    @property
+    def blocks(self) -> tuple[str, ...]:
+        found = ["eeg"] if self.has_eeg else []
+        found += ["peak"] if any(t in self.tables for t in PEAK_SCALES) else []
+        found += ["mood"] if any(t in self.tables for t in MOOD_SCALES) else []
+        found += ["cytokines"] if "cytokines" in self.tables else []
+        return tuple(found)
+
+    @property
+    def doses(self) -> list[float]:
+        return sorted({d for _, d in self.conditions if d == d})  # NaN != NaN: conditions without a dose drop out
+
+    def supports(self, analysis: str) -> tuple[bool, str]:
+        """Whether an analysis applies, and if not, the one line that says why."""
+        n_cond, n_dose = len(self.conditions), len(self.doses)
+        rules = {
+            "eeg": (self.has_eeg, "no EEG recordings in this study"),
+            "peak": ("peak" in self.blocks, "no peak-experience questionnaire (MEQ30, 5D-ASC, 11D-ASC) in the manifest"),
+            "mood": ("mood" in self.blocks, "no mood scale (MADRS, HAM-D17, QIDS-SR16, BDI-II) in the manifest"),
+            "cytokines": ("cytokines" in self.blocks, "no cytokine table in the manifest"),
+            "dose_trend": (n_dose >= 3, f"{n_cond} condition(s), {n_dose} dose level(s): a dose trend needs 3 or more "
+                           "doses" + ("; paired contrast instead" if n_cond == 2 else "")),
+            "paired_contrast": (n_cond == 2 and self.kind == "crossover",
+                                "paired contrast needs exactly two conditions within each participant"),
+            "between_arms": (len(self.arms) >= 2, "no arms: not a parallel-group trial"),
+            "integrative": (len(self.blocks) >= 2, f"one data block only ({', '.join(self.blocks) or 'none'}): "
+                            "nothing to integrate"),
+        }
+        if analysis not in rules:
+            raise KeyError(f"unknown analysis {analysis!r}; known: {sorted(rules)}")
+        ok, reason = rules[analysis]
+        return bool(ok), "" if ok else reason
+
+
 class Study:
     def __init__(self, manifest: Manifest):
         self.manifest = manifest
@@ -85,15 +137,84 @@ class Study:
         from mne_bids import find_matching_paths
 
         eeg = self.manifest.eeg
-        paths = find_matching_paths(self.root, tasks=eeg.task, datatypes="eeg", suffixes="eeg",
-                                    extensions=list(EEG_EXTENSIONS), ignore_json=True)
-        paths = [p for p in paths if "derivatives" not in Path(p.fpath).relative_to(self.root).parts]
+        paths = self._eeg_paths(eeg.task)
+        if not paths and eeg.task is not None and (other := self._eeg_paths(None)):
+            tasks = sorted({p.task for p in other if p.task})
+            hint = difflib.get_close_matches(eeg.task, tasks, 1)
+            raise ManifestError(f"{self.manifest.manifest_path}: no EEG recording of task {eeg.task!r} under {self.root}"
+                                + (f" — did you mean {hint[0]!r}?" if hint else "") + f"; tasks present: {tasks}")
         if not paths:
-            raise ManifestError(f"{self.manifest.manifest_path}: no EEG recordings found under {self.root}"
-                                + (f" for task {eeg.task!r}" if eeg.task else ""))
+            return []  # a study without EEG (mood-only trials): the EEG analyses say they do not apply
         found = [self._recording(p) for p in sorted(paths, key=lambda p: str(p.fpath))]
         self._check_exclusions(found)
         return found
+
+    def _eeg_paths(self, task):
+        from mne_bids import find_matching_paths
+
+        if not self.root.is_dir():
+            raise ManifestError(f"{self.manifest.manifest_path}: bids_root {self.root} does not exist")
+        paths = find_matching_paths(self.root, tasks=task, datatypes="eeg", suffixes="eeg",
+                                    extensions=list(EEG_EXTENSIONS), ignore_json=True)
+        return [p for p in paths if "derivatives" not in Path(p.fpath).relative_to(self.root).parts]
+
+    @cached_property
+    def design(self) -> Design:
+        """The study's layout: declared kind or inferred (arms → parallel; several conditions per participant →
+        crossover; else open label)."""
+        declared = self.manifest.design
+        conditions: dict[str, float] = {}
+        per_subject: dict[str, set] = {}
+        for rec in self.recordings:
+            conditions.setdefault(rec.condition, rec.dose_mg_per_kg)
+            per_subject.setdefault(rec.subject, set()).add(rec.condition)
+        if not conditions:  # no EEG: sessions as the phenotype tables and sessions.tsv list them
+            for label in self._phenotype_sessions():
+                conditions.setdefault(label, self._session_dose(label))
+        ordered = tuple(sorted(conditions.items(), key=lambda kv: (kv[1] != kv[1], kv[1] if kv[1] == kv[1] else 0, kv[0])))
+        arms: tuple[str, ...] = ()
+        arm_column = declared.arm_column or ("arm" if "arm" in self.participants.columns else None)
+        if arm_column is not None:
+            if arm_column not in self.participants.columns:
+                raise ManifestError(f"{self.manifest.manifest_path}: design.arm_column {arm_column!r} is not a column of "
+                                    f"participants.tsv; columns: {list(self.participants.columns)}")
+            arms = tuple(sorted(self.participants[arm_column].dropna().astype(str).unique()))
+        kind = declared.kind or ("parallel" if len(arms) >= 2 else
+                                 "crossover" if any(len(c) >= 2 for c in per_subject.values()) else "open_label")
+        tables = {name: self._granularity(name) for name in self.manifest.phenotype}
+        return Design(kind=kind, conditions=ordered, arms=arms, has_eeg=bool(self.recordings), tables=tables)
+
+    def _granularity(self, name: str) -> str:
+        path = self.table_path(name)
+        if not path.is_file():
+            return "missing"
+        header = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+        columns = {c.strip().lower() for c in header.replace(",", "\t").split("\t")}
+        has_session, has_time = "session_id" in columns, "timepoint" in columns
+        return {(False, False): "subject", (True, False): "session", (False, True): "timepoint",
+                (True, True): "session_timepoint"}[(has_session, has_time)]
+
+    def _phenotype_sessions(self) -> list[str]:
+        labels = set()
+        for name in self.manifest.phenotype:
+            path = self.table_path(name)
+            if path.is_file() and self._granularity(name).startswith("session"):
+                column = pd.read_csv(path, sep="\t" if path.suffix != ".csv" else ",", usecols=["session_id"], dtype=str)
+                labels |= {s.removeprefix("ses-") for s in column["session_id"].dropna()}
+        return sorted(labels)
+
+    def _session_dose(self, label: str) -> float:
+        mapping = self.manifest.eeg.conditions
+        if mapping.source == "labels":
+            value = mapping.labels.get(label)
+            return float("nan") if value is None else float(value)
+        for path in sorted(self.root.glob(f"sub-*/sub-*_sessions.tsv")):
+            table = pd.read_csv(path, sep="\t", dtype={"session_id": str}, na_values=["n/a"])
+            if mapping.dose_column in table:
+                match = table.loc[table["session_id"] == f"ses-{label}", mapping.dose_column].dropna()
+                if len(match):
+                    return float(match.iloc[0])
+        return float("nan")
 
     @cached_property
     def recordings(self) -> list[Recording]:

@@ -471,8 +471,15 @@ def test_wrong_item_count(meq_file):
 
 def test_missing_key_and_numeric_ids_rejected(meq_file):
     table, write = meq_file
-    with pytest.raises(InputError, match="session_id"):
-        score_items(table.drop(columns="session_id"), "meq30", response_scale=(0, 5))
+    # No session_id: a per-participant table (parallel trials have no sessions) is keyed by participant alone,
+    # so a participant appearing twice is a duplicate, not two sessions.
+    per_subject = score_items(table.drop(columns="session_id"), "meq30", response_scale=(0, 5)).scores
+    assert "session_id" not in per_subject and len(per_subject) == 4
+    twice = table.drop(columns="session_id").assign(participant_id=["sub-01", "sub-01", "sub-02", "sub-03"])
+    with pytest.raises(InputError, match="duplicate"):
+        score_items(twice, "meq30", response_scale=(0, 5))
+    with pytest.raises(InputError, match="participant_id"):
+        score_items(table.drop(columns="participant_id"), "meq30", response_scale=(0, 5))
     with pytest.raises(InputError, match="text labels"):
         score_items(table.assign(participant_id=[1, 2, 3, 4]), "meq30", response_scale=(0, 5))
     table.loc[1, "session_id"] = None

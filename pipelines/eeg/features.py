@@ -205,7 +205,7 @@ def recording_features(manifest, recording):
     eeg = manifest.eeg
     fc = eeg.features
     file = str(recording.path)
-    raw = read_raw(recording, manifest.bids_path)
+    raw = read_raw(recording, manifest.bids_path, eeg.reader)
     start_s, end_s = infusion_times(raw, eeg.infusion_start_event, eeg.infusion_end_event, file,
                                    eeg.infusion_start_s, eeg.infusion_end_s)
     sources = infusion_time_sources(raw, eeg.infusion_start_event, eeg.infusion_end_event)
@@ -368,6 +368,7 @@ def feature_parameters(manifest) -> dict:
     without the infusion events (``_input_hash``)."""
     eeg = manifest.eeg
     return {
+        "reader": eeg.reader.model_dump(mode="json"),
         "preprocessing": eeg.preprocessing.model_dump(mode="json"),
         "features": eeg.features.model_dump(mode="json"),
         "rois": eeg.rois, "roi_fallbacks": eeg.roi_fallbacks,
@@ -804,6 +805,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         study = Study.load(args.manifest)
+        if not study.recordings:
+            done = derivatives_dir(study.name) / "features.done"
+            done.parent.mkdir(parents=True, exist_ok=True)
+            if not done.is_file() or done.read_text().strip() != "no-eeg":
+                _write_text_atomic(done, "no-eeg\n")
+            print(f"Study {study.name!r} has no EEG recordings: no EEG features to compute")
+            return 0
         if not args.force_combine and features_up_to_date(study):
             # Make asks every time (the stamp alone cannot see a deleted store): answer fast, touch nothing.
             print(f"EEG features of {study.name!r} are up to date ({len(study.recordings)} recordings)")

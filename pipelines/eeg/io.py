@@ -9,17 +9,24 @@ import numpy as np
 from pipelines.errors import InputError
 
 
-def read_raw(recording, root: Path):
-    """Read and preload one recording through mne-bids; a corrupted or truncated file is an InputError."""
+def read_raw(recording, root: Path, reader=None):
+    """Read and preload one recording through mne-bids; a corrupted or truncated file is an InputError.
+
+    ``reader``: the manifest's ``eeg.reader`` options (e.g. an EDF annotation encoding)."""
     import mne
     from mne_bids import read_raw_bids
 
     bids_path = recording.bids_path(root)
+    extra = {}
+    if reader is not None and reader.encoding and recording.path.suffix.lower() in (".edf", ".bdf"):
+        extra["encoding"] = reader.encoding
     try:
-        raw = read_raw_bids(bids_path, verbose="error")
+        raw = read_raw_bids(bids_path, extra_params=extra or None, verbose="error")
         raw.load_data(verbose="error")
     except Exception as exc:  # mne raises many types for broken files; the user needs the file and the reason
-        raise InputError(f"cannot read the EEG recording: {type(exc).__name__}: {exc}", file=str(recording.path),
+        hint = ("; if the annotation channel is damaged, set eeg.reader.encoding (e.g. latin1) in the manifest"
+                if "encoding" in str(exc) else "")
+        raise InputError(f"cannot read the EEG recording: {type(exc).__name__}: {exc}{hint}", file=str(recording.path),
                          subject=f"sub-{recording.subject}", session=recording.session and f"ses-{recording.session}") from exc
     _check_complete(raw, recording)
     data = raw.get_data(picks="eeg") if "eeg" in raw else raw.get_data()
