@@ -172,3 +172,70 @@ def qc_table(qc: pd.DataFrame) -> pd.DataFrame:
                                 for r in qc["rois"]]
     out["notes"] = ["; ".join(json.loads(n)) for n in qc["notes"]]
     return out
+
+
+# --- designs without an infusion or a dose trend (two conditions, eyes open / closed, drug vs placebo) -------
+
+LEVEL_CONVENTION = ("absolute level: mean of the measure over the recording's retained (non-rejected) windows, per "
+                    "recording; regions average their channels first")
+
+
+def condition_levels(features, names: list[str], region_channels: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """One row per recording and measure (and region, for per-channel measures): its absolute level.
+
+    Summary measures (``features.summary_measure``) are taken as they are; per-channel measures are averaged
+    over each region's channels (all channels when ``region_channels`` is None).  Conditions without a dose
+    are kept (no dose is needed to compare conditions)."""
+    rows = []
+    rejected = features["window_rejected"].load()
+    summary_names = set(features["summary_measure"].to_numpy())
+    channel_names = set(features["measure"].to_numpy())
+    regions = region_channels or {"all": list(features["channel"].to_numpy())}
+    for name in names:
+        if name in summary_names:
+            pieces = {"-": features["summary_measures"].sel(summary_measure=name)}
+        elif name in channel_names:
+            da = features["channel_measures"].sel(measure=name)
+            pieces = {}
+            for region, channels in regions.items():
+                present = [c for c in channels if c in features["channel"]]
+                if present:
+                    pieces[region] = da.sel(channel=present).mean("channel", skipna=True)
+        else:
+            raise ValueError(f"no measure {name!r} in the features")
+        for region, da in pieces.items():
+            level = da.load().where(~rejected).mean("time_s", skipna=True)
+            frame = level.to_dataframe(name="level").reset_index()[["subject", "session", "level"]]
+            frame["measure"], frame["region"] = name, region
+            rows.append(frame)
+    out = pd.concat(rows, ignore_index=True).merge(dose_table(features), on=["subject", "session"])
+    out["participant_id"] = "sub-" + out["subject"].astype(str)
+    out = out.dropna(subset=["level"])
+    out.attrs["convention"] = LEVEL_CONVENTION
+    return out[["participant_id", "session", "dose_mg_per_kg", "measure", "region", "level"]]
+
+
+def condition_contrasts(levels: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
+    """Paired within-subject contrasts of absolute levels between the first condition and each other one
+    (``pipelines.stats.paired_contrast``), one row per measure, region and contrast, BH-FDR across the table."""
+    from pipelines.stats import fdr_bh, paired_contrast
+
+    if len(conditions) < 2:
+        raise ValueError(f"a contrast needs two conditions; the study has {conditions}")
+    reference, rows = conditions[0], []
+    for (measure, region), part in levels.groupby(["measure", "region"], sort=False):
+        for other in conditions[1:]:
+            row = paired_contrast(part, "level", "session", "participant_id", reference, other)
+            rows.append({"measure": measure, "region": region, **row})
+    table = pd.DataFrame(rows)
+    table["p_fdr"] = fdr_bh(table["p"].to_numpy())
+    return table
+
+
+def has_infusion_window(qc: pd.DataFrame) -> tuple[bool, str]:
+    """Whether time courses relative to an infusion apply: a baseline before it and an end to it."""
+    if (qc["n_baseline_windows"] == 0).all():
+        return False, "no window before time zero (no pre-infusion baseline): absolute levels by condition instead"
+    if (qc["infusion_end_s"] - qc["infusion_start_s"]).dropna().empty:
+        return False, "no infusion end in any recording (eeg.infusion_end_event or eeg.infusion_end_s): no plateau"
+    return True, ""

@@ -414,3 +414,35 @@ def test_conditions_losing_different_shares_of_windows_are_reported():
     assert table.loc["open", "fraction_kept"] == pytest.approx(0.97)
     assert table.loc["closed", "fraction_kept"] == pytest.approx(0.65)
     assert table.loc["closed", "n_recordings"] == 2
+
+
+def test_two_condition_study_levels_and_paired_contrast_recover_the_planted_alpha(tmp_path, monkeypatch):
+    """The two-condition EDF design (no infusion): eyes closed has the planted higher alpha, found per subject."""
+    import shutil
+
+    from pipelines import eeg_analysis
+    from pipelines.eeg.features import compute_study_features, open_features, read_qc
+    from pipelines.manifest import freeze, load_manifest
+    from tests.conftest import REPO
+
+    manifest = tmp_path / "two.yml"
+    text = (REPO / "data_manifests" / "two_condition_edf.yml").read_text().split("\n# sha256")[0]
+    manifest.write_text(text.replace("bids_root: ../data/two-condition-edf/bids", "bids_root: bids")
+                        .replace("n_subjects: 10", "n_subjects: 4"))
+    from pipelines.synth.__main__ import main as synth_main
+
+    assert synth_main(["--manifest", str(manifest), "--no-progress"]) == 0
+    freeze(load_manifest(manifest))
+    monkeypatch.setenv("KW_WORKDIR", str(tmp_path / "work"))
+    study = Study.load(manifest)
+    compute_study_features(study, scheduler="synchronous", progress=False)
+    features, qc = open_features(study), read_qc(study)
+    applies, reason = eeg_analysis.has_infusion_window(qc)
+    assert not applies and "absolute levels" in reason
+    levels = eeg_analysis.condition_levels(features, ["occipital_alpha_power_uv2", "lzc_median"])
+    conditions = [c for c, _ in study.design.conditions]
+    assert conditions == ["eyesclosed", "eyesopen"]  # no doses: by label
+    table = eeg_analysis.condition_contrasts(levels, ["eyesopen", "eyesclosed"]).set_index("measure")
+    alpha = table.loc["occipital_alpha_power_uv2"]
+    assert alpha["n_subjects"] == 4 and alpha["mean_difference"] > 0 and alpha["mean_b"] > 3 * alpha["mean_a"]
+    shutil.rmtree(tmp_path / "work")

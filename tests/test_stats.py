@@ -414,3 +414,28 @@ def test_eeg_summary_writes_p_through_format_p(p, shown):
     text = eeg_analysis.summary_text(markers, per_dose, peaks, models, params)
     assert f"to -0.050, {shown}): " in text
     assert "e-" not in text and "p = 0.0)" not in text
+
+
+def test_paired_contrast_equals_scipy_and_pingouin_and_counts_unpaired():
+    import pingouin as pg
+    from scipy import stats as sps
+
+    from pipelines.stats import paired_contrast
+
+    rng = np.random.default_rng(4)
+    subjects = [f"sub-{i:02d}" for i in range(14)]
+    a = rng.normal(10, 2, 14)
+    b = a + 1.5 + rng.normal(0, 1, 14)  # planted within-subject shift of +1.5
+    rows = [{"s": s, "c": "open", "v": x} for s, x in zip(subjects, a)]
+    rows += [{"s": s, "c": "closed", "v": y} for s, y in zip(subjects[:-1], b[:-1])]  # the last has one condition
+    row = paired_contrast(pd.DataFrame(rows), "v", "c", "s", "open", "closed")
+    x, y = a[:-1], b[:-1]
+    assert row["n_subjects"] == 13 and row["n_unpaired"] == 1
+    assert row["mean_difference"] == pytest.approx((y - x).mean(), rel=1e-12)
+    assert row["p"] == pytest.approx(sps.ttest_rel(y, x).pvalue, rel=1e-10)
+    assert row["p_wilcoxon"] == pytest.approx(sps.wilcoxon(y, x).pvalue, rel=1e-10)
+    ref = pg.ttest(y, x, paired=True)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(ref["CI95"].iloc[0]), abs=5e-3)
+    g_av = pg.compute_effsize(y, x, paired=True, eftype="hedges")  # pingouin's paired Hedges: the g_av family
+    assert row["hedges_g_av"] == pytest.approx(g_av, rel=0.05)
+    assert row["ci_low"] > 0  # the planted shift is found
