@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,27 @@ def test_the_dag(project):
     second = make(project, "all")
     assert second.returncode == 0, second.stderr
     assert "pipelines.build notebook" not in second.stdout
+    assert report.stat().st_mtime_ns == mtime
+
+    # 2b. A deleted report is rebuilt (stamps are kept, reports are ordinary targets), and nothing else runs.
+    report.unlink()
+    rebuilt = make(project, "all")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.count("pipelines.build notebook") == 1 and report.is_file()
+    mtime = report.stat().st_mtime_ns
+
+    # 2c. Two builds of one study at once: the second waits for the lock, then finds everything built.
+    import subprocess as _subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(project), "STUDY": "data_manifests/tiny.yml"}
+    env.pop("KW_WORKDIR", None)
+    lock = project / "build" / "tiny" / ".make.lock"
+    holder = _subprocess.Popen(["flock", str(lock), "sleep", "3"], cwd=project)
+    time.sleep(0.5)
+    waiting = make(project, "all")
+    holder.wait()
+    assert waiting.returncode == 0, waiting.stderr
+    assert "Another build of study 'tiny' is running; waiting" in waiting.stdout
     assert report.stat().st_mtime_ns == mtime
 
     # 3. A parameter of this notebook changes: it reruns, with the new parameter recorded.
