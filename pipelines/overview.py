@@ -27,7 +27,9 @@ def recording_table(study: Study) -> pd.DataFrame:
             "duration_s": round(raw.n_times / raw.info["sfreq"], 2), "infusion_start_s": start,
             "infusion_end_s": end if end is not None else np.nan, "format": rec.path.suffix,
         })
-    return pd.DataFrame(rows)
+    columns = ["recording", "participant_id", "condition", "dose_mg_per_kg", "sfreq_hz", "n_channels", "duration_s",
+               "infusion_start_s", "infusion_end_s", "format"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def quick_qc(study: Study, seconds: float = 60.0) -> pd.DataFrame:
@@ -67,3 +69,33 @@ def phenotype_table_summary(study: Study) -> pd.DataFrame:
             "missing_cells": int(df.isin(["n/a"]).sum().sum() + df.isna().sum().sum()),
         })
     return pd.DataFrame(rows)
+
+
+def design_table(study: Study) -> pd.DataFrame:
+    """The study's design as the workbench understands it (declared or inferred), one row per property, and
+    for each analysis family whether it applies and, if not, why."""
+    design = study.design
+    rows = [("design", design.kind), ("data blocks", ", ".join(design.blocks) or "none"),
+            ("conditions (in order)", ", ".join(f"{c}" + (f" ({d:g} mg/kg)" if d == d else "")
+                                                for c, d in design.conditions) or "none"),
+            ("arms", ", ".join(design.arms) or "none")]
+    rows += [(f"table {name}", f"one row per {granularity.replace('_', ' × ')}")
+             for name, granularity in design.tables.items()]
+    for analysis in ("dose_trend", "paired_contrast", "between_arms", "integrative"):
+        ok, reason = design.supports(analysis)
+        rows.append((analysis.replace("_", " "), "applies" if ok else f"does not apply: {reason}"))
+    return pd.DataFrame(rows, columns=["property", "value"])
+
+
+def recordings_by_condition(recordings: pd.DataFrame) -> pd.DataFrame:
+    """Recordings, participants, duration and format per condition (conditions in dose order, placebo first;
+    conditions without a dose kept, after the dosed ones)."""
+    if recordings.empty:
+        return pd.DataFrame(columns=["condition", "dose_mg_per_kg", "recordings", "participants", "median_duration_s",
+                                     "sfreq_hz", "channels"])
+    table = recordings.groupby("condition", dropna=False, sort=False).agg(
+        dose_mg_per_kg=("dose_mg_per_kg", "first"), recordings=("recording", "size"),
+        participants=("participant_id", "nunique"), median_duration_s=("duration_s", "median"),
+        sfreq_hz=("sfreq_hz", "first"), channels=("n_channels", "first")).reset_index()
+    order = table["dose_mg_per_kg"].isna().astype(int) * 1e9 + table["dose_mg_per_kg"].fillna(0)
+    return table.assign(_order=order).sort_values(["_order", "condition"]).drop(columns="_order").reset_index(drop=True)
