@@ -26,7 +26,7 @@ from typing import Any
 
 from pipelines import provenance
 from pipelines.offline import external_resources, inline_panel_assets  # noqa: F401  (re-exported)
-from pipelines.paths import NOTEBOOKS_DIR, build_dir, reports_dir, reports_root, stamps_dir
+from pipelines.paths import NOTEBOOKS_DIR, REPO_ROOT, build_dir, reports_dir, reports_root, stamps_dir
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -366,13 +366,33 @@ def report_status(study: str, name: str) -> dict[str, Any]:
         status = "failed"
     elif report is None:
         status = "never built"
-    elif stamp is not None and stamp > report:
+    elif (stamp is not None and stamp > report) or _inputs_changed(study, name, meta):
         status = "stale"
     else:
         status = "ok"
     return {"study": study, "notebook": name, "status": status, "meta": meta, "failure": failure,
             "last_success": meta.get("finished_utc") or meta.get("started_utc") or (_utc(report) if report else None),
             "failed_at": failure.get("failed_utc") or (_utc(max(failures)) if failures else None)}
+
+
+def _inputs_changed(study: str, name: str, meta: dict[str, Any]) -> bool:
+    """Whether the notebook's inputs (parameters, notebook, code, data checksum) differ from its stamp, i.e. from
+    what the report was made from — even if `make` has not run since (a code edit, a changed manifest).  Only for
+    manifests inside the repository (their path is recorded repository-relative); False when it cannot tell."""
+    stamp = stamps_dir(study) / f"{name}.hash"
+    manifest_path = REPO_ROOT / str(meta.get("manifest", ""))
+    if not stamp.is_file() or not meta.get("manifest") or not manifest_path.is_file():
+        return False
+    try:
+        from pipelines.build import target_stamp
+        from pipelines.manifest import load_manifest
+
+        manifest = load_manifest(manifest_path)
+        if manifest.study != study:
+            return False
+        return target_stamp(manifest, name) != stamp.read_text()
+    except Exception:  # an index must always be written: an unreadable manifest is reported by make, not here
+        return False
 
 
 def _known_studies() -> list[str]:
