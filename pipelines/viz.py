@@ -29,21 +29,30 @@ def dose_label(dose: float) -> str:
     return f"{float(dose):.2f} mg/kg"
 
 
+def dose_dimension(doses, name: str = "dose"):
+    """A categorical dose axis ordered by dose, placebo first (a Layout shares one factor range, in the order of
+    the first data it meets: recordings listed by session label would put placebo last)."""
+    import holoviews as hv
+
+    values = [dose_label(d) for d in sorted({round(float(d), 6) for d in doses})]
+    return hv.Dimension(name, values=values)
+
+
 def recordings_per_dose(table: pd.DataFrame):
     import holoviews as hv
 
     counts = table.groupby("dose_mg_per_kg").size().rename("recordings").reset_index()
     counts["dose"] = counts["dose_mg_per_kg"].map(dose_label)
-    return hv.Bars(counts, kdims=["dose"], vdims=["recordings"]).opts(
+    return hv.Bars(counts, kdims=[dose_dimension(counts["dose_mg_per_kg"])], vdims=["recordings"]).opts(
         title="Recordings per dose", width=380, height=280, tools=["hover"], color="#3182bd")
 
 
 def duration_strip(table: pd.DataFrame):
     import holoviews as hv
 
-    data = table.assign(dose=table["dose_mg_per_kg"].map(dose_label),
-                        duration_min=table["duration_s"] / 60.0)
-    return hv.Scatter(data, kdims=["dose"], vdims=["duration_min", "recording"]).opts(
+    data = dose_order(table).assign(dose=lambda d: d["dose_mg_per_kg"].map(dose_label),
+                                    duration_min=lambda d: d["duration_s"] / 60.0)
+    return hv.Scatter(data, kdims=[dose_dimension(data["dose_mg_per_kg"])], vdims=["duration_min", "recording"]).opts(
         title="Recording duration", ylabel="minutes", width=380, height=280, size=8, tools=["hover"], jitter=0.3)
 
 
@@ -111,7 +120,7 @@ def onset_distribution(markers: pd.DataFrame):
     import holoviews as hv
 
     data = markers.dropna(subset=["alpha_suppression_onset_s"]).assign(dose=lambda d: d["dose_mg_per_kg"].map(dose_label))
-    return hv.Scatter(data, kdims=["dose"], vdims=["alpha_suppression_onset_s", "participant_id"]).opts(
+    return hv.Scatter(data, kdims=[dose_dimension(markers["dose_mg_per_kg"])], vdims=["alpha_suppression_onset_s", "participant_id"]).opts(
         title="Alpha-suppression onset per subject", ylabel="onset (s after infusion start)", size=9, jitter=0.3,
         width=420, height=320, tools=["hover"], show_grid=True)
 
@@ -119,7 +128,7 @@ def onset_distribution(markers: pd.DataFrame):
 # Units of the EEG measures (change from baseline keeps the unit).  Entropy and complexity measures are
 # normalised or ratios: dimensionless ("a.u."), each on its own scale.
 MEASURE_UNITS = {
-    "occipital_alpha_db": "dB re baseline", "aperiodic_exponent": "exponent", "frontal_alpha_asymmetry": "ln µV² (right − left)",
+    "occipital_alpha_db": "dB re baseline", "aperiodic_exponent": "unitless", "frontal_alpha_asymmetry": "ln µV² (right − left)",
     "alpha_peak_frequency_hz": "Hz", "gamma_power_uv2": "µV²", "alpha_power_uv2": "µV²", "alpha_power_rel": "fraction of power",
     "sample_entropy": "nats", "lzs_schartner": "ratio to shuffled", "lzc_schartner_st": "ratio to shuffled",
 }

@@ -153,6 +153,10 @@ def test_dose_order_puts_placebo_first_within_each_subject(bokeh):
     assert viz.dose_order(qc)["recording"].str.extract(r"ses-(\w+)_")[0].tolist() == ["placebo", "ket050", "placebo", "ket100"]
     heatmap = viz.qc_heatmap(qc.assign(n_bad_channels=0, bad_channels=""))
     assert list(heatmap.kdims[0].values) == ["ses-placebo", "ses-ket050", "ses-ket100"]
+    # Report 00's dose axes: a Layout shares one factor range, first filled from recordings listed by session label.
+    recordings = qc.assign(duration_s=480.0)
+    for figure in _figures((viz.recordings_per_dose(recordings) + viz.duration_strip(recordings)).cols(2)):
+        assert list(figure.x_range.factors) == ["0.00 mg/kg", "0.50 mg/kg", "1.00 mg/kg"]
 
 
 def _frames(scale: float, seed: int):
@@ -248,6 +252,7 @@ def test_report_00_lists_placebo_first(built):
     page = out.read_text()
     # The QC heatmap's conditions (session labels sort ket100 < placebo alphabetically) are ordered by dose.
     assert '"factors":["ses-placebo","ses-ket100"]' in page
+    assert '"factors":["0.00 mg/kg","1.00 mg/kg"]' in page  # recordings per dose and their durations
     nb = nbformat.read(out.with_suffix(".ipynb"), as_version=4)
     texts = [o["data"]["text/plain"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
              if "text/plain" in o.get("data", {})]
