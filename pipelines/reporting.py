@@ -384,9 +384,15 @@ def _inputs_changed(study: str, name: str, meta: dict[str, Any]) -> bool:
     if not stamp.is_file() or not meta.get("manifest") or not manifest_path.is_file():
         return False
     try:
-        from pipelines.build import target_stamp
+        import importlib
+
         from pipelines.manifest import load_manifest
 
+        # Imported by name on purpose: pipelines.codedeps follows every import statement (function-level ones
+        # too) into each notebook's stamp, and pipelines.build reaches every module of the project — an import
+        # statement here would make any edit anywhere rerun every notebook.  The report's content does not
+        # depend on build.py; only this status check does.
+        target_stamp = importlib.import_module("pipelines.build").target_stamp
         manifest = load_manifest(manifest_path)
         if manifest.study != study:
             return False

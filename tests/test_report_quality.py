@@ -52,6 +52,17 @@ def test_relative_path_of_a_manifest():
     assert provenance.relative_path("/tmp/somewhere/tiny.yml") == "<redacted>/tiny.yml"
 
 
+def test_the_report_runner_does_not_make_every_notebook_depend_on_the_whole_project():
+    """Every notebook's stamp includes the runner's import closure: it must stay small (an edit to the cytokine
+    module must not rerun the study overview)."""
+    from pipelines import codedeps
+    from pipelines.build import REPORT_MODULES
+
+    files = {p.relative_to(REPO_ROOT).as_posix() for p in codedeps.module_closure(REPORT_MODULES)}
+    assert {"pipelines/reporting.py", "pipelines/provenance.py"} <= files
+    assert not files & {"pipelines/build.py", "pipelines/cytokines.py", "pipelines/dashboards/export.py"}, sorted(files)
+
+
 # --- warnings --------------------------------------------------------------------------------------------
 
 def _warning_notebook() -> nbformat.NotebookNode:
