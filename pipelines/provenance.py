@@ -54,14 +54,14 @@ def utc_now() -> str:
 
 # --- paths a reader may see -----------------------------------------------------------------------------
 
-def _roots() -> list[tuple[str, str]]:
-    """(absolute root, replacement) pairs, longest first: the output folder (KW_WORKDIR) and the repository."""
-    roots = {}
+def machine_roots() -> list[str]:
+    """Absolute folders that paths are made relative to, longest first: the output folder (KW_WORKDIR) and the
+    repository (each as given and resolved)."""
+    roots = set()
     for root in (os.environ.get("KW_WORKDIR"), str(REPO_ROOT)):
         if root:
-            for form in {str(Path(root)), str(Path(root).resolve())}:
-                roots[form.rstrip("/")] = ""
-    return sorted(roots.items(), key=lambda item: -len(item[0]))
+            roots |= {str(Path(root)).rstrip("/"), str(Path(root).resolve()).rstrip("/")}
+    return sorted(roots, key=lambda r: -len(r))
 
 
 def relative_path(path: str | os.PathLike) -> str:
@@ -69,7 +69,7 @@ def relative_path(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.is_absolute():
         return path.as_posix()
-    for root, _ in _roots():
+    for root in machine_roots():
         for candidate in (path, path.resolve()):
             try:
                 return candidate.relative_to(root).as_posix() or "."
@@ -96,8 +96,8 @@ def redact(text: str) -> str:
         return text
     text = _PACKAGES_DIR.sub("", text)
     text = _STDLIB_DIR.sub("", text)
-    for root, replacement in _roots():
-        text = re.sub(re.escape(root) + r"(?:/|(?=[\s\"'<>:,;)\]]|$))", lambda m: replacement if m.group(0).endswith("/") else ".", text)
+    for root in machine_roots():
+        text = re.sub(re.escape(root) + r"(?:/|(?=[\s\"'<>:,;)\]]|$))", lambda m: "" if m.group(0).endswith("/") else ".", text)
     home = str(Path.home())
     if len(home) > 1:
         text = re.sub(r"(?<![\w.~/-])" + re.escape(home) + r"(?=/|\b)", "~", text)

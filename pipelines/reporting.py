@@ -86,7 +86,7 @@ def _redact_output(output) -> None:
 
 
 def _strip_roots(text: str) -> str:
-    for root, _ in provenance._roots():
+    for root in provenance.machine_roots():
         text = text.replace(root + "/", "")
     return text
 
@@ -130,21 +130,21 @@ def collect_warnings(nb) -> list[dict[str, Any]]:
                 output["text"] = rest if rest.endswith("\n") else rest + "\n"
                 kept.append(output)
         if n_cell:
-            kept.insert(note_at, nbformat_stream(
+            kept.insert(note_at, _stderr_note(
                 f"[{n_cell} warning{'s' if n_cell > 1 else ''} here: summarised under 'Warnings' at the top of the report]\n"))
         cell["outputs"] = kept
     return sorted(found.values(), key=lambda w: (-w["count"], w["category"], w["message"]))
 
 
-def nbformat_stream(text: str):
+def _stderr_note(text: str):
     import nbformat
 
     return nbformat.v4.new_output("stream", name="stderr", text=text)
 
 
 def warnings_markdown(warnings: list[dict[str, Any]]) -> str:
-    """A collapsed 'Warnings (n)' block: each distinct warning once, with its count, where it was raised and in
-    under which report sections."""
+    """A collapsed 'Warnings (n)' block: each distinct warning once, with its count, where it was raised and under
+    which report sections."""
     total = sum(w["count"] for w in warnings)
     rows = "".join(
         f"<tr><td>{w['count']}</td><td><code>{html.escape(w['category'])}</code></td><td>{html.escape(w['message'])}</td>"
@@ -154,8 +154,10 @@ def warnings_markdown(warnings: list[dict[str, Any]]) -> str:
     return (f"<details class=\"kw-warnings\"><summary>Warnings ({total})</summary>"
             f"<p>{total} warning{'s' if total != 1 else ''} ({len(warnings)} distinct) were raised while this report ran. "
             "Each is listed once with how often it occurred; they do not stop the analysis, but read them before "
-            "relying on the numbers they concern (a <code>ConvergenceWarning</code> means a mixed model's fit may be "
-            "unreliable).</p>"
+            "relying on the numbers they concern"
+            + (" (a <code>ConvergenceWarning</code> means a mixed model's fit may be unreliable)"
+               if any(w["category"] == "ConvergenceWarning" for w in warnings) else "")
+            + ".</p>"
             "<div class=\"kw-table-scroll\"><table><thead><tr><th>count</th><th>category</th><th>message</th><th>raised at</th>"
             f"<th>report section</th></tr></thead><tbody>{rows}</tbody></table></div></details>\n")
 
