@@ -434,7 +434,7 @@ def write_index(notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
             state = report_status(study, name)
             meta, failure, status = state["meta"], state["failure"], state["status"]
             link = html.escape(f"{study}/{name}.html")
-            label = html.escape(meta.get("title") or name)
+            label = html.escape((meta.get("title") or name).removesuffix(f" — {study} study"))
             if status == "failed":
                 error = html.escape((failure.get("error") or "").strip().splitlines()[0] if failure.get("error") else "")
                 status_html = (f"<span class='failed'>failed</span> at {html.escape(state['failed_at'] or '-')}"
