@@ -29,30 +29,64 @@ def dose_label(dose: float) -> str:
     return f"{float(dose):.2f} mg/kg"
 
 
+def dose_dimension(doses, name: str = "dose"):
+    """A categorical dose axis ordered by dose, placebo first (a Layout shares one factor range, in the order of
+    the first data it meets: recordings listed by session label would put placebo last)."""
+    import holoviews as hv
+
+    values = [dose_label(d) for d in sorted({round(float(d), 6) for d in doses})]
+    return hv.Dimension(name, values=values)
+
+
 def recordings_per_dose(table: pd.DataFrame):
     import holoviews as hv
 
     counts = table.groupby("dose_mg_per_kg").size().rename("recordings").reset_index()
     counts["dose"] = counts["dose_mg_per_kg"].map(dose_label)
-    return hv.Bars(counts, kdims=["dose"], vdims=["recordings"]).opts(
+    return hv.Bars(counts, kdims=[dose_dimension(counts["dose_mg_per_kg"])], vdims=["recordings"]).opts(
         title="Recordings per dose", width=380, height=280, tools=["hover"], color="#3182bd")
 
 
 def duration_strip(table: pd.DataFrame):
     import holoviews as hv
 
-    data = table.assign(dose=table["dose_mg_per_kg"].map(dose_label),
-                        duration_min=table["duration_s"] / 60.0)
-    return hv.Scatter(data, kdims=["dose"], vdims=["duration_min", "recording"]).opts(
+    data = dose_order(table).assign(dose=lambda d: d["dose_mg_per_kg"].map(dose_label),
+                                    duration_min=lambda d: d["duration_s"] / 60.0)
+    return hv.Scatter(data, kdims=[dose_dimension(data["dose_mg_per_kg"])], vdims=["duration_min", "recording"]).opts(
         title="Recording duration", ylabel="minutes", width=380, height=280, size=8, tools=["hover"], jitter=0.3)
 
 
+def dose_order(frame: pd.DataFrame, within: str | list[str] | None = "participant_id") -> pd.DataFrame:
+    """Rows ordered by dose with placebo (0 mg/kg) first — within each participant when ``within`` is a column.
+
+    Session labels sort alphabetically as ket025, ket050, ket100, placebo: report tables use this instead.
+    Needs a ``dose_mg_per_kg`` column; a ``participant_id`` column is derived from ``recording`` keys when absent."""
+    data = frame.copy()
+    groups = [within] if isinstance(within, str) else list(within or [])
+    if "participant_id" in groups and "participant_id" not in data and "recording" in data:
+        data["_participant"] = data["recording"].astype(str).str.extract(r"(sub-[^_]+)")[0]
+        groups = ["_participant" if g == "participant_id" else g for g in groups]
+    groups = [g for g in groups if g in data]
+    keys = groups + ["dose_mg_per_kg"] + [c for c in ("session", "recording") if c in data]
+    data = data.sort_values(keys, kind="stable")
+    return data.drop(columns=["_participant"], errors="ignore")
+
+
+def conditions_by_dose(frame: pd.DataFrame, condition: str = "condition") -> list[str]:
+    """Distinct values of ``condition`` ordered by their dose (placebo first)."""
+    return (frame.groupby(condition)["dose_mg_per_kg"].min().sort_values(kind="stable").index.astype(str).tolist())
+
+
 def qc_heatmap(qc: pd.DataFrame, value: str = "n_bad_channels", title: str = "Bad channels per recording"):
+    """Recordings as subject × condition cells; conditions ordered by dose (placebo first) when doses are known."""
     import holoviews as hv
 
     data = qc.assign(subject=qc["recording"].str.extract(r"(sub-[^_]+)")[0],
                      condition=qc["recording"].str.extract(r"_(ses-[^_]+|task-[^_]+)")[0].fillna("-"))
-    return hv.HeatMap(data, kdims=["condition", "subject"], vdims=[value, "bad_channels"]).opts(
+    condition = hv.Dimension("condition")
+    if "dose_mg_per_kg" in data:
+        condition = hv.Dimension("condition", values=conditions_by_dose(data))
+    return hv.HeatMap(data, kdims=[condition, "subject"], vdims=[value, "bad_channels"]).opts(
         title=title, width=520, height=360, tools=["hover"], colorbar=True, cmap="Oranges", xrotation=30)
 
 
@@ -86,20 +120,52 @@ def onset_distribution(markers: pd.DataFrame):
     import holoviews as hv
 
     data = markers.dropna(subset=["alpha_suppression_onset_s"]).assign(dose=lambda d: d["dose_mg_per_kg"].map(dose_label))
-    return hv.Scatter(data, kdims=["dose"], vdims=["alpha_suppression_onset_s", "participant_id"]).opts(
+    return hv.Scatter(data, kdims=[dose_dimension(markers["dose_mg_per_kg"])], vdims=["alpha_suppression_onset_s", "participant_id"]).opts(
         title="Alpha-suppression onset per subject", ylabel="onset (s after infusion start)", size=9, jitter=0.3,
         width=420, height=320, tools=["hover"], show_grid=True)
 
 
-def dose_response_plot(per_dose: pd.DataFrame, changes: pd.DataFrame, ylabel: str, title: str):
-    """Per-subject changes (dots), per-dose mean with CI (error bars)."""
+# Units of the EEG measures (change from baseline keeps the unit).  Entropy and complexity measures are
+# normalised or ratios: dimensionless ("a.u."), each on its own scale.
+MEASURE_UNITS = {
+    "occipital_alpha_db": "dB re baseline", "aperiodic_exponent": "unitless", "frontal_alpha_asymmetry": "ln µV² (right − left)",
+    "alpha_peak_frequency_hz": "Hz", "gamma_power_uv2": "µV²", "alpha_power_uv2": "µV²", "alpha_power_rel": "fraction of power",
+    "sample_entropy": "nats", "lzs_schartner": "ratio to shuffled", "lzc_schartner_st": "ratio to shuffled",
+}
+
+
+def measure_unit(measure: str) -> str:
+    """Unit of an EEG measure's value (and of its change from baseline)."""
+    if measure in MEASURE_UNITS:
+        return MEASURE_UNITS[measure]
+    for suffix, unit in (("_db", "dB"), ("_uv2", "µV²"), ("_hz", "Hz"), ("_s", "s")):
+        if measure.endswith(suffix):
+            return unit
+    return "a.u."
+
+
+def measure_axis_label(measure: str, what: str = "change") -> str:
+    """E.g. 'lzc_median change (a.u.)', 'occipital_alpha_db change (dB re baseline)'."""
+    return f"{measure} {what} ({measure_unit(measure)})"
+
+
+def dose_response_plot(per_dose: pd.DataFrame, changes: pd.DataFrame, ylabel: str | None = None, title: str = "",
+                       measure: str | None = None):
+    """Per-subject changes (dots), per-dose mean with CI (error bars).
+
+    The y dimension is named after ``measure`` (or, without it, after ``ylabel``/``title``), so that in a Layout
+    each measure keeps its own y-axis, range and unit label: HoloViews links the axes of plots whose dimensions
+    are equal, which would put dB and entropy on one scale and flatten the smaller one."""
     import holoviews as hv
 
-    points = hv.Scatter(changes, kdims=["dose_mg_per_kg"], vdims=["change", "participant_id"]).opts(
-        color="#999999", size=6, alpha=0.7, jitter=0.02, tools=["hover"])
-    means = hv.Curve(per_dose, "dose_mg_per_kg", "mean").opts(color="#08306b", line_width=2)
+    if ylabel is None:
+        ylabel = measure_axis_label(measure) if measure else "change from baseline"
+    key = measure or title or ylabel
+    ydim = hv.Dimension("change_" + "".join(c if c.isalnum() else "_" for c in key), label=ylabel)
+    points = hv.Scatter(changes, kdims=["dose_mg_per_kg"], vdims=["change", "participant_id"]).redim(change=ydim).opts(color="#999999", size=6, alpha=0.7, jitter=0.02, tools=["hover"])
+    means = hv.Curve((per_dose["dose_mg_per_kg"], per_dose["mean"]), "dose_mg_per_kg", ydim).opts(color="#08306b", line_width=2)
     errors = hv.ErrorBars((per_dose["dose_mg_per_kg"], per_dose["mean"], per_dose["mean"] - per_dose["ci_low"],
-                           per_dose["ci_high"] - per_dose["mean"]), vdims=["y", "yerrneg", "yerrpos"]).opts(color="#08306b")
+                           per_dose["ci_high"] - per_dose["mean"]), "dose_mg_per_kg", [ydim, "yerrneg", "yerrpos"]).opts(color="#08306b")
     return (points * means * errors).opts(title=title, xlabel="dose (mg/kg)", ylabel=ylabel, width=380, height=300, show_grid=True)
 
 

@@ -5,7 +5,8 @@ slider's frames embedded), so they open from a USB stick or an e-mail attachment
 
 * ``eeg_by_subject.html`` — occipital alpha and entropy time courses of one subject at every dose, a slider
   over (pseudonymous) subjects;
-* ``dose_response.html`` — occipital alpha and entropy plateau change against dose, per-dose mean with 95 % CI;
+* ``dose_response.html`` — occipital alpha and entropy plateau change against dose, per-dose mean with 95 % CI
+  (each measure on its own y-axis, labelled with its unit);
 * ``titration_onsets.html`` — every recording's smoothed occipital alpha with the suppression threshold and
   the detected onset, a slider over recordings (what the titration monitor ends on).
 """
@@ -57,7 +58,9 @@ def _dose_response(key: str):
     import holoviews as hv
 
     measure = data.eeg_settings(key)["params"].entropy_measure
-    plots = [viz.dose_response_plot(data.dose_means(key, m), data.plateau_changes(key, m), "plateau change", title)
+    # Each measure on its own y-axis with its unit: dB and entropy units must never share one scale.
+    plots = [viz.dose_response_plot(data.dose_means(key, m), data.plateau_changes(key, m),
+                                    viz.measure_axis_label(m, "plateau change"), title, measure=m)
              for m, title in (("occipital_alpha_db", "Occipital alpha (dB re baseline), 95% CI"),
                               (measure, f"{measure}, all channels, 95% CI"))]
     return hv.Layout(plots).cols(2)
