@@ -139,6 +139,7 @@ def write_not_applicable(manifest: Manifest, name: str, reason: str) -> Path:
             f"{html.escape(reason)}.</p><p>Data checksum {manifest.data_checksum()[:16]}, git commit "
             f"{html.escape(provenance.git_commit())}, written {provenance.utc_now()}.</p></main></body></html>\n")
     meta = {"notebook": name, "study": manifest.study, "status": "not_applicable", "reason": reason,
+            "manifest": provenance.relative_path(manifest.manifest_path), "title": f"{name} (not applicable)",
             "data_checksum": manifest.data_checksum(), "git_commit": provenance.git_commit(),
             "started_utc": provenance.utc_now()}
     write_if_changed(out_dir / f"{name}.json", json.dumps(meta, indent=2) + "\n")

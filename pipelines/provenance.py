@@ -141,6 +141,8 @@ def provenance_record(study=None, parameters: Any = None, extra: Mapping[str, An
         record["manifest"] = relative_path(manifest.manifest_path)
         record["data checksum"] = manifest.data_checksum()
         record["data files"] = len(manifest.checksums)
+        # Recordings the manifest leaves out are stated in every report, each with its reason.
+        record["excluded"] = {rule.recording: rule.reason for rule in getattr(manifest, "exclude", [])}
     record["git commit"] = commit
     record["modified checkout"] = ("unknown" if commit == "unknown" else
                                    "yes (+dirty: uncommitted changes to tracked files)" if commit.endswith("+dirty") else "no")
@@ -162,6 +164,7 @@ def provenance_table(study=None, parameters: Any = None, extra: Mapping[str, Any
     for key in ("study", "manifest", "data checksum", "data files", "git commit", "modified checkout", "run date (UTC)"):
         if key in record:
             rows.append(("run", key, str(record[key])))
+    rows += [("run", f"excluded: {name}", reason) for name, reason in record.get("excluded", {}).items()]
     rows += [("parameter", name, _display_value(value)) for name, value in record["parameters"].items()]
     rows += [("input", name, _display_value(value)) for name, value in record["extra"].items()]
     rows += [("library", name, version) for name, version in record["versions"].items()]

@@ -370,6 +370,8 @@ def report_status(study: str, name: str) -> dict[str, Any]:
         status = "never built"
     elif (stamp is not None and stamp > report) or _inputs_changed(study, name, meta):
         status = "stale"
+    elif meta.get("status") == "not_applicable":
+        status = "not applicable"
     else:
         status = "ok"
     return {"study": study, "notebook": name, "status": status, "meta": meta, "failure": failure,
@@ -446,6 +448,8 @@ def write_index(notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
                                "run <code>make all</code></small>")
             elif status == "never built":
                 status_html = "<span class='never'>never built</span>"
+            elif status == "not applicable":
+                status_html = f"<span class='never'>not applicable</span><br><small>{html.escape(meta.get('reason', ''))}</small>"
             else:
                 status_html = "<span class='ok'>ok</span>"
             if meta.get("warnings"):

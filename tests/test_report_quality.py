@@ -358,3 +358,15 @@ def test_in_a_browser_code_is_hidden_until_asked_and_wide_tables_scroll(built):
         finally:
             browser.close()
     assert requests == []
+
+
+def test_every_report_states_the_manifest_exclusions(tiny_copy):
+    from pipelines import provenance
+    from pipelines.manifest import load_manifest
+
+    text = tiny_copy.read_text().replace("phenotype:", "exclude:\n  - {recording: sub-01_ses-ket100, reason: \"infusion "
+                                          "stopped early (nausea)\"}\nphenotype:", 1)
+    tiny_copy.write_text(text)
+    table = provenance.provenance_table(manifest=load_manifest(tiny_copy))
+    row = table[table["item"] == "excluded: sub-01_ses-ket100"]
+    assert list(row["value"]) == ["infusion stopped early (nausea)"] and list(row["section"]) == ["run"]
