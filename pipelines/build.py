@@ -272,10 +272,19 @@ def main(argv: list[str] | None = None) -> int:
 
             out = reports_dir(manifest.study) / "figures"
             study = Study(manifest)
+            reason = None
             if not study.recordings or not (reports_dir(manifest.study) / "01_eeg_entropy_dose.ipynb").exists():
+                reason = "the study has no EEG recordings (or no EEG report)"
+            else:
+                from pipelines.eeg.features import read_qc
+                from pipelines.eeg_analysis import has_infusion_window
+
+                timing_ok, timing_reason = has_infusion_window(read_qc(study))
+                reason = None if timing_ok else timing_reason
+            if reason:
                 out.mkdir(parents=True, exist_ok=True)
-                (out / ".done").write_text("no EEG figures: the study has no EEG report\n")
-                print("No offline EEG figures: the study has no EEG recordings (or no EEG report)")
+                (out / ".done").write_text(f"no offline EEG figures: {reason}\n")
+                print(f"No offline EEG figures (time courses around an infusion): {reason}")
                 return 0
             written = export_static(study, out)
             (out / ".done").write_text("\n".join(p.name for p in written) + "\n")

@@ -239,3 +239,23 @@ def has_infusion_window(qc: pd.DataFrame) -> tuple[bool, str]:
     if (qc["infusion_end_s"] - qc["infusion_start_s"]).dropna().empty:
         return False, "no infusion end in any recording (eeg.infusion_end_event or eeg.infusion_end_s): no plateau"
     return True, ""
+
+
+def contrast_summary_text(contrasts: pd.DataFrame, design) -> str:
+    """The report's summary when there is no dose trend: what the design supports, and the paired contrasts
+    of absolute levels with their CIs (FDR-significant ones first)."""
+    from pipelines.stats import format_p
+
+    lines = [f"**Design**: {design.kind}, conditions {', '.join(c for c, _ in design.conditions)}."]
+    ok, reason = design.supports("dose_trend")
+    if not ok:
+        lines.append(f"No dose-response model: {reason}.")
+    if contrasts is None or contrasts.empty:
+        lines.append("No contrast between conditions could be computed.")
+        return "\n\n".join(lines)
+    ordered = contrasts.sort_values("p_fdr")
+    for row in ordered.head(6).itertuples():
+        lines.append(f"- {row.measure} ({row.region}): {row.b} − {row.a} = {row.mean_difference:.3g} "
+                     f"[{row.ci_low:.3g}, {row.ci_high:.3g}], n = {row.n_subjects} subjects, "
+                     f"{format_p(row.p)}, {format_p(row.p_fdr, 'p_FDR')}, g_av = {row.hedges_g_av:.2f}")
+    return "\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])

@@ -171,7 +171,11 @@ class Study:
         if not conditions:  # no EEG: sessions as the phenotype tables and sessions.tsv list them
             for label in self._phenotype_sessions():
                 conditions.setdefault(label, self._session_dose(label))
-        ordered = tuple(sorted(conditions.items(), key=lambda kv: (kv[1] != kv[1], kv[1] if kv[1] == kv[1] else 0, kv[0])))
+        # By dose (placebo first); conditions without a dose in the order the manifest's labels list them.
+        declared_order = list(self.manifest.eeg.conditions.labels)
+        position = {label: i for i, label in enumerate(declared_order)}
+        ordered = tuple(sorted(conditions.items(), key=lambda kv: (kv[1] != kv[1], kv[1] if kv[1] == kv[1] else 0,
+                                                                   position.get(kv[0], len(position)), kv[0])))
         arms: tuple[str, ...] = ()
         arm_column = declared.arm_column or ("arm" if "arm" in self.participants.columns else None)
         if arm_column is not None:

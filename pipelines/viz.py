@@ -194,3 +194,27 @@ def relation_scatter(frame: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: s
         color=dose_color(dose), size=8, tools=["hover"]) for dose, group in frame.groupby("dose_mg_per_kg")]
     return hv.Overlay(overlays).opts(title=title, xlabel=xlabel, ylabel=ylabel, width=460, height=320, show_grid=True,
                                      legend_position="right")
+
+
+def condition_levels_plot(levels: pd.DataFrame, conditions: list[str], measures: list[str]):
+    """Per measure: each subject's level in every condition joined by a line (the within-subject contrast),
+    conditions on the x axis in analysis order; each measure its own y axis and unit."""
+    import holoviews as hv
+
+    panels = []
+    for measure in measures:
+        part = levels[(levels["measure"] == measure) & levels["session"].isin(conditions)]
+        if part.empty:
+            continue
+        if part["region"].nunique() > 1:
+            part = part[part["region"] == part["region"].iloc[0]]
+        dim = hv.Dimension("session", label="condition", values=list(conditions))
+        lines = [hv.Curve(g.set_index("session").reindex(conditions).dropna(subset=["level"]).reset_index(),
+                          kdims=[dim], vdims=["level"]).opts(color="#999999", alpha=0.6, line_width=1)
+                 for _, g in part.groupby("participant_id")]
+        means = part.groupby("session")["level"].mean().reindex(conditions).dropna().reset_index()
+        mean_curve = hv.Curve(means, kdims=[dim], vdims=["level"]).opts(color="#d62728", line_width=3)
+        panels.append(hv.Overlay(lines + [mean_curve]).opts(
+            title=measure.replace("_", " "), ylabel=measure_axis_label(measure, "level"), width=380, height=300,
+            show_legend=False))
+    return hv.Layout(panels).cols(2).opts(shared_axes=False) if panels else None

@@ -441,7 +441,7 @@ def test_two_condition_study_levels_and_paired_contrast_recover_the_planted_alph
     assert not applies and "absolute levels" in reason
     levels = eeg_analysis.condition_levels(features, ["occipital_alpha_power_uv2", "lzc_median"])
     conditions = [c for c, _ in study.design.conditions]
-    assert conditions == ["eyesclosed", "eyesopen"]  # no doses: by label
+    assert conditions == ["eyesopen", "eyesclosed"]  # no doses: in the order the manifest's labels list them
     table = eeg_analysis.condition_contrasts(levels, ["eyesopen", "eyesclosed"]).set_index("measure")
     alpha = table.loc["occipital_alpha_power_uv2"]
     assert alpha["n_subjects"] == 4 and alpha["mean_difference"] > 0 and alpha["mean_b"] > 3 * alpha["mean_a"]
