@@ -12,7 +12,8 @@ import statsmodels.formula.api as smf
 from scipy import stats as sps
 from threadpoolctl import threadpool_limits
 
-from pipelines.inference import within_between_correlation, within_subject_partial_correlation
+from pipelines.inference import (dose_response_mixed, two_lines_test, within_between_correlation,
+                                 within_subject_partial_correlation)
 from pipelines.inference._rows import ROW_COLUMNS
 from pipelines.inference.simulation import Design, simulate_crossover
 
@@ -125,3 +126,77 @@ def test_seeded_and_independent_of_thread_count():
     pd.testing.assert_frame_equal(one, two, check_exact=True)
     other = within_between_correlation(data, "peak", "mood", "subject", seed=6)
     assert other["ci_low"].iloc[0] != one["ci_low"].iloc[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Dose-response mixed model
+# ------------------------------------------------------------------------------------------------
+
+
+def test_dose_effect_equals_statsmodels_random_slope_model_and_warnings_are_reported():
+    import warnings
+    data = study(21, mood_dose_mean=1.0, mood_dose_sd=1.0)
+    result = dose_response_mixed(data, "mood", "dose", "subject", period="period", n_boot=99)
+    assert_contract(result)
+    row = result.iloc[0]
+    assert row["quantity"] == "dose" and row["random_effects"] == "random intercept + random dose slope"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = smf.mixedlm("mood ~ dose + C(period)", data, groups=data["subject"], re_formula="~dose").fit()
+    assert row["estimate"] == pytest.approx(fit.fe_params["dose"], rel=1e-8)
+    assert row["p_wald_z"] == pytest.approx(fit.pvalues["dose"], rel=1e-6)
+    assert row["converged"] == fit.converged
+    for item in caught:     # every warning statsmodels gave is in the row, none swallowed
+        assert str(item.message) in row["warnings"]
+    assert list(result["quantity"]) == ["dose", "C(period)[T.2]", "C(period)[T.3]", "C(period)[T.4]"]
+
+
+def test_random_slope_fallback_is_reported_not_silent():
+    data = study(22)
+    data = data[data["dose"].isin([0.0, 1.0])]          # two doses: a subject's slope is not separable
+    row = dose_response_mixed(data, "mood", "dose", "subject", n_boot=99).iloc[0]
+    assert row["random_effects"] == "random intercept only"
+    assert "not identified" in row["fallback_reason"]
+    assert "random intercept only" in row["convention"]
+
+
+def test_crossover_terms_and_planted_dose_effect_recovered():
+    data = study(23, n_subjects=40, mood_dose_mean=1.0, mood_dose_sd=0.5, trait_corr=0.0)
+    result = dose_response_mixed(data, "mood", "dose", "subject", period="period", sequence="sequence",
+                                 carryover="carryover", seed=3).set_index("quantity")
+    assert {"dose", "carryover", "C(period)[T.4]", "C(sequence)[T.2]"} <= set(result.index)
+    dose = result.loc["dose"]
+    assert dose["ci_low"] > 0 and dose["ci_low"] < 1.0 < dose["ci_high"]
+    # Simulated period effect of period 4 vs 1 is 0.7; carry-over 0.
+    assert result.loc["C(period)[T.4]", "ci_low"] < 0.7 < result.loc["C(period)[T.4]", "ci_high"]
+    assert result.loc["carryover", "ci_low"] < 0 < result.loc["carryover", "ci_high"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Two-lines test
+# ------------------------------------------------------------------------------------------------
+
+def two_lines_rate(shape: str, amplitude: float, n: int, stream: int) -> tuple[float, float]:
+    """Share of studies with verdict "inverted U", and with a significant negative dose² (naive)."""
+    verdicts, quadratic = [], []
+    for i in range(n):
+        data = study(10_000 * stream + i, mood_dose_mean=amplitude, mood_shape=shape)
+        result = two_lines_test(data, "mood", "dose", "subject", period="period", n_boot=199, seed=i)
+        low, high = result.iloc[0], result.iloc[1]
+        inverted = result["verdict"].iloc[0] == "inverted U"
+        # The verdict is exactly the two-lines rule.
+        assert inverted == (low["p"] < 0.05 and high["p"] < 0.05 and low["estimate"] > 0 > high["estimate"])
+        verdicts.append(inverted)
+        fit = smf.ols("mood ~ dose + I(dose**2) + C(period) + C(subject)", data).fit()
+        quadratic.append(fit.params.iloc[-1] < 0 and fit.pvalues.iloc[-1] < 0.05)
+    return float(np.mean(verdicts)), float(np.mean(quadratic))
+
+
+def test_two_lines_rarely_calls_emax_truth_an_inverted_u_but_detects_a_real_one():
+    emax_rate, emax_quadratic = two_lines_rate("emax", 3.0, 60, stream=1)
+    print(f"Emax truth: two-lines 'inverted U' {emax_rate:.1%}, naive dose² {emax_quadratic:.1%}")
+    assert emax_rate <= 0.10
+    assert emax_quadratic >= 0.8            # the naive quadratic does mistake saturation for a U
+    inverted_rate, _ = two_lines_rate("inverted_u", 1.5, 30, stream=2)
+    print(f"Inverted-U truth: two-lines detects {inverted_rate:.1%}")
+    assert inverted_rate >= 0.7

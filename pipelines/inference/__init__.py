@@ -15,5 +15,7 @@ See docs/statistics.md.
 """
 
 from .association import within_between_correlation, within_subject_partial_correlation
+from .dose_models import dose_response_mixed, two_lines_test
 
-__all__ = ["within_between_correlation", "within_subject_partial_correlation"]
+__all__ = ["dose_response_mixed", "two_lines_test", "within_between_correlation",
+           "within_subject_partial_correlation"]
