@@ -13,7 +13,7 @@ from scipy import stats as sps
 from threadpoolctl import threadpool_limits
 
 from pipelines.inference import (dose_response_mixed, two_lines_test, within_between_correlation,
-                                 within_subject_partial_correlation)
+                                 within_subject_mediation, within_subject_partial_correlation)
 from pipelines.inference._rows import ROW_COLUMNS
 from pipelines.inference.simulation import Design, simulate_crossover
 
@@ -200,3 +200,46 @@ def test_two_lines_rarely_calls_emax_truth_an_inverted_u_but_detects_a_real_one(
     inverted_rate, _ = two_lines_rate("inverted_u", 1.5, 30, stream=2)
     print(f"Inverted-U truth: two-lines detects {inverted_rate:.1%}")
     assert inverted_rate >= 0.7
+
+
+# ------------------------------------------------------------------------------------------------
+# Within-subject mediation
+# ------------------------------------------------------------------------------------------------
+
+def test_mediation_paths_equal_statsmodels_ols_with_subject_fixed_effects():
+    data = unbalanced().dropna()
+    raw = within_subject_mediation(data, "dose", "peak", "mood", "subject", categorical=["period"], n_boot=99)
+    assert_contract(raw)
+    result = raw.set_index("quantity")
+    fe = " + C(period) + C(subject)"
+    a = smf.ols("peak ~ dose" + fe, data).fit().params["dose"]
+    full = smf.ols("mood ~ peak + dose" + fe, data).fit().params
+    total = smf.ols("mood ~ dose" + fe, data).fit().params["dose"]
+    assert result.loc["a", "estimate"] == pytest.approx(a, rel=1e-9)
+    assert result.loc["b", "estimate"] == pytest.approx(full["peak"], rel=1e-9)
+    assert result.loc["c_prime", "estimate"] == pytest.approx(full["dose"], rel=1e-9)
+    assert result.loc["c_total", "estimate"] == pytest.approx(total, rel=1e-9)
+    assert result.loc["indirect", "estimate"] == pytest.approx(a * full["peak"], rel=1e-9)
+    assert "cov(a_j, b_j)" in result.loc["indirect", "convention"]
+
+
+def test_mediation_trait_driving_mediator_and_outcome_is_not_an_indirect_effect():
+    from pipelines.stats import mediation as pooled_mediation
+    # One trait drives peak and mood, no within-subject b path: the pooled row-bootstrap mediation
+    # (the old analysis) finds an indirect effect, the within-subject one does not.
+    data = study(31, n_subjects=40, trait_sd=3.0, within_b=0.0)
+    within = within_subject_mediation(data, "dose", "peak", "mood", "subject", categorical=["period"],
+                                      seed=1).set_index("quantity")
+    assert within.loc["indirect", "ci_low"] < 0 < within.loc["indirect", "ci_high"]
+    naive = pooled_mediation(data, "dose", "peak", "mood", n_boot=499, seed=1).set_index("path")
+    assert naive.loc["indirect", "ci_low"] > 0
+
+
+def test_mediation_planted_within_indirect_effect_recovered():
+    # a = E[dose slope on peak] = 2, b = 0.5: indirect a*b = 1.0.
+    data = study(32, n_subjects=40, within_b=0.5)
+    result = within_subject_mediation(data, "dose", "peak", "mood", "subject", categorical=["period"],
+                                      seed=2).set_index("quantity")
+    assert 0 < result.loc["indirect", "ci_low"] < 1.0 < result.loc["indirect", "ci_high"]
+    assert result.loc["a", "ci_low"] < 2.0 < result.loc["a", "ci_high"]
+    assert result.loc["c_prime", "ci_low"] < 0 < result.loc["c_prime", "ci_high"]

@@ -16,6 +16,7 @@ See docs/statistics.md.
 
 from .association import within_between_correlation, within_subject_partial_correlation
 from .dose_models import dose_response_mixed, two_lines_test
+from .mediation import within_subject_mediation
 
 __all__ = ["dose_response_mixed", "two_lines_test", "within_between_correlation",
-           "within_subject_partial_correlation"]
+           "within_subject_mediation", "within_subject_partial_correlation"]
