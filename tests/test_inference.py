@@ -243,3 +243,43 @@ def test_mediation_planted_within_indirect_effect_recovered():
     assert 0 < result.loc["indirect", "ci_low"] < 1.0 < result.loc["indirect", "ci_high"]
     assert result.loc["a", "ci_low"] < 2.0 < result.loc["a", "ci_high"]
     assert result.loc["c_prime", "ci_low"] < 0 < result.loc["c_prime", "ci_high"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Calibration (small: the full suite is `python -m pipelines.inference.calibration`)
+# ------------------------------------------------------------------------------------------------
+
+from pipelines.inference import calibration  # noqa: E402
+
+
+def test_small_calibration_of_the_two_cheapest_routines_and_the_naive_reference():
+    report = calibration.run_calibration(
+        n_null=200, n_effect=0, n_boot=499,
+        only=["within_between_correlation[within]", "within_between_correlation[between]",
+              "REFERENCE naive pooled r, shared-trait null"])
+    rows = {r["name"]: r for r in report["rows"]}
+    assert len(rows) == 3
+    for name in ("within_between_correlation[within]", "within_between_correlation[between]"):
+        print(f"{name}: type-I {rows[name]['type1_error']:.3f}, coverage(null) {rows[name]['coverage_null']:.3f}")
+        assert 0.01 <= rows[name]["type1_error"] <= 0.10
+        assert rows[name]["coverage_null"] >= 0.90
+    # The pooled t-test asks the wrong question: with a shared trait it "finds" the association.
+    assert rows["REFERENCE naive pooled r, shared-trait null"]["type1_error"] > 0.3
+
+
+def test_calibration_cli_is_deterministic_and_writes_json_and_markdown(tmp_path):
+    args = ["--n-null", "8", "--n-effect", "4", "--n-boot", "49", "--quiet",
+            "--only", "two_lines", "mediation"]
+    assert calibration.main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert calibration.main(args + ["--out", str(tmp_path / "b")]) == 0
+    import json
+    first, second = (json.loads((tmp_path / d / "calibration.json").read_text()) for d in "ab")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "runtime_s"} for r in rows]  # noqa: E731
+    assert strip(first["rows"]) == strip(second["rows"])
+    names = [r["name"] for r in first["rows"]]
+    assert "two_lines_test" in names and "within_subject_mediation" in names
+    for row in first["rows"]:
+        assert {"routine", "type1_error", "coverage", "power", "n_sims", "null_design"} <= set(row)
+        assert row["n_sims"] == row["n_null"] + row["n_effect"]
+    text = (tmp_path / "a" / "calibration.md").read_text()
+    assert "| two_lines_test |" in text and "type-I" in text
