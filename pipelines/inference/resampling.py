@@ -18,6 +18,13 @@ Intervals (``interval=``):
 - ``"percentile"``: percentile interval over the finite replicates; p is the bootstrap sign
   proportion 2·min(P*(θ* ≤ 0), P*(θ* ≥ 0)) with the +1 correction (Davison & Hinkley 1997, §4.4).
 
+- bootstrap-t (:func:`bootstrap_t_interval`, used where a per-resample cluster-robust SE is cheap,
+  i.e. linear estimators): the reference distribution of t = θ̂/se is that of t* = (θ* − θ̂)/se* over
+  resamples; symmetric percentile-t interval θ̂ ± q_{ci}(|t*|)·se and p = (1 + #{|t*| ≥ |t|})/(B + 1)
+  (Hall 1992, *The Bootstrap and Edgeworth Expansion*; Cameron, Gelbach & Miller 2008, Rev Econ Stat
+  90:414). It is second-order accurate where the bootstrap-SE interval is not, which matters with
+  12 subjects and random slopes (calibration).
+
 Einsum without BLAS is used for the weighted sums so results do not depend on the thread count.
 """
 
@@ -27,8 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-__all__ = ["cluster_weights", "interval_from_replicates", "per_subject_crossproducts",
-           "subject_codes", "within_centre"]
+__all__ = ["bootstrap_t_interval", "cluster_weights", "interval_from_replicates",
+           "per_subject_crossproducts", "subject_codes", "within_centre"]
 
 INTERVALS = ("se_t", "percentile")
 
@@ -104,4 +111,21 @@ def interval_from_replicates(estimate: float, replicates: np.ndarray, n_subjects
     out["ci_low"], out["ci_high"] = float(back(centre - half)), float(back(centre + half))
     out["p"] = float(2 * sps.t.sf(abs(centre) / se, dof)) if se > 0 else np.nan
     out["se_boot"] = se
+    return out
+
+
+def bootstrap_t_interval(estimate: float, se: float, replicates: np.ndarray, se_replicates: np.ndarray,
+                         ci: float = 0.95) -> dict:
+    """Symmetric percentile-t interval and p from resampled (estimate, SE) pairs (see module docstring)."""
+    reps, ses = np.asarray(replicates, dtype=float), np.asarray(se_replicates, dtype=float)
+    ok = np.isfinite(reps) & np.isfinite(ses) & (ses > 0)
+    out = {"ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "se_boot": np.nan,
+           "n_boot_finite": int(ok.sum())}
+    if ok.sum() < 20 or not (np.isfinite(estimate) and np.isfinite(se) and se > 0):
+        return out
+    t_star = np.abs((reps[ok] - estimate) / ses[ok])
+    q = float(np.quantile(t_star, ci))
+    out["ci_low"], out["ci_high"] = estimate - q * se, estimate + q * se
+    out["p"] = float((1 + np.sum(t_star >= abs(estimate) / se)) / (ok.sum() + 1))
+    out["se_boot"] = float(reps[ok].std(ddof=1))
     return out
