@@ -192,7 +192,7 @@ def cases() -> list[Case]:
              _naive_mediation, 0.0, None),
         Case("REFERENCE random-intercept LMM, Wald z", "naive_random_intercept_lmm", "dose", True,
              replace(d, mood_dose_sd=1.0), None, "as dose_response_mixed null", "",
-             _naive_random_intercept, None, None),
+             _naive_random_intercept, 0.0, None),
         Case("REFERENCE negative dose^2 term (inverted U claim)", "naive_quadratic", "dose^2 < 0, p < .05", True,
              replace(d, mood_dose_mean=3.0, mood_dose_sd=0.5, mood_shape="emax"), None,
              "as two_lines_test null (Emax truth)", "", _naive_quadratic, None, None),

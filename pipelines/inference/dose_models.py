@@ -275,7 +275,7 @@ def two_lines_test(df: pd.DataFrame, outcome: str, dose: str, subject: str, peri
     convention = (f"Simonsohn (2018) two-lines test adapted to discrete doses: lines joined at breakpoint "
                   f"{knot:g} (Robin Hood rule over interior doses within 1 SE of the highest subject-centred "
                   f"mean), subject fixed intercepts{' and period terms' if period else ''}; slopes per unit "
-                  f"{dose}; inverted U iff low slope > 0 and high slope < 0, both p < {alpha:g}")
+                  f"{dose}; inverted U iff low slope > 0 and high slope < 0, both significant at alpha = {alpha:g}")
     common = dict(verdict=verdict, breakpoint=float(knot), x_max=float(x_max),
                   flat_region=", ".join(f"{v:g}" for v in flat), alpha=alpha, n_boot=n_boot, seed=seed)
     method = "two-lines regression; " + _BOOT_NOTE.format(n=n_boot, g=n_subj)
