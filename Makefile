@@ -47,7 +47,7 @@ define locked
 	  || { code=$$?; [ $$code -eq 75 ] && echo "Gave up waiting for the other build of '$(STUDY_NAME)' after $(KW_LOCK_WAIT_S) s" >&2; exit $$code; }
 endef
 
-.PHONY: all help env study verify freeze reports test bench lab serve clean distclean lock FORCE \
+.PHONY: all help env study verify freeze reports test bench calibrate lab serve clean distclean lock FORCE \
         _all _reports _study _test
 
 all: ## Set up, build the study, run every notebook, write reports/index.html
@@ -125,6 +125,9 @@ test: ## Run the test suite (pytest; builds the default study and its features f
 
 _test: $(ENV_OK) $(STAMPS)/data.hash $(FEATURES)
 	$(PY) -m pytest -q
+
+calibrate: $(ENV_OK) ## Calibrate the inference routines by simulation (reports/calibration/calibration.json and .md)
+	$(PY) -m pipelines.inference.calibration --out reports/calibration
 
 bench: $(ENV_OK) ## Run the benchmarks; writes reports/bench/bench.json and bench.md
 	$(PY) -m benchmarks
