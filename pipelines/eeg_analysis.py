@@ -133,7 +133,7 @@ def suppression_entropy_relation(markers: pd.DataFrame, changes: pd.DataFrame, e
 
 
 def summary_text(markers: pd.DataFrame, per_dose: pd.DataFrame, peaks: pd.DataFrame, models: pd.DataFrame,
-                 params: EEGParameters) -> str:
+                 params: EEGParameters, shape_tests: pd.DataFrame | None = None) -> str:
     """A short written summary generated from the numbers (p-values by :func:`pipelines.stats.format_p`)."""
     from pipelines import stats
 
@@ -155,11 +155,14 @@ def summary_text(markers: pd.DataFrame, per_dose: pd.DataFrame, peaks: pd.DataFr
         q = quad.iloc[0] if not quad.empty else None
         text = f"Entropy ({params.entropy_measure}, all channels) rose most at {row.dose_of_max_mean_change:g} mg/kg"
         if q is not None:
-            shape = "an inverted U" if q.estimate < 0 and q.p < 0.05 else "no significant curvature"
-            text += f"; the quadratic dose term is {q.estimate:.3f} (95% CI {q.ci_low:.3f} to {q.ci_high:.3f}, {stats.format_p(q.p)}): {shape}"
-            if np.isfinite(row.parabola_vertex_mg_per_kg):
-                text += f", with the fitted maximum at {row.parabola_vertex_mg_per_kg:.2f} mg/kg"
+            # Description only: a negative dose² term does not show an inverted U (see dose_effect_tests).
+            text += (f"; the quadratic term of the descriptive parabola is {q.estimate:.3f} (95% CI {q.ci_low:.3f} to "
+                     f"{q.ci_high:.3f}, {stats.format_p(q.p)}), which does not by itself show an inverted U")
         lines.append(text + ".")
+    if shape_tests is not None and not shape_tests.empty:
+        sentence = shape_sentence(shape_tests, params.entropy_measure)
+        if sentence:
+            lines.append("Shape, tested at the subject level: " + sentence)
     return " ".join(lines)
 
 
@@ -259,3 +262,50 @@ def contrast_summary_text(contrasts: pd.DataFrame, design) -> str:
                      f"[{row.ci_low:.3g}, {row.ci_high:.3g}], n = {row.n_subjects} subjects, "
                      f"{format_p(row.p)}, {format_p(row.p_fdr, 'p_FDR')}, g_av = {row.hedges_g_av:.2f}")
     return "\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])
+
+
+def dose_effect_tests(changes: pd.DataFrame, pairs: list[tuple[str, str]], n_boot: int = 499, seed: int = 0
+                      ) -> pd.DataFrame:
+    """Subject-level dose inference per (measure, region), calibrated by simulation (docs/statistics.md):
+
+    * ``dose_effect``: fixed dose slope of ``change ~ dose + (1 + dose | subject)`` with subject-cluster
+      bootstrap-t CI and p (``pipelines.inference.dose_response_mixed``; a fallback to a random intercept is
+      stated in the row);
+    * ``slope_low`` / ``slope_high``: Simonsohn's two-lines test (``pipelines.inference.two_lines_test``), whose
+      ``verdict`` is the only basis for calling the dose-response an inverted U (a negative dose² term is not:
+      it is significant under a monotone saturating truth too)."""
+    from pipelines.inference.dose_models import dose_response_mixed, two_lines_test
+
+    rows = []
+    for measure, region in pairs:
+        data = changes[(changes["measure"] == measure) & (changes["region"] == region)].dropna(subset=["change"])
+        if data["dose_mg_per_kg"].nunique() < 3:
+            continue
+        model = dose_response_mixed(data, "change", "dose_mg_per_kg", "participant_id", n_boot=n_boot, seed=seed)
+        dose_row = model.iloc[[0]].assign(test="dose_effect")
+        lines = two_lines_test(data, "change", "dose_mg_per_kg", "participant_id", n_boot=n_boot, seed=seed)
+        lines = lines[lines["quantity"].isin(["slope_low", "slope_high"])].assign(test=lambda d: d["quantity"])
+        for part in (dose_row, lines):
+            rows.append(part.assign(measure=measure, region=region))
+    if not rows:
+        return pd.DataFrame()
+    table = pd.concat(rows, ignore_index=True)
+    front = ["measure", "region", "test", "estimate", "ci_low", "ci_high", "p", "n_subjects", "n_obs"]
+    extra = [c for c in ("verdict", "breakpoint", "random_effects", "fallback_reason", "converged", "warnings",
+                         "method", "convention") if c in table]
+    return table[[c for c in front if c in table] + extra]
+
+
+def shape_sentence(tests: pd.DataFrame, measure: str, region: str = "global") -> str:
+    """One sentence on the dose-response shape of ``measure`` from the two-lines verdict and the dose effect."""
+    from pipelines.stats import format_p
+
+    part = tests[(tests["measure"] == measure) & (tests["region"] == region)]
+    if part.empty:
+        return ""
+    dose = part[part["test"] == "dose_effect"].iloc[0]
+    low, high = (part[part["test"] == t].iloc[0] for t in ("slope_low", "slope_high"))
+    verdict = str(low.get("verdict", "no U-shape shown"))
+    return (f"{measure} ({region}): dose slope {dose.estimate:.3g} per mg/kg [{dose.ci_low:.3g}, {dose.ci_high:.3g}], "
+            f"{format_p(dose.p)} (random dose slopes, subject bootstrap); two-lines test: rising {low.estimate:.3g} "
+            f"({format_p(low.p)}) then {high.estimate:.3g} ({format_p(high.p)}) — {verdict}.")

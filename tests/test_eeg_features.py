@@ -446,3 +446,23 @@ def test_two_condition_study_levels_and_paired_contrast_recover_the_planted_alph
     alpha = table.loc["occipital_alpha_power_uv2"]
     assert alpha["n_subjects"] == 4 and alpha["mean_difference"] > 0 and alpha["mean_b"] > 3 * alpha["mean_a"]
     shutil.rmtree(tmp_path / "work")
+
+
+def test_dose_shape_is_tested_at_the_subject_level_on_the_default_study(default_study, default_truth):
+    """The planted entropy inverted U is called one by the two-lines test; monotone alpha suppression is not."""
+    from pipelines import eeg_analysis
+    from pipelines.eeg import dynamics
+    from pipelines.eeg.features import open_features, read_qc
+
+    features, qc = open_features(default_study), read_qc(default_study)
+    params = eeg_analysis.validate_parameters(default_study)
+    cfg = params.dynamics_config(default_study.manifest.eeg.dynamics)
+    changes = dynamics.plateau_changes(features, ["occipital_alpha_db", "lzc_median"], cfg, params.window_s,
+                                       eeg_analysis.infusion_end_rel_s(qc), regions={})
+    tests = eeg_analysis.dose_effect_tests(changes, [("lzc_median", "global"), ("occipital_alpha_db", "summary")],
+                                           n_boot=199)
+    verdict = tests.groupby("measure")["verdict"].first()
+    assert verdict["lzc_median"] == "inverted U" and verdict["occipital_alpha_db"] != "inverted U"
+    dose = tests[tests["test"] == "dose_effect"].set_index("measure")
+    assert dose.loc["occipital_alpha_db", "ci_high"] < 0 and (dose["n_subjects"] == 12).all()
+    assert default_truth["eeg"]["alpha_suppression_increases_with_dose"]
