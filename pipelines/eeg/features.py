@@ -439,8 +439,11 @@ def _code_hash() -> str:
     """Hash of the code that computes features (this module and everything it imports from pipelines)."""
     from pipelines import codedeps
 
-    files = codedeps.module_closure({"pipelines.eeg.features", "pipelines.eeg.kernels", "pipelines.eeg.preprocessing",
-                                     "pipelines.eeg.io"})
+    # This module itself and the closure of what computes a recording (kernels, preprocessing, reading); not
+    # this module's closure, which reaches provenance, the study and the runner: editing a report's provenance
+    # block must not recompute every recording.
+    files = sorted(set(codedeps.module_closure({"pipelines.eeg.kernels", "pipelines.eeg.preprocessing", "pipelines.eeg.io"}))
+                   | {Path(__file__).resolve()})
     return hashlib.sha256(json.dumps(codedeps.hash_files(files), sort_keys=True).encode()).hexdigest()
 
 
