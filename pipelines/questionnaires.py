@@ -358,6 +358,26 @@ def read_phenotype_table(path: str | Path, *, sidecar: str | Path | None | Liter
     return table
 
 
+def normalise_participant_ids(table: pd.DataFrame, participants=None) -> pd.DataFrame:
+    """Numeric participant IDs (``7``, ``"07"``, ``7.0`` from a spreadsheet) become BIDS labels (``sub-07``).
+
+    The zero padding follows ``participants`` when it lists the subject (``sub-007`` stays ``sub-007``), else two
+    digits, as mne-bids writes them.  Anything that is not a whole number is left for the key checks to judge."""
+    if "participant_id" not in table.columns:
+        return table
+    raw = table["participant_id"]
+    text = raw.astype(str).str.strip().str.replace(r"\.0$", "", regex=True)
+    digits = text.str.fullmatch(r"\d+") & raw.notna()
+    if not digits.any():
+        return table
+    known = _read_participant_ids(participants)[0] if participants is not None else set()
+    by_number = {int(k[4:]): k for k in known if k.startswith("sub-") and k[4:].isdigit()}
+    labels = text.where(~digits, text[digits].map(lambda v: by_number.get(int(v), f"sub-{int(v):02d}")))
+    out = table.copy()
+    out["participant_id"] = labels.where(raw.notna(), None)
+    return out
+
+
 def _read_participant_ids(participants) -> tuple[set[str], str]:
     """Participant ids from participants.tsv (path), a table with participant_id, or an iterable."""
     if isinstance(participants, (str, Path)):
@@ -586,8 +606,17 @@ def _locate_wide(table: pd.DataFrame, key: ScaleKey, source: str) -> _Located:
     rows = _file_rows(table)
     key_cols = _key_columns(table, source)
     _check_keys(table, key_cols, rows, source)
+    # A column the reader does not use (a precomputed total, a rater, a date) is said, never dropped silently.
+    unused = [str(c) for c in table.columns if c not in expected and c not in ignored and c not in key_cols]
+    if unused:
+        warnings.warn(f"{source}: {key.name} columns not used by the scoring: {unused} (scores are computed from "
+                      "the items; a precomputed score in the file is not compared)", UnusedColumnWarning, stacklevel=4)
     keys = table[key_cols].astype(str).reset_index(drop=True)
     return _Located(keys=keys, raw=table[expected].reset_index(drop=True), rows=rows, source=source)
+
+
+class UnusedColumnWarning(UserWarning):
+    """A questionnaire table has columns the scoring does not read."""
 
 
 def _locate_long(table: pd.DataFrame, key: ScaleKey, source: str) -> _Located:
@@ -860,6 +889,7 @@ def score_items(
     else:
         max_missing_fraction = None
     table, source, metadata = _as_table(table, sidecar)
+    table = normalise_participant_ids(table, participants)
 
     if _item_like_columns(table.columns, key) or not {"item", "value"} <= set(table.columns):
         located = _locate_wide(table, key, source)

@@ -480,8 +480,12 @@ def test_missing_key_and_numeric_ids_rejected(meq_file):
         score_items(twice, "meq30", response_scale=(0, 5))
     with pytest.raises(InputError, match="participant_id"):
         score_items(table.drop(columns="participant_id"), "meq30", response_scale=(0, 5))
-    with pytest.raises(InputError, match="text labels"):
-        score_items(table.assign(participant_id=[1, 2, 3, 4]), "meq30", response_scale=(0, 5))
+    # Numeric IDs from a spreadsheet become BIDS labels, padded like participants.tsv when it is given.
+    numeric = score_items(table.assign(participant_id=[1, 2, 3, 4]), "meq30", response_scale=(0, 5)).scores
+    assert list(numeric["participant_id"]) == ["sub-01", "sub-02", "sub-03", "sub-04"]
+    padded = score_items(table.assign(participant_id=[1.0, 2.0, 3.0, 4.0]), "meq30", response_scale=(0, 5),
+                         participants=["sub-001", "sub-002", "sub-003", "sub-004"]).scores
+    assert list(padded["participant_id"]) == ["sub-001", "sub-002", "sub-003", "sub-004"]
     table.loc[1, "session_id"] = None
     with pytest.raises(InputError, match="missing session_id") as err:
         score_items(write(table), "meq30")
@@ -617,3 +621,11 @@ def test_a_table_coded_one_higher_than_declared_is_flagged():
     with pytest.warns(ResponseScaleWarning, match="no answer ever reaches an item's declared maximum"):
         score_items(wide("meq30_", coded_0_5, subjects=subjects, sessions=["ses-ket05"] * 12), "meq30",
                     response_scale=(0, 5))
+
+
+def test_unused_columns_are_reported_not_dropped_silently():
+    from pipelines.questionnaires import UnusedColumnWarning
+
+    table = wide("meq30_", np.full((3, 30), 2), subjects=["sub-01", "sub-02", "sub-03"], sessions=["ses-a"] * 3)
+    with pytest.warns(UnusedColumnWarning, match=r"\['meq30_mean_precomputed'\]"):
+        score_items(table.assign(meq30_mean_precomputed=2.0), "meq30", response_scale=(0, 5))
