@@ -124,7 +124,7 @@ test: ## Run the test suite (pytest; builds the default study and its features f
 	$(call locked,_test)
 
 _test: $(ENV_OK) $(STAMPS)/data.hash $(FEATURES)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 calibrate: $(ENV_OK) ## Calibrate the inference routines by simulation (reports/calibration/calibration.json and .md)
 	$(PY) -m pipelines.inference.calibration --out reports/calibration
