@@ -43,7 +43,7 @@ LOCK_FILE := $(BUILD)/.make.lock
 define locked
 	@mkdir -p $(BUILD)
 	@flock -n $(LOCK_FILE) true || echo "Another build of study '$(STUDY_NAME)' is running; waiting for it (lock $(LOCK_FILE))"
-	@flock -w $(KW_LOCK_WAIT_S) -E 75 $(LOCK_FILE) $(MAKE) --no-print-directory STUDY=$(STUDY) $(1) \
+	@STUDY=$(STUDY) flock -w $(KW_LOCK_WAIT_S) -E 75 $(LOCK_FILE) $(MAKE) --no-print-directory $(1) \
 	  || { code=$$?; [ $$code -eq 75 ] && echo "Gave up waiting for the other build of '$(STUDY_NAME)' after $(KW_LOCK_WAIT_S) s" >&2; exit $$code; }
 endef
 

@@ -44,7 +44,9 @@ def project(tmp_path_factory, tiny_manifest) -> Path:
 
 def make(project: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(project), "STUDY": "data_manifests/tiny.yml"}
-    env.pop("KW_WORKDIR", None)
+    # Under `make test` the outer make's variables reach us through MAKEFLAGS: this project is another build.
+    for name in ("KW_WORKDIR", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        env.pop(name, None)
     return subprocess.run(["make", "--no-print-directory", *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -90,9 +92,8 @@ def test_the_dag(project):
     # 2c. Two builds of one study at once: the second waits for the lock, then finds everything built.
     import subprocess as _subprocess
 
-    env = {**os.environ, "PYTHONPATH": str(project), "STUDY": "data_manifests/tiny.yml"}
-    env.pop("KW_WORKDIR", None)
     lock = project / "build" / "tiny" / ".make.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
     holder = _subprocess.Popen(["flock", str(lock), "sleep", "3"], cwd=project)
     time.sleep(0.5)
     waiting = make(project, "all")

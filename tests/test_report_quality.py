@@ -267,7 +267,8 @@ def test_report_00_lists_placebo_first(built):
     texts = [o["data"]["text/plain"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
              if "text/plain" in o.get("data", {})]
     recordings = next(t for t in texts if "median_duration_s" in t)
-    assert re.findall(r"^(\d\.\d+)\s", recordings, re.M)[:2] == ["0.0", "1.0"]
+    # One row per condition, placebo (0 mg/kg) first: "<row> <condition> <dose> ..."
+    assert re.findall(r"^\d+\s+(\S+)\s+(\d\.\d+)\s", recordings, re.M)[:2] == [("placebo", "0.0"), ("ket100", "1.0")]
     qc_cell = next(c for c in nb.cells if c.cell_type == "code" and "bad_channels'] > 0" in c.source)
     assert "viz.dose_order(" in qc_cell.source
 

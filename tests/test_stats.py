@@ -412,7 +412,7 @@ def test_eeg_summary_writes_p_through_format_p(p, shown):
     models = pd.DataFrame({"measure": ["lzc_median"], "region": ["global"], "term": ["dose_sq"],
                            "estimate": [-0.1], "ci_low": [-0.2], "ci_high": [-0.05], "p": [p]})
     text = eeg_analysis.summary_text(markers, per_dose, peaks, models, params)
-    assert f"to -0.050, {shown}): " in text
+    assert f"to -0.050, {shown}), which does not by itself show an inverted U" in text
     assert "e-" not in text and "p = 0.0)" not in text
 
 
