@@ -300,6 +300,13 @@ def group_time_course(manifest: str, name: str) -> pd.DataFrame:
     return frame.merge(recordings(manifest), on=["subject", "session"])
 
 
+@pn.cache
+def group_stats(manifest: str, name: str) -> pd.DataFrame:
+    """Mean and SEM over subjects per dose and time (what the explorer's time courses draw), computed once."""
+    frame = group_time_course(manifest, name)
+    return frame.groupby(["dose_mg_per_kg", "time_s"])["value"].agg(["mean", "sem"]).reset_index()
+
+
 def setup_extension() -> None:
     """Panel + HoloViews (Bokeh) with resources served by the Panel server itself (no CDN: works offline)."""
     import holoviews as hv
