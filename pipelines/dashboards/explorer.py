@@ -343,6 +343,7 @@ class ExplorerApp(pn.viewable.Viewer):
         self._views = {}
         self._tabs = None
         self._scatter_rows = pd.DataFrame()
+        data.return_freed_memory_soon()
 
     def __panel__(self):
         self._sync_location()
