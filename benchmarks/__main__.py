@@ -63,6 +63,11 @@ TARGETS = {
     "study_100x4_projection_threads": (
         "< 1 h for 400 recordings on 2 threads (make all's default), peak memory < 4 GB, parallel efficiency >= 0.8",
         lambda r: r["ours_s"] < 3600 and r["peak_rss_gb"] < 4 and r["parallel_efficiency"] >= 0.8),
+    # Issue 16: the dashboards at lab scale.
+    "dashboard_20_sessions": ("p95 <= 1 s with 20 concurrent explorer sessions on one server",
+                              lambda r: r["p95_s"] <= 1.0 and r["sessions_failed"] == 0),
+    "dashboard_soak_500": ("server RSS grows < 50 MB over 500 open/close sessions",
+                           lambda r: r["rss_growth_mb"] < 50 and r["sessions_failed"] == 0),
 }
 
 # Extra keys worth a glance in the Markdown table (shown when a row has them).
@@ -81,6 +86,9 @@ KEY_FIELDS = [
     ("per_recording_s", "s/recording"), ("features_zarr_mb", "Zarr MB"),
     ("kernels_fraction", "kernels share"), ("rows_scored", "rows"),
     ("p50_s", "p50 s"), ("p95_s", "p95 s"), ("mb_per_session", "MB/session"),
+    ("rss_growth_mb", "RSS growth MB"), ("sessions_ok", "sessions ok"), ("sessions_failed", "sessions failed"),
+    ("measured_load_avg_before", "load avg at start"), ("measured_load_avg_after", "load avg at end"),
+    ("measured_cpu_pressure_before", "CPU pressure % at start"), ("measured_cpu_pressure_after", "CPU pressure % at end"),
 ]
 
 

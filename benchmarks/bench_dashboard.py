@@ -8,8 +8,17 @@ whole document (the Bokeh protocol spoken directly from one asyncio loop, so the
 the GET to the last byte of the document is recorded; the row gives its median and 95th percentile.  Memory
 per session is the growth of the server's resident memory while the 20 sessions are open, divided by 20.
 
-Bounded: 20 sessions (5 with ``quick``), a 240 s deadline for the whole test, and the server is stopped at the
-end whatever happens.  ``python benchmarks/bench_dashboard.py [--quick]`` prints the row as JSON.
+Then the soak (row ``dashboard_soak_500``): 500 sessions opened and closed one after another (50 with
+``quick``) against the same server.  The server's resident memory is read after 25 warm-up open/close sessions
+and again after the 500, each time once the server has destroyed the closed sessions (10 s after a
+session's websocket closes, checked every 3 s: the benchmark waits 30 s); ``rss_growth_mb`` is the
+difference.  A server that kept anything per session would grow by that much times 500.
+
+Every row records the machine's load average and CPU pressure (PSI) just before and after its measurement:
+on a shared 2-core machine other work inflates the times.
+
+Bounded: 20 sessions (5 with ``quick``), a 240 s deadline for the concurrent test and 900 s for the soak, and
+the server is stopped at the end whatever happens.  ``python benchmarks/bench_dashboard.py [--quick]`` prints the row as JSON.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_S = 240.0
+SOAK_DEADLINE_S = 900.0
+CLEANUP_WAIT_S = 30.0  # serve.py: a closed session is destroyed after 10 s, checked every 3 s
 
 
 def _free_port() -> int:
@@ -86,6 +97,32 @@ async def _sessions(base: str, n: int, timeout: float) -> tuple[list[dict], list
     return ok, errors
 
 
+async def _soak(base: str, n: int, deadline: float) -> tuple[int, list[str]]:
+    """Open and close ``n`` sessions one after another (each fully loaded before it is closed)."""
+    import asyncio
+
+    done, errors = 0, []
+    for _ in range(n):
+        if time.time() > deadline:
+            errors.append("deadline")
+            break
+        try:
+            s = await asyncio.wait_for(_session(base), timeout=60)
+            s["ws"].close()
+            done += 1
+        except Exception as exc:  # noqa: BLE001 - counted and reported in the row
+            errors.append(repr(exc))
+    return done, errors
+
+
+def _load(when: str) -> dict:
+    """Load average (1/5/15 min) and CPU pressure (PSI some avg60, %) right now, keyed by ``when``."""
+    from benchmarks._machine import cpu_pressure
+
+    return {f"measured_load_avg_{when}": [round(x, 2) for x in os.getloadavg()],
+            f"measured_cpu_pressure_{when}": cpu_pressure()}
+
+
 def _percentile(values, q: float) -> float:
     import numpy as np
 
@@ -121,17 +158,19 @@ def run(quick: bool = False) -> list[dict]:
             w["ws"].close()
         time.sleep(1.0)
         rss_before = server.memory_info().rss
+        load_before = _load("before")
         t0 = time.perf_counter()
         sessions, errors = loop.run_until_complete(_sessions(base, n_sessions, max(10.0, DEADLINE_S - (time.time() - start))))
         wall = time.perf_counter() - t0
         rss_after = server.memory_info().rss
-        totals = [s["total_s"] for s in sessions]
+        # A session that did not finish counts at the time it was given up on (never left out of p95).
+        totals = [s["total_s"] for s in sessions] + [wall] * len(errors)
         gets = [s["get_s"] for s in sessions]
         if not totals:
             raise RuntimeError(f"no session completed: {errors[:3]}")
         p50, p95 = _percentile(totals, 50), _percentile(totals, 95)
         mb = (rss_after - rss_before) / 1e6 / max(len(sessions), 1)
-        return [{
+        rows = [{
             "benchmark": "dashboard_20_sessions" if not quick else "dashboard_5_sessions_quick",
             "ours_s": round(p50, 3), "p50_s": round(p50, 3), "p95_s": round(p95, 3),
             "get_p50_s": round(_percentile(gets, 50), 3), "get_p95_s": round(_percentile(gets, 95), 3),
@@ -145,7 +184,13 @@ def run(quick: bool = False) -> list[dict]:
                       "and renders every view) + websocket pull of the whole Bokeh document (raw Bokeh protocol, reply not "
                       "decoded); p50/p95 of that time; mb_per_session = server RSS growth with all sessions open / sessions; no browser drawing. "
                       + (f"errors: {errors[:3]}" if errors else "")),
+            **load_before, **_load("after"),
         }]
+        for w in sessions:
+            w["ws"].close()
+        sessions = []
+        rows.append(_soak_row(loop, base, server, 50 if quick else 500, start))
+        return rows
     finally:
         for s in sessions:
             s["ws"].close()
@@ -154,6 +199,33 @@ def run(quick: bool = False) -> list[dict]:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _soak_row(loop, base: str, server, n: int, start: float) -> dict:
+    warm, _ = loop.run_until_complete(_soak(base, 25, time.time() + 300))
+    time.sleep(CLEANUP_WAIT_S)
+    rss_before = server.memory_info().rss
+    load_before = _load("before")
+    t0 = time.perf_counter()
+    done, errors = loop.run_until_complete(_soak(base, n, time.time() + SOAK_DEADLINE_S))
+    wall = time.perf_counter() - t0
+    rss_peak = server.memory_info().rss
+    load_after = _load("after")
+    time.sleep(CLEANUP_WAIT_S)
+    rss_after = server.memory_info().rss
+    return {
+        "benchmark": "dashboard_soak_500" if n == 500 else f"dashboard_soak_{n}_quick",
+        "ours_s": round(wall / max(done, 1), 3), "rss_growth_mb": round((rss_after - rss_before) / 1e6, 1),
+        "rss_before_mb": round(rss_before / 1e6, 1), "rss_end_of_soak_mb": round(rss_peak / 1e6, 1),
+        "rss_after_cleanup_mb": round(rss_after / 1e6, 1), "sessions_ok": done, "sessions_failed": len(errors),
+        "wall_s": round(wall, 1), "baseline": "none", "baseline_s": None, "speedup": None,
+        **load_before, **load_after,
+        "notes": (f"{n} explorer sessions opened (GET + websocket pull of the whole document) and closed one after "
+                  f"another on one server; ours_s = mean time per session; rss_growth_mb = server RSS after the soak "
+                  f"minus RSS after {warm} warm-up sessions, each read {CLEANUP_WAIT_S:.0f} s after the last close "
+                  "(when Bokeh has destroyed the closed sessions). "
+                  + (f"errors: {errors[:3]}" if errors else "")),
+    }
 
 
 if __name__ == "__main__":

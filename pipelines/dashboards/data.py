@@ -300,6 +300,44 @@ def group_time_course(manifest: str, name: str) -> pd.DataFrame:
     return frame.merge(recordings(manifest), on=["subject", "session"])
 
 
+@pn.cache
+def group_stats(manifest: str, name: str) -> pd.DataFrame:
+    """Mean and SEM over subjects per dose and time (what the explorer's time courses draw), computed once."""
+    frame = group_time_course(manifest, name)
+    return frame.groupby(["dose_mg_per_kg", "time_s"])["value"].agg(["mean", "sem"]).reset_index()
+
+
+_TRIM_PENDING = False
+
+
+def return_freed_memory_soon(delay_s: float = 2.0) -> None:
+    """Hand the heap memory freed by closed sessions back to the OS (glibc malloc_trim), once per burst of closes.
+
+    Without it the server's resident memory stays at the high-water mark of the most sessions ever open at
+    once (freed blocks are kept by the allocator), which reads as a leak in a long-running lab server."""
+    global _TRIM_PENDING
+    if _TRIM_PENDING:
+        return
+    try:
+        import ctypes
+
+        from tornado.ioloop import IOLoop
+
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError, ImportError):  # not glibc: nothing to do
+        return
+
+    def run():
+        global _TRIM_PENDING
+        _TRIM_PENDING = False
+        import gc
+
+        gc.collect()
+        trim(0)
+    _TRIM_PENDING = True
+    IOLoop.current().call_later(delay_s, run)
+
+
 def setup_extension() -> None:
     """Panel + HoloViews (Bokeh) with resources served by the Panel server itself (no CDN: works offline)."""
     import holoviews as hv

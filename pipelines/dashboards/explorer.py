@@ -21,62 +21,83 @@ becomes a selector option; the parameters themselves refuse values outside their
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import panel as pn
 import param
 
-from pipelines import viz
-from pipelines.dashboards import data
-from pipelines.dashboards import figures as fig
-from pipelines.dashboards import safety
+from pipelines.dashboards import data, safety, views
+from pipelines.dashboards.blinding import Blinding, Conditions
 from pipelines.dashboards.safety import escape_markdown
+from pipelines.dashboards.widgets import RangeInput
 from pipelines.eeg import dynamics
 
+PARAMS = ("subject", "dose", "measure", "time_s")
+TABS = [("Time courses", ["alpha", "entropy"]),
+        ("Topomap, dose-response, selection", ["topo", "dose_response", "scatter"]),
+        ("Experience, mood, cytokines", ["profile", "mood", "cytokines"])]
+SIDEBAR_WIDTH = 320  # wide enough for the longest option of every select (measure names)
 CSS = """
 .kw-summary { font-size: 14px; }
 """
 
 
 class ExplorerApp(pn.viewable.Viewer):
-    """Pick a subject, a dose and a measure; every view follows."""
+    """Pick a subject, a condition and a measure; every view follows."""
 
     # check_on_set: a value outside the options is refused (otherwise param would add it as a new option).
     subject = param.Selector(check_on_set=True, doc="Pseudonymous participant (BIDS sub-XX)")
-    dose = param.Selector(check_on_set=True, doc="Dose of the session shown (mg/kg)")
+    dose = param.Selector(check_on_set=True, doc="Condition shown: a dose, or a letter when the trial is blinded")
     measure = param.Selector(check_on_set=True, doc="Entropy / complexity measure (mean over channels, change from baseline)")
     time_s = param.Number(default=0.0, doc="Time of the topomap (s from infusion start)")
 
-    def __init__(self, study=None, **params):
+    def __init__(self, study=None, blinding: Blinding | None = None, **params):
         self.manifest = data.manifest_key(study)
         recs = data.recordings(self.manifest)
         settings = data.eeg_settings(self.manifest)
         self.settings = settings
         subjects = sorted(recs["participant_id"].unique())
-        doses = sorted(recs["dose_mg_per_kg"].unique())
+        self.conditions = Conditions(recs["dose_mg_per_kg"].unique(), blinding)
         self.subjects = subjects
         self.param.subject.objects = subjects
-        self.param.dose.objects = {viz.dose_label(d): float(d) for d in doses}
+        self.param.dose.objects = self.conditions.options
         self.param.measure.objects = settings["entropy_measures"]
         times = settings["time_s"]
         self.param.time_s.bounds = (float(times[0]), float(times[-1]))
         self.param.time_s.step = settings["step_s"]
         params.setdefault("subject", subjects[0])
-        params.setdefault("dose", float(max(doses)))
+        # Blinded, the first letter (the highest dose would be a dose-chosen default).
+        params.setdefault("dose", self.conditions.value_of(self.conditions.order[0 if blinding else -1]))
         params.setdefault("measure", settings["params"].entropy_measure)
         plateau_mid = settings["infusion_end_s"] - settings["params"].plateau_s / 2.0
         params.setdefault("time_s", float(times[np.argmin(np.abs(times - plateau_mid))]))
         super().__init__(**params)
         self._scatter_rows = pd.DataFrame()
         self._synced = False
+        self._views: dict = {}
+        self._watcher = None
         self.notice = pn.pane.Alert("", alert_type="warning", visible=False, css_classes=[safety.NOTICE_CLASS],
                                     name="url-notice", sizing_mode="stretch_width")
+        self.summary = pn.pane.Markdown(self.summary_markdown(), css_classes=["kw-summary"], name="explorer-summary",
+                                        sizing_mode="stretch_width")
+
+    @property
+    def blinded(self) -> bool:
+        return self.conditions.blinded
+
+    @property
+    def dose_value(self) -> float:
+        """The selected condition's dose (server side only: never shown when blinded)."""
+        return self.conditions.dose_of(self.dose)
 
     def url_fields(self) -> dict:
-        """How each URL query value is read: only this study's subjects, doses, measures and window times."""
+        """How each URL query value is read: only this study's subjects, conditions, measures and window times."""
         times = self.settings["time_s"]
-        return {"subject": safety.one_of(self.param.subject.objects),
-                "dose": safety.closest_number(self.param.dose.objects.values(), labels=self.param.dose.objects),
+        dose = (safety.one_of(self.param.dose.objects.values()) if self.blinded else
+                safety.closest_number(self.param.dose.objects.values(), labels=self.param.dose.objects))
+        return {"subject": safety.one_of(self.param.subject.objects), "dose": dose,
                 "measure": safety.one_of(self.param.measure.objects),
                 "time_s": safety.number_in(float(times[0]), float(times[-1]), grid=times)}
 
@@ -88,9 +109,10 @@ class ExplorerApp(pn.viewable.Viewer):
 
     @property
     def session(self) -> str | None:
-        """Condition label of the selected subject's recording at the selected dose (None when absent)."""
+        """Session label of the selected subject's recording in the selected condition (None when absent).
+        Contains the dose (``ket100``): never shown when blinded."""
         recs = data.recordings(self.manifest)
-        rows = recs[(recs["participant_id"] == self.subject) & np.isclose(recs["dose_mg_per_kg"], self.dose)]
+        rows = recs[(recs["participant_id"] == self.subject) & np.isclose(recs["dose_mg_per_kg"], self.dose_value)]
         return None if rows.empty else str(rows["session"].iloc[0])
 
     @property
@@ -105,7 +127,7 @@ class ExplorerApp(pn.viewable.Viewer):
         return rows
 
     def alpha_frame(self) -> pd.DataFrame:
-        """time_s, value, smoothed: the subject's occipital alpha (dB re baseline) at the selected dose."""
+        """time_s, value, smoothed: the subject's occipital alpha (dB re baseline) in the selected condition."""
         return self._series("occipital_alpha_db")
 
     def entropy_frame(self) -> pd.DataFrame:
@@ -137,34 +159,35 @@ class ExplorerApp(pn.viewable.Viewer):
         return data.dose_means(self.manifest, self.measure), data.plateau_changes(self.manifest, self.measure)
 
     def scatter_frame(self) -> tuple[pd.DataFrame, str, str]:
-        """One row per subject at the selected dose: entropy plateau change (x) against MEQ30 total (y), or against
-        occipital alpha change where there are no peak-experience ratings (placebo)."""
+        """One row per subject in the selected condition: entropy plateau change (x) against MEQ30 total (y), or
+        against occipital alpha change where there are no peak-experience ratings (placebo)."""
+        dose = self.dose_value
         changes = data.plateau_changes(self.manifest, self.measure)
-        at_dose = changes[np.isclose(changes["dose_mg_per_kg"], self.dose)][["participant_id", "change"]]
+        at_dose = changes[np.isclose(changes["dose_mg_per_kg"], dose)][["participant_id", "change"]]
         at_dose = at_dose.rename(columns={"change": "entropy_change"})
         peak, _ = _safe_peak(self.manifest)
         y, ylabel = "meq30_total", "MEQ30 total (0–5)"
         if peak is not None and y in peak.columns:
-            scores = peak[np.isclose(peak["dose_mg_per_kg"], self.dose)][["participant_id", y]]
+            scores = peak[np.isclose(peak["dose_mg_per_kg"], dose)][["participant_id", y]]
             merged = at_dose.merge(scores, on="participant_id", how="left")
         else:
             merged = at_dose.assign(**{y: np.nan})
         if merged[y].notna().sum() < 2:
             alpha = data.plateau_changes(self.manifest, "occipital_alpha_db")
-            alpha = alpha[np.isclose(alpha["dose_mg_per_kg"], self.dose)][["participant_id", "change"]]
+            alpha = alpha[np.isclose(alpha["dose_mg_per_kg"], dose)][["participant_id", "change"]]
             merged = at_dose.merge(alpha.rename(columns={"change": "alpha_change_db"}), on="participant_id")
             y, ylabel = "alpha_change_db", "occipital alpha change (dB)"
         merged = merged.dropna(subset=["entropy_change", y]).sort_values("participant_id").reset_index(drop=True)
         return merged.rename(columns={y: "y"}), "entropy_change", ylabel
 
     def profile_frame(self) -> pd.DataFrame:
-        """score (label), column, value (this subject at this dose), group_mean (everyone at this dose); 0-100 scales."""
+        """score (label), column, value (this subject in this condition), group_mean (everyone in it); 0-100 scales."""
         from pipelines.peak_mood import score_label
 
         peak, columns = _safe_peak(self.manifest)
         if peak is None or not columns:
             return pd.DataFrame(columns=["score", "column", "value", "group_mean"])
-        at_dose = peak[np.isclose(peak["dose_mg_per_kg"], self.dose)]
+        at_dose = peak[np.isclose(peak["dose_mg_per_kg"], self.dose_value)]
         mine = at_dose[at_dose["participant_id"] == self.subject]
         values = mine[columns].iloc[0] if len(mine) else pd.Series(np.nan, index=columns)
         return pd.DataFrame({"score": [score_label(c).replace(" pct max", " (% max)") for c in columns], "column": columns,
@@ -176,82 +199,123 @@ class ExplorerApp(pn.viewable.Viewer):
         return outcomes[outcomes["participant_id"] == self.subject].reset_index(drop=True)
 
     def cytokine_frame(self) -> pd.DataFrame:
-        """Every subject's ln change per analyte at the selected dose."""
+        """Every subject's ln change per analyte in the selected condition."""
         table = _safe_cytokines(self.manifest)
         if table is None:
             return pd.DataFrame(columns=["participant_id", "analyte", "ln_change", "dose_mg_per_kg"])
-        return table[np.isclose(table["dose_mg_per_kg"], self.dose)].reset_index(drop=True)
+        return table[np.isclose(table["dose_mg_per_kg"], self.dose_value)].reset_index(drop=True)
+
+    def entropy_peak(self) -> tuple[float, float]:
+        """(time, value) of the selected measure's smoothed peak change after infusion start (notebook 01's
+        definition, pipelines.eeg.dynamics.peak), for the selected recording."""
+        frame = self.entropy_frame()
+        if frame.empty:
+            return float("nan"), float("nan")
+        return dynamics.peak(frame["time_s"].to_numpy(), frame["value"].to_numpy(), self.settings["params"].smooth_windows)
 
     def summary_markdown(self) -> str:
-        head = f"**{escape_markdown(self.subject)}** at **{escape_markdown(viz.dose_label(self.dose))}**"
+        condition = self.conditions.label(self.dose_value)
+        head = f"**{escape_markdown(self.subject)}** at **{escape_markdown(condition)}**"
         if self.session is None:
-            return head + ": no recording at this dose."
+            return head + ": no recording in this condition."
         row = self.markers_row()
-        text = head + f" (session {escape_markdown(self.session)})"
+        text = head if self.blinded else head + f" (session {escape_markdown(self.session)})"
         if row is None:
             return text + "."
         cfg = self.settings["params"]
         onset = row["alpha_suppression_onset_s"]
+        peak_t, peak_v = self.entropy_peak()  # the selected measure, not the notebook's
+        peak = (f"{peak_v:+.3f} ({peak_t:.0f} s)" if np.isfinite(peak_v) else "no finite value")
         text += (f": alpha suppression below {cfg.threshold_db:g} dB for ≥ {cfg.hold_s:g} s "
                  + (f"from **{onset:.0f} s** after infusion start" if np.isfinite(onset) else "**not reached**")
-                 + f"; deepest {row['alpha_suppression_depth_db']:.1f} dB; {escape_markdown(row['entropy_measure'])} peaked at "
-                 f"{row['entropy_peak_change']:+.3f} ({row['entropy_peak_time_s']:.0f} s).")
+                 + f"; deepest {row['alpha_suppression_depth_db']:.1f} dB; {escape_markdown(self.measure)} peaked at {peak}.")
         return text
 
-    # --- views ---------------------------------------------------------------------------------
+    # --- views: Bokeh models built once per session, updated in place (pipelines.dashboards.views) ----
 
     # Plot titles are drawn as canvas text by Bokeh (never parsed as HTML) and only ever hold values from the
     # parameters' own options (the parameters refuse anything else).
     def _title(self, what: str) -> str:
-        return f"{what} — {self.subject}, {viz.dose_label(self.dose)}"
+        return f"{what} — {self.subject}, {self.conditions.label(self.dose_value)}"
 
-    @param.depends("subject", "dose")
-    def alpha_view(self):
-        cfg = self.settings["params"]
-        group = data.group_time_course(self.manifest, "occipital_alpha_db")
-        row = self.markers_row()
-        onset = None if row is None else row["alpha_suppression_onset_s"]
-        return fig.subject_time_course(group, self.alpha_frame(), "occipital alpha (dB re baseline)",
-                                       self._title("Occipital alpha"), dose=self.dose, threshold=cfg.threshold_db,
-                                       infusion_end_s=self.settings["infusion_end_s"], onset_s=onset)
+    def _make(self, name: str):
+        cond, m, s = self.conditions, self.manifest, self.settings
+        if name == "alpha":
+            view = views.TimeCourse("occipital alpha (dB re baseline)", threshold=s["params"].threshold_db,
+                                    infusion_end_s=s["infusion_end_s"])
+            view.set_group(data.group_stats(m, "occipital_alpha_db"), cond.order, cond.label, cond.color)
+            return view
+        if name == "entropy":
+            return views.TimeCourse("entropy change", infusion_end_s=s["infusion_end_s"])
+        if name == "topo":
+            return views.Topomap(_safe_positions(m), "change")
+        if name == "dose_response":
+            return views.DoseResponse([cond.short(d) for d in cond.order], "condition" if cond.blinded else "dose (mg/kg)",
+                                      connect=not cond.blinded)
+        if name == "scatter":
+            return views.SelectionScatter(self._on_select)
+        if name == "profile":
+            return views.Profile(list(self.profile_frame()["score"]))
+        if name == "mood":
+            _, score, timepoints = data.mood_outcomes(m)
+            return views.Mood(list(timepoints), score)
+        if name == "cytokines":
+            table = _safe_cytokines(m)
+            analytes, label = ([], "") if table is None else data.cytokine_changes(m)[1:]
+            return views.Cytokines(list(analytes), label)
+        raise KeyError(name)
 
-    @param.depends("subject", "dose", "measure")
-    def entropy_view(self):
-        group = data.group_time_course(self.manifest, self.measure)
-        return fig.subject_time_course(group, self.entropy_frame(), f"{self.measure} (change)",
-                                       self._title(f"{self.measure}, all channels"), dose=self.dose,
-                                       infusion_end_s=self.settings["infusion_end_s"])
+    def views_for(self, names) -> list:
+        """The named views (built on first use, then kept and updated in place)."""
+        new = [n for n in names if n not in self._views]
+        for n in new:
+            self._views[n] = self._make(n)
+        if new:
+            self._refresh(set(PARAMS), only=new)
+        if self._watcher is None:
+            self._watcher = self.param.watch(lambda *events: self._refresh({e.name for e in events}), list(PARAMS))
+        return [self._views[n] for n in names]
 
-    @param.depends("subject", "dose", "measure", "time_s")
-    def topomap_view(self):
-        return fig.topomap(self.topo_frame(), _safe_positions(self.manifest), f"{self.measure} change",
-                           f"{self.measure} at {self.time_s:.0f} s — {self.subject}")
-
-    @param.depends("subject", "dose", "measure")
-    def dose_response_view(self):
-        per_dose, changes = self.dose_response_frames()
-        return fig.dose_response_with_subject(per_dose, changes, self.subject, self.dose, f"{self.measure} plateau change",
-                                              f"Dose-response: {self.measure} (95% CI)")
-
-    @param.depends("dose", "measure")
-    def _scatter(self):
-        frame, x, ylabel = self.scatter_frame()
-        self._scatter_rows = frame
-        return fig.selection_scatter(frame, x, "y", f"{self.measure} plateau change", ylabel,
-                                     f"Tap a subject — {viz.dose_label(self.dose)}")
-
-    @param.depends("subject", "dose", "measure")
-    def _highlight(self):
-        frame, x, _ = self.scatter_frame()
-        return fig.highlight(frame[frame["participant_id"] == self.subject], x, "y")
-
-    def scatter_view(self):
-        import holoviews as hv
-
-        points = hv.DynamicMap(self._scatter)
-        self._selection = hv.streams.Selection1D(source=points)
-        self._selection.add_subscriber(self._on_select)
-        return points * hv.DynamicMap(self._highlight)
+    def _refresh(self, changed: set[str], only=None) -> None:
+        """Update what the changed parameters draw, in the views built so far (or just ``only``)."""
+        v = {n: view for n, view in self._views.items() if only is None or n in only}
+        cond, dose = self.conditions, self.dose_value
+        any_ = lambda *names: bool(changed & set(names))  # noqa: E731
+        if any_("subject", "dose"):
+            if "alpha" in v:
+                row = self.markers_row()
+                v["alpha"].set_subject(self.alpha_frame(), self._title("Occipital alpha"),
+                                       None if row is None else row["alpha_suppression_onset_s"])
+            if "profile" in v:
+                v["profile"].update(self.profile_frame(), self._title("Peak experience"))
+            if "mood" in v:
+                v["mood"].update(self.mood_frame(), data.mood_trajectory(self.manifest), dose, cond.label, cond.color,
+                                 cond.order, self._title("Mood"))
+            if "cytokines" in v:
+                v["cytokines"].update(self.cytokine_frame(), self.subject, self._title("Cytokines"))
+        if any_("measure") and "entropy" in v:
+            v["entropy"].set_group(data.group_stats(self.manifest, self.measure), cond.order, cond.label, cond.color)
+            v["entropy"].figure.yaxis.axis_label = f"{self.measure} (change)"
+        if any_("subject", "dose", "measure"):
+            if "entropy" in v:
+                v["entropy"].set_subject(self.entropy_frame(), self._title(f"{self.measure}, all channels"))
+            if "dose_response" in v:
+                per_dose, changes = self.dose_response_frames()
+                v["dose_response"].update(per_dose, changes, self.subject, dose, cond.short, f"{self.measure} plateau change",
+                                          f"Condition-response: {self.measure} (95% CI)" if cond.blinded else
+                                          f"Dose-response: {self.measure} (95% CI)", cond.order)
+        if "scatter" in v:
+            if any_("dose", "measure") or only is not None:
+                frame, x, ylabel = self.scatter_frame()
+                self._scatter_rows = frame
+                v["scatter"].update(frame, x, self.subject, f"{self.measure} plateau change", ylabel,
+                                    f"Tap a subject — {cond.label(dose)}")
+            elif any_("subject"):
+                v["scatter"].set_subject(self._scatter_rows, "entropy_change", self.subject)
+        if "topo" in v and any_("subject", "dose", "measure", "time_s"):
+            v["topo"].update(self.topo_frame(), f"{self.measure} change", f"{self.measure} at {self.time_s:.0f} s — {self.subject}")
+        if only is None:
+            self.summary.object = self.summary_markdown()
 
     def _on_select(self, index):
         if not index:
@@ -264,57 +328,62 @@ class ExplorerApp(pn.viewable.Viewer):
         """What a tap on the scatter does (also used by tests): select the subject of point ``index``."""
         self._on_select([index])
 
-    @param.depends("subject", "dose")
-    def profile_view(self):
-        return fig.profile_bars(self.profile_frame(), self._title("Peak experience"))
-
-    @param.depends("subject", "dose")
-    def mood_view(self):
-        outcomes, score, timepoints = data.mood_outcomes(self.manifest)
-        return fig.mood_trajectory(self.mood_frame(), data.mood_trajectory(self.manifest), timepoints, score, self.dose,
-                                   self._title("Mood"))
-
-    @param.depends("subject", "dose")
-    def cytokine_view(self):
-        table = _safe_cytokines(self.manifest)
-        analytes, label = ([], "") if table is None else data.cytokine_changes(self.manifest)[1:]
-        return fig.cytokine_strip(self.cytokine_frame(), self.subject, analytes, label, self._title("Cytokines"))
-
-    @param.depends("subject", "dose")
-    def summary_view(self):
-        return pn.pane.Markdown(self.summary_markdown(), css_classes=["kw-summary"], name="explorer-summary",
-                                sizing_mode="stretch_width")
-
     def _sync_location(self):
         if self._synced or not pn.state.location:
             return
         self._synced = True
         safety.QuerySync(self, self.url_fields(), self._show_rejected).start(pn.state.location)
 
+    def release(self, *_):
+        """Drop this session's models and watchers (called when its browser tab closes), so nothing the
+        server keeps refers to them."""
+        if self._watcher is not None:
+            self.param.unwatch(self._watcher)
+            self._watcher = None
+        self._views = {}
+        self._tabs = None
+        self._scatter_rows = pd.DataFrame()
+        data.return_freed_memory_soon()
+
     def __panel__(self):
         self._sync_location()
-        widgets = pn.Param(self.param, parameters=["subject", "dose", "measure", "time_s"], show_name=False,
-                           widgets={"time_s": {"type": pn.widgets.FloatSlider, "step": self.settings["step_s"],
-                                               "label": "topomap time (s from infusion start)"}},
-                           width=260)
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.on_session_destroyed(self.release)
+        width = SIDEBAR_WIDTH - 20
+        widgets = pn.Column(
+            pn.widgets.Select.from_param(self.param.subject, name="Subject", width=width),
+            pn.widgets.Select.from_param(self.param.dose, name="Condition" if self.blinded else "Dose", width=width),
+            pn.widgets.Select.from_param(self.param.measure, name="Measure", width=width),
+            # A native, labelled range input (Panel's slider handle has no accessible name).
+            RangeInput.linked(self, "time_s", "Topomap time (s from infusion start)", "s", width=width - 10))
         study = data.study(self.manifest)
+        blind_note = ("**Blinded:** conditions are shown as letters; doses are hidden until unblinding.\n\n"
+                      if self.blinded else "")
         side = pn.Column(
-            pn.pane.Markdown(f"### Study {escape_markdown(study.name)}\n{len(self.subjects)} participants "
-                             "(pseudonymous IDs only).", width=260),
+            pn.pane.Markdown(f"## Study {escape_markdown(study.name)}\n{len(self.subjects)} participants "
+                             "(pseudonymous IDs only).", width=SIDEBAR_WIDTH - 20),
             widgets,
-            pn.pane.Markdown("Dashed lines: infusion start; dotted: infusion end; red dashed: suppression "
+            pn.pane.Markdown(blind_note + "Dashed lines: infusion start; dotted: infusion end; red dashed: suppression "
                              "threshold. Red everywhere is the selected subject; tap a point in the scatter to "
-                             "select another.", width=260, styles={"font-size": "12px"}),
-            width=280)
-        pane = lambda f: pn.pane.HoloViews(f, linked_axes=False)  # noqa: E731
-        main = pn.Column(
-            self.notice,
-            self.summary_view,
-            pn.FlexBox(pane(self.alpha_view), pane(self.entropy_view)),
-            pn.FlexBox(pane(self.topomap_view), pane(self.dose_response_view), pane(self.scatter_view())),
-            pn.FlexBox(pane(self.profile_view), pane(self.mood_view), pane(self.cytokine_view)),
-            sizing_mode="stretch_width")
+                             "select another.", width=SIDEBAR_WIDTH - 20, styles={"font-size": "13px"}),
+            width=SIDEBAR_WIDTH, css_classes=["kw-sidebar"])
+        # One tab on screen at a time: the views of the others are built (and sent) only when first opened.
+        holders = [pn.FlexBox(sizing_mode="stretch_width") for _ in TABS]
+        tabs = pn.Tabs(*[(title, holder) for (title, _), holder in zip(TABS, holders)], dynamic=True,
+                       sizing_mode="stretch_width")
+
+        def show(index: int) -> None:
+            if not holders[index].objects:
+                holders[index].objects = [pn.pane.Bokeh(view.figure) for view in self.views_for(TABS[index][1])]
+        show(0)
+        tabs.param.watch(lambda event: show(event.new), "active")
+        self._tabs = tabs
+        main = pn.Column(self.notice, self.summary, tabs, sizing_mode="stretch_width")
         return pn.Row(side, main, sizing_mode="stretch_width", stylesheets=[CSS])
+
+    def show_tab(self, title: str) -> None:
+        """Open the tab named ``title`` (what a click on it does; tests use it)."""
+        self._tabs.active = [t for t, _ in TABS].index(title)
 
 
 def _safe_peak(manifest: str):
@@ -346,9 +415,9 @@ class _quiet:
         return self._ctx.__exit__(*exc)
 
 
-def app(manifest=None) -> ExplorerApp:
+def app(manifest=None, blinding: Blinding | None = None) -> ExplorerApp:
     """A new explorer session (pn.serve calls this once per visitor)."""
-    return ExplorerApp(manifest)
+    return ExplorerApp(manifest, blinding=blinding)
 
 
 if pn.state.served:  # `panel serve pipelines/dashboards/explorer.py` (KW_MANIFEST picks the study)

@@ -168,6 +168,7 @@ _PAGE = """<!DOCTYPE html>
          background: #f5f5f5; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }}
   main {{ background: #fff; border: 1px solid #ddd; padding: 2em; width: 320px; }}
   h1 {{ font-size: 1.2em; margin: 0 0 1em; }}
+  label {{ display: block; margin-bottom: 0.3em; }}
   input {{ box-sizing: border-box; width: 100%; padding: 10px; margin-bottom: 1em; border: 1px solid #ccc; }}
   button {{ width: 100%; padding: 10px; background: #107bba; color: #fff; border: 0; cursor: pointer; }}
   .message {{ color: #b00020; font-weight: bold; }}
@@ -184,8 +185,10 @@ _PAGE = """<!DOCTYPE html>
 _LOGIN_FORM = """<h1>Ketamine workbench dashboards</h1>
 <p class="message" role="alert">{message}</p>
 <form action="{action}" method="post">
-  <input name="username" type="text" autocomplete="username" autocapitalize="off" placeholder="user name" required>
-  <input name="password" type="password" autocomplete="current-password" placeholder="password" required>
+  <label for="username">User name</label>
+  <input id="username" name="username" type="text" autocomplete="username" autocapitalize="off" required>
+  <label for="password">Password</label>
+  <input id="password" name="password" type="password" autocomplete="current-password" required>
   <button type="submit">Log in</button>
 </form>"""
 

@@ -3,6 +3,7 @@
     python -m pipelines.dashboards.serve [--host 127.0.0.1] [--port 5006] [--manifest data_manifests/default.yml]
     python -m pipelines.dashboards.serve --share --users-file ~/.config/ketamine-workbench/users.txt
                                          [--allow-websocket-origin dash.example.org] [--prefix /kw] [--use-xheaders]
+    KW_BLIND_SECRET=... python -m pipelines.dashboards.serve --blind [--unblind-key key.txt]
 
 Binds 127.0.0.1 unless told otherwise and prints each dashboard's URL (with the address really bound) on
 its own line.  Any other address serves every participant's data to the network, so it needs ``--share`` (a
@@ -14,6 +15,10 @@ comments allowed; keep it outside the repository, ``chmod 600``), and the secret
 comes from the environment variable ``KW_COOKIE_SECRET`` — the server refuses to start in sharing mode
 without both.  Behind a reverse proxy (nginx, see docs/dashboards.md) pass the public host name with
 ``--allow-websocket-origin`` and ``--use-xheaders``; or terminate TLS here with ``--ssl-certfile``/``--ssl-keyfile``.
+
+Blinded mode (``--blind``, :mod:`pipelines.dashboards.blinding`) shows conditions as letters A, B, C … (a
+permutation drawn from the secret in ``KW_BLIND_SECRET`` or ``--blind-secret-file``) and hides every dose and
+session label; ``--unblind-key`` with the matching letter → dose table shows doses again.
 
 A refusal to start (busy port, missing manifest, missing secret, …) is one line on stderr and exit code 2.
 """
@@ -141,9 +146,40 @@ def check_manifest(manifest) -> None:
         raise ServeError(f"{manifest or path}: no such manifest (see data_manifests/ for the studies)")
 
 
+def blinding_for(manifest, blind: bool, secret_file=None, unblind_key=None, environ=os.environ):
+    """The study's Blinding when serving blinded (None when not blinded, or unblinded by a matching key)."""
+    from pipelines.dashboards import blinding
+
+    if not blind:
+        if unblind_key or secret_file:
+            raise ServeError("--unblind-key and --blind-secret-file only make sense with --blind")
+        return None
+    try:
+        secret = blinding.read_secret(secret_file, environ)
+        if not secret:
+            raise ServeError(f"--blind needs the blinding secret in the environment variable {blinding.SECRET_ENV} "
+                             "(or --blind-secret-file)")
+        mapping = blinding.for_study(manifest, secret)
+    except blinding.BlindingError as exc:
+        raise ServeError(str(exc)) from None
+    if unblind_key:
+        path = Path(unblind_key).expanduser()
+        if not path.is_file():
+            raise ServeError(f"{path}: no such unblinding key file")
+        try:
+            ok = mapping.matches_key(path.read_text(encoding="utf-8"))
+        except blinding.BlindingError as exc:
+            raise ServeError(str(exc)) from None
+        if not ok:
+            raise ServeError(f"{path}: this unblinding key does not match the blinding secret of this study")
+        return None  # unblinded: doses are shown
+    return mapping
+
+
 def server_options(manifest=None, host: str = "127.0.0.1", port: int = 5006, share: bool = False, users_file=None,
                    allow_websocket_origin=(), prefix: str = "", use_xheaders: bool = False,
-                   ssl_certfile=None, ssl_keyfile=None, environ=os.environ, throttle=None) -> tuple[dict, dict]:
+                   ssl_certfile=None, ssl_keyfile=None, environ=os.environ, throttle=None,
+                   blinding=None) -> tuple[dict, dict]:
     """(apps, keyword arguments) for ``pn.serve``: both apps behind the error guard, the login in sharing mode."""
     from pipelines.dashboards import data, explorer, login, safety, titration
 
@@ -161,16 +197,20 @@ def server_options(manifest=None, host: str = "127.0.0.1", port: int = 5006, sha
         origins.add(f"{host}:{port}")
     origins.update(allow_websocket_origin or ())
     titles = {name: f"Ketamine workbench — {title}" for name, title in APPS.items()}
-    apps = {"explorer": safety.guarded(lambda: explorer.app(key), titles["explorer"]),
-            "titration": safety.guarded(lambda: titration.app(key), titles["titration"])}
+    apps = {"explorer": safety.guarded(lambda: explorer.app(key, blinding=blinding), titles["explorer"]),
+            "titration": safety.guarded(lambda: titration.app(key, blinding=blinding), titles["titration"])}
     options.update(port=port, address=host, websocket_origin=sorted(origins), show=False, title=titles,
-                   prefix=prefix or "", use_xheaders=use_xheaders)
+                   prefix=prefix or "", use_xheaders=use_xheaders,
+                   # A closed tab's session is destroyed (and its memory freed) 10 s after its websocket closed,
+                   # checked every 3 s (Bokeh: 15 s / 17 s); 10 s still covers a slow GET-to-websocket gap.
+                   unused_session_lifetime_milliseconds=10_000, check_unused_sessions_milliseconds=3_000)
     return apps, options
 
 
 def make_server(manifest=None, host: str = "127.0.0.1", port: int = 5006, share: bool = False, users_file=None,
                 allow_websocket_origin=(), prefix: str = "", use_xheaders: bool = False, warm: bool = True,
-                environ=os.environ, ssl_certfile=None, ssl_keyfile=None):
+                environ=os.environ, ssl_certfile=None, ssl_keyfile=None, blind: bool = False, blind_secret_file=None,
+                unblind_key=None):
     """A configured, not yet started Panel (Bokeh/Tornado) server with both apps; returns (server, urls).
     Raises ServeError (one line for the user) for every foreseeable refusal."""
     import panel as pn
@@ -184,8 +224,9 @@ def make_server(manifest=None, host: str = "127.0.0.1", port: int = 5006, share:
         check_port(host, port)  # before the data are loaded: a busy port fails at once
     port = port or free_port(host)
     key = data.manifest_key(manifest)
+    mapping = blinding_for(key, blind, blind_secret_file, unblind_key, environ)
     apps, options = server_options(key, host, port, share, users_file, allow_websocket_origin, prefix, use_xheaders,
-                                   ssl_certfile, ssl_keyfile, environ)
+                                   ssl_certfile, ssl_keyfile, environ, blinding=mapping)
     data.setup_extension()
     if warm:
         problems = data.warm(key)  # every visitor then reads cached data
@@ -214,13 +255,18 @@ def main(argv=None) -> int:
     parser.add_argument("--ssl-keyfile", default=None, help="private key of --ssl-certfile (if not in it)")
     parser.add_argument("--insecure-no-login", action="store_true",
                         help="allow a non-loopback --host WITHOUT --share: anyone who can reach it sees every participant")
+    parser.add_argument("--blind", action="store_true",
+                        help="dose-blinded: conditions shown as letters (needs $KW_BLIND_SECRET or --blind-secret-file)")
+    parser.add_argument("--blind-secret-file", default=None, help="file holding the blinding secret (instead of the env)")
+    parser.add_argument("--unblind-key", default=None, help="with --blind: the letter = dose table; if it matches, doses are shown")
     args = parser.parse_args(argv)
     _log_to_stderr()
     try:
         warning = check_exposure(args.host, args.share, args.insecure_no_login)
         server, urls = make_server(args.manifest, args.host, args.port, args.share, args.users_file,
                                    args.allow_websocket_origin, args.prefix, args.use_xheaders,
-                                   ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+                                   ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, blind=args.blind,
+                                   blind_secret_file=args.blind_secret_file, unblind_key=args.unblind_key)
     except ServeError as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return 2
@@ -231,6 +277,9 @@ def main(argv=None) -> int:
         print(warning, file=sys.stderr, flush=True)
     for name, url in urls.items():
         print(f"{APPS[name]}: {url}", flush=True)
+    if args.blind:
+        print("Blinded mode: conditions are shown as letters" if not args.unblind_key else
+              "Unblinded with a matching key: doses are shown", flush=True)
     if args.share:
         print("Sharing mode: log in at " + urls["explorer"].rsplit("/", 1)[0] + "/login", flush=True)
     print("Press Ctrl+C to stop.", flush=True)

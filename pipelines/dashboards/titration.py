@@ -31,7 +31,9 @@ from pipelines import viz
 from pipelines.dashboards import data
 from pipelines.dashboards import figures as fig
 from pipelines.dashboards import safety
+from pipelines.dashboards.blinding import Blinding, Conditions
 from pipelines.dashboards.safety import escape_markdown
+from pipelines.dashboards.widgets import RangeInput
 from pipelines.eeg import dynamics
 
 ALERT_CLASS = "kw-suppression-alert"
@@ -54,20 +56,31 @@ class TitrationApp(pn.viewable.Viewer):
     onset_s = param.Number(default=None, allow_None=True, doc="Onset of the detected suppression (s from infusion start)")
     detected_at_s = param.Number(default=None, allow_None=True, doc="Clock when the alert was raised")
 
-    def __init__(self, study=None, **params):
+    def __init__(self, study=None, blinding: Blinding | None = None, **params):
         self.manifest = data.manifest_key(study)
         recs = data.recordings(self.manifest)
         self.settings = data.eeg_settings(self.manifest)
         cfg = self.settings["params"]
-        options = {f"{r.participant_id} · {r.session} ({viz.dose_label(r.dose_mg_per_kg)})": f"{r.participant_id}_{r.session}"
-                   for r in recs.itertuples()}
-        self.param.recording.objects = options
+        self.conditions = cond = Conditions(recs["dose_mg_per_kg"].unique(), blinding)
+        # Blinded, a recording is "sub-01 · B" (value sub-01_B): its session label would name the dose.
+        rank = {d: i for i, d in enumerate(cond.order)}
+        recs = recs.assign(_rank=[rank[min(rank, key=lambda o: abs(o - d))] for d in recs["dose_mg_per_kg"]])
+        recs = recs.sort_values(["subject", "_rank"]).reset_index(drop=True)
+        shown = [cond.session_label(r.session, r.dose_mg_per_kg) for r in recs.itertuples()]
+        values = [f"{r.participant_id}_{c}" for r, c in zip(recs.itertuples(), shown)]
+        labels = [f"{r.participant_id} · {c}" + ("" if cond.blinded else f" ({viz.dose_label(r.dose_mg_per_kg)})")
+                  for r, c in zip(recs.itertuples(), shown)]
+        self.param.recording.objects = dict(zip(labels, values))
+        self._recording_of = {v: (r.subject, r.session) for v, r in zip(values, recs.itertuples())}
         subject, session = params.pop("subject", None), params.pop("session", None)
         if subject is not None and session is not None:
-            params["recording"] = f"sub-{str(subject).removeprefix('sub-')}_{session}"
-        # Default: the first subject's highest-dose recording (recordings are sorted by subject, then dose).
-        first = recs[recs["subject"] == recs["subject"].iloc[0]].iloc[-1]
-        params.setdefault("recording", f"{first.participant_id}_{first.session}")
+            pid = f"sub-{str(subject).removeprefix('sub-')}"
+            match = recs[(recs["participant_id"] == pid) & (recs["session"] == str(session))]
+            if len(match):
+                session = cond.session_label(str(session), match["dose_mg_per_kg"].iloc[0])
+            params["recording"] = f"{pid}_{session}"
+        # Default: the first subject's last recording in display order (highest dose; last letter when blinded).
+        params.setdefault("recording", values[(recs["subject"] == recs["subject"].iloc[0]).sum() - 1])
         params.setdefault("threshold_db", cfg.threshold_db)
         params.setdefault("hold_s", cfg.hold_s)
         autoplay = params.pop("autoplay", False)
@@ -98,8 +111,7 @@ class TitrationApp(pn.viewable.Viewer):
 
     @param.depends("recording", watch=True)
     def _load_recording(self):
-        subject, session = self.recording.split("_", 1)
-        label = subject.removeprefix("sub-")
+        label, session = self._recording_of[self.recording]
         times = self.settings["time_s"]
         alpha = data.summary_series(self.manifest, "occipital_alpha_db").sel(subject=label, session=session).to_numpy()
         entropy = data.entropy_change(self.manifest, self.settings["params"].entropy_measure).sel(
@@ -273,10 +285,11 @@ class TitrationApp(pn.viewable.Viewer):
         reset.on_click(lambda _: self.reset())
         controls = pn.Column(
             pn.pane.Markdown("### Dose-titration monitor\nReplays a recording as if it were arriving live.", width=270),
-            pn.widgets.Select.from_param(self.param.recording, width=250),
-            pn.widgets.FloatSlider.from_param(self.param.speed, width=250, label="speed (× real time)"),
-            pn.widgets.FloatInput.from_param(self.param.threshold_db, width=250, label="threshold (dB re baseline)"),
-            pn.widgets.FloatInput.from_param(self.param.hold_s, width=250, label="hold (s)"),
+            pn.widgets.Select.from_param(self.param.recording, name="Recording", width=250),
+            # Native labelled range inputs: Panel's slider handle and spinner buttons have no accessible name.
+            RangeInput.linked(self, "speed", "Speed (× real time)", "×", width=250),
+            RangeInput.linked(self, "threshold_db", "Threshold (dB re baseline)", "dB", width=250),
+            RangeInput.linked(self, "hold_s", "Hold (s)", "s", width=250),
             pn.Row(play, reset),
             pn.pane.Markdown("The alert uses the onset definition of the EEG report (smoothed occipital alpha at "
                              "or below the threshold for the whole hold after infusion start) on the windows "
@@ -291,9 +304,9 @@ class TitrationApp(pn.viewable.Viewer):
         return pn.Row(controls, main, sizing_mode="stretch_width")
 
 
-def app(manifest=None, **params) -> TitrationApp:
+def app(manifest=None, blinding: Blinding | None = None, **params) -> TitrationApp:
     """A new monitor session (pn.serve calls this once per visitor)."""
-    return TitrationApp(manifest, **params)
+    return TitrationApp(manifest, blinding=blinding, **params)
 
 
 if pn.state.served:  # `panel serve pipelines/dashboards/titration.py` (KW_MANIFEST picks the study)

@@ -1,0 +1,362 @@
+"""The explorer's figures as plain Bokeh models, built once per session and updated in place.
+
+Why not HoloViews here: a HoloViews overlay is re-rendered into new Bokeh models on every widget change
+(~45 plot layers per explorer session), which made 20 concurrent sessions take ~20 s on one server.  Each
+figure below has a handful of glyphs (one multi-line and one patches glyph for all dose groups, not one per
+dose) fed by ColumnDataSources; a widget change replaces the sources' data and nothing else.
+
+Only the columns named here are sent to the browser, so what a tooltip or the page's JSON can show is exactly
+what these builders put in: in blinded mode (:mod:`pipelines.dashboards.blinding`) condition letters, never
+doses or session labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SUBJECT_COLOR = "#d62728"
+GROUP_COLOR = "#9e9e9e"
+POINT_COLOR = "#3182bd"
+# Every Bokeh model costs the server time to build, register and serialise, once per session: the figures keep
+# to a save button and hovers (no pan/zoom tools and their overlays), and glyphs are added without the
+# selection/muted copies bokeh.plotting makes for each (add_glyph below).
+TOOLS = "save"
+
+
+def _figure(title: str, width: int, height: int, tools: str = TOOLS, **kw):
+    from bokeh.plotting import figure
+
+    p = figure(title=title, width=width, height=height, tools=tools, toolbar_location="above", **kw)
+    p.toolbar.logo = None
+    return p
+
+
+def add_glyph(p, glyph_cls, source, legend=None, legend_field=None, **props):
+    """One GlyphRenderer with just its glyph (BokehJS derives the unselected/muted looks itself)."""
+    from bokeh.core.property.vectorization import field
+    from bokeh.models import GlyphRenderer, LegendItem
+
+    renderer = GlyphRenderer(data_source=source, glyph=glyph_cls(**props))
+    p.renderers.append(renderer)
+    if legend or legend_field:
+        item = LegendItem(label=field(legend_field) if legend_field else legend, renderers=[renderer])
+        _legend(p).items.append(item)
+    return renderer
+
+
+_LEGENDS: "weakref.WeakKeyDictionary" = None
+
+
+def _legend(p):
+    """The figure's legend, on the right (remembered here: p.select() walks every model of the figure)."""
+    global _LEGENDS
+    import weakref
+
+    from bokeh.models import Legend
+
+    if _LEGENDS is None:
+        _LEGENDS = weakref.WeakKeyDictionary()
+    if p not in _LEGENDS:
+        _LEGENDS[p] = Legend(items=[], location="top_left", label_text_font_size="11px")
+        p.add_layout(_LEGENDS[p], "right")
+    return _LEGENDS[p]
+
+
+def _legend_right(p) -> None:  # legends are created on the right by _legend
+    return None
+
+
+def padded(values, fraction: float = 0.08, minimum: float = 1e-6) -> tuple[float, float]:
+    """(start, end) enclosing every finite value with a margin (the explorer resets ranges to the data)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return -1.0, 1.0
+    lo, hi = float(v.min()), float(v.max())
+    pad = max((hi - lo) * fraction, minimum, abs(hi) * 0.02)
+    return lo - pad, hi + pad
+
+
+# --- time courses ------------------------------------------------------------------------------------
+
+class TimeCourse:
+    """Group mean ± SEM per condition (one patches + one multi-line glyph), the subject's raw and smoothed curves,
+    infusion start/end, an optional threshold and the subject's onset."""
+
+    def __init__(self, ylabel: str, *, threshold: float | None = None, infusion_end_s: float | None = None):
+        from bokeh.models import ColumnDataSource, HoverTool, Line, MultiLine, Patches, Span
+
+        p = _figure("", 640, 300, x_axis_label="time from infusion start (s)", y_axis_label=ylabel)
+        self.bands = ColumnDataSource({"xs": [], "ys": [], "color": []})
+        self.means = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": []})
+        self.subject = ColumnDataSource({"time_s": [], "value": [], "smoothed": []})
+        add_glyph(p, Patches, self.bands, xs="xs", ys="ys", fill_color="color", fill_alpha=0.2, line_alpha=0)
+        add_glyph(p, MultiLine, self.means, legend_field="label", xs="xs", ys="ys", line_color="color", line_width=2)
+        add_glyph(p, Line, self.subject, legend="subject (window)", x="time_s", y="value", line_color=SUBJECT_COLOR,
+                  line_alpha=0.35, line_width=1)
+        smooth = add_glyph(p, Line, self.subject, legend="subject (smoothed)", x="time_s", y="smoothed",
+                           line_color=SUBJECT_COLOR, line_width=3)
+        p.add_tools(HoverTool(renderers=[smooth], tooltips=[("time (s)", "@time_s{0}"), ("smoothed", "@smoothed{0.000}")]))
+        p.add_layout(Span(location=0, dimension="height", line_color="black", line_dash="dashed"))
+        if infusion_end_s is not None:
+            p.add_layout(Span(location=infusion_end_s, dimension="height", line_color="black", line_dash="dotted"))
+        if threshold is not None:
+            p.add_layout(Span(location=threshold, dimension="width", line_color=SUBJECT_COLOR, line_dash="dashed"))
+        self.onset = Span(location=0, dimension="height", line_color=SUBJECT_COLOR, line_dash="dotdash",
+                          line_width=2, visible=False)
+        p.add_layout(self.onset)
+        _legend_right(p)
+        self.figure = p
+
+    def set_group(self, stats: pd.DataFrame, order: list, label, color) -> None:
+        """``stats``: dose_mg_per_kg, time_s, mean, sem; one band and one line per condition, in ``order``."""
+        bands, means = {"xs": [], "ys": [], "color": []}, {"xs": [], "ys": [], "color": [], "label": []}
+        for dose in order:
+            g = stats[np.isclose(stats["dose_mg_per_kg"], dose)].sort_values("time_s")
+            t, m, s = g["time_s"].to_numpy(), g["mean"].to_numpy(), g["sem"].fillna(0).to_numpy()
+            ok = np.isfinite(m)
+            t, m, s = t[ok], m[ok], s[ok]
+            bands["xs"].append(np.concatenate([t, t[::-1]]))
+            bands["ys"].append(np.concatenate([m - s, (m + s)[::-1]]))
+            bands["color"].append(color(dose))
+            for key, value in (("xs", t), ("ys", m), ("color", color(dose)), ("label", label(dose))):
+                means[key].append(value)
+        self.bands.data, self.means.data = bands, means
+
+    def set_subject(self, frame: pd.DataFrame, title: str, onset_s: float | None = None) -> None:
+        self.subject.data = {"time_s": frame["time_s"].to_numpy(), "value": frame["value"].to_numpy(),
+                             "smoothed": frame["smoothed"].to_numpy()}
+        shown = onset_s is not None and bool(np.isfinite(onset_s))
+        self.onset.update(location=float(onset_s) if shown else 0.0, visible=shown)
+        self.figure.title.text = title
+
+
+# --- topomap -----------------------------------------------------------------------------------------
+
+class Topomap:
+    def __init__(self, positions: dict, label: str):
+        from bokeh.models import ColorBar, ColumnDataSource, HoverTool, LinearColorMapper, Range1d, Scatter
+        from bokeh.palettes import RdBu11
+
+        xs = [p[0] for p in positions.values()] or [0.0]
+        ys = [p[1] for p in positions.values()] or [0.0]
+        p = _figure("", 330, 300, x_range=Range1d(*padded(xs, 0.12)), y_range=Range1d(*padded(ys, 0.12)))
+        p.axis.visible = False
+        p.grid.visible = False
+        self.positions = positions
+        self.mapper = LinearColorMapper(palette=list(reversed(RdBu11)), low=-1, high=1, nan_color="#dddddd")
+        self.source = ColumnDataSource({"x": [], "y": [], "change": [], "channel": []})
+        r = add_glyph(p, Scatter, self.source, x="x", y="y", size=18, line_color="black",
+                      fill_color={"field": "change", "transform": self.mapper})
+        p.add_tools(HoverTool(renderers=[r], tooltips=[("channel", "@channel"), ("change", "@change{0.000}")]))
+        self.colorbar = ColorBar(color_mapper=self.mapper, title=label, width=10)
+        p.add_layout(self.colorbar, "right")
+        self.figure = p
+
+    def update(self, values: pd.DataFrame, label: str, title: str) -> None:
+        rows = values[values["channel"].isin(self.positions)]
+        change = rows["change"].to_numpy(dtype=float)
+        finite = np.abs(change[np.isfinite(change)])
+        limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        self.mapper.update(low=-limit, high=limit)
+        self.source.data = {"x": [self.positions[c][0] for c in rows["channel"]],
+                            "y": [self.positions[c][1] for c in rows["channel"]],
+                            "change": change, "channel": list(rows["channel"])}
+        self.colorbar.title = label
+        self.figure.title.text = title
+
+
+# --- dose response (categorical conditions) ------------------------------------------------------------
+
+class DoseResponse:
+    """Every subject's plateau change per condition (jittered), per-condition mean with its CI, the subject's
+    values on top.  Conditions are categories in display order (dose order, or letter order when blinded);
+    lines join the conditions only when that order is the dose order."""
+
+    def __init__(self, factors: list[str], xlabel: str, connect: bool):
+        from bokeh.models import ColumnDataSource, HoverTool, Line, Scatter, Segment
+        from bokeh.transform import jitter
+
+        p = _figure("", 430, 300, x_range=list(factors), x_axis_label=xlabel)
+        self.points = ColumnDataSource({"condition": [], "change": [], "participant_id": []})
+        self.means = ColumnDataSource({"condition": [], "mean": [], "low": [], "high": []})
+        self.mine = ColumnDataSource({"condition": [], "change": [], "participant_id": []})
+        self.chosen = ColumnDataSource({"condition": [], "change": []})
+        r = add_glyph(p, Scatter, self.points, x=jitter("condition", 0.25, range=p.x_range), y="change", size=6,
+                      fill_color="#999999", line_color="#999999", fill_alpha=0.7, line_alpha=0.7)
+        add_glyph(p, Segment, self.means, x0="condition", y0="low", x1="condition", y1="high", line_color="#08306b",
+                  line_width=2)
+        add_glyph(p, Scatter, self.means, x="condition", y="mean", marker="dash", size=18, line_width=3,
+                  line_color="#08306b")
+        if connect:  # only when the axis is in dose order
+            add_glyph(p, Line, self.means, x="condition", y="mean", line_color="#08306b", line_width=2)
+            add_glyph(p, Line, self.mine, x="condition", y="change", line_color=SUBJECT_COLOR, line_width=2,
+                      line_dash="dashed")
+        m = add_glyph(p, Scatter, self.mine, x="condition", y="change", size=9, fill_color=SUBJECT_COLOR,
+                      line_color=SUBJECT_COLOR)
+        add_glyph(p, Scatter, self.chosen, x="condition", y="change", size=16, fill_alpha=0, line_color=SUBJECT_COLOR,
+                  line_width=2)
+        p.add_tools(HoverTool(renderers=[r, m], tooltips=[("subject", "@participant_id"), ("condition", "@condition"),
+                                                          ("change", "@change{0.000}")]))
+        self.figure = p
+
+    def update(self, per_dose: pd.DataFrame, changes: pd.DataFrame, subject: str, dose: float, label, ylabel: str,
+               title: str, order: list) -> None:
+        rank = {d: i for i, d in enumerate(order)}
+        key = lambda doses: [min(rank, key=lambda o: abs(o - d)) for d in doses]  # noqa: E731
+        per_dose = per_dose.assign(_k=[rank[k] for k in key(per_dose["dose_mg_per_kg"])]).sort_values("_k")
+        self.points.data = {"condition": [label(d) for d in changes["dose_mg_per_kg"]],
+                            "change": changes["change"].to_numpy(dtype=float),
+                            "participant_id": list(changes["participant_id"])}
+        self.means.data = {"condition": [label(d) for d in per_dose["dose_mg_per_kg"]],
+                           "mean": per_dose["mean"].to_numpy(dtype=float), "low": per_dose["ci_low"].to_numpy(dtype=float),
+                           "high": per_dose["ci_high"].to_numpy(dtype=float)}
+        mine = changes[changes["participant_id"] == subject]
+        mine = mine.assign(_k=[rank[k] for k in key(mine["dose_mg_per_kg"])]).sort_values("_k")
+        self.mine.data = {"condition": [label(d) for d in mine["dose_mg_per_kg"]],
+                          "change": mine["change"].to_numpy(dtype=float), "participant_id": list(mine["participant_id"])}
+        at = mine[np.isclose(mine["dose_mg_per_kg"], dose)]
+        self.chosen.data = {"condition": [label(d) for d in at["dose_mg_per_kg"]], "change": at["change"].to_numpy(dtype=float)}
+        self.figure.yaxis.axis_label = ylabel
+        self.figure.title.text = title
+
+
+# --- the selection scatter -------------------------------------------------------------------------------
+
+class SelectionScatter:
+    """One point per subject; a tap selects that subject.  Its ranges are reset to the data on every update
+    (auto-ranging kept the first frame's ranges, leaving most subjects off-screen after a change)."""
+
+    def __init__(self, on_tap):
+        from bokeh.models import ColumnDataSource, HoverTool, Range1d, Scatter, TapTool
+
+        p = _figure("", 430, 300, x_range=Range1d(-1, 1), y_range=Range1d(-1, 1))
+        self.source = ColumnDataSource({"x": [], "y": [], "participant_id": []})
+        self.mine = ColumnDataSource({"x": [], "y": []})
+        r = add_glyph(p, Scatter, self.source, x="x", y="y", size=11, fill_color=POINT_COLOR, line_color=POINT_COLOR)
+        add_glyph(p, Scatter, self.mine, x="x", y="y", size=20, fill_alpha=0, line_color=SUBJECT_COLOR, line_width=3)
+        tap = TapTool(renderers=[r])
+        p.add_tools(tap, HoverTool(renderers=[r], tooltips=[("subject", "@participant_id"), ("x", "@x{0.000}"),
+                                                            ("y", "@y{0.00}")]))
+        p.toolbar.active_tap = tap
+        self.source.selected.on_change("indices", lambda _attr, _old, new: on_tap(new))
+        self.figure = p
+
+    def update(self, frame: pd.DataFrame, x: str, subject: str, xlabel: str, ylabel: str, title: str) -> None:
+        xs, ys = frame[x].to_numpy(dtype=float), frame["y"].to_numpy(dtype=float)
+        self.source.selected.indices = []
+        self.source.data = {"x": xs, "y": ys, "participant_id": list(frame["participant_id"])}
+        mine = frame["participant_id"] == subject
+        self.mine.data = {"x": xs[mine.to_numpy()], "y": ys[mine.to_numpy()]}
+        (x0, x1), (y0, y1) = padded(xs), padded(ys)
+        self.figure.x_range.update(start=x0, end=x1, reset_start=x0, reset_end=x1)
+        self.figure.y_range.update(start=y0, end=y1, reset_start=y0, reset_end=y1)
+        self.figure.xaxis.axis_label, self.figure.yaxis.axis_label = xlabel, ylabel
+        self.figure.title.text = title
+
+    def set_subject(self, frame: pd.DataFrame, x: str, subject: str) -> None:
+        mine = (frame["participant_id"] == subject).to_numpy()
+        self.mine.data = {"x": frame[x].to_numpy(dtype=float)[mine], "y": frame["y"].to_numpy(dtype=float)[mine]}
+
+
+# --- peak experience, mood, cytokines --------------------------------------------------------------------
+
+class Profile:
+    def __init__(self, scores: list[str]):
+        from bokeh.models import ColumnDataSource, HBar, HoverTool, Label, Scatter
+
+        factors = list(reversed(scores)) or ["–"]
+        p = _figure("", 440, 440, y_range=factors, x_range=(0, 100), x_axis_label="score (0–100)")
+        self.source = ColumnDataSource({"score": [], "value": [], "group_mean": []})
+        bars = add_glyph(p, HBar, self.source, y="score", right="value", height=0.7, fill_color=SUBJECT_COLOR,
+                         line_color=SUBJECT_COLOR, fill_alpha=0.75)
+        add_glyph(p, Scatter, self.source, x="group_mean", y="score", marker="diamond", size=10, fill_color="black",
+                  line_color="black")
+        p.add_tools(HoverTool(renderers=[bars], tooltips=[("score", "@score"), ("subject", "@value{0.0}"),
+                                                          ("group mean", "@group_mean{0.0}")]))
+        self.empty = Label(x=50, y=0, x_units="data", y_units="screen", text="", text_align="center",
+                           text_font_size="13px", y_offset=200)
+        p.add_layout(self.empty)
+        self.figure = p
+
+    def update(self, profile: pd.DataFrame, title: str) -> None:
+        missing = profile.empty or profile["value"].isna().all()
+        self.source.data = {"score": list(profile["score"]), "value": profile["value"].fillna(0).to_numpy(dtype=float),
+                            "group_mean": profile["group_mean"].to_numpy(dtype=float)}
+        self.empty.text = "no peak-experience ratings for this session" if missing else ""
+        self.figure.title.text = title
+
+
+class Mood:
+    def __init__(self, timepoints: list[str], score: str):
+        from bokeh.models import ColumnDataSource, Line, MultiLine, VArea
+
+        n = max(len(timepoints), 1)
+        p = _figure("", 480, 300, x_range=(-0.3, n - 0.7), x_axis_label="time point", y_axis_label=score)
+        p.xaxis.ticker = list(range(len(timepoints)))
+        p.xaxis.major_label_overrides = {i: tp for i, tp in enumerate(timepoints)}
+        self.position = {tp: i for i, tp in enumerate(timepoints)}
+        self.band = ColumnDataSource({"t": [], "low": [], "high": []})
+        self.mean = ColumnDataSource({"t": [], "mean": []})
+        self.subject = ColumnDataSource({"xs": [], "ys": [], "color": [], "width": [], "alpha": [], "label": []})
+        add_glyph(p, VArea, self.band, legend="group 95% CI", x="t", y1="low", y2="high", fill_color=GROUP_COLOR,
+                  fill_alpha=0.3)
+        add_glyph(p, Line, self.mean, legend="group mean", x="t", y="mean", line_color="black", line_width=2)
+        add_glyph(p, MultiLine, self.subject, legend_field="label", xs="xs", ys="ys", line_color="color",
+                  line_width="width", line_alpha="alpha")
+        _legend_right(p)
+        self.figure = p
+        self.score = score
+
+    def update(self, subject_rows: pd.DataFrame, group: pd.DataFrame, dose: float, label, color, order: list,
+               title: str) -> None:
+        g = group[np.isclose(group["dose_mg_per_kg"], dose)].copy()
+        g["t"] = g["timepoint"].map(self.position)
+        g = g.dropna(subset=["t"]).sort_values("t")
+        self.band.data = {"t": g["t"].to_numpy(dtype=float), "low": g["ci_low"].to_numpy(dtype=float),
+                          "high": g["ci_high"].to_numpy(dtype=float)}
+        self.mean.data = {"t": g["t"].to_numpy(dtype=float), "mean": g["mean"].to_numpy(dtype=float)}
+        lines = {"xs": [], "ys": [], "color": [], "width": [], "alpha": [], "label": []}
+        for d in order:
+            rows = subject_rows[np.isclose(subject_rows["dose_mg_per_kg"], d)]
+            rows = rows.assign(t=rows["timepoint"].map(self.position)).dropna(subset=["t"]).sort_values("t")
+            if rows.empty:
+                continue
+            chosen = bool(np.isclose(d, dose))
+            lines["xs"].append(rows["t"].to_numpy(dtype=float))
+            lines["ys"].append(rows[self.score].to_numpy(dtype=float))
+            lines["color"].append(SUBJECT_COLOR if chosen else color(d))
+            lines["width"].append(3.0 if chosen else 1.5)
+            lines["alpha"].append(1.0 if chosen else 0.6)
+            lines["label"].append(f"subject {label(d)}")
+        self.subject.data = lines
+        self.figure.title.text = title
+
+
+class Cytokines:
+    def __init__(self, analytes: list[str], ylabel: str):
+        from bokeh.models import ColumnDataSource, HoverTool, Scatter, Span
+        from bokeh.transform import jitter
+
+        p = _figure("", 480, 300, x_range=list(analytes) or ["–"], y_axis_label=ylabel)
+        p.xaxis.major_label_orientation = 0.5
+        self.others = ColumnDataSource({"analyte": [], "ln_change": [], "participant_id": []})
+        self.mine = ColumnDataSource({"analyte": [], "ln_change": [], "participant_id": []})
+        r = add_glyph(p, Scatter, self.others, x=jitter("analyte", 0.3, range=p.x_range), y="ln_change", size=7,
+                      fill_color=GROUP_COLOR, line_color=GROUP_COLOR, fill_alpha=0.8)
+        m = add_glyph(p, Scatter, self.mine, x="analyte", y="ln_change", size=12, marker="diamond",
+                      fill_color=SUBJECT_COLOR, line_color=SUBJECT_COLOR)
+        p.add_layout(Span(location=0, dimension="width", line_color="black", line_dash="dashed", line_width=1))
+        p.add_tools(HoverTool(renderers=[r, m], tooltips=[("subject", "@participant_id"), ("analyte", "@analyte"),
+                                                          ("ln change", "@ln_change{0.000}")]))
+        self.analytes = list(analytes)
+        self.figure = p
+
+    def update(self, changes: pd.DataFrame, subject: str, title: str) -> None:
+        data = changes[changes["analyte"].isin(self.analytes)]
+        cols = lambda d: {"analyte": list(d["analyte"]), "ln_change": d["ln_change"].to_numpy(dtype=float),  # noqa: E731
+                          "participant_id": list(d["participant_id"])}
+        self.others.data = cols(data)
+        self.mine.data = cols(data[data["participant_id"] == subject])
+        self.figure.title.text = title
