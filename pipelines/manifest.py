@@ -115,6 +115,9 @@ class FeatureConfig(_Strict):
         }
     )
     welch_segment_s: float = Field(1.0, gt=0, description="Welch segment length inside each window (Hann, 50 % overlap)")
+    spectral_entropy_band_hz: tuple[float, float] | None = Field(
+        None, description="Band over which spectral_entropy_welch is normalised; None = the preprocessing pass band "
+        "actually applied (segments of welch_segment_s), so the value does not depend on the sampling rate")
     alpha_peak_range_hz: tuple[float, float] = Field((7.0, 14.0), description="Search range of the individual alpha peak")
     aperiodic_freq_range: tuple[float, float] = Field((2.0, 40.0), description="specparam fit range (Hz), 'fixed' mode")
     aperiodic_block_s: float = Field(30.0, gt=0, description="specparam is fitted on the mean spectrum of consecutive "

@@ -92,10 +92,13 @@ def dose_table(features):
                          for i, s in enumerate(subjects) for j, ss in enumerate(sessions)])
 
 
-def _measure_params(fc) -> dict:
+def _measure_params(fc, band_hz=None) -> dict:
+    """Kernel parameters from the feature config; ``band_hz`` is the pass band preprocessing applied (spectral
+    entropy is taken over ``fc.spectral_entropy_band_hz`` or that band, Welch segments of ``welch_segment_s``)."""
+    band = fc.spectral_entropy_band_hz or band_hz or (None, None)
     return {
         "perm_entropy": {"order": fc.perm_entropy_order, "delay": fc.perm_entropy_delay, "normalize": True},
-        "spectral_entropy_welch": {"normalize": True},
+        "spectral_entropy_welch": {"normalize": True, "nperseg_s": fc.welch_segment_s, "fmin": band[0], "fmax": band[1]},
         "sample_entropy": {"order": fc.sample_entropy_order, "r_sd_factor": fc.sample_entropy_r},
         "svd_entropy": {"order": fc.svd_entropy_order, "delay": 1, "normalize": True},
         "higuchi_fd": {"kmax": fc.higuchi_kmax},
@@ -211,7 +214,7 @@ def recording_features(manifest, recording):
         windows_for_kernels = windows
 
     # Entropy and complexity (per channel, per window), from the tested kernels.
-    params = _measure_params(fc)
+    params = _measure_params(fc, qc.band_hz)
     requested = list(fc.measures)
     kern = kernels.compute_windowed(windows_for_kernels, sfreq, None, None, measures=requested,
                                     params={m: params[m] for m in requested if m in params}, n_threads=fc.n_threads)

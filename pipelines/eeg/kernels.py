@@ -74,7 +74,7 @@ __all__ = [
 #: Parameters of each measure (``sfreq`` is passed separately). Store them with every value.
 DEFAULT_PARAMS: dict[str, dict] = {
     "perm_entropy": {"order": 3, "delay": 1, "normalize": True},
-    "spectral_entropy_welch": {"nperseg": None, "normalize": True},
+    "spectral_entropy_welch": {"nperseg": None, "normalize": True, "nperseg_s": None, "fmin": None, "fmax": None},
     "sample_entropy": {"order": 2, "r_sd_factor": 0.2, "inclusive": False},
     "svd_entropy": {"order": 3, "delay": 1, "normalize": True},
     "higuchi_fd": {"kmax": 10},
@@ -90,8 +90,13 @@ MEASURE_INFO: dict[str, str] = {
     "perm_entropy": "Bandt & Pompe (2002) permutation entropy, log2, normalised by log2(order!) "
     "if normalize; ties by position; = antropy.perm_entropy",
     "spectral_entropy_welch": "Inouye et al. (1991) Shannon entropy (log2) of the Welch PSD "
-    "(scipy.signal.welch, Hann, 50% overlap, DC included), normalised by log2(n_freqs) if "
-    "normalize; = antropy.spectral_entropy(method='welch')",
+    "(scipy.signal.welch, Hann, 50% overlap, constant detrend) restricted to the bins fmin <= f <= fmax "
+    "and renormalised there, divided by log2(number of those bins) if normalize; segment nperseg_s "
+    "seconds. The workbench's features use the preprocessing pass band (or "
+    "eeg.features.spectral_entropy_band_hz) and welch_segment_s, so the value does not depend on the "
+    "sampling rate. With no band and nperseg in samples (kernel defaults) it is the 0-Nyquist "
+    "antropy.spectral_entropy(method='welch'), which falls as the sampling rate rises (empty bins above "
+    "the pass band count in the normaliser)",
     "sample_entropy": "Richman & Moorman (2000) sample entropy, Chebyshev distance, "
     "r = r_sd_factor * std(x, ddof=0), match |d| < r (|d| <= r if inclusive), natural log; "
     "= antropy.sample_entropy (numba path; KDTree path if inclusive)",
@@ -960,12 +965,37 @@ def _xlogx_base2(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def _spectral_entropy_rows(rows, states, sfreq, nperseg, normalize):
+def _spectral_nperseg(n: int, sfreq: float, nperseg, nperseg_s) -> int:
+    """Welch segment length in samples: ``nperseg_s`` seconds if given, else ``nperseg`` samples
+    (None: scipy's default 256), clipped to the signal length as scipy does."""
+    if nperseg_s is not None:
+        if nperseg is not None:
+            raise ValueError("spectral_entropy_welch: give nperseg (samples) or nperseg_s (seconds), not both")
+        nperseg = max(2, int(round(float(nperseg_s) * sfreq)))
+    return min(256 if nperseg is None else int(nperseg), n)
+
+
+def _spectral_band_mask(freqs: np.ndarray, fmin, fmax) -> np.ndarray:
+    lo = -np.inf if fmin is None else float(fmin)
+    hi = np.inf if fmax is None else float(fmax)
+    mask = (freqs >= lo) & (freqs <= hi)
+    if mask.sum() < 2:
+        raise ValueError(
+            f"spectral_entropy_welch: the band {fmin}-{fmax} Hz holds {int(mask.sum())} Welch bin(s) "
+            f"(bins {freqs[0]:g}..{freqs[-1]:g} Hz, spacing {freqs[1] - freqs[0] if freqs.size > 1 else 0:g} Hz); "
+            "widen it or lengthen nperseg_s"
+        )
+    return mask
+
+
+def _spectral_entropy_rows(rows, states, sfreq, nperseg, normalize, nperseg_s=None, fmin=None, fmax=None):
     from scipy.signal import welch
 
     n = rows.shape[-1]
-    nperseg = min(256 if nperseg is None else int(nperseg), n)  # scipy's own default/clip
-    _, psd = welch(rows, sfreq, nperseg=nperseg, axis=-1)
+    nperseg = _spectral_nperseg(n, sfreq, nperseg, nperseg_s)
+    freqs, psd = welch(rows, sfreq, nperseg=nperseg, axis=-1)
+    if fmin is not None or fmax is not None:
+        psd = psd[..., _spectral_band_mask(freqs, fmin, fmax)]
     with np.errstate(divide="ignore", invalid="ignore"):
         psd_norm = psd / psd.sum(axis=-1, keepdims=True)
         se = -_xlogx_base2(psd_norm).sum(axis=-1)
@@ -1012,7 +1042,8 @@ def _measure_rows(measure, rows, states, sfreq, p, channel):
     if measure == "perm_entropy":
         return _perm_entropy_rows(rows, states, p["order"], p["delay"], bool(p["normalize"]))
     if measure == "spectral_entropy_welch":
-        return _spectral_entropy_rows(rows, states, sfreq, p["nperseg"], bool(p["normalize"]))
+        return _spectral_entropy_rows(rows, states, sfreq, p["nperseg"], bool(p["normalize"]),
+                                      p["nperseg_s"], p["fmin"], p["fmax"])
     if measure == "sample_entropy":
         r_tol = float(p["r_sd_factor"]) * np.std(rows, axis=-1, ddof=0)
         return _sample_entropy_rows(rows, states, r_tol, p["order"], bool(p["inclusive"]))
@@ -1065,18 +1096,32 @@ def perm_entropy(x, order: int = 3, delay: int = 1, normalize: bool = True):
     return _per_channel("perm_entropy", x, {"order": order, "delay": delay, "normalize": normalize})
 
 
-def spectral_entropy_welch(x, sfreq: float, nperseg: int | None = None, normalize: bool = True):
+def spectral_entropy_welch(x, sfreq: float, nperseg: int | None = None, normalize: bool = True,
+                           nperseg_s: float | None = None, fmin: float | None = None, fmax: float | None = None):
     """Spectral entropy of the Welch PSD (Inouye et al. 1991), in bits.
 
-    ``H = -sum_f P(f) log2 P(f)``, ``P = psd / sum(psd)`` from ``scipy.signal.welch(x, sfreq,
-    nperseg)`` (Hann window, 50 % overlap, constant detrend, DC bin included). ``nperseg``
-    None means scipy's default 256, clipped to the signal length. ``normalize=True`` divides
-    by ``log2(n_freqs)``. Equals ``antropy.spectral_entropy(x, sfreq, method='welch',
-    nperseg, normalize)``. Constant signal: NaN (no power; antropy returns 0 or a value
-    made of rounding noise).
+    ``H = -sum_f P(f) log2 P(f)`` over the Welch bins with ``fmin <= f <= fmax``, ``P = psd /
+    sum(psd)`` over those bins, ``psd`` from ``scipy.signal.welch(x, sfreq, nperseg)`` (Hann
+    window, 50 % overlap, constant detrend). ``nperseg_s`` gives the segment length in seconds
+    (``round(nperseg_s * sfreq)`` samples; do not give ``nperseg`` too); ``nperseg`` None means
+    scipy's default 256, clipped to the signal length. ``normalize=True`` divides by ``log2`` of
+    the number of bins in the band (range 0..1).
+
+    Sampling-rate invariance needs both a band and a segment in seconds: over 0-Nyquist the
+    bins above the pass band are (nearly) empty but still count in the normaliser, and a
+    256-sample segment is a different frequency resolution at every rate, so the same
+    band-limited process gives different values at 250, 500 and 1000 Hz. The features pass
+    the preprocessing pass band and ``welch_segment_s``.
+
+    With ``fmin = fmax = nperseg_s = None`` this equals ``antropy.spectral_entropy(x, sfreq,
+    method='welch', nperseg, normalize)`` (0-Nyquist, DC bin included). Constant signal: NaN
+    (no power; antropy returns 0 or a value made of rounding noise). A band holding fewer than
+    two bins raises ``ValueError``.
     """
     return _per_channel(
-        "spectral_entropy_welch", x, {"nperseg": nperseg, "normalize": normalize}, sfreq=float(sfreq)
+        "spectral_entropy_welch", x,
+        {"nperseg": nperseg, "normalize": normalize, "nperseg_s": nperseg_s, "fmin": fmin, "fmax": fmax},
+        sfreq=float(sfreq),
     )
 
 
