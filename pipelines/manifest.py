@@ -109,6 +109,8 @@ class FeatureConfig(_Strict):
     svd_entropy_order: int = Field(3, ge=2)
     higuchi_kmax: int = Field(10, ge=2)
     lz_shuffle_seed: int = Field(0, description="Seed of the shuffled copies that normalise the Schartner LZ measures")
+    lzw_n_shuffles: int = Field(10, ge=1, description="Shuffled copies whose mean dictionary size normalises the "
+                                "published-convention (LZW) Schartner measures; the LZ76 variants use one")
     bands: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {
             "delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 45.0),

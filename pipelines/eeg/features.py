@@ -105,6 +105,8 @@ def _measure_params(fc, band_hz=None) -> dict:
         "lzc_median": {"normalize": True},
         "lzs_schartner": {"seed": fc.lz_shuffle_seed},
         "lzc_schartner_st": {"seed": fc.lz_shuffle_seed},
+        "lzs_schartner_lzw": {"seed": fc.lz_shuffle_seed, "n_shuffles": fc.lzw_n_shuffles, "detrend": True},
+        "lzc_schartner_lzw": {"seed": fc.lz_shuffle_seed, "n_shuffles": fc.lzw_n_shuffles, "detrend": True},
     }
 
 
@@ -225,7 +227,7 @@ def recording_features(manifest, recording):
     psd[:, rejected, :] = np.nan
     band_abs, band_rel = band_powers(psd, freqs, fc.bands, qc.band_hz)
 
-    per_channel = {m: v for m, v in kern.items() if m != "lzc_schartner_st"}
+    per_channel = {m: v for m, v in kern.items() if m not in kernels.SPATIOTEMPORAL_MEASURES}
     for band in fc.bands:
         per_channel[f"{band}_power_uv2"] = band_abs[band]
         per_channel[f"{band}_power_rel"] = band_rel[band]
@@ -281,8 +283,9 @@ def recording_features(manifest, recording):
         "aperiodic_exponent": exponents,
         "gamma_power_rel_mean": band_rel["gamma"].mean(axis=0) if "gamma" in band_rel else np.full(len(times), np.nan),
     }
-    if "lzc_schartner_st" in kern:
-        roi_measures["lzc_schartner_st"] = kern["lzc_schartner_st"]
+    for m in kernels.SPATIOTEMPORAL_MEASURES:
+        if m in kern:
+            roi_measures[m] = kern[m]
     for m in per_channel:
         if m in kernels.MEASURES:
             with np.errstate(invalid="ignore"):

@@ -14,8 +14,8 @@ float), ``(n_channels, n_times)`` (whole signals, returns ``(n_channels,)``) or
 ``(n_channels, n_windows)``); the last axis is time. :func:`sliding_windows` turns a
 continuous ``(n_channels, n_times)`` recording into windows, and :func:`compute_windowed`
 computes a set of measures on them in one call. The spatio-temporal Lempel-Ziv
-complexity (:func:`lzc_schartner_st`) combines channels, so it returns a float for
-``(n_channels, n_times)`` and ``(n_windows,)`` for windows.
+complexities (:func:`lzc_schartner_st`, :func:`lzc_schartner_lzw`) combine channels, so they
+return a float for ``(n_channels, n_times)`` and ``(n_windows,)`` for windows.
 
 Rules shared by every measure (tested in ``tests/test_kernels.py``)
 -------------------------------------------------------------------
@@ -43,11 +43,12 @@ import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipelines.eeg.measures import MEASURES, PER_CHANNEL_MEASURES  # the names' one owner
+from pipelines.eeg.measures import MEASURES, PER_CHANNEL_MEASURES, SPATIOTEMPORAL_MEASURES  # the names' one owner
 
 __all__ = [
     "MEASURES",
     "PER_CHANNEL_MEASURES",
+    "SPATIOTEMPORAL_MEASURES",
     "DEFAULT_PARAMS",
     "MEASURE_INFO",
     "sliding_windows",
@@ -63,7 +64,10 @@ __all__ = [
     "lzc_median",
     "lzs_schartner",
     "lzc_schartner_st",
+    "lzs_schartner_lzw",
+    "lzc_schartner_lzw",
     "lz76_count",
+    "lzw_dict_size",
     "shuffle_bits",
     "schartner_bits",
     "compute_windowed",
@@ -81,9 +85,15 @@ DEFAULT_PARAMS: dict[str, dict] = {
     "katz_fd": {},
     "dfa": {},
     "lzc_median": {"normalize": True},
-    "lzs_schartner": {"seed": 0},
-    "lzc_schartner_st": {"seed": 0},
+    "lzs_schartner": {"seed": 0, "n_shuffles": 1, "detrend": False},
+    "lzc_schartner_st": {"seed": 0, "n_shuffles": 1, "detrend": False},
+    "lzs_schartner_lzw": {"seed": 0, "n_shuffles": 10, "detrend": True},
+    "lzc_schartner_lzw": {"seed": 0, "n_shuffles": 10, "detrend": True},
 }
+
+# Schartner measures: shuffle-stream kind (see _stream_key) and whether the count is the LZW dictionary.
+_SCHARTNER = {"lzs_schartner": (1, False), "lzc_schartner_st": (2, False),
+              "lzs_schartner_lzw": (3, True), "lzc_schartner_lzw": (4, True)}
 
 #: One line per measure: its convention and reference, for provenance attributes.
 MEASURE_INFO: dict[str, str] = {
@@ -108,10 +118,26 @@ MEASURE_INFO: dict[str, str] = {
     "factor 1.2 (nolds); = antropy.detrended_fluctuation",
     "lzc_median": "Lempel & Ziv (1976) phrase count of x > median(x), normalised by "
     "n / log2(n) if normalize; = antropy.lziv_complexity on that binary sequence",
-    "lzs_schartner": "Schartner et al. (2017) LZs: LZ76 count of |hilbert(x)| > mean, divided by "
-    "the count of a seeded shuffled copy",
-    "lzc_schartner_st": "Schartner et al. (2017) spatio-temporal LZc: channels' |hilbert| > mean "
-    "bits concatenated time-major (for t: for channel), LZ76 count / count of a seeded shuffled copy",
+    "lzs_schartner": "Single-channel LZs after Schartner et al. (2017, Sci Rep 7:46421), LZ76 VARIANT: bits "
+    "|hilbert(x)| > mean over the window, Lempel-Ziv (1976) phrase count (Kaspar & Schuster 1987), divided by "
+    "the mean count of n_shuffles seeded shuffles of the bits (features: 1); no per-window detrend unless "
+    "detrend. Caveat: NOT the published counter (their code counts the LZW dictionary, see "
+    "lzs_schartner_lzw): ranks agree, values do not",
+    "lzc_schartner_st": "Spatio-temporal LZc after Schartner et al. (2017), LZ76 VARIANT: per-channel "
+    "|hilbert| > mean bits concatenated time-major (for t: for channel), LZ76 phrase count / mean count of "
+    "n_shuffles seeded shuffles (features: 1); no detrend unless detrend. Caveat: NOT the published "
+    "counter (LZW dictionary, see lzc_schartner_lzw); values are lower than published LZc",
+    "lzs_schartner_lzw": "Single-channel LZs as published by Schartner et al. (2017, Sci Rep 7:46421; "
+    "code github.com/mschart/SignalDiversity): each window demeaned and linearly detrended, bits "
+    "|hilbert(x)| > mean, size of the LZW-style dictionary (cpr: grow the word while it is in the "
+    "dictionary, else add it and restart at the current symbol; dictionary starts empty), divided by the "
+    "mean dictionary size of n_shuffles seeded shuffles (the paper: one shuffle). Caveat: the shuffle "
+    "normaliser keeps the fraction of ones, so it measures order, not the amplitude distribution",
+    "lzc_schartner_lzw": "Spatio-temporal LZc as published by Schartner et al. (2017): each channel "
+    "window demeaned and linearly detrended, |hilbert| > mean bits, concatenated time-major (for t: for "
+    "channel), LZW dictionary size (as lzs_schartner_lzw) / mean over n_shuffles seeded shuffles of "
+    "the sequence (the paper: one shuffle; 1 shuffle has a few % CV per window, hence the mean). NaN if "
+    "any channel of the window is non-finite or constant",
 }
 
 _EPS_REG = 1e-9  # antropy.utils.epsilon, added to the regression denominator
@@ -806,39 +832,125 @@ def _shuffle_stream(a, seed, kind, channel, window):
 
 
 @njit(cache=True, nogil=True)
-def _lzs_rows(bits, states, seed, channel):
-    """LZ76(bits) / LZ76(shuffled bits) per row (window); row w uses stream (seed, 1, channel, w)."""
+def _shuffle_key(seed, kind, channel, window, k):
+    """Key of shuffle ``k`` of (seed, kind, channel, window): shuffle 0 is the stream key itself
+    (the single shuffle the LZ76 measures always used), shuffle k > 0 a SplitMix64 hash of it and k."""
+    key = _stream_key(seed, kind, channel, window)
+    if k == 0:
+        return key
+    return _splitmix64(key ^ _splitmix64(np.uint64(k)))
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_keyed(a, seed, kind, channel, window, k):
+    _shuffle_inplace(a, _shuffle_key(seed, kind, channel, window, k))
+
+
+@njit(cache=True, nogil=True)
+def _lzw_dict_size(s, child):
+    """Size of the LZW dictionary of Schartner et al.'s published ``cpr`` for a 0/1 sequence, O(n).
+
+    The published code: ``d = {}; w = ''; for c in s: wc = w + c; if wc in d: w = wc; else:
+    d[wc] = wc; w = c``; the result is ``len(d)``. The dictionary starts empty (the single
+    symbols are not pre-loaded) and the word after an addition restarts at the symbol that
+    ended it, so a word can be in the dictionary while its one-symbol prefix is not. Here the
+    dictionary is a binary trie: nodes 1 and 2 are the words "0" and "1" (their membership
+    flags kept apart), every other node is created only when its word is added. ``child`` is
+    workspace of shape ``(len(s) + 3, 2)`` int32.
+    """
+    n = s.size
+    child[0, 0] = 1
+    child[0, 1] = 2
+    child[1, 0] = -1
+    child[1, 1] = -1
+    child[2, 0] = -1
+    child[2, 1] = -1
+    in_d0 = False
+    in_d1 = False
+    size = 3
+    count = 0
+    node = 0
+    for i in range(n):
+        c = s[i]
+        if node == 0:  # w is empty (first symbol only): wc = c
+            if c == 0:
+                if not in_d0:
+                    in_d0 = True
+                    count += 1
+            else:
+                if not in_d1:
+                    in_d1 = True
+                    count += 1
+            node = 1 + c
+            continue
+        nxt = child[node, c]
+        if nxt != -1:
+            node = nxt  # wc is in the dictionary: grow the word
+        else:
+            child[node, c] = size  # add wc, restart the word at c
+            child[size, 0] = -1
+            child[size, 1] = -1
+            size += 1
+            count += 1
+            node = 1 + c
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _lz_count(s, st, child, lzw):
+    return _lzw_dict_size(s, child) if lzw else _lz76_auto(s, st)
+
+
+@njit(cache=True, nogil=True)
+def _lz_workspace(n, lzw):
+    st = np.empty((1 if lzw else 2 * n + 2, 4), np.int32)
+    child = np.empty((n + 3 if lzw else 1, 2), np.int32)
+    return st, child
+
+
+@njit(cache=True, nogil=True)
+def _lzs_rows(bits, states, seed, channel, kind, n_shuffles, lzw):
+    """count(bits) / mean over k of count(shuffle k of bits) per row (window); row w, shuffle k
+    uses the key ``_shuffle_key(seed, kind, channel, w, k)``; count is LZ76 or the LZW dictionary."""
     nr, n = bits.shape
-    st = np.empty((2 * n + 2, 4), np.int32)
+    st, child = _lz_workspace(n, lzw)
     buf = np.empty(n, np.uint8)
     out = np.empty(nr)
     for w in range(nr):
         if states[w] != _ROW_OK:
             out[w] = np.nan
             continue
-        c_orig = _lz76_auto(bits[w], st)
-        buf[:] = bits[w]
-        _shuffle_inplace(buf, _stream_key(seed, 1, channel, w))
-        out[w] = c_orig / _lz76_auto(buf, st)
+        c_orig = _lz_count(bits[w], st, child, lzw)
+        total = 0.0
+        for k in range(n_shuffles):
+            buf[:] = bits[w]
+            _shuffle_inplace(buf, _shuffle_key(seed, kind, channel, w, k))
+            total += _lz_count(buf, st, child, lzw)
+        out[w] = c_orig / (total / n_shuffles)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop):
+def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop, kind, n_shuffles, lzw):
     """Spatio-temporal LZc for windows [w_start, w_stop) of bits (n_channels, n_windows, n)."""
     n_ch, _, n = bits.shape
     m = n_ch * n
-    st = np.empty((2 * m + 2, 4), np.int32)
+    st, child = _lz_workspace(m, lzw)
     seq = np.empty(m, np.uint8)
+    buf = np.empty(m, np.uint8)
     out = np.empty(w_stop - w_start)
     for w in range(w_start, w_stop):
         if not window_ok[w]:
             out[w - w_start] = np.nan
             continue
         _st_sequence(bits, w, seq)
-        c_orig = _lz76_auto(seq, st)
-        _shuffle_inplace(seq, _stream_key(seed, 2, 0, w))
-        out[w - w_start] = c_orig / _lz76_auto(seq, st)
+        c_orig = _lz_count(seq, st, child, lzw)
+        total = 0.0
+        for k in range(n_shuffles):
+            buf[:] = seq
+            _shuffle_inplace(buf, _shuffle_key(seed, kind, 0, w, k))
+            total += _lz_count(buf, st, child, lzw)
+        out[w - w_start] = c_orig / (total / n_shuffles)
     return out
 
 
@@ -856,6 +968,11 @@ def _st_sequence(bits, w, seq):
 @njit(cache=True, nogil=True)
 def _lz76_count_alloc(seq):
     return _lz76_auto(seq, np.empty((2 * seq.size + 2, 4), np.int32))
+
+
+@njit(cache=True, nogil=True)
+def _lzw_count_alloc(seq):
+    return _lzw_dict_size(seq, np.empty((seq.size + 3, 2), np.int32))
 
 
 # ---------------------------------------------------------------------------------------
@@ -931,7 +1048,7 @@ def _params_for(measure: str, params: dict | None) -> dict:
             + (f"; did you mean {hint[0]!r}?" if hint else f"; known: {sorted(defaults)}")
         )
     merged = {**defaults, **params}
-    for key in ("order", "delay", "kmax"):
+    for key in ("order", "delay", "kmax", "n_shuffles"):
         if key in merged:
             v = merged[key]
             if isinstance(v, bool) or int(v) != v:
@@ -943,6 +1060,8 @@ def _params_for(measure: str, params: dict | None) -> dict:
         raise ValueError(f"perm_entropy: order must be <= 10 (10! patterns), got {merged['order']}")
     if "delay" in merged and merged["delay"] < 1:
         raise ValueError(f"{measure}: delay must be >= 1, got {merged['delay']}")
+    if "n_shuffles" in merged and merged["n_shuffles"] < 1:
+        raise ValueError(f"{measure}: n_shuffles must be >= 1, got {merged['n_shuffles']}")
     if "kmax" in merged and merged["kmax"] < 2:
         raise ValueError(f"higuchi_fd: kmax must be >= 2, got {merged['kmax']}")
     return merged
@@ -1026,16 +1145,38 @@ def _lzc_median_rows(rows, states, normalize):
     return counts
 
 
-def schartner_bits(rows: np.ndarray) -> np.ndarray:
+def schartner_bits(rows: np.ndarray, detrend: bool = False) -> np.ndarray:
     """Schartner et al. (2017) binarisation: ``|hilbert(x)| > mean(|hilbert(x)|)`` along the last axis.
 
     Returns uint8 0/1 of the same shape. The Hilbert transform is taken on each row (each
-    window on its own), as ``scipy.signal.hilbert``.
+    window on its own), as ``scipy.signal.hilbert``. ``detrend=True`` first removes each row's
+    least-squares line (= ``scipy.signal.detrend(type='linear')``, which also removes the
+    mean), as the published code does (``detrend(x - mean(x))``); without it a DC offset of
+    the window changes the envelope and so the bits. Non-finite rows stay non-finite.
     """
     from scipy.signal import hilbert
 
-    amp = np.abs(hilbert(np.asarray(rows, dtype=np.float64), axis=-1))
+    rows = np.asarray(rows, dtype=np.float64)
+    if detrend:
+        rows = linear_detrend(rows)
+    amp = np.abs(hilbert(rows, axis=-1))
     return np.ascontiguousarray(amp > amp.mean(axis=-1, keepdims=True), dtype=np.uint8)
+
+
+def linear_detrend(rows: np.ndarray) -> np.ndarray:
+    """Each row minus its least-squares line (closed form; a NaN row stays NaN instead of raising)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    n = rows.shape[-1]
+    t = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    centred = rows - rows.mean(axis=-1, keepdims=True)
+    denom = float(t @ t)
+    slope = (centred @ t) / denom if denom > 0 else np.zeros(rows.shape[:-1])
+    return centred - slope[..., None] * t
+
+
+def _schartner_rows(measure, bits, states, p, channel):
+    kind, lzw = _SCHARTNER[measure]
+    return _lzs_rows(bits, states, int(p["seed"]), int(channel), kind, int(p["n_shuffles"]), lzw)
 
 
 def _measure_rows(measure, rows, states, sfreq, p, channel):
@@ -1057,8 +1198,8 @@ def _measure_rows(measure, rows, states, sfreq, p, channel):
         return _dfa_rows(rows, states, _dfa_box_sizes(rows.shape[-1]))
     if measure == "lzc_median":
         return _lzc_median_rows(rows, states, bool(p["normalize"]))
-    if measure == "lzs_schartner":
-        return _lzs_rows(schartner_bits(rows), states, int(p["seed"]), channel)
+    if measure in ("lzs_schartner", "lzs_schartner_lzw"):
+        return _schartner_rows(measure, schartner_bits(rows, bool(p["detrend"])), states, p, channel)
     raise ValueError(f"{measure} is not a per-channel measure")
 
 
@@ -1206,47 +1347,86 @@ def lzc_median(x, normalize: bool = True):
     return _per_channel("lzc_median", x, {"normalize": normalize})
 
 
-def lzs_schartner(x, seed: int = 0):
-    """Single-channel Lempel-Ziv complexity LZs of Schartner et al. (2017, Sci Rep 7:46421).
+def lzs_schartner(x, seed: int = 0, n_shuffles: int = 1, detrend: bool = False):
+    """Single-channel Lempel-Ziv complexity LZs after Schartner et al. (2017, Sci Rep 7:46421), LZ76 variant.
 
     Bits ``|hilbert(x)| > mean(|hilbert(x)|)`` (instantaneous amplitude above its mean, per
-    signal or window), LZ76 phrase count divided by the count of the same bits shuffled.
-    The shuffle is a Fisher-Yates permutation driven by SplitMix64 seeded from ``(seed,
-    channel index, window index)``, so values do not depend on threading and channel ``c``
-    window ``w`` always gets the same permutation. White noise gives ~1, a sine << 1.
-    Differences from the published code: it demeaned and linearly detrended before the
-    Hilbert transform and counted the LZW dictionary size; here the input is used as given
-    (band-passed upstream) and the count is LZ76, as in Schartner et al. (2015).
-    Constant signal: NaN.
+    signal or window), LZ76 phrase count divided by the mean count of ``n_shuffles`` shuffled
+    copies of the same bits. Shuffle ``k`` of channel ``c``, window ``w`` is a Fisher-Yates
+    permutation driven by SplitMix64 keyed on ``(seed, c, w, k)`` (shuffle 0: the key this
+    measure always used), so values do not depend on threading.
+
+    What it gives: white noise ~1; a sine with a slow amplitude modulation << 1 (its envelope
+    is smooth, so the bits come in long runs). A *pure* sine is not low: its Hilbert envelope
+    is constant up to edge effects and rounding, so the bits of "envelope above its mean" are
+    close to random and LZs is ~0.9 (tested in tests/test_eeg_measures_validity.py).
+
+    Differences from the published code (see :func:`lzs_schartner_lzw`, which follows it): the
+    published code demeans and linearly detrends each signal before the Hilbert transform
+    (here only if ``detrend``) and counts the LZW dictionary, not LZ76 phrases; ranks agree,
+    values do not. Constant signal: NaN.
     """
-    return _per_channel("lzs_schartner", x, {"seed": seed})
+    return _per_channel("lzs_schartner", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend})
 
 
-def lzc_schartner_st(x, seed: int = 0, n_threads: int = 1):
-    """Spatio-temporal Lempel-Ziv complexity LZc of Schartner et al. (2017).
+def lzs_schartner_lzw(x, seed: int = 0, n_shuffles: int = 10, detrend: bool = True):
+    """Single-channel LZs with the published convention of Schartner et al. (2017).
 
-    Each channel is binarised as in :func:`lzs_schartner`; the bits of all channels are
-    concatenated time-major (``for t: for channel``) into one sequence of ``n_channels *
-    n_times`` symbols whose LZ76 count is divided by the count of a shuffled copy (stream
-    ``(seed, window index)``). ``x`` of shape ``(n_channels, n_times)`` gives a float,
-    ``(n_channels, n_windows, n_times)`` gives ``(n_windows,)``. A window in which any
-    channel is non-finite or constant gives NaN (drop flat channels first). Memory: about
-    8 bytes per symbol of workspace per thread (up to 32 if the automaton is needed).
+    Per signal or window: demean and linearly detrend (``detrend=True``, as the published
+    ``detrend(x - mean(x))``), bits ``|hilbert(x)| > mean``, and the size of the LZW-style
+    dictionary of the bit string (:func:`lzw_dict_size`), divided by the mean dictionary size
+    of ``n_shuffles`` seeded shuffles of the bits (the paper used one shuffle; a single
+    shuffle's count varies by a few % per window, so the mean of several is the default).
+    Shuffles are keyed as in :func:`lzs_schartner` (stream kind 3). Constant signal: NaN.
     """
+    return _per_channel("lzs_schartner_lzw", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend})
+
+
+def _spatiotemporal(measure: str, x, params: dict, n_threads: int):
     x = np.asarray(x, dtype=np.float64)
     if x.ndim not in (2, 3):
-        raise ValueError(f"lzc_schartner_st needs (n_channels, n_times) or 3-D windows, got {x.shape}")
+        raise ValueError(f"{measure} needs (n_channels, n_times) or 3-D windows, got {x.shape}")
     x3 = x[:, None, :] if x.ndim == 2 else x
-    p = _params_for("lzc_schartner_st", {"seed": seed})
-    _check_length("lzc_schartner_st", x3.shape[-1], {})
+    p = _params_for(measure, params)
+    _check_length(measure, x3.shape[-1], {})
     bits = np.empty(x3.shape, np.uint8)
     ok = np.ones(x3.shape[1], bool)
     for ch in range(x3.shape[0]):
         rows = _rows(x3, ch)
         ok &= _row_states(rows) == _ROW_OK
-        bits[ch] = schartner_bits(rows)
-    out = _lzc_st_parallel(bits, ok, p["seed"], n_threads)
+        bits[ch] = schartner_bits(rows, bool(p["detrend"]))
+    out = _lzc_st_parallel(bits, ok, measure, p, n_threads)
     return float(out[0]) if x.ndim == 2 else out
+
+
+def lzc_schartner_st(x, seed: int = 0, n_threads: int = 1, n_shuffles: int = 1, detrend: bool = False):
+    """Spatio-temporal Lempel-Ziv complexity LZc after Schartner et al. (2017), LZ76 variant.
+
+    Each channel is binarised as in :func:`lzs_schartner`; the bits of all channels are
+    concatenated time-major (``for t: for channel``) into one sequence of ``n_channels *
+    n_times`` symbols whose LZ76 count is divided by the mean count of ``n_shuffles``
+    shuffled copies (streams ``(seed, window index, k)``). ``x`` of shape ``(n_channels,
+    n_times)`` gives a float, ``(n_channels, n_windows, n_times)`` gives ``(n_windows,)``. A
+    window in which any channel is non-finite or constant gives NaN (drop flat channels
+    first). Memory: about 8 bytes per symbol of workspace per thread (up to 32 if the
+    automaton is needed). The published code counts the LZW dictionary instead (see
+    :func:`lzc_schartner_lzw`): values here are lower (e.g. 0.29-0.76 where it gives 0.59-0.99).
+    """
+    return _spatiotemporal("lzc_schartner_st", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend},
+                           n_threads)
+
+
+def lzc_schartner_lzw(x, seed: int = 0, n_shuffles: int = 10, detrend: bool = True, n_threads: int = 1):
+    """Spatio-temporal LZc with the published convention of Schartner et al. (2017).
+
+    As :func:`lzc_schartner_st` (same binarisation and time-major channel order), but each
+    channel's window is demeaned and linearly detrended first (``detrend=True``), the count
+    is the LZW-style dictionary size of the published code (:func:`lzw_dict_size`) and the
+    normaliser is the mean dictionary size of ``n_shuffles`` seeded shuffles of the sequence
+    (stream kind 4). Memory: 8 bytes per symbol of workspace per thread.
+    """
+    return _spatiotemporal("lzc_schartner_lzw", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend},
+                           n_threads)
 
 
 def lz76_count(bits) -> int:
@@ -1256,20 +1436,42 @@ def lz76_count(bits) -> int:
     every binary input; 300,000 symbols take a few milliseconds. From 16,384 symbols a
     prefix index is tried first (exact, faster on high-entropy input, bounded work).
     """
+    return int(_lz76_count_alloc(_as_bits(bits)))
+
+
+def lzw_dict_size(bits) -> int:
+    """Size of the LZW-style dictionary Schartner et al. (2017) count (their ``cpr``), O(n).
+
+    Scan the sequence growing the current word while it is in the dictionary; when the word
+    plus the next symbol is not, add it and restart the word at that symbol. The dictionary
+    starts empty; the result is the number of words added. Equals the published pure-Python
+    ``cpr`` on the string of the bits (tested against an independent implementation).
+    Empty input: 0.
+    """
+    return int(_lzw_count_alloc(_as_bits(bits)))
+
+
+def _as_bits(bits) -> np.ndarray:
     b = np.asarray(bits)
     if b.ndim != 1:
         raise ValueError("bits must be 1-D")
     if b.size and (b.min() < 0 or b.max() > 1):
         raise ValueError("bits must contain only 0 and 1")
-    return int(_lz76_count_alloc(np.ascontiguousarray(b, dtype=np.uint8)))
+    return np.ascontiguousarray(b, dtype=np.uint8)
 
 
-def shuffle_bits(bits, seed: int = 0, channel: int = 0, window: int = 0, spatiotemporal: bool = False):
-    """The shuffled copy used to normalise :func:`lzs_schartner` (or, with
-    ``spatiotemporal=True``, :func:`lzc_schartner_st`) for this seed, channel and window."""
+def shuffle_bits(bits, seed: int = 0, channel: int = 0, window: int = 0, spatiotemporal: bool = False,
+                 shuffle: int = 0, measure: str | None = None):
+    """Shuffle number ``shuffle`` of ``bits`` used to normalise a Schartner measure for this seed,
+    channel and window: ``measure`` (any of the four Schartner measures) or, without it,
+    :func:`lzs_schartner` / with ``spatiotemporal=True`` :func:`lzc_schartner_st`."""
     out = np.array(bits, dtype=np.uint8).ravel()
-    kind, channel = (2, 0) if spatiotemporal else (1, channel)
-    _shuffle_stream(out, int(seed), kind, int(channel), int(window))
+    if measure is None:
+        measure = "lzc_schartner_st" if spatiotemporal else "lzs_schartner"
+    kind = _SCHARTNER[measure][0]
+    if measure in SPATIOTEMPORAL_MEASURES:
+        channel = 0
+    _shuffle_keyed(out, int(seed), kind, int(channel), int(window), int(shuffle))
     return out
 
 
@@ -1278,23 +1480,30 @@ def shuffle_bits(bits, seed: int = 0, channel: int = 0, window: int = 0, spatiot
 # ---------------------------------------------------------------------------------------
 
 
-def _lzc_st_parallel(bits, ok, seed, n_threads):
+def _lzc_st_parallel(bits, ok, measure, p, n_threads):
+    kind, lzw = _SCHARTNER[measure]
+    seed, n_shuffles = int(p["seed"]), int(p["n_shuffles"])
     n_win = bits.shape[1]
     if n_threads > 1 and n_win == 1 and ok[0]:
-        # one long sequence (whole recording): count it and its shuffled copy concurrently
+        # one long sequence (whole recording): count it and its shuffled copies concurrently
         seq = np.empty(bits.shape[0] * bits.shape[2], np.uint8)
         _st_sequence(bits, 0, seq)
-        shuffled = seq.copy()
-        _shuffle_stream(shuffled, seed, 2, 0, 0)
-        with ThreadPoolExecutor(2) as pool:
-            c_orig, c_shuf = pool.map(_lz76_count_alloc, (seq, shuffled))
-        return np.array([c_orig / c_shuf])
+        copies = []
+        for k in range(n_shuffles):
+            c = seq.copy()
+            _shuffle_keyed(c, seed, kind, 0, 0, k)
+            copies.append(c)
+        count = _lzw_count_alloc if lzw else _lz76_count_alloc
+        with ThreadPoolExecutor(min(n_threads, n_shuffles + 1)) as pool:
+            counts = list(pool.map(count, [seq] + copies))
+        return np.array([counts[0] / (sum(float(c) for c in counts[1:]) / n_shuffles)])
     if n_threads <= 1 or n_win < 2:
-        return _lzc_st_windows(bits, ok, seed, 0, n_win)
+        return _lzc_st_windows(bits, ok, seed, 0, n_win, kind, n_shuffles, lzw)
     edges = np.linspace(0, n_win, min(n_threads, n_win) + 1).astype(int)
     with ThreadPoolExecutor(n_threads) as pool:
         parts = pool.map(
-            lambda ab: _lzc_st_windows(bits, ok, seed, ab[0], ab[1]), zip(edges[:-1], edges[1:])
+            lambda ab: _lzc_st_windows(bits, ok, seed, ab[0], ab[1], kind, n_shuffles, lzw),
+            zip(edges[:-1], edges[1:]),
         )
         return np.concatenate(list(parts))
 
@@ -1325,8 +1534,8 @@ def compute_windowed(
     :func:`sliding_windows`), or already windowed ``(n_channels, n_windows, n)`` with both
     None. ``measures`` defaults to :data:`MEASURES`; ``params`` maps a measure to the
     parameters that differ from :data:`DEFAULT_PARAMS` (unknown names fail with a hint).
-    Returns ``{measure: (n_channels, n_windows) float64}``, except ``lzc_schartner_st``
-    which is ``(n_windows,)``. Values equal the single-measure functions on the same
+    Returns ``{measure: (n_channels, n_windows) float64}``, except the spatio-temporal
+    measures (:data:`SPATIOTEMPORAL_MEASURES`), which are ``(n_windows,)``. Values equal the single-measure functions on the same
     windows. ``n_threads > 1`` runs channels in a thread pool (the kernels release the GIL);
     results do not depend on ``n_threads``.
     """
@@ -1343,18 +1552,19 @@ def compute_windowed(
     n_ch, n_win, n = x3.shape
     for m in measures:
         _check_length(m, n, _length_params(p[m]))
-    need_bits = "lzc_schartner_st" in measures
-    per_channel = [m for m in measures if m != "lzc_schartner_st"]
+    st_measures = [m for m in measures if m in SPATIOTEMPORAL_MEASURES]
+    per_channel = [m for m in measures if m not in SPATIOTEMPORAL_MEASURES]
+    # the Hilbert binarisation is shared by the Schartner measures with the same detrend setting
+    bit_kinds = sorted({bool(p[m]["detrend"]) for m in measures if m in _SCHARTNER})
 
     def one_channel(ch):
         rows = _rows(x3, ch)
         states = _row_states(rows)
-        # the Hilbert binarisation is shared by LZs and the spatio-temporal LZc
-        bits = schartner_bits(rows) if need_bits or "lzs_schartner" in per_channel else None
+        bits = {d: schartner_bits(rows, d) for d in bit_kinds}
         res = {}
         for m in per_channel:
-            if m == "lzs_schartner":
-                res[m] = _lzs_rows(bits, states, int(p[m]["seed"]), ch)
+            if m in _SCHARTNER:
+                res[m] = _schartner_rows(m, bits[bool(p[m]["detrend"])], states, p[m], ch)
             else:
                 res[m] = _measure_rows(m, rows, states, float(sfreq), p[m], ch)
         return res, states, bits
@@ -1366,10 +1576,11 @@ def compute_windowed(
         results = [one_channel(ch) for ch in range(n_ch)]
 
     out = {m: np.stack([r[0][m] for r in results]) for m in per_channel}
-    if need_bits:
-        bits = np.stack([r[2] for r in results])
+    if st_measures:
         ok = np.all(np.stack([r[1] for r in results]) == _ROW_OK, axis=0)
-        out["lzc_schartner_st"] = _lzc_st_parallel(bits, ok, p["lzc_schartner_st"]["seed"], n_threads)
+        for m in st_measures:
+            bits = np.stack([r[2][bool(p[m]["detrend"])] for r in results])
+            out[m] = _lzc_st_parallel(bits, ok, m, p[m], n_threads)
     return {m: out[m] for m in measures}
 
 
@@ -1385,4 +1596,4 @@ def compute_whole(x, sfreq: float, measures=("lzc_median", "lzs_schartner", "lzc
     if x.ndim != 2:
         raise ValueError(f"x must be (n_channels, n_times), got {x.shape}")
     res = compute_windowed(x[:, None, :], sfreq, None, None, measures, params, n_threads)
-    return {m: (float(v[0]) if m == "lzc_schartner_st" else v[:, 0]) for m, v in res.items()}
+    return {m: (float(v[0]) if m in SPATIOTEMPORAL_MEASURES else v[:, 0]) for m, v in res.items()}
