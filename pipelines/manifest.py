@@ -91,6 +91,34 @@ class PreprocessingConfig(_Strict):
     resample_sfreq: float | None = Field(None, gt=0, description="Optional resampling before features")
 
 
+class SurrogateConfig(_Strict):
+    """Surrogate-normalised variants of per-channel measures (pipelines.eeg.kernels.make_surrogates): for each
+    listed measure ``m`` the features gain ``m_surr_ratio`` (value / mean over ``n`` surrogates of the window)
+    and ``m_surr_z`` (z against them). Phase-randomised surrogates keep each window's periodogram, so spectral
+    change alone (alpha suppression) leaves the ratio near 1. An empty list turns them off."""
+
+    method: Literal["phase", "iaaft"] = Field("phase", description="phase randomisation (default) or IAAFT "
+                                              "(also keeps the amplitude distribution; ~10x slower)")
+    n: int = Field(10, ge=2, description="Surrogates per channel and window")
+    seed: int = Field(0, ge=0, description="Surrogate k of channel c, window w is seeded from (seed, c, w, k)")
+    measures: list[str] = Field(default_factory=lambda: ["lzc_median", "perm_entropy"],
+                                description="Per-channel measures to normalise (must also be in measures)")
+    iaaft_iterations: int = Field(20, ge=1, description="IAAFT rounds (method iaaft only)")
+
+    @field_validator("measures")
+    @classmethod
+    def _per_channel(cls, value: list[str]) -> list[str]:
+        from pipelines.eeg.measures import PER_CHANNEL_MEASURES
+
+        known = list(PER_CHANNEL_MEASURES)
+        for name in value:
+            if name not in known:
+                hint = difflib.get_close_matches(name, known, 1)
+                raise ValueError(f"surrogates need a per-channel measure, not {name!r}"
+                                 + (f" — did you mean {hint[0]!r}?" if hint else "") + f"; known: {known}")
+        return value
+
+
 class FeatureConfig(_Strict):
     """Sliding-window measures over the whole session; window times are relative to infusion start.
 
@@ -126,6 +154,17 @@ class FeatureConfig(_Strict):
                                      "blocks of this length (per-window fits are too noisy and too slow)")
     whole_recording_lz: bool = Field(True, description="Also compute LZ on the whole continuous recording")
     n_threads: int = Field(1, ge=1, description="Threads per recording (kernels release the GIL)")
+    surrogates: SurrogateConfig = Field(default_factory=SurrogateConfig,
+                                        description="Surrogate-normalised variants of entropy measures (issue 12)")
+
+    @model_validator(mode="after")
+    def _surrogate_measures_computed(self):
+        # The default list applies to those of its measures that are computed; a list given explicitly must
+        # name computed measures.
+        missing = [m for m in self.surrogates.measures if m not in self.measures]
+        if missing and "measures" in self.surrogates.model_fields_set:
+            raise ValueError(f"surrogates.measures {missing} are not in measures; add them there or remove them here")
+        return self
 
     @field_validator("measures")
     @classmethod

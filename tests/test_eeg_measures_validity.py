@@ -196,8 +196,152 @@ def test_what_a_pure_sine_gives():
 
 def test_descriptions_state_the_convention_and_the_caveat():
     info = K.MEASURE_INFO
-    assert set(info) == set(K.MEASURES)
+    assert set(info) == set(K.MEASURES) | {"*_surr_ratio", "*_surr_z"}
     for m in ("lzs_schartner", "lzc_schartner_st"):
         assert "LZ76 VARIANT" in info[m] and "NOT the published" in info[m]
     for m in ("lzs_schartner_lzw", "lzc_schartner_lzw"):
         assert "LZW" in info[m] and "detrended" in info[m] and "Schartner et al. (2017" in info[m]
+
+
+# --- surrogate-normalised measures (finding 1: entropy vs alpha suppression) -------------------------
+
+def _linear_gaussian(seconds: float, seed: int, alpha_db: float = 0.0, fs: float = 250.0) -> np.ndarray:
+    """A linear Gaussian process: 1/f power in 1-45 Hz plus a 10 Hz alpha peak scaled by ``alpha_db``."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fs)
+    f = np.fft.rfftfreq(n, 1 / fs)
+    in_band = (f >= 1) & (f <= 45)
+    psd = np.where(in_band, 1 / np.maximum(f, 1), 0.0) + 8 * np.exp(-0.5 * ((f - 10) / 1.0) ** 2) * in_band * 10 ** (alpha_db / 10)
+    return np.fft.irfft(np.sqrt(psd) * (rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size)), n)
+
+
+@pytest.fixture(scope="module")
+def alpha_pair():
+    """4 channels x 60 two-second windows at 250 Hz, alpha at 0 dB and at -6 dB (same noise seeds)."""
+    out = {}
+    for db in (0.0, -6.0):
+        x = np.stack([_linear_gaussian(120, s, db) for s in range(4)])
+        out[db] = K.compute_windowed(K.sliding_windows(x, 500, 500), 250.0, None, None,
+                                     measures=["lzc_median", "lzs_schartner_lzw"],
+                                     surrogates={"method": "phase", "n": 10, "seed": 0,
+                                                 "measures": ["lzc_median", "lzs_schartner_lzw"]})
+    return out
+
+
+@pytest.mark.parametrize("measure", ["lzc_median", "lzs_schartner_lzw"])
+def test_alpha_suppression_moves_raw_lz_but_not_the_surrogate_ratio(alpha_pair, measure):
+    base, low = alpha_pair[0.0], alpha_pair[-6.0]
+    d_raw = low[measure].mean() - base[measure].mean()
+    d_ratio = low[measure + "_surr_ratio"].mean() - base[measure + "_surr_ratio"].mean()
+    # Measured (240 windows): lzc_median raw 0.441 -> 0.519 (+0.078, SE of the mean 0.003), surrogate ratio
+    # 0.985 -> 0.984 (-0.001, SE of the difference 0.009); lzs_schartner_lzw raw +0.083, ratio +0.009.
+    # A 6 dB alpha drop in a linear Gaussian process changes no nonlinear structure, so the ratio's change
+    # must stay within ~3.5 SE (0.03) while the raw change exceeds 15 SE (0.05).
+    assert d_raw > 0.05, d_raw
+    assert abs(d_ratio) < 0.03, d_ratio
+    assert abs(d_ratio) < 0.4 * d_raw
+    # and the surrogates of a linear Gaussian process score like it: ratio near 1 (0.98-0.99 measured; the
+    # wrap-around of non-periodic windows makes surrogates a little more irregular than the window)
+    assert 0.95 < base[measure + "_surr_ratio"].mean() < 1.02
+
+
+def test_phase_surrogates_keep_the_periodogram_and_are_seeded_per_window():
+    rows = K.sliding_windows(_linear_gaussian(20, 1)[None], 500, 500)[0]
+    s = K.make_surrogates(rows, n=6, method="phase", seed=3, channel=2)
+    assert s.shape == (10, 6, 500)
+    amp = np.abs(np.fft.rfft(rows, axis=-1))
+    np.testing.assert_allclose(np.abs(np.fft.rfft(s, axis=-1)), np.broadcast_to(amp[:, None, :], (10, 6, 251)),
+                               rtol=1e-9, atol=1e-9 * amp.max())
+    np.testing.assert_allclose(s.mean(axis=-1), rows.mean(axis=-1)[:, None].repeat(6, 1), atol=1e-12)
+    assert np.abs(np.corrcoef(s[0, 0], rows[0])[0, 1]) < 0.3  # the waveform itself is new
+    # surrogate k of window w depends only on (seed, channel, w, k): a subset gives the same surrogates
+    np.testing.assert_array_equal(K.make_surrogates(rows[:3], n=6, seed=3, channel=2), s[:3])
+    assert not np.array_equal(K.make_surrogates(rows, n=6, seed=4, channel=2), s)
+    assert not np.array_equal(K.make_surrogates(rows, n=6, seed=3, channel=1), s)
+
+
+def test_iaaft_surrogates_keep_the_values_exactly_and_the_spectrum_nearly():
+    rng = np.random.default_rng(2)
+    rows = K.sliding_windows((_linear_gaussian(12, 2) ** 3 + 0.1 * rng.standard_normal(3000))[None], 500, 500)[0]
+    s = K.make_surrogates(rows, n=4, method="iaaft", seed=1)
+    np.testing.assert_array_equal(np.sort(s, axis=-1), np.sort(rows, axis=-1)[:, None, :].repeat(4, 1))
+    amp, amp_s = np.abs(np.fft.rfft(rows)), np.abs(np.fft.rfft(s, axis=-1))
+    rel = np.linalg.norm(amp_s - amp[:, None], axis=-1) / np.linalg.norm(amp, axis=-1)[:, None]
+    assert rel.max() < 0.1, rel.max()  # measured ~0.03 after 20 iterations (a shuffle starts near 1)
+
+
+def test_surrogate_ratio_and_z_follow_their_definition_with_antropy_on_the_surrogates():
+    ant = pytest.importorskip("antropy")
+    x = np.stack([_linear_gaussian(8, s) for s in (5, 6)])
+    w = K.sliding_windows(x, 500, 500)
+    got = K.compute_windowed(w, 250.0, None, None, measures=["perm_entropy"],
+                             surrogates={"n": 5, "seed": 9, "measures": ["perm_entropy"]})
+    for ch in range(2):
+        surr = K.make_surrogates(w[ch], n=5, seed=9, channel=ch)
+        for i in range(4):
+            vals = np.array([ant.perm_entropy(surr[i, k], order=3, normalize=True) for k in range(5)])
+            raw = ant.perm_entropy(np.ascontiguousarray(w[ch, i]), order=3, normalize=True)
+            assert got["perm_entropy_surr_ratio"][ch, i] == pytest.approx(raw / vals.mean(), rel=1e-9)
+            assert got["perm_entropy_surr_z"][ch, i] == pytest.approx((raw - vals.mean()) / vals.std(ddof=1), rel=1e-9)
+
+
+@pytest.mark.parametrize("method", ["phase", "iaaft"])
+def test_surrogate_measures_do_not_depend_on_thread_count(method):
+    x = np.stack([_linear_gaussian(8, s) for s in range(3)])
+    x[1, 700] = np.nan  # a rejected window stays NaN, others unaffected
+    cfg = {"method": method, "n": 4, "seed": 5, "measures": ["lzc_median", "sample_entropy", "lzs_schartner_lzw"]}
+    one = K.compute_windowed(x, 250.0, 500, 500, surrogates=cfg, n_threads=1)
+    two = K.compute_windowed(x, 250.0, 500, 500, surrogates=cfg, n_threads=2)
+    assert set(one) == set(K.MEASURES) | set(K.surrogate_measure_names(cfg["measures"]))
+    for m in one:
+        np.testing.assert_array_equal(one[m], two[m], err_msg=m)
+    assert np.isnan(one["lzc_median_surr_ratio"][1, 1]) and np.isfinite(one["lzc_median_surr_ratio"][0, 1])
+
+
+def test_surrogate_settings_are_checked():
+    x = np.random.default_rng(0).standard_normal((2, 1000))
+    with pytest.raises(ValueError, match="not computed"):
+        K.compute_windowed(x, 250.0, 500, 500, measures=["perm_entropy"], surrogates={"measures": ["lzc_median"]})
+    with pytest.raises(ValueError, match="per channel only"):
+        K.compute_windowed(x, 250.0, 500, 500, surrogates={"measures": ["lzc_schartner_st"]})
+    with pytest.raises(ValueError, match="method"):
+        K.compute_windowed(x, 250.0, 500, 500, surrogates={"method": "aaft", "measures": ["lzc_median"]})
+    with pytest.raises(ValueError, match="unknown surrogate setting"):
+        K.compute_windowed(x, 250.0, 500, 500, surrogates={"count": 3, "measures": ["lzc_median"]})
+    # no measures listed: no surrogate outputs
+    assert set(K.compute_windowed(x, 250.0, 500, 500, surrogates={"measures": []})) == set(K.MEASURES)
+    assert K.is_surrogate_measure("lzc_median_surr_z") and not K.is_surrogate_measure("alpha_surr_z")
+    assert "Theiler" in K.MEASURE_INFO["*_surr_ratio"] and "ddof=1" in K.MEASURE_INFO["*_surr_z"]
+
+
+# --- wiring into the features ----------------------------------------------------------------------
+
+def test_recording_features_carry_the_new_measures(tiny_manifest):
+    from pipelines.eeg.features import recording_features
+    from pipelines.study import Study
+
+    study = Study.load(tiny_manifest)
+    fc = study.manifest.eeg.features
+    assert fc.surrogates.method == "phase" and fc.surrogates.n == 10
+    ds = recording_features(study.manifest, study.recordings[0])
+    measures = list(ds["measure"].to_numpy())
+    for m in fc.surrogates.measures:
+        assert {m + "_surr_ratio", m + "_surr_z"} <= set(measures)
+    assert "lzs_schartner_lzw" in measures and "lzc_schartner_lzw" not in measures  # across channels:
+    summary = list(ds["summary_measure"].to_numpy())
+    assert {"lzc_schartner_lzw", "lzc_schartner_st", "lzc_median_surr_ratio_mean"} <= set(summary)
+    ratio = ds["channel_measures"].sel(measure="lzc_median_surr_ratio").to_numpy()
+    assert 0.5 < np.nanmedian(ratio) < 1.5
+
+
+def test_manifest_rejects_surrogates_of_measures_not_computed():
+    from pydantic import ValidationError
+
+    from pipelines.manifest import FeatureConfig
+
+    with pytest.raises(ValidationError, match="not in measures"):
+        FeatureConfig(measures=["perm_entropy"], surrogates={"measures": ["lzc_median"]})
+    FeatureConfig(measures=["perm_entropy"])  # the default list (lzc_median, perm_entropy) applies where computed
+    with pytest.raises(ValidationError, match="per-channel measure"):
+        FeatureConfig(surrogates={"measures": ["lzc_schartner_st"]})
+    assert FeatureConfig(measures=["perm_entropy"], surrogates={"measures": []}).surrogates.measures == []

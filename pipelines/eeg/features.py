@@ -219,7 +219,9 @@ def recording_features(manifest, recording):
     params = _measure_params(fc, qc.band_hz)
     requested = list(fc.measures)
     kern = kernels.compute_windowed(windows_for_kernels, sfreq, None, None, measures=requested,
-                                    params={m: params[m] for m in requested if m in params}, n_threads=fc.n_threads)
+                                    params={m: params[m] for m in requested if m in params}, n_threads=fc.n_threads,
+                                    surrogates=fc.surrogates.model_dump()
+                                    | {"measures": [m for m in fc.surrogates.measures if m in requested]})
 
     # Spectra: Welch inside each window.
     nperseg = min(win, max(8, int(round(fc.welch_segment_s * sfreq))))
@@ -287,7 +289,7 @@ def recording_features(manifest, recording):
         if m in kern:
             roi_measures[m] = kern[m]
     for m in per_channel:
-        if m in kernels.MEASURES:
+        if m in kernels.MEASURES or kernels.is_surrogate_measure(m):
             with np.errstate(invalid="ignore"):
                 # Rejected windows are NaN in every channel: their mean is NaN too (no warning needed).
                 roi_measures[f"{m}_mean"] = _nanmean_quiet(per_channel[m])

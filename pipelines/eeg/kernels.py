@@ -72,6 +72,10 @@ __all__ = [
     "schartner_bits",
     "compute_windowed",
     "compute_whole",
+    "make_surrogates",
+    "surrogate_measure_names",
+    "is_surrogate_measure",
+    "SURROGATE_DEFAULTS",
 ]
 
 
@@ -976,6 +980,52 @@ def _lzw_count_alloc(seq):
 
 
 # ---------------------------------------------------------------------------------------
+# surrogates (phase randomisation, IAAFT), seeded per (channel, window, surrogate)
+# ---------------------------------------------------------------------------------------
+
+_KIND_PHASES, _KIND_IAAFT_START = 5, 6
+
+
+@njit(cache=True, nogil=True)
+def _randomise_phases(spec, n_surr, n_even, seed, kind, channel):
+    """``spec`` (n_rows, n_freqs) rFFT of the windows -> (n_rows, n_surr, n_freqs): every bin but
+    DC (and Nyquist for even n) rotated by a phase uniform in [0, 2 pi) drawn from the SplitMix64
+    stream of (seed, kind, channel, row, surrogate). DC and Nyquist stay real, so each surrogate
+    has the window's mean and exactly its periodogram."""
+    n_rows, nf = spec.shape
+    out = np.empty((n_rows, n_surr, nf), np.complex128)
+    two_pi = 2.0 * math.pi
+    for r in range(n_rows):
+        for k in range(n_surr):
+            state = _shuffle_key(seed, kind, channel, r, k)
+            for f in range(nf):
+                if f == 0 or (n_even and f == nf - 1):
+                    out[r, k, f] = spec[r, f]
+                    continue
+                state = state + np.uint64(0x9E3779B97F4A7C15)
+                z = state
+                z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+                z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+                z = z ^ (z >> np.uint64(31))
+                phi = two_pi * (float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0))
+                out[r, k, f] = spec[r, f] * complex(math.cos(phi), math.sin(phi))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _shuffled_copies(rows, n_surr, seed, kind, channel):
+    """(n_rows, n_surr, n): surrogate k of row r is a Fisher-Yates shuffle of the row keyed on
+    (seed, kind, channel, r, k) (IAAFT's starting point)."""
+    n_rows, n = rows.shape
+    out = np.empty((n_rows, n_surr, n))
+    for r in range(n_rows):
+        for k in range(n_surr):
+            out[r, k, :] = rows[r]
+            _shuffle_inplace(out[r, k], _shuffle_key(seed, kind, channel, r, k))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 # input handling
 # ---------------------------------------------------------------------------------------
 
@@ -1476,6 +1526,123 @@ def shuffle_bits(bits, seed: int = 0, channel: int = 0, window: int = 0, spatiot
 
 
 # ---------------------------------------------------------------------------------------
+# surrogate-normalised measures
+# ---------------------------------------------------------------------------------------
+
+#: Surrogate methods: "phase" (phase randomisation, Theiler et al. 1992) and "iaaft" (Schreiber &
+#: Schmitz 1996). Defaults of the ``surrogates`` argument of :func:`compute_windowed`.
+SURROGATE_DEFAULTS: dict = {"method": "phase", "n": 10, "seed": 0, "measures": [], "iaaft_iterations": 20}
+SURROGATE_METHODS = ("phase", "iaaft")
+#: Suffixes of the surrogate-normalised outputs of a measure ``m``: ``m + suffix``.
+SURROGATE_SUFFIXES = ("_surr_ratio", "_surr_z")
+
+MEASURE_INFO["*_surr_ratio"] = (
+    "Surrogate-normalised measure m_surr_ratio = m(window) / mean over n surrogates of m(surrogate), "
+    "per channel and window; surrogates share the window's periodogram (method 'phase': Fourier phases "
+    "uniformly randomised, DC and Nyquist kept, Theiler et al. 1992, Physica D 58:77) or its periodogram "
+    "approximately and its exact amplitude distribution (method 'iaaft', Schreiber & Schmitz 1996, PRL "
+    "77:635). 1 = what a linear Gaussian process with the window's spectrum gives: it separates "
+    "nonlinear/non-Gaussian structure from spectral change (e.g. alpha suppression). Surrogate k of "
+    "channel c, window w is seeded from (seed, c, w, k) (SplitMix64): independent of threads. NaN where "
+    "the measure is NaN"
+)
+MEASURE_INFO["*_surr_z"] = (
+    "z of a measure against its surrogates: (m(window) - mean) / SD (ddof=1) over the n surrogates of "
+    "*_surr_ratio (same surrogates); |z| > 2 means the window is unlike a linear Gaussian process with "
+    "its spectrum; with n = 10 the SD is itself uncertain by ~25 %"
+)
+
+
+def surrogate_measure_names(measures) -> list[str]:
+    """Output names of the surrogate-normalised variants of ``measures`` (ratio, then z, per measure)."""
+    return [m + suffix for m in measures for suffix in SURROGATE_SUFFIXES]
+
+
+def is_surrogate_measure(name: str) -> bool:
+    return any(name.endswith(suffix) and name[: -len(suffix)] in MEASURES for suffix in SURROGATE_SUFFIXES)
+
+
+def _surrogate_config(surrogates) -> dict | None:
+    if not surrogates:
+        return None
+    cfg = {**SURROGATE_DEFAULTS, **dict(surrogates)}
+    unknown = set(cfg) - set(SURROGATE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown surrogate setting(s) {sorted(unknown)}; known: {sorted(SURROGATE_DEFAULTS)}")
+    if cfg["method"] not in SURROGATE_METHODS:
+        raise ValueError(f"surrogate method {cfg['method']!r} unknown; known: {SURROGATE_METHODS}")
+    if int(cfg["n"]) != cfg["n"] or cfg["n"] < 2:
+        raise ValueError(f"surrogates: n must be an integer >= 2, got {cfg['n']!r}")
+    for m in cfg["measures"]:
+        if m in SPATIOTEMPORAL_MEASURES:
+            raise ValueError(f"surrogates: {m} combines channels; surrogate normalisation is per channel only")
+        _params_for(m, None)
+    if not cfg["measures"]:
+        return None
+    cfg["n"], cfg["seed"], cfg["iaaft_iterations"] = int(cfg["n"]), int(cfg["seed"]), int(cfg["iaaft_iterations"])
+    return cfg
+
+
+def make_surrogates(rows, n: int = 10, method: str = "phase", seed: int = 0, channel: int = 0,
+                    iaaft_iterations: int = 20) -> np.ndarray:
+    """Surrogates of each row (window) of ``rows`` (n_windows, n_times): (n_windows, n, n_times).
+
+    ``phase``: one rFFT per window, a batch of random phase rotations (DC and Nyquist kept), one
+    batched irFFT; each surrogate has exactly the window's periodogram and mean. ``iaaft``:
+    from a seeded shuffle of the window, ``iaaft_iterations`` rounds of (impose the window's
+    Fourier amplitudes, then its sorted values by rank), batched over windows and surrogates;
+    the result has exactly the window's values and approximately its periodogram. Surrogate k of
+    window w of ``channel`` depends only on (seed, channel, w, k).
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    n_rows, n_t = rows.shape
+    spec = np.fft.rfft(rows, axis=-1)
+    if method == "phase":
+        return np.fft.irfft(_randomise_phases(spec, int(n), n_t % 2 == 0, int(seed), _KIND_PHASES, int(channel)),
+                            n_t, axis=-1)
+    if method != "iaaft":
+        raise ValueError(f"surrogate method {method!r} unknown; known: {SURROGATE_METHODS}")
+    amp = np.abs(spec)[:, None, :]
+    sorted_vals = np.broadcast_to(np.sort(rows, axis=-1)[:, None, :], (n_rows, int(n), n_t))
+    s = _shuffled_copies(rows, int(n), int(seed), _KIND_IAAFT_START, int(channel))
+    for _ in range(int(iaaft_iterations)):
+        f = np.fft.rfft(s, axis=-1)
+        mag = np.abs(f)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.where(mag > 0, f * (amp / mag), amp)
+        s_spec = np.fft.irfft(f, n_t, axis=-1)
+        order = np.argsort(s_spec, axis=-1, kind="stable")
+        np.put_along_axis(s, order, sorted_vals, axis=-1)
+    return s
+
+
+def _surrogate_rows(measures, rows, raw, sfreq, p, channel, cfg) -> dict:
+    """Surrogate-normalised variants (ratio and z) of ``measures`` on one channel's windows."""
+    n_rows, n_t = rows.shape
+    n = cfg["n"]
+    surr = make_surrogates(rows, n, cfg["method"], cfg["seed"], channel, cfg["iaaft_iterations"])
+    flat = np.ascontiguousarray(surr.reshape(n_rows * n, n_t))
+    states = _row_states(flat)
+    bits = {}
+    out = {}
+    for m in measures:
+        if m in _SCHARTNER:
+            d = bool(p[m]["detrend"])
+            if d not in bits:
+                bits[d] = schartner_bits(flat, d)
+            vals = _schartner_rows(m, bits[d], states, p[m], channel)
+        else:
+            vals = _measure_rows(m, flat, states, float(sfreq), p[m], channel)
+        vals = vals.reshape(n_rows, n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = vals.mean(axis=1)
+            sd = vals.std(axis=1, ddof=1)
+            out[m + "_surr_ratio"] = raw[m] / mean
+            out[m + "_surr_z"] = (raw[m] - mean) / sd
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 # measure sets
 # ---------------------------------------------------------------------------------------
 
@@ -1527,6 +1694,7 @@ def compute_windowed(
     measures=None,
     params: dict | None = None,
     n_threads: int = 1,
+    surrogates: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """Compute a set of measures on sliding windows of every channel.
 
@@ -1538,6 +1706,13 @@ def compute_windowed(
     measures (:data:`SPATIOTEMPORAL_MEASURES`), which are ``(n_windows,)``. Values equal the single-measure functions on the same
     windows. ``n_threads > 1`` runs channels in a thread pool (the kernels release the GIL);
     results do not depend on ``n_threads``.
+
+    ``surrogates`` (optional) adds surrogate-normalised variants: ``{"method": "phase" |
+    "iaaft", "n": 10, "seed": 0, "measures": [...], "iaaft_iterations": 20}`` (missing keys take
+    :data:`SURROGATE_DEFAULTS`; the listed measures must be per-channel measures requested in
+    ``measures``). For each listed ``m`` the result gains ``m + "_surr_ratio"`` (value / mean of
+    the surrogates' values) and ``m + "_surr_z"`` (z against the surrogates), both
+    ``(n_channels, n_windows)``; see :func:`make_surrogates` and ``MEASURE_INFO["*_surr_ratio"]``.
     """
     x = np.asarray(x, dtype=np.float64)
     if window_samples is None and step_samples is None:
@@ -1552,6 +1727,11 @@ def compute_windowed(
     n_ch, n_win, n = x3.shape
     for m in measures:
         _check_length(m, n, _length_params(p[m]))
+    surr_cfg = _surrogate_config(surrogates)
+    surr_measures = [] if surr_cfg is None else list(dict.fromkeys(surr_cfg["measures"]))
+    missing = [m for m in surr_measures if m not in measures]
+    if missing:
+        raise ValueError(f"surrogates requested for measures not computed: {missing}")
     st_measures = [m for m in measures if m in SPATIOTEMPORAL_MEASURES]
     per_channel = [m for m in measures if m not in SPATIOTEMPORAL_MEASURES]
     # the Hilbert binarisation is shared by the Schartner measures with the same detrend setting
@@ -1567,6 +1747,8 @@ def compute_windowed(
                 res[m] = _schartner_rows(m, bits[bool(p[m]["detrend"])], states, p[m], ch)
             else:
                 res[m] = _measure_rows(m, rows, states, float(sfreq), p[m], ch)
+        if surr_measures:
+            res.update(_surrogate_rows(surr_measures, rows, res, sfreq, p, ch, surr_cfg))
         return res, states, bits
 
     if n_threads > 1 and n_ch > 1:
@@ -1575,13 +1757,14 @@ def compute_windowed(
     else:
         results = [one_channel(ch) for ch in range(n_ch)]
 
-    out = {m: np.stack([r[0][m] for r in results]) for m in per_channel}
+    surr_names = surrogate_measure_names(surr_measures)
+    out = {m: np.stack([r[0][m] for r in results]) for m in per_channel + surr_names}
     if st_measures:
         ok = np.all(np.stack([r[1] for r in results]) == _ROW_OK, axis=0)
         for m in st_measures:
             bits = np.stack([r[2][bool(p[m]["detrend"])] for r in results])
             out[m] = _lzc_st_parallel(bits, ok, m, p[m], n_threads)
-    return {m: out[m] for m in measures}
+    return {m: out[m] for m in measures + surr_names}
 
 
 def compute_whole(x, sfreq: float, measures=("lzc_median", "lzs_schartner", "lzc_schartner_st"),
