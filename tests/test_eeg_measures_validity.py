@@ -345,3 +345,23 @@ def test_manifest_rejects_surrogates_of_measures_not_computed():
     with pytest.raises(ValidationError, match="per-channel measure"):
         FeatureConfig(surrogates={"measures": ["lzc_schartner_st"]})
     assert FeatureConfig(measures=["perm_entropy"], surrogates={"measures": []}).surrogates.measures == []
+
+
+# --- honest descriptions: DFA's scales, Katz is not a dimension ------------------------------------
+
+def test_dfa_description_states_the_scales_it_really_uses():
+    assert K.dfa_scales_s(500, 250.0) == (0.016, 0.168)  # 2-s windows of the default study
+    assert K.dfa_scales_s(1000, 500.0) == (0.008, 0.176)
+    assert K._dfa_box_sizes(500)[-1] == 42 and int(4 * 1.2 ** 14) > 0.1 * 500  # next box (51) > 10 % of n
+    info = K.MEASURE_INFO["dfa"]
+    assert "SHORT-SCALE" in info and "16-168 ms at 250 Hz" in info and "8-176 ms at 500 Hz" in info
+
+
+def test_katz_is_not_a_dimension_in_one_to_two_and_depends_on_the_rate():
+    rng = np.random.default_rng(0)
+    assert K.katz_fd(rng.standard_normal((20, 500))).min() > 2  # white noise: ~5
+    assert K.katz_fd(np.sin(2 * np.pi * 10 * np.arange(500) / 250.0)) > 2  # a sine: 3.4
+    x = _band_limited(60, 0)
+    by_rate = [K.katz_fd(K.sliding_windows(x[:: 1000 // fs][None], 2 * fs, 2 * fs)[0]).mean() for fs in (250, 500, 1000)]
+    assert by_rate[0] - by_rate[1] > 0.1 and by_rate[1] - by_rate[2] > 0.1  # measured 2.29 / 2.03 / 1.86
+    assert "NOT a dimension" in K.MEASURE_INFO["katz_fd"]

@@ -61,6 +61,7 @@ __all__ = [
     "higuchi_fd",
     "katz_fd",
     "dfa",
+    "dfa_scales_s",
     "lzc_median",
     "lzs_schartner",
     "lzc_schartner_st",
@@ -117,9 +118,19 @@ MEASURE_INFO: dict[str, str] = {
     "svd_entropy": "Roberts et al. (1999) SVD entropy of the delay embedding, log2, normalised "
     "by log2(order) if normalize; = antropy.svd_entropy",
     "higuchi_fd": "Higuchi (1988) fractal dimension, k = 1..kmax; = antropy.higuchi_fd",
-    "katz_fd": "Katz (1988) fractal dimension, log10; = antropy.katz_fd",
-    "dfa": "Peng et al. (1994) detrended fluctuation analysis exponent, box sizes 4..0.1*n by "
-    "factor 1.2 (nolds); = antropy.detrended_fluctuation",
+    "katz_fd": "Katz (1988) index log10(L/a) / log10(d/a) = log10(n - 1) / log10(d/a), L the summed absolute "
+    "step, a the mean absolute step, d the largest distance from the first sample; = antropy.katz_fd. Caveat: "
+    "despite its name it is NOT a dimension in [1, 2]: it compares the window's largest excursion with its "
+    "mean sample-to-sample step (a curve-length/excursion index): white noise gives ~5, a 10 Hz sine ~3.4, "
+    "and it depends on the window length in samples, so on the sampling rate (same process: 2.29 / 2.03 / "
+    "1.86 at 250 / 500 / 1000 Hz in 2-s windows)",
+    "dfa": "SHORT-SCALE detrended fluctuation analysis exponent (Peng et al. 1994; nolds/antropy convention): "
+    "profile cumsum(x - mean), linear detrend in non-overlapping boxes of 4, floor(4*1.2^i), ... <= 0.1*n "
+    "samples of the window, slope of ln F on ln box size; = antropy.detrended_fluctuation. Caveat: the "
+    "scales are those of one window: 2-s windows span 16-168 ms at 250 Hz (8-176 ms at 500 Hz; "
+    "dfa_scales_s gives them), where the spectrum's shape (alpha, filters) sets the slope. It is NOT the "
+    "long-range temporal correlation exponent of EEG amplitude envelopes (Linkenkaer-Hansen et al. 2001, "
+    "seconds to minutes), and it changes with the sampling rate",
     "lzc_median": "Lempel & Ziv (1976) phrase count of x > median(x), normalised by "
     "n / log2(n) if normalize; = antropy.lziv_complexity on that binary sequence",
     "lzs_schartner": "Single-channel LZs after Schartner et al. (2017, Sci Rep 7:46421), LZ76 VARIANT: bits "
@@ -1363,22 +1374,35 @@ def higuchi_fd(x, kmax: int = 10):
 
 
 def katz_fd(x):
-    """Katz (1988) fractal dimension, ``log10(L/a) / log10(d/a)``.
+    """Katz (1988) "fractal dimension" ``log10(L/a) / log10(d/a)``: an excursion index, not a dimension.
 
-    ``L`` is the summed absolute successive difference, ``a`` its mean, ``d`` the largest
-    distance from the first sample. Equals ``antropy.katz_fd(x)``. Constant signal: NaN
-    (0/0). Needs ``n >= 3``.
+    ``L`` is the summed absolute successive difference, ``a`` its mean (so ``L/a = n - 1``),
+    ``d`` the largest distance from the first sample: the value is ``log10(n - 1) /
+    log10(d/a)``, i.e. how far the window travels from its start in units of its mean step.
+    It is not bounded to [1, 2] (white noise ~5, a sine ~3.4) and, through ``n``, depends on the
+    sampling rate. Equals ``antropy.katz_fd(x)``. Constant signal: NaN (0/0). Needs ``n >= 3``.
     """
     return _per_channel("katz_fd", x, {})
 
 
+def dfa_scales_s(window_samples: int, sfreq: float) -> tuple[float, float]:
+    """Smallest and largest DFA box of :func:`dfa` on windows of ``window_samples``, in seconds."""
+    boxes = _dfa_box_sizes(int(window_samples))
+    return float(boxes[0] / sfreq), float(boxes[-1] / sfreq)
+
+
 def dfa(x):
-    """Detrended fluctuation analysis exponent alpha (Peng et al. 1994), nolds' convention.
+    """Short-scale detrended fluctuation analysis exponent (Peng et al. 1994), nolds' convention.
 
     Profile ``cumsum(x - mean(x))``; non-overlapping boxes of ``n`` samples for ``n`` in 4,
     floor(4*1.2^i), ... <= 0.1 * len(x); per box a least-squares line is removed; ``F(n)`` is
     the root of the mean over boxes of the mean squared residual; alpha is the slope of
     ``ln F(n)`` on ``ln n`` over ``F(n) > 0``. Equals ``antropy.detrended_fluctuation(x)``.
+
+    The scales are those of the signal or window given: on 2-s windows at 250 Hz they span
+    16-168 ms (:func:`dfa_scales_s`), so this is a short-scale slope set by the spectrum's
+    shape, not the long-range temporal correlation exponent of amplitude envelopes
+    (Linkenkaer-Hansen et al. 2001), and it changes with the sampling rate.
     Constant signal: NaN (antropy: NaN when ``x - mean(x)`` is exactly 0, else a number
     made of rounding noise). Needs enough samples for two box sizes (58).
     """
