@@ -267,7 +267,7 @@ def test_iaaft_surrogates_keep_the_values_exactly_and_the_spectrum_nearly():
     np.testing.assert_array_equal(np.sort(s, axis=-1), np.sort(rows, axis=-1)[:, None, :].repeat(4, 1))
     amp, amp_s = np.abs(np.fft.rfft(rows)), np.abs(np.fft.rfft(s, axis=-1))
     rel = np.linalg.norm(amp_s - amp[:, None], axis=-1) / np.linalg.norm(amp, axis=-1)[:, None]
-    assert rel.max() < 0.1, rel.max()  # measured ~0.03 after 20 iterations (a shuffle starts near 1)
+    assert rel.max() < 0.05, rel.max()  # measured 0.008 after 20 iterations (a shuffle starts near 1)
 
 
 def test_surrogate_ratio_and_z_follow_their_definition_with_antropy_on_the_surrogates():
