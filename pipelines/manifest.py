@@ -137,7 +137,7 @@ class FeatureConfig(_Strict):
     svd_entropy_order: int = Field(3, ge=2)
     higuchi_kmax: int = Field(10, ge=2)
     lz_shuffle_seed: int = Field(0, description="Seed of the shuffled copies that normalise the Schartner LZ measures")
-    lzw_n_shuffles: int = Field(10, ge=1, description="Shuffled copies whose mean dictionary size normalises the "
+    lzw_n_shuffles: int = Field(5, ge=1, description="Shuffled copies whose mean dictionary size normalises the "
                                 "published-convention (LZW) Schartner measures; the LZ76 variants use one")
     bands: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {
