@@ -254,6 +254,11 @@ def test_phase_surrogates_keep_the_periodogram_and_are_seeded_per_window():
                                rtol=1e-9, atol=1e-9 * amp.max())
     np.testing.assert_allclose(s.mean(axis=-1), rows.mean(axis=-1)[:, None].repeat(6, 1), atol=1e-12)
     assert np.abs(np.corrcoef(s[0, 0], rows[0])[0, 1]) < 0.3  # the waveform itself is new
+    # the phase rotations are uniform on the circle (Kolmogorov-Smirnov over 10 x 6 x 249 inner bins)
+    from scipy.stats import kstest
+
+    rot = np.angle(np.fft.rfft(s, axis=-1)[..., 1:-1] / np.fft.rfft(rows, axis=-1)[:, None, 1:-1])
+    assert kstest(rot.ravel(), "uniform", args=(-np.pi, 2 * np.pi)).pvalue > 0.01
     # surrogate k of window w depends only on (seed, channel, w, k): a subset gives the same surrogates
     np.testing.assert_array_equal(K.make_surrogates(rows[:3], n=6, seed=3, channel=2), s[:3])
     assert not np.array_equal(K.make_surrogates(rows, n=6, seed=4, channel=2), s)

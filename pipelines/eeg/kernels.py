@@ -1000,12 +1000,14 @@ _KIND_PHASES, _KIND_IAAFT_START = 5, 6
 @njit(cache=True, nogil=True)
 def _randomise_phases(spec, n_surr, n_even, seed, kind, channel):
     """``spec`` (n_rows, n_freqs) rFFT of the windows -> (n_rows, n_surr, n_freqs): every bin but
-    DC (and Nyquist for even n) rotated by a phase uniform in [0, 2 pi) drawn from the SplitMix64
-    stream of (seed, kind, channel, row, surrogate). DC and Nyquist stay real, so each surrogate
-    has the window's mean and exactly its periodogram."""
+    DC (and Nyquist for even n) multiplied by a unit complex number of uniformly distributed
+    phase, drawn from the SplitMix64 stream of (seed, kind, channel, row, surrogate): a point
+    uniform in the square [-1, 1)^2 (two 32-bit halves of one draw), rejected outside the unit
+    disc (or too near 0), divided by its length (no cos/sin). DC and Nyquist stay real, so each
+    surrogate has the window's mean and exactly its periodogram."""
     n_rows, nf = spec.shape
     out = np.empty((n_rows, n_surr, nf), np.complex128)
-    two_pi = 2.0 * math.pi
+    scale = 1.0 / 2147483648.0  # 2^-31: a 32-bit half -> [-1, 1)
     for r in range(n_rows):
         for k in range(n_surr):
             state = _shuffle_key(seed, kind, channel, r, k)
@@ -1013,13 +1015,19 @@ def _randomise_phases(spec, n_surr, n_even, seed, kind, channel):
                 if f == 0 or (n_even and f == nf - 1):
                     out[r, k, f] = spec[r, f]
                     continue
-                state = state + np.uint64(0x9E3779B97F4A7C15)
-                z = state
-                z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-                z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-                z = z ^ (z >> np.uint64(31))
-                phi = two_pi * (float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0))
-                out[r, k, f] = spec[r, f] * complex(math.cos(phi), math.sin(phi))
+                while True:
+                    state = state + np.uint64(0x9E3779B97F4A7C15)
+                    z = state
+                    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+                    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+                    z = z ^ (z >> np.uint64(31))
+                    a = float(z >> np.uint64(32)) * scale - 1.0
+                    b = float(z & np.uint64(0xFFFFFFFF)) * scale - 1.0
+                    r2 = a * a + b * b
+                    if 1e-12 < r2 <= 1.0:
+                        break
+                inv = 1.0 / math.sqrt(r2)
+                out[r, k, f] = spec[r, f] * complex(a * inv, b * inv)
     return out
 
 
