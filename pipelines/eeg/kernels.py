@@ -857,8 +857,30 @@ def _shuffle_key(seed, kind, channel, window, k):
 
 
 @njit(cache=True, nogil=True)
+def _shuffle_inplace_fast(a, key):
+    """Fisher-Yates shuffle like :func:`_shuffle_inplace`, but the index is drawn by Lemire's
+    multiply-shift (high 32 bits of a draw times i + 1) instead of a 64-bit modulo: ~3x faster,
+    bias below 2^-32 x n. Used by the streams added with the LZW measures and surrogates
+    (kinds >= 3); kinds 1 and 2 keep the modulo so the LZ76 measures keep their values."""
+    state = np.uint64(key)
+    for i in range(a.size - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        j = np.int64(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+        tmp = a[i]
+        a[i] = a[j]
+        a[j] = tmp
+
+
+@njit(cache=True, nogil=True)
 def _shuffle_keyed(a, seed, kind, channel, window, k):
-    _shuffle_inplace(a, _shuffle_key(seed, kind, channel, window, k))
+    if kind >= 3:
+        _shuffle_inplace_fast(a, _shuffle_key(seed, kind, channel, window, k))
+    else:
+        _shuffle_inplace(a, _shuffle_key(seed, kind, channel, window, k))
 
 
 @njit(cache=True, nogil=True)
@@ -939,7 +961,7 @@ def _lzs_rows(bits, states, seed, channel, kind, n_shuffles, lzw):
         total = 0.0
         for k in range(n_shuffles):
             buf[:] = bits[w]
-            _shuffle_inplace(buf, _shuffle_key(seed, kind, channel, w, k))
+            _shuffle_keyed(buf, seed, kind, channel, w, k)
             total += _lz_count(buf, st, child, lzw)
         out[w] = c_orig / (total / n_shuffles)
     return out
@@ -963,7 +985,7 @@ def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop, kind, n_shuffles, lz
         total = 0.0
         for k in range(n_shuffles):
             buf[:] = seq
-            _shuffle_inplace(buf, _shuffle_key(seed, kind, 0, w, k))
+            _shuffle_keyed(buf, seed, kind, 0, w, k)
             total += _lz_count(buf, st, child, lzw)
         out[w - w_start] = c_orig / (total / n_shuffles)
     return out
@@ -1040,7 +1062,7 @@ def _shuffled_copies(rows, n_surr, seed, kind, channel):
     for r in range(n_rows):
         for k in range(n_surr):
             out[r, k, :] = rows[r]
-            _shuffle_inplace(out[r, k], _shuffle_key(seed, kind, channel, r, k))
+            _shuffle_inplace_fast(out[r, k], _shuffle_key(seed, kind, channel, r, k))
     return out
 
 
