@@ -393,3 +393,12 @@ def test_default_study_entropy_rise_is_spectral_and_the_surrogate_ratio_says_so(
     # (3-6 % of the raw rise: the periodic-window bias of phase surrogates shifts a little with the spectrum)
     assert (active["lzc_median"] > 0.1).all()
     assert (active["lzc_median_surr_ratio"].abs() < 0.1 * active["lzc_median"]).all(), active
+
+
+def test_shared_hilbert_binarisation_equals_detrending_first():
+    rng = np.random.default_rng(8)
+    rows = np.cumsum(rng.standard_normal((50, 501)), axis=-1) + 3.0  # odd length, drift and offset
+    both = K._schartner_bits_multi(rows, [True, False])
+    np.testing.assert_array_equal(both[False], K.schartner_bits(rows, False))
+    np.testing.assert_array_equal(both[True], K.schartner_bits(rows, True))
+    np.testing.assert_array_equal(both[True], _published_binarise(rows, detrend=True))
