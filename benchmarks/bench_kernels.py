@@ -128,7 +128,7 @@ def antropy_import_time_s() -> float:
 
 def surrogate_cost_row(K, x, win: int, quick: bool) -> dict:
     """Cost of the default surrogate normalisation (eeg.features.surrogates: 10 phase-randomised surrogates of
-    lzc_median and perm_entropy) relative to the raw default measure set, on a slice of the session."""
+    lzc_median) relative to the raw default measure set, on a slice of the session."""
     from benchmarks._machine import cpu_pressure
     from pipelines.manifest import FeatureConfig
 

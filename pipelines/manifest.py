@@ -101,7 +101,7 @@ class SurrogateConfig(_Strict):
                                               "(also keeps the amplitude distribution; ~10x slower)")
     n: int = Field(10, ge=2, description="Surrogates per channel and window")
     seed: int = Field(0, ge=0, description="Surrogate k of channel c, window w is seeded from (seed, c, w, k)")
-    measures: list[str] = Field(default_factory=lambda: ["lzc_median", "perm_entropy"],
+    measures: list[str] = Field(default_factory=lambda: ["lzc_median"],
                                 description="Per-channel measures to normalise (must also be in measures)")
     iaaft_iterations: int = Field(20, ge=1, description="IAAFT rounds (method iaaft only)")
 
