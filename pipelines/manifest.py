@@ -103,6 +103,34 @@ class PreprocessingConfig(_Strict):
     resample_sfreq: float | None = Field(None, gt=0, description="Optional resampling before features")
 
 
+class SurrogateConfig(_Strict):
+    """Surrogate-normalised variants of per-channel measures (pipelines.eeg.kernels.make_surrogates): for each
+    listed measure ``m`` the features gain ``m_surr_ratio`` (value / mean over ``n`` surrogates of the window)
+    and ``m_surr_z`` (z against them). Phase-randomised surrogates keep each window's periodogram, so spectral
+    change alone (alpha suppression) leaves the ratio near 1. An empty list turns them off."""
+
+    method: Literal["phase", "iaaft"] = Field("phase", description="phase randomisation (default) or IAAFT "
+                                              "(also keeps the amplitude distribution; ~10x slower)")
+    n: int = Field(10, ge=2, description="Surrogates per channel and window")
+    seed: int = Field(0, ge=0, description="Surrogate k of channel c, window w is seeded from (seed, c, w, k)")
+    measures: list[str] = Field(default_factory=lambda: ["lzc_median"],
+                                description="Per-channel measures to normalise (must also be in measures)")
+    iaaft_iterations: int = Field(20, ge=1, description="IAAFT rounds (method iaaft only)")
+
+    @field_validator("measures")
+    @classmethod
+    def _per_channel(cls, value: list[str]) -> list[str]:
+        from pipelines.eeg.measures import PER_CHANNEL_MEASURES
+
+        known = list(PER_CHANNEL_MEASURES)
+        for name in value:
+            if name not in known:
+                hint = difflib.get_close_matches(name, known, 1)
+                raise ValueError(f"surrogates need a per-channel measure, not {name!r}"
+                                 + (f" — did you mean {hint[0]!r}?" if hint else "") + f"; known: {known}")
+        return value
+
+
 class FeatureConfig(_Strict):
     """Sliding-window measures over the whole session; window times are relative to infusion start.
 
@@ -121,18 +149,34 @@ class FeatureConfig(_Strict):
     svd_entropy_order: int = Field(3, ge=2)
     higuchi_kmax: int = Field(10, ge=2)
     lz_shuffle_seed: int = Field(0, description="Seed of the shuffled copies that normalise the Schartner LZ measures")
+    lzw_n_shuffles: int = Field(5, ge=1, description="Shuffled copies whose mean dictionary size normalises the "
+                                "published-convention (LZW) Schartner measures; the LZ76 variants use one")
     bands: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {
             "delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 45.0),
         }
     )
     welch_segment_s: float = Field(1.0, gt=0, description="Welch segment length inside each window (Hann, 50 % overlap)")
+    spectral_entropy_band_hz: tuple[float, float] | None = Field(
+        None, description="Band over which spectral_entropy_welch is normalised; None = the preprocessing pass band "
+        "actually applied (segments of welch_segment_s), so the value does not depend on the sampling rate")
     alpha_peak_range_hz: tuple[float, float] = Field((7.0, 14.0), description="Search range of the individual alpha peak")
     aperiodic_freq_range: tuple[float, float] = Field((2.0, 40.0), description="specparam fit range (Hz), 'fixed' mode")
     aperiodic_block_s: float = Field(30.0, gt=0, description="specparam is fitted on the mean spectrum of consecutive "
                                      "blocks of this length (per-window fits are too noisy and too slow)")
     whole_recording_lz: bool = Field(True, description="Also compute LZ on the whole continuous recording")
     n_threads: int = Field(1, ge=1, description="Threads per recording (kernels release the GIL)")
+    surrogates: SurrogateConfig = Field(default_factory=SurrogateConfig,
+                                        description="Surrogate-normalised variants of entropy measures (issue 12)")
+
+    @model_validator(mode="after")
+    def _surrogate_measures_computed(self):
+        # The default list applies to those of its measures that are computed; a list given explicitly must
+        # name computed measures.
+        missing = [m for m in self.surrogates.measures if m not in self.measures]
+        if missing and "measures" in self.surrogates.model_fields_set:
+            raise ValueError(f"surrogates.measures {missing} are not in measures; add them there or remove them here")
+        return self
 
     @field_validator("measures")
     @classmethod

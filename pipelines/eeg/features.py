@@ -92,16 +92,21 @@ def dose_table(features):
                          for i, s in enumerate(subjects) for j, ss in enumerate(sessions)])
 
 
-def _measure_params(fc) -> dict:
+def _measure_params(fc, band_hz=None) -> dict:
+    """Kernel parameters from the feature config; ``band_hz`` is the pass band preprocessing applied (spectral
+    entropy is taken over ``fc.spectral_entropy_band_hz`` or that band, Welch segments of ``welch_segment_s``)."""
+    band = fc.spectral_entropy_band_hz or band_hz or (None, None)
     return {
         "perm_entropy": {"order": fc.perm_entropy_order, "delay": fc.perm_entropy_delay, "normalize": True},
-        "spectral_entropy_welch": {"normalize": True},
+        "spectral_entropy_welch": {"normalize": True, "nperseg_s": fc.welch_segment_s, "fmin": band[0], "fmax": band[1]},
         "sample_entropy": {"order": fc.sample_entropy_order, "r_sd_factor": fc.sample_entropy_r},
         "svd_entropy": {"order": fc.svd_entropy_order, "delay": 1, "normalize": True},
         "higuchi_fd": {"kmax": fc.higuchi_kmax},
         "lzc_median": {"normalize": True},
         "lzs_schartner": {"seed": fc.lz_shuffle_seed},
         "lzc_schartner_st": {"seed": fc.lz_shuffle_seed},
+        "lzs_schartner_lzw": {"seed": fc.lz_shuffle_seed, "n_shuffles": fc.lzw_n_shuffles, "detrend": True},
+        "lzc_schartner_lzw": {"seed": fc.lz_shuffle_seed, "n_shuffles": fc.lzw_n_shuffles, "detrend": True},
     }
 
 
@@ -241,10 +246,12 @@ def recording_features(manifest, recording):
         windows_for_kernels = windows
 
     # Entropy and complexity (per channel, per window), from the tested kernels.
-    params = _measure_params(fc)
+    params = _measure_params(fc, qc.band_hz)
     requested = list(fc.measures)
     kern = kernels.compute_windowed(windows_for_kernels, sfreq, None, None, measures=requested,
-                                    params={m: params[m] for m in requested if m in params}, n_threads=fc.n_threads)
+                                    params={m: params[m] for m in requested if m in params}, n_threads=fc.n_threads,
+                                    surrogates=fc.surrogates.model_dump()
+                                    | {"measures": [m for m in fc.surrogates.measures if m in requested]})
 
     # Spectra: Welch inside each window.
     nperseg = min(win, max(8, int(round(fc.welch_segment_s * sfreq))))
@@ -252,7 +259,7 @@ def recording_features(manifest, recording):
     psd[:, rejected, :] = np.nan
     band_abs, band_rel = band_powers(psd, freqs, fc.bands, qc.band_hz)
 
-    per_channel = {m: v for m, v in kern.items() if m != "lzc_schartner_st"}
+    per_channel = {m: v for m, v in kern.items() if m not in kernels.SPATIOTEMPORAL_MEASURES}
     for band in fc.bands:
         per_channel[f"{band}_power_uv2"] = band_abs[band]
         per_channel[f"{band}_power_rel"] = band_rel[band]
@@ -308,10 +315,11 @@ def recording_features(manifest, recording):
         "aperiodic_exponent": exponents,
         "gamma_power_rel_mean": band_rel["gamma"].mean(axis=0) if "gamma" in band_rel else np.full(len(times), np.nan),
     }
-    if "lzc_schartner_st" in kern:
-        roi_measures["lzc_schartner_st"] = kern["lzc_schartner_st"]
+    for m in kernels.SPATIOTEMPORAL_MEASURES:
+        if m in kern:
+            roi_measures[m] = kern[m]
     for m in per_channel:
-        if m in kernels.MEASURES:
+        if m in kernels.MEASURES or kernels.is_surrogate_measure(m):
             with np.errstate(invalid="ignore"):
                 # Rejected windows are NaN in every channel: their mean is NaN too (no warning needed).
                 roi_measures[f"{m}_mean"] = _nanmean_quiet(per_channel[m])

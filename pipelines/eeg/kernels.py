@@ -14,8 +14,8 @@ float), ``(n_channels, n_times)`` (whole signals, returns ``(n_channels,)``) or
 ``(n_channels, n_windows)``); the last axis is time. :func:`sliding_windows` turns a
 continuous ``(n_channels, n_times)`` recording into windows, and :func:`compute_windowed`
 computes a set of measures on them in one call. The spatio-temporal Lempel-Ziv
-complexity (:func:`lzc_schartner_st`) combines channels, so it returns a float for
-``(n_channels, n_times)`` and ``(n_windows,)`` for windows.
+complexities (:func:`lzc_schartner_st`, :func:`lzc_schartner_lzw`) combine channels, so they
+return a float for ``(n_channels, n_times)`` and ``(n_windows,)`` for windows.
 
 Rules shared by every measure (tested in ``tests/test_kernels.py``)
 -------------------------------------------------------------------
@@ -36,6 +36,7 @@ Nothing here imports antropy (its import costs 5-9 s per process).
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,11 +44,12 @@ import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipelines.eeg.measures import MEASURES, PER_CHANNEL_MEASURES  # the names' one owner
+from pipelines.eeg.measures import MEASURES, PER_CHANNEL_MEASURES, SPATIOTEMPORAL_MEASURES  # the names' one owner
 
 __all__ = [
     "MEASURES",
     "PER_CHANNEL_MEASURES",
+    "SPATIOTEMPORAL_MEASURES",
     "DEFAULT_PARAMS",
     "MEASURE_INFO",
     "sliding_windows",
@@ -60,53 +62,98 @@ __all__ = [
     "higuchi_fd",
     "katz_fd",
     "dfa",
+    "dfa_scales_s",
     "lzc_median",
     "lzs_schartner",
     "lzc_schartner_st",
+    "lzs_schartner_lzw",
+    "lzc_schartner_lzw",
     "lz76_count",
+    "lzw_dict_size",
     "shuffle_bits",
     "schartner_bits",
     "compute_windowed",
     "compute_whole",
+    "make_surrogates",
+    "surrogate_measure_names",
+    "is_surrogate_measure",
+    "SURROGATE_DEFAULTS",
 ]
 
 
 #: Parameters of each measure (``sfreq`` is passed separately). Store them with every value.
 DEFAULT_PARAMS: dict[str, dict] = {
     "perm_entropy": {"order": 3, "delay": 1, "normalize": True},
-    "spectral_entropy_welch": {"nperseg": None, "normalize": True},
+    "spectral_entropy_welch": {"nperseg": None, "normalize": True, "nperseg_s": None, "fmin": None, "fmax": None},
     "sample_entropy": {"order": 2, "r_sd_factor": 0.2, "inclusive": False},
     "svd_entropy": {"order": 3, "delay": 1, "normalize": True},
     "higuchi_fd": {"kmax": 10},
     "katz_fd": {},
     "dfa": {},
     "lzc_median": {"normalize": True},
-    "lzs_schartner": {"seed": 0},
-    "lzc_schartner_st": {"seed": 0},
+    "lzs_schartner": {"seed": 0, "n_shuffles": 1, "detrend": False},
+    "lzc_schartner_st": {"seed": 0, "n_shuffles": 1, "detrend": False},
+    "lzs_schartner_lzw": {"seed": 0, "n_shuffles": 5, "detrend": True},
+    "lzc_schartner_lzw": {"seed": 0, "n_shuffles": 5, "detrend": True},
 }
+
+# Schartner measures: shuffle-stream kind (see _stream_key) and whether the count is the LZW dictionary.
+_SCHARTNER = {"lzs_schartner": (1, False), "lzc_schartner_st": (2, False),
+              "lzs_schartner_lzw": (3, True), "lzc_schartner_lzw": (4, True)}
 
 #: One line per measure: its convention and reference, for provenance attributes.
 MEASURE_INFO: dict[str, str] = {
     "perm_entropy": "Bandt & Pompe (2002) permutation entropy, log2, normalised by log2(order!) "
     "if normalize; ties by position; = antropy.perm_entropy",
     "spectral_entropy_welch": "Inouye et al. (1991) Shannon entropy (log2) of the Welch PSD "
-    "(scipy.signal.welch, Hann, 50% overlap, DC included), normalised by log2(n_freqs) if "
-    "normalize; = antropy.spectral_entropy(method='welch')",
+    "(scipy.signal.welch, Hann, 50% overlap, constant detrend) restricted to the bins fmin <= f <= fmax "
+    "and renormalised there, divided by log2(number of those bins) if normalize; segment nperseg_s "
+    "seconds. The workbench's features use the preprocessing pass band (or "
+    "eeg.features.spectral_entropy_band_hz) and welch_segment_s, so the value does not depend on the "
+    "sampling rate. With no band and nperseg in samples (kernel defaults) it is the 0-Nyquist "
+    "antropy.spectral_entropy(method='welch'), which falls as the sampling rate rises (empty bins above "
+    "the pass band count in the normaliser)",
     "sample_entropy": "Richman & Moorman (2000) sample entropy, Chebyshev distance, "
     "r = r_sd_factor * std(x, ddof=0), match |d| < r (|d| <= r if inclusive), natural log; "
     "= antropy.sample_entropy (numba path; KDTree path if inclusive)",
     "svd_entropy": "Roberts et al. (1999) SVD entropy of the delay embedding, log2, normalised "
     "by log2(order) if normalize; = antropy.svd_entropy",
     "higuchi_fd": "Higuchi (1988) fractal dimension, k = 1..kmax; = antropy.higuchi_fd",
-    "katz_fd": "Katz (1988) fractal dimension, log10; = antropy.katz_fd",
-    "dfa": "Peng et al. (1994) detrended fluctuation analysis exponent, box sizes 4..0.1*n by "
-    "factor 1.2 (nolds); = antropy.detrended_fluctuation",
+    "katz_fd": "Katz (1988) index log10(L/a) / log10(d/a) = log10(n - 1) / log10(d/a), L the summed absolute "
+    "step, a the mean absolute step, d the largest distance from the first sample; = antropy.katz_fd. Caveat: "
+    "despite its name it is NOT a dimension in [1, 2]: it compares the window's largest excursion with its "
+    "mean sample-to-sample step (a curve-length/excursion index): white noise gives ~5, a 10 Hz sine ~3.4, "
+    "and it depends on the window length in samples, so on the sampling rate (same process: 2.29 / 2.03 / "
+    "1.86 at 250 / 500 / 1000 Hz in 2-s windows)",
+    "dfa": "SHORT-SCALE detrended fluctuation analysis exponent (Peng et al. 1994; nolds/antropy convention): "
+    "profile cumsum(x - mean), linear detrend in non-overlapping boxes of 4, floor(4*1.2^i), ... <= 0.1*n "
+    "samples of the window, slope of ln F on ln box size; = antropy.detrended_fluctuation. Caveat: the "
+    "scales are those of one window: 2-s windows span 16-168 ms at 250 Hz (8-176 ms at 500 Hz; "
+    "dfa_scales_s gives them), where the spectrum's shape (alpha, filters) sets the slope. It is NOT the "
+    "long-range temporal correlation exponent of EEG amplitude envelopes (Linkenkaer-Hansen et al. 2001, "
+    "seconds to minutes), and it changes with the sampling rate",
     "lzc_median": "Lempel & Ziv (1976) phrase count of x > median(x), normalised by "
     "n / log2(n) if normalize; = antropy.lziv_complexity on that binary sequence",
-    "lzs_schartner": "Schartner et al. (2017) LZs: LZ76 count of |hilbert(x)| > mean, divided by "
-    "the count of a seeded shuffled copy",
-    "lzc_schartner_st": "Schartner et al. (2017) spatio-temporal LZc: channels' |hilbert| > mean "
-    "bits concatenated time-major (for t: for channel), LZ76 count / count of a seeded shuffled copy",
+    "lzs_schartner": "Single-channel LZs after Schartner et al. (2017, Sci Rep 7:46421), LZ76 VARIANT: bits "
+    "|hilbert(x)| > mean over the window, Lempel-Ziv (1976) phrase count (Kaspar & Schuster 1987), divided by "
+    "the mean count of n_shuffles seeded shuffles of the bits (features: 1); no per-window detrend unless "
+    "detrend. Caveat: NOT the published counter (their code counts the LZW dictionary, see "
+    "lzs_schartner_lzw): ranks agree, values do not",
+    "lzc_schartner_st": "Spatio-temporal LZc after Schartner et al. (2017), LZ76 VARIANT: per-channel "
+    "|hilbert| > mean bits concatenated time-major (for t: for channel), LZ76 phrase count / mean count of "
+    "n_shuffles seeded shuffles (features: 1); no detrend unless detrend. Caveat: NOT the published "
+    "counter (LZW dictionary, see lzc_schartner_lzw); values are lower than published LZc",
+    "lzs_schartner_lzw": "Single-channel LZs as published by Schartner et al. (2017, Sci Rep 7:46421; "
+    "code github.com/mschart/SignalDiversity): each window demeaned and linearly detrended, bits "
+    "|hilbert(x)| > mean, size of the LZW-style dictionary (cpr: grow the word while it is in the "
+    "dictionary, else add it and restart at the current symbol; dictionary starts empty), divided by the "
+    "mean dictionary size of n_shuffles (default 5) seeded shuffles (the paper: one). Caveat: the shuffle "
+    "normaliser keeps the fraction of ones, so it measures order, not the amplitude distribution",
+    "lzc_schartner_lzw": "Spatio-temporal LZc as published by Schartner et al. (2017): each channel "
+    "window demeaned and linearly detrended, |hilbert| > mean bits, concatenated time-major (for t: for "
+    "channel), LZW dictionary size (as lzs_schartner_lzw) / mean over n_shuffles seeded shuffles of "
+    "the sequence (default 5; the paper: one, whose count varies by ~1 % per window). NaN if "
+    "any channel of the window is non-finite or constant",
 }
 
 _EPS_REG = 1e-9  # antropy.utils.epsilon, added to the regression denominator
@@ -801,39 +848,147 @@ def _shuffle_stream(a, seed, kind, channel, window):
 
 
 @njit(cache=True, nogil=True)
-def _lzs_rows(bits, states, seed, channel):
-    """LZ76(bits) / LZ76(shuffled bits) per row (window); row w uses stream (seed, 1, channel, w)."""
+def _shuffle_key(seed, kind, channel, window, k):
+    """Key of shuffle ``k`` of (seed, kind, channel, window): shuffle 0 is the stream key itself
+    (the single shuffle the LZ76 measures always used), shuffle k > 0 a SplitMix64 hash of it and k."""
+    key = _stream_key(seed, kind, channel, window)
+    if k == 0:
+        return key
+    return _splitmix64(key ^ _splitmix64(np.uint64(k)))
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_inplace_fast(a, key):
+    """Fisher-Yates shuffle like :func:`_shuffle_inplace`, but the index is drawn by Lemire's
+    multiply-shift (high 32 bits of a draw times i + 1) instead of a 64-bit modulo: ~3x faster,
+    bias below 2^-32 x n. Used by the streams added with the LZW measures and surrogates
+    (kinds >= 3); kinds 1 and 2 keep the modulo so the LZ76 measures keep their values."""
+    state = np.uint64(key)
+    for i in range(a.size - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        j = np.int64(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+        tmp = a[i]
+        a[i] = a[j]
+        a[j] = tmp
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_keyed(a, seed, kind, channel, window, k):
+    if kind >= 3:
+        _shuffle_inplace_fast(a, _shuffle_key(seed, kind, channel, window, k))
+    else:
+        _shuffle_inplace(a, _shuffle_key(seed, kind, channel, window, k))
+
+
+@njit(cache=True, nogil=True)
+def _lzw_dict_size(s, child):
+    """Size of the LZW dictionary of Schartner et al.'s published ``cpr`` for a 0/1 sequence, O(n).
+
+    The published code: ``d = {}; w = ''; for c in s: wc = w + c; if wc in d: w = wc; else:
+    d[wc] = wc; w = c``; the result is ``len(d)``. The dictionary starts empty (the single
+    symbols are not pre-loaded) and the word after an addition restarts at the symbol that
+    ended it, so a word can be in the dictionary while its one-symbol prefix is not. Here the
+    dictionary is a binary trie: nodes 1 and 2 are the words "0" and "1" (their membership
+    flags kept apart), every other node is created only when its word is added. ``child`` is
+    workspace of shape ``(len(s) + 3, 2)`` int32.
+    """
+    n = s.size
+    child[0, 0] = 1
+    child[0, 1] = 2
+    child[1, 0] = -1
+    child[1, 1] = -1
+    child[2, 0] = -1
+    child[2, 1] = -1
+    in_d0 = False
+    in_d1 = False
+    size = 3
+    count = 0
+    node = 0
+    for i in range(n):
+        c = s[i]
+        if node == 0:  # w is empty (first symbol only): wc = c
+            if c == 0:
+                if not in_d0:
+                    in_d0 = True
+                    count += 1
+            else:
+                if not in_d1:
+                    in_d1 = True
+                    count += 1
+            node = 1 + c
+            continue
+        nxt = child[node, c]
+        if nxt != -1:
+            node = nxt  # wc is in the dictionary: grow the word
+        else:
+            child[node, c] = size  # add wc, restart the word at c
+            child[size, 0] = -1
+            child[size, 1] = -1
+            size += 1
+            count += 1
+            node = 1 + c
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _lz_count(s, st, child, lzw):
+    return _lzw_dict_size(s, child) if lzw else _lz76_auto(s, st)
+
+
+@njit(cache=True, nogil=True)
+def _lz_workspace(n, lzw):
+    st = np.empty((1 if lzw else 2 * n + 2, 4), np.int32)
+    child = np.empty((n + 3 if lzw else 1, 2), np.int32)
+    return st, child
+
+
+@njit(cache=True, nogil=True)
+def _lzs_rows(bits, states, seed, channel, kind, n_shuffles, lzw):
+    """count(bits) / mean over k of count(shuffle k of bits) per row (window); row w, shuffle k
+    uses the key ``_shuffle_key(seed, kind, channel, w, k)``; count is LZ76 or the LZW dictionary."""
     nr, n = bits.shape
-    st = np.empty((2 * n + 2, 4), np.int32)
+    st, child = _lz_workspace(n, lzw)
     buf = np.empty(n, np.uint8)
     out = np.empty(nr)
     for w in range(nr):
         if states[w] != _ROW_OK:
             out[w] = np.nan
             continue
-        c_orig = _lz76_auto(bits[w], st)
-        buf[:] = bits[w]
-        _shuffle_inplace(buf, _stream_key(seed, 1, channel, w))
-        out[w] = c_orig / _lz76_auto(buf, st)
+        c_orig = _lz_count(bits[w], st, child, lzw)
+        total = 0.0
+        for k in range(n_shuffles):
+            buf[:] = bits[w]
+            _shuffle_keyed(buf, seed, kind, channel, w, k)
+            total += _lz_count(buf, st, child, lzw)
+        out[w] = c_orig / (total / n_shuffles)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop):
+def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop, kind, n_shuffles, lzw):
     """Spatio-temporal LZc for windows [w_start, w_stop) of bits (n_channels, n_windows, n)."""
     n_ch, _, n = bits.shape
     m = n_ch * n
-    st = np.empty((2 * m + 2, 4), np.int32)
+    st, child = _lz_workspace(m, lzw)
     seq = np.empty(m, np.uint8)
+    buf = np.empty(m, np.uint8)
     out = np.empty(w_stop - w_start)
     for w in range(w_start, w_stop):
         if not window_ok[w]:
             out[w - w_start] = np.nan
             continue
         _st_sequence(bits, w, seq)
-        c_orig = _lz76_auto(seq, st)
-        _shuffle_inplace(seq, _stream_key(seed, 2, 0, w))
-        out[w - w_start] = c_orig / _lz76_auto(seq, st)
+        c_orig = _lz_count(seq, st, child, lzw)
+        total = 0.0
+        for k in range(n_shuffles):
+            buf[:] = seq
+            _shuffle_keyed(buf, seed, kind, 0, w, k)
+            total += _lz_count(buf, st, child, lzw)
+        out[w - w_start] = c_orig / (total / n_shuffles)
     return out
 
 
@@ -851,6 +1006,65 @@ def _st_sequence(bits, w, seq):
 @njit(cache=True, nogil=True)
 def _lz76_count_alloc(seq):
     return _lz76_auto(seq, np.empty((2 * seq.size + 2, 4), np.int32))
+
+
+@njit(cache=True, nogil=True)
+def _lzw_count_alloc(seq):
+    return _lzw_dict_size(seq, np.empty((seq.size + 3, 2), np.int32))
+
+
+# ---------------------------------------------------------------------------------------
+# surrogates (phase randomisation, IAAFT), seeded per (channel, window, surrogate)
+# ---------------------------------------------------------------------------------------
+
+_KIND_PHASES, _KIND_IAAFT_START = 5, 6
+
+
+@njit(cache=True, nogil=True)
+def _randomise_phases(spec, n_surr, n_even, seed, kind, channel):
+    """``spec`` (n_rows, n_freqs) rFFT of the windows -> (n_rows, n_surr, n_freqs): every bin but
+    DC (and Nyquist for even n) multiplied by a unit complex number of uniformly distributed
+    phase, drawn from the SplitMix64 stream of (seed, kind, channel, row, surrogate): a point
+    uniform in the square [-1, 1)^2 (two 32-bit halves of one draw), rejected outside the unit
+    disc (or too near 0), divided by its length (no cos/sin). DC and Nyquist stay real, so each
+    surrogate has the window's mean and exactly its periodogram."""
+    n_rows, nf = spec.shape
+    out = np.empty((n_rows, n_surr, nf), np.complex128)
+    scale = 1.0 / 2147483648.0  # 2^-31: a 32-bit half -> [-1, 1)
+    for r in range(n_rows):
+        for k in range(n_surr):
+            state = _shuffle_key(seed, kind, channel, r, k)
+            for f in range(nf):
+                if f == 0 or (n_even and f == nf - 1):
+                    out[r, k, f] = spec[r, f]
+                    continue
+                while True:
+                    state = state + np.uint64(0x9E3779B97F4A7C15)
+                    z = state
+                    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+                    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+                    z = z ^ (z >> np.uint64(31))
+                    a = float(z >> np.uint64(32)) * scale - 1.0
+                    b = float(z & np.uint64(0xFFFFFFFF)) * scale - 1.0
+                    r2 = a * a + b * b
+                    if 1e-12 < r2 <= 1.0:
+                        break
+                inv = 1.0 / math.sqrt(r2)
+                out[r, k, f] = spec[r, f] * complex(a * inv, b * inv)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _shuffled_copies(rows, n_surr, seed, kind, channel):
+    """(n_rows, n_surr, n): surrogate k of row r is a Fisher-Yates shuffle of the row keyed on
+    (seed, kind, channel, r, k) (IAAFT's starting point)."""
+    n_rows, n = rows.shape
+    out = np.empty((n_rows, n_surr, n))
+    for r in range(n_rows):
+        for k in range(n_surr):
+            out[r, k, :] = rows[r]
+            _shuffle_inplace_fast(out[r, k], _shuffle_key(seed, kind, channel, r, k))
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -926,7 +1140,7 @@ def _params_for(measure: str, params: dict | None) -> dict:
             + (f"; did you mean {hint[0]!r}?" if hint else f"; known: {sorted(defaults)}")
         )
     merged = {**defaults, **params}
-    for key in ("order", "delay", "kmax"):
+    for key in ("order", "delay", "kmax", "n_shuffles"):
         if key in merged:
             v = merged[key]
             if isinstance(v, bool) or int(v) != v:
@@ -938,6 +1152,8 @@ def _params_for(measure: str, params: dict | None) -> dict:
         raise ValueError(f"perm_entropy: order must be <= 10 (10! patterns), got {merged['order']}")
     if "delay" in merged and merged["delay"] < 1:
         raise ValueError(f"{measure}: delay must be >= 1, got {merged['delay']}")
+    if "n_shuffles" in merged and merged["n_shuffles"] < 1:
+        raise ValueError(f"{measure}: n_shuffles must be >= 1, got {merged['n_shuffles']}")
     if "kmax" in merged and merged["kmax"] < 2:
         raise ValueError(f"higuchi_fd: kmax must be >= 2, got {merged['kmax']}")
     return merged
@@ -960,12 +1176,37 @@ def _xlogx_base2(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def _spectral_entropy_rows(rows, states, sfreq, nperseg, normalize):
+def _spectral_nperseg(n: int, sfreq: float, nperseg, nperseg_s) -> int:
+    """Welch segment length in samples: ``nperseg_s`` seconds if given, else ``nperseg`` samples
+    (None: scipy's default 256), clipped to the signal length as scipy does."""
+    if nperseg_s is not None:
+        if nperseg is not None:
+            raise ValueError("spectral_entropy_welch: give nperseg (samples) or nperseg_s (seconds), not both")
+        nperseg = max(2, int(round(float(nperseg_s) * sfreq)))
+    return min(256 if nperseg is None else int(nperseg), n)
+
+
+def _spectral_band_mask(freqs: np.ndarray, fmin, fmax) -> np.ndarray:
+    lo = -np.inf if fmin is None else float(fmin)
+    hi = np.inf if fmax is None else float(fmax)
+    mask = (freqs >= lo) & (freqs <= hi)
+    if mask.sum() < 2:
+        raise ValueError(
+            f"spectral_entropy_welch: the band {fmin}-{fmax} Hz holds {int(mask.sum())} Welch bin(s) "
+            f"(bins {freqs[0]:g}..{freqs[-1]:g} Hz, spacing {freqs[1] - freqs[0] if freqs.size > 1 else 0:g} Hz); "
+            "widen it or lengthen nperseg_s"
+        )
+    return mask
+
+
+def _spectral_entropy_rows(rows, states, sfreq, nperseg, normalize, nperseg_s=None, fmin=None, fmax=None):
     from scipy.signal import welch
 
     n = rows.shape[-1]
-    nperseg = min(256 if nperseg is None else int(nperseg), n)  # scipy's own default/clip
-    _, psd = welch(rows, sfreq, nperseg=nperseg, axis=-1)
+    nperseg = _spectral_nperseg(n, sfreq, nperseg, nperseg_s)
+    freqs, psd = welch(rows, sfreq, nperseg=nperseg, axis=-1)
+    if fmin is not None or fmax is not None:
+        psd = psd[..., _spectral_band_mask(freqs, fmin, fmax)]
     with np.errstate(divide="ignore", invalid="ignore"):
         psd_norm = psd / psd.sum(axis=-1, keepdims=True)
         se = -_xlogx_base2(psd_norm).sum(axis=-1)
@@ -996,23 +1237,82 @@ def _lzc_median_rows(rows, states, normalize):
     return counts
 
 
-def schartner_bits(rows: np.ndarray) -> np.ndarray:
+def schartner_bits(rows: np.ndarray, detrend: bool = False) -> np.ndarray:
     """Schartner et al. (2017) binarisation: ``|hilbert(x)| > mean(|hilbert(x)|)`` along the last axis.
 
     Returns uint8 0/1 of the same shape. The Hilbert transform is taken on each row (each
-    window on its own), as ``scipy.signal.hilbert``.
+    window on its own), as ``scipy.signal.hilbert``. ``detrend=True`` first removes each row's
+    least-squares line (= ``scipy.signal.detrend(type='linear')``, which also removes the
+    mean), as the published code does (``detrend(x - mean(x))``); without it a DC offset of
+    the window changes the envelope and so the bits. Non-finite rows stay non-finite.
     """
     from scipy.signal import hilbert
 
-    amp = np.abs(hilbert(np.asarray(rows, dtype=np.float64), axis=-1))
+    rows = np.asarray(rows, dtype=np.float64)
+    if detrend:
+        rows = linear_detrend(rows)
+    amp = np.abs(hilbert(rows, axis=-1))
     return np.ascontiguousarray(amp > amp.mean(axis=-1, keepdims=True), dtype=np.uint8)
+
+
+def _schartner_bits_multi(rows: np.ndarray, flags) -> dict:
+    """:func:`schartner_bits` for each detrend flag in ``flags`` with one Hilbert transform: the
+    transform is linear, so the analytic signal of the detrended rows is ``H(x) - mean - slope *
+    H(t - (n-1)/2)`` (``H`` of a constant is the constant), with ``H(t)`` computed once per length.
+    Equal to transforming the detrended rows up to rounding (~1e-15 relative)."""
+    from scipy.signal import hilbert
+
+    flags = sorted({bool(f) for f in flags})
+    if not flags:
+        return {}
+    rows = np.asarray(rows, dtype=np.float64)
+    analytic = hilbert(rows, axis=-1)
+    out = {}
+    for d in flags:
+        if d:
+            n = rows.shape[-1]
+            t = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+            denom = float(t @ t)
+            mean = rows.mean(axis=-1, keepdims=True)
+            slope = ((rows - mean) @ t)[..., None] / denom if denom > 0 else np.zeros_like(mean)
+            amp = np.abs(analytic - mean - slope * _hilbert_of_ramp(n)[None, :])
+        else:
+            amp = np.abs(analytic)
+        out[d] = np.ascontiguousarray(amp > amp.mean(axis=-1, keepdims=True), dtype=np.uint8)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _hilbert_of_ramp(n: int) -> np.ndarray:
+    from scipy.signal import hilbert
+
+    out = hilbert(np.arange(n, dtype=np.float64) - (n - 1) / 2.0)
+    out.setflags(write=False)
+    return out
+
+
+def linear_detrend(rows: np.ndarray) -> np.ndarray:
+    """Each row minus its least-squares line (closed form; a NaN row stays NaN instead of raising)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    n = rows.shape[-1]
+    t = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    centred = rows - rows.mean(axis=-1, keepdims=True)
+    denom = float(t @ t)
+    slope = (centred @ t) / denom if denom > 0 else np.zeros(rows.shape[:-1])
+    return centred - slope[..., None] * t
+
+
+def _schartner_rows(measure, bits, states, p, channel):
+    kind, lzw = _SCHARTNER[measure]
+    return _lzs_rows(bits, states, int(p["seed"]), int(channel), kind, int(p["n_shuffles"]), lzw)
 
 
 def _measure_rows(measure, rows, states, sfreq, p, channel):
     if measure == "perm_entropy":
         return _perm_entropy_rows(rows, states, p["order"], p["delay"], bool(p["normalize"]))
     if measure == "spectral_entropy_welch":
-        return _spectral_entropy_rows(rows, states, sfreq, p["nperseg"], bool(p["normalize"]))
+        return _spectral_entropy_rows(rows, states, sfreq, p["nperseg"], bool(p["normalize"]),
+                                      p["nperseg_s"], p["fmin"], p["fmax"])
     if measure == "sample_entropy":
         r_tol = float(p["r_sd_factor"]) * np.std(rows, axis=-1, ddof=0)
         return _sample_entropy_rows(rows, states, r_tol, p["order"], bool(p["inclusive"]))
@@ -1026,8 +1326,8 @@ def _measure_rows(measure, rows, states, sfreq, p, channel):
         return _dfa_rows(rows, states, _dfa_box_sizes(rows.shape[-1]))
     if measure == "lzc_median":
         return _lzc_median_rows(rows, states, bool(p["normalize"]))
-    if measure == "lzs_schartner":
-        return _lzs_rows(schartner_bits(rows), states, int(p["seed"]), channel)
+    if measure in ("lzs_schartner", "lzs_schartner_lzw"):
+        return _schartner_rows(measure, schartner_bits(rows, bool(p["detrend"])), states, p, channel)
     raise ValueError(f"{measure} is not a per-channel measure")
 
 
@@ -1065,18 +1365,32 @@ def perm_entropy(x, order: int = 3, delay: int = 1, normalize: bool = True):
     return _per_channel("perm_entropy", x, {"order": order, "delay": delay, "normalize": normalize})
 
 
-def spectral_entropy_welch(x, sfreq: float, nperseg: int | None = None, normalize: bool = True):
+def spectral_entropy_welch(x, sfreq: float, nperseg: int | None = None, normalize: bool = True,
+                           nperseg_s: float | None = None, fmin: float | None = None, fmax: float | None = None):
     """Spectral entropy of the Welch PSD (Inouye et al. 1991), in bits.
 
-    ``H = -sum_f P(f) log2 P(f)``, ``P = psd / sum(psd)`` from ``scipy.signal.welch(x, sfreq,
-    nperseg)`` (Hann window, 50 % overlap, constant detrend, DC bin included). ``nperseg``
-    None means scipy's default 256, clipped to the signal length. ``normalize=True`` divides
-    by ``log2(n_freqs)``. Equals ``antropy.spectral_entropy(x, sfreq, method='welch',
-    nperseg, normalize)``. Constant signal: NaN (no power; antropy returns 0 or a value
-    made of rounding noise).
+    ``H = -sum_f P(f) log2 P(f)`` over the Welch bins with ``fmin <= f <= fmax``, ``P = psd /
+    sum(psd)`` over those bins, ``psd`` from ``scipy.signal.welch(x, sfreq, nperseg)`` (Hann
+    window, 50 % overlap, constant detrend). ``nperseg_s`` gives the segment length in seconds
+    (``round(nperseg_s * sfreq)`` samples; do not give ``nperseg`` too); ``nperseg`` None means
+    scipy's default 256, clipped to the signal length. ``normalize=True`` divides by ``log2`` of
+    the number of bins in the band (range 0..1).
+
+    Sampling-rate invariance needs both a band and a segment in seconds: over 0-Nyquist the
+    bins above the pass band are (nearly) empty but still count in the normaliser, and a
+    256-sample segment is a different frequency resolution at every rate, so the same
+    band-limited process gives different values at 250, 500 and 1000 Hz. The features pass
+    the preprocessing pass band and ``welch_segment_s``.
+
+    With ``fmin = fmax = nperseg_s = None`` this equals ``antropy.spectral_entropy(x, sfreq,
+    method='welch', nperseg, normalize)`` (0-Nyquist, DC bin included). Constant signal: NaN
+    (no power; antropy returns 0 or a value made of rounding noise). A band holding fewer than
+    two bins raises ``ValueError``.
     """
     return _per_channel(
-        "spectral_entropy_welch", x, {"nperseg": nperseg, "normalize": normalize}, sfreq=float(sfreq)
+        "spectral_entropy_welch", x,
+        {"nperseg": nperseg, "normalize": normalize, "nperseg_s": nperseg_s, "fmin": fmin, "fmax": fmax},
+        sfreq=float(sfreq),
     )
 
 
@@ -1127,22 +1441,35 @@ def higuchi_fd(x, kmax: int = 10):
 
 
 def katz_fd(x):
-    """Katz (1988) fractal dimension, ``log10(L/a) / log10(d/a)``.
+    """Katz (1988) "fractal dimension" ``log10(L/a) / log10(d/a)``: an excursion index, not a dimension.
 
-    ``L`` is the summed absolute successive difference, ``a`` its mean, ``d`` the largest
-    distance from the first sample. Equals ``antropy.katz_fd(x)``. Constant signal: NaN
-    (0/0). Needs ``n >= 3``.
+    ``L`` is the summed absolute successive difference, ``a`` its mean (so ``L/a = n - 1``),
+    ``d`` the largest distance from the first sample: the value is ``log10(n - 1) /
+    log10(d/a)``, i.e. how far the window travels from its start in units of its mean step.
+    It is not bounded to [1, 2] (white noise ~5, a sine ~3.4) and, through ``n``, depends on the
+    sampling rate. Equals ``antropy.katz_fd(x)``. Constant signal: NaN (0/0). Needs ``n >= 3``.
     """
     return _per_channel("katz_fd", x, {})
 
 
+def dfa_scales_s(window_samples: int, sfreq: float) -> tuple[float, float]:
+    """Smallest and largest DFA box of :func:`dfa` on windows of ``window_samples``, in seconds."""
+    boxes = _dfa_box_sizes(int(window_samples))
+    return float(boxes[0] / sfreq), float(boxes[-1] / sfreq)
+
+
 def dfa(x):
-    """Detrended fluctuation analysis exponent alpha (Peng et al. 1994), nolds' convention.
+    """Short-scale detrended fluctuation analysis exponent (Peng et al. 1994), nolds' convention.
 
     Profile ``cumsum(x - mean(x))``; non-overlapping boxes of ``n`` samples for ``n`` in 4,
     floor(4*1.2^i), ... <= 0.1 * len(x); per box a least-squares line is removed; ``F(n)`` is
     the root of the mean over boxes of the mean squared residual; alpha is the slope of
     ``ln F(n)`` on ``ln n`` over ``F(n) > 0``. Equals ``antropy.detrended_fluctuation(x)``.
+
+    The scales are those of the signal or window given: on 2-s windows at 250 Hz they span
+    16-168 ms (:func:`dfa_scales_s`), so this is a short-scale slope set by the spectrum's
+    shape, not the long-range temporal correlation exponent of amplitude envelopes
+    (Linkenkaer-Hansen et al. 2001), and it changes with the sampling rate.
     Constant signal: NaN (antropy: NaN when ``x - mean(x)`` is exactly 0, else a number
     made of rounding noise). Needs enough samples for two box sizes (58).
     """
@@ -1161,47 +1488,86 @@ def lzc_median(x, normalize: bool = True):
     return _per_channel("lzc_median", x, {"normalize": normalize})
 
 
-def lzs_schartner(x, seed: int = 0):
-    """Single-channel Lempel-Ziv complexity LZs of Schartner et al. (2017, Sci Rep 7:46421).
+def lzs_schartner(x, seed: int = 0, n_shuffles: int = 1, detrend: bool = False):
+    """Single-channel Lempel-Ziv complexity LZs after Schartner et al. (2017, Sci Rep 7:46421), LZ76 variant.
 
     Bits ``|hilbert(x)| > mean(|hilbert(x)|)`` (instantaneous amplitude above its mean, per
-    signal or window), LZ76 phrase count divided by the count of the same bits shuffled.
-    The shuffle is a Fisher-Yates permutation driven by SplitMix64 seeded from ``(seed,
-    channel index, window index)``, so values do not depend on threading and channel ``c``
-    window ``w`` always gets the same permutation. White noise gives ~1, a sine << 1.
-    Differences from the published code: it demeaned and linearly detrended before the
-    Hilbert transform and counted the LZW dictionary size; here the input is used as given
-    (band-passed upstream) and the count is LZ76, as in Schartner et al. (2015).
-    Constant signal: NaN.
+    signal or window), LZ76 phrase count divided by the mean count of ``n_shuffles`` shuffled
+    copies of the same bits. Shuffle ``k`` of channel ``c``, window ``w`` is a Fisher-Yates
+    permutation driven by SplitMix64 keyed on ``(seed, c, w, k)`` (shuffle 0: the key this
+    measure always used), so values do not depend on threading.
+
+    What it gives: white noise ~1; a sine with a slow amplitude modulation << 1 (its envelope
+    is smooth, so the bits come in long runs). A *pure* sine is not low: its Hilbert envelope
+    is constant up to edge effects and rounding, so the bits of "envelope above its mean" are
+    close to random and LZs is ~0.9 (tested in tests/test_eeg_measures_validity.py).
+
+    Differences from the published code (see :func:`lzs_schartner_lzw`, which follows it): the
+    published code demeans and linearly detrends each signal before the Hilbert transform
+    (here only if ``detrend``) and counts the LZW dictionary, not LZ76 phrases; ranks agree,
+    values do not. Constant signal: NaN.
     """
-    return _per_channel("lzs_schartner", x, {"seed": seed})
+    return _per_channel("lzs_schartner", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend})
 
 
-def lzc_schartner_st(x, seed: int = 0, n_threads: int = 1):
-    """Spatio-temporal Lempel-Ziv complexity LZc of Schartner et al. (2017).
+def lzs_schartner_lzw(x, seed: int = 0, n_shuffles: int = 5, detrend: bool = True):
+    """Single-channel LZs with the published convention of Schartner et al. (2017).
 
-    Each channel is binarised as in :func:`lzs_schartner`; the bits of all channels are
-    concatenated time-major (``for t: for channel``) into one sequence of ``n_channels *
-    n_times`` symbols whose LZ76 count is divided by the count of a shuffled copy (stream
-    ``(seed, window index)``). ``x`` of shape ``(n_channels, n_times)`` gives a float,
-    ``(n_channels, n_windows, n_times)`` gives ``(n_windows,)``. A window in which any
-    channel is non-finite or constant gives NaN (drop flat channels first). Memory: about
-    8 bytes per symbol of workspace per thread (up to 32 if the automaton is needed).
+    Per signal or window: demean and linearly detrend (``detrend=True``, as the published
+    ``detrend(x - mean(x))``), bits ``|hilbert(x)| > mean``, and the size of the LZW-style
+    dictionary of the bit string (:func:`lzw_dict_size`), divided by the mean dictionary size
+    of ``n_shuffles`` seeded shuffles of the bits (the paper used one shuffle; a single
+    shuffle's count varies by ~1 % per window, 5 shuffles ~0.4 %, hence the default 5).
+    Shuffles are keyed as in :func:`lzs_schartner` (stream kind 3). Constant signal: NaN.
     """
+    return _per_channel("lzs_schartner_lzw", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend})
+
+
+def _spatiotemporal(measure: str, x, params: dict, n_threads: int):
     x = np.asarray(x, dtype=np.float64)
     if x.ndim not in (2, 3):
-        raise ValueError(f"lzc_schartner_st needs (n_channels, n_times) or 3-D windows, got {x.shape}")
+        raise ValueError(f"{measure} needs (n_channels, n_times) or 3-D windows, got {x.shape}")
     x3 = x[:, None, :] if x.ndim == 2 else x
-    p = _params_for("lzc_schartner_st", {"seed": seed})
-    _check_length("lzc_schartner_st", x3.shape[-1], {})
+    p = _params_for(measure, params)
+    _check_length(measure, x3.shape[-1], {})
     bits = np.empty(x3.shape, np.uint8)
     ok = np.ones(x3.shape[1], bool)
     for ch in range(x3.shape[0]):
         rows = _rows(x3, ch)
         ok &= _row_states(rows) == _ROW_OK
-        bits[ch] = schartner_bits(rows)
-    out = _lzc_st_parallel(bits, ok, p["seed"], n_threads)
+        bits[ch] = schartner_bits(rows, bool(p["detrend"]))
+    out = _lzc_st_parallel(bits, ok, measure, p, n_threads)
     return float(out[0]) if x.ndim == 2 else out
+
+
+def lzc_schartner_st(x, seed: int = 0, n_threads: int = 1, n_shuffles: int = 1, detrend: bool = False):
+    """Spatio-temporal Lempel-Ziv complexity LZc after Schartner et al. (2017), LZ76 variant.
+
+    Each channel is binarised as in :func:`lzs_schartner`; the bits of all channels are
+    concatenated time-major (``for t: for channel``) into one sequence of ``n_channels *
+    n_times`` symbols whose LZ76 count is divided by the mean count of ``n_shuffles``
+    shuffled copies (streams ``(seed, window index, k)``). ``x`` of shape ``(n_channels,
+    n_times)`` gives a float, ``(n_channels, n_windows, n_times)`` gives ``(n_windows,)``. A
+    window in which any channel is non-finite or constant gives NaN (drop flat channels
+    first). Memory: about 8 bytes per symbol of workspace per thread (up to 32 if the
+    automaton is needed). The published code counts the LZW dictionary instead (see
+    :func:`lzc_schartner_lzw`): values here are lower (e.g. 0.29-0.76 where it gives 0.59-0.99).
+    """
+    return _spatiotemporal("lzc_schartner_st", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend},
+                           n_threads)
+
+
+def lzc_schartner_lzw(x, seed: int = 0, n_shuffles: int = 5, detrend: bool = True, n_threads: int = 1):
+    """Spatio-temporal LZc with the published convention of Schartner et al. (2017).
+
+    As :func:`lzc_schartner_st` (same binarisation and time-major channel order), but each
+    channel's window is demeaned and linearly detrended first (``detrend=True``), the count
+    is the LZW-style dictionary size of the published code (:func:`lzw_dict_size`) and the
+    normaliser is the mean dictionary size of ``n_shuffles`` seeded shuffles of the sequence
+    (stream kind 4). Memory: 8 bytes per symbol of workspace per thread.
+    """
+    return _spatiotemporal("lzc_schartner_lzw", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend},
+                           n_threads)
 
 
 def lz76_count(bits) -> int:
@@ -1211,20 +1577,159 @@ def lz76_count(bits) -> int:
     every binary input; 300,000 symbols take a few milliseconds. From 16,384 symbols a
     prefix index is tried first (exact, faster on high-entropy input, bounded work).
     """
+    return int(_lz76_count_alloc(_as_bits(bits)))
+
+
+def lzw_dict_size(bits) -> int:
+    """Size of the LZW-style dictionary Schartner et al. (2017) count (their ``cpr``), O(n).
+
+    Scan the sequence growing the current word while it is in the dictionary; when the word
+    plus the next symbol is not, add it and restart the word at that symbol. The dictionary
+    starts empty; the result is the number of words added. Equals the published pure-Python
+    ``cpr`` on the string of the bits (tested against an independent implementation).
+    Empty input: 0.
+    """
+    return int(_lzw_count_alloc(_as_bits(bits)))
+
+
+def _as_bits(bits) -> np.ndarray:
     b = np.asarray(bits)
     if b.ndim != 1:
         raise ValueError("bits must be 1-D")
     if b.size and (b.min() < 0 or b.max() > 1):
         raise ValueError("bits must contain only 0 and 1")
-    return int(_lz76_count_alloc(np.ascontiguousarray(b, dtype=np.uint8)))
+    return np.ascontiguousarray(b, dtype=np.uint8)
 
 
-def shuffle_bits(bits, seed: int = 0, channel: int = 0, window: int = 0, spatiotemporal: bool = False):
-    """The shuffled copy used to normalise :func:`lzs_schartner` (or, with
-    ``spatiotemporal=True``, :func:`lzc_schartner_st`) for this seed, channel and window."""
+def shuffle_bits(bits, seed: int = 0, channel: int = 0, window: int = 0, spatiotemporal: bool = False,
+                 shuffle: int = 0, measure: str | None = None):
+    """Shuffle number ``shuffle`` of ``bits`` used to normalise a Schartner measure for this seed,
+    channel and window: ``measure`` (any of the four Schartner measures) or, without it,
+    :func:`lzs_schartner` / with ``spatiotemporal=True`` :func:`lzc_schartner_st`."""
     out = np.array(bits, dtype=np.uint8).ravel()
-    kind, channel = (2, 0) if spatiotemporal else (1, channel)
-    _shuffle_stream(out, int(seed), kind, int(channel), int(window))
+    if measure is None:
+        measure = "lzc_schartner_st" if spatiotemporal else "lzs_schartner"
+    kind = _SCHARTNER[measure][0]
+    if measure in SPATIOTEMPORAL_MEASURES:
+        channel = 0
+    _shuffle_keyed(out, int(seed), kind, int(channel), int(window), int(shuffle))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# surrogate-normalised measures
+# ---------------------------------------------------------------------------------------
+
+#: Surrogate methods: "phase" (phase randomisation, Theiler et al. 1992) and "iaaft" (Schreiber &
+#: Schmitz 1996). Defaults of the ``surrogates`` argument of :func:`compute_windowed`.
+SURROGATE_DEFAULTS: dict = {"method": "phase", "n": 10, "seed": 0, "measures": [], "iaaft_iterations": 20}
+SURROGATE_METHODS = ("phase", "iaaft")
+#: Suffixes of the surrogate-normalised outputs of a measure ``m``: ``m + suffix``.
+SURROGATE_SUFFIXES = ("_surr_ratio", "_surr_z")
+
+MEASURE_INFO["*_surr_ratio"] = (
+    "Surrogate-normalised measure m_surr_ratio = m(window) / mean over n surrogates of m(surrogate), "
+    "per channel and window; surrogates share the window's periodogram (method 'phase': Fourier phases "
+    "uniformly randomised, DC and Nyquist kept, Theiler et al. 1992, Physica D 58:77) or its periodogram "
+    "approximately and its exact amplitude distribution (method 'iaaft', Schreiber & Schmitz 1996, PRL "
+    "77:635). 1 = what a linear Gaussian process with the window's spectrum gives: it separates "
+    "nonlinear/non-Gaussian structure from spectral change (e.g. alpha suppression). Surrogate k of "
+    "channel c, window w is seeded from (seed, c, w, k) (SplitMix64): independent of threads. NaN where "
+    "the measure is NaN"
+)
+MEASURE_INFO["*_surr_z"] = (
+    "z of a measure against its surrogates: (m(window) - mean) / SD (ddof=1) over the n surrogates of "
+    "*_surr_ratio (same surrogates); |z| > 2 means the window is unlike a linear Gaussian process with "
+    "its spectrum; with n = 10 the SD is itself uncertain by ~25 %"
+)
+
+
+def surrogate_measure_names(measures) -> list[str]:
+    """Output names of the surrogate-normalised variants of ``measures`` (ratio, then z, per measure)."""
+    return [m + suffix for m in measures for suffix in SURROGATE_SUFFIXES]
+
+
+def is_surrogate_measure(name: str) -> bool:
+    return any(name.endswith(suffix) and name[: -len(suffix)] in MEASURES for suffix in SURROGATE_SUFFIXES)
+
+
+def _surrogate_config(surrogates) -> dict | None:
+    if not surrogates:
+        return None
+    cfg = {**SURROGATE_DEFAULTS, **dict(surrogates)}
+    unknown = set(cfg) - set(SURROGATE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown surrogate setting(s) {sorted(unknown)}; known: {sorted(SURROGATE_DEFAULTS)}")
+    if cfg["method"] not in SURROGATE_METHODS:
+        raise ValueError(f"surrogate method {cfg['method']!r} unknown; known: {SURROGATE_METHODS}")
+    if int(cfg["n"]) != cfg["n"] or cfg["n"] < 2:
+        raise ValueError(f"surrogates: n must be an integer >= 2, got {cfg['n']!r}")
+    for m in cfg["measures"]:
+        if m in SPATIOTEMPORAL_MEASURES:
+            raise ValueError(f"surrogates: {m} combines channels; surrogate normalisation is per channel only")
+        _params_for(m, None)
+    if not cfg["measures"]:
+        return None
+    cfg["n"], cfg["seed"], cfg["iaaft_iterations"] = int(cfg["n"]), int(cfg["seed"]), int(cfg["iaaft_iterations"])
+    return cfg
+
+
+def make_surrogates(rows, n: int = 10, method: str = "phase", seed: int = 0, channel: int = 0,
+                    iaaft_iterations: int = 20) -> np.ndarray:
+    """Surrogates of each row (window) of ``rows`` (n_windows, n_times): (n_windows, n, n_times).
+
+    ``phase``: one rFFT per window, a batch of random phase rotations (DC and Nyquist kept), one
+    batched irFFT; each surrogate has exactly the window's periodogram and mean. ``iaaft``:
+    from a seeded shuffle of the window, ``iaaft_iterations`` rounds of (impose the window's
+    Fourier amplitudes, then its sorted values by rank), batched over windows and surrogates;
+    the result has exactly the window's values and approximately its periodogram. Surrogate k of
+    window w of ``channel`` depends only on (seed, channel, w, k).
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    n_rows, n_t = rows.shape
+    spec = np.fft.rfft(rows, axis=-1)
+    if method == "phase":
+        return np.fft.irfft(_randomise_phases(spec, int(n), n_t % 2 == 0, int(seed), _KIND_PHASES, int(channel)),
+                            n_t, axis=-1)
+    if method != "iaaft":
+        raise ValueError(f"surrogate method {method!r} unknown; known: {SURROGATE_METHODS}")
+    amp = np.abs(spec)[:, None, :]
+    sorted_vals = np.broadcast_to(np.sort(rows, axis=-1)[:, None, :], (n_rows, int(n), n_t))
+    s = _shuffled_copies(rows, int(n), int(seed), _KIND_IAAFT_START, int(channel))
+    for _ in range(int(iaaft_iterations)):
+        f = np.fft.rfft(s, axis=-1)
+        mag = np.abs(f)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.where(mag > 0, f * (amp / mag), amp)
+        s_spec = np.fft.irfft(f, n_t, axis=-1)
+        order = np.argsort(s_spec, axis=-1, kind="stable")
+        np.put_along_axis(s, order, sorted_vals, axis=-1)
+    return s
+
+
+def _surrogate_rows(measures, rows, raw, sfreq, p, channel, cfg) -> dict:
+    """Surrogate-normalised variants (ratio and z) of ``measures`` on one channel's windows."""
+    n_rows, n_t = rows.shape
+    n = cfg["n"]
+    surr = make_surrogates(rows, n, cfg["method"], cfg["seed"], channel, cfg["iaaft_iterations"])
+    flat = np.ascontiguousarray(surr.reshape(n_rows * n, n_t))
+    states = _row_states(flat)
+    bits = {}
+    out = {}
+    for m in measures:
+        if m in _SCHARTNER:
+            d = bool(p[m]["detrend"])
+            if d not in bits:
+                bits[d] = schartner_bits(flat, d)
+            vals = _schartner_rows(m, bits[d], states, p[m], channel)
+        else:
+            vals = _measure_rows(m, flat, states, float(sfreq), p[m], channel)
+        vals = vals.reshape(n_rows, n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = vals.mean(axis=1)
+            sd = vals.std(axis=1, ddof=1)
+            out[m + "_surr_ratio"] = raw[m] / mean
+            out[m + "_surr_z"] = (raw[m] - mean) / sd
     return out
 
 
@@ -1233,23 +1738,30 @@ def shuffle_bits(bits, seed: int = 0, channel: int = 0, window: int = 0, spatiot
 # ---------------------------------------------------------------------------------------
 
 
-def _lzc_st_parallel(bits, ok, seed, n_threads):
+def _lzc_st_parallel(bits, ok, measure, p, n_threads):
+    kind, lzw = _SCHARTNER[measure]
+    seed, n_shuffles = int(p["seed"]), int(p["n_shuffles"])
     n_win = bits.shape[1]
     if n_threads > 1 and n_win == 1 and ok[0]:
-        # one long sequence (whole recording): count it and its shuffled copy concurrently
+        # one long sequence (whole recording): count it and its shuffled copies concurrently
         seq = np.empty(bits.shape[0] * bits.shape[2], np.uint8)
         _st_sequence(bits, 0, seq)
-        shuffled = seq.copy()
-        _shuffle_stream(shuffled, seed, 2, 0, 0)
-        with ThreadPoolExecutor(2) as pool:
-            c_orig, c_shuf = pool.map(_lz76_count_alloc, (seq, shuffled))
-        return np.array([c_orig / c_shuf])
+        copies = []
+        for k in range(n_shuffles):
+            c = seq.copy()
+            _shuffle_keyed(c, seed, kind, 0, 0, k)
+            copies.append(c)
+        count = _lzw_count_alloc if lzw else _lz76_count_alloc
+        with ThreadPoolExecutor(min(n_threads, n_shuffles + 1)) as pool:
+            counts = list(pool.map(count, [seq] + copies))
+        return np.array([counts[0] / (sum(float(c) for c in counts[1:]) / n_shuffles)])
     if n_threads <= 1 or n_win < 2:
-        return _lzc_st_windows(bits, ok, seed, 0, n_win)
+        return _lzc_st_windows(bits, ok, seed, 0, n_win, kind, n_shuffles, lzw)
     edges = np.linspace(0, n_win, min(n_threads, n_win) + 1).astype(int)
     with ThreadPoolExecutor(n_threads) as pool:
         parts = pool.map(
-            lambda ab: _lzc_st_windows(bits, ok, seed, ab[0], ab[1]), zip(edges[:-1], edges[1:])
+            lambda ab: _lzc_st_windows(bits, ok, seed, ab[0], ab[1], kind, n_shuffles, lzw),
+            zip(edges[:-1], edges[1:]),
         )
         return np.concatenate(list(parts))
 
@@ -1273,6 +1785,7 @@ def compute_windowed(
     measures=None,
     params: dict | None = None,
     n_threads: int = 1,
+    surrogates: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """Compute a set of measures on sliding windows of every channel.
 
@@ -1280,10 +1793,17 @@ def compute_windowed(
     :func:`sliding_windows`), or already windowed ``(n_channels, n_windows, n)`` with both
     None. ``measures`` defaults to :data:`MEASURES`; ``params`` maps a measure to the
     parameters that differ from :data:`DEFAULT_PARAMS` (unknown names fail with a hint).
-    Returns ``{measure: (n_channels, n_windows) float64}``, except ``lzc_schartner_st``
-    which is ``(n_windows,)``. Values equal the single-measure functions on the same
+    Returns ``{measure: (n_channels, n_windows) float64}``, except the spatio-temporal
+    measures (:data:`SPATIOTEMPORAL_MEASURES`), which are ``(n_windows,)``. Values equal the single-measure functions on the same
     windows. ``n_threads > 1`` runs channels in a thread pool (the kernels release the GIL);
     results do not depend on ``n_threads``.
+
+    ``surrogates`` (optional) adds surrogate-normalised variants: ``{"method": "phase" |
+    "iaaft", "n": 10, "seed": 0, "measures": [...], "iaaft_iterations": 20}`` (missing keys take
+    :data:`SURROGATE_DEFAULTS`; the listed measures must be per-channel measures requested in
+    ``measures``). For each listed ``m`` the result gains ``m + "_surr_ratio"`` (value / mean of
+    the surrogates' values) and ``m + "_surr_z"`` (z against the surrogates), both
+    ``(n_channels, n_windows)``; see :func:`make_surrogates` and ``MEASURE_INFO["*_surr_ratio"]``.
     """
     x = np.asarray(x, dtype=np.float64)
     if window_samples is None and step_samples is None:
@@ -1298,20 +1818,28 @@ def compute_windowed(
     n_ch, n_win, n = x3.shape
     for m in measures:
         _check_length(m, n, _length_params(p[m]))
-    need_bits = "lzc_schartner_st" in measures
-    per_channel = [m for m in measures if m != "lzc_schartner_st"]
+    surr_cfg = _surrogate_config(surrogates)
+    surr_measures = [] if surr_cfg is None else list(dict.fromkeys(surr_cfg["measures"]))
+    missing = [m for m in surr_measures if m not in measures]
+    if missing:
+        raise ValueError(f"surrogates requested for measures not computed: {missing}")
+    st_measures = [m for m in measures if m in SPATIOTEMPORAL_MEASURES]
+    per_channel = [m for m in measures if m not in SPATIOTEMPORAL_MEASURES]
+    # the Hilbert binarisation is shared by the Schartner measures with the same detrend setting
+    bit_kinds = sorted({bool(p[m]["detrend"]) for m in measures if m in _SCHARTNER})
 
     def one_channel(ch):
         rows = _rows(x3, ch)
         states = _row_states(rows)
-        # the Hilbert binarisation is shared by LZs and the spatio-temporal LZc
-        bits = schartner_bits(rows) if need_bits or "lzs_schartner" in per_channel else None
+        bits = _schartner_bits_multi(rows, bit_kinds)
         res = {}
         for m in per_channel:
-            if m == "lzs_schartner":
-                res[m] = _lzs_rows(bits, states, int(p[m]["seed"]), ch)
+            if m in _SCHARTNER:
+                res[m] = _schartner_rows(m, bits[bool(p[m]["detrend"])], states, p[m], ch)
             else:
                 res[m] = _measure_rows(m, rows, states, float(sfreq), p[m], ch)
+        if surr_measures:
+            res.update(_surrogate_rows(surr_measures, rows, res, sfreq, p, ch, surr_cfg))
         return res, states, bits
 
     if n_threads > 1 and n_ch > 1:
@@ -1320,12 +1848,14 @@ def compute_windowed(
     else:
         results = [one_channel(ch) for ch in range(n_ch)]
 
-    out = {m: np.stack([r[0][m] for r in results]) for m in per_channel}
-    if need_bits:
-        bits = np.stack([r[2] for r in results])
+    surr_names = surrogate_measure_names(surr_measures)
+    out = {m: np.stack([r[0][m] for r in results]) for m in per_channel + surr_names}
+    if st_measures:
         ok = np.all(np.stack([r[1] for r in results]) == _ROW_OK, axis=0)
-        out["lzc_schartner_st"] = _lzc_st_parallel(bits, ok, p["lzc_schartner_st"]["seed"], n_threads)
-    return {m: out[m] for m in measures}
+        for m in st_measures:
+            bits = np.stack([r[2][bool(p[m]["detrend"])] for r in results])
+            out[m] = _lzc_st_parallel(bits, ok, m, p[m], n_threads)
+    return {m: out[m] for m in measures + surr_names}
 
 
 def compute_whole(x, sfreq: float, measures=("lzc_median", "lzs_schartner", "lzc_schartner_st"),
@@ -1340,4 +1870,4 @@ def compute_whole(x, sfreq: float, measures=("lzc_median", "lzs_schartner", "lzc
     if x.ndim != 2:
         raise ValueError(f"x must be (n_channels, n_times), got {x.shape}")
     res = compute_windowed(x[:, None, :], sfreq, None, None, measures, params, n_threads)
-    return {m: (float(v[0]) if m == "lzc_schartner_st" else v[:, 0]) for m, v in res.items()}
+    return {m: (float(v[0]) if m in SPATIOTEMPORAL_MEASURES else v[:, 0]) for m, v in res.items()}

@@ -14,6 +14,9 @@ PER_CHANNEL_MEASURES = (
     "dfa",
     "lzc_median",
     "lzs_schartner",
+    "lzs_schartner_lzw",
 )
-#: All measures; ``lzc_schartner_st`` is across channels (no channel axis in its result).
-MEASURES = PER_CHANNEL_MEASURES + ("lzc_schartner_st",)
+#: Across channels (no channel axis in their result): the spatio-temporal Lempel-Ziv complexities.
+SPATIOTEMPORAL_MEASURES = ("lzc_schartner_st", "lzc_schartner_lzw")
+#: All measures.
+MEASURES = PER_CHANNEL_MEASURES + SPATIOTEMPORAL_MEASURES
