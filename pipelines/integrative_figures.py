@@ -84,7 +84,8 @@ def depth_entropy_by_dose(table: pd.DataFrame):
     return hv.Layout(panels).opts(shared_axes=False).cols(2)
 
 
-def hypothesis_forest(hypotheses: pd.DataFrame, effects: tuple[str, ...] = ("r_rm", "Spearman rho", "partial rho")):
+def hypothesis_forest(hypotheses: pd.DataFrame, effects: tuple[str, ...] = (
+        "r_rm", "partial r_rm", "r between subjects", "Spearman rho", "partial rho")):
     """Correlation-type hypothesis rows (effects on the −1…1 scale): estimate and 95 % CI per test."""
     hv = _hv()
     data = hypotheses[hypotheses["effect"].isin(effects)].reset_index(drop=True)
