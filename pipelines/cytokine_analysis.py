@@ -41,6 +41,7 @@ import pandas as pd
 
 from pipelines import cytokines as cy
 from pipelines.errors import InputError
+from pipelines.inference import within_between_correlation
 from pipelines.stats import fdr_bh, format_p
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "censoring_table",
     "change_table",
     "change_vs_mood_data",
+    "change_vs_mood_subject_level",
     "change_vs_mood_table",
     "dose_group_label",
     "load_study_cytokines",
@@ -513,6 +515,44 @@ def change_vs_mood_data(changes: pd.DataFrame, mood: pd.DataFrame, *, active_onl
     return data[data["dose_mg_per_kg"] > 0].reset_index(drop=True) if active_only else data
 
 
+def change_vs_mood_subject_level(changes: pd.DataFrame, mood: pd.DataFrame, params: CytokineParameters, analytes,
+                                 *, fdr_alpha: float = 0.05) -> pd.DataFrame:
+    """Cytokine ln-change against mood change at the subject level (issue 11; docs/statistics.md).
+
+    A subject contributes one row per active session, so each analyte's association is split by
+    :func:`pipelines.inference.within_between_correlation` into ``within`` (repeated-measures r across a
+    subject's active sessions, subject-cluster bootstrap-t: the test), ``between`` (r of subject means:
+    the trait-level association) and ``pooled`` (r over sessions: description only, p NaN). Strata
+    ``all`` and each session stratum (``inflamed``, ``non-inflamed``; few subjects, so wide CIs —
+    subject-level inference with ≤ 7 clusters is not covered by the calibration). BH-FDR within each
+    quantity × stratum across analytes. ``changes``: :func:`change_table`; ``mood``: :func:`mood_changes`."""
+    data = change_vs_mood_data(changes, mood)
+    outcome = next(c for c in mood.columns if c.endswith("_total_change"))
+    parts = []
+    for stratum in ["all", *sorted(s for s in data["stratum"].dropna().unique())]:
+        part = data if stratum == "all" else data[data["stratum"] == stratum]
+        for analyte in analytes:
+            rows = part[part["analyte"] == analyte]
+            if rows["participant_id"].nunique() < 3:
+                continue
+            table = within_between_correlation(rows, "ln_change", outcome, "participant_id", n_boot=params.n_boot,
+                                               seed=params.seed)
+            parts.append(table.assign(analyte=analyte, stratum=stratum))
+    out = pd.concat(parts, ignore_index=True).rename(columns={"n_obs": "n"})
+    out["p_fdr"] = np.nan
+    for (quantity, _), index in out.groupby(["quantity", "stratum"]).groups.items():
+        if quantity != "pooled":
+            out.loc[index, "p_fdr"] = fdr_bh(out.loc[index, "p"].to_numpy(float))
+    out["significant_fdr"] = out["p_fdr"] <= fdr_alpha
+    out["y"] = outcome
+    out["population"] = "active sessions"
+    order = {"within": 0, "between": 1, "pooled": 2}
+    out = out.sort_values(["quantity", "stratum"], key=lambda c: c.map(order) if c.name == "quantity" else
+                          c.map(lambda s: (s != "all", s)), kind="stable").reset_index(drop=True)
+    return out[["analyte", "stratum", "quantity", "n", "n_subjects", "estimate", "ci_low", "ci_high", "p", "p_fdr",
+                "significant_fdr", "y", "population", "method", "convention"]]
+
+
 # ----------------------------------------------------------------------------------------- truth
 def planted_effects(truth: dict | None) -> pd.DataFrame:
     """The planted and realised mean ln fold changes of a synthetic study's ``truth.json`` as a table
@@ -591,8 +631,12 @@ def summary_text(
     mixed: pd.DataFrame,
     spread: pd.DataFrame,
     mood: pd.DataFrame,
+    mood_subject_level: pd.DataFrame | None = None,
 ) -> str:
     """A short written summary (Markdown) generated from the result tables; every number is read from them.
+
+    With ``mood_subject_level`` (:func:`change_vs_mood_subject_level`) the cytokine ↔ mood conclusions
+    come from its within-subject rows; ``mood`` (sessions pooled) is then quoted as description.
 
     ``subjects``: :func:`subject_strata`; ``censoring``: :func:`censoring_table`; ``changes``:
     :func:`paired_changes` under the chosen strategy; ``mixed``: :func:`mixed_models`; ``spread``:
@@ -652,7 +696,38 @@ def summary_text(
             f"the pooled active estimates differed by at most {worst['spread']:.3f} ln units "
             f"({worst['analyte']}, {worst['stratum']}, {_plural(int(worst['n_censored']), 'subject')} with censored values)."
         )
-    if len(mood):
+    if mood_subject_level is not None and len(mood_subject_level):
+        sl = mood_subject_level
+
+        def rr(r) -> str:
+            return (f"{r['analyte']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to {r['ci_high']:+.2f}, "
+                    f"{format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')}, {int(r['n_subjects'])} subjects)")
+        within = sl[(sl["quantity"] == "within") & (sl["stratum"] == "all")]
+        between = sl[(sl["quantity"] == "between") & (sl["stratum"] == "all")]
+        text = (f"**Mood** ({sl['y'].iloc[0]}, negative = improvement; {sl['population'].iloc[0]}; the subject is the "
+                "unit). ")
+        if len(within):
+            sig = within[within["significant_fdr"]]
+            best = within.loc[within["p"].idxmin()]
+            text += (f"Within subjects (across a subject's active sessions), {len(sig)} of {len(within)} analytes' "
+                     f"ln-changes correlated with the mood change after FDR"
+                     + (": " + "; ".join(rr(r) for _, r in sig.iterrows()) if len(sig) else
+                        f"; the strongest was {rr(best)}") + ". ")
+        if len(between):
+            sig = between[between["significant_fdr"]]
+            text += (f"Between subjects (subject means, trait-level), {len(sig)} of {len(between)} did"
+                     + (": " + "; ".join(rr(r) for _, r in sig.iterrows()) if len(sig) else "") + ". ")
+        within_strata = sl[(sl["quantity"] == "within") & (sl["stratum"] != "all")]
+        if len(within_strata):
+            text += (f"Within strata, {int(within_strata['significant_fdr'].sum())} of {len(within_strata)} "
+                     "within-subject correlations survived FDR. ")
+        if len(mood):
+            pooled_rows = mood[mood["stratum"] == "all"]
+            text += (f"The session-level {mood['method'].iloc[0]} table (sessions pooled as if independent) is "
+                     f"description only: {int(pooled_rows['significant_fdr'].sum())} of {len(pooled_rows)} "
+                     "analytes there had p_FDR ≤ 0.05, which is not used for conclusions.")
+        lines.append(text.strip())
+    elif len(mood):
         def corr(r) -> str:
             return (f"{r['analyte']} {r['method']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to "
                     f"{r['ci_high']:+.2f}, n = {int(r['n'])}, {format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')})")

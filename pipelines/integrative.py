@@ -15,8 +15,15 @@ Conventions
     occipital alpha curve (dB, more negative = deeper; notebook 01's markers).
     *Cytokine change* = ln(24 h / baseline) per session; *inflamed* = the session's baseline CRP at or above
     notebook 03's threshold; a subject's stratum is the common label of its active sessions.
-    *Multiplicity*: ``p_fdr`` is Benjamini–Hochberg over every row of the hypothesis table; the
-    correlation matrix has its own family (each unordered pair once).
+    *Subject-level inference* (issue 11, docs/statistics.md): a subject contributes one session per dose,
+    so associations are split into a within-subject row (repeated-measures r across a subject's active
+    doses, subject-cluster bootstrap-t: the test), a between-subject row (r of subject means: the
+    trait-level association) and a pooled row over all sessions (description only, no p), from
+    :mod:`pipelines.inference`.
+    *Multiplicity*: ``p_fdr`` is Benjamini–Hochberg over the ``confirmatory`` rows of the hypothesis table
+    (H1–H4); H5 (many predictors for 12 subjects) is ``exploratory``, with its own BH family; ``description``
+    rows have no p. The correlation matrix has its own family per quantity (within, between; each
+    unordered pair once).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from pipelines import derived, stats
+from pipelines.inference import within_between_correlation, within_subject_partial_correlation
 
 __all__ = [
     "HYPOTHESIS_COLUMNS",
@@ -58,8 +66,9 @@ PRIMARY_ANALYTES = ("IL6", "CRP")
 # Mood time points always shown in the subject × dose table, besides the analysed one.
 SHOWN_TIMEPOINTS = ("24h", "7d")
 PEAK_PREFIXES = ("meq30_", "asc5d_", "asc11d_")
-HYPOTHESIS_COLUMNS = ["hypothesis", "test", "statement", "population", "method", "effect", "n", "n_subjects",
-                      "estimate", "ci_low", "ci_high", "p", "p_fdr", "direction", "verdict"]
+HYPOTHESIS_COLUMNS = ["hypothesis", "test", "family", "statement", "population", "method", "effect", "n",
+                      "n_subjects", "estimate", "ci_low", "ci_high", "p", "p_fdr", "direction", "verdict"]
+FAMILIES = ("confirmatory", "exploratory", "description")
 TABLES = ("eeg_markers", "eeg_plateau_changes", "peak_scores", "mood_changes", "cytokine_changes")
 
 
@@ -245,8 +254,8 @@ def subject_dose_table(study, params: IntegrativeParameters) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 def _row(hypothesis, test, statement, population, method, effect, n, n_subjects, estimate, ci_low, ci_high, p,
-         direction) -> dict:
-    return {"hypothesis": hypothesis, "test": test, "statement": statement, "population": population,
+         direction, family="confirmatory") -> dict:
+    return {"hypothesis": hypothesis, "test": test, "family": family, "statement": statement, "population": population,
             "method": method, "effect": effect, "n": int(n), "n_subjects": int(n_subjects),
             "estimate": float(estimate), "ci_low": float(ci_low), "ci_high": float(ci_high), "p": float(p),
             "direction": direction}
@@ -329,71 +338,84 @@ def _label(column: str) -> str:
 # Hypotheses
 # ---------------------------------------------------------------------------------------------
 
+def _inference_row(row: pd.Series, **labels) -> dict:
+    """A hypothesis row from a :mod:`pipelines.inference` result row (n = sessions used)."""
+    return _row(n=row["n_obs"], n_subjects=row["n_subjects"], estimate=row["estimate"], ci_low=row["ci_low"],
+                ci_high=row["ci_high"], p=row["p"], method=labels.pop("method", row["method"]), **labels)
+
+
 def test_entropy_tracks_peak(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
     """H1 — the entropy increase tracks peak-experience intensity (active sessions).
 
-    H1a within subjects: repeated-measures correlation of entropy change with the peak score across a
-    subject's active doses (Bakdash & Marusich; Fisher-z CI). H1b pooled: Spearman over active
-    subject-sessions (sessions of a subject are not independent), seeded bootstrap CI. H1c between
-    subjects: Spearman of each subject's mean entropy change with their mean peak score over the active
-    doses (every subject had every dose, so the means are dose-balanced; n = subjects) — the component a
-    shared subject trait (a person's sensitivity to ketamine) would produce."""
+    :func:`pipelines.inference.within_between_correlation`: H1a within subjects — repeated-measures r of
+    entropy change with the peak score across a subject's active doses (subject-cluster bootstrap-t; the
+    test); H1b pooled — Pearson r over all active sessions, a labelled description (no p: sessions of a
+    subject are not independent and it mixes H1a and H1c); H1c between subjects — r of each subject's
+    mean entropy change with their mean peak score over the active doses (every subject had every dose,
+    so the means are dose-balanced; bootstrap-SE t(G−1)) — the component a shared subject trait (a
+    person's sensitivity to ketamine) would produce."""
     peak, active = params.peak_score, table[table["active"]].dropna(subset=["entropy_change", params.peak_score])
     pop = "active subject-sessions"
-    n_sub = active[SUBJECT].nunique()
-    within = stats.rm_correlation(active, "entropy_change", peak, SUBJECT)
-    pooled = stats.correlation_table(active, ["entropy_change"], [peak], method="spearman",
-                                     n_boot=params.n_boot, seed=params.seed)
-    means = active.groupby(SUBJECT)[["entropy_change", peak]].mean().reset_index()
-    between = stats.correlation_table(means, ["entropy_change"], [peak], method="spearman",
-                                      n_boot=params.n_boot, seed=params.seed)
+    rows = within_between_correlation(active, "entropy_change", peak, SUBJECT, n_boot=params.n_boot,
+                                      seed=params.seed).set_index("quantity")
     what = f"{params.entropy_measure} change vs {_label(peak)}"
     return pd.DataFrame([
-        _corr_row(within, hypothesis="H1", test="H1a within subject",
-                  statement=f"Across a subject's active doses, a larger entropy increase goes with a more intense peak "
-                            f"experience ({what})", population=pop, method="repeated-measures correlation (rm_corr)",
-                  effect="r_rm", n_subjects=n_sub, direction="+"),
-        _corr_row(pooled, hypothesis="H1", test="H1b pooled",
-                  statement=f"Over all active sessions, entropy increase and peak intensity rise together ({what})",
-                  population=pop, method=f"Spearman, bootstrap 95% CI ({params.n_boot} resamples, seed {params.seed})",
-                  effect="Spearman rho", n_subjects=n_sub, direction="+"),
-        _corr_row(between, hypothesis="H1", test="H1c between subjects",
-                  statement=f"Subjects with larger entropy increases have more intense peak experiences "
-                            f"(subject means over active doses; {what})",
-                  population="subjects (means over their active sessions)",
-                  method=f"Spearman, bootstrap 95% CI ({params.n_boot} resamples, seed {params.seed})",
-                  effect="Spearman rho", n_subjects=len(means), direction="+"),
+        _inference_row(rows.loc["within"], hypothesis="H1", test="H1a within subject",
+                       statement=f"Across a subject's active doses, a larger entropy increase goes with a more intense "
+                                 f"peak experience ({what})", population=pop,
+                       effect="r_rm", direction="+"),
+        _inference_row(rows.loc["pooled"], hypothesis="H1", test="H1b pooled (description)",
+                       statement=f"Over all active sessions, entropy increase and peak intensity rise together ({what}); "
+                                 "description only, not a test", population=pop,
+                       effect="r pooled (description)", direction="+", family="description"),
+        _inference_row(rows.loc["between"], hypothesis="H1", test="H1c between subjects",
+                       statement=f"Subjects with larger entropy increases have more intense peak experiences "
+                                 f"(subject means over active doses; {what})",
+                       population="subjects (means over their active sessions)",
+                       effect="r between subjects", direction="+"),
     ])
 
 
 def test_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
     """H2 — peak experience predicts mood improvement at ``mood_timepoint`` beyond dose and baseline severity.
 
-    H2a: partial Spearman correlation of the peak score with improvement, controlling for dose and the
-    session's baseline severity (seeded bootstrap CI). H2b: linear mixed model
+    H2a: within-subject partial correlation of the peak score with improvement given dose and the
+    session's baseline severity (:func:`pipelines.inference.within_subject_partial_correlation`; all
+    person-mean centred, subject-cluster bootstrap). H2b: linear mixed model
     ``improvement ~ peak_z + dose + baseline + (1 | subject)`` (REML, Wald CI); the estimate is the
-    improvement (scale points) per SD of the peak score at fixed dose and baseline."""
+    improvement (scale points) per SD of the peak score at fixed dose and baseline (a random-intercept
+    Wald test: 9 % type-I in docs/statistics.md's calibration, read H2a first). H2c between subjects:
+    r of subject means (trait-level); H2d pooled r over sessions, description only."""
     peak, mood = params.peak_score, params.mood_column
     data = table[table["active"]].dropna(subset=[peak, mood, "mood_baseline", DOSE]).copy()
     data["peak_z"] = (data[peak] - data[peak].mean()) / data[peak].std(ddof=1)
-    n_sub = data[SUBJECT].nunique()
     scale = str(table["mood_scale"].iloc[0]).upper()
-    partial = stats.correlation_table(data, [peak], [mood], method="spearman", covariates=[DOSE, "mood_baseline"],
-                                      n_boot=params.n_boot, seed=params.seed)
+    partial = within_subject_partial_correlation(data, peak, mood, SUBJECT, covariates=[DOSE, "mood_baseline"],
+                                                 n_boot=params.n_boot, seed=params.seed).iloc[0]
+    wb = within_between_correlation(data, peak, mood, SUBJECT, n_boot=params.n_boot,
+                                    seed=params.seed).set_index("quantity")
     fit = _mixed_model(data, f"{mood} ~ peak_z + {DOSE} + mood_baseline")
+    what = f"{_label(peak)} vs {scale} improvement at {params.mood_timepoint}"
     return pd.DataFrame([
-        _corr_row(partial, hypothesis="H2", test="H2a partial correlation",
-                  statement=f"{_label(peak)} correlates with {scale} improvement at {params.mood_timepoint} after "
-                            "removing dose and baseline severity from both",
-                  population="active subject-sessions", method=f"partial Spearman (covariates: dose, baseline), "
-                  f"bootstrap 95% CI ({params.n_boot} resamples, seed {params.seed})",
-                  effect="partial rho", n_subjects=n_sub, direction="+"),
+        _inference_row(partial, hypothesis="H2", test="H2a within-subject partial correlation",
+                       statement=f"Across a subject's active doses, {_label(peak)} correlates with {scale} improvement "
+                                 f"at {params.mood_timepoint} after removing dose and baseline severity "
+                                 f"(covariates used: {partial['covariates_used']})",
+                       population="active subject-sessions", effect="partial r_rm", direction="+"),
         _model_row(fit, "peak_z", hypothesis="H2", test="H2b mixed model",
                    statement=f"{scale} improvement at {params.mood_timepoint} rises with {_label(peak)} at fixed dose "
                              "and baseline severity",
                    population="active subject-sessions",
                    method=f"MixedLM REML: {mood} ~ peak_z + dose + baseline + (1|subject), Wald 95% CI",
                    effect=f"{scale} points per SD of {_label(peak)}", direction="+"),
+        _inference_row(wb.loc["between"], hypothesis="H2", test="H2c between subjects",
+                       statement=f"Subjects with more intense peak experiences improve more (subject means; {what})",
+                       population="subjects (means over their active sessions)",
+                       effect="r between subjects", direction="+"),
+        _inference_row(wb.loc["pooled"], hypothesis="H2", test="H2d pooled (description)",
+                       statement=f"Over all active sessions ({what}); description only, not a test",
+                       population="active subject-sessions", effect="r pooled (description)", direction="+",
+                       family="description"),
     ])
 
 
@@ -560,11 +582,17 @@ def _combined_rows(model: pd.DataFrame, params: IntegrativeParameters, scale: st
                          f"{r['obs_per_predictor']:.1f} observations and {r['subjects_per_predictor']:.1f} subjects "
                          f"per predictor (VIF {r['vif']:.1f})",
                          "standardised coefficient (SD of improvement per SD)", r["n"], r["n_groups"], r["estimate"],
-                         r["ci_low"], r["ci_high"], r["p"], "+" if r["predictor"] == params.peak_score else "?"))
+                         r["ci_low"], r["ci_high"], r["p"], "+" if r["predictor"] == params.peak_score else "?",
+                         family="exploratory"))
     return pd.DataFrame(rows)
 
 
 def _verdict(row, alpha: float) -> str:
+    if row["family"] == "description":
+        return "description only (no test)"
+    if row["family"] == "exploratory":
+        return "exploratory: " + ("significant" if row["p_fdr"] <= alpha else "not significant") + \
+            " within the exploratory family"
     if not np.isfinite(row["estimate"]) or not np.isfinite(row["p"]):
         return "not estimable"
     if row["direction"] == "0":
@@ -583,14 +611,18 @@ def _verdict(row, alpha: float) -> str:
 
 def hypothesis_tests(table: pd.DataFrame, params: IntegrativeParameters,
                      combined: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every hypothesis row (H1–H5), with BH-FDR over all rows and a verdict against the stated direction
-    (``+``/``-``; ``0`` = no change expected; ``?`` = no direction stated) at ``fdr_alpha``."""
+    """Every hypothesis row (H1–H5), with BH-FDR within each ``family`` — the confirmatory rows (H1–H4) are
+    one family, H5's exploratory rows another; description rows have no p — and a verdict against the
+    stated direction (``+``/``-``; ``0`` = no change expected; ``?`` = no direction stated) at ``fdr_alpha``."""
     combined = combined_model(table, params) if combined is None else combined
     scale = str(table["mood_scale"].iloc[0]).upper()
     out = pd.concat([test_entropy_tracks_peak(table, params), test_peak_predicts_mood(table, params),
                      test_inflamed_stratum(table, params), test_alpha_depth_dose(table, params),
                      _combined_rows(combined, params, scale)], ignore_index=True)
-    out["p_fdr"] = stats.fdr_bh(out["p"].to_numpy(float))
+    out["p_fdr"] = np.nan
+    for family in ("confirmatory", "exploratory"):
+        mask = (out["family"] == family).to_numpy()
+        out.loc[mask, "p_fdr"] = stats.fdr_bh(out.loc[mask, "p"].to_numpy(float))
     out["verdict"] = [_verdict(r, params.fdr_alpha) for _, r in out.iterrows()]
     return out[HYPOTHESIS_COLUMNS]
 
@@ -610,23 +642,46 @@ def matrix_variables(table: pd.DataFrame, params: IntegrativeParameters) -> dict
     return {v: b for v, b in variables.items() if v in table.columns and table.loc[table["active"], v].notna().any()}
 
 
+MATRIX_QUANTITIES = ("within", "between", "pooled")
+
+
 def correlation_matrix(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
-    """Spearman correlations of every pair of :func:`matrix_variables` over active subject-sessions
-    (pairwise complete; sessions of a subject are not independent, so read the CIs as descriptive),
-    seeded bootstrap CIs, BH-FDR over the unique pairs (each pair once) at ``fdr_alpha``.
-    Columns of :func:`pipelines.stats.correlation_table` plus ``x_branch``, ``y_branch``."""
+    """Every pair of :func:`matrix_variables` over active subject-sessions (pairwise complete), split by
+    :func:`pipelines.inference.within_between_correlation` into ``quantity`` rows: ``within`` (r_rm across
+    a subject's active doses; a shared response to dose shows up here), ``between`` (r of subject means:
+    trait-level) and ``pooled`` (r over sessions, description only, p NaN). Subject-cluster bootstrap
+    CIs (``n_boot``, ``seed``); BH-FDR over the unique pairs within each of ``within`` and ``between`` at
+    ``fdr_alpha``. Columns: x, y, quantity, n (sessions), n_subjects, estimate, ci_low, ci_high, p,
+    p_fdr, significant_fdr, method, x_branch, y_branch."""
     variables = matrix_variables(table, params)
     names = list(variables)
     active = table[table["active"]]
-    parts = [stats.correlation_table(active, [x], names[i + 1:], method="spearman", n_boot=params.n_boot,
-                                     seed=params.seed, fdr_alpha=params.fdr_alpha)
-             for i, x in enumerate(names[:-1])]
-    out = pd.concat(parts, ignore_index=True)
-    out["p_fdr"] = stats.fdr_bh(out["p"].to_numpy(float))
+    # A variable whose subject means are all equal (dose: every subject had every dose) has no
+    # between-subject association; the routine would return r ≈ 0 from rounding noise, so it is set NaN.
+    means = active.groupby(SUBJECT)[names].mean()
+    constant = {v for v in names
+                if means[v].std(ddof=0) <= 1e-9 * max(1.0, float(active[v].abs().max()))}
+    parts = []
+    for i, x in enumerate(names[:-1]):
+        for y in names[i + 1:]:
+            rows = within_between_correlation(active, x, y, SUBJECT, n_boot=params.n_boot, seed=params.seed)
+            if x in constant or y in constant:
+                undefined = (rows["quantity"] == "between").to_numpy()
+                rows.loc[undefined, ["estimate", "ci_low", "ci_high", "p", "p_parametric"]] = np.nan
+                rows.loc[undefined, "method"] = "undefined: a variable's subject means do not vary"
+            parts.append(rows)
+    out = pd.concat(parts, ignore_index=True).rename(columns={"n_obs": "n"})
+    out["p_fdr"] = np.nan
+    for quantity in ("within", "between"):
+        mask = (out["quantity"] == quantity).to_numpy()
+        out.loc[mask, "p_fdr"] = stats.fdr_bh(out.loc[mask, "p"].to_numpy(float))
     out["significant_fdr"] = out["p_fdr"] <= params.fdr_alpha
     out["x_branch"] = out["x"].map(variables)
     out["y_branch"] = out["y"].map(variables)
-    return out
+    out["_q"] = out["quantity"].map({q: i for i, q in enumerate(MATRIX_QUANTITIES)})
+    out = out.sort_values("_q", kind="stable").drop(columns="_q").reset_index(drop=True)
+    return out[["x", "y", "quantity", "n", "n_subjects", "estimate", "ci_low", "ci_high", "p", "p_fdr",
+                "significant_fdr", "method", "x_branch", "y_branch"]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,8 +704,11 @@ def provenance_table(study) -> pd.DataFrame:
 
 
 def _effect(row, digits: int = 2, unit: str = "") -> str:
+    if not np.isfinite(row["p"]):   # a description row: estimate only
+        return f"{row['estimate']:.{digits}f}{unit} (description, n = {row['n']})"
     return (f"{row['estimate']:.{digits}f}{unit} (95% CI {row['ci_low']:.{digits}f} to {row['ci_high']:.{digits}f}, "
-            f"{stats.format_p(row['p'])}, {stats.format_p(row['p_fdr'], 'p_FDR')}, n = {row['n']})")
+            f"{stats.format_p(row['p'])}, {stats.format_p(row['p_fdr'], 'p_FDR')}, n = {row['n']} sessions of "
+            f"{row['n_subjects']} subjects)")
 
 
 def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd.DataFrame,
@@ -661,7 +719,11 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
     active = table[table["active"]]
     lines = [f"**Data.** {table[SUBJECT].nunique()} subjects × {table[DOSE].nunique()} doses "
              f"({len(table)} subject-sessions, {len(active)} active); every test and its population is stated "
-             f"in the table above; p_FDR is Benjamini–Hochberg over all {len(hypotheses)} hypothesis rows."]
+             f"in the table above. The subject is the unit: associations are within-subject (across a subject's "
+             f"doses) or between-subject (subject means) rows with subject-cluster bootstrap CIs; pooled "
+             f"over-session correlations are description only. p_FDR is Benjamini–Hochberg over the "
+             f"{int((hypotheses['family'] == 'confirmatory').sum())} confirmatory rows (H1–H4); H5 is exploratory "
+             f"and has its own family."]
 
     def get(prefix):
         rows = by[by.index.str.startswith(prefix)]
@@ -670,21 +732,23 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
     h1 = [get("H1a"), get("H1b"), get("H1c")]
     if all(r is not None for r in h1):
         lines.append(
-            f"**H1 (entropy ↔ peak experience).** Within subjects across doses r_rm = {_effect(h1[0])}; pooled "
-            f"Spearman {_effect(h1[1])}; between subjects (means over active doses) {_effect(h1[2])}. "
+            f"**H1 (entropy ↔ peak experience).** Within subjects across doses r_rm = {_effect(h1[0])}; between "
+            f"subjects (means over active doses) r = {_effect(h1[2])}; pooled over sessions r = {_effect(h1[1])}. "
             + ("The association lives between subjects, not across doses within a subject: "
                if h1[2]["estimate"] > 0 and h1[0]["estimate"] <= 0 else "")
             + ("entropy does not keep step with the dose-driven rise in peak intensity (entropy follows an inverted U "
                "in dose), while "
                "subjects who respond more in EEG also report more intense experiences."
                if h1[2]["estimate"] > 0 and h1[0]["estimate"] <= 0 else
-               f"Verdicts: {h1[0]['verdict']} / {h1[1]['verdict']} / {h1[2]['verdict']}."))
-    h2a, h2b = get("H2a"), get("H2b")
+               f"Verdicts: within {h1[0]['verdict']} / between {h1[2]['verdict']}."))
+    h2a, h2b, h2c = get("H2a"), get("H2b"), get("H2c")
     if h2a is not None and h2b is not None:
         lines.append(
             f"**H2 (peak experience → mood).** {_label(params.peak_score)} and {scale} improvement at "
-            f"{params.mood_timepoint}, adjusting for dose and baseline severity: partial rho = {_effect(h2a)}; "
-            f"mixed model {_effect(h2b, 1)} {scale} points per SD — {h2b['verdict']}.")
+            f"{params.mood_timepoint}, within subjects and adjusting for dose and baseline severity: partial "
+            f"r_rm = {_effect(h2a)} — {h2a['verdict']}"
+            + (f"; between subjects (subject means) r = {_effect(h2c)} — {h2c['verdict']}" if h2c is not None else "")
+            + f"; random-intercept mixed model {_effect(h2b, 1)} {scale} points per SD — {h2b['verdict']}.")
     h3 = hypotheses[hypotheses["hypothesis"] == "H3"]
     parts = []
     for analyte in PRIMARY_ANALYTES:
@@ -726,20 +790,28 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
         first = h5.iloc[0]
         ratio = first["n"] / len(h5)
         lines.append(
-            f"**H5 (combined model).** {len(h5)} standardised predictors from every branch on {first['n']} active "
+            f"**H5 (combined model, exploratory — outside the confirmatory FDR family).** {len(h5)} standardised predictors from every branch on {first['n']} active "
             f"sessions of {first['n_subjects']} subjects ({ratio:.1f} observations and "
             f"{first['n_subjects'] / len(h5):.1f} subjects per predictor): "
             + (", ".join(f"{_label(t.removeprefix('H5 '))} β = {r['estimate']:+.2f} ({r['ci_low']:.2f} to "
                          f"{r['ci_high']:.2f})" for t, r in sig.set_index('test').iterrows()) or "no predictor")
-            + f" {'survives' if len(sig) == 1 else 'survive'} FDR. With this few subjects per predictor and "
+            + f" {'survives' if len(sig) == 1 else 'survive'} FDR within the exploratory family. With this few subjects per predictor and "
               "correlated EEG/dose predictors the model is "
               "exploratory: coefficients are unstable and should not be read as independent effects.")
     if len(correlations):
         cross = correlations[correlations["x_branch"] != correlations["y_branch"]]
-        sig = cross[cross["significant_fdr"]].sort_values("p")
-        lines.append(f"**Cross-branch correlations** (pooled over active doses, so a shared response to dose shows "
-                     f"up as correlation). {int(sig.shape[0])} of {len(cross)} between-branch pairs are "
-                     f"significant at FDR {params.fdr_alpha:g} (of {len(correlations)} pairs in the family)"
-                     + (": " + "; ".join(f"{_label(r.x)} – {_label(r.y)} rho = {r.estimate:+.2f}"
-                                        for r in sig.head(5).itertuples()) if len(sig) else "") + ".")
+        within, between = cross[cross["quantity"] == "within"], cross[cross["quantity"] == "between"]
+        n_pairs = int((correlations["quantity"] == "within").sum())
+
+        def listed(rows):
+            sig = rows[rows["significant_fdr"]].sort_values("p")
+            return (": " + "; ".join(f"{_label(r.x)} – {_label(r.y)} r = {r.estimate:+.2f} (95% CI {r.ci_low:.2f} to "
+                                     f"{r.ci_high:.2f})" for r in sig.head(5).itertuples()) if len(sig) else "")
+        lines.append(f"**Cross-branch correlations** (active sessions, split at the subject level). Within subjects "
+                     f"(across a subject's doses, so a shared response to dose shows up here): "
+                     f"{int(within['significant_fdr'].sum())} of {len(within)} between-branch pairs are significant at "
+                     f"FDR {params.fdr_alpha:g} (of {n_pairs} pairs in the family)" + listed(within)
+                     + f". Between subjects (subject means, trait-level): {int(between['significant_fdr'].sum())} of "
+                     f"{len(between)}" + listed(between) + ". Pooled over-session correlations are shown as "
+                     "description only.")
     return "\n\n".join(lines)

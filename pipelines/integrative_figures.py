@@ -84,7 +84,8 @@ def depth_entropy_by_dose(table: pd.DataFrame):
     return hv.Layout(panels).opts(shared_axes=False).cols(2)
 
 
-def hypothesis_forest(hypotheses: pd.DataFrame, effects: tuple[str, ...] = ("r_rm", "Spearman rho", "partial rho")):
+def hypothesis_forest(hypotheses: pd.DataFrame, effects: tuple[str, ...] = (
+        "r_rm", "partial r_rm", "r between subjects", "Spearman rho", "partial rho")):
     """Correlation-type hypothesis rows (effects on the −1…1 scale): estimate and 95 % CI per test."""
     hv = _hv()
     data = hypotheses[hypotheses["effect"].isin(effects)].reset_index(drop=True)
@@ -117,7 +118,8 @@ def correlation_heatmap(correlations: pd.DataFrame, variables: list[str], title:
     after BH-FDR; hover shows the CI, p and p_FDR."""
     hv = _hv()
     both = pd.concat([correlations, correlations.rename(columns={"x": "y", "y": "x"})], ignore_index=True)
-    both["text"] = [f"{e:.2f}{'*' if s else ''}" for e, s in zip(both["estimate"], both["significant_fdr"])]
+    both["text"] = [f"{e:.2f}{'*' if s else ''}" if np.isfinite(e) else "–"   # undefined (e.g. between r with dose)
+                    for e, s in zip(both["estimate"], both["significant_fdr"])]
     both["ci"] = [f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(both["ci_low"], both["ci_high"])]
     names = [_label(v) for v in variables]
     both["x_label"], both["y_label"] = both["x"].map(_label), both["y"].map(_label)

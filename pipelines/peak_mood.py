@@ -12,8 +12,15 @@ Conventions (one place each):
   sessions only, so every analysis involving a peak score uses active (dose > 0) sessions.
 - **Mood improvement** = baseline − time point (scale points; positive = better), the sign used by the
   default study's ``truth.json``. :mod:`pipelines.mood`'s ``_change`` is its negative.
-- **Families for FDR** (Benjamini–Hochberg): every peak score × every post-baseline time point, separately
-  for each analysis (bivariate, partial, repeated-measures).
+- **The subject is the unit of inference** (issue 11; docs/statistics.md). A subject contributes one
+  session per active dose, so every peak↔mood *conclusion* comes from :func:`subject_level_correlations`
+  (:mod:`pipelines.inference`): the within-subject row is the test, the between-subject row (subject
+  means) the trait-level association, the pooled over-all-sessions r a labelled description only. The
+  per-time-point tables of :func:`peak_vs_mood_correlations` (sessions treated as independent rows) are
+  kept as description.
+- **Families for FDR** (Benjamini–Hochberg): the confirmatory family is the within-subject rows of the
+  primary scores × every post-baseline time point; the other scores' within rows form the secondary
+  family; adjusted (partial) and between-subject rows are their own families.
 - **Baseline** is the time point labelled ``baseline`` in the manifest, else its first time point.
 - A manifest table is matched to a scale by name (``phenotype.meq30`` is scored as MEQ30); a table with
   ``scored: true`` holds scale-level scores and is validated, not scored.
@@ -31,6 +38,8 @@ import numpy as np
 import pandas as pd
 
 from pipelines import mood, questionnaires, stats
+from pipelines.inference import (within_between_correlation, within_subject_mediation,
+                                 within_subject_partial_correlation)
 from pipelines.errors import InputError
 from pipelines.manifest import ManifestError
 from pipelines.study import Study
@@ -51,6 +60,8 @@ __all__ = [
     "outcome_rate_table",
     "peak_by_dose",
     "peak_vs_mood_correlations",
+    "session_periods",
+    "subject_level_correlations",
     "summary_text",
     "truth_comparison",
     "validate_parameters",
@@ -664,6 +675,95 @@ def longitudinal_model(
     return table.sort_values(["_e", "_t"]).drop(columns=["_t", "_e"]).reset_index(drop=True)
 
 
+def session_periods(study: Study) -> pd.DataFrame | None:
+    """participant_id, session_id, period of every session when the manifest declares the crossover's
+    session order (``design.session_order_column`` of ``sub-XX_sessions.tsv``), else None."""
+    column = study.manifest.design.session_order_column if study.manifest.design else None
+    if not column:
+        return None
+    rows = []
+    for path in sorted(study.root.glob("sub-*/sub-*_sessions.tsv")):
+        table = pd.read_csv(path, sep="\t", dtype=str)
+        if column not in table.columns:
+            raise InputError(f"session order column {column!r} (design.session_order_column) missing",
+                             file=str(path), field=column)
+        rows.append(pd.DataFrame({"participant_id": path.name.split("_")[0],
+                                  "session_id": table["session_id"], "period": table[column]}))
+    return pd.concat(rows, ignore_index=True) if rows else None
+
+
+def _with_periods(data: pd.DataFrame, periods: pd.DataFrame | None) -> tuple[pd.DataFrame, list[str]]:
+    if periods is None:
+        return data, []
+    return data.merge(periods, on=KEYS, how="left", validate="many_to_one"), ["period"]
+
+
+SUBJECT_LEVEL_COLUMNS = ["quantity", "role", "family", "score", "outcome", "timepoint", "estimate", "ci_low",
+                         "ci_high", "p", "p_fdr", "significant_fdr", "n_subjects", "n_obs", "covariates",
+                         "p_parametric", "method", "convention", "n_boot", "seed"]
+ROLES = {"within": "test: within-subject (across a subject's active doses)",
+         "within_partial": "adjusted test: within-subject partial",
+         "between": "trait-level: between subjects (subject means)",
+         "pooled": "description only: pooled over sessions, no inference"}
+
+
+def subject_level_correlations(
+    data: pd.DataFrame,
+    peak_scores: Sequence[str],
+    outcome: str,
+    timepoints: Sequence[str],
+    *,
+    covariates: Sequence[str] = (DOSE,),
+    periods: pd.DataFrame | None = None,
+    n_boot: int = 499,
+    seed: int = 0,
+    fdr_alpha: float = 0.05,
+    primary_scores: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Every peak score against ``outcome`` at every time point at the subject level (issue 11).
+
+    Per score × time point, four rows (``quantity``): ``within`` (repeated-measures r over a subject's
+    active sessions, subject-cluster bootstrap-t: the test), ``within_partial`` (the same given the
+    person-mean-centred ``covariates`` — dose, baseline severity — and ``period`` when ``periods`` gives
+    it), ``between`` (r of subject means: the trait-level association) and ``pooled`` (r over all rows,
+    description only, p NaN); :func:`pipelines.inference.within_between_correlation` and
+    :func:`~pipelines.inference.within_subject_partial_correlation`. BH-FDR within each quantity and
+    family ("primary" = ``primary_scores``, the confirmatory family of within rows; "secondary" = the
+    other scores). Columns: :data:`SUBJECT_LEVEL_COLUMNS`.
+    """
+    data, categorical = _with_periods(data[data["timepoint"].isin(timepoints)], periods)
+    primary = set(peak_scores if primary_scores is None else primary_scores)
+    parts = []
+    for tp in timepoints:
+        part = data[data["timepoint"] == tp]
+        for score in peak_scores:
+            wb = within_between_correlation(part, score, outcome, "participant_id", n_boot=n_boot, seed=seed)
+            adj = within_subject_partial_correlation(part, score, outcome, "participant_id",
+                                                     covariates=list(covariates), categorical=categorical,
+                                                     n_boot=n_boot, seed=seed)
+            wb["covariates"] = "subject"
+            adj["covariates"] = "subject, " + adj["covariates_used"].str.replace(" ,", ",")
+            parts.append(pd.concat([wb, adj], ignore_index=True).assign(score=score, outcome=outcome,
+                                                                        timepoint=tp))
+    out = pd.concat(parts, ignore_index=True)
+    out["family"] = np.where(out["score"].isin(primary), "primary", "secondary")
+    out["role"] = out["quantity"].map(ROLES)
+    out["p_fdr"] = np.nan
+    for (quantity, _), index in out.groupby(["quantity", "family"]).groups.items():
+        if quantity != "pooled":
+            out.loc[index, "p_fdr"] = stats.fdr_bh(out.loc[index, "p"].to_numpy(dtype=float))
+    out["significant_fdr"] = out["p_fdr"].to_numpy() <= fdr_alpha
+    order = {q: i for i, q in enumerate(ROLES)}
+    out["_q"] = out["quantity"].map(order)
+    out["_t"] = _timepoint_order(out["timepoint"], timepoints).codes
+    out["_s"] = out["score"].map({s: i for i, s in enumerate(peak_scores)})
+    out = out.sort_values(["_q", "_t", "_s"]).drop(columns=["_q", "_t", "_s"])
+    out.attrs.update({"fdr": "Benjamini-Hochberg within each quantity and family (score × time point)",
+                      "fdr_alpha": fdr_alpha, "outcome_definition": "baseline − time point",
+                      "period_adjusted": bool(categorical)})
+    return out[SUBJECT_LEVEL_COLUMNS].reset_index(drop=True)
+
+
 def mediation_dose_peak_mood(
     data: pd.DataFrame,
     peak_score: str,
@@ -671,25 +771,37 @@ def mediation_dose_peak_mood(
     timepoint: str,
     *,
     covariates: Sequence[str] = (),
+    periods: pd.DataFrame | None = None,
     n_boot: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Mediation dose → peak experience → mood improvement at one time point (active sessions).
+    """Within-subject mediation dose → peak experience → mood improvement at one time point.
 
-    Paths a (peak ~ dose), b (improvement ~ peak | dose), c (total), c′ (direct) with t-based CIs, and
-    the indirect effect a·b with a seeded bootstrap percentile CI (:func:`pipelines.stats.mediation`).
-    Rows (subject-sessions) are resampled as if independent although a subject contributes up to one
-    session per dose, so the CI may be somewhat narrow. Adds ``timepoint`` and ``proportion_mediated``
-    (indirect / total, on the indirect row; unstable when the total is near 0).
+    :func:`pipelines.inference.within_subject_mediation` on the active sessions: person-mean-centred
+    dose, peak, improvement (and ``covariates``, ``period`` when ``periods`` gives it), paths a, b, c′,
+    c by subject-cluster bootstrap-SE t(G−1), the indirect effect a·b by the subject-bootstrap percentile
+    interval (subjects, not sessions, are resampled). ``path`` is a, b, c, c_prime, indirect (as
+    :func:`pipelines.mood_figures.mediation_forest` expects); adds ``timepoint``, ``description``,
+    ``se`` (bootstrap SE), ``n`` (sessions), ``ci_method`` and ``proportion_mediated`` (indirect / total,
+    on the indirect row; unstable when the total is near 0).
     """
     part = data[data["timepoint"] == timepoint]
     if part.empty:
         raise InputError(f"no rows at time point {timepoint!r} for the mediation")
-    table = stats.mediation(part, x=DOSE, m=peak_score, y=outcome, covariates=list(covariates),
-                            n_boot=n_boot, seed=seed)
+    part, categorical = _with_periods(part, periods)
+    table = within_subject_mediation(part, DOSE, peak_score, outcome, "participant_id",
+                                     covariates=list(covariates), categorical=categorical,
+                                     n_boot=n_boot, seed=seed)
+    table = table.rename(columns={"path": "description"})
+    table.insert(0, "path", table["quantity"].replace({"c_total": "c"}))
+    table.insert(0, "timepoint", timepoint)
+    table["se"] = table["se_boot"] if "se_boot" in table.columns else np.nan
+    table["n"] = table["n_obs"]
+    table["ci_method"] = table["method"]
+    order = {"a": 0, "b": 1, "c": 2, "c_prime": 3, "indirect": 4}
+    table = table.sort_values("path", key=lambda p: p.map(order)).reset_index(drop=True)
     total = float(table.loc[table["path"] == "c", "estimate"].iloc[0])
     indirect = float(table.loc[table["path"] == "indirect", "estimate"].iloc[0])
-    table.insert(0, "timepoint", timepoint)
     table["proportion_mediated"] = np.where(table["path"] == "indirect",
                                             indirect / total if total != 0 else np.nan, np.nan)
     return table
@@ -750,6 +862,46 @@ def _dose(d: float) -> str:
     return "placebo" if d == 0 else f"{d:g} mg/kg"
 
 
+def _subject_level_paragraph(table: pd.DataFrame, params: AnalysisParameters) -> str:
+    primary, tp = params.primary_score, params.primary_timepoint
+    at = table[(table["score"] == primary) & (table["timepoint"] == tp)].set_index("quantity")
+    mood_label = SCALE_LABELS[params.mood_scale]
+    text = "**Peak experience and mood (subject level).** "
+    if "within" in at.index:
+        w = at.loc["within"]
+        text += (f"At {tp}, across a subject's active doses, more {_label(primary)} went with more "
+                 f"{mood_label} improvement: within-subject r_rm = {w['estimate']:.2f} (95 % CI "
+                 f"{w['ci_low']:.2f} to {w['ci_high']:.2f}, {stats.format_p(w['p'])}, "
+                 f"{stats.format_p(w['p_fdr'], 'FDR-adjusted p')} in the {w['family']} family; "
+                 f"{int(w['n_subjects'])} subjects, {int(w['n_obs'])} sessions, subject-cluster bootstrap-t). ")
+    if "within_partial" in at.index:
+        a = at.loc["within_partial"]
+        adjusted = (a["covariates"].removeprefix("subject, ").replace(DOSE, "dose")
+                    .replace(f"{params.mood_score}_baseline", "baseline severity"))
+        text += (f"Adjusted for {adjusted} (within subjects): partial r = {a['estimate']:.2f} "
+                 f"(95 % CI {a['ci_low']:.2f} to {a['ci_high']:.2f}, {stats.format_p(a['p'])}). ")
+    if "between" in at.index:
+        b = at.loc["between"]
+        text += (f"Between subjects (subject means, the trait-level association): r = {b['estimate']:.2f} "
+                 f"(95 % CI {b['ci_low']:.2f} to {b['ci_high']:.2f}, {stats.format_p(b['p'])}, "
+                 f"{int(b['n_subjects'])} subjects). ")
+    if "pooled" in at.index:
+        text += (f"Pooled over all {int(at.loc['pooled', 'n_obs'])} sessions, r = "
+                 f"{at.loc['pooled', 'estimate']:.2f} (description only: it mixes the two and is not a test). ")
+    within = table[table["quantity"] == "within"]
+    for family, words in (("primary", "primary (confirmatory)"), ("secondary", "secondary")):
+        fam = within[within["family"] == family]
+        if fam.empty:
+            continue
+        sig = fam[fam["significant_fdr"]]
+        text += (f"In the {words} family of within-subject tests ({fam['score'].nunique()} scores × "
+                 f"{fam['timepoint'].nunique()} time points), {len(sig)} of {len(fam)} were significant at "
+                 f"FDR {params.fdr_alpha:g}"
+                 + (f" (at {', '.join(t for t in params.timepoints if t in set(sig['timepoint']))})"
+                    if len(sig) else "") + ". ")
+    return text.strip()
+
+
 def summary_text(
     scores: ScoreSet,
     correlations: pd.DataFrame,
@@ -760,8 +912,13 @@ def summary_text(
     rates: pd.DataFrame | None = None,
     longitudinal: pd.DataFrame | None = None,
     mediation_table: pd.DataFrame | None = None,
+    subject_level: pd.DataFrame | None = None,
 ) -> str:
-    """A short Markdown summary written from the numbers of the result tables (nothing hand-typed)."""
+    """A short Markdown summary written from the numbers of the result tables (nothing hand-typed).
+
+    With ``subject_level`` (:func:`subject_level_correlations`) the peak↔mood conclusions and the FDR
+    counts come from its within-subject rows; the per-time-point ``correlations`` are then description.
+    """
     symbol = "ρ" if params.correlation_method == "spearman" else "r"
     primary, tp = params.primary_score, params.primary_timepoint
     lines = []
@@ -794,53 +951,37 @@ def summary_text(
             f"{stats.format_p(row['p'])}); {n_sig} of {len(dose_effects)} peak scores increased with dose "
             f"after FDR.")
 
+    if subject_level is not None and not subject_level.empty:
+        lines.append(_subject_level_paragraph(subject_level, params))
+
     biv = correlations[correlations["analysis"] == "bivariate"]
     main = biv[(biv["score"] == primary) & (biv["timepoint"] == tp)]
     if not main.empty:
         r = main.iloc[0]
         last = params.timepoints[-1]
-        text = (f"**Peak experience and mood.** At {tp}, {_label(primary)} correlated with "
+        text = ((f"**Per-time-point description** (sessions pooled as if independent, so these p-values "
+                 f"are not used for conclusions; see above). " if subject_level is not None else
+                 "**Peak experience and mood.** ")
+                + f"At {tp}, {_label(primary)} correlated with "
                 f"{SCALE_LABELS[params.mood_scale]} improvement ({params.correlation_method.capitalize()} {symbol} = "
                 f"{r['estimate']:.2f}, 95 % CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, "
-                f"{stats.format_p(r['p'])}, {stats.format_p(r['p_fdr'], 'FDR-adjusted p')} in the {r['family']} family, "
-                f"n = {int(r['n'])}). ")
-        for family, words in (("primary", "primary (confirmatory)"), ("secondary", "secondary")):
-            fam = biv[biv["family"] == family]
-            if fam.empty:
-                continue
-            sig = fam[fam["significant_fdr"]]
-            text += (f"In the {words} family ({fam['score'].nunique()} scores × "
-                     f"{fam['timepoint'].nunique()} time points), {len(sig)} of {len(fam)} correlations "
-                     f"were significant at FDR {params.fdr_alpha:g}"
-                     + (f" (at {', '.join(t for t in params.timepoints if t in set(sig['timepoint']))})"
-                        if len(sig) else "") + ". ")
-        if biv["family"].nunique() > 1:
-            pooled = stats.fdr_bh(biv["p"].to_numpy(dtype=float))[biv.index.get_loc(main.index[0])]
-            text += (f"Treating all {len(biv)} tests as one family, the {tp} {_label(primary)} "
-                     f"correlation would have {stats.format_p(pooled, 'FDR-adjusted p')}. ")
+                f"n = {int(r['n'])} sessions of {int(r['n_subjects'])} subjects). ")
         late = biv[biv["timepoint"] == last]
         if last != tp and not late.empty:
             own = late[late["score"] == primary]
             strongest = late.loc[late["estimate"].abs().idxmax()]
-            text += (f"By {last} the association had faded"
-                     + (f" ({_label(primary)} {symbol} = {own['estimate'].iloc[0]:.2f}, 95 % CI "
+            text += (f"At {last}"
+                     + (f" {_label(primary)} {symbol} = {own['estimate'].iloc[0]:.2f} (95 % CI "
                         f"{own['ci_low'].iloc[0]:.2f} to {own['ci_high'].iloc[0]:.2f})" if len(own) else "")
                      + f"; the largest |{symbol}| at {last} was {abs(strongest['estimate']):.2f} "
-                     f"({_label(strongest['score'])}), and {int(late['significant_fdr'].sum())} of "
-                     f"{len(late)} were significant.")
+                     f"({_label(strongest['score'])}).")
+        if subject_level is None:
+            for family, words in (("primary", "primary (confirmatory)"), ("secondary", "secondary")):
+                fam = biv[biv["family"] == family]
+                if not fam.empty:
+                    text += (f" In the {words} family, {int(fam['significant_fdr'].sum())} of {len(fam)} "
+                             f"correlations were significant at FDR {params.fdr_alpha:g}.")
         lines.append(text)
-        extra = []
-        for analysis, words in (("partial", "controlling for dose and baseline severity"),
-                                ("repeated_measures", "within subjects across dose sessions "
-                                                      "(repeated-measures r)")):
-            sub = correlations[(correlations["analysis"] == analysis) & (correlations["score"] == primary)
-                               & (correlations["timepoint"] == tp)]
-            if not sub.empty:
-                s = sub.iloc[0]
-                extra.append(f"{words}: {s['estimate']:.2f} (95 % CI {s['ci_low']:.2f} to "
-                             f"{s['ci_high']:.2f}, {stats.format_p(s['p_fdr'], 'FDR-adjusted p')})")
-        if extra:
-            lines.append(f"The {tp} association of {_label(primary)} " + "; ".join(extra) + ".")
 
     if rates is not None and not rates.empty:
         at = rates[rates["timepoint"] == tp]
@@ -874,9 +1015,10 @@ def summary_text(
         m = mediation_table.set_index("path")
         ind, c = m.loc["indirect"], m.loc["c"]
         lines.append(
-            f"**Mediation at {mediation_table['timepoint'].iloc[0]}** (dose → {_label(primary)} → "
-            f"improvement): indirect effect {ind['estimate']:.1f} points per mg/kg (bootstrap 95 % CI "
-            f"{ind['ci_low']:.1f} to {ind['ci_high']:.1f}) of a total {c['estimate']:.1f} "
+            f"**Within-subject mediation at {mediation_table['timepoint'].iloc[0]}** (dose → {_label(primary)} → "
+            f"improvement, person-mean-centred, {int(ind['n_subjects'])} subjects resampled): indirect effect "
+            f"{ind['estimate']:.1f} points per mg/kg (subject-bootstrap 95 % CI "
+            f"{ind['ci_low']:.1f} to {ind['ci_high']:.1f}, {stats.format_p(ind['p'])}) of a total {c['estimate']:.1f} "
             f"(95 % CI {c['ci_low']:.1f} to {c['ci_high']:.1f}); direct effect "
             f"{m.loc['c_prime', 'estimate']:.1f} (95 % CI {m.loc['c_prime', 'ci_low']:.1f} to "
             f"{m.loc['c_prime', 'ci_high']:.1f})"
@@ -884,8 +1026,9 @@ def summary_text(
                c["ci_low"] > 0 or c["ci_high"] < 0 else
                "; the total effect's CI includes 0, so no proportion mediated is given."))
 
-    lines.append(f"*Caveats:* {n_subjects} participants; a subject contributes one session per dose, "
-                 "which only the repeated-measures correlation and the mixed model take into account; "
+    lines.append(f"*Caveats:* {n_subjects} participants; a subject contributes one session per dose, so "
+                 "conclusions rest on the subject-level rows (subject-cluster bootstrap), not on the "
+                 "per-time-point tables that treat sessions as independent; "
                  "correlations are not causal, and peak experience is measured after the dose, so it "
                  "is a mediator candidate, not a randomised factor.")
     return "\n\n".join(lines)

@@ -10,6 +10,7 @@ import types
 
 import numpy as np
 import pandas as pd
+import pingouin as pg
 import pytest
 from scipy import stats as sstats
 
@@ -17,6 +18,7 @@ from pipelines import cytokine_analysis as ca
 from pipelines import cytokines as cy
 from pipelines.errors import InputError
 from pipelines.paths import REPO_ROOT
+from pipelines.stats import fdr_bh, format_p
 from pipelines.study import Study
 
 MANIFEST = REPO_ROOT / "data_manifests" / "default.yml"
@@ -40,6 +42,8 @@ def run():
         subjects=ca.subject_strata(strata, sessions), censoring=ca.censoring_table(parsed, analytes),
         sensitivity=sensitivity, changes=changes, mixed=ca.mixed_models(parsed, sessions, strata, params, analytes),
         mood=mood, correlations=ca.change_vs_mood_table(parsed, sessions, strata, mood, params, analytes),
+        subject_level=ca.change_vs_mood_subject_level(ca.change_table(parsed, sessions, strata, params, analytes),
+                                                      mood, params, analytes),
         truth=study.truth()["cytokines"], planted=ca.planted_effects(study.truth()),
     )
     out.spread = ca.sensitivity_spread(sensitivity)
@@ -162,10 +166,62 @@ def test_change_vs_mood_uses_the_shared_correlation(run):
         assert row["estimate"] == pytest.approx(sstats.spearmanr(il6["ln_change"], il6[column]).statistic)
 
 
+def test_change_vs_mood_subject_level_rows(run):
+    sl = run.subject_level
+    assert set(sl["quantity"]) == {"within", "between", "pooled"}
+    assert set(sl["stratum"]) >= {"all", "inflamed", "non-inflamed"}
+    data = ca.change_vs_mood_data(ca.change_table(run.parsed, run.sessions, run.strata, run.params, run.analytes),
+                                  run.mood)
+    il6 = data[data["analyte"] == "IL6"]
+    at = sl[(sl["analyte"] == "IL6") & (sl["stratum"] == "all")].set_index("quantity")
+    # The subject is the unit: 12 subjects, not 36 sessions.
+    assert (at["n_subjects"] == 12).all() and (at["n"] == 36).all()
+    rm = pg.rm_corr(il6, x="ln_change", y="madrs_total_change", subject="participant_id")
+    assert at.loc["within", "estimate"] == pytest.approx(rm["r"].iloc[0], abs=1e-10)
+    means = il6.groupby("participant_id")[["ln_change", "madrs_total_change"]].mean()
+    assert at.loc["between", "estimate"] == pytest.approx(means.corr().iloc[0, 1], abs=1e-10)
+    assert np.isnan(at.loc["pooled", "p"]) and not at.loc["pooled", "significant_fdr"]
+    within = sl[(sl["quantity"] == "within") & (sl["stratum"] == "all")]
+    assert len(within) == len(run.analytes)
+    np.testing.assert_allclose(within["p_fdr"], fdr_bh(within["p"].to_numpy(float)))
+    assert within["ci_low"].lt(within["estimate"]).all() and within["estimate"].lt(within["ci_high"]).all()
+
+
+def test_a_subject_trait_in_both_changes_is_pooled_significant_but_not_within(run):
+    """A planted subject trait shifts a subject's cytokine change and mood change alike
+    (pipelines.inference.simulation): the session-level Spearman table calls it significant, the
+    within-subject row does not, the between-subject row carries it."""
+    from pipelines.inference.simulation import Design, simulate_crossover
+    sim = simulate_crossover(Design(trait_sd=2.0, within_b=0.0, period_effect=(0, 0, 0, 0)),
+                             np.random.default_rng(3))
+    sim = sim[sim["dose"] > 0]
+    changes = pd.DataFrame({"participant_id": sim["subject"], "session_id": "ses-" + sim["period"].astype(str),
+                            "analyte": "IL6", "ln_change": sim["peak"], "dose_mg_per_kg": sim["dose"],
+                            "stratum": "all-one"})
+    mood = pd.DataFrame({"participant_id": sim["subject"], "session_id": "ses-" + sim["period"].astype(str),
+                         "madrs_total_change": sim["mood"]})
+    sl = ca.change_vs_mood_subject_level(changes, mood, run.params, ["IL6"])
+    at = sl[sl["stratum"] == "all"].set_index("quantity")
+    assert sstats.spearmanr(sim["peak"], sim["mood"]).pvalue < 0.01     # the session-level test: "significant"
+    assert at.loc["within", "p"] > 0.05 and not at.loc["within", "significant_fdr"]
+    assert at.loc["between", "estimate"] > 0.5
+    assert at.loc["within", "n_subjects"] == 12 and at.loc["within", "n"] == 36
+
+
 # ---------------------------------------------------------------------------------------- summary
 def test_summary_text_states_the_numbers(run):
     text = ca.summary_text(params=run.params, subjects=run.subjects, censoring=run.censoring, changes=run.changes,
-                           mixed=run.mixed, spread=run.spread, mood=run.correlations)
+                           mixed=run.mixed, spread=run.spread, mood=run.correlations,
+                           mood_subject_level=run.subject_level)
+    within = run.subject_level[(run.subject_level["quantity"] == "within") & (run.subject_level["stratum"] == "all")]
+    n_sig = int(within["significant_fdr"].sum())
+    assert (f"Within subjects (across a subject's active sessions), {n_sig} of {len(within)} analytes' "
+            "ln-changes correlated with the mood change after FDR") in text
+    if n_sig == 0:
+        best = within.loc[within["p"].idxmin()]
+        assert (f"the strongest was {best['analyte']} r = {best['estimate']:+.2f} (95% CI {best['ci_low']:+.2f} to "
+                f"{best['ci_high']:+.2f}, {format_p(best['p'])}") in text
+    assert "is description only" in text
     assert f"{len(run.truth['inflamed_subjects'])} inflamed" in text
     assert ", ".join(sorted(run.truth["inflamed_subjects"])) in text
     n_censored = int(run.censoring["n_below"].sum() + run.censoring["n_above"].sum())

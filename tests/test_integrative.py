@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from pipelines import derived, integrative
+from pipelines.stats import format_p
 
 N_BOOT = 1000  # as the notebook (the bootstrap CIs of partial correlations at n = 36 are wide)
 
@@ -108,13 +109,27 @@ def test_dose_disagreement_between_branches_is_refused(default_study, params):
 
 
 # ---------------------------------------------------------------------------- planted effects
-def test_h2_peak_predicts_mood_beyond_dose_and_baseline(hypotheses, default_truth):
+def test_h2_peak_predicts_mood_beyond_dose_and_baseline(table, hypotheses, default_truth):
     assert default_truth["mood"]["peak_slope_per_unit_intensity"]["24h"] > 0   # what is planted
-    for prefix in ("H2a", "H2b"):
-        row = _row(hypotheses, prefix)
-        assert row["estimate"] > 0 and row["p"] < 0.05, row.to_dict()
-        assert row["verdict"] == "supports"
-    assert _row(hypotheses, "H2b")["ci_low"] > 0    # Wald CI of the mixed model; the bootstrap CI of H2a is wide
+    within = _row(hypotheses, "H2a")
+    # H2a is now the within-subject partial correlation: 12 subjects are the unit, not 36 sessions.
+    assert within["family"] == "confirmatory" and within["effect"] == "partial r_rm"
+    assert within["n_subjects"] == 12 and within["n"] == 36
+    assert within["estimate"] > 0 and within["p"] < 0.05, within.to_dict()
+    assert within["ci_low"] > 0 and within["p_fdr"] >= within["p"]
+    # It equals the partial r of peak in OLS improvement ~ peak + dose + baseline + subject fixed effects.
+    import statsmodels.formula.api as smf
+    data = table[table["active"]].dropna(subset=["meq30_total", "mood_improvement_24h", "mood_baseline"])
+    fit = smf.ols("mood_improvement_24h ~ meq30_total + dose_mg_per_kg + mood_baseline + C(participant_id)",
+                  data).fit()
+    t = fit.tvalues["meq30_total"]
+    assert within["estimate"] == pytest.approx(t / np.sqrt(t * t + fit.df_resid), abs=1e-8)
+    assert _row(hypotheses, "H2b")["ci_low"] > 0 and _row(hypotheses, "H2b")["verdict"] == "supports"
+    between = _row(hypotheses, "H2c")
+    assert between["family"] == "confirmatory" and between["effect"] == "r between subjects"
+    pooled = _row(hypotheses, "H2d")
+    assert pooled["family"] == "description" and np.isnan(pooled["p"]) and np.isnan(pooled["p_fdr"])
+    assert pooled["verdict"].startswith("description only")
 
 
 @pytest.mark.parametrize("analyte", ["IL6", "CRP"])
@@ -138,7 +153,14 @@ def test_h1_between_subject_sign_as_planted(table, hypotheses, default_truth):
     means["trait"] = trait.reindex(means.index)
     assert means.corr(method="spearman").loc["trait", "entropy_change"] > 0.5
     assert means.corr(method="spearman").loc["trait", "meq30_total"] > 0.3
-    assert _row(hypotheses, "H1c")["estimate"] > 0
+    between, within, pooled = _row(hypotheses, "H1c"), _row(hypotheses, "H1a"), _row(hypotheses, "H1b")
+    assert between["estimate"] > 0 and between["ci_low"] > 0 and between["verdict"] == "supports"
+    assert between["estimate"] == pytest.approx(
+        means["entropy_change"].corr(means["meq30_total"]), abs=1e-10)          # Pearson of subject means
+    # Within subjects across doses the sign is opposite (entropy's inverted U vs the rising peak score); the
+    # pooled r mixes both and is reported without a p.
+    assert within["estimate"] < 0 and within["n_subjects"] == 12 and within["n"] == 36
+    assert pooled["family"] == "description" and np.isnan(pooled["p"])
 
 
 def test_h4_depth_deepens_with_dose_and_entropy_peaks_at_planted_dose(table, hypotheses, default_truth):
@@ -156,9 +178,41 @@ def test_hypothesis_table_is_tidy(hypotheses):
     table = hypotheses.reset_index()[integrative.HYPOTHESIS_COLUMNS]
     assert sorted(hypotheses.reset_index().columns) == sorted(integrative.HYPOTHESIS_COLUMNS)
     assert set(table["hypothesis"]) == {"H1", "H2", "H3", "H4", "H5"}
+    assert set(table["family"]) == {"confirmatory", "exploratory", "description"}
     finite = table.dropna(subset=["p"])
     assert ((finite["p_fdr"] >= finite["p"] - 1e-12) & (finite["p_fdr"] <= 1)).all()
     assert table["statement"].str.len().gt(20).all() and table["method"].str.len().gt(5).all()
+
+
+def test_h5_is_exploratory_and_outside_the_confirmatory_fdr_family(hypotheses):
+    from pipelines.stats import fdr_bh
+    table = hypotheses.reset_index()
+    h5 = table[table["hypothesis"] == "H5"]
+    assert len(h5) >= 5 and (h5["family"] == "exploratory").all()
+    assert h5["verdict"].str.startswith("exploratory").all()
+    confirmatory = table[table["family"] == "confirmatory"]
+    assert not confirmatory["hypothesis"].eq("H5").any()
+    np.testing.assert_allclose(confirmatory["p_fdr"], fdr_bh(confirmatory["p"].to_numpy(float)))
+    np.testing.assert_allclose(h5["p_fdr"], fdr_bh(h5["p"].to_numpy(float)))
+    assert table.loc[table["family"] == "description", "p_fdr"].isna().all()
+
+
+def test_a_shared_subject_trait_is_between_not_within(params):
+    """A planted subject trait drives both variables (pipelines.inference.simulation): the pooled
+    session-level correlation is 'significant', the within-subject row of the matrix is not."""
+    from pipelines.inference.simulation import Design, simulate_crossover
+    sim = simulate_crossover(Design(trait_sd=2.0, within_b=0.0, period_effect=(0, 0, 0, 0)),
+                             np.random.default_rng(3))
+    table = pd.DataFrame({"participant_id": sim["subject"], "active": True, "dose_mg_per_kg": sim["dose"],
+                          "meq30_total": sim["peak"], "mood_improvement_24h": sim["mood"]})
+    assert params.peak_score == "meq30_total" and params.mood_timepoint == "24h"
+    rows = integrative.correlation_matrix(table, params)
+    pair = rows[(rows["x"] == "meq30_total") & (rows["y"] == "mood_improvement_24h")].set_index("quantity")
+    from scipy import stats as sps
+    assert sps.pearsonr(table["meq30_total"], table["mood_improvement_24h"])[1] < 0.001
+    assert pair.loc["within", "p"] > 0.05 and pair.loc["within", "n_subjects"] == 12
+    assert pair.loc["between", "p"] < 0.05 and pair.loc["between", "estimate"] > 0.5
+    assert np.isnan(pair.loc["pooled", "p"])
 
 
 def test_combined_model_states_its_sample_size(table, params):
@@ -169,21 +223,36 @@ def test_combined_model_states_its_sample_size(table, params):
     assert (model["vif"] >= 1 - 1e-9).all()
 
 
-def test_correlation_matrix_each_pair_once_with_fdr(table, params):
+def test_correlation_matrix_each_pair_once_per_quantity_with_fdr(table, params):
     corr = integrative.correlation_matrix(table, params)
     k = len(integrative.matrix_variables(table, params))
-    assert len(corr) == k * (k - 1) // 2
-    pairs = {frozenset(p) for p in zip(corr["x"], corr["y"])}
-    assert len(pairs) == len(corr)
+    assert set(corr["quantity"]) == {"within", "between", "pooled"}
     from pipelines.stats import fdr_bh
-    np.testing.assert_allclose(corr["p_fdr"], fdr_bh(corr["p"].to_numpy(float)))
+    for quantity, rows in corr.groupby("quantity"):
+        assert len(rows) == k * (k - 1) // 2
+        assert len({frozenset(p) for p in zip(rows["x"], rows["y"])}) == len(rows)
+        if quantity == "pooled":
+            assert rows["p"].isna().all() and not rows["significant_fdr"].any()
+        else:
+            np.testing.assert_allclose(rows["p_fdr"], fdr_bh(rows["p"].to_numpy(float)))
+    within = corr[corr["quantity"] == "within"]
+    assert (within["n_subjects"] == 12).all()
+    # every subject had every dose: the between-subject correlation with dose is undefined, not 0
+    assert corr[(corr["quantity"] == "between") & (corr["x"] == "dose_mg_per_kg")]["estimate"].isna().all()
 
 
 def test_summary_is_written_from_the_numbers(table, hypotheses, params):
     corr = integrative.correlation_matrix(table, params)
     text = integrative.summary_text(table, hypotheses.reset_index(), corr, params)
     h2 = _row(hypotheses, "H2a")
-    assert f"{h2['estimate']:.2f}" in text
+    assert (f"partial r_rm = {h2['estimate']:.2f} (95% CI {h2['ci_low']:.2f} to {h2['ci_high']:.2f}, "
+            f"{format_p(h2['p'])}") in text
+    h1 = _row(hypotheses, "H1a")
+    assert f"Within subjects across doses r_rm = {h1['estimate']:.2f} (95% CI {h1['ci_low']:.2f}" in text
+    assert f"pooled over sessions r = {_row(hypotheses, 'H1b')['estimate']:.2f} (description" in text
+    assert "H5 (combined model, exploratory — outside the confirmatory FDR family)" in text
+    n_conf = int((hypotheses["family"] == "confirmatory").sum())
+    assert f"Benjamini–Hochberg over the {n_conf} confirmatory rows" in text
     for heading in ("H1", "H2", "H3", "H4", "H5", "Cross-branch"):
         assert heading in text
     # p-values only as stats.format_p writes them: never "p = 0.0", "p = 0.000" or "3e-172"

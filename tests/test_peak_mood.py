@@ -188,18 +188,106 @@ def test_longitudinal_model_equals_treatment_coded_statsmodels_fit(analysis):
     assert peak_24h["ci_low"] > 0   # the planted peak effect at 24 h
 
 
-def test_mediation_indirect_effect_positive(analysis):
+def test_mediation_is_within_subject_with_a_subject_bootstrap(analysis):
     data, params = analysis["data"], analysis["params"]
     table = pm.mediation_dose_peak_mood(data, "meq30_mystical", params.outcome, "24h",
                                         covariates=["madrs_total_baseline"], n_boot=N_BOOT, seed=1)
     paths = table.set_index("path")
-    assert paths.loc["a", "ci_low"] > 0                     # dose raises the peak experience
+    assert list(table["path"]) == ["a", "b", "c", "c_prime", "indirect"]
+    assert paths.loc["a", "ci_low"] > 0                     # dose raises the peak experience (within subjects)
     assert paths.loc["indirect", "ci_low"] > 0              # and that carries improvement
     assert paths.loc["indirect", "estimate"] == pytest.approx(
         paths.loc["a", "estimate"] * paths.loc["b", "estimate"])
     assert paths.loc["indirect", "proportion_mediated"] == pytest.approx(
         paths.loc["indirect", "estimate"] / paths.loc["c", "estimate"])
-    assert (table["n"] == 36).all() and (table["timepoint"] == "24h").all()
+    # The unit is the subject: 12 subjects resampled, 36 sessions used; rows come from pipelines.inference.
+    assert (table["n_subjects"] == 12).all() and (table["n"] == 36).all() and (table["timepoint"] == "24h").all()
+    assert (table["routine"] == "within_subject_mediation").all()
+    assert table["ci_method"].str.contains("subject-cluster bootstrap").all()
+    # a path equals OLS with subject fixed effects on the same rows (person-mean centring).
+    import statsmodels.formula.api as smf
+    rows = data[data["timepoint"] == "24h"].rename(columns={pm.DOSE: "dose"})
+    fit = smf.ols("meq30_mystical ~ dose + madrs_total_baseline + C(participant_id)", rows).fit()
+    assert paths.loc["a", "estimate"] == pytest.approx(fit.params["dose"], rel=1e-8)
+
+
+def test_subject_level_rows_on_the_default_study(analysis):
+    params, scores, data = analysis["params"], analysis["scores"], analysis["data"]
+    table = pm.subject_level_correlations(
+        data, scores.peak_scores, params.outcome, params.timepoints,
+        covariates=[pm.DOSE, "madrs_total_baseline"], n_boot=N_BOOT, seed=0,
+        primary_scores=params.primary_scores)
+    assert set(table["quantity"]) == {"within", "within_partial", "between", "pooled"}
+    assert len(table) == 4 * len(scores.peak_scores) * len(params.timepoints)
+    at = {q: _row(table, quantity=q, score="meq30_mystical", timepoint="24h")
+          for q in ("within", "within_partial", "between", "pooled")}
+    # The subject is the unit: 12 subjects, not 36 sessions.
+    for row in at.values():
+        assert row["n_subjects"] == 12 and row["n_obs"] == 36
+    part = data[data["timepoint"] == "24h"]
+    rm = pg.rm_corr(part, x="meq30_mystical", y=params.outcome, subject="participant_id")
+    assert at["within"]["estimate"] == pytest.approx(rm["r"].iloc[0], abs=1e-10)
+    means = part.groupby("participant_id")[["meq30_mystical", params.outcome]].mean()
+    assert at["between"]["estimate"] == pytest.approx(
+        sps.pearsonr(means["meq30_mystical"], means[params.outcome])[0], abs=1e-10)
+    assert at["pooled"]["estimate"] == pytest.approx(
+        sps.pearsonr(part["meq30_mystical"], part[params.outcome])[0], abs=1e-10)
+    assert np.isnan(at["pooled"]["p"]) and np.isnan(at["pooled"]["p_fdr"])       # description only
+    assert at["within"]["ci_low"] < at["within"]["estimate"] < at["within"]["ci_high"]
+    assert "dose_mg_per_kg" in at["within_partial"]["covariates"]
+    assert "madrs_total_baseline" in at["within_partial"]["covariates"]
+    # The confirmatory FDR family = within-subject rows of the primary scores × time points.
+    family = table[(table["quantity"] == "within") & (table["family"] == "primary")]
+    assert len(family) == 3 * len(params.timepoints)
+    np.testing.assert_allclose(family["p_fdr"], pm.stats.fdr_bh(family["p"].to_numpy(float)))
+    assert at["within"]["p_fdr"] >= at["within"]["p"]
+
+
+def _simulated_study(design, seed: int) -> pd.DataFrame:
+    from pipelines.inference.simulation import simulate_crossover
+    sim = simulate_crossover(design, np.random.default_rng(seed))
+    return pd.DataFrame({"participant_id": sim["subject"], "session_id": "ses-" + sim["period"].astype(str),
+                         "timepoint": "24h", pm.DOSE: sim["dose"], "meq30_mystical": sim["peak"],
+                         "madrs_total_improvement": sim["mood"], "period": sim["period"]})
+
+
+def test_a_subject_trait_driving_both_makes_the_pooled_row_significant_but_not_the_within_row():
+    from pipelines.inference.simulation import Design
+    # One trait shifts a subject's peak score and mood improvement alike; within a subject, peak does
+    # not change mood (within_b = 0).
+    design = Design(trait_sd=2.0, trait_corr=1.0, within_b=0.0, period_effect=(0, 0, 0, 0))
+    data = _simulated_study(design, seed=3)
+    table = pm.subject_level_correlations(data, ["meq30_mystical"], "madrs_total_improvement", ["24h"],
+                                          n_boot=499, seed=0)
+    rows = table.set_index("quantity")
+    pooled_r, pooled_p = sps.pearsonr(data["meq30_mystical"], data["madrs_total_improvement"])
+    assert rows.loc["pooled", "estimate"] == pytest.approx(pooled_r)
+    assert pooled_p < 0.001 and pooled_r > 0.4            # the naive session-level test is "significant"
+    assert rows.loc["within", "p"] > 0.05                 # the subject-level test is not
+    assert rows.loc["within", "ci_low"] < 0 < rows.loc["within", "ci_high"]
+    assert rows.loc["within", "n_subjects"] == 12 and rows.loc["within", "n_obs"] == 48
+    assert not rows.loc["within", "significant_fdr"]
+    assert rows.loc["between", "estimate"] > 0.5          # the trait shows up where it belongs
+
+
+def test_a_planted_within_subject_effect_is_found_and_period_is_adjusted_for():
+    from pipelines.inference.simulation import Design
+    design = Design(within_b=0.8, trait_corr=0.0)
+    data = _simulated_study(design, seed=5)
+    periods = data[["participant_id", "session_id", "period"]]
+    table = pm.subject_level_correlations(data.drop(columns="period"), ["meq30_mystical"],
+                                          "madrs_total_improvement", ["24h"], periods=periods,
+                                          n_boot=499, seed=0)
+    rows = table.set_index("quantity")
+    assert rows.loc["within", "p"] < 0.05 and rows.loc["within", "ci_low"] > 0
+    assert "period" in rows.loc["within_partial", "covariates"]
+    assert table.attrs["period_adjusted"]
+    mediation = pm.mediation_dose_peak_mood(data.drop(columns="period"), "meq30_mystical",
+                                            "madrs_total_improvement", "24h", periods=periods,
+                                            n_boot=499, seed=0)
+    assert "period" in mediation["covariates_used"].iloc[0]
+    indirect = mediation.set_index("path").loc["indirect"]
+    assert indirect["ci_low"] > 0                          # a = 2 (dose -> peak) times b = 0.8
 
 
 # --- absent tables, scale-level tables, parameters ------------------------------------------
@@ -308,7 +396,7 @@ def test_notebook_declares_the_parameters_the_library_validates():
 
 # --- summary ---------------------------------------------------------------------------------
 
-def test_summary_text_is_written_from_the_numbers(analysis):
+def test_summary_text_is_written_from_the_subject_level_numbers(analysis):
     params, scores, data, correlations, outcomes = (analysis[k] for k in (
         "params", "scores", "data", "correlations", "outcomes"))
     rates = pm.outcome_rate_table(outcomes, params.mood_score, params.timepoints)
@@ -316,24 +404,35 @@ def test_summary_text_is_written_from_the_numbers(analysis):
     longitudinal = pm.longitudinal_model(data, params.primary_score, params.outcome, params.timepoints)
     mediation = pm.mediation_dose_peak_mood(data, params.primary_score, params.outcome, "24h",
                                             n_boot=200, seed=0)
+    subject_level = pm.subject_level_correlations(
+        data, scores.peak_scores, params.outcome, params.timepoints,
+        covariates=[pm.DOSE, "madrs_total_baseline"], n_boot=200, seed=0,
+        primary_scores=params.primary_scores)
     text = pm.summary_text(scores, correlations, params, dose_effects=dose_effects, by_dose=by_dose,
-                           rates=rates, longitudinal=longitudinal, mediation_table=mediation)
+                           rates=rates, longitudinal=longitudinal, mediation_table=mediation,
+                           subject_level=subject_level)
 
+    within = _row(subject_level, quantity="within", score="meq30_mystical", timepoint="24h")
+    assert (f"within-subject r_rm = {within['estimate']:.2f} (95 % CI {within['ci_low']:.2f} to "
+            f"{within['ci_high']:.2f}, {format_p(within['p'])}, "
+            f"{format_p(within['p_fdr'], 'FDR-adjusted p')} in the primary family; 12 subjects, 36 sessions") in text
+    between = _row(subject_level, quantity="between", score="meq30_mystical", timepoint="24h")
+    assert f"r = {between['estimate']:.2f} (95 % CI {between['ci_low']:.2f} to {between['ci_high']:.2f}" in text
+    pooled = _row(subject_level, quantity="pooled", score="meq30_mystical", timepoint="24h")
+    assert f"r = {pooled['estimate']:.2f} (description only" in text
+    fam = subject_level[(subject_level["quantity"] == "within") & (subject_level["family"] == "primary")]
+    assert (f"In the primary (confirmatory) family of within-subject tests (3 scores × 4 time points), "
+            f"{int(fam['significant_fdr'].sum())} of 12 were significant at FDR 0.05") in text
+    # The session-level table is description: its estimate is quoted, its p-values are not.
     main = _row(correlations, analysis="bivariate", score="meq30_mystical", timepoint="24h")
-    assert (f"Spearman ρ = {main['estimate']:.2f}, 95 % CI {main['ci_low']:.2f} to "
-            f"{main['ci_high']:.2f}") in text
-    assert f"{format_p(main['p_fdr'], 'FDR-adjusted p')} in the primary family, n = 36" in text
-    n_sig = int(correlations[(correlations["analysis"] == "bivariate")
-                             & (correlations["family"] == "primary")]["significant_fdr"].sum())
-    assert f"{n_sig} of 12 correlations were significant at FDR 0.05" in text
-    late = _row(correlations, analysis="bivariate", score="meq30_mystical", timepoint="14d")
-    assert f"By 14d the association had faded (MEQ30 mystical ρ = {late['estimate']:.2f}" in text
+    assert f"Spearman ρ = {main['estimate']:.2f}, 95 % CI {main['ci_low']:.2f} to {main['ci_high']:.2f}, n = 36 sessions" in text
+    assert format_p(main["p_fdr"], "FDR-adjusted p") + " in the primary family, n = 36" not in text
     slope = dose_effects.set_index("score").loc["meq30_mystical"]
     assert f"mixed-model slope {slope['estimate']:.2f} per mg/kg" in text
     response = _row(rates, measure="response", timepoint="24h", dose_mg_per_kg=1.0)
     assert f"{int(response['n_events'])}/{int(response['n'])} at 1 mg/kg" in text
     indirect = mediation.set_index("path").loc["indirect"]
-    assert f"indirect effect {indirect['estimate']:.1f} points per mg/kg" in text
+    assert f"indirect effect {indirect['estimate']:.1f} points per mg/kg (subject-bootstrap 95 % CI" in text
     assert "12 participants, 36 active dose sessions" in text
     assert re.search(r"\d+ score\(s\) prorated, \d+ left missing", text)
     # p-values only as stats.format_p writes them: never "p = 0.0", "p = 0.000" or "3e-172"
