@@ -15,6 +15,7 @@ import pandas as pd
 from pipelines.derived import write_tables  # noqa: F401  (re-exported: notebook 01 calls eeg_analysis.write_tables)
 from pipelines.eeg import dynamics
 from pipelines.eeg.features import baseline_windows, dose_table
+from pipelines.eeg.measures import SPATIOTEMPORAL_MEASURES  # across-channel: no per-channel entropy
 
 DEFAULT_MEASURES = ["lzc_median", "spectral_entropy_welch", "lzs_schartner", "perm_entropy", "sample_entropy"]
 
@@ -42,7 +43,7 @@ def validate_parameters(study, measures=None, regions=None, threshold_db=None, h
     """Check notebook 01's parameters against the study; None means the manifest's value."""
     eeg = study.manifest.eeg
     features, dyn = eeg.features, eeg.dynamics
-    available = [m for m in features.measures if m != "lzc_schartner_st"]
+    available = [m for m in features.measures if m not in SPATIOTEMPORAL_MEASURES]
     measures = list(measures) if measures is not None else [m for m in DEFAULT_MEASURES if m in available]
     for name in measures:
         if name not in available:

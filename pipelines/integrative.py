@@ -38,6 +38,7 @@ from scipy import stats as sps
 
 from pipelines import derived, stats
 from pipelines.inference import within_between_correlation, within_subject_partial_correlation
+from pipelines.eeg.measures import SPATIOTEMPORAL_MEASURES  # across-channel: no per-channel entropy
 
 __all__ = [
     "HYPOTHESIS_COLUMNS",
@@ -128,7 +129,7 @@ def validate_parameters(study, *, mood_timepoint="24h", entropy_measure="lzc_med
     if mood_timepoint == timepoints[0] or mood_timepoint == "baseline":
         raise ValueError(f"mood_timepoint={mood_timepoint!r} is the baseline; choose a later time point "
                          f"({', '.join(t for t in timepoints[1:])})")
-    computed = [m for m in study.manifest.eeg.features.measures if m != "lzc_schartner_st"]
+    computed = [m for m in study.manifest.eeg.features.measures if m not in SPATIOTEMPORAL_MEASURES]
     if not isinstance(entropy_measure, str) or entropy_measure not in computed:
         raise ValueError(f"entropy_measure={entropy_measure!r} was not computed for this study"
                          + _hint(entropy_measure, computed) + f"; computed: {computed}")
