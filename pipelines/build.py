@@ -144,9 +144,7 @@ def write_not_applicable(manifest: Manifest, name: str, reason: str) -> Path:
             "started_utc": provenance.utc_now()}
     write_if_changed(out_dir / f"{name}.json", json.dumps(meta, indent=2) + "\n")
     path = out_dir / f"{name}.html"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(page)
-    os.replace(tmp, path)
+    write_if_changed(path, page)
     return path
 
 

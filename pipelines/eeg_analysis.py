@@ -9,7 +9,6 @@ import difflib
 import json
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from pipelines.derived import write_tables  # noqa: F401  (re-exported: notebook 01 calls eeg_analysis.write_tables)

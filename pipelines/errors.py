@@ -7,7 +7,7 @@ file) from "the code is wrong" (a bug). The message always names where the probl
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "did_you_mean"]
 
 
 class InputError(ValueError):
@@ -61,3 +61,12 @@ class InputError(ValueError):
         if self.details:
             text += "\n" + self.details
         return text
+
+
+def did_you_mean(name, known) -> str:
+    """``" — did you mean 'x'?"`` for the closest of ``known`` to ``name`` (difflib), or ``""``: the hint every
+    message about a misspelt field, label, measure or column ends with."""
+    import difflib
+
+    hint = difflib.get_close_matches(str(name), [str(k) for k in known], 1)
+    return f" — did you mean {hint[0]!r}?" if hint else ""

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipelines.errors import did_you_mean
 from pipelines.eeg.measures import MEASURES
 
 CHECKSUMS_KEY = "checksums"
@@ -125,9 +126,8 @@ class SurrogateConfig(_Strict):
         known = list(PER_CHANNEL_MEASURES)
         for name in value:
             if name not in known:
-                hint = difflib.get_close_matches(name, known, 1)
                 raise ValueError(f"surrogates need a per-channel measure, not {name!r}"
-                                 + (f" — did you mean {hint[0]!r}?" if hint else "") + f"; known: {known}")
+                                 + did_you_mean(name, known) + f"; known: {known}")
         return value
 
 
@@ -184,8 +184,7 @@ class FeatureConfig(_Strict):
         known = list(MEASURES)
         for name in value:
             if name not in known:
-                hint = difflib.get_close_matches(name, known, 1)
-                raise ValueError(f"unknown measure {name!r}" + (f" — did you mean {hint[0]!r}?" if hint else "") + f"; known: {known}")
+                raise ValueError(f"unknown measure {name!r}" + did_you_mean(name, known) + f"; known: {known}")
         return value
 
 
@@ -300,9 +299,7 @@ class Manifest(_Strict):
         known = [*SCALES, "cytokines"]
         for name in value:
             if name not in known:
-                hint = difflib.get_close_matches(name, known, 1)
-                raise ValueError(f"unknown phenotype table {name!r}" + (f" — did you mean {hint[0]!r}?" if hint else "")
-                                 + f"; known: {known}")
+                raise ValueError(f"unknown phenotype table {name!r}" + did_you_mean(name, known) + f"; known: {known}")
         return value
 
     @field_validator("notebooks")
@@ -314,9 +311,7 @@ class Manifest(_Strict):
         known = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
         for name in value:
             if known and name not in known:
-                hint = difflib.get_close_matches(name, known, 1)
-                raise ValueError(f"no notebook named {name!r}" + (f" — did you mean {hint[0]!r}?" if hint else "")
-                                 + f"; notebooks: {known}")
+                raise ValueError(f"no notebook named {name!r}" + did_you_mean(name, known) + f"; notebooks: {known}")
         return value
 
     @field_validator("checksums")

@@ -5,13 +5,13 @@ This is the one place that turns a manifest into paths.  Everything downstream a
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
+from pipelines.errors import did_you_mean
 from pipelines.manifest import Manifest, ManifestError, load_manifest
 
 EEG_EXTENSIONS = (".vhdr", ".edf", ".bdf", ".fif", ".set")
@@ -134,15 +134,12 @@ class Study:
 
     @cached_property
     def _found_recordings(self) -> list[Recording]:
-        from mne_bids import find_matching_paths
-
         eeg = self.manifest.eeg
         paths = self._eeg_paths(eeg.task)
         if not paths and eeg.task is not None and (other := self._eeg_paths(None)):
             tasks = sorted({p.task for p in other if p.task})
-            hint = difflib.get_close_matches(eeg.task, tasks, 1)
             raise ManifestError(f"{self.manifest.manifest_path}: no EEG recording of task {eeg.task!r} under {self.root}"
-                                + (f" — did you mean {hint[0]!r}?" if hint else "") + f"; tasks present: {tasks}")
+                                + did_you_mean(eeg.task, tasks) + f"; tasks present: {tasks}")
         if not paths:
             return []  # a study without EEG (mood-only trials): the EEG analyses say they do not apply
         found = [self._recording(p) for p in sorted(paths, key=lambda p: str(p.fpath))]
@@ -212,13 +209,19 @@ class Study:
         if mapping.source == "labels":
             value = mapping.labels.get(label)
             return float("nan") if value is None else float(value)
-        for path in sorted(self.root.glob(f"sub-*/sub-*_sessions.tsv")):
+        return self._doses_by_session_label.get(label, float("nan"))
+
+    @cached_property
+    def _doses_by_session_label(self) -> dict[str, float]:
+        """Session label -> dose, from every subject's sessions.tsv (read once; the first stated dose wins)."""
+        column, doses = self.manifest.eeg.conditions.dose_column, {}
+        for path in sorted(self.root.glob("sub-*/sub-*_sessions.tsv")):
             table = pd.read_csv(path, sep="\t", dtype={"session_id": str}, na_values=["n/a"])
-            if mapping.dose_column in table:
-                match = table.loc[table["session_id"] == f"ses-{label}", mapping.dose_column].dropna()
-                if len(match):
-                    return float(match.iloc[0])
-        return float("nan")
+            if column in table:
+                for session_id, dose in zip(table["session_id"], table[column]):
+                    if pd.notna(dose):
+                        doses.setdefault(str(session_id).removeprefix("ses-"), float(dose))
+        return doses
 
     @cached_property
     def recordings(self) -> list[Recording]:
@@ -240,9 +243,8 @@ class Study:
         keys = [r.key for r in found]
         for i, rule in enumerate(self.manifest.exclude):
             if not any(k == rule.recording or k.startswith(rule.recording + "_") for k in keys):
-                hint = difflib.get_close_matches(rule.recording, keys, 1)
                 raise ManifestError(f"{self.manifest.manifest_path}: exclude[{i}].recording {rule.recording!r} matches no "
-                                    "recording" + (f" — did you mean {hint[0]!r}?" if hint else ""))
+                                    "recording" + did_you_mean(rule.recording, keys))
 
     def _recording(self, bp) -> Recording:
         mapping = self.manifest.eeg.conditions
@@ -250,10 +252,9 @@ class Study:
         condition = entity_value or "none"
         if mapping.source == "labels":
             if condition not in mapping.labels:
-                hint = difflib.get_close_matches(condition, list(mapping.labels), 1)
                 raise ManifestError(
                     f"{self.manifest.manifest_path}: eeg.conditions.labels has no dose for {mapping.entity} "
-                    f"label {condition!r} (recording {Path(bp.fpath).name})" + (f" — did you mean {hint[0]!r}?" if hint else "")
+                    f"label {condition!r} (recording {Path(bp.fpath).name})" + did_you_mean(condition, list(mapping.labels))
                     + f"; known labels: {sorted(mapping.labels)}")
             dose = float("nan") if mapping.labels[condition] is None else float(mapping.labels[condition])
         else:
@@ -270,8 +271,7 @@ class Study:
             self._sessions_tables[subject] = pd.read_csv(path, sep="\t", dtype={"session_id": str}, na_values=["n/a"])
         table = self._sessions_tables[subject]
         if column not in table.columns:
-            hint = difflib.get_close_matches(column, list(table.columns), 1)
-            raise ManifestError(f"{path}: no column {column!r}" + (f" — did you mean {hint[0]!r}?" if hint else "")
+            raise ManifestError(f"{path}: no column {column!r}" + did_you_mean(column, table.columns)
                                 + f"; columns are {list(table.columns)}")
         match = table[table["session_id"] == f"ses-{session}"]
         if len(match) != 1 or pd.isna(match[column].iloc[0]):

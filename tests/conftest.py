@@ -80,3 +80,25 @@ def default_truth(default_study) -> dict:
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+# --- a real browser: Debian's Chromium through Playwright ------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium; skips only on a developer machine without it (a failure in CI)."""
+    if not Path(CHROMIUM).exists():
+        if in_ci():
+            pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (browser tests must run in CI)")
+        pytest.skip(f"{CHROMIUM} is missing (apt install chromium); browser tests need it (they never skip in CI)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -20,9 +20,6 @@ import pytest
 
 from tests.conftest import DEFAULT_MANIFEST, REPO, in_ci
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 MANIFEST = str(DEFAULT_MANIFEST)
 
 
@@ -287,20 +284,6 @@ def _wait_http(url: str, timeout: float = 120.0) -> None:
         except OSError:
             time.sleep(0.3)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        if in_ci():
-            pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (browser tests must run in CI)")
-        pytest.skip(f"{CHROMIUM} is missing (apt install chromium); browser tests need it (they never skip in CI)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,11 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import DEFAULT_MANIFEST, REPO, in_ci
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 MANIFEST = str(DEFAULT_MANIFEST)
 SECRET = "s" * 48
 USERS = {"alice": "alice-pw-123", "bob": "bob-pw-456", "carol": "carol-pw-789", "dora": "dora-pw-000"}
@@ -440,20 +436,6 @@ def test_with_a_certificate_the_server_speaks_https_and_cookies_are_secure(tmp_p
 
 
 # --- in headless Chromium -------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        if in_ci():
-            pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (browser tests must run in CI)")
-        pytest.skip(f"{CHROMIUM} is missing (apt install chromium); browser tests need it (they never skip in CI)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
 
 # Runs before any page script: records alert() calls instead of showing them.
 HOOK_ALERT = "window.__kwAlerts = []; window.alert = (m) => window.__kwAlerts.push(String(m));"

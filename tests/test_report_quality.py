@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -324,40 +323,29 @@ def test_index_statuses_from_files(tmp_path, monkeypatch):
     assert "2026-01-02T03:04:05+00:00" in index  # date of the last success
 
 
-def test_in_a_browser_code_is_hidden_until_asked_and_wide_tables_scroll(built):
+def test_in_a_browser_code_is_hidden_until_asked_and_wide_tables_scroll(built, browser):
     """The executed report, opened from disk with every network request refused: code hidden, one click shows it;
     a table wider than the page scrolls inside its cell instead of being cut off."""
-    from conftest import in_ci
-
-    chromium = "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        if in_ci():
-            pytest.fail(f"{chromium} is missing: install Debian's chromium package (browser tests must run in CI)")
-        pytest.skip(f"{chromium} is missing (apt install chromium)")
-    from playwright.sync_api import sync_playwright
-
     _, out = built
     requests: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 520, "height": 900})
-            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-                       else (requests.append(route.request.url), route.abort()))
-            page.goto(out.as_uri())
-            page.wait_for_load_state("load")
-            visible = "() => [...document.querySelectorAll('.jp-CodeCell .jp-Cell-inputWrapper')].filter(e => e.offsetParent !== null).length"
-            total = page.evaluate("() => document.querySelectorAll('.jp-CodeCell .jp-Cell-inputWrapper').length")
-            assert total > 5 and page.evaluate(visible) == 0
-            page.click("#kw-toggle-code")
-            assert page.evaluate(visible) == total
-            assert page.inner_text("#kw-toggle-code") == "Hide code"
-            scroll = page.evaluate("""() => [...document.querySelectorAll('.kw-table-scroll')].map(d =>
-                [d.scrollWidth, d.clientWidth, getComputedStyle(d).overflowX])""")
-            wide = [s for s in scroll if s[0] > s[1]]
-            assert wide and all(s[2] == "auto" for s in wide)  # scrollable, not clipped
-        finally:
-            browser.close()
+    page = browser.new_page(viewport={"width": 520, "height": 900})
+    try:
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else (requests.append(route.request.url), route.abort()))
+        page.goto(out.as_uri())
+        page.wait_for_load_state("load")
+        visible = "() => [...document.querySelectorAll('.jp-CodeCell .jp-Cell-inputWrapper')].filter(e => e.offsetParent !== null).length"
+        total = page.evaluate("() => document.querySelectorAll('.jp-CodeCell .jp-Cell-inputWrapper').length")
+        assert total > 5 and page.evaluate(visible) == 0
+        page.click("#kw-toggle-code")
+        assert page.evaluate(visible) == total
+        assert page.inner_text("#kw-toggle-code") == "Hide code"
+        scroll = page.evaluate("""() => [...document.querySelectorAll('.kw-table-scroll')].map(d =>
+            [d.scrollWidth, d.clientWidth, getComputedStyle(d).overflowX])""")
+        wide = [s for s in scroll if s[0] > s[1]]
+        assert wide and all(s[2] == "auto" for s in wide)  # scrollable, not clipped
+    finally:
+        page.close()
     assert requests == []
 
 

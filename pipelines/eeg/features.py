@@ -695,8 +695,16 @@ def _dose_of(study, condition: str) -> float:
 
 
 def _write_json_atomic(path: Path, content: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(content, indent=1) + "\n")
+    _write_if_changed(path, json.dumps(content, indent=1) + "\n")
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write atomically, and only when the content differs: Make sees the date change only then."""
+    if path.is_file() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -817,10 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         study = Study.load(args.manifest)
         if not study.recordings:
-            done = derivatives_dir(study.name) / "features.done"
-            done.parent.mkdir(parents=True, exist_ok=True)
-            if not done.is_file() or done.read_text().strip() != "no-eeg":
-                _write_text_atomic(done, "no-eeg\n")
+            _write_if_changed(derivatives_dir(study.name) / "features.done", "no-eeg\n")
             print(f"Study {study.name!r} has no EEG recordings: no EEG features to compute")
             return 0
         if not args.force_combine and features_up_to_date(study):
@@ -832,20 +837,13 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ManifestError) as exc:
         print(f"EEG features failed: {exc}", file=sys.stderr)
         return 1
-    digest = features_digest(study)
-    done = derivatives_dir(study.name) / "features.done"
-    # Rewritten only when what it stands for changed, so Make reruns the reports that read the features
-    # only then (a deleted store recomputed to the same inputs changes nothing downstream).
-    if not done.is_file() or done.read_text().strip() != digest:
-        _write_text_atomic(done, f"{digest}\n")
+    # The digest the combined store was written with; features.done changes only when it does, so Make reruns
+    # the reports that read the features only then (a deleted store recomputed to the same inputs changes nothing).
+    digest = _stored_attrs(path)["inputs_digest"]
+    _write_if_changed(derivatives_dir(study.name) / "features.done", f"{digest}\n")
     print(f"Wrote {path} ({len(study.recordings)} recordings, {time.perf_counter() - t0:.1f} s)")
     return 0
 
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

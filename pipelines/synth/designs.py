@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.synth.study import round_floats, swap_into_place
+
 DESIGNS = ("crossover", "two_condition_edf", "mood_parallel")
 
 EDF_SFREQ_HZ = 173.61
@@ -36,19 +38,7 @@ def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(key)
 
 
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(target.name + f".old-{os.getpid()}")
-        target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(target)
-
-
 def _write_truth(root: Path, truth: dict, ignore: list[str]) -> None:
-    from pipelines.synth.study import round_floats
-
     (root / "truth.json").write_text(json.dumps(round_floats(truth), indent=2, sort_keys=True) + "\n")
     (root / ".bidsignore").write_text("\n".join(["truth.json", *ignore]) + "\n")
 
@@ -96,7 +86,7 @@ def generate_two_condition_edf(bids_root: Path, seed: int, n_subjects: int = 10,
                        "samples": EDF_SAMPLES, "alpha_gain_db_closed_vs_open": alpha_gain_db,
                        "conditions": ["eyesopen", "eyesclosed"], "subjects": subjects}, [])
     shutil.rmtree(work)
-    _swap_into_place(tmp, bids_root)
+    swap_into_place(tmp, bids_root)
     return bids_root
 
 
@@ -162,5 +152,5 @@ def generate_mood_parallel(bids_root: Path, seed: int, n_per_arm: int = 12,
                        "expected_mean_change_week1_on": truth_change,
                        "improvement_fraction_of_max": improvement},
                  [f"phenotype/{s}.*" for s in MOOD_SCALES])
-    _swap_into_place(tmp, bids_root)
+    swap_into_place(tmp, bids_root)
     return bids_root

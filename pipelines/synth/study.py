@@ -184,14 +184,19 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
     (tmp_root / ".bidsignore").write_text(BIDSIGNORE)
     _fix_dataset_description(tmp_root)
 
-    if bids_root.exists():
-        old = bids_root.with_name(bids_root.name + f".old-{os.getpid()}")
-        bids_root.rename(old)
-        tmp_root.rename(bids_root)
+    swap_into_place(tmp_root, bids_root)
+    return bids_root
+
+
+def swap_into_place(tmp: Path, target: Path) -> None:
+    """Replace ``target`` by the complete ``tmp`` folder with two renames, so no reader sees a half-written study."""
+    if target.exists():
+        old = target.with_name(target.name + f".old-{os.getpid()}")
+        target.rename(old)
+        tmp.rename(target)
         shutil.rmtree(old)
     else:
-        tmp_root.rename(bids_root)
-    return bids_root
+        tmp.rename(target)
 
 
 # The official validator (bids-validator-deno, BIDS 1.10 schema) indexes phenotype files by participant_id
