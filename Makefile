@@ -102,7 +102,8 @@ $(REPORTS)/%.html: $(STAMPS)/%.hash
 # Notebooks that read derived outputs depend on them here: 01 reads the EEG features; 04 reads the tables
 # that 01-03 write (build/<study>/derivatives/ketamine-workbench/tables), so it follows their reports.
 $(REPORTS)/01_eeg_entropy_dose.html: $(FEATURES)
-$(REPORTS)/04_integrative_summary.html: $(FEATURES) $(filter-out $(REPORTS)/04_integrative_summary.html,$(REPORT_HTML))
+# 04 reads the derived tables that 01–03 write (pipelines/derived.py PRODUCERS).
+$(REPORTS)/04_integrative_summary.html: $(FEATURES) $(filter $(REPORTS)/01_% $(REPORTS)/02_% $(REPORTS)/03_%,$(REPORT_HTML))
 
 # Offline HTML of the dashboards' key interactive figures (no server needed), from the EEG derivatives.
 # They follow the EEG report (notebook 01); a project without it has no figures step.

@@ -92,13 +92,14 @@ def target_stamp(manifest: Manifest, target: str) -> str:
 # What each report reads, so that a change elsewhere does not rerun it (an `eeg:` edit must not rerun the
 # questionnaire report).  `eeg.design` is the part of `eeg` that says which sessions exist and their doses
 # (task, conditions), which every report that groups by dose needs.  A notebook not listed reads everything.
-ALL_READS = frozenset({"eeg", "phenotype", "timepoints", "truth", "exclude", "eeg_data", "phenotype_data"})
+ALL_READS = frozenset({"eeg", "design", "phenotype", "timepoints", "truth", "exclude", "eeg_data", "phenotype_data"})
 NOTEBOOK_READS = {
     "00_study_overview": ALL_READS,
     "01_eeg_entropy_dose": frozenset({"eeg", "truth", "exclude", "eeg_data"}),
-    "02_peak_experience_mood": frozenset({"eeg.design", "phenotype", "timepoints", "truth", "exclude", "phenotype_data"}),
+    "02_peak_experience_mood": frozenset({"eeg.design", "design", "phenotype", "timepoints", "truth", "exclude", "phenotype_data"}),
     "03_cytokines": frozenset({"eeg.design", "phenotype", "timepoints", "truth", "exclude", "phenotype_data"}),
     "04_integrative_summary": ALL_READS,
+    "05_mood_outcomes": frozenset({"eeg.design", "design", "phenotype", "timepoints", "exclude", "phenotype_data"}),
 }
 
 
@@ -109,6 +110,7 @@ NOTEBOOK_NEEDS = {
     "02_peak_experience_mood": ("peak", "mood"),
     "03_cytokines": ("cytokines",),
     "04_integrative_summary": ("eeg", "peak", "mood"),
+    "05_mood_outcomes": ("mood",),
 }
 
 

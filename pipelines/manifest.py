@@ -45,7 +45,7 @@ class _Strict(BaseModel):
 class GeneratorConfig(_Strict):
     """Present only for synthetic studies: how ``pipelines.synth`` regenerates the data bit for bit."""
 
-    design: Literal["crossover", "two_condition_edf", "mood_parallel"] = Field(
+    design: Literal["crossover", "two_condition_edf", "mood_parallel", "open_label"] = Field(
         "crossover", description="Which synthetic design (pipelines.synth.designs); the other fields apply to crossover")
     seed: int = Field(20261127, description="Seed of the whole study")
     n_subjects: int = Field(12, ge=1, le=1000)
@@ -240,6 +240,9 @@ class PhenotypeTable(_Strict):
     format: Literal["wide", "long"] = "wide"
     response_scale: tuple[float, float] | None = Field(None, description="Declared answer range, e.g. [0, 5]")
     scored: bool = Field(False, description="True when the table holds scale-level scores, not items")
+    units: dict[str, str] = Field(default_factory=dict, description="Unit per analyte (key: analyte name as in the "
+                                  "file, or '*' for every analyte) when the table has no unit column or sidecar; a "
+                                  "unit in the file that disagrees is an error")
 
 
 class DesignConfig(_Strict):

@@ -20,6 +20,9 @@ __all__ = [
     "correlation_heatmap",
     "longitudinal_effects",
     "mediation_forest",
+    "comparison_forest",
+    "group_rates",
+    "group_trajectories",
     "mood_trajectories",
     "outcome_rates",
     "scatter_with_fits",
@@ -64,6 +67,9 @@ def correlation_heatmap(correlations: pd.DataFrame, timepoints: Sequence[str], s
     correlations significant after BH-FDR within their family, a ``|`` separates primary scores."""
     hv = _hv()
     data = correlations[correlations["analysis"] == analysis].copy()
+    if data.empty:  # e.g. repeated-measures when each subject has one row per time point
+        return hv.Text(0, 0, "not applicable to this design").opts(
+            title=title or analysis, width=520, height=220, xaxis=None, yaxis=None)
     data["score_label"] = data["score"].map(score_label)
     data["text"] = [f"{e:.2f}{'*' if s else ''}" for e, s in zip(data["estimate"], data["significant_fdr"])]
     data["ci"] = [f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(data["ci_low"], data["ci_high"])]
@@ -202,3 +208,82 @@ def mediation_forest(mediation: pd.DataFrame):
     ).opts(title="Mediation: dose → peak experience → mood improvement", width=620, height=280,
            yticks=yticks, ylabel="", xlabel="estimate, 95 % CI (a: score/mg/kg; b: points/score unit; "
            "others: points/mg/kg)")
+
+
+# --- notebook 05: mood outcomes by arm, condition or one group -----------------------------------------------
+
+GROUP_PALETTE = ("#08306b", "#e6550d", "#31a354", "#756bb1", "#636363", "#3182bd")
+
+
+def _group_colours(groups: Sequence[str]) -> dict[str, str]:
+    colours = {}
+    for i, group in enumerate(groups):
+        dose = group.removesuffix(" mg/kg")
+        try:
+            colours[group] = viz.dose_color(float(dose))
+        except ValueError:
+            colours[group] = GROUP_PALETTE[i % len(GROUP_PALETTE)]
+    return colours
+
+
+def group_trajectories(trajectory: pd.DataFrame, timepoints: Sequence[str], groups: Sequence[str], *,
+                       title: str, ylabel: str):
+    """Mean score per group over time (baseline first) with t 95 % CI bands (one scale)."""
+    hv = _hv()
+    colours, x_of = _group_colours(groups), {t: i for i, t in enumerate(timepoints)}
+    overlays = []
+    for group in groups:
+        d = trajectory[trajectory["group"] == group]
+        d = d.assign(x=d["timepoint"].map(x_of)).sort_values("x")
+        overlays += [
+            hv.Spread((d["x"], d["mean"], d["mean"] - d["ci_low"], d["ci_high"] - d["mean"]),
+                      kdims=["x"], vdims=["mean", "minus", "plus"]).opts(color=colours[group], alpha=0.15,
+                                                                         line_alpha=0),
+            hv.Curve(d, kdims=["x"], vdims=["mean"], label=group).opts(color=colours[group], line_width=2),
+            hv.Scatter(d, kdims=["x"], vdims=["mean", "n", "timepoint"], label=group).opts(
+                color=colours[group], size=6, tools=["hover"]),
+        ]
+    return hv.Overlay(overlays).opts(title=title, width=640, height=320, xticks=_time_axis(timepoints),
+                                     xlabel="time point (not to scale)", ylabel=ylabel, legend_position="right")
+
+
+def group_rates(rates: pd.DataFrame, timepoints: Sequence[str], groups: Sequence[str], *, remission_label: str):
+    """Response and remission rates per group over time with Wilson CIs (one scale; one panel each)."""
+    hv = _hv()
+    colours = _group_colours(groups)
+    offsets = dict(zip(groups, np.linspace(-0.15, 0.15, len(groups)) if len(groups) > 1 else [0.0]))
+    x_of = {t: i for i, t in enumerate(timepoints)}
+    panels = []
+    for measure in ("response", "remission"):
+        overlays = []
+        for group in groups:
+            d = rates[(rates["measure"] == measure) & (rates["group"] == group)].copy()
+            d["x"] = d["timepoint"].map(x_of) + offsets[group]
+            d = d.sort_values("x")
+            d["rate_pct"] = 100 * d["rate"]
+            d["minus"], d["plus"] = d["rate_pct"] - 100 * d["ci_low"], 100 * d["ci_high"] - d["rate_pct"]
+            overlays += [
+                hv.ErrorBars(d, kdims=["x"], vdims=["rate_pct", "minus", "plus"]).opts(color=colours[group]),
+                hv.Scatter(d, kdims=["x"], vdims=["rate_pct", "n_events", "n", "timepoint"], label=group).opts(
+                    color=colours[group], size=7, tools=["hover"]),
+            ]
+        title = "Response (≥ 50 % reduction)" if measure == "response" else remission_label
+        panels.append(hv.Overlay(overlays).opts(
+            title=f"{title}, Wilson 95 % CI", width=440, height=300, xticks=_time_axis(timepoints),
+            xlabel="time point", ylabel="% of subjects", ylim=(-3, 103), legend_position="top_right"))
+    return hv.Layout(panels).opts(shared_axes=False).cols(2)
+
+
+def comparison_forest(comparisons: pd.DataFrame, timepoints: Sequence[str], *, title: str, xlabel: str):
+    """Estimate and 95 % CI of each comparison per time point (one scale, one analysis)."""
+    hv = _hv()
+    d = comparisons.copy()
+    order = {t: i for i, t in enumerate(timepoints)}
+    d["label"] = d["timepoint"].astype(str) + " · " + d["quantity"].astype(str)
+    d["_o"] = d["timepoint"].map(order).fillna(len(order))
+    d = d.sort_values(["_o", "quantity"])
+    bars = hv.Segments(d, kdims=["ci_low", "label", "ci_high", "label"]).opts(color="#08306b")
+    rows = hv.Scatter(d, kdims=["estimate"], vdims=["label", "p", "n_subjects"]).opts(
+        color="#08306b", size=7, tools=["hover"])
+    return (hv.VLine(0).opts(color="#999999", line_dash="dotted") * bars * rows).opts(
+        title=title, width=640, height=max(200, 28 * len(d) + 80), xlabel=xlabel, ylabel="")

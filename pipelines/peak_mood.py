@@ -274,6 +274,7 @@ class ScoreSet:
     missing_items: str
     max_missing_fraction: float | None
     messages: list[str] = field(default_factory=list)
+    mood_unit: str = "session"  # "subject" when the mood table has one course per person (no session_id)
 
     @property
     def absent(self) -> list[str]:
@@ -303,7 +304,7 @@ def _attach_doses(scores: pd.DataFrame, doses: pd.DataFrame, source: str) -> pd.
     return out
 
 
-def _score_table(study: Study, scale: str, *, missing: str, max_missing_fraction: float | None,
+def score_manifest_table(study: Study, scale: str, *, missing: str, max_missing_fraction: float | None,
                  participants) -> tuple[questionnaires.ScoringResult | None, dict]:
     """Score one manifest table; absent tables give (None, report row) instead of an error."""
     row = {"table": scale, "scale": scale, "present": False, "input": None, "path": None,
@@ -362,7 +363,7 @@ def load_scores(
     peak = None
     peak_scores: list[str] = []
     for scale in scales:
-        result, row = _score_table(study, scale, missing=missing_items,
+        result, row = score_manifest_table(study, scale, missing=missing_items,
                                    max_missing_fraction=max_missing_fraction, participants=participants)
         rows.append(row)
         if result is None:
@@ -382,11 +383,11 @@ def load_scores(
         peak = _attach_doses(peak, doses, "peak-experience tables")
         peak = peak[[*KEYS, DOSE, *[c for c in peak.columns if c not in (*KEYS, DOSE)]]]
 
-    mood_result, row = _score_table(study, mood_scale, missing=missing_items,
+    mood_result, row = score_manifest_table(study, mood_scale, missing=missing_items,
                                     max_missing_fraction=max_missing_fraction,
                                     participants=participants)
     rows.append(row)
-    mood_table, mood_score = None, None
+    mood_table, mood_score, mood_unit = None, None, "session"
     if mood_result is None:
         messages.append(f"{mood_scale}: {row['message']}")
     else:
@@ -398,14 +399,18 @@ def load_scores(
         if unknown:
             raise InputError(f"time points {unknown} are not among the manifest's timepoints "
                              f"{study.manifest.timepoints}", file=mood_result.source, field="timepoint")
-        mood_table = _attach_doses(mood_table, doses, mood_result.source)
+        if "session_id" in mood_table.columns:
+            mood_table = _attach_doses(mood_table, doses, mood_result.source)
+        else:  # mood per subject (e.g. open label): one course per person, not one per session
+            mood_table = mood_table.assign(session_id=None, **{DOSE: np.nan})
+            mood_unit = "subject"
         mood_table.attrs["source"] = mood_result.source
         mood_score = MOOD_SCALES[mood_scale]
     report = pd.DataFrame(rows)
     return ScoreSet(peak=peak.reset_index(drop=True), mood=mood_table, report=report,
                     peak_scores=peak_scores, mood_score=mood_score, missing_items=missing_items,
                     max_missing_fraction=max_missing_fraction if missing_items == "prorate" else None,
-                    messages=messages)
+                    messages=messages, mood_unit=mood_unit)
 
 
 def _require_mood(scores: ScoreSet) -> pd.DataFrame:
@@ -445,7 +450,8 @@ def mood_change_table(
     """
     table = _require_mood(scores)
     score = scores.mood_score
-    out = mood.mood_outcomes(table, score, baseline=baseline, remission_threshold=remission_threshold)
+    keys = KEYS if scores.mood_unit == "session" else ["participant_id"]
+    out = mood.mood_outcomes(table, score, baseline=baseline, remission_threshold=remission_threshold, keys=keys)
     out[f"{score}_improvement"] = -out[f"{score}_change"]
     if timepoint_order is not None:
         order = _timepoint_order(out["timepoint"], timepoint_order)
@@ -471,7 +477,7 @@ def mood_trajectory_table(outcomes: pd.DataFrame, score: str, timepoint_order: S
     """Mean, SD, n and t-based 95 % CI of the mood score per dose and time point (baseline included)."""
     from scipy import stats as sps
 
-    table = (outcomes.dropna(subset=[score]).groupby([DOSE, "timepoint"])[score]
+    table = (outcomes.dropna(subset=[score]).groupby([DOSE, "timepoint"], dropna=False)[score]
              .agg(n="count", mean="mean", sd="std").reset_index())
     half = sps.t.ppf(0.975, np.maximum(table["n"] - 1, 1)) * table["sd"] / np.sqrt(table["n"])
     table["ci_low"], table["ci_high"] = table["mean"] - half, table["mean"] + half
@@ -487,9 +493,18 @@ def analysis_table(scores: ScoreSet, outcomes: pd.DataFrame, timepoints: Sequenc
     """
     peak_scores = _require_peak(scores)
     post = outcomes[outcomes["timepoint"].isin(timepoints)]
-    peak = scores.peak[[*KEYS, *peak_scores]]
-    data = peak.merge(post, on=KEYS, how="inner", validate="one_to_many")
-    data = data[data[DOSE] > 0]
+    if scores.mood_unit == "subject":
+        # Mood is one course per person: each subject counts once per time point, with the mean of their
+        # active sessions' peak scores (never one row per session, which would count the outcome twice).
+        active = scores.peak[scores.peak[DOSE] > 0]
+        peak = active.groupby("participant_id", as_index=False).agg(
+            **{c: (c, "mean") for c in [*peak_scores, DOSE]}, n_peak_sessions=("session_id", "count"))
+        data = peak.merge(post.drop(columns=[DOSE]), on="participant_id", how="inner", validate="one_to_many")
+        data.attrs["unit"] = "subject: peak scores averaged over each subject's active sessions"
+    else:
+        peak = scores.peak[[*KEYS, *peak_scores]]
+        data = peak.merge(post, on=KEYS, how="inner", validate="one_to_many")
+        data = data[data[DOSE] > 0]
     data["_order"] = _timepoint_order(data["timepoint"], timepoints).codes
     data = data.sort_values(["_order", *KEYS]).drop(columns="_order").reset_index(drop=True)
     return data
@@ -539,6 +554,8 @@ def peak_vs_mood_correlations(
     n_subjects = data.groupby("timepoint")["participant_id"].nunique()
     parts = []
     for analysis in analyses:
+        if analysis == "repeated_measures" and not _repeated(data):
+            continue  # one row per subject and time point: nothing varies within a subject
         if analysis == "repeated_measures":
             tables = []
             for tp in timepoints:
@@ -555,6 +572,8 @@ def peak_vs_mood_correlations(
             if analysis == "partial" and baseline_column is None:
                 raise ValueError("the partial analysis needs baseline_column")
             covariates = [DOSE, baseline_column] if analysis == "partial" else None
+            if covariates:  # a covariate that does not vary (one dose in an open-label study) adjusts nothing
+                covariates = [c for c in covariates if data[c].nunique(dropna=True) > 1]
             table = stats.correlation_table(data, peak_scores, [outcome], method=method,
                                             covariates=covariates, n_boot=n_boot, seed=seed,
                                             fdr_alpha=fdr_alpha, group="timepoint")
@@ -606,6 +625,9 @@ def dose_effect_on_peak(scores: ScoreSet, peak_scores: Sequence[str] | None = No
 
     peak_scores = list(peak_scores or _require_peak(scores))
     data = scores.peak[scores.peak[DOSE] > 0]
+    if data[DOSE].nunique() < 2:
+        return pd.DataFrame(columns=["score", "term", "estimate", "se", "ci_low", "ci_high", "z", "p", "p_fdr",
+                                     "significant_fdr", "n", "n_groups", "method", "formula", "converged"])
     rows = []
     for score in peak_scores:
         with warnings.catch_warnings():
@@ -649,7 +671,7 @@ def longitudinal_model(
     import warnings
 
     used = data[data["timepoint"].isin(timepoints)][
-        ["participant_id", "session_id", "timepoint", DOSE, peak_score, outcome]].dropna()
+        ["participant_id", "timepoint", DOSE, peak_score, outcome]].dropna()
     if used["participant_id"].nunique() < 2:
         raise InputError("the longitudinal model needs at least two subjects with peak and mood scores")
     dose_mean = float(used[DOSE].mean())
@@ -658,6 +680,8 @@ def longitudinal_model(
     used["timepoint"] = _timepoint_order(used["timepoint"], timepoints)
     formula = (f"{outcome} ~ 0 + C(timepoint) + C(timepoint):dose_c + C(timepoint):peak_z "
                "+ C(timepoint):dose_c:peak_z")
+    if used[DOSE].nunique() < 2:  # one dose: the dose terms are not identified
+        formula = f"{outcome} ~ 0 + C(timepoint) + C(timepoint):peak_z"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # convergence is reported in the table
         table = stats.mixed_model(used, formula, groups="participant_id", reml=reml)
@@ -673,6 +697,32 @@ def longitudinal_model(
     table["_t"] = _timepoint_order(table["timepoint"], timepoints).codes
     table["_e"] = table["effect"].map(effect_order)
     return table.sort_values(["_e", "_t"]).drop(columns=["_t", "_e"]).reset_index(drop=True)
+
+
+def _repeated(data: pd.DataFrame) -> bool:
+    """Whether some subject has more than one row at some time point (sessions to compare within)."""
+    return bool(len(data)) and int(data.groupby(["timepoint", "participant_id"]).size().max()) > 1
+
+
+def not_applicable(scores: ScoreSet, data: pd.DataFrame) -> dict[str, str]:
+    """Analysis -> the one-line reason it does not apply to this study (absent when it applies)."""
+    reasons = {}
+    active = scores.peak[scores.peak[DOSE] > 0]
+    doses = sorted(active[DOSE].dropna().unique())
+    if len(doses) < 2:
+        reasons["dose_effect"] = (f"one active dose ({', '.join(_dose(d) for d in doses) or 'none'}): no dose "
+                                  "effect on the peak experience can be estimated")
+    if scores.mood_unit == "subject":
+        reasons["within"] = ("mood is measured per subject, not per session: each subject counts once per time point "
+                             "(peak scores averaged over their sessions), so the between-subject correlation is the "
+                             "test and within-subject correlations do not apply")
+    elif not _repeated(data):
+        reasons["within"] = "one peak-experience session per subject: within-subject correlations do not apply"
+    if "within" in reasons or len(doses) < 2:
+        reasons["mediation"] = ("the within-subject mediation dose → peak → mood needs two or more active doses "
+                                "within each subject and mood per session: " + reasons.get("within", reasons.get(
+                                    "dose_effect", "")))
+    return reasons
 
 
 def session_periods(study: Study) -> pd.DataFrame | None:
@@ -731,7 +781,8 @@ def subject_level_correlations(
     family ("primary" = ``primary_scores``, the confirmatory family of within rows; "secondary" = the
     other scores). Columns: :data:`SUBJECT_LEVEL_COLUMNS`.
     """
-    data, categorical = _with_periods(data[data["timepoint"].isin(timepoints)], periods)
+    data = data[data["timepoint"].isin(timepoints)]
+    data, categorical = _with_periods(data, periods if _repeated(data) else None)
     primary = set(peak_scores if primary_scores is None else primary_scores)
     parts = []
     for tp in timepoints:
@@ -760,7 +811,8 @@ def subject_level_correlations(
     out = out.sort_values(["_q", "_t", "_s"]).drop(columns=["_q", "_t", "_s"])
     out.attrs.update({"fdr": "Benjamini-Hochberg within each quantity and family (score × time point)",
                       "fdr_alpha": fdr_alpha, "outcome_definition": "baseline − time point",
-                      "period_adjusted": bool(categorical)})
+                      "period_adjusted": bool(categorical),
+                      "test_quantity": "within" if _repeated(data) else "between"})
     return out[SUBJECT_LEVEL_COLUMNS].reset_index(drop=True)
 
 
@@ -859,6 +911,8 @@ _label = score_label
 
 
 def _dose(d: float) -> str:
+    if d != d:  # mood per subject: no session, no dose
+        return "all participants"
     return "placebo" if d == 0 else f"{d:g} mg/kg"
 
 
@@ -867,14 +921,23 @@ def _subject_level_paragraph(table: pd.DataFrame, params: AnalysisParameters) ->
     at = table[(table["score"] == primary) & (table["timepoint"] == tp)].set_index("quantity")
     mood_label = SCALE_LABELS[params.mood_scale]
     text = "**Peak experience and mood (subject level).** "
-    if "within" in at.index:
+    test = "within" if table.loc[table["quantity"] == "within", "estimate"].notna().any() else "between"
+    if test == "between" and "between" in at.index:
+        b = at.loc["between"]
+        text += (f"Each subject counts once per time point (one mood course per person; peak scores averaged over "
+                 f"their sessions), so the test is between subjects: at {tp}, r = {b['estimate']:.2f} between "
+                 f"{_label(primary)} and {mood_label} improvement (95 % CI {b['ci_low']:.2f} to {b['ci_high']:.2f}, "
+                 f"{stats.format_p(b['p'])}, {stats.format_p(b['p_fdr'], 'FDR-adjusted p')} in the {b['family']} "
+                 f"family; {int(b['n_subjects'])} subjects). ")
+        at = at.drop(index=[q for q in ("between", "pooled") if q in at.index])
+    if "within" in at.index and test == "within":
         w = at.loc["within"]
         text += (f"At {tp}, across a subject's active doses, more {_label(primary)} went with more "
                  f"{mood_label} improvement: within-subject r_rm = {w['estimate']:.2f} (95 % CI "
                  f"{w['ci_low']:.2f} to {w['ci_high']:.2f}, {stats.format_p(w['p'])}, "
                  f"{stats.format_p(w['p_fdr'], 'FDR-adjusted p')} in the {w['family']} family; "
                  f"{int(w['n_subjects'])} subjects, {int(w['n_obs'])} sessions, subject-cluster bootstrap-t). ")
-    if "within_partial" in at.index:
+    if "within_partial" in at.index and test == "within":
         a = at.loc["within_partial"]
         adjusted = (a["covariates"].removeprefix("subject, ").replace(DOSE, "dose")
                     .replace(f"{params.mood_score}_baseline", "baseline severity"))
@@ -888,13 +951,13 @@ def _subject_level_paragraph(table: pd.DataFrame, params: AnalysisParameters) ->
     if "pooled" in at.index:
         text += (f"Pooled over all {int(at.loc['pooled', 'n_obs'])} sessions, r = "
                  f"{at.loc['pooled', 'estimate']:.2f} (description only: it mixes the two and is not a test). ")
-    within = table[table["quantity"] == "within"]
+    within = table[table["quantity"] == test]
     for family, words in (("primary", "primary (confirmatory)"), ("secondary", "secondary")):
         fam = within[within["family"] == family]
         if fam.empty:
             continue
         sig = fam[fam["significant_fdr"]]
-        text += (f"In the {words} family of within-subject tests ({fam['score'].nunique()} scores × "
+        text += (f"In the {words} family of {test}-subject tests ({fam['score'].nunique()} scores × "
                  f"{fam['timepoint'].nunique()} time points), {len(sig)} of {len(fam)} were significant at "
                  f"FDR {params.fdr_alpha:g}"
                  + (f" (at {', '.join(t for t in params.timepoints if t in set(sig['timepoint']))})"
@@ -923,7 +986,7 @@ def summary_text(
     primary, tp = params.primary_score, params.primary_timepoint
     lines = []
 
-    n_subjects = scores.peak["participant_id"].nunique()
+    n_subjects = n_participants = scores.peak["participant_id"].nunique()
     n_sessions = int((scores.peak[DOSE] > 0).sum())
     present = scores.report[scores.report["present"]]
     touched = int(present["n_prorated"].sum())
@@ -959,13 +1022,16 @@ def summary_text(
     if not main.empty:
         r = main.iloc[0]
         last = params.timepoints[-1]
-        text = ((f"**Per-time-point description** (sessions pooled as if independent, so these p-values "
+        text = (("**Per-time-point description** (one row per subject; see above for the test). "
+                 if scores.mood_unit == "subject" else
+                 f"**Per-time-point description** (sessions pooled as if independent, so these p-values "
                  f"are not used for conclusions; see above). " if subject_level is not None else
                  "**Peak experience and mood.** ")
                 + f"At {tp}, {_label(primary)} correlated with "
                 f"{SCALE_LABELS[params.mood_scale]} improvement ({params.correlation_method.capitalize()} {symbol} = "
                 f"{r['estimate']:.2f}, 95 % CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, "
-                f"n = {int(r['n'])} sessions of {int(r['n_subjects'])} subjects). ")
+                + (f"n = {int(r['n'])} subjects). " if scores.mood_unit == "subject" else
+                   f"n = {int(r['n'])} sessions of {int(r['n_subjects'])} subjects). "))
         late = biv[biv["timepoint"] == last]
         if last != tp and not late.empty:
             own = late[late["score"] == primary]
@@ -1026,9 +1092,11 @@ def summary_text(
                c["ci_low"] > 0 or c["ci_high"] < 0 else
                "; the total effect's CI includes 0, so no proportion mediated is given."))
 
-    lines.append(f"*Caveats:* {n_subjects} participants; a subject contributes one session per dose, so "
-                 "conclusions rest on the subject-level rows (subject-cluster bootstrap), not on the "
-                 "per-time-point tables that treat sessions as independent; "
+    unit = ("mood is one course per subject, so every analysis counts each subject once per time point; "
+            if scores.mood_unit == "subject" else
+            "a subject contributes one session per dose, so conclusions rest on the subject-level rows "
+            "(subject-cluster bootstrap), not on the per-time-point tables that treat sessions as independent; ")
+    lines.append(f"*Caveats:* {n_participants} participants; " + unit +
                  "correlations are not causal, and peak experience is measured after the dose, so it "
                  "is a mediator candidate, not a randomised factor.")
     return "\n\n".join(lines)

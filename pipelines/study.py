@@ -130,7 +130,32 @@ class Study:
         """participant_id, session_id, dose_mg_per_kg for every recording condition."""
         rows = [{"participant_id": f"sub-{r.subject}", "session_id": f"ses-{r.session}" if r.session else None,
                  "condition": r.condition, "dose_mg_per_kg": r.dose_mg_per_kg} for r in self.recordings]
-        return pd.DataFrame(rows).drop_duplicates().reset_index(drop=True)
+        if not rows:  # no EEG: the sessions that sessions.tsv files or the phenotype tables list
+            rows = self._sessions_without_eeg()
+        columns = ["participant_id", "session_id", "condition", "dose_mg_per_kg"]
+        return pd.DataFrame(rows, columns=columns).drop_duplicates().reset_index(drop=True)
+
+    def _sessions_without_eeg(self) -> list[dict]:
+        rows = []
+        for path in sorted(self.root.glob("sub-*/sub-*_sessions.tsv")):
+            table = pd.read_csv(path, sep="\t", dtype={"session_id": str}, na_values=["n/a"])
+            for session_id in table.get("session_id", pd.Series(dtype=str)).dropna():
+                label = str(session_id).removeprefix("ses-")
+                rows.append({"participant_id": path.parent.name, "session_id": f"ses-{label}", "condition": label,
+                             "dose_mg_per_kg": self._session_dose(label)})
+        if rows:
+            return rows
+        for name in self.manifest.phenotype:
+            path = self.table_path(name)
+            if path.is_file() and self._granularity(name).startswith("session"):
+                table = pd.read_csv(path, sep="\t" if path.suffix != ".csv" else ",",
+                                    usecols=["participant_id", "session_id"], dtype=str)
+                for participant, session_id in table.dropna().drop_duplicates().itertuples(index=False):
+                    label = session_id.removeprefix("ses-")
+                    rows.append({"participant_id": participant if participant.startswith("sub-") else f"sub-{participant}",
+                                 "session_id": f"ses-{label}", "condition": label,
+                                 "dose_mg_per_kg": self._session_dose(label)})
+        return rows
 
     @cached_property
     def _found_recordings(self) -> list[Recording]:

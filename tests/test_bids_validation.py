@@ -44,3 +44,18 @@ def test_the_validator_does_find_errors(tiny_copy):
 def test_the_tiny_study_validates(tiny_copy):
     found = errors(validate(tiny_copy.parent / "bids"))
     assert not found, f"{len(found)} errors, e.g. {found[:3]}"
+
+
+@pytest.mark.parametrize("manifest_name", ["mood_parallel.yml", "open_label.yml"])
+def test_datasets_without_eeg_validate(manifest_name, tmp_path):
+    """Phenotype-only datasets (a parallel mood trial, an open-label study) have a folder per participant, so
+    the validator's participants.tsv check (PARTICIPANT_ID_MISMATCH) passes."""
+    from pipelines.synth.__main__ import main as synth_main
+
+    text = (REPO / "data_manifests" / manifest_name).read_text().split("\n# sha256")[0]
+    path = tmp_path / manifest_name
+    path.write_text("\n".join("bids_root: bids" if line.startswith("bids_root:") else line
+                              for line in text.splitlines()) + "\n")
+    assert synth_main(["--manifest", str(path), "--no-progress"]) == 0
+    found = errors(validate(tmp_path / "bids"))
+    assert not found, f"{len(found)} errors, e.g. {found[:3]}"

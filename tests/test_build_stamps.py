@@ -7,7 +7,7 @@ from pipelines.manifest import load_manifest
 
 from conftest import DEFAULT_MANIFEST
 
-REPORTS = ["00_study_overview", "01_eeg_entropy_dose", "02_peak_experience_mood", "03_cytokines",
+REPORTS = ["00_study_overview", "01_eeg_entropy_dose", "02_peak_experience_mood", "03_cytokines", "05_mood_outcomes",
            "04_integrative_summary"]
 
 

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
             out = Path(args.out) if args.out else manifest.bids_path
             make = {"two_condition_edf": lambda: designs.generate_two_condition_edf(out, g.seed, g.n_subjects),
-                    "mood_parallel": lambda: designs.generate_mood_parallel(out, g.seed, max(1, g.n_subjects // 2))}
+                    "mood_parallel": lambda: designs.generate_mood_parallel(out, g.seed, max(1, g.n_subjects // 2)),
+                    "open_label": lambda: designs.generate_open_label(out, g.seed, g.n_subjects)}
             root = make[g.design]()
             print(f"Wrote the synthetic {g.design} study to {root}")
             return 0
