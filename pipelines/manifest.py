@@ -203,6 +203,27 @@ class ReaderConfig(_Strict):
 
     encoding: str | None = Field(None, description="EDF/BDF annotation encoding, e.g. 'latin1' when the annotation "
                                  "channel holds invalid bytes")
+    channel_types: dict[str, Literal["eeg", "eog", "ecg", "emg", "misc", "stim", "resp", "bio"]] = Field(
+        default_factory=dict, description="Channel name -> type, for files that store every channel as EEG (e.g. "
+        "{EOG1: eog, ECG: ecg}); only EEG channels enter the features. A name a recording lacks is a warning")
+    montage: str | None = Field(None, description="MNE built-in montage (e.g. standard_1020) giving positions to "
+                                "recordings that have none (no electrodes.tsv); needed for interpolation and maps")
+
+    @field_validator("montage")
+    @classmethod
+    def _known_montage(cls, value):
+        if value is None:
+            return value
+        import mne
+
+        known = mne.channels.get_builtin_montages()
+        # MNE 1.13 renamed the template montages standard_* to colin27_* (same positions); both names are taken.
+        renamed = {f"standard_{name.removeprefix('colin27_')}": name for name in known if name.startswith("colin27_")}
+        value = renamed.get(value, value)
+        if value not in known:
+            raise ValueError(f"unknown montage {value!r}" + did_you_mean(value, [*known, *renamed])
+                             + f"; built-in: {known}")
+        return value
 
 
 class EEGConfig(_Strict):

@@ -29,6 +29,8 @@ def read_raw(recording, root: Path, reader=None):
         raise InputError(f"cannot read the EEG recording: {type(exc).__name__}: {exc}{hint}", file=str(recording.path),
                          subject=f"sub-{recording.subject}", session=recording.session and f"ses-{recording.session}") from exc
     _check_complete(raw, recording)
+    if reader is not None:
+        _apply_reader_options(raw, recording, reader)
     data = raw.get_data(picks="eeg") if "eeg" in raw else raw.get_data()
     if data.size == 0:
         raise InputError("the recording holds no EEG samples", file=str(recording.path), subject=f"sub-{recording.subject}")
@@ -38,6 +40,49 @@ def read_raw(recording, root: Path, reader=None):
                          file=str(recording.path), subject=f"sub-{recording.subject}")
     mne.set_log_level("error")
     return raw
+
+
+class ReaderOptionWarning(UserWarning):
+    """A manifest reader option that does not apply to a recording (e.g. a channel it does not have)."""
+
+
+def _apply_reader_options(raw, recording, reader) -> None:
+    """Channel types and a montage from the manifest's ``eeg.reader`` (files that store everything as EEG, or
+    have no electrode positions)."""
+    import warnings
+
+    from pipelines.errors import did_you_mean
+
+    where = dict(file=str(recording.path), subject=f"sub-{recording.subject}")
+    if reader.channel_types:
+        present = {name: kind for name, kind in reader.channel_types.items() if name in raw.ch_names}
+        for name in sorted(set(reader.channel_types) - set(present)):
+            warnings.warn(f"{recording.path}: eeg.reader.channel_types names {name!r}, which this recording does not "
+                          "have" + did_you_mean(name, raw.ch_names), ReaderOptionWarning, stacklevel=3)
+        if present:
+            raw.set_channel_types(present, on_unit_change="ignore", verbose="error")
+    if reader.montage and not _has_positions(raw):
+        import mne
+
+        montage = mne.channels.make_standard_montage(reader.montage)
+        eeg_names = [raw.ch_names[i] for i in mne.pick_types(raw.info, eeg=True)]
+        known = {name.lower() for name in montage.ch_names}
+        unknown = [name for name in eeg_names if name.lower() not in known]
+        if len(unknown) == len(eeg_names):
+            raise InputError(f"eeg.reader.montage {reader.montage!r} has none of this recording's EEG channels "
+                             f"({', '.join(eeg_names[:8])}{' …' if len(eeg_names) > 8 else ''})", **where)
+        if unknown:
+            warnings.warn(f"{recording.path}: channels {unknown} are not in montage {reader.montage!r}: they get no "
+                          "position (no interpolation or map for them)", ReaderOptionWarning, stacklevel=3)
+        raw.set_montage(montage, match_case=False, on_missing="ignore", verbose="error")
+
+
+def _has_positions(raw) -> bool:
+    import mne
+
+    picks = mne.pick_types(raw.info, eeg=True)
+    locs = np.array([raw.info["chs"][i]["loc"][:3] for i in picks]) if len(picks) else np.zeros((0, 3))
+    return bool(len(locs)) and bool(np.isfinite(locs).all()) and bool(np.any(np.abs(locs) > 0))
 
 
 def _expected_edf_bytes(path: Path) -> int | None:
