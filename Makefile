@@ -104,6 +104,8 @@ $(REPORTS)/%.html: $(STAMPS)/%.hash
 $(REPORTS)/01_eeg_entropy_dose.html: $(FEATURES)
 # 04 reads the derived tables that 01–03 write (pipelines/derived.py PRODUCERS).
 $(REPORTS)/04_integrative_summary.html: $(FEATURES) $(filter $(REPORTS)/01_% $(REPORTS)/02_% $(REPORTS)/03_%,$(REPORT_HTML))
+# 06 reads the peak, EEG-marker and cytokine tables of 01–03 as moderators, when they exist.
+$(REPORTS)/06_plasticity_window.html: $(FEATURES) $(filter $(REPORTS)/01_% $(REPORTS)/02_% $(REPORTS)/03_%,$(REPORT_HTML))
 
 # Offline HTML of the dashboards' key interactive figures (no server needed), from the EEG derivatives.
 # They follow the EEG report (notebook 01); a project without it has no figures step.

@@ -100,6 +100,7 @@ NOTEBOOK_READS = {
     "03_cytokines": frozenset({"eeg.design", "phenotype", "timepoints", "truth", "exclude", "phenotype_data"}),
     "04_integrative_summary": ALL_READS,
     "05_mood_outcomes": frozenset({"eeg.design", "design", "phenotype", "timepoints", "exclude", "phenotype_data"}),
+    "06_plasticity_window": ALL_READS,
 }
 
 
@@ -111,6 +112,7 @@ NOTEBOOK_NEEDS = {
     "03_cytokines": ("cytokines",),
     "04_integrative_summary": ("eeg", "peak", "mood"),
     "05_mood_outcomes": ("mood",),
+    "06_plasticity_window": ("therapy", "mood"),
 }
 
 

@@ -29,6 +29,7 @@ PRODUCERS: dict[str, str] = {
     "mood_changes": "02_peak_experience_mood",
     "cytokine_changes": "03_cytokines",
     "mood_outcomes": "05_mood_outcomes",
+    "plasticity_window": "06_plasticity_window",
 }
 # Identifier columns stay strings ('01' must not become 1).
 _STRING_COLUMNS = {"participant_id": str, "subject": str, "session": str, "session_id": str, "timepoint": str}

@@ -277,6 +277,9 @@ class DesignConfig(_Strict):
                                    "(parallel trials)")
     session_order_column: str | None = Field(
         None, description="sub-XX_sessions.tsv column with each session's order (period) in a crossover")
+    therapy_timing_randomised: bool = Field(
+        False, description="True when the timing of integration therapy (inside or after the plasticity window) was "
+        "randomised; otherwise report 06 reads its estimate as an association (confounding by indication)")
 
 
 class Exclusion(_Strict):

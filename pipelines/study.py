@@ -70,6 +70,7 @@ class Design:
         found += ["peak"] if any(t in self.tables for t in PEAK_SCALES) else []
         found += ["mood"] if any(t in self.tables for t in MOOD_SCALES) else []
         found += ["cytokines"] if "cytokines" in self.tables else []
+        found += ["therapy"] if "therapy" in self.tables else []
         return tuple(found)
 
     @property
@@ -84,6 +85,8 @@ class Design:
             "peak": ("peak" in self.blocks, "no peak-experience questionnaire (MEQ30, 5D-ASC, 11D-ASC) in the manifest"),
             "mood": ("mood" in self.blocks, "no mood scale (MADRS, HAM-D17, QIDS-SR16, BDI-II) in the manifest"),
             "cytokines": ("cytokines" in self.blocks, "no cytokine table in the manifest"),
+            "therapy": ("therapy" in self.blocks, "no therapy-session table (phenotype: therapy:) in the manifest: "
+                        "the timing of integration sessions is unknown"),
             "dose_trend": (n_dose >= 3, f"{n_cond} condition(s), {n_dose} dose level(s): a dose trend needs 3 or more "
                            "doses" + ("; paired contrast instead" if n_cond == 2 else "")),
             "paired_contrast": (n_cond == 2 and self.kind == "crossover",
