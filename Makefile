@@ -47,7 +47,7 @@ define locked
 	  || { code=$$?; [ $$code -eq 75 ] && echo "Gave up waiting for the other build of '$(STUDY_NAME)' after $(KW_LOCK_WAIT_S) s" >&2; exit $$code; }
 endef
 
-.PHONY: all help env study verify freeze reports test bench calibrate lab serve clean distclean lock FORCE \
+.PHONY: all help env study verify freeze reports test test-fast lint bench calibrate lab serve clean distclean lock FORCE \
         _all _reports _study _test
 
 all: ## Set up, build the study, run every notebook, write reports/index.html
@@ -128,6 +128,14 @@ test: ## Run the test suite (pytest; builds the default study and its features f
 
 _test: $(ENV_OK) $(STAMPS)/data.hash $(FEATURES)
 	$(PY) -m pytest -q --durations=15
+
+test-fast: $(ENV_OK) ## The fast lane (under a minute): unit tests without generated studies, browsers or clusters
+	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider --durations=5
+
+lint: $(ENV_OK) ## ruff (lint and format check) and codespell, as pre-commit runs them
+	$(VENV)/bin/ruff check pipelines tests benchmarks
+	$(VENV)/bin/ruff format --check pipelines tests benchmarks
+	$(VENV)/bin/codespell
 
 calibrate: $(ENV_OK) ## Calibrate the inference routines by simulation (reports/calibration/calibration.json and .md)
 	$(PY) -m pipelines.inference.calibration --out reports/calibration

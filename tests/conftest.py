@@ -102,3 +102,23 @@ def browser():
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+# --- the fast lane: `make test-fast` runs `-m "not slow"` ------------------------------------------------------
+
+# Tests are slow when they need a generated study, a browser, a server, an LSL stream, a Dask cluster or the make
+# DAG; they are marked here, in one place, from the fixtures they use and the module they are in, so a new test
+# of that kind is marked without anyone remembering to.  `make test` (and CI) runs everything.
+SLOW_FIXTURES = {"default_study", "default_truth", "tiny_manifest", "tiny_copy", "browser", "parallel", "open_label"}
+SLOW_MODULES = {"test_dag", "test_build_stamps", "test_determinism", "test_live", "test_bids_validation", "test_dashboards",
+                "test_dashboards_security", "test_report_quality", "test_importer", "test_features_cache",
+                "test_synth_study", "test_scale"}
+SLOW_NAME_PARTS = ("simulat", "calibrat", "planted")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if (module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or any(part in item.name for part in SLOW_NAME_PARTS)):
+            item.add_marker(pytest.mark.slow)

@@ -25,10 +25,8 @@ MANIFEST = REPO_ROOT / "data_manifests" / "default.yml"
 
 
 @pytest.fixture(scope="module")
-def run():
-    study = Study.load(MANIFEST)
-    if not study.table_path("cytokines").is_file():
-        pytest.skip("default study not generated (make study)")
+def run(default_study):
+    study = default_study
     params = ca.validate_parameters(study, n_boot=200)
     parsed = ca.load_study_cytokines(study, timepoints=[params.baseline_timepoint, params.post_timepoint])
     analytes = ca.resolve_analytes(parsed, None)

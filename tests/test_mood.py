@@ -190,7 +190,7 @@ def test_inclusive_rule_changes_rates_versus_strict(table):
 def test_default_study_generator_planted_correlation_recovered(tmp_path):
     """End to end on the synthetic study's phenotype files: score, outcomes, correlation; the
     generator's population correlation (truth) lies inside the bootstrap CI."""
-    synth = pytest.importorskip("pipelines.synth.phenotype")
+    from pipelines.synth import phenotype as synth
     from pipelines.questionnaires import score_items
     from pipelines.stats import correlation_table
 

@@ -25,11 +25,8 @@ N_BOOT = 1000   # enough for a stable 95 % percentile interval, fast enough for 
 
 
 @pytest.fixture(scope="module")
-def study() -> Study:
-    study = Study.load(REPO / "data_manifests" / "default.yml")
-    if not study.root.is_dir():
-        pytest.fail(f"the default study is missing at {study.root}: run `make study`")
-    return study
+def study(default_study) -> Study:
+    return default_study
 
 
 @pytest.fixture(scope="module")
