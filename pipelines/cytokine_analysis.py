@@ -209,8 +209,9 @@ def load_study_cytokines(study, table: str = "cytokines", *, timepoints: Sequenc
     ``timepoints`` must occur in the table. InputError otherwise.
     """
     path = study.table_path(table)
-    parsed = cy.load_cytokines(path, participants=study.participants,
-                               declared_units=study.manifest.phenotype[table].units or None)
+    manifest = getattr(study, "manifest", None)
+    declared = manifest.phenotype[table].units if manifest is not None and table in manifest.phenotype else None
+    parsed = cy.load_cytokines(path, participants=study.participants, declared_units=declared or None)
     present = set(parsed["analyte"])
     if {"KYN", "TRP"} <= present and RATIO not in present:
         parsed = cy.add_kyn_trp_ratio(parsed)
@@ -645,7 +646,8 @@ def change_vs_mood_subject_level(changes: pd.DataFrame, mood: pd.DataFrame, para
             rows = part[part["analyte"] == analyte]
             if rows["participant_id"].nunique() < 3:
                 continue
-            table = within_between_correlation(rows, "change", outcome, "participant_id", n_boot=params.n_boot,
+            change = "change" if "change" in rows.columns else "ln_change"
+            table = within_between_correlation(rows, change, outcome, "participant_id", n_boot=params.n_boot,
                                                seed=params.seed)
             parts.append(table.assign(analyte=analyte, stratum=stratum))
     out = pd.concat(parts, ignore_index=True).rename(columns={"n_obs": "n"})
