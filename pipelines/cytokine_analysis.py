@@ -612,10 +612,10 @@ def change_vs_mood_table(parsed, sessions, strata, mood: pd.DataFrame, params: C
         part = labelled if stratum == "all" else labelled[labelled["stratum"] == stratum]
         table = cy.change_vs_mood(parsed, part.drop(columns="stratum"), outcome, baseline=params.baseline_timepoint,
                                   post=params.post_timepoint, strategy=params.value_strategy, analytes=list(analytes),
-                                  method=method, n_boot=params.n_boot, seed=params.seed)
+                                  method=method, n_boot=params.n_boot, seed=params.seed, scale=params.change_scale)
         tables.append(table.assign(stratum=stratum, population="active sessions" if active_only else "all sessions"))
     out = pd.concat(tables, ignore_index=True)
-    out.insert(0, "analyte", out["x"].str.removesuffix("_ln_change"))
+    out.insert(0, "analyte", out["x"].str.removesuffix("_ln_change").str.removesuffix("_change"))
     return out
 
 

@@ -1365,8 +1365,10 @@ def change_vs_mood(
     ci: float = 0.95,
     seed: int = 0,
     fdr_alpha: float = 0.05,
+    scale: str = "ln_ratio",
 ) -> pd.DataFrame:
-    """Correlate per subject-session ln-change of each analyte (``<analyte>_ln_change``) with mood-change
+    """Correlate per subject-session ln-change of each analyte (``<analyte>_ln_change``; with
+    ``scale="difference"`` the absolute change, ``<analyte>_change``) with mood-change
     ``outcomes`` (``mood_change``: participant_id, session_id, outcome and covariate columns) through
     :func:`pipelines.stats.correlation_table`; rows without both are left out (see its ``n``)."""
     from pipelines.stats import correlation_table
@@ -1380,16 +1382,17 @@ def change_vs_mood(
     if mood_change.duplicated(keys).any():
         dup = mood_change[mood_change.duplicated(keys, keep=False)].iloc[0]
         raise InputError(f"mood_change: subject {dup['participant_id']}, session {dup['session_id']}: duplicate rows")
-    changes = log_change_table(parsed, baseline, post, strategy=strategy, analytes=analytes)
-    wide = changes.pivot(index=keys, columns="analyte", values="ln_change")
-    wide.columns = [f"{a}_ln_change" for a in wide.columns]
+    changes = log_change_table(parsed, baseline, post, strategy=strategy, analytes=analytes, scale=scale)
+    wide = changes.pivot(index=keys, columns="analyte", values="change")
+    suffix = "_ln_change" if scale == "ln_ratio" else "_change"
+    wide.columns = [f"{a}{suffix}" for a in wide.columns]
     x = list(wide.columns)
     data = wide.reset_index().merge(mood_change[need], on=keys, how="inner")
     table = correlation_table(
         data, x=x, y=outcomes, method=method, covariates=list(covariates) if covariates else None,
         n_boot=n_boot, ci=ci, seed=seed, fdr_alpha=fdr_alpha,
     )
-    return table.assign(baseline=baseline, post=post, strategy=strategy)
+    return table.assign(baseline=baseline, post=post, strategy=strategy, change_scale=scale)
 
 
 # ------------------------------------------------------------------ strata without regression to the mean
