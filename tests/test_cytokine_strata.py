@@ -240,3 +240,27 @@ def test_change_as_absolute_difference_or_ln_ratio():
     assert (table["change"] == table["value_post"] - table["value_baseline"]).all()
     with pytest.raises(ValueError, match="scale"):
         cy.paired_change(parsed, scale="percent")
+
+
+def test_study_loader_applies_the_manifest_units_and_keeps_screening_rows(tmp_path):
+    import types
+
+    from pipelines import cytokine_analysis as ca
+    from pipelines.manifest import PhenotypeTable
+
+    columns = ["participant_id", "session_id", "timepoint", "analyte", "value"]
+    path = _write(tmp_path, [("sub-01", "n/a", "screening", "CRP", "4.1"),
+                             ("sub-01", "ses-a", "baseline", "CRP", "3.5"), ("sub-01", "ses-a", "24h", "CRP", "2.0"),
+                             ("sub-01", "ses-a", "baseline", "IL6", "2.0"), ("sub-01", "ses-a", "24h", "IL6", "1.0")],
+                  columns)
+    study = types.SimpleNamespace(
+        manifest=types.SimpleNamespace(phenotype={"cytokines": PhenotypeTable(path=str(path), format="long",
+                                                                              units={"*": "pg/mL", "CRP": "mg/L"})}),
+        table_path=lambda name: path, participants=pd.DataFrame({"participant_id": ["sub-01"]}),
+        sessions=pd.DataFrame({"participant_id": ["sub-01"], "session_id": ["ses-a"], "condition": ["active"],
+                               "dose_mg_per_kg": [0.5]}))
+    parsed = ca.load_study_cytokines(study, timepoints=["baseline", "24h"])
+    assert dict(zip(parsed["analyte"], parsed["unit"])) == {"CRP": "mg/L", "IL6": "pg/mL"}
+    screening = parsed[parsed["timepoint"] == "screening"]
+    assert len(screening) == 1 and np.isnan(screening["dose_mg_per_kg"].iloc[0])
+    assert cy.define_strata(parsed).attrs["source"] == "screening"
