@@ -60,6 +60,8 @@ __all__ = [
     "planted_effects",
     "resolve_analytes",
     "sensitivity_table",
+    "strata_interaction",
+    "strata_statement",
     "study_strata",
     "subject_strata",
     "summary_text",
@@ -88,6 +90,20 @@ class CytokineParameters:
     mood_scale: str
     n_boot: int
     seed: int
+    change_scale: str = "ln_ratio"
+    strata_source: str = "auto"
+    screening_timepoint: str = "screening"
+    acute_crp_mg_per_l: float | None = 10.0
+    acute_rule: str = "session"
+
+    @property
+    def change_label(self) -> str:
+        """How a change is expressed, in words (stated beside every change in the report)."""
+        return cy.CHANGE_SCALE_TEXT[self.change_scale]
+
+    @property
+    def change_unit(self) -> str:
+        return "ln units" if self.change_scale == "ln_ratio" else "analyte unit"
 
     @property
     def value_strategy(self) -> str:
@@ -126,6 +142,11 @@ def validate_parameters(
     mood_scale="madrs",
     n_boot=1000,
     seed=0,
+    change_scale="ln_ratio",
+    strata_source="auto",
+    screening_timepoint="screening",
+    acute_crp_mg_per_l=10.0,
+    acute_rule="session",
 ) -> CytokineParameters:
     """Check the notebook's parameters against the study before anything is computed.
 
@@ -153,10 +174,23 @@ def validate_parameters(
             raise ValueError(f"analytes={analytes!r} must be None or a non-empty list of analyte names")
         if len(set(analytes)) != len(analytes):
             raise ValueError(f"analytes={list(analytes)!r} lists an analyte twice")
+    change_scale = _choice("change_scale", change_scale, cy.CHANGE_SCALES)
+    strata_source = _choice("strata_source", strata_source, cy.STRATA_SOURCES)
+    acute_rule = _choice("acute_rule", acute_rule, cy.ACUTE_RULES)
+    if not isinstance(screening_timepoint, str) or not screening_timepoint.strip():
+        raise ValueError(f"screening_timepoint={screening_timepoint!r} must be a time point label")
+    if acute_crp_mg_per_l is not None:
+        if isinstance(acute_crp_mg_per_l, bool) or not isinstance(acute_crp_mg_per_l, (int, float, np.number)) \
+                or not (math.isfinite(acute_crp_mg_per_l) and acute_crp_mg_per_l > crp_threshold_mg_per_l):
+            raise ValueError(f"acute_crp_mg_per_l={acute_crp_mg_per_l!r} must be None (off) or a concentration in mg/L "
+                             f"above crp_threshold_mg_per_l={crp_threshold_mg_per_l:g}")
+        acute_crp_mg_per_l = float(acute_crp_mg_per_l)
     return CytokineParameters(
         analytes=analytes, baseline_timepoint=baseline_timepoint, post_timepoint=post_timepoint,
         censoring_strategy=censoring_strategy, crp_threshold_mg_per_l=float(crp_threshold_mg_per_l),
         mood_scale=mood_scale, n_boot=_integer("n_boot", n_boot, 0), seed=_integer("seed", seed, 0),
+        change_scale=change_scale, strata_source=strata_source, screening_timepoint=screening_timepoint,
+        acute_crp_mg_per_l=acute_crp_mg_per_l, acute_rule=acute_rule,
     )
 
 
@@ -175,7 +209,9 @@ def load_study_cytokines(study, table: str = "cytokines", *, timepoints: Sequenc
     ``timepoints`` must occur in the table. InputError otherwise.
     """
     path = study.table_path(table)
-    parsed = cy.load_cytokines(path, participants=study.participants)
+    manifest = getattr(study, "manifest", None)
+    declared = manifest.phenotype[table].units if manifest is not None and table in manifest.phenotype else None
+    parsed = cy.load_cytokines(path, participants=study.participants, declared_units=declared or None)
     present = set(parsed["analyte"])
     if {"KYN", "TRP"} <= present and RATIO not in present:
         parsed = cy.add_kyn_trp_ratio(parsed)
@@ -185,7 +221,8 @@ def load_study_cytokines(study, table: str = "cytokines", *, timepoints: Sequenc
                          file=path.name, field="timepoint")
     sessions = study.sessions[["participant_id", "session_id", "condition", "dose_mg_per_kg"]]
     merged = parsed.merge(sessions, on=["participant_id", "session_id"], how="left", validate="many_to_one")
-    unknown = merged["dose_mg_per_kg"].isna()
+    # A subject-level draw (screening, session_id n/a) belongs to no session and has no dose.
+    unknown = merged["dose_mg_per_kg"].isna() & (merged["session_id"] != cy.NO_SESSION)
     if unknown.any():
         row = merged[unknown].iloc[0]
         raise InputError("subject-session has no dose in the study (not among its recordings' sessions)",
@@ -223,9 +260,25 @@ def censoring_table(parsed: pd.DataFrame, analytes: Sequence[str] | None = None)
 
 # ----------------------------------------------------------------------------------------- strata
 def study_strata(parsed: pd.DataFrame, params: CytokineParameters) -> pd.DataFrame:
-    """Session-level inflammation strata from baseline CRP (threshold in mg/L)."""
-    return cy.inflammation_strata(parsed, baseline=params.baseline_timepoint,
-                                  threshold=params.crp_threshold_mg_per_l, threshold_unit="mg/L")
+    """Inflammation stratum of every subject-session (:func:`cytokines.define_strata`): from the screening
+    CRP when the table has one, else the mean of repeated baselines, else the session's own baseline (with
+    the regression-to-the-mean warning in ``attrs["warning"]``); acute-infection rule from ``params``."""
+    return cy.define_strata(parsed, baseline=params.baseline_timepoint, screening=params.screening_timepoint,
+                            source=params.strata_source, threshold=params.crp_threshold_mg_per_l,
+                            threshold_unit="mg/L", acute_threshold=params.acute_crp_mg_per_l,
+                            acute_rule=params.acute_rule)
+
+
+def strata_statement(strata: pd.DataFrame) -> str:
+    """The strata definition, the regression-to-the-mean warning (if any) and the acute-infection rule, as
+    Markdown lines (the report states them beside every stratified result)."""
+    lines = [f"**Strata definition.** {strata.attrs['definition']}."]
+    if strata.attrs.get("warning"):
+        lines.append(f"**{strata.attrs['warning']}**")
+    excluded = strata[strata["stratum"] == "excluded"]
+    detail = "; ".join(f"{r.participant_id} {r.session_id}: {r.excluded_reason}" for r in excluded.itertuples())
+    lines.append(strata.attrs["acute_rule"] + (f" Left out: {detail}." if len(excluded) else " Nothing was left out."))
+    return "\n\n".join(lines)
 
 
 def _common_label(labels: pd.Series) -> str:
@@ -236,14 +289,22 @@ def subject_strata(strata: pd.DataFrame, sessions: pd.DataFrame | None = None) -
     """One row per subject: ``stratum`` (its sessions' common label or ``discordant``), ``n_sessions``,
     the median and range of baseline CRP over sessions (``crp_unit``), and, with ``sessions``,
     ``stratum_active`` over its active (dose > 0) sessions only."""
+    # Sessions left out by the acute-infection rule do not make a subject discordant.
+    labels = strata["stratum"].where(strata["stratum"] != "excluded")
+    common = labels.groupby(strata["participant_id"]).agg(
+        lambda s: "excluded" if s.isna().all() else _common_label(s.dropna()))
     grouped = strata.groupby("participant_id", sort=True)
-    out = grouped.agg(stratum=("stratum", _common_label), n_sessions=("session_id", "nunique"),
+    out = grouped.agg(n_sessions=("session_id", "nunique"),
                       crp_baseline_median=("crp_baseline", "median"), crp_baseline_min=("crp_baseline", "min"),
                       crp_baseline_max=("crp_baseline", "max"), crp_unit=("crp_unit", "first"))
+    out.insert(0, "stratum", common)
+    out["n_sessions_excluded"] = (strata["stratum"] == "excluded").groupby(strata["participant_id"]).sum()
+    if "crp_screening" in strata.columns:
+        out["crp_screening"] = grouped["crp_screening"].first()
     if sessions is not None:
         active = strata.merge(sessions[["participant_id", "session_id", "dose_mg_per_kg"]],
                               on=["participant_id", "session_id"], how="left")
-        active = active[active["dose_mg_per_kg"] > 0]
+        active = active[(active["dose_mg_per_kg"] > 0) & (active["stratum"] != "excluded")]
         out["stratum_active"] = active.groupby("participant_id")["stratum"].agg(_common_label)
     return out.reset_index()
 
@@ -283,16 +344,19 @@ def _pooled_substitution(parsed, sessions, strata, analytes, params, strategy, n
     changes = cy.log_change_table(active, params.baseline_timepoint, params.post_timepoint,
                                   strategy=strategy, analytes=analytes)
     per_subject = changes.groupby(["participant_id", "analyte"], sort=False).agg(
-        ln_baseline=("ln_baseline", "mean"), ln_post=("ln_post", "mean"), any_censored=("any_censored", "any"),
+        ln_baseline=("ln_baseline", "mean"), ln_post=("ln_post", "mean"), value_baseline=("value_baseline", "mean"),
+        value_post=("value_post", "mean"), any_censored=("any_censored", "any"),
     ).reset_index()
-    # Subject geometric means as observed values: paired_change then analyses mean ln-change per subject.
+    # Subject means as observed values: paired_change then analyses the mean change per subject (geometric
+    # means on the ln-ratio scale, arithmetic means for differences: the mean of differences).
+    ln = params.change_scale == "ln_ratio"
     pseudo = pd.concat([
-        per_subject.assign(timepoint=tp, value=np.exp(per_subject[col]))
-        for tp, col in ((params.baseline_timepoint, "ln_baseline"), (params.post_timepoint, "ln_post"))
+        per_subject.assign(timepoint=tp, value=np.exp(per_subject[f"ln_{col}"]) if ln else per_subject[f"value_{col}"])
+        for tp, col in ((params.baseline_timepoint, "baseline"), (params.post_timepoint, "post"))
     ], ignore_index=True).assign(session_id=ACTIVE_POOLED, censoring="observed", limit=np.nan)
     pooled_strata = _active_subject_strata(strata, sessions)
     table = cy.paired_change(pseudo, params.baseline_timepoint, params.post_timepoint, strategy=strategy,
-                             strata=pooled_strata, n_boot=n_boot, seed=params.seed)
+                             strata=pooled_strata, n_boot=n_boot, seed=params.seed, scale=params.change_scale)
     censored = per_subject.merge(pooled_strata[["participant_id", "stratum"]], on="participant_id", how="left")
     censored = pd.concat([censored, censored.assign(stratum="all")])
     counts = censored.groupby(["stratum", "analyte"])["any_censored"].sum()
@@ -306,9 +370,10 @@ def _pooled_mle(parsed, sessions, strata, analytes, params) -> pd.DataFrame:
     data = data[data["analyte"].isin(analytes)]
     keys = ["participant_id", "session_id", "analyte"]
     sides = {}
+    bounds = cy.ln_bounds if params.change_scale == "ln_ratio" else cy.value_bounds
     for name, tp in (("b", params.baseline_timepoint), ("p", params.post_timepoint)):
         part = data[(data["timepoint"] == tp) & (data["censoring"] != "missing")]
-        low, high = cy.ln_bounds(part)
+        low, high = bounds(part)
         sides[name] = part[keys].assign(**{f"lo_{name}": low, f"hi_{name}": high, f"cens_{name}": part["censoring"].to_numpy()})
     pairs = sides["b"].merge(sides["p"], on=keys)
     with np.errstate(invalid="ignore"):
@@ -336,9 +401,11 @@ def _pooled_mle(parsed, sessions, strata, analytes, params) -> pd.DataFrame:
         table.loc[idx, "p_fdr"] = fdr_bh(table.loc[idx, "p"].to_numpy(float))
     table["significant_fdr"] = table["p_fdr"] <= 0.05
     for col in ("estimate", "ci_low", "ci_high"):
-        table[col.replace("estimate", "fold_change").replace("ci_", "fold_ci_")] = np.exp(table[col])
+        table[col.replace("estimate", "fold_change").replace("ci_", "fold_ci_")] = (
+            np.exp(table[col]) if params.change_scale == "ln_ratio" else np.nan)
     table["baseline"], table["post"], table["strategy"] = params.baseline_timepoint, params.post_timepoint, "censored_mle"
-    table["estimand"] = "mean over subjects of the mean ln(post/baseline) of their active sessions"
+    table["change_scale"] = params.change_scale
+    table["estimand"] = f"mean over subjects of the mean {params.change_label} of their active sessions"
     table["method"] = (f"{cy.STRATEGY_DESCRIPTIONS['censored_mle']} on subject means of active-session intervals; "
                        "p from likelihood-ratio test; BH-FDR across analytes within stratum; Wald CI")
     return table
@@ -365,7 +432,8 @@ def paired_changes(
     analytes = list(analytes)
     by_dose, dose_strata = _by_dose(parsed, strata, sessions)
     per_session = cy.paired_change(by_dose, params.baseline_timepoint, params.post_timepoint, strategy=strategy,
-                                   analytes=analytes, strata=dose_strata, n_boot=params.n_boot, seed=params.seed)
+                                   analytes=analytes, strata=dose_strata, n_boot=params.n_boot, seed=params.seed,
+                                   scale=params.change_scale)
     dose_of = {dose_group_label(d): d for d in sessions["dose_mg_per_kg"].unique()}
     per_session = per_session.assign(group=per_session["session_id"], dose_mg_per_kg=per_session["session_id"].map(dose_of),
                                      unit_of_analysis="subject-session")
@@ -382,6 +450,8 @@ def paired_changes(
     table["_a"] = table["analyte"].map(order)
     table = table.sort_values(["_g", "stratum", "_a"], kind="stable").drop(columns=["_g", "_a"])
     table = table.drop(columns="session_id")
+    # Sessions left out of the strata analysis (acute infection) or without a stratum get no stratum rows.
+    table = table[table["stratum"].isin(["all", "inflamed", "non-inflamed"])]
     first = ["analyte", "group", "stratum", "dose_mg_per_kg"]
     return table[first + [c for c in table.columns if c not in first]].reset_index(drop=True)
 
@@ -422,7 +492,7 @@ def change_table(parsed, sessions, strata, params: CytokineParameters, analytes)
     """Per subject-session-analyte ln-change (:func:`cytokines.log_change_table`, ``params.value_strategy``)
     with dose, group and stratum."""
     changes = cy.log_change_table(parsed, params.baseline_timepoint, params.post_timepoint,
-                                  strategy=params.value_strategy, analytes=list(analytes))
+                                  strategy=params.value_strategy, analytes=list(analytes), scale=params.change_scale)
     changes = _with_dose(changes, sessions)
     changes = changes.merge(strata[["participant_id", "session_id", "stratum"]], on=["participant_id", "session_id"], how="left")
     changes["stratum"] = changes["stratum"].fillna("unassigned")
@@ -446,12 +516,53 @@ def mixed_models(parsed, sessions, strata, params: CytokineParameters, analytes,
             design["dose_mg_per_kg"] = (design["dose_mg_per_kg"] > 0).astype(float)
         fit = cy.stratum_mixed_model(parsed, design, strata, analytes=wanted,
                                      timepoints=(params.baseline_timepoint, params.post_timepoint),
-                                     strategy=params.value_strategy)
+                                     strategy=params.value_strategy, scale=params.change_scale)
         if coding == "active":
             fit["term"] = fit["term"].str.replace("dose_mg_per_kg", "active", regex=False)
             fit["formula"] = fit["formula"].str.replace("dose_mg_per_kg", "active", regex=False)
         tables.append(fit.assign(dose_coding=coding))
     return pd.concat(tables, ignore_index=True)
+
+
+def strata_interaction(changes: pd.DataFrame, params: CytokineParameters, analytes, *,
+                       fdr_alpha: float = 0.05) -> pd.DataFrame:
+    """The primary test of the strata (issue 11): per analyte, the placebo-controlled stratum × treatment
+    interaction on the change (``params.change_scale``), the subject as the unit
+    (:func:`pipelines.inference.stratum_by_treatment_interaction`): per subject, mean change over its active
+    sessions − change under placebo; inflamed − non-inflamed difference of that, Welch t. Rows ``interaction``
+    (BH-FDR across analytes), the drug-minus-placebo contrast within each stratum, and the
+    ``stratum_contrast_treated`` (active sessions only, no placebo control: exposed to regression to the mean
+    when strata come from the baseline). Sessions outside both strata (acute infection, undetermined) are left
+    out. A subject whose sessions have different strata (single-baseline strata) is left out of the
+    interaction and counted in ``n_subjects_dropped``. ``changes``: :func:`change_table`."""
+    from pipelines.inference import stratum_by_treatment_interaction
+
+    data = changes[changes["stratum"].isin(["inflamed", "non-inflamed"])].copy()
+    data["inflamed"] = (data["stratum"] == "inflamed").astype(float)
+    data["active"] = data["dose_mg_per_kg"] > 0
+    concordant = data.groupby("participant_id")["inflamed"].transform("nunique") == 1
+    n_discordant = data.loc[~concordant, "participant_id"].nunique()
+    data = data[concordant]
+    parts = []
+    for analyte in analytes:
+        rows = data[data["analyte"] == analyte]
+        if rows.empty or rows["participant_id"].nunique() < 4:
+            continue
+        result = stratum_by_treatment_interaction(rows, "change", "active", "inflamed", "participant_id",
+                                                  labels=("non-inflamed", "inflamed"))
+        parts.append(result.assign(analyte=analyte))
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat(parts, ignore_index=True)
+    out["n_subjects_dropped"] = out["n_subjects_dropped"] + n_discordant
+    out["p_fdr"] = np.nan
+    is_inter = out["quantity"] == "interaction"
+    out.loc[is_inter, "p_fdr"] = fdr_bh(out.loc[is_inter, "p"].to_numpy(float))
+    out["change_scale"] = params.change_scale
+    out["change_definition"] = params.change_label
+    first = ["analyte", "quantity", "estimate", "ci_low", "ci_high", "p", "p_fdr", "n_subjects",
+             "n_subjects_stratum_1", "n_subjects_stratum_0", "n_subjects_dropped"]
+    return out[first + [c for c in out.columns if c not in first]]
 
 
 def interaction_term(params: CytokineParameters, coding: str = "active") -> str:
@@ -501,10 +612,10 @@ def change_vs_mood_table(parsed, sessions, strata, mood: pd.DataFrame, params: C
         part = labelled if stratum == "all" else labelled[labelled["stratum"] == stratum]
         table = cy.change_vs_mood(parsed, part.drop(columns="stratum"), outcome, baseline=params.baseline_timepoint,
                                   post=params.post_timepoint, strategy=params.value_strategy, analytes=list(analytes),
-                                  method=method, n_boot=params.n_boot, seed=params.seed)
+                                  method=method, n_boot=params.n_boot, seed=params.seed, scale=params.change_scale)
         tables.append(table.assign(stratum=stratum, population="active sessions" if active_only else "all sessions"))
     out = pd.concat(tables, ignore_index=True)
-    out.insert(0, "analyte", out["x"].str.removesuffix("_ln_change"))
+    out.insert(0, "analyte", out["x"].str.removesuffix("_ln_change").str.removesuffix("_change"))
     return out
 
 
@@ -535,7 +646,8 @@ def change_vs_mood_subject_level(changes: pd.DataFrame, mood: pd.DataFrame, para
             rows = part[part["analyte"] == analyte]
             if rows["participant_id"].nunique() < 3:
                 continue
-            table = within_between_correlation(rows, "ln_change", outcome, "participant_id", n_boot=params.n_boot,
+            change = "change" if "change" in rows.columns else "ln_change"
+            table = within_between_correlation(rows, change, outcome, "participant_id", n_boot=params.n_boot,
                                                seed=params.seed)
             parts.append(table.assign(analyte=analyte, stratum=stratum))
     out = pd.concat(parts, ignore_index=True).rename(columns={"n_obs": "n"})
@@ -556,16 +668,20 @@ def change_vs_mood_subject_level(changes: pd.DataFrame, mood: pd.DataFrame, para
 # ----------------------------------------------------------------------------------------- truth
 def planted_effects(truth: dict | None) -> pd.DataFrame:
     """The planted and realised mean ln fold changes of a synthetic study's ``truth.json`` as a table
-    (analyte, stratum, arm ``placebo``/``active``, planted, realised); empty without truth."""
+    (analyte, stratum, arm ``placebo``/``active``, planted, realised); empty without truth. Planted effects are
+    by the true (set-point) stratum; realised means by the screening-CRP stratum when the study has one."""
     columns = ["analyte", "stratum", "arm", "planted", "realised"]
     if not truth or "cytokines" not in truth:
         return pd.DataFrame(columns=columns)
     cyto = truth["cytokines"]
+    # Realised means by the stratum an analysis sees (the screening draw) when the generator wrote one.
+    realised_by = (cyto.get("realised_mean_log_fold_change_24h_by_screening_stratum")
+                   or cyto.get("realised_mean_log_fold_change_24h", {}))
     rows = []
     for stratum, arms in cyto.get("log_fold_change_24h", {}).items():
         for arm, values in arms.items():
             for analyte, planted in values.items():
-                realised = cyto.get("realised_mean_log_fold_change_24h", {}).get(stratum, {}).get(arm, {}).get(analyte, np.nan)
+                realised = realised_by.get(stratum, {}).get(arm, {}).get(analyte, np.nan)
                 rows.append({"analyte": RATIO if analyte == "KYN_TRP_ratio" else analyte,
                              "stratum": stratum.replace("non_inflamed", "non-inflamed"), "arm": arm,
                              "planted": float(planted), "realised": float(realised)})
@@ -593,23 +709,52 @@ def pct_change(ln_change: float) -> float:
     return 100.0 * math.expm1(ln_change)
 
 
-def format_change(row) -> str:
-    """``-46% (95% CI -60% to -27%)`` from a paired-change row (estimate, ci_low, ci_high in ln units)."""
+def format_change(row, scale: str = "ln_ratio", unit: str = "") -> str:
+    """``-46% (95% CI -60% to -27%)`` from a paired-change row (estimate, ci_low, ci_high in ln units), or
+    ``-0.81 pg/mL (95% CI -1.2 to -0.4)`` on the difference scale."""
+    if scale == "difference":
+        return (f"{row['estimate']:+.3g} {unit} (95% CI {row['ci_low']:+.3g} to {row['ci_high']:+.3g})").replace("  ", " ")
     return (f"{pct_change(row['estimate']):+.0f}% (95% CI {pct_change(row['ci_low']):+.0f}% to "
             f"{pct_change(row['ci_high']):+.0f}%)")
+
+
+def interaction_sentence(interaction: pd.DataFrame, params: CytokineParameters, units: dict | None = None) -> str:
+    """The primary result in words: each analyte's placebo-controlled interaction with its 95% CI."""
+    rows = interaction[interaction["quantity"] == "interaction"]
+    if rows.empty:
+        return ("**Primary test (placebo-controlled interaction)** not available: it needs subjects with both "
+                "active and placebo changes in both strata.")
+    units = units or {}
+    items = []
+    for r in rows.itertuples(index=False):
+        if params.change_scale == "ln_ratio":
+            value = (f"{r.estimate:+.2f} ln units (×{math.exp(r.estimate):.2f}; 95% CI {r.ci_low:+.2f} to "
+                     f"{r.ci_high:+.2f})")
+        else:
+            value = f"{r.estimate:+.3g} {units.get(r.analyte, '')} (95% CI {r.ci_low:+.3g} to {r.ci_high:+.3g})"
+        items.append(f"{r.analyte} {value}, {format_p(r.p)}, {format_p(r.p_fdr, 'p_FDR')}")
+    first = rows.iloc[0]
+    return (f"**Primary test: placebo-controlled interaction** (inflamed − non-inflamed difference of each subject's "
+            f"mean change after active doses minus its change after placebo; change = {params.change_label}; "
+            f"{params.baseline_timepoint} → {params.post_timepoint}; subject = unit, Welch t; "
+            f"{int(first['n_subjects_stratum_1'])} inflamed and {int(first['n_subjects_stratum_0'])} non-inflamed "
+            f"subjects" + (f", {int(first['n_subjects_dropped'])} left out" if first["n_subjects_dropped"] else "")
+            + "; negative = a larger fall in the inflamed stratum): " + "; ".join(items) + ".")
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _change_sentence(rows: pd.DataFrame) -> str:
+def _change_sentence(rows: pd.DataFrame, scale: str = "ln_ratio", units: dict | None = None) -> str:
     down = rows[rows["ci_high"] < 0]
     up = rows[rows["ci_low"] > 0]
     parts = []
+    units = units or {}
     for label, part in (("decreased", down), ("increased", up)):
         if len(part):
-            items = [f"{r.analyte} {format_change(r._asdict())}, {format_p(r.p)}, {format_p(r.p_fdr, 'p_FDR')}"
+            items = [f"{r.analyte} {format_change(r._asdict(), scale, units.get(r.analyte, ''))}, {format_p(r.p)}, "
+                     f"{format_p(r.p_fdr, 'p_FDR')}"
                      for r in part.itertuples(index=False)]
             parts.append(f"{label}: " + "; ".join(items))
     if not parts:
@@ -632,6 +777,9 @@ def summary_text(
     spread: pd.DataFrame,
     mood: pd.DataFrame,
     mood_subject_level: pd.DataFrame | None = None,
+    interaction: pd.DataFrame | None = None,
+    strata: pd.DataFrame | None = None,
+    units: dict | None = None,
 ) -> str:
     """A short written summary (Markdown) generated from the result tables; every number is read from them.
 
@@ -643,13 +791,20 @@ def summary_text(
     :func:`sensitivity_spread`; ``mood``: :func:`change_vs_mood_table`.
     """
     lines = []
+    if interaction is not None:
+        lines.append(interaction_sentence(interaction, params, units))
+    if strata is not None:
+        lines.append(strata_statement(strata))
+    source = "CRP" if strata is None else {"screening": "screening CRP", "mean_baselines": "mean baseline CRP",
+                                            "single_baseline": "baseline CRP"}[strata.attrs["source"]]
     inflamed = subjects.loc[subjects["stratum"] == "inflamed", "participant_id"].tolist()
     non = subjects.loc[subjects["stratum"] == "non-inflamed", "participant_id"].tolist()
     other = subjects.loc[~subjects["stratum"].isin(["inflamed", "non-inflamed"]), "participant_id"].tolist()
     lines.append(
-        f"**Strata.** {len(subjects)} participants: {len(inflamed)} inflamed (baseline CRP ≥ "
+        f"**Strata.** {len(subjects)} participants: {len(inflamed)} inflamed ({source} ≥ "
         f"{params.crp_threshold_mg_per_l:g} mg/L: {', '.join(inflamed) or 'none'}), {len(non)} non-inflamed"
-        + (f", {len(other)} undetermined or discordant ({', '.join(other)})" if other else "") + "."
+        + (f", {len(other)} with sessions left out, undetermined or discordant ({', '.join(other)})" if other else "")
+        + f". Change = {params.change_label}."
     )
     n_total = int(censoring["n"].sum())
     n_below, n_above = int(censoring["n_below"].sum()), int(censoring["n_above"].sum())
@@ -667,16 +822,17 @@ def summary_text(
         rows = pooled[pooled["stratum"] == stratum]
         if len(rows):
             n = int(rows["n"].max())
-            lines.append(f"**After active doses, {stratum}** (n = {n} subjects, mean ln-change over "
-                         f"their active sessions, {params.baseline_timepoint} → {params.post_timepoint}): "
-                         f"{_change_sentence(rows)}."
+            lines.append(f"**After active doses, {stratum}** (secondary, no placebo control; n = {n} subjects, mean "
+                         f"change over their active sessions, {params.baseline_timepoint} → {params.post_timepoint}): "
+                         f"{_change_sentence(rows, params.change_scale, units)}."
                          + (f" With {n} subjects the smallest possible two-sided Wilcoxon "
                             f"{format_p(_smallest_wilcoxon_p(n))}, so the CIs (t) carry the evidence here."
                             if _smallest_wilcoxon_p(n) > 0.05 and params.censoring_strategy != "censored_mle" else ""))
     for stratum in ("inflamed", "non-inflamed"):
         rows = placebo[placebo["stratum"] == stratum]
         if len(rows):
-            lines.append(f"**After placebo, {stratum}** (n = {int(rows['n'].max())}): {_change_sentence(rows)}.")
+            lines.append(f"**After placebo, {stratum}** (n = {int(rows['n'].max())}): "
+                         f"{_change_sentence(rows, params.change_scale, units)}.")
     term = interaction_term(params, "active")
     inter = mixed[(mixed["dose_coding"] == "active") & (mixed["term"] == term)]
     if len(inter):
@@ -684,7 +840,8 @@ def summary_text(
         items = "; ".join(f"{r.analyte} {r.estimate:+.2f} (95% CI {r.ci_low:+.2f} to {r.ci_high:+.2f}, "
                           f"{format_p(r.p_fdr, 'p_FDR')})" for r in sig.itertuples(index=False))
         lines.append(
-            f"**Mixed model** (ln value ~ time × inflamed × active + (1 | subject), {params.value_strategy}): the "
+            f"**Mixed model** (secondary; {'ln value' if params.change_scale == 'ln_ratio' else 'value'} ~ time × "
+            f"inflamed × active + (1 | subject), Wald z, {params.value_strategy}): the "
             f"time × inflamed × active interaction (extra ln-change after active doses in the inflamed stratum) "
             + (f"was significant after FDR for {len(sig)} of {len(inter)} analytes: {items}." if len(sig)
                else f"was not significant after FDR for any of {len(inter)} analytes.")
@@ -693,7 +850,7 @@ def summary_text(
         worst = spread.loc[spread["spread"].idxmax()]
         lines.append(
             f"**Sensitivity.** Across censoring strategies ({', '.join(c for c in cy.STRATEGIES if c in spread.columns)}) "
-            f"the pooled active estimates differed by at most {worst['spread']:.3f} ln units "
+            f"the pooled active estimates differed by at most {worst['spread']:.3f} {params.change_unit} "
             f"({worst['analyte']}, {worst['stratum']}, {_plural(int(worst['n_censored']), 'subject')} with censored values)."
         )
     if mood_subject_level is not None and len(mood_subject_level):
@@ -704,8 +861,8 @@ def summary_text(
                     f"{format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')}, {int(r['n_subjects'])} subjects)")
         within = sl[(sl["quantity"] == "within") & (sl["stratum"] == "all")]
         between = sl[(sl["quantity"] == "between") & (sl["stratum"] == "all")]
-        text = (f"**Mood** ({sl['y'].iloc[0]}, negative = improvement; {sl['population'].iloc[0]}; the subject is the "
-                "unit). ")
+        text = (f"**Mood** ({sl['y'].iloc[0]}, negative = improvement, against the cytokine change = "
+                f"{params.change_label}; {sl['population'].iloc[0]}; the subject is the unit). ")
         if len(within):
             sig = within[within["significant_fdr"]]
             best = within.loc[within["p"].idxmin()]

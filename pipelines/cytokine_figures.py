@@ -1,7 +1,8 @@
 """Cytokine figures (notebook 03): tables from :mod:`pipelines.cytokine_analysis` in, HoloViews out.
 
 Never loads files or computes statistics; every builder takes the tidy table its docstring names.
-Changes are natural-log ratios (ln(post/baseline)); 0 is no change.
+Changes are natural-log ratios (ln(post/baseline)) or absolute differences (post − baseline), as the tables'
+``change_scale`` says (the axis label follows it); 0 is no change.
 """
 
 from __future__ import annotations
@@ -14,11 +15,24 @@ import pandas as pd
 from pipelines.viz import dose_color
 
 STRATUM_COLORS = {"inflamed": "#d62728", "non-inflamed": "#1f77b4", "all": "#555555",
-                  "undetermined": "#bbbbbb", "discordant": "#9467bd", "unassigned": "#bbbbbb"}
+                  "undetermined": "#bbbbbb", "discordant": "#9467bd", "unassigned": "#bbbbbb",
+                  "excluded": "#8c564b"}
 CENSORING_COLORS = {"observed": "#4c78a8", "below": "#f58518", "above": "#e45756", "missing": "#cccccc"}
 STRATEGY_COLORS = {"lloq_half": "#4c78a8", "lloq_sqrt2": "#72b7b2", "censored_mle": "#e45756"}
 POOLED_COLOR = "#000000"
 LN_LABEL = "ln(post / baseline)"
+DIFFERENCE_LABEL = "post − baseline (analyte unit)"
+
+
+def change_label(table: pd.DataFrame) -> str:
+    """Axis label of a table's change: ln ratio unless its ``change_scale`` column says ``difference``."""
+    if "change_scale" in table.columns and len(table) and table["change_scale"].iloc[0] == "difference":
+        return DIFFERENCE_LABEL
+    return LN_LABEL
+
+
+def _change_column(table: pd.DataFrame) -> str:
+    return "change" if "change" in table.columns else "ln_change"
 
 
 def _hv():
@@ -136,7 +150,7 @@ def paired_change_panel(changes: pd.DataFrame, summary: pd.DataFrame, analyte: s
     for stratum in strata:
         color = STRATUM_COLORS[stratum]
         p = points[points["stratum"] == stratum]
-        overlays.append(hv.Scatter(p, kdims=["x"], vdims=["ln_change", "participant_id", "session_id", "group"],
+        overlays.append(hv.Scatter(p, kdims=["x"], vdims=[_change_column(p), "participant_id", "session_id", "group"],
                                    label=stratum).opts(color=color, alpha=0.45, size=5, tools=["hover"]))
         r = rows[rows["stratum"] == stratum]
         overlays.append(hv.Segments(r, kdims=["x", "ci_low", "x", "ci_high"]).opts(color=color, line_width=2.5))
@@ -144,7 +158,7 @@ def paired_change_panel(changes: pd.DataFrame, summary: pd.DataFrame, analyte: s
             color=color, marker="diamond", size=11, line_color="black", tools=["hover"]))
     ticks = [(position[g], g.replace(" mg/kg", "") if g.endswith("mg/kg") else "pooled") for g in groups]
     return hv.Overlay(overlays).opts(title=analyte, xticks=ticks, xlabel="dose (mg/kg); pooled = all active doses",
-                                     ylabel=LN_LABEL,
+                                     ylabel=change_label(summary),
                                      width=width, height=height, show_legend=False,
                                      xlim=(-1.2, 3 * (len(groups) - 1) + 1.2))
 
@@ -204,7 +218,7 @@ def effect_forest(summary: pd.DataFrame, strata: Sequence[str] = ("inflamed", "n
             value = [truth.get((a, m), np.nan) for a, m in zip(rows["analyte"], arm)]
             marks = pd.DataFrame({"value": value, "y": -np.arange(len(rows), dtype=float)}).dropna()
         panels.append(_forest(rows, labels, [_group_color(g) for g in rows["group"]], title=f"{stratum}",
-                              xlabel=LN_LABEL, marks=marks,
+                              xlabel=change_label(summary), marks=marks if change_label(summary) == LN_LABEL else None,
                               hover=["n", "ci_low", "ci_high", "fold_change", "p", "p_fdr", "strategy"]))
     return hv.Layout(panels).cols(2).opts(title="Paired change baseline → post with 95% CI")
 
@@ -216,8 +230,28 @@ def interaction_forest(mixed: pd.DataFrame, terms: Sequence[str]):
     labels = [f"{r.analyte} · {r.dose_coding}" for r in rows.itertuples(index=False)]
     colors = ["#08306b" if c == "active" else "#6baed6" for c in rows["dose_coding"]]
     return _forest(rows, labels, colors, title="Mixed model: time × inflamed × dose",
-                   xlabel="extra ln-change in the inflamed stratum per unit dose", width=520,
+                   xlabel="extra change in the inflamed stratum per unit dose (ln units or analyte unit: see the table)",
+                   width=520,
                    hover=["term", "se", "ci_low", "ci_high", "p", "p_fdr", "n", "n_groups"])
+
+
+def strata_interaction_forest(interaction: pd.DataFrame):
+    """The primary result (``cytokine_analysis.strata_interaction``): per analyte the placebo-controlled
+    interaction (dark) and the drug − placebo contrast within each stratum (light), estimate and 95% CI."""
+    order = {"interaction": 0, "contrast_in_stratum_1": 1, "contrast_in_stratum_0": 2}
+    rows = interaction[interaction["quantity"].isin(list(order))].copy()
+    rows["_q"] = rows["quantity"].map(order)
+    rows["_a"] = rows["analyte"].map({a: i for i, a in enumerate(dict.fromkeys(rows["analyte"]))})
+    rows = rows.sort_values(["_a", "_q"]).reset_index(drop=True)
+    names = {"interaction": "interaction", "contrast_in_stratum_1": "drug − placebo, inflamed",
+             "contrast_in_stratum_0": "drug − placebo, non-inflamed"}
+    labels = [f"{r.analyte} · {names[r.quantity]}" for r in rows.itertuples(index=False)]
+    colors = [{"interaction": "#08306b", "contrast_in_stratum_1": STRATUM_COLORS["inflamed"],
+               "contrast_in_stratum_0": STRATUM_COLORS["non-inflamed"]}[q] for q in rows["quantity"]]
+    label = DIFFERENCE_LABEL if len(rows) and rows["change_scale"].iloc[0] == "difference" else LN_LABEL
+    return _forest(rows, labels, colors, title="Placebo-controlled interaction (inflamed − non-inflamed)",
+                   xlabel=f"difference in drug − placebo change, {label}", width=560,
+                   hover=["quantity", "ci_low", "ci_high", "p", "p_fdr", "n_subjects"])
 
 
 # ------------------------------------------------------------------------------------ sensitivity
@@ -241,7 +275,7 @@ def sensitivity_plot(sensitivity: pd.DataFrame, group: str, strata: Sequence[str
             overlays.append(hv.Scatter(r, kdims=["estimate"], vdims=["y", "analyte", "n", "n_censored", "p"],
                                        label=strategy).opts(color=color, size=7, tools=["hover"]))
         panels.append(hv.Overlay(overlays).opts(
-            title=f"{group}, {stratum}", yticks=[(-i, a) for i, a in enumerate(analytes)], xlabel=LN_LABEL,
+            title=f"{group}, {stratum}", yticks=[(-i, a) for i, a in enumerate(analytes)], xlabel=change_label(part),
             ylabel="", width=430, height=80 + 34 * len(analytes), legend_position="bottom_left"))
     return hv.Layout(panels).cols(2).opts(title="Sensitivity to the censoring strategy")
 
@@ -256,10 +290,10 @@ def mood_scatter(data: pd.DataFrame, analytes: Sequence[str], mood_column: str, 
         part = data[data["analyte"] == analyte]
         overlays = [hv.VLine(0).opts(color="#bbbbbb", line_width=1), hv.HLine(0).opts(color="#bbbbbb", line_width=1)]
         for stratum, p in part.groupby("stratum", sort=True):
-            overlays.append(hv.Scatter(p, kdims=["ln_change"], vdims=[mood_column, "participant_id", "session_id", "group"],
+            overlays.append(hv.Scatter(p, kdims=[_change_column(p)], vdims=[mood_column, "participant_id", "session_id", "group"],
                                        label=stratum).opts(color=STRATUM_COLORS.get(stratum, "#888888"), size=6,
                                                            alpha=0.7, tools=["hover"]))
-        panels.append(hv.Overlay(overlays).opts(title=analyte, xlabel=LN_LABEL, ylabel=mood_column, width=245,
+        panels.append(hv.Overlay(overlays).opts(title=analyte, xlabel=change_label(data), ylabel=mood_column, width=245,
                                                 height=240, show_legend=False))
     strata = sorted(data.loc[data["analyte"].isin(list(analytes)), "stratum"].unique())
     panels.append(_legend_panel(_stratum_entries(strata), 245, 240))

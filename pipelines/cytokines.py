@@ -92,9 +92,24 @@ STRATEGY_DESCRIPTIONS = {
     "censored_mle": "left/right/interval-censored normal likelihood on ln-changes (Tobit-style MLE)",
 }
 
+#: How a change baseline → post is expressed: the natural-log ratio ln(post/baseline) (default; exp() of a
+#: mean is the geometric-mean fold change) or the absolute difference post − baseline in the analyte's unit.
+CHANGE_SCALES = ("ln_ratio", "difference")
+CHANGE_SCALE_TEXT = {
+    "ln_ratio": "ln(post/baseline) (natural log; exp(mean) = geometric-mean fold change)",
+    "difference": "post − baseline in the analyte's unit (absolute difference)",
+}
+
 MISSING_STRINGS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 NOT_DETECTED_STRINGS = frozenset({"nd", "n.d.", "not detected"})
 REPLICATE_COLUMNS = ("replicate", "well")
+LONG_COLUMNS = ("analyte", "value", "unit")
+#: ``session_id`` of a subject-level draw that belongs to no session (e.g. a screening visit).
+NO_SESSION = "n/a"
+
+
+class UnknownColumnWarning(UserWarning):
+    """A table column the reader does not know was not read (reported, never dropped silently)."""
 
 #: Canonical unit spelling -> (dimension, factor to the dimension's base unit).
 #: Bases: mass concentration g/L, amount concentration mol/L, ratio of amounts mol/mol.
@@ -336,12 +351,30 @@ def _limit(value, name: str, analyte: str, source: str) -> float | None:
     return number
 
 
-def analyte_metadata(sidecar: Mapping | None = None, units=None, limits=None, *, source="sidecar") -> dict:
+def _same_unit(a: str, b: str) -> bool:
+    try:
+        return canonical_unit(a) == canonical_unit(b)
+    except ValueError:
+        return False
+
+
+def declared_unit(declared_units: Mapping[str, str] | None, analyte: str) -> str | None:
+    """The unit a manifest declares for ``analyte`` (its own key, else ``'*'``), or None."""
+    declared_units = declared_units or {}
+    return declared_units.get(analyte, declared_units.get("*"))
+
+
+def analyte_metadata(sidecar: Mapping | None = None, units=None, limits=None, *, source="sidecar",
+                     declared_units: Mapping[str, str] | None = None, file_analytes: Iterable[str] = ()) -> dict:
     """Per-analyte ``{"unit", "LLOQ", "ULOQ"}`` from a sidecar dict, overridden by ``units``/``limits``.
 
     Sources, lowest priority first: BIDS column entries with ``Units`` (wide tables), the sidecar's
     ``"analytes"`` block, then the ``units={analyte: unit}`` and ``limits={analyte: {"LLOQ":, "ULOQ":}}``
     arguments. Limits are in the declared unit.
+
+    ``declared_units`` (the manifest's ``PhenotypeTable.units``: analyte name as in the file, or ``'*'``
+    for every analyte) supplies the unit of each analyte in ``file_analytes`` (and each sidecar entry) that
+    the sidecar leaves without one; a sidecar unit that disagrees with it is an InputError naming the analyte.
     """
     sidecar = dict(sidecar or {})
     meta: dict[str, dict] = {}
@@ -350,6 +383,16 @@ def analyte_metadata(sidecar: Mapping | None = None, units=None, limits=None, *,
             meta[column] = {"unit": entry["Units"], "LLOQ": entry.get("LLOQ"), "ULOQ": entry.get("ULOQ")}
     for analyte, entry in (sidecar.get("analytes") or {}).items():
         meta[analyte] = {"unit": entry.get("unit"), "LLOQ": entry.get("LLOQ"), "ULOQ": entry.get("ULOQ")}
+    if declared_units:
+        for analyte in dict.fromkeys([*meta, *file_analytes, *(k for k in declared_units if k != "*")]):
+            unit = declared_unit(declared_units, analyte)
+            if unit is None:
+                continue
+            entry = meta.setdefault(analyte, {"unit": None, "LLOQ": None, "ULOQ": None})
+            if entry.get("unit") and not _same_unit(entry["unit"], unit):
+                raise InputError(f"{source}: analyte {analyte}: the sidecar's unit {entry['unit']!r} disagrees with the "
+                                 f"unit {unit!r} declared in the manifest (phenotype table 'units')")
+            entry["unit"] = entry.get("unit") or unit
     for analyte, unit in (units or {}).items():
         meta.setdefault(analyte, {"LLOQ": None, "ULOQ": None})["unit"] = unit
     for analyte, entry in (limits or {}).items():
@@ -386,6 +429,11 @@ def _cells(table: pd.DataFrame, meta: dict, source: str, analytes) -> Iterable[d
     replicate_column = next((c for c in REPLICATE_COLUMNS if c in table.columns), None)
     if long:
         has_unit = "unit" in table.columns
+        unknown = [c for c in table.columns if c not in (*KEYS, *LONG_COLUMNS, *REPLICATE_COLUMNS)]
+        if unknown:
+            warnings.warn(f"{source}: column(s) {unknown} are not part of a long assay table "
+                          f"({', '.join([*KEYS, *LONG_COLUMNS])}, optional replicate/well) and were not read",
+                          UnknownColumnWarning, stacklevel=3)
         for i, rec in enumerate(table.to_dict("records"), start=1):
             analyte = rec["analyte"].strip()
             if analytes is not None and analyte not in analytes:
@@ -406,7 +454,8 @@ def _cells(table: pd.DataFrame, meta: dict, source: str, analytes) -> Iterable[d
     if not columns:
         raise InputError(f"{source}: wide table without any declared analyte column (columns: {list(table.columns)})")
     if ignored:
-        warnings.warn(f"{source}: columns without a declared unit were not read as analytes: {ignored}", stacklevel=3)
+        warnings.warn(f"{source}: columns without a declared unit were not read as analytes: {ignored}",
+                      UnknownColumnWarning, stacklevel=3)
     for i, rec in enumerate(table.to_dict("records"), start=1):
         for analyte in columns:
             yield {
@@ -465,8 +514,14 @@ def load_cytokines(
     replicates: bool = False,
     decimal: str = ".",
     analytes: Sequence[str] | None = None,
+    declared_units: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Read a long or wide assay table into one tidy row per subject-session-timepoint-analyte.
+
+    ``declared_units``: the manifest's per-table units (:attr:`pipelines.manifest.PhenotypeTable.units`;
+    analyte name or ``'*'`` → unit), used for analytes whose unit the file (unit column, sidecar) does not
+    give; a unit written in the file that disagrees is an InputError naming the file, row and analyte.
+    A subject-level draw that belongs to no session (screening) has ``session_id`` ``n/a``.
 
     ``source``: .tsv/.csv path (sidecar defaults to the same name with .json) or a DataFrame.
     ``participants``: participants.tsv path, DataFrame with ``participant_id`` or ids; unknown subjects
@@ -478,7 +533,21 @@ def load_cytokines(
     missing_keys = [k for k in KEYS if k not in table.columns]
     if missing_keys:
         raise InputError(f"{name}: missing key column(s) {missing_keys} (columns: {list(table.columns)})")
-    meta = analyte_metadata(_read_sidecar(sidecar, path), units, limits, source=name)
+    if declared_units:
+        long = {"analyte", "value"} <= set(table.columns)
+        present = (table["analyte"].str.strip().unique() if long
+                   else [c for c in table.columns if c not in (*KEYS, *REPLICATE_COLUMNS)])
+        if not long and "*" not in declared_units:
+            present = [c for c in present if c in declared_units]
+        try:
+            for unit in declared_units.values():
+                canonical_unit(unit)
+        except ValueError as exc:
+            raise InputError(f"{name}: manifest units: {exc}") from None
+    else:
+        present = ()
+    meta = analyte_metadata(_read_sidecar(sidecar, path), units, limits, source=name,
+                            declared_units=declared_units, file_analytes=present)
     known = _participant_ids(participants)
     wanted = set(analytes) if analytes is not None else None
     replicate_column = next((c for c in REPLICATE_COLUMNS if c in table.columns), None)
@@ -498,11 +567,15 @@ def load_cytokines(
         unit_text = cell["unit_text"]
         text_is_missing = str(cell["text"]).strip().lower() in MISSING_STRINGS
         if unit_text is not None and unit_text.lower() not in MISSING_STRINGS:
+            manifest_unit = declared_unit(declared_units, cell["analyte"])
+            if manifest_unit is not None and not _same_unit(unit_text, manifest_unit):
+                raise InputError(f"{where}, field unit: {unit_text!r} disagrees with the unit {manifest_unit!r} "
+                                 "declared for this analyte in the manifest (phenotype table 'units')")
             try:
                 factor = unit_conversion_ratio(unit_text, entry["unit"])
             except ValueError as exc:
                 raise InputError(f"{where}, field unit: {exc} (declared unit of {cell['analyte']}: {entry['unit']!r})") from None
-        elif unit_text is not None and not text_is_missing:
+        elif unit_text is not None and not text_is_missing and declared_unit(declared_units, cell["analyte"]) is None:
             raise InputError(f"{where}, field unit: value {cell['text']!r} has no unit")
         try:
             parsed = parse_lab_value(cell["text"], lloq=entry["LLOQ"], uloq=entry["ULOQ"], decimal=decimal, factor=factor)
@@ -685,6 +758,17 @@ def ln_transform(df: pd.DataFrame, column: str = "value_substituted", out: str =
     result = df.copy()
     result[out] = np.log(values)
     return result
+
+
+def value_bounds(parsed: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Interval (lower, upper) of each row on the concentration scale: observed x → (x, x); below L → (0, L);
+    above U → (U, +inf); missing → (NaN, NaN)."""
+    cens = parsed["censoring"].to_numpy()
+    value = parsed["value"].to_numpy(dtype=float)
+    limit = parsed["limit"].to_numpy(dtype=float)
+    lower = np.select([cens == "observed", cens == "below", cens == "above"], [value, 0.0, limit], np.nan)
+    upper = np.select([cens == "observed", cens == "below", cens == "above"], [value, limit, np.inf], np.nan)
+    return lower, upper
 
 
 def ln_bounds(parsed: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -888,9 +972,14 @@ def log_change_table(
     *,
     strategy: str = "lloq_half",
     analytes: Sequence[str] | None = None,
+    scale: str = "ln_ratio",
 ) -> pd.DataFrame:
     """Per subject-session-analyte ``ln_baseline``, ``ln_post``, ``ln_change`` = ln(post) − ln(baseline)
-    after substitution (``strategy`` must be a substitution), with ``any_censored``."""
+    after substitution (``strategy`` must be a substitution), with ``any_censored``; ``value_baseline``,
+    ``value_post`` (the analyte's unit) and ``change`` on ``scale`` (:data:`CHANGE_SCALES`: ``ln_change`` or
+    post − baseline), with ``change_scale``."""
+    if scale not in CHANGE_SCALES:
+        raise ValueError(f"scale must be one of {CHANGE_SCALES}, not {scale!r}")
     sub = substitute_censored(parsed, strategy)
     pairs = _pairs(sub.assign(value=sub["value_substituted"]), baseline, post, analytes)
     pairs["ln_baseline"] = np.log(pairs["value_baseline"])
@@ -898,7 +987,10 @@ def log_change_table(
     pairs["ln_change"] = pairs["ln_post"] - pairs["ln_baseline"]
     pairs["any_censored"] = (pairs["censoring_baseline"] != "observed") | (pairs["censoring_post"] != "observed")
     pairs["strategy"] = strategy
-    return pairs[["participant_id", "session_id", "analyte", "ln_baseline", "ln_post", "ln_change", "any_censored", "strategy"]]
+    pairs["change"] = pairs["ln_change"] if scale == "ln_ratio" else pairs["value_post"] - pairs["value_baseline"]
+    pairs["change_scale"] = scale
+    return pairs[["participant_id", "session_id", "analyte", "ln_baseline", "ln_post", "ln_change", "value_baseline",
+                  "value_post", "change", "change_scale", "any_censored", "strategy"]]
 
 
 def hedges_g_av(baseline: np.ndarray, post: np.ndarray) -> np.ndarray:
@@ -983,9 +1075,10 @@ def _substitution_stats(ln_base, ln_post, n_censored, *, n_boot, ci, seed) -> di
     return row
 
 
-def _mle_stats(pairs: pd.DataFrame, *, ci) -> dict:
-    lo_b, hi_b = ln_bounds(pairs.rename(columns=lambda c: c.removesuffix("_baseline")))
-    lo_p, hi_p = ln_bounds(pairs.rename(columns=lambda c: c.removesuffix("_post")))
+def _mle_stats(pairs: pd.DataFrame, *, ci, scale: str = "ln_ratio") -> dict:
+    bounds = ln_bounds if scale == "ln_ratio" else value_bounds
+    lo_b, hi_b = bounds(pairs.rename(columns=lambda c: c.removesuffix("_baseline")))
+    lo_p, hi_p = bounds(pairs.rename(columns=lambda c: c.removesuffix("_post")))
     with np.errstate(invalid="ignore"):
         lower, upper = lo_p - hi_b, hi_p - lo_b
     fit = censored_normal_mle(lower, upper, ci=ci)
@@ -1034,8 +1127,13 @@ def paired_change(
     ci: float = 0.95,
     seed: int = 0,
     fdr_alpha: float = 0.05,
+    scale: str = "ln_ratio",
 ) -> pd.DataFrame:
     """Paired ln-change ``baseline`` → ``post`` per session × stratum × analyte, one tidy row each.
+
+    ``scale="difference"`` expresses every change as post − baseline in the analyte's unit instead (estimate,
+    CIs, effect sizes; fold-change columns NaN; censored_mle then fits normal differences whose censored
+    members are bounded by 0 and the limit). The scale is stated in ``change_scale`` and ``estimand``.
 
     ``estimate`` = mean ln(post/baseline) (natural log; ``fold_change`` = exp) with a t CI, or the
     censored-likelihood estimate and Wald CI for ``strategy="censored_mle"``. Substitution strategies
@@ -1050,6 +1148,9 @@ def paired_change(
         raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
     if primary_test not in ("wilcoxon", "ttest"):
         raise ValueError("primary_test must be 'wilcoxon' or 'ttest'")
+    if scale not in CHANGE_SCALES:
+        raise ValueError(f"scale must be one of {CHANGE_SCALES}, not {scale!r}")
+    transform = np.log if scale == "ln_ratio" else (lambda v: v)
     if strategy == "censored_mle":
         pairs = _pairs(parsed, baseline, post, analytes)
     else:
@@ -1063,10 +1164,10 @@ def paired_change(
     for (session, stratum, analyte), group in pairs.groupby(["session_id", "stratum", "analyte"], sort=False):
         censored = int(((group["censoring_baseline"] != "observed") | (group["censoring_post"] != "observed")).sum())
         if strategy == "censored_mle":
-            stats_row = _mle_stats(group, ci=ci)
+            stats_row = _mle_stats(group, ci=ci, scale=scale)
         else:
             stats_row = _substitution_stats(
-                np.log(group["value_baseline"].to_numpy(float)), np.log(group["value_post"].to_numpy(float)),
+                transform(group["value_baseline"].to_numpy(float)), transform(group["value_post"].to_numpy(float)),
                 censored, n_boot=n_boot, ci=ci, seed=seed,
             )
         rows.append({"analyte": analyte, "session_id": session, "stratum": stratum, **stats_row})
@@ -1080,9 +1181,12 @@ def paired_change(
         table["p"] = table["p_wilcoxon" if primary_test == "wilcoxon" else "p_ttest"]
     table = _fdr_within(table, ["session_id", "stratum"], fdr_alpha)
     for col in ("estimate", "ci_low", "ci_high"):
-        table[col.replace("estimate", "fold_change").replace("ci_", "fold_ci_")] = np.exp(table[col])
+        table[col.replace("estimate", "fold_change").replace("ci_", "fold_ci_")] = (
+            np.exp(table[col]) if scale == "ln_ratio" else np.nan)
     table["baseline"], table["post"], table["strategy"] = baseline, post, strategy
-    table["estimand"] = "mean of ln(post/baseline); exp() = geometric-mean fold change"
+    table["change_scale"] = scale
+    table["estimand"] = ("mean of ln(post/baseline); exp() = geometric-mean fold change" if scale == "ln_ratio"
+                         else "mean of (post − baseline), in the analyte's unit")
     test = "likelihood-ratio test" if strategy == "censored_mle" else {"wilcoxon": "Wilcoxon signed-rank", "ttest": "paired t"}[primary_test]
     table["method"] = (
         f"{STRATEGY_DESCRIPTIONS[strategy]}; p from {test}; BH-FDR across analytes within session x stratum; "
@@ -1186,8 +1290,10 @@ def stratum_mixed_model(
     inflamed: str = "inflamed",
     reml: bool = True,
     fdr_alpha: float = 0.05,
+    scale: str = "ln_ratio",
 ) -> pd.DataFrame:
     """Per analyte, ``ln_value ~ time × inflamed × dose_mg_per_kg + (1 | participant_id)`` via
+    (``scale="difference"``: ``value ~ ...`` on the analyte's unit, so time terms are absolute differences)
     :func:`pipelines.stats.mixed_model`.
 
     ``time_<tp>`` are 0/1 indicators for each time point after the first (the reference);
@@ -1211,7 +1317,7 @@ def stratum_mixed_model(
         data = data[data["analyte"].isin(list(analytes))]
     data = ln_transform(substitute_censored(data, strategy))
     data = _attach_strata(data, strata)
-    other = set(strata["stratum"]) - {inflamed, "undetermined", "discordant"}
+    other = set(strata["stratum"]) - {inflamed, "undetermined", "discordant", "excluded"}
     data = data[data["stratum"].isin({inflamed, *other})]
     # The dose comes from ``sessions``; a dose column already in the table would otherwise be suffixed away.
     data = data.drop(columns=["dose_mg_per_kg"], errors="ignore").merge(
@@ -1227,7 +1333,8 @@ def stratum_mixed_model(
         name = f"time_{_safe_name(tp)}"
         data[name] = (data["timepoint"] == tp).astype(int)
         time_terms.append(name)
-    formula = f"ln_value ~ ({' + '.join(time_terms)}) * inflamed * dose_mg_per_kg"
+    response = "ln_value" if scale == "ln_ratio" else "value_substituted"
+    formula = f"{response} ~ ({' + '.join(time_terms)}) * inflamed * dose_mg_per_kg"
     results = []
     for analyte, group in data.groupby("analyte", sort=False):
         if group["timepoint"].nunique() < len(timepoints):
@@ -1258,8 +1365,10 @@ def change_vs_mood(
     ci: float = 0.95,
     seed: int = 0,
     fdr_alpha: float = 0.05,
+    scale: str = "ln_ratio",
 ) -> pd.DataFrame:
-    """Correlate per subject-session ln-change of each analyte (``<analyte>_ln_change``) with mood-change
+    """Correlate per subject-session ln-change of each analyte (``<analyte>_ln_change``; with
+    ``scale="difference"`` the absolute change, ``<analyte>_change``) with mood-change
     ``outcomes`` (``mood_change``: participant_id, session_id, outcome and covariate columns) through
     :func:`pipelines.stats.correlation_table`; rows without both are left out (see its ``n``)."""
     from pipelines.stats import correlation_table
@@ -1273,13 +1382,194 @@ def change_vs_mood(
     if mood_change.duplicated(keys).any():
         dup = mood_change[mood_change.duplicated(keys, keep=False)].iloc[0]
         raise InputError(f"mood_change: subject {dup['participant_id']}, session {dup['session_id']}: duplicate rows")
-    changes = log_change_table(parsed, baseline, post, strategy=strategy, analytes=analytes)
-    wide = changes.pivot(index=keys, columns="analyte", values="ln_change")
-    wide.columns = [f"{a}_ln_change" for a in wide.columns]
+    changes = log_change_table(parsed, baseline, post, strategy=strategy, analytes=analytes, scale=scale)
+    wide = changes.pivot(index=keys, columns="analyte", values="change")
+    suffix = "_ln_change" if scale == "ln_ratio" else "_change"
+    wide.columns = [f"{a}{suffix}" for a in wide.columns]
     x = list(wide.columns)
     data = wide.reset_index().merge(mood_change[need], on=keys, how="inner")
     table = correlation_table(
         data, x=x, y=outcomes, method=method, covariates=list(covariates) if covariates else None,
         n_boot=n_boot, ci=ci, seed=seed, fdr_alpha=fdr_alpha,
     )
-    return table.assign(baseline=baseline, post=post, strategy=strategy)
+    return table.assign(baseline=baseline, post=post, strategy=strategy, change_scale=scale)
+
+
+# ------------------------------------------------------------------ strata without regression to the mean
+STRATA_SOURCES = ("auto", "screening", "mean_baselines", "single_baseline")
+ACUTE_RULES = ("session", "subject")
+STRATA_SOURCE_TEXT = {
+    "screening": "a separate screening CRP draw (independent of the baselines the change is measured from: no "
+                 "regression to the mean)",
+    "mean_baselines": "the geometric mean of the subject's repeated pre-infusion baselines (a session's own "
+                      "baseline is one of k draws, so within-stratum changes keep about 1/k of a single baseline's "
+                      "regression to the mean; the placebo-controlled interaction is unbiased)",
+    "single_baseline": "each session's own baseline CRP, the draw the change is measured from",
+}
+RTM_WARNING = ("⚠ Strata come from the single baseline CRP the change is measured from: the stratum contrast (and "
+               "each stratum's change) is biased by regression to the mean; only the placebo-controlled interaction "
+               "is interpretable.")
+
+
+def acute_rule_text(rule: str, acute_threshold: float | None, unit: str = "mg/L") -> str:
+    """The acute-infection rule in one line (stated in every report that uses the strata)."""
+    if acute_threshold is None:
+        return "Acute-infection rule: off (no CRP level excludes a draw from the strata analysis)."
+    if rule == "subject":
+        what = "a subject with any pre-infusion CRP (screening or any baseline) ≥ {t} {u} is left out of the strata analysis"
+    else:
+        what = ("a session whose baseline CRP is ≥ {t} {u} is left out of the strata analysis (and of the mean of "
+                "baselines); a subject whose screening CRP is ≥ {t} {u} is left out entirely")
+    return (f"Acute-infection rule '{rule}' (CRP ≥ {acute_threshold:g} {unit} = probable acute infection): "
+            + what.format(t=f"{acute_threshold:g}", u=unit)
+            + ". Post-infusion values ≥ the limit are flagged, never used to exclude (that would select on the outcome).")
+
+
+def _classify(lower: pd.Series, upper: pd.Series, thr: pd.Series, rel_tol: float, inflamed: str, not_inflamed: str):
+    """inflamed when the value's lower bound is at/above the threshold, not inflamed when the upper bound is below."""
+    return np.select([lower >= thr * (1 - rel_tol), upper < thr * (1 - rel_tol)], [inflamed, not_inflamed],
+                     default="undetermined")
+
+
+def _bounds(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    cens, value, limit = rows["censoring"], rows["value"], rows["limit"]
+    lower = pd.Series(np.select([cens == "observed", cens == "below", cens == "above"], [value, 0.0, limit], np.nan),
+                      index=rows.index)
+    upper = pd.Series(np.select([cens == "observed", cens == "below", cens == "above"], [value, limit, np.inf], np.nan),
+                      index=rows.index)
+    return lower, upper
+
+
+def define_strata(
+    parsed: pd.DataFrame,
+    *,
+    crp_analyte: str = "CRP",
+    baseline: str = "baseline",
+    screening: str | None = "screening",
+    source: str = "auto",
+    threshold: float = 3.0,
+    threshold_unit: str = "mg/L",
+    acute_threshold: float | None = 10.0,
+    acute_rule: str = "session",
+    inflamed: str = "inflamed",
+    not_inflamed: str = "non-inflamed",
+    rel_tol: float = THRESHOLD_REL_TOL,
+) -> pd.DataFrame:
+    """Inflammation stratum of every subject-session with a baseline CRP, from the least biased source present.
+
+    ``source="auto"`` picks, in order: ``screening`` (a CRP draw at time point ``screening``, subject level,
+    independent of the baselines), ``mean_baselines`` (geometric mean of the subject's baseline CRPs over its
+    sessions, when every subject with a baseline has ≥ 2), ``single_baseline`` (each session's own baseline:
+    biased by regression to the mean, :data:`RTM_WARNING`). A named source that the table cannot supply is an
+    InputError. Thresholds are converted exactly into CRP's unit (:func:`convert_exact`); censored values are
+    classified only when their bound settles it (else ``undetermined``).
+
+    Acute infection (``acute_threshold``, same unit as ``threshold``; None = off): pre-infusion draws at or
+    above it are flagged; ``acute_rule`` ``"session"`` leaves out the session (and its baseline from the mean),
+    and the whole subject when the screening draw is at/above it; ``"subject"`` leaves out every session of a
+    subject with any such pre-infusion draw. Left-out rows have ``stratum = "excluded"``.
+
+    Returns one row per subject-session: ``participant_id, session_id, stratum, stratum_source, crp_stratifying``
+    (the value classified, CRP's unit; for ``mean_baselines`` the geometric mean), ``crp_baseline``,
+    ``crp_screening``, ``crp_unit``, ``crp_threshold``, ``acute_flag``, ``excluded_reason``. ``attrs``: ``source``,
+    ``definition`` (one line), ``warning`` (one line or ""), ``acute_rule`` (one line), ``flags`` (a table of
+    every draw at/above the acute limit, post-infusion ones included).
+    """
+    if source not in STRATA_SOURCES:
+        raise ValueError(f"strata source must be one of {STRATA_SOURCES}, not {source!r}")
+    if acute_rule not in ACUTE_RULES:
+        raise ValueError(f"acute_rule must be one of {ACUTE_RULES}, not {acute_rule!r}")
+    if not 0 <= rel_tol < 1e-3:
+        raise ValueError("rel_tol must be in [0, 1e-3)")
+    where = parsed.attrs.get("source", "<table>")
+    crp_all = parsed[parsed["analyte"] == crp_analyte]
+    base = crp_all[(crp_all["timepoint"] == baseline) & (crp_all["censoring"] != "missing")].copy()
+    if base.empty:
+        raise InputError(f"{where}: no {crp_analyte} rows at time point {baseline!r}")
+    unit = base["unit"].iloc[0]
+    if crp_all["unit"].nunique() > 1:
+        raise InputError(f"{where}: analyte {crp_analyte} has more than one declared unit {sorted(set(crp_all['unit']))}")
+    try:
+        thr = convert_exact(threshold, unit_conversion_ratio(threshold_unit, unit))
+        acute = None if acute_threshold is None else convert_exact(acute_threshold, unit_conversion_ratio(threshold_unit, unit))
+    except ValueError as exc:
+        raise InputError(f"{where}: analyte {crp_analyte}: {exc}") from None
+    screen = (crp_all[(crp_all["timepoint"] == screening) & (crp_all["censoring"] != "missing")].copy()
+              if screening else crp_all.iloc[:0])
+    if screen.duplicated("participant_id").any():
+        dup = screen[screen.duplicated("participant_id")].iloc[0]
+        raise InputError(f"{where}: subject {dup['participant_id']}: more than one {crp_analyte} draw at {screening!r}")
+    n_baselines = base.groupby("participant_id")["session_id"].nunique()
+    available = {"screening": not screen.empty, "mean_baselines": bool(len(n_baselines)) and (n_baselines >= 2).all(),
+                 "single_baseline": True}
+    if source == "auto":
+        source = next(s for s in ("screening", "mean_baselines", "single_baseline") if available[s])
+    elif not available[source]:
+        reason = (f"no {crp_analyte} draw at time point {screening!r}" if source == "screening"
+                  else f"subjects with fewer than 2 baselines: {sorted(n_baselines[n_baselines < 2].index)}")
+        raise InputError(f"{where}: strata source {source!r} is not available ({reason})")
+
+    def at_or_above(rows, limit):
+        lower, _ = _bounds(rows)
+        return lower >= limit * (1 - rel_tol)
+
+    base["acute"] = at_or_above(base, acute) if acute is not None else False
+    screen["acute"] = at_or_above(screen, acute) if acute is not None and not screen.empty else False
+    flags = pd.DataFrame(columns=["participant_id", "session_id", "timepoint", "crp", "crp_unit"])
+    if acute is not None:
+        high = crp_all[(crp_all["censoring"] != "missing") & at_or_above(crp_all, acute)]
+        flags = high.assign(crp=np.where(high["censoring"] == "observed", high["value"], high["limit"]),
+                            crp_unit=unit)[["participant_id", "session_id", "timepoint", "crp", "crp_unit"]]
+    screen_acute = set(screen.loc[screen["acute"], "participant_id"])
+    subject_acute = set(base.loc[base["acute"], "participant_id"]) | screen_acute
+
+    out = base[["participant_id", "session_id"]].copy()
+    lower, upper = _bounds(base)
+    out["crp_baseline"] = np.where(base["censoring"] == "observed", base["value"], base["limit"])
+    screen_value = screen.set_index("participant_id")
+    out["crp_screening"] = out["participant_id"].map(
+        pd.Series(np.where(screen_value["censoring"] == "observed", screen_value["value"], screen_value["limit"]),
+                  index=screen_value.index)) if not screen.empty else np.nan
+    out["acute_flag"] = base["acute"].to_numpy() | out["participant_id"].isin(screen_acute).to_numpy()
+    reason = pd.Series("", index=out.index, dtype=object)
+    if acute is not None:
+        if acute_rule == "subject":
+            reason[out["participant_id"].isin(subject_acute)] = "acute infection (subject rule)"
+        else:
+            reason[base["acute"].to_numpy()] = "acute infection (this session's baseline)"
+            reason[out["participant_id"].isin(screen_acute)] = "acute infection (screening)"
+    kept = reason == ""
+    if source == "screening":
+        s_lower, s_upper = _bounds(screen_value)
+        lo, hi = out["participant_id"].map(s_lower), out["participant_id"].map(s_upper)
+        out["crp_stratifying"] = out["crp_screening"]
+    elif source == "mean_baselines":
+        # Geometric mean of the bounds over the kept baselines: a censored draw gives an interval.
+        ln_lo = np.log(lower.where(kept).clip(lower=1e-300))
+        ln_hi = np.log(upper.where(kept))
+        groups = out["participant_id"]
+        lo = np.exp(ln_lo.groupby(groups).transform("mean"))
+        lo = lo.where(~(lower.where(kept) == 0).groupby(groups).transform("any"), 0.0)
+        hi = np.exp(ln_hi.groupby(groups).transform("mean"))
+        out["crp_stratifying"] = np.where(lo == hi, lo, np.nan)
+        out["n_baselines_in_mean"] = kept.groupby(groups).transform("sum").astype(int)
+    else:
+        lo, hi = lower, upper
+        out["crp_stratifying"] = out["crp_baseline"]
+    thr_series = pd.Series(thr, index=out.index)
+    out["stratum"] = _classify(lo, hi, thr_series, rel_tol, inflamed, not_inflamed)
+    out.loc[lo.isna() & hi.isna(), "stratum"] = "undetermined"
+    out.loc[~kept, "stratum"] = "excluded"
+    out["excluded_reason"] = reason
+    out["stratum_source"] = source
+    out["crp_unit"] = unit
+    out["crp_threshold"] = thr
+    out = out.reset_index(drop=True)
+    out.attrs = {
+        "source": source,
+        "definition": (f"inflamed = {crp_analyte} ≥ {threshold:g} {threshold_unit} in {STRATA_SOURCE_TEXT[source]}"),
+        "warning": RTM_WARNING if source == "single_baseline" else "",
+        "acute_rule": acute_rule_text(acute_rule, acute_threshold, threshold_unit),
+        "flags": flags.reset_index(drop=True),
+    }
+    return out

@@ -261,9 +261,21 @@ class PhenotypeTable(_Strict):
     format: Literal["wide", "long"] = "wide"
     response_scale: tuple[float, float] | None = Field(None, description="Declared answer range, e.g. [0, 5]")
     scored: bool = Field(False, description="True when the table holds scale-level scores, not items")
-    units: dict[str, str] = Field(default_factory=dict, description="Unit per analyte (key: analyte name as in the "
-                                  "file, or '*' for every analyte) when the table has no unit column or sidecar; a "
-                                  "unit in the file that disagrees is an error")
+    units: dict[str, str] = Field(
+        default_factory=dict,
+        description="Unit per analyte (key = analyte name as in the file, or '*' for every analyte) used when the "
+        "table has no unit column/sidecar; a unit in the file that disagrees is an error naming file/row/analyte")
+
+    @field_validator("units")
+    @classmethod
+    def _known_units(cls, value: dict[str, str]) -> dict[str, str]:
+        from pipelines.cytokines import canonical_unit
+
+        for analyte, unit in value.items():
+            if not str(analyte).strip():
+                raise ValueError("units: an analyte name (or '*') is empty")
+            canonical_unit(unit)  # ValueError lists the known units
+        return value
 
 
 class DesignConfig(_Strict):

@@ -9,6 +9,7 @@ freedom), never from treating subject-sessions as independent rows.
 
 Modules: :mod:`.resampling` (subject-cluster bootstrap machinery), :mod:`.association`
 (within/between-subject correlations), :mod:`.mediation` (1-1-1 within-subject mediation),
+(:mod:`.interaction` placebo-controlled stratum × treatment interaction),
 :mod:`.dose_models` (random-slope dose-response mixed model with crossover terms; two-lines test),
 :mod:`.calibration` (simulation suite: ``python -m pipelines.inference.calibration``).
 See docs/statistics.md.
@@ -16,7 +17,8 @@ See docs/statistics.md.
 
 from .association import within_between_correlation, within_subject_partial_correlation
 from .dose_models import dose_response_mixed, two_lines_test
+from .interaction import stratum_by_treatment_interaction
 from .mediation import within_subject_mediation
 
-__all__ = ["dose_response_mixed", "two_lines_test", "within_between_correlation",
+__all__ = ["dose_response_mixed", "stratum_by_treatment_interaction", "two_lines_test", "within_between_correlation",
            "within_subject_mediation", "within_subject_partial_correlation"]

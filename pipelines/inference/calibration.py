@@ -36,7 +36,9 @@ import pandas as pd
 from scipy import stats as sps
 
 from .association import within_between_correlation, within_subject_partial_correlation
+from .crp_simulation import StrataDesign, simulate_crp_crossover
 from .dose_models import dose_response_mixed, two_lines_test
+from .interaction import stratum_by_treatment_interaction, welch_t
 from .mediation import within_subject_mediation
 from .simulation import Design, simulate_crossover
 
@@ -59,6 +61,7 @@ class Case:
     run: Callable             # (data, seed, n_boot) -> (estimate, ci_low, ci_high, p, flag)
     truth_null: float | None = 0.0
     truth_effect: float | str | None = None   # number, "population", or None (no coverage)
+    simulate: Callable = simulate_crossover   # (design, rng) -> one study's tidy DataFrame
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,11 +143,37 @@ def _naive_quadratic(data, seed, n_boot):
             bool(fit.params[term] < 0 and fit.pvalues[term] < ALPHA))
 
 
+def _strata_interaction(data, seed, n_boot):
+    return _quantity(stratum_by_treatment_interaction(data, "ln_change", "treated", "inflamed", "subject"),
+                     "interaction")
+
+
+def _naive_inflamed_change(data, seed, n_boot):
+    # The old reading: "CRP falls after ketamine in the inflamed stratum", strata from the baseline the change
+    # is measured from (one active session per subject), one-sample t over the inflamed subjects.
+    first = data[data["session"] == 1]
+    change = first.loc[first["ln_baseline"] >= np.log(3.0), "ln_change"]
+    if len(change) < 2:
+        return np.nan, np.nan, np.nan, np.nan, False
+    p = float(sps.ttest_1samp(change, 0.0).pvalue)
+    return float(change.mean()), np.nan, np.nan, p, bool(p < ALPHA)
+
+
+def _naive_single_baseline_contrast(data, seed, n_boot):
+    # One session per subject (its first active one), strata from that session's own baseline: the stratum
+    # difference of the change, Welch t.
+    first = data[data["session"] == 1]
+    inflamed = first["ln_baseline"] >= np.log(3.0)
+    result = welch_t(first.loc[inflamed, "ln_change"], first.loc[~inflamed, "ln_change"])
+    return result["estimate"], result["ci_low"], result["ci_high"], result["p"], bool(result["p"] < ALPHA)
+
+
 # ---------------------------------------------------------------------------------------------
 # The cases
 # ---------------------------------------------------------------------------------------------
 
 DEFAULT = Design()     # 12 subjects x 4 doses, shared trait, random peak dose slopes, period effect on mood
+STRATA = StrataDesign()  # 12 subjects x (placebo + 3 active), CRP near 3 mg/L, screening draw (crp_simulation)
 
 
 def cases() -> list[Case]:
@@ -175,6 +204,16 @@ def cases() -> list[Case]:
              replace(d, mood_dose_mean=1.5, mood_dose_sd=0.5, mood_shape="inverted_u"),
              "monotone saturating Emax truth (ED50 0.1, Emax 3)", "inverted U 1.5*4d(1-d)",
              _two_lines, None, None),
+        Case("stratum_by_treatment_interaction[screening]", "stratum_by_treatment_interaction", "interaction",
+             False, STRATA, replace(STRATA, effect_log=-0.35),
+             "no treatment effect; CRP set points near 3 mg/L with day and draw noise; strata from a screening CRP",
+             "ln change -0.35 after active doses in truly inflamed subjects (set point >= 3 mg/L)",
+             _strata_interaction, 0.0, "population", simulate_crp_crossover),
+        Case("stratum_by_treatment_interaction[mean_baselines]", "stratum_by_treatment_interaction", "interaction",
+             False, replace(STRATA, strata_rule="mean_baselines"),
+             replace(STRATA, strata_rule="mean_baselines", effect_log=-0.35),
+             "as [screening], strata from the mean of the subject's 4 session baselines",
+             "as [screening]", _strata_interaction, 0.0, "population", simulate_crp_crossover),
         # Reference rows: the analyses issue 11 found uncalibrated.
         Case("REFERENCE naive pooled r (t-test over 48 rows)", "naive_pooled_correlation", "pooled r", True,
              replace(d, trait_corr=0.0), replace(d, trait_corr=0.0, within_b=0.3),
@@ -196,12 +235,20 @@ def cases() -> list[Case]:
         Case("REFERENCE negative dose^2 term (inverted U claim)", "naive_quadratic", "dose^2 < 0, p < .05", True,
              replace(d, mood_dose_mean=3.0, mood_dose_sd=0.5, mood_shape="emax"), None,
              "as two_lines_test null (Emax truth)", "", _naive_quadratic, None, None),
+        Case("REFERENCE inflamed-stratum change, single baseline per subject", "naive_stratum_change",
+             "mean ln change, inflamed", True, STRATA, None,
+             "as stratum_by_treatment_interaction null; strata from the baseline the change is measured from", "",
+             _naive_inflamed_change, None, None, simulate_crp_crossover),
+        Case("REFERENCE stratum contrast of the change, single baseline per subject", "naive_stratum_contrast",
+             "inflamed - non-inflamed ln change", True, STRATA, None,
+             "as stratum_by_treatment_interaction null; one session per subject, strata from its own baseline", "",
+             _naive_single_baseline_contrast, 0.0, None, simulate_crp_crossover),
     ]
 
 
 def _population_value(case: Case, design: Design, seed: int) -> float:
     big = replace(design, n_subjects=POPULATION_SUBJECTS)
-    data = simulate_crossover(big, np.random.default_rng([seed, 999_999]))
+    data = case.simulate(big, np.random.default_rng([seed, 999_999]))
     return float(case.run(data, 0, 20)[0])
 
 
@@ -219,7 +266,7 @@ def run_case(case: Case, n_null: int, n_effect: int, n_boot: int, seed: int) -> 
     def simulate(design, scenario, n, truth):
         flags, covered = [], []
         for i in range(n):
-            data = simulate_crossover(design, np.random.default_rng([seed, _stream(case.name), scenario, i]))
+            data = case.simulate(design, np.random.default_rng([seed, _stream(case.name), scenario, i]))
             estimate, low, high, p, flag = case.run(data, i, n_boot)
             flags.append(flag)
             if truth is not None and np.isfinite(low) and np.isfinite(high):

@@ -29,11 +29,18 @@ The generative model, in order:
    with a time profile ``h_t`` that peaks at 24 h and fades by 14 d, and noise correlated across time
    within a subject-session. The total is spread over the ten items (fixed item profile, item noise,
    rounding), so the planted effect is seen through the same item-level noise as real ratings.
-5. **Cytokines** (long format, baseline and 24 h of every session): log-normal; about 40 % of subjects form
-   an inflamed subgroup whose CRP is >= 3 mg/L at every baseline (by construction); in them, and only
-   after an active dose, IL-6, TNF-alpha, CRP and kynurenine fall at 24 h (natural-log fold changes in
-   ``truth``); tryptophan rises slightly so KYN/TRP falls. Values under the assay's LLOQ are written as
-   the lab would: ``<LLOQ`` or ``<0.7``.
+5. **Cytokines** (long format, baseline and 24 h of every session, plus one screening hs-CRP draw per
+   subject before the first session, ``timepoint = screening``, ``session_id = n/a``): log-normal; about 40 %
+   of subjects form an inflamed subgroup whose CRP *set point* is at or above 3 mg/L (log-uniform on
+   ``crp_range_inflamed``; the others on ``crp_range_non_inflamed``: both ranges meet at 3 mg/L). Every CRP
+   draw is set point + a session-day state (shared by that session's baseline and 24 h draws) + an
+   independent draw noise (hs-CRP within-subject variation), so a single draw misclassifies subjects near
+   3 mg/L and strata defined from the baseline the change is measured from regress to the mean; the
+   screening draw has its own day state and noise. In inflamed subjects, and only after an active dose,
+   IL-6, TNF-alpha, CRP and kynurenine fall at 24 h (natural-log fold changes in ``truth``); tryptophan
+   rises slightly so KYN/TRP falls. ``acute_infection_sessions`` session(s) carry an intercurrent
+   infection (CRP ≥ 10 mg/L at that session's draws), recorded in ``truth``. Values under the assay's LLOQ
+   are written as the lab would: ``<LLOQ`` or ``<0.7``.
 
 Randomness: one ``numpy.random.Generator`` per named stream, derived from the seed and the stream's name
 (``SeedSequence(seed, spawn_key=(crc32(name),))``), so adding a table or an analyte leaves the others
@@ -176,7 +183,10 @@ DEFAULT_ANALYTES: tuple[AnalyteParameters, ...] = (
     AnalyteParameters("IL6", "interleukin-6", "pg/mL", 0.7, 5000.0, 2, 1.6, 3.5, 0.35, 0.15, 0.20, 0.08, -0.50),
     AnalyteParameters("IL1B", "interleukin-1 beta", "pg/mL", 0.4, 1000.0, 2, 0.45, 0.6, 0.45, 0.20, 0.25, 0.10, 0.0),
     AnalyteParameters("TNFA", "tumour necrosis factor alpha", "pg/mL", 0.5, 2000.0, 2, 1.3, 1.9, 0.30, 0.12, 0.12, 0.06, -0.30),
-    AnalyteParameters("CRP", "C-reactive protein (high-sensitivity)", "mg/L", 0.2, 200.0, 2, 0.81, 6.75, 0.0, 0.10, 0.12, 0.0, -0.35),
+    # CRP: medians unused (set points from CytokineParameters' ranges); assay_sd_log is the draw-to-draw noise
+    # (assay + short-term biological variation), session_sd_log the session-day state shared by a session's draws:
+    # single-draw within-subject SD ~0.32 on the ln scale (CV ~33 %, low end of published hs-CRP CV_I 30-60 %).
+    AnalyteParameters("CRP", "C-reactive protein (high-sensitivity)", "mg/L", 0.2, 200.0, 2, 1.7, 4.6, 0.0, 0.20, 0.10, 0.25, -0.35),
     AnalyteParameters("KYN", "kynurenine", "µmol/L", 0.2, 50.0, 2, 1.9, 2.4, 0.20, 0.08, 0.10, 0.05, -0.25),
     AnalyteParameters("TRP", "tryptophan", "µmol/L", 5.0, 300.0, 1, 62.0, 55.0, 0.12, 0.06, 0.06, 0.04, 0.05),
 )
@@ -184,15 +194,17 @@ DEFAULT_ANALYTES: tuple[AnalyteParameters, ...] = (
 
 @dataclass(frozen=True)
 class CytokineParameters:
-    """Inflamed subgroup and analytes. CRP set points are log-uniform within each stratum's range and vary
-    between session baselines by at most ``crp_session_halfwidth_log`` (natural log), so every baseline of an
-    inflamed subject is >= the threshold and every baseline of a non-inflamed subject is below it."""
+    """Inflamed subgroup and analytes. CRP set points are log-uniform within each stratum's range; the ranges
+    meet at the threshold, so many subjects sit near 3 mg/L and a single noisy draw can fall on either side
+    (CRP's ``session_sd_log`` and ``assay_sd_log`` in ``analytes``)."""
 
     crp_threshold_mg_per_l: float = 3.0
     inflamed_fraction: float = 0.4
-    crp_range_non_inflamed: tuple[float, float] = (0.3, 2.2)
-    crp_range_inflamed: tuple[float, float] = (3.8, 12.0)
-    crp_session_halfwidth_log: float = 0.2
+    crp_range_non_inflamed: tuple[float, float] = (1.0, 3.0)
+    crp_range_inflamed: tuple[float, float] = (3.0, 7.0)
+    screening_timepoint: str | None = "screening"  # one CRP draw per subject before the first session; None = none
+    acute_infection_sessions: int = 1  # subject-sessions with an intercurrent infection (CRP >= 10 mg/L at both draws)
+    acute_infection_crp_mg_per_l: tuple[float, float] = (15.0, 40.0)  # log-uniform CRP level of such a session
     analytes: tuple[AnalyteParameters, ...] = DEFAULT_ANALYTES
 
 
@@ -524,19 +536,29 @@ def _cytokines(design: pd.DataFrame, participants: pd.DataFrame, seed: int, para
     active = dose > 0
     inflamed = inflamed_subject[s]
     n = len(design)
+    # Intercurrent infection: chosen sessions get a high CRP at both draws (the acute-phase response dwarfs the
+    # set point). Their own stream, so the other draws do not move when the number changes.
+    acute_rng = _stream(seed, "cytokines/acute_infection")
+    n_acute = min(max(int(params.acute_infection_sessions), 0), n)
+    acute = np.zeros(n, dtype=bool)
+    acute[acute_rng.permutation(n)[:n_acute]] = True
+    acute_log = np.log(params.acute_infection_crp_mg_per_l)
+    acute_level = acute_rng.uniform(acute_log[0], acute_log[1], n)
     rows, truth_realised, censored, above = [], {}, {}, {}
     log_values = {}
+    screening = None
     for a in params.analytes:
         rng = _stream(seed, f"cytokines/{a.name}")
         if a.name == "CRP":
             lo_hi = np.where(inflamed_subject[:, None], np.log(params.crp_range_inflamed), np.log(params.crp_range_non_inflamed))
             subject_log = rng.uniform(lo_hi[:, 0], lo_hi[:, 1])
-            w = params.crp_session_halfwidth_log
-            baseline_log = subject_log[s] + rng.uniform(-w, w, n)
+            crp_set_point = np.exp(subject_log)
         else:
             median = np.where(inflamed_subject, a.median_inflamed, a.median_non_inflamed)
             subject_log = np.log(median) + a.between_subject_sd_log * rng.standard_normal(n_subj)
-            baseline_log = subject_log[s] + a.session_sd_log * rng.standard_normal(n)
+        baseline_log = subject_log[s] + a.session_sd_log * rng.standard_normal(n)
+        if a.name == "CRP":
+            baseline_log = np.where(acute, acute_level, baseline_log)
         effect = np.where(inflamed & active, a.log_fold_change_inflamed_active, 0.0)
         later_log = baseline_log + effect + a.change_sd_log * rng.standard_normal(n)
         measured_log = np.column_stack([baseline_log, later_log]) + a.assay_sd_log * rng.standard_normal((n, 2))
@@ -548,13 +570,23 @@ def _cytokines(design: pd.DataFrame, participants: pd.DataFrame, seed: int, para
         for i in range(n):
             for j in range(len(CYTOKINE_TIMEPOINTS)):
                 rows.append((i, j, a.name, _format_value(measured[i, j], a, choice[i, j]), a.unit))
+        if a.name == "CRP" and params.screening_timepoint:
+            # Screening visit: its own day state and draw noise, independent of every session's draws.
+            srng = _stream(seed, "cytokines/CRP/screening")
+            screening = np.exp(subject_log + a.session_sd_log * srng.standard_normal(n_subj)
+                               + a.assay_sd_log * srng.standard_normal(n_subj))
+            choice_s = srng.random(n_subj)
+            first_row = {int(k): i for i, k in reversed(list(enumerate(s)))}
+            for k in range(n_subj):
+                if k in first_row:  # ordered before the subject's first session (j = -1)
+                    rows.append((first_row[k], -1, a.name, _format_value(screening[k], a, choice_s[k]), a.unit))
 
     analyte_order = {a.name: k for k, a in enumerate(params.analytes)}
     rows.sort(key=lambda r: (r[0], r[1], analyte_order[r[2]]))
     table = pd.DataFrame({
         "participant_id": [design.at[r[0], "participant_id"] for r in rows],
-        "session_id": [design.at[r[0], "session_id"] for r in rows],
-        "timepoint": [CYTOKINE_TIMEPOINTS[r[1]] for r in rows],
+        "session_id": ["n/a" if r[1] < 0 else design.at[r[0], "session_id"] for r in rows],
+        "timepoint": [params.screening_timepoint if r[1] < 0 else CYTOKINE_TIMEPOINTS[r[1]] for r in rows],
         "analyte": [r[2] for r in rows],
         "value": [r[3] for r in rows],
         "unit": [r[4] for r in rows],
@@ -580,19 +612,39 @@ def _cytokines(design: pd.DataFrame, participants: pd.DataFrame, seed: int, para
             planted[stratum][condition] = {k: (planted_lfc[k] if stratum == "inflamed" and condition == "active" else 0.0)
                                            for k in names}
             realised[stratum][condition] = {k: lfc(k, in_stratum & in_condition) for k in names}
+    threshold = params.crp_threshold_mg_per_l
+    realised_screening = {}
+    if screening is not None:
+        by_screening = (screening >= threshold)[s]
+        for stratum, in_stratum in (("inflamed", by_screening), ("non_inflamed", ~by_screening)):
+            realised_screening[stratum] = {condition: {k: lfc(k, in_stratum & in_condition & ~acute) for k in names}
+                                           for condition, in_condition in (("active", active), ("placebo", ~active))}
     truth = {
-        "crp_threshold_mg_per_l": params.crp_threshold_mg_per_l,
-        "stratum_definition": "inflamed = baseline CRP >= threshold; by construction every session baseline of an "
-                              "inflamed subject is >= threshold and every baseline of the others is below it",
+        "crp_threshold_mg_per_l": threshold,
+        "stratum_definition": "inflamed = CRP set point (the subject's long-run level) >= threshold; every draw adds a "
+                              "session-day state and draw noise, so measured CRP can fall on the other side",
         "inflamed_fraction_target": params.inflamed_fraction,
         "inflamed_subjects": [pid for pid, f in zip(ids, inflamed_subject) if f],
         "non_inflamed_subjects": [pid for pid, f in zip(ids, inflamed_subject) if not f],
+        "crp_set_point_mg_per_l": {pid: _r6(v) for pid, v in zip(ids, crp_set_point)} if "CRP" in analyte_order else {},
+        "screening_timepoint": params.screening_timepoint,
+        "screening_crp_mg_per_l": ({pid: _r6(v) for pid, v in zip(ids, screening)} if screening is not None else {}),
+        "screening_inflamed_subjects": ([pid for pid, v in zip(ids, screening) if v >= threshold]
+                                        if screening is not None else []),
+        "acute_infection": [{"participant_id": design.at[i, "participant_id"], "session_id": design.at[i, "session_id"],
+                             "crp_baseline_mg_per_l": _r6(np.exp(log_values["CRP"][i, 0])),
+                             "crp_24h_mg_per_l": _r6(np.exp(log_values["CRP"][i, 1]))}
+                            for i in np.flatnonzero(acute)] if "CRP" in analyte_order else [],
         "log_base": "natural",
         "log_fold_change_definition": "log(value at 24h / value at baseline) within a subject-session",
         "dose_dependence": "the same planted change for every active dose (dose > 0); none under placebo",
         "log_fold_change_24h": planted,
         "realised_mean_log_fold_change_24h": realised,
-        "realised_note": "means over subject-sessions of measured (pre-censoring) values",
+        "realised_note": "means over subject-sessions of measured (pre-censoring) values, by the true (set-point) "
+                         "stratum",
+        "realised_mean_log_fold_change_24h_by_screening_stratum": realised_screening,
+        "realised_by_screening_note": "the same means by the stratum of the screening CRP draw (what an analysis "
+                                      "stratifying on screening sees), acute-infection sessions left out",
         "analytes": {a.name: {"description": a.description, "unit": a.unit, "LLOQ": a.lloq, "ULOQ": a.uloq,
                               "median_non_inflamed": a.median_non_inflamed, "median_inflamed": a.median_inflamed}
                      for a in params.analytes},
@@ -715,9 +767,14 @@ def _sidecars(cyto: CytokineParameters) -> dict[str, dict]:
     }
     madrs["ResponseScale"] = {"min": 0, "max": 6}
 
-    cytokines = {**_KEY_COLUMNS,
-                 "timepoint": {"Description": "Blood draw relative to the session's infusion.",
-                               "Levels": {"baseline": "before the infusion", "24h": "24 hours after"}},
+    levels = {"baseline": "before the infusion", "24h": "24 hours after"}
+    session = dict(_KEY_COLUMNS["session_id"])
+    if cyto.screening_timepoint:
+        levels = {cyto.screening_timepoint: "screening visit before the first session (hs-CRP only; session_id n/a)",
+                  **levels}
+        session = {"Description": session["Description"] + " 'n/a' for the screening draw, which belongs to no session."}
+    cytokines = {**_KEY_COLUMNS, "session_id": session,
+                 "timepoint": {"Description": "Blood draw relative to the session's infusion.", "Levels": levels},
                  "analyte": {"Description": "Analyte measured.",
                              "Levels": {a.name: a.description for a in cyto.analytes}},
                  "value": {"Description": "Concentration as exported by the lab: a number, '<LLOQ' or '<x' (below "
