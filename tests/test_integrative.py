@@ -392,3 +392,15 @@ def test_eeg_analysis_still_exposes_write_tables():
     from pipelines import eeg_analysis
 
     assert eeg_analysis.write_tables is derived.write_tables
+
+
+def test_dose_adjusted_within_figure_shows_what_h1a_reads(table):
+    import holoviews as hv
+    hv.extension("bokeh")
+    from pipelines import integrative_figures as figures
+    overlay = figures.dose_adjusted_within(table, "entropy_change", "meq30_total")
+    data = pd.concat([element.data for element in overlay], ignore_index=True)
+    assert len(data) == int(table["active"].sum())
+    for column in ("entropy_change_within", "meq30_total_within"):
+        # dose curve and subject level removed: zero mean within every subject
+        assert data.groupby("participant_id")[column].mean().abs().max() < 1e-9
