@@ -92,11 +92,13 @@ def target_stamp(manifest: Manifest, target: str) -> str:
 # What each report reads, so that a change elsewhere does not rerun it (an `eeg:` edit must not rerun the
 # questionnaire report).  `eeg.design` is the part of `eeg` that says which sessions exist and their doses
 # (task, conditions), which every report that groups by dose needs.  A notebook not listed reads everything.
-ALL_READS = frozenset({"eeg", "design", "phenotype", "timepoints", "truth", "exclude", "eeg_data", "phenotype_data"})
+# `design` holds the session-order column the dose models of 01, 02 and 04 read their crossover terms from.
+ALL_READS = frozenset({"eeg", "phenotype", "timepoints", "truth", "exclude", "design", "eeg_data", "phenotype_data"})
 NOTEBOOK_READS = {
     "00_study_overview": ALL_READS,
-    "01_eeg_entropy_dose": frozenset({"eeg", "truth", "exclude", "eeg_data"}),
-    "02_peak_experience_mood": frozenset({"eeg.design", "design", "phenotype", "timepoints", "truth", "exclude", "phenotype_data"}),
+    "01_eeg_entropy_dose": frozenset({"eeg", "truth", "exclude", "design", "eeg_data"}),
+    "02_peak_experience_mood": frozenset({"eeg.design", "phenotype", "timepoints", "truth", "exclude", "design",
+                                          "phenotype_data"}),
     "03_cytokines": frozenset({"eeg.design", "phenotype", "timepoints", "truth", "exclude", "phenotype_data"}),
     "04_integrative_summary": ALL_READS,
     "05_mood_outcomes": frozenset({"eeg.design", "design", "phenotype", "timepoints", "exclude", "phenotype_data"}),

@@ -264,26 +264,37 @@ def contrast_summary_text(contrasts: pd.DataFrame, design) -> str:
     return "\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])
 
 
-def dose_effect_tests(changes: pd.DataFrame, pairs: list[tuple[str, str]], n_boot: int = 499, seed: int = 0
-                      ) -> pd.DataFrame:
+def dose_effect_tests(changes: pd.DataFrame, pairs: list[tuple[str, str]], n_boot: int = 499, seed: int = 0,
+                      session_order: pd.DataFrame | None = None) -> pd.DataFrame:
     """Subject-level dose inference per (measure, region), calibrated by simulation (docs/statistics.md):
 
-    * ``dose_effect``: fixed dose slope of ``change ~ dose + (1 + dose | subject)`` with subject-cluster
-      bootstrap-t CI and p (``pipelines.inference.dose_response_mixed``; a fallback to a random intercept is
-      stated in the row);
-    * ``slope_low`` / ``slope_high``: Simonsohn's two-lines test (``pipelines.inference.two_lines_test``), whose
-      ``verdict`` is the only basis for calling the dose-response an inverted U (a negative dose² term is not:
-      it is significant under a monotone saturating truth too)."""
-    from pipelines.inference.dose_models import dose_response_mixed, two_lines_test
+    * ``dose_effect``: fixed dose slope of ``change ~ dose + crossover terms + (1 + dose | subject)`` with
+      subject-cluster bootstrap-t CI and p (``pipelines.inference.crossover_dose_model``; a fallback to a
+      random intercept is stated in the row). Crossover terms (period, sequence, carry-over) come from
+      ``session_order`` (:attr:`pipelines.study.Study.session_order`) where identified; ``crossover_note``
+      says in one line what is modelled, or that nothing is when the order is not recorded;
+    * ``slope_low`` / ``slope_high``: Simonsohn's two-lines test (``pipelines.inference.two_lines_test``, with
+      period terms when the order is known), whose ``verdict`` is the only basis for calling the dose-response
+      an inverted U (a negative dose² term is not: it is significant under a monotone saturating truth too)."""
+    from pipelines.inference.crossover import crossover_dose_model
+    from pipelines.inference.dose_models import two_lines_test
 
+    order = None
+    if session_order is not None:
+        order = session_order.assign(session=session_order["session_id"].str.removeprefix("ses-"))[
+            ["participant_id", "session", "session_order", "period", "sequence", "carryover_dose"]]
     rows = []
     for measure, region in pairs:
         data = changes[(changes["measure"] == measure) & (changes["region"] == region)].dropna(subset=["change"])
         if data["dose_mg_per_kg"].nunique() < 3:
             continue
-        model = dose_response_mixed(data, "change", "dose_mg_per_kg", "participant_id", n_boot=n_boot, seed=seed)
+        if order is not None:
+            data = data.merge(order, on=["participant_id", "session"], how="left", validate="many_to_one")
+        model = crossover_dose_model(data, "change", "dose_mg_per_kg", "participant_id",
+                                     None if order is None else "session_order", n_boot=n_boot, seed=seed)
         dose_row = model.iloc[[0]].assign(test="dose_effect")
-        lines = two_lines_test(data, "change", "dose_mg_per_kg", "participant_id", n_boot=n_boot, seed=seed)
+        lines = two_lines_test(data, "change", "dose_mg_per_kg", "participant_id",
+                               period=None if order is None else "period", n_boot=n_boot, seed=seed)
         lines = lines[lines["quantity"].isin(["slope_low", "slope_high"])].assign(test=lambda d: d["quantity"])
         for part in (dose_row, lines):
             rows.append(part.assign(measure=measure, region=region))
@@ -292,7 +303,7 @@ def dose_effect_tests(changes: pd.DataFrame, pairs: list[tuple[str, str]], n_boo
     table = pd.concat(rows, ignore_index=True)
     front = ["measure", "region", "test", "estimate", "ci_low", "ci_high", "p", "n_subjects", "n_obs"]
     extra = [c for c in ("verdict", "breakpoint", "random_effects", "fallback_reason", "converged", "warnings",
-                         "method", "convention") if c in table]
+                         "crossover_note", "method", "convention") if c in table]
     return table[[c for c in front if c in table] + extra]
 
 
@@ -308,4 +319,5 @@ def shape_sentence(tests: pd.DataFrame, measure: str, region: str = "global") ->
     verdict = str(low.get("verdict", "no U-shape shown"))
     return (f"{measure} ({region}): dose slope {dose.estimate:.3g} per mg/kg [{dose.ci_low:.3g}, {dose.ci_high:.3g}], "
             f"{format_p(dose.p)} (random dose slopes, subject bootstrap); two-lines test: rising {low.estimate:.3g} "
-            f"({format_p(low.p)}) then {high.estimate:.3g} ({format_p(high.p)}) — {verdict}.")
+            f"({format_p(low.p)}) then {high.estimate:.3g} ({format_p(high.p)}) — {verdict}."
+            + (f" Dose model: {dose.crossover_note}." if isinstance(dose.get("crossover_note"), str) else ""))

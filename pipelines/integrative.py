@@ -20,16 +20,24 @@ Conventions
     doses, subject-cluster bootstrap-t: the test), a between-subject row (r of subject means: the
     trait-level association) and a pooled row over all sessions (description only, no p), from
     :mod:`pipelines.inference`.
+    *Crossover terms*: when the manifest declares the session order (``design.session_order_column``),
+    every session carries its ``period`` (1..K), ``sequence`` and ``carryover_dose``
+    (:attr:`pipelines.study.Study.session_order`); dose models (H4a) fit period, sequence and carry-over
+    where identified (:func:`pipelines.inference.crossover_dose_model`), the other models period; without
+    the order, :func:`crossover_note` says in one line that they are not modelled.
     *Multiplicity*: ``p_fdr`` is Benjamini–Hochberg over the ``confirmatory`` rows of the hypothesis table
     (H1–H4); H5 (many predictors for 12 subjects) is ``exploratory``, with its own BH family; ``description``
     rows have no p. The correlation matrix has its own family per quantity (within, between; each
     unordered pair once).
+    *Primary hypothesis*: the manifest may name the pre-registered primary test (notebook 04's
+    ``primary_hypothesis``, e.g. ``H2a``); its rows are flagged ``primary`` and lead the table and summary.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -37,25 +45,30 @@ import pandas as pd
 from scipy import stats as sps
 
 from pipelines import derived, stats
+from pipelines.errors import did_you_mean
 from pipelines.inference import within_between_correlation, within_subject_partial_correlation
+from pipelines.inference.crossover import CROSSOVER_NOT_MODELLED, crossover_dose_model
 from pipelines.eeg.measures import SPATIOTEMPORAL_MEASURES  # across-channel: no per-channel entropy
 
 __all__ = [
+    "CONFIRMATORY_TESTS",
     "HYPOTHESIS_COLUMNS",
     "IntegrativeParameters",
     "combined_model",
     "correlation_matrix",
+    "crossover_note",
+    "h1_entropy_tracks_peak",
+    "h2_peak_predicts_mood",
+    "h3_inflamed_stratum",
+    "h4_alpha_depth_dose",
     "hypothesis_tests",
     "join_subject_dose",
     "load_derived",
     "matrix_variables",
+    "primary_text",
     "provenance_table",
     "subject_dose_table",
     "summary_text",
-    "test_alpha_depth_dose",
-    "test_entropy_tracks_peak",
-    "test_inflamed_stratum",
-    "test_peak_predicts_mood",
     "validate_parameters",
 ]
 
@@ -67,8 +80,21 @@ PRIMARY_ANALYTES = ("IL6", "CRP")
 # Mood time points always shown in the subject × dose table, besides the analysed one.
 SHOWN_TIMEPOINTS = ("24h", "7d")
 PEAK_PREFIXES = ("meq30_", "asc5d_", "asc11d_")
-HYPOTHESIS_COLUMNS = ["hypothesis", "test", "family", "statement", "population", "method", "effect", "n",
-                      "n_subjects", "estimate", "ci_low", "ci_high", "p", "p_fdr", "direction", "verdict"]
+# Estimates and CIs first (issue 11: the reports lead with estimates and CIs, then tests).
+HYPOTHESIS_COLUMNS = ["hypothesis", "test", "primary", "effect", "estimate", "ci_low", "ci_high", "p", "p_fdr",
+                      "verdict", "direction", "family", "n", "n_subjects", "statement", "population", "method"]
+# Codes of the confirmatory tests (the first word of ``test``): what ``primary_hypothesis`` may name.
+CONFIRMATORY_TESTS = {
+    "H1a": "entropy change and peak intensity, within subjects, dose- and period-adjusted",
+    "H1c": "entropy change and peak intensity, between subjects (dose-adjusted subject means)",
+    "H2a": "peak experience and mood improvement, within subjects, given dose, baseline (and period)",
+    "H2b": "peak experience and mood improvement, mixed model",
+    "H2c": "peak experience and mood improvement, between subjects",
+    "H3a": "cytokine fall in the inflamed stratum", "H3b": "no cytokine change in the non-inflamed stratum",
+    "H3c": "inflamed minus non-inflamed cytokine change", "H3d": "placebo-controlled active x inflamed interaction",
+    "H4a": "alpha-suppression depth vs dose", "H4b": "titration endpoint = entropy-maximum dose",
+    "H4c": "alpha deepens past the entropy maximum",
+}
 FAMILIES = ("confirmatory", "exploratory", "description")
 TABLES = ("eeg_markers", "eeg_plateau_changes", "peak_scores", "mood_changes", "cytokine_changes")
 
@@ -87,6 +113,7 @@ class IntegrativeParameters:
     fdr_alpha: float
     n_boot: int
     seed: int
+    primary_hypothesis: str | None = None
 
     @property
     def mood_column(self) -> str:
@@ -116,12 +143,14 @@ def _whole(name: str, value, minimum: int) -> int:
 
 
 def validate_parameters(study, *, mood_timepoint="24h", entropy_measure="lzc_median", peak_score="meq30_total",
-                        fdr_alpha=0.05, n_boot=1000, seed=0) -> IntegrativeParameters:
+                        fdr_alpha=0.05, n_boot=1000, seed=0, primary_hypothesis=None) -> IntegrativeParameters:
     """Check notebook 04's parameters against the study before anything is read; ValueError with a hint.
 
     ``mood_timepoint``: a post-baseline time point of the manifest; ``entropy_measure``: a measure the
     features step computed (``eeg.features.measures``); ``peak_score``: a MEQ30/5D-ASC score column
-    (e.g. ``meq30_total``, ``asc5d_obn``); ``fdr_alpha`` in (0, 1); ``n_boot`` ≥ 100; ``seed`` ≥ 0."""
+    (e.g. ``meq30_total``, ``asc5d_obn``); ``fdr_alpha`` in (0, 1); ``n_boot`` ≥ 100; ``seed`` ≥ 0;
+    ``primary_hypothesis``: the pre-registered primary test, a code of :data:`CONFIRMATORY_TESTS`
+    (``H2a`` …) or None (no primary named)."""
     timepoints = [str(t) for t in study.manifest.timepoints]
     if not isinstance(mood_timepoint, str) or mood_timepoint not in timepoints:
         raise ValueError(f"mood_timepoint={mood_timepoint!r} is not a time point of the manifest {timepoints}"
@@ -139,9 +168,15 @@ def validate_parameters(study, *, mood_timepoint="24h", entropy_measure="lzc_med
     if isinstance(fdr_alpha, bool) or not isinstance(fdr_alpha, (int, float, np.floating)) \
             or not (math.isfinite(fdr_alpha) and 0 < fdr_alpha < 1):
         raise ValueError(f"fdr_alpha={fdr_alpha!r} must be a number in (0, 1)")
+    if primary_hypothesis is not None and (not isinstance(primary_hypothesis, str)
+                                           or primary_hypothesis not in CONFIRMATORY_TESTS):
+        raise ValueError(f"primary_hypothesis={primary_hypothesis!r} is not a confirmatory test of notebook 04"
+                         + did_you_mean(primary_hypothesis, CONFIRMATORY_TESTS)
+                         + f"; tests: {', '.join(CONFIRMATORY_TESTS)} (or null for none)")
     return IntegrativeParameters(mood_timepoint=mood_timepoint, entropy_measure=entropy_measure,
                                  peak_score=peak_score, fdr_alpha=float(fdr_alpha),
-                                 n_boot=_whole("n_boot", n_boot, 100), seed=_whole("seed", seed, 0))
+                                 n_boot=_whole("n_boot", n_boot, 100), seed=_whole("seed", seed, 0),
+                                 primary_hypothesis=primary_hypothesis)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,8 +214,11 @@ def _subject_stratum(labels: pd.Series) -> str:
     return labels.iloc[0] if labels.nunique() == 1 else "discordant"
 
 
-def join_subject_dose(tables: dict[str, pd.DataFrame], params: IntegrativeParameters) -> pd.DataFrame:
-    """One row per subject × session (dose) joining every branch; see :func:`subject_dose_table`."""
+def join_subject_dose(tables: dict[str, pd.DataFrame], params: IntegrativeParameters,
+                      session_order: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per subject × session (dose) joining every branch; see :func:`subject_dose_table`.
+    ``session_order`` (:attr:`pipelines.study.Study.session_order`) adds ``period``, ``sequence``,
+    ``carryover_dose`` and ``session_order``."""
     markers = _with_session(tables["eeg_markers"])
     measured = set(markers["entropy_measure"].dropna())
     if measured and measured != {params.entropy_measure}:
@@ -235,7 +273,27 @@ def join_subject_dose(tables: dict[str, pd.DataFrame], params: IntegrativeParame
     base.insert(3, "mood_scale", str(scales[0]))
     base["subject_stratum"] = base[SUBJECT].map(
         base[base["active"]].groupby(SUBJECT)["stratum"].agg(_subject_stratum)).fillna("unassigned")
+    if session_order is not None:
+        order = _with_session(session_order)[[*KEYS, DOSE, "session_order", "period", "sequence", "carryover_dose"]]
+        base = _merge(base, order, "session order (sessions.tsv)")
+        if base["period"].isna().any():
+            row = base[base["period"].isna()].iloc[0]
+            raise ValueError(f"sessions.tsv gives no session order for {row[SUBJECT]} session {row['session']}")
     return base.sort_values([SUBJECT, DOSE]).reset_index(drop=True)
+
+
+def has_order(table: pd.DataFrame) -> bool:
+    """Whether the table carries the crossover period of every session."""
+    return "period" in table.columns and table["period"].notna().all()
+
+
+def crossover_note(table: pd.DataFrame) -> str:
+    """One line: which crossover terms the models of this report include, or that they are not modelled."""
+    if not has_order(table):
+        return CROSSOVER_NOT_MODELLED
+    return ("crossover period (1..K from the recorded session order) in every model (categorical, "
+            "person-mean-centred in the within-subject correlations); the dose model H4a also fits sequence "
+            "and carry-over (previous period's dose) where identified")
 
 
 def subject_dose_table(study, params: IntegrativeParameters) -> pd.DataFrame:
@@ -246,8 +304,10 @@ def subject_dose_table(study, params: IntegrativeParameters) -> pd.DataFrame:
     the session's inflammation ``stratum`` (and ``inflamed`` 0/1, the subject's ``subject_stratum``),
     the mood scale's baseline and improvement (+ response 0/1) at 24 h, 7 d and ``mood_timepoint``.
 
-    Session labels are normalised (``ses-ket050`` → ``ket050``); doses must agree across branches."""
-    return join_subject_dose(load_derived(study), params)
+    Session labels are normalised (``ses-ket050`` → ``ket050``); doses must agree across branches. When
+    the manifest declares the session order, ``session_order``, ``period``, ``sequence`` and
+    ``carryover_dose`` are added (:attr:`pipelines.study.Study.session_order`)."""
+    return join_subject_dose(load_derived(study), params, study.session_order)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,45 +405,73 @@ def _inference_row(row: pd.Series, **labels) -> dict:
                 ci_high=row["ci_high"], p=row["p"], method=labels.pop("method", row["method"]), **labels)
 
 
-def test_entropy_tracks_peak(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
-    """H1 — the entropy increase tracks peak-experience intensity (active sessions).
+def _dose_adjusted(active: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` minus its mean at the same dose over subjects: the part a dose curve does not explain."""
+    return active[column] - active.groupby(DOSE)[column].transform("mean")
 
-    :func:`pipelines.inference.within_between_correlation`: H1a within subjects — repeated-measures r of
-    entropy change with the peak score across a subject's active doses (subject-cluster bootstrap-t; the
-    test); H1b pooled — Pearson r over all active sessions, a labelled description (no p: sessions of a
-    subject are not independent and it mixes H1a and H1c); H1c between subjects — r of each subject's
-    mean entropy change with their mean peak score over the active doses (every subject had every dose,
-    so the means are dose-balanced; bootstrap-SE t(G−1)) — the component a shared subject trait (a
-    person's sensitivity to ketamine) would produce."""
-    peak, active = params.peak_score, table[table["active"]].dropna(subset=["entropy_change", params.peak_score])
+
+def _period_terms(table: pd.DataFrame) -> list[str]:
+    return ["period"] if has_order(table) and table["period"].nunique() > 1 else []
+
+
+def h1_entropy_tracks_peak(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
+    """H1 — the entropy increase tracks peak-experience intensity *beyond what dose explains* (active sessions).
+
+    Both entropy and the peak score move with dose, so a correlation across a subject's doses would only
+    compare two dose curves (its sign follows their shapes: an inverted U against a saturating curve).
+    H1 is therefore posed dose-adjusted:
+
+    * **H1a within subjects** — partial repeated-measures r of entropy change and the peak score given the
+      dose *level* (categorical: each dose's own mean, whatever the curve's shape) and the crossover period
+      when the order is known: in sessions where a subject's entropy rose more than usual for that dose
+      and period, was the experience more intense than usual? (:func:`pipelines.inference.
+      within_subject_partial_correlation`; subject-cluster bootstrap-SE t(G−1) on Fisher z.)
+    * **H1c between subjects** — r of subject means of the dose-adjusted values (each value minus the mean
+      of all subjects at that dose; with every subject at every dose this equals r of the raw subject
+      means): do subjects whose entropy responds more also report more intense experiences — the component
+      a shared trait (sensitivity to ketamine) produces (bootstrap-SE t(G−1)).
+    * **H1b pooled** — Pearson r of the raw values over active sessions: description only (no p)."""
+    peak = params.peak_score
+    active = table[table["active"]].dropna(subset=["entropy_change", peak]).copy()
     pop = "active subject-sessions"
-    rows = within_between_correlation(active, "entropy_change", peak, SUBJECT, n_boot=params.n_boot,
-                                      seed=params.seed).set_index("quantity")
+    active["dose_level"] = active[DOSE].map(lambda d: f"{d:g}")
+    adjust = ["dose_level", *_period_terms(active)]
+    partial = within_subject_partial_correlation(active, "entropy_change", peak, SUBJECT, categorical=adjust,
+                                                 n_boot=params.n_boot, seed=params.seed).iloc[0]
+    active["entropy_dose_adjusted"] = _dose_adjusted(active, "entropy_change")
+    active["peak_dose_adjusted"] = _dose_adjusted(active, peak)
+    between = within_between_correlation(active, "entropy_dose_adjusted", "peak_dose_adjusted", SUBJECT,
+                                         n_boot=params.n_boot, seed=params.seed).set_index("quantity").loc["between"]
+    pooled = within_between_correlation(active, "entropy_change", peak, SUBJECT, n_boot=params.n_boot,
+                                        seed=params.seed).set_index("quantity").loc["pooled"]
     what = f"{params.entropy_measure} change vs {_label(peak)}"
+    given = "dose level" + (" and period" if "period" in adjust else "")
     return pd.DataFrame([
-        _inference_row(rows.loc["within"], hypothesis="H1", test="H1a within subject",
-                       statement=f"Across a subject's active doses, a larger entropy increase goes with a more intense "
-                                 f"peak experience ({what})", population=pop,
-                       effect="r_rm", direction="+"),
-        _inference_row(rows.loc["pooled"], hypothesis="H1", test="H1b pooled (description)",
+        _inference_row(partial, hypothesis="H1", test="H1a within subject, dose-adjusted",
+                       statement=f"At a given dose{' and period' if 'period' in adjust else ''}, sessions in which a "
+                                 f"subject's entropy rises more than usual are sessions with a more intense peak "
+                                 f"experience ({what}; partial r_rm given {given})", population=pop,
+                       effect="partial r_rm", direction="+"),
+        _inference_row(pooled, hypothesis="H1", test="H1b pooled (description)",
                        statement=f"Over all active sessions, entropy increase and peak intensity rise together ({what}); "
-                                 "description only, not a test", population=pop,
-                       effect="r pooled (description)", direction="+", family="description"),
-        _inference_row(rows.loc["between"], hypothesis="H1", test="H1c between subjects",
+                                 "description only, not a test: it mixes the dose curves, H1a and H1c",
+                       population=pop, effect="r pooled (description)", direction="+", family="description"),
+        _inference_row(between, hypothesis="H1", test="H1c between subjects, dose-adjusted",
                        statement=f"Subjects with larger entropy increases have more intense peak experiences "
-                                 f"(subject means over active doses; {what})",
+                                 f"(subject means of dose-adjusted values: each minus the mean at its dose; {what})",
                        population="subjects (means over their active sessions)",
                        effect="r between subjects", direction="+"),
     ])
 
 
-def test_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
+def h2_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
     """H2 — peak experience predicts mood improvement at ``mood_timepoint`` beyond dose and baseline severity.
 
     H2a: within-subject partial correlation of the peak score with improvement given dose and the
-    session's baseline severity (:func:`pipelines.inference.within_subject_partial_correlation`; all
-    person-mean centred, subject-cluster bootstrap). H2b: linear mixed model
-    ``improvement ~ peak_z + dose + baseline + (1 | subject)`` (REML, Wald CI); the estimate is the
+    session's baseline severity (and the crossover period when the order is known;
+    :func:`pipelines.inference.within_subject_partial_correlation`; all person-mean centred,
+    subject-cluster bootstrap). H2b: linear mixed model
+    ``improvement ~ peak_z + dose + baseline [+ C(period)] + (1 | subject)`` (REML, Wald CI); the estimate is the
     improvement (scale points) per SD of the peak score at fixed dose and baseline (a random-intercept
     Wald test: 9 % type-I in docs/statistics.md's calibration, read H2a first). H2c between subjects:
     r of subject means (trait-level); H2d pooled r over sessions, description only."""
@@ -391,23 +479,27 @@ def test_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) 
     data = table[table["active"]].dropna(subset=[peak, mood, "mood_baseline", DOSE]).copy()
     data["peak_z"] = (data[peak] - data[peak].mean()) / data[peak].std(ddof=1)
     scale = str(table["mood_scale"].iloc[0]).upper()
+    periods = _period_terms(data)
     partial = within_subject_partial_correlation(data, peak, mood, SUBJECT, covariates=[DOSE, "mood_baseline"],
-                                                 n_boot=params.n_boot, seed=params.seed).iloc[0]
+                                                 categorical=periods, n_boot=params.n_boot,
+                                                 seed=params.seed).iloc[0]
     wb = within_between_correlation(data, peak, mood, SUBJECT, n_boot=params.n_boot,
                                     seed=params.seed).set_index("quantity")
-    fit = _mixed_model(data, f"{mood} ~ peak_z + {DOSE} + mood_baseline")
+    period_term = " + C(period)" if periods else ""
+    fit = _mixed_model(data, f"{mood} ~ peak_z + {DOSE} + mood_baseline{period_term}")
     what = f"{_label(peak)} vs {scale} improvement at {params.mood_timepoint}"
     return pd.DataFrame([
         _inference_row(partial, hypothesis="H2", test="H2a within-subject partial correlation",
                        statement=f"Across a subject's active doses, {_label(peak)} correlates with {scale} improvement "
-                                 f"at {params.mood_timepoint} after removing dose and baseline severity "
-                                 f"(covariates used: {partial['covariates_used']})",
+                                 f"at {params.mood_timepoint} after removing dose and baseline severity"
+                                 f"{' and period' if periods else ''} (covariates used: {partial['covariates_used']})",
                        population="active subject-sessions", effect="partial r_rm", direction="+"),
         _model_row(fit, "peak_z", hypothesis="H2", test="H2b mixed model",
                    statement=f"{scale} improvement at {params.mood_timepoint} rises with {_label(peak)} at fixed dose "
                              "and baseline severity",
                    population="active subject-sessions",
-                   method=f"MixedLM REML: {mood} ~ peak_z + dose + baseline + (1|subject), Wald 95% CI",
+                   method=f"MixedLM REML: {mood} ~ peak_z + dose + baseline{period_term} + (1|subject), "
+                          "Wald 95% CI",
                    effect=f"{scale} points per SD of {_label(peak)}", direction="+"),
         _inference_row(wb.loc["between"], hypothesis="H2", test="H2c between subjects",
                        statement=f"Subjects with more intense peak experiences improve more (subject means; {what})",
@@ -425,15 +517,15 @@ def _subject_active_means(table: pd.DataFrame, column: str) -> pd.DataFrame:
     return active.groupby(SUBJECT).agg(value=(column, "mean"), stratum=("subject_stratum", "first")).reset_index()
 
 
-def test_inflamed_stratum(table: pd.DataFrame, params: IntegrativeParameters,
+def h3_inflamed_stratum(table: pd.DataFrame, params: IntegrativeParameters,
                           analytes=PRIMARY_ANALYTES) -> pd.DataFrame:
     """H3 — the anti-inflammatory change appears only in the inflamed stratum (per analyte).
 
     Per subject, the mean ln(24 h/baseline) over active sessions. H3a/H3b: mean in the inflamed /
     non-inflamed stratum (one-sample t, t CI; H3b is expected to include 0 — consistent with, not proof
     of, no change). H3c: inflamed − non-inflamed difference (Welch t CI). H3d: placebo-controlled
-    interaction in a mixed model over every session, ``ln_change ~ active * inflamed + (1 | subject)``:
-    the extra change under ketamine in inflamed sessions."""
+    interaction in a mixed model over every session, ``ln_change ~ active * inflamed [+ C(period)] +
+    (1 | subject)``: the extra change under ketamine in inflamed sessions (period when the order is known)."""
     rows = []
     for analyte in analytes:
         column = f"{analyte.lower()}_ln_change"
@@ -456,12 +548,14 @@ def test_inflamed_stratum(table: pd.DataFrame, params: IntegrativeParameters,
                          "Welch t, 95% CI", "difference in mean ln change (inflamed − non-inflamed)",
                          len(inflamed) + len(other), len(inflamed) + len(other), diff, low, high, p, "-"))
         data = table.dropna(subset=[column, "inflamed"]).assign(active_dose=lambda d: d["active"].astype(float))
-        fit = _mixed_model(data, f"{column} ~ active_dose * inflamed")
+        period_term = " + C(period)" if _period_terms(data) else ""
+        fit = _mixed_model(data, f"{column} ~ active_dose * inflamed{period_term}")
         rows.append(_model_row(fit, "active_dose:inflamed", hypothesis="H3", test=f"H3d {analyte} interaction",
                                statement=f"The ketamine-vs-placebo change in {analyte} is more negative in inflamed "
                                          "sessions (active × inflamed)",
                                population="all subject-sessions (placebo included)",
-                               method=f"MixedLM REML: {column} ~ active * inflamed + (1|subject), Wald 95% CI",
+                               method=f"MixedLM REML: {column} ~ active * inflamed{period_term} + (1|subject), "
+                                      "Wald 95% CI",
                                effect="extra ln change (active × inflamed)", direction="-"))
     return pd.DataFrame(rows)
 
@@ -487,15 +581,36 @@ def titration_doses(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_alpha_depth_dose(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
+def agreement_permutation(first, second, n_perm: int, seed: int) -> tuple[float, float, float]:
+    """Agreement of two per-subject labels against chance from their marginals.
+
+    Returns (observed proportion of subjects whose labels agree, chance agreement Σ_d p_d·q_d from the
+    two marginal distributions, one-sided permutation p): ``second`` is permuted across subjects
+    ``n_perm`` times (keeping both marginals), p = (1 + #{permuted agreement ≥ observed}) / (n_perm + 1)."""
+    a, b = np.asarray(first), np.asarray(second)
+    n = len(a)
+    if n == 0:
+        return np.nan, np.nan, np.nan
+    observed = int((a == b).sum())
+    levels = np.union1d(a, b)
+    chance = float(sum(np.mean(a == d) * np.mean(b == d) for d in levels))
+    rng = np.random.default_rng(seed)
+    permuted = np.array([(a == rng.permutation(b)).sum() for _ in range(n_perm)])
+    return observed / n, chance, float((1 + (permuted >= observed).sum()) / (n_perm + 1))
+
+
+def h4_alpha_depth_dose(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
     """H4 — alpha-suppression depth marks the effective dose (and the entropy maximum).
 
-    H4a: depth deepens with dose — mixed model ``depth ~ dose + (1 | subject)`` over every session
-    (dB per mg/kg; negative = deeper). H4b: the titration endpoint marks the entropy maximum — per
-    subject, does the lowest active dose at which sustained suppression was reached (notebook 01's
-    threshold and hold time) equal the active dose with the largest entropy increase? Estimate: the
-    proportion of subjects in agreement (Wilson 95 % CI); p: exact one-sided binomial test against the
-    agreement expected by chance, 1 / (number of active doses). H4c: past the entropy maximum alpha still
+    H4a: depth deepens with dose — :func:`pipelines.inference.crossover_dose_model` over every session:
+    random dose slopes, period, sequence and carry-over where the recorded order identifies them,
+    subject-cluster bootstrap-t (dB per mg/kg; negative = deeper). H4b: the titration endpoint marks the
+    entropy maximum — per subject, does the lowest active dose at which sustained suppression was reached
+    (notebook 01's threshold and hold time) equal the active dose with the largest entropy increase?
+    Estimate: the proportion of subjects in agreement (Wilson 95 % CI); p: one-sided permutation test
+    across subjects (:func:`agreement_permutation`, ``n_boot`` permutations) against the chance agreement
+    of the two marginal distributions — not 1 / (number of doses), which would hold only if both doses
+    were uniform over the doses. H4c: past the entropy maximum alpha still
     deepens — among subjects whose entropy peaks below the top dose, the paired depth difference top
     dose − entropy-maximum dose (t CI; negative = deeper at the top dose while entropy has fallen).
 
@@ -504,26 +619,29 @@ def test_alpha_depth_dose(table: pd.DataFrame, params: IntegrativeParameters) ->
     with dose, so H4b uses the threshold criterion clinicians titrate with.)"""
     rows = []
     data = table.dropna(subset=["alpha_suppression_depth_db", DOSE])
-    fit = _mixed_model(data, f"alpha_suppression_depth_db ~ {DOSE}")
-    rows.append(_model_row(fit, DOSE, hypothesis="H4", test="H4a depth vs dose",
-                           statement="Occipital alpha suppression deepens with dose",
-                           population="all subject-sessions (placebo included)",
-                           method="MixedLM REML: depth_db ~ dose + (1|subject), Wald 95% CI",
-                           effect="dB per mg/kg", direction="-"))
+    fit = crossover_dose_model(data, "alpha_suppression_depth_db", DOSE, SUBJECT,
+                               "session_order" if has_order(data) else None, n_boot=params.n_boot,
+                               seed=params.seed).iloc[0]
+    rows.append(_inference_row(fit, hypothesis="H4", test="H4a depth vs dose",
+                               statement="Occipital alpha suppression deepens with dose",
+                               population="all subject-sessions (placebo included)",
+                               method=f"{fit['formula']}; {fit['method']}; {fit['crossover_note']}",
+                               effect="dB per mg/kg", direction="-"))
     doses = titration_doses(table)
-    n_doses = int(table.loc[table["active"], DOSE].nunique())
     known = doses.dropna(subset=["alpha_endpoint_dose"])
-    agree = int((known["alpha_endpoint_dose"] == known["entropy_max_dose"]).sum())
+    estimate, chance, p = agreement_permutation(known["alpha_endpoint_dose"], known["entropy_max_dose"],
+                                                params.n_boot, params.seed)
+    low = high = np.nan
     if len(known):
-        test = sps.binomtest(agree, len(known), 1.0 / n_doses, alternative="greater")
-        ci = test.proportion_ci(confidence_level=0.95, method="wilson")
-        estimate, low, high, p = agree / len(known), ci.low, ci.high, test.pvalue
-    else:
-        estimate = low = high = p = np.nan
+        agree = int(round(estimate * len(known)))
+        ci = sps.binomtest(agree, len(known)).proportion_ci(confidence_level=0.95, method="wilson")
+        low, high = ci.low, ci.high
     rows.append(_row("H4", "H4b titration endpoint = entropy maximum",
                      "The lowest dose at which sustained alpha suppression is reached is the dose of maximal "
-                     "entropy increase", "subjects who reached suppression at some active dose",
-                     f"exact binomial test (one-sided) vs chance agreement 1/{n_doses}; Wilson 95% CI",
+                     f"entropy increase more often than chance (chance agreement from the marginals: {chance:.2f})",
+                     "subjects who reached suppression at some active dose",
+                     f"permutation of entropy-maximum doses across subjects ({params.n_boot} permutations, "
+                     f"one-sided) vs chance agreement {chance:.2f} from the two marginal distributions; Wilson 95% CI",
                      "proportion of subjects in agreement", len(known), len(known), estimate, low, high, p, "+"))
     beyond = doses[doses["entropy_max_dose"] < table.loc[table["active"], DOSE].max()]
     mean, low, high, p, n = _mean_t(beyond["depth_at_top_dose_db"] - beyond["depth_at_entropy_max_db"])
@@ -614,17 +732,22 @@ def hypothesis_tests(table: pd.DataFrame, params: IntegrativeParameters,
                      combined: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every hypothesis row (H1–H5), with BH-FDR within each ``family`` — the confirmatory rows (H1–H4) are
     one family, H5's exploratory rows another; description rows have no p — and a verdict against the
-    stated direction (``+``/``-``; ``0`` = no change expected; ``?`` = no direction stated) at ``fdr_alpha``."""
+    stated direction (``+``/``-``; ``0`` = no change expected; ``?`` = no direction stated) at ``fdr_alpha``.
+    ``primary`` flags the rows of ``params.primary_hypothesis``; they come first. Columns:
+    :data:`HYPOTHESIS_COLUMNS` (estimate and CI first)."""
     combined = combined_model(table, params) if combined is None else combined
     scale = str(table["mood_scale"].iloc[0]).upper()
-    out = pd.concat([test_entropy_tracks_peak(table, params), test_peak_predicts_mood(table, params),
-                     test_inflamed_stratum(table, params), test_alpha_depth_dose(table, params),
+    out = pd.concat([h1_entropy_tracks_peak(table, params), h2_peak_predicts_mood(table, params),
+                     h3_inflamed_stratum(table, params), h4_alpha_depth_dose(table, params),
                      _combined_rows(combined, params, scale)], ignore_index=True)
     out["p_fdr"] = np.nan
     for family in ("confirmatory", "exploratory"):
         mask = (out["family"] == family).to_numpy()
         out.loc[mask, "p_fdr"] = stats.fdr_bh(out.loc[mask, "p"].to_numpy(float))
     out["verdict"] = [_verdict(r, params.fdr_alpha) for _, r in out.iterrows()]
+    out["primary"] = out["test"].str.split().str[0].eq(params.primary_hypothesis) & out["family"].eq("confirmatory")
+    # The pre-registered primary test leads the table; the others keep their order.
+    out = out.sort_values("primary", ascending=False, kind="stable").reset_index(drop=True)
     return out[HYPOTHESIS_COLUMNS]
 
 
@@ -712,6 +835,22 @@ def _effect(row, digits: int = 2, unit: str = "") -> str:
             f"{row['n_subjects']} subjects)")
 
 
+def primary_text(hypotheses: pd.DataFrame, params: IntegrativeParameters) -> str:
+    """One paragraph on the pre-registered primary hypothesis (estimate, CI, p, p_FDR, verdict), or a line
+    saying none is named; the report and its summary lead with it."""
+    primary = hypotheses[hypotheses["primary"]] if "primary" in hypotheses else hypotheses.iloc[:0]
+    if params.primary_hypothesis is None:
+        return ("**Primary hypothesis.** None is named in the manifest (notebook 04's `primary_hypothesis`); every "
+                "confirmatory row carries equal weight within its FDR family.")
+    if primary.empty:
+        return (f"**Pre-registered primary hypothesis ({params.primary_hypothesis}).** Not estimable in this study "
+                "(no row was produced).")
+    return (f"**Pre-registered primary hypothesis ({params.primary_hypothesis}: "
+            f"{CONFIRMATORY_TESTS[params.primary_hypothesis]}).** "
+            + "; ".join(f"{r['test']}: {r['effect']} = {_effect(r)} — {r['verdict']}" for _, r in primary.iterrows())
+            + ". " + " ".join(dict.fromkeys(str(r["statement"]) for _, r in primary.iterrows())) + ".")
+
+
 def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd.DataFrame,
                  params: IntegrativeParameters) -> str:
     """A short written summary generated from the numbers (markdown)."""
@@ -724,7 +863,8 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
              f"doses) or between-subject (subject means) rows with subject-cluster bootstrap CIs; pooled "
              f"over-session correlations are description only. p_FDR is Benjamini–Hochberg over the "
              f"{int((hypotheses['family'] == 'confirmatory').sum())} confirmatory rows (H1–H4); H5 is exploratory "
-             f"and has its own family."]
+             f"and has its own family. Crossover: {crossover_note(table)}."]
+    lines.insert(0, primary_text(hypotheses, params))
 
     def get(prefix):
         rows = by[by.index.str.startswith(prefix)]
@@ -733,15 +873,14 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
     h1 = [get("H1a"), get("H1b"), get("H1c")]
     if all(r is not None for r in h1):
         lines.append(
-            f"**H1 (entropy ↔ peak experience).** Within subjects across doses r_rm = {_effect(h1[0])}; between "
-            f"subjects (means over active doses) r = {_effect(h1[2])}; pooled over sessions r = {_effect(h1[1])}. "
-            + ("The association lives between subjects, not across doses within a subject: "
-               if h1[2]["estimate"] > 0 and h1[0]["estimate"] <= 0 else "")
-            + ("entropy does not keep step with the dose-driven rise in peak intensity (entropy follows an inverted U "
-               "in dose), while "
-               "subjects who respond more in EEG also report more intense experiences."
-               if h1[2]["estimate"] > 0 and h1[0]["estimate"] <= 0 else
-               f"Verdicts: within {h1[0]['verdict']} / between {h1[2]['verdict']}."))
+            f"**H1 (entropy ↔ peak experience, dose-adjusted).** Both move with dose, so H1 asks what dose does not "
+            f"explain. Within subjects, at a given dose level{' and period' if has_order(table) else ''}: partial "
+            f"r_rm = {_effect(h1[0])} — {h1[0]['verdict']}; between subjects (subject means of dose-adjusted values) "
+            f"r = {_effect(h1[2])} — {h1[2]['verdict']}; pooled over sessions (raw values, mixing the dose curves) "
+            f"r = {_effect(h1[1])}."
+            + (" The association lives between subjects: those whose EEG responds more also report more intense "
+               "experiences, while session-to-session deviations at a fixed dose do not go together."
+               if h1[2]["verdict"] == "supports" and h1[0]["verdict"] != "supports" else ""))
     h2a, h2b, h2c = get("H2a"), get("H2b"), get("H2c")
     if h2a is not None and h2b is not None:
         lines.append(
@@ -775,9 +914,12 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
                 f"{_effect(h4a, 1, ' dB per mg/kg')} ({h4a['verdict']}).")
         if h4b is not None and np.isfinite(h4b["estimate"]):
             modal = doses["entropy_max_dose"].mode()
+            chance = re.search(r"chance agreement ([0-9.]+)", h4b["method"])
             text += (f" The titration endpoint (lowest dose with sustained suppression) equals the entropy-maximum "
-                     f"dose in {h4b['estimate']:.0%} of subjects (95% CI {h4b['ci_low']:.0%} to {h4b['ci_high']:.0%}, "
-                     f"{stats.format_p(h4b['p'])} vs chance; {h4b['verdict']}); entropy peaks most often at "
+                     f"dose in {h4b['estimate']:.0%} of subjects (95% CI {h4b['ci_low']:.0%} to {h4b['ci_high']:.0%}; "
+                     f"chance agreement from the two marginal distributions "
+                     f"{float(chance.group(1)) if chance else float('nan'):.0%}, permutation across subjects "
+                     f"{stats.format_p(h4b['p'])}; {h4b['verdict']}); entropy peaks most often at "
                      f"{modal.iloc[0]:g} mg/kg.")
         if h4c is not None and h4c["n"] > 1:
             text += (f" From the entropy-maximum dose to the top dose, suppression depth changes by "

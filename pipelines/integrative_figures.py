@@ -11,7 +11,8 @@ import pandas as pd
 from pipelines import viz
 from pipelines.integrative import DOSE, SUBJECT, _label
 
-__all__ = ["coefficient_forest", "correlation_heatmap", "depth_entropy_by_dose", "hypothesis_forest",
+__all__ = ["coefficient_forest", "correlation_heatmap", "depth_entropy_by_dose", "dose_adjusted_within",
+           "hypothesis_forest",
            "relation_by_dose", "stratum_changes", "subject_means_scatter"]
 
 
@@ -41,6 +42,24 @@ def subject_means_scatter(table: pd.DataFrame, x: str, y: str, title: str = ""):
     return hv.Scatter(means, kdims=[x], vdims=[y, SUBJECT]).opts(
         title=title or "Subject means over active doses", xlabel=_label(x), ylabel=_label(y), size=9,
         color="#3182bd", tools=["hover"], width=400, height=340)
+
+
+def dose_adjusted_within(table: pd.DataFrame, x: str, y: str, title: str = ""):
+    """The within-subject, dose-adjusted view (H1a): for active sessions, ``x`` and ``y`` each minus the mean
+    of all subjects at that dose, then minus the subject's own mean of that — what is left once the dose
+    curve and the subject's level are removed (the period is not removed here; H1a's r also adjusts it)."""
+    hv = _hv()
+    data = table[table["active"]].dropna(subset=[x, y]).copy()
+    for column in (x, y):
+        adjusted = data[column] - data.groupby(DOSE)[column].transform("mean")
+        data[f"{column}_within"] = adjusted - adjusted.groupby(data[SUBJECT]).transform("mean")
+    points = [hv.Scatter(group.assign(dose=viz.dose_label(dose)), kdims=[f"{x}_within"],
+                         vdims=[f"{y}_within", SUBJECT, "dose"], label=viz.dose_label(dose)).opts(
+                  color=viz.dose_color(dose), size=8, tools=["hover"])
+              for dose, group in data.groupby(DOSE)]
+    return hv.Overlay(points).opts(
+        title=title or "Within subjects, dose-adjusted", xlabel=f"{_label(x)} (dose- and subject-centred)",
+        ylabel=f"{_label(y)} (dose- and subject-centred)", width=460, height=340, legend_position="right")
 
 
 def stratum_changes(table: pd.DataFrame, analytes: list[str]):

@@ -614,33 +614,41 @@ def peak_by_dose(scores: ScoreSet, peak_scores: Sequence[str] | None = None) -> 
 
 
 def dose_effect_on_peak(scores: ScoreSet, peak_scores: Sequence[str] | None = None,
-                        fdr_alpha: float = 0.05) -> pd.DataFrame:
-    """Linear dose effect on each peak score: ``score ~ dose_mg_per_kg + (1 | subject)`` (MixedLM, REML,
-    active sessions), one row per score with the slope per mg/kg, Wald CI, p and BH-FDR across scores.
+                        fdr_alpha: float = 0.05, periods: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Linear dose effect on each peak score: ``score ~ dose_mg_per_kg [+ C(period)] + (1 | subject)``
+    (MixedLM, REML, active sessions), one row per score with the slope per mg/kg, Wald CI, p and BH-FDR
+    across scores. ``periods`` (:func:`session_periods`): the crossover period enters as a categorical
+    term; without it ``crossover_note`` says that period is not modelled.
 
     A linear slope summarises a saturating (Emax-like) dose response; the per-dose means are in
     :func:`peak_by_dose`.
     """
     import warnings
 
+    from pipelines.inference.crossover import CROSSOVER_NOT_MODELLED
+
     peak_scores = list(peak_scores or _require_peak(scores))
-    data = scores.peak[scores.peak[DOSE] > 0]
-    if data[DOSE].nunique() < 2:
+    data, categorical = _with_periods(scores.peak[scores.peak[DOSE] > 0], periods)
+    if data[DOSE].nunique() < 2:  # one active dose (open label): no dose effect to estimate
         return pd.DataFrame(columns=["score", "term", "estimate", "se", "ci_low", "ci_high", "z", "p", "p_fdr",
-                                     "significant_fdr", "n", "n_groups", "method", "formula", "converged"])
+                                     "significant_fdr", "n", "n_groups", "method", "formula", "converged",
+                                     "crossover_note"])
+    period_term = " + C(period)" if categorical and data["period"].nunique() > 1 else ""
+    note = ("period (crossover order) as a categorical term" if period_term else CROSSOVER_NOT_MODELLED)
     rows = []
     for score in peak_scores:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # boundary fits (zero subject variance) are reported below
-            fit = stats.mixed_model(data, f"{score} ~ {DOSE}", groups="participant_id")
+            fit = stats.mixed_model(data, f"{score} ~ {DOSE}{period_term}", groups="participant_id")
         row = fit[fit["term"] == DOSE].iloc[0].to_dict()
         row["score"] = score
         rows.append(row)
     table = pd.DataFrame(rows)
     table["p_fdr"] = stats.fdr_bh(table["p"].to_numpy(dtype=float))
     table["significant_fdr"] = table["p_fdr"] <= fdr_alpha
+    table["crossover_note"] = note
     columns = ["score", "term", "estimate", "se", "ci_low", "ci_high", "z", "p", "p_fdr",
-               "significant_fdr", "n", "n_groups", "method", "formula", "converged"]
+               "significant_fdr", "n", "n_groups", "method", "formula", "converged", "crossover_note"]
     return table[columns]
 
 
@@ -654,8 +662,9 @@ def longitudinal_model(
     timepoints: Sequence[str],
     *,
     reml: bool = True,
+    periods: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Mixed model of mood over time: ``outcome ~ time × dose × peak + (1 | subject)`` (statsmodels).
+    """Mixed model of mood over time: ``outcome ~ time × dose × peak [+ period] + (1 | subject)`` (statsmodels).
 
     Fitted on active subject-sessions at the post-baseline ``timepoints`` (peak questionnaires exist
     only after active doses). Time is categorical; the model is written in its cell-means form —
@@ -666,12 +675,18 @@ def longitudinal_model(
     ``dose × peak`` = their interaction. ``dose_c`` is dose centred on the active sessions' mean,
     ``peak_z`` the peak score standardised over the rows used. Random intercept per subject (sessions
     of a subject are not modelled separately). Columns: timepoint, effect, estimate, se, ci_low,
-    ci_high, z, p, n, n_groups, method, formula, converged, plus the centring constants.
+    ci_high, z, p, n, n_groups, method, formula, converged, plus the centring constants. With
+    ``periods`` (:func:`session_periods`) the crossover period enters as a categorical term (rows
+    ``effect = "period"``); ``crossover_note`` says whether it is modelled.
     """
+    from pipelines.inference.crossover import CROSSOVER_NOT_MODELLED
     import warnings
 
     used = data[data["timepoint"].isin(timepoints)][
-        ["participant_id", "timepoint", DOSE, peak_score, outcome]].dropna()
+        ["participant_id", "session_id", "timepoint", DOSE, peak_score, outcome]].dropna(
+        subset=["participant_id", "timepoint", DOSE, peak_score, outcome])  # session_id is None for per-subject mood
+    used, categorical = _with_periods(used, periods if used["session_id"].notna().all() else None)
+    period_term = " + C(period)" if categorical and used["period"].nunique() > 1 else ""
     if used["participant_id"].nunique() < 2:
         raise InputError("the longitudinal model needs at least two subjects with peak and mood scores")
     dose_mean = float(used[DOSE].mean())
@@ -679,21 +694,27 @@ def longitudinal_model(
     used = used.assign(dose_c=used[DOSE] - dose_mean, peak_z=(used[peak_score] - peak_mean) / peak_sd)
     used["timepoint"] = _timepoint_order(used["timepoint"], timepoints)
     formula = (f"{outcome} ~ 0 + C(timepoint) + C(timepoint):dose_c + C(timepoint):peak_z "
-               "+ C(timepoint):dose_c:peak_z")
+               f"+ C(timepoint):dose_c:peak_z{period_term}")
     if used[DOSE].nunique() < 2:  # one dose: the dose terms are not identified
-        formula = f"{outcome} ~ 0 + C(timepoint) + C(timepoint):peak_z"
+        formula = f"{outcome} ~ 0 + C(timepoint) + C(timepoint):peak_z{period_term}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # convergence is reported in the table
         table = stats.mixed_model(used, formula, groups="participant_id", reml=reml)
     parsed = table["term"].str.extract(_TERM)
     names = {None: "intercept", "dose_c": "dose", "peak_z": "peak", "dose_c:peak_z": "dose × peak"}
+    is_period = table["term"].str.startswith("C(period)")
+    parsed.loc[is_period, "tp"] = table.loc[is_period, "term"].str.extract(r"\[T\.([^\]]+)\]")[0].map(
+        lambda v: f"period {v}")
     table.insert(0, "timepoint", parsed["tp"])
-    table.insert(1, "effect", [names.get(r if isinstance(r, str) else None, r) for r in parsed["rest"]])
+    table.insert(1, "effect", ["period" if per else names.get(r if isinstance(r, str) else None, r)
+                               for per, r in zip(is_period, parsed["rest"])])
+    table["crossover_note"] = ("period (crossover order) as a categorical term, common to every time point"
+                               if period_term else CROSSOVER_NOT_MODELLED)
     table["peak_score"] = peak_score
     table["outcome"] = outcome
     table["dose_centre_mg_per_kg"] = dose_mean
     table["peak_mean"], table["peak_sd"] = peak_mean, peak_sd
-    effect_order = {v: i for i, v in enumerate(names.values())}
+    effect_order = {v: i for i, v in enumerate([*names.values(), "period"])}
     table["_t"] = _timepoint_order(table["timepoint"], timepoints).codes
     table["_e"] = table["effect"].map(effect_order)
     return table.sort_values(["_e", "_t"]).drop(columns=["_t", "_e"]).reset_index(drop=True)
@@ -726,20 +747,11 @@ def not_applicable(scores: ScoreSet, data: pd.DataFrame) -> dict[str, str]:
 
 
 def session_periods(study: Study) -> pd.DataFrame | None:
-    """participant_id, session_id, period of every session when the manifest declares the crossover's
-    session order (``design.session_order_column`` of ``sub-XX_sessions.tsv``), else None."""
-    column = study.manifest.design.session_order_column if study.manifest.design else None
-    if not column:
-        return None
-    rows = []
-    for path in sorted(study.root.glob("sub-*/sub-*_sessions.tsv")):
-        table = pd.read_csv(path, sep="\t", dtype=str)
-        if column not in table.columns:
-            raise InputError(f"session order column {column!r} (design.session_order_column) missing",
-                             file=str(path), field=column)
-        rows.append(pd.DataFrame({"participant_id": path.name.split("_")[0],
-                                  "session_id": table["session_id"], "period": table[column]}))
-    return pd.concat(rows, ignore_index=True) if rows else None
+    """participant_id, session_id, period (1..K) of every session when the manifest declares the crossover's
+    session order (``design.session_order_column`` of ``sub-XX_sessions.tsv``; read by
+    :attr:`pipelines.study.Study.session_order`), else None."""
+    order = study.session_order
+    return None if order is None else order[["participant_id", "session_id", "period"]].copy()
 
 
 def _with_periods(data: pd.DataFrame, periods: pd.DataFrame | None) -> tuple[pd.DataFrame, list[str]]:

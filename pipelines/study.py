@@ -306,6 +306,44 @@ class Study:
             raise ManifestError(f"{path}: no {column} for session ses-{session} (needed by {recording.name})")
         return float(match[column].iloc[0])
 
+    @cached_property
+    def session_order(self) -> pd.DataFrame | None:
+        """The crossover schedule when the manifest declares ``design.session_order_column``, else None.
+
+        One row per session listed in a ``sub-XX_sessions.tsv``: ``participant_id``, ``session_id``,
+        ``dose_mg_per_kg``, ``session_order`` (as recorded), ``period`` (1..K: rank of the order within the
+        participant), ``sequence`` (the participant's doses in period order, ``/``-joined) and
+        ``carryover_dose`` (the previous period's dose, 0 in period 1); see
+        :func:`pipelines.inference.crossover.crossover_terms`. A missing column, a session without an order
+        or a tie within a participant is a ManifestError naming the file."""
+        from pipelines.inference.crossover import crossover_terms
+
+        column = self.manifest.design.session_order_column
+        if not column:
+            return None
+        paths = sorted(self.root.glob("sub-*/sub-*_sessions.tsv"))
+        if not paths:
+            raise ManifestError(f"{self.manifest.manifest_path}: design.session_order_column is {column!r}, but no "
+                                f"sub-XX_sessions.tsv exists under {self.root}")
+        parts = []
+        for path in paths:
+            table = pd.read_csv(path, sep="\t", dtype={"session_id": str}, na_values=["n/a"])
+            if column not in table.columns:
+                raise ManifestError(f"{path}: no column {column!r} (design.session_order_column)"
+                                    + did_you_mean(column, table.columns) + f"; columns are {list(table.columns)}")
+            if table[column].isna().any():
+                row = int(table.index[table[column].isna()][0]) + 2   # +1 header, +1 one-based
+                raise ManifestError(f"{path}: line {row}: no {column} for session {table.loc[row - 2, 'session_id']}")
+            labels = table["session_id"].str.removeprefix("ses-")
+            parts.append(pd.DataFrame({"participant_id": path.name.split("_")[0], "session_id": table["session_id"],
+                                       "dose_mg_per_kg": [self._session_dose(lab) for lab in labels],
+                                       "session_order": table[column]}))
+        order = pd.concat(parts, ignore_index=True)
+        try:
+            return crossover_terms(order, "participant_id", "session_order", "dose_mg_per_kg")
+        except ValueError as exc:
+            raise ManifestError(f"{self.manifest.manifest_path}: design.session_order_column {column!r}: {exc}") from None
+
     def recording(self, key: str) -> Recording:
         for rec in self.recordings:
             if rec.key == key:

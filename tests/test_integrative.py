@@ -53,12 +53,12 @@ def _tables_from_library(study) -> dict[str, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def params(default_study):
-    return integrative.validate_parameters(default_study, n_boot=N_BOOT)
+    return integrative.validate_parameters(default_study, n_boot=N_BOOT, primary_hypothesis="H2a")
 
 
 @pytest.fixture(scope="module")
 def table(default_study, params):
-    return integrative.join_subject_dose(_tables(default_study), params)
+    return integrative.join_subject_dose(_tables(default_study), params, default_study.session_order)
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +119,18 @@ def test_h2_peak_predicts_mood_beyond_dose_and_baseline(table, hypotheses, defau
     # H2a is now the within-subject partial correlation: 12 subjects are the unit, not 36 sessions.
     assert within["family"] == "confirmatory" and within["effect"] == "partial r_rm"
     assert within["n_subjects"] == 12 and within["n"] == 36
-    assert within["estimate"] > 0 and within["p"] < 0.05, within.to_dict()
-    assert within["ci_low"] > 0 and within["p_fdr"] >= within["p"]
+    # Positive as planted. With 12 subjects × 3 active sessions and dose, baseline and 3 period terms removed
+    # within subjects, its interval is wide (the period effect the generator plants costs those degrees of
+    # freedom), so significance is not asserted: the report says what the data support.
+    assert within["estimate"] > 0.2, within.to_dict()
+    assert within["ci_low"] < within["estimate"] < within["ci_high"] and within["p_fdr"] >= within["p"]
     # It equals the partial r of peak in OLS improvement ~ peak + dose + baseline + subject fixed effects.
     import statsmodels.formula.api as smf
     data = table[table["active"]].dropna(subset=["meq30_total", "mood_improvement_24h", "mood_baseline"])
-    fit = smf.ols("mood_improvement_24h ~ meq30_total + dose_mg_per_kg + mood_baseline + C(participant_id)",
-                  data).fit()
+    # The crossover period (from the recorded session order) is one of the adjusters.
+    assert integrative.has_order(table) and "period" in within["statement"]
+    fit = smf.ols("mood_improvement_24h ~ meq30_total + dose_mg_per_kg + mood_baseline + C(period) "
+                  "+ C(participant_id)", data).fit()
     t = fit.tvalues["meq30_total"]
     assert within["estimate"] == pytest.approx(t / np.sqrt(t * t + fit.df_resid), abs=1e-8)
     assert _row(hypotheses, "H2b")["ci_low"] > 0 and _row(hypotheses, "H2b")["verdict"] == "supports"
@@ -148,22 +153,33 @@ def test_h3_decrease_only_in_inflamed_stratum(hypotheses, default_truth, analyte
     assert abs(inflamed["estimate"] - planted["inflamed"]["active"][analyte]) < 0.3
 
 
-def test_h1_between_subject_sign_as_planted(table, hypotheses, default_truth):
+def test_h1_is_dose_adjusted_within_and_between_subjects(table, hypotheses, default_truth):
     """The default study plants one subject trait (ketamine_sensitivity) driving both EEG sensitivity and
-    peak intensity: planted is a positive *between-subject* association (nothing is planted within
-    subjects across doses, where entropy's inverted U and the saturating peak curve disagree)."""
+    peak intensity: a positive *between-subject* association. H1 is posed dose-adjusted, so the within row
+    is not the correlation of two dose curves but the partial r given dose level and period."""
+    import statsmodels.formula.api as smf
+
     trait = pd.Series(default_truth["subjects"]["ketamine_sensitivity"])
-    means = table[table["active"]].groupby("participant_id")[["entropy_change", "meq30_total"]].mean()
+    active = table[table["active"]]
+    means = active.groupby("participant_id")[["entropy_change", "meq30_total"]].mean()
     means["trait"] = trait.reindex(means.index)
     assert means.corr(method="spearman").loc["trait", "entropy_change"] > 0.5
     assert means.corr(method="spearman").loc["trait", "meq30_total"] > 0.3
     between, within, pooled = _row(hypotheses, "H1c"), _row(hypotheses, "H1a"), _row(hypotheses, "H1b")
     assert between["estimate"] > 0 and between["ci_low"] > 0 and between["verdict"] == "supports"
-    assert between["estimate"] == pytest.approx(
-        means["entropy_change"].corr(means["meq30_total"]), abs=1e-10)          # Pearson of subject means
-    # Within subjects across doses the sign is opposite (entropy's inverted U vs the rising peak score); the
-    # pooled r mixes both and is reported without a p.
-    assert within["estimate"] < 0 and within["n_subjects"] == 12 and within["n"] == 36
+    # Every subject had every dose, so subject means of dose-adjusted values give the r of raw subject means.
+    assert between["estimate"] == pytest.approx(means["entropy_change"].corr(means["meq30_total"]), abs=1e-10)
+    # Within: the partial r of entropy change in OLS peak ~ entropy + C(dose) + C(period) + C(subject).
+    assert within["effect"] == "partial r_rm" and "dose-adjusted" in within.name
+    fit = smf.ols("meq30_total ~ entropy_change + C(dose_mg_per_kg) + C(period) + C(participant_id)", active).fit()
+    t = fit.tvalues["entropy_change"]
+    assert within["estimate"] == pytest.approx(t / np.sqrt(t * t + fit.df_resid), abs=1e-8)
+    assert within["n_subjects"] == 12 and within["n"] == 36
+    # Nothing is planted within subjects at a fixed dose: the raw across-dose r_rm (two dose curves) is
+    # strongly negative, the dose-adjusted one is not.
+    raw = integrative.within_between_correlation(active, "entropy_change", "meq30_total", "participant_id",
+                                                 n_boot=199).set_index("quantity").loc["within", "estimate"]
+    assert raw < -0.3 and within["ci_low"] <= 0 <= within["ci_high"]
     assert pooled["family"] == "description" and np.isnan(pooled["p"])
 
 
@@ -176,6 +192,59 @@ def test_h4_depth_deepens_with_dose_and_entropy_peaks_at_planted_dose(table, hyp
     assert _row(hypotheses, "H4c")["ci_high"] < 0        # alpha keeps deepening past the entropy maximum
     titration = _row(hypotheses, "H4b")
     assert 0 <= titration["ci_low"] <= titration["estimate"] <= titration["ci_high"] <= 1
+    # Chance comes from the marginals, not 1/n_doses.
+    known = doses.dropna(subset=["alpha_endpoint_dose"])
+    chance = sum(np.mean(known["alpha_endpoint_dose"] == d) * np.mean(known["entropy_max_dose"] == d)
+                 for d in set(known["alpha_endpoint_dose"]) | set(known["entropy_max_dose"]))
+    assert f"chance agreement {chance:.2f}" in titration["method"] and "permutation" in titration["method"]
+    # H4a is the reports' dose model with the crossover terms the recorded order identifies.
+    assert "period" in depth["method"] and "bootstrap-t" in depth["method"]
+
+
+def test_h4b_chance_level_follows_the_marginals():
+    # Both labels mostly at one dose: agreement 80 % is what chance gives (0.9·0.9 + 0.1·0.1 = 0.82), though
+    # a binomial test against 1/3 would call it significant.
+    first = np.array([0.5] * 9 + [1.0])
+    second = np.array([0.5] * 8 + [1.0, 0.5])
+    observed, chance, p = integrative.agreement_permutation(first, second, 999, 0)
+    assert observed == pytest.approx(0.8) and chance == pytest.approx(0.82)
+    assert p > 0.5
+    from scipy import stats as sps
+    assert sps.binomtest(8, 10, 1 / 3, alternative="greater").pvalue < 0.01
+    perfect = np.array([0.25, 0.5, 1.0] * 4)
+    assert integrative.agreement_permutation(perfect, perfect, 999, 0)[2] < 0.01
+
+
+def test_without_a_session_order_the_report_says_period_is_not_modelled(table, params):
+    from pipelines.inference.crossover import CROSSOVER_NOT_MODELLED
+    plain = table.drop(columns=["session_order", "period", "sequence", "carryover_dose"])
+    assert integrative.crossover_note(plain) == CROSSOVER_NOT_MODELLED
+    assert "period" in integrative.crossover_note(table)
+    h4a = integrative.h4_alpha_depth_dose(plain, params).iloc[0]
+    assert CROSSOVER_NOT_MODELLED in h4a["method"] and h4a["ci_high"] < 0
+
+
+def test_primary_hypothesis_leads_the_table_and_the_summary(hypotheses, params):
+    table = hypotheses.reset_index()
+    assert params.primary_hypothesis == "H2a"
+    assert table["primary"].iloc[0] and table["test"].iloc[0].startswith("H2a")
+    assert table["primary"].sum() == 1
+    assert list(integrative.HYPOTHESIS_COLUMNS[3:7]) == ["effect", "estimate", "ci_low", "ci_high"]
+    text = integrative.primary_text(table, params)
+    row = table.iloc[0]
+    assert text.startswith("**Pre-registered primary hypothesis (H2a")
+    assert f"{row['estimate']:.2f} (95% CI {row['ci_low']:.2f} to {row['ci_high']:.2f}" in text
+    none = integrative.primary_text(table, integrative.IntegrativeParameters(**{**params.as_dict(),
+                                                                                  "primary_hypothesis": None}))
+    assert "None is named" in none
+
+
+def test_library_functions_are_not_collected_by_pytest():
+    assert not [name for name in integrative.__all__ if name.startswith("test")]
+    assert not [name for name in dir(integrative) if name.startswith("test_")]
+
+
+
 
 
 def test_hypothesis_table_is_tidy(hypotheses):
@@ -252,8 +321,9 @@ def test_summary_is_written_from_the_numbers(table, hypotheses, params):
     assert (f"partial r_rm = {h2['estimate']:.2f} (95% CI {h2['ci_low']:.2f} to {h2['ci_high']:.2f}, "
             f"{format_p(h2['p'])}") in text
     h1 = _row(hypotheses, "H1a")
-    assert f"Within subjects across doses r_rm = {h1['estimate']:.2f} (95% CI {h1['ci_low']:.2f}" in text
-    assert f"pooled over sessions r = {_row(hypotheses, 'H1b')['estimate']:.2f} (description" in text
+    assert f"partial r_rm = {h1['estimate']:.2f} (95% CI {h1['ci_low']:.2f}" in text
+    assert text.startswith("**Pre-registered primary hypothesis (H2a")
+    assert f"mixing the dose curves) r = {_row(hypotheses, 'H1b')['estimate']:.2f} (description" in text
     assert "H5 (combined model, exploratory — outside the confirmatory FDR family)" in text
     n_conf = int((hypotheses["family"] == "confirmatory").sum())
     assert f"Benjamini–Hochberg over the {n_conf} confirmatory rows" in text
@@ -275,6 +345,9 @@ def test_summary_is_written_from_the_numbers(table, hypotheses, params):
     ({"n_boot": 10}, "n_boot"),
     ({"n_boot": 100.5}, "whole number"),
     ({"seed": -1}, "seed"),
+    ({"primary_hypothesis": "h2a"}, "did you mean 'H2a'"),
+    ({"primary_hypothesis": "H5 dose_mg_per_kg"}, "not a confirmatory test"),
+    ({"primary_hypothesis": 2}, "not a confirmatory test"),
 ])
 def test_bad_parameters_are_rejected(default_study, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -289,7 +362,7 @@ def test_notebook_parameters_match_the_library():
     notebook = NOTEBOOKS_DIR / "04_integrative_summary.ipynb"
     declared = papermill.inspect_notebook(str(notebook))
     assert set(declared) == {"manifest_path", "mood_timepoint", "entropy_measure", "peak_score", "fdr_alpha",
-                             "n_boot", "seed"}
+                             "n_boot", "seed", "primary_hypothesis"}
     cells = json.loads(notebook.read_text())["cells"]
     parameters = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
     for line in "".join(parameters["source"]).splitlines():
@@ -323,3 +396,15 @@ def test_eeg_analysis_still_exposes_write_tables():
     from pipelines import eeg_analysis
 
     assert eeg_analysis.write_tables is derived.write_tables
+
+
+def test_dose_adjusted_within_figure_shows_what_h1a_reads(table):
+    import holoviews as hv
+    hv.extension("bokeh")
+    from pipelines import integrative_figures as figures
+    overlay = figures.dose_adjusted_within(table, "entropy_change", "meq30_total")
+    data = pd.concat([element.data for element in overlay], ignore_index=True)
+    assert len(data) == int(table["active"].sum())
+    for column in ("entropy_change_within", "meq30_total_within"):
+        # dose curve and subject level removed: zero mean within every subject
+        assert data.groupby("participant_id")[column].mean().abs().max() < 1e-9

@@ -37,6 +37,7 @@ from scipy import stats as sps
 
 from .association import within_between_correlation, within_subject_partial_correlation
 from .crp_simulation import StrataDesign, simulate_crp_crossover
+from .crossover import crossover_dose_model
 from .dose_models import dose_response_mixed, two_lines_test
 from .interaction import stratum_by_treatment_interaction, welch_t
 from .mediation import within_subject_mediation
@@ -94,6 +95,12 @@ def _mediation(data, seed, n_boot):
 def _dose_mixed(data, seed, n_boot):
     return _quantity(dose_response_mixed(data, "mood", "dose", "subject", period="period", n_boot=n_boot,
                                          seed=seed), "dose")
+
+
+def _crossover_dose(data, seed, n_boot):
+    # The reports' dose model: period, sequence and carry-over from the recorded order (here the period).
+    return _quantity(crossover_dose_model(data, "mood", "dose", "subject", "period", n_boot=n_boot, seed=seed),
+                     "dose")
 
 
 def _two_lines(data, seed, n_boot):
@@ -174,6 +181,8 @@ def _naive_single_baseline_contrast(data, seed, n_boot):
 
 DEFAULT = Design()     # 12 subjects x 4 doses, shared trait, random peak dose slopes, period effect on mood
 STRATA = StrataDesign()  # 12 subjects x (placebo + 3 active), CRP near 3 mg/L, screening draw (crp_simulation)
+# A strong practice/expectancy effect (2 noise SDs by period 4), as the default study's generator plants one.
+STRONG_PERIOD = (0.0, 1.0, 1.5, 2.0)
 
 
 def cases() -> list[Case]:
@@ -199,6 +208,12 @@ def cases() -> list[Case]:
              replace(d, mood_dose_sd=1.0), replace(d, mood_dose_mean=1.0, mood_dose_sd=1.0),
              "mean dose slope on mood 0, subject slopes SD 1, period effect",
              "mean dose slope 1.0 per mg/kg", _dose_mixed, 0.0, 1.0),
+        Case("crossover_dose_model", "crossover_dose_model", "dose", False,
+             replace(d, mood_dose_sd=1.0, period_effect=STRONG_PERIOD),
+             replace(d, mood_dose_mean=1.0, mood_dose_sd=1.0, period_effect=STRONG_PERIOD),
+             "strong period effect (0, 1, 1.5, 2 SD), no mean dose effect, subject slopes SD 1; period, sequence "
+             "and carry-over fitted from the recorded order",
+             "mean dose slope 1.0 per mg/kg", _crossover_dose, 0.0, 1.0),
         Case("two_lines_test", "two_lines_test", "verdict 'inverted U'", False,
              replace(d, mood_dose_mean=3.0, mood_dose_sd=0.5, mood_shape="emax"),
              replace(d, mood_dose_mean=1.5, mood_dose_sd=0.5, mood_shape="inverted_u"),

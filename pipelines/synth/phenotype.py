@@ -24,10 +24,12 @@ The generative model, in order:
 4. **MADRS** (10 items, 0-6) at baseline, 4h, 24h, 7d, 14d of every session. Baseline severity is that of
    treatment-resistant depression (about 28-34). Improvement (baseline - timepoint, positive = better)::
 
-       improvement_t = placebo_t + h_t * (dose_slope * d + peak_slope * I) + noise_t
+       improvement_t = placebo_t + period_p + h_t * (dose_slope * d + peak_slope * I) + noise_t
 
-   with a time profile ``h_t`` that peaks at 24 h and fades by 14 d, and noise correlated across time
-   within a subject-session. The total is spread over the ten items (fixed item profile, item noise,
+   with a time profile ``h_t`` that peaks at 24 h and fades by 14 d, noise correlated across time
+   within a subject-session, and ``period_p`` a practice/expectancy effect of the session's position in
+   the crossover (period p = ``session_order`` 1..K; 0 in period 1, the same at every time point; 0 when
+   the sessions carry no order). The total is spread over the ten items (fixed item profile, item noise,
    rounding), so the planted effect is seen through the same item-level noise as real ratings.
 5. **Cytokines** (long format, baseline and 24 h of every session, plus one screening hs-CRP draw per
    subject before the first session, ``timepoint = screening``, ``session_id = n/a``): log-normal; about 40 %
@@ -155,6 +157,9 @@ class MoodParameters:
     peak_slope_per_unit_intensity: float = 22.0  # improvement per unit latent intensity (0-1) at 24 h
     noise_sd: float = 6.5  # improvement noise per timepoint (sets r(MEQ30 total, 24h improvement) ~ 0.56)
     noise_time_correlation: float = 0.5  # correlation of that noise across timepoints in a subject-session
+    # practice/expectancy effect by crossover period (session_order 1, 2, ...): improvement added at every
+    # post-baseline time point; periods past the end of the tuple take its last value
+    period_effect: tuple[float, ...] = (0.0, 2.0, 3.0, 3.5)
     # share of the total carried by each item (relative; normalised), and item noise before rounding
     item_profile: tuple[float, ...] = (3.6, 3.6, 3.2, 3.0, 2.4, 3.2, 3.4, 3.6, 3.2, 1.8)
     item_noise_sd: float = 0.6
@@ -272,8 +277,18 @@ def _asc5d_items(intensity, dose, rng, p: PeakExperienceParameters) -> np.ndarra
     return np.round(np.clip(out, 0.0, 100.0), 1)
 
 
-def _madrs_totals(intensity, dose, subject_index, rng, p: MoodParameters) -> np.ndarray:
-    """Continuous MADRS totals, shape (rows, 1 + len(p.timepoints)): baseline first."""
+def period_effect(period, p: MoodParameters) -> np.ndarray:
+    """Planted improvement (MADRS points) of a session in crossover ``period`` (1-based; 0 or NaN = order
+    not recorded, no effect)."""
+    period = np.asarray(period, dtype=float)
+    effects = np.asarray(p.period_effect, dtype=float)
+    index = np.clip(np.nan_to_num(period, nan=0.0).astype(int), 0, len(effects)) - 1
+    return np.where(index >= 0, effects[np.maximum(index, 0)], 0.0)
+
+
+def _madrs_totals(intensity, dose, subject_index, rng, p: MoodParameters, period=None) -> np.ndarray:
+    """Continuous MADRS totals, shape (rows, 1 + len(p.timepoints)): baseline first. ``period``: each row's
+    crossover period (1-based) or None (no period effect)."""
     n = len(dose)
     n_subjects = int(subject_index.max()) + 1
     subject_baseline = p.baseline_mean + p.baseline_subject_sd * rng.standard_normal(n_subjects)
@@ -284,7 +299,9 @@ def _madrs_totals(intensity, dose, subject_index, rng, p: MoodParameters) -> np.
     own = rng.standard_normal((n, len(p.timepoints)))
     noise = p.noise_sd * (np.sqrt(rho) * common + np.sqrt(1.0 - rho) * own)
     drug = p.dose_slope_per_mg_per_kg * np.asarray(dose) + p.peak_slope_per_unit_intensity * intensity
-    improvement = np.asarray(p.placebo_response) + np.asarray(p.time_profile) * drug[:, None] + noise
+    practice = np.zeros(n) if period is None else period_effect(period, p)
+    improvement = (np.asarray(p.placebo_response) + practice[:, None] + np.asarray(p.time_profile) * drug[:, None]
+                   + noise)
     return np.column_stack([baseline, np.clip(baseline[:, None] - improvement, 0.0, 60.0)])
 
 
@@ -308,9 +325,12 @@ def _correlations(x: np.ndarray, improvement: np.ndarray, timepoints) -> dict:
 
 
 @lru_cache(maxsize=8)
-def _expected_mood_correlations(params: PhenotypeParameters, active_doses: tuple[float, ...]) -> dict:
+def _expected_mood_correlations(params: PhenotypeParameters, active_doses: tuple[float, ...],
+                                with_periods: bool = False) -> dict:
     """Population correlations of peak measures with MADRS improvement over active subject-sessions
-    (each virtual subject has one session per active dose), by Monte Carlo with a fixed seed."""
+    (each virtual subject has one session per active dose), by Monte Carlo with a fixed seed. With
+    ``with_periods`` each virtual subject's active sessions take the periods they have in Williams sequence
+    i mod n of all k doses, placebo included (k = active doses + 1), so the period effect is in the expectation."""
     rng = np.random.default_rng(params.monte_carlo_seed)
     n_subj = params.monte_carlo_subjects
     dose = np.tile(np.asarray(active_doses, dtype=float), n_subj)
@@ -319,7 +339,14 @@ def _expected_mood_correlations(params: PhenotypeParameters, active_doses: tuple
     intensity = _peak_intensity(dose, sensitivity, rng, params.peak)
     meq = _meq30_items(intensity, rng, params.peak).astype(float)
     asc = _asc5d_items(intensity, dose, rng, params.peak)
-    items = _madrs_items(_madrs_totals(intensity, dose, subject_index, rng, params.mood), rng, params.mood)
+    period = None
+    if with_periods:
+        from pipelines.inference.crossover import williams_sequences
+
+        k = len(active_doses) + 1                       # placebo is dose index 0, active doses 1..k-1
+        position = np.array([[seq.index(j) + 1 for j in range(1, k)] for seq in williams_sequences(k)])
+        period = position[np.arange(n_subj) % len(position)].ravel()
+    items = _madrs_items(_madrs_totals(intensity, dose, subject_index, rng, params.mood, period), rng, params.mood)
     totals = items.sum(axis=2).astype(float)
     improvement = totals[:, :1] - totals[:, 1:]
     tps = params.mood.timepoints
@@ -348,6 +375,9 @@ def _design(participants: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
     if len(set(ids)) != len(ids):
         raise ValueError("participants has duplicate participant_id values")
     design = sessions[["participant_id", "session_id", "dose_mg_per_kg"]].copy()
+    # The crossover period of each session when the schedule is known (it carries the planted period effect).
+    design["session_order"] = (sessions["session_order"].astype(float) if "session_order" in sessions.columns
+                               else np.nan)
     design["participant_id"] = design["participant_id"].astype(str)
     design["session_id"] = design["session_id"].astype(str)
     design["dose_mg_per_kg"] = design["dose_mg_per_kg"].astype(float)
@@ -468,7 +498,10 @@ def _mood(design: pd.DataFrame, intensity: np.ndarray, meq: pd.DataFrame, asc: p
     dose = design["dose_mg_per_kg"].to_numpy()
     active = dose > 0
     mood_rng = _stream(seed, "madrs")
-    totals = _madrs_totals(intensity, dose, design["subject_index"].to_numpy(), mood_rng, m)
+    period = design["session_order"].to_numpy(float)
+    has_order = bool(np.isfinite(period).all())
+    totals = _madrs_totals(intensity, dose, design["subject_index"].to_numpy(), mood_rng, m,
+                           period if has_order else None)
     items = _madrs_items(totals, mood_rng, m)
     n_tp = len(MADRS_TIMEPOINTS)
     madrs_keys = pd.DataFrame({
@@ -491,10 +524,17 @@ def _mood(design: pd.DataFrame, intensity: np.ndarray, meq: pd.DataFrame, asc: p
         "asc5d_obn": _correlations(_subscale_mean(asc_float, ASC5D_DIMENSIONS["OBN"]), improvement, tps),
     } if active.sum() > 2 else {}
     active_doses = tuple(float(d) for d in np.unique(dose[active]))
-    expected = _expected_mood_correlations(params, active_doses) if active_doses else {}
+    expected = _expected_mood_correlations(params, active_doses, has_order) if active_doses else {}
     truth = {
-        "model": "improvement_t = placebo_t + h_t * (dose_slope * dose + peak_slope * I) + noise_t; "
+        "model": "improvement_t = placebo_t + period_p + h_t * (dose_slope * dose + peak_slope * I) + noise_t; "
                  "madrs_total_t = baseline - improvement_t, spread over 10 items (0-6)",
+        "period_effect": ({
+            "definition": "practice/expectancy effect: MADRS improvement added at every post-baseline time point "
+                          "of a session in crossover period p (p = session_order in sessions.tsv), relative to "
+                          "period 1",
+            "by_period": {str(k): _r6(v) for k, v in
+                          zip(range(1, int(period.max()) + 1), period_effect(np.arange(1, int(period.max()) + 1), m))},
+        } if has_order else {"definition": "not planted: the sessions carry no order"}),
         "change_definition": "baseline - timepoint (MADRS total points; positive = improvement)",
         "timepoints": list(MADRS_TIMEPOINTS),
         "baseline_mean": m.baseline_mean,

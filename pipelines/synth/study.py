@@ -70,7 +70,9 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
     tmp_root.mkdir(parents=True)
 
     seeds = np.random.SeedSequence(design.seed)
-    design_stream, eeg_stream, phenotype_stream = seeds.spawn(3)
+    # A fourth child for the session order: SeedSequence children are indexed, so the first three are
+    # the same streams as before it was added.
+    design_stream, eeg_stream, phenotype_stream, order_stream = seeds.spawn(4)
     design_rng = np.random.default_rng(design_stream)
 
     subjects = [f"{i + 1:02d}" for i in range(design.n_subjects)]
@@ -84,11 +86,13 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
     traits = pd.DataFrame(
         {"participant_id": participants["participant_id"], "ketamine_sensitivity": design_rng.standard_normal(len(subjects))}
     )
+    sequences, assigned = session_orders(len(subjects), len(design.doses_mg_per_kg), np.random.default_rng(order_stream))
     sessions = pd.DataFrame(
         [
-            {"participant_id": f"sub-{s}", "session_id": f"ses-{session_label(d)}", "dose_mg_per_kg": d}
-            for s in subjects
-            for d in design.doses_mg_per_kg
+            {"participant_id": f"sub-{s}", "session_id": f"ses-{session_label(d)}", "dose_mg_per_kg": d,
+             "session_order": int(sequences[assigned[i]].index(j)) + 1}
+            for i, s in enumerate(subjects)
+            for j, d in enumerate(design.doses_mg_per_kg)
         ]
     )
 
@@ -117,8 +121,14 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
         },
     }
 
-    # Dates are anonymised the way mne-bids does it: shifted far into the past, keeping session order.
+    # Sessions are 14 days apart in each subject's order (plus a few days' scheduling jitter). Dates are
+    # anonymised the way mne-bids does it: shifted far into the past, keeping session order.
     base_date = datetime(2020, 1, 6, 9, 0, tzinfo=timezone.utc)
+    session_dates = [base_date + pd.Timedelta(days=14 * (int(order) - 1) + k % 7).to_pytimedelta()
+                     for k, order in enumerate(sessions["session_order"])]
+    sessions["acq_time"] = [(d - pd.Timedelta(days=ANONYMISE_DAYSBACK).to_pytimedelta()).strftime(ACQ_TIME_FORMAT)
+                            for d in session_dates]
+    dose_names = [session_label(d) for d in design.doses_mg_per_kg]
     rows = list(sessions.itertuples(index=False))
     import sys
 
@@ -149,8 +159,7 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
         info["line_freq"] = design.line_freq
         raw = mne.io.RawArray(quantise_volts(data), info, verbose="error")
         raw.set_montage(montage, verbose="error")
-        session_index = list(design.doses_mg_per_kg).index(row.dose_mg_per_kg)
-        raw.set_meas_date(base_date + pd.Timedelta(days=14 * session_index + rec_index % 7).to_pytimedelta())
+        raw.set_meas_date(session_dates[rec_index])
         raw.set_annotations(
             mne.Annotations(
                 onset=[0.0, design.infusion_start_s, design.infusion_end_s],
@@ -164,7 +173,7 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
             bids_path,
             format="BrainVision",
             allow_preload=True,
-            anonymize={"daysback": 40000, "keep_his": False},
+            anonymize={"daysback": ANONYMISE_DAYSBACK, "keep_his": False},
             overwrite=True,
             verbose="error",
         )
@@ -175,6 +184,15 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
     )
     write_phenotype(tmp_root, tables, sidecars)
     truth.update(phenotype_truth)
+    truth["crossover"] = {
+        "design": f"Williams design for {len(dose_names)} doses: each dose once per period, each ordered pair of "
+                  "successive doses equally often; sequences assigned to subjects in a shuffled balanced order",
+        "sequences": ["/".join(dose_names[t] for t in seq) for seq in sequences],
+        "subject_sequence": {f"sub-{s}": "/".join(dose_names[t] for t in sequences[assigned[i]])
+                             for i, s in enumerate(subjects)},
+        "session_order_column": "session_order",
+        "session_spacing_days": 14,
+    }
     truth["subject_traits"] = {
         pid: round(float(v), 6) for pid, v in zip(traits["participant_id"], traits["ketamine_sensitivity"])
     }
@@ -186,6 +204,22 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
 
     swap_into_place(tmp_root, bids_root)
     return bids_root
+
+
+ANONYMISE_DAYSBACK = 40000
+ACQ_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"   # as mne-bids writes acq_time in scans.tsv
+
+
+def session_orders(n_subjects: int, n_doses: int, rng: np.random.Generator
+                   ) -> tuple[tuple[tuple[int, ...], ...], np.ndarray]:
+    """Williams sequences (dose indices in period order) and each subject's sequence index: the sequences
+    repeated to the number of subjects (balanced) and shuffled."""
+    from pipelines.inference.crossover import williams_sequences
+
+    sequences = williams_sequences(n_doses)
+    assigned = np.resize(np.arange(len(sequences)), n_subjects)
+    rng.shuffle(assigned)
+    return sequences, assigned
 
 
 def swap_into_place(tmp: Path, target: Path) -> None:
@@ -260,11 +294,19 @@ def _write_tables(root: Path, participants: pd.DataFrame, sessions: pd.DataFrame
     )
     for pid, group in sessions.groupby("participant_id", sort=True):
         path = root / pid / f"{pid}_sessions.tsv"
-        group[["session_id", "dose_mg_per_kg"]].to_csv(path, sep="\t", index=False, lineterminator="\n", float_format="%.2f")
-        (root / pid / f"{pid}_sessions.json").write_text(
-            json.dumps({"dose_mg_per_kg": {"Description": "Ketamine dose of the session's infusion", "Units": "mg/kg"}}, indent=2)
-            + "\n"
-        )
+        group[["session_id", "dose_mg_per_kg", "session_order", "acq_time"]].to_csv(
+            path, sep="\t", index=False, lineterminator="\n", float_format="%.2f")
+        (root / pid / f"{pid}_sessions.json").write_text(json.dumps(SESSIONS_SIDECAR, indent=2) + "\n")
+
+
+SESSIONS_SIDECAR = {
+    "dose_mg_per_kg": {"Description": "Ketamine dose of the session's infusion", "Units": "mg/kg"},
+    "session_order": {"Description": "Position of the session in the participant's crossover schedule (period): "
+                                     "1 = first session. Sequences follow a Williams design balanced for period "
+                                     "and first-order carry-over."},
+    "acq_time": {"Description": "Date and time of the session (anonymised: shifted into the past like the "
+                                "recordings' acq_time in scans.tsv, keeping the order and spacing of sessions)."},
+}
 
 
 def _fix_dataset_description(root: Path) -> None:
