@@ -335,7 +335,7 @@ class Manifest(_Strict):
         # A misspelt key ("meq3O") would pass here and fail much later as a bare KeyError.
         from pipelines.questionnaires import SCALES
 
-        known = [*SCALES, "cytokines"]
+        known = [*SCALES, "cytokines", "therapy"]
         for name in value:
             if name not in known:
                 raise ValueError(f"unknown phenotype table {name!r}" + did_you_mean(name, known) + f"; known: {known}")

@@ -24,7 +24,6 @@ early session for a patient who is doing badly that week).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +34,7 @@ from pipelines import stats
 from pipelines.errors import InputError
 from pipelines.inference.effects import within_between_effect, within_moderation
 from pipelines.study import Study
+from pipelines.therapy import hours_of
 
 __all__ = ["WindowParameters", "WindowResult", "hours_of", "run", "summary_text"]
 
@@ -74,20 +74,6 @@ class WindowResult:
     window_h: tuple[float, float]
     randomised: bool
     notes: list[str] = field(default_factory=list)
-
-
-_HOURS = re.compile(r"^(\d+(?:\.\d+)?)\s*(h|d|w)$")
-_WEEK = re.compile(r"^week\s*(\d+)$")
-
-
-def hours_of(timepoint: str) -> float | None:
-    """Hours after the infusion that a time-point label means (4h, 24h, 7d, 2w, week3), or None (baseline)."""
-    label = str(timepoint).strip().lower()
-    if match := _HOURS.match(label):
-        return float(match[1]) * {"h": 1, "d": 24, "w": 168}[match[2]]
-    if match := _WEEK.match(label):
-        return float(match[1]) * 168
-    return None
 
 
 def _status(first_h: float, window: tuple[float, float]) -> str:

@@ -20,6 +20,7 @@ rows, unknown participants or sessions, missing or non-numeric times.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,25 @@ import pandas as pd
 
 from pipelines.errors import InputError, did_you_mean
 
-__all__ = ["SESSION_TYPES", "read_therapy"]
+__all__ = ["SESSION_TYPES", "hours_of", "read_therapy"]
 
 SESSION_TYPES = ("preparation", "integration")
 REQUIRED = ("participant_id", "session_type", "start_h")
 OPTIONAL = ("session_id", "duration_min", "therapist", "adherence")
+
+
+_HOURS = re.compile(r"^(\d+(?:\.\d+)?)\s*(h|d|w)$")
+_WEEK = re.compile(r"^week\s*(\d+)$")
+
+
+def hours_of(timepoint: str) -> float | None:
+    """Hours after the infusion that a time-point label means (4h, 24h, 7d, 2w, week3), or None (baseline)."""
+    label = str(timepoint).strip().lower()
+    if match := _HOURS.match(label):
+        return float(match[1]) * {"h": 1, "d": 24, "w": 168}[match[2]]
+    if match := _WEEK.match(label):
+        return float(match[1]) * 168
+    return None
 
 
 def read_therapy(path: str | Path, participants: pd.DataFrame | None = None,

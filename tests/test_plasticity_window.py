@@ -9,7 +9,8 @@ import pytest
 
 from pipelines.errors import InputError
 from pipelines.inference.effects import within_between_effect, within_moderation
-from pipelines.plasticity_window import hours_of, infusion_timing
+from pipelines.plasticity_window import infusion_timing
+from pipelines.therapy import hours_of
 from pipelines.therapy import read_therapy
 
 PARTICIPANTS = pd.DataFrame({"participant_id": ["sub-01", "sub-02"]})
@@ -105,3 +106,27 @@ def test_the_within_effect_is_calibrated_where_the_between_association_is_confou
     assert 0.02 <= within_reject / n_sims <= 0.08
     assert between_reject / n_sims > 0.3  # the trait-level association is not the timing effect
     assert covered / n_sims >= 0.92
+
+
+def test_the_planted_window_effect_is_recovered_on_the_default_study(default_study, default_truth):
+    from pipelines import plasticity_window
+
+    truth = default_truth["therapy"]
+    result = plasticity_window.run(default_study, {"n_boot": 999})
+    assert result.outcome_timepoint == "7d" and result.window_h == tuple(truth["window_h"])
+    inside = {k for k, v in truth["inside_by_session"].items() if v}
+    found = {f"{r.participant_id}_{r.session_id}" for r in result.infusions.itertuples() if r.status == "inside"}
+    assert found == {k for k in inside if "placebo" not in k}  # the timing read back is the timing planted
+    within = result.effects.set_index("quantity").loc["within"]
+    assert within["n_subjects"] == 12 and within["ci_low"] < truth["window_effect_points"] < within["ci_high"]
+    assert abs(within["estimate"] - truth["window_effect_points"]) < 3.0
+    assert set(result.sensitivity["window_h"]) == {"12–36", "24–48", "24–72"}
+    assert "not randomised" in plasticity_window.summary_text(result)
+
+
+def test_a_study_without_therapy_sessions_says_why(tiny_manifest):
+    from pipelines.build import notebook_not_applicable
+    from pipelines.manifest import load_manifest
+
+    reason = notebook_not_applicable(load_manifest(tiny_manifest), "06_plasticity_window")
+    assert reason and "therapy" in reason

@@ -286,9 +286,10 @@ def period_effect(period, p: MoodParameters) -> np.ndarray:
     return np.where(index >= 0, effects[np.maximum(index, 0)], 0.0)
 
 
-def _madrs_totals(intensity, dose, subject_index, rng, p: MoodParameters, period=None) -> np.ndarray:
+def _madrs_totals(intensity, dose, subject_index, rng, p: MoodParameters, period=None, extra=None) -> np.ndarray:
     """Continuous MADRS totals, shape (rows, 1 + len(p.timepoints)): baseline first. ``period``: each row's
-    crossover period (1-based) or None (no period effect)."""
+    crossover period (1-based) or None (no period effect). ``extra``: (rows × time points) further improvement
+    (the planted plasticity-window effect), or None."""
     n = len(dose)
     n_subjects = int(subject_index.max()) + 1
     subject_baseline = p.baseline_mean + p.baseline_subject_sd * rng.standard_normal(n_subjects)
@@ -301,7 +302,7 @@ def _madrs_totals(intensity, dose, subject_index, rng, p: MoodParameters, period
     drug = p.dose_slope_per_mg_per_kg * np.asarray(dose) + p.peak_slope_per_unit_intensity * intensity
     practice = np.zeros(n) if period is None else period_effect(period, p)
     improvement = (np.asarray(p.placebo_response) + practice[:, None] + np.asarray(p.time_profile) * drug[:, None]
-                   + noise)
+                   + noise + (0.0 if extra is None else extra))
     return np.column_stack([baseline, np.clip(baseline[:, None] - improvement, 0.0, 60.0)])
 
 
@@ -492,7 +493,7 @@ def _questionnaires(design: pd.DataFrame, traits: pd.Series, seed: int, p: PeakE
 
 
 def _mood(design: pd.DataFrame, intensity: np.ndarray, meq: pd.DataFrame, asc: pd.DataFrame, seed: int,
-          params: PhenotypeParameters):
+          params: PhenotypeParameters, extra_improvement: np.ndarray | None = None):
     """MADRS table for every subject-session and timepoint; truth with expected and realised correlations."""
     m = params.mood
     dose = design["dose_mg_per_kg"].to_numpy()
@@ -501,7 +502,7 @@ def _mood(design: pd.DataFrame, intensity: np.ndarray, meq: pd.DataFrame, asc: p
     period = design["session_order"].to_numpy(float)
     has_order = bool(np.isfinite(period).all())
     totals = _madrs_totals(intensity, dose, design["subject_index"].to_numpy(), mood_rng, m,
-                           period if has_order else None)
+                           period if has_order else None, extra_improvement)
     items = _madrs_items(totals, mood_rng, m)
     n_tp = len(MADRS_TIMEPOINTS)
     madrs_keys = pd.DataFrame({
@@ -718,10 +719,18 @@ def generate_phenotype(participants: pd.DataFrame, sessions: pd.DataFrame, seed:
     design = _design(participants, sessions)
     traits = _traits(participants, seed, subject_traits)
     intensity, meq, asc, missing, truth_peak = _questionnaires(design, traits, seed, params.peak)
-    madrs, truth_mood = _mood(design, intensity, meq, asc, seed, params)
+    # Therapy sessions are drawn from their own stream, so every other table's draws are unchanged by them.
+    from pipelines.synth.therapy import TherapyParameters, draw_therapy, window_effect
+    from pipelines.therapy import hours_of
+
+    therapy_params = TherapyParameters()
+    therapy, inside = draw_therapy(design, _stream(seed, "therapy"), therapy_params)
+    extra = window_effect(inside, design["dose_mg_per_kg"].to_numpy(), [hours_of(t) for t in params.mood.timepoints],
+                          therapy_params)
+    madrs, truth_mood = _mood(design, intensity, meq, asc, seed, params, extra)
     cytokines, truth_cytokines = _cytokines(design, participants, seed, params.cytokines)
-    tables = {"meq30": meq, "asc5d": asc, "madrs": madrs, "cytokines": cytokines}
-    sidecars = _sidecars(params.cytokines)
+    tables = {"meq30": meq, "asc5d": asc, "madrs": madrs, "cytokines": cytokines, "therapy": therapy}
+    sidecars = {**_sidecars(params.cytokines), "therapy": _THERAPY_SIDECAR}
     truth = {
         "generator": {"module": __name__, "seed": int(seed),
                       "random_streams": "SeedSequence(seed, spawn_key=(crc32(name),)) per named stream",
@@ -732,8 +741,28 @@ def generate_phenotype(participants: pd.DataFrame, sessions: pd.DataFrame, seed:
         "mood": truth_mood,
         "cytokines": truth_cytokines,
         "missing_items": missing,
+        "therapy": {
+            "window_h": list(therapy_params.window_h),
+            "window_effect_points": therapy_params.window_effect_points,
+            "effect_from_h": therapy_params.effect_from_h,
+            "definition": "extra MADRS improvement (points) at every time point from effect_from_h on, for an active "
+                          "infusion whose first integration session starts inside window_h after the infusion ended",
+            "inside_by_session": {f"{r.participant_id}_{r.session_id}": bool(flag)
+                                  for r, flag in zip(design.itertuples(index=False), inside)},
+        },
     }
     return tables, sidecars, _jsonable(truth)
+
+
+_THERAPY_SIDECAR = {
+    "participant_id": {"Description": "Participant identifier (BIDS label, pseudonymous)."},
+    "session_id": {"Description": "The infusion session this therapy session belongs to."},
+    "session_type": {"Description": "Kind of psychotherapy session",
+                     "Levels": {"preparation": "before the infusion", "integration": "after the infusion"}},
+    "start_h": {"Description": "Start relative to the end of the infusion (negative: before it)", "Units": "h"},
+    "duration_min": {"Description": "Duration", "Units": "min"},
+    "MeasurementToolMetadata": {"Description": "Therapy-session log (synthetic; no real participants)."},
+}
 
 
 def _jsonable(obj):
@@ -834,7 +863,7 @@ def _sidecars(cyto: CytokineParameters) -> dict[str, dict]:
 
 # --- Writing ------------------------------------------------------------------------------------------------
 
-FLOAT_DECIMALS = {"asc5d": 1}  # fixed decimals per table for float columns (default 3)
+FLOAT_DECIMALS = {"asc5d": 1, "therapy": 1}  # fixed decimals per table for float columns (default 3)
 
 
 def _format_column(series: pd.Series, decimals: int) -> list[str]:

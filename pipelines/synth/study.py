@@ -243,6 +243,7 @@ phenotype/meq30.*
 phenotype/asc5d.*
 phenotype/madrs.*
 phenotype/cytokines.*
+phenotype/therapy.*
 """
 
 TRUTH_SIGNIFICANT_DIGITS = 8
