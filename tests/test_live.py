@@ -263,3 +263,79 @@ def test_lsl_restarted_player_is_found_again_and_monitoring_recovers(tmp_path):
     assert "gap" in [r.status for r in mon.results]
     # Both sources' samples went into the state: the second source's 7 s follow the first's 5 s and the pause.
     assert mon.online.n_seen / sfreq > 5 + 2 + 7 - 1
+
+
+# --- the dashboard's live mode ---------------------------------------------------------------------------------
+
+def test_live_view_frames_rebase_on_infusion_start_and_smooth_causally():
+    from pipelines.dashboards.live import frames
+    from pipelines.eeg.live import WindowResult
+
+    results = [WindowResult(t - 10.0, 0.0, 1.0, db, 0.5 + 0.1 * (t > 10), 8, "ok", stream_time_s=t)
+               for t, db in ((5.0, 0.0), (7.0, 0.0), (9.0, 0.0), (11.0, -4.0), (13.0, -6.0))]
+    alpha, entropy = frames(results, smooth_windows=2, window_s=2.0, infusion_start_s=10.0)
+    np.testing.assert_allclose(alpha["time_s"], [-5, -3, -1, 1, 3])
+    np.testing.assert_allclose(alpha["smoothed"], [0, 0, 0, -2, -5])  # trailing, never using later windows
+    np.testing.assert_allclose(entropy["value"], [0, 0, 0, 0.1, 0.1], atol=1e-12)  # change from the pre-infusion mean
+
+
+@pytest.mark.slow
+def test_live_page_shows_an_updating_status_for_a_loopback_stream(browser, default_study):
+    """/live?stream=…&running=true in Chromium follows a synthetic stream on 127.0.0.1: the status line counts
+    windows as they arrive and the monitor's status lines appear."""
+    import re
+    import socket
+    import time
+
+    import panel as pn
+
+    from pipelines.dashboards import data, live
+    from pipelines.eeg.live import ArrayOutlet, _lsl_loopback_config
+
+    _lsl_loopback_config()
+    data.setup_extension()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = pn.serve({"live": lambda: live.app(default_study.manifest.manifest_path)}, port=port, address="127.0.0.1",
+                      threaded=True, show=False, websocket_origin=[f"127.0.0.1:{port}"])
+    signal, names = _alpha_stream(40, 128.0)
+    outlet = ArrayOutlet(signal, 128.0, names, "kw-test-browser", markers={"infusion_start": 8.0}).start()
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        deadline = time.time() + 60
+        while True:  # the server thread may need a moment to listen
+            try:
+                page.goto(f"http://127.0.0.1:{port}/live?stream=kw-test-browser&running=true&record=false")
+                break
+            except Exception:  # noqa: BLE001
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        status = page.get_by_text(re.compile(r"Stream kw-test-browser — .* \d+ windows"))  # the status line
+
+        def windows() -> int:
+            if not status.count():
+                return -1
+            match = re.search(r"(\d+) windows", status.first.inner_text())
+            return int(match.group(1)) if match else -1
+
+        deadline = time.time() + 60
+        while windows() < 2 and time.time() < deadline:
+            time.sleep(0.5)
+        first = windows()
+        assert first >= 2, status.first.inner_text()
+        deadline = time.time() + 30
+        while windows() <= first and time.time() < deadline:
+            time.sleep(0.5)
+        assert windows() > first, status.first.inner_text()  # it updates as windows arrive
+        assert "kw-test-browser" in status.first.inner_text()
+        assert page.get_by_text(re.compile(r"stream .kw-test-browser. \(8 channels at 128 Hz")).count()  # the log
+        assert not page.locator(".kw-suppression-alert").first.is_visible()
+        assert not errors, errors
+    finally:
+        page.close()
+        outlet.stop()
+        server.stop()

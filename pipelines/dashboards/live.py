@@ -13,7 +13,7 @@ Replay mode is the /titration page (a recording replayed window by window from t
 speed); to replay a recording through this live pipeline instead, stream it with ``make stream
 RECORDING=...`` and follow its stream here.
 
-``stream`` and ``running`` are mirrored in the URL (``/live?stream=kw-sub-01_ses-ket100_task-rest&running=true``);
+``stream``, ``running`` and ``record`` are mirrored in the URL (``/live?stream=kw-sub-01_ses-ket100_task-rest&running=true``);
 a stream name from a link must be a plain LSL name (letters, digits, ``-_.``), or it is ignored with a notice.
 """
 
@@ -105,7 +105,7 @@ class LiveApp(pn.viewable.Viewer):
         self._update_text()
 
     def url_fields(self) -> dict:
-        return {"stream": stream_name_field, "running": safety.boolean}
+        return {"stream": stream_name_field, "running": safety.boolean, "record": safety.boolean}
 
     def _show_rejected(self, rejected: list[str]) -> None:
         self.notice.object = safety.notice_text(rejected)

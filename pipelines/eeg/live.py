@@ -1123,6 +1123,10 @@ def main(argv: list[str] | None = None) -> int:
     study = Study.load(args.manifest)
     if args.command == "play":
         recording = find_recording(study, args.recording)
+        if not study.root.is_dir():
+            print(f"error: the study's data are not at {study.root}: run `make study STUDY={args.manifest}` first",
+                  file=sys.stderr)
+            return 2
         raw = read_raw(recording, study.root, study.manifest.eeg.reader)
         name = stream_name(recording.key)
         player = start_player(raw, name)
