@@ -5,10 +5,11 @@ step uses only samples already received.
 
 * **Filters**: a Butterworth band-pass (order 4, ``l_freq``–``h_freq``) and IIR notches at the line frequency and
   its harmonics in the pass band, as one cascade of second-order sections whose state is carried from chunk to
-  chunk (so results do not depend on how samples are chunked).  Causal filters delay the signal (a few tens of
-  ms in the alpha band) where the offline zero-phase filters do not.
-* **Channels**: judged per window (flat: SD below ``flat_sd_uv``; noisy: SD above ``noisy_min_sd_ratio`` × the
-  window's median channel SD): bad channels leave the average reference and the regions for that window only.
+  chunk (so results do not depend on how samples are chunked), started at the steady state of the first sample.
+  Causal filters delay the signal (a few tens of ms in the alpha band) where the offline zero-phase filters do not.
+* **Channels**: judged per window (flat: SD below ``flat_sd_uv`` in any quarter of it; noisy: SD above
+  ``noisy_min_sd_ratio`` × the window's median channel SD): bad channels leave the average reference and the
+  regions for that window only.
 * **Windows**: ``window_s`` long every ``step_s``, on a grid whose edge falls on infusion start once it is known
   (the marker stream's ``infusion_start``, or a time given); each is computed as soon as its last sample arrives.
 * **Measures**: occipital alpha power (Welch inside the window, as offline) in dB relative to the running mean
@@ -16,12 +17,20 @@ step uses only samples already received.
   averaged over the good channels.
 * **Criterion** (:class:`TitrationCriterion`): alert when the trailing mean (``smooth_windows``) of occipital
   alpha relative to baseline is at or below ``threshold_db`` and has stayed there for ``hold_s``; never on a
-  window without a baseline or without a good occipital channel.
+  window without a baseline, without a good occipital channel, or touching a discontinuity.
+* **Discontinuities** (:class:`LiveMonitor`): sample timestamps are checked chunk by chunk.  Missing samples (a
+  dropout, a restarted source) insert their time, so windows stay on the recording's clock; a clock jump
+  inserts none; NaN/inf samples are zeroed.  Each restarts the filters, and windows overlapping it or the
+  ``settle_s`` after it are ``gap``/``settling``/``non-finite`` (NaN, they restart the hold).  A stalled stream
+  is reported, and a restarted one (same name) is found again.  Every such event is a status line.
+* **Recording** (:class:`SessionRecorder`): samples with their LSL timestamps, windows and status lines, to
+  ``build/<study>/derivatives/live/<stream>_<UTC>/``, atomically; :func:`read_session` reads it back.
 
 Command line (loopback only; see ``docs/live.md``)::
 
-    python -m pipelines.eeg.live play    data_manifests/default.yml sub-01_ses-ket100_task-rest   # prints the stream name
+    python -m pipelines.eeg.live play    data_manifests/default.yml sub-01_ses-ket100   # prints the stream name
     python -m pipelines.eeg.live monitor data_manifests/default.yml --stream kw-sub-01_ses-ket100_task-rest
+    python -m pipelines.eeg.live synth   --channels 64 --sfreq 500 --suppress-at-s 120  # no study needed
 """
 
 from __future__ import annotations
@@ -37,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-LIVE_CONVENTION = ("causal: Butterworth order-4 band-pass and IIR notches as one SOS cascade with carried state; "
+LIVE_CONVENTION = ("causal: Butterworth order-4 band-pass and IIR notches as one SOS cascade with carried state "
+                   "(steady state of the first sample at the start and after each break); "
                    "average reference over the window's good channels; Welch alpha power per window in dB relative to "
                    "the running mean of pre-infusion windows; alert when the trailing mean over smooth_windows stays at "
                    "or below threshold_db for hold_s")
