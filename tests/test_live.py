@@ -92,6 +92,26 @@ def test_lsl_round_trip_on_loopback_raises_the_alert_like_the_offline_computatio
     assert np.percentile(processing, 95) < 0.25  # arrival of the window's last sample → result
 
 
+
+def test_live_alpha_is_close_to_the_offline_zero_phase_features(default_study):
+    """What changes live (docs/live.md): causal filters, per-window channels and reference.  Occipital alpha
+    relative to baseline stays within a few tenths of a dB of the offline features, window by window."""
+    from pipelines.dashboards import data
+
+    key = data.manifest_key(default_study.manifest.manifest_path)
+    cfg = LiveConfig.from_manifest(default_study.manifest)
+    table = offline_causal(*_recording(default_study, "sub-01_ses-ket100_task-rest"), cfg,
+                           default_study.truth()["infusion_start_s"])
+    offline = data.summary_series(key, "occipital_alpha_db").sel(subject="01", session="ket100")
+    live = table.set_index(table["time_s"].round(3))["occipital_alpha_db"]
+    times = np.round(offline["time_s"].to_numpy(), 3)
+    both = [(live.loc[t], v) for t, v in zip(times, offline.to_numpy()) if t in live.index]
+    a, b = np.array(both).T
+    ok = np.isfinite(a) & np.isfinite(b)
+    assert ok.sum() > 150
+    diff = np.abs(a[ok] - b[ok])
+    assert np.percentile(diff, 95) < 0.5 and np.corrcoef(a[ok], b[ok])[0, 1] > 0.99
+
 # --- discontinuities, garbage and the session recording (no LSL) ----------------------------------------------
 
 def _alpha_stream(seconds: float, sfreq: float = 128.0, suppress_from_s: float | None = None, seed: int = 0):
