@@ -47,7 +47,8 @@ define locked
 	  || { code=$$?; [ $$code -eq 75 ] && echo "Gave up waiting for the other build of '$(STUDY_NAME)' after $(KW_LOCK_WAIT_S) s" >&2; exit $$code; }
 endef
 
-.PHONY: all help env study verify freeze reports test test-fast lint bench calibrate lab serve clean distclean lock FORCE \
+.PHONY: all help env study verify freeze reports test test-fast lint bench calibrate lab serve stream monitor clean \
+        distclean lock FORCE \
         _all _reports _study _test
 
 all: ## Set up, build the study, run every notebook, write reports/index.html
@@ -148,6 +149,15 @@ lab: $(ENV_OK) ## JupyterLab on $(HOST) with the project's environment as kernel
 
 serve: $(ENV_OK) ## Panel dashboards on $(HOST) (URLs printed); SERVE_FLAGS e.g. "--share --users-file FILE"
 	$(PY) -m pipelines.dashboards.serve --host $(HOST) --manifest $(STUDY) $(SERVE_FLAGS)
+
+# Live titration over LSL on this machine (docs/live.md): a player in one terminal, the monitor in another.
+stream: $(ENV_OK) ## Stream a recording of STUDY over LSL (loopback): make stream RECORDING=sub-01_ses-ket100
+	@test -n "$(RECORDING)" || { echo "usage: make stream RECORDING=sub-01_ses-ket100 [STUDY=$(STUDY)]" >&2; exit 2; }
+	$(PY) -m pipelines.eeg.live play $(STUDY) $(RECORDING)
+
+monitor: $(ENV_OK) ## Follow an LSL stream live, record the session: make monitor STREAM=kw-sub-01_ses-ket100_task-rest
+	@test -n "$(STREAM)" || { echo "usage: make monitor STREAM=<name printed by make stream> [STUDY=$(STUDY)]" >&2; exit 2; }
+	$(PY) -m pipelines.eeg.live monitor $(STUDY) --stream $(STREAM)
 
 lock: ## Re-resolve env/requirements.in into the pinned lock (needs the package index)
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

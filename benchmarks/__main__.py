@@ -71,6 +71,10 @@ TARGETS = {
                               lambda r: r["p95_s"] <= 1.0 and r["sessions_failed"] == 0),
     "dashboard_soak_500": ("server RSS grows < 50 MB over 500 open/close sessions",
                            lambda r: r["rss_growth_mb"] < 50 and r["sessions_failed"] == 0),
+    # Issue 13: live titration over LSL.
+    "live_latency_64ch_500hz": ("p95 <= 0.25 s from a sample's LSL timestamp to the updated monitor state",
+                                lambda r: r["p95_s"] <= 0.25),
+    "live_cpu_64ch_500hz": ("<= 0.25 of one core for the monitor process", lambda r: r["cpu_fraction"] <= 0.25),
 }
 
 # Extra keys worth a glance in the Markdown table (shown when a row has them).
@@ -93,6 +97,7 @@ KEY_FIELDS = [
     ("measured_load_avg_before", "load avg at start"), ("measured_load_avg_after", "load avg at end"),
     ("measured_cpu_pressure_before", "CPU pressure % at start"), ("measured_cpu_pressure_after", "CPU pressure % at end"),
     ("ratio", "ratio"), ("ratio_iaaft", "ratio IAAFT"),
+    ("cpu_fraction", "CPU (cores)"), ("chunk_p95_s", "chunk p95 s"), ("n_windows", "windows"),
 ]
 
 

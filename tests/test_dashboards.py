@@ -262,7 +262,8 @@ def test_share_mode_refuses_to_start_without_users_or_secret(tmp_path):
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "KW_COOKIE_SECRET" in result.stderr
     assert serve.app_urls("127.0.0.1", 5006) == {"explorer": "http://127.0.0.1:5006/explorer",
-                                                 "titration": "http://127.0.0.1:5006/titration"}
+                                                 "titration": "http://127.0.0.1:5006/titration",
+                                                 "live": "http://127.0.0.1:5006/live"}
 
 
 # --- served apps in headless Chromium ----------------------------------------------------------------

@@ -35,7 +35,8 @@ import stat
 import sys
 from pathlib import Path
 
-APPS = {"explorer": "Study explorer", "titration": "Dose-titration monitor"}
+APPS = {"explorer": "Study explorer", "titration": "Dose-titration monitor",
+        "live": "Live titration monitor (LSL stream)"}
 COOKIE_ENV = "KW_COOKIE_SECRET"
 MIN_SECRET_LENGTH = 32
 
@@ -181,7 +182,7 @@ def server_options(manifest=None, host: str = "127.0.0.1", port: int = 5006, sha
                    ssl_certfile=None, ssl_keyfile=None, environ=os.environ, throttle=None,
                    blinding=None) -> tuple[dict, dict]:
     """(apps, keyword arguments) for ``pn.serve``: both apps behind the error guard, the login in sharing mode."""
-    from pipelines.dashboards import data, explorer, login, safety, titration
+    from pipelines.dashboards import data, explorer, live, login, safety, titration
 
     key = data.manifest_key(manifest)
     options = {}
@@ -198,7 +199,8 @@ def server_options(manifest=None, host: str = "127.0.0.1", port: int = 5006, sha
     origins.update(allow_websocket_origin or ())
     titles = {name: f"Ketamine workbench — {title}" for name, title in APPS.items()}
     apps = {"explorer": safety.guarded(lambda: explorer.app(key, blinding=blinding), titles["explorer"]),
-            "titration": safety.guarded(lambda: titration.app(key, blinding=blinding), titles["titration"])}
+            "titration": safety.guarded(lambda: titration.app(key, blinding=blinding), titles["titration"]),
+            "live": safety.guarded(lambda: live.app(key, blinding=blinding), titles["live"])}
     options.update(port=port, address=host, websocket_origin=sorted(origins), show=False, title=titles,
                    prefix=prefix or "", use_xheaders=use_xheaders,
                    # A closed tab's session is destroyed (and its memory freed) 10 s after its websocket closed,
