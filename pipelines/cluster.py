@@ -24,6 +24,9 @@ from pathlib import Path
 DASHBOARD_ADDRESS = "127.0.0.1:8787"
 # One thread per numerical library: a worker's parallelism is its Dask threads (one recording each).
 SINGLE_THREADED_LIBRARIES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which made each recording 25-45 % slower here
+# (benchmarks/bench_study.py, WORKER_PRE_SPAWN_ENVIRON); None in the nanny's config leaves it unset.
+NO_MALLOC_TRIM = "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON=\"{'MALLOC_TRIM_THRESHOLD_': None}\""
 
 
 def walltime_s(walltime: str) -> int:
@@ -60,7 +63,7 @@ def jobqueue_cluster(config, python: str | None = None):
     cache = numba_cache_dir(config)
     Path(cache).mkdir(parents=True, exist_ok=True)
     prologue = [*config.job_script_prologue, f"export NUMBA_CACHE_DIR={cache}",
-                *(f"export {name}=1" for name in SINGLE_THREADED_LIBRARIES)]
+                *(f"export {name}=1" for name in SINGLE_THREADED_LIBRARIES), NO_MALLOC_TRIM]
     options = {
         "cores": config.cores, "processes": 1, "memory": config.memory, "walltime": config.walltime,
         "queue": config.queue, "account": config.account,
