@@ -304,6 +304,59 @@ class Exclusion(_Strict):
     reason: str = Field(min_length=3, description="Why, in one line (shown in every report)")
 
 
+_DURATION = r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$"  # [D-]HH:MM:SS, as SLURM and PBS write wall times
+
+
+class ClusterConfig(_Strict):
+    """Where the EEG features are computed (pipelines.cluster): this machine, a running Dask scheduler, or a
+    SLURM/PBS cluster through dask-jobqueue.  Not part of any cache key: it changes where, never what."""
+
+    kind: Literal["local", "scheduler", "slurm", "pbs"] = Field(
+        "local", description="local: this machine (threads); scheduler: a running Dask scheduler at `address`; "
+        "slurm / pbs: worker jobs submitted by dask-jobqueue")
+    address: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx)://\S+$",
+                                description="Scheduler address for kind 'scheduler', e.g. tcp://10.0.0.5:8786")
+    queue: str | None = Field(None, description="Partition (SLURM) or queue (PBS)")
+    account: str | None = Field(None, description="Account / project charged for the jobs")
+    cores: int = Field(1, ge=1, description="Cores per job; one recording per core (a worker thread each)")
+    memory: str = Field("4GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="Memory per job, e.g. 4GB")
+    walltime: str = Field("01:00:00", pattern=_DURATION, description="Wall time of each job, [D-]HH:MM:SS")
+    max_jobs: int = Field(10, ge=1, description="At most this many jobs at once (adaptive scaling)")
+    min_jobs: int = Field(0, ge=0, description="At least this many jobs while the study runs")
+    lifetime_margin_min: float = Field(
+        10.0, gt=0, description="Workers retire this many minutes before the wall time, so the batch system never "
+        "kills one mid-recording; make it longer than one recording takes")
+    lifetime_stagger_min: float = Field(
+        2.0, ge=0, description="Spread of the retirement times (± minutes), so workers do not all leave at once")
+    numba_cache_dir: str | None = Field(
+        None, description="NUMBA_CACHE_DIR of every worker, on a filesystem every node sees, so the kernels "
+        "compile once; default <repository>/build/numba-cache")
+    local_directory: str | None = Field(None, description="Worker scratch space (node-local disk), e.g. $TMPDIR")
+    log_directory: str | None = Field(None, description="Where the batch system writes each job's output")
+    interface: str | None = Field(None, description="Network interface the scheduler and workers use (e.g. ib0); "
+                                  "default: the host name's address")
+    job_extra_directives: list[str] = Field(default_factory=list,
+                                            description="Extra #SBATCH / #PBS lines, e.g. ['--qos=short']")
+    job_script_prologue: list[str] = Field(default_factory=list,
+                                           description="Shell lines run before each worker, e.g. 'module load ...'")
+    dashboard: bool = Field(False, description="Serve the scheduler's Dask dashboard on 127.0.0.1:8787 only "
+                            "(reach it through an SSH tunnel); workers never serve one")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.kind == "scheduler" and not self.address:
+            raise ValueError("kind 'scheduler' needs an address (e.g. tcp://10.0.0.5:8786)")
+        if self.min_jobs > self.max_jobs:
+            raise ValueError(f"min_jobs ({self.min_jobs}) exceeds max_jobs ({self.max_jobs})")
+        if self.kind in ("slurm", "pbs"):
+            from pipelines.cluster import walltime_s
+
+            if (self.lifetime_margin_min + 2 * self.lifetime_stagger_min) * 60 >= walltime_s(self.walltime):
+                raise ValueError(f"walltime {self.walltime} is not longer than lifetime_margin_min + 2 x "
+                                 "lifetime_stagger_min: workers would retire before they start")
+        return self
+
+
 class Manifest(_Strict):
     study: str = Field(description="Short name; outputs go to build/<study> and reports/<study>")
     description: str = ""
@@ -315,6 +368,7 @@ class Manifest(_Strict):
     phenotype: dict[str, PhenotypeTable] = Field(default_factory=dict)
     timepoints: list[str] = Field(default_factory=lambda: ["baseline", "4h", "24h", "7d", "14d"])
     exclude: list[Exclusion] = Field(default_factory=list, description="Recordings left out, each with its reason")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Where the EEG features run")
     notebooks: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Notebook name -> parameters")
     verify_exclude: list[str] = Field(default_factory=lambda: ["derivatives/*", ".git/*", "*.tmp-*"])
     checksums: dict[str, str] = Field(default_factory=dict, description="Path relative to bids_root -> sha256")

@@ -11,6 +11,9 @@ channel, time_s) and written to ``features.zarr`` chunk by chunk, so memory stay
 Command line (what ``make`` runs)::
 
     python -m pipelines.eeg.features data_manifests/default.yml [--scheduler threads|processes|ADDRESS] [--workers N]
+
+Without ``--scheduler`` the manifest's ``cluster:`` section decides where the recordings run (this machine,
+a running Dask scheduler, or SLURM/PBS jobs through dask-jobqueue; see ``pipelines.cluster``).
 """
 
 from __future__ import annotations
@@ -456,10 +459,13 @@ def _code_hash() -> str:
 
 
 def _stored_attrs(store: Path) -> dict | None:
-    """Attributes of a per-recording Zarr store (v2 ``.zattrs``), or None when absent or unreadable."""
+    """Attributes of a Zarr store, or None when absent, unreadable or incomplete.
+
+    Read from the consolidated metadata (``.zmetadata``, written last), so a store whose writing never
+    finished counts as missing even if it sits under its final name (copied in part, say)."""
     try:
-        return json.loads((store / ".zattrs").read_text())
-    except (OSError, ValueError):
+        return json.loads((store / ".zmetadata").read_text())["metadata"][".zattrs"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -578,11 +584,19 @@ def features_up_to_date(study) -> bool:
             and done.is_file() and done.read_text().strip() == digest)
 
 
-def compute_study_features(study, scheduler: str = "threads", workers: int | None = None, progress: bool = True) -> Path:
+# On a Dask cluster, a task whose worker died (killed, out of memory, job ended) is rerun elsewhere by the
+# scheduler (up to distributed.scheduler.allowed-failures times); these retries cover an exception escaping the
+# task itself (e.g. a shared filesystem that briefly fails while the failure record is written).
+TASK_RETRIES = 2
+
+
+def compute_study_features(study, scheduler: str = "threads", workers: int | None = None, progress: bool = True,
+                           retries: int = TASK_RETRIES) -> Path:
     """Compute every recording (one Dask task each) and write the combined ``features.zarr``.
 
     ``scheduler``: "threads" / "processes" / "synchronous" (local), or the address of a running Dask
-    scheduler (``tcp://127.0.0.1:8786``) — the same code runs on a laptop and on a cluster."""
+    scheduler (``tcp://127.0.0.1:8786``) — the same code runs on a laptop and on a cluster.  Each recording
+    writes its own store atomically, so an interrupted study resumes with the recordings it lacks."""
     import dask
     import pandas as pd
 
@@ -599,7 +613,7 @@ def compute_study_features(study, scheduler: str = "threads", workers: int | Non
         from distributed import Client, progress as dist_progress
 
         with Client(scheduler) as client:
-            futures = client.compute(tasks)
+            futures = client.compute(tasks, retries=retries)
             if progress:
                 dist_progress(futures)
             results = client.gather(futures)
@@ -623,6 +637,9 @@ def compute_study_features(study, scheduler: str = "threads", workers: int | Non
     for stale in rec_dir.glob("*.failed.json"):
         if stale.name.removesuffix(".failed.json") not in keys:
             stale.unlink()
+    # Half-written stores of a task killed mid-write (its retry wrote the store under its own temporary name).
+    for orphan in rec_dir.glob(".*.zarr.tmp-*"):
+        shutil.rmtree(orphan, ignore_errors=True)
     computed = sorted(r["recording"] for r in results if not r.get("cached"))
     reused = sorted(r["recording"] for r in results if r.get("cached"))
     failed = [r for r in results if r.get("status") == "failed"]
@@ -810,14 +827,16 @@ def _read_qc_table(study):
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from pipelines.cluster import scheduler_for
     from pipelines.manifest import ManifestError
     from pipelines.paths import derivatives_dir
     from pipelines.study import Study
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.eeg.features", description=__doc__.split("\n\n")[0])
     parser.add_argument("manifest")
-    parser.add_argument("--scheduler", default="threads", help="threads, processes, synchronous, or a scheduler address")
-    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--scheduler", default=None, help="threads, processes, synchronous, or a scheduler address "
+                        "(default: the manifest's cluster: section, else threads)")
+    parser.add_argument("--workers", type=int, default=None, help="local workers, or at most this many cluster jobs")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--force-combine", action="store_true",
                         help="rewrite features.zarr even when everything is up to date (per-recording caches still apply)")
@@ -833,7 +852,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"EEG features of {study.name!r} are up to date ({len(study.recordings)} recordings)")
             return 0
         t0 = time.perf_counter()
-        path = compute_study_features(study, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress)
+        with scheduler_for(study.manifest.cluster, args.scheduler, args.workers) as scheduler:
+            path = compute_study_features(study, scheduler=scheduler, workers=args.workers, progress=not args.no_progress)
     except (InputError, ManifestError) as exc:
         print(f"EEG features failed: {exc}", file=sys.stderr)
         return 1
