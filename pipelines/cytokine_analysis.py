@@ -16,9 +16,20 @@ Dose groups
     those intervals.
 
 Strata
-    Baseline CRP of each session against ``crp_threshold_mg_per_l`` (:func:`cytokines.inflammation_strata`,
-    session level). A subject's stratum is its sessions' common label, or ``discordant``; the pooled
-    analysis uses the label of the subject's active sessions.
+    :func:`cytokines.define_strata`: from a separate screening CRP when the table has one (time point
+    ``screening_timepoint``, ``session_id`` n/a), else the geometric mean of each subject's repeated baselines,
+    else each session's own baseline — then with a one-line warning that the stratum contrast is biased by
+    regression to the mean. CRP ≥ ``acute_crp_mg_per_l`` (probable acute infection) is flagged and left out
+    by ``acute_rule`` (stated in the report). A subject's stratum is its kept sessions' common label.
+
+Primary test
+    :func:`strata_interaction`: the placebo-controlled stratum × treatment interaction on the change, the
+    subject as the unit (:func:`pipelines.inference.stratum_by_treatment_interaction`, calibrated); the report
+    leads with it. Per-stratum changes after active doses are secondary (no placebo control).
+
+Change scale
+    ``change_scale``: ``ln_ratio`` (default, ln(post/baseline)) or ``difference`` (post − baseline in the
+    analyte's unit), stated beside every result.
 
 Mixed model
     ``ln_value ~ time × inflamed × dose + (1 | participant_id)`` per analyte with two dose codings:

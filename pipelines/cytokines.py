@@ -56,6 +56,13 @@ Censoring strategies
     that level, an approximation otherwise. CI: Wald, from the observed information; p: likelihood
     ratio test of μ = 0.
 
+Strata and change (see :func:`define_strata`, :data:`CHANGE_SCALES`)
+    Inflammation strata from a screening CRP draw (a subject-level row, ``session_id`` ``n/a``), else the
+    geometric mean of repeated baselines, else the single baseline (biased by regression to the mean: warned);
+    CRP ≥ 10 mg/L (probable acute infection) flagged and left out by a named rule. Changes are ln(post/baseline)
+    or post − baseline. Units missing from a file can be declared per table in the manifest
+    (``declared_units``); a unit in the file that disagrees is an error. Unknown columns are reported.
+
 Derived values
     ``ln_value`` is the natural log. The kynurenine/tryptophan ratio is KYN[µmol/L] / TRP[µmol/L] × 1000,
     unit ``µmol/mmol`` (the commonly reported ×10³ scaling); censoring propagates (KYN "<L" gives the
@@ -81,6 +88,7 @@ from scipy import optimize, special
 from scipy import stats as sstats
 
 from pipelines.errors import InputError
+from pipelines.units import UNIT_TABLE, canonical_unit  # noqa: F401  (re-exported: the unit table lives there)
 
 KEYS = ("participant_id", "session_id", "timepoint")
 CENSORING_LEVELS = ("observed", "below", "above", "missing")
@@ -111,32 +119,6 @@ NO_SESSION = "n/a"
 class UnknownColumnWarning(UserWarning):
     """A table column the reader does not know was not read (reported, never dropped silently)."""
 
-#: Canonical unit spelling -> (dimension, factor to the dimension's base unit).
-#: Bases: mass concentration g/L, amount concentration mol/L, ratio of amounts mol/mol.
-#: Factors are exact fractions (powers of ten), not binary floats: 1e-3 / 1e-2 and 3 × 0.1 are not
-#: exactly 0.1 and 0.3 in floating point, which put 0.3 mg/dL and 3000 µg/L below a 3 mg/L threshold.
-UNIT_TABLE: dict[str, tuple[str, Fraction]] = {
-    "pg/mL": ("mass", Fraction(1, 10**9)),
-    "ng/L": ("mass", Fraction(1, 10**9)),
-    "ng/mL": ("mass", Fraction(1, 10**6)),
-    "ug/L": ("mass", Fraction(1, 10**6)),
-    "ug/mL": ("mass", Fraction(1, 10**3)),
-    "mg/L": ("mass", Fraction(1, 10**3)),
-    "mg/dL": ("mass", Fraction(1, 10**2)),
-    "g/L": ("mass", Fraction(1)),
-    "pmol/mL": ("amount", Fraction(1, 10**9)),
-    "nmol/L": ("amount", Fraction(1, 10**9)),
-    "nM": ("amount", Fraction(1, 10**9)),
-    "nmol/mL": ("amount", Fraction(1, 10**6)),
-    "umol/L": ("amount", Fraction(1, 10**6)),
-    "uM": ("amount", Fraction(1, 10**6)),
-    "mmol/L": ("amount", Fraction(1, 10**3)),
-    "mM": ("amount", Fraction(1, 10**3)),
-    "umol/mmol": ("ratio", Fraction(1, 10**3)),
-    "nmol/umol": ("ratio", Fraction(1, 10**3)),
-    "mol/mol": ("ratio", Fraction(1)),
-}
-_UNIT_LOOKUP = {k.lower(): k for k in UNIT_TABLE}
 
 KYN_TRP_UNIT = "µmol/mmol"
 #: Relative tolerance of threshold comparisons (:func:`inflammation_strata`): a value within 1e-9 of
@@ -147,15 +129,6 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 # ----------------------------------------------------------------------------------------- units
-def canonical_unit(unit: str) -> str:
-    """The :data:`UNIT_TABLE` spelling of ``unit`` (µ/μ/u/mcg and letter case accepted); ValueError if unknown."""
-    key = str(unit).strip().replace("µ", "u").replace("μ", "u").replace(" ", "").lower()
-    key = key.replace("mcg", "ug")
-    if key not in _UNIT_LOOKUP:
-        raise ValueError(f"unknown unit {unit!r}; known units: {', '.join(UNIT_TABLE)}")
-    return _UNIT_LOOKUP[key]
-
-
 def unit_conversion_ratio(from_unit: str, to_unit: str) -> Fraction:
     """The exact factor (a :class:`fractions.Fraction`) taking a value in ``from_unit`` to ``to_unit``.
 

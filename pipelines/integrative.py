@@ -208,7 +208,10 @@ def _merge(left: pd.DataFrame, right: pd.DataFrame, source: str) -> pd.DataFrame
 
 
 def _subject_stratum(labels: pd.Series) -> str:
+    # Sessions notebook 03 left out of the strata (acute-infection rule: "excluded", then "unassigned" here)
+    # do not make a subject discordant.
     labels = labels.dropna()
+    labels = labels[~labels.isin(["excluded", "unassigned"])]
     if labels.empty:
         return "unassigned"
     return labels.iloc[0] if labels.nunique() == 1 else "discordant"

@@ -269,7 +269,7 @@ class PhenotypeTable(_Strict):
     @field_validator("units")
     @classmethod
     def _known_units(cls, value: dict[str, str]) -> dict[str, str]:
-        from pipelines.cytokines import canonical_unit
+        from pipelines.units import canonical_unit
 
         for analyte, unit in value.items():
             if not str(analyte).strip():
