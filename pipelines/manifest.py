@@ -233,7 +233,7 @@ class DynamicsConfig(_Strict):
                                      "the trailing-mean entropy change has risen by at most entropy_plateau_rel_tol of "
                                      "its value over the last entropy_plateau_s")
     entropy_plateau_rel_tol: float = Field(0.05, gt=0, lt=1, description="See entropy_plateau_s")
-    entropy_min_rise_sd: float = Field(3.0, gt=0, description="The entropy change must first exceed this many SDs of "
+    entropy_min_rise_sd: float = Field(8.0, gt=0, description="The entropy change must first exceed this many SDs of "
                                        "its trailing mean over the baseline windows")
 
     @field_validator("alpha_threshold_db", mode="before")

@@ -101,7 +101,7 @@ def trailing_mean(values: np.ndarray, n_windows: int) -> np.ndarray:
 
 
 def entropy_plateau(time_s, change, smooth_windows: int, plateau_s: float, rel_tol: float = 0.05,
-                    min_rise_sd: float = 3.0, start_s: float = 0.0) -> tuple[float, float]:
+                    min_rise_sd: float = 8.0, start_s: float = 0.0) -> tuple[float, float]:
     """Causal entropy-plateau criterion: (time, trailing-mean change) of the first window after ``start_s`` at which
     entropy has risen and stopped rising; (NaN, NaN) when it never does.
 

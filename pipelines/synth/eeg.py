@@ -311,10 +311,12 @@ def simulate_recording(
         elif kind == "noisy":
             data_uv[i] += 150.0 * rng.standard_normal(n_times)
 
+    rhythm_gain = {name: 1.0 + (gains[name] - 1.0) * e1c for name in ("delta", "theta", "beta")}
     expected_db = expected_occipital_alpha_db(
         t, plan, subject, topo, mix, alpha_gain, background_uv,
         flat_exponent=max(subject.aperiodic_exponent - drug.flattening_delta, 0.0),
-        infusion_start_s=plan.infusion_start_s,
+        infusion_start_s=plan.infusion_start_s, rhythm_gain=rhythm_gain,
+        surge_uv=drug.theta_surge_uv * e2, frontal_topo=frontal_topo,
     )
     truth = {
         "dose_mg_per_kg": plan.dose_mg_per_kg,
@@ -338,13 +340,60 @@ def simulate_recording(
     return data_uv * uv, truth
 
 
-def _colored_band_fraction(exponent: float, sfreq: float, n_times: int, band: tuple[float, float]) -> float:
-    """Share of a unit-variance ``_colored_noise`` process's power that falls in ``band``."""
-    freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
-    power = 1.0 / np.maximum(freqs, 0.5) ** exponent
-    power[0] = 0.0
-    in_band = (freqs >= band[0]) & (freqs <= band[1])
-    return float(power[in_band].sum() / power.sum())
+# The analysis measures band power from a Welch spectrum (Hann, 1-s segments: ``eeg.features.welch_segment_s``),
+# summing the 1-Hz bins from 8 to 13 Hz inclusive: each bin sees the true spectrum through the Hann kernel, so the
+# bins span about 7.5-13.5 Hz and take some power from neighbouring bands. The expected curve is computed as that
+# estimator sees each component (its expectation), so the planted onset is what an ideal analysis would time.
+WELCH_SEGMENT_S = 1.0
+_FINE_HZ = 0.02
+
+
+def _welch_kernel(sfreq: float, band: tuple[float, float], segment_s: float = WELCH_SEGMENT_S):
+    """Fine frequency grid (Hz) and the summed Welch kernel over the band's bins: band power seen by the estimator
+    = sum over the grid of (one-sided PSD x kernel x grid step)."""
+
+    return _welch_kernel_cached(float(sfreq), float(band[0]), float(band[1]), float(segment_s))
+
+
+def _hann_kernel_impl(sfreq, lo, hi, segment_s):
+    nseg = int(round(segment_s * sfreq))
+    n = np.arange(nseg)
+    w = 0.5 - 0.5 * np.cos(2 * np.pi * n / nseg)  # periodic Hann, as scipy.signal.welch
+    grid = np.arange(0.0, sfreq / 2.0, _FINE_HZ)
+    bins = np.arange(0.0, sfreq / 2.0 + 1e-9, 1.0 / segment_s)
+    bins = bins[(bins >= lo) & (bins <= hi)]
+    kernel = np.zeros(grid.size)
+    for fk in bins:
+        dtft = np.exp(-2j * np.pi * np.outer(fk - grid, n) / sfreq) @ w
+        kernel += np.abs(dtft) ** 2 / (sfreq * (w**2).sum())
+    return grid, kernel / segment_s  # x bin width (1 / segment_s Hz) per bin
+
+
+_KERNELS: dict = {}
+
+
+def _welch_kernel_cached(sfreq, lo, hi, segment_s):
+    key = (sfreq, lo, hi, segment_s)
+    if key not in _KERNELS:
+        _KERNELS[key] = _hann_kernel_impl(sfreq, lo, hi, segment_s)
+    return _KERNELS[key]
+
+
+def _seen_fraction(shape: np.ndarray, grid: np.ndarray, kernel: np.ndarray) -> float:
+    """Share of a unit-variance process with one-sided PSD shape ``shape`` (on ``grid``) that the band's bins see."""
+    return float((shape * kernel).sum() / shape.sum())
+
+
+def _colored_shape(grid: np.ndarray, exponent: float) -> np.ndarray:
+    shape = 1.0 / np.maximum(grid, 0.5) ** exponent
+    shape[grid < _FINE_HZ / 2] = 0.0
+    return shape
+
+
+def _band_shape(grid: np.ndarray, low: float, high: float, width: float = 0.5) -> np.ndarray:
+    """Power shape of ``_band_noise`` (raised-cosine amplitude edges)."""
+    gain = np.clip((grid - (low - width)) / (2 * width), 0, 1) * np.clip(((high + width) - grid) / (2 * width), 0, 1)
+    return gain**2
 
 
 def expected_occipital_alpha_db(
@@ -359,21 +408,36 @@ def expected_occipital_alpha_db(
     infusion_start_s: float,
     band: tuple[float, float] = (8.0, 13.0),
     roi: tuple[str, ...] = OCCIPITAL_ALPHA_SOURCES,
+    rhythm_gain: dict | None = None,
+    surge_uv: np.ndarray | float = 0.0,
+    frontal_topo: np.ndarray | None = None,
 ) -> np.ndarray:
     """Expected occipital alpha-band power (ROI mean, average reference) relative to the pre-infusion mean, in dB.
 
-    This is what an analysis measures (band power from a spectrum of the re-referenced signal), so the
-    planted onset is the crossing of this curve, not of the alpha component alone: the background's
-    alpha-band share dilutes the suppression.  Blinks, line noise, gamma and delta are outside the band."""
+    This is what an analysis measures (Welch band power of the re-referenced signal), so the planted onset is the
+    crossing of this curve, not of the alpha component alone: the background's alpha-band share dilutes the
+    suppression, and every component is taken as the Welch estimator sees it (1-s Hann segments, 1-Hz bins 8..13
+    Hz inclusive), including what the delta/theta/beta rhythms and the frontal theta rise leak into those bins.
+    Blinks, line noise and gamma are far from the band and left out."""
     n = len(plan.ch_names)
     idx = [plan.ch_names.index(name) for name in roi if name in plan.ch_names]
-    frac_steep = _colored_band_fraction(subject.aperiodic_exponent, plan.sfreq, len(t), band)
-    frac_flat = _colored_band_fraction(flat_exponent, plan.sfreq, len(t), band)
-    background = background_uv**2 * (1.0 - 1.0 / n) * ((1.0 - mix) * frac_steep + mix * frac_flat)
+    grid, kernel = _welch_kernel(plan.sfreq, band)
+    frac_steep = _seen_fraction(_colored_shape(grid, subject.aperiodic_exponent), grid, kernel)
+    frac_flat = _seen_fraction(_colored_shape(grid, flat_exponent), grid, kernel)
+    power = background_uv**2 * (1.0 - 1.0 / n) * ((1.0 - mix) * frac_steep + mix * frac_flat)
     # After the average reference, channel c carries the common rhythm with weight topo[c] - mean(topo).
     alpha_var = (topo[idx] - topo.mean()) ** 2
-    alpha = subject.alpha_amplitude_uv**2 * alpha_var.mean() * alpha_gain**2
-    power = background + alpha
+    alpha_seen = float(np.interp(subject.alpha_peak_hz, grid, kernel))
+    power = power + subject.alpha_amplitude_uv**2 * alpha_var.mean() * alpha_gain**2 * alpha_seen
+    for name, gain in (rhythm_gain or {}).items():
+        low, high = RHYTHM_BANDS_HZ[name]
+        seen = _seen_fraction(_band_shape(grid, low, high), grid, kernel)
+        power = power + RHYTHM_UV[name] ** 2 * (1.0 - 1.0 / n) * np.asarray(gain) ** 2 * seen
+    if frontal_topo is not None:
+        seen = _seen_fraction(_band_shape(grid, 4.5, 7.0), grid, kernel)
+        surge_var = 0.6**2 * ((frontal_topo[idx] - frontal_topo.mean()) ** 2).mean() \
+            + 0.8**2 * (1.0 - 1.0 / n) * (frontal_topo[idx] ** 2).mean()
+        power = power + np.asarray(surge_uv) ** 2 * surge_var * seen
     baseline = power[t < infusion_start_s].mean()
     return 10.0 * np.log10(power / baseline)
 
