@@ -364,6 +364,18 @@ def band_dose_table(changes: pd.DataFrame, band_effects: dict | None = None, ci:
     return table.reset_index(drop=True)
 
 
+def band_dose_wide(table: pd.DataFrame, regions=("global", "occipital")) -> pd.DataFrame:
+    """:func:`band_dose_table` as one row per kind, region and band, one column per dose: 'mean [CI]'."""
+    t = table[table["region"].isin(regions)].copy()
+    t["cell"] = [f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, lo, hi in zip(t["mean_change"], t["ci_low"], t["ci_high"])]
+    index = ["kind", "region", "band"] + (["published_direction"] if "published_direction" in t else [])
+    wide = t.pivot_table(index=index, columns="dose_mg_per_kg", values="cell", aggfunc="first")
+    wide.columns = [f"{d:g} mg/kg" for d in wide.columns]
+    order = {b: i for i, b in enumerate(BANDS)}
+    return wide.reset_index().sort_values(["kind", "region", "band"], key=lambda c: c.map(order) if c.name == "band" else c,
+                                          ignore_index=True)
+
+
 def raw_and_surrogate_entropy(changes: pd.DataFrame, measures: list[str], region: str = "global") -> pd.DataFrame:
     """Per measure and dose: the raw plateau change next to the change of its surrogate ratio (``<m>_surr_ratio``:
     value / mean of phase-randomised surrogates with the window's spectrum) — what is left after the spectrum.
@@ -388,7 +400,8 @@ def measure_definitions(features, names: list[str]) -> pd.DataFrame:
     stored = json.loads(features.attrs.get("measure_definitions", "{}"))
     rows = []
     for name in names:
-        info = stored.get(name, "")
+        wildcard = "*" + name[name.rindex("_surr_"):] if "_surr_" in name else None
+        info = stored.get(name) or (stored.get(wildcard, "") if wildcard else "")
         rows.append({"measure": name, "definition": info if isinstance(info, str) else json.dumps(info)})
     return pd.DataFrame(rows)
 
@@ -397,10 +410,13 @@ def spectrum_controlled_entropy(changes: pd.DataFrame, entropy_measure: str, reg
     """Entropy change with the spectral change as covariate ("spectrum-controlled entropy").
 
     Per subject-session: the plateau change of ``entropy_measure`` (``region``), of occipital alpha (dB) and of
-    the aperiodic exponent. Two mixed models with a random intercept per subject (``pipelines.stats.mixed_model``):
-    ``entropy ~ dose`` (raw) and ``entropy ~ dose + alpha_change_db + aperiodic_change`` (spectrum-controlled).
-    Returns {'data', 'raw', 'controlled' (fixed effects), 'comparison' (the dose term of both), 'residual' (per
-    subject-session entropy change minus the spectral terms' fitted part: the spectrum-controlled change)}."""
+    the aperiodic exponent. Two mixed models with a random intercept per subject (``pipelines.stats.mixed_model``),
+    dose as a factor (each dose against placebo / the lowest dose, so an inverted U is not forced into a line):
+    ``entropy ~ C(dose)`` (raw) and ``entropy ~ C(dose) + alpha_change_db + aperiodic_change`` (spectrum-controlled).
+    Returns {'data', 'raw', 'controlled' (fixed effects), 'comparison' (each dose's effect in both models, one row
+    per dose and model), 'residual' in data: the per-session entropy change minus the fitted spectral terms}."""
+    import numpy as np
+
     from pipelines import stats
 
     keys = ["participant_id", "session", "dose_mg_per_kg"]
@@ -409,17 +425,21 @@ def spectrum_controlled_entropy(changes: pd.DataFrame, entropy_measure: str, reg
             .merge(part("occipital_alpha_db", "summary").rename(columns={"change": "alpha_change_db"}), on=keys)
             .merge(part("aperiodic_exponent", "summary").rename(columns={"change": "aperiodic_change"}), on=keys))
     data = data.dropna().rename(columns={"dose_mg_per_kg": "dose"})
-    raw = stats.mixed_model(data, "entropy_change ~ dose", groups="participant_id")
-    controlled = stats.mixed_model(data, "entropy_change ~ dose + alpha_change_db + aperiodic_change",
+    raw = stats.mixed_model(data, "entropy_change ~ C(dose)", groups="participant_id")
+    controlled = stats.mixed_model(data, "entropy_change ~ C(dose) + alpha_change_db + aperiodic_change",
                                    groups="participant_id")
     coef = controlled.set_index("term")["estimate"]
     data["entropy_change_spectrum_controlled"] = (data["entropy_change"] - coef["alpha_change_db"] * data["alpha_change_db"]
                                                   - coef["aperiodic_change"] * data["aperiodic_change"])
-    comparison = pd.concat([raw.assign(model="raw: entropy ~ dose"),
-                            controlled.assign(model="controlled: entropy ~ dose + Δalpha_dB + Δaperiodic")])
-    comparison = comparison[comparison["term"] == "dose"][["model", "estimate", "ci_low", "ci_high", "p", "n"]]
+    rows = []
+    for label, fit in (("raw: entropy ~ dose", raw), ("controlled: + Δalpha (dB) + Δaperiodic exponent", controlled)):
+        for _, r in fit[fit["term"].str.startswith("C(dose)")].iterrows():
+            rows.append({"dose_mg_per_kg": float(r["term"].split("[T.")[1].rstrip("]")), "model": label,
+                         "effect_vs_lowest_dose": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                         "p": r["p"], "n": r["n"]})
+    comparison = pd.DataFrame(rows).sort_values(["dose_mg_per_kg", "model"], ascending=[True, False], ignore_index=True)
     return {"data": data.rename(columns={"dose": "dose_mg_per_kg"}), "raw": raw, "controlled": controlled,
-            "comparison": comparison.reset_index(drop=True)}
+            "comparison": comparison}
 
 
 def spectrum_controlled_rows(controlled: dict, entropy_measure: str) -> pd.DataFrame:
