@@ -191,7 +191,10 @@ def test_titration_onsets_match_every_planted_onset_at_every_dose(default_study,
 def test_titration_threshold_takes_percent_or_db_and_shows_both():
     from pipelines.manifest import DynamicsConfig
 
+    from pipelines.synth.eeg import DEFAULT_TITRATION_THRESHOLD_DB
+
     assert DynamicsConfig().alpha_threshold_db == -10.0  # default: 10 % of baseline power ("nearly disappears")
+    assert DEFAULT_TITRATION_THRESHOLD_DB == DynamicsConfig().alpha_threshold_db  # truth.json's occipital_alpha_onset_s
     assert DynamicsConfig(alpha_threshold_db="10%").alpha_threshold_db == pytest.approx(-10.0)
     assert DynamicsConfig(alpha_threshold_db="25 %").alpha_threshold_db == pytest.approx(-6.0206, abs=1e-4)
     assert DynamicsConfig(alpha_threshold_db="-6 dB").alpha_threshold_percent == pytest.approx(25.1, abs=0.05)

@@ -94,6 +94,10 @@ RHYTHM_BANDS_HZ = {"delta": (1.0, 4.0), "theta": (4.0, 7.5), "beta": (13.5, 30.0
 # Onsets are recorded at these thresholds (dB of occipital alpha power relative to baseline), so a test can
 # compare a detector with the truth for its own threshold (-3 dB = 50 %, -6 dB = 25 %, -10 dB = 10 % of baseline).
 ONSET_THRESHOLDS_DB = (-3.0, -6.0, -10.0)
+# ``occipital_alpha_onset_s`` is the onset at the workbench's default titration threshold ("alpha nearly
+# disappears"): the default of pipelines.manifest.DynamicsConfig.alpha_threshold_db (a test keeps them equal; the
+# generator does not import the manifest so that editing the schema does not regenerate the study).
+DEFAULT_TITRATION_THRESHOLD_DB = -10.0
 
 
 def head_positions_m() -> dict[str, np.ndarray]:
@@ -320,13 +324,15 @@ def simulate_recording(
     )
     truth = {
         "dose_mg_per_kg": plan.dose_mg_per_kg,
-        "occipital_alpha_onset_s": _onset_after_infusion(t, -expected_db, plan.infusion_start_s),
+        "occipital_alpha_onset_s": _onset_after_infusion(t, -expected_db, plan.infusion_start_s,
+                                                         -DEFAULT_TITRATION_THRESHOLD_DB),
         "occipital_alpha_onset_s_by_threshold_db": {
             f"{thr:g}": _onset_after_infusion(t, -expected_db, plan.infusion_start_s, -thr) for thr in ONSET_THRESHOLDS_DB},
         "occipital_alpha_onset_slope_db_per_s_by_threshold_db": {
             f"{thr:g}": _slope_at_onset(t, expected_db, plan.infusion_start_s, -thr) for thr in ONSET_THRESHOLDS_DB},
         "occipital_alpha_min_db": round(float(expected_db.min()), 4),
-        "occipital_alpha_onset_slope_db_per_s": _slope_at_onset(t, expected_db, plan.infusion_start_s),
+        "occipital_alpha_onset_slope_db_per_s": _slope_at_onset(t, expected_db, plan.infusion_start_s,
+                                                                -DEFAULT_TITRATION_THRESHOLD_DB),
         "subject_eeg": asdict(subject),
         "bad_channels": dict(plan.bad_channels),
         "blink_times_s": [round(float(b), 3) for b in blink_times],

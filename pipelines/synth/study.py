@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.synth.eeg import (BAND_EFFECTS, BAND_EFFECTS_CAVEAT, ONSET_THRESHOLDS_DB, DrugModel, RecordingPlan,
-                                 channel_names, draw_subject, head_montage, head_positions_m, quantise_volts,
-                                 simulate_recording)
+from pipelines.synth.eeg import (BAND_EFFECTS, BAND_EFFECTS_CAVEAT, DEFAULT_TITRATION_THRESHOLD_DB, ONSET_THRESHOLDS_DB,
+                                 DrugModel, RecordingPlan, channel_names, draw_subject, head_montage, head_positions_m,
+                                 quantise_volts, simulate_recording)
 
 TASK = "rest"
 LINE_FREQ_HZ = 50.0
@@ -110,7 +110,8 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
         "infusion_end_s": design.infusion_end_s,
         "drug_model": asdict(design.drug),
         "eeg": {
-            "alpha_suppression_threshold_db": -3.0,  # of occipital_alpha_onset_s; the others: *_by_threshold_db
+            # the threshold of occipital_alpha_onset_s; the other thresholds: *_by_threshold_db
+            "alpha_suppression_threshold_db": DEFAULT_TITRATION_THRESHOLD_DB,
             "onset_thresholds_db": list(ONSET_THRESHOLDS_DB),
             "band_effects": BAND_EFFECTS,
             "band_effects_caveat": BAND_EFFECTS_CAVEAT,
