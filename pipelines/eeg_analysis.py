@@ -466,8 +466,8 @@ def titration_onset_table(markers: pd.DataFrame, step_s: float, truth: dict | No
                "median_entropy_plateau_s": g["entropy_plateau_time_s"].median() if "entropy_plateau_time_s" in g else np.nan}
         if truth is not None:
             recs = truth["eeg"]["recordings"]
-            planted = np.array([recs.get(f"{p}_ses-{s}", {}).get("occipital_alpha_onset_s_by_threshold_db", {}).get(f"{thr:g}")
-                                for p, s in zip(g["participant_id"], g["session"])], dtype=float)
+            planted = np.array([recs.get(f"{pid}_ses-{s}", {}).get("occipital_alpha_onset_s_by_threshold_db", {}).get(f"{thr:g}")
+                                for pid, s in zip(g["participant_id"], g["session"])], dtype=float)
             err = onset.to_numpy() - planted
             both = np.isfinite(err)
             row.update({"n_planted": int(np.isfinite(planted).sum()),

@@ -224,9 +224,10 @@ def round_floats(value, digits: int = TRUTH_SIGNIFICANT_DIGITS):
 
     Values computed through exp/log differ in their last bits between SIMD code paths; 8 significant
     digits are identical on every machine (except on a rounding boundary, ~1e-8 per value) and far finer
-    than any planted effect."""
+    than any planted effect. Zero is written without a sign."""
     if isinstance(value, float):
-        return float(f"{value:.{digits}g}") if np.isfinite(value) else value
+        # + 0.0 turns -0.0 into 0.0: a placebo curve's minimum is 0 up to the last bit, whose sign varies by kernel
+        return float(f"{value:.{digits}g}") + 0.0 if np.isfinite(value) else value
     if isinstance(value, dict):
         return {k: round_floats(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
