@@ -15,6 +15,7 @@ from pipelines.derived import write_tables  # noqa: F401  (re-exported: notebook
 from pipelines.eeg import dynamics
 from pipelines.eeg.features import baseline_windows, dose_table
 from pipelines.eeg.measures import SPATIOTEMPORAL_MEASURES  # across-channel: no per-channel entropy
+from pipelines.manifest import alpha_threshold_db
 
 DEFAULT_MEASURES = ["lzc_median", "spectral_entropy_welch", "lzs_schartner", "perm_entropy", "sample_entropy"]
 
@@ -57,7 +58,7 @@ def validate_parameters(study, measures=None, regions=None, threshold_db=None, h
         if given is not None and float(given) != computed:
             raise ValueError(f"{name}={given} differs from the computed features ({computed}); windows are computed once "
                              f"by the features step: set eeg.features.{name} in the manifest instead")
-    threshold_db = dyn.alpha_threshold_db if threshold_db is None else float(threshold_db)
+    threshold_db = dyn.alpha_threshold_db if threshold_db is None else alpha_threshold_db(threshold_db)
     if threshold_db >= 0:
         raise ValueError(f"threshold_db must be negative (a suppression), got {threshold_db}")
     entropy_measure = entropy_measure or dyn.entropy_measure
@@ -321,3 +322,171 @@ def shape_sentence(tests: pd.DataFrame, measure: str, region: str = "global") ->
             f"{format_p(dose.p)} (random dose slopes, subject bootstrap); two-lines test: rising {low.estimate:.3g} "
             f"({format_p(low.p)}) then {high.estimate:.3g} ({format_p(high.p)}) — {verdict}."
             + (f" Dose model: {dose.crossover_note}." if isinstance(dose.get("crossover_note"), str) else ""))
+
+
+# --- issue 12: all bands, raw vs surrogate-controlled entropy, Schartner conventions, spectrum-controlled
+#     entropy, titration onsets ------------------------------------------------------------------------------
+
+BANDS = ("delta", "theta", "alpha", "beta", "gamma")
+BAND_CONVENTION = ("plateau (last plateau_s of the infusion) vs pre-infusion baseline, per recording, channels of the "
+                   "region averaged first: absolute power as 10·log10(plateau / baseline) in dB; relative power "
+                   "(band / 1–45 Hz total) as the difference in percentage points")
+
+
+def band_changes(features, cfg, window_s: float, infusion_end_s: float,
+                 regions: dict[str, list[str]] | None = None, bands=BANDS) -> pd.DataFrame:
+    """Plateau change of every canonical band's absolute (dB) and relative (percentage points) power, long
+    format like :func:`pipelines.eeg.dynamics.plateau_changes` (measure ``<band>_abs_db`` / ``<band>_rel_pp``)."""
+    import numpy as np
+
+    present = set(features["measure"].to_numpy())
+    names = [f"{b}_power_{k}" for b in bands for k in ("uv2", "rel") if f"{b}_power_{k}" in present]
+    raw = dynamics.plateau_changes(features, names, cfg, window_s, infusion_end_s, regions=regions)
+    out = raw.copy()
+    absolute = out["measure"].str.endswith("_uv2")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out.loc[absolute, "change"] = 10 * np.log10(out.loc[absolute, "plateau"] / out.loc[absolute, "baseline"])
+    out.loc[~absolute, "change"] = 100 * (out.loc[~absolute, "plateau"] - out.loc[~absolute, "baseline"])
+    out["band"] = out["measure"].str.split("_").str[0]
+    out["kind"] = np.where(absolute, "absolute (dB)", "relative (pp)")
+    out["measure"] = out["band"] + np.where(absolute, "_abs_db", "_rel_pp")
+    out.attrs["convention"] = BAND_CONVENTION
+    return out
+
+
+def band_dose_table(changes: pd.DataFrame, band_effects: dict | None = None, ci: float = 0.95) -> pd.DataFrame:
+    """Per band × kind × region × dose: mean plateau change with a t CI and n; with ``band_effects`` (truth.json's
+    ``eeg.band_effects``: published direction and citations) the published direction beside it."""
+    import numpy as np
+    from scipy import stats as sps
+
+    rows = []
+    for (band, kind, region, dose), part in changes.groupby(["band", "kind", "region", "dose_mg_per_kg"], sort=False):
+        values = part["change"].dropna()
+        n = len(values)
+        mean = values.mean() if n else np.nan
+        half = sps.t.ppf(0.5 + ci / 2, n - 1) * values.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+        rows.append({"band": band, "kind": kind, "region": region, "dose_mg_per_kg": dose, "n": n, "mean_change": mean,
+                     "ci_low": mean - half, "ci_high": mean + half})
+    table = pd.DataFrame(rows)
+    order = {b: i for i, b in enumerate(BANDS)}
+    table = table.sort_values(["kind", "region", "band", "dose_mg_per_kg"], key=lambda s: s.map(order) if s.name == "band" else s)
+    if band_effects:
+        table["published_direction"] = table["band"].map(lambda b: band_effects.get(b, {}).get("direction", ""))
+    return table.reset_index(drop=True)
+
+
+def band_dose_wide(table: pd.DataFrame, regions=("global", "occipital")) -> pd.DataFrame:
+    """:func:`band_dose_table` as one row per kind, region and band, one column per dose: 'mean [CI]'."""
+    t = table[table["region"].isin(regions)].copy()
+    t["cell"] = [f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, lo, hi in zip(t["mean_change"], t["ci_low"], t["ci_high"])]
+    index = ["kind", "region", "band"] + (["published_direction"] if "published_direction" in t else [])
+    wide = t.pivot_table(index=index, columns="dose_mg_per_kg", values="cell", aggfunc="first")
+    wide.columns = [f"{d:g} mg/kg" for d in wide.columns]
+    order = {b: i for i, b in enumerate(BANDS)}
+    return wide.reset_index().sort_values(["kind", "region", "band"], key=lambda c: c.map(order) if c.name == "band" else c,
+                                          ignore_index=True)
+
+
+def raw_and_surrogate_entropy(changes: pd.DataFrame, measures: list[str], region: str = "global") -> pd.DataFrame:
+    """Per measure and dose: the raw plateau change next to the change of its surrogate ratio (``<m>_surr_ratio``:
+    value / mean of phase-randomised surrogates with the window's spectrum) — what is left after the spectrum.
+    Relative changes in % of the baseline mean, so the two columns are comparable."""
+    rows = []
+    for measure in measures:
+        for name, label in ((measure, "raw"), (f"{measure}_surr_ratio", "surrogate-controlled")):
+            part = changes[(changes["measure"] == name) & (changes["region"] == region)].dropna(subset=["change"])
+            if part.empty:
+                continue
+            for dose, g in part.groupby("dose_mg_per_kg"):
+                rows.append({"measure": measure, "variant": label, "stored_as": name, "dose_mg_per_kg": dose,
+                             "mean_change": g["change"].mean(),
+                             "mean_change_pct_of_baseline": 100 * g["change"].mean() / g["baseline"].mean(),
+                             "n": len(g)})
+    return pd.DataFrame(rows)
+
+
+def measure_definitions(features, names: list[str]) -> pd.DataFrame:
+    """The stored definition, convention, caveat and citation of each measure (``features.zarr`` attribute
+    ``measure_definitions``), one row per measure."""
+    stored = json.loads(features.attrs.get("measure_definitions", "{}"))
+    rows = []
+    for name in names:
+        wildcard = "*" + name[name.rindex("_surr_"):] if "_surr_" in name else None
+        info = stored.get(name) or (stored.get(wildcard, "") if wildcard else "")
+        rows.append({"measure": name, "definition": info if isinstance(info, str) else json.dumps(info)})
+    return pd.DataFrame(rows)
+
+
+def spectrum_controlled_entropy(changes: pd.DataFrame, entropy_measure: str, region: str = "global") -> dict:
+    """Entropy change with the spectral change as covariate ("spectrum-controlled entropy").
+
+    Per subject-session: the plateau change of ``entropy_measure`` (``region``), of occipital alpha (dB) and of
+    the aperiodic exponent. Two mixed models with a random intercept per subject (``pipelines.stats.mixed_model``),
+    dose as a factor (each dose against placebo / the lowest dose, so an inverted U is not forced into a line):
+    ``entropy ~ C(dose)`` (raw) and ``entropy ~ C(dose) + alpha_change_db + aperiodic_change`` (spectrum-controlled).
+    Returns {'data', 'raw', 'controlled' (fixed effects), 'comparison' (each dose's effect in both models, one row
+    per dose and model), 'residual' in data: the per-session entropy change minus the fitted spectral terms}."""
+    import numpy as np
+
+    from pipelines import stats
+
+    keys = ["participant_id", "session", "dose_mg_per_kg"]
+    part = lambda m, r: changes[(changes["measure"] == m) & (changes["region"] == r)][keys + ["change"]]  # noqa: E731
+    data = (part(entropy_measure, region).rename(columns={"change": "entropy_change"})
+            .merge(part("occipital_alpha_db", "summary").rename(columns={"change": "alpha_change_db"}), on=keys)
+            .merge(part("aperiodic_exponent", "summary").rename(columns={"change": "aperiodic_change"}), on=keys))
+    data = data.dropna().rename(columns={"dose_mg_per_kg": "dose"})
+    raw = stats.mixed_model(data, "entropy_change ~ C(dose)", groups="participant_id")
+    controlled = stats.mixed_model(data, "entropy_change ~ C(dose) + alpha_change_db + aperiodic_change",
+                                   groups="participant_id")
+    coef = controlled.set_index("term")["estimate"]
+    data["entropy_change_spectrum_controlled"] = (data["entropy_change"] - coef["alpha_change_db"] * data["alpha_change_db"]
+                                                  - coef["aperiodic_change"] * data["aperiodic_change"])
+    rows = []
+    for label, fit in (("raw: entropy ~ dose", raw), ("controlled: + Δalpha (dB) + Δaperiodic exponent", controlled)):
+        for _, r in fit[fit["term"].str.startswith("C(dose)")].iterrows():
+            rows.append({"dose_mg_per_kg": float(r["term"].split("[T.")[1].rstrip("]")), "model": label,
+                         "effect_vs_lowest_dose": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                         "p": r["p"], "n": r["n"]})
+    comparison = pd.DataFrame(rows).sort_values(["dose_mg_per_kg", "model"], ascending=[True, False], ignore_index=True)
+    return {"data": data.rename(columns={"dose": "dose_mg_per_kg"}), "raw": raw, "controlled": controlled,
+            "comparison": comparison}
+
+
+def spectrum_controlled_rows(controlled: dict, entropy_measure: str) -> pd.DataFrame:
+    """The spectrum-controlled entropy change as plateau-change rows (measure ``<m>_spectrum_controlled``,
+    region ``global``), so it travels with ``eeg_plateau_changes`` to the integrative report (H4c)."""
+    d = controlled["data"]
+    return pd.DataFrame({"participant_id": d["participant_id"], "session": d["session"],
+                         "dose_mg_per_kg": d["dose_mg_per_kg"], "measure": f"{entropy_measure}_spectrum_controlled",
+                         "region": "global", "change": d["entropy_change_spectrum_controlled"]})
+
+
+def titration_onset_table(markers: pd.DataFrame, step_s: float, truth: dict | None = None) -> pd.DataFrame:
+    """Per dose: how many recordings reached the titration threshold, the median onset, and — with the study's
+    truth (synthetic studies) — the planted onsets at the same threshold, the median |error| and the median
+    signed error (detected − planted), misses and false alerts."""
+    import numpy as np
+
+    thr = float(markers["alpha_threshold_db"].iloc[0]) if "alpha_threshold_db" in markers else np.nan
+    rows = []
+    for dose, g in markers.groupby("dose_mg_per_kg"):
+        onset = g["alpha_suppression_onset_s"]
+        row = {"dose_mg_per_kg": dose, "n_recordings": len(g), "n_reached": int(onset.notna().sum()),
+               "median_onset_s": onset.median(),
+               "median_entropy_plateau_s": g["entropy_plateau_time_s"].median() if "entropy_plateau_time_s" in g else np.nan}
+        if truth is not None:
+            recs = truth["eeg"]["recordings"]
+            planted = np.array([recs.get(f"{pid}_ses-{s}", {}).get("occipital_alpha_onset_s_by_threshold_db", {}).get(f"{thr:g}")
+                                for pid, s in zip(g["participant_id"], g["session"])], dtype=float)
+            err = onset.to_numpy() - planted
+            both = np.isfinite(err)
+            row.update({"n_planted": int(np.isfinite(planted).sum()),
+                        "median_abs_error_s": float(np.median(np.abs(err[both]))) if both.any() else np.nan,
+                        "median_error_s": float(np.median(err[both])) if both.any() else np.nan,
+                        "misses": int((np.isfinite(planted) & onset.isna().to_numpy()).sum()),
+                        "false_alerts": int((~np.isfinite(planted) & onset.notna().to_numpy()).sum()),
+                        "window_step_s": step_s})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -242,6 +242,10 @@ def join_subject_dose(tables: dict[str, pd.DataFrame], params: IntegrativeParame
     base = _merge(base, entropy[[*KEYS, "change"]].rename(columns={"change": "entropy_change"}), "eeg_plateau_changes")
     base = _merge(base, alpha[[*KEYS, "change"]].rename(columns={"change": "occipital_alpha_change_db"}),
                   "eeg_plateau_changes")
+    controlled = changes[changes["measure"] == f"{params.entropy_measure}_spectrum_controlled"]  # H4c, issue 12
+    if not controlled.empty:
+        base = _merge(base, controlled[[*KEYS, "change"]].rename(columns={"change": "entropy_change_spectrum_controlled"}),
+                      "eeg_plateau_changes")
 
     peak = _with_session(tables["peak_scores"])
     score_columns = [c for c in peak.columns if c.startswith(PEAK_PREFIXES)
@@ -653,6 +657,18 @@ def h4_alpha_depth_dose(table: pd.DataFrame, params: IntegrativeParameters) -> p
                      "entropy at high dose)", "subjects whose entropy peaks below the top dose",
                      "paired t, t 95% CI", "depth at top dose − depth at entropy-maximum dose (dB)",
                      n, n, mean, low, high, p, "-"))
+    if "entropy_change_spectrum_controlled" in table.columns:
+        # Issue 12: entropy tracks the spectrum; the entropy maximum taken from the spectrum-controlled change
+        # (notebook 01: entropy change minus its fitted alpha and aperiodic terms) asks whether H4c survives it.
+        ctrl = titration_doses(table.drop(columns="entropy_change").rename(
+            columns={"entropy_change_spectrum_controlled": "entropy_change"}))
+        beyond = ctrl[ctrl["entropy_max_dose"] < table.loc[table["active"], DOSE].max()]
+        mean, low, high, p, n = _mean_t(beyond["depth_at_top_dose_db"] - beyond["depth_at_entropy_max_db"])
+        rows.append(_row("H4", "H4c (spectrum-controlled entropy)",
+                         "As H4c, with the entropy maximum of the spectrum-controlled entropy change (alpha and "
+                         "aperiodic-exponent changes as covariates)", "subjects whose controlled entropy peaks below "
+                         "the top dose", "paired t, t 95% CI", "depth at top dose − depth at entropy-maximum dose (dB)",
+                         n, n, mean, low, high, p, "-", family="description"))  # a sensitivity row: no FDR family
     return pd.DataFrame(rows)
 
 

@@ -18,6 +18,7 @@ import difflib
 import fnmatch
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -188,14 +189,65 @@ class FeatureConfig(_Strict):
         return value
 
 
-class DynamicsConfig(_Strict):
-    """Markers a clinician titrates with, per recording (see pipelines.eeg.dynamics)."""
+def alpha_threshold_db(value) -> float:
+    """A titration threshold in dB of occipital alpha power relative to baseline, from dB or percent.
 
-    alpha_threshold_db: float = Field(-3.0, lt=0, description="Occipital alpha relative to baseline that counts as suppressed")
+    ``-10``, ``"-10 dB"`` and ``"10%"`` (10 % of baseline power) are the same threshold: dB = 10 log10(% / 100).
+    Percent is of *power*, as clinicians read a spectrum (10 % of power is 32 % of amplitude)."""
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 < percent < 100:
+                raise ValueError(f"a suppression threshold in percent of baseline power must be in (0, 100), got {value!r}")
+            return 10.0 * math.log10(percent / 100.0)
+        if text.endswith("db"):
+            return float(text[:-2])
+        raise ValueError(f"threshold {value!r}: give dB (-10 or '-10 dB') or percent of baseline power ('10%')")
+    return float(value)
+
+
+def alpha_threshold_percent(threshold_db: float) -> float:
+    """Percent of baseline occipital alpha power that a dB threshold leaves."""
+    return 100.0 * 10.0 ** (threshold_db / 10.0)
+
+
+def alpha_threshold_label(threshold_db: float) -> str:
+    """The threshold in both units, as reports show it: '10 % of baseline alpha power (-10 dB)'."""
+    pct = alpha_threshold_percent(threshold_db)
+    return f"{pct:.3g} % of baseline alpha power ({threshold_db:g} dB)"
+
+
+class DynamicsConfig(_Strict):
+    """Markers a clinician titrates with, per recording (see pipelines.eeg.dynamics and docs/eeg_measures.md)."""
+
+    alpha_threshold_db: float = Field(
+        -10.0, lt=0, description="Titration target 'occipital alpha nearly disappears': occipital alpha power relative "
+        "to the pre-infusion baseline at or below which suppression counts. Give dB (-10) or percent of baseline "
+        "power ('10%'); stored in dB, shown in both units (-10 dB = 10 % of baseline power, 32 % of amplitude)")
     hold_s: float = Field(20.0, ge=0, description="Suppression must hold this long to count as onset")
     smooth_windows: int = Field(9, ge=1, description="Centred running mean (NaN-aware) over this many windows before thresholds")
     plateau_s: float = Field(60.0, gt=0, description="Dose-response uses the mean of the last plateau_s of the infusion")
     entropy_measure: str = Field("lzc_median", description="Entropy measure for peaks and the suppression-entropy relation")
+    entropy_plateau_s: float = Field(30.0, gt=0, description="Causal entropy-plateau criterion: the running maximum of "
+                                     "the trailing-mean entropy change has risen by at most entropy_plateau_rel_tol of "
+                                     "its value over the last entropy_plateau_s")
+    entropy_plateau_rel_tol: float = Field(0.05, gt=0, lt=1, description="See entropy_plateau_s")
+    entropy_min_rise_sd: float = Field(8.0, gt=0, description="The entropy change must first exceed this many SDs of "
+                                       "its trailing mean over the baseline windows")
+
+    @field_validator("alpha_threshold_db", mode="before")
+    @classmethod
+    def _threshold_units(cls, value):
+        return alpha_threshold_db(value)
+
+    @property
+    def alpha_threshold_percent(self) -> float:
+        return alpha_threshold_percent(self.alpha_threshold_db)
+
+    @property
+    def alpha_threshold_label(self) -> str:
+        return alpha_threshold_label(self.alpha_threshold_db)
 
 
 class ReaderConfig(_Strict):

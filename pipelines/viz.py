@@ -218,3 +218,22 @@ def condition_levels_plot(levels: pd.DataFrame, conditions: list[str], measures:
             title=measure.replace("_", " "), ylabel=measure_axis_label(measure, "level"), width=380, height=300,
             show_legend=False))
     return hv.Layout(panels).cols(2).opts(shared_axes=False) if panels else None
+
+
+def band_dose_figure(changes: pd.DataFrame, table: pd.DataFrame, region: str = "global"):
+    """Every canonical band's plateau change per dose, absolute (dB) and relative (percentage points): one panel
+    per band and kind, subjects as dots, mean with t CI (``eeg_analysis.band_changes`` / ``band_dose_table``)."""
+    import holoviews as hv
+
+    plots = []
+    for kind, unit in (("absolute (dB)", "dB re baseline"), ("relative (pp)", "percentage points")):
+        for band in ("delta", "theta", "alpha", "beta", "gamma"):
+            sel = changes[(changes["band"] == band) & (changes["kind"] == kind) & (changes["region"] == region)]
+            per = table[(table["band"] == band) & (table["kind"] == kind) & (table["region"] == region)]
+            if sel.empty or per.empty:
+                continue
+            per = per.rename(columns={"mean_change": "mean"})
+            measure = f"{band}_{'abs_db' if kind.startswith('abs') else 'rel_pp'}"
+            plots.append(dose_response_plot(per, sel, ylabel=f"{band} {unit}", title=f"{band}, {kind}, {region}",
+                                            measure=measure).opts(width=260, height=240))
+    return hv.Layout(plots).cols(5)

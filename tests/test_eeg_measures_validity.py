@@ -389,10 +389,11 @@ def test_default_study_entropy_rise_is_spectral_and_the_surrogate_ratio_says_so(
     g = plateau[plateau["region"] == "global"].groupby(["measure", "dose_mg_per_kg"])[["baseline", "change"]].mean()
     rel = (g["change"] / g["baseline"]).unstack("measure")
     active = rel.loc[rel.index > 0]
-    # measured: raw lzc_median +24 / +33 / +13 % at 0.25 / 0.5 / 1 mg/kg; its surrogate ratio +0.9 / +1.35 / +0.9 %
-    # (3-6 % of the raw rise: the periodic-window bias of phase surrogates shifts a little with the spectrum)
-    assert (active["lzc_median"] > 0.1).all()
-    assert (active["lzc_median_surr_ratio"].abs() < 0.1 * active["lzc_median"]).all(), active
+    # measured (issue-12 generator): raw lzc_median +11.9 / +18.5 / +5.3 % at 0.25 / 0.5 / 1 mg/kg (the inverted U);
+    # its surrogate ratio +0.58 / +1.15 / +0.52 % (5-10 % of the raw rise: the periodic-window bias of phase
+    # surrogates shifts a little with the spectrum)
+    assert (active["lzc_median"] > 0.04).all()
+    assert (active["lzc_median_surr_ratio"].abs() < 0.12 * active["lzc_median"]).all(), active
 
 
 def test_shared_hilbert_binarisation_equals_detrending_first():

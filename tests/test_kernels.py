@@ -351,3 +351,28 @@ def test_windows_and_starts():
     np.testing.assert_array_equal(w[0, :, 0], [0, 4, 8, 12])
     with pytest.raises(ValueError, match="shorter than one window"):
         K.sliding_windows(x, 21, 1)
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 7, 300])
+def test_lzw_counts_in_groups_equal_one_at_a_time(length):
+    """The grouped LZW walk (four or two sequences stepped together) gives each sequence's own count,
+    for every group size the measures use (1 original + n_shuffles)."""
+    rng = np.random.default_rng(length)
+    child = np.empty((4, length + 3, 2), np.int32)
+    for m in range(1, 10):
+        seqs = (rng.random((m, length)) < rng.uniform(0.05, 0.95, (m, 1))).astype(np.uint8)
+        out = np.full(m, -1, np.int64)
+        K._lzw_counts(seqs, child, out)
+        assert list(out) == [K.lzw_dict_size(s) for s in seqs], (m, length)
+
+
+def test_two_pass_shuffles_equal_the_one_pass_ones():
+    rng = np.random.default_rng(5)
+    a = (rng.random(1001) < 0.4).astype(np.uint8)
+    idx = np.empty(a.size, np.int32)
+    for kind in (1, 2, 3, 4):
+        for k in range(3):
+            one, two = a.copy(), a.copy()
+            K._shuffle_keyed(one, 7, kind, 3, 11, k)
+            K._shuffle_keyed_idx(two, 7, kind, 3, 11, k, idx)
+            np.testing.assert_array_equal(one, two)

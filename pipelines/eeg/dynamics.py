@@ -10,6 +10,14 @@ Per recording (the markers a clinician titrates with):
 * **entropy peak**: time and height (change from baseline) of the maximum of the smoothed entropy measure.
 * **recovery**: the first upward crossing of the threshold after infusion end that is followed by
   ``hold_s`` above it (NaN when suppression never happened or the recording ends first).
+* **entropy plateau** (causal, usable during an infusion): the first window at which the entropy change, as a
+  trailing mean over ``smooth_windows`` windows, has risen above baseline by at least ``entropy_min_rise_sd``
+  baseline SDs and its running maximum has grown by at most ``entropy_plateau_rel_tol`` of itself over the last
+  ``entropy_plateau_s``: "entropy has stopped rising". Only windows up to that one are used, so the time is the
+  one a monitor would have reported then (:func:`entropy_plateau`).
+
+The threshold is the titration target "occipital alpha nearly disappears": by default -10 dB, 10 % of baseline
+power (``DynamicsConfig.alpha_threshold_db``; docs/eeg_measures.md justifies it).
 
 Across doses: each measure's change from baseline over the infusion plateau (the last ``plateau_s`` of the
 infusion) per subject-session, then a mixed model ``change ~ dose + dose² + (1 | subject)`` — the quadratic
@@ -87,6 +95,44 @@ def peak(time_s, values, smooth_windows: int, start_s: float = 0.0) -> tuple[flo
     return float(time_s[i]), float(y[i])
 
 
+def trailing_mean(values: np.ndarray, n_windows: int) -> np.ndarray:
+    """Causal running mean over the current and the ``n_windows - 1`` previous windows, ignoring NaN."""
+    return pd.Series(np.asarray(values, dtype=float)).rolling(n_windows, min_periods=1).mean().to_numpy()
+
+
+def entropy_plateau(time_s, change, smooth_windows: int, plateau_s: float, rel_tol: float = 0.05,
+                    min_rise_sd: float = 8.0, start_s: float = 0.0) -> tuple[float, float]:
+    """Causal entropy-plateau criterion: (time, trailing-mean change) of the first window after ``start_s`` at which
+    entropy has risen and stopped rising; (NaN, NaN) when it never does.
+
+    ``change`` is the entropy change from the pre-infusion baseline per window. With ``y`` its trailing mean over
+    ``smooth_windows`` windows and ``M(t)`` the running maximum of ``y`` since ``start_s``, the criterion holds at
+    ``t`` when ``M(t) >= min_rise_sd * SD(y over the baseline windows)`` and ``M(t) - M(t - plateau_s) <= rel_tol *
+    M(t)``. Every quantity at ``t`` uses windows up to ``t`` only (the baseline SD uses windows before ``start_s``),
+    so the result for a recording cut at ``t`` is the same as for the whole recording."""
+    time_s = np.asarray(time_s, dtype=float)
+    y = trailing_mean(change, smooth_windows)
+    base = (time_s < start_s) & np.isfinite(y)
+    if base.sum() < 3:
+        return float("nan"), float("nan")
+    floor = min_rise_sd * float(np.std(y[base], ddof=1))
+    running = np.full(y.shape, np.nan)
+    best = -np.inf
+    for i in range(len(y)):
+        if time_s[i] >= start_s and np.isfinite(y[i]):
+            best = max(best, y[i])
+        running[i] = best if np.isfinite(best) else np.nan
+    for i in np.flatnonzero(time_s >= start_s + plateau_s):
+        m = running[i]
+        if not np.isfinite(m) or m < floor or m <= 0:
+            continue
+        j = int(np.searchsorted(time_s, time_s[i] - plateau_s, side="left"))
+        earlier = running[j] if np.isfinite(running[j]) else 0.0
+        if m - earlier <= rel_tol * m:
+            return float(time_s[i]), float(y[i])
+    return float("nan"), float("nan")
+
+
 def _summary(features, name: str) -> "xr.DataArray":  # noqa: F821
     return features["summary_measures"].sel(summary_measure=name)
 
@@ -117,11 +163,16 @@ def recording_markers(features, cfg, window_s: float, infusion_end_s: float | No
             peak_t, peak_h = peak(time_s, e_change, cfg.smooth_windows)
             recovery = (recovery_time(time_s, a, cfg.alpha_threshold_db, cfg.hold_s, cfg.smooth_windows, end_rel)
                         if np.isfinite(onset) and np.isfinite(end_rel) else float("nan"))
+            plateau_t, plateau_h = entropy_plateau(time_s, e_change, cfg.smooth_windows, cfg.entropy_plateau_s,
+                                                   cfg.entropy_plateau_rel_tol, cfg.entropy_min_rise_sd)
             rows.append({
                 "participant_id": f"sub-{subject}", "session": str(session), "dose_mg_per_kg": dose,
                 "alpha_suppression_onset_s": onset, "alpha_suppression_depth_db": depth,
                 "entropy_measure": cfg.entropy_measure, "entropy_peak_time_s": peak_t, "entropy_peak_change": peak_h,
                 "alpha_recovery_s": recovery,
+                "alpha_threshold_db": cfg.alpha_threshold_db,
+                "alpha_threshold_percent": 100.0 * 10.0 ** (cfg.alpha_threshold_db / 10.0),
+                "entropy_plateau_time_s": plateau_t, "entropy_plateau_change": plateau_h,
             })
     return pd.DataFrame(rows)
 

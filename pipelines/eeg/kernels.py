@@ -934,6 +934,194 @@ def _lzw_dict_size(s, child):
     return count
 
 
+# Sequences up to this length are counted four at a time (workspace 4 x (n + 3) x 2 int32 = 32 bytes per
+# symbol); longer ones (whole recordings) one at a time. Shuffles always take two passes (4 bytes per symbol).
+_LZW_GROUP_MAX_N = 1 << 20
+
+
+@njit(cache=True, nogil=True)
+def _lzw_reset(child):
+    child[1, 0] = -1
+    child[1, 1] = -1
+    child[2, 0] = -1
+    child[2, 1] = -1
+
+
+@njit(cache=True, nogil=True)
+def _lzw_dict_size4(s0, s1, s2, s3, c0, c1, c2, c3):
+    """:func:`_lzw_dict_size` of four sequences of one length, stepped together (same counts).
+
+    The trie walk is a chain of dependent loads; four independent walks in one loop let the CPU
+    overlap them (about 2x faster than four walks one after another). The first symbol is always
+    added (the dictionary starts empty) and after it the word never becomes empty again, so each
+    walk starts at the node of its first symbol with a count of 1; the count is then 1 + the
+    number of nodes created, i.e. (next free node) - 2."""
+    n = s0.size
+    if n == 0:
+        return 0, 0, 0, 0
+    _lzw_reset(c0)
+    _lzw_reset(c1)
+    _lzw_reset(c2)
+    _lzw_reset(c3)
+    z0 = 3
+    z1 = 3
+    z2 = 3
+    z3 = 3
+    n0 = 1 + np.int64(s0[0])
+    n1 = 1 + np.int64(s1[0])
+    n2 = 1 + np.int64(s2[0])
+    n3 = 1 + np.int64(s3[0])
+    for i in range(1, n):
+        a = s0[i]
+        b = s1[i]
+        c = s2[i]
+        d = s3[i]
+        x0 = c0[n0, a]
+        x1 = c1[n1, b]
+        x2 = c2[n2, c]
+        x3 = c3[n3, d]
+        if x0 < 0:
+            c0[n0, a] = z0
+            c0[z0, 0] = -1
+            c0[z0, 1] = -1
+            z0 += 1
+            n0 = 1 + np.int64(a)
+        else:
+            n0 = x0
+        if x1 < 0:
+            c1[n1, b] = z1
+            c1[z1, 0] = -1
+            c1[z1, 1] = -1
+            z1 += 1
+            n1 = 1 + np.int64(b)
+        else:
+            n1 = x1
+        if x2 < 0:
+            c2[n2, c] = z2
+            c2[z2, 0] = -1
+            c2[z2, 1] = -1
+            z2 += 1
+            n2 = 1 + np.int64(c)
+        else:
+            n2 = x2
+        if x3 < 0:
+            c3[n3, d] = z3
+            c3[z3, 0] = -1
+            c3[z3, 1] = -1
+            z3 += 1
+            n3 = 1 + np.int64(d)
+        else:
+            n3 = x3
+    return z0 - 2, z1 - 2, z2 - 2, z3 - 2
+
+
+@njit(cache=True, nogil=True)
+def _lzw_dict_size2(s0, s1, c0, c1):
+    """:func:`_lzw_dict_size4` for two sequences."""
+    n = s0.size
+    if n == 0:
+        return 0, 0
+    _lzw_reset(c0)
+    _lzw_reset(c1)
+    z0 = 3
+    z1 = 3
+    n0 = 1 + np.int64(s0[0])
+    n1 = 1 + np.int64(s1[0])
+    for i in range(1, n):
+        a = s0[i]
+        b = s1[i]
+        x0 = c0[n0, a]
+        x1 = c1[n1, b]
+        if x0 < 0:
+            c0[n0, a] = z0
+            c0[z0, 0] = -1
+            c0[z0, 1] = -1
+            z0 += 1
+            n0 = 1 + np.int64(a)
+        else:
+            n0 = x0
+        if x1 < 0:
+            c1[n1, b] = z1
+            c1[z1, 0] = -1
+            c1[z1, 1] = -1
+            z1 += 1
+            n1 = 1 + np.int64(b)
+        else:
+            n1 = x1
+    return z0 - 2, z1 - 2
+
+
+@njit(cache=True, nogil=True)
+def _lzw_counts(seqs, child, out):
+    """LZW dictionary sizes of the rows of ``seqs`` (m, n) into ``out`` (m,): four at a time
+    (:func:`_lzw_dict_size4`), a remainder of one or two rows two at a time (a single row is walked
+    twice). ``child`` is workspace (4, n + 3, 2) int32."""
+    m = seqs.shape[0]
+    g = 0
+    while m - g >= 3:
+        r3 = g + 3 if g + 3 < m else g
+        a, b, c, d = _lzw_dict_size4(seqs[g], seqs[g + 1], seqs[g + 2], seqs[r3], child[0], child[1], child[2],
+                                     child[3])
+        out[g] = a
+        out[g + 1] = b
+        out[g + 2] = c
+        if g + 3 < m:
+            out[g + 3] = d
+        g += 4
+    if m - g > 0:
+        r1 = g + 1 if g + 1 < m else g
+        a, b = _lzw_dict_size2(seqs[g], seqs[r1], child[0], child[1])
+        out[g] = a
+        if g + 1 < m:
+            out[g + 1] = b
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_fast_idx(a, key, idx):
+    """:func:`_shuffle_inplace_fast` in two passes, the same permutation: all the draws first (they do
+    not depend on the array, so the loop pipelines), then the swaps. ``idx`` is int32 workspace >= len(a)."""
+    state = np.uint64(key)
+    for i in range(a.size - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        idx[i] = np.int32(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+    for i in range(a.size - 1, 0, -1):
+        j = idx[i]
+        tmp = a[i]
+        a[i] = a[j]
+        a[j] = tmp
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_mod_idx(a, key, idx):
+    """:func:`_shuffle_inplace` (64-bit modulo draws) in two passes, the same permutation."""
+    state = np.uint64(key)
+    for i in range(a.size - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        idx[i] = np.int32(z % np.uint64(i + 1))
+    for i in range(a.size - 1, 0, -1):
+        j = idx[i]
+        tmp = a[i]
+        a[i] = a[j]
+        a[j] = tmp
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_keyed_idx(a, seed, kind, channel, window, k, idx):
+    """:func:`_shuffle_keyed` in two passes (draws, then swaps) with int32 workspace ``idx``: same permutation."""
+    if kind >= 3:
+        _shuffle_fast_idx(a, _shuffle_key(seed, kind, channel, window, k), idx)
+    else:
+        _shuffle_mod_idx(a, _shuffle_key(seed, kind, channel, window, k), idx)
+
+
 @njit(cache=True, nogil=True)
 def _lz_count(s, st, child, lzw):
     return _lzw_dict_size(s, child) if lzw else _lz76_auto(s, st)
@@ -951,19 +1139,40 @@ def _lzs_rows(bits, states, seed, channel, kind, n_shuffles, lzw):
     """count(bits) / mean over k of count(shuffle k of bits) per row (window); row w, shuffle k
     uses the key ``_shuffle_key(seed, kind, channel, w, k)``; count is LZ76 or the LZW dictionary."""
     nr, n = bits.shape
-    st, child = _lz_workspace(n, lzw)
-    buf = np.empty(n, np.uint8)
     out = np.empty(nr)
+    if lzw and n <= _LZW_GROUP_MAX_N:
+        # The original and its shuffles are counted together (:func:`_lzw_counts`): same values.
+        seqs = np.empty((n_shuffles + 1, n), np.uint8)
+        child = np.empty((4, n + 3, 2), np.int32)
+        idx = np.empty(n, np.int32)
+        counts = np.empty(n_shuffles + 1, np.int64)
+        for w in range(nr):
+            if states[w] != _ROW_OK:
+                out[w] = np.nan
+                continue
+            seqs[0, :] = bits[w]
+            for k in range(n_shuffles):
+                seqs[k + 1, :] = bits[w]
+                _shuffle_keyed_idx(seqs[k + 1], seed, kind, channel, w, k, idx)
+            _lzw_counts(seqs, child, counts)
+            total = 0.0
+            for k in range(n_shuffles):
+                total += counts[k + 1]
+            out[w] = counts[0] / (total / n_shuffles)
+        return out
+    st, child1 = _lz_workspace(n, lzw)
+    buf = np.empty(n, np.uint8)
+    idx = np.empty(n, np.int32)
     for w in range(nr):
         if states[w] != _ROW_OK:
             out[w] = np.nan
             continue
-        c_orig = _lz_count(bits[w], st, child, lzw)
+        c_orig = _lz_count(bits[w], st, child1, lzw)
         total = 0.0
         for k in range(n_shuffles):
             buf[:] = bits[w]
-            _shuffle_keyed(buf, seed, kind, channel, w, k)
-            total += _lz_count(buf, st, child, lzw)
+            _shuffle_keyed_idx(buf, seed, kind, channel, w, k, idx)
+            total += _lz_count(buf, st, child1, lzw)
         out[w] = c_orig / (total / n_shuffles)
     return out
 
@@ -973,21 +1182,41 @@ def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop, kind, n_shuffles, lz
     """Spatio-temporal LZc for windows [w_start, w_stop) of bits (n_channels, n_windows, n)."""
     n_ch, _, n = bits.shape
     m = n_ch * n
-    st, child = _lz_workspace(m, lzw)
+    out = np.empty(w_stop - w_start)
+    if lzw and m <= _LZW_GROUP_MAX_N:
+        seqs = np.empty((n_shuffles + 1, m), np.uint8)
+        child = np.empty((4, m + 3, 2), np.int32)
+        idx = np.empty(m, np.int32)
+        counts = np.empty(n_shuffles + 1, np.int64)
+        for w in range(w_start, w_stop):
+            if not window_ok[w]:
+                out[w - w_start] = np.nan
+                continue
+            _st_sequence(bits, w, seqs[0])
+            for k in range(n_shuffles):
+                seqs[k + 1, :] = seqs[0]
+                _shuffle_keyed_idx(seqs[k + 1], seed, kind, 0, w, k, idx)
+            _lzw_counts(seqs, child, counts)
+            total = 0.0
+            for k in range(n_shuffles):
+                total += counts[k + 1]
+            out[w - w_start] = counts[0] / (total / n_shuffles)
+        return out
+    st, child1 = _lz_workspace(m, lzw)
     seq = np.empty(m, np.uint8)
     buf = np.empty(m, np.uint8)
-    out = np.empty(w_stop - w_start)
+    idx = np.empty(m, np.int32)
     for w in range(w_start, w_stop):
         if not window_ok[w]:
             out[w - w_start] = np.nan
             continue
         _st_sequence(bits, w, seq)
-        c_orig = _lz_count(seq, st, child, lzw)
+        c_orig = _lz_count(seq, st, child1, lzw)
         total = 0.0
         for k in range(n_shuffles):
             buf[:] = seq
-            _shuffle_keyed(buf, seed, kind, 0, w, k)
-            total += _lz_count(buf, st, child, lzw)
+            _shuffle_keyed_idx(buf, seed, kind, 0, w, k, idx)
+            total += _lz_count(buf, st, child1, lzw)
         out[w - w_start] = c_orig / (total / n_shuffles)
     return out
 
@@ -1275,10 +1504,28 @@ def _schartner_bits_multi(rows: np.ndarray, flags) -> dict:
             denom = float(t @ t)
             mean = rows.mean(axis=-1, keepdims=True)
             slope = ((rows - mean) @ t)[..., None] / denom if denom > 0 else np.zeros_like(mean)
-            amp = np.abs(analytic - mean - slope * _hilbert_of_ramp(n)[None, :])
+            amp = np.abs(_detrended_analytic(analytic.reshape(-1, n), mean.reshape(-1), slope.reshape(-1),
+                                             _hilbert_of_ramp(n)).reshape(rows.shape))
         else:
             amp = np.abs(analytic)
         out[d] = np.ascontiguousarray(amp > amp.mean(axis=-1, keepdims=True), dtype=np.uint8)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _detrended_analytic(analytic, mean, slope, ramp_h):
+    """``analytic - mean - slope * ramp_h`` per row in one pass, the same IEEE operations as the NumPy
+    expression (complex minus real, then minus real times complex), without two temporary arrays. The
+    modulus is left to ``np.abs`` (NumPy's complex abs is not ``hypot``: it differs in the last bit)."""
+    nr, n = analytic.shape
+    out = np.empty((nr, n), np.complex128)
+    for r in range(nr):
+        m = mean[r]
+        b = slope[r]
+        for i in range(n):
+            re = (analytic[r, i].real - m) - (b * ramp_h[i].real - 0.0 * ramp_h[i].imag)
+            im = (analytic[r, i].imag - 0.0) - (b * ramp_h[i].imag + 0.0 * ramp_h[i].real)
+            out[r, i] = complex(re, im)
     return out
 
 

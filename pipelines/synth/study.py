@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.synth.eeg import (DrugModel, RecordingPlan, channel_names, draw_subject, head_montage, head_positions_m,
+from pipelines.synth.eeg import (BAND_EFFECTS, BAND_EFFECTS_CAVEAT, DEFAULT_TITRATION_THRESHOLD_DB, ONSET_THRESHOLDS_DB,
+                                 DrugModel, RecordingPlan, channel_names, draw_subject, head_montage, head_positions_m,
                                  quantise_volts, simulate_recording)
 
 TASK = "rest"
@@ -113,7 +114,11 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
         "infusion_end_s": design.infusion_end_s,
         "drug_model": asdict(design.drug),
         "eeg": {
-            "alpha_suppression_threshold_db": -3.0,
+            # the threshold of occipital_alpha_onset_s; the other thresholds: *_by_threshold_db
+            "alpha_suppression_threshold_db": DEFAULT_TITRATION_THRESHOLD_DB,
+            "onset_thresholds_db": list(ONSET_THRESHOLDS_DB),
+            "band_effects": BAND_EFFECTS,
+            "band_effects_caveat": BAND_EFFECTS_CAVEAT,
             "expected_entropy_peak_dose_mg_per_kg": _entropy_peak_dose(design),
             "alpha_suppression_increases_with_dose": True,
             "gamma_increases_with_dose": True,
@@ -254,9 +259,10 @@ def round_floats(value, digits: int = TRUTH_SIGNIFICANT_DIGITS):
 
     Values computed through exp/log differ in their last bits between SIMD code paths; 8 significant
     digits are identical on every machine (except on a rounding boundary, ~1e-8 per value) and far finer
-    than any planted effect."""
+    than any planted effect. Zero is written without a sign."""
     if isinstance(value, float):
-        return float(f"{value:.{digits}g}") if np.isfinite(value) else value
+        # + 0.0 turns -0.0 into 0.0: a placebo curve's minimum is 0 up to the last bit, whose sign varies by kernel
+        return float(f"{value:.{digits}g}") + 0.0 if np.isfinite(value) else value
     if isinstance(value, dict):
         return {k: round_floats(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
