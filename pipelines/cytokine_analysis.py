@@ -333,6 +333,12 @@ def _by_dose(parsed: pd.DataFrame, strata: pd.DataFrame, sessions: pd.DataFrame)
     """Relabel sessions by their dose group, so that a crossover whose session labels are visits (a dose
     in a different visit for each subject) is analysed per dose. One session per subject and dose."""
     groups = sessions[["participant_id", "session_id"]].assign(group=sessions["dose_mg_per_kg"].map(dose_group_label))
+    # A dose given more than once per subject (e.g. two open-label infusions): each session of that dose is its own
+    # group ("0.5 mg/kg · ses-2"), so every group still has one session per subject and nothing is pooled twice.
+    repeated = groups.loc[groups.duplicated(["participant_id", "group"], keep=False), "group"].unique()
+    if len(repeated):
+        again = groups["group"].isin(repeated)
+        groups.loc[again, "group"] = groups.loc[again, "group"] + " · " + groups.loc[again, "session_id"].astype(str)
     twice = groups.duplicated(["participant_id", "group"], keep=False)
     if twice.any():
         row = groups[twice].iloc[0]
@@ -598,12 +604,30 @@ def mood_changes(study, params: CytokineParameters) -> pd.DataFrame:
         result = questionnaires.score_items(study.table_path(params.mood_scale), params.mood_scale,
                                             response_scale=table.response_scale, participants=study.participants)
     total = key.score_column("total")
-    outcomes = mood.mood_outcomes(result.scores, total, baseline=params.baseline_timepoint)
+    scores = result.scores
+    per_subject = "session_id" not in scores.columns  # one mood course per person (open label, parallel arms)
+    keys = ("participant_id",) if per_subject else ("participant_id", "session_id")
+    outcomes = mood.mood_outcomes(scores, total, baseline=params.baseline_timepoint, keys=keys)
     at_post = outcomes[outcomes["timepoint"].astype(str) == params.post_timepoint]
     if at_post.empty:
         raise InputError(f"no {params.mood_scale} ratings at time point {params.post_timepoint!r}",
                          file=result.source, field="timepoint")
-    return at_post[["participant_id", "session_id", total, f"{total}_change", f"{total}_pct_change"]].reset_index(drop=True)
+    if per_subject:
+        at_post = at_post.assign(session_id=None)
+    out = at_post[["participant_id", "session_id", total, f"{total}_change", f"{total}_pct_change"]].reset_index(drop=True)
+    out.attrs["per_subject"] = per_subject
+    return out
+
+
+PER_SUBJECT_SESSION = "mean of active sessions"
+
+
+def _per_subject_mood_table(table: pd.DataFrame) -> bool:
+    return "population" in table.columns and str(table["population"].iloc[0]).startswith("subjects")
+
+
+def _per_subject_mood(mood: pd.DataFrame) -> bool:
+    return bool(mood.attrs.get("per_subject")) or bool(mood["session_id"].isna().all())
 
 
 def change_vs_mood_table(parsed, sessions, strata, mood: pd.DataFrame, params: CytokineParameters, analytes,
@@ -613,6 +637,9 @@ def change_vs_mood_table(parsed, sessions, strata, mood: pd.DataFrame, params: C
     ``inflamed``, ``non-inflamed``), through :func:`cytokines.change_vs_mood` and the shared
     :func:`pipelines.stats.correlation_table`. BH-FDR within each stratum across analytes."""
     outcome = [c for c in mood.columns if c.endswith("_total_change")]
+    if _per_subject_mood(mood):  # one mood change per person: one row per subject, the cytokine change averaged
+        return _change_vs_mood_per_subject(change_table(parsed, sessions, strata, params, analytes), mood, params,
+                                           outcome[0], method)
     keys = sessions[["participant_id", "session_id", "dose_mg_per_kg"]]
     if active_only:
         keys = keys[keys["dose_mg_per_kg"] > 0]
@@ -632,9 +659,39 @@ def change_vs_mood_table(parsed, sessions, strata, mood: pd.DataFrame, params: C
 
 def change_vs_mood_data(changes: pd.DataFrame, mood: pd.DataFrame, *, active_only: bool = True) -> pd.DataFrame:
     """Per subject-session-analyte ln-change (:func:`change_table`) beside the mood change (the points
-    behind :func:`change_vs_mood_table`)."""
+    behind :func:`change_vs_mood_table`). When mood is measured once per subject, one row per subject and
+    analyte: the change averaged over the subject's (active) sessions, never the mood copied to each session."""
+    if _per_subject_mood(mood):
+        used = changes[changes["dose_mg_per_kg"] > 0] if active_only else changes
+        value = "change" if "change" in used.columns else "ln_change"
+        averaged = (used.groupby(["participant_id", "analyte"], as_index=False)
+                    .agg(**{value: (value, "mean"), "dose_mg_per_kg": ("dose_mg_per_kg", "mean"),
+                            "stratum": ("stratum", lambda s: s.iloc[0] if s.nunique() == 1 else "discordant"),
+                            "n_sessions": (value, "count")}))
+        data = averaged.merge(mood.drop(columns="session_id"), on="participant_id", how="inner")
+        return data.assign(session_id=PER_SUBJECT_SESSION, group=PER_SUBJECT_SESSION)
     data = changes.merge(mood, on=["participant_id", "session_id"], how="inner")
     return data[data["dose_mg_per_kg"] > 0].reset_index(drop=True) if active_only else data
+
+
+def _change_vs_mood_per_subject(changes: pd.DataFrame, mood: pd.DataFrame, params: CytokineParameters, outcome: str,
+                                method: str) -> pd.DataFrame:
+    """:func:`change_vs_mood_table` when mood is one course per subject: correlations over subjects."""
+    from pipelines.stats import correlation_table
+
+    data = change_vs_mood_data(changes, mood)
+    value = "change" if "change" in data.columns else "ln_change"
+    tables = []
+    for stratum in ["all", *sorted(s for s in data["stratum"].dropna().unique() if s != "discordant")]:
+        part = data if stratum == "all" else data[data["stratum"] == stratum]
+        if part["participant_id"].nunique() < 4:
+            continue
+        table = correlation_table(part, [value], [outcome], method=method, n_boot=params.n_boot, seed=params.seed,
+                                  group="analyte")
+        tables.append(table.rename(columns={"group": "analyte"}).assign(
+            stratum=stratum, population="subjects (cytokine change averaged over active sessions)"))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["analyte", *[c for c in out.columns if c != "analyte"]]]
 
 
 def change_vs_mood_subject_level(changes: pd.DataFrame, mood: pd.DataFrame, params: CytokineParameters, analytes,
@@ -732,9 +789,10 @@ def format_change(row, scale: str = "ln_ratio", unit: str = "") -> str:
 def interaction_sentence(interaction: pd.DataFrame, params: CytokineParameters, units: dict | None = None) -> str:
     """The primary result in words: each analyte's placebo-controlled interaction with its 95% CI."""
     rows = interaction[interaction["quantity"] == "interaction"]
-    if rows.empty:
+    if rows.empty or rows["estimate"].isna().all():  # e.g. an open-label study: no placebo session to control for
         return ("**Primary test (placebo-controlled interaction)** not available: it needs subjects with both "
-                "active and placebo changes in both strata.")
+                "active and placebo changes in both strata (this study has none with both), so the stratum changes "
+                "below are uncontrolled.")
     units = units or {}
     items = []
     for r in rows.itertuples(index=False):
@@ -870,10 +928,15 @@ def summary_text(
         def rr(r) -> str:
             return (f"{r['analyte']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to {r['ci_high']:+.2f}, "
                     f"{format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')}, {int(r['n_subjects'])} subjects)")
-        within = sl[(sl["quantity"] == "within") & (sl["stratum"] == "all")]
+        within = sl[(sl["quantity"] == "within") & (sl["stratum"] == "all") & sl["p"].notna()]
         between = sl[(sl["quantity"] == "between") & (sl["stratum"] == "all")]
+        if within.empty and len(between):  # mood is one course per subject: the between rows are the test
+            text_unit = ("mood is measured once per subject, so each subject counts once (cytokine change averaged "
+                         "over the active sessions) and the between-subject rows are the test. ")
+        else:
+            text_unit = ""
         text = (f"**Mood** ({sl['y'].iloc[0]}, negative = improvement, against the cytokine change = "
-                f"{params.change_label}; {sl['population'].iloc[0]}; the subject is the unit). ")
+                f"{params.change_label}; {sl['population'].iloc[0]}; the subject is the unit). " + text_unit)
         if len(within):
             sig = within[within["significant_fdr"]]
             best = within.loc[within["p"].idxmin()]
@@ -885,13 +948,15 @@ def summary_text(
             sig = between[between["significant_fdr"]]
             text += (f"Between subjects (subject means, trait-level), {len(sig)} of {len(between)} did"
                      + (": " + "; ".join(rr(r) for _, r in sig.iterrows()) if len(sig) else "") + ". ")
-        within_strata = sl[(sl["quantity"] == "within") & (sl["stratum"] != "all")]
+        within_strata = sl[(sl["quantity"] == "within") & (sl["stratum"] != "all") & sl["p"].notna()]
         if len(within_strata):
             text += (f"Within strata, {int(within_strata['significant_fdr'].sum())} of {len(within_strata)} "
                      "within-subject correlations survived FDR. ")
         if len(mood):
             pooled_rows = mood[mood["stratum"] == "all"]
-            text += (f"The session-level {mood['method'].iloc[0]} table (sessions pooled as if independent) is "
+            text += (f"The {mood['method'].iloc[0]} table over {mood['population'].iloc[0]} is "
+                     if _per_subject_mood_table(mood) else
+                     f"The session-level {mood['method'].iloc[0]} table (sessions pooled as if independent) is "
                      f"description only: {int(pooled_rows['significant_fdr'].sum())} of {len(pooled_rows)} "
                      "analytes there had p_FDR ≤ 0.05, which is not used for conclusions.")
         lines.append(text.strip())

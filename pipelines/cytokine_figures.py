@@ -227,6 +227,11 @@ def interaction_forest(mixed: pd.DataFrame, terms: Sequence[str]):
     """Forest plot of mixed-model terms (``cytokine_analysis.mixed_models``): a row per analyte × dose
     coding for each term in ``terms`` (matching the coding's own term name), estimate and Wald 95% CI."""
     rows = mixed[mixed["term"].isin(list(terms))].reset_index(drop=True)
+    if rows.empty:  # one dose only (open label): the model has no dose term to show
+        import holoviews as hv
+
+        return hv.Text(0, 0, "no time × inflamed × dose term: the study has one dose").opts(
+            title="Mixed model: time × inflamed × dose", width=520, height=160, xaxis=None, yaxis=None)
     labels = [f"{r.analyte} · {r.dose_coding}" for r in rows.itertuples(index=False)]
     colors = ["#08306b" if c == "active" else "#6baed6" for c in rows["dose_coding"]]
     return _forest(rows, labels, colors, title="Mixed model: time × inflamed × dose",

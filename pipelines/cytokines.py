@@ -1308,6 +1308,8 @@ def stratum_mixed_model(
         time_terms.append(name)
     response = "ln_value" if scale == "ln_ratio" else "value_substituted"
     formula = f"{response} ~ ({' + '.join(time_terms)}) * inflamed * dose_mg_per_kg"
+    if data["dose_mg_per_kg"].nunique() < 2:  # one dose (open label): the dose terms are not identified
+        formula = f"{response} ~ ({' + '.join(time_terms)}) * inflamed"
     results = []
     for analyte, group in data.groupby("analyte", sort=False):
         if group["timepoint"].nunique() < len(timepoints):
