@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks._machine import cpu_pressure
@@ -52,65 +52,108 @@ BUDGET_S = 15 * 60
 TARGETS = {
     "windowed_measure_set_64ch_10min_500hz": (
         ">= 5x faster than the antropy loop, same values (max_rel_diff <= 1e-9)",
-        lambda r: r["speedup"] >= 5 and r.get("max_rel_diff", math.inf) <= 1e-9),
-    "lzc_whole_channel_300k": (">= 100x faster than antropy, same count",
-                               lambda r: r["speedup"] >= 100 and r.get("max_rel_diff", 1) == 0),
+        lambda r: r["speedup"] >= 5 and r.get("max_rel_diff", math.inf) <= 1e-9,
+    ),
+    "lzc_whole_channel_300k": (
+        ">= 100x faster than antropy, same count",
+        lambda r: r["speedup"] >= 100 and r.get("max_rel_diff", 1) == 0,
+    ),
     "full_measure_set_1core": ("<= 10 s on one core", lambda r: r["ours_s"] <= 10),
     "import_pipelines_kernels_s": ("<= 2 s", lambda r: r["ours_s"] <= 2),
     "surrogate_entropy_cost_ratio": (
         "<= 3x the raw measure set with 10 surrogates (issue 12; phase randomisation, default measures)",
-        lambda r: r["ratio"] <= 3),
+        lambda r: r["ratio"] <= 3,
+    ),
     "dask_worker_start_s": ("<= 2 s (numba cache warm)", lambda r: r["ours_s"] <= 2),
     "scoring_10000x5": ("< 1 s", lambda r: r["ours_s"] < 1),
     "study_100x4_projection": (
         "< 1 h for 400 recordings on 2 workers, peak memory < 4 GB, parallel efficiency >= 0.8",
-        lambda r: r["ours_s"] < 3600 and r["peak_rss_gb"] < 4 and r["parallel_efficiency"] >= 0.8),
+        lambda r: r["ours_s"] < 3600 and r["peak_rss_gb"] < 4 and r["parallel_efficiency"] >= 0.8,
+    ),
     "study_100x4_projection_threads": (
         "< 1 h for 400 recordings on 2 threads (make all's default), peak memory < 4 GB, parallel efficiency >= 0.8",
-        lambda r: r["ours_s"] < 3600 and r["peak_rss_gb"] < 4 and r["parallel_efficiency"] >= 0.8),
+        lambda r: r["ours_s"] < 3600 and r["peak_rss_gb"] < 4 and r["parallel_efficiency"] >= 0.8,
+    ),
     # Issue 15: a real study run, and 400 recordings projected from it.
-    "study_100_recordings_real": ("peak memory <= 4 GB (process tree), parallel efficiency >= 0.85",
-                                  lambda r: r["peak_gb"] <= 4 and r["efficiency"] >= 0.85),
-    "study_400_projection_from_real": ("<= 0.5 h for 400 recordings on this 2-core machine",
-                                       lambda r: r["projected_h"] <= 0.5),
+    "study_100_recordings_real": (
+        "peak memory <= 4 GB (process tree), parallel efficiency >= 0.85",
+        lambda r: r["peak_gb"] <= 4 and r["efficiency"] >= 0.85,
+    ),
+    "study_400_projection_from_real": (
+        "<= 0.5 h for 400 recordings on this 2-core machine",
+        lambda r: r["projected_h"] <= 0.5,
+    ),
     # Issue 16: the dashboards at lab scale.
-    "dashboard_20_sessions": ("p95 <= 1 s with 20 concurrent explorer sessions on one server",
-                              lambda r: r["p95_s"] <= 1.0 and r["sessions_failed"] == 0),
-    "dashboard_soak_500": ("server RSS grows < 50 MB over 500 open/close sessions",
-                           lambda r: r["rss_growth_mb"] < 50 and r["sessions_failed"] == 0),
+    "dashboard_20_sessions": (
+        "p95 <= 1 s with 20 concurrent explorer sessions on one server",
+        lambda r: r["p95_s"] <= 1.0 and r["sessions_failed"] == 0,
+    ),
+    "dashboard_soak_500": (
+        "server RSS grows < 50 MB over 500 open/close sessions",
+        lambda r: r["rss_growth_mb"] < 50 and r["sessions_failed"] == 0,
+    ),
     # Issue 13: live titration over LSL.
-    "live_latency_64ch_500hz": ("p95 <= 0.25 s from a sample's LSL timestamp to the updated monitor state",
-                                lambda r: r["p95_s"] <= 0.25),
+    "live_latency_64ch_500hz": (
+        "p95 <= 0.25 s from a sample's LSL timestamp to the updated monitor state",
+        lambda r: r["p95_s"] <= 0.25,
+    ),
     "live_cpu_64ch_500hz": ("<= 0.25 of one core for the monitor process", lambda r: r["cpu_fraction"] <= 0.25),
 }
 
 # Extra keys worth a glance in the Markdown table (shown when a row has them).
 KEY_FIELDS = [
-    ("n_threads", "threads"), ("two_thread_s", "2 threads s"), ("parallel_efficiency", "efficiency"),
-    ("max_rel_diff", "max rel diff"), ("first_call_s", "first call s"), ("cluster_up_s", "cluster up s"),
-    ("first_kernel_call_s", "first kernel call s"), ("ready_for_work_s", "ready for work s"),
-    ("projected_wall_h", "projected h"), ("n_recordings_measured", "recordings measured"),
-    ("per_recording_s_1worker", "s/recording (1 worker)"), ("t1_s", "t1 s"), ("t2_s", "t2 s"),
-    ("peak_rss_gb", "peak GB"), ("peak_rss_gb_largest_process", "largest process GB"),
+    ("n_threads", "threads"),
+    ("two_thread_s", "2 threads s"),
+    ("parallel_efficiency", "efficiency"),
+    ("max_rel_diff", "max rel diff"),
+    ("first_call_s", "first call s"),
+    ("cluster_up_s", "cluster up s"),
+    ("first_kernel_call_s", "first kernel call s"),
+    ("ready_for_work_s", "ready for work s"),
+    ("projected_wall_h", "projected h"),
+    ("n_recordings_measured", "recordings measured"),
+    ("per_recording_s_1worker", "s/recording (1 worker)"),
+    ("t1_s", "t1 s"),
+    ("t2_s", "t2 s"),
+    ("peak_rss_gb", "peak GB"),
+    ("peak_rss_gb_largest_process", "largest process GB"),
     ("t2_threads_s", "t2 threads s"),
-    ("parallel_efficiency_threads", "efficiency threads"), ("projected_wall_h_threads", "projected h threads"),
-    ("cores_used_2workers", "cores obtained (2 workers)"), ("cpu_s_per_recording_2workers", "CPU s/recording"),
+    ("parallel_efficiency_threads", "efficiency threads"),
+    ("projected_wall_h_threads", "projected h threads"),
+    ("cores_used_2workers", "cores obtained (2 workers)"),
+    ("cpu_s_per_recording_2workers", "CPU s/recording"),
     ("projected_wall_h_cpu_bound", "projected h if CPU-bound"),
     ("projected_wall_h_naive_antropy", "projected h with antropy loop"),
-    ("per_recording_s", "s/recording"), ("features_zarr_mb", "Zarr MB"),
-    ("kernels_fraction", "kernels share"), ("rows_scored", "rows"),
-    ("p50_s", "p50 s"), ("p95_s", "p95 s"), ("mb_per_session", "MB/session"),
-    ("rss_growth_mb", "RSS growth MB"), ("sessions_ok", "sessions ok"), ("sessions_failed", "sessions failed"),
-    ("measured_load_avg_before", "load avg at start"), ("measured_load_avg_after", "load avg at end"),
-    ("measured_cpu_pressure_before", "CPU pressure % at start"), ("measured_cpu_pressure_after", "CPU pressure % at end"),
-    ("ratio", "ratio"), ("ratio_iaaft", "ratio IAAFT"),
-    ("cpu_fraction", "CPU (cores)"), ("chunk_p95_s", "chunk p95 s"), ("n_windows", "windows"),
-    ("wall_s", "wall s"), ("cpu_s", "CPU s"), ("peak_gb", "peak GB"), ("efficiency", "efficiency"),
-    ("projected_h", "projected h"), ("load_avg_1min_before", "load avg before"),
+    ("per_recording_s", "s/recording"),
+    ("features_zarr_mb", "Zarr MB"),
+    ("kernels_fraction", "kernels share"),
+    ("rows_scored", "rows"),
+    ("p50_s", "p50 s"),
+    ("p95_s", "p95 s"),
+    ("mb_per_session", "MB/session"),
+    ("rss_growth_mb", "RSS growth MB"),
+    ("sessions_ok", "sessions ok"),
+    ("sessions_failed", "sessions failed"),
+    ("measured_load_avg_before", "load avg at start"),
+    ("measured_load_avg_after", "load avg at end"),
+    ("measured_cpu_pressure_before", "CPU pressure % at start"),
+    ("measured_cpu_pressure_after", "CPU pressure % at end"),
+    ("ratio", "ratio"),
+    ("ratio_iaaft", "ratio IAAFT"),
+    ("cpu_fraction", "CPU (cores)"),
+    ("chunk_p95_s", "chunk p95 s"),
+    ("n_windows", "windows"),
+    ("wall_s", "wall s"),
+    ("cpu_s", "CPU s"),
+    ("peak_gb", "peak GB"),
+    ("efficiency", "efficiency"),
+    ("projected_h", "projected h"),
+    ("load_avg_1min_before", "load avg before"),
 ]
 
 
 # --- child: one module in a fresh interpreter ---------------------------------------------------------
+
 
 def _jsonable(value):
     """numpy scalars and arrays, tuples, NaN/inf → plain JSON (NaN/inf become None)."""
@@ -147,6 +190,7 @@ def _child(name: str, quick: bool, out: str) -> int:
 
 
 # --- parent -------------------------------------------------------------------------------------------
+
 
 def discover() -> list[str]:
     """Known modules, then any other bench_*.py with a run(); the study module last (it adapts its
@@ -210,8 +254,22 @@ def machine_info() -> dict:
         "memory_gb": mem_gb,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "versions": {d: _version(d) for d in ("numpy", "numba", "scipy", "antropy", "mne", "dask", "distributed",
-                                              "xarray", "zarr", "pandas", "specparam")},
+        "versions": {
+            d: _version(d)
+            for d in (
+                "numpy",
+                "numba",
+                "scipy",
+                "antropy",
+                "mne",
+                "dask",
+                "distributed",
+                "xarray",
+                "zarr",
+                "pandas",
+                "specparam",
+            )
+        },
         "git_commit": git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
     }
@@ -223,37 +281,58 @@ def _run_module(name: str, quick: bool, deadline: float) -> tuple[list[dict], di
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kw-bench-") as tmp:
         out = Path(tmp) / "rows.json"
-        cmd = [sys.executable, "-m", "benchmarks", "--child", name, "--child-out", str(out)] + (["--quick"] if quick else [])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-               "KW_BENCH_DEADLINE": f"{deadline:.0f}"}
+        cmd = [sys.executable, "-m", "benchmarks", "--child", name, "--child-out", str(out)] + (
+            ["--quick"] if quick else []
+        )
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "KW_BENCH_DEADLINE": f"{deadline:.0f}",
+        }
         try:
             proc = subprocess.run(cmd, cwd=REPO, env=env, timeout=MODULE_TIMEOUTS_S.get(name, MODULE_TIMEOUT_S))
             error = None if proc.returncode == 0 else f"exit code {proc.returncode} (its traceback is in the log above)"
         except subprocess.TimeoutExpired:
             error = f"timed out after {MODULE_TIMEOUTS_S.get(name, MODULE_TIMEOUT_S)} s"
         rows = json.loads(out.read_text()) if error is None and out.exists() else []
-    info = {"bench_module": KNOWN.get(name, f"benchmarks.bench_{name}"), "module_wall_s": time.perf_counter() - t0,
-            "load_avg_before": load_before, "load_avg_after": list(os.getloadavg()),
-            "cpu_pressure_avg60_pct_before": pressure_before, "cpu_pressure_avg60_pct_after": cpu_pressure()}
+    info = {
+        "bench_module": KNOWN.get(name, f"benchmarks.bench_{name}"),
+        "module_wall_s": time.perf_counter() - t0,
+        "load_avg_before": load_before,
+        "load_avg_after": list(os.getloadavg()),
+        "cpu_pressure_avg60_pct_before": pressure_before,
+        "cpu_pressure_avg60_pct_after": cpu_pressure(),
+    }
     if error:
-        rows = [{"benchmark": f"{name} (failed)", "ours_s": None, "baseline": None, "baseline_s": None,
-                 "speedup": None, "error": error}]
+        rows = [
+            {
+                "benchmark": f"{name} (failed)",
+                "ours_s": None,
+                "baseline": None,
+                "baseline_s": None,
+                "speedup": None,
+                "error": error,
+            }
+        ]
     return rows, info
 
 
 def _derive(rows: list[dict]) -> None:
     """Cross-row figures: the study projected with the naive antropy loop in place of the kernels."""
     by = {r["benchmark"]: r for r in rows}
-    study, prof, full = (by.get(k) for k in ("study_100x4_projection", "recording_features_profile_64ch",
-                                             "full_measure_set_1core"))
+    study, prof, full = (
+        by.get(k) for k in ("study_100x4_projection", "recording_features_profile_64ch", "full_measure_set_1core")
+    )
     if not (study and prof and full) or not full.get("baseline_s") or not study.get("per_recording_s_1worker"):
         return
     kern = prof["stage_s"]["kernels (windowed)"] + prof["stage_s"]["kernels (whole-recording LZ)"]
     naive_per_rec = study["per_recording_s_1worker"] - kern + full["baseline_s"]
     study["projected_wall_h_naive_antropy"] = naive_per_rec * 400 / 2 / study["parallel_efficiency"] / 3600
-    study["notes"] += (f" projected_wall_h_naive_antropy: the same, with this run's kernel time per recording "
-                       f"({kern:.1f} s, profile row) replaced by the naive antropy loop's full-set time "
-                       f"({full['baseline_s']:.0f} s, full_measure_set_1core baseline).")
+    study["notes"] += (
+        f" projected_wall_h_naive_antropy: the same, with this run's kernel time per recording "
+        f"({kern:.1f} s, profile row) replaced by the naive antropy loop's full-set time "
+        f"({full['baseline_s']:.0f} s, full_measure_set_1core baseline)."
+    )
 
 
 def _fmt(v) -> str:
@@ -300,16 +379,21 @@ def markdown(rows: list[dict], run: dict) -> str:
         if "stage_s" in r:
             keys += ("; " if keys else "") + ", ".join(f"{k} {_fmt(s)}" for k, s in r["stage_s"].items())
         met = r.get("meets_target")
-        lines.append(f"| {r['benchmark']} | {_fmt(r.get('ours_s'))} | {_fmt(r.get('baseline_s'))} | "
-                     f"{_fmt(r.get('speedup'))}{'×' if r.get('speedup') else ''} | {keys or '–'} | "
-                     f"{r.get('target') or '–'} | {'–' if met is None else ('✓' if met else '✗ MISSED')} |")
+        lines.append(
+            f"| {r['benchmark']} | {_fmt(r.get('ours_s'))} | {_fmt(r.get('baseline_s'))} | "
+            f"{_fmt(r.get('speedup'))}{'×' if r.get('speedup') else ''} | {keys or '–'} | "
+            f"{r.get('target') or '–'} | {'–' if met is None else ('✓' if met else '✗ MISSED')} |"
+        )
     lines += ["", "## Baselines and notes", ""]
     for r in rows:
-        parts = [f"baseline: {r['baseline']}" if r.get("baseline") else None, r.get("notes"),
-                 f"ERROR: {r['error']}" if r.get("error") else None,
-                 f"its module: load average {_fmt(r.get('load_avg_before', [None])[0])} → "
-                 f"{_fmt(r.get('load_avg_after', [None])[0])}, CPU pressure "
-                 f"{_fmt(r.get('cpu_pressure_avg60_pct_before'))} → {_fmt(r.get('cpu_pressure_avg60_pct_after'))} %"]
+        parts = [
+            f"baseline: {r['baseline']}" if r.get("baseline") else None,
+            r.get("notes"),
+            f"ERROR: {r['error']}" if r.get("error") else None,
+            f"its module: load average {_fmt(r.get('load_avg_before', [None])[0])} → "
+            f"{_fmt(r.get('load_avg_after', [None])[0])}, CPU pressure "
+            f"{_fmt(r.get('cpu_pressure_avg60_pct_before'))} → {_fmt(r.get('cpu_pressure_avg60_pct_after'))} %",
+        ]
         lines.append(f"- **{r['benchmark']}** — " + "; ".join(p for p in parts if p))
     lines += ["", "Every figure is in `bench.json` (one row per benchmark, more keys than shown here).", ""]
     return "\n".join(lines)
@@ -337,9 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or reports_root() / "bench"
     stem = "bench-quick" if args.quick else "bench"
     machine = machine_info()
-    run = {"quick": args.quick, "machine": machine, "load_avg_before": list(os.getloadavg()),
-           "cpu_pressure_before": cpu_pressure(),
-           "started_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
+    run = {
+        "quick": args.quick,
+        "machine": machine,
+        "load_avg_before": list(os.getloadavg()),
+        "cpu_pressure_before": cpu_pressure(),
+        "started_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    }
     t0 = time.perf_counter()
     deadline = time.time() + BUDGET_S - 60  # optional repeats stop here; a minute left for the last steps
     rows: list[dict] = []
@@ -349,8 +437,12 @@ def main(argv: list[str] | None = None) -> int:
         module_rows, info = _run_module(name, args.quick, deadline)
         if any("error" in r for r in module_rows):
             failed.append(name)
-        print(f"[bench] {name}: {len(module_rows)} row(s) in {info['module_wall_s']:.0f} s"
-              f"{' — FAILED' if name in failed else ''}", file=sys.stderr, flush=True)
+        print(
+            f"[bench] {name}: {len(module_rows)} row(s) in {info['module_wall_s']:.0f} s"
+            f"{' — FAILED' if name in failed else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
         for r in module_rows:
             rows.append(r | info)
     _derive(rows)
@@ -367,8 +459,12 @@ def main(argv: list[str] | None = None) -> int:
             r["meets_target"] = None
         r["quick"] = args.quick
         r["machine"] = machine
-    run.update(load_avg_after=list(os.getloadavg()), cpu_pressure_after=cpu_pressure(), total_runtime_s=time.perf_counter() - t0,
-               finished_utc=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    run.update(
+        load_avg_after=list(os.getloadavg()),
+        cpu_pressure_after=cpu_pressure(),
+        total_runtime_s=time.perf_counter() - t0,
+        finished_utc=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    )
     for r in rows:
         r["run_total_s"] = run["total_runtime_s"]
         r["run_load_avg_before"] = run["load_avg_before"]
@@ -376,9 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     _atomic_write(out_dir / f"{stem}.json", json.dumps(_jsonable(rows), indent=2, allow_nan=False))
     _atomic_write(out_dir / f"{stem}.md", markdown(rows, run))
     missed = [r["benchmark"] for r in rows if r.get("meets_target") is False]
-    print(f"[bench] wrote {out_dir / (stem + '.json')} and {stem}.md in {run['total_runtime_s'] / 60:.1f} min"
-          + (f"; missed targets: {', '.join(missed)}" if missed else "")
-          + (f"; over the {BUDGET_S // 60}-min budget" if run["total_runtime_s"] > BUDGET_S else ""), file=sys.stderr)
+    print(
+        f"[bench] wrote {out_dir / (stem + '.json')} and {stem}.md in {run['total_runtime_s'] / 60:.1f} min"
+        + (f"; missed targets: {', '.join(missed)}" if missed else "")
+        + (f"; over the {BUDGET_S // 60}-min budget" if run["total_runtime_s"] > BUDGET_S else ""),
+        file=sys.stderr,
+    )
     return 1 if failed else 0
 
 

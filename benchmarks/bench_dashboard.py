@@ -59,8 +59,9 @@ async def _session(base: str) -> dict:
     html = response.body.decode("utf-8")
     t_get = time.perf_counter() - t0
     token = re.search(r'"token"\s*:\s*"([^"]+)"', html).group(1)
-    ws = await websocket_connect(f"{base.replace('http', 'ws', 1)}/explorer/ws", subprotocols=["bokeh", token],
-                                 max_message_size=1 << 30)
+    ws = await websocket_connect(
+        f"{base.replace('http', 'ws', 1)}/explorer/ws", subprotocols=["bokeh", token], max_message_size=1 << 30
+    )
 
     async def read_message():
         header = json.loads(await ws.read_message())
@@ -110,7 +111,7 @@ async def _soak(base: str, n: int, deadline: float) -> tuple[int, list[str]]:
             s = await asyncio.wait_for(_session(base), timeout=60)
             s["ws"].close()
             done += 1
-        except Exception as exc:  # noqa: BLE001 - counted and reported in the row
+        except Exception as exc:
             errors.append(repr(exc))
     return done, errors
 
@@ -119,8 +120,10 @@ def _load(when: str) -> dict:
     """Load average (1/5/15 min) and CPU pressure (PSI some avg60, %) right now, keyed by ``when``."""
     from benchmarks._machine import cpu_pressure
 
-    return {f"measured_load_avg_{when}": [round(x, 2) for x in os.getloadavg()],
-            f"measured_cpu_pressure_{when}": cpu_pressure()}
+    return {
+        f"measured_load_avg_{when}": [round(x, 2) for x in os.getloadavg()],
+        f"measured_cpu_pressure_{when}": cpu_pressure(),
+    }
 
 
 def _percentile(values, q: float) -> float:
@@ -130,17 +133,23 @@ def _percentile(values, q: float) -> float:
 
 
 def run(quick: bool = False) -> list[dict]:
-    import psutil
-
     import asyncio
+
+    import psutil
 
     n_sessions = 5 if quick else 20
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
     env.pop("KW_COOKIE_SECRET", None)
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.dashboards.serve", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.dashboards.serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     start = time.time()
@@ -160,7 +169,9 @@ def run(quick: bool = False) -> list[dict]:
         rss_before = server.memory_info().rss
         load_before = _load("before")
         t0 = time.perf_counter()
-        sessions, errors = loop.run_until_complete(_sessions(base, n_sessions, max(10.0, DEADLINE_S - (time.time() - start))))
+        sessions, errors = loop.run_until_complete(
+            _sessions(base, n_sessions, max(10.0, DEADLINE_S - (time.time() - start)))
+        )
         wall = time.perf_counter() - t0
         rss_after = server.memory_info().rss
         # A session that did not finish counts at the time it was given up on (never left out of p95).
@@ -170,22 +181,36 @@ def run(quick: bool = False) -> list[dict]:
             raise RuntimeError(f"no session completed: {errors[:3]}")
         p50, p95 = _percentile(totals, 50), _percentile(totals, 95)
         mb = (rss_after - rss_before) / 1e6 / max(len(sessions), 1)
-        rows = [{
-            "benchmark": "dashboard_20_sessions" if not quick else "dashboard_5_sessions_quick",
-            "ours_s": round(p50, 3), "p50_s": round(p50, 3), "p95_s": round(p95, 3),
-            "get_p50_s": round(_percentile(gets, 50), 3), "get_p95_s": round(_percentile(gets, 95), 3),
-            "wall_s": round(wall, 3), "sessions_ok": len(sessions), "sessions_failed": len(errors),
-            "mb_per_session": round(mb, 2), "server_rss_mb_before": round(rss_before / 1e6, 1),
-            "server_rss_mb_after": round(rss_after / 1e6, 1), "server_startup_s": round(startup_s, 2),
-            "document_mb": round(sessions[0]["doc_bytes"] / 1e6, 2),
-            "baseline": "none", "baseline_s": None, "speedup": None,
-            "notes": (f"{n_sessions} concurrent explorer sessions on 127.0.0.1 against `python -m pipelines.dashboards.serve` "
-                      "(one Tornado process, caches warmed at start): per session, HTTP GET of /explorer (the server builds "
-                      "and renders every view) + websocket pull of the whole Bokeh document (raw Bokeh protocol, reply not "
-                      "decoded); p50/p95 of that time; mb_per_session = server RSS growth with all sessions open / sessions; no browser drawing. "
-                      + (f"errors: {errors[:3]}" if errors else "")),
-            **load_before, **_load("after"),
-        }]
+        rows = [
+            {
+                "benchmark": "dashboard_20_sessions" if not quick else "dashboard_5_sessions_quick",
+                "ours_s": round(p50, 3),
+                "p50_s": round(p50, 3),
+                "p95_s": round(p95, 3),
+                "get_p50_s": round(_percentile(gets, 50), 3),
+                "get_p95_s": round(_percentile(gets, 95), 3),
+                "wall_s": round(wall, 3),
+                "sessions_ok": len(sessions),
+                "sessions_failed": len(errors),
+                "mb_per_session": round(mb, 2),
+                "server_rss_mb_before": round(rss_before / 1e6, 1),
+                "server_rss_mb_after": round(rss_after / 1e6, 1),
+                "server_startup_s": round(startup_s, 2),
+                "document_mb": round(sessions[0]["doc_bytes"] / 1e6, 2),
+                "baseline": "none",
+                "baseline_s": None,
+                "speedup": None,
+                "notes": (
+                    f"{n_sessions} concurrent explorer sessions on 127.0.0.1 against `python -m pipelines.dashboards.serve` "
+                    "(one Tornado process, caches warmed at start): per session, HTTP GET of /explorer (the server builds "
+                    "and renders every view) + websocket pull of the whole Bokeh document (raw Bokeh protocol, reply not "
+                    "decoded); p50/p95 of that time; mb_per_session = server RSS growth with all sessions open / sessions; no browser drawing. "
+                    + (f"errors: {errors[:3]}" if errors else "")
+                ),
+                **load_before,
+                **_load("after"),
+            }
+        ]
         for w in sessions:
             w["ws"].close()
         sessions = []
@@ -215,16 +240,25 @@ def _soak_row(loop, base: str, server, n: int, start: float) -> dict:
     rss_after = server.memory_info().rss
     return {
         "benchmark": "dashboard_soak_500" if n == 500 else f"dashboard_soak_{n}_quick",
-        "ours_s": round(wall / max(done, 1), 3), "rss_growth_mb": round((rss_after - rss_before) / 1e6, 1),
-        "rss_before_mb": round(rss_before / 1e6, 1), "rss_end_of_soak_mb": round(rss_peak / 1e6, 1),
-        "rss_after_cleanup_mb": round(rss_after / 1e6, 1), "sessions_ok": done, "sessions_failed": len(errors),
-        "wall_s": round(wall, 1), "baseline": "none", "baseline_s": None, "speedup": None,
-        **load_before, **load_after,
-        "notes": (f"{n} explorer sessions opened (GET + websocket pull of the whole document) and closed one after "
-                  f"another on one server; ours_s = mean time per session; rss_growth_mb = server RSS after the soak "
-                  f"minus RSS after {warm} warm-up sessions, each read {CLEANUP_WAIT_S:.0f} s after the last close "
-                  "(when Bokeh has destroyed the closed sessions). "
-                  + (f"errors: {errors[:3]}" if errors else "")),
+        "ours_s": round(wall / max(done, 1), 3),
+        "rss_growth_mb": round((rss_after - rss_before) / 1e6, 1),
+        "rss_before_mb": round(rss_before / 1e6, 1),
+        "rss_end_of_soak_mb": round(rss_peak / 1e6, 1),
+        "rss_after_cleanup_mb": round(rss_after / 1e6, 1),
+        "sessions_ok": done,
+        "sessions_failed": len(errors),
+        "wall_s": round(wall, 1),
+        "baseline": "none",
+        "baseline_s": None,
+        "speedup": None,
+        **load_before,
+        **load_after,
+        "notes": (
+            f"{n} explorer sessions opened (GET + websocket pull of the whole document) and closed one after "
+            f"another on one server; ours_s = mean time per session; rss_growth_mb = server RSS after the soak "
+            f"minus RSS after {warm} warm-up sessions, each read {CLEANUP_WAIT_S:.0f} s after the last close "
+            "(when Bokeh has destroyed the closed sessions). " + (f"errors: {errors[:3]}" if errors else "")
+        ),
     }
 
 

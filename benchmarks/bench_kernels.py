@@ -60,8 +60,20 @@ def _naive_antropy_channel(ant, rows, channel):
 
     from pipelines.eeg.kernels import shuffle_bits
 
-    out = {m: [] for m in ("perm_entropy", "spectral_entropy_welch", "sample_entropy", "svd_entropy",
-                           "higuchi_fd", "katz_fd", "dfa", "lzc_median", "lzs_schartner")}
+    out = {
+        m: []
+        for m in (
+            "perm_entropy",
+            "spectral_entropy_welch",
+            "sample_entropy",
+            "svd_entropy",
+            "higuchi_fd",
+            "katz_fd",
+            "dfa",
+            "lzc_median",
+            "lzs_schartner",
+        )
+    }
     for w, v in enumerate(rows):
         v = np.ascontiguousarray(v)
         out["perm_entropy"].append(ant.perm_entropy(v, order=3, delay=1, normalize=True))
@@ -169,23 +181,33 @@ def surrogate_cost_row(K, x, win: int, quick: bool) -> dict:
         "baseline": "the same default measure set without surrogates",
         "baseline_s": raw_s,
         "speedup": None,
-        "ratio": surr_cpu / raw_cpu, "ratio_wall": surr_s / raw_s, "ours_cpu_s": surr_cpu, "baseline_cpu_s": raw_cpu,
-        "all_runs_raw_cpu_s": [r[1] for r in raw_runs], "all_runs_surrogates_cpu_s": [r[1] for r in surr_runs],
+        "ratio": surr_cpu / raw_cpu,
+        "ratio_wall": surr_s / raw_s,
+        "ours_cpu_s": surr_cpu,
+        "baseline_cpu_s": raw_cpu,
+        "all_runs_raw_cpu_s": [r[1] for r in raw_runs],
+        "all_runs_surrogates_cpu_s": [r[1] for r in surr_runs],
         "ratio_iaaft": iaaft_sub / raw_sub,
         "ratio_phase_one_measure": per_measure,
-        "surrogates": cfg, "n_channels": n_ch, "n_windows": n_win,
+        "surrogates": cfg,
+        "n_channels": n_ch,
+        "n_windows": n_win,
         "session": f"{n_ch} ch x {x.shape[1] / SFREQ:.0f} s x {SFREQ:.0f} Hz, {WINDOW_S:.0f}-s windows",
-        "load_avg_1min": load_before, "load_avg_1min_after": os.getloadavg()[0],
-        "cpu_pressure_before": pressure_before, "cpu_pressure_after": cpu_pressure(),
-        "notes": (f"ratio = process CPU time of compute_windowed(all measures, surrogates=eeg.features.surrogates "
-                  f"default: {cfg['n']} {cfg['method']} surrogates of {', '.join(cfg['measures'])}) / the same "
-                  f"without surrogates, one thread, best of {repeats} interleaved runs on {n_ch} channels (CPU time: "
-                  f"the cost itself; wall times on this shared machine swing with other load; ratio_wall is the "
-                  f"wall-time ratio of the same runs, ours_s/baseline_s their wall times); ratio_iaaft: IAAFT ({cfg['iaaft_iterations']} iterations) instead, and "
-                  f"ratio_phase_one_measure: phase surrogates of that measure alone, each on {n_sub} channels, one "
-                  "run, process CPU time (less sensitive to other load than wall time). Every surrogate costs one evaluation of the measure, so the ratio grows by about "
-                  "(10 x the measure's share of the raw cost) per normalised measure; the default list holds the "
-                  "cheap ones"),
+        "load_avg_1min": load_before,
+        "load_avg_1min_after": os.getloadavg()[0],
+        "cpu_pressure_before": pressure_before,
+        "cpu_pressure_after": cpu_pressure(),
+        "notes": (
+            f"ratio = process CPU time of compute_windowed(all measures, surrogates=eeg.features.surrogates "
+            f"default: {cfg['n']} {cfg['method']} surrogates of {', '.join(cfg['measures'])}) / the same "
+            f"without surrogates, one thread, best of {repeats} interleaved runs on {n_ch} channels (CPU time: "
+            f"the cost itself; wall times on this shared machine swing with other load; ratio_wall is the "
+            f"wall-time ratio of the same runs, ours_s/baseline_s their wall times); ratio_iaaft: IAAFT ({cfg['iaaft_iterations']} iterations) instead, and "
+            f"ratio_phase_one_measure: phase surrogates of that measure alone, each on {n_sub} channels, one "
+            "run, process CPU time (less sensitive to other load than wall time). Every surrogate costs one evaluation of the measure, so the ratio grows by about "
+            "(10 x the measure's share of the raw cost) per normalised measure; the default list holds the "
+            "cheap ones"
+        ),
     }
 
 
@@ -223,20 +245,30 @@ def run(quick: bool = False) -> list[dict]:
         st_ref.append(v)
     diffs.append(_max_rel_diff({"st": ours["lzc_schartner_st"][:n_ref_st_windows]}, {"st": np.array(st_ref)}))
     baseline_s = t_ref_ch * n_ch / n_ref_ch + t_ref_st * n_win / n_ref_st_windows
-    rows.append({
-        "benchmark": "windowed_measure_set_64ch_10min_500hz",
-        "ours_s": t_ours,
-        "baseline": "antropy 0.2.3 per window in a Python loop (+ scipy hilbert for Schartner LZ)",
-        "baseline_s": baseline_s,
-        "speedup": baseline_s / t_ours,
-        "n_channels": n_ch, "n_windows": n_win, "measures": list(K.MEASURES), "session": session,
-        "machine_cores": os.cpu_count(),
-        "n_threads": 1, "ours_cpu_s": cpu_ours, "max_rel_diff": max(diffs), "load_avg_1min": load_before,
-        "notes": (f"baseline timed on {n_ref_ch} channel(s) x all windows (per-channel measures, "
-                  f"{t_ref_ch:.1f} s) scaled x{n_ch / n_ref_ch:g}, plus spatio-temporal LZc on "
-                  f"{n_ref_st_windows} windows ({t_ref_st:.1f} s) scaled x{n_win / n_ref_st_windows:g}; "
-                  "max_rel_diff over those values"),
-    })
+    rows.append(
+        {
+            "benchmark": "windowed_measure_set_64ch_10min_500hz",
+            "ours_s": t_ours,
+            "baseline": "antropy 0.2.3 per window in a Python loop (+ scipy hilbert for Schartner LZ)",
+            "baseline_s": baseline_s,
+            "speedup": baseline_s / t_ours,
+            "n_channels": n_ch,
+            "n_windows": n_win,
+            "measures": list(K.MEASURES),
+            "session": session,
+            "machine_cores": os.cpu_count(),
+            "n_threads": 1,
+            "ours_cpu_s": cpu_ours,
+            "max_rel_diff": max(diffs),
+            "load_avg_1min": load_before,
+            "notes": (
+                f"baseline timed on {n_ref_ch} channel(s) x all windows (per-channel measures, "
+                f"{t_ref_ch:.1f} s) scaled x{n_ch / n_ref_ch:g}, plus spatio-temporal LZc on "
+                f"{n_ref_st_windows} windows ({t_ref_st:.1f} s) scaled x{n_win / n_ref_st_windows:g}; "
+                "max_rel_diff over those values"
+            ),
+        }
+    )
 
     # --- whole-channel LZ on 300,000 samples -----------------------------------------
     ch0 = x[0]
@@ -247,16 +279,21 @@ def run(quick: bool = False) -> list[dict]:
     rng = np.random.default_rng(1)
     rand_bits = (rng.random(bits.size) < 0.5).astype(np.uint8)
     _, t_ours_rand = _timed(K.lz76_count, rand_bits)
-    rows.append({
-        "benchmark": "lzc_whole_channel_300k",
-        "ours_s": t_ours_lz,
-        "baseline": "antropy.lziv_complexity (Kaspar-Schuster scan)",
-        "baseline_s": t_ref_lz,
-        "speedup": t_ref_lz / t_ours_lz,
-        "n_samples": int(bits.size), "count_ours": c_ours, "count_antropy": int(c_ref),
-        "max_rel_diff": abs(c_ours - c_ref) / c_ref, "ours_random_bits_s": t_ours_rand,
-        "notes": "median-binarised channel 0; ours_random_bits_s is i.i.d. fair bits (hardest case for ours)",
-    })
+    rows.append(
+        {
+            "benchmark": "lzc_whole_channel_300k",
+            "ours_s": t_ours_lz,
+            "baseline": "antropy.lziv_complexity (Kaspar-Schuster scan)",
+            "baseline_s": t_ref_lz,
+            "speedup": t_ref_lz / t_ours_lz,
+            "n_samples": int(bits.size),
+            "count_ours": c_ours,
+            "count_antropy": int(c_ref),
+            "max_rel_diff": abs(c_ours - c_ref) / c_ref,
+            "ours_random_bits_s": t_ours_rand,
+            "notes": "median-binarised channel 0; ours_random_bits_s is i.i.d. fair bits (hardest case for ours)",
+        }
+    )
 
     # --- the whole set, 1 and 2 threads ----------------------------------------------
     def full_set(n_threads):
@@ -275,38 +312,53 @@ def run(quick: bool = False) -> list[dict]:
         runs2.append(full_set(2))
     one, one_win, one_whole, one_cpu = min(runs1)
     two, two_win, two_whole, _ = min(runs2)
-    rows.append({
-        "benchmark": "full_measure_set_1core",
-        "ours_s": one,
-        "baseline": "naive antropy loop (windowed baseline above + antropy whole-channel LZ, scaled)",
-        "baseline_s": baseline_s + t_ref_lz * n_ch * 3,
-        "speedup": (baseline_s + t_ref_lz * n_ch * 3) / one,
-        "ours_cpu_s": one_cpu, "windowed_s": one_win, "whole_recording_s": one_whole,
-        "load_avg_1min": os.getloadavg()[0],
-        "two_thread_s": two, "two_thread_windowed_s": two_win, "two_thread_whole_s": two_whole,
-        "parallel_efficiency": one / (2 * two), "n_channels": n_ch, "session": session,
-        "all_runs_1thread_s": [r[0] for r in runs1], "all_runs_2threads_s": [r[0] for r in runs2],
-        "notes": (f"best of {repeats} interleaved runs per thread count (all_runs_*); all windowed measures + whole-recording lzc_median, lzs_schartner per channel and "
-                  "spatio-temporal lzc_schartner_st; baseline whole part = 3 antropy LZ counts per "
-                  "channel (median, Schartner and its shuffle) at the 300k time, without the "
-                  "whole-recording spatio-temporal LZc (antropy: hours)"),
-    })
+    rows.append(
+        {
+            "benchmark": "full_measure_set_1core",
+            "ours_s": one,
+            "baseline": "naive antropy loop (windowed baseline above + antropy whole-channel LZ, scaled)",
+            "baseline_s": baseline_s + t_ref_lz * n_ch * 3,
+            "speedup": (baseline_s + t_ref_lz * n_ch * 3) / one,
+            "ours_cpu_s": one_cpu,
+            "windowed_s": one_win,
+            "whole_recording_s": one_whole,
+            "load_avg_1min": os.getloadavg()[0],
+            "two_thread_s": two,
+            "two_thread_windowed_s": two_win,
+            "two_thread_whole_s": two_whole,
+            "parallel_efficiency": one / (2 * two),
+            "n_channels": n_ch,
+            "session": session,
+            "all_runs_1thread_s": [r[0] for r in runs1],
+            "all_runs_2threads_s": [r[0] for r in runs2],
+            "notes": (
+                f"best of {repeats} interleaved runs per thread count (all_runs_*); all windowed measures + whole-recording lzc_median, lzs_schartner per channel and "
+                "spatio-temporal lzc_schartner_st; baseline whole part = 3 antropy LZ counts per "
+                "channel (median, Schartner and its shuffle) at the 300k time, without the "
+                "whole-recording spatio-temporal LZc (antropy: hours)"
+            ),
+        }
+    )
 
     rows.append(surrogate_cost_row(K, x, win, quick))
 
     imp = import_time_s()
     ant_s = None if quick else antropy_import_time_s()
-    rows.append({
-        "benchmark": "import_pipelines_kernels_s",
-        "ours_s": imp["import_s"],
-        "baseline": "import antropy in a fresh interpreter" if ant_s else None,
-        "baseline_s": ant_s,
-        "speedup": ant_s / imp["import_s"] if ant_s else None,
-        "first_call_s": imp["first_call_s"],
-        "notes": ("fresh subprocess, warm numba cache (second of two runs, so the OS file cache is warm too; "
-                  "antropy: one run, its files already cached); "
-                  "first_call_s = first compute_windowed (loads the cached machine code and imports scipy.signal)"),
-    })
+    rows.append(
+        {
+            "benchmark": "import_pipelines_kernels_s",
+            "ours_s": imp["import_s"],
+            "baseline": "import antropy in a fresh interpreter" if ant_s else None,
+            "baseline_s": ant_s,
+            "speedup": ant_s / imp["import_s"] if ant_s else None,
+            "first_call_s": imp["first_call_s"],
+            "notes": (
+                "fresh subprocess, warm numba cache (second of two runs, so the OS file cache is warm too; "
+                "antropy: one run, its files already cached); "
+                "first_call_s = first compute_windowed (loads the cached machine code and imports scipy.signal)"
+            ),
+        }
+    )
     return rows
 
 

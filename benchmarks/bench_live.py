@@ -41,8 +41,10 @@ N_CHANNELS, SFREQ = 64, 500.0
 def _load(when: str) -> dict:
     from benchmarks._machine import cpu_pressure
 
-    return {f"measured_load_avg_{when}": [round(x, 2) for x in os.getloadavg()],
-            f"measured_cpu_pressure_{when}": cpu_pressure()}
+    return {
+        f"measured_load_avg_{when}": [round(x, 2) for x in os.getloadavg()],
+        f"measured_cpu_pressure_{when}": cpu_pressure(),
+    }
 
 
 def _config():
@@ -62,10 +64,29 @@ def run(quick: bool = False) -> list[dict]:
     name = f"kw-bench-live-{os.getpid()}"
     cfg = _config()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    source = subprocess.Popen([sys.executable, "-m", "pipelines.eeg.live", "synth", "--name", name, "--channels",
-                               str(N_CHANNELS), "--sfreq", str(SFREQ), "--seconds", str(measure_s + warm_s + 30),
-                               "--infusion-at-s", "10"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+    source = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.eeg.live",
+            "synth",
+            "--name",
+            name,
+            "--channels",
+            str(N_CHANNELS),
+            "--sfreq",
+            str(SFREQ),
+            "--seconds",
+            str(measure_s + warm_s + 30),
+            "--infusion-at-s",
+            "10",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         source.stdout.readline()  # "Streaming synthetic EEG ..." once the outlet exists
         with tempfile.TemporaryDirectory(prefix="kw-bench-live-") as tmp:
@@ -95,29 +116,57 @@ def run(quick: bool = False) -> list[dict]:
         raise RuntimeError(f"only {len(lat)} windows measured; events: {events}")
     wall = wall1 - wall0
     cpu_fraction = (cpu1 - cpu0) / wall
-    common = {"baseline": "none", "baseline_s": None, "speedup": None, "n_channels": N_CHANNELS, "sfreq_hz": SFREQ,
-              "measured_s": round(wall, 1), "n_windows": int(len(lat)), "n_chunks": int(len(chunk)),
-              "discontinuities": mon.n_discontinuities, "samples_recorded": recorded,
-              "window_s": cfg.window_s, "step_s": cfg.step_s, "entropy_measure": cfg.entropy_measure,
-              **load_before, **load_after}
+    common = {
+        "baseline": "none",
+        "baseline_s": None,
+        "speedup": None,
+        "n_channels": N_CHANNELS,
+        "sfreq_hz": SFREQ,
+        "measured_s": round(wall, 1),
+        "n_windows": int(len(lat)),
+        "n_chunks": int(len(chunk)),
+        "discontinuities": mon.n_discontinuities,
+        "samples_recorded": recorded,
+        "window_s": cfg.window_s,
+        "step_s": cfg.step_s,
+        "entropy_measure": cfg.entropy_measure,
+        **load_before,
+        **load_after,
+    }
     p50, p95 = float(np.percentile(lat, 50)), float(np.percentile(lat, 95))
-    rows = [{
-        "benchmark": "live_latency_64ch_500hz", "ours_s": round(p95, 4), "p50_s": round(p50, 4), "p95_s": round(p95, 4),
-        "max_s": round(float(lat.max()), 4), "chunk_p50_s": round(float(np.percentile(chunk, 50)), 4),
-        "chunk_p95_s": round(float(np.percentile(chunk, 95)), 4),
-        "processing_p95_s": round(float(np.percentile(proc, 95)), 4), **common,
-        "notes": (f"synthetic {N_CHANNELS}-ch {SFREQ:g}-Hz source in its own process on 127.0.0.1 (chunks of 16 samples "
-                  "sent when due, stamped at their last sample); LiveMonitor in the bench process with the session "
-                  f"recording on. Per window: LSL clock when the state is updated − LSL timestamp of the window's last "
-                  f"sample, over {len(lat)} windows of a {wall:.0f}-s run after a {warm_s:g}-s warm-up; chunk_*: the same for "
-                  "every chunk; processing_p95_s: from the completing chunk's arrival. StreamLSL acquisition every 20 ms."),
-    }, {
-        "benchmark": "live_cpu_64ch_500hz", "ours_s": None, "cpu_fraction": round(cpu_fraction, 4),
-        "cpu_s": round(cpu1 - cpu0, 2), "source_cpu_fraction": round((src_cpu1 - src_cpu0) / wall, 4), **common,
-        "notes": ("CPU time (user + system, all threads) of the monitor process / wall time over the same run: the "
-                  "share of one core the monitor needs per stream, recording included; source_cpu_fraction is the "
-                  "synthetic source's process, not included."),
-    }]
+    rows = [
+        {
+            "benchmark": "live_latency_64ch_500hz",
+            "ours_s": round(p95, 4),
+            "p50_s": round(p50, 4),
+            "p95_s": round(p95, 4),
+            "max_s": round(float(lat.max()), 4),
+            "chunk_p50_s": round(float(np.percentile(chunk, 50)), 4),
+            "chunk_p95_s": round(float(np.percentile(chunk, 95)), 4),
+            "processing_p95_s": round(float(np.percentile(proc, 95)), 4),
+            **common,
+            "notes": (
+                f"synthetic {N_CHANNELS}-ch {SFREQ:g}-Hz source in its own process on 127.0.0.1 (chunks of 16 samples "
+                "sent when due, stamped at their last sample); LiveMonitor in the bench process with the session "
+                f"recording on. Per window: LSL clock when the state is updated − LSL timestamp of the window's last "
+                f"sample, over {len(lat)} windows of a {wall:.0f}-s run after a {warm_s:g}-s warm-up; chunk_*: the same for "
+                "every chunk; processing_p95_s: from the completing chunk's arrival. StreamLSL acquisition every 20 ms."
+            ),
+        },
+        {
+            "benchmark": "live_cpu_64ch_500hz",
+            "ours_s": None,
+            "cpu_fraction": round(cpu_fraction, 4),
+            "cpu_s": round(cpu1 - cpu0, 2),
+            "source_cpu_fraction": round((src_cpu1 - src_cpu0) / wall, 4),
+            **common,
+            "notes": (
+                "CPU time (user + system, all threads) of the monitor process / wall time over the same run: the "
+                "share of one core the monitor needs per stream, recording included; source_cpu_fraction is the "
+                "synthetic source's process, not included."
+            ),
+        },
+    ]
     return rows
 
 

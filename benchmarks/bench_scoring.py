@@ -27,8 +27,7 @@ from pipelines.questionnaires import SCALES, score_items
 TIMEPOINTS = ("baseline", "4h", "24h", "7d", "14d")
 
 
-def simulate_tables(n_participants: int, n_sessions: int, seed: int = 0
-                    ) -> dict[str, pd.DataFrame]:
+def simulate_tables(n_participants: int, n_sessions: int, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Item-level MEQ30, 5D-ASC (one row per subject-session) and MADRS (per time point)."""
     rng = np.random.default_rng(seed)
     subjects = np.array([f"sub-{i:05d}" for i in range(n_participants)], dtype=object)
@@ -47,9 +46,11 @@ def simulate_tables(n_participants: int, n_sessions: int, seed: int = 0
     meq30 = table("meq30", rng.integers(0, 6, size=(n, 30)).astype(float), keys)
     asc5d = table("asc5d", rng.uniform(0, 100, size=(n, 94)).round(1), keys)
     n_tp = len(TIMEPOINTS)
-    madrs_keys = {"participant_id": np.repeat(subject_col, n_tp),
-                  "session_id": np.repeat(session_col, n_tp),
-                  "timepoint": np.tile(np.array(TIMEPOINTS, dtype=object), n)}
+    madrs_keys = {
+        "participant_id": np.repeat(subject_col, n_tp),
+        "session_id": np.repeat(session_col, n_tp),
+        "timepoint": np.tile(np.array(TIMEPOINTS, dtype=object), n),
+    }
     madrs = table("madrs", rng.integers(0, 7, size=(n * n_tp, 10)).astype(float), madrs_keys)
     return {"meq30": meq30, "asc5d": asc5d, "madrs": madrs}
 
@@ -83,12 +84,14 @@ def naive_score_all(tables: dict[str, pd.DataFrame]) -> dict[str, list]:
     baseline = {(s, ses): sc["total"] for s, ses, tp, sc in results["madrs"] if tp == "baseline"}
     results["outcomes"] = [
         (sc["total"] - baseline[(s, ses)], (baseline[(s, ses)] - sc["total"]) >= 0.5 * baseline[(s, ses)])
-        for s, ses, tp, sc in results["madrs"]]
+        for s, ses, tp, sc in results["madrs"]
+    ]
     return results
 
 
-def bench_scoring(n_participants: int = 10_000, n_sessions: int = 5, baseline_subset: int = 200,
-                  repeats: int = 3) -> dict:
+def bench_scoring(
+    n_participants: int = 10_000, n_sessions: int = 5, baseline_subset: int = 200, repeats: int = 3
+) -> dict:
     """Time scoring + outcomes; best of ``repeats`` runs. Returns the bench.json row."""
     tables = simulate_tables(n_participants, n_sessions)
     ours = []
@@ -104,14 +107,15 @@ def bench_scoring(n_participants: int = 10_000, n_sessions: int = 5, baseline_su
     # Same numbers both ways on the subset (guards the benchmark against comparing different work).
     ours_subset = result["meq30"][result["meq30"]["participant_id"].isin(subset_ids)]
     naive_total = np.array([sc["total"] for *_, sc in naive["meq30"]])
-    np.testing.assert_allclose(np.sort(ours_subset["meq30_total"].to_numpy()),
-                               np.sort(naive_total))
+    np.testing.assert_allclose(np.sort(ours_subset["meq30_total"].to_numpy()), np.sort(naive_total))
     ours_s = min(ours)
     return {
         "benchmark": f"scoring_{n_participants}x{n_sessions}",
         "ours_s": round(ours_s, 4),
-        "baseline": (f"naive per-row Python loop (iterrows), timed on {baseline_subset} "
-                     f"participants and scaled linearly to {n_participants}"),
+        "baseline": (
+            f"naive per-row Python loop (iterrows), timed on {baseline_subset} "
+            f"participants and scaled linearly to {n_participants}"
+        ),
         "baseline_s": round(naive_s, 3),
         "speedup": round(naive_s / ours_s, 1),
         "rows_scored": int(sum(len(t) for t in tables.values())),

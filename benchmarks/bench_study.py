@@ -88,8 +88,12 @@ def time_left() -> float:
 # dynamic mmap threshold, so each array above 128 KiB is a fresh mmap: here that made one 64-ch recording
 # ~25-45 % slower (about 13x the minor page faults, double the system time). The study benchmark's workers
 # run without it (None unsets it); OMP/MKL/OpenBLAS stay at 1 thread per worker as in Dask's default.
-WORKER_PRE_SPAWN_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1,
-                            "OPENBLAS_NUM_THREADS": 1}
+WORKER_PRE_SPAWN_ENVIRON = {
+    "MALLOC_TRIM_THRESHOLD_": None,
+    "OMP_NUM_THREADS": 1,
+    "MKL_NUM_THREADS": 1,
+    "OPENBLAS_NUM_THREADS": 1,
+}
 
 
 @contextmanager
@@ -98,13 +102,22 @@ def _local_cluster(n_workers: int, tuned: bool = True):
     from distributed import LocalCluster
 
     config = {"distributed.nanny.pre-spawn-environ": WORKER_PRE_SPAWN_ENVIRON} if tuned else {}
-    with dask.config.set(config), LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                               host="127.0.0.1", dashboard_address=None,
-                                               silence_logs=50) as cluster:
+    with (
+        dask.config.set(config),
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=50,
+        ) as cluster,
+    ):
         yield cluster
 
 
 # --- memory and CPU of the process tree ------------------------------------------------------------
+
 
 class TreeSampler:
     """Samples the summed RSS of this process and all its descendants in a thread (peak, in bytes),
@@ -166,6 +179,7 @@ class TreeSampler:
 
 # --- Dask worker start -------------------------------------------------------------------------------
 
+
 def _task_import(module: str) -> dict:
     """Runs in the worker: import ``module`` and report how long it took there."""
     t0 = time.perf_counter()
@@ -202,8 +216,10 @@ def _fresh_worker(module: str, first_call: bool) -> dict:
 
 def _warm_numba_cache() -> None:
     """Compile or load every kernel once so the timed workers find the cache warm (not timed)."""
-    code = ("import numpy as np, pipelines.eeg.kernels as K; x = np.random.default_rng(0).standard_normal((2, 2000)); "
-            "K.compute_windowed(x, 500.0, 1000, 1000); K.compute_whole(x, 500.0)")
+    code = (
+        "import numpy as np, pipelines.eeg.kernels as K; x = np.random.default_rng(0).standard_normal((2, 2000)); "
+        "K.compute_windowed(x, 500.0, 1000, 1000); K.compute_whole(x, 500.0)"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env_with_repo(), check=True, capture_output=True)
 
 
@@ -224,10 +240,12 @@ def bench_dask_worker_start(quick: bool = False) -> dict:
         "first_kernel_call_s": ours["first_kernel_call_s"],
         "ready_for_work_s": ours["ready_for_work_s"],
         "target": "<= 2 s (numba cache warm)",
-        "notes": ("LocalCluster(n_workers=1, processes=True, host=127.0.0.1, dashboard_address=None): ours_s = from "
-                  "creating the cluster until a task importing pipelines.eeg.kernels returns; cluster_up_s = nanny + "
-                  "worker process up; first_kernel_call_s = first compute_windowed + compute_whole in that worker "
-                  "(loads the cached machine code and imports scipy.signal); ready_for_work_s = both"),
+        "notes": (
+            "LocalCluster(n_workers=1, processes=True, host=127.0.0.1, dashboard_address=None): ours_s = from "
+            "creating the cluster until a task importing pipelines.eeg.kernels returns; cluster_up_s = nanny + "
+            "worker process up; first_kernel_call_s = first compute_windowed + compute_whole in that worker "
+            "(loads the cached machine code and imports scipy.signal); ready_for_work_s = both"
+        ),
     }
     if base:
         row["baseline_import_in_worker_s"] = base["import_in_worker_s"]
@@ -236,33 +254,47 @@ def bench_dask_worker_start(quick: bool = False) -> dict:
 
 # --- a small synthetic study -------------------------------------------------------------------------
 
+
 def make_study(folder: Path, size: dict, seed: int = 20260101) -> tuple[Path, float]:
     """Generate and freeze a synthetic study under ``folder`` (subprocesses: keeps this process lean)."""
     manifest = folder / "bench_study.yml"
-    manifest.write_text(textwrap.dedent(f"""\
+    manifest.write_text(
+        textwrap.dedent(f"""\
         # Benchmark study (temporary; written by benchmarks/bench_study.py)
         study: bench_study
         bids_root: bids
         generator:
           seed: {seed}
-          n_subjects: {size['subjects']}
-          minutes: {size['minutes']}
-          n_channels: {size['channels']}
-          sfreq: {size['sfreq']}
-          doses_mg_per_kg: {list(size['doses'])}
+          n_subjects: {size["subjects"]}
+          minutes: {size["minutes"]}
+          n_channels: {size["channels"]}
+          sfreq: {size["sfreq"]}
+          doses_mg_per_kg: {list(size["doses"])}
         eeg:
           task: rest
-        """))
+        """)
+    )
     env = _env_with_repo()
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipelines.synth", "--manifest", str(manifest), "--no-progress"],
-                   cwd=REPO, env=env, check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "pipelines.manifest", "freeze", str(manifest)],
-                   cwd=REPO, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.synth", "--manifest", str(manifest), "--no-progress"],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.manifest", "freeze", str(manifest)],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return manifest, time.perf_counter() - t0
 
 
 # --- where the time of one recording goes --------------------------------------------------------------
+
 
 class StageTimer:
     """Wraps functions; records exclusive wall time per call path (``outer>inner``), one thread."""
@@ -341,16 +373,31 @@ def profile_recording(manifest_path: str, key: str | None = None) -> dict:
     stages = {k: round(v, 3) for k, v in sorted(st.totals.items(), key=lambda kv: -kv[1])}
     stages["other (windowing, ROI, xarray assembly, ...)"] = round(total - sum(st.totals.values()), 3)
     qc = json.loads(ds.attrs["qc"])
-    return {"recording": recording.key, "recording_features_s": total, "recording_features_cpu_s": cpu,
-            "zarr_write_s": zarr_s, "zarr_mb": zarr_mb, "stages_s": stages,
-            "n_channels": qc["n_channels"], "n_windows": qc["n_windows"], "sfreq_hz": qc["sfreq_hz"],
-            "duration_s": qc["duration_s"]}
+    return {
+        "recording": recording.key,
+        "recording_features_s": total,
+        "recording_features_cpu_s": cpu,
+        "zarr_write_s": zarr_s,
+        "zarr_mb": zarr_mb,
+        "stages_s": stages,
+        "n_channels": qc["n_channels"],
+        "n_windows": qc["n_windows"],
+        "sfreq_hz": qc["sfreq_hz"],
+        "duration_s": qc["duration_s"],
+    }
 
 
 def _summarise_stages(stages: dict) -> dict:
     """Group the call paths into the stages the issue names."""
-    groups = {"read": 0.0, "filter/notch/reference/QC": 0.0, "kernels (windowed)": 0.0,
-              "kernels (whole-recording LZ)": 0.0, "Welch (band powers)": 0.0, "specparam": 0.0, "other": 0.0}
+    groups = {
+        "read": 0.0,
+        "filter/notch/reference/QC": 0.0,
+        "kernels (windowed)": 0.0,
+        "kernels (whole-recording LZ)": 0.0,
+        "Welch (band powers)": 0.0,
+        "specparam": 0.0,
+        "other": 0.0,
+    }
     for path, s in stages.items():
         parts = path.split(">")
         if parts[0].startswith("read"):
@@ -371,10 +418,18 @@ def _summarise_stages(stages: dict) -> dict:
 
 
 def bench_profile(manifest: Path, rec_key: str | None = None) -> dict:
-    code = ("import json, sys; from benchmarks.bench_study import profile_recording; "
-            "print('@@' + json.dumps(profile_recording(sys.argv[1], sys.argv[2] or None)))")
-    out = subprocess.run([sys.executable, "-c", code, str(manifest), rec_key or ""], cwd=REPO, env=_env_with_repo(),
-                         check=True, capture_output=True, text=True)
+    code = (
+        "import json, sys; from benchmarks.bench_study import profile_recording; "
+        "print('@@' + json.dumps(profile_recording(sys.argv[1], sys.argv[2] or None)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(manifest), rec_key or ""],
+        cwd=REPO,
+        env=_env_with_repo(),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     prof = json.loads(out.stdout.split("@@", 1)[1])
     groups = _summarise_stages(prof["stages_s"])
     groups["Zarr write"] = round(prof["zarr_write_s"], 3)
@@ -383,7 +438,9 @@ def bench_profile(manifest: Path, rec_key: str | None = None) -> dict:
     return {
         "benchmark": f"recording_features_profile_{prof['n_channels']}ch",
         "ours_s": total,
-        "baseline": None, "baseline_s": None, "speedup": None,
+        "baseline": None,
+        "baseline_s": None,
+        "speedup": None,
         "stage_s": groups,
         "stage_fraction": {k: round(v / total, 3) for k, v in groups.items()},
         "kernels_fraction": round(kern / total, 3),
@@ -391,14 +448,17 @@ def bench_profile(manifest: Path, rec_key: str | None = None) -> dict:
         "recording_features_cpu_s": prof["recording_features_cpu_s"],
         "zarr_mb": round(prof["zarr_mb"], 1),
         "recording": f"{prof['n_channels']} ch x {prof['duration_s']:.0f} s x {prof['sfreq_hz']:.0f} Hz, "
-                     f"{prof['n_windows']} windows",
-        "notes": ("one recording in a fresh process after imports and a tiny kernel call (as in a warm worker); "
-                  "exclusive wall time per stage, measured by wrapping the functions (kernels' own scipy calls "
-                  "are inside 'kernels'); ours_s = recording_features + writing its Zarr"),
+        f"{prof['n_windows']} windows",
+        "notes": (
+            "one recording in a fresh process after imports and a tiny kernel call (as in a warm worker); "
+            "exclusive wall time per stage, measured by wrapping the functions (kernels' own scipy calls "
+            "are inside 'kernels'); ours_s = recording_features + writing its Zarr"
+        ),
     }
 
 
 # --- the study through compute_study_features -------------------------------------------------------
+
 
 def _warm_worker() -> int:
     """Runs in each worker before timing: imports and cached kernels loaded (as after the first task)."""
@@ -448,12 +508,20 @@ def _run_study(manifest: Path, scheduler: str, workers: int | None) -> dict:
         features.write_combined = original
     qc = pd.read_csv(derivatives_dir(study.name) / "qc.tsv", sep="\t")
     n = len(study.recordings)
-    return {"wall_s": wall, "per_recording_s": wall / n, "n_recordings": n, "combine_s": combine.get("s"),
-            "compute_s_per_recording": [float(v) for v in qc["compute_s"]] if "compute_s" in qc else None,
-            "peak_rss_gb": sampler.peak_rss / 1e9, "tree_cpu_s": sampler.cpu_s,
-            "peak_rss_gb_largest_process": max(sampler.peak_by_process.values()) / 1e9,
-            "cores_used": sampler.cpu_s / wall, "rec_dir": str(derivatives_dir(study.name) / "recordings"),
-            "load_avg_1min_after": os.getloadavg()[0], "cpu_pressure_after": cpu_pressure()}
+    return {
+        "wall_s": wall,
+        "per_recording_s": wall / n,
+        "n_recordings": n,
+        "combine_s": combine.get("s"),
+        "compute_s_per_recording": [float(v) for v in qc["compute_s"]] if "compute_s" in qc else None,
+        "peak_rss_gb": sampler.peak_rss / 1e9,
+        "tree_cpu_s": sampler.cpu_s,
+        "peak_rss_gb_largest_process": max(sampler.peak_by_process.values()) / 1e9,
+        "cores_used": sampler.cpu_s / wall,
+        "rec_dir": str(derivatives_dir(study.name) / "recordings"),
+        "load_avg_1min_after": os.getloadavg()[0],
+        "cpu_pressure_after": cpu_pressure(),
+    }
 
 
 def _run_on_cluster(manifest: Path, n_workers: int) -> dict:
@@ -467,8 +535,9 @@ def _run_on_cluster(manifest: Path, n_workers: int) -> dict:
     return result | {"load_avg_1min_before": load, "cpu_pressure_before": pressure, "n_workers": n_workers}
 
 
-def bench_study_projection(manifest: Path, size: dict, generation_s: float, threads: bool = True,
-                           repeats: int = 2) -> dict:
+def bench_study_projection(
+    manifest: Path, size: dict, generation_s: float, threads: bool = True, repeats: int = 2
+) -> dict:
     """1 and 2 worker processes, interleaved ``repeats`` times (best of each: the machine is shared),
     then 2 threads once."""
     _warm_numba_cache()
@@ -491,8 +560,10 @@ def bench_study_projection(manifest: Path, size: dict, generation_s: float, thre
             else:
                 _warm_worker()
                 load, pressure = os.getloadavg()[0], cpu_pressure()
-                thr = _run_study(manifest, "threads", 2) | {"load_avg_1min_before": load,
-                                                           "cpu_pressure_before": pressure}
+                thr = _run_study(manifest, "threads", 2) | {
+                    "load_avg_1min_before": load,
+                    "cpu_pressure_before": pressure,
+                }
                 # The same with one thread, so the threaded efficiency is measured against its own t1.
                 thr1 = _run_study(manifest, "threads", 1)
                 thr["t1_wall_s"] = thr1["wall_s"]
@@ -514,30 +585,43 @@ def bench_study_projection(manifest: Path, size: dict, generation_s: float, thre
         "speedup": TARGET_WALL_S / projected,
         "projected_wall_h": projected / 3600,
         "n_recordings_measured": n,
-        "recording": (f"{size['channels']} ch x {size['minutes']:g} min x {size['sfreq']:g} Hz "
-                      f"({size['subjects']} subject(s) x doses {size['doses']})"),
+        "recording": (
+            f"{size['channels']} ch x {size['minutes']:g} min x {size['sfreq']:g} Hz "
+            f"({size['subjects']} subject(s) x doses {size['doses']})"
+        ),
         "per_recording_s_1worker": per_rec,
-        "t1_s": one["wall_s"], "t2_s": two["wall_s"],
-        "t1_all_s": [r["wall_s"] for r in runs[1]], "t2_all_s": [r["wall_s"] for r in runs[2]],
+        "t1_s": one["wall_s"],
+        "t2_s": two["wall_s"],
+        "t1_all_s": [r["wall_s"] for r in runs[1]],
+        "t2_all_s": [r["wall_s"] for r in runs[2]],
         "parallel_efficiency": eff,
         "peak_rss_gb": peak,
         "peak_rss_gb_1worker": max(r["peak_rss_gb"] for r in runs[1]),
         "peak_rss_gb_2workers": max(r["peak_rss_gb"] for r in runs[2]),
         "peak_rss_gb_largest_process": max(r["peak_rss_gb_largest_process"] for r in runs[1] + runs[2]),
-        "cpu_s_per_recording_1worker": cpu1, "cpu_s_per_recording_2workers": cpu2,
-        "cores_used_1worker": one["cores_used"], "cores_used_2workers": two["cores_used"],
+        "cpu_s_per_recording_1worker": cpu1,
+        "cpu_s_per_recording_2workers": cpu2,
+        "cores_used_1worker": one["cores_used"],
+        "cores_used_2workers": two["cores_used"],
         "projected_wall_h_cpu_bound": cpu2 * N_TARGET_RECORDINGS / TARGET_WORKERS / 3600,
-        "combine_s_1worker": one["combine_s"], "combine_s_2workers": two["combine_s"],
+        "combine_s_1worker": one["combine_s"],
+        "combine_s_2workers": two["combine_s"],
         "compute_s_per_recording_1worker": one["compute_s_per_recording"],
         "compute_s_per_recording_2workers": two["compute_s_per_recording"],
-        "load_avg_1min": {"t1": one["load_avg_1min_before"], "t2": two["load_avg_1min_before"],
-                          "after": two["load_avg_1min_after"]},
+        "load_avg_1min": {
+            "t1": one["load_avg_1min_before"],
+            "t2": two["load_avg_1min_before"],
+            "after": two["load_avg_1min_after"],
+        },
         "cpu_pressure_avg60_pct": {"t1": one["cpu_pressure_before"], "t2": two["cpu_pressure_before"]},
         "generation_s": generation_s,
         "worker_pre_spawn_environ": WORKER_PRE_SPAWN_ENVIRON,
         "targets": {"wall_s": TARGET_WALL_S, "peak_rss_gb": TARGET_PEAK_GB, "parallel_efficiency": TARGET_EFFICIENCY},
-        "meets": {"wall": projected < TARGET_WALL_S, "memory": peak < TARGET_PEAK_GB,
-                  "efficiency": eff >= TARGET_EFFICIENCY},
+        "meets": {
+            "wall": projected < TARGET_WALL_S,
+            "memory": peak < TARGET_PEAK_GB,
+            "efficiency": eff >= TARGET_EFFICIENCY,
+        },
     }
     if thr:
         # make all's default: the local threaded scheduler (kernels release the GIL).  Its own row, with the
@@ -553,28 +637,44 @@ def bench_study_projection(manifest: Path, size: dict, generation_s: float, thre
             "speedup": TARGET_WALL_S / projected_thr,
             "projected_wall_h": projected_thr / 3600,
             "n_recordings_measured": n,
-            "t1_threads_s": thr["t1_wall_s"], "t2_threads_s": thr["wall_s"],
+            "t1_threads_s": thr["t1_wall_s"],
+            "t2_threads_s": thr["wall_s"],
             "parallel_efficiency": eff_own,
             "peak_rss_gb": peak_thr,
-            "targets": {"wall_s": TARGET_WALL_S, "peak_rss_gb": TARGET_PEAK_GB, "parallel_efficiency": TARGET_EFFICIENCY},
-            "meets": {"wall": projected_thr < TARGET_WALL_S, "memory": peak_thr < TARGET_PEAK_GB,
-                      "efficiency": eff_own >= TARGET_EFFICIENCY},
-            "notes": (f"make all's default scheduler (scheduler='threads', 2 workers) on {n} recordings, projected to "
-                      f"{N_TARGET_RECORDINGS} as t2 x {N_TARGET_RECORDINGS}/{n}; efficiency = t1 (1 thread) / (2 t2); "
-                      "peak = summed RSS of this process; not a 400-recording run"),
+            "targets": {
+                "wall_s": TARGET_WALL_S,
+                "peak_rss_gb": TARGET_PEAK_GB,
+                "parallel_efficiency": TARGET_EFFICIENCY,
+            },
+            "meets": {
+                "wall": projected_thr < TARGET_WALL_S,
+                "memory": peak_thr < TARGET_PEAK_GB,
+                "efficiency": eff_own >= TARGET_EFFICIENCY,
+            },
+            "notes": (
+                f"make all's default scheduler (scheduler='threads', 2 workers) on {n} recordings, projected to "
+                f"{N_TARGET_RECORDINGS} as t2 x {N_TARGET_RECORDINGS}/{n}; efficiency = t1 (1 thread) / (2 t2); "
+                "peak = summed RSS of this process; not a 400-recording run"
+            ),
         }
         eff_thr = one["wall_s"] / (2 * thr["wall_s"])
-        row.update({"t2_threads_s": thr["wall_s"], "parallel_efficiency_threads": eff_thr,
-                    "projected_wall_h_threads": per_rec * N_TARGET_RECORDINGS / TARGET_WORKERS / eff_thr / 3600,
-                    "peak_rss_gb_threads": thr["peak_rss_gb"], "cores_used_threads": thr["cores_used"],
-                    "cpu_s_per_recording_threads": thr["tree_cpu_s"] / n})
+        row.update(
+            {
+                "t2_threads_s": thr["wall_s"],
+                "parallel_efficiency_threads": eff_thr,
+                "projected_wall_h_threads": per_rec * N_TARGET_RECORDINGS / TARGET_WORKERS / eff_thr / 3600,
+                "peak_rss_gb_threads": thr["peak_rss_gb"],
+                "cores_used_threads": thr["cores_used"],
+                "cpu_s_per_recording_threads": thr["tree_cpu_s"] / n,
+            }
+        )
     row["notes"] = (
         f"a projection from {n} recordings, not a 400-recording run: per-recording time with 1 worker "
         f"({per_rec:.1f} s) x {N_TARGET_RECORDINGS} / {TARGET_WORKERS} workers / efficiency {eff:.2f} "
         f"(= t2 x {N_TARGET_RECORDINGS}/{n}); t1, t2 = best of {len(runs[1])} interleaved run(s) (all in t1_all_s, "
         "t2_all_s; the 2-thread run comes after the first pair). "
-        + (f"Skipped to stay within the time budget: {', '.join(skipped)}. " if skipped else "") +
-        "Workers: LocalCluster processes (1 thread each) on 127.0.0.1 passed by address, warmed (imports, cached "
+        + (f"Skipped to stay within the time budget: {', '.join(skipped)}. " if skipped else "")
+        + "Workers: LocalCluster processes (1 thread each) on 127.0.0.1 passed by address, warmed (imports, cached "
         "kernels) before timing, with Dask's default MALLOC_TRIM_THRESHOLD_=65536 unset (it makes each recording "
         "markedly slower through page faults; see WORKER_PRE_SPAWN_ENVIRON in bench_study.py); wall times include the combined features.zarr write (combine_s) and qc.tsv. "
         "cores_used = CPU seconds of the process tree / wall: well under 2 with 2 busy workers means other "
@@ -584,7 +684,8 @@ def bench_study_projection(manifest: Path, size: dict, generation_s: float, thre
         "process and its children (scheduler, nannies, workers) sampled every 0.1 s; it does not grow with the "
         "number of recordings (one recording per task; see combine_features_* for the combined Zarr at full "
         "size). Data generation (generation_s) is not counted."
-        + (" t2_threads_s: compute_study_features(scheduler='threads', workers=2) in this process." if thr else ""))
+        + (" t2_threads_s: compute_study_features(scheduler='threads', workers=2) in this process." if thr else "")
+    )
     return row, one["rec_dir"]
 
 
@@ -633,22 +734,29 @@ def bench_combine(folder: Path, rec_dir: str, n_recordings: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     return {
         "benchmark": f"combine_features_{len(keys)}_recordings",
-        "ours_s": wall, "baseline": None, "baseline_s": None, "speedup": None,
-        "per_recording_s": wall / len(keys), "peak_rss_gb": sampler.peak_rss / 1e9, "cpu_s": sampler.cpu_s,
+        "ours_s": wall,
+        "baseline": None,
+        "baseline_s": None,
+        "speedup": None,
+        "per_recording_s": wall / len(keys),
+        "peak_rss_gb": sampler.peak_rss / 1e9,
+        "cpu_s": sampler.cpu_s,
         "features_zarr_mb": round(size_mb, 1),
-        "notes": (f"pipelines.eeg.features.write_combined (serial, after all recordings) on {len(keys)} per-recording "
-                  f"stores, each a link to one real store ({source.name}); checks that the one serial step of "
-                  "the study scales linearly and in bounded memory at the projected size"),
+        "notes": (
+            f"pipelines.eeg.features.write_combined (serial, after all recordings) on {len(keys)} per-recording "
+            f"stores, each a link to one real store ({source.name}); checks that the one serial step of "
+            "the study scales linearly and in bounded memory at the projected size"
+        ),
     }
 
 
 # --- a real study: >= 100 recordings generated and processed end to end ----------------------------------
 
-N_REAL_RECORDINGS = 100            # issue 15: at least 100 recordings of the full size, not a projection
+N_REAL_RECORDINGS = 100  # issue 15: at least 100 recordings of the full size, not a projection
 REAL_DOSES = [0.0, 0.25, 0.5, 1.0]  # 4 sessions per subject, as in the 100 x 4 design
 REAL_FULL = {"minutes": 10.0, "channels": 64, "sfreq": 500.0}
 REAL_QUICK = {"minutes": 1.0, "channels": 20, "sfreq": 128.0, "recordings": 4}
-TARGET_400_S = 1800.0               # 400 recordings <= 30 min on this 2-core machine
+TARGET_400_S = 1800.0  # 400 recordings <= 30 min on this 2-core machine
 TARGET_REAL_EFFICIENCY = 0.85
 
 
@@ -667,8 +775,10 @@ def _check_disk(folder: Path, size: dict) -> float:
     need_gb = 2.5 * n * size["channels"] * size["minutes"] * 60 * size["sfreq"] * 4 / 1e9
     free_gb = shutil.disk_usage(folder).free / 1e9
     if free_gb < need_gb:
-        raise RuntimeError(f"{folder}: {free_gb:.1f} GB free, the {n}-recording study needs about {need_gb:.1f} GB; "
-                           "set TMPDIR to a larger disk or lower KW_BENCH_REAL_RECORDINGS")
+        raise RuntimeError(
+            f"{folder}: {free_gb:.1f} GB free, the {n}-recording study needs about {need_gb:.1f} GB; "
+            "set TMPDIR to a larger disk or lower KW_BENCH_REAL_RECORDINGS"
+        )
     return need_gb
 
 
@@ -697,46 +807,79 @@ def bench_study_real(size: dict, workers: int = TARGET_WORKERS) -> list[dict]:
     wall, cpu = result["wall_s"], result["tree_cpu_s"]
     efficiency = busy_s / (workers * wall)
     recording = f"{size['channels']} ch x {size['minutes']:g} min x {size['sfreq']:g} Hz"
-    full = size["channels"] == REAL_FULL["channels"] and size["minutes"] == REAL_FULL["minutes"] and n >= N_REAL_RECORDINGS
-    load_fields = {"load_avg_1min_before": load, "load_avg_1min_after": result["load_avg_1min_after"],
-                   "cpu_pressure_avg60_pct_before": pressure, "cpu_pressure_avg60_pct_after": result["cpu_pressure_after"],
-                   "load_avg_1min_at_generation": load_gen, "cores_used": result["cores_used"]}
+    full = (
+        size["channels"] == REAL_FULL["channels"] and size["minutes"] == REAL_FULL["minutes"] and n >= N_REAL_RECORDINGS
+    )
+    load_fields = {
+        "load_avg_1min_before": load,
+        "load_avg_1min_after": result["load_avg_1min_after"],
+        "cpu_pressure_avg60_pct_before": pressure,
+        "cpu_pressure_avg60_pct_after": result["cpu_pressure_after"],
+        "load_avg_1min_at_generation": load_gen,
+        "cores_used": result["cores_used"],
+    }
     real = {
         "benchmark": "study_100_recordings_real" if full else f"study_{n}_recordings_real_small",
-        "ours_s": wall, "baseline": None, "baseline_s": None, "speedup": None,
-        "wall_s": wall, "cpu_s": cpu, "peak_gb": result["peak_rss_gb"], "efficiency": efficiency,
-        "n_recordings": n, "n_failed": len(failed), "n_workers": workers, "recording": recording,
-        "per_recording_s": wall / n, "cpu_s_per_recording": cpu / n, "combine_s": result["combine_s"],
+        "ours_s": wall,
+        "baseline": None,
+        "baseline_s": None,
+        "speedup": None,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_gb": result["peak_rss_gb"],
+        "efficiency": efficiency,
+        "n_recordings": n,
+        "n_failed": len(failed),
+        "n_workers": workers,
+        "recording": recording,
+        "per_recording_s": wall / n,
+        "cpu_s_per_recording": cpu / n,
+        "combine_s": result["combine_s"],
         "peak_gb_largest_process": result["peak_rss_gb_largest_process"],
-        "generation_s": gen_s, "generation_peak_gb": gen_sampler.peak_rss / 1e9, "end_to_end_s": gen_s + wall,
+        "generation_s": gen_s,
+        "generation_peak_gb": gen_sampler.peak_rss / 1e9,
+        "end_to_end_s": gen_s + wall,
         "disk_needed_gb": round(disk_gb, 1),
         **load_fields,
         "targets": {"peak_gb": TARGET_PEAK_GB, "efficiency": TARGET_REAL_EFFICIENCY},
-        "meets": {"memory": result["peak_rss_gb"] <= TARGET_PEAK_GB, "efficiency": efficiency >= TARGET_REAL_EFFICIENCY},
-        "notes": (f"a real run, not a projection: {n} synthetic recordings ({recording}, {size['subjects']} subjects x "
-                  f"{len(size['doses'])} doses) generated (generation_s, not in wall_s) and then computed by "
-                  "compute_study_features on a LocalCluster of worker processes (1 thread each, 127.0.0.1, passed by "
-                  "address, warmed first) including the combined features.zarr and qc.tsv. wall_s, cpu_s, peak_gb: "
-                  "the feature step; cpu_s and peak_gb over the whole process tree (this process, scheduler, nannies, "
-                  "workers; RSS summed, sampled every 0.1 s). efficiency = the recordings' own compute time (compute_s "
-                  "of each task, summed) / (workers x wall): the share of worker time spent on recordings, lost to "
-                  "scheduling, stragglers at the end and the serial combine step; a loaded machine slows each task "
-                  "instead, which cores_used (= cpu_s / wall) and the load fields show."
-                  + ("" if full else " SMALL RUN (code path check): not the issue's 100 x 64-ch x 10-min size.")),
+        "meets": {
+            "memory": result["peak_rss_gb"] <= TARGET_PEAK_GB,
+            "efficiency": efficiency >= TARGET_REAL_EFFICIENCY,
+        },
+        "notes": (
+            f"a real run, not a projection: {n} synthetic recordings ({recording}, {size['subjects']} subjects x "
+            f"{len(size['doses'])} doses) generated (generation_s, not in wall_s) and then computed by "
+            "compute_study_features on a LocalCluster of worker processes (1 thread each, 127.0.0.1, passed by "
+            "address, warmed first) including the combined features.zarr and qc.tsv. wall_s, cpu_s, peak_gb: "
+            "the feature step; cpu_s and peak_gb over the whole process tree (this process, scheduler, nannies, "
+            "workers; RSS summed, sampled every 0.1 s). efficiency = the recordings' own compute time (compute_s "
+            "of each task, summed) / (workers x wall): the share of worker time spent on recordings, lost to "
+            "scheduling, stragglers at the end and the serial combine step; a loaded machine slows each task "
+            "instead, which cores_used (= cpu_s / wall) and the load fields show."
+            + ("" if full else " SMALL RUN (code path check): not the issue's 100 x 64-ch x 10-min size.")
+        ),
     }
     projected_s = wall * N_TARGET_RECORDINGS / n
     cpu_bound_s = cpu / n * N_TARGET_RECORDINGS / workers
     projection = {
         "benchmark": "study_400_projection_from_real" if full else f"study_400_projection_from_{n}_small",
-        "ours_s": projected_s, "baseline": "target: 30 min for 400 recordings on this 2-core machine",
-        "baseline_s": TARGET_400_S, "speedup": TARGET_400_S / projected_s,
-        "projected_h": projected_s / 3600, "projected_h_cpu_bound": cpu_bound_s / 3600,
-        "from_recordings": n, "from_wall_s": wall, **load_fields,
-        "target": "<= 0.5 h", "meets": projected_s <= TARGET_400_S,
-        "notes": (f"the real {n}-recording run's wall time x {N_TARGET_RECORDINGS}/{n}: recordings are independent "
-                  "tasks and the one serial step (the combined store) grows linearly (combine_features_* row); "
-                  f"projected_h_cpu_bound = CPU s per recording x {N_TARGET_RECORDINGS} / {workers} cores, what an idle "
-                  "machine could give when this run's cores_used was below the worker count"),
+        "ours_s": projected_s,
+        "baseline": "target: 30 min for 400 recordings on this 2-core machine",
+        "baseline_s": TARGET_400_S,
+        "speedup": TARGET_400_S / projected_s,
+        "projected_h": projected_s / 3600,
+        "projected_h_cpu_bound": cpu_bound_s / 3600,
+        "from_recordings": n,
+        "from_wall_s": wall,
+        **load_fields,
+        "target": "<= 0.5 h",
+        "meets": projected_s <= TARGET_400_S,
+        "notes": (
+            f"the real {n}-recording run's wall time x {N_TARGET_RECORDINGS}/{n}: recordings are independent "
+            "tasks and the one serial step (the combined store) grows linearly (combine_features_* row); "
+            f"projected_h_cpu_bound = CPU s per recording x {N_TARGET_RECORDINGS} / {workers} cores, what an idle "
+            "machine could give when this run's cores_used was below the worker count"
+        ),
     }
     return [real, projection]
 

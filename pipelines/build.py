@@ -27,7 +27,12 @@ from pipelines.paths import NOTEBOOKS_DIR, REPO_ROOT, stamps_dir
 
 # Targets other than notebooks, and the modules whose code they run.
 STEP_MODULES = {
-    "generator": {"pipelines.synth.study", "pipelines.synth.eeg", "pipelines.synth.phenotype", "pipelines.synth.designs"},
+    "generator": {
+        "pipelines.synth.study",
+        "pipelines.synth.eeg",
+        "pipelines.synth.phenotype",
+        "pipelines.synth.designs",
+    },
     "features": {"pipelines.eeg.features"},
     "figures": {"pipelines.dashboards.export"},
 }
@@ -52,8 +57,9 @@ def _stamp_content(parts: dict) -> str:
 
 def generator_stamp(manifest: Manifest) -> str:
     files = codedeps.module_closure(STEP_MODULES["generator"])
-    return _stamp_content({"generator": manifest.generator.model_dump(), "code": codedeps.hash_files(files),
-                           "lock": _lock_hash()})
+    return _stamp_content(
+        {"generator": manifest.generator.model_dump(), "code": codedeps.hash_files(files), "lock": _lock_hash()}
+    )
 
 
 def _lock_hash() -> str:
@@ -69,8 +75,9 @@ def target_stamp(manifest: Manifest, target: str) -> str:
         if target == "figures":
             params = {"eeg": manifest.eeg.model_dump(mode="json"), "notebooks": manifest.notebooks}
         files = codedeps.module_closure(STEP_MODULES[target])
-        return _stamp_content({"target": target, "params": params, "code": codedeps.hash_files(files),
-                               "data": manifest.data_checksum()})
+        return _stamp_content(
+            {"target": target, "params": params, "code": codedeps.hash_files(files), "data": manifest.data_checksum()}
+        )
     notebook = NOTEBOOKS_DIR / f"{target}.ipynb"
     if not notebook.is_file():
         raise ManifestError(f"no notebook or step named {target!r} (looked for {notebook})")
@@ -79,14 +86,16 @@ def target_stamp(manifest: Manifest, target: str) -> str:
     dumped = manifest.model_dump(mode="json")
     sections = {name: _section(dumped, name) for name in sorted(reads - {"eeg_data", "phenotype_data"})}
     data = {name: _data_checksum(manifest, name) for name in sorted(reads & {"eeg_data", "phenotype_data"})}
-    return _stamp_content({
-        "target": target,
-        "params": manifest.notebook_params(target),
-        "notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(),
-        "code": codedeps.hash_files(files),
-        "manifest": sections,
-        "data": data,
-    })
+    return _stamp_content(
+        {
+            "target": target,
+            "params": manifest.notebook_params(target),
+            "notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(),
+            "code": codedeps.hash_files(files),
+            "manifest": sections,
+            "data": data,
+        }
+    )
 
 
 # What each report reads, so that a change elsewhere does not rerun it (an `eeg:` edit must not rerun the
@@ -97,8 +106,9 @@ ALL_READS = frozenset({"eeg", "phenotype", "timepoints", "truth", "exclude", "de
 NOTEBOOK_READS = {
     "00_study_overview": ALL_READS,
     "01_eeg_entropy_dose": frozenset({"eeg", "truth", "exclude", "design", "eeg_data"}),
-    "02_peak_experience_mood": frozenset({"eeg.design", "phenotype", "timepoints", "truth", "exclude", "design",
-                                          "phenotype_data"}),
+    "02_peak_experience_mood": frozenset(
+        {"eeg.design", "phenotype", "timepoints", "truth", "exclude", "design", "phenotype_data"}
+    ),
     "03_cytokines": frozenset({"eeg.design", "phenotype", "timepoints", "truth", "exclude", "phenotype_data"}),
     "04_integrative_summary": ALL_READS,
     "05_mood_outcomes": frozenset({"eeg.design", "design", "phenotype", "timepoints", "exclude", "phenotype_data"}),
@@ -140,14 +150,23 @@ def write_not_applicable(manifest: Manifest, name: str, reason: str) -> Path:
     out_dir = reports_dir(manifest.study)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = f"{name} — {manifest.study}: not applicable"
-    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
-            f"<body><main><h1>{html.escape(title)}</h1><p>This report does not apply to this study: "
-            f"{html.escape(reason)}.</p><p>Data checksum {manifest.data_checksum()[:16]}, git commit "
-            f"{html.escape(provenance.git_commit())}, written {provenance.utc_now()}.</p></main></body></html>\n")
-    meta = {"notebook": name, "study": manifest.study, "status": "not_applicable", "reason": reason,
-            "manifest": provenance.relative_path(manifest.manifest_path), "title": f"{name} (not applicable)",
-            "data_checksum": manifest.data_checksum(), "git_commit": provenance.git_commit(),
-            "started_utc": provenance.utc_now()}
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>'
+        f"<body><main><h1>{html.escape(title)}</h1><p>This report does not apply to this study: "
+        f"{html.escape(reason)}.</p><p>Data checksum {manifest.data_checksum()[:16]}, git commit "
+        f"{html.escape(provenance.git_commit())}, written {provenance.utc_now()}.</p></main></body></html>\n"
+    )
+    meta = {
+        "notebook": name,
+        "study": manifest.study,
+        "status": "not_applicable",
+        "reason": reason,
+        "manifest": provenance.relative_path(manifest.manifest_path),
+        "title": f"{name} (not applicable)",
+        "data_checksum": manifest.data_checksum(),
+        "git_commit": provenance.git_commit(),
+        "started_utc": provenance.utc_now(),
+    }
     write_if_changed(out_dir / f"{name}.json", json.dumps(meta, indent=2) + "\n")
     path = out_dir / f"{name}.html"
     write_if_changed(path, page)
@@ -193,8 +212,10 @@ def machine_summary() -> str:
     try:
         from threadpoolctl import threadpool_info
 
-        parts += [f"{i.get('internal_api')} {i.get('architecture', '')} {i.get('num_threads')} threads"
-                  for i in threadpool_info()]
+        parts += [
+            f"{i.get('internal_api')} {i.get('architecture', '')} {i.get('num_threads')} threads"
+            for i in threadpool_info()
+        ]
     except Exception:  # threadpoolctl is optional here: the summary is a courtesy
         pass
     parts += [f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith(("OPENBLAS_", "NPY_", "NUMBA_"))]
@@ -212,14 +233,20 @@ def step_data(manifest: Manifest) -> int:
                 return code
             generated = True
     if not manifest.checksums:
-        print(f"{manifest.manifest_path}: has no checksums yet; run `make freeze STUDY={manifest.manifest_path}` "
-              "once, check the data, and commit the manifest.", file=sys.stderr)
+        print(
+            f"{manifest.manifest_path}: has no checksums yet; run `make freeze STUDY={manifest.manifest_path}` "
+            "once, check the data, and commit the manifest.",
+            file=sys.stderr,
+        )
         return 1
     report = verify(manifest)
     if not report.ok and manifest.generator is not None and not generated:
         # Generated data are disposable: a file edited or half-copied by hand is simply made again.
-        print(report.describe(manifest).split("\n", 1)[0] + f" ({len(report.mismatched)} differ, {len(report.missing)} "
-              f"missing, {len(report.extra)} extra); regenerating the synthetic study once", flush=True)
+        print(
+            report.describe(manifest).split("\n", 1)[0] + f" ({len(report.mismatched)} differ, {len(report.missing)} "
+            f"missing, {len(report.extra)} extra); regenerating the synthetic study once",
+            flush=True,
+        )
         code = _generate(manifest, stamp)
         if code:
             return code
@@ -228,8 +255,10 @@ def step_data(manifest: Manifest) -> int:
     if not report.ok:
         message = report.describe(manifest)
         if generated:
-            message += ("\nThe generator has just written these files, so it is not reproducible on this machine "
-                        f"({machine_summary()}): please report it as a bug with this message.")
+            message += (
+                "\nThe generator has just written these files, so it is not reproducible on this machine "
+                f"({machine_summary()}): please report it as a bug with this message."
+            )
         print(message, file=sys.stderr)
         (stamps_dir(manifest.study) / "data.hash").unlink(missing_ok=True)
         return 1
@@ -265,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             return step_data(manifest)
         if args.step == "stamp":
             for target in args.targets:
-                changed = write_if_changed(stamps_dir(manifest.study) / f"{target}.hash", target_stamp(manifest, target))
+                changed = write_if_changed(
+                    stamps_dir(manifest.study) / f"{target}.hash", target_stamp(manifest, target)
+                )
                 if changed:
                     print(f"  inputs of {target} changed")
             return 0

@@ -62,20 +62,40 @@ def jobqueue_cluster(config, python: str | None = None):
     lifetime, stagger = worker_lifetime_s(config)
     cache = numba_cache_dir(config)
     Path(cache).mkdir(parents=True, exist_ok=True)
-    prologue = [*config.job_script_prologue, f"export NUMBA_CACHE_DIR={cache}",
-                *(f"export {name}=1" for name in SINGLE_THREADED_LIBRARIES), NO_MALLOC_TRIM]
+    prologue = [
+        *config.job_script_prologue,
+        f"export NUMBA_CACHE_DIR={cache}",
+        *(f"export {name}=1" for name in SINGLE_THREADED_LIBRARIES),
+        NO_MALLOC_TRIM,
+    ]
     options = {
-        "cores": config.cores, "processes": 1, "memory": config.memory, "walltime": config.walltime,
-        "queue": config.queue, "account": config.account,
-        "job_extra_directives": list(config.job_extra_directives), "job_script_prologue": prologue,
-        "worker_extra_args": ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s", "--no-dashboard",
-                              "--dashboard-address", "127.0.0.1:0"],  # health/metrics endpoint: loopback
-        "local_directory": config.local_directory, "log_directory": config.log_directory,
-        "interface": config.interface, "python": python or sys.executable,
+        "cores": config.cores,
+        "processes": 1,
+        "memory": config.memory,
+        "walltime": config.walltime,
+        "queue": config.queue,
+        "account": config.account,
+        "job_extra_directives": list(config.job_extra_directives),
+        "job_script_prologue": prologue,
+        "worker_extra_args": [
+            "--lifetime",
+            f"{lifetime}s",
+            "--lifetime-stagger",
+            f"{stagger}s",
+            "--no-dashboard",
+            "--dashboard-address",
+            "127.0.0.1:0",
+        ],  # health/metrics endpoint: loopback
+        "local_directory": config.local_directory,
+        "log_directory": config.log_directory,
+        "interface": config.interface,
+        "python": python or sys.executable,
         # The scheduler always serves HTTP (health, metrics; the dashboard when asked): on loopback only, and on
         # a free port when there is no dashboard (dask-jobqueue's default, ':8787', listens on every interface).
-        "scheduler_options": {"dashboard": config.dashboard,
-                              "dashboard_address": DASHBOARD_ADDRESS if config.dashboard else "127.0.0.1:0"},
+        "scheduler_options": {
+            "dashboard": config.dashboard,
+            "dashboard_address": DASHBOARD_ADDRESS if config.dashboard else "127.0.0.1:0",
+        },
     }
     cls = SLURMCluster if config.kind == "slurm" else PBSCluster
     return cls(**{k: v for k, v in options.items() if v is not None})
@@ -96,7 +116,10 @@ def scheduler_for(config, override: str | None = None, workers: int | None = Non
         with jobqueue_cluster(config) as cluster:
             maximum = min(config.max_jobs, workers) if workers else config.max_jobs
             cluster.adapt(minimum_jobs=min(config.min_jobs, maximum), maximum_jobs=maximum)
-            print(f"Dask scheduler {cluster.scheduler_address}: {config.kind} jobs of {config.cores} core(s), "
-                  f"{config.memory}, {config.walltime} (at most {maximum})"
-                  + (f"; dashboard {cluster.dashboard_link}" if config.dashboard else ""), file=sys.stderr)
+            print(
+                f"Dask scheduler {cluster.scheduler_address}: {config.kind} jobs of {config.cores} core(s), "
+                f"{config.memory}, {config.walltime} (at most {maximum})"
+                + (f"; dashboard {cluster.dashboard_link}" if config.dashboard else ""),
+                file=sys.stderr,
+            )
             yield cluster.scheduler_address

@@ -86,4 +86,7 @@ def notebook_dependencies(path: Path) -> list[Path]:
 
 
 def hash_files(paths: list[Path]) -> dict[str, str]:
-    return {Path(p).resolve().relative_to(REPO_ROOT).as_posix(): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+    return {
+        Path(p).resolve().relative_to(REPO_ROOT).as_posix(): hashlib.sha256(Path(p).read_bytes()).hexdigest()
+        for p in paths
+    }

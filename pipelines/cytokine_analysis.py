@@ -119,7 +119,9 @@ class CytokineParameters:
     @property
     def value_strategy(self) -> str:
         """The substitution used wherever per-pair numbers are needed (plots, mixed model, mood)."""
-        return self.censoring_strategy if self.censoring_strategy in cy.SUBSTITUTION_STRATEGIES else FALLBACK_SUBSTITUTION
+        return (
+            self.censoring_strategy if self.censoring_strategy in cy.SUBSTITUTION_STRATEGIES else FALLBACK_SUBSTITUTION
+        )
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -130,7 +132,9 @@ class CytokineParameters:
 def _choice(name: str, value, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         hint = difflib.get_close_matches(str(value), list(choices), 1)
-        raise ValueError(f"{name}={value!r} is not one of {list(choices)}" + (f" — did you mean {hint[0]!r}?" if hint else ""))
+        raise ValueError(
+            f"{name}={value!r} is not one of {list(choices)}" + (f" — did you mean {hint[0]!r}?" if hint else "")
+        )
     return value
 
 
@@ -177,8 +181,10 @@ def validate_parameters(
         raise ValueError(f"crp_threshold_mg_per_l={crp_threshold_mg_per_l!r} must be a positive concentration in mg/L")
     mood_scale = _choice("mood_scale", mood_scale, MOOD_SCALES)
     if mood_scale not in study.manifest.phenotype:
-        raise ValueError(f"mood_scale={mood_scale!r}: the manifest has no phenotype table {mood_scale!r} "
-                         f"(tables: {sorted(study.manifest.phenotype)})")
+        raise ValueError(
+            f"mood_scale={mood_scale!r}: the manifest has no phenotype table {mood_scale!r} "
+            f"(tables: {sorted(study.manifest.phenotype)})"
+        )
     if analytes is not None:
         analytes = (analytes,) if isinstance(analytes, str) else tuple(analytes)
         if not analytes or not all(isinstance(a, str) and a.strip() for a in analytes):
@@ -191,17 +197,30 @@ def validate_parameters(
     if not isinstance(screening_timepoint, str) or not screening_timepoint.strip():
         raise ValueError(f"screening_timepoint={screening_timepoint!r} must be a time point label")
     if acute_crp_mg_per_l is not None:
-        if isinstance(acute_crp_mg_per_l, bool) or not isinstance(acute_crp_mg_per_l, (int, float, np.number)) \
-                or not (math.isfinite(acute_crp_mg_per_l) and acute_crp_mg_per_l > crp_threshold_mg_per_l):
-            raise ValueError(f"acute_crp_mg_per_l={acute_crp_mg_per_l!r} must be None (off) or a concentration in mg/L "
-                             f"above crp_threshold_mg_per_l={crp_threshold_mg_per_l:g}")
+        if (
+            isinstance(acute_crp_mg_per_l, bool)
+            or not isinstance(acute_crp_mg_per_l, (int, float, np.number))
+            or not (math.isfinite(acute_crp_mg_per_l) and acute_crp_mg_per_l > crp_threshold_mg_per_l)
+        ):
+            raise ValueError(
+                f"acute_crp_mg_per_l={acute_crp_mg_per_l!r} must be None (off) or a concentration in mg/L "
+                f"above crp_threshold_mg_per_l={crp_threshold_mg_per_l:g}"
+            )
         acute_crp_mg_per_l = float(acute_crp_mg_per_l)
     return CytokineParameters(
-        analytes=analytes, baseline_timepoint=baseline_timepoint, post_timepoint=post_timepoint,
-        censoring_strategy=censoring_strategy, crp_threshold_mg_per_l=float(crp_threshold_mg_per_l),
-        mood_scale=mood_scale, n_boot=_integer("n_boot", n_boot, 0), seed=_integer("seed", seed, 0),
-        change_scale=change_scale, strata_source=strata_source, screening_timepoint=screening_timepoint,
-        acute_crp_mg_per_l=acute_crp_mg_per_l, acute_rule=acute_rule,
+        analytes=analytes,
+        baseline_timepoint=baseline_timepoint,
+        post_timepoint=post_timepoint,
+        censoring_strategy=censoring_strategy,
+        crp_threshold_mg_per_l=float(crp_threshold_mg_per_l),
+        mood_scale=mood_scale,
+        n_boot=_integer("n_boot", n_boot, 0),
+        seed=_integer("seed", seed, 0),
+        change_scale=change_scale,
+        strata_source=strata_source,
+        screening_timepoint=screening_timepoint,
+        acute_crp_mg_per_l=acute_crp_mg_per_l,
+        acute_rule=acute_rule,
     )
 
 
@@ -228,17 +247,24 @@ def load_study_cytokines(study, table: str = "cytokines", *, timepoints: Sequenc
         parsed = cy.add_kyn_trp_ratio(parsed)
     missing_tp = [t for t in timepoints if t not in set(parsed["timepoint"])]
     if missing_tp:
-        raise InputError(f"time point(s) {missing_tp} not in the table (it has {sorted(set(parsed['timepoint']))})",
-                         file=path.name, field="timepoint")
+        raise InputError(
+            f"time point(s) {missing_tp} not in the table (it has {sorted(set(parsed['timepoint']))})",
+            file=path.name,
+            field="timepoint",
+        )
     sessions = study.sessions[["participant_id", "session_id", "condition", "dose_mg_per_kg"]]
     merged = parsed.merge(sessions, on=["participant_id", "session_id"], how="left", validate="many_to_one")
     # A subject-level draw (screening, session_id n/a) belongs to no session and has no dose.
     unknown = merged["dose_mg_per_kg"].isna() & (merged["session_id"] != cy.NO_SESSION)
     if unknown.any():
         row = merged[unknown].iloc[0]
-        raise InputError("subject-session has no dose in the study (not among its recordings' sessions)",
-                         file=path.name, subject=row["participant_id"], session=row["session_id"],
-                         field="session_id")
+        raise InputError(
+            "subject-session has no dose in the study (not among its recordings' sessions)",
+            file=path.name,
+            subject=row["participant_id"],
+            session=row["session_id"],
+            field="session_id",
+        )
     merged.attrs = dict(parsed.attrs)
     return merged
 
@@ -250,8 +276,10 @@ def resolve_analytes(parsed: pd.DataFrame, analytes: Sequence[str] | None) -> li
         return present
     unknown = [a for a in analytes if a not in present]
     if unknown:
-        hints = [f"{a!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(a, present, 1)) else "")
-                 for a in unknown]
+        hints = [
+            f"{a!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(a, present, 1)) else "")
+            for a in unknown
+        ]
         raise ValueError(f"analytes {', '.join(hints)} not in the table; it has {present}")
     return list(analytes)
 
@@ -274,10 +302,16 @@ def study_strata(parsed: pd.DataFrame, params: CytokineParameters) -> pd.DataFra
     """Inflammation stratum of every subject-session (:func:`cytokines.define_strata`): from the screening
     CRP when the table has one, else the mean of repeated baselines, else the session's own baseline (with
     the regression-to-the-mean warning in ``attrs["warning"]``); acute-infection rule from ``params``."""
-    return cy.define_strata(parsed, baseline=params.baseline_timepoint, screening=params.screening_timepoint,
-                            source=params.strata_source, threshold=params.crp_threshold_mg_per_l,
-                            threshold_unit="mg/L", acute_threshold=params.acute_crp_mg_per_l,
-                            acute_rule=params.acute_rule)
+    return cy.define_strata(
+        parsed,
+        baseline=params.baseline_timepoint,
+        screening=params.screening_timepoint,
+        source=params.strata_source,
+        threshold=params.crp_threshold_mg_per_l,
+        threshold_unit="mg/L",
+        acute_threshold=params.acute_crp_mg_per_l,
+        acute_rule=params.acute_rule,
+    )
 
 
 def strata_statement(strata: pd.DataFrame) -> str:
@@ -303,18 +337,26 @@ def subject_strata(strata: pd.DataFrame, sessions: pd.DataFrame | None = None) -
     # Sessions left out by the acute-infection rule do not make a subject discordant.
     labels = strata["stratum"].where(strata["stratum"] != "excluded")
     common = labels.groupby(strata["participant_id"]).agg(
-        lambda s: "excluded" if s.isna().all() else _common_label(s.dropna()))
+        lambda s: "excluded" if s.isna().all() else _common_label(s.dropna())
+    )
     grouped = strata.groupby("participant_id", sort=True)
-    out = grouped.agg(n_sessions=("session_id", "nunique"),
-                      crp_baseline_median=("crp_baseline", "median"), crp_baseline_min=("crp_baseline", "min"),
-                      crp_baseline_max=("crp_baseline", "max"), crp_unit=("crp_unit", "first"))
+    out = grouped.agg(
+        n_sessions=("session_id", "nunique"),
+        crp_baseline_median=("crp_baseline", "median"),
+        crp_baseline_min=("crp_baseline", "min"),
+        crp_baseline_max=("crp_baseline", "max"),
+        crp_unit=("crp_unit", "first"),
+    )
     out.insert(0, "stratum", common)
     out["n_sessions_excluded"] = (strata["stratum"] == "excluded").groupby(strata["participant_id"]).sum()
     if "crp_screening" in strata.columns:
         out["crp_screening"] = grouped["crp_screening"].first()
     if sessions is not None:
-        active = strata.merge(sessions[["participant_id", "session_id", "dose_mg_per_kg"]],
-                              on=["participant_id", "session_id"], how="left")
+        active = strata.merge(
+            sessions[["participant_id", "session_id", "dose_mg_per_kg"]],
+            on=["participant_id", "session_id"],
+            how="left",
+        )
         active = active[(active["dose_mg_per_kg"] > 0) & (active["stratum"] != "excluded")]
         out["stratum_active"] = active.groupby("participant_id")["stratum"].agg(_common_label)
     return out.reset_index()
@@ -342,11 +384,15 @@ def _by_dose(parsed: pd.DataFrame, strata: pd.DataFrame, sessions: pd.DataFrame)
     twice = groups.duplicated(["participant_id", "group"], keep=False)
     if twice.any():
         row = groups[twice].iloc[0]
-        raise ValueError(f"subject {row['participant_id']} has more than one session at {row['group']}; "
-                         "per-dose paired changes need one")
+        raise ValueError(
+            f"subject {row['participant_id']} has more than one session at {row['group']}; "
+            "per-dose paired changes need one"
+        )
+
     def relabel(table):
         out = table.merge(groups, on=["participant_id", "session_id"], how="left", validate="many_to_one")
         return out.drop(columns="session_id").rename(columns={"group": "session_id"})
+
     return relabel(parsed), relabel(strata)
 
 
@@ -358,22 +404,43 @@ def _active_subject_strata(strata: pd.DataFrame, sessions: pd.DataFrame) -> pd.D
 def _pooled_substitution(parsed, sessions, strata, analytes, params, strategy, n_boot) -> pd.DataFrame:
     active_keys = sessions.loc[sessions["dose_mg_per_kg"] > 0, ["participant_id", "session_id"]]
     active = parsed.merge(active_keys, on=["participant_id", "session_id"])
-    changes = cy.log_change_table(active, params.baseline_timepoint, params.post_timepoint,
-                                  strategy=strategy, analytes=analytes)
-    per_subject = changes.groupby(["participant_id", "analyte"], sort=False).agg(
-        ln_baseline=("ln_baseline", "mean"), ln_post=("ln_post", "mean"), value_baseline=("value_baseline", "mean"),
-        value_post=("value_post", "mean"), any_censored=("any_censored", "any"),
-    ).reset_index()
+    changes = cy.log_change_table(
+        active, params.baseline_timepoint, params.post_timepoint, strategy=strategy, analytes=analytes
+    )
+    per_subject = (
+        changes.groupby(["participant_id", "analyte"], sort=False)
+        .agg(
+            ln_baseline=("ln_baseline", "mean"),
+            ln_post=("ln_post", "mean"),
+            value_baseline=("value_baseline", "mean"),
+            value_post=("value_post", "mean"),
+            any_censored=("any_censored", "any"),
+        )
+        .reset_index()
+    )
     # Subject means as observed values: paired_change then analyses the mean change per subject (geometric
     # means on the ln-ratio scale, arithmetic means for differences: the mean of differences).
     ln = params.change_scale == "ln_ratio"
-    pseudo = pd.concat([
-        per_subject.assign(timepoint=tp, value=np.exp(per_subject[f"ln_{col}"]) if ln else per_subject[f"value_{col}"])
-        for tp, col in ((params.baseline_timepoint, "baseline"), (params.post_timepoint, "post"))
-    ], ignore_index=True).assign(session_id=ACTIVE_POOLED, censoring="observed", limit=np.nan)
+    pseudo = pd.concat(
+        [
+            per_subject.assign(
+                timepoint=tp, value=np.exp(per_subject[f"ln_{col}"]) if ln else per_subject[f"value_{col}"]
+            )
+            for tp, col in ((params.baseline_timepoint, "baseline"), (params.post_timepoint, "post"))
+        ],
+        ignore_index=True,
+    ).assign(session_id=ACTIVE_POOLED, censoring="observed", limit=np.nan)
     pooled_strata = _active_subject_strata(strata, sessions)
-    table = cy.paired_change(pseudo, params.baseline_timepoint, params.post_timepoint, strategy=strategy,
-                             strata=pooled_strata, n_boot=n_boot, seed=params.seed, scale=params.change_scale)
+    table = cy.paired_change(
+        pseudo,
+        params.baseline_timepoint,
+        params.post_timepoint,
+        strategy=strategy,
+        strata=pooled_strata,
+        n_boot=n_boot,
+        seed=params.seed,
+        scale=params.change_scale,
+    )
     censored = per_subject.merge(pooled_strata[["participant_id", "stratum"]], on="participant_id", how="left")
     censored = pd.concat([censored, censored.assign(stratum="all")])
     counts = censored.groupby(["stratum", "analyte"])["any_censored"].sum()
@@ -391,7 +458,9 @@ def _pooled_mle(parsed, sessions, strata, analytes, params) -> pd.DataFrame:
     for name, tp in (("b", params.baseline_timepoint), ("p", params.post_timepoint)):
         part = data[(data["timepoint"] == tp) & (data["censoring"] != "missing")]
         low, high = bounds(part)
-        sides[name] = part[keys].assign(**{f"lo_{name}": low, f"hi_{name}": high, f"cens_{name}": part["censoring"].to_numpy()})
+        sides[name] = part[keys].assign(
+            **{f"lo_{name}": low, f"hi_{name}": high, f"cens_{name}": part["censoring"].to_numpy()}
+        )
     pairs = sides["b"].merge(sides["p"], on=keys)
     with np.errstate(invalid="ignore"):
         pairs["lower"] = pairs["lo_p"] - pairs["hi_b"]
@@ -400,18 +469,33 @@ def _pooled_mle(parsed, sessions, strata, analytes, params) -> pd.DataFrame:
     with np.errstate(invalid="ignore"):
         # The mean of intervals bounds the mean: [mean(lower), mean(upper)]; -inf and +inf together -> NaN
         # (uninformative), which censored_normal_mle counts and leaves out.
-        per_subject = pairs.groupby(["participant_id", "analyte"], sort=False).agg(
-            lower=("lower", "mean"), upper=("upper", "mean"), censored=("censored", "any")).reset_index()
+        per_subject = (
+            pairs.groupby(["participant_id", "analyte"], sort=False)
+            .agg(lower=("lower", "mean"), upper=("upper", "mean"), censored=("censored", "any"))
+            .reset_index()
+        )
     pooled_strata = _active_subject_strata(strata, sessions)
     per_subject = per_subject.merge(pooled_strata[["participant_id", "stratum"]], on="participant_id", how="left")
     per_subject = pd.concat([per_subject, per_subject.assign(stratum="all")], ignore_index=True)
     rows = []
     for (stratum, analyte), group in per_subject.groupby(["stratum", "analyte"], sort=False):
         fit = cy.censored_normal_mle(group["lower"].to_numpy(), group["upper"].to_numpy())
-        rows.append({"analyte": analyte, "session_id": ACTIVE_POOLED, "stratum": stratum, "n": fit["n"],
-                     "n_censored": int(group["censored"].sum()), "n_uninformative": fit["n_uninformative"],
-                     "estimate": fit["mean"], "ci_low": fit["ci_low"], "ci_high": fit["ci_high"],
-                     "sd_change": fit["sd"], "p_mle": fit["p"], "p": fit["p"]})
+        rows.append(
+            {
+                "analyte": analyte,
+                "session_id": ACTIVE_POOLED,
+                "stratum": stratum,
+                "n": fit["n"],
+                "n_censored": int(group["censored"].sum()),
+                "n_uninformative": fit["n_uninformative"],
+                "estimate": fit["mean"],
+                "ci_low": fit["ci_low"],
+                "ci_high": fit["ci_high"],
+                "sd_change": fit["sd"],
+                "p_mle": fit["p"],
+                "p": fit["p"],
+            }
+        )
     table = pd.DataFrame(rows)
     table["p_fdr"] = np.nan
     for _, idx in table.groupby("stratum").groups.items():
@@ -419,12 +503,19 @@ def _pooled_mle(parsed, sessions, strata, analytes, params) -> pd.DataFrame:
     table["significant_fdr"] = table["p_fdr"] <= 0.05
     for col in ("estimate", "ci_low", "ci_high"):
         table[col.replace("estimate", "fold_change").replace("ci_", "fold_ci_")] = (
-            np.exp(table[col]) if params.change_scale == "ln_ratio" else np.nan)
-    table["baseline"], table["post"], table["strategy"] = params.baseline_timepoint, params.post_timepoint, "censored_mle"
+            np.exp(table[col]) if params.change_scale == "ln_ratio" else np.nan
+        )
+    table["baseline"], table["post"], table["strategy"] = (
+        params.baseline_timepoint,
+        params.post_timepoint,
+        "censored_mle",
+    )
     table["change_scale"] = params.change_scale
     table["estimand"] = f"mean over subjects of the mean {params.change_label} of their active sessions"
-    table["method"] = (f"{cy.STRATEGY_DESCRIPTIONS['censored_mle']} on subject means of active-session intervals; "
-                       "p from likelihood-ratio test; BH-FDR across analytes within stratum; Wald CI")
+    table["method"] = (
+        f"{cy.STRATEGY_DESCRIPTIONS['censored_mle']} on subject means of active-session intervals; "
+        "p from likelihood-ratio test; BH-FDR across analytes within stratum; Wald CI"
+    )
     return table
 
 
@@ -448,20 +539,31 @@ def paired_changes(
     strategy = strategy or params.censoring_strategy
     analytes = list(analytes)
     by_dose, dose_strata = _by_dose(parsed, strata, sessions)
-    per_session = cy.paired_change(by_dose, params.baseline_timepoint, params.post_timepoint, strategy=strategy,
-                                   analytes=analytes, strata=dose_strata, n_boot=params.n_boot, seed=params.seed,
-                                   scale=params.change_scale)
+    per_session = cy.paired_change(
+        by_dose,
+        params.baseline_timepoint,
+        params.post_timepoint,
+        strategy=strategy,
+        analytes=analytes,
+        strata=dose_strata,
+        n_boot=params.n_boot,
+        seed=params.seed,
+        scale=params.change_scale,
+    )
     dose_of = {dose_group_label(d): d for d in sessions["dose_mg_per_kg"].unique()}
-    per_session = per_session.assign(group=per_session["session_id"], dose_mg_per_kg=per_session["session_id"].map(dose_of),
-                                     unit_of_analysis="subject-session")
+    per_session = per_session.assign(
+        group=per_session["session_id"],
+        dose_mg_per_kg=per_session["session_id"].map(dose_of),
+        unit_of_analysis="subject-session",
+    )
     if strategy == "censored_mle":
         pooled = _pooled_mle(parsed, sessions, strata, analytes, params)
     else:
         pooled = _pooled_substitution(parsed, sessions, strata, analytes, params, strategy, params.n_boot)
-    pooled = pooled.assign(group=ACTIVE_POOLED, dose_mg_per_kg=np.nan,
-                           unit_of_analysis="subject (mean over active sessions)")
-    table = pd.concat([per_session, pooled[[c for c in per_session.columns if c in pooled.columns]]],
-                      ignore_index=True)
+    pooled = pooled.assign(
+        group=ACTIVE_POOLED, dose_mg_per_kg=np.nan, unit_of_analysis="subject (mean over active sessions)"
+    )
+    table = pd.concat([per_session, pooled[[c for c in per_session.columns if c in pooled.columns]]], ignore_index=True)
     order = {a: i for i, a in enumerate(analytes)}
     table["_g"] = table["dose_mg_per_kg"].fillna(np.inf)
     table["_a"] = table["analyte"].map(order)
@@ -473,11 +575,13 @@ def paired_changes(
     return table[first + [c for c in table.columns if c not in first]].reset_index(drop=True)
 
 
-def sensitivity_table(parsed, sessions, strata, params: CytokineParameters, analytes,
-                      strategies: Sequence[str] = cy.STRATEGIES) -> pd.DataFrame:
+def sensitivity_table(
+    parsed, sessions, strata, params: CytokineParameters, analytes, strategies: Sequence[str] = cy.STRATEGIES
+) -> pd.DataFrame:
     """:func:`paired_changes` under each censoring strategy, stacked (column ``strategy``)."""
-    return pd.concat([paired_changes(parsed, sessions, strata, params, analytes, strategy=s) for s in strategies],
-                     ignore_index=True)
+    return pd.concat(
+        [paired_changes(parsed, sessions, strata, params, analytes, strategy=s) for s in strategies], ignore_index=True
+    )
 
 
 def sensitivity_spread(sensitivity: pd.DataFrame, group: str = ACTIVE_POOLED) -> pd.DataFrame:
@@ -495,35 +599,64 @@ def sensitivity_spread(sensitivity: pd.DataFrame, group: str = ACTIVE_POOLED) ->
 def trajectories(parsed, sessions, strata, params: CytokineParameters, analytes) -> pd.DataFrame:
     """Per subject-session-timepoint-analyte at the two time points: ``value`` (substituted with
     ``params.value_strategy``; censored values flagged by ``censoring``), dose, group and stratum."""
-    data = parsed[parsed["analyte"].isin(list(analytes))
-                  & parsed["timepoint"].isin([params.baseline_timepoint, params.post_timepoint])]
+    data = parsed[
+        parsed["analyte"].isin(list(analytes))
+        & parsed["timepoint"].isin([params.baseline_timepoint, params.post_timepoint])
+    ]
     data = cy.substitute_censored(data, params.value_strategy)
-    data = data.merge(strata[["participant_id", "session_id", "stratum"]], on=["participant_id", "session_id"], how="left")
+    data = data.merge(
+        strata[["participant_id", "session_id", "stratum"]], on=["participant_id", "session_id"], how="left"
+    )
     data["stratum"] = data["stratum"].fillna("unassigned")
     data["group"] = data["dose_mg_per_kg"].map(dose_group_label)
-    return data[["participant_id", "session_id", "timepoint", "analyte", "unit", "value_substituted", "censoring",
-                 "dose_mg_per_kg", "group", "stratum", "strategy"]].rename(columns={"value_substituted": "value"})
+    return data[
+        [
+            "participant_id",
+            "session_id",
+            "timepoint",
+            "analyte",
+            "unit",
+            "value_substituted",
+            "censoring",
+            "dose_mg_per_kg",
+            "group",
+            "stratum",
+            "strategy",
+        ]
+    ].rename(columns={"value_substituted": "value"})
 
 
 def change_table(parsed, sessions, strata, params: CytokineParameters, analytes) -> pd.DataFrame:
     """Per subject-session-analyte ln-change (:func:`cytokines.log_change_table`, ``params.value_strategy``)
     with dose, group and stratum."""
-    changes = cy.log_change_table(parsed, params.baseline_timepoint, params.post_timepoint,
-                                  strategy=params.value_strategy, analytes=list(analytes), scale=params.change_scale)
+    changes = cy.log_change_table(
+        parsed,
+        params.baseline_timepoint,
+        params.post_timepoint,
+        strategy=params.value_strategy,
+        analytes=list(analytes),
+        scale=params.change_scale,
+    )
     changes = _with_dose(changes, sessions)
-    changes = changes.merge(strata[["participant_id", "session_id", "stratum"]], on=["participant_id", "session_id"], how="left")
+    changes = changes.merge(
+        strata[["participant_id", "session_id", "stratum"]], on=["participant_id", "session_id"], how="left"
+    )
     changes["stratum"] = changes["stratum"].fillna("unassigned")
     return changes
 
 
 # ----------------------------------------------------------------------------------- mixed model
-def mixed_models(parsed, sessions, strata, params: CytokineParameters, analytes,
-                 dose_codings: Sequence[str] = DOSE_CODINGS) -> pd.DataFrame:
+def mixed_models(
+    parsed, sessions, strata, params: CytokineParameters, analytes, dose_codings: Sequence[str] = DOSE_CODINGS
+) -> pd.DataFrame:
     """:func:`cytokines.stratum_mixed_model` per analyte for each dose coding (``mg_per_kg``: linear in
     dose; ``active``: 0/1 for dose > 0, terms renamed ``active``). Analytes not measured at both time
     points are skipped. Column ``dose_coding``; ``strategy`` is ``params.value_strategy``."""
-    wanted = [a for a in analytes
-              if {params.baseline_timepoint, params.post_timepoint} <= set(parsed.loc[parsed["analyte"] == a, "timepoint"])]
+    wanted = [
+        a
+        for a in analytes
+        if {params.baseline_timepoint, params.post_timepoint} <= set(parsed.loc[parsed["analyte"] == a, "timepoint"])
+    ]
     tables = []
     for coding in dose_codings:
         if coding not in DOSE_CODINGS:
@@ -531,9 +664,15 @@ def mixed_models(parsed, sessions, strata, params: CytokineParameters, analytes,
         design = sessions[["participant_id", "session_id", "dose_mg_per_kg"]].copy()
         if coding == "active":
             design["dose_mg_per_kg"] = (design["dose_mg_per_kg"] > 0).astype(float)
-        fit = cy.stratum_mixed_model(parsed, design, strata, analytes=wanted,
-                                     timepoints=(params.baseline_timepoint, params.post_timepoint),
-                                     strategy=params.value_strategy, scale=params.change_scale)
+        fit = cy.stratum_mixed_model(
+            parsed,
+            design,
+            strata,
+            analytes=wanted,
+            timepoints=(params.baseline_timepoint, params.post_timepoint),
+            strategy=params.value_strategy,
+            scale=params.change_scale,
+        )
         if coding == "active":
             fit["term"] = fit["term"].str.replace("dose_mg_per_kg", "active", regex=False)
             fit["formula"] = fit["formula"].str.replace("dose_mg_per_kg", "active", regex=False)
@@ -541,8 +680,9 @@ def mixed_models(parsed, sessions, strata, params: CytokineParameters, analytes,
     return pd.concat(tables, ignore_index=True)
 
 
-def strata_interaction(changes: pd.DataFrame, params: CytokineParameters, analytes, *,
-                       fdr_alpha: float = 0.05) -> pd.DataFrame:
+def strata_interaction(
+    changes: pd.DataFrame, params: CytokineParameters, analytes, *, fdr_alpha: float = 0.05
+) -> pd.DataFrame:
     """The primary test of the strata (issue 11): per analyte, the placebo-controlled stratum × treatment
     interaction on the change (``params.change_scale``), the subject as the unit
     (:func:`pipelines.inference.stratum_by_treatment_interaction`): per subject, mean change over its active
@@ -565,8 +705,9 @@ def strata_interaction(changes: pd.DataFrame, params: CytokineParameters, analyt
         rows = data[data["analyte"] == analyte]
         if rows.empty or rows["participant_id"].nunique() < 4:
             continue
-        result = stratum_by_treatment_interaction(rows, "change", "active", "inflamed", "participant_id",
-                                                  labels=("non-inflamed", "inflamed"))
+        result = stratum_by_treatment_interaction(
+            rows, "change", "active", "inflamed", "participant_id", labels=("non-inflamed", "inflamed")
+        )
         parts.append(result.assign(analyte=analyte))
     if not parts:
         return pd.DataFrame()
@@ -577,8 +718,19 @@ def strata_interaction(changes: pd.DataFrame, params: CytokineParameters, analyt
     out.loc[is_inter, "p_fdr"] = fdr_bh(out.loc[is_inter, "p"].to_numpy(float))
     out["change_scale"] = params.change_scale
     out["change_definition"] = params.change_label
-    first = ["analyte", "quantity", "estimate", "ci_low", "ci_high", "p", "p_fdr", "n_subjects",
-             "n_subjects_stratum_1", "n_subjects_stratum_0", "n_subjects_dropped"]
+    first = [
+        "analyte",
+        "quantity",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "p",
+        "p_fdr",
+        "n_subjects",
+        "n_subjects_stratum_1",
+        "n_subjects_stratum_0",
+        "n_subjects_dropped",
+    ]
     return out[first + [c for c in out.columns if c not in first]]
 
 
@@ -598,11 +750,16 @@ def mood_changes(study, params: CytokineParameters) -> pd.DataFrame:
     key = questionnaires.SCALES[params.mood_scale]
     table = study.manifest.phenotype[params.mood_scale]
     if table.scored:
-        result = questionnaires.read_scored_table(study.table_path(params.mood_scale), params.mood_scale,
-                                                  participants=study.participants)
+        result = questionnaires.read_scored_table(
+            study.table_path(params.mood_scale), params.mood_scale, participants=study.participants
+        )
     else:
-        result = questionnaires.score_items(study.table_path(params.mood_scale), params.mood_scale,
-                                            response_scale=table.response_scale, participants=study.participants)
+        result = questionnaires.score_items(
+            study.table_path(params.mood_scale),
+            params.mood_scale,
+            response_scale=table.response_scale,
+            participants=study.participants,
+        )
     total = key.score_column("total")
     scores = result.scores
     per_subject = "session_id" not in scores.columns  # one mood course per person (open label, parallel arms)
@@ -610,11 +767,16 @@ def mood_changes(study, params: CytokineParameters) -> pd.DataFrame:
     outcomes = mood.mood_outcomes(scores, total, baseline=params.baseline_timepoint, keys=keys)
     at_post = outcomes[outcomes["timepoint"].astype(str) == params.post_timepoint]
     if at_post.empty:
-        raise InputError(f"no {params.mood_scale} ratings at time point {params.post_timepoint!r}",
-                         file=result.source, field="timepoint")
+        raise InputError(
+            f"no {params.mood_scale} ratings at time point {params.post_timepoint!r}",
+            file=result.source,
+            field="timepoint",
+        )
     if per_subject:
         at_post = at_post.assign(session_id=None)
-    out = at_post[["participant_id", "session_id", total, f"{total}_change", f"{total}_pct_change"]].reset_index(drop=True)
+    out = at_post[["participant_id", "session_id", total, f"{total}_change", f"{total}_pct_change"]].reset_index(
+        drop=True
+    )
     out.attrs["per_subject"] = per_subject
     return out
 
@@ -630,27 +792,49 @@ def _per_subject_mood(mood: pd.DataFrame) -> bool:
     return bool(mood.attrs.get("per_subject")) or bool(mood["session_id"].isna().all())
 
 
-def change_vs_mood_table(parsed, sessions, strata, mood: pd.DataFrame, params: CytokineParameters, analytes,
-                         *, active_only: bool = True, method: str = "spearman") -> pd.DataFrame:
+def change_vs_mood_table(
+    parsed,
+    sessions,
+    strata,
+    mood: pd.DataFrame,
+    params: CytokineParameters,
+    analytes,
+    *,
+    active_only: bool = True,
+    method: str = "spearman",
+) -> pd.DataFrame:
     """Correlation of each analyte's ln-change with the mood change (``<scale>_total_change``) over
     subject-sessions (active ones by default, as the peak-experience analysis), per stratum (``all``,
     ``inflamed``, ``non-inflamed``), through :func:`cytokines.change_vs_mood` and the shared
     :func:`pipelines.stats.correlation_table`. BH-FDR within each stratum across analytes."""
     outcome = [c for c in mood.columns if c.endswith("_total_change")]
     if _per_subject_mood(mood):  # one mood change per person: one row per subject, the cytokine change averaged
-        return _change_vs_mood_per_subject(change_table(parsed, sessions, strata, params, analytes), mood, params,
-                                           outcome[0], method)
+        return _change_vs_mood_per_subject(
+            change_table(parsed, sessions, strata, params, analytes), mood, params, outcome[0], method
+        )
     keys = sessions[["participant_id", "session_id", "dose_mg_per_kg"]]
     if active_only:
         keys = keys[keys["dose_mg_per_kg"] > 0]
     mood = mood.merge(keys[["participant_id", "session_id"]], on=["participant_id", "session_id"])
-    labelled = mood.merge(strata[["participant_id", "session_id", "stratum"]], on=["participant_id", "session_id"], how="left")
+    labelled = mood.merge(
+        strata[["participant_id", "session_id", "stratum"]], on=["participant_id", "session_id"], how="left"
+    )
     tables = []
     for stratum in ["all", *sorted(s for s in labelled["stratum"].dropna().unique())]:
         part = labelled if stratum == "all" else labelled[labelled["stratum"] == stratum]
-        table = cy.change_vs_mood(parsed, part.drop(columns="stratum"), outcome, baseline=params.baseline_timepoint,
-                                  post=params.post_timepoint, strategy=params.value_strategy, analytes=list(analytes),
-                                  method=method, n_boot=params.n_boot, seed=params.seed, scale=params.change_scale)
+        table = cy.change_vs_mood(
+            parsed,
+            part.drop(columns="stratum"),
+            outcome,
+            baseline=params.baseline_timepoint,
+            post=params.post_timepoint,
+            strategy=params.value_strategy,
+            analytes=list(analytes),
+            method=method,
+            n_boot=params.n_boot,
+            seed=params.seed,
+            scale=params.change_scale,
+        )
         tables.append(table.assign(stratum=stratum, population="active sessions" if active_only else "all sessions"))
     out = pd.concat(tables, ignore_index=True)
     out.insert(0, "analyte", out["x"].str.removesuffix("_ln_change").str.removesuffix("_change"))
@@ -664,18 +848,23 @@ def change_vs_mood_data(changes: pd.DataFrame, mood: pd.DataFrame, *, active_onl
     if _per_subject_mood(mood):
         used = changes[changes["dose_mg_per_kg"] > 0] if active_only else changes
         value = "change" if "change" in used.columns else "ln_change"
-        averaged = (used.groupby(["participant_id", "analyte"], as_index=False)
-                    .agg(**{value: (value, "mean"), "dose_mg_per_kg": ("dose_mg_per_kg", "mean"),
-                            "stratum": ("stratum", lambda s: s.iloc[0] if s.nunique() == 1 else "discordant"),
-                            "n_sessions": (value, "count")}))
+        averaged = used.groupby(["participant_id", "analyte"], as_index=False).agg(
+            **{
+                value: (value, "mean"),
+                "dose_mg_per_kg": ("dose_mg_per_kg", "mean"),
+                "stratum": ("stratum", lambda s: s.iloc[0] if s.nunique() == 1 else "discordant"),
+                "n_sessions": (value, "count"),
+            }
+        )
         data = averaged.merge(mood.drop(columns="session_id"), on="participant_id", how="inner")
         return data.assign(session_id=PER_SUBJECT_SESSION, group=PER_SUBJECT_SESSION)
     data = changes.merge(mood, on=["participant_id", "session_id"], how="inner")
     return data[data["dose_mg_per_kg"] > 0].reset_index(drop=True) if active_only else data
 
 
-def _change_vs_mood_per_subject(changes: pd.DataFrame, mood: pd.DataFrame, params: CytokineParameters, outcome: str,
-                                method: str) -> pd.DataFrame:
+def _change_vs_mood_per_subject(
+    changes: pd.DataFrame, mood: pd.DataFrame, params: CytokineParameters, outcome: str, method: str
+) -> pd.DataFrame:
     """:func:`change_vs_mood_table` when mood is one course per subject: correlations over subjects."""
     from pipelines.stats import correlation_table
 
@@ -686,16 +875,21 @@ def _change_vs_mood_per_subject(changes: pd.DataFrame, mood: pd.DataFrame, param
         part = data if stratum == "all" else data[data["stratum"] == stratum]
         if part["participant_id"].nunique() < 4:
             continue
-        table = correlation_table(part, [value], [outcome], method=method, n_boot=params.n_boot, seed=params.seed,
-                                  group="analyte")
-        tables.append(table.rename(columns={"group": "analyte"}).assign(
-            stratum=stratum, population="subjects (cytokine change averaged over active sessions)"))
+        table = correlation_table(
+            part, [value], [outcome], method=method, n_boot=params.n_boot, seed=params.seed, group="analyte"
+        )
+        tables.append(
+            table.rename(columns={"group": "analyte"}).assign(
+                stratum=stratum, population="subjects (cytokine change averaged over active sessions)"
+            )
+        )
     out = pd.concat(tables, ignore_index=True)
     return out[["analyte", *[c for c in out.columns if c != "analyte"]]]
 
 
-def change_vs_mood_subject_level(changes: pd.DataFrame, mood: pd.DataFrame, params: CytokineParameters, analytes,
-                                 *, fdr_alpha: float = 0.05) -> pd.DataFrame:
+def change_vs_mood_subject_level(
+    changes: pd.DataFrame, mood: pd.DataFrame, params: CytokineParameters, analytes, *, fdr_alpha: float = 0.05
+) -> pd.DataFrame:
     """Cytokine ln-change against mood change at the subject level (issue 11; docs/statistics.md).
 
     A subject contributes one row per active session, so each analyte's association is split by
@@ -715,8 +909,9 @@ def change_vs_mood_subject_level(changes: pd.DataFrame, mood: pd.DataFrame, para
             if rows["participant_id"].nunique() < 3:
                 continue
             change = "change" if "change" in rows.columns else "ln_change"
-            table = within_between_correlation(rows, change, outcome, "participant_id", n_boot=params.n_boot,
-                                               seed=params.seed)
+            table = within_between_correlation(
+                rows, change, outcome, "participant_id", n_boot=params.n_boot, seed=params.seed
+            )
             parts.append(table.assign(analyte=analyte, stratum=stratum))
     out = pd.concat(parts, ignore_index=True).rename(columns={"n_obs": "n"})
     out["p_fdr"] = np.nan
@@ -727,10 +922,30 @@ def change_vs_mood_subject_level(changes: pd.DataFrame, mood: pd.DataFrame, para
     out["y"] = outcome
     out["population"] = "active sessions"
     order = {"within": 0, "between": 1, "pooled": 2}
-    out = out.sort_values(["quantity", "stratum"], key=lambda c: c.map(order) if c.name == "quantity" else
-                          c.map(lambda s: (s != "all", s)), kind="stable").reset_index(drop=True)
-    return out[["analyte", "stratum", "quantity", "n", "n_subjects", "estimate", "ci_low", "ci_high", "p", "p_fdr",
-                "significant_fdr", "y", "population", "method", "convention"]]
+    out = out.sort_values(
+        ["quantity", "stratum"],
+        key=lambda c: c.map(order) if c.name == "quantity" else c.map(lambda s: (s != "all", s)),
+        kind="stable",
+    ).reset_index(drop=True)
+    return out[
+        [
+            "analyte",
+            "stratum",
+            "quantity",
+            "n",
+            "n_subjects",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "p",
+            "p_fdr",
+            "significant_fdr",
+            "y",
+            "population",
+            "method",
+            "convention",
+        ]
+    ]
 
 
 # ----------------------------------------------------------------------------------------- truth
@@ -743,16 +958,23 @@ def planted_effects(truth: dict | None) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     cyto = truth["cytokines"]
     # Realised means by the stratum an analysis sees (the screening draw) when the generator wrote one.
-    realised_by = (cyto.get("realised_mean_log_fold_change_24h_by_screening_stratum")
-                   or cyto.get("realised_mean_log_fold_change_24h", {}))
+    realised_by = cyto.get("realised_mean_log_fold_change_24h_by_screening_stratum") or cyto.get(
+        "realised_mean_log_fold_change_24h", {}
+    )
     rows = []
     for stratum, arms in cyto.get("log_fold_change_24h", {}).items():
         for arm, values in arms.items():
             for analyte, planted in values.items():
                 realised = realised_by.get(stratum, {}).get(arm, {}).get(analyte, np.nan)
-                rows.append({"analyte": RATIO if analyte == "KYN_TRP_ratio" else analyte,
-                             "stratum": stratum.replace("non_inflamed", "non-inflamed"), "arm": arm,
-                             "planted": float(planted), "realised": float(realised)})
+                rows.append(
+                    {
+                        "analyte": RATIO if analyte == "KYN_TRP_ratio" else analyte,
+                        "stratum": stratum.replace("non_inflamed", "non-inflamed"),
+                        "arm": arm,
+                        "planted": float(planted),
+                        "realised": float(realised),
+                    }
+                )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -762,13 +984,28 @@ def truth_comparison(changes: pd.DataFrame, planted: pd.DataFrame) -> pd.DataFra
     computed by the generator before censoring)."""
     if planted.empty:
         return pd.DataFrame()
-    rows = changes[changes["stratum"].isin(["inflamed", "non-inflamed"])
-                   & ((changes["group"] == ACTIVE_POOLED) | (changes["dose_mg_per_kg"] == 0))]
+    rows = changes[
+        changes["stratum"].isin(["inflamed", "non-inflamed"])
+        & ((changes["group"] == ACTIVE_POOLED) | (changes["dose_mg_per_kg"] == 0))
+    ]
     rows = rows.assign(arm=np.where(rows["group"] == ACTIVE_POOLED, "active", "placebo"))
     out = rows.merge(planted, on=["analyte", "stratum", "arm"], how="inner")
     out["covers_realised"] = (out["ci_low"] <= out["realised"]) & (out["realised"] <= out["ci_high"])
-    return out[["analyte", "stratum", "arm", "n", "planted", "realised", "estimate", "ci_low", "ci_high",
-                "covers_realised", "strategy"]]
+    return out[
+        [
+            "analyte",
+            "stratum",
+            "arm",
+            "n",
+            "planted",
+            "realised",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "covers_realised",
+            "strategy",
+        ]
+    ]
 
 
 # --------------------------------------------------------------------------------------- summary
@@ -781,34 +1018,46 @@ def format_change(row, scale: str = "ln_ratio", unit: str = "") -> str:
     """``-46% (95% CI -60% to -27%)`` from a paired-change row (estimate, ci_low, ci_high in ln units), or
     ``-0.81 pg/mL (95% CI -1.2 to -0.4)`` on the difference scale."""
     if scale == "difference":
-        return (f"{row['estimate']:+.3g} {unit} (95% CI {row['ci_low']:+.3g} to {row['ci_high']:+.3g})").replace("  ", " ")
-    return (f"{pct_change(row['estimate']):+.0f}% (95% CI {pct_change(row['ci_low']):+.0f}% to "
-            f"{pct_change(row['ci_high']):+.0f}%)")
+        return (f"{row['estimate']:+.3g} {unit} (95% CI {row['ci_low']:+.3g} to {row['ci_high']:+.3g})").replace(
+            "  ", " "
+        )
+    return (
+        f"{pct_change(row['estimate']):+.0f}% (95% CI {pct_change(row['ci_low']):+.0f}% to "
+        f"{pct_change(row['ci_high']):+.0f}%)"
+    )
 
 
 def interaction_sentence(interaction: pd.DataFrame, params: CytokineParameters, units: dict | None = None) -> str:
     """The primary result in words: each analyte's placebo-controlled interaction with its 95% CI."""
     rows = interaction[interaction["quantity"] == "interaction"]
     if rows.empty or rows["estimate"].isna().all():  # e.g. an open-label study: no placebo session to control for
-        return ("**Primary test (placebo-controlled interaction)** not available: it needs subjects with both "
-                "active and placebo changes in both strata (this study has none with both), so the stratum changes "
-                "below are uncontrolled.")
+        return (
+            "**Primary test (placebo-controlled interaction)** not available: it needs subjects with both "
+            "active and placebo changes in both strata (this study has none with both), so the stratum changes "
+            "below are uncontrolled."
+        )
     units = units or {}
     items = []
     for r in rows.itertuples(index=False):
         if params.change_scale == "ln_ratio":
-            value = (f"{r.estimate:+.2f} ln units (×{math.exp(r.estimate):.2f}; 95% CI {r.ci_low:+.2f} to "
-                     f"{r.ci_high:+.2f})")
+            value = (
+                f"{r.estimate:+.2f} ln units (×{math.exp(r.estimate):.2f}; 95% CI {r.ci_low:+.2f} to {r.ci_high:+.2f})"
+            )
         else:
             value = f"{r.estimate:+.3g} {units.get(r.analyte, '')} (95% CI {r.ci_low:+.3g} to {r.ci_high:+.3g})"
         items.append(f"{r.analyte} {value}, {format_p(r.p)}, {format_p(r.p_fdr, 'p_FDR')}")
     first = rows.iloc[0]
-    return (f"**Primary test: placebo-controlled interaction** (inflamed − non-inflamed difference of each subject's "
-            f"mean change after active doses minus its change after placebo; change = {params.change_label}; "
-            f"{params.baseline_timepoint} → {params.post_timepoint}; subject = unit, Welch t; "
-            f"{int(first['n_subjects_stratum_1'])} inflamed and {int(first['n_subjects_stratum_0'])} non-inflamed "
-            f"subjects" + (f", {int(first['n_subjects_dropped'])} left out" if first["n_subjects_dropped"] else "")
-            + "; negative = a larger fall in the inflamed stratum): " + "; ".join(items) + ".")
+    return (
+        f"**Primary test: placebo-controlled interaction** (inflamed − non-inflamed difference of each subject's "
+        f"mean change after active doses minus its change after placebo; change = {params.change_label}; "
+        f"{params.baseline_timepoint} → {params.post_timepoint}; subject = unit, Welch t; "
+        f"{int(first['n_subjects_stratum_1'])} inflamed and {int(first['n_subjects_stratum_0'])} non-inflamed "
+        f"subjects"
+        + (f", {int(first['n_subjects_dropped'])} left out" if first["n_subjects_dropped"] else "")
+        + "; negative = a larger fall in the inflamed stratum): "
+        + "; ".join(items)
+        + "."
+    )
 
 
 def _plural(n: int, word: str) -> str:
@@ -822,9 +1071,11 @@ def _change_sentence(rows: pd.DataFrame, scale: str = "ln_ratio", units: dict | 
     units = units or {}
     for label, part in (("decreased", down), ("increased", up)):
         if len(part):
-            items = [f"{r.analyte} {format_change(r._asdict(), scale, units.get(r.analyte, ''))}, {format_p(r.p)}, "
-                     f"{format_p(r.p_fdr, 'p_FDR')}"
-                     for r in part.itertuples(index=False)]
+            items = [
+                f"{r.analyte} {format_change(r._asdict(), scale, units.get(r.analyte, ''))}, {format_p(r.p)}, "
+                f"{format_p(r.p_fdr, 'p_FDR')}"
+                for r in part.itertuples(index=False)
+            ]
             parts.append(f"{label}: " + "; ".join(items))
     if not parts:
         return "no analyte changed (every 95% CI included zero)"
@@ -833,7 +1084,7 @@ def _change_sentence(rows: pd.DataFrame, scale: str = "ln_ratio", units: dict | 
 
 def _smallest_wilcoxon_p(n: int) -> float:
     """The smallest two-sided exact Wilcoxon signed-rank p-value possible with n pairs (all signs equal)."""
-    return min(1.0, 2.0 / 2 ** n)
+    return min(1.0, 2.0 / 2**n)
 
 
 def summary_text(
@@ -864,8 +1115,13 @@ def summary_text(
         lines.append(interaction_sentence(interaction, params, units))
     if strata is not None:
         lines.append(strata_statement(strata))
-    source = "CRP" if strata is None else {"screening": "screening CRP", "mean_baselines": "mean baseline CRP",
-                                            "single_baseline": "baseline CRP"}[strata.attrs["source"]]
+    source = (
+        "CRP"
+        if strata is None
+        else {"screening": "screening CRP", "mean_baselines": "mean baseline CRP", "single_baseline": "baseline CRP"}[
+            strata.attrs["source"]
+        ]
+    )
     inflamed = subjects.loc[subjects["stratum"] == "inflamed", "participant_id"].tolist()
     non = subjects.loc[subjects["stratum"] == "non-inflamed", "participant_id"].tolist()
     other = subjects.loc[~subjects["stratum"].isin(["inflamed", "non-inflamed"]), "participant_id"].tolist()
@@ -891,29 +1147,41 @@ def summary_text(
         rows = pooled[pooled["stratum"] == stratum]
         if len(rows):
             n = int(rows["n"].max())
-            lines.append(f"**After active doses, {stratum}** (secondary, no placebo control; n = {n} subjects, mean "
-                         f"change over their active sessions, {params.baseline_timepoint} → {params.post_timepoint}): "
-                         f"{_change_sentence(rows, params.change_scale, units)}."
-                         + (f" With {n} subjects the smallest possible two-sided Wilcoxon "
-                            f"{format_p(_smallest_wilcoxon_p(n))}, so the CIs (t) carry the evidence here."
-                            if _smallest_wilcoxon_p(n) > 0.05 and params.censoring_strategy != "censored_mle" else ""))
+            lines.append(
+                f"**After active doses, {stratum}** (secondary, no placebo control; n = {n} subjects, mean "
+                f"change over their active sessions, {params.baseline_timepoint} → {params.post_timepoint}): "
+                f"{_change_sentence(rows, params.change_scale, units)}."
+                + (
+                    f" With {n} subjects the smallest possible two-sided Wilcoxon "
+                    f"{format_p(_smallest_wilcoxon_p(n))}, so the CIs (t) carry the evidence here."
+                    if _smallest_wilcoxon_p(n) > 0.05 and params.censoring_strategy != "censored_mle"
+                    else ""
+                )
+            )
     for stratum in ("inflamed", "non-inflamed"):
         rows = placebo[placebo["stratum"] == stratum]
         if len(rows):
-            lines.append(f"**After placebo, {stratum}** (n = {int(rows['n'].max())}): "
-                         f"{_change_sentence(rows, params.change_scale, units)}.")
+            lines.append(
+                f"**After placebo, {stratum}** (n = {int(rows['n'].max())}): "
+                f"{_change_sentence(rows, params.change_scale, units)}."
+            )
     term = interaction_term(params, "active")
     inter = mixed[(mixed["dose_coding"] == "active") & (mixed["term"] == term)]
     if len(inter):
         sig = inter[inter["p_fdr"] <= 0.05]
-        items = "; ".join(f"{r.analyte} {r.estimate:+.2f} (95% CI {r.ci_low:+.2f} to {r.ci_high:+.2f}, "
-                          f"{format_p(r.p_fdr, 'p_FDR')})" for r in sig.itertuples(index=False))
+        items = "; ".join(
+            f"{r.analyte} {r.estimate:+.2f} (95% CI {r.ci_low:+.2f} to {r.ci_high:+.2f}, {format_p(r.p_fdr, 'p_FDR')})"
+            for r in sig.itertuples(index=False)
+        )
         lines.append(
             f"**Mixed model** (secondary; {'ln value' if params.change_scale == 'ln_ratio' else 'value'} ~ time × "
             f"inflamed × active + (1 | subject), Wald z, {params.value_strategy}): the "
             f"time × inflamed × active interaction (extra ln-change after active doses in the inflamed stratum) "
-            + (f"was significant after FDR for {len(sig)} of {len(inter)} analytes: {items}." if len(sig)
-               else f"was not significant after FDR for any of {len(inter)} analytes.")
+            + (
+                f"was significant after FDR for {len(sig)} of {len(inter)} analytes: {items}."
+                if len(sig)
+                else f"was not significant after FDR for any of {len(inter)} analytes."
+            )
         )
     if len(spread):
         worst = spread.loc[spread["spread"].idxmax()]
@@ -926,59 +1194,88 @@ def summary_text(
         sl = mood_subject_level
 
         def rr(r) -> str:
-            return (f"{r['analyte']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to {r['ci_high']:+.2f}, "
-                    f"{format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')}, {int(r['n_subjects'])} subjects)")
+            return (
+                f"{r['analyte']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to {r['ci_high']:+.2f}, "
+                f"{format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')}, {int(r['n_subjects'])} subjects)"
+            )
+
         within = sl[(sl["quantity"] == "within") & (sl["stratum"] == "all") & sl["p"].notna()]
         between = sl[(sl["quantity"] == "between") & (sl["stratum"] == "all")]
         if within.empty and len(between):  # mood is one course per subject: the between rows are the test
-            text_unit = ("mood is measured once per subject, so each subject counts once (cytokine change averaged "
-                         "over the active sessions) and the between-subject rows are the test. ")
+            text_unit = (
+                "mood is measured once per subject, so each subject counts once (cytokine change averaged "
+                "over the active sessions) and the between-subject rows are the test. "
+            )
         else:
             text_unit = ""
-        text = (f"**Mood** ({sl['y'].iloc[0]}, negative = improvement, against the cytokine change = "
-                f"{params.change_label}; {sl['population'].iloc[0]}; the subject is the unit). " + text_unit)
+        text = (
+            f"**Mood** ({sl['y'].iloc[0]}, negative = improvement, against the cytokine change = "
+            f"{params.change_label}; {sl['population'].iloc[0]}; the subject is the unit). " + text_unit
+        )
         if len(within):
             sig = within[within["significant_fdr"]]
             best = within.loc[within["p"].idxmin()]
-            text += (f"Within subjects (across a subject's active sessions), {len(sig)} of {len(within)} analytes' "
-                     f"ln-changes correlated with the mood change after FDR"
-                     + (": " + "; ".join(rr(r) for _, r in sig.iterrows()) if len(sig) else
-                        f"; the strongest was {rr(best)}") + ". ")
+            text += (
+                f"Within subjects (across a subject's active sessions), {len(sig)} of {len(within)} analytes' "
+                f"ln-changes correlated with the mood change after FDR"
+                + (
+                    ": " + "; ".join(rr(r) for _, r in sig.iterrows())
+                    if len(sig)
+                    else f"; the strongest was {rr(best)}"
+                )
+                + ". "
+            )
         if len(between):
             sig = between[between["significant_fdr"]]
-            text += (f"Between subjects (subject means, trait-level), {len(sig)} of {len(between)} did"
-                     + (": " + "; ".join(rr(r) for _, r in sig.iterrows()) if len(sig) else "") + ". ")
+            text += (
+                f"Between subjects (subject means, trait-level), {len(sig)} of {len(between)} did"
+                + (": " + "; ".join(rr(r) for _, r in sig.iterrows()) if len(sig) else "")
+                + ". "
+            )
         within_strata = sl[(sl["quantity"] == "within") & (sl["stratum"] != "all") & sl["p"].notna()]
         if len(within_strata):
-            text += (f"Within strata, {int(within_strata['significant_fdr'].sum())} of {len(within_strata)} "
-                     "within-subject correlations survived FDR. ")
+            text += (
+                f"Within strata, {int(within_strata['significant_fdr'].sum())} of {len(within_strata)} "
+                "within-subject correlations survived FDR. "
+            )
         if len(mood):
             pooled_rows = mood[mood["stratum"] == "all"]
-            text += (f"The {mood['method'].iloc[0]} table over {mood['population'].iloc[0]} is "
-                     if _per_subject_mood_table(mood) else
-                     f"The session-level {mood['method'].iloc[0]} table (sessions pooled as if independent) is "
-                     f"description only: {int(pooled_rows['significant_fdr'].sum())} of {len(pooled_rows)} "
-                     "analytes there had p_FDR ≤ 0.05, which is not used for conclusions.")
+            text += (
+                f"The {mood['method'].iloc[0]} table over {mood['population'].iloc[0]} is "
+                if _per_subject_mood_table(mood)
+                else f"The session-level {mood['method'].iloc[0]} table (sessions pooled as if independent) is "
+                f"description only: {int(pooled_rows['significant_fdr'].sum())} of {len(pooled_rows)} "
+                "analytes there had p_FDR ≤ 0.05, which is not used for conclusions."
+            )
         lines.append(text.strip())
     elif len(mood):
+
         def corr(r) -> str:
-            return (f"{r['analyte']} {r['method']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to "
-                    f"{r['ci_high']:+.2f}, n = {int(r['n'])}, {format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')})")
+            return (
+                f"{r['analyte']} {r['method']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to "
+                f"{r['ci_high']:+.2f}, n = {int(r['n'])}, {format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')})"
+            )
+
         pooled_rows = mood[mood["stratum"] == "all"]
         within = mood[mood["stratum"] != "all"]
         text = f"**Mood** ({mood['y'].iloc[0]}, negative = improvement; {mood['population'].iloc[0]}). "
         if len(pooled_rows):
             sig = pooled_rows[pooled_rows["significant_fdr"]]
-            text += (f"Over both strata, {len(sig)} of {len(pooled_rows)} analytes' ln-changes correlated with the mood "
-                     f"change after FDR" + (": " + "; ".join(corr(r) for _, r in sig.iterrows()) if len(sig) else "")
-                     + ". ")
+            text += (
+                f"Over both strata, {len(sig)} of {len(pooled_rows)} analytes' ln-changes correlated with the mood "
+                f"change after FDR" + (": " + "; ".join(corr(r) for _, r in sig.iterrows()) if len(sig) else "") + ". "
+            )
         if len(within):
             sig = within[within["significant_fdr"]]
             best = within.loc[within["p"].idxmin()]
-            text += (f"Within strata, {len(sig)} of {len(within)} correlations survived FDR; the strongest was "
-                     f"{corr(best)} in the {best['stratum']} stratum.")
+            text += (
+                f"Within strata, {len(sig)} of {len(within)} correlations survived FDR; the strongest was "
+                f"{corr(best)} in the {best['stratum']} stratum."
+            )
             if len(pooled_rows) and pooled_rows["significant_fdr"].any() and not len(sig):
-                text += (" A correlation over both strata that holds in neither can arise from the strata differing "
-                         "in both cytokine change and mood change.")
+                text += (
+                    " A correlation over both strata that holds in neither can arise from the strata differing "
+                    "in both cytokine change and mood change."
+                )
         lines.append(text)
     return "\n\n".join(lines)

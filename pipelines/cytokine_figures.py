@@ -14,9 +14,15 @@ import pandas as pd
 
 from pipelines.viz import dose_color
 
-STRATUM_COLORS = {"inflamed": "#d62728", "non-inflamed": "#1f77b4", "all": "#555555",
-                  "undetermined": "#bbbbbb", "discordant": "#9467bd", "unassigned": "#bbbbbb",
-                  "excluded": "#8c564b"}
+STRATUM_COLORS = {
+    "inflamed": "#d62728",
+    "non-inflamed": "#1f77b4",
+    "all": "#555555",
+    "undetermined": "#bbbbbb",
+    "discordant": "#9467bd",
+    "unassigned": "#bbbbbb",
+    "excluded": "#8c564b",
+}
 CENSORING_COLORS = {"observed": "#4c78a8", "below": "#f58518", "above": "#e45756", "missing": "#cccccc"}
 STRATEGY_COLORS = {"lloq_half": "#4c78a8", "lloq_sqrt2": "#72b7b2", "censored_mle": "#e45756"}
 POOLED_COLOR = "#000000"
@@ -43,11 +49,13 @@ def _hv():
 
 def _group_order(groups) -> list[str]:
     """Dose labels sort as numbers ("0.00 mg/kg" first); anything else (the pooled group) last."""
+
     def key(label):
         try:
             return (0, float(str(label).split()[0]))
         except ValueError:
             return (1, 0.0)
+
     return sorted(dict.fromkeys(groups), key=key)
 
 
@@ -62,10 +70,21 @@ def _legend_panel(entries: Sequence[tuple[str, str, str]], width: int, height: i
     """A panel holding only a legend (label, colour, marker per entry), the size of its neighbours, so a
     grid keeps equal columns and no legend hides data."""
     hv = _hv()
-    items = [hv.Scatter(([np.nan], [np.nan]), label=label).opts(color=color, marker=marker, size=9)
-             for label, color, marker in entries]
-    return hv.Overlay(items).opts(width=width, height=height, xaxis=None, yaxis=None, show_frame=False,
-                                  show_legend=True, legend_position="top_left", toolbar=None, title="")
+    items = [
+        hv.Scatter(([np.nan], [np.nan]), label=label).opts(color=color, marker=marker, size=9)
+        for label, color, marker in entries
+    ]
+    return hv.Overlay(items).opts(
+        width=width,
+        height=height,
+        xaxis=None,
+        yaxis=None,
+        show_frame=False,
+        show_legend=True,
+        legend_position="top_left",
+        toolbar=None,
+        title="",
+    )
 
 
 def _stratum_entries(strata) -> list[tuple[str, str, str]]:
@@ -77,18 +96,38 @@ def censoring_bars(censoring: pd.DataFrame, title: str = "Censored values per an
     """Stacked counts of observed / below LLOQ / above ULOQ / missing (``cytokine_analysis.censoring_table``)."""
     hv = _hv()
     levels = [c for c in CENSORING_COLORS if f"n_{c}" in censoring.columns]
-    long = censoring.melt(id_vars=["analyte", "timepoint"], value_vars=[f"n_{c}" for c in levels],
-                          var_name="censoring", value_name="count")
+    long = censoring.melt(
+        id_vars=["analyte", "timepoint"],
+        value_vars=[f"n_{c}" for c in levels],
+        var_name="censoring",
+        value_name="count",
+    )
     long["censoring"] = long["censoring"].str.removeprefix("n_")
     long["analyte · time"] = long["analyte"] + " · " + long["timepoint"]
     bars = hv.Bars(long, kdims=["analyte · time", "censoring"], vdims=["count"])
-    return bars.opts(stacked=True, title=title, width=760, height=320, xrotation=45, tools=["hover"],
-                     cmap=[CENSORING_COLORS[c] for c in levels], legend_position="right", ylabel="values")
+    return bars.opts(
+        stacked=True,
+        title=title,
+        width=760,
+        height=320,
+        xrotation=45,
+        tools=["hover"],
+        cmap=[CENSORING_COLORS[c] for c in levels],
+        legend_position="right",
+        ylabel="values",
+    )
 
 
 # -------------------------------------------------------------------------------------- spaghetti
-def spaghetti(trajectories: pd.DataFrame, analyte: str, *, baseline: str = "baseline", post: str = "24h",
-              width: int = 320, height: int = 260):
+def spaghetti(
+    trajectories: pd.DataFrame,
+    analyte: str,
+    *,
+    baseline: str = "baseline",
+    post: str = "24h",
+    width: int = 320,
+    height: int = 260,
+):
     """One panel: each subject-session's value at ``baseline`` and ``post`` joined by a line, per dose
     group side by side, coloured by stratum, log y axis; censored values (substituted) are crosses.
     ``trajectories``: ``cytokine_analysis.trajectories``."""
@@ -97,8 +136,9 @@ def spaghetti(trajectories: pd.DataFrame, analyte: str, *, baseline: str = "base
     groups = _group_order(data["group"])
     position = {g: 3 * i for i, g in enumerate(groups)}
     data = data.assign(x=data["group"].map(position) + (data["timepoint"] == post).astype(float))
-    wide = data.pivot_table(index=["participant_id", "session_id", "group", "stratum"], columns="timepoint",
-                            values="value", aggfunc="first").reset_index()
+    wide = data.pivot_table(
+        index=["participant_id", "session_id", "group", "stratum"], columns="timepoint", values="value", aggfunc="first"
+    ).reset_index()
     overlays = []
     for stratum, part in wide.groupby("stratum", sort=True):
         color = STRATUM_COLORS.get(stratum, "#888888")
@@ -107,20 +147,38 @@ def spaghetti(trajectories: pd.DataFrame, analyte: str, *, baseline: str = "base
         paths = [np.array([[x, b], [x + 1, a]]) for x, b, a in zip(x0, part[baseline], part[post])]
         overlays.append(hv.Path(paths).opts(color=color, alpha=0.55, line_width=1.3))
         dots = data[data["stratum"] == stratum]
-        overlays.append(hv.Scatter(dots, kdims=["x"], vdims=["value", "participant_id", "session_id", "timepoint"],
-                                   label=stratum).opts(color=color, size=3, alpha=0.7, tools=["hover"]))
+        overlays.append(
+            hv.Scatter(
+                dots, kdims=["x"], vdims=["value", "participant_id", "session_id", "timepoint"], label=stratum
+            ).opts(color=color, size=3, alpha=0.7, tools=["hover"])
+        )
     censored = data[data["censoring"] != "observed"]
-    overlays.append(hv.Scatter(censored, kdims=["x"], vdims=["value", "participant_id", "session_id", "censoring"],
-                               label="censored (substituted)").opts(marker="x", size=9, color="black", tools=["hover"]))
+    overlays.append(
+        hv.Scatter(
+            censored,
+            kdims=["x"],
+            vdims=["value", "participant_id", "session_id", "censoring"],
+            label="censored (substituted)",
+        ).opts(marker="x", size=9, color="black", tools=["hover"])
+    )
     unit = data["unit"].iloc[0] if len(data) else ""
     ticks = [(position[g] + 0.5, g.replace(" mg/kg", "")) for g in groups]
     return hv.Overlay(overlays).opts(
-        title=f"{analyte} ({unit})", logy=True, xticks=ticks, xlabel=f"dose (mg/kg): {baseline} → {post}",
-        ylabel=unit, width=width, height=height, show_legend=False, xlim=(-0.5, 3 * len(groups) - 1.5))
+        title=f"{analyte} ({unit})",
+        logy=True,
+        xticks=ticks,
+        xlabel=f"dose (mg/kg): {baseline} → {post}",
+        ylabel=unit,
+        width=width,
+        height=height,
+        show_legend=False,
+        xlim=(-0.5, 3 * len(groups) - 1.5),
+    )
 
 
-def spaghetti_grid(trajectories: pd.DataFrame, analytes: Sequence[str], *, baseline: str = "baseline",
-                   post: str = "24h", cols: int = 3):
+def spaghetti_grid(
+    trajectories: pd.DataFrame, analytes: Sequence[str], *, baseline: str = "baseline", post: str = "24h", cols: int = 3
+):
     """:func:`spaghetti` for each analyte; the legend has a panel of its own."""
     hv = _hv()
     panels = [spaghetti(trajectories, a, baseline=baseline, post=post) for a in analytes]
@@ -131,8 +189,9 @@ def spaghetti_grid(trajectories: pd.DataFrame, analytes: Sequence[str], *, basel
 
 
 # ---------------------------------------------------------------------------------- paired change
-def paired_change_panel(changes: pd.DataFrame, summary: pd.DataFrame, analyte: str, *, seed: int = 0,
-                        width: int = 330, height: int = 270):
+def paired_change_panel(
+    changes: pd.DataFrame, summary: pd.DataFrame, analyte: str, *, seed: int = 0, width: int = 330, height: int = 270
+):
     """One panel: every subject-session's ln-change (dots, by dose group and stratum) with the group
     mean and 95% CI (bars; the pooled active group's mean is over subjects).
     ``changes``: ``cytokine_analysis.change_table``; ``summary``: ``cytokine_analysis.paired_changes``."""
@@ -150,31 +209,59 @@ def paired_change_panel(changes: pd.DataFrame, summary: pd.DataFrame, analyte: s
     for stratum in strata:
         color = STRATUM_COLORS[stratum]
         p = points[points["stratum"] == stratum]
-        overlays.append(hv.Scatter(p, kdims=["x"], vdims=[_change_column(p), "participant_id", "session_id", "group"],
-                                   label=stratum).opts(color=color, alpha=0.45, size=5, tools=["hover"]))
+        overlays.append(
+            hv.Scatter(
+                p, kdims=["x"], vdims=[_change_column(p), "participant_id", "session_id", "group"], label=stratum
+            ).opts(color=color, alpha=0.45, size=5, tools=["hover"])
+        )
         r = rows[rows["stratum"] == stratum]
         overlays.append(hv.Segments(r, kdims=["x", "ci_low", "x", "ci_high"]).opts(color=color, line_width=2.5))
-        overlays.append(hv.Scatter(r, kdims=["x"], vdims=["estimate", "group", "n", "ci_low", "ci_high", "p", "p_fdr"]).opts(
-            color=color, marker="diamond", size=11, line_color="black", tools=["hover"]))
+        overlays.append(
+            hv.Scatter(r, kdims=["x"], vdims=["estimate", "group", "n", "ci_low", "ci_high", "p", "p_fdr"]).opts(
+                color=color, marker="diamond", size=11, line_color="black", tools=["hover"]
+            )
+        )
     ticks = [(position[g], g.replace(" mg/kg", "") if g.endswith("mg/kg") else "pooled") for g in groups]
-    return hv.Overlay(overlays).opts(title=analyte, xticks=ticks, xlabel="dose (mg/kg); pooled = all active doses",
-                                     ylabel=change_label(summary),
-                                     width=width, height=height, show_legend=False,
-                                     xlim=(-1.2, 3 * (len(groups) - 1) + 1.2))
+    return hv.Overlay(overlays).opts(
+        title=analyte,
+        xticks=ticks,
+        xlabel="dose (mg/kg); pooled = all active doses",
+        ylabel=change_label(summary),
+        width=width,
+        height=height,
+        show_legend=False,
+        xlim=(-1.2, 3 * (len(groups) - 1) + 1.2),
+    )
 
 
 def paired_change_grid(changes: pd.DataFrame, summary: pd.DataFrame, analytes: Sequence[str], cols: int = 3):
     """:func:`paired_change_panel` for each analyte; the legend has a panel of its own."""
     hv = _hv()
     panels = [paired_change_panel(changes, summary, a) for a in analytes]
-    panels.append(_legend_panel([*_stratum_entries(["inflamed", "non-inflamed"]),
-                                 ("mean, 95% CI", "#777777", "diamond")], 330, 270))
-    return hv.Layout(panels).cols(cols).opts(title="Paired change by stratum (dots: subject-sessions; diamonds: mean, 95% CI)")
+    panels.append(
+        _legend_panel(
+            [*_stratum_entries(["inflamed", "non-inflamed"]), ("mean, 95% CI", "#777777", "diamond")], 330, 270
+        )
+    )
+    return (
+        hv.Layout(panels)
+        .cols(cols)
+        .opts(title="Paired change by stratum (dots: subject-sessions; diamonds: mean, 95% CI)")
+    )
 
 
 # ----------------------------------------------------------------------------------------- forest
-def _forest(rows: pd.DataFrame, labels: list[str], colors: list[str], *, title: str, xlabel: str,
-            marks: pd.DataFrame | None = None, width: int = 430, hover: Sequence[str] = ()):
+def _forest(
+    rows: pd.DataFrame,
+    labels: list[str],
+    colors: list[str],
+    *,
+    title: str,
+    xlabel: str,
+    marks: pd.DataFrame | None = None,
+    width: int = 430,
+    hover: Sequence[str] = (),
+):
     """Horizontal estimates with CI segments; row i at y = -i (top to bottom as given)."""
     hv = _hv()
     data = rows.assign(y=-np.arange(len(rows), dtype=float), label=labels, color=colors)
@@ -183,19 +270,32 @@ def _forest(rows: pd.DataFrame, labels: list[str], colors: list[str], *, title: 
         hv.VLine(0).opts(color="#888888", line_dash="dashed", line_width=1),
         hv.Segments(data, kdims=["ci_low", "y", "ci_high", "y"], vdims=["color"]).opts(color="color", line_width=2),
         hv.Scatter(data, kdims=["estimate"], vdims=["y", "label", "color", *extra]).opts(
-            color="color", size=8, tools=["hover"]),
+            color="color", size=8, tools=["hover"]
+        ),
     ]
     if marks is not None and len(marks):
-        overlays.append(hv.Scatter(marks, kdims=["value"], vdims=["y"], label="planted (truth)").opts(
-            marker="x", color="#d62728", size=10, line_width=2))
+        overlays.append(
+            hv.Scatter(marks, kdims=["value"], vdims=["y"], label="planted (truth)").opts(
+                marker="x", color="#d62728", size=10, line_width=2
+            )
+        )
     ticks = list(zip(data["y"], data["label"]))
-    return hv.Overlay(overlays).opts(title=title, yticks=ticks, xlabel=xlabel, ylabel="",
-                                     width=width, height=70 + 16 * len(data), show_legend=marks is not None,
-                                     legend_position="bottom_right", ylim=(-len(data) + 0.4, 0.6))
+    return hv.Overlay(overlays).opts(
+        title=title,
+        yticks=ticks,
+        xlabel=xlabel,
+        ylabel="",
+        width=width,
+        height=70 + 16 * len(data),
+        show_legend=marks is not None,
+        legend_position="bottom_right",
+        ylim=(-len(data) + 0.4, 0.6),
+    )
 
 
-def effect_forest(summary: pd.DataFrame, strata: Sequence[str] = ("inflamed", "non-inflamed"),
-                  planted: pd.DataFrame | None = None):
+def effect_forest(
+    summary: pd.DataFrame, strata: Sequence[str] = ("inflamed", "non-inflamed"), planted: pd.DataFrame | None = None
+):
     """Forest plot of paired changes (``cytokine_analysis.paired_changes``): one panel per stratum, a row
     per analyte × dose group (placebo, each dose, pooled active), mean ln-change and 95% CI, coloured by
     dose; with ``planted`` (``cytokine_analysis.planted_effects``) the planted change as a red cross."""
@@ -217,9 +317,17 @@ def effect_forest(summary: pd.DataFrame, strata: Sequence[str] = ("inflamed", "n
             arm = np.where(rows["dose_mg_per_kg"] == 0, "placebo", "active")
             value = [truth.get((a, m), np.nan) for a, m in zip(rows["analyte"], arm)]
             marks = pd.DataFrame({"value": value, "y": -np.arange(len(rows), dtype=float)}).dropna()
-        panels.append(_forest(rows, labels, [_group_color(g) for g in rows["group"]], title=f"{stratum}",
-                              xlabel=change_label(summary), marks=marks if change_label(summary) == LN_LABEL else None,
-                              hover=["n", "ci_low", "ci_high", "fold_change", "p", "p_fdr", "strategy"]))
+        panels.append(
+            _forest(
+                rows,
+                labels,
+                [_group_color(g) for g in rows["group"]],
+                title=f"{stratum}",
+                xlabel=change_label(summary),
+                marks=marks if change_label(summary) == LN_LABEL else None,
+                hover=["n", "ci_low", "ci_high", "fold_change", "p", "p_fdr", "strategy"],
+            )
+        )
     return hv.Layout(panels).cols(2).opts(title="Paired change baseline → post with 95% CI")
 
 
@@ -231,13 +339,19 @@ def interaction_forest(mixed: pd.DataFrame, terms: Sequence[str]):
         import holoviews as hv
 
         return hv.Text(0, 0, "no time × inflamed × dose term: the study has one dose").opts(
-            title="Mixed model: time × inflamed × dose", width=520, height=160, xaxis=None, yaxis=None)
+            title="Mixed model: time × inflamed × dose", width=520, height=160, xaxis=None, yaxis=None
+        )
     labels = [f"{r.analyte} · {r.dose_coding}" for r in rows.itertuples(index=False)]
     colors = ["#08306b" if c == "active" else "#6baed6" for c in rows["dose_coding"]]
-    return _forest(rows, labels, colors, title="Mixed model: time × inflamed × dose",
-                   xlabel="extra change in the inflamed stratum per unit dose (ln units or analyte unit: see the table)",
-                   width=520,
-                   hover=["term", "se", "ci_low", "ci_high", "p", "p_fdr", "n", "n_groups"])
+    return _forest(
+        rows,
+        labels,
+        colors,
+        title="Mixed model: time × inflamed × dose",
+        xlabel="extra change in the inflamed stratum per unit dose (ln units or analyte unit: see the table)",
+        width=520,
+        hover=["term", "se", "ci_low", "ci_high", "p", "p_fdr", "n", "n_groups"],
+    )
 
 
 def strata_interaction_forest(interaction: pd.DataFrame):
@@ -248,15 +362,30 @@ def strata_interaction_forest(interaction: pd.DataFrame):
     rows["_q"] = rows["quantity"].map(order)
     rows["_a"] = rows["analyte"].map({a: i for i, a in enumerate(dict.fromkeys(rows["analyte"]))})
     rows = rows.sort_values(["_a", "_q"]).reset_index(drop=True)
-    names = {"interaction": "interaction", "contrast_in_stratum_1": "drug − placebo, inflamed",
-             "contrast_in_stratum_0": "drug − placebo, non-inflamed"}
+    names = {
+        "interaction": "interaction",
+        "contrast_in_stratum_1": "drug − placebo, inflamed",
+        "contrast_in_stratum_0": "drug − placebo, non-inflamed",
+    }
     labels = [f"{r.analyte} · {names[r.quantity]}" for r in rows.itertuples(index=False)]
-    colors = [{"interaction": "#08306b", "contrast_in_stratum_1": STRATUM_COLORS["inflamed"],
-               "contrast_in_stratum_0": STRATUM_COLORS["non-inflamed"]}[q] for q in rows["quantity"]]
+    colors = [
+        {
+            "interaction": "#08306b",
+            "contrast_in_stratum_1": STRATUM_COLORS["inflamed"],
+            "contrast_in_stratum_0": STRATUM_COLORS["non-inflamed"],
+        }[q]
+        for q in rows["quantity"]
+    ]
     label = DIFFERENCE_LABEL if len(rows) and rows["change_scale"].iloc[0] == "difference" else LN_LABEL
-    return _forest(rows, labels, colors, title="Placebo-controlled interaction (inflamed − non-inflamed)",
-                   xlabel=f"difference in drug − placebo change, {label}", width=560,
-                   hover=["quantity", "ci_low", "ci_high", "p", "p_fdr", "n_subjects"])
+    return _forest(
+        rows,
+        labels,
+        colors,
+        title="Placebo-controlled interaction (inflamed − non-inflamed)",
+        xlabel=f"difference in drug − placebo change, {label}",
+        width=560,
+        hover=["quantity", "ci_low", "ci_high", "p", "p_fdr", "n_subjects"],
+    )
 
 
 # ------------------------------------------------------------------------------------ sensitivity
@@ -277,11 +406,22 @@ def sensitivity_plot(sensitivity: pd.DataFrame, group: str, strata: Sequence[str
             r = r.assign(y=-r["analyte"].map({a: i for i, a in enumerate(analytes)}).astype(float) + (k - 1) * step)
             color = STRATEGY_COLORS.get(strategy, "#444444")
             overlays.append(hv.Segments(r, kdims=["ci_low", "y", "ci_high", "y"]).opts(color=color, line_width=2))
-            overlays.append(hv.Scatter(r, kdims=["estimate"], vdims=["y", "analyte", "n", "n_censored", "p"],
-                                       label=strategy).opts(color=color, size=7, tools=["hover"]))
-        panels.append(hv.Overlay(overlays).opts(
-            title=f"{group}, {stratum}", yticks=[(-i, a) for i, a in enumerate(analytes)], xlabel=change_label(part),
-            ylabel="", width=430, height=80 + 34 * len(analytes), legend_position="bottom_left"))
+            overlays.append(
+                hv.Scatter(r, kdims=["estimate"], vdims=["y", "analyte", "n", "n_censored", "p"], label=strategy).opts(
+                    color=color, size=7, tools=["hover"]
+                )
+            )
+        panels.append(
+            hv.Overlay(overlays).opts(
+                title=f"{group}, {stratum}",
+                yticks=[(-i, a) for i, a in enumerate(analytes)],
+                xlabel=change_label(part),
+                ylabel="",
+                width=430,
+                height=80 + 34 * len(analytes),
+                legend_position="bottom_left",
+            )
+        )
     return hv.Layout(panels).cols(2).opts(title="Sensitivity to the censoring strategy")
 
 
@@ -295,11 +435,24 @@ def mood_scatter(data: pd.DataFrame, analytes: Sequence[str], mood_column: str, 
         part = data[data["analyte"] == analyte]
         overlays = [hv.VLine(0).opts(color="#bbbbbb", line_width=1), hv.HLine(0).opts(color="#bbbbbb", line_width=1)]
         for stratum, p in part.groupby("stratum", sort=True):
-            overlays.append(hv.Scatter(p, kdims=[_change_column(p)], vdims=[mood_column, "participant_id", "session_id", "group"],
-                                       label=stratum).opts(color=STRATUM_COLORS.get(stratum, "#888888"), size=6,
-                                                           alpha=0.7, tools=["hover"]))
-        panels.append(hv.Overlay(overlays).opts(title=analyte, xlabel=change_label(data), ylabel=mood_column, width=245,
-                                                height=240, show_legend=False))
+            overlays.append(
+                hv.Scatter(
+                    p,
+                    kdims=[_change_column(p)],
+                    vdims=[mood_column, "participant_id", "session_id", "group"],
+                    label=stratum,
+                ).opts(color=STRATUM_COLORS.get(stratum, "#888888"), size=6, alpha=0.7, tools=["hover"])
+            )
+        panels.append(
+            hv.Overlay(overlays).opts(
+                title=analyte, xlabel=change_label(data), ylabel=mood_column, width=245, height=240, show_legend=False
+            )
+        )
     strata = sorted(data.loc[data["analyte"].isin(list(analytes)), "stratum"].unique())
     panels.append(_legend_panel(_stratum_entries(strata), 245, 240))
-    return hv.Layout(panels).cols(cols).opts(shared_axes=False).opts(title=f"Cytokine change vs {mood_column} (active sessions)")
+    return (
+        hv.Layout(panels)
+        .cols(cols)
+        .opts(shared_axes=False)
+        .opts(title=f"Cytokine change vs {mood_column} (active sessions)")
+    )

@@ -75,11 +75,11 @@ from __future__ import annotations
 
 import json
 import math
-from fractions import Fraction
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +88,7 @@ from scipy import optimize, special
 from scipy import stats as sstats
 
 from pipelines.errors import InputError
-from pipelines.units import UNIT_TABLE, canonical_unit  # noqa: F401  (re-exported: the unit table lives there)
+from pipelines.units import UNIT_TABLE, canonical_unit
 
 KEYS = ("participant_id", "session_id", "timepoint")
 CENSORING_LEVELS = ("observed", "below", "above", "missing")
@@ -337,8 +337,15 @@ def declared_unit(declared_units: Mapping[str, str] | None, analyte: str) -> str
     return declared_units.get(analyte, declared_units.get("*"))
 
 
-def analyte_metadata(sidecar: Mapping | None = None, units=None, limits=None, *, source="sidecar",
-                     declared_units: Mapping[str, str] | None = None, file_analytes: Iterable[str] = ()) -> dict:
+def analyte_metadata(
+    sidecar: Mapping | None = None,
+    units=None,
+    limits=None,
+    *,
+    source="sidecar",
+    declared_units: Mapping[str, str] | None = None,
+    file_analytes: Iterable[str] = (),
+) -> dict:
     """Per-analyte ``{"unit", "LLOQ", "ULOQ"}`` from a sidecar dict, overridden by ``units``/``limits``.
 
     Sources, lowest priority first: BIDS column entries with ``Units`` (wide tables), the sidecar's
@@ -363,8 +370,10 @@ def analyte_metadata(sidecar: Mapping | None = None, units=None, limits=None, *,
                 continue
             entry = meta.setdefault(analyte, {"unit": None, "LLOQ": None, "ULOQ": None})
             if entry.get("unit") and not _same_unit(entry["unit"], unit):
-                raise InputError(f"{source}: analyte {analyte}: the sidecar's unit {entry['unit']!r} disagrees with the "
-                                 f"unit {unit!r} declared in the manifest (phenotype table 'units')")
+                raise InputError(
+                    f"{source}: analyte {analyte}: the sidecar's unit {entry['unit']!r} disagrees with the "
+                    f"unit {unit!r} declared in the manifest (phenotype table 'units')"
+                )
             entry["unit"] = entry.get("unit") or unit
     for analyte, unit in (units or {}).items():
         meta.setdefault(analyte, {"LLOQ": None, "ULOQ": None})["unit"] = unit
@@ -404,9 +413,12 @@ def _cells(table: pd.DataFrame, meta: dict, source: str, analytes) -> Iterable[d
         has_unit = "unit" in table.columns
         unknown = [c for c in table.columns if c not in (*KEYS, *LONG_COLUMNS, *REPLICATE_COLUMNS)]
         if unknown:
-            warnings.warn(f"{source}: column(s) {unknown} are not part of a long assay table "
-                          f"({', '.join([*KEYS, *LONG_COLUMNS])}, optional replicate/well) and were not read",
-                          UnknownColumnWarning, stacklevel=3)
+            warnings.warn(
+                f"{source}: column(s) {unknown} are not part of a long assay table "
+                f"({', '.join([*KEYS, *LONG_COLUMNS])}, optional replicate/well) and were not read",
+                UnknownColumnWarning,
+                stacklevel=3,
+            )
         for i, rec in enumerate(table.to_dict("records"), start=1):
             analyte = rec["analyte"].strip()
             if analytes is not None and analyte not in analytes:
@@ -427,8 +439,11 @@ def _cells(table: pd.DataFrame, meta: dict, source: str, analytes) -> Iterable[d
     if not columns:
         raise InputError(f"{source}: wide table without any declared analyte column (columns: {list(table.columns)})")
     if ignored:
-        warnings.warn(f"{source}: columns without a declared unit were not read as analytes: {ignored}",
-                      UnknownColumnWarning, stacklevel=3)
+        warnings.warn(
+            f"{source}: columns without a declared unit were not read as analytes: {ignored}",
+            UnknownColumnWarning,
+            stacklevel=3,
+        )
     for i, rec in enumerate(table.to_dict("records"), start=1):
         for analyte in columns:
             yield {
@@ -446,7 +461,9 @@ def _cells(table: pd.DataFrame, meta: dict, source: str, analytes) -> Iterable[d
 def _combine_wells(group: list[dict], source: str) -> dict:
     first = group[0]
     rows = ";".join(str(g["row"]) for g in group)
-    where = _where(source, rows, first["participant_id"], first["session_id"], first["timepoint"], first["analyte"], "value")
+    where = _where(
+        source, rows, first["participant_id"], first["session_id"], first["timepoint"], first["analyte"], "value"
+    )
     present = [g for g in group if g["censoring"] != "missing"]
     observed = [g["value"] for g in present if g["censoring"] == "observed"]
     below = [g["limit"] for g in present if g["censoring"] == "below"]
@@ -508,8 +525,11 @@ def load_cytokines(
         raise InputError(f"{name}: missing key column(s) {missing_keys} (columns: {list(table.columns)})")
     if declared_units:
         long = {"analyte", "value"} <= set(table.columns)
-        present = (table["analyte"].str.strip().unique() if long
-                   else [c for c in table.columns if c not in (*KEYS, *REPLICATE_COLUMNS)])
+        present = (
+            table["analyte"].str.strip().unique()
+            if long
+            else [c for c in table.columns if c not in (*KEYS, *REPLICATE_COLUMNS)]
+        )
         if not long and "*" not in declared_units:
             present = [c for c in present if c in declared_units]
         try:
@@ -519,15 +539,18 @@ def load_cytokines(
             raise InputError(f"{name}: manifest units: {exc}") from None
     else:
         present = ()
-    meta = analyte_metadata(_read_sidecar(sidecar, path), units, limits, source=name,
-                            declared_units=declared_units, file_analytes=present)
+    meta = analyte_metadata(
+        _read_sidecar(sidecar, path), units, limits, source=name, declared_units=declared_units, file_analytes=present
+    )
     known = _participant_ids(participants)
     wanted = set(analytes) if analytes is not None else None
     replicate_column = next((c for c in REPLICATE_COLUMNS if c in table.columns), None)
 
     cells = []
     for cell in _cells(table, meta, name, wanted):
-        where = _where(name, cell["row"], cell["participant_id"], cell["session_id"], cell["timepoint"], cell["analyte"])
+        where = _where(
+            name, cell["row"], cell["participant_id"], cell["session_id"], cell["timepoint"], cell["analyte"]
+        )
         for key in KEYS:
             if not cell[key]:
                 raise InputError(f"{where}, field {key}: empty key")
@@ -535,23 +558,31 @@ def load_cytokines(
             raise InputError(f"{where}, field participant_id: unknown subject (not in participants)")
         entry = meta.get(cell["analyte"])
         if entry is None:
-            raise InputError(f"{where}, field analyte: no unit declared for this analyte (sidecar 'analytes' or units=)")
+            raise InputError(
+                f"{where}, field analyte: no unit declared for this analyte (sidecar 'analytes' or units=)"
+            )
         factor = 1.0
         unit_text = cell["unit_text"]
         text_is_missing = str(cell["text"]).strip().lower() in MISSING_STRINGS
         if unit_text is not None and unit_text.lower() not in MISSING_STRINGS:
             manifest_unit = declared_unit(declared_units, cell["analyte"])
             if manifest_unit is not None and not _same_unit(unit_text, manifest_unit):
-                raise InputError(f"{where}, field unit: {unit_text!r} disagrees with the unit {manifest_unit!r} "
-                                 "declared for this analyte in the manifest (phenotype table 'units')")
+                raise InputError(
+                    f"{where}, field unit: {unit_text!r} disagrees with the unit {manifest_unit!r} "
+                    "declared for this analyte in the manifest (phenotype table 'units')"
+                )
             try:
                 factor = unit_conversion_ratio(unit_text, entry["unit"])
             except ValueError as exc:
-                raise InputError(f"{where}, field unit: {exc} (declared unit of {cell['analyte']}: {entry['unit']!r})") from None
+                raise InputError(
+                    f"{where}, field unit: {exc} (declared unit of {cell['analyte']}: {entry['unit']!r})"
+                ) from None
         elif unit_text is not None and not text_is_missing and declared_unit(declared_units, cell["analyte"]) is None:
             raise InputError(f"{where}, field unit: value {cell['text']!r} has no unit")
         try:
-            parsed = parse_lab_value(cell["text"], lloq=entry["LLOQ"], uloq=entry["ULOQ"], decimal=decimal, factor=factor)
+            parsed = parse_lab_value(
+                cell["text"], lloq=entry["LLOQ"], uloq=entry["ULOQ"], decimal=decimal, factor=factor
+            )
         except ValueError as exc:
             raise InputError(f"{where}, field value: {exc}") from None
         cell.update(value=parsed.value, censoring=parsed.censoring, limit=parsed.limit, unit=entry["unit"])
@@ -559,10 +590,12 @@ def load_cytokines(
 
     grouped: dict[tuple, list[dict]] = {}
     for cell in cells:
-        grouped.setdefault((cell["participant_id"], cell["session_id"], cell["timepoint"], cell["analyte"]), []).append(cell)
+        grouped.setdefault((cell["participant_id"], cell["session_id"], cell["timepoint"], cell["analyte"]), []).append(
+            cell
+        )
     declared = replicates or replicate_column is not None
     records = []
-    for key, group in grouped.items():
+    for group in grouped.values():
         if len(group) > 1:
             group = _deduplicate(group, name, by_replicate=replicate_column is not None, declared=declared)
         if len(group) == 1:
@@ -586,11 +619,24 @@ def load_cytokines(
     out["unit_raw"] = out["unit_raw"].fillna("").astype(str)
     out = out[
         [
-            *KEYS, "analyte", "value", "censoring", "limit", "unit", "n_replicates", "n_replicates_censored",
-            "replicate_cv_pct", "value_raw", "unit_raw", "source", "source_rows",
+            *KEYS,
+            "analyte",
+            "value",
+            "censoring",
+            "limit",
+            "unit",
+            "n_replicates",
+            "n_replicates_censored",
+            "replicate_cv_pct",
+            "value_raw",
+            "unit_raw",
+            "source",
+            "source_rows",
         ]
     ]
-    out = out.astype({"value": float, "limit": float, "replicate_cv_pct": float, "n_replicates": int, "n_replicates_censored": int})
+    out = out.astype(
+        {"value": float, "limit": float, "replicate_cv_pct": float, "n_replicates": int, "n_replicates_censored": int}
+    )
     _flag_converted_units(out, name)
     out.attrs["analytes"] = meta
     out.attrs["source"] = name
@@ -623,8 +669,10 @@ def _flag_converted_units(out: pd.DataFrame, source: str) -> None:
         reference = part.loc[~converted & (part["censoring"] == "observed") & (part["value"] > 0), "value"]
         rows = ", ".join(str(r) for r in part.loc[converted, "source_rows"])
         units = ", ".join(sorted(set(part.loc[converted, "unit_raw"])))
-        message = (f"{source}: {int(converted.sum())} {analyte} value(s) (rows {rows}) written in {units} were converted "
-                   f"to the declared {part['unit'].iloc[0]}")
+        message = (
+            f"{source}: {int(converted.sum())} {analyte} value(s) (rows {rows}) written in {units} were converted "
+            f"to the declared {part['unit'].iloc[0]}"
+        )
         if len(reference) >= 3:
             median = float(reference.median())
             values = part.loc[converted, "value"]
@@ -632,8 +680,10 @@ def _flag_converted_units(out: pd.DataFrame, source: str) -> None:
             outliers = values.index[(fold >= UNIT_OUTLIER_FOLD).to_numpy()]
             out.loc[outliers, "unit_outlier"] = True
             if len(outliers):
-                message += (f"; {len(outliers)} of them lie ≥ {UNIT_OUTLIER_FOLD:g}× from the median of the other "
-                            f"{analyte} values ({median:g}): check the unit label (flagged unit_outlier)")
+                message += (
+                    f"; {len(outliers)} of them lie ≥ {UNIT_OUTLIER_FOLD:g}× from the median of the other "
+                    f"{analyte} values ({median:g}): check the unit label (flagged unit_outlier)"
+                )
         warnings.warn(message, UnitConversionWarning, stacklevel=4)
 
 
@@ -660,16 +710,28 @@ def _deduplicate(group: list[dict], source: str, *, by_replicate: bool, declared
     for cell in group:
         buckets.setdefault(cell["replicate"] if by_replicate else None, []).append(cell)
     kept = []
-    for label, cells in buckets.items():
+    for cells in buckets.values():
         if len(cells) > 1 and (by_replicate or not declared):
             first = cells[0]
             rows = ";".join(str(c["row"]) for c in cells)
-            where = _where(source, rows, first["participant_id"], first["session_id"], first["timepoint"], first["analyte"], "value")
+            where = _where(
+                source,
+                rows,
+                first["participant_id"],
+                first["session_id"],
+                first["timepoint"],
+                first["analyte"],
+                "value",
+            )
             if not all(_same(first, c) for c in cells[1:]):
                 values = [c["text"] for c in cells]
                 raise InputError(
                     f"{where}: duplicate rows with conflicting values {values}"
-                    + ("" if by_replicate else " (declare replicates=True or add a 'replicate' column if these are wells)")
+                    + (
+                        ""
+                        if by_replicate
+                        else " (declare replicates=True or add a 'replicate' column if these are wells)"
+                    )
                 )
             warnings.warn(f"{where}: identical duplicate rows collapsed into one", stacklevel=4)
             kept.append(first)
@@ -826,11 +888,21 @@ def add_kyn_trp_ratio(parsed: pd.DataFrame, kyn: str = "KYN", trp: str = "TRP", 
                 cens, limit = ("below" if direction < 0 else "above"), num / den * 1000
         rows.append(
             {
-                "participant_id": r.participant_id, "session_id": r.session_id, "timepoint": r.timepoint,
-                "analyte": name, "value": value, "censoring": cens, "limit": limit, "unit": KYN_TRP_UNIT,
-                "n_replicates": 1, "n_replicates_censored": int(cens in ("below", "above")),
-                "replicate_cv_pct": math.nan, "value_raw": "", "unit_raw": "",
-                "source": f"derived: {kyn}/{trp}*1000 from {r.source_k}", "source_rows": "",
+                "participant_id": r.participant_id,
+                "session_id": r.session_id,
+                "timepoint": r.timepoint,
+                "analyte": name,
+                "value": value,
+                "censoring": cens,
+                "limit": limit,
+                "unit": KYN_TRP_UNIT,
+                "n_replicates": 1,
+                "n_replicates_censored": int(cens in ("below", "above")),
+                "replicate_cv_pct": math.nan,
+                "value_raw": "",
+                "unit_raw": "",
+                "source": f"derived: {kyn}/{trp}*1000 from {r.source_k}",
+                "source_rows": "",
             }
         )
     out = pd.concat([parsed, pd.DataFrame.from_records(rows, columns=parsed.columns)], ignore_index=True)
@@ -893,10 +965,18 @@ def censored_normal_mle(lower, upper, *, ci: float = 0.95, null_mean: float = 0.
     is_int = np.isfinite(lo) & np.isfinite(hi) & (lo < hi)
     int_lo, int_hi = lo[is_int], hi[is_int]
     result = {
-        "mean": math.nan, "sd": math.nan, "se_mean": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-        "p": math.nan, "n": int(informative.sum()), "n_exact": int(exact.size),
-        "n_censored": int(informative.sum() - exact.size), "n_uninformative": int((~informative).sum()),
-        "loglik": math.nan, "converged": False,
+        "mean": math.nan,
+        "sd": math.nan,
+        "se_mean": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p": math.nan,
+        "n": int(informative.sum()),
+        "n_exact": int(exact.size),
+        "n_censored": int(informative.sum() - exact.size),
+        "n_uninformative": int((~informative).sum()),
+        "loglik": math.nan,
+        "converged": False,
     }
     if exact.size < 2:
         return result
@@ -909,16 +989,26 @@ def censored_normal_mle(lower, upper, *, ci: float = 0.95, null_mean: float = 0.
     start = np.array([float(np.mean(exact)), math.log(sd0)])
     fit = optimize.minimize(nll, start, method="BFGS")
     if not fit.success:
-        fit = optimize.minimize(nll, fit.x, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 5000})
+        fit = optimize.minimize(
+            nll, fit.x, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 5000}
+        )
     theta = fit.x
     cov = np.linalg.pinv(_hessian(nll, theta))
     se = math.sqrt(cov[0, 0]) if cov[0, 0] > 0 else math.nan
     z = sstats.norm.ppf(0.5 + ci / 2)
-    null = optimize.minimize_scalar(lambda ls: -_censored_loglik(null_mean, ls, *data), bracket=(theta[1] - 1, theta[1] + 1))
+    null = optimize.minimize_scalar(
+        lambda ls: -_censored_loglik(null_mean, ls, *data), bracket=(theta[1] - 1, theta[1] + 1)
+    )
     lr = max(2 * (null.fun - fit.fun), 0.0)
     result.update(
-        mean=float(theta[0]), sd=math.exp(theta[1]), se_mean=se, ci_low=theta[0] - z * se, ci_high=theta[0] + z * se,
-        p=float(sstats.chi2.sf(lr, 1)), loglik=-float(fit.fun), converged=bool(fit.success) and np.isfinite(se),
+        mean=float(theta[0]),
+        sd=math.exp(theta[1]),
+        se_mean=se,
+        ci_low=theta[0] - z * se,
+        ci_high=theta[0] + z * se,
+        p=float(sstats.chi2.sf(lr, 1)),
+        loglik=-float(fit.fun),
+        converged=bool(fit.success) and np.isfinite(se),
     )
     return result
 
@@ -962,8 +1052,22 @@ def log_change_table(
     pairs["strategy"] = strategy
     pairs["change"] = pairs["ln_change"] if scale == "ln_ratio" else pairs["value_post"] - pairs["value_baseline"]
     pairs["change_scale"] = scale
-    return pairs[["participant_id", "session_id", "analyte", "ln_baseline", "ln_post", "ln_change", "value_baseline",
-                  "value_post", "change", "change_scale", "any_censored", "strategy"]]
+    return pairs[
+        [
+            "participant_id",
+            "session_id",
+            "analyte",
+            "ln_baseline",
+            "ln_post",
+            "ln_change",
+            "value_baseline",
+            "value_post",
+            "change",
+            "change_scale",
+            "any_censored",
+            "strategy",
+        ]
+    ]
 
 
 def hedges_g_av(baseline: np.ndarray, post: np.ndarray) -> np.ndarray:
@@ -1007,8 +1111,9 @@ def wilcoxon_p(d: np.ndarray) -> float:
     def r_plus(x, axis=-1):
         return np.sum(np.where(x > 0, ranks, 0.0), axis=axis)
 
-    result = sstats.permutation_test((d,), r_plus, permutation_type="samples", vectorized=True,
-                                     n_resamples=np.inf, alternative="two-sided")
+    result = sstats.permutation_test(
+        (d,), r_plus, permutation_type="samples", vectorized=True, n_resamples=np.inf, alternative="two-sided"
+    )
     return float(result.pvalue)
 
 
@@ -1024,8 +1129,21 @@ def _substitution_stats(ln_base, ln_post, n_censored, *, n_boot, ci, seed) -> di
     d = ln_post - ln_base
     n = d.size
     row = {"n": n, "n_censored": n_censored, "n_uninformative": 0}
-    nan_keys = ("estimate", "ci_low", "ci_high", "sd_change", "p_wilcoxon", "p_ttest", "p_mle", "hedges_g_av",
-                "g_ci_low", "g_ci_high", "rank_biserial", "rb_ci_low", "rb_ci_high")
+    nan_keys = (
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "sd_change",
+        "p_wilcoxon",
+        "p_ttest",
+        "p_mle",
+        "hedges_g_av",
+        "g_ci_low",
+        "g_ci_high",
+        "rank_biserial",
+        "rb_ci_low",
+        "rb_ci_high",
+    )
     row.update(dict.fromkeys(nan_keys, math.nan))
     if n == 0:
         return row
@@ -1055,10 +1173,19 @@ def _mle_stats(pairs: pd.DataFrame, *, ci, scale: str = "ln_ratio") -> dict:
     with np.errstate(invalid="ignore"):
         lower, upper = lo_p - hi_b, hi_p - lo_b
     fit = censored_normal_mle(lower, upper, ci=ci)
-    row = dict.fromkeys(("p_wilcoxon", "p_ttest", "hedges_g_av", "g_ci_low", "g_ci_high", "rank_biserial", "rb_ci_low", "rb_ci_high"), math.nan)
+    row = dict.fromkeys(
+        ("p_wilcoxon", "p_ttest", "hedges_g_av", "g_ci_low", "g_ci_high", "rank_biserial", "rb_ci_low", "rb_ci_high"),
+        math.nan,
+    )
     row.update(
-        n=fit["n"], n_censored=fit["n_censored"], n_uninformative=fit["n_uninformative"], estimate=fit["mean"],
-        ci_low=fit["ci_low"], ci_high=fit["ci_high"], sd_change=fit["sd"], p_mle=fit["p"],
+        n=fit["n"],
+        n_censored=fit["n_censored"],
+        n_uninformative=fit["n_uninformative"],
+        estimate=fit["mean"],
+        ci_low=fit["ci_low"],
+        ci_high=fit["ci_high"],
+        sd_change=fit["sd"],
+        p_mle=fit["p"],
     )
     return row
 
@@ -1140,13 +1267,35 @@ def paired_change(
             stats_row = _mle_stats(group, ci=ci, scale=scale)
         else:
             stats_row = _substitution_stats(
-                transform(group["value_baseline"].to_numpy(float)), transform(group["value_post"].to_numpy(float)),
-                censored, n_boot=n_boot, ci=ci, seed=seed,
+                transform(group["value_baseline"].to_numpy(float)),
+                transform(group["value_post"].to_numpy(float)),
+                censored,
+                n_boot=n_boot,
+                ci=ci,
+                seed=seed,
             )
         rows.append({"analyte": analyte, "session_id": session, "stratum": stratum, **stats_row})
-    columns = ["analyte", "session_id", "stratum", "n", "n_censored", "n_uninformative", "estimate", "ci_low",
-               "ci_high", "sd_change", "p_wilcoxon", "p_ttest", "p_mle", "hedges_g_av", "g_ci_low", "g_ci_high",
-               "rank_biserial", "rb_ci_low", "rb_ci_high"]
+    columns = [
+        "analyte",
+        "session_id",
+        "stratum",
+        "n",
+        "n_censored",
+        "n_uninformative",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "sd_change",
+        "p_wilcoxon",
+        "p_ttest",
+        "p_mle",
+        "hedges_g_av",
+        "g_ci_low",
+        "g_ci_high",
+        "rank_biserial",
+        "rb_ci_low",
+        "rb_ci_high",
+    ]
     table = pd.DataFrame.from_records(rows, columns=columns)
     if strategy == "censored_mle":
         table["p"] = table["p_mle"]
@@ -1155,15 +1304,27 @@ def paired_change(
     table = _fdr_within(table, ["session_id", "stratum"], fdr_alpha)
     for col in ("estimate", "ci_low", "ci_high"):
         table[col.replace("estimate", "fold_change").replace("ci_", "fold_ci_")] = (
-            np.exp(table[col]) if scale == "ln_ratio" else np.nan)
+            np.exp(table[col]) if scale == "ln_ratio" else np.nan
+        )
     table["baseline"], table["post"], table["strategy"] = baseline, post, strategy
     table["change_scale"] = scale
-    table["estimand"] = ("mean of ln(post/baseline); exp() = geometric-mean fold change" if scale == "ln_ratio"
-                         else "mean of (post − baseline), in the analyte's unit")
-    test = "likelihood-ratio test" if strategy == "censored_mle" else {"wilcoxon": "Wilcoxon signed-rank", "ttest": "paired t"}[primary_test]
+    table["estimand"] = (
+        "mean of ln(post/baseline); exp() = geometric-mean fold change"
+        if scale == "ln_ratio"
+        else "mean of (post − baseline), in the analyte's unit"
+    )
+    test = (
+        "likelihood-ratio test"
+        if strategy == "censored_mle"
+        else {"wilcoxon": "Wilcoxon signed-rank", "ttest": "paired t"}[primary_test]
+    )
     table["method"] = (
         f"{STRATEGY_DESCRIPTIONS[strategy]}; p from {test}; BH-FDR across analytes within session x stratum; "
-        + ("Wald CI" if strategy == "censored_mle" else f"t CI; effect-size CIs: percentile bootstrap n_boot={n_boot}, seed={seed}")
+        + (
+            "Wald CI"
+            if strategy == "censored_mle"
+            else f"t CI; effect-size CIs: percentile bootstrap n_boot={n_boot}, seed={seed}"
+        )
     )
     return table.reset_index(drop=True)
 
@@ -1294,7 +1455,8 @@ def stratum_mixed_model(
     data = data[data["stratum"].isin({inflamed, *other})]
     # The dose comes from ``sessions``; a dose column already in the table would otherwise be suffixed away.
     data = data.drop(columns=["dose_mg_per_kg"], errors="ignore").merge(
-        sessions[["participant_id", "session_id", "dose_mg_per_kg"]], on=["participant_id", "session_id"], how="left")
+        sessions[["participant_id", "session_id", "dose_mg_per_kg"]], on=["participant_id", "session_id"], how="left"
+    )
     no_dose = data["dose_mg_per_kg"].isna()
     if no_dose.any():
         r = data[no_dose].iloc[0]
@@ -1315,9 +1477,13 @@ def stratum_mixed_model(
         if group["timepoint"].nunique() < len(timepoints):
             if analytes is None:  # e.g. CRP measured at baseline only: nothing to model over time
                 continue
-            raise ValueError(f"analyte {analyte}: measured at {sorted(set(group['timepoint']))}, not at all of {timepoints}")
+            raise ValueError(
+                f"analyte {analyte}: measured at {sorted(set(group['timepoint']))}, not at all of {timepoints}"
+            )
         if group["inflamed"].nunique() < 2:
-            raise ValueError(f"analyte {analyte}: both strata are needed for the model, have {sorted(set(group['stratum']))}")
+            raise ValueError(
+                f"analyte {analyte}: both strata are needed for the model, have {sorted(set(group['stratum']))}"
+            )
         fit = mixed_model(group.reset_index(drop=True), formula, groups="participant_id", reml=reml)
         results.append(fit.assign(analyte=analyte, formula=formula, strategy=strategy))
     table = _fdr_within(pd.concat(results, ignore_index=True), ["term"], fdr_alpha)
@@ -1364,8 +1530,15 @@ def change_vs_mood(
     x = list(wide.columns)
     data = wide.reset_index().merge(mood_change[need], on=keys, how="inner")
     table = correlation_table(
-        data, x=x, y=outcomes, method=method, covariates=list(covariates) if covariates else None,
-        n_boot=n_boot, ci=ci, seed=seed, fdr_alpha=fdr_alpha,
+        data,
+        x=x,
+        y=outcomes,
+        method=method,
+        covariates=list(covariates) if covariates else None,
+        n_boot=n_boot,
+        ci=ci,
+        seed=seed,
+        fdr_alpha=fdr_alpha,
     )
     return table.assign(baseline=baseline, post=post, strategy=strategy, change_scale=scale)
 
@@ -1375,15 +1548,17 @@ STRATA_SOURCES = ("auto", "screening", "mean_baselines", "single_baseline")
 ACUTE_RULES = ("session", "subject")
 STRATA_SOURCE_TEXT = {
     "screening": "a separate screening CRP draw (independent of the baselines the change is measured from: no "
-                 "regression to the mean)",
+    "regression to the mean)",
     "mean_baselines": "the geometric mean of the subject's repeated pre-infusion baselines (a session's own "
-                      "baseline is one of k draws, so within-stratum changes keep about 1/k of a single baseline's "
-                      "regression to the mean; the placebo-controlled interaction is unbiased)",
+    "baseline is one of k draws, so within-stratum changes keep about 1/k of a single baseline's "
+    "regression to the mean; the placebo-controlled interaction is unbiased)",
     "single_baseline": "each session's own baseline CRP, the draw the change is measured from",
 }
-RTM_WARNING = ("⚠ Strata come from the single baseline CRP the change is measured from: the stratum contrast (and "
-               "each stratum's change) is biased by regression to the mean; only the placebo-controlled interaction "
-               "is interpretable.")
+RTM_WARNING = (
+    "⚠ Strata come from the single baseline CRP the change is measured from: the stratum contrast (and "
+    "each stratum's change) is biased by regression to the mean; only the placebo-controlled interaction "
+    "is interpretable."
+)
 
 
 def acute_rule_text(rule: str, acute_threshold: float | None, unit: str = "mg/L") -> str:
@@ -1393,25 +1568,33 @@ def acute_rule_text(rule: str, acute_threshold: float | None, unit: str = "mg/L"
     if rule == "subject":
         what = "a subject with any pre-infusion CRP (screening or any baseline) ≥ {t} {u} is left out of the strata analysis"
     else:
-        what = ("a session whose baseline CRP is ≥ {t} {u} is left out of the strata analysis (and of the mean of "
-                "baselines); a subject whose screening CRP is ≥ {t} {u} is left out entirely")
-    return (f"Acute-infection rule '{rule}' (CRP ≥ {acute_threshold:g} {unit} = probable acute infection): "
-            + what.format(t=f"{acute_threshold:g}", u=unit)
-            + ". Post-infusion values ≥ the limit are flagged, never used to exclude (that would select on the outcome).")
+        what = (
+            "a session whose baseline CRP is ≥ {t} {u} is left out of the strata analysis (and of the mean of "
+            "baselines); a subject whose screening CRP is ≥ {t} {u} is left out entirely"
+        )
+    return (
+        f"Acute-infection rule '{rule}' (CRP ≥ {acute_threshold:g} {unit} = probable acute infection): "
+        + what.format(t=f"{acute_threshold:g}", u=unit)
+        + ". Post-infusion values ≥ the limit are flagged, never used to exclude (that would select on the outcome)."
+    )
 
 
 def _classify(lower: pd.Series, upper: pd.Series, thr: pd.Series, rel_tol: float, inflamed: str, not_inflamed: str):
     """inflamed when the value's lower bound is at/above the threshold, not inflamed when the upper bound is below."""
-    return np.select([lower >= thr * (1 - rel_tol), upper < thr * (1 - rel_tol)], [inflamed, not_inflamed],
-                     default="undetermined")
+    return np.select(
+        [lower >= thr * (1 - rel_tol), upper < thr * (1 - rel_tol)], [inflamed, not_inflamed], default="undetermined"
+    )
 
 
 def _bounds(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     cens, value, limit = rows["censoring"], rows["value"], rows["limit"]
-    lower = pd.Series(np.select([cens == "observed", cens == "below", cens == "above"], [value, 0.0, limit], np.nan),
-                      index=rows.index)
-    upper = pd.Series(np.select([cens == "observed", cens == "below", cens == "above"], [value, limit, np.inf], np.nan),
-                      index=rows.index)
+    lower = pd.Series(
+        np.select([cens == "observed", cens == "below", cens == "above"], [value, 0.0, limit], np.nan), index=rows.index
+    )
+    upper = pd.Series(
+        np.select([cens == "observed", cens == "below", cens == "above"], [value, limit, np.inf], np.nan),
+        index=rows.index,
+    )
     return lower, upper
 
 
@@ -1463,25 +1646,40 @@ def define_strata(
         raise InputError(f"{where}: no {crp_analyte} rows at time point {baseline!r}")
     unit = base["unit"].iloc[0]
     if crp_all["unit"].nunique() > 1:
-        raise InputError(f"{where}: analyte {crp_analyte} has more than one declared unit {sorted(set(crp_all['unit']))}")
+        raise InputError(
+            f"{where}: analyte {crp_analyte} has more than one declared unit {sorted(set(crp_all['unit']))}"
+        )
     try:
         thr = convert_exact(threshold, unit_conversion_ratio(threshold_unit, unit))
-        acute = None if acute_threshold is None else convert_exact(acute_threshold, unit_conversion_ratio(threshold_unit, unit))
+        acute = (
+            None
+            if acute_threshold is None
+            else convert_exact(acute_threshold, unit_conversion_ratio(threshold_unit, unit))
+        )
     except ValueError as exc:
         raise InputError(f"{where}: analyte {crp_analyte}: {exc}") from None
-    screen = (crp_all[(crp_all["timepoint"] == screening) & (crp_all["censoring"] != "missing")].copy()
-              if screening else crp_all.iloc[:0])
+    screen = (
+        crp_all[(crp_all["timepoint"] == screening) & (crp_all["censoring"] != "missing")].copy()
+        if screening
+        else crp_all.iloc[:0]
+    )
     if screen.duplicated("participant_id").any():
         dup = screen[screen.duplicated("participant_id")].iloc[0]
         raise InputError(f"{where}: subject {dup['participant_id']}: more than one {crp_analyte} draw at {screening!r}")
     n_baselines = base.groupby("participant_id")["session_id"].nunique()
-    available = {"screening": not screen.empty, "mean_baselines": bool(len(n_baselines)) and (n_baselines >= 2).all(),
-                 "single_baseline": True}
+    available = {
+        "screening": not screen.empty,
+        "mean_baselines": bool(len(n_baselines)) and (n_baselines >= 2).all(),
+        "single_baseline": True,
+    }
     if source == "auto":
         source = next(s for s in ("screening", "mean_baselines", "single_baseline") if available[s])
     elif not available[source]:
-        reason = (f"no {crp_analyte} draw at time point {screening!r}" if source == "screening"
-                  else f"subjects with fewer than 2 baselines: {sorted(n_baselines[n_baselines < 2].index)}")
+        reason = (
+            f"no {crp_analyte} draw at time point {screening!r}"
+            if source == "screening"
+            else f"subjects with fewer than 2 baselines: {sorted(n_baselines[n_baselines < 2].index)}"
+        )
         raise InputError(f"{where}: strata source {source!r} is not available ({reason})")
 
     def at_or_above(rows, limit):
@@ -1493,8 +1691,9 @@ def define_strata(
     flags = pd.DataFrame(columns=["participant_id", "session_id", "timepoint", "crp", "crp_unit"])
     if acute is not None:
         high = crp_all[(crp_all["censoring"] != "missing") & at_or_above(crp_all, acute)]
-        flags = high.assign(crp=np.where(high["censoring"] == "observed", high["value"], high["limit"]),
-                            crp_unit=unit)[["participant_id", "session_id", "timepoint", "crp", "crp_unit"]]
+        flags = high.assign(crp=np.where(high["censoring"] == "observed", high["value"], high["limit"]), crp_unit=unit)[
+            ["participant_id", "session_id", "timepoint", "crp", "crp_unit"]
+        ]
     screen_acute = set(screen.loc[screen["acute"], "participant_id"])
     subject_acute = set(base.loc[base["acute"], "participant_id"]) | screen_acute
 
@@ -1502,9 +1701,16 @@ def define_strata(
     lower, upper = _bounds(base)
     out["crp_baseline"] = np.where(base["censoring"] == "observed", base["value"], base["limit"])
     screen_value = screen.set_index("participant_id")
-    out["crp_screening"] = out["participant_id"].map(
-        pd.Series(np.where(screen_value["censoring"] == "observed", screen_value["value"], screen_value["limit"]),
-                  index=screen_value.index)) if not screen.empty else np.nan
+    out["crp_screening"] = (
+        out["participant_id"].map(
+            pd.Series(
+                np.where(screen_value["censoring"] == "observed", screen_value["value"], screen_value["limit"]),
+                index=screen_value.index,
+            )
+        )
+        if not screen.empty
+        else np.nan
+    )
     out["acute_flag"] = base["acute"].to_numpy() | out["participant_id"].isin(screen_acute).to_numpy()
     reason = pd.Series("", index=out.index, dtype=object)
     if acute is not None:

@@ -16,8 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["PRODUCERS", "cytokine_changes_table", "mood_changes_table", "read_table", "session_label",
-           "table_path", "tables_dir", "write_tables"]
+__all__ = [
+    "PRODUCERS",
+    "cytokine_changes_table",
+    "mood_changes_table",
+    "read_table",
+    "session_label",
+    "table_path",
+    "tables_dir",
+    "write_tables",
+]
 
 # Table name -> the notebook whose last cell writes it.
 PRODUCERS: dict[str, str] = {
@@ -68,12 +76,15 @@ def read_table(study, name: str) -> pd.DataFrame:
     if not path.is_file():
         producer = PRODUCERS.get(name)
         if producer is None:
-            raise FileNotFoundError(f"derived table {name!r} of study {study.name!r} not found at {path}, and no "
-                                    f"notebook is known to write it; known tables: {sorted(PRODUCERS)}")
+            raise FileNotFoundError(
+                f"derived table {name!r} of study {study.name!r} not found at {path}, and no "
+                f"notebook is known to write it; known tables: {sorted(PRODUCERS)}"
+            )
         raise FileNotFoundError(
             f"derived table {name!r} of study {study.name!r} not found at {path}: it is written by notebook "
             f"{producer} — run `make all` (or `python -m pipelines.build notebook "
-            f"{study.manifest.manifest_path} {producer}`) first")
+            f"{study.manifest.manifest_path} {producer}`) first"
+        )
     header = pd.read_csv(path, sep="\t", nrows=0).columns
     dtypes = {c: t for c, t in _STRING_COLUMNS.items() if c in header}
     return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype=dtypes)
@@ -91,9 +102,15 @@ def mood_changes_table(outcomes: pd.DataFrame, score: str, scale: str) -> pd.Dat
     timepoint, value (the total), baseline, change (time point − baseline; negative = better),
     improvement (baseline − time point; positive = better), pct_change, response (≥ 50 % reduction),
     remission (total at or below the threshold notebook 02 used)."""
-    columns = {score: "value", f"{score}_baseline": "baseline", f"{score}_change": "change",
-               f"{score}_improvement": "improvement", f"{score}_pct_change": "pct_change",
-               f"{score}_response": "response", f"{score}_remission": "remission"}
+    columns = {
+        score: "value",
+        f"{score}_baseline": "baseline",
+        f"{score}_change": "change",
+        f"{score}_improvement": "improvement",
+        f"{score}_pct_change": "pct_change",
+        f"{score}_response": "response",
+        f"{score}_remission": "remission",
+    }
     missing = [c for c in columns if c not in outcomes.columns]
     if missing:
         raise KeyError(f"mood outcome table lacks {missing}")
@@ -108,6 +125,16 @@ def cytokine_changes_table(changes: pd.DataFrame, baseline: str, post: str) -> p
     """Per subject-session-analyte ln(post/baseline) (from :func:`pipelines.cytokine_analysis.change_table`):
     participant_id, session_id, dose_mg_per_kg, analyte, ln_baseline, ln_post, ln_change, any_censored,
     strategy (censoring substitution), stratum (session-level, from baseline CRP), baseline, post."""
-    keep = ["participant_id", "session_id", "dose_mg_per_kg", "analyte", "ln_baseline", "ln_post", "ln_change",
-            "any_censored", "strategy", "stratum"]
+    keep = [
+        "participant_id",
+        "session_id",
+        "dose_mg_per_kg",
+        "analyte",
+        "ln_baseline",
+        "ln_post",
+        "ln_change",
+        "any_censored",
+        "strategy",
+        "stratum",
+    ]
     return changes[keep].assign(baseline=baseline, post=post).reset_index(drop=True)

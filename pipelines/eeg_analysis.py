@@ -33,13 +33,29 @@ class EEGParameters:
     step_s: float
 
     def dynamics_config(self, base):
-        return base.model_copy(update={"alpha_threshold_db": self.threshold_db, "hold_s": self.hold_s,
-                                       "smooth_windows": self.smooth_windows, "plateau_s": self.plateau_s,
-                                       "entropy_measure": self.entropy_measure})
+        return base.model_copy(
+            update={
+                "alpha_threshold_db": self.threshold_db,
+                "hold_s": self.hold_s,
+                "smooth_windows": self.smooth_windows,
+                "plateau_s": self.plateau_s,
+                "entropy_measure": self.entropy_measure,
+            }
+        )
 
 
-def validate_parameters(study, measures=None, regions=None, threshold_db=None, hold_s=None, smooth_windows=None,
-                        plateau_s=None, entropy_measure=None, window_s=None, step_s=None) -> EEGParameters:
+def validate_parameters(
+    study,
+    measures=None,
+    regions=None,
+    threshold_db=None,
+    hold_s=None,
+    smooth_windows=None,
+    plateau_s=None,
+    entropy_measure=None,
+    window_s=None,
+    step_s=None,
+) -> EEGParameters:
     """Check notebook 01's parameters against the study; None means the manifest's value."""
     eeg = study.manifest.eeg
     features, dyn = eeg.features, eeg.dynamics
@@ -48,27 +64,38 @@ def validate_parameters(study, measures=None, regions=None, threshold_db=None, h
     for name in measures:
         if name not in available:
             hint = difflib.get_close_matches(name, available, 1)
-            raise ValueError(f"measure {name!r} was not computed for this study" + (f" — did you mean {hint[0]!r}?" if hint else "")
-                             + f"; computed: {available} (eeg.features.measures in the manifest)")
+            raise ValueError(
+                f"measure {name!r} was not computed for this study"
+                + (f" — did you mean {hint[0]!r}?" if hint else "")
+                + f"; computed: {available} (eeg.features.measures in the manifest)"
+            )
     regions = list(regions) if regions is not None else list(eeg.rois)
     for region in regions:
         if region not in eeg.rois:
             raise ValueError(f"region {region!r} is not in eeg.rois of the manifest: {sorted(eeg.rois)}")
     for given, computed, name in ((window_s, features.window_s, "window_s"), (step_s, features.step_s, "step_s")):
         if given is not None and float(given) != computed:
-            raise ValueError(f"{name}={given} differs from the computed features ({computed}); windows are computed once "
-                             f"by the features step: set eeg.features.{name} in the manifest instead")
+            raise ValueError(
+                f"{name}={given} differs from the computed features ({computed}); windows are computed once "
+                f"by the features step: set eeg.features.{name} in the manifest instead"
+            )
     threshold_db = dyn.alpha_threshold_db if threshold_db is None else alpha_threshold_db(threshold_db)
     if threshold_db >= 0:
         raise ValueError(f"threshold_db must be negative (a suppression), got {threshold_db}")
     entropy_measure = entropy_measure or dyn.entropy_measure
     if entropy_measure not in available:
         raise ValueError(f"entropy_measure {entropy_measure!r} was not computed; computed: {available}")
-    return EEGParameters(measures=measures, regions=regions, threshold_db=threshold_db,
-                         hold_s=dyn.hold_s if hold_s is None else float(hold_s),
-                         smooth_windows=dyn.smooth_windows if smooth_windows is None else int(smooth_windows),
-                         plateau_s=dyn.plateau_s if plateau_s is None else float(plateau_s),
-                         entropy_measure=entropy_measure, window_s=features.window_s, step_s=features.step_s)
+    return EEGParameters(
+        measures=measures,
+        regions=regions,
+        threshold_db=threshold_db,
+        hold_s=dyn.hold_s if hold_s is None else float(hold_s),
+        smooth_windows=dyn.smooth_windows if smooth_windows is None else int(smooth_windows),
+        plateau_s=dyn.plateau_s if plateau_s is None else float(plateau_s),
+        entropy_measure=entropy_measure,
+        window_s=features.window_s,
+        step_s=features.step_s,
+    )
 
 
 def infusion_end_rel_s(qc: pd.DataFrame) -> float:
@@ -79,8 +106,13 @@ def infusion_end_rel_s(qc: pd.DataFrame) -> float:
     return float(durations.median())
 
 
-def time_course_frame(features, name: str, kind: str = "summary", region_channels: list[str] | None = None,
-                      baseline_window_s: float | None = None) -> pd.DataFrame:
+def time_course_frame(
+    features,
+    name: str,
+    kind: str = "summary",
+    region_channels: list[str] | None = None,
+    baseline_window_s: float | None = None,
+) -> pd.DataFrame:
     """Long table (participant_id, session, dose_mg_per_kg, time_s, value) of one measure.
 
     ``kind='summary'`` takes a summary measure; ``kind='channel'`` averages a per-channel measure over
@@ -105,15 +137,23 @@ def time_course_frame(features, name: str, kind: str = "summary", region_channel
     return frame.dropna(subset=["dose_mg_per_kg"])
 
 
-def dose_response_tables(changes: pd.DataFrame, pairs: list[tuple[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def dose_response_tables(
+    changes: pd.DataFrame, pairs: list[tuple[str, str]]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Fixed effects, per-dose means and peak doses for each (measure, region)."""
     models, per_dose, peaks = [], [], []
     for measure, region in pairs:
         result = dynamics.dose_response(changes, measure, region)
         models.append(result["model"])
         per_dose.append(result["per_dose"])
-        peaks.append({"measure": measure, "region": region, "dose_of_max_mean_change": result["dose_of_max"],
-                      "parabola_vertex_mg_per_kg": result["vertex_mg_per_kg"]})
+        peaks.append(
+            {
+                "measure": measure,
+                "region": region,
+                "dose_of_max_mean_change": result["dose_of_max"],
+                "parabola_vertex_mg_per_kg": result["vertex_mg_per_kg"],
+            }
+        )
     return pd.concat(models, ignore_index=True), pd.concat(per_dose, ignore_index=True), pd.DataFrame(peaks)
 
 
@@ -122,43 +162,72 @@ def suppression_entropy_relation(markers: pd.DataFrame, changes: pd.DataFrame, e
     repeated-measures correlation (within subject) and Spearman (pooled), via pipelines.stats."""
     from pipelines import stats
 
-    entropy = changes[(changes["measure"] == entropy_measure) & (changes["region"] == "global")][["participant_id", "session", "change"]]
+    entropy = changes[(changes["measure"] == entropy_measure) & (changes["region"] == "global")][
+        ["participant_id", "session", "change"]
+    ]
     alpha = changes[(changes["measure"] == "occipital_alpha_db")][["participant_id", "session", "change"]]
-    joined = alpha.rename(columns={"change": "alpha_change_db"}).merge(entropy.rename(columns={"change": "entropy_change"}),
-                                                                        on=["participant_id", "session"])
+    joined = alpha.rename(columns={"change": "alpha_change_db"}).merge(
+        entropy.rename(columns={"change": "entropy_change"}), on=["participant_id", "session"]
+    )
     joined = joined.merge(markers[["participant_id", "session", "dose_mg_per_kg"]], on=["participant_id", "session"])
     active = joined[joined["dose_mg_per_kg"] > 0].dropna()
-    pooled = stats.correlation_table(active, ["alpha_change_db"], ["entropy_change"], method="spearman", n_boot=1000, seed=0)
+    pooled = stats.correlation_table(
+        active, ["alpha_change_db"], ["entropy_change"], method="spearman", n_boot=1000, seed=0
+    )
     within = stats.rm_correlation(active, "alpha_change_db", "entropy_change", "participant_id")
     return joined, pooled, within
 
 
-def summary_text(markers: pd.DataFrame, per_dose: pd.DataFrame, peaks: pd.DataFrame, models: pd.DataFrame,
-                 params: EEGParameters, shape_tests: pd.DataFrame | None = None) -> str:
+def summary_text(
+    markers: pd.DataFrame,
+    per_dose: pd.DataFrame,
+    peaks: pd.DataFrame,
+    models: pd.DataFrame,
+    params: EEGParameters,
+    shape_tests: pd.DataFrame | None = None,
+) -> str:
     """A short written summary generated from the numbers (p-values by :func:`pipelines.stats.format_p`)."""
     from pipelines import stats
 
     lines = []
     alpha = per_dose[per_dose["measure"] == "occipital_alpha_db"].sort_values("dose_mg_per_kg")
     if not alpha.empty:
-        parts = [f"{r.dose_mg_per_kg:g} mg/kg: {r['mean']:.1f} dB (95% CI {r.ci_low:.1f} to {r.ci_high:.1f})" for _, r in alpha.iterrows()]
+        parts = [
+            f"{r.dose_mg_per_kg:g} mg/kg: {r['mean']:.1f} dB (95% CI {r.ci_low:.1f} to {r.ci_high:.1f})"
+            for _, r in alpha.iterrows()
+        ]
         lines.append("Occipital alpha on the infusion plateau, relative to baseline — " + "; ".join(parts) + ".")
-    onset = markers.groupby("dose_mg_per_kg").agg(n=("participant_id", "size"),
-                                                  reached=("alpha_suppression_onset_s", lambda s: int(s.notna().sum())),
-                                                  median_onset=("alpha_suppression_onset_s", "median"))
-    parts = [f"{dose:g} mg/kg: {int(r.reached)}/{int(r.n)}" + (f" (median onset {r.median_onset:.0f} s)" if r.reached else "")
-             for dose, r in onset.iterrows()]
-    lines.append(f"Sustained suppression below {params.threshold_db:g} dB for ≥ {params.hold_s:g} s was reached in " + "; ".join(parts) + ".")
+    onset = markers.groupby("dose_mg_per_kg").agg(
+        n=("participant_id", "size"),
+        reached=("alpha_suppression_onset_s", lambda s: int(s.notna().sum())),
+        median_onset=("alpha_suppression_onset_s", "median"),
+    )
+    parts = [
+        f"{dose:g} mg/kg: {int(r.reached)}/{int(r.n)}"
+        + (f" (median onset {r.median_onset:.0f} s)" if r.reached else "")
+        for dose, r in onset.iterrows()
+    ]
+    lines.append(
+        f"Sustained suppression below {params.threshold_db:g} dB for ≥ {params.hold_s:g} s was reached in "
+        + "; ".join(parts)
+        + "."
+    )
     entropy = peaks[(peaks["measure"] == params.entropy_measure) & (peaks["region"] == "global")]
     if not entropy.empty:
         row = entropy.iloc[0]
-        quad = models[(models["measure"] == params.entropy_measure) & (models["region"] == "global") & (models["term"] == "dose_sq")]
+        quad = models[
+            (models["measure"] == params.entropy_measure)
+            & (models["region"] == "global")
+            & (models["term"] == "dose_sq")
+        ]
         q = quad.iloc[0] if not quad.empty else None
         text = f"Entropy ({params.entropy_measure}, all channels) rose most at {row.dose_of_max_mean_change:g} mg/kg"
         if q is not None:
             # Description only: a negative dose² term does not show an inverted U (see dose_effect_tests).
-            text += (f"; the quadratic term of the descriptive parabola is {q.estimate:.3f} (95% CI {q.ci_low:.3f} to "
-                     f"{q.ci_high:.3f}, {stats.format_p(q.p)}), which does not by itself show an inverted U")
+            text += (
+                f"; the quadratic term of the descriptive parabola is {q.estimate:.3f} (95% CI {q.ci_low:.3f} to "
+                f"{q.ci_high:.3f}, {stats.format_p(q.p)}), which does not by itself show an inverted U"
+            )
         lines.append(text + ".")
     if shape_tests is not None and not shape_tests.empty:
         sentence = shape_sentence(shape_tests, params.entropy_measure)
@@ -169,19 +238,34 @@ def summary_text(markers: pd.DataFrame, per_dose: pd.DataFrame, peaks: pd.DataFr
 
 def qc_table(qc: pd.DataFrame) -> pd.DataFrame:
     """QC per recording, readable: bad channels as text."""
-    out = qc[["recording", "dose_mg_per_kg", "n_channels", "n_windows", "n_rejected_windows", "fraction_kept", "median_channel_sd_uv"]].copy()
-    out["bad_channels"] = [", ".join(f"{k} ({v.split(' ')[0]})" for k, v in json.loads(b).items()) for b in qc["bad_channels"]]
+    out = qc[
+        [
+            "recording",
+            "dose_mg_per_kg",
+            "n_channels",
+            "n_windows",
+            "n_rejected_windows",
+            "fraction_kept",
+            "median_channel_sd_uv",
+        ]
+    ].copy()
+    out["bad_channels"] = [
+        ", ".join(f"{k} ({v.split(' ')[0]})" for k, v in json.loads(b).items()) for b in qc["bad_channels"]
+    ]
     # Regions whose channels were missing or replaced, and preprocessing notes: what a reader must know.
-    out["roi_substitutions"] = ["; ".join(n for n in json.loads(r) if "missing" in n or "instead" in n or "none of" in n)
-                                for r in qc["rois"]]
+    out["roi_substitutions"] = [
+        "; ".join(n for n in json.loads(r) if "missing" in n or "instead" in n or "none of" in n) for r in qc["rois"]
+    ]
     out["notes"] = ["; ".join(json.loads(n)) for n in qc["notes"]]
     return out
 
 
 # --- designs without an infusion or a dose trend (two conditions, eyes open / closed, drug vs placebo) -------
 
-LEVEL_CONVENTION = ("absolute level: mean of the measure over the recording's retained (non-rejected) windows, per "
-                    "recording; regions average their channels first")
+LEVEL_CONVENTION = (
+    "absolute level: mean of the measure over the recording's retained (non-rejected) windows, per "
+    "recording; regions average their channels first"
+)
 
 
 def condition_levels(features, names: list[str], region_channels: dict[str, list[str]] | None = None) -> pd.DataFrame:
@@ -259,14 +343,21 @@ def contrast_summary_text(contrasts: pd.DataFrame, design) -> str:
         return "\n\n".join(lines)
     ordered = contrasts.sort_values("p_fdr")
     for row in ordered.head(6).itertuples():
-        lines.append(f"- {row.measure} ({row.region}): {row.b} − {row.a} = {row.mean_difference:.3g} "
-                     f"[{row.ci_low:.3g}, {row.ci_high:.3g}], n = {row.n_subjects} subjects, "
-                     f"{format_p(row.p)}, {format_p(row.p_fdr, 'p_FDR')}, g_av = {row.hedges_g_av:.2f}")
+        lines.append(
+            f"- {row.measure} ({row.region}): {row.b} − {row.a} = {row.mean_difference:.3g} "
+            f"[{row.ci_low:.3g}, {row.ci_high:.3g}], n = {row.n_subjects} subjects, "
+            f"{format_p(row.p)}, {format_p(row.p_fdr, 'p_FDR')}, g_av = {row.hedges_g_av:.2f}"
+        )
     return "\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])
 
 
-def dose_effect_tests(changes: pd.DataFrame, pairs: list[tuple[str, str]], n_boot: int = 499, seed: int = 0,
-                      session_order: pd.DataFrame | None = None) -> pd.DataFrame:
+def dose_effect_tests(
+    changes: pd.DataFrame,
+    pairs: list[tuple[str, str]],
+    n_boot: int = 499,
+    seed: int = 0,
+    session_order: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Subject-level dose inference per (measure, region), calibrated by simulation (docs/statistics.md):
 
     * ``dose_effect``: fixed dose slope of ``change ~ dose + crossover terms + (1 + dose | subject)`` with
@@ -283,7 +374,8 @@ def dose_effect_tests(changes: pd.DataFrame, pairs: list[tuple[str, str]], n_boo
     order = None
     if session_order is not None:
         order = session_order.assign(session=session_order["session_id"].str.removeprefix("ses-"))[
-            ["participant_id", "session", "session_order", "period", "sequence", "carryover_dose"]]
+            ["participant_id", "session", "session_order", "period", "sequence", "carryover_dose"]
+        ]
     rows = []
     for measure, region in pairs:
         data = changes[(changes["measure"] == measure) & (changes["region"] == region)].dropna(subset=["change"])
@@ -291,11 +383,25 @@ def dose_effect_tests(changes: pd.DataFrame, pairs: list[tuple[str, str]], n_boo
             continue
         if order is not None:
             data = data.merge(order, on=["participant_id", "session"], how="left", validate="many_to_one")
-        model = crossover_dose_model(data, "change", "dose_mg_per_kg", "participant_id",
-                                     None if order is None else "session_order", n_boot=n_boot, seed=seed)
+        model = crossover_dose_model(
+            data,
+            "change",
+            "dose_mg_per_kg",
+            "participant_id",
+            None if order is None else "session_order",
+            n_boot=n_boot,
+            seed=seed,
+        )
         dose_row = model.iloc[[0]].assign(test="dose_effect")
-        lines = two_lines_test(data, "change", "dose_mg_per_kg", "participant_id",
-                               period=None if order is None else "period", n_boot=n_boot, seed=seed)
+        lines = two_lines_test(
+            data,
+            "change",
+            "dose_mg_per_kg",
+            "participant_id",
+            period=None if order is None else "period",
+            n_boot=n_boot,
+            seed=seed,
+        )
         lines = lines[lines["quantity"].isin(["slope_low", "slope_high"])].assign(test=lambda d: d["quantity"])
         for part in (dose_row, lines):
             rows.append(part.assign(measure=measure, region=region))
@@ -303,8 +409,21 @@ def dose_effect_tests(changes: pd.DataFrame, pairs: list[tuple[str, str]], n_boo
         return pd.DataFrame()
     table = pd.concat(rows, ignore_index=True)
     front = ["measure", "region", "test", "estimate", "ci_low", "ci_high", "p", "n_subjects", "n_obs"]
-    extra = [c for c in ("verdict", "breakpoint", "random_effects", "fallback_reason", "converged", "warnings",
-                         "crossover_note", "method", "convention") if c in table]
+    extra = [
+        c
+        for c in (
+            "verdict",
+            "breakpoint",
+            "random_effects",
+            "fallback_reason",
+            "converged",
+            "warnings",
+            "crossover_note",
+            "method",
+            "convention",
+        )
+        if c in table
+    ]
     return table[[c for c in front if c in table] + extra]
 
 
@@ -318,23 +437,28 @@ def shape_sentence(tests: pd.DataFrame, measure: str, region: str = "global") ->
     dose = part[part["test"] == "dose_effect"].iloc[0]
     low, high = (part[part["test"] == t].iloc[0] for t in ("slope_low", "slope_high"))
     verdict = str(low.get("verdict", "no U-shape shown"))
-    return (f"{measure} ({region}): dose slope {dose.estimate:.3g} per mg/kg [{dose.ci_low:.3g}, {dose.ci_high:.3g}], "
-            f"{format_p(dose.p)} (random dose slopes, subject bootstrap); two-lines test: rising {low.estimate:.3g} "
-            f"({format_p(low.p)}) then {high.estimate:.3g} ({format_p(high.p)}) — {verdict}."
-            + (f" Dose model: {dose.crossover_note}." if isinstance(dose.get("crossover_note"), str) else ""))
+    return (
+        f"{measure} ({region}): dose slope {dose.estimate:.3g} per mg/kg [{dose.ci_low:.3g}, {dose.ci_high:.3g}], "
+        f"{format_p(dose.p)} (random dose slopes, subject bootstrap); two-lines test: rising {low.estimate:.3g} "
+        f"({format_p(low.p)}) then {high.estimate:.3g} ({format_p(high.p)}) — {verdict}."
+        + (f" Dose model: {dose.crossover_note}." if isinstance(dose.get("crossover_note"), str) else "")
+    )
 
 
 # --- issue 12: all bands, raw vs surrogate-controlled entropy, Schartner conventions, spectrum-controlled
 #     entropy, titration onsets ------------------------------------------------------------------------------
 
 BANDS = ("delta", "theta", "alpha", "beta", "gamma")
-BAND_CONVENTION = ("plateau (last plateau_s of the infusion) vs pre-infusion baseline, per recording, channels of the "
-                   "region averaged first: absolute power as 10·log10(plateau / baseline) in dB; relative power "
-                   "(band / 1–45 Hz total) as the difference in percentage points")
+BAND_CONVENTION = (
+    "plateau (last plateau_s of the infusion) vs pre-infusion baseline, per recording, channels of the "
+    "region averaged first: absolute power as 10·log10(plateau / baseline) in dB; relative power "
+    "(band / 1–45 Hz total) as the difference in percentage points"
+)
 
 
-def band_changes(features, cfg, window_s: float, infusion_end_s: float,
-                 regions: dict[str, list[str]] | None = None, bands=BANDS) -> pd.DataFrame:
+def band_changes(
+    features, cfg, window_s: float, infusion_end_s: float, regions: dict[str, list[str]] | None = None, bands=BANDS
+) -> pd.DataFrame:
     """Plateau change of every canonical band's absolute (dB) and relative (percentage points) power, long
     format like :func:`pipelines.eeg.dynamics.plateau_changes` (measure ``<band>_abs_db`` / ``<band>_rel_pp``)."""
     import numpy as np
@@ -366,11 +490,23 @@ def band_dose_table(changes: pd.DataFrame, band_effects: dict | None = None, ci:
         n = len(values)
         mean = values.mean() if n else np.nan
         half = sps.t.ppf(0.5 + ci / 2, n - 1) * values.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
-        rows.append({"band": band, "kind": kind, "region": region, "dose_mg_per_kg": dose, "n": n, "mean_change": mean,
-                     "ci_low": mean - half, "ci_high": mean + half})
+        rows.append(
+            {
+                "band": band,
+                "kind": kind,
+                "region": region,
+                "dose_mg_per_kg": dose,
+                "n": n,
+                "mean_change": mean,
+                "ci_low": mean - half,
+                "ci_high": mean + half,
+            }
+        )
     table = pd.DataFrame(rows)
     order = {b: i for i, b in enumerate(BANDS)}
-    table = table.sort_values(["kind", "region", "band", "dose_mg_per_kg"], key=lambda s: s.map(order) if s.name == "band" else s)
+    table = table.sort_values(
+        ["kind", "region", "band", "dose_mg_per_kg"], key=lambda s: s.map(order) if s.name == "band" else s
+    )
     if band_effects:
         table["published_direction"] = table["band"].map(lambda b: band_effects.get(b, {}).get("direction", ""))
     return table.reset_index(drop=True)
@@ -384,8 +520,9 @@ def band_dose_wide(table: pd.DataFrame, regions=("global", "occipital")) -> pd.D
     wide = t.pivot_table(index=index, columns="dose_mg_per_kg", values="cell", aggfunc="first")
     wide.columns = [f"{d:g} mg/kg" for d in wide.columns]
     order = {b: i for i, b in enumerate(BANDS)}
-    return wide.reset_index().sort_values(["kind", "region", "band"], key=lambda c: c.map(order) if c.name == "band" else c,
-                                          ignore_index=True)
+    return wide.reset_index().sort_values(
+        ["kind", "region", "band"], key=lambda c: c.map(order) if c.name == "band" else c, ignore_index=True
+    )
 
 
 def raw_and_surrogate_entropy(changes: pd.DataFrame, measures: list[str], region: str = "global") -> pd.DataFrame:
@@ -399,10 +536,17 @@ def raw_and_surrogate_entropy(changes: pd.DataFrame, measures: list[str], region
             if part.empty:
                 continue
             for dose, g in part.groupby("dose_mg_per_kg"):
-                rows.append({"measure": measure, "variant": label, "stored_as": name, "dose_mg_per_kg": dose,
-                             "mean_change": g["change"].mean(),
-                             "mean_change_pct_of_baseline": 100 * g["change"].mean() / g["baseline"].mean(),
-                             "n": len(g)})
+                rows.append(
+                    {
+                        "measure": measure,
+                        "variant": label,
+                        "stored_as": name,
+                        "dose_mg_per_kg": dose,
+                        "mean_change": g["change"].mean(),
+                        "mean_change_pct_of_baseline": 100 * g["change"].mean() / g["baseline"].mean(),
+                        "n": len(g),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -412,7 +556,7 @@ def measure_definitions(features, names: list[str]) -> pd.DataFrame:
     stored = json.loads(features.attrs.get("measure_definitions", "{}"))
     rows = []
     for name in names:
-        wildcard = "*" + name[name.rindex("_surr_"):] if "_surr_" in name else None
+        wildcard = "*" + name[name.rindex("_surr_") :] if "_surr_" in name else None
         info = stored.get(name) or (stored.get(wildcard, "") if wildcard else "")
         rows.append({"measure": name, "definition": info if isinstance(info, str) else json.dumps(info)})
     return pd.DataFrame(rows)
@@ -427,40 +571,65 @@ def spectrum_controlled_entropy(changes: pd.DataFrame, entropy_measure: str, reg
     ``entropy ~ C(dose)`` (raw) and ``entropy ~ C(dose) + alpha_change_db + aperiodic_change`` (spectrum-controlled).
     Returns {'data', 'raw', 'controlled' (fixed effects), 'comparison' (each dose's effect in both models, one row
     per dose and model), 'residual' in data: the per-session entropy change minus the fitted spectral terms}."""
-    import numpy as np
 
     from pipelines import stats
 
     keys = ["participant_id", "session", "dose_mg_per_kg"]
-    part = lambda m, r: changes[(changes["measure"] == m) & (changes["region"] == r)][keys + ["change"]]  # noqa: E731
-    data = (part(entropy_measure, region).rename(columns={"change": "entropy_change"})
-            .merge(part("occipital_alpha_db", "summary").rename(columns={"change": "alpha_change_db"}), on=keys)
-            .merge(part("aperiodic_exponent", "summary").rename(columns={"change": "aperiodic_change"}), on=keys))
+    part = lambda m, r: changes[(changes["measure"] == m) & (changes["region"] == r)][keys + ["change"]]
+    data = (
+        part(entropy_measure, region)
+        .rename(columns={"change": "entropy_change"})
+        .merge(part("occipital_alpha_db", "summary").rename(columns={"change": "alpha_change_db"}), on=keys)
+        .merge(part("aperiodic_exponent", "summary").rename(columns={"change": "aperiodic_change"}), on=keys)
+    )
     data = data.dropna().rename(columns={"dose_mg_per_kg": "dose"})
     raw = stats.mixed_model(data, "entropy_change ~ C(dose)", groups="participant_id")
-    controlled = stats.mixed_model(data, "entropy_change ~ C(dose) + alpha_change_db + aperiodic_change",
-                                   groups="participant_id")
+    controlled = stats.mixed_model(
+        data, "entropy_change ~ C(dose) + alpha_change_db + aperiodic_change", groups="participant_id"
+    )
     coef = controlled.set_index("term")["estimate"]
-    data["entropy_change_spectrum_controlled"] = (data["entropy_change"] - coef["alpha_change_db"] * data["alpha_change_db"]
-                                                  - coef["aperiodic_change"] * data["aperiodic_change"])
+    data["entropy_change_spectrum_controlled"] = (
+        data["entropy_change"]
+        - coef["alpha_change_db"] * data["alpha_change_db"]
+        - coef["aperiodic_change"] * data["aperiodic_change"]
+    )
     rows = []
     for label, fit in (("raw: entropy ~ dose", raw), ("controlled: + Δalpha (dB) + Δaperiodic exponent", controlled)):
         for _, r in fit[fit["term"].str.startswith("C(dose)")].iterrows():
-            rows.append({"dose_mg_per_kg": float(r["term"].split("[T.")[1].rstrip("]")), "model": label,
-                         "effect_vs_lowest_dose": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                         "p": r["p"], "n": r["n"]})
+            rows.append(
+                {
+                    "dose_mg_per_kg": float(r["term"].split("[T.")[1].rstrip("]")),
+                    "model": label,
+                    "effect_vs_lowest_dose": r["estimate"],
+                    "ci_low": r["ci_low"],
+                    "ci_high": r["ci_high"],
+                    "p": r["p"],
+                    "n": r["n"],
+                }
+            )
     comparison = pd.DataFrame(rows).sort_values(["dose_mg_per_kg", "model"], ascending=[True, False], ignore_index=True)
-    return {"data": data.rename(columns={"dose": "dose_mg_per_kg"}), "raw": raw, "controlled": controlled,
-            "comparison": comparison}
+    return {
+        "data": data.rename(columns={"dose": "dose_mg_per_kg"}),
+        "raw": raw,
+        "controlled": controlled,
+        "comparison": comparison,
+    }
 
 
 def spectrum_controlled_rows(controlled: dict, entropy_measure: str) -> pd.DataFrame:
     """The spectrum-controlled entropy change as plateau-change rows (measure ``<m>_spectrum_controlled``,
     region ``global``), so it travels with ``eeg_plateau_changes`` to the integrative report (H4c)."""
     d = controlled["data"]
-    return pd.DataFrame({"participant_id": d["participant_id"], "session": d["session"],
-                         "dose_mg_per_kg": d["dose_mg_per_kg"], "measure": f"{entropy_measure}_spectrum_controlled",
-                         "region": "global", "change": d["entropy_change_spectrum_controlled"]})
+    return pd.DataFrame(
+        {
+            "participant_id": d["participant_id"],
+            "session": d["session"],
+            "dose_mg_per_kg": d["dose_mg_per_kg"],
+            "measure": f"{entropy_measure}_spectrum_controlled",
+            "region": "global",
+            "change": d["entropy_change_spectrum_controlled"],
+        }
+    )
 
 
 def titration_onset_table(markers: pd.DataFrame, step_s: float, truth: dict | None = None) -> pd.DataFrame:
@@ -473,20 +642,35 @@ def titration_onset_table(markers: pd.DataFrame, step_s: float, truth: dict | No
     rows = []
     for dose, g in markers.groupby("dose_mg_per_kg"):
         onset = g["alpha_suppression_onset_s"]
-        row = {"dose_mg_per_kg": dose, "n_recordings": len(g), "n_reached": int(onset.notna().sum()),
-               "median_onset_s": onset.median(),
-               "median_entropy_plateau_s": g["entropy_plateau_time_s"].median() if "entropy_plateau_time_s" in g else np.nan}
+        row = {
+            "dose_mg_per_kg": dose,
+            "n_recordings": len(g),
+            "n_reached": int(onset.notna().sum()),
+            "median_onset_s": onset.median(),
+            "median_entropy_plateau_s": g["entropy_plateau_time_s"].median()
+            if "entropy_plateau_time_s" in g
+            else np.nan,
+        }
         if truth is not None:
             recs = truth["eeg"]["recordings"]
-            planted = np.array([recs.get(f"{pid}_ses-{s}", {}).get("occipital_alpha_onset_s_by_threshold_db", {}).get(f"{thr:g}")
-                                for pid, s in zip(g["participant_id"], g["session"])], dtype=float)
+            planted = np.array(
+                [
+                    recs.get(f"{pid}_ses-{s}", {}).get("occipital_alpha_onset_s_by_threshold_db", {}).get(f"{thr:g}")
+                    for pid, s in zip(g["participant_id"], g["session"])
+                ],
+                dtype=float,
+            )
             err = onset.to_numpy() - planted
             both = np.isfinite(err)
-            row.update({"n_planted": int(np.isfinite(planted).sum()),
-                        "median_abs_error_s": float(np.median(np.abs(err[both]))) if both.any() else np.nan,
-                        "median_error_s": float(np.median(err[both])) if both.any() else np.nan,
-                        "misses": int((np.isfinite(planted) & onset.isna().to_numpy()).sum()),
-                        "false_alerts": int((~np.isfinite(planted) & onset.notna().to_numpy()).sum()),
-                        "window_step_s": step_s})
+            row.update(
+                {
+                    "n_planted": int(np.isfinite(planted).sum()),
+                    "median_abs_error_s": float(np.median(np.abs(err[both]))) if both.any() else np.nan,
+                    "median_error_s": float(np.median(err[both])) if both.any() else np.nan,
+                    "misses": int((np.isfinite(planted) & onset.isna().to_numpy()).sum()),
+                    "false_alerts": int((~np.isfinite(planted) & onset.notna().to_numpy()).sum()),
+                    "window_step_s": step_s,
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)

@@ -39,8 +39,17 @@ import pandas as pd
 from pipelines.errors import InputError
 
 READERS = {".edf": "edf", ".bdf": "bdf", ".vhdr": "brainvision", ".fif": "fif", ".set": "eeglab"}
-COLUMNS = ("file", "subject", "session", "condition", "dose_mg_per_kg", "arm", "task", "infusion_start_s",
-           "infusion_end_s")
+COLUMNS = (
+    "file",
+    "subject",
+    "session",
+    "condition",
+    "dose_mg_per_kg",
+    "arm",
+    "task",
+    "infusion_start_s",
+    "infusion_end_s",
+)
 REQUIRED = ("file", "subject")
 
 
@@ -74,7 +83,11 @@ def bids_label(value: str, width: int = 0) -> str:
 
 
 def _number(value, what: str, where: dict) -> float | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() in ("", "n/a", "NA", "nan"):
+    if (
+        value is None
+        or (isinstance(value, float) and np.isnan(value))
+        or str(value).strip() in ("", "n/a", "NA", "nan")
+    ):
         return None
     try:
         number = float(value)
@@ -107,18 +120,29 @@ def plan_recordings(table: pd.DataFrame, raw_dir: Path, source: str) -> pd.DataF
             task = bids_label(rec["task"]) if pd.notna(rec.get("task")) else "rest"
         except ValueError as exc:
             raise InputError(str(exc), **where) from None
-        rows.append({"row": index + 2, "path": path, "subject": subject, "session": session, "task": task,
-                     "condition": condition or session,
-                     "dose_mg_per_kg": _number(rec.get("dose_mg_per_kg"), "dose_mg_per_kg", where),
-                     "arm": rec.get("arm") if pd.notna(rec.get("arm")) else None,
-                     "infusion_start_s": _number(rec.get("infusion_start_s"), "infusion_start_s", where),
-                     "infusion_end_s": _number(rec.get("infusion_end_s"), "infusion_end_s", where)})
+        rows.append(
+            {
+                "row": index + 2,
+                "path": path,
+                "subject": subject,
+                "session": session,
+                "task": task,
+                "condition": condition or session,
+                "dose_mg_per_kg": _number(rec.get("dose_mg_per_kg"), "dose_mg_per_kg", where),
+                "arm": rec.get("arm") if pd.notna(rec.get("arm")) else None,
+                "infusion_start_s": _number(rec.get("infusion_start_s"), "infusion_start_s", where),
+                "infusion_end_s": _number(rec.get("infusion_end_s"), "infusion_end_s", where),
+            }
+        )
     plan = pd.DataFrame(rows)
     duplicated = plan.duplicated(["subject", "session", "task"], keep=False)
     if duplicated.any():
         first = plan[duplicated].iloc[0]
-        raise InputError(f"two recordings for sub-{first['subject']} session {first['session']} task {first['task']} "
-                         f"(rows {', '.join(str(r) for r in plan.loc[duplicated, 'row'])})", file=source)
+        raise InputError(
+            f"two recordings for sub-{first['subject']} session {first['session']} task {first['task']} "
+            f"(rows {', '.join(str(r) for r in plan.loc[duplicated, 'row'])})",
+            file=source,
+        )
     arms = plan.dropna(subset=["arm"]).groupby("subject")["arm"].nunique()
     if (arms > 1).any():
         raise InputError(f"sub-{arms[arms > 1].index[0]} is in more than one arm", file=source)
@@ -133,16 +157,30 @@ def _read(path: Path, encoding: str | None, preload: bool = True):
         if kind in ("edf", "bdf"):
             reader = mne.io.read_raw_edf if kind == "edf" else mne.io.read_raw_bdf
             return reader(path, preload=preload, verbose="error", encoding=encoding or "utf8")
-        reader = {"brainvision": mne.io.read_raw_brainvision, "fif": mne.io.read_raw_fif,
-                  "eeglab": mne.io.read_raw_eeglab}[kind]
+        reader = {
+            "brainvision": mne.io.read_raw_brainvision,
+            "fif": mne.io.read_raw_fif,
+            "eeglab": mne.io.read_raw_eeglab,
+        }[kind]
         return reader(path, preload=preload, verbose="error")
     except Exception as exc:  # MNE raises many types; the user needs the file and the reason
-        hint = " (for EDF annotation errors try --encoding latin1)" if kind in ("edf", "bdf") and "encod" in str(exc) else ""
+        hint = (
+            " (for EDF annotation errors try --encoding latin1)"
+            if kind in ("edf", "bdf") and "encod" in str(exc)
+            else ""
+        )
         raise InputError(f"cannot read: {type(exc).__name__}: {exc}{hint}", file=str(path)) from exc
 
 
-def import_study(raw_dir: Path, table_path: Path, out: Path, study: str, manifest_path: Path | None = None,
-                 encoding: str | None = None, line_freq: float = 50.0) -> Path:
+def import_study(
+    raw_dir: Path,
+    table_path: Path,
+    out: Path,
+    study: str,
+    manifest_path: Path | None = None,
+    encoding: str | None = None,
+    line_freq: float = 50.0,
+) -> Path:
     """Write the BIDS dataset to ``out`` (which must not exist) and, if asked, the draft manifest."""
     import mne
     from mne_bids import BIDSPath, make_dataset_description, write_raw_bids
@@ -164,23 +202,43 @@ def import_study(raw_dir: Path, table_path: Path, out: Path, study: str, manifes
             for name, value in (("infusion_start", rec.infusion_start_s), ("infusion_end", rec.infusion_end_s)):
                 if value is not None and not pd.isna(value):
                     if value > raw.times[-1]:
-                        raise InputError(f"{name} at {value} s is after the end of the recording ({raw.times[-1]:.2f} s)",
-                                         file=f"{table_path}, row {rec.row}", field=f"{name}_s")
+                        raise InputError(
+                            f"{name} at {value} s is after the end of the recording ({raw.times[-1]:.2f} s)",
+                            file=f"{table_path}, row {rec.row}",
+                            field=f"{name}_s",
+                        )
                     onsets.append(float(value))
                     names.append(name)
             if onsets:
-                raw.set_annotations(raw.annotations + mne.Annotations(onsets, [0.0] * len(onsets), names,
-                                                                      orig_time=raw.annotations.orig_time))
+                raw.set_annotations(
+                    raw.annotations
+                    + mne.Annotations(onsets, [0.0] * len(onsets), names, orig_time=raw.annotations.orig_time)
+                )
             bids_path = BIDSPath(subject=rec.subject, session=rec.session, task=rec.task, datatype="eeg", root=tmp)
             try:
-                write_raw_bids(raw, bids_path, allow_preload=True, format=_bids_format(rec.path), overwrite=False,
-                               anonymize={"daysback": daysback, "keep_his": False}, verbose="error")
+                write_raw_bids(
+                    raw,
+                    bids_path,
+                    allow_preload=True,
+                    format=_bids_format(rec.path),
+                    overwrite=False,
+                    anonymize={"daysback": daysback, "keep_his": False},
+                    verbose="error",
+                )
             except Exception as exc:
-                raise InputError(f"mne-bids could not write it: {type(exc).__name__}: {exc}", file=str(rec.path)) from exc
+                raise InputError(
+                    f"mne-bids could not write it: {type(exc).__name__}: {exc}", file=str(rec.path)
+                ) from exc
         _write_sessions(tmp, plan)
         _write_participants(tmp, plan)
-        make_dataset_description(path=tmp, name=f"{study} (imported by ketamine-workbench)", dataset_type="raw",
-                                 authors=["ketamine-workbench importer"], overwrite=True, verbose=False)
+        make_dataset_description(
+            path=tmp,
+            name=f"{study} (imported by ketamine-workbench)",
+            dataset_type="raw",
+            authors=["ketamine-workbench importer"],
+            overwrite=True,
+            verbose=False,
+        )
         _fix_readme(tmp, study)
         os.replace(tmp, out)
     except BaseException:
@@ -197,10 +255,14 @@ ANONYMISED_FIRST_DATE = "1925-01-01"
 
 
 def _dataset_daysback(plan: pd.DataFrame, encoding: str | None) -> int:
-    dates = [d for d in (_read(path, encoding, preload=False).info["meas_date"] for path in plan["path"]) if d is not None]
+    dates = [
+        d for d in (_read(path, encoding, preload=False).info["meas_date"] for path in plan["path"]) if d is not None
+    ]
     if not dates:
         return 0
-    earliest = pd.Timestamp(min(dates)).tz_convert(None) if pd.Timestamp(min(dates)).tzinfo else pd.Timestamp(min(dates))
+    earliest = (
+        pd.Timestamp(min(dates)).tz_convert(None) if pd.Timestamp(min(dates)).tzinfo else pd.Timestamp(min(dates))
+    )
     return max(0, int((earliest - pd.Timestamp(ANONYMISED_FIRST_DATE)).days))
 
 
@@ -216,8 +278,13 @@ def _write_sessions(root: Path, plan: pd.DataFrame) -> None:
         sessions.insert(0, "session_id", "ses-" + sessions.pop("session"))
         if sessions["dose_mg_per_kg"].isna().all():
             sessions = sessions.drop(columns="dose_mg_per_kg")
-        sessions.to_csv(root / f"sub-{subject}" / f"sub-{subject}_sessions.tsv", sep="\t", index=False, na_rep="n/a",
-                        lineterminator="\n")
+        sessions.to_csv(
+            root / f"sub-{subject}" / f"sub-{subject}_sessions.tsv",
+            sep="\t",
+            index=False,
+            na_rep="n/a",
+            lineterminator="\n",
+        )
         sidecar = {"condition": {"Description": "Condition of the session (from the import spreadsheet)"}}
         if "dose_mg_per_kg" in sessions:
             sidecar["dose_mg_per_kg"] = {"Description": "Dose of the session's condition", "Units": "mg/kg"}
@@ -261,11 +328,18 @@ def write_draft_manifest(path: Path, bids_root: Path, study: str, plan: pd.DataF
     if has_dose:
         lines += ["    source: sessions_tsv", "    dose_column: dose_mg_per_kg"]
     else:
-        lines += ["    # No doses in the spreadsheet: conditions are labels (dose n/a); give doses here if they exist.",
-                  "    source: labels", "    entity: session", "    labels:"]
+        lines += [
+            "    # No doses in the spreadsheet: conditions are labels (dose n/a); give doses here if they exist.",
+            "    source: labels",
+            "    entity: session",
+            "    labels:",
+        ]
         lines += [f"      {c}: null" for c in sorted(plan["condition"].dropna().unique())]
     if plan["infusion_start_s"].isna().all():
-        lines += ["  # No infusion times in the spreadsheet: time zero is the recording start.", "  infusion_start_s: 0"]
+        lines += [
+            "  # No infusion times in the spreadsheet: time zero is the recording start.",
+            "  infusion_start_s: 0",
+        ]
     lines += ["", "phenotype: {}", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -286,8 +360,15 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.manifest import ManifestError
 
     try:
-        out = import_study(Path(args.raw), Path(args.table), Path(args.out), args.study,
-                           Path(args.manifest) if args.manifest else None, args.encoding, args.line_freq)
+        out = import_study(
+            Path(args.raw),
+            Path(args.table),
+            Path(args.out),
+            args.study,
+            Path(args.manifest) if args.manifest else None,
+            args.encoding,
+            args.line_freq,
+        )
     except (InputError, ManifestError) as exc:
         print(f"import failed: {exc}", file=sys.stderr)
         return 2

@@ -39,16 +39,17 @@ import difflib
 import math
 import re
 from dataclasses import asdict, dataclass
+from datetime import UTC
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
 from pipelines import derived, stats
+from pipelines.eeg.measures import SPATIOTEMPORAL_MEASURES  # across-channel: no per-channel entropy
 from pipelines.errors import did_you_mean
 from pipelines.inference import within_between_correlation, within_subject_partial_correlation
 from pipelines.inference.crossover import CROSSOVER_NOT_MODELLED, crossover_dose_model
-from pipelines.eeg.measures import SPATIOTEMPORAL_MEASURES  # across-channel: no per-channel entropy
 
 __all__ = [
     "CONFIRMATORY_TESTS",
@@ -81,8 +82,25 @@ PRIMARY_ANALYTES = ("IL6", "CRP")
 SHOWN_TIMEPOINTS = ("24h", "7d")
 PEAK_PREFIXES = ("meq30_", "asc5d_", "asc11d_")
 # Estimates and CIs first (issue 11: the reports lead with estimates and CIs, then tests).
-HYPOTHESIS_COLUMNS = ["hypothesis", "test", "primary", "effect", "estimate", "ci_low", "ci_high", "p", "p_fdr",
-                      "verdict", "direction", "family", "n", "n_subjects", "statement", "population", "method"]
+HYPOTHESIS_COLUMNS = [
+    "hypothesis",
+    "test",
+    "primary",
+    "effect",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_fdr",
+    "verdict",
+    "direction",
+    "family",
+    "n",
+    "n_subjects",
+    "statement",
+    "population",
+    "method",
+]
 # Codes of the confirmatory tests (the first word of ``test``): what ``primary_hypothesis`` may name.
 CONFIRMATORY_TESTS = {
     "H1a": "entropy change and peak intensity, within subjects, dose- and period-adjusted",
@@ -90,9 +108,12 @@ CONFIRMATORY_TESTS = {
     "H2a": "peak experience and mood improvement, within subjects, given dose, baseline (and period)",
     "H2b": "peak experience and mood improvement, mixed model",
     "H2c": "peak experience and mood improvement, between subjects",
-    "H3a": "cytokine fall in the inflamed stratum", "H3b": "no cytokine change in the non-inflamed stratum",
-    "H3c": "inflamed minus non-inflamed cytokine change", "H3d": "placebo-controlled active x inflamed interaction",
-    "H4a": "alpha-suppression depth vs dose", "H4b": "titration endpoint = entropy-maximum dose",
+    "H3a": "cytokine fall in the inflamed stratum",
+    "H3b": "no cytokine change in the non-inflamed stratum",
+    "H3c": "inflamed minus non-inflamed cytokine change",
+    "H3d": "placebo-controlled active x inflamed interaction",
+    "H4a": "alpha-suppression depth vs dose",
+    "H4b": "titration endpoint = entropy-maximum dose",
     "H4c": "alpha deepens past the entropy maximum",
 }
 FAMILIES = ("confirmatory", "exploratory", "description")
@@ -102,6 +123,7 @@ TABLES = ("eeg_markers", "eeg_plateau_changes", "peak_scores", "mood_changes", "
 # ---------------------------------------------------------------------------------------------
 # Parameters
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class IntegrativeParameters:
@@ -142,8 +164,17 @@ def _whole(name: str, value, minimum: int) -> int:
     return int(value)
 
 
-def validate_parameters(study, *, mood_timepoint="24h", entropy_measure="lzc_median", peak_score="meq30_total",
-                        fdr_alpha=0.05, n_boot=1000, seed=0, primary_hypothesis=None) -> IntegrativeParameters:
+def validate_parameters(
+    study,
+    *,
+    mood_timepoint="24h",
+    entropy_measure="lzc_median",
+    peak_score="meq30_total",
+    fdr_alpha=0.05,
+    n_boot=1000,
+    seed=0,
+    primary_hypothesis=None,
+) -> IntegrativeParameters:
     """Check notebook 04's parameters against the study before anything is read; ValueError with a hint.
 
     ``mood_timepoint``: a post-baseline time point of the manifest; ``entropy_measure``: a measure the
@@ -153,35 +184,54 @@ def validate_parameters(study, *, mood_timepoint="24h", entropy_measure="lzc_med
     (``H2a`` …) or None (no primary named)."""
     timepoints = [str(t) for t in study.manifest.timepoints]
     if not isinstance(mood_timepoint, str) or mood_timepoint not in timepoints:
-        raise ValueError(f"mood_timepoint={mood_timepoint!r} is not a time point of the manifest {timepoints}"
-                         + _hint(mood_timepoint, timepoints))
+        raise ValueError(
+            f"mood_timepoint={mood_timepoint!r} is not a time point of the manifest {timepoints}"
+            + _hint(mood_timepoint, timepoints)
+        )
     if mood_timepoint == timepoints[0] or mood_timepoint == "baseline":
-        raise ValueError(f"mood_timepoint={mood_timepoint!r} is the baseline; choose a later time point "
-                         f"({', '.join(t for t in timepoints[1:])})")
+        raise ValueError(
+            f"mood_timepoint={mood_timepoint!r} is the baseline; choose a later time point "
+            f"({', '.join(t for t in timepoints[1:])})"
+        )
     computed = [m for m in study.manifest.eeg.features.measures if m not in SPATIOTEMPORAL_MEASURES]
     if not isinstance(entropy_measure, str) or entropy_measure not in computed:
-        raise ValueError(f"entropy_measure={entropy_measure!r} was not computed for this study"
-                         + _hint(entropy_measure, computed) + f"; computed: {computed}")
+        raise ValueError(
+            f"entropy_measure={entropy_measure!r} was not computed for this study"
+            + _hint(entropy_measure, computed)
+            + f"; computed: {computed}"
+        )
     scores = _peak_score_names()
     if not isinstance(peak_score, str) or peak_score not in scores:
         raise ValueError(f"peak_score={peak_score!r} is not a MEQ30/5D-ASC score" + _hint(peak_score, scores))
-    if isinstance(fdr_alpha, bool) or not isinstance(fdr_alpha, (int, float, np.floating)) \
-            or not (math.isfinite(fdr_alpha) and 0 < fdr_alpha < 1):
+    if (
+        isinstance(fdr_alpha, bool)
+        or not isinstance(fdr_alpha, (int, float, np.floating))
+        or not (math.isfinite(fdr_alpha) and 0 < fdr_alpha < 1)
+    ):
         raise ValueError(f"fdr_alpha={fdr_alpha!r} must be a number in (0, 1)")
-    if primary_hypothesis is not None and (not isinstance(primary_hypothesis, str)
-                                           or primary_hypothesis not in CONFIRMATORY_TESTS):
-        raise ValueError(f"primary_hypothesis={primary_hypothesis!r} is not a confirmatory test of notebook 04"
-                         + did_you_mean(primary_hypothesis, CONFIRMATORY_TESTS)
-                         + f"; tests: {', '.join(CONFIRMATORY_TESTS)} (or null for none)")
-    return IntegrativeParameters(mood_timepoint=mood_timepoint, entropy_measure=entropy_measure,
-                                 peak_score=peak_score, fdr_alpha=float(fdr_alpha),
-                                 n_boot=_whole("n_boot", n_boot, 100), seed=_whole("seed", seed, 0),
-                                 primary_hypothesis=primary_hypothesis)
+    if primary_hypothesis is not None and (
+        not isinstance(primary_hypothesis, str) or primary_hypothesis not in CONFIRMATORY_TESTS
+    ):
+        raise ValueError(
+            f"primary_hypothesis={primary_hypothesis!r} is not a confirmatory test of notebook 04"
+            + did_you_mean(primary_hypothesis, CONFIRMATORY_TESTS)
+            + f"; tests: {', '.join(CONFIRMATORY_TESTS)} (or null for none)"
+        )
+    return IntegrativeParameters(
+        mood_timepoint=mood_timepoint,
+        entropy_measure=entropy_measure,
+        peak_score=peak_score,
+        fdr_alpha=float(fdr_alpha),
+        n_boot=_whole("n_boot", n_boot, 100),
+        seed=_whole("seed", seed, 0),
+        primary_hypothesis=primary_hypothesis,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # The subject × dose table
 # ---------------------------------------------------------------------------------------------
+
 
 def load_derived(study) -> dict[str, pd.DataFrame]:
     """The derived tables notebook 04 reads (FileNotFoundError naming the producing notebook if absent)."""
@@ -201,8 +251,10 @@ def _merge(left: pd.DataFrame, right: pd.DataFrame, source: str) -> pd.DataFrame
         bad = ~np.isclose(both[DOSE], both[f"{DOSE}_other"])
         if bad.any():
             row = both[bad].iloc[0]
-            raise ValueError(f"{source}: {row[SUBJECT]} session {row['session']} has dose "
-                             f"{row[f'{DOSE}_other']:g} mg/kg, but the EEG tables say {row[DOSE]:g}")
+            raise ValueError(
+                f"{source}: {row[SUBJECT]} session {row['session']} has dose "
+                f"{row[f'{DOSE}_other']:g} mg/kg, but the EEG tables say {row[DOSE]:g}"
+            )
         right = right.drop(columns=DOSE)
     return left.merge(right, on=KEYS, how="left", validate="one_to_one")
 
@@ -217,42 +269,63 @@ def _subject_stratum(labels: pd.Series) -> str:
     return labels.iloc[0] if labels.nunique() == 1 else "discordant"
 
 
-def join_subject_dose(tables: dict[str, pd.DataFrame], params: IntegrativeParameters,
-                      session_order: pd.DataFrame | None = None) -> pd.DataFrame:
+def join_subject_dose(
+    tables: dict[str, pd.DataFrame], params: IntegrativeParameters, session_order: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per subject × session (dose) joining every branch; see :func:`subject_dose_table`.
     ``session_order`` (:attr:`pipelines.study.Study.session_order`) adds ``period``, ``sequence``,
     ``carryover_dose`` and ``session_order``."""
     markers = _with_session(tables["eeg_markers"])
     measured = set(markers["entropy_measure"].dropna())
     if measured and measured != {params.entropy_measure}:
-        raise ValueError(f"eeg_markers holds entropy peaks of {sorted(measured)} (notebook 01's entropy_measure); "
-                         f"set entropy_measure to {sorted(measured)[0]!r} here, or rerun 01 with "
-                         f"entropy_measure {params.entropy_measure!r}")
-    base = markers[[*KEYS, DOSE, "alpha_suppression_onset_s", "alpha_suppression_depth_db",
-                    "entropy_peak_time_s", "entropy_peak_change", "alpha_recovery_s"]].copy()
+        raise ValueError(
+            f"eeg_markers holds entropy peaks of {sorted(measured)} (notebook 01's entropy_measure); "
+            f"set entropy_measure to {sorted(measured)[0]!r} here, or rerun 01 with "
+            f"entropy_measure {params.entropy_measure!r}"
+        )
+    base = markers[
+        [
+            *KEYS,
+            DOSE,
+            "alpha_suppression_onset_s",
+            "alpha_suppression_depth_db",
+            "entropy_peak_time_s",
+            "entropy_peak_change",
+            "alpha_recovery_s",
+        ]
+    ].copy()
     base.insert(3, "active", base[DOSE] > 0)
 
     changes = _with_session(tables["eeg_plateau_changes"])
     entropy = changes[(changes["measure"] == params.entropy_measure) & (changes["region"] == "global")]
     if entropy.empty:
         available = sorted(changes.loc[changes["region"] == "global", "measure"].unique())
-        raise ValueError(f"eeg_plateau_changes has no global plateau change of {params.entropy_measure!r} "
-                         f"(notebook 01's `measures` parameter decides which are written; it has {available})")
+        raise ValueError(
+            f"eeg_plateau_changes has no global plateau change of {params.entropy_measure!r} "
+            f"(notebook 01's `measures` parameter decides which are written; it has {available})"
+        )
     alpha = changes[changes["measure"] == "occipital_alpha_db"]
     base = _merge(base, entropy[[*KEYS, "change"]].rename(columns={"change": "entropy_change"}), "eeg_plateau_changes")
-    base = _merge(base, alpha[[*KEYS, "change"]].rename(columns={"change": "occipital_alpha_change_db"}),
-                  "eeg_plateau_changes")
+    base = _merge(
+        base, alpha[[*KEYS, "change"]].rename(columns={"change": "occipital_alpha_change_db"}), "eeg_plateau_changes"
+    )
     controlled = changes[changes["measure"] == f"{params.entropy_measure}_spectrum_controlled"]  # H4c, issue 12
     if not controlled.empty:
-        base = _merge(base, controlled[[*KEYS, "change"]].rename(columns={"change": "entropy_change_spectrum_controlled"}),
-                      "eeg_plateau_changes")
+        base = _merge(
+            base,
+            controlled[[*KEYS, "change"]].rename(columns={"change": "entropy_change_spectrum_controlled"}),
+            "eeg_plateau_changes",
+        )
 
     peak = _with_session(tables["peak_scores"])
-    score_columns = [c for c in peak.columns if c.startswith(PEAK_PREFIXES)
-                     and not c.endswith(("_pct_max", "_complete_mystical"))]
+    score_columns = [
+        c for c in peak.columns if c.startswith(PEAK_PREFIXES) and not c.endswith(("_pct_max", "_complete_mystical"))
+    ]
     if params.peak_score not in score_columns:
-        raise ValueError(f"peak_score {params.peak_score!r} is not in peak_scores (notebook 02's `scales` "
-                         f"decide which are written; it has {score_columns})")
+        raise ValueError(
+            f"peak_score {params.peak_score!r} is not in peak_scores (notebook 02's `scales` "
+            f"decide which are written; it has {score_columns})"
+        )
     base = _merge(base, peak[[*KEYS, DOSE, *score_columns]], "peak_scores")
 
     cytokines = _with_session(tables["cytokine_changes"])
@@ -268,8 +341,9 @@ def join_subject_dose(tables: dict[str, pd.DataFrame], params: IntegrativeParame
     if len(scales) != 1:
         raise ValueError(f"mood_changes must hold one scale, has {list(scales)}")
     if params.mood_timepoint not in set(mood["timepoint"]):
-        raise ValueError(f"mood_changes has no time point {params.mood_timepoint!r}; it has "
-                         f"{sorted(mood['timepoint'].unique())}")
+        raise ValueError(
+            f"mood_changes has no time point {params.mood_timepoint!r}; it has {sorted(mood['timepoint'].unique())}"
+        )
     shown = [t for t in dict.fromkeys([*SHOWN_TIMEPOINTS, params.mood_timepoint]) if t in set(mood["timepoint"])]
     first = mood.drop_duplicates(KEYS)[[*KEYS, DOSE, "baseline"]].rename(columns={"baseline": "mood_baseline"})
     for tp in shown:
@@ -278,8 +352,9 @@ def join_subject_dose(tables: dict[str, pd.DataFrame], params: IntegrativeParame
         first = first.join(at["response"].astype(float).rename(f"mood_response_{tp}"), on=KEYS)
     base = _merge(base, first, "mood_changes")
     base.insert(3, "mood_scale", str(scales[0]))
-    base["subject_stratum"] = base[SUBJECT].map(
-        base[base["active"]].groupby(SUBJECT)["stratum"].agg(_subject_stratum)).fillna("unassigned")
+    base["subject_stratum"] = (
+        base[SUBJECT].map(base[base["active"]].groupby(SUBJECT)["stratum"].agg(_subject_stratum)).fillna("unassigned")
+    )
     if session_order is not None:
         order = _with_session(session_order)[[*KEYS, DOSE, "session_order", "period", "sequence", "carryover_dose"]]
         base = _merge(base, order, "session order (sessions.tsv)")
@@ -298,9 +373,11 @@ def crossover_note(table: pd.DataFrame) -> str:
     """One line: which crossover terms the models of this report include, or that they are not modelled."""
     if not has_order(table):
         return CROSSOVER_NOT_MODELLED
-    return ("crossover period (1..K from the recorded session order) in every model (categorical, "
-            "person-mean-centred in the within-subject correlations); the dose model H4a also fits sequence "
-            "and carry-over (previous period's dose) where identified")
+    return (
+        "crossover period (1..K from the recorded session order) in every model (categorical, "
+        "person-mean-centred in the within-subject correlations); the dose model H4a also fits sequence "
+        "and carry-over (previous period's dose) where identified"
+    )
 
 
 def subject_dose_table(study, params: IntegrativeParameters) -> pd.DataFrame:
@@ -321,12 +398,39 @@ def subject_dose_table(study, params: IntegrativeParameters) -> pd.DataFrame:
 # Small statistics (tidy rows)
 # ---------------------------------------------------------------------------------------------
 
-def _row(hypothesis, test, statement, population, method, effect, n, n_subjects, estimate, ci_low, ci_high, p,
-         direction, family="confirmatory") -> dict:
-    return {"hypothesis": hypothesis, "test": test, "family": family, "statement": statement, "population": population,
-            "method": method, "effect": effect, "n": int(n), "n_subjects": int(n_subjects),
-            "estimate": float(estimate), "ci_low": float(ci_low), "ci_high": float(ci_high), "p": float(p),
-            "direction": direction}
+
+def _row(
+    hypothesis,
+    test,
+    statement,
+    population,
+    method,
+    effect,
+    n,
+    n_subjects,
+    estimate,
+    ci_low,
+    ci_high,
+    p,
+    direction,
+    family="confirmatory",
+) -> dict:
+    return {
+        "hypothesis": hypothesis,
+        "test": test,
+        "family": family,
+        "statement": statement,
+        "population": population,
+        "method": method,
+        "effect": effect,
+        "n": int(n),
+        "n_subjects": int(n_subjects),
+        "estimate": float(estimate),
+        "ci_low": float(ci_low),
+        "ci_high": float(ci_high),
+        "p": float(p),
+        "direction": direction,
+    }
 
 
 def _mean_t(values) -> tuple[float, float, float, float, int]:
@@ -350,22 +454,37 @@ def _welch(a, b) -> tuple[float, float, float, float]:
         return np.nan, np.nan, np.nan, np.nan
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     diff, se = a.mean() - b.mean(), np.sqrt(va + vb)
-    dof = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = sps.t.ppf(0.975, dof) * se
     return float(diff), float(diff - half), float(diff + half), float(sps.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def _corr_row(table: pd.DataFrame, **labels) -> dict:
     row = table.iloc[0]
-    return _row(n=row["n"], n_subjects=labels.pop("n_subjects"), estimate=row["estimate"], ci_low=row["ci_low"],
-                ci_high=row["ci_high"], p=row["p"], **labels)
+    return _row(
+        n=row["n"],
+        n_subjects=labels.pop("n_subjects"),
+        estimate=row["estimate"],
+        ci_low=row["ci_low"],
+        ci_high=row["ci_high"],
+        p=row["p"],
+        **labels,
+    )
 
 
 def _model_row(fit: pd.DataFrame, term: str, **labels) -> dict:
     row = fit.set_index("term").loc[term]
     method = labels.pop("method") + ("" if bool(row["converged"]) else " (did not converge)")
-    return _row(n=row["n"], n_subjects=row["n_groups"], estimate=row["estimate"], ci_low=row["ci_low"],
-                ci_high=row["ci_high"], p=row["p"], method=method, **labels)
+    return _row(
+        n=row["n"],
+        n_subjects=row["n_groups"],
+        estimate=row["estimate"],
+        ci_low=row["ci_low"],
+        ci_high=row["ci_high"],
+        p=row["p"],
+        method=method,
+        **labels,
+    )
 
 
 def _mixed_model(data: pd.DataFrame, formula: str) -> pd.DataFrame:
@@ -381,10 +500,15 @@ def _mixed_model(data: pd.DataFrame, formula: str) -> pd.DataFrame:
         return stats.mixed_model(data, formula, SUBJECT)
 
 
-LABELS = {DOSE: "dose (mg/kg)", "alpha_suppression_depth_db": "alpha suppression depth (dB)",
-          "occipital_alpha_change_db": "occipital alpha change (dB)", "entropy_change": "entropy change",
-          "entropy_peak_change": "entropy peak change", "mood_baseline": "baseline severity",
-          "inflamed": "inflamed (0/1)"}
+LABELS = {
+    DOSE: "dose (mg/kg)",
+    "alpha_suppression_depth_db": "alpha suppression depth (dB)",
+    "occipital_alpha_change_db": "occipital alpha change (dB)",
+    "entropy_change": "entropy change",
+    "entropy_peak_change": "entropy peak change",
+    "mood_baseline": "baseline severity",
+    "inflamed": "inflamed (0/1)",
+}
 
 
 def _label(column: str) -> str:
@@ -406,10 +530,19 @@ def _label(column: str) -> str:
 # Hypotheses
 # ---------------------------------------------------------------------------------------------
 
+
 def _inference_row(row: pd.Series, **labels) -> dict:
     """A hypothesis row from a :mod:`pipelines.inference` result row (n = sessions used)."""
-    return _row(n=row["n_obs"], n_subjects=row["n_subjects"], estimate=row["estimate"], ci_low=row["ci_low"],
-                ci_high=row["ci_high"], p=row["p"], method=labels.pop("method", row["method"]), **labels)
+    return _row(
+        n=row["n_obs"],
+        n_subjects=row["n_subjects"],
+        estimate=row["estimate"],
+        ci_low=row["ci_low"],
+        ci_high=row["ci_high"],
+        p=row["p"],
+        method=labels.pop("method", row["method"]),
+        **labels,
+    )
 
 
 def _dose_adjusted(active: pd.DataFrame, column: str) -> pd.Series:
@@ -443,32 +576,61 @@ def h1_entropy_tracks_peak(table: pd.DataFrame, params: IntegrativeParameters) -
     pop = "active subject-sessions"
     active["dose_level"] = active[DOSE].map(lambda d: f"{d:g}")
     adjust = ["dose_level", *_period_terms(active)]
-    partial = within_subject_partial_correlation(active, "entropy_change", peak, SUBJECT, categorical=adjust,
-                                                 n_boot=params.n_boot, seed=params.seed).iloc[0]
+    partial = within_subject_partial_correlation(
+        active, "entropy_change", peak, SUBJECT, categorical=adjust, n_boot=params.n_boot, seed=params.seed
+    ).iloc[0]
     active["entropy_dose_adjusted"] = _dose_adjusted(active, "entropy_change")
     active["peak_dose_adjusted"] = _dose_adjusted(active, peak)
-    between = within_between_correlation(active, "entropy_dose_adjusted", "peak_dose_adjusted", SUBJECT,
-                                         n_boot=params.n_boot, seed=params.seed).set_index("quantity").loc["between"]
-    pooled = within_between_correlation(active, "entropy_change", peak, SUBJECT, n_boot=params.n_boot,
-                                        seed=params.seed).set_index("quantity").loc["pooled"]
+    between = (
+        within_between_correlation(
+            active, "entropy_dose_adjusted", "peak_dose_adjusted", SUBJECT, n_boot=params.n_boot, seed=params.seed
+        )
+        .set_index("quantity")
+        .loc["between"]
+    )
+    pooled = (
+        within_between_correlation(active, "entropy_change", peak, SUBJECT, n_boot=params.n_boot, seed=params.seed)
+        .set_index("quantity")
+        .loc["pooled"]
+    )
     what = f"{params.entropy_measure} change vs {_label(peak)}"
     given = "dose level" + (" and period" if "period" in adjust else "")
-    return pd.DataFrame([
-        _inference_row(partial, hypothesis="H1", test="H1a within subject, dose-adjusted",
-                       statement=f"At a given dose{' and period' if 'period' in adjust else ''}, sessions in which a "
-                                 f"subject's entropy rises more than usual are sessions with a more intense peak "
-                                 f"experience ({what}; partial r_rm given {given})", population=pop,
-                       effect="partial r_rm", direction="+"),
-        _inference_row(pooled, hypothesis="H1", test="H1b pooled (description)",
-                       statement=f"Over all active sessions, entropy increase and peak intensity rise together ({what}); "
-                                 "description only, not a test: it mixes the dose curves, H1a and H1c",
-                       population=pop, effect="r pooled (description)", direction="+", family="description"),
-        _inference_row(between, hypothesis="H1", test="H1c between subjects, dose-adjusted",
-                       statement=f"Subjects with larger entropy increases have more intense peak experiences "
-                                 f"(subject means of dose-adjusted values: each minus the mean at its dose; {what})",
-                       population="subjects (means over their active sessions)",
-                       effect="r between subjects", direction="+"),
-    ])
+    return pd.DataFrame(
+        [
+            _inference_row(
+                partial,
+                hypothesis="H1",
+                test="H1a within subject, dose-adjusted",
+                statement=f"At a given dose{' and period' if 'period' in adjust else ''}, sessions in which a "
+                f"subject's entropy rises more than usual are sessions with a more intense peak "
+                f"experience ({what}; partial r_rm given {given})",
+                population=pop,
+                effect="partial r_rm",
+                direction="+",
+            ),
+            _inference_row(
+                pooled,
+                hypothesis="H1",
+                test="H1b pooled (description)",
+                statement=f"Over all active sessions, entropy increase and peak intensity rise together ({what}); "
+                "description only, not a test: it mixes the dose curves, H1a and H1c",
+                population=pop,
+                effect="r pooled (description)",
+                direction="+",
+                family="description",
+            ),
+            _inference_row(
+                between,
+                hypothesis="H1",
+                test="H1c between subjects, dose-adjusted",
+                statement=f"Subjects with larger entropy increases have more intense peak experiences "
+                f"(subject means of dose-adjusted values: each minus the mean at its dose; {what})",
+                population="subjects (means over their active sessions)",
+                effect="r between subjects",
+                direction="+",
+            ),
+        ]
+    )
 
 
 def h2_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
@@ -487,36 +649,68 @@ def h2_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) ->
     data["peak_z"] = (data[peak] - data[peak].mean()) / data[peak].std(ddof=1)
     scale = str(table["mood_scale"].iloc[0]).upper()
     periods = _period_terms(data)
-    partial = within_subject_partial_correlation(data, peak, mood, SUBJECT, covariates=[DOSE, "mood_baseline"],
-                                                 categorical=periods, n_boot=params.n_boot,
-                                                 seed=params.seed).iloc[0]
-    wb = within_between_correlation(data, peak, mood, SUBJECT, n_boot=params.n_boot,
-                                    seed=params.seed).set_index("quantity")
+    partial = within_subject_partial_correlation(
+        data,
+        peak,
+        mood,
+        SUBJECT,
+        covariates=[DOSE, "mood_baseline"],
+        categorical=periods,
+        n_boot=params.n_boot,
+        seed=params.seed,
+    ).iloc[0]
+    wb = within_between_correlation(data, peak, mood, SUBJECT, n_boot=params.n_boot, seed=params.seed).set_index(
+        "quantity"
+    )
     period_term = " + C(period)" if periods else ""
     fit = _mixed_model(data, f"{mood} ~ peak_z + {DOSE} + mood_baseline{period_term}")
     what = f"{_label(peak)} vs {scale} improvement at {params.mood_timepoint}"
-    return pd.DataFrame([
-        _inference_row(partial, hypothesis="H2", test="H2a within-subject partial correlation",
-                       statement=f"Across a subject's active doses, {_label(peak)} correlates with {scale} improvement "
-                                 f"at {params.mood_timepoint} after removing dose and baseline severity"
-                                 f"{' and period' if periods else ''} (covariates used: {partial['covariates_used']})",
-                       population="active subject-sessions", effect="partial r_rm", direction="+"),
-        _model_row(fit, "peak_z", hypothesis="H2", test="H2b mixed model",
-                   statement=f"{scale} improvement at {params.mood_timepoint} rises with {_label(peak)} at fixed dose "
-                             "and baseline severity",
-                   population="active subject-sessions",
-                   method=f"MixedLM REML: {mood} ~ peak_z + dose + baseline{period_term} + (1|subject), "
-                          "Wald 95% CI",
-                   effect=f"{scale} points per SD of {_label(peak)}", direction="+"),
-        _inference_row(wb.loc["between"], hypothesis="H2", test="H2c between subjects",
-                       statement=f"Subjects with more intense peak experiences improve more (subject means; {what})",
-                       population="subjects (means over their active sessions)",
-                       effect="r between subjects", direction="+"),
-        _inference_row(wb.loc["pooled"], hypothesis="H2", test="H2d pooled (description)",
-                       statement=f"Over all active sessions ({what}); description only, not a test",
-                       population="active subject-sessions", effect="r pooled (description)", direction="+",
-                       family="description"),
-    ])
+    return pd.DataFrame(
+        [
+            _inference_row(
+                partial,
+                hypothesis="H2",
+                test="H2a within-subject partial correlation",
+                statement=f"Across a subject's active doses, {_label(peak)} correlates with {scale} improvement "
+                f"at {params.mood_timepoint} after removing dose and baseline severity"
+                f"{' and period' if periods else ''} (covariates used: {partial['covariates_used']})",
+                population="active subject-sessions",
+                effect="partial r_rm",
+                direction="+",
+            ),
+            _model_row(
+                fit,
+                "peak_z",
+                hypothesis="H2",
+                test="H2b mixed model",
+                statement=f"{scale} improvement at {params.mood_timepoint} rises with {_label(peak)} at fixed dose "
+                "and baseline severity",
+                population="active subject-sessions",
+                method=f"MixedLM REML: {mood} ~ peak_z + dose + baseline{period_term} + (1|subject), Wald 95% CI",
+                effect=f"{scale} points per SD of {_label(peak)}",
+                direction="+",
+            ),
+            _inference_row(
+                wb.loc["between"],
+                hypothesis="H2",
+                test="H2c between subjects",
+                statement=f"Subjects with more intense peak experiences improve more (subject means; {what})",
+                population="subjects (means over their active sessions)",
+                effect="r between subjects",
+                direction="+",
+            ),
+            _inference_row(
+                wb.loc["pooled"],
+                hypothesis="H2",
+                test="H2d pooled (description)",
+                statement=f"Over all active sessions ({what}); description only, not a test",
+                population="active subject-sessions",
+                effect="r pooled (description)",
+                direction="+",
+                family="description",
+            ),
+        ]
+    )
 
 
 def _subject_active_means(table: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -524,8 +718,7 @@ def _subject_active_means(table: pd.DataFrame, column: str) -> pd.DataFrame:
     return active.groupby(SUBJECT).agg(value=(column, "mean"), stratum=("subject_stratum", "first")).reset_index()
 
 
-def h3_inflamed_stratum(table: pd.DataFrame, params: IntegrativeParameters,
-                          analytes=PRIMARY_ANALYTES) -> pd.DataFrame:
+def h3_inflamed_stratum(table: pd.DataFrame, params: IntegrativeParameters, analytes=PRIMARY_ANALYTES) -> pd.DataFrame:
     """H3 — the anti-inflammatory change appears only in the inflamed stratum (per analyte).
 
     Per subject, the mean ln(24 h/baseline) over active sessions. H3a/H3b: mean in the inflamed /
@@ -544,26 +737,60 @@ def h3_inflamed_stratum(table: pd.DataFrame, params: IntegrativeParameters,
         pop = "subjects (mean over active sessions)"
         for test, values, label, direction in (("H3a", inflamed, "inflamed", "-"), ("H3b", other, "non-inflamed", "0")):
             mean, low, high, p, n = _mean_t(values)
-            rows.append(_row("H3", f"{test} {analyte} {label}",
-                             f"{analyte} falls after ketamine in the {label} stratum" if direction == "-" else
-                             f"{analyte} does not change after ketamine in the {label} stratum",
-                             f"{label} {pop}", "one-sample t, t 95% CI", "mean ln(24h/baseline)", n, n, mean, low,
-                             high, p, direction))
+            rows.append(
+                _row(
+                    "H3",
+                    f"{test} {analyte} {label}",
+                    f"{analyte} falls after ketamine in the {label} stratum"
+                    if direction == "-"
+                    else f"{analyte} does not change after ketamine in the {label} stratum",
+                    f"{label} {pop}",
+                    "one-sample t, t 95% CI",
+                    "mean ln(24h/baseline)",
+                    n,
+                    n,
+                    mean,
+                    low,
+                    high,
+                    p,
+                    direction,
+                )
+            )
         diff, low, high, p = _welch(inflamed, other)
-        rows.append(_row("H3", f"H3c {analyte} difference",
-                         f"{analyte} falls more in the inflamed than in the non-inflamed stratum", pop,
-                         "Welch t, 95% CI", "difference in mean ln change (inflamed − non-inflamed)",
-                         len(inflamed) + len(other), len(inflamed) + len(other), diff, low, high, p, "-"))
+        rows.append(
+            _row(
+                "H3",
+                f"H3c {analyte} difference",
+                f"{analyte} falls more in the inflamed than in the non-inflamed stratum",
+                pop,
+                "Welch t, 95% CI",
+                "difference in mean ln change (inflamed − non-inflamed)",
+                len(inflamed) + len(other),
+                len(inflamed) + len(other),
+                diff,
+                low,
+                high,
+                p,
+                "-",
+            )
+        )
         data = table.dropna(subset=[column, "inflamed"]).assign(active_dose=lambda d: d["active"].astype(float))
         period_term = " + C(period)" if _period_terms(data) else ""
         fit = _mixed_model(data, f"{column} ~ active_dose * inflamed{period_term}")
-        rows.append(_model_row(fit, "active_dose:inflamed", hypothesis="H3", test=f"H3d {analyte} interaction",
-                               statement=f"The ketamine-vs-placebo change in {analyte} is more negative in inflamed "
-                                         "sessions (active × inflamed)",
-                               population="all subject-sessions (placebo included)",
-                               method=f"MixedLM REML: {column} ~ active * inflamed{period_term} + (1|subject), "
-                                      "Wald 95% CI",
-                               effect="extra ln change (active × inflamed)", direction="-"))
+        rows.append(
+            _model_row(
+                fit,
+                "active_dose:inflamed",
+                hypothesis="H3",
+                test=f"H3d {analyte} interaction",
+                statement=f"The ketamine-vs-placebo change in {analyte} is more negative in inflamed "
+                "sessions (active × inflamed)",
+                population="all subject-sessions (placebo included)",
+                method=f"MixedLM REML: {column} ~ active * inflamed{period_term} + (1|subject), Wald 95% CI",
+                effect="extra ln change (active × inflamed)",
+                direction="-",
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -579,12 +806,17 @@ def titration_doses(table: pd.DataFrame) -> pd.DataFrame:
         at_max = group.loc[group["entropy_change"].idxmax()]
         reached = group[group["alpha_suppression_onset_s"].notna()]
         at_top = group[group[DOSE] == top]
-        rows.append({SUBJECT: subject, "entropy_max_dose": at_max[DOSE],
-                     "alpha_endpoint_dose": reached[DOSE].min() if len(reached) else np.nan,
-                     "depth_at_entropy_max_db": at_max["alpha_suppression_depth_db"],
-                     "depth_at_top_dose_db": at_top["alpha_suppression_depth_db"].iloc[0] if len(at_top) else np.nan,
-                     "entropy_at_max": at_max["entropy_change"],
-                     "entropy_at_top_dose": at_top["entropy_change"].iloc[0] if len(at_top) else np.nan})
+        rows.append(
+            {
+                SUBJECT: subject,
+                "entropy_max_dose": at_max[DOSE],
+                "alpha_endpoint_dose": reached[DOSE].min() if len(reached) else np.nan,
+                "depth_at_entropy_max_db": at_max["alpha_suppression_depth_db"],
+                "depth_at_top_dose_db": at_top["alpha_suppression_depth_db"].iloc[0] if len(at_top) else np.nan,
+                "entropy_at_max": at_max["entropy_change"],
+                "entropy_at_top_dose": at_top["entropy_change"].iloc[0] if len(at_top) else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -626,57 +858,120 @@ def h4_alpha_depth_dose(table: pd.DataFrame, params: IntegrativeParameters) -> p
     with dose, so H4b uses the threshold criterion clinicians titrate with.)"""
     rows = []
     data = table.dropna(subset=["alpha_suppression_depth_db", DOSE])
-    fit = crossover_dose_model(data, "alpha_suppression_depth_db", DOSE, SUBJECT,
-                               "session_order" if has_order(data) else None, n_boot=params.n_boot,
-                               seed=params.seed).iloc[0]
-    rows.append(_inference_row(fit, hypothesis="H4", test="H4a depth vs dose",
-                               statement="Occipital alpha suppression deepens with dose",
-                               population="all subject-sessions (placebo included)",
-                               method=f"{fit['formula']}; {fit['method']}; {fit['crossover_note']}",
-                               effect="dB per mg/kg", direction="-"))
+    fit = crossover_dose_model(
+        data,
+        "alpha_suppression_depth_db",
+        DOSE,
+        SUBJECT,
+        "session_order" if has_order(data) else None,
+        n_boot=params.n_boot,
+        seed=params.seed,
+    ).iloc[0]
+    rows.append(
+        _inference_row(
+            fit,
+            hypothesis="H4",
+            test="H4a depth vs dose",
+            statement="Occipital alpha suppression deepens with dose",
+            population="all subject-sessions (placebo included)",
+            method=f"{fit['formula']}; {fit['method']}; {fit['crossover_note']}",
+            effect="dB per mg/kg",
+            direction="-",
+        )
+    )
     doses = titration_doses(table)
     known = doses.dropna(subset=["alpha_endpoint_dose"])
-    estimate, chance, p = agreement_permutation(known["alpha_endpoint_dose"], known["entropy_max_dose"],
-                                                params.n_boot, params.seed)
+    estimate, chance, p = agreement_permutation(
+        known["alpha_endpoint_dose"], known["entropy_max_dose"], params.n_boot, params.seed
+    )
     low = high = np.nan
     if len(known):
         agree = int(round(estimate * len(known)))
         ci = sps.binomtest(agree, len(known)).proportion_ci(confidence_level=0.95, method="wilson")
         low, high = ci.low, ci.high
-    rows.append(_row("H4", "H4b titration endpoint = entropy maximum",
-                     "The lowest dose at which sustained alpha suppression is reached is the dose of maximal "
-                     f"entropy increase more often than chance (chance agreement from the marginals: {chance:.2f})",
-                     "subjects who reached suppression at some active dose",
-                     f"permutation of entropy-maximum doses across subjects ({params.n_boot} permutations, "
-                     f"one-sided) vs chance agreement {chance:.2f} from the two marginal distributions; Wilson 95% CI",
-                     "proportion of subjects in agreement", len(known), len(known), estimate, low, high, p, "+"))
+    rows.append(
+        _row(
+            "H4",
+            "H4b titration endpoint = entropy maximum",
+            "The lowest dose at which sustained alpha suppression is reached is the dose of maximal "
+            f"entropy increase more often than chance (chance agreement from the marginals: {chance:.2f})",
+            "subjects who reached suppression at some active dose",
+            f"permutation of entropy-maximum doses across subjects ({params.n_boot} permutations, "
+            f"one-sided) vs chance agreement {chance:.2f} from the two marginal distributions; Wilson 95% CI",
+            "proportion of subjects in agreement",
+            len(known),
+            len(known),
+            estimate,
+            low,
+            high,
+            p,
+            "+",
+        )
+    )
     beyond = doses[doses["entropy_max_dose"] < table.loc[table["active"], DOSE].max()]
     mean, low, high, p, n = _mean_t(beyond["depth_at_top_dose_db"] - beyond["depth_at_entropy_max_db"])
-    rows.append(_row("H4", "H4c alpha deepens past the entropy maximum",
-                     "Beyond the dose of maximal entropy, alpha suppression still deepens (depth dissociates from "
-                     "entropy at high dose)", "subjects whose entropy peaks below the top dose",
-                     "paired t, t 95% CI", "depth at top dose − depth at entropy-maximum dose (dB)",
-                     n, n, mean, low, high, p, "-"))
+    rows.append(
+        _row(
+            "H4",
+            "H4c alpha deepens past the entropy maximum",
+            "Beyond the dose of maximal entropy, alpha suppression still deepens (depth dissociates from "
+            "entropy at high dose)",
+            "subjects whose entropy peaks below the top dose",
+            "paired t, t 95% CI",
+            "depth at top dose − depth at entropy-maximum dose (dB)",
+            n,
+            n,
+            mean,
+            low,
+            high,
+            p,
+            "-",
+        )
+    )
     if "entropy_change_spectrum_controlled" in table.columns:
         # Issue 12: entropy tracks the spectrum; the entropy maximum taken from the spectrum-controlled change
         # (notebook 01: entropy change minus its fitted alpha and aperiodic terms) asks whether H4c survives it.
-        ctrl = titration_doses(table.drop(columns="entropy_change").rename(
-            columns={"entropy_change_spectrum_controlled": "entropy_change"}))
+        ctrl = titration_doses(
+            table.drop(columns="entropy_change").rename(
+                columns={"entropy_change_spectrum_controlled": "entropy_change"}
+            )
+        )
         beyond = ctrl[ctrl["entropy_max_dose"] < table.loc[table["active"], DOSE].max()]
         mean, low, high, p, n = _mean_t(beyond["depth_at_top_dose_db"] - beyond["depth_at_entropy_max_db"])
-        rows.append(_row("H4", "H4c (spectrum-controlled entropy)",
-                         "As H4c, with the entropy maximum of the spectrum-controlled entropy change (alpha and "
-                         "aperiodic-exponent changes as covariates)", "subjects whose controlled entropy peaks below "
-                         "the top dose", "paired t, t 95% CI", "depth at top dose − depth at entropy-maximum dose (dB)",
-                         n, n, mean, low, high, p, "-", family="description"))  # a sensitivity row: no FDR family
+        rows.append(
+            _row(
+                "H4",
+                "H4c (spectrum-controlled entropy)",
+                "As H4c, with the entropy maximum of the spectrum-controlled entropy change (alpha and "
+                "aperiodic-exponent changes as covariates)",
+                "subjects whose controlled entropy peaks below the top dose",
+                "paired t, t 95% CI",
+                "depth at top dose − depth at entropy-maximum dose (dB)",
+                n,
+                n,
+                mean,
+                low,
+                high,
+                p,
+                "-",
+                family="description",
+            )
+        )  # a sensitivity row: no FDR family
     return pd.DataFrame(rows)
 
 
 def combined_predictors(table: pd.DataFrame, params: IntegrativeParameters) -> list[str]:
     """One or two predictors from every branch: design (dose, baseline severity), EEG (entropy change,
     occipital alpha change), peak experience, cytokines (IL-6 ln change, inflamed)."""
-    wanted = [DOSE, "mood_baseline", "entropy_change", "occipital_alpha_change_db", params.peak_score,
-              "il6_ln_change", "inflamed"]
+    wanted = [
+        DOSE,
+        "mood_baseline",
+        "entropy_change",
+        "occipital_alpha_change_db",
+        params.peak_score,
+        "il6_ln_change",
+        "inflamed",
+    ]
     return [c for c in wanted if c in table.columns and table.loc[table["active"], c].notna().any()]
 
 
@@ -711,17 +1006,28 @@ def combined_model(table: pd.DataFrame, params: IntegrativeParameters) -> pd.Dat
 def _combined_rows(model: pd.DataFrame, params: IntegrativeParameters, scale: str) -> pd.DataFrame:
     rows = []
     for _, r in model.iterrows():
-        rows.append(_row("H5", f"H5 {r['predictor']}",
-                         f"In the combined model, {_label(r['predictor'])} predicts {scale} improvement at "
-                         f"{params.mood_timepoint} given every other branch",
-                         "active subject-sessions with every predictor",
-                         "MixedLM REML on z-scores, random intercept per subject; "
-                         f"{int(r['n_predictors'])} predictors, "
-                         f"{r['obs_per_predictor']:.1f} observations and {r['subjects_per_predictor']:.1f} subjects "
-                         f"per predictor (VIF {r['vif']:.1f})",
-                         "standardised coefficient (SD of improvement per SD)", r["n"], r["n_groups"], r["estimate"],
-                         r["ci_low"], r["ci_high"], r["p"], "+" if r["predictor"] == params.peak_score else "?",
-                         family="exploratory"))
+        rows.append(
+            _row(
+                "H5",
+                f"H5 {r['predictor']}",
+                f"In the combined model, {_label(r['predictor'])} predicts {scale} improvement at "
+                f"{params.mood_timepoint} given every other branch",
+                "active subject-sessions with every predictor",
+                "MixedLM REML on z-scores, random intercept per subject; "
+                f"{int(r['n_predictors'])} predictors, "
+                f"{r['obs_per_predictor']:.1f} observations and {r['subjects_per_predictor']:.1f} subjects "
+                f"per predictor (VIF {r['vif']:.1f})",
+                "standardised coefficient (SD of improvement per SD)",
+                r["n"],
+                r["n_groups"],
+                r["estimate"],
+                r["ci_low"],
+                r["ci_high"],
+                r["p"],
+                "+" if r["predictor"] == params.peak_score else "?",
+                family="exploratory",
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -729,17 +1035,23 @@ def _verdict(row, alpha: float) -> str:
     if row["family"] == "description":
         return "description only (no test)"
     if row["family"] == "exploratory":
-        return "exploratory: " + ("significant" if row["p_fdr"] <= alpha else "not significant") + \
-            " within the exploratory family"
+        return (
+            "exploratory: "
+            + ("significant" if row["p_fdr"] <= alpha else "not significant")
+            + " within the exploratory family"
+        )
     if not np.isfinite(row["estimate"]) or not np.isfinite(row["p"]):
         return "not estimable"
     if row["direction"] == "0":
-        return ("consistent (CI includes 0; not evidence of absence)" if row["ci_low"] <= 0 <= row["ci_high"]
-                else "contradicts (a change)")
+        return (
+            "consistent (CI includes 0; not evidence of absence)"
+            if row["ci_low"] <= 0 <= row["ci_high"]
+            else "contradicts (a change)"
+        )
     significant = row["p_fdr"] <= alpha
     if row["direction"] == "?":
         return "significant" if significant else "not significant"
-    if row["test"].startswith("H4b"):   # proportion vs chance: the direction is 'above chance'
+    if row["test"].startswith("H4b"):  # proportion vs chance: the direction is 'above chance'
         return "supports" if significant else "not supported"
     sign = "+" if row["estimate"] > 0 else "-"
     if significant:
@@ -747,8 +1059,9 @@ def _verdict(row, alpha: float) -> str:
     return "not supported"
 
 
-def hypothesis_tests(table: pd.DataFrame, params: IntegrativeParameters,
-                     combined: pd.DataFrame | None = None) -> pd.DataFrame:
+def hypothesis_tests(
+    table: pd.DataFrame, params: IntegrativeParameters, combined: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Every hypothesis row (H1–H5), with BH-FDR within each ``family`` — the confirmatory rows (H1–H4) are
     one family, H5's exploratory rows another; description rows have no p — and a verdict against the
     stated direction (``+``/``-``; ``0`` = no change expected; ``?`` = no direction stated) at ``fdr_alpha``.
@@ -756,9 +1069,16 @@ def hypothesis_tests(table: pd.DataFrame, params: IntegrativeParameters,
     :data:`HYPOTHESIS_COLUMNS` (estimate and CI first)."""
     combined = combined_model(table, params) if combined is None else combined
     scale = str(table["mood_scale"].iloc[0]).upper()
-    out = pd.concat([h1_entropy_tracks_peak(table, params), h2_peak_predicts_mood(table, params),
-                     h3_inflamed_stratum(table, params), h4_alpha_depth_dose(table, params),
-                     _combined_rows(combined, params, scale)], ignore_index=True)
+    out = pd.concat(
+        [
+            h1_entropy_tracks_peak(table, params),
+            h2_peak_predicts_mood(table, params),
+            h3_inflamed_stratum(table, params),
+            h4_alpha_depth_dose(table, params),
+            _combined_rows(combined, params, scale),
+        ],
+        ignore_index=True,
+    )
     out["p_fdr"] = np.nan
     for family in ("confirmatory", "exploratory"):
         mask = (out["family"] == family).to_numpy()
@@ -774,14 +1094,24 @@ def hypothesis_tests(table: pd.DataFrame, params: IntegrativeParameters,
 # Cross-branch correlation matrix
 # ---------------------------------------------------------------------------------------------
 
+
 def matrix_variables(table: pd.DataFrame, params: IntegrativeParameters) -> dict[str, str]:
     """Variable -> branch, in display order, for the cross-branch correlation matrix."""
-    variables = {DOSE: "design", "alpha_suppression_depth_db": "EEG", "occipital_alpha_change_db": "EEG",
-                 "entropy_change": "EEG", "entropy_peak_change": "EEG", "meq30_total": "peak",
-                 "meq30_mystical": "peak", "asc5d_obn": "peak", params.peak_score: "peak",
-                 **{f"{a.lower()}_ln_change": "cytokines" for a in PRIMARY_ANALYTES},
-                 "mood_baseline": "mood", **{f"mood_improvement_{t}": "mood" for t in SHOWN_TIMEPOINTS},
-                 params.mood_column: "mood"}
+    variables = {
+        DOSE: "design",
+        "alpha_suppression_depth_db": "EEG",
+        "occipital_alpha_change_db": "EEG",
+        "entropy_change": "EEG",
+        "entropy_peak_change": "EEG",
+        "meq30_total": "peak",
+        "meq30_mystical": "peak",
+        "asc5d_obn": "peak",
+        params.peak_score: "peak",
+        **{f"{a.lower()}_ln_change": "cytokines" for a in PRIMARY_ANALYTES},
+        "mood_baseline": "mood",
+        **{f"mood_improvement_{t}": "mood" for t in SHOWN_TIMEPOINTS},
+        params.mood_column: "mood",
+    }
     return {v: b for v, b in variables.items() if v in table.columns and table.loc[table["active"], v].notna().any()}
 
 
@@ -802,11 +1132,10 @@ def correlation_matrix(table: pd.DataFrame, params: IntegrativeParameters) -> pd
     # A variable whose subject means are all equal (dose: every subject had every dose) has no
     # between-subject association; the routine would return r ≈ 0 from rounding noise, so it is set NaN.
     means = active.groupby(SUBJECT)[names].mean()
-    constant = {v for v in names
-                if means[v].std(ddof=0) <= 1e-9 * max(1.0, float(active[v].abs().max()))}
+    constant = {v for v in names if means[v].std(ddof=0) <= 1e-9 * max(1.0, float(active[v].abs().max()))}
     parts = []
     for i, x in enumerate(names[:-1]):
-        for y in names[i + 1:]:
+        for y in names[i + 1 :]:
             rows = within_between_correlation(active, x, y, SUBJECT, n_boot=params.n_boot, seed=params.seed)
             if x in constant or y in constant:
                 undefined = (rows["quantity"] == "between").to_numpy()
@@ -823,35 +1152,60 @@ def correlation_matrix(table: pd.DataFrame, params: IntegrativeParameters) -> pd
     out["y_branch"] = out["y"].map(variables)
     out["_q"] = out["quantity"].map({q: i for i, q in enumerate(MATRIX_QUANTITIES)})
     out = out.sort_values("_q", kind="stable").drop(columns="_q").reset_index(drop=True)
-    return out[["x", "y", "quantity", "n", "n_subjects", "estimate", "ci_low", "ci_high", "p", "p_fdr",
-                "significant_fdr", "method", "x_branch", "y_branch"]]
+    return out[
+        [
+            "x",
+            "y",
+            "quantity",
+            "n",
+            "n_subjects",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "p",
+            "p_fdr",
+            "significant_fdr",
+            "method",
+            "x_branch",
+            "y_branch",
+        ]
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
 # Provenance and summary
 # ---------------------------------------------------------------------------------------------
 
+
 def provenance_table(study) -> pd.DataFrame:
     """Each derived table read: its producing notebook, rows, modification time (UTC) and sha256."""
     import hashlib
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     rows = []
     for name in TABLES:
         path = derived.table_path(study, name)
         data = path.read_bytes()
-        rows.append({"table": name, "written by": derived.PRODUCERS[name], "rows": data.count(b"\n") - 1,
-                     "modified (UTC)": datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-                     .strftime("%Y-%m-%d %H:%M:%S"), "sha256": hashlib.sha256(data).hexdigest()[:16]})
+        rows.append(
+            {
+                "table": name,
+                "written by": derived.PRODUCERS[name],
+                "rows": data.count(b"\n") - 1,
+                "modified (UTC)": datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                "sha256": hashlib.sha256(data).hexdigest()[:16],
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _effect(row, digits: int = 2, unit: str = "") -> str:
-    if not np.isfinite(row["p"]):   # a description row: estimate only
+    if not np.isfinite(row["p"]):  # a description row: estimate only
         return f"{row['estimate']:.{digits}f}{unit} (description, n = {row['n']})"
-    return (f"{row['estimate']:.{digits}f}{unit} (95% CI {row['ci_low']:.{digits}f} to {row['ci_high']:.{digits}f}, "
-            f"{stats.format_p(row['p'])}, {stats.format_p(row['p_fdr'], 'p_FDR')}, n = {row['n']} sessions of "
-            f"{row['n_subjects']} subjects)")
+    return (
+        f"{row['estimate']:.{digits}f}{unit} (95% CI {row['ci_low']:.{digits}f} to {row['ci_high']:.{digits}f}, "
+        f"{stats.format_p(row['p'])}, {stats.format_p(row['p_fdr'], 'p_FDR')}, n = {row['n']} sessions of "
+        f"{row['n_subjects']} subjects)"
+    )
 
 
 def primary_text(hypotheses: pd.DataFrame, params: IntegrativeParameters) -> str:
@@ -859,30 +1213,41 @@ def primary_text(hypotheses: pd.DataFrame, params: IntegrativeParameters) -> str
     saying none is named; the report and its summary lead with it."""
     primary = hypotheses[hypotheses["primary"]] if "primary" in hypotheses else hypotheses.iloc[:0]
     if params.primary_hypothesis is None:
-        return ("**Primary hypothesis.** None is named in the manifest (notebook 04's `primary_hypothesis`); every "
-                "confirmatory row carries equal weight within its FDR family.")
+        return (
+            "**Primary hypothesis.** None is named in the manifest (notebook 04's `primary_hypothesis`); every "
+            "confirmatory row carries equal weight within its FDR family."
+        )
     if primary.empty:
-        return (f"**Pre-registered primary hypothesis ({params.primary_hypothesis}).** Not estimable in this study "
-                "(no row was produced).")
-    return (f"**Pre-registered primary hypothesis ({params.primary_hypothesis}: "
-            f"{CONFIRMATORY_TESTS[params.primary_hypothesis]}).** "
-            + "; ".join(f"{r['test']}: {r['effect']} = {_effect(r)} — {r['verdict']}" for _, r in primary.iterrows())
-            + ". " + " ".join(dict.fromkeys(str(r["statement"]) for _, r in primary.iterrows())) + ".")
+        return (
+            f"**Pre-registered primary hypothesis ({params.primary_hypothesis}).** Not estimable in this study "
+            "(no row was produced)."
+        )
+    return (
+        f"**Pre-registered primary hypothesis ({params.primary_hypothesis}: "
+        f"{CONFIRMATORY_TESTS[params.primary_hypothesis]}).** "
+        + "; ".join(f"{r['test']}: {r['effect']} = {_effect(r)} — {r['verdict']}" for _, r in primary.iterrows())
+        + ". "
+        + " ".join(dict.fromkeys(str(r["statement"]) for _, r in primary.iterrows()))
+        + "."
+    )
 
 
-def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd.DataFrame,
-                 params: IntegrativeParameters) -> str:
+def summary_text(
+    table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd.DataFrame, params: IntegrativeParameters
+) -> str:
     """A short written summary generated from the numbers (markdown)."""
     by = hypotheses.set_index("test")
     scale = str(table["mood_scale"].iloc[0]).upper()
     active = table[table["active"]]
-    lines = [f"**Data.** {table[SUBJECT].nunique()} subjects × {table[DOSE].nunique()} doses "
-             f"({len(table)} subject-sessions, {len(active)} active); every test and its population is stated "
-             f"in the table above. The subject is the unit: associations are within-subject (across a subject's "
-             f"doses) or between-subject (subject means) rows with subject-cluster bootstrap CIs; pooled "
-             f"over-session correlations are description only. p_FDR is Benjamini–Hochberg over the "
-             f"{int((hypotheses['family'] == 'confirmatory').sum())} confirmatory rows (H1–H4); H5 is exploratory "
-             f"and has its own family. Crossover: {crossover_note(table)}."]
+    lines = [
+        f"**Data.** {table[SUBJECT].nunique()} subjects × {table[DOSE].nunique()} doses "
+        f"({len(table)} subject-sessions, {len(active)} active); every test and its population is stated "
+        f"in the table above. The subject is the unit: associations are within-subject (across a subject's "
+        f"doses) or between-subject (subject means) rows with subject-cluster bootstrap CIs; pooled "
+        f"over-session correlations are description only. p_FDR is Benjamini–Hochberg over the "
+        f"{int((hypotheses['family'] == 'confirmatory').sum())} confirmatory rows (H1–H4); H5 is exploratory "
+        f"and has its own family. Crossover: {crossover_note(table)}."
+    ]
     lines.insert(0, primary_text(hypotheses, params))
 
     def get(prefix):
@@ -897,9 +1262,13 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
             f"r_rm = {_effect(h1[0])} — {h1[0]['verdict']}; between subjects (subject means of dose-adjusted values) "
             f"r = {_effect(h1[2])} — {h1[2]['verdict']}; pooled over sessions (raw values, mixing the dose curves) "
             f"r = {_effect(h1[1])}."
-            + (" The association lives between subjects: those whose EEG responds more also report more intense "
-               "experiences, while session-to-session deviations at a fixed dose do not go together."
-               if h1[2]["verdict"] == "supports" and h1[0]["verdict"] != "supports" else ""))
+            + (
+                " The association lives between subjects: those whose EEG responds more also report more intense "
+                "experiences, while session-to-session deviations at a fixed dose do not go together."
+                if h1[2]["verdict"] == "supports" and h1[0]["verdict"] != "supports"
+                else ""
+            )
+        )
     h2a, h2b, h2c = get("H2a"), get("H2b"), get("H2c")
     if h2a is not None and h2b is not None:
         lines.append(
@@ -907,44 +1276,61 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
             f"{params.mood_timepoint}, within subjects and adjusting for dose and baseline severity: partial "
             f"r_rm = {_effect(h2a)} — {h2a['verdict']}"
             + (f"; between subjects (subject means) r = {_effect(h2c)} — {h2c['verdict']}" if h2c is not None else "")
-            + f"; random-intercept mixed model {_effect(h2b, 1)} {scale} points per SD — {h2b['verdict']}.")
+            + f"; random-intercept mixed model {_effect(h2b, 1)} {scale} points per SD — {h2b['verdict']}."
+        )
     h3 = hypotheses[hypotheses["hypothesis"] == "H3"]
     parts = []
     for analyte in PRIMARY_ANALYTES:
         a, b, c = (get(f"H3{k} {analyte}") for k in "abc")
         if a is None:
             continue
-        parts.append(f"{analyte}: inflamed {a['estimate']:+.2f} ln units (95% CI {a['ci_low']:.2f} to "
-                     f"{a['ci_high']:.2f}, {np.expm1(a['estimate']):+.0%}, n = {a['n']}), non-inflamed "
-                     f"{b['estimate']:+.2f} ({b['ci_low']:.2f} to {b['ci_high']:.2f}, n = {b['n']}), "
-                     f"difference {c['estimate']:+.2f} ({c['ci_low']:.2f} to {c['ci_high']:.2f}, {stats.format_p(c['p'])})")
+        parts.append(
+            f"{analyte}: inflamed {a['estimate']:+.2f} ln units (95% CI {a['ci_low']:.2f} to "
+            f"{a['ci_high']:.2f}, {np.expm1(a['estimate']):+.0%}, n = {a['n']}), non-inflamed "
+            f"{b['estimate']:+.2f} ({b['ci_low']:.2f} to {b['ci_high']:.2f}, n = {b['n']}), "
+            f"difference {c['estimate']:+.2f} ({c['ci_low']:.2f} to {c['ci_high']:.2f}, {stats.format_p(c['p'])})"
+        )
     if parts:
-        only = all(get(f"H3a {a}") is None or (get(f"H3a {a}")["verdict"] == "supports"
-                                                and get(f"H3b {a}")["verdict"].startswith("consistent"))
-                   for a in PRIMARY_ANALYTES)
-        lines.append("**H3 (inflamed stratum).** Mean ln(24h/baseline) over active sessions — " + "; ".join(parts)
-                     + (". The decrease appears in the inflamed stratum only (the non-inflamed CI includes 0, "
-                        "which is consistent with, not proof of, no change)." if only and len(h3) else
-                        ". The pattern 'decrease only when inflamed' is not established for every analyte."))
+        only = all(
+            get(f"H3a {a}") is None
+            or (get(f"H3a {a}")["verdict"] == "supports" and get(f"H3b {a}")["verdict"].startswith("consistent"))
+            for a in PRIMARY_ANALYTES
+        )
+        lines.append(
+            "**H3 (inflamed stratum).** Mean ln(24h/baseline) over active sessions — "
+            + "; ".join(parts)
+            + (
+                ". The decrease appears in the inflamed stratum only (the non-inflamed CI includes 0, "
+                "which is consistent with, not proof of, no change)."
+                if only and len(h3)
+                else ". The pattern 'decrease only when inflamed' is not established for every analyte."
+            )
+        )
     h4a, h4b, h4c = get("H4a"), get("H4b"), get("H4c")
     if h4a is not None:
         doses = titration_doses(table)
-        text = (f"**H4 (alpha depth and dose).** Suppression depth changes with dose by "
-                f"{_effect(h4a, 1, ' dB per mg/kg')} ({h4a['verdict']}).")
+        text = (
+            f"**H4 (alpha depth and dose).** Suppression depth changes with dose by "
+            f"{_effect(h4a, 1, ' dB per mg/kg')} ({h4a['verdict']})."
+        )
         if h4b is not None and np.isfinite(h4b["estimate"]):
             modal = doses["entropy_max_dose"].mode()
             chance = re.search(r"chance agreement ([0-9.]+)", h4b["method"])
-            text += (f" The titration endpoint (lowest dose with sustained suppression) equals the entropy-maximum "
-                     f"dose in {h4b['estimate']:.0%} of subjects (95% CI {h4b['ci_low']:.0%} to {h4b['ci_high']:.0%}; "
-                     f"chance agreement from the two marginal distributions "
-                     f"{float(chance.group(1)) if chance else float('nan'):.0%}, permutation across subjects "
-                     f"{stats.format_p(h4b['p'])}; {h4b['verdict']}); entropy peaks most often at "
-                     f"{modal.iloc[0]:g} mg/kg.")
+            text += (
+                f" The titration endpoint (lowest dose with sustained suppression) equals the entropy-maximum "
+                f"dose in {h4b['estimate']:.0%} of subjects (95% CI {h4b['ci_low']:.0%} to {h4b['ci_high']:.0%}; "
+                f"chance agreement from the two marginal distributions "
+                f"{float(chance.group(1)) if chance else float('nan'):.0%}, permutation across subjects "
+                f"{stats.format_p(h4b['p'])}; {h4b['verdict']}); entropy peaks most often at "
+                f"{modal.iloc[0]:g} mg/kg."
+            )
         if h4c is not None and h4c["n"] > 1:
-            text += (f" From the entropy-maximum dose to the top dose, suppression depth changes by "
-                     f"{h4c['estimate']:+.1f} dB (95% CI "
-                     f"{h4c['ci_low']:.1f} to {h4c['ci_high']:.1f}, n = {h4c['n']}, {h4c['verdict']}) while entropy "
-                     "falls: depth marks dose, and beyond the entropy peak it no longer marks entropy.")
+            text += (
+                f" From the entropy-maximum dose to the top dose, suppression depth changes by "
+                f"{h4c['estimate']:+.1f} dB (95% CI "
+                f"{h4c['ci_low']:.1f} to {h4c['ci_high']:.1f}, n = {h4c['n']}, {h4c['verdict']}) while entropy "
+                "falls: depth marks dose, and beyond the entropy peak it no longer marks entropy."
+            )
         lines.append(text)
     h5 = hypotheses[hypotheses["hypothesis"] == "H5"]
     if len(h5):
@@ -955,11 +1341,18 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
             f"**H5 (combined model, exploratory — outside the confirmatory FDR family).** {len(h5)} standardised predictors from every branch on {first['n']} active "
             f"sessions of {first['n_subjects']} subjects ({ratio:.1f} observations and "
             f"{first['n_subjects'] / len(h5):.1f} subjects per predictor): "
-            + (", ".join(f"{_label(t.removeprefix('H5 '))} β = {r['estimate']:+.2f} ({r['ci_low']:.2f} to "
-                         f"{r['ci_high']:.2f})" for t, r in sig.set_index('test').iterrows()) or "no predictor")
+            + (
+                ", ".join(
+                    f"{_label(t.removeprefix('H5 '))} β = {r['estimate']:+.2f} ({r['ci_low']:.2f} to "
+                    f"{r['ci_high']:.2f})"
+                    for t, r in sig.set_index("test").iterrows()
+                )
+                or "no predictor"
+            )
             + f" {'survives' if len(sig) == 1 else 'survive'} FDR within the exploratory family. With this few subjects per predictor and "
-              "correlated EEG/dose predictors the model is "
-              "exploratory: coefficients are unstable and should not be read as independent effects.")
+            "correlated EEG/dose predictors the model is "
+            "exploratory: coefficients are unstable and should not be read as independent effects."
+        )
     if len(correlations):
         cross = correlations[correlations["x_branch"] != correlations["y_branch"]]
         within, between = cross[cross["quantity"] == "within"], cross[cross["quantity"] == "between"]
@@ -967,13 +1360,24 @@ def summary_text(table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd
 
         def listed(rows):
             sig = rows[rows["significant_fdr"]].sort_values("p")
-            return (": " + "; ".join(f"{_label(r.x)} – {_label(r.y)} r = {r.estimate:+.2f} (95% CI {r.ci_low:.2f} to "
-                                     f"{r.ci_high:.2f})" for r in sig.head(5).itertuples()) if len(sig) else "")
-        lines.append(f"**Cross-branch correlations** (active sessions, split at the subject level). Within subjects "
-                     f"(across a subject's doses, so a shared response to dose shows up here): "
-                     f"{int(within['significant_fdr'].sum())} of {len(within)} between-branch pairs are significant at "
-                     f"FDR {params.fdr_alpha:g} (of {n_pairs} pairs in the family)" + listed(within)
-                     + f". Between subjects (subject means, trait-level): {int(between['significant_fdr'].sum())} of "
-                     f"{len(between)}" + listed(between) + ". Pooled over-session correlations are shown as "
-                     "description only.")
+            return (
+                ": "
+                + "; ".join(
+                    f"{_label(r.x)} – {_label(r.y)} r = {r.estimate:+.2f} (95% CI {r.ci_low:.2f} to {r.ci_high:.2f})"
+                    for r in sig.head(5).itertuples()
+                )
+                if len(sig)
+                else ""
+            )
+
+        lines.append(
+            f"**Cross-branch correlations** (active sessions, split at the subject level). Within subjects "
+            f"(across a subject's doses, so a shared response to dose shows up here): "
+            f"{int(within['significant_fdr'].sum())} of {len(within)} between-branch pairs are significant at "
+            f"FDR {params.fdr_alpha:g} (of {n_pairs} pairs in the family)"
+            + listed(within)
+            + f". Between subjects (subject means, trait-level): {int(between['significant_fdr'].sum())} of "
+            f"{len(between)}" + listed(between) + ". Pooled over-session correlations are shown as "
+            "description only."
+        )
     return "\n\n".join(lines)

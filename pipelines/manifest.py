@@ -29,8 +29,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipelines.errors import did_you_mean
 from pipelines.eeg.measures import MEASURES
+from pipelines.errors import did_you_mean
 
 CHECKSUMS_KEY = "checksums"
 
@@ -47,7 +47,8 @@ class GeneratorConfig(_Strict):
     """Present only for synthetic studies: how ``pipelines.synth`` regenerates the data bit for bit."""
 
     design: Literal["crossover", "two_condition_edf", "mood_parallel", "open_label"] = Field(
-        "crossover", description="Which synthetic design (pipelines.synth.designs); the other fields apply to crossover")
+        "crossover", description="Which synthetic design (pipelines.synth.designs); the other fields apply to crossover"
+    )
     seed: int = Field(20261127, description="Seed of the whole study")
     n_subjects: int = Field(12, ge=1, le=1000)
     minutes: float = Field(8.0, gt=0, description="Recording length per session")
@@ -67,7 +68,9 @@ class ConditionMapping(_Strict):
     entity: Literal["session", "task", "acquisition", "run"] = "session"
     dose_column: str = "dose_mg_per_kg"
     labels: dict[str, float | None] = Field(
-        default_factory=dict, description="entity label -> dose in mg/kg (null: a condition without a dose, e.g. eyes closed)")
+        default_factory=dict,
+        description="entity label -> dose in mg/kg (null: a condition without a dose, e.g. eyes closed)",
+    )
 
     @model_validator(mode="after")
     def _labels_needed(self):
@@ -87,19 +90,32 @@ class PreprocessingConfig(_Strict):
     flat_sd_uv: float = Field(1.0, ge=0, description="A channel with SD below this (µV) is flat")
     noisy_robust_z: float = Field(5.0, gt=0, description="Robust z of log channel SD above which a channel is noisy")
     noisy_min_sd_ratio: float = Field(
-        3.0, ge=1, description="A noisy channel's SD is also at least this many times the median channel SD "
-        "(strong occipital alpha alone must not make O1/O2 'noisy')")
+        3.0,
+        ge=1,
+        description="A noisy channel's SD is also at least this many times the median channel SD "
+        "(strong occipital alpha alone must not make O1/O2 'noisy')",
+    )
     interpolate_bads: bool = Field(True, description="Spherical-spline interpolation where positions exist; else drop")
     reject_ptp_uv: float | None = Field(
-        None, gt=0, description="Optional absolute cap: a window whose peak-to-peak exceeds this (µV) in any channel is "
+        None,
+        gt=0,
+        description="Optional absolute cap: a window whose peak-to-peak exceeds this (µV) in any channel is "
         "rejected. Off by default: a fixed cap rejects whole eyes-closed recordings (strong alpha) and biases condition "
-        "contrasts")
+        "contrasts",
+    )
     reject_robust_z: float | None = Field(
-        5.0, gt=0, description="A window is rejected when, in any channel, its log peak-to-peak lies more than this many "
-        "robust SDs (1.4826 x MAD) above that channel's median over the recording: adapts to each recording and channel")
+        5.0,
+        gt=0,
+        description="A window is rejected when, in any channel, its log peak-to-peak lies more than this many "
+        "robust SDs (1.4826 x MAD) above that channel's median over the recording: adapts to each recording and channel",
+    )
     max_rejected_fraction: float = Field(
-        0.5, gt=0, le=1, description="A recording losing more than this share of its windows is flagged loudly; losing "
-        "all of them is an error for that recording")
+        0.5,
+        gt=0,
+        le=1,
+        description="A recording losing more than this share of its windows is flagged loudly; losing "
+        "all of them is an error for that recording",
+    )
     max_median_sd_uv: float = Field(500.0, gt=0, description="Median channel SD above this (µV) is implausible: stop")
     min_median_sd_uv: float = Field(0.05, ge=0, description="Median channel SD below this (µV) is implausible: stop")
     resample_sfreq: float | None = Field(None, gt=0, description="Optional resampling before features")
@@ -111,12 +127,16 @@ class SurrogateConfig(_Strict):
     and ``m_surr_z`` (z against them). Phase-randomised surrogates keep each window's periodogram, so spectral
     change alone (alpha suppression) leaves the ratio near 1. An empty list turns them off."""
 
-    method: Literal["phase", "iaaft"] = Field("phase", description="phase randomisation (default) or IAAFT "
-                                              "(also keeps the amplitude distribution; ~10x slower)")
+    method: Literal["phase", "iaaft"] = Field(
+        "phase",
+        description="phase randomisation (default) or IAAFT (also keeps the amplitude distribution; ~10x slower)",
+    )
     n: int = Field(10, ge=2, description="Surrogates per channel and window")
     seed: int = Field(0, ge=0, description="Surrogate k of channel c, window w is seeded from (seed, c, w, k)")
-    measures: list[str] = Field(default_factory=lambda: ["lzc_median"],
-                                description="Per-channel measures to normalise (must also be in measures)")
+    measures: list[str] = Field(
+        default_factory=lambda: ["lzc_median"],
+        description="Per-channel measures to normalise (must also be in measures)",
+    )
     iaaft_iterations: int = Field(20, ge=1, description="IAAFT rounds (method iaaft only)")
 
     @field_validator("measures")
@@ -127,8 +147,11 @@ class SurrogateConfig(_Strict):
         known = list(PER_CHANNEL_MEASURES)
         for name in value:
             if name not in known:
-                raise ValueError(f"surrogates need a per-channel measure, not {name!r}"
-                                 + did_you_mean(name, known) + f"; known: {known}")
+                raise ValueError(
+                    f"surrogates need a per-channel measure, not {name!r}"
+                    + did_you_mean(name, known)
+                    + f"; known: {known}"
+                )
         return value
 
 
@@ -150,25 +173,44 @@ class FeatureConfig(_Strict):
     svd_entropy_order: int = Field(3, ge=2)
     higuchi_kmax: int = Field(10, ge=2)
     lz_shuffle_seed: int = Field(0, description="Seed of the shuffled copies that normalise the Schartner LZ measures")
-    lzw_n_shuffles: int = Field(5, ge=1, description="Shuffled copies whose mean dictionary size normalises the "
-                                "published-convention (LZW) Schartner measures; the LZ76 variants use one")
+    lzw_n_shuffles: int = Field(
+        5,
+        ge=1,
+        description="Shuffled copies whose mean dictionary size normalises the "
+        "published-convention (LZW) Schartner measures; the LZ76 variants use one",
+    )
     bands: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {
-            "delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 45.0),
+            "delta": (1.0, 4.0),
+            "theta": (4.0, 8.0),
+            "alpha": (8.0, 13.0),
+            "beta": (13.0, 30.0),
+            "gamma": (30.0, 45.0),
         }
     )
-    welch_segment_s: float = Field(1.0, gt=0, description="Welch segment length inside each window (Hann, 50 % overlap)")
+    welch_segment_s: float = Field(
+        1.0, gt=0, description="Welch segment length inside each window (Hann, 50 % overlap)"
+    )
     spectral_entropy_band_hz: tuple[float, float] | None = Field(
-        None, description="Band over which spectral_entropy_welch is normalised; None = the preprocessing pass band "
-        "actually applied (segments of welch_segment_s), so the value does not depend on the sampling rate")
-    alpha_peak_range_hz: tuple[float, float] = Field((7.0, 14.0), description="Search range of the individual alpha peak")
+        None,
+        description="Band over which spectral_entropy_welch is normalised; None = the preprocessing pass band "
+        "actually applied (segments of welch_segment_s), so the value does not depend on the sampling rate",
+    )
+    alpha_peak_range_hz: tuple[float, float] = Field(
+        (7.0, 14.0), description="Search range of the individual alpha peak"
+    )
     aperiodic_freq_range: tuple[float, float] = Field((2.0, 40.0), description="specparam fit range (Hz), 'fixed' mode")
-    aperiodic_block_s: float = Field(30.0, gt=0, description="specparam is fitted on the mean spectrum of consecutive "
-                                     "blocks of this length (per-window fits are too noisy and too slow)")
+    aperiodic_block_s: float = Field(
+        30.0,
+        gt=0,
+        description="specparam is fitted on the mean spectrum of consecutive "
+        "blocks of this length (per-window fits are too noisy and too slow)",
+    )
     whole_recording_lz: bool = Field(True, description="Also compute LZ on the whole continuous recording")
     n_threads: int = Field(1, ge=1, description="Threads per recording (kernels release the GIL)")
-    surrogates: SurrogateConfig = Field(default_factory=SurrogateConfig,
-                                        description="Surrogate-normalised variants of entropy measures (issue 12)")
+    surrogates: SurrogateConfig = Field(
+        default_factory=SurrogateConfig, description="Surrogate-normalised variants of entropy measures (issue 12)"
+    )
 
     @model_validator(mode="after")
     def _surrogate_measures_computed(self):
@@ -199,7 +241,9 @@ def alpha_threshold_db(value) -> float:
         if text.endswith("%"):
             percent = float(text[:-1])
             if not 0 < percent < 100:
-                raise ValueError(f"a suppression threshold in percent of baseline power must be in (0, 100), got {value!r}")
+                raise ValueError(
+                    f"a suppression threshold in percent of baseline power must be in (0, 100), got {value!r}"
+                )
             return 10.0 * math.log10(percent / 100.0)
         if text.endswith("db"):
             return float(text[:-2])
@@ -222,19 +266,35 @@ class DynamicsConfig(_Strict):
     """Markers a clinician titrates with, per recording (see pipelines.eeg.dynamics and docs/eeg_measures.md)."""
 
     alpha_threshold_db: float = Field(
-        -10.0, lt=0, description="Titration target 'occipital alpha nearly disappears': occipital alpha power relative "
+        -10.0,
+        lt=0,
+        description="Titration target 'occipital alpha nearly disappears': occipital alpha power relative "
         "to the pre-infusion baseline at or below which suppression counts. Give dB (-10) or percent of baseline "
-        "power ('10%'); stored in dB, shown in both units (-10 dB = 10 % of baseline power, 32 % of amplitude)")
+        "power ('10%'); stored in dB, shown in both units (-10 dB = 10 % of baseline power, 32 % of amplitude)",
+    )
     hold_s: float = Field(20.0, ge=0, description="Suppression must hold this long to count as onset")
-    smooth_windows: int = Field(9, ge=1, description="Centred running mean (NaN-aware) over this many windows before thresholds")
-    plateau_s: float = Field(60.0, gt=0, description="Dose-response uses the mean of the last plateau_s of the infusion")
-    entropy_measure: str = Field("lzc_median", description="Entropy measure for peaks and the suppression-entropy relation")
-    entropy_plateau_s: float = Field(30.0, gt=0, description="Causal entropy-plateau criterion: the running maximum of "
-                                     "the trailing-mean entropy change has risen by at most entropy_plateau_rel_tol of "
-                                     "its value over the last entropy_plateau_s")
+    smooth_windows: int = Field(
+        9, ge=1, description="Centred running mean (NaN-aware) over this many windows before thresholds"
+    )
+    plateau_s: float = Field(
+        60.0, gt=0, description="Dose-response uses the mean of the last plateau_s of the infusion"
+    )
+    entropy_measure: str = Field(
+        "lzc_median", description="Entropy measure for peaks and the suppression-entropy relation"
+    )
+    entropy_plateau_s: float = Field(
+        30.0,
+        gt=0,
+        description="Causal entropy-plateau criterion: the running maximum of "
+        "the trailing-mean entropy change has risen by at most entropy_plateau_rel_tol of "
+        "its value over the last entropy_plateau_s",
+    )
     entropy_plateau_rel_tol: float = Field(0.05, gt=0, lt=1, description="See entropy_plateau_s")
-    entropy_min_rise_sd: float = Field(8.0, gt=0, description="The entropy change must first exceed this many SDs of "
-                                       "its trailing mean over the baseline windows")
+    entropy_min_rise_sd: float = Field(
+        8.0,
+        gt=0,
+        description="The entropy change must first exceed this many SDs of its trailing mean over the baseline windows",
+    )
 
     @field_validator("alpha_threshold_db", mode="before")
     @classmethod
@@ -253,13 +313,19 @@ class DynamicsConfig(_Strict):
 class ReaderConfig(_Strict):
     """Options passed to MNE's reader of every recording (through mne-bids ``extra_params``)."""
 
-    encoding: str | None = Field(None, description="EDF/BDF annotation encoding, e.g. 'latin1' when the annotation "
-                                 "channel holds invalid bytes")
+    encoding: str | None = Field(
+        None, description="EDF/BDF annotation encoding, e.g. 'latin1' when the annotation channel holds invalid bytes"
+    )
     channel_types: dict[str, Literal["eeg", "eog", "ecg", "emg", "misc", "stim", "resp", "bio"]] = Field(
-        default_factory=dict, description="Channel name -> type, for files that store every channel as EEG (e.g. "
-        "{EOG1: eog, ECG: ecg}); only EEG channels enter the features. A name a recording lacks is a warning")
-    montage: str | None = Field(None, description="MNE built-in montage (e.g. standard_1020) giving positions to "
-                                "recordings that have none (no electrodes.tsv); needed for interpolation and maps")
+        default_factory=dict,
+        description="Channel name -> type, for files that store every channel as EEG (e.g. "
+        "{EOG1: eog, ECG: ecg}); only EEG channels enter the features. A name a recording lacks is a warning",
+    )
+    montage: str | None = Field(
+        None,
+        description="MNE built-in montage (e.g. standard_1020) giving positions to "
+        "recordings that have none (no electrodes.tsv); needed for interpolation and maps",
+    )
 
     @field_validator("montage")
     @classmethod
@@ -273,8 +339,9 @@ class ReaderConfig(_Strict):
         renamed = {f"standard_{name.removeprefix('colin27_')}": name for name in known if name.startswith("colin27_")}
         value = renamed.get(value, value)
         if value not in known:
-            raise ValueError(f"unknown montage {value!r}" + did_you_mean(value, [*known, *renamed])
-                             + f"; built-in: {known}")
+            raise ValueError(
+                f"unknown montage {value!r}" + did_you_mean(value, [*known, *renamed]) + f"; built-in: {known}"
+            )
         return value
 
 
@@ -285,8 +352,11 @@ class EEGConfig(_Strict):
     infusion_start_event: str = "infusion_start"
     infusion_end_event: str = "infusion_end"
     infusion_start_s: float | None = Field(
-        None, ge=0, description="Used for recordings without the start event (s from recording start; e.g. 0 when "
-        "every recording begins at infusion start). Without it, a missing event is an error.")
+        None,
+        ge=0,
+        description="Used for recordings without the start event (s from recording start; e.g. 0 when "
+        "every recording begins at infusion start). Without it, a missing event is an error.",
+    )
     infusion_end_s: float | None = Field(None, gt=0, description="Used for recordings without the end event")
     rois: dict[str, list[str]] = Field(
         default_factory=lambda: {
@@ -316,7 +386,8 @@ class PhenotypeTable(_Strict):
     units: dict[str, str] = Field(
         default_factory=dict,
         description="Unit per analyte (key = analyte name as in the file, or '*' for every analyte) used when the "
-        "table has no unit column/sidecar; a unit in the file that disagrees is an error naming file/row/analyte")
+        "table has no unit column/sidecar; a unit in the file that disagrees is an error naming file/row/analyte",
+    )
 
     @field_validator("units")
     @classmethod
@@ -335,15 +406,21 @@ class DesignConfig(_Strict):
     report runs the analyses the design supports, saying in one line why any other is not shown."""
 
     kind: Literal["crossover", "parallel", "open_label"] | None = Field(
-        None, description="crossover: every participant has every condition; parallel: participants are randomised to "
-        "arms; open_label: one active condition, no control. None = inferred")
-    arm_column: str | None = Field(None, description="participants.tsv column holding each participant's arm "
-                                   "(parallel trials)")
+        None,
+        description="crossover: every participant has every condition; parallel: participants are randomised to "
+        "arms; open_label: one active condition, no control. None = inferred",
+    )
+    arm_column: str | None = Field(
+        None, description="participants.tsv column holding each participant's arm (parallel trials)"
+    )
     session_order_column: str | None = Field(
-        None, description="sub-XX_sessions.tsv column with each session's order (period) in a crossover")
+        None, description="sub-XX_sessions.tsv column with each session's order (period) in a crossover"
+    )
     therapy_timing_randomised: bool = Field(
-        False, description="True when the timing of integration therapy (inside or after the plasticity window) was "
-        "randomised; otherwise report 06 reads its estimate as an association (confounding by indication)")
+        False,
+        description="True when the timing of integration therapy (inside or after the plasticity window) was "
+        "randomised; otherwise report 06 reads its estimate as an association (confounding by indication)",
+    )
 
 
 class Exclusion(_Strict):
@@ -364,10 +441,15 @@ class ClusterConfig(_Strict):
     SLURM/PBS cluster through dask-jobqueue.  Not part of any cache key: it changes where, never what."""
 
     kind: Literal["local", "scheduler", "slurm", "pbs"] = Field(
-        "local", description="local: this machine (threads); scheduler: a running Dask scheduler at `address`; "
-        "slurm / pbs: worker jobs submitted by dask-jobqueue")
-    address: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx)://\S+$",
-                                description="Scheduler address for kind 'scheduler', e.g. tcp://10.0.0.5:8786")
+        "local",
+        description="local: this machine (threads); scheduler: a running Dask scheduler at `address`; "
+        "slurm / pbs: worker jobs submitted by dask-jobqueue",
+    )
+    address: str | None = Field(
+        None,
+        pattern=r"^(tcp|tls|inproc|ucx)://\S+$",
+        description="Scheduler address for kind 'scheduler', e.g. tcp://10.0.0.5:8786",
+    )
     queue: str | None = Field(None, description="Partition (SLURM) or queue (PBS)")
     account: str | None = Field(None, description="Account / project charged for the jobs")
     cores: int = Field(1, ge=1, description="Cores per job; one recording per core (a worker thread each)")
@@ -376,23 +458,35 @@ class ClusterConfig(_Strict):
     max_jobs: int = Field(10, ge=1, description="At most this many jobs at once (adaptive scaling)")
     min_jobs: int = Field(0, ge=0, description="At least this many jobs while the study runs")
     lifetime_margin_min: float = Field(
-        10.0, gt=0, description="Workers retire this many minutes before the wall time, so the batch system never "
-        "kills one mid-recording; make it longer than one recording takes")
+        10.0,
+        gt=0,
+        description="Workers retire this many minutes before the wall time, so the batch system never "
+        "kills one mid-recording; make it longer than one recording takes",
+    )
     lifetime_stagger_min: float = Field(
-        2.0, ge=0, description="Spread of the retirement times (± minutes), so workers do not all leave at once")
+        2.0, ge=0, description="Spread of the retirement times (± minutes), so workers do not all leave at once"
+    )
     numba_cache_dir: str | None = Field(
-        None, description="NUMBA_CACHE_DIR of every worker, on a filesystem every node sees, so the kernels "
-        "compile once; default <repository>/build/numba-cache")
+        None,
+        description="NUMBA_CACHE_DIR of every worker, on a filesystem every node sees, so the kernels "
+        "compile once; default <repository>/build/numba-cache",
+    )
     local_directory: str | None = Field(None, description="Worker scratch space (node-local disk), e.g. $TMPDIR")
     log_directory: str | None = Field(None, description="Where the batch system writes each job's output")
-    interface: str | None = Field(None, description="Network interface the scheduler and workers use (e.g. ib0); "
-                                  "default: the host name's address")
-    job_extra_directives: list[str] = Field(default_factory=list,
-                                            description="Extra #SBATCH / #PBS lines, e.g. ['--qos=short']")
-    job_script_prologue: list[str] = Field(default_factory=list,
-                                           description="Shell lines run before each worker, e.g. 'module load ...'")
-    dashboard: bool = Field(False, description="Serve the scheduler's Dask dashboard on 127.0.0.1:8787 only "
-                            "(reach it through an SSH tunnel); workers never serve one")
+    interface: str | None = Field(
+        None, description="Network interface the scheduler and workers use (e.g. ib0); default: the host name's address"
+    )
+    job_extra_directives: list[str] = Field(
+        default_factory=list, description="Extra #SBATCH / #PBS lines, e.g. ['--qos=short']"
+    )
+    job_script_prologue: list[str] = Field(
+        default_factory=list, description="Shell lines run before each worker, e.g. 'module load ...'"
+    )
+    dashboard: bool = Field(
+        False,
+        description="Serve the scheduler's Dask dashboard on 127.0.0.1:8787 only "
+        "(reach it through an SSH tunnel); workers never serve one",
+    )
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -404,8 +498,10 @@ class ClusterConfig(_Strict):
             from pipelines.cluster import walltime_s
 
             if (self.lifetime_margin_min + 2 * self.lifetime_stagger_min) * 60 >= walltime_s(self.walltime):
-                raise ValueError(f"walltime {self.walltime} is not longer than lifetime_margin_min + 2 x "
-                                 "lifetime_stagger_min: workers would retire before they start")
+                raise ValueError(
+                    f"walltime {self.walltime} is not longer than lifetime_margin_min + 2 x "
+                    "lifetime_stagger_min: workers would retire before they start"
+                )
         return self
 
 
@@ -476,7 +572,9 @@ class Manifest(_Strict):
 
     def table_path(self, name: str) -> Path:
         if name not in self.phenotype:
-            raise ManifestError(f"{self.manifest_path}: no phenotype table {name!r}; the manifest has {sorted(self.phenotype)}")
+            raise ManifestError(
+                f"{self.manifest_path}: no phenotype table {name!r}; the manifest has {sorted(self.phenotype)}"
+            )
         path = Path(self.phenotype[name].path)
         return path if path.is_absolute() else self.bids_path / path
 
@@ -603,13 +701,19 @@ class VerifyReport(typing.NamedTuple):
 
     def describe(self, manifest: Manifest) -> str:
         if not manifest.bids_path.is_dir():
-            return (f"{manifest.manifest_path}: bids_root {manifest.bids_root!r} resolves to {manifest.bids_path}, "
-                    "which does not exist: check bids_root (it is relative to the manifest file)"
-                    + (" — `make all` generates this study." if manifest.generator is not None else "."))
+            return (
+                f"{manifest.manifest_path}: bids_root {manifest.bids_root!r} resolves to {manifest.bids_path}, "
+                "which does not exist: check bids_root (it is relative to the manifest file)"
+                + (" — `make all` generates this study." if manifest.generator is not None else ".")
+            )
         if self.ok:
             return f"{manifest.manifest_path}: {len(manifest.checksums)} files verified under {manifest.bids_path}"
         lines = [f"{manifest.manifest_path}: the data under {manifest.bids_path} do not match the manifest:"]
-        for label, items in (("checksum differs", self.mismatched), ("missing", self.missing), ("not in the manifest", self.extra)):
+        for label, items in (
+            ("checksum differs", self.mismatched),
+            ("missing", self.missing),
+            ("not in the manifest", self.extra),
+        ):
             for item in items:
                 lines.append(f"  - {label}: {item}")
         lines.append(self.remedy(manifest))
@@ -619,12 +723,16 @@ class VerifyReport(typing.NamedTuple):
     def remedy(manifest: Manifest) -> str:
         """What to do about a mismatch: a generated study is regenerated, a real study is checked."""
         if manifest.generator is not None:
-            return ("This study is generated by pipelines.synth, and its files must be identical on every machine: "
-                    f"you did nothing wrong. Regenerate it with `rm -rf {manifest.bids_path}` and `make all` "
-                    "(make does this once by itself). Do not run `make freeze` for a generated study.")
-        return ("These are your study's raw data: find out why they changed since `make freeze` (a copy or a "
-                "conversion gone wrong, files edited by hand). Only if the change is intended, run "
-                f"`make freeze STUDY={manifest.manifest_path}` and commit the manifest.")
+            return (
+                "This study is generated by pipelines.synth, and its files must be identical on every machine: "
+                f"you did nothing wrong. Regenerate it with `rm -rf {manifest.bids_path}` and `make all` "
+                "(make does this once by itself). Do not run `make freeze` for a generated study."
+            )
+        return (
+            "These are your study's raw data: find out why they changed since `make freeze` (a copy or a "
+            "conversion gone wrong, files edited by hand). Only if the change is intended, run "
+            f"`make freeze STUDY={manifest.manifest_path}` and commit the manifest."
+        )
 
 
 def verify(manifest: Manifest) -> VerifyReport:
@@ -642,17 +750,25 @@ def freeze(manifest: Manifest) -> Path:
     Only that block is rewritten, so the comments, layout and any fields after it survive."""
     path = manifest.manifest_path
     if not manifest.bids_path.is_dir():
-        raise ManifestError(f"{path}: bids_root {manifest.bids_root!r} resolves to {manifest.bids_path}, which does not "
-                            "exist; nothing was frozen (check bids_root: it is relative to the manifest file)")
+        raise ManifestError(
+            f"{path}: bids_root {manifest.bids_root!r} resolves to {manifest.bids_path}, which does not "
+            "exist; nothing was frozen (check bids_root: it is relative to the manifest file)"
+        )
     sums = compute_checksums(manifest)
     if not sums:
-        raise ManifestError(f"{path}: no data files under {manifest.bids_path} (after verify_exclude); nothing was frozen")
+        raise ManifestError(
+            f"{path}: no data files under {manifest.bids_path} (after verify_exclude); nothing was frozen"
+        )
     text = path.read_text()
     # The block is the `checksums:` line and the indented lines under it; fields after it are kept.
     parts = re.split(r"(?m)^checksums:.*\n?", text, maxsplit=1)
     head = parts[0].rstrip("\n")
     tail = re.sub(r"\A(?:[ \t]+.*(?:\n|\Z)|[ \t]*\n)*", "", parts[1]) if len(parts) > 1 else ""
-    block = ["", "# sha256 of every data file, relative to bids_root (written by `make freeze`; do not edit)", f"{CHECKSUMS_KEY}:"]
+    block = [
+        "",
+        "# sha256 of every data file, relative to bids_root (written by `make freeze`; do not edit)",
+        f"{CHECKSUMS_KEY}:",
+    ]
     block += [f"  {json.dumps(rel)}: {digest}" for rel, digest in sums.items()]  # JSON quoting is valid YAML
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     head = head.removesuffix(block[1]).rstrip("\n")
@@ -686,8 +802,10 @@ def main(argv: list[str] | None = None) -> int:
         if before is None:
             print(f"{manifest.manifest_path}: checksums written")
         else:
-            print(f"{manifest.manifest_path}: checksums rewritten: {len(before.mismatched)} changed, "
-                  f"{len(before.extra)} added, {len(before.missing)} removed (review with git diff, then commit)")
+            print(
+                f"{manifest.manifest_path}: checksums rewritten: {len(before.mismatched)} changed, "
+                f"{len(before.extra)} added, {len(before.missing)} removed (review with git diff, then commit)"
+            )
         return 0
     report = verify(manifest)
     print(report.describe(manifest), file=sys.stdout if report.ok else sys.stderr)

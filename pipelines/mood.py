@@ -21,7 +21,8 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from pipelines.errors import InputError
-from pipelines.questionnaires import RESPONSE_MIN_REDUCTION, remission_threshold as _remission_threshold
+from pipelines.questionnaires import RESPONSE_MIN_REDUCTION
+from pipelines.questionnaires import remission_threshold as _remission_threshold
 
 __all__ = ["mood_outcomes", "outcome_rates"]
 
@@ -62,18 +63,25 @@ def mood_outcomes(
         raise ValueError("min_reduction must be in (0, 1]")
     labels = scores[timepoint].astype(str)
     if not (labels == baseline).any():
-        raise InputError(f"no row has the baseline time point {baseline!r} (time points found: "
-                         f"{', '.join(sorted(labels.unique())[:10])})", file=source,
-                         field=timepoint)
+        raise InputError(
+            f"no row has the baseline time point {baseline!r} (time points found: "
+            f"{', '.join(sorted(labels.unique())[:10])})",
+            file=source,
+            field=timepoint,
+        )
     duplicated = scores.duplicated([*keys, timepoint], keep=False).to_numpy()
     if duplicated.any():
         i = int(np.flatnonzero(duplicated)[0])
         # The 1-based data row of the file when the table came from read_phenotype_table.
         row = int(scores.index[i]) if scores.index.name == "row" else i + 1
-        raise InputError("duplicate subject-session-timepoint rows", file=source, row=row,
-                         subject=str(scores[keys[0]].iloc[i]),
-                         session=str(scores[keys[1]].iloc[i]) if len(keys) > 1 else None,
-                         timepoint=str(scores[timepoint].iloc[i]))
+        raise InputError(
+            "duplicate subject-session-timepoint rows",
+            file=source,
+            row=row,
+            subject=str(scores[keys[0]].iloc[i]),
+            session=str(scores[keys[1]].iloc[i]) if len(keys) > 1 else None,
+            timepoint=str(scores[timepoint].iloc[i]),
+        )
 
     baseline_rows = scores.loc[labels == baseline, [*keys, score]]
     baseline_values = baseline_rows.rename(columns={score: f"{score}_baseline"})
@@ -94,8 +102,11 @@ def mood_outcomes(
     with_keys = scores[list(keys)].drop_duplicates()
     out.attrs["n_without_baseline"] = int(len(with_keys) - len(baseline_rows.dropna()))
     out.attrs["outcome_definitions"] = {
-        "baseline": baseline, "min_reduction": min_reduction,
-        "remission_threshold": remission_threshold, "score": score}
+        "baseline": baseline,
+        "min_reduction": min_reduction,
+        "remission_threshold": remission_threshold,
+        "score": score,
+    }
     return out
 
 
@@ -119,8 +130,11 @@ def outcome_rates(
     by = list(by)
     missing_cols = [c for c in [*by, outcome] if c not in outcomes.columns]
     if missing_cols:
-        raise InputError(f"outcomes table has no {', '.join(missing_cols)} column(s)",
-                         file=outcomes.attrs.get("source", "<DataFrame>"), field=missing_cols[0])
+        raise InputError(
+            f"outcomes table has no {', '.join(missing_cols)} column(s)",
+            file=outcomes.attrs.get("source", "<DataFrame>"),
+            field=missing_cols[0],
+        )
     flags = outcomes[outcome].astype("boolean")
     frame = outcomes[by].assign(_event=flags.astype("Float64"))
     grouped = frame.groupby(by, observed=True, sort=True, dropna=False)["_event"]

@@ -47,47 +47,66 @@ def score_distributions(peak: pd.DataFrame, scores: Sequence[str], *, cols: int 
     active = peak[peak[DOSE] > 0]
     colours = _dose_colour_map(active[DOSE])
     for score in scores:
-        data = active[["participant_id", "session_id", DOSE, score]].dropna().assign(
-            dose=lambda d: d[DOSE].map(viz.dose_label))
+        data = (
+            active[["participant_id", "session_id", DOSE, score]]
+            .dropna()
+            .assign(dose=lambda d: d[DOSE].map(viz.dose_label))
+        )
         data = data.sort_values(DOSE)
         label = score_label(score)
         box = hv.BoxWhisker(data, kdims=["dose"], vdims=[hv.Dimension(score, label=label)]).opts(
-            box_fill_color="dose", cmap=colours, box_alpha=0.35, whisker_color="#555555",
-            outlier_alpha=0)
+            box_fill_color="dose", cmap=colours, box_alpha=0.35, whisker_color="#555555", outlier_alpha=0
+        )
         points = hv.Scatter(data, kdims=["dose"], vdims=[score, "participant_id", "session_id"]).opts(
-            color="dose", cmap=colours, size=5, jitter=0.25, tools=["hover"], alpha=0.9)
-        panels.append((box * points).opts(title=label, width=215, height=240, xlabel="",
-                                          xrotation=30, show_legend=False))
+            color="dose", cmap=colours, size=5, jitter=0.25, tools=["hover"], alpha=0.9
+        )
+        panels.append(
+            (box * points).opts(title=label, width=215, height=240, xlabel="", xrotation=30, show_legend=False)
+        )
     return hv.Layout(panels).opts(shared_axes=False).cols(cols)
 
 
-def correlation_heatmap(correlations: pd.DataFrame, timepoints: Sequence[str], scores: Sequence[str], *,
-                        analysis: str = "bivariate", title: str | None = None):
+def correlation_heatmap(
+    correlations: pd.DataFrame,
+    timepoints: Sequence[str],
+    scores: Sequence[str],
+    *,
+    analysis: str = "bivariate",
+    title: str | None = None,
+):
     """Score × time point heatmap of correlation estimates (diverging, −1…1); a ``*`` marks
     correlations significant after BH-FDR within their family, a ``|`` separates primary scores."""
     hv = _hv()
     data = correlations[correlations["analysis"] == analysis].copy()
     if data.empty:  # e.g. repeated-measures when each subject has one row per time point
         return hv.Text(0, 0, "not applicable to this design").opts(
-            title=title or analysis, width=520, height=220, xaxis=None, yaxis=None)
+            title=title or analysis, width=520, height=220, xaxis=None, yaxis=None
+        )
     data["score_label"] = data["score"].map(score_label)
     data["text"] = [f"{e:.2f}{'*' if s else ''}" for e, s in zip(data["estimate"], data["significant_fdr"])]
     data["ci"] = [f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(data["ci_low"], data["ci_high"])]
-    score_labels = [score_label(s) for s in scores][::-1]   # first score on top
+    score_labels = [score_label(s) for s in scores][::-1]  # first score on top
     tp_dim = hv.Dimension("timepoint", label="time point", values=list(timepoints))
     score_dim = hv.Dimension("score_label", label="peak score", values=score_labels)
     vdims = ["estimate", "ci", "p", "p_fdr", "family", "n"]
     heat = hv.HeatMap(data, kdims=[tp_dim, score_dim], vdims=vdims).opts(
-        cmap="RdBu_r", clim=(-1, 1), colorbar=True, tools=["hover"], width=520,
-        height=max(220, 34 * len(scores) + 90), xlabel="time point", ylabel="",
-        title=title or f"{analysis.replace('_', ' ')} correlation with mood improvement (* FDR)")
-    labels = hv.Labels(data, kdims=[tp_dim, score_dim], vdims=["text"]).opts(
-        text_font_size="9pt", text_color="black")
+        cmap="RdBu_r",
+        clim=(-1, 1),
+        colorbar=True,
+        tools=["hover"],
+        width=520,
+        height=max(220, 34 * len(scores) + 90),
+        xlabel="time point",
+        ylabel="",
+        title=title or f"{analysis.replace('_', ' ')} correlation with mood improvement (* FDR)",
+    )
+    labels = hv.Labels(data, kdims=[tp_dim, score_dim], vdims=["text"]).opts(text_font_size="9pt", text_color="black")
     return heat * labels
 
 
-def scatter_with_fits(data: pd.DataFrame, score: str, outcome: str, timepoint: str, *,
-                      outcome_label: str = "mood improvement (points)"):
+def scatter_with_fits(
+    data: pd.DataFrame, score: str, outcome: str, timepoint: str, *, outcome_label: str = "mood improvement (points)"
+):
     """Peak score against mood improvement at one time point, coloured by dose, with a least-squares
     line per dose (solid) and over all active doses (dashed)."""
     hv = _hv()
@@ -96,21 +115,36 @@ def scatter_with_fits(data: pd.DataFrame, score: str, outcome: str, timepoint: s
     overlays = []
     for dose, group in part.groupby(DOSE, sort=True):
         label = viz.dose_label(dose)
-        overlays.append(hv.Scatter(group, kdims=[score], vdims=[outcome, "participant_id", "session_id"],
-                                   label=label).opts(color=colours[label], size=7, tools=["hover"]))
+        overlays.append(
+            hv.Scatter(group, kdims=[score], vdims=[outcome, "participant_id", "session_id"], label=label).opts(
+                color=colours[label], size=7, tools=["hover"]
+            )
+        )
         if len(group) >= 3 and group[score].nunique() > 1:
             slope, intercept = np.polyfit(group[score], group[outcome], 1)
             xs = np.array([group[score].min(), group[score].max()])
-            overlays.append(hv.Curve((xs, intercept + slope * xs), score, outcome, label=label).opts(
-                color=colours[label], line_width=2))
+            overlays.append(
+                hv.Curve((xs, intercept + slope * xs), score, outcome, label=label).opts(
+                    color=colours[label], line_width=2
+                )
+            )
     if len(part) >= 3 and part[score].nunique() > 1:
         slope, intercept = np.polyfit(part[score], part[outcome], 1)
         xs = np.array([part[score].min(), part[score].max()])
-        overlays.append(hv.Curve((xs, intercept + slope * xs), score, outcome, label="all active").opts(
-            color="black", line_dash="dashed", line_width=1.5))
+        overlays.append(
+            hv.Curve((xs, intercept + slope * xs), score, outcome, label="all active").opts(
+                color="black", line_dash="dashed", line_width=1.5
+            )
+        )
     return hv.Overlay(overlays).opts(
-        title=f"{score_label(score)} vs improvement at {timepoint}", width=500, height=320,
-        xlabel=score_label(score), ylabel=outcome_label, legend_position="right", show_legend=True)
+        title=f"{score_label(score)} vs improvement at {timepoint}",
+        width=500,
+        height=320,
+        xlabel=score_label(score),
+        ylabel=outcome_label,
+        legend_position="right",
+        show_legend=True,
+    )
 
 
 def _time_axis(timepoints: Sequence[str]) -> list[tuple[int, str]]:
@@ -136,13 +170,23 @@ def outcome_rates(rates: pd.DataFrame, timepoints: Sequence[str], *, remission_l
             overlays += [
                 hv.ErrorBars(d, kdims=["x"], vdims=["rate_pct", "minus", "plus"]).opts(color=colour),
                 hv.Curve(d, kdims=["x"], vdims=["rate_pct"], label=label).opts(color=colour, alpha=0.6),
-                hv.Scatter(d, kdims=["x"], vdims=["rate_pct", "n_events", "n", "timepoint"], label=label
-                           ).opts(color=colour, size=7, tools=["hover"]),
+                hv.Scatter(d, kdims=["x"], vdims=["rate_pct", "n_events", "n", "timepoint"], label=label).opts(
+                    color=colour, size=7, tools=["hover"]
+                ),
             ]
         title = "Response (≥ 50 % reduction)" if measure == "response" else remission_label.capitalize()
-        panels.append(hv.Overlay(overlays).opts(
-            title=f"{title}, Wilson 95 % CI", width=440, height=300, xticks=_time_axis(timepoints),
-            xlabel="time point", ylabel="% of sessions", ylim=(-3, 103), legend_position="top_right"))
+        panels.append(
+            hv.Overlay(overlays).opts(
+                title=f"{title}, Wilson 95 % CI",
+                width=440,
+                height=300,
+                xticks=_time_axis(timepoints),
+                xlabel="time point",
+                ylabel="% of sessions",
+                ylim=(-3, 103),
+                legend_position="top_right",
+            )
+        )
     return hv.Layout(panels).cols(2)
 
 
@@ -154,17 +198,25 @@ def mood_trajectories(trajectory: pd.DataFrame, timepoints: Sequence[str], *, yl
         d = part.assign(x=part["timepoint"].map({t: i for i, t in enumerate(timepoints)})).sort_values("x")
         label, colour = viz.dose_label(dose), viz.dose_color(dose)
         overlays += [
-            hv.Spread((d["x"], d["mean"], d["mean"] - d["ci_low"], d["ci_high"] - d["mean"]),
-                      kdims=["x"], vdims=["mean", "minus", "plus"]).opts(color=colour, alpha=0.15,
-                                                                         line_alpha=0),
+            hv.Spread(
+                (d["x"], d["mean"], d["mean"] - d["ci_low"], d["ci_high"] - d["mean"]),
+                kdims=["x"],
+                vdims=["mean", "minus", "plus"],
+            ).opts(color=colour, alpha=0.15, line_alpha=0),
             hv.Curve(d, kdims=["x"], vdims=["mean"], label=label).opts(color=colour, line_width=2),
             hv.Scatter(d, kdims=["x"], vdims=["mean", "n", "timepoint"], label=label).opts(
-                color=colour, size=6, tools=["hover"]),
+                color=colour, size=6, tools=["hover"]
+            ),
         ]
     return hv.Overlay(overlays).opts(
-        title="Mood over time by dose (mean, 95 % CI)", width=640, height=340,
-        xticks=_time_axis(timepoints), xlabel="time point (not to scale)", ylabel=ylabel,
-        legend_position="right")
+        title="Mood over time by dose (mean, 95 % CI)",
+        width=640,
+        height=340,
+        xticks=_time_axis(timepoints),
+        xlabel="time point (not to scale)",
+        ylabel=ylabel,
+        legend_position="right",
+    )
 
 
 def longitudinal_effects(model: pd.DataFrame, timepoints: Sequence[str]):
@@ -172,8 +224,12 @@ def longitudinal_effects(model: pd.DataFrame, timepoints: Sequence[str]):
     with Wald 95 % CIs; one panel per effect."""
     hv = _hv()
     panels = []
-    units = {"peak": "points per SD of the peak score", "dose": "points per mg/kg",
-             "dose × peak": "points per mg/kg per SD", "intercept": "points"}
+    units = {
+        "peak": "points per SD of the peak score",
+        "dose": "points per mg/kg",
+        "dose × peak": "points per mg/kg per SD",
+        "intercept": "points",
+    }
     for effect in ("peak", "dose", "dose × peak"):
         d = model[model["effect"] == effect].copy()
         if d.empty:
@@ -181,21 +237,35 @@ def longitudinal_effects(model: pd.DataFrame, timepoints: Sequence[str]):
         d["x"] = d["timepoint"].map({t: i for i, t in enumerate(timepoints)})
         d = d.sort_values("x")
         d["minus"], d["plus"] = d["estimate"] - d["ci_low"], d["ci_high"] - d["estimate"]
-        panels.append((
-            hv.HLine(0).opts(color="#999999", line_dash="dotted")
-            * hv.ErrorBars(d, kdims=["x"], vdims=["estimate", "minus", "plus"]).opts(color="#08306b")
-            * hv.Scatter(d, kdims=["x"], vdims=["estimate", "p", "timepoint"]).opts(
-                color="#08306b", size=7, tools=["hover"])
-        ).opts(title=f"{effect} effect on improvement", width=330, height=280,
-               xticks=_time_axis(timepoints), xlabel="time point", ylabel=units[effect]))
+        panels.append(
+            (
+                hv.HLine(0).opts(color="#999999", line_dash="dotted")
+                * hv.ErrorBars(d, kdims=["x"], vdims=["estimate", "minus", "plus"]).opts(color="#08306b")
+                * hv.Scatter(d, kdims=["x"], vdims=["estimate", "p", "timepoint"]).opts(
+                    color="#08306b", size=7, tools=["hover"]
+                )
+            ).opts(
+                title=f"{effect} effect on improvement",
+                width=330,
+                height=280,
+                xticks=_time_axis(timepoints),
+                xlabel="time point",
+                ylabel=units[effect],
+            )
+        )
     return hv.Layout(panels).opts(shared_axes=False).cols(3)
 
 
 def mediation_forest(mediation: pd.DataFrame):
     """Paths of the mediation model (a, b, c, c′, indirect a·b) with their 95 % CIs."""
     hv = _hv()
-    names = {"a": "a: dose → peak", "b": "b: peak → mood | dose", "c": "c: total dose effect",
-             "c_prime": "c′: direct dose effect", "indirect": "a·b: indirect (bootstrap CI)"}
+    names = {
+        "a": "a: dose → peak",
+        "b": "b: peak → mood | dose",
+        "c": "c: total dose effect",
+        "c_prime": "c′: direct dose effect",
+        "indirect": "a·b: indirect (bootstrap CI)",
+    }
     d = mediation.assign(label=mediation["path"].map(names)).iloc[::-1].reset_index(drop=True)
     d["y"] = np.arange(len(d))
     d["y_end"] = d["y"]
@@ -204,10 +274,16 @@ def mediation_forest(mediation: pd.DataFrame):
         hv.VLine(0).opts(color="#999999", line_dash="dotted")
         * hv.Segments(d, kdims=["ci_low", "y", "ci_high", "y_end"]).opts(color="#08306b", line_width=2)
         * hv.Scatter(d, kdims=["estimate"], vdims=["y", "ci_low", "ci_high", "p", "label"]).opts(
-            color="#08306b", size=8, tools=["hover"])
-    ).opts(title="Mediation: dose → peak experience → mood improvement", width=620, height=280,
-           yticks=yticks, ylabel="", xlabel="estimate, 95 % CI (a: score/mg/kg; b: points/score unit; "
-           "others: points/mg/kg)")
+            color="#08306b", size=8, tools=["hover"]
+        )
+    ).opts(
+        title="Mediation: dose → peak experience → mood improvement",
+        width=620,
+        height=280,
+        yticks=yticks,
+        ylabel="",
+        xlabel="estimate, 95 % CI (a: score/mg/kg; b: points/score unit; others: points/mg/kg)",
+    )
 
 
 # --- notebook 05: mood outcomes by arm, condition or one group -----------------------------------------------
@@ -226,8 +302,9 @@ def _group_colours(groups: Sequence[str]) -> dict[str, str]:
     return colours
 
 
-def group_trajectories(trajectory: pd.DataFrame, timepoints: Sequence[str], groups: Sequence[str], *,
-                       title: str, ylabel: str):
+def group_trajectories(
+    trajectory: pd.DataFrame, timepoints: Sequence[str], groups: Sequence[str], *, title: str, ylabel: str
+):
     """Mean score per group over time (baseline first) with t 95 % CI bands (one scale)."""
     hv = _hv()
     colours, x_of = _group_colours(groups), {t: i for i, t in enumerate(timepoints)}
@@ -236,15 +313,25 @@ def group_trajectories(trajectory: pd.DataFrame, timepoints: Sequence[str], grou
         d = trajectory[trajectory["group"] == group]
         d = d.assign(x=d["timepoint"].map(x_of)).sort_values("x")
         overlays += [
-            hv.Spread((d["x"], d["mean"], d["mean"] - d["ci_low"], d["ci_high"] - d["mean"]),
-                      kdims=["x"], vdims=["mean", "minus", "plus"]).opts(color=colours[group], alpha=0.15,
-                                                                         line_alpha=0),
+            hv.Spread(
+                (d["x"], d["mean"], d["mean"] - d["ci_low"], d["ci_high"] - d["mean"]),
+                kdims=["x"],
+                vdims=["mean", "minus", "plus"],
+            ).opts(color=colours[group], alpha=0.15, line_alpha=0),
             hv.Curve(d, kdims=["x"], vdims=["mean"], label=group).opts(color=colours[group], line_width=2),
             hv.Scatter(d, kdims=["x"], vdims=["mean", "n", "timepoint"], label=group).opts(
-                color=colours[group], size=6, tools=["hover"]),
+                color=colours[group], size=6, tools=["hover"]
+            ),
         ]
-    return hv.Overlay(overlays).opts(title=title, width=640, height=320, xticks=_time_axis(timepoints),
-                                     xlabel="time point (not to scale)", ylabel=ylabel, legend_position="right")
+    return hv.Overlay(overlays).opts(
+        title=title,
+        width=640,
+        height=320,
+        xticks=_time_axis(timepoints),
+        xlabel="time point (not to scale)",
+        ylabel=ylabel,
+        legend_position="right",
+    )
 
 
 def group_rates(rates: pd.DataFrame, timepoints: Sequence[str], groups: Sequence[str], *, remission_label: str):
@@ -265,12 +352,22 @@ def group_rates(rates: pd.DataFrame, timepoints: Sequence[str], groups: Sequence
             overlays += [
                 hv.ErrorBars(d, kdims=["x"], vdims=["rate_pct", "minus", "plus"]).opts(color=colours[group]),
                 hv.Scatter(d, kdims=["x"], vdims=["rate_pct", "n_events", "n", "timepoint"], label=group).opts(
-                    color=colours[group], size=7, tools=["hover"]),
+                    color=colours[group], size=7, tools=["hover"]
+                ),
             ]
         title = "Response (≥ 50 % reduction)" if measure == "response" else remission_label
-        panels.append(hv.Overlay(overlays).opts(
-            title=f"{title}, Wilson 95 % CI", width=440, height=300, xticks=_time_axis(timepoints),
-            xlabel="time point", ylabel="% of subjects", ylim=(-3, 103), legend_position="top_right"))
+        panels.append(
+            hv.Overlay(overlays).opts(
+                title=f"{title}, Wilson 95 % CI",
+                width=440,
+                height=300,
+                xticks=_time_axis(timepoints),
+                xlabel="time point",
+                ylabel="% of subjects",
+                ylim=(-3, 103),
+                legend_position="top_right",
+            )
+        )
     return hv.Layout(panels).opts(shared_axes=False).cols(2)
 
 
@@ -284,6 +381,8 @@ def comparison_forest(comparisons: pd.DataFrame, timepoints: Sequence[str], *, t
     d = d.sort_values(["_o", "quantity"])
     bars = hv.Segments(d, kdims=["ci_low", "label", "ci_high", "label"]).opts(color="#08306b")
     rows = hv.Scatter(d, kdims=["estimate"], vdims=["label", "p", "n_subjects"]).opts(
-        color="#08306b", size=7, tools=["hover"])
+        color="#08306b", size=7, tools=["hover"]
+    )
     return (hv.VLine(0).opts(color="#999999", line_dash="dotted") * bars * rows).opts(
-        title=title, width=640, height=max(200, 28 * len(d) + 80), xlabel=xlabel, ylabel="")
+        title=title, width=640, height=max(200, 28 * len(d) + 80), xlabel=xlabel, ylabel=""
+    )

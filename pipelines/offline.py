@@ -15,8 +15,16 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-CDN_HOSTS = ("cdn.holoviz.org", "cdn.bokeh.org", "cdn.jsdelivr.net", "cdnjs.cloudflare.com", "unpkg.com",
-             "cdn.plot.ly", "code.jquery.com", "fonts.googleapis.com")
+CDN_HOSTS = (
+    "cdn.holoviz.org",
+    "cdn.bokeh.org",
+    "cdn.jsdelivr.net",
+    "cdnjs.cloudflare.com",
+    "unpkg.com",
+    "cdn.plot.ly",
+    "code.jquery.com",
+    "fonts.googleapis.com",
+)
 
 _RESOURCE_ATTR = re.compile(
     r"<(script|link|img|iframe|source|embed|audio|video)\b[^>]*?\b(src|href)\s*=\s*[\"']?\s*((?:https?:)?//[^\"' >]+)",

@@ -38,9 +38,8 @@ import numpy as np
 import pandas as pd
 
 from pipelines import mood, questionnaires, stats
-from pipelines.inference import (within_between_correlation, within_subject_mediation,
-                                 within_subject_partial_correlation)
 from pipelines.errors import InputError
+from pipelines.inference import within_between_correlation, within_subject_mediation, within_subject_partial_correlation
 from pipelines.manifest import ManifestError
 from pipelines.study import Study
 
@@ -82,8 +81,7 @@ PEAK_SCORES: dict[str, tuple[str, ...]] = {
 PRIMARY_SCORES: tuple[str, ...] = ("meq30_total", "meq30_mystical", "asc5d_obn")
 # Mood scale -> its total score column (the outcome).
 MOOD_SCALES: dict[str, str] = {
-    name: questionnaires.SCALES[name].score_column("total")
-    for name in ("madrs", "hamd17", "qids_sr16", "bdi_ii")
+    name: questionnaires.SCALES[name].score_column("total") for name in ("madrs", "hamd17", "qids_sr16", "bdi_ii")
 }
 CORRELATION_METHODS = ("spearman", "pearson")
 MISSING_RULES = ("none", "prorate")
@@ -96,6 +94,7 @@ DOSE = "dose_mg_per_kg"
 # Parameters
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class AnalysisParameters:
     """The validated parameters of the analysis (what notebook 02 exposes), stored with its results."""
@@ -103,7 +102,7 @@ class AnalysisParameters:
     scales: tuple[str, ...]
     mood_scale: str
     baseline: str
-    timepoints: tuple[str, ...]          # post-baseline time points analysed, in manifest order
+    timepoints: tuple[str, ...]  # post-baseline time points analysed, in manifest order
     correlation_method: str
     fdr_alpha: float
     remission_threshold: float
@@ -111,7 +110,7 @@ class AnalysisParameters:
     seed: int
     missing_items: str
     max_missing_fraction: float | None
-    primary_scores: tuple[str, ...]      # the confirmatory FDR family (with every time point)
+    primary_scores: tuple[str, ...]  # the confirmatory FDR family (with every time point)
     primary_score: str
     primary_timepoint: str
 
@@ -130,8 +129,9 @@ class AnalysisParameters:
 def _choice(value, allowed: Sequence[str], name: str) -> str:
     if not isinstance(value, str) or value not in allowed:
         hint = difflib.get_close_matches(str(value), list(allowed), 1)
-        raise ValueError(f"{name}={value!r} is not one of {list(allowed)}"
-                         + (f" — did you mean {hint[0]!r}?" if hint else ""))
+        raise ValueError(
+            f"{name}={value!r} is not one of {list(allowed)}" + (f" — did you mean {hint[0]!r}?" if hint else "")
+        )
     return value
 
 
@@ -203,8 +203,9 @@ def validate_parameters(
             _choice(t, known, "timepoints")
         chosen = [t for t in known if t in set(timepoints) and t != baseline]
     if not chosen:
-        raise ValueError(f"timepoints: no post-baseline time point to analyse (manifest: {known}, "
-                         f"baseline {baseline!r})")
+        raise ValueError(
+            f"timepoints: no post-baseline time point to analyse (manifest: {known}, baseline {baseline!r})"
+        )
 
     fdr_alpha = _number(fdr_alpha, "fdr_alpha")
     if not 0 < fdr_alpha < 1:
@@ -233,8 +234,7 @@ def validate_parameters(
         primary_scores = [c for c in PRIMARY_SCORES if c in candidates] or candidates
     elif isinstance(primary_scores, str):
         primary_scores = [primary_scores]
-    primary_scores = tuple(dict.fromkeys(_choice(c, candidates, "primary_scores")
-                                         for c in primary_scores))
+    primary_scores = tuple(dict.fromkeys(_choice(c, candidates, "primary_scores") for c in primary_scores))
     if not primary_scores:
         raise ValueError("primary_scores must name at least one score")
     primary_score = _choice(primary_score, candidates, "primary_score")
@@ -242,17 +242,27 @@ def validate_parameters(
         primary_timepoint = "24h" if "24h" in chosen else chosen[0]
     primary_timepoint = _choice(primary_timepoint, chosen, "primary_timepoint")
     return AnalysisParameters(
-        scales=scales, mood_scale=mood_scale, baseline=baseline, timepoints=tuple(chosen),
-        correlation_method=correlation_method, fdr_alpha=fdr_alpha,
-        remission_threshold=remission_threshold, n_boot=n_boot, seed=seed,
-        missing_items=missing_items, max_missing_fraction=max_missing_fraction,
-        primary_scores=primary_scores, primary_score=primary_score,
-        primary_timepoint=primary_timepoint)
+        scales=scales,
+        mood_scale=mood_scale,
+        baseline=baseline,
+        timepoints=tuple(chosen),
+        correlation_method=correlation_method,
+        fdr_alpha=fdr_alpha,
+        remission_threshold=remission_threshold,
+        n_boot=n_boot,
+        seed=seed,
+        missing_items=missing_items,
+        max_missing_fraction=max_missing_fraction,
+        primary_scores=primary_scores,
+        primary_score=primary_score,
+        primary_timepoint=primary_timepoint,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Scores
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ScoreSet:
@@ -287,8 +297,9 @@ def session_doses(study: Study) -> pd.DataFrame:
     conflicting = sessions.duplicated(KEYS, keep=False)
     if conflicting.any():
         row = sessions[conflicting].iloc[0]
-        raise InputError("one session maps to more than one dose", subject=row["participant_id"],
-                         session=row["session_id"])
+        raise InputError(
+            "one session maps to more than one dose", subject=row["participant_id"], session=row["session_id"]
+        )
     return sessions.reset_index(drop=True)
 
 
@@ -299,21 +310,37 @@ def _attach_doses(scores: pd.DataFrame, doses: pd.DataFrame, source: str) -> pd.
         i = int(np.flatnonzero(unknown)[0])
         raise InputError(
             f"{int(unknown.sum())} row(s) name a session the study does not have (no dose); known "
-            f"sessions: {', '.join(sorted(doses['session_id'].unique()))}", file=source,
-            subject=str(out["participant_id"].iloc[i]), session=str(out["session_id"].iloc[i]))
+            f"sessions: {', '.join(sorted(doses['session_id'].unique()))}",
+            file=source,
+            subject=str(out["participant_id"].iloc[i]),
+            session=str(out["session_id"].iloc[i]),
+        )
     return out
 
 
-def score_manifest_table(study: Study, scale: str, *, missing: str, max_missing_fraction: float | None,
-                 participants) -> tuple[questionnaires.ScoringResult | None, dict]:
+def score_manifest_table(
+    study: Study, scale: str, *, missing: str, max_missing_fraction: float | None, participants
+) -> tuple[questionnaires.ScoringResult | None, dict]:
     """Score one manifest table; absent tables give (None, report row) instead of an error."""
-    row = {"table": scale, "scale": scale, "present": False, "input": None, "path": None,
-           "n_rows": 0, "n_scores": 0, "n_prorated": 0, "n_missing_scores": 0,
-           "missing_rule": None, "message": ""}
+    row = {
+        "table": scale,
+        "scale": scale,
+        "present": False,
+        "input": None,
+        "path": None,
+        "n_rows": 0,
+        "n_scores": 0,
+        "n_prorated": 0,
+        "n_missing_scores": 0,
+        "missing_rule": None,
+        "message": "",
+    }
     declared = study.manifest.phenotype.get(scale)
     if declared is None:
-        row["message"] = (f"not declared in the manifest (phenotype.{scale}); tables declared: "
-                          f"{', '.join(study.manifest.phenotype) or 'none'}")
+        row["message"] = (
+            f"not declared in the manifest (phenotype.{scale}); tables declared: "
+            f"{', '.join(study.manifest.phenotype) or 'none'}"
+        )
         return None, row
     path = study.table_path(scale)
     row["path"] = str(path)
@@ -325,17 +352,31 @@ def score_manifest_table(study: Study, scale: str, *, missing: str, max_missing_
         row["input"] = "scale-level (scored: true)"
     else:
         result = questionnaires.score_items(
-            path, scale, response_scale=declared.response_scale, missing=missing,
-            max_missing_fraction=max_missing_fraction, participants=participants)
+            path,
+            scale,
+            response_scale=declared.response_scale,
+            missing=missing,
+            max_missing_fraction=max_missing_fraction,
+            participants=participants,
+        )
         row["input"] = "items"
     summary = result.summary()
-    row.update(present=True, n_rows=summary["n_rows"], n_scores=summary["n_scores"],
-               n_prorated=summary["n_prorated"], n_missing_scores=summary["n_missing_scores"],
-               missing_rule=(summary["missing"] if summary["max_missing_fraction"] is None else
-                             f"{summary['missing']} (≤ {100 * summary['max_missing_fraction']:g} % "
-                             "of a score's items)"))
-    row["message"] = (f"{row['n_rows']} rows, {row['n_scores']} scores; {row['n_prorated']} prorated, "
-                      f"{row['n_missing_scores']} left missing")
+    row.update(
+        present=True,
+        n_rows=summary["n_rows"],
+        n_scores=summary["n_scores"],
+        n_prorated=summary["n_prorated"],
+        n_missing_scores=summary["n_missing_scores"],
+        missing_rule=(
+            summary["missing"]
+            if summary["max_missing_fraction"] is None
+            else f"{summary['missing']} (≤ {100 * summary['max_missing_fraction']:g} % of a score's items)"
+        ),
+    )
+    row["message"] = (
+        f"{row['n_rows']} rows, {row['n_scores']} scores; {row['n_prorated']} prorated, "
+        f"{row['n_missing_scores']} left missing"
+    )
     return result, row
 
 
@@ -363,19 +404,22 @@ def load_scores(
     peak = None
     peak_scores: list[str] = []
     for scale in scales:
-        result, row = score_manifest_table(study, scale, missing=missing_items,
-                                   max_missing_fraction=max_missing_fraction, participants=participants)
+        result, row = score_manifest_table(
+            study, scale, missing=missing_items, max_missing_fraction=max_missing_fraction, participants=participants
+        )
         rows.append(row)
         if result is None:
             messages.append(f"{scale}: {row['message']}")
             continue
         scores = result.scores
         if "timepoint" in scores.columns:
-            raise InputError(f"{scale} is a peak-experience table and must have one row per "
-                             "subject-session, but it has a timepoint column", file=result.source)
+            raise InputError(
+                f"{scale} is a peak-experience table and must have one row per "
+                "subject-session, but it has a timepoint column",
+                file=result.source,
+            )
         key = questionnaires.SCALES[scale]
-        peak_scores += [key.score_column(c) for c in PEAK_SCORES[scale]
-                        if key.score_column(c) in scores.columns]
+        peak_scores += [key.score_column(c) for c in PEAK_SCORES[scale] if key.score_column(c) in scores.columns]
         peak = scores if peak is None else peak.merge(scores, on=KEYS, how="outer")
     if peak is None:
         peak = pd.DataFrame(columns=[*KEYS, DOSE])
@@ -383,9 +427,9 @@ def load_scores(
         peak = _attach_doses(peak, doses, "peak-experience tables")
         peak = peak[[*KEYS, DOSE, *[c for c in peak.columns if c not in (*KEYS, DOSE)]]]
 
-    mood_result, row = score_manifest_table(study, mood_scale, missing=missing_items,
-                                    max_missing_fraction=max_missing_fraction,
-                                    participants=participants)
+    mood_result, row = score_manifest_table(
+        study, mood_scale, missing=missing_items, max_missing_fraction=max_missing_fraction, participants=participants
+    )
     rows.append(row)
     mood_table, mood_score, mood_unit = None, None, "session"
     if mood_result is None:
@@ -393,12 +437,18 @@ def load_scores(
     else:
         mood_table = mood_result.scores
         if "timepoint" not in mood_table.columns:
-            raise InputError(f"{mood_scale} needs a timepoint column (one row per subject-session-time "
-                             "point)", file=mood_result.source, field="timepoint")
+            raise InputError(
+                f"{mood_scale} needs a timepoint column (one row per subject-session-time point)",
+                file=mood_result.source,
+                field="timepoint",
+            )
         unknown = sorted(set(mood_table["timepoint"]) - set(study.manifest.timepoints))
         if unknown:
-            raise InputError(f"time points {unknown} are not among the manifest's timepoints "
-                             f"{study.manifest.timepoints}", file=mood_result.source, field="timepoint")
+            raise InputError(
+                f"time points {unknown} are not among the manifest's timepoints {study.manifest.timepoints}",
+                file=mood_result.source,
+                field="timepoint",
+            )
         if "session_id" in mood_table.columns:
             mood_table = _attach_doses(mood_table, doses, mood_result.source)
         else:  # mood per subject (e.g. open label): one course per person, not one per session
@@ -407,10 +457,17 @@ def load_scores(
         mood_table.attrs["source"] = mood_result.source
         mood_score = MOOD_SCALES[mood_scale]
     report = pd.DataFrame(rows)
-    return ScoreSet(peak=peak.reset_index(drop=True), mood=mood_table, report=report,
-                    peak_scores=peak_scores, mood_score=mood_score, missing_items=missing_items,
-                    max_missing_fraction=max_missing_fraction if missing_items == "prorate" else None,
-                    messages=messages, mood_unit=mood_unit)
+    return ScoreSet(
+        peak=peak.reset_index(drop=True),
+        mood=mood_table,
+        report=report,
+        peak_scores=peak_scores,
+        mood_score=mood_score,
+        missing_items=missing_items,
+        max_missing_fraction=max_missing_fraction if missing_items == "prorate" else None,
+        messages=messages,
+        mood_unit=mood_unit,
+    )
 
 
 def _require_mood(scores: ScoreSet) -> pd.DataFrame:
@@ -422,14 +479,16 @@ def _require_mood(scores: ScoreSet) -> pd.DataFrame:
 
 def _require_peak(scores: ScoreSet) -> list[str]:
     if not scores.peak_scores:
-        raise InputError("no peak-experience scores to analyse: "
-                         + ("; ".join(scores.messages) or "no peak scale requested"))
+        raise InputError(
+            "no peak-experience scores to analyse: " + ("; ".join(scores.messages) or "no peak scale requested")
+        )
     return scores.peak_scores
 
 
 # ---------------------------------------------------------------------------------------------
 # Outcomes
 # ---------------------------------------------------------------------------------------------
+
 
 def _timepoint_order(values, order: Sequence[str]) -> pd.Categorical:
     return pd.Categorical(values, categories=list(order), ordered=True)
@@ -459,26 +518,31 @@ def mood_change_table(
     return out.reset_index(drop=True)
 
 
-def outcome_rate_table(outcomes: pd.DataFrame, score: str, timepoints: Sequence[str],
-                       alpha: float = 0.05) -> pd.DataFrame:
+def outcome_rate_table(
+    outcomes: pd.DataFrame, score: str, timepoints: Sequence[str], alpha: float = 0.05
+) -> pd.DataFrame:
     """Response and remission rates per dose and time point with Wilson CIs (one tidy table)."""
     post = outcomes[outcomes["timepoint"].isin(timepoints)]
-    rates = pd.concat([mood.outcome_rates(post, f"{score}_{kind}", alpha=alpha)
-                       for kind in ("response", "remission")], ignore_index=True)
+    rates = pd.concat(
+        [mood.outcome_rates(post, f"{score}_{kind}", alpha=alpha) for kind in ("response", "remission")],
+        ignore_index=True,
+    )
     rates["measure"] = rates["outcome"].str.rsplit("_", n=1).str[-1]
     rates["_order"] = _timepoint_order(rates["timepoint"], timepoints).codes
     rates["_m"] = rates["measure"].map({"response": 0, "remission": 1})
-    return (rates.sort_values(["_m", "_order", DOSE]).drop(columns=["_order", "_m"])
-            .reset_index(drop=True))
+    return rates.sort_values(["_m", "_order", DOSE]).drop(columns=["_order", "_m"]).reset_index(drop=True)
 
 
-def mood_trajectory_table(outcomes: pd.DataFrame, score: str, timepoint_order: Sequence[str]
-                          ) -> pd.DataFrame:
+def mood_trajectory_table(outcomes: pd.DataFrame, score: str, timepoint_order: Sequence[str]) -> pd.DataFrame:
     """Mean, SD, n and t-based 95 % CI of the mood score per dose and time point (baseline included)."""
     from scipy import stats as sps
 
-    table = (outcomes.dropna(subset=[score]).groupby([DOSE, "timepoint"], dropna=False)[score]
-             .agg(n="count", mean="mean", sd="std").reset_index())
+    table = (
+        outcomes.dropna(subset=[score])
+        .groupby([DOSE, "timepoint"], dropna=False)[score]
+        .agg(n="count", mean="mean", sd="std")
+        .reset_index()
+    )
     half = sps.t.ppf(0.975, np.maximum(table["n"] - 1, 1)) * table["sd"] / np.sqrt(table["n"])
     table["ci_low"], table["ci_high"] = table["mean"] - half, table["mean"] + half
     table["ci_method"] = "t 95%"
@@ -498,7 +562,8 @@ def analysis_table(scores: ScoreSet, outcomes: pd.DataFrame, timepoints: Sequenc
         # active sessions' peak scores (never one row per session, which would count the outcome twice).
         active = scores.peak[scores.peak[DOSE] > 0]
         peak = active.groupby("participant_id", as_index=False).agg(
-            **{c: (c, "mean") for c in [*peak_scores, DOSE]}, n_peak_sessions=("session_id", "count"))
+            **{c: (c, "mean") for c in [*peak_scores, DOSE]}, n_peak_sessions=("session_id", "count")
+        )
         data = peak.merge(post.drop(columns=[DOSE]), on="participant_id", how="inner", validate="one_to_many")
         data.attrs["unit"] = "subject: peak scores averaged over each subject's active sessions"
     else:
@@ -514,9 +579,26 @@ def analysis_table(scores: ScoreSet, outcomes: pd.DataFrame, timepoints: Sequenc
 # Statistics
 # ---------------------------------------------------------------------------------------------
 
-RESULT_COLUMNS = ["analysis", "family", "score", "outcome", "timepoint", "method", "n", "n_subjects", "estimate",
-                  "ci_low", "ci_high", "ci_method", "p", "p_fdr", "significant_fdr", "covariates",
-                  "n_boot", "seed"]
+RESULT_COLUMNS = [
+    "analysis",
+    "family",
+    "score",
+    "outcome",
+    "timepoint",
+    "method",
+    "n",
+    "n_subjects",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+    "p",
+    "p_fdr",
+    "significant_fdr",
+    "covariates",
+    "n_boot",
+    "seed",
+]
 
 
 def peak_vs_mood_correlations(
@@ -560,28 +642,39 @@ def peak_vs_mood_correlations(
             tables = []
             for tp in timepoints:
                 part = data[data["timepoint"] == tp]
-                table = stats.rm_correlation(part, peak_scores, outcome, subject="participant_id",
-                                             fdr_alpha=fdr_alpha)
+                table = stats.rm_correlation(part, peak_scores, outcome, subject="participant_id", fdr_alpha=fdr_alpha)
                 tables.append(table.assign(group=tp))
             table = pd.concat(tables, ignore_index=True)
             table["p_fdr"] = stats.fdr_bh(table["p"].to_numpy(dtype=float))
             table["significant_fdr"] = table["p_fdr"].to_numpy() <= fdr_alpha
-            table = table.assign(covariates="subject", ci_method="Fisher z (pingouin rm_corr)",
-                                 n_boot=0, seed=seed, method="rm_corr (pearson)")
+            table = table.assign(
+                covariates="subject",
+                ci_method="Fisher z (pingouin rm_corr)",
+                n_boot=0,
+                seed=seed,
+                method="rm_corr (pearson)",
+            )
         else:
             if analysis == "partial" and baseline_column is None:
                 raise ValueError("the partial analysis needs baseline_column")
             covariates = [DOSE, baseline_column] if analysis == "partial" else None
             if covariates:  # a covariate that does not vary (one dose in an open-label study) adjusts nothing
                 covariates = [c for c in covariates if data[c].nunique(dropna=True) > 1]
-            table = stats.correlation_table(data, peak_scores, [outcome], method=method,
-                                            covariates=covariates, n_boot=n_boot, seed=seed,
-                                            fdr_alpha=fdr_alpha, group="timepoint")
+            table = stats.correlation_table(
+                data,
+                peak_scores,
+                [outcome],
+                method=method,
+                covariates=covariates,
+                n_boot=n_boot,
+                seed=seed,
+                fdr_alpha=fdr_alpha,
+                group="timepoint",
+            )
             table["n_subjects"] = table["group"].map(n_subjects).astype("int64")
             table["ci_method"] = "bootstrap percentile 95%"
         parts.append(table.assign(analysis=analysis))
-    out = pd.concat(parts, ignore_index=True).rename(
-        columns={"x": "score", "y": "outcome", "group": "timepoint"})
+    out = pd.concat(parts, ignore_index=True).rename(columns={"x": "score", "y": "outcome", "group": "timepoint"})
     primary = set(peak_scores if primary_scores is None else primary_scores)
     out["family"] = np.where(out["score"].isin(primary), "primary", "secondary")
     out["p_fdr"] = np.nan
@@ -592,8 +685,13 @@ def peak_vs_mood_correlations(
     out["_t"] = _timepoint_order(out["timepoint"], timepoints).codes
     out["_s"] = out["score"].map({s: i for i, s in enumerate(peak_scores)})
     out = out.sort_values(["_a", "_t", "_s"]).drop(columns=["_a", "_t", "_s"])
-    out.attrs.update({"fdr": "Benjamini-Hochberg within each analysis and family (score × time point)",
-                      "fdr_alpha": fdr_alpha, "outcome_definition": "baseline − time point"})
+    out.attrs.update(
+        {
+            "fdr": "Benjamini-Hochberg within each analysis and family (score × time point)",
+            "fdr_alpha": fdr_alpha,
+            "outcome_definition": "baseline − time point",
+        }
+    )
     return out[RESULT_COLUMNS].reset_index(drop=True)
 
 
@@ -602,8 +700,9 @@ def peak_by_dose(scores: ScoreSet, peak_scores: Sequence[str] | None = None) -> 
     from scipy import stats as sps
 
     peak_scores = list(peak_scores or _require_peak(scores))
-    long = scores.peak.melt(id_vars=[*KEYS, DOSE], value_vars=peak_scores, var_name="score",
-                            value_name="value").dropna(subset=["value"])
+    long = scores.peak.melt(id_vars=[*KEYS, DOSE], value_vars=peak_scores, var_name="score", value_name="value").dropna(
+        subset=["value"]
+    )
     grouped = long.groupby(["score", DOSE], sort=False)["value"]
     table = grouped.agg(n="count", mean="mean", sd="std").reset_index()
     half = sps.t.ppf(0.975, np.maximum(table["n"] - 1, 1)) * table["sd"] / np.sqrt(table["n"])
@@ -613,8 +712,12 @@ def peak_by_dose(scores: ScoreSet, peak_scores: Sequence[str] | None = None) -> 
     return table.sort_values(["_s", DOSE]).drop(columns="_s").reset_index(drop=True)
 
 
-def dose_effect_on_peak(scores: ScoreSet, peak_scores: Sequence[str] | None = None,
-                        fdr_alpha: float = 0.05, periods: pd.DataFrame | None = None) -> pd.DataFrame:
+def dose_effect_on_peak(
+    scores: ScoreSet,
+    peak_scores: Sequence[str] | None = None,
+    fdr_alpha: float = 0.05,
+    periods: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Linear dose effect on each peak score: ``score ~ dose_mg_per_kg [+ C(period)] + (1 | subject)``
     (MixedLM, REML, active sessions), one row per score with the slope per mg/kg, Wald CI, p and BH-FDR
     across scores. ``periods`` (:func:`session_periods`): the crossover period enters as a categorical
@@ -630,15 +733,32 @@ def dose_effect_on_peak(scores: ScoreSet, peak_scores: Sequence[str] | None = No
     peak_scores = list(peak_scores or _require_peak(scores))
     data, categorical = _with_periods(scores.peak[scores.peak[DOSE] > 0], periods)
     if data[DOSE].nunique() < 2:  # one active dose (open label): no dose effect to estimate
-        return pd.DataFrame(columns=["score", "term", "estimate", "se", "ci_low", "ci_high", "z", "p", "p_fdr",
-                                     "significant_fdr", "n", "n_groups", "method", "formula", "converged",
-                                     "crossover_note"])
+        return pd.DataFrame(
+            columns=[
+                "score",
+                "term",
+                "estimate",
+                "se",
+                "ci_low",
+                "ci_high",
+                "z",
+                "p",
+                "p_fdr",
+                "significant_fdr",
+                "n",
+                "n_groups",
+                "method",
+                "formula",
+                "converged",
+                "crossover_note",
+            ]
+        )
     period_term = " + C(period)" if categorical and data["period"].nunique() > 1 else ""
-    note = ("period (crossover order) as a categorical term" if period_term else CROSSOVER_NOT_MODELLED)
+    note = "period (crossover order) as a categorical term" if period_term else CROSSOVER_NOT_MODELLED
     rows = []
     for score in peak_scores:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # boundary fits (zero subject variance) are reported below
+            warnings.simplefilter("ignore")  # boundary fits (zero subject variance) are reported below
             fit = stats.mixed_model(data, f"{score} ~ {DOSE}{period_term}", groups="participant_id")
         row = fit[fit["term"] == DOSE].iloc[0].to_dict()
         row["score"] = score
@@ -647,8 +767,24 @@ def dose_effect_on_peak(scores: ScoreSet, peak_scores: Sequence[str] | None = No
     table["p_fdr"] = stats.fdr_bh(table["p"].to_numpy(dtype=float))
     table["significant_fdr"] = table["p_fdr"] <= fdr_alpha
     table["crossover_note"] = note
-    columns = ["score", "term", "estimate", "se", "ci_low", "ci_high", "z", "p", "p_fdr",
-               "significant_fdr", "n", "n_groups", "method", "formula", "converged", "crossover_note"]
+    columns = [
+        "score",
+        "term",
+        "estimate",
+        "se",
+        "ci_low",
+        "ci_high",
+        "z",
+        "p",
+        "p_fdr",
+        "significant_fdr",
+        "n",
+        "n_groups",
+        "method",
+        "formula",
+        "converged",
+        "crossover_note",
+    ]
     return table[columns]
 
 
@@ -679,12 +815,15 @@ def longitudinal_model(
     ``periods`` (:func:`session_periods`) the crossover period enters as a categorical term (rows
     ``effect = "period"``); ``crossover_note`` says whether it is modelled.
     """
-    from pipelines.inference.crossover import CROSSOVER_NOT_MODELLED
     import warnings
 
+    from pipelines.inference.crossover import CROSSOVER_NOT_MODELLED
+
     used = data[data["timepoint"].isin(timepoints)][
-        ["participant_id", "session_id", "timepoint", DOSE, peak_score, outcome]].dropna(
-        subset=["participant_id", "timepoint", DOSE, peak_score, outcome])  # session_id is None for per-subject mood
+        ["participant_id", "session_id", "timepoint", DOSE, peak_score, outcome]
+    ].dropna(
+        subset=["participant_id", "timepoint", DOSE, peak_score, outcome]
+    )  # session_id is None for per-subject mood
     used, categorical = _with_periods(used, periods if used["session_id"].notna().all() else None)
     period_term = " + C(period)" if categorical and used["period"].nunique() > 1 else ""
     if used["participant_id"].nunique() < 2:
@@ -693,23 +832,35 @@ def longitudinal_model(
     peak_mean, peak_sd = float(used[peak_score].mean()), float(used[peak_score].std(ddof=1))
     used = used.assign(dose_c=used[DOSE] - dose_mean, peak_z=(used[peak_score] - peak_mean) / peak_sd)
     used["timepoint"] = _timepoint_order(used["timepoint"], timepoints)
-    formula = (f"{outcome} ~ 0 + C(timepoint) + C(timepoint):dose_c + C(timepoint):peak_z "
-               f"+ C(timepoint):dose_c:peak_z{period_term}")
+    formula = (
+        f"{outcome} ~ 0 + C(timepoint) + C(timepoint):dose_c + C(timepoint):peak_z "
+        f"+ C(timepoint):dose_c:peak_z{period_term}"
+    )
     if used[DOSE].nunique() < 2:  # one dose: the dose terms are not identified
         formula = f"{outcome} ~ 0 + C(timepoint) + C(timepoint):peak_z{period_term}"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # convergence is reported in the table
+        warnings.simplefilter("ignore")  # convergence is reported in the table
         table = stats.mixed_model(used, formula, groups="participant_id", reml=reml)
     parsed = table["term"].str.extract(_TERM)
     names = {None: "intercept", "dose_c": "dose", "peak_z": "peak", "dose_c:peak_z": "dose × peak"}
     is_period = table["term"].str.startswith("C(period)")
-    parsed.loc[is_period, "tp"] = table.loc[is_period, "term"].str.extract(r"\[T\.([^\]]+)\]")[0].map(
-        lambda v: f"period {v}")
+    parsed.loc[is_period, "tp"] = (
+        table.loc[is_period, "term"].str.extract(r"\[T\.([^\]]+)\]")[0].map(lambda v: f"period {v}")
+    )
     table.insert(0, "timepoint", parsed["tp"])
-    table.insert(1, "effect", ["period" if per else names.get(r if isinstance(r, str) else None, r)
-                               for per, r in zip(is_period, parsed["rest"])])
-    table["crossover_note"] = ("period (crossover order) as a categorical term, common to every time point"
-                               if period_term else CROSSOVER_NOT_MODELLED)
+    table.insert(
+        1,
+        "effect",
+        [
+            "period" if per else names.get(r if isinstance(r, str) else None, r)
+            for per, r in zip(is_period, parsed["rest"])
+        ],
+    )
+    table["crossover_note"] = (
+        "period (crossover order) as a categorical term, common to every time point"
+        if period_term
+        else CROSSOVER_NOT_MODELLED
+    )
     table["peak_score"] = peak_score
     table["outcome"] = outcome
     table["dose_centre_mg_per_kg"] = dose_mean
@@ -731,18 +882,23 @@ def not_applicable(scores: ScoreSet, data: pd.DataFrame) -> dict[str, str]:
     active = scores.peak[scores.peak[DOSE] > 0]
     doses = sorted(active[DOSE].dropna().unique())
     if len(doses) < 2:
-        reasons["dose_effect"] = (f"one active dose ({', '.join(_dose(d) for d in doses) or 'none'}): no dose "
-                                  "effect on the peak experience can be estimated")
+        reasons["dose_effect"] = (
+            f"one active dose ({', '.join(_dose(d) for d in doses) or 'none'}): no dose "
+            "effect on the peak experience can be estimated"
+        )
     if scores.mood_unit == "subject":
-        reasons["within"] = ("mood is measured per subject, not per session: each subject counts once per time point "
-                             "(peak scores averaged over their sessions), so the between-subject correlation is the "
-                             "test and within-subject correlations do not apply")
+        reasons["within"] = (
+            "mood is measured per subject, not per session: each subject counts once per time point "
+            "(peak scores averaged over their sessions), so the between-subject correlation is the "
+            "test and within-subject correlations do not apply"
+        )
     elif not _repeated(data):
         reasons["within"] = "one peak-experience session per subject: within-subject correlations do not apply"
     if "within" in reasons or len(doses) < 2:
-        reasons["mediation"] = ("the within-subject mediation dose → peak → mood needs two or more active doses "
-                                "within each subject and mood per session: " + reasons.get("within", reasons.get(
-                                    "dose_effect", "")))
+        reasons["mediation"] = (
+            "the within-subject mediation dose → peak → mood needs two or more active doses "
+            "within each subject and mood per session: " + reasons.get("within", reasons.get("dose_effect", ""))
+        )
     return reasons
 
 
@@ -760,13 +916,34 @@ def _with_periods(data: pd.DataFrame, periods: pd.DataFrame | None) -> tuple[pd.
     return data.merge(periods, on=KEYS, how="left", validate="many_to_one"), ["period"]
 
 
-SUBJECT_LEVEL_COLUMNS = ["quantity", "role", "family", "score", "outcome", "timepoint", "estimate", "ci_low",
-                         "ci_high", "p", "p_fdr", "significant_fdr", "n_subjects", "n_obs", "covariates",
-                         "p_parametric", "method", "convention", "n_boot", "seed"]
-ROLES = {"within": "test: within-subject (across a subject's active doses)",
-         "within_partial": "adjusted test: within-subject partial",
-         "between": "trait-level: between subjects (subject means)",
-         "pooled": "description only: pooled over sessions, no inference"}
+SUBJECT_LEVEL_COLUMNS = [
+    "quantity",
+    "role",
+    "family",
+    "score",
+    "outcome",
+    "timepoint",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_fdr",
+    "significant_fdr",
+    "n_subjects",
+    "n_obs",
+    "covariates",
+    "p_parametric",
+    "method",
+    "convention",
+    "n_boot",
+    "seed",
+]
+ROLES = {
+    "within": "test: within-subject (across a subject's active doses)",
+    "within_partial": "adjusted test: within-subject partial",
+    "between": "trait-level: between subjects (subject means)",
+    "pooled": "description only: pooled over sessions, no inference",
+}
 
 
 def subject_level_correlations(
@@ -801,13 +978,19 @@ def subject_level_correlations(
         part = data[data["timepoint"] == tp]
         for score in peak_scores:
             wb = within_between_correlation(part, score, outcome, "participant_id", n_boot=n_boot, seed=seed)
-            adj = within_subject_partial_correlation(part, score, outcome, "participant_id",
-                                                     covariates=list(covariates), categorical=categorical,
-                                                     n_boot=n_boot, seed=seed)
+            adj = within_subject_partial_correlation(
+                part,
+                score,
+                outcome,
+                "participant_id",
+                covariates=list(covariates),
+                categorical=categorical,
+                n_boot=n_boot,
+                seed=seed,
+            )
             wb["covariates"] = "subject"
             adj["covariates"] = "subject, " + adj["covariates_used"].str.replace(" ,", ",")
-            parts.append(pd.concat([wb, adj], ignore_index=True).assign(score=score, outcome=outcome,
-                                                                        timepoint=tp))
+            parts.append(pd.concat([wb, adj], ignore_index=True).assign(score=score, outcome=outcome, timepoint=tp))
     out = pd.concat(parts, ignore_index=True)
     out["family"] = np.where(out["score"].isin(primary), "primary", "secondary")
     out["role"] = out["quantity"].map(ROLES)
@@ -821,10 +1004,15 @@ def subject_level_correlations(
     out["_t"] = _timepoint_order(out["timepoint"], timepoints).codes
     out["_s"] = out["score"].map({s: i for i, s in enumerate(peak_scores)})
     out = out.sort_values(["_q", "_t", "_s"]).drop(columns=["_q", "_t", "_s"])
-    out.attrs.update({"fdr": "Benjamini-Hochberg within each quantity and family (score × time point)",
-                      "fdr_alpha": fdr_alpha, "outcome_definition": "baseline − time point",
-                      "period_adjusted": bool(categorical),
-                      "test_quantity": "within" if _repeated(data) else "between"})
+    out.attrs.update(
+        {
+            "fdr": "Benjamini-Hochberg within each quantity and family (score × time point)",
+            "fdr_alpha": fdr_alpha,
+            "outcome_definition": "baseline − time point",
+            "period_adjusted": bool(categorical),
+            "test_quantity": "within" if _repeated(data) else "between",
+        }
+    )
     return out[SUBJECT_LEVEL_COLUMNS].reset_index(drop=True)
 
 
@@ -853,9 +1041,17 @@ def mediation_dose_peak_mood(
     if part.empty:
         raise InputError(f"no rows at time point {timepoint!r} for the mediation")
     part, categorical = _with_periods(part, periods)
-    table = within_subject_mediation(part, DOSE, peak_score, outcome, "participant_id",
-                                     covariates=list(covariates), categorical=categorical,
-                                     n_boot=n_boot, seed=seed)
+    table = within_subject_mediation(
+        part,
+        DOSE,
+        peak_score,
+        outcome,
+        "participant_id",
+        covariates=list(covariates),
+        categorical=categorical,
+        n_boot=n_boot,
+        seed=seed,
+    )
     table = table.rename(columns={"path": "description"})
     table.insert(0, "path", table["quantity"].replace({"c_total": "c"}))
     table.insert(0, "timepoint", timepoint)
@@ -866,8 +1062,9 @@ def mediation_dose_peak_mood(
     table = table.sort_values("path", key=lambda p: p.map(order)).reset_index(drop=True)
     total = float(table.loc[table["path"] == "c", "estimate"].iloc[0])
     indirect = float(table.loc[table["path"] == "indirect", "estimate"].iloc[0])
-    table["proportion_mediated"] = np.where(table["path"] == "indirect",
-                                            indirect / total if total != 0 else np.nan, np.nan)
+    table["proportion_mediated"] = np.where(
+        table["path"] == "indirect", indirect / total if total != 0 else np.nan, np.nan
+    )
     return table
 
 
@@ -878,7 +1075,7 @@ def truth_comparison(correlations: pd.DataFrame, truth: dict | None, method: str
     Empty when the study has no truth or the truth has no mood correlations. ``in_ci`` says whether
     the population value lies inside the bootstrap CI.
     """
-    planted = ((truth or {}).get("mood") or {})
+    planted = (truth or {}).get("mood") or {}
     expected = planted.get("expected_correlation_with_improvement") or {}
     realised = planted.get("realised_correlation_with_improvement") or {}
     key = "spearman_rho" if method == "spearman" else "pearson_r"
@@ -889,14 +1086,36 @@ def truth_comparison(correlations: pd.DataFrame, truth: dict | None, method: str
             if (score, tp) not in biv.index:
                 continue
             est = biv.loc[(score, tp)]
-            rows.append({"score": score, "timepoint": tp, "planted_population": values[key],
-                         "realised_in_sample": realised.get(score, {}).get(tp, {}).get(key, np.nan),
-                         "estimate": est["estimate"], "ci_low": est["ci_low"], "ci_high": est["ci_high"],
-                         "p_fdr": est["p_fdr"], "significant_fdr": bool(est["significant_fdr"])})
-    table = pd.DataFrame(rows, columns=["score", "timepoint", "planted_population", "realised_in_sample",
-                                        "estimate", "ci_low", "ci_high", "p_fdr", "significant_fdr"])
+            rows.append(
+                {
+                    "score": score,
+                    "timepoint": tp,
+                    "planted_population": values[key],
+                    "realised_in_sample": realised.get(score, {}).get(tp, {}).get(key, np.nan),
+                    "estimate": est["estimate"],
+                    "ci_low": est["ci_low"],
+                    "ci_high": est["ci_high"],
+                    "p_fdr": est["p_fdr"],
+                    "significant_fdr": bool(est["significant_fdr"]),
+                }
+            )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "score",
+            "timepoint",
+            "planted_population",
+            "realised_in_sample",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "p_fdr",
+            "significant_fdr",
+        ],
+    )
     table["in_ci"] = (table["ci_low"] <= table["planted_population"]) & (
-        table["planted_population"] <= table["ci_high"])
+        table["planted_population"] <= table["ci_high"]
+    )
     order = list(dict.fromkeys(correlations["timepoint"]))
     table["_t"] = _timepoint_order(table["timepoint"], order).codes
     return table.sort_values(["score", "_t"]).drop(columns="_t").reset_index(drop=True)
@@ -906,9 +1125,18 @@ def truth_comparison(correlations: pd.DataFrame, truth: dict | None, method: str
 # Summary
 # ---------------------------------------------------------------------------------------------
 
-SCALE_LABELS = {"meq30": "MEQ30", "asc5d": "5D-ASC", "asc11d": "11D-ASC", "madrs": "MADRS",
-                "hamd17": "HAM-D17", "hamd": "HAM-D17", "qids_sr16": "QIDS-SR16", "qids": "QIDS-SR16",
-                "bdi_ii": "BDI-II", "bdi": "BDI-II"}
+SCALE_LABELS = {
+    "meq30": "MEQ30",
+    "asc5d": "5D-ASC",
+    "asc11d": "11D-ASC",
+    "madrs": "MADRS",
+    "hamd17": "HAM-D17",
+    "hamd": "HAM-D17",
+    "qids_sr16": "QIDS-SR16",
+    "qids": "QIDS-SR16",
+    "bdi_ii": "BDI-II",
+    "bdi": "BDI-II",
+}
 
 
 def score_label(score: str) -> str:
@@ -936,44 +1164,60 @@ def _subject_level_paragraph(table: pd.DataFrame, params: AnalysisParameters) ->
     test = "within" if table.loc[table["quantity"] == "within", "estimate"].notna().any() else "between"
     if test == "between" and "between" in at.index:
         b = at.loc["between"]
-        text += (f"Each subject counts once per time point (one mood course per person; peak scores averaged over "
-                 f"their sessions), so the test is between subjects: at {tp}, r = {b['estimate']:.2f} between "
-                 f"{_label(primary)} and {mood_label} improvement (95 % CI {b['ci_low']:.2f} to {b['ci_high']:.2f}, "
-                 f"{stats.format_p(b['p'])}, {stats.format_p(b['p_fdr'], 'FDR-adjusted p')} in the {b['family']} "
-                 f"family; {int(b['n_subjects'])} subjects). ")
+        text += (
+            f"Each subject counts once per time point (one mood course per person; peak scores averaged over "
+            f"their sessions), so the test is between subjects: at {tp}, r = {b['estimate']:.2f} between "
+            f"{_label(primary)} and {mood_label} improvement (95 % CI {b['ci_low']:.2f} to {b['ci_high']:.2f}, "
+            f"{stats.format_p(b['p'])}, {stats.format_p(b['p_fdr'], 'FDR-adjusted p')} in the {b['family']} "
+            f"family; {int(b['n_subjects'])} subjects). "
+        )
         at = at.drop(index=[q for q in ("between", "pooled") if q in at.index])
     if "within" in at.index and test == "within":
         w = at.loc["within"]
-        text += (f"At {tp}, across a subject's active doses, more {_label(primary)} went with more "
-                 f"{mood_label} improvement: within-subject r_rm = {w['estimate']:.2f} (95 % CI "
-                 f"{w['ci_low']:.2f} to {w['ci_high']:.2f}, {stats.format_p(w['p'])}, "
-                 f"{stats.format_p(w['p_fdr'], 'FDR-adjusted p')} in the {w['family']} family; "
-                 f"{int(w['n_subjects'])} subjects, {int(w['n_obs'])} sessions, subject-cluster bootstrap-t). ")
+        text += (
+            f"At {tp}, across a subject's active doses, more {_label(primary)} went with more "
+            f"{mood_label} improvement: within-subject r_rm = {w['estimate']:.2f} (95 % CI "
+            f"{w['ci_low']:.2f} to {w['ci_high']:.2f}, {stats.format_p(w['p'])}, "
+            f"{stats.format_p(w['p_fdr'], 'FDR-adjusted p')} in the {w['family']} family; "
+            f"{int(w['n_subjects'])} subjects, {int(w['n_obs'])} sessions, subject-cluster bootstrap-t). "
+        )
     if "within_partial" in at.index and test == "within":
         a = at.loc["within_partial"]
-        adjusted = (a["covariates"].removeprefix("subject, ").replace(DOSE, "dose")
-                    .replace(f"{params.mood_score}_baseline", "baseline severity"))
-        text += (f"Adjusted for {adjusted} (within subjects): partial r = {a['estimate']:.2f} "
-                 f"(95 % CI {a['ci_low']:.2f} to {a['ci_high']:.2f}, {stats.format_p(a['p'])}). ")
+        adjusted = (
+            a["covariates"]
+            .removeprefix("subject, ")
+            .replace(DOSE, "dose")
+            .replace(f"{params.mood_score}_baseline", "baseline severity")
+        )
+        text += (
+            f"Adjusted for {adjusted} (within subjects): partial r = {a['estimate']:.2f} "
+            f"(95 % CI {a['ci_low']:.2f} to {a['ci_high']:.2f}, {stats.format_p(a['p'])}). "
+        )
     if "between" in at.index:
         b = at.loc["between"]
-        text += (f"Between subjects (subject means, the trait-level association): r = {b['estimate']:.2f} "
-                 f"(95 % CI {b['ci_low']:.2f} to {b['ci_high']:.2f}, {stats.format_p(b['p'])}, "
-                 f"{int(b['n_subjects'])} subjects). ")
+        text += (
+            f"Between subjects (subject means, the trait-level association): r = {b['estimate']:.2f} "
+            f"(95 % CI {b['ci_low']:.2f} to {b['ci_high']:.2f}, {stats.format_p(b['p'])}, "
+            f"{int(b['n_subjects'])} subjects). "
+        )
     if "pooled" in at.index:
-        text += (f"Pooled over all {int(at.loc['pooled', 'n_obs'])} sessions, r = "
-                 f"{at.loc['pooled', 'estimate']:.2f} (description only: it mixes the two and is not a test). ")
+        text += (
+            f"Pooled over all {int(at.loc['pooled', 'n_obs'])} sessions, r = "
+            f"{at.loc['pooled', 'estimate']:.2f} (description only: it mixes the two and is not a test). "
+        )
     within = table[table["quantity"] == test]
     for family, words in (("primary", "primary (confirmatory)"), ("secondary", "secondary")):
         fam = within[within["family"] == family]
         if fam.empty:
             continue
         sig = fam[fam["significant_fdr"]]
-        text += (f"In the {words} family of {test}-subject tests ({fam['score'].nunique()} scores × "
-                 f"{fam['timepoint'].nunique()} time points), {len(sig)} of {len(fam)} were significant at "
-                 f"FDR {params.fdr_alpha:g}"
-                 + (f" (at {', '.join(t for t in params.timepoints if t in set(sig['timepoint']))})"
-                    if len(sig) else "") + ". ")
+        text += (
+            f"In the {words} family of {test}-subject tests ({fam['score'].nunique()} scores × "
+            f"{fam['timepoint'].nunique()} time points), {len(sig)} of {len(fam)} were significant at "
+            f"FDR {params.fdr_alpha:g}"
+            + (f" (at {', '.join(t for t in params.timepoints if t in set(sig['timepoint']))})" if len(sig) else "")
+            + ". "
+        )
     return text.strip()
 
 
@@ -1003,13 +1247,18 @@ def summary_text(
     present = scores.report[scores.report["present"]]
     touched = int(present["n_prorated"].sum())
     left = int(present["n_missing_scores"].sum())
-    text = (f"**Data.** {n_subjects} participants, {n_sessions} active dose sessions with "
-            f"peak-experience scores ({', '.join(SCALE_LABELS[s] for s in params.scales if s not in scores.absent)}); "
-            f"{SCALE_LABELS[params.mood_scale]} at {', '.join(params.timepoints)} against {params.baseline}. "
-            f"Missing items (rule: {params.missing_items}"
-            + (f", up to {100 * params.max_missing_fraction:g} % of a score's items" if
-               params.max_missing_fraction is not None else "")
-            + f"): {touched} score(s) prorated, {left} left missing.")
+    text = (
+        f"**Data.** {n_subjects} participants, {n_sessions} active dose sessions with "
+        f"peak-experience scores ({', '.join(SCALE_LABELS[s] for s in params.scales if s not in scores.absent)}); "
+        f"{SCALE_LABELS[params.mood_scale]} at {', '.join(params.timepoints)} against {params.baseline}. "
+        f"Missing items (rule: {params.missing_items}"
+        + (
+            f", up to {100 * params.max_missing_fraction:g} % of a score's items"
+            if params.max_missing_fraction is not None
+            else ""
+        )
+        + f"): {touched} score(s) prorated, {left} left missing."
+    )
     if scores.absent:
         text += " **Absent tables:** " + "; ".join(scores.messages) + "."
     lines.append(text)
@@ -1024,7 +1273,8 @@ def summary_text(
             f"{_dose(lo[DOSE])} to {hi['mean']:.2f} at {_dose(hi[DOSE])} (mixed-model slope "
             f"{row['estimate']:.2f} per mg/kg, 95 % CI {row['ci_low']:.2f} to {row['ci_high']:.2f}, "
             f"{stats.format_p(row['p'])}); {n_sig} of {len(dose_effects)} peak scores increased with dose "
-            f"after FDR.")
+            f"after FDR."
+        )
 
     if subject_level is not None and not subject_level.empty:
         lines.append(_subject_level_paragraph(subject_level, params))
@@ -1034,31 +1284,47 @@ def summary_text(
     if not main.empty:
         r = main.iloc[0]
         last = params.timepoints[-1]
-        text = (("**Per-time-point description** (one row per subject; see above for the test). "
-                 if scores.mood_unit == "subject" else
-                 f"**Per-time-point description** (sessions pooled as if independent, so these p-values "
-                 f"are not used for conclusions; see above). " if subject_level is not None else
-                 "**Peak experience and mood.** ")
-                + f"At {tp}, {_label(primary)} correlated with "
-                f"{SCALE_LABELS[params.mood_scale]} improvement ({params.correlation_method.capitalize()} {symbol} = "
-                f"{r['estimate']:.2f}, 95 % CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, "
-                + (f"n = {int(r['n'])} subjects). " if scores.mood_unit == "subject" else
-                   f"n = {int(r['n'])} sessions of {int(r['n_subjects'])} subjects). "))
+        text = (
+            (
+                "**Per-time-point description** (one row per subject; see above for the test). "
+                if scores.mood_unit == "subject"
+                else "**Per-time-point description** (sessions pooled as if independent, so these p-values "
+                "are not used for conclusions; see above). "
+                if subject_level is not None
+                else "**Peak experience and mood.** "
+            )
+            + f"At {tp}, {_label(primary)} correlated with "
+            f"{SCALE_LABELS[params.mood_scale]} improvement ({params.correlation_method.capitalize()} {symbol} = "
+            f"{r['estimate']:.2f}, 95 % CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, "
+            + (
+                f"n = {int(r['n'])} subjects). "
+                if scores.mood_unit == "subject"
+                else f"n = {int(r['n'])} sessions of {int(r['n_subjects'])} subjects). "
+            )
+        )
         late = biv[biv["timepoint"] == last]
         if last != tp and not late.empty:
             own = late[late["score"] == primary]
             strongest = late.loc[late["estimate"].abs().idxmax()]
-            text += (f"At {last}"
-                     + (f" {_label(primary)} {symbol} = {own['estimate'].iloc[0]:.2f} (95 % CI "
-                        f"{own['ci_low'].iloc[0]:.2f} to {own['ci_high'].iloc[0]:.2f})" if len(own) else "")
-                     + f"; the largest |{symbol}| at {last} was {abs(strongest['estimate']):.2f} "
-                     f"({_label(strongest['score'])}).")
+            text += (
+                f"At {last}"
+                + (
+                    f" {_label(primary)} {symbol} = {own['estimate'].iloc[0]:.2f} (95 % CI "
+                    f"{own['ci_low'].iloc[0]:.2f} to {own['ci_high'].iloc[0]:.2f})"
+                    if len(own)
+                    else ""
+                )
+                + f"; the largest |{symbol}| at {last} was {abs(strongest['estimate']):.2f} "
+                f"({_label(strongest['score'])})."
+            )
         if subject_level is None:
             for family, words in (("primary", "primary (confirmatory)"), ("secondary", "secondary")):
                 fam = biv[biv["family"] == family]
                 if not fam.empty:
-                    text += (f" In the {words} family, {int(fam['significant_fdr'].sum())} of {len(fam)} "
-                             f"correlations were significant at FDR {params.fdr_alpha:g}.")
+                    text += (
+                        f" In the {words} family, {int(fam['significant_fdr'].sum())} of {len(fam)} "
+                        f"correlations were significant at FDR {params.fdr_alpha:g}."
+                    )
         lines.append(text)
 
     if rates is not None and not rates.empty:
@@ -1068,13 +1334,21 @@ def summary_text(
             sub = at[at["measure"] == measure].sort_values(DOSE)
             if sub.empty:
                 continue
-            parts.append(f"{measure} " + ", ".join(
-                f"{int(r['n_events'])}/{int(r['n'])} at {_dose(r[DOSE])} ({100 * r['rate']:.0f} %, "
-                f"{100 * r['ci_low']:.0f}–{100 * r['ci_high']:.0f} %)" for _, r in sub.iterrows()))
+            parts.append(
+                f"{measure} "
+                + ", ".join(
+                    f"{int(r['n_events'])}/{int(r['n'])} at {_dose(r[DOSE])} ({100 * r['rate']:.0f} %, "
+                    f"{100 * r['ci_low']:.0f}–{100 * r['ci_high']:.0f} %)"
+                    for _, r in sub.iterrows()
+                )
+            )
         if parts:
-            lines.append(f"**Response and remission at {tp}** (response ≥ 50 % reduction; remission "
-                         f"{SCALE_LABELS[params.mood_scale]} ≤ {params.remission_threshold:g}; Wilson 95 % CIs): "
-                         + "; ".join(parts) + ".")
+            lines.append(
+                f"**Response and remission at {tp}** (response ≥ 50 % reduction; remission "
+                f"{SCALE_LABELS[params.mood_scale]} ≤ {params.remission_threshold:g}; Wilson 95 % CIs): "
+                + "; ".join(parts)
+                + "."
+            )
 
     if longitudinal is not None and not longitudinal.empty:
         peak_rows = longitudinal[longitudinal["effect"] == "peak"]
@@ -1087,7 +1361,9 @@ def summary_text(
                 f"at average dose (95 % CI {r['ci_low']:.1f} to {r['ci_high']:.1f}, {stats.format_p(r['p'])}); "
                 + ", ".join(f"{t}: {e:.1f}" for t, e in zip(peak_rows["timepoint"], peak_rows["estimate"]))
                 + " points per SD across time points"
-                + ("" if bool(longitudinal["converged"].iloc[0]) else " (the fit did not converge)") + ".")
+                + ("" if bool(longitudinal["converged"].iloc[0]) else " (the fit did not converge)")
+                + "."
+            )
 
     if mediation_table is not None and not mediation_table.empty:
         m = mediation_table.set_index("path")
@@ -1100,15 +1376,23 @@ def summary_text(
             f"(95 % CI {c['ci_low']:.1f} to {c['ci_high']:.1f}); direct effect "
             f"{m.loc['c_prime', 'estimate']:.1f} (95 % CI {m.loc['c_prime', 'ci_low']:.1f} to "
             f"{m.loc['c_prime', 'ci_high']:.1f})"
-            + (f"; {100 * ind['proportion_mediated']:.0f} % of the total effect was mediated." if
-               c["ci_low"] > 0 or c["ci_high"] < 0 else
-               "; the total effect's CI includes 0, so no proportion mediated is given."))
+            + (
+                f"; {100 * ind['proportion_mediated']:.0f} % of the total effect was mediated."
+                if c["ci_low"] > 0 or c["ci_high"] < 0
+                else "; the total effect's CI includes 0, so no proportion mediated is given."
+            )
+        )
 
-    unit = ("mood is one course per subject, so every analysis counts each subject once per time point; "
-            if scores.mood_unit == "subject" else
-            "a subject contributes one session per dose, so conclusions rest on the subject-level rows "
-            "(subject-cluster bootstrap), not on the per-time-point tables that treat sessions as independent; ")
-    lines.append(f"*Caveats:* {n_participants} participants; " + unit +
-                 "correlations are not causal, and peak experience is measured after the dose, so it "
-                 "is a mediator candidate, not a randomised factor.")
+    unit = (
+        "mood is one course per subject, so every analysis counts each subject once per time point; "
+        if scores.mood_unit == "subject"
+        else "a subject contributes one session per dose, so conclusions rest on the subject-level rows "
+        "(subject-cluster bootstrap), not on the per-time-point tables that treat sessions as independent; "
+    )
+    lines.append(
+        f"*Caveats:* {n_participants} participants; "
+        + unit
+        + "correlations are not causal, and peak experience is measured after the dose, so it "
+        "is a mediator candidate, not a randomised factor."
+    )
     return "\n\n".join(lines)

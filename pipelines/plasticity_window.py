@@ -46,15 +46,21 @@ class WindowParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    window_h: tuple[float, float] = Field((24.0, 48.0), description="The plasticity window, hours after the end of "
-                                          "the infusion: a first integration session starting inside counts as inside")
+    window_h: tuple[float, float] = Field(
+        (24.0, 48.0),
+        description="The plasticity window, hours after the end of "
+        "the infusion: a first integration session starting inside counts as inside",
+    )
     sensitivity_windows_h: list[tuple[float, float]] = Field(
         default_factory=lambda: [(12.0, 36.0), (24.0, 48.0), (24.0, 72.0)],
-        description="Other window bounds to show the effect for (sensitivity)")
-    mood_scale: str | None = Field(None, description="Mood scale of the outcome; None = the first of MADRS, HAM-D17, "
-                                   "QIDS-SR16, BDI-II present")
-    outcome_timepoint: str | None = Field(None, description="Time point of the improvement; None = the first manifest "
-                                          "time point after the window closes")
+        description="Other window bounds to show the effect for (sensitivity)",
+    )
+    mood_scale: str | None = Field(
+        None, description="Mood scale of the outcome; None = the first of MADRS, HAM-D17, QIDS-SR16, BDI-II present"
+    )
+    outcome_timepoint: str | None = Field(
+        None, description="Time point of the improvement; None = the first manifest time point after the window closes"
+    )
     peak_score: str = Field("meq30_total", description="Peak-experience score that may moderate the window effect")
     eeg_marker: str = Field("alpha_suppression_depth_db", description="Column of the eeg_markers table (report 01)")
     cytokine: str = Field("IL6", description="Analyte whose ln-change (report 03) may moderate the window effect")
@@ -87,8 +93,11 @@ def infusion_timing(therapy: pd.DataFrame, sessions: pd.DataFrame, window: tuple
     integration sessions, and the status relative to ``window`` (before / inside / after / none)."""
     active = sessions[(sessions[DOSE] > 0) | sessions[DOSE].isna()][["participant_id", "session_id", DOSE]]
     integration = therapy[therapy["session_type"] == "integration"]
-    first = (integration.groupby(["participant_id", "session_id"], dropna=False)["start_h"]
-             .agg(first_integration_h="min", n_integration="count").reset_index())
+    first = (
+        integration.groupby(["participant_id", "session_id"], dropna=False)["start_h"]
+        .agg(first_integration_h="min", n_integration="count")
+        .reset_index()
+    )
     out = active.merge(first, on=["participant_id", "session_id"], how="left")
     out["n_integration"] = out["n_integration"].fillna(0).astype(int)
     out["status"] = [_status(h, window) for h in out["first_integration_h"]]
@@ -99,14 +108,23 @@ def infusion_timing(therapy: pd.DataFrame, sessions: pd.DataFrame, window: tuple
 def _timing_summary(infusions: pd.DataFrame) -> pd.DataFrame:
     counts = infusions["status"].value_counts()
     first = infusions["first_integration_h"].dropna()
-    return pd.DataFrame([{
-        "n_infusions": len(infusions), "n_subjects": infusions["participant_id"].nunique(),
-        "inside": int(counts.get("inside", 0)), "before": int(counts.get("before", 0)),
-        "after": int(counts.get("after", 0)), "none": int(counts.get("none", 0)),
-        "share_inside": float(counts.get("inside", 0) / len(infusions)) if len(infusions) else np.nan,
-        "median_first_integration_h": float(first.median()) if len(first) else np.nan,
-        "iqr_first_integration_h": (f"{first.quantile(0.25):.0f}–{first.quantile(0.75):.0f}" if len(first) else ""),
-    }])
+    return pd.DataFrame(
+        [
+            {
+                "n_infusions": len(infusions),
+                "n_subjects": infusions["participant_id"].nunique(),
+                "inside": int(counts.get("inside", 0)),
+                "before": int(counts.get("before", 0)),
+                "after": int(counts.get("after", 0)),
+                "none": int(counts.get("none", 0)),
+                "share_inside": float(counts.get("inside", 0) / len(infusions)) if len(infusions) else np.nan,
+                "median_first_integration_h": float(first.median()) if len(first) else np.nan,
+                "iqr_first_integration_h": (
+                    f"{first.quantile(0.25):.0f}–{first.quantile(0.75):.0f}" if len(first) else ""
+                ),
+            }
+        ]
+    )
 
 
 def _moderators(study: Study, params: WindowParameters) -> tuple[dict[str, pd.DataFrame], list[str]]:
@@ -117,8 +135,11 @@ def _moderators(study: Study, params: WindowParameters) -> tuple[dict[str, pd.Da
     try:
         peak = derived.read_table(study, "peak_scores")
         if params.peak_score in peak.columns:
-            found["peak"] = peak[["participant_id", "session_id", params.peak_score]].rename(
-                columns={params.peak_score: "value"}).assign(moderator=params.peak_score)
+            found["peak"] = (
+                peak[["participant_id", "session_id", params.peak_score]]
+                .rename(columns={params.peak_score: "value"})
+                .assign(moderator=params.peak_score)
+            )
         else:
             notes.append(f"peak score {params.peak_score!r} is not in report 02's table: no peak moderation")
     except FileNotFoundError:
@@ -126,17 +147,24 @@ def _moderators(study: Study, params: WindowParameters) -> tuple[dict[str, pd.Da
     try:
         markers = derived.read_table(study, "eeg_markers")
         if params.eeg_marker in markers.columns:
-            found["eeg"] = (markers.assign(session_id="ses-" + markers["session"].astype(str))
-                            [["participant_id", "session_id", params.eeg_marker]]
-                            .rename(columns={params.eeg_marker: "value"}).assign(moderator=params.eeg_marker))
+            found["eeg"] = (
+                markers.assign(session_id="ses-" + markers["session"].astype(str))[
+                    ["participant_id", "session_id", params.eeg_marker]
+                ]
+                .rename(columns={params.eeg_marker: "value"})
+                .assign(moderator=params.eeg_marker)
+            )
     except FileNotFoundError:
         notes.append("no EEG markers (report 01): no EEG moderation")
     try:
         cyto = derived.read_table(study, "cytokine_changes")
         part = cyto[cyto["analyte"] == params.cytokine]
         if len(part):
-            found["cytokine"] = (part[["participant_id", "session_id", "ln_change"]]
-                                 .rename(columns={"ln_change": "value"}).assign(moderator=f"{params.cytokine} ln-change"))
+            found["cytokine"] = (
+                part[["participant_id", "session_id", "ln_change"]]
+                .rename(columns={"ln_change": "value"})
+                .assign(moderator=f"{params.cytokine} ln-change")
+            )
     except FileNotFoundError:
         notes.append("no cytokine changes (report 03): no cytokine moderation")
     return found, notes
@@ -165,8 +193,9 @@ def run(study: Study, params: WindowParameters | dict | None = None) -> WindowRe
     else:
         after = [t for t in mood.timepoints if (h := hours_of(t)) is not None and h > window[1]]
         if not after:
-            raise InputError(f"no time point after the window ({window[1]:g} h) among {mood.timepoints}: set "
-                             "outcome_timepoint")
+            raise InputError(
+                f"no time point after the window ({window[1]:g} h) among {mood.timepoints}: set outcome_timepoint"
+            )
         timepoint = after[0]
     outcome = mood.outcomes[(mood.outcomes["scale"] == scale) & (mood.outcomes["timepoint"] == timepoint)]
     per_session = outcome["session_id"].notna().all()
@@ -175,16 +204,20 @@ def run(study: Study, params: WindowParameters | dict | None = None) -> WindowRe
     improvement = outcome.assign(improvement=-outcome["change"])[[*keys, "improvement"]]
     data = infusions.merge(improvement, on=keys, how="left")
     if not per_session:
-        notes.append(f"{scale} is measured per participant, not per infusion: each participant's improvement is "
-                     "set against the share of their infusions with integration inside the window (between "
-                     "subjects only)")
-    effects = within_between_effect(data, "improvement", "inside", "participant_id", covariates=[DOSE],
-                                    n_boot=params.n_boot, seed=params.seed)
+        notes.append(
+            f"{scale} is measured per participant, not per infusion: each participant's improvement is "
+            "set against the share of their infusions with integration inside the window (between "
+            "subjects only)"
+        )
+    effects = within_between_effect(
+        data, "improvement", "inside", "participant_id", covariates=[DOSE], n_boot=params.n_boot, seed=params.seed
+    )
     sensitivity = []
     for bounds in dict.fromkeys(tuple(b) for b in [*params.sensitivity_windows_h, window]):
         alt = infusion_timing(therapy, sessions, bounds).merge(improvement, on=keys, how="left")
-        rows = within_between_effect(alt, "improvement", "inside", "participant_id", covariates=[DOSE],
-                                     n_boot=params.n_boot, seed=params.seed)
+        rows = within_between_effect(
+            alt, "improvement", "inside", "participant_id", covariates=[DOSE], n_boot=params.n_boot, seed=params.seed
+        )
         rows.insert(0, "window_h", f"{bounds[0]:g}–{bounds[1]:g}")
         rows.insert(1, "n_inside", int((alt["status"] == "inside").sum()))
         sensitivity.append(rows)
@@ -194,51 +227,86 @@ def run(study: Study, params: WindowParameters | dict | None = None) -> WindowRe
     for name, table in moderators.items():
         merged = data.merge(table, on=["participant_id", "session_id"], how="inner")
         if merged["value"].notna().sum() < 6 or not per_session:
-            notes.append(f"{name} moderation not estimated: too few infusions with both values"
-                         if per_session else f"{name} moderation needs mood per infusion")
+            notes.append(
+                f"{name} moderation not estimated: too few infusions with both values"
+                if per_session
+                else f"{name} moderation needs mood per infusion"
+            )
             continue
-        row = within_moderation(merged, "improvement", "inside", "value", "participant_id", covariates=[DOSE],
-                                n_boot=params.n_boot, seed=params.seed)
+        row = within_moderation(
+            merged,
+            "improvement",
+            "inside",
+            "value",
+            "participant_id",
+            covariates=[DOSE],
+            n_boot=params.n_boot,
+            seed=params.seed,
+        )
         moderation.append(row.assign(moderator_kind=name, moderator=table["moderator"].iloc[0]))
     randomised = bool(getattr(study.manifest.design, "therapy_timing_randomised", False))
     data.attrs["outcome"] = f"{scale} improvement (baseline − {timepoint}, points)"
     return WindowResult(
-        infusions=data, timing=_timing_summary(infusions), effects=effects,
+        infusions=data,
+        timing=_timing_summary(infusions),
+        effects=effects,
         moderation=pd.concat(moderation, ignore_index=True) if moderation else pd.DataFrame(),
-        sensitivity=pd.concat(sensitivity, ignore_index=True), outcome=f"{scale} improvement",
-        outcome_timepoint=timepoint, window_h=window, randomised=randomised, notes=notes)
+        sensitivity=pd.concat(sensitivity, ignore_index=True),
+        outcome=f"{scale} improvement",
+        outcome_timepoint=timepoint,
+        window_h=window,
+        randomised=randomised,
+        notes=notes,
+    )
 
 
 def summary_text(result: WindowResult) -> str:
     """The report's conclusions, from the tables (estimates and CIs first)."""
     t = result.timing.iloc[0]
     lo, hi = result.window_h
-    lines = [f"**Timing.** {t['n_infusions']} active infusions of {t['n_subjects']} participants: first integration "
-             f"session inside {lo:g}–{hi:g} h after the infusion for {t['inside']} ({100 * t['share_inside']:.0f} %), "
-             f"earlier for {t['before']}, later for {t['after']}, none for {t['none']}; median start "
-             f"{t['median_first_integration_h']:.0f} h (IQR {t['iqr_first_integration_h']} h)."]
+    lines = [
+        f"**Timing.** {t['n_infusions']} active infusions of {t['n_subjects']} participants: first integration "
+        f"session inside {lo:g}–{hi:g} h after the infusion for {t['inside']} ({100 * t['share_inside']:.0f} %), "
+        f"earlier for {t['before']}, later for {t['after']}, none for {t['none']}; median start "
+        f"{t['median_first_integration_h']:.0f} h (IQR {t['iqr_first_integration_h']} h)."
+    ]
     rows = result.effects.set_index("quantity")
     w, b = rows.loc["within"], rows.loc["between"]
     if np.isfinite(w["estimate"]):
-        lines.append(f"**Within participants** (their infusions with integration inside vs outside the window, "
-                     f"adjusted for {w['covariates']}): {result.outcome} at {result.outcome_timepoint} differed by "
-                     f"{w['estimate']:.1f} points (95 % CI {w['ci_low']:.1f} to {w['ci_high']:.1f}, "
-                     f"{stats.format_p(w['p'])}; {int(w['n_subjects'])} participants, {int(w['n_obs'])} infusions; "
-                     "positive = more improvement inside).")
+        lines.append(
+            f"**Within participants** (their infusions with integration inside vs outside the window, "
+            f"adjusted for {w['covariates']}): {result.outcome} at {result.outcome_timepoint} differed by "
+            f"{w['estimate']:.1f} points (95 % CI {w['ci_low']:.1f} to {w['ci_high']:.1f}, "
+            f"{stats.format_p(w['p'])}; {int(w['n_subjects'])} participants, {int(w['n_obs'])} infusions; "
+            "positive = more improvement inside)."
+        )
     else:
-        lines.append("**Within participants:** not estimable (no participant has infusions both inside and outside "
-                     "the window, or mood is measured per participant).")
+        lines.append(
+            "**Within participants:** not estimable (no participant has infusions both inside and outside "
+            "the window, or mood is measured per participant)."
+        )
     if np.isfinite(b["estimate"]):
-        lines.append(f"**Between participants** (trait-level, confounded by anything that differs between people): "
-                     f"{b['estimate']:.1f} points per unit share of infusions inside (95 % CI {b['ci_low']:.1f} to "
-                     f"{b['ci_high']:.1f}, {stats.format_p(b['p'])}).")
+        lines.append(
+            f"**Between participants** (trait-level, confounded by anything that differs between people): "
+            f"{b['estimate']:.1f} points per unit share of infusions inside (95 % CI {b['ci_low']:.1f} to "
+            f"{b['ci_high']:.1f}, {stats.format_p(b['p'])})."
+        )
     if not result.moderation.empty:
-        parts = [f"{r.moderator}: {r.estimate:.2f} (95 % CI {r.ci_low:.2f} to {r.ci_high:.2f}, {stats.format_p(r.p)})"
-                 for r in result.moderation.itertuples()]
-        lines.append("**Moderation** of the within effect (points per unit of the moderator): " + "; ".join(parts) + ".")
-    lines.append("*Caveat:* " + ("the manifest declares the timing randomised, so the within estimate is a randomised "
-                                 "comparison." if result.randomised else
-                                 "timing was not randomised: even within participants, a session booked early or late "
-                                 "for a reason linked to how the person was doing (confounding by indication) biases "
-                                 "the estimate; read it as an association."))
+        parts = [
+            f"{r.moderator}: {r.estimate:.2f} (95 % CI {r.ci_low:.2f} to {r.ci_high:.2f}, {stats.format_p(r.p)})"
+            for r in result.moderation.itertuples()
+        ]
+        lines.append(
+            "**Moderation** of the within effect (points per unit of the moderator): " + "; ".join(parts) + "."
+        )
+    lines.append(
+        "*Caveat:* "
+        + (
+            "the manifest declares the timing randomised, so the within estimate is a randomised comparison."
+            if result.randomised
+            else "timing was not randomised: even within participants, a session booked early or late "
+            "for a reason linked to how the person was doing (confounding by indication) biases "
+            "the estimate; read it as an association."
+        )
+    )
     return "\n\n".join(lines + [f"- {n}." for n in result.notes])

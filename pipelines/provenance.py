@@ -14,16 +14,34 @@ import os
 import platform
 import re
 import subprocess
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pipelines.paths import REPO_ROOT
 
 CORE_PACKAGES = (
-    "numpy", "scipy", "pandas", "xarray", "zarr", "dask", "distributed", "numba", "mne", "mne-bids", "antropy",
-    "specparam", "statsmodels", "pingouin", "holoviews", "bokeh", "panel", "papermill", "pydantic",
+    "numpy",
+    "scipy",
+    "pandas",
+    "xarray",
+    "zarr",
+    "dask",
+    "distributed",
+    "numba",
+    "mne",
+    "mne-bids",
+    "antropy",
+    "specparam",
+    "statsmodels",
+    "pingouin",
+    "holoviews",
+    "bokeh",
+    "panel",
+    "papermill",
+    "pydantic",
 )
 REDACTED = "<redacted>"
 
@@ -41,18 +59,23 @@ def library_versions(packages: tuple[str, ...] = CORE_PACKAGES) -> dict[str, str
 def git_commit() -> str:
     """HEAD's commit, with '+dirty' when tracked files differ; 'unknown' outside a git checkout."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True
+        ).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # --- paths a reader may see -----------------------------------------------------------------------------
+
 
 def machine_roots() -> list[str]:
     """Absolute folders that paths are made relative to, longest first: the output folder (KW_WORKDIR) and the
@@ -83,7 +106,8 @@ _STDLIB_DIR = re.compile(r"(?<![\w.~-])/[^\s\"'<>:]*?/lib/python3\.\d+/")
 # Absolute paths left after the known roots: replaced by <redacted>/<last component>.
 _MACHINE_PATH = re.compile(
     r"(?<![\w.~/-])/(?:tmp|root|home|Users|var|private|mnt|media|opt|srv|scratch|work|usr|nfs|gpfs)"
-    r"(?:/[^\s\"'<>:,;()\[\]{}]*)?")
+    r"(?:/[^\s\"'<>:,;()\[\]{}]*)?"
+)
 
 
 def redact(text: str) -> str:
@@ -97,7 +121,9 @@ def redact(text: str) -> str:
     text = _PACKAGES_DIR.sub("", text)
     text = _STDLIB_DIR.sub("", text)
     for root in machine_roots():
-        text = re.sub(re.escape(root) + r"(?:/|(?=[\s\"'<>:,;)\]]|$))", lambda m: "" if m.group(0).endswith("/") else ".", text)
+        text = re.sub(
+            re.escape(root) + r"(?:/|(?=[\s\"'<>:,;)\]]|$))", lambda m: "" if m.group(0).endswith("/") else ".", text
+        )
     home = str(Path.home())
     if len(home) > 1:
         text = re.sub(r"(?<![\w.~/-])" + re.escape(home) + r"(?=/|\b)", "~", text)
@@ -105,6 +131,7 @@ def redact(text: str) -> str:
 
 
 # --- the provenance block of every report ---------------------------------------------------------------
+
 
 def _parameters_dict(parameters: Any) -> dict[str, Any]:
     if parameters is None:
@@ -130,8 +157,9 @@ def _display_value(value: Any) -> str:
     return redact(str(value))
 
 
-def provenance_record(study=None, parameters: Any = None, extra: Mapping[str, Any] | None = None,
-                      manifest=None) -> dict[str, Any]:
+def provenance_record(
+    study=None, parameters: Any = None, extra: Mapping[str, Any] | None = None, manifest=None
+) -> dict[str, Any]:
     """Everything a report's result was made from, as plain data (what :func:`provenance_table` shows)."""
     manifest = manifest if manifest is not None else getattr(study, "manifest", None)
     commit = git_commit()
@@ -144,8 +172,13 @@ def provenance_record(study=None, parameters: Any = None, extra: Mapping[str, An
         # Recordings the manifest leaves out are stated in every report, each with its reason.
         record["excluded"] = {rule.recording: rule.reason for rule in getattr(manifest, "exclude", [])}
     record["git commit"] = commit
-    record["modified checkout"] = ("unknown" if commit == "unknown" else
-                                   "yes (+dirty: uncommitted changes to tracked files)" if commit.endswith("+dirty") else "no")
+    record["modified checkout"] = (
+        "unknown"
+        if commit == "unknown"
+        else "yes (+dirty: uncommitted changes to tracked files)"
+        if commit.endswith("+dirty")
+        else "no"
+    )
     record["run date (UTC)"] = utc_now()
     record["parameters"] = _parameters_dict(parameters)
     record["extra"] = dict(extra or {})
@@ -153,15 +186,28 @@ def provenance_record(study=None, parameters: Any = None, extra: Mapping[str, An
     return record
 
 
-def provenance_table(study=None, parameters: Any = None, extra: Mapping[str, Any] | None = None, manifest=None,
-                     record: dict[str, Any] | None = None):
+def provenance_table(
+    study=None,
+    parameters: Any = None,
+    extra: Mapping[str, Any] | None = None,
+    manifest=None,
+    record: dict[str, Any] | None = None,
+):
     """One long table (section, item, value): identity of the data and code, run date, parameters, extra facts
     (e.g. when the features read were computed) and library versions."""
     import pandas as pd
 
     record = record or provenance_record(study, parameters, extra, manifest)
     rows = []
-    for key in ("study", "manifest", "data checksum", "data files", "git commit", "modified checkout", "run date (UTC)"):
+    for key in (
+        "study",
+        "manifest",
+        "data checksum",
+        "data files",
+        "git commit",
+        "modified checkout",
+        "run date (UTC)",
+    ):
         if key in record:
             rows.append(("run", key, str(record[key])))
     rows += [("run", f"excluded: {name}", reason) for name, reason in record.get("excluded", {}).items()]
@@ -179,17 +225,25 @@ class ProvenanceBlock:
         self.table = provenance_table(record=record)
 
     def _repr_html_(self) -> str:
-        sections = {"run": "Data, code and run", "parameter": "Parameters", "input": "Inputs",
-                    "library": "Library versions"}
+        sections = {
+            "run": "Data, code and run",
+            "parameter": "Parameters",
+            "input": "Inputs",
+            "library": "Library versions",
+        }
         parts = ["<div class='kw-provenance'>"]
         for section, title in sections.items():
             rows = self.table[self.table["section"] == section]
             if rows.empty:
                 continue
-            body = "".join(f"<tr><th>{html.escape(item)}</th><td><code>{html.escape(value)}</code></td></tr>"
-                           for item, value in zip(rows["item"], rows["value"]))
-            parts.append(f"<details{' open' if section != 'library' else ''}><summary>{title} ({len(rows)})</summary>"
-                         f"<table class='kw-provenance-{section}'>{body}</table></details>")
+            body = "".join(
+                f"<tr><th>{html.escape(item)}</th><td><code>{html.escape(value)}</code></td></tr>"
+                for item, value in zip(rows["item"], rows["value"])
+            )
+            parts.append(
+                f"<details{' open' if section != 'library' else ''}><summary>{title} ({len(rows)})</summary>"
+                f"<table class='kw-provenance-{section}'>{body}</table></details>"
+            )
         parts.append("</div>")
         return "".join(parts)
 

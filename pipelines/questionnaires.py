@@ -79,8 +79,35 @@ MEQ30_COMPLETE_MYSTICAL_PCT = 60.0
 # 5D-ASC, 94 items, visual analogue 0–100: five dimensions (Dittrich 1998, Pharmacopsychiatry 31
 # Suppl 2:80), numbered as in the 94-item questionnaire.
 ASC5D_DIMENSIONS: dict[str, tuple[int, ...]] = {
-    "obn": (1, 3, 9, 12, 16, 18, 26, 34, 35, 36, 40, 41, 42, 45, 50, 52, 57, 62, 63, 69, 71, 73, 81,
-            86, 87, 91, 94),  # oceanic boundlessness
+    "obn": (
+        1,
+        3,
+        9,
+        12,
+        16,
+        18,
+        26,
+        34,
+        35,
+        36,
+        40,
+        41,
+        42,
+        45,
+        50,
+        52,
+        57,
+        62,
+        63,
+        69,
+        71,
+        73,
+        81,
+        86,
+        87,
+        91,
+        94,
+    ),  # oceanic boundlessness
     "ded": (6, 8, 21, 27, 32, 38, 43, 44, 46, 47, 53, 56, 60, 64, 67, 78, 79, 80, 85, 88, 89),
     # dread of ego dissolution (anxious ego dissolution, AED)
     "vrs": (7, 14, 20, 22, 23, 28, 31, 33, 39, 54, 58, 70, 72, 75, 77, 82, 83, 90),
@@ -123,8 +150,7 @@ ASC11D_FACTORS: dict[str, tuple[int, ...]] = {
 # Severity bands as (lowest total of the band, label). A (prorated) total falls in the highest band
 # whose lower bound it reaches, so 6.5 on MADRS is still "normal".
 # MADRS: Montgomery & Åsberg 1979 (Br J Psychiatry 134:382), 10 items 0–6; bands Snaith et al. 1986.
-MADRS_SEVERITY: tuple[tuple[float, str], ...] = (
-    (0, "normal"), (7, "mild"), (20, "moderate"), (35, "severe"))
+MADRS_SEVERITY: tuple[tuple[float, str], ...] = ((0, "normal"), (7, "mild"), (20, "moderate"), (35, "severe"))
 # HAM-D17: Hamilton 1960 (J Neurol Neurosurg Psychiatry 23:56), item ranges and bands as in CamCOPS
 # (server/camcops_server/tasks/hamd.py). Items 1,2,3,7,8,9,10,11,15 rated 0–4; 4,5,6,12,13,14,16,17
 # rated 0–2; item 16 (weight loss, A by history or B measured) may be 3 = "not assessed", which is
@@ -132,7 +158,12 @@ MADRS_SEVERITY: tuple[tuple[float, str], ...] = (
 HAMD17_ITEM_MAX: tuple[int, ...] = (4, 4, 4, 2, 2, 2, 4, 4, 4, 4, 4, 2, 2, 2, 4, 2, 2)
 HAMD17_NOT_ASSESSED: dict[int, float] = {16: 3}
 HAMD17_SEVERITY: tuple[tuple[float, str], ...] = (
-    (0, "none"), (8, "mild"), (14, "moderate"), (19, "severe"), (23, "very severe"))
+    (0, "none"),
+    (8, "mild"),
+    (14, "moderate"),
+    (19, "severe"),
+    (23, "very severe"),
+)
 # QIDS-SR16: Rush et al. 2003 (Biol Psychiatry 54:573), 16 items 0–3; total 0–27 = sum of nine
 # domains, three of which are the maximum of their items.
 QIDS_DOMAINS: dict[str, tuple[int, ...]] = {
@@ -147,10 +178,14 @@ QIDS_DOMAINS: dict[str, tuple[int, ...]] = {
     "psychomotor": (15, 16),
 }
 QIDS_SEVERITY: tuple[tuple[float, str], ...] = (
-    (0, "none"), (6, "mild"), (11, "moderate"), (16, "severe"), (21, "very severe"))
+    (0, "none"),
+    (6, "mild"),
+    (11, "moderate"),
+    (16, "severe"),
+    (21, "very severe"),
+)
 # BDI-II: Beck, Steer & Brown 1996 (manual), 21 items 0–3, total 0–63.
-BDI_SEVERITY: tuple[tuple[float, str], ...] = (
-    (0, "minimal"), (14, "mild"), (20, "moderate"), (29, "severe"))
+BDI_SEVERITY: tuple[tuple[float, str], ...] = ((0, "minimal"), (14, "mild"), (20, "moderate"), (29, "severe"))
 
 # Outcome definitions (used by pipelines.mood): response = at least 50 % reduction from baseline
 # (inclusive); remission = total AT OR BELOW the threshold (inclusive "≤"; a "< 10" definition is
@@ -164,8 +199,7 @@ BDI_SEVERITY: tuple[tuple[float, str], ...] = (
 #   (0–13; Beck, Steer & Brown 1996), the same rule that gives HAM-D17 ≤ 7 and QIDS-SR16 ≤ 5. A
 #   convention, not a validated remission cut-off: give remission_threshold to use another.
 RESPONSE_MIN_REDUCTION = 0.5
-REMISSION_THRESHOLDS: dict[str, float] = {
-    "madrs_total": 10, "hamd_total": 7, "qids_total": 5, "bdi_total": 13}
+REMISSION_THRESHOLDS: dict[str, float] = {"madrs_total": 10, "hamd_total": 7, "qids_total": 5, "bdi_total": 13}
 # Other published cut-offs accepted without a warning (see above).
 REMISSION_ALTERNATIVES: dict[str, tuple[float, ...]] = {"madrs_total": (9, 12)}
 
@@ -177,6 +211,7 @@ class RemissionThresholdWarning(UserWarning):
 # ---------------------------------------------------------------------------------------------
 # Scale definitions
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ItemScore:
@@ -239,35 +274,70 @@ class ScaleKey:
 
 def _sum_scale(name, prefix, n_items, item_max, severity, **kwargs) -> ScaleKey:
     return ScaleKey(
-        name=name, item_prefix=prefix, n_items=n_items, item_min=0,
-        item_max=tuple(float(m) for m in item_max), integer_items=True,
+        name=name,
+        item_prefix=prefix,
+        n_items=n_items,
+        item_min=0,
+        item_max=tuple(float(m) for m in item_max),
+        integer_items=True,
         item_scores={"total": ItemScore(tuple(range(1, n_items + 1)), "sum")},
-        severity=severity, **kwargs)
+        severity=severity,
+        **kwargs,
+    )
 
 
 SCALES: dict[str, ScaleKey] = {
     "meq30": ScaleKey(
-        name="meq30", item_prefix="meq30_", n_items=30, item_min=0, item_max=(5.0,) * 30,
+        name="meq30",
+        item_prefix="meq30_",
+        n_items=30,
+        item_min=0,
+        item_max=(5.0,) * 30,
         integer_items=True,
-        item_scores={**{k: ItemScore(v, "mean") for k, v in MEQ30_SUBSCALES.items()},
-                     "total": ItemScore(tuple(range(1, 31)), "mean")}),
+        item_scores={
+            **{k: ItemScore(v, "mean") for k, v in MEQ30_SUBSCALES.items()},
+            "total": ItemScore(tuple(range(1, 31)), "mean"),
+        },
+    ),
     "asc5d": ScaleKey(
-        name="asc5d", item_prefix="asc5d_", n_items=94, item_min=0, item_max=(100.0,) * 94,
+        name="asc5d",
+        item_prefix="asc5d_",
+        n_items=94,
+        item_min=0,
+        item_max=(100.0,) * 94,
         integer_items=False,
-        item_scores={k: ItemScore(v, "mean")
-                     for k, v in {**ASC5D_DIMENSIONS, **ASC5D_FACTORS}.items()}),
+        item_scores={k: ItemScore(v, "mean") for k, v in {**ASC5D_DIMENSIONS, **ASC5D_FACTORS}.items()},
+    ),
     "asc11d": ScaleKey(
-        name="asc11d", item_prefix="asc11d_", n_items=43, item_min=0, item_max=(100.0,) * 43,
+        name="asc11d",
+        item_prefix="asc11d_",
+        n_items=43,
+        item_min=0,
+        item_max=(100.0,) * 43,
         integer_items=False,
-        item_scores={k: ItemScore(v, "mean") for k, v in ASC11D_FACTORS.items()}),
+        item_scores={k: ItemScore(v, "mean") for k, v in ASC11D_FACTORS.items()},
+    ),
     "madrs": _sum_scale("madrs", "madrs_", 10, (6,) * 10, MADRS_SEVERITY),
-    "hamd17": _sum_scale("hamd17", "hamd_", 17, HAMD17_ITEM_MAX, HAMD17_SEVERITY,
-                         not_scored=HAMD17_NOT_ASSESSED, ignored_items=(18, 19, 20, 21)),
+    "hamd17": _sum_scale(
+        "hamd17",
+        "hamd_",
+        17,
+        HAMD17_ITEM_MAX,
+        HAMD17_SEVERITY,
+        not_scored=HAMD17_NOT_ASSESSED,
+        ignored_items=(18, 19, 20, 21),
+    ),
     "qids_sr16": ScaleKey(
-        name="qids_sr16", item_prefix="qids_", n_items=16, item_min=0, item_max=(3.0,) * 16,
+        name="qids_sr16",
+        item_prefix="qids_",
+        n_items=16,
+        item_min=0,
+        item_max=(3.0,) * 16,
         integer_items=True,
         item_scores={k: ItemScore(v, "max") for k, v in QIDS_DOMAINS.items()},
-        domain_total=tuple(QIDS_DOMAINS), severity=QIDS_SEVERITY),
+        domain_total=tuple(QIDS_DOMAINS),
+        severity=QIDS_SEVERITY,
+    ),
     "bdi_ii": _sum_scale("bdi_ii", "bdi_", 21, (3,) * 21, BDI_SEVERITY),
 }
 
@@ -297,12 +367,10 @@ def remission_threshold(score: str, threshold: float | None = None) -> float:
     if key is not None:
         low, high = key.score_range("total")
         if not low <= value < high:
-            raise ValueError(f"remission_threshold={value:g} is outside the {key.name} total range "
-                             f"{low:g}–{high:g}")
+            raise ValueError(f"remission_threshold={value:g} is outside the {key.name} total range {low:g}–{high:g}")
     default = REMISSION_THRESHOLDS.get(score)
     if default is not None and value != default and value not in REMISSION_ALTERNATIVES.get(score, ()):
-        message = (f"remission_threshold={value:g} for {score}: the scale's published cut-off is "
-                   f"≤ {default:g}")
+        message = f"remission_threshold={value:g} for {score}: the scale's published cut-off is ≤ {default:g}"
         others = [s for s, v in REMISSION_THRESHOLDS.items() if v == value and s != score]
         if others:
             message += f"; {value:g} is the {' and '.join(others)} cut-off — meant for another scale?"
@@ -317,8 +385,8 @@ def remission_threshold(score: str, threshold: float | None = None) -> float:
 # Reading tables
 # ---------------------------------------------------------------------------------------------
 
-def read_phenotype_table(path: str | Path, *, sidecar: str | Path | None | Literal["auto"] = "auto"
-                         ) -> pd.DataFrame:
+
+def read_phenotype_table(path: str | Path, *, sidecar: str | Path | None | Literal["auto"] = "auto") -> pd.DataFrame:
     """Read a BIDS phenotype TSV (or a CSV) and its JSON sidecar.
 
     ``n/a``, ``NA`` and empty cells are missing; nothing else is. ``participant_id``, ``session_id``
@@ -334,8 +402,9 @@ def read_phenotype_table(path: str | Path, *, sidecar: str | Path | None | Liter
         raise InputError("unsupported table format: expected .tsv or .csv", file=str(path))
     if not path.exists():
         raise InputError("table not found", file=str(path))
-    table = pd.read_csv(path, sep=separators[path.suffix.lower()], dtype=str,
-                        keep_default_na=False, na_values=list(MISSING_TOKENS))
+    table = pd.read_csv(
+        path, sep=separators[path.suffix.lower()], dtype=str, keep_default_na=False, na_values=list(MISSING_TOKENS)
+    )
     for column in table.columns:
         if column in ID_COLUMNS:
             continue
@@ -385,8 +454,7 @@ def _read_participant_ids(participants) -> tuple[set[str], str]:
     if isinstance(participants, pd.DataFrame):
         source = participants.attrs.get("source", "participants table")
         if "participant_id" not in participants.columns:
-            raise InputError("participants table has no participant_id column", file=source,
-                             field="participant_id")
+            raise InputError("participants table has no participant_id column", file=source, field="participant_id")
         return set(participants["participant_id"].dropna().astype(str)), source
     return {str(p) for p in participants}, "participants list"
 
@@ -394,6 +462,7 @@ def _read_participant_ids(participants) -> tuple[set[str], str]:
 # ---------------------------------------------------------------------------------------------
 # Result
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ScoringResult:
@@ -419,16 +488,23 @@ class ScoringResult:
 
     def summary(self) -> dict:
         """The counts and rule as a plain dict (also stored in ``scores.attrs``)."""
-        return {"scale": self.scale, "source": self.source, "missing": self.missing,
-                "max_missing_fraction": self.max_missing_fraction,
-                "response_scale": self.response_scale, "n_rows": len(self.scores),
-                "n_scores": self.n_scores, "n_prorated": self.n_prorated,
-                "n_missing_scores": self.n_missing_scores}
+        return {
+            "scale": self.scale,
+            "source": self.source,
+            "missing": self.missing,
+            "max_missing_fraction": self.max_missing_fraction,
+            "response_scale": self.response_scale,
+            "n_rows": len(self.scores),
+            "n_scores": self.n_scores,
+            "n_prorated": self.n_prorated,
+            "n_missing_scores": self.n_missing_scores,
+        }
 
 
 # ---------------------------------------------------------------------------------------------
 # Validation helpers (each raises InputError on the first offending place, listing a few more)
 # ---------------------------------------------------------------------------------------------
+
 
 class ResponseScaleWarning(UserWarning):
     """Answers that never reach an end of the declared response scale: perhaps coded on another scale."""
@@ -438,8 +514,9 @@ class ResponseScaleWarning(UserWarning):
 RANGE_CHECK_MIN_ROWS = 10
 
 
-def _warn_unused_range_ends(values, answered, item_min: float, item_max, low: float, high: float,
-                            source: str, scale: str) -> None:
+def _warn_unused_range_ends(
+    values, answered, item_min: float, item_max, low: float, high: float, source: str, scale: str
+) -> None:
     """Warn when no answer of the table reaches the declared minimum, or none reaches any item's maximum.
 
     A 1–6-coded table declared 0–5 passes every range check if nobody answered 6, and every score is then
@@ -458,16 +535,18 @@ def _warn_unused_range_ends(values, answered, item_min: float, item_max, low: fl
             f"{source}: {scale} answers span {observed.min():g}–{observed.max():g} on the declared {low:g}–{high:g} "
             f"scale: {' and '.join(problems)}. If the table is coded on another scale (e.g. {low + 1:g}–{high + 1:g}), "
             "declare it as response_scale in the manifest; otherwise scores are shifted.",
-            ResponseScaleWarning, stacklevel=3)
+            ResponseScaleWarning,
+            stacklevel=3,
+        )
 
 
 @dataclass
 class _Located:
     """A wide item table plus where each cell came from in the file."""
 
-    keys: pd.DataFrame            # participant_id, session_id[, timepoint] as text
-    raw: pd.DataFrame             # item columns, values as read
-    rows: np.ndarray              # (n,) file row per wide row, or (n, k) per cell (long input)
+    keys: pd.DataFrame  # participant_id, session_id[, timepoint] as text
+    raw: pd.DataFrame  # item columns, values as read
+    rows: np.ndarray  # (n,) file row per wide row, or (n, k) per cell (long input)
     source: str
 
     def row_of(self, i: int, j: int | None = None) -> int:
@@ -499,13 +578,21 @@ def _check_keys(table: pd.DataFrame, key_cols: list[str], rows: np.ndarray, sour
         if pd.api.types.is_numeric_dtype(values):
             raise InputError(
                 f"{column} must be text labels (e.g. 'sub-01'), found numbers; read files with "
-                "read_phenotype_table so that '01' stays '01'", file=source, field=column)
+                "read_phenotype_table so that '01' stays '01'",
+                file=source,
+                field=column,
+            )
         absent = values.isna().to_numpy()
         if absent.any():
             i = int(np.flatnonzero(absent)[0])
-            raise InputError(f"missing {column}", file=source, row=int(rows[i]),
-                             subject=_text(table["participant_id"].iloc[i]),
-                             session=_text(table["session_id"].iloc[i]) if "session_id" in table else None, field=column)
+            raise InputError(
+                f"missing {column}",
+                file=source,
+                row=int(rows[i]),
+                subject=_text(table["participant_id"].iloc[i]),
+                session=_text(table["session_id"].iloc[i]) if "session_id" in table else None,
+                field=column,
+            )
 
 
 def _text(value) -> str | None:
@@ -534,8 +621,12 @@ def _check_duplicates(keys: pd.DataFrame, rows: np.ndarray, source: str, what: s
     raise InputError(
         f"duplicate {what}: rows {', '.join(str(int(rows[i])) for i in same)} share the same "
         f"{'-'.join(keys.columns)} ({n_groups} duplicated combination(s) in the table)",
-        file=source, row=int(rows[same[1]]), subject=str(keys["participant_id"].iloc[first]),
-        session=_session(keys, first), **context)
+        file=source,
+        row=int(rows[same[1]]),
+        subject=str(keys["participant_id"].iloc[first]),
+        session=_session(keys, first),
+        **context,
+    )
 
 
 def _check_participants(keys: pd.DataFrame, rows: np.ndarray, source: str, participants) -> None:
@@ -549,8 +640,12 @@ def _check_participants(keys: pd.DataFrame, rows: np.ndarray, source: str, parti
         raise InputError(
             f"subject not in {known_source} ({len(missing_ids)} unknown: "
             f"{', '.join(missing_ids[:5])}{' …' if len(missing_ids) > 5 else ''})",
-            file=source, row=int(rows[i]), subject=str(keys["participant_id"].iloc[i]),
-            session=_session(keys, i), field="participant_id")
+            file=source,
+            row=int(rows[i]),
+            subject=str(keys["participant_id"].iloc[i]),
+            session=_session(keys, i),
+            field="participant_id",
+        )
 
 
 def _raise_cells(problem: str, bad: np.ndarray, located: _Located, describe) -> None:
@@ -564,21 +659,26 @@ def _raise_cells(problem: str, bad: np.ndarray, located: _Located, describe) -> 
     cells = [(int(rows_idx[o]), int(cols_idx[o])) for o in order]
     lines = []
     for i, j in cells[1:6]:
-        lines.append(f"  row {located.row_of(i, j)}, subject {located.keys['participant_id'].iloc[i]}"
-                     f", session {_session(located.keys, i)}, item "
-                     f"{located.raw.columns[j]}: {describe(i, j)}")
+        lines.append(
+            f"  row {located.row_of(i, j)}, subject {located.keys['participant_id'].iloc[i]}"
+            f", session {_session(located.keys, i)}, item "
+            f"{located.raw.columns[j]}: {describe(i, j)}"
+        )
     more = len(rows_idx) - 1 - len(lines)
     if more > 0:
         lines.append(f"  … and {more} more")
     i, j = cells[0]
-    context = ({"timepoint": located.keys["timepoint"].iloc[i]}
-               if "timepoint" in located.keys else {})
+    context = {"timepoint": located.keys["timepoint"].iloc[i]} if "timepoint" in located.keys else {}
     raise InputError(
         f"{problem}: {describe(i, j)} ({len(rows_idx)} cell(s) in the table)",
-        file=located.source, row=located.row_of(i, j),
+        file=located.source,
+        row=located.row_of(i, j),
         subject=str(located.keys["participant_id"].iloc[i]),
-        session=_session(located.keys, i), item=str(located.raw.columns[j]),
-        details="\n".join(lines) or None, **context)
+        session=_session(located.keys, i),
+        item=str(located.raw.columns[j]),
+        details="\n".join(lines) or None,
+        **context,
+    )
 
 
 def _item_like_columns(columns: Iterable[str], key: ScaleKey) -> list[str]:
@@ -602,15 +702,21 @@ def _locate_wide(table: pd.DataFrame, key: ScaleKey, source: str) -> _Located:
         raise InputError(
             f"wrong item count for {key.name}: expected {key.n_items} items {expected[0]}…"
             f"{expected[-1]}, found {found} ({'; '.join(parts)})",
-            file=source, item=(missing_cols or unexpected)[0])
+            file=source,
+            item=(missing_cols or unexpected)[0],
+        )
     rows = _file_rows(table)
     key_cols = _key_columns(table, source)
     _check_keys(table, key_cols, rows, source)
     # A column the reader does not use (a precomputed total, a rater, a date) is said, never dropped silently.
     unused = [str(c) for c in table.columns if c not in expected and c not in ignored and c not in key_cols]
     if unused:
-        warnings.warn(f"{source}: {key.name} columns not used by the scoring: {unused} (scores are computed from "
-                      "the items; a precomputed score in the file is not compared)", UnusedColumnWarning, stacklevel=4)
+        warnings.warn(
+            f"{source}: {key.name} columns not used by the scoring: {unused} (scores are computed from "
+            "the items; a precomputed score in the file is not compared)",
+            UnusedColumnWarning,
+            stacklevel=4,
+        )
     keys = table[key_cols].astype(str).reset_index(drop=True)
     return _Located(keys=keys, raw=table[expected].reset_index(drop=True), rows=rows, source=source)
 
@@ -630,9 +736,14 @@ def _locate_long(table: pd.DataFrame, key: ScaleKey, source: str) -> _Located:
         # Item numbers (1, 2, …) are accepted as well as item column names.
         numbers = pd.Series(item_labels.to_numpy(dtype=float, na_value=np.nan))
         whole = np.isfinite(numbers) & (numbers == np.round(numbers))
-        names = pd.Series(np.where(
-            whole, key.item_prefix + numbers.where(whole, 0).astype(np.int64).astype(str).str.zfill(2),
-            numbers.astype(str)), dtype=object)
+        names = pd.Series(
+            np.where(
+                whole,
+                key.item_prefix + numbers.where(whole, 0).astype(np.int64).astype(str).str.zfill(2),
+                numbers.astype(str),
+            ),
+            dtype=object,
+        )
     else:
         names = item_labels.astype(object)
     keep = ~names.isin(ignored).to_numpy()
@@ -643,16 +754,19 @@ def _locate_long(table: pd.DataFrame, key: ScaleKey, source: str) -> _Located:
         i = int(np.flatnonzero(unknown)[0])
         raise InputError(
             f"unknown item for {key.name} (expected {key.item_columns[0]}…{key.item_columns[-1]})",
-            file=source, row=int(rows[i]), subject=str(table["participant_id"].iloc[i]),
-            session=_session(table, i), item=str(names.iloc[i]))
+            file=source,
+            row=int(rows[i]),
+            subject=str(table["participant_id"].iloc[i]),
+            session=_session(table, i),
+            item=str(names.iloc[i]),
+        )
     table, rows = table[keep], rows[keep]
     item_index = item_index[keep].to_numpy(dtype=np.int64)
     long_keys = table[key_cols].astype(str).reset_index(drop=True)
-    _check_duplicates(long_keys.assign(item=names[keep].to_numpy()), rows, source,
-                      "answers to one item")
+    _check_duplicates(long_keys.assign(item=names[keep].to_numpy()), rows, source, "answers to one item")
     codes = _key_codes(long_keys)
     wide_index, first = np.unique(codes, return_index=True)
-    order = np.argsort(first, kind="stable")        # wide rows in order of first appearance
+    order = np.argsort(first, kind="stable")  # wide rows in order of first appearance
     wide_of_code = np.empty(len(wide_index), dtype=np.int64)
     wide_of_code[order] = np.arange(len(order))
     wide_row = wide_of_code[np.searchsorted(wide_index, codes)]
@@ -661,7 +775,7 @@ def _locate_long(table: pd.DataFrame, key: ScaleKey, source: str) -> _Located:
     raw[wide_row, item_index] = table["value"].to_numpy(dtype=object)
     cell_rows = np.zeros((n, k), dtype=np.int64)
     first_row_of_wide = rows[first[order]]
-    cell_rows[:] = first_row_of_wide[:, None]     # absent cells point at the subject's first row
+    cell_rows[:] = first_row_of_wide[:, None]  # absent cells point at the subject's first row
     cell_rows[wide_row, item_index] = rows
     raw_df = pd.DataFrame(raw, columns=key.item_columns)
     if pd.api.types.is_numeric_dtype(table["value"]):
@@ -689,12 +803,11 @@ def _numeric_items(located: _Located, lettered: tuple[str, ...] = ()) -> np.ndar
             if column in raw.columns and not pd.api.types.is_numeric_dtype(raw[column]):
                 text = raw[column].astype("string")
                 raw[column] = text.str.replace(_LETTERED_OPTION, r"\1", regex=True).where(text.notna(), None)
-    if all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
-           for t in raw.dtypes):
+    if all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in raw.dtypes):
         return raw.to_numpy(dtype=float, na_value=np.nan)
     values = np.empty(raw.shape, dtype=float)
     non_numeric = np.zeros(raw.shape, dtype=bool)
-    for j, column in enumerate(raw.columns):      # a loop over columns, never over rows
+    for j, column in enumerate(raw.columns):  # a loop over columns, never over rows
         series = raw[column]
         if pd.api.types.is_bool_dtype(series):
             non_numeric[:, j] = series.notna().to_numpy()
@@ -703,13 +816,11 @@ def _numeric_items(located: _Located, lettered: tuple[str, ...] = ()) -> np.ndar
         numeric = pd.to_numeric(series, errors="coerce")
         values[:, j] = numeric.to_numpy(dtype=float, na_value=np.nan)
         non_numeric[:, j] = series.notna().to_numpy() & numeric.isna().to_numpy()
-    _raise_cells("non-numeric answer", non_numeric, located,
-                 lambda i, j: f"value {raw.iat[i, j]!r} is not a number")
+    _raise_cells("non-numeric answer", non_numeric, located, lambda i, j: f"value {raw.iat[i, j]!r} is not a number")
     return values
 
 
-def _declared_scale(response_scale, located: _Located, sidecar: Mapping, key: ScaleKey
-                    ) -> tuple[float, float]:
+def _declared_scale(response_scale, located: _Located, sidecar: Mapping, key: ScaleKey) -> tuple[float, float]:
     declared_in_sidecar = sidecar.get("ResponseScale") if sidecar else None
     candidates = []
     for origin, value in (("argument", response_scale), ("sidecar", declared_in_sidecar)):
@@ -717,8 +828,9 @@ def _declared_scale(response_scale, located: _Located, sidecar: Mapping, key: Sc
             continue
         if isinstance(value, Mapping):
             if not {"min", "max"} <= set(value):
-                raise InputError(f"ResponseScale ({origin}) needs 'min' and 'max'",
-                                 file=located.source, field="ResponseScale")
+                raise InputError(
+                    f"ResponseScale ({origin}) needs 'min' and 'max'", file=located.source, field="ResponseScale"
+                )
             value = (value["min"], value["max"])
         low, high = (float(v) for v in value)
         candidates.append((origin, (low, high)))
@@ -726,18 +838,24 @@ def _declared_scale(response_scale, located: _Located, sidecar: Mapping, key: Sc
         raise InputError(
             f"response scale of {key.name} items not declared: pass response_scale=(min, max) or "
             'put "ResponseScale": {"min": …, "max": …} in the sidecar (it is never guessed)',
-            file=located.source, field="ResponseScale")
+            file=located.source,
+            field="ResponseScale",
+        )
     if len(candidates) == 2 and candidates[0][1] != candidates[1][1]:
         raise InputError(
-            f"response scale argument {candidates[0][1]} contradicts the sidecar's "
-            f"{candidates[1][1]}", file=located.source, field="ResponseScale")
+            f"response scale argument {candidates[0][1]} contradicts the sidecar's {candidates[1][1]}",
+            file=located.source,
+            field="ResponseScale",
+        )
     low, high = candidates[0][1]
     key_high = max(key.item_max)
     if not np.isclose(high - low, key_high - key.item_min):
         raise InputError(
             f"declared response scale {low:g}–{high:g} is not the {key.name} key's "
             f"{key.item_min:g}–{key_high:g} shifted by a constant; refusing to rescale",
-            file=located.source, field="ResponseScale")
+            file=located.source,
+            field="ResponseScale",
+        )
     return low, high
 
 
@@ -745,8 +863,10 @@ def _declared_scale(response_scale, located: _Located, sidecar: Mapping, key: Sc
 # Scoring
 # ---------------------------------------------------------------------------------------------
 
-def _aggregate(values: np.ndarray, rule: str, missing: MissingRule, max_missing_fraction: float,
-               item_max: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def _aggregate(
+    values: np.ndarray, rule: str, missing: MissingRule, max_missing_fraction: float, item_max: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score rows of ``values`` (n × k, NaN = missing) by ``rule``.
 
     Prorating (only when an item is missing; a complete row is the plain mean, sum or maximum):
@@ -813,10 +933,12 @@ def _add_derived(scores: pd.DataFrame, key: ScaleKey) -> None:
             stacked = np.column_stack([pct[s] for s in MEQ30_SUBSCALES])
             complete = (stacked >= MEQ30_COMPLETE_MYSTICAL_PCT).all(axis=1)
             scores[key.score_column("complete_mystical")] = pd.array(
-                np.where(np.isnan(stacked).any(axis=1), None, complete), dtype="boolean")
+                np.where(np.isnan(stacked).any(axis=1), None, complete), dtype="boolean"
+            )
     if key.severity is not None and key.score_column("total") in scores:
         scores[key.score_column("severity")] = _severity(
-            scores[key.score_column("total")].to_numpy(dtype=float), key.severity)
+            scores[key.score_column("total")].to_numpy(dtype=float), key.severity
+        )
 
 
 def _resolve_scale(scale: str | ScaleKey) -> ScaleKey:
@@ -830,8 +952,7 @@ def _resolve_scale(scale: str | ScaleKey) -> ScaleKey:
 def _as_table(table, sidecar) -> tuple[pd.DataFrame, str, Mapping]:
     if isinstance(table, (str, Path)):
         # A sidecar given as a dict replaces the file's; a path is read instead of the default.
-        file_sidecar = "auto" if sidecar is None else (None if isinstance(sidecar, Mapping)
-                                                         else sidecar)
+        file_sidecar = "auto" if sidecar is None else (None if isinstance(sidecar, Mapping) else sidecar)
         table = read_phenotype_table(table, sidecar=file_sidecar)
     elif not isinstance(table, pd.DataFrame):
         raise TypeError("table must be a path or a pandas DataFrame")
@@ -905,19 +1026,28 @@ def score_items(
     answered = ~np.isnan(values)
     if key.integer_items:
         fractional = answered & (values != np.round(values))
-        _raise_cells("answer is not a whole number", fractional, located,
-                     lambda i, j: f"value {values[i, j]:g} on a {low:g}–{high:g} scale")
+        _raise_cells(
+            "answer is not a whole number",
+            fractional,
+            located,
+            lambda i, j: f"value {values[i, j]:g} on a {low:g}–{high:g} scale",
+        )
     item_max = np.asarray(key.item_max) + offset
     in_range = (values >= key.item_min + offset) & (values <= item_max)
     not_scored = np.zeros_like(answered)
     for item, code in key.not_scored.items():
         not_scored[:, item - 1] = values[:, item - 1] == code + offset
-    _raise_cells("answer out of range", answered & ~in_range & ~not_scored, located,
-                 lambda i, j: f"value {values[i, j]:g} outside {key.item_min + offset:g}–"
-                              f"{item_max[j]:g}")
-    _warn_unused_range_ends(values, answered & ~not_scored, key.item_min + offset, item_max, low, high, source, key.name)
+    _raise_cells(
+        "answer out of range",
+        answered & ~in_range & ~not_scored,
+        located,
+        lambda i, j: f"value {values[i, j]:g} outside {key.item_min + offset:g}–{item_max[j]:g}",
+    )
+    _warn_unused_range_ends(
+        values, answered & ~not_scored, key.item_min + offset, item_max, low, high, source, key.name
+    )
     values = values - offset
-    values[not_scored] = 0.0   # valid answer that does not count (HAM-D 16 = 3, "not assessed")
+    values[not_scored] = 0.0  # valid answer that does not count (HAM-D 16 = 3, "not assessed")
 
     scores = located.keys.copy()
     counts = []
@@ -925,16 +1055,24 @@ def score_items(
     for name, spec in key.item_scores.items():
         columns = np.asarray(spec.items) - 1
         score, prorated, missing_mask = _aggregate(
-            values[:, columns], spec.rule, missing, max_missing_fraction or 0.0,
-            item_max=np.asarray(key.item_max, dtype=float)[columns])
+            values[:, columns],
+            spec.rule,
+            missing,
+            max_missing_fraction or 0.0,
+            item_max=np.asarray(key.item_max, dtype=float)[columns],
+        )
         score_arrays[name] = score
         scores[key.score_column(name)] = score
         counts.append((key.score_column(name), int(prorated.sum()), int(missing_mask.sum())))
     if key.domain_total is not None:
         domains = np.column_stack([score_arrays[d] for d in key.domain_total])
         total, _, missing_mask = _aggregate(
-            domains, "sum", missing, max_missing_fraction or 0.0,
-            item_max=np.array([key.score_range(d)[1] for d in key.domain_total]))
+            domains,
+            "sum",
+            missing,
+            max_missing_fraction or 0.0,
+            item_max=np.array([key.score_range(d)[1] for d in key.domain_total]),
+        )
         # A total is prorated when any of its items was missing yet it was computed.
         prorated = ~np.isnan(total) & ~answered.all(axis=1)
         scores[key.score_column("total")] = total
@@ -944,11 +1082,17 @@ def score_items(
     missing_by_score = pd.DataFrame(counts, columns=["score", "n_prorated", "n_missing"])
     missing_by_score.insert(1, "n_rows", len(scores))
     result = ScoringResult(
-        scores=scores, scale=key.name, source=source, missing=missing,
-        max_missing_fraction=max_missing_fraction, response_scale=(low, high),
-        n_scores=len(scores) * len(counts), n_prorated=int(missing_by_score["n_prorated"].sum()),
+        scores=scores,
+        scale=key.name,
+        source=source,
+        missing=missing,
+        max_missing_fraction=max_missing_fraction,
+        response_scale=(low, high),
+        n_scores=len(scores) * len(counts),
+        n_prorated=int(missing_by_score["n_prorated"].sum()),
         n_missing_scores=int(missing_by_score["n_missing"].sum()),
-        missing_by_score=missing_by_score)
+        missing_by_score=missing_by_score,
+    )
     scores.attrs.update(result.summary())
     return result
 
@@ -972,31 +1116,44 @@ def read_scored_table(
     table, source, _ = _as_table(table, None)
     present = [c for c in key.score_columns if c in table.columns]
     if not present:
-        raise InputError(f"no {key.name} score columns found; expected any of "
-                         f"{', '.join(key.score_columns)}", file=source)
+        raise InputError(
+            f"no {key.name} score columns found; expected any of {', '.join(key.score_columns)}", file=source
+        )
     rows = _file_rows(table)
     key_cols = _key_columns(table, source)
     _check_keys(table, key_cols, rows, source)
     keys = table[key_cols].astype(str).reset_index(drop=True)
     _check_duplicates(keys, rows, source, "subject-session rows")
     _check_participants(keys, rows, source, participants)
-    located = _Located(keys=keys, raw=table[present].reset_index(drop=True), rows=rows,
-                       source=source)
+    located = _Located(keys=keys, raw=table[present].reset_index(drop=True), rows=rows, source=source)
     values = _numeric_items(located)
-    ranges = np.array([key.score_range(c[len(key.item_prefix):]) for c in present])
+    ranges = np.array([key.score_range(c[len(key.item_prefix) :]) for c in present])
     bad = ~np.isnan(values) & ((values < ranges[:, 0]) | (values > ranges[:, 1]))
-    _raise_cells("score out of range", bad, located,
-                 lambda i, j: f"value {values[i, j]:g} outside {ranges[j, 0]:g}–{ranges[j, 1]:g}")
+    _raise_cells(
+        "score out of range",
+        bad,
+        located,
+        lambda i, j: f"value {values[i, j]:g} outside {ranges[j, 0]:g}–{ranges[j, 1]:g}",
+    )
     scores = keys.copy()
     for j, column in enumerate(present):
         scores[column] = values[:, j]
     _add_derived(scores, key)
     n_missing = int(np.isnan(values).sum())
-    missing_by_score = pd.DataFrame({"score": present, "n_rows": len(scores), "n_prorated": 0,
-                                     "n_missing": np.isnan(values).sum(axis=0)})
+    missing_by_score = pd.DataFrame(
+        {"score": present, "n_rows": len(scores), "n_prorated": 0, "n_missing": np.isnan(values).sum(axis=0)}
+    )
     result = ScoringResult(
-        scores=scores, scale=key.name, source=source, missing="scale-level input",
-        max_missing_fraction=None, response_scale=None, n_scores=values.size, n_prorated=0,
-        n_missing_scores=n_missing, missing_by_score=missing_by_score)
+        scores=scores,
+        scale=key.name,
+        source=source,
+        missing="scale-level input",
+        max_missing_fraction=None,
+        response_scale=None,
+        n_scores=values.size,
+        n_prorated=0,
+        n_missing_scores=n_missing,
+        missing_by_score=missing_by_score,
+    )
     scores.attrs.update(result.summary())
     return result

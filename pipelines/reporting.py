@@ -20,15 +20,16 @@ import os
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pipelines import provenance
-from pipelines.offline import external_resources, inline_panel_assets  # noqa: F401  (re-exported)
+from pipelines.offline import external_resources, inline_panel_assets
 from pipelines.paths import NOTEBOOKS_DIR, REPO_ROOT, build_dir, reports_dir, reports_root, stamps_dir
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+
 
 class NotebookFailed(RuntimeError):
     pass
@@ -63,8 +64,11 @@ def export_html(notebook_path: Path, title: str | None = None) -> str:
 
 # Python's warnings.formatwarning: "<file>:<line>: <Category>: <message>\n" and, when the source is known,
 # the source line indented by two spaces.
-_WARNING = re.compile(r"^(?P<path>[^\n]*?):(?P<lineno>\d+): (?P<category>[A-Za-z_][\w.]*(?:Warning|Error)\w*): "
-                      r"(?P<message>[^\n]*)\n(?:[ \t]+[^\n]*\n)?", re.MULTILINE)
+_WARNING = re.compile(
+    r"^(?P<path>[^\n]*?):(?P<lineno>\d+): (?P<category>[A-Za-z_][\w.]*(?:Warning|Error)\w*): "
+    r"(?P<message>[^\n]*)\n(?:[ \t]+[^\n]*\n)?",
+    re.MULTILINE,
+)
 _TEXT_MIMETYPES = ("text/plain", "text/markdown", "text/latex")
 
 
@@ -116,9 +120,16 @@ def collect_warnings(nb) -> list[dict[str, Any]]:
             for match in _WARNING.finditer(text):
                 n += 1
                 message = provenance.redact(match["message"].strip())
-                entry = found.setdefault((match["category"], message), {
-                    "category": match["category"], "message": message, "count": 0, "sections": [],
-                    "location": provenance.redact(f"{match['path']}:{match['lineno']}")})
+                entry = found.setdefault(
+                    (match["category"], message),
+                    {
+                        "category": match["category"],
+                        "message": message,
+                        "count": 0,
+                        "sections": [],
+                        "location": provenance.redact(f"{match['path']}:{match['lineno']}"),
+                    },
+                )
                 entry["count"] += 1
                 if section not in entry["sections"]:
                     entry["sections"].append(section)
@@ -130,8 +141,12 @@ def collect_warnings(nb) -> list[dict[str, Any]]:
                 output["text"] = rest if rest.endswith("\n") else rest + "\n"
                 kept.append(output)
         if n_cell:
-            kept.insert(note_at, _stderr_note(
-                f"[{n_cell} warning{'s' if n_cell > 1 else ''} here: summarised under 'Warnings' at the top of the report]\n"))
+            kept.insert(
+                note_at,
+                _stderr_note(
+                    f"[{n_cell} warning{'s' if n_cell > 1 else ''} here: summarised under 'Warnings' at the top of the report]\n"
+                ),
+            )
         cell["outputs"] = kept
     return sorted(found.values(), key=lambda w: (-w["count"], w["category"], w["message"]))
 
@@ -149,17 +164,23 @@ def warnings_markdown(warnings: list[dict[str, Any]]) -> str:
     rows = "".join(
         f"<tr><td>{w['count']}</td><td><code>{html.escape(w['category'])}</code></td><td>{html.escape(w['message'])}</td>"
         f"<td><code>{html.escape(w['location'])}</code></td><td>{html.escape('; '.join(w['sections']))}</td></tr>"
-        for w in warnings)
+        for w in warnings
+    )
     # One HTML block without blank lines: Markdown ends a raw HTML block at the first blank line.
-    return (f"<details class=\"kw-warnings\"><summary>Warnings ({total})</summary>"
-            f"<p>{total} warning{'s' if total != 1 else ''} ({len(warnings)} distinct) were raised while this report ran. "
-            "Each is listed once with how often it occurred; they do not stop the analysis, but read them before "
-            "relying on the numbers they concern"
-            + (" (a <code>ConvergenceWarning</code> means a mixed model's fit may be unreliable)"
-               if any(w["category"] == "ConvergenceWarning" for w in warnings) else "")
-            + ".</p>"
-            "<div class=\"kw-table-scroll\"><table><thead><tr><th>count</th><th>category</th><th>message</th><th>raised at</th>"
-            f"<th>report section</th></tr></thead><tbody>{rows}</tbody></table></div></details>\n")
+    return (
+        f'<details class="kw-warnings"><summary>Warnings ({total})</summary>'
+        f"<p>{total} warning{'s' if total != 1 else ''} ({len(warnings)} distinct) were raised while this report ran. "
+        "Each is listed once with how often it occurred; they do not stop the analysis, but read them before "
+        "relying on the numbers they concern"
+        + (
+            " (a <code>ConvergenceWarning</code> means a mixed model's fit may be unreliable)"
+            if any(w["category"] == "ConvergenceWarning" for w in warnings)
+            else ""
+        )
+        + ".</p>"
+        '<div class="kw-table-scroll"><table><thead><tr><th>count</th><th>category</th><th>message</th><th>raised at</th>'
+        f"<th>report section</th></tr></thead><tbody>{rows}</tbody></table></div></details>\n"
+    )
 
 
 def prepare_for_readers(nb, params_shown: dict[str, Any]) -> list[dict[str, Any]]:
@@ -172,8 +193,11 @@ def prepare_for_readers(nb, params_shown: dict[str, Any]) -> list[dict[str, Any]
         if cell.cell_type != "code":
             continue
         # HoloViews leaves empty display_data outputs: nothing to show, and nbconvert warns about each.
-        cell["outputs"] = [o for o in cell.get("outputs", [])
-                           if o.get("output_type") not in ("display_data", "execute_result") or o.get("data")]
+        cell["outputs"] = [
+            o
+            for o in cell.get("outputs", [])
+            if o.get("output_type") not in ("display_data", "execute_result") or o.get("data")
+        ]
         for output in cell["outputs"]:
             _redact_output(output)
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
@@ -216,20 +240,36 @@ def validate_parameters(notebook: Path, params: dict[str, Any]) -> None:
     declared = papermill.inspect_notebook(str(notebook))
     unknown = [k for k in params if k not in declared]
     if unknown:
-        hints = [f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, declared, 1)) else "") for k in unknown]
-        raise NotebookFailed(f"{notebook.name}: unknown parameter(s) {', '.join(hints)}; it declares {sorted(declared)}")
+        hints = [
+            f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, declared, 1)) else "")
+            for k in unknown
+        ]
+        raise NotebookFailed(
+            f"{notebook.name}: unknown parameter(s) {', '.join(hints)}; it declares {sorted(declared)}"
+        )
 
 
 def _record_failure(out_dir: Path, name: str, study: str, params: dict[str, Any], detail: str) -> None:
     """``<name>.failed.json``: when and why the last run failed (read by write_index; removed by a success)."""
-    record = {"notebook": name, "study": study, "failed_utc": provenance.utc_now(), "git_commit": provenance.git_commit(),
-              "parameters": params, "error": provenance.redact(detail)[-4000:]}
+    record = {
+        "notebook": name,
+        "study": study,
+        "failed_utc": provenance.utc_now(),
+        "git_commit": provenance.git_commit(),
+        "parameters": params,
+        "error": provenance.redact(detail)[-4000:],
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(out_dir / f"{name}.failed.json", json.dumps(record, indent=2, default=str) + "\n")
 
 
-def run_notebook(name: str, manifest, extra_params: dict[str, Any] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR,
-                 update_index: bool = True) -> Path:
+def run_notebook(
+    name: str,
+    manifest,
+    extra_params: dict[str, Any] | None = None,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    update_index: bool = True,
+) -> Path:
     """Execute ``notebooks/<name>.ipynb`` for a study and publish ``reports/<study>/<name>.html``.
 
     On failure the runner records it (``<name>.failed.json``, plus the partial notebook) and, with
@@ -338,7 +378,7 @@ def _mtime(path: Path) -> float | None:
 def _utc(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 def report_status(study: str, name: str) -> dict[str, Any]:
@@ -350,7 +390,9 @@ def report_status(study: str, name: str) -> dict[str, Any]:
     inputs change); ``ok`` otherwise.  ``last_success`` is when the current report was made."""
     folder = reports_root() / study
     report = _mtime(folder / f"{name}.html")
-    failures = [t for t in (_mtime(folder / f"{name}.failed.json"), _mtime(folder / f"{name}.failed.ipynb")) if t is not None]
+    failures = [
+        t for t in (_mtime(folder / f"{name}.failed.json"), _mtime(folder / f"{name}.failed.ipynb")) if t is not None
+    ]
     stamp = _mtime(stamps_dir(study) / f"{name}.hash")
     meta: dict[str, Any] = {}
     if report is not None and (folder / f"{name}.json").is_file():
@@ -374,9 +416,15 @@ def report_status(study: str, name: str) -> dict[str, Any]:
         status = "not applicable"
     else:
         status = "ok"
-    return {"study": study, "notebook": name, "status": status, "meta": meta, "failure": failure,
-            "last_success": meta.get("finished_utc") or meta.get("started_utc") or (_utc(report) if report else None),
-            "failed_at": failure.get("failed_utc") or (_utc(max(failures)) if failures else None)}
+    return {
+        "study": study,
+        "notebook": name,
+        "status": status,
+        "meta": meta,
+        "failure": failure,
+        "last_success": meta.get("finished_utc") or meta.get("started_utc") or (_utc(report) if report else None),
+        "failed_at": failure.get("failed_utc") or (_utc(max(failures)) if failures else None),
+    }
 
 
 def _inputs_changed(study: str, name: str, meta: dict[str, Any]) -> bool:
@@ -438,18 +486,27 @@ def write_index(notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
             link = html.escape(f"{study}/{name}.html")
             label = html.escape((meta.get("title") or name).removesuffix(f" — {study} study"))
             if status == "failed":
-                error = html.escape((failure.get("error") or "").strip().splitlines()[0] if failure.get("error") else "")
-                status_html = (f"<span class='failed'>failed</span> at {html.escape(state['failed_at'] or '-')}"
-                               + (f" — <small>{error}</small>" if error else "")
-                               + f"<br><small>see {html.escape(name)}.log and {html.escape(name)}.failed.ipynb"
-                               + ("; the report shown is the previous good one" if meta else "; no report yet") + "</small>")
+                error = html.escape(
+                    (failure.get("error") or "").strip().splitlines()[0] if failure.get("error") else ""
+                )
+                status_html = (
+                    f"<span class='failed'>failed</span> at {html.escape(state['failed_at'] or '-')}"
+                    + (f" — <small>{error}</small>" if error else "")
+                    + f"<br><small>see {html.escape(name)}.log and {html.escape(name)}.failed.ipynb"
+                    + ("; the report shown is the previous good one" if meta else "; no report yet")
+                    + "</small>"
+                )
             elif status == "stale":
-                status_html = ("<span class='stale'>stale</span><br><small>its inputs changed after this report was made: "
-                               "run <code>make all</code></small>")
+                status_html = (
+                    "<span class='stale'>stale</span><br><small>its inputs changed after this report was made: "
+                    "run <code>make all</code></small>"
+                )
             elif status == "never built":
                 status_html = "<span class='never'>never built</span>"
             elif status == "not applicable":
-                status_html = f"<span class='never'>not applicable</span><br><small>{html.escape(meta.get('reason', ''))}</small>"
+                status_html = (
+                    f"<span class='never'>not applicable</span><br><small>{html.escape(meta.get('reason', ''))}</small>"
+                )
             else:
                 status_html = "<span class='ok'>ok</span>"
             if meta.get("warnings"):
@@ -468,11 +525,15 @@ def write_index(notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
     figures = []
     for path in sorted(root.glob("*/figures/*.html")):
         study = path.parent.parent.name
-        figures.append(f"<li>{html.escape(study)}: <a href='{html.escape(study)}/figures/{html.escape(path.name)}'>"
-                       f"{html.escape(path.stem.replace('_', ' '))}</a></li>")
+        figures.append(
+            f"<li>{html.escape(study)}: <a href='{html.escape(study)}/figures/{html.escape(path.name)}'>"
+            f"{html.escape(path.stem.replace('_', ' '))}</a></li>"
+        )
     template = (TEMPLATE_DIR / "index.html").read_text()
     template = template.replace("{{ figures }}", "\n".join(figures) or "<li>none yet</li>")
-    page = template.replace("{{ rows }}", "\n".join(body) or "<tr><td colspan='8'>No reports yet: run <code>make all</code>.</td></tr>")
+    page = template.replace(
+        "{{ rows }}", "\n".join(body) or "<tr><td colspan='8'>No reports yet: run <code>make all</code>.</td></tr>"
+    )
     page = page.replace("{{ generated }}", html.escape(provenance.utc_now()))
     out = root / "index.html"
     _atomic_write(out, page)

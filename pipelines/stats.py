@@ -25,11 +25,32 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-__all__ = ["P_FLOOR", "correlation_table", "fdr_bh", "format_p", "mediation", "mixed_model", "paired_contrast",
-           "rm_correlation"]
+__all__ = [
+    "P_FLOOR",
+    "correlation_table",
+    "fdr_bh",
+    "format_p",
+    "mediation",
+    "mixed_model",
+    "paired_contrast",
+    "rm_correlation",
+]
 
-CORRELATION_COLUMNS = ["x", "y", "method", "n", "estimate", "ci_low", "ci_high", "p", "p_fdr",
-                       "significant_fdr", "covariates", "n_boot", "seed"]
+CORRELATION_COLUMNS = [
+    "x",
+    "y",
+    "method",
+    "n",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_fdr",
+    "significant_fdr",
+    "covariates",
+    "n_boot",
+    "seed",
+]
 # Bootstrap work arrays are cut into chunks of about this many numbers to bound memory.
 _BOOT_CHUNK_VALUES = 4_000_000
 
@@ -104,6 +125,7 @@ def fdr_bh(pvals) -> np.ndarray:
 # Correlations
 # ---------------------------------------------------------------------------------------------
 
+
 def _batched_partial_r(samples: np.ndarray) -> np.ndarray:
     """Correlation of columns 0 and 1 of each sample (B, n, p), partialling out columns 2…p-1.
 
@@ -152,7 +174,7 @@ def _bootstrap_r(values: np.ndarray, method: str, n_boot: int, seed: int) -> np.
         size = min(chunk, n_boot - start)
         index = rng.integers(0, n, size=(size, n))
         samples = _prepare(values[index], method, axis=1)
-        replicates[start:start + size] = _batched_partial_r(samples)
+        replicates[start : start + size] = _batched_partial_r(samples)
     return replicates
 
 
@@ -165,15 +187,17 @@ def _percentile_ci(replicates: np.ndarray, ci: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _one_correlation(values: np.ndarray, method: str, n_boot: int, ci: float, seed: int
-                     ) -> dict:
+def _one_correlation(values: np.ndarray, method: str, n_boot: int, ci: float, seed: int) -> dict:
     n, p = values.shape
     k = p - 2
     if n - 2 - k < 1:
         return {"n": n, "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan}
     r = float(_batched_partial_r(_prepare(values, method, axis=0)[None])[0])
-    low, high = (_percentile_ci(_bootstrap_r(values, method, n_boot, seed), ci)
-                 if n_boot > 0 and np.isfinite(r) else (np.nan, np.nan))
+    low, high = (
+        _percentile_ci(_bootstrap_r(values, method, n_boot, seed), ci)
+        if n_boot > 0 and np.isfinite(r)
+        else (np.nan, np.nan)
+    )
     return {"n": n, "estimate": r, "ci_low": low, "ci_high": high, "p": _r_p_value(r, n, k)}
 
 
@@ -181,8 +205,7 @@ def _numeric_columns(data: pd.DataFrame, columns: Sequence[str]) -> None:
     for column in columns:
         if column not in data.columns:
             raise KeyError(f"column {column!r} not in data")
-        if not (pd.api.types.is_numeric_dtype(data[column])
-                and not pd.api.types.is_bool_dtype(data[column])):
+        if not (pd.api.types.is_numeric_dtype(data[column]) and not pd.api.types.is_bool_dtype(data[column])):
             raise TypeError(f"column {column!r} must be numeric, is {data[column].dtype}")
 
 
@@ -222,8 +245,11 @@ def correlation_table(
     if group is not None and group not in data.columns:
         raise KeyError(f"group column {group!r} not in data")
 
-    groups = ([(None, data)] if group is None else
-              [(level, part) for level, part in data.groupby(group, sort=True, observed=True)])
+    groups = (
+        [(None, data)]
+        if group is None
+        else [(level, part) for level, part in data.groupby(group, sort=True, observed=True)]
+    )
     rows = []
     for level, part in groups:
         for x_col in x:
@@ -238,19 +264,25 @@ def correlation_table(
                 row["method"] = method
                 row.update(_one_correlation(values, method, n_boot, ci, seed))
                 rows.append(row)
-    columns = CORRELATION_COLUMNS if group is None else [
-        "x", "y", "group", *CORRELATION_COLUMNS[2:]]
-    table = pd.DataFrame(rows, columns=[c for c in columns
-                                        if c not in ("p_fdr", "significant_fdr", "covariates",
-                                                     "n_boot", "seed")])
+    columns = CORRELATION_COLUMNS if group is None else ["x", "y", "group", *CORRELATION_COLUMNS[2:]]
+    table = pd.DataFrame(
+        rows, columns=[c for c in columns if c not in ("p_fdr", "significant_fdr", "covariates", "n_boot", "seed")]
+    )
     table["p_fdr"] = fdr_bh(table["p"].to_numpy(dtype=float))
     table["significant_fdr"] = table["p_fdr"].to_numpy() <= fdr_alpha
     table["covariates"] = ", ".join(covariates) if covariates else "none"
     table["n_boot"] = n_boot
     table["seed"] = seed
     table["n"] = table["n"].astype(np.int64)
-    table.attrs.update({"ci": ci, "ci_method": "bootstrap percentile", "fdr": "Benjamini-Hochberg",
-                        "fdr_alpha": fdr_alpha, "group": group})
+    table.attrs.update(
+        {
+            "ci": ci,
+            "ci_method": "bootstrap percentile",
+            "fdr": "Benjamini-Hochberg",
+            "fdr_alpha": fdr_alpha,
+            "group": group,
+        }
+    )
     return table[columns]
 
 
@@ -260,8 +292,7 @@ def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def rm_correlation(data: pd.DataFrame, x, y, subject: str, fdr_alpha: float = 0.05
-                   ) -> pd.DataFrame:
+def rm_correlation(data: pd.DataFrame, x, y, subject: str, fdr_alpha: float = 0.05) -> pd.DataFrame:
     """Repeated-measures correlation (Bakdash & Marusich 2017) via pingouin ``rm_corr``.
 
     ``x`` and ``y`` may be column names or lists (every pair, BH-FDR across them). Rows with NaN in
@@ -269,7 +300,7 @@ def rm_correlation(data: pd.DataFrame, x, y, subject: str, fdr_alpha: float = 0.
     (pingouin rounds it to 2 decimals). Columns: x, y, method, n (observations), n_subjects, estimate,
     ci_low, ci_high, p, p_fdr, significant_fdr, dof.
     """
-    import pingouin as pg   # heavy import kept out of module import
+    import pingouin as pg  # heavy import kept out of module import
 
     rows = []
     for x_col in _as_list(x):
@@ -283,13 +314,23 @@ def rm_correlation(data: pd.DataFrame, x, y, subject: str, fdr_alpha: float = 0.
             # pingouin rounds its CI to 2 decimals; the same Fisher-z interval (n = dof + 2), unrounded.
             half = sps.norm.ppf(0.975) / np.sqrt(dof + 2 - 3) if dof > 1 else np.nan
             low, high = np.tanh(np.arctanh(r) - half), np.tanh(np.arctanh(r) + half)
-            rows.append({"x": x_col, "y": y_col, "method": "rm_corr", "n": len(part),
-                         "n_subjects": part[subject].nunique(),
-                         "estimate": float(result["r"].iloc[0]), "ci_low": float(low),
-                         "ci_high": float(high), "p": float(result["pval"].iloc[0]),
-                         "dof": int(result["dof"].iloc[0])})
-    table = pd.DataFrame(rows, columns=["x", "y", "method", "n", "n_subjects", "estimate",
-                                        "ci_low", "ci_high", "p", "dof"])
+            rows.append(
+                {
+                    "x": x_col,
+                    "y": y_col,
+                    "method": "rm_corr",
+                    "n": len(part),
+                    "n_subjects": part[subject].nunique(),
+                    "estimate": float(result["r"].iloc[0]),
+                    "ci_low": float(low),
+                    "ci_high": float(high),
+                    "p": float(result["pval"].iloc[0]),
+                    "dof": int(result["dof"].iloc[0]),
+                }
+            )
+    table = pd.DataFrame(
+        rows, columns=["x", "y", "method", "n", "n_subjects", "estimate", "ci_low", "ci_high", "p", "dof"]
+    )
     table.insert(9, "p_fdr", fdr_bh(table["p"].to_numpy(dtype=float)))
     table.insert(10, "significant_fdr", table["p_fdr"].to_numpy() <= fdr_alpha)
     return table
@@ -299,8 +340,8 @@ def rm_correlation(data: pd.DataFrame, x, y, subject: str, fdr_alpha: float = 0.
 # Mixed model
 # ---------------------------------------------------------------------------------------------
 
-def mixed_model(data: pd.DataFrame, formula: str, groups: str, reml: bool = True,
-                ci: float = 0.95) -> pd.DataFrame:
+
+def mixed_model(data: pd.DataFrame, formula: str, groups: str, reml: bool = True, ci: float = 0.95) -> pd.DataFrame:
     """Linear mixed model with a random intercept per ``groups`` (statsmodels MixedLM).
 
     Rows with NaN in any column named in the formula or in ``groups`` are dropped. Fitted by REML
@@ -308,7 +349,7 @@ def mixed_model(data: pd.DataFrame, formula: str, groups: str, reml: bool = True
     quantile, at level ``ci``; p: Wald z. One row per fixed effect: term, estimate, se, ci_low,
     ci_high, z, p, n, n_groups, method, formula, converged.
     """
-    import statsmodels.formula.api as smf   # heavy import kept out of module import
+    import statsmodels.formula.api as smf  # heavy import kept out of module import
 
     if groups not in data.columns:
         raise KeyError(f"groups column {groups!r} not in data")
@@ -318,19 +359,20 @@ def mixed_model(data: pd.DataFrame, formula: str, groups: str, reml: bool = True
     fit = model.fit(reml=reml)
     fixed = fit.fe_params.index
     interval = fit.conf_int(alpha=1 - ci).loc[fixed]
-    table = pd.DataFrame({
-        "term": list(fixed),
-        "estimate": fit.fe_params.to_numpy(),
-        "se": fit.bse_fe.to_numpy(),
-        "ci_low": interval.iloc[:, 0].to_numpy(),
-        "ci_high": interval.iloc[:, 1].to_numpy(),
-        "z": fit.tvalues.loc[fixed].to_numpy(),
-        "p": fit.pvalues.loc[fixed].to_numpy(),
-    })
+    table = pd.DataFrame(
+        {
+            "term": list(fixed),
+            "estimate": fit.fe_params.to_numpy(),
+            "se": fit.bse_fe.to_numpy(),
+            "ci_low": interval.iloc[:, 0].to_numpy(),
+            "ci_high": interval.iloc[:, 1].to_numpy(),
+            "z": fit.tvalues.loc[fixed].to_numpy(),
+            "p": fit.pvalues.loc[fixed].to_numpy(),
+        }
+    )
     table["n"] = int(fit.nobs)
     table["n_groups"] = int(used[groups].nunique())
-    table["method"] = (f"MixedLM {'REML' if reml else 'ML'}, random intercept per {groups}, "
-                       f"Wald {100 * ci:g}% CI")
+    table["method"] = f"MixedLM {'REML' if reml else 'ML'}, random intercept per {groups}, Wald {100 * ci:g}% CI"
     table["formula"] = formula
     table["converged"] = bool(fit.converged)
     return table
@@ -339,6 +381,7 @@ def mixed_model(data: pd.DataFrame, formula: str, groups: str, reml: bool = True
 # ---------------------------------------------------------------------------------------------
 # Mediation
 # ---------------------------------------------------------------------------------------------
+
 
 def _ols(design: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """OLS coefficients, their standard errors (residual variance with n − p dof) and dof."""
@@ -360,9 +403,17 @@ def _batched_coef(design: np.ndarray, target: np.ndarray, column: int) -> np.nda
         return np.einsum("bij,bj->bi", np.linalg.pinv(gram), moment)[:, column]
 
 
-def mediation(data: pd.DataFrame, x: str, m: str, y: str, covariates: list[str] | None = None,
-              n_boot: int = 2000, seed: int = 0, ci: float = 0.95,
-              ci_method: str = "percentile") -> pd.DataFrame:
+def mediation(
+    data: pd.DataFrame,
+    x: str,
+    m: str,
+    y: str,
+    covariates: list[str] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
+    ci_method: str = "percentile",
+) -> pd.DataFrame:
     """Single-mediator model x → m → y (Baron & Kenny paths; indirect effect a·b, Preacher & Hayes
     2008 bootstrap).
 
@@ -389,17 +440,23 @@ def mediation(data: pd.DataFrame, x: str, m: str, y: str, covariates: list[str] 
         raise ValueError(f"mediation needs at least {len(covariates) + 4} complete rows, has {n}")
     xv, mv, yv, cv = values[:, 0], values[:, 1], values[:, 2], values[:, 3:]
     ones = np.ones((n, 1))
-    design_x = np.column_stack([ones, xv, cv])           # [1, x, covariates]
-    design_xm = np.column_stack([ones, xv, mv, cv])      # [1, x, m, covariates]
-    quantile = lambda dof: sps.t.ppf(0.5 + ci / 2, dof)  # noqa: E731
+    design_x = np.column_stack([ones, xv, cv])  # [1, x, covariates]
+    design_xm = np.column_stack([ones, xv, mv, cv])  # [1, x, m, covariates]
+    quantile = lambda dof: sps.t.ppf(0.5 + ci / 2, dof)
 
     def path(name, description, design, target, column):
         coef, se, dof = _ols(design, target)
         t = coef[column] / se[column]
         half = quantile(dof) * se[column]
-        return {"path": name, "description": description, "estimate": coef[column],
-                "se": se[column], "ci_low": coef[column] - half, "ci_high": coef[column] + half,
-                "p": 2 * sps.t.sf(abs(t), dof)}
+        return {
+            "path": name,
+            "description": description,
+            "estimate": coef[column],
+            "se": se[column],
+            "ci_low": coef[column] - half,
+            "ci_high": coef[column] + half,
+            "p": 2 * sps.t.sf(abs(t), dof),
+        }
 
     rows = [
         path("a", f"{m} ~ {x}", design_x, mv, 1),
@@ -414,10 +471,10 @@ def mediation(data: pd.DataFrame, x: str, m: str, y: str, covariates: list[str] 
     replicates = np.empty(n_boot)
     chunk = max(1, _BOOT_CHUNK_VALUES // max(1, n * design_xm.shape[1]))
     for start in range(0, n_boot, chunk):
-        idx = index[start:start + chunk]
+        idx = index[start : start + chunk]
         a_star = _batched_coef(design_x[idx], mv[idx], 1)
         b_star = _batched_coef(design_xm[idx], yv[idx], 2)
-        replicates[start:start + len(idx)] = a_star * b_star
+        replicates[start : start + len(idx)] = a_star * b_star
     tail = (1 - ci) / 2
     if ci_method == "percentile":
         low, high = np.percentile(replicates, [100 * tail, 100 * (1 - tail)])
@@ -426,11 +483,18 @@ def mediation(data: pd.DataFrame, x: str, m: str, y: str, covariates: list[str] 
         z0 = sps.norm.ppf(np.mean(replicates < indirect))
         levels = sps.norm.cdf(2 * z0 + sps.norm.ppf([tail, 1 - tail])) * 100
         low, high = np.percentile(replicates, levels)
-    p_boot = 1.0 if indirect == 0 else min(
-        1.0, 2 * min((replicates > 0).sum(), (replicates < 0).sum()) / n_boot)
-    rows.append({"path": "indirect", "description": f"a*b ({x} -> {m} -> {y})",
-                 "estimate": indirect, "se": replicates.std(ddof=1), "ci_low": low,
-                 "ci_high": high, "p": p_boot})
+    p_boot = 1.0 if indirect == 0 else min(1.0, 2 * min((replicates > 0).sum(), (replicates < 0).sum()) / n_boot)
+    rows.append(
+        {
+            "path": "indirect",
+            "description": f"a*b ({x} -> {m} -> {y})",
+            "estimate": indirect,
+            "se": replicates.std(ddof=1),
+            "ci_low": low,
+            "ci_high": high,
+            "p": p_boot,
+        }
+    )
     table = pd.DataFrame(rows)
     table["n"] = n
     table["ci_method"] = ["t"] * 4 + [f"bootstrap {ci_method.replace('_', '-')}"]
@@ -441,14 +505,17 @@ def mediation(data: pd.DataFrame, x: str, m: str, y: str, covariates: list[str] 
     return table
 
 
-PAIRED_CONVENTION = ("within-subject contrast: difference b − a per subject (subjects with both conditions only); "
-                     "mean difference with a t-based 95 % CI and paired t-test p; Wilcoxon signed-rank p (zero "
-                     "differences dropped); Hedges g_av = mean difference / mean of the two SDs × (1 − 3/(8n − 9)) "
-                     "(Lakens 2013, eq. 10)")
+PAIRED_CONVENTION = (
+    "within-subject contrast: difference b − a per subject (subjects with both conditions only); "
+    "mean difference with a t-based 95 % CI and paired t-test p; Wilcoxon signed-rank p (zero "
+    "differences dropped); Hedges g_av = mean difference / mean of the two SDs × (1 − 3/(8n − 9)) "
+    "(Lakens 2013, eq. 10)"
+)
 
 
-def paired_contrast(data: pd.DataFrame, value: str, condition: str, subject: str, a: str, b: str,
-                    ci: float = 0.95) -> dict:
+def paired_contrast(
+    data: pd.DataFrame, value: str, condition: str, subject: str, a: str, b: str, ci: float = 0.95
+) -> dict:
     """One tidy row for the within-subject contrast ``b − a`` of ``value`` (see ``PAIRED_CONVENTION``).
 
     Subjects with only one of the two conditions are counted in ``n_unpaired`` and left out, never silently:
@@ -461,17 +528,33 @@ def paired_contrast(data: pd.DataFrame, value: str, condition: str, subject: str
     n_unpaired = int(len(wide) - len(both))
     x, y = both[a].to_numpy(float), both[b].to_numpy(float)
     n = len(both)
-    row = {"value": value, "a": a, "b": b, "n_subjects": n, "n_unpaired": n_unpaired,
-           "mean_a": float(np.mean(x)) if n else math.nan, "mean_b": float(np.mean(y)) if n else math.nan,
-           "mean_difference": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan,
-           "p_wilcoxon": math.nan, "hedges_g_av": math.nan, "convention": PAIRED_CONVENTION}
+    row = {
+        "value": value,
+        "a": a,
+        "b": b,
+        "n_subjects": n,
+        "n_unpaired": n_unpaired,
+        "mean_a": float(np.mean(x)) if n else math.nan,
+        "mean_b": float(np.mean(y)) if n else math.nan,
+        "mean_difference": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p": math.nan,
+        "p_wilcoxon": math.nan,
+        "hedges_g_av": math.nan,
+        "convention": PAIRED_CONVENTION,
+    }
     if n < 2:
         return row
     diff = y - x
     mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(n))
     t_crit = float(sps.t.ppf(0.5 + ci / 2, n - 1))
-    row.update(mean_difference=mean, ci_low=mean - t_crit * se, ci_high=mean + t_crit * se,
-               p=float(sps.ttest_rel(y, x).pvalue) if se > 0 else math.nan)
+    row.update(
+        mean_difference=mean,
+        ci_low=mean - t_crit * se,
+        ci_high=mean + t_crit * se,
+        p=float(sps.ttest_rel(y, x).pvalue) if se > 0 else math.nan,
+    )
     if np.any(diff != 0):
         row["p_wilcoxon"] = float(sps.wilcoxon(y, x, zero_method="wilcox").pvalue)
     sd_mean = (x.std(ddof=1) + y.std(ddof=1)) / 2

@@ -49,8 +49,9 @@ def hours_of(timepoint: str) -> float | None:
     return None
 
 
-def read_therapy(path: str | Path, participants: pd.DataFrame | None = None,
-                 sessions: pd.DataFrame | None = None) -> pd.DataFrame:
+def read_therapy(
+    path: str | Path, participants: pd.DataFrame | None = None, sessions: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The validated therapy table (see the module docstring); ``row`` is each row's 1-based data row.
 
     ``participants``: participants.tsv (its ``participant_id``); ``sessions``: the study's sessions
@@ -63,26 +64,42 @@ def read_therapy(path: str | Path, participants: pd.DataFrame | None = None,
         raise InputError("therapy table not found", file=str(path)) from None
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
-        raise InputError(f"missing column(s) {missing}" + did_you_mean(missing[0], list(table.columns))
-                         + f"; columns are {list(table.columns)}", file=str(path), field=missing[0])
+        raise InputError(
+            f"missing column(s) {missing}"
+            + did_you_mean(missing[0], list(table.columns))
+            + f"; columns are {list(table.columns)}",
+            file=str(path),
+            field=missing[0],
+        )
     unknown = [c for c in table.columns if c not in (*REQUIRED, *OPTIONAL)]
     table.insert(0, "row", np.arange(1, len(table) + 1))
     table.attrs["unused_columns"] = unknown
     table["participant_id"] = [pid if str(pid).startswith("sub-") else f"sub-{pid}" for pid in table["participant_id"]]
     if "session_id" in table.columns:
-        table["session_id"] = [s if pd.isna(s) or str(s).startswith("ses-") else f"ses-{s}" for s in table["session_id"]]
+        table["session_id"] = [
+            s if pd.isna(s) or str(s).startswith("ses-") else f"ses-{s}" for s in table["session_id"]
+        ]
     else:
         table["session_id"] = None
 
     def fail(i: int, field: str, problem: str):
         r = table.iloc[i]
-        raise InputError(problem, file=str(path), row=int(r["row"]), subject=str(r["participant_id"]),
-                         session=None if pd.isna(r["session_id"]) else str(r["session_id"]), field=field)
+        raise InputError(
+            problem,
+            file=str(path),
+            row=int(r["row"]),
+            subject=str(r["participant_id"]),
+            session=None if pd.isna(r["session_id"]) else str(r["session_id"]),
+            field=field,
+        )
 
     for i, kind in enumerate(table["session_type"]):
         if kind not in SESSION_TYPES:
-            fail(i, "session_type", f"session_type {kind!r} is not one of {list(SESSION_TYPES)}"
-                 + did_you_mean(str(kind), SESSION_TYPES))
+            fail(
+                i,
+                "session_type",
+                f"session_type {kind!r} is not one of {list(SESSION_TYPES)}" + did_you_mean(str(kind), SESSION_TYPES),
+            )
     for column in ("start_h", "duration_min"):
         if column not in table.columns:
             continue
@@ -90,14 +107,22 @@ def read_therapy(path: str | Path, participants: pd.DataFrame | None = None,
         bad = values.isna() & (table[column].notna() if column == "duration_min" else True)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            fail(i, column, f"{column} must be a number of {'hours' if column == 'start_h' else 'minutes'}, "
-                            f"got {table[column].iloc[i]!r}")
+            fail(
+                i,
+                column,
+                f"{column} must be a number of {'hours' if column == 'start_h' else 'minutes'}, "
+                f"got {table[column].iloc[i]!r}",
+            )
         table[column] = values
     before = (table["session_type"] == "integration") & (table["start_h"] < 0)
     if before.any():
         i = int(np.flatnonzero(before.to_numpy())[0])
-        fail(i, "start_h", f"an integration session starts {-table['start_h'].iloc[i]:g} h before the infusion it "
-                           "follows ended (start_h is hours after the infusion end)")
+        fail(
+            i,
+            "start_h",
+            f"an integration session starts {-table['start_h'].iloc[i]:g} h before the infusion it "
+            "follows ended (start_h is hours after the infusion end)",
+        )
     after = (table["session_type"] == "preparation") & (table["start_h"] > 0)
     if after.any():
         i = int(np.flatnonzero(after.to_numpy())[0])
@@ -116,7 +141,10 @@ def read_therapy(path: str | Path, participants: pd.DataFrame | None = None,
         for i, (pid, sid) in enumerate(zip(table["participant_id"], table["session_id"])):
             if pd.notna(sid) and (pid, sid) not in known:
                 labels = sorted({s for p, s in known if p == pid})
-                fail(i, "session_id", f"{pid} has no infusion session {sid}" + did_you_mean(sid, labels)
-                     + f"; sessions: {labels}")
+                fail(
+                    i,
+                    "session_id",
+                    f"{pid} has no infusion session {sid}" + did_you_mean(sid, labels) + f"; sessions: {labels}",
+                )
     table.attrs["source"] = str(path)
     return table

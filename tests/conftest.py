@@ -16,28 +16,38 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = REPO / "data_manifests" / "default.yml"
 
-TINY_GENERATOR = {"seed": 7, "n_subjects": 2, "minutes": 2, "n_channels": 20, "sfreq": 128, "doses_mg_per_kg": [0.0, 1.0]}
+TINY_GENERATOR = {
+    "seed": 7,
+    "n_subjects": 2,
+    "minutes": 2,
+    "n_channels": 20,
+    "sfreq": 128,
+    "doses_mg_per_kg": [0.0, 1.0],
+}
 
 
 def write_tiny_manifest(folder: Path, name: str = "tiny", notebooks: str = "") -> Path:
     g = TINY_GENERATOR
-    text = textwrap.dedent(f"""\
+    text = (
+        textwrap.dedent(f"""\
         # A tiny synthetic study for tests.
         study: {name}
         bids_root: bids
         truth: truth.json
         generator:
-          seed: {g['seed']}
-          n_subjects: {g['n_subjects']}
-          minutes: {g['minutes']}
-          n_channels: {g['n_channels']}
-          sfreq: {g['sfreq']}
-          doses_mg_per_kg: {g['doses_mg_per_kg']}
+          seed: {g["seed"]}
+          n_subjects: {g["n_subjects"]}
+          minutes: {g["minutes"]}
+          n_channels: {g["n_channels"]}
+          sfreq: {g["sfreq"]}
+          doses_mg_per_kg: {g["doses_mg_per_kg"]}
         phenotype:
           meq30: {{path: phenotype/meq30.tsv, response_scale: [0, 5]}}
           madrs: {{path: phenotype/madrs.tsv, response_scale: [0, 6]}}
           cytokines: {{path: phenotype/cytokines.tsv, format: long}}
-        """) + notebooks
+        """)
+        + notebooks
+    )
     path = folder / f"{name}.yml"
     path.write_text(text)
     return path
@@ -85,8 +95,14 @@ def in_ci() -> bool:
 # --- a real browser: Debian's Chromium through Playwright ------------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -110,15 +126,29 @@ def browser():
 # DAG; they are marked here, in one place, from the fixtures they use and the module they are in, so a new test
 # of that kind is marked without anyone remembering to.  `make test` (and CI) runs everything.
 SLOW_FIXTURES = {"default_study", "default_truth", "tiny_manifest", "tiny_copy", "browser", "parallel", "open_label"}
-SLOW_MODULES = {"test_dag", "test_build_stamps", "test_determinism", "test_live", "test_bids_validation", "test_dashboards",
-                "test_dashboards_security", "test_report_quality", "test_importer", "test_features_cache",
-                "test_synth_study", "test_scale"}
+SLOW_MODULES = {
+    "test_dag",
+    "test_build_stamps",
+    "test_determinism",
+    "test_live",
+    "test_bids_validation",
+    "test_dashboards",
+    "test_dashboards_security",
+    "test_report_quality",
+    "test_importer",
+    "test_features_cache",
+    "test_synth_study",
+    "test_scale",
+}
 SLOW_NAME_PARTS = ("simulat", "calibrat", "planted")
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if (module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
-                or any(part in item.name for part in SLOW_NAME_PARTS)):
+        if (
+            module in SLOW_MODULES
+            or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or any(part in item.name for part in SLOW_NAME_PARTS)
+        ):
             item.add_marker(pytest.mark.slow)

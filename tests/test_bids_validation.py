@@ -16,8 +16,9 @@ VALIDATOR = REPO / ".venv" / "bin" / "bids-validator-deno"
 def validate(root) -> dict:
     exe = str(VALIDATOR) if VALIDATOR.exists() else shutil.which("bids-validator-deno")
     assert exe, "bids-validator-deno is part of the pinned environment (env/requirements.lock.txt)"
-    proc = subprocess.run([exe, str(root), "--format", "json", "--max-rows", "-1"], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [exe, str(root), "--format", "json", "--max-rows", "-1"], capture_output=True, text=True, timeout=600
+    )
     assert proc.stdout, proc.stderr
     return json.loads(proc.stdout)
 
@@ -54,8 +55,9 @@ def test_datasets_without_eeg_validate(manifest_name, tmp_path):
 
     text = (REPO / "data_manifests" / manifest_name).read_text().split("\n# sha256")[0]
     path = tmp_path / manifest_name
-    path.write_text("\n".join("bids_root: bids" if line.startswith("bids_root:") else line
-                              for line in text.splitlines()) + "\n")
+    path.write_text(
+        "\n".join("bids_root: bids" if line.startswith("bids_root:") else line for line in text.splitlines()) + "\n"
+    )
     assert synth_main(["--manifest", str(path), "--no-progress"]) == 0
     found = errors(validate(tmp_path / "bids"))
     assert not found, f"{len(found)} errors, e.g. {found[:3]}"

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from conftest import DEFAULT_MANIFEST
+
 from pipelines.build import target_stamp
 from pipelines.manifest import load_manifest
 
-from conftest import DEFAULT_MANIFEST
-
-REPORTS = ["00_study_overview", "01_eeg_entropy_dose", "02_peak_experience_mood", "03_cytokines", "05_mood_outcomes",
-           "04_integrative_summary"]
+REPORTS = [
+    "00_study_overview",
+    "01_eeg_entropy_dose",
+    "02_peak_experience_mood",
+    "03_cytokines",
+    "05_mood_outcomes",
+    "04_integrative_summary",
+]
 
 
 def _changed(before, after) -> set[str]:
@@ -18,14 +24,20 @@ def _changed(before, after) -> set[str]:
 def test_each_manifest_section_reruns_only_the_reports_that_read_it():
     m = load_manifest(DEFAULT_MANIFEST)
     eeg = m.eeg.model_copy(update={"preprocessing": m.eeg.preprocessing.model_copy(update={"l_freq": 0.5})})
-    assert _changed(m, m.model_copy(update={"eeg": eeg})) == {"00_study_overview", "01_eeg_entropy_dose",
-                                                              "04_integrative_summary"}
+    assert _changed(m, m.model_copy(update={"eeg": eeg})) == {
+        "00_study_overview",
+        "01_eeg_entropy_dose",
+        "04_integrative_summary",
+    }
     table = m.phenotype["meq30"].model_copy(update={"response_scale": (1.0, 6.0)})
     assert _changed(m, m.model_copy(update={"phenotype": {**m.phenotype, "meq30": table}})) == set(REPORTS) - {
-        "01_eeg_entropy_dose"}
+        "01_eeg_entropy_dose"
+    }
     # The sessions' doses come from eeg.conditions: every report that groups by dose reads it.
     conditions = m.eeg.conditions.model_copy(update={"dose_column": "dose"})
-    assert _changed(m, m.model_copy(update={"eeg": m.eeg.model_copy(update={"conditions": conditions})})) == set(REPORTS)
+    assert _changed(m, m.model_copy(update={"eeg": m.eeg.model_copy(update={"conditions": conditions})})) == set(
+        REPORTS
+    )
 
 
 def test_data_changes_rerun_the_reports_that_read_those_files():

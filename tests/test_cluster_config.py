@@ -40,8 +40,9 @@ def _http_sockets(cluster) -> list[tuple]:
     return [s.getsockname() for s in cluster.scheduler.http_server._sockets.values()]
 
 
-@pytest.mark.parametrize("kind, walltime_line", [("slurm", "#SBATCH -t 02:00:00"),
-                                                  ("pbs", "#PBS -l walltime=02:00:00")])
+@pytest.mark.parametrize(
+    "kind, walltime_line", [("slurm", "#SBATCH -t 02:00:00"), ("pbs", "#PBS -l walltime=02:00:00")]
+)
 def test_job_script_retires_workers_before_the_walltime_with_a_shared_numba_cache(tmp_path, kind, walltime_line):
     from pipelines.cluster import jobqueue_cluster
 
@@ -53,8 +54,11 @@ def test_job_script_retires_workers_before_the_walltime_with_a_shared_numba_cach
         with pytest.raises(urllib.error.HTTPError, match="404"):  # no dashboard unless asked for
             urllib.request.urlopen(f"http://127.0.0.1:{sockets[0][1]}/status", timeout=30)
     assert walltime_line in script
-    assert ("#SBATCH -p short" in script and "#SBATCH -A ketamine-lab" in script) if kind == "slurm" else \
-        ("#PBS -q short" in script and "#PBS -A ketamine-lab" in script)
+    assert (
+        ("#SBATCH -p short" in script and "#SBATCH -A ketamine-lab" in script)
+        if kind == "slurm"
+        else ("#PBS -q short" in script and "#PBS -A ketamine-lab" in script)
+    )
     # Latest retirement = lifetime + stagger = 2 h - 10 min: the batch system never kills a worker mid-recording.
     lifetime = int(re.search(r"--lifetime (\d+)s", script).group(1))
     stagger = int(re.search(r"--lifetime-stagger (\d+)s", script).group(1))
@@ -78,15 +82,18 @@ def test_a_requested_dashboard_listens_on_loopback_only(tmp_path):
     assert sockets and all(host == "127.0.0.1" for host, *_ in sockets), sockets
 
 
-@pytest.mark.parametrize("cluster, expected", [
-    ("kind: slurm\nwalltme: '01:00:00'\n", "walltime"),                     # misspelt: did you mean
-    ("kind: sge\n", "kind"),
-    ("kind: slurm\nwalltime: '00:12:00'\n", "workers would retire before they start"),
-    ("kind: slurm\nwalltime: 2h\n", "walltime"),
-    ("kind: scheduler\n", "needs an address"),
-    ("kind: slurm\nmin_jobs: 5\nmax_jobs: 2\n", "min_jobs"),
-    ("kind: slurm\nmemory: 4\n", "memory"),
-])
+@pytest.mark.parametrize(
+    "cluster, expected",
+    [
+        ("kind: slurm\nwalltme: '01:00:00'\n", "walltime"),  # misspelt: did you mean
+        ("kind: sge\n", "kind"),
+        ("kind: slurm\nwalltime: '00:12:00'\n", "workers would retire before they start"),
+        ("kind: slurm\nwalltime: 2h\n", "walltime"),
+        ("kind: scheduler\n", "needs an address"),
+        ("kind: slurm\nmin_jobs: 5\nmax_jobs: 2\n", "min_jobs"),
+        ("kind: slurm\nmemory: 4\n", "memory"),
+    ],
+)
 def test_bad_cluster_sections_are_rejected_with_the_field_named(tmp_path, cluster, expected):
     with pytest.raises(ManifestError, match=expected):
         load_manifest(_manifest(tmp_path, cluster))

@@ -19,7 +19,6 @@ from pipelines import cytokines as cy
 from pipelines.errors import InputError
 from pipelines.paths import REPO_ROOT
 from pipelines.stats import fdr_bh, format_p
-from pipelines.study import Study
 
 MANIFEST = REPO_ROOT / "data_manifests" / "default.yml"
 
@@ -36,21 +35,34 @@ def run(default_study):
     screening_strata = ca.study_strata(parsed, params)
     truth_cyto = study.truth()["cytokines"]
     strata = cy.define_strata(parsed, acute_threshold=None)
-    strata["stratum"] = np.where(strata["participant_id"].isin(truth_cyto["inflamed_subjects"]), "inflamed",
-                                 "non-inflamed")
+    strata["stratum"] = np.where(
+        strata["participant_id"].isin(truth_cyto["inflamed_subjects"]), "inflamed", "non-inflamed"
+    )
     strata.attrs.update(screening_strata.attrs, source="truth (set point)", warning="")
     sensitivity = ca.sensitivity_table(parsed, sessions, strata, params, analytes)
     changes = sensitivity[sensitivity["strategy"] == params.censoring_strategy].reset_index(drop=True)
     mood = ca.mood_changes(study, params)
     out = types.SimpleNamespace(
-        study=study, params=params, parsed=parsed, analytes=analytes, sessions=sessions, strata=strata,
-        subjects=ca.subject_strata(strata, sessions), censoring=ca.censoring_table(parsed, analytes),
-        sensitivity=sensitivity, changes=changes, mixed=ca.mixed_models(parsed, sessions, strata, params, analytes),
-        mood=mood, correlations=ca.change_vs_mood_table(parsed, sessions, strata, mood, params, analytes),
-        subject_level=ca.change_vs_mood_subject_level(ca.change_table(parsed, sessions, strata, params, analytes),
-                                                      mood, params, analytes),
-        truth=truth_cyto, planted=ca.planted_effects(study.truth()),
-        screening_strata=screening_strata, screening_subjects=ca.subject_strata(screening_strata, sessions),
+        study=study,
+        params=params,
+        parsed=parsed,
+        analytes=analytes,
+        sessions=sessions,
+        strata=strata,
+        subjects=ca.subject_strata(strata, sessions),
+        censoring=ca.censoring_table(parsed, analytes),
+        sensitivity=sensitivity,
+        changes=changes,
+        mixed=ca.mixed_models(parsed, sessions, strata, params, analytes),
+        mood=mood,
+        correlations=ca.change_vs_mood_table(parsed, sessions, strata, mood, params, analytes),
+        subject_level=ca.change_vs_mood_subject_level(
+            ca.change_table(parsed, sessions, strata, params, analytes), mood, params, analytes
+        ),
+        truth=truth_cyto,
+        planted=ca.planted_effects(study.truth()),
+        screening_strata=screening_strata,
+        screening_subjects=ca.subject_strata(screening_strata, sessions),
     )
     out.spread = ca.sensitivity_spread(sensitivity)
     return out
@@ -76,8 +88,14 @@ def test_strata_equal_the_screening_classification_with_the_acute_session_left_o
     assert by_label["inflamed"] == sorted(screened_in - acute_screening)
     everyone = set(truth["non_inflamed_subjects"]) | set(truth["inflamed_subjects"])
     assert by_label["non-inflamed"] == sorted(everyone - screened_in - acute_screening)
-    excluded = set(zip(*run.screening_strata.loc[run.screening_strata["stratum"] == "excluded", ["participant_id", "session_id"]].T.values))
-    for case in truth["acute_infection"]:       # the planted intercurrent infection (CRP >= 10 at baseline)
+    excluded = set(
+        zip(
+            *run.screening_strata.loc[
+                run.screening_strata["stratum"] == "excluded", ["participant_id", "session_id"]
+            ].T.values
+        )
+    )
+    for case in truth["acute_infection"]:  # the planted intercurrent infection (CRP >= 10 at baseline)
         assert case["crp_baseline_mg_per_l"] >= 10 and (case["participant_id"], case["session_id"]) in excluded
     assert run.params.crp_threshold_mg_per_l == truth["crp_threshold_mg_per_l"]
     # CRP sits near the threshold: the screening draw misclassifies some subjects relative to their set point.
@@ -98,12 +116,23 @@ def test_the_primary_interaction_leads_and_recovers_the_planted_change_with_true
     true_inter = ca.strata_interaction(true_pairs, run.params, ["IL6", "CRP"]).set_index(["analyte", "quantity"])
     il6 = true_inter.loc[("IL6", "interaction")]
     assert il6["ci_high"] < 0 and il6["ci_low"] < -0.5 < il6["ci_high"]
-    text = ca.summary_text(params=run.params, subjects=run.screening_subjects, censoring=run.censoring, changes=run.changes,
-                           mixed=run.mixed, spread=run.spread, mood=run.correlations, interaction=inter,
-                           strata=run.screening_strata)
+    text = ca.summary_text(
+        params=run.params,
+        subjects=run.screening_subjects,
+        censoring=run.censoring,
+        changes=run.changes,
+        mixed=run.mixed,
+        spread=run.spread,
+        mood=run.correlations,
+        interaction=inter,
+        strata=run.screening_strata,
+    )
     first = text.split("\n\n")[0]
     assert first.startswith("**Primary test: placebo-controlled interaction**")
-    assert f"IL6 {row['estimate']:+.2f} ln units" in first and f"95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}" in first
+    assert (
+        f"IL6 {row['estimate']:+.2f} ln units" in first
+        and f"95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}" in first
+    )
     assert "screening CRP" in text and "Acute-infection rule 'session'" in text
 
 
@@ -174,8 +203,11 @@ def test_sensitivity_comparison_covers_every_strategy(run):
     uncensored = spread[spread["n_censored"] == 0]
     assert len(uncensored) and (uncensored["spread"] < 1e-5).all()  # MLE equals substitution without censoring
     assert spread.loc[("IL6", "inflamed"), "spread"] > 0.01  # one censored subject moves it
-    il6 = run.sensitivity[(run.sensitivity["group"] == ca.ACTIVE_POOLED) & (run.sensitivity["stratum"] == "inflamed")
-                          & (run.sensitivity["analyte"] == "IL6")]
+    il6 = run.sensitivity[
+        (run.sensitivity["group"] == ca.ACTIVE_POOLED)
+        & (run.sensitivity["stratum"] == "inflamed")
+        & (run.sensitivity["analyte"] == "IL6")
+    ]
     assert len(il6) == 3 and (il6["ci_high"] < 0).all()
 
 
@@ -192,14 +224,17 @@ def test_wilcoxon_p_equals_scipy_with_ties_and_zeros():
 
 # ------------------------------------------------------------------------------------------- mood
 def test_change_vs_mood_uses_the_shared_correlation(run):
-    data = ca.change_vs_mood_data(ca.change_table(run.parsed, run.sessions, run.strata, run.params, run.analytes),
-                                  run.mood)
+    data = ca.change_vs_mood_data(
+        ca.change_table(run.parsed, run.sessions, run.strata, run.params, run.analytes), run.mood
+    )
     column = run.correlations["y"].iloc[0]
     assert column == "madrs_total_change"
     for stratum in ("all", "inflamed"):
         part = data if stratum == "all" else data[data["stratum"] == stratum]
         il6 = part[part["analyte"] == "IL6"]
-        row = run.correlations[(run.correlations["stratum"] == stratum) & (run.correlations["analyte"] == "IL6")].iloc[0]
+        row = run.correlations[(run.correlations["stratum"] == stratum) & (run.correlations["analyte"] == "IL6")].iloc[
+            0
+        ]
         assert row["n"] == len(il6) == (36 if stratum == "all" else 15)
         assert row["estimate"] == pytest.approx(sstats.spearmanr(il6["ln_change"], il6[column]).statistic)
 
@@ -208,8 +243,9 @@ def test_change_vs_mood_subject_level_rows(run):
     sl = run.subject_level
     assert set(sl["quantity"]) == {"within", "between", "pooled"}
     assert set(sl["stratum"]) >= {"all", "inflamed", "non-inflamed"}
-    data = ca.change_vs_mood_data(ca.change_table(run.parsed, run.sessions, run.strata, run.params, run.analytes),
-                                  run.mood)
+    data = ca.change_vs_mood_data(
+        ca.change_table(run.parsed, run.sessions, run.strata, run.params, run.analytes), run.mood
+    )
     il6 = data[data["analyte"] == "IL6"]
     at = sl[(sl["analyte"] == "IL6") & (sl["stratum"] == "all")].set_index("quantity")
     # The subject is the unit: 12 subjects, not 36 sessions.
@@ -230,17 +266,29 @@ def test_a_subject_trait_in_both_changes_is_pooled_significant_but_not_within(ru
     (pipelines.inference.simulation): the session-level Spearman table calls it significant, the
     within-subject row does not, the between-subject row carries it."""
     from pipelines.inference.simulation import Design, simulate_crossover
-    sim = simulate_crossover(Design(trait_sd=2.0, within_b=0.0, period_effect=(0, 0, 0, 0)),
-                             np.random.default_rng(3))
+
+    sim = simulate_crossover(Design(trait_sd=2.0, within_b=0.0, period_effect=(0, 0, 0, 0)), np.random.default_rng(3))
     sim = sim[sim["dose"] > 0]
-    changes = pd.DataFrame({"participant_id": sim["subject"], "session_id": "ses-" + sim["period"].astype(str),
-                            "analyte": "IL6", "ln_change": sim["peak"], "dose_mg_per_kg": sim["dose"],
-                            "stratum": "all-one"})
-    mood = pd.DataFrame({"participant_id": sim["subject"], "session_id": "ses-" + sim["period"].astype(str),
-                         "madrs_total_change": sim["mood"]})
+    changes = pd.DataFrame(
+        {
+            "participant_id": sim["subject"],
+            "session_id": "ses-" + sim["period"].astype(str),
+            "analyte": "IL6",
+            "ln_change": sim["peak"],
+            "dose_mg_per_kg": sim["dose"],
+            "stratum": "all-one",
+        }
+    )
+    mood = pd.DataFrame(
+        {
+            "participant_id": sim["subject"],
+            "session_id": "ses-" + sim["period"].astype(str),
+            "madrs_total_change": sim["mood"],
+        }
+    )
     sl = ca.change_vs_mood_subject_level(changes, mood, run.params, ["IL6"])
     at = sl[sl["stratum"] == "all"].set_index("quantity")
-    assert sstats.spearmanr(sim["peak"], sim["mood"]).pvalue < 0.01     # the session-level test: "significant"
+    assert sstats.spearmanr(sim["peak"], sim["mood"]).pvalue < 0.01  # the session-level test: "significant"
     assert at.loc["within", "p"] > 0.05 and not at.loc["within", "significant_fdr"]
     assert at.loc["between", "estimate"] > 0.5
     assert at.loc["within", "n_subjects"] == 12 and at.loc["within", "n"] == 36
@@ -248,17 +296,28 @@ def test_a_subject_trait_in_both_changes_is_pooled_significant_but_not_within(ru
 
 # ---------------------------------------------------------------------------------------- summary
 def test_summary_text_states_the_numbers(run):
-    text = ca.summary_text(params=run.params, subjects=run.subjects, censoring=run.censoring, changes=run.changes,
-                           mixed=run.mixed, spread=run.spread, mood=run.correlations,
-                           mood_subject_level=run.subject_level)
+    text = ca.summary_text(
+        params=run.params,
+        subjects=run.subjects,
+        censoring=run.censoring,
+        changes=run.changes,
+        mixed=run.mixed,
+        spread=run.spread,
+        mood=run.correlations,
+        mood_subject_level=run.subject_level,
+    )
     within = run.subject_level[(run.subject_level["quantity"] == "within") & (run.subject_level["stratum"] == "all")]
     n_sig = int(within["significant_fdr"].sum())
-    assert (f"Within subjects (across a subject's active sessions), {n_sig} of {len(within)} analytes' "
-            "ln-changes correlated with the mood change after FDR") in text
+    assert (
+        f"Within subjects (across a subject's active sessions), {n_sig} of {len(within)} analytes' "
+        "ln-changes correlated with the mood change after FDR"
+    ) in text
     if n_sig == 0:
         best = within.loc[within["p"].idxmin()]
-        assert (f"the strongest was {best['analyte']} r = {best['estimate']:+.2f} (95% CI {best['ci_low']:+.2f} to "
-                f"{best['ci_high']:+.2f}, {format_p(best['p'])}") in text
+        assert (
+            f"the strongest was {best['analyte']} r = {best['estimate']:+.2f} (95% CI {best['ci_low']:+.2f} to "
+            f"{best['ci_high']:+.2f}, {format_p(best['p'])}"
+        ) in text
     assert "is description only" in text
     assert f"{len(run.truth['inflamed_subjects'])} inflamed" in text
     assert ", ".join(sorted(run.truth["inflamed_subjects"])) in text
@@ -271,7 +330,10 @@ def test_summary_text_states_the_numbers(run):
     fit = run.mixed[(run.mixed["dose_coding"] == "active") & (run.mixed["term"] == term)].set_index("analyte")
     assert f"IL6 {fit.loc['IL6', 'estimate']:+.2f}" in text
     assert f"{run.spread['spread'].max():.3f} ln units" in text
-    assert "After active doses, non-inflamed" in text and "no analyte changed" in text.split("non-inflamed** (")[1].split("\n")[0]
+    assert (
+        "After active doses, non-inflamed" in text
+        and "no analyte changed" in text.split("non-inflamed** (")[1].split("\n")[0]
+    )
     # p-values only as stats.format_p writes them: never "p = 0.0", "p = 0.000" or "3e-172"
     assert not re.search(r"p(_FDR)? ?[=<] ?(0\.0+\b|[0-9.]+e-)", text), text
     assert not re.search(r"\d(\.\d+)?e-\d", text)
@@ -287,20 +349,23 @@ def test_planted_effects_and_truth_comparison(run):
 
 
 # ------------------------------------------------------------------------------------- parameters
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"censoring_strategy": "lloq_halve"}, "did you mean 'lloq_half'"),
-    ({"post_timepoint": "24 h"}, "did you mean '24h'"),
-    ({"post_timepoint": "baseline"}, "both 'baseline'"),
-    ({"crp_threshold_mg_per_l": -1}, "positive"),
-    ({"crp_threshold_mg_per_l": "3"}, "must be a number"),
-    ({"n_boot": True}, "whole number"),
-    ({"n_boot": -5}, "at least 0"),
-    ({"seed": 1.5}, "whole number"),
-    ({"mood_scale": "hamd17"}, "no phenotype table 'hamd17'"),
-    ({"mood_scale": "meq30"}, "not one of"),
-    ({"analytes": []}, "non-empty"),
-    ({"analytes": ["IL6", "IL6"]}, "twice"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"censoring_strategy": "lloq_halve"}, "did you mean 'lloq_half'"),
+        ({"post_timepoint": "24 h"}, "did you mean '24h'"),
+        ({"post_timepoint": "baseline"}, "both 'baseline'"),
+        ({"crp_threshold_mg_per_l": -1}, "positive"),
+        ({"crp_threshold_mg_per_l": "3"}, "must be a number"),
+        ({"n_boot": True}, "whole number"),
+        ({"n_boot": -5}, "at least 0"),
+        ({"seed": 1.5}, "whole number"),
+        ({"mood_scale": "hamd17"}, "no phenotype table 'hamd17'"),
+        ({"mood_scale": "meq30"}, "not one of"),
+        ({"analytes": []}, "non-empty"),
+        ({"analytes": ["IL6", "IL6"]}, "twice"),
+    ],
+)
 def test_bad_parameters_are_refused_with_a_hint(run, kwargs, message):
     with pytest.raises(ValueError, match=message):
         ca.validate_parameters(run.study, **kwargs)
@@ -333,14 +398,18 @@ def write_small_table(tmp_path, rows):
 
 
 def test_loader_refuses_unknown_sessions_and_missing_timepoints(tmp_path):
-    path = write_small_table(tmp_path, [
-        ["sub-01", "ses-a", "baseline", "IL6", "3.1", "pg/mL"],
-        ["sub-01", "ses-a", "24h", "IL6", "<0.7", "pg/mL"],
-        ["sub-01", "ses-b", "baseline", "IL6", "2.0", "pg/mL"],
-    ])
+    path = write_small_table(
+        tmp_path,
+        [
+            ["sub-01", "ses-a", "baseline", "IL6", "3.1", "pg/mL"],
+            ["sub-01", "ses-a", "24h", "IL6", "<0.7", "pg/mL"],
+            ["sub-01", "ses-b", "baseline", "IL6", "2.0", "pg/mL"],
+        ],
+    )
     participants = pd.DataFrame({"participant_id": ["sub-01"]})
-    sessions = pd.DataFrame({"participant_id": ["sub-01"], "session_id": ["ses-a"], "condition": ["a"],
-                             "dose_mg_per_kg": [0.5]})
+    sessions = pd.DataFrame(
+        {"participant_id": ["sub-01"], "session_id": ["ses-a"], "condition": ["a"], "dose_mg_per_kg": [0.5]}
+    )
     with pytest.raises(InputError, match="no dose in the study.*subject sub-01, session ses-b"):
         ca.load_study_cytokines(FakeStudy(path, participants, sessions))
     sessions = pd.concat([sessions, sessions.assign(session_id="ses-b", dose_mg_per_kg=0.0)])
@@ -355,9 +424,13 @@ def test_loader_refuses_unknown_sessions_and_missing_timepoints(tmp_path):
 def test_sessions_are_grouped_by_dose_not_by_label(run):
     """A crossover labelled by visit: the per-dose result must not change when labels are permuted."""
     rename = {"ses-placebo": "ses-v1", "ses-ket025": "ses-v2", "ses-ket050": "ses-v3", "ses-ket100": "ses-v4"}
-    shuffled = {s: {**rename, "ses-placebo": "ses-v4", "ses-ket100": "ses-v1"} if s in ("sub-02", "sub-05") else rename
-                for s in run.sessions["participant_id"].unique()}
-    relabel = lambda t: t.assign(session_id=[shuffled[p].get(s, s) for p, s in zip(t["participant_id"], t["session_id"])])  # noqa: E731
+    shuffled = {
+        s: {**rename, "ses-placebo": "ses-v4", "ses-ket100": "ses-v1"} if s in ("sub-02", "sub-05") else rename
+        for s in run.sessions["participant_id"].unique()
+    }
+    relabel = lambda t: t.assign(
+        session_id=[shuffled[p].get(s, s) for p, s in zip(t["participant_id"], t["session_id"])]
+    )
     params = ca.validate_parameters(run.study, analytes=["IL6"], n_boot=0)
     base = ca.paired_changes(run.parsed, run.sessions, run.strata, params, ["IL6"])
     moved = ca.paired_changes(relabel(run.parsed), relabel(run.sessions), relabel(run.strata), params, ["IL6"])
@@ -367,7 +440,7 @@ def test_sessions_are_grouped_by_dose_not_by_label(run):
 # ---------------------------------------------------------------------------------------- figures
 def test_figure_builders_return_holoviews_objects(run):
     import holoviews as hv
-    import holoviews.plotting.bokeh  # noqa: F401  (registers the backend the builders' options need)
+    import holoviews.plotting.bokeh
 
     from pipelines import cytokine_figures as cf
 

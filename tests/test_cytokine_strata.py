@@ -7,7 +7,6 @@ the manifest, unknown columns reported, and the change as ln-ratio or absolute d
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -29,7 +28,10 @@ def crp_table(values: dict, screening: dict | None = None) -> pd.DataFrame:
     for subject, value in (screening or {}).items():
         rows.append((subject, cy.NO_SESSION, "screening", "CRP", str(value), "mg/L"))
     for (subject, session), (base, post) in values.items():
-        rows += [(subject, session, "baseline", "CRP", str(base), "mg/L"), (subject, session, "24h", "CRP", str(post), "mg/L")]
+        rows += [
+            (subject, session, "baseline", "CRP", str(base), "mg/L"),
+            (subject, session, "24h", "CRP", str(post), "mg/L"),
+        ]
     frame = pd.DataFrame(rows, columns=["participant_id", "session_id", "timepoint", "analyte", "value", "unit"])
     frame.attrs["source"] = "crp.tsv"
     return cy.load_cytokines(frame, SIDECAR)
@@ -37,9 +39,15 @@ def crp_table(values: dict, screening: dict | None = None) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------- strata sources
 def test_screening_is_the_source_when_present_and_classifies_on_it():
-    parsed = crp_table({("sub-01", "ses-a"): (5.0, 4.0), ("sub-01", "ses-b"): (5.0, 4.0),
-                        ("sub-02", "ses-a"): (1.0, 1.0), ("sub-02", "ses-b"): (1.0, 1.0)},
-                       screening={"sub-01": 2.0, "sub-02": "0.3"})
+    parsed = crp_table(
+        {
+            ("sub-01", "ses-a"): (5.0, 4.0),
+            ("sub-01", "ses-b"): (5.0, 4.0),
+            ("sub-02", "ses-a"): (1.0, 1.0),
+            ("sub-02", "ses-b"): (1.0, 1.0),
+        },
+        screening={"sub-01": 2.0, "sub-02": "0.3"},
+    )
     strata = cy.define_strata(parsed)
     assert strata.attrs["source"] == "screening" and strata.attrs["warning"] == ""
     # sub-01's baselines are high, but its screening CRP (2.0) decides: not inflamed.
@@ -56,8 +64,14 @@ def test_exactly_at_the_threshold_is_inflamed_for_screening_and_mean_of_baseline
 
 
 def test_fallbacks_mean_of_baselines_then_single_baseline_with_the_warning():
-    repeated = crp_table({("sub-01", "ses-a"): (2.0, 2.0), ("sub-01", "ses-b"): (8.0, 2.0),
-                          ("sub-02", "ses-a"): (1.0, 1.0), ("sub-02", "ses-b"): (1.0, 1.0)})
+    repeated = crp_table(
+        {
+            ("sub-01", "ses-a"): (2.0, 2.0),
+            ("sub-01", "ses-b"): (8.0, 2.0),
+            ("sub-02", "ses-a"): (1.0, 1.0),
+            ("sub-02", "ses-b"): (1.0, 1.0),
+        }
+    )
     strata = cy.define_strata(repeated)
     assert strata.attrs["source"] == "mean_baselines" and strata.attrs["warning"] == ""
     assert set(strata.loc[strata["participant_id"] == "sub-01", "stratum"]) == {"inflamed"}  # sqrt(16) = 4
@@ -73,19 +87,28 @@ def test_fallbacks_mean_of_baselines_then_single_baseline_with_the_warning():
 
 
 def test_acute_infection_rule_session_and_subject():
-    values = {("sub-01", "ses-a"): (2.0, 2.0), ("sub-01", "ses-b"): (12.0, 11.0), ("sub-01", "ses-c"): (2.5, 2.0),
-              ("sub-02", "ses-a"): (5.0, 5.0), ("sub-02", "ses-b"): (5.0, 5.0), ("sub-02", "ses-c"): (5.0, 12.0),
-              ("sub-03", "ses-a"): (1.0, 1.0), ("sub-03", "ses-b"): (1.0, 1.0), ("sub-03", "ses-c"): (1.0, 1.0)}
+    values = {
+        ("sub-01", "ses-a"): (2.0, 2.0),
+        ("sub-01", "ses-b"): (12.0, 11.0),
+        ("sub-01", "ses-c"): (2.5, 2.0),
+        ("sub-02", "ses-a"): (5.0, 5.0),
+        ("sub-02", "ses-b"): (5.0, 5.0),
+        ("sub-02", "ses-c"): (5.0, 12.0),
+        ("sub-03", "ses-a"): (1.0, 1.0),
+        ("sub-03", "ses-b"): (1.0, 1.0),
+        ("sub-03", "ses-c"): (1.0, 1.0),
+    }
     parsed = crp_table(values, screening={"sub-01": 2.0, "sub-02": 5.0, "sub-03": 10.0})
     by_session = cy.define_strata(parsed, acute_rule="session").set_index(["participant_id", "session_id"])["stratum"]
     assert by_session[("sub-01", "ses-b")] == "excluded" and by_session[("sub-01", "ses-a")] == "non-inflamed"
-    assert (by_session.loc["sub-03"] == "excluded").all()       # screening exactly at 10 mg/L: acute
-    assert (by_session.loc["sub-02"] == "inflamed").all()       # a post value of 12 is flagged, never excluded
+    assert (by_session.loc["sub-03"] == "excluded").all()  # screening exactly at 10 mg/L: acute
+    assert (by_session.loc["sub-02"] == "inflamed").all()  # a post value of 12 is flagged, never excluded
     by_subject = cy.define_strata(parsed, acute_rule="subject")
     assert (by_subject.loc[by_subject["participant_id"] == "sub-01", "stratum"] == "excluded").all()
     flags = by_subject.attrs["flags"]
-    assert {("sub-01", "baseline"), ("sub-01", "24h"), ("sub-02", "24h"), ("sub-03", "screening")} == \
-        set(zip(flags["participant_id"], flags["timepoint"]))
+    assert {("sub-01", "baseline"), ("sub-01", "24h"), ("sub-02", "24h"), ("sub-03", "screening")} == set(
+        zip(flags["participant_id"], flags["timepoint"])
+    )
     assert "10 mg/L" in by_subject.attrs["acute_rule"] and "'subject'" in by_subject.attrs["acute_rule"]
     off = cy.define_strata(parsed, acute_threshold=None)
     assert "excluded" not in set(off["stratum"]) and "off" in off.attrs["acute_rule"]
@@ -107,18 +130,30 @@ def test_interaction_equals_welch_on_per_subject_contrasts_and_ols_between_subje
     assert out.loc["interaction", "estimate"] == pytest.approx(d[s == 1].mean() - d[s == 0].mean())
     assert out.loc["interaction", "p"] == pytest.approx(ref.pvalue, rel=1e-10)
     low, high = ref.confidence_interval(0.95)
-    assert (out.loc["interaction", "ci_low"], out.loc["interaction", "ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert (out.loc["interaction", "ci_low"], out.loc["interaction", "ci_high"]) == (
+        pytest.approx(low),
+        pytest.approx(high),
+    )
     assert out.loc["contrast_in_stratum_1", "p"] == pytest.approx(sps.ttest_1samp(d[s == 1], 0).pvalue)
     # Parallel design: each subject one arm -> OLS y ~ treated * stratum over subjects.
     import statsmodels.formula.api as smf
-    par = pd.DataFrame({"subject": [f"p{i}" for i in range(16)], "treated": np.arange(16) % 2 == 0,
-                        "stratum": (np.arange(16) // 2) % 2, "y": rng.normal(size=16)})
+
+    par = pd.DataFrame(
+        {
+            "subject": [f"p{i}" for i in range(16)],
+            "treated": np.arange(16) % 2 == 0,
+            "stratum": (np.arange(16) // 2) % 2,
+            "y": rng.normal(size=16),
+        }
+    )
     out = stratum_by_treatment_interaction(par, "y", "treated", "stratum", "subject").set_index("quantity")
     fit = smf.ols("y ~ treated * stratum", par.assign(treated=par["treated"].astype(float))).fit()
     assert out.loc["interaction", "estimate"] == pytest.approx(fit.params["treated:stratum"])
     assert out.loc["interaction", "p"] == pytest.approx(fit.pvalues["treated:stratum"])
     with pytest.raises(ValueError, match="subject-level"):
-        stratum_by_treatment_interaction(df.assign(stratum=np.arange(len(df)) % 2), "y", "treated", "stratum", "subject")
+        stratum_by_treatment_interaction(
+            df.assign(stratum=np.arange(len(df)) % 2), "y", "treated", "stratum", "subject"
+        )
 
 
 # --------------------------------------------------------------- regression to the mean, by simulation
@@ -136,37 +171,51 @@ def test_baseline_strata_show_regression_to_the_mean_screening_strata_and_the_in
     baseline_change, screening_change, baseline_reject, screening_reject = [], [], [], []
     for data in _null_studies(design, n, 11):
         first = data[data["session"] == 1]
-        for by, changes, rejects in ((first["ln_baseline"], baseline_change, baseline_reject),
-                                     (first["ln_screening"], screening_change, screening_reject)):
+        for by, changes, rejects in (
+            (first["ln_baseline"], baseline_change, baseline_reject),
+            (first["ln_screening"], screening_change, screening_reject),
+        ):
             inflamed = by >= np.log(3.0)
             changes.append(first.loc[inflamed, "ln_change"].mean())
-            rejects.append(sps.ttest_ind(first.loc[inflamed, "ln_change"], first.loc[~inflamed, "ln_change"],
-                                         equal_var=False).pvalue < 0.05)
+            rejects.append(
+                sps.ttest_ind(
+                    first.loc[inflamed, "ln_change"], first.loc[~inflamed, "ln_change"], equal_var=False
+                ).pvalue
+                < 0.05
+            )
     mc_se = np.std(baseline_change) / np.sqrt(n)
-    assert np.mean(baseline_change) < -0.05 and np.mean(baseline_change) < -8 * mc_se   # about -10 %
+    assert np.mean(baseline_change) < -0.05 and np.mean(baseline_change) < -8 * mc_se  # about -10 %
     assert abs(np.mean(screening_change)) < 3 * np.std(screening_change) / np.sqrt(n)
-    assert np.mean(baseline_reject) > 0.20                                                # biased contrast
+    assert np.mean(baseline_reject) > 0.20  # biased contrast
     assert 0.02 <= np.mean(screening_reject) <= 0.09
-    small = StrataDesign()   # the default 12 subjects x 4 sessions
+    small = StrataDesign()  # the default 12 subjects x 4 sessions
     for rule in ("screening", "mean_baselines"):
-        rejects = [stratum_by_treatment_interaction(d, "ln_change", "treated", "inflamed", "subject")
-                   .set_index("quantity").loc["interaction", "p"] < 0.05
-                   for d in _null_studies(replace(small, strata_rule=rule), 300, 12)]
+        rejects = [
+            stratum_by_treatment_interaction(d, "ln_change", "treated", "inflamed", "subject")
+            .set_index("quantity")
+            .loc["interaction", "p"]
+            < 0.05
+            for d in _null_studies(replace(small, strata_rule=rule), 300, 12)
+        ]
         assert 0.02 <= np.mean(rejects) <= 0.09, (rule, np.mean(rejects))
 
 
 def test_small_calibration_of_the_interaction_row():
     from pipelines.inference import calibration
 
-    report = calibration.run_calibration(n_null=150, n_effect=60, n_boot=20, seed=5,
-                                         only=["stratum_by_treatment_interaction[screening]",
-                                               "REFERENCE stratum contrast"])
+    report = calibration.run_calibration(
+        n_null=150,
+        n_effect=60,
+        n_boot=20,
+        seed=5,
+        only=["stratum_by_treatment_interaction[screening]", "REFERENCE stratum contrast"],
+    )
     rows = {r["name"]: r for r in report["rows"]}
     row = rows["stratum_by_treatment_interaction[screening]"]
     assert set(row) >= {"routine", "type1_error", "coverage", "power", "n_sims"}
     assert row["n_sims"] == 210 and 0.015 <= row["type1_error"] <= 0.10
     assert row["coverage"] >= 0.85 and row["power"] > row["type1_error"]
-    assert -0.35 < row["true_value_effect"] < 0   # misclassified strata dilute the planted -0.35
+    assert -0.35 < row["true_value_effect"] < 0  # misclassified strata dilute the planted -0.35
     assert rows["REFERENCE stratum contrast of the change, single baseline per subject"]["type1_error"] > 0.07
 
 
@@ -181,26 +230,37 @@ def _write(tmp_path, rows, columns, sidecar=None):
 
 def test_units_declared_in_the_manifest_for_unitless_files(tmp_path):
     columns = ["participant_id", "session_id", "timepoint", "analyte", "value"]
-    path = _write(tmp_path, [("sub-01", "ses-a", "baseline", "IL6", "2.5"), ("sub-01", "ses-a", "baseline", "CRP", "0.3")],
-                  columns)
+    path = _write(
+        tmp_path,
+        [("sub-01", "ses-a", "baseline", "IL6", "2.5"), ("sub-01", "ses-a", "baseline", "CRP", "0.3")],
+        columns,
+    )
     with pytest.raises(InputError, match="no unit declared"):
         cy.load_cytokines(path)
     parsed = cy.load_cytokines(path, declared_units={"*": "pg/mL", "CRP": "mg/dL"})
     assert dict(zip(parsed["analyte"], parsed["unit"])) == {"IL6": "pg/mL", "CRP": "mg/dL"}
-    wide = _write(tmp_path, [("sub-01", "ses-a", "baseline", "2.5", "1.0")],
-                  ["participant_id", "session_id", "timepoint", "IL6", "TNFA"])
+    wide = _write(
+        tmp_path,
+        [("sub-01", "ses-a", "baseline", "2.5", "1.0")],
+        ["participant_id", "session_id", "timepoint", "IL6", "TNFA"],
+    )
     parsed = cy.load_cytokines(wide, declared_units={"*": "pg/mL"})
     assert set(parsed["analyte"]) == {"IL6", "TNFA"} and set(parsed["unit"]) == {"pg/mL"}
 
 
 def test_a_unit_in_the_file_that_disagrees_with_the_manifest_is_an_error(tmp_path):
     columns = ["participant_id", "session_id", "timepoint", "analyte", "value", "unit"]
-    path = _write(tmp_path, [("sub-01", "ses-a", "baseline", "IL6", "2.5", "pg/mL"),
-                             ("sub-01", "ses-a", "24h", "IL6", "0.002", "ng/mL")], columns)
+    path = _write(
+        tmp_path,
+        [("sub-01", "ses-a", "baseline", "IL6", "2.5", "pg/mL"), ("sub-01", "ses-a", "24h", "IL6", "0.002", "ng/mL")],
+        columns,
+    )
     with pytest.raises(InputError, match=r"cytokines.tsv, row 2 .*analyte IL6.*'ng/mL'.*'pg/mL'"):
         cy.load_cytokines(path, declared_units={"IL6": "pg/mL"})
-    assert len(cy.load_cytokines(path, declared_units={"IL6": "pg/ml"}.fromkeys(["CRP"], "mg/L"),
-                                 units={"IL6": "pg/mL"})) == 2   # the manifest names another analyte only
+    assert (
+        len(cy.load_cytokines(path, declared_units={"IL6": "pg/ml"}.fromkeys(["CRP"], "mg/L"), units={"IL6": "pg/mL"}))
+        == 2
+    )  # the manifest names another analyte only
     sidecar = {"analytes": {"IL6": {"unit": "ng/mL"}}}
     path = _write(tmp_path, [("sub-01", "ses-a", "baseline", "IL6", "2.5")], columns[:-1], sidecar)
     with pytest.raises(InputError, match="analyte IL6: the sidecar's unit 'ng/mL' disagrees"):
@@ -228,7 +288,9 @@ def test_unknown_columns_are_reported_not_dropped_silently(tmp_path):
 
 # ------------------------------------------------------------------------------ change scale (issue 10)
 def test_change_as_absolute_difference_or_ln_ratio():
-    parsed = crp_table({("sub-01", "ses-a"): (4.0, 2.0), ("sub-02", "ses-a"): (1.0, 3.0), ("sub-03", "ses-a"): (2.0, 1.5)})
+    parsed = crp_table(
+        {("sub-01", "ses-a"): (4.0, 2.0), ("sub-02", "ses-a"): (1.0, 3.0), ("sub-03", "ses-a"): (2.0, 1.5)}
+    )
     diff = cy.paired_change(parsed, scale="difference", n_boot=0)
     ln = cy.paired_change(parsed, n_boot=0)
     row, lrow = diff[diff["stratum"] == "all"].iloc[0], ln[ln["stratum"] == "all"].iloc[0]
@@ -249,16 +311,27 @@ def test_study_loader_applies_the_manifest_units_and_keeps_screening_rows(tmp_pa
     from pipelines.manifest import PhenotypeTable
 
     columns = ["participant_id", "session_id", "timepoint", "analyte", "value"]
-    path = _write(tmp_path, [("sub-01", "n/a", "screening", "CRP", "4.1"),
-                             ("sub-01", "ses-a", "baseline", "CRP", "3.5"), ("sub-01", "ses-a", "24h", "CRP", "2.0"),
-                             ("sub-01", "ses-a", "baseline", "IL6", "2.0"), ("sub-01", "ses-a", "24h", "IL6", "1.0")],
-                  columns)
+    path = _write(
+        tmp_path,
+        [
+            ("sub-01", "n/a", "screening", "CRP", "4.1"),
+            ("sub-01", "ses-a", "baseline", "CRP", "3.5"),
+            ("sub-01", "ses-a", "24h", "CRP", "2.0"),
+            ("sub-01", "ses-a", "baseline", "IL6", "2.0"),
+            ("sub-01", "ses-a", "24h", "IL6", "1.0"),
+        ],
+        columns,
+    )
     study = types.SimpleNamespace(
-        manifest=types.SimpleNamespace(phenotype={"cytokines": PhenotypeTable(path=str(path), format="long",
-                                                                              units={"*": "pg/mL", "CRP": "mg/L"})}),
-        table_path=lambda name: path, participants=pd.DataFrame({"participant_id": ["sub-01"]}),
-        sessions=pd.DataFrame({"participant_id": ["sub-01"], "session_id": ["ses-a"], "condition": ["active"],
-                               "dose_mg_per_kg": [0.5]}))
+        manifest=types.SimpleNamespace(
+            phenotype={"cytokines": PhenotypeTable(path=str(path), format="long", units={"*": "pg/mL", "CRP": "mg/L"})}
+        ),
+        table_path=lambda name: path,
+        participants=pd.DataFrame({"participant_id": ["sub-01"]}),
+        sessions=pd.DataFrame(
+            {"participant_id": ["sub-01"], "session_id": ["ses-a"], "condition": ["active"], "dose_mg_per_kg": [0.5]}
+        ),
+    )
     parsed = ca.load_study_cytokines(study, timepoints=["baseline", "24h"])
     assert dict(zip(parsed["analyte"], parsed["unit"])) == {"CRP": "mg/L", "IL6": "pg/mL"}
     screening = parsed[parsed["timepoint"] == "screening"]

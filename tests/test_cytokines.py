@@ -126,8 +126,17 @@ def test_parse_factor_converts_before_comparing_limits():
 # ------------------------------------------------------------------------------ units
 @pytest.mark.parametrize(
     ("spelling", "canonical"),
-    [("µmol/L", "umol/L"), ("μmol/L", "umol/L"), ("umol/l", "umol/L"), ("µM", "uM"), ("uM", "uM"),
-     ("pg/ml", "pg/mL"), ("mg/dl", "mg/dL"), ("mcg/mL", "ug/mL"), ("µg/mL", "ug/mL")],
+    [
+        ("µmol/L", "umol/L"),
+        ("μmol/L", "umol/L"),
+        ("umol/l", "umol/L"),
+        ("µM", "uM"),
+        ("uM", "uM"),
+        ("pg/ml", "pg/mL"),
+        ("mg/dl", "mg/dL"),
+        ("mcg/mL", "ug/mL"),
+        ("µg/mL", "ug/mL"),
+    ],
 )
 def test_unit_spellings(spelling, canonical):
     assert cy.canonical_unit(spelling) == canonical
@@ -135,9 +144,18 @@ def test_unit_spellings(spelling, canonical):
 
 @pytest.mark.parametrize(
     ("src", "dst", "factor"),
-    [("ng/mL", "pg/mL", 1000), ("pg/mL", "ng/mL", 1e-3), ("mg/dL", "mg/L", 10), ("mg/L", "mg/dL", 0.1),
-     ("µg/mL", "mg/L", 1), ("µg/mL", "mg/dL", 0.1), ("µmol/L", "µM", 1), ("nmol/mL", "µmol/L", 1),
-     ("nM", "µmol/L", 1e-3), ("umol/L", "umol/L", 1)],
+    [
+        ("ng/mL", "pg/mL", 1000),
+        ("pg/mL", "ng/mL", 1e-3),
+        ("mg/dL", "mg/L", 10),
+        ("mg/L", "mg/dL", 0.1),
+        ("µg/mL", "mg/L", 1),
+        ("µg/mL", "mg/dL", 0.1),
+        ("µmol/L", "µM", 1),
+        ("nmol/mL", "µmol/L", 1),
+        ("nM", "µmol/L", 1e-3),
+        ("umol/L", "umol/L", 1),
+    ],
 )
 def test_unit_conversion_table(src, dst, factor):
     assert cy.unit_conversion_factor(src, dst) == pytest.approx(factor, rel=1e-12)
@@ -180,7 +198,10 @@ def test_load_long_tsv_converts_units(tmp_path):
 def test_unit_mismatch_error_names_file_row_subject_analyte(tmp_path):
     path = write_table(
         tmp_path,
-        [["sub-01", "ses-1", "baseline", "IL6", "2.5", "pg/mL"], ["sub-02", "ses-1", "baseline", "IL6", "2.5", "µmol/L"]],
+        [
+            ["sub-01", "ses-1", "baseline", "IL6", "2.5", "pg/mL"],
+            ["sub-02", "ses-1", "baseline", "IL6", "2.5", "µmol/L"],
+        ],
     )
     with pytest.raises(InputError) as err:
         cy.load_cytokines(path)
@@ -203,8 +224,14 @@ def test_unknown_unit_and_missing_unit_and_undeclared_analyte(tmp_path):
 
 def test_wide_csv_with_units_argument(tmp_path):
     frame = pd.DataFrame(
-        {"participant_id": ["sub-01", "sub-02"], "session_id": ["ses-1"] * 2, "timepoint": ["baseline"] * 2,
-         "IL6": ["1.5", "<0.7"], "CRP": ["4.2", "NA"], "age": ["30", "40"]}
+        {
+            "participant_id": ["sub-01", "sub-02"],
+            "session_id": ["ses-1"] * 2,
+            "timepoint": ["baseline"] * 2,
+            "IL6": ["1.5", "<0.7"],
+            "CRP": ["4.2", "NA"],
+            "age": ["30", "40"],
+        }
     )
     path = tmp_path / "assay.csv"
     frame.to_csv(path, index=False)
@@ -230,7 +257,10 @@ def test_negative_concentration_and_garbage_name_the_cell(tmp_path):
 
 
 def test_unknown_subject(tmp_path):
-    path = write_table(tmp_path, [["sub-01", "ses-1", "baseline", "IL6", "2.5", "pg/mL"], ["sub-99", "ses-1", "baseline", "IL6", "2", "pg/mL"]])
+    path = write_table(
+        tmp_path,
+        [["sub-01", "ses-1", "baseline", "IL6", "2.5", "pg/mL"], ["sub-99", "ses-1", "baseline", "IL6", "2", "pg/mL"]],
+    )
     participants = tmp_path / "participants.tsv"
     pd.DataFrame({"participant_id": ["sub-01", "sub-02"], "age": [30, 40]}).to_csv(participants, sep="\t", index=False)
     with pytest.raises(InputError, match=r"cytokines.tsv, row 2 .*subject sub-99.*IL6.*unknown subject"):
@@ -239,7 +269,10 @@ def test_unknown_subject(tmp_path):
 
 
 def test_conflicting_duplicates_are_errors_identical_ones_collapse(tmp_path):
-    rows = [["sub-01", "ses-1", "baseline", "IL6", "2.5", "pg/mL"], ["sub-01", "ses-1", "baseline", "IL6", "3.5", "pg/mL"]]
+    rows = [
+        ["sub-01", "ses-1", "baseline", "IL6", "2.5", "pg/mL"],
+        ["sub-01", "ses-1", "baseline", "IL6", "3.5", "pg/mL"],
+    ]
     path = write_table(tmp_path, rows)
     with pytest.raises(InputError) as err:
         cy.load_cytokines(path)
@@ -300,9 +333,17 @@ def test_censoring_summary(tmp_path):
 # ------------------------------------------------------------------------------ censoring strategies
 def _censored_frame():
     return pd.DataFrame(
-        {"participant_id": ["s1", "s2", "s3", "s4"], "session_id": "x", "timepoint": "t", "analyte": "IL6",
-         "value": [2.0, np.nan, np.nan, np.nan], "censoring": ["observed", "below", "above", "missing"],
-         "limit": [np.nan, 0.7, 5000, np.nan], "unit": "pg/mL", "source": "test"}
+        {
+            "participant_id": ["s1", "s2", "s3", "s4"],
+            "session_id": "x",
+            "timepoint": "t",
+            "analyte": "IL6",
+            "value": [2.0, np.nan, np.nan, np.nan],
+            "censoring": ["observed", "below", "above", "missing"],
+            "limit": [np.nan, 0.7, 5000, np.nan],
+            "unit": "pg/mL",
+            "source": "test",
+        }
     )
 
 
@@ -340,8 +381,13 @@ def test_mle_recovers_mean_of_left_censored_lognormal_better_than_substitution(s
     for _ in range(n_rep):
         conc = np.exp(rng.normal(mu, sigma, n))
         below = conc < lloq
-        frame = pd.DataFrame({"value": np.where(below, np.nan, conc), "censoring": np.where(below, "below", "observed"),
-                              "limit": np.where(below, lloq, np.nan)})
+        frame = pd.DataFrame(
+            {
+                "value": np.where(below, np.nan, conc),
+                "censoring": np.where(below, "below", "observed"),
+                "limit": np.where(below, lloq, np.nan),
+            }
+        )
         errors["censored_mle"].append(cy.censored_normal_mle(*cy.ln_bounds(frame))["mean"] - mu)
         for strategy in cy.SUBSTITUTION_STRATEGIES:
             errors[strategy].append(np.log(cy.substitute_censored(frame, strategy)["value_substituted"]).mean() - mu)
@@ -355,8 +401,13 @@ def test_mle_single_sample_interval_and_counts():
     conc = np.exp(rng.normal(1.0, 1.0, 400))
     lloq = math.exp(0.75)
     below = conc < lloq
-    frame = pd.DataFrame({"value": np.where(below, np.nan, conc), "censoring": np.where(below, "below", "observed"),
-                          "limit": np.where(below, lloq, np.nan)})
+    frame = pd.DataFrame(
+        {
+            "value": np.where(below, np.nan, conc),
+            "censoring": np.where(below, "below", "observed"),
+            "limit": np.where(below, lloq, np.nan),
+        }
+    )
     fit = cy.censored_normal_mle(*cy.ln_bounds(frame))
     assert fit["ci_low"] < 1.0 < fit["ci_high"]
     assert fit["sd"] == pytest.approx(1.0, abs=0.12)
@@ -411,8 +462,16 @@ def test_outliers_are_flagged_with_reason_never_deleted():
     rng = np.random.default_rng(5)
     ln = rng.normal(1, 0.3, 30)
     ln[7] = 6.0
-    frame = pd.DataFrame({"participant_id": [f"s{i}" for i in range(30)], "session_id": "x", "timepoint": "t",
-                          "analyte": "IL6", "censoring": "observed", "ln_value": ln})
+    frame = pd.DataFrame(
+        {
+            "participant_id": [f"s{i}" for i in range(30)],
+            "session_id": "x",
+            "timepoint": "t",
+            "analyte": "IL6",
+            "censoring": "observed",
+            "ln_value": ln,
+        }
+    )
     flagged = cy.flag_outliers(frame)
     assert len(flagged) == 30
     assert flagged["outlier"].tolist() == [i == 7 for i in range(30)]
@@ -457,8 +516,13 @@ def simulate_study(n_per_stratum=12, effect_per_mg_per_kg=-1.4, seed=11):
     columns = ["participant_id", "session_id", "timepoint", "analyte", "value", "unit"]
     table = pd.DataFrame(rows, columns=columns)
     table.attrs["source"] = "simulated"
-    sidecar = {"analytes": {"IL6": {"unit": "pg/mL", "LLOQ": 0.7}, "TNFA": {"unit": "pg/mL", "LLOQ": 0.1},
-                            "CRP": {"unit": "mg/L", "LLOQ": 0.2}}}
+    sidecar = {
+        "analytes": {
+            "IL6": {"unit": "pg/mL", "LLOQ": 0.7},
+            "TNFA": {"unit": "pg/mL", "LLOQ": 0.1},
+            "CRP": {"unit": "mg/L", "LLOQ": 0.2},
+        }
+    }
     return cy.load_cytokines(table, sidecar), pd.DataFrame(sessions)
 
 
@@ -473,33 +537,57 @@ def test_inflammation_strata_from_crp():
 
 def test_strata_respect_censoring_and_threshold_units():
     frame = pd.DataFrame(
-        {"participant_id": ["a", "b", "c", "d", "e", "f"], "session_id": "x", "timepoint": "baseline",
-         "analyte": "CRP", "value": [0.35, np.nan, np.nan, np.nan, np.nan, 0.25],
-         "censoring": ["observed", "below", "below", "above", "missing", "observed"],
-         "limit": [np.nan, 0.1, 0.5, 0.5, np.nan, np.nan], "unit": "mg/dL", "source": "t"}
+        {
+            "participant_id": ["a", "b", "c", "d", "e", "f"],
+            "session_id": "x",
+            "timepoint": "baseline",
+            "analyte": "CRP",
+            "value": [0.35, np.nan, np.nan, np.nan, np.nan, 0.25],
+            "censoring": ["observed", "below", "below", "above", "missing", "observed"],
+            "limit": [np.nan, 0.1, 0.5, 0.5, np.nan, np.nan],
+            "unit": "mg/dL",
+            "source": "t",
+        }
     )
     strata = cy.inflammation_strata(frame, threshold=3.0, threshold_unit="mg/L").set_index("participant_id")["stratum"]
-    assert strata.to_dict() == {"a": "inflamed", "b": "non-inflamed", "c": "undetermined", "d": "inflamed",
-                                "e": "undetermined", "f": "non-inflamed"}
+    assert strata.to_dict() == {
+        "a": "inflamed",
+        "b": "non-inflamed",
+        "c": "undetermined",
+        "d": "inflamed",
+        "e": "undetermined",
+        "f": "non-inflamed",
+    }
 
 
 # The same concentrations, 3 mg/L and just below it, written in every unit a lab may use.
-AT_3_MG_PER_L = [("3", "mg/L"), ("3.0", "mg/L"), ("0.3", "mg/dL"), ("3000", "µg/L"), ("3000", "ug/L"),
-                 ("3000", "ng/mL"), ("3", "µg/mL"), ("0.003", "g/L"), ("3000000", "pg/mL")]
-BELOW_3_MG_PER_L = [("2.99", "mg/L"), ("0.299", "mg/dL"), ("2999", "µg/L"), ("2999", "ng/mL"),
-                    ("2.999999", "µg/mL")]
+AT_3_MG_PER_L = [
+    ("3", "mg/L"),
+    ("3.0", "mg/L"),
+    ("0.3", "mg/dL"),
+    ("3000", "µg/L"),
+    ("3000", "ug/L"),
+    ("3000", "ng/mL"),
+    ("3", "µg/mL"),
+    ("0.003", "g/L"),
+    ("3000000", "pg/mL"),
+]
+BELOW_3_MG_PER_L = [("2.99", "mg/L"), ("0.299", "mg/dL"), ("2999", "µg/L"), ("2999", "ng/mL"), ("2.999999", "µg/mL")]
 
 
 @pytest.mark.parametrize("declared", ["mg/L", "mg/dL", "µg/L", "ng/mL"])
-@pytest.mark.parametrize("threshold, threshold_unit", [(3, "mg/L"), (3.0, "mg/L"), (0.3, "mg/dL"),
-                                                       (3000, "µg/L"), (3000, "ng/mL")])
+@pytest.mark.parametrize(
+    "threshold, threshold_unit", [(3, "mg/L"), (3.0, "mg/L"), (0.3, "mg/dL"), (3000, "µg/L"), (3000, "ng/mL")]
+)
 def test_crp_exactly_at_threshold_is_inflamed_in_every_unit(tmp_path, declared, threshold, threshold_unit):
     """Issue 11: 0.3 mg/dL and 3000 µg/L were classed non-inflamed against 3 mg/L (3 × 0.1 =
     0.30000000000000004 in floating point). Every spelling of 3 mg/L, whatever CRP's declared unit and
     whatever unit the threshold is given in, is at the threshold (CRP ≥ threshold: inflamed); every
     spelling of a value just below it is not."""
-    rows = [[f"sub-{i:02d}", "ses-1", "baseline", "CRP", text, unit]
-            for i, (text, unit) in enumerate(AT_3_MG_PER_L + BELOW_3_MG_PER_L)]
+    rows = [
+        [f"sub-{i:02d}", "ses-1", "baseline", "CRP", text, unit]
+        for i, (text, unit) in enumerate(AT_3_MG_PER_L + BELOW_3_MG_PER_L)
+    ]
     sidecar = {"analytes": {"CRP": {"unit": declared}}}
     parsed = cy.load_cytokines(write_table(tmp_path, rows, sidecar=sidecar))
     strata = cy.inflammation_strata(parsed, threshold=threshold, threshold_unit=threshold_unit)
@@ -515,15 +603,25 @@ def test_crp_exactly_at_threshold_is_inflamed_in_every_unit(tmp_path, declared, 
 def test_crp_threshold_boundary_with_hand_converted_values():
     """Values converted by float arithmetic outside the loader (0.3 × 10, 3000 × 0.001 … done by hand) are
     within 1e-9 relative of the threshold and count as at it; a real difference (2.9999 mg/L) does not."""
-    hand = [0.3 * 10, 3000 * 0.001, 3 * 0.1 * 10, 0.3 / 0.1, 2.9999]   # 0.3 / 0.1 = 2.9999999999999996
-    assert 3 * 0.1 != 0.3 and 0.3 / 0.1 < 3                # the floating-point trap itself
-    frame = pd.DataFrame({"participant_id": [f"s{i}" for i in range(len(hand))], "session_id": "x",
-                          "timepoint": "baseline", "analyte": "CRP", "value": hand, "censoring": "observed",
-                          "limit": np.nan, "unit": "mg/L", "source": "t"})
+    hand = [0.3 * 10, 3000 * 0.001, 3 * 0.1 * 10, 0.3 / 0.1, 2.9999]  # 0.3 / 0.1 = 2.9999999999999996
+    assert 3 * 0.1 != 0.3 and 0.3 / 0.1 < 3  # the floating-point trap itself
+    frame = pd.DataFrame(
+        {
+            "participant_id": [f"s{i}" for i in range(len(hand))],
+            "session_id": "x",
+            "timepoint": "baseline",
+            "analyte": "CRP",
+            "value": hand,
+            "censoring": "observed",
+            "limit": np.nan,
+            "unit": "mg/L",
+            "source": "t",
+        }
+    )
     strata = cy.inflammation_strata(frame, threshold=0.3, threshold_unit="mg/dL")["stratum"].tolist()
     assert strata == ["inflamed"] * 4 + ["non-inflamed"]
     strict = cy.inflammation_strata(frame, threshold=0.3, threshold_unit="mg/dL", rel_tol=0)["stratum"]
-    assert strict.iloc[3] == "non-inflamed"               # the tolerance is what rescues the hand value
+    assert strict.iloc[3] == "non-inflamed"  # the tolerance is what rescues the hand value
     with pytest.raises(ValueError, match="rel_tol"):
         cy.inflammation_strata(frame, rel_tol=0.01)
 
@@ -534,9 +632,9 @@ def test_exact_conversion_of_written_decimals():
     from decimal import Decimal
 
     assert cy.unit_conversion_ratio("mg/dL", "mg/L") == 10
-    assert cy.unit_conversion_ratio("mg/L", "mg/dL") * 10 == 1            # exactly 1/10
+    assert cy.unit_conversion_ratio("mg/L", "mg/dL") * 10 == 1  # exactly 1/10
     assert cy.unit_conversion_factor("mg/L", "mg/dL") == 0.1
-    assert 3 * cy.unit_conversion_factor("mg/L", "mg/dL") != 0.3          # why plain floats failed
+    assert 3 * cy.unit_conversion_factor("mg/L", "mg/dL") != 0.3  # why plain floats failed
     assert cy.convert_exact(3, cy.unit_conversion_ratio("mg/L", "mg/dL")) == 0.3
     assert cy.convert_exact(3000, cy.unit_conversion_ratio("µg/L", "mg/L")) == 3.0
     rng = np.random.default_rng(3)
@@ -558,13 +656,19 @@ def test_exact_conversion_of_written_decimals():
 def test_planted_decrease_only_in_inflamed_stratum():
     parsed, _ = simulate_study()
     strata = cy.inflammation_strata(parsed)
-    table = cy.paired_change(parsed, "baseline", "24h", strata=strata, n_boot=500).set_index(["session_id", "stratum", "analyte"])
+    table = cy.paired_change(parsed, "baseline", "24h", strata=strata, n_boot=500).set_index(
+        ["session_id", "stratum", "analyte"]
+    )
     inflamed = table.loc[("ses-ket05", "inflamed", "IL6")]
     truth = -1.4 * 0.5
     assert inflamed["ci_low"] < truth < inflamed["ci_high"]
     assert inflamed["significant_fdr"] and inflamed["fold_change"] < 0.7
     assert inflamed["g_ci_high"] < 0 and inflamed["rb_ci_high"] < 0
-    for key in [("ses-ket05", "non-inflamed", "IL6"), ("ses-placebo", "inflamed", "IL6"), ("ses-ket05", "inflamed", "TNFA")]:
+    for key in [
+        ("ses-ket05", "non-inflamed", "IL6"),
+        ("ses-placebo", "inflamed", "IL6"),
+        ("ses-ket05", "inflamed", "TNFA"),
+    ]:
         row = table.loc[key]
         assert row["ci_low"] < 0 < row["ci_high"] or not row["significant_fdr"], key
     assert abs(table.loc[("ses-ket05", "non-inflamed", "IL6"), "estimate"]) < 0.2
@@ -587,11 +691,26 @@ def test_sensitivity_comparison_one_tidy_table():
     parsed, _ = simulate_study()
     table = cy.sensitivity_comparison(parsed, "baseline", "24h", n_boot=200)
     assert set(table["strategy"]) == set(cy.STRATEGIES)
-    assert {"analyte", "stratum", "n", "estimate", "ci_low", "ci_high", "p_wilcoxon", "p_ttest", "p", "p_fdr",
-            "method", "strategy"} <= set(table.columns)
+    assert {
+        "analyte",
+        "stratum",
+        "n",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "p_wilcoxon",
+        "p_ttest",
+        "p",
+        "p_fdr",
+        "method",
+        "strategy",
+    } <= set(table.columns)
     ket = table[(table["session_id"] == "ses-ket05") & (table["analyte"] == "IL6")].set_index("strategy")
     assert ket["estimate"].max() - ket["estimate"].min() < 0.15  # strategies agree when censoring is rare
-    assert np.isnan(ket.loc["censored_mle", "p_wilcoxon"]) and ket.loc["censored_mle", "p"] == ket.loc["censored_mle", "p_mle"]
+    assert (
+        np.isnan(ket.loc["censored_mle", "p_wilcoxon"])
+        and ket.loc["censored_mle", "p"] == ket.loc["censored_mle", "p_mle"]
+    )
 
 
 def test_paired_censored_mle_recovers_planted_change():
@@ -604,9 +723,19 @@ def test_paired_censored_mle_recovers_planted_change():
     for i in range(n):
         for tp, ln in (("baseline", base[i]), ("24h", post[i])):
             below = math.exp(ln) < lloq
-            rows.append({"participant_id": f"s{i}", "session_id": "x", "timepoint": tp, "analyte": "IL6",
-                         "value": np.nan if below else math.exp(ln), "censoring": "below" if below else "observed",
-                         "limit": lloq if below else np.nan, "unit": "pg/mL", "source": "t"})
+            rows.append(
+                {
+                    "participant_id": f"s{i}",
+                    "session_id": "x",
+                    "timepoint": tp,
+                    "analyte": "IL6",
+                    "value": np.nan if below else math.exp(ln),
+                    "censoring": "below" if below else "observed",
+                    "limit": lloq if below else np.nan,
+                    "unit": "pg/mL",
+                    "source": "t",
+                }
+            )
     frame = pd.DataFrame(rows)
     pairs = cy._pairs(frame, "baseline", "24h", None)
     fit = cy._mle_stats(pairs, ci=0.95)
@@ -660,11 +789,14 @@ def test_load_is_quiet_on_clean_input():
 def test_a_row_in_another_unit_is_converted_with_a_warning_and_an_outlier_flag(tmp_path):
     """A pg/mL value mislabelled ng/mL is converted x1000: it is said, and flagged when it stands out."""
     rows = [[f"sub-{i:02d}", "ses-1", "baseline", "IL6", f"{2.0 + 0.1 * i:.1f}", "pg/mL"] for i in range(1, 9)]
-    rows.append(["sub-09", "ses-1", "baseline", "IL6", "2.4", "ng/mL"])      # mislabelled: 2400 pg/mL
-    rows.append(["sub-10", "ses-1", "baseline", "IL6", "0.0031", "ng/mL"])   # genuinely ng/mL: 3.1 pg/mL
+    rows.append(["sub-09", "ses-1", "baseline", "IL6", "2.4", "ng/mL"])  # mislabelled: 2400 pg/mL
+    rows.append(["sub-10", "ses-1", "baseline", "IL6", "0.0031", "ng/mL"])  # genuinely ng/mL: 3.1 pg/mL
     path = write_table(tmp_path, rows)
-    with pytest.warns(cy.UnitConversionWarning, match=r"2 IL6 value\(s\) .* written in ng/mL were converted .* "
-                                                      r"1 of them lie ≥ 30× from the median"):
+    with pytest.warns(
+        cy.UnitConversionWarning,
+        match=r"2 IL6 value\(s\) .* written in ng/mL were converted .* "
+        r"1 of them lie ≥ 30× from the median",
+    ):
         out = cy.load_cytokines(path)
     by_subject = out.set_index("participant_id")
     assert by_subject.loc["sub-09", "value"] == pytest.approx(2400.0)

@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, write_tiny_manifest
+from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +46,9 @@ def make(project: Path, *args: str) -> subprocess.CompletedProcess:
     # Under `make test` the outer make's variables reach us through MAKEFLAGS: this project is another build.
     for name in ("KW_WORKDIR", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
         env.pop(name, None)
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args], cwd=project, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def set_param(project: Path, value: str) -> None:

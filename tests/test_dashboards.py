@@ -42,10 +42,11 @@ def titration_cls(default_study):
 
 # --- logic, no browser -------------------------------------------------------------------------------
 
+
 def test_explorer_widgets_change_the_data_of_every_view(explorer_cls):
     app = explorer_cls(MANIFEST, subject="sub-01", dose=1.0)
     assert app.session == "ket100"
-    alpha1, entropy1, topo1 = app.alpha_frame(), app.entropy_frame(), app.topo_frame()
+    alpha1, _entropy1, topo1 = app.alpha_frame(), app.entropy_frame(), app.topo_frame()
     profile1, mood1, cyto1 = app.profile_frame(), app.mood_frame(), app.cytokine_frame()
     assert set(mood1["participant_id"]) == {"sub-01"} and set(cyto1["dose_mg_per_kg"]) == {1.0}
     assert len(alpha1) == 240 and {"time_s", "value", "smoothed"} <= set(alpha1.columns)
@@ -97,8 +98,13 @@ def test_scatter_ranges_and_summary_follow_the_widgets(explorer_cls):
     and the summary named the notebook's measure whatever was selected."""
     app = explorer_cls(MANIFEST, subject="sub-02", dose=1.0, measure="lzc_median")
     (scatter,) = app.views_for(["scatter"])
-    for change in ({"measure": "perm_entropy"}, {"dose": 0.25}, {"measure": "spectral_entropy_welch"}, {"dose": 0.0},
-                   {"measure": "lzc_median", "dose": 0.5}):
+    for change in (
+        {"measure": "perm_entropy"},
+        {"dose": 0.25},
+        {"measure": "spectral_entropy_welch"},
+        {"dose": 0.0},
+        {"measure": "lzc_median", "dose": 0.5},
+    ):
         app.param.update(**change)
         x, y = scatter.source.data["x"], scatter.source.data["y"]
         assert len(x) == 12, change
@@ -161,8 +167,12 @@ def test_blinding_letters_are_stable_secret_and_unblind_with_the_key(default_stu
     assert one.letters == ["A", "B", "C", "D"] and sorted(one.dose(l) for l in one.letters) == doses
     assert blinding.Blinding.from_secret(BLIND_SECRET, "default", doses[::-1]).key_text() == one.key_text()  # stable
     # The secret decides the permutation: many secrets give many orders, not the dose order.
-    orders = {tuple(blinding.Blinding.from_secret(f"secret-number-{i:04d}-xxxxxxxx", "default", doses).dose(l)
-                    for l in "ABCD") for i in range(40)}
+    orders = {
+        tuple(
+            blinding.Blinding.from_secret(f"secret-number-{i:04d}-xxxxxxxx", "default", doses).dose(l) for l in "ABCD"
+        )
+        for i in range(40)
+    }
     assert len(orders) >= 10
     with pytest.raises(blinding.BlindingError):
         blinding.Blinding.from_secret("short", "default", doses)
@@ -220,6 +230,7 @@ def test_blinded_explorer_and_monitor_hold_no_dose_anywhere(explorer_cls, titrat
         app.url_fields()["dose"]("0.5")  # a dose in a link is not a condition
     text = _document_text(app)
     from pipelines.dashboards.explorer import TABS
+
     for name in [n for _, names in TABS for n in names]:
         app.views_for([name])
     app.dose = "B"
@@ -258,15 +269,24 @@ def test_share_mode_refuses_to_start_without_users_or_secret(tmp_path):
     settings = serve.share_settings(users, environ={"KW_COOKIE_SECRET": "x" * 40})
     assert settings["basic_auth"]["bob"] == "pw2"
     env = {k: v for k, v in os.environ.items() if k != "KW_COOKIE_SECRET"}
-    result = subprocess.run([sys.executable, "-m", "pipelines.dashboards.serve", "--share", "--users-file", str(users)],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.dashboards.serve", "--share", "--users-file", str(users)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "KW_COOKIE_SECRET" in result.stderr
-    assert serve.app_urls("127.0.0.1", 5006) == {"explorer": "http://127.0.0.1:5006/explorer",
-                                                 "titration": "http://127.0.0.1:5006/titration",
-                                                 "live": "http://127.0.0.1:5006/live"}
+    assert serve.app_urls("127.0.0.1", 5006) == {
+        "explorer": "http://127.0.0.1:5006/explorer",
+        "titration": "http://127.0.0.1:5006/titration",
+        "live": "http://127.0.0.1:5006/live",
+    }
 
 
 # --- served apps in headless Chromium ----------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -296,9 +316,25 @@ def share_server(tmp_path_factory, default_study):
     users.chmod(0o600)
     port = _free_port()
     env = dict(os.environ, KW_COOKIE_SECRET="t" * 48)
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.dashboards.serve", "--port", str(port), "--share",
-                             "--users-file", str(users), "--manifest", MANIFEST],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.dashboards.serve",
+            "--port",
+            str(port),
+            "--share",
+            "--users-file",
+            str(users),
+            "--manifest",
+            MANIFEST,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     yield {"port": port, "lines": lines, "proc": proc}
@@ -326,11 +362,17 @@ def served(default_study, share_server):
             app = module.app(MANIFEST)
             sessions[kind].append(app)
             return app
+
         return factory
 
-    thread = pn.serve({"explorer": make("explorer", explorer), "titration": make("titration", titration)}, port=port,
-                      address="127.0.0.1", threaded=True, show=False,
-                      websocket_origin=[f"127.0.0.1:{port}", f"localhost:{port}"])
+    thread = pn.serve(
+        {"explorer": make("explorer", explorer), "titration": make("titration", titration)},
+        port=port,
+        address="127.0.0.1",
+        threaded=True,
+        show=False,
+        websocket_origin=[f"127.0.0.1:{port}", f"localhost:{port}"],
+    )
     base = f"http://127.0.0.1:{port}"
     _wait_http(base + "/explorer")
     yield {"base": base, "sessions": sessions}
@@ -515,8 +557,11 @@ def _record_frames(page) -> list[str]:
     frames: list[str] = []
 
     def on_ws(ws):
-        ws.on("framereceived", lambda payload: frames.append(payload if isinstance(payload, str)
-                                                            else payload.decode("utf-8", "replace")))
+        ws.on(
+            "framereceived",
+            lambda payload: frames.append(payload if isinstance(payload, str) else payload.decode("utf-8", "replace")),
+        )
+
     page.on("websocket", on_ws)
     return frames
 
@@ -524,7 +569,7 @@ def _record_frames(page) -> list[str]:
 def test_blinded_pages_send_no_dose_to_the_browser(browser, blind_served):
     import urllib.request
 
-    base, mapping = blind_served["base"], blind_served["mapping"]
+    base = blind_served["base"]
     with urllib.request.urlopen(base + "/explorer?dose=0.5", timeout=60) as response:
         served_html = response.read().decode("utf-8")
     page = browser.new_page(viewport={"width": 1500, "height": 1200})
@@ -546,19 +591,20 @@ def test_blinded_pages_send_no_dose_to_the_browser(browser, blind_served):
         seen = "\n".join(frames) + page.content() + page.url + served_html
         assert len(frames) >= 3 and "Condition-response" in seen  # the document and its updates were captured
         leak = DOSE_LEAKS.search(seen)
-        assert leak is None, seen[max(0, leak.start() - 200):leak.end() + 50]
+        assert leak is None, seen[max(0, leak.start() - 200) : leak.end() + 50]
         page.goto(base + "/titration")
         page.get_by_text("0/240 windows").first.wait_for(timeout=30_000)
         seen = "\n".join(frames) + page.content()
         options = page.get_by_label("Recording", exact=True).locator("option").all_inner_texts()
         assert len(options) == 48 and all(re.fullmatch(r"sub-\d\d · [ABCD]", o) for o in options), options[:4]
         leak = DOSE_LEAKS.search(seen)
-        assert leak is None, seen[max(0, leak.start() - 200):leak.end() + 50]
+        assert leak is None, seen[max(0, leak.start() - 200) : leak.end() + 50]
     finally:
         page.close()
 
 
 # --- accessibility (axe-core in the browser) --------------------------------------------------------------
+
 
 def _axe_js() -> Path:
     """axe-core's axe.min.js: $KW_AXE_JS, or build/node (npm install axe-core@4 there; .ci/run does).  Missing:
@@ -568,8 +614,10 @@ def _axe_js() -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    message = ("axe-core is missing: npm install --prefix build/node axe-core@4 (or set KW_AXE_JS to axe.min.js); "
-               f"looked in {[str(c) for c in candidates]}")
+    message = (
+        "axe-core is missing: npm install --prefix build/node axe-core@4 (or set KW_AXE_JS to axe.min.js); "
+        f"looked in {[str(c) for c in candidates]}"
+    )
     if in_ci():
         pytest.fail(message)
     pytest.skip(message + " (never skipped in CI)")
@@ -603,10 +651,15 @@ def test_dashboards_have_no_serious_accessibility_violations(browser, served):
     # bypass_csp: axe is injected as an inline script, which the pages' Content-Security-Policy would refuse.
     context = browser.new_context(bypass_csp=True, viewport={"width": 1500, "height": 1200})
     try:
-        for path, ready, clicks in (("/explorer", "alpha suppression below", ()),
-                                    ("/explorer", "alpha suppression below", ("Topomap, dose-response, selection",
-                                                                              "Experience, mood, cytokines")),
-                                    ("/titration", "0/240 windows", ())):
+        for path, ready, clicks in (
+            ("/explorer", "alpha suppression below", ()),
+            (
+                "/explorer",
+                "alpha suppression below",
+                ("Topomap, dose-response, selection", "Experience, mood, cytokines"),
+            ),
+            ("/titration", "0/240 windows", ()),
+        ):
             found = _serious_violations(context, served["base"] + path, ready, clicks)
             assert found == [], (path, clicks, found)
     finally:

@@ -27,7 +27,7 @@ USERS = {"alice": "alice-pw-123", "bob": "bob-pw-456", "carol": "carol-pw-789", 
 
 # Each payload, if it ran, would set window.__kwPwned (and call alert).
 SCRIPT = "<script>window.__kwPwned=1;alert(1)</script>"
-IMG = "<img src=x onerror=\"window.__kwPwned=1;alert(1)\">"
+IMG = '<img src=x onerror="window.__kwPwned=1;alert(1)">'
 SVG = "<svg onload=window.__kwPwned=1>"
 LINK = "[x](javascript:window.__kwPwned=1)"
 PAYLOADS = [SCRIPT, IMG, SVG, LINK]
@@ -42,6 +42,7 @@ def _shown_text(markdown: str) -> str:
 
 
 # --- logic, no server ----------------------------------------------------------------------------------
+
 
 def test_escaped_values_render_as_text_not_markup():
     from pipelines.dashboards.safety import escape_markdown
@@ -77,8 +78,9 @@ def test_link_validators_accept_only_the_allowed_values():
     assert safety.boolean("TRUE") is True and safety.boolean("0") is False
     with pytest.raises(safety.Rejected):
         safety.boolean("maybe")
-    valid, rejected = safety.validate_query({"subject": "sub-01", "dose": "x" * 5000, "other": IMG},
-                                            {"subject": subject, "dose": dose})
+    valid, rejected = safety.validate_query(
+        {"subject": "sub-01", "dose": "x" * 5000, "other": IMG}, {"subject": subject, "dose": dose}
+    )
     assert valid == {"subject": "sub-01"} and rejected == ["dose"]
     assert safety.notice_text(["dose", "subject"]) == "Ignored an unknown value in the link for: dose, subject."
 
@@ -111,8 +113,9 @@ def test_explorer_ignores_unknown_link_values_and_never_adds_options(explorer_cl
     measures = list(app.param.measure.objects)
     with pytest.raises(ValueError):
         app.subject = IMG  # the parameter itself refuses (param would otherwise add it as an option)
-    location = _FakeLocation("?" + urllib.parse.urlencode(
-        {"subject": SCRIPT, "dose": "abc", "measure": IMG, "time_s": "1e9"}))
+    location = _FakeLocation(
+        "?" + urllib.parse.urlencode({"subject": SCRIPT, "dose": "abc", "measure": IMG, "time_s": "1e9"})
+    )
     safety.QuerySync(app, app.url_fields(), app._show_rejected).start(location)
     assert app.notice.visible and app.notice.object == safety.notice_text(["subject", "dose", "measure", "time_s"])
     assert (app.param.subject.objects, app.param.dose.objects, app.param.measure.objects) == (subjects, doses, measures)
@@ -128,7 +131,9 @@ def test_explorer_ignores_unknown_link_values_and_never_adds_options(explorer_cl
     location.search = "?subject=sub-99&dose=0.25"
     assert (app.subject, app.dose) == ("sub-05", 0.25) and app.notice.object.endswith("for: subject.")
     assert "sub-99" not in app.notice.object
-    assert app.summary_markdown().startswith("**sub-05** at **0\\.25 mg/kg**")  # each value escaped as if it began a line
+    assert app.summary_markdown().startswith(
+        "**sub-05** at **0\\.25 mg/kg**"
+    )  # each value escaped as if it began a line
 
 
 def test_titration_ignores_unknown_link_values(default_study):
@@ -247,8 +252,13 @@ def test_exposure_rules_and_printed_urls():
 
 
 def _run_serve(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "pipelines.dashboards.serve", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.dashboards.serve", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_refusals_are_one_line_with_exit_code_2(tmp_path):
@@ -269,6 +279,7 @@ def test_refusals_are_one_line_with_exit_code_2(tmp_path):
 
 
 # --- a real server on 127.0.0.1 in sharing mode ----------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -291,8 +302,7 @@ def _request(port: int, method: str, path: str, fields: dict | None = None, head
 
 
 def _login(port: int, user: str, password: str, address: str, **headers):
-    return _request(port, "POST", "/login", {"username": user, "password": password},
-                    {"X-Real-IP": address, **headers})
+    return _request(port, "POST", "/login", {"username": user, "password": password}, {"X-Real-IP": address, **headers})
 
 
 @pytest.fixture(scope="module")
@@ -310,8 +320,15 @@ def secure_server(tmp_path_factory, default_study):
     data.setup_extension()
     data.warm(MANIFEST)
     port = _free_port()
-    apps, options = serve.server_options(MANIFEST, "127.0.0.1", port, share=True, users_file=users,
-                                         use_xheaders=True, environ={"KW_COOKIE_SECRET": SECRET})
+    apps, options = serve.server_options(
+        MANIFEST,
+        "127.0.0.1",
+        port,
+        share=True,
+        users_file=users,
+        use_xheaders=True,
+        environ={"KW_COOKIE_SECRET": SECRET},
+    )
 
     def broken():
         raise RuntimeError(f"internal detail {REPO}")
@@ -405,14 +422,41 @@ def test_with_a_certificate_the_server_speaks_https_and_cookies_are_secure(tmp_p
             pytest.fail("openssl is missing (needed to make a test certificate)")
         pytest.skip("openssl is missing (needed to make a test certificate; never skipped in CI)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     users = tmp_path / "users.txt"
     users.write_text("erin:erin-pw-111\n")
     users.chmod(0o600)
     port = _free_port()
-    apps, options = serve.server_options(MANIFEST, "127.0.0.1", port, share=True, users_file=users,
-                                         ssl_certfile=cert, ssl_keyfile=key, environ={"KW_COOKIE_SECRET": SECRET})
+    apps, options = serve.server_options(
+        MANIFEST,
+        "127.0.0.1",
+        port,
+        share=True,
+        users_file=users,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        environ={"KW_COOKIE_SECRET": SECRET},
+    )
     thread = pn.serve(apps, threaded=True, **options)
     context = ssl._create_unverified_context()  # self-signed test certificate
     try:
@@ -420,8 +464,12 @@ def test_with_a_certificate_the_server_speaks_https_and_cookies_are_secure(tmp_p
         while True:
             try:
                 conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
-                conn.request("POST", "/login", body="username=erin&password=erin-pw-111",
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+                conn.request(
+                    "POST",
+                    "/login",
+                    body="username=erin&password=erin-pw-111",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                )
                 response = conn.getresponse()
                 break
             except OSError:
@@ -542,8 +590,12 @@ def test_injected_link_values_do_not_run_in_the_explorer(logged_in, secure_serve
         assert not errors, errors
     finally:
         page.close()
-    elsewhere = [url for url in logged_in["requests"] if not url.startswith("data:")  # blob: URLs are in-page
-                 and urllib.parse.urlsplit(url.removeprefix("blob:")).hostname != "127.0.0.1"]
+    elsewhere = [
+        url
+        for url in logged_in["requests"]
+        if not url.startswith("data:")  # blob: URLs are in-page
+        and urllib.parse.urlsplit(url.removeprefix("blob:")).hostname != "127.0.0.1"
+    ]
     assert not elsewhere, elsewhere
 
 

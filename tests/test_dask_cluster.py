@@ -46,20 +46,47 @@ class CliCluster:
         self.trace = folder / "trace"
         self.trace.mkdir()
         scheduler_file = folder / "scheduler.json"
-        env = {**os.environ, "KW_TEST_TRACE_DIR": str(self.trace),
-               "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
-               # One task per worker thread at a time, so a killed worker held exactly one recording.
-               "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
-               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        env = {
+            **os.environ,
+            "KW_TEST_TRACE_DIR": str(self.trace),
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+            # One task per worker thread at a time, so a killed worker held exactly one recording.
+            "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
         loopback = ["--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
-        self.processes = [self._start("scheduler", [str(DASK), "scheduler", "--port", "0", *loopback,
-                                                    "--scheduler-file", str(scheduler_file)], env)]
+        self.processes = [
+            self._start(
+                "scheduler",
+                [str(DASK), "scheduler", "--port", "0", *loopback, "--scheduler-file", str(scheduler_file)],
+                env,
+            )
+        ]
         _wait_for(scheduler_file.is_file, 120, "the scheduler file")
         for i in range(n_workers):
-            self.processes.append(self._start(f"worker{i}", [
-                str(DASK), "worker", "--scheduler-file", str(scheduler_file), "--name", f"w{i}", "--nthreads", "1",
-                *loopback, "--local-directory", str(folder / f"w{i}"),
-                "--preload", str(REPO / "tests" / "dask_worker_trace.py")], env))
+            self.processes.append(
+                self._start(
+                    f"worker{i}",
+                    [
+                        str(DASK),
+                        "worker",
+                        "--scheduler-file",
+                        str(scheduler_file),
+                        "--name",
+                        f"w{i}",
+                        "--nthreads",
+                        "1",
+                        *loopback,
+                        "--local-directory",
+                        str(folder / f"w{i}"),
+                        "--preload",
+                        str(REPO / "tests" / "dask_worker_trace.py"),
+                    ],
+                    env,
+                )
+            )
         from distributed import Client
 
         self.client = Client(scheduler_file=str(scheduler_file), timeout=120)
@@ -135,8 +162,10 @@ def test_scheduler_and_worker_cli_give_the_local_results(cli_cluster, tiny_manif
     xr.testing.assert_identical(local.drop_attrs(), remote.drop_attrs())
     keys = sorted(r.key for r in study.recordings)
     for key in keys:  # every per-recording store, values and attributes (input hash, QC) alike
-        xr.testing.assert_identical(_store_values(tmp_path / "local" / WORKDIR_RECORDINGS / f"{key}.zarr"),
-                                    _store_values(tmp_path / "cluster" / WORKDIR_RECORDINGS / f"{key}.zarr"))
+        xr.testing.assert_identical(
+            _store_values(tmp_path / "local" / WORKDIR_RECORDINGS / f"{key}.zarr"),
+            _store_values(tmp_path / "cluster" / WORKDIR_RECORDINGS / f"{key}.zarr"),
+        )
     starts = cli_cluster.starts()
     assert sorted(starts) == keys and all(len(pids) == 1 for pids in starts.values()), starts
     assert set(sum(starts.values(), [])) <= set(cli_cluster.worker_pids())  # computed by the workers, not here
@@ -158,8 +187,9 @@ def test_a_killed_worker_loses_only_its_in_flight_recording(cli_cluster, tiny_co
     cli_cluster.reset_trace()
     (cli_cluster.trace / "hold").write_text(victim)
     outcome = {}
-    run = threading.Thread(target=lambda: outcome.update(
-        path=compute_study_features(study, scheduler=cli_cluster.address, progress=False)))
+    run = threading.Thread(
+        target=lambda: outcome.update(path=compute_study_features(study, scheduler=cli_cluster.address, progress=False))
+    )
     run.start()
     killed = _wait_for(lambda: cli_cluster.starts().get(victim), 180, f"{victim} to start")[0]
     assert killed in cli_cluster.worker_pids()
@@ -214,7 +244,15 @@ def test_an_interrupted_run_resumes_with_only_the_missing_or_incomplete_stores(t
     study = Study.load(tiny_copy)
     keys = sorted(r.key for r in study.recordings)
     rec_dir = workdir / WORKDIR_RECORDINGS
-    command = [sys.executable, "-m", "pipelines.eeg.features", str(tiny_copy), "--scheduler", "synchronous", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.eeg.features",
+        str(tiny_copy),
+        "--scheduler",
+        "synchronous",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(command, cwd=REPO, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: list(rec_dir.glob("*.zarr")), 300, "the first store")

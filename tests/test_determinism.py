@@ -59,14 +59,21 @@ def variants() -> dict[str, dict[str, str]]:
         # An old x86-64 kernel (SSE4.2, no AVX), one thread, no SIMD dispatch in NumPy, Numba for a generic x86-64.
         # (OpenBLAS reports "Prescott" as "Katmai", so the check below could not confirm it: Nehalem it is.)
         "nehalem_1thread_nosimd": {
-            "OPENBLAS_CORETYPE": "Nehalem", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-            "NUMBA_NUM_THREADS": "1", "NPY_DISABLE_CPU_FEATURES": " ".join(_numpy_dispatch()),
+            "OPENBLAS_CORETYPE": "Nehalem",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "NUMBA_NUM_THREADS": "1",
+            "NPY_DISABLE_CPU_FEATURES": " ".join(_numpy_dispatch()),
             "NUMBA_CPU_NAME": "generic",
         },
     }
     if "avx2" in flags:
-        out["haswell_2threads"] = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "2",
-                                   "OMP_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "2"}
+        out["haswell_2threads"] = {
+            "OPENBLAS_CORETYPE": "Haswell",
+            "OPENBLAS_NUM_THREADS": "2",
+            "OMP_NUM_THREADS": "2",
+            "NUMBA_NUM_THREADS": "2",
+        }
     return out
 
 
@@ -85,8 +92,9 @@ def _run(env_overrides: dict[str, str], code: str, timeout: float = 900) -> tupl
     if "NUMBA_CPU_NAME" in env_overrides:
         # A separate cache: generic-CPU machine code must not be mixed with the host's.
         env["NUMBA_CACHE_DIR"] = str(REPO / "build" / "tests" / "numba-generic")
-    proc = subprocess.run([sys.executable, "-c", _PROBE + code], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE + code], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, f"variant {env_overrides} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     probe = next(json.loads(line[6:]) for line in proc.stdout.splitlines() if line.startswith("PROBE "))
     return probe, proc.stdout
@@ -94,20 +102,26 @@ def _run(env_overrides: dict[str, str], code: str, timeout: float = 900) -> tupl
 
 def _check_took_effect(name: str, env: dict[str, str], probe: dict) -> None:
     if "OPENBLAS_CORETYPE" in env:
-        assert probe["blas"] and all(a.lower() == env["OPENBLAS_CORETYPE"].lower() for a in probe["blas"]), \
+        assert probe["blas"] and all(a.lower() == env["OPENBLAS_CORETYPE"].lower() for a in probe["blas"]), (
             f"{name}: OpenBLAS ran {probe['blas']}, not {env['OPENBLAS_CORETYPE']}: the variant would test nothing"
+        )
     if "NPY_DISABLE_CPU_FEATURES" in env:
         assert not probe["simd_dispatch_on"], f"{name}: NumPy still dispatches {probe['simd_dispatch_on']}"
 
 
 def _sha256_tree(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _generate(name: str, env: dict[str, str], manifest: Path, out: Path) -> dict[str, str]:
-    code = (f"from pipelines.synth.__main__ import main\n"
-            f"raise SystemExit(main(['--manifest', {str(manifest)!r}, '--out', {str(out)!r}, '--no-progress']))\n")
+    code = (
+        f"from pipelines.synth.__main__ import main\n"
+        f"raise SystemExit(main(['--manifest', {str(manifest)!r}, '--out', {str(out)!r}, '--no-progress']))\n"
+    )
     probe, _ = _run(env, code)
     _check_took_effect(name, env, probe)
     return _sha256_tree(out)
@@ -128,8 +142,10 @@ def test_generated_study_is_byte_identical_across_kernels_and_equals_the_frozen_
     frozen = load_manifest(SMALL_MANIFEST).checksums
     assert len(frozen) > 50
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(_generate, name, env, SMALL_MANIFEST, tmp_path / name / "bids")
-                   for name, env in variants().items()}
+        futures = {
+            name: pool.submit(_generate, name, env, SMALL_MANIFEST, tmp_path / name / "bids")
+            for name, env in variants().items()
+        }
         sums = {name: f.result() for name, f in futures.items()}
     for name, got in sums.items():
         differ = sorted(k for k in frozen.keys() | got.keys() if frozen.get(k) != got.get(k))
@@ -164,8 +180,9 @@ for rec in study.recordings:
 
 @pytest.mark.slow
 def test_features_agree_across_kernels_within_tolerance(tmp_path):
-    from pipelines.manifest import load_manifest
     import xarray as xr
+
+    from pipelines.manifest import load_manifest
 
     bids = tmp_path / "bids"
     _generate("host", {}, SMALL_MANIFEST, bids)

@@ -21,10 +21,22 @@ def _changes(entropy_from_alpha_only: bool, seed: int = 0) -> pd.DataFrame:
             alpha = -10 * sens * dose + rng.normal(0, 1.0)
             aper = -0.3 * dose + rng.normal(0, 0.05)
             entropy = -0.02 * alpha + (0 if entropy_from_alpha_only else 0.05 * dose) + rng.normal(0, 0.005)
-            for measure, region, change in (("lzc_median", "global", entropy), ("occipital_alpha_db", "summary", alpha),
-                                            ("aperiodic_exponent", "summary", aper)):
-                rows.append({"participant_id": f"sub-{s:02d}", "session": f"d{dose}", "dose_mg_per_kg": dose,
-                             "measure": measure, "region": region, "change": change, "baseline": 1.0})
+            for measure, region, change in (
+                ("lzc_median", "global", entropy),
+                ("occipital_alpha_db", "summary", alpha),
+                ("aperiodic_exponent", "summary", aper),
+            ):
+                rows.append(
+                    {
+                        "participant_id": f"sub-{s:02d}",
+                        "session": f"d{dose}",
+                        "dose_mg_per_kg": dose,
+                        "measure": measure,
+                        "region": region,
+                        "change": change,
+                        "baseline": 1.0,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -58,13 +70,27 @@ def test_raw_and_surrogate_table_puts_the_two_variants_side_by_side():
 
 
 def test_titration_onset_table_counts_misses_false_alerts_and_errors():
-    markers = pd.DataFrame({
-        "participant_id": ["sub-01", "sub-02", "sub-01", "sub-02"], "session": ["a", "a", "b", "b"],
-        "dose_mg_per_kg": [0.5, 0.5, 1.0, 1.0], "alpha_suppression_onset_s": [61.0, np.nan, 30.0, 40.0],
-        "alpha_threshold_db": -10.0, "entropy_plateau_time_s": [90.0, 80.0, 60.0, np.nan]})
-    rec = lambda onset: {"occipital_alpha_onset_s_by_threshold_db": {"-10": onset}}  # noqa: E731
-    truth = {"eeg": {"recordings": {"sub-01_ses-a": rec(60.0), "sub-02_ses-a": rec(70.0), "sub-01_ses-b": rec(None),
-                                    "sub-02_ses-b": rec(37.0)}}}
+    markers = pd.DataFrame(
+        {
+            "participant_id": ["sub-01", "sub-02", "sub-01", "sub-02"],
+            "session": ["a", "a", "b", "b"],
+            "dose_mg_per_kg": [0.5, 0.5, 1.0, 1.0],
+            "alpha_suppression_onset_s": [61.0, np.nan, 30.0, 40.0],
+            "alpha_threshold_db": -10.0,
+            "entropy_plateau_time_s": [90.0, 80.0, 60.0, np.nan],
+        }
+    )
+    rec = lambda onset: {"occipital_alpha_onset_s_by_threshold_db": {"-10": onset}}
+    truth = {
+        "eeg": {
+            "recordings": {
+                "sub-01_ses-a": rec(60.0),
+                "sub-02_ses-a": rec(70.0),
+                "sub-01_ses-b": rec(None),
+                "sub-02_ses-b": rec(37.0),
+            }
+        }
+    }
     table = eeg_analysis.titration_onset_table(markers, 2.0, truth).set_index("dose_mg_per_kg")
     assert table.loc[0.5, "misses"] == 1 and table.loc[0.5, "median_abs_error_s"] == 1.0
     assert table.loc[1.0, "false_alerts"] == 1 and table.loc[1.0, "median_error_s"] == 3.0

@@ -7,8 +7,6 @@ measured bound stated beside it. Fixed seeds; no timing (speed is in ``make benc
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -22,11 +20,14 @@ def _band_limited(seconds: float, seed: int, fs: float = 1000.0, band=(1.0, 40.0
     rng = np.random.default_rng(seed)
     n = int(seconds * fs)
     f = np.fft.rfftfreq(n, 1 / fs)
-    amp = np.where((f >= band[0]) & (f <= band[1]), 1 / np.maximum(f, 1) ** 0.5 + 2 * np.exp(-0.5 * ((f - 10) / 1.0) ** 2), 0.0)
+    amp = np.where(
+        (f >= band[0]) & (f <= band[1]), 1 / np.maximum(f, 1) ** 0.5 + 2 * np.exp(-0.5 * ((f - 10) / 1.0) ** 2), 0.0
+    )
     return np.fft.irfft(amp * (rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size)), n)
 
 
 # --- spectral entropy: sampling-rate invariance ------------------------------------------------------
+
 
 def test_spectral_entropy_over_the_band_does_not_depend_on_the_sampling_rate():
     x = _band_limited(60, 0)
@@ -73,6 +74,7 @@ def test_features_pass_the_pass_band_and_segment_seconds_to_spectral_entropy():
 
 # --- Schartner LZ: the published LZW dictionary count next to the LZ76 variant ----------------------
 
+
 def _published_lzw_size(bit_string: str) -> int:
     """The counter of Schartner et al. (2017) as described: scan the binary string, grow the current
     word while word + next symbol is in the dictionary; otherwise add word + symbol to the dictionary
@@ -95,8 +97,15 @@ def _bits_str(bits) -> str:
 
 def test_lzw_dict_size_equals_the_published_algorithm():
     rng = np.random.default_rng(12)
-    cases = [np.zeros(0), np.zeros(1), np.ones(1), np.zeros(1000), np.ones(777),
-             np.arange(1000) % 2, (np.arange(999) // 3) % 2]
+    cases = [
+        np.zeros(0),
+        np.zeros(1),
+        np.ones(1),
+        np.zeros(1000),
+        np.ones(777),
+        np.arange(1000) % 2,
+        (np.arange(999) // 3) % 2,
+    ]
     # every string of length 1..10 (2046 strings): all short-string edge cases
     for n in range(1, 11):
         cases += [(np.arange(2**n)[:, None] >> np.arange(n)[None, ::-1]) & 1]
@@ -109,8 +118,13 @@ def test_lzw_dict_size_equals_the_published_algorithm():
             checked += 1
     assert checked > 2200
     # hand-worked values: "" -> 0; "0" -> {0}; "00" -> {0, 00}; "0101" -> {0, 01, 10}; "0000" -> {0, 00, 000}
-    assert [K.lzw_dict_size(np.array(list(map(int, s)), dtype=np.uint8)) for s in ("", "0", "00", "0101", "0000")] \
-        == [0, 1, 2, 3, 3]
+    assert [K.lzw_dict_size(np.array(list(map(int, s)), dtype=np.uint8)) for s in ("", "0", "00", "0101", "0000")] == [
+        0,
+        1,
+        2,
+        3,
+        3,
+    ]
 
 
 def _published_binarise(x2d, detrend=True):
@@ -137,13 +151,16 @@ def test_lzc_and_lzs_lzw_equal_the_published_pipeline_on_fixed_random_inputs():
         want = _published_lzw_size(_bits_str(seq)) / np.mean([_published_lzw_size(_bits_str(s)) for s in shuffled])
         assert lzc[w] == pytest.approx(want, rel=1e-12)
         for ch in range(4):
-            sh = [K.shuffle_bits(bits[ch], seed=7, channel=ch, window=w, shuffle=k, measure="lzs_schartner_lzw")
-                  for k in range(n_shuffles)]
+            sh = [
+                K.shuffle_bits(bits[ch], seed=7, channel=ch, window=w, shuffle=k, measure="lzs_schartner_lzw")
+                for k in range(n_shuffles)
+            ]
             want = _published_lzw_size(_bits_str(bits[ch])) / np.mean([_published_lzw_size(_bits_str(s)) for s in sh])
             assert lzs[ch, w] == pytest.approx(want, rel=1e-12)
     # our closed-form detrend is scipy's
-    np.testing.assert_allclose(K.linear_detrend(x[0]), __import__("scipy.signal").signal.detrend(x[0], axis=-1),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        K.linear_detrend(x[0]), __import__("scipy.signal").signal.detrend(x[0], axis=-1), atol=1e-9
+    )
 
 
 def test_lzw_and_lz76_rank_alike_but_differ_in_value():
@@ -205,13 +222,16 @@ def test_descriptions_state_the_convention_and_the_caveat():
 
 # --- surrogate-normalised measures (finding 1: entropy vs alpha suppression) -------------------------
 
+
 def _linear_gaussian(seconds: float, seed: int, alpha_db: float = 0.0, fs: float = 250.0) -> np.ndarray:
     """A linear Gaussian process: 1/f power in 1-45 Hz plus a 10 Hz alpha peak scaled by ``alpha_db``."""
     rng = np.random.default_rng(seed)
     n = int(seconds * fs)
     f = np.fft.rfftfreq(n, 1 / fs)
     in_band = (f >= 1) & (f <= 45)
-    psd = np.where(in_band, 1 / np.maximum(f, 1), 0.0) + 8 * np.exp(-0.5 * ((f - 10) / 1.0) ** 2) * in_band * 10 ** (alpha_db / 10)
+    psd = np.where(in_band, 1 / np.maximum(f, 1), 0.0) + 8 * np.exp(-0.5 * ((f - 10) / 1.0) ** 2) * in_band * 10 ** (
+        alpha_db / 10
+    )
     return np.fft.irfft(np.sqrt(psd) * (rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size)), n)
 
 
@@ -221,10 +241,14 @@ def alpha_pair():
     out = {}
     for db in (0.0, -6.0):
         x = np.stack([_linear_gaussian(120, s, db) for s in range(4)])
-        out[db] = K.compute_windowed(K.sliding_windows(x, 500, 500), 250.0, None, None,
-                                     measures=["lzc_median", "lzs_schartner_lzw"],
-                                     surrogates={"method": "phase", "n": 10, "seed": 0,
-                                                 "measures": ["lzc_median", "lzs_schartner_lzw"]})
+        out[db] = K.compute_windowed(
+            K.sliding_windows(x, 500, 500),
+            250.0,
+            None,
+            None,
+            measures=["lzc_median", "lzs_schartner_lzw"],
+            surrogates={"method": "phase", "n": 10, "seed": 0, "measures": ["lzc_median", "lzs_schartner_lzw"]},
+        )
     return out
 
 
@@ -250,8 +274,12 @@ def test_phase_surrogates_keep_the_periodogram_and_are_seeded_per_window():
     s = K.make_surrogates(rows, n=6, method="phase", seed=3, channel=2)
     assert s.shape == (10, 6, 500)
     amp = np.abs(np.fft.rfft(rows, axis=-1))
-    np.testing.assert_allclose(np.abs(np.fft.rfft(s, axis=-1)), np.broadcast_to(amp[:, None, :], (10, 6, 251)),
-                               rtol=1e-9, atol=1e-9 * amp.max())
+    np.testing.assert_allclose(
+        np.abs(np.fft.rfft(s, axis=-1)),
+        np.broadcast_to(amp[:, None, :], (10, 6, 251)),
+        rtol=1e-9,
+        atol=1e-9 * amp.max(),
+    )
     np.testing.assert_allclose(s.mean(axis=-1), rows.mean(axis=-1)[:, None].repeat(6, 1), atol=1e-12)
     assert np.abs(np.corrcoef(s[0, 0], rows[0])[0, 1]) < 0.3  # the waveform itself is new
     # the phase rotations are uniform on the circle (Kolmogorov-Smirnov over 10 x 6 x 249 inner bins)
@@ -279,8 +307,9 @@ def test_surrogate_ratio_and_z_follow_their_definition_with_antropy_on_the_surro
     ant = pytest.importorskip("antropy")
     x = np.stack([_linear_gaussian(8, s) for s in (5, 6)])
     w = K.sliding_windows(x, 500, 500)
-    got = K.compute_windowed(w, 250.0, None, None, measures=["perm_entropy"],
-                             surrogates={"n": 5, "seed": 9, "measures": ["perm_entropy"]})
+    got = K.compute_windowed(
+        w, 250.0, None, None, measures=["perm_entropy"], surrogates={"n": 5, "seed": 9, "measures": ["perm_entropy"]}
+    )
     for ch in range(2):
         surr = K.make_surrogates(w[ch], n=5, seed=9, channel=ch)
         for i in range(4):
@@ -321,6 +350,7 @@ def test_surrogate_settings_are_checked():
 
 # --- wiring into the features ----------------------------------------------------------------------
 
+
 def test_recording_features_carry_the_new_measures(tiny_manifest):
     from pipelines.eeg.features import recording_features
     from pipelines.study import Study
@@ -354,10 +384,11 @@ def test_manifest_rejects_surrogates_of_measures_not_computed():
 
 # --- honest descriptions: DFA's scales, Katz is not a dimension ------------------------------------
 
+
 def test_dfa_description_states_the_scales_it_really_uses():
     assert K.dfa_scales_s(500, 250.0) == (0.016, 0.168)  # 2-s windows of the default study
     assert K.dfa_scales_s(1000, 500.0) == (0.008, 0.176)
-    assert K._dfa_box_sizes(500)[-1] == 42 and int(4 * 1.2 ** 14) > 0.1 * 500  # next box (51) > 10 % of n
+    assert K._dfa_box_sizes(500)[-1] == 42 and int(4 * 1.2**14) > 0.1 * 500  # next box (51) > 10 % of n
     info = K.MEASURE_INFO["dfa"]
     assert "SHORT-SCALE" in info and "16-168 ms at 250 Hz" in info and "8-176 ms at 500 Hz" in info
 
@@ -367,7 +398,9 @@ def test_katz_is_not_a_dimension_in_one_to_two_and_depends_on_the_rate():
     assert K.katz_fd(rng.standard_normal((20, 500))).min() > 2  # white noise: ~5
     assert K.katz_fd(np.sin(2 * np.pi * 10 * np.arange(500) / 250.0)) > 2  # a sine: 3.4
     x = _band_limited(60, 0)
-    by_rate = [K.katz_fd(K.sliding_windows(x[:: 1000 // fs][None], 2 * fs, 2 * fs)[0]).mean() for fs in (250, 500, 1000)]
+    by_rate = [
+        K.katz_fd(K.sliding_windows(x[:: 1000 // fs][None], 2 * fs, 2 * fs)[0]).mean() for fs in (250, 500, 1000)
+    ]
     assert by_rate[0] - by_rate[1] > 0.1 and by_rate[1] - by_rate[2] > 0.1  # measured 2.29 / 2.03 / 1.86
     assert "NOT a dimension" in K.MEASURE_INFO["katz_fd"]
 
@@ -384,8 +417,14 @@ def test_default_study_entropy_rise_is_spectral_and_the_surrogate_ratio_says_so(
         pytest.fail(f"{exc} (make test computes them first)")
     truth = default_study.truth()
     end = truth["infusion_end_s"] - truth["infusion_start_s"]
-    plateau = dynamics.plateau_changes(features, ["lzc_median", "lzc_median_surr_ratio"], default_study.manifest.eeg.dynamics,
-                                       2.0, end, regions=default_study.manifest.eeg.rois)
+    plateau = dynamics.plateau_changes(
+        features,
+        ["lzc_median", "lzc_median_surr_ratio"],
+        default_study.manifest.eeg.dynamics,
+        2.0,
+        end,
+        regions=default_study.manifest.eeg.rois,
+    )
     g = plateau[plateau["region"] == "global"].groupby(["measure", "dose_mg_per_kg"])[["baseline", "change"]].mean()
     rel = (g["change"] / g["baseline"]).unstack("measure")
     active = rel.loc[rel.index > 0]

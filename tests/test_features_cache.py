@@ -69,12 +69,15 @@ def test_each_input_recomputes_exactly_the_affected_recordings(study_copy):
     assert done.stat().st_mtime_ns == stamp
 
     # Study-wide settings recompute every recording.
-    for change in (lambda d: d["eeg"].update({"preprocessing": {"l_freq": 2.0}}),
-                   lambda d: d["eeg"].update({"features": {"window_s": 4.0, "step_s": 4.0}}),
-                   lambda d: d["eeg"].update({"rois": {"occipital": ["O1", "O2"], "frontal_left": ["F3"],
-                                                       "frontal_right": ["F4"]}}),
-                   lambda d: d["eeg"].update({"roi_fallbacks": {"occipital": ["Pz"]}}),
-                   lambda d: d["eeg"].update({"infusion_end_event": "no_such_event", "infusion_end_s": 80.0})):
+    for change in (
+        lambda d: d["eeg"].update({"preprocessing": {"l_freq": 2.0}}),
+        lambda d: d["eeg"].update({"features": {"window_s": 4.0, "step_s": 4.0}}),
+        lambda d: d["eeg"].update(
+            {"rois": {"occipital": ["O1", "O2"], "frontal_left": ["F3"], "frontal_right": ["F4"]}}
+        ),
+        lambda d: d["eeg"].update({"roi_fallbacks": {"occipital": ["Pz"]}}),
+        lambda d: d["eeg"].update({"infusion_end_event": "no_such_event", "infusion_end_s": 80.0}),
+    ):
         _edit(m, change)
         assert _run(m) == ALL
     assert done.read_text().strip() and done.stat().st_mtime_ns != stamp
@@ -84,8 +87,12 @@ def test_each_input_recomputes_exactly_the_affected_recordings(study_copy):
     assert _run(m) == ALL
 
     # Conditions: the same doses through another mapping reuse everything; one label's dose recomputes its recordings.
-    _edit(m, lambda d: d["eeg"].update({"conditions": {"source": "labels", "entity": "session",
-                                                       "labels": {"placebo": 0.0, "ket100": 1.0}}}))
+    _edit(
+        m,
+        lambda d: d["eeg"].update(
+            {"conditions": {"source": "labels", "entity": "session", "labels": {"placebo": 0.0, "ket100": 1.0}}}
+        ),
+    )
     assert _run(m) == set()
     _edit(m, lambda d: d["eeg"]["conditions"]["labels"].update({"ket100": 0.9}))
     assert _run(m) == ACTIVE
@@ -109,10 +116,11 @@ def test_each_input_recomputes_exactly_the_affected_recordings(study_copy):
 
 
 def test_a_deleted_store_or_combined_file_is_rebuilt(study_copy):
+    import shutil
+
     from pipelines.eeg.features import features_up_to_date
     from pipelines.paths import derivatives_dir
     from pipelines.study import Study
-    import shutil
 
     out = derivatives_dir("tiny")
     done_text = (out / "features.done").read_text()
@@ -130,7 +138,9 @@ def test_fixed_infusion_time_recomputes_only_the_recordings_without_the_event(st
     m = study_copy
     events = m.parent / "bids" / "sub-02" / "ses-ket100" / "eeg" / "sub-02_ses-ket100_task-rest_events.tsv"
     lines = events.read_text().splitlines(keepends=True)
-    events.write_text("".join(line for line in lines if "\tinfusion_start\t" not in line and "infusion_start" not in line))
+    events.write_text(
+        "".join(line for line in lines if "\tinfusion_start\t" not in line and "infusion_start" not in line)
+    )
     _refreeze(m)
     _edit(m, lambda d: d.setdefault("eeg", {}).update({"infusion_start_s": 30.0}))
     assert _run(m) == {"sub-02_ses-ket100_task-rest"}  # its file changed
@@ -183,4 +193,4 @@ def test_excluded_recordings_are_left_out_with_their_reason(study_copy):
     assert "sub-01_ses-ket100_task-rest" not in set(read_qc(study)["recording"])
     _edit(m, lambda d: d.update({"exclude": [{"recording": "sub-01_ses-ket10", "reason": "typo"}]}))
     with pytest.raises(ManifestError, match="matches no recording — did you mean"):
-        Study.load(m).recordings
+        _ = Study.load(m).recordings

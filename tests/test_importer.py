@@ -38,9 +38,9 @@ def two_condition_folder(tmp_path):
 
 
 def test_a_two_condition_edf_study_round_trips(two_condition_folder, tmp_path):
-    from tests.test_bids_validation import errors, validate
     from pipelines.eeg.io import read_raw
     from pipelines.study import Study
+    from tests.test_bids_validation import errors, validate
 
     raw_dir, table, sources = two_condition_folder
     sheet = tmp_path / "recordings.csv"
@@ -94,15 +94,28 @@ def test_xlsx_with_doses_and_infusion_times(tmp_path):
         for visit, dose in (("1", 0.0), ("2", 0.5)):
             name = f"{subject}_{visit}.edf"
             _write_edf(raw_dir / name, int(subject) + int(visit), 5.0, seconds=60.0)
-            rows.append({"file": name, "subject": subject, "session": f"v{visit}", "dose_mg_per_kg": dose,
-                         "infusion_start_s": 10, "infusion_end_s": 50, "arm": "ketamine"})
+            rows.append(
+                {
+                    "file": name,
+                    "subject": subject,
+                    "session": f"v{visit}",
+                    "dose_mg_per_kg": dose,
+                    "infusion_start_s": 10,
+                    "infusion_end_s": 50,
+                    "arm": "ketamine",
+                }
+            )
     sheet = tmp_path / "recordings.xlsx"
     pd.DataFrame(rows).to_excel(sheet, index=False)
     manifest = tmp_path / "m.yml"
     import_study(raw_dir, sheet, tmp_path / "bids", "doses", manifest)
     study = Study.load(manifest)
     assert sorted((r.subject, r.session, r.dose_mg_per_kg) for r in study.recordings) == [
-        ("01", "v1", 0.0), ("01", "v2", 0.5), ("02", "v1", 0.0), ("02", "v2", 0.5)]
+        ("01", "v1", 0.0),
+        ("01", "v2", 0.5),
+        ("02", "v1", 0.0),
+        ("02", "v2", 0.5),
+    ]
     rec = study.recordings[0]
     raw = read_raw(rec, study.root)
     assert infusion_times(raw, "infusion_start", "infusion_end") == pytest.approx((10.0, 50.0), abs=1 / SFREQ)

@@ -12,8 +12,13 @@ import statsmodels.formula.api as smf
 from scipy import stats as sps
 from threadpoolctl import threadpool_limits
 
-from pipelines.inference import (dose_response_mixed, two_lines_test, within_between_correlation,
-                                 within_subject_mediation, within_subject_partial_correlation)
+from pipelines.inference import (
+    dose_response_mixed,
+    two_lines_test,
+    within_between_correlation,
+    within_subject_mediation,
+    within_subject_partial_correlation,
+)
 from pipelines.inference._rows import ROW_COLUMNS
 from pipelines.inference.simulation import Design, simulate_crossover
 
@@ -23,7 +28,7 @@ def study(seed: int, **design) -> pd.DataFrame:
 
 
 def assert_contract(result: pd.DataFrame) -> None:
-    assert list(result.columns[:len(ROW_COLUMNS)]) == ROW_COLUMNS
+    assert list(result.columns[: len(ROW_COLUMNS)]) == ROW_COLUMNS
     assert result["convention"].str.len().min() > 20
     assert result["method"].str.len().min() > 10
 
@@ -31,6 +36,7 @@ def assert_contract(result: pd.DataFrame) -> None:
 # ------------------------------------------------------------------------------------------------
 # Association: references
 # ------------------------------------------------------------------------------------------------
+
 
 def unbalanced(seed: int = 3) -> pd.DataFrame:
     """A study with missing sessions (unequal numbers of rows per subject) and a NaN."""
@@ -67,8 +73,9 @@ def test_between_is_pearson_of_subject_means_and_pooled_is_description_only():
 
 def test_partial_equals_statsmodels_ols_with_subject_fixed_effects():
     data = unbalanced().dropna()
-    result = within_subject_partial_correlation(data, "peak", "mood", "subject", ["dose"], ["period"],
-                                                n_boot=99).iloc[0]
+    result = within_subject_partial_correlation(data, "peak", "mood", "subject", ["dose"], ["period"], n_boot=99).iloc[
+        0
+    ]
     assert_contract(result.to_frame().T)
     fit = smf.ols("mood ~ peak + dose + C(period) + C(subject)", data).fit()
     t, dof = fit.tvalues["peak"], fit.df_resid
@@ -80,7 +87,7 @@ def test_partial_equals_statsmodels_ols_with_subject_fixed_effects():
 
 def test_partial_without_covariates_is_rm_corr_and_subject_level_covariate_is_dropped():
     data = unbalanced().dropna()
-    data["age"] = data["subject"].str[-2:].astype(float) * 3 + 20      # constant within subject
+    data["age"] = data["subject"].str[-2:].astype(float) * 3 + 20  # constant within subject
     result = within_subject_partial_correlation(data, "peak", "mood", "subject", ["age"], n_boot=99)
     reference = pg.rm_corr(data=data, x="peak", y="mood", subject="subject")
     assert result["estimate"].iloc[0] == pytest.approx(reference["r"].iloc[0], abs=1e-10)
@@ -91,6 +98,7 @@ def test_partial_without_covariates_is_rm_corr_and_subject_level_covariate_is_dr
 # ------------------------------------------------------------------------------------------------
 # Association: planted effects, determinism
 # ------------------------------------------------------------------------------------------------
+
 
 def test_between_subject_trait_not_mistaken_for_within_effect():
     # Strong shared trait, no within-subject effect: pooled r is large, within r is not.
@@ -105,23 +113,28 @@ def test_between_subject_trait_not_mistaken_for_within_effect():
 def test_planted_within_effect_recovered_without_trait():
     # Within-subject effect, traits independent: the within CI excludes 0 and covers the population value.
     design = dict(trait_corr=0.0, within_b=0.5)
-    population = within_between_correlation(study(99, n_subjects=4000, **design), "peak", "mood",
-                                            "subject", n_boot=20).set_index("quantity")
+    population = within_between_correlation(
+        study(99, n_subjects=4000, **design), "peak", "mood", "subject", n_boot=20
+    ).set_index("quantity")
     truth = population.loc["within", "estimate"]
-    result = within_between_correlation(study(12, n_subjects=40, **design), "peak", "mood", "subject",
-                                        seed=2).set_index("quantity")
+    result = within_between_correlation(
+        study(12, n_subjects=40, **design), "peak", "mood", "subject", seed=2
+    ).set_index("quantity")
     assert result.loc["within", "ci_low"] > 0
     assert result.loc["within", "ci_low"] < truth < result.loc["within", "ci_high"]
 
 
 def test_seeded_and_independent_of_thread_count():
     data = unbalanced()
-    run = lambda: pd.concat([  # noqa: E731
-        within_between_correlation(data, "peak", "mood", "subject", seed=5),
-        within_subject_partial_correlation(data, "peak", "mood", "subject", ["dose"], ["period"], seed=5),
-        within_subject_mediation(data, "dose", "peak", "mood", "subject", categorical=["period"], seed=5),
-        dose_response_mixed(data, "mood", "dose", "subject", period="period", seed=5),
-        two_lines_test(data, "mood", "dose", "subject", period="period", seed=5)])
+    run = lambda: pd.concat(
+        [
+            within_between_correlation(data, "peak", "mood", "subject", seed=5),
+            within_subject_partial_correlation(data, "peak", "mood", "subject", ["dose"], ["period"], seed=5),
+            within_subject_mediation(data, "dose", "peak", "mood", "subject", categorical=["period"], seed=5),
+            dose_response_mixed(data, "mood", "dose", "subject", period="period", seed=5),
+            two_lines_test(data, "mood", "dose", "subject", period="period", seed=5),
+        ]
+    )
     with threadpool_limits(limits=1):
         one = run()
     with threadpool_limits(limits=2):
@@ -138,6 +151,7 @@ def test_seeded_and_independent_of_thread_count():
 
 def test_dose_effect_equals_statsmodels_random_slope_model_and_warnings_are_reported():
     import warnings
+
     data = study(21, mood_dose_mean=1.0, mood_dose_sd=1.0)
     result = dose_response_mixed(data, "mood", "dose", "subject", period="period", n_boot=99)
     assert_contract(result)
@@ -149,14 +163,14 @@ def test_dose_effect_equals_statsmodels_random_slope_model_and_warnings_are_repo
     assert row["estimate"] == pytest.approx(fit.fe_params["dose"], rel=1e-8)
     assert row["p_wald_z"] == pytest.approx(fit.pvalues["dose"], rel=1e-6)
     assert row["converged"] == fit.converged
-    for item in caught:     # every warning statsmodels gave is in the row, none swallowed
+    for item in caught:  # every warning statsmodels gave is in the row, none swallowed
         assert str(item.message) in row["warnings"]
     assert list(result["quantity"]) == ["dose", "C(period)[T.2]", "C(period)[T.3]", "C(period)[T.4]"]
 
 
 def test_random_slope_fallback_is_reported_not_silent():
     data = study(22)
-    data = data[data["dose"].isin([0.0, 1.0])]          # two doses: a subject's slope is not separable
+    data = data[data["dose"].isin([0.0, 1.0])]  # two doses: a subject's slope is not separable
     row = dose_response_mixed(data, "mood", "dose", "subject", n_boot=99).iloc[0]
     assert row["random_effects"] == "random intercept only"
     assert "not identified" in row["fallback_reason"]
@@ -165,8 +179,9 @@ def test_random_slope_fallback_is_reported_not_silent():
 
 def test_crossover_terms_and_planted_dose_effect_recovered():
     data = study(23, n_subjects=40, mood_dose_mean=1.0, mood_dose_sd=0.5, trait_corr=0.0)
-    result = dose_response_mixed(data, "mood", "dose", "subject", period="period", sequence="sequence",
-                                 carryover="carryover", seed=3).set_index("quantity")
+    result = dose_response_mixed(
+        data, "mood", "dose", "subject", period="period", sequence="sequence", carryover="carryover", seed=3
+    ).set_index("quantity")
     assert {"dose", "carryover", "C(period)[T.4]", "C(sequence)[T.2]"} <= set(result.index)
     dose = result.loc["dose"]
     assert dose["ci_low"] > 0 and dose["ci_low"] < 1.0 < dose["ci_high"]
@@ -178,6 +193,7 @@ def test_crossover_terms_and_planted_dose_effect_recovered():
 # ------------------------------------------------------------------------------------------------
 # Two-lines test
 # ------------------------------------------------------------------------------------------------
+
 
 def two_lines_rate(shape: str, amplitude: float, n: int, stream: int) -> tuple[float, float]:
     """Share of studies with verdict "inverted U", and with a significant negative dose² (naive)."""
@@ -199,7 +215,7 @@ def test_two_lines_rarely_calls_emax_truth_an_inverted_u_but_detects_a_real_one(
     emax_rate, emax_quadratic = two_lines_rate("emax", 3.0, 60, stream=1)
     print(f"Emax truth: two-lines 'inverted U' {emax_rate:.1%}, naive dose² {emax_quadratic:.1%}")
     assert emax_rate <= 0.10
-    assert emax_quadratic >= 0.8            # the naive quadratic does mistake saturation for a U
+    assert emax_quadratic >= 0.8  # the naive quadratic does mistake saturation for a U
     inverted_rate, _ = two_lines_rate("inverted_u", 1.5, 30, stream=2)
     print(f"Inverted-U truth: two-lines detects {inverted_rate:.1%}")
     assert inverted_rate >= 0.7
@@ -208,6 +224,7 @@ def test_two_lines_rarely_calls_emax_truth_an_inverted_u_but_detects_a_real_one(
 # ------------------------------------------------------------------------------------------------
 # Within-subject mediation
 # ------------------------------------------------------------------------------------------------
+
 
 def test_mediation_paths_equal_statsmodels_ols_with_subject_fixed_effects():
     data = unbalanced().dropna()
@@ -228,11 +245,13 @@ def test_mediation_paths_equal_statsmodels_ols_with_subject_fixed_effects():
 
 def test_mediation_trait_driving_mediator_and_outcome_is_not_an_indirect_effect():
     from pipelines.stats import mediation as pooled_mediation
+
     # One trait drives peak and mood, no within-subject b path: the pooled row-bootstrap mediation
     # (the old analysis) finds an indirect effect, the within-subject one does not.
     data = study(31, n_subjects=40, trait_sd=3.0, within_b=0.0)
-    within = within_subject_mediation(data, "dose", "peak", "mood", "subject", categorical=["period"],
-                                      seed=1).set_index("quantity")
+    within = within_subject_mediation(
+        data, "dose", "peak", "mood", "subject", categorical=["period"], seed=1
+    ).set_index("quantity")
     assert within.loc["indirect", "ci_low"] < 0 < within.loc["indirect", "ci_high"]
     naive = pooled_mediation(data, "dose", "peak", "mood", n_boot=499, seed=1).set_index("path")
     assert naive.loc["indirect", "ci_low"] > 0
@@ -241,8 +260,9 @@ def test_mediation_trait_driving_mediator_and_outcome_is_not_an_indirect_effect(
 def test_mediation_planted_within_indirect_effect_recovered():
     # a = E[dose slope on peak] = 2, b = 0.5: indirect a*b = 1.0.
     data = study(32, n_subjects=40, within_b=0.5)
-    result = within_subject_mediation(data, "dose", "peak", "mood", "subject", categorical=["period"],
-                                      seed=2).set_index("quantity")
+    result = within_subject_mediation(
+        data, "dose", "peak", "mood", "subject", categorical=["period"], seed=2
+    ).set_index("quantity")
     assert 0 < result.loc["indirect", "ci_low"] < 1.0 < result.loc["indirect", "ci_high"]
     assert result.loc["a", "ci_low"] < 2.0 < result.loc["a", "ci_high"]
     assert result.loc["c_prime", "ci_low"] < 0 < result.loc["c_prime", "ci_high"]
@@ -257,9 +277,15 @@ from pipelines.inference import calibration  # noqa: E402
 
 def test_small_calibration_of_the_two_cheapest_routines_and_the_naive_reference():
     report = calibration.run_calibration(
-        n_null=200, n_effect=0, n_boot=499,
-        only=["within_between_correlation[within]", "within_between_correlation[between]",
-              "REFERENCE naive pooled r, shared-trait null"])
+        n_null=200,
+        n_effect=0,
+        n_boot=499,
+        only=[
+            "within_between_correlation[within]",
+            "within_between_correlation[between]",
+            "REFERENCE naive pooled r, shared-trait null",
+        ],
+    )
     rows = {r["name"]: r for r in report["rows"]}
     assert len(rows) == 3
     for name in ("within_between_correlation[within]", "within_between_correlation[between]"):
@@ -271,13 +297,13 @@ def test_small_calibration_of_the_two_cheapest_routines_and_the_naive_reference(
 
 
 def test_calibration_cli_is_deterministic_and_writes_json_and_markdown(tmp_path):
-    args = ["--n-null", "8", "--n-effect", "4", "--n-boot", "49", "--quiet",
-            "--only", "two_lines", "mediation"]
+    args = ["--n-null", "8", "--n-effect", "4", "--n-boot", "49", "--quiet", "--only", "two_lines", "mediation"]
     assert calibration.main(args + ["--out", str(tmp_path / "a")]) == 0
     assert calibration.main(args + ["--out", str(tmp_path / "b")]) == 0
     import json
+
     first, second = (json.loads((tmp_path / d / "calibration.json").read_text()) for d in "ab")
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "runtime_s"} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "runtime_s"} for r in rows]
     assert strip(first["rows"]) == strip(second["rows"])
     names = [r["name"] for r in first["rows"]]
     assert "two_lines_test" in names and "within_subject_mediation" in names
@@ -293,13 +319,16 @@ def test_studentising_standard_errors_match_the_bootstrap_spread_in_a_large_stud
     # the GLS dose effect). With many subjects each must agree with the bootstrap SD of its estimate.
     # within_b = 1 makes r_rm about 0.8, where a wrong gradient of r shows (at r = 0.3 it would not).
     data = study(41, n_subjects=200, within_b=1.0, mood_dose_mean=1.0, mood_dose_sd=1.0)
-    within = within_between_correlation(data, "peak", "mood", "subject", n_boot=999, seed=4,
-                                        interval="se_t").set_index("quantity").loc["within"]
-    from pipelines.inference.association import _rm_r_and_se
+    within = (
+        within_between_correlation(data, "peak", "mood", "subject", n_boot=999, seed=4, interval="se_t")
+        .set_index("quantity")
+        .loc["within"]
+    )
     from pipelines.inference import resampling as rs
+    from pipelines.inference.association import _rm_r_and_se
+
     codes, g = rs.subject_codes(data["subject"])
-    cross = rs.per_subject_crossproducts(rs.within_centre(data[["peak", "mood"]].to_numpy(float), codes, g),
-                                         codes, g)
+    cross = rs.per_subject_crossproducts(rs.within_centre(data[["peak", "mood"]].to_numpy(float), codes, g), codes, g)
     _, se_z = _rm_r_and_se(None, cross)
     bootstrap_sd_z = within["se_boot"] / np.sqrt(g / (g - 1))
     assert within["estimate"] > 0.7

@@ -23,7 +23,8 @@ N_BOOT = 1000  # as the notebook (the bootstrap CIs of partial correlations at n
 
 def _tables_from_library(study) -> dict[str, pd.DataFrame]:
     """The tables notebooks 01–03 write, computed through the functions they call."""
-    from pipelines import cytokine_analysis as ca, eeg_analysis, peak_mood
+    from pipelines import cytokine_analysis as ca
+    from pipelines import eeg_analysis, peak_mood
     from pipelines.eeg import dynamics
     from pipelines.eeg.features import open_features, read_qc
 
@@ -32,23 +33,33 @@ def _tables_from_library(study) -> dict[str, pd.DataFrame]:
     features = open_features(study)
     infusion_end = eeg_analysis.infusion_end_rel_s(read_qc(study))
     markers = dynamics.recording_markers(features, cfg, eeg.window_s, infusion_end)
-    changes = dynamics.plateau_changes(features, ["occipital_alpha_db", eeg.entropy_measure], cfg, eeg.window_s,
-                                       infusion_end)
+    changes = dynamics.plateau_changes(
+        features, ["occipital_alpha_db", eeg.entropy_measure], cfg, eeg.window_s, infusion_end
+    )
 
     pm = peak_mood.validate_parameters(study, **study.manifest.notebook_params("02_peak_experience_mood"))
-    scores = peak_mood.load_scores(study, pm.scales, pm.mood_scale, missing_items=pm.missing_items,
-                                   max_missing_fraction=pm.max_missing_fraction)
-    outcomes = peak_mood.mood_change_table(scores, baseline=pm.baseline, remission_threshold=pm.remission_threshold,
-                                           timepoint_order=study.manifest.timepoints)
+    scores = peak_mood.load_scores(
+        study, pm.scales, pm.mood_scale, missing_items=pm.missing_items, max_missing_fraction=pm.max_missing_fraction
+    )
+    outcomes = peak_mood.mood_change_table(
+        scores,
+        baseline=pm.baseline,
+        remission_threshold=pm.remission_threshold,
+        timepoint_order=study.manifest.timepoints,
+    )
 
     cp = ca.validate_parameters(study, **study.manifest.notebook_params("03_cytokines"))
     parsed = ca.load_study_cytokines(study, timepoints=[cp.baseline_timepoint, cp.post_timepoint])
     analytes = ca.resolve_analytes(parsed, cp.analytes)
     strata = ca.study_strata(parsed, cp)
     per_pair = ca.change_table(parsed, study.sessions, strata, cp, analytes)
-    return {"eeg_markers": markers, "eeg_plateau_changes": changes, "peak_scores": scores.peak,
-            "mood_changes": derived.mood_changes_table(outcomes, scores.mood_score, pm.mood_scale),
-            "cytokine_changes": derived.cytokine_changes_table(per_pair, cp.baseline_timepoint, cp.post_timepoint)}
+    return {
+        "eeg_markers": markers,
+        "eeg_plateau_changes": changes,
+        "peak_scores": scores.peak,
+        "mood_changes": derived.mood_changes_table(outcomes, scores.mood_score, pm.mood_scale),
+        "cytokine_changes": derived.cytokine_changes_table(per_pair, cp.baseline_timepoint, cp.post_timepoint),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +88,20 @@ def test_one_row_per_subject_and_dose(table, default_study):
     design = default_study.manifest.generator
     assert len(table) == design.n_subjects * len(design.doses_mg_per_kg)
     assert not table.duplicated(["participant_id", "session"]).any()
-    assert not table["session"].str.startswith("ses-").any()           # labels normalised
+    assert not table["session"].str.startswith("ses-").any()  # labels normalised
     assert (table.groupby("participant_id")["dose_mg_per_kg"].nunique() == len(design.doses_mg_per_kg)).all()
     # Peak questionnaires exist after active doses only; every other branch covers every session.
     assert table.loc[~table["active"], "meq30_total"].isna().all()
     assert table.loc[table["active"], "meq30_total"].notna().all()
-    for column in ["alpha_suppression_depth_db", "entropy_change", "il6_ln_change", "crp_ln_change",
-                   "mood_baseline", "mood_improvement_24h", "mood_improvement_7d"]:
+    for column in [
+        "alpha_suppression_depth_db",
+        "entropy_change",
+        "il6_ln_change",
+        "crp_ln_change",
+        "mood_baseline",
+        "mood_improvement_24h",
+        "mood_improvement_7d",
+    ]:
         assert table[column].notna().all(), column
     # 5D-ASC dimensions and the 11 factors are carried.
     assert {"asc5d_obn", "asc5d_vir", "asc5d_unity", "asc5d_changed_meaning"} <= set(table.columns)
@@ -114,7 +132,7 @@ def test_dose_disagreement_between_branches_is_refused(default_study, params):
 
 # ---------------------------------------------------------------------------- planted effects
 def test_h2_peak_predicts_mood_beyond_dose_and_baseline(table, hypotheses, default_truth):
-    assert default_truth["mood"]["peak_slope_per_unit_intensity"]["24h"] > 0   # what is planted
+    assert default_truth["mood"]["peak_slope_per_unit_intensity"]["24h"] > 0  # what is planted
     within = _row(hypotheses, "H2a")
     # H2a is now the within-subject partial correlation: 12 subjects are the unit, not 36 sessions.
     assert within["family"] == "confirmatory" and within["effect"] == "partial r_rm"
@@ -126,11 +144,13 @@ def test_h2_peak_predicts_mood_beyond_dose_and_baseline(table, hypotheses, defau
     assert within["ci_low"] < within["estimate"] < within["ci_high"] and within["p_fdr"] >= within["p"]
     # It equals the partial r of peak in OLS improvement ~ peak + dose + baseline + subject fixed effects.
     import statsmodels.formula.api as smf
+
     data = table[table["active"]].dropna(subset=["meq30_total", "mood_improvement_24h", "mood_baseline"])
     # The crossover period (from the recorded session order) is one of the adjusters.
     assert integrative.has_order(table) and "period" in within["statement"]
-    fit = smf.ols("mood_improvement_24h ~ meq30_total + dose_mg_per_kg + mood_baseline + C(period) "
-                  "+ C(participant_id)", data).fit()
+    fit = smf.ols(
+        "mood_improvement_24h ~ meq30_total + dose_mg_per_kg + mood_baseline + C(period) + C(participant_id)", data
+    ).fit()
     t = fit.tvalues["meq30_total"]
     assert within["estimate"] == pytest.approx(t / np.sqrt(t * t + fit.df_resid), abs=1e-8)
     assert _row(hypotheses, "H2b")["ci_low"] > 0 and _row(hypotheses, "H2b")["verdict"] == "supports"
@@ -149,8 +169,9 @@ def test_h3_decrease_only_in_inflamed_stratum(table, params, hypotheses, default
     # 3 mg/L while the planted change follows the CRP set point: its inflamed rows point the planted way.
     assert _row(hypotheses, f"H3a {analyte}")["estimate"] < 0
     # With the true (set-point) strata the same H3 routine recovers the planted change.
-    truly = np.where(table["participant_id"].isin(default_truth["cytokines"]["inflamed_subjects"]), "inflamed",
-                     "non-inflamed")
+    truly = np.where(
+        table["participant_id"].isin(default_truth["cytokines"]["inflamed_subjects"]), "inflamed", "non-inflamed"
+    )
     true_table = table.assign(stratum=truly, subject_stratum=truly, inflamed=(truly == "inflamed").astype(float))
     rows = integrative.test_inflamed_stratum(true_table, params).set_index("test")
     inflamed, other, diff, inter = (_row(rows, f"H3{k} {analyte}") for k in "abcd")
@@ -192,8 +213,11 @@ def test_h1_is_dose_adjusted_within_and_between_subjects(table, params, hypothes
     assert within["n_subjects"] == 12 and within["n"] == 36
     # Nothing is planted within subjects at a fixed dose: the raw across-dose r_rm (two dose curves) is
     # strongly negative, the dose-adjusted one is not.
-    raw = integrative.within_between_correlation(active, "entropy_change", "meq30_total", "participant_id",
-                                                 n_boot=199).set_index("quantity").loc["within", "estimate"]
+    raw = (
+        integrative.within_between_correlation(active, "entropy_change", "meq30_total", "participant_id", n_boot=199)
+        .set_index("quantity")
+        .loc["within", "estimate"]
+    )
     assert raw < -0.3 and within["ci_low"] <= 0 <= within["ci_high"]
     assert pooled["family"] == "description" and np.isnan(pooled["p"])
 
@@ -204,13 +228,15 @@ def test_h4_depth_deepens_with_dose_and_entropy_peaks_at_planted_dose(table, hyp
     assert depth["ci_high"] < 0 and depth["p"] < 0.001
     doses = integrative.titration_doses(table)
     assert doses["entropy_max_dose"].mode().iloc[0] == default_truth["eeg"]["expected_entropy_peak_dose_mg_per_kg"]
-    assert _row(hypotheses, "H4c")["ci_high"] < 0        # alpha keeps deepening past the entropy maximum
+    assert _row(hypotheses, "H4c")["ci_high"] < 0  # alpha keeps deepening past the entropy maximum
     titration = _row(hypotheses, "H4b")
     assert 0 <= titration["ci_low"] <= titration["estimate"] <= titration["ci_high"] <= 1
     # Chance comes from the marginals, not 1/n_doses.
     known = doses.dropna(subset=["alpha_endpoint_dose"])
-    chance = sum(np.mean(known["alpha_endpoint_dose"] == d) * np.mean(known["entropy_max_dose"] == d)
-                 for d in set(known["alpha_endpoint_dose"]) | set(known["entropy_max_dose"]))
+    chance = sum(
+        np.mean(known["alpha_endpoint_dose"] == d) * np.mean(known["entropy_max_dose"] == d)
+        for d in set(known["alpha_endpoint_dose"]) | set(known["entropy_max_dose"])
+    )
     assert f"chance agreement {chance:.2f}" in titration["method"] and "permutation" in titration["method"]
     # H4a is the reports' dose model with the crossover terms the recorded order identifies.
     assert "period" in depth["method"] and "bootstrap-t" in depth["method"]
@@ -225,6 +251,7 @@ def test_h4b_chance_level_follows_the_marginals():
     assert observed == pytest.approx(0.8) and chance == pytest.approx(0.82)
     assert p > 0.5
     from scipy import stats as sps
+
     assert sps.binomtest(8, 10, 1 / 3, alternative="greater").pvalue < 0.01
     perfect = np.array([0.25, 0.5, 1.0] * 4)
     assert integrative.agreement_permutation(perfect, perfect, 999, 0)[2] < 0.01
@@ -232,6 +259,7 @@ def test_h4b_chance_level_follows_the_marginals():
 
 def test_without_a_session_order_the_report_says_period_is_not_modelled(table, params):
     from pipelines.inference.crossover import CROSSOVER_NOT_MODELLED
+
     plain = table.drop(columns=["session_order", "period", "sequence", "carryover_dose"])
     assert integrative.crossover_note(plain) == CROSSOVER_NOT_MODELLED
     assert "period" in integrative.crossover_note(table)
@@ -249,17 +277,15 @@ def test_primary_hypothesis_leads_the_table_and_the_summary(hypotheses, params):
     row = table.iloc[0]
     assert text.startswith("**Pre-registered primary hypothesis (H2a")
     assert f"{row['estimate']:.2f} (95% CI {row['ci_low']:.2f} to {row['ci_high']:.2f}" in text
-    none = integrative.primary_text(table, integrative.IntegrativeParameters(**{**params.as_dict(),
-                                                                                  "primary_hypothesis": None}))
+    none = integrative.primary_text(
+        table, integrative.IntegrativeParameters(**{**params.as_dict(), "primary_hypothesis": None})
+    )
     assert "None is named" in none
 
 
 def test_library_functions_are_not_collected_by_pytest():
     assert not [name for name in integrative.__all__ if name.startswith("test")]
     assert not [name for name in dir(integrative) if name.startswith("test_")]
-
-
-
 
 
 def test_hypothesis_table_is_tidy(hypotheses):
@@ -274,6 +300,7 @@ def test_hypothesis_table_is_tidy(hypotheses):
 
 def test_h5_is_exploratory_and_outside_the_confirmatory_fdr_family(hypotheses):
     from pipelines.stats import fdr_bh
+
     table = hypotheses.reset_index()
     h5 = table[table["hypothesis"] == "H5"]
     assert len(h5) >= 5 and (h5["family"] == "exploratory").all()
@@ -289,14 +316,22 @@ def test_a_shared_subject_trait_is_between_not_within(params):
     """A planted subject trait drives both variables (pipelines.inference.simulation): the pooled
     session-level correlation is 'significant', the within-subject row of the matrix is not."""
     from pipelines.inference.simulation import Design, simulate_crossover
-    sim = simulate_crossover(Design(trait_sd=2.0, within_b=0.0, period_effect=(0, 0, 0, 0)),
-                             np.random.default_rng(3))
-    table = pd.DataFrame({"participant_id": sim["subject"], "active": True, "dose_mg_per_kg": sim["dose"],
-                          "meq30_total": sim["peak"], "mood_improvement_24h": sim["mood"]})
+
+    sim = simulate_crossover(Design(trait_sd=2.0, within_b=0.0, period_effect=(0, 0, 0, 0)), np.random.default_rng(3))
+    table = pd.DataFrame(
+        {
+            "participant_id": sim["subject"],
+            "active": True,
+            "dose_mg_per_kg": sim["dose"],
+            "meq30_total": sim["peak"],
+            "mood_improvement_24h": sim["mood"],
+        }
+    )
     assert params.peak_score == "meq30_total" and params.mood_timepoint == "24h"
     rows = integrative.correlation_matrix(table, params)
     pair = rows[(rows["x"] == "meq30_total") & (rows["y"] == "mood_improvement_24h")].set_index("quantity")
     from scipy import stats as sps
+
     assert sps.pearsonr(table["meq30_total"], table["mood_improvement_24h"])[1] < 0.001
     assert pair.loc["within", "p"] > 0.05 and pair.loc["within", "n_subjects"] == 12
     assert pair.loc["between", "p"] < 0.05 and pair.loc["between", "estimate"] > 0.5
@@ -316,6 +351,7 @@ def test_correlation_matrix_each_pair_once_per_quantity_with_fdr(table, params):
     k = len(integrative.matrix_variables(table, params))
     assert set(corr["quantity"]) == {"within", "between", "pooled"}
     from pipelines.stats import fdr_bh
+
     for quantity, rows in corr.groupby("quantity"):
         assert len(rows) == k * (k - 1) // 2
         assert len({frozenset(p) for p in zip(rows["x"], rows["y"])}) == len(rows)
@@ -333,8 +369,9 @@ def test_summary_is_written_from_the_numbers(table, hypotheses, params):
     corr = integrative.correlation_matrix(table, params)
     text = integrative.summary_text(table, hypotheses.reset_index(), corr, params)
     h2 = _row(hypotheses, "H2a")
-    assert (f"partial r_rm = {h2['estimate']:.2f} (95% CI {h2['ci_low']:.2f} to {h2['ci_high']:.2f}, "
-            f"{format_p(h2['p'])}") in text
+    assert (
+        f"partial r_rm = {h2['estimate']:.2f} (95% CI {h2['ci_low']:.2f} to {h2['ci_high']:.2f}, {format_p(h2['p'])}"
+    ) in text
     h1 = _row(hypotheses, "H1a")
     assert f"partial r_rm = {h1['estimate']:.2f} (95% CI {h1['ci_low']:.2f}" in text
     assert text.startswith("**Pre-registered primary hypothesis (H2a")
@@ -350,20 +387,23 @@ def test_summary_is_written_from_the_numbers(table, hypotheses, params):
 
 
 # ------------------------------------------------------------------------------ parameters
-@pytest.mark.parametrize("kwargs, message", [
-    ({"mood_timepoint": "25h"}, "did you mean '24h'"),
-    ({"mood_timepoint": "baseline"}, "baseline"),
-    ({"entropy_measure": "lzc_medain"}, "did you mean 'lzc_median'"),
-    ({"peak_score": "meq30_totl"}, "did you mean 'meq30_total'"),
-    ({"fdr_alpha": 1.5}, "fdr_alpha"),
-    ({"fdr_alpha": True}, "fdr_alpha"),
-    ({"n_boot": 10}, "n_boot"),
-    ({"n_boot": 100.5}, "whole number"),
-    ({"seed": -1}, "seed"),
-    ({"primary_hypothesis": "h2a"}, "did you mean 'H2a'"),
-    ({"primary_hypothesis": "H5 dose_mg_per_kg"}, "not a confirmatory test"),
-    ({"primary_hypothesis": 2}, "not a confirmatory test"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mood_timepoint": "25h"}, "did you mean '24h'"),
+        ({"mood_timepoint": "baseline"}, "baseline"),
+        ({"entropy_measure": "lzc_medain"}, "did you mean 'lzc_median'"),
+        ({"peak_score": "meq30_totl"}, "did you mean 'meq30_total'"),
+        ({"fdr_alpha": 1.5}, "fdr_alpha"),
+        ({"fdr_alpha": True}, "fdr_alpha"),
+        ({"n_boot": 10}, "n_boot"),
+        ({"n_boot": 100.5}, "whole number"),
+        ({"seed": -1}, "seed"),
+        ({"primary_hypothesis": "h2a"}, "did you mean 'H2a'"),
+        ({"primary_hypothesis": "H5 dose_mg_per_kg"}, "not a confirmatory test"),
+        ({"primary_hypothesis": 2}, "not a confirmatory test"),
+    ],
+)
 def test_bad_parameters_are_rejected(default_study, kwargs, message):
     with pytest.raises(ValueError, match=message):
         integrative.validate_parameters(default_study, **kwargs)
@@ -376,8 +416,16 @@ def test_notebook_parameters_match_the_library():
 
     notebook = NOTEBOOKS_DIR / "04_integrative_summary.ipynb"
     declared = papermill.inspect_notebook(str(notebook))
-    assert set(declared) == {"manifest_path", "mood_timepoint", "entropy_measure", "peak_score", "fdr_alpha",
-                             "n_boot", "seed", "primary_hypothesis"}
+    assert set(declared) == {
+        "manifest_path",
+        "mood_timepoint",
+        "entropy_measure",
+        "peak_score",
+        "fdr_alpha",
+        "n_boot",
+        "seed",
+        "primary_hypothesis",
+    }
     cells = json.loads(notebook.read_text())["cells"]
     parameters = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
     for line in "".join(parameters["source"]).splitlines():
@@ -398,8 +446,9 @@ def test_missing_table_names_its_notebook(default_study, params, tmp_path, monke
 
 def test_write_then_read_keeps_identifiers(default_study, tmp_path, monkeypatch):
     monkeypatch.setenv("KW_WORKDIR", str(tmp_path))
-    table = pd.DataFrame({"participant_id": ["sub-01"], "subject": ["01"], "session": ["ket050"],
-                          "value": [np.nan], "flag": [True]})
+    table = pd.DataFrame(
+        {"participant_id": ["sub-01"], "subject": ["01"], "session": ["ket050"], "value": [np.nan], "flag": [True]}
+    )
     written = derived.write_tables(default_study, {"peak_scores": table})
     assert written == ["tables/peak_scores.tsv"]
     back = derived.read_table(default_study, "peak_scores")
@@ -415,8 +464,10 @@ def test_eeg_analysis_still_exposes_write_tables():
 
 def test_dose_adjusted_within_figure_shows_what_h1a_reads(table):
     import holoviews as hv
+
     hv.extension("bokeh")
     from pipelines import integrative_figures as figures
+
     overlay = figures.dose_adjusted_within(table, "entropy_change", "meq30_total")
     data = pd.concat([element.data for element in overlay], ignore_index=True)
     assert len(data) == int(table["active"].sum())

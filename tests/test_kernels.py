@@ -48,16 +48,26 @@ def _ref_rows(fn, x2d):
 # name, our function, antropy reference (1-D), kwargs ours, kwargs antropy
 CASES = [
     ("pe3", K.perm_entropy, ant.perm_entropy, {}, {"normalize": True}),
-    ("pe4_d2_bits", K.perm_entropy, ant.perm_entropy, dict(order=4, delay=2, normalize=False),
-     dict(order=4, delay=2, normalize=False)),
+    (
+        "pe4_d2_bits",
+        K.perm_entropy,
+        ant.perm_entropy,
+        dict(order=4, delay=2, normalize=False),
+        dict(order=4, delay=2, normalize=False),
+    ),
     ("pe6", K.perm_entropy, ant.perm_entropy, dict(order=6, delay=1), dict(order=6, delay=1, normalize=True)),
     ("specent", lambda x: K.spectral_entropy_welch(x, SFREQ), None, {}, {}),
     ("specent_128_bits", lambda x: K.spectral_entropy_welch(x, SFREQ, nperseg=128, normalize=False), None, {}, {}),
     ("sampen", K.sample_entropy, ant.sample_entropy, {}, {}),
     ("sampen_o3", K.sample_entropy, ant.sample_entropy, dict(order=3), dict(order=3)),
     ("svd", K.svd_entropy, ant.svd_entropy, {}, {"normalize": True}),
-    ("svd_o5_d3_bits", K.svd_entropy, ant.svd_entropy, dict(order=5, delay=3, normalize=False),
-     dict(order=5, delay=3, normalize=False)),
+    (
+        "svd_o5_d3_bits",
+        K.svd_entropy,
+        ant.svd_entropy,
+        dict(order=5, delay=3, normalize=False),
+        dict(order=5, delay=3, normalize=False),
+    ),
     ("higuchi", K.higuchi_fd, ant.higuchi_fd, {}, {}),
     ("higuchi_k5", K.higuchi_fd, ant.higuchi_fd, dict(kmax=5), dict(kmax=5)),
     ("katz", K.katz_fd, ant.katz_fd, {}, {}),
@@ -73,7 +83,7 @@ def test_measure_equals_antropy(signals, kind, case):
     if name.startswith("specent"):
         nperseg = 128 if "128" in name else None
         normalize = "bits" not in name
-        ref = lambda v: ant.spectral_entropy(v, SFREQ, method="welch", nperseg=nperseg, normalize=normalize)  # noqa: E731
+        ref = lambda v: ant.spectral_entropy(v, SFREQ, method="welch", nperseg=nperseg, normalize=normalize)
         kw_ref = {}
     got = ours(x, **kw)
     want = _ref_rows(lambda r: ref(r, **kw_ref), x)
@@ -187,8 +197,14 @@ def test_too_short_raises_and_minimum_works(measure, params, n_ok):
         fn(rng.standard_normal(n_ok - 1), **params)
     fn(rng.standard_normal(n_ok), **params)  # no error at the minimum
     with pytest.raises(ValueError, match="needs at least"):
-        K.compute_windowed(rng.standard_normal((1, 100)), SFREQ, n_ok - 1, n_ok - 1,
-                           measures=[measure], params={measure: params} if params else None)
+        K.compute_windowed(
+            rng.standard_normal((1, 100)),
+            SFREQ,
+            n_ok - 1,
+            n_ok - 1,
+            measures=[measure],
+            params={measure: params} if params else None,
+        )
 
 
 def test_minimum_length_values_match_antropy():
@@ -224,10 +240,10 @@ def test_lz76_count_equals_antropy_on_many_sequences():
             per = rng.integers(1, 12)
             s = np.tile(rng.random(per) < 0.5, n // per + 1)[:n]
         elif kind == 2:  # runs, like a binarised oscillation
-            s = (np.sin(np.arange(n) * rng.uniform(0.05, 1.0)) > 0)
+            s = np.sin(np.arange(n) * rng.uniform(0.05, 1.0)) > 0
         else:
             s = rng.random(n) < 0.5
-            s[rng.integers(n):] = s[0]  # long constant tail
+            s[rng.integers(n) :] = s[0]  # long constant tail
         seqs.append(s)
     seqs.append(rng.random(20000) < 0.5)  # long random: goes through the prefix index
     seqs.append(np.sin(np.arange(30000) * 0.07) > 0)  # long regular: index gives up, automaton
@@ -339,8 +355,9 @@ def test_unknown_names_fail_with_hint(signals):
     with pytest.raises(ValueError, match="did you mean 'perm_entropy'"):
         K.compute_windowed(signals["eeg"], SFREQ, 100, 100, measures=["perm_entropie"])
     with pytest.raises(ValueError, match="did you mean 'order'"):
-        K.compute_windowed(signals["eeg"], SFREQ, 100, 100, measures=["perm_entropy"],
-                           params={"perm_entropy": {"ordre": 4}})
+        K.compute_windowed(
+            signals["eeg"], SFREQ, 100, 100, measures=["perm_entropy"], params={"perm_entropy": {"ordre": 4}}
+        )
 
 
 def test_windows_and_starts():

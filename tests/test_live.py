@@ -50,9 +50,9 @@ def test_flat_occipital_channels_never_alert():
     rng = np.random.default_rng(0)
     t = np.arange(int(60 * sfreq)) / sfreq
     data = rng.standard_normal((4, len(t))) * 10e-6 + 20e-6 * np.sin(2 * np.pi * 10 * t)
-    data[:3, int(20 * sfreq):] = 0.0  # occipital leads come off after 20 s: alpha "vanishes", but it is garbage
+    data[:3, int(20 * sfreq) :] = 0.0  # occipital leads come off after 20 s: alpha "vanishes", but it is garbage
     for i in range(0, data.shape[1], 64):
-        for result in online.push(data[:, i:i + 64]):
+        for result in online.push(data[:, i : i + 64]):
             assert criterion.update(result) is None
     assert {r.status for r in online.results if r.time_s > 12} == {"no-occipital-channel"}
 
@@ -72,8 +72,9 @@ def test_lsl_round_trip_on_loopback_raises_the_alert_like_the_offline_computatio
     cfg = LiveConfig.from_manifest(study.manifest, hold_s=6.0, smooth_windows=2)
     start = truth["infusion_start_s"]
     crop_from = start - 14.0  # 7 baseline windows, then the infusion
-    offline = offline_causal(raw.copy().crop(crop_from).get_data(picks="eeg"), raw.info["sfreq"], raw.ch_names,
-                             cfg, start - crop_from)
+    offline = offline_causal(
+        raw.copy().crop(crop_from).get_data(picks="eeg"), raw.info["sfreq"], raw.ch_names, cfg, start - crop_from
+    )
     assert offline.attrs["alert_time_s"] is not None
     stop = min(raw.times[-1], start + offline.attrs["alert_time_s"] + 6.0)
     player = start_player(raw.copy().crop(crop_from, stop), "kw-test-roundtrip")
@@ -92,7 +93,6 @@ def test_lsl_round_trip_on_loopback_raises_the_alert_like_the_offline_computatio
     assert np.percentile(processing, 95) < 0.25  # arrival of the window's last sample → result
 
 
-
 def test_live_alpha_is_close_to_the_offline_zero_phase_features(default_study):
     """What changes live (docs/live.md): causal filters, per-window channels and reference.  Occipital alpha
     relative to baseline stays within a few tenths of a dB of the offline features, window by window."""
@@ -100,8 +100,9 @@ def test_live_alpha_is_close_to_the_offline_zero_phase_features(default_study):
 
     key = data.manifest_key(default_study.manifest.manifest_path)
     cfg = LiveConfig.from_manifest(default_study.manifest)
-    table = offline_causal(*_recording(default_study, "sub-01_ses-ket100_task-rest"), cfg,
-                           default_study.truth()["infusion_start_s"])
+    table = offline_causal(
+        *_recording(default_study, "sub-01_ses-ket100_task-rest"), cfg, default_study.truth()["infusion_start_s"]
+    )
     offline = data.summary_series(key, "occipital_alpha_db").sel(subject="01", session="ket100")
     live = table.set_index(table["time_s"].round(3))["occipital_alpha_db"]
     times = np.round(offline["time_s"].to_numpy(), 3)
@@ -112,7 +113,9 @@ def test_live_alpha_is_close_to_the_offline_zero_phase_features(default_study):
     diff = np.abs(a[ok] - b[ok])
     assert np.percentile(diff, 95) < 0.5 and np.corrcoef(a[ok], b[ok])[0, 1] > 0.99
 
+
 # --- discontinuities, garbage and the session recording (no LSL) ----------------------------------------------
+
 
 def _alpha_stream(seconds: float, sfreq: float = 128.0, suppress_from_s: float | None = None, seed: int = 0):
     from pipelines.eeg.live import synthetic_eeg
@@ -129,10 +132,10 @@ def test_windows_touching_a_dropout_never_count_and_the_time_axis_keeps_the_gap(
     gap = (int(24 * sfreq), int(25.5 * sfreq))  # 1.5 s lost during the hold (suppressed from 10 s re infusion)
     results = []
     for i in range(0, gap[0], 50):
-        results += online.push(data[:, i:min(i + 50, gap[0])])
+        results += online.push(data[:, i : min(i + 50, gap[0])])
     results += online.mark_break(gap[1] - gap[0])  # what the monitor does when the timestamps jump
     for i in range(gap[1], data.shape[1], 50):
-        results += online.push(data[:, i:i + 50])
+        results += online.push(data[:, i : i + 50])
     for r in results:
         criterion.update(r)
     table = {r.time_s: r for r in online.results}
@@ -149,10 +152,10 @@ def test_non_finite_samples_do_not_poison_the_filters():
     cfg = LiveConfig()
     sfreq = 128.0
     data, names = _alpha_stream(40, sfreq)
-    data[:, int(20 * sfreq):int(20.5 * sfreq)] = np.nan
+    data[:, int(20 * sfreq) : int(20.5 * sfreq)] = np.nan
     online = OnlineFeatures(sfreq, names, cfg, infusion_start_s=8.0)
     for i in range(0, data.shape[1], 64):
-        online.push(data[:, i:i + 64])
+        online.push(data[:, i : i + 64])
     by_time = {r.time_s: r.status for r in online.results}
     assert by_time[13.0] == "non-finite" and by_time[15.0] == "settling"
     late = [r for r in online.results if r.time_s > 17]
@@ -163,11 +166,11 @@ def test_a_lead_coming_off_mid_window_is_flat_in_that_window():
     cfg = LiveConfig(hold_s=2.0, smooth_windows=1)
     sfreq = 128.0
     data, names = _alpha_stream(40, sfreq)
-    data[:3, int(24.5 * sfreq):] = 0.0  # occipital leads off 0.5 s into the window [24, 26) of the stream
+    data[:3, int(24.5 * sfreq) :] = 0.0  # occipital leads off 0.5 s into the window [24, 26) of the stream
     online = OnlineFeatures(sfreq, names, cfg, infusion_start_s=10.0)
     criterion = TitrationCriterion(cfg.threshold_db, cfg.hold_s, cfg.smooth_windows)
     for i in range(0, data.shape[1], 64):
-        for r in online.push(data[:, i:i + 64]):
+        for r in online.push(data[:, i : i + 64]):
             assert criterion.update(r) is None
     window = next(r for r in online.results if r.time_s == 15.0)  # 24-26 s of the stream
     assert window.n_good_channels == len(names) - 3
@@ -183,13 +186,23 @@ def test_session_recording_is_atomic_never_overwrites_and_reads_back(tmp_path):
     sent = []
     for rec in recorders:
         rec.FLUSH_SAMPLES_S = 1.0  # several chunk files
-        chunks = [(rng.standard_normal((3, n)) * 1e-5, 1000.0 + np.arange(k, k + n) / sfreq)
-                  for k, n in ((0, 37), (37, 120), (157, 64))]
+        chunks = [
+            (rng.standard_normal((3, n)) * 1e-5, 1000.0 + np.arange(k, k + n) / sfreq)
+            for k, n in ((0, 37), (37, 120), (157, 64))
+        ]
         for data, ts in chunks:
             rec.add_samples(data, ts)
         rec.add_window(WindowResult(1.0, 1001.0, 2.0, -3.5, 0.4, 3, "ok"))
-        rec.add_event({"lsl_time": 1001.5, "utc": "now", "stream_time_s": 1.5, "level": "warning", "event": "gap",
-                       "message": "1.0 s missing"})
+        rec.add_event(
+            {
+                "lsl_time": 1001.5,
+                "utc": "now",
+                "stream_time_s": 1.5,
+                "level": "warning",
+                "event": "gap",
+                "message": "1.0 s missing",
+            }
+        )
         sent.append(chunks)
         hidden = [p.name for p in tmp_path.iterdir()]
         assert any(n.startswith(".") and n.endswith(".partial") for n in hidden)  # nothing visible before close
@@ -209,6 +222,7 @@ def test_session_recording_is_atomic_never_overwrites_and_reads_back(tmp_path):
 
 # --- dropout, clock offset and restart over LSL on loopback -----------------------------------------------
 
+
 @pytest.mark.slow
 def test_lsl_dropout_clock_offset_and_flat_leads_are_reported_recorded_and_never_alert(tmp_path):
     """A synthetic stream on 127.0.0.1 with a source clock 500 s ahead, 1.5 s of samples lost and the occipital
@@ -219,10 +233,11 @@ def test_lsl_dropout_clock_offset_and_flat_leads_are_reported_recorded_and_never
     _lsl_loopback_config()
     sfreq = 128.0
     data, names = _alpha_stream(16, sfreq)  # no suppression: any alert would be on garbage
-    data[:3, int(11 * sfreq):int(13 * sfreq)] = 0.0
+    data[:3, int(11 * sfreq) : int(13 * sfreq)] = 0.0
     cfg = LiveConfig(window_s=1.0, step_s=1.0, settle_s=1.5, hold_s=1.0, smooth_windows=1)  # short, for CI
-    outlet = ArrayOutlet(data, sfreq, names, "kw-test-dropout", markers={"infusion_start": 4.0},
-                         drop=[(7.0, 8.5)], clock_offset_s=500.0)
+    outlet = ArrayOutlet(
+        data, sfreq, names, "kw-test-dropout", markers={"infusion_start": 4.0}, drop=[(7.0, 8.5)], clock_offset_s=500.0
+    )
     mon = LiveMonitor("kw-test-dropout", cfg, record_to=tmp_path, connect_timeout_s=10)
     try:
         mon.connect()
@@ -232,8 +247,18 @@ def test_lsl_dropout_clock_offset_and_flat_leads_are_reported_recorded_and_never
         outlet.stop()
         mon.stop()
     events = [e["event"] for e in mon.events]
-    for expected in ("connected", "clock-offset", "infusion-start", "gap", "channels", "no-occipital-channel",
-                     "counting", "stalled", "stopped", "recording-saved"):
+    for expected in (
+        "connected",
+        "clock-offset",
+        "infusion-start",
+        "gap",
+        "channels",
+        "no-occipital-channel",
+        "counting",
+        "stalled",
+        "stopped",
+        "recording-saved",
+    ):
         assert expected in events, (expected, events)
     assert events.count("gap") == 1 and events.count("clock-jump") == 0
     gap = next(e for e in mon.events if e["event"] == "gap")
@@ -287,12 +312,15 @@ def test_lsl_restarted_player_is_found_again_and_monitoring_recovers(tmp_path):
 
 # --- the dashboard's live mode ---------------------------------------------------------------------------------
 
+
 def test_live_view_frames_rebase_on_infusion_start_and_smooth_causally():
     from pipelines.dashboards.live import frames
     from pipelines.eeg.live import WindowResult
 
-    results = [WindowResult(t - 10.0, 0.0, 1.0, db, 0.5 + 0.1 * (t > 10), 8, "ok", stream_time_s=t)
-               for t, db in ((5.0, 0.0), (7.0, 0.0), (9.0, 0.0), (11.0, -4.0), (13.0, -6.0))]
+    results = [
+        WindowResult(t - 10.0, 0.0, 1.0, db, 0.5 + 0.1 * (t > 10), 8, "ok", stream_time_s=t)
+        for t, db in ((5.0, 0.0), (7.0, 0.0), (9.0, 0.0), (11.0, -4.0), (13.0, -6.0))
+    ]
     alpha, entropy = frames(results, smooth_windows=2, window_s=2.0, infusion_start_s=10.0)
     np.testing.assert_allclose(alpha["time_s"], [-5, -3, -1, 1, 3])
     np.testing.assert_allclose(alpha["smoothed"], [0, 0, 0, -2, -5])  # trailing, never using later windows
@@ -317,8 +345,14 @@ def test_live_page_shows_an_updating_status_for_a_loopback_stream(browser, defau
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = pn.serve({"live": lambda: live.app(default_study.manifest.manifest_path)}, port=port, address="127.0.0.1",
-                      threaded=True, show=False, websocket_origin=[f"127.0.0.1:{port}"])
+    server = pn.serve(
+        {"live": lambda: live.app(default_study.manifest.manifest_path)},
+        port=port,
+        address="127.0.0.1",
+        threaded=True,
+        show=False,
+        websocket_origin=[f"127.0.0.1:{port}"],
+    )
     signal, names = _alpha_stream(40, 128.0)
     outlet = ArrayOutlet(signal, 128.0, names, "kw-test-browser", markers={"infusion_start": 8.0}).start()
     page = browser.new_page()
@@ -330,7 +364,7 @@ def test_live_page_shows_an_updating_status_for_a_loopback_stream(browser, defau
             try:
                 page.goto(f"http://127.0.0.1:{port}/live?stream=kw-test-browser&running=true&record=false")
                 break
-            except Exception:  # noqa: BLE001
+            except Exception:
                 if time.time() > deadline:
                     raise
                 time.sleep(0.5)

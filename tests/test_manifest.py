@@ -6,11 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import DEFAULT_MANIFEST
 
 from pipelines.manifest import ManifestError, freeze, load_manifest, verify
 from pipelines.study import Study
-
-from conftest import DEFAULT_MANIFEST
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -32,7 +31,10 @@ def test_default_manifest_is_valid_and_complete():
     [
         ("study: x\nbids_root: d\nbids_rot: d\n", r"bids_rot: unknown field 'bids_rot' — did you mean 'bids_root'\?"),
         ("study: x\nbids_root: d\neeg:\n  preprocesing: {}\n", r"eeg\.preprocesing: .*did you mean 'preprocessing'"),
-        ("study: x\nbids_root: d\neeg:\n  preprocessing:\n    l_freg: 1\n", r"eeg\.preprocessing\.l_freg: .*did you mean 'l_freq'"),
+        (
+            "study: x\nbids_root: d\neeg:\n  preprocessing:\n    l_freg: 1\n",
+            r"eeg\.preprocessing\.l_freg: .*did you mean 'l_freq'",
+        ),
         ("study: x\nbids_root: d\ngenerator:\n  n_subjects: many\n", r"generator\.n_subjects: .*integer"),
         ("study: x\n", r"bids_root: required field is missing"),
         ("study: 'has space'\nbids_root: d\n", r"study: .*short name"),
@@ -69,7 +71,11 @@ def test_verify_reports_mismatched_missing_and_extra_files(tiny_copy):
     assert report.missing == ["phenotype/meq30.json"]
     assert report.extra == ["notes.txt"]
     text = report.describe(manifest)
-    for needle in ("checksum differs: participants.tsv", "missing: phenotype/meq30.json", "not in the manifest: notes.txt"):
+    for needle in (
+        "checksum differs: participants.tsv",
+        "missing: phenotype/meq30.json",
+        "not in the manifest: notes.txt",
+    ):
         assert needle in text
 
 
@@ -86,19 +92,23 @@ def test_unknown_condition_label_gets_a_hint(tiny_copy):
     tiny_copy.write_text(text)
     study = Study.load(tiny_copy)
     with pytest.raises(ManifestError, match=r"label 'ket100'.*did you mean 'ket010'"):
-        study.recordings
+        _ = study.recordings
 
 
 def test_labels_mapping_assigns_doses(tiny_copy):
-    tiny_copy.write_text(tiny_copy.read_text() + "eeg:\n  conditions:\n    source: labels\n    labels: {placebo: 0.0, ket100: 0.8}\n")
+    tiny_copy.write_text(
+        tiny_copy.read_text() + "eeg:\n  conditions:\n    source: labels\n    labels: {placebo: 0.0, ket100: 0.8}\n"
+    )
     doses = {r.session: r.dose_mg_per_kg for r in Study.load(tiny_copy).recordings}
     assert doses == {"placebo": 0.0, "ket100": 0.8}
 
 
 def test_sessions_tsv_without_the_dose_column_is_named(tiny_copy):
     tiny_copy.write_text(tiny_copy.read_text() + "eeg:\n  conditions:\n    dose_column: dose_mg_kg\n")
-    with pytest.raises(ManifestError, match=r"sub-01_sessions.tsv: no column 'dose_mg_kg' — did you mean 'dose_mg_per_kg'"):
-        Study.load(tiny_copy).recordings
+    with pytest.raises(
+        ManifestError, match=r"sub-01_sessions.tsv: no column 'dose_mg_kg' — did you mean 'dose_mg_per_kg'"
+    ):
+        _ = Study.load(tiny_copy).recordings
 
 
 def test_the_template_for_real_studies_is_a_valid_manifest(tmp_path):
@@ -155,10 +165,17 @@ def test_build_regenerates_a_damaged_generated_study_once(tiny_copy, tmp_path, m
     assert verify(manifest).ok
 
 
-@pytest.mark.parametrize("section, bad, hint", [
-    ("phenotype:\n  meq3O: {path: phenotype/meq30.tsv}\n", "meq3O", "meq30"),
-    ("notebooks:\n  02_peak_experience_mod:\n    n_boot: 10\n", "02_peak_experience_mod", "02_peak_experience_mood"),
-])
+@pytest.mark.parametrize(
+    "section, bad, hint",
+    [
+        ("phenotype:\n  meq3O: {path: phenotype/meq30.tsv}\n", "meq3O", "meq30"),
+        (
+            "notebooks:\n  02_peak_experience_mod:\n    n_boot: 10\n",
+            "02_peak_experience_mod",
+            "02_peak_experience_mood",
+        ),
+    ],
+)
 def test_misspelt_table_or_notebook_names_are_errors_with_a_hint(tmp_path, section, bad, hint):
     path = tmp_path / "m.yml"
     path.write_text("study: x\nbids_root: .\n" + section)

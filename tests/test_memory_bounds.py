@@ -33,12 +33,14 @@ def _generate(folder: Path, minutes: float) -> Path:
 
     folder.mkdir()
     path = folder / "m.yml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         study: mem{minutes}
         bids_root: bids
         generator: {{seed: 11, n_subjects: 1, minutes: {minutes}, n_channels: {CHANNELS}, sfreq: {SFREQ}, doses_mg_per_kg: [1.0]}}
         eeg: {{task: rest}}
-        """))
+        """)
+    )
     assert synth_main(["--manifest", str(path), "--no-progress"]) == 0
     freeze(load_manifest(path))
     return path
@@ -76,8 +78,10 @@ def test_peak_memory_does_not_grow_with_the_number_of_recordings(tiny_copy, tmp_
     one = tmp_path / "one"
     shutil.copytree(tiny_copy.parent, one)
     manifest = yaml.safe_load((one / tiny_copy.name).read_text())
-    manifest["exclude"] = [{"recording": "sub-02", "reason": "memory test: one subject only"},
-                           {"recording": "sub-01_ses-placebo", "reason": "memory test: one recording only"}]
+    manifest["exclude"] = [
+        {"recording": "sub-02", "reason": "memory test: one subject only"},
+        {"recording": "sub-01_ses-placebo", "reason": "memory test: one recording only"},
+    ]
     (one / tiny_copy.name).write_text(yaml.safe_dump(manifest, sort_keys=False))
     small, full = Study.load(one / tiny_copy.name), Study.load(tiny_copy)
     assert (len(small.recordings), len(full.recordings)) == (1, 4)

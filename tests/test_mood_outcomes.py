@@ -40,6 +40,7 @@ def open_label(tmp_path_factory) -> Study:
 
 # --- designs -------------------------------------------------------------------------------------------------
 
+
 def test_parallel_trial_compares_arms_against_the_control_and_recovers_the_planted_difference(parallel):
     result = mood_outcomes.run(parallel)
     assert result.grouping == "arm" and result.reference == "midazolam"  # a control-named arm is the reference
@@ -47,13 +48,16 @@ def test_parallel_trial_compares_arms_against_the_control_and_recovers_the_plant
     # Planted: severity falls by improvement[arm] × responsiveness × (1, 1.1, 1.2, 1.3) over weeks 1–4, so the
     # expected difference of the mean follow-up MADRS (max 60) is −(0.25 − 0.08) × 60 × 1.15.
     expected = -(truth["ketamine"] - truth["midazolam"]) * 60 * 1.15
-    summary = result.comparisons[(result.comparisons["scale"] == "madrs")
-                                 & result.comparisons["analysis"].str.startswith("summary-measure")].iloc[0]
+    summary = result.comparisons[
+        (result.comparisons["scale"] == "madrs") & result.comparisons["analysis"].str.startswith("summary-measure")
+    ].iloc[0]
     assert summary["quantity"] == "ketamine − midazolam" and summary["n_subjects"] == 24
     assert summary["ci_low"] < expected < summary["ci_high"] and summary["p"] < 0.001
-    response = result.comparisons[(result.comparisons["analysis"] == "response")
-                                  & (result.comparisons["timepoint"] == "week4")
-                                  & result.comparisons["quantity"].str.startswith("risk")]
+    response = result.comparisons[
+        (result.comparisons["analysis"] == "response")
+        & (result.comparisons["timepoint"] == "week4")
+        & result.comparisons["quantity"].str.startswith("risk")
+    ]
     assert (response["estimate"] > 0).all()  # more responders on ketamine, on every scale
     # One row per subject and time point per scale: the unit is never duplicated.
     assert not result.outcomes.duplicated(["scale", "participant_id", "timepoint"]).any()
@@ -80,16 +84,26 @@ def test_open_label_peak_vs_mood_is_one_row_per_subject_and_the_between_row_is_t
     params = peak_mood.validate_parameters(open_label, **open_label.manifest.notebook_params("02_peak_experience_mood"))
     scores = peak_mood.load_scores(open_label, params.scales, params.mood_scale)
     assert scores.mood_unit == "subject"
-    outcomes = peak_mood.mood_change_table(scores, baseline=params.baseline, timepoint_order=open_label.manifest.timepoints)
+    outcomes = peak_mood.mood_change_table(
+        scores, baseline=params.baseline, timepoint_order=open_label.manifest.timepoints
+    )
     data = peak_mood.analysis_table(scores, outcomes, params.timepoints)
     assert data.groupby(["timepoint", "participant_id"]).size().max() == 1 and len(data) == 12 * 3
     reasons = peak_mood.not_applicable(scores, data)
     assert {"dose_effect", "within", "mediation"} <= set(reasons)
-    table = peak_mood.subject_level_correlations(data, scores.peak_scores, params.outcome, params.timepoints,
-                                                 covariates=[peak_mood.DOSE], n_boot=199, seed=0,
-                                                 primary_scores=params.primary_scores)
-    between = table[(table["quantity"] == "between") & (table["score"] == "asc11d_unity")
-                    & (table["timepoint"] == "24h")].iloc[0]
+    table = peak_mood.subject_level_correlations(
+        data,
+        scores.peak_scores,
+        params.outcome,
+        params.timepoints,
+        covariates=[peak_mood.DOSE],
+        n_boot=199,
+        seed=0,
+        primary_scores=params.primary_scores,
+    )
+    between = table[
+        (table["quantity"] == "between") & (table["score"] == "asc11d_unity") & (table["timepoint"] == "24h")
+    ].iloc[0]
     assert between["n_subjects"] == 12 and between["estimate"] > 0  # planted: stronger experience, more improvement
     assert table.loc[table["quantity"] == "within", "p"].isna().all()
     assert peak_mood.dose_effect_on_peak(scores).empty
@@ -116,6 +130,7 @@ def test_parameters_are_typed_and_a_misspelt_scale_names_the_likely_one(parallel
 
 # --- group statistics against independent references --------------------------------------------------------
 
+
 def _trial(rng, n_per_arm=12, effect=0.0, weeks=4):
     subjects = np.arange(2 * n_per_arm)
     arm = np.array(["control"] * n_per_arm + ["drug"] * n_per_arm)
@@ -124,8 +139,17 @@ def _trial(rng, n_per_arm=12, effect=0.0, weeks=4):
     rows = []
     for w in range(1, weeks + 1):
         score = 0.5 * baseline + 12 + trait + effect * (arm == "drug") + rng.normal(0, 4, subjects.size)
-        rows.append(pd.DataFrame({"participant_id": subjects, "group": arm, "timepoint": f"week{w}",
-                                  "value": score, "baseline": baseline}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "participant_id": subjects,
+                    "group": arm,
+                    "timepoint": f"week{w}",
+                    "value": score,
+                    "baseline": baseline,
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -152,8 +176,13 @@ def test_newcombe_interval_equals_statsmodels_and_the_odds_ratio_is_scipys():
         low, high = groups.newcombe_interval(ea, na, eb, nb)
         ref = confint_proportions_2indep(eb, nb, ea, na, method="newcomb", compare="diff")
         assert (low, high) == (pytest.approx(ref[0], abs=1e-12), pytest.approx(ref[1], abs=1e-12))
-        frame = pd.DataFrame({"participant_id": range(na + nb), "group": ["a"] * na + ["b"] * nb,
-                              "event": [True] * ea + [False] * (na - ea) + [True] * eb + [False] * (nb - eb)})
+        frame = pd.DataFrame(
+            {
+                "participant_id": range(na + nb),
+                "group": ["a"] * na + ["b"] * nb,
+                "event": [True] * ea + [False] * (na - ea) + [True] * eb + [False] * (nb - eb),
+            }
+        )
         table = groups.binary_difference(frame, "event", "group", "participant_id").set_index("routine", append=True)
         odds = table.iloc[1]
         expected = odds_ratio([[eb, nb - eb], [ea, na - ea]], kind="conditional")
@@ -175,25 +204,37 @@ def test_simulated_parallel_trials_keep_type_one_error_and_coverage():
     reject_week, reject_summary, reject_mixed, covered, power = 0, 0, 0, 0, 0
     for i in range(n_sims):
         data = _trial(rng)
-        week = groups.ancova_difference(data[data["timepoint"] == "week4"], "value", "group", "participant_id",
-                                        baseline="baseline").iloc[0]
+        week = groups.ancova_difference(
+            data[data["timepoint"] == "week4"], "value", "group", "participant_id", baseline="baseline"
+        ).iloc[0]
         reject_week += week["p"] < 0.05
-        mean = data.groupby(["participant_id", "group"], as_index=False).agg(value=("value", "mean"),
-                                                                             baseline=("baseline", "first"))
-        reject_summary += groups.ancova_difference(mean, "value", "group", "participant_id",
-                                                   baseline="baseline").iloc[0]["p"] < 0.05
+        mean = data.groupby(["participant_id", "group"], as_index=False).agg(
+            value=("value", "mean"), baseline=("baseline", "first")
+        )
+        reject_summary += (
+            groups.ancova_difference(mean, "value", "group", "participant_id", baseline="baseline").iloc[0]["p"] < 0.05
+        )
         if i < 100:  # the mixed model is slower; its level is measured on fewer trials
-            mixed = groups.trajectory_mixed_model(data, "value", "group", "timepoint", "participant_id", "baseline",
-                                                  [f"week{w}" for w in range(1, 5)])
+            mixed = groups.trajectory_mixed_model(
+                data, "value", "group", "timepoint", "participant_id", "baseline", [f"week{w}" for w in range(1, 5)]
+            )
             reject_mixed += mixed.iloc[-1]["p"] < 0.05
-        events = pd.DataFrame({"participant_id": range(24), "group": ["a"] * 12 + ["b"] * 12,
-                               "event": np.r_[rng.random(12) < 0.3, rng.random(12) < 0.5]})
+        events = pd.DataFrame(
+            {
+                "participant_id": range(24),
+                "group": ["a"] * 12 + ["b"] * 12,
+                "event": np.r_[rng.random(12) < 0.3, rng.random(12) < 0.5],
+            }
+        )
         rd = groups.binary_difference(events, "event", "group", "participant_id").iloc[0]
         covered += rd["ci_low"] <= 0.2 <= rd["ci_high"]
         effect = _trial(rng, effect=-6.0)
-        mean = effect.groupby(["participant_id", "group"], as_index=False).agg(value=("value", "mean"),
-                                                                               baseline=("baseline", "first"))
-        power += groups.ancova_difference(mean, "value", "group", "participant_id", baseline="baseline").iloc[0]["p"] < 0.05
+        mean = effect.groupby(["participant_id", "group"], as_index=False).agg(
+            value=("value", "mean"), baseline=("baseline", "first")
+        )
+        power += (
+            groups.ancova_difference(mean, "value", "group", "participant_id", baseline="baseline").iloc[0]["p"] < 0.05
+        )
     assert 0.025 <= reject_week / n_sims <= 0.08
     assert 0.025 <= reject_summary / n_sims <= 0.08
     assert reject_mixed / 100 <= 0.12  # model-based Wald z: labelled as description, bounded loosely

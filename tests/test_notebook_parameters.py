@@ -12,14 +12,19 @@ from pipelines import mood_outcomes, plasticity_window
 from tests.conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-MODELS = {"05_mood_outcomes": mood_outcomes.MoodOutcomeParameters,
-          "06_plasticity_window": plasticity_window.WindowParameters}
+MODELS = {
+    "05_mood_outcomes": mood_outcomes.MoodOutcomeParameters,
+    "06_plasticity_window": plasticity_window.WindowParameters,
+}
 
 
 def _parameters_cell(path) -> dict:
     cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
-    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
-            if isinstance(node, ast.Assign)}
+    return {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in ast.parse(cell.source).body
+        if isinstance(node, ast.Assign)
+    }
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -21,7 +21,7 @@ from pipelines.stats import format_p
 from pipelines.study import Study
 
 REPO = Path(__file__).resolve().parents[1]
-N_BOOT = 1000   # enough for a stable 95 % percentile interval, fast enough for the suite
+N_BOOT = 1000  # enough for a stable 95 % percentile interval, fast enough for the suite
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +38,40 @@ def truth(study) -> dict:
 def analysis(study):
     """The notebook's analysis on the default study, once per module."""
     params = pm.validate_parameters(study, n_boot=N_BOOT)
-    scores = pm.load_scores(study, params.scales, params.mood_scale, missing_items=params.missing_items,
-                            max_missing_fraction=params.max_missing_fraction)
-    outcomes = pm.mood_change_table(scores, baseline=params.baseline,
-                                    remission_threshold=params.remission_threshold,
-                                    timepoint_order=study.manifest.timepoints)
+    scores = pm.load_scores(
+        study,
+        params.scales,
+        params.mood_scale,
+        missing_items=params.missing_items,
+        max_missing_fraction=params.max_missing_fraction,
+    )
+    outcomes = pm.mood_change_table(
+        scores,
+        baseline=params.baseline,
+        remission_threshold=params.remission_threshold,
+        timepoint_order=study.manifest.timepoints,
+    )
     data = pm.analysis_table(scores, outcomes, params.timepoints)
     correlations = pm.peak_vs_mood_correlations(
-        data, scores.peak_scores, params.outcome, params.timepoints, method=params.correlation_method,
-        baseline_column=f"{params.mood_score}_baseline", n_boot=params.n_boot, seed=params.seed,
-        fdr_alpha=params.fdr_alpha, primary_scores=params.primary_scores)
-    return {"params": params, "scores": scores, "outcomes": outcomes, "data": data,
-            "correlations": correlations, "study": study}
+        data,
+        scores.peak_scores,
+        params.outcome,
+        params.timepoints,
+        method=params.correlation_method,
+        baseline_column=f"{params.mood_score}_baseline",
+        n_boot=params.n_boot,
+        seed=params.seed,
+        fdr_alpha=params.fdr_alpha,
+        primary_scores=params.primary_scores,
+    )
+    return {
+        "params": params,
+        "scores": scores,
+        "outcomes": outcomes,
+        "data": data,
+        "correlations": correlations,
+        "study": study,
+    }
 
 
 def _row(table: pd.DataFrame, **where) -> pd.Series:
@@ -62,12 +84,21 @@ def _row(table: pd.DataFrame, **where) -> pd.Series:
 
 # --- planted effects -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["spearman", "pearson"])
 def test_planted_peak_mood_correlation_recovered_at_24h_and_fades_by_14d(study, truth, analysis, method):
     params, scores, data = analysis["params"], analysis["scores"], analysis["data"]
     table = pm.peak_vs_mood_correlations(
-        data, scores.peak_scores, params.outcome, params.timepoints, method=method, n_boot=N_BOOT,
-        seed=0, primary_scores=params.primary_scores, analyses=["bivariate"])
+        data,
+        scores.peak_scores,
+        params.outcome,
+        params.timepoints,
+        method=method,
+        n_boot=N_BOOT,
+        seed=0,
+        primary_scores=params.primary_scores,
+        analyses=["bivariate"],
+    )
     key = "spearman_rho" if method == "spearman" else "pearson_r"
     mood_truth = truth["mood"]
     for score in ("meq30_mystical", "meq30_total"):
@@ -75,7 +106,7 @@ def test_planted_peak_mood_correlation_recovered_at_24h_and_fades_by_14d(study, 
         realised = mood_truth["realised_correlation_with_improvement"][score]
         at_24h = _row(table, analysis="bivariate", score=score, timepoint="24h")
         assert at_24h["n"] == 36 and at_24h["family"] == "primary"
-        assert at_24h["estimate"] > 0                                        # sign: more = better
+        assert at_24h["estimate"] > 0  # sign: more = better
         assert at_24h["ci_low"] <= planted["24h"][key] <= at_24h["ci_high"]  # population value in CI
         assert at_24h["ci_low"] > 0
         # The generator's own in-sample value, from nan-means of the items: the same rows and scores.
@@ -102,7 +133,7 @@ def test_dose_effect_on_peak_experience_recovered(analysis, truth):
     for score, means in planted.items():
         for dose, value in means.items():
             row = _row(by_dose, score=score, dose_mg_per_kg=float(dose))
-            if row["n"] == 12:   # a session with too many missing items is NaN here, not nan-meaned
+            if row["n"] == 12:  # a session with too many missing items is NaN here, not nan-meaned
                 assert row["mean"] == pytest.approx(value, abs=1e-5), (score, dose)
                 checked += 1
     assert checked >= 28
@@ -120,19 +151,18 @@ def test_dose_effect_on_peak_experience_recovered(analysis, truth):
 
 def test_mood_outcomes_and_rates_follow_planted_improvement(analysis, truth):
     outcomes, params = analysis["outcomes"], analysis["params"]
-    improvement = outcomes[outcomes["timepoint"] == "24h"].groupby("dose_mg_per_kg")[
-        "madrs_total_improvement"].mean()
+    improvement = outcomes[outcomes["timepoint"] == "24h"].groupby("dose_mg_per_kg")["madrs_total_improvement"].mean()
     for dose, value in truth["mood"]["realised_mean_improvement_by_dose"]["24h"].items():
         assert improvement.loc[float(dose)] == pytest.approx(value, abs=1e-6)
     assert (outcomes["madrs_total_improvement"] == -outcomes["madrs_total_change"]).all()
     rates = pm.outcome_rate_table(outcomes, params.mood_score, params.timepoints)
-    response = rates[(rates["measure"] == "response") & (rates["timepoint"] == "24h")].set_index(
-        "dose_mg_per_kg")
+    response = rates[(rates["measure"] == "response") & (rates["timepoint"] == "24h")].set_index("dose_mg_per_kg")
     assert response.loc[0.0, "rate"] < response.loc[1.0, "rate"]
     assert list(rates["measure"].unique()) == ["response", "remission"]
 
 
 # --- statistics equal the reference libraries on the same rows --------------------------------
+
 
 def test_correlations_equal_scipy_and_pingouin(analysis):
     data, table, params = analysis["data"], analysis["correlations"], analysis["params"]
@@ -145,8 +175,7 @@ def test_correlations_equal_scipy_and_pingouin(analysis):
     assert biv["p"] == pytest.approx(ref.pvalue, rel=1e-8)
 
     partial = _row(table, analysis="partial", score="meq30_mystical", timepoint="24h")
-    ref = pg.partial_corr(at, x="meq30_mystical", y=outcome, covar=["dose_mg_per_kg", baseline],
-                          method="spearman")
+    ref = pg.partial_corr(at, x="meq30_mystical", y=outcome, covar=["dose_mg_per_kg", baseline], method="spearman")
     assert partial["estimate"] == pytest.approx(ref["r"].iloc[0], abs=1e-10)
     assert partial["p"] == pytest.approx(ref["p_val"].iloc[0], rel=1e-6)
 
@@ -154,12 +183,13 @@ def test_correlations_equal_scipy_and_pingouin(analysis):
     ref = pg.rm_corr(at, x="meq30_mystical", y=outcome, subject="participant_id")
     assert rm["estimate"] == pytest.approx(ref["r"].iloc[0], abs=1e-10)
     assert rm["p"] == pytest.approx(ref["pval"].iloc[0], rel=1e-8)
-    low, high = ref["CI95"].iloc[0]   # pingouin rounds to 2 decimals; ours is the same interval unrounded
+    low, high = ref["CI95"].iloc[0]  # pingouin rounds to 2 decimals; ours is the same interval unrounded
     assert rm["ci_low"] == pytest.approx(low, abs=0.005) and rm["ci_high"] == pytest.approx(high, abs=0.005)
 
     # BH within each analysis and family, over score × time point
     from statsmodels.stats.multitest import multipletests
-    for (analysis_name, family), part in table.groupby(["analysis", "family"]):
+
+    for _, part in table.groupby(["analysis", "family"]):
         assert len(part) == part["score"].nunique() * 4
         np.testing.assert_allclose(part["p_fdr"], multipletests(part["p"], method="fdr_bh")[1])
 
@@ -182,34 +212,42 @@ def test_longitudinal_model_equals_treatment_coded_statsmodels_fit(analysis):
         ours = _row(model, effect=effect, timepoint="4h")["estimate"]
         assert ours == pytest.approx(fit.fe_params[term], rel=1e-4, abs=1e-6)
     peak_24h = _row(model, effect="peak", timepoint="24h")
-    assert peak_24h["estimate"] == pytest.approx(
-        fit.fe_params["peak_z"] + fit.fe_params["tp[T.24h]:peak_z"], rel=1e-4)
-    assert peak_24h["ci_low"] > 0   # the planted peak effect at 24 h
+    assert peak_24h["estimate"] == pytest.approx(fit.fe_params["peak_z"] + fit.fe_params["tp[T.24h]:peak_z"], rel=1e-4)
+    assert peak_24h["ci_low"] > 0  # the planted peak effect at 24 h
 
 
 def test_mediation_is_within_subject_with_a_subject_bootstrap(analysis):
     data, params = analysis["data"], analysis["params"]
     study = analysis["study"]
-    periods = pm.session_periods(study)                     # the crossover period, as notebook 02 passes it
-    table = pm.mediation_dose_peak_mood(data, "meq30_mystical", params.outcome, "24h",
-                                        covariates=["madrs_total_baseline"], periods=periods, n_boot=N_BOOT, seed=1)
+    periods = pm.session_periods(study)  # the crossover period, as notebook 02 passes it
+    table = pm.mediation_dose_peak_mood(
+        data,
+        "meq30_mystical",
+        params.outcome,
+        "24h",
+        covariates=["madrs_total_baseline"],
+        periods=periods,
+        n_boot=N_BOOT,
+        seed=1,
+    )
     paths = table.set_index("path")
     assert list(table["path"]) == ["a", "b", "c", "c_prime", "indirect"]
     assert "period" in table["covariates_used"].iloc[0]
-    assert paths.loc["a", "ci_low"] > 0                     # dose raises the peak experience (within subjects)
+    assert paths.loc["a", "ci_low"] > 0  # dose raises the peak experience (within subjects)
     # The planted b (peak -> improvement) is positive; with 12 subjects, 3 active sessions each and the
     # period adjusted, its interval is wide, so the sign of the estimates is asserted, not significance.
     assert paths.loc["b", "estimate"] > 0 and paths.loc["indirect", "estimate"] > 0
-    assert paths.loc["indirect", "estimate"] == pytest.approx(
-        paths.loc["a", "estimate"] * paths.loc["b", "estimate"])
+    assert paths.loc["indirect", "estimate"] == pytest.approx(paths.loc["a", "estimate"] * paths.loc["b", "estimate"])
     assert paths.loc["indirect", "proportion_mediated"] == pytest.approx(
-        paths.loc["indirect", "estimate"] / paths.loc["c", "estimate"])
+        paths.loc["indirect", "estimate"] / paths.loc["c", "estimate"]
+    )
     # The unit is the subject: 12 subjects resampled, 36 sessions used; rows come from pipelines.inference.
     assert (table["n_subjects"] == 12).all() and (table["n"] == 36).all() and (table["timepoint"] == "24h").all()
     assert (table["routine"] == "within_subject_mediation").all()
     assert table["ci_method"].str.contains("subject-cluster bootstrap").all()
     # a path equals OLS with subject fixed effects on the same rows (person-mean centring).
     import statsmodels.formula.api as smf
+
     rows = data[data["timepoint"] == "24h"].rename(columns={pm.DOSE: "dose"})
     rows = rows.merge(periods, on=["participant_id", "session_id"])
     fit = smf.ols("meq30_mystical ~ dose + madrs_total_baseline + C(period) + C(participant_id)", rows).fit()
@@ -219,13 +257,21 @@ def test_mediation_is_within_subject_with_a_subject_bootstrap(analysis):
 def test_subject_level_rows_on_the_default_study(analysis):
     params, scores, data = analysis["params"], analysis["scores"], analysis["data"]
     table = pm.subject_level_correlations(
-        data, scores.peak_scores, params.outcome, params.timepoints,
-        covariates=[pm.DOSE, "madrs_total_baseline"], n_boot=N_BOOT, seed=0,
-        primary_scores=params.primary_scores)
+        data,
+        scores.peak_scores,
+        params.outcome,
+        params.timepoints,
+        covariates=[pm.DOSE, "madrs_total_baseline"],
+        n_boot=N_BOOT,
+        seed=0,
+        primary_scores=params.primary_scores,
+    )
     assert set(table["quantity"]) == {"within", "within_partial", "between", "pooled"}
     assert len(table) == 4 * len(scores.peak_scores) * len(params.timepoints)
-    at = {q: _row(table, quantity=q, score="meq30_mystical", timepoint="24h")
-          for q in ("within", "within_partial", "between", "pooled")}
+    at = {
+        q: _row(table, quantity=q, score="meq30_mystical", timepoint="24h")
+        for q in ("within", "within_partial", "between", "pooled")
+    }
     # The subject is the unit: 12 subjects, not 36 sessions.
     for row in at.values():
         assert row["n_subjects"] == 12 and row["n_obs"] == 36
@@ -234,10 +280,12 @@ def test_subject_level_rows_on_the_default_study(analysis):
     assert at["within"]["estimate"] == pytest.approx(rm["r"].iloc[0], abs=1e-10)
     means = part.groupby("participant_id")[["meq30_mystical", params.outcome]].mean()
     assert at["between"]["estimate"] == pytest.approx(
-        sps.pearsonr(means["meq30_mystical"], means[params.outcome])[0], abs=1e-10)
+        sps.pearsonr(means["meq30_mystical"], means[params.outcome])[0], abs=1e-10
+    )
     assert at["pooled"]["estimate"] == pytest.approx(
-        sps.pearsonr(part["meq30_mystical"], part[params.outcome])[0], abs=1e-10)
-    assert np.isnan(at["pooled"]["p"]) and np.isnan(at["pooled"]["p_fdr"])       # description only
+        sps.pearsonr(part["meq30_mystical"], part[params.outcome])[0], abs=1e-10
+    )
+    assert np.isnan(at["pooled"]["p"]) and np.isnan(at["pooled"]["p_fdr"])  # description only
     assert at["within"]["ci_low"] < at["within"]["estimate"] < at["within"]["ci_high"]
     assert "dose_mg_per_kg" in at["within_partial"]["covariates"]
     assert "madrs_total_baseline" in at["within_partial"]["covariates"]
@@ -250,52 +298,77 @@ def test_subject_level_rows_on_the_default_study(analysis):
 
 def _simulated_study(design, seed: int) -> pd.DataFrame:
     from pipelines.inference.simulation import simulate_crossover
+
     sim = simulate_crossover(design, np.random.default_rng(seed))
-    return pd.DataFrame({"participant_id": sim["subject"], "session_id": "ses-" + sim["period"].astype(str),
-                         "timepoint": "24h", pm.DOSE: sim["dose"], "meq30_mystical": sim["peak"],
-                         "madrs_total_improvement": sim["mood"], "period": sim["period"]})
+    return pd.DataFrame(
+        {
+            "participant_id": sim["subject"],
+            "session_id": "ses-" + sim["period"].astype(str),
+            "timepoint": "24h",
+            pm.DOSE: sim["dose"],
+            "meq30_mystical": sim["peak"],
+            "madrs_total_improvement": sim["mood"],
+            "period": sim["period"],
+        }
+    )
 
 
 def test_a_subject_trait_driving_both_makes_the_pooled_row_significant_but_not_the_within_row():
     from pipelines.inference.simulation import Design
+
     # One trait shifts a subject's peak score and mood improvement alike; within a subject, peak does
     # not change mood (within_b = 0).
     design = Design(trait_sd=2.0, trait_corr=1.0, within_b=0.0, period_effect=(0, 0, 0, 0))
     data = _simulated_study(design, seed=3)
-    table = pm.subject_level_correlations(data, ["meq30_mystical"], "madrs_total_improvement", ["24h"],
-                                          n_boot=499, seed=0)
+    table = pm.subject_level_correlations(
+        data, ["meq30_mystical"], "madrs_total_improvement", ["24h"], n_boot=499, seed=0
+    )
     rows = table.set_index("quantity")
     pooled_r, pooled_p = sps.pearsonr(data["meq30_mystical"], data["madrs_total_improvement"])
     assert rows.loc["pooled", "estimate"] == pytest.approx(pooled_r)
-    assert pooled_p < 0.001 and pooled_r > 0.4            # the naive session-level test is "significant"
-    assert rows.loc["within", "p"] > 0.05                 # the subject-level test is not
+    assert pooled_p < 0.001 and pooled_r > 0.4  # the naive session-level test is "significant"
+    assert rows.loc["within", "p"] > 0.05  # the subject-level test is not
     assert rows.loc["within", "ci_low"] < 0 < rows.loc["within", "ci_high"]
     assert rows.loc["within", "n_subjects"] == 12 and rows.loc["within", "n_obs"] == 48
     assert not rows.loc["within", "significant_fdr"]
-    assert rows.loc["between", "estimate"] > 0.5          # the trait shows up where it belongs
+    assert rows.loc["between", "estimate"] > 0.5  # the trait shows up where it belongs
 
 
 def test_a_planted_within_subject_effect_is_found_and_period_is_adjusted_for():
     from pipelines.inference.simulation import Design
+
     design = Design(within_b=0.8, trait_corr=0.0)
     data = _simulated_study(design, seed=5)
     periods = data[["participant_id", "session_id", "period"]]
-    table = pm.subject_level_correlations(data.drop(columns="period"), ["meq30_mystical"],
-                                          "madrs_total_improvement", ["24h"], periods=periods,
-                                          n_boot=499, seed=0)
+    table = pm.subject_level_correlations(
+        data.drop(columns="period"),
+        ["meq30_mystical"],
+        "madrs_total_improvement",
+        ["24h"],
+        periods=periods,
+        n_boot=499,
+        seed=0,
+    )
     rows = table.set_index("quantity")
     assert rows.loc["within", "p"] < 0.05 and rows.loc["within", "ci_low"] > 0
     assert "period" in rows.loc["within_partial", "covariates"]
     assert table.attrs["period_adjusted"]
-    mediation = pm.mediation_dose_peak_mood(data.drop(columns="period"), "meq30_mystical",
-                                            "madrs_total_improvement", "24h", periods=periods,
-                                            n_boot=499, seed=0)
+    mediation = pm.mediation_dose_peak_mood(
+        data.drop(columns="period"),
+        "meq30_mystical",
+        "madrs_total_improvement",
+        "24h",
+        periods=periods,
+        n_boot=499,
+        seed=0,
+    )
     assert "period" in mediation["covariates_used"].iloc[0]
     indirect = mediation.set_index("path").loc["indirect"]
-    assert indirect["ci_low"] > 0                          # a = 2 (dose -> peak) times b = 0.8
+    assert indirect["ci_low"] > 0  # a = 2 (dose -> peak) times b = 0.8
 
 
 # --- absent tables, scale-level tables, parameters ------------------------------------------
+
 
 def _manifest(folder: Path, study: Study, phenotype: str) -> Path:
     text = textwrap.dedent(f"""\
@@ -310,10 +383,14 @@ def _manifest(folder: Path, study: Study, phenotype: str) -> Path:
 
 
 def test_missing_table_is_reported_with_a_clear_message(tmp_path, study):
-    path = _manifest(tmp_path, study, """\
+    path = _manifest(
+        tmp_path,
+        study,
+        """\
         meq30: {path: phenotype/meq30_missing.tsv, response_scale: [0, 5]}
         asc5d: {path: phenotype/asc5d.tsv, response_scale: [0, 100]}
-        """)
+        """,
+    )
     variant = Study.load(path)
     scores = pm.load_scores(variant, ["meq30", "asc5d", "asc11d"], "madrs")
     report = scores.report.set_index("table")
@@ -336,10 +413,14 @@ def test_missing_table_is_reported_with_a_clear_message(tmp_path, study):
 def test_scale_level_table_accepted_when_manifest_marks_it_scored(tmp_path, study, analysis):
     scored = analysis["scores"].peak[["participant_id", "session_id", "meq30_mystical", "meq30_total"]]
     scored.to_csv(tmp_path / "meq30_scores.tsv", sep="\t", index=False, na_rep="n/a")
-    path = _manifest(tmp_path, study, f"""\
-        meq30: {{path: {tmp_path / 'meq30_scores.tsv'}, scored: true}}
+    path = _manifest(
+        tmp_path,
+        study,
+        f"""\
+        meq30: {{path: {tmp_path / "meq30_scores.tsv"}, scored: true}}
         madrs: {{path: phenotype/madrs.tsv, response_scale: [0, 6]}}
-        """)
+        """,
+    )
     scores = pm.load_scores(Study.load(path), ["meq30"], "madrs")
     report = scores.report.set_index("table")
     assert report.loc["meq30", "input"] == "scale-level (scored: true)"
@@ -355,11 +436,12 @@ def test_parameters_are_validated_with_clear_messages(study):
     assert pm.validate_parameters(study, timepoints=["24h", "baseline"]).timepoints == ("24h",)
     assert pm.validate_parameters(study, mood_scale="madrs", remission_threshold=None).remission_threshold == 10
     # The default is each scale's own published cut-off, not MADRS' 10 for every scale (issue 11).
-    assert [pm.validate_parameters(study, mood_scale=m).remission_threshold
-            for m in ("madrs", "hamd17", "qids_sr16", "bdi_ii")] == [10, 7, 5, 13]
+    assert [
+        pm.validate_parameters(study, mood_scale=m).remission_threshold
+        for m in ("madrs", "hamd17", "qids_sr16", "bdi_ii")
+    ] == [10, 7, 5, 13]
     with pytest.warns(RemissionThresholdWarning, match="10 is the madrs_total cut-off"):
-        assert pm.validate_parameters(study, mood_scale="hamd17", remission_threshold=10) \
-            .remission_threshold == 10
+        assert pm.validate_parameters(study, mood_scale="hamd17", remission_threshold=10).remission_threshold == 10
     with pytest.warns(RemissionThresholdWarning, match="published cut-off is ≤ 5"):
         pm.validate_parameters(study, mood_scale="qids_sr16", remission_threshold=10)
     bad = [
@@ -401,36 +483,58 @@ def test_notebook_declares_the_parameters_the_library_validates():
 
 # --- summary ---------------------------------------------------------------------------------
 
+
 def test_summary_text_is_written_from_the_subject_level_numbers(analysis):
-    params, scores, data, correlations, outcomes = (analysis[k] for k in (
-        "params", "scores", "data", "correlations", "outcomes"))
+    params, scores, data, correlations, outcomes = (
+        analysis[k] for k in ("params", "scores", "data", "correlations", "outcomes")
+    )
     rates = pm.outcome_rate_table(outcomes, params.mood_score, params.timepoints)
     dose_effects, by_dose = pm.dose_effect_on_peak(scores), pm.peak_by_dose(scores)
     longitudinal = pm.longitudinal_model(data, params.primary_score, params.outcome, params.timepoints)
-    mediation = pm.mediation_dose_peak_mood(data, params.primary_score, params.outcome, "24h",
-                                            n_boot=200, seed=0)
+    mediation = pm.mediation_dose_peak_mood(data, params.primary_score, params.outcome, "24h", n_boot=200, seed=0)
     subject_level = pm.subject_level_correlations(
-        data, scores.peak_scores, params.outcome, params.timepoints,
-        covariates=[pm.DOSE, "madrs_total_baseline"], n_boot=200, seed=0,
-        primary_scores=params.primary_scores)
-    text = pm.summary_text(scores, correlations, params, dose_effects=dose_effects, by_dose=by_dose,
-                           rates=rates, longitudinal=longitudinal, mediation_table=mediation,
-                           subject_level=subject_level)
+        data,
+        scores.peak_scores,
+        params.outcome,
+        params.timepoints,
+        covariates=[pm.DOSE, "madrs_total_baseline"],
+        n_boot=200,
+        seed=0,
+        primary_scores=params.primary_scores,
+    )
+    text = pm.summary_text(
+        scores,
+        correlations,
+        params,
+        dose_effects=dose_effects,
+        by_dose=by_dose,
+        rates=rates,
+        longitudinal=longitudinal,
+        mediation_table=mediation,
+        subject_level=subject_level,
+    )
 
     within = _row(subject_level, quantity="within", score="meq30_mystical", timepoint="24h")
-    assert (f"within-subject r_rm = {within['estimate']:.2f} (95 % CI {within['ci_low']:.2f} to "
-            f"{within['ci_high']:.2f}, {format_p(within['p'])}, "
-            f"{format_p(within['p_fdr'], 'FDR-adjusted p')} in the primary family; 12 subjects, 36 sessions") in text
+    assert (
+        f"within-subject r_rm = {within['estimate']:.2f} (95 % CI {within['ci_low']:.2f} to "
+        f"{within['ci_high']:.2f}, {format_p(within['p'])}, "
+        f"{format_p(within['p_fdr'], 'FDR-adjusted p')} in the primary family; 12 subjects, 36 sessions"
+    ) in text
     between = _row(subject_level, quantity="between", score="meq30_mystical", timepoint="24h")
     assert f"r = {between['estimate']:.2f} (95 % CI {between['ci_low']:.2f} to {between['ci_high']:.2f}" in text
     pooled = _row(subject_level, quantity="pooled", score="meq30_mystical", timepoint="24h")
     assert f"r = {pooled['estimate']:.2f} (description only" in text
     fam = subject_level[(subject_level["quantity"] == "within") & (subject_level["family"] == "primary")]
-    assert (f"In the primary (confirmatory) family of within-subject tests (3 scores × 4 time points), "
-            f"{int(fam['significant_fdr'].sum())} of 12 were significant at FDR 0.05") in text
+    assert (
+        f"In the primary (confirmatory) family of within-subject tests (3 scores × 4 time points), "
+        f"{int(fam['significant_fdr'].sum())} of 12 were significant at FDR 0.05"
+    ) in text
     # The session-level table is description: its estimate is quoted, its p-values are not.
     main = _row(correlations, analysis="bivariate", score="meq30_mystical", timepoint="24h")
-    assert f"Spearman ρ = {main['estimate']:.2f}, 95 % CI {main['ci_low']:.2f} to {main['ci_high']:.2f}, n = 36 sessions" in text
+    assert (
+        f"Spearman ρ = {main['estimate']:.2f}, 95 % CI {main['ci_low']:.2f} to {main['ci_high']:.2f}, n = 36 sessions"
+        in text
+    )
     assert format_p(main["p_fdr"], "FDR-adjusted p") + " in the primary family, n = 36" not in text
     slope = dose_effects.set_index("score").loc["meq30_mystical"]
     assert f"mixed-model slope {slope['estimate']:.2f} per mg/kg" in text

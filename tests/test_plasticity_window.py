@@ -10,16 +10,22 @@ import pytest
 from pipelines.errors import InputError
 from pipelines.inference.effects import within_between_effect, within_moderation
 from pipelines.plasticity_window import infusion_timing
-from pipelines.therapy import hours_of
-from pipelines.therapy import read_therapy
+from pipelines.therapy import hours_of, read_therapy
 
 PARTICIPANTS = pd.DataFrame({"participant_id": ["sub-01", "sub-02"]})
-SESSIONS = pd.DataFrame({"participant_id": ["sub-01", "sub-01", "sub-02", "sub-02"],
-                         "session_id": ["ses-a", "ses-b", "ses-a", "ses-b"], "dose_mg_per_kg": [0.5, 0.0, 0.5, 0.0]})
-GOOD = ("participant_id\tsession_id\tsession_type\tstart_h\tduration_min\n"
-        "sub-01\tses-a\tpreparation\t-24\t60\n"
-        "sub-01\tses-a\tintegration\t30\t90\n"
-        "sub-02\tses-a\tintegration\t70\t90\n")
+SESSIONS = pd.DataFrame(
+    {
+        "participant_id": ["sub-01", "sub-01", "sub-02", "sub-02"],
+        "session_id": ["ses-a", "ses-b", "ses-a", "ses-b"],
+        "dose_mg_per_kg": [0.5, 0.0, 0.5, 0.0],
+    }
+)
+GOOD = (
+    "participant_id\tsession_id\tsession_type\tstart_h\tduration_min\n"
+    "sub-01\tses-a\tpreparation\t-24\t60\n"
+    "sub-01\tses-a\tintegration\t30\t90\n"
+    "sub-02\tses-a\tintegration\t70\t90\n"
+)
 
 
 def _write(tmp_path, text):
@@ -37,15 +43,18 @@ def test_a_valid_table_reads_and_times_are_classified(tmp_path):
     assert infusion_timing(table, SESSIONS, (48, 96)).set_index("participant_id").loc["sub-01", "status"] == "before"
 
 
-@pytest.mark.parametrize("row, message", [
-    ("sub-01\tses-b\tintegration\t-3\t60\n", "starts 3 h before the infusion"),
-    ("sub-01\tses-b\tpreparation\t5\t60\n", "after the infusion ended"),
-    ("sub-01\tses-a\tintegration\t30\t90\n", "duplicate row"),
-    ("sub-09\tses-a\tintegration\t30\t90\n", "not in participants.tsv"),
-    ("sub-01\tses-c\tintegration\t30\t90\n", "has no infusion session ses-c"),
-    ("sub-01\tses-b\tintegraton\t30\t90\n", "did you mean 'integration'"),
-    ("sub-01\tses-b\tintegration\tsoon\t90\n", "start_h must be a number"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("sub-01\tses-b\tintegration\t-3\t60\n", "starts 3 h before the infusion"),
+        ("sub-01\tses-b\tpreparation\t5\t60\n", "after the infusion ended"),
+        ("sub-01\tses-a\tintegration\t30\t90\n", "duplicate row"),
+        ("sub-09\tses-a\tintegration\t30\t90\n", "not in participants.tsv"),
+        ("sub-01\tses-c\tintegration\t30\t90\n", "has no infusion session ses-c"),
+        ("sub-01\tses-b\tintegraton\t30\t90\n", "did you mean 'integration'"),
+        ("sub-01\tses-b\tintegration\tsoon\t90\n", "start_h must be a number"),
+    ],
+)
 def test_bad_rows_name_the_file_row_subject_and_field(tmp_path, row, message):
     path = _write(tmp_path, GOOD + row)
     with pytest.raises(InputError, match=message) as caught:
@@ -55,7 +64,14 @@ def test_bad_rows_name_the_file_row_subject_and_field(tmp_path, row, message):
 
 def test_time_point_labels_read_as_hours():
     assert [hours_of(t) for t in ["baseline", "4h", "24h", "7d", "2w", "week3", "14 d"]] == [
-        None, 4.0, 24.0, 168.0, 336.0, 504.0, 336.0]
+        None,
+        4.0,
+        24.0,
+        168.0,
+        336.0,
+        504.0,
+        336.0,
+    ]
 
 
 def _sessions(rng, n_subjects=12, n_sessions=4, effect=0.0, confounded=True):
@@ -67,8 +83,15 @@ def _sessions(rng, n_subjects=12, n_sessions=4, effect=0.0, confounded=True):
         for j in range(n_sessions):
             inside = float(rng.random() < p_inside)
             dose = [0.25, 0.5, 1.0, 0.5][j % 4]
-            rows.append({"subject": f"s{s:02d}", "inside": inside, "dose": dose, "m": rng.normal(),
-                         "y": trait + effect * inside + 3 * dose + rng.normal(0, 3)})
+            rows.append(
+                {
+                    "subject": f"s{s:02d}",
+                    "inside": inside,
+                    "dose": dose,
+                    "m": rng.normal(),
+                    "y": trait + effect * inside + 3 * dose + rng.normal(0, 3),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -96,12 +119,20 @@ def test_the_within_effect_is_calibrated_where_the_between_association_is_confou
     n_sims = 300
     within_reject, between_reject, covered = 0, 0, 0
     for _ in range(n_sims):
-        rows = within_between_effect(_sessions(rng), "y", "inside", "subject", covariates=["dose"],
-                                     n_boot=299, seed=int(rng.integers(1 << 30))).set_index("quantity")
+        rows = within_between_effect(
+            _sessions(rng), "y", "inside", "subject", covariates=["dose"], n_boot=299, seed=int(rng.integers(1 << 30))
+        ).set_index("quantity")
         within_reject += rows.loc["within", "p"] < 0.05
         between_reject += rows.loc["between", "p"] < 0.05
-        planted = within_between_effect(_sessions(rng, effect=3.0), "y", "inside", "subject", covariates=["dose"],
-                                        n_boot=299, seed=int(rng.integers(1 << 30))).set_index("quantity")
+        planted = within_between_effect(
+            _sessions(rng, effect=3.0),
+            "y",
+            "inside",
+            "subject",
+            covariates=["dose"],
+            n_boot=299,
+            seed=int(rng.integers(1 << 30)),
+        ).set_index("quantity")
         covered += planted.loc["within", "ci_low"] <= 3.0 <= planted.loc["within", "ci_high"]
     assert 0.02 <= within_reject / n_sims <= 0.08
     assert between_reject / n_sims > 0.3  # the trait-level association is not the timing effect

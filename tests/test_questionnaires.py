@@ -30,26 +30,37 @@ REF_MEQ30 = {
     "ineffability": [3, 10, 29],
 }
 REF_ASC5D_DIMENSIONS = {
-    "obn": [1, 3, 9, 12, 16, 18, 26, 34, 35, 36, 40, 41, 42, 45, 50, 52, 57, 62, 63, 69, 71, 73, 81,
-            86, 87, 91, 94],
+    "obn": [1, 3, 9, 12, 16, 18, 26, 34, 35, 36, 40, 41, 42, 45, 50, 52, 57, 62, 63, 69, 71, 73, 81, 86, 87, 91, 94],
     "ded": [6, 8, 21, 27, 32, 38, 43, 44, 46, 47, 53, 56, 60, 64, 67, 78, 79, 80, 85, 88, 89],
     "vrs": [7, 14, 20, 22, 23, 28, 31, 33, 39, 54, 58, 70, 72, 75, 77, 82, 83, 90],
     "aua": [4, 5, 11, 13, 19, 25, 30, 48, 49, 55, 65, 66, 74, 76, 92, 93],
     "vir": [2, 10, 15, 17, 24, 29, 37, 51, 59, 61, 68, 84],
 }
 REF_ASC5D_FACTORS = {
-    "unity": [18, 34, 41, 42, 52], "spiritual": [9, 81, 94], "bliss": [12, 86, 91],
-    "insight": [50, 69, 77], "disembodiment": [26, 62, 63],
-    "impaired_control": [8, 27, 38, 47, 64, 67, 78], "anxiety": [32, 43, 44, 46, 56, 89],
-    "complex_imagery": [39, 72, 82], "elementary_imagery": [14, 22, 33],
-    "synesthesia": [20, 23, 75], "changed_meaning": [28, 31, 54],
+    "unity": [18, 34, 41, 42, 52],
+    "spiritual": [9, 81, 94],
+    "bliss": [12, 86, 91],
+    "insight": [50, 69, 77],
+    "disembodiment": [26, 62, 63],
+    "impaired_control": [8, 27, 38, 47, 64, 67, 78],
+    "anxiety": [32, 43, 44, 46, 56, 89],
+    "complex_imagery": [39, 72, 82],
+    "elementary_imagery": [14, 22, 33],
+    "synesthesia": [20, 23, 75],
+    "changed_meaning": [28, 31, 54],
 }
 REF_ASC11D = {
-    "unity": [5, 15, 18, 19, 25], "spiritual": [2, 37, 42], "bliss": [3, 39, 41],
-    "insight": [24, 32, 35], "disembodiment": [9, 28, 29],
-    "impaired_control": [1, 10, 16, 23, 30, 31, 36], "anxiety": [13, 20, 21, 22, 27, 40],
-    "complex_imagery": [17, 33, 38], "elementary_imagery": [4, 7, 14],
-    "synesthesia": [6, 8, 34], "changed_meaning": [11, 12, 26],
+    "unity": [5, 15, 18, 19, 25],
+    "spiritual": [2, 37, 42],
+    "bliss": [3, 39, 41],
+    "insight": [24, 32, 35],
+    "disembodiment": [9, 28, 29],
+    "impaired_control": [1, 10, 16, 23, 30, 31, 36],
+    "anxiety": [13, 20, 21, 22, 27, 40],
+    "complex_imagery": [17, 33, 38],
+    "elementary_imagery": [4, 7, 14],
+    "synesthesia": [6, 8, 34],
+    "changed_meaning": [11, 12, 26],
 }
 
 
@@ -68,12 +79,10 @@ def wide(prefix: str, answers, subjects=None, sessions=None, timepoints=None) ->
     return table
 
 
-def assert_located(err: InputError, *, file=None, row=None, subject=None, session=None,
-                   item=None) -> None:
+def assert_located(err: InputError, *, file=None, row=None, subject=None, session=None, item=None) -> None:
     """The exception names each given location, as attribute and in its message."""
     message = str(err)
-    for label, expected in (("file", file), ("row", row), ("subject", subject),
-                            ("session", session), ("item", item)):
+    for label, expected in (("file", file), ("row", row), ("subject", subject), ("session", session), ("item", item)):
         if expected is None:
             continue
         assert getattr(err, label) == expected, (label, getattr(err, label), message)
@@ -81,6 +90,7 @@ def assert_located(err: InputError, *, file=None, row=None, subject=None, sessio
 
 
 # --- keys ----------------------------------------------------------------------------------------
+
 
 def test_meq30_key_is_the_published_partition():
     assert {k: list(v) for k, v in MEQ30_SUBSCALES.items()} == REF_MEQ30
@@ -98,18 +108,20 @@ def test_asc_keys_partition_and_complex_imagery_is_39_72_82():
     assert 79 not in ASC5D_FACTORS["complex_imagery"]
 
 
-@pytest.mark.parametrize("scale,prefix,n_items,dims", [
-    ("asc5d", "asc5d_", 94, {**REF_ASC5D_DIMENSIONS, **REF_ASC5D_FACTORS}),
-    ("asc11d", "asc11d_", 43, REF_ASC11D),
-])
+@pytest.mark.parametrize(
+    "scale,prefix,n_items,dims",
+    [
+        ("asc5d", "asc5d_", 94, {**REF_ASC5D_DIMENSIONS, **REF_ASC5D_FACTORS}),
+        ("asc11d", "asc11d_", 43, REF_ASC11D),
+    ],
+)
 def test_asc_each_item_moves_exactly_its_scores(scale, prefix, n_items, dims):
     # Row i answers 100 on item i+1 and 0 elsewhere: a score moves by 100/len(items) exactly when
     # the item belongs to it.
     table = wide(prefix, 100 * np.eye(n_items))
     scores = score_items(table, scale, response_scale=(0, 100)).scores
     for name, items in dims.items():
-        expected = np.array([100 / len(items) if i in items else 0.0
-                             for i in range(1, n_items + 1)])
+        expected = np.array([100 / len(items) if i in items else 0.0 for i in range(1, n_items + 1)])
         np.testing.assert_allclose(scores[f"{prefix}{name}"], expected, err_msg=name)
     if scale == "asc5d":
         # The wrong key (39, 79, 82) would let item 79 move complex imagery.
@@ -121,6 +133,7 @@ def test_asc_each_item_moves_exactly_its_scores(scale, prefix, n_items, dims):
 
 
 # --- MEQ30 hand-worked ------------------------------------------------------------------------------
+
 
 def meq_pattern(levels: dict[str, list[int]]) -> np.ndarray:
     answers = np.zeros(30)
@@ -136,8 +149,9 @@ def test_meq30_hand_worked_scores_and_complete_mystical_boundary():
     c[28] = 2  # item 29 (ineffability): 3, 3, 2 -> 8/3 = 53.3 % of maximum
     scores = score_items(wide("meq30_", [a, b, c]), "meq30", response_scale=(0, 5)).scores
     # a: means 4, 3, 2, 5; total = (15*4 + 6*3 + 6*2 + 3*5) / 30 = 105/30 = 3.5
-    assert scores.loc[0, ["meq30_mystical", "meq30_positive_mood", "meq30_transcendence",
-                          "meq30_ineffability", "meq30_total"]].tolist() == [4, 3, 2, 5, 3.5]
+    assert scores.loc[
+        0, ["meq30_mystical", "meq30_positive_mood", "meq30_transcendence", "meq30_ineffability", "meq30_total"]
+    ].tolist() == [4, 3, 2, 5, 3.5]
     assert scores.loc[0, "meq30_mystical_pct_max"] == pytest.approx(80)
     assert scores.loc[0, "meq30_total_pct_max"] == pytest.approx(70)
     # b: exactly 60 % on all four is complete (>= 60 %); c misses by one item.
@@ -192,6 +206,7 @@ def test_response_scale_must_be_declared_and_compatible(tmp_path):
 
 # --- depression scales -----------------------------------------------------------------------------
 
+
 def test_madrs_total_and_snaith_bands_at_boundaries():
     totals = [0, 6, 7, 19, 20, 34, 35, 60]
     answers = np.zeros((len(totals), 10))
@@ -202,16 +217,24 @@ def test_madrs_total_and_snaith_bands_at_boundaries():
     scores = score_items(wide("madrs_", answers), "madrs", response_scale=(0, 6)).scores
     assert scores["madrs_total"].tolist() == totals
     assert scores["madrs_severity"].astype(str).tolist() == [
-        "normal", "normal", "mild", "mild", "moderate", "moderate", "severe", "severe"]
+        "normal",
+        "normal",
+        "mild",
+        "mild",
+        "moderate",
+        "moderate",
+        "severe",
+        "severe",
+    ]
 
 
 def test_hamd17_item_ranges_item16_not_assessed_and_maximum_52():
     item_max = [4, 4, 4, 2, 2, 2, 4, 4, 4, 4, 4, 2, 2, 2, 4, 2, 2]  # CamCOPS / Hamilton 1960
     at_max = np.array(item_max, dtype=float)
     not_assessed = at_max.copy()
-    not_assessed[15] = 3          # item 16 = 3: valid, not scored
+    not_assessed[15] = 3  # item 16 = 3: valid, not scored
     table = wide("hamd_", [at_max, not_assessed])
-    table["hamd_18"] = [1, 2]     # items 18-21 may be present; never in the total
+    table["hamd_18"] = [1, 2]  # items 18-21 may be present; never in the total
     scores = score_items(table, "hamd17", response_scale=(0, 4)).scores
     assert scores["hamd_total"].tolist() == [52, 50]
     assert scores["hamd_severity"].astype(str).tolist() == ["very severe", "very severe"]
@@ -223,7 +246,7 @@ def test_hamd17_item_ranges_item16_not_assessed_and_maximum_52():
         assert_located(err.value, row=1, subject="sub-00", session="ses-0", item=f"hamd_{item:02d}")
 
 
-REF_HAMD17_ITEM_MAX = [4, 4, 4, 2, 2, 2, 4, 4, 4, 4, 4, 2, 2, 2, 4, 2, 2]   # scoring_keys.md, CamCOPS
+REF_HAMD17_ITEM_MAX = [4, 4, 4, 2, 2, 2, 4, 4, 4, 4, 4, 2, 2, 2, 4, 2, 2]  # scoring_keys.md, CamCOPS
 
 
 def test_hamd17_proration_respects_item_ranges_planted_maximum():
@@ -231,22 +254,28 @@ def test_hamd17_proration_respects_item_ranges_planted_maximum():
     (mean × 17) gave 46 × 17 / 14 = 55.86 > 52; the range-weighted rule gives 52, the scale maximum."""
     answers = np.array(REF_HAMD17_ITEM_MAX, dtype=float)
     answers[[3, 4, 5]] = np.nan
-    assert np.nansum(answers) * 17 / 14 == pytest.approx(55.857, abs=1e-3)   # the reported bug
-    result = score_items(wide("hamd_", [answers]), "hamd17", response_scale=(0, 4),
-                         missing="prorate", max_missing_fraction=0.2)
+    assert np.nansum(answers) * 17 / 14 == pytest.approx(55.857, abs=1e-3)  # the reported bug
+    result = score_items(
+        wide("hamd_", [answers]), "hamd17", response_scale=(0, 4), missing="prorate", max_missing_fraction=0.2
+    )
     assert result.scores.loc[0, "hamd_total"] == 52
     assert result.n_prorated == 1
     # Half of every answered item's range, 0-4 items 1 and 2 missing: 21 of 44 possible -> 21 × 52/44.
     half = np.array(REF_HAMD17_ITEM_MAX, dtype=float) / 2
     half[[0, 1]] = np.nan
-    prorated = score_items(wide("hamd_", [half]), "hamd17", response_scale=(0, 4),
-                           missing="prorate", max_missing_fraction=0.2).scores.loc[0, "hamd_total"]
-    assert prorated == pytest.approx(26.0)     # half of 52, as it should be; mean × 17 gave 23.8
+    prorated = score_items(
+        wide("hamd_", [half]), "hamd17", response_scale=(0, 4), missing="prorate", max_missing_fraction=0.2
+    ).scores.loc[0, "hamd_total"]
+    assert prorated == pytest.approx(26.0)  # half of 52, as it should be; mean × 17 gave 23.8
     # All zero with items missing stays 0.
     zero = np.zeros(17)
     zero[[6, 7]] = np.nan
-    assert score_items(wide("hamd_", [zero]), "hamd17", response_scale=(0, 4), missing="prorate",
-                       max_missing_fraction=0.2).scores.loc[0, "hamd_total"] == 0
+    assert (
+        score_items(
+            wide("hamd_", [zero]), "hamd17", response_scale=(0, 4), missing="prorate", max_missing_fraction=0.2
+        ).scores.loc[0, "hamd_total"]
+        == 0
+    )
 
 
 def test_hamd17_proration_property_random_patterns():
@@ -259,11 +288,12 @@ def test_hamd17_proration_property_random_patterns():
     answers = np.floor(rng.uniform(0, 1, (n, 17)) * (item_max + 1))
     # Push a third of the rows to the extremes, where the old rule overflowed.
     answers[: n // 3] = np.where(rng.uniform(size=(n // 3, 17)) < 0.8, item_max, answers[: n // 3])
-    n_missing = rng.integers(0, 5, n)          # 4 missing (23.5 %) exceeds the 20 % limit
+    n_missing = rng.integers(0, 5, n)  # 4 missing (23.5 %) exceeds the 20 % limit
     for i, m in enumerate(n_missing):
         answers[i, rng.choice(17, m, replace=False)] = np.nan
-    result = score_items(wide("hamd_", answers), "hamd17", response_scale=(0, 4),
-                         missing="prorate", max_missing_fraction=0.2)
+    result = score_items(
+        wide("hamd_", answers), "hamd17", response_scale=(0, 4), missing="prorate", max_missing_fraction=0.2
+    )
     total = result.scores["hamd_total"].to_numpy(dtype=float)
     answered = ~np.isnan(answers)
     expected = np.nansum(answers, axis=1) * 52 / (answered * item_max).sum(axis=1)
@@ -280,12 +310,22 @@ def test_hamd17_proration_property_random_patterns():
     assert result.n_prorated == int((ok & ~complete).sum())
 
 
-@pytest.mark.parametrize("total,band", [(7, "none"), (8, "mild"), (13, "mild"), (14, "moderate"),
-                                        (18, "moderate"), (19, "severe"), (22, "severe"),
-                                        (23, "very severe")])
+@pytest.mark.parametrize(
+    "total,band",
+    [
+        (7, "none"),
+        (8, "mild"),
+        (13, "mild"),
+        (14, "moderate"),
+        (18, "moderate"),
+        (19, "severe"),
+        (22, "severe"),
+        (23, "very severe"),
+    ],
+)
 def test_hamd17_bands(total, band):
     answers = np.zeros(17)
-    four_point = [0, 1, 2, 6, 7, 8, 9, 10, 14]   # items rated 0-4 (0-based)
+    four_point = [0, 1, 2, 6, 7, 8, 9, 10, 14]  # items rated 0-4 (0-based)
     remaining = total
     for j in four_point:
         answers[j] = min(4, remaining)
@@ -297,11 +337,9 @@ def test_hamd17_bands(total, band):
 
 
 def test_qids_domain_maxima_hand_worked():
-    items = {1: 1, 2: 3, 3: 0, 4: 2, 5: 2, 6: 0, 7: 2, 8: 0, 9: 1, 10: 1, 11: 0, 12: 1, 13: 2,
-             14: 3, 15: 1, 16: 0}
+    items = {1: 1, 2: 3, 3: 0, 4: 2, 5: 2, 6: 0, 7: 2, 8: 0, 9: 1, 10: 1, 11: 0, 12: 1, 13: 2, 14: 3, 15: 1, 16: 0}
     answers = [items[i] for i in range(1, 17)]
-    scores = score_items(wide("qids_", [answers, [3] * 16]), "qids_sr16",
-                         response_scale=(0, 3)).scores
+    scores = score_items(wide("qids_", [answers, [3] * 16]), "qids_sr16", response_scale=(0, 3)).scores
     # sleep max(1,3,0,2)=3, mood 2, appetite max(0,2,0,1)=2, concentration 1, self-view 0,
     # suicide 1, interest 2, energy 3, psychomotor max(1,0)=1 -> 15 (a plain item sum gives 19).
     assert scores.loc[0, "qids_sleep"] == 3 and scores.loc[0, "qids_appetite_weight"] == 2
@@ -321,10 +359,18 @@ def test_bdi_total_and_bands():
     scores = score_items(wide("bdi_", answers), "bdi_ii", response_scale=(0, 3)).scores
     assert scores["bdi_total"].tolist() == totals
     assert scores["bdi_severity"].astype(str).tolist() == [
-        "minimal", "mild", "mild", "moderate", "moderate", "severe", "severe"]
+        "minimal",
+        "mild",
+        "mild",
+        "moderate",
+        "moderate",
+        "severe",
+        "severe",
+    ]
 
 
 # --- long format and files ---------------------------------------------------------------------------
+
 
 def to_long(table: pd.DataFrame, prefix: str) -> pd.DataFrame:
     keys = [c for c in ("participant_id", "session_id", "timepoint") if c in table]
@@ -333,9 +379,13 @@ def to_long(table: pd.DataFrame, prefix: str) -> pd.DataFrame:
 
 def test_long_format_equals_wide_including_item_numbers():
     rng = np.random.default_rng(4)
-    table = wide("madrs_", rng.integers(0, 7, size=(6, 10)),
-                 subjects=["sub-01"] * 3 + ["sub-02"] * 3, sessions=["ses-a"] * 6,
-                 timepoints=["baseline", "24h", "7d"] * 2)
+    table = wide(
+        "madrs_",
+        rng.integers(0, 7, size=(6, 10)),
+        subjects=["sub-01"] * 3 + ["sub-02"] * 3,
+        sessions=["ses-a"] * 6,
+        timepoints=["baseline", "24h", "7d"] * 2,
+    )
     reference = score_items(table, "madrs", response_scale=(0, 6)).scores
     long = to_long(table, "madrs_")
     from_long = score_items(long, "madrs", response_scale=(0, 6)).scores
@@ -350,13 +400,19 @@ def test_long_format_equals_wide_including_item_numbers():
 def test_long_format_errors_name_the_long_row(tmp_path):
     table = wide("madrs_", np.ones((2, 10)), timepoints=["baseline", "baseline"])
     long = to_long(table, "madrs_").reset_index(drop=True)
-    long.loc[13, "value"] = 9        # data row 14 of the file: sub-01, item madrs_04
+    long.loc[13, "value"] = 9  # data row 14 of the file: sub-01, item madrs_04
     path = tmp_path / "madrs_long.tsv"
     long.to_csv(path, sep="\t", index=False)
     with pytest.raises(InputError, match="out of range") as err:
         score_items(path, "madrs", response_scale=(0, 6))
-    assert_located(err.value, file=str(path), row=14, subject=long.loc[13, "participant_id"],
-                   session=long.loc[13, "session_id"], item=long.loc[13, "item"])
+    assert_located(
+        err.value,
+        file=str(path),
+        row=14,
+        subject=long.loc[13, "participant_id"],
+        session=long.loc[13, "session_id"],
+        item=long.loc[13, "item"],
+    )
     duplicated = pd.concat([long.iloc[:5], long.iloc[[2]]], ignore_index=True)
     with pytest.raises(InputError, match="duplicate") as err:
         score_items(duplicated, "madrs", response_scale=(0, 6))
@@ -370,10 +426,12 @@ def test_long_format_errors_name_the_long_row(tmp_path):
 def test_read_phenotype_table_missing_tokens_ids_as_text_and_rows(tmp_path):
     path = tmp_path / "madrs.tsv"
     header = "participant_id\tsession_id\ttimepoint\t" + "\t".join(cols("madrs_", 10))
-    lines = [header,
-             "01\tses-ket05\tbaseline\t" + "\t".join(["1"] * 9 + ["n/a"]),
-             "02\tses-ket05\tbaseline\t" + "\t".join(["2"] * 9 + ["NA"]),
-             "03\tses-ket05\tbaseline\t" + "\t".join(["3"] * 9 + [""])]
+    lines = [
+        header,
+        "01\tses-ket05\tbaseline\t" + "\t".join(["1"] * 9 + ["n/a"]),
+        "02\tses-ket05\tbaseline\t" + "\t".join(["2"] * 9 + ["NA"]),
+        "03\tses-ket05\tbaseline\t" + "\t".join(["3"] * 9 + [""]),
+    ]
     path.write_text("\n".join(lines) + "\n")
     table = read_phenotype_table(path)
     assert table["participant_id"].tolist() == ["01", "02", "03"]
@@ -388,12 +446,16 @@ def test_read_phenotype_table_missing_tokens_ids_as_text_and_rows(tmp_path):
 
 # --- bad input ----------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def meq_file(tmp_path):
     rng = np.random.default_rng(5)
-    table = wide("meq30_", rng.integers(0, 6, size=(4, 30)),
-                 subjects=["sub-01", "sub-02", "sub-03", "sub-04"],
-                 sessions=["ses-ket05"] * 4)
+    table = wide(
+        "meq30_",
+        rng.integers(0, 6, size=(4, 30)),
+        subjects=["sub-01", "sub-02", "sub-03", "sub-04"],
+        sessions=["ses-ket05"] * 4,
+    )
     path = tmp_path / "phenotype" / "meq30.tsv"
     path.parent.mkdir()
     path.with_suffix(".json").write_text(json.dumps({"ResponseScale": {"min": 0, "max": 5}}))
@@ -401,6 +463,7 @@ def meq_file(tmp_path):
     def write(t: pd.DataFrame):
         t.to_csv(path, sep="\t", index=False, na_rep="n/a")
         return path
+
     return table, write
 
 
@@ -411,8 +474,7 @@ def test_non_numeric_answer_named(meq_file):
     path = write(table)
     with pytest.raises(InputError, match="non-numeric") as err:
         score_items(path, "meq30")
-    assert_located(err.value, file=str(path), row=3, subject="sub-03", session="ses-ket05",
-                   item="meq30_07")
+    assert_located(err.value, file=str(path), row=3, subject="sub-03", session="ses-ket05", item="meq30_07")
     assert "'strong'" in str(err.value)
 
 
@@ -423,8 +485,7 @@ def test_out_of_range_answer_named_with_others_listed(meq_file):
     path = write(table)
     with pytest.raises(InputError, match="out of range") as err:
         score_items(path, "meq30")
-    assert_located(err.value, file=str(path), row=2, subject="sub-02", session="ses-ket05",
-                   item="meq30_12")
+    assert_located(err.value, file=str(path), row=2, subject="sub-02", session="ses-ket05", item="meq30_12")
     assert "2 cell(s)" in str(err.value) and "row 4" in str(err.value)
 
 
@@ -483,8 +544,12 @@ def test_missing_key_and_numeric_ids_rejected(meq_file):
     # Numeric IDs from a spreadsheet become BIDS labels, padded like participants.tsv when it is given.
     numeric = score_items(table.assign(participant_id=[1, 2, 3, 4]), "meq30", response_scale=(0, 5)).scores
     assert list(numeric["participant_id"]) == ["sub-01", "sub-02", "sub-03", "sub-04"]
-    padded = score_items(table.assign(participant_id=[1.0, 2.0, 3.0, 4.0]), "meq30", response_scale=(0, 5),
-                         participants=["sub-001", "sub-002", "sub-003", "sub-004"]).scores
+    padded = score_items(
+        table.assign(participant_id=[1.0, 2.0, 3.0, 4.0]),
+        "meq30",
+        response_scale=(0, 5),
+        participants=["sub-001", "sub-002", "sub-003", "sub-004"],
+    ).scores
     assert list(padded["participant_id"]) == ["sub-001", "sub-002", "sub-003", "sub-004"]
     table.loc[1, "session_id"] = None
     with pytest.raises(InputError, match="missing session_id") as err:
@@ -494,10 +559,11 @@ def test_missing_key_and_numeric_ids_rejected(meq_file):
 
 # --- missing-item rules ---------------------------------------------------------------------------
 
+
 def test_missing_none_gives_nan_and_counts():
     answers = np.full((3, 30), 3.0)
-    answers[0, 2] = np.nan            # item 3: ineffability (and total)
-    answers[1, [3, 4]] = np.nan       # items 4, 5: mystical (and total)
+    answers[0, 2] = np.nan  # item 3: ineffability (and total)
+    answers[1, [3, 4]] = np.nan  # items 4, 5: mystical (and total)
     result = score_items(wide("meq30_", answers), "meq30", response_scale=(0, 5))
     s = result.scores
     assert np.isnan(s.loc[0, "meq30_ineffability"]) and np.isnan(s.loc[0, "meq30_total"])
@@ -510,21 +576,23 @@ def test_missing_none_gives_nan_and_counts():
 
 def test_prorate_up_to_limit_per_subscale():
     answers = np.full((2, 30), 4.0)
-    answers[:, 3] = 1.0               # mystical: 14 × 4 + 1 (item 4)
-    answers[0, 2] = np.nan            # 1 of 3 ineffability items missing (33 %)
-    answers[1, [3, 4]] = np.nan       # 2 of 15 mystical items missing (13 %)
-    strict = score_items(wide("meq30_", answers), "meq30", response_scale=(0, 5),
-                         missing="prorate", max_missing_fraction=0.2)
+    answers[:, 3] = 1.0  # mystical: 14 × 4 + 1 (item 4)
+    answers[0, 2] = np.nan  # 1 of 3 ineffability items missing (33 %)
+    answers[1, [3, 4]] = np.nan  # 2 of 15 mystical items missing (13 %)
+    strict = score_items(
+        wide("meq30_", answers), "meq30", response_scale=(0, 5), missing="prorate", max_missing_fraction=0.2
+    )
     s = strict.scores
-    assert np.isnan(s.loc[0, "meq30_ineffability"])          # 33 % > 20 %: no score
+    assert np.isnan(s.loc[0, "meq30_ineffability"])  # 33 % > 20 %: no score
     assert s.loc[0, "meq30_total"] == pytest.approx((28 * 4 + 1) / 29)
-    assert s.loc[1, "meq30_mystical"] == 4                   # mean of the 13 answered items
+    assert s.loc[1, "meq30_mystical"] == 4  # mean of the 13 answered items
     # prorated: row 0 total; row 1 mystical and total. Missing: row 0 ineffability.
     assert strict.n_prorated == 3 and strict.n_missing_scores == 1
     by_score = strict.missing_by_score.set_index("score")
     assert by_score.loc["meq30_total", "n_prorated"] == 2
-    lenient = score_items(wide("meq30_", answers), "meq30", response_scale=(0, 5),
-                          missing="prorate", max_missing_fraction=1 / 3)
+    lenient = score_items(
+        wide("meq30_", answers), "meq30", response_scale=(0, 5), missing="prorate", max_missing_fraction=1 / 3
+    )
     assert lenient.scores.loc[0, "meq30_ineffability"] == 4 and lenient.n_prorated == 4
     with pytest.raises(ValueError, match="max_missing_fraction"):
         score_items(wide("meq30_", answers), "meq30", response_scale=(0, 5), missing="prorate")
@@ -533,26 +601,35 @@ def test_prorate_up_to_limit_per_subscale():
 def test_prorated_sum_and_qids_total():
     madrs = np.full((1, 10), 2.0)
     madrs[0, 9] = np.nan
-    result = score_items(wide("madrs_", madrs), "madrs", response_scale=(0, 6),
-                         missing="prorate", max_missing_fraction=0.1)
-    assert result.scores.loc[0, "madrs_total"] == pytest.approx(20.0)   # 18 × 10/9
+    result = score_items(
+        wide("madrs_", madrs), "madrs", response_scale=(0, 6), missing="prorate", max_missing_fraction=0.1
+    )
+    assert result.scores.loc[0, "madrs_total"] == pytest.approx(20.0)  # 18 × 10/9
     qids = np.full((1, 16), 1.0)
-    qids[0, 0] = np.nan               # one sleep item: the domain is the max of the others
+    qids[0, 0] = np.nan  # one sleep item: the domain is the max of the others
     strict = score_items(wide("qids_", qids), "qids_sr16", response_scale=(0, 3))
     assert np.isnan(strict.scores.loc[0, "qids_total"]) and strict.n_missing_scores == 2
-    prorated = score_items(wide("qids_", qids), "qids_sr16", response_scale=(0, 3),
-                           missing="prorate", max_missing_fraction=0.25)
+    prorated = score_items(
+        wide("qids_", qids), "qids_sr16", response_scale=(0, 3), missing="prorate", max_missing_fraction=0.25
+    )
     assert prorated.scores.loc[0, "qids_sleep"] == 1 and prorated.scores.loc[0, "qids_total"] == 9
-    assert prorated.n_prorated == 2   # the sleep domain and the total
+    assert prorated.n_prorated == 2  # the sleep domain and the total
 
 
 # --- scale-level input -------------------------------------------------------------------------
 
+
 def test_scored_table_is_validated_and_completed(tmp_path):
-    table = pd.DataFrame({
-        "participant_id": ["sub-01", "sub-02"], "session_id": ["ses-a", "ses-a"],
-        "meq30_mystical": [3.0, 4.5], "meq30_positive_mood": [3.0, 2.0],
-        "meq30_transcendence": [3.5, 4.0], "meq30_ineffability": [4.0, 5.0]})
+    table = pd.DataFrame(
+        {
+            "participant_id": ["sub-01", "sub-02"],
+            "session_id": ["ses-a", "ses-a"],
+            "meq30_mystical": [3.0, 4.5],
+            "meq30_positive_mood": [3.0, 2.0],
+            "meq30_transcendence": [3.5, 4.0],
+            "meq30_ineffability": [4.0, 5.0],
+        }
+    )
     result = read_scored_table(table, "meq30")
     assert result.scores["meq30_complete_mystical"].tolist() == [True, False]
     assert result.scores.loc[1, "meq30_mystical_pct_max"] == pytest.approx(90)
@@ -560,18 +637,26 @@ def test_scored_table_is_validated_and_completed(tmp_path):
     table.assign(meq30_mystical=[3.0, 5.5]).to_csv(path, sep="\t", index=False)
     with pytest.raises(InputError, match="score out of range") as err:
         read_scored_table(path, "meq30")
-    assert_located(err.value, file=str(path), row=2, subject="sub-02", session="ses-a",
-                   item="meq30_mystical")
-    madrs = pd.DataFrame({"participant_id": ["sub-01"], "session_id": ["ses-a"],
-                          "timepoint": ["24h"], "madrs_total": [19]})
+    assert_located(err.value, file=str(path), row=2, subject="sub-02", session="ses-a", item="meq30_mystical")
+    madrs = pd.DataFrame(
+        {"participant_id": ["sub-01"], "session_id": ["ses-a"], "timepoint": ["24h"], "madrs_total": [19]}
+    )
     assert read_scored_table(madrs, "madrs").scores.loc[0, "madrs_severity"] == "mild"
     with pytest.raises(InputError, match="no madrs score columns"):
         read_scored_table(madrs.rename(columns={"madrs_total": "MADRS"}), "madrs")
 
 
-REF_QIDS_DOMAINS = {"sleep": [1, 2, 3, 4], "sad_mood": [5], "appetite_weight": [6, 7, 8, 9],
-                    "concentration": [10], "self_view": [11], "suicidal_ideation": [12],
-                    "interest": [13], "energy": [14], "psychomotor": [15, 16]}
+REF_QIDS_DOMAINS = {
+    "sleep": [1, 2, 3, 4],
+    "sad_mood": [5],
+    "appetite_weight": [6, 7, 8, 9],
+    "concentration": [10],
+    "self_view": [11],
+    "suicidal_ideation": [12],
+    "interest": [13],
+    "energy": [14],
+    "psychomotor": [15, 16],
+}
 
 
 def test_qids_each_item_feeds_its_domain_maximum():
@@ -581,7 +666,7 @@ def test_qids_each_item_feeds_its_domain_maximum():
     for domain, items in REF_QIDS_DOMAINS.items():
         expected = [3.0 if i in items else 1.0 for i in range(1, 17)]
         assert scores[f"qids_{domain}"].tolist() == expected, domain
-    assert (scores["qids_total"] == 11).all()   # eight domains at 1 and one at 3
+    assert (scores["qids_total"] == 11).all()  # eight domains at 1 and one at 3
 
 
 def test_bdi_items_16_and_18_accept_lettered_options():
@@ -613,14 +698,19 @@ def test_a_table_coded_one_higher_than_declared_is_flagged():
     shifted = wide("meq30_", coded_0_5 + 1, subjects=subjects, sessions=["ses-ket05"] * 12)
     with pytest.warns(ResponseScaleWarning, match="no answer is ever 0, the declared minimum"):
         score_items(shifted, "meq30", response_scale=(0, 5))
-    full = wide("meq30_", np.vstack([coded_0_5, np.full((1, 30), 5), np.zeros((1, 30))]),
-                subjects=subjects + ["sub-13", "sub-14"], sessions=["ses-ket05"] * 14)
+    full = wide(
+        "meq30_",
+        np.vstack([coded_0_5, np.full((1, 30), 5), np.zeros((1, 30))]),
+        subjects=subjects + ["sub-13", "sub-14"],
+        sessions=["ses-ket05"] * 14,
+    )
     with _warnings.catch_warnings():
         _warnings.simplefilter("error", ResponseScaleWarning)
         score_items(full, "meq30", response_scale=(0, 5))  # both ends used: no warning
     with pytest.warns(ResponseScaleWarning, match="no answer ever reaches an item's declared maximum"):
-        score_items(wide("meq30_", coded_0_5, subjects=subjects, sessions=["ses-ket05"] * 12), "meq30",
-                    response_scale=(0, 5))
+        score_items(
+            wide("meq30_", coded_0_5, subjects=subjects, sessions=["ses-ket05"] * 12), "meq30", response_scale=(0, 5)
+        )
 
 
 def test_unused_columns_are_reported_not_dropped_silently():

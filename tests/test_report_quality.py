@@ -18,8 +18,8 @@ import time
 import nbformat
 import pandas as pd
 import pytest
-
 from conftest import DEFAULT_MANIFEST
+
 from pipelines import provenance, reporting, viz
 from pipelines.paths import REPO_ROOT
 
@@ -33,11 +33,14 @@ def _no_machine_paths(text: str) -> list[str]:
 
 # --- paths -----------------------------------------------------------------------------------------------
 
+
 def test_redact_makes_repository_paths_relative_and_hides_the_rest():
-    text = (f"{ABSOLUTE}/pipelines/stats.py:318: ConvergenceWarning: boundary\n"
-            f"{ABSOLUTE}/.venv/lib/python3.11/site-packages/statsmodels/base/model.py:607: ConvergenceWarning: x\n"
-            "/usr/lib/python3.11/warnings.py:10 /tmp/pytest-of-root/pytest-3/tiny0/tiny.yml /root/data/secret.tsv "
-            "/home/alice/study/bids mg/kg ln(post/baseline)")
+    text = (
+        f"{ABSOLUTE}/pipelines/stats.py:318: ConvergenceWarning: boundary\n"
+        f"{ABSOLUTE}/.venv/lib/python3.11/site-packages/statsmodels/base/model.py:607: ConvergenceWarning: x\n"
+        "/usr/lib/python3.11/warnings.py:10 /tmp/pytest-of-root/pytest-3/tiny0/tiny.yml /root/data/secret.tsv "
+        "/home/alice/study/bids mg/kg ln(post/baseline)"
+    )
     out = provenance.redact(text)
     assert "pipelines/stats.py:318" in out and "statsmodels/base/model.py:607" in out and "warnings.py:10" in out
     assert "<redacted>/tiny.yml" in out and "<redacted>/bids" in out
@@ -63,6 +66,7 @@ def test_the_report_runner_does_not_make_every_notebook_depend_on_the_whole_proj
 
 # --- warnings --------------------------------------------------------------------------------------------
 
+
 def _warning_notebook() -> nbformat.NotebookNode:
     site = f"{ABSOLUTE}/.venv/lib/python3.11/site-packages/statsmodels/regression/mixed_linear_model.py"
     convergence = f"{ABSOLUTE}/pipelines/stats.py:318: ConvergenceWarning: The MLE may be on the boundary of the parameter space.\n  fit = model.fit(reml=reml)\n"
@@ -70,11 +74,18 @@ def _warning_notebook() -> nbformat.NotebookNode:
     nb.cells = [
         nbformat.v4.new_markdown_cell("# 09 · A test report\n\nText."),
         nbformat.v4.new_markdown_cell("## Models"),
-        nbformat.v4.new_code_cell("fit()", outputs=[
-            nbformat.v4.new_output("stream", name="stderr", text=convergence * 12),
-            nbformat.v4.new_output("stream", name="stderr", text=convergence * 10 + f"{site}:2262: UserWarning: singular covariance\n  warnings.warn(msg)\n"),
-            nbformat.v4.new_output("stream", name="stderr", text=f"progress written to /tmp/run-1/progress.txt\n"),
-        ]),
+        nbformat.v4.new_code_cell(
+            "fit()",
+            outputs=[
+                nbformat.v4.new_output("stream", name="stderr", text=convergence * 12),
+                nbformat.v4.new_output(
+                    "stream",
+                    name="stderr",
+                    text=convergence * 10 + f"{site}:2262: UserWarning: singular covariance\n  warnings.warn(msg)\n",
+                ),
+                nbformat.v4.new_output("stream", name="stderr", text="progress written to /tmp/run-1/progress.txt\n"),
+            ],
+        ),
     ]
     return nb
 
@@ -106,6 +117,7 @@ def test_a_warnings_block_is_one_collapsed_html_element_in_the_exported_page(tmp
 
 
 # --- provenance ------------------------------------------------------------------------------------------
+
 
 def test_git_commit_marks_a_modified_checkout_dirty(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
@@ -148,6 +160,7 @@ def test_every_notebook_makes_its_provenance_with_the_one_shared_call():
 
 # --- ordering and axes -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def bokeh():
     import holoviews as hv
@@ -156,10 +169,23 @@ def bokeh():
 
 
 def test_dose_order_puts_placebo_first_within_each_subject(bokeh):
-    qc = pd.DataFrame({"recording": ["sub-01_ses-ket050_task-rest", "sub-01_ses-placebo_task-rest",
-                                     "sub-02_ses-ket100_task-rest", "sub-02_ses-placebo_task-rest"],
-                       "dose_mg_per_kg": [0.5, 0.0, 1.0, 0.0]})
-    assert viz.dose_order(qc)["recording"].str.extract(r"ses-(\w+)_")[0].tolist() == ["placebo", "ket050", "placebo", "ket100"]
+    qc = pd.DataFrame(
+        {
+            "recording": [
+                "sub-01_ses-ket050_task-rest",
+                "sub-01_ses-placebo_task-rest",
+                "sub-02_ses-ket100_task-rest",
+                "sub-02_ses-placebo_task-rest",
+            ],
+            "dose_mg_per_kg": [0.5, 0.0, 1.0, 0.0],
+        }
+    )
+    assert viz.dose_order(qc)["recording"].str.extract(r"ses-(\w+)_")[0].tolist() == [
+        "placebo",
+        "ket050",
+        "placebo",
+        "ket100",
+    ]
     heatmap = viz.qc_heatmap(qc.assign(n_bad_channels=0, bad_channels=""))
     assert list(heatmap.kdims[0].values) == ["ses-placebo", "ses-ket050", "ses-ket100"]
     # Report 00's dose axes: a Layout shares one factor range, first filled from recordings listed by session label.
@@ -172,8 +198,13 @@ def _frames(scale: float, seed: int):
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    changes = pd.DataFrame({"dose_mg_per_kg": np.repeat([0.0, 0.25, 0.5, 1.0], 6), "change": rng.normal(0, scale, 24),
-                            "participant_id": [f"sub-{i:02d}" for i in range(6)] * 4})
+    changes = pd.DataFrame(
+        {
+            "dose_mg_per_kg": np.repeat([0.0, 0.25, 0.5, 1.0], 6),
+            "change": rng.normal(0, scale, 24),
+            "participant_id": [f"sub-{i:02d}" for i in range(6)] * 4,
+        }
+    )
     per_dose = changes.groupby("dose_mg_per_kg")["change"].mean().rename("mean").reset_index()
     per_dose["ci_low"], per_dose["ci_high"] = per_dose["mean"] - scale, per_dose["mean"] + scale
     return per_dose, changes
@@ -189,8 +220,10 @@ def _figures(layout):
 def test_dose_response_panels_have_their_own_y_axis_range_and_unit(bokeh):
     import holoviews as hv
 
-    plots = [viz.dose_response_plot(*_frames(4.0, 0), title="occipital_alpha_db (summary)", measure="occipital_alpha_db"),
-             viz.dose_response_plot(*_frames(0.01, 1), title="lzc_median (global)", measure="lzc_median")]
+    plots = [
+        viz.dose_response_plot(*_frames(4.0, 0), title="occipital_alpha_db (summary)", measure="occipital_alpha_db"),
+        viz.dose_response_plot(*_frames(0.01, 1), title="lzc_median (global)", measure="lzc_median"),
+    ]
     alpha, entropy = _figures(hv.Layout(plots).cols(2))
     assert alpha.y_range is not entropy.y_range
     assert alpha.yaxis[0].axis_label == "occipital_alpha_db change (dB re baseline)"
@@ -211,6 +244,7 @@ def test_offline_dose_response_figure_has_one_axis_per_measure(bokeh, default_st
 
 
 # --- an executed report and the index, on the tiny study ----------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
@@ -242,7 +276,9 @@ def test_an_executed_report_is_fit_to_share(built):
     assert '<script>document.body.classList.add("kw-code-hidden");</script>' in page
     assert "body.kw-code-hidden .jp-CodeCell .jp-Cell-inputWrapper { display: none; }" in page
     assert 'id="kw-toggle-code"' in page and ">Show code</button>" in page
-    assert re.search(r'class="n">overview</span><span class="o">\.</span><span class="n">quick_qc</span>', page)  # the code is there
+    assert re.search(
+        r'class="n">overview</span><span class="o">\.</span><span class="n">quick_qc</span>', page
+    )  # the code is there
     # Wide tables scroll.
     assert 'class="kw-table-scroll"' in page and ".kw-table-scroll { overflow-x: auto" in page
     # Provenance: commit (with +dirty when modified), run date, versions, data checksum.
@@ -263,8 +299,13 @@ def test_report_00_lists_placebo_first(built):
     assert '"factors":["ses-placebo","ses-ket100"]' in page
     assert '"factors":["0.00 mg/kg","1.00 mg/kg"]' in page  # recordings per dose and their durations
     nb = nbformat.read(out.with_suffix(".ipynb"), as_version=4)
-    texts = [o["data"]["text/plain"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
-             if "text/plain" in o.get("data", {})]
+    texts = [
+        o["data"]["text/plain"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "text/plain" in o.get("data", {})
+    ]
     recordings = next(t for t in texts if "median_duration_s" in t)
     # One row per condition, placebo (0 mg/kg) first: "<row> <condition> <dose> ..."
     assert re.findall(r"^\d+\s+(\S+)\s+(\d\.\d+)\s", recordings, re.M)[:2] == [("placebo", "0.0"), ("ket100", "1.0")]
@@ -285,7 +326,10 @@ def test_the_index_marks_a_failed_run_as_failed_even_when_make_stops(built, work
     index = (workdir / "reports" / "index.html").read_text()
     row = re.search(r"<tr class='status-failed'>.*?</tr>", index, re.S).group(0)
     assert "00_study_overview" in row and "the report shown is the previous good one" in row
-    assert reporting.report_status("tiny", "00_study_overview")["last_success"] == json.loads(out.with_suffix(".json").read_text())["finished_utc"]
+    assert (
+        reporting.report_status("tiny", "00_study_overview")["last_success"]
+        == json.loads(out.with_suffix(".json").read_text())["finished_utc"]
+    )
     assert "<span class='ok'>" not in row
     # Every other notebook of the project was never built for this study.
     never = re.findall(r"<tr class='status-never-built'><td>tiny</td><td>(\w+)</td>", index)
@@ -308,8 +352,17 @@ def test_index_statuses_from_files(tmp_path, monkeypatch):
         (stamps / f"{name}.hash").write_text("{}\n")
         os.utime(stamps / f"{name}.hash", (now - 100, now - 100))
         (reports / f"{name}.html").write_text("<html></html>")
-        (reports / f"{name}.json").write_text(json.dumps({"notebook": name, "parameters": {}, "data_checksum": "c" * 64,
-                                                          "git_commit": "f" * 40, "finished_utc": "2026-01-02T03:04:05+00:00"}))
+        (reports / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "notebook": name,
+                    "parameters": {},
+                    "data_checksum": "c" * 64,
+                    "git_commit": "f" * 40,
+                    "finished_utc": "2026-01-02T03:04:05+00:00",
+                }
+            )
+        )
         os.utime(reports / f"{name}.html", (now - 50, now - 50))
     os.utime(stamps / "01_b.hash", (now, now))  # inputs changed after the report: stale
     (reports / "02_c.failed.ipynb").write_text("{}")  # a newer failed run
@@ -330,8 +383,14 @@ def test_in_a_browser_code_is_hidden_until_asked_and_wide_tables_scroll(built, b
     requests: list[str] = []
     page = browser.new_page(viewport={"width": 520, "height": 900})
     try:
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-                   else (requests.append(route.request.url), route.abort()))
+        page.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith("file:")
+                else (requests.append(route.request.url), route.abort())
+            ),
+        )
         page.goto(out.as_uri())
         page.wait_for_load_state("load")
         visible = "() => [...document.querySelectorAll('.jp-CodeCell .jp-Cell-inputWrapper')].filter(e => e.offsetParent !== null).length"
@@ -353,8 +412,11 @@ def test_every_report_states_the_manifest_exclusions(tiny_copy):
     from pipelines import provenance
     from pipelines.manifest import load_manifest
 
-    text = tiny_copy.read_text().replace("phenotype:", "exclude:\n  - {recording: sub-01_ses-ket100, reason: \"infusion "
-                                          "stopped early (nausea)\"}\nphenotype:", 1)
+    text = tiny_copy.read_text().replace(
+        "phenotype:",
+        'exclude:\n  - {recording: sub-01_ses-ket100, reason: "infusion stopped early (nausea)"}\nphenotype:',
+        1,
+    )
     tiny_copy.write_text(text)
     table = provenance.provenance_table(manifest=load_manifest(tiny_copy))
     row = table[table["item"] == "excluded: sub-01_ses-ket100"]

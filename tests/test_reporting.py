@@ -15,8 +15,14 @@ def test_external_resources_finds_scripts_styles_and_images():
     <img src='http://example.org/a.png'>
     <style>@import url("https://example.org/y.css");</style>
     """
-    assert external_resources(page) == sorted([
-        "https://cdn.example.org/bokeh.min.js", "//fonts.example.org/x.css", "http://example.org/a.png", "https://example.org/y.css"])
+    assert external_resources(page) == sorted(
+        [
+            "https://cdn.example.org/bokeh.min.js",
+            "//fonts.example.org/x.css",
+            "http://example.org/a.png",
+            "https://example.org/y.css",
+        ]
+    )
 
 
 def test_links_and_strings_inside_scripts_are_not_resources():

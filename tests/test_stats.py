@@ -17,8 +17,7 @@ import statsmodels.formula.api as smf
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from pipelines.stats import (correlation_table, fdr_bh, format_p, mediation, mixed_model,
-                             rm_correlation)
+from pipelines.stats import correlation_table, fdr_bh, format_p, mediation, mixed_model, rm_correlation
 
 
 def correlated(n: int, rho: float, seed: int) -> pd.DataFrame:
@@ -32,6 +31,7 @@ def correlated(n: int, rho: float, seed: int) -> pd.DataFrame:
 
 # --- FDR ---------------------------------------------------------------------------------------------
 
+
 def test_fdr_bh_equals_statsmodels_and_is_nan_safe():
     rng = np.random.default_rng(0)
     p = np.concatenate([rng.uniform(size=40), rng.uniform(0, 0.01, size=10), [0.02, 0.02, 1.0]])
@@ -41,8 +41,7 @@ def test_fdr_bh_equals_statsmodels_and_is_nan_safe():
     adjusted = fdr_bh(with_nan)
     assert np.isnan(adjusted[[3, 17]]).all()
     finite = ~np.isnan(with_nan)
-    np.testing.assert_allclose(adjusted[finite],
-                               multipletests(with_nan[finite], method="fdr_bh")[1], rtol=1e-12)
+    np.testing.assert_allclose(adjusted[finite], multipletests(with_nan[finite], method="fdr_bh")[1], rtol=1e-12)
     assert fdr_bh(p.reshape(53, 1)).shape == (53, 1)
     assert fdr_bh([]).size == 0 and np.isnan(fdr_bh([np.nan])).all()
     with pytest.raises(ValueError):
@@ -50,6 +49,7 @@ def test_fdr_bh_equals_statsmodels_and_is_nan_safe():
 
 
 # --- correlations --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("method", ["pearson", "spearman"])
 def test_correlation_equals_scipy(method):
@@ -63,8 +63,21 @@ def test_correlation_equals_scipy(method):
         assert row.estimate == pytest.approx(ref.statistic, abs=1e-12)
         assert row.p == pytest.approx(ref.pvalue, rel=1e-8)
         assert row.ci_low <= row.estimate <= row.ci_high
-    assert list(table.columns) == ["x", "y", "method", "n", "estimate", "ci_low", "ci_high", "p",
-                                   "p_fdr", "significant_fdr", "covariates", "n_boot", "seed"]
+    assert list(table.columns) == [
+        "x",
+        "y",
+        "method",
+        "n",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "p",
+        "p_fdr",
+        "significant_fdr",
+        "covariates",
+        "n_boot",
+        "seed",
+    ]
     np.testing.assert_allclose(table["p_fdr"], multipletests(table["p"], method="fdr_bh")[1])
     assert (table["significant_fdr"] == multipletests(table["p"], method="fdr_bh")[0]).all()
 
@@ -73,8 +86,7 @@ def test_correlation_equals_scipy(method):
 @pytest.mark.parametrize("covariates", [["c"], ["c", "dose"]])
 def test_partial_correlation_equals_pingouin(method, covariates):
     data = correlated(50, 0.4, seed=2)
-    row = correlation_table(data, ["a"], ["b"], method=method, covariates=covariates,
-                            n_boot=200).iloc[0]
+    row = correlation_table(data, ["a"], ["b"], method=method, covariates=covariates, n_boot=200).iloc[0]
     ref = pg.partial_corr(data, x="a", y="b", covar=covariates, method=method)
     assert row.estimate == pytest.approx(ref["r"].iloc[0], abs=1e-10)
     assert row.p == pytest.approx(ref["p_val"].iloc[0], rel=1e-7)
@@ -102,11 +114,9 @@ def test_bootstrap_ci_is_seeded_and_matches_a_naive_loop():
 
 def test_partial_bootstrap_matches_pingouin_per_replicate():
     data = correlated(25, 0.5, seed=4)
-    table = correlation_table(data, ["a"], ["b"], method="pearson", covariates=["c"], n_boot=60,
-                              seed=1, ci=0.9)
+    table = correlation_table(data, ["a"], ["b"], method="pearson", covariates=["c"], n_boot=60, seed=1, ci=0.9)
     index = np.random.default_rng(1).integers(0, len(data), size=(60, len(data)))
-    boot = [pg.partial_corr(data.iloc[i].reset_index(drop=True), x="a", y="b", covar="c")["r"]
-            .iloc[0] for i in index]
+    boot = [pg.partial_corr(data.iloc[i].reset_index(drop=True), x="a", y="b", covar="c")["r"].iloc[0] for i in index]
     low, high = np.percentile(boot, [5, 95])
     assert table.ci_low.iloc[0] == pytest.approx(low, abs=1e-10)
     assert table.ci_high.iloc[0] == pytest.approx(high, abs=1e-10)
@@ -116,11 +126,10 @@ def test_planted_correlations_recovered_inside_ci():
     hits = 0
     for seed in range(5):
         data = correlated(150, 0.6, seed=10 + seed)
-        row = correlation_table(data, ["a"], ["b"], method="pearson", n_boot=1000,
-                                seed=seed).iloc[0]
+        row = correlation_table(data, ["a"], ["b"], method="pearson", n_boot=1000, seed=seed).iloc[0]
         hits += row.ci_low <= 0.6 <= row.ci_high
         assert row.significant_fdr
-    assert hits >= 4            # 95 % intervals: at most one miss in five is plausible
+    assert hits >= 4  # 95 % intervals: at most one miss in five is plausible
     null = correlation_table(correlated(150, 0.0, seed=30), ["a"], ["d"], n_boot=1000).iloc[0]
     assert null.ci_low <= 0 <= null.ci_high
 
@@ -134,8 +143,7 @@ def test_grouped_family_and_degenerate_groups():
     tiny = table[table["group"] == "tiny"]
     assert tiny["estimate"].isna().all() and (tiny["n"] == 2).all()
     valid = table["p"].notna()
-    np.testing.assert_allclose(table.loc[valid, "p_fdr"],
-                               multipletests(table.loc[valid, "p"], method="fdr_bh")[1])
+    np.testing.assert_allclose(table.loc[valid, "p_fdr"], multipletests(table.loc[valid, "p"], method="fdr_bh")[1])
     seven = data[data["timepoint"] == "7d"]
     ref = sps.spearmanr(seven["c"], seven["b"]).statistic
     got = table[(table["group"] == "7d") & (table["x"] == "c")]["estimate"].iloc[0]
@@ -144,14 +152,21 @@ def test_grouped_family_and_degenerate_groups():
 
 # --- repeated measures, mixed model ------------------------------------------------------------
 
+
 def repeated(n_subjects=20, per_subject=4, slope=0.5, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     subject = np.repeat(np.arange(n_subjects), per_subject)
-    offset = rng.normal(0, 3, n_subjects)[subject]         # big between-subject differences
+    offset = rng.normal(0, 3, n_subjects)[subject]  # big between-subject differences
     x = rng.normal(size=subject.size) + offset
     y = slope * (x - offset) - 2 * offset + rng.normal(0, 0.5, subject.size)
-    return pd.DataFrame({"subject": [f"sub-{s:02d}" for s in subject], "x": x, "y": y,
-                         "dose": np.tile([0.0, 0.25, 0.5, 1.0], n_subjects)[: subject.size]})
+    return pd.DataFrame(
+        {
+            "subject": [f"sub-{s:02d}" for s in subject],
+            "x": x,
+            "y": y,
+            "dose": np.tile([0.0, 0.25, 0.5, 1.0], n_subjects)[: subject.size],
+        }
+    )
 
 
 def test_rm_correlation_equals_pingouin_and_recovers_within_subject_sign():
@@ -161,8 +176,8 @@ def test_rm_correlation_equals_pingouin_and_recovers_within_subject_sign():
     assert row.estimate == pytest.approx(ref["r"].iloc[0])
     assert row.p == pytest.approx(ref["pval"].iloc[0])
     assert row.n == 80 and row.n_subjects == 20 and row.dof == ref["dof"].iloc[0]
-    assert row.ci_low > 0                                          # within-subject: positive
-    assert sps.pearsonr(data["x"], data["y"]).statistic < 0        # pooled: the opposite sign
+    assert row.ci_low > 0  # within-subject: positive
+    assert sps.pearsonr(data["x"], data["y"]).statistic < 0  # pooled: the opposite sign
 
 
 def simulated_mood(seed: int, n_subjects: int = 30) -> pd.DataFrame:
@@ -174,8 +189,9 @@ def simulated_mood(seed: int, n_subjects: int = 30) -> pd.DataFrame:
     dose = np.repeat(rng.choice([0.5, 1.0], n_subjects), len(times))
     intercept = rng.normal(30, 4, n_subjects)[subject]
     madrs = intercept - 3.0 * time * dose + rng.normal(0, 1.5, subject.size)
-    return pd.DataFrame({"participant_id": [f"sub-{s:02d}" for s in subject], "time": time,
-                         "dose": dose, "madrs": madrs})
+    return pd.DataFrame(
+        {"participant_id": [f"sub-{s:02d}" for s in subject], "time": time, "dose": dose, "madrs": madrs}
+    )
 
 
 def test_mixed_model_equals_statsmodels():
@@ -200,14 +216,16 @@ def test_mixed_model_recovers_planted_effect():
     # Ten independent studies: a 95 % Wald interval should hold -3 in nearly all (P(< 8) ~ 1 %).
     hits = 0
     for seed in range(10):
-        terms = mixed_model(simulated_mood(seed=200 + seed), "madrs ~ time * dose",
-                            groups="participant_id").set_index("term")
+        terms = mixed_model(simulated_mood(seed=200 + seed), "madrs ~ time * dose", groups="participant_id").set_index(
+            "term"
+        )
         hits += terms.loc["time:dose", "ci_low"] <= -3.0 <= terms.loc["time:dose", "ci_high"]
         assert terms.loc["time:dose", "ci_high"] < 0
     assert hits >= 8
 
 
 # --- mediation ------------------------------------------------------------------------------------
+
 
 def mediated(n=80, a=0.5, b=0.6, direct=0.2, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -221,17 +239,22 @@ def mediated(n=80, a=0.5, b=0.6, direct=0.2, seed=0) -> pd.DataFrame:
 @pytest.mark.parametrize("covariates", [None, ["baseline"]])
 def test_mediation_equals_pingouin_and_statsmodels(covariates):
     data = mediated()
-    ours = mediation(data, "dose", "peak", "change", covariates=covariates, n_boot=400, seed=3,
-                     ci_method="bias_corrected").set_index("path")
-    ref, dist = pg.mediation_analysis(data, x="dose", m="peak", y="change", covar=covariates,
-                                      n_boot=400, seed=3, return_dist=True)
+    ours = mediation(
+        data, "dose", "peak", "change", covariates=covariates, n_boot=400, seed=3, ci_method="bias_corrected"
+    ).set_index("path")
+    ref, dist = pg.mediation_analysis(
+        data, x="dose", m="peak", y="change", covar=covariates, n_boot=400, seed=3, return_dist=True
+    )
     ref = ref.set_index("path")
-    for path, ref_path in (("a", "peak ~ X"), ("c", "Total"), ("c_prime", "Direct"),
-                           ("indirect", "Indirect")):
-        for col, ref_col in (("estimate", "coef"), ("se", "se"), ("p", "pval"),
-                             ("ci_low", "CI2.5"), ("ci_high", "CI97.5")):
-            assert ours.loc[path, col] == pytest.approx(ref.loc[ref_path, ref_col], rel=1e-8,
-                                                        abs=1e-12), (path, col)
+    for path, ref_path in (("a", "peak ~ X"), ("c", "Total"), ("c_prime", "Direct"), ("indirect", "Indirect")):
+        for col, ref_col in (
+            ("estimate", "coef"),
+            ("se", "se"),
+            ("p", "pval"),
+            ("ci_low", "CI2.5"),
+            ("ci_high", "CI97.5"),
+        ):
+            assert ours.loc[path, col] == pytest.approx(ref.loc[ref_path, ref_col], rel=1e-8, abs=1e-12), (path, col)
     # b adjusts for x (pingouin's "Y ~ M" row does not): check against statsmodels OLS.
     formula = "change ~ dose + peak" + ("".join(f" + {c}" for c in covariates or []))
     ols = smf.ols(formula, data).fit()
@@ -240,47 +263,50 @@ def test_mediation_equals_pingouin_and_statsmodels(covariates):
     assert ours.loc["b", "p"] == pytest.approx(ols.pvalues["peak"], rel=1e-8)
     low, high = ols.conf_int().loc["peak"]
     assert (ours.loc["b", "ci_low"], ours.loc["b", "ci_high"]) == pytest.approx((low, high))
-    assert ours.loc["indirect", "estimate"] == pytest.approx(
-        ours.loc["a", "estimate"] * ours.loc["b", "estimate"])
+    assert ours.loc["indirect", "estimate"] == pytest.approx(ours.loc["a", "estimate"] * ours.loc["b", "estimate"])
     assert ours.loc["indirect", "se"] == pytest.approx(np.std(dist, ddof=1))
 
 
 def test_mediation_planted_indirect_effect_inside_percentile_ci():
     data = mediated(n=200, a=0.5, b=0.6, seed=11)
-    table = mediation(data, "dose", "peak", "change", covariates=["baseline"], n_boot=1000,
-                      seed=0).set_index("path")
+    table = mediation(data, "dose", "peak", "change", covariates=["baseline"], n_boot=1000, seed=0).set_index("path")
     assert table.loc["indirect", "ci_low"] <= 0.3 <= table.loc["indirect", "ci_high"]
     assert table.loc["indirect", "ci_low"] > 0
     assert table.loc["c_prime", "ci_low"] <= 0.2 <= table.loc["c_prime", "ci_high"]
     assert table.loc["indirect", "ci_method"] == "bootstrap percentile"
     # total = direct + indirect holds exactly for OLS with the same covariates
     assert table.loc["c", "estimate"] == pytest.approx(
-        table.loc["c_prime", "estimate"] + table.loc["indirect", "estimate"])
+        table.loc["c_prime", "estimate"] + table.loc["indirect", "estimate"]
+    )
 
 
 # --- p-value text --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("p, text", [
-    (3e-172, "p < 0.001"),        # what eeg_analysis printed as "p = 3e-172"
-    (0.0, "p < 0.001"),           # what a report printed as "p = 0.0" from 48 observations
-    (0.000999, "p < 0.001"),
-    (0.001, "p = 0.001"),         # the floor itself is written as a number
-    (0.0032, "p = 0.003"),
-    (0.0095, "p = 0.010"),        # range chosen before rounding: three decimals below 0.1
-    (0.032, "p = 0.032"),
-    (0.0455, "p = 0.046"),        # half up on the shortest decimal, not banker's rounding
-    (0.0625, "p = 0.063"),
-    (0.054, "p = 0.054"),         # stays distinguishable from 0.05
-    (0.1, "p = 0.10"),
-    (0.41, "p = 0.41"),
-    (0.996, "p = 1.00"),
-    (1.0, "p = 1.00"),
-    (np.float64(0.5), "p = 0.50"),
-    (float("nan"), "p = n/a"),
-    (None, "p = n/a"),
-    (pd.NA, "p = n/a"),
-    (float("inf"), "p = n/a"),
-])
+
+@pytest.mark.parametrize(
+    "p, text",
+    [
+        (3e-172, "p < 0.001"),  # what eeg_analysis printed as "p = 3e-172"
+        (0.0, "p < 0.001"),  # what a report printed as "p = 0.0" from 48 observations
+        (0.000999, "p < 0.001"),
+        (0.001, "p = 0.001"),  # the floor itself is written as a number
+        (0.0032, "p = 0.003"),
+        (0.0095, "p = 0.010"),  # range chosen before rounding: three decimals below 0.1
+        (0.032, "p = 0.032"),
+        (0.0455, "p = 0.046"),  # half up on the shortest decimal, not banker's rounding
+        (0.0625, "p = 0.063"),
+        (0.054, "p = 0.054"),  # stays distinguishable from 0.05
+        (0.1, "p = 0.10"),
+        (0.41, "p = 0.41"),
+        (0.996, "p = 1.00"),
+        (1.0, "p = 1.00"),
+        (np.float64(0.5), "p = 0.50"),
+        (float("nan"), "p = n/a"),
+        (None, "p = n/a"),
+        (pd.NA, "p = n/a"),
+        (float("inf"), "p = n/a"),
+    ],
+)
 def test_format_p_convention(p, text):
     assert format_p(p) == text
 
@@ -309,7 +335,7 @@ def test_format_p_agrees_with_an_independent_rounding():
         number = text.removeprefix("p = ")
         decimals = 2 if p >= 0.1 else 3
         assert len(number.split(".")[1]) == decimals, (p, text)
-        assert abs(float(number) - p) <= 0.5 * 10 ** -decimals + 1e-12, (p, text)
+        assert abs(float(number) - p) <= 0.5 * 10**-decimals + 1e-12, (p, text)
         assert "e" not in number
 
 
@@ -334,13 +360,13 @@ def _raw_p_placeholders(source: str, where: str) -> list[str]:
     """f-string placeholders that write a p-value without :func:`format_p`, and any private p formatter."""
     found = []
     tree = ast.parse(source)
-    exempt = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "format_p"
-              for n in ast.walk(f)}
+    exempt = {
+        id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "format_p" for n in ast.walk(f)
+    }
     for node in ast.walk(tree):
         if id(node) in exempt:
             continue
-        if isinstance(node, ast.FunctionDef) and re.search(r"fmt_p|format_p", node.name) \
-                and node.name != "format_p":
+        if isinstance(node, ast.FunctionDef) and re.search(r"fmt_p|format_p", node.name) and node.name != "format_p":
             found.append(f"{where}:{node.lineno}: own p formatter {node.name}()")
         if not isinstance(node, ast.JoinedStr):
             continue
@@ -360,57 +386,89 @@ def test_no_report_text_formats_a_p_value_by_hand():
     every module of the library and the code cells of the notebooks. (The planted bad cases
     in the self-check below prove the scan can fail.)"""
     repo = Path(__file__).resolve().parents[1]
-    modules = sorted((repo / "pipelines").rglob("*.py"))     # every module, dashboards and figures too
+    modules = sorted((repo / "pipelines").rglob("*.py"))  # every module, dashboards and figures too
     assert {"peak_mood", "integrative", "cytokine_analysis", "eeg_analysis"} <= {m.stem for m in modules}
     found = []
     for path in modules:
-        found += _raw_p_placeholders(path.read_text(encoding="utf-8"),
-                                     str(path.relative_to(repo / "pipelines")))
+        found += _raw_p_placeholders(path.read_text(encoding="utf-8"), str(path.relative_to(repo / "pipelines")))
     for nb in sorted((repo / "notebooks").glob("*.ipynb")):
         for k, cell in enumerate(json.loads(nb.read_text(encoding="utf-8"))["cells"]):
             if cell["cell_type"] != "code":
                 continue
             # IPython magics and shell lines are not Python.
-            code = "\n".join(line for line in "".join(cell["source"]).splitlines()
-                             if not line.lstrip().startswith(("%", "!")))
+            code = "\n".join(
+                line for line in "".join(cell["source"]).splitlines() if not line.lstrip().startswith(("%", "!"))
+            )
             found += _raw_p_placeholders(code, f"{nb.name} cell {k}")
     assert not found, "p-values formatted without stats.format_p:\n" + "\n".join(found)
 
 
 def test_the_p_scan_catches_the_old_forms():
     bad = [
-        'f"p = {q.p:.2g}"',                                  # eeg_analysis before: "p = 3e-172"
+        'f"p = {q.p:.2g}"',  # eeg_analysis before: "p = 3e-172"
         'f"p{_fmt_p(r.p)}"',
-        'f"{r[\'p_fdr\']:.3f}"',
+        "f\"{r['p_fdr']:.3f}\"",
         'f"FDR-adjusted p = {pooled:.3f}"',
         'f"smallest p {_smallest_wilcoxon_p(n):.4g}"',
         'def _fmt_p(p):\n    return f"{p}"',
     ]
     for code in bad:
         assert _raw_p_placeholders(code, "planted"), code
-    good = ['f"{format_p(r.p)}, {stats.format_p(r[\'p_fdr\'], \'p_FDR\')}"', 'f"n = {n}, r = {r:.2f}"']
+    good = ["f\"{format_p(r.p)}, {stats.format_p(r['p_fdr'], 'p_FDR')}\"", 'f"n = {n}, r = {r:.2f}"']
     for code in good:
         assert not _raw_p_placeholders(code, "planted"), code
 
 
-@pytest.mark.parametrize("p, shown", [(3e-172, "p < 0.001"), (0.0, "p < 0.001"), (0.0213, "p = 0.021"),
-                                      (float("nan"), "p = n/a")])
+@pytest.mark.parametrize(
+    "p, shown", [(3e-172, "p < 0.001"), (0.0, "p < 0.001"), (0.0213, "p = 0.021"), (float("nan"), "p = n/a")]
+)
 def test_eeg_summary_writes_p_through_format_p(p, shown):
     """eeg_analysis.summary_text printed the quadratic term's p as "p = 3e-172"; planted p-values now come
     out in the one convention."""
     from pipelines import eeg_analysis
 
-    params = eeg_analysis.EEGParameters(measures=["lzc_median"], regions=["global"], threshold_db=-3.0,
-                                        hold_s=20.0, smooth_windows=3, plateau_s=60.0,
-                                        entropy_measure="lzc_median", window_s=2.0, step_s=1.0)
-    markers = pd.DataFrame({"participant_id": ["s1", "s2"], "dose_mg_per_kg": [0.5, 0.5],
-                            "alpha_suppression_onset_s": [30.0, np.nan]})
-    per_dose = pd.DataFrame({"measure": ["occipital_alpha_db"], "dose_mg_per_kg": [0.5], "mean": [-4.0],
-                             "ci_low": [-5.0], "ci_high": [-3.0]})
-    peaks = pd.DataFrame({"measure": ["lzc_median"], "region": ["global"], "dose_of_max_mean_change": [0.5],
-                          "parabola_vertex_mg_per_kg": [0.6]})
-    models = pd.DataFrame({"measure": ["lzc_median"], "region": ["global"], "term": ["dose_sq"],
-                           "estimate": [-0.1], "ci_low": [-0.2], "ci_high": [-0.05], "p": [p]})
+    params = eeg_analysis.EEGParameters(
+        measures=["lzc_median"],
+        regions=["global"],
+        threshold_db=-3.0,
+        hold_s=20.0,
+        smooth_windows=3,
+        plateau_s=60.0,
+        entropy_measure="lzc_median",
+        window_s=2.0,
+        step_s=1.0,
+    )
+    markers = pd.DataFrame(
+        {"participant_id": ["s1", "s2"], "dose_mg_per_kg": [0.5, 0.5], "alpha_suppression_onset_s": [30.0, np.nan]}
+    )
+    per_dose = pd.DataFrame(
+        {
+            "measure": ["occipital_alpha_db"],
+            "dose_mg_per_kg": [0.5],
+            "mean": [-4.0],
+            "ci_low": [-5.0],
+            "ci_high": [-3.0],
+        }
+    )
+    peaks = pd.DataFrame(
+        {
+            "measure": ["lzc_median"],
+            "region": ["global"],
+            "dose_of_max_mean_change": [0.5],
+            "parabola_vertex_mg_per_kg": [0.6],
+        }
+    )
+    models = pd.DataFrame(
+        {
+            "measure": ["lzc_median"],
+            "region": ["global"],
+            "term": ["dose_sq"],
+            "estimate": [-0.1],
+            "ci_low": [-0.2],
+            "ci_high": [-0.05],
+            "p": [p],
+        }
+    )
     text = eeg_analysis.summary_text(markers, per_dose, peaks, models, params)
     assert f"to -0.050, {shown}), which does not by itself show an inverted U" in text
     assert "e-" not in text and "p = 0.0)" not in text

@@ -30,10 +30,17 @@ N_SUBJECTS = 12
 
 def make_design(n_subjects: int = N_SUBJECTS) -> tuple[pd.DataFrame, pd.DataFrame]:
     ids = [f"sub-{i:02d}" for i in range(1, n_subjects + 1)]
-    participants = pd.DataFrame({"participant_id": ids, "age": np.arange(n_subjects) + 30,
-                                 "sex": ["F", "M"] * (n_subjects // 2) + ["F"] * (n_subjects % 2)})
-    sessions = pd.DataFrame([(pid, sid, dose) for pid in ids for sid, dose in SESSIONS],
-                            columns=["participant_id", "session_id", "dose_mg_per_kg"])
+    participants = pd.DataFrame(
+        {
+            "participant_id": ids,
+            "age": np.arange(n_subjects) + 30,
+            "sex": ["F", "M"] * (n_subjects // 2) + ["F"] * (n_subjects % 2),
+        }
+    )
+    sessions = pd.DataFrame(
+        [(pid, sid, dose) for pid in ids for sid, dose in SESSIONS],
+        columns=["participant_id", "session_id", "dose_mg_per_kg"],
+    )
     return participants, sessions
 
 
@@ -58,11 +65,13 @@ def _doses(design) -> pd.Series:
 
 # --- determinism --------------------------------------------------------------------------------------------
 
+
 def test_same_seed_writes_identical_bytes(design, tmp_path):
     first = write_phenotype(tmp_path / "a", *generate_phenotype(*design, seed=SEED)[:2])
     second = write_phenotype(tmp_path / "b", *generate_phenotype(*design, seed=SEED)[:2])
     assert sorted(p.name for p in first) == sorted(
-        f"{name}.{ext}" for name in ("meq30", "asc5d", "madrs", "cytokines") for ext in ("tsv", "json"))
+        f"{name}.{ext}" for name in ("meq30", "asc5d", "madrs", "cytokines") for ext in ("tsv", "json")
+    )
     assert _digests(first) == _digests(second)
     other = write_phenotype(tmp_path / "c", *generate_phenotype(*design, seed=SEED + 1)[:2])
     changed = {name for name, digest in _digests(other).items() if digest != _digests(first)[name]}
@@ -75,7 +84,9 @@ def test_truth_is_deterministic_and_json_serialisable(design, generated):
     text = json.dumps(truth, sort_keys=True)
     assert json.loads(text) == truth
     assert text == json.dumps(generate_phenotype(*design, seed=SEED)[2], sort_keys=True)
-    assert {"generator", "parameters", "subjects", "peak_experience", "mood", "cytokines", "missing_items"} <= set(truth)
+    assert {"generator", "parameters", "subjects", "peak_experience", "mood", "cytokines", "missing_items"} <= set(
+        truth
+    )
     assert truth["generator"]["seed"] == SEED
 
 
@@ -100,7 +111,8 @@ def test_given_traits_are_used_and_drive_intensity(design):
     bumped.loc[bumped["participant_id"] == "sub-03", "ketamine_sensitivity"] += 1.0
     _, _, more = generate_phenotype(participants, sessions, SEED, subject_traits=bumped)
     assert more["subjects"]["ketamine_sensitivity"]["sub-03"] == pytest.approx(
-        base["subjects"]["ketamine_sensitivity"]["sub-03"] + 1.0, abs=1e-5)
+        base["subjects"]["ketamine_sensitivity"]["sub-03"] + 1.0, abs=1e-5
+    )
     for before, after in zip(base["peak_experience"]["subject_sessions"], more["peak_experience"]["subject_sessions"]):
         if before["participant_id"] == "sub-03":
             assert after["peak_intensity"] > before["peak_intensity"]
@@ -110,6 +122,7 @@ def test_given_traits_are_used_and_drive_intensity(design):
 
 # --- formats ------------------------------------------------------------------------------------------------
 
+
 def test_table_formats(design, generated):
     tables = generated[0]
     n_active = N_SUBJECTS * 3
@@ -117,7 +130,9 @@ def test_table_formats(design, generated):
 
     assert list(meq.columns) == ["participant_id", "session_id"] + [f"meq30_{i:02d}" for i in range(1, 31)]
     assert list(asc.columns) == ["participant_id", "session_id"] + [f"asc5d_{i:02d}" for i in range(1, 95)]
-    assert list(madrs.columns) == ["participant_id", "session_id", "timepoint"] + [f"madrs_{i:02d}" for i in range(1, 11)]
+    assert list(madrs.columns) == ["participant_id", "session_id", "timepoint"] + [
+        f"madrs_{i:02d}" for i in range(1, 11)
+    ]
     assert list(cyto.columns) == ["participant_id", "session_id", "timepoint", "analyte", "value", "unit"]
 
     assert len(meq) == len(asc) == n_active and "ses-placebo" not in set(meq["session_id"])
@@ -206,6 +221,7 @@ def test_missing_items_match_truth(generated):
 
 # --- planted effects ----------------------------------------------------------------------------------------
 
+
 def _meq_mean(tables) -> pd.Series:
     meq = tables["meq30"].set_index(["participant_id", "session_id"])
     return meq.astype("float64").mean(axis=1, skipna=True)
@@ -286,9 +302,9 @@ def test_cytokines_fall_only_in_inflamed_after_ketamine(design, generated):
     assert len(acute) == 1 and all(crp[key] >= 10 for key in acute)
     crp = crp.drop(index=list(acute))
     log_dev = np.log(crp) - np.log(crp.index.get_level_values("participant_id").map(set_points).to_numpy(float))
-    assert 0.2 < log_dev.std() < 0.5                                  # within-subject SD of a draw ~0.32
+    assert 0.2 < log_dev.std() < 0.5  # within-subject SD of a draw ~0.32
     on_other_side = (crp >= 3.0) != crp.index.get_level_values("participant_id").isin(inflamed_subjects)
-    assert on_other_side.any()                                        # the regression-to-the-mean material
+    assert on_other_side.any()  # the regression-to-the-mean material
     screening = wide.xs("n/a", level="session_id").xs("CRP", level="analyte")["screening"]
     assert sorted(screening.index[screening >= 3.0]) == truth["cytokines"]["screening_inflamed_subjects"]
     assert len(inflamed_subjects) >= 4 and N_SUBJECTS - len(inflamed_subjects) >= 4
@@ -329,5 +345,6 @@ def test_rejects_bad_design(design):
     with pytest.raises(ValueError, match="sub-99"):
         generate_phenotype(participants, stray, seed=1)
     with pytest.raises(ValueError, match="sub-12"):
-        generate_phenotype(participants, sessions, seed=1,
-                           subject_traits=draw_subject_traits(participants, 1).iloc[:-1])
+        generate_phenotype(
+            participants, sessions, seed=1, subject_traits=draw_subject_traits(participants, 1).iloc[:-1]
+        )

@@ -7,26 +7,57 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY_GENERATOR
 
 from pipelines.manifest import compute_checksums, load_manifest, verify
 from pipelines.study import Study
 from pipelines.synth.__main__ import main as synth_main
 
-from conftest import DEFAULT_MANIFEST, TINY_GENERATOR
-
 
 def test_same_seed_gives_identical_bytes(tiny_manifest, tmp_path):
     first = load_manifest(tiny_manifest)
-    args = ["--out", str(tmp_path / "again" / "bids"), "--no-progress", "--seed", str(TINY_GENERATOR["seed"]),
-            "--subjects", "2", "--minutes", "2", "--channels", "20", "--sfreq", "128", "--doses", "0", "1"]
+    args = [
+        "--out",
+        str(tmp_path / "again" / "bids"),
+        "--no-progress",
+        "--seed",
+        str(TINY_GENERATOR["seed"]),
+        "--subjects",
+        "2",
+        "--minutes",
+        "2",
+        "--channels",
+        "20",
+        "--sfreq",
+        "128",
+        "--doses",
+        "0",
+        "1",
+    ]
     assert synth_main(args) == 0
     again = first.model_copy(update={"bids_root": str(tmp_path / "again" / "bids")})
     assert compute_checksums(again) == first.checksums
 
 
 def test_other_seed_gives_other_data(tiny_manifest, tmp_path):
-    args = ["--out", str(tmp_path / "b"), "--no-progress", "--seed", "8", "--subjects", "2", "--minutes", "2",
-            "--channels", "20", "--sfreq", "128", "--doses", "0", "1"]
+    args = [
+        "--out",
+        str(tmp_path / "b"),
+        "--no-progress",
+        "--seed",
+        "8",
+        "--subjects",
+        "2",
+        "--minutes",
+        "2",
+        "--channels",
+        "20",
+        "--sfreq",
+        "128",
+        "--doses",
+        "0",
+        "1",
+    ]
     assert synth_main(args) == 0
     first = load_manifest(tiny_manifest)
     other = compute_checksums(first.model_copy(update={"bids_root": str(tmp_path / "b")}))
@@ -45,7 +76,11 @@ def test_bids_round_trip_through_mne_bids(tiny_manifest):
 
     study = Study.load(tiny_manifest)
     assert [(r.subject, r.session, r.dose_mg_per_kg) for r in study.recordings] == [
-        ("01", "ket100", 1.0), ("01", "placebo", 0.0), ("02", "ket100", 1.0), ("02", "placebo", 0.0)]
+        ("01", "ket100", 1.0),
+        ("01", "placebo", 0.0),
+        ("02", "ket100", 1.0),
+        ("02", "placebo", 0.0),
+    ]
     rec = study.recordings[0]
     raw = read_raw_bids(rec.bids_path(study.root), verbose="error")
     assert rec.path.suffix == ".vhdr"
@@ -119,7 +154,11 @@ def test_planted_bad_channels_are_found_by_qc(default_study, default_truth):
     from pipelines.overview import quick_qc
 
     flagged = quick_qc(default_study, seconds=30)
-    found = {row.recording.removesuffix("_task-rest"): set(k.split(":")[0] for k in row.bad_channels.split("; ")) if row.bad_channels else set()
-             for row in flagged.itertuples()}
+    found = {
+        row.recording.removesuffix("_task-rest"): set(k.split(":")[0] for k in row.bad_channels.split("; "))
+        if row.bad_channels
+        else set()
+        for row in flagged.itertuples()
+    }
     planted = {k: set(v["bad_channels"]) for k, v in default_truth["eeg"]["recordings"].items()}
     assert found == planted

@@ -45,8 +45,10 @@ class Blinding:
     @classmethod
     def from_secret(cls, secret: str, study: str, doses: Iterable[float]) -> "Blinding":
         if not secret or len(secret) < MIN_SECRET_LENGTH:
-            raise BlindingError(f"blinded mode needs a secret of at least {MIN_SECRET_LENGTH} characters "
-                                f"(environment variable {SECRET_ENV}, or --blind-secret-file)")
+            raise BlindingError(
+                f"blinded mode needs a secret of at least {MIN_SECRET_LENGTH} characters "
+                f"(environment variable {SECRET_ENV}, or --blind-secret-file)"
+            )
         doses = sorted(float(d) for d in set(doses))
         if len(doses) > 26:
             raise BlindingError("more than 26 conditions cannot be lettered")
@@ -111,8 +113,10 @@ def for_study(manifest: str, secret: str) -> Blinding:
 def main(argv=None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m pipelines.dashboards.blinding",
-                                     description="Print the unblinding key (letter = dose) of a study.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.dashboards.blinding",
+        description="Print the unblinding key (letter = dose) of a study.",
+    )
     parser.add_argument("command", choices=["key"])
     parser.add_argument("--manifest", default=None)
     parser.add_argument("--blind-secret-file", default=None)

@@ -59,8 +59,13 @@ def eeg_settings(manifest: str) -> dict:
     s = study(manifest)
     nb = s.manifest.notebook_params("01_eeg_entropy_dose")
     params = eeg_analysis.validate_parameters(
-        s, threshold_db=nb.get("threshold_db"), hold_s=nb.get("hold_s"), smooth_windows=nb.get("smooth_windows"),
-        plateau_s=nb.get("plateau_s"), entropy_measure=nb.get("entropy_measure"))
+        s,
+        threshold_db=nb.get("threshold_db"),
+        hold_s=nb.get("hold_s"),
+        smooth_windows=nb.get("smooth_windows"),
+        plateau_s=nb.get("plateau_s"),
+        entropy_measure=nb.get("entropy_measure"),
+    )
     ds = features(manifest)
     summary = set(map(str, ds["summary_measure"].to_numpy()))
     entropy_measures = [m for m in map(str, ds["measure"].to_numpy()) if f"{m}_mean" in summary]
@@ -153,7 +158,11 @@ def markers(manifest: str) -> pd.DataFrame:
 def _change_spec(manifest: str, measure: str) -> tuple[str, str]:
     """(measure name in the features, region) of a dose-response: entropy over all channels, or a summary measure."""
     summary = set(map(str, features(manifest)["summary_measure"].to_numpy()))
-    return (measure, "summary") if measure in summary and measure not in eeg_settings(manifest)["entropy_measures"] else (measure, "global")
+    return (
+        (measure, "summary")
+        if measure in summary and measure not in eeg_settings(manifest)["entropy_measures"]
+        else (measure, "global")
+    )
 
 
 @pn.cache
@@ -166,8 +175,11 @@ def plateau_changes(manifest: str, measure: str) -> pd.DataFrame:
     from pipelines.eeg import dynamics
 
     s = eeg_settings(manifest)
-    return dynamics.plateau_changes(features(manifest), [feature], s["dynamics"], s["window_s"], s["infusion_end_s"])\
-        .query("region == @region").reset_index(drop=True)
+    return (
+        dynamics.plateau_changes(features(manifest), [feature], s["dynamics"], s["window_s"], s["infusion_end_s"])
+        .query("region == @region")
+        .reset_index(drop=True)
+    )
 
 
 @pn.cache
@@ -189,11 +201,15 @@ def channel_positions(manifest: str) -> dict[str, tuple[float, float]]:
 
     positions = mne.channels.make_standard_montage("colin27_1020").get_positions()["ch_pos"]
     lower = {name.lower(): pos for name, pos in positions.items()}
-    return {c: (float(lower[c.lower()][0]), float(lower[c.lower()][1]))
-            for c in map(str, features(manifest)["channel"].to_numpy()) if c.lower() in lower}
+    return {
+        c: (float(lower[c.lower()][0]), float(lower[c.lower()][1]))
+        for c in map(str, features(manifest)["channel"].to_numpy())
+        if c.lower() in lower
+    }
 
 
 # --- peak experience, mood, cytokines -------------------------------------------------------------
+
 
 def _peak_mood_params(manifest: str):
     from pipelines import peak_mood
@@ -211,9 +227,18 @@ def peak_scores(manifest: str) -> tuple[pd.DataFrame, list[str]]:
     from pipelines import peak_mood
 
     params = _peak_mood_params(manifest)
-    scores = peak_mood.load_scores(study(manifest), params.scales, params.mood_scale,
-                                   missing_items=params.missing_items, max_missing_fraction=params.max_missing_fraction)
-    peak = scores.peak if scores.peak is not None else pd.DataFrame(columns=["participant_id", "session_id", "dose_mg_per_kg"])
+    scores = peak_mood.load_scores(
+        study(manifest),
+        params.scales,
+        params.mood_scale,
+        missing_items=params.missing_items,
+        max_missing_fraction=params.max_missing_fraction,
+    )
+    peak = (
+        scores.peak
+        if scores.peak is not None
+        else pd.DataFrame(columns=["participant_id", "session_id", "dose_mg_per_kg"])
+    )
     profile = [c for c in peak.columns if c.startswith("meq30_") and c.endswith("_pct_max")]
     profile += [c for c in peak.columns if c.startswith("asc5d_") and pd.api.types.is_numeric_dtype(peak[c])]
     return peak.reset_index(drop=True), profile
@@ -227,10 +252,19 @@ def mood_outcomes(manifest: str) -> tuple[pd.DataFrame, str, list[str]]:
 
     params = _peak_mood_params(manifest)
     s = study(manifest)
-    scores = peak_mood.load_scores(s, params.scales, params.mood_scale, missing_items=params.missing_items,
-                                   max_missing_fraction=params.max_missing_fraction)
-    outcomes = peak_mood.mood_change_table(scores, baseline=params.baseline, remission_threshold=params.remission_threshold,
-                                           timepoint_order=s.manifest.timepoints)
+    scores = peak_mood.load_scores(
+        s,
+        params.scales,
+        params.mood_scale,
+        missing_items=params.missing_items,
+        max_missing_fraction=params.max_missing_fraction,
+    )
+    outcomes = peak_mood.mood_change_table(
+        scores,
+        baseline=params.baseline,
+        remission_threshold=params.remission_threshold,
+        timepoint_order=s.manifest.timepoints,
+    )
     return outcomes, params.mood_score, [params.baseline, *params.timepoints]
 
 
@@ -273,8 +307,13 @@ def warm(manifest: str | None = None) -> dict[str, str | None]:
     eeg_settings(key)
     recordings(key)
     problems = {}
-    for name, fn, args in (("markers", markers, (key,)), ("peak", peak_scores, (key,)), ("mood", mood_trajectory, (key,)),
-                           ("cytokines", cytokine_changes, (key,)), ("positions", channel_positions, (key,))):
+    for name, fn, args in (
+        ("markers", markers, (key,)),
+        ("peak", peak_scores, (key,)),
+        ("mood", mood_trajectory, (key,)),
+        ("cytokines", cytokine_changes, (key,)),
+        ("positions", channel_positions, (key,)),
+    ):
         problems[name] = _safe(fn, *args)[1]
     settings = eeg_settings(key)
     for name in ("occipital_alpha_db", f"{settings['params'].entropy_measure}_mean"):
@@ -334,6 +373,7 @@ def return_freed_memory_soon(delay_s: float = 2.0) -> None:
 
         gc.collect()
         trim(0)
+
     _TRIM_PENDING = True
     IOLoop.current().call_later(delay_s, run)
 

@@ -21,8 +21,6 @@ becomes a selector option; the parameters themselves refuse values outside their
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pandas as pd
 import panel as pn
@@ -35,9 +33,11 @@ from pipelines.dashboards.widgets import RangeInput
 from pipelines.eeg import dynamics
 
 PARAMS = ("subject", "dose", "measure", "time_s")
-TABS = [("Time courses", ["alpha", "entropy"]),
-        ("Topomap, dose-response, selection", ["topo", "dose_response", "scatter"]),
-        ("Experience, mood, cytokines", ["profile", "mood", "cytokines"])]
+TABS = [
+    ("Time courses", ["alpha", "entropy"]),
+    ("Topomap, dose-response, selection", ["topo", "dose_response", "scatter"]),
+    ("Experience, mood, cytokines", ["profile", "mood", "cytokines"]),
+]
 SIDEBAR_WIDTH = 320  # wide enough for the longest option of every select (measure names)
 CSS = """
 .kw-summary { font-size: 14px; }
@@ -50,7 +50,9 @@ class ExplorerApp(pn.viewable.Viewer):
     # check_on_set: a value outside the options is refused (otherwise param would add it as a new option).
     subject = param.Selector(check_on_set=True, doc="Pseudonymous participant (BIDS sub-XX)")
     dose = param.Selector(check_on_set=True, doc="Condition shown: a dose, or a letter when the trial is blinded")
-    measure = param.Selector(check_on_set=True, doc="Entropy / complexity measure (mean over channels, change from baseline)")
+    measure = param.Selector(
+        check_on_set=True, doc="Entropy / complexity measure (mean over channels, change from baseline)"
+    )
     time_s = param.Number(default=0.0, doc="Time of the topomap (s from infusion start)")
 
     def __init__(self, study=None, blinding: Blinding | None = None, **params):
@@ -78,10 +80,17 @@ class ExplorerApp(pn.viewable.Viewer):
         self._synced = False
         self._views: dict = {}
         self._watcher = None
-        self.notice = pn.pane.Alert("", alert_type="warning", visible=False, css_classes=[safety.NOTICE_CLASS],
-                                    name="url-notice", sizing_mode="stretch_width")
-        self.summary = pn.pane.Markdown(self.summary_markdown(), css_classes=["kw-summary"], name="explorer-summary",
-                                        sizing_mode="stretch_width")
+        self.notice = pn.pane.Alert(
+            "",
+            alert_type="warning",
+            visible=False,
+            css_classes=[safety.NOTICE_CLASS],
+            name="url-notice",
+            sizing_mode="stretch_width",
+        )
+        self.summary = pn.pane.Markdown(
+            self.summary_markdown(), css_classes=["kw-summary"], name="explorer-summary", sizing_mode="stretch_width"
+        )
 
     @property
     def blinded(self) -> bool:
@@ -95,11 +104,17 @@ class ExplorerApp(pn.viewable.Viewer):
     def url_fields(self) -> dict:
         """How each URL query value is read: only this study's subjects, conditions, measures and window times."""
         times = self.settings["time_s"]
-        dose = (safety.one_of(self.param.dose.objects.values()) if self.blinded else
-                safety.closest_number(self.param.dose.objects.values(), labels=self.param.dose.objects))
-        return {"subject": safety.one_of(self.param.subject.objects), "dose": dose,
-                "measure": safety.one_of(self.param.measure.objects),
-                "time_s": safety.number_in(float(times[0]), float(times[-1]), grid=times)}
+        dose = (
+            safety.one_of(self.param.dose.objects.values())
+            if self.blinded
+            else safety.closest_number(self.param.dose.objects.values(), labels=self.param.dose.objects)
+        )
+        return {
+            "subject": safety.one_of(self.param.subject.objects),
+            "dose": dose,
+            "measure": safety.one_of(self.param.measure.objects),
+            "time_s": safety.number_in(float(times[0]), float(times[-1]), grid=times),
+        }
 
     def _show_rejected(self, rejected: list[str]) -> None:
         self.notice.object = safety.notice_text(rejected)
@@ -150,7 +165,7 @@ class ExplorerApp(pn.viewable.Viewer):
         half = self.settings["params"].smooth_windows // 2
         base = data.baseline_mask(self.manifest)
         with np.errstate(invalid="ignore"), _quiet():
-            now = np.nanmean(values[:, max(0, i - half):i + half + 1], axis=1)
+            now = np.nanmean(values[:, max(0, i - half) : i + half + 1], axis=1)
             change = now - np.nanmean(values[:, base], axis=1)
         return pd.DataFrame({"channel": list(map(str, da["channel"].to_numpy())), "change": change})
 
@@ -190,8 +205,14 @@ class ExplorerApp(pn.viewable.Viewer):
         at_dose = peak[np.isclose(peak["dose_mg_per_kg"], self.dose_value)]
         mine = at_dose[at_dose["participant_id"] == self.subject]
         values = mine[columns].iloc[0] if len(mine) else pd.Series(np.nan, index=columns)
-        return pd.DataFrame({"score": [score_label(c).replace(" pct max", " (% max)") for c in columns], "column": columns,
-                             "value": values.to_numpy(dtype=float), "group_mean": at_dose[columns].mean().to_numpy(dtype=float)})
+        return pd.DataFrame(
+            {
+                "score": [score_label(c).replace(" pct max", " (% max)") for c in columns],
+                "column": columns,
+                "value": values.to_numpy(dtype=float),
+                "group_mean": at_dose[columns].mean().to_numpy(dtype=float),
+            }
+        )
 
     def mood_frame(self) -> pd.DataFrame:
         """The subject's mood rows (every session and time point)."""
@@ -211,7 +232,9 @@ class ExplorerApp(pn.viewable.Viewer):
         frame = self.entropy_frame()
         if frame.empty:
             return float("nan"), float("nan")
-        return dynamics.peak(frame["time_s"].to_numpy(), frame["value"].to_numpy(), self.settings["params"].smooth_windows)
+        return dynamics.peak(
+            frame["time_s"].to_numpy(), frame["value"].to_numpy(), self.settings["params"].smooth_windows
+        )
 
     def summary_markdown(self) -> str:
         condition = self.conditions.label(self.dose_value)
@@ -225,10 +248,12 @@ class ExplorerApp(pn.viewable.Viewer):
         cfg = self.settings["params"]
         onset = row["alpha_suppression_onset_s"]
         peak_t, peak_v = self.entropy_peak()  # the selected measure, not the notebook's
-        peak = (f"{peak_v:+.3f} ({peak_t:.0f} s)" if np.isfinite(peak_v) else "no finite value")
-        text += (f": alpha suppression below {cfg.threshold_db:g} dB for ≥ {cfg.hold_s:g} s "
-                 + (f"from **{onset:.0f} s** after infusion start" if np.isfinite(onset) else "**not reached**")
-                 + f"; deepest {row['alpha_suppression_depth_db']:.1f} dB; {escape_markdown(self.measure)} peaked at {peak}.")
+        peak = f"{peak_v:+.3f} ({peak_t:.0f} s)" if np.isfinite(peak_v) else "no finite value"
+        text += (
+            f": alpha suppression below {cfg.threshold_db:g} dB for ≥ {cfg.hold_s:g} s "
+            + (f"from **{onset:.0f} s** after infusion start" if np.isfinite(onset) else "**not reached**")
+            + f"; deepest {row['alpha_suppression_depth_db']:.1f} dB; {escape_markdown(self.measure)} peaked at {peak}."
+        )
         return text
 
     # --- views: Bokeh models built once per session, updated in place (pipelines.dashboards.views) ----
@@ -241,8 +266,11 @@ class ExplorerApp(pn.viewable.Viewer):
     def _make(self, name: str):
         cond, m, s = self.conditions, self.manifest, self.settings
         if name == "alpha":
-            view = views.TimeCourse("occipital alpha (dB re baseline)", threshold=s["params"].threshold_db,
-                                    infusion_end_s=s["infusion_end_s"])
+            view = views.TimeCourse(
+                "occipital alpha (dB re baseline)",
+                threshold=s["params"].threshold_db,
+                infusion_end_s=s["infusion_end_s"],
+            )
             view.set_group(data.group_stats(m, "occipital_alpha_db"), cond.order, cond.label, cond.color)
             return view
         if name == "entropy":
@@ -250,8 +278,11 @@ class ExplorerApp(pn.viewable.Viewer):
         if name == "topo":
             return views.Topomap(_safe_positions(m), "change")
         if name == "dose_response":
-            return views.DoseResponse([cond.short(d) for d in cond.order], "condition" if cond.blinded else "dose (mg/kg)",
-                                      connect=not cond.blinded)
+            return views.DoseResponse(
+                [cond.short(d) for d in cond.order],
+                "condition" if cond.blinded else "dose (mg/kg)",
+                connect=not cond.blinded,
+            )
         if name == "scatter":
             return views.SelectionScatter(self._on_select)
         if name == "profile":
@@ -280,17 +311,27 @@ class ExplorerApp(pn.viewable.Viewer):
         """Update what the changed parameters draw, in the views built so far (or just ``only``)."""
         v = {n: view for n, view in self._views.items() if only is None or n in only}
         cond, dose = self.conditions, self.dose_value
-        any_ = lambda *names: bool(changed & set(names))  # noqa: E731
+        any_ = lambda *names: bool(changed & set(names))
         if any_("subject", "dose"):
             if "alpha" in v:
                 row = self.markers_row()
-                v["alpha"].set_subject(self.alpha_frame(), self._title("Occipital alpha"),
-                                       None if row is None else row["alpha_suppression_onset_s"])
+                v["alpha"].set_subject(
+                    self.alpha_frame(),
+                    self._title("Occipital alpha"),
+                    None if row is None else row["alpha_suppression_onset_s"],
+                )
             if "profile" in v:
                 v["profile"].update(self.profile_frame(), self._title("Peak experience"))
             if "mood" in v:
-                v["mood"].update(self.mood_frame(), data.mood_trajectory(self.manifest), dose, cond.label, cond.color,
-                                 cond.order, self._title("Mood"))
+                v["mood"].update(
+                    self.mood_frame(),
+                    data.mood_trajectory(self.manifest),
+                    dose,
+                    cond.label,
+                    cond.color,
+                    cond.order,
+                    self._title("Mood"),
+                )
             if "cytokines" in v:
                 v["cytokines"].update(self.cytokine_frame(), self.subject, self._title("Cytokines"))
         if any_("measure") and "entropy" in v:
@@ -301,19 +342,36 @@ class ExplorerApp(pn.viewable.Viewer):
                 v["entropy"].set_subject(self.entropy_frame(), self._title(f"{self.measure}, all channels"))
             if "dose_response" in v:
                 per_dose, changes = self.dose_response_frames()
-                v["dose_response"].update(per_dose, changes, self.subject, dose, cond.short, f"{self.measure} plateau change",
-                                          f"Condition-response: {self.measure} (95% CI)" if cond.blinded else
-                                          f"Dose-response: {self.measure} (95% CI)", cond.order)
+                v["dose_response"].update(
+                    per_dose,
+                    changes,
+                    self.subject,
+                    dose,
+                    cond.short,
+                    f"{self.measure} plateau change",
+                    f"Condition-response: {self.measure} (95% CI)"
+                    if cond.blinded
+                    else f"Dose-response: {self.measure} (95% CI)",
+                    cond.order,
+                )
         if "scatter" in v:
             if any_("dose", "measure") or only is not None:
                 frame, x, ylabel = self.scatter_frame()
                 self._scatter_rows = frame
-                v["scatter"].update(frame, x, self.subject, f"{self.measure} plateau change", ylabel,
-                                    f"Tap a subject — {cond.label(dose)}")
+                v["scatter"].update(
+                    frame,
+                    x,
+                    self.subject,
+                    f"{self.measure} plateau change",
+                    ylabel,
+                    f"Tap a subject — {cond.label(dose)}",
+                )
             elif any_("subject"):
                 v["scatter"].set_subject(self._scatter_rows, "entropy_change", self.subject)
         if "topo" in v and any_("subject", "dose", "measure", "time_s"):
-            v["topo"].update(self.topo_frame(), f"{self.measure} change", f"{self.measure} at {self.time_s:.0f} s — {self.subject}")
+            v["topo"].update(
+                self.topo_frame(), f"{self.measure} change", f"{self.measure} at {self.time_s:.0f} s — {self.subject}"
+            )
         if only is None:
             self.summary.object = self.summary_markdown()
 
@@ -355,26 +413,40 @@ class ExplorerApp(pn.viewable.Viewer):
             pn.widgets.Select.from_param(self.param.dose, name="Condition" if self.blinded else "Dose", width=width),
             pn.widgets.Select.from_param(self.param.measure, name="Measure", width=width),
             # A native, labelled range input (Panel's slider handle has no accessible name).
-            RangeInput.linked(self, "time_s", "Topomap time (s from infusion start)", "s", width=width - 10))
+            RangeInput.linked(self, "time_s", "Topomap time (s from infusion start)", "s", width=width - 10),
+        )
         study = data.study(self.manifest)
-        blind_note = ("**Blinded:** conditions are shown as letters; doses are hidden until unblinding.\n\n"
-                      if self.blinded else "")
+        blind_note = (
+            "**Blinded:** conditions are shown as letters; doses are hidden until unblinding.\n\n"
+            if self.blinded
+            else ""
+        )
         side = pn.Column(
-            pn.pane.Markdown(f"## Study {escape_markdown(study.name)}\n{len(self.subjects)} participants "
-                             "(pseudonymous IDs only).", width=SIDEBAR_WIDTH - 20),
+            pn.pane.Markdown(
+                f"## Study {escape_markdown(study.name)}\n{len(self.subjects)} participants (pseudonymous IDs only).",
+                width=SIDEBAR_WIDTH - 20,
+            ),
             widgets,
-            pn.pane.Markdown(blind_note + "Dashed lines: infusion start; dotted: infusion end; red dashed: suppression "
-                             "threshold. Red everywhere is the selected subject; tap a point in the scatter to "
-                             "select another.", width=SIDEBAR_WIDTH - 20, styles={"font-size": "13px"}),
-            width=SIDEBAR_WIDTH, css_classes=["kw-sidebar"])
+            pn.pane.Markdown(
+                blind_note + "Dashed lines: infusion start; dotted: infusion end; red dashed: suppression "
+                "threshold. Red everywhere is the selected subject; tap a point in the scatter to "
+                "select another.",
+                width=SIDEBAR_WIDTH - 20,
+                styles={"font-size": "13px"},
+            ),
+            width=SIDEBAR_WIDTH,
+            css_classes=["kw-sidebar"],
+        )
         # One tab on screen at a time: the views of the others are built (and sent) only when first opened.
         holders = [pn.FlexBox(sizing_mode="stretch_width") for _ in TABS]
-        tabs = pn.Tabs(*[(title, holder) for (title, _), holder in zip(TABS, holders)], dynamic=True,
-                       sizing_mode="stretch_width")
+        tabs = pn.Tabs(
+            *[(title, holder) for (title, _), holder in zip(TABS, holders)], dynamic=True, sizing_mode="stretch_width"
+        )
 
         def show(index: int) -> None:
             if not holders[index].objects:
                 holders[index].objects = [pn.pane.Bokeh(view.figure) for view in self.views_for(TABS[index][1])]
+
         show(0)
         tabs.param.watch(lambda event: show(event.new), "active")
         self._tabs = tabs

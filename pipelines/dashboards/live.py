@@ -26,9 +26,8 @@ import pandas as pd
 import panel as pn
 import param
 
-from pipelines.dashboards import data
+from pipelines.dashboards import data, safety
 from pipelines.dashboards import figures as fig
-from pipelines.dashboards import safety
 from pipelines.dashboards.safety import escape_markdown
 from pipelines.dashboards.titration import ALERT_CLASS
 
@@ -50,14 +49,15 @@ def trailing_mean(values: np.ndarray, n: int) -> np.ndarray:
     """Causal running mean over the last ``n`` values (NaN-aware), as the live criterion smooths."""
     out = np.full(len(values), np.nan)
     for i in range(len(values)):
-        chunk = values[max(0, i - n + 1):i + 1]
+        chunk = values[max(0, i - n + 1) : i + 1]
         if np.isfinite(chunk).any():
             out[i] = np.nanmean(chunk)
     return out
 
 
-def frames(results: list, smooth_windows: int, window_s: float,
-           infusion_start_s: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def frames(
+    results: list, smooth_windows: int, window_s: float, infusion_start_s: float | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(alpha, entropy) tables of the windows received so far (time_s, value, smoothed), in the replay's shape.
 
     Time is from infusion start once it is known (also for the windows received before it was), else from the
@@ -67,8 +67,10 @@ def frames(results: list, smooth_windows: int, window_s: float,
     entropy = np.array([r.entropy for r in results], dtype=float)
     before = (t + window_s / 2 <= 1e-6) & np.isfinite(entropy) & (infusion_start_s is not None)
     entropy_change = entropy - np.mean(entropy[before]) if before.any() else np.full(len(t), np.nan)
-    return (pd.DataFrame({"time_s": t, "value": alpha, "smoothed": trailing_mean(alpha, smooth_windows)}),
-            pd.DataFrame({"time_s": t, "value": entropy_change, "smoothed": trailing_mean(entropy_change, smooth_windows)}))
+    return (
+        pd.DataFrame({"time_s": t, "value": alpha, "smoothed": trailing_mean(alpha, smooth_windows)}),
+        pd.DataFrame({"time_s": t, "value": entropy_change, "smoothed": trailing_mean(entropy_change, smooth_windows)}),
+    )
 
 
 class LiveApp(pn.viewable.Viewer):
@@ -76,7 +78,9 @@ class LiveApp(pn.viewable.Viewer):
 
     stream = param.String(default="", doc="Name of the LSL stream to follow (on this machine)")
     running = param.Boolean(default=False, doc="Following the stream")
-    record = param.Boolean(default=True, doc="Record the session (samples, windows, status lines) to the study's derivatives")
+    record = param.Boolean(
+        default=True, doc="Record the session (samples, windows, status lines) to the study's derivatives"
+    )
     windows = param.Integer(default=0, doc="Windows received so far")
     alert_raised = param.Boolean(default=False, doc="Sustained suppression detected")
     onset_s = param.Number(default=None, allow_None=True, doc="Alert time (s from infusion start)")
@@ -93,15 +97,36 @@ class LiveApp(pn.viewable.Viewer):
         self._callback = None
         self._pipes = None
         self._seen_events = 0
-        self._alert = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=[ALERT_CLASS],
-                                    name="suppression-alert", sizing_mode="stretch_width")
+        self._alert = pn.pane.Alert(
+            "",
+            alert_type="danger",
+            visible=False,
+            css_classes=[ALERT_CLASS],
+            name="suppression-alert",
+            sizing_mode="stretch_width",
+        )
         self._status = pn.pane.Markdown("", css_classes=[STATUS_CLASS], name="live-status", sizing_mode="stretch_width")
-        self._log = pn.pane.Markdown("", css_classes=[LOG_CLASS], name="live-log", sizing_mode="stretch_width",
-                                     styles={"font-size": "12px"})
-        self.notice = pn.pane.Alert("", alert_type="warning", visible=False, css_classes=[safety.NOTICE_CLASS],
-                                    name="url-notice", sizing_mode="stretch_width")
-        self._snapshot = {"results": [], "events": [], "status": "not connected", "alert_time_s": None, "sfreq": None,
-                          "n_channels": 0, "infusion_start_s": None, "stream_time_s": 0.0}
+        self._log = pn.pane.Markdown(
+            "", css_classes=[LOG_CLASS], name="live-log", sizing_mode="stretch_width", styles={"font-size": "12px"}
+        )
+        self.notice = pn.pane.Alert(
+            "",
+            alert_type="warning",
+            visible=False,
+            css_classes=[safety.NOTICE_CLASS],
+            name="url-notice",
+            sizing_mode="stretch_width",
+        )
+        self._snapshot = {
+            "results": [],
+            "events": [],
+            "status": "not connected",
+            "alert_time_s": None,
+            "sfreq": None,
+            "n_channels": 0,
+            "infusion_start_s": None,
+            "stream_time_s": 0.0,
+        }
         self._update_text()
 
     def url_fields(self) -> dict:
@@ -138,9 +163,13 @@ class LiveApp(pn.viewable.Viewer):
         self._alert.visible = False
         self.param.update(windows=0, alert_raised=False, onset_s=None)
         self._seen_events = 0
-        self.monitor = LiveMonitor(self.stream, self.cfg, connect_timeout_s=5.0,
-                                   record_to=live_derivatives_dir(self.study.name) if self.record else None,
-                                   meta={"study": self.study.name, "from": "dashboard"}).start()
+        self.monitor = LiveMonitor(
+            self.stream,
+            self.cfg,
+            connect_timeout_s=5.0,
+            record_to=live_derivatives_dir(self.study.name) if self.record else None,
+            meta={"study": self.study.name, "from": "dashboard"},
+        ).start()
         if self._callback is None:
             self._callback = pn.state.add_periodic_callback(self.refresh, period=TICK_MS, start=False)
         if not self._callback.running:
@@ -168,9 +197,11 @@ class LiveApp(pn.viewable.Viewer):
         if snap["alert_time_s"] is not None and not self.alert_raised:
             self.onset_s = snap["alert_time_s"]
             self.alert_raised = True
-            self._alert.object = (f"**Sustained alpha suppression** — occipital alpha at or below {self.cfg.threshold_db:g} dB "
-                                  f"re baseline held {self.cfg.hold_s:g} s (alert at {snap['alert_time_s']:.0f} s after "
-                                  "infusion start).")
+            self._alert.object = (
+                f"**Sustained alpha suppression** — occipital alpha at or below {self.cfg.threshold_db:g} dB "
+                f"re baseline held {self.cfg.hold_s:g} s (alert at {snap['alert_time_s']:.0f} s after "
+                "infusion start)."
+            )
             self._alert.visible = True
         self._update_text()
 
@@ -178,15 +209,20 @@ class LiveApp(pn.viewable.Viewer):
 
     def _update_text(self, stopped: bool = False) -> None:
         snap = self._snapshot
-        shown_name = "(name hidden: blinded)" if self.blinded else f"`{escape_markdown(self.stream)}`" if self.stream else "–"
+        shown_name = (
+            "(name hidden: blinded)" if self.blinded else f"`{escape_markdown(self.stream)}`" if self.stream else "–"
+        )
         if self.monitor is None and not snap["results"] and not stopped:
             self._status.object = f"**Stream {shown_name}** — not connected. Threshold {self.cfg.threshold_db:g} dB held {self.cfg.hold_s:g} s."
             self._log.object = ""
             return
         results = snap["results"]
         layout = f"{snap['n_channels']} channels at {snap['sfreq']:g} Hz; " if snap["sfreq"] else ""
-        infusion = ("infusion start not yet known (no baseline, no alert)" if snap["infusion_start_s"] is None
-                    else f"infusion start at {snap['infusion_start_s']:.0f} s of the stream")
+        infusion = (
+            "infusion start not yet known (no baseline, no alert)"
+            if snap["infusion_start_s"] is None
+            else f"infusion start at {snap['infusion_start_s']:.0f} s of the stream"
+        )
         if results:
             last = results[-1]
             alpha = "–" if not np.isfinite(last.occipital_alpha_db) else f"{last.occipital_alpha_db:+.1f} dB"
@@ -194,10 +230,15 @@ class LiveApp(pn.viewable.Viewer):
         else:
             now = "waiting for the first window"
         state = "stopped" if stopped else snap["status"]
-        self._status.object = (f"**Stream {shown_name}** — {state}; {layout}{infusion}; {len(results)} windows, {now}. "
-                               f"Threshold {self.cfg.threshold_db:g} dB held {self.cfg.hold_s:g} s.")
-        lines = [f"- {e['level']}: {escape_markdown(e['message'])}" for e in snap["events"][-LOG_LINES:]
-                 if not (self.blinded and e["event"] in ("connected", "restarted", "recording-saved"))]
+        self._status.object = (
+            f"**Stream {shown_name}** — {state}; {layout}{infusion}; {len(results)} windows, {now}. "
+            f"Threshold {self.cfg.threshold_db:g} dB held {self.cfg.hold_s:g} s."
+        )
+        lines = [
+            f"- {e['level']}: {escape_markdown(e['message'])}"
+            for e in snap["events"][-LOG_LINES:]
+            if not (self.blinded and e["event"] in ("connected", "restarted", "recording-saved"))
+        ]
         self._log.object = "\n".join(lines)
 
     # --- views -----------------------------------------------------------------------------------
@@ -229,47 +270,79 @@ class LiveApp(pn.viewable.Viewer):
 
         def xlim(frame):
             t = frame["time_s"].to_numpy(dtype=float)
-            return (min(-60.0, float(t.min()) - 5) if t.size else -60.0, max(120.0, float(t.max()) + 30) if t.size else 120.0)
+            return (
+                min(-60.0, float(t.min()) - 5) if t.size else -60.0,
+                max(120.0, float(t.max()) + 30) if t.size else 120.0,
+            )
 
         def alpha_plot(data, onset_s):
-            return fig.live_trace(data, "occipital alpha (dB re baseline)", xlim=xlim(data),
-                                  ylim=limits(data, self.cfg.threshold_db, 1.0, (-6.0, 3.0)), threshold=self.cfg.threshold_db,
-                                  onset_s=onset_s, title="Occipital alpha relative to baseline (live, causal)").opts(framewise=True)
+            return fig.live_trace(
+                data,
+                "occipital alpha (dB re baseline)",
+                xlim=xlim(data),
+                ylim=limits(data, self.cfg.threshold_db, 1.0, (-6.0, 3.0)),
+                threshold=self.cfg.threshold_db,
+                onset_s=onset_s,
+                title="Occipital alpha relative to baseline (live, causal)",
+            ).opts(framewise=True)
 
         def entropy_plot(data):
-            return fig.live_trace(data, f"{measure} (change)", xlim=xlim(data), ylim=limits(data, None, 0.02, (-0.1, 0.1)),
-                                  color="#6a3d9a", title=f"Entropy: {measure}, good channels, change from baseline (live)"
-                                  ).opts(framewise=True)
+            return fig.live_trace(
+                data,
+                f"{measure} (change)",
+                xlim=xlim(data),
+                ylim=limits(data, None, 0.02, (-0.1, 0.1)),
+                color="#6a3d9a",
+                title=f"Entropy: {measure}, good channels, change from baseline (live)",
+            ).opts(framewise=True)
 
         params = hv.streams.Params(self, ["onset_s"])
-        return (pn.pane.HoloViews(hv.DynamicMap(alpha_plot, streams=[self._pipes[0], params]), sizing_mode="stretch_width",
-                                  linked_axes=False),
-                pn.pane.HoloViews(hv.DynamicMap(entropy_plot, streams=[self._pipes[1]]), sizing_mode="stretch_width",
-                                  linked_axes=False))
+        return (
+            pn.pane.HoloViews(
+                hv.DynamicMap(alpha_plot, streams=[self._pipes[0], params]),
+                sizing_mode="stretch_width",
+                linked_axes=False,
+            ),
+            pn.pane.HoloViews(
+                hv.DynamicMap(entropy_plot, streams=[self._pipes[1]]), sizing_mode="stretch_width", linked_axes=False
+            ),
+        )
 
     def __panel__(self):
         if pn.state.location and not getattr(self, "_synced", False):
             self._synced = True
             safety.QuerySync(self, self.url_fields(), self._show_rejected).start(pn.state.location)
-        name = pn.widgets.TextInput.from_param(self.param.stream, name="LSL stream", placeholder="kw-sub-01_ses-ket100_task-rest",
-                                               width=250)
-        toggle = pn.widgets.Toggle.from_param(self.param.running, label="▶ Follow / ❚❚ Stop", color="primary",
-                                              css_classes=["kw-live-run"])
+        name = pn.widgets.TextInput.from_param(
+            self.param.stream, name="LSL stream", placeholder="kw-sub-01_ses-ket100_task-rest", width=250
+        )
+        toggle = pn.widgets.Toggle.from_param(
+            self.param.running, label="▶ Follow / ❚❚ Stop", color="primary", css_classes=["kw-live-run"]
+        )
         record = pn.widgets.Checkbox.from_param(self.param.record, name="Record the session")
         controls = pn.Column(
-            pn.pane.Markdown("### Live titration monitor\nFollows an EEG stream on this machine (Lab Streaming Layer). "
-                             "Replay mode: [/titration](./titration).", width=270),
-            name, toggle, record,
-            pn.pane.Markdown("Everything is causal: only samples already received are used. Windows that touch a gap, "
-                             "the filters' settling after it, or have no good occipital channel never count toward the "
-                             "alert. Start a stream with `make stream RECORDING=sub-01_ses-ket100`.", width=260,
-                             styles={"font-size": "12px"}),
-            width=280)
+            pn.pane.Markdown(
+                "### Live titration monitor\nFollows an EEG stream on this machine (Lab Streaming Layer). "
+                "Replay mode: [/titration](./titration).",
+                width=270,
+            ),
+            name,
+            toggle,
+            record,
+            pn.pane.Markdown(
+                "Everything is causal: only samples already received are used. Windows that touch a gap, "
+                "the filters' settling after it, or have no good occipital channel never count toward the "
+                "alert. Start a stream with `make stream RECORDING=sub-01_ses-ket100`.",
+                width=260,
+                styles={"font-size": "12px"},
+            ),
+            width=280,
+        )
         alpha_view, entropy_view = self._views()
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.on_session_destroyed(lambda _ctx: self._stop())
-        main = pn.Column(self.notice, self._alert, self._status, alpha_view, entropy_view, self._log,
-                         sizing_mode="stretch_width")
+        main = pn.Column(
+            self.notice, self._alert, self._status, alpha_view, entropy_view, self._log, sizing_mode="stretch_width"
+        )
         if self.running and self.monitor is None:
             pn.state.onload(self._start)
         return pn.Row(controls, main, sizing_mode="stretch_width")

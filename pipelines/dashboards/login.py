@@ -65,10 +65,16 @@ class Verdict:
 class LoginThrottle:
     """Failure counts, back-off and lockout per key (``("user", name)``, ``("ip", address)``); thread-safe."""
 
-    def __init__(self, free_failures: int = FREE_FAILURES, backoff_base_s: float = BACKOFF_BASE_S,
-                 backoff_max_s: float = BACKOFF_MAX_S, lockout_failures: int = LOCKOUT_FAILURES,
-                 lockout_s: float = LOCKOUT_S, max_keys: int = TRACKED_KEYS_MAX,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        free_failures: int = FREE_FAILURES,
+        backoff_base_s: float = BACKOFF_BASE_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        lockout_failures: int = LOCKOUT_FAILURES,
+        lockout_s: float = LOCKOUT_S,
+        max_keys: int = TRACKED_KEYS_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.free_failures, self.backoff_base_s, self.backoff_max_s = free_failures, backoff_base_s, backoff_max_s
         self.lockout_failures, self.lockout_s, self.max_keys = lockout_failures, lockout_s, max_keys
         self.clock = clock
@@ -152,8 +158,10 @@ MESSAGES = {
     "locked": "Too many failed attempts: login is locked for {minutes} min.",
 }
 
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -197,7 +205,9 @@ _LOGOUT = """<h1>Logged out</h1>
 
 
 def login_page(action: str, message: str = "") -> str:
-    return _PAGE.format(title="log in", body=_LOGIN_FORM.format(action=html.escape(action), message=html.escape(message)))
+    return _PAGE.format(
+        title="log in", body=_LOGIN_FORM.format(action=html.escape(action), message=html.escape(message))
+    )
 
 
 def logout_page(login: str) -> str:
@@ -224,8 +234,12 @@ def make_auth_provider(users: Mapping[str, str], throttle: LoginThrottle | None 
 
         def _cookie_flags(self) -> dict:
             # Secure only over TLS: a Secure cookie set over plain http (the loopback) would never come back.
-            return {"httponly": True, "samesite": "Lax", "secure": self.request.protocol == "https",
-                    "path": config.cookie_path}
+            return {
+                "httponly": True,
+                "samesite": "Lax",
+                "secure": self.request.protocol == "https",
+                "path": config.cookie_path,
+            }
 
     class LoginHandler(_Hardened):
         endpoint = "/login"
@@ -247,8 +261,11 @@ def make_auth_provider(users: Mapping[str, str], throttle: LoginThrottle | None 
                 seconds = max(1, math.ceil(verdict.retry_after_s))
                 self.set_status(429)
                 self.set_header("Retry-After", str(seconds))
-                message = (MESSAGES["locked"].format(minutes=max(1, math.ceil(seconds / 60))) if verdict.locked
-                           else MESSAGES["wait"].format(seconds=seconds))
+                message = (
+                    MESSAGES["locked"].format(minutes=max(1, math.ceil(seconds / 60)))
+                    if verdict.locked
+                    else MESSAGES["wait"].format(seconds=seconds)
+                )
                 self.write(login_page("." + self.endpoint, message))
                 return
             if password_matches(users, username, password):

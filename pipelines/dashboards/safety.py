@@ -38,12 +38,14 @@ def escape_markdown(text: Any) -> str:
     maths or code spans made by the value), then HTML-escaped (no tags; the entities render as the characters)."""
     one_line = " ".join(str(text).splitlines())
     # A leading "- x" becomes \- x and "12. x" becomes 12\. x (a backslash escapes punctuation only).
-    escaped = _LINE_START.sub(lambda m: m.group(0)[:-1] + "\\" + m.group(0)[-1],
-                              _MARKDOWN_SPECIAL.sub(r"\\\1", one_line))
+    escaped = _LINE_START.sub(
+        lambda m: m.group(0)[:-1] + "\\" + m.group(0)[-1], _MARKDOWN_SPECIAL.sub(r"\\\1", one_line)
+    )
     return html.escape(escaped, quote=True)
 
 
 # --- validators: raw URL string in, one of the app's own values out ---------------------------------
+
 
 def one_of(allowed: Iterable) -> Callable[[str], Any]:
     """Exact match against ``allowed`` (strings); returns the allowed object, not the visitor's string."""
@@ -53,6 +55,7 @@ def one_of(allowed: Iterable) -> Callable[[str], Any]:
         if raw not in table:
             raise Rejected(raw)
         return table[raw]
+
     return parse
 
 
@@ -70,6 +73,7 @@ def closest_number(allowed: Iterable[float], labels: Mapping[str, float] | None 
             if math.isclose(number, v, rel_tol=rel_tol, abs_tol=1e-12):
                 return v
         raise Rejected(raw)
+
     return parse
 
 
@@ -82,6 +86,7 @@ def number_in(lo: float, hi: float, grid: Iterable[float] | None = None) -> Call
         if not lo <= number <= hi:
             raise Rejected(raw)
         return min(points, key=lambda g: abs(g - number)) if points else number
+
     return parse
 
 
@@ -200,7 +205,9 @@ def guarded(build: Callable[[], Any], title: str) -> Callable[[], None]:
             ref = secrets.token_hex(4)
             log.exception("dashboard session failed (reference %s)", ref)
             doc.clear()
-            pn.pane.Alert(ERROR_TEXT.format(ref=ref), alert_type="danger", css_classes=["kw-error"],
-                          sizing_mode="stretch_width").server_doc(doc, title=title)
+            pn.pane.Alert(
+                ERROR_TEXT.format(ref=ref), alert_type="danger", css_classes=["kw-error"], sizing_mode="stretch_width"
+            ).server_doc(doc, title=title)
         return None  # the document is filled; nothing more for Panel to render
+
     return factory

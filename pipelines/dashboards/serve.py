@@ -35,8 +35,11 @@ import stat
 import sys
 from pathlib import Path
 
-APPS = {"explorer": "Study explorer", "titration": "Dose-titration monitor",
-        "live": "Live titration monitor (LSL stream)"}
+APPS = {
+    "explorer": "Study explorer",
+    "titration": "Dose-titration monitor",
+    "live": "Live titration monitor (LSL stream)",
+}
 COOKIE_ENV = "KW_COOKIE_SECRET"
 MIN_SECRET_LENGTH = 32
 
@@ -70,8 +73,10 @@ def share_settings(users_file, environ=os.environ) -> dict:
         raise ServeError("--share needs --users-file (one 'user:password' per line)")
     secret = environ.get(COOKIE_ENV, "")
     if not secret:
-        raise ServeError(f"--share needs a cookie secret in the environment variable {COOKIE_ENV} "
-                         f"(e.g. export {COOKIE_ENV}=$(python -c 'import secrets; print(secrets.token_hex(32))'))")
+        raise ServeError(
+            f"--share needs a cookie secret in the environment variable {COOKIE_ENV} "
+            f"(e.g. export {COOKIE_ENV}=$(python -c 'import secrets; print(secrets.token_hex(32))'))"
+        )
     if len(secret) < MIN_SECRET_LENGTH:
         raise ServeError(f"{COOKIE_ENV} is too short ({len(secret)} characters; use at least {MIN_SECRET_LENGTH})")
     users = read_users(users_file)
@@ -98,10 +103,14 @@ def check_exposure(host: str, share: bool, insecure_no_login: bool) -> str | Non
         return None
     where = "every network interface" if host in ("", "0.0.0.0", "::") else host
     if not insecure_no_login:
-        raise ServeError(f"--host {host or '0.0.0.0'} would serve every participant's data on {where} without a "
-                         f"login; add --share (see docs/dashboards.md), or --insecure-no-login if you really mean it")
-    return (f"WARNING: --insecure-no-login: every participant's data is served WITHOUT A LOGIN to anyone who can "
-            f"reach {where}")
+        raise ServeError(
+            f"--host {host or '0.0.0.0'} would serve every participant's data on {where} without a "
+            f"login; add --share (see docs/dashboards.md), or --insecure-no-login if you really mean it"
+        )
+    return (
+        f"WARNING: --insecure-no-login: every participant's data is served WITHOUT A LOGIN to anyone who can "
+        f"reach {where}"
+    )
 
 
 def free_port(host: str) -> int:
@@ -158,8 +167,10 @@ def blinding_for(manifest, blind: bool, secret_file=None, unblind_key=None, envi
     try:
         secret = blinding.read_secret(secret_file, environ)
         if not secret:
-            raise ServeError(f"--blind needs the blinding secret in the environment variable {blinding.SECRET_ENV} "
-                             "(or --blind-secret-file)")
+            raise ServeError(
+                f"--blind needs the blinding secret in the environment variable {blinding.SECRET_ENV} "
+                "(or --blind-secret-file)"
+            )
         mapping = blinding.for_study(manifest, secret)
     except blinding.BlindingError as exc:
         raise ServeError(str(exc)) from None
@@ -177,10 +188,21 @@ def blinding_for(manifest, blind: bool, secret_file=None, unblind_key=None, envi
     return mapping
 
 
-def server_options(manifest=None, host: str = "127.0.0.1", port: int = 5006, share: bool = False, users_file=None,
-                   allow_websocket_origin=(), prefix: str = "", use_xheaders: bool = False,
-                   ssl_certfile=None, ssl_keyfile=None, environ=os.environ, throttle=None,
-                   blinding=None) -> tuple[dict, dict]:
+def server_options(
+    manifest=None,
+    host: str = "127.0.0.1",
+    port: int = 5006,
+    share: bool = False,
+    users_file=None,
+    allow_websocket_origin=(),
+    prefix: str = "",
+    use_xheaders: bool = False,
+    ssl_certfile=None,
+    ssl_keyfile=None,
+    environ=os.environ,
+    throttle=None,
+    blinding=None,
+) -> tuple[dict, dict]:
     """(apps, keyword arguments) for ``pn.serve``: both apps behind the error guard, the login in sharing mode."""
     from pipelines.dashboards import data, explorer, live, login, safety, titration
 
@@ -198,21 +220,44 @@ def server_options(manifest=None, host: str = "127.0.0.1", port: int = 5006, sha
         origins.add(f"{host}:{port}")
     origins.update(allow_websocket_origin or ())
     titles = {name: f"Ketamine workbench — {title}" for name, title in APPS.items()}
-    apps = {"explorer": safety.guarded(lambda: explorer.app(key, blinding=blinding), titles["explorer"]),
-            "titration": safety.guarded(lambda: titration.app(key, blinding=blinding), titles["titration"]),
-            "live": safety.guarded(lambda: live.app(key, blinding=blinding), titles["live"])}
-    options.update(port=port, address=host, websocket_origin=sorted(origins), show=False, title=titles,
-                   prefix=prefix or "", use_xheaders=use_xheaders,
-                   # A closed tab's session is destroyed (and its memory freed) 10 s after its websocket closed,
-                   # checked every 3 s (Bokeh: 15 s / 17 s); 10 s still covers a slow GET-to-websocket gap.
-                   unused_session_lifetime_milliseconds=10_000, check_unused_sessions_milliseconds=3_000)
+    apps = {
+        "explorer": safety.guarded(lambda: explorer.app(key, blinding=blinding), titles["explorer"]),
+        "titration": safety.guarded(lambda: titration.app(key, blinding=blinding), titles["titration"]),
+        "live": safety.guarded(lambda: live.app(key, blinding=blinding), titles["live"]),
+    }
+    options.update(
+        port=port,
+        address=host,
+        websocket_origin=sorted(origins),
+        show=False,
+        title=titles,
+        prefix=prefix or "",
+        use_xheaders=use_xheaders,
+        # A closed tab's session is destroyed (and its memory freed) 10 s after its websocket closed,
+        # checked every 3 s (Bokeh: 15 s / 17 s); 10 s still covers a slow GET-to-websocket gap.
+        unused_session_lifetime_milliseconds=10_000,
+        check_unused_sessions_milliseconds=3_000,
+    )
     return apps, options
 
 
-def make_server(manifest=None, host: str = "127.0.0.1", port: int = 5006, share: bool = False, users_file=None,
-                allow_websocket_origin=(), prefix: str = "", use_xheaders: bool = False, warm: bool = True,
-                environ=os.environ, ssl_certfile=None, ssl_keyfile=None, blind: bool = False, blind_secret_file=None,
-                unblind_key=None):
+def make_server(
+    manifest=None,
+    host: str = "127.0.0.1",
+    port: int = 5006,
+    share: bool = False,
+    users_file=None,
+    allow_websocket_origin=(),
+    prefix: str = "",
+    use_xheaders: bool = False,
+    warm: bool = True,
+    environ=os.environ,
+    ssl_certfile=None,
+    ssl_keyfile=None,
+    blind: bool = False,
+    blind_secret_file=None,
+    unblind_key=None,
+):
     """A configured, not yet started Panel (Bokeh/Tornado) server with both apps; returns (server, urls).
     Raises ServeError (one line for the user) for every foreseeable refusal."""
     import panel as pn
@@ -227,8 +272,20 @@ def make_server(manifest=None, host: str = "127.0.0.1", port: int = 5006, share:
     port = port or free_port(host)
     key = data.manifest_key(manifest)
     mapping = blinding_for(key, blind, blind_secret_file, unblind_key, environ)
-    apps, options = server_options(key, host, port, share, users_file, allow_websocket_origin, prefix, use_xheaders,
-                                   ssl_certfile, ssl_keyfile, environ, blinding=mapping)
+    apps, options = server_options(
+        key,
+        host,
+        port,
+        share,
+        users_file,
+        allow_websocket_origin,
+        prefix,
+        use_xheaders,
+        ssl_certfile,
+        ssl_keyfile,
+        environ,
+        blinding=mapping,
+    )
     data.setup_extension()
     if warm:
         problems = data.warm(key)  # every visitor then reads cached data
@@ -249,39 +306,71 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=5006, help="port (0: any free port)")
     parser.add_argument("--share", action="store_true", help=f"require a login (needs --users-file and ${COOKIE_ENV})")
     parser.add_argument("--users-file", default=None, help="'user:password' lines, kept outside the repository")
-    parser.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST[:PORT]",
-                        help="public host a browser reaches the server through (reverse proxy); repeatable")
+    parser.add_argument(
+        "--allow-websocket-origin",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="public host a browser reaches the server through (reverse proxy); repeatable",
+    )
     parser.add_argument("--prefix", default="", help="URL prefix when a proxy serves the apps under a sub-path")
     parser.add_argument("--use-xheaders", action="store_true", help="trust X-Forwarded-* headers (behind a proxy only)")
     parser.add_argument("--ssl-certfile", default=None, help="serve https with this certificate (PEM)")
     parser.add_argument("--ssl-keyfile", default=None, help="private key of --ssl-certfile (if not in it)")
-    parser.add_argument("--insecure-no-login", action="store_true",
-                        help="allow a non-loopback --host WITHOUT --share: anyone who can reach it sees every participant")
-    parser.add_argument("--blind", action="store_true",
-                        help="dose-blinded: conditions shown as letters (needs $KW_BLIND_SECRET or --blind-secret-file)")
-    parser.add_argument("--blind-secret-file", default=None, help="file holding the blinding secret (instead of the env)")
-    parser.add_argument("--unblind-key", default=None, help="with --blind: the letter = dose table; if it matches, doses are shown")
+    parser.add_argument(
+        "--insecure-no-login",
+        action="store_true",
+        help="allow a non-loopback --host WITHOUT --share: anyone who can reach it sees every participant",
+    )
+    parser.add_argument(
+        "--blind",
+        action="store_true",
+        help="dose-blinded: conditions shown as letters (needs $KW_BLIND_SECRET or --blind-secret-file)",
+    )
+    parser.add_argument(
+        "--blind-secret-file", default=None, help="file holding the blinding secret (instead of the env)"
+    )
+    parser.add_argument(
+        "--unblind-key", default=None, help="with --blind: the letter = dose table; if it matches, doses are shown"
+    )
     args = parser.parse_args(argv)
     _log_to_stderr()
     try:
         warning = check_exposure(args.host, args.share, args.insecure_no_login)
-        server, urls = make_server(args.manifest, args.host, args.port, args.share, args.users_file,
-                                   args.allow_websocket_origin, args.prefix, args.use_xheaders,
-                                   ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, blind=args.blind,
-                                   blind_secret_file=args.blind_secret_file, unblind_key=args.unblind_key)
+        server, urls = make_server(
+            args.manifest,
+            args.host,
+            args.port,
+            args.share,
+            args.users_file,
+            args.allow_websocket_origin,
+            args.prefix,
+            args.use_xheaders,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
+            blind=args.blind,
+            blind_secret_file=args.blind_secret_file,
+            unblind_key=args.unblind_key,
+        )
     except ServeError as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:  # e.g. the study's derived data are not built (make all)
-        print(f"refusing to start: {exc.filename or exc}: not found (has `make all` built this study?)", file=sys.stderr)
+        print(
+            f"refusing to start: {exc.filename or exc}: not found (has `make all` built this study?)", file=sys.stderr
+        )
         return 2
     if warning:
         print(warning, file=sys.stderr, flush=True)
     for name, url in urls.items():
         print(f"{APPS[name]}: {url}", flush=True)
     if args.blind:
-        print("Blinded mode: conditions are shown as letters" if not args.unblind_key else
-              "Unblinded with a matching key: doses are shown", flush=True)
+        print(
+            "Blinded mode: conditions are shown as letters"
+            if not args.unblind_key
+            else "Unblinded with a matching key: doses are shown",
+            flush=True,
+        )
     if args.share:
         print("Sharing mode: log in at " + urls["explorer"].rsplit("/", 1)[0] + "/login", flush=True)
     print("Press Ctrl+C to stop.", flush=True)

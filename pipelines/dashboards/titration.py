@@ -28,9 +28,8 @@ import panel as pn
 import param
 
 from pipelines import viz
-from pipelines.dashboards import data
+from pipelines.dashboards import data, safety
 from pipelines.dashboards import figures as fig
-from pipelines.dashboards import safety
 from pipelines.dashboards.blinding import Blinding, Conditions
 from pipelines.dashboards.safety import escape_markdown
 from pipelines.dashboards.widgets import RangeInput
@@ -45,15 +44,20 @@ class TitrationApp(pn.viewable.Viewer):
 
     # check_on_set: a value outside the options is refused (otherwise param would add it as a new option).
     recording = param.Selector(check_on_set=True, doc="Recording to replay (pseudonymous subject · session)")
-    speed = param.Number(default=10.0, bounds=(1.0, 200.0), softbounds=(1.0, 100.0), step=1.0,
-                         doc="Replay speed (× real time)")
-    threshold_db = param.Number(default=-3.0, bounds=(-20.0, -0.5), step=0.5, doc="Suppression threshold (dB re baseline)")
+    speed = param.Number(
+        default=10.0, bounds=(1.0, 200.0), softbounds=(1.0, 100.0), step=1.0, doc="Replay speed (× real time)"
+    )
+    threshold_db = param.Number(
+        default=-3.0, bounds=(-20.0, -0.5), step=0.5, doc="Suppression threshold (dB re baseline)"
+    )
     hold_s = param.Number(default=20.0, bounds=(2.0, 120.0), step=2.0, doc="The threshold must hold this long (s)")
     playing = param.Boolean(default=False, doc="Replay running")
     clock_s = param.Number(default=0.0, doc="Simulated time (s from infusion start)")
     received = param.Integer(default=0, doc="Windows received so far")
     alert_raised = param.Boolean(default=False, doc="Sustained suppression detected")
-    onset_s = param.Number(default=None, allow_None=True, doc="Onset of the detected suppression (s from infusion start)")
+    onset_s = param.Number(
+        default=None, allow_None=True, doc="Onset of the detected suppression (s from infusion start)"
+    )
     detected_at_s = param.Number(default=None, allow_None=True, doc="Clock when the alert was raised")
 
     def __init__(self, study=None, blinding: Blinding | None = None, **params):
@@ -68,8 +72,10 @@ class TitrationApp(pn.viewable.Viewer):
         recs = recs.sort_values(["subject", "_rank"]).reset_index(drop=True)
         shown = [cond.session_label(r.session, r.dose_mg_per_kg) for r in recs.itertuples()]
         values = [f"{r.participant_id}_{c}" for r, c in zip(recs.itertuples(), shown)]
-        labels = [f"{r.participant_id} · {c}" + ("" if cond.blinded else f" ({viz.dose_label(r.dose_mg_per_kg)})")
-                  for r, c in zip(recs.itertuples(), shown)]
+        labels = [
+            f"{r.participant_id} · {c}" + ("" if cond.blinded else f" ({viz.dose_label(r.dose_mg_per_kg)})")
+            for r, c in zip(recs.itertuples(), shown)
+        ]
         self.param.recording.objects = dict(zip(labels, values))
         self._recording_of = {v: (r.subject, r.session) for v, r in zip(values, recs.itertuples())}
         subject, session = params.pop("subject", None), params.pop("session", None)
@@ -88,20 +94,36 @@ class TitrationApp(pn.viewable.Viewer):
         self._callback = None
         self._alert = self._status = self._pipes = None
         self._load_recording()
-        self._alert = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=[ALERT_CLASS],
-                                    name="suppression-alert", sizing_mode="stretch_width")
-        self._status = pn.pane.Markdown("", css_classes=["kw-titration-status"], name="titration-status",
-                                        sizing_mode="stretch_width")
+        self._alert = pn.pane.Alert(
+            "",
+            alert_type="danger",
+            visible=False,
+            css_classes=[ALERT_CLASS],
+            name="suppression-alert",
+            sizing_mode="stretch_width",
+        )
+        self._status = pn.pane.Markdown(
+            "", css_classes=["kw-titration-status"], name="titration-status", sizing_mode="stretch_width"
+        )
         self._autoplay = autoplay
-        self.notice = pn.pane.Alert("", alert_type="warning", visible=False, css_classes=[safety.NOTICE_CLASS],
-                                    name="url-notice", sizing_mode="stretch_width")
+        self.notice = pn.pane.Alert(
+            "",
+            alert_type="warning",
+            visible=False,
+            css_classes=[safety.NOTICE_CLASS],
+            name="url-notice",
+            sizing_mode="stretch_width",
+        )
         self._update_status()
 
     def url_fields(self) -> dict:
         """How each URL query value is read: only this study's recordings, speeds within bounds, true/false."""
         lo, hi = self.param.speed.bounds
-        return {"recording": safety.one_of(self.param.recording.objects.values()),
-                "speed": safety.number_in(lo, hi), "playing": safety.boolean}
+        return {
+            "recording": safety.one_of(self.param.recording.objects.values()),
+            "speed": safety.number_in(lo, hi),
+            "playing": safety.boolean,
+        }
 
     def _show_rejected(self, rejected: list[str]) -> None:
         self.notice.object = safety.notice_text(rejected)
@@ -114,8 +136,11 @@ class TitrationApp(pn.viewable.Viewer):
         label, session = self._recording_of[self.recording]
         times = self.settings["time_s"]
         alpha = data.summary_series(self.manifest, "occipital_alpha_db").sel(subject=label, session=session).to_numpy()
-        entropy = data.entropy_change(self.manifest, self.settings["params"].entropy_measure).sel(
-            subject=label, session=session).to_numpy()
+        entropy = (
+            data.entropy_change(self.manifest, self.settings["params"].entropy_measure)
+            .sel(subject=label, session=session)
+            .to_numpy()
+        )
         rejected = data.window_rejected(self.manifest).sel(subject=label, session=session).to_numpy()
         self._times, self._alpha, self._entropy = times, alpha, entropy
         self._rejected = rejected
@@ -176,14 +201,18 @@ class TitrationApp(pn.viewable.Viewer):
         if final <= 0:
             return
         smoothed = dynamics.smooth(self._alpha[:n], sw)[:final]
-        onset = dynamics.suppression_onset(self._times[:final], smoothed, self.threshold_db, self.hold_s, smooth_windows=1)
+        onset = dynamics.suppression_onset(
+            self._times[:final], smoothed, self.threshold_db, self.hold_s, smooth_windows=1
+        )
         if np.isfinite(onset):
             self.onset_s = float(onset)
             self.detected_at_s = float(self.clock_s)
             self.alert_raised = True
-            self._alert.object = (f"**Sustained alpha suppression** — {escape_markdown(self._recording_label())}: occipital alpha at or below "
-                                  f"{self.threshold_db:g} dB for ≥ {self.hold_s:g} s since {onset:.0f} s after infusion "
-                                  f"start (detected at {self.clock_s:.0f} s).")
+            self._alert.object = (
+                f"**Sustained alpha suppression** — {escape_markdown(self._recording_label())}: occipital alpha at or below "
+                f"{self.threshold_db:g} dB for ≥ {self.hold_s:g} s since {onset:.0f} s after infusion "
+                f"start (detected at {self.clock_s:.0f} s)."
+            )
             self._alert.visible = True
 
     def _recording_label(self) -> str:
@@ -196,7 +225,9 @@ class TitrationApp(pn.viewable.Viewer):
         out = []
         for values in (self._alpha, self._entropy):
             v = values[:n]
-            out.append(pd.DataFrame({"time_s": self._times[:n], "value": v, "smoothed": dynamics.smooth(v, sw) if n else v}))
+            out.append(
+                pd.DataFrame({"time_s": self._times[:n], "value": v, "smoothed": dynamics.smooth(v, sw) if n else v})
+            )
         return out[0], out[1]
 
     @param.depends("threshold_db", "hold_s", watch=True)
@@ -227,12 +258,25 @@ class TitrationApp(pn.viewable.Viewer):
             return
         n = self.received
         alpha, entropy = self.frames()
-        now = (f"alpha {alpha['smoothed'].iloc[-1]:+.1f} dB, {self.settings['params'].entropy_measure} "
-               f"{entropy['smoothed'].iloc[-1]:+.3f}") if n else "waiting for the first window"
-        phase = ("baseline" if self.clock_s < 0 else "infusion" if self.clock_s <= self.settings["infusion_end_s"]
-                 else "after infusion")
-        self._status.object = (f"**{escape_markdown(self._recording_label())}** — t = {self.clock_s:.0f} s ({phase}); {n}/{len(self._times)} "
-                               f"windows; {now}. Threshold {self.threshold_db:g} dB held {self.hold_s:g} s.")
+        now = (
+            (
+                f"alpha {alpha['smoothed'].iloc[-1]:+.1f} dB, {self.settings['params'].entropy_measure} "
+                f"{entropy['smoothed'].iloc[-1]:+.3f}"
+            )
+            if n
+            else "waiting for the first window"
+        )
+        phase = (
+            "baseline"
+            if self.clock_s < 0
+            else "infusion"
+            if self.clock_s <= self.settings["infusion_end_s"]
+            else "after infusion"
+        )
+        self._status.object = (
+            f"**{escape_markdown(self._recording_label())}** — t = {self.clock_s:.0f} s ({phase}); {n}/{len(self._times)} "
+            f"windows; {now}. Threshold {self.threshold_db:g} dB held {self.hold_s:g} s."
+        )
 
     # --- views -----------------------------------------------------------------------------------
 
@@ -262,25 +306,43 @@ class TitrationApp(pn.viewable.Viewer):
         measure = self.settings["params"].entropy_measure
 
         def alpha_plot(data, threshold_db, onset_s):
-            return fig.live_trace(data, "occipital alpha (dB re baseline)", xlim=xlim, ylim=alpha_lim, threshold=threshold_db,
-                                  infusion_end_s=end, onset_s=onset_s, title="Occipital alpha relative to baseline")
+            return fig.live_trace(
+                data,
+                "occipital alpha (dB re baseline)",
+                xlim=xlim,
+                ylim=alpha_lim,
+                threshold=threshold_db,
+                infusion_end_s=end,
+                onset_s=onset_s,
+                title="Occipital alpha relative to baseline",
+            )
 
         def entropy_plot(data):
-            return fig.live_trace(data, f"{measure} (change)", xlim=xlim, ylim=entropy_lim, color="#6a3d9a",
-                                  infusion_end_s=end, title=f"Entropy: {measure}, all channels, change from baseline")
+            return fig.live_trace(
+                data,
+                f"{measure} (change)",
+                xlim=xlim,
+                ylim=entropy_lim,
+                color="#6a3d9a",
+                infusion_end_s=end,
+                title=f"Entropy: {measure}, all channels, change from baseline",
+            )
 
         params = hv.streams.Params(self, ["threshold_db", "onset_s"], rename={})
         alpha_dm = hv.DynamicMap(alpha_plot, streams=[self._pipes[0], params])
         entropy_dm = hv.DynamicMap(entropy_plot, streams=[self._pipes[1]])
-        return (pn.pane.HoloViews(alpha_dm, sizing_mode="stretch_width", linked_axes=False),
-                pn.pane.HoloViews(entropy_dm, sizing_mode="stretch_width", linked_axes=False))
+        return (
+            pn.pane.HoloViews(alpha_dm, sizing_mode="stretch_width", linked_axes=False),
+            pn.pane.HoloViews(entropy_dm, sizing_mode="stretch_width", linked_axes=False),
+        )
 
     def __panel__(self):
         if pn.state.location and not getattr(self, "_synced", False):
             self._synced = True
             safety.QuerySync(self, self.url_fields(), self._show_rejected).start(pn.state.location)
-        play = pn.widgets.Toggle.from_param(self.param.playing, label="▶ Play / ❚❚ Pause", color="primary",
-                                            css_classes=["kw-play"])
+        play = pn.widgets.Toggle.from_param(
+            self.param.playing, label="▶ Play / ❚❚ Pause", color="primary", css_classes=["kw-play"]
+        )
         reset = pn.widgets.Button(label="Reset", css_classes=["kw-reset"])
         reset.on_click(lambda _: self.reset())
         controls = pn.Column(
@@ -291,10 +353,15 @@ class TitrationApp(pn.viewable.Viewer):
             RangeInput.linked(self, "threshold_db", "Threshold (dB re baseline)", "dB", width=250),
             RangeInput.linked(self, "hold_s", "Hold (s)", "s", width=250),
             pn.Row(play, reset),
-            pn.pane.Markdown("The alert uses the onset definition of the EEG report (smoothed occipital alpha at "
-                             "or below the threshold for the whole hold after infusion start) on the windows "
-                             "received so far.", width=260, styles={"font-size": "12px"}),
-            width=280)
+            pn.pane.Markdown(
+                "The alert uses the onset definition of the EEG report (smoothed occipital alpha at "
+                "or below the threshold for the whole hold after infusion start) on the windows "
+                "received so far.",
+                width=260,
+                styles={"font-size": "12px"},
+            ),
+            width=280,
+        )
         alpha_view, entropy_view = self._views()
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.on_session_destroyed(lambda _ctx: self.param.update(playing=False))

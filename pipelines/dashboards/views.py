@@ -12,6 +12,8 @@ doses or session labels.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pandas as pd
 
@@ -45,13 +47,12 @@ def add_glyph(p, glyph_cls, source, legend=None, legend_field=None, **props):
     return renderer
 
 
-_LEGENDS: "weakref.WeakKeyDictionary" = None
+_LEGENDS: weakref.WeakKeyDictionary | None = None
 
 
 def _legend(p):
     """The figure's legend, on the right (remembered here: p.select() walks every model of the figure)."""
     global _LEGENDS
-    import weakref
 
     from bokeh.models import Legend
 
@@ -80,6 +81,7 @@ def padded(values, fraction: float = 0.08, minimum: float = 1e-6) -> tuple[float
 
 # --- time courses ------------------------------------------------------------------------------------
 
+
 class TimeCourse:
     """Group mean ± SEM per condition (one patches + one multi-line glyph), the subject's raw and smoothed curves,
     infusion start/end, an optional threshold and the subject's onset."""
@@ -93,18 +95,38 @@ class TimeCourse:
         self.subject = ColumnDataSource({"time_s": [], "value": [], "smoothed": []})
         add_glyph(p, Patches, self.bands, xs="xs", ys="ys", fill_color="color", fill_alpha=0.2, line_alpha=0)
         add_glyph(p, MultiLine, self.means, legend_field="label", xs="xs", ys="ys", line_color="color", line_width=2)
-        add_glyph(p, Line, self.subject, legend="subject (window)", x="time_s", y="value", line_color=SUBJECT_COLOR,
-                  line_alpha=0.35, line_width=1)
-        smooth = add_glyph(p, Line, self.subject, legend="subject (smoothed)", x="time_s", y="smoothed",
-                           line_color=SUBJECT_COLOR, line_width=3)
-        p.add_tools(HoverTool(renderers=[smooth], tooltips=[("time (s)", "@time_s{0}"), ("smoothed", "@smoothed{0.000}")]))
+        add_glyph(
+            p,
+            Line,
+            self.subject,
+            legend="subject (window)",
+            x="time_s",
+            y="value",
+            line_color=SUBJECT_COLOR,
+            line_alpha=0.35,
+            line_width=1,
+        )
+        smooth = add_glyph(
+            p,
+            Line,
+            self.subject,
+            legend="subject (smoothed)",
+            x="time_s",
+            y="smoothed",
+            line_color=SUBJECT_COLOR,
+            line_width=3,
+        )
+        p.add_tools(
+            HoverTool(renderers=[smooth], tooltips=[("time (s)", "@time_s{0}"), ("smoothed", "@smoothed{0.000}")])
+        )
         p.add_layout(Span(location=0, dimension="height", line_color="black", line_dash="dashed"))
         if infusion_end_s is not None:
             p.add_layout(Span(location=infusion_end_s, dimension="height", line_color="black", line_dash="dotted"))
         if threshold is not None:
             p.add_layout(Span(location=threshold, dimension="width", line_color=SUBJECT_COLOR, line_dash="dashed"))
-        self.onset = Span(location=0, dimension="height", line_color=SUBJECT_COLOR, line_dash="dotdash",
-                          line_width=2, visible=False)
+        self.onset = Span(
+            location=0, dimension="height", line_color=SUBJECT_COLOR, line_dash="dotdash", line_width=2, visible=False
+        )
         p.add_layout(self.onset)
         _legend_right(p)
         self.figure = p
@@ -125,14 +147,18 @@ class TimeCourse:
         self.bands.data, self.means.data = bands, means
 
     def set_subject(self, frame: pd.DataFrame, title: str, onset_s: float | None = None) -> None:
-        self.subject.data = {"time_s": frame["time_s"].to_numpy(), "value": frame["value"].to_numpy(),
-                             "smoothed": frame["smoothed"].to_numpy()}
+        self.subject.data = {
+            "time_s": frame["time_s"].to_numpy(),
+            "value": frame["value"].to_numpy(),
+            "smoothed": frame["smoothed"].to_numpy(),
+        }
         shown = onset_s is not None and bool(np.isfinite(onset_s))
         self.onset.update(location=float(onset_s) if shown else 0.0, visible=shown)
         self.figure.title.text = title
 
 
 # --- topomap -----------------------------------------------------------------------------------------
+
 
 class Topomap:
     def __init__(self, positions: dict, label: str):
@@ -147,8 +173,16 @@ class Topomap:
         self.positions = positions
         self.mapper = LinearColorMapper(palette=list(reversed(RdBu11)), low=-1, high=1, nan_color="#dddddd")
         self.source = ColumnDataSource({"x": [], "y": [], "change": [], "channel": []})
-        r = add_glyph(p, Scatter, self.source, x="x", y="y", size=18, line_color="black",
-                      fill_color={"field": "change", "transform": self.mapper})
+        r = add_glyph(
+            p,
+            Scatter,
+            self.source,
+            x="x",
+            y="y",
+            size=18,
+            line_color="black",
+            fill_color={"field": "change", "transform": self.mapper},
+        )
         p.add_tools(HoverTool(renderers=[r], tooltips=[("channel", "@channel"), ("change", "@change{0.000}")]))
         self.colorbar = ColorBar(color_mapper=self.mapper, title=label, width=10)
         p.add_layout(self.colorbar, "right")
@@ -160,14 +194,18 @@ class Topomap:
         finite = np.abs(change[np.isfinite(change)])
         limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
         self.mapper.update(low=-limit, high=limit)
-        self.source.data = {"x": [self.positions[c][0] for c in rows["channel"]],
-                            "y": [self.positions[c][1] for c in rows["channel"]],
-                            "change": change, "channel": list(rows["channel"])}
+        self.source.data = {
+            "x": [self.positions[c][0] for c in rows["channel"]],
+            "y": [self.positions[c][1] for c in rows["channel"]],
+            "change": change,
+            "channel": list(rows["channel"]),
+        }
         self.colorbar.title = label
         self.figure.title.text = title
 
 
 # --- dose response (categorical conditions) ------------------------------------------------------------
+
 
 class DoseResponse:
     """Every subject's plateau change per condition (jittered), per-condition mean with its CI, the subject's
@@ -183,46 +221,109 @@ class DoseResponse:
         self.means = ColumnDataSource({"condition": [], "mean": [], "low": [], "high": []})
         self.mine = ColumnDataSource({"condition": [], "change": [], "participant_id": []})
         self.chosen = ColumnDataSource({"condition": [], "change": []})
-        r = add_glyph(p, Scatter, self.points, x=jitter("condition", 0.25, range=p.x_range), y="change", size=6,
-                      fill_color="#999999", line_color="#999999", fill_alpha=0.7, line_alpha=0.7)
-        add_glyph(p, Segment, self.means, x0="condition", y0="low", x1="condition", y1="high", line_color="#08306b",
-                  line_width=2)
-        add_glyph(p, Scatter, self.means, x="condition", y="mean", marker="dash", size=18, line_width=3,
-                  line_color="#08306b")
+        r = add_glyph(
+            p,
+            Scatter,
+            self.points,
+            x=jitter("condition", 0.25, range=p.x_range),
+            y="change",
+            size=6,
+            fill_color="#999999",
+            line_color="#999999",
+            fill_alpha=0.7,
+            line_alpha=0.7,
+        )
+        add_glyph(
+            p,
+            Segment,
+            self.means,
+            x0="condition",
+            y0="low",
+            x1="condition",
+            y1="high",
+            line_color="#08306b",
+            line_width=2,
+        )
+        add_glyph(
+            p, Scatter, self.means, x="condition", y="mean", marker="dash", size=18, line_width=3, line_color="#08306b"
+        )
         if connect:  # only when the axis is in dose order
             add_glyph(p, Line, self.means, x="condition", y="mean", line_color="#08306b", line_width=2)
-            add_glyph(p, Line, self.mine, x="condition", y="change", line_color=SUBJECT_COLOR, line_width=2,
-                      line_dash="dashed")
-        m = add_glyph(p, Scatter, self.mine, x="condition", y="change", size=9, fill_color=SUBJECT_COLOR,
-                      line_color=SUBJECT_COLOR)
-        add_glyph(p, Scatter, self.chosen, x="condition", y="change", size=16, fill_alpha=0, line_color=SUBJECT_COLOR,
-                  line_width=2)
-        p.add_tools(HoverTool(renderers=[r, m], tooltips=[("subject", "@participant_id"), ("condition", "@condition"),
-                                                          ("change", "@change{0.000}")]))
+            add_glyph(
+                p,
+                Line,
+                self.mine,
+                x="condition",
+                y="change",
+                line_color=SUBJECT_COLOR,
+                line_width=2,
+                line_dash="dashed",
+            )
+        m = add_glyph(
+            p, Scatter, self.mine, x="condition", y="change", size=9, fill_color=SUBJECT_COLOR, line_color=SUBJECT_COLOR
+        )
+        add_glyph(
+            p,
+            Scatter,
+            self.chosen,
+            x="condition",
+            y="change",
+            size=16,
+            fill_alpha=0,
+            line_color=SUBJECT_COLOR,
+            line_width=2,
+        )
+        p.add_tools(
+            HoverTool(
+                renderers=[r, m],
+                tooltips=[("subject", "@participant_id"), ("condition", "@condition"), ("change", "@change{0.000}")],
+            )
+        )
         self.figure = p
 
-    def update(self, per_dose: pd.DataFrame, changes: pd.DataFrame, subject: str, dose: float, label, ylabel: str,
-               title: str, order: list) -> None:
+    def update(
+        self,
+        per_dose: pd.DataFrame,
+        changes: pd.DataFrame,
+        subject: str,
+        dose: float,
+        label,
+        ylabel: str,
+        title: str,
+        order: list,
+    ) -> None:
         rank = {d: i for i, d in enumerate(order)}
-        key = lambda doses: [min(rank, key=lambda o: abs(o - d)) for d in doses]  # noqa: E731
+        key = lambda doses: [min(rank, key=lambda o: abs(o - d)) for d in doses]
         per_dose = per_dose.assign(_k=[rank[k] for k in key(per_dose["dose_mg_per_kg"])]).sort_values("_k")
-        self.points.data = {"condition": [label(d) for d in changes["dose_mg_per_kg"]],
-                            "change": changes["change"].to_numpy(dtype=float),
-                            "participant_id": list(changes["participant_id"])}
-        self.means.data = {"condition": [label(d) for d in per_dose["dose_mg_per_kg"]],
-                           "mean": per_dose["mean"].to_numpy(dtype=float), "low": per_dose["ci_low"].to_numpy(dtype=float),
-                           "high": per_dose["ci_high"].to_numpy(dtype=float)}
+        self.points.data = {
+            "condition": [label(d) for d in changes["dose_mg_per_kg"]],
+            "change": changes["change"].to_numpy(dtype=float),
+            "participant_id": list(changes["participant_id"]),
+        }
+        self.means.data = {
+            "condition": [label(d) for d in per_dose["dose_mg_per_kg"]],
+            "mean": per_dose["mean"].to_numpy(dtype=float),
+            "low": per_dose["ci_low"].to_numpy(dtype=float),
+            "high": per_dose["ci_high"].to_numpy(dtype=float),
+        }
         mine = changes[changes["participant_id"] == subject]
         mine = mine.assign(_k=[rank[k] for k in key(mine["dose_mg_per_kg"])]).sort_values("_k")
-        self.mine.data = {"condition": [label(d) for d in mine["dose_mg_per_kg"]],
-                          "change": mine["change"].to_numpy(dtype=float), "participant_id": list(mine["participant_id"])}
+        self.mine.data = {
+            "condition": [label(d) for d in mine["dose_mg_per_kg"]],
+            "change": mine["change"].to_numpy(dtype=float),
+            "participant_id": list(mine["participant_id"]),
+        }
         at = mine[np.isclose(mine["dose_mg_per_kg"], dose)]
-        self.chosen.data = {"condition": [label(d) for d in at["dose_mg_per_kg"]], "change": at["change"].to_numpy(dtype=float)}
+        self.chosen.data = {
+            "condition": [label(d) for d in at["dose_mg_per_kg"]],
+            "change": at["change"].to_numpy(dtype=float),
+        }
         self.figure.yaxis.axis_label = ylabel
         self.figure.title.text = title
 
 
 # --- the selection scatter -------------------------------------------------------------------------------
+
 
 class SelectionScatter:
     """One point per subject; a tap selects that subject.  Its ranges are reset to the data on every update
@@ -237,8 +338,10 @@ class SelectionScatter:
         r = add_glyph(p, Scatter, self.source, x="x", y="y", size=11, fill_color=POINT_COLOR, line_color=POINT_COLOR)
         add_glyph(p, Scatter, self.mine, x="x", y="y", size=20, fill_alpha=0, line_color=SUBJECT_COLOR, line_width=3)
         tap = TapTool(renderers=[r])
-        p.add_tools(tap, HoverTool(renderers=[r], tooltips=[("subject", "@participant_id"), ("x", "@x{0.000}"),
-                                                            ("y", "@y{0.00}")]))
+        p.add_tools(
+            tap,
+            HoverTool(renderers=[r], tooltips=[("subject", "@participant_id"), ("x", "@x{0.000}"), ("y", "@y{0.00}")]),
+        )
         p.toolbar.active_tap = tap
         self.source.selected.on_change("indices", lambda _attr, _old, new: on_tap(new))
         self.figure = p
@@ -262,6 +365,7 @@ class SelectionScatter:
 
 # --- peak experience, mood, cytokines --------------------------------------------------------------------
 
+
 class Profile:
     def __init__(self, scores: list[str]):
         from bokeh.models import ColumnDataSource, HBar, HoverTool, Label, Scatter
@@ -269,21 +373,54 @@ class Profile:
         factors = list(reversed(scores)) or ["–"]
         p = _figure("", 440, 440, y_range=factors, x_range=(0, 100), x_axis_label="score (0–100)")
         self.source = ColumnDataSource({"score": [], "value": [], "group_mean": []})
-        bars = add_glyph(p, HBar, self.source, y="score", right="value", height=0.7, fill_color=SUBJECT_COLOR,
-                         line_color=SUBJECT_COLOR, fill_alpha=0.75)
-        add_glyph(p, Scatter, self.source, x="group_mean", y="score", marker="diamond", size=10, fill_color="black",
-                  line_color="black")
-        p.add_tools(HoverTool(renderers=[bars], tooltips=[("score", "@score"), ("subject", "@value{0.0}"),
-                                                          ("group mean", "@group_mean{0.0}")]))
-        self.empty = Label(x=50, y=0, x_units="data", y_units="screen", text="", text_align="center",
-                           text_font_size="13px", y_offset=200)
+        bars = add_glyph(
+            p,
+            HBar,
+            self.source,
+            y="score",
+            right="value",
+            height=0.7,
+            fill_color=SUBJECT_COLOR,
+            line_color=SUBJECT_COLOR,
+            fill_alpha=0.75,
+        )
+        add_glyph(
+            p,
+            Scatter,
+            self.source,
+            x="group_mean",
+            y="score",
+            marker="diamond",
+            size=10,
+            fill_color="black",
+            line_color="black",
+        )
+        p.add_tools(
+            HoverTool(
+                renderers=[bars],
+                tooltips=[("score", "@score"), ("subject", "@value{0.0}"), ("group mean", "@group_mean{0.0}")],
+            )
+        )
+        self.empty = Label(
+            x=50,
+            y=0,
+            x_units="data",
+            y_units="screen",
+            text="",
+            text_align="center",
+            text_font_size="13px",
+            y_offset=200,
+        )
         p.add_layout(self.empty)
         self.figure = p
 
     def update(self, profile: pd.DataFrame, title: str) -> None:
         missing = profile.empty or profile["value"].isna().all()
-        self.source.data = {"score": list(profile["score"]), "value": profile["value"].fillna(0).to_numpy(dtype=float),
-                            "group_mean": profile["group_mean"].to_numpy(dtype=float)}
+        self.source.data = {
+            "score": list(profile["score"]),
+            "value": profile["value"].fillna(0).to_numpy(dtype=float),
+            "group_mean": profile["group_mean"].to_numpy(dtype=float),
+        }
         self.empty.text = "no peak-experience ratings for this session" if missing else ""
         self.figure.title.text = title
 
@@ -300,22 +437,44 @@ class Mood:
         self.band = ColumnDataSource({"t": [], "low": [], "high": []})
         self.mean = ColumnDataSource({"t": [], "mean": []})
         self.subject = ColumnDataSource({"xs": [], "ys": [], "color": [], "width": [], "alpha": [], "label": []})
-        add_glyph(p, VArea, self.band, legend="group 95% CI", x="t", y1="low", y2="high", fill_color=GROUP_COLOR,
-                  fill_alpha=0.3)
+        add_glyph(
+            p,
+            VArea,
+            self.band,
+            legend="group 95% CI",
+            x="t",
+            y1="low",
+            y2="high",
+            fill_color=GROUP_COLOR,
+            fill_alpha=0.3,
+        )
         add_glyph(p, Line, self.mean, legend="group mean", x="t", y="mean", line_color="black", line_width=2)
-        add_glyph(p, MultiLine, self.subject, legend_field="label", xs="xs", ys="ys", line_color="color",
-                  line_width="width", line_alpha="alpha")
+        add_glyph(
+            p,
+            MultiLine,
+            self.subject,
+            legend_field="label",
+            xs="xs",
+            ys="ys",
+            line_color="color",
+            line_width="width",
+            line_alpha="alpha",
+        )
         _legend_right(p)
         self.figure = p
         self.score = score
 
-    def update(self, subject_rows: pd.DataFrame, group: pd.DataFrame, dose: float, label, color, order: list,
-               title: str) -> None:
+    def update(
+        self, subject_rows: pd.DataFrame, group: pd.DataFrame, dose: float, label, color, order: list, title: str
+    ) -> None:
         g = group[np.isclose(group["dose_mg_per_kg"], dose)].copy()
         g["t"] = g["timepoint"].map(self.position)
         g = g.dropna(subset=["t"]).sort_values("t")
-        self.band.data = {"t": g["t"].to_numpy(dtype=float), "low": g["ci_low"].to_numpy(dtype=float),
-                          "high": g["ci_high"].to_numpy(dtype=float)}
+        self.band.data = {
+            "t": g["t"].to_numpy(dtype=float),
+            "low": g["ci_low"].to_numpy(dtype=float),
+            "high": g["ci_high"].to_numpy(dtype=float),
+        }
         self.mean.data = {"t": g["t"].to_numpy(dtype=float), "mean": g["mean"].to_numpy(dtype=float)}
         lines = {"xs": [], "ys": [], "color": [], "width": [], "alpha": [], "label": []}
         for d in order:
@@ -343,20 +502,45 @@ class Cytokines:
         p.xaxis.major_label_orientation = 0.5
         self.others = ColumnDataSource({"analyte": [], "ln_change": [], "participant_id": []})
         self.mine = ColumnDataSource({"analyte": [], "ln_change": [], "participant_id": []})
-        r = add_glyph(p, Scatter, self.others, x=jitter("analyte", 0.3, range=p.x_range), y="ln_change", size=7,
-                      fill_color=GROUP_COLOR, line_color=GROUP_COLOR, fill_alpha=0.8)
-        m = add_glyph(p, Scatter, self.mine, x="analyte", y="ln_change", size=12, marker="diamond",
-                      fill_color=SUBJECT_COLOR, line_color=SUBJECT_COLOR)
+        r = add_glyph(
+            p,
+            Scatter,
+            self.others,
+            x=jitter("analyte", 0.3, range=p.x_range),
+            y="ln_change",
+            size=7,
+            fill_color=GROUP_COLOR,
+            line_color=GROUP_COLOR,
+            fill_alpha=0.8,
+        )
+        m = add_glyph(
+            p,
+            Scatter,
+            self.mine,
+            x="analyte",
+            y="ln_change",
+            size=12,
+            marker="diamond",
+            fill_color=SUBJECT_COLOR,
+            line_color=SUBJECT_COLOR,
+        )
         p.add_layout(Span(location=0, dimension="width", line_color="black", line_dash="dashed", line_width=1))
-        p.add_tools(HoverTool(renderers=[r, m], tooltips=[("subject", "@participant_id"), ("analyte", "@analyte"),
-                                                          ("ln change", "@ln_change{0.000}")]))
+        p.add_tools(
+            HoverTool(
+                renderers=[r, m],
+                tooltips=[("subject", "@participant_id"), ("analyte", "@analyte"), ("ln change", "@ln_change{0.000}")],
+            )
+        )
         self.analytes = list(analytes)
         self.figure = p
 
     def update(self, changes: pd.DataFrame, subject: str, title: str) -> None:
         data = changes[changes["analyte"].isin(self.analytes)]
-        cols = lambda d: {"analyte": list(d["analyte"]), "ln_change": d["ln_change"].to_numpy(dtype=float),  # noqa: E731
-                          "participant_id": list(d["participant_id"])}
+        cols = lambda d: {
+            "analyte": list(d["analyte"]),
+            "ln_change": d["ln_change"].to_numpy(dtype=float),
+            "participant_id": list(d["participant_id"]),
+        }
         self.others.data = cols(data)
         self.mine.data = cols(data[data["participant_id"] == subject])
         self.figure.title.text = title

@@ -56,8 +56,15 @@ class RangeInput(JSComponent):
         """A RangeInput two-way linked to ``target.<name>`` (a bounded param.Number)."""
         p = target.param[name]
         lo, hi = p.bounds
-        widget = cls(value=getattr(target, name), start=lo, end=hi, step=p.step or kw.pop("step", 1.0), label=label,
-                     unit=unit, **kw)
+        widget = cls(
+            value=getattr(target, name),
+            start=lo,
+            end=hi,
+            step=p.step or kw.pop("step", 1.0),
+            label=label,
+            unit=unit,
+            **kw,
+        )
         widget.param.watch(lambda e: setattr(target, name, e.new), "value")
         target.param.watch(lambda e: setattr(widget, "value", e.new), name)
         return widget

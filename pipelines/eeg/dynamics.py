@@ -49,8 +49,9 @@ def _interpolated_crossing(t0, t1, y0, y1, threshold) -> float:
     return float(t0 + (threshold - y0) * (t1 - t0) / (y1 - y0))
 
 
-def suppression_onset(time_s, rel_db, threshold_db: float = -3.0, hold_s: float = 20.0, smooth_windows: int = 9,
-                      start_s: float = 0.0) -> float:
+def suppression_onset(
+    time_s, rel_db, threshold_db: float = -3.0, hold_s: float = 20.0, smooth_windows: int = 9, start_s: float = 0.0
+) -> float:
     """Onset of sustained alpha suppression (s after infusion start), NaN when it never happens."""
     time_s = np.asarray(time_s, dtype=float)
     y = smooth(rel_db, smooth_windows)
@@ -58,7 +59,7 @@ def suppression_onset(time_s, rel_db, threshold_db: float = -3.0, hold_s: float 
     below = (y <= threshold_db) & np.isfinite(y)
     candidates = np.flatnonzero((time_s >= start_s) & below)
     for i in candidates:
-        span = below[i:i + hold + 1]
+        span = below[i : i + hold + 1]
         if len(span) == hold + 1 and span.all():
             k = i
             while k - 1 >= 0 and time_s[k - 1] >= start_s and below[k - 1]:
@@ -76,7 +77,7 @@ def recovery_time(time_s, rel_db, threshold_db: float, hold_s: float, smooth_win
     hold = _hold_windows(time_s, hold_s)
     above = (y > threshold_db) & np.isfinite(y)
     for i in np.flatnonzero((time_s >= after_s) & above):
-        span = above[i:i + hold + 1]
+        span = above[i : i + hold + 1]
         if len(span) == hold + 1 and span.all():
             if i > 0 and not above[i - 1]:
                 return _interpolated_crossing(time_s[i - 1], time_s[i], y[i - 1], y[i], threshold_db)
@@ -100,8 +101,15 @@ def trailing_mean(values: np.ndarray, n_windows: int) -> np.ndarray:
     return pd.Series(np.asarray(values, dtype=float)).rolling(n_windows, min_periods=1).mean().to_numpy()
 
 
-def entropy_plateau(time_s, change, smooth_windows: int, plateau_s: float, rel_tol: float = 0.05,
-                    min_rise_sd: float = 8.0, start_s: float = 0.0) -> tuple[float, float]:
+def entropy_plateau(
+    time_s,
+    change,
+    smooth_windows: int,
+    plateau_s: float,
+    rel_tol: float = 0.05,
+    min_rise_sd: float = 8.0,
+    start_s: float = 0.0,
+) -> tuple[float, float]:
     """Causal entropy-plateau criterion: (time, trailing-mean change) of the first window after ``start_s`` at which
     entropy has risen and stopped rising; (NaN, NaN) when it never does.
 
@@ -161,24 +169,47 @@ def recording_markers(features, cfg, window_s: float, infusion_end_s: float | No
             after = time_s >= 0
             depth = float(np.nanmin(sm[after])) if np.isfinite(sm[after]).any() else float("nan")
             peak_t, peak_h = peak(time_s, e_change, cfg.smooth_windows)
-            recovery = (recovery_time(time_s, a, cfg.alpha_threshold_db, cfg.hold_s, cfg.smooth_windows, end_rel)
-                        if np.isfinite(onset) and np.isfinite(end_rel) else float("nan"))
-            plateau_t, plateau_h = entropy_plateau(time_s, e_change, cfg.smooth_windows, cfg.entropy_plateau_s,
-                                                   cfg.entropy_plateau_rel_tol, cfg.entropy_min_rise_sd)
-            rows.append({
-                "participant_id": f"sub-{subject}", "session": str(session), "dose_mg_per_kg": dose,
-                "alpha_suppression_onset_s": onset, "alpha_suppression_depth_db": depth,
-                "entropy_measure": cfg.entropy_measure, "entropy_peak_time_s": peak_t, "entropy_peak_change": peak_h,
-                "alpha_recovery_s": recovery,
-                "alpha_threshold_db": cfg.alpha_threshold_db,
-                "alpha_threshold_percent": 100.0 * 10.0 ** (cfg.alpha_threshold_db / 10.0),
-                "entropy_plateau_time_s": plateau_t, "entropy_plateau_change": plateau_h,
-            })
+            recovery = (
+                recovery_time(time_s, a, cfg.alpha_threshold_db, cfg.hold_s, cfg.smooth_windows, end_rel)
+                if np.isfinite(onset) and np.isfinite(end_rel)
+                else float("nan")
+            )
+            plateau_t, plateau_h = entropy_plateau(
+                time_s,
+                e_change,
+                cfg.smooth_windows,
+                cfg.entropy_plateau_s,
+                cfg.entropy_plateau_rel_tol,
+                cfg.entropy_min_rise_sd,
+            )
+            rows.append(
+                {
+                    "participant_id": f"sub-{subject}",
+                    "session": str(session),
+                    "dose_mg_per_kg": dose,
+                    "alpha_suppression_onset_s": onset,
+                    "alpha_suppression_depth_db": depth,
+                    "entropy_measure": cfg.entropy_measure,
+                    "entropy_peak_time_s": peak_t,
+                    "entropy_peak_change": peak_h,
+                    "alpha_recovery_s": recovery,
+                    "alpha_threshold_db": cfg.alpha_threshold_db,
+                    "alpha_threshold_percent": 100.0 * 10.0 ** (cfg.alpha_threshold_db / 10.0),
+                    "entropy_plateau_time_s": plateau_t,
+                    "entropy_plateau_change": plateau_h,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def plateau_changes(features, measures: list[str], cfg, window_s: float, infusion_end_s: float,
-                    regions: dict[str, list[str]] | None = None) -> pd.DataFrame:
+def plateau_changes(
+    features,
+    measures: list[str],
+    cfg,
+    window_s: float,
+    infusion_end_s: float,
+    regions: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
     """Change from baseline over the infusion plateau, long format: one row per subject × session × measure × region.
 
     ``measures`` are per-channel measures (averaged over each region's channels; region 'global' = all
@@ -195,20 +226,31 @@ def plateau_changes(features, measures: list[str], cfg, window_s: float, infusio
     for measure in measures:
         if measure in per_channel:
             da = features["channel_measures"].sel(measure=measure)
-            series = {region: da.sel(channel=[c for c in chans if c in channels]).mean("channel", skipna=True)
-                      for region, chans in regions.items() if any(c in channels for c in chans)}
+            series = {
+                region: da.sel(channel=[c for c in chans if c in channels]).mean("channel", skipna=True)
+                for region, chans in regions.items()
+                if any(c in channels for c in chans)
+            }
         elif measure in summary:
             series = {"summary": _summary(features, measure)}
         else:
-            raise KeyError(f"unknown measure {measure!r}; per-channel: {sorted(per_channel)}; summary: {sorted(summary)}")
+            raise KeyError(
+                f"unknown measure {measure!r}; per-channel: {sorted(per_channel)}; summary: {sorted(summary)}"
+            )
         for region, da in series.items():
             values = da.load()
             b = values.isel(time_s=np.flatnonzero(base)).mean("time_s", skipna=True)
             p = values.isel(time_s=np.flatnonzero(plateau)).mean("time_s", skipna=True)
             relative = measure == "occipital_alpha_db"
-            frame = pd.DataFrame({
-                "baseline": b.to_numpy().ravel(), "plateau": p.to_numpy().ravel(),
-            }, index=pd.MultiIndex.from_product([b["subject"].to_numpy(), b["session"].to_numpy()], names=["subject", "session"]))
+            frame = pd.DataFrame(
+                {
+                    "baseline": b.to_numpy().ravel(),
+                    "plateau": p.to_numpy().ravel(),
+                },
+                index=pd.MultiIndex.from_product(
+                    [b["subject"].to_numpy(), b["session"].to_numpy()], names=["subject", "session"]
+                ),
+            )
             frame["change"] = frame["plateau"] if relative else frame["plateau"] - frame["baseline"]
             frame = frame.reset_index()
             frame["dose_mg_per_kg"] = doses.reindex(pd.MultiIndex.from_frame(frame[["subject", "session"]])).to_numpy()
@@ -238,9 +280,12 @@ def dose_response(changes: pd.DataFrame, measure: str, region: str, ci: float = 
     per_dose.insert(0, "measure", measure)
     coef = model.set_index("term")["estimate"]
     vertex = float(-coef["dose"] / (2 * coef["dose_sq"])) if coef.get("dose_sq", 0) < 0 else float("nan")
-    return {"model": model, "per_dose": per_dose,
-            "dose_of_max": float(per_dose.loc[per_dose["mean"].idxmax(), "dose_mg_per_kg"]),
-            "vertex_mg_per_kg": vertex}
+    return {
+        "model": model,
+        "per_dose": per_dose,
+        "dose_of_max": float(per_dose.loc[per_dose["mean"].idxmax(), "dose_mg_per_kg"]),
+        "vertex_mg_per_kg": vertex,
+    }
 
 
 def topography(features, measure: str, cfg, window_s: float, infusion_end_s: float) -> pd.DataFrame:
@@ -249,7 +294,9 @@ def topography(features, measure: str, cfg, window_s: float, infusion_end_s: flo
     base = baseline_windows(time_s, window_s)
     plateau = plateau_windows(time_s, window_s, infusion_end_s, cfg.plateau_s)
     da = features["channel_measures"].sel(measure=measure).load()
-    change = da.isel(time_s=np.flatnonzero(plateau)).mean("time_s") - da.isel(time_s=np.flatnonzero(base)).mean("time_s")
+    change = da.isel(time_s=np.flatnonzero(plateau)).mean("time_s") - da.isel(time_s=np.flatnonzero(base)).mean(
+        "time_s"
+    )
     frame = change.to_dataframe(name="change").reset_index()
     doses = dose_table(features).set_index(["subject", "session"])["dose_mg_per_kg"]
     frame["dose_mg_per_kg"] = doses.reindex(pd.MultiIndex.from_frame(frame[["subject", "session"]])).to_numpy()

@@ -38,6 +38,7 @@ BASELINE = "pre-infusion windows (window end <= infusion start), rejected window
 
 # --- regions of interest -------------------------------------------------------------------------
 
+
 def resolve_roi(name: str, wanted: list[str], fallbacks: list[str], available: list[str]) -> tuple[list[str], str]:
     """Channels used for a region and a sentence saying what was missing and what was used instead.
 
@@ -55,6 +56,7 @@ def resolve_roi(name: str, wanted: list[str], fallbacks: list[str], available: l
 
 
 # --- windows -------------------------------------------------------------------------------------
+
 
 def window_grid(n_times: int, sfreq: float, window_s: float, step_s: float, infusion_start_s: float):
     """Window starts (samples) and nominal centre times (s, relative to infusion start).
@@ -91,8 +93,13 @@ def dose_table(features):
 
     dose = features["dose_mg_per_kg"].to_numpy()
     subjects, sessions = features["subject"].to_numpy(), features["session"].to_numpy()
-    return pd.DataFrame([{"subject": s, "session": ss, "dose_mg_per_kg": float(dose[i, j])}
-                         for i, s in enumerate(subjects) for j, ss in enumerate(sessions)])
+    return pd.DataFrame(
+        [
+            {"subject": s, "session": ss, "dose_mg_per_kg": float(dose[i, j])}
+            for i, s in enumerate(subjects)
+            for j, ss in enumerate(sessions)
+        ]
+    )
 
 
 def _measure_params(fc, band_hz=None) -> dict:
@@ -101,7 +108,12 @@ def _measure_params(fc, band_hz=None) -> dict:
     band = fc.spectral_entropy_band_hz or band_hz or (None, None)
     return {
         "perm_entropy": {"order": fc.perm_entropy_order, "delay": fc.perm_entropy_delay, "normalize": True},
-        "spectral_entropy_welch": {"normalize": True, "nperseg_s": fc.welch_segment_s, "fmin": band[0], "fmax": band[1]},
+        "spectral_entropy_welch": {
+            "normalize": True,
+            "nperseg_s": fc.welch_segment_s,
+            "fmin": band[0],
+            "fmax": band[1],
+        },
         "sample_entropy": {"order": fc.sample_entropy_order, "r_sd_factor": fc.sample_entropy_r},
         "svd_entropy": {"order": fc.svd_entropy_order, "delay": 1, "normalize": True},
         "higuchi_fd": {"kmax": fc.higuchi_kmax},
@@ -113,8 +125,10 @@ def _measure_params(fc, band_hz=None) -> dict:
     }
 
 
-REJECTION = ("windows rejected when any channel's peak-to-peak exceeds reject_ptp_uv (if set), or its log "
-             "peak-to-peak exceeds the channel's median over the recording by reject_robust_z x 1.4826 x MAD")
+REJECTION = (
+    "windows rejected when any channel's peak-to-peak exceeds reject_ptp_uv (if set), or its log "
+    "peak-to-peak exceeds the channel's median over the recording by reject_robust_z x 1.4826 x MAD"
+)
 
 
 def rejected_windows(ptp_uv: np.ndarray, absolute_uv: float | None, robust_z: float | None) -> np.ndarray:
@@ -201,6 +215,7 @@ def _nanmean_quiet(values: np.ndarray) -> np.ndarray:
 
 # --- one recording -------------------------------------------------------------------------------
 
+
 def recording_features(manifest, recording):
     """All features of one recording as an xarray Dataset (and its QC record in ``attrs['qc']``)."""
     import xarray as xr
@@ -214,8 +229,9 @@ def recording_features(manifest, recording):
     fc = eeg.features
     file = str(recording.path)
     raw = read_raw(recording, manifest.bids_path, eeg.reader)
-    start_s, end_s = infusion_times(raw, eeg.infusion_start_event, eeg.infusion_end_event, file,
-                                   eeg.infusion_start_s, eeg.infusion_end_s)
+    start_s, end_s = infusion_times(
+        raw, eeg.infusion_start_event, eeg.infusion_end_event, file, eeg.infusion_start_s, eeg.infusion_end_s
+    )
     sources = infusion_time_sources(raw, eeg.infusion_start_event, eeg.infusion_end_event)
     clean, qc = preprocess(raw, eeg.preprocessing, file=file)
     sfreq = clean.info["sfreq"]
@@ -223,25 +239,33 @@ def recording_features(manifest, recording):
     names = list(clean.ch_names)
     n_times = data.shape[1]
     if n_times < int(round(fc.window_s * sfreq)):
-        raise InputError(f"the recording ({n_times / sfreq:.2f} s) is shorter than one analysis window ({fc.window_s} s)",
-                         file=file, field="eeg.features.window_s")
+        raise InputError(
+            f"the recording ({n_times / sfreq:.2f} s) is shorter than one analysis window ({fc.window_s} s)",
+            file=file,
+            field="eeg.features.window_s",
+        )
     starts, times, win = window_grid(n_times, sfreq, fc.window_s, fc.step_s, start_s)
     del raw  # the unfiltered copy is no longer needed: keep a worker's memory to one recording's worth
     if len(starts) and np.all(np.diff(starts) == win):
         # Non-overlapping windows: a reshaped view, no copy.
-        windows = data[:, starts[0]:starts[0] + len(starts) * win].reshape(data.shape[0], len(starts), win)
+        windows = data[:, starts[0] : starts[0] + len(starts) * win].reshape(data.shape[0], len(starts), win)
     else:
-        windows = np.stack([data[:, s:s + win] for s in starts], axis=1)  # (channel, window, time)
+        windows = np.stack([data[:, s : s + win] for s in starts], axis=1)  # (channel, window, time)
     ptp = windows.max(axis=-1) - windows.min(axis=-1)
     pre = eeg.preprocessing
     rejected = rejected_windows(ptp, pre.reject_ptp_uv, pre.reject_robust_z)
     if rejected.all():
-        raise InputError(f"every one of the {len(rejected)} windows was rejected (reject_ptp_uv={pre.reject_ptp_uv}, "
-                         f"reject_robust_z={pre.reject_robust_z}; median peak-to-peak {np.median(ptp):.0f} µV)",
-                         file=file, field="eeg.preprocessing")
+        raise InputError(
+            f"every one of the {len(rejected)} windows was rejected (reject_ptp_uv={pre.reject_ptp_uv}, "
+            f"reject_robust_z={pre.reject_robust_z}; median peak-to-peak {np.median(ptp):.0f} µV)",
+            file=file,
+            field="eeg.preprocessing",
+        )
     if rejected.mean() > pre.max_rejected_fraction:
-        qc.notes.append(f"WARNING: {rejected.mean():.0%} of windows rejected (more than "
-                        f"{pre.max_rejected_fraction:.0%}): check this recording")
+        qc.notes.append(
+            f"WARNING: {rejected.mean():.0%} of windows rejected (more than "
+            f"{pre.max_rejected_fraction:.0%}): check this recording"
+        )
     if rejected.any():
         windows_for_kernels = windows.copy()
         windows_for_kernels[:, rejected, :] = np.nan  # kernels return NaN for such windows, quickly
@@ -251,10 +275,16 @@ def recording_features(manifest, recording):
     # Entropy and complexity (per channel, per window), from the tested kernels.
     params = _measure_params(fc, qc.band_hz)
     requested = list(fc.measures)
-    kern = kernels.compute_windowed(windows_for_kernels, sfreq, None, None, measures=requested,
-                                    params={m: params[m] for m in requested if m in params}, n_threads=fc.n_threads,
-                                    surrogates=fc.surrogates.model_dump()
-                                    | {"measures": [m for m in fc.surrogates.measures if m in requested]})
+    kern = kernels.compute_windowed(
+        windows_for_kernels,
+        sfreq,
+        None,
+        None,
+        measures=requested,
+        params={m: params[m] for m in requested if m in params},
+        n_threads=fc.n_threads,
+        surrogates=fc.surrogates.model_dump() | {"measures": [m for m in fc.surrogates.measures if m in requested]},
+    )
 
     # Spectra: Welch inside each window.
     nperseg = min(win, max(8, int(round(fc.welch_segment_s * sfreq))))
@@ -277,8 +307,12 @@ def recording_features(manifest, recording):
         rois[roi] = used
         roi_notes.append(note)
     if not rois.get("occipital"):
-        raise InputError(f"no occipital channel for occipital alpha: {roi_notes[list(eeg.rois).index('occipital')] if 'occipital' in eeg.rois else 'eeg.rois has no occipital region'}; "
-                         f"channels are {names}; set eeg.rois.occipital in the manifest", file=file, field="eeg.rois.occipital")
+        raise InputError(
+            f"no occipital channel for occipital alpha: {roi_notes[list(eeg.rois).index('occipital')] if 'occipital' in eeg.rois else 'eeg.rois has no occipital region'}; "
+            f"channels are {names}; set eeg.rois.occipital in the manifest",
+            file=file,
+            field="eeg.rois.occipital",
+        )
     idx = {roi: [names.index(c) for c in used] for roi, used in rois.items()}
     alpha = band_abs.get("alpha")
     if alpha is None:
@@ -335,11 +369,14 @@ def recording_features(manifest, recording):
         },
         coords={"measure": measure_names, "channel": names, "time_s": times, "summary_measure": list(roi_measures)},
     )
-    ds["time_s"].attrs.update(units="s", description="window centre relative to infusion start (nominal, ±half a sample)")
+    ds["time_s"].attrs.update(
+        units="s", description="window centre relative to infusion start (nominal, ±half a sample)"
+    )
     if fc.whole_recording_lz:
         whole_measures = [m for m in ("lzc_median", "lzs_schartner", "lzc_schartner_st") if m in requested]
-        whole = kernels.compute_whole(data, sfreq, measures=whole_measures,
-                                      params={m: params[m] for m in whole_measures}, n_threads=fc.n_threads)
+        whole = kernels.compute_whole(
+            data, sfreq, measures=whole_measures, params={m: params[m] for m in whole_measures}, n_threads=fc.n_threads
+        )
         per_ch = [m for m in whole_measures if m != "lzc_schartner_st"]
         if per_ch:
             ds["whole_recording_lz"] = (("whole_measure", "channel"), np.stack([whole[m] for m in per_ch]))
@@ -349,26 +386,46 @@ def recording_features(manifest, recording):
 
     kept = float((~rejected).mean())
     qc_record = {
-        "recording": recording.key, "participant_id": f"sub-{recording.subject}",
-        "session": recording.condition, "dose_mg_per_kg": recording.dose_mg_per_kg,
-        "sfreq_hz": sfreq, "n_channels": len(names), "duration_s": round(n_times / sfreq, 3),
-        "infusion_start_s": start_s, "infusion_end_s": end_s,
-        "n_windows": int(len(times)), "n_rejected_windows": int(rejected.sum()), "fraction_kept": round(kept, 4),
+        "recording": recording.key,
+        "participant_id": f"sub-{recording.subject}",
+        "session": recording.condition,
+        "dose_mg_per_kg": recording.dose_mg_per_kg,
+        "sfreq_hz": sfreq,
+        "n_channels": len(names),
+        "duration_s": round(n_times / sfreq, 3),
+        "infusion_start_s": start_s,
+        "infusion_end_s": end_s,
+        "n_windows": int(len(times)),
+        "n_rejected_windows": int(rejected.sum()),
+        "fraction_kept": round(kept, 4),
         "n_baseline_windows": int(baseline.sum()),
-        "bad_channels": qc.bad_channels, "interpolated": qc.interpolated, "dropped": qc.dropped,
-        "median_channel_sd_uv": round(qc.median_channel_sd_uv, 3), "notch_hz": qc.notch_hz,
-        "band_hz": list(qc.band_hz), "montage": qc.montage, "rois": roi_notes, "notes": qc.notes,
+        "bad_channels": qc.bad_channels,
+        "interpolated": qc.interpolated,
+        "dropped": qc.dropped,
+        "median_channel_sd_uv": round(qc.median_channel_sd_uv, 3),
+        "notch_hz": qc.notch_hz,
+        "band_hz": list(qc.band_hz),
+        "montage": qc.montage,
+        "rois": roi_notes,
+        "notes": qc.notes,
     }
-    ds.attrs.update({
-        "subject": recording.subject, "session": recording.condition, "dose_mg_per_kg": recording.dose_mg_per_kg,
-        "infusion_end_rel_s": (end_s - start_s) if end_s is not None else float("nan"),
-        "qc": json.dumps(qc_record), "window_samples": int(win), "welch_nperseg": int(nperseg),
-        "infusion_sources": json.dumps(sources, sort_keys=True),
-    })
+    ds.attrs.update(
+        {
+            "subject": recording.subject,
+            "session": recording.condition,
+            "dose_mg_per_kg": recording.dose_mg_per_kg,
+            "infusion_end_rel_s": (end_s - start_s) if end_s is not None else float("nan"),
+            "qc": json.dumps(qc_record),
+            "window_samples": int(win),
+            "welch_nperseg": int(nperseg),
+            "infusion_sources": json.dumps(sources, sort_keys=True),
+        }
+    )
     return ds
 
 
 # --- the study -----------------------------------------------------------------------------------
+
 
 def feature_parameters(manifest) -> dict:
     """Every study-wide setting that defines the features (stored with them and part of every cache key).
@@ -382,7 +439,8 @@ def feature_parameters(manifest) -> dict:
         "reader": eeg.reader.model_dump(mode="json"),
         "preprocessing": eeg.preprocessing.model_dump(mode="json"),
         "features": eeg.features.model_dump(mode="json"),
-        "rois": eeg.rois, "roi_fallbacks": eeg.roi_fallbacks,
+        "rois": eeg.rois,
+        "roi_fallbacks": eeg.roi_fallbacks,
         "infusion_events": [eeg.infusion_start_event, eeg.infusion_end_event],
         "features_version": FEATURES_VERSION,
         "baseline": BASELINE,
@@ -401,7 +459,14 @@ NOT_IN_FEATURE_PARAMETERS = {
 }
 
 # Sidecars at the BIDS root apply to every recording (BIDS inheritance).
-_INHERITED_SUFFIXES = ("_eeg.json", "_channels.tsv", "_electrodes.tsv", "_coordsystem.json", "_events.tsv", "_events.json")
+_INHERITED_SUFFIXES = (
+    "_eeg.json",
+    "_channels.tsv",
+    "_electrodes.tsv",
+    "_coordsystem.json",
+    "_events.tsv",
+    "_events.json",
+)
 
 
 def recording_files(manifest, recording) -> dict[str, str]:
@@ -427,8 +492,12 @@ def recording_inputs(manifest, recording) -> dict:
     """Everything one recording's features are computed from, except the fixed infusion times (those
     depend on whether the file has the events; see ``_input_hash``)."""
     return {
-        "recording": {"key": recording.key, "condition": recording.condition, "dose_mg_per_kg": recording.dose_mg_per_kg,
-                      "path": recording.path.relative_to(manifest.bids_path).as_posix()},
+        "recording": {
+            "key": recording.key,
+            "condition": recording.condition,
+            "dose_mg_per_kg": recording.dose_mg_per_kg,
+            "path": recording.path.relative_to(manifest.bids_path).as_posix(),
+        },
         "files": recording_files(manifest, recording),
         "parameters": feature_parameters(manifest),
         "code": _code_hash(),
@@ -453,8 +522,10 @@ def _code_hash() -> str:
     # This module itself and the closure of what computes a recording (kernels, preprocessing, reading); not
     # this module's closure, which reaches provenance, the study and the runner: editing a report's provenance
     # block must not recompute every recording.
-    files = sorted(set(codedeps.module_closure({"pipelines.eeg.kernels", "pipelines.eeg.preprocessing", "pipelines.eeg.io"}))
-                   | {Path(__file__).resolve()})
+    files = sorted(
+        set(codedeps.module_closure({"pipelines.eeg.kernels", "pipelines.eeg.preprocessing", "pipelines.eeg.io"}))
+        | {Path(__file__).resolve()}
+    )
     return hashlib.sha256(json.dumps(codedeps.hash_files(files), sort_keys=True).encode()).hexdigest()
 
 
@@ -518,9 +589,11 @@ def _write_recording(manifest_path: str, recording, out_dir: str) -> dict:
     try:
         return _compute_recording(manifest, recording, Path(out_dir))
     except Exception as exc:  # one bad recording must not stop the study: record it, name the file, go on
-        failure = {"input_hash": _input_hash(manifest, recording_inputs(manifest, recording), UNKNOWN_SOURCES),
-                   "file": recording.path.relative_to(manifest.bids_path).as_posix(),
-                   "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc)}
+        failure = {
+            "input_hash": _input_hash(manifest, recording_inputs(manifest, recording), UNKNOWN_SOURCES),
+            "file": recording.path.relative_to(manifest.bids_path).as_posix(),
+            "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc),
+        }
         if not isinstance(exc, InputError):  # not a data problem we foresaw: keep the traceback for the log
             import traceback
 
@@ -531,9 +604,15 @@ def _write_recording(manifest_path: str, recording, out_dir: str) -> dict:
 
 
 def _failure_row(recording, failure: dict) -> dict:
-    return {"recording": recording.key, "participant_id": f"sub-{recording.subject}", "session": recording.condition,
-            "dose_mg_per_kg": recording.dose_mg_per_kg, "status": "failed", "error": failure.get("error", "?"),
-            "file": failure.get("file")}
+    return {
+        "recording": recording.key,
+        "participant_id": f"sub-{recording.subject}",
+        "session": recording.condition,
+        "dose_mg_per_kg": recording.dose_mg_per_kg,
+        "status": "failed",
+        "error": failure.get("error", "?"),
+        "file": failure.get("file"),
+    }
 
 
 def _compute_recording(manifest, recording, out_dir: Path) -> dict:
@@ -580,8 +659,12 @@ def features_up_to_date(study) -> bool:
         return False
     combined = _stored_attrs(out / "features.zarr")
     done = out / "features.done"
-    return (combined is not None and combined.get("inputs_digest") == digest
-            and done.is_file() and done.read_text().strip() == digest)
+    return (
+        combined is not None
+        and combined.get("inputs_digest") == digest
+        and done.is_file()
+        and done.read_text().strip() == digest
+    )
 
 
 # On a Dask cluster, a task whose worker died (killed, out of memory, job ended) is rerun elsewhere by the
@@ -590,8 +673,9 @@ def features_up_to_date(study) -> bool:
 TASK_RETRIES = 2
 
 
-def compute_study_features(study, scheduler: str = "threads", workers: int | None = None, progress: bool = True,
-                           retries: int = TASK_RETRIES) -> Path:
+def compute_study_features(
+    study, scheduler: str = "threads", workers: int | None = None, progress: bool = True, retries: int = TASK_RETRIES
+) -> Path:
     """Compute every recording (one Dask task each) and write the combined ``features.zarr``.
 
     ``scheduler``: "threads" / "processes" / "synchronous" (local), or the address of a running Dask
@@ -606,11 +690,15 @@ def compute_study_features(study, scheduler: str = "threads", workers: int | Non
     rec_dir = out / "recordings"
     rec_dir.mkdir(parents=True, exist_ok=True)
     keys = [r.key for r in study.recordings]
-    tasks = [dask.delayed(_write_recording, pure=False)(str(study.manifest.manifest_path), r, str(rec_dir),
-                                                         dask_key_name=f"features-{r.key}")
-             for r in study.recordings]
+    tasks = [
+        dask.delayed(_write_recording, pure=False)(
+            str(study.manifest.manifest_path), r, str(rec_dir), dask_key_name=f"features-{r.key}"
+        )
+        for r in study.recordings
+    ]
     if "://" in scheduler:
-        from distributed import Client, progress as dist_progress
+        from distributed import Client
+        from distributed import progress as dist_progress
 
         with Client(scheduler) as client:
             futures = client.compute(tasks, retries=retries)
@@ -643,28 +731,48 @@ def compute_study_features(study, scheduler: str = "threads", workers: int | Non
     computed = sorted(r["recording"] for r in results if not r.get("cached"))
     reused = sorted(r["recording"] for r in results if r.get("cached"))
     failed = [r for r in results if r.get("status") == "failed"]
-    _write_json_atomic(out / "features_run.json", {"computed": computed, "reused": reused,
-                                                   "failed": sorted(r["recording"] for r in failed)})
+    _write_json_atomic(
+        out / "features_run.json",
+        {"computed": computed, "reused": reused, "failed": sorted(r["recording"] for r in failed)},
+    )
     if progress:
-        print(f"EEG features: {len(computed)} recording(s) computed, {len(reused)} reused from the cache", file=sys.stderr)
+        print(
+            f"EEG features: {len(computed)} recording(s) computed, {len(reused)} reused from the cache", file=sys.stderr
+        )
     if failed:
         lines = [f"  - {r['recording']} ({r['file']}): {r['error']}" for r in failed]
-        print(f"WARNING: {len(failed)} of {len(results)} recordings could not be computed and are left out of every "
-              "analysis (listed in qc.tsv with status 'failed'):\n" + "\n".join(lines), file=sys.stderr)
+        print(
+            f"WARNING: {len(failed)} of {len(results)} recordings could not be computed and are left out of every "
+            "analysis (listed in qc.tsv with status 'failed'):\n" + "\n".join(lines),
+            file=sys.stderr,
+        )
     kept = kept_by_condition(pd.DataFrame([r for r in results if r.get("status") == "ok"]))
     if progress and len(kept):
         print("Windows kept by condition:\n" + kept.to_string(index=False), file=sys.stderr)
     if len(kept) > 1 and kept["fraction_kept"].max() - kept["fraction_kept"].min() > CONDITION_LOSS_GAP:
-        print(f"WARNING: conditions lose different shares of their windows ({kept['fraction_kept'].min():.0%} to "
-              f"{kept['fraction_kept'].max():.0%} kept; more than {CONDITION_LOSS_GAP:.0%} apart): condition contrasts "
-              "may be biased; check the rejection settings (eeg.preprocessing)", file=sys.stderr)
+        print(
+            f"WARNING: conditions lose different shares of their windows ({kept['fraction_kept'].min():.0%} to "
+            f"{kept['fraction_kept'].max():.0%} kept; more than {CONDITION_LOSS_GAP:.0%} apart): condition contrasts "
+            "may be biased; check the rejection settings (eeg.preprocessing)",
+            file=sys.stderr,
+        )
     ok_keys = [r["recording"] for r in results if r.get("status") == "ok"]
     if not ok_keys:
-        raise InputError(f"no recording of study {study.name!r} could be computed; the first error: {failed[0]['error']}",
-                         file=failed[0]["file"])
-    excluded = [{"recording": r.key, "participant_id": f"sub-{r.subject}", "session": r.condition,
-                 "dose_mg_per_kg": r.dose_mg_per_kg, "status": "excluded", "error": reason}
-                for r, reason in study.excluded_recordings]
+        raise InputError(
+            f"no recording of study {study.name!r} could be computed; the first error: {failed[0]['error']}",
+            file=failed[0]["file"],
+        )
+    excluded = [
+        {
+            "recording": r.key,
+            "participant_id": f"sub-{r.subject}",
+            "session": r.condition,
+            "dose_mg_per_kg": r.dose_mg_per_kg,
+            "status": "excluded",
+            "error": reason,
+        }
+        for r, reason in study.excluded_recordings
+    ]
     qc = pd.DataFrame(list(results) + excluded)
     for column in qc.columns:  # lists and dicts as JSON, so any tool can read the TSV back
         if qc[column].map(lambda v: isinstance(v, (list, dict))).any():
@@ -684,8 +792,10 @@ def open_recordings(study, keys: list[str], rec_dir: Path):
 
     subjects = sorted({study.recording(k).subject for k in keys})
     # Conditions by dose (placebo first), then conditions without a dose by label.
-    sessions = sorted({study.recording(k).condition for k in keys},
-                      key=lambda c: (np.isnan(_dose_of(study, c)), np.nan_to_num(_dose_of(study, c)), c))
+    sessions = sorted(
+        {study.recording(k).condition for k in keys},
+        key=lambda c: (np.isnan(_dose_of(study, c)), np.nan_to_num(_dose_of(study, c)), c),
+    )
     pieces = []
     for k in keys:
         rec = study.recording(k)
@@ -730,18 +840,20 @@ def write_combined(study, keys: list[str], out: Path, inputs_digest: str | None 
     from pipelines.provenance import git_commit, library_versions, utc_now
 
     combined = open_recordings(study, keys, out / "recordings")
-    combined.attrs.update({
-        "study": study.name,
-        "parameters": json.dumps(feature_parameters(study.manifest), sort_keys=True),
-        "measure_definitions": json.dumps(kernels.MEASURE_INFO, sort_keys=True),
-        "library_versions": json.dumps(library_versions(), sort_keys=True),
-        "data_checksum": study.manifest.data_checksum(),
-        "inputs_digest": inputs_digest or "",
-        "git_commit": git_commit(),
-        "created_utc": utc_now(),
-        "dims": "subject: BIDS subject label; session: condition label; measure: per-channel measure; "
-                "channel; time_s: window centre relative to infusion start",
-    })
+    combined.attrs.update(
+        {
+            "study": study.name,
+            "parameters": json.dumps(feature_parameters(study.manifest), sort_keys=True),
+            "measure_definitions": json.dumps(kernels.MEASURE_INFO, sort_keys=True),
+            "library_versions": json.dumps(library_versions(), sort_keys=True),
+            "data_checksum": study.manifest.data_checksum(),
+            "inputs_digest": inputs_digest or "",
+            "git_commit": git_commit(),
+            "created_utc": utc_now(),
+            "dims": "subject: BIDS subject label; session: condition label; measure: per-channel measure; "
+            "channel; time_s: window centre relative to infusion start",
+        }
+    )
     combined = combined.chunk({"subject": 1, "session": 1})
     for name in combined.variables:
         combined[name].encoding = {}
@@ -763,10 +875,20 @@ def _write_description(study, out: Path) -> None:
         "Name": f"ketamine-workbench EEG features of study {study.name}",
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "ketamine-workbench", "Version": pipelines.__version__,
-                         "Description": "pipelines.eeg.features", "CodeURL": "git commit " + git_commit()}],
-        "SourceDatasets": [{"Description": f"study manifest {Path(study.manifest.manifest_path).name}",
-                            "DataChecksum": study.manifest.data_checksum()}],
+        "GeneratedBy": [
+            {
+                "Name": "ketamine-workbench",
+                "Version": pipelines.__version__,
+                "Description": "pipelines.eeg.features",
+                "CodeURL": "git commit " + git_commit(),
+            }
+        ],
+        "SourceDatasets": [
+            {
+                "Description": f"study manifest {Path(study.manifest.manifest_path).name}",
+                "DataChecksum": study.manifest.data_checksum(),
+            }
+        ],
     }
     (out / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n")
 
@@ -779,8 +901,10 @@ def open_features(study):
 
     path = derivatives_dir(study.name) / "features.zarr"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no features yet for study {study.name!r}; run `make all` (or "
-                                f"python -m pipelines.eeg.features {study.manifest.manifest_path})")
+        raise FileNotFoundError(
+            f"{path}: no features yet for study {study.name!r}; run `make all` (or "
+            f"python -m pipelines.eeg.features {study.manifest.manifest_path})"
+        )
     return xr.open_zarr(path, consolidated=True)
 
 
@@ -800,8 +924,12 @@ def kept_by_condition(qc):
 
     if qc.empty:
         return pd.DataFrame(columns=["session", "n_recordings", "n_windows", "n_kept", "fraction_kept"])
-    table = qc.assign(n_kept=qc["n_windows"] - qc["n_rejected_windows"]).groupby("session", sort=False).agg(
-        n_recordings=("recording", "count"), n_windows=("n_windows", "sum"), n_kept=("n_kept", "sum")).reset_index()
+    table = (
+        qc.assign(n_kept=qc["n_windows"] - qc["n_rejected_windows"])
+        .groupby("session", sort=False)
+        .agg(n_recordings=("recording", "count"), n_windows=("n_windows", "sum"), n_kept=("n_kept", "sum"))
+        .reset_index()
+    )
     table["fraction_kept"] = (table["n_kept"] / table["n_windows"]).round(4)
     return table
 
@@ -809,7 +937,9 @@ def kept_by_condition(qc):
 def left_out_recordings(study):
     """Recordings with no features: failed (file and reason) or excluded by the manifest (its reason)."""
     qc = _read_qc_table(study)
-    columns = [c for c in ("recording", "participant_id", "session", "dose_mg_per_kg", "status", "error", "file") if c in qc]
+    columns = [
+        c for c in ("recording", "participant_id", "session", "dose_mg_per_kg", "status", "error", "file") if c in qc
+    ]
     return qc.loc[qc["status"] != "ok", columns].rename(columns={"error": "reason"}).reset_index(drop=True)
 
 
@@ -834,12 +964,19 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.eeg.features", description=__doc__.split("\n\n")[0])
     parser.add_argument("manifest")
-    parser.add_argument("--scheduler", default=None, help="threads, processes, synchronous, or a scheduler address "
-                        "(default: the manifest's cluster: section, else threads)")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="threads, processes, synchronous, or a scheduler address "
+        "(default: the manifest's cluster: section, else threads)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="local workers, or at most this many cluster jobs")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--force-combine", action="store_true",
-                        help="rewrite features.zarr even when everything is up to date (per-recording caches still apply)")
+    parser.add_argument(
+        "--force-combine",
+        action="store_true",
+        help="rewrite features.zarr even when everything is up to date (per-recording caches still apply)",
+    )
     args = parser.parse_args(argv)
     try:
         study = Study.load(args.manifest)
@@ -853,7 +990,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         t0 = time.perf_counter()
         with scheduler_for(study.manifest.cluster, args.scheduler, args.workers) as scheduler:
-            path = compute_study_features(study, scheduler=scheduler, workers=args.workers, progress=not args.no_progress)
+            path = compute_study_features(
+                study, scheduler=scheduler, workers=args.workers, progress=not args.no_progress
+            )
     except (InputError, ManifestError) as exc:
         print(f"EEG features failed: {exc}", file=sys.stderr)
         return 1
@@ -863,7 +1002,6 @@ def main(argv: list[str] | None = None) -> int:
     _write_if_changed(derivatives_dir(study.name) / "features.done", f"{digest}\n")
     print(f"Wrote {path} ({len(study.recordings)} recordings, {time.perf_counter() - t0:.1f} s)")
     return 0
-
 
 
 if __name__ == "__main__":

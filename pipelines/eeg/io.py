@@ -24,20 +24,32 @@ def read_raw(recording, root: Path, reader=None):
         raw = read_raw_bids(bids_path, extra_params=extra or None, verbose="error")
         raw.load_data(verbose="error")
     except Exception as exc:  # mne raises many types for broken files; the user needs the file and the reason
-        hint = ("; if the annotation channel is damaged, set eeg.reader.encoding (e.g. latin1) in the manifest"
-                if "encoding" in str(exc) else "")
-        raise InputError(f"cannot read the EEG recording: {type(exc).__name__}: {exc}{hint}", file=str(recording.path),
-                         subject=f"sub-{recording.subject}", session=recording.session and f"ses-{recording.session}") from exc
+        hint = (
+            "; if the annotation channel is damaged, set eeg.reader.encoding (e.g. latin1) in the manifest"
+            if "encoding" in str(exc)
+            else ""
+        )
+        raise InputError(
+            f"cannot read the EEG recording: {type(exc).__name__}: {exc}{hint}",
+            file=str(recording.path),
+            subject=f"sub-{recording.subject}",
+            session=recording.session and f"ses-{recording.session}",
+        ) from exc
     _check_complete(raw, recording)
     if reader is not None:
         _apply_reader_options(raw, recording, reader)
     data = raw.get_data(picks="eeg") if "eeg" in raw else raw.get_data()
     if data.size == 0:
-        raise InputError("the recording holds no EEG samples", file=str(recording.path), subject=f"sub-{recording.subject}")
+        raise InputError(
+            "the recording holds no EEG samples", file=str(recording.path), subject=f"sub-{recording.subject}"
+        )
     if not np.isfinite(data).all():
         n_bad = int((~np.isfinite(data)).sum())
-        raise InputError(f"the recording holds {n_bad} non-finite samples (NaN/inf): the file is corrupted",
-                         file=str(recording.path), subject=f"sub-{recording.subject}")
+        raise InputError(
+            f"the recording holds {n_bad} non-finite samples (NaN/inf): the file is corrupted",
+            file=str(recording.path),
+            subject=f"sub-{recording.subject}",
+        )
     mne.set_log_level("error")
     return raw
 
@@ -57,8 +69,12 @@ def _apply_reader_options(raw, recording, reader) -> None:
     if reader.channel_types:
         present = {name: kind for name, kind in reader.channel_types.items() if name in raw.ch_names}
         for name in sorted(set(reader.channel_types) - set(present)):
-            warnings.warn(f"{recording.path}: eeg.reader.channel_types names {name!r}, which this recording does not "
-                          "have" + did_you_mean(name, raw.ch_names), ReaderOptionWarning, stacklevel=3)
+            warnings.warn(
+                f"{recording.path}: eeg.reader.channel_types names {name!r}, which this recording does not "
+                "have" + did_you_mean(name, raw.ch_names),
+                ReaderOptionWarning,
+                stacklevel=3,
+            )
         if present:
             raw.set_channel_types(present, on_unit_change="ignore", verbose="error")
     if reader.montage and not _has_positions(raw):
@@ -69,11 +85,18 @@ def _apply_reader_options(raw, recording, reader) -> None:
         known = {name.lower() for name in montage.ch_names}
         unknown = [name for name in eeg_names if name.lower() not in known]
         if len(unknown) == len(eeg_names):
-            raise InputError(f"eeg.reader.montage {reader.montage!r} has none of this recording's EEG channels "
-                             f"({', '.join(eeg_names[:8])}{' …' if len(eeg_names) > 8 else ''})", **where)
+            raise InputError(
+                f"eeg.reader.montage {reader.montage!r} has none of this recording's EEG channels "
+                f"({', '.join(eeg_names[:8])}{' …' if len(eeg_names) > 8 else ''})",
+                **where,
+            )
         if unknown:
-            warnings.warn(f"{recording.path}: channels {unknown} are not in montage {reader.montage!r}: they get no "
-                          "position (no interpolation or map for them)", ReaderOptionWarning, stacklevel=3)
+            warnings.warn(
+                f"{recording.path}: channels {unknown} are not in montage {reader.montage!r}: they get no "
+                "position (no interpolation or map for them)",
+                ReaderOptionWarning,
+                stacklevel=3,
+            )
         raw.set_montage(montage, match_case=False, on_missing="ignore", verbose="error")
 
 
@@ -100,7 +123,7 @@ def _expected_edf_bytes(path: Path) -> int | None:
         fh.seek(256 + n_signals * 216)
         samples = fh.read(n_signals * 8).decode("ascii", "replace")
     try:
-        per_record = sum(int(samples[i * 8:(i + 1) * 8].strip()) for i in range(n_signals))
+        per_record = sum(int(samples[i * 8 : (i + 1) * 8].strip()) for i in range(n_signals))
     except ValueError:
         return None
     if n_records < 0:
@@ -114,8 +137,11 @@ def _check_complete(raw, recording) -> None:
     read with what the file's own header and the BIDS sidecar promise, and say so when data are missing."""
     import json
 
-    where = dict(file=str(recording.path), subject=f"sub-{recording.subject}",
-                 session=recording.session and f"ses-{recording.session}")
+    where = dict(
+        file=str(recording.path),
+        subject=f"sub-{recording.subject}",
+        session=recording.session and f"ses-{recording.session}",
+    )
     duration = raw.n_times / raw.info["sfreq"]
     sidecar = recording.path.with_name(recording.path.name.rsplit("_", 1)[0] + "_eeg.json")
     if sidecar.is_file():
@@ -124,14 +150,19 @@ def _check_complete(raw, recording) -> None:
         except json.JSONDecodeError:
             promised = None
         if isinstance(promised, (int, float)) and duration < promised - 2.0 / raw.info["sfreq"]:
-            raise InputError(f"truncated recording: {duration:.3f} s of data, but {sidecar.name} says RecordingDuration "
-                             f"{promised} s", **where)
+            raise InputError(
+                f"truncated recording: {duration:.3f} s of data, but {sidecar.name} says RecordingDuration "
+                f"{promised} s",
+                **where,
+            )
     suffix = recording.path.suffix.lower()
     if suffix in (".edf", ".bdf"):
         expected = _expected_edf_bytes(recording.path)
         actual = recording.path.stat().st_size
         if expected is not None and actual < expected:
-            raise InputError(f"truncated {suffix[1:].upper()} file: {actual} bytes, the header promises {expected}", **where)
+            raise InputError(
+                f"truncated {suffix[1:].upper()} file: {actual} bytes, the header promises {expected}", **where
+            )
     elif suffix == ".vhdr":
         data_file = recording.path.with_suffix(".eeg")
         n_channels = len(raw.ch_names)
@@ -139,12 +170,18 @@ def _check_complete(raw, recording) -> None:
             header = recording.path.read_text(errors="replace")
             width = 4 if "IEEE_FLOAT_32" in header else 2 if "INT_16" in header else 4
             if data_file.stat().st_size % (n_channels * width):
-                raise InputError(f"truncated BrainVision data file {data_file.name}: its size is not a whole number of "
-                                 f"samples × {n_channels} channels", **where)
+                raise InputError(
+                    f"truncated BrainVision data file {data_file.name}: its size is not a whole number of "
+                    f"samples × {n_channels} channels",
+                    **where,
+                )
     end_events = [o for o in raw.annotations.onset if o > duration + 1.0 / raw.info["sfreq"]]
     if end_events:
-        raise InputError(f"events at {end_events[0]:.1f} s lie beyond the end of the data ({duration:.1f} s): the file "
-                         "looks truncated", **where)
+        raise InputError(
+            f"events at {end_events[0]:.1f} s lie beyond the end of the data ({duration:.1f} s): the file "
+            "looks truncated",
+            **where,
+        )
     # Readers drop annotations that fall outside the data, so a file cut at a sample boundary loses its
     # infusion end without a word: compare with the BIDS events file itself.
     events = recording.path.with_name(recording.path.name.rsplit("_", 1)[0] + "_events.tsv")
@@ -160,8 +197,11 @@ def _check_complete(raw, recording) -> None:
             late = table[onsets > duration + 1.0 / raw.info["sfreq"]]
             if len(late):
                 name = late["trial_type"].iloc[0] if "trial_type" in late else "an event"
-                raise InputError(f"truncated recording: {events.name} has {name!r} at {float(late['onset'].iloc[0]):.2f} s "
-                                 f"(and {len(late) - 1} more beyond the end) but the data end at {duration:.2f} s", **where)
+                raise InputError(
+                    f"truncated recording: {events.name} has {name!r} at {float(late['onset'].iloc[0]):.2f} s "
+                    f"(and {len(late) - 1} more beyond the end) but the data end at {duration:.2f} s",
+                    **where,
+                )
 
 
 def infusion_time_sources(raw, start_event: str, end_event: str) -> dict[str, str]:
@@ -169,17 +209,27 @@ def infusion_time_sources(raw, start_event: str, end_event: str) -> dict[str, st
     or "manifest" (the fixed time, used only when the event is absent).  The features cache keys a
     recording on the manifest's fixed times only when the recording uses them."""
     descriptions = set(raw.annotations.description)
-    return {"start": "event" if start_event in descriptions else "manifest",
-            "end": "event" if end_event in descriptions else "manifest"}
+    return {
+        "start": "event" if start_event in descriptions else "manifest",
+        "end": "event" if end_event in descriptions else "manifest",
+    }
 
 
-def infusion_times(raw, start_event: str, end_event: str, file: Path | str | None = None,
-                   default_start_s: float | None = None, default_end_s: float | None = None) -> tuple[float, float | None]:
+def infusion_times(
+    raw,
+    start_event: str,
+    end_event: str,
+    file: Path | str | None = None,
+    default_start_s: float | None = None,
+    default_end_s: float | None = None,
+) -> tuple[float, float | None]:
     """Onsets (s from recording start) of infusion start and end, from the annotations (BIDS events),
     else the manifest's defaults.  The start is required (time is expressed relative to it); a missing end
     is allowed (None)."""
     descriptions = list(raw.annotations.description)
-    onsets = raw.annotations.onset - (raw.first_samp / raw.info["sfreq"] if raw.annotations.orig_time is not None else 0.0)
+    onsets = raw.annotations.onset - (
+        raw.first_samp / raw.info["sfreq"] if raw.annotations.orig_time is not None else 0.0
+    )
 
     def find(event: str) -> float | None:
         hits = [o for d, o in zip(descriptions, onsets) if d == event]
@@ -194,6 +244,8 @@ def infusion_times(raw, start_event: str, end_event: str, file: Path | str | Non
             f"no {start_event!r} event: time is measured from infusion start. Events present: {available or 'none'}; "
             "set eeg.infusion_start_event in the manifest to the event that marks infusion start, or "
             "eeg.infusion_start_s to a fixed time",
-            file=str(file) if file else None, field="eeg.infusion_start_event")
+            file=str(file) if file else None,
+            field="eeg.infusion_start_event",
+        )
     end = find(end_event)
     return start, end if end is not None else default_end_s

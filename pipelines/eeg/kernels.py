@@ -98,8 +98,12 @@ DEFAULT_PARAMS: dict[str, dict] = {
 }
 
 # Schartner measures: shuffle-stream kind (see _stream_key) and whether the count is the LZW dictionary.
-_SCHARTNER = {"lzs_schartner": (1, False), "lzc_schartner_st": (2, False),
-              "lzs_schartner_lzw": (3, True), "lzc_schartner_lzw": (4, True)}
+_SCHARTNER = {
+    "lzs_schartner": (1, False),
+    "lzc_schartner_st": (2, False),
+    "lzs_schartner_lzw": (3, True),
+    "lzc_schartner_lzw": (4, True),
+}
 
 #: One line per measure: its convention and reference, for provenance attributes.
 MEASURE_INFO: dict[str, str] = {
@@ -177,9 +181,7 @@ def sliding_windows(x, window_samples: int, step_samples: int) -> np.ndarray:
     if window_samples < 1 or step_samples < 1:
         raise ValueError(f"window ({window_samples}) and step ({step_samples}) must be >= 1 sample")
     if x.shape[-1] < window_samples:
-        raise ValueError(
-            f"signal of {x.shape[-1]} samples is shorter than one window of {window_samples} samples"
-        )
+        raise ValueError(f"signal of {x.shape[-1]} samples is shorter than one window of {window_samples} samples")
     return sliding_window_view(x, window_samples, axis=-1)[..., ::step_samples, :]
 
 
@@ -1060,8 +1062,9 @@ def _lzw_counts(seqs, child, out):
     g = 0
     while m - g >= 3:
         r3 = g + 3 if g + 3 < m else g
-        a, b, c, d = _lzw_dict_size4(seqs[g], seqs[g + 1], seqs[g + 2], seqs[r3], child[0], child[1], child[2],
-                                     child[3])
+        a, b, c, d = _lzw_dict_size4(
+            seqs[g], seqs[g + 1], seqs[g + 2], seqs[r3], child[0], child[1], child[2], child[3]
+        )
         out[g] = a
         out[g + 1] = b
         out[g + 2] = c
@@ -1346,9 +1349,7 @@ def _check_length(measure: str, n: int, params: dict) -> None:
     need = min_samples(measure, **params)
     if n < need:
         detail = ", ".join(f"{k}={v}" for k, v in params.items())
-        raise ValueError(
-            f"{measure} needs at least {need} samples per signal/window ({detail}); got {n}"
-        )
+        raise ValueError(f"{measure} needs at least {need} samples per signal/window ({detail}); got {n}")
 
 
 def _params_for(measure: str, params: dict | None) -> dict:
@@ -1504,8 +1505,11 @@ def _schartner_bits_multi(rows: np.ndarray, flags) -> dict:
             denom = float(t @ t)
             mean = rows.mean(axis=-1, keepdims=True)
             slope = ((rows - mean) @ t)[..., None] / denom if denom > 0 else np.zeros_like(mean)
-            amp = np.abs(_detrended_analytic(analytic.reshape(-1, n), mean.reshape(-1), slope.reshape(-1),
-                                             _hilbert_of_ramp(n)).reshape(rows.shape))
+            amp = np.abs(
+                _detrended_analytic(
+                    analytic.reshape(-1, n), mean.reshape(-1), slope.reshape(-1), _hilbert_of_ramp(n)
+                ).reshape(rows.shape)
+            )
         else:
             amp = np.abs(analytic)
         out[d] = np.ascontiguousarray(amp > amp.mean(axis=-1, keepdims=True), dtype=np.uint8)
@@ -1558,8 +1562,9 @@ def _measure_rows(measure, rows, states, sfreq, p, channel):
     if measure == "perm_entropy":
         return _perm_entropy_rows(rows, states, p["order"], p["delay"], bool(p["normalize"]))
     if measure == "spectral_entropy_welch":
-        return _spectral_entropy_rows(rows, states, sfreq, p["nperseg"], bool(p["normalize"]),
-                                      p["nperseg_s"], p["fmin"], p["fmax"])
+        return _spectral_entropy_rows(
+            rows, states, sfreq, p["nperseg"], bool(p["normalize"]), p["nperseg_s"], p["fmin"], p["fmax"]
+        )
     if measure == "sample_entropy":
         r_tol = float(p["r_sd_factor"]) * np.std(rows, axis=-1, ddof=0)
         return _sample_entropy_rows(rows, states, r_tol, p["order"], bool(p["inclusive"]))
@@ -1612,8 +1617,15 @@ def perm_entropy(x, order: int = 3, delay: int = 1, normalize: bool = True):
     return _per_channel("perm_entropy", x, {"order": order, "delay": delay, "normalize": normalize})
 
 
-def spectral_entropy_welch(x, sfreq: float, nperseg: int | None = None, normalize: bool = True,
-                           nperseg_s: float | None = None, fmin: float | None = None, fmax: float | None = None):
+def spectral_entropy_welch(
+    x,
+    sfreq: float,
+    nperseg: int | None = None,
+    normalize: bool = True,
+    nperseg_s: float | None = None,
+    fmin: float | None = None,
+    fmax: float | None = None,
+):
     """Spectral entropy of the Welch PSD (Inouye et al. 1991), in bits.
 
     ``H = -sum_f P(f) log2 P(f)`` over the Welch bins with ``fmin <= f <= fmax``, ``P = psd /
@@ -1635,7 +1647,8 @@ def spectral_entropy_welch(x, sfreq: float, nperseg: int | None = None, normaliz
     two bins raises ``ValueError``.
     """
     return _per_channel(
-        "spectral_entropy_welch", x,
+        "spectral_entropy_welch",
+        x,
         {"nperseg": nperseg, "normalize": normalize, "nperseg_s": nperseg_s, "fmin": fmin, "fmax": fmax},
         sfreq=float(sfreq),
     )
@@ -1658,9 +1671,7 @@ def sample_entropy(x, order: int = 2, r_sd_factor: float = 0.2, inclusive: bool 
     gives NaN or 0 depending on whether rounding leaves ``std(x)`` exactly 0). Needs
     ``n >= order + 2``.
     """
-    return _per_channel(
-        "sample_entropy", x, {"order": order, "r_sd_factor": r_sd_factor, "inclusive": inclusive}
-    )
+    return _per_channel("sample_entropy", x, {"order": order, "r_sd_factor": r_sd_factor, "inclusive": inclusive})
 
 
 def svd_entropy(x, order: int = 3, delay: int = 1, normalize: bool = True):
@@ -1800,8 +1811,9 @@ def lzc_schartner_st(x, seed: int = 0, n_threads: int = 1, n_shuffles: int = 1, 
     automaton is needed). The published code counts the LZW dictionary instead (see
     :func:`lzc_schartner_lzw`): values here are lower (e.g. 0.29-0.76 where it gives 0.59-0.99).
     """
-    return _spatiotemporal("lzc_schartner_st", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend},
-                           n_threads)
+    return _spatiotemporal(
+        "lzc_schartner_st", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend}, n_threads
+    )
 
 
 def lzc_schartner_lzw(x, seed: int = 0, n_shuffles: int = 5, detrend: bool = True, n_threads: int = 1):
@@ -1813,8 +1825,9 @@ def lzc_schartner_lzw(x, seed: int = 0, n_shuffles: int = 5, detrend: bool = Tru
     normaliser is the mean dictionary size of ``n_shuffles`` seeded shuffles of the sequence
     (stream kind 4). Memory: 8 bytes per symbol of workspace per thread.
     """
-    return _spatiotemporal("lzc_schartner_lzw", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend},
-                           n_threads)
+    return _spatiotemporal(
+        "lzc_schartner_lzw", x, {"seed": seed, "n_shuffles": n_shuffles, "detrend": detrend}, n_threads
+    )
 
 
 def lz76_count(bits) -> int:
@@ -1848,8 +1861,15 @@ def _as_bits(bits) -> np.ndarray:
     return np.ascontiguousarray(b, dtype=np.uint8)
 
 
-def shuffle_bits(bits, seed: int = 0, channel: int = 0, window: int = 0, spatiotemporal: bool = False,
-                 shuffle: int = 0, measure: str | None = None):
+def shuffle_bits(
+    bits,
+    seed: int = 0,
+    channel: int = 0,
+    window: int = 0,
+    spatiotemporal: bool = False,
+    shuffle: int = 0,
+    measure: str | None = None,
+):
     """Shuffle number ``shuffle`` of ``bits`` used to normalise a Schartner measure for this seed,
     channel and window: ``measure`` (any of the four Schartner measures) or, without it,
     :func:`lzs_schartner` / with ``spatiotemporal=True`` :func:`lzc_schartner_st`."""
@@ -1921,8 +1941,9 @@ def _surrogate_config(surrogates) -> dict | None:
     return cfg
 
 
-def make_surrogates(rows, n: int = 10, method: str = "phase", seed: int = 0, channel: int = 0,
-                    iaaft_iterations: int = 20) -> np.ndarray:
+def make_surrogates(
+    rows, n: int = 10, method: str = "phase", seed: int = 0, channel: int = 0, iaaft_iterations: int = 20
+) -> np.ndarray:
     """Surrogates of each row (window) of ``rows`` (n_windows, n_times): (n_windows, n, n_times).
 
     ``phase``: one rFFT per window, a batch of random phase rotations (DC and Nyquist kept), one
@@ -1936,8 +1957,9 @@ def make_surrogates(rows, n: int = 10, method: str = "phase", seed: int = 0, cha
     n_rows, n_t = rows.shape
     spec = np.fft.rfft(rows, axis=-1)
     if method == "phase":
-        return np.fft.irfft(_randomise_phases(spec, int(n), n_t % 2 == 0, int(seed), _KIND_PHASES, int(channel)),
-                            n_t, axis=-1)
+        return np.fft.irfft(
+            _randomise_phases(spec, int(n), n_t % 2 == 0, int(seed), _KIND_PHASES, int(channel)), n_t, axis=-1
+        )
     if method != "iaaft":
         raise ValueError(f"surrogate method {method!r} unknown; known: {SURROGATE_METHODS}")
     amp = np.abs(spec)[:, None, :]
@@ -2105,8 +2127,13 @@ def compute_windowed(
     return {m: out[m] for m in measures + surr_names}
 
 
-def compute_whole(x, sfreq: float, measures=("lzc_median", "lzs_schartner", "lzc_schartner_st"),
-                  params: dict | None = None, n_threads: int = 1) -> dict:
+def compute_whole(
+    x,
+    sfreq: float,
+    measures=("lzc_median", "lzs_schartner", "lzc_schartner_st"),
+    params: dict | None = None,
+    n_threads: int = 1,
+) -> dict:
     """Measures on each whole continuous channel of ``x`` (n_channels, n_times).
 
     Same definitions as :func:`compute_windowed` with one window spanning the recording;

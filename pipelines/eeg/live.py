@@ -42,15 +42,18 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
 
-LIVE_CONVENTION = ("causal: Butterworth order-4 band-pass and IIR notches as one SOS cascade with carried state "
-                   "(steady state of the first sample at the start and after each break); "
-                   "average reference over the window's good channels; Welch alpha power per window in dB relative to "
-                   "the running mean of pre-infusion windows; alert when the trailing mean over smooth_windows stays at "
-                   "or below threshold_db for hold_s")
+LIVE_CONVENTION = (
+    "causal: Butterworth order-4 band-pass and IIR notches as one SOS cascade with carried state "
+    "(steady state of the first sample at the start and after each break); "
+    "average reference over the window's good channels; Welch alpha power per window in dB relative to "
+    "the running mean of pre-infusion windows; alert when the trailing mean over smooth_windows stays at "
+    "or below threshold_db for hold_s"
+)
 
 
 @dataclass(frozen=True)
@@ -70,22 +73,32 @@ class LiveConfig:
     hold_s: float = 20.0
     smooth_windows: int = 3
     # Stream robustness (see "Discontinuities" in the module docstring).
-    settle_s: float = 3.0          # after a start or a discontinuity the filters settle this long; windows touching it do not count
-    max_jitter_s: float = 0.1      # a jump in sample timestamps beyond one sample period + this is a discontinuity
-    stall_s: float = 2.0           # no samples this long: the stream is reported stalled
+    settle_s: float = (
+        3.0  # after a start or a discontinuity the filters settle this long; windows touching it do not count
+    )
+    max_jitter_s: float = 0.1  # a jump in sample timestamps beyond one sample period + this is a discontinuity
+    stall_s: float = 2.0  # no samples this long: the stream is reported stalled
     reconnect_every_s: float = 3.0  # while stalled, look for a restarted stream of the same name this often
 
     @classmethod
     def from_manifest(cls, manifest, **overrides) -> "LiveConfig":
         eeg = manifest.eeg
         occipital = tuple(eeg.rois.get("occipital", ())) + tuple(eeg.roi_fallbacks.get("occipital", ()))
-        values = dict(l_freq=eeg.preprocessing.l_freq, h_freq=eeg.preprocessing.h_freq,
-                      line_freq=eeg.preprocessing.line_freq or 50.0, window_s=eeg.features.window_s,
-                      step_s=eeg.features.step_s, welch_segment_s=eeg.features.welch_segment_s,
-                      alpha_band=tuple(eeg.features.bands.get("alpha", (8.0, 13.0))), occipital=occipital,
-                      entropy_measure=eeg.dynamics.entropy_measure, flat_sd_uv=eeg.preprocessing.flat_sd_uv,
-                      noisy_min_sd_ratio=eeg.preprocessing.noisy_min_sd_ratio,
-                      threshold_db=eeg.dynamics.alpha_threshold_db, hold_s=eeg.dynamics.hold_s)
+        values = dict(
+            l_freq=eeg.preprocessing.l_freq,
+            h_freq=eeg.preprocessing.h_freq,
+            line_freq=eeg.preprocessing.line_freq or 50.0,
+            window_s=eeg.features.window_s,
+            step_s=eeg.features.step_s,
+            welch_segment_s=eeg.features.welch_segment_s,
+            alpha_band=tuple(eeg.features.bands.get("alpha", (8.0, 13.0))),
+            occipital=occipital,
+            entropy_measure=eeg.dynamics.entropy_measure,
+            flat_sd_uv=eeg.preprocessing.flat_sd_uv,
+            noisy_min_sd_ratio=eeg.preprocessing.noisy_min_sd_ratio,
+            threshold_db=eeg.dynamics.alpha_threshold_db,
+            hold_s=eeg.dynamics.hold_s,
+        )
         return cls(**{**values, **overrides})
 
 
@@ -126,16 +139,18 @@ class CausalFilter:
 
 @dataclass
 class WindowResult:
-    time_s: float                  # window centre, s relative to infusion start (or stream start while unknown)
-    end_timestamp: float           # LSL timestamp (or sample time) of the window's last sample; NaN for a gap window
+    time_s: float  # window centre, s relative to infusion start (or stream start while unknown)
+    end_timestamp: float  # LSL timestamp (or sample time) of the window's last sample; NaN for a gap window
     occipital_alpha_uv2: float
-    occipital_alpha_db: float      # relative to the running pre-infusion baseline; NaN before one exists
+    occipital_alpha_db: float  # relative to the running pre-infusion baseline; NaN before one exists
     entropy: float
     n_good_channels: int
-    status: str                    # ok | baseline | no-baseline | no-occipital-channel | gap | settling | non-finite
-    flat_channels: str = ""        # comma-separated, judged in this window
+    status: str  # ok | baseline | no-baseline | no-occipital-channel | gap | settling | non-finite
+    flat_channels: str = ""  # comma-separated, judged in this window
     noisy_channels: str = ""
-    stream_time_s: float = np.nan  # window centre, s from the stream's first sample (time_s before infusion start is known)
+    stream_time_s: float = (
+        np.nan
+    )  # window centre, s from the stream's first sample (time_s before infusion start is known)
 
     @property
     def counts(self) -> bool:
@@ -166,8 +181,8 @@ class OnlineFeatures:
         self.settle = int(round(cfg.settle_s * self.sfreq))
         self.buffer = np.zeros((len(ch_names), 0))
         self.times = np.zeros(0)
-        self.n_seen = 0            # samples received so far, plus those missing in dropouts
-        self.buffer_start = 0      # sample index of buffer[:, 0]
+        self.n_seen = 0  # samples received so far, plus those missing in dropouts
+        self.buffer_start = 0  # sample index of buffer[:, 0]
         self.next_start: int | None = None
         self.invalid: list[tuple[int, int, str]] = [(0, self.settle, "settling")]  # [start, stop) sample spans
         self.infusion_start_s = infusion_start_s
@@ -229,7 +244,9 @@ class OnlineFeatures:
             bad = np.flatnonzero(~finite)
             samples = np.where(np.isfinite(samples), samples, 0.0)
             self.invalid.append((self.n_seen + int(bad[0]), self.n_seen + int(bad[-1]) + 1, "non-finite"))
-            self.invalid.append((self.n_seen + int(bad[-1]) + 1, self.n_seen + int(bad[-1]) + 1 + self.settle, "settling"))
+            self.invalid.append(
+                (self.n_seen + int(bad[-1]) + 1, self.n_seen + int(bad[-1]) + 1 + self.settle, "settling")
+            )
         filtered = self.filter.process(samples)
         self.buffer = np.concatenate([self.buffer, filtered], axis=1)
         self.times = np.concatenate([self.times, np.asarray(timestamps, dtype=np.float64)])
@@ -251,8 +268,9 @@ class OnlineFeatures:
             if reason is not None:
                 out.append(self._invalid_window(start, reason))
             else:
-                out.append(self._window(self.buffer[:, offset:offset + self.win], start,
-                                        self.times[offset + self.win - 1]))
+                out.append(
+                    self._window(self.buffer[:, offset : offset + self.win], start, self.times[offset + self.win - 1])
+                )
             self.next_start = start + self.step
         keep_from = max(0, min(self._grid_start(), self.n_seen) - self.buffer_start)
         self.buffer, self.times = self.buffer[:, keep_from:], self.times[keep_from:]
@@ -270,8 +288,9 @@ class OnlineFeatures:
         return round((start + self.win / 2) / self.sfreq - (self.infusion_start_s or 0.0), 6)
 
     def _invalid_window(self, start: int, reason: str) -> WindowResult:
-        return WindowResult(self._centre_s(start), np.nan, np.nan, np.nan, np.nan, 0, reason,
-                            stream_time_s=self._stream_centre_s(start))
+        return WindowResult(
+            self._centre_s(start), np.nan, np.nan, np.nan, np.nan, 0, reason, stream_time_s=self._stream_centre_s(start)
+        )
 
     def _stream_centre_s(self, start: int) -> float:
         return round((start + self.win / 2) / self.sfreq, 6)
@@ -287,29 +306,37 @@ class OnlineFeatures:
         # Flat in any quarter of the window counts as flat: a lead that comes off mid-window still has the SD
         # of its good half, and its vanished alpha must not pass for suppression.
         quarter = self.win // 4
-        flat = x[:, :4 * quarter].reshape(len(x), 4, quarter).std(axis=2).min(axis=1) < self.cfg.flat_sd_uv
+        flat = x[:, : 4 * quarter].reshape(len(x), 4, quarter).std(axis=2).min(axis=1) < self.cfg.flat_sd_uv
         noisy = (sd > self.cfg.noisy_min_sd_ratio * max(median_sd, 1e-12)) & ~flat
         if len(self.ch_names) == 1:
             noisy[:] = False
         good = ~flat & ~noisy
-        names = dict(flat_channels=",".join(c for c, f in zip(self.ch_names, flat) if f),
-                     noisy_channels=",".join(c for c, f in zip(self.ch_names, noisy) if f),
-                     stream_time_s=self._stream_centre_s(start))
+        names = dict(
+            flat_channels=",".join(c for c, f in zip(self.ch_names, flat) if f),
+            noisy_channels=",".join(c for c, f in zip(self.ch_names, noisy) if f),
+            stream_time_s=self._stream_centre_s(start),
+        )
         if good.sum() >= 2:
             x = x - x[good].mean(axis=0, keepdims=True)  # average reference over this window's good channels
         centre_s = self._centre_s(start)
         occipital = [i for i in self.occipital if good[i]]
         nperseg = min(self.win, max(8, int(round(self.cfg.welch_segment_s * self.sfreq))))
         if not occipital:
-            return WindowResult(centre_s, float(end_timestamp), np.nan, np.nan, np.nan, int(good.sum()),
-                                "no-occipital-channel", **names)
+            return WindowResult(
+                centre_s, float(end_timestamp), np.nan, np.nan, np.nan, int(good.sum()), "no-occipital-channel", **names
+            )
         freqs, psd = welch(x[occipital], fs=self.sfreq, nperseg=nperseg, axis=-1)
         band = (freqs >= self.cfg.alpha_band[0]) & (freqs <= self.cfg.alpha_band[1])
         alpha = float(psd[:, band].sum(axis=-1).mean() * (freqs[1] - freqs[0]))
         alpha_db = 10 * np.log10(alpha) if alpha > 0 else np.nan
         self._seen_db.append((start, alpha_db))
-        entropy = float(np.nanmean(kernels.compute_windowed(x[good][:, None, :], self.sfreq, None, None,
-                                                            measures=[self.cfg.entropy_measure])[self.cfg.entropy_measure]))
+        entropy = float(
+            np.nanmean(
+                kernels.compute_windowed(
+                    x[good][:, None, :], self.sfreq, None, None, measures=[self.cfg.entropy_measure]
+                )[self.cfg.entropy_measure]
+            )
+        )
         before_infusion = self.infusion_start_s is not None and centre_s + self.cfg.window_s / 2 <= 1e-9
         if before_infusion and np.isfinite(alpha_db):
             self.baseline_db.append(alpha_db)
@@ -339,7 +366,7 @@ class TitrationCriterion:
             self.history.clear()  # garbage, a gap or no baseline: the hold restarts, no alert on it
             self.below_since = None
             return None
-        self.history = (self.history + [result.occipital_alpha_db])[-self.smooth_windows:]
+        self.history = (self.history + [result.occipital_alpha_db])[-self.smooth_windows :]
         smoothed = float(np.mean(self.history))
         if smoothed <= self.threshold_db:
             self.below_since = result.time_s if self.below_since is None else self.below_since
@@ -351,15 +378,16 @@ class TitrationCriterion:
         return None
 
 
-def offline_causal(data_v: np.ndarray, sfreq: float, ch_names: list[str], cfg: LiveConfig,
-                   infusion_start_s: float, chunk: int = 32):
+def offline_causal(
+    data_v: np.ndarray, sfreq: float, ch_names: list[str], cfg: LiveConfig, infusion_start_s: float, chunk: int = 32
+):
     """The live pipeline run over a whole recording in chunks (the reference the live monitor must equal)."""
     import pandas as pd
 
     online = OnlineFeatures(sfreq, ch_names, cfg, infusion_start_s)
     criterion = TitrationCriterion(cfg.threshold_db, cfg.hold_s, cfg.smooth_windows)
     for i in range(0, data_v.shape[1], chunk):
-        for result in online.push(data_v[:, i:i + chunk]):
+        for result in online.push(data_v[:, i : i + chunk]):
             criterion.update(result)
     table = pd.DataFrame([vars(r) for r in online.results])
     table.attrs.update(alert_time_s=criterion.alert_time_s, convention=LIVE_CONVENTION)
@@ -394,9 +422,9 @@ class SessionRecorder:
     FLUSH_SAMPLES_S = 5.0
 
     def __init__(self, parent: Path, name: str, ch_names: list[str], sfreq: float, meta: dict | None = None):
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
         self.parent = Path(parent)
         self.parent.mkdir(parents=True, exist_ok=True)
         self.name = f"{_safe_name(name)}_{self.started.strftime('%Y%m%dT%H%M%SZ')}"
@@ -414,7 +442,9 @@ class SessionRecorder:
 
     def add_samples(self, data: np.ndarray, timestamps: np.ndarray) -> None:
         """``data``: (n_channels, n) volts as received."""
-        self._pending.append((np.asarray(data, dtype=np.float32).T.copy(), np.asarray(timestamps, dtype=np.float64).copy()))
+        self._pending.append(
+            (np.asarray(data, dtype=np.float32).T.copy(), np.asarray(timestamps, dtype=np.float64).copy())
+        )
         self._pending_n += data.shape[1]
         if self._pending_n >= self.FLUSH_SAMPLES_S * self.sfreq:
             self._flush_samples()
@@ -435,29 +465,33 @@ class SessionRecorder:
         self._windows.flush()
 
     def add_event(self, event: dict) -> None:
-        self._events.write("\t".join(_tsv(event.get(k)) for k in ("lsl_time", "utc", "stream_time_s", "level", "event",
-                                                                 "message")) + "\n")
+        self._events.write(
+            "\t".join(_tsv(event.get(k)) for k in ("lsl_time", "utc", "stream_time_s", "level", "event", "message"))
+            + "\n"
+        )
         self._events.flush()
 
     def close(self, summary: dict | None = None) -> Path:
         """Assemble the recording and move it into place; returns its folder."""
         if self.path is not None:
             return self.path
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         self._flush_samples()
         self._windows.close()
         self._events.close()
         n_ch = len(self.ch_names)
-        samples = np.lib.format.open_memmap(self.partial / "samples.npy", mode="w+", dtype=np.float32,
-                                            shape=(self.n_samples, n_ch))
-        timestamps = np.lib.format.open_memmap(self.partial / "timestamps.npy", mode="w+", dtype=np.float64,
-                                               shape=(self.n_samples,))
+        samples = np.lib.format.open_memmap(
+            self.partial / "samples.npy", mode="w+", dtype=np.float32, shape=(self.n_samples, n_ch)
+        )
+        timestamps = np.lib.format.open_memmap(
+            self.partial / "timestamps.npy", mode="w+", dtype=np.float64, shape=(self.n_samples,)
+        )
         at = 0
         for part in range(1, self._parts + 1):  # chunk by chunk: a long session never sits in memory whole
             d = np.load(self.partial / f"part-{part:06d}-samples.npy")
-            samples[at:at + len(d)] = d
-            timestamps[at:at + len(d)] = np.load(self.partial / f"part-{part:06d}-timestamps.npy")
+            samples[at : at + len(d)] = d
+            timestamps[at : at + len(d)] = np.load(self.partial / f"part-{part:06d}-timestamps.npy")
             at += len(d)
         samples.flush()
         timestamps.flush()
@@ -465,11 +499,17 @@ class SessionRecorder:
         for part in range(1, self._parts + 1):
             (self.partial / f"part-{part:06d}-samples.npy").unlink()
             (self.partial / f"part-{part:06d}-timestamps.npy").unlink()
-        meta = {**self.meta, "ch_names": self.ch_names, "sfreq": self.sfreq, "n_samples": self.n_samples,
-                "samples": "samples.npy: float32 (n_samples, n_channels), volts, as received (before any filter)",
-                "timestamps": "timestamps.npy: float64 LSL timestamps (s) of each sample, as received",
-                "started_utc": self.started.isoformat(), "finished_utc": datetime.now(timezone.utc).isoformat(),
-                **(summary or {})}
+        meta = {
+            **self.meta,
+            "ch_names": self.ch_names,
+            "sfreq": self.sfreq,
+            "n_samples": self.n_samples,
+            "samples": "samples.npy: float32 (n_samples, n_channels), volts, as received (before any filter)",
+            "timestamps": "timestamps.npy: float64 LSL timestamps (s) of each sample, as received",
+            "started_utc": self.started.isoformat(),
+            "finished_utc": datetime.now(UTC).isoformat(),
+            **(summary or {}),
+        }
         (self.partial / "session.json").write_text(json.dumps(meta, indent=1, default=_json_default) + "\n")
         # Reserve the name with mkdir (fails if it exists: nothing is ever overwritten), then swap the complete
         # folder onto the empty reservation in one rename.
@@ -517,13 +557,18 @@ def read_session(path: Path) -> dict:
     meta = json.loads((path / "session.json").read_text())
     samples = np.load(path / "samples.npy", mmap_mode="r").T
     info = mne.create_info(meta["ch_names"], meta["sfreq"], "eeg")
-    return {"meta": meta, "samples": samples, "timestamps": np.load(path / "timestamps.npy"),
-            "windows": pd.read_csv(path / "windows.tsv", sep="\t", na_values="n/a", keep_default_na=False),
-            "events": pd.read_csv(path / "events.tsv", sep="\t", na_values="n/a", keep_default_na=False),
-            "raw": mne.io.RawArray(np.asarray(samples, dtype=np.float64), info, verbose="error")}
+    return {
+        "meta": meta,
+        "samples": samples,
+        "timestamps": np.load(path / "timestamps.npy"),
+        "windows": pd.read_csv(path / "windows.tsv", sep="\t", na_values="n/a", keep_default_na=False),
+        "events": pd.read_csv(path / "events.tsv", sep="\t", na_values="n/a", keep_default_na=False),
+        "raw": mne.io.RawArray(np.asarray(samples, dtype=np.float64), info, verbose="error"),
+    }
 
 
 # --- over LSL ---------------------------------------------------------------------------------------------
+
 
 def stream_name(recording_key: str) -> str:
     return f"kw-{recording_key}"
@@ -538,8 +583,11 @@ def start_player(raw, name: str, chunk_size: int = 16):
     # (duration 0) would arrive as all zeros, so give events one sample of duration.
     raw = raw.copy()
     ann = raw.annotations
-    raw.set_annotations(mne.Annotations(ann.onset, np.maximum(ann.duration, 1.0 / raw.info["sfreq"]), ann.description,
-                                        orig_time=ann.orig_time))
+    raw.set_annotations(
+        mne.Annotations(
+            ann.onset, np.maximum(ann.duration, 1.0 / raw.info["sfreq"]), ann.description, orig_time=ann.orig_time
+        )
+    )
     # Our own source id: liblsl recovers a lost inlet by name, type, channels, rate and source id, so a restarted
     # player of the same recording is found again (the mne-lsl default "MNE-LSL" is shared by every player).
     player = PlayerLSL(raw, chunk_size=chunk_size, name=name, source_id=name, annotations=True, n_repeat=1)
@@ -555,9 +603,20 @@ class ArrayOutlet:
     encoding.  ``drop``: (from_s, to_s) spans whose samples are never sent (a dropout).  ``clock_offset_s``: added
     to every timestamp (a source whose clock differs from ours).  ``stop_at_s``: stop there (a stream that stops)."""
 
-    def __init__(self, data_v: np.ndarray, sfreq: float, ch_names: list[str], name: str, *, chunk: int = 16,
-                 markers: dict[str, float] | None = None, drop: list[tuple[float, float]] = (),
-                 clock_offset_s: float = 0.0, source_id: str | None = None, stop_at_s: float | None = None):
+    def __init__(
+        self,
+        data_v: np.ndarray,
+        sfreq: float,
+        ch_names: list[str],
+        name: str,
+        *,
+        chunk: int = 16,
+        markers: dict[str, float] | None = None,
+        drop: list[tuple[float, float]] = (),
+        clock_offset_s: float = 0.0,
+        source_id: str | None = None,
+        stop_at_s: float | None = None,
+    ):
         import threading
 
         from mne_lsl.lsl import StreamInfo, StreamOutlet
@@ -572,8 +631,14 @@ class ArrayOutlet:
         self.outlet = StreamOutlet(info, chunk_size=self.chunk)
         self.marker_outlet = None
         if self.markers:
-            minfo = StreamInfo(f"{name}-annotations", "annotations", len(self.markers), 0.0, "float32",
-                               (source_id or name) + "-annotations")
+            minfo = StreamInfo(
+                f"{name}-annotations",
+                "annotations",
+                len(self.markers),
+                0.0,
+                "float32",
+                (source_id or name) + "-annotations",
+            )
             minfo.set_channel_names(list(self.markers))
             self.marker_outlet = StreamOutlet(minfo)
         self._stop = threading.Event()
@@ -627,8 +692,13 @@ class ArrayOutlet:
         return not self.thread.is_alive()
 
 
-def synthetic_eeg(n_channels: int = 64, sfreq: float = 500.0, seconds: float = 60.0, seed: int = 0,
-                  suppress_from_s: float | None = None) -> tuple[np.ndarray, list[str]]:
+def synthetic_eeg(
+    n_channels: int = 64,
+    sfreq: float = 500.0,
+    seconds: float = 60.0,
+    seed: int = 0,
+    suppress_from_s: float | None = None,
+) -> tuple[np.ndarray, list[str]]:
     """Background EEG for streams that need no study: pink-ish noise plus occipital 10 Hz alpha (volts), on
     the standard 10-20 names (O1, Oz, O2 among them).  From ``suppress_from_s`` the alpha falls to a tenth."""
     import mne
@@ -663,9 +733,19 @@ class LiveMonitor:
     restarted stream, infusion start, the alert.  :meth:`start` runs it in a thread (the dashboard's live mode).
     """
 
-    def __init__(self, name: str, cfg: LiveConfig, *, infusion_event: str = "infusion_start",
-                 infusion_start_s: float | None = None, record_to: Path | None = None, meta: dict | None = None,
-                 acquisition_delay_s: float = 0.02, connect_timeout_s: float = 10.0, echo=None):
+    def __init__(
+        self,
+        name: str,
+        cfg: LiveConfig,
+        *,
+        infusion_event: str = "infusion_start",
+        infusion_start_s: float | None = None,
+        record_to: Path | None = None,
+        meta: dict | None = None,
+        acquisition_delay_s: float = 0.02,
+        connect_timeout_s: float = 10.0,
+        echo=None,
+    ):
         import collections
         import threading
 
@@ -688,15 +768,15 @@ class LiveMonitor:
         self.recordings: list[Path] = []
         self.events: list[dict] = []
         self.results: list[WindowResult] = []
-        self.latency_s: list[float] = []       # per window: LSL timestamp of its last sample → state updated
-        self.processing_s: list[float] = []    # per window: arrival of the chunk that completed it → state updated
+        self.latency_s: list[float] = []  # per window: LSL timestamp of its last sample → state updated
+        self.processing_s: list[float] = []  # per window: arrival of the chunk that completed it → state updated
         self.chunk_latency_s = collections.deque(maxlen=100_000)  # per chunk: timestamp of its last sample → processed
         self.status = "connecting"
-        self.clock_offset_s = 0.0             # arrival clock − sample timestamps, when they differ by > 1 s
+        self.clock_offset_s = 0.0  # arrival clock − sample timestamps, when they differ by > 1 s
         self.sfreq: float | None = None
         self.ch_names: list[str] = []
         self._last_ts: float | None = None
-        self._ts_origin: float | None = None   # LSL time of stream-time 0 (shifts when timestamps jump)
+        self._ts_origin: float | None = None  # LSL time of stream-time 0 (shifts when timestamps jump)
         self._last_arrival: float | None = None
         self._last_activity: float | None = None  # last arrival or (re)connection
         self._stalled = False
@@ -711,11 +791,16 @@ class LiveMonitor:
     def connect(self) -> "LiveMonitor":
         from mne_lsl.lsl import resolve_streams
 
-        infos = [i for i in resolve_streams(timeout=self.connect_timeout_s, name=self.name)
-                 if i.stype.lower() != "annotations"]
+        infos = [
+            i
+            for i in resolve_streams(timeout=self.connect_timeout_s, name=self.name)
+            if i.stype.lower() != "annotations"
+        ]
         if not infos:
-            raise ConnectionError(f"no LSL stream named {self.name!r} on this machine within "
-                                  f"{self.connect_timeout_s:g} s: is the player running (make stream RECORDING=...)?")
+            raise ConnectionError(
+                f"no LSL stream named {self.name!r} on this machine within "
+                f"{self.connect_timeout_s:g} s: is the player running (make stream RECORDING=...)?"
+            )
         self._open(infos[0])
         return self
 
@@ -723,17 +808,21 @@ class LiveMonitor:
         from mne_lsl.stream import StreamLSL
 
         stream = StreamLSL(bufsize=2.0, name=info.name, stype=info.stype, source_id=info.source_id)
-        stream.connect(acquisition_delay=self.acquisition_delay_s, processing_flags=["clocksync"],
-                       timeout=self.connect_timeout_s)
+        stream.connect(
+            acquisition_delay=self.acquisition_delay_s, processing_flags=["clocksync"], timeout=self.connect_timeout_s
+        )
         stream.add_callback(self._on_chunk)
         self.stream, self.uid = stream, info.uid
         sfreq, ch_names = float(stream.info["sfreq"]), list(stream.ch_names)
         changed = self.online is not None and (sfreq != self.sfreq or ch_names != self.ch_names)
         if self.online is None or changed:
             if changed:
-                self._event("warning", "stream-changed",
-                            f"the stream now has {len(ch_names)} channels at {sfreq:g} Hz (was {len(self.ch_names)} at "
-                            f"{self.sfreq:g} Hz): monitoring restarts, without a baseline until a new one is measured")
+                self._event(
+                    "warning",
+                    "stream-changed",
+                    f"the stream now has {len(ch_names)} channels at {sfreq:g} Hz (was {len(self.ch_names)} at "
+                    f"{self.sfreq:g} Hz): monitoring restarts, without a baseline until a new one is measured",
+                )
                 self._close_recorder()
             self.sfreq, self.ch_names = sfreq, ch_names
             self.online = OnlineFeatures(sfreq, ch_names, self.cfg, self.given_infusion_start_s)
@@ -741,11 +830,25 @@ class LiveMonitor:
             self.criterion = TitrationCriterion(self.cfg.threshold_db, self.cfg.hold_s, self.cfg.smooth_windows)
             self._last_ts = self._ts_origin = None
             if self.record_to is not None:
-                self.recorder = SessionRecorder(self.record_to, self.name, ch_names, sfreq,
-                                                {**self.meta, "stream": self.name, "source_id": info.source_id,
-                                                 "convention": LIVE_CONVENTION, "config": asdict(self.cfg)})
-        self._event("info", "connected", f"stream {info.name!r} ({len(ch_names)} channels at {sfreq:g} Hz, source "
-                                         f"{info.source_id!r}, host {info.hostname!r})")
+                self.recorder = SessionRecorder(
+                    self.record_to,
+                    self.name,
+                    ch_names,
+                    sfreq,
+                    {
+                        **self.meta,
+                        "stream": self.name,
+                        "source_id": info.source_id,
+                        "convention": LIVE_CONVENTION,
+                        "config": asdict(self.cfg),
+                    },
+                )
+        self._event(
+            "info",
+            "connected",
+            f"stream {info.name!r} ({len(ch_names)} channels at {sfreq:g} Hz, source "
+            f"{info.source_id!r}, host {info.hostname!r})",
+        )
         self._open_markers()
         from mne_lsl.lsl import local_clock
 
@@ -757,7 +860,7 @@ class LiveMonitor:
         if self.markers is not None:
             try:
                 self.markers.disconnect()
-            except Exception:  # noqa: BLE001 - already gone
+            except Exception:
                 pass
         self.markers = None
         markers = StreamLSL(bufsize=64, name=f"{self.name}-annotations", stype="annotations")
@@ -765,10 +868,14 @@ class LiveMonitor:
             markers.connect(acquisition_delay=0.05, processing_flags=["clocksync"], timeout=1.0)
             markers.add_callback(self._on_marker)
             self.markers = markers
-        except Exception:  # noqa: BLE001 - a stream without markers: infusion start must then be given
+        except Exception:
             if self.online is not None and self.online.infusion_start_s is None:
-                self._event("info", "no-markers", f"no marker stream {self.name + '-annotations'!r}: infusion start "
-                                                  "unknown until given (no baseline, no alert)")
+                self._event(
+                    "info",
+                    "no-markers",
+                    f"no marker stream {self.name + '-annotations'!r}: infusion start "
+                    "unknown until given (no baseline, no alert)",
+                )
 
     def _on_chunk(self, data, timestamps, info):
         # In the acquisition thread: hand the chunk over exactly as pulled.
@@ -789,13 +896,19 @@ class LiveMonitor:
     # --- processing ---------------------------------------------------------------------------------
 
     def _event(self, level: str, event: str, message: str, **extra) -> dict:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         from mne_lsl.lsl import local_clock
 
-        record = {"lsl_time": round(local_clock(), 6), "utc": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                  "stream_time_s": round(self.online.time_s, 3) if self.online is not None else None,
-                  "level": level, "event": event, "message": message, **extra}
+        record = {
+            "lsl_time": round(local_clock(), 6),
+            "utc": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "stream_time_s": round(self.online.time_s, 3) if self.online is not None else None,
+            "level": level,
+            "event": event,
+            "message": message,
+            **extra,
+        }
         with self._lock:
             self.events.append(record)
         if self.recorder is not None:
@@ -834,9 +947,12 @@ class LiveMonitor:
             offset = arrival - ts[-1]
             if abs(offset) > 1.0:
                 self.clock_offset_s = offset
-                self._event("warning", "clock-offset",
-                            f"sample timestamps are {-offset:+.3f} s from this machine's LSL clock: windows are timed "
-                            "by sample count; latencies are corrected by this offset")
+                self._event(
+                    "warning",
+                    "clock-offset",
+                    f"sample timestamps are {-offset:+.3f} s from this machine's LSL clock: windows are timed "
+                    "by sample count; latencies are corrected by this offset",
+                )
             self._flush_pending_markers()
         # Split the chunk where consecutive timestamps jump (a dropout inside it, or a clock change).
         prev = np.concatenate([[self._last_ts if self._last_ts is not None else ts[0] - period], ts[:-1]])
@@ -863,12 +979,20 @@ class LiveMonitor:
         paused = arrival - (self._last_arrival or arrival)
         if jump_s > 0 and jump_s <= paused + 5.0:
             missing = int(round(jump_s * self.sfreq)) - 1
-            self._event("warning", "gap", f"{jump_s:.2f} s of samples missing (a dropout, or the source restarted): "
-                                          f"windows overlapping it and the next {self.cfg.settle_s:g} s do not count")
+            self._event(
+                "warning",
+                "gap",
+                f"{jump_s:.2f} s of samples missing (a dropout, or the source restarted): "
+                f"windows overlapping it and the next {self.cfg.settle_s:g} s do not count",
+            )
             return self.online.mark_break(missing, "gap")
         what = "jumped ahead" if jump_s > 0 else "went back"
-        self._event("warning", "clock-jump", f"sample timestamps {what} by {abs(jump_s):.2f} s while samples kept "
-                                             "arriving (the source's clock changed): treated as a break, no time inserted")
+        self._event(
+            "warning",
+            "clock-jump",
+            f"sample timestamps {what} by {abs(jump_s):.2f} s while samples kept "
+            "arriving (the source's clock changed): treated as a break, no time inserted",
+        )
         return self.online.mark_break(0, "gap")
 
     def _judge(self, result: WindowResult, arrival: float) -> None:
@@ -880,9 +1004,13 @@ class LiveMonitor:
         self._window_events(result)
         if fired is not None:
             self.status = "alert"
-            self._event("alert", "alert", f"occipital alpha at or below {self.cfg.threshold_db:g} dB re baseline "
-                                          f"for {self.cfg.hold_s:g} s (window at {fired:.1f} s from infusion start)",
-                        time_s=fired)
+            self._event(
+                "alert",
+                "alert",
+                f"occipital alpha at or below {self.cfg.threshold_db:g} dB re baseline "
+                f"for {self.cfg.hold_s:g} s (window at {fired:.1f} s from infusion start)",
+                time_s=fired,
+            )
         if np.isfinite(result.end_timestamp):
             from mne_lsl.lsl import local_clock
 
@@ -902,14 +1030,21 @@ class LiveMonitor:
                 parts.append(f"noisy: {', '.join(sorted(noisy - old_noisy))}")
             if (old_flat | old_noisy) - (flat | noisy):
                 parts.append(f"back: {', '.join(sorted((old_flat | old_noisy) - (flat | noisy)))}")
-            self._event("warning" if flat | noisy else "info", "channels",
-                        f"channels {'; '.join(parts)} (window at {result.time_s:.1f} s)"
-                        + ("; bad channels leave the reference and regions while they are bad" if flat | noisy else ""))
+            self._event(
+                "warning" if flat | noisy else "info",
+                "channels",
+                f"channels {'; '.join(parts)} (window at {result.time_s:.1f} s)"
+                + ("; bad channels leave the reference and regions while they are bad" if flat | noisy else ""),
+            )
             self._last_bad = bad
         if result.status != self._last_window_status:
             if result.status == "no-occipital-channel":
-                self._event("warning", "no-occipital-channel", f"no good occipital channel (window at {result.time_s:.1f} s): "
-                                                               "windows do not count until one is back")
+                self._event(
+                    "warning",
+                    "no-occipital-channel",
+                    f"no good occipital channel (window at {result.time_s:.1f} s): "
+                    "windows do not count until one is back",
+                )
             elif result.status == "ok" and self._last_window_status in ("no-occipital-channel", *INVALID_STATUSES):
                 self._event("info", "counting", f"windows count toward the alert again (from {result.time_s:.1f} s)")
             self._last_window_status = result.status
@@ -922,11 +1057,21 @@ class LiveMonitor:
         if description == self.infusion_event:
             if self.online.infusion_start_s is None:
                 self.online.set_infusion_start(at)
-                self._event("info", "infusion-start", f"{description} at {at:.2f} s of the stream: baseline from the "
-                                                      f"{len(self.online.baseline_db)} windows before it", timestamp=ts)
+                self._event(
+                    "info",
+                    "infusion-start",
+                    f"{description} at {at:.2f} s of the stream: baseline from the "
+                    f"{len(self.online.baseline_db)} windows before it",
+                    timestamp=ts,
+                )
             else:
-                self._event("info", "marker", f"{description} again at {at:.2f} s: ignored (infusion start is "
-                                              f"{self.online.infusion_start_s:.2f} s)", timestamp=ts)
+                self._event(
+                    "info",
+                    "marker",
+                    f"{description} again at {at:.2f} s: ignored (infusion start is "
+                    f"{self.online.infusion_start_s:.2f} s)",
+                    timestamp=ts,
+                )
         else:
             self._event("info", "marker", f"{description} at {at:.2f} s of the stream", timestamp=ts)
 
@@ -946,19 +1091,26 @@ class LiveMonitor:
         if (silent or lost) and not self._stalled:
             self._stalled = True
             self.status = "stalled"
-            self._event("warning", "stalled", f"no samples for {now - (self._last_arrival or now):.1f} s: the stream "
-                                              "stalled or stopped; waiting for it (or a restarted one)")
+            self._event(
+                "warning",
+                "stalled",
+                f"no samples for {now - (self._last_arrival or now):.1f} s: the stream "
+                "stalled or stopped; waiting for it (or a restarted one)",
+            )
         if self._stalled and time.monotonic() - self._last_resolve > self.cfg.reconnect_every_s:
             self._last_resolve = time.monotonic()
             infos = [i for i in resolve_streams(timeout=0.5, name=self.name) if i.stype.lower() != "annotations"]
             fresh = [i for i in infos if i.uid != self.uid]
             if fresh:
-                self._event("warning", "restarted", f"a new stream named {self.name!r} appeared (source "
-                                                    f"{fresh[0].source_id!r}): reconnecting")
+                self._event(
+                    "warning",
+                    "restarted",
+                    f"a new stream named {self.name!r} appeared (source {fresh[0].source_id!r}): reconnecting",
+                )
                 self._disconnect()
                 try:
                     self._open(fresh[0])
-                except Exception as exc:  # noqa: BLE001 - it may vanish again: keep waiting
+                except Exception as exc:
                     self._event("warning", "reconnect-failed", f"could not connect: {exc}")
 
     @property
@@ -990,7 +1142,7 @@ class LiveMonitor:
                     self.connect()
                 while not self._halt.is_set():
                     self.poll(0.1)
-            except Exception as exc:  # noqa: BLE001 - the page says so instead of dying silently
+            except Exception as exc:
                 self.status = "error"
                 self._event("error", "error", f"{type(exc).__name__}: {exc}")
 
@@ -1014,7 +1166,7 @@ class LiveMonitor:
             if stream is not None:
                 try:
                     stream.disconnect()
-                except Exception:  # noqa: BLE001 - it may already be gone
+                except Exception:
                     pass
         self.stream = self.markers = None
 
@@ -1028,39 +1180,70 @@ class LiveMonitor:
 
     def summary(self) -> dict:
         lat = [x for x in self.latency_s if np.isfinite(x)]
-        return {"alert_time_s": self.criterion.alert_time_s,
-                "infusion_start_s": self.online.infusion_start_s if self.online else None,
-                "n_windows": len(self.results), "n_discontinuities": self.n_discontinuities,
-                "clock_offset_s": self.clock_offset_s,
-                "latency_p95_s": float(np.percentile(lat, 95)) if lat else None}
+        return {
+            "alert_time_s": self.criterion.alert_time_s,
+            "infusion_start_s": self.online.infusion_start_s if self.online else None,
+            "n_windows": len(self.results),
+            "n_discontinuities": self.n_discontinuities,
+            "clock_offset_s": self.clock_offset_s,
+            "latency_p95_s": float(np.percentile(lat, 95)) if lat else None,
+        }
 
     def snapshot(self) -> dict:
         """What a view shows, copied under the lock (safe from another thread)."""
         with self._lock:
-            return {"results": list(self.results), "events": list(self.events), "status": self.status,
-                    "alert_time_s": self.criterion.alert_time_s, "sfreq": self.sfreq, "n_channels": len(self.ch_names),
-                    "infusion_start_s": self.online.infusion_start_s if self.online else None,
-                    "stream_time_s": self.online.time_s if self.online else 0.0}
+            return {
+                "results": list(self.results),
+                "events": list(self.events),
+                "status": self.status,
+                "alert_time_s": self.criterion.alert_time_s,
+                "sfreq": self.sfreq,
+                "n_channels": len(self.ch_names),
+                "infusion_start_s": self.online.infusion_start_s if self.online else None,
+                "stream_time_s": self.online.time_s if self.online else 0.0,
+            }
 
 
-def monitor(name: str, cfg: LiveConfig, duration_s: float, infusion_event: str = "infusion_start",
-            infusion_start_s: float | None = None, connect_timeout_s: float = 10.0, stop_after_s: float | None = 3.0,
-            record_to: Path | None = None, echo=None) -> dict:
+def monitor(
+    name: str,
+    cfg: LiveConfig,
+    duration_s: float,
+    infusion_event: str = "infusion_start",
+    infusion_start_s: float | None = None,
+    connect_timeout_s: float = 10.0,
+    stop_after_s: float | None = 3.0,
+    record_to: Path | None = None,
+    echo=None,
+) -> dict:
     """Follow stream ``name`` for ``duration_s`` (or until it stops): windows, the alert and latencies.
 
     Infusion start comes from the marker stream (``<name>-annotations``, one-hot channels named by event) unless
     given.  Latency of a window = LSL clock when its result exists − timestamp of its last sample."""
-    mon = LiveMonitor(name, cfg, infusion_event=infusion_event, infusion_start_s=infusion_start_s,
-                      record_to=record_to, connect_timeout_s=connect_timeout_s, echo=echo)
+    mon = LiveMonitor(
+        name,
+        cfg,
+        infusion_event=infusion_event,
+        infusion_start_s=infusion_start_s,
+        record_to=record_to,
+        connect_timeout_s=connect_timeout_s,
+        echo=echo,
+    )
     mon.connect()
     try:
         mon.run(duration_s, stop_after_s)
     finally:
         mon.stop()
-    return {"results": mon.results, "alert_time_s": mon.criterion.alert_time_s, "events": mon.events,
-            "latency_s": mon.latency_s, "processing_s": mon.processing_s, "chunk_latency_s": list(mon.chunk_latency_s),
-            "infusion_start_s": mon.online.infusion_start_s if mon.online else None, "recordings": mon.recordings,
-            "convention": LIVE_CONVENTION}
+    return {
+        "results": mon.results,
+        "alert_time_s": mon.criterion.alert_time_s,
+        "events": mon.events,
+        "latency_s": mon.latency_s,
+        "processing_s": mon.processing_s,
+        "chunk_latency_s": list(mon.chunk_latency_s),
+        "infusion_start_s": mon.online.infusion_start_s if mon.online else None,
+        "recordings": mon.recordings,
+        "convention": LIVE_CONVENTION,
+    }
 
 
 def _lsl_loopback_config() -> Path:
@@ -1077,21 +1260,28 @@ def find_recording(study, key: str):
     if len(matches) != 1:
         keys = [r.key for r in study.recordings]
         hint = "" if matches else f"; e.g. {', '.join(keys[:3])}"
-        raise SystemExit(f"{key!r}: {'matches ' + str(len(matches)) + ' recordings' if matches else 'no such recording'} "
-                         f"in study {study.name!r}{hint}")
+        raise SystemExit(
+            f"{key!r}: {'matches ' + str(len(matches)) + ' recordings' if matches else 'no such recording'} "
+            f"in study {study.name!r}{hint}"
+        )
     return matches[0]
 
 
 def print_event(event: dict) -> None:
     t = event.get("stream_time_s")
-    print(f"[{'' if t is None else f'{t:7.1f} s'}] {event['level']:>7} {event['event']}: {event['message']}", flush=True)
+    print(
+        f"[{'' if t is None else f'{t:7.1f} s'}] {event['level']:>7} {event['event']}: {event['message']}", flush=True
+    )
 
 
 def print_window(result: WindowResult, measure: str) -> None:
     alpha = "     –  " if not np.isfinite(result.occipital_alpha_db) else f"{result.occipital_alpha_db:+6.1f} dB"
     entropy = "  –  " if not np.isfinite(result.entropy) else f"{result.entropy:.3f}"
-    print(f"  t = {result.time_s:7.1f} s  alpha {alpha}  {measure} {entropy}  {result.n_good_channels:3d} good ch  "
-          f"{result.status}", flush=True)
+    print(
+        f"  t = {result.time_s:7.1f} s  alpha {alpha}  {measure} {entropy}  {result.n_good_channels:3d} good ch  "
+        f"{result.status}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1115,15 +1305,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream", required=True)
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--stop-after-s", type=float, default=15.0, help="end when no samples came for this long")
-    p.add_argument("--no-record", action="store_true", help="do not record the session to build/<study>/derivatives/live")
+    p.add_argument(
+        "--no-record", action="store_true", help="do not record the session to build/<study>/derivatives/live"
+    )
     p.add_argument("--quiet", action="store_true", help="status lines only, not every window")
     args = parser.parse_args(argv)
     _lsl_loopback_config()
     if args.command == "synth":
         data, names = synthetic_eeg(args.channels, args.sfreq, args.seconds, suppress_from_s=args.suppress_at_s)
         outlet = ArrayOutlet(data, args.sfreq, names, args.name, markers={"infusion_start": args.infusion_at_s}).start()
-        print(f"Streaming synthetic EEG as LSL stream {args.name!r} ({args.channels} channels at {args.sfreq:g} Hz, "
-              f"{args.seconds:g} s; markers {args.name + '-annotations'!r}); Ctrl-C stops", flush=True)
+        print(
+            f"Streaming synthetic EEG as LSL stream {args.name!r} ({args.channels} channels at {args.sfreq:g} Hz, "
+            f"{args.seconds:g} s; markers {args.name + '-annotations'!r}); Ctrl-C stops",
+            flush=True,
+        )
         try:
             outlet.thread.join()
         except KeyboardInterrupt:
@@ -1134,15 +1329,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "play":
         recording = find_recording(study, args.recording)
         if not study.root.is_dir():
-            print(f"error: the study's data are not at {study.root}: run `make study STUDY={args.manifest}` first",
-                  file=sys.stderr)
+            print(
+                f"error: the study's data are not at {study.root}: run `make study STUDY={args.manifest}` first",
+                file=sys.stderr,
+            )
             return 2
         raw = read_raw(recording, study.root, study.manifest.eeg.reader)
         name = stream_name(recording.key)
         player = start_player(raw, name)
-        print(f"Streaming {recording.key} as LSL stream {name!r} (markers {name + '-annotations'!r}); Ctrl-C stops\n"
-              f"Follow it with: make monitor STREAM={name}  (or python -m pipelines.eeg.live monitor "
-              f"{args.manifest} --stream {name})", flush=True)
+        print(
+            f"Streaming {recording.key} as LSL stream {name!r} (markers {name + '-annotations'!r}); Ctrl-C stops\n"
+            f"Follow it with: make monitor STREAM={name}  (or python -m pipelines.eeg.live monitor "
+            f"{args.manifest} --stream {name})",
+            flush=True,
+        )
         try:
             time.sleep(raw.times[-1] + 1.0)
         except KeyboardInterrupt:
@@ -1153,8 +1353,13 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
     cfg = LiveConfig.from_manifest(study.manifest)
-    mon = LiveMonitor(args.stream, cfg, record_to=None if args.no_record else live_derivatives_dir(study.name),
-                      meta={"study": study.name, "manifest": str(args.manifest)}, echo=print_event)
+    mon = LiveMonitor(
+        args.stream,
+        cfg,
+        record_to=None if args.no_record else live_derivatives_dir(study.name),
+        meta={"study": study.name, "manifest": str(args.manifest)},
+        echo=print_event,
+    )
     try:
         mon.connect()
     except ConnectionError as exc:

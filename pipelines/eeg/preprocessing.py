@@ -45,8 +45,9 @@ def channel_sd_uv(data_v: np.ndarray, sfreq: float, chunk_s: float = 2.0) -> np.
     return np.median(chunks.std(axis=2), axis=1) * 1e6
 
 
-def detect_bad_channels(sd_uv: np.ndarray, names: list[str], flat_sd_uv: float, noisy_robust_z: float,
-                        noisy_min_sd_ratio: float = 3.0) -> dict[str, str]:
+def detect_bad_channels(
+    sd_uv: np.ndarray, names: list[str], flat_sd_uv: float, noisy_robust_z: float, noisy_min_sd_ratio: float = 3.0
+) -> dict[str, str]:
     """Flat: SD below ``flat_sd_uv``.  Noisy: robust z of log SD (median, 1.4826·MAD across channels)
     above ``noisy_robust_z`` *and* SD at least ``noisy_min_sd_ratio`` × the median SD.  Log SD because channel
     power is roughly log-normal across the scalp; the ratio floor keeps channels that are merely large
@@ -98,13 +99,23 @@ def preprocess(raw, cfg, file: str | None = None):
     nyquist = sfreq / 2.0
     h_freq = min(cfg.h_freq, 0.45 * sfreq)
     line_freq = raw.info.get("line_freq") or cfg.line_freq
-    qc = PreprocessingQC(n_channels_in=len(raw.ch_names), sfreq=sfreq, line_freq=line_freq, band_hz=(cfg.l_freq, h_freq),
-                         notch_hz=[], median_channel_sd_uv=float("nan"), reference=cfg.reference)
+    qc = PreprocessingQC(
+        n_channels_in=len(raw.ch_names),
+        sfreq=sfreq,
+        line_freq=line_freq,
+        band_hz=(cfg.l_freq, h_freq),
+        notch_hz=[],
+        median_channel_sd_uv=float("nan"),
+        reference=cfg.reference,
+    )
     if h_freq < cfg.h_freq:
         qc.notes.append(f"low-pass lowered from {cfg.h_freq} to {h_freq:.2f} Hz (0.45 × sfreq {sfreq:g} Hz)")
     if cfg.l_freq >= h_freq:
-        raise InputError(f"band-pass {cfg.l_freq}-{h_freq:.2f} Hz is empty at sfreq {sfreq:g} Hz", file=file,
-                         field="eeg.preprocessing.l_freq")
+        raise InputError(
+            f"band-pass {cfg.l_freq}-{h_freq:.2f} Hz is empty at sfreq {sfreq:g} Hz",
+            file=file,
+            field="eeg.preprocessing.l_freq",
+        )
     raw.filter(cfg.l_freq, h_freq, verbose="error")
     if cfg.notch:
         if line_freq is None:
@@ -127,12 +138,16 @@ def preprocess(raw, cfg, file: str | None = None):
         raise InputError(
             f"physically implausible EEG: median channel SD {qc.median_channel_sd_uv:.4g} µV after filtering exceeds "
             f"{cfg.max_median_sd_uv} µV (wrong units in the file, e.g. µV stored as V, or a corrupted recording)",
-            file=file, field="eeg.preprocessing.max_median_sd_uv")
+            file=file,
+            field="eeg.preprocessing.max_median_sd_uv",
+        )
     if qc.median_channel_sd_uv < cfg.min_median_sd_uv:
         raise InputError(
             f"physically implausible EEG: median channel SD {qc.median_channel_sd_uv:.3g} µV after filtering is below "
             f"{cfg.min_median_sd_uv} µV (flat recording, or units stored as µV where volts are expected)",
-            file=file, field="eeg.preprocessing.min_median_sd_uv")
+            file=file,
+            field="eeg.preprocessing.min_median_sd_uv",
+        )
 
     qc.bad_channels = detect_bad_channels(sd, raw.ch_names, cfg.flat_sd_uv, cfg.noisy_robust_z, cfg.noisy_min_sd_ratio)
     if len(qc.bad_channels) >= len(raw.ch_names):

@@ -20,5 +20,11 @@ from .dose_models import dose_response_mixed, two_lines_test
 from .interaction import stratum_by_treatment_interaction
 from .mediation import within_subject_mediation
 
-__all__ = ["dose_response_mixed", "stratum_by_treatment_interaction", "two_lines_test", "within_between_correlation",
-           "within_subject_mediation", "within_subject_partial_correlation"]
+__all__ = [
+    "dose_response_mixed",
+    "stratum_by_treatment_interaction",
+    "two_lines_test",
+    "within_between_correlation",
+    "within_subject_mediation",
+    "within_subject_partial_correlation",
+]

@@ -5,20 +5,44 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-ROW_COLUMNS = ["routine", "quantity", "estimate", "ci_low", "ci_high", "p", "n_subjects", "n_obs",
-               "method", "convention"]
+ROW_COLUMNS = [
+    "routine",
+    "quantity",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "p",
+    "n_subjects",
+    "n_obs",
+    "method",
+    "convention",
+]
 
 
-def make_row(routine: str, quantity: str, estimate, interval: dict | None, n_subjects: int,
-             n_obs: int, method: str, convention: str, **extra) -> dict:
+def make_row(
+    routine: str,
+    quantity: str,
+    estimate,
+    interval: dict | None,
+    n_subjects: int,
+    n_obs: int,
+    method: str,
+    convention: str,
+    **extra,
+) -> dict:
     interval = interval or {}
-    row = {"routine": routine, "quantity": quantity,
-           "estimate": float(estimate) if estimate is not None else np.nan,
-           "ci_low": float(interval.get("ci_low", np.nan)),
-           "ci_high": float(interval.get("ci_high", np.nan)),
-           "p": float(interval.get("p", np.nan)),
-           "n_subjects": int(n_subjects), "n_obs": int(n_obs), "method": method,
-           "convention": convention}
+    row = {
+        "routine": routine,
+        "quantity": quantity,
+        "estimate": float(estimate) if estimate is not None else np.nan,
+        "ci_low": float(interval.get("ci_low", np.nan)),
+        "ci_high": float(interval.get("ci_high", np.nan)),
+        "p": float(interval.get("p", np.nan)),
+        "n_subjects": int(n_subjects),
+        "n_obs": int(n_obs),
+        "method": method,
+        "convention": convention,
+    }
     for key in ("se_boot", "n_boot_finite"):
         if key in interval:
             row[key] = interval[key]

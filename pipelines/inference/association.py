@@ -68,7 +68,7 @@ def _t_p(r: float, dof: int) -> float:
 def _weighted_r(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson r of (a, b) per row of ``weights`` (B × G counts): the r of each resample of subjects."""
     total = weights.sum(axis=1)
-    a, b = a - a.mean(), b - b.mean()   # centre once for numerical stability
+    a, b = a - a.mean(), b - b.mean()  # centre once for numerical stability
     ma, mb = np.einsum("bs,s->b", weights, a) / total, np.einsum("bs,s->b", weights, b) / total
     saa = np.einsum("bs,s->b", weights, a * a) / total - ma * ma
     sbb = np.einsum("bs,s->b", weights, b * b) / total - mb * mb
@@ -107,9 +107,17 @@ def pooled_correlation(df: pd.DataFrame, x: str, y: str) -> float:
     return float(np.corrcoef(part[x].to_numpy(float), part[y].to_numpy(float))[0, 1])
 
 
-def within_between_correlation(df: pd.DataFrame, x: str, y: str, subject: str, *,
-                               n_boot: int = 499, ci: float = 0.95, seed: int = 0,
-                               interval: str = "auto") -> pd.DataFrame:
+def within_between_correlation(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    subject: str,
+    *,
+    n_boot: int = 499,
+    ci: float = 0.95,
+    seed: int = 0,
+    interval: str = "auto",
+) -> pd.DataFrame:
     """Within-subject (rm-corr), between-subject (subject means) and pooled (description) correlations.
 
     ``interval`` "auto" (default): within row by subject-cluster bootstrap-t on Fisher z (delta-method
@@ -128,8 +136,10 @@ def within_between_correlation(df: pd.DataFrame, x: str, y: str, subject: str, *
     rng = np.random.default_rng(seed)
     weights = rs.cluster_weights(n_subj, n_boot, rng)
     common = {"n_boot": n_boot, "seed": seed, "x": x, "y": y}
-    boot_note = (f"subject-cluster bootstrap ({n_boot} resamples of {n_subj} subjects), "
-                 f"{'percentile interval' if interval == 'percentile' else 'Fisher-z bootstrap-SE t(G-1) interval'}")
+    boot_note = (
+        f"subject-cluster bootstrap ({n_boot} resamples of {n_subj} subjects), "
+        f"{'percentile interval' if interval == 'percentile' else 'Fisher-z bootstrap-SE t(G-1) interval'}"
+    )
 
     # Within: one pass of per-subject cross-products, reused by every resample.
     cross = rs.per_subject_crossproducts(rs.within_centre(values, codes, n_subj), codes, n_subj)
@@ -141,18 +151,28 @@ def within_between_correlation(df: pd.DataFrame, x: str, y: str, subject: str, *
         z_b, se_z_b = _rm_r_and_se(weights, cross)
         inter_within = rs.bootstrap_t_interval(float(z), float(se_z), z_b, se_z_b, ci)
         inter_within["ci_low"], inter_within["ci_high"] = np.tanh([inter_within["ci_low"], inter_within["ci_high"]])
-        within_note = (f"subject-cluster bootstrap-t ({n_boot} resamples of {n_subj} subjects) on Fisher z, "
-                       "delta-method CR1 SE, symmetric percentile-t interval")
+        within_note = (
+            f"subject-cluster bootstrap-t ({n_boot} resamples of {n_subj} subjects) on Fisher z, "
+            "delta-method CR1 SE, symmetric percentile-t interval"
+        )
     else:
         reps_within = _r_from_cross(np.einsum("bs,sij->bij", weights, cross))
         inter_within = rs.interval_from_replicates(r_within, reps_within, n_subj, ci, interval, "fisher_z")
         within_note = boot_note
     within = make_row(
-        "within_between_correlation", "within", r_within, inter_within,
-        n_subj, n_obs, f"repeated-measures correlation; {within_note}",
+        "within_between_correlation",
+        "within",
+        r_within,
+        inter_within,
+        n_subj,
+        n_obs,
+        f"repeated-measures correlation; {within_note}",
         "within-subject association: Pearson r of person-mean-centred x and y pooled over subjects "
         "(rm-corr, Bakdash & Marusich 2017); p_parametric: t with N-G-1 dof",
-        p_parametric=_t_p(r_within, dof_within), dof=dof_within, **common)
+        p_parametric=_t_p(r_within, dof_within),
+        dof=dof_within,
+        **common,
+    )
 
     # Between: subject means (unweighted: each subject counts once whatever its number of sessions).
     counts = np.bincount(codes, minlength=n_subj).astype(float)
@@ -160,32 +180,49 @@ def within_between_correlation(df: pd.DataFrame, x: str, y: str, subject: str, *
     r_between = float(np.corrcoef(means[:, 0], means[:, 1])[0, 1])
     reps_between = _weighted_r(weights, means[:, 0], means[:, 1])
     between = make_row(
-        "within_between_correlation", "between", r_between,
-        rs.interval_from_replicates(r_between, reps_between, n_subj, ci,
-                                    "se_t" if interval == "auto" else interval, "fisher_z"),
-        n_subj, n_obs, f"Pearson r of subject means; {boot_note}",
+        "within_between_correlation",
+        "between",
+        r_between,
+        rs.interval_from_replicates(
+            r_between, reps_between, n_subj, ci, "se_t" if interval == "auto" else interval, "fisher_z"
+        ),
+        n_subj,
+        n_obs,
+        f"Pearson r of subject means; {boot_note}",
         "between-subject association: Pearson r of the unweighted subject means of x and y; "
         "p_parametric: t with G-2 dof",
-        p_parametric=_t_p(r_between, n_subj - 2), dof=n_subj - 2, **common)
+        p_parametric=_t_p(r_between, n_subj - 2),
+        dof=n_subj - 2,
+        **common,
+    )
 
     pooled = make_row(
-        "within_between_correlation", "pooled", pooled_correlation(data, x, y), None, n_subj, n_obs,
+        "within_between_correlation",
+        "pooled",
+        pooled_correlation(data, x, y),
+        None,
+        n_subj,
+        n_obs,
         "Pearson r over all subject-sessions - DESCRIPTION ONLY, no inference",
         "pooled r mixes within- and between-subject association and treats sessions of one subject "
-        "as independent; not a test", p_parametric=np.nan, dof=np.nan, **common)
+        "as independent; not a test",
+        p_parametric=np.nan,
+        dof=np.nan,
+        **common,
+    )
     return table([within, between, pooled])
 
 
-def _design_columns(data: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
-                    ) -> tuple[np.ndarray, list[str]]:
+def _design_columns(
+    data: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+) -> tuple[np.ndarray, list[str]]:
     blocks, names = [], []
     for column in numeric:
         blocks.append(data[column].to_numpy(float)[:, None])
         names.append(column)
     for column in categorical:
         # Treatment coding, first level dropped (the within-subject intercept absorbs it).
-        dummies = pd.get_dummies(data[column].astype("category"), prefix=column, drop_first=True,
-                                 dtype=float)
+        dummies = pd.get_dummies(data[column].astype("category"), prefix=column, drop_first=True, dtype=float)
         blocks.append(dummies.to_numpy())
         names.extend(dummies.columns.astype(str))
     if not blocks:
@@ -193,11 +230,19 @@ def _design_columns(data: pd.DataFrame, numeric: Sequence[str], categorical: Seq
     return np.hstack(blocks), names
 
 
-def within_subject_partial_correlation(df: pd.DataFrame, x: str, y: str, subject: str,
-                                       covariates: Sequence[str] = (),
-                                       categorical: Sequence[str] = (), *, n_boot: int = 499,
-                                       ci: float = 0.95, seed: int = 0,
-                                       interval: str = "se_t") -> pd.DataFrame:
+def within_subject_partial_correlation(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    subject: str,
+    covariates: Sequence[str] = (),
+    categorical: Sequence[str] = (),
+    *,
+    n_boot: int = 499,
+    ci: float = 0.95,
+    seed: int = 0,
+    interval: str = "se_t",
+) -> pd.DataFrame:
     """Covariate-adjusted within-subject association: rm-corr with covariates (one row, "within_partial").
 
     Partial r of person-mean-centred x and y given the person-mean-centred ``covariates`` (numeric)
@@ -213,8 +258,9 @@ def within_subject_partial_correlation(df: pd.DataFrame, x: str, y: str, subject
     centred = rs.within_centre(np.column_stack([data[[x, y]].to_numpy(float), extra]), codes, n_subj)
     # A covariate with no within-subject variation is zero after centring: it cannot adjust anything.
     scale = np.abs(centred).max(axis=0)
-    keep = [0, 1] + [j for j in range(2, centred.shape[1])
-                     if scale[j] > 1e-10 * max(1.0, np.abs(extra[:, j - 2]).max())]
+    keep = [0, 1] + [
+        j for j in range(2, centred.shape[1]) if scale[j] > 1e-10 * max(1.0, np.abs(extra[:, j - 2]).max())
+    ]
     used = [names[j - 2] for j in keep[2:]]
     dropped = [n for n in names if n not in used]
     centred = centred[:, keep]
@@ -225,14 +271,24 @@ def within_subject_partial_correlation(df: pd.DataFrame, x: str, y: str, subject
     reps = _r_from_cross(np.einsum("bs,sij->bij", weights, cross))
     dof = n_obs - n_subj - 1 - k
     row = make_row(
-        "within_subject_partial_correlation", "within_partial", r,
+        "within_subject_partial_correlation",
+        "within_partial",
+        r,
         rs.interval_from_replicates(r, reps, n_subj, ci, interval, "fisher_z"),
-        n_subj, n_obs,
+        n_subj,
+        n_obs,
         f"rm-corr with covariates (within-subject partial r); subject-cluster bootstrap ({n_boot} "
         f"resamples), {'Fisher-z bootstrap-SE t(G-1) interval' if interval == 'se_t' else 'percentile interval'}",
         "within-subject partial association: partial r of person-mean-centred x and y given "
         "person-mean-centred covariates (= partial r of x in OLS y ~ x + covariates + subject fixed "
         "effects); p_parametric: t with N-G-1-k dof",
-        p_parametric=_t_p(r, dof), dof=dof, covariates_used=", ".join(used) or "none",
-        covariates_dropped=", ".join(dropped) or "none", n_boot=n_boot, seed=seed, x=x, y=y)
+        p_parametric=_t_p(r, dof),
+        dof=dof,
+        covariates_used=", ".join(used) or "none",
+        covariates_dropped=", ".join(dropped) or "none",
+        n_boot=n_boot,
+        seed=seed,
+        x=x,
+        y=y,
+    )
     return table([row])

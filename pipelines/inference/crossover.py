@@ -26,11 +26,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["CROSSOVER_NOT_MODELLED", "crossover_dose_model", "crossover_terms", "identified_terms",
-           "williams_sequences"]
+__all__ = [
+    "CROSSOVER_NOT_MODELLED",
+    "crossover_dose_model",
+    "crossover_terms",
+    "identified_terms",
+    "williams_sequences",
+]
 
-CROSSOVER_NOT_MODELLED = ("session order not recorded (no design.session_order_column): period, sequence and "
-                          "carry-over are not modelled")
+CROSSOVER_NOT_MODELLED = (
+    "session order not recorded (no design.session_order_column): period, sequence and carry-over are not modelled"
+)
 
 
 def williams_sequences(k: int) -> tuple[tuple[int, ...], ...]:
@@ -94,8 +100,14 @@ def _centred(df: pd.DataFrame, subject: str, columns: list[str]) -> np.ndarray:
     return (values - values.groupby(df[subject]).transform("mean")).to_numpy()
 
 
-def identified_terms(df: pd.DataFrame, subject: str, dose: str, period: str = "period",
-                     sequence: str = "sequence", carryover: str = "carryover_dose") -> dict[str, tuple[bool, str]]:
+def identified_terms(
+    df: pd.DataFrame,
+    subject: str,
+    dose: str,
+    period: str = "period",
+    sequence: str = "sequence",
+    carryover: str = "carryover_dose",
+) -> dict[str, tuple[bool, str]]:
     """For each crossover term (``period``, ``sequence``, ``carryover``): (identified, one-line reason if not),
     on the rows given (after any row filtering, e.g. active sessions only)."""
     tol = 1e-9
@@ -110,16 +122,20 @@ def identified_terms(df: pd.DataFrame, subject: str, dose: str, period: str = "p
     if n_periods < 2:
         out["period"] = (False, "period not identified: one period only")
     elif rank_period < rank_dose + n_periods - 1:
-        out["period"] = (False, "period not identified: aliased with dose within subjects (subjects share one "
-                                "sequence)")
+        out["period"] = (
+            False,
+            "period not identified: aliased with dose within subjects (subjects share one sequence)",
+        )
     else:
         out["period"] = (True, "")
     n_seq, n_subj = df[sequence].nunique(), df[subject].nunique()
     if n_seq < 2:
         out["sequence"] = (False, "sequence not identified: every subject has the same sequence")
     elif n_subj <= n_seq:
-        out["sequence"] = (False, f"sequence not identified: {n_seq} sequences for {n_subj} subjects (a sequence "
-                                  "would be a subject label)")
+        out["sequence"] = (
+            False,
+            f"sequence not identified: {n_seq} sequences for {n_subj} subjects (a sequence would be a subject label)",
+        )
     else:
         out["sequence"] = (True, "")
     full = _centred(work, subject, [dose, *dummies.columns, carryover])
@@ -131,8 +147,17 @@ def identified_terms(df: pd.DataFrame, subject: str, dose: str, period: str = "p
     return out
 
 
-def crossover_dose_model(df: pd.DataFrame, outcome: str, dose: str, subject: str, order: str | None = None, *,
-                         carryover: bool = True, n_boot: int = 499, seed: int = 0) -> pd.DataFrame:
+def crossover_dose_model(
+    df: pd.DataFrame,
+    outcome: str,
+    dose: str,
+    subject: str,
+    order: str | None = None,
+    *,
+    carryover: bool = True,
+    n_boot: int = 499,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Dose effect per unit dose with the crossover terms the recorded order identifies.
 
     :func:`pipelines.inference.dose_response_mixed` (random dose slopes when identified; subject-cluster
@@ -156,14 +181,22 @@ def crossover_dose_model(df: pd.DataFrame, outcome: str, dose: str, subject: str
     if not carryover:
         status["carryover"] = (False, "carry-over not modelled (washout between sessions; carryover=False)")
     use = {term: ok for term, (ok, _) in status.items()}
-    rows = dose_response_mixed(data, outcome, dose, subject,
-                               period="period" if use["period"] else None,
-                               sequence="sequence" if use["sequence"] else None,
-                               carryover="carryover_dose" if use["carryover"] else None,
-                               n_boot=n_boot, seed=seed)
+    rows = dose_response_mixed(
+        data,
+        outcome,
+        dose,
+        subject,
+        period="period" if use["period"] else None,
+        sequence="sequence" if use["sequence"] else None,
+        carryover="carryover_dose" if use["carryover"] else None,
+        n_boot=n_boot,
+        seed=seed,
+    )
     fitted = [t for t in ("period", "sequence", "carryover") if use[t]]
     reasons = [reason for _, (ok, reason) in status.items() if not ok]
-    note = (f"crossover terms from the recorded session order ({order}): "
-            + (", ".join(fitted) if fitted else "none identified")
-            + ("; " + "; ".join(reasons) if reasons else ""))
+    note = (
+        f"crossover terms from the recorded session order ({order}): "
+        + (", ".join(fitted) if fitted else "none identified")
+        + ("; " + "; ".join(reasons) if reasons else "")
+    )
     return rows.assign(crossover_terms=", ".join(fitted) or "none", crossover_note=note)

@@ -38,7 +38,7 @@ class StrataDesign:
     session_sd_log: float = 0.20
     draw_sd_log: float = 0.25
     change_sd_log: float = 0.10
-    effect_log: float = 0.0            # δ: ln change after an active dose in truly inflamed subjects
+    effect_log: float = 0.0  # δ: ln change after an active dose in truly inflamed subjects
     threshold_mg_per_l: float = 3.0
     strata_rule: str = "screening"
 
@@ -51,22 +51,30 @@ def simulate_crp_crossover(design: StrataDesign, rng: np.random.Generator) -> pd
     ln_change and the 0/1 ``inflamed`` of ``design.strata_rule`` (NaN for a dropped subject)."""
     g, k = design.n_subjects, design.n_active + 1
     mu = np.log(design.crp_median_mg_per_l) + design.set_point_sd_log * rng.standard_normal(g)
-    day = design.session_sd_log * rng.standard_normal((g, k + 1))          # column 0: screening day
+    day = design.session_sd_log * rng.standard_normal((g, k + 1))  # column 0: screening day
     draw = design.draw_sd_log * rng.standard_normal((g, 2 * k + 1))
     treated = np.arange(k) > 0
     true_inflamed = mu >= np.log(design.threshold_mg_per_l)
-    baseline = mu[:, None] + day[:, 1:] + draw[:, 1:k + 1]
-    post = (mu[:, None] + day[:, 1:] + design.effect_log * (true_inflamed[:, None] & treated[None, :])
-            + design.change_sd_log * rng.standard_normal((g, k)) + draw[:, k + 1:])
+    baseline = mu[:, None] + day[:, 1:] + draw[:, 1 : k + 1]
+    post = (
+        mu[:, None]
+        + day[:, 1:]
+        + design.effect_log * (true_inflamed[:, None] & treated[None, :])
+        + design.change_sd_log * rng.standard_normal((g, k))
+        + draw[:, k + 1 :]
+    )
     screening = mu + day[:, 0] + draw[:, 0]
-    data = pd.DataFrame({
-        "subject": np.repeat([f"sub-{i + 1:02d}" for i in range(g)], k),
-        "session": np.tile(np.arange(k), g),
-        "treated": np.tile(treated, g),
-        "true_inflamed": np.repeat(true_inflamed, k),
-        "ln_screening": np.repeat(screening, k),
-        "ln_baseline": baseline.ravel(), "ln_post": post.ravel(),
-    })
+    data = pd.DataFrame(
+        {
+            "subject": np.repeat([f"sub-{i + 1:02d}" for i in range(g)], k),
+            "session": np.tile(np.arange(k), g),
+            "treated": np.tile(treated, g),
+            "true_inflamed": np.repeat(true_inflamed, k),
+            "ln_screening": np.repeat(screening, k),
+            "ln_baseline": baseline.ravel(),
+            "ln_post": post.ravel(),
+        }
+    )
     data["ln_change"] = data["ln_post"] - data["ln_baseline"]
     data["inflamed"] = assign_strata(data, design.strata_rule, design.threshold_mg_per_l)
     return data

@@ -57,8 +57,7 @@ def _fit_mixed(data: pd.DataFrame, formula: str, random_slope: bool):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model = smf.mixedlm(formula, data, groups=data["_subject"],
-                                re_formula="~_dose" if random_slope else "1")
+            model = smf.mixedlm(formula, data, groups=data["_subject"], re_formula="~_dose" if random_slope else "1")
             fit = model.fit(reml=True)
             error = None
         except (np.linalg.LinAlgError, ValueError) as exc:
@@ -85,10 +84,20 @@ def _gls_pieces(model, fit, codes: np.ndarray, n_subj: int) -> tuple[np.ndarray,
     return gram, moment
 
 
-def dose_response_mixed(df: pd.DataFrame, outcome: str, dose: str, subject: str, period: str | None = None,
-                        sequence: str | None = None, carryover: str | None = None, *,
-                        n_boot: int = 499, ci: float = 0.95, seed: int = 0,
-                        random_slope: bool | str = "auto") -> pd.DataFrame:
+def dose_response_mixed(
+    df: pd.DataFrame,
+    outcome: str,
+    dose: str,
+    subject: str,
+    period: str | None = None,
+    sequence: str | None = None,
+    carryover: str | None = None,
+    *,
+    n_boot: int = 499,
+    ci: float = 0.95,
+    seed: int = 0,
+    random_slope: bool | str = "auto",
+) -> pd.DataFrame:
     """Fixed dose effect (per unit dose) from a random-intercept + random-dose-slope MixedLM.
 
     ``period`` and ``sequence`` enter as categorical fixed effects, ``carryover`` (e.g. the previous
@@ -101,8 +110,9 @@ def dose_response_mixed(df: pd.DataFrame, outcome: str, dose: str, subject: str,
     columns = [subject, outcome, dose] + [c for c in (period, sequence, carryover) if c]
     numeric = [outcome, dose] + ([carryover] if carryover and pd.api.types.is_numeric_dtype(df[carryover]) else [])
     data = complete_rows(df, columns, numeric)
-    work = pd.DataFrame({"_subject": data[subject].astype(str), "_y": data[outcome].astype(float),
-                         "_dose": data[dose].astype(float)})
+    work = pd.DataFrame(
+        {"_subject": data[subject].astype(str), "_y": data[outcome].astype(float), "_dose": data[dose].astype(float)}
+    )
     terms = ["_dose"]
     if period:
         work["_period"] = data[period].astype(str)
@@ -138,8 +148,10 @@ def dose_response_mixed(df: pd.DataFrame, outcome: str, dose: str, subject: str,
         raise RuntimeError(f"dose_response_mixed: mixed model could not be fitted: {error}")
 
     cov_re = np.asarray(fit.cov_re, dtype=float)
-    boundary = bool(np.min(np.linalg.eigvalsh(cov_re)) <= 1e-6 * max(float(fit.scale), 1e-12)
-                    or any("boundary" in m or "singular" in m for m in messages))
+    boundary = bool(
+        np.min(np.linalg.eigvalsh(cov_re)) <= 1e-6 * max(float(fit.scale), 1e-12)
+        or any("boundary" in m or "singular" in m for m in messages)
+    )
     gram, moment = _gls_pieces(model, fit, codes, n_subj)
     names = list(model.exog_names)
     beta = np.linalg.solve(gram.sum(axis=0), moment.sum(axis=0))
@@ -165,39 +177,70 @@ def dose_response_mixed(df: pd.DataFrame, outcome: str, dose: str, subject: str,
     re_text = "random intercept + random dose slope" if use_slope else "random intercept only"
     wald = fit.conf_int(alpha=1 - ci)
     sd = np.sqrt(np.clip(np.diag(cov_re), 0, None))
-    convention = (f"fixed effect per unit of {dose} in LMM (REML) with {re_text} per {subject}"
-                  + (f", crossover terms: {', '.join(t for t in (period, sequence, carryover) if t)}" if len(terms) > 1 else "")
-                  + "; CI/p: subject-cluster bootstrap-t of the GLS estimator at the REML variance "
-                    "components (CR1 sandwich SE per resample, symmetric percentile-t)")
+    convention = (
+        f"fixed effect per unit of {dose} in LMM (REML) with {re_text} per {subject}"
+        + (f", crossover terms: {', '.join(t for t in (period, sequence, carryover) if t)}" if len(terms) > 1 else "")
+        + "; CI/p: subject-cluster bootstrap-t of the GLS estimator at the REML variance "
+        "components (CR1 sandwich SE per resample, symmetric percentile-t)"
+    )
     pretty = {"_dose": dose, "_carry": carryover}
-    display_formula = (formula.replace("_y", outcome).replace("_dose", dose).replace("_period", str(period))
-                       .replace("_sequence", str(sequence)).replace("_carry", str(carryover)))
+    display_formula = (
+        formula.replace("_y", outcome)
+        .replace("_dose", dose)
+        .replace("_period", str(period))
+        .replace("_sequence", str(sequence))
+        .replace("_carry", str(carryover))
+    )
     rows = []
     # The dose row first, then carry-over, period and sequence terms.
-    order = sorted((j for j, name in enumerate(names) if name != "Intercept"),
-                   key=lambda j: (names[j] != "_dose", names[j] != "_carry", j))
+    order = sorted(
+        (j for j, name in enumerate(names) if name != "Intercept"),
+        key=lambda j: (names[j] != "_dose", names[j] != "_carry", j),
+    )
     for j in order:
         name = names[j]
-        label = pretty.get(name, name.replace("C(_period)", f"C({period})").replace(
-            "C(_sequence)", f"C({sequence})").replace("C(_carry)", f"C({carryover})"))
-        rows.append(make_row(
-            "dose_response_mixed", label, beta[j],
-            rs.bootstrap_t_interval(beta[j], se[j], reps[:, j], se_b[:, j], ci),
-            n_subj, n_obs, f"MixedLM REML, {re_text}; subject-cluster bootstrap-t ({n_boot} resamples of "
-                           f"{n_subj} subjects, CR1 sandwich SE, symmetric percentile-t interval)",
-            convention, term=label, random_effects=re_text, fallback_reason=fallback_reason or "none",
-            se_cr1=float(se[j]), converged=bool(fit.converged), boundary=boundary,
-            warnings=" | ".join(messages) or "none",
-            sd_intercept=float(sd[0]), sd_slope=float(sd[1]) if use_slope else np.nan,
-            residual_sd=float(np.sqrt(fit.scale)), p_wald_z=float(fit.pvalues[name]),
-            ci_wald_low=float(wald.loc[name, 0]), ci_wald_high=float(wald.loc[name, 1]),
-            formula=display_formula, n_boot=n_boot, seed=seed))
+        label = pretty.get(
+            name,
+            name.replace("C(_period)", f"C({period})")
+            .replace("C(_sequence)", f"C({sequence})")
+            .replace("C(_carry)", f"C({carryover})"),
+        )
+        rows.append(
+            make_row(
+                "dose_response_mixed",
+                label,
+                beta[j],
+                rs.bootstrap_t_interval(beta[j], se[j], reps[:, j], se_b[:, j], ci),
+                n_subj,
+                n_obs,
+                f"MixedLM REML, {re_text}; subject-cluster bootstrap-t ({n_boot} resamples of "
+                f"{n_subj} subjects, CR1 sandwich SE, symmetric percentile-t interval)",
+                convention,
+                term=label,
+                random_effects=re_text,
+                fallback_reason=fallback_reason or "none",
+                se_cr1=float(se[j]),
+                converged=bool(fit.converged),
+                boundary=boundary,
+                warnings=" | ".join(messages) or "none",
+                sd_intercept=float(sd[0]),
+                sd_slope=float(sd[1]) if use_slope else np.nan,
+                residual_sd=float(np.sqrt(fit.scale)),
+                p_wald_z=float(fit.pvalues[name]),
+                ci_wald_low=float(wald.loc[name, 0]),
+                ci_wald_high=float(wald.loc[name, 1]),
+                formula=display_formula,
+                n_boot=n_boot,
+                seed=seed,
+            )
+        )
     return table(rows)
 
 
 # ------------------------------------------------------------------------------------------------
 # Two-lines test
 # ------------------------------------------------------------------------------------------------
+
 
 def _spline_fit(centred_y, dose, period_dummies, codes, n_subj, knot, weights):
     """Slopes (low, high) of the joined two-line fit at ``knot``, with bootstrap replicates."""
@@ -213,9 +256,18 @@ def _spline_fit(centred_y, dose, period_dummies, codes, n_subj, knot, weights):
     return coef[:2], reps[:, :2]
 
 
-def two_lines_test(df: pd.DataFrame, outcome: str, dose: str, subject: str, period: str | None = None,
-                   *, alpha: float = 0.05, n_boot: int = 499, ci: float = 0.95, seed: int = 0
-                   ) -> pd.DataFrame:
+def two_lines_test(
+    df: pd.DataFrame,
+    outcome: str,
+    dose: str,
+    subject: str,
+    period: str | None = None,
+    *,
+    alpha: float = 0.05,
+    n_boot: int = 499,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Simonsohn's (2018) two-lines test for an inverted U (or U) over discrete within-subject doses.
 
     Steps (adaptation to discrete doses stated in ``convention``): (1) subject-centred dose means and
@@ -246,14 +298,16 @@ def two_lines_test(df: pd.DataFrame, outcome: str, dose: str, subject: str, peri
     x_max = levels[top]
     flat = levels[means >= means[top] - ses[top]]
     knot = x_max if x_max in interior else interior[np.argmin(np.abs(interior - x_max))]
-    period_dummies = (pd.get_dummies(data[period].astype("category"), drop_first=True, dtype=float).to_numpy()
-                      if period else np.empty((n_obs, 0)))
+    period_dummies = (
+        pd.get_dummies(data[period].astype("category"), drop_first=True, dtype=float).to_numpy()
+        if period
+        else np.empty((n_obs, 0))
+    )
     weights = rs.cluster_weights(n_subj, n_boot, np.random.default_rng(seed))
 
     def fit_at(k):
         coef, reps = _spline_fit(y, x, period_dummies, codes, n_subj, k, weights)
-        out = [rs.interval_from_replicates(coef[j], reps[:, j], n_subj, ci, "se_t", "identity")
-               for j in range(2)]
+        out = [rs.interval_from_replicates(coef[j], reps[:, j], n_subj, ci, "se_t", "identity") for j in range(2)]
         return coef, out
 
     coef, inter = fit_at(knot)
@@ -272,15 +326,26 @@ def two_lines_test(df: pd.DataFrame, outcome: str, dose: str, subject: str, peri
     else:
         verdict = "no U-shape shown"
 
-    convention = (f"Simonsohn (2018) two-lines test adapted to discrete doses: lines joined at breakpoint "
-                  f"{knot:g} (Robin Hood rule over interior doses within 1 SE of the highest subject-centred "
-                  f"mean), subject fixed intercepts{' and period terms' if period else ''}; slopes per unit "
-                  f"{dose}; inverted U iff low slope > 0 and high slope < 0, both significant at alpha = {alpha:g}")
-    common = dict(verdict=verdict, breakpoint=float(knot), x_max=float(x_max),
-                  flat_region=", ".join(f"{v:g}" for v in flat), alpha=alpha, n_boot=n_boot, seed=seed)
+    convention = (
+        f"Simonsohn (2018) two-lines test adapted to discrete doses: lines joined at breakpoint "
+        f"{knot:g} (Robin Hood rule over interior doses within 1 SE of the highest subject-centred "
+        f"mean), subject fixed intercepts{' and period terms' if period else ''}; slopes per unit "
+        f"{dose}; inverted U iff low slope > 0 and high slope < 0, both significant at alpha = {alpha:g}"
+    )
+    common = dict(
+        verdict=verdict,
+        breakpoint=float(knot),
+        x_max=float(x_max),
+        flat_region=", ".join(f"{v:g}" for v in flat),
+        alpha=alpha,
+        n_boot=n_boot,
+        seed=seed,
+    )
     method = "two-lines regression; " + _BOOT_NOTE.format(n=n_boot, g=n_subj)
-    rows = [make_row("two_lines_test", name, coef[j], inter[j], n_subj, n_obs, method, convention, **common)
-            for j, name in enumerate(("slope_low", "slope_high"))]
+    rows = [
+        make_row("two_lines_test", name, coef[j], inter[j], n_subj, n_obs, method, convention, **common)
+        for j, name in enumerate(("slope_low", "slope_high"))
+    ]
 
     # Contrast top dose - dose with the highest mean, within subject (paired over subjects with both).
     top_dose = levels[-1]
@@ -294,12 +359,24 @@ def two_lines_test(df: pd.DataFrame, outcome: str, dose: str, subject: str, peri
         if n_pair >= 2:
             se = diff.std(ddof=1) / np.sqrt(n_pair)
             half = sps.t.ppf(0.5 + ci / 2, n_pair - 1) * se
-            interval = {"ci_low": contrast - half, "ci_high": contrast + half,
-                        "p": float(2 * sps.t.sf(abs(contrast) / se, n_pair - 1)) if se > 0 else np.nan}
-    rows.append(make_row(
-        "two_lines_test", "top_vs_peak_contrast", contrast if x_max != top_dose else np.nan, interval,
-        n_pair, n_obs, "paired t over subjects (t with n_pairs - 1 dof)",
-        f"within-subject mean of {outcome} at the top dose ({top_dose:g}) minus at the dose with the highest "
-        f"subject-centred mean ({x_max:g}); pre-specified, data-selected peak (biased towards negative); "
-        "NaN when the peak is the top dose", **common))
+            interval = {
+                "ci_low": contrast - half,
+                "ci_high": contrast + half,
+                "p": float(2 * sps.t.sf(abs(contrast) / se, n_pair - 1)) if se > 0 else np.nan,
+            }
+    rows.append(
+        make_row(
+            "two_lines_test",
+            "top_vs_peak_contrast",
+            contrast if x_max != top_dose else np.nan,
+            interval,
+            n_pair,
+            n_obs,
+            "paired t over subjects (t with n_pairs - 1 dof)",
+            f"within-subject mean of {outcome} at the top dose ({top_dose:g}) minus at the dose with the highest "
+            f"subject-centred mean ({x_max:g}); pre-specified, data-selected peak (biased towards negative); "
+            "NaN when the peak is the top dose",
+            **common,
+        )
+    )
     return table(rows)

@@ -33,12 +33,18 @@ from .resampling import bootstrap_t_interval, per_subject_crossproducts, subject
 
 __all__ = ["within_between_effect", "within_moderation"]
 
-WITHIN_CONVENTION = ("within-subject effect: OLS on person-mean-centred outcome, predictor and covariates (= subject "
-                     "fixed effects); wild cluster bootstrap-t (Webb weights per subject) of the cluster-robust t")
-BETWEEN_CONVENTION = ("between-subject effect: OLS of subject means of the outcome on subject means of the predictor "
-                      "and covariates; t with G − k − 1 df; confounded by subject traits (description of traits)")
-MODERATION_CONVENTION = ("within-subject moderation: coefficient of predictor × (moderator − sample mean) with both "
-                         "main effects, all person-mean centred; wild cluster bootstrap-t (Webb weights per subject)")
+WITHIN_CONVENTION = (
+    "within-subject effect: OLS on person-mean-centred outcome, predictor and covariates (= subject "
+    "fixed effects); wild cluster bootstrap-t (Webb weights per subject) of the cluster-robust t"
+)
+BETWEEN_CONVENTION = (
+    "between-subject effect: OLS of subject means of the outcome on subject means of the predictor "
+    "and covariates; t with G − k − 1 df; confounded by subject traits (description of traits)"
+)
+MODERATION_CONVENTION = (
+    "within-subject moderation: coefficient of predictor × (moderator − sample mean) with both "
+    "main effects, all person-mean centred; wild cluster bootstrap-t (Webb weights per subject)"
+)
 
 
 def _within_fit(per_subject: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -71,8 +77,9 @@ def _within_fit(per_subject: np.ndarray, weights: np.ndarray | None = None) -> t
 WEBB_WEIGHTS = np.array([-np.sqrt(1.5), -1.0, -np.sqrt(0.5), np.sqrt(0.5), 1.0, np.sqrt(1.5)])
 
 
-def _within(data: pd.DataFrame, outcome: str, predictors: list[str], subject: str, target: int, n_boot: int,
-            seed: int) -> tuple[float, dict, int, int]:
+def _within(
+    data: pd.DataFrame, outcome: str, predictors: list[str], subject: str, target: int, n_boot: int, seed: int
+) -> tuple[float, dict, int, int]:
     """Within estimate of predictor ``target`` with a wild cluster bootstrap-t interval (see the module docstring).
 
     Each resample keeps every subject and its design, and multiplies the subject's residuals by one draw of
@@ -87,20 +94,28 @@ def _within(data: pd.DataFrame, outcome: str, predictors: list[str], subject: st
     if not np.isfinite(beta[target]):
         return float("nan"), {}, n_subjects, len(data)
     sxx_g, sxy_g = per_subject[:, 1:, 1:], per_subject[:, 1:, 0]
-    scores = sxy_g - sxx_g @ beta                                          # (G × k) subject scores at β̂
+    scores = sxy_g - sxx_g @ beta  # (G × k) subject scores at β̂
     bread = np.linalg.inv(sxx_g.sum(axis=0))
     weights = np.random.default_rng(seed).choice(WEBB_WEIGHTS, size=(n_boot, n_subjects))
-    shift = np.einsum("kl,bg,gl->bk", bread, weights, scores)              # β* − β̂
+    shift = np.einsum("kl,bg,gl->bk", bread, weights, scores)  # β* − β̂
     new_scores = weights[:, :, None] * scores[None] - np.einsum("gkl,bl->bgk", sxx_g, shift)
     meat = np.einsum("bgk,bgl->bkl", new_scores, new_scores) * n_subjects / (n_subjects - 1)
     se_star = np.sqrt(np.clip(np.einsum("kl,blm,mk->bk", bread, meat, bread), 0.0, None))
-    interval = bootstrap_t_interval(float(beta[target]), float(se[target]), beta[target] + shift[:, target],
-                                    se_star[:, target])
+    interval = bootstrap_t_interval(
+        float(beta[target]), float(se[target]), beta[target] + shift[:, target], se_star[:, target]
+    )
     return float(beta[target]), interval, n_subjects, len(data)
 
 
-def within_between_effect(df: pd.DataFrame, outcome: str, predictor: str, subject: str,
-                          covariates: Sequence[str] = (), n_boot: int = 1999, seed: int = 0) -> pd.DataFrame:
+def within_between_effect(
+    df: pd.DataFrame,
+    outcome: str,
+    predictor: str,
+    subject: str,
+    covariates: Sequence[str] = (),
+    n_boot: int = 1999,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Rows ``within`` and ``between`` for ``predictor`` → ``outcome`` (see the module docstring)."""
     covariates = [c for c in covariates if c != predictor]
     data = complete_rows(df, [subject, outcome, predictor, *covariates], [outcome, predictor, *covariates])
@@ -109,13 +124,33 @@ def within_between_effect(df: pd.DataFrame, outcome: str, predictor: str, subjec
     rows = []
     if data.groupby(subject)[predictor].nunique().max() > 1:
         estimate, interval, g, n = _within(data, outcome, [predictor, *varying], subject, 0, n_boot, seed)
-        rows.append(make_row("within_between_effect", "within", estimate, interval, g, n,
-                             "wild cluster bootstrap-t", WITHIN_CONVENTION,
-                             covariates=", ".join(varying) or "none"))
+        rows.append(
+            make_row(
+                "within_between_effect",
+                "within",
+                estimate,
+                interval,
+                g,
+                n,
+                "wild cluster bootstrap-t",
+                WITHIN_CONVENTION,
+                covariates=", ".join(varying) or "none",
+            )
+        )
     else:
-        rows.append(make_row("within_between_effect", "within", np.nan, None, data[subject].nunique(), len(data),
-                             "not estimable", WITHIN_CONVENTION + "; the predictor does not vary within any subject",
-                             covariates=", ".join(varying) or "none"))
+        rows.append(
+            make_row(
+                "within_between_effect",
+                "within",
+                np.nan,
+                None,
+                data[subject].nunique(),
+                len(data),
+                "not estimable",
+                WITHIN_CONVENTION + "; the predictor does not vary within any subject",
+                covariates=", ".join(varying) or "none",
+            )
+        )
     means = data.groupby(subject)[[outcome, predictor, *covariates]].mean()
     between_covs = [c for c in covariates if means[c].nunique() > 1]
     x = np.column_stack([np.ones(len(means)), means[[predictor, *between_covs]].to_numpy(float)])
@@ -128,28 +163,75 @@ def within_between_effect(df: pd.DataFrame, outcome: str, predictor: str, subjec
         cov = (resid @ resid / dof) * np.linalg.inv(x.T @ x)
         estimate, se = float(coef[1]), float(np.sqrt(cov[1, 1]))
         half = sps.t.ppf(0.975, dof) * se
-        interval = {"ci_low": estimate - half, "ci_high": estimate + half,
-                    "p": float(2 * sps.t.sf(abs(estimate / se), dof)) if se > 0 else np.nan}
-    rows.append(make_row("within_between_effect", "between", estimate, interval, len(means), len(data),
-                         "OLS on subject means", BETWEEN_CONVENTION, covariates=", ".join(between_covs) or "none"))
+        interval = {
+            "ci_low": estimate - half,
+            "ci_high": estimate + half,
+            "p": float(2 * sps.t.sf(abs(estimate / se), dof)) if se > 0 else np.nan,
+        }
+    rows.append(
+        make_row(
+            "within_between_effect",
+            "between",
+            estimate,
+            interval,
+            len(means),
+            len(data),
+            "OLS on subject means",
+            BETWEEN_CONVENTION,
+            covariates=", ".join(between_covs) or "none",
+        )
+    )
     return table(rows)
 
 
-def within_moderation(df: pd.DataFrame, outcome: str, predictor: str, moderator: str, subject: str,
-                      covariates: Sequence[str] = (), n_boot: int = 1999, seed: int = 0) -> pd.DataFrame:
+def within_moderation(
+    df: pd.DataFrame,
+    outcome: str,
+    predictor: str,
+    moderator: str,
+    subject: str,
+    covariates: Sequence[str] = (),
+    n_boot: int = 1999,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row: the within-subject predictor × moderator interaction (see the module docstring)."""
     covariates = [c for c in covariates if c not in (predictor, moderator)]
-    data = complete_rows(df, [subject, outcome, predictor, moderator, *covariates],
-                         [outcome, predictor, moderator, *covariates]).copy()
+    data = complete_rows(
+        df, [subject, outcome, predictor, moderator, *covariates], [outcome, predictor, moderator, *covariates]
+    ).copy()
     data["_interaction"] = data[predictor] * (data[moderator] - data[moderator].mean())
     varying = [c for c in covariates if data.groupby(subject)[c].nunique().max() > 1]
     terms = ["_interaction", predictor, moderator, *varying]
     if data.groupby(subject)["_interaction"].nunique().max() < 2:
-        return table([make_row("within_moderation", f"{predictor} × {moderator}", np.nan, None,
-                               data[subject].nunique(), len(data), "not estimable",
-                               MODERATION_CONVENTION + "; the interaction does not vary within any subject",
-                               moderator=moderator)])
+        return table(
+            [
+                make_row(
+                    "within_moderation",
+                    f"{predictor} × {moderator}",
+                    np.nan,
+                    None,
+                    data[subject].nunique(),
+                    len(data),
+                    "not estimable",
+                    MODERATION_CONVENTION + "; the interaction does not vary within any subject",
+                    moderator=moderator,
+                )
+            ]
+        )
     estimate, interval, g, n = _within(data, outcome, terms, subject, 0, n_boot, seed)
-    return table([make_row("within_moderation", f"{predictor} × {moderator}", estimate, interval, g, n,
-                           "wild cluster bootstrap-t", MODERATION_CONVENTION, moderator=moderator,
-                           covariates=", ".join(varying) or "none")])
+    return table(
+        [
+            make_row(
+                "within_moderation",
+                f"{predictor} × {moderator}",
+                estimate,
+                interval,
+                g,
+                n,
+                "wild cluster bootstrap-t",
+                MODERATION_CONVENTION,
+                moderator=moderator,
+                covariates=", ".join(varying) or "none",
+            )
+        ]
+    )

@@ -29,25 +29,37 @@ from scipy import stats as sps
 
 from ._rows import make_row, table
 
-ANCOVA_CONVENTION = ("difference of arm means of the outcome adjusted for its baseline (OLS: outcome ~ arm + "
-                     "baseline), {b} − {a}; t-based 95 % CI and p with n − 3 degrees of freedom; one row per "
-                     "subject")
-RD_CONVENTION = ("risk difference p_{b} − p_{a}, Newcombe hybrid score 95 % CI (method 10, from Wilson intervals); "
-                 "p: Fisher's exact test (two-sided)")
-OR_CONVENTION = ("odds ratio {b} vs {a}, conditional maximum-likelihood estimate with exact 95 % CI (scipy "
-                 "contingency.odds_ratio kind='conditional'); p: Fisher's exact test (two-sided)")
-CHANGE_CONVENTION = ("mean change from baseline (later − baseline; negative = fewer symptoms), t-based 95 % CI, "
-                     "paired t-test p; d_z = mean change / SD of change")
-MIXED_CONVENTION = ("REML linear mixed model score ~ baseline + C(time) * arm + (1 | subject) over post-baseline "
-                    "time points; arm difference {b} − {a} per time point and averaged over them; Wald z 95 % CI "
-                    "(model-based, not calibrated for few subjects: the summary-measure ANCOVA is the test)")
+ANCOVA_CONVENTION = (
+    "difference of arm means of the outcome adjusted for its baseline (OLS: outcome ~ arm + "
+    "baseline), {b} − {a}; t-based 95 % CI and p with n − 3 degrees of freedom; one row per "
+    "subject"
+)
+RD_CONVENTION = (
+    "risk difference p_{b} − p_{a}, Newcombe hybrid score 95 % CI (method 10, from Wilson intervals); "
+    "p: Fisher's exact test (two-sided)"
+)
+OR_CONVENTION = (
+    "odds ratio {b} vs {a}, conditional maximum-likelihood estimate with exact 95 % CI (scipy "
+    "contingency.odds_ratio kind='conditional'); p: Fisher's exact test (two-sided)"
+)
+CHANGE_CONVENTION = (
+    "mean change from baseline (later − baseline; negative = fewer symptoms), t-based 95 % CI, "
+    "paired t-test p; d_z = mean change / SD of change"
+)
+MIXED_CONVENTION = (
+    "REML linear mixed model score ~ baseline + C(time) * arm + (1 | subject) over post-baseline "
+    "time points; arm difference {b} − {a} per time point and averaged over them; Wald z 95 % CI "
+    "(model-based, not calibrated for few subjects: the summary-measure ANCOVA is the test)"
+)
 
 
 def _one_row_per_subject(data: pd.DataFrame, subject: str, what: str) -> None:
     repeated = data[subject].duplicated(keep=False)
     if repeated.any():
-        raise ValueError(f"{what}: subject {data.loc[repeated, subject].iloc[0]!r} has more than one row; "
-                         "pass one row per subject (the subject is the unit)")
+        raise ValueError(
+            f"{what}: subject {data.loc[repeated, subject].iloc[0]!r} has more than one row; "
+            "pass one row per subject (the subject is the unit)"
+        )
 
 
 def _two_levels(data: pd.DataFrame, group: str, reference: str | None) -> tuple[str, list[str]]:
@@ -60,8 +72,15 @@ def _two_levels(data: pd.DataFrame, group: str, reference: str | None) -> tuple[
     return reference, [level for level in levels if level != reference]
 
 
-def ancova_difference(data: pd.DataFrame, outcome: str, group: str, subject: str, baseline: str | None = None,
-                      reference: str | None = None, ci: float = 0.95) -> pd.DataFrame:
+def ancova_difference(
+    data: pd.DataFrame,
+    outcome: str,
+    group: str,
+    subject: str,
+    baseline: str | None = None,
+    reference: str | None = None,
+    ci: float = 0.95,
+) -> pd.DataFrame:
     """Baseline-adjusted difference of ``outcome`` between each group and ``reference`` (rows per group)."""
     columns = [subject, group, outcome] + ([baseline] if baseline else [])
     work = data[columns].dropna().copy()
@@ -89,15 +108,25 @@ def ancova_difference(data: pd.DataFrame, outcome: str, group: str, subject: str
             t_crit = float(sps.t.ppf(0.5 + ci / 2, dof))
             p = float(2 * sps.t.sf(abs(estimate / se), dof)) if se > 0 else math.nan
             interval = {"ci_low": estimate - t_crit * se, "ci_high": estimate + t_crit * se, "p": p}
-        rows.append(make_row("ancova_difference", f"{level} − {reference}", estimate, interval,
-                             n_subjects=int(counts.get(level, 0) + counts.get(reference, 0)),
-                             n_obs=int(counts.get(level, 0) + counts.get(reference, 0)),
-                             method="OLS ANCOVA" if baseline else "OLS (no baseline)",
-                             convention=ANCOVA_CONVENTION.format(a=reference, b=level),
-                             group=level, reference=reference, outcome=outcome, dof=dof,
-                             mean_reference=float(work.loc[work[group] == reference, outcome].mean()),
-                             mean_group=float(work.loc[work[group] == level, outcome].mean()),
-                             levels=", ".join(levels)))
+        rows.append(
+            make_row(
+                "ancova_difference",
+                f"{level} − {reference}",
+                estimate,
+                interval,
+                n_subjects=int(counts.get(level, 0) + counts.get(reference, 0)),
+                n_obs=int(counts.get(level, 0) + counts.get(reference, 0)),
+                method="OLS ANCOVA" if baseline else "OLS (no baseline)",
+                convention=ANCOVA_CONVENTION.format(a=reference, b=level),
+                group=level,
+                reference=reference,
+                outcome=outcome,
+                dof=dof,
+                mean_reference=float(work.loc[work[group] == reference, outcome].mean()),
+                mean_group=float(work.loc[work[group] == level, outcome].mean()),
+                levels=", ".join(levels),
+            )
+        )
     return table(rows)
 
 
@@ -122,8 +151,9 @@ def newcombe_interval(events_a: int, n_a: int, events_b: int, n_b: int, ci: floa
     return low, high
 
 
-def binary_difference(data: pd.DataFrame, event: str, group: str, subject: str, reference: str | None = None,
-                      ci: float = 0.95) -> pd.DataFrame:
+def binary_difference(
+    data: pd.DataFrame, event: str, group: str, subject: str, reference: str | None = None, ci: float = 0.95
+) -> pd.DataFrame:
     """Risk difference and odds ratio of a binary ``event`` (True/False, NA left out) for each group vs
     ``reference``: two rows per group (quantity ``risk difference`` and ``odds ratio``)."""
     from scipy.stats.contingency import odds_ratio
@@ -138,22 +168,47 @@ def binary_difference(data: pd.DataFrame, event: str, group: str, subject: str, 
     for level in others:
         this = work.loc[work[group] == level, event]
         ea, na, eb, nb = int(ref.sum()), len(ref), int(this.sum()), len(this)
-        counts = {"events_reference": ea, "n_reference": na, "events_group": eb, "n_group": nb,
-                  "group": level, "reference": reference, "outcome": event}
+        counts = {
+            "events_reference": ea,
+            "n_reference": na,
+            "events_group": eb,
+            "n_group": nb,
+            "group": level,
+            "reference": reference,
+            "outcome": event,
+        }
         if na == 0 or nb == 0:
             continue
         p = float(sps.fisher_exact([[eb, nb - eb], [ea, na - ea]]).pvalue)
         low, high = newcombe_interval(ea, na, eb, nb, ci)
-        rows.append(make_row("binary_difference", f"risk difference {level} − {reference}", eb / nb - ea / na,
-                             {"ci_low": low, "ci_high": high, "p": p}, n_subjects=na + nb, n_obs=na + nb,
-                             method="Newcombe hybrid score", convention=RD_CONVENTION.format(a=reference, b=level),
-                             **counts))
+        rows.append(
+            make_row(
+                "binary_difference",
+                f"risk difference {level} − {reference}",
+                eb / nb - ea / na,
+                {"ci_low": low, "ci_high": high, "p": p},
+                n_subjects=na + nb,
+                n_obs=na + nb,
+                method="Newcombe hybrid score",
+                convention=RD_CONVENTION.format(a=reference, b=level),
+                **counts,
+            )
+        )
         result = odds_ratio([[eb, nb - eb], [ea, na - ea]], kind="conditional")
         interval = result.confidence_interval(confidence_level=ci)
-        rows.append(make_row("binary_difference", f"odds ratio {level} vs {reference}", result.statistic,
-                             {"ci_low": interval.low, "ci_high": interval.high, "p": p}, n_subjects=na + nb,
-                             n_obs=na + nb, method="conditional MLE, exact CI",
-                             convention=OR_CONVENTION.format(a=reference, b=level), **counts))
+        rows.append(
+            make_row(
+                "binary_difference",
+                f"odds ratio {level} vs {reference}",
+                result.statistic,
+                {"ci_low": interval.low, "ci_high": interval.high, "p": p},
+                n_subjects=na + nb,
+                n_obs=na + nb,
+                method="conditional MLE, exact CI",
+                convention=OR_CONVENTION.format(a=reference, b=level),
+                **counts,
+            )
+        )
     return table(rows) if rows else pd.DataFrame()
 
 
@@ -171,13 +226,31 @@ def change_from_baseline(data: pd.DataFrame, change: str, subject: str, ci: floa
         p = float(2 * sps.t.sf(abs(mean / se), n - 1)) if se > 0 else math.nan
         interval = {"ci_low": mean - t_crit * se, "ci_high": mean + t_crit * se, "p": p}
         dz = mean / sd if sd > 0 else math.nan
-    return make_row("change_from_baseline", "mean change", float(values.mean()) if n else math.nan, interval,
-                    n_subjects=n, n_obs=n, method="one-sample t", convention=CHANGE_CONVENTION, d_z=dz,
-                    outcome=change)
+    return make_row(
+        "change_from_baseline",
+        "mean change",
+        float(values.mean()) if n else math.nan,
+        interval,
+        n_subjects=n,
+        n_obs=n,
+        method="one-sample t",
+        convention=CHANGE_CONVENTION,
+        d_z=dz,
+        outcome=change,
+    )
 
 
-def trajectory_mixed_model(data: pd.DataFrame, score: str, group: str, time: str, subject: str, baseline: str,
-                           time_order: list[str], reference: str | None = None, ci: float = 0.95) -> pd.DataFrame:
+def trajectory_mixed_model(
+    data: pd.DataFrame,
+    score: str,
+    group: str,
+    time: str,
+    subject: str,
+    baseline: str,
+    time_order: list[str],
+    reference: str | None = None,
+    ci: float = 0.95,
+) -> pd.DataFrame:
     """Arm difference per post-baseline time point and averaged over them, from one mixed model (see module)."""
     import statsmodels.formula.api as smf
 
@@ -215,10 +288,22 @@ def trajectory_mixed_model(data: pd.DataFrame, score: str, group: str, time: str
             estimate = float(vector @ fit.fe_params.to_numpy())
             se = math.sqrt(max(float(vector @ cov @ vector), 0.0))
             p = float(2 * sps.norm.sf(abs(estimate / se))) if se > 0 else math.nan
-            rows.append(make_row("trajectory_mixed_model", f"{level} − {reference}", estimate,
-                                 {"ci_low": estimate - z * se, "ci_high": estimate + z * se, "p": p},
-                                 n_subjects=int(work[subject].nunique()), n_obs=len(work),
-                                 method="MixedLM REML, Wald z", convention=MIXED_CONVENTION.format(a=reference, b=level),
-                                 timepoint=label, group=level, reference=reference, outcome=score,
-                                 converged=bool(fit.converged), fit_notes="; ".join(notes)))
+            rows.append(
+                make_row(
+                    "trajectory_mixed_model",
+                    f"{level} − {reference}",
+                    estimate,
+                    {"ci_low": estimate - z * se, "ci_high": estimate + z * se, "p": p},
+                    n_subjects=int(work[subject].nunique()),
+                    n_obs=len(work),
+                    method="MixedLM REML, Wald z",
+                    convention=MIXED_CONVENTION.format(a=reference, b=level),
+                    timepoint=label,
+                    group=level,
+                    reference=reference,
+                    outcome=score,
+                    converged=bool(fit.converged),
+                    fit_notes="; ".join(notes),
+                )
+            )
     return table(rows)

@@ -37,37 +37,61 @@ __all__ = ["stratum_by_treatment_interaction", "welch_t"]
 def welch_t(a: np.ndarray, b: np.ndarray, ci: float = 0.95) -> dict:
     """mean(a) − mean(b) with the Welch t interval and p (Welch–Satterthwaite dof); NaN when a group has < 2."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    out = {"estimate": float(a.mean() - b.mean()) if a.size and b.size else math.nan,
-           "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "dof": math.nan}
+    out = {
+        "estimate": float(a.mean() - b.mean()) if a.size and b.size else math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p": math.nan,
+        "dof": math.nan,
+    }
     if a.size < 2 or b.size < 2:
         return out
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     se = math.sqrt(va + vb)
     if not se > 0:
         return out
-    dof = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = sps.t.ppf(0.5 + ci / 2, dof) * se
-    out.update(ci_low=out["estimate"] - half, ci_high=out["estimate"] + half,
-               p=float(2 * sps.t.sf(abs(out["estimate"]) / se, dof)), dof=float(dof))
+    out.update(
+        ci_low=out["estimate"] - half,
+        ci_high=out["estimate"] + half,
+        p=float(2 * sps.t.sf(abs(out["estimate"]) / se, dof)),
+        dof=float(dof),
+    )
     return out
 
 
 def _one_sample(d: np.ndarray, ci: float) -> dict:
     d = np.asarray(d, float)
-    out = {"estimate": float(d.mean()) if d.size else math.nan, "ci_low": math.nan, "ci_high": math.nan,
-           "p": math.nan, "dof": float(d.size - 1)}
+    out = {
+        "estimate": float(d.mean()) if d.size else math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p": math.nan,
+        "dof": float(d.size - 1),
+    }
     if d.size < 2 or not d.std(ddof=1) > 0:
         return out
     se = d.std(ddof=1) / math.sqrt(d.size)
     half = sps.t.ppf(0.5 + ci / 2, d.size - 1) * se
-    out.update(ci_low=out["estimate"] - half, ci_high=out["estimate"] + half,
-               p=float(2 * sps.t.sf(abs(out["estimate"]) / se, d.size - 1)))
+    out.update(
+        ci_low=out["estimate"] - half,
+        ci_high=out["estimate"] + half,
+        p=float(2 * sps.t.sf(abs(out["estimate"]) / se, d.size - 1)),
+    )
     return out
 
 
-def stratum_by_treatment_interaction(df: pd.DataFrame, outcome: str, treated: str, stratum: str, subject: str,
-                                     *, ci: float = 0.95, labels: tuple[str, str] = ("stratum 0", "stratum 1")
-                                     ) -> pd.DataFrame:
+def stratum_by_treatment_interaction(
+    df: pd.DataFrame,
+    outcome: str,
+    treated: str,
+    stratum: str,
+    subject: str,
+    *,
+    ci: float = 0.95,
+    labels: tuple[str, str] = ("stratum 0", "stratum 1"),
+) -> pd.DataFrame:
     """Placebo-controlled stratum × treatment interaction on ``outcome`` (a change score), subject as unit.
 
     ``treated``: bool/0-1 per row (active vs placebo/control); ``stratum``: 0/1 per row, constant within
@@ -86,8 +110,9 @@ def stratum_by_treatment_interaction(df: pd.DataFrame, outcome: str, treated: st
         raise ValueError(f"{stratum} must be 0/1, got {sorted(set(data[stratum]))}")
     if (data.groupby(subject)[stratum].nunique() > 1).any():
         bad = data.groupby(subject)[stratum].nunique().loc[lambda s: s > 1].index[0]
-        raise ValueError(f"subject {bad}: {stratum} differs between its rows; the interaction needs a subject-level "
-                         "stratum")
+        raise ValueError(
+            f"subject {bad}: {stratum} differs between its rows; the interaction needs a subject-level stratum"
+        )
     per = data.groupby([subject, treated])[outcome].mean().unstack(treated)
     strata = data.groupby(subject)[stratum].first()
     has_both = per.notna().all(axis=1) if per.shape[1] == 2 else pd.Series(False, index=per.index)
@@ -101,19 +126,47 @@ def stratum_by_treatment_interaction(df: pd.DataFrame, outcome: str, treated: st
         dropped = int((~has_both).sum()) + n_missing
         inter = welch_t(d1, d0, ci)
         method = "Welch t over subjects of per-subject (mean treated − mean control) change"
-        conv = (f"[mean over {hi} subjects of (mean {outcome} treated − mean {outcome} control)] − the same over "
-                f"{lo} subjects; a subject's active rows are averaged first")
+        conv = (
+            f"[mean over {hi} subjects of (mean {outcome} treated − mean {outcome} control)] − the same over "
+            f"{lo} subjects; a subject's active rows are averaged first"
+        )
         n_obs = int(data[data[subject].isin(d.index)].shape[0])
-        common = dict(design=design, n_subjects_stratum_1=int(d1.size), n_subjects_stratum_0=int(d0.size),
-                      n_subjects_dropped=dropped)
-        rows.append(make_row("stratum_by_treatment_interaction", "interaction", inter["estimate"], inter,
-                             d.size, n_obs, method, conv, dof=inter["dof"], **common))
+        common = dict(
+            design=design,
+            n_subjects_stratum_1=int(d1.size),
+            n_subjects_stratum_0=int(d0.size),
+            n_subjects_dropped=dropped,
+        )
+        rows.append(
+            make_row(
+                "stratum_by_treatment_interaction",
+                "interaction",
+                inter["estimate"],
+                inter,
+                d.size,
+                n_obs,
+                method,
+                conv,
+                dof=inter["dof"],
+                **common,
+            )
+        )
         for label, values, name in ((hi, d1, "contrast_in_stratum_1"), (lo, d0, "contrast_in_stratum_0")):
             one = _one_sample(values, ci)
-            rows.append(make_row("stratum_by_treatment_interaction", name, one["estimate"], one, values.size, n_obs,
-                                 "one-sample t over subjects",
-                                 f"mean over {label} subjects of (mean {outcome} treated − mean {outcome} control)",
-                                 dof=one["dof"], **common))
+            rows.append(
+                make_row(
+                    "stratum_by_treatment_interaction",
+                    name,
+                    one["estimate"],
+                    one,
+                    values.size,
+                    n_obs,
+                    "one-sample t over subjects",
+                    f"mean over {label} subjects of (mean {outcome} treated − mean {outcome} control)",
+                    dof=one["dof"],
+                    **common,
+                )
+            )
         treated_means = per.loc[d.index, True]
         t1, t0 = treated_means[s == 1].to_numpy(), treated_means[s == 0].to_numpy()
     else:
@@ -121,8 +174,12 @@ def stratum_by_treatment_interaction(df: pd.DataFrame, outcome: str, treated: st
         means = data.groupby(subject).agg(y=(outcome, "mean"), t=(treated, "first"), s=(stratum, "first"))
         x = np.column_stack([np.ones(len(means)), means["t"], means["s"], means["t"] * means["s"]]).astype(float)
         g = len(means)
-        common = dict(design=design, n_subjects_stratum_1=int((means["s"] == 1).sum()),
-                      n_subjects_stratum_0=int((means["s"] == 0).sum()), n_subjects_dropped=n_missing)
+        common = dict(
+            design=design,
+            n_subjects_stratum_1=int((means["s"] == 1).sum()),
+            n_subjects_stratum_0=int((means["s"] == 0).sum()),
+            n_subjects_dropped=n_missing,
+        )
         est, ci_row, dof = math.nan, {}, g - 4
         if dof >= 1 and np.linalg.matrix_rank(x) == 4:
             beta, *_ = np.linalg.lstsq(x, means["y"].to_numpy(float), rcond=None)
@@ -131,17 +188,37 @@ def stratum_by_treatment_interaction(df: pd.DataFrame, outcome: str, treated: st
             est, se = float(beta[3]), float(math.sqrt(cov[3, 3]))
             half = sps.t.ppf(0.5 + ci / 2, dof) * se
             ci_row = {"ci_low": est - half, "ci_high": est + half, "p": float(2 * sps.t.sf(abs(est) / se, dof))}
-        rows.append(make_row("stratum_by_treatment_interaction", "interaction", est, ci_row, g, len(data),
-                             "OLS over subjects y ~ treated * stratum, classical t (G − 4 dof)",
-                             f"({hi}: treated − control mean {outcome}) − ({lo}: treated − control mean {outcome})",
-                             dof=float(dof), **common))
+        rows.append(
+            make_row(
+                "stratum_by_treatment_interaction",
+                "interaction",
+                est,
+                ci_row,
+                g,
+                len(data),
+                "OLS over subjects y ~ treated * stratum, classical t (G − 4 dof)",
+                f"({hi}: treated − control mean {outcome}) − ({lo}: treated − control mean {outcome})",
+                dof=float(dof),
+                **common,
+            )
+        )
         t1 = means.loc[(means["t"]) & (means["s"] == 1), "y"].to_numpy()
         t0 = means.loc[(means["t"]) & (means["s"] == 0), "y"].to_numpy()
         n_obs = len(data)
     contrast = welch_t(t1, t0, ci)
-    rows.append(make_row("stratum_by_treatment_interaction", "stratum_contrast_treated", contrast["estimate"],
-                         contrast, t1.size + t0.size, n_obs, "Welch t over subject means after treatment",
-                         f"mean {outcome} after treatment, {hi} − {lo} (no placebo control: biased by regression to "
-                         "the mean when the stratum is defined from the baseline of the change)",
-                         dof=contrast["dof"], **common))
+    rows.append(
+        make_row(
+            "stratum_by_treatment_interaction",
+            "stratum_contrast_treated",
+            contrast["estimate"],
+            contrast,
+            t1.size + t0.size,
+            n_obs,
+            "Welch t over subject means after treatment",
+            f"mean {outcome} after treatment, {hi} − {lo} (no placebo control: biased by regression to "
+            "the mean when the stratum is defined from the baseline of the change)",
+            dof=contrast["dof"],
+            **common,
+        )
+    )
     return table(rows)

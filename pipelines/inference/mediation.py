@@ -47,10 +47,20 @@ def _coef(cross: np.ndarray, predictors: list[int], target: int, column: int) ->
         return np.einsum("bij,bj->bi", np.linalg.pinv(gram, hermitian=True), moment)[:, column]
 
 
-def within_subject_mediation(df: pd.DataFrame, x: str, m: str, y: str, subject: str,
-                             covariates: Sequence[str] = (), categorical: Sequence[str] = (), *,
-                             n_boot: int = 499, ci: float = 0.95, seed: int = 0,
-                             indirect_interval: str = "percentile") -> pd.DataFrame:
+def within_subject_mediation(
+    df: pd.DataFrame,
+    x: str,
+    m: str,
+    y: str,
+    subject: str,
+    covariates: Sequence[str] = (),
+    categorical: Sequence[str] = (),
+    *,
+    n_boot: int = 499,
+    ci: float = 0.95,
+    seed: int = 0,
+    indirect_interval: str = "percentile",
+) -> pd.DataFrame:
     """Within-subject paths a, b, c', c and indirect effect a×b with subject-cluster bootstrap CIs.
 
     Rows (quantity): "a", "b", "c_prime", "c_total", "indirect". ``covariates`` numeric, ``categorical``
@@ -63,8 +73,7 @@ def within_subject_mediation(df: pd.DataFrame, x: str, m: str, y: str, subject: 
     extra, names = _design_columns(data, covariates, categorical)
     centred = rs.within_centre(np.column_stack([data[[x, m, y]].to_numpy(float), extra]), codes, n_subj)
     scale = np.abs(centred).max(axis=0)
-    keep_extra = [j for j in range(3, centred.shape[1])
-                  if scale[j] > 1e-10 * max(1.0, np.abs(extra[:, j - 3]).max())]
+    keep_extra = [j for j in range(3, centred.shape[1]) if scale[j] > 1e-10 * max(1.0, np.abs(extra[:, j - 3]).max())]
     used = [names[j - 3] for j in keep_extra]
     dropped = [n for n in names if n not in used]
     centred = centred[:, [0, 1, 2, *keep_extra]]
@@ -89,24 +98,49 @@ def within_subject_mediation(df: pd.DataFrame, x: str, m: str, y: str, subject: 
     estimates["indirect"] = estimates["a"] * estimates["b"]
     replicates["indirect"] = replicates["a"] * replicates["b"]
 
-    base = ("1-1-1 within-subject mediation: person-mean-centred x, m, y (and covariates), OLS with "
-            "subject fixed intercepts (Zhang, Zyphur & Preacher 2009 CWC within paths)")
+    base = (
+        "1-1-1 within-subject mediation: person-mean-centred x, m, y (and covariates), OLS with "
+        "subject fixed intercepts (Zhang, Zyphur & Preacher 2009 CWC within paths)"
+    )
     boot_note = f"subject-cluster bootstrap ({n_boot} resamples of {n_subj} subjects)"
-    common = {"covariates_used": ", ".join(used) or "none", "covariates_dropped": ", ".join(dropped) or "none",
-              "n_boot": n_boot, "seed": seed, "x": x, "m": m, "y": y}
+    common = {
+        "covariates_used": ", ".join(used) or "none",
+        "covariates_dropped": ", ".join(dropped) or "none",
+        "n_boot": n_boot,
+        "seed": seed,
+        "x": x,
+        "m": m,
+        "y": y,
+    }
     rows = []
     for name, (_, _, _, description) in specs.items():
-        rows.append(make_row(
-            "within_subject_mediation", name, estimates[name],
-            rs.interval_from_replicates(estimates[name], replicates[name], n_subj, ci, "se_t"),
-            n_subj, n_obs, f"{boot_note}, bootstrap-SE t(G-1) interval", f"{base}; path {description}",
-            path=description, **common))
-    rows.append(make_row(
-        "within_subject_mediation", "indirect", estimates["indirect"],
-        rs.interval_from_replicates(estimates["indirect"], replicates["indirect"], n_subj, ci,
-                                    indirect_interval),
-        n_subj, n_obs, f"{boot_note}, {indirect_interval} interval",
-        f"{base}; within-subject indirect effect = a*b, product of the average within-subject paths; "
-        "the Bauer, Preacher & Gil (2006) cov(a_j, b_j) term is not included",
-        path=f"a*b ({x} -> {m} -> {y}, within)", **common))
+        rows.append(
+            make_row(
+                "within_subject_mediation",
+                name,
+                estimates[name],
+                rs.interval_from_replicates(estimates[name], replicates[name], n_subj, ci, "se_t"),
+                n_subj,
+                n_obs,
+                f"{boot_note}, bootstrap-SE t(G-1) interval",
+                f"{base}; path {description}",
+                path=description,
+                **common,
+            )
+        )
+    rows.append(
+        make_row(
+            "within_subject_mediation",
+            "indirect",
+            estimates["indirect"],
+            rs.interval_from_replicates(estimates["indirect"], replicates["indirect"], n_subj, ci, indirect_interval),
+            n_subj,
+            n_obs,
+            f"{boot_note}, {indirect_interval} interval",
+            f"{base}; within-subject indirect effect = a*b, product of the average within-subject paths; "
+            "the Bauer, Preacher & Gil (2006) cov(a_j, b_j) term is not included",
+            path=f"a*b ({x} -> {m} -> {y}, within)",
+            **common,
+        )
+    )
     return table(rows)

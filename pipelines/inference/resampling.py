@@ -34,8 +34,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-__all__ = ["bootstrap_t_interval", "cluster_weights", "interval_from_replicates",
-           "per_subject_crossproducts", "subject_codes", "within_centre"]
+__all__ = [
+    "bootstrap_t_interval",
+    "cluster_weights",
+    "interval_from_replicates",
+    "per_subject_crossproducts",
+    "subject_codes",
+    "within_centre",
+]
 
 INTERVALS = ("se_t", "percentile")
 
@@ -50,8 +56,7 @@ def subject_codes(subjects: pd.Series) -> tuple[np.ndarray, int]:
 
 def cluster_weights(n_subjects: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """(n_boot × n_subjects) draw counts of a subject-cluster bootstrap (each row sums to G)."""
-    return rng.multinomial(n_subjects, np.full(n_subjects, 1.0 / n_subjects),
-                           size=n_boot).astype(float)
+    return rng.multinomial(n_subjects, np.full(n_subjects, 1.0 / n_subjects), size=n_boot).astype(float)
 
 
 def within_centre(values: np.ndarray, codes: np.ndarray, n_subjects: int) -> np.ndarray:
@@ -65,17 +70,21 @@ def within_centre(values: np.ndarray, codes: np.ndarray, n_subjects: int) -> np.
     return centred.reshape(values.shape)
 
 
-def per_subject_crossproducts(centred: np.ndarray, codes: np.ndarray, n_subjects: int
-                              ) -> np.ndarray:
+def per_subject_crossproducts(centred: np.ndarray, codes: np.ndarray, n_subjects: int) -> np.ndarray:
     """(G × p × p) within-subject cross-product matrices Σ_j z_ij z_ijᵀ of centred columns."""
     out = np.zeros((n_subjects, centred.shape[1], centred.shape[1]))
     np.add.at(out, codes, np.einsum("ni,nj->nij", centred, centred))
     return out
 
 
-def interval_from_replicates(estimate: float, replicates: np.ndarray, n_subjects: int,
-                             ci: float = 0.95, interval: str = "se_t",
-                             scale: str = "identity") -> dict:
+def interval_from_replicates(
+    estimate: float,
+    replicates: np.ndarray,
+    n_subjects: int,
+    ci: float = 0.95,
+    interval: str = "se_t",
+    scale: str = "identity",
+) -> dict:
     """CI, p and bootstrap SE for ``estimate`` from subject-cluster bootstrap ``replicates``.
 
     ``scale`` "fisher_z" works on arctanh (for correlations) and maps the interval back. Returns
@@ -85,8 +94,7 @@ def interval_from_replicates(estimate: float, replicates: np.ndarray, n_subjects
         raise ValueError(f"interval must be one of {INTERVALS}, not {interval!r}")
     reps = np.asarray(replicates, dtype=float)
     reps = reps[np.isfinite(reps)]
-    out = {"ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "se_boot": np.nan,
-           "n_boot_finite": int(reps.size)}
+    out = {"ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "se_boot": np.nan, "n_boot_finite": int(reps.size)}
     if reps.size < 20 or not np.isfinite(estimate) or n_subjects < 3:
         return out
     if interval == "percentile":
@@ -98,10 +106,10 @@ def interval_from_replicates(estimate: float, replicates: np.ndarray, n_subjects
         return out
     if scale == "fisher_z":
         # Clip so |r| = 1 replicates (a degenerate resample) stay finite on the z scale.
-        forward = lambda r: np.arctanh(np.clip(r, -0.999999, 0.999999))  # noqa: E731
+        forward = lambda r: np.arctanh(np.clip(r, -0.999999, 0.999999))
         back = np.tanh
     elif scale == "identity":
-        forward = back = lambda v: v  # noqa: E731
+        forward = back = lambda v: v
     else:
         raise ValueError(f"unknown scale {scale!r}")
     centre, work = forward(estimate), forward(reps)
@@ -114,13 +122,13 @@ def interval_from_replicates(estimate: float, replicates: np.ndarray, n_subjects
     return out
 
 
-def bootstrap_t_interval(estimate: float, se: float, replicates: np.ndarray, se_replicates: np.ndarray,
-                         ci: float = 0.95) -> dict:
+def bootstrap_t_interval(
+    estimate: float, se: float, replicates: np.ndarray, se_replicates: np.ndarray, ci: float = 0.95
+) -> dict:
     """Symmetric percentile-t interval and p from resampled (estimate, SE) pairs (see module docstring)."""
     reps, ses = np.asarray(replicates, dtype=float), np.asarray(se_replicates, dtype=float)
     ok = np.isfinite(reps) & np.isfinite(ses) & (ses > 0)
-    out = {"ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "se_boot": np.nan,
-           "n_boot_finite": int(ok.sum())}
+    out = {"ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "se_boot": np.nan, "n_boot_finite": int(ok.sum())}
     if ok.sum() < 20 or not (np.isfinite(estimate) and np.isfinite(se) and se > 0):
         return out
     t_star = np.abs((reps[ok] - estimate) / ses[ok])

@@ -71,7 +71,7 @@ def simulate_crossover(design: Design, rng: np.random.Generator) -> pd.DataFrame
         raise ValueError("the simulator implements the 4-dose Williams design")
     sequences = np.resize(np.arange(4), g)
     rng.shuffle(sequences)
-    order = np.asarray(WILLIAMS_4)[sequences]                       # (G, 4) dose index per period
+    order = np.asarray(WILLIAMS_4)[sequences]  # (G, 4) dose index per period
     dose = doses[order]
     carry = np.column_stack([np.zeros(g), dose[:, :-1]])
     z1, z2 = rng.standard_normal(g), rng.standard_normal(g)
@@ -82,12 +82,21 @@ def simulate_crossover(design: Design, rng: np.random.Generator) -> pd.DataFrame
     slope_mood = rng.normal(design.mood_dose_mean, design.mood_dose_sd, g)
     period = np.asarray(design.period_effect, dtype=float)[None, :]
     peak = trait_peak[:, None] + slope_peak[:, None] * dose + rng.normal(0, design.noise_sd, (g, 4))
-    mood = (trait_mood[:, None] + period + slope_mood[:, None] * dose_shape(design.mood_shape, dose)
-            + design.within_b * peak + rng.normal(0, design.noise_sd, (g, 4)))
-    return pd.DataFrame({
-        "subject": np.repeat([f"sub-{i + 1:02d}" for i in range(g)], 4),
-        "sequence": np.repeat(sequences + 1, 4),
-        "period": np.tile(np.arange(1, 5), g),
-        "dose": dose.ravel(), "carryover": carry.ravel(),
-        "peak": peak.ravel(), "mood": mood.ravel(),
-    })
+    mood = (
+        trait_mood[:, None]
+        + period
+        + slope_mood[:, None] * dose_shape(design.mood_shape, dose)
+        + design.within_b * peak
+        + rng.normal(0, design.noise_sd, (g, 4))
+    )
+    return pd.DataFrame(
+        {
+            "subject": np.repeat([f"sub-{i + 1:02d}" for i in range(g)], 4),
+            "sequence": np.repeat(sequences + 1, 4),
+            "period": np.tile(np.arange(1, 5), g),
+            "dose": dose.ravel(),
+            "carryover": carry.ravel(),
+            "peak": peak.ravel(),
+            "mood": mood.ravel(),
+        }
+    )

@@ -37,26 +37,43 @@ def main(argv: list[str] | None = None) -> int:
             print(exc, file=sys.stderr)
             return 2
         if manifest.generator is None:
-            print(f"{manifest.manifest_path}: has no 'generator' section; it describes real data, which is never regenerated.", file=sys.stderr)
+            print(
+                f"{manifest.manifest_path}: has no 'generator' section; it describes real data, which is never regenerated.",
+                file=sys.stderr,
+            )
             return 2
         g = manifest.generator
         if g.design != "crossover":
             from pipelines.synth import designs
 
             out = Path(args.out) if args.out else manifest.bids_path
-            make = {"two_condition_edf": lambda: designs.generate_two_condition_edf(out, g.seed, g.n_subjects),
-                    "mood_parallel": lambda: designs.generate_mood_parallel(out, g.seed, max(1, g.n_subjects // 2)),
-                    "open_label": lambda: designs.generate_open_label(out, g.seed, g.n_subjects)}
+            make = {
+                "two_condition_edf": lambda: designs.generate_two_condition_edf(out, g.seed, g.n_subjects),
+                "mood_parallel": lambda: designs.generate_mood_parallel(out, g.seed, max(1, g.n_subjects // 2)),
+                "open_label": lambda: designs.generate_open_label(out, g.seed, g.n_subjects),
+            }
             root = make[g.design]()
             print(f"Wrote the synthetic {g.design} study to {root}")
             return 0
-        design = StudyDesign(seed=g.seed, n_subjects=g.n_subjects, minutes=g.minutes, n_channels=g.n_channels,
-                             sfreq=g.sfreq, doses_mg_per_kg=tuple(g.doses_mg_per_kg))
+        design = StudyDesign(
+            seed=g.seed,
+            n_subjects=g.n_subjects,
+            minutes=g.minutes,
+            n_channels=g.n_channels,
+            sfreq=g.sfreq,
+            doses_mg_per_kg=tuple(g.doses_mg_per_kg),
+        )
         out = out or manifest.bids_path
     if out is None:
         parser.error("give --manifest or --out")
-    overrides = {"seed": args.seed, "n_subjects": args.subjects, "minutes": args.minutes, "n_channels": args.channels,
-                 "sfreq": args.sfreq, "doses_mg_per_kg": tuple(args.doses) if args.doses else None}
+    overrides = {
+        "seed": args.seed,
+        "n_subjects": args.subjects,
+        "minutes": args.minutes,
+        "n_channels": args.channels,
+        "sfreq": args.sfreq,
+        "doses_mg_per_kg": tuple(args.doses) if args.doses else None,
+    }
     design = replace(design, **{k: v for k, v in overrides.items() if v is not None})
     root = generate_study(out, design, progress=not args.no_progress)
     print(f"Wrote the synthetic study to {root}")

@@ -60,6 +60,7 @@ def _write_truth(root: Path, truth: dict, ignore: list[str]) -> None:
 
 # --- two conditions, one channel, EDF, no infusion ---------------------------------------------------------
 
+
 def generate_two_condition_edf(bids_root: Path, seed: int, n_subjects: int = 10, alpha_gain_db: float = 12.0) -> Path:
     """Eyes open / eyes closed, one parietal channel (Pz), written as EDF files and imported into BIDS."""
     import mne
@@ -97,9 +98,19 @@ def generate_two_condition_edf(bids_root: Path, seed: int, n_subjects: int = 10,
     tmp = bids_root.with_name(bids_root.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     import_study(work / "raw", sheet, tmp, "two-condition-edf")
-    _write_truth(tmp, {"design": "two_condition_edf", "seed": seed, "sfreq_hz": EDF_SFREQ_HZ,
-                       "samples": EDF_SAMPLES, "alpha_gain_db_closed_vs_open": alpha_gain_db,
-                       "conditions": ["eyesopen", "eyesclosed"], "subjects": subjects}, [])
+    _write_truth(
+        tmp,
+        {
+            "design": "two_condition_edf",
+            "seed": seed,
+            "sfreq_hz": EDF_SFREQ_HZ,
+            "samples": EDF_SAMPLES,
+            "alpha_gain_db_closed_vs_open": alpha_gain_db,
+            "conditions": ["eyesopen", "eyesclosed"],
+            "subjects": subjects,
+        },
+        [],
+    )
     shutil.rmtree(work)
     swap_into_place(tmp, bids_root)
     return bids_root
@@ -107,8 +118,8 @@ def generate_two_condition_edf(bids_root: Path, seed: int, n_subjects: int = 10,
 
 # --- a two-arm mood-only parallel trial ---------------------------------------------------------------------
 
-def generate_mood_parallel(bids_root: Path, seed: int, n_per_arm: int = 12,
-                           improvement: dict | None = None) -> Path:
+
+def generate_mood_parallel(bids_root: Path, seed: int, n_per_arm: int = 12, improvement: dict | None = None) -> Path:
     """Weekly mood scales, no EEG, no sessions; arms in participants.tsv.
 
     Severity is a latent fraction of each scale's maximum (baseline ~0.55); it falls by ``improvement[arm]``
@@ -125,16 +136,25 @@ def generate_mood_parallel(bids_root: Path, seed: int, n_per_arm: int = 12,
     arms = np.array(["ketamine"] * n_per_arm + ["midazolam"] * n_per_arm)
     arms = arms[_rng(seed, "randomisation").permutation(n)]
     demo = _rng(seed, "demographics")
-    participants = pd.DataFrame({"participant_id": subjects, "age": demo.integers(22, 65, n),
-                                 "sex": demo.choice(["F", "M"], n), "arm": arms})
+    participants = pd.DataFrame(
+        {"participant_id": subjects, "age": demo.integers(22, 65, n), "sex": demo.choice(["F", "M"], n), "arm": arms}
+    )
     participants.to_csv(tmp / "participants.tsv", sep="\t", index=False, lineterminator="\n")
-    (tmp / "participants.json").write_text(json.dumps({
-        "participant_id": {"Description": "Pseudonymous participant identifier"},
-        "age": {"Description": "Age at enrolment", "Units": "year"},
-        "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
-        "arm": {"Description": "Randomised arm", "Levels": {"ketamine": "ketamine 0.5 mg/kg",
-                                                            "midazolam": "midazolam 0.045 mg/kg (active control)"}},
-    }, indent=2) + "\n")
+    (tmp / "participants.json").write_text(
+        json.dumps(
+            {
+                "participant_id": {"Description": "Pseudonymous participant identifier"},
+                "age": {"Description": "Age at enrolment", "Units": "year"},
+                "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
+                "arm": {
+                    "Description": "Randomised arm",
+                    "Levels": {"ketamine": "ketamine 0.5 mg/kg", "midazolam": "midazolam 0.045 mg/kg (active control)"},
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     trait = _rng(seed, "severity")
     baseline = np.clip(trait.normal(0.55, 0.08, n), 0.3, 0.85)
     response = trait.normal(1.0, 0.25, n)  # subject-level responsiveness
@@ -152,22 +172,45 @@ def generate_mood_parallel(bids_root: Path, seed: int, n_per_arm: int = 12,
                 rows.append([subject, timepoint, *answers.astype(int)])
         table = pd.DataFrame(rows, columns=["participant_id", "timepoint", *key.item_columns])
         table.to_csv(tmp / "phenotype" / f"{scale}.tsv", sep="\t", index=False, lineterminator="\n")
-        (tmp / "phenotype" / f"{scale}.json").write_text(json.dumps({
-            "participant_id": {"Description": "Pseudonymous participant identifier"},
-            "timepoint": {"Description": "Weekly assessment", "Levels": {t: t for t in MOOD_TIMEPOINTS}},
-            "ResponseScale": {"min": 0, "max": int(item_max.max())},
-        }, indent=2) + "\n")
+        (tmp / "phenotype" / f"{scale}.json").write_text(
+            json.dumps(
+                {
+                    "participant_id": {"Description": "Pseudonymous participant identifier"},
+                    "timepoint": {"Description": "Weekly assessment", "Levels": {t: t for t in MOOD_TIMEPOINTS}},
+                    "ResponseScale": {"min": 0, "max": int(item_max.max())},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         truth_change[scale] = {arm: float(-improvement[arm] * item_max.sum()) for arm in improvement}
-    (tmp / "dataset_description.json").write_text(json.dumps({
-        "Name": "Synthetic two-arm mood-only trial (ketamine-workbench)", "BIDSVersion": "1.10.0",
-        "DatasetType": "raw", "License": "CC0", "Authors": ["ketamine-workbench generator"]}, indent=2) + "\n")
+    (tmp / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "Synthetic two-arm mood-only trial (ketamine-workbench)",
+                "BIDSVersion": "1.10.0",
+                "DatasetType": "raw",
+                "License": "CC0",
+                "Authors": ["ketamine-workbench generator"],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     (tmp / "README").write_text("Synthetic two-arm parallel trial: weekly mood scales, no EEG (ketamine-workbench).\n")
     _subject_folders(tmp, subjects)
-    _write_truth(tmp, {"design": "mood_parallel", "seed": seed, "timepoints": list(MOOD_TIMEPOINTS),
-                       "arms": dict(zip(subjects, arms.tolist())),
-                       "expected_mean_change_week1_on": truth_change,
-                       "improvement_fraction_of_max": improvement},
-                 [f"phenotype/{s}.*" for s in MOOD_SCALES])
+    _write_truth(
+        tmp,
+        {
+            "design": "mood_parallel",
+            "seed": seed,
+            "timepoints": list(MOOD_TIMEPOINTS),
+            "arms": dict(zip(subjects, arms.tolist())),
+            "expected_mean_change_week1_on": truth_change,
+            "improvement_fraction_of_max": improvement,
+        },
+        [f"phenotype/{s}.*" for s in MOOD_SCALES],
+    )
     swap_into_place(tmp, bids_root)
     return bids_root
 
@@ -180,8 +223,9 @@ OPEN_LABEL_DOSE = 0.5
 OPEN_LABEL_UNITS = {"IL6": "pg/mL", "TNFA": "pg/mL", "CRP": "mg/L"}
 
 
-def generate_open_label(bids_root: Path, seed: int, n_subjects: int = 12, experience_effect: float = 0.5,
-                        il6_ln_change: float = -0.3) -> Path:
+def generate_open_label(
+    bids_root: Path, seed: int, n_subjects: int = 12, experience_effect: float = 0.5, il6_ln_change: float = -0.3
+) -> Path:
     """Two open-label infusions per participant; see the module docstring.
 
     Each session's experience intensity (0–1) is the participant's trait plus session noise; the 11D-ASC items
@@ -198,22 +242,40 @@ def generate_open_label(bids_root: Path, seed: int, n_subjects: int = 12, experi
     subjects = [f"sub-{i + 1:02d}" for i in range(n_subjects)]
     sessions = ["ses-1", "ses-2"]
     demo = _rng(seed, "demographics")
-    pd.DataFrame({"participant_id": subjects, "age": demo.integers(22, 65, n_subjects),
-                  "sex": demo.choice(["F", "M"], n_subjects)}).to_csv(
-        tmp / "participants.tsv", sep="\t", index=False, lineterminator="\n")
-    (tmp / "participants.json").write_text(json.dumps({
-        "participant_id": {"Description": "Pseudonymous participant identifier"},
-        "age": {"Description": "Age at enrolment", "Units": "year"},
-        "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}}}, indent=2) + "\n")
-    sessions_sidecar = json.dumps({
-        "session_id": {"Description": "Infusion visit"},
-        "session_order": {"Description": "Order of the visit (1 = first infusion)"},
-        "dose_mg_per_kg": {"Description": "Ketamine dose (open label)", "Units": "mg/kg"}}, indent=2) + "\n"
+    pd.DataFrame(
+        {
+            "participant_id": subjects,
+            "age": demo.integers(22, 65, n_subjects),
+            "sex": demo.choice(["F", "M"], n_subjects),
+        }
+    ).to_csv(tmp / "participants.tsv", sep="\t", index=False, lineterminator="\n")
+    (tmp / "participants.json").write_text(
+        json.dumps(
+            {
+                "participant_id": {"Description": "Pseudonymous participant identifier"},
+                "age": {"Description": "Age at enrolment", "Units": "year"},
+                "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    sessions_sidecar = (
+        json.dumps(
+            {
+                "session_id": {"Description": "Infusion visit"},
+                "session_order": {"Description": "Order of the visit (1 = first infusion)"},
+                "dose_mg_per_kg": {"Description": "Ketamine dose (open label)", "Units": "mg/kg"},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     for subject in subjects:
         (tmp / subject).mkdir()
-        pd.DataFrame({"session_id": sessions, "session_order": [1, 2],
-                      "dose_mg_per_kg": [OPEN_LABEL_DOSE, OPEN_LABEL_DOSE]}).to_csv(
-            tmp / subject / f"{subject}_sessions.tsv", sep="\t", index=False, lineterminator="\n")
+        pd.DataFrame(
+            {"session_id": sessions, "session_order": [1, 2], "dose_mg_per_kg": [OPEN_LABEL_DOSE, OPEN_LABEL_DOSE]}
+        ).to_csv(tmp / subject / f"{subject}_sessions.tsv", sep="\t", index=False, lineterminator="\n")
         (tmp / subject / f"{subject}_sessions.json").write_text(sessions_sidecar)
 
     # Experience: a trait per participant, plus session noise.
@@ -228,11 +290,19 @@ def generate_open_label(bids_root: Path, seed: int, n_subjects: int = 12, experi
             answers = np.clip(np.round(100 * (intensity[s, k] + item_rng.normal(0, 0.2, key.n_items)), 1), 0, 100)
             rows.append([subject, session, *answers])
     pd.DataFrame(rows, columns=["participant_id", "session_id", *key.item_columns]).to_csv(
-        tmp / "phenotype" / "asc11d.tsv", sep="\t", index=False, lineterminator="\n")
-    (tmp / "phenotype" / "asc11d.json").write_text(json.dumps({
-        "participant_id": {"Description": "Pseudonymous participant identifier"},
-        "session_id": {"Description": "Infusion visit the questionnaire refers to (filled in after it)"},
-        "ResponseScale": {"min": 0, "max": 100}}, indent=2) + "\n")
+        tmp / "phenotype" / "asc11d.tsv", sep="\t", index=False, lineterminator="\n"
+    )
+    (tmp / "phenotype" / "asc11d.json").write_text(
+        json.dumps(
+            {
+                "participant_id": {"Description": "Pseudonymous participant identifier"},
+                "session_id": {"Description": "Infusion visit the questionnaire refers to (filled in after it)"},
+                "ResponseScale": {"min": 0, "max": 100},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
     # Mood per participant (not per session): baseline before the first infusion, then follow-ups.
     madrs = SCALES["madrs"]
@@ -248,18 +318,28 @@ def generate_open_label(bids_root: Path, seed: int, n_subjects: int = 12, experi
             answers = np.clip(np.round(item_max * (severity + mood_rng.normal(0, 0.16, madrs.n_items))), 0, item_max)
             rows.append([subject, timepoint, *answers.astype(int)])
     pd.DataFrame(rows, columns=["participant_id", "timepoint", *madrs.item_columns]).to_csv(
-        tmp / "phenotype" / "madrs.tsv", sep="\t", index=False, lineterminator="\n")
-    (tmp / "phenotype" / "madrs.json").write_text(json.dumps({
-        "participant_id": {"Description": "Pseudonymous participant identifier"},
-        "timepoint": {"Description": "Assessment relative to the first infusion",
-                      "Levels": {t: t for t in OPEN_LABEL_TIMEPOINTS}},
-        "ResponseScale": {"min": 0, "max": 6}}, indent=2) + "\n")
+        tmp / "phenotype" / "madrs.tsv", sep="\t", index=False, lineterminator="\n"
+    )
+    (tmp / "phenotype" / "madrs.json").write_text(
+        json.dumps(
+            {
+                "participant_id": {"Description": "Pseudonymous participant identifier"},
+                "timepoint": {
+                    "Description": "Assessment relative to the first infusion",
+                    "Levels": {t: t for t in OPEN_LABEL_TIMEPOINTS},
+                },
+                "ResponseScale": {"min": 0, "max": 6},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
     # Cytokines per session and draw, without a unit column.
     blood = _rng(seed, "cytokines")
     centre = {"IL6": np.log(2.5), "TNFA": np.log(2.0), "CRP": np.log(2.5)}
     rows = []
-    for s, subject in enumerate(subjects):
+    for subject in subjects:
         level = {a: blood.normal(centre[a], 0.4) for a in OPEN_LABEL_UNITS}
         for session in sessions:
             for timepoint in ("baseline", "24h"):
@@ -268,29 +348,65 @@ def generate_open_label(bids_root: Path, seed: int, n_subjects: int = 12, experi
                     value = float(np.exp(level[analyte] + shift + blood.normal(0, 0.15)))
                     rows.append([subject, session, timepoint, analyte, f"{value:.2f}"])
     pd.DataFrame(rows, columns=["participant_id", "session_id", "timepoint", "analyte", "value"]).to_csv(
-        tmp / "phenotype" / "cytokines.tsv", sep="\t", index=False, lineterminator="\n")
-    (tmp / "phenotype" / "cytokines.json").write_text(json.dumps({
-        "participant_id": {"Description": "Pseudonymous participant identifier"},
-        "session_id": {"Description": "Infusion visit"},
-        "timepoint": {"Description": "Blood draw", "Levels": {"baseline": "before the infusion",
-                                                              "24h": "24 hours after"}},
-        "analyte": {"Description": "Analyte", "Levels": {"IL6": "interleukin-6", "TNFA": "tumour necrosis factor "
-                                                         "alpha", "CRP": "C-reactive protein"}},
-        "value": {"Description": "Concentration (units declared in the study manifest, not in this file)"}},
-        indent=2) + "\n")
+        tmp / "phenotype" / "cytokines.tsv", sep="\t", index=False, lineterminator="\n"
+    )
+    (tmp / "phenotype" / "cytokines.json").write_text(
+        json.dumps(
+            {
+                "participant_id": {"Description": "Pseudonymous participant identifier"},
+                "session_id": {"Description": "Infusion visit"},
+                "timepoint": {
+                    "Description": "Blood draw",
+                    "Levels": {"baseline": "before the infusion", "24h": "24 hours after"},
+                },
+                "analyte": {
+                    "Description": "Analyte",
+                    "Levels": {
+                        "IL6": "interleukin-6",
+                        "TNFA": "tumour necrosis factor alpha",
+                        "CRP": "C-reactive protein",
+                    },
+                },
+                "value": {"Description": "Concentration (units declared in the study manifest, not in this file)"},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
-    (tmp / "dataset_description.json").write_text(json.dumps({
-        "Name": "Synthetic open-label ketamine study (ketamine-workbench)", "BIDSVersion": "1.10.0",
-        "DatasetType": "raw", "License": "CC0", "Authors": ["ketamine-workbench generator"]}, indent=2) + "\n")
-    (tmp / "README").write_text("Synthetic single-arm open-label study: two infusions, 11D-ASC per session, MADRS "
-                                "per participant, cytokines per session (ketamine-workbench).\n")
+    (tmp / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "Synthetic open-label ketamine study (ketamine-workbench)",
+                "BIDSVersion": "1.10.0",
+                "DatasetType": "raw",
+                "License": "CC0",
+                "Authors": ["ketamine-workbench generator"],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    (tmp / "README").write_text(
+        "Synthetic single-arm open-label study: two infusions, 11D-ASC per session, MADRS "
+        "per participant, cytokines per session (ketamine-workbench).\n"
+    )
     mean_intensity = intensity.mean(axis=1)
     realised = float(np.corrcoef(mean_intensity, drop)[0, 1])
-    _write_truth(tmp, {"design": "open_label", "seed": seed, "timepoints": list(OPEN_LABEL_TIMEPOINTS),
-                       "dose_mg_per_kg": OPEN_LABEL_DOSE, "units": OPEN_LABEL_UNITS,
-                       "experience_effect": experience_effect, "il6_ln_change_24h": il6_ln_change,
-                       "mean_experience_vs_improvement_r_realised": realised,
-                       "expected_madrs_change_24h": float(-np.mean(drop) * item_max.sum())},
-                 ["phenotype/cytokines.*", "phenotype/asc11d.*", "phenotype/madrs.*"])
+    _write_truth(
+        tmp,
+        {
+            "design": "open_label",
+            "seed": seed,
+            "timepoints": list(OPEN_LABEL_TIMEPOINTS),
+            "dose_mg_per_kg": OPEN_LABEL_DOSE,
+            "units": OPEN_LABEL_UNITS,
+            "experience_effect": experience_effect,
+            "il6_ln_change_24h": il6_ln_change,
+            "mean_experience_vs_improvement_r_realised": realised,
+            "expected_madrs_change_24h": float(-np.mean(drop) * item_max.sum()),
+        },
+        ["phenotype/cytokines.*", "phenotype/asc11d.*", "phenotype/madrs.*"],
+    )
     swap_into_place(tmp, bids_root)
     return bids_root

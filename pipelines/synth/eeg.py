@@ -39,15 +39,90 @@ DATA_RESOLUTION_V = 1e-8  # 0.01 µV: 1000x below the background amplitude, far 
 # 10-20 channels in a fixed order; larger presets take more channels of the 10-10 system
 # from colin27_1020 (standard_1020 is deprecated in MNE 1.13).
 CHANNELS_10_20 = [
-    "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz",
-    "C4", "T8", "P7", "P3", "Pz", "P4", "P8", "O1", "Oz", "O2",
+    "Fp1",
+    "Fp2",
+    "F7",
+    "F3",
+    "Fz",
+    "F4",
+    "F8",
+    "T7",
+    "C3",
+    "Cz",
+    "C4",
+    "T8",
+    "P7",
+    "P3",
+    "Pz",
+    "P4",
+    "P8",
+    "O1",
+    "Oz",
+    "O2",
 ]
 CHANNELS_10_10_EXTRA = [
-    "AF3", "AF4", "FC5", "FC1", "FC2", "FC6", "CP5", "CP1", "CP2", "CP6", "PO3", "PO4",
-    "F1", "F2", "C1", "C2", "P1", "P2", "FC3", "FC4", "CP3", "CP4", "PO7", "PO8",
-    "AF7", "AF8", "F5", "F6", "FT7", "FT8", "C5", "C6", "TP7", "TP8", "P5", "P6",
-    "FCz", "CPz", "POz", "AFz", "Fpz", "F9", "F10", "FT9", "FT10", "TP9", "TP10", "P9", "P10",
-    "T9", "T10", "PO9", "PO10", "O9", "O10", "Iz", "AF9", "AF10", "PO5", "PO6", "PO1", "PO2",
+    "AF3",
+    "AF4",
+    "FC5",
+    "FC1",
+    "FC2",
+    "FC6",
+    "CP5",
+    "CP1",
+    "CP2",
+    "CP6",
+    "PO3",
+    "PO4",
+    "F1",
+    "F2",
+    "C1",
+    "C2",
+    "P1",
+    "P2",
+    "FC3",
+    "FC4",
+    "CP3",
+    "CP4",
+    "PO7",
+    "PO8",
+    "AF7",
+    "AF8",
+    "F5",
+    "F6",
+    "FT7",
+    "FT8",
+    "C5",
+    "C6",
+    "TP7",
+    "TP8",
+    "P5",
+    "P6",
+    "FCz",
+    "CPz",
+    "POz",
+    "AFz",
+    "Fpz",
+    "F9",
+    "F10",
+    "FT9",
+    "FT10",
+    "TP9",
+    "TP10",
+    "P9",
+    "P10",
+    "T9",
+    "T10",
+    "PO9",
+    "PO10",
+    "O9",
+    "O10",
+    "Iz",
+    "AF9",
+    "AF10",
+    "PO5",
+    "PO6",
+    "PO1",
+    "PO2",
 ]
 OCCIPITAL_ALPHA_SOURCES = ("O1", "Oz", "O2")
 # Alpha is one occipital rhythm seen through a topography.  An earlier version added channel-specific
@@ -58,36 +133,57 @@ OCCIPITAL_ALPHA_SOURCES = ("O1", "Oz", "O2")
 # Published directions of subanaesthetic ketamine effects on resting EEG/MEG band power, which the planted
 # effects follow (each claim checked against the paper's abstract). Copied into truth.json ("eeg.band_effects").
 BAND_EFFECTS = {
-    "delta": {"direction": "decrease", "citations": [
-        "de la Salle S et al. 2016, Front Pharmacol 7:348 (resting EEG, sub-anaesthetic ketamine vs saline: "
-        "current source density reduced in delta/theta and alpha, increased in gamma)",
-        "Hong LE et al. 2010, Neuropsychopharmacology 35:632 (auditory paired-click evoked oscillations: ketamine "
-        "reduced delta 1-5 Hz and augmented gamma 40-85 Hz; evoked, not resting)"]},
-    "theta": {"direction": "decrease; frontal increase at the highest concentration", "citations": [
-        "de la Salle S et al. 2016, Front Pharmacol 7:348 (delta/theta reduced at scalp sites)",
-        "Muthukumaraswamy SD et al. 2015, J Neurosci 35:11694 (MEG, subanaesthetic infusion: medial frontal theta "
-        "power increased)",
-        "Vlisides PE et al. 2017, Anesthesiology 127:58 (high-density EEG: frontal theta power increased most during "
-        "ketamine anaesthesia, 1.5 mg/kg, not at 0.5 mg/kg over 40 min)"]},
-    "alpha": {"direction": "decrease", "citations": [
-        "Muthukumaraswamy SD et al. 2015, J Neurosci 35:11694 (decreases in occipital, parietal and anterior "
-        "cingulate alpha power)",
-        "de la Salle S et al. 2016, Front Pharmacol 7:348",
-        "Vlisides PE et al. 2018, Br J Anaesth 121:249 (0.5 mg/kg over 40 min: low-frequency power broadly "
-        "decreased, most at alpha, occipital -1.8 dB)"]},
-    "beta": {"direction": "decrease", "citations": [
-        "Rivolta D et al. 2015, Schizophr Bull 41:1105 (resting MEG, S-ketamine: beta-band power decreased, gamma "
-        "increased)"]},
-    "gamma": {"direction": "increase", "citations": [
-        "de la Salle S et al. 2016, Front Pharmacol 7:348",
-        "Muthukumaraswamy SD et al. 2015, J Neurosci 35:11694 (parietal and cingulate high-gamma increased)",
-        "Rivolta D et al. 2015, Schizophr Bull 41:1105"]},
+    "delta": {
+        "direction": "decrease",
+        "citations": [
+            "de la Salle S et al. 2016, Front Pharmacol 7:348 (resting EEG, sub-anaesthetic ketamine vs saline: "
+            "current source density reduced in delta/theta and alpha, increased in gamma)",
+            "Hong LE et al. 2010, Neuropsychopharmacology 35:632 (auditory paired-click evoked oscillations: ketamine "
+            "reduced delta 1-5 Hz and augmented gamma 40-85 Hz; evoked, not resting)",
+        ],
+    },
+    "theta": {
+        "direction": "decrease; frontal increase at the highest concentration",
+        "citations": [
+            "de la Salle S et al. 2016, Front Pharmacol 7:348 (delta/theta reduced at scalp sites)",
+            "Muthukumaraswamy SD et al. 2015, J Neurosci 35:11694 (MEG, subanaesthetic infusion: medial frontal theta "
+            "power increased)",
+            "Vlisides PE et al. 2017, Anesthesiology 127:58 (high-density EEG: frontal theta power increased most during "
+            "ketamine anaesthesia, 1.5 mg/kg, not at 0.5 mg/kg over 40 min)",
+        ],
+    },
+    "alpha": {
+        "direction": "decrease",
+        "citations": [
+            "Muthukumaraswamy SD et al. 2015, J Neurosci 35:11694 (decreases in occipital, parietal and anterior "
+            "cingulate alpha power)",
+            "de la Salle S et al. 2016, Front Pharmacol 7:348",
+            "Vlisides PE et al. 2018, Br J Anaesth 121:249 (0.5 mg/kg over 40 min: low-frequency power broadly "
+            "decreased, most at alpha, occipital -1.8 dB)",
+        ],
+    },
+    "beta": {
+        "direction": "decrease",
+        "citations": [
+            "Rivolta D et al. 2015, Schizophr Bull 41:1105 (resting MEG, S-ketamine: beta-band power decreased, gamma "
+            "increased)"
+        ],
+    },
+    "gamma": {
+        "direction": "increase",
+        "citations": [
+            "de la Salle S et al. 2016, Front Pharmacol 7:348",
+            "Muthukumaraswamy SD et al. 2015, J Neurosci 35:11694 (parietal and cingulate high-gamma increased)",
+            "Rivolta D et al. 2015, Schizophr Bull 41:1105",
+        ],
+    },
 }
 BAND_EFFECTS_CAVEAT = (
     "Directions only: the synthetic dose scale is compressed (1 mg/kg over 4 min here), sizes are chosen to make the "
     "planted effects recoverable, and the published studies differ in dose, modality (EEG/MEG, sensor/source) and "
     "reference. Theta is mixed in the literature (scalp EEG: down; frontal MEG and anaesthetic doses: up); the "
-    "generator lowers it with E1 and adds a frontal theta rise at the highest concentration (E2).")
+    "generator lowers it with E1 and adds a frontal theta rise at the highest concentration (E2)."
+)
 # Baseline amplitudes (µV, per channel, before the average reference) of the band-limited rhythms that E1 scales.
 RHYTHM_UV = {"delta": 5.0, "theta": 3.5, "beta": 3.0, "gamma": 1.5}
 RHYTHM_BANDS_HZ = {"delta": (1.0, 4.0), "theta": (4.0, 7.5), "beta": (13.5, 30.0), "gamma": (30.0, 45.0)}
@@ -121,8 +217,9 @@ def head_montage(ch_names: list[str]):
     import mne
 
     pos = head_positions_m()
-    return mne.channels.make_dig_montage(ch_pos={n: pos[n] for n in ch_names}, nasion=pos["nasion"], lpa=pos["lpa"],
-                                         rpa=pos["rpa"], coord_frame="head")
+    return mne.channels.make_dig_montage(
+        ch_pos={n: pos[n] for n in ch_names}, nasion=pos["nasion"], lpa=pos["lpa"], rpa=pos["rpa"], coord_frame="head"
+    )
 
 
 def quantise_volts(data: np.ndarray) -> np.ndarray:
@@ -214,9 +311,13 @@ def draw_subject(rng: np.random.Generator, ketamine_sensitivity: float) -> Subje
     )
 
 
-def _colored_noise(rng: np.random.Generator, n_channels: int, n_times: int, sfreq: float, exponent: float) -> np.ndarray:
+def _colored_noise(
+    rng: np.random.Generator, n_channels: int, n_times: int, sfreq: float, exponent: float
+) -> np.ndarray:
     """Gaussian noise with power spectral density ~ 1/f^exponent (above 0.5 Hz), unit SD per channel."""
-    spectrum = rng.standard_normal((n_channels, n_times // 2 + 1)) + 1j * rng.standard_normal((n_channels, n_times // 2 + 1))
+    spectrum = rng.standard_normal((n_channels, n_times // 2 + 1)) + 1j * rng.standard_normal(
+        (n_channels, n_times // 2 + 1)
+    )
     freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
     gain = 1.0 / np.maximum(freqs, 0.5) ** (exponent / 2.0)
     gain[0] = 0.0
@@ -224,9 +325,13 @@ def _colored_noise(rng: np.random.Generator, n_channels: int, n_times: int, sfre
     return x / x.std(axis=1, keepdims=True)
 
 
-def _band_noise(rng: np.random.Generator, n_channels: int, n_times: int, sfreq: float, low: float, high: float) -> np.ndarray:
+def _band_noise(
+    rng: np.random.Generator, n_channels: int, n_times: int, sfreq: float, low: float, high: float
+) -> np.ndarray:
     """Gaussian noise band-limited to [low, high] Hz with raised-cosine edges, unit SD per channel."""
-    spectrum = rng.standard_normal((n_channels, n_times // 2 + 1)) + 1j * rng.standard_normal((n_channels, n_times // 2 + 1))
+    spectrum = rng.standard_normal((n_channels, n_times // 2 + 1)) + 1j * rng.standard_normal(
+        (n_channels, n_times // 2 + 1)
+    )
     freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
     width = 0.5
     gain = np.clip((freqs - (low - width)) / (2 * width), 0, 1) * np.clip(((high + width) - freqs) / (2 * width), 0, 1)
@@ -262,7 +367,9 @@ def simulate_recording(
 
     uv = 1e-6
     steep = _colored_noise(rng, n_channels, n_times, plan.sfreq, subject.aperiodic_exponent)
-    flat = _colored_noise(rng, n_channels, n_times, plan.sfreq, max(subject.aperiodic_exponent - drug.flattening_delta, 0.0))
+    flat = _colored_noise(
+        rng, n_channels, n_times, plan.sfreq, max(subject.aperiodic_exponent - drug.flattening_delta, 0.0)
+    )
     mix = np.clip(e1, 0.0, 1.0)
     background = np.sqrt(1.0 - mix) * steep + np.sqrt(mix) * flat
     background_uv = 10.0
@@ -285,13 +392,18 @@ def simulate_recording(
     gains = {"delta": drug.delta_gain, "theta": drug.theta_gain, "beta": drug.beta_gain, "gamma": drug.gamma_gain}
     for name in ("delta", "theta", "beta", "gamma"):
         low, high = RHYTHM_BANDS_HZ[name]
-        rhythms += RHYTHM_UV[name] * _band_noise(rng, n_channels, n_times, plan.sfreq, low, high) \
+        rhythms += (
+            RHYTHM_UV[name]
+            * _band_noise(rng, n_channels, n_times, plan.sfreq, low, high)
             * (1.0 + (gains[name] - 1.0) * e1c)
+        )
     # Frontal-dominant theta at high concentration, part common and part local so that an average reference
     # does not cancel it.
     frontal_topo = 0.4 + 0.6 * (1.0 - topo / topo.max())
-    surge = (0.6 * _band_noise(rng, 1, n_times, plan.sfreq, 4.5, 7.0)
-             + 0.8 * _band_noise(rng, n_channels, n_times, plan.sfreq, 4.5, 7.0)) * frontal_topo[:, None]
+    surge = (
+        0.6 * _band_noise(rng, 1, n_times, plan.sfreq, 4.5, 7.0)
+        + 0.8 * _band_noise(rng, n_channels, n_times, plan.sfreq, 4.5, 7.0)
+    ) * frontal_topo[:, None]
 
     data_uv = (
         background_uv * background
@@ -317,22 +429,35 @@ def simulate_recording(
 
     rhythm_gain = {name: 1.0 + (gains[name] - 1.0) * e1c for name in ("delta", "theta", "beta")}
     expected_db = expected_occipital_alpha_db(
-        t, plan, subject, topo, mix, alpha_gain, background_uv,
+        t,
+        plan,
+        subject,
+        topo,
+        mix,
+        alpha_gain,
+        background_uv,
         flat_exponent=max(subject.aperiodic_exponent - drug.flattening_delta, 0.0),
-        infusion_start_s=plan.infusion_start_s, rhythm_gain=rhythm_gain,
-        surge_uv=drug.theta_surge_uv * e2, frontal_topo=frontal_topo,
+        infusion_start_s=plan.infusion_start_s,
+        rhythm_gain=rhythm_gain,
+        surge_uv=drug.theta_surge_uv * e2,
+        frontal_topo=frontal_topo,
     )
     truth = {
         "dose_mg_per_kg": plan.dose_mg_per_kg,
-        "occipital_alpha_onset_s": _onset_after_infusion(t, -expected_db, plan.infusion_start_s,
-                                                         -DEFAULT_TITRATION_THRESHOLD_DB),
+        "occipital_alpha_onset_s": _onset_after_infusion(
+            t, -expected_db, plan.infusion_start_s, -DEFAULT_TITRATION_THRESHOLD_DB
+        ),
         "occipital_alpha_onset_s_by_threshold_db": {
-            f"{thr:g}": _onset_after_infusion(t, -expected_db, plan.infusion_start_s, -thr) for thr in ONSET_THRESHOLDS_DB},
+            f"{thr:g}": _onset_after_infusion(t, -expected_db, plan.infusion_start_s, -thr)
+            for thr in ONSET_THRESHOLDS_DB
+        },
         "occipital_alpha_onset_slope_db_per_s_by_threshold_db": {
-            f"{thr:g}": _slope_at_onset(t, expected_db, plan.infusion_start_s, -thr) for thr in ONSET_THRESHOLDS_DB},
+            f"{thr:g}": _slope_at_onset(t, expected_db, plan.infusion_start_s, -thr) for thr in ONSET_THRESHOLDS_DB
+        },
         "occipital_alpha_min_db": round(float(expected_db.min()), 4),
-        "occipital_alpha_onset_slope_db_per_s": _slope_at_onset(t, expected_db, plan.infusion_start_s,
-                                                                -DEFAULT_TITRATION_THRESHOLD_DB),
+        "occipital_alpha_onset_slope_db_per_s": _slope_at_onset(
+            t, expected_db, plan.infusion_start_s, -DEFAULT_TITRATION_THRESHOLD_DB
+        ),
         "subject_eeg": asdict(subject),
         "bad_channels": dict(plan.bad_channels),
         "blink_times_s": [round(float(b), 3) for b in blink_times],
@@ -441,8 +566,10 @@ def expected_occipital_alpha_db(
         power = power + RHYTHM_UV[name] ** 2 * (1.0 - 1.0 / n) * np.asarray(gain) ** 2 * seen
     if frontal_topo is not None:
         seen = _seen_fraction(_band_shape(grid, 4.5, 7.0), grid, kernel)
-        surge_var = 0.6**2 * ((frontal_topo[idx] - frontal_topo.mean()) ** 2).mean() \
+        surge_var = (
+            0.6**2 * ((frontal_topo[idx] - frontal_topo.mean()) ** 2).mean()
             + 0.8**2 * (1.0 - 1.0 / n) * (frontal_topo[idx] ** 2).mean()
+        )
         power = power + np.asarray(surge_uv) ** 2 * surge_var * seen
     baseline = power[t < infusion_start_s].mean()
     return 10.0 * np.log10(power / baseline)
@@ -460,7 +587,9 @@ def _slope_at_onset(t: np.ndarray, expected_db: np.ndarray, start_s: float, thre
     return round(float(-(expected_db[hi] - expected_db[lo]) / (t[hi] - t[lo])), 5)
 
 
-def _onset_after_infusion(t: np.ndarray, suppression_db: np.ndarray, start_s: float, threshold_db: float = 3.0) -> float | None:
+def _onset_after_infusion(
+    t: np.ndarray, suppression_db: np.ndarray, start_s: float, threshold_db: float = 3.0
+) -> float | None:
     """Planted onset: first time (s after infusion start) the generating alpha suppression exceeds 3 dB."""
     crossed = np.flatnonzero(suppression_db >= threshold_db)
     if crossed.size == 0:

@@ -95,8 +95,16 @@ ASC5D_DIMENSION_NAMES = {
     "VIR": "vigilance reduction",
 }
 MADRS_ITEM_NAMES = (
-    "apparent sadness", "reported sadness", "inner tension", "reduced sleep", "reduced appetite",
-    "concentration difficulties", "lassitude", "inability to feel", "pessimistic thoughts", "suicidal thoughts",
+    "apparent sadness",
+    "reported sadness",
+    "inner tension",
+    "reduced sleep",
+    "reduced appetite",
+    "concentration difficulties",
+    "lassitude",
+    "inability to feel",
+    "pessimistic thoughts",
+    "suicidal thoughts",
 )
 MADRS_TIMEPOINTS = ("baseline", "4h", "24h", "7d", "14d")
 CYTOKINE_TIMEPOINTS = ("baseline", "24h")
@@ -119,6 +127,7 @@ del _loading_rng
 
 # --- Parameters -------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class PeakExperienceParameters:
     """Latent peak-experience intensity and the questionnaire items it drives (see the module docstring)."""
@@ -129,13 +138,20 @@ class PeakExperienceParameters:
     trait_loading_logit: float = 0.6  # logit change per SD of ketamine_sensitivity
     noise_sd_logit: float = 0.5  # subject-session noise on the logit scale
     meq30_weights: tuple[tuple[str, float], ...] = (
-        ("mystical", 0.95), ("positive_mood", 1.0), ("transcendence", 1.05), ("ineffability", 1.0),
+        ("mystical", 0.95),
+        ("positive_mood", 1.0),
+        ("transcendence", 1.05),
+        ("ineffability", 1.0),
     )
     meq30_subscale_sd: float = 0.05  # subject-session deviation of a subscale, fraction of maximum
     meq30_item_noise_sd: float = 0.6  # item noise on the 0-5 scale, before rounding
     # dimension: (loading on intensity, loading on g(dose)), fractions of the 0-100 scale
     asc5d_weights: tuple[tuple[str, float, float], ...] = (
-        ("OBN", 0.85, 0.0), ("DED", 0.30, 0.0), ("VRS", 0.55, 0.0), ("AUA", 0.25, 0.0), ("VIR", 0.10, 0.45),
+        ("OBN", 0.85, 0.0),
+        ("DED", 0.30, 0.0),
+        ("VRS", 0.55, 0.0),
+        ("AUA", 0.25, 0.0),
+        ("VIR", 0.10, 0.45),
     )
     asc5d_dimension_sd: float = 0.05
     asc5d_item_noise_sd: float = 10.0  # on the 0-100 scale
@@ -187,11 +203,15 @@ class AnalyteParameters:
 DEFAULT_ANALYTES: tuple[AnalyteParameters, ...] = (
     AnalyteParameters("IL6", "interleukin-6", "pg/mL", 0.7, 5000.0, 2, 1.6, 3.5, 0.35, 0.15, 0.20, 0.08, -0.50),
     AnalyteParameters("IL1B", "interleukin-1 beta", "pg/mL", 0.4, 1000.0, 2, 0.45, 0.6, 0.45, 0.20, 0.25, 0.10, 0.0),
-    AnalyteParameters("TNFA", "tumour necrosis factor alpha", "pg/mL", 0.5, 2000.0, 2, 1.3, 1.9, 0.30, 0.12, 0.12, 0.06, -0.30),
+    AnalyteParameters(
+        "TNFA", "tumour necrosis factor alpha", "pg/mL", 0.5, 2000.0, 2, 1.3, 1.9, 0.30, 0.12, 0.12, 0.06, -0.30
+    ),
     # CRP: medians unused (set points from CytokineParameters' ranges); assay_sd_log is the draw-to-draw noise
     # (assay + short-term biological variation), session_sd_log the session-day state shared by a session's draws:
     # single-draw within-subject SD ~0.32 on the ln scale (CV ~33 %, low end of published hs-CRP CV_I 30-60 %).
-    AnalyteParameters("CRP", "C-reactive protein (high-sensitivity)", "mg/L", 0.2, 200.0, 2, 1.7, 4.6, 0.0, 0.20, 0.10, 0.25, -0.35),
+    AnalyteParameters(
+        "CRP", "C-reactive protein (high-sensitivity)", "mg/L", 0.2, 200.0, 2, 1.7, 4.6, 0.0, 0.20, 0.10, 0.25, -0.35
+    ),
     AnalyteParameters("KYN", "kynurenine", "µmol/L", 0.2, 50.0, 2, 1.9, 2.4, 0.20, 0.08, 0.10, 0.05, -0.25),
     AnalyteParameters("TRP", "tryptophan", "µmol/L", 5.0, 300.0, 1, 62.0, 55.0, 0.12, 0.06, 0.06, 0.04, 0.05),
 )
@@ -226,6 +246,7 @@ class PhenotypeParameters:
 
 # --- Random streams -----------------------------------------------------------------------------------------
 
+
 def _stream(seed: int, name: str) -> np.random.Generator:
     """An independent generator per named stream: adding a stream never changes another."""
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(zlib.crc32(name.encode()),)))
@@ -241,6 +262,7 @@ def draw_subject_traits(participants: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 # --- Model pieces (vectorised, shared by the study and the Monte-Carlo expectations) ------------------------
 
+
 def dose_response(dose_mg_per_kg: np.ndarray | float, ed50_mg_per_kg: float) -> np.ndarray:
     """Emax curve normalised to 1 at 1 mg/kg: ``g(d) = d (1 + ED50) / (d + ED50)``; ``g(0) = 0``."""
     d = np.asarray(dose_mg_per_kg, dtype=float)
@@ -248,8 +270,12 @@ def dose_response(dose_mg_per_kg: np.ndarray | float, ed50_mg_per_kg: float) -> 
 
 
 def _peak_intensity(dose, sensitivity, rng, p: PeakExperienceParameters) -> np.ndarray:
-    eta = (p.intercept_logit + p.dose_gain_logit * dose_response(dose, p.ed50_mg_per_kg)
-           + p.trait_loading_logit * np.asarray(sensitivity) + p.noise_sd_logit * rng.standard_normal(len(dose)))
+    eta = (
+        p.intercept_logit
+        + p.dose_gain_logit * dose_response(dose, p.ed50_mg_per_kg)
+        + p.trait_loading_logit * np.asarray(sensitivity)
+        + p.noise_sd_logit * rng.standard_normal(len(dose))
+    )
     return expit(eta)
 
 
@@ -301,8 +327,13 @@ def _madrs_totals(intensity, dose, subject_index, rng, p: MoodParameters, period
     noise = p.noise_sd * (np.sqrt(rho) * common + np.sqrt(1.0 - rho) * own)
     drug = p.dose_slope_per_mg_per_kg * np.asarray(dose) + p.peak_slope_per_unit_intensity * intensity
     practice = np.zeros(n) if period is None else period_effect(period, p)
-    improvement = (np.asarray(p.placebo_response) + practice[:, None] + np.asarray(p.time_profile) * drug[:, None]
-                   + noise + (0.0 if extra is None else extra))
+    improvement = (
+        np.asarray(p.placebo_response)
+        + practice[:, None]
+        + np.asarray(p.time_profile) * drug[:, None]
+        + noise
+        + (0.0 if extra is None else extra)
+    )
     return np.column_stack([baseline, np.clip(baseline[:, None] - improvement, 0.0, 60.0)])
 
 
@@ -326,8 +357,9 @@ def _correlations(x: np.ndarray, improvement: np.ndarray, timepoints) -> dict:
 
 
 @lru_cache(maxsize=8)
-def _expected_mood_correlations(params: PhenotypeParameters, active_doses: tuple[float, ...],
-                                with_periods: bool = False) -> dict:
+def _expected_mood_correlations(
+    params: PhenotypeParameters, active_doses: tuple[float, ...], with_periods: bool = False
+) -> dict:
     """Population correlations of peak measures with MADRS improvement over active subject-sessions
     (each virtual subject has one session per active dose), by Monte Carlo with a fixed seed. With
     ``with_periods`` each virtual subject's active sessions take the periods they have in Williams sequence
@@ -344,7 +376,7 @@ def _expected_mood_correlations(params: PhenotypeParameters, active_doses: tuple
     if with_periods:
         from pipelines.inference.crossover import williams_sequences
 
-        k = len(active_doses) + 1                       # placebo is dose index 0, active doses 1..k-1
+        k = len(active_doses) + 1  # placebo is dose index 0, active doses 1..k-1
         position = np.array([[seq.index(j) + 1 for j in range(1, k)] for seq in williams_sequences(k)])
         period = position[np.arange(n_subj) % len(position)].ravel()
     items = _madrs_items(_madrs_totals(intensity, dose, subject_index, rng, params.mood, period), rng, params.mood)
@@ -365,10 +397,13 @@ def _r6(x) -> float:
 
 # --- The study ----------------------------------------------------------------------------------------------
 
+
 def _design(participants: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
     """Subject-session rows in participant order then each subject's session order, with subject index."""
-    for name, df, cols in (("participants", participants, ["participant_id"]),
-                           ("sessions", sessions, ["participant_id", "session_id", "dose_mg_per_kg"])):
+    for name, df, cols in (
+        ("participants", participants, ["participant_id"]),
+        ("sessions", sessions, ["participant_id", "session_id", "dose_mg_per_kg"]),
+    ):
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise ValueError(f"{name} lacks column(s) {missing}")
@@ -377,8 +412,7 @@ def _design(participants: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("participants has duplicate participant_id values")
     design = sessions[["participant_id", "session_id", "dose_mg_per_kg"]].copy()
     # The crossover period of each session when the schedule is known (it carries the planted period effect).
-    design["session_order"] = (sessions["session_order"].astype(float) if "session_order" in sessions.columns
-                               else np.nan)
+    design["session_order"] = sessions["session_order"].astype(float) if "session_order" in sessions.columns else np.nan
     design["participant_id"] = design["participant_id"].astype(str)
     design["session_id"] = design["session_id"].astype(str)
     design["dose_mg_per_kg"] = design["dose_mg_per_kg"].astype(float)
@@ -421,18 +455,34 @@ def _plant_missing_items(meq: pd.DataFrame, asc: pd.DataFrame, rng: np.random.Ge
         row_a, row_b = (int(r) for r in rng.choice(len(meq), size=2, replace=False))
         mystical = int(rng.choice(MEQ30_SUBSCALES["mystical"]))
         ineffable = sorted(int(i) for i in rng.choice(MEQ30_SUBSCALES["ineffability"], size=2, replace=False))
-        for row, numbers, note in ((row_a, [mystical], "1 mystical item"),
-                                   (row_b, ineffable, "2 of 3 ineffability items (> 50 % of the subscale)")):
+        for row, numbers, note in (
+            (row_a, [mystical], "1 mystical item"),
+            (row_b, ineffable, "2 of 3 ineffability items (> 50 % of the subscale)"),
+        ):
             cols = [MEQ30_COLUMNS[i - 1] for i in numbers]
             meq.loc[row, cols] = pd.NA
-            planted.append({"table": "meq30", "participant_id": meq.at[row, "participant_id"],
-                            "session_id": meq.at[row, "session_id"], "items": cols, "note": note})
+            planted.append(
+                {
+                    "table": "meq30",
+                    "participant_id": meq.at[row, "participant_id"],
+                    "session_id": meq.at[row, "session_id"],
+                    "items": cols,
+                    "note": note,
+                }
+            )
     if len(asc) >= 1:
         row = int(rng.integers(len(asc)))
         cols = [ASC5D_COLUMNS[i - 1] for i in sorted(int(i) for i in rng.choice(N_ASC5D, size=3, replace=False) + 1)]
         asc.loc[row, cols] = np.nan
-        planted.append({"table": "asc5d", "participant_id": asc.at[row, "participant_id"],
-                        "session_id": asc.at[row, "session_id"], "items": cols, "note": "3 items"})
+        planted.append(
+            {
+                "table": "asc5d",
+                "participant_id": asc.at[row, "participant_id"],
+                "session_id": asc.at[row, "session_id"],
+                "items": cols,
+                "note": "3 items",
+            }
+        )
     return planted
 
 
@@ -462,7 +512,7 @@ def _questionnaires(design: pd.DataFrame, traits: pd.Series, seed: int, p: PeakE
     asc_float = asc[ASC5D_COLUMNS].to_numpy()
     truth = {
         "model": "I = expit(intercept + dose_gain * g(dose) + trait_loading * ketamine_sensitivity + noise_sd * N(0,1)); "
-                 "g(d) = d (1 + ED50) / (d + ED50)",
+        "g(d) = d (1 + ED50) / (d + ED50)",
         "ed50_mg_per_kg": p.ed50_mg_per_kg,
         "intercept_logit": p.intercept_logit,
         "dose_gain_logit": p.dose_gain_logit,
@@ -471,7 +521,8 @@ def _questionnaires(design: pd.DataFrame, traits: pd.Series, seed: int, p: PeakE
         "dose_response_g": {_dose_key(d): _r6(dose_response(d, p.ed50_mg_per_kg)) for d in np.unique(dose)},
         "expected_intensity_at_average_trait": {
             _dose_key(d): _r6(expit(p.intercept_logit + p.dose_gain_logit * dose_response(d, p.ed50_mg_per_kg)))
-            for d in np.unique(dose)},
+            for d in np.unique(dose)
+        },
         "realised_mean_intensity_by_dose": _by_dose(intensity, dose),
         "meq30_subscale_weights": dict(p.meq30_weights),
         "asc5d_dimension_weights": {d: {"intensity": wi, "dose_g": wd} for d, wi, wd in p.asc5d_weights},
@@ -479,9 +530,14 @@ def _questionnaires(design: pd.DataFrame, traits: pd.Series, seed: int, p: PeakE
         "asc5d_item_loadings": {c: float(v) for c, v in zip(ASC5D_COLUMNS, ASC5D_ITEM_LOADINGS)},
         "realised_mean_scores_by_dose": {
             "meq30_total": _by_dose(np.nanmean(meq_float, axis=1), dose[active]),
-            **{f"meq30_{s}": _by_dose(_subscale_mean(meq_float, MEQ30_SUBSCALES[s]), dose[active]) for s in MEQ30_SUBSCALES},
-            **{f"asc5d_{d.lower()}": _by_dose(_subscale_mean(asc_float, ASC5D_DIMENSIONS[d]), dose[active])
-               for d in ASC5D_DIMENSIONS},
+            **{
+                f"meq30_{s}": _by_dose(_subscale_mean(meq_float, MEQ30_SUBSCALES[s]), dose[active])
+                for s in MEQ30_SUBSCALES
+            },
+            **{
+                f"asc5d_{d.lower()}": _by_dose(_subscale_mean(asc_float, ASC5D_DIMENSIONS[d]), dose[active])
+                for d in ASC5D_DIMENSIONS
+            },
         },
         "questionnaires_collected": "active sessions only (dose > 0)",
         "subject_sessions": [
@@ -492,8 +548,15 @@ def _questionnaires(design: pd.DataFrame, traits: pd.Series, seed: int, p: PeakE
     return intensity, meq, asc, missing, truth
 
 
-def _mood(design: pd.DataFrame, intensity: np.ndarray, meq: pd.DataFrame, asc: pd.DataFrame, seed: int,
-          params: PhenotypeParameters, extra_improvement: np.ndarray | None = None):
+def _mood(
+    design: pd.DataFrame,
+    intensity: np.ndarray,
+    meq: pd.DataFrame,
+    asc: pd.DataFrame,
+    seed: int,
+    params: PhenotypeParameters,
+    extra_improvement: np.ndarray | None = None,
+):
     """MADRS table for every subject-session and timepoint; truth with expected and realised correlations."""
     m = params.mood
     dose = design["dose_mg_per_kg"].to_numpy()
@@ -501,15 +564,24 @@ def _mood(design: pd.DataFrame, intensity: np.ndarray, meq: pd.DataFrame, asc: p
     mood_rng = _stream(seed, "madrs")
     period = design["session_order"].to_numpy(float)
     has_order = bool(np.isfinite(period).all())
-    totals = _madrs_totals(intensity, dose, design["subject_index"].to_numpy(), mood_rng, m,
-                           period if has_order else None, extra_improvement)
+    totals = _madrs_totals(
+        intensity,
+        dose,
+        design["subject_index"].to_numpy(),
+        mood_rng,
+        m,
+        period if has_order else None,
+        extra_improvement,
+    )
     items = _madrs_items(totals, mood_rng, m)
     n_tp = len(MADRS_TIMEPOINTS)
-    madrs_keys = pd.DataFrame({
-        "participant_id": np.repeat(design["participant_id"].to_numpy(), n_tp),
-        "session_id": np.repeat(design["session_id"].to_numpy(), n_tp),
-        "timepoint": np.tile(MADRS_TIMEPOINTS, len(design)),
-    })
+    madrs_keys = pd.DataFrame(
+        {
+            "participant_id": np.repeat(design["participant_id"].to_numpy(), n_tp),
+            "session_id": np.repeat(design["session_id"].to_numpy(), n_tp),
+            "timepoint": np.tile(MADRS_TIMEPOINTS, len(design)),
+        }
+    )
     madrs = _item_frame(madrs_keys, MADRS_COLUMNS, items.reshape(-1, N_MADRS), "Int64")
 
     # meq and asc rows are the active design rows, in design order.
@@ -518,24 +590,36 @@ def _mood(design: pd.DataFrame, intensity: np.ndarray, meq: pd.DataFrame, asc: p
     madrs_total = items.sum(axis=2).astype(float)
     improvement = (madrs_total[:, :1] - madrs_total[:, 1:])[active]
     tps = m.timepoints
-    realised = {
-        "peak_intensity": _correlations(intensity[active], improvement, tps),
-        "meq30_total": _correlations(np.nanmean(meq_float, axis=1), improvement, tps),
-        "meq30_mystical": _correlations(_subscale_mean(meq_float, MEQ30_SUBSCALES["mystical"]), improvement, tps),
-        "asc5d_obn": _correlations(_subscale_mean(asc_float, ASC5D_DIMENSIONS["OBN"]), improvement, tps),
-    } if active.sum() > 2 else {}
+    realised = (
+        {
+            "peak_intensity": _correlations(intensity[active], improvement, tps),
+            "meq30_total": _correlations(np.nanmean(meq_float, axis=1), improvement, tps),
+            "meq30_mystical": _correlations(_subscale_mean(meq_float, MEQ30_SUBSCALES["mystical"]), improvement, tps),
+            "asc5d_obn": _correlations(_subscale_mean(asc_float, ASC5D_DIMENSIONS["OBN"]), improvement, tps),
+        }
+        if active.sum() > 2
+        else {}
+    )
     active_doses = tuple(float(d) for d in np.unique(dose[active]))
     expected = _expected_mood_correlations(params, active_doses, has_order) if active_doses else {}
     truth = {
         "model": "improvement_t = placebo_t + period_p + h_t * (dose_slope * dose + peak_slope * I) + noise_t; "
-                 "madrs_total_t = baseline - improvement_t, spread over 10 items (0-6)",
-        "period_effect": ({
-            "definition": "practice/expectancy effect: MADRS improvement added at every post-baseline time point "
-                          "of a session in crossover period p (p = session_order in sessions.tsv), relative to "
-                          "period 1",
-            "by_period": {str(k): _r6(v) for k, v in
-                          zip(range(1, int(period.max()) + 1), period_effect(np.arange(1, int(period.max()) + 1), m))},
-        } if has_order else {"definition": "not planted: the sessions carry no order"}),
+        "madrs_total_t = baseline - improvement_t, spread over 10 items (0-6)",
+        "period_effect": (
+            {
+                "definition": "practice/expectancy effect: MADRS improvement added at every post-baseline time point "
+                "of a session in crossover period p (p = session_order in sessions.tsv), relative to "
+                "period 1",
+                "by_period": {
+                    str(k): _r6(v)
+                    for k, v in zip(
+                        range(1, int(period.max()) + 1), period_effect(np.arange(1, int(period.max()) + 1), m)
+                    )
+                },
+            }
+            if has_order
+            else {"definition": "not planted: the sessions carry no order"}
+        ),
         "change_definition": "baseline - timepoint (MADRS total points; positive = improvement)",
         "timepoints": list(MADRS_TIMEPOINTS),
         "baseline_mean": m.baseline_mean,
@@ -544,14 +628,17 @@ def _mood(design: pd.DataFrame, intensity: np.ndarray, meq: pd.DataFrame, asc: p
         "placebo_response": dict(zip(tps, m.placebo_response)),
         "time_profile": dict(zip(tps, m.time_profile)),
         "dose_slope_per_mg_per_kg": {tp: _r6(h * m.dose_slope_per_mg_per_kg) for tp, h in zip(tps, m.time_profile)},
-        "peak_slope_per_unit_intensity": {tp: _r6(h * m.peak_slope_per_unit_intensity) for tp, h in zip(tps, m.time_profile)},
+        "peak_slope_per_unit_intensity": {
+            tp: _r6(h * m.peak_slope_per_unit_intensity) for tp, h in zip(tps, m.time_profile)
+        },
         "noise_sd": m.noise_sd,
         "noise_time_correlation": m.noise_time_correlation,
         "correlation_population": "active subject-sessions (dose > 0), one per subject and active dose",
         "expected_correlation_with_improvement": expected,
         "realised_correlation_with_improvement": realised,
-        "realised_mean_improvement_by_dose": {tp: _by_dose(madrs_total[:, 0] - madrs_total[:, j + 1], dose)
-                                              for j, tp in enumerate(tps)},
+        "realised_mean_improvement_by_dose": {
+            tp: _by_dose(madrs_total[:, 0] - madrs_total[:, j + 1], dose) for j, tp in enumerate(tps)
+        },
         "realised_mean_baseline_total": _r6(madrs_total[:, 0].mean()),
     }
     return madrs, truth
@@ -585,13 +672,15 @@ def _cytokines(design: pd.DataFrame, participants: pd.DataFrame, seed: int, para
     acute[acute_rng.permutation(n)[:n_acute]] = True
     acute_log = np.log(params.acute_infection_crp_mg_per_l)
     acute_level = acute_rng.uniform(acute_log[0], acute_log[1], n)
-    rows, truth_realised, censored, above = [], {}, {}, {}
+    rows, censored, above = [], {}, {}
     log_values = {}
     screening = None
     for a in params.analytes:
         rng = _stream(seed, f"cytokines/{a.name}")
         if a.name == "CRP":
-            lo_hi = np.where(inflamed_subject[:, None], np.log(params.crp_range_inflamed), np.log(params.crp_range_non_inflamed))
+            lo_hi = np.where(
+                inflamed_subject[:, None], np.log(params.crp_range_inflamed), np.log(params.crp_range_non_inflamed)
+            )
             subject_log = rng.uniform(lo_hi[:, 0], lo_hi[:, 1])
             crp_set_point = np.exp(subject_log)
         else:
@@ -614,8 +703,11 @@ def _cytokines(design: pd.DataFrame, participants: pd.DataFrame, seed: int, para
         if a.name == "CRP" and params.screening_timepoint:
             # Screening visit: its own day state and draw noise, independent of every session's draws.
             srng = _stream(seed, "cytokines/CRP/screening")
-            screening = np.exp(subject_log + a.session_sd_log * srng.standard_normal(n_subj)
-                               + a.assay_sd_log * srng.standard_normal(n_subj))
+            screening = np.exp(
+                subject_log
+                + a.session_sd_log * srng.standard_normal(n_subj)
+                + a.assay_sd_log * srng.standard_normal(n_subj)
+            )
             choice_s = srng.random(n_subj)
             first_row = {int(k): i for i, k in reversed(list(enumerate(s)))}
             for k in range(n_subj):
@@ -624,18 +716,22 @@ def _cytokines(design: pd.DataFrame, participants: pd.DataFrame, seed: int, para
 
     analyte_order = {a.name: k for k, a in enumerate(params.analytes)}
     rows.sort(key=lambda r: (r[0], r[1], analyte_order[r[2]]))
-    table = pd.DataFrame({
-        "participant_id": [design.at[r[0], "participant_id"] for r in rows],
-        "session_id": ["n/a" if r[1] < 0 else design.at[r[0], "session_id"] for r in rows],
-        "timepoint": [params.screening_timepoint if r[1] < 0 else CYTOKINE_TIMEPOINTS[r[1]] for r in rows],
-        "analyte": [r[2] for r in rows],
-        "value": [r[3] for r in rows],
-        "unit": [r[4] for r in rows],
-    })
+    table = pd.DataFrame(
+        {
+            "participant_id": [design.at[r[0], "participant_id"] for r in rows],
+            "session_id": ["n/a" if r[1] < 0 else design.at[r[0], "session_id"] for r in rows],
+            "timepoint": [params.screening_timepoint if r[1] < 0 else CYTOKINE_TIMEPOINTS[r[1]] for r in rows],
+            "analyte": [r[2] for r in rows],
+            "value": [r[3] for r in rows],
+            "unit": [r[4] for r in rows],
+        }
+    )
 
     def lfc(name_or_ratio, mask):
         if name_or_ratio == "KYN_TRP_ratio":
-            d = (log_values["KYN"][:, 1] - log_values["TRP"][:, 1]) - (log_values["KYN"][:, 0] - log_values["TRP"][:, 0])
+            d = (log_values["KYN"][:, 1] - log_values["TRP"][:, 1]) - (
+                log_values["KYN"][:, 0] - log_values["TRP"][:, 0]
+            )
         else:
             d = log_values[name_or_ratio][:, 1] - log_values[name_or_ratio][:, 0]
         return _r6(d[mask].mean()) if mask.any() else None
@@ -650,45 +746,64 @@ def _cytokines(design: pd.DataFrame, participants: pd.DataFrame, seed: int, para
     for stratum, in_stratum in (("inflamed", inflamed), ("non_inflamed", ~inflamed)):
         planted[stratum], realised[stratum] = {}, {}
         for condition, in_condition in (("active", active), ("placebo", ~active)):
-            planted[stratum][condition] = {k: (planted_lfc[k] if stratum == "inflamed" and condition == "active" else 0.0)
-                                           for k in names}
+            planted[stratum][condition] = {
+                k: (planted_lfc[k] if stratum == "inflamed" and condition == "active" else 0.0) for k in names
+            }
             realised[stratum][condition] = {k: lfc(k, in_stratum & in_condition) for k in names}
     threshold = params.crp_threshold_mg_per_l
     realised_screening = {}
     if screening is not None:
         by_screening = (screening >= threshold)[s]
         for stratum, in_stratum in (("inflamed", by_screening), ("non_inflamed", ~by_screening)):
-            realised_screening[stratum] = {condition: {k: lfc(k, in_stratum & in_condition & ~acute) for k in names}
-                                           for condition, in_condition in (("active", active), ("placebo", ~active))}
+            realised_screening[stratum] = {
+                condition: {k: lfc(k, in_stratum & in_condition & ~acute) for k in names}
+                for condition, in_condition in (("active", active), ("placebo", ~active))
+            }
     truth = {
         "crp_threshold_mg_per_l": threshold,
         "stratum_definition": "inflamed = CRP set point (the subject's long-run level) >= threshold; every draw adds a "
-                              "session-day state and draw noise, so measured CRP can fall on the other side",
+        "session-day state and draw noise, so measured CRP can fall on the other side",
         "inflamed_fraction_target": params.inflamed_fraction,
         "inflamed_subjects": [pid for pid, f in zip(ids, inflamed_subject) if f],
         "non_inflamed_subjects": [pid for pid, f in zip(ids, inflamed_subject) if not f],
         "crp_set_point_mg_per_l": {pid: _r6(v) for pid, v in zip(ids, crp_set_point)} if "CRP" in analyte_order else {},
         "screening_timepoint": params.screening_timepoint,
         "screening_crp_mg_per_l": ({pid: _r6(v) for pid, v in zip(ids, screening)} if screening is not None else {}),
-        "screening_inflamed_subjects": ([pid for pid, v in zip(ids, screening) if v >= threshold]
-                                        if screening is not None else []),
-        "acute_infection": [{"participant_id": design.at[i, "participant_id"], "session_id": design.at[i, "session_id"],
-                             "crp_baseline_mg_per_l": _r6(np.exp(log_values["CRP"][i, 0])),
-                             "crp_24h_mg_per_l": _r6(np.exp(log_values["CRP"][i, 1]))}
-                            for i in np.flatnonzero(acute)] if "CRP" in analyte_order else [],
+        "screening_inflamed_subjects": (
+            [pid for pid, v in zip(ids, screening) if v >= threshold] if screening is not None else []
+        ),
+        "acute_infection": [
+            {
+                "participant_id": design.at[i, "participant_id"],
+                "session_id": design.at[i, "session_id"],
+                "crp_baseline_mg_per_l": _r6(np.exp(log_values["CRP"][i, 0])),
+                "crp_24h_mg_per_l": _r6(np.exp(log_values["CRP"][i, 1])),
+            }
+            for i in np.flatnonzero(acute)
+        ]
+        if "CRP" in analyte_order
+        else [],
         "log_base": "natural",
         "log_fold_change_definition": "log(value at 24h / value at baseline) within a subject-session",
         "dose_dependence": "the same planted change for every active dose (dose > 0); none under placebo",
         "log_fold_change_24h": planted,
         "realised_mean_log_fold_change_24h": realised,
         "realised_note": "means over subject-sessions of measured (pre-censoring) values, by the true (set-point) "
-                         "stratum",
+        "stratum",
         "realised_mean_log_fold_change_24h_by_screening_stratum": realised_screening,
         "realised_by_screening_note": "the same means by the stratum of the screening CRP draw (what an analysis "
-                                      "stratifying on screening sees), acute-infection sessions left out",
-        "analytes": {a.name: {"description": a.description, "unit": a.unit, "LLOQ": a.lloq, "ULOQ": a.uloq,
-                              "median_non_inflamed": a.median_non_inflamed, "median_inflamed": a.median_inflamed}
-                     for a in params.analytes},
+        "stratifying on screening sees), acute-infection sessions left out",
+        "analytes": {
+            a.name: {
+                "description": a.description,
+                "unit": a.unit,
+                "LLOQ": a.lloq,
+                "ULOQ": a.uloq,
+                "median_non_inflamed": a.median_non_inflamed,
+                "median_inflamed": a.median_inflamed,
+            }
+            for a in params.analytes
+        },
         "crp_range_non_inflamed_mg_per_l": list(params.crp_range_non_inflamed),
         "crp_range_inflamed_mg_per_l": list(params.crp_range_inflamed),
         "n_below_lloq": censored,
@@ -698,10 +813,13 @@ def _cytokines(design: pd.DataFrame, participants: pd.DataFrame, seed: int, para
     return table, truth
 
 
-def generate_phenotype(participants: pd.DataFrame, sessions: pd.DataFrame, seed: int,
-                       subject_traits: pd.DataFrame | None = None,
-                       params: PhenotypeParameters | None = None,
-                       ) -> tuple[dict[str, pd.DataFrame], dict[str, dict], dict]:
+def generate_phenotype(
+    participants: pd.DataFrame,
+    sessions: pd.DataFrame,
+    seed: int,
+    subject_traits: pd.DataFrame | None = None,
+    params: PhenotypeParameters | None = None,
+) -> tuple[dict[str, pd.DataFrame], dict[str, dict], dict]:
     """Generate the phenotype tables of the synthetic ketamine crossover study.
 
     ``participants``: ``participant_id`` (``sub-01`` ...), ``age``, ``sex``. ``sessions``: ``participant_id``,
@@ -725,18 +843,24 @@ def generate_phenotype(participants: pd.DataFrame, sessions: pd.DataFrame, seed:
 
     therapy_params = TherapyParameters()
     therapy, inside = draw_therapy(design, _stream(seed, "therapy"), therapy_params)
-    extra = window_effect(inside, design["dose_mg_per_kg"].to_numpy(), [hours_of(t) for t in params.mood.timepoints],
-                          therapy_params)
+    extra = window_effect(
+        inside, design["dose_mg_per_kg"].to_numpy(), [hours_of(t) for t in params.mood.timepoints], therapy_params
+    )
     madrs, truth_mood = _mood(design, intensity, meq, asc, seed, params, extra)
     cytokines, truth_cytokines = _cytokines(design, participants, seed, params.cytokines)
     tables = {"meq30": meq, "asc5d": asc, "madrs": madrs, "cytokines": cytokines, "therapy": therapy}
     sidecars = {**_sidecars(params.cytokines), "therapy": _THERAPY_SIDECAR}
     truth = {
-        "generator": {"module": __name__, "seed": int(seed),
-                      "random_streams": "SeedSequence(seed, spawn_key=(crc32(name),)) per named stream",
-                      "subject_traits": "given" if subject_traits is not None else "drawn (stream 'subject_traits')"},
+        "generator": {
+            "module": __name__,
+            "seed": int(seed),
+            "random_streams": "SeedSequence(seed, spawn_key=(crc32(name),)) per named stream",
+            "subject_traits": "given" if subject_traits is not None else "drawn (stream 'subject_traits')",
+        },
         "parameters": _jsonable(asdict(params)),
-        "subjects": {"ketamine_sensitivity": {pid: _r6(traits[pid]) for pid in participants["participant_id"].astype(str)}},
+        "subjects": {
+            "ketamine_sensitivity": {pid: _r6(traits[pid]) for pid in participants["participant_id"].astype(str)}
+        },
         "peak_experience": truth_peak,
         "mood": truth_mood,
         "cytokines": truth_cytokines,
@@ -746,9 +870,11 @@ def generate_phenotype(participants: pd.DataFrame, sessions: pd.DataFrame, seed:
             "window_effect_points": therapy_params.window_effect_points,
             "effect_from_h": therapy_params.effect_from_h,
             "definition": "extra MADRS improvement (points) at every time point from effect_from_h on, for an active "
-                          "infusion whose first integration session starts inside window_h after the infusion ended",
-            "inside_by_session": {f"{r.participant_id}_{r.session_id}": bool(flag)
-                                  for r, flag in zip(design.itertuples(index=False), inside)},
+            "infusion whose first integration session starts inside window_h after the infusion ended",
+            "inside_by_session": {
+                f"{r.participant_id}_{r.session_id}": bool(flag)
+                for r, flag in zip(design.itertuples(index=False), inside)
+            },
         },
     }
     return tables, sidecars, _jsonable(truth)
@@ -757,8 +883,10 @@ def generate_phenotype(participants: pd.DataFrame, sessions: pd.DataFrame, seed:
 _THERAPY_SIDECAR = {
     "participant_id": {"Description": "Participant identifier (BIDS label, pseudonymous)."},
     "session_id": {"Description": "The infusion session this therapy session belongs to."},
-    "session_type": {"Description": "Kind of psychotherapy session",
-                     "Levels": {"preparation": "before the infusion", "integration": "after the infusion"}},
+    "session_type": {
+        "Description": "Kind of psychotherapy session",
+        "Levels": {"preparation": "before the infusion", "integration": "after the infusion"},
+    },
     "start_h": {"Description": "Start relative to the end of the infusion (negative: before it)", "Units": "h"},
     "duration_min": {"Description": "Duration", "Units": "min"},
     "MeasurementToolMetadata": {"Description": "Therapy-session log (synthetic; no real participants)."},
@@ -784,54 +912,80 @@ def _jsonable(obj):
 
 _KEY_COLUMNS = {
     "participant_id": {"Description": "Participant identifier (BIDS label, pseudonymous)."},
-    "session_id": {"Description": "Session identifier; each session is one dose condition (see sessions.tsv "
-                                  "for dose_mg_per_kg)."},
+    "session_id": {
+        "Description": "Session identifier; each session is one dose condition (see sessions.tsv for dose_mg_per_kg)."
+    },
 }
 _SYNTHETIC = " Synthetic data generated by pipelines.synth.phenotype (no real participants)."
 
 
 def _sidecars(cyto: CytokineParameters) -> dict[str, dict]:
-    meq_levels = {"0": "none; not at all", "1": "so slight cannot decide", "2": "slight", "3": "moderate",
-                  "4": "strong (equivalent in degree to any other strong experience)",
-                  "5": "extreme (more than ever before in my life and stronger than 4)"}
+    meq_levels = {
+        "0": "none; not at all",
+        "1": "so slight cannot decide",
+        "2": "slight",
+        "3": "moderate",
+        "4": "strong (equivalent in degree to any other strong experience)",
+        "5": "extreme (more than ever before in my life and stronger than 4)",
+    }
     meq_subscale_of = {i: s for s, items in MEQ30_SUBSCALES.items() for i in items}
     meq = {**_KEY_COLUMNS}
     for i, col in enumerate(MEQ30_COLUMNS, start=1):
-        meq[col] = {"Description": f"MEQ30 item {i} (administered order); subscale: {meq_subscale_of[i].replace('_', ' ')}.",
-                    "Levels": meq_levels}
+        meq[col] = {
+            "Description": f"MEQ30 item {i} (administered order); subscale: {meq_subscale_of[i].replace('_', ' ')}.",
+            "Levels": meq_levels,
+        }
     meq["MeasurementToolMetadata"] = {
         "Description": "Revised Mystical Experience Questionnaire, 30 items, rated after the session for the "
-                       "session's experience." + _SYNTHETIC,
+        "session's experience." + _SYNTHETIC,
         "Citation": "MacLean KA, Leoutsakos J-MS, Johnson MW, Griffiths RR (2012) J Sci Study Relig 51:721-737; "
-                    "Barrett FS, Johnson MW, Griffiths RR (2015) J Psychopharmacol 29:1182-1190.",
+        "Barrett FS, Johnson MW, Griffiths RR (2015) J Psychopharmacol 29:1182-1190.",
     }
     meq["ResponseScale"] = {"min": 0, "max": 5}
 
     asc_dim_of = {i: d for d, items in ASC5D_DIMENSIONS.items() for i in items}
     asc = {**_KEY_COLUMNS}
     for i, col in enumerate(ASC5D_COLUMNS, start=1):
-        asc[col] = {"Description": f"5D-ASC item {i} (94-item numbering); dimension: {asc_dim_of[i]} "
-                                   f"({ASC5D_DIMENSION_NAMES[asc_dim_of[i]]}). Visual analogue scale 0 = 'no, not "
-                                   "more than usually' to 100 = 'yes, much more than usually'."}
+        asc[col] = {
+            "Description": f"5D-ASC item {i} (94-item numbering); dimension: {asc_dim_of[i]} "
+            f"({ASC5D_DIMENSION_NAMES[asc_dim_of[i]]}). Visual analogue scale 0 = 'no, not "
+            "more than usually' to 100 = 'yes, much more than usually'."
+        }
     asc["MeasurementToolMetadata"] = {
         "Description": "Five-dimensional Altered States of Consciousness rating scale (5D-ASC), 94 visual analogue "
-                       "items, rated retrospectively for the session." + _SYNTHETIC,
+        "items, rated retrospectively for the session." + _SYNTHETIC,
         "Citation": "Dittrich A (1998) Pharmacopsychiatry 31 Suppl 2:80-84; Studerus E, Gamma A, Vollenweider FX "
-                    "(2010) PLoS One 5:e12412.",
+        "(2010) PLoS One 5:e12412.",
     }
     asc["ResponseScale"] = {"min": 0, "max": 100}
 
-    madrs = {**_KEY_COLUMNS, "timepoint": {
-        "Description": "Time of rating relative to the session's infusion.",
-        "Levels": {"baseline": "before the infusion", "4h": "4 hours after", "24h": "24 hours after",
-                   "7d": "7 days after", "14d": "14 days after"}}}
-    madrs_levels = {"0": "absent / normal (anchor)", "1": "between anchors", "2": "anchor 2", "3": "between anchors",
-                    "4": "anchor 4", "5": "between anchors", "6": "most severe (anchor)"}
+    madrs = {
+        **_KEY_COLUMNS,
+        "timepoint": {
+            "Description": "Time of rating relative to the session's infusion.",
+            "Levels": {
+                "baseline": "before the infusion",
+                "4h": "4 hours after",
+                "24h": "24 hours after",
+                "7d": "7 days after",
+                "14d": "14 days after",
+            },
+        },
+    }
+    madrs_levels = {
+        "0": "absent / normal (anchor)",
+        "1": "between anchors",
+        "2": "anchor 2",
+        "3": "between anchors",
+        "4": "anchor 4",
+        "5": "between anchors",
+        "6": "most severe (anchor)",
+    }
     for i, (col, name) in enumerate(zip(MADRS_COLUMNS, MADRS_ITEM_NAMES), start=1):
         madrs[col] = {"Description": f"MADRS item {i}: {name}.", "Levels": madrs_levels}
     madrs["MeasurementToolMetadata"] = {
         "Description": "Montgomery-Åsberg Depression Rating Scale, 10 clinician-rated items, 0-6 each, total 0-60."
-                       + _SYNTHETIC,
+        + _SYNTHETIC,
         "Citation": "Montgomery SA, Åsberg M (1979) Br J Psychiatry 134:382-389.",
     }
     madrs["ResponseScale"] = {"min": 0, "max": 6}
@@ -839,25 +993,35 @@ def _sidecars(cyto: CytokineParameters) -> dict[str, dict]:
     levels = {"baseline": "before the infusion", "24h": "24 hours after"}
     session = dict(_KEY_COLUMNS["session_id"])
     if cyto.screening_timepoint:
-        levels = {cyto.screening_timepoint: "screening visit before the first session (hs-CRP only; session_id n/a)",
-                  **levels}
-        session = {"Description": session["Description"] + " 'n/a' for the screening draw, which belongs to no session."}
-    cytokines = {**_KEY_COLUMNS, "session_id": session,
-                 "timepoint": {"Description": "Blood draw relative to the session's infusion.", "Levels": levels},
-                 "analyte": {"Description": "Analyte measured.",
-                             "Levels": {a.name: a.description for a in cyto.analytes}},
-                 "value": {"Description": "Concentration as exported by the lab: a number, '<LLOQ' or '<x' (below "
-                                          "the lower limit of quantification x), '>x' (above the upper limit)."},
-                 "unit": {"Description": "Unit of value (also declared per analyte under 'analytes')."},
-                 "analytes": {a.name: {"unit": a.unit, "LLOQ": a.lloq, "ULOQ": a.uloq, "Description": a.description}
-                              for a in cyto.analytes},
-                 "MeasurementToolMetadata": {
-                     "Description": "Serum inflammatory markers: IL-6, IL-1beta and TNF-alpha by high-sensitivity "
-                                    "immunoassay, hs-CRP by immunoturbidimetry, kynurenine and tryptophan by "
-                                    "LC-MS/MS." + _SYNTHETIC,
-                     "Citation": "Synthetic; effect pattern after Kiraly DD et al. (2017) Transl Psychiatry 7:e1065 "
-                                 "and Verdonk F et al. (2019) Brain Behav Immun (ketamine and inflammation).",
-                 }}
+        levels = {
+            cyto.screening_timepoint: "screening visit before the first session (hs-CRP only; session_id n/a)",
+            **levels,
+        }
+        session = {
+            "Description": session["Description"] + " 'n/a' for the screening draw, which belongs to no session."
+        }
+    cytokines = {
+        **_KEY_COLUMNS,
+        "session_id": session,
+        "timepoint": {"Description": "Blood draw relative to the session's infusion.", "Levels": levels},
+        "analyte": {"Description": "Analyte measured.", "Levels": {a.name: a.description for a in cyto.analytes}},
+        "value": {
+            "Description": "Concentration as exported by the lab: a number, '<LLOQ' or '<x' (below "
+            "the lower limit of quantification x), '>x' (above the upper limit)."
+        },
+        "unit": {"Description": "Unit of value (also declared per analyte under 'analytes')."},
+        "analytes": {
+            a.name: {"unit": a.unit, "LLOQ": a.lloq, "ULOQ": a.uloq, "Description": a.description}
+            for a in cyto.analytes
+        },
+        "MeasurementToolMetadata": {
+            "Description": "Serum inflammatory markers: IL-6, IL-1beta and TNF-alpha by high-sensitivity "
+            "immunoassay, hs-CRP by immunoturbidimetry, kynurenine and tryptophan by "
+            "LC-MS/MS." + _SYNTHETIC,
+            "Citation": "Synthetic; effect pattern after Kiraly DD et al. (2017) Transl Psychiatry 7:e1065 "
+            "and Verdonk F et al. (2019) Brain Behav Immun (ketamine and inflammation).",
+        },
+    }
     return {"meq30": meq, "asc5d": asc, "madrs": madrs, "cytokines": cytokines}
 
 

@@ -12,15 +12,26 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipelines.synth.eeg import (BAND_EFFECTS, BAND_EFFECTS_CAVEAT, DEFAULT_TITRATION_THRESHOLD_DB, ONSET_THRESHOLDS_DB,
-                                 DrugModel, RecordingPlan, channel_names, draw_subject, head_montage, head_positions_m,
-                                 quantise_volts, simulate_recording)
+from pipelines.synth.eeg import (
+    BAND_EFFECTS,
+    BAND_EFFECTS_CAVEAT,
+    DEFAULT_TITRATION_THRESHOLD_DB,
+    ONSET_THRESHOLDS_DB,
+    DrugModel,
+    RecordingPlan,
+    channel_names,
+    draw_subject,
+    head_montage,
+    head_positions_m,
+    quantise_volts,
+    simulate_recording,
+)
 
 TASK = "rest"
 LINE_FREQ_HZ = 50.0
@@ -85,13 +96,22 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
         }
     )
     traits = pd.DataFrame(
-        {"participant_id": participants["participant_id"], "ketamine_sensitivity": design_rng.standard_normal(len(subjects))}
+        {
+            "participant_id": participants["participant_id"],
+            "ketamine_sensitivity": design_rng.standard_normal(len(subjects)),
+        }
     )
-    sequences, assigned = session_orders(len(subjects), len(design.doses_mg_per_kg), np.random.default_rng(order_stream))
+    sequences, assigned = session_orders(
+        len(subjects), len(design.doses_mg_per_kg), np.random.default_rng(order_stream)
+    )
     sessions = pd.DataFrame(
         [
-            {"participant_id": f"sub-{s}", "session_id": f"ses-{session_label(d)}", "dose_mg_per_kg": d,
-             "session_order": int(sequences[assigned[i]].index(j)) + 1}
+            {
+                "participant_id": f"sub-{s}",
+                "session_id": f"ses-{session_label(d)}",
+                "dose_mg_per_kg": d,
+                "session_order": int(sequences[assigned[i]].index(j)) + 1,
+            }
             for i, s in enumerate(subjects)
             for j, d in enumerate(design.doses_mg_per_kg)
         ]
@@ -128,18 +148,26 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
 
     # Sessions are 14 days apart in each subject's order (plus a few days' scheduling jitter). Dates are
     # anonymised the way mne-bids does it: shifted far into the past, keeping session order.
-    base_date = datetime(2020, 1, 6, 9, 0, tzinfo=timezone.utc)
-    session_dates = [base_date + pd.Timedelta(days=14 * (int(order) - 1) + k % 7).to_pytimedelta()
-                     for k, order in enumerate(sessions["session_order"])]
-    sessions["acq_time"] = [(d - pd.Timedelta(days=ANONYMISE_DAYSBACK).to_pytimedelta()).strftime(ACQ_TIME_FORMAT)
-                            for d in session_dates]
+    base_date = datetime(2020, 1, 6, 9, 0, tzinfo=UTC)
+    session_dates = [
+        base_date + pd.Timedelta(days=14 * (int(order) - 1) + k % 7).to_pytimedelta()
+        for k, order in enumerate(sessions["session_order"])
+    ]
+    sessions["acq_time"] = [
+        (d - pd.Timedelta(days=ANONYMISE_DAYSBACK).to_pytimedelta()).strftime(ACQ_TIME_FORMAT) for d in session_dates
+    ]
     dose_names = [session_label(d) for d in design.doses_mg_per_kg]
     rows = list(sessions.itertuples(index=False))
     import sys
 
     # Redrawn on a terminal; a line every 10 s in logs (make, CI), not one per recording.
-    bar = tqdm(rows, desc="Generating EEG", unit="recording", disable=not progress,
-               mininterval=0.1 if sys.stderr.isatty() else 10.0)
+    bar = tqdm(
+        rows,
+        desc="Generating EEG",
+        unit="recording",
+        disable=not progress,
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,
+    )
     for rec_index, row in enumerate(bar):
         rng = np.random.default_rng(recording_seeds[rec_index])
         subject = row.participant_id.removeprefix("sub-")
@@ -191,10 +219,11 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
     truth.update(phenotype_truth)
     truth["crossover"] = {
         "design": f"Williams design for {len(dose_names)} doses: each dose once per period, each ordered pair of "
-                  "successive doses equally often; sequences assigned to subjects in a shuffled balanced order",
+        "successive doses equally often; sequences assigned to subjects in a shuffled balanced order",
         "sequences": ["/".join(dose_names[t] for t in seq) for seq in sequences],
-        "subject_sequence": {f"sub-{s}": "/".join(dose_names[t] for t in sequences[assigned[i]])
-                             for i, s in enumerate(subjects)},
+        "subject_sequence": {
+            f"sub-{s}": "/".join(dose_names[t] for t in sequences[assigned[i]]) for i, s in enumerate(subjects)
+        },
         "session_order_column": "session_order",
         "session_spacing_days": 14,
     }
@@ -212,11 +241,12 @@ def generate_study(bids_root: Path, design: StudyDesign = StudyDesign(), progres
 
 
 ANONYMISE_DAYSBACK = 40000
-ACQ_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"   # as mne-bids writes acq_time in scans.tsv
+ACQ_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # as mne-bids writes acq_time in scans.tsv
 
 
-def session_orders(n_subjects: int, n_doses: int, rng: np.random.Generator
-                   ) -> tuple[tuple[tuple[int, ...], ...], np.ndarray]:
+def session_orders(
+    n_subjects: int, n_doses: int, rng: np.random.Generator
+) -> tuple[tuple[tuple[int, ...], ...], np.ndarray]:
     """Williams sequences (dose indices in period order) and each subject's sequence index: the sequences
     repeated to the number of subjects (balanced) and shuffled."""
     from pipelines.inference.crossover import williams_sequences
@@ -302,17 +332,22 @@ def _write_tables(root: Path, participants: pd.DataFrame, sessions: pd.DataFrame
     for pid, group in sessions.groupby("participant_id", sort=True):
         path = root / pid / f"{pid}_sessions.tsv"
         group[["session_id", "dose_mg_per_kg", "session_order", "acq_time"]].to_csv(
-            path, sep="\t", index=False, lineterminator="\n", float_format="%.2f")
+            path, sep="\t", index=False, lineterminator="\n", float_format="%.2f"
+        )
         (root / pid / f"{pid}_sessions.json").write_text(json.dumps(SESSIONS_SIDECAR, indent=2) + "\n")
 
 
 SESSIONS_SIDECAR = {
     "dose_mg_per_kg": {"Description": "Ketamine dose of the session's infusion", "Units": "mg/kg"},
-    "session_order": {"Description": "Position of the session in the participant's crossover schedule (period): "
-                                     "1 = first session. Sequences follow a Williams design balanced for period "
-                                     "and first-order carry-over."},
-    "acq_time": {"Description": "Date and time of the session (anonymised: shifted into the past like the "
-                                "recordings' acq_time in scans.tsv, keeping the order and spacing of sessions)."},
+    "session_order": {
+        "Description": "Position of the session in the participant's crossover schedule (period): "
+        "1 = first session. Sequences follow a Williams design balanced for period "
+        "and first-order carry-over."
+    },
+    "acq_time": {
+        "Description": "Date and time of the session (anonymised: shifted into the past like the "
+        "recordings' acq_time in scans.tsv, keeping the order and spacing of sessions)."
+    },
 }
 
 

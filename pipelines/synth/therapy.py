@@ -32,8 +32,9 @@ class TherapyParameters:
     inside_tendency_sd: float = 1.0  # SD (logit scale) of each participant's tendency to be booked inside
 
 
-def draw_therapy(design: pd.DataFrame, rng: np.random.Generator, p: TherapyParameters = TherapyParameters()
-                 ) -> tuple[pd.DataFrame, np.ndarray]:
+def draw_therapy(
+    design: pd.DataFrame, rng: np.random.Generator, p: TherapyParameters = TherapyParameters()
+) -> tuple[pd.DataFrame, np.ndarray]:
     """``design``: one row per infusion with participant_id, session_id, subject_index. Returns the therapy table
     (the BIDS ``phenotype/therapy.tsv``) and, per design row, whether the first integration was inside the window."""
     n_subjects = int(design["subject_index"].max()) + 1
@@ -41,8 +42,14 @@ def draw_therapy(design: pd.DataFrame, rng: np.random.Generator, p: TherapyParam
     rows, inside = [], np.zeros(len(design), dtype=bool)
     for i, row in enumerate(design.itertuples(index=False)):
         keys = {"participant_id": row.participant_id, "session_id": row.session_id}
-        rows.append({**keys, "session_type": "preparation", "start_h": -round(float(rng.uniform(20, 30)), 1),
-                     "duration_min": 60})
+        rows.append(
+            {
+                **keys,
+                "session_type": "preparation",
+                "start_h": -round(float(rng.uniform(20, 30)), 1),
+                "duration_min": 60,
+            }
+        )
         draw = rng.random()
         if draw < p.p_none:
             continue
@@ -57,13 +64,23 @@ def draw_therapy(design: pd.DataFrame, rng: np.random.Generator, p: TherapyParam
         inside[i] = p.window_h[0] <= start <= p.window_h[1]
         rows.append({**keys, "session_type": "integration", "start_h": start, "duration_min": 90})
         if rng.random() < 0.5:
-            rows.append({**keys, "session_type": "integration", "start_h": round(start + float(rng.uniform(150, 180)), 1),
-                         "duration_min": 60})
+            rows.append(
+                {
+                    **keys,
+                    "session_type": "integration",
+                    "start_h": round(start + float(rng.uniform(150, 180)), 1),
+                    "duration_min": 60,
+                }
+            )
     return pd.DataFrame(rows), inside
 
 
-def window_effect(inside: np.ndarray, dose: np.ndarray, timepoint_hours: list[float | None],
-                  p: TherapyParameters = TherapyParameters()) -> np.ndarray:
+def window_effect(
+    inside: np.ndarray,
+    dose: np.ndarray,
+    timepoint_hours: list[float | None],
+    p: TherapyParameters = TherapyParameters(),
+) -> np.ndarray:
     """(infusions × post-baseline time points) extra improvement (MADRS points) from the planted window effect."""
     late = np.array([h is not None and h >= p.effect_from_h for h in timepoint_hours], dtype=float)
     return p.window_effect_points * (inside & (np.asarray(dose) > 0)).astype(float)[:, None] * late[None, :]
