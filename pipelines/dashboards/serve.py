@@ -317,9 +317,15 @@ class _forked_workers:
         if self.num_procs > 1:  # only workers get here (the parent stays in fork_processes)
             import signal
 
+            import tornado.netutil
+
             for sig, handler in self._handlers.items():
                 signal.signal(sig, handler)
             _die_with_parent()
+            # All workers wait on the one listening socket; Tornado accepts up to 128 waiting connections per
+            # wake-up, so the first worker to wake took a whole burst of visitors and the others idled.  One at a
+            # time: a worker busy building a document leaves the next connection to an idle one.
+            tornado.netutil._DEFAULT_BACKLOG = 1  # read by the accept loop at each wake-up (not the listen backlog)
         return False
 
 
