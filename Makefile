@@ -147,7 +147,7 @@ bench: $(ENV_OK) ## Run the benchmarks; writes reports/bench/bench.json and benc
 lab: $(ENV_OK) ## JupyterLab on $(HOST) with the project's environment as kernel
 	$(PY) -m jupyter lab --ip=$(HOST) --no-browser --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
-serve: $(ENV_OK) ## Panel dashboards on $(HOST) (URLs printed); SERVE_FLAGS e.g. "--share --users-file FILE"
+serve: $(ENV_OK) ## Panel dashboards on $(HOST) (URLs printed); SERVE_FLAGS e.g. "--share --users-file FILE", "--num-procs 1" (default: one process per core, at most 4)
 	$(PY) -m pipelines.dashboards.serve --host $(HOST) --manifest $(STUDY) $(SERVE_FLAGS)
 
 # Live titration over LSL on this machine (docs/live.md): a player in one terminal, the monitor in another.

@@ -391,16 +391,16 @@ def _open(browser, url: str):
 
 PLOT_DATA_DIGEST = """() => {
   let total = 0, count = 0, text = '';
+  const visit = (v) => {  // ragged columns (multi-line xs/ys) hold one array per line
+    if (typeof v === 'number') { if (Number.isFinite(v)) { total += v * (1 + (count % 7)); count += 1; } }
+    else if (typeof v === 'string') { text += v[0] || ''; }
+    else if (v && typeof v.length === 'number') { for (const x of v) visit(x); }
+  };
   for (const doc of window.Bokeh.documents) {
     for (const model of doc.all_models) {
       if (model.type !== 'ColumnDataSource') continue;
       const entries = model.data instanceof Map ? [...model.data.entries()] : Object.entries(model.data);
-      for (const [, column] of entries) {
-        for (const v of column) {
-          if (typeof v === 'number' && Number.isFinite(v)) { total += v * (1 + (count % 7)); count += 1; }
-          else if (typeof v === 'string') { text += v[0] || ''; }
-        }
-      }
+      for (const [, column] of entries) visit(column);
     }
   }
   return `${count}:${total.toFixed(6)}:${text.length}`;

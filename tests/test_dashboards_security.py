@@ -631,3 +631,132 @@ def test_a_failing_app_shows_no_traceback_to_a_logged_in_visitor(logged_in, secu
             assert secret not in shown, secret
     finally:
         page.close()
+
+
+# --- several server processes share one login throttle ------------------------------------------------------
+
+
+def _fail_in_child(path: str, keys: list, n: int, lockout_failures: int) -> None:
+    from pipelines.dashboards import login
+
+    throttle = login.SharedLoginThrottle(path, lockout_failures=lockout_failures)
+    for _ in range(n):
+        throttle.failure([tuple(k) for k in keys])
+
+
+def test_shared_throttle_counts_the_failures_of_every_process(tmp_path):
+    """Two processes writing one SQLite store at once lose no failure, and the lockout they reach together
+    holds for a third (in-memory throttles, one per process, would each have seen only their share)."""
+    import multiprocessing
+
+    from pipelines.dashboards import login
+
+    path = tmp_path / "throttle.sqlite"
+    parent = login.SharedLoginThrottle(path, fresh=True, lockout_failures=1000)
+    keys = [("user", "alice"), ("ip", "10.0.0.1")]
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_fail_in_child, args=(str(path), keys, 40, 1000)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    assert parent.failure_count(keys[0]) == 80  # no update lost between the processes
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+    # Each process contributes half of the failures that lock a name out; the lockout then holds everywhere.
+    fresh = login.SharedLoginThrottle(path, fresh=True)
+    assert fresh.check(keys).allowed and fresh.tracked() == 0
+    half = login.LOCKOUT_FAILURES // 2
+    workers = [
+        ctx.Process(target=_fail_in_child, args=(str(path), keys, n, login.LOCKOUT_FAILURES))
+        for n in (half, login.LOCKOUT_FAILURES - half)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    verdict = login.SharedLoginThrottle(path).check(keys)
+    assert not verdict.allowed and verdict.locked and verdict.retry_after_s > login.LOCKOUT_S - 60
+    fresh.success(keys)
+    assert fresh.check(keys).allowed
+
+
+def test_a_lockout_holds_in_every_process_of_a_multi_process_server(tmp_path, default_study):
+    """serve --num-procs 2 --share: after the lockout, the right password is refused whichever worker process
+    answers (the server log names the process of each refusal: both must have answered)."""
+    import os
+    import threading
+
+    import psutil
+
+    from pipelines.dashboards import login
+
+    users = tmp_path / "users.txt"
+    users.write_text("alice:alice-pw-123\n")
+    users.chmod(0o600)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.dashboards.serve",
+            "--port",
+            str(port),
+            "--share",
+            "--users-file",
+            str(users),
+            "--manifest",
+            MANIFEST,
+            "--num-procs",
+            "2",
+            "--use-xheaders",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, KW_COOKIE_SECRET=SECRET),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log_lines: list[str] = []
+    threading.Thread(target=lambda: log_lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()
+    workers = []
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                if _request(port, "GET", "/login")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, f"the server did not start: {log_lines[-5:]}"
+            time.sleep(0.3)
+        workers = psutil.Process(proc.pid).children()
+        assert len(workers) == 2, workers
+        # Wrong passwords (then attempts during the back-off), each on a new connection, until locked out.
+        for _ in range(login.LOCKOUT_FAILURES):
+            _login(port, "alice", "wrong", "10.9.9.9")
+
+        def refused_by() -> set[str]:
+            return {
+                m
+                for line in list(log_lines)
+                for m in re.findall(r"\[pid (\d+)\]: refused login for user 'alice'.*\(locked\)", line)
+            }
+
+        for attempt in range(300):  # the kernel hands each new connection to either worker
+            status, _, body = _login(port, "alice", "alice-pw-123", f"10.8.{attempt // 250}.{attempt % 250}")
+            assert status == 429 and "locked" in body, (attempt, status)
+            if attempt >= 20 and len(refused_by()) >= 2:
+                break
+            if attempt % 20 == 19:
+                time.sleep(0.3)  # let the log lines arrive
+        assert refused_by() == {str(w.pid) for w in workers}, (refused_by(), workers)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, "worker processes outlived the server"

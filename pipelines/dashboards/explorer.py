@@ -126,20 +126,15 @@ class ExplorerApp(pn.viewable.Viewer):
     def session(self) -> str | None:
         """Session label of the selected subject's recording in the selected condition (None when absent).
         Contains the dose (``ket100``): never shown when blinded."""
-        recs = data.recordings(self.manifest)
-        rows = recs[(recs["participant_id"] == self.subject) & np.isclose(recs["dose_mg_per_kg"], self.dose_value)]
-        return None if rows.empty else str(rows["session"].iloc[0])
+        return _session_of(self.manifest, self.subject, self.dose_value)
 
     @property
     def _subject_label(self) -> str:
         return self.subject.removeprefix("sub-")
 
     def _series(self, name: str) -> pd.DataFrame:
-        group = data.group_time_course(self.manifest, name)
-        rows = group[(group["participant_id"] == self.subject) & (group["session"] == (self.session or ""))]
-        rows = rows.sort_values("time_s")[["time_s", "value"]].reset_index(drop=True)
-        rows["smoothed"] = dynamics.smooth(rows["value"].to_numpy(), self.settings["params"].smooth_windows)
-        return rows
+        # Shared by every session showing this recording (the first view of most visitors is the same one).
+        return _subject_series(self.manifest, name, self.subject, self.session or "")
 
     def alpha_frame(self) -> pd.DataFrame:
         """time_s, value, smoothed: the subject's occipital alpha (dB re baseline) in the selected condition."""
@@ -150,9 +145,7 @@ class ExplorerApp(pn.viewable.Viewer):
         return self._series(self.measure)
 
     def markers_row(self) -> pd.Series | None:
-        table = data.markers(self.manifest)
-        rows = table[(table["participant_id"] == self.subject) & (table["session"].astype(str) == (self.session or ""))]
-        return None if rows.empty else rows.iloc[0]
+        return _markers_row(self.manifest, self.subject, self.session or "")
 
     def topo_frame(self) -> pd.DataFrame:
         """channel, change: the measure at ``time_s`` (mean of the smoothing span around it) minus its baseline mean."""
@@ -237,24 +230,15 @@ class ExplorerApp(pn.viewable.Viewer):
         )
 
     def summary_markdown(self) -> str:
-        condition = self.conditions.label(self.dose_value)
-        head = f"**{escape_markdown(self.subject)}** at **{escape_markdown(condition)}**"
-        if self.session is None:
-            return head + ": no recording in this condition."
-        row = self.markers_row()
-        text = head if self.blinded else head + f" (session {escape_markdown(self.session)})"
-        if row is None:
-            return text + "."
-        cfg = self.settings["params"]
-        onset = row["alpha_suppression_onset_s"]
-        peak_t, peak_v = self.entropy_peak()  # the selected measure, not the notebook's
-        peak = f"{peak_v:+.3f} ({peak_t:.0f} s)" if np.isfinite(peak_v) else "no finite value"
-        text += (
-            f": alpha suppression below {cfg.threshold_db:g} dB for ≥ {cfg.hold_s:g} s "
-            + (f"from **{onset:.0f} s** after infusion start" if np.isfinite(onset) else "**not reached**")
-            + f"; deepest {row['alpha_suppression_depth_db']:.1f} dB; {escape_markdown(self.measure)} peaked at {peak}."
+        # Depends only on these values: computed once per distinct view for the whole server process.
+        return _summary(
+            self.manifest,
+            self.subject,
+            self.dose_value,
+            self.measure,
+            self.conditions.label(self.dose_value),
+            self.blinded,
         )
-        return text
 
     # --- views: Bokeh models built once per session, updated in place (pipelines.dashboards.views) ----
 
@@ -408,10 +392,14 @@ class ExplorerApp(pn.viewable.Viewer):
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.on_session_destroyed(self.release)
         width = SIDEBAR_WIDTH - 20
+        # description=None: no per-session tooltip models (Panel renders each description's Markdown into a
+        # Tooltip per session); the sidebar note says what the selectors mean.
         widgets = pn.Column(
-            pn.widgets.Select.from_param(self.param.subject, name="Subject", width=width),
-            pn.widgets.Select.from_param(self.param.dose, name="Condition" if self.blinded else "Dose", width=width),
-            pn.widgets.Select.from_param(self.param.measure, name="Measure", width=width),
+            pn.widgets.Select.from_param(self.param.subject, name="Subject", width=width, description=None),
+            pn.widgets.Select.from_param(
+                self.param.dose, name="Condition" if self.blinded else "Dose", width=width, description=None
+            ),
+            pn.widgets.Select.from_param(self.param.measure, name="Measure", width=width, description=None),
             # A native, labelled range input (Panel's slider handle has no accessible name).
             RangeInput.linked(self, "time_s", "Topomap time (s from infusion start)", "s", width=width - 10),
         )
@@ -430,7 +418,8 @@ class ExplorerApp(pn.viewable.Viewer):
             pn.pane.Markdown(
                 blind_note + "Dashed lines: infusion start; dotted: infusion end; red dashed: suppression "
                 "threshold. Red everywhere is the selected subject; tap a point in the scatter to "
-                "select another.",
+                "select another. Measures: entropy / complexity, mean over channels, change from "
+                "baseline.",
                 width=SIDEBAR_WIDTH - 20,
                 styles={"font-size": "13px"},
             ),
@@ -438,14 +427,14 @@ class ExplorerApp(pn.viewable.Viewer):
             css_classes=["kw-sidebar"],
         )
         # One tab on screen at a time: the views of the others are built (and sent) only when first opened.
-        holders = [pn.FlexBox(sizing_mode="stretch_width") for _ in TABS]
+        holders = [pn.Column(sizing_mode="stretch_width") for _ in TABS]
         tabs = pn.Tabs(
             *[(title, holder) for (title, _), holder in zip(TABS, holders)], dynamic=True, sizing_mode="stretch_width"
         )
 
         def show(index: int) -> None:
             if not holders[index].objects:
-                holders[index].objects = [pn.pane.Bokeh(view.figure) for view in self.views_for(TABS[index][1])]
+                holders[index].objects = [_wrapping_row([view.figure for view in self.views_for(TABS[index][1])])]
 
         show(0)
         tabs.param.watch(lambda event: show(event.new), "active")
@@ -456,6 +445,80 @@ class ExplorerApp(pn.viewable.Viewer):
     def show_tab(self, title: str) -> None:
         """Open the tab named ``title`` (what a click on it does; tests use it)."""
         self._tabs.active = [t for t, _ in TABS].index(title)
+
+
+# --- what a view shows, computed once per server process and shared by every session ---------------------
+# Keyed by the manifest and the selection only (never by session), on top of the data.py loaders (also
+# keyed by the manifest): as fresh as they are, and cleared with them by pn.state.clear_caches().  Callers
+# treat the results as read-only.  Bounded: subjects × conditions × measures distinct selections (a few hundred
+# in the default study); a few MB at most.
+
+
+@pn.cache(max_items=1024)
+def _session_of(manifest: str, subject: str, dose: float) -> str | None:
+    recs = data.recordings(manifest)
+    rows = recs[(recs["participant_id"] == subject) & np.isclose(recs["dose_mg_per_kg"], dose)]
+    return None if rows.empty else str(rows["session"].iloc[0])
+
+
+@pn.cache(max_items=1024)
+def _subject_series(manifest: str, name: str, subject: str, session: str) -> pd.DataFrame:
+    """time_s, value, smoothed of one recording's series (occipital alpha or an entropy measure's change)."""
+    group = data.group_time_course(manifest, name)
+    rows = group[(group["participant_id"] == subject) & (group["session"] == session)]
+    rows = rows.sort_values("time_s")[["time_s", "value"]].reset_index(drop=True)
+    rows["smoothed"] = dynamics.smooth(rows["value"].to_numpy(), data.eeg_settings(manifest)["params"].smooth_windows)
+    return rows
+
+
+@pn.cache(max_items=1024)
+def _markers_row(manifest: str, subject: str, session: str) -> pd.Series | None:
+    table = data.markers(manifest)
+    rows = table[(table["participant_id"] == subject) & (table["session"].astype(str) == session)]
+    return None if rows.empty else rows.iloc[0]
+
+
+@pn.cache(max_items=1024)
+def _summary(manifest: str, subject: str, dose: float, measure: str, condition: str, blinded: bool) -> str:
+    """The explorer's summary line (Markdown; every value from the data or the options, escaped)."""
+    head = f"**{escape_markdown(subject)}** at **{escape_markdown(condition)}**"
+    session = _session_of(manifest, subject, dose)
+    if session is None:
+        return head + ": no recording in this condition."
+    row = _markers_row(manifest, subject, session)
+    text = head if blinded else head + f" (session {escape_markdown(session)})"
+    if row is None:
+        return text + "."
+    cfg = data.eeg_settings(manifest)["params"]
+    onset = row["alpha_suppression_onset_s"]
+    frame = _subject_series(manifest, measure, subject, session)  # the selected measure, not the notebook's
+    peak_t, peak_v = (
+        (float("nan"), float("nan"))
+        if frame.empty
+        else dynamics.peak(frame["time_s"].to_numpy(), frame["value"].to_numpy(), cfg.smooth_windows)
+    )
+    peak = f"{peak_v:+.3f} ({peak_t:.0f} s)" if np.isfinite(peak_v) else "no finite value"
+    text += (
+        f": alpha suppression below {cfg.threshold_db:g} dB for ≥ {cfg.hold_s:g} s "
+        + (f"from **{onset:.0f} s** after infusion start" if np.isfinite(onset) else "**not reached**")
+        + f"; deepest {row['alpha_suppression_depth_db']:.1f} dB; {escape_markdown(measure)} peaked at {peak}."
+    )
+    return text
+
+
+def _wrapping_row(figures: list):
+    """The figures side by side, wrapping onto the next line when the window is narrow: one plain Bokeh Row in
+    one pane (pn.FlexBox would be a ReactiveHTML component rendered per session; a pn.Row would be given a
+    minimum width of all its figures side by side, and never wrap)."""
+    from bokeh.models import Row
+    from panel.io.model import remove_root
+
+    for figure in figures:
+        if figure.document is not None:  # the app shown again (a second notebook cell): the figures move here
+            remove_root(figure)
+    return pn.pane.Bokeh(
+        Row(children=figures, sizing_mode="stretch_width", styles={"flex-wrap": "wrap"}), sizing_mode="stretch_width"
+    )
 
 
 def _safe_peak(manifest: str):

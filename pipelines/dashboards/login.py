@@ -31,11 +31,15 @@ import hmac
 import html
 import logging
 import math
+import os
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 FREE_FAILURES = 3  # wrong passwords answered without back-off (typos happen)
 BACKOFF_BASE_S = 1.0  # back-off after failure FREE_FAILURES + k is BACKOFF_BASE_S * 2**k ...
@@ -63,7 +67,11 @@ class Verdict:
 
 
 class LoginThrottle:
-    """Failure counts, back-off and lockout per key (``("user", name)``, ``("ip", address)``); thread-safe."""
+    """Failure counts, back-off and lockout per key (``("user", name)``, ``("ip", address)``); thread-safe.
+
+    Kept in this process's memory: right for one server process.  Several processes serving one port
+    (``serve --num-procs``) must share one :class:`SharedLoginThrottle`, or each would grant its own
+    allowance of guesses."""
 
     def __init__(
         self,
@@ -92,9 +100,9 @@ class LoginThrottle:
         """May an attempt for these keys be checked now?  The strictest key decides."""
         now = self.clock()
         verdict = Verdict(True)
-        with self._lock:
+        with self._transaction() as txn:
             for key in keys:
-                record = self._records.get(key)
+                record = self._get(txn, key)
                 if record is None:
                     continue
                 if record.locked_until > now:
@@ -108,13 +116,13 @@ class LoginThrottle:
     def failure(self, keys: Iterable[tuple]) -> None:
         """Count a failed (or refused) attempt; sets the back-off and, at LOCKOUT_FAILURES, the lockout."""
         now = self.clock()
-        with self._lock:
+        with self._transaction() as txn:
             for key in keys:
-                record = self._records.pop(key, None) or _Record()
+                record = self._get(txn, key) or _Record()
                 if record.locked_until and record.locked_until <= now:
                     record = _Record()  # a lockout that has ended starts afresh
                 if record.locked_until > now:
-                    self._records[key] = record  # attempts while locked do not extend the lockout
+                    self._put(txn, key, record)  # attempts while locked do not extend the lockout
                     continue
                 record.failures += 1
                 record.last_seen = now
@@ -122,15 +130,39 @@ class LoginThrottle:
                 if record.failures >= self.lockout_failures:
                     record.locked_until = now + self.lockout_s
                     log.warning("login locked for %s after %d failures (%.0f s)", key, record.failures, self.lockout_s)
-                self._records[key] = record  # most recent last
-            self._forget(now)
+                self._put(txn, key, record)  # most recent last
+            self._forget(txn, now)
 
     def success(self, keys: Iterable[tuple]) -> None:
-        with self._lock:
+        with self._transaction() as txn:
             for key in keys:
-                self._records.pop(key, None)
+                self._drop(txn, key)
 
-    def _forget(self, now: float) -> None:
+    def failure_count(self, key: tuple) -> int:
+        """Failures counted for one key (0 when it has no record)."""
+        with self._transaction() as txn:
+            record = self._get(txn, key)
+        return 0 if record is None else record.failures
+
+    # --- storage: this process's memory (SharedLoginThrottle: an SQLite file) ----------------------------
+
+    @contextmanager
+    def _transaction(self):
+        with self._lock:
+            yield None
+
+    def _get(self, txn, key: tuple) -> _Record | None:
+        record = self._records.get(key)
+        return None if record is None else replace(record)  # a copy: changes count only once _put
+
+    def _put(self, txn, key: tuple, record: _Record) -> None:
+        self._records.pop(key, None)
+        self._records[key] = record  # most recently touched last
+
+    def _drop(self, txn, key: tuple) -> None:
+        self._records.pop(key, None)
+
+    def _forget(self, txn, now: float) -> None:
         # Records idle for longer than a lockout are dropped; beyond max_keys the oldest go first.
         while self._records:
             key, record = next(iter(self._records.items()))
@@ -139,6 +171,78 @@ class LoginThrottle:
                 del self._records[key]
             else:
                 break
+
+
+class SharedLoginThrottle(LoginThrottle):
+    """:class:`LoginThrottle` whose records live in an SQLite file, so that every process of one server
+    (``serve --num-procs``, forked workers behind one port) counts the same failures and honours the same
+    back-off and lockout.  Each check or update is one ``BEGIN IMMEDIATE`` transaction (SQLite's file lock
+    serialises the processes).  ``clock`` must be one clock for all of them: CLOCK_MONOTONIC is system-wide
+    on Linux.  The file is private (0600): it holds the user names and addresses of failed attempts."""
+
+    def __init__(self, path, *, fresh: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh:  # a new server starts with no counts (as the in-memory throttle would)
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+        with self._transaction() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, name TEXT NOT NULL, "
+                "failures INTEGER NOT NULL, not_before REAL NOT NULL, locked_until REAL NOT NULL, "
+                "last_seen REAL NOT NULL, PRIMARY KEY (kind, name))"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS records_last_seen ON records (last_seen)")
+
+    @contextmanager
+    def _transaction(self):
+        # A connection per transaction: nothing is shared across fork(), and SQLite's lock serialises processes.
+        with self._lock:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                db.close()
+
+    def _get(self, db, key: tuple) -> _Record | None:
+        row = db.execute(
+            "SELECT failures, not_before, locked_until, last_seen FROM records WHERE kind = ? AND name = ?",
+            (str(key[0]), str(key[1])),
+        ).fetchone()
+        return None if row is None else _Record(*row)
+
+    def _put(self, db, key: tuple, record: _Record) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)",
+            (str(key[0]), str(key[1]), record.failures, record.not_before, record.locked_until, record.last_seen),
+        )
+
+    def _drop(self, db, key: tuple) -> None:
+        db.execute("DELETE FROM records WHERE kind = ? AND name = ?", (str(key[0]), str(key[1])))
+
+    def _forget(self, db, now: float) -> None:
+        db.execute("DELETE FROM records WHERE last_seen < ? AND locked_until <= ?", (now - self.lockout_s, now))
+        (count,) = db.execute("SELECT COUNT(*) FROM records").fetchone()
+        if count > self.max_keys:
+            db.execute(
+                "DELETE FROM records WHERE rowid IN (SELECT rowid FROM records ORDER BY last_seen LIMIT ?)",
+                (count - self.max_keys,),
+            )
+
+    def tracked(self) -> int:
+        """How many user names / addresses have records (tests)."""
+        with self._transaction() as db:
+            return db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
 
 
 def password_matches(users: Mapping[str, str], username: str, password: str) -> bool:
@@ -258,6 +362,12 @@ def make_auth_provider(users: Mapping[str, str], throttle: LoginThrottle | None 
             verdict = throttle.check(keys)
             if not verdict.allowed:
                 throttle.failure(keys)  # hammering during a back-off moves towards the lockout
+                log.info(
+                    "refused login for user %r from %s (%s)",
+                    username[:64],
+                    self.request.remote_ip,
+                    "locked" if verdict.locked else "back-off",
+                )
                 seconds = max(1, math.ceil(verdict.retry_after_s))
                 self.set_status(429)
                 self.set_header("Retry-After", str(seconds))

@@ -20,6 +20,13 @@ Blinded mode (``--blind``, :mod:`pipelines.dashboards.blinding`) shows condition
 permutation drawn from the secret in ``KW_BLIND_SECRET`` or ``--blind-secret-file``) and hides every dose and
 session label; ``--unblind-key`` with the matching letter → dose table shows doses again.
 
+Several processes (``--num-procs N``; default: one per usable core, at most ``MAX_DEFAULT_PROCS``) serve
+the one port: the data are loaded once and then the server forks, so every process shares them; the
+kernel hands each new connection to one of them.  A visitor's page is answered from a cached page shell
+(Panel's ``reuse_sessions``), so the document is built once, in the process that the page's websocket
+reaches.  The login throttle is then shared through an SQLite file under the study's build folder
+(:class:`pipelines.dashboards.login.SharedLoginThrottle`), so a lockout holds in every process.
+
 A refusal to start (busy port, missing manifest, missing secret, …) is one line on stderr and exit code 2.
 """
 
@@ -42,6 +49,13 @@ APPS = {
 }
 COOKIE_ENV = "KW_COOKIE_SECRET"
 MIN_SECRET_LENGTH = 32
+MAX_DEFAULT_PROCS = 4  # more processes than this need more memory than a lab's visitors need CPU
+
+
+def default_num_procs() -> int:
+    """One server process per core this process may run on, at most MAX_DEFAULT_PROCS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_DEFAULT_PROCS))
 
 
 class ServeError(Exception):
@@ -257,12 +271,18 @@ def make_server(
     blind: bool = False,
     blind_secret_file=None,
     unblind_key=None,
+    num_procs: int = 1,
 ):
     """A configured, not yet started Panel (Bokeh/Tornado) server with both apps; returns (server, urls).
-    Raises ServeError (one line for the user) for every foreseeable refusal."""
+    Raises ServeError (one line for the user) for every foreseeable refusal.
+
+    With ``num_procs`` > 1 the process forks inside this call (after the data are loaded): each of the
+    ``num_procs`` workers returns from it with its own server, the parent never returns (it waits for them,
+    see :func:`_forked_workers`)."""
+    import dask
     import panel as pn
 
-    from pipelines.dashboards import data
+    from pipelines.dashboards import data, login
 
     check_manifest(manifest)
     if ssl_certfile and not Path(ssl_certfile).is_file():
@@ -271,7 +291,17 @@ def make_server(
         check_port(host, port)  # before the data are loaded: a busy port fails at once
     port = port or free_port(host)
     key = data.manifest_key(manifest)
+    if num_procs < 1:
+        raise ServeError(f"--num-procs must be at least 1 (got {num_procs})")
     mapping = blinding_for(key, blind, blind_secret_file, unblind_key, environ)
+    throttle = None
+    if share:
+        from pipelines.paths import build_dir
+
+        # One file per server (port), emptied at start: every worker process reads and counts the same failures.
+        throttle = login.SharedLoginThrottle(
+            build_dir(data.study(key).name) / "dashboards" / f"login-throttle-{port}.sqlite", fresh=True
+        )
     apps, options = server_options(
         key,
         host,
@@ -284,19 +314,92 @@ def make_server(
         ssl_certfile,
         ssl_keyfile,
         environ,
+        throttle=throttle,
         blinding=mapping,
     )
+    # The server reads small slices: no thread pool (a pool started before fork() would be dead in the workers).
+    dask.config.set(scheduler="synchronous")
+    # Bokeh checks every new document's models for layout mistakes (a developer's aid, ~12 % of the server's
+    # time per visitor, profiled); the explorer's figures are fixed code, checked by the tests, which keep it on.
+    from bokeh.settings import settings as bokeh_settings
+
+    bokeh_settings.perform_document_validation.set_value(False)
     data.setup_extension()
     if warm:
         problems = data.warm(key)  # every visitor then reads cached data
         for branch, problem in problems.items():
             if problem:
                 print(f"note: {branch} view will be empty: {problem}", file=sys.stderr)
+    if num_procs > 1:
+        # The page shell comes from one cached session per process; the visitor's document is built where the
+        # websocket lands (otherwise a GET and its websocket in two processes would each build it).
+        pn.config.reuse_sessions = True
+        options["num_procs"] = num_procs
     try:
-        server = pn.serve(apps, start=False, **options)
+        with _forked_workers(num_procs):
+            server = pn.serve(apps, start=False, **options)
     except OSError as exc:  # the port was taken between the check and the bind
         raise ServeError(bind_problem(host, port, exc)) from None
     return server, app_urls(host, server.port, prefix, "https" if ssl_certfile else "http")
+
+
+class _forked_workers:
+    """Around the fork in ``pn.serve(num_procs=N)`` (tornado.process.fork_processes): workers die with the
+    parent (PR_SET_PDEATHSIG), and a parent told to stop (SIGTERM, Ctrl+C) stops its workers and exits
+    quietly instead of restarting them."""
+
+    def __init__(self, num_procs: int):
+        self.num_procs = num_procs
+
+    def __enter__(self):
+        if self.num_procs > 1:
+            import signal
+
+            self._parent = os.getpid()
+            self._handlers = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def _stop(self, signum, _frame):
+        import signal
+
+        if os.getpid() != self._parent:  # a worker got the signal before restoring its handlers
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        try:
+            import psutil
+
+            for child in psutil.Process().children():
+                child.terminate()
+        except Exception:
+            pass
+        os._exit(0)
+
+    def __exit__(self, *exc):
+        if self.num_procs > 1:  # only workers get here (the parent stays in fork_processes)
+            import signal
+
+            import tornado.netutil
+
+            for sig, handler in self._handlers.items():
+                signal.signal(sig, handler)
+            _die_with_parent()
+            # All workers wait on the one listening socket; Tornado accepts up to 128 waiting connections per
+            # wake-up, so the first worker to wake took a whole burst of visitors and the others idled.  One at a
+            # time: a worker busy building a document leaves the next connection to an idle one.
+            tornado.netutil._DEFAULT_BACKLOG = 1  # read by the accept loop at each wake-up (not the listen backlog)
+        return False
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when the process that forked it exits (no orphaned workers)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def main(argv=None) -> int:
@@ -333,6 +436,13 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--unblind-key", default=None, help="with --blind: the letter = dose table; if it matches, doses are shown"
     )
+    parser.add_argument(
+        "--num-procs",
+        type=int,
+        default=default_num_procs(),
+        help=f"server processes sharing the port (default {default_num_procs()}: one per core, "
+        f"at most {MAX_DEFAULT_PROCS}); 1 = a single process",
+    )
     args = parser.parse_args(argv)
     _log_to_stderr()
     try:
@@ -351,6 +461,7 @@ def main(argv=None) -> int:
             blind=args.blind,
             blind_secret_file=args.blind_secret_file,
             unblind_key=args.unblind_key,
+            num_procs=args.num_procs,
         )
     except ServeError as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
@@ -360,8 +471,14 @@ def main(argv=None) -> int:
             f"refusing to start: {exc.filename or exc}: not found (has `make all` built this study?)", file=sys.stderr
         )
         return 2
+    from tornado.process import task_id
+
+    if task_id() not in (None, 0):  # another worker of the same server: the first one prints
+        return _run(server)
     if warning:
         print(warning, file=sys.stderr, flush=True)
+    if args.num_procs > 1:
+        print(f"{args.num_procs} server processes", flush=True)
     for name, url in urls.items():
         print(f"{APPS[name]}: {url}", flush=True)
     if args.blind:
@@ -374,6 +491,10 @@ def main(argv=None) -> int:
     if args.share:
         print("Sharing mode: log in at " + urls["explorer"].rsplit("/", 1)[0] + "/login", flush=True)
     print("Press Ctrl+C to stop.", flush=True)
+    return _run(server)
+
+
+def _run(server) -> int:
     server.start()
     try:
         server.io_loop.start()
@@ -389,7 +510,7 @@ def _log_to_stderr() -> None:
     logger = logging.getLogger("pipelines.dashboards")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [pid %(process)d]: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False

@@ -83,41 +83,33 @@ def padded(values, fraction: float = 0.08, minimum: float = 1e-6) -> tuple[float
 
 
 class TimeCourse:
-    """Group mean ± SEM per condition (one patches + one multi-line glyph), the subject's raw and smoothed curves,
-    infusion start/end, an optional threshold and the subject's onset."""
+    """Group mean ± SEM per condition and the subject's raw and smoothed curves, infusion start/end, an optional
+    threshold and the subject's onset.  Two glyphs in all: one patches glyph for the SEM bands and one
+    multi-line glyph for every curve (the condition means, then the subject's curves on top), so a session's
+    first view costs few models."""
 
     def __init__(self, ylabel: str, *, threshold: float | None = None, infusion_end_s: float | None = None):
-        from bokeh.models import ColumnDataSource, HoverTool, Line, MultiLine, Patches, Span
+        from bokeh.models import ColumnDataSource, HoverTool, MultiLine, Patches, Span
 
         p = _figure("", 640, 300, x_axis_label="time from infusion start (s)", y_axis_label=ylabel)
         self.bands = ColumnDataSource({"xs": [], "ys": [], "color": []})
-        self.means = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": []})
-        self.subject = ColumnDataSource({"time_s": [], "value": [], "smoothed": []})
+        self.lines = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": [], "width": [], "alpha": []})
+        self._group = {key: [] for key in self.lines.data}
+        self._subject = {key: [] for key in self.lines.data}
         add_glyph(p, Patches, self.bands, xs="xs", ys="ys", fill_color="color", fill_alpha=0.2, line_alpha=0)
-        add_glyph(p, MultiLine, self.means, legend_field="label", xs="xs", ys="ys", line_color="color", line_width=2)
-        add_glyph(
+        lines = add_glyph(
             p,
-            Line,
-            self.subject,
-            legend="subject (window)",
-            x="time_s",
-            y="value",
-            line_color=SUBJECT_COLOR,
-            line_alpha=0.35,
-            line_width=1,
-        )
-        smooth = add_glyph(
-            p,
-            Line,
-            self.subject,
-            legend="subject (smoothed)",
-            x="time_s",
-            y="smoothed",
-            line_color=SUBJECT_COLOR,
-            line_width=3,
+            MultiLine,
+            self.lines,
+            legend_field="label",
+            xs="xs",
+            ys="ys",
+            line_color="color",
+            line_width="width",
+            line_alpha="alpha",
         )
         p.add_tools(
-            HoverTool(renderers=[smooth], tooltips=[("time (s)", "@time_s{0}"), ("smoothed", "@smoothed{0.000}")])
+            HoverTool(renderers=[lines], tooltips=[("", "@label"), ("time (s)", "$x{0}"), ("value", "$y{0.000}")])
         )
         p.add_layout(Span(location=0, dimension="height", line_color="black", line_dash="dashed"))
         if infusion_end_s is not None:
@@ -128,12 +120,15 @@ class TimeCourse:
             location=0, dimension="height", line_color=SUBJECT_COLOR, line_dash="dotdash", line_width=2, visible=False
         )
         p.add_layout(self.onset)
-        _legend_right(p)
         self.figure = p
+
+    def _draw_lines(self) -> None:
+        self.lines.data = {key: self._group[key] + self._subject[key] for key in self._group}
 
     def set_group(self, stats: pd.DataFrame, order: list, label, color) -> None:
         """``stats``: dose_mg_per_kg, time_s, mean, sem; one band and one line per condition, in ``order``."""
-        bands, means = {"xs": [], "ys": [], "color": []}, {"xs": [], "ys": [], "color": [], "label": []}
+        bands = {"xs": [], "ys": [], "color": []}
+        group = {key: [] for key in self._group}
         for dose in order:
             g = stats[np.isclose(stats["dose_mg_per_kg"], dose)].sort_values("time_s")
             t, m, s = g["time_s"].to_numpy(), g["mean"].to_numpy(), g["sem"].fillna(0).to_numpy()
@@ -142,16 +137,29 @@ class TimeCourse:
             bands["xs"].append(np.concatenate([t, t[::-1]]))
             bands["ys"].append(np.concatenate([m - s, (m + s)[::-1]]))
             bands["color"].append(color(dose))
-            for key, value in (("xs", t), ("ys", m), ("color", color(dose)), ("label", label(dose))):
-                means[key].append(value)
-        self.bands.data, self.means.data = bands, means
+            for key, value in (
+                ("xs", t),
+                ("ys", m),
+                ("color", color(dose)),
+                ("label", label(dose)),
+                ("width", 2.0),
+                ("alpha", 1.0),
+            ):
+                group[key].append(value)
+        self.bands.data, self._group = bands, group
+        self._draw_lines()
 
     def set_subject(self, frame: pd.DataFrame, title: str, onset_s: float | None = None) -> None:
-        self.subject.data = {
-            "time_s": frame["time_s"].to_numpy(),
-            "value": frame["value"].to_numpy(),
-            "smoothed": frame["smoothed"].to_numpy(),
+        t = frame["time_s"].to_numpy()
+        self._subject = {
+            "xs": [t, t],
+            "ys": [frame["value"].to_numpy(), frame["smoothed"].to_numpy()],
+            "color": [SUBJECT_COLOR, SUBJECT_COLOR],
+            "label": ["subject (window)", "subject (smoothed)"],
+            "width": [1.0, 3.0],
+            "alpha": [0.35, 1.0],
         }
+        self._draw_lines()
         shown = onset_s is not None and bool(np.isfinite(onset_s))
         self.onset.update(location=float(onset_s) if shown else 0.0, visible=shown)
         self.figure.title.text = title
