@@ -43,6 +43,20 @@ def titration_cls(default_study):
 # --- logic, no browser -------------------------------------------------------------------------------
 
 
+def test_explorer_timeline_shows_the_subjects_therapy_sessions(explorer_cls):
+    """Issue 17: each subject's preparation and integration sessions per infusion, in hours from its end."""
+    app = explorer_cls(MANIFEST, subject="sub-01", dose=1.0)
+    frame = app.therapy_frame()
+    assert set(frame["participant_id"]) == {"sub-01"} and {"preparation", "integration"} <= set(frame["session_type"])
+    (view,) = app.views_for(["timeline"])
+    drawn = dict(view.points.data)
+    assert sorted(drawn["h"]) == sorted(frame["start_h"].astype(float))
+    assert set(drawn["row"]) <= {app.conditions.label(d) for d in app.conditions.order}
+    assert all(h < 0 for h, kind in zip(drawn["h"], drawn["kind"]) if kind == "preparation")
+    app.subject = "sub-02"
+    assert sorted(view.points.data["h"]) == sorted(app.therapy_frame()["start_h"].astype(float)) != sorted(drawn["h"])
+
+
 def test_explorer_widgets_change_the_data_of_every_view(explorer_cls):
     app = explorer_cls(MANIFEST, subject="sub-01", dose=1.0)
     assert app.session == "ket100"

@@ -293,6 +293,20 @@ def cytokine_changes(manifest: str) -> tuple[pd.DataFrame, list[str], str]:
     return per_pair, analytes, f"ln change ({params.post_timepoint} − {params.baseline_timepoint})"
 
 
+@pn.cache
+def therapy_sessions(manifest: str) -> pd.DataFrame:
+    """Therapy sessions (pipelines.therapy) with each infusion's dose; an empty frame when the study has none."""
+    from pipelines.therapy import read_therapy
+
+    s = study(manifest)
+    columns = ["participant_id", "session_id", "session_type", "start_h", "dose_mg_per_kg"]
+    if "therapy" not in s.manifest.phenotype:
+        return pd.DataFrame(columns=columns)
+    table = read_therapy(s.table_path("therapy"), s.participants, s.sessions)
+    doses = s.sessions[["participant_id", "session_id", "dose_mg_per_kg"]]
+    return table.merge(doses, on=["participant_id", "session_id"], how="left")[columns]
+
+
 def _safe(fn, *args):
     """A branch whose table is absent (no cytokines in a study) shows an empty view, not an error page."""
     try:

@@ -36,7 +36,7 @@ PARAMS = ("subject", "dose", "measure", "time_s")
 TABS = [
     ("Time courses", ["alpha", "entropy"]),
     ("Topomap, dose-response, selection", ["topo", "dose_response", "scatter"]),
-    ("Experience, mood, cytokines", ["profile", "mood", "cytokines"]),
+    ("Experience, mood, cytokines", ["profile", "mood", "timeline", "cytokines"]),
 ]
 SIDEBAR_WIDTH = 320  # wide enough for the longest option of every select (measure names)
 CSS = """
@@ -212,6 +212,13 @@ class ExplorerApp(pn.viewable.Viewer):
         outcomes, _, _ = data.mood_outcomes(self.manifest)
         return outcomes[outcomes["participant_id"] == self.subject].reset_index(drop=True)
 
+    def therapy_frame(self) -> pd.DataFrame:
+        """The subject's preparation and integration sessions (hours from each infusion's end)."""
+        result, _ = data._safe(data.therapy_sessions, self.manifest)
+        if result is None:
+            return pd.DataFrame(columns=["participant_id", "session_id", "session_type", "start_h", "dose_mg_per_kg"])
+        return result[result["participant_id"] == self.subject].reset_index(drop=True)
+
     def cytokine_frame(self) -> pd.DataFrame:
         """Every subject's ln change per analyte in the selected condition."""
         table = _safe_cytokines(self.manifest)
@@ -274,6 +281,8 @@ class ExplorerApp(pn.viewable.Viewer):
         if name == "mood":
             _, score, timepoints = data.mood_outcomes(m)
             return views.Mood(list(timepoints), score)
+        if name == "timeline":
+            return views.Timeline()
         if name == "cytokines":
             table = _safe_cytokines(m)
             analytes, label = ([], "") if table is None else data.cytokine_changes(m)[1:]
@@ -318,6 +327,8 @@ class ExplorerApp(pn.viewable.Viewer):
                 )
             if "cytokines" in v:
                 v["cytokines"].update(self.cytokine_frame(), self.subject, self._title("Cytokines"))
+            if "timeline" in v:
+                v["timeline"].update(self.therapy_frame(), cond.label, cond.order, f"Therapy sessions — {self.subject}")
         if any_("measure") and "entropy" in v:
             v["entropy"].set_group(data.group_stats(self.manifest, self.measure), cond.order, cond.label, cond.color)
             v["entropy"].figure.yaxis.axis_label = f"{self.measure} (change)"

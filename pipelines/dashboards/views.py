@@ -552,3 +552,46 @@ class Cytokines:
         self.others.data = cols(data)
         self.mine.data = cols(data[data["participant_id"] == subject])
         self.figure.title.text = title
+
+
+class Timeline:
+    """A subject's infusions (one row each, labelled by condition) and their preparation and integration sessions,
+    in hours from the end of the infusion, with the plasticity window shaded (report 06)."""
+
+    def __init__(self, window_h: tuple[float, float] = (24.0, 48.0)):
+        from bokeh.models import BoxAnnotation, ColumnDataSource, FactorRange, Scatter, Span
+
+        p = _figure("", 480, 300, y_range=FactorRange(), x_axis_label="hours from the end of the infusion")
+        p.add_layout(BoxAnnotation(left=window_h[0], right=window_h[1], fill_color=POINT_COLOR, fill_alpha=0.15))
+        p.add_layout(Span(location=0, dimension="height", line_color="black", line_dash="dashed"))
+        self.points = ColumnDataSource({"h": [], "row": [], "kind": [], "color": [], "marker": []})
+        add_glyph(
+            p,
+            Scatter,
+            self.points,
+            legend_field="kind",
+            x="h",
+            y="row",
+            size=11,
+            fill_color="color",
+            line_color="color",
+            marker="marker",
+        )
+        _legend_right(p)
+        self.figure = p
+
+    def update(self, sessions: pd.DataFrame, label, order: list, title: str) -> None:
+        rows = [label(d) for d in order]
+        self.figure.y_range.factors = rows[::-1]  # first condition on top
+        data = {"h": [], "row": [], "kind": [], "color": [], "marker": []}
+        for r in sessions.itertuples(index=False):
+            if r.dose_mg_per_kg != r.dose_mg_per_kg:
+                continue
+            data["h"].append(float(r.start_h))
+            data["row"].append(label(r.dose_mg_per_kg))
+            integration = r.session_type == "integration"
+            data["kind"].append("integration" if integration else "preparation")
+            data["color"].append(SUBJECT_COLOR if integration else GROUP_COLOR)
+            data["marker"].append("circle" if integration else "triangle")
+        self.points.data = data
+        self.figure.title.text = title
