@@ -70,7 +70,7 @@ def test_same_seed_writes_identical_bytes(design, tmp_path):
     first = write_phenotype(tmp_path / "a", *generate_phenotype(*design, seed=SEED)[:2])
     second = write_phenotype(tmp_path / "b", *generate_phenotype(*design, seed=SEED)[:2])
     assert sorted(p.name for p in first) == sorted(
-        f"{name}.{ext}" for name in ("meq30", "asc5d", "madrs", "cytokines") for ext in ("tsv", "json")
+        f"{name}.{ext}" for name in ("meq30", "asc5d", "madrs", "cytokines", "therapy") for ext in ("tsv", "json")
     )
     assert _digests(first) == _digests(second)
     other = write_phenotype(tmp_path / "c", *generate_phenotype(*design, seed=SEED + 1)[:2])
@@ -190,7 +190,8 @@ def test_sidecars_describe_every_column(generated):
         for column in table.columns:
             assert sidecar[column]["Description"], (name, column)
         tool = sidecar["MeasurementToolMetadata"]
-        assert tool["Description"] and tool["Citation"]
+        # Instruments and assays cite their source; the therapy-session log is a schedule, not an instrument.
+        assert tool["Description"] and (name == "therapy" or tool["Citation"])
     assert sidecars["meq30"]["ResponseScale"] == {"min": 0, "max": 5}
     assert sidecars["asc5d"]["ResponseScale"] == {"min": 0, "max": 100}
     assert sidecars["madrs"]["ResponseScale"] == {"min": 0, "max": 6}
