@@ -151,71 +151,25 @@ def _time_axis(timepoints: Sequence[str]) -> list[tuple[int, str]]:
     return list(enumerate(timepoints))
 
 
+def _by_dose(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The table with a ``group`` column of dose labels, and those labels in dose order (for the group figures)."""
+    doses = sorted(table[DOSE].unique())
+    return table.assign(group=table[DOSE].map(viz.dose_label)), [viz.dose_label(d) for d in doses]
+
+
 def outcome_rates(rates: pd.DataFrame, timepoints: Sequence[str], *, remission_label: str = "remission"):
     """Response and remission rates per dose over time, with their Wilson CIs (one panel each)."""
-    hv = _hv()
-    panels = []
-    doses = sorted(rates[DOSE].unique())
-    offsets = dict(zip(doses, np.linspace(-0.15, 0.15, len(doses)) if len(doses) > 1 else [0.0]))
-    for measure in ("response", "remission"):
-        part = rates[rates["measure"] == measure]
-        overlays = []
-        for dose in doses:
-            d = part[part[DOSE] == dose].copy()
-            d["x"] = d["timepoint"].map({t: i for i, t in enumerate(timepoints)}) + offsets[dose]
-            d = d.sort_values("x")
-            d["rate_pct"], d["low"], d["high"] = 100 * d["rate"], 100 * d["ci_low"], 100 * d["ci_high"]
-            d["minus"], d["plus"] = d["rate_pct"] - d["low"], d["high"] - d["rate_pct"]
-            label, colour = viz.dose_label(dose), viz.dose_color(dose)
-            overlays += [
-                hv.ErrorBars(d, kdims=["x"], vdims=["rate_pct", "minus", "plus"]).opts(color=colour),
-                hv.Curve(d, kdims=["x"], vdims=["rate_pct"], label=label).opts(color=colour, alpha=0.6),
-                hv.Scatter(d, kdims=["x"], vdims=["rate_pct", "n_events", "n", "timepoint"], label=label).opts(
-                    color=colour, size=7, tools=["hover"]
-                ),
-            ]
-        title = "Response (≥ 50 % reduction)" if measure == "response" else remission_label.capitalize()
-        panels.append(
-            hv.Overlay(overlays).opts(
-                title=f"{title}, Wilson 95 % CI",
-                width=440,
-                height=300,
-                xticks=_time_axis(timepoints),
-                xlabel="time point",
-                ylabel="% of sessions",
-                ylim=(-3, 103),
-                legend_position="top_right",
-            )
-        )
-    return hv.Layout(panels).cols(2)
+    labelled, groups = _by_dose(rates)
+    return group_rates(
+        labelled, timepoints, groups, remission_label=remission_label.capitalize(), unit="sessions", connect=True
+    )
 
 
 def mood_trajectories(trajectory: pd.DataFrame, timepoints: Sequence[str], *, ylabel: str = "total"):
     """Mean mood score per dose over time (baseline first) with t 95 % CI bands."""
-    hv = _hv()
-    overlays = []
-    for dose, part in trajectory.groupby(DOSE, sort=True):
-        d = part.assign(x=part["timepoint"].map({t: i for i, t in enumerate(timepoints)})).sort_values("x")
-        label, colour = viz.dose_label(dose), viz.dose_color(dose)
-        overlays += [
-            hv.Spread(
-                (d["x"], d["mean"], d["mean"] - d["ci_low"], d["ci_high"] - d["mean"]),
-                kdims=["x"],
-                vdims=["mean", "minus", "plus"],
-            ).opts(color=colour, alpha=0.15, line_alpha=0),
-            hv.Curve(d, kdims=["x"], vdims=["mean"], label=label).opts(color=colour, line_width=2),
-            hv.Scatter(d, kdims=["x"], vdims=["mean", "n", "timepoint"], label=label).opts(
-                color=colour, size=6, tools=["hover"]
-            ),
-        ]
-    return hv.Overlay(overlays).opts(
-        title="Mood over time by dose (mean, 95 % CI)",
-        width=640,
-        height=340,
-        xticks=_time_axis(timepoints),
-        xlabel="time point (not to scale)",
-        ylabel=ylabel,
-        legend_position="right",
+    labelled, groups = _by_dose(trajectory)
+    return group_trajectories(
+        labelled, timepoints, groups, title="Mood over time by dose (mean, 95 % CI)", ylabel=ylabel, height=340
     )
 
 
@@ -303,7 +257,13 @@ def _group_colours(groups: Sequence[str]) -> dict[str, str]:
 
 
 def group_trajectories(
-    trajectory: pd.DataFrame, timepoints: Sequence[str], groups: Sequence[str], *, title: str, ylabel: str
+    trajectory: pd.DataFrame,
+    timepoints: Sequence[str],
+    groups: Sequence[str],
+    *,
+    title: str,
+    ylabel: str,
+    height: int = 320,
 ):
     """Mean score per group over time (baseline first) with t 95 % CI bands (one scale)."""
     hv = _hv()
@@ -326,7 +286,7 @@ def group_trajectories(
     return hv.Overlay(overlays).opts(
         title=title,
         width=640,
-        height=320,
+        height=height,
         xticks=_time_axis(timepoints),
         xlabel="time point (not to scale)",
         ylabel=ylabel,
@@ -334,8 +294,17 @@ def group_trajectories(
     )
 
 
-def group_rates(rates: pd.DataFrame, timepoints: Sequence[str], groups: Sequence[str], *, remission_label: str):
-    """Response and remission rates per group over time with Wilson CIs (one scale; one panel each)."""
+def group_rates(
+    rates: pd.DataFrame,
+    timepoints: Sequence[str],
+    groups: Sequence[str],
+    *,
+    remission_label: str,
+    unit: str = "subjects",
+    connect: bool = False,
+):
+    """Response and remission rates per group over time with Wilson CIs (one scale; one panel each); ``unit`` is
+    what the percentages count, ``connect`` joins each group's points."""
     hv = _hv()
     colours = _group_colours(groups)
     offsets = dict(zip(groups, np.linspace(-0.15, 0.15, len(groups)) if len(groups) > 1 else [0.0]))
@@ -355,6 +324,10 @@ def group_rates(rates: pd.DataFrame, timepoints: Sequence[str], groups: Sequence
                     color=colours[group], size=7, tools=["hover"]
                 ),
             ]
+            if connect:
+                overlays.append(
+                    hv.Curve(d, kdims=["x"], vdims=["rate_pct"], label=group).opts(color=colours[group], alpha=0.6)
+                )
         title = "Response (≥ 50 % reduction)" if measure == "response" else remission_label
         panels.append(
             hv.Overlay(overlays).opts(
@@ -363,7 +336,7 @@ def group_rates(rates: pd.DataFrame, timepoints: Sequence[str], groups: Sequence
                 height=300,
                 xticks=_time_axis(timepoints),
                 xlabel="time point",
-                ylabel="% of subjects",
+                ylabel=f"% of {unit}",
                 ylim=(-3, 103),
                 legend_position="top_right",
             )

@@ -220,17 +220,7 @@ def _outcomes(
 
 
 def _trajectory(outcomes: pd.DataFrame, timepoints: list[str]) -> pd.DataFrame:
-    from scipy import stats as sps
-
-    table = (
-        outcomes.dropna(subset=["value"])
-        .groupby(["scale", "group", "timepoint"])["value"]
-        .agg(n="count", mean="mean", sd="std")
-        .reset_index()
-    )
-    half = sps.t.ppf(0.975, np.maximum(table["n"] - 1, 1)) * table["sd"] / np.sqrt(table["n"])
-    table["ci_low"], table["ci_high"] = table["mean"] - half, table["mean"] + half
-    table["ci_method"] = "t 95%"
+    table = stats.mean_t_ci(outcomes, ["scale", "group", "timepoint"], "value")
     table["_t"] = pd.Categorical(table["timepoint"], categories=timepoints).codes
     return table.sort_values(["scale", "group", "_t"]).drop(columns="_t").reset_index(drop=True)
 

@@ -535,17 +535,7 @@ def outcome_rate_table(
 
 def mood_trajectory_table(outcomes: pd.DataFrame, score: str, timepoint_order: Sequence[str]) -> pd.DataFrame:
     """Mean, SD, n and t-based 95 % CI of the mood score per dose and time point (baseline included)."""
-    from scipy import stats as sps
-
-    table = (
-        outcomes.dropna(subset=[score])
-        .groupby([DOSE, "timepoint"], dropna=False)[score]
-        .agg(n="count", mean="mean", sd="std")
-        .reset_index()
-    )
-    half = sps.t.ppf(0.975, np.maximum(table["n"] - 1, 1)) * table["sd"] / np.sqrt(table["n"])
-    table["ci_low"], table["ci_high"] = table["mean"] - half, table["mean"] + half
-    table["ci_method"] = "t 95%"
+    table = stats.mean_t_ci(outcomes, [DOSE, "timepoint"], score, dropna_groups=False)
     table["score"] = score
     table["_t"] = _timepoint_order(table["timepoint"], timepoint_order).codes
     return table.sort_values([DOSE, "_t"]).drop(columns="_t").reset_index(drop=True)
@@ -697,19 +687,31 @@ def peak_vs_mood_correlations(
 
 def peak_by_dose(scores: ScoreSet, peak_scores: Sequence[str] | None = None) -> pd.DataFrame:
     """Mean, SD and t-based 95 % CI of each peak score per dose (long table)."""
-    from scipy import stats as sps
-
     peak_scores = list(peak_scores or _require_peak(scores))
-    long = scores.peak.melt(id_vars=[*KEYS, DOSE], value_vars=peak_scores, var_name="score", value_name="value").dropna(
-        subset=["value"]
-    )
-    grouped = long.groupby(["score", DOSE], sort=False)["value"]
-    table = grouped.agg(n="count", mean="mean", sd="std").reset_index()
-    half = sps.t.ppf(0.975, np.maximum(table["n"] - 1, 1)) * table["sd"] / np.sqrt(table["n"])
-    table["ci_low"], table["ci_high"] = table["mean"] - half, table["mean"] + half
-    table["ci_method"] = "t 95%"
+    long = scores.peak.melt(id_vars=[*KEYS, DOSE], value_vars=peak_scores, var_name="score", value_name="value")
+    table = stats.mean_t_ci(long, ["score", DOSE], "value")
     table["_s"] = table["score"].map({s: i for i, s in enumerate(peak_scores)})
     return table.sort_values(["_s", DOSE]).drop(columns="_s").reset_index(drop=True)
+
+
+DOSE_EFFECT_COLUMNS = [
+    "score",
+    "term",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "z",
+    "p",
+    "p_fdr",
+    "significant_fdr",
+    "n",
+    "n_groups",
+    "method",
+    "formula",
+    "converged",
+    "crossover_note",
+]
 
 
 def dose_effect_on_peak(
@@ -733,26 +735,7 @@ def dose_effect_on_peak(
     peak_scores = list(peak_scores or _require_peak(scores))
     data, categorical = _with_periods(scores.peak[scores.peak[DOSE] > 0], periods)
     if data[DOSE].nunique() < 2:  # one active dose (open label): no dose effect to estimate
-        return pd.DataFrame(
-            columns=[
-                "score",
-                "term",
-                "estimate",
-                "se",
-                "ci_low",
-                "ci_high",
-                "z",
-                "p",
-                "p_fdr",
-                "significant_fdr",
-                "n",
-                "n_groups",
-                "method",
-                "formula",
-                "converged",
-                "crossover_note",
-            ]
-        )
+        return pd.DataFrame(columns=DOSE_EFFECT_COLUMNS)
     period_term = " + C(period)" if categorical and data["period"].nunique() > 1 else ""
     note = "period (crossover order) as a categorical term" if period_term else CROSSOVER_NOT_MODELLED
     rows = []
@@ -767,25 +750,7 @@ def dose_effect_on_peak(
     table["p_fdr"] = stats.fdr_bh(table["p"].to_numpy(dtype=float))
     table["significant_fdr"] = table["p_fdr"] <= fdr_alpha
     table["crossover_note"] = note
-    columns = [
-        "score",
-        "term",
-        "estimate",
-        "se",
-        "ci_low",
-        "ci_high",
-        "z",
-        "p",
-        "p_fdr",
-        "significant_fdr",
-        "n",
-        "n_groups",
-        "method",
-        "formula",
-        "converged",
-        "crossover_note",
-    ]
-    return table[columns]
+    return table[DOSE_EFFECT_COLUMNS]
 
 
 _TERM = re.compile(r"C\(timepoint\)\[(?P<tp>[^\]]+)\](?::(?P<rest>.+))?$")

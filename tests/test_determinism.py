@@ -165,6 +165,22 @@ def test_default_study_verifies_under_another_kernel(tmp_path):
     assert report.ok, report.describe(manifest.model_copy(update={"bids_root": str(out)}))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("design", ["two_condition_edf", "mood_parallel", "open_label"])
+def test_other_designs_verify_under_another_kernel(design, tmp_path):
+    """The other generated designs' frozen checksums hold on another BLAS kernel, without SIMD and with one thread
+    (their cytokine values go through exp/log, which NumPy dispatches to SIMD code)."""
+    from pipelines.manifest import load_manifest, verify
+
+    path = REPO / "data_manifests" / f"{design}.yml"
+    name, env = "nehalem_1thread_nosimd", variants()["nehalem_1thread_nosimd"]
+    out = tmp_path / "bids"
+    _generate(name, env, path, out)
+    manifest = load_manifest(path).model_copy(update={"bids_root": str(out)})
+    report = verify(manifest)
+    assert report.ok, report.describe(manifest)
+
+
 _FEATURES = """
 from pipelines.manifest import load_manifest
 from pipelines.study import Study

@@ -96,16 +96,16 @@ def ancova_difference(
     x = np.column_stack(design)
     dof = len(work) - x.shape[1]
     counts = work[group].value_counts()
+    if dof >= 1:  # one fit gives every level's difference from the reference
+        coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+        residual = y - x @ coef
+        cov = float(residual @ residual) / dof * np.linalg.pinv(x.T @ x)
+        t_crit = float(sps.t.ppf(0.5 + ci / 2, dof))
     for k, level in enumerate(others, start=1):
         if dof < 1 or counts.get(level, 0) < 1 or counts.get(reference, 0) < 1:
             estimate, interval = math.nan, None
         else:
-            coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-            residual = y - x @ coef
-            sigma2 = float(residual @ residual) / dof
-            cov = sigma2 * np.linalg.pinv(x.T @ x)
             estimate, se = float(coef[k]), math.sqrt(max(float(cov[k, k]), 0.0))
-            t_crit = float(sps.t.ppf(0.5 + ci / 2, dof))
             p = float(2 * sps.t.sf(abs(estimate / se), dof)) if se > 0 else math.nan
             interval = {"ci_low": estimate - t_crit * se, "ci_high": estimate + t_crit * se, "p": p}
         rows.append(
@@ -130,21 +130,13 @@ def ancova_difference(
     return table(rows)
 
 
-def _wilson(events: int, n: int, z: float) -> tuple[float, float]:
-    if n == 0:
-        return math.nan, math.nan
-    p = events / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
 def newcombe_interval(events_a: int, n_a: int, events_b: int, n_b: int, ci: float = 0.95) -> tuple[float, float]:
     """Newcombe's hybrid score interval (method 10) for p_b − p_a."""
-    z = float(sps.norm.ppf(0.5 + ci / 2))
+    from statsmodels.stats.proportion import proportion_confint  # the Wilson interval pipelines.mood uses
+
     pa, pb = events_a / n_a, events_b / n_b
-    la, ua = _wilson(events_a, n_a, z)
-    lb, ub = _wilson(events_b, n_b, z)
+    la, ua = proportion_confint(events_a, n_a, alpha=1 - ci, method="wilson")
+    lb, ub = proportion_confint(events_b, n_b, alpha=1 - ci, method="wilson")
     diff = pb - pa
     low = diff - math.sqrt((pb - lb) ** 2 + (ua - pa) ** 2)
     high = diff + math.sqrt((ub - pb) ** 2 + (pa - la) ** 2)
