@@ -78,18 +78,18 @@ study: ## Generate (synthetic studies) and verify the study's data
 _study: $(STAMPS)/data.hash
 
 verify: $(ENV_OK) ## Check every data file against the manifest's checksums
-	$(PY) -m pipelines.manifest verify $(STUDY)
+	$(PY) -m pipelines.study.manifest verify $(STUDY)
 
 freeze: $(ENV_OK) ## Rewrite the manifest's checksums from the data on disk (review, then commit)
-	$(PY) -m pipelines.manifest freeze $(STUDY)
+	$(PY) -m pipelines.study.manifest freeze $(STUDY)
 
 # Always asked; rewritten only when the data checksum changes.  Fails (and stops the build) on any mismatch.
 $(STAMPS)/data.hash: $(ENV_OK) FORCE
 	@mkdir -p $(STAMPS)
-	$(PY) -m pipelines.build data $(STUDY) 2>&1 | tee $(BUILD)/data.log
+	$(PY) -m pipelines.make.build data $(STUDY) 2>&1 | tee $(BUILD)/data.log
 
 $(STAMPS)/%.hash: $(STAMPS)/data.hash FORCE
-	@$(PY) -m pipelines.build stamp $(STUDY) $*
+	@$(PY) -m pipelines.make.build stamp $(STUDY) $*
 
 # Derived EEG features: every notebook that reads them lists the file in its prerequisites below.
 FEATURES := $(BUILD)/derivatives/ketamine-workbench/features.done
@@ -98,22 +98,23 @@ $(FEATURES): $(STAMPS)/features.hash FORCE
 	$(PY) -m pipelines.eeg.features $(STUDY) 2>&1 | tee $(dir $@)features.log
 
 $(REPORTS)/%.html: $(STAMPS)/%.hash
-	$(PY) -m pipelines.build notebook $(STUDY) $*
+	$(PY) -m pipelines.make.build notebook $(STUDY) $*
 
-# Notebooks that read derived outputs depend on them here: 01 reads the EEG features; 04 reads the tables
-# that 01-03 write (build/<study>/derivatives/ketamine-workbench/tables), so it follows their reports.
-$(REPORTS)/01_eeg_entropy_dose.html: $(FEATURES)
-# 04 reads the derived tables that 01–03 write (pipelines/derived.py PRODUCERS).
-$(REPORTS)/04_integrative_summary.html: $(FEATURES) $(filter $(REPORTS)/01_% $(REPORTS)/02_% $(REPORTS)/03_%,$(REPORT_HTML))
-# 06 reads the peak, EEG-marker and cytokine tables of 01–03 as moderators, when they exist.
-$(REPORTS)/06_plasticity_window.html: $(FEATURES) $(filter $(REPORTS)/01_% $(REPORTS)/02_% $(REPORTS)/03_%,$(REPORT_HTML))
+# Notebooks that read derived outputs follow the steps that write them (01 reads the EEG features; 04 and 06
+# read the tables 01-03 write).  The rules are generated from the one declaration of who writes and who reads
+# each table (pipelines/study/derived.py PRODUCERS / READERS / FEATURE_READERS), with the system Python.
+NOTEBOOK_DEPS := build/notebook-deps.mk
+$(NOTEBOOK_DEPS): pipelines/study/derived.py pipelines/make/notebook_deps.py
+	@mkdir -p $(dir $@)
+	$(PYTHON) pipelines/make/notebook_deps.py > $@.tmp && mv $@.tmp $@
+include $(NOTEBOOK_DEPS)
 
 # Offline HTML of the dashboards' key interactive figures (no server needed), from the EEG derivatives.
 # They follow the EEG report (notebook 01); a project without it has no figures step.
 FIGURES := $(if $(filter 01_eeg_entropy_dose,$(NOTEBOOKS)),$(REPORTS)/figures/.done)
 ifneq ($(FIGURES),)
 $(FIGURES): $(STAMPS)/figures.hash $(FEATURES) $(REPORTS)/01_eeg_entropy_dose.html
-	$(PY) -m pipelines.build figures $(STUDY)
+	$(PY) -m pipelines.make.build figures $(STUDY)
 endif
 
 reports: ## Run every notebook of STUDY and export the offline figures
@@ -121,8 +122,8 @@ reports: ## Run every notebook of STUDY and export the offline figures
 
 _reports: $(REPORT_HTML) $(FIGURES)
 
-reports/index.html: $(REPORT_HTML) $(FIGURES) pipelines/templates/index.html
-	$(PY) -m pipelines.build index
+reports/index.html: $(REPORT_HTML) $(FIGURES) pipelines/make/templates/index.html
+	$(PY) -m pipelines.make.build index
 
 test: ## Run the test suite (pytest; builds the default study and its features first)
 	$(call locked,_test)
@@ -139,7 +140,7 @@ lint: $(ENV_OK) ## ruff (lint and format check) and codespell, as pre-commit run
 	$(VENV)/bin/codespell
 
 calibrate: $(ENV_OK) ## Calibrate the inference routines by simulation (reports/calibration/calibration.json and .md)
-	$(PY) -m pipelines.inference.calibration --out reports/calibration
+	$(PY) -m pipelines.stats.calibration --out reports/calibration
 
 bench: $(ENV_OK) ## Run the benchmarks; writes reports/bench/bench.json and bench.md
 	$(PY) -m benchmarks

@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return _child(args.child, args.quick, args.child_out)
 
-    from pipelines.paths import reports_root
+    from pipelines.core.paths import reports_root
 
     names = discover()
     if args.only:

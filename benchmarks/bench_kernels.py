@@ -142,7 +142,7 @@ def surrogate_cost_row(K, x, win: int, quick: bool) -> dict:
     """Cost of the default surrogate normalisation (eeg.features.surrogates: 10 phase-randomised surrogates of
     lzc_median) relative to the raw default measure set, on a slice of the session."""
     from benchmarks._machine import cpu_pressure
-    from pipelines.manifest import FeatureConfig
+    from pipelines.study.manifest import FeatureConfig
 
     cfg = FeatureConfig().surrogates.model_dump()
     n_ch = 4 if quick else 16

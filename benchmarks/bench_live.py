@@ -49,7 +49,7 @@ def _load(when: str) -> dict:
 
 def _config():
     from pipelines.eeg.live import LiveConfig
-    from pipelines.manifest import load_manifest
+    from pipelines.study.manifest import load_manifest
 
     return LiveConfig.from_manifest(load_manifest(REPO / "data_manifests" / "default.yml"))
 

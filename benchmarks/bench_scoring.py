@@ -2,8 +2,8 @@
 
 Data are simulated in memory (not timed): per participant and session one MEQ30 row (30 items 0–5),
 one 5D-ASC row (94 items 0–100) and MADRS at five time points (10 items 0–6). Timed: validation
-and scoring of the three item-level tables with :func:`pipelines.questionnaires.score_items`, and
-change / response / remission with :func:`pipelines.mood.mood_outcomes`.
+and scoring of the three item-level tables with :func:`pipelines.phenotype.questionnaires.score_items`, and
+change / response / remission with :func:`pipelines.phenotype.mood.mood_outcomes`.
 
 Baseline: a naive scorer that loops over rows in Python (``DataFrame.iterrows``, per-item range
 checks and per-score means/sums, then a per-row baseline lookup for MADRS outcomes), timed on a
@@ -21,8 +21,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from pipelines.mood import mood_outcomes
-from pipelines.questionnaires import SCALES, score_items
+from pipelines.phenotype.mood import mood_outcomes
+from pipelines.phenotype.questionnaires import SCALES, score_items
 
 TIMEPOINTS = ("baseline", "4h", "24h", "7d", "14d")
 

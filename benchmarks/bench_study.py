@@ -284,7 +284,7 @@ def make_study(folder: Path, size: dict, seed: int = 20260101) -> tuple[Path, fl
         capture_output=True,
     )
     subprocess.run(
-        [sys.executable, "-m", "pipelines.manifest", "freeze", str(manifest)],
+        [sys.executable, "-m", "pipelines.study.manifest", "freeze", str(manifest)],
         cwd=REPO,
         env=env,
         check=True,
@@ -340,7 +340,7 @@ def profile_recording(manifest_path: str, key: str | None = None) -> dict:
     import zarr  # noqa: F401
 
     from pipelines.eeg import features, io, kernels, preprocessing
-    from pipelines.study import Study
+    from pipelines.study.dataset import Study
 
     x = np.random.default_rng(0).standard_normal((2, 2000))
     kernels.compute_windowed(x, 500.0, 1000, 1000)
@@ -482,9 +482,9 @@ def _run_study(manifest: Path, scheduler: str, workers: int | None) -> dict:
     """One timed compute_study_features run from scratch (derived outputs removed first)."""
     import pandas as pd
 
+    from pipelines.core.paths import derivatives_dir
     from pipelines.eeg import features
-    from pipelines.paths import derivatives_dir
-    from pipelines.study import Study
+    from pipelines.study.dataset import Study
 
     study = Study.load(manifest)
     shutil.rmtree(derivatives_dir(study.name), ignore_errors=True)
@@ -692,9 +692,9 @@ def bench_study_projection(
 def bench_combine(folder: Path, rec_dir: str, n_recordings: int) -> dict:
     """write_combined at full study size: a BIDS tree of ``n_recordings`` names (empty files) whose
     per-recording Zarr stores all link to one real recording's store."""
+    from pipelines.core.paths import derivatives_dir
     from pipelines.eeg import features
-    from pipelines.paths import derivatives_dir
-    from pipelines.study import Study
+    from pipelines.study.dataset import Study
 
     source = sorted(Path(rec_dir).glob("*.zarr"))[0]
     root = folder / "combine"

@@ -56,7 +56,7 @@ def write_tiny_manifest(folder: Path, name: str = "tiny", notebooks: str = "") -
 @pytest.fixture(scope="session")
 def tiny_manifest(tmp_path_factory) -> Path:
     """A generated and frozen 2-subject × 2-dose × 2-minute study (read-only: copy it to modify)."""
-    from pipelines.manifest import freeze, load_manifest
+    from pipelines.study.manifest import freeze, load_manifest
     from pipelines.synth.__main__ import main as synth_main
 
     folder = tmp_path_factory.mktemp("tiny")
@@ -75,7 +75,7 @@ def tiny_copy(tiny_manifest, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def default_study():
-    from pipelines.study import Study
+    from pipelines.study.dataset import Study
 
     study = Study.load(DEFAULT_MANIFEST)
     if not study.root.is_dir():

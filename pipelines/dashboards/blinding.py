@@ -144,7 +144,7 @@ class Conditions:
     ``{"A": "A", …}`` in letter order; ``dose_of`` turns a selector value back into the dose (server side only)."""
 
     def __init__(self, doses, blinding: Blinding | None = None):
-        from pipelines import viz
+        from pipelines.figures import common as viz
 
         self.doses = sorted(float(d) for d in set(doses))
         self.blinding = blinding
@@ -166,18 +166,18 @@ class Conditions:
         return self.blinding.dose(value) if self.blinded else float(value)
 
     def label(self, dose: float) -> str:
-        from pipelines import viz
+        from pipelines.figures import common as viz
 
         return f"condition {self.blinding.letter(dose)}" if self.blinded else viz.dose_label(dose)
 
     def short(self, dose: float) -> str:
         """A factor on a categorical axis: the letter, or the dose label."""
-        from pipelines import viz
+        from pipelines.figures import common as viz
 
         return self.blinding.letter(dose) if self.blinded else viz.dose_label(dose)
 
     def color(self, dose: float) -> str:
-        from pipelines import viz
+        from pipelines.figures import common as viz
 
         if self.blinded:
             return LETTER_COLORS[self.blinding.letters.index(self.blinding.letter(dose)) % len(LETTER_COLORS)]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from pipelines.paths import MANIFESTS_DIR
+from pipelines.core.paths import MANIFESTS_DIR
 
 DEFAULT_MANIFEST = str(MANIFESTS_DIR / "default.yml")
 
@@ -37,7 +37,7 @@ def manifest_key(manifest) -> str:
 
 @pn.cache
 def study(manifest: str):
-    from pipelines.study import Study
+    from pipelines.study.dataset import Study
 
     return Study.load(manifest)
 
@@ -53,7 +53,7 @@ def features(manifest: str):
 @pn.cache
 def eeg_settings(manifest: str) -> dict:
     """Window, step, infusion duration and the dynamics parameters notebook 01 uses for this study."""
-    from pipelines import eeg_analysis
+    from pipelines.analyses import eeg_entropy_dose as eeg_analysis
     from pipelines.eeg.features import read_qc
 
     s = study(manifest)
@@ -125,8 +125,8 @@ def entropy_change(manifest: str, measure: str):
 
 
 def _table(manifest: str, name: str) -> pd.DataFrame | None:
-    """A table notebook 01 wrote (pipelines.derived), or None when it has not run yet."""
-    from pipelines.derived import read_table
+    """A table notebook 01 wrote (pipelines.study.derived), or None when it has not run yet."""
+    from pipelines.study.derived import read_table
 
     try:
         return read_table(study(manifest), name)
@@ -212,7 +212,7 @@ def channel_positions(manifest: str) -> dict[str, tuple[float, float]]:
 
 
 def _peak_mood_params(manifest: str):
-    from pipelines import peak_mood
+    from pipelines.analyses import peak_experience_mood as peak_mood
 
     s = study(manifest)
     nb = s.manifest.notebook_params("02_peak_experience_mood")
@@ -224,7 +224,7 @@ def _peak_mood_params(manifest: str):
 def peak_scores(manifest: str) -> tuple[pd.DataFrame, list[str]]:
     """Peak-experience scores per session (participant_id, session_id, dose_mg_per_kg, scores) and the
     profile columns, all on a 0-100 scale: MEQ30 subscales as % of maximum, 5D-ASC dimensions and factors."""
-    from pipelines import peak_mood
+    from pipelines.analyses import peak_experience_mood as peak_mood
 
     params = _peak_mood_params(manifest)
     scores = peak_mood.load_scores(
@@ -248,7 +248,7 @@ def peak_scores(manifest: str) -> tuple[pd.DataFrame, list[str]]:
 def mood_outcomes(manifest: str) -> tuple[pd.DataFrame, str, list[str]]:
     """Mood per session and time point (participant_id, session_id, timepoint, <score>, dose), the score's name and
     the time points in order."""
-    from pipelines import peak_mood
+    from pipelines.analyses import peak_experience_mood as peak_mood
 
     params = _peak_mood_params(manifest)
     s = study(manifest)
@@ -270,8 +270,8 @@ def mood_outcomes(manifest: str) -> tuple[pd.DataFrame, str, list[str]]:
 
 @pn.cache
 def mood_trajectory(manifest: str) -> pd.DataFrame:
-    """Mean mood per dose and time point with CIs (pipelines.peak_mood.mood_trajectory_table)."""
-    from pipelines import peak_mood
+    """Mean mood per dose and time point with CIs (pipelines.analyses.peak_experience_mood.mood_trajectory_table)."""
+    from pipelines.analyses import peak_experience_mood as peak_mood
 
     outcomes, score, timepoints = mood_outcomes(manifest)
     return peak_mood.mood_trajectory_table(outcomes, score, timepoints)
@@ -280,7 +280,7 @@ def mood_trajectory(manifest: str) -> pd.DataFrame:
 @pn.cache
 def cytokine_changes(manifest: str) -> tuple[pd.DataFrame, list[str], str]:
     """ln change (post − baseline) per subject × session × analyte, the analytes, and the change's label."""
-    from pipelines import cytokine_analysis as ca
+    from pipelines.analyses import cytokines as ca
 
     s = study(manifest)
     nb = s.manifest.notebook_params("03_cytokines")
@@ -295,8 +295,8 @@ def cytokine_changes(manifest: str) -> tuple[pd.DataFrame, list[str], str]:
 
 @pn.cache
 def therapy_sessions(manifest: str) -> pd.DataFrame:
-    """Therapy sessions (pipelines.therapy) with each infusion's dose; an empty frame when the study has none."""
-    from pipelines.therapy import read_therapy
+    """Therapy sessions (pipelines.phenotype.therapy) with each infusion's dose; an empty frame when the study has none."""
+    from pipelines.phenotype.therapy import read_therapy
 
     s = study(manifest)
     columns = ["participant_id", "session_id", "session_type", "start_h", "dose_mg_per_kg"]

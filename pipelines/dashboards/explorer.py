@@ -190,7 +190,7 @@ class ExplorerApp(pn.viewable.Viewer):
 
     def profile_frame(self) -> pd.DataFrame:
         """score (label), column, value (this subject in this condition), group_mean (everyone in it); 0-100 scales."""
-        from pipelines.peak_mood import score_label
+        from pipelines.analyses.peak_experience_mood import score_label
 
         peak, columns = _safe_peak(self.manifest)
         if peak is None or not columns:

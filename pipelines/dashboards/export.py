@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines import viz
+from pipelines.core.offline import inline_panel_assets
 from pipelines.dashboards import data
 from pipelines.eeg import dynamics
-from pipelines.offline import inline_panel_assets
+from pipelines.figures import common as viz
 
 
 def _subject_time_courses(key: str):

@@ -1,6 +1,6 @@
-"""Dashboard-only figure builders: tables in, HoloViews objects out (the shared ones live in pipelines.viz).
+"""Dashboard-only figure builders: tables in, HoloViews objects out (the shared ones live in pipelines.figures.common).
 
-Like pipelines.viz, nothing here loads files or computes statistics: a builder draws what it is given.
+Like pipelines.figures.common, nothing here loads files or computes statistics: a builder draws what it is given.
 The selected subject is drawn in one colour everywhere (SUBJECT_COLOR) so the linked views read together.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from pipelines import viz
+from pipelines.figures import common as viz
 
 SUBJECT_COLOR = "#d62728"
 GROUP_COLOR = "#9e9e9e"
@@ -30,7 +30,7 @@ def subject_time_course(
     width: int = 620,
     height: int = 300,
 ):
-    """Group mean ± SEM per dose (pipelines.viz.time_course) with one subject's recording on top.
+    """Group mean ± SEM per dose (pipelines.figures.common.time_course) with one subject's recording on top.
 
     ``group``: long table (time_s, dose_mg_per_kg, participant_id, value); ``subject``: time_s, value, smoothed."""
     import holoviews as hv
@@ -102,7 +102,7 @@ def topomap(
 def dose_response_with_subject(
     per_dose: pd.DataFrame, changes: pd.DataFrame, participant_id: str, dose: float, ylabel: str, title: str
 ):
-    """pipelines.viz.dose_response_plot (every subject, per-dose mean with CI) with one subject's path on top."""
+    """pipelines.figures.common.dose_response_plot (every subject, per-dose mean with CI) with one subject's path on top."""
     import holoviews as hv
 
     base = viz.dose_response_plot(per_dose, changes, ylabel, title)

@@ -296,7 +296,7 @@ def make_server(
     mapping = blinding_for(key, blind, blind_secret_file, unblind_key, environ)
     throttle = None
     if share:
-        from pipelines.paths import build_dir
+        from pipelines.core.paths import build_dir
 
         # One file per server (port), emptied at start: every worker process reads and counts the same failures.
         throttle = login.SharedLoginThrottle(

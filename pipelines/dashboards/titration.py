@@ -27,13 +27,13 @@ import pandas as pd
 import panel as pn
 import param
 
-from pipelines import viz
 from pipelines.dashboards import data, safety
 from pipelines.dashboards import figures as fig
 from pipelines.dashboards.blinding import Blinding, Conditions
 from pipelines.dashboards.safety import escape_markdown
 from pipelines.dashboards.widgets import RangeInput
 from pipelines.eeg import dynamics
+from pipelines.figures import common as viz
 
 ALERT_CLASS = "kw-suppression-alert"
 TICK_MS = 200

@@ -13,7 +13,7 @@ Command line (what ``make`` runs)::
     python -m pipelines.eeg.features data_manifests/default.yml [--scheduler threads|processes|ADDRESS] [--workers N]
 
 Without ``--scheduler`` the manifest's ``cluster:`` section decides where the recordings run (this machine,
-a running Dask scheduler, or SLURM/PBS jobs through dask-jobqueue; see ``pipelines.cluster``).
+a running Dask scheduler, or SLURM/PBS jobs through dask-jobqueue; see ``pipelines.core.cluster``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import InputError
+from pipelines.core.errors import InputError
 
 FEATURES_VERSION = "1"
 BASELINE = "pre-infusion windows (window end <= infusion start), rejected windows excluded"
@@ -517,7 +517,7 @@ def _input_hash(manifest, inputs: dict, sources: dict[str, str]) -> str:
 @functools.lru_cache(maxsize=1)
 def _code_hash() -> str:
     """Hash of the code that computes features (this module and everything it imports from pipelines)."""
-    from pipelines import codedeps
+    from pipelines.core import codedeps
 
     # This module itself and the closure of what computes a recording (kernels, preprocessing, reading); not
     # this module's closure, which reaches provenance, the study and the runner: editing a report's provenance
@@ -576,7 +576,7 @@ def _write_recording(manifest_path: str, recording, out_dir: str) -> dict:
 
     The task gets the Recording itself (small, picklable), so workers never rescan the BIDS tree.  A stored
     result is reused only when its input hash (``recording_inputs`` + the fixed infusion times it used) matches."""
-    from pipelines.manifest import load_manifest
+    from pipelines.study.manifest import load_manifest
 
     manifest = load_manifest(manifest_path)
     key = recording.key
@@ -636,7 +636,7 @@ def _compute_recording(manifest, recording, out_dir: Path) -> dict:
 def features_digest(study) -> str | None:
     """One hash of every recording's valid input hash: what ``features.done`` and ``features.zarr`` stand
     for.  None when any recording has no valid stored result (something must be computed)."""
-    from pipelines.paths import derivatives_dir
+    from pipelines.core.paths import derivatives_dir
 
     rec_dir = derivatives_dir(study.name) / "recordings"
     digest = hashlib.sha256(FEATURES_VERSION.encode())
@@ -651,7 +651,7 @@ def features_digest(study) -> str | None:
 def features_up_to_date(study) -> bool:
     """True when every per-recording store, the combined ``features.zarr`` and ``features.done`` all stand
     for the current inputs; a deleted or stale piece makes it False."""
-    from pipelines.paths import derivatives_dir
+    from pipelines.core.paths import derivatives_dir
 
     out = derivatives_dir(study.name)
     digest = features_digest(study)
@@ -684,7 +684,7 @@ def compute_study_features(
     import dask
     import pandas as pd
 
-    from pipelines.paths import derivatives_dir
+    from pipelines.core.paths import derivatives_dir
 
     out = derivatives_dir(study.name)
     rec_dir = out / "recordings"
@@ -836,8 +836,8 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def write_combined(study, keys: list[str], out: Path, inputs_digest: str | None = None) -> Path:
+    from pipelines.core.provenance import git_commit, library_versions, utc_now
     from pipelines.eeg import kernels
-    from pipelines.provenance import git_commit, library_versions, utc_now
 
     combined = open_recordings(study, keys, out / "recordings")
     combined.attrs.update(
@@ -869,7 +869,7 @@ def write_combined(study, keys: list[str], out: Path, inputs_digest: str | None 
 
 def _write_description(study, out: Path) -> None:
     import pipelines
-    from pipelines.provenance import git_commit
+    from pipelines.core.provenance import git_commit
 
     description = {
         "Name": f"ketamine-workbench EEG features of study {study.name}",
@@ -897,7 +897,7 @@ def open_features(study):
     """The study's combined features (lazy, Dask-backed)."""
     import xarray as xr
 
-    from pipelines.paths import derivatives_dir
+    from pipelines.core.paths import derivatives_dir
 
     path = derivatives_dir(study.name) / "features.zarr"
     if not path.exists():
@@ -946,7 +946,7 @@ def left_out_recordings(study):
 def _read_qc_table(study):
     import pandas as pd
 
-    from pipelines.paths import derivatives_dir
+    from pipelines.core.paths import derivatives_dir
 
     qc = pd.read_csv(derivatives_dir(study.name) / "qc.tsv", sep="\t")
     if "status" not in qc:  # written before failures were recorded
@@ -957,10 +957,10 @@ def _read_qc_table(study):
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from pipelines.cluster import scheduler_for
-    from pipelines.manifest import ManifestError
-    from pipelines.paths import derivatives_dir
-    from pipelines.study import Study
+    from pipelines.core.cluster import scheduler_for
+    from pipelines.core.paths import derivatives_dir
+    from pipelines.study.dataset import Study
+    from pipelines.study.manifest import ManifestError
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.eeg.features", description=__doc__.split("\n\n")[0])
     parser.add_argument("manifest")

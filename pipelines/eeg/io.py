@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import InputError
+from pipelines.core.errors import InputError
 
 
 def read_raw(recording, root: Path, reader=None):
@@ -63,7 +63,7 @@ def _apply_reader_options(raw, recording, reader) -> None:
     have no electrode positions)."""
     import warnings
 
-    from pipelines.errors import did_you_mean
+    from pipelines.core.errors import did_you_mean
 
     where = dict(file=str(recording.path), subject=f"sub-{recording.subject}")
     if reader.channel_types:

@@ -17,7 +17,7 @@ computes a set of measures on them in one call. The spatio-temporal Lempel-Ziv
 complexities (:func:`lzc_schartner_st`, :func:`lzc_schartner_lzw`) combine channels, so they
 return a float for ``(n_channels, n_times)`` and ``(n_windows,)`` for windows.
 
-Rules shared by every measure (tested in ``tests/test_kernels.py``)
+Rules shared by every measure (tested in ``tests/eeg/test_kernels.py``)
 -------------------------------------------------------------------
 * A signal or window holding any NaN or infinite sample gives NaN for that window;
   other windows are unaffected and nothing raises.
@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipelines.eeg.measures import MEASURES, PER_CHANNEL_MEASURES, SPATIOTEMPORAL_MEASURES  # the names' one owner
+from pipelines.core.measures import MEASURES, PER_CHANNEL_MEASURES, SPATIOTEMPORAL_MEASURES  # the names' one owner
 
 __all__ = [
     "MEASURES",
@@ -1758,7 +1758,7 @@ def lzs_schartner(x, seed: int = 0, n_shuffles: int = 1, detrend: bool = False):
     What it gives: white noise ~1; a sine with a slow amplitude modulation << 1 (its envelope
     is smooth, so the bits come in long runs). A *pure* sine is not low: its Hilbert envelope
     is constant up to edge effects and rounding, so the bits of "envelope above its mean" are
-    close to random and LZs is ~0.9 (tested in tests/test_eeg_measures_validity.py).
+    close to random and LZs is ~0.9 (tested in tests/eeg/test_eeg_measures_validity.py).
 
     Differences from the published code (see :func:`lzs_schartner_lzw`, which follows it): the
     published code demeans and linearly detrends each signal before the Hilbert transform

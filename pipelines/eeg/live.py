@@ -401,7 +401,7 @@ RECORDING_FILES = ("samples.npy", "timestamps.npy", "windows.tsv", "events.tsv",
 
 def live_derivatives_dir(study_name: str) -> Path:
     """Where session recordings go: ``build/<study>/derivatives/live/`` (never the study's raw data)."""
-    from pipelines.paths import build_dir
+    from pipelines.core.paths import build_dir
 
     return build_dir(study_name) / "derivatives" / "live"
 
@@ -1286,7 +1286,7 @@ def print_window(result: WindowResult, measure: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from pipelines.eeg.io import read_raw
-    from pipelines.study import Study
+    from pipelines.study.dataset import Study
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.eeg.live", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)

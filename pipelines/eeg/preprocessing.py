@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.errors import InputError
+from pipelines.core.errors import InputError
 
 STANDARD_MONTAGE = "colin27_1020"  # standard_1020 is deprecated in MNE 1.13
 

@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from pipelines.manifest import ManifestError, load_manifest
+from pipelines.study.manifest import ManifestError, load_manifest
 from pipelines.synth.study import StudyDesign, generate_study
 
 

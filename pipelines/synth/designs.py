@@ -65,7 +65,7 @@ def generate_two_condition_edf(bids_root: Path, seed: int, n_subjects: int = 10,
     """Eyes open / eyes closed, one parietal channel (Pz), written as EDF files and imported into BIDS."""
     import mne
 
-    from pipelines.importer import import_study
+    from pipelines.study.importer import import_study
     from pipelines.synth.eeg import quantise_volts
 
     bids_root = Path(bids_root)
@@ -124,7 +124,7 @@ def generate_mood_parallel(bids_root: Path, seed: int, n_per_arm: int = 12, impr
 
     Severity is a latent fraction of each scale's maximum (baseline ~0.55); it falls by ``improvement[arm]``
     (a fraction of the maximum) from week 1 on, with subject and item noise."""
-    from pipelines.questionnaires import SCALES
+    from pipelines.phenotype.questionnaires import SCALES
 
     improvement = improvement or {"ketamine": 0.25, "midazolam": 0.08}
     bids_root = Path(bids_root)
@@ -233,7 +233,7 @@ def generate_open_label(
     the first infusion by ``0.15 + experience_effect × (mean intensity − 0.5)`` (plus noise) and stays
     down to 7 d, partly relapsing by 28 d.  IL-6 changes by ``il6_ln_change`` (natural log) 24 h after each
     infusion; TNF-α and CRP do not change."""
-    from pipelines.questionnaires import SCALES
+    from pipelines.phenotype.questionnaires import SCALES
 
     bids_root = Path(bids_root)
     tmp = bids_root.with_name(bids_root.name + f".tmp-{os.getpid()}")

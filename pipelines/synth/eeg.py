@@ -191,7 +191,7 @@ RHYTHM_BANDS_HZ = {"delta": (1.0, 4.0), "theta": (4.0, 7.5), "beta": (13.5, 30.0
 # compare a detector with the truth for its own threshold (-3 dB = 50 %, -6 dB = 25 %, -10 dB = 10 % of baseline).
 ONSET_THRESHOLDS_DB = (-3.0, -6.0, -10.0)
 # ``occipital_alpha_onset_s`` is the onset at the workbench's default titration threshold ("alpha nearly
-# disappears"): the default of pipelines.manifest.DynamicsConfig.alpha_threshold_db (a test keeps them equal; the
+# disappears"): the default of pipelines.study.manifest.DynamicsConfig.alpha_threshold_db (a test keeps them equal; the
 # generator does not import the manifest so that editing the schema does not regenerate the study).
 DEFAULT_TITRATION_THRESHOLD_DB = -10.0
 

@@ -63,7 +63,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
-from pipelines import questionnaires
+from pipelines.phenotype import questionnaires
 
 __all__ = [
     "ASC5D_DIMENSIONS",
@@ -82,7 +82,7 @@ __all__ = [
     "write_phenotype",
 ]
 
-# --- Instruments: the scoring keys are owned by pipelines.questionnaires (cited there); the generator
+# --- Instruments: the scoring keys are owned by pipelines.phenotype.questionnaires (cited there); the generator
 # uses the same lists, so the planted structure and the scoring can never disagree. ---
 
 MEQ30_SUBSCALES: dict[str, tuple[int, ...]] = dict(questionnaires.MEQ30_SUBSCALES)
@@ -374,7 +374,7 @@ def _expected_mood_correlations(
     asc = _asc5d_items(intensity, dose, rng, params.peak)
     period = None
     if with_periods:
-        from pipelines.inference.crossover import williams_sequences
+        from pipelines.stats.crossover import williams_sequences
 
         k = len(active_doses) + 1  # placebo is dose index 0, active doses 1..k-1
         position = np.array([[seq.index(j) + 1 for j in range(1, k)] for seq in williams_sequences(k)])
@@ -838,8 +838,8 @@ def generate_phenotype(
     traits = _traits(participants, seed, subject_traits)
     intensity, meq, asc, missing, truth_peak = _questionnaires(design, traits, seed, params.peak)
     # Therapy sessions are drawn from their own stream, so every other table's draws are unchanged by them.
+    from pipelines.phenotype.therapy import hours_of
     from pipelines.synth.therapy import TherapyParameters, draw_therapy, window_effect
-    from pipelines.therapy import hours_of
 
     therapy_params = TherapyParameters()
     therapy, inside = draw_therapy(design, _stream(seed, "therapy"), therapy_params)

@@ -249,7 +249,7 @@ def session_orders(
 ) -> tuple[tuple[tuple[int, ...], ...], np.ndarray]:
     """Williams sequences (dose indices in period order) and each subject's sequence index: the sequences
     repeated to the number of subjects (balanced) and shuffled."""
-    from pipelines.inference.crossover import williams_sequences
+    from pipelines.stats.crossover import williams_sequences
 
     sequences = williams_sequences(n_doses)
     assigned = np.resize(np.arange(len(sequences)), n_subjects)
@@ -271,7 +271,7 @@ def swap_into_place(tmp: Path, target: Path) -> None:
 # The official validator (bids-validator-deno, BIDS 1.10 schema) indexes phenotype files by participant_id
 # alone, so tables with one row per participant × session (× time point) fail it with
 # TSV_INDEX_VALUE_NOT_UNIQUE.  They are declared outside BIDS here rather than reshaped into one row per
-# participant; everything else must validate with zero errors (tests/test_bids_validation.py).
+# participant; everything else must validate with zero errors (tests/synth/test_bids_validation.py).
 BIDSIGNORE = """truth.json
 # Repeated-measures phenotype tables (one row per participant x session [x time point]): see docs/data_formats.md
 phenotype/meq30.*

@@ -1,0 +1,1 @@
+"""One module per report notebook, named after it; each has ``run(study, params) -> Result``."""

@@ -1,0 +1,97 @@
+"""Notebook 01's issue-12 analyses: spectrum-controlled entropy, raw vs surrogate-controlled entropy, the
+titration onset table (pipelines.analyses.eeg_entropy_dose)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.analyses import eeg_entropy_dose as eeg_analysis
+
+
+def _changes(entropy_from_alpha_only: bool, seed: int = 0) -> pd.DataFrame:
+    """Plateau-change rows for 14 subjects x 4 doses: alpha and the aperiodic exponent fall with dose (with
+    subject noise); entropy = -0.02 x alpha change (+ 0.05 x dose unless ``entropy_from_alpha_only``) + noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(14):
+        sens = rng.uniform(0.5, 1.5)
+        for dose in (0.0, 0.25, 0.5, 1.0):
+            alpha = -10 * sens * dose + rng.normal(0, 1.0)
+            aper = -0.3 * dose + rng.normal(0, 0.05)
+            entropy = -0.02 * alpha + (0 if entropy_from_alpha_only else 0.05 * dose) + rng.normal(0, 0.005)
+            for measure, region, change in (
+                ("lzc_median", "global", entropy),
+                ("occipital_alpha_db", "summary", alpha),
+                ("aperiodic_exponent", "summary", aper),
+            ):
+                rows.append(
+                    {
+                        "participant_id": f"sub-{s:02d}",
+                        "session": f"d{dose}",
+                        "dose_mg_per_kg": dose,
+                        "measure": measure,
+                        "region": region,
+                        "change": change,
+                        "baseline": 1.0,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_spectrum_controlled_entropy_removes_a_purely_spectral_dose_effect():
+    out = eeg_analysis.spectrum_controlled_entropy(_changes(entropy_from_alpha_only=True), "lzc_median")
+    top = out["comparison"][out["comparison"]["dose_mg_per_kg"] == 1.0].set_index("model")
+    raw, controlled = top.iloc[0], top.iloc[1]
+    assert raw["ci_low"] > 0  # entropy rises with dose ...
+    assert controlled["ci_low"] < 0 < controlled["ci_high"]  # ... entirely through alpha
+    alpha = out["controlled"].set_index("term").loc["alpha_change_db"]
+    assert alpha["estimate"] == pytest.approx(-0.02, abs=0.003)
+    # The spectrum-controlled change is the entropy change minus the fitted spectral part.
+    rows = eeg_analysis.spectrum_controlled_rows(out, "lzc_median")
+    assert rows["measure"].unique().tolist() == ["lzc_median_spectrum_controlled"] and len(rows) == 56
+
+
+def test_spectrum_controlled_entropy_keeps_an_effect_beyond_the_spectrum():
+    out = eeg_analysis.spectrum_controlled_entropy(_changes(entropy_from_alpha_only=False, seed=1), "lzc_median")
+    top = out["comparison"][out["comparison"]["dose_mg_per_kg"] == 1.0]
+    controlled = top[top["model"].str.startswith("controlled")].iloc[0]
+    assert controlled["ci_low"] > 0 and controlled["effect_vs_lowest_dose"] == pytest.approx(0.05, abs=0.02)
+
+
+def test_raw_and_surrogate_table_puts_the_two_variants_side_by_side():
+    base = _changes(True)
+    ratio = base[base["measure"] == "lzc_median"].assign(measure="lzc_median_surr_ratio", change=0.0)
+    table = eeg_analysis.raw_and_surrogate_entropy(pd.concat([base, ratio]), ["lzc_median"])
+    assert set(table["variant"]) == {"raw", "surrogate-controlled"}
+    wide = table.pivot(index="dose_mg_per_kg", columns="variant", values="mean_change_pct_of_baseline")
+    assert (wide.loc[1.0, "raw"] > 5) and wide["surrogate-controlled"].abs().max() == 0
+
+
+def test_titration_onset_table_counts_misses_false_alerts_and_errors():
+    markers = pd.DataFrame(
+        {
+            "participant_id": ["sub-01", "sub-02", "sub-01", "sub-02"],
+            "session": ["a", "a", "b", "b"],
+            "dose_mg_per_kg": [0.5, 0.5, 1.0, 1.0],
+            "alpha_suppression_onset_s": [61.0, np.nan, 30.0, 40.0],
+            "alpha_threshold_db": -10.0,
+            "entropy_plateau_time_s": [90.0, 80.0, 60.0, np.nan],
+        }
+    )
+    rec = lambda onset: {"occipital_alpha_onset_s_by_threshold_db": {"-10": onset}}
+    truth = {
+        "eeg": {
+            "recordings": {
+                "sub-01_ses-a": rec(60.0),
+                "sub-02_ses-a": rec(70.0),
+                "sub-01_ses-b": rec(None),
+                "sub-02_ses-b": rec(37.0),
+            }
+        }
+    }
+    table = eeg_analysis.titration_onset_table(markers, 2.0, truth).set_index("dose_mg_per_kg")
+    assert table.loc[0.5, "misses"] == 1 and table.loc[0.5, "median_abs_error_s"] == 1.0
+    assert table.loc[1.0, "false_alerts"] == 1 and table.loc[1.0, "median_error_s"] == 3.0
+    assert table.loc[1.0, "n_reached"] == 2 and table.loc[0.5, "median_entropy_plateau_s"] == 85.0
