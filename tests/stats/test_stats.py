@@ -388,7 +388,7 @@ def test_no_report_text_formats_a_p_value_by_hand():
     in the self-check below prove the scan can fail.)"""
     repo = Path(__file__).resolve().parents[2]
     modules = sorted((repo / "pipelines").rglob("*.py"))  # every module, dashboards and figures too
-    assert {"peak_mood", "integrative", "cytokine_analysis", "eeg_analysis"} <= {m.stem for m in modules}
+    assert {"peak_experience_mood", "integrative_summary", "cytokines", "eeg_entropy_dose"} <= {m.stem for m in modules}
     found = []
     for path in modules:
         found += _raw_p_placeholders(path.read_text(encoding="utf-8"), str(path.relative_to(repo / "pipelines")))
