@@ -264,53 +264,9 @@ def paired_change(
         raise ValueError("primary_test must be 'wilcoxon' or 'ttest'")
     if scale not in CHANGE_SCALES:
         raise ValueError(f"scale must be one of {CHANGE_SCALES}, not {scale!r}")
-    transform = np.log if scale == "ln_ratio" else (lambda v: v)
-    if strategy == "censored_mle":
-        pairs = _pairs(parsed, baseline, post, analytes)
-    else:
-        sub = substitute_censored(parsed, strategy)
-        pairs = _pairs(sub.assign(value=sub["value_substituted"]), baseline, post, analytes)
-    pairs = _attach_strata(pairs, strata)
-    if strata is not None:
-        pairs = pd.concat([pairs, pairs.assign(stratum="all")], ignore_index=True)
-
-    rows = []
-    for (session, stratum, analyte), group in pairs.groupby(["session_id", "stratum", "analyte"], sort=False):
-        censored = int(((group["censoring_baseline"] != "observed") | (group["censoring_post"] != "observed")).sum())
-        if strategy == "censored_mle":
-            stats_row = _mle_stats(group, ci=ci, scale=scale)
-        else:
-            stats_row = _substitution_stats(
-                transform(group["value_baseline"].to_numpy(float)),
-                transform(group["value_post"].to_numpy(float)),
-                censored,
-                n_boot=n_boot,
-                ci=ci,
-                seed=seed,
-            )
-        rows.append({"analyte": analyte, "session_id": session, "stratum": stratum, **stats_row})
-    columns = [
-        "analyte",
-        "session_id",
-        "stratum",
-        "n",
-        "n_censored",
-        "n_uninformative",
-        "estimate",
-        "ci_low",
-        "ci_high",
-        "sd_change",
-        "p_wilcoxon",
-        "p_ttest",
-        "p_mle",
-        "hedges_g_av",
-        "g_ci_low",
-        "g_ci_high",
-        "rank_biserial",
-        "rb_ci_low",
-        "rb_ci_high",
-    ]
-    table = pd.DataFrame.from_records(rows, columns=columns)
+    pairs = _stratified_pairs(parsed, baseline, post, strategy, analytes, strata)
+    rows = _change_rows(pairs, strategy, scale, n_boot=n_boot, ci=ci, seed=seed)
+    table = pd.DataFrame.from_records(rows, columns=_CHANGE_COLUMNS)
     if strategy == "censored_mle":
         table["p"] = table["p_mle"]
     else:
@@ -327,20 +283,81 @@ def paired_change(
         if scale == "ln_ratio"
         else "mean of (post − baseline), in the analyte's unit"
     )
+    table["method"] = _change_method(strategy, primary_test, n_boot, seed)
+    return table.reset_index(drop=True)
+
+
+#: The statistics columns of :func:`paired_change`, in order (its method columns follow).
+_CHANGE_COLUMNS = [
+    "analyte",
+    "session_id",
+    "stratum",
+    "n",
+    "n_censored",
+    "n_uninformative",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "sd_change",
+    "p_wilcoxon",
+    "p_ttest",
+    "p_mle",
+    "hedges_g_av",
+    "g_ci_low",
+    "g_ci_high",
+    "rank_biserial",
+    "rb_ci_low",
+    "rb_ci_high",
+]
+
+
+def _stratified_pairs(parsed, baseline, post, strategy, analytes, strata) -> pd.DataFrame:
+    """The baseline/post pairs (substituted unless censored_mle) with their stratum; with strata, stacked on a
+    copy labelled ``all``."""
+    if strategy == "censored_mle":
+        pairs = _pairs(parsed, baseline, post, analytes)
+    else:
+        sub = substitute_censored(parsed, strategy)
+        pairs = _pairs(sub.assign(value=sub["value_substituted"]), baseline, post, analytes)
+    pairs = _attach_strata(pairs, strata)
+    if strata is not None:
+        pairs = pd.concat([pairs, pairs.assign(stratum="all")], ignore_index=True)
+    return pairs
+
+
+def _change_rows(pairs: pd.DataFrame, strategy: str, scale: str, *, n_boot: int, ci: float, seed: int) -> list[dict]:
+    """One row of change statistics per session × stratum × analyte."""
+    transform = np.log if scale == "ln_ratio" else (lambda v: v)
+    rows = []
+    for (session, stratum, analyte), group in pairs.groupby(["session_id", "stratum", "analyte"], sort=False):
+        censored = int(((group["censoring_baseline"] != "observed") | (group["censoring_post"] != "observed")).sum())
+        if strategy == "censored_mle":
+            stats_row = _mle_stats(group, ci=ci, scale=scale)
+        else:
+            stats_row = _substitution_stats(
+                transform(group["value_baseline"].to_numpy(float)),
+                transform(group["value_post"].to_numpy(float)),
+                censored,
+                n_boot=n_boot,
+                ci=ci,
+                seed=seed,
+            )
+        rows.append({"analyte": analyte, "session_id": session, "stratum": stratum, **stats_row})
+    return rows
+
+
+def _change_method(strategy: str, primary_test: str, n_boot: int, seed: int) -> str:
+    """How :func:`paired_change` estimated and tested, in one line."""
     test = (
         "likelihood-ratio test"
         if strategy == "censored_mle"
         else {"wilcoxon": "Wilcoxon signed-rank", "ttest": "paired t"}[primary_test]
     )
-    table["method"] = (
-        f"{STRATEGY_DESCRIPTIONS[strategy]}; p from {test}; BH-FDR across analytes within session x stratum; "
-        + (
-            "Wald CI"
-            if strategy == "censored_mle"
-            else f"t CI; effect-size CIs: percentile bootstrap n_boot={n_boot}, seed={seed}"
-        )
+    return f"{STRATEGY_DESCRIPTIONS[strategy]}; p from {test}; BH-FDR across analytes within session x stratum; " + (
+        "Wald CI"
+        if strategy == "censored_mle"
+        else f"t CI; effect-size CIs: percentile bootstrap n_boot={n_boot}, seed={seed}"
     )
-    return table.reset_index(drop=True)
 
 
 def sensitivity_comparison(

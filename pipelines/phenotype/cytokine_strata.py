@@ -175,15 +175,7 @@ def define_strata(
     if not 0 <= rel_tol < 1e-3:
         raise ValueError("rel_tol must be in [0, 1e-3)")
     where = parsed.attrs.get("source", "<table>")
-    crp_all = parsed[parsed["analyte"] == crp_analyte]
-    base = crp_all[(crp_all["timepoint"] == baseline) & (crp_all["censoring"] != "missing")].copy()
-    if base.empty:
-        raise InputError(f"{where}: no {crp_analyte} rows at time point {baseline!r}")
-    unit = base["unit"].iloc[0]
-    if crp_all["unit"].nunique() > 1:
-        raise InputError(
-            f"{where}: analyte {crp_analyte} has more than one declared unit {sorted(set(crp_all['unit']))}"
-        )
+    crp_all, base, unit = _baseline_draws(parsed, crp_analyte, baseline, where)
     try:
         thr = convert_exact(threshold, unit_conversion_ratio(threshold_unit, unit))
         acute = (
@@ -193,42 +185,9 @@ def define_strata(
         )
     except ValueError as exc:
         raise InputError(f"{where}: analyte {crp_analyte}: {exc}") from None
-    screen = (
-        crp_all[(crp_all["timepoint"] == screening) & (crp_all["censoring"] != "missing")].copy()
-        if screening
-        else crp_all.iloc[:0]
-    )
-    if screen.duplicated("participant_id").any():
-        dup = screen[screen.duplicated("participant_id")].iloc[0]
-        raise InputError(f"{where}: subject {dup['participant_id']}: more than one {crp_analyte} draw at {screening!r}")
-    n_baselines = base.groupby("participant_id")["session_id"].nunique()
-    available = {
-        "screening": not screen.empty,
-        "mean_baselines": bool(len(n_baselines)) and (n_baselines >= 2).all(),
-        "single_baseline": True,
-    }
-    if source == "auto":
-        source = next(s for s in ("screening", "mean_baselines", "single_baseline") if available[s])
-    elif not available[source]:
-        reason = (
-            f"no {crp_analyte} draw at time point {screening!r}"
-            if source == "screening"
-            else f"subjects with fewer than 2 baselines: {sorted(n_baselines[n_baselines < 2].index)}"
-        )
-        raise InputError(f"{where}: strata source {source!r} is not available ({reason})")
-
-    def at_or_above(rows, limit):
-        lower, _ = _bounds(rows)
-        return lower >= limit * (1 - rel_tol)
-
-    base["acute"] = at_or_above(base, acute) if acute is not None else False
-    screen["acute"] = at_or_above(screen, acute) if acute is not None and not screen.empty else False
-    flags = pd.DataFrame(columns=["participant_id", "session_id", "timepoint", "crp", "crp_unit"])
-    if acute is not None:
-        high = crp_all[(crp_all["censoring"] != "missing") & at_or_above(crp_all, acute)]
-        flags = high.assign(crp=np.where(high["censoring"] == "observed", high["value"], high["limit"]), crp_unit=unit)[
-            ["participant_id", "session_id", "timepoint", "crp", "crp_unit"]
-        ]
+    screen = _screening_draws(crp_all, crp_analyte, screening, where)
+    source = _strata_source(source, base, screen, crp_analyte, screening, where)
+    flags = _mark_acute(crp_all, base, screen, acute, rel_tol, unit)
     screen_acute = set(screen.loc[screen["acute"], "participant_id"])
     subject_acute = set(base.loc[base["acute"], "participant_id"]) | screen_acute
 
@@ -247,6 +206,106 @@ def define_strata(
         else np.nan
     )
     out["acute_flag"] = base["acute"].to_numpy() | out["participant_id"].isin(screen_acute).to_numpy()
+    reason = _exclusion_reasons(out, base, screen_acute, subject_acute, acute, acute_rule)
+    kept = reason == ""
+    lo, hi = _stratifying_bounds(out, source, screen_value, lower, upper, kept)
+    out["stratum"] = _classify(lo, hi, pd.Series(thr, index=out.index), rel_tol, inflamed, not_inflamed)
+    out.loc[lo.isna() & hi.isna(), "stratum"] = "undetermined"
+    out.loc[~kept, "stratum"] = "excluded"
+    out["excluded_reason"] = reason
+    out["stratum_source"] = source
+    out["crp_unit"] = unit
+    out["crp_threshold"] = thr
+    out = out.reset_index(drop=True)
+    out.attrs = {
+        "source": source,
+        "definition": (f"inflamed = {crp_analyte} ≥ {threshold:g} {threshold_unit} in {STRATA_SOURCE_TEXT[source]}"),
+        "warning": RTM_WARNING if source == "single_baseline" else "",
+        "acute_rule": acute_rule_text(acute_rule, acute_threshold, threshold_unit),
+        "flags": flags.reset_index(drop=True),
+    }
+    return out
+
+
+def _baseline_draws(parsed: pd.DataFrame, crp_analyte: str, baseline: str, where: str):
+    """Every CRP row, the non-missing baseline draws (a copy) and CRP's one unit."""
+    crp_all = parsed[parsed["analyte"] == crp_analyte]
+    base = crp_all[(crp_all["timepoint"] == baseline) & (crp_all["censoring"] != "missing")].copy()
+    if base.empty:
+        raise InputError(f"{where}: no {crp_analyte} rows at time point {baseline!r}")
+    unit = base["unit"].iloc[0]
+    if crp_all["unit"].nunique() > 1:
+        raise InputError(
+            f"{where}: analyte {crp_analyte} has more than one declared unit {sorted(set(crp_all['unit']))}"
+        )
+    return crp_all, base, unit
+
+
+def _screening_draws(crp_all: pd.DataFrame, crp_analyte: str, screening: str | None, where: str) -> pd.DataFrame:
+    """The non-missing screening draws, at most one per subject (none without a screening time point)."""
+    screen = (
+        crp_all[(crp_all["timepoint"] == screening) & (crp_all["censoring"] != "missing")].copy()
+        if screening
+        else crp_all.iloc[:0]
+    )
+    if screen.duplicated("participant_id").any():
+        dup = screen[screen.duplicated("participant_id")].iloc[0]
+        raise InputError(f"{where}: subject {dup['participant_id']}: more than one {crp_analyte} draw at {screening!r}")
+    return screen
+
+
+def _strata_source(
+    source: str, base: pd.DataFrame, screen: pd.DataFrame, crp_analyte: str, screening: str | None, where: str
+) -> str:
+    """The source ``auto`` stands for (the least biased the table supplies), or ``source`` when it is there."""
+    n_baselines = base.groupby("participant_id")["session_id"].nunique()
+    available = {
+        "screening": not screen.empty,
+        "mean_baselines": bool(len(n_baselines)) and (n_baselines >= 2).all(),
+        "single_baseline": True,
+    }
+    if source == "auto":
+        return next(s for s in ("screening", "mean_baselines", "single_baseline") if available[s])
+    if not available[source]:
+        reason = (
+            f"no {crp_analyte} draw at time point {screening!r}"
+            if source == "screening"
+            else f"subjects with fewer than 2 baselines: {sorted(n_baselines[n_baselines < 2].index)}"
+        )
+        raise InputError(f"{where}: strata source {source!r} is not available ({reason})")
+    return source
+
+
+def _at_or_above(rows: pd.DataFrame, limit: float, rel_tol: float) -> pd.Series:
+    lower, _ = _bounds(rows)
+    return lower >= limit * (1 - rel_tol)
+
+
+def _mark_acute(
+    crp_all: pd.DataFrame, base: pd.DataFrame, screen: pd.DataFrame, acute: float | None, rel_tol: float, unit: str
+) -> pd.DataFrame:
+    """Add ``acute`` to the baseline and screening draws (in place) and return the table of every draw at or
+    above the acute limit, post-infusion ones included."""
+    base["acute"] = _at_or_above(base, acute, rel_tol) if acute is not None else False
+    screen["acute"] = _at_or_above(screen, acute, rel_tol) if acute is not None and not screen.empty else False
+    flags = pd.DataFrame(columns=["participant_id", "session_id", "timepoint", "crp", "crp_unit"])
+    if acute is not None:
+        high = crp_all[(crp_all["censoring"] != "missing") & _at_or_above(crp_all, acute, rel_tol)]
+        flags = high.assign(crp=np.where(high["censoring"] == "observed", high["value"], high["limit"]), crp_unit=unit)[
+            ["participant_id", "session_id", "timepoint", "crp", "crp_unit"]
+        ]
+    return flags
+
+
+def _exclusion_reasons(
+    out: pd.DataFrame,
+    base: pd.DataFrame,
+    screen_acute: set,
+    subject_acute: set,
+    acute: float | None,
+    acute_rule: str,
+) -> pd.Series:
+    """Why each session is left out by the acute-infection rule ("" = kept)."""
     reason = pd.Series("", index=out.index, dtype=object)
     if acute is not None:
         if acute_rule == "subject":
@@ -254,7 +313,19 @@ def define_strata(
         else:
             reason[base["acute"].to_numpy()] = "acute infection (this session's baseline)"
             reason[out["participant_id"].isin(screen_acute)] = "acute infection (screening)"
-    kept = reason == ""
+    return reason
+
+
+def _stratifying_bounds(
+    out: pd.DataFrame,
+    source: str,
+    screen_value: pd.DataFrame,
+    lower: pd.Series,
+    upper: pd.Series,
+    kept: pd.Series,
+) -> tuple[pd.Series, pd.Series]:
+    """Bounds of the CRP value each session is classified by; adds ``crp_stratifying`` (and, for the mean of
+    baselines, ``n_baselines_in_mean``) to ``out``."""
     if source == "screening":
         s_lower, s_upper = _bounds(screen_value)
         lo, hi = out["participant_id"].map(s_lower), out["participant_id"].map(s_upper)
@@ -272,20 +343,4 @@ def define_strata(
     else:
         lo, hi = lower, upper
         out["crp_stratifying"] = out["crp_baseline"]
-    thr_series = pd.Series(thr, index=out.index)
-    out["stratum"] = _classify(lo, hi, thr_series, rel_tol, inflamed, not_inflamed)
-    out.loc[lo.isna() & hi.isna(), "stratum"] = "undetermined"
-    out.loc[~kept, "stratum"] = "excluded"
-    out["excluded_reason"] = reason
-    out["stratum_source"] = source
-    out["crp_unit"] = unit
-    out["crp_threshold"] = thr
-    out = out.reset_index(drop=True)
-    out.attrs = {
-        "source": source,
-        "definition": (f"inflamed = {crp_analyte} ≥ {threshold:g} {threshold_unit} in {STRATA_SOURCE_TEXT[source]}"),
-        "warning": RTM_WARNING if source == "single_baseline" else "",
-        "acute_rule": acute_rule_text(acute_rule, acute_threshold, threshold_unit),
-        "flags": flags.reset_index(drop=True),
-    }
-    return out
+    return lo, hi

@@ -285,22 +285,7 @@ def load_cytokines(
     missing_keys = [k for k in KEYS if k not in table.columns]
     if missing_keys:
         raise InputError(f"{name}: missing key column(s) {missing_keys} (columns: {list(table.columns)})")
-    if declared_units:
-        long = {"analyte", "value"} <= set(table.columns)
-        present = (
-            table["analyte"].str.strip().unique()
-            if long
-            else [c for c in table.columns if c not in (*KEYS, *REPLICATE_COLUMNS)]
-        )
-        if not long and "*" not in declared_units:
-            present = [c for c in present if c in declared_units]
-        try:
-            for unit in declared_units.values():
-                canonical_unit(unit)
-        except ValueError as exc:
-            raise InputError(f"{name}: manifest units: {exc}") from None
-    else:
-        present = ()
+    present = _file_analytes(table, name, declared_units)
     meta = analyte_metadata(
         _read_sidecar(sidecar, path), units, limits, source=name, declared_units=declared_units, file_analytes=present
     )
@@ -309,57 +294,93 @@ def load_cytokines(
     replicate_column = next((c for c in REPLICATE_COLUMNS if c in table.columns), None)
 
     cells = []
+    # The loop stays here: _cells' warnings (stacklevel=3) name the line that called load_cytokines.
     for cell in _cells(table, meta, name, wanted):
-        where = _where(
-            name, cell["row"], cell["participant_id"], cell["session_id"], cell["timepoint"], cell["analyte"]
-        )
-        for key in KEYS:
-            if not cell[key]:
-                raise InputError(f"{where}, field {key}: empty key")
-        if known is not None and cell["participant_id"] not in known:
-            raise InputError(f"{where}, field participant_id: unknown subject (not in participants)")
-        entry = meta.get(cell["analyte"])
-        if entry is None:
-            raise InputError(
-                f"{where}, field analyte: no unit declared for this analyte (sidecar 'analytes' or units=)"
-            )
-        factor = 1.0
-        unit_text = cell["unit_text"]
-        text_is_missing = str(cell["text"]).strip().lower() in MISSING_STRINGS
-        if unit_text is not None and unit_text.lower() not in MISSING_STRINGS:
-            manifest_unit = declared_unit(declared_units, cell["analyte"])
-            if manifest_unit is not None and not _same_unit(unit_text, manifest_unit):
-                raise InputError(
-                    f"{where}, field unit: {unit_text!r} disagrees with the unit {manifest_unit!r} "
-                    "declared for this analyte in the manifest (phenotype table 'units')"
-                )
-            try:
-                factor = unit_conversion_ratio(unit_text, entry["unit"])
-            except ValueError as exc:
-                raise InputError(
-                    f"{where}, field unit: {exc} (declared unit of {cell['analyte']}: {entry['unit']!r})"
-                ) from None
-        elif unit_text is not None and not text_is_missing and declared_unit(declared_units, cell["analyte"]) is None:
-            raise InputError(f"{where}, field unit: value {cell['text']!r} has no unit")
-        try:
-            parsed = parse_lab_value(
-                cell["text"], lloq=entry["LLOQ"], uloq=entry["ULOQ"], decimal=decimal, factor=factor
-            )
-        except ValueError as exc:
-            raise InputError(f"{where}, field value: {exc}") from None
-        cell.update(value=parsed.value, censoring=parsed.censoring, limit=parsed.limit, unit=entry["unit"])
-        cells.append(cell)
+        cells.append(_parse_cell(cell, meta, known, declared_units, decimal, name))
+    declared = replicates or replicate_column is not None
+    records = _records(cells, name, by_replicate=replicate_column is not None, declared=declared)
+    out = _tidy_table(records, name)
+    _flag_converted_units(out, name)
+    out.attrs["analytes"] = meta
+    out.attrs["source"] = name
+    return out.reset_index(drop=True)
 
+
+def _file_analytes(table: pd.DataFrame, name: str, declared_units: Mapping[str, str] | None):
+    """The analytes the file holds that the manifest's ``declared_units`` may give a unit (none without them);
+    a declared unit that is not a unit is an InputError."""
+    if not declared_units:
+        return ()
+    long = {"analyte", "value"} <= set(table.columns)
+    present = (
+        table["analyte"].str.strip().unique()
+        if long
+        else [c for c in table.columns if c not in (*KEYS, *REPLICATE_COLUMNS)]
+    )
+    if not long and "*" not in declared_units:
+        present = [c for c in present if c in declared_units]
+    try:
+        for unit in declared_units.values():
+            canonical_unit(unit)
+    except ValueError as exc:
+        raise InputError(f"{name}: manifest units: {exc}") from None
+    return present
+
+
+def _parse_cell(cell: dict, meta: dict, known: set[str] | None, declared_units, decimal: str, source: str) -> dict:
+    """Check one cell's keys, subject and unit, and add its parsed value in the analyte's declared unit."""
+    where = _where(source, cell["row"], cell["participant_id"], cell["session_id"], cell["timepoint"], cell["analyte"])
+    for key in KEYS:
+        if not cell[key]:
+            raise InputError(f"{where}, field {key}: empty key")
+    if known is not None and cell["participant_id"] not in known:
+        raise InputError(f"{where}, field participant_id: unknown subject (not in participants)")
+    entry = meta.get(cell["analyte"])
+    if entry is None:
+        raise InputError(f"{where}, field analyte: no unit declared for this analyte (sidecar 'analytes' or units=)")
+    factor = _unit_factor(cell, entry, declared_units, where)
+    try:
+        parsed = parse_lab_value(cell["text"], lloq=entry["LLOQ"], uloq=entry["ULOQ"], decimal=decimal, factor=factor)
+    except ValueError as exc:
+        raise InputError(f"{where}, field value: {exc}") from None
+    cell.update(value=parsed.value, censoring=parsed.censoring, limit=parsed.limit, unit=entry["unit"])
+    return cell
+
+
+def _unit_factor(cell: dict, entry: dict, declared_units, where: str):
+    """The exact factor from the unit written in the cell's row to the analyte's declared unit (1 without one)."""
+    factor = 1.0
+    unit_text = cell["unit_text"]
+    text_is_missing = str(cell["text"]).strip().lower() in MISSING_STRINGS
+    if unit_text is not None and unit_text.lower() not in MISSING_STRINGS:
+        manifest_unit = declared_unit(declared_units, cell["analyte"])
+        if manifest_unit is not None and not _same_unit(unit_text, manifest_unit):
+            raise InputError(
+                f"{where}, field unit: {unit_text!r} disagrees with the unit {manifest_unit!r} "
+                "declared for this analyte in the manifest (phenotype table 'units')"
+            )
+        try:
+            factor = unit_conversion_ratio(unit_text, entry["unit"])
+        except ValueError as exc:
+            raise InputError(
+                f"{where}, field unit: {exc} (declared unit of {cell['analyte']}: {entry['unit']!r})"
+            ) from None
+    elif unit_text is not None and not text_is_missing and declared_unit(declared_units, cell["analyte"]) is None:
+        raise InputError(f"{where}, field unit: value {cell['text']!r} has no unit")
+    return factor
+
+
+def _records(cells: list[dict], source: str, *, by_replicate: bool, declared: bool) -> list[dict]:
+    """One record per subject-session-timepoint-analyte: duplicates collapsed, replicate wells combined."""
     grouped: dict[tuple, list[dict]] = {}
     for cell in cells:
         grouped.setdefault((cell["participant_id"], cell["session_id"], cell["timepoint"], cell["analyte"]), []).append(
             cell
         )
-    declared = replicates or replicate_column is not None
     records = []
     for group in grouped.values():
         if len(group) > 1:
-            group = _deduplicate(group, name, by_replicate=replicate_column is not None, declared=declared)
+            group = _deduplicate(group, source, by_replicate=by_replicate, declared=declared)
         if len(group) == 1:
             only = dict(group[0])
             only.update(
@@ -370,8 +391,29 @@ def load_cytokines(
             )
             records.append(only)
         else:
-            records.append(_combine_wells(group, name))
+            records.append(_combine_wells(group, source))
+    return records
 
+
+#: The columns of :func:`load_cytokines`' table, in order.
+_TIDY_COLUMNS = [
+    *KEYS,
+    "analyte",
+    "value",
+    "censoring",
+    "limit",
+    "unit",
+    "n_replicates",
+    "n_replicates_censored",
+    "replicate_cv_pct",
+    "value_raw",
+    "unit_raw",
+    "source",
+    "source_rows",
+]
+
+
+def _tidy_table(records: list[dict], name: str) -> pd.DataFrame:
     out = pd.DataFrame.from_records(records)
     if out.empty:
         raise InputError(f"{name}: no analyte values read")
@@ -379,30 +421,10 @@ def load_cytokines(
     out["source"] = name
     out["value_raw"] = out["value_raw"].astype(str)
     out["unit_raw"] = out["unit_raw"].fillna("").astype(str)
-    out = out[
-        [
-            *KEYS,
-            "analyte",
-            "value",
-            "censoring",
-            "limit",
-            "unit",
-            "n_replicates",
-            "n_replicates_censored",
-            "replicate_cv_pct",
-            "value_raw",
-            "unit_raw",
-            "source",
-            "source_rows",
-        ]
-    ]
-    out = out.astype(
+    out = out[_TIDY_COLUMNS]
+    return out.astype(
         {"value": float, "limit": float, "replicate_cv_pct": float, "n_replicates": int, "n_replicates_censored": int}
     )
-    _flag_converted_units(out, name)
-    out.attrs["analytes"] = meta
-    out.attrs["source"] = name
-    return out.reset_index(drop=True)
 
 
 class UnitConversionWarning(UserWarning):
@@ -495,7 +517,8 @@ def _deduplicate(group: list[dict], source: str, *, by_replicate: bool, declared
                         else " (declare replicates=True or add a 'replicate' column if these are wells)"
                     )
                 )
-            warnings.warn(f"{where}: identical duplicate rows collapsed into one", stacklevel=4)
+            # Called through _records and load_cytokines: 5 names the frame the warning named before the split.
+            warnings.warn(f"{where}: identical duplicate rows collapsed into one", stacklevel=5)
             kept.append(first)
         else:
             kept.extend(cells)
