@@ -349,19 +349,7 @@ def run(study: Study, params: MoodOutcomeParameters | dict | None = None) -> Moo
     baseline = baseline_label(study)
     timepoints = list(study.manifest.timepoints)
     post = [t for t in timepoints if t != baseline]
-    tables, reading, grouping = [], [], "one group"
-    for scale in scales:
-        scores, row = _score(study, scale, params)
-        reading.append(row)
-        if scores.empty:
-            continue
-        threshold = params.remission_thresholds.get(scale)
-        out, grouping = _outcomes(study, scale, scores, baseline, threshold)
-        tables.append(out)
-    reading = pd.DataFrame(reading)
-    if not tables:
-        raise InputError("no mood table could be read: " + "; ".join(reading["message"]))
-    outcomes = pd.concat(tables, ignore_index=True)
+    outcomes, reading, grouping = _all_outcomes(study, scales, params, baseline)
     present = list(dict.fromkeys(outcomes["scale"]))
     primary_scale = _choose(params.primary_scale, present, "primary_scale") if params.primary_scale else present[0]
     observed_post = [t for t in post if t in set(outcomes["timepoint"])]
@@ -376,31 +364,11 @@ def run(study: Study, params: MoodOutcomeParameters | dict | None = None) -> Moo
     )
     groups_ = _order_groups(study, grouping, outcomes)
     reference = None
-    notes = []
     if grouping != "one group":
         controls = [g for g in groups_ if any(name in g.lower() for name in CONTROL_NAMES)]
         default = controls[0] if grouping == "arm" and controls else groups_[0]
         reference = _choose(params.reference, groups_, "reference") if params.reference else default
-    if grouping == "arm":
-        comparisons, model = _between_arms(outcomes, observed_post, reference, timepoints)
-        notes.append(
-            f"parallel arms ({', '.join(groups_)}): between-arm comparisons against {reference}; each "
-            "subject contributes one row per time point"
-        )
-    elif grouping == "condition":
-        comparisons, model = _within_conditions(outcomes, observed_post, reference, groups_), pd.DataFrame()
-        notes.append(
-            f"{len(groups_)} conditions within subjects: paired contrasts of change against {reference}; "
-            "no between-arm comparison (no arms)"
-        )
-    else:
-        comparisons, model = _one_group(outcomes, observed_post), pd.DataFrame()
-        why = (
-            "one group (no arms, and mood is measured per subject, not per condition)"
-            if study.design.kind != "open_label"
-            else "open-label, single arm"
-        )
-        notes.append(f"{why}: change from baseline only; no controlled comparison is possible")
+    comparisons, model, notes = _comparisons(study, grouping, outcomes, observed_post, reference, groups_, timepoints)
     per_subject_tables = [s for s in present if outcomes.loc[outcomes["scale"] == s, "session_id"].isna().all()]
     if per_subject_tables and len(study.design.conditions) >= 2:
         notes.append(
@@ -425,6 +393,58 @@ def run(study: Study, params: MoodOutcomeParameters | dict | None = None) -> Moo
         reading=reading,
         notes=notes,
     )
+
+
+def _all_outcomes(
+    study: Study, scales: list[str], params: MoodOutcomeParameters, baseline: str
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Every scale's outcomes stacked, how each table was read, and the grouping (of the last scale read)."""
+    tables, reading, grouping = [], [], "one group"
+    for scale in scales:
+        scores, row = _score(study, scale, params)
+        reading.append(row)
+        if scores.empty:
+            continue
+        threshold = params.remission_thresholds.get(scale)
+        out, grouping = _outcomes(study, scale, scores, baseline, threshold)
+        tables.append(out)
+    reading = pd.DataFrame(reading)
+    if not tables:
+        raise InputError("no mood table could be read: " + "; ".join(reading["message"]))
+    return pd.concat(tables, ignore_index=True), reading, grouping
+
+
+def _comparisons(
+    study: Study,
+    grouping: str,
+    outcomes: pd.DataFrame,
+    post: list[str],
+    reference: str | None,
+    groups_: list[str],
+    timepoints: list[str],
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The comparisons the grouping allows, the trajectory model (arms only) and a note saying which."""
+    if grouping == "arm":
+        comparisons, model = _between_arms(outcomes, post, reference, timepoints)
+        note = (
+            f"parallel arms ({', '.join(groups_)}): between-arm comparisons against {reference}; each "
+            "subject contributes one row per time point"
+        )
+    elif grouping == "condition":
+        comparisons, model = _within_conditions(outcomes, post, reference, groups_), pd.DataFrame()
+        note = (
+            f"{len(groups_)} conditions within subjects: paired contrasts of change against {reference}; "
+            "no between-arm comparison (no arms)"
+        )
+    else:
+        comparisons, model = _one_group(outcomes, post), pd.DataFrame()
+        why = (
+            "one group (no arms, and mood is measured per subject, not per condition)"
+            if study.design.kind != "open_label"
+            else "open-label, single arm"
+        )
+        note = f"{why}: change from baseline only; no controlled comparison is possible"
+    return comparisons, model, [note]
 
 
 def _ci(row) -> str:

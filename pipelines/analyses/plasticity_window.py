@@ -186,17 +186,7 @@ def run(study: Study, params: WindowParameters | dict | None = None) -> WindowRe
     mood = mood_outcomes.run(study, {"scales": [params.mood_scale]} if params.mood_scale else {})
     scale = params.mood_scale or mood.primary_scale
     window = tuple(params.window_h)
-    if params.outcome_timepoint:
-        timepoint = params.outcome_timepoint
-        if timepoint not in mood.timepoints:
-            raise ValueError(f"outcome_timepoint {timepoint!r} is not a manifest time point: {mood.timepoints}")
-    else:
-        after = [t for t in mood.timepoints if (h := hours_of(t)) is not None and h > window[1]]
-        if not after:
-            raise InputError(
-                f"no time point after the window ({window[1]:g} h) among {mood.timepoints}: set outcome_timepoint"
-            )
-        timepoint = after[0]
+    timepoint = _outcome_timepoint(params, mood.timepoints, window)
     outcome = mood.outcomes[(mood.outcomes["scale"] == scale) & (mood.outcomes["timepoint"] == timepoint)]
     per_session = outcome["session_id"].notna().all()
     infusions = infusion_timing(therapy, sessions, window)
@@ -209,6 +199,49 @@ def run(study: Study, params: WindowParameters | dict | None = None) -> WindowRe
             "set against the share of their infusions with integration inside the window (between "
             "subjects only)"
         )
+    effects, sensitivity = _window_effects(data, therapy, sessions, improvement, keys, window, params)
+    moderators, why = _moderators(study, params)
+    notes += why
+    moderation = _moderation(data, moderators, per_session, params, notes)
+    randomised = bool(getattr(study.manifest.design, "therapy_timing_randomised", False))
+    data.attrs["outcome"] = f"{scale} improvement (baseline − {timepoint}, points)"
+    return WindowResult(
+        infusions=data,
+        timing=_timing_summary(infusions),
+        effects=effects,
+        moderation=pd.concat(moderation, ignore_index=True) if moderation else pd.DataFrame(),
+        sensitivity=pd.concat(sensitivity, ignore_index=True),
+        outcome=f"{scale} improvement",
+        outcome_timepoint=timepoint,
+        window_h=window,
+        randomised=randomised,
+        notes=notes,
+    )
+
+
+def _outcome_timepoint(params: WindowParameters, timepoints: list[str], window: tuple[float, float]) -> str:
+    """The time point of the improvement: the parameter's, else the first after the window closes."""
+    if params.outcome_timepoint:
+        timepoint = params.outcome_timepoint
+        if timepoint not in timepoints:
+            raise ValueError(f"outcome_timepoint {timepoint!r} is not a manifest time point: {timepoints}")
+        return timepoint
+    after = [t for t in timepoints if (h := hours_of(t)) is not None and h > window[1]]
+    if not after:
+        raise InputError(f"no time point after the window ({window[1]:g} h) among {timepoints}: set outcome_timepoint")
+    return after[0]
+
+
+def _window_effects(
+    data: pd.DataFrame,
+    therapy: pd.DataFrame,
+    sessions: pd.DataFrame,
+    improvement: pd.DataFrame,
+    keys: list[str],
+    window: tuple[float, float],
+    params: WindowParameters,
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The within/between effect of "inside" for the main window, and its rows for every sensitivity window."""
 
     def effect_of(table: pd.DataFrame) -> pd.DataFrame:
         return within_between_effect(
@@ -228,8 +261,17 @@ def run(study: Study, params: WindowParameters | dict | None = None) -> WindowRe
         rows.insert(0, "window_h", f"{bounds[0]:g}–{bounds[1]:g}")
         rows.insert(1, "n_inside", int((alt["status"] == "inside").sum()))
         sensitivity.append(rows)
-    moderators, why = _moderators(study, params)
-    notes += why
+    return effects, sensitivity
+
+
+def _moderation(
+    data: pd.DataFrame,
+    moderators: dict[str, pd.DataFrame],
+    per_session: bool,
+    params: WindowParameters,
+    notes: list[str],
+) -> list[pd.DataFrame]:
+    """The within effect's moderation by each moderator table; why one is not estimated goes to ``notes``."""
     moderation = []
     for name, table in moderators.items():
         merged = data.merge(table, on=["participant_id", "session_id"], how="inner")
@@ -251,20 +293,7 @@ def run(study: Study, params: WindowParameters | dict | None = None) -> WindowRe
             seed=params.seed,
         )
         moderation.append(row.assign(moderator_kind=name, moderator=table["moderator"].iloc[0]))
-    randomised = bool(getattr(study.manifest.design, "therapy_timing_randomised", False))
-    data.attrs["outcome"] = f"{scale} improvement (baseline − {timepoint}, points)"
-    return WindowResult(
-        infusions=data,
-        timing=_timing_summary(infusions),
-        effects=effects,
-        moderation=pd.concat(moderation, ignore_index=True) if moderation else pd.DataFrame(),
-        sensitivity=pd.concat(sensitivity, ignore_index=True),
-        outcome=f"{scale} improvement",
-        outcome_timepoint=timepoint,
-        window_h=window,
-        randomised=randomised,
-        notes=notes,
-    )
+    return moderation
 
 
 def summary_text(result: WindowResult) -> str:

@@ -1284,10 +1284,8 @@ def print_window(result: WindowResult, measure: str) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    from pipelines.eeg.io import read_raw
-    from pipelines.study.dataset import Study
-
+def _parser() -> argparse.ArgumentParser:
+    """The command line: ``play``, ``synth`` and ``monitor``."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.eeg.live", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("play", help="stream a recording of a study over LSL on this machine (PlayerLSL)")
@@ -1309,49 +1307,72 @@ def main(argv: list[str] | None = None) -> int:
         "--no-record", action="store_true", help="do not record the session to build/<study>/derivatives/live"
     )
     p.add_argument("--quiet", action="store_true", help="status lines only, not every window")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.study.dataset import Study
+
+    args = _parser().parse_args(argv)
     _lsl_loopback_config()
     if args.command == "synth":
-        data, names = synthetic_eeg(args.channels, args.sfreq, args.seconds, suppress_from_s=args.suppress_at_s)
-        outlet = ArrayOutlet(data, args.sfreq, names, args.name, markers={"infusion_start": args.infusion_at_s}).start()
-        print(
-            f"Streaming synthetic EEG as LSL stream {args.name!r} ({args.channels} channels at {args.sfreq:g} Hz, "
-            f"{args.seconds:g} s; markers {args.name + '-annotations'!r}); Ctrl-C stops",
-            flush=True,
-        )
-        try:
-            outlet.thread.join()
-        except KeyboardInterrupt:
-            pass
-        outlet.stop()
-        return 0
+        return _stream_synthetic(args)
     study = Study.load(args.manifest)
     if args.command == "play":
-        recording = find_recording(study, args.recording)
-        if not study.root.is_dir():
-            print(
-                f"error: the study's data are not at {study.root}: run `make study STUDY={args.manifest}` first",
-                file=sys.stderr,
-            )
-            return 2
-        raw = read_raw(recording, study.root, study.manifest.eeg.reader)
-        name = stream_name(recording.key)
-        player = start_player(raw, name)
+        return _play(args, study)
+    return _monitor(args, study)
+
+
+def _stream_synthetic(args: argparse.Namespace) -> int:
+    """``synth``: stream synthetic EEG until it ends or Ctrl-C."""
+    data, names = synthetic_eeg(args.channels, args.sfreq, args.seconds, suppress_from_s=args.suppress_at_s)
+    outlet = ArrayOutlet(data, args.sfreq, names, args.name, markers={"infusion_start": args.infusion_at_s}).start()
+    print(
+        f"Streaming synthetic EEG as LSL stream {args.name!r} ({args.channels} channels at {args.sfreq:g} Hz, "
+        f"{args.seconds:g} s; markers {args.name + '-annotations'!r}); Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        outlet.thread.join()
+    except KeyboardInterrupt:
+        pass
+    outlet.stop()
+    return 0
+
+
+def _play(args: argparse.Namespace, study) -> int:
+    """``play``: stream a recording of the study over LSL until it ends or Ctrl-C."""
+    from pipelines.eeg.io import read_raw
+
+    recording = find_recording(study, args.recording)
+    if not study.root.is_dir():
         print(
-            f"Streaming {recording.key} as LSL stream {name!r} (markers {name + '-annotations'!r}); Ctrl-C stops\n"
-            f"Follow it with: make monitor STREAM={name}  (or python -m pipelines.eeg.live monitor "
-            f"{args.manifest} --stream {name})",
-            flush=True,
+            f"error: the study's data are not at {study.root}: run `make study STUDY={args.manifest}` first",
+            file=sys.stderr,
         )
-        try:
-            time.sleep(raw.times[-1] + 1.0)
-        except KeyboardInterrupt:
-            pass
-        try:
-            player.stop()
-        except RuntimeError:  # it stopped by itself at the end of the recording
-            pass
-        return 0
+        return 2
+    raw = read_raw(recording, study.root, study.manifest.eeg.reader)
+    name = stream_name(recording.key)
+    player = start_player(raw, name)
+    print(
+        f"Streaming {recording.key} as LSL stream {name!r} (markers {name + '-annotations'!r}); Ctrl-C stops\n"
+        f"Follow it with: make monitor STREAM={name}  (or python -m pipelines.eeg.live monitor "
+        f"{args.manifest} --stream {name})",
+        flush=True,
+    )
+    try:
+        time.sleep(raw.times[-1] + 1.0)
+    except KeyboardInterrupt:
+        pass
+    try:
+        player.stop()
+    except RuntimeError:  # it stopped by itself at the end of the recording
+        pass
+    return 0
+
+
+def _monitor(args: argparse.Namespace, study) -> int:
+    """``monitor``: follow a stream, print windows and status lines, print the session's summary at the end."""
     cfg = LiveConfig.from_manifest(study.manifest)
     mon = LiveMonitor(
         args.stream,

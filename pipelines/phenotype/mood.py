@@ -69,6 +69,26 @@ def mood_outcomes(
             file=source,
             field=timepoint,
         )
+    _check_one_row_each(scores, keys, timepoint, source)
+
+    baseline_rows = scores.loc[labels == baseline, [*keys, score]]
+    baseline_values = baseline_rows.rename(columns={score: f"{score}_baseline"})
+    out = scores.merge(baseline_values, on=list(keys), how="left", validate="many_to_one")
+    _add_outcomes(out, score, min_reduction, remission_threshold)
+    out.attrs.update(scores.attrs)
+    with_keys = scores[list(keys)].drop_duplicates()
+    out.attrs["n_without_baseline"] = int(len(with_keys) - len(baseline_rows.dropna()))
+    out.attrs["outcome_definitions"] = {
+        "baseline": baseline,
+        "min_reduction": min_reduction,
+        "remission_threshold": remission_threshold,
+        "score": score,
+    }
+    return out
+
+
+def _check_one_row_each(scores: pd.DataFrame, keys: Sequence[str], timepoint: str, source: str) -> None:
+    """InputError naming the first duplicate subject-session-timepoint row."""
     duplicated = scores.duplicated([*keys, timepoint], keep=False).to_numpy()
     if duplicated.any():
         i = int(np.flatnonzero(duplicated)[0])
@@ -83,9 +103,9 @@ def mood_outcomes(
             timepoint=str(scores[timepoint].iloc[i]),
         )
 
-    baseline_rows = scores.loc[labels == baseline, [*keys, score]]
-    baseline_values = baseline_rows.rename(columns={score: f"{score}_baseline"})
-    out = scores.merge(baseline_values, on=list(keys), how="left", validate="many_to_one")
+
+def _add_outcomes(out: pd.DataFrame, score: str, min_reduction: float, remission_threshold: float) -> None:
+    """Add change, % change, response and remission of ``score`` from its ``_baseline`` column (in place)."""
     value = out[score].to_numpy(dtype=float, na_value=np.nan)
     base = out[f"{score}_baseline"].to_numpy(dtype=float, na_value=np.nan)
     change = value - base
@@ -98,16 +118,6 @@ def mood_outcomes(
     out[f"{score}_pct_change"] = pct_change
     out[f"{score}_response"] = _nullable(reduction >= min_reduction, np.isnan(reduction))
     out[f"{score}_remission"] = _nullable(value <= remission_threshold, np.isnan(value))
-    out.attrs.update(scores.attrs)
-    with_keys = scores[list(keys)].drop_duplicates()
-    out.attrs["n_without_baseline"] = int(len(with_keys) - len(baseline_rows.dropna()))
-    out.attrs["outcome_definitions"] = {
-        "baseline": baseline,
-        "min_reduction": min_reduction,
-        "remission_threshold": remission_threshold,
-        "score": score,
-    }
-    return out
 
 
 def _nullable(values: np.ndarray, undefined: np.ndarray) -> pd.arrays.BooleanArray:

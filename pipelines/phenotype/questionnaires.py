@@ -536,7 +536,7 @@ def _warn_unused_range_ends(
             f"scale: {' and '.join(problems)}. If the table is coded on another scale (e.g. {low + 1:g}–{high + 1:g}), "
             "declare it as response_scale in the manifest; otherwise scores are shifted.",
             ResponseScaleWarning,
-            stacklevel=3,
+            stacklevel=4,  # through _checked_answers and score_items: the line that called score_items
         )
 
 
@@ -1002,16 +1002,11 @@ def score_items(
     Returns a :class:`ScoringResult`. Raises :class:`InputError` for bad input.
     """
     key = _resolve_scale(scale)
-    if missing not in ("none", "prorate"):
-        raise ValueError("missing must be 'none' or 'prorate'")
-    if missing == "prorate":
-        if max_missing_fraction is None or not 0 <= max_missing_fraction < 1:
-            raise ValueError("missing='prorate' needs max_missing_fraction in [0, 1)")
-    else:
-        max_missing_fraction = None
+    max_missing_fraction = _missing_rule(missing, max_missing_fraction)
     table, source, metadata = _as_table(table, sidecar)
     table = normalise_participant_ids(table, participants)
 
+    # Located here, not in a step: _locate_wide's warning (stacklevel=4) names the frame above score_items' caller.
     if _item_like_columns(table.columns, key) or not {"item", "value"} <= set(table.columns):
         located = _locate_wide(table, key, source)
     else:
@@ -1021,6 +1016,44 @@ def score_items(
     _check_participants(located.keys, rows_1d, source, participants)
 
     low, high = _declared_scale(response_scale, located, metadata, key)
+    values, answered = _checked_answers(located, key, low, high, source)
+    scores, counts = _item_scores(located.keys, values, answered, key, missing, max_missing_fraction)
+    _add_derived(scores, key)
+
+    missing_by_score = pd.DataFrame(counts, columns=["score", "n_prorated", "n_missing"])
+    missing_by_score.insert(1, "n_rows", len(scores))
+    result = ScoringResult(
+        scores=scores,
+        scale=key.name,
+        source=source,
+        missing=missing,
+        max_missing_fraction=max_missing_fraction,
+        response_scale=(low, high),
+        n_scores=len(scores) * len(counts),
+        n_prorated=int(missing_by_score["n_prorated"].sum()),
+        n_missing_scores=int(missing_by_score["n_missing"].sum()),
+        missing_by_score=missing_by_score,
+    )
+    scores.attrs.update(result.summary())
+    return result
+
+
+def _missing_rule(missing: MissingRule, max_missing_fraction: float | None) -> float | None:
+    """The missing-item rule checked: the fraction that may be missing under "prorate", None under "none"."""
+    if missing not in ("none", "prorate"):
+        raise ValueError("missing must be 'none' or 'prorate'")
+    if missing == "prorate":
+        if max_missing_fraction is None or not 0 <= max_missing_fraction < 1:
+            raise ValueError("missing='prorate' needs max_missing_fraction in [0, 1)")
+        return max_missing_fraction
+    return None
+
+
+def _checked_answers(
+    located: _Located, key: ScaleKey, low: float, high: float, source: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Item answers on the key's own range (every answer checked: whole numbers, within its item's range) and
+    which were answered; a "not assessed" code counts as answered and scores 0."""
     offset = low - key.item_min
     values = _numeric_items(located, LETTERED_OPTION_ITEMS.get(key.name, ()))
     answered = ~np.isnan(values)
@@ -1048,8 +1081,20 @@ def score_items(
     )
     values = values - offset
     values[not_scored] = 0.0  # valid answer that does not count (HAM-D 16 = 3, "not assessed")
+    return values, answered
 
-    scores = located.keys.copy()
+
+def _item_scores(
+    keys: pd.DataFrame,
+    values: np.ndarray,
+    answered: np.ndarray,
+    key: ScaleKey,
+    missing: MissingRule,
+    max_missing_fraction: float | None,
+) -> tuple[pd.DataFrame, list[tuple[str, int, int]]]:
+    """Every score of the key per row (subscales, then the total over domains), and per score how many were
+    prorated and how many are missing."""
+    scores = keys.copy()
     counts = []
     score_arrays: dict[str, np.ndarray] = {}
     for name, spec in key.item_scores.items():
@@ -1077,24 +1122,7 @@ def score_items(
         prorated = ~np.isnan(total) & ~answered.all(axis=1)
         scores[key.score_column("total")] = total
         counts.append((key.score_column("total"), int(prorated.sum()), int(missing_mask.sum())))
-    _add_derived(scores, key)
-
-    missing_by_score = pd.DataFrame(counts, columns=["score", "n_prorated", "n_missing"])
-    missing_by_score.insert(1, "n_rows", len(scores))
-    result = ScoringResult(
-        scores=scores,
-        scale=key.name,
-        source=source,
-        missing=missing,
-        max_missing_fraction=max_missing_fraction,
-        response_scale=(low, high),
-        n_scores=len(scores) * len(counts),
-        n_prorated=int(missing_by_score["n_prorated"].sum()),
-        n_missing_scores=int(missing_by_score["n_missing"].sum()),
-        missing_by_score=missing_by_score,
-    )
-    scores.attrs.update(result.summary())
-    return result
+    return scores, counts
 
 
 def read_scored_table(

@@ -57,6 +57,25 @@ def read_therapy(
     ``participants``: participants.tsv (its ``participant_id``); ``sessions``: the study's sessions
     (``participant_id``, ``session_id``), used to check that each row names an existing infusion."""
     path = Path(path)
+    table = _read_columns(path)
+    unknown = [c for c in table.columns if c not in (*REQUIRED, *OPTIONAL)]
+    table.insert(0, "row", np.arange(1, len(table) + 1))
+    table.attrs["unused_columns"] = unknown
+    table["participant_id"] = [pid if str(pid).startswith("sub-") else f"sub-{pid}" for pid in table["participant_id"]]
+    if "session_id" in table.columns:
+        table["session_id"] = [
+            s if pd.isna(s) or str(s).startswith("ses-") else f"ses-{s}" for s in table["session_id"]
+        ]
+    else:
+        table["session_id"] = None
+    _check_types_and_times(table, path)
+    _check_known(table, path, participants, sessions)
+    table.attrs["source"] = str(path)
+    return table
+
+
+def _read_columns(path: Path) -> pd.DataFrame:
+    """The table as text, with every required column present."""
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     try:
         table = pd.read_csv(path, sep=sep, dtype=str, na_values=["n/a", ""], keep_default_na=False)
@@ -71,31 +90,30 @@ def read_therapy(
             file=str(path),
             field=missing[0],
         )
-    unknown = [c for c in table.columns if c not in (*REQUIRED, *OPTIONAL)]
-    table.insert(0, "row", np.arange(1, len(table) + 1))
-    table.attrs["unused_columns"] = unknown
-    table["participant_id"] = [pid if str(pid).startswith("sub-") else f"sub-{pid}" for pid in table["participant_id"]]
-    if "session_id" in table.columns:
-        table["session_id"] = [
-            s if pd.isna(s) or str(s).startswith("ses-") else f"ses-{s}" for s in table["session_id"]
-        ]
-    else:
-        table["session_id"] = None
+    return table
 
-    def fail(i: int, field: str, problem: str):
-        r = table.iloc[i]
-        raise InputError(
-            problem,
-            file=str(path),
-            row=int(r["row"]),
-            subject=str(r["participant_id"]),
-            session=None if pd.isna(r["session_id"]) else str(r["session_id"]),
-            field=field,
-        )
 
+def _fail(table: pd.DataFrame, path: Path, i: int, field: str, problem: str):
+    """InputError naming the file, row, subject, session and field of the table's ``i``-th row."""
+    r = table.iloc[i]
+    raise InputError(
+        problem,
+        file=str(path),
+        row=int(r["row"]),
+        subject=str(r["participant_id"]),
+        session=None if pd.isna(r["session_id"]) else str(r["session_id"]),
+        field=field,
+    )
+
+
+def _check_types_and_times(table: pd.DataFrame, path: Path) -> None:
+    """Session types known, times numeric (converted in place), preparation before and integration after the
+    infusion, no duplicate rows."""
     for i, kind in enumerate(table["session_type"]):
         if kind not in SESSION_TYPES:
-            fail(
+            _fail(
+                table,
+                path,
                 i,
                 "session_type",
                 f"session_type {kind!r} is not one of {list(SESSION_TYPES)}" + did_you_mean(str(kind), SESSION_TYPES),
@@ -107,7 +125,9 @@ def read_therapy(
         bad = values.isna() & (table[column].notna() if column == "duration_min" else True)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            fail(
+            _fail(
+                table,
+                path,
                 i,
                 column,
                 f"{column} must be a number of {'hours' if column == 'start_h' else 'minutes'}, "
@@ -117,7 +137,9 @@ def read_therapy(
     before = (table["session_type"] == "integration") & (table["start_h"] < 0)
     if before.any():
         i = int(np.flatnonzero(before.to_numpy())[0])
-        fail(
+        _fail(
+            table,
+            path,
             i,
             "start_h",
             f"an integration session starts {-table['start_h'].iloc[i]:g} h before the infusion it "
@@ -126,25 +148,49 @@ def read_therapy(
     after = (table["session_type"] == "preparation") & (table["start_h"] > 0)
     if after.any():
         i = int(np.flatnonzero(after.to_numpy())[0])
-        fail(i, "start_h", f"a preparation session starts {table['start_h'].iloc[i]:g} h after the infusion ended")
+        _fail(
+            table,
+            path,
+            i,
+            "start_h",
+            f"a preparation session starts {table['start_h'].iloc[i]:g} h after the infusion ended",
+        )
     duplicated = table.duplicated(["participant_id", "session_id", "session_type", "start_h"], keep="first")
     if duplicated.any():
         i = int(np.flatnonzero(duplicated.to_numpy())[0])
-        fail(i, "start_h", "duplicate row (same participant, session, type and start time as an earlier row)")
+        _fail(
+            table,
+            path,
+            i,
+            "start_h",
+            "duplicate row (same participant, session, type and start time as an earlier row)",
+        )
+
+
+def _check_known(
+    table: pd.DataFrame, path: Path, participants: pd.DataFrame | None, sessions: pd.DataFrame | None
+) -> None:
+    """Every participant in participants.tsv and every session an infusion session of its participant."""
     if participants is not None:
         known = set(participants["participant_id"].astype(str))
         for i, pid in enumerate(table["participant_id"]):
             if pid not in known:
-                fail(i, "participant_id", f"participant {pid} is not in participants.tsv" + did_you_mean(pid, known))
+                _fail(
+                    table,
+                    path,
+                    i,
+                    "participant_id",
+                    f"participant {pid} is not in participants.tsv" + did_you_mean(pid, known),
+                )
     if sessions is not None and table["session_id"].notna().any():
         known = set(zip(sessions["participant_id"], sessions["session_id"]))
         for i, (pid, sid) in enumerate(zip(table["participant_id"], table["session_id"])):
             if pd.notna(sid) and (pid, sid) not in known:
                 labels = sorted({s for p, s in known if p == pid})
-                fail(
+                _fail(
+                    table,
+                    path,
                     i,
                     "session_id",
                     f"{pid} has no infusion session {sid}" + did_you_mean(sid, labels) + f"; sessions: {labels}",
                 )
-    table.attrs["source"] = str(path)
-    return table

@@ -59,57 +59,21 @@ def mediation(
     if ci_method not in ("percentile", "bias_corrected"):
         raise ValueError("ci_method must be 'percentile' or 'bias_corrected'")
     covariates = _as_list(covariates)
-    _numeric_columns(data, [x, m, y, *covariates])
-    values = data[[x, m, y, *covariates]].to_numpy(dtype=float, na_value=np.nan)
-    values = values[~np.isnan(values).any(axis=1)]
+    values = _complete_rows(data, [x, m, y, *covariates], len(covariates) + 4)
     n = len(values)
-    if n < len(covariates) + 4:
-        raise ValueError(f"mediation needs at least {len(covariates) + 4} complete rows, has {n}")
     xv, mv, yv, cv = values[:, 0], values[:, 1], values[:, 2], values[:, 3:]
     ones = np.ones((n, 1))
     design_x = np.column_stack([ones, xv, cv])  # [1, x, covariates]
     design_xm = np.column_stack([ones, xv, mv, cv])  # [1, x, m, covariates]
-    quantile = lambda dof: sps.t.ppf(0.5 + ci / 2, dof)
-
-    def path(name, description, design, target, column):
-        coef, se, dof = _ols(design, target)
-        t = coef[column] / se[column]
-        half = quantile(dof) * se[column]
-        return {
-            "path": name,
-            "description": description,
-            "estimate": coef[column],
-            "se": se[column],
-            "ci_low": coef[column] - half,
-            "ci_high": coef[column] + half,
-            "p": 2 * sps.t.sf(abs(t), dof),
-        }
-
     rows = [
-        path("a", f"{m} ~ {x}", design_x, mv, 1),
-        path("b", f"{y} ~ {m} | {x}", design_xm, yv, 2),
-        path("c", f"{y} ~ {x} (total)", design_x, yv, 1),
-        path("c_prime", f"{y} ~ {x} | {m} (direct)", design_xm, yv, 1),
+        _path("a", f"{m} ~ {x}", design_x, mv, 1, ci),
+        _path("b", f"{y} ~ {m} | {x}", design_xm, yv, 2, ci),
+        _path("c", f"{y} ~ {x} (total)", design_x, yv, 1, ci),
+        _path("c_prime", f"{y} ~ {x} | {m} (direct)", design_xm, yv, 1, ci),
     ]
     indirect = rows[0]["estimate"] * rows[1]["estimate"]
-
-    # Same draws as pingouin.mediation_analysis (legacy RandomState), so results can be compared.
-    index = np.random.RandomState(seed).choice(np.arange(n), replace=True, size=(n_boot, n))
-    replicates = np.empty(n_boot)
-    chunk = max(1, _BOOT_CHUNK_VALUES // max(1, n * design_xm.shape[1]))
-    for start in range(0, n_boot, chunk):
-        idx = index[start : start + chunk]
-        a_star = _batched_coef(design_x[idx], mv[idx], 1)
-        b_star = _batched_coef(design_xm[idx], yv[idx], 2)
-        replicates[start : start + len(idx)] = a_star * b_star
-    tail = (1 - ci) / 2
-    if ci_method == "percentile":
-        low, high = np.percentile(replicates, [100 * tail, 100 * (1 - tail)])
-    else:
-        # Bias-corrected percentile (Efron 1982), without acceleration, as pingouin.
-        z0 = sps.norm.ppf(np.mean(replicates < indirect))
-        levels = sps.norm.cdf(2 * z0 + sps.norm.ppf([tail, 1 - tail])) * 100
-        low, high = np.percentile(replicates, levels)
+    replicates = _bootstrap_indirect(design_x, design_xm, mv, yv, n_boot, seed)
+    low, high = _indirect_ci(replicates, indirect, ci, ci_method)
     p_boot = 1.0 if indirect == 0 else min(1.0, 2 * min((replicates > 0).sum(), (replicates < 0).sum()) / n_boot)
     rows.append(
         {
@@ -130,3 +94,60 @@ def mediation(
     table["x"], table["m"], table["y"] = x, m, y
     table["covariates"] = ", ".join(covariates) if covariates else "none"
     return table
+
+
+def _complete_rows(data: pd.DataFrame, columns: list[str], minimum: int) -> np.ndarray:
+    """The numeric values of ``columns`` in the rows where none is missing; at least ``minimum`` rows."""
+    _numeric_columns(data, columns)
+    values = data[columns].to_numpy(dtype=float, na_value=np.nan)
+    values = values[~np.isnan(values).any(axis=1)]
+    n = len(values)
+    if n < minimum:
+        raise ValueError(f"mediation needs at least {minimum} complete rows, has {n}")
+    return values
+
+
+def _path(name: str, description: str, design: np.ndarray, target: np.ndarray, column: int, ci: float) -> dict:
+    """One path's OLS coefficient with its se, t CI and two-sided p (n − p dof)."""
+    coef, se, dof = _ols(design, target)
+    t = coef[column] / se[column]
+    half = sps.t.ppf(0.5 + ci / 2, dof) * se[column]
+    return {
+        "path": name,
+        "description": description,
+        "estimate": coef[column],
+        "se": se[column],
+        "ci_low": coef[column] - half,
+        "ci_high": coef[column] + half,
+        "p": 2 * sps.t.sf(abs(t), dof),
+    }
+
+
+def _bootstrap_indirect(
+    design_x: np.ndarray, design_xm: np.ndarray, mv: np.ndarray, yv: np.ndarray, n_boot: int, seed: int
+) -> np.ndarray:
+    """a*·b* of ``n_boot`` resamples of rows, fitted in chunks."""
+    n = len(mv)
+    # Same draws as pingouin.mediation_analysis (legacy RandomState), so results can be compared.
+    index = np.random.RandomState(seed).choice(np.arange(n), replace=True, size=(n_boot, n))
+    replicates = np.empty(n_boot)
+    chunk = max(1, _BOOT_CHUNK_VALUES // max(1, n * design_xm.shape[1]))
+    for start in range(0, n_boot, chunk):
+        idx = index[start : start + chunk]
+        a_star = _batched_coef(design_x[idx], mv[idx], 1)
+        b_star = _batched_coef(design_xm[idx], yv[idx], 2)
+        replicates[start : start + len(idx)] = a_star * b_star
+    return replicates
+
+
+def _indirect_ci(replicates: np.ndarray, indirect: float, ci: float, ci_method: str) -> tuple[float, float]:
+    """Percentile or bias-corrected percentile bootstrap CI of the indirect effect."""
+    tail = (1 - ci) / 2
+    if ci_method == "percentile":
+        low, high = np.percentile(replicates, [100 * tail, 100 * (1 - tail)])
+    else:
+        # Bias-corrected percentile (Efron 1982), without acceleration, as pingouin.
+        z0 = sps.norm.ppf(np.mean(replicates < indirect))
+        levels = sps.norm.cdf(2 * z0 + sps.norm.ppf([tail, 1 - tail])) * 100
+        low, high = np.percentile(replicates, levels)
+    return low, high
