@@ -52,7 +52,9 @@ def test_notebook_dependencies_include_what_its_cells_import():
 
 
 def test_imports_in_source_resolve_relative_and_from_imports():
-    source = "from pipelines import stats\nfrom ..core import errors\nimport numpy\nfrom pipelines.eeg.io import read_raw\n"
+    source = (
+        "from pipelines import stats\nfrom ..core import errors\nimport numpy\nfrom pipelines.eeg.io import read_raw\n"
+    )
     found = codedeps.imported_modules(source, current="pipelines.phenotype.cytokines")
     assert {"pipelines", "pipelines.stats", "pipelines.core.errors", "pipelines.eeg", "pipelines.eeg.io"} <= found
     assert "numpy" not in found
