@@ -45,10 +45,11 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.core.errors import InputError
 from pipelines.phenotype import cytokines as cy
@@ -56,7 +57,9 @@ from pipelines.stats import fdr_bh, format_p, within_between_correlation
 
 __all__ = [
     "ACTIVE_POOLED",
+    "PARAMETERS",
     "CytokineParameters",
+    "CytokinesResult",
     "censoring_table",
     "change_table",
     "change_vs_mood_data",
@@ -69,6 +72,7 @@ __all__ = [
     "paired_changes",
     "planted_effects",
     "resolve_analytes",
+    "run",
     "sensitivity_table",
     "strata_interaction",
     "strata_statement",
@@ -88,23 +92,161 @@ FALLBACK_SUBSTITUTION = "lloq_half"
 
 
 # ------------------------------------------------------------------------------------ parameters
-@dataclass(frozen=True)
-class CytokineParameters:
-    """Validated parameters of the cytokine analysis (notebook 03)."""
+def _choice(name: str, value, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        hint = difflib.get_close_matches(str(value), list(choices), 1)
+        raise ValueError(
+            f"{name}={value!r} is not one of {list(choices)}" + (f" — did you mean {hint[0]!r}?" if hint else "")
+        )
+    return value
 
-    analytes: tuple[str, ...] | None
-    baseline_timepoint: str
-    post_timepoint: str
-    censoring_strategy: str
-    crp_threshold_mg_per_l: float
-    mood_scale: str
-    n_boot: int
-    seed: int
-    change_scale: str = "ln_ratio"
-    strata_source: str = "auto"
-    screening_timepoint: str = "screening"
-    acute_crp_mg_per_l: float | None = 10.0
-    acute_rule: str = "session"
+
+def _integer(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or float(value) != int(value):
+        raise ValueError(f"{name}={value!r} must be a whole number")
+    if int(value) < minimum:
+        raise ValueError(f"{name}={value!r} must be at least {minimum}")
+    return int(value)
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.number))
+
+
+class CytokineParameters(BaseModel):
+    """Parameters of notebook 03 (``notebooks: 03_cytokines:`` in the manifest).
+
+    Checked on their own when built; :meth:`resolve` checks them against the study (time points among the
+    manifest's ``timepoints``, ``mood_scale`` a phenotype table of the manifest).  ValueError with a hint otherwise."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    analytes: tuple[str, ...] | None = Field(
+        None,
+        description="Analytes to analyse: None = every analyte in the table plus the derived KYN_TRP ratio; "
+        'or one name or a list such as ["IL6", "CRP"] (checked against the table)',
+    )
+    baseline_timepoint: str = Field("baseline", description="Time point label of the pre-infusion draw")
+    post_timepoint: str = Field("24h", description="Time point label compared with baseline")
+    censoring_strategy: str = Field(
+        "lloq_half", description="Values below the LLOQ: lloq_half | lloq_sqrt2 (substitution) | censored_mle"
+    )
+    crp_threshold_mg_per_l: float = Field(3.0, description="Inflamed when the stratifying CRP is at least this (mg/L)")
+    mood_scale: str = Field(
+        "madrs",
+        description="Depression scale (a manifest phenotype table) whose change is set against the cytokine change",
+    )
+    n_boot: int = Field(1000, description="Bootstrap resamples for effect-size and correlation CIs")
+    seed: int = Field(0, description="Seed of every bootstrap")
+    change_scale: str = Field(
+        "ln_ratio", description="ln_ratio: ln(post/baseline); difference: post − baseline in the analyte's unit"
+    )
+    strata_source: str = Field(
+        "auto",
+        description="Where strata come from: auto (the first the table supports), screening, mean_baselines or "
+        "single_baseline",
+    )
+    screening_timepoint: str = Field(
+        "screening", description="Time point label of the screening CRP draw (session_id n/a)"
+    )
+    acute_crp_mg_per_l: float | None = Field(
+        10.0,
+        description="CRP at/above this (mg/L): probable acute infection, left out of the strata; None: off",
+    )
+    acute_rule: str = Field(
+        "session",
+        description="What the acute rule leaves out: session (that session; the subject if at screening) or "
+        "subject (the whole subject)",
+    )
+
+    @field_validator("censoring_strategy", mode="before")
+    @classmethod
+    def _strategy(cls, value):
+        return _choice("censoring_strategy", value, cy.STRATEGIES)
+
+    @field_validator("change_scale", mode="before")
+    @classmethod
+    def _change_scale(cls, value):
+        return _choice("change_scale", value, cy.CHANGE_SCALES)
+
+    @field_validator("strata_source", mode="before")
+    @classmethod
+    def _strata_source(cls, value):
+        return _choice("strata_source", value, cy.STRATA_SOURCES)
+
+    @field_validator("acute_rule", mode="before")
+    @classmethod
+    def _acute_rule(cls, value):
+        return _choice("acute_rule", value, cy.ACUTE_RULES)
+
+    @field_validator("mood_scale", mode="before")
+    @classmethod
+    def _mood_scale(cls, value):
+        return _choice("mood_scale", value, MOOD_SCALES)
+
+    @field_validator("crp_threshold_mg_per_l", mode="before")
+    @classmethod
+    def _crp_threshold(cls, value):
+        if not _number(value):
+            raise ValueError(f"crp_threshold_mg_per_l={value!r} must be a number (mg/L)")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"crp_threshold_mg_per_l={value!r} must be a positive concentration in mg/L")
+        return float(value)
+
+    @field_validator("n_boot", "seed", mode="before")
+    @classmethod
+    def _whole(cls, value, info):
+        return _integer(info.field_name, value, 0)
+
+    @field_validator("analytes", mode="before")
+    @classmethod
+    def _analytes(cls, value):
+        if value is None:
+            return None
+        value = (value,) if isinstance(value, str) else tuple(value)
+        if not value or not all(isinstance(a, str) and a.strip() for a in value):
+            raise ValueError(f"analytes={value!r} must be None or a non-empty list of analyte names")
+        if len(set(value)) != len(value):
+            raise ValueError(f"analytes={list(value)!r} lists an analyte twice")
+        return value
+
+    @field_validator("baseline_timepoint", "post_timepoint", "screening_timepoint", mode="before")
+    @classmethod
+    def _label(cls, value, info):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{info.field_name}={value!r} must be a time point label")
+        return value
+
+    @model_validator(mode="after")
+    def _together(self):
+        if self.baseline_timepoint == self.post_timepoint:
+            raise ValueError(f"baseline_timepoint and post_timepoint are both {self.baseline_timepoint!r}")
+        acute = self.acute_crp_mg_per_l
+        if acute is not None and not (math.isfinite(acute) and acute > self.crp_threshold_mg_per_l):
+            raise ValueError(
+                f"acute_crp_mg_per_l={acute!r} must be None (off) or a concentration in mg/L "
+                f"above crp_threshold_mg_per_l={self.crp_threshold_mg_per_l:g}"
+            )
+        return self
+
+    @field_validator("acute_crp_mg_per_l", mode="before")
+    @classmethod
+    def _acute(cls, value):
+        if value is not None and not _number(value):
+            raise ValueError(f"acute_crp_mg_per_l={value!r} must be None (off) or a concentration in mg/L")
+        return None if value is None else float(value)
+
+    def resolve(self, study) -> CytokineParameters:
+        """The checks that need the study: time points among the manifest's, the mood scale a manifest table."""
+        known = list(study.manifest.timepoints)
+        _choice("baseline_timepoint", self.baseline_timepoint, known)
+        _choice("post_timepoint", self.post_timepoint, known)
+        if self.mood_scale not in study.manifest.phenotype:
+            raise ValueError(
+                f"mood_scale={self.mood_scale!r}: the manifest has no phenotype table {self.mood_scale!r} "
+                f"(tables: {sorted(study.manifest.phenotype)})"
+            )
+        return self
 
     @property
     def change_label(self) -> str:
@@ -123,104 +265,15 @@ class CytokineParameters:
         )
 
     def as_dict(self) -> dict:
-        out = asdict(self)
-        out["analytes"] = None if self.analytes is None else list(self.analytes)
-        return out
+        return self.model_dump(mode="json")
 
 
-def _choice(name: str, value, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        hint = difflib.get_close_matches(str(value), list(choices), 1)
-        raise ValueError(
-            f"{name}={value!r} is not one of {list(choices)}" + (f" — did you mean {hint[0]!r}?" if hint else "")
-        )
-    return value
+PARAMETERS = CytokineParameters
 
 
-def _integer(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or float(value) != int(value):
-        raise ValueError(f"{name}={value!r} must be a whole number")
-    if int(value) < minimum:
-        raise ValueError(f"{name}={value!r} must be at least {minimum}")
-    return int(value)
-
-
-def validate_parameters(
-    study,
-    *,
-    analytes=None,
-    baseline_timepoint="baseline",
-    post_timepoint="24h",
-    censoring_strategy="lloq_half",
-    crp_threshold_mg_per_l=3.0,
-    mood_scale="madrs",
-    n_boot=1000,
-    seed=0,
-    change_scale="ln_ratio",
-    strata_source="auto",
-    screening_timepoint="screening",
-    acute_crp_mg_per_l=10.0,
-    acute_rule="session",
-) -> CytokineParameters:
-    """Check the notebook's parameters against the study before anything is computed.
-
-    Time points must be among the manifest's ``timepoints``; ``mood_scale`` a depression scale the
-    manifest lists as a phenotype table; ``analytes`` ``None`` (all, plus the KYN/TRP ratio), one name or
-    a list (checked against the table by :func:`resolve_analytes`). ValueError with a hint otherwise.
-    """
-    known = list(study.manifest.timepoints)
-    baseline_timepoint = _choice("baseline_timepoint", baseline_timepoint, known)
-    post_timepoint = _choice("post_timepoint", post_timepoint, known)
-    if baseline_timepoint == post_timepoint:
-        raise ValueError(f"baseline_timepoint and post_timepoint are both {baseline_timepoint!r}")
-    censoring_strategy = _choice("censoring_strategy", censoring_strategy, cy.STRATEGIES)
-    if isinstance(crp_threshold_mg_per_l, bool) or not isinstance(crp_threshold_mg_per_l, (int, float, np.number)):
-        raise ValueError(f"crp_threshold_mg_per_l={crp_threshold_mg_per_l!r} must be a number (mg/L)")
-    if not (math.isfinite(crp_threshold_mg_per_l) and crp_threshold_mg_per_l > 0):
-        raise ValueError(f"crp_threshold_mg_per_l={crp_threshold_mg_per_l!r} must be a positive concentration in mg/L")
-    mood_scale = _choice("mood_scale", mood_scale, MOOD_SCALES)
-    if mood_scale not in study.manifest.phenotype:
-        raise ValueError(
-            f"mood_scale={mood_scale!r}: the manifest has no phenotype table {mood_scale!r} "
-            f"(tables: {sorted(study.manifest.phenotype)})"
-        )
-    if analytes is not None:
-        analytes = (analytes,) if isinstance(analytes, str) else tuple(analytes)
-        if not analytes or not all(isinstance(a, str) and a.strip() for a in analytes):
-            raise ValueError(f"analytes={analytes!r} must be None or a non-empty list of analyte names")
-        if len(set(analytes)) != len(analytes):
-            raise ValueError(f"analytes={list(analytes)!r} lists an analyte twice")
-    change_scale = _choice("change_scale", change_scale, cy.CHANGE_SCALES)
-    strata_source = _choice("strata_source", strata_source, cy.STRATA_SOURCES)
-    acute_rule = _choice("acute_rule", acute_rule, cy.ACUTE_RULES)
-    if not isinstance(screening_timepoint, str) or not screening_timepoint.strip():
-        raise ValueError(f"screening_timepoint={screening_timepoint!r} must be a time point label")
-    if acute_crp_mg_per_l is not None:
-        if (
-            isinstance(acute_crp_mg_per_l, bool)
-            or not isinstance(acute_crp_mg_per_l, (int, float, np.number))
-            or not (math.isfinite(acute_crp_mg_per_l) and acute_crp_mg_per_l > crp_threshold_mg_per_l)
-        ):
-            raise ValueError(
-                f"acute_crp_mg_per_l={acute_crp_mg_per_l!r} must be None (off) or a concentration in mg/L "
-                f"above crp_threshold_mg_per_l={crp_threshold_mg_per_l:g}"
-            )
-        acute_crp_mg_per_l = float(acute_crp_mg_per_l)
-    return CytokineParameters(
-        analytes=analytes,
-        baseline_timepoint=baseline_timepoint,
-        post_timepoint=post_timepoint,
-        censoring_strategy=censoring_strategy,
-        crp_threshold_mg_per_l=float(crp_threshold_mg_per_l),
-        mood_scale=mood_scale,
-        n_boot=_integer("n_boot", n_boot, 0),
-        seed=_integer("seed", seed, 0),
-        change_scale=change_scale,
-        strata_source=strata_source,
-        screening_timepoint=screening_timepoint,
-        acute_crp_mg_per_l=acute_crp_mg_per_l,
-        acute_rule=acute_rule,
-    )
+def validate_parameters(study, **params) -> CytokineParameters:
+    """Notebook 03's parameters from keyword arguments, checked on their own and against the study."""
+    return CytokineParameters.model_validate(params).resolve(study)
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -1086,6 +1139,195 @@ def _smallest_wilcoxon_p(n: int) -> float:
     return min(1.0, 2.0 / 2**n)
 
 
+STRATA_SOURCE_TEXT = {
+    "screening": "screening CRP",
+    "mean_baselines": "mean baseline CRP",
+    "single_baseline": "baseline CRP",
+}
+
+
+def _strata_line(params: CytokineParameters, subjects: pd.DataFrame, strata: pd.DataFrame | None) -> str:
+    source = "CRP" if strata is None else STRATA_SOURCE_TEXT[strata.attrs["source"]]
+    inflamed = subjects.loc[subjects["stratum"] == "inflamed", "participant_id"].tolist()
+    non = subjects.loc[subjects["stratum"] == "non-inflamed", "participant_id"].tolist()
+    other = subjects.loc[~subjects["stratum"].isin(["inflamed", "non-inflamed"]), "participant_id"].tolist()
+    return (
+        f"**Strata.** {len(subjects)} participants: {len(inflamed)} inflamed ({source} ≥ "
+        f"{params.crp_threshold_mg_per_l:g} mg/L: {', '.join(inflamed) or 'none'}), {len(non)} non-inflamed"
+        + (f", {len(other)} with sessions left out, undetermined or discordant ({', '.join(other)})" if other else "")
+        + f". Change = {params.change_label}."
+    )
+
+
+def _censoring_line(params: CytokineParameters, censoring: pd.DataFrame) -> str:
+    n_total = int(censoring["n"].sum())
+    n_below, n_above = int(censoring["n_below"].sum()), int(censoring["n_above"].sum())
+    per_analyte = censoring.groupby("analyte", sort=False)[["n_below", "n_above", "n"]].sum()
+    per_analyte = per_analyte[(per_analyte["n_below"] + per_analyte["n_above"]) > 0]
+    detail = ", ".join(f"{a} {int(r.n_below + r.n_above)} of {int(r.n)}" for a, r in per_analyte.iterrows())
+    return (
+        f"**Censoring.** {n_below + n_above} of {n_total} measured values were censored ({n_below} below the "
+        f"LLOQ, {n_above} above the ULOQ)" + (f": {detail}" if detail else "") + ". "
+        f"Main analysis: {cy.STRATEGY_DESCRIPTIONS[params.censoring_strategy]} (`{params.censoring_strategy}`)."
+    )
+
+
+def _stratum_change_lines(params: CytokineParameters, changes: pd.DataFrame, units: dict | None) -> list[str]:
+    """The secondary per-stratum changes: after active doses (pooled per subject), then after placebo."""
+    lines = []
+    pooled = changes[changes["group"] == ACTIVE_POOLED]
+    placebo = changes[changes["dose_mg_per_kg"] == 0]
+    for stratum in ("inflamed", "non-inflamed"):
+        rows = pooled[pooled["stratum"] == stratum]
+        if len(rows):
+            n = int(rows["n"].max())
+            lines.append(
+                f"**After active doses, {stratum}** (secondary, no placebo control; n = {n} subjects, mean "
+                f"change over their active sessions, {params.baseline_timepoint} → {params.post_timepoint}): "
+                f"{_change_sentence(rows, params.change_scale, units)}."
+                + (
+                    f" With {n} subjects the smallest possible two-sided Wilcoxon "
+                    f"{format_p(_smallest_wilcoxon_p(n))}, so the CIs (t) carry the evidence here."
+                    if _smallest_wilcoxon_p(n) > 0.05 and params.censoring_strategy != "censored_mle"
+                    else ""
+                )
+            )
+    for stratum in ("inflamed", "non-inflamed"):
+        rows = placebo[placebo["stratum"] == stratum]
+        if len(rows):
+            lines.append(
+                f"**After placebo, {stratum}** (n = {int(rows['n'].max())}): "
+                f"{_change_sentence(rows, params.change_scale, units)}."
+            )
+    return lines
+
+
+def _mixed_line(params: CytokineParameters, mixed: pd.DataFrame) -> str | None:
+    term = interaction_term(params, "active")
+    inter = mixed[(mixed["dose_coding"] == "active") & (mixed["term"] == term)]
+    if not len(inter):
+        return None
+    sig = inter[inter["p_fdr"] <= 0.05]
+    items = "; ".join(
+        f"{r.analyte} {r.estimate:+.2f} (95% CI {r.ci_low:+.2f} to {r.ci_high:+.2f}, {format_p(r.p_fdr, 'p_FDR')})"
+        for r in sig.itertuples(index=False)
+    )
+    return (
+        f"**Mixed model** (secondary; {'ln value' if params.change_scale == 'ln_ratio' else 'value'} ~ time × "
+        f"inflamed × active + (1 | subject), Wald z, {params.value_strategy}): the "
+        f"time × inflamed × active interaction (extra ln-change after active doses in the inflamed stratum) "
+        + (
+            f"was significant after FDR for {len(sig)} of {len(inter)} analytes: {items}."
+            if len(sig)
+            else f"was not significant after FDR for any of {len(inter)} analytes."
+        )
+    )
+
+
+def _sensitivity_line(params: CytokineParameters, spread: pd.DataFrame) -> str | None:
+    if not len(spread):
+        return None
+    worst = spread.loc[spread["spread"].idxmax()]
+    return (
+        f"**Sensitivity.** Across censoring strategies ({', '.join(c for c in cy.STRATEGIES if c in spread.columns)}) "
+        f"the pooled active estimates differed by at most {worst['spread']:.3f} {params.change_unit} "
+        f"({worst['analyte']}, {worst['stratum']}, {_plural(int(worst['n_censored']), 'subject')} with censored values)."
+    )
+
+
+def _subject_r(r) -> str:
+    return (
+        f"{r['analyte']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to {r['ci_high']:+.2f}, "
+        f"{format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')}, {int(r['n_subjects'])} subjects)"
+    )
+
+
+def _mood_subject_level_text(params: CytokineParameters, sl: pd.DataFrame, mood: pd.DataFrame) -> str:
+    """Cytokine change vs mood change at the subject level: within (the test), between, within strata; the
+    session-level table quoted as description."""
+    within = sl[(sl["quantity"] == "within") & (sl["stratum"] == "all") & sl["p"].notna()]
+    between = sl[(sl["quantity"] == "between") & (sl["stratum"] == "all")]
+    text_unit = (
+        "mood is measured once per subject, so each subject counts once (cytokine change averaged "
+        "over the active sessions) and the between-subject rows are the test. "
+        if within.empty and len(between)  # mood is one course per subject: the between rows are the test
+        else ""
+    )
+    text = (
+        f"**Mood** ({sl['y'].iloc[0]}, negative = improvement, against the cytokine change = "
+        f"{params.change_label}; {sl['population'].iloc[0]}; the subject is the unit). " + text_unit
+    )
+    if len(within):
+        sig = within[within["significant_fdr"]]
+        best = within.loc[within["p"].idxmin()]
+        text += (
+            f"Within subjects (across a subject's active sessions), {len(sig)} of {len(within)} analytes' "
+            f"ln-changes correlated with the mood change after FDR"
+            + (
+                ": " + "; ".join(_subject_r(r) for _, r in sig.iterrows())
+                if len(sig)
+                else f"; the strongest was {_subject_r(best)}"
+            )
+            + ". "
+        )
+    if len(between):
+        sig = between[between["significant_fdr"]]
+        text += (
+            f"Between subjects (subject means, trait-level), {len(sig)} of {len(between)} did"
+            + (": " + "; ".join(_subject_r(r) for _, r in sig.iterrows()) if len(sig) else "")
+            + ". "
+        )
+    within_strata = sl[(sl["quantity"] == "within") & (sl["stratum"] != "all") & sl["p"].notna()]
+    if len(within_strata):
+        text += (
+            f"Within strata, {int(within_strata['significant_fdr'].sum())} of {len(within_strata)} "
+            "within-subject correlations survived FDR. "
+        )
+    if len(mood):
+        pooled_rows = mood[mood["stratum"] == "all"]
+        text += (
+            f"The {mood['method'].iloc[0]} table over {mood['population'].iloc[0]} is "
+            if _per_subject_mood_table(mood)
+            else f"The session-level {mood['method'].iloc[0]} table (sessions pooled as if independent) is "
+            f"description only: {int(pooled_rows['significant_fdr'].sum())} of {len(pooled_rows)} "
+            "analytes there had p_FDR ≤ 0.05, which is not used for conclusions."
+        )
+    return text.strip()
+
+
+def _pooled_r(r) -> str:
+    return (
+        f"{r['analyte']} {r['method']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to "
+        f"{r['ci_high']:+.2f}, n = {int(r['n'])}, {format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')})"
+    )
+
+
+def _mood_pooled_text(mood: pd.DataFrame) -> str:
+    """Cytokine change vs mood change over sessions (used when there is no subject-level table)."""
+    pooled_rows = mood[mood["stratum"] == "all"]
+    within = mood[mood["stratum"] != "all"]
+    text = f"**Mood** ({mood['y'].iloc[0]}, negative = improvement; {mood['population'].iloc[0]}). "
+    if len(pooled_rows):
+        sig = pooled_rows[pooled_rows["significant_fdr"]]
+        text += (
+            f"Over both strata, {len(sig)} of {len(pooled_rows)} analytes' ln-changes correlated with the mood "
+            f"change after FDR" + (": " + "; ".join(_pooled_r(r) for _, r in sig.iterrows()) if len(sig) else "") + ". "
+        )
+    if len(within):
+        sig = within[within["significant_fdr"]]
+        best = within.loc[within["p"].idxmin()]
+        text += (
+            f"Within strata, {len(sig)} of {len(within)} correlations survived FDR; the strongest was "
+            f"{_pooled_r(best)} in the {best['stratum']} stratum."
+        )
+        if len(pooled_rows) and pooled_rows["significant_fdr"].any() and not len(sig):
+            text += (
+                " A correlation over both strata that holds in neither can arise from the strata differing "
+                "in both cytokine change and mood change."
+            )
+    return text
+
+
 def summary_text(
     *,
     params: CytokineParameters,
@@ -1114,167 +1356,110 @@ def summary_text(
         lines.append(interaction_sentence(interaction, params, units))
     if strata is not None:
         lines.append(strata_statement(strata))
-    source = (
-        "CRP"
-        if strata is None
-        else {"screening": "screening CRP", "mean_baselines": "mean baseline CRP", "single_baseline": "baseline CRP"}[
-            strata.attrs["source"]
-        ]
-    )
-    inflamed = subjects.loc[subjects["stratum"] == "inflamed", "participant_id"].tolist()
-    non = subjects.loc[subjects["stratum"] == "non-inflamed", "participant_id"].tolist()
-    other = subjects.loc[~subjects["stratum"].isin(["inflamed", "non-inflamed"]), "participant_id"].tolist()
-    lines.append(
-        f"**Strata.** {len(subjects)} participants: {len(inflamed)} inflamed ({source} ≥ "
-        f"{params.crp_threshold_mg_per_l:g} mg/L: {', '.join(inflamed) or 'none'}), {len(non)} non-inflamed"
-        + (f", {len(other)} with sessions left out, undetermined or discordant ({', '.join(other)})" if other else "")
-        + f". Change = {params.change_label}."
-    )
-    n_total = int(censoring["n"].sum())
-    n_below, n_above = int(censoring["n_below"].sum()), int(censoring["n_above"].sum())
-    per_analyte = censoring.groupby("analyte", sort=False)[["n_below", "n_above", "n"]].sum()
-    per_analyte = per_analyte[(per_analyte["n_below"] + per_analyte["n_above"]) > 0]
-    detail = ", ".join(f"{a} {int(r.n_below + r.n_above)} of {int(r.n)}" for a, r in per_analyte.iterrows())
-    lines.append(
-        f"**Censoring.** {n_below + n_above} of {n_total} measured values were censored ({n_below} below the "
-        f"LLOQ, {n_above} above the ULOQ)" + (f": {detail}" if detail else "") + ". "
-        f"Main analysis: {cy.STRATEGY_DESCRIPTIONS[params.censoring_strategy]} (`{params.censoring_strategy}`)."
-    )
-    pooled = changes[changes["group"] == ACTIVE_POOLED]
-    placebo = changes[changes["dose_mg_per_kg"] == 0]
-    for stratum in ("inflamed", "non-inflamed"):
-        rows = pooled[pooled["stratum"] == stratum]
-        if len(rows):
-            n = int(rows["n"].max())
-            lines.append(
-                f"**After active doses, {stratum}** (secondary, no placebo control; n = {n} subjects, mean "
-                f"change over their active sessions, {params.baseline_timepoint} → {params.post_timepoint}): "
-                f"{_change_sentence(rows, params.change_scale, units)}."
-                + (
-                    f" With {n} subjects the smallest possible two-sided Wilcoxon "
-                    f"{format_p(_smallest_wilcoxon_p(n))}, so the CIs (t) carry the evidence here."
-                    if _smallest_wilcoxon_p(n) > 0.05 and params.censoring_strategy != "censored_mle"
-                    else ""
-                )
-            )
-    for stratum in ("inflamed", "non-inflamed"):
-        rows = placebo[placebo["stratum"] == stratum]
-        if len(rows):
-            lines.append(
-                f"**After placebo, {stratum}** (n = {int(rows['n'].max())}): "
-                f"{_change_sentence(rows, params.change_scale, units)}."
-            )
-    term = interaction_term(params, "active")
-    inter = mixed[(mixed["dose_coding"] == "active") & (mixed["term"] == term)]
-    if len(inter):
-        sig = inter[inter["p_fdr"] <= 0.05]
-        items = "; ".join(
-            f"{r.analyte} {r.estimate:+.2f} (95% CI {r.ci_low:+.2f} to {r.ci_high:+.2f}, {format_p(r.p_fdr, 'p_FDR')})"
-            for r in sig.itertuples(index=False)
-        )
-        lines.append(
-            f"**Mixed model** (secondary; {'ln value' if params.change_scale == 'ln_ratio' else 'value'} ~ time × "
-            f"inflamed × active + (1 | subject), Wald z, {params.value_strategy}): the "
-            f"time × inflamed × active interaction (extra ln-change after active doses in the inflamed stratum) "
-            + (
-                f"was significant after FDR for {len(sig)} of {len(inter)} analytes: {items}."
-                if len(sig)
-                else f"was not significant after FDR for any of {len(inter)} analytes."
-            )
-        )
-    if len(spread):
-        worst = spread.loc[spread["spread"].idxmax()]
-        lines.append(
-            f"**Sensitivity.** Across censoring strategies ({', '.join(c for c in cy.STRATEGIES if c in spread.columns)}) "
-            f"the pooled active estimates differed by at most {worst['spread']:.3f} {params.change_unit} "
-            f"({worst['analyte']}, {worst['stratum']}, {_plural(int(worst['n_censored']), 'subject')} with censored values)."
-        )
+    lines.append(_strata_line(params, subjects, strata))
+    lines.append(_censoring_line(params, censoring))
+    lines += _stratum_change_lines(params, changes, units)
+    lines += [line for line in (_mixed_line(params, mixed), _sensitivity_line(params, spread)) if line]
     if mood_subject_level is not None and len(mood_subject_level):
-        sl = mood_subject_level
-
-        def rr(r) -> str:
-            return (
-                f"{r['analyte']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to {r['ci_high']:+.2f}, "
-                f"{format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')}, {int(r['n_subjects'])} subjects)"
-            )
-
-        within = sl[(sl["quantity"] == "within") & (sl["stratum"] == "all") & sl["p"].notna()]
-        between = sl[(sl["quantity"] == "between") & (sl["stratum"] == "all")]
-        if within.empty and len(between):  # mood is one course per subject: the between rows are the test
-            text_unit = (
-                "mood is measured once per subject, so each subject counts once (cytokine change averaged "
-                "over the active sessions) and the between-subject rows are the test. "
-            )
-        else:
-            text_unit = ""
-        text = (
-            f"**Mood** ({sl['y'].iloc[0]}, negative = improvement, against the cytokine change = "
-            f"{params.change_label}; {sl['population'].iloc[0]}; the subject is the unit). " + text_unit
-        )
-        if len(within):
-            sig = within[within["significant_fdr"]]
-            best = within.loc[within["p"].idxmin()]
-            text += (
-                f"Within subjects (across a subject's active sessions), {len(sig)} of {len(within)} analytes' "
-                f"ln-changes correlated with the mood change after FDR"
-                + (
-                    ": " + "; ".join(rr(r) for _, r in sig.iterrows())
-                    if len(sig)
-                    else f"; the strongest was {rr(best)}"
-                )
-                + ". "
-            )
-        if len(between):
-            sig = between[between["significant_fdr"]]
-            text += (
-                f"Between subjects (subject means, trait-level), {len(sig)} of {len(between)} did"
-                + (": " + "; ".join(rr(r) for _, r in sig.iterrows()) if len(sig) else "")
-                + ". "
-            )
-        within_strata = sl[(sl["quantity"] == "within") & (sl["stratum"] != "all") & sl["p"].notna()]
-        if len(within_strata):
-            text += (
-                f"Within strata, {int(within_strata['significant_fdr'].sum())} of {len(within_strata)} "
-                "within-subject correlations survived FDR. "
-            )
-        if len(mood):
-            pooled_rows = mood[mood["stratum"] == "all"]
-            text += (
-                f"The {mood['method'].iloc[0]} table over {mood['population'].iloc[0]} is "
-                if _per_subject_mood_table(mood)
-                else f"The session-level {mood['method'].iloc[0]} table (sessions pooled as if independent) is "
-                f"description only: {int(pooled_rows['significant_fdr'].sum())} of {len(pooled_rows)} "
-                "analytes there had p_FDR ≤ 0.05, which is not used for conclusions."
-            )
-        lines.append(text.strip())
+        lines.append(_mood_subject_level_text(params, mood_subject_level, mood))
     elif len(mood):
-
-        def corr(r) -> str:
-            return (
-                f"{r['analyte']} {r['method']} r = {r['estimate']:+.2f} (95% CI {r['ci_low']:+.2f} to "
-                f"{r['ci_high']:+.2f}, n = {int(r['n'])}, {format_p(r['p'])}, {format_p(r['p_fdr'], 'p_FDR')})"
-            )
-
-        pooled_rows = mood[mood["stratum"] == "all"]
-        within = mood[mood["stratum"] != "all"]
-        text = f"**Mood** ({mood['y'].iloc[0]}, negative = improvement; {mood['population'].iloc[0]}). "
-        if len(pooled_rows):
-            sig = pooled_rows[pooled_rows["significant_fdr"]]
-            text += (
-                f"Over both strata, {len(sig)} of {len(pooled_rows)} analytes' ln-changes correlated with the mood "
-                f"change after FDR" + (": " + "; ".join(corr(r) for _, r in sig.iterrows()) if len(sig) else "") + ". "
-            )
-        if len(within):
-            sig = within[within["significant_fdr"]]
-            best = within.loc[within["p"].idxmin()]
-            text += (
-                f"Within strata, {len(sig)} of {len(within)} correlations survived FDR; the strongest was "
-                f"{corr(best)} in the {best['stratum']} stratum."
-            )
-            if len(pooled_rows) and pooled_rows["significant_fdr"].any() and not len(sig):
-                text += (
-                    " A correlation over both strata that holds in neither can arise from the strata differing "
-                    "in both cytokine change and mood change."
-                )
-        lines.append(text)
+        lines.append(_mood_pooled_text(mood))
     return "\n\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ run(study, params)
+@dataclass
+class CytokinesResult:
+    """What notebook 03 shows, in its order; ``summary`` is written from these tables."""
+
+    params: CytokineParameters
+    table: str  # the cytokine table, relative to the study root
+    analytes: list[str]
+    units: dict[str, str]
+    parsed: pd.DataFrame  # every value, parsed (censoring flags, substituted values), with dose
+    strata: pd.DataFrame  # per subject-session; attrs: source, warning, flags
+    per_pair: pd.DataFrame  # change per subject-session-analyte
+    interaction: pd.DataFrame  # the primary test
+    censoring: pd.DataFrame
+    subjects: pd.DataFrame
+    trajectories: pd.DataFrame
+    sensitivity: pd.DataFrame  # paired changes under every censoring strategy
+    changes: pd.DataFrame  # paired changes under params.censoring_strategy
+    planted: pd.DataFrame
+    mixed: pd.DataFrame
+    mixed_terms: list[str]
+    spread: pd.DataFrame
+    mood: pd.DataFrame  # mood change per subject[-session]
+    mood_subject_level: pd.DataFrame
+    correlations: pd.DataFrame  # description: sessions pooled
+    mood_data: pd.DataFrame  # per-pair change beside the mood change (the scatter)
+    comparison: pd.DataFrame  # recovered vs planted (synthetic studies)
+    summary: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def derived_tables(self) -> dict[str, pd.DataFrame]:
+        """The table notebook 03 writes for the integrative notebook (04) and the dashboards."""
+        from pipelines.study import derived
+
+        table = derived.cytokine_changes_table(
+            self.per_pair, self.params.baseline_timepoint, self.params.post_timepoint
+        )
+        return {"cytokine_changes": table}
+
+
+def _mood_analyses(study, params, parsed, sessions, strata, per_pair, analytes) -> dict:
+    mood = mood_changes(study, params)
+    return {
+        "mood": mood,
+        "mood_subject_level": change_vs_mood_subject_level(per_pair, mood, params, analytes),
+        "correlations": change_vs_mood_table(parsed, sessions, strata, mood, params, analytes),
+        "mood_data": change_vs_mood_data(per_pair, mood),
+    }
+
+
+def run(study, params: CytokineParameters | dict | None = None) -> CytokinesResult:
+    """The whole cytokine analysis of notebook 03 (see the module docstring), in the report's order."""
+    params = CytokineParameters.model_validate(params or {}).resolve(study)
+    parsed = load_study_cytokines(study, timepoints=[params.baseline_timepoint, params.post_timepoint])
+    analytes = resolve_analytes(parsed, params.analytes)
+    sessions = study.sessions
+    strata = study_strata(parsed, params)
+    per_pair = change_table(parsed, sessions, strata, params, analytes)
+    sensitivity = sensitivity_table(parsed, sessions, strata, params, analytes)
+    planted = planted_effects(study.truth())
+    changes = sensitivity[sensitivity["strategy"] == params.censoring_strategy].reset_index(drop=True)
+    out = CytokinesResult(
+        params=params,
+        table=str(study.table_path("cytokines").relative_to(study.root)),
+        analytes=analytes,
+        units={a: u for a, u in parsed.groupby("analyte")["unit"].first().items()},
+        parsed=parsed,
+        strata=strata,
+        per_pair=per_pair,
+        interaction=strata_interaction(per_pair, params, analytes),
+        censoring=censoring_table(parsed, analytes),
+        subjects=subject_strata(strata, sessions),
+        trajectories=trajectories(parsed, sessions, strata, params, analytes),
+        sensitivity=sensitivity,
+        changes=changes,
+        planted=planted,
+        mixed=mixed_models(parsed, sessions, strata, params, analytes),
+        mixed_terms=[interaction_term(params, coding) for coding in ("mg_per_kg", "active")],
+        spread=sensitivity_spread(sensitivity),
+        **_mood_analyses(study, params, parsed, sessions, strata, per_pair, analytes),
+        comparison=truth_comparison(changes, planted),
+    )
+    out.summary = summary_text(
+        params=params,
+        subjects=out.subjects,
+        censoring=out.censoring,
+        changes=changes,
+        mixed=out.mixed,
+        spread=out.spread,
+        mood=out.correlations,
+        mood_subject_level=out.mood_subject_level,
+        interaction=out.interaction,
+        strata=strata,
+        units=out.units,
+    )
+    return out

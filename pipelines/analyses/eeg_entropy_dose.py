@@ -1,15 +1,20 @@
 """Study-level EEG analysis behind notebook 01: parameters, time courses, markers, dose-response, summary.
 
-Reads the derived features (pipelines.eeg.features.open_features); never recomputes them.
+One shape: ``run(study, params) -> EEGEntropyDoseResult`` (tidy tables + a summary), used by the notebook, the
+dashboards and the tests alike.  Reads the derived features (pipelines.eeg.features.open_features); never
+recomputes them.  What applies follows the design: time courses, markers and plateau changes need an infusion
+with a baseline before it (:func:`has_infusion_window`); dose models need 3+ doses
+(``Study.design.supports('dose_trend')``); levels by condition apply to every design with 2+ conditions.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.core.measures import SPATIOTEMPORAL_MEASURES  # across-channel: no per-channel entropy
 from pipelines.eeg import dynamics
@@ -20,17 +25,97 @@ from pipelines.study.manifest import alpha_threshold_db
 DEFAULT_MEASURES = ["lzc_median", "spectral_entropy_welch", "lzs_schartner", "perm_entropy", "sample_entropy"]
 
 
-@dataclass
-class EEGParameters:
-    measures: list[str]
-    regions: list[str]
-    threshold_db: float
-    hold_s: float
-    smooth_windows: int
-    plateau_s: float
-    entropy_measure: str
-    window_s: float
-    step_s: float
+class EEGParameters(BaseModel):
+    """Parameters of notebook 01 (``notebooks: 01_eeg_entropy_dose:`` in the manifest).
+
+    A value of None means the manifest's value; :meth:`resolve` fills those in and checks the parameters
+    against what the features step computed (measures, regions, windows)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    measures: list[str] | None = Field(
+        None,
+        description="Entropy measures to show; None: those of lzc_median, spectral_entropy_welch, lzs_schartner, "
+        "perm_entropy, sample_entropy that were computed (eeg.features.measures)",
+    )
+    regions: list[str] | None = Field(None, description="Regions of interest from eeg.rois; None: all of them")
+    threshold_db: float | None = Field(
+        None,
+        description="Titration threshold of occipital alpha power relative to baseline, in dB or percent of "
+        "baseline power (-10 or '10%'), negative in dB; None: eeg.dynamics.alpha_threshold_db",
+    )
+    hold_s: float | None = Field(
+        20.0, ge=0, description="Suppression must hold this long (s) to count as onset; None: eeg.dynamics.hold_s"
+    )
+    smooth_windows: int | None = Field(
+        9, ge=1, description="Windows of the centred running mean before thresholds; None: eeg.dynamics.smooth_windows"
+    )
+    plateau_s: float | None = Field(
+        60.0,
+        gt=0,
+        description="Dose-response uses the last plateau_s seconds of the infusion; None: eeg.dynamics.plateau_s",
+    )
+    entropy_measure: str | None = Field(
+        "lzc_median",
+        description="Entropy measure for peaks, shape tests and the suppression-entropy relation; "
+        "None: eeg.dynamics.entropy_measure",
+    )
+    window_s: float | None = Field(
+        None, description="Window length (s); must equal eeg.features.window_s when given (None: that value)"
+    )
+    step_s: float | None = Field(
+        None, description="Window step (s); must equal eeg.features.step_s when given (None: that value)"
+    )
+
+    @field_validator("threshold_db", mode="before")
+    @classmethod
+    def _threshold_units(cls, value):
+        return None if value is None else alpha_threshold_db(value)
+
+    def resolve(self, study) -> EEGParameters:
+        """Every None replaced by the manifest's value, checked against what the features step computed."""
+        eeg = study.manifest.eeg
+        features, dyn = eeg.features, eeg.dynamics
+        available = [m for m in features.measures if m not in SPATIOTEMPORAL_MEASURES]
+        measures = list(self.measures) if self.measures is not None else [m for m in DEFAULT_MEASURES if m in available]
+        for name in measures:
+            if name not in available:
+                hint = difflib.get_close_matches(name, available, 1)
+                raise ValueError(
+                    f"measure {name!r} was not computed for this study"
+                    + (f" — did you mean {hint[0]!r}?" if hint else "")
+                    + f"; computed: {available} (eeg.features.measures in the manifest)"
+                )
+        regions = list(self.regions) if self.regions is not None else list(eeg.rois)
+        for region in regions:
+            if region not in eeg.rois:
+                raise ValueError(f"region {region!r} is not in eeg.rois of the manifest: {sorted(eeg.rois)}")
+        for given, computed, name in (
+            (self.window_s, features.window_s, "window_s"),
+            (self.step_s, features.step_s, "step_s"),
+        ):
+            if given is not None and float(given) != computed:
+                raise ValueError(
+                    f"{name}={given} differs from the computed features ({computed}); windows are computed once "
+                    f"by the features step: set eeg.features.{name} in the manifest instead"
+                )
+        threshold_db = dyn.alpha_threshold_db if self.threshold_db is None else self.threshold_db
+        if threshold_db >= 0:
+            raise ValueError(f"threshold_db must be negative (a suppression), got {threshold_db}")
+        entropy_measure = self.entropy_measure or dyn.entropy_measure
+        if entropy_measure not in available:
+            raise ValueError(f"entropy_measure {entropy_measure!r} was not computed; computed: {available}")
+        return EEGParameters(
+            measures=measures,
+            regions=regions,
+            threshold_db=threshold_db,
+            hold_s=dyn.hold_s if self.hold_s is None else float(self.hold_s),
+            smooth_windows=dyn.smooth_windows if self.smooth_windows is None else int(self.smooth_windows),
+            plateau_s=dyn.plateau_s if self.plateau_s is None else float(self.plateau_s),
+            entropy_measure=entropy_measure,
+            window_s=features.window_s,
+            step_s=features.step_s,
+        )
 
     def dynamics_config(self, base):
         return base.model_copy(
@@ -44,58 +129,12 @@ class EEGParameters:
         )
 
 
-def validate_parameters(
-    study,
-    measures=None,
-    regions=None,
-    threshold_db=None,
-    hold_s=None,
-    smooth_windows=None,
-    plateau_s=None,
-    entropy_measure=None,
-    window_s=None,
-    step_s=None,
-) -> EEGParameters:
-    """Check notebook 01's parameters against the study; None means the manifest's value."""
-    eeg = study.manifest.eeg
-    features, dyn = eeg.features, eeg.dynamics
-    available = [m for m in features.measures if m not in SPATIOTEMPORAL_MEASURES]
-    measures = list(measures) if measures is not None else [m for m in DEFAULT_MEASURES if m in available]
-    for name in measures:
-        if name not in available:
-            hint = difflib.get_close_matches(name, available, 1)
-            raise ValueError(
-                f"measure {name!r} was not computed for this study"
-                + (f" — did you mean {hint[0]!r}?" if hint else "")
-                + f"; computed: {available} (eeg.features.measures in the manifest)"
-            )
-    regions = list(regions) if regions is not None else list(eeg.rois)
-    for region in regions:
-        if region not in eeg.rois:
-            raise ValueError(f"region {region!r} is not in eeg.rois of the manifest: {sorted(eeg.rois)}")
-    for given, computed, name in ((window_s, features.window_s, "window_s"), (step_s, features.step_s, "step_s")):
-        if given is not None and float(given) != computed:
-            raise ValueError(
-                f"{name}={given} differs from the computed features ({computed}); windows are computed once "
-                f"by the features step: set eeg.features.{name} in the manifest instead"
-            )
-    threshold_db = dyn.alpha_threshold_db if threshold_db is None else alpha_threshold_db(threshold_db)
-    if threshold_db >= 0:
-        raise ValueError(f"threshold_db must be negative (a suppression), got {threshold_db}")
-    entropy_measure = entropy_measure or dyn.entropy_measure
-    if entropy_measure not in available:
-        raise ValueError(f"entropy_measure {entropy_measure!r} was not computed; computed: {available}")
-    return EEGParameters(
-        measures=measures,
-        regions=regions,
-        threshold_db=threshold_db,
-        hold_s=dyn.hold_s if hold_s is None else float(hold_s),
-        smooth_windows=dyn.smooth_windows if smooth_windows is None else int(smooth_windows),
-        plateau_s=dyn.plateau_s if plateau_s is None else float(plateau_s),
-        entropy_measure=entropy_measure,
-        window_s=features.window_s,
-        step_s=features.step_s,
-    )
+PARAMETERS = EEGParameters
+
+
+def validate_parameters(study, **params) -> EEGParameters:
+    """Notebook 01's parameters (keyword arguments; None means the manifest's value), resolved against the study."""
+    return EEGParameters.model_validate(params).resolve(study)
 
 
 def infusion_end_rel_s(qc: pd.DataFrame) -> float:
@@ -674,3 +713,285 @@ def titration_onset_table(markers: pd.DataFrame, step_s: float, truth: dict | No
             )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --- run(study, params): the whole of notebook 01 ---------------------------------------------------------
+
+# Summary measures and per-channel measures whose plateau change the dose models use (besides params.measures).
+DOSE_SUMMARY_MEASURES = [
+    "occipital_alpha_db",
+    "aperiodic_exponent",
+    "frontal_alpha_asymmetry",
+    "alpha_peak_frequency_hz",
+]
+DOSE_CHANNEL_MEASURES = ["gamma_power_uv2", "alpha_power_uv2"]
+LEVEL_MEASURES = ["occipital_alpha_power_uv2", "alpha_peak_frequency_hz", "aperiodic_exponent"]
+SCHARTNER_PAIRS = [("lzs_schartner_lzw", "lzs_schartner"), ("lzc_schartner_lzw", "lzc_schartner_st")]
+
+
+def shape_pairs(entropy_measure: str) -> list[tuple[str, str]]:
+    """(measure, region) pairs whose dose-response shape is tested and drawn, in the report's order."""
+    return [
+        (entropy_measure, "global"),
+        ("occipital_alpha_db", "summary"),
+        ("gamma_power_uv2", "global"),
+        ("aperiodic_exponent", "summary"),
+    ]
+
+
+@dataclass
+class EEGEntropyDoseResult:
+    """What notebook 01 shows.  Tables the design does not support are empty; ``timing_reason`` /
+    ``trend_reason`` say in one line why (empty when they apply)."""
+
+    params: EEGParameters  # resolved: no None left
+    dynamics: object  # the manifest's eeg.dynamics with these parameters (pipelines.study.manifest.DynamicsConfig)
+    design: object
+    timing_ok: bool
+    timing_reason: str
+    trend_ok: bool
+    trend_reason: str
+    infusion_end_s: float | None
+    features_created_utc: str
+    features_git_commit: str
+    definitions: pd.DataFrame  # measure -> stored definition (features attribute measure_definitions)
+    preprocessing: pd.DataFrame  # one row: the preprocessing the features were computed with
+    qc: pd.DataFrame  # per recording, as the features step wrote it
+    qc_view: pd.DataFrame  # readable: bad channels and ROI substitutions as text
+    conditions: list[str]
+    levels: pd.DataFrame
+    contrasts: pd.DataFrame
+    time_courses: dict[str, pd.DataFrame] = field(default_factory=dict)
+    markers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    marker_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    changes: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # plateau changes (+ surrogate, spectrum-controlled rows)
+    models: pd.DataFrame = field(default_factory=pd.DataFrame)
+    per_dose: pd.DataFrame = field(default_factory=pd.DataFrame)
+    peaks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    shape_tests: pd.DataFrame = field(default_factory=pd.DataFrame)
+    bands: pd.DataFrame = field(default_factory=pd.DataFrame)
+    band_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    band_effects: dict = field(default_factory=dict)
+    band_effects_caveat: str = ""
+    surrogate_measures: list[str] = field(default_factory=list)
+    surrogate: pd.DataFrame = field(default_factory=pd.DataFrame)
+    surrogate_definitions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    schartner: pd.DataFrame = field(default_factory=pd.DataFrame)
+    schartner_definitions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    spectrum_controlled: dict = field(default_factory=dict)
+    positions: dict = field(default_factory=dict)
+    topography_entropy: pd.DataFrame = field(default_factory=pd.DataFrame)
+    topography_alpha: pd.DataFrame = field(default_factory=pd.DataFrame)
+    relation: pd.DataFrame = field(default_factory=pd.DataFrame)  # per session: alpha change vs entropy change
+    relation_tests: pd.DataFrame = field(default_factory=pd.DataFrame)
+    onsets: pd.DataFrame = field(default_factory=pd.DataFrame)
+    onset_truth: bool = False  # onsets compared with the generator's planted onsets at this threshold
+    planted_entropy_peak_dose: float | None = None
+    summary: str = ""
+
+    def derived_tables(self) -> dict[str, pd.DataFrame]:
+        """The tables notebook 01 writes for the integrative notebook (04) and the dashboards."""
+        tables = {"eeg_condition_levels": self.levels, "eeg_condition_contrasts": self.contrasts}
+        if self.timing_ok:
+            tables |= {"eeg_markers": self.markers, "eeg_plateau_changes": self.changes}
+        if self.timing_ok and self.trend_ok:
+            tables |= {
+                "eeg_dose_models": self.models,
+                "eeg_dose_means": self.per_dose,
+                "eeg_dose_shape_tests": self.shape_tests,
+            }
+        return tables
+
+
+def _present(features) -> set[str]:
+    return set(features["measure"].to_numpy()) | set(features["summary_measure"].to_numpy())
+
+
+def _levels(features, params: EEGParameters, design) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
+    """Absolute levels per recording and the paired contrasts between conditions (every design)."""
+    conditions = [c for c, _ in design.conditions if c in set(features["session"].to_numpy())]
+    names = LEVEL_MEASURES + params.measures + ["alpha_power_rel", "gamma_power_rel"]
+    levels = condition_levels(features, [n for n in names if n in _present(features)])
+    contrasts = condition_contrasts(levels, conditions) if len(conditions) >= 2 else pd.DataFrame()
+    return conditions, levels, contrasts
+
+
+def _time_courses(features, params: EEGParameters) -> dict[str, pd.DataFrame]:
+    courses = {"occipital_alpha_db": time_course_frame(features, "occipital_alpha_db")}
+    for name in params.measures + ["gamma_power_uv2"]:
+        courses[name] = time_course_frame(features, name, kind="channel", baseline_window_s=params.window_s)
+    return courses
+
+
+def _marker_summary(markers: pd.DataFrame) -> pd.DataFrame:
+    return markers.groupby("dose_mg_per_kg").agg(
+        sessions=("participant_id", "size"),
+        reached=("alpha_suppression_onset_s", "count"),
+        median_onset_s=("alpha_suppression_onset_s", "median"),
+        median_depth_db=("alpha_suppression_depth_db", "median"),
+        median_entropy_peak_s=("entropy_peak_time_s", "median"),
+        median_entropy_peak_change=("entropy_peak_change", "median"),
+        entropy_plateau_reached=("entropy_plateau_time_s", "count"),
+        median_entropy_plateau_s=("entropy_plateau_time_s", "median"),
+    )
+
+
+def _dose_response(out: EEGEntropyDoseResult, study, features) -> None:
+    """Plateau changes per subject-session; with 3+ doses the dose models, per-dose means and shape tests."""
+    params, cfg = out.params, out.dynamics
+    channel_names = params.measures + DOSE_CHANNEL_MEASURES
+    region_map = {r: study.manifest.eeg.rois[r] for r in params.regions}
+    out.changes = dynamics.plateau_changes(
+        features, DOSE_SUMMARY_MEASURES + channel_names, cfg, params.window_s, out.infusion_end_s, regions=region_map
+    )
+    if not out.trend_ok:
+        return
+    pairs = [(m, "summary") for m in DOSE_SUMMARY_MEASURES] + [
+        (m, r) for m in channel_names for r in ["global"] + params.regions
+    ]
+    out.models, out.per_dose, out.peaks = dose_response_tables(out.changes, pairs)
+    out.shape_tests = dose_effect_tests(
+        out.changes, shape_pairs(params.entropy_measure), session_order=study.session_order
+    )
+
+
+def _bands(out: EEGEntropyDoseResult, study, features) -> None:
+    params = out.params
+    region_map = {r: study.manifest.eeg.rois[r] for r in params.regions}
+    out.bands = band_changes(features, out.dynamics, params.window_s, out.infusion_end_s, regions=region_map)
+    truth_eeg = (study.truth() or {}).get("eeg", {})
+    out.band_effects = truth_eeg.get("band_effects") or {}
+    out.band_effects_caveat = truth_eeg.get("band_effects_caveat", "")
+    out.band_table = band_dose_table(out.bands, truth_eeg.get("band_effects"))
+
+
+def _entropy_variants(out: EEGEntropyDoseResult, features) -> None:
+    """Raw vs surrogate-controlled entropy and the Schartner LZ conventions; surrogate rows join the changes."""
+    params, cfg = out.params, out.dynamics
+    measure_names = set(features["measure"].to_numpy())
+    out.surrogate_measures = [m for m in params.measures if f"{m}_surr_ratio" in measure_names]
+    if out.surrogate_measures:
+        names = out.surrogate_measures + [f"{m}_surr_ratio" for m in out.surrogate_measures]
+        entropy_changes = dynamics.plateau_changes(features, names, cfg, params.window_s, out.infusion_end_s)
+        out.surrogate = raw_and_surrogate_entropy(entropy_changes, out.surrogate_measures)
+        out.surrogate_definitions = measure_definitions(features, names)
+        new = entropy_changes[~entropy_changes["measure"].isin(out.changes["measure"])]
+        out.changes = pd.concat([out.changes, new], ignore_index=True)
+    names = [m for pair in SCHARTNER_PAIRS for m in pair if m in _present(features)]
+    if names:
+        schartner = dynamics.plateau_changes(features, names, cfg, params.window_s, out.infusion_end_s)
+        out.schartner = schartner[schartner["region"].isin(["global", "summary"])]
+        out.schartner_definitions = measure_definitions(features, names)
+
+
+def schartner_table(schartner: pd.DataFrame) -> pd.DataFrame:
+    """Per Schartner measure, convention and dose: mean baseline, plateau and change (published LZW vs LZ76)."""
+    import numpy as np
+
+    conv = schartner.assign(
+        convention=np.where(schartner["measure"].str.endswith("_lzw"), "published (LZW)", "LZ76 variant")
+    )
+    return conv.groupby(["measure", "convention", "dose_mg_per_kg"]).agg(
+        n=("change", "count"),
+        baseline=("baseline", "mean"),
+        plateau=("plateau", "mean"),
+        mean_change=("change", "mean"),
+    )
+
+
+def _spectrum_controlled(out: EEGEntropyDoseResult, features) -> None:
+    params = out.params
+    names = ["aperiodic_exponent", "occipital_alpha_db", params.entropy_measure]
+    spectral = dynamics.plateau_changes(features, names, out.dynamics, params.window_s, out.infusion_end_s)
+    out.spectrum_controlled = spectrum_controlled_entropy(spectral, params.entropy_measure)
+    rows = spectrum_controlled_rows(out.spectrum_controlled, params.entropy_measure)
+    out.changes = pd.concat([out.changes, rows], ignore_index=True)
+
+
+def _topographies(out: EEGEntropyDoseResult, features) -> None:
+    from pipelines.eeg.montage import standard_positions
+
+    params, cfg = out.params, out.dynamics
+    out.positions = standard_positions(features["channel"].to_numpy())
+    out.topography_entropy = dynamics.topography(
+        features, params.entropy_measure, cfg, params.window_s, out.infusion_end_s
+    )
+    out.topography_alpha = dynamics.topography(features, "alpha_power_rel", cfg, params.window_s, out.infusion_end_s)
+
+
+def _relation_and_onsets(out: EEGEntropyDoseResult, study) -> None:
+    out.relation, pooled, within = suppression_entropy_relation(out.markers, out.changes, out.params.entropy_measure)
+    out.relation_tests = pd.concat(
+        [pooled.assign(analysis="pooled Spearman"), within.assign(analysis="repeated-measures")], ignore_index=True
+    )
+    truth = study.truth()
+    recordings = (truth or {}).get("eeg", {}).get("recordings", {})
+    first = next(iter(recordings.values()), {})
+    out.onset_truth = f"{out.dynamics.alpha_threshold_db:g}" in first.get("occipital_alpha_onset_s_by_threshold_db", {})
+    out.onsets = titration_onset_table(out.markers, out.params.step_s, truth if out.onset_truth else None)
+    if truth is not None and "eeg" in truth:
+        out.planted_entropy_peak_dose = truth["eeg"]["expected_entropy_peak_dose_mg_per_kg"]
+
+
+def _infusion_analyses(out: EEGEntropyDoseResult, study, features) -> None:
+    """Everything relative to the infusion: time courses, markers, plateau changes, bands, entropy variants,
+    spectrum-controlled entropy (3+ doses), topographies, the suppression-entropy relation, titration onsets."""
+    params = out.params
+    out.time_courses = _time_courses(features, params)
+    out.markers = dynamics.recording_markers(features, out.dynamics, params.window_s, out.infusion_end_s)
+    out.marker_summary = _marker_summary(out.markers)
+    _dose_response(out, study, features)
+    _bands(out, study, features)
+    _entropy_variants(out, features)
+    if out.trend_ok:
+        _spectrum_controlled(out, features)
+    _topographies(out, features)
+    _relation_and_onsets(out, study)
+
+
+def run(study, params: EEGParameters | dict | None = None, *, features=None) -> EEGEntropyDoseResult:
+    """Every EEG analysis the design supports (see the module docstring), from the computed features.
+
+    ``params``: notebook 01's parameters (None values resolved from the manifest, checked against the features
+    step's settings); ``features``: the opened feature store (default: :func:`pipelines.eeg.features.open_features`)."""
+    from pipelines.eeg.features import open_features, read_qc
+
+    params = EEGParameters.model_validate(params or {}).resolve(study)
+    features = open_features(study) if features is None else features
+    qc = read_qc(study)
+    design = study.design
+    timing_ok, timing_reason = has_infusion_window(qc)
+    trend_ok, trend_reason = design.supports("dose_trend")
+    definitions = json.loads(features.attrs["measure_definitions"])
+    shown = [m for m in params.measures + [params.entropy_measure] if m in definitions]
+    conditions, levels, contrasts = _levels(features, params, design)
+    out = EEGEntropyDoseResult(
+        params=params,
+        dynamics=params.dynamics_config(study.manifest.eeg.dynamics),
+        design=design,
+        timing_ok=timing_ok,
+        timing_reason=timing_reason,
+        trend_ok=trend_ok,
+        trend_reason=trend_reason,
+        infusion_end_s=infusion_end_rel_s(qc) if timing_ok else None,
+        features_created_utc=features.attrs["created_utc"],
+        features_git_commit=features.attrs["git_commit"],
+        definitions=pd.DataFrame({"definition": {m: definitions[m] for m in shown}}),
+        preprocessing=pd.Series(json.loads(features.attrs["parameters"])["preprocessing"], name="preprocessing")
+        .to_frame()
+        .T,
+        qc=qc,
+        qc_view=qc_table(qc),
+        conditions=conditions,
+        levels=levels,
+        contrasts=contrasts,
+    )
+    if timing_ok:
+        _infusion_analyses(out, study, features)
+    if timing_ok and trend_ok:
+        out.summary = summary_text(out.markers, out.per_dose, out.peaks, out.models, params, out.shape_tests)
+    else:
+        out.summary = contrast_summary_text(contrasts, design)
+    return out

@@ -1,11 +1,35 @@
-"""Study overview: what recordings and tables a study has, and a first data-quality look (notebook 00)."""
+"""Study overview: what recordings and tables a study has, and a first data-quality look (notebook 00).
+
+One shape: ``run(study, params) -> StudyOverviewResult`` (tidy tables + a summary), used by the notebook and the
+tests alike."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.study.dataset import Study
+
+
+class OverviewParameters(BaseModel):
+    """Parameters of notebook 00 (``notebooks: 00_study_overview:`` in the manifest)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    qc_seconds: float = Field(60.0, description="Seconds at the start of each recording used for the quick QC")
+
+    @field_validator("qc_seconds")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"qc_seconds must be positive, got {value!r}")
+        return value
+
+
+PARAMETERS = OverviewParameters
 
 
 def recording_table(study: Study) -> pd.DataFrame:
@@ -155,3 +179,70 @@ def recordings_by_condition(recordings: pd.DataFrame) -> pd.DataFrame:
     )
     order = table["dose_mg_per_kg"].isna().astype(int) * 1e9 + table["dose_mg_per_kg"].fillna(0)
     return table.assign(_order=order).sort_values(["_order", "condition"]).drop(columns="_order").reset_index(drop=True)
+
+
+@dataclass
+class StudyOverviewResult:
+    """What notebook 00 shows: the design, participants, recordings, a quick channel QC, the phenotype tables."""
+
+    params: OverviewParameters
+    study_name: str
+    design: object  # pipelines.study.dataset.Design
+    design_table: pd.DataFrame
+    participants: pd.DataFrame
+    recordings: pd.DataFrame  # one row per EEG recording (empty without EEG)
+    recordings_by_condition: pd.DataFrame
+    qc: pd.DataFrame  # quick QC per recording (empty without EEG)
+    phenotype_tables: pd.DataFrame
+    summary: str = ""
+
+
+def participants_description(participants: pd.DataFrame) -> pd.DataFrame:
+    """participants.tsv described column by column (count, unique, top, mean, min, max)."""
+    return participants.describe(include="all").T[["count", "unique", "top", "mean", "min", "max"]]
+
+
+def summary_text(result: StudyOverviewResult) -> str:
+    """One paragraph: design, participants, conditions, arms, data blocks, EEG and its quick QC, missing tables."""
+    design, recordings, qc, tables = result.design, result.recordings, result.qc, result.phenotype_tables
+    missing = tables.loc[~tables["present"], "table"].tolist() if "present" in tables else []
+    conditions = ", ".join(c + (f" ({d:g} mg/kg)" if d == d else "") for c, d in design.conditions) or "none"
+    eeg_text = "no EEG recordings. "
+    if len(recordings):
+        n_bad = int((qc["n_bad_channels"] > 0).sum())
+        eeg_text = (
+            f"{len(recordings)} EEG recordings, median duration {recordings['duration_s'].median() / 60:.1f} min; "
+            f"{n_bad} of {len(qc)} have at least one flat or noisy channel in the first "
+            f"{result.params.qc_seconds:g} s (interpolated in preprocessing). "
+        )
+    return (
+        f"**{result.study_name}** ({design.kind} design): {result.participants.shape[0]} participants; "
+        f"conditions {conditions}"
+        + (f"; arms {', '.join(design.arms)}" if design.arms else "")
+        + f"; data blocks {', '.join(design.blocks) or 'none'}. "
+        + eeg_text
+        + (
+            f"Missing phenotype tables: {', '.join(missing)}."
+            if missing
+            else f"All {len(tables)} phenotype tables are present."
+        )
+    )
+
+
+def run(study: Study, params: OverviewParameters | dict | None = None) -> StudyOverviewResult:
+    """Everything notebook 00 shows, for any design (no EEG: the EEG tables are empty)."""
+    params = OverviewParameters.model_validate(params or {})
+    recordings = recording_table(study)
+    result = StudyOverviewResult(
+        params=params,
+        study_name=study.name,
+        design=study.design,
+        design_table=design_table(study),
+        participants=study.participants,
+        recordings=recordings,
+        recordings_by_condition=recordings_by_condition(recordings),
+        qc=quick_qc(study, seconds=params.qc_seconds),
+        phenotype_tables=phenotype_table_summary(study),
+    )
+    result.summary = summary_text(result)
+    return result

@@ -57,15 +57,7 @@ def eeg_settings(manifest: str) -> dict:
     from pipelines.eeg.features import read_qc
 
     s = study(manifest)
-    nb = s.manifest.notebook_params("01_eeg_entropy_dose")
-    params = eeg_analysis.validate_parameters(
-        s,
-        threshold_db=nb.get("threshold_db"),
-        hold_s=nb.get("hold_s"),
-        smooth_windows=nb.get("smooth_windows"),
-        plateau_s=nb.get("plateau_s"),
-        entropy_measure=nb.get("entropy_measure"),
-    )
+    params = eeg_analysis.validate_parameters(s, **s.manifest.notebook_params("01_eeg_entropy_dose"))
     ds = features(manifest)
     summary = set(map(str, ds["summary_measure"].to_numpy()))
     entropy_measures = [m for m in map(str, ds["measure"].to_numpy()) if f"{m}_mean" in summary]
@@ -197,15 +189,9 @@ def dose_means(manifest: str, measure: str) -> pd.DataFrame:
 @pn.cache
 def channel_positions(manifest: str) -> dict[str, tuple[float, float]]:
     """x, y of each channel from the standard 10-20 montage notebook 01 uses (channels without one are left out)."""
-    import mne
+    from pipelines.eeg.montage import standard_positions
 
-    positions = mne.channels.make_standard_montage("colin27_1020").get_positions()["ch_pos"]
-    lower = {name.lower(): pos for name, pos in positions.items()}
-    return {
-        c: (float(lower[c.lower()][0]), float(lower[c.lower()][1]))
-        for c in map(str, features(manifest)["channel"].to_numpy())
-        if c.lower() in lower
-    }
+    return standard_positions(map(str, features(manifest)["channel"].to_numpy()))
 
 
 # --- peak experience, mood, cytokines -------------------------------------------------------------

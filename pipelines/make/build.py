@@ -5,8 +5,9 @@ depends on (parameters, code, data checksum); they are rewritten only when the h
 reruns exactly the targets whose inputs really changed — file dates alone are not enough.
 
 Steps:
-    data      generate the study if the manifest has a generator and the data are absent or stale,
-              then verify every checksum (a study that fails verification stops the build)
+    data      check every notebook's parameters in the manifest against its model; generate the study if the
+              manifest has a generator and the data are absent or stale, then verify every checksum (a study
+              that fails verification stops the build)
     stamp     write build/<study>/stamps/<target>.hash if its inputs changed
     notebook  run one notebook with papermill and publish its HTML report
     index     write reports/index.html
@@ -223,6 +224,13 @@ def machine_summary() -> str:
 
 
 def step_data(manifest: Manifest) -> int:
+    from pipelines.make.reporting import NotebookFailed, check_all_parameters
+
+    try:  # the first step: a bad notebook parameter stops the build before any data are made
+        check_all_parameters(manifest)
+    except NotebookFailed as exc:
+        print(exc, file=sys.stderr)
+        return 2
     stamp = stamps_dir(manifest.study) / "generator.hash"
     generated = False
     if manifest.generator is not None:

@@ -249,6 +249,40 @@ def validate_parameters(notebook: Path, params: dict[str, Any]) -> None:
         )
 
 
+def check_parameters(manifest, name: str, params: dict[str, Any], notebook: Path | None = None) -> None:
+    """A notebook's parameters from the manifest, checked before anything runs: names against the notebook's
+    parameters cell (with a hint), values against the notebook's parameter model
+    (:func:`pipelines.analyses.parameters_model`).  NotebookFailed naming the manifest, notebook and field."""
+    from pydantic import ValidationError
+
+    from pipelines.analyses import parameters_model
+
+    notebook = notebook or NOTEBOOKS_DIR / f"{name}.ipynb"
+    values = {k: v for k, v in params.items() if k != "manifest_path"}
+    validate_parameters(notebook, values)
+    model = parameters_model(name)
+    if model is None:
+        return
+    try:
+        model.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg'].removeprefix('Value error, ')}"
+            f" (given {e['input']!r})"
+            for e in exc.errors()
+        )
+        source = provenance.relative_path(manifest.manifest_path)
+        raise NotebookFailed(f"{source}: notebooks: {name}: {problems}") from None
+
+
+def check_all_parameters(manifest, notebooks_dir: Path = NOTEBOOKS_DIR) -> None:
+    """Every notebook's parameters in the manifest (``notebooks: <name>: {...}``), checked before anything runs."""
+    for notebook in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
+        params = manifest.notebook_params(notebook.stem)
+        if params:  # the defaults are each model's own, checked by the tests
+            check_parameters(manifest, notebook.stem, params, notebook)
+
+
 def _record_failure(out_dir: Path, name: str, study: str, params: dict[str, Any], detail: str) -> None:
     """``<name>.failed.json``: when and why the last run failed (read by write_index; removed by a success)."""
     record = {
@@ -299,7 +333,7 @@ def _run_notebook(name: str, manifest, extra_params: dict[str, Any] | None, note
     out_dir = reports_dir(manifest.study)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {**manifest.notebook_params(name), **(extra_params or {}), "manifest_path": str(manifest.manifest_path)}
-    validate_parameters(notebook, params)
+    check_parameters(manifest, name, params, notebook)
     params_shown = {**params, "manifest_path": provenance.relative_path(manifest.manifest_path)}
 
     tmp_nb = out_dir / f".{name}.running.ipynb"

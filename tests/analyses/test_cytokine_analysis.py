@@ -460,3 +460,20 @@ def test_figure_builders_return_holoviews_objects(run):
     for figure in figures:
         assert isinstance(figure, hv.core.dimension.ViewableElement | hv.Layout | hv.Overlay)
         hv.render(figure, backend="bokeh")
+
+
+# ---------------------------------------------------------------------------- run(study, params)
+def test_run_assembles_the_report_from_the_same_functions(run):
+    """run() is what notebook 03 shows: its tables are the module's functions applied to the report's strata."""
+    result = ca.run(run.study, {"n_boot": 200})
+    assert result.params == run.params and result.analytes == run.analytes
+    pd.testing.assert_frame_equal(result.censoring, run.censoring)
+    pd.testing.assert_frame_equal(result.subjects, run.screening_subjects)
+    expected = ca.change_table(run.parsed, run.sessions, result.strata, result.params, result.analytes)
+    pd.testing.assert_frame_equal(result.per_pair, expected)
+    pd.testing.assert_frame_equal(result.interaction, ca.strata_interaction(expected, result.params, result.analytes))
+    assert (result.changes["strategy"] == "lloq_half").all()
+    assert result.summary.startswith("**Primary test: placebo-controlled interaction**")
+    assert set(result.derived_tables()) == {"cytokine_changes"}
+    with pytest.raises(ValueError, match="did you mean '24h'"):
+        ca.run(run.study, {"post_timepoint": "24 h"})

@@ -95,3 +95,55 @@ def test_titration_onset_table_counts_misses_false_alerts_and_errors():
     assert table.loc[0.5, "misses"] == 1 and table.loc[0.5, "median_abs_error_s"] == 1.0
     assert table.loc[1.0, "false_alerts"] == 1 and table.loc[1.0, "median_error_s"] == 3.0
     assert table.loc[1.0, "n_reached"] == 2 and table.loc[0.5, "median_entropy_plateau_s"] == 85.0
+
+
+# ---------------------------------------------------------------------------- run(study, params) and its model
+def test_run_is_the_whole_report_on_the_default_study(default_study, default_truth):
+    """One call gives every table notebook 01 shows and writes; the planted inverted U and onsets come back."""
+    result = eeg_analysis.run(default_study, {"measures": ["lzc_median"], "regions": ["occipital"]})
+    assert result.timing_ok and result.trend_ok and result.timing_reason == result.trend_reason == ""
+    assert result.params.threshold_db == default_study.manifest.eeg.dynamics.alpha_threshold_db  # None: manifest's
+    assert set(result.derived_tables()) == {
+        "eeg_condition_levels",
+        "eeg_condition_contrasts",
+        "eeg_markers",
+        "eeg_plateau_changes",
+        "eeg_dose_models",
+        "eeg_dose_means",
+        "eeg_dose_shape_tests",
+    }
+    verdict = result.shape_tests.groupby("measure")["verdict"].first()
+    assert verdict["lzc_median"] == "inverted U" and verdict["occipital_alpha_db"] != "inverted U"
+    # The plateau changes carry the spectrum-controlled rows (H4c in report 04) and the surrogate ratios.
+    measures = set(result.changes["measure"])
+    assert "lzc_median_spectrum_controlled" in measures and "lzc_median_surr_ratio" in measures
+    assert result.onset_truth and result.onsets["n_planted"].sum() > 0
+    assert result.planted_entropy_peak_dose == default_truth["eeg"]["expected_entropy_peak_dose_mg_per_kg"]
+    assert {"o1", "o2"} <= {c.lower() for c in result.positions}
+    assert result.summary.startswith("Occipital alpha on the infusion plateau")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"measures": ["lzc_mediun"]},
+            "measure 'lzc_mediun' was not computed for this study — did you mean 'lzc_median'",
+        ),
+        ({"regions": ["occiptal"]}, "region 'occiptal' is not in eeg.rois"),
+        ({"window_s": 3.0}, "window_s=3.0 differs from the computed features"),
+        ({"threshold_db": 3}, "threshold_db must be negative"),
+        ({"entropy_measure": "lzc"}, "entropy_measure 'lzc' was not computed"),
+    ],
+)
+def test_parameters_are_checked_against_the_computed_features(default_study, params, message):
+    with pytest.raises(ValueError, match=message):
+        eeg_analysis.EEGParameters(**params).resolve(default_study)
+
+
+def test_threshold_in_percent_of_baseline_power_is_stored_in_db():
+    assert eeg_analysis.EEGParameters(threshold_db="10%").threshold_db == pytest.approx(-10.0)
+    with pytest.raises(ValueError, match="give dB"):
+        eeg_analysis.EEGParameters(threshold_db="ten")
+    with pytest.raises(ValueError, match="Extra inputs"):
+        eeg_analysis.EEGParameters(threshold=-10)

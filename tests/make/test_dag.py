@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 from conftest import REPO
 
@@ -112,23 +113,39 @@ def test_the_dag(project):
     assert "qc_seconds" in (project / "reports" / "index.html").read_text()  # the index lists each report's parameters
 
     # 4. An edit to a module the notebook does not import: nothing reruns.  One it imports: it reruns.
-    with open(project / "pipelines" / "cytokines.py", "a") as fh:
+    with open(project / "pipelines" / "analyses" / "cytokines.py", "a") as fh:
         fh.write("\n# an edit that notebook 00 does not depend on\n")
     fourth = make(project, "all")
     assert "pipelines.make.build notebook" not in fourth.stdout, fourth.stdout
-    with open(project / "pipelines" / "overview.py", "a") as fh:
+    with open(project / "pipelines" / "analyses" / "study_overview.py", "a") as fh:
         fh.write("\n# an edit that notebook 00 depends on\n")
     fifth = make(project, "all")
     assert fifth.returncode == 0 and "pipelines.make.build notebook" in fifth.stdout
 
-    # 5. A failing notebook: make fails, prints the failing cell, keeps the old report and the partial notebook.
+    # 5. A bad parameter in the manifest: the first build step refuses it against the notebook's parameter model,
+    # naming the manifest, notebook and field, before any notebook runs; the old report stays.
     good_html = report.read_bytes()
     set_param(project, "-1")
     sixth = make(project, "all")
     assert sixth.returncode != 0
-    assert "qc_seconds must be positive" in sixth.stderr and "cell" in sixth.stderr
+    # The data step's messages go to stdout and to build/<study>/data.log (the Makefile tees them).
+    assert "tiny.yml: notebooks: 00_study_overview: qc_seconds: qc_seconds must be positive" in sixth.stdout
+    assert "pipelines.make.build notebook" not in sixth.stdout and not failed.exists()
+    assert report.read_bytes() == good_html
+
+    # 5b. A failing notebook: make fails, prints the failing cell, keeps the old report and the partial notebook.
+    set_param(project, "20")
+    notebook = project / "notebooks" / f"{NOTEBOOK}.ipynb"
+    working = notebook.read_text()
+    nb = nbformat.reads(working, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('a cell that fails')"))
+    nbformat.write(nb, notebook)
+    failing = make(project, "all")
+    assert failing.returncode != 0
+    assert "a cell that fails" in failing.stderr and "cell" in failing.stderr
     assert failed.is_file()
     assert report.read_bytes() == good_html
+    notebook.write_text(working)
 
     # 6. A generated study damaged by hand is regenerated once (it is disposable) and the build goes on.
     set_param(project, "20")

@@ -283,7 +283,7 @@ def test_an_executed_report_is_fit_to_share(built):
     assert "body.kw-code-hidden .jp-CodeCell .jp-Cell-inputWrapper { display: none; }" in page
     assert 'id="kw-toggle-code"' in page and ">Show code</button>" in page
     assert re.search(
-        r'class="n">overview</span><span class="o">\.</span><span class="n">quick_qc</span>', page
+        r'class="n">overview</span><span class="o">\.</span><span class="n">run</span>', page
     )  # the code is there
     # Wide tables scroll.
     assert 'class="kw-table-scroll"' in page and ".kw-table-scroll { overflow-x: auto" in page
