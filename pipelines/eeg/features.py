@@ -219,7 +219,6 @@ def _nanmean_quiet(values: np.ndarray) -> np.ndarray:
 def recording_features(manifest, recording):
     """All features of one recording as an xarray Dataset (and its QC record in ``attrs['qc']``)."""
     import xarray as xr
-    from scipy.signal import welch
 
     from pipelines.eeg import kernels
     from pipelines.eeg.io import infusion_time_sources, infusion_times, read_raw
@@ -233,9 +232,10 @@ def recording_features(manifest, recording):
         raw, eeg.infusion_start_event, eeg.infusion_end_event, file, eeg.infusion_start_s, eeg.infusion_end_s
     )
     sources = infusion_time_sources(raw, eeg.infusion_start_event, eeg.infusion_end_event)
-    clean, qc = preprocess(raw, eeg.preprocessing, file=file)
+    clean, qc = preprocess(raw, eeg.preprocessing, file=file, copy=False)  # raw is filtered in place
     sfreq = clean.info["sfreq"]
-    data = clean.get_data() * 1e6  # µV
+    data = clean.get_data()
+    data *= 1e6  # µV, in place (the same product as get_data() * 1e6, without a second copy)
     names = list(clean.ch_names)
     n_times = data.shape[1]
     if n_times < int(round(fc.window_s * sfreq)):
@@ -245,7 +245,7 @@ def recording_features(manifest, recording):
             field="eeg.features.window_s",
         )
     starts, times, win = window_grid(n_times, sfreq, fc.window_s, fc.step_s, start_s)
-    del raw  # the unfiltered copy is no longer needed: keep a worker's memory to one recording's worth
+    del raw, clean  # the data are in ``data`` now: keep a worker's memory to one recording's worth
     if len(starts) and np.all(np.diff(starts) == win):
         # Non-overlapping windows: a reshaped view, no copy.
         windows = data[:, starts[0] : starts[0] + len(starts) * win].reshape(data.shape[0], len(starts), win)
@@ -288,7 +288,7 @@ def recording_features(manifest, recording):
 
     # Spectra: Welch inside each window.
     nperseg = min(win, max(8, int(round(fc.welch_segment_s * sfreq))))
-    freqs, psd = welch(windows, fs=sfreq, nperseg=nperseg, axis=-1)  # µV²/Hz
+    freqs, psd = kernels.welch_psd(windows, sfreq, nperseg)  # µV²/Hz, = scipy.signal.welch
     psd[:, rejected, :] = np.nan
     band_abs, band_rel = band_powers(psd, freqs, fc.bands, qc.band_hz)
 

@@ -87,9 +87,14 @@ def _ensure_positions(raw, qc: PreprocessingQC) -> bool:
     return False
 
 
-def preprocess(raw, cfg, file: str | None = None):
-    """Return (preprocessed Raw, PreprocessingQC).  ``cfg`` is a manifest PreprocessingConfig."""
-    raw = raw.copy().pick("eeg", exclude=[]) if "eeg" in raw else raw.copy()
+def preprocess(raw, cfg, file: str | None = None, copy: bool = True):
+    """Return (preprocessed Raw, PreprocessingQC).  ``cfg`` is a manifest PreprocessingConfig.
+
+    ``copy=False`` filters ``raw`` itself (no copy of the recording; the caller must not use ``raw`` after)."""
+    if copy:
+        raw = raw.copy()
+    if "eeg" in raw:
+        raw.pick("eeg", exclude=[])
     if len(raw.ch_names) == 0:
         raise InputError("the recording has no EEG channels", file=file)
     sfreq = raw.info["sfreq"]
@@ -131,8 +136,7 @@ def preprocess(raw, cfg, file: str | None = None):
             else:
                 qc.notes.append(f"no notch needed: line frequency {line_freq} Hz is above the pass band")
 
-    data = raw.get_data()
-    sd = channel_sd_uv(data, sfreq)
+    sd = channel_sd_uv(raw._data, sfreq)  # the loaded array itself, read only (get_data() would copy it)
     qc.median_channel_sd_uv = float(np.median(sd))
     if qc.median_channel_sd_uv > cfg.max_median_sd_uv:
         raise InputError(
