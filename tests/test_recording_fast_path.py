@@ -114,13 +114,13 @@ def test_recording_features_equal_the_straightforward_path(tiny_manifest, monkey
     np.testing.assert_array_equal(cm_fast.sel(measure=other).values, cm_slow.sel(measure=other).values)
     np.testing.assert_allclose(cm_fast.sel(measure=spectral).values, cm_slow.sel(measure=spectral).values, rtol=1e-10)
     # Summary measures built from spectra (alpha dB, peak frequency) inherit the Welch tolerance; specparam's
-    # least-squares fit of the aperiodic exponent amplifies the ~1e-14 spectral differences (~1.5e-9 relative
-    # measured), far below the fit's own precision: documented tolerance 1e-7.
+    # least-squares fit of the aperiodic exponent stops at its own tolerance, so the ~1e-14 spectral differences
+    # move its stopping point (1.5e-9 relative here, <= 7.8e-8 on the default study): documented tolerance 1e-6.
     names = list(fast["summary_measure"].values)
     ap = names.index("aperiodic_exponent")
     sm_fast, sm_slow = fast["summary_measures"].values, slow["summary_measures"].values
     np.testing.assert_allclose(np.delete(sm_fast, ap, 0), np.delete(sm_slow, ap, 0), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(sm_fast[ap], sm_slow[ap], rtol=1e-7)
+    np.testing.assert_allclose(sm_fast[ap], sm_slow[ap], rtol=1e-6)
     np.testing.assert_array_equal(fast["window_rejected"].values, slow["window_rejected"].values)
     np.testing.assert_array_equal(fast["whole_recording_lz"].values, slow["whole_recording_lz"].values)
     assert float(fast["whole_recording_lzc_st"]) == float(slow["whole_recording_lzc_st"])
