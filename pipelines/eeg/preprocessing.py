@@ -87,6 +87,22 @@ def _ensure_positions(raw, qc: PreprocessingQC) -> bool:
     return False
 
 
+def _notch(raw, qc: PreprocessingQC, line_freq: float | None, h_freq: float, nyquist: float) -> None:
+    """Notch the line frequency and its harmonics in place, as far as the low-pass leaves them; say so in ``qc``."""
+    if line_freq is None:
+        qc.notes.append("no notch: the recording states no line frequency and eeg.preprocessing.line_freq is unset")
+        return
+    # MNE's low-pass leaves its transition band (max(0.25·h_freq, 2) Hz wide) partly open: notch every
+    # harmonic up to the end of that band, e.g. 50 Hz with a 45 Hz low-pass.
+    reach = h_freq + max(0.25 * h_freq, 2.0)
+    freqs = [f for f in np.arange(line_freq, nyquist, line_freq) if f <= reach and f < nyquist - 1]
+    if freqs:
+        raw.notch_filter(freqs, verbose="error")
+        qc.notch_hz = [float(f) for f in freqs]
+    else:
+        qc.notes.append(f"no notch needed: line frequency {line_freq} Hz is above the pass band")
+
+
 def preprocess(raw, cfg, file: str | None = None, copy: bool = True):
     """Return (preprocessed Raw, PreprocessingQC).  ``cfg`` is a manifest PreprocessingConfig.
 
@@ -123,18 +139,7 @@ def preprocess(raw, cfg, file: str | None = None, copy: bool = True):
         )
     raw.filter(cfg.l_freq, h_freq, verbose="error")
     if cfg.notch:
-        if line_freq is None:
-            qc.notes.append("no notch: the recording states no line frequency and eeg.preprocessing.line_freq is unset")
-        else:
-            # MNE's low-pass leaves its transition band (max(0.25·h_freq, 2) Hz wide) partly open: notch every
-            # harmonic up to the end of that band, e.g. 50 Hz with a 45 Hz low-pass.
-            reach = h_freq + max(0.25 * h_freq, 2.0)
-            freqs = [f for f in np.arange(line_freq, nyquist, line_freq) if f <= reach and f < nyquist - 1]
-            if freqs:
-                raw.notch_filter(freqs, verbose="error")
-                qc.notch_hz = [float(f) for f in freqs]
-            else:
-                qc.notes.append(f"no notch needed: line frequency {line_freq} Hz is above the pass band")
+        _notch(raw, qc, line_freq, h_freq, nyquist)
 
     sd = channel_sd_uv(raw._data, sfreq)  # the loaded array itself, read only (get_data() would copy it)
     qc.median_channel_sd_uv = float(np.median(sd))
