@@ -297,10 +297,12 @@ def make_study(folder: Path, size: dict, seed: int = 20260101) -> tuple[Path, fl
 
 
 class StageTimer:
-    """Wraps functions; records exclusive wall time per call path (``outer>inner``), one thread."""
+    """Wraps functions; records exclusive wall time (``totals``) and process CPU time (``cpu_totals``) per
+    call path (``outer>inner``), one thread."""
 
     def __init__(self):
         self.totals: dict[str, float] = {}
+        self.cpu_totals: dict[str, float] = {}
         self.calls: dict[str, int] = {}
         self._stack: list[list] = []
 
@@ -310,18 +312,20 @@ class StageTimer:
         @functools.wraps(fn)
         def timed(*args, **kwargs):
             path = ">".join([s[0] for s in self._stack] + [name])
-            frame = [name, 0.0]
+            frame = [name, 0.0, 0.0]
             self._stack.append(frame)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                elapsed = time.perf_counter() - t0
+                elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
                 self._stack.pop()
                 self.totals[path] = self.totals.get(path, 0.0) + elapsed - frame[1]
+                self.cpu_totals[path] = self.cpu_totals.get(path, 0.0) + cpu - frame[2]
                 self.calls[path] = self.calls.get(path, 0) + 1
                 if self._stack:
                     self._stack[-1][1] += elapsed
+                    self._stack[-1][2] += cpu
 
         return timed
 
@@ -356,6 +360,7 @@ def profile_recording(manifest_path: str, key: str | None = None) -> dict:
     st.patch(kernels, "compute_windowed", "kernels windowed")
     st.patch(kernels, "compute_whole", "kernels whole-recording LZ")
     st.patch(scipy.signal, "welch", "scipy welch")
+    st.patch(kernels, "welch_psd", "welch_psd")  # the features' Welch (one strided rFFT, issue 15)
     st.patch(scipy.signal, "hilbert", "scipy hilbert")
     st.patch(features, "aperiodic_exponents", "specparam aperiodic")
     st.patch(features, "band_powers", "band powers")
@@ -408,7 +413,7 @@ def _summarise_stages(stages: dict) -> dict:
             groups["kernels (whole-recording LZ)"] += s
         elif parts[0] == "kernels windowed":
             groups["kernels (windowed)"] += s
-        elif parts[0] == "scipy welch":
+        elif parts[0] in ("scipy welch", "welch_psd"):
             groups["Welch (band powers)"] += s
         elif parts[0].startswith("specparam"):
             groups["specparam"] += s

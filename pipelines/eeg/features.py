@@ -216,10 +216,19 @@ def _nanmean_quiet(values: np.ndarray) -> np.ndarray:
 # --- one recording -------------------------------------------------------------------------------
 
 
+def _whole_recording_lz(kernels, data, sfreq: float, fc, params: dict, requested: list[str]) -> dict | None:
+    """The Lempel-Ziv measures on each whole continuous channel (None when ``whole_recording_lz`` is off)."""
+    if not fc.whole_recording_lz:
+        return None
+    whole_measures = [m for m in ("lzc_median", "lzs_schartner", "lzc_schartner_st") if m in requested]
+    return kernels.compute_whole(
+        data, sfreq, measures=whole_measures, params={m: params[m] for m in whole_measures}, n_threads=fc.n_threads
+    )
+
+
 def recording_features(manifest, recording):
     """All features of one recording as an xarray Dataset (and its QC record in ``attrs['qc']``)."""
     import xarray as xr
-    from scipy.signal import welch
 
     from pipelines.eeg import kernels
     from pipelines.eeg.io import infusion_time_sources, infusion_times, read_raw
@@ -233,9 +242,10 @@ def recording_features(manifest, recording):
         raw, eeg.infusion_start_event, eeg.infusion_end_event, file, eeg.infusion_start_s, eeg.infusion_end_s
     )
     sources = infusion_time_sources(raw, eeg.infusion_start_event, eeg.infusion_end_event)
-    clean, qc = preprocess(raw, eeg.preprocessing, file=file)
+    clean, qc = preprocess(raw, eeg.preprocessing, file=file, copy=False)  # raw is filtered in place
     sfreq = clean.info["sfreq"]
-    data = clean.get_data() * 1e6  # µV
+    data = clean.get_data()
+    data *= 1e6  # µV, in place (the same product as get_data() * 1e6, without a second copy)
     names = list(clean.ch_names)
     n_times = data.shape[1]
     if n_times < int(round(fc.window_s * sfreq)):
@@ -245,7 +255,7 @@ def recording_features(manifest, recording):
             field="eeg.features.window_s",
         )
     starts, times, win = window_grid(n_times, sfreq, fc.window_s, fc.step_s, start_s)
-    del raw  # the unfiltered copy is no longer needed: keep a worker's memory to one recording's worth
+    del raw, clean  # the data are in ``data`` now: keep a worker's memory to one recording's worth
     if len(starts) and np.all(np.diff(starts) == win):
         # Non-overlapping windows: a reshaped view, no copy.
         windows = data[:, starts[0] : starts[0] + len(starts) * win].reshape(data.shape[0], len(starts), win)
@@ -266,17 +276,22 @@ def recording_features(manifest, recording):
             f"WARNING: {rejected.mean():.0%} of windows rejected (more than "
             f"{pre.max_rejected_fraction:.0%}): check this recording"
         )
-    if rejected.any():
-        windows_for_kernels = windows.copy()
-        windows_for_kernels[:, rejected, :] = np.nan  # kernels return NaN for such windows, quickly
-    else:
-        windows_for_kernels = windows
-
-    # Entropy and complexity (per channel, per window), from the tested kernels.
     params = _measure_params(fc, qc.band_hz)
     requested = list(fc.measures)
+
+    # Spectra: Welch inside each window.
+    nperseg = min(win, max(8, int(round(fc.welch_segment_s * sfreq))))
+    freqs, psd = kernels.welch_psd(windows, sfreq, nperseg)  # µV²/Hz, = scipy.signal.welch
+    psd[:, rejected, :] = np.nan
+    band_abs, band_rel = band_powers(psd, freqs, fc.bands, qc.band_hz)
+    whole = _whole_recording_lz(kernels, data, sfreq, fc, params, requested)
+
+    # Entropy and complexity (per channel, per window), from the tested kernels.  The spectra and the
+    # whole-recording LZ are taken, so the rejected windows are blanked in the recording itself (kernels return
+    # NaN for them, quickly) instead of in a copy of it.
+    windows[:, rejected, :] = np.nan
     kern = kernels.compute_windowed(
-        windows_for_kernels,
+        windows,
         sfreq,
         None,
         None,
@@ -285,12 +300,7 @@ def recording_features(manifest, recording):
         n_threads=fc.n_threads,
         surrogates=fc.surrogates.model_dump() | {"measures": [m for m in fc.surrogates.measures if m in requested]},
     )
-
-    # Spectra: Welch inside each window.
-    nperseg = min(win, max(8, int(round(fc.welch_segment_s * sfreq))))
-    freqs, psd = welch(windows, fs=sfreq, nperseg=nperseg, axis=-1)  # µV²/Hz
-    psd[:, rejected, :] = np.nan
-    band_abs, band_rel = band_powers(psd, freqs, fc.bands, qc.band_hz)
+    del data, windows
 
     per_channel = {m: v for m, v in kern.items() if m not in kernels.SPATIOTEMPORAL_MEASURES}
     for band in fc.bands:
@@ -372,12 +382,8 @@ def recording_features(manifest, recording):
     ds["time_s"].attrs.update(
         units="s", description="window centre relative to infusion start (nominal, ±half a sample)"
     )
-    if fc.whole_recording_lz:
-        whole_measures = [m for m in ("lzc_median", "lzs_schartner", "lzc_schartner_st") if m in requested]
-        whole = kernels.compute_whole(
-            data, sfreq, measures=whole_measures, params={m: params[m] for m in whole_measures}, n_threads=fc.n_threads
-        )
-        per_ch = [m for m in whole_measures if m != "lzc_schartner_st"]
+    if whole is not None:
+        per_ch = [m for m in whole if m != "lzc_schartner_st"]
         if per_ch:
             ds["whole_recording_lz"] = (("whole_measure", "channel"), np.stack([whole[m] for m in per_ch]))
             ds = ds.assign_coords(whole_measure=per_ch)

@@ -38,13 +38,12 @@ def read_raw(recording, root: Path, reader=None):
     _check_complete(raw, recording)
     if reader is not None:
         _apply_reader_options(raw, recording, reader)
-    data = raw.get_data(picks="eeg") if "eeg" in raw else raw.get_data()
-    if data.size == 0:
+    n_bad = _count_nonfinite(raw)
+    if n_bad is None:
         raise InputError(
             "the recording holds no EEG samples", file=str(recording.path), subject=f"sub-{recording.subject}"
         )
-    if not np.isfinite(data).all():
-        n_bad = int((~np.isfinite(data)).sum())
+    if n_bad:
         raise InputError(
             f"the recording holds {n_bad} non-finite samples (NaN/inf): the file is corrupted",
             file=str(recording.path),
@@ -52,6 +51,23 @@ def read_raw(recording, root: Path, reader=None):
         )
     mne.set_log_level("error")
     return raw
+
+
+def _count_nonfinite(raw) -> int | None:
+    """Non-finite samples of the EEG channels (all channels if none is EEG) of a preloaded Raw; None when it
+    holds no samples.  Reads the loaded array in place, one channel at a time (no copy of the recording):
+    a finite sum proves every sample finite, and only a channel whose sum is not finite is counted."""
+    import mne
+
+    picks = mne.pick_types(raw.info, eeg=True) if "eeg" in raw else np.arange(len(raw.ch_names))
+    if len(picks) == 0 or raw.n_times == 0:
+        return None
+    data = raw._data  # preloaded by read_raw
+    n_bad = 0
+    for i in picks:
+        if not np.isfinite(data[i].sum()):
+            n_bad += int((~np.isfinite(data[i])).sum())
+    return n_bad
 
 
 class ReaderOptionWarning(UserWarning):

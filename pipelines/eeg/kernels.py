@@ -75,6 +75,7 @@ __all__ = [
     "compute_windowed",
     "compute_whole",
     "make_surrogates",
+    "welch_psd",
     "surrogate_measure_names",
     "is_surrogate_measure",
     "SURROGATE_DEFAULTS",
@@ -731,14 +732,16 @@ def _lz76_count_hash(s, kbits, budget):
     symbols (hash chains) and all shorter prefixes are marked in a binary heap of flags,
     so a previous factor shorter than K is found by binary search over prefix lengths and
     a longer one by extending each chained candidate. On regular sequences the chains get
-    long; past ``budget`` comparisons it gives up and the caller uses the automaton.
+    long; past ``budget`` comparisons it gives up and the caller uses the automaton. The flags
+    are bit-packed (64 per word: 2^K / 4 bytes instead of 2^(K+1), e.g. 2 MiB instead of 16 MiB
+    for a 19.2M-symbol spatio-temporal sequence), so they stay in cache; the count is unchanged.
     """
     n = s.size
     K = kbits
     mask = (1 << K) - 1
     head = np.full(1 << K, -1, np.int32)
     chain = np.empty(n, np.int32)
-    marks = np.zeros(2 << K, np.uint8)  # node (1 << k) + prefix for prefix length k
+    marks = np.zeros(max(1, (2 << K) >> 6), np.uint64)  # bit of node (1 << k) + prefix for prefix length k
     g = 0
     for j in range(K):
         g = (g << 1) | (np.int64(s[j]) if j < n else 0)
@@ -749,8 +752,8 @@ def _lz76_count_hash(s, kbits, budget):
     while i < n:
         while inserted < i:  # index every start before i (the copy may overlap i)
             v = (1 << K) + g
-            while v > 0 and marks[v] == 0:
-                marks[v] = 1
+            while v > 0 and (marks[v >> 6] >> np.uint64(v & 63)) & np.uint64(1) == 0:
+                marks[v >> 6] |= np.uint64(1) << np.uint64(v & 63)
                 v >>= 1
             chain[inserted] = head[g]
             head[g] = inserted
@@ -765,7 +768,8 @@ def _lz76_count_hash(s, kbits, budget):
         hi = K if K < rem else rem
         while lo < hi:  # longest marked prefix of gi (marks are closed under prefixes)
             mid = (lo + hi + 1) >> 1
-            if marks[(1 << mid) + (gi >> (K - mid))]:
+            node = (1 << mid) + (gi >> (K - mid))
+            if (marks[node >> 6] >> np.uint64(node & 63)) & np.uint64(1):
                 lo = mid
             else:
                 hi = mid - 1
@@ -1429,12 +1433,57 @@ def _spectral_band_mask(freqs: np.ndarray, fmin, fmax) -> np.ndarray:
     return mask
 
 
-def _spectral_entropy_rows(rows, states, sfreq, nperseg, normalize, nperseg_s=None, fmin=None, fmax=None):
-    from scipy.signal import welch
+@functools.lru_cache(maxsize=8)
+def _hann_periodic(nperseg: int) -> np.ndarray:
+    from scipy.signal import get_window
 
+    win = get_window("hann", nperseg)
+    win.setflags(write=False)
+    return win
+
+
+_WELCH_BLOCK_VALUES = 1 << 18  # samples per block of rows: temporaries stay in cache, not page faults
+
+
+def welch_psd(x, sfreq: float, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
+    """Welch PSD along the last axis, as ``scipy.signal.welch(x, sfreq, nperseg=nperseg, axis=-1)`` with
+    its defaults: periodic Hann window, ``nperseg // 2`` overlap, each segment demeaned, one-sided density
+    (µV²/Hz for µV input), the mean over segments; trailing samples that fill no segment are unused.
+
+    All segments of all rows come from one strided view and one batched rFFT per block of rows, without
+    scipy's per-call copies of the whole input: ~3x faster on a recording's windows. Equal to
+    ``scipy.signal.welch`` within float rounding (scipy folds the scale into the window; max relative
+    difference ~1e-14, tested at 1e-12). Returns ``(freqs, psd)``, psd of shape ``x.shape[:-1] +
+    (nperseg // 2 + 1,)``. A row holding a NaN gives NaN in every bin."""
+    from scipy import fft as sp_fft
+
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[-1]
+    nperseg = int(min(nperseg, n))
+    if nperseg < 1:
+        raise ValueError(f"welch_psd: nperseg must be >= 1, got {nperseg}")
+    step = nperseg - nperseg // 2
+    win = _hann_periodic(nperseg)
+    scale = 1.0 / (float(sfreq) * (win * win).sum())
+    freqs = sp_fft.rfftfreq(nperseg, 1.0 / float(sfreq))
+    rows = x.reshape(-1, n)
+    out = np.empty((rows.shape[0], freqs.size))
+    block = max(1, _WELCH_BLOCK_VALUES // max(n, 1))
+    for a in range(0, rows.shape[0], block):
+        seg = sliding_window_view(rows[a : a + block], nperseg, axis=-1)[:, ::step, :]
+        with np.errstate(invalid="ignore", over="ignore"):  # a non-finite row is NaN, without a warning
+            spec = sp_fft.rfft((seg - seg.mean(axis=-1, keepdims=True)) * win, axis=-1)
+            power = spec.real * spec.real + spec.imag * spec.imag
+        power *= scale
+        power[..., 1 : None if nperseg % 2 else -1] *= 2.0  # one-sided: the Nyquist bin is unpaired
+        out[a : a + block] = power.mean(axis=-2)
+    return freqs, out.reshape(x.shape[:-1] + (freqs.size,))
+
+
+def _spectral_entropy_rows(rows, states, sfreq, nperseg, normalize, nperseg_s=None, fmin=None, fmax=None):
     n = rows.shape[-1]
     nperseg = _spectral_nperseg(n, sfreq, nperseg, nperseg_s)
-    freqs, psd = welch(rows, sfreq, nperseg=nperseg, axis=-1)
+    freqs, psd = welch_psd(rows, sfreq, nperseg)
     if fmin is not None or fmax is not None:
         psd = psd[..., _spectral_band_mask(freqs, fmin, fmax)]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -87,9 +87,30 @@ def _ensure_positions(raw, qc: PreprocessingQC) -> bool:
     return False
 
 
-def preprocess(raw, cfg, file: str | None = None):
-    """Return (preprocessed Raw, PreprocessingQC).  ``cfg`` is a manifest PreprocessingConfig."""
-    raw = raw.copy().pick("eeg", exclude=[]) if "eeg" in raw else raw.copy()
+def _notch(raw, qc: PreprocessingQC, line_freq: float | None, h_freq: float, nyquist: float) -> None:
+    """Notch the line frequency and its harmonics in place, as far as the low-pass leaves them; say so in ``qc``."""
+    if line_freq is None:
+        qc.notes.append("no notch: the recording states no line frequency and eeg.preprocessing.line_freq is unset")
+        return
+    # MNE's low-pass leaves its transition band (max(0.25·h_freq, 2) Hz wide) partly open: notch every
+    # harmonic up to the end of that band, e.g. 50 Hz with a 45 Hz low-pass.
+    reach = h_freq + max(0.25 * h_freq, 2.0)
+    freqs = [f for f in np.arange(line_freq, nyquist, line_freq) if f <= reach and f < nyquist - 1]
+    if freqs:
+        raw.notch_filter(freqs, verbose="error")
+        qc.notch_hz = [float(f) for f in freqs]
+    else:
+        qc.notes.append(f"no notch needed: line frequency {line_freq} Hz is above the pass band")
+
+
+def preprocess(raw, cfg, file: str | None = None, copy: bool = True):
+    """Return (preprocessed Raw, PreprocessingQC).  ``cfg`` is a manifest PreprocessingConfig.
+
+    ``copy=False`` filters ``raw`` itself (no copy of the recording; the caller must not use ``raw`` after)."""
+    if copy:
+        raw = raw.copy()
+    if "eeg" in raw:
+        raw.pick("eeg", exclude=[])
     if len(raw.ch_names) == 0:
         raise InputError("the recording has no EEG channels", file=file)
     sfreq = raw.info["sfreq"]
@@ -118,21 +139,9 @@ def preprocess(raw, cfg, file: str | None = None):
         )
     raw.filter(cfg.l_freq, h_freq, verbose="error")
     if cfg.notch:
-        if line_freq is None:
-            qc.notes.append("no notch: the recording states no line frequency and eeg.preprocessing.line_freq is unset")
-        else:
-            # MNE's low-pass leaves its transition band (max(0.25·h_freq, 2) Hz wide) partly open: notch every
-            # harmonic up to the end of that band, e.g. 50 Hz with a 45 Hz low-pass.
-            reach = h_freq + max(0.25 * h_freq, 2.0)
-            freqs = [f for f in np.arange(line_freq, nyquist, line_freq) if f <= reach and f < nyquist - 1]
-            if freqs:
-                raw.notch_filter(freqs, verbose="error")
-                qc.notch_hz = [float(f) for f in freqs]
-            else:
-                qc.notes.append(f"no notch needed: line frequency {line_freq} Hz is above the pass band")
+        _notch(raw, qc, line_freq, h_freq, nyquist)
 
-    data = raw.get_data()
-    sd = channel_sd_uv(data, sfreq)
+    sd = channel_sd_uv(raw._data, sfreq)  # the loaded array itself, read only (get_data() would copy it)
     qc.median_channel_sd_uv = float(np.median(sd))
     if qc.median_channel_sd_uv > cfg.max_median_sd_uv:
         raise InputError(
