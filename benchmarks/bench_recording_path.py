@@ -79,7 +79,7 @@ def time_recording_path(manifest_path: str, out_dir: str) -> dict:
     import xarray as xr
 
     from pipelines.eeg import features, io, kernels, preprocessing
-    from pipelines.study import Study
+    from pipelines.study.dataset import Study
 
     _warm()
     study = Study.load(manifest_path)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.signal import welch
 
+from pipelines.core.errors import InputError
 from pipelines.eeg import features, io, kernels, preprocessing
-from pipelines.errors import InputError
-from pipelines.study import Study
+from pipelines.study.dataset import Study
 
 WELCH_RTOL = 1e-12  # the documented tolerance of kernels.welch_psd against scipy.signal.welch
 
