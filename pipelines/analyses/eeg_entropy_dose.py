@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.core.measures import SPATIOTEMPORAL_MEASURES  # across-channel: no per-channel entropy
+from pipelines.core.sections import report_section
 from pipelines.eeg import dynamics
 from pipelines.eeg.features import baseline_windows, dose_table
 from pipelines.study.derived import write_tables  # noqa: F401  (re-exported: notebook 01 calls eeg_analysis.write_tables)
@@ -939,16 +940,24 @@ def _infusion_analyses(out: EEGEntropyDoseResult, study, features) -> None:
     """Everything relative to the infusion: time courses, markers, plateau changes, bands, entropy variants,
     spectrum-controlled entropy (3+ doses), topographies, the suppression-entropy relation, titration onsets."""
     params = out.params
-    out.time_courses = _time_courses(features, params)
-    out.markers = dynamics.recording_markers(features, out.dynamics, params.window_s, out.infusion_end_s)
-    out.marker_summary = _marker_summary(out.markers)
-    _dose_response(out, study, features)
-    _bands(out, study, features)
-    _entropy_variants(out, features)
+    with report_section("Time courses"):
+        out.time_courses = _time_courses(features, params)
+    with report_section("Titration markers per subject and dose"):
+        out.markers = dynamics.recording_markers(features, out.dynamics, params.window_s, out.infusion_end_s)
+        out.marker_summary = _marker_summary(out.markers)
+    with report_section("Dose-response"):
+        _dose_response(out, study, features)
+    with report_section("All canonical bands"):
+        _bands(out, study, features)
+    with report_section("Entropy: raw and surrogate-controlled"):
+        _entropy_variants(out, features)
     if out.trend_ok:
-        _spectrum_controlled(out, features)
-    _topographies(out, features)
-    _relation_and_onsets(out, study)
+        with report_section("Spectrum-controlled entropy"):
+            _spectrum_controlled(out, features)
+    with report_section("Topographies per dose"):
+        _topographies(out, features)
+    with report_section("Alpha suppression and entropy"):
+        _relation_and_onsets(out, study)
 
 
 def run(study, params: EEGParameters | dict | None = None, *, features=None) -> EEGEntropyDoseResult:
@@ -966,7 +975,8 @@ def run(study, params: EEGParameters | dict | None = None, *, features=None) -> 
     trend_ok, trend_reason = design.supports("dose_trend")
     definitions = json.loads(features.attrs["measure_definitions"])
     shown = [m for m in params.measures + [params.entropy_measure] if m in definitions]
-    conditions, levels, contrasts = _levels(features, params, design)
+    with report_section("Levels by condition"):
+        conditions, levels, contrasts = _levels(features, params, design)
     out = EEGEntropyDoseResult(
         params=params,
         dynamics=params.dynamics_config(study.manifest.eeg.dynamics),

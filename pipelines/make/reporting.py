@@ -13,6 +13,7 @@ outputs and from the injected parameters, the page has a real title, and the off
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.core import provenance
+from pipelines.core import provenance, sections
 from pipelines.core.offline import external_resources, inline_panel_assets
 from pipelines.core.paths import NOTEBOOKS_DIR, REPO_ROOT, build_dir, reports_dir, reports_root, stamps_dir
 
@@ -69,6 +70,7 @@ _WARNING = re.compile(
     r"(?P<message>[^\n]*)\n(?:[ \t]+[^\n]*\n)?",
     re.MULTILINE,
 )
+_SECTION_MARK = re.compile("^" + re.escape(sections.MARKER) + r"(?P<title>[^\n]*)\n", re.MULTILINE)
 _TEXT_MIMETYPES = ("text/plain", "text/markdown", "text/latex")
 
 
@@ -111,30 +113,20 @@ def collect_warnings(nb) -> list[dict[str, Any]]:
         if cell.cell_type != "code":
             continue
         kept, n_cell, note_at = [], 0, None
+        step_section = None  # set by report_section markers of a run() that computes several sections in one cell
         for output in cell.get("outputs", []):
             if output.get("output_type") != "stream" or output.get("name") != "stderr":
                 kept.append(output)
                 continue
-            text = output.get("text", "")
-            n = 0
-            for match in _WARNING.finditer(text):
-                n += 1
-                message = provenance.redact(match["message"].strip())
-                entry = found.setdefault(
-                    (match["category"], message),
-                    {
-                        "category": match["category"],
-                        "message": message,
-                        "count": 0,
-                        "sections": [],
-                        "location": provenance.redact(f"{match['path']}:{match['lineno']}"),
-                    },
-                )
-                entry["count"] += 1
-                if section not in entry["sections"]:
-                    entry["sections"].append(section)
+            n, pieces = 0, []
+            segments, step_section = _marked_segments(output.get("text", ""), step_section)
+            for step, text in segments:
+                for match in _WARNING.finditer(text):
+                    n += 1
+                    _count_warning(found, match, step or section)
+                pieces.append(_WARNING.sub("", text))
+            rest = "".join(pieces).strip("\n") if n else "".join(pieces)
             n_cell += n
-            rest = _WARNING.sub("", text).strip("\n") if n else text
             if n and note_at is None:
                 note_at = len(kept)
             if rest:
@@ -149,6 +141,34 @@ def collect_warnings(nb) -> list[dict[str, Any]]:
             )
         cell["outputs"] = kept
     return sorted(found.values(), key=lambda w: (-w["count"], w["category"], w["message"]))
+
+
+def _marked_segments(text: str, current: str | None) -> tuple[list[tuple[str | None, str]], str | None]:
+    """Split stderr text at report-section markers (:mod:`pipelines.core.sections`), markers removed:
+    ([(section or None, text under it)], the section in force at the end of the text)."""
+    segments, section, start = [], current, 0
+    for marker in _SECTION_MARK.finditer(text):
+        segments.append((section, text[start : marker.start()]))
+        section, start = marker["title"] or None, marker.end()
+    segments.append((section, text[start:]))
+    return [(sec, part) for sec, part in segments if part], section
+
+
+def _count_warning(found: dict, match: re.Match, section: str) -> None:
+    message = provenance.redact(match["message"].strip())
+    entry = found.setdefault(
+        (match["category"], message),
+        {
+            "category": match["category"],
+            "message": message,
+            "count": 0,
+            "sections": [],
+            "location": provenance.redact(f"{match['path']}:{match['lineno']}"),
+        },
+    )
+    entry["count"] += 1
+    if section not in entry["sections"]:
+        entry["sections"].append(section)
 
 
 def _stderr_note(text: str):
@@ -323,6 +343,20 @@ def run_notebook(
         raise
 
 
+@contextlib.contextmanager
+def _sections_marked():
+    """The kernel inherits the environment: analyses mark which report section their warnings belong to."""
+    previous = os.environ.get(sections.ENV_VAR)
+    os.environ[sections.ENV_VAR] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(sections.ENV_VAR, None)
+        else:
+            os.environ[sections.ENV_VAR] = previous
+
+
 def _run_notebook(name: str, manifest, extra_params: dict[str, Any] | None, notebooks_dir: Path) -> Path:
     import nbformat
     import papermill
@@ -346,16 +380,17 @@ def _run_notebook(name: str, manifest, extra_params: dict[str, Any] | None, note
     pm_logger.setLevel(logging.INFO)
     started, t0 = provenance.utc_now(), time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(tmp_nb),
-            parameters=params,
-            kernel_name="python3",  # the venv's own ipykernel: resolves to this interpreter, no kernel registration
-            cwd=str(notebooks_dir),
-            progress_bar=sys.stderr.isatty(),
-            log_output=True,
-            report_mode=False,
-        )
+        with _sections_marked():
+            papermill.execute_notebook(
+                str(notebook),
+                str(tmp_nb),
+                parameters=params,
+                kernel_name="python3",  # the venv's own ipykernel: resolves to this interpreter, no registration
+                cwd=str(notebooks_dir),
+                progress_bar=sys.stderr.isatty(),
+                log_output=True,
+                report_mode=False,
+            )
     except Exception as exc:  # papermill raises PapermillExecutionError, kernels may die otherwise
         if tmp_nb.exists():
             os.replace(tmp_nb, failed_nb)

@@ -111,6 +111,68 @@ def test_warnings_are_summarised_once_with_counts_and_no_paths():
     assert _no_machine_paths(text) == []
 
 
+def test_warnings_of_a_run_that_marks_its_steps_name_the_step_section(monkeypatch, capsys):
+    """One cell running a whole analysis (``run()``) attributes each warning to the section its step computes;
+    the markers are removed from what the reader sees, and outside a report run nothing is written."""
+
+    from pipelines.core import sections
+
+    with sections.report_section("Dose-response"):
+        pass
+    assert capsys.readouterr().err == ""  # not inside a report run
+    monkeypatch.setenv(sections.ENV_VAR, "1")
+    with sections.report_section("Dose-response"):
+        pass
+    marked = capsys.readouterr().err
+    assert marked.startswith(sections.MARKER + "Dose-response\n") and marked.endswith(sections.MARKER + "\n")
+
+    warn = "pipelines/x.py:1: UserWarning: {}\n  warnings.warn(m)\n"
+    stderr = (
+        warn.format("before")
+        + f"{sections.MARKER}Dose-response\n"
+        + warn.format("inside")
+        + "progress 50 %\n"
+        + f"{sections.MARKER}\n"
+        + warn.format("after")
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("## Setup"),
+        nbformat.v4.new_code_cell(
+            "result = run(study)", outputs=[nbformat.v4.new_output("stream", name="stderr", text=stderr)]
+        ),
+    ]
+    found = {w["message"]: w["sections"] for w in reporting.collect_warnings(nb)}
+    assert found == {"before": ["Setup"], "inside": ["Dose-response"], "after": ["Setup"]}
+    shown = "".join(o["text"] for o in nb.cells[1].outputs)
+    assert sections.MARKER not in shown and "progress 50 %" in shown
+
+
+def test_every_section_an_analysis_marks_is_a_heading_of_its_notebook():
+    """A renamed heading would silently send warnings to a section that does not exist."""
+    import ast
+
+    for module in sorted((REPO_ROOT / "pipelines" / "analyses").glob("[a-z]*.py")):
+        titles = {
+            node.args[0].value
+            for node in ast.walk(ast.parse(module.read_text()))
+            if isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", None)) == "report_section"
+        }
+        if not titles:
+            continue
+        (notebook,) = (REPO_ROOT / "notebooks").glob(f"[0-9][0-9]_{module.stem}.ipynb")
+        headings = {
+            h
+            for cell in nbformat.read(notebook, as_version=4).cells
+            if cell.cell_type == "markdown"
+            for h in re.findall(r"^#{1,6}\s+(.+?)\s*$", cell.source, re.MULTILINE)
+        }
+        assert titles <= headings, (
+            f"{module.name}: sections {sorted(titles - headings)} are not headings of {notebook.name}"
+        )
+
+
 def test_a_warnings_block_is_one_collapsed_html_element_in_the_exported_page(tmp_path):
     nb = _warning_notebook()
     reporting.prepare_for_readers(nb, {})
