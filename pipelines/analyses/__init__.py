@@ -9,10 +9,6 @@ from __future__ import annotations
 import importlib
 import re
 
-# Modules that keep their model under its own name for now (they are being rewritten on other branches):
-# the model's class name.  A module with ``PARAMETERS`` needs no entry.
-_MODEL_NAMES = {"mood_outcomes": "MoodOutcomeParameters", "plasticity_window": "WindowParameters"}
-
 
 def analysis_module(notebook_name: str):
     """The analysis module of a notebook: ``01_eeg_entropy_dose`` -> :mod:`pipelines.analyses.eeg_entropy_dose`."""
@@ -24,8 +20,4 @@ def analysis_module(notebook_name: str):
 def parameters_model(notebook_name: str):
     """The pydantic model of a notebook's parameters (``manifest_path`` aside), or None for a notebook that has
     none yet (its parameter names are still checked against the notebook's parameters cell)."""
-    module = analysis_module(notebook_name)
-    model = getattr(module, "PARAMETERS", None)
-    if model is None and module.__name__.rsplit(".", 1)[1] in _MODEL_NAMES:
-        model = getattr(module, _MODEL_NAMES[module.__name__.rsplit(".", 1)[1]])
-    return model
+    return getattr(analysis_module(notebook_name), "PARAMETERS", None)

@@ -79,6 +79,9 @@ class MoodOutcomeParameters(BaseModel):
     )
 
 
+PARAMETERS = MoodOutcomeParameters  # found by pipelines.analyses.parameters_model
+
+
 def _choose(value: str, allowed: Sequence[str], name: str) -> str:
     if value not in allowed:
         raise ValueError(f"{name}: {value!r} is not one of {list(allowed)}" + did_you_mean(value, allowed))

@@ -68,6 +68,9 @@ class WindowParameters(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of every bootstrap")
 
 
+PARAMETERS = WindowParameters  # found by pipelines.analyses.parameters_model
+
+
 @dataclass
 class WindowResult:
     infusions: pd.DataFrame
