@@ -21,8 +21,9 @@ drawn in their browser**, in two measured parts:
 (``browser_draw_s`` null) and ``p95_s`` is the delivery only.  Memory per session is the growth of the resident
 memory of every server process while the 20 sessions are open, divided by 20.
 ``server_cpu_s_per_session`` is the CPU time of every server process during the burst divided by the sessions:
-unlike the times, it hardly depends on the machine's load, and ``cpu_bound_delivery_s`` (that CPU time over
-min(cores, server processes)) is what the burst's last session needs at least even on an idle machine.
+it depends far less on the machine's load than the times do (on a busy machine it still grows, by up to ~2x:
+shared caches, lower clock), and ``cpu_bound_delivery_s`` (that CPU time over min(cores, server processes)) is
+about the least time the burst's last session takes to arrive, even on an otherwise idle machine.
 
 Then the soak (row ``dashboard_soak_500``): 500 sessions opened and closed one after another (50 with
 ``quick``) against the same server.  The resident memory of all server processes together is read after 25
@@ -322,9 +323,9 @@ def run(quick: bool = False) -> list[dict]:
                     + "p50/p95 over the sessions; the load average and CPU pressure beside it are the whole machine's "
                     "(other users' work included). mb_per_session = RSS growth of all server processes with every "
                     "session open / sessions. server_cpu_s_per_session = CPU time (user + system) of all server "
-                    "processes during the burst / sessions: it does not depend on the machine's load, and "
-                    "cpu_bound_delivery_s = that CPU time / min(cores, server processes) is the least time the last "
-                    "session of the burst can take to arrive on an otherwise idle machine. "
+                    "processes during the burst / sessions (far less load-dependent than the times, though a busy machine "
+                    "still inflates it); cpu_bound_delivery_s = that CPU time / min(cores, server processes): about "
+                    "the least time the burst's last session takes to arrive, even on an otherwise idle machine. "
                     + (f"errors: {errors[:3]}" if errors else "")
                 ),
                 **load_before,
