@@ -20,6 +20,10 @@ drawn in their browser**, in two measured parts:
 ``browser_draw_s`` give the parts.  Without Chromium the drawing part is missing: the row says so
 (``browser_draw_s`` null) and ``p95_s`` is the delivery only.  Memory per session is the growth of the resident
 memory of every server process while the 20 sessions are open, divided by 20.
+``server_cpu_s_per_session`` is the CPU time of every server process during the burst divided by the sessions:
+it depends far less on the machine's load than the times do (on a busy machine it still grows, by up to ~2x:
+shared caches, lower clock), and ``cpu_bound_delivery_s`` (that CPU time over min(cores, server processes)) is
+about the least time the burst's last session takes to arrive, even on an otherwise idle machine.
 
 Then the soak (row ``dashboard_soak_500``): 500 sessions opened and closed one after another (50 with
 ``quick``) against the same server.  The resident memory of all server processes together is read after 25
@@ -129,6 +133,20 @@ async def _soak(base: str, n: int, deadline: float) -> tuple[int, list[str]]:
         except Exception as exc:
             errors.append(repr(exc))
     return done, errors
+
+
+def _server_cpu_s(server) -> float:
+    """CPU seconds (user + system) used so far by the server and its worker processes."""
+    import psutil
+
+    total = 0.0
+    for p in [server, *server.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def _server_rss(server) -> int:
@@ -244,13 +262,16 @@ def run(quick: bool = False) -> list[dict]:
         time.sleep(CLEANUP_WAIT_S)  # the browser's sessions are destroyed before memory is read
         rss_before = _server_rss(server)
         load_before = _load("before")
+        cpu_before = _server_cpu_s(server)
         t0 = time.perf_counter()
         sessions, errors = loop.run_until_complete(
             _sessions(base, n_sessions, max(10.0, DEADLINE_S - (time.time() - start)))
         )
         wall = time.perf_counter() - t0
+        cpu_s = _server_cpu_s(server) - cpu_before
         rss_after = _server_rss(server)
         load_after = _load("after")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         # A session that did not finish counts at the time it was given up on (never left out of p95).
         delivery = [s["total_s"] for s in sessions] + [wall] * len(errors)
         gets = [s["get_s"] for s in sessions]
@@ -280,6 +301,9 @@ def run(quick: bool = False) -> list[dict]:
                 "sessions_failed": len(errors),
                 "server_processes": n_procs,
                 "serve_flags": " ".join(flags),
+                "server_cpu_s_per_session": round(cpu_s / max(len(sessions), 1), 3),
+                "cores": cores,
+                "cpu_bound_delivery_s": round(cpu_s / min(cores, n_procs), 3),
                 "mb_per_session": round(mb, 2),
                 "server_rss_mb_before": round(rss_before / 1e6, 1),
                 "server_rss_mb_after": round(rss_after / 1e6, 1),
@@ -298,7 +322,11 @@ def run(quick: bool = False) -> list[dict]:
                     + ("No Chromium: browser drawing NOT included. " if draw is None else "")
                     + "p50/p95 over the sessions; the load average and CPU pressure beside it are the whole machine's "
                     "(other users' work included). mb_per_session = RSS growth of all server processes with every "
-                    "session open / sessions. " + (f"errors: {errors[:3]}" if errors else "")
+                    "session open / sessions. server_cpu_s_per_session = CPU time (user + system) of all server "
+                    "processes during the burst / sessions (far less load-dependent than the times, though a busy machine "
+                    "still inflates it); cpu_bound_delivery_s = that CPU time / min(cores, server processes): about "
+                    "the least time the burst's last session takes to arrive, even on an otherwise idle machine. "
+                    + (f"errors: {errors[:3]}" if errors else "")
                 ),
                 **load_before,
                 **load_after,

@@ -293,6 +293,69 @@ def therapy_sessions(manifest: str) -> pd.DataFrame:
     return table.merge(doses, on=["participant_id", "session_id"], how="left")[columns]
 
 
+# --- freshness: the caches above stand for the inputs as they were when they were filled --------------------
+
+
+def input_files(manifest: str) -> list[Path]:
+    """Every file the loaders above read for this study: the manifest, the derived outputs (features store, QC,
+    notebook tables) and the study's own tables (participants, sessions, phenotype sidecars and tables)."""
+    from pipelines.derived import tables_dir
+    from pipelines.paths import derivatives_dir
+
+    s = study(manifest)
+    derived = derivatives_dir(s.name)
+    files = [Path(manifest), *_entries(derived), *_entries(tables_dir(s))]
+    files += [s.root / "participants.tsv", *sorted(s.root.glob("sub-*/sub-*_sessions.tsv"))]
+    files += [s.table_path(name) for name in s.manifest.phenotype]
+    return files
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(e for e in folder.iterdir() if not e.name.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+def input_fingerprint(manifest: str) -> tuple:
+    """(path, size, modification time in ns, inode) of every input file (None for a missing one).  Outputs are
+    replaced atomically (a new inode), so a rewritten features store or table always changes it; a few
+    dozen stat() calls, cheap enough to check at every visit."""
+    stamp = []
+    for path in input_files(manifest):
+        try:
+            st = path.stat()
+            stamp.append((str(path), st.st_size, st.st_mtime_ns, st.st_ino))
+        except OSError:
+            stamp.append((str(path), None))
+    return tuple(stamp)
+
+
+_FINGERPRINTS: dict[str, tuple] = {}
+
+
+def ensure_fresh(manifest: str) -> bool:
+    """Called as each visitor's session starts: when any input of the study changed since the caches were filled
+    (a rebuilt features store, a rerun notebook, an edited manifest or table), every cache is dropped
+    (``pn.state.clear_caches()``: these loaders and the explorer's per-selection caches) so this visitor and the
+    next are served the new data, never stale ones.  Returns True when it dropped them."""
+    try:
+        now = input_fingerprint(manifest)
+    except Exception:  # e.g. the manifest was just removed: the loaders will say what is wrong
+        now = None
+    before = _FINGERPRINTS.get(manifest)
+    _FINGERPRINTS[manifest] = now
+    if before is None or now == before:
+        return False
+    pn.state.clear_caches()
+    if now is not None:
+        try:
+            _FINGERPRINTS[manifest] = input_fingerprint(manifest)  # the study itself may have been reloaded
+        except Exception:
+            _FINGERPRINTS[manifest] = None
+    return True
+
+
 def _safe(fn, *args):
     """A branch whose table is absent (no cytokines in a study) shows an empty view, not an error page."""
     try:
@@ -304,6 +367,7 @@ def _safe(fn, *args):
 def warm(manifest: str | None = None) -> dict[str, str | None]:
     """Load everything once (the server calls this before accepting visitors); returns problems by branch."""
     key = manifest_key(manifest)
+    ensure_fresh(key)  # records the inputs these caches stand for
     eeg_settings(key)
     recordings(key)
     problems = {}

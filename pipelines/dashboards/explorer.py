@@ -79,6 +79,8 @@ class ExplorerApp(pn.viewable.Viewer):
         self._scatter_rows = pd.DataFrame()
         self._synced = False
         self._views: dict = {}
+        self._shared_time_range = None
+        self._main = None  # the page's main column (the link notice goes on top of it when needed)
         self._watcher = None
         self.notice = pn.pane.Alert(
             "",
@@ -119,6 +121,9 @@ class ExplorerApp(pn.viewable.Viewer):
     def _show_rejected(self, rejected: list[str]) -> None:
         self.notice.object = safety.notice_text(rejected)
         self.notice.visible = bool(rejected)
+        # On the page only once a link held an unknown value (most visits: never; one model less to send).
+        if rejected and self._main is not None and self.notice not in self._main.objects:
+            self._main.insert(0, self.notice)
 
     # --- data selections (what the views draw; tested without a browser) ------------------------
 
@@ -261,11 +266,12 @@ class ExplorerApp(pn.viewable.Viewer):
                 "occipital alpha (dB re baseline)",
                 threshold=s["params"].threshold_db,
                 infusion_end_s=s["infusion_end_s"],
+                x_range=self._time_range(),
             )
             view.set_group(data.group_stats(m, "occipital_alpha_db"), cond.order, cond.label, cond.color)
             return view
         if name == "entropy":
-            return views.TimeCourse("entropy change", infusion_end_s=s["infusion_end_s"])
+            return views.TimeCourse("entropy change", infusion_end_s=s["infusion_end_s"], x_range=self._time_range())
         if name == "topo":
             return views.Topomap(_safe_positions(m), "change")
         if name == "dose_response":
@@ -288,6 +294,14 @@ class ExplorerApp(pn.viewable.Viewer):
             analytes, label = ([], "") if table is None else data.cytokine_changes(m)[1:]
             return views.Cytokines(list(analytes), label)
         raise KeyError(name)
+
+    def _time_range(self):
+        """The time axis both time courses share (built with the first of them)."""
+        if self._shared_time_range is None:
+            from bokeh.models import DataRange1d
+
+            self._shared_time_range = DataRange1d()
+        return self._shared_time_range
 
     def views_for(self, names) -> list:
         """The named views (built on first use, then kept and updated in place)."""
@@ -394,7 +408,9 @@ class ExplorerApp(pn.viewable.Viewer):
             self.param.unwatch(self._watcher)
             self._watcher = None
         self._views = {}
+        self._shared_time_range = None
         self._tabs = None
+        self._main = None
         self._scatter_rows = pd.DataFrame()
         data.return_freed_memory_soon()
 
@@ -405,7 +421,7 @@ class ExplorerApp(pn.viewable.Viewer):
         width = SIDEBAR_WIDTH - 20
         # description=None: no per-session tooltip models (Panel renders each description's Markdown into a
         # Tooltip per session); the sidebar note says what the selectors mean.
-        widgets = pn.Column(
+        widgets = (
             pn.widgets.Select.from_param(self.param.subject, name="Subject", width=width, description=None),
             pn.widgets.Select.from_param(
                 self.param.dose, name="Condition" if self.blinded else "Dose", width=width, description=None
@@ -425,7 +441,7 @@ class ExplorerApp(pn.viewable.Viewer):
                 f"## Study {escape_markdown(study.name)}\n{len(self.subjects)} participants (pseudonymous IDs only).",
                 width=SIDEBAR_WIDTH - 20,
             ),
-            widgets,
+            *widgets,  # straight in the sidebar's column (no column of their own: fewer models per visitor)
             pn.pane.Markdown(
                 blind_note + "Dashed lines: infusion start; dotted: infusion end; red dashed: suppression "
                 "threshold. Red everywhere is the selected subject; tap a point in the scatter to "
@@ -450,7 +466,10 @@ class ExplorerApp(pn.viewable.Viewer):
         show(0)
         tabs.param.watch(lambda event: show(event.new), "active")
         self._tabs = tabs
-        main = pn.Column(self.notice, self.summary, tabs, sizing_mode="stretch_width")
+        main = pn.Column(
+            *([self.notice] if self.notice.visible else []), self.summary, tabs, sizing_mode="stretch_width"
+        )
+        self._main = main
         return pn.Row(side, main, sizing_mode="stretch_width", stylesheets=[CSS])
 
     def show_tab(self, title: str) -> None:
@@ -562,7 +581,8 @@ class _quiet:
 
 
 def app(manifest=None, blinding: Blinding | None = None) -> ExplorerApp:
-    """A new explorer session (pn.serve calls this once per visitor)."""
+    """A new explorer session (pn.serve calls this once per visitor), on the study's current data."""
+    data.ensure_fresh(data.manifest_key(manifest))
     return ExplorerApp(manifest, blinding=blinding)
 
 

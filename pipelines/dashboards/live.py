@@ -350,6 +350,7 @@ class LiveApp(pn.viewable.Viewer):
 
 def app(manifest=None, blinding=None, **params) -> LiveApp:
     """A new live-monitor session (pn.serve calls this once per visitor)."""
+    data.ensure_fresh(data.manifest_key(manifest))  # the study's current data, never stale caches
     return LiveApp(manifest, blinding=blinding, **params)
 
 

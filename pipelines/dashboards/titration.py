@@ -373,6 +373,7 @@ class TitrationApp(pn.viewable.Viewer):
 
 def app(manifest=None, blinding: Blinding | None = None, **params) -> TitrationApp:
     """A new monitor session (pn.serve calls this once per visitor)."""
+    data.ensure_fresh(data.manifest_key(manifest))  # the study's current data, never stale caches
     return TitrationApp(manifest, blinding=blinding, **params)
 
 

@@ -88,10 +88,15 @@ class TimeCourse:
     multi-line glyph for every curve (the condition means, then the subject's curves on top), so a session's
     first view costs few models."""
 
-    def __init__(self, ylabel: str, *, threshold: float | None = None, infusion_end_s: float | None = None):
+    def __init__(
+        self, ylabel: str, *, threshold: float | None = None, infusion_end_s: float | None = None, x_range=None
+    ):
+        """``x_range``: a range shared with the session's other time course (one model, and the two time axes
+        stay aligned)."""
         from bokeh.models import ColumnDataSource, HoverTool, MultiLine, Patches, Span
 
-        p = _figure("", 640, 300, x_axis_label="time from infusion start (s)", y_axis_label=ylabel)
+        kw = {} if x_range is None else {"x_range": x_range}
+        p = _figure("", 640, 300, x_axis_label="time from infusion start (s)", y_axis_label=ylabel, **kw)
         self.bands = ColumnDataSource({"xs": [], "ys": [], "color": []})
         self.lines = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": [], "width": [], "alpha": []})
         self._group = {key: [] for key in self.lines.data}

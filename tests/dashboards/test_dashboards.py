@@ -91,6 +91,36 @@ def test_explorer_widgets_change_the_data_of_every_view(explorer_cls):
     assert not np.allclose(app.topo_frame()["change"], topo_a["change"], equal_nan=True)
 
 
+def test_a_rewritten_input_is_never_served_from_stale_caches(explorer_cls, default_study):
+    """A notebook rerun rewrites the EEG markers table under a running server: the next visitor's session shows
+    the new onset (every cache dropped), and the one after the table is restored shows the old one again."""
+    from pipelines.dashboards import data, explorer
+    from pipelines.derived import table_path, tables_dir, write_tables
+
+    key = data.manifest_key(MANIFEST)
+    path, folder = table_path(default_study, "eeg_markers"), tables_dir(default_study)
+    original, had_folder = (path.read_bytes() if path.is_file() else None), folder.is_dir()
+    data.ensure_fresh(key)
+    first = explorer.app(MANIFEST, None)
+    assert not data.ensure_fresh(key)  # nothing changed: the caches are kept
+    markers = data.markers(key).copy()
+    mine = (markers["participant_id"] == first.subject) & (markers["session"].astype(str) == first.session)
+    assert mine.sum() == 1 and "**4321 s**" not in first.summary_markdown()
+    markers.loc[mine, "alpha_suppression_onset_s"] = 4321.0
+    try:
+        write_tables(default_study, {"eeg_markers": markers})
+        assert "from **4321 s** after infusion start" in explorer.app(MANIFEST, None).summary_markdown()
+    finally:
+        if original is None:
+            path.unlink(missing_ok=True)
+            if not had_folder:
+                folder.rmdir()
+        else:
+            path.write_bytes(original)
+    again = explorer.app(MANIFEST, None).summary_markdown()
+    assert "4321" not in again and again == first.summary_markdown()
+
+
 def test_tapping_the_scatter_selects_the_subject(explorer_cls):
     app = explorer_cls(MANIFEST, subject="sub-01", dose=0.5)
     (scatter,) = app.views_for(["scatter"])
