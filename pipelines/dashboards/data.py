@@ -299,8 +299,8 @@ def therapy_sessions(manifest: str) -> pd.DataFrame:
 def input_files(manifest: str) -> list[Path]:
     """Every file the loaders above read for this study: the manifest, the derived outputs (features store, QC,
     notebook tables) and the study's own tables (participants, sessions, phenotype sidecars and tables)."""
-    from pipelines.derived import tables_dir
-    from pipelines.paths import derivatives_dir
+    from pipelines.core.paths import derivatives_dir
+    from pipelines.study.derived import tables_dir
 
     s = study(manifest)
     derived = derivatives_dir(s.name)

@@ -95,7 +95,7 @@ def test_a_rewritten_input_is_never_served_from_stale_caches(explorer_cls, defau
     """A notebook rerun rewrites the EEG markers table under a running server: the next visitor's session shows
     the new onset (every cache dropped), and the one after the table is restored shows the old one again."""
     from pipelines.dashboards import data, explorer
-    from pipelines.derived import table_path, tables_dir, write_tables
+    from pipelines.study.derived import table_path, tables_dir, write_tables
 
     key = data.manifest_key(MANIFEST)
     path, folder = table_path(default_study, "eeg_markers"), tables_dir(default_study)
