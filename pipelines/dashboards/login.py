@@ -318,15 +318,10 @@ def logout_page(login: str) -> str:
     return _PAGE.format(title="logged out", body=_LOGOUT.format(login=html.escape(login)))
 
 
-def make_auth_provider(users: Mapping[str, str], throttle: LoginThrottle | None = None):
-    """A Bokeh/Panel auth provider (pass as ``pn.serve(..., auth_provider=…, cookie_secret=…)``)."""
+def _hardened_handler():
+    """The base of the login and logout pages: security headers, and cookie flags that follow the protocol."""
     import tornado.web
-    from panel.auth import BasicAuthProvider, _validate_next_url
     from panel.config import config
-    from panel.io.state import state
-
-    users = dict(users)
-    throttle = throttle or LoginThrottle()
 
     class _Hardened(tornado.web.RequestHandler):
         def set_default_headers(self):
@@ -345,7 +340,16 @@ def make_auth_provider(users: Mapping[str, str], throttle: LoginThrottle | None 
                 "path": config.cookie_path,
             }
 
-    class LoginHandler(_Hardened):
+    return _Hardened
+
+
+def _login_handler(base, users: dict[str, str], throttle: LoginThrottle):
+    """The login page: throttled (back-off, then lockout, per user and per address), constant-time check."""
+    from panel.auth import _validate_next_url
+    from panel.config import config
+    from panel.io.state import state
+
+    class LoginHandler(base):
         endpoint = "/login"
 
         def get(self):
@@ -400,13 +404,31 @@ def make_auth_provider(users: Mapping[str, str], throttle: LoginThrottle | None 
                 id_token = state.encryption.encrypt(id_token.encode("utf-8"))
             self.set_secure_cookie("id_token", id_token, expires_days=config.oauth_expiry, **self._cookie_flags())
 
-    class LogoutHandler(_Hardened):
+    return LoginHandler
+
+
+def _logout_handler(base):
+    from panel.config import config
+
+    class LogoutHandler(base):
         endpoint = "/login"
 
         def get(self):
             for name in ("user", "id_token", "access_token", "refresh_token", "oauth_expiry"):
                 self.clear_cookie(name, path=config.cookie_path)
             self.write(logout_page("." + self.endpoint))
+
+    return LogoutHandler
+
+
+def make_auth_provider(users: Mapping[str, str], throttle: LoginThrottle | None = None):
+    """A Bokeh/Panel auth provider (pass as ``pn.serve(..., auth_provider=…, cookie_secret=…)``)."""
+    from panel.auth import BasicAuthProvider
+
+    throttle = throttle or LoginThrottle()
+    base = _hardened_handler()
+    LoginHandler = _login_handler(base, dict(users), throttle)
+    LogoutHandler = _logout_handler(base)
 
     class Provider(BasicAuthProvider):
         @property

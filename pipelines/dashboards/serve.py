@@ -402,7 +402,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipelines.dashboards.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", default=None, help="study manifest (default: data_manifests/default.yml)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -443,7 +443,31 @@ def main(argv=None) -> int:
         help=f"server processes sharing the port (default {default_num_procs()}: one per core, "
         f"at most {MAX_DEFAULT_PROCS}); 1 = a single process",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _announce(args, urls: dict[str, str], warning: str | None) -> None:
+    """What the first server process prints: the exposure warning, the real URLs, the mode."""
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    if args.num_procs > 1:
+        print(f"{args.num_procs} server processes", flush=True)
+    for name, url in urls.items():
+        print(f"{APPS[name]}: {url}", flush=True)
+    if args.blind:
+        print(
+            "Blinded mode: conditions are shown as letters"
+            if not args.unblind_key
+            else "Unblinded with a matching key: doses are shown",
+            flush=True,
+        )
+    if args.share:
+        print("Sharing mode: log in at " + urls["explorer"].rsplit("/", 1)[0] + "/login", flush=True)
+    print("Press Ctrl+C to stop.", flush=True)
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     _log_to_stderr()
     try:
         warning = check_exposure(args.host, args.share, args.insecure_no_login)
@@ -473,24 +497,8 @@ def main(argv=None) -> int:
         return 2
     from tornado.process import task_id
 
-    if task_id() not in (None, 0):  # another worker of the same server: the first one prints
-        return _run(server)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
-    if args.num_procs > 1:
-        print(f"{args.num_procs} server processes", flush=True)
-    for name, url in urls.items():
-        print(f"{APPS[name]}: {url}", flush=True)
-    if args.blind:
-        print(
-            "Blinded mode: conditions are shown as letters"
-            if not args.unblind_key
-            else "Unblinded with a matching key: doses are shown",
-            flush=True,
-        )
-    if args.share:
-        print("Sharing mode: log in at " + urls["explorer"].rsplit("/", 1)[0] + "/login", flush=True)
-    print("Press Ctrl+C to stop.", flush=True)
+    if task_id() in (None, 0):  # other workers of the same server stay quiet: the first one prints
+        _announce(args, urls, warning)
     return _run(server)
 
 

@@ -23,9 +23,6 @@ KNOWN_LONG = {
     "pipelines.analyses.integrative_summary:summary_text",
     "pipelines.analyses.peak_experience_mood:summary_text",
     "pipelines.analyses.peak_experience_mood:validate_parameters",
-    # dashboards/
-    "pipelines.dashboards.login:make_auth_provider",
-    "pipelines.dashboards.serve:main",
     # eeg/features.py
     "pipelines.eeg.features:compute_study_features",
     "pipelines.eeg.features:recording_features",
