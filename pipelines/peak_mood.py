@@ -730,37 +730,55 @@ def dose_effect_on_peak(
     peak_scores: Sequence[str] | None = None,
     fdr_alpha: float = 0.05,
     periods: pd.DataFrame | None = None,
+    *,
+    n_boot: int = 499,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Linear dose effect on each peak score: ``score ~ dose_mg_per_kg [+ C(period)] + (1 | subject)``
-    (MixedLM, REML, every session with a questionnaire, placebo included when rated), one row per score with the slope per mg/kg, Wald CI, p and BH-FDR
-    across scores. ``periods`` (:func:`session_periods`): the crossover period enters as a categorical
-    term; without it ``crossover_note`` says that period is not modelled.
+    """Linear dose effect on each peak score over every session with a questionnaire (placebo included when
+    rated): :func:`pipelines.inference.crossover.crossover_dose_model` — random intercept and random dose slope
+    per subject (fallback reported), subject-cluster bootstrap-t CI and p (``n_boot``, ``seed``; calibrated as
+    ``crossover_dose_model`` in ``make calibrate``) — one row per score with the slope per mg/kg and BH-FDR across
+    scores. ``periods`` (:func:`session_periods`): period, sequence and carry-over from the recorded order where
+    identified; without it ``crossover_note`` says that the crossover is not modelled. ``se`` is the bootstrap SE
+    and ``z`` the estimate over it.
 
     A linear slope summarises a saturating (Emax-like) dose response; the per-dose means are in
     :func:`peak_by_dose`.
     """
-    import warnings
-
-    from pipelines.inference.crossover import CROSSOVER_NOT_MODELLED
+    from pipelines.inference.crossover import crossover_dose_model
 
     peak_scores = list(peak_scores or _require_peak(scores))
     data, categorical = _with_periods(scores.peak, periods)
     if data[DOSE].nunique() < 2:  # one dose (open label): no dose effect to estimate
         return pd.DataFrame(columns=DOSE_EFFECT_COLUMNS)
-    period_term = " + C(period)" if categorical and data["period"].nunique() > 1 else ""
-    note = "period (crossover order) as a categorical term" if period_term else CROSSOVER_NOT_MODELLED
     rows = []
     for score in peak_scores:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # boundary fits (zero subject variance) are reported below
-            fit = stats.mixed_model(data, f"{score} ~ {DOSE}{period_term}", groups="participant_id")
-        row = fit[fit["term"] == DOSE].iloc[0].to_dict()
-        row["score"] = score
-        rows.append(row)
+        fit = crossover_dose_model(
+            data, score, DOSE, "participant_id", "period" if categorical else None, n_boot=n_boot, seed=seed
+        )
+        row = fit[fit["term"] == DOSE].iloc[0]
+        rows.append(
+            {
+                "score": score,
+                "term": DOSE,
+                "estimate": row["estimate"],
+                "se": row["se_boot"],
+                "ci_low": row["ci_low"],
+                "ci_high": row["ci_high"],
+                "z": row["estimate"] / row["se_boot"] if row["se_boot"] > 0 else np.nan,
+                "p": row["p"],
+                "n": row["n_obs"],
+                "n_groups": row["n_subjects"],
+                "method": f"{row['method']}; {row['random_effects']}"
+                + ("" if row["fallback_reason"] == "none" else f" (fallback: {row['fallback_reason']})"),
+                "formula": row["formula"],
+                "converged": bool(row["converged"]),
+                "crossover_note": row["crossover_note"],
+            }
+        )
     table = pd.DataFrame(rows)
     table["p_fdr"] = stats.fdr_bh(table["p"].to_numpy(dtype=float))
     table["significant_fdr"] = table["p_fdr"] <= fdr_alpha
-    table["crossover_note"] = note
     return table[DOSE_EFFECT_COLUMNS]
 
 
@@ -1282,7 +1300,7 @@ def summary_text(
         n_sig = int(dose_effects["significant_fdr"].sum())
         lines.append(
             f"**Dose and peak experience.** {_label(primary)} rose from {lo['mean']:.2f} at "
-            f"{_dose(lo[DOSE])} to {hi['mean']:.2f} at {_dose(hi[DOSE])} (mixed-model slope "
+            f"{_dose(lo[DOSE])} to {hi['mean']:.2f} at {_dose(hi[DOSE])} (random-slope mixed-model slope "
             f"{row['estimate']:.2f} per mg/kg, 95 % CI {row['ci_low']:.2f} to {row['ci_high']:.2f}, "
             f"{stats.format_p(row['p'])}); {n_sig} of {len(dose_effects)} peak scores increased with dose "
             f"after FDR."

@@ -140,7 +140,17 @@ def test_dose_effect_on_peak_experience_recovered(analysis, truth):
         means = by_dose[by_dose["score"] == score].sort_values("dose_mg_per_kg")["mean"].to_numpy()
         assert (np.diff(means) > 0).all(), score
 
-    effects = pm.dose_effect_on_peak(scores).set_index("score")
+    periods = pm.session_periods(analysis["study"])
+    effects = pm.dose_effect_on_peak(scores, periods=periods, n_boot=199).set_index("score")
+    # The reports' calibrated dose model: random dose slopes, crossover terms, subject-cluster bootstrap-t.
+    from pipelines.inference.crossover import crossover_dose_model
+
+    data = scores.peak.merge(periods, on=pm.KEYS)
+    reference = crossover_dose_model(data, "meq30_total", pm.DOSE, "participant_id", "period", n_boot=199)
+    row = reference.set_index("term").loc[pm.DOSE]
+    assert effects.loc["meq30_total", "estimate"] == pytest.approx(row["estimate"], rel=1e-12)
+    assert effects.loc["meq30_total", "p"] == pytest.approx(row["p"], rel=1e-12)
+    assert "period" in effects["crossover_note"].iloc[0] and "random dose slope" in effects["method"].iloc[0]
     assert effects["significant_fdr"].all()
     assert (effects["ci_low"] > 0).all() and (effects["n_groups"] == 12).all()
     # the planted latent intensity rises with dose, and so does every analysed score
@@ -500,7 +510,7 @@ def test_summary_text_is_written_from_the_subject_level_numbers(analysis):
         analysis[k] for k in ("params", "scores", "data", "correlations", "outcomes")
     )
     rates = pm.outcome_rate_table(outcomes, params.mood_score, params.timepoints)
-    dose_effects, by_dose = pm.dose_effect_on_peak(scores), pm.peak_by_dose(scores)
+    dose_effects, by_dose = pm.dose_effect_on_peak(scores, n_boot=199), pm.peak_by_dose(scores)
     longitudinal = pm.longitudinal_model(data, params.primary_score, params.outcome, params.timepoints)
     mediation = pm.mediation_dose_peak_mood(data, params.primary_score, params.outcome, "24h", n_boot=200, seed=0)
     subject_level = pm.subject_level_correlations(
@@ -578,7 +588,7 @@ def test_placebo_sessions_are_rated_low_and_enter_every_peak_analysis(analysis, 
     assert set(data[pm.DOSE]) == {0.0, 0.25, 0.5, 1.0}
     note = pm.placebo_note(scores, pm.session_doses(analysis["study"]))
     assert note.startswith("Placebo included: 12 placebo session(s)")
-    effects = pm.dose_effect_on_peak(scores).set_index("score")
+    effects = pm.dose_effect_on_peak(scores, ["meq30_total", "asc5d_obn"], n_boot=199).set_index("score")
     assert (effects["n"] == scores.peak[list(effects.index)].notna().sum()).all()  # every rated session
     assert (effects["n"] >= 47).all() and effects.loc["meq30_total", "n"] == 48
 
@@ -603,7 +613,7 @@ def test_a_design_with_peak_questionnaires_after_active_doses_only_still_runs(an
     assert paths.loc["c", "estimate"] == pytest.approx(
         paths.loc["c_prime", "estimate"] + paths.loc["indirect", "estimate"], abs=1e-9
     )
-    effects = pm.dose_effect_on_peak(active_only).set_index("score")
+    effects = pm.dose_effect_on_peak(active_only, ["meq30_total", "asc5d_obn"], n_boot=199).set_index("score")
     assert (effects["n"] >= 35).all() and effects.loc["meq30_total", "n"] == 36
 
 
