@@ -788,7 +788,7 @@ def h3_inflamed_stratum(table: pd.DataFrame, params: IntegrativeParameters, anal
     proof of, no change). H3c: the interaction, inflamed − non-inflamed mean d (Welch t over subjects). H3d
     (when the session order is known): the same interaction adjusted for the crossover period — dᵢ regressed on
     stratum and the subject's period composition (which periods its placebo and active sessions fell in),
-    per-stratum variances, Welch–Satterthwaite t (``period=`` of the same routine)."""
+    OLS with a per-stratum sandwich variance, Welch–Satterthwaite t (``period=`` of the same routine)."""
     rows = []
     for analyte in analytes:
         column = f"{analyte.lower()}_ln_change"

@@ -18,11 +18,12 @@ value without any treatment); the placebo arm carries the same bias, so the inte
 
 - **Crossover period** (``period``: the session's position 1..K). A period effect π_k (practice, season, assay
   drift) enters dᵢ as Σ_k (share of i's treated rows in period k − share of its control rows in period k)·π_k,
-  so the subject's *period composition* c_ik is a subject-level covariate: least squares over subjects
-  dᵢ = β₁·[stratum 1] + β₀·[stratum 0] + Σ_{k≥2} γ_k (c_ik − c̄_k), each stratum weighted by the inverse of
-  its own residual variance (one feasible-GLS step, as Welch allows unequal spreads), t with Welch–Satterthwaite
-  dof (each stratum's residual dof reduced by its share of the K − 1 period terms). β₁, β₀ are the
-  period-adjusted contrasts, β₁ − β₀ the interaction. (Removing period effects estimated
+  so the subject's *period composition* c_ik is a subject-level covariate: OLS over subjects
+  dᵢ = β₁·[stratum 1] + β₀·[stratum 0] + Σ_{k≥2} γ_k (c_ik − c̄_k), with a sandwich variance whose residual
+  variance is each stratum's own (strata may differ in spread, as Welch allows) and Welch–Satterthwaite dof
+  (each stratum's residual dof reduced by its share of the K − 1 period terms). β₁, β₀ are the
+  period-adjusted contrasts, β₁ − β₀ the interaction. (A feasible-GLS step weighting each stratum by its
+  variance covered 92.4 % in the calibration; this OLS sandwich 93.4 % with 4.8 % type-I.) (Removing period effects estimated
   from the same sessions and then applying the Welch t over-rejected: 10 % at nominal 5 % in the calibration.)
 
 Rows also hold the RTM-exposed ``stratum_contrast_treated`` (stratum 1 − stratum 0 mean change after
@@ -100,9 +101,9 @@ def _period_composition(data: pd.DataFrame, treated: str, subject: str, period: 
 
 
 def _period_adjusted_rows(d: pd.Series, s: pd.Series, composition: pd.DataFrame, ci: float) -> dict | None:
-    """Weighted LS over subjects d ~ [s = 1] + [s = 0] + centred period composition, each stratum weighted by
-    the inverse of its own residual variance (strata may differ in spread, as Welch allows), Welch–Satterthwaite
-    dof; None when the period terms are not identified (then the unadjusted rows stand)."""
+    """OLS over subjects d ~ [s = 1] + [s = 0] + centred period composition, sandwich variance with each
+    stratum's own residual variance (strata may differ in spread, as Welch allows), Welch–Satterthwaite dof;
+    None when the period terms are not identified (then the unadjusted rows stand)."""
     comp = composition.reindex(d.index).to_numpy(float)
     comp = comp[:, np.abs(comp - comp.mean(axis=0)).max(axis=0) > 1e-12]
     groups = [(s == 1).to_numpy(), (s == 0).to_numpy()]
@@ -113,16 +114,15 @@ def _period_adjusted_rows(d: pd.Series, s: pd.Series, composition: pd.DataFrame,
     dof_g = n_g - 1 - comp.shape[1] * n_g / len(y)
     if comp.shape[1] == 0 or (dof_g < 1).any() or np.linalg.matrix_rank(x) < x.shape[1]:
         return None
-    weights = np.ones(len(y))
-    for _ in range(2):  # OLS, then one feasible-GLS step with per-stratum variances
-        beta = np.linalg.solve(x.T @ (weights[:, None] * x), x.T @ (weights * y))
-        resid = y - x @ beta
-        var_g = np.array([resid[g] @ resid[g] / df for g, df in zip(groups, dof_g)])
-        if not (var_g > 0).all():
-            return None
-        weights = np.where(groups[0], 1 / var_g[0], 1 / var_g[1])
-    beta = np.linalg.solve(x.T @ (weights[:, None] * x), x.T @ (weights * y))
-    cov = np.linalg.inv(x.T @ (weights[:, None] * x))
+    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ beta
+    var_g = np.array([resid[g] @ resid[g] / df for g, df in zip(groups, dof_g)])
+    if not (var_g > 0).all():
+        return None
+    # OLS with a per-stratum (Welch-like) sandwich: each subject's residual variance is its stratum's.
+    bread = np.linalg.inv(x.T @ x)
+    sigma = np.where(groups[0], var_g[0], var_g[1])
+    cov = bread @ (x.T @ (sigma[:, None] * x)) @ bread
     quantile = {}
     out = {}
     for name, w_g in (("interaction", [1, -1]), ("contrast_in_stratum_1", [1, 0]), ("contrast_in_stratum_0", [0, 1])):
@@ -205,8 +205,9 @@ def stratum_by_treatment_interaction(
             inter = adjusted["interaction"]
             one_sample = {k: adjusted[k] for k in one_sample}
             method = one_method = (
-                f"weighted LS over subjects of per-subject (mean treated − mean control) change on stratum and the "
-                f"subject's period composition ({n_period_terms} terms), per-stratum variances, Welch–Satterthwaite t"
+                f"OLS over subjects of per-subject (mean treated − mean control) change on stratum and the "
+                f"subject's period composition ({n_period_terms} terms), per-stratum sandwich variance, "
+                "Welch–Satterthwaite t"
             )
         conv = (
             f"[mean over {hi} subjects of (mean {outcome} treated − mean {outcome} control)] − the same over "
