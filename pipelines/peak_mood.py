@@ -1410,9 +1410,17 @@ def summary_text(
             f"{m.loc['c_prime', 'estimate']:.1f} (95 % CI {m.loc['c_prime', 'ci_low']:.1f} to "
             f"{m.loc['c_prime', 'ci_high']:.1f})"
             + (
-                f"; {100 * ind['proportion_mediated']:.0f} % of the total effect was mediated."
-                if c["ci_low"] > 0 or c["ci_high"] < 0
-                else "; the total effect's CI includes 0, so no proportion mediated is given."
+                "; the total effect's CI includes 0, so no proportion mediated is given."
+                if not (c["ci_low"] > 0 or c["ci_high"] < 0)
+                else f"; indirect / total = {100 * ind['proportion_mediated']:.0f} %, not a share: the direct effect "
+                "points the other way"
+                + (
+                    " (its CI includes 0)."
+                    if m.loc["c_prime", "ci_low"] <= 0 <= m.loc["c_prime", "ci_high"]
+                    else " (inconsistent mediation)."
+                )
+                if not 0 <= ind["proportion_mediated"] <= 1
+                else f"; {100 * ind['proportion_mediated']:.0f} % of the total effect was mediated."
             )
         )
 

@@ -563,6 +563,11 @@ def test_summary_text_is_written_from_the_subject_level_numbers(analysis):
     assert f"{int(response['n_events'])}/{int(response['n'])} at 1 mg/kg" in text
     indirect = mediation.set_index("path").loc["indirect"]
     assert f"indirect effect {indirect['estimate']:.1f} points per mg/kg (subject-bootstrap 95 % CI" in text
+    # a proportion outside 0-100 % (direct effect of the other sign) is not called a share
+    total = mediation.set_index("path").loc["c"]
+    if total["ci_low"] > 0 or total["ci_high"] < 0:
+        share = indirect["proportion_mediated"]
+        assert ("not a share" in text) == (not 0 <= share <= 1) and ("was mediated" in text) == (0 <= share <= 1)
     assert "12 participants, 36 active dose sessions and 12 placebo sessions" in text
     assert re.search(r"\d+ score\(s\) prorated, \d+ left missing", text)
     # p-values only as stats.format_p writes them: never "p = 0.0", "p = 0.000" or "3e-172"
