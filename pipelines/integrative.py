@@ -673,6 +673,37 @@ def h1_entropy_tracks_peak(table: pd.DataFrame, params: IntegrativeParameters) -
     )
 
 
+def _h2b_within_effect(data: pd.DataFrame, params: IntegrativeParameters, scale: str, periods: list[str]) -> dict:
+    """H2b: the within part of the within/between decomposition, points of improvement per SD of the peak score
+    (``peak_z``), dose, baseline and period dummies person-mean centred; wild cluster bootstrap-t over subjects."""
+    peak, mood = params.peak_score, params.mood_column
+    data, dummies = _with_period_dummies(data)
+    effect = within_between_effect(
+        data,
+        mood,
+        "peak_z",
+        SUBJECT,
+        covariates=[DOSE, "mood_baseline", *dummies],
+        n_boot=params.n_boot,
+        seed=params.seed,
+    ).set_index("quantity")
+    return _inference_row(
+        effect.loc["within"],
+        hypothesis="H2",
+        test="H2b within-subject effect",
+        statement=f"{scale} improvement at {params.mood_timepoint} is larger in a subject's sessions with a "
+        f"more intense {_label(peak)} than that subject's average, at fixed dose and baseline severity"
+        f"{' and period' if periods else ''}",
+        population=PEAK_POPULATION,
+        method="within/between decomposition: OLS on person-mean-centred improvement, peak_z, dose, "
+        f"baseline{' and period dummies' if periods else ''} (subject fixed effects); wild cluster "
+        f"bootstrap-t over subjects ({params.n_boot} Webb draws); covariates used: "
+        f"{effect.loc['within', 'covariates']}",
+        effect=f"{scale} points per SD of {_label(peak)} (within subjects)",
+        direction="+",
+    )
+
+
 def h2_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
     """H2 — peak experience predicts mood improvement at ``mood_timepoint`` beyond dose and baseline severity,
     over every session with a peak score (placebo included when rated).
@@ -704,16 +735,6 @@ def h2_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) ->
     wb = within_between_correlation(data, peak, mood, SUBJECT, n_boot=params.n_boot, seed=params.seed).set_index(
         "quantity"
     )
-    data, dummies = _with_period_dummies(data)
-    effect = within_between_effect(
-        data,
-        mood,
-        "peak_z",
-        SUBJECT,
-        covariates=[DOSE, "mood_baseline", *dummies],
-        n_boot=params.n_boot,
-        seed=params.seed,
-    ).set_index("quantity")
     what = f"{_label(peak)} vs {scale} improvement at {params.mood_timepoint}"
     return pd.DataFrame(
         [
@@ -728,21 +749,7 @@ def h2_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) ->
                 effect="partial r_rm",
                 direction="+",
             ),
-            _inference_row(
-                effect.loc["within"],
-                hypothesis="H2",
-                test="H2b within-subject effect",
-                statement=f"{scale} improvement at {params.mood_timepoint} is larger in a subject's sessions with a "
-                f"more intense {_label(peak)} than that subject's average, at fixed dose and baseline severity"
-                f"{' and period' if periods else ''}",
-                population=PEAK_POPULATION,
-                method="within/between decomposition: OLS on person-mean-centred improvement, peak_z, dose, "
-                f"baseline{' and period dummies' if periods else ''} (subject fixed effects); wild cluster "
-                f"bootstrap-t over subjects ({params.n_boot} Webb draws); covariates used: "
-                f"{effect.loc['within', 'covariates']}",
-                effect=f"{scale} points per SD of {_label(peak)} (within subjects)",
-                direction="+",
-            ),
+            _h2b_within_effect(data, params, scale, periods),
             _inference_row(
                 wb.loc["between"],
                 hypothesis="H2",
