@@ -553,3 +553,18 @@ def test_dose_adjusted_within_figure_shows_what_h1a_reads(table):
     for column in ("entropy_change_within", "meq30_total_within"):
         # dose curve and subject level removed: zero mean within every subject
         assert data.groupby("participant_id")[column].mean().abs().max() < 1e-9
+
+
+def test_a_study_without_placebo_questionnaires_runs_and_says_placebo_is_missing(table, params, hypotheses):
+    """Real data may have peak questionnaires after active doses only: every hypothesis still runs, on the active
+    sessions for the peak tests, and one line says that placebo is missing."""
+    peak_columns = [c for c in table.columns if c.startswith(integrative.PEAK_PREFIXES)]
+    old = table.copy()
+    old.loc[~old["active"], peak_columns] = np.nan
+    note = integrative.placebo_note(old, params.peak_score)
+    assert note.startswith("Placebo missing: the peak questionnaires exist only after active doses (12 placebo")
+    rows = integrative.hypothesis_tests(old, params).set_index("test")
+    for test in ("H1a", "H2a", "H2b"):
+        assert _row(rows, test)["n"] == 36 and _row(rows, test)["n_subjects"] == 12
+    # the tests without a peak score keep every session
+    assert _row(rows, "H4a")["n"] == 48 and _row(rows, "H3c IL6")["n"] == _row(hypotheses, "H3c IL6")["n"]
