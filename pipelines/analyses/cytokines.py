@@ -84,6 +84,7 @@ __all__ = [
     "validate_parameters",
 ]
 
+# Active sessions by definition (placebo is its own group, and the placebo-controlled interaction is the test).
 ACTIVE_POOLED = "active (pooled)"
 RATIO = "KYN_TRP"
 MOOD_SCALES = ("madrs", "hamd17", "qids_sr16", "bdi_ii")
@@ -834,6 +835,12 @@ def mood_changes(study, params: CytokineParameters) -> pd.DataFrame:
 
 
 PER_SUBJECT_SESSION = "mean of active sessions"
+# The one active-only step of the cytokine ↔ mood analysis, and why (stored in the tables' ``population``).
+PER_SUBJECT_ACTIVE_REASON = (
+    "mood is one course per subject, so a subject's cytokine change is the mean over its active sessions "
+    "(a placebo session is not part of the ketamine course whose outcome is measured)"
+)
+ALL_SESSIONS = "every session, placebo included (cytokines and mood are measured after placebo too)"
 
 
 def _per_subject_mood_table(table: pd.DataFrame) -> bool:
@@ -852,11 +859,12 @@ def change_vs_mood_table(
     params: CytokineParameters,
     analytes,
     *,
-    active_only: bool = True,
+    active_only: bool = False,
     method: str = "spearman",
 ) -> pd.DataFrame:
     """Correlation of each analyte's ln-change with the mood change (``<scale>_total_change``) over
-    subject-sessions (active ones by default, as the peak-experience analysis), per stratum (``all``,
+    subject-sessions (every session by default, placebo included, as the peak-experience analysis; active ones
+    with ``active_only``), per stratum (``all``,
     ``inflamed``, ``non-inflamed``), through :func:`cytokines.change_vs_mood` and the shared
     :func:`pipelines.stats.correlation_table`. BH-FDR within each stratum across analytes."""
     outcome = [c for c in mood.columns if c.endswith("_total_change")]
@@ -887,18 +895,19 @@ def change_vs_mood_table(
             seed=params.seed,
             scale=params.change_scale,
         )
-        tables.append(table.assign(stratum=stratum, population="active sessions" if active_only else "all sessions"))
+        tables.append(table.assign(stratum=stratum, population="active sessions" if active_only else ALL_SESSIONS))
     out = pd.concat(tables, ignore_index=True)
     out.insert(0, "analyte", out["x"].str.removesuffix("_ln_change").str.removesuffix("_change"))
     return out
 
 
-def change_vs_mood_data(changes: pd.DataFrame, mood: pd.DataFrame, *, active_only: bool = True) -> pd.DataFrame:
+def change_vs_mood_data(changes: pd.DataFrame, mood: pd.DataFrame, *, active_only: bool = False) -> pd.DataFrame:
     """Per subject-session-analyte ln-change (:func:`change_table`) beside the mood change (the points
-    behind :func:`change_vs_mood_table`). When mood is measured once per subject, one row per subject and
-    analyte: the change averaged over the subject's (active) sessions, never the mood copied to each session."""
+    behind :func:`change_vs_mood_table`): every session, placebo included (``active_only``: active ones). When
+    mood is measured once per subject, one row per subject and analyte: the change averaged over the subject's
+    active sessions (:data:`PER_SUBJECT_ACTIVE_REASON`), never the mood copied to each session."""
     if _per_subject_mood(mood):
-        used = changes[changes["dose_mg_per_kg"] > 0] if active_only else changes
+        used = changes[changes["dose_mg_per_kg"] > 0]  # PER_SUBJECT_ACTIVE_REASON
         value = "change" if "change" in used.columns else "ln_change"
         averaged = used.groupby(["participant_id", "analyte"], as_index=False).agg(
             **{
@@ -944,9 +953,9 @@ def change_vs_mood_subject_level(
 ) -> pd.DataFrame:
     """Cytokine ln-change against mood change at the subject level (issue 11; docs/statistics.md).
 
-    A subject contributes one row per active session, so each analyte's association is split by
+    A subject contributes one row per session (placebo included), so each analyte's association is split by
     :func:`pipelines.stats.within_between_correlation` into ``within`` (repeated-measures r across a
-    subject's active sessions, subject-cluster bootstrap-t: the test), ``between`` (r of subject means:
+    subject's sessions, subject-cluster bootstrap-t: the test), ``between`` (r of subject means:
     the trait-level association) and ``pooled`` (r over sessions: description only, p NaN). Strata
     ``all`` and each session stratum (``inflamed``, ``non-inflamed``; few subjects, so wide CIs —
     subject-level inference with ≤ 7 clusters is not covered by the calibration). BH-FDR within each
@@ -972,7 +981,7 @@ def change_vs_mood_subject_level(
             out.loc[index, "p_fdr"] = fdr_bh(out.loc[index, "p"].to_numpy(float))
     out["significant_fdr"] = out["p_fdr"] <= fdr_alpha
     out["y"] = outcome
-    out["population"] = "active sessions"
+    out["population"] = PER_SUBJECT_ACTIVE_REASON if _per_subject_mood(mood) else ALL_SESSIONS
     order = {"within": 0, "between": 1, "pooled": 2}
     out = out.sort_values(
         ["quantity", "stratum"],

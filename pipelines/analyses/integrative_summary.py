@@ -6,7 +6,9 @@ Statistics come from :mod:`pipelines.stats`. Every test returns tidy rows (:data
 
 Conventions
     *Unit of observation*: one subject-session (= subject × dose in the crossover). Peak-experience
-    questionnaires exist after active doses only, so every test involving a peak score uses active sessions.
+    questionnaires are given after placebo sessions too (as real trials do), so every test involving a peak
+    score uses every session with a score, placebo included; a study whose questionnaires exist only after
+    active doses runs the same tests on the active sessions (:func:`placebo_note` says so in one line).
     *Mood improvement* = baseline − time point (scale points; positive = better), from each session's own
     pre-infusion baseline, as in notebook 02 and ``truth.json``.
     *Entropy change* = plateau change from the pre-infusion baseline of ``entropy_measure`` over all
@@ -14,16 +16,18 @@ Conventions
     plateau change of occipital alpha power (dB); *suppression depth* = the minimum of the smoothed
     occipital alpha curve (dB, more negative = deeper; notebook 01's markers).
     *Cytokine change* = ln(24 h / baseline) per session; *inflamed* = the session's baseline CRP at or above
-    notebook 03's threshold; a subject's stratum is the common label of its active sessions.
+    notebook 03's threshold (notebook 03 takes it from a screening CRP when there is one); a subject's stratum
+    is the common label of its sessions (placebo included: the placebo-controlled contrast needs it).
     *Subject-level inference* (issue 11, docs/statistics.md): a subject contributes one session per dose,
-    so associations are split into a within-subject row (repeated-measures r across a subject's active
-    doses, subject-cluster bootstrap-t: the test), a between-subject row (r of subject means: the
+    so associations are split into a within-subject row (repeated-measures r across a subject's
+    sessions, subject-cluster bootstrap-t: the test), a between-subject row (r of subject means: the
     trait-level association) and a pooled row over all sessions (description only, no p), from
     :mod:`pipelines.stats`.
     *Crossover terms*: when the manifest declares the session order (``design.session_order_column``),
     every session carries its ``period`` (1..K), ``sequence`` and ``carryover_dose``
     (:attr:`pipelines.study.dataset.Study.session_order`); dose models (H4a) fit period, sequence and carry-over
-    where identified (:func:`pipelines.stats.crossover_dose_model`), the other models period; without
+    where identified (:func:`pipelines.stats.crossover_dose_model`), the other models period (H2b and
+    H3d as person-mean-centred period dummies); without
     the order, :func:`crossover_note` says in one line that they are not modelled.
     *Multiplicity*: ``p_fdr`` is Benjamini–Hochberg over the ``confirmatory`` rows of the hypothesis table
     (H1–H4); H5 (many predictors for 12 subjects) is ``exploratory``, with its own BH family; ``description``
@@ -48,8 +52,13 @@ from scipy import stats as sps
 from pipelines import stats
 from pipelines.core.errors import did_you_mean
 from pipelines.core.measures import SPATIOTEMPORAL_MEASURES  # across-channel: no per-channel entropy
-from pipelines.stats import within_between_correlation, within_subject_partial_correlation
+from pipelines.stats import (
+    stratum_by_treatment_interaction,
+    within_between_correlation,
+    within_subject_partial_correlation,
+)
 from pipelines.stats.crossover import CROSSOVER_NOT_MODELLED, crossover_dose_model
+from pipelines.stats.effects import within_between_effect
 from pipelines.study import derived
 
 __all__ = [
@@ -67,6 +76,7 @@ __all__ = [
     "join_subject_dose",
     "load_derived",
     "matrix_variables",
+    "placebo_note",
     "primary_text",
     "provenance_table",
     "subject_dose_table",
@@ -107,12 +117,12 @@ CONFIRMATORY_TESTS = {
     "H1a": "entropy change and peak intensity, within subjects, dose- and period-adjusted",
     "H1c": "entropy change and peak intensity, between subjects (dose-adjusted subject means)",
     "H2a": "peak experience and mood improvement, within subjects, given dose, baseline (and period)",
-    "H2b": "peak experience and mood improvement, mixed model",
+    "H2b": "peak experience and mood improvement, within-subject effect (points per SD), given dose, baseline, period",
     "H2c": "peak experience and mood improvement, between subjects",
-    "H3a": "cytokine fall in the inflamed stratum",
-    "H3b": "no cytokine change in the non-inflamed stratum",
-    "H3c": "inflamed minus non-inflamed cytokine change",
-    "H3d": "placebo-controlled active x inflamed interaction",
+    "H3a": "placebo-controlled cytokine fall in the inflamed stratum",
+    "H3b": "no placebo-controlled cytokine change in the non-inflamed stratum",
+    "H3c": "placebo-controlled stratum x treatment interaction (subject contrasts, Welch t)",
+    "H3d": "placebo-controlled stratum x treatment interaction, adjusted for the crossover period",
     "H4a": "alpha-suppression depth vs dose",
     "H4b": "titration endpoint = entropy-maximum dose",
     "H4c": "alpha deepens past the entropy maximum",
@@ -353,8 +363,9 @@ def join_subject_dose(
         first = first.join(at["response"].astype(float).rename(f"mood_response_{tp}"), on=KEYS)
     base = _merge(base, first, "mood_changes")
     base.insert(3, "mood_scale", str(scales[0]))
+    # Over every session (placebo included): the placebo-controlled contrast of H3 needs one label per subject.
     base["subject_stratum"] = (
-        base[SUBJECT].map(base[base["active"]].groupby(SUBJECT)["stratum"].agg(_subject_stratum)).fillna("unassigned")
+        base[SUBJECT].map(base.groupby(SUBJECT)["stratum"].agg(_subject_stratum)).fillna("unassigned")
     )
     if session_order is not None:
         order = _with_session(session_order)[[*KEYS, DOSE, "session_order", "period", "sequence", "carryover_dose"]]
@@ -555,8 +566,37 @@ def _period_terms(table: pd.DataFrame) -> list[str]:
     return ["period"] if has_order(table) and table["period"].nunique() > 1 else []
 
 
+def _with_period_dummies(data: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``data`` with 0/1 columns ``period_2`` … (period 1 the reference) when the order is known, and their names;
+    the routines that take numeric covariates person-mean centre them (the period terms of a crossover)."""
+    if not _period_terms(data):
+        return data, []
+    dummies = pd.get_dummies(data["period"].astype(int), prefix="period", drop_first=True, dtype=float)
+    return pd.concat([data, dummies], axis=1), list(dummies.columns)
+
+
+PEAK_POPULATION = "subject-sessions with a peak score (placebo included when rated)"
+# The one active-only analysis of this report, and why (printed in H4b's population).
+TITRATION_ACTIVE_ONLY = "active doses only: placebo cannot be a titration endpoint or an entropy-maximum dose"
+
+
+def placebo_note(table: pd.DataFrame, peak_score: str) -> str:
+    """One line: whether the peak tests include placebo sessions, or that placebo is missing and why."""
+    placebo = table[~table["active"]]
+    rated = int(placebo[peak_score].notna().sum()) if peak_score in table.columns else 0
+    if placebo.empty:
+        return "No placebo sessions in this design: the peak tests use the active sessions"
+    if rated:
+        return f"Placebo included: {rated} placebo session(s) with a peak score enter every test of a peak score"
+    return (
+        f"Placebo missing: the peak questionnaires exist only after active doses ({len(placebo)} placebo session(s) "
+        "without one), so the tests of a peak score (H1, H2, H5) use the active sessions only"
+    )
+
+
 def h1_entropy_tracks_peak(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
-    """H1 — the entropy increase tracks peak-experience intensity *beyond what dose explains* (active sessions).
+    """H1 — the entropy increase tracks peak-experience intensity *beyond what dose explains* (every session
+    with a peak score: placebo included when rated).
 
     Both entropy and the peak score move with dose, so a correlation across a subject's doses would only
     compare two dose curves (its sign follows their shapes: an inverted U against a saturating curve).
@@ -571,10 +611,10 @@ def h1_entropy_tracks_peak(table: pd.DataFrame, params: IntegrativeParameters) -
       of all subjects at that dose; with every subject at every dose this equals r of the raw subject
       means): do subjects whose entropy responds more also report more intense experiences — the component
       a shared trait (sensitivity to ketamine) produces (bootstrap-SE t(G−1)).
-    * **H1b pooled** — Pearson r of the raw values over active sessions: description only (no p)."""
+    * **H1b pooled** — Pearson r of the raw values over the sessions: description only (no p)."""
     peak = params.peak_score
-    active = table[table["active"]].dropna(subset=["entropy_change", peak]).copy()
-    pop = "active subject-sessions"
+    active = table.dropna(subset=["entropy_change", peak]).copy()  # placebo included when rated
+    pop = PEAK_POPULATION
     active["dose_level"] = active[DOSE].map(lambda d: f"{d:g}")
     adjust = ["dose_level", *_period_terms(active)]
     partial = within_subject_partial_correlation(
@@ -613,7 +653,7 @@ def h1_entropy_tracks_peak(table: pd.DataFrame, params: IntegrativeParameters) -
                 pooled,
                 hypothesis="H1",
                 test="H1b pooled (description)",
-                statement=f"Over all active sessions, entropy increase and peak intensity rise together ({what}); "
+                statement=f"Over all sessions, entropy increase and peak intensity rise together ({what}); "
                 "description only, not a test: it mixes the dose curves, H1a and H1c",
                 population=pop,
                 effect="r pooled (description)",
@@ -626,7 +666,7 @@ def h1_entropy_tracks_peak(table: pd.DataFrame, params: IntegrativeParameters) -
                 test="H1c between subjects, dose-adjusted",
                 statement=f"Subjects with larger entropy increases have more intense peak experiences "
                 f"(subject means of dose-adjusted values: each minus the mean at its dose; {what})",
-                population="subjects (means over their active sessions)",
+                population="subjects (means over their sessions with a peak score)",
                 effect="r between subjects",
                 direction="+",
             ),
@@ -634,19 +674,52 @@ def h1_entropy_tracks_peak(table: pd.DataFrame, params: IntegrativeParameters) -
     )
 
 
+def _h2b_within_effect(data: pd.DataFrame, params: IntegrativeParameters, scale: str, periods: list[str]) -> dict:
+    """H2b: the within part of the within/between decomposition, points of improvement per SD of the peak score
+    (``peak_z``), dose, baseline and period dummies person-mean centred; wild cluster bootstrap-t over subjects."""
+    peak, mood = params.peak_score, params.mood_column
+    data, dummies = _with_period_dummies(data)
+    effect = within_between_effect(
+        data,
+        mood,
+        "peak_z",
+        SUBJECT,
+        covariates=[DOSE, "mood_baseline", *dummies],
+        n_boot=params.n_boot,
+        seed=params.seed,
+    ).set_index("quantity")
+    return _inference_row(
+        effect.loc["within"],
+        hypothesis="H2",
+        test="H2b within-subject effect",
+        statement=f"{scale} improvement at {params.mood_timepoint} is larger in a subject's sessions with a "
+        f"more intense {_label(peak)} than that subject's average, at fixed dose and baseline severity"
+        f"{' and period' if periods else ''}",
+        population=PEAK_POPULATION,
+        method="within/between decomposition: OLS on person-mean-centred improvement, peak_z, dose, "
+        f"baseline{' and period dummies' if periods else ''} (subject fixed effects); wild cluster "
+        f"bootstrap-t over subjects ({params.n_boot} Webb draws); covariates used: "
+        f"{effect.loc['within', 'covariates']}",
+        effect=f"{scale} points per SD of {_label(peak)} (within subjects)",
+        direction="+",
+    )
+
+
 def h2_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
-    """H2 — peak experience predicts mood improvement at ``mood_timepoint`` beyond dose and baseline severity.
+    """H2 — peak experience predicts mood improvement at ``mood_timepoint`` beyond dose and baseline severity,
+    over every session with a peak score (placebo included when rated).
 
     H2a: within-subject partial correlation of the peak score with improvement given dose and the
     session's baseline severity (and the crossover period when the order is known;
     :func:`pipelines.stats.within_subject_partial_correlation`; all person-mean centred,
-    subject-cluster bootstrap). H2b: linear mixed model
-    ``improvement ~ peak_z + dose + baseline [+ C(period)] + (1 | subject)`` (REML, Wald CI); the estimate is the
-    improvement (scale points) per SD of the peak score at fixed dose and baseline (a random-intercept
-    Wald test: 9 % type-I in docs/statistics.md's calibration, read H2a first). H2c between subjects:
+    subject-cluster bootstrap). H2b: the within-subject effect in scale points,
+    ``improvement ~ peak_z + dose + baseline [+ period dummies]`` all person-mean centred (= subject fixed
+    effects; :func:`pipelines.stats.effects.within_between_effect`), wild cluster bootstrap-t over subjects:
+    points of improvement per SD of the peak score (SD over the sessions analysed) when a subject's session
+    is more intense than that subject's own average, at fixed dose, baseline and period. H2c between subjects:
     r of subject means (trait-level); H2d pooled r over sessions, description only."""
     peak, mood = params.peak_score, params.mood_column
-    data = table[table["active"]].dropna(subset=[peak, mood, "mood_baseline", DOSE]).copy()
+    data = table.dropna(subset=[peak, mood, "mood_baseline", DOSE]).copy()  # placebo included when rated
     data["peak_z"] = (data[peak] - data[peak].mean()) / data[peak].std(ddof=1)
     scale = str(table["mood_scale"].iloc[0]).upper()
     periods = _period_terms(data)
@@ -663,8 +736,6 @@ def h2_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) ->
     wb = within_between_correlation(data, peak, mood, SUBJECT, n_boot=params.n_boot, seed=params.seed).set_index(
         "quantity"
     )
-    period_term = " + C(period)" if periods else ""
-    fit = _mixed_model(data, f"{mood} ~ peak_z + {DOSE} + mood_baseline{period_term}")
     what = f"{_label(peak)} vs {scale} improvement at {params.mood_timepoint}"
     return pd.DataFrame(
         [
@@ -672,31 +743,20 @@ def h2_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) ->
                 partial,
                 hypothesis="H2",
                 test="H2a within-subject partial correlation",
-                statement=f"Across a subject's active doses, {_label(peak)} correlates with {scale} improvement "
+                statement=f"Across a subject's sessions, {_label(peak)} correlates with {scale} improvement "
                 f"at {params.mood_timepoint} after removing dose and baseline severity"
                 f"{' and period' if periods else ''} (covariates used: {partial['covariates_used']})",
-                population="active subject-sessions",
+                population=PEAK_POPULATION,
                 effect="partial r_rm",
                 direction="+",
             ),
-            _model_row(
-                fit,
-                "peak_z",
-                hypothesis="H2",
-                test="H2b mixed model",
-                statement=f"{scale} improvement at {params.mood_timepoint} rises with {_label(peak)} at fixed dose "
-                "and baseline severity",
-                population="active subject-sessions",
-                method=f"MixedLM REML: {mood} ~ peak_z + dose + baseline{period_term} + (1|subject), Wald 95% CI",
-                effect=f"{scale} points per SD of {_label(peak)}",
-                direction="+",
-            ),
+            _h2b_within_effect(data, params, scale, periods),
             _inference_row(
                 wb.loc["between"],
                 hypothesis="H2",
                 test="H2c between subjects",
                 statement=f"Subjects with more intense peak experiences improve more (subject means; {what})",
-                population="subjects (means over their active sessions)",
+                population="subjects (means over their sessions with a peak score)",
                 effect="r between subjects",
                 direction="+",
             ),
@@ -704,8 +764,8 @@ def h2_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) ->
                 wb.loc["pooled"],
                 hypothesis="H2",
                 test="H2d pooled (description)",
-                statement=f"Over all active sessions ({what}); description only, not a test",
-                population="active subject-sessions",
+                statement=f"Over all sessions ({what}); description only, not a test",
+                population=PEAK_POPULATION,
                 effect="r pooled (description)",
                 direction="+",
                 family="description",
@@ -714,81 +774,84 @@ def h2_peak_predicts_mood(table: pd.DataFrame, params: IntegrativeParameters) ->
     )
 
 
-def _subject_active_means(table: pd.DataFrame, column: str) -> pd.DataFrame:
-    active = table[table["active"]].dropna(subset=[column])
-    return active.groupby(SUBJECT).agg(value=(column, "mean"), stratum=("subject_stratum", "first")).reset_index()
+def _stratum_rows(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Sessions with a change and an assigned session stratum (notebook 03's acute-infection sessions are left
+    out), with ``inflamed_subject`` 0/1 from the subject's common label (NaN for discordant/unassigned) and
+    ``active_dose`` 0/1."""
+    data = table[table["stratum"].isin(["inflamed", "non-inflamed"])].dropna(subset=[column])
+    return data.assign(
+        inflamed_subject=data["subject_stratum"].map({"inflamed": 1.0, "non-inflamed": 0.0}),
+        active_dose=data["active"].astype(float),
+    )
 
 
 def h3_inflamed_stratum(table: pd.DataFrame, params: IntegrativeParameters, analytes=PRIMARY_ANALYTES) -> pd.DataFrame:
-    """H3 — the anti-inflammatory change appears only in the inflamed stratum (per analyte).
+    """H3 — the anti-inflammatory change appears only in the inflamed stratum (per analyte), placebo-controlled
+    and with the subject as the unit (:func:`pipelines.stats.stratum_by_treatment_interaction`).
 
-    Per subject, the mean ln(24 h/baseline) over active sessions. H3a/H3b: mean in the inflamed /
-    non-inflamed stratum (one-sample t, t CI; H3b is expected to include 0 — consistent with, not proof
-    of, no change). H3c: inflamed − non-inflamed difference (Welch t CI). H3d: placebo-controlled
-    interaction in a mixed model over every session, ``ln_change ~ active * inflamed [+ C(period)] +
-    (1 | subject)``: the extra change under ketamine in inflamed sessions (period when the order is known)."""
+    Per subject, dᵢ = mean ln(24 h/baseline) over its active sessions − the same over its placebo session(s)
+    (strata are the subject's label: a screening CRP when notebook 03 had one; the placebo contrast removes
+    the regression to the mean a baseline-defined stratum carries). H3a/H3b: mean d in the inflamed /
+    non-inflamed stratum (one-sample t over subjects; H3b is expected to include 0 — consistent with, not
+    proof of, no change). H3c: the interaction, inflamed − non-inflamed mean d (Welch t over subjects). H3d
+    (when the session order is known): the same interaction adjusted for the crossover period — dᵢ regressed on
+    stratum and the subject's period composition (which periods its placebo and active sessions fell in),
+    OLS with a per-stratum sandwich variance, Welch–Satterthwaite t (``period=`` of the same routine)."""
     rows = []
     for analyte in analytes:
         column = f"{analyte.lower()}_ln_change"
         if column not in table.columns:
             continue
-        means = _subject_active_means(table, column)
-        inflamed = means.loc[means["stratum"] == "inflamed", "value"]
-        other = means.loc[means["stratum"] == "non-inflamed", "value"]
-        pop = "subjects (mean over active sessions)"
-        for test, values, label, direction in (("H3a", inflamed, "inflamed", "-"), ("H3b", other, "non-inflamed", "0")):
-            mean, low, high, p, n = _mean_t(values)
+        data = _stratum_rows(table, column)
+        result = stratum_by_treatment_interaction(
+            data, column, "active", "inflamed_subject", SUBJECT, labels=("non-inflamed", "inflamed")
+        ).set_index("quantity")
+        pop = "subjects with active and placebo sessions (per-subject active − placebo ln change)"
+        for test, quantity, label, direction in (
+            ("H3a", "contrast_in_stratum_1", "inflamed", "-"),
+            ("H3b", "contrast_in_stratum_0", "non-inflamed", "0"),
+        ):
             rows.append(
-                _row(
-                    "H3",
-                    f"{test} {analyte} {label}",
-                    f"{analyte} falls after ketamine in the {label} stratum"
+                _inference_row(
+                    result.loc[quantity],
+                    hypothesis="H3",
+                    test=f"{test} {analyte} {label}",
+                    statement=f"{analyte} falls after ketamine relative to placebo in the {label} stratum"
                     if direction == "-"
-                    else f"{analyte} does not change after ketamine in the {label} stratum",
-                    f"{label} {pop}",
-                    "one-sample t, t 95% CI",
-                    "mean ln(24h/baseline)",
-                    n,
-                    n,
-                    mean,
-                    low,
-                    high,
-                    p,
-                    direction,
+                    else f"{analyte} does not change after ketamine relative to placebo in the {label} stratum",
+                    population=f"{label} {pop}",
+                    method="one-sample t over subjects of (mean active − mean placebo ln change), t 95% CI",
+                    effect="mean ln(24h/baseline), active − placebo",
+                    direction=direction,
                 )
             )
-        diff, low, high, p = _welch(inflamed, other)
         rows.append(
-            _row(
-                "H3",
-                f"H3c {analyte} difference",
-                f"{analyte} falls more in the inflamed than in the non-inflamed stratum",
-                pop,
-                "Welch t, 95% CI",
-                "difference in mean ln change (inflamed − non-inflamed)",
-                len(inflamed) + len(other),
-                len(inflamed) + len(other),
-                diff,
-                low,
-                high,
-                p,
-                "-",
+            _inference_row(
+                result.loc["interaction"],
+                hypothesis="H3",
+                test=f"H3c {analyte} interaction",
+                statement=f"{analyte} falls more after ketamine (relative to placebo) in the inflamed than in the "
+                "non-inflamed stratum",
+                population=pop,
+                method="Welch t over subjects of per-subject (active − placebo) ln change, inflamed − non-inflamed",
+                effect="difference in active − placebo ln change (inflamed − non-inflamed)",
+                direction="-",
             )
         )
-        data = table.dropna(subset=[column, "inflamed"]).assign(active_dose=lambda d: d["active"].astype(float))
-        period_term = " + C(period)" if _period_terms(data) else ""
-        fit = _mixed_model(data, f"{column} ~ active_dose * inflamed{period_term}")
+        if not has_order(data):
+            continue  # H3d is H3c adjusted for the crossover period; crossover_note says period is not modelled
+        adjusted = stratum_by_treatment_interaction(
+            data, column, "active", "inflamed_subject", SUBJECT, labels=("non-inflamed", "inflamed"), period="period"
+        ).set_index("quantity")
         rows.append(
-            _model_row(
-                fit,
-                "active_dose:inflamed",
+            _inference_row(
+                adjusted.loc["interaction"],
                 hypothesis="H3",
-                test=f"H3d {analyte} interaction",
-                statement=f"The ketamine-vs-placebo change in {analyte} is more negative in inflamed "
-                "sessions (active × inflamed)",
-                population="all subject-sessions (placebo included)",
-                method=f"MixedLM REML: {column} ~ active * inflamed{period_term} + (1|subject), Wald 95% CI",
-                effect="extra ln change (active × inflamed)",
+                test=f"H3d {analyte} interaction, period-adjusted",
+                statement=f"{analyte} falls more after ketamine (relative to placebo) in the inflamed than in the "
+                "non-inflamed stratum, adjusted for the crossover period of each subject's sessions",
+                population=pop,
+                effect="difference in active − placebo ln change (inflamed − non-inflamed), period-adjusted",
                 direction="-",
             )
         )
@@ -798,7 +861,8 @@ def h3_inflamed_stratum(table: pd.DataFrame, params: IntegrativeParameters, anal
 def titration_doses(table: pd.DataFrame) -> pd.DataFrame:
     """Per subject over active doses: ``entropy_max_dose`` (largest plateau entropy change),
     ``alpha_endpoint_dose`` (lowest dose at which notebook 01 detected sustained suppression below its
-    threshold; NaN if never), the depth at both and at the top dose."""
+    threshold; NaN if never), the depth at both and at the top dose. Active doses only, and only here: a
+    titration endpoint is a dose one would give, and no peak score is involved (:data:`TITRATION_ACTIVE_ONLY`)."""
     active = table[table["active"]].dropna(subset=["entropy_change"])
     rows = []
     top = active[DOSE].max()
@@ -896,7 +960,7 @@ def h4_alpha_depth_dose(table: pd.DataFrame, params: IntegrativeParameters) -> p
             "H4b titration endpoint = entropy maximum",
             "The lowest dose at which sustained alpha suppression is reached is the dose of maximal "
             f"entropy increase more often than chance (chance agreement from the marginals: {chance:.2f})",
-            "subjects who reached suppression at some active dose",
+            f"subjects who reached suppression at some active dose ({TITRATION_ACTIVE_ONLY})",
             f"permutation of entropy-maximum doses across subjects ({params.n_boot} permutations, "
             f"one-sided) vs chance agreement {chance:.2f} from the two marginal distributions; Wilson 95% CI",
             "proportion of subjects in agreement",
@@ -973,19 +1037,20 @@ def combined_predictors(table: pd.DataFrame, params: IntegrativeParameters) -> l
         "il6_ln_change",
         "inflamed",
     ]
-    return [c for c in wanted if c in table.columns and table.loc[table["active"], c].notna().any()]
+    return [c for c in wanted if c in table.columns and table[c].notna().any()]
 
 
 def combined_model(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
     """H5 — a combined model of mood improvement with predictors from every branch.
 
-    Every variable z-scored over the rows analysed (active sessions with complete data), then
+    Every variable z-scored over the rows analysed (every session with complete data, placebo included when
+    its peak score was rated), then
     ``improvement_z ~ Σ predictor_z + (1 | subject)`` (MixedLM REML, Wald 95 % CI): standardised
     coefficients. Columns also give the variance inflation factor of each predictor (collinearity) and
     the caveat: observations and subjects per predictor."""
     predictors = combined_predictors(table, params)
     mood = params.mood_column
-    data = table[table["active"]].dropna(subset=[mood, *predictors]).copy()
+    data = table.dropna(subset=[mood, *predictors]).copy()
     z = {c: f"z_{c}" for c in [mood, *predictors]}
     for column, name in z.items():
         sd = data[column].std(ddof=1)
@@ -1013,7 +1078,7 @@ def _combined_rows(model: pd.DataFrame, params: IntegrativeParameters, scale: st
                 f"H5 {r['predictor']}",
                 f"In the combined model, {_label(r['predictor'])} predicts {scale} improvement at "
                 f"{params.mood_timepoint} given every other branch",
-                "active subject-sessions with every predictor",
+                "subject-sessions with every predictor (placebo included when rated)",
                 "MixedLM REML on z-scores, random intercept per subject; "
                 f"{int(r['n_predictors'])} predictors, "
                 f"{r['obs_per_predictor']:.1f} observations and {r['subjects_per_predictor']:.1f} subjects "
@@ -1113,23 +1178,23 @@ def matrix_variables(table: pd.DataFrame, params: IntegrativeParameters) -> dict
         **{f"mood_improvement_{t}": "mood" for t in SHOWN_TIMEPOINTS},
         params.mood_column: "mood",
     }
-    return {v: b for v, b in variables.items() if v in table.columns and table.loc[table["active"], v].notna().any()}
+    return {v: b for v, b in variables.items() if v in table.columns and table[v].notna().any()}
 
 
 MATRIX_QUANTITIES = ("within", "between", "pooled")
 
 
 def correlation_matrix(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
-    """Every pair of :func:`matrix_variables` over active subject-sessions (pairwise complete), split by
-    :func:`pipelines.stats.within_between_correlation` into ``quantity`` rows: ``within`` (r_rm across
-    a subject's active doses; a shared response to dose shows up here), ``between`` (r of subject means:
+    """Every pair of :func:`matrix_variables` over every subject-session, placebo included (pairwise complete),
+    split by :func:`pipelines.stats.within_between_correlation` into ``quantity`` rows: ``within`` (r_rm across
+    a subject's doses; a shared response to dose shows up here), ``between`` (r of subject means:
     trait-level) and ``pooled`` (r over sessions, description only, p NaN). Subject-cluster bootstrap
     CIs (``n_boot``, ``seed``); BH-FDR over the unique pairs within each of ``within`` and ``between`` at
     ``fdr_alpha``. Columns: x, y, quantity, n (sessions), n_subjects, estimate, ci_low, ci_high, p,
     p_fdr, significant_fdr, method, x_branch, y_branch."""
     variables = matrix_variables(table, params)
     names = list(variables)
-    active = table[table["active"]]
+    active = table  # every session: placebo included wherever the variables are measured
     # A variable whose subject means are all equal (dose: every subject had every dose) has no
     # between-subject association; the routine would return r ≈ 0 from rounding noise, so it is set NaN.
     means = active.groupby(SUBJECT)[names].mean()
@@ -1137,7 +1202,9 @@ def correlation_matrix(table: pd.DataFrame, params: IntegrativeParameters) -> pd
     parts = []
     for i, x in enumerate(names[:-1]):
         for y in names[i + 1 :]:
-            rows = within_between_correlation(active, x, y, SUBJECT, n_boot=params.n_boot, seed=params.seed)
+            # exactly equal subject means (placebo + every dose) make the between r 0/0: set NaN below
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rows = within_between_correlation(active, x, y, SUBJECT, n_boot=params.n_boot, seed=params.seed)
             if x in constant or y in constant:
                 undefined = (rows["quantity"] == "between").to_numpy()
                 rows.loc[undefined, ["estimate", "ci_low", "ci_high", "p", "p_parametric"]] = np.nan
@@ -1242,7 +1309,7 @@ def summary_text(
     active = table[table["active"]]
     lines = [
         f"**Data.** {table[SUBJECT].nunique()} subjects × {table[DOSE].nunique()} doses "
-        f"({len(table)} subject-sessions, {len(active)} active); every test and its population is stated "
+        f"({len(table)} subject-sessions, {len(active)} active; {placebo_note(table, params.peak_score)}); every test and its population is stated "
         f"in the table above. The subject is the unit: associations are within-subject (across a subject's "
         f"doses) or between-subject (subject means) rows with subject-cluster bootstrap CIs; pooled "
         f"over-session correlations are description only. p_FDR is Benjamini–Hochberg over the "
@@ -1277,19 +1344,26 @@ def summary_text(
             f"{params.mood_timepoint}, within subjects and adjusting for dose and baseline severity: partial "
             f"r_rm = {_effect(h2a)} — {h2a['verdict']}"
             + (f"; between subjects (subject means) r = {_effect(h2c)} — {h2c['verdict']}" if h2c is not None else "")
-            + f"; random-intercept mixed model {_effect(h2b, 1)} {scale} points per SD — {h2b['verdict']}."
+            + f"; within-subject effect (subject fixed effects, wild cluster bootstrap) {_effect(h2b, 1)} {scale} "
+            f"points per SD — {h2b['verdict']}."
         )
     h3 = hypotheses[hypotheses["hypothesis"] == "H3"]
     parts = []
     for analyte in PRIMARY_ANALYTES:
-        a, b, c = (get(f"H3{k} {analyte}") for k in "abc")
+        a, b, c, d = (get(f"H3{k} {analyte}") for k in "abcd")
         if a is None:
             continue
         parts.append(
             f"{analyte}: inflamed {a['estimate']:+.2f} ln units (95% CI {a['ci_low']:.2f} to "
-            f"{a['ci_high']:.2f}, {np.expm1(a['estimate']):+.0%}, n = {a['n']}), non-inflamed "
-            f"{b['estimate']:+.2f} ({b['ci_low']:.2f} to {b['ci_high']:.2f}, n = {b['n']}), "
-            f"difference {c['estimate']:+.2f} ({c['ci_low']:.2f} to {c['ci_high']:.2f}, {stats.format_p(c['p'])})"
+            f"{a['ci_high']:.2f}, {np.expm1(a['estimate']):+.0%}, n = {a['n_subjects']} subjects), non-inflamed "
+            f"{b['estimate']:+.2f} ({b['ci_low']:.2f} to {b['ci_high']:.2f}, n = {b['n_subjects']}), "
+            f"interaction {c['estimate']:+.2f} ({c['ci_low']:.2f} to {c['ci_high']:.2f}, {stats.format_p(c['p'])})"
+            + (
+                f", period-adjusted {d['estimate']:+.2f} "
+                f"({d['ci_low']:.2f} to {d['ci_high']:.2f}, {stats.format_p(d['p'])})"
+                if d is not None
+                else ""
+            )
         )
     if parts:
         only = all(
@@ -1298,7 +1372,8 @@ def summary_text(
             for a in PRIMARY_ANALYTES
         )
         lines.append(
-            "**H3 (inflamed stratum).** Mean ln(24h/baseline) over active sessions — "
+            "**H3 (inflamed stratum, placebo-controlled).** Per subject, mean ln(24h/baseline) after ketamine minus "
+            "after placebo, averaged over the subjects of each stratum — "
             + "; ".join(parts)
             + (
                 ". The decrease appears in the inflamed stratum only (the non-inflamed CI includes 0, "
@@ -1339,7 +1414,7 @@ def summary_text(
         first = h5.iloc[0]
         ratio = first["n"] / len(h5)
         lines.append(
-            f"**H5 (combined model, exploratory — outside the confirmatory FDR family).** {len(h5)} standardised predictors from every branch on {first['n']} active "
+            f"**H5 (combined model, exploratory — outside the confirmatory FDR family).** {len(h5)} standardised predictors from every branch on {first['n']} "
             f"sessions of {first['n_subjects']} subjects ({ratio:.1f} observations and "
             f"{first['n_subjects'] / len(h5):.1f} subjects per predictor): "
             + (
@@ -1372,7 +1447,7 @@ def summary_text(
             )
 
         lines.append(
-            f"**Cross-branch correlations** (active sessions, split at the subject level). Within subjects "
+            f"**Cross-branch correlations** (every session, placebo included; split at the subject level). Within subjects "
             f"(across a subject's doses, so a shared response to dose shows up here): "
             f"{int(within['significant_fdr'].sum())} of {len(within)} between-branch pairs are significant at "
             f"FDR {params.fdr_alpha:g} (of {n_pairs} pairs in the family)"

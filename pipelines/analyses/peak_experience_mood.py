@@ -8,12 +8,16 @@ Scoring is :mod:`pipelines.phenotype.questionnaires`, outcomes :mod:`pipelines.p
 
 Conventions (one place each):
 
-- **Peak-experience tables** are one row per subject-session; questionnaires are collected after active
-  sessions only, so every analysis involving a peak score uses active (dose > 0) sessions.
+- **Peak-experience tables** are one row per subject-session. Real trials (and the default study) give the
+  questionnaires after placebo sessions too, so every analysis involving a peak score uses every session
+  with a questionnaire, placebo included (low scores, often at the floor). A study whose questionnaires exist
+  only after active doses still runs: :func:`placebo_note` says in one line that placebo is missing. One
+  documented exception (:data:`ACTIVE_ONLY_REASON`): with mood measured once per subject (one course), a
+  subject's peak score is the mean over their active sessions.
 - **Mood improvement** = baseline − time point (scale points; positive = better), the sign used by the
   default study's ``truth.json``. :mod:`pipelines.phenotype.mood`'s ``_change`` is its negative.
 - **The subject is the unit of inference** (issue 11; docs/statistics.md). A subject contributes one
-  session per active dose, so every peak↔mood *conclusion* comes from :func:`subject_level_correlations`
+  session per dose, so every peak↔mood *conclusion* comes from :func:`subject_level_correlations`
   (:mod:`pipelines.stats`): the within-subject row is the test, the between-subject row (subject
   means) the trait-level association, the pooled over-all-sessions r a labelled description only. The
   per-time-point tables of :func:`peak_vs_mood_correlations` (sessions treated as independent rows) are
@@ -60,6 +64,7 @@ __all__ = [
     "outcome_rate_table",
     "peak_by_dose",
     "peak_vs_mood_correlations",
+    "placebo_note",
     "session_periods",
     "subject_level_correlations",
     "summary_text",
@@ -89,6 +94,11 @@ MISSING_RULES = ("none", "prorate")
 ANALYSES = ("bivariate", "partial", "repeated_measures")
 KEYS = ["participant_id", "session_id"]
 DOSE = "dose_mg_per_kg"
+# The one place a peak analysis keeps active sessions only, and why (printed by the report).
+ACTIVE_ONLY_REASON = (
+    "mood is one course per subject, so a subject's peak score is the mean over their active sessions: a "
+    "placebo session's rating is not part of the ketamine course whose outcome is measured"
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,14 +553,16 @@ def mood_trajectory_table(outcomes: pd.DataFrame, score: str, timepoint_order: S
 
 
 def analysis_table(scores: ScoreSet, outcomes: pd.DataFrame, timepoints: Sequence[str]) -> pd.DataFrame:
-    """Peak scores next to mood outcomes: one row per active subject-session with a peak questionnaire
-    and per post-baseline time point in ``timepoints`` (the population of every peak-vs-mood analysis).
+    """Peak scores next to mood outcomes: one row per subject-session with a peak questionnaire (placebo
+    included when it was rated) and per post-baseline time point in ``timepoints`` (the population of every
+    peak-vs-mood analysis). With mood per subject, one row per subject: :data:`ACTIVE_ONLY_REASON`.
     """
     peak_scores = _require_peak(scores)
     post = outcomes[outcomes["timepoint"].isin(timepoints)]
     if scores.mood_unit == "subject":
         # Mood is one course per person: each subject counts once per time point, with the mean of their
-        # active sessions' peak scores (never one row per session, which would count the outcome twice).
+        # active sessions' peak scores (never one row per session, which would count the outcome twice;
+        # placebo left out for ACTIVE_ONLY_REASON).
         active = scores.peak[scores.peak[DOSE] > 0]
         peak = active.groupby("participant_id", as_index=False).agg(
             **{c: (c, "mean") for c in [*peak_scores, DOSE]}, n_peak_sessions=("session_id", "count")
@@ -560,7 +572,6 @@ def analysis_table(scores: ScoreSet, outcomes: pd.DataFrame, timepoints: Sequenc
     else:
         peak = scores.peak[[*KEYS, *peak_scores]]
         data = peak.merge(post, on=KEYS, how="inner", validate="one_to_many")
-        data = data[data[DOSE] > 0]
     data["_order"] = _timepoint_order(data["timepoint"], timepoints).codes
     data = data.sort_values(["_order", *KEYS]).drop(columns="_order").reset_index(drop=True)
     return data
@@ -608,7 +619,7 @@ def peak_vs_mood_correlations(
 ) -> pd.DataFrame:
     """Every peak score against ``outcome`` at every time point, three ways (``analysis``):
 
-    - ``bivariate``: Spearman or Pearson ``method`` over active subject-sessions, seeded bootstrap
+    - ``bivariate``: Spearman or Pearson ``method`` over the subject-sessions of ``data``, seeded bootstrap
       percentile CI (``n_boot`` resamples, ``seed``).
     - ``partial``: the same, controlling for dose and baseline severity (``baseline_column``; pingouin
       ``partial_corr`` semantics, ranks of all variables for Spearman).
@@ -720,37 +731,55 @@ def dose_effect_on_peak(
     peak_scores: Sequence[str] | None = None,
     fdr_alpha: float = 0.05,
     periods: pd.DataFrame | None = None,
+    *,
+    n_boot: int = 499,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Linear dose effect on each peak score: ``score ~ dose_mg_per_kg [+ C(period)] + (1 | subject)``
-    (MixedLM, REML, active sessions), one row per score with the slope per mg/kg, Wald CI, p and BH-FDR
-    across scores. ``periods`` (:func:`session_periods`): the crossover period enters as a categorical
-    term; without it ``crossover_note`` says that period is not modelled.
+    """Linear dose effect on each peak score over every session with a questionnaire (placebo included when
+    rated): :func:`pipelines.stats.crossover.crossover_dose_model` — random intercept and random dose slope
+    per subject (fallback reported), subject-cluster bootstrap-t CI and p (``n_boot``, ``seed``; calibrated as
+    ``crossover_dose_model`` in ``make calibrate``) — one row per score with the slope per mg/kg and BH-FDR across
+    scores. ``periods`` (:func:`session_periods`): period, sequence and carry-over from the recorded order where
+    identified; without it ``crossover_note`` says that the crossover is not modelled. ``se`` is the bootstrap SE
+    and ``z`` the estimate over it.
 
     A linear slope summarises a saturating (Emax-like) dose response; the per-dose means are in
     :func:`peak_by_dose`.
     """
-    import warnings
-
-    from pipelines.stats.crossover import CROSSOVER_NOT_MODELLED
+    from pipelines.stats.crossover import crossover_dose_model
 
     peak_scores = list(peak_scores or _require_peak(scores))
-    data, categorical = _with_periods(scores.peak[scores.peak[DOSE] > 0], periods)
-    if data[DOSE].nunique() < 2:  # one active dose (open label): no dose effect to estimate
+    data, categorical = _with_periods(scores.peak, periods)
+    if data[DOSE].nunique() < 2:  # one dose (open label): no dose effect to estimate
         return pd.DataFrame(columns=DOSE_EFFECT_COLUMNS)
-    period_term = " + C(period)" if categorical and data["period"].nunique() > 1 else ""
-    note = "period (crossover order) as a categorical term" if period_term else CROSSOVER_NOT_MODELLED
     rows = []
     for score in peak_scores:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # boundary fits (zero subject variance) are reported below
-            fit = stats.mixed_model(data, f"{score} ~ {DOSE}{period_term}", groups="participant_id")
-        row = fit[fit["term"] == DOSE].iloc[0].to_dict()
-        row["score"] = score
-        rows.append(row)
+        fit = crossover_dose_model(
+            data, score, DOSE, "participant_id", "period" if categorical else None, n_boot=n_boot, seed=seed
+        )
+        row = fit[fit["term"] == DOSE].iloc[0]
+        rows.append(
+            {
+                "score": score,
+                "term": DOSE,
+                "estimate": row["estimate"],
+                "se": row["se_boot"],
+                "ci_low": row["ci_low"],
+                "ci_high": row["ci_high"],
+                "z": row["estimate"] / row["se_boot"] if row["se_boot"] > 0 else np.nan,
+                "p": row["p"],
+                "n": row["n_obs"],
+                "n_groups": row["n_subjects"],
+                "method": f"{row['method']}; {row['random_effects']}"
+                + ("" if row["fallback_reason"] == "none" else f" (fallback: {row['fallback_reason']})"),
+                "formula": row["formula"],
+                "converged": bool(row["converged"]),
+                "crossover_note": row["crossover_note"],
+            }
+        )
     table = pd.DataFrame(rows)
     table["p_fdr"] = stats.fdr_bh(table["p"].to_numpy(dtype=float))
     table["significant_fdr"] = table["p_fdr"] <= fdr_alpha
-    table["crossover_note"] = note
     return table[DOSE_EFFECT_COLUMNS]
 
 
@@ -768,13 +797,13 @@ def longitudinal_model(
 ) -> pd.DataFrame:
     """Mixed model of mood over time: ``outcome ~ time × dose × peak [+ period] + (1 | subject)`` (statsmodels).
 
-    Fitted on active subject-sessions at the post-baseline ``timepoints`` (peak questionnaires exist
-    only after active doses). Time is categorical; the model is written in its cell-means form —
+    Fitted on the subject-sessions of ``data`` (every session with a peak questionnaire, placebo included
+    when rated) at the post-baseline ``timepoints``. Time is categorical; the model is written in its cell-means form —
     ``0 + C(timepoint) + C(timepoint):dose_c + C(timepoint):peak_z + C(timepoint):dose_c:peak_z`` — the
     same fit as the full three-way interaction, with every coefficient readable on its own:
     ``intercept`` = mean improvement at that time point (average dose, average peak), ``dose`` =
     points per mg/kg at average peak, ``peak`` = points per SD of the peak score at average dose,
-    ``dose × peak`` = their interaction. ``dose_c`` is dose centred on the active sessions' mean,
+    ``dose × peak`` = their interaction. ``dose_c`` is dose centred on the mean of the rows used,
     ``peak_z`` the peak score standardised over the rows used. Random intercept per subject (sessions
     of a subject are not modelled separately). Columns: timepoint, effect, estimate, se, ci_low,
     ci_high, z, p, n, n_groups, method, formula, converged, plus the centring constants. With
@@ -845,11 +874,10 @@ def _repeated(data: pd.DataFrame) -> bool:
 def not_applicable(scores: ScoreSet, data: pd.DataFrame) -> dict[str, str]:
     """Analysis -> the one-line reason it does not apply to this study (absent when it applies)."""
     reasons = {}
-    active = scores.peak[scores.peak[DOSE] > 0]
-    doses = sorted(active[DOSE].dropna().unique())
+    doses = sorted(scores.peak[DOSE].dropna().unique())
     if len(doses) < 2:
         reasons["dose_effect"] = (
-            f"one active dose ({', '.join(_dose(d) for d in doses) or 'none'}): no dose "
+            f"one dose with peak questionnaires ({', '.join(_dose(d) for d in doses) or 'none'}): no dose "
             "effect on the peak experience can be estimated"
         )
     if scores.mood_unit == "subject":
@@ -862,10 +890,35 @@ def not_applicable(scores: ScoreSet, data: pd.DataFrame) -> dict[str, str]:
         reasons["within"] = "one peak-experience session per subject: within-subject correlations do not apply"
     if "within" in reasons or len(doses) < 2:
         reasons["mediation"] = (
-            "the within-subject mediation dose → peak → mood needs two or more active doses "
-            "within each subject and mood per session: " + reasons.get("within", reasons.get("dose_effect", ""))
+            "the within-subject mediation dose → peak → mood needs two or more doses with peak "
+            "questionnaires within each subject and mood per session: "
+            + reasons.get("within", reasons.get("dose_effect", ""))
         )
     return reasons
+
+
+def placebo_note(scores: ScoreSet, doses: pd.DataFrame | None = None) -> str:
+    """One line: whether the peak analyses include placebo sessions, or why they cannot.
+
+    ``doses`` (:func:`session_doses`): every session of the study, to tell "no placebo in this design" from
+    "placebo sessions without a peak questionnaire"."""
+    peak = scores.peak
+    n_placebo_rated = int((peak[DOSE] == 0).sum())
+    n_placebo = int((doses[DOSE] == 0).sum()) if doses is not None else n_placebo_rated
+    if scores.mood_unit == "subject":
+        return f"Placebo not in the peak↔mood analyses: {ACTIVE_ONLY_REASON}"
+    if n_placebo_rated:
+        return (
+            f"Placebo included: {n_placebo_rated} placebo session(s) with a peak questionnaire enter every peak "
+            f"analysis (dose effect, correlations, mediation) beside {int((peak[DOSE] > 0).sum())} active ones"
+        )
+    if n_placebo:
+        return (
+            f"Placebo missing: the peak questionnaires exist only after active doses ({n_placebo} placebo "
+            "session(s) without one), so the peak analyses cover active sessions only and the dose contrast "
+            "starts at the lowest active dose"
+        )
+    return "No placebo sessions in this design: the peak analyses cover the active sessions"
 
 
 def session_periods(study: Study) -> pd.DataFrame | None:
@@ -905,7 +958,7 @@ SUBJECT_LEVEL_COLUMNS = [
     "seed",
 ]
 ROLES = {
-    "within": "test: within-subject (across a subject's active doses)",
+    "within": "test: within-subject (across a subject's sessions with a peak questionnaire)",
     "within_partial": "adjusted test: within-subject partial",
     "between": "trait-level: between subjects (subject means)",
     "pooled": "description only: pooled over sessions, no inference",
@@ -928,7 +981,7 @@ def subject_level_correlations(
     """Every peak score against ``outcome`` at every time point at the subject level (issue 11).
 
     Per score × time point, four rows (``quantity``): ``within`` (repeated-measures r over a subject's
-    active sessions, subject-cluster bootstrap-t: the test), ``within_partial`` (the same given the
+    sessions in ``data``, subject-cluster bootstrap-t: the test), ``within_partial`` (the same given the
     person-mean-centred ``covariates`` — dose, baseline severity — and ``period`` when ``periods`` gives
     it), ``between`` (r of subject means: the trait-level association) and ``pooled`` (r over all rows,
     description only, p NaN); :func:`pipelines.stats.within_between_correlation` and
@@ -995,7 +1048,10 @@ def mediation_dose_peak_mood(
 ) -> pd.DataFrame:
     """Within-subject mediation dose → peak experience → mood improvement at one time point.
 
-    :func:`pipelines.stats.within_subject_mediation` on the active sessions: person-mean-centred
+    :func:`pipelines.stats.within_subject_mediation` on every session with a peak questionnaire (placebo
+    included when rated: the dose contrast then starts at 0 mg/kg). Every path, the total effect c and the
+    indirect effect a·b are estimated on the same rows (complete in dose, peak, improvement and the
+    covariates), so c = c′ + a·b holds exactly (OLS on the same centred design); person-mean-centred
     dose, peak, improvement (and ``covariates``, ``period`` when ``periods`` gives it), paths a, b, c′,
     c by subject-cluster bootstrap-SE t(G−1), the indirect effect a·b by the subject-bootstrap percentile
     interval (subjects, not sessions, are resampled). ``path`` is a, b, c, c_prime, indirect (as
@@ -1028,6 +1084,12 @@ def mediation_dose_peak_mood(
     table = table.sort_values("path", key=lambda p: p.map(order)).reset_index(drop=True)
     total = float(table.loc[table["path"] == "c", "estimate"].iloc[0])
     indirect = float(table.loc[table["path"] == "indirect", "estimate"].iloc[0])
+    direct = float(table.loc[table["path"] == "c_prime", "estimate"].iloc[0])
+    # Same rows, same centred design: c = c' + a*b up to rounding; anything else means the rows differ.
+    gap = total - (direct + indirect)
+    if not abs(gap) <= 1e-8 * max(1.0, abs(total), abs(direct), abs(indirect)):
+        raise AssertionError(f"mediation: total {total} != direct {direct} + indirect {indirect} (rows differ)")
+    table["n_placebo_sessions"] = int((part.dropna(subset=[peak_score, outcome])[DOSE] == 0).sum())
     table["proportion_mediated"] = np.where(
         table["path"] == "indirect", indirect / total if total != 0 else np.nan, np.nan
     )
@@ -1141,7 +1203,7 @@ def _subject_level_paragraph(table: pd.DataFrame, params: AnalysisParameters) ->
     if "within" in at.index and test == "within":
         w = at.loc["within"]
         text += (
-            f"At {tp}, across a subject's active doses, more {_label(primary)} went with more "
+            f"At {tp}, across a subject's sessions, more {_label(primary)} went with more "
             f"{mood_label} improvement: within-subject r_rm = {w['estimate']:.2f} (95 % CI "
             f"{w['ci_low']:.2f} to {w['ci_high']:.2f}, {stats.format_p(w['p'])}, "
             f"{stats.format_p(w['p_fdr'], 'FDR-adjusted p')} in the {w['family']} family; "
@@ -1210,11 +1272,14 @@ def summary_text(
 
     n_subjects = n_participants = scores.peak["participant_id"].nunique()
     n_sessions = int((scores.peak[DOSE] > 0).sum())
+    n_placebo = int((scores.peak[DOSE] == 0).sum())
     present = scores.report[scores.report["present"]]
     touched = int(present["n_prorated"].sum())
     left = int(present["n_missing_scores"].sum())
     text = (
-        f"**Data.** {n_subjects} participants, {n_sessions} active dose sessions with "
+        f"**Data.** {n_subjects} participants, {n_sessions} active dose sessions"
+        + (f" and {n_placebo} placebo sessions" if n_placebo else " (no placebo session)")
+        + " with "
         f"peak-experience scores ({', '.join(SCALE_LABELS[s] for s in params.scales if s not in scores.absent)}); "
         f"{SCALE_LABELS[params.mood_scale]} at {', '.join(params.timepoints)} against {params.baseline}. "
         f"Missing items (rule: {params.missing_items}"
@@ -1236,7 +1301,7 @@ def summary_text(
         n_sig = int(dose_effects["significant_fdr"].sum())
         lines.append(
             f"**Dose and peak experience.** {_label(primary)} rose from {lo['mean']:.2f} at "
-            f"{_dose(lo[DOSE])} to {hi['mean']:.2f} at {_dose(hi[DOSE])} (mixed-model slope "
+            f"{_dose(lo[DOSE])} to {hi['mean']:.2f} at {_dose(hi[DOSE])} (random-slope mixed-model slope "
             f"{row['estimate']:.2f} per mg/kg, 95 % CI {row['ci_low']:.2f} to {row['ci_high']:.2f}, "
             f"{stats.format_p(row['p'])}); {n_sig} of {len(dose_effects)} peak scores increased with dose "
             f"after FDR."
@@ -1336,16 +1401,27 @@ def summary_text(
         ind, c = m.loc["indirect"], m.loc["c"]
         lines.append(
             f"**Within-subject mediation at {mediation_table['timepoint'].iloc[0]}** (dose → {_label(primary)} → "
-            f"improvement, person-mean-centred, {int(ind['n_subjects'])} subjects resampled): indirect effect "
+            f"improvement, person-mean-centred, {int(ind['n_subjects'])} subjects resampled, "
+            f"{int(ind['n'])} sessions"
+            + (f" incl. {int(ind['n_placebo_sessions'])} placebo" if ind.get("n_placebo_sessions", 0) else "")
+            + "; every path on the same rows, total = direct + indirect): indirect effect "
             f"{ind['estimate']:.1f} points per mg/kg (subject-bootstrap 95 % CI "
             f"{ind['ci_low']:.1f} to {ind['ci_high']:.1f}, {stats.format_p(ind['p'])}) of a total {c['estimate']:.1f} "
             f"(95 % CI {c['ci_low']:.1f} to {c['ci_high']:.1f}); direct effect "
             f"{m.loc['c_prime', 'estimate']:.1f} (95 % CI {m.loc['c_prime', 'ci_low']:.1f} to "
             f"{m.loc['c_prime', 'ci_high']:.1f})"
             + (
-                f"; {100 * ind['proportion_mediated']:.0f} % of the total effect was mediated."
-                if c["ci_low"] > 0 or c["ci_high"] < 0
-                else "; the total effect's CI includes 0, so no proportion mediated is given."
+                "; the total effect's CI includes 0, so no proportion mediated is given."
+                if not (c["ci_low"] > 0 or c["ci_high"] < 0)
+                else f"; indirect / total = {100 * ind['proportion_mediated']:.0f} %, not a share: the direct effect "
+                "points the other way"
+                + (
+                    " (its CI includes 0)."
+                    if m.loc["c_prime", "ci_low"] <= 0 <= m.loc["c_prime", "ci_high"]
+                    else " (inconsistent mediation)."
+                )
+                if not 0 <= ind["proportion_mediated"] <= 1
+                else f"; {100 * ind['proportion_mediated']:.0f} % of the total effect was mediated."
             )
         )
 

@@ -454,5 +454,5 @@ def mood_scatter(data: pd.DataFrame, analytes: Sequence[str], mood_column: str, 
         hv.Layout(panels)
         .cols(cols)
         .opts(shared_axes=False)
-        .opts(title=f"Cytokine change vs {mood_column} (active sessions)")
+        .opts(title=f"Cytokine change vs {mood_column} (every session, placebo included)")
     )

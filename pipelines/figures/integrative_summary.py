@@ -30,10 +30,10 @@ def _hv():
 
 
 def relation_by_dose(table: pd.DataFrame, x: str, y: str, title: str = ""):
-    """Active subject-sessions: ``y`` against ``x``, coloured by dose, one grey line per subject
+    """Subject-sessions with both values (placebo included when measured): ``y`` against ``x``, coloured by dose, one grey line per subject
     (the within-subject path across doses that a repeated-measures correlation reads)."""
     hv = _hv()
-    data = table[table["active"]].dropna(subset=[x, y]).sort_values([SUBJECT, DOSE])
+    data = table.dropna(subset=[x, y]).sort_values([SUBJECT, DOSE])
     paths = [hv.Curve(group, x, y).opts(color="#bbbbbb", line_width=1) for _, group in data.groupby(SUBJECT)]
     points = [
         hv.Scatter(
@@ -52,11 +52,12 @@ def relation_by_dose(table: pd.DataFrame, x: str, y: str, title: str = ""):
 
 
 def subject_means_scatter(table: pd.DataFrame, x: str, y: str, title: str = ""):
-    """Each subject's mean over active doses of ``x`` and ``y`` (the between-subject view)."""
+    """Each subject's mean over the sessions with both values (placebo included when measured; the
+    between-subject view, as H1c and H2c compute it)."""
     hv = _hv()
-    means = table[table["active"]].groupby(SUBJECT)[[x, y]].mean().reset_index()
+    means = table.dropna(subset=[x, y]).groupby(SUBJECT)[[x, y]].mean().reset_index()
     return hv.Scatter(means, kdims=[x], vdims=[y, SUBJECT]).opts(
-        title=title or "Subject means over active doses",
+        title=title or "Subject means over their sessions",
         xlabel=_label(x),
         ylabel=_label(y),
         size=9,
@@ -68,11 +69,11 @@ def subject_means_scatter(table: pd.DataFrame, x: str, y: str, title: str = ""):
 
 
 def dose_adjusted_within(table: pd.DataFrame, x: str, y: str, title: str = ""):
-    """The within-subject, dose-adjusted view (H1a): for active sessions, ``x`` and ``y`` each minus the mean
+    """The within-subject, dose-adjusted view (H1a): for every session with both values, ``x`` and ``y`` each minus the mean
     of all subjects at that dose, then minus the subject's own mean of that — what is left once the dose
     curve and the subject's level are removed (the period is not removed here; H1a's r also adjusts it)."""
     hv = _hv()
-    data = table[table["active"]].dropna(subset=[x, y]).copy()
+    data = table.dropna(subset=[x, y]).copy()
     for column in (x, y):
         adjusted = data[column] - data.groupby(DOSE)[column].transform("mean")
         data[f"{column}_within"] = adjusted - adjusted.groupby(data[SUBJECT]).transform("mean")

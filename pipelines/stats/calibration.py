@@ -39,7 +39,7 @@ from .association import within_between_correlation, within_subject_partial_corr
 from .crossover import crossover_dose_model
 from .crp_simulation import StrataDesign, simulate_crp_crossover
 from .dose_models import dose_response_mixed, two_lines_test
-from .effects import within_between_effect
+from .effects import within_between_effect, within_moderation
 from .groups import ancova_difference, binary_difference
 from .interaction import stratum_by_treatment_interaction, welch_t
 from .mediation import within_subject_mediation
@@ -268,6 +268,7 @@ class WindowDesign:
     effect: float = 0.0
     trait_sd: float = 4.0
     noise_sd: float = 3.0
+    moderation: float = 0.0  # extra timing effect per mg/kg above the mean dose (within-subject moderation)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -280,8 +281,71 @@ def simulate_window(design: WindowDesign, rng: np.random.Generator) -> pd.DataFr
     inside = (rng.random(subject.size) < p_inside[subject]).astype(float)
     dose = np.tile([0.25, 0.5, 1.0, 0.5], int(np.ceil(design.n_infusions / 4)))[: design.n_infusions]
     dose = np.tile(dose, design.n_subjects)
-    y = trait[subject] + design.effect * inside + 3 * dose + rng.normal(0, design.noise_sd, subject.size)
+    y = (
+        trait[subject]
+        + design.effect * inside
+        + design.moderation * inside * (dose - dose.mean())
+        + 3 * dose
+        + rng.normal(0, design.noise_sd, subject.size)
+    )
     return pd.DataFrame({"subject": subject, "inside": inside, "dose": dose, "y": y})
+
+
+def _period_dummies(data: pd.DataFrame, column: str = "period") -> tuple[pd.DataFrame, list[str]]:
+    dummies = pd.get_dummies(data[column].astype(int), prefix="p", drop_first=True, dtype=float)
+    return pd.concat([data, dummies], axis=1), list(dummies.columns)
+
+
+def _peak_mood_within_effect(data, seed, n_boot):
+    # Report 04's H2b: within-subject effect of the peak score on mood (points per unit), given dose and period
+    # dummies, every session (placebo included), wild cluster bootstrap-t.
+    data, dummies = _period_dummies(data)
+    return _quantity(
+        within_between_effect(data, "mood", "peak", "subject", covariates=["dose", *dummies], n_boot=n_boot, seed=seed),
+        "within",
+    )
+
+
+def _strata_contrast(quantity: str) -> Callable:
+    def run(data, seed, n_boot):  # report 04's H3a / H3b: placebo-controlled change within one stratum
+        return _quantity(
+            stratum_by_treatment_interaction(data, "ln_change", "treated", "inflamed", "subject"), quantity
+        )
+
+    return run
+
+
+# A period effect on the ln change (the crossover terms H3d adjusts for), planted in the CRP studies below.
+CRP_PERIOD_EFFECT = (0.0, 0.10, 0.15, 0.20)
+
+
+def _with_crossover_periods(data: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """A random session order per subject (period 1..k) and the planted period effect on the ln change."""
+    rng = np.random.default_rng([seed, 4_242])
+    k = int(data.groupby("subject").size().max())
+    order = np.concatenate([rng.permutation(k) + 1 for _ in range(data["subject"].nunique())])
+    effect = np.resize(np.asarray(CRP_PERIOD_EFFECT), k)[order - 1]
+    return data.assign(period=order, ln_change=data["ln_change"] + effect, treated_f=data["treated"].astype(float))
+
+
+def _strata_interaction_period(data, seed, n_boot):
+    # Report 04's H3d: the placebo-controlled interaction with the crossover period's effects removed first.
+    data = _with_crossover_periods(data, seed)
+    return _quantity(
+        stratum_by_treatment_interaction(data, "ln_change", "treated", "inflamed", "subject", period="period"),
+        "interaction",
+    )
+
+
+def _strata_interaction_ignoring_period(data, seed, n_boot):
+    # The same studies (period effect planted) analysed without the period: what H3c does.
+    return _strata_interaction(_with_crossover_periods(data, seed), seed, n_boot)
+
+
+def _window_moderation(data, seed, n_boot):
+    # Report 06's moderation: timing effect × a session-level moderator (here dose), within subjects.
+    row = within_moderation(data, "y", "inside", "dose", "subject", n_boot=n_boot, seed=seed).iloc[0]
+    return row["estimate"], row["ci_low"], row["ci_high"], row["p"], bool(row["p"] < ALPHA)
 
 
 def _window_within(data, seed, n_boot):
@@ -454,6 +518,93 @@ def cases() -> list[Case]:
             0.0,
             3.0,
             simulate_window,
+        ),
+        Case(
+            "within_between_effect[within, peak -> mood, crossover]",
+            "within_between_effect",
+            "within",
+            False,
+            replace(d, mood_dose_sd=1.0),
+            replace(d, mood_dose_sd=1.0, within_b=0.3),
+            "report 04 H2b: one trait drives peak and mood, random dose slopes on peak (SD 1) and mood (SD 1), "
+            "period effect; no within-subject effect; dose and period dummies adjusted",
+            "within-subject effect of peak on mood b = 0.3",
+            _peak_mood_within_effect,
+            0.0,
+            0.3,
+        ),
+        Case(
+            "stratum_by_treatment_interaction[contrast in inflamed]",
+            "stratum_by_treatment_interaction",
+            "contrast_in_stratum_1",
+            False,
+            STRATA,
+            replace(STRATA, effect_log=-0.35),
+            "report 04 H3a: no treatment effect; strata from a screening CRP; placebo-controlled change in the "
+            "inflamed stratum",
+            "ln change -0.35 after active doses in truly inflamed subjects",
+            _strata_contrast("contrast_in_stratum_1"),
+            0.0,
+            "population",
+            simulate_crp_crossover,
+        ),
+        Case(
+            "stratum_by_treatment_interaction[contrast in non-inflamed]",
+            "stratum_by_treatment_interaction",
+            "contrast_in_stratum_0",
+            False,
+            STRATA,
+            replace(STRATA, effect_log=-0.35),
+            "report 04 H3b: as [contrast in inflamed], the non-inflamed stratum",
+            "as [contrast in inflamed] (the true value is the share of misclassified inflamed subjects' change)",
+            _strata_contrast("contrast_in_stratum_0"),
+            0.0,
+            "population",
+            simulate_crp_crossover,
+        ),
+        Case(
+            "stratum_by_treatment_interaction[screening, period]",
+            "stratum_by_treatment_interaction",
+            "interaction",
+            False,
+            STRATA,
+            replace(STRATA, effect_log=-0.35),
+            "report 04 H3d: no treatment effect, screening strata, random session order with a period effect on "
+            f"the ln change {CRP_PERIOD_EFFECT}; period effects (subject fixed effects) removed first",
+            "ln change -0.35 after active doses in truly inflamed subjects",
+            _strata_interaction_period,
+            0.0,
+            "population",
+            simulate_crp_crossover,
+        ),
+        Case(
+            "within_moderation[timing x dose]",
+            "within_moderation",
+            "inside × dose",
+            False,
+            WindowDesign(effect=3.0),
+            WindowDesign(effect=3.0, moderation=6.0),
+            "report 06: a timing effect of 3 points that does not depend on dose; confounded booking as "
+            "within_between_effect[within]",
+            "timing effect larger by 6 points per mg/kg",
+            _window_moderation,
+            0.0,
+            6.0,
+            simulate_window,
+        ),
+        Case(
+            "stratum_by_treatment_interaction[screening, period ignored]",
+            "stratum_by_treatment_interaction",
+            "interaction",
+            False,
+            STRATA,
+            replace(STRATA, effect_log=-0.35),
+            "report 04 H3c: as [screening, period], analysed without the period (random orders: unbiased, noisier)",
+            "as [screening, period]",
+            _strata_interaction_ignoring_period,
+            0.0,
+            "population",
+            simulate_crp_crossover,
         ),
         # Reference rows: the analyses issue 11 found uncalibrated.
         Case(

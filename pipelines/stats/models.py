@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
 
@@ -13,7 +14,9 @@ def mixed_model(data: pd.DataFrame, formula: str, groups: str, reml: bool = True
     Rows with NaN in any column named in the formula or in ``groups`` are dropped. Fitted by REML
     (``reml=False`` for ML, to compare fixed-effect structures by likelihood). CI: Wald, normal
     quantile, at level ``ci``; p: Wald z. One row per fixed effect: term, estimate, se, ci_low,
-    ci_high, z, p, n, n_groups, method, formula, converged.
+    ci_high, z, p, n, n_groups, method, formula, converged. When the default optimiser (BFGS) does not converge,
+    Nelder-Mead then Powell are tried; one is kept only if it converged to at least the same likelihood, and
+    ``method`` names it (``converged`` stays False otherwise: never silenced).
     """
     import statsmodels.formula.api as smf  # heavy import kept out of module import
 
@@ -22,7 +25,15 @@ def mixed_model(data: pd.DataFrame, formula: str, groups: str, reml: bool = True
     named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", formula)) & set(data.columns)
     used = data[sorted(named | {groups})].dropna()
     model = smf.mixedlm(formula, used, groups=used[groups])
-    fit = model.fit(reml=reml)
+    fit, optimizer = model.fit(reml=reml), "bfgs"
+    if not fit.converged:
+        # Fallback optimisers (reported in ``method``): gradient methods can stall near a zero subject variance
+        # that derivative-free ones pass; a retry counts only if it converged to a likelihood at least as high.
+        for method in ("nm", "powell"):
+            retry = model.fit(reml=reml, method=method)
+            if retry.converged and np.isfinite(retry.llf) and retry.llf >= fit.llf - 1e-9:
+                fit, optimizer = retry, f"{method} (bfgs did not converge)"
+                break
     fixed = fit.fe_params.index
     interval = fit.conf_int(alpha=1 - ci).loc[fixed]
     table = pd.DataFrame(
@@ -38,7 +49,9 @@ def mixed_model(data: pd.DataFrame, formula: str, groups: str, reml: bool = True
     )
     table["n"] = int(fit.nobs)
     table["n_groups"] = int(used[groups].nunique())
-    table["method"] = f"MixedLM {'REML' if reml else 'ML'}, random intercept per {groups}, Wald {100 * ci:g}% CI"
+    table["method"] = f"MixedLM {'REML' if reml else 'ML'}, random intercept per {groups}, Wald {100 * ci:g}% CI" + (
+        "" if optimizer == "bfgs" else f", optimizer {optimizer}"
+    )
     table["formula"] = formula
     table["converged"] = bool(fit.converged)
     return table

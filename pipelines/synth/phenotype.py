@@ -14,11 +14,14 @@ The generative model, in order:
 
    ``ketamine_sensitivity`` is a standard-normal subject trait shared with the EEG generator, so that EEG
    entropy change and peak experience share a subject factor.
-2. **MEQ30** (0-5 integers, active sessions only): item ``k`` of subscale ``S`` is
+2. **MEQ30** (0-5 integers, after every session, placebo included, as real trials administer it; with
+   ``questionnaires_after_placebo=False`` after active sessions only): item ``k`` of subscale ``S`` is
    ``round(5 * (w_S * lambda_k * I + u_S) + e_k)`` clipped to 0-5, with fixed item loadings ``lambda_k``
    (a property of the questionnaire, not of the sample), a subject-session subscale deviation ``u_S`` and
-   item noise ``e_k``. All four subscales (Barrett et al. 2015 lists) load strongly on ``I``.
-3. **5D-ASC** (0-100 visual analogue, one decimal, active sessions only): item ``k`` of dimension ``D`` is
+   item noise ``e_k``. All four subscales (Barrett et al. 2015 lists) load strongly on ``I``. Under placebo
+   ``I`` is low (about 0.12 at an average trait), so placebo scores are low but not zero, with floor effects
+   (many items 0) for low-trait subjects.
+3. **5D-ASC** (0-100 visual analogue, one decimal, the same sessions as MEQ30): item ``k`` of dimension ``D`` is
    ``100 * (w_D * lambda_k * I + v_D * g(d) + u_D) + e_k`` clipped to 0-100. OBN loads strongly on ``I``;
    DED (anxious ego dissolution) and AUA weakly; VRS moderately; VIR (vigilance reduction) mostly on dose.
 4. **MADRS** (10 items, 0-6) at baseline, 4h, 24h, 7d, 14d of every session. Baseline severity is that of
@@ -155,6 +158,8 @@ class PeakExperienceParameters:
     )
     asc5d_dimension_sd: float = 0.05
     asc5d_item_noise_sd: float = 10.0  # on the 0-100 scale
+    # Real trials give the peak questionnaires after placebo sessions too (blinding); False = active sessions only
+    questionnaires_after_placebo: bool = True
 
 
 @dataclass(frozen=True)
@@ -358,16 +363,18 @@ def _correlations(x: np.ndarray, improvement: np.ndarray, timepoints) -> dict:
 
 @lru_cache(maxsize=8)
 def _expected_mood_correlations(
-    params: PhenotypeParameters, active_doses: tuple[float, ...], with_periods: bool = False
+    params: PhenotypeParameters, active_doses: tuple[float, ...], with_periods: bool = False, with_placebo: bool = False
 ) -> dict:
-    """Population correlations of peak measures with MADRS improvement over active subject-sessions
-    (each virtual subject has one session per active dose), by Monte Carlo with a fixed seed. With
-    ``with_periods`` each virtual subject's active sessions take the periods they have in Williams sequence
-    i mod n of all k doses, placebo included (k = active doses + 1), so the period effect is in the expectation."""
+    """Population correlations of peak measures with MADRS improvement over the subject-sessions with peak
+    questionnaires (each virtual subject has one session per active dose, and a placebo session with
+    ``with_placebo``), by Monte Carlo with a fixed seed. With ``with_periods`` each virtual subject's sessions take
+    the periods they have in Williams sequence i mod n of all k doses, placebo included (k = active doses + 1), so
+    the period effect is in the expectation."""
     rng = np.random.default_rng(params.monte_carlo_seed)
     n_subj = params.monte_carlo_subjects
-    dose = np.tile(np.asarray(active_doses, dtype=float), n_subj)
-    subject_index = np.repeat(np.arange(n_subj), len(active_doses))
+    rated = ((0.0,) if with_placebo else ()) + tuple(active_doses)
+    dose = np.tile(np.asarray(rated, dtype=float), n_subj)
+    subject_index = np.repeat(np.arange(n_subj), len(rated))
     sensitivity = rng.standard_normal(n_subj)[subject_index]
     intensity = _peak_intensity(dose, sensitivity, rng, params.peak)
     meq = _meq30_items(intensity, rng, params.peak).astype(float)
@@ -377,7 +384,8 @@ def _expected_mood_correlations(
         from pipelines.stats.crossover import williams_sequences
 
         k = len(active_doses) + 1  # placebo is dose index 0, active doses 1..k-1
-        position = np.array([[seq.index(j) + 1 for j in range(1, k)] for seq in williams_sequences(k)])
+        first = 0 if with_placebo else 1
+        position = np.array([[seq.index(j) + 1 for j in range(first, k)] for seq in williams_sequences(k)])
         period = position[np.arange(n_subj) % len(position)].ravel()
     items = _madrs_items(_madrs_totals(intensity, dose, subject_index, rng, params.mood, period), rng, params.mood)
     totals = items.sum(axis=2).astype(float)
@@ -495,16 +503,18 @@ def _by_dose(values: np.ndarray, doses: np.ndarray) -> dict[str, float]:
 
 
 def _questionnaires(design: pd.DataFrame, traits: pd.Series, seed: int, p: PeakExperienceParameters):
-    """Latent intensity for every subject-session; MEQ30 and 5D-ASC tables for the active ones."""
+    """Latent intensity for every subject-session; MEQ30 and 5D-ASC tables for every session (or the active ones
+    when ``p.questionnaires_after_placebo`` is False)."""
     dose = design["dose_mg_per_kg"].to_numpy()
     sensitivity = traits.loc[design["participant_id"]].to_numpy()
     intensity = _peak_intensity(dose, sensitivity, _stream(seed, "peak_intensity"), p)
-    active = dose > 0
+    # The sessions after which the peak questionnaires were filled in (every session, or active ones only).
+    rated = np.ones(len(dose), dtype=bool) if p.questionnaires_after_placebo else dose > 0
     keys = design[["participant_id", "session_id"]]
-    meq_values = _meq30_items(intensity[active], _stream(seed, "meq30"), p)
-    asc_values = _asc5d_items(intensity[active], dose[active], _stream(seed, "asc5d"), p)
-    meq = _item_frame(keys[active], MEQ30_COLUMNS, meq_values, "Int64")
-    asc = _item_frame(keys[active], ASC5D_COLUMNS, asc_values, "float64")
+    meq_values = _meq30_items(intensity[rated], _stream(seed, "meq30"), p)
+    asc_values = _asc5d_items(intensity[rated], dose[rated], _stream(seed, "asc5d"), p)
+    meq = _item_frame(keys[rated], MEQ30_COLUMNS, meq_values, "Int64")
+    asc = _item_frame(keys[rated], ASC5D_COLUMNS, asc_values, "float64")
     missing = _plant_missing_items(meq, asc, _stream(seed, "missing_items"))
 
     # Realised scores from the tables as written (items may be missing: means of available items).
@@ -529,17 +539,19 @@ def _questionnaires(design: pd.DataFrame, traits: pd.Series, seed: int, p: PeakE
         "meq30_item_loadings": {c: float(v) for c, v in zip(MEQ30_COLUMNS, MEQ30_ITEM_LOADINGS)},
         "asc5d_item_loadings": {c: float(v) for c, v in zip(ASC5D_COLUMNS, ASC5D_ITEM_LOADINGS)},
         "realised_mean_scores_by_dose": {
-            "meq30_total": _by_dose(np.nanmean(meq_float, axis=1), dose[active]),
+            "meq30_total": _by_dose(np.nanmean(meq_float, axis=1), dose[rated]),
             **{
-                f"meq30_{s}": _by_dose(_subscale_mean(meq_float, MEQ30_SUBSCALES[s]), dose[active])
+                f"meq30_{s}": _by_dose(_subscale_mean(meq_float, MEQ30_SUBSCALES[s]), dose[rated])
                 for s in MEQ30_SUBSCALES
             },
             **{
-                f"asc5d_{d.lower()}": _by_dose(_subscale_mean(asc_float, ASC5D_DIMENSIONS[d]), dose[active])
+                f"asc5d_{d.lower()}": _by_dose(_subscale_mean(asc_float, ASC5D_DIMENSIONS[d]), dose[rated])
                 for d in ASC5D_DIMENSIONS
             },
         },
-        "questionnaires_collected": "active sessions only (dose > 0)",
+        "questionnaires_collected": (
+            "every session, placebo included" if p.questionnaires_after_placebo else "active sessions only (dose > 0)"
+        ),
         "subject_sessions": [
             {"participant_id": pid, "session_id": sid, "dose_mg_per_kg": float(d), "peak_intensity": _r6(i)}
             for pid, sid, d, i in zip(design["participant_id"], design["session_id"], dose, intensity)
@@ -584,24 +596,27 @@ def _mood(
     )
     madrs = _item_frame(madrs_keys, MADRS_COLUMNS, items.reshape(-1, N_MADRS), "Int64")
 
-    # meq and asc rows are the active design rows, in design order.
+    # meq and asc rows are every design row or the active ones, in design order: the correlations in truth are
+    # over those rated sessions (their population, as the Monte-Carlo expectation's).
     meq_float = meq[MEQ30_COLUMNS].astype("float64").to_numpy()
     asc_float = asc[ASC5D_COLUMNS].to_numpy()
+    rated = np.ones(len(design), dtype=bool) if len(meq) == len(design) else active
+    with_placebo = bool((rated & ~active).any())
     madrs_total = items.sum(axis=2).astype(float)
-    improvement = (madrs_total[:, :1] - madrs_total[:, 1:])[active]
+    improvement = (madrs_total[:, :1] - madrs_total[:, 1:])[rated]
     tps = m.timepoints
     realised = (
         {
-            "peak_intensity": _correlations(intensity[active], improvement, tps),
+            "peak_intensity": _correlations(intensity[rated], improvement, tps),
             "meq30_total": _correlations(np.nanmean(meq_float, axis=1), improvement, tps),
             "meq30_mystical": _correlations(_subscale_mean(meq_float, MEQ30_SUBSCALES["mystical"]), improvement, tps),
             "asc5d_obn": _correlations(_subscale_mean(asc_float, ASC5D_DIMENSIONS["OBN"]), improvement, tps),
         }
-        if active.sum() > 2
+        if rated.sum() > 2
         else {}
     )
     active_doses = tuple(float(d) for d in np.unique(dose[active]))
-    expected = _expected_mood_correlations(params, active_doses, has_order) if active_doses else {}
+    expected = _expected_mood_correlations(params, active_doses, has_order, with_placebo) if active_doses else {}
     truth = {
         "model": "improvement_t = placebo_t + period_p + h_t * (dose_slope * dose + peak_slope * I) + noise_t; "
         "madrs_total_t = baseline - improvement_t, spread over 10 items (0-6)",
@@ -633,7 +648,11 @@ def _mood(
         },
         "noise_sd": m.noise_sd,
         "noise_time_correlation": m.noise_time_correlation,
-        "correlation_population": "active subject-sessions (dose > 0), one per subject and active dose",
+        "correlation_population": (
+            "every subject-session with peak questionnaires, placebo included: one per subject and dose"
+            if with_placebo
+            else "active subject-sessions (dose > 0), one per subject and active dose"
+        ),
         "expected_correlation_with_improvement": expected,
         "realised_correlation_with_improvement": realised,
         "realised_mean_improvement_by_dose": {

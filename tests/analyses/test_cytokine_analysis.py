@@ -235,7 +235,9 @@ def test_change_vs_mood_uses_the_shared_correlation(run):
         row = run.correlations[(run.correlations["stratum"] == stratum) & (run.correlations["analyte"] == "IL6")].iloc[
             0
         ]
-        assert row["n"] == len(il6) == (36 if stratum == "all" else 15)
+        # every session, placebo included (cytokines and mood are measured after placebo too)
+        assert row["n"] == len(il6) == (48 if stratum == "all" else 20)
+        assert row["population"] == ca.ALL_SESSIONS
         assert row["estimate"] == pytest.approx(sstats.spearmanr(il6["ln_change"], il6[column]).statistic)
 
 
@@ -248,8 +250,9 @@ def test_change_vs_mood_subject_level_rows(run):
     )
     il6 = data[data["analyte"] == "IL6"]
     at = sl[(sl["analyte"] == "IL6") & (sl["stratum"] == "all")].set_index("quantity")
-    # The subject is the unit: 12 subjects, not 36 sessions.
-    assert (at["n_subjects"] == 12).all() and (at["n"] == 36).all()
+    # The subject is the unit: 12 subjects, not 48 sessions (placebo included).
+    assert (at["n_subjects"] == 12).all() and (at["n"] == 48).all() and (il6["dose_mg_per_kg"] == 0).sum() == 12
+    assert (at["population"] == ca.ALL_SESSIONS).all()
     rm = pg.rm_corr(il6, x="ln_change", y="madrs_total_change", subject="participant_id")
     assert at.loc["within", "estimate"] == pytest.approx(rm["r"].iloc[0], abs=1e-10)
     means = il6.groupby("participant_id")[["ln_change", "madrs_total_change"]].mean()

@@ -156,6 +156,74 @@ def test_interaction_equals_welch_on_per_subject_contrasts_and_ols_between_subje
         )
 
 
+def _crossover_with_period_effect(seed: int, interaction: float) -> pd.DataFrame:
+    """12 subjects × (placebo + 3 active); the inflamed subjects mostly had placebo first and the others mostly
+    last (an unbalanced order, yet every placebo period occurs in both strata, so the period terms are identified),
+    and a strong period effect on the change (0, 0.3, 0.6, 0.9)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(12):
+        inflamed = float(i < 6)
+        placebo_period = [1, 1, 1, 2, 3, 4][i] if inflamed else [4, 4, 4, 3, 2, 1][i - 6]
+        others = [p for p in (1, 2, 3, 4) if p != placebo_period]
+        trait = rng.normal(0, 0.3)
+        for session in range(4):
+            period = placebo_period if session == 0 else others[session - 1]
+            y = trait + 0.3 * (period - 1) + interaction * inflamed * (session > 0) + rng.normal(0, 0.1)
+            rows.append((f"s{i:02d}", session > 0, inflamed, period, y))
+    return pd.DataFrame(rows, columns=["subject", "treated", "stratum", "period", "y"])
+
+
+def test_period_option_removes_a_period_effect_an_unbalanced_order_turns_into_an_interaction():
+    # No interaction planted: ignoring the period "finds" one (the inflamed subjects' placebo sat in early periods,
+    # so their active sessions carry more of the period effect); the period-adjusted interaction does not.
+    null = _crossover_with_period_effect(1, 0.0)
+    plain = stratum_by_treatment_interaction(null, "y", "treated", "stratum", "subject")
+    adjusted = stratum_by_treatment_interaction(null, "y", "treated", "stratum", "subject", period="period")
+    adjusted = adjusted.set_index("quantity")
+    # expected bias of the plain contrast: the inflamed subjects' active sessions sit ~0.5 period later on average
+    plain = plain.set_index("quantity")
+    assert plain.loc["interaction", "estimate"] > 0.25
+    assert abs(adjusted.loc["interaction", "estimate"]) < 0.1
+    assert adjusted.loc["interaction", "ci_low"] <= 0 <= adjusted.loc["interaction", "ci_high"]
+    width = (adjusted["ci_high"] - adjusted["ci_low"]) / (plain["ci_high"] - plain["ci_low"])
+    assert width.loc["interaction"] < 0.5  # the period no longer inflates the spread of the contrasts
+    assert (adjusted["period_terms"] == 3).all() and "period composition" in adjusted.loc["interaction", "method"]
+    assert adjusted.loc["contrast_in_stratum_1", "ci_low"] <= 0 <= adjusted.loc["contrast_in_stratum_1", "ci_high"]
+    # A planted interaction of -0.5 is recovered.
+    planted = stratum_by_treatment_interaction(
+        _crossover_with_period_effect(2, -0.5), "y", "treated", "stratum", "subject", period="period"
+    ).set_index("quantity")
+    row = planted.loc["interaction"]
+    assert row["ci_low"] <= -0.5 <= row["ci_high"] and row["ci_high"] < 0
+    # The point estimate is OLS over subjects of the contrasts on stratum and the placebo's period (which spans
+    # the same space as the period composition when each subject has one placebo session).
+    per = null.groupby(["subject", "treated"])["y"].mean().unstack()
+    d = per[True] - per[False]
+    first = null[~null["treated"]].set_index("subject")["period"]
+    x = pd.get_dummies(first.reindex(d.index), prefix="p", dtype=float).iloc[:, 1:]
+    s = null.groupby("subject")["stratum"].first().reindex(d.index)
+    import statsmodels.api as sm
+
+    ols = sm.OLS(d.to_numpy(), np.column_stack([s, 1 - s, x - x.mean()])).fit()
+    assert adjusted.loc["interaction", "estimate"] == pytest.approx(ols.params[0] - ols.params[1], abs=1e-12)
+    assert adjusted.loc["contrast_in_stratum_1", "estimate"] == pytest.approx(ols.params[0], abs=1e-12)
+
+
+def test_period_option_without_identified_period_terms_keeps_the_welch_rows_and_says_so():
+    # Every subject had placebo in period 1: the period composition is the same for all, nothing to adjust.
+    rng = np.random.default_rng(4)
+    rows = [(f"s{i}", k > 0, float(i < 5), k + 1, rng.normal() + 0.2 * k) for i in range(10) for k in range(4)]
+    df = pd.DataFrame(rows, columns=["subject", "treated", "stratum", "period", "y"])
+    plain = stratum_by_treatment_interaction(df, "y", "treated", "stratum", "subject")
+    same = stratum_by_treatment_interaction(df, "y", "treated", "stratum", "subject", period="period")
+    pd.testing.assert_frame_equal(
+        plain.drop(columns=["period_terms", "method"]), same.drop(columns=["period_terms", "method"])
+    )
+    assert (same["period_terms"] == 0).all()
+    assert "period composition not identified" in same.set_index("quantity").loc["interaction", "method"]
+
+
 # --------------------------------------------------------------- regression to the mean, by simulation
 def _null_studies(design: StrataDesign, n: int, seed: int):
     for i in range(n):

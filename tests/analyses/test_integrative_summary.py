@@ -92,9 +92,10 @@ def test_one_row_per_subject_and_dose(table, default_study):
     assert not table.duplicated(["participant_id", "session"]).any()
     assert not table["session"].str.startswith("ses-").any()  # labels normalised
     assert (table.groupby("participant_id")["dose_mg_per_kg"].nunique() == len(design.doses_mg_per_kg)).all()
-    # Peak questionnaires exist after active doses only; every other branch covers every session.
-    assert table.loc[~table["active"], "meq30_total"].isna().all()
-    assert table.loc[table["active"], "meq30_total"].notna().all()
+    # Peak questionnaires follow every session, placebo included (low scores); every branch covers every session.
+    assert table["meq30_total"].notna().all()
+    assert table.loc[~table["active"], "meq30_total"].mean() < table.loc[table["active"], "meq30_total"].min() + 1
+    assert integrative.placebo_note(table, "meq30_total").startswith("Placebo included: 12 placebo session(s)")
     for column in [
         "alpha_suppression_depth_db",
         "entropy_change",
@@ -136,10 +137,11 @@ def test_dose_disagreement_between_branches_is_refused(default_study, params):
 def test_h2_peak_predicts_mood_beyond_dose_and_baseline(table, hypotheses, default_truth):
     assert default_truth["mood"]["peak_slope_per_unit_intensity"]["24h"] > 0  # what is planted
     within = _row(hypotheses, "H2a")
-    # H2a is now the within-subject partial correlation: 12 subjects are the unit, not 36 sessions.
+    # H2a is now the within-subject partial correlation: 12 subjects are the unit, not 48 sessions (placebo
+    # included: its questionnaires are rated too).
     assert within["family"] == "confirmatory" and within["effect"] == "partial r_rm"
-    assert within["n_subjects"] == 12 and within["n"] == 36
-    # Positive as planted. With 12 subjects × 3 active sessions and dose, baseline and 3 period terms removed
+    assert within["n_subjects"] == 12 and within["n"] == 48
+    # Positive as planted. With 12 subjects × 4 sessions and dose, baseline and 3 period terms removed
     # within subjects, its interval is wide (the period effect the generator plants costs those degrees of
     # freedom), so significance is not asserted: the report says what the data support.
     assert within["estimate"] > 0.2, within.to_dict()
@@ -147,7 +149,7 @@ def test_h2_peak_predicts_mood_beyond_dose_and_baseline(table, hypotheses, defau
     # It equals the partial r of peak in OLS improvement ~ peak + dose + baseline + subject fixed effects.
     import statsmodels.formula.api as smf
 
-    data = table[table["active"]].dropna(subset=["meq30_total", "mood_improvement_24h", "mood_baseline"])
+    data = table.dropna(subset=["meq30_total", "mood_improvement_24h", "mood_baseline"])
     # The crossover period (from the recorded session order) is one of the adjusters.
     assert integrative.has_order(table) and "period" in within["statement"]
     fit = smf.ols(
@@ -156,8 +158,19 @@ def test_h2_peak_predicts_mood_beyond_dose_and_baseline(table, hypotheses, defau
     t = fit.tvalues["meq30_total"]
     assert within["estimate"] == pytest.approx(t / np.sqrt(t * t + fit.df_resid), abs=1e-8)
     h2b = _row(hypotheses, "H2b")
+    # H2b: the within-subject effect in MADRS points per SD of the peak score = the peak_z coefficient of OLS with
+    # subject fixed effects and period (the within part of the within/between decomposition), wild cluster
+    # bootstrap-t over the 12 subjects: positive as planted.
+    z = (data["meq30_total"] - data["meq30_total"].mean()) / data["meq30_total"].std(ddof=1)
+    fe = smf.ols(
+        "mood_improvement_24h ~ z + dose_mg_per_kg + mood_baseline + C(period) + C(participant_id)", data.assign(z=z)
+    ).fit()
+    assert h2b["estimate"] == pytest.approx(fe.params["z"], rel=1e-8)
+    assert h2b["n_subjects"] == 12 and h2b["n"] == 48 and "wild cluster bootstrap-t" in h2b["method"]
+    assert "period" in h2b["method"] and h2b["estimate"] > 0
+    assert "MixedLM" not in h2b["method"]  # no random-intercept Wald test left in H2
     # The verdict is BH-FDR across the confirmatory family (H1-H4), so it also depends on the other rows.
-    assert h2b["ci_low"] > 0 and h2b["verdict"] == ("supports" if h2b["p_fdr"] <= 0.05 else "not supported")
+    assert h2b["verdict"] == ("supports" if h2b["p_fdr"] <= 0.05 else "not supported")
     between = _row(hypotheses, "H2c")
     assert between["family"] == "confirmatory" and between["effect"] == "r between subjects"
     pooled = _row(hypotheses, "H2d")
@@ -178,17 +191,75 @@ def test_h3_decrease_only_in_inflamed_stratum(table, params, hypotheses, default
     )
     true_table = table.assign(stratum=truly, subject_stratum=truly, inflamed=(truly == "inflamed").astype(float))
     rows = integrative.h3_inflamed_stratum(true_table, params).set_index("test")
-    inflamed, other, diff, inter = (_row(rows, f"H3{k} {analyte}") for k in "abcd")
-    assert inflamed["ci_high"] < 0
+    inflamed, other, inter, within_inter = (_row(rows, f"H3{k} {analyte}") for k in "abcd")
+    column = f"{analyte.lower()}_ln_change"
+    change = planted["inflamed"]["active"][analyte]
+    # Placebo-controlled, the subject as the unit: per subject, mean active − placebo ln change.
+    assert inflamed["ci_high"] < 0 and inflamed["ci_low"] <= change <= inflamed["ci_high"]
     assert other["ci_low"] <= 0 <= other["ci_high"]
-    assert diff["ci_high"] < 0
+    n_inflamed = len(default_truth["cytokines"]["inflamed_subjects"])
+    assert inflamed["n_subjects"] == n_inflamed and other["n_subjects"] == 12 - n_inflamed
+    # H3c, the interaction, equals Welch's t over the per-subject contrasts computed here.
+    from scipy import stats as sps
+
+    per = true_table.groupby(["participant_id", "active"])[column].mean().unstack("active")
+    contrast = per[True] - per[False]
+    is_inflamed = contrast.index.isin(default_truth["cytokines"]["inflamed_subjects"])
+    welch = sps.ttest_ind(contrast[is_inflamed], contrast[~is_inflamed], equal_var=False)
+    assert inter["estimate"] == pytest.approx(contrast[is_inflamed].mean() - contrast[~is_inflamed].mean(), abs=1e-12)
+    assert inter["p"] == pytest.approx(welch.pvalue, rel=1e-8)
     # The placebo-controlled interaction covers the planted change; CRP's within-subject draw noise (realistic
     # hs-CRP variation) leaves its 5-subject interaction CI wide, IL-6's excludes 0.
-    change = planted["inflamed"]["active"][analyte]
     assert inter["estimate"] < 0 and inter["ci_low"] <= change <= inter["ci_high"]
     assert inter["ci_high"] < 0 or analyte == "CRP"
+    # H3d: the same interaction adjusted for the crossover period (each subject's period composition), from the
+    # routine's period option; it covers the planted change as H3c does.
+    assert "period composition" in within_inter["method"] and within_inter["n_subjects"] == 12
+    reference = integrative.stratum_by_treatment_interaction(
+        true_table.assign(s=(true_table["stratum"] == "inflamed").astype(float)),
+        column,
+        "active",
+        "s",
+        "participant_id",
+        period="period",
+    ).set_index("quantity")
+    assert within_inter["estimate"] == pytest.approx(reference.loc["interaction", "estimate"], abs=1e-12)
+    assert within_inter["ci_low"] <= change <= within_inter["ci_high"]
+    assert within_inter["ci_high"] < 0 or analyte == "CRP"
     # Recovered within a generous band of the planted inflamed change.
-    assert abs(inflamed["estimate"] - planted["inflamed"]["active"][analyte]) < 0.3
+    assert abs(inflamed["estimate"] - change) < 0.3
+    assert "MixedLM" not in " ".join(rows["method"])  # no random-intercept Wald test left in H3
+
+
+def test_h3_null_strata_with_no_planted_change_are_not_significant(params):
+    """No treatment effect and strata unrelated to the change: H3a-H3d find nothing (a planted null), and a
+    planted interaction is found by H3c and H3d (a planted effect)."""
+    rng = np.random.default_rng(11)
+    subjects = np.repeat([f"sub-{i:02d}" for i in range(1, 13)], 4)
+    dose = np.tile([0.0, 0.25, 0.5, 1.0], 12)
+    inflamed = np.repeat(np.arange(12) < 5, 4)
+    period = np.concatenate([rng.permutation(4) + 1 for _ in range(12)])
+    trait = np.repeat(rng.normal(0, 0.3, 12), 4)
+    base = pd.DataFrame(
+        {
+            "participant_id": subjects,
+            "dose_mg_per_kg": dose,
+            "active": dose > 0,
+            "period": period,
+            "stratum": np.where(inflamed, "inflamed", "non-inflamed"),
+            "subject_stratum": np.where(inflamed, "inflamed", "non-inflamed"),
+        }
+    )
+    noise = trait + rng.normal(0, 0.1, len(base))
+    null = integrative.h3_inflamed_stratum(base.assign(il6_ln_change=noise), params, ["IL6"]).set_index("test")
+    for k in "abcd":
+        row = _row(null, f"H3{k}")
+        assert row["ci_low"] <= 0 <= row["ci_high"] and row["p"] > 0.05, row.to_dict()
+    planted = base.assign(il6_ln_change=noise - 0.5 * (inflamed & (dose > 0)))
+    effect = integrative.h3_inflamed_stratum(planted, params, ["IL6"]).set_index("test")
+    for k in "acd":
+        row = _row(effect, f"H3{k}")
+        assert row["ci_low"] <= -0.5 <= row["ci_high"] and row["ci_high"] < 0, row.to_dict()
 
 
 def test_h1_is_dose_adjusted_within_and_between_subjects(table, params, hypotheses, default_truth):
@@ -198,7 +269,7 @@ def test_h1_is_dose_adjusted_within_and_between_subjects(table, params, hypothes
     import statsmodels.formula.api as smf
 
     trait = pd.Series(default_truth["subjects"]["ketamine_sensitivity"])
-    active = table[table["active"]]
+    active = table  # every session has a peak score (placebo included)
     means = active.groupby("participant_id")[["entropy_change", "meq30_total"]].mean()
     means["trait"] = trait.reindex(means.index)
     assert means.corr(method="spearman").loc["trait", "entropy_change"] > 0.5
@@ -214,15 +285,19 @@ def test_h1_is_dose_adjusted_within_and_between_subjects(table, params, hypothes
     fit = smf.ols("meq30_total ~ entropy_change + C(dose_mg_per_kg) + C(period) + C(participant_id)", active).fit()
     t = fit.tvalues["entropy_change"]
     assert within["estimate"] == pytest.approx(t / np.sqrt(t * t + fit.df_resid), abs=1e-8)
-    assert within["n_subjects"] == 12 and within["n"] == 36
-    # Nothing is planted within subjects at a fixed dose: the raw across-dose r_rm (two dose curves) is
-    # strongly negative, the dose-adjusted one is not.
-    raw = (
-        integrative.within_between_correlation(active, "entropy_change", "meq30_total", "participant_id", n_boot=199)
-        .set_index("quantity")
-        .loc["within", "estimate"]
-    )
-    assert raw < -0.3 and within["ci_low"] <= 0 <= within["ci_high"]
+    assert within["n_subjects"] == 12 and within["n"] == 48
+
+    # Nothing is planted within subjects at a fixed dose: the raw across-dose r_rm compares two dose curves (with
+    # placebo rated, both rise from placebo: positive; over the active doses only the entropy curve turns down while
+    # the peak curve saturates: negative), the dose-adjusted one is null.
+    def raw(rows):
+        result = integrative.within_between_correlation(
+            rows, "entropy_change", "meq30_total", "participant_id", n_boot=199
+        )
+        return result.set_index("quantity").loc["within", "estimate"]
+
+    assert raw(active) > 0.3 and raw(active[active["active"]]) < -0.3
+    assert within["ci_low"] <= 0 <= within["ci_high"]
     assert pooled["family"] == "description" and np.isnan(pooled["p"])
 
 
@@ -476,7 +551,22 @@ def test_dose_adjusted_within_figure_shows_what_h1a_reads(table):
 
     overlay = figures.dose_adjusted_within(table, "entropy_change", "meq30_total")
     data = pd.concat([element.data for element in overlay], ignore_index=True)
-    assert len(data) == int(table["active"].sum())
+    assert len(data) == len(table.dropna(subset=["entropy_change", "meq30_total"])) == 48  # placebo included
     for column in ("entropy_change_within", "meq30_total_within"):
         # dose curve and subject level removed: zero mean within every subject
         assert data.groupby("participant_id")[column].mean().abs().max() < 1e-9
+
+
+def test_a_study_without_placebo_questionnaires_runs_and_says_placebo_is_missing(table, params, hypotheses):
+    """Real data may have peak questionnaires after active doses only: every hypothesis still runs, on the active
+    sessions for the peak tests, and one line says that placebo is missing."""
+    peak_columns = [c for c in table.columns if c.startswith(integrative.PEAK_PREFIXES)]
+    old = table.copy()
+    old.loc[~old["active"], peak_columns] = np.nan
+    note = integrative.placebo_note(old, params.peak_score)
+    assert note.startswith("Placebo missing: the peak questionnaires exist only after active doses (12 placebo")
+    rows = integrative.hypothesis_tests(old, params).set_index("test")
+    for test in ("H1a", "H2a", "H2b"):
+        assert _row(rows, test)["n"] == 36 and _row(rows, test)["n_subjects"] == 12
+    # the tests without a peak score keep every session
+    assert _row(rows, "H4a")["n"] == 48 and _row(rows, "H3c IL6")["n"] == _row(hypotheses, "H3c IL6")["n"]

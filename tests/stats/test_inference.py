@@ -335,3 +335,29 @@ def test_studentising_standard_errors_match_the_bootstrap_spread_in_a_large_stud
     assert se_z == pytest.approx(bootstrap_sd_z, rel=0.10)
     dose = dose_response_mixed(data, "mood", "dose", "subject", period="period", n_boot=999, seed=4).iloc[0]
     assert dose["se_cr1"] == pytest.approx(dose["se_boot"], rel=0.10)
+
+
+def test_small_calibration_of_report_04s_h2b_and_h3d_rows():
+    """The rows added for report 04 (H2b: the within-subject effect of the peak score; H3d: the placebo-controlled
+    interaction adjusted for a planted period effect), few simulations and wide bounds; the full suite is
+    `make calibrate`."""
+    report = calibration.run_calibration(
+        n_null=120,
+        n_effect=40,
+        n_boot=99,
+        seed=7,
+        only=[
+            "within_between_effect[within, peak -> mood, crossover]",
+            "stratum_by_treatment_interaction[screening, period]",
+        ],
+    )
+    rows = {r["name"]: r for r in report["rows"]}
+    assert len(rows) == 2
+    for row in rows.values():
+        assert 0.0 <= row["type1_error"] <= 0.12, row
+        assert row["coverage"] >= 0.85 and row["coverage_null"] >= 0.88, row
+        assert row["n_sims"] == 160
+    h2b = rows["within_between_effect[within, peak -> mood, crossover]"]
+    assert h2b["true_value_effect"] == 0.3 and h2b["power"] > h2b["type1_error"]
+    h3d = rows["stratum_by_treatment_interaction[screening, period]"]
+    assert -0.35 < h3d["true_value_effect"] < 0  # screening misclassification dilutes the planted -0.35

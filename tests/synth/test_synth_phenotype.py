@@ -125,7 +125,7 @@ def test_given_traits_are_used_and_drive_intensity(design):
 
 def test_table_formats(design, generated):
     tables = generated[0]
-    n_active = N_SUBJECTS * 3
+    n_sessions = N_SUBJECTS * 4  # the peak questionnaires follow every session, placebo included
     meq, asc, madrs, cyto = (tables[k] for k in ("meq30", "asc5d", "madrs", "cytokines"))
 
     assert list(meq.columns) == ["participant_id", "session_id"] + [f"meq30_{i:02d}" for i in range(1, 31)]
@@ -135,7 +135,7 @@ def test_table_formats(design, generated):
     ]
     assert list(cyto.columns) == ["participant_id", "session_id", "timepoint", "analyte", "value", "unit"]
 
-    assert len(meq) == len(asc) == n_active and "ses-placebo" not in set(meq["session_id"])
+    assert len(meq) == len(asc) == n_sessions and "ses-placebo" in set(meq["session_id"])
     assert len(madrs) == N_SUBJECTS * 4 * 5
     assert len(cyto) == N_SUBJECTS * 4 * 2 * 6 + N_SUBJECTS  # + one screening CRP per subject
     assert not madrs.duplicated(["participant_id", "session_id", "timepoint"]).any()
@@ -265,7 +265,9 @@ def test_mood_improvement_tracks_peak_experience(design, generated):
 
     mood = truth["mood"]
     expected = mood["expected_correlation_with_improvement"]["meq30_total"]
-    assert 0.5 <= expected["24h"]["pearson_r"] <= 0.62 and expected["14d"]["pearson_r"] < 0.15
+    # over every rated session, placebo included (the dose contrast adds to the spread of both)
+    assert mood["correlation_population"].startswith("every subject-session with peak questionnaires")
+    assert 0.6 <= expected["24h"]["pearson_r"] <= 0.72 and expected["14d"]["pearson_r"] < 0.15
     realised = mood["realised_correlation_with_improvement"]["meq30_total"]["24h"]
     improvement = _madrs_improvement(tables, "24h").reindex(meq.index)
     assert realised["pearson_r"] == pytest.approx(stats.pearsonr(meq, improvement)[0], abs=1e-5)
@@ -349,3 +351,33 @@ def test_rejects_bad_design(design):
         generate_phenotype(
             participants, sessions, seed=1, subject_traits=draw_subject_traits(participants, 1).iloc[:-1]
         )
+
+
+def test_placebo_sessions_are_rated_low_with_floor_effects_and_the_old_design_remains(design, generated):
+    """Real trials give the peak questionnaires after placebo too: low but non-zero scores, many items at 0 (a
+    floor). ``questionnaires_after_placebo=False`` gives the active-only design, whose expectations are over
+    active sessions, with every other table unchanged."""
+    import dataclasses
+
+    tables, _, truth = generated
+    meq = _meq_mean(tables)
+    dose = _doses(design).reindex(meq.index).to_numpy()
+    items = tables["meq30"].set_index(["participant_id", "session_id"]).astype("float64")
+    assert 0 < meq[dose == 0].mean() < 1.0 < meq[dose == 0.25].mean()
+    assert (items[dose == 0] == 0).mean(axis=1).mean() > 0.3 > (items[dose == 1.0] == 0).mean(axis=1).mean()
+    assert truth["peak_experience"]["questionnaires_collected"] == "every session, placebo included"
+    assert truth["peak_experience"]["realised_mean_scores_by_dose"]["meq30_total"]["0"] == pytest.approx(
+        meq[dose == 0].mean(), abs=1e-5
+    )
+
+    base = PhenotypeParameters()
+    active_only = dataclasses.replace(base, peak=dataclasses.replace(base.peak, questionnaires_after_placebo=False))
+    old, _, old_truth = generate_phenotype(*design, seed=SEED, params=active_only)
+    assert len(old["meq30"]) == len(old["asc5d"]) == N_SUBJECTS * 3
+    assert "ses-placebo" not in set(old["meq30"]["session_id"])
+    assert old_truth["peak_experience"]["questionnaires_collected"] == "active sessions only (dose > 0)"
+    assert old_truth["mood"]["correlation_population"].startswith("active subject-sessions")
+    expected = old_truth["mood"]["expected_correlation_with_improvement"]["meq30_total"]
+    assert 0.5 <= expected["24h"]["pearson_r"] <= 0.62
+    for name in ("madrs", "cytokines", "therapy"):  # own random streams: unchanged by the questionnaire rows
+        pd.testing.assert_frame_equal(old[name], tables[name])
