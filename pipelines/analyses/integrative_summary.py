@@ -47,6 +47,7 @@ from datetime import UTC
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
 from pipelines import stats
@@ -62,6 +63,10 @@ from pipelines.stats.effects import within_between_effect
 from pipelines.study import derived
 
 __all__ = [
+    "PARAMETERS",
+    "IntegrativeSummaryParameters",
+    "IntegrativeSummaryResult",
+    "run",
     "CONFIRMATORY_TESTS",
     "HYPOTHESIS_COLUMNS",
     "IntegrativeParameters",
@@ -173,6 +178,33 @@ def _whole(name: str, value, minimum: int) -> int:
     if int(value) < minimum:
         raise ValueError(f"{name}={value!r} must be at least {minimum}")
     return int(value)
+
+
+class IntegrativeSummaryParameters(BaseModel):
+    """Parameters of notebook 04 (``notebooks: 04_integrative_summary:`` in the manifest); :meth:`resolve` checks
+    them against the study with the messages of :func:`validate_parameters`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mood_timepoint: str = Field("24h", description="Mood time point of H2 and H5 (a post-baseline time point)")
+    entropy_measure: str = Field(
+        "lzc_median", description="Entropy measure whose plateau change enters every test (as in notebook 01)"
+    )
+    peak_score: str = Field("meq30_total", description="Peak-experience score of H1, H2 and H5")
+    fdr_alpha: float = Field(
+        0.05, description="Benjamini-Hochberg level for the hypothesis table and the correlation matrix"
+    )
+    n_boot: int = Field(1000, description="Bootstrap resamples of every CI (>= 100)")
+    seed: int = Field(0, description="Seed of every bootstrap (>= 0)")
+    primary_hypothesis: str | None = Field(
+        None, description="Pre-registered primary test, a code such as H2a (CONFIRMATORY_TESTS); None: none named"
+    )
+
+    def resolve(self, study) -> IntegrativeParameters:
+        return validate_parameters(study, **self.model_dump())
+
+
+PARAMETERS = IntegrativeSummaryParameters
 
 
 def validate_parameters(
@@ -1457,3 +1489,42 @@ def summary_text(
             "description only."
         )
     return "\n\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# One run: what notebook 04 shows
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IntegrativeSummaryResult:
+    """Everything notebook 04 shows, from :func:`run`: the subject x dose table, the combined model, the
+    hypothesis table (confirmatory family first), the cross-branch correlation matrix and the summary."""
+
+    params: IntegrativeParameters
+    table: pd.DataFrame
+    crossover_note: str
+    placebo_note: str
+    combined: pd.DataFrame
+    hypotheses: pd.DataFrame
+    primary: str
+    titration_doses: pd.DataFrame
+    correlations: pd.DataFrame
+    variables: list[str]
+    summary: str
+
+
+def run(study, params: IntegrativeSummaryParameters | dict | None = None) -> IntegrativeSummaryResult:
+    """Notebook 04's analysis from the derived tables of notebooks 01-03 (:data:`TABLES`)."""
+    p = IntegrativeSummaryParameters.model_validate(params or {}).resolve(study)
+    table = subject_dose_table(study, p)
+    notes = crossover_note(table), placebo_note(table, p.peak_score)  # in the notebook's order
+    combined = combined_model(table, p)
+    hypotheses = hypothesis_tests(table, p, combined)
+    primary, doses = primary_text(hypotheses, p), titration_doses(table)
+    correlations = correlation_matrix(table, p)
+    variables = list(matrix_variables(table, p))
+    return IntegrativeSummaryResult(
+        p, table, *notes, combined, hypotheses, primary, doses, correlations, variables,
+        summary_text(table, hypotheses, correlations, p),
+    )  # fmt: skip

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines import stats
 from pipelines.core.errors import InputError
@@ -49,10 +50,13 @@ from pipelines.study.dataset import Study
 from pipelines.study.manifest import ManifestError
 
 __all__ = [
+    "PARAMETERS",
     "AnalysisParameters",
     "MOOD_SCALES",
     "PEAK_SCORES",
     "PRIMARY_SCORES",
+    "PeakMoodParameters",
+    "PeakMoodResult",
     "ScoreSet",
     "analysis_table",
     "dose_effect_on_peak",
@@ -65,6 +69,7 @@ __all__ = [
     "peak_by_dose",
     "peak_vs_mood_correlations",
     "placebo_note",
+    "run",
     "session_periods",
     "subject_level_correlations",
     "summary_text",
@@ -164,6 +169,51 @@ def baseline_label(study: Study) -> str:
     return "baseline" if "baseline" in timepoints else timepoints[0]
 
 
+class PeakMoodParameters(BaseModel):
+    """Parameters of notebook 02 (``notebooks: 02_peak_experience_mood:`` in the manifest).
+
+    Types and descriptions here; :meth:`resolve` checks the values against the study (scales, time points,
+    scores) with the messages of :func:`validate_parameters` and fills in the defaults that depend on it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scales: list[str] | str = Field(
+        ["meq30", "asc5d"], description="Peak-experience scales (manifest phenotype tables of the same name)"
+    )
+    mood_scale: str = Field("madrs", description="Mood scale: madrs, hamd17, qids_sr16 or bdi_ii")
+    timepoints: list[str] | str | None = Field(
+        None, description="Post-baseline time points to analyse; None: the manifest's"
+    )
+    correlation_method: str = Field("spearman", description="spearman or pearson")
+    fdr_alpha: float = Field(0.05, description="Benjamini-Hochberg level, within each family (score x time point)")
+    remission_threshold: float | None = Field(
+        None,
+        description="Remission: total at or below this; None: the mood scale's published cut-off "
+        "(MADRS 10, HAM-D17 7, QIDS-SR16 5, BDI-II 13); another value warns",
+    )
+    n_boot: int = Field(2000, description="Bootstrap resamples for correlation and indirect-effect CIs (>= 100)")
+    seed: int = Field(0, description="Seed of every bootstrap (>= 0)")
+    missing_items: str = Field("prorate", description="Missing-item rule: none or prorate")
+    max_missing_fraction: float | None = Field(
+        0.2, description="With prorate: most of a score's items that may be missing, in [0, 1)"
+    )
+    primary_scores: list[str] | str | None = Field(
+        None, description="Confirmatory FDR family; None: MEQ30 total, mystical and 5D-ASC OBN"
+    )
+    primary_score: str = Field(
+        "meq30_mystical", description="Peak score of the longitudinal model, the mediation and the summary"
+    )
+    primary_timepoint: str | None = Field(
+        None, description="Time point of the mediation and the summary; None: 24h when analysed"
+    )
+
+    def resolve(self, study: Study) -> AnalysisParameters:
+        return validate_parameters(study, **self.model_dump())
+
+
+PARAMETERS = PeakMoodParameters
+
+
 def validate_parameters(
     study: Study,
     *,
@@ -202,8 +252,31 @@ def validate_parameters(
     mood_scale = _choice(mood_scale, list(MOOD_SCALES), "mood_scale")
     correlation_method = _choice(correlation_method, CORRELATION_METHODS, "correlation_method")
     missing_items = _choice(missing_items, MISSING_RULES, "missing_items")
-
     baseline = baseline_label(study)
+    chosen = _chosen_timepoints(study, timepoints, baseline)
+    numbers = _checked_numbers(fdr_alpha, n_boot, seed, missing_items, max_missing_fraction)
+    if remission_threshold is not None:
+        _number(remission_threshold, "remission_threshold")
+    remission_threshold = questionnaires.remission_threshold(MOOD_SCALES[mood_scale], remission_threshold)
+    primary_scores, primary_score, primary_timepoint = _primary(
+        scales, primary_scores, primary_score, primary_timepoint, chosen
+    )
+    return AnalysisParameters(
+        scales=scales,
+        mood_scale=mood_scale,
+        baseline=baseline,
+        timepoints=tuple(chosen),
+        correlation_method=correlation_method,
+        remission_threshold=remission_threshold,
+        missing_items=missing_items,
+        primary_scores=primary_scores,
+        primary_score=primary_score,
+        primary_timepoint=primary_timepoint,
+        **numbers,
+    )
+
+
+def _chosen_timepoints(study: Study, timepoints, baseline: str) -> list[str]:
     known = list(study.manifest.timepoints)
     if timepoints is None:
         chosen = [t for t in known if t != baseline]
@@ -217,14 +290,13 @@ def validate_parameters(
         raise ValueError(
             f"timepoints: no post-baseline time point to analyse (manifest: {known}, baseline {baseline!r})"
         )
+    return chosen
 
+
+def _checked_numbers(fdr_alpha, n_boot, seed, missing_items: str, max_missing_fraction) -> dict:
     fdr_alpha = _number(fdr_alpha, "fdr_alpha")
     if not 0 < fdr_alpha < 1:
         raise ValueError(f"fdr_alpha must be in (0, 1), got {fdr_alpha}")
-    score = MOOD_SCALES[mood_scale]
-    if remission_threshold is not None:
-        _number(remission_threshold, "remission_threshold")
-    remission_threshold = questionnaires.remission_threshold(score, remission_threshold)
     n_boot = int(_number(n_boot, "n_boot", integer=True))
     if n_boot < 100:
         raise ValueError(f"n_boot must be at least 100 for a percentile CI, got {n_boot}")
@@ -239,7 +311,10 @@ def validate_parameters(
             raise ValueError(f"max_missing_fraction must be in [0, 1), got {max_missing_fraction}")
     else:
         max_missing_fraction = None
+    return {"fdr_alpha": fdr_alpha, "n_boot": n_boot, "seed": seed, "max_missing_fraction": max_missing_fraction}
 
+
+def _primary(scales, primary_scores, primary_score, primary_timepoint, chosen: list[str]):
     candidates = [questionnaires.SCALES[s].score_column(c) for s in scales for c in PEAK_SCORES[s]]
     if primary_scores is None:
         primary_scores = [c for c in PRIMARY_SCORES if c in candidates] or candidates
@@ -252,22 +327,7 @@ def validate_parameters(
     if primary_timepoint is None:
         primary_timepoint = "24h" if "24h" in chosen else chosen[0]
     primary_timepoint = _choice(primary_timepoint, chosen, "primary_timepoint")
-    return AnalysisParameters(
-        scales=scales,
-        mood_scale=mood_scale,
-        baseline=baseline,
-        timepoints=tuple(chosen),
-        correlation_method=correlation_method,
-        fdr_alpha=fdr_alpha,
-        remission_threshold=remission_threshold,
-        n_boot=n_boot,
-        seed=seed,
-        missing_items=missing_items,
-        max_missing_fraction=max_missing_fraction,
-        primary_scores=primary_scores,
-        primary_score=primary_score,
-        primary_timepoint=primary_timepoint,
-    )
+    return primary_scores, primary_score, primary_timepoint
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1438,3 +1498,128 @@ def summary_text(
         "is a mediator candidate, not a randomised factor."
     )
     return "\n\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# One run: what notebook 02 shows
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PeakMoodResult:
+    """Everything notebook 02 shows, from :func:`run`. ``not_applicable``: analysis -> the one-line reason it does
+    not apply to this design (mediation, longitudinal model, ...); ``mediation`` is None when it does not apply."""
+
+    params: AnalysisParameters
+    scores: ScoreSet
+    by_dose: pd.DataFrame
+    periods: pd.DataFrame | None
+    dose_effects: pd.DataFrame
+    placebo_note: str
+    outcomes: pd.DataFrame
+    trajectory: pd.DataFrame
+    rates: pd.DataFrame
+    data: pd.DataFrame
+    not_applicable: dict[str, str]
+    subject_level: pd.DataFrame
+    correlations: pd.DataFrame
+    truth: pd.DataFrame
+    longitudinal: pd.DataFrame
+    mediation: pd.DataFrame | None
+    summary: str
+
+    def derived_tables(self) -> dict[str, pd.DataFrame]:
+        """The tables notebook 02 writes for notebook 04 and the dashboards (:mod:`pipelines.study.derived`)."""
+        from pipelines.study import derived
+
+        mood_changes = derived.mood_changes_table(self.outcomes, self.scores.mood_score, self.params.mood_scale)
+        return {"peak_scores": self.scores.peak, "mood_changes": mood_changes}
+
+
+def _mood_tables(scores: ScoreSet, params: AnalysisParameters, study: Study) -> tuple[pd.DataFrame, ...]:
+    outcomes = mood_change_table(
+        scores,
+        baseline=params.baseline,
+        remission_threshold=params.remission_threshold,
+        timepoint_order=study.manifest.timepoints,
+    )
+    trajectory = mood_trajectory_table(outcomes, params.mood_score, [params.baseline, *params.timepoints])
+    rates = outcome_rate_table(outcomes, params.mood_score, params.timepoints)
+    return outcomes, trajectory, rates
+
+
+def _associations(data: pd.DataFrame, scores: ScoreSet, params: AnalysisParameters, periods) -> tuple:
+    """Subject-level correlations (the tests) and the descriptive bivariate/partial/repeated-measures family."""
+    p = params
+    subject_level = subject_level_correlations(
+        data,
+        scores.peak_scores,
+        p.outcome,
+        p.timepoints,
+        covariates=[DOSE, f"{p.mood_score}_baseline"],
+        periods=periods,
+        n_boot=p.n_boot,
+        seed=p.seed,
+        fdr_alpha=p.fdr_alpha,
+        primary_scores=p.primary_scores,
+    )
+    correlations = peak_vs_mood_correlations(
+        data,
+        scores.peak_scores,
+        p.outcome,
+        p.timepoints,
+        method=p.correlation_method,
+        baseline_column=f"{p.mood_score}_baseline",
+        n_boot=p.n_boot,
+        seed=p.seed,
+        fdr_alpha=p.fdr_alpha,
+        primary_scores=p.primary_scores,
+    )
+    return subject_level, correlations
+
+
+def run(study: Study, params: PeakMoodParameters | dict | None = None) -> PeakMoodResult:
+    """Notebook 02's analysis: scores, the dose effect on the peak, mood change, the subject-level peak-mood
+    associations (and the descriptive correlations), the longitudinal model, the within-subject mediation and
+    the summary, each as the design allows (:func:`not_applicable` says why one does not)."""
+    p = PeakMoodParameters.model_validate(params or {}).resolve(study)
+    scores = load_scores(
+        study, p.scales, p.mood_scale, missing_items=p.missing_items, max_missing_fraction=p.max_missing_fraction
+    )
+    by_dose = peak_by_dose(scores)
+    periods = session_periods(study)  # None unless the manifest declares design.session_order_column
+    dose_effects = dose_effect_on_peak(scores, fdr_alpha=p.fdr_alpha, periods=periods, n_boot=p.n_boot, seed=p.seed)
+    note = placebo_note(scores, session_doses(study))
+    outcomes, trajectory, rates = _mood_tables(scores, p, study)
+    data = analysis_table(scores, outcomes, p.timepoints)
+    reasons = not_applicable(scores, data)
+    subject_level, correlations = _associations(data, scores, p, periods)
+    truth = truth_comparison(correlations, study.truth(), p.correlation_method)
+    longitudinal = longitudinal_model(data, p.primary_score, p.outcome, p.timepoints, periods=periods)
+    mediation = None
+    if "mediation" not in reasons:
+        mediation = mediation_dose_peak_mood(
+            data,
+            p.primary_score,
+            p.outcome,
+            p.primary_timepoint,
+            covariates=[f"{p.mood_score}_baseline"],
+            periods=periods,
+            n_boot=p.n_boot,
+            seed=p.seed,
+        )
+    summary = summary_text(
+        scores,
+        correlations,
+        p,
+        dose_effects=dose_effects,
+        by_dose=by_dose,
+        rates=rates,
+        longitudinal=longitudinal,
+        mediation_table=mediation,
+        subject_level=subject_level,
+    )
+    return PeakMoodResult(
+        p, scores, by_dose, periods, dose_effects, note, outcomes, trajectory, rates, data, reasons,
+        subject_level, correlations, truth, longitudinal, mediation, summary,
+    )  # fmt: skip

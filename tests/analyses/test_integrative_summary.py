@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pydantic
 import pytest
 
 from pipelines.analyses import integrative_summary as integrative
@@ -570,3 +571,21 @@ def test_a_study_without_placebo_questionnaires_runs_and_says_placebo_is_missing
         assert _row(rows, test)["n"] == 36 and _row(rows, test)["n_subjects"] == 12
     # the tests without a peak score keep every session
     assert _row(rows, "H4a")["n"] == 48 and _row(rows, "H3c IL6")["n"] == _row(hypotheses, "H3c IL6")["n"]
+
+
+def test_run_is_the_notebooks_analysis(default_study, monkeypatch):
+    """run() — what notebook 04 calls — gives the pieces the notebook used to assemble, on the same tables."""
+    tables = _tables(default_study)
+    monkeypatch.setattr(integrative, "load_derived", lambda study: tables)
+    result = integrative.run(default_study, {"n_boot": 200, "primary_hypothesis": "H2a"})
+    params = integrative.validate_parameters(default_study, n_boot=200, primary_hypothesis="H2a")
+    assert result.params == params
+    table = integrative.subject_dose_table(default_study, params)
+    pd.testing.assert_frame_equal(result.table, table)
+    combined = integrative.combined_model(table, params)
+    pd.testing.assert_frame_equal(result.hypotheses, integrative.hypothesis_tests(table, params, combined))
+    pd.testing.assert_frame_equal(result.correlations, integrative.correlation_matrix(table, params))
+    assert result.summary == integrative.summary_text(table, result.hypotheses, result.correlations, params)
+    assert result.placebo_note == integrative.placebo_note(table, params.peak_score)
+    with pytest.raises(pydantic.ValidationError, match="primary_hypotesis"):
+        integrative.run(default_study, {"primary_hypotesis": "H2a"})  # a misspelt parameter is refused

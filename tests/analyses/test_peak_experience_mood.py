@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pingouin as pg
+import pydantic
 import pytest
 from scipy import stats as sps
 
@@ -640,3 +641,33 @@ def test_mediation_total_and_indirect_effects_come_from_the_same_rows():
     # planted: a = 4 per mg/kg, b = 1, c' = 0, so indirect ≈ total ≈ 4
     assert table.loc["indirect", "ci_low"] > 0 and table.loc["c", "ci_low"] > 0
     assert table.loc["c_prime", "ci_low"] < 0 < table.loc["c_prime", "ci_high"]
+
+
+def test_run_is_the_notebooks_analysis(study):
+    """run() — what notebook 02 calls — gives the pieces the notebook used to assemble."""
+    result = pm.run(study, {"n_boot": 200})
+    params = pm.validate_parameters(study, n_boot=200)
+    assert result.params == params
+    scores = pm.load_scores(
+        study, params.scales, params.mood_scale, missing_items=params.missing_items,
+        max_missing_fraction=params.max_missing_fraction,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(result.scores.peak, scores.peak)
+    outcomes = pm.mood_change_table(
+        scores, baseline=params.baseline, remission_threshold=params.remission_threshold,
+        timepoint_order=study.manifest.timepoints,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(result.outcomes, outcomes)
+    data = pm.analysis_table(scores, outcomes, params.timepoints)
+    pd.testing.assert_frame_equal(result.data, data)
+    correlations = pm.peak_vs_mood_correlations(
+        data, scores.peak_scores, params.outcome, params.timepoints, method=params.correlation_method,
+        baseline_column=f"{params.mood_score}_baseline", n_boot=200, seed=params.seed, fdr_alpha=params.fdr_alpha,
+        primary_scores=params.primary_scores,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(result.correlations, correlations)
+    assert result.mediation is not None and "mediation" not in result.not_applicable
+    assert set(result.derived_tables()) == {"peak_scores", "mood_changes"}
+    assert result.summary.strip()
+    with pytest.raises(pydantic.ValidationError, match="n_bot"):
+        pm.run(study, {"n_bot": 200})  # a misspelt parameter is refused

@@ -22,7 +22,6 @@ KNOWN_LONG = {
     "pipelines.analyses.integrative_summary:join_subject_dose",
     "pipelines.analyses.integrative_summary:summary_text",
     "pipelines.analyses.peak_experience_mood:summary_text",
-    "pipelines.analyses.peak_experience_mood:validate_parameters",
     # eeg/features.py
     "pipelines.eeg.features:compute_study_features",
     "pipelines.eeg.features:recording_features",

@@ -13,8 +13,10 @@ import pytest
 from pipelines.analyses import (
     cytokines,
     eeg_entropy_dose,
+    integrative_summary,
     mood_outcomes,
     parameters_model,
+    peak_experience_mood,
     plasticity_window,
     study_overview,
 )
@@ -25,7 +27,9 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 MODELS = {
     "00_study_overview": study_overview.OverviewParameters,
     "01_eeg_entropy_dose": eeg_entropy_dose.EEGParameters,
+    "02_peak_experience_mood": peak_experience_mood.PeakMoodParameters,
     "03_cytokines": cytokines.CytokineParameters,
+    "04_integrative_summary": integrative_summary.IntegrativeSummaryParameters,
     "05_mood_outcomes": mood_outcomes.MoodOutcomeParameters,
     "06_plasticity_window": plasticity_window.WindowParameters,
 }
@@ -73,9 +77,9 @@ def test_parameters_model_finds_each_notebooks_model(name):
     assert parameters_model(name) is MODELS[name]
 
 
-def test_notebooks_without_a_model_yet_are_the_ones_being_rewritten():
-    without = {p.stem for p in NOTEBOOKS if parameters_model(p.stem) is None}
-    assert without <= {"02_peak_experience_mood", "04_integrative_summary"}
+def test_every_notebook_has_a_parameter_model():
+    assert {p.stem for p in NOTEBOOKS if parameters_model(p.stem) is None} == set()
+    assert set(MODELS) == {p.stem for p in NOTEBOOKS}
 
 
 def _manifest(notebooks: dict) -> types.SimpleNamespace:
