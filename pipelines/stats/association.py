@@ -132,7 +132,6 @@ def within_between_correlation(
     data = complete_rows(df, [subject, x, y], [x, y])
     codes, n_subj = rs.subject_codes(data[subject])
     values = data[[x, y]].to_numpy(float)
-    n_obs = len(values)
     rng = np.random.default_rng(seed)
     weights = rs.cluster_weights(n_subj, n_boot, rng)
     common = {"n_boot": n_boot, "seed": seed, "x": x, "y": y}
@@ -140,7 +139,37 @@ def within_between_correlation(
         f"subject-cluster bootstrap ({n_boot} resamples of {n_subj} subjects), "
         f"{'percentile interval' if interval == 'percentile' else 'Fisher-z bootstrap-SE t(G-1) interval'}"
     )
+    within = _within_correlation_row(values, codes, n_subj, weights, ci, interval, boot_note, common)
+    between = _between_correlation_row(values, codes, n_subj, weights, ci, interval, boot_note, common)
+    pooled = make_row(
+        "within_between_correlation",
+        "pooled",
+        pooled_correlation(data, x, y),
+        None,
+        n_subj,
+        len(values),
+        "Pearson r over all subject-sessions - DESCRIPTION ONLY, no inference",
+        "pooled r mixes within- and between-subject association and treats sessions of one subject "
+        "as independent; not a test",
+        p_parametric=np.nan,
+        dof=np.nan,
+        **common,
+    )
+    return table([within, between, pooled])
 
+
+def _within_correlation_row(
+    values: np.ndarray,
+    codes: np.ndarray,
+    n_subj: int,
+    weights: np.ndarray,
+    ci: float,
+    interval: str,
+    boot_note: str,
+    common: dict,
+) -> dict:
+    """The "within" row of :func:`within_between_correlation` (rm-corr with its bootstrap interval)."""
+    n_obs = len(values)
     # Within: one pass of per-subject cross-products, reused by every resample.
     cross = rs.per_subject_crossproducts(rs.within_centre(values, codes, n_subj), codes, n_subj)
     r_within = float(_r_from_cross(cross.sum(axis=0)))
@@ -152,14 +181,14 @@ def within_between_correlation(
         inter_within = rs.bootstrap_t_interval(float(z), float(se_z), z_b, se_z_b, ci)
         inter_within["ci_low"], inter_within["ci_high"] = np.tanh([inter_within["ci_low"], inter_within["ci_high"]])
         within_note = (
-            f"subject-cluster bootstrap-t ({n_boot} resamples of {n_subj} subjects) on Fisher z, "
+            f"subject-cluster bootstrap-t ({common['n_boot']} resamples of {n_subj} subjects) on Fisher z, "
             "delta-method CR1 SE, symmetric percentile-t interval"
         )
     else:
         reps_within = _r_from_cross(np.einsum("bs,sij->bij", weights, cross))
         inter_within = rs.interval_from_replicates(r_within, reps_within, n_subj, ci, interval, "fisher_z")
         within_note = boot_note
-    within = make_row(
+    return make_row(
         "within_between_correlation",
         "within",
         r_within,
@@ -174,12 +203,24 @@ def within_between_correlation(
         **common,
     )
 
+
+def _between_correlation_row(
+    values: np.ndarray,
+    codes: np.ndarray,
+    n_subj: int,
+    weights: np.ndarray,
+    ci: float,
+    interval: str,
+    boot_note: str,
+    common: dict,
+) -> dict:
+    """The "between" row of :func:`within_between_correlation` (r of subject means, cluster bootstrap)."""
     # Between: subject means (unweighted: each subject counts once whatever its number of sessions).
     counts = np.bincount(codes, minlength=n_subj).astype(float)
     means = np.stack([np.bincount(codes, values[:, k], n_subj) / counts for k in range(2)], axis=1)
     r_between = float(np.corrcoef(means[:, 0], means[:, 1])[0, 1])
     reps_between = _weighted_r(weights, means[:, 0], means[:, 1])
-    between = make_row(
+    return make_row(
         "within_between_correlation",
         "between",
         r_between,
@@ -187,7 +228,7 @@ def within_between_correlation(
             r_between, reps_between, n_subj, ci, "se_t" if interval == "auto" else interval, "fisher_z"
         ),
         n_subj,
-        n_obs,
+        len(values),
         f"Pearson r of subject means; {boot_note}",
         "between-subject association: Pearson r of the unweighted subject means of x and y; "
         "p_parametric: t with G-2 dof",
@@ -195,22 +236,6 @@ def within_between_correlation(
         dof=n_subj - 2,
         **common,
     )
-
-    pooled = make_row(
-        "within_between_correlation",
-        "pooled",
-        pooled_correlation(data, x, y),
-        None,
-        n_subj,
-        n_obs,
-        "Pearson r over all subject-sessions - DESCRIPTION ONLY, no inference",
-        "pooled r mixes within- and between-subject association and treats sessions of one subject "
-        "as independent; not a test",
-        p_parametric=np.nan,
-        dof=np.nan,
-        **common,
-    )
-    return table([within, between, pooled])
 
 
 def _design_columns(

@@ -354,7 +354,8 @@ def _window_within(data, seed, n_boot):
     )
 
 
-def cases() -> list[Case]:
+def _association_cases() -> list[Case]:
+    """Within/between correlation, partial correlation and mediation on the crossover."""
     d = DEFAULT
     return [
         Case(
@@ -409,6 +410,13 @@ def cases() -> list[Case]:
             0.0,
             0.6,
         ),
+    ]
+
+
+def _dose_response_cases() -> list[Case]:
+    """Dose-response models on the crossover: mixed model, crossover model, two-lines test."""
+    d = DEFAULT
+    return [
         Case(
             "dose_response_mixed",
             "dose_response_mixed",
@@ -449,6 +457,12 @@ def cases() -> list[Case]:
             None,
             None,
         ),
+    ]
+
+
+def _crp_strata_cases() -> list[Case]:
+    """Stratum x treatment interaction on the CRP crossover, strata by screening or by mean baseline."""
+    return [
         Case(
             "stratum_by_treatment_interaction[screening]",
             "stratum_by_treatment_interaction",
@@ -477,6 +491,12 @@ def cases() -> list[Case]:
             "population",
             simulate_crp_crossover,
         ),
+    ]
+
+
+def _parallel_arm_cases() -> list[Case]:
+    """Two-arm parallel designs: ANCOVA of a summary measure, risk difference."""
+    return [
         Case(
             "ancova_difference[summary measure]",
             "ancova_difference",
@@ -505,6 +525,13 @@ def cases() -> list[Case]:
             0.4,
             simulate_parallel,
         ),
+    ]
+
+
+def _within_effect_cases() -> list[Case]:
+    """Within-subject effects: dosing-window timing (report 06) and peak -> mood (report 04 H2b)."""
+    d = DEFAULT
+    return [
         Case(
             "within_between_effect[within]",
             "within_between_effect",
@@ -533,6 +560,12 @@ def cases() -> list[Case]:
             0.0,
             0.3,
         ),
+    ]
+
+
+def _report_04_strata_cases() -> list[Case]:
+    """Report 04 H3: per-stratum contrasts and the interaction with a period effect."""
+    return [
         Case(
             "stratum_by_treatment_interaction[contrast in inflamed]",
             "stratum_by_treatment_interaction",
@@ -577,6 +610,12 @@ def cases() -> list[Case]:
             "population",
             simulate_crp_crossover,
         ),
+    ]
+
+
+def _window_moderation_cases() -> list[Case]:
+    """Report 06: timing x dose moderation."""
+    return [
         Case(
             "within_moderation[timing x dose]",
             "within_moderation",
@@ -592,6 +631,12 @@ def cases() -> list[Case]:
             6.0,
             simulate_window,
         ),
+    ]
+
+
+def _period_ignored_cases() -> list[Case]:
+    """Report 04 H3c: the period-effect design analysed without the period."""
+    return [
         Case(
             "stratum_by_treatment_interaction[screening, period ignored]",
             "stratum_by_treatment_interaction",
@@ -606,7 +651,13 @@ def cases() -> list[Case]:
             "population",
             simulate_crp_crossover,
         ),
-        # Reference rows: the analyses issue 11 found uncalibrated.
+    ]
+
+
+def _naive_association_references() -> list[Case]:
+    """Reference rows (naive analyses issue 11 found uncalibrated): pooled correlations and mediation."""
+    d = DEFAULT
+    return [
         Case(
             "REFERENCE naive pooled r (t-test over 48 rows)",
             "naive_pooled_correlation",
@@ -659,6 +710,13 @@ def cases() -> list[Case]:
             0.0,
             None,
         ),
+    ]
+
+
+def _naive_model_references() -> list[Case]:
+    """Reference rows: random-intercept LMM and the quadratic inverted-U claim."""
+    d = DEFAULT
+    return [
         Case(
             "REFERENCE random-intercept LMM, Wald z",
             "naive_random_intercept_lmm",
@@ -685,6 +743,12 @@ def cases() -> list[Case]:
             None,
             None,
         ),
+    ]
+
+
+def _naive_stratum_references() -> list[Case]:
+    """Reference rows: stratum change and contrast from a single baseline per subject."""
+    return [
         Case(
             "REFERENCE inflamed-stratum change, single baseline per subject",
             "naive_stratum_change",
@@ -713,6 +777,23 @@ def cases() -> list[Case]:
             None,
             simulate_crp_crossover,
         ),
+    ]
+
+
+def cases() -> list[Case]:
+    """Every calibration case, in report order: the routines of this package, then the naive reference rows."""
+    return [
+        *_association_cases(),
+        *_dose_response_cases(),
+        *_crp_strata_cases(),
+        *_parallel_arm_cases(),
+        *_within_effect_cases(),
+        *_report_04_strata_cases(),
+        *_window_moderation_cases(),
+        *_period_ignored_cases(),
+        *_naive_association_references(),
+        *_naive_model_references(),
+        *_naive_stratum_references(),
     ]
 
 

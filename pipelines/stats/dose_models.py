@@ -107,83 +107,23 @@ def dose_response_mixed(
     fallback_reason, converged, boundary, warnings, sd_intercept, sd_slope, residual_sd, p_wald_z,
     ci_wald_low/high, formula, n_boot, seed.
     """
-    columns = [subject, outcome, dose] + [c for c in (period, sequence, carryover) if c]
-    numeric = [outcome, dose] + ([carryover] if carryover and pd.api.types.is_numeric_dtype(df[carryover]) else [])
-    data = complete_rows(df, columns, numeric)
-    work = pd.DataFrame(
-        {"_subject": data[subject].astype(str), "_y": data[outcome].astype(float), "_dose": data[dose].astype(float)}
-    )
-    terms = ["_dose"]
-    if period:
-        work["_period"] = data[period].astype(str)
-        terms.append("C(_period)")
-    if sequence:
-        work["_sequence"] = data[sequence].astype(str)
-        terms.append("C(_sequence)")
-    if carryover:
-        if carryover in numeric:
-            work["_carry"] = data[carryover].astype(float)
-            terms.append("_carry")
-        else:
-            work["_carry"] = data[carryover].astype(str)
-            terms.append("C(_carry)")
-    formula = "_y ~ " + " + ".join(terms)
+    work, terms, formula = _mixed_design(df, outcome, dose, subject, period, sequence, carryover)
     codes, n_subj = rs.subject_codes(work["_subject"])
-    n_obs = len(work)
-
-    levels_per_subject = work.groupby("_subject")["_dose"].nunique()
-    identified = int((levels_per_subject >= 3).sum()) >= 3
-    fallback_reason = ""
-    want_slope = random_slope is True or (random_slope == "auto")
-    if want_slope and not identified:
-        fallback_reason = "random dose slope not identified (fewer than 3 subjects with >= 3 doses)"
-    use_slope = want_slope and identified
-    fit, model, messages, error = _fit_mixed(work, formula, use_slope)
-    if use_slope and (error or fit is None or not np.all(np.isfinite(np.asarray(fit.cov_re)))):
-        fallback_reason = f"random-slope fit failed ({error or 'non-finite random-effects covariance'})"
-        use_slope = False
-        fit, model, more, error = _fit_mixed(work, formula, False)
-        messages += [m for m in more if m not in messages]
-    if error or fit is None:
-        raise RuntimeError(f"dose_response_mixed: mixed model could not be fitted: {error}")
-
+    fit, model, messages, use_slope, fallback_reason = _fit_with_slope_fallback(work, formula, random_slope)
     cov_re = np.asarray(fit.cov_re, dtype=float)
     boundary = bool(
         np.min(np.linalg.eigvalsh(cov_re)) <= 1e-6 * max(float(fit.scale), 1e-12)
         or any("boundary" in m or "singular" in m for m in messages)
     )
-    gram, moment = _gls_pieces(model, fit, codes, n_subj)
-    names = list(model.exog_names)
-    beta = np.linalg.solve(gram.sum(axis=0), moment.sum(axis=0))
-    weights = rs.cluster_weights(n_subj, n_boot, np.random.default_rng(seed))
-    gram_b = np.einsum("bs,sij->bij", weights, gram)
-    moment_b = np.einsum("bs,si->bi", weights, moment)
-    # pinv: a resample may miss a sequence level (its column is then all zero); that coefficient's
-    # replicate is set to NaN below, the others are unaffected (estimable functions).
-    inverse_b = np.linalg.pinv(gram_b, hermitian=True)
-    reps = np.einsum("bij,bj->bi", inverse_b, moment_b)
-    absent = np.einsum("bii->bi", gram_b) <= 1e-12 * np.einsum("sii->i", gram)[None, :]
-    reps[absent] = np.nan
-    # Cluster-robust (CR1) sandwich SE of the GLS estimator, in the sample and in every resample:
-    # subject score s_i = X_iᵀV_i⁻¹(y_i − X_iβ) = moment_i − gram_i β.
-    factor = n_subj / (n_subj - 1)
-    inverse = np.linalg.inv(gram.sum(axis=0))
-    score = moment - np.einsum("sij,j->si", gram, beta)
-    se = np.sqrt(np.diag(inverse @ np.einsum("si,sj->ij", score, score) @ inverse) * factor)
-    score_b = moment[None] - np.einsum("sij,bj->bsi", gram, np.nan_to_num(reps))
-    meat_b = np.einsum("bs,bsi,bsj->bij", weights, score_b, score_b)
-    se_b = np.sqrt(np.clip(np.einsum("bii->bi", inverse_b @ meat_b @ inverse_b), 0, None) * factor)
+    beta, se, reps, se_b = _gls_cluster_bootstrap(model, fit, codes, n_subj, n_boot, seed)
 
     re_text = "random intercept + random dose slope" if use_slope else "random intercept only"
-    wald = fit.conf_int(alpha=1 - ci)
-    sd = np.sqrt(np.clip(np.diag(cov_re), 0, None))
     convention = (
         f"fixed effect per unit of {dose} in LMM (REML) with {re_text} per {subject}"
         + (f", crossover terms: {', '.join(t for t in (period, sequence, carryover) if t)}" if len(terms) > 1 else "")
         + "; CI/p: subject-cluster bootstrap-t of the GLS estimator at the REML variance "
         "components (CR1 sandwich SE per resample, symmetric percentile-t)"
     )
-    pretty = {"_dose": dose, "_carry": carryover}
     display_formula = (
         formula.replace("_y", outcome)
         .replace("_dose", dose)
@@ -191,20 +131,17 @@ def dose_response_mixed(
         .replace("_sequence", str(sequence))
         .replace("_carry", str(carryover))
     )
-    rows = []
-    # The dose row first, then carry-over, period and sequence terms.
-    order = sorted(
-        (j for j, name in enumerate(names) if name != "Intercept"),
-        key=lambda j: (names[j] != "_dose", names[j] != "_carry", j),
+    names = list(model.exog_names)
+    wald = fit.conf_int(alpha=1 - ci)
+    sd = np.sqrt(np.clip(np.diag(cov_re), 0, None))
+    method = (
+        f"MixedLM REML, {re_text}; subject-cluster bootstrap-t ({n_boot} resamples of "
+        f"{n_subj} subjects, CR1 sandwich SE, symmetric percentile-t interval)"
     )
-    for j in order:
+    rows = []
+    for j in _dose_first_order(names):
         name = names[j]
-        label = pretty.get(
-            name,
-            name.replace("C(_period)", f"C({period})")
-            .replace("C(_sequence)", f"C({sequence})")
-            .replace("C(_carry)", f"C({carryover})"),
-        )
+        label = _term_label(name, dose, period, sequence, carryover)
         rows.append(
             make_row(
                 "dose_response_mixed",
@@ -212,9 +149,8 @@ def dose_response_mixed(
                 beta[j],
                 rs.bootstrap_t_interval(beta[j], se[j], reps[:, j], se_b[:, j], ci),
                 n_subj,
-                n_obs,
-                f"MixedLM REML, {re_text}; subject-cluster bootstrap-t ({n_boot} resamples of "
-                f"{n_subj} subjects, CR1 sandwich SE, symmetric percentile-t interval)",
+                len(work),
+                method,
                 convention,
                 term=label,
                 random_effects=re_text,
@@ -235,6 +171,104 @@ def dose_response_mixed(
             )
         )
     return table(rows)
+
+
+def _term_label(name: str, dose: str, period: str | None, sequence: str | None, carryover: str | None) -> str:
+    """A model term (``_dose``, ``C(_period)[T.2]``, …) in the caller's column names."""
+    return {"_dose": dose, "_carry": carryover}.get(
+        name,
+        name.replace("C(_period)", f"C({period})")
+        .replace("C(_sequence)", f"C({sequence})")
+        .replace("C(_carry)", f"C({carryover})"),
+    )
+
+
+def _dose_first_order(names: list[str]) -> list[int]:
+    """Indices of the fixed terms but the intercept: the dose row first, then carry-over, period and sequence."""
+    return sorted(
+        (j for j, name in enumerate(names) if name != "Intercept"),
+        key=lambda j: (names[j] != "_dose", names[j] != "_carry", j),
+    )
+
+
+def _mixed_design(
+    df: pd.DataFrame,
+    outcome: str,
+    dose: str,
+    subject: str,
+    period: str | None,
+    sequence: str | None,
+    carryover: str | None,
+) -> tuple[pd.DataFrame, list[str], str]:
+    """Complete rows of :func:`dose_response_mixed` as model columns (``_y``, ``_dose``, …), its terms and formula."""
+    columns = [subject, outcome, dose] + [c for c in (period, sequence, carryover) if c]
+    numeric = [outcome, dose] + ([carryover] if carryover and pd.api.types.is_numeric_dtype(df[carryover]) else [])
+    data = complete_rows(df, columns, numeric)
+    work = pd.DataFrame(
+        {"_subject": data[subject].astype(str), "_y": data[outcome].astype(float), "_dose": data[dose].astype(float)}
+    )
+    terms = ["_dose"]
+    if period:
+        work["_period"] = data[period].astype(str)
+        terms.append("C(_period)")
+    if sequence:
+        work["_sequence"] = data[sequence].astype(str)
+        terms.append("C(_sequence)")
+    if carryover:
+        if carryover in numeric:
+            work["_carry"] = data[carryover].astype(float)
+            terms.append("_carry")
+        else:
+            work["_carry"] = data[carryover].astype(str)
+            terms.append("C(_carry)")
+    return work, terms, "_y ~ " + " + ".join(terms)
+
+
+def _fit_with_slope_fallback(work: pd.DataFrame, formula: str, random_slope: bool | str):
+    """The REML fit of :func:`dose_response_mixed`: with a random dose slope when wanted and identified, else
+    (or when that fit fails) random intercept only. Returns fit, model, messages, use_slope, fallback_reason."""
+    levels_per_subject = work.groupby("_subject")["_dose"].nunique()
+    identified = int((levels_per_subject >= 3).sum()) >= 3
+    fallback_reason = ""
+    want_slope = random_slope is True or (random_slope == "auto")
+    if want_slope and not identified:
+        fallback_reason = "random dose slope not identified (fewer than 3 subjects with >= 3 doses)"
+    use_slope = want_slope and identified
+    fit, model, messages, error = _fit_mixed(work, formula, use_slope)
+    if use_slope and (error or fit is None or not np.all(np.isfinite(np.asarray(fit.cov_re)))):
+        fallback_reason = f"random-slope fit failed ({error or 'non-finite random-effects covariance'})"
+        use_slope = False
+        fit, model, more, error = _fit_mixed(work, formula, False)
+        messages += [m for m in more if m not in messages]
+    if error or fit is None:
+        raise RuntimeError(f"dose_response_mixed: mixed model could not be fitted: {error}")
+    return fit, model, messages, use_slope, fallback_reason
+
+
+def _gls_cluster_bootstrap(model, fit, codes: np.ndarray, n_subj: int, n_boot: int, seed: int):
+    """GLS estimate at the REML variance components, its CR1 sandwich SE, and both in every subject-cluster
+    resample. Returns beta, se, reps (NaN where a resample lacks a column) and se_b."""
+    gram, moment = _gls_pieces(model, fit, codes, n_subj)
+    beta = np.linalg.solve(gram.sum(axis=0), moment.sum(axis=0))
+    weights = rs.cluster_weights(n_subj, n_boot, np.random.default_rng(seed))
+    gram_b = np.einsum("bs,sij->bij", weights, gram)
+    moment_b = np.einsum("bs,si->bi", weights, moment)
+    # pinv: a resample may miss a sequence level (its column is then all zero); that coefficient's
+    # replicate is set to NaN below, the others are unaffected (estimable functions).
+    inverse_b = np.linalg.pinv(gram_b, hermitian=True)
+    reps = np.einsum("bij,bj->bi", inverse_b, moment_b)
+    absent = np.einsum("bii->bi", gram_b) <= 1e-12 * np.einsum("sii->i", gram)[None, :]
+    reps[absent] = np.nan
+    # Cluster-robust (CR1) sandwich SE of the GLS estimator, in the sample and in every resample:
+    # subject score s_i = X_iᵀV_i⁻¹(y_i − X_iβ) = moment_i − gram_i β.
+    factor = n_subj / (n_subj - 1)
+    inverse = np.linalg.inv(gram.sum(axis=0))
+    score = moment - np.einsum("sij,j->si", gram, beta)
+    se = np.sqrt(np.diag(inverse @ np.einsum("si,sj->ij", score, score) @ inverse) * factor)
+    score_b = moment[None] - np.einsum("sij,bj->bsi", gram, np.nan_to_num(reps))
+    meat_b = np.einsum("bs,bsi,bsj->bij", weights, score_b, score_b)
+    se_b = np.sqrt(np.clip(np.einsum("bii->bi", inverse_b @ meat_b @ inverse_b), 0, None) * factor)
+    return beta, se, reps, se_b
 
 
 # ------------------------------------------------------------------------------------------------
@@ -290,34 +324,13 @@ def two_lines_test(
     levels = np.unique(x)
     if len(levels) < 3:
         raise ValueError("two_lines_test needs at least 3 distinct doses")
-    interior = levels[1:-1]
-    centred = rs.within_centre(y, codes, n_subj)
-    means = np.array([centred[x == d].mean() for d in levels])
-    ses = np.array([centred[x == d].std(ddof=1) / np.sqrt((x == d).sum()) for d in levels])
-    top = int(np.argmax(means))
-    x_max = levels[top]
-    flat = levels[means >= means[top] - ses[top]]
-    knot = x_max if x_max in interior else interior[np.argmin(np.abs(interior - x_max))]
     period_dummies = (
         pd.get_dummies(data[period].astype("category"), drop_first=True, dtype=float).to_numpy()
         if period
         else np.empty((n_obs, 0))
     )
     weights = rs.cluster_weights(n_subj, n_boot, np.random.default_rng(seed))
-
-    def fit_at(k):
-        coef, reps = _spline_fit(y, x, period_dummies, codes, n_subj, k, weights)
-        out = [rs.interval_from_replicates(coef[j], reps[:, j], n_subj, ci, "se_t", "identity") for j in range(2)]
-        return coef, out
-
-    coef, inter = fit_at(knot)
-    candidates = np.intersect1d(flat, interior)
-    if len(candidates) > 1:
-        z = [abs(coef[j]) / inter[j]["se_boot"] if inter[j]["se_boot"] > 0 else 0.0 for j in range(2)]
-        share = z[1] / (z[0] + z[1]) if (z[0] + z[1]) > 0 else 0.5
-        pool = x[np.isin(x, candidates)]
-        knot = float(np.quantile(pool, share, method="inverted_cdf")) if share > 0 else float(pool.min())
-        coef, inter = fit_at(knot)
+    x_max, flat, knot, coef, inter = _two_lines_fit(y, x, codes, n_subj, levels, period_dummies, weights, ci)
     sig = [inter[j]["p"] < alpha for j in range(2)]
     if sig[0] and sig[1] and coef[0] > 0 > coef[1]:
         verdict = "inverted U"
@@ -346,8 +359,41 @@ def two_lines_test(
         make_row("two_lines_test", name, coef[j], inter[j], n_subj, n_obs, method, convention, **common)
         for j, name in enumerate(("slope_low", "slope_high"))
     ]
+    rows.append(_top_vs_peak_contrast_row(y, x, codes, levels, x_max, outcome, ci, common))
+    return table(rows)
 
-    # Contrast top dose - dose with the highest mean, within subject (paired over subjects with both).
+
+def _two_lines_fit(y, x, codes, n_subj, levels, period_dummies, weights, ci):
+    """Steps 1-3 of :func:`two_lines_test`: x_max, flat region, the Robin Hood breakpoint, and the two slopes
+    with their bootstrap intervals at that breakpoint."""
+    interior = levels[1:-1]
+    centred = rs.within_centre(y, codes, n_subj)
+    means = np.array([centred[x == d].mean() for d in levels])
+    ses = np.array([centred[x == d].std(ddof=1) / np.sqrt((x == d).sum()) for d in levels])
+    top = int(np.argmax(means))
+    x_max = levels[top]
+    flat = levels[means >= means[top] - ses[top]]
+    knot = x_max if x_max in interior else interior[np.argmin(np.abs(interior - x_max))]
+
+    def fit_at(k):
+        coef, reps = _spline_fit(y, x, period_dummies, codes, n_subj, k, weights)
+        out = [rs.interval_from_replicates(coef[j], reps[:, j], n_subj, ci, "se_t", "identity") for j in range(2)]
+        return coef, out
+
+    coef, inter = fit_at(knot)
+    candidates = np.intersect1d(flat, interior)
+    if len(candidates) > 1:
+        z = [abs(coef[j]) / inter[j]["se_boot"] if inter[j]["se_boot"] > 0 else 0.0 for j in range(2)]
+        share = z[1] / (z[0] + z[1]) if (z[0] + z[1]) > 0 else 0.5
+        pool = x[np.isin(x, candidates)]
+        knot = float(np.quantile(pool, share, method="inverted_cdf")) if share > 0 else float(pool.min())
+        coef, inter = fit_at(knot)
+    return x_max, flat, knot, coef, inter
+
+
+def _top_vs_peak_contrast_row(y, x, codes, levels, x_max, outcome: str, ci: float, common: dict) -> dict:
+    """The top_vs_peak_contrast row of :func:`two_lines_test`: top dose minus the dose with the highest mean,
+    within subject (paired t over subjects with both)."""
     top_dose = levels[-1]
     frame = pd.DataFrame({"s": codes, "x": x, "y": y})
     wide = frame.groupby(["s", "x"])["y"].mean().unstack()
@@ -364,19 +410,16 @@ def two_lines_test(
                 "ci_high": contrast + half,
                 "p": float(2 * sps.t.sf(abs(contrast) / se, n_pair - 1)) if se > 0 else np.nan,
             }
-    rows.append(
-        make_row(
-            "two_lines_test",
-            "top_vs_peak_contrast",
-            contrast if x_max != top_dose else np.nan,
-            interval,
-            n_pair,
-            n_obs,
-            "paired t over subjects (t with n_pairs - 1 dof)",
-            f"within-subject mean of {outcome} at the top dose ({top_dose:g}) minus at the dose with the highest "
-            f"subject-centred mean ({x_max:g}); pre-specified, data-selected peak (biased towards negative); "
-            "NaN when the peak is the top dose",
-            **common,
-        )
+    return make_row(
+        "two_lines_test",
+        "top_vs_peak_contrast",
+        contrast if x_max != top_dose else np.nan,
+        interval,
+        n_pair,
+        len(y),
+        "paired t over subjects (t with n_pairs - 1 dof)",
+        f"within-subject mean of {outcome} at the top dose ({top_dose:g}) minus at the dose with the highest "
+        f"subject-centred mean ({x_max:g}); pre-specified, data-selected peak (biased towards negative); "
+        "NaN when the peak is the top dose",
+        **common,
     )
-    return table(rows)

@@ -164,132 +164,19 @@ def stratum_by_treatment_interaction(
     docstring. ``period``: column of the crossover period; its effects are removed first (module docstring).
     Extra columns: ``dof, design, n_subjects_stratum_1, n_subjects_stratum_0, n_subjects_dropped, period_terms``.
     """
-    columns = [subject, outcome, treated, stratum, *([period] if period else [])]
-    for column in columns:
-        if column not in df.columns:
-            raise KeyError(f"column {column!r} not in data (have {list(df.columns)})")
-    data = df[columns].dropna()
-    n_missing = df[subject].nunique() - data[subject].nunique()
-    data = data.assign(**{treated: data[treated].astype(bool), stratum: data[stratum].astype(float)})
-    if not data[stratum].isin([0.0, 1.0]).all():
-        raise ValueError(f"{stratum} must be 0/1, got {sorted(set(data[stratum]))}")
-    if (data.groupby(subject)[stratum].nunique() > 1).any():
-        bad = data.groupby(subject)[stratum].nunique().loc[lambda s: s > 1].index[0]
-        raise ValueError(
-            f"subject {bad}: {stratum} differs between its rows; the interaction needs a subject-level stratum"
-        )
-    n_period_terms = 0
+    data, n_missing = _interaction_data(df, outcome, treated, stratum, subject, period)
     per = data.groupby([subject, treated])[outcome].mean().unstack(treated)
     strata = data.groupby(subject)[stratum].first()
     has_both = per.notna().all(axis=1) if per.shape[1] == 2 else pd.Series(False, index=per.index)
     lo, hi = labels
-    rows = []
     if has_both.any():
-        design = "within-subject (each subject treated and control)"
-        d = (per[True] - per[False])[has_both]
-        s = strata[d.index]
-        d1, d0 = d[s == 1].to_numpy(), d[s == 0].to_numpy()
-        dropped = int((~has_both).sum()) + n_missing
-        inter = welch_t(d1, d0, ci)
-        method = "Welch t over subjects of per-subject (mean treated − mean control) change"
-        one_sample = {"contrast_in_stratum_1": _one_sample(d1, ci), "contrast_in_stratum_0": _one_sample(d0, ci)}
-        one_method = "one-sample t over subjects"
-        adjusted = (
-            _period_adjusted_rows(d, s, _period_composition(data, treated, subject, period), ci) if period else None
+        rows, common, t1, t0, n_obs = _within_subject_interaction_rows(
+            data, per, strata, has_both, n_missing, outcome, treated, subject, period, ci, labels
         )
-        if period and adjusted is None:
-            note = "; period composition not identified (the same for every subject, or confounded with stratum): "
-            method, one_method = method + note + "not adjusted", one_method + note + "not adjusted"
-        if adjusted is not None:
-            n_period_terms = adjusted["n_terms"]
-            inter = adjusted["interaction"]
-            one_sample = {k: adjusted[k] for k in one_sample}
-            method = one_method = (
-                f"OLS over subjects of per-subject (mean treated − mean control) change on stratum and the "
-                f"subject's period composition ({n_period_terms} terms), per-stratum sandwich variance, "
-                "Welch–Satterthwaite t"
-            )
-        conv = (
-            f"[mean over {hi} subjects of (mean {outcome} treated − mean {outcome} control)] − the same over "
-            f"{lo} subjects; a subject's active rows are averaged first"
-        )
-        n_obs = int(data[data[subject].isin(d.index)].shape[0])
-        common = dict(
-            design=design,
-            n_subjects_stratum_1=int(d1.size),
-            n_subjects_stratum_0=int(d0.size),
-            n_subjects_dropped=dropped,
-            period_terms=n_period_terms,
-        )
-        rows.append(
-            make_row(
-                "stratum_by_treatment_interaction",
-                "interaction",
-                inter["estimate"],
-                inter,
-                d.size,
-                n_obs,
-                method,
-                conv,
-                dof=inter["dof"],
-                **common,
-            )
-        )
-        for label, values, name in ((hi, d1, "contrast_in_stratum_1"), (lo, d0, "contrast_in_stratum_0")):
-            one = one_sample[name]
-            rows.append(
-                make_row(
-                    "stratum_by_treatment_interaction",
-                    name,
-                    one["estimate"],
-                    one,
-                    values.size,
-                    n_obs,
-                    one_method,
-                    f"mean over {label} subjects of (mean {outcome} treated − mean {outcome} control)",
-                    dof=one["dof"],
-                    **common,
-                )
-            )
-        treated_means = per.loc[d.index, True]
-        t1, t0 = treated_means[s == 1].to_numpy(), treated_means[s == 0].to_numpy()
     else:
-        design = "between-subject (each subject treated or control)"
-        means = data.groupby(subject).agg(y=(outcome, "mean"), t=(treated, "first"), s=(stratum, "first"))
-        x = np.column_stack([np.ones(len(means)), means["t"], means["s"], means["t"] * means["s"]]).astype(float)
-        g = len(means)
-        common = dict(
-            design=design,
-            n_subjects_stratum_1=int((means["s"] == 1).sum()),
-            n_subjects_stratum_0=int((means["s"] == 0).sum()),
-            n_subjects_dropped=n_missing,
-            period_terms=n_period_terms,
+        rows, common, t1, t0, n_obs = _between_subject_interaction_rows(
+            data, n_missing, outcome, treated, stratum, subject, ci, labels
         )
-        est, ci_row, dof = math.nan, {}, g - 4
-        if dof >= 1 and np.linalg.matrix_rank(x) == 4:
-            beta, *_ = np.linalg.lstsq(x, means["y"].to_numpy(float), rcond=None)
-            resid = means["y"].to_numpy(float) - x @ beta
-            cov = (resid @ resid / dof) * np.linalg.inv(x.T @ x)
-            est, se = float(beta[3]), float(math.sqrt(cov[3, 3]))
-            half = sps.t.ppf(0.5 + ci / 2, dof) * se
-            ci_row = {"ci_low": est - half, "ci_high": est + half, "p": float(2 * sps.t.sf(abs(est) / se, dof))}
-        rows.append(
-            make_row(
-                "stratum_by_treatment_interaction",
-                "interaction",
-                est,
-                ci_row,
-                g,
-                len(data),
-                "OLS over subjects y ~ treated * stratum, classical t (G − 4 dof)",
-                f"({hi}: treated − control mean {outcome}) − ({lo}: treated − control mean {outcome})",
-                dof=float(dof),
-                **common,
-            )
-        )
-        t1 = means.loc[(means["t"]) & (means["s"] == 1), "y"].to_numpy()
-        t0 = means.loc[(means["t"]) & (means["s"] == 0), "y"].to_numpy()
-        n_obs = len(data)
     contrast = welch_t(t1, t0, ci)
     rows.append(
         make_row(
@@ -307,3 +194,147 @@ def stratum_by_treatment_interaction(
         )
     )
     return table(rows)
+
+
+def _interaction_data(
+    df: pd.DataFrame, outcome: str, treated: str, stratum: str, subject: str, period: str | None
+) -> tuple[pd.DataFrame, int]:
+    """Complete rows of :func:`stratum_by_treatment_interaction` (treated bool, stratum 0/1 constant within
+    subject) and the number of subjects without one."""
+    columns = [subject, outcome, treated, stratum, *([period] if period else [])]
+    for column in columns:
+        if column not in df.columns:
+            raise KeyError(f"column {column!r} not in data (have {list(df.columns)})")
+    data = df[columns].dropna()
+    n_missing = df[subject].nunique() - data[subject].nunique()
+    data = data.assign(**{treated: data[treated].astype(bool), stratum: data[stratum].astype(float)})
+    if not data[stratum].isin([0.0, 1.0]).all():
+        raise ValueError(f"{stratum} must be 0/1, got {sorted(set(data[stratum]))}")
+    if (data.groupby(subject)[stratum].nunique() > 1).any():
+        bad = data.groupby(subject)[stratum].nunique().loc[lambda s: s > 1].index[0]
+        raise ValueError(
+            f"subject {bad}: {stratum} differs between its rows; the interaction needs a subject-level stratum"
+        )
+    return data, n_missing
+
+
+def _within_subject_interaction_rows(
+    data, per, strata, has_both, n_missing, outcome, treated, subject, period, ci, labels
+):
+    """Interaction and per-stratum contrast rows when subjects have treated and control rows (crossover); also
+    the common columns, the subjects' treated means per stratum and the observations used."""
+    lo, hi = labels
+    rows = []
+    n_period_terms = 0
+    design = "within-subject (each subject treated and control)"
+    d = (per[True] - per[False])[has_both]
+    s = strata[d.index]
+    d1, d0 = d[s == 1].to_numpy(), d[s == 0].to_numpy()
+    dropped = int((~has_both).sum()) + n_missing
+    inter = welch_t(d1, d0, ci)
+    method = "Welch t over subjects of per-subject (mean treated − mean control) change"
+    one_sample = {"contrast_in_stratum_1": _one_sample(d1, ci), "contrast_in_stratum_0": _one_sample(d0, ci)}
+    one_method = "one-sample t over subjects"
+    adjusted = _period_adjusted_rows(d, s, _period_composition(data, treated, subject, period), ci) if period else None
+    if period and adjusted is None:
+        note = "; period composition not identified (the same for every subject, or confounded with stratum): "
+        method, one_method = method + note + "not adjusted", one_method + note + "not adjusted"
+    if adjusted is not None:
+        n_period_terms = adjusted["n_terms"]
+        inter = adjusted["interaction"]
+        one_sample = {k: adjusted[k] for k in one_sample}
+        method = one_method = (
+            f"OLS over subjects of per-subject (mean treated − mean control) change on stratum and the "
+            f"subject's period composition ({n_period_terms} terms), per-stratum sandwich variance, "
+            "Welch–Satterthwaite t"
+        )
+    conv = (
+        f"[mean over {hi} subjects of (mean {outcome} treated − mean {outcome} control)] − the same over "
+        f"{lo} subjects; a subject's active rows are averaged first"
+    )
+    n_obs = int(data[data[subject].isin(d.index)].shape[0])
+    common = dict(
+        design=design,
+        n_subjects_stratum_1=int(d1.size),
+        n_subjects_stratum_0=int(d0.size),
+        n_subjects_dropped=dropped,
+        period_terms=n_period_terms,
+    )
+    rows.append(
+        make_row(
+            "stratum_by_treatment_interaction",
+            "interaction",
+            inter["estimate"],
+            inter,
+            d.size,
+            n_obs,
+            method,
+            conv,
+            dof=inter["dof"],
+            **common,
+        )
+    )
+    for label, values, name in ((hi, d1, "contrast_in_stratum_1"), (lo, d0, "contrast_in_stratum_0")):
+        one = one_sample[name]
+        rows.append(
+            make_row(
+                "stratum_by_treatment_interaction",
+                name,
+                one["estimate"],
+                one,
+                values.size,
+                n_obs,
+                one_method,
+                f"mean over {label} subjects of (mean {outcome} treated − mean {outcome} control)",
+                dof=one["dof"],
+                **common,
+            )
+        )
+    treated_means = per.loc[d.index, True]
+    t1, t0 = treated_means[s == 1].to_numpy(), treated_means[s == 0].to_numpy()
+    return rows, common, t1, t0, n_obs
+
+
+def _between_subject_interaction_rows(data, n_missing, outcome, treated, stratum, subject, ci, labels):
+    """The interaction row when each subject is treated or control (parallel arms: OLS over subject means); also
+    the common columns, the treated subjects' means per stratum and the observations used."""
+    lo, hi = labels
+    rows = []
+    n_period_terms = 0
+    design = "between-subject (each subject treated or control)"
+    means = data.groupby(subject).agg(y=(outcome, "mean"), t=(treated, "first"), s=(stratum, "first"))
+    x = np.column_stack([np.ones(len(means)), means["t"], means["s"], means["t"] * means["s"]]).astype(float)
+    g = len(means)
+    common = dict(
+        design=design,
+        n_subjects_stratum_1=int((means["s"] == 1).sum()),
+        n_subjects_stratum_0=int((means["s"] == 0).sum()),
+        n_subjects_dropped=n_missing,
+        period_terms=n_period_terms,
+    )
+    est, ci_row, dof = math.nan, {}, g - 4
+    if dof >= 1 and np.linalg.matrix_rank(x) == 4:
+        beta, *_ = np.linalg.lstsq(x, means["y"].to_numpy(float), rcond=None)
+        resid = means["y"].to_numpy(float) - x @ beta
+        cov = (resid @ resid / dof) * np.linalg.inv(x.T @ x)
+        est, se = float(beta[3]), float(math.sqrt(cov[3, 3]))
+        half = sps.t.ppf(0.5 + ci / 2, dof) * se
+        ci_row = {"ci_low": est - half, "ci_high": est + half, "p": float(2 * sps.t.sf(abs(est) / se, dof))}
+    rows.append(
+        make_row(
+            "stratum_by_treatment_interaction",
+            "interaction",
+            est,
+            ci_row,
+            g,
+            len(data),
+            "OLS over subjects y ~ treated * stratum, classical t (G − 4 dof)",
+            f"({hi}: treated − control mean {outcome}) − ({lo}: treated − control mean {outcome})",
+            dof=float(dof),
+            **common,
+        )
+    )
+    t1 = means.loc[(means["t"]) & (means["s"] == 1), "y"].to_numpy()
+    t0 = means.loc[(means["t"]) & (means["s"] == 0), "y"].to_numpy()
+    n_obs = len(data)
+    return rows, common, t1, t0, n_obs

@@ -70,33 +70,9 @@ def within_subject_mediation(
     covariates, categorical = list(covariates), list(categorical)
     data = complete_rows(df, [subject, x, m, y, *covariates, *categorical], [x, m, y, *covariates])
     codes, n_subj = rs.subject_codes(data[subject])
-    extra, names = _design_columns(data, covariates, categorical)
-    centred = rs.within_centre(np.column_stack([data[[x, m, y]].to_numpy(float), extra]), codes, n_subj)
-    scale = np.abs(centred).max(axis=0)
-    keep_extra = [j for j in range(3, centred.shape[1]) if scale[j] > 1e-10 * max(1.0, np.abs(extra[:, j - 3]).max())]
-    used = [names[j - 3] for j in keep_extra]
-    dropped = [n for n in names if n not in used]
-    centred = centred[:, [0, 1, 2, *keep_extra]]
+    centred, used, dropped = _centred_mediation_columns(data, x, m, y, covariates, categorical, codes, n_subj)
     n_obs = len(data)
-    cols = list(range(3, 3 + len(keep_extra)))
-    X, M, Y = 0, 1, 2
-    cross = rs.per_subject_crossproducts(centred, codes, n_subj)
-    total = cross.sum(axis=0)
-    weights = rs.cluster_weights(n_subj, n_boot, np.random.default_rng(seed))
-    boot = np.einsum("bs,sij->bij", weights, cross)
-
-    specs = {  # quantity: (predictors, target, column of interest, description)
-        "a": ([X, *cols], M, 0, f"{m} ~ {x} (within)"),
-        "b": ([M, X, *cols], Y, 0, f"{y} ~ {m} | {x} (within)"),
-        "c_prime": ([M, X, *cols], Y, 1, f"{y} ~ {x} | {m} (within, direct)"),
-        "c_total": ([X, *cols], Y, 0, f"{y} ~ {x} (within, total)"),
-    }
-    estimates, replicates = {}, {}
-    for name, (predictors, target, column, _) in specs.items():
-        estimates[name] = float(_coef(total, predictors, target, column))
-        replicates[name] = _coef(boot, predictors, target, column)
-    estimates["indirect"] = estimates["a"] * estimates["b"]
-    replicates["indirect"] = replicates["a"] * replicates["b"]
+    specs, estimates, replicates = _mediation_paths(centred, codes, n_subj, n_boot, seed, x, m, y)
 
     base = (
         "1-1-1 within-subject mediation: person-mean-centred x, m, y (and covariates), OLS with "
@@ -144,3 +120,40 @@ def within_subject_mediation(
         )
     )
     return table(rows)
+
+
+def _centred_mediation_columns(data, x, m, y, covariates, categorical, codes, n_subj):
+    """Person-mean-centred x, m, y and the covariates that vary within subjects; their names, and the names of
+    those dropped (constant within subjects)."""
+    extra, names = _design_columns(data, covariates, categorical)
+    centred = rs.within_centre(np.column_stack([data[[x, m, y]].to_numpy(float), extra]), codes, n_subj)
+    scale = np.abs(centred).max(axis=0)
+    keep_extra = [j for j in range(3, centred.shape[1]) if scale[j] > 1e-10 * max(1.0, np.abs(extra[:, j - 3]).max())]
+    used = [names[j - 3] for j in keep_extra]
+    dropped = [n for n in names if n not in used]
+    return centred[:, [0, 1, 2, *keep_extra]], used, dropped
+
+
+def _mediation_paths(centred, codes, n_subj, n_boot, seed, x, m, y):
+    """Paths a, b, c', c and a*b in the sample and in every subject-cluster resample; also each path's
+    (predictors, target, column of interest, description)."""
+    cols = list(range(3, centred.shape[1]))
+    X, M, Y = 0, 1, 2
+    cross = rs.per_subject_crossproducts(centred, codes, n_subj)
+    total = cross.sum(axis=0)
+    weights = rs.cluster_weights(n_subj, n_boot, np.random.default_rng(seed))
+    boot = np.einsum("bs,sij->bij", weights, cross)
+
+    specs = {  # quantity: (predictors, target, column of interest, description)
+        "a": ([X, *cols], M, 0, f"{m} ~ {x} (within)"),
+        "b": ([M, X, *cols], Y, 0, f"{y} ~ {m} | {x} (within)"),
+        "c_prime": ([M, X, *cols], Y, 1, f"{y} ~ {x} | {m} (within, direct)"),
+        "c_total": ([X, *cols], Y, 0, f"{y} ~ {x} (within, total)"),
+    }
+    estimates, replicates = {}, {}
+    for name, (predictors, target, column, _) in specs.items():
+        estimates[name] = float(_coef(total, predictors, target, column))
+        replicates[name] = _coef(boot, predictors, target, column)
+    estimates["indirect"] = estimates["a"] * estimates["b"]
+    replicates["indirect"] = replicates["a"] * replicates["b"]
+    return specs, estimates, replicates

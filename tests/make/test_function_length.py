@@ -25,13 +25,6 @@ KNOWN_LONG = {
     # eeg/features.py
     "pipelines.eeg.features:compute_study_features",
     "pipelines.eeg.features:recording_features",
-    # stats/{association,calibration,dose_models,interaction,mediation}.py
-    "pipelines.stats.association:within_between_correlation",
-    "pipelines.stats.calibration:cases",
-    "pipelines.stats.dose_models:dose_response_mixed",
-    "pipelines.stats.dose_models:two_lines_test",
-    "pipelines.stats.interaction:stratum_by_treatment_interaction",
-    "pipelines.stats.mediation:within_subject_mediation",
 }
 
 
