@@ -43,6 +43,7 @@ from .effects import within_between_effect, within_moderation
 from .groups import ancova_difference, binary_difference
 from .interaction import stratum_by_treatment_interaction, welch_t
 from .mediation import within_subject_mediation
+from .paired import paired_contrast
 from .simulation import Design, simulate_crossover
 
 ALPHA = 0.05
@@ -112,6 +113,13 @@ def _dose_mixed(data, seed, n_boot):
 def _crossover_dose(data, seed, n_boot):
     # The reports' dose model: period, sequence and carry-over from the recorded order (here the period).
     return _quantity(crossover_dose_model(data, "mood", "dose", "subject", "period", n_boot=n_boot, seed=seed), "dose")
+
+
+def _paired_top_vs_placebo(data, seed, n_boot):
+    # Reports 01 (condition levels), 03 (per-dose paired changes) and 05 (crossover mood contrasts): the paired
+    # t contrast of one condition against placebo, the subject as the unit (period left unmodelled, as there).
+    row = paired_contrast(data.assign(condition=data["dose"].map(str)), "mood", "condition", "subject", "0.0", "1.0")
+    return row["mean_difference"], row["ci_low"], row["ci_high"], row["p"], bool(row["p"] < 0.05)
 
 
 def _two_lines(data, seed, n_boot):
@@ -456,6 +464,19 @@ def _dose_response_cases() -> list[Case]:
             _two_lines,
             None,
             None,
+        ),
+        Case(
+            "paired_contrast[1.0 vs 0 mg/kg]",
+            "paired_contrast",
+            "mean difference",
+            False,
+            replace(d, mood_dose_sd=1.0),
+            replace(d, mood_dose_mean=1.0, mood_dose_sd=1.0),
+            "no mean dose effect on mood, subject slopes SD 1, period effect (balanced by the Williams sequences)",
+            "mean dose slope 1.0 per mg/kg: top dose - placebo = 1.0",
+            _paired_top_vs_placebo,
+            0.0,
+            1.0,
         ),
     ]
 
