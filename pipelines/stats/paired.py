@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .effect_sizes import hedges_g_av
+
 PAIRED_CONVENTION = (
     "within-subject contrast: difference b − a per subject (subjects with both conditions only); "
     "mean difference with a t-based 95 % CI and paired t-test p; Wilcoxon signed-rank p (zero "
@@ -60,7 +62,6 @@ def paired_contrast(
     )
     if np.any(diff != 0):
         row["p_wilcoxon"] = float(sps.wilcoxon(y, x, zero_method="wilcox").pvalue)
-    sd_mean = (x.std(ddof=1) + y.std(ddof=1)) / 2
-    if n > 2 and sd_mean > 0:
-        row["hedges_g_av"] = float(mean / sd_mean * (1 - 3 / (8 * n - 9)))
+    if n > 2 and (x.std(ddof=1) + y.std(ddof=1)) > 0:
+        row["hedges_g_av"] = float(hedges_g_av(x, y)[0])
     return row
