@@ -312,12 +312,9 @@ def _subject_stratum(labels: pd.Series) -> str:
     return labels.iloc[0] if labels.nunique() == 1 else "discordant"
 
 
-def join_subject_dose(
-    tables: dict[str, pd.DataFrame], params: IntegrativeParameters, session_order: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """One row per subject × session (dose) joining every branch; see :func:`subject_dose_table`.
-    ``session_order`` (:attr:`pipelines.study.dataset.Study.session_order`) adds ``period``, ``sequence``,
-    ``carryover_dose`` and ``session_order``."""
+def _eeg_columns(tables: dict[str, pd.DataFrame], params: IntegrativeParameters) -> pd.DataFrame:
+    """The EEG part of the joined table: notebook 01's markers and global plateau changes (entropy, occipital
+    alpha and, when written, the spectrum-controlled entropy change)."""
     markers = _with_session(tables["eeg_markers"])
     measured = set(markers["entropy_measure"].dropna())
     if measured and measured != {params.entropy_measure}:
@@ -359,7 +356,11 @@ def join_subject_dose(
             controlled[[*KEYS, "change"]].rename(columns={"change": "entropy_change_spectrum_controlled"}),
             "eeg_plateau_changes",
         )
+    return base
 
+
+def _with_peak_scores(base: pd.DataFrame, tables: dict[str, pd.DataFrame], params: IntegrativeParameters):
+    """``base`` joined with notebook 02's peak scores (every score column, not the derived percentages)."""
     peak = _with_session(tables["peak_scores"])
     score_columns = [
         c for c in peak.columns if c.startswith(PEAK_PREFIXES) and not c.endswith(("_pct_max", "_complete_mystical"))
@@ -369,16 +370,22 @@ def join_subject_dose(
             f"peak_score {params.peak_score!r} is not in peak_scores (notebook 02's `scales` "
             f"decide which are written; it has {score_columns})"
         )
-    base = _merge(base, peak[[*KEYS, DOSE, *score_columns]], "peak_scores")
+    return _merge(base, peak[[*KEYS, DOSE, *score_columns]], "peak_scores")
 
+
+def _with_cytokines(base: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """``base`` joined with notebook 03's ln changes (one column per analyte), stratum and ``inflamed``."""
     cytokines = _with_session(tables["cytokine_changes"])
     wide = cytokines.pivot_table(index=KEYS, columns="analyte", values="ln_change", aggfunc="first")
     wide.columns = [f"{a.lower()}_ln_change" for a in wide.columns]
     strata = cytokines.groupby(KEYS)["stratum"].agg(_subject_stratum).rename("stratum")
     cyto = pd.concat([wide, strata], axis=1).reset_index()
     cyto["inflamed"] = cyto["stratum"].map({"inflamed": 1.0, "non-inflamed": 0.0})
-    base = _merge(base, cyto, "cytokine_changes")
+    return _merge(base, cyto, "cytokine_changes")
 
+
+def _with_mood(base: pd.DataFrame, tables: dict[str, pd.DataFrame], params: IntegrativeParameters) -> pd.DataFrame:
+    """``base`` joined with the mood baseline, improvement and response at the shown time points, and the scale."""
     mood = _with_session(tables["mood_changes"])
     scales = mood["scale"].dropna().unique()
     if len(scales) != 1:
@@ -395,16 +402,35 @@ def join_subject_dose(
         first = first.join(at["response"].astype(float).rename(f"mood_response_{tp}"), on=KEYS)
     base = _merge(base, first, "mood_changes")
     base.insert(3, "mood_scale", str(scales[0]))
+    return base
+
+
+def _with_session_order(base: pd.DataFrame, session_order: pd.DataFrame) -> pd.DataFrame:
+    """``base`` joined with the recorded session order; a session without one is an error naming it."""
+    order = _with_session(session_order)[[*KEYS, DOSE, "session_order", "period", "sequence", "carryover_dose"]]
+    base = _merge(base, order, "session order (sessions.tsv)")
+    if base["period"].isna().any():
+        row = base[base["period"].isna()].iloc[0]
+        raise ValueError(f"sessions.tsv gives no session order for {row[SUBJECT]} session {row['session']}")
+    return base
+
+
+def join_subject_dose(
+    tables: dict[str, pd.DataFrame], params: IntegrativeParameters, session_order: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per subject × session (dose) joining every branch; see :func:`subject_dose_table`.
+    ``session_order`` (:attr:`pipelines.study.dataset.Study.session_order`) adds ``period``, ``sequence``,
+    ``carryover_dose`` and ``session_order``."""
+    base = _eeg_columns(tables, params)
+    base = _with_peak_scores(base, tables, params)
+    base = _with_cytokines(base, tables)
+    base = _with_mood(base, tables, params)
     # Over every session (placebo included): the placebo-controlled contrast of H3 needs one label per subject.
     base["subject_stratum"] = (
         base[SUBJECT].map(base.groupby(SUBJECT)["stratum"].agg(_subject_stratum)).fillna("unassigned")
     )
     if session_order is not None:
-        order = _with_session(session_order)[[*KEYS, DOSE, "session_order", "period", "sequence", "carryover_dose"]]
-        base = _merge(base, order, "session order (sessions.tsv)")
-        if base["period"].isna().any():
-            row = base[base["period"].isna()].iloc[0]
-            raise ValueError(f"sessions.tsv gives no session order for {row[SUBJECT]} session {row['session']}")
+        base = _with_session_order(base, session_order)
     return base.sort_values([SUBJECT, DOSE]).reset_index(drop=True)
 
 
@@ -935,6 +961,83 @@ def agreement_permutation(first, second, n_perm: int, seed: int) -> tuple[float,
     return observed / n, chance, float((1 + (permuted >= observed).sum()) / (n_perm + 1))
 
 
+def _h4a_row(table: pd.DataFrame, params: IntegrativeParameters) -> dict:
+    """H4a: depth vs dose over every session (:func:`pipelines.stats.crossover_dose_model`)."""
+    data = table.dropna(subset=["alpha_suppression_depth_db", DOSE])
+    fit = crossover_dose_model(
+        data,
+        "alpha_suppression_depth_db",
+        DOSE,
+        SUBJECT,
+        "session_order" if has_order(data) else None,
+        n_boot=params.n_boot,
+        seed=params.seed,
+    ).iloc[0]
+    return _inference_row(
+        fit,
+        hypothesis="H4",
+        test="H4a depth vs dose",
+        statement="Occipital alpha suppression deepens with dose",
+        population="all subject-sessions (placebo included)",
+        method=f"{fit['formula']}; {fit['method']}; {fit['crossover_note']}",
+        effect="dB per mg/kg",
+        direction="-",
+    )
+
+
+def _h4b_row(doses: pd.DataFrame, params: IntegrativeParameters) -> dict:
+    """H4b: agreement of titration endpoint and entropy maximum against chance (permutation, Wilson CI)."""
+    known = doses.dropna(subset=["alpha_endpoint_dose"])
+    estimate, chance, p = agreement_permutation(
+        known["alpha_endpoint_dose"], known["entropy_max_dose"], params.n_boot, params.seed
+    )
+    low = high = np.nan
+    if len(known):
+        agree = int(round(estimate * len(known)))
+        ci = sps.binomtest(agree, len(known)).proportion_ci(confidence_level=0.95, method="wilson")
+        low, high = ci.low, ci.high
+    return _row(
+        "H4",
+        "H4b titration endpoint = entropy maximum",
+        "The lowest dose at which sustained alpha suppression is reached is the dose of maximal "
+        f"entropy increase more often than chance (chance agreement from the marginals: {chance:.2f})",
+        f"subjects who reached suppression at some active dose ({TITRATION_ACTIVE_ONLY})",
+        f"permutation of entropy-maximum doses across subjects ({params.n_boot} permutations, "
+        f"one-sided) vs chance agreement {chance:.2f} from the two marginal distributions; Wilson 95% CI",
+        "proportion of subjects in agreement",
+        len(known),
+        len(known),
+        estimate,
+        low,
+        high,
+        p,
+        "+",
+    )
+
+
+def _h4c_row(doses: pd.DataFrame, table: pd.DataFrame, test: str, statement: str, population: str, **family) -> dict:
+    """H4c: paired depth difference top dose − entropy-maximum dose among subjects whose entropy (as in
+    ``doses``) peaks below the top dose (t CI)."""
+    beyond = doses[doses["entropy_max_dose"] < table.loc[table["active"], DOSE].max()]
+    mean, low, high, p, n = _mean_t(beyond["depth_at_top_dose_db"] - beyond["depth_at_entropy_max_db"])
+    return _row(
+        "H4",
+        test,
+        statement,
+        population,
+        "paired t, t 95% CI",
+        "depth at top dose − depth at entropy-maximum dose (dB)",
+        n,
+        n,
+        mean,
+        low,
+        high,
+        p,
+        "-",
+        **family,
+    )
+
+
 def h4_alpha_depth_dose(table: pd.DataFrame, params: IntegrativeParameters) -> pd.DataFrame:
     """H4 — alpha-suppression depth marks the effective dose (and the entropy maximum).
 
@@ -953,104 +1056,35 @@ def h4_alpha_depth_dose(table: pd.DataFrame, params: IntegrativeParameters) -> p
     (Choosing "the deepest suppression among doses whose entropy is preserved" instead would make the
     comparison with the entropy maximum nearly true by construction when depth rises monotonically
     with dose, so H4b uses the threshold criterion clinicians titrate with.)"""
-    rows = []
-    data = table.dropna(subset=["alpha_suppression_depth_db", DOSE])
-    fit = crossover_dose_model(
-        data,
-        "alpha_suppression_depth_db",
-        DOSE,
-        SUBJECT,
-        "session_order" if has_order(data) else None,
-        n_boot=params.n_boot,
-        seed=params.seed,
-    ).iloc[0]
-    rows.append(
-        _inference_row(
-            fit,
-            hypothesis="H4",
-            test="H4a depth vs dose",
-            statement="Occipital alpha suppression deepens with dose",
-            population="all subject-sessions (placebo included)",
-            method=f"{fit['formula']}; {fit['method']}; {fit['crossover_note']}",
-            effect="dB per mg/kg",
-            direction="-",
-        )
-    )
+    rows = [_h4a_row(table, params)]
     doses = titration_doses(table)
-    known = doses.dropna(subset=["alpha_endpoint_dose"])
-    estimate, chance, p = agreement_permutation(
-        known["alpha_endpoint_dose"], known["entropy_max_dose"], params.n_boot, params.seed
-    )
-    low = high = np.nan
-    if len(known):
-        agree = int(round(estimate * len(known)))
-        ci = sps.binomtest(agree, len(known)).proportion_ci(confidence_level=0.95, method="wilson")
-        low, high = ci.low, ci.high
-    rows.append(
-        _row(
-            "H4",
-            "H4b titration endpoint = entropy maximum",
-            "The lowest dose at which sustained alpha suppression is reached is the dose of maximal "
-            f"entropy increase more often than chance (chance agreement from the marginals: {chance:.2f})",
-            f"subjects who reached suppression at some active dose ({TITRATION_ACTIVE_ONLY})",
-            f"permutation of entropy-maximum doses across subjects ({params.n_boot} permutations, "
-            f"one-sided) vs chance agreement {chance:.2f} from the two marginal distributions; Wilson 95% CI",
-            "proportion of subjects in agreement",
-            len(known),
-            len(known),
-            estimate,
-            low,
-            high,
-            p,
-            "+",
-        )
-    )
-    beyond = doses[doses["entropy_max_dose"] < table.loc[table["active"], DOSE].max()]
-    mean, low, high, p, n = _mean_t(beyond["depth_at_top_dose_db"] - beyond["depth_at_entropy_max_db"])
-    rows.append(
-        _row(
-            "H4",
+    rows += [
+        _h4b_row(doses, params),
+        _h4c_row(
+            doses,
+            table,
             "H4c alpha deepens past the entropy maximum",
             "Beyond the dose of maximal entropy, alpha suppression still deepens (depth dissociates from "
             "entropy at high dose)",
             "subjects whose entropy peaks below the top dose",
-            "paired t, t 95% CI",
-            "depth at top dose − depth at entropy-maximum dose (dB)",
-            n,
-            n,
-            mean,
-            low,
-            high,
-            p,
-            "-",
-        )
-    )
+        ),
+    ]
     if "entropy_change_spectrum_controlled" in table.columns:
         # Issue 12: entropy tracks the spectrum; the entropy maximum taken from the spectrum-controlled change
         # (notebook 01: entropy change minus its fitted alpha and aperiodic terms) asks whether H4c survives it.
-        ctrl = titration_doses(
+        controlled = titration_doses(
             table.drop(columns="entropy_change").rename(
                 columns={"entropy_change_spectrum_controlled": "entropy_change"}
             )
         )
-        beyond = ctrl[ctrl["entropy_max_dose"] < table.loc[table["active"], DOSE].max()]
-        mean, low, high, p, n = _mean_t(beyond["depth_at_top_dose_db"] - beyond["depth_at_entropy_max_db"])
         rows.append(
-            _row(
-                "H4",
+            _h4c_row(
+                controlled,
+                table,
                 "H4c (spectrum-controlled entropy)",
                 "As H4c, with the entropy maximum of the spectrum-controlled entropy change (alpha and "
                 "aperiodic-exponent changes as covariates)",
                 "subjects whose controlled entropy peaks below the top dose",
-                "paired t, t 95% CI",
-                "depth at top dose − depth at entropy-maximum dose (dB)",
-                n,
-                n,
-                mean,
-                low,
-                high,
-                p,
-                "-",
                 family="description",
             )
         )  # a sensitivity row: no FDR family
@@ -1332,14 +1366,10 @@ def primary_text(hypotheses: pd.DataFrame, params: IntegrativeParameters) -> str
     )
 
 
-def summary_text(
-    table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd.DataFrame, params: IntegrativeParameters
-) -> str:
-    """A short written summary generated from the numbers (markdown)."""
-    by = hypotheses.set_index("test")
-    scale = str(table["mood_scale"].iloc[0]).upper()
+def _data_paragraph(table: pd.DataFrame, hypotheses: pd.DataFrame, params: IntegrativeParameters) -> str:
+    """**Data.**: subjects, doses and sessions, the unit of analysis, the FDR families and the crossover note."""
     active = table[table["active"]]
-    lines = [
+    return (
         f"**Data.** {table[SUBJECT].nunique()} subjects × {table[DOSE].nunique()} doses "
         f"({len(table)} subject-sessions, {len(active)} active; {placebo_note(table, params.peak_score)}); every test and its population is stated "
         f"in the table above. The subject is the unit: associations are within-subject (across a subject's "
@@ -1347,148 +1377,206 @@ def summary_text(
         f"over-session correlations are description only. p_FDR is Benjamini–Hochberg over the "
         f"{int((hypotheses['family'] == 'confirmatory').sum())} confirmatory rows (H1–H4); H5 is exploratory "
         f"and has its own family. Crossover: {crossover_note(table)}."
-    ]
-    lines.insert(0, primary_text(hypotheses, params))
+    )
 
-    def get(prefix):
-        rows = by[by.index.str.startswith(prefix)]
-        return None if rows.empty else rows.iloc[0]
 
-    h1 = [get("H1a"), get("H1b"), get("H1c")]
-    if all(r is not None for r in h1):
-        lines.append(
-            f"**H1 (entropy ↔ peak experience, dose-adjusted).** Both move with dose, so H1 asks what dose does not "
-            f"explain. Within subjects, at a given dose level{' and period' if has_order(table) else ''}: partial "
-            f"r_rm = {_effect(h1[0])} — {h1[0]['verdict']}; between subjects (subject means of dose-adjusted values) "
-            f"r = {_effect(h1[2])} — {h1[2]['verdict']}; pooled over sessions (raw values, mixing the dose curves) "
-            f"r = {_effect(h1[1])}."
-            + (
-                " The association lives between subjects: those whose EEG responds more also report more intense "
-                "experiences, while session-to-session deviations at a fixed dose do not go together."
-                if h1[2]["verdict"] == "supports" and h1[0]["verdict"] != "supports"
-                else ""
-            )
+def _first_test(by: pd.DataFrame, prefix: str) -> pd.Series | None:
+    """The first row of ``by`` (hypothesis rows indexed by test) whose test starts with ``prefix``, or None."""
+    rows = by[by.index.str.startswith(prefix)]
+    return None if rows.empty else rows.iloc[0]
+
+
+def _h1_paragraph(by: pd.DataFrame, table: pd.DataFrame) -> str | None:
+    """**H1**: within-subject, between-subject and pooled entropy ↔ peak rows, or None without all three."""
+    h1 = [_first_test(by, "H1a"), _first_test(by, "H1b"), _first_test(by, "H1c")]
+    if not all(r is not None for r in h1):
+        return None
+    return (
+        f"**H1 (entropy ↔ peak experience, dose-adjusted).** Both move with dose, so H1 asks what dose does not "
+        f"explain. Within subjects, at a given dose level{' and period' if has_order(table) else ''}: partial "
+        f"r_rm = {_effect(h1[0])} — {h1[0]['verdict']}; between subjects (subject means of dose-adjusted values) "
+        f"r = {_effect(h1[2])} — {h1[2]['verdict']}; pooled over sessions (raw values, mixing the dose curves) "
+        f"r = {_effect(h1[1])}."
+        + (
+            " The association lives between subjects: those whose EEG responds more also report more intense "
+            "experiences, while session-to-session deviations at a fixed dose do not go together."
+            if h1[2]["verdict"] == "supports" and h1[0]["verdict"] != "supports"
+            else ""
         )
-    h2a, h2b, h2c = get("H2a"), get("H2b"), get("H2c")
-    if h2a is not None and h2b is not None:
-        lines.append(
-            f"**H2 (peak experience → mood).** {_label(params.peak_score)} and {scale} improvement at "
-            f"{params.mood_timepoint}, within subjects and adjusting for dose and baseline severity: partial "
-            f"r_rm = {_effect(h2a)} — {h2a['verdict']}"
-            + (f"; between subjects (subject means) r = {_effect(h2c)} — {h2c['verdict']}" if h2c is not None else "")
-            + f"; within-subject effect (subject fixed effects, wild cluster bootstrap) {_effect(h2b, 1)} {scale} "
-            f"points per SD — {h2b['verdict']}."
+    )
+
+
+def _h2_paragraph(by: pd.DataFrame, params: IntegrativeParameters, scale: str) -> str | None:
+    """**H2**: peak experience → mood within (and between) subjects, or None without H2a and H2b."""
+    h2a, h2b, h2c = _first_test(by, "H2a"), _first_test(by, "H2b"), _first_test(by, "H2c")
+    if h2a is None or h2b is None:
+        return None
+    return (
+        f"**H2 (peak experience → mood).** {_label(params.peak_score)} and {scale} improvement at "
+        f"{params.mood_timepoint}, within subjects and adjusting for dose and baseline severity: partial "
+        f"r_rm = {_effect(h2a)} — {h2a['verdict']}"
+        + (f"; between subjects (subject means) r = {_effect(h2c)} — {h2c['verdict']}" if h2c is not None else "")
+        + f"; within-subject effect (subject fixed effects, wild cluster bootstrap) {_effect(h2b, 1)} {scale} "
+        f"points per SD — {h2b['verdict']}."
+    )
+
+
+def _h3_analyte(by: pd.DataFrame, analyte: str) -> str | None:
+    """One analyte's H3 rows (inflamed, non-inflamed, interaction, period-adjusted) in words, or None."""
+    a, b, c, d = (_first_test(by, f"H3{k} {analyte}") for k in "abcd")
+    if a is None:
+        return None
+    return (
+        f"{analyte}: inflamed {a['estimate']:+.2f} ln units (95% CI {a['ci_low']:.2f} to "
+        f"{a['ci_high']:.2f}, {np.expm1(a['estimate']):+.0%}, n = {a['n_subjects']} subjects), non-inflamed "
+        f"{b['estimate']:+.2f} ({b['ci_low']:.2f} to {b['ci_high']:.2f}, n = {b['n_subjects']}), "
+        f"interaction {c['estimate']:+.2f} ({c['ci_low']:.2f} to {c['ci_high']:.2f}, {stats.format_p(c['p'])})"
+        + (
+            f", period-adjusted {d['estimate']:+.2f} "
+            f"({d['ci_low']:.2f} to {d['ci_high']:.2f}, {stats.format_p(d['p'])})"
+            if d is not None
+            else ""
         )
+    )
+
+
+def _h3_paragraph(by: pd.DataFrame, hypotheses: pd.DataFrame) -> str | None:
+    """**H3**: the placebo-controlled cytokine change per stratum for every primary analyte, or None."""
     h3 = hypotheses[hypotheses["hypothesis"] == "H3"]
-    parts = []
-    for analyte in PRIMARY_ANALYTES:
-        a, b, c, d = (get(f"H3{k} {analyte}") for k in "abcd")
-        if a is None:
-            continue
-        parts.append(
-            f"{analyte}: inflamed {a['estimate']:+.2f} ln units (95% CI {a['ci_low']:.2f} to "
-            f"{a['ci_high']:.2f}, {np.expm1(a['estimate']):+.0%}, n = {a['n_subjects']} subjects), non-inflamed "
-            f"{b['estimate']:+.2f} ({b['ci_low']:.2f} to {b['ci_high']:.2f}, n = {b['n_subjects']}), "
-            f"interaction {c['estimate']:+.2f} ({c['ci_low']:.2f} to {c['ci_high']:.2f}, {stats.format_p(c['p'])})"
-            + (
-                f", period-adjusted {d['estimate']:+.2f} "
-                f"({d['ci_low']:.2f} to {d['ci_high']:.2f}, {stats.format_p(d['p'])})"
-                if d is not None
-                else ""
-            )
+    parts = [part for part in (_h3_analyte(by, analyte) for analyte in PRIMARY_ANALYTES) if part is not None]
+    if not parts:
+        return None
+    only = all(
+        _first_test(by, f"H3a {a}") is None
+        or (
+            _first_test(by, f"H3a {a}")["verdict"] == "supports"
+            and _first_test(by, f"H3b {a}")["verdict"].startswith("consistent")
         )
-    if parts:
-        only = all(
-            get(f"H3a {a}") is None
-            or (get(f"H3a {a}")["verdict"] == "supports" and get(f"H3b {a}")["verdict"].startswith("consistent"))
-            for a in PRIMARY_ANALYTES
+        for a in PRIMARY_ANALYTES
+    )
+    return (
+        "**H3 (inflamed stratum, placebo-controlled).** Per subject, mean ln(24h/baseline) after ketamine minus "
+        "after placebo, averaged over the subjects of each stratum — "
+        + "; ".join(parts)
+        + (
+            ". The decrease appears in the inflamed stratum only (the non-inflamed CI includes 0, "
+            "which is consistent with, not proof of, no change)."
+            if only and len(h3)
+            else ". The pattern 'decrease only when inflamed' is not established for every analyte."
         )
-        lines.append(
-            "**H3 (inflamed stratum, placebo-controlled).** Per subject, mean ln(24h/baseline) after ketamine minus "
-            "after placebo, averaged over the subjects of each stratum — "
-            + "; ".join(parts)
-            + (
-                ". The decrease appears in the inflamed stratum only (the non-inflamed CI includes 0, "
-                "which is consistent with, not proof of, no change)."
-                if only and len(h3)
-                else ". The pattern 'decrease only when inflamed' is not established for every analyte."
-            )
+    )
+
+
+def _h4_paragraph(by: pd.DataFrame, table: pd.DataFrame) -> str | None:
+    """**H4**: depth vs dose, titration endpoint vs entropy maximum, depth past the maximum; None without H4a."""
+    h4a, h4b, h4c = _first_test(by, "H4a"), _first_test(by, "H4b"), _first_test(by, "H4c")
+    if h4a is None:
+        return None
+    doses = titration_doses(table)
+    text = (
+        f"**H4 (alpha depth and dose).** Suppression depth changes with dose by "
+        f"{_effect(h4a, 1, ' dB per mg/kg')} ({h4a['verdict']})."
+    )
+    if h4b is not None and np.isfinite(h4b["estimate"]):
+        modal = doses["entropy_max_dose"].mode()
+        chance = re.search(r"chance agreement ([0-9.]+)", h4b["method"])
+        text += (
+            f" The titration endpoint (lowest dose with sustained suppression) equals the entropy-maximum "
+            f"dose in {h4b['estimate']:.0%} of subjects (95% CI {h4b['ci_low']:.0%} to {h4b['ci_high']:.0%}; "
+            f"chance agreement from the two marginal distributions "
+            f"{float(chance.group(1)) if chance else float('nan'):.0%}, permutation across subjects "
+            f"{stats.format_p(h4b['p'])}; {h4b['verdict']}); entropy peaks most often at "
+            f"{modal.iloc[0]:g} mg/kg."
         )
-    h4a, h4b, h4c = get("H4a"), get("H4b"), get("H4c")
-    if h4a is not None:
-        doses = titration_doses(table)
-        text = (
-            f"**H4 (alpha depth and dose).** Suppression depth changes with dose by "
-            f"{_effect(h4a, 1, ' dB per mg/kg')} ({h4a['verdict']})."
+    if h4c is not None and h4c["n"] > 1:
+        text += (
+            f" From the entropy-maximum dose to the top dose, suppression depth changes by "
+            f"{h4c['estimate']:+.1f} dB (95% CI "
+            f"{h4c['ci_low']:.1f} to {h4c['ci_high']:.1f}, n = {h4c['n']}, {h4c['verdict']}) while entropy "
+            "falls: depth marks dose, and beyond the entropy peak it no longer marks entropy."
         )
-        if h4b is not None and np.isfinite(h4b["estimate"]):
-            modal = doses["entropy_max_dose"].mode()
-            chance = re.search(r"chance agreement ([0-9.]+)", h4b["method"])
-            text += (
-                f" The titration endpoint (lowest dose with sustained suppression) equals the entropy-maximum "
-                f"dose in {h4b['estimate']:.0%} of subjects (95% CI {h4b['ci_low']:.0%} to {h4b['ci_high']:.0%}; "
-                f"chance agreement from the two marginal distributions "
-                f"{float(chance.group(1)) if chance else float('nan'):.0%}, permutation across subjects "
-                f"{stats.format_p(h4b['p'])}; {h4b['verdict']}); entropy peaks most often at "
-                f"{modal.iloc[0]:g} mg/kg."
-            )
-        if h4c is not None and h4c["n"] > 1:
-            text += (
-                f" From the entropy-maximum dose to the top dose, suppression depth changes by "
-                f"{h4c['estimate']:+.1f} dB (95% CI "
-                f"{h4c['ci_low']:.1f} to {h4c['ci_high']:.1f}, n = {h4c['n']}, {h4c['verdict']}) while entropy "
-                "falls: depth marks dose, and beyond the entropy peak it no longer marks entropy."
-            )
-        lines.append(text)
+    return text
+
+
+def _h5_paragraph(hypotheses: pd.DataFrame, params: IntegrativeParameters) -> str | None:
+    """**H5**: the exploratory combined model's predictors that survive FDR, or None without H5 rows."""
     h5 = hypotheses[hypotheses["hypothesis"] == "H5"]
-    if len(h5):
-        sig = h5[h5["p_fdr"] <= params.fdr_alpha]
-        first = h5.iloc[0]
-        ratio = first["n"] / len(h5)
-        lines.append(
-            f"**H5 (combined model, exploratory — outside the confirmatory FDR family).** {len(h5)} standardised predictors from every branch on {first['n']} "
-            f"sessions of {first['n_subjects']} subjects ({ratio:.1f} observations and "
-            f"{first['n_subjects'] / len(h5):.1f} subjects per predictor): "
-            + (
-                ", ".join(
-                    f"{_label(t.removeprefix('H5 '))} β = {r['estimate']:+.2f} ({r['ci_low']:.2f} to "
-                    f"{r['ci_high']:.2f})"
-                    for t, r in sig.set_index("test").iterrows()
-                )
-                or "no predictor"
+    if not len(h5):
+        return None
+    sig = h5[h5["p_fdr"] <= params.fdr_alpha]
+    first = h5.iloc[0]
+    ratio = first["n"] / len(h5)
+    return (
+        f"**H5 (combined model, exploratory — outside the confirmatory FDR family).** {len(h5)} standardised predictors from every branch on {first['n']} "
+        f"sessions of {first['n_subjects']} subjects ({ratio:.1f} observations and "
+        f"{first['n_subjects'] / len(h5):.1f} subjects per predictor): "
+        + (
+            ", ".join(
+                f"{_label(t.removeprefix('H5 '))} β = {r['estimate']:+.2f} ({r['ci_low']:.2f} to {r['ci_high']:.2f})"
+                for t, r in sig.set_index("test").iterrows()
             )
-            + f" {'survives' if len(sig) == 1 else 'survive'} FDR within the exploratory family. With this few subjects per predictor and "
-            "correlated EEG/dose predictors the model is "
-            "exploratory: coefficients are unstable and should not be read as independent effects."
+            or "no predictor"
         )
-    if len(correlations):
-        cross = correlations[correlations["x_branch"] != correlations["y_branch"]]
-        within, between = cross[cross["quantity"] == "within"], cross[cross["quantity"] == "between"]
-        n_pairs = int((correlations["quantity"] == "within").sum())
+        + f" {'survives' if len(sig) == 1 else 'survive'} FDR within the exploratory family. With this few subjects per predictor and "
+        "correlated EEG/dose predictors the model is "
+        "exploratory: coefficients are unstable and should not be read as independent effects."
+    )
 
-        def listed(rows):
-            sig = rows[rows["significant_fdr"]].sort_values("p")
-            return (
-                ": "
-                + "; ".join(
-                    f"{_label(r.x)} – {_label(r.y)} r = {r.estimate:+.2f} (95% CI {r.ci_low:.2f} to {r.ci_high:.2f})"
-                    for r in sig.head(5).itertuples()
-                )
-                if len(sig)
-                else ""
-            )
 
-        lines.append(
-            f"**Cross-branch correlations** (every session, placebo included; split at the subject level). Within subjects "
-            f"(across a subject's doses, so a shared response to dose shows up here): "
-            f"{int(within['significant_fdr'].sum())} of {len(within)} between-branch pairs are significant at "
-            f"FDR {params.fdr_alpha:g} (of {n_pairs} pairs in the family)"
-            + listed(within)
-            + f". Between subjects (subject means, trait-level): {int(between['significant_fdr'].sum())} of "
-            f"{len(between)}" + listed(between) + ". Pooled over-session correlations are shown as "
-            "description only."
+def _listed_significant(rows: pd.DataFrame) -> str:
+    """Up to five FDR-significant correlations of ``rows`` (smallest p first) as ``": x – y r = … (CI); …"``;
+    an empty string when none is significant."""
+    sig = rows[rows["significant_fdr"]].sort_values("p")
+    return (
+        ": "
+        + "; ".join(
+            f"{_label(r.x)} – {_label(r.y)} r = {r.estimate:+.2f} (95% CI {r.ci_low:.2f} to {r.ci_high:.2f})"
+            for r in sig.head(5).itertuples()
         )
-    return "\n\n".join(lines)
+        if len(sig)
+        else ""
+    )
+
+
+def _cross_branch_paragraph(correlations: pd.DataFrame, params: IntegrativeParameters) -> str | None:
+    """**Cross-branch correlations**: within- and between-subject pairs across branches, or None without any."""
+    if not len(correlations):
+        return None
+    cross = correlations[correlations["x_branch"] != correlations["y_branch"]]
+    within, between = cross[cross["quantity"] == "within"], cross[cross["quantity"] == "between"]
+    n_pairs = int((correlations["quantity"] == "within").sum())
+    return (
+        f"**Cross-branch correlations** (every session, placebo included; split at the subject level). Within subjects "
+        f"(across a subject's doses, so a shared response to dose shows up here): "
+        f"{int(within['significant_fdr'].sum())} of {len(within)} between-branch pairs are significant at "
+        f"FDR {params.fdr_alpha:g} (of {n_pairs} pairs in the family)"
+        + _listed_significant(within)
+        + f". Between subjects (subject means, trait-level): {int(between['significant_fdr'].sum())} of "
+        f"{len(between)}" + _listed_significant(between) + ". Pooled over-session correlations are shown as "
+        "description only."
+    )
+
+
+def summary_text(
+    table: pd.DataFrame, hypotheses: pd.DataFrame, correlations: pd.DataFrame, params: IntegrativeParameters
+) -> str:
+    """A short written summary generated from the numbers (markdown): the primary hypothesis, the data, then
+    one paragraph per hypothesis and the cross-branch correlations, each from its own step (left out when
+    its rows are absent)."""
+    by = hypotheses.set_index("test")
+    scale = str(table["mood_scale"].iloc[0]).upper()
+    data = _data_paragraph(table, hypotheses, params)
+    paragraphs = [
+        primary_text(hypotheses, params),
+        data,
+        _h1_paragraph(by, table),
+        _h2_paragraph(by, params, scale),
+        _h3_paragraph(by, hypotheses),
+        _h4_paragraph(by, table),
+        _h5_paragraph(hypotheses, params),
+        _cross_branch_paragraph(correlations, params),
+    ]
+    return "\n\n".join(p for p in paragraphs if p is not None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1309,28 +1309,9 @@ def _subject_level_paragraph(table: pd.DataFrame, params: AnalysisParameters) ->
     return text.strip()
 
 
-def summary_text(
-    scores: ScoreSet,
-    correlations: pd.DataFrame,
-    params: AnalysisParameters,
-    *,
-    dose_effects: pd.DataFrame | None = None,
-    by_dose: pd.DataFrame | None = None,
-    rates: pd.DataFrame | None = None,
-    longitudinal: pd.DataFrame | None = None,
-    mediation_table: pd.DataFrame | None = None,
-    subject_level: pd.DataFrame | None = None,
-) -> str:
-    """A short Markdown summary written from the numbers of the result tables (nothing hand-typed).
-
-    With ``subject_level`` (:func:`subject_level_correlations`) the peak↔mood conclusions and the FDR
-    counts come from its within-subject rows; the per-time-point ``correlations`` are then description.
-    """
-    symbol = "ρ" if params.correlation_method == "spearman" else "r"
-    primary, tp = params.primary_score, params.primary_timepoint
-    lines = []
-
-    n_subjects = n_participants = scores.peak["participant_id"].nunique()
+def _data_paragraph(scores: ScoreSet, params: AnalysisParameters) -> str:
+    """**Data.**: participants, sessions, the peak scales and mood time points, and the missing-item rule."""
+    n_subjects = scores.peak["participant_id"].nunique()
     n_sessions = int((scores.peak[DOSE] > 0).sum())
     n_placebo = int((scores.peak[DOSE] == 0).sum())
     present = scores.report[scores.report["present"]]
@@ -1352,152 +1333,230 @@ def summary_text(
     )
     if scores.absent:
         text += " **Absent tables:** " + "; ".join(scores.messages) + "."
-    lines.append(text)
+    return text
 
-    if dose_effects is not None and by_dose is not None and primary in set(dose_effects["score"]):
-        row = dose_effects.set_index("score").loc[primary]
-        means = by_dose[by_dose["score"] == primary].sort_values(DOSE)
-        lo, hi = means.iloc[0], means.iloc[-1]
-        n_sig = int(dose_effects["significant_fdr"].sum())
-        lines.append(
-            f"**Dose and peak experience.** {_label(primary)} rose from {lo['mean']:.2f} at "
-            f"{_dose(lo[DOSE])} to {hi['mean']:.2f} at {_dose(hi[DOSE])} (random-slope mixed-model slope "
-            f"{row['estimate']:.2f} per mg/kg, 95 % CI {row['ci_low']:.2f} to {row['ci_high']:.2f}, "
-            f"{stats.format_p(row['p'])}); {n_sig} of {len(dose_effects)} peak scores increased with dose "
-            f"after FDR."
+
+def _dose_paragraph(dose_effects: pd.DataFrame | None, by_dose: pd.DataFrame | None, primary: str) -> str | None:
+    """**Dose and peak experience.**: the primary score's range over doses and its mixed-model slope, or None."""
+    if dose_effects is None or by_dose is None or primary not in set(dose_effects["score"]):
+        return None
+    row = dose_effects.set_index("score").loc[primary]
+    means = by_dose[by_dose["score"] == primary].sort_values(DOSE)
+    lo, hi = means.iloc[0], means.iloc[-1]
+    n_sig = int(dose_effects["significant_fdr"].sum())
+    return (
+        f"**Dose and peak experience.** {_label(primary)} rose from {lo['mean']:.2f} at "
+        f"{_dose(lo[DOSE])} to {hi['mean']:.2f} at {_dose(hi[DOSE])} (random-slope mixed-model slope "
+        f"{row['estimate']:.2f} per mg/kg, 95 % CI {row['ci_low']:.2f} to {row['ci_high']:.2f}, "
+        f"{stats.format_p(row['p'])}); {n_sig} of {len(dose_effects)} peak scores increased with dose "
+        f"after FDR."
+    )
+
+
+def _per_timepoint_opening(scores: ScoreSet, r: pd.Series, params: AnalysisParameters, subject_level) -> str:
+    """The first sentence on the per-time-point correlation of the primary score at the primary time point."""
+    symbol = "ρ" if params.correlation_method == "spearman" else "r"
+    return (
+        (
+            "**Per-time-point description** (one row per subject; see above for the test). "
+            if scores.mood_unit == "subject"
+            else "**Per-time-point description** (sessions pooled as if independent, so these p-values "
+            "are not used for conclusions; see above). "
+            if subject_level is not None
+            else "**Peak experience and mood.** "
         )
+        + f"At {params.primary_timepoint}, {_label(params.primary_score)} correlated with "
+        f"{SCALE_LABELS[params.mood_scale]} improvement ({params.correlation_method.capitalize()} {symbol} = "
+        f"{r['estimate']:.2f}, 95 % CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, "
+        + (
+            f"n = {int(r['n'])} subjects). "
+            if scores.mood_unit == "subject"
+            else f"n = {int(r['n'])} sessions of {int(r['n_subjects'])} subjects). "
+        )
+    )
 
-    if subject_level is not None and not subject_level.empty:
-        lines.append(_subject_level_paragraph(subject_level, params))
 
+def _last_timepoint_sentence(biv: pd.DataFrame, params: AnalysisParameters) -> str:
+    """At the last time point (when it is not the primary one): the primary score's and the largest correlation."""
+    symbol = "ρ" if params.correlation_method == "spearman" else "r"
+    primary, last = params.primary_score, params.timepoints[-1]
+    late = biv[biv["timepoint"] == last]
+    if last == params.primary_timepoint or late.empty:
+        return ""
+    own = late[late["score"] == primary]
+    strongest = late.loc[late["estimate"].abs().idxmax()]
+    return (
+        f"At {last}"
+        + (
+            f" {_label(primary)} {symbol} = {own['estimate'].iloc[0]:.2f} (95 % CI "
+            f"{own['ci_low'].iloc[0]:.2f} to {own['ci_high'].iloc[0]:.2f})"
+            if len(own)
+            else ""
+        )
+        + f"; the largest |{symbol}| at {last} was {abs(strongest['estimate']):.2f} "
+        f"({_label(strongest['score'])})."
+    )
+
+
+def _per_timepoint_paragraph(
+    scores: ScoreSet, correlations: pd.DataFrame, params: AnalysisParameters, subject_level
+) -> str | None:
+    """The per-time-point correlations: description beside ``subject_level``, the conclusions without it
+    (then with the FDR counts per family); None without a primary-score row at the primary time point."""
     biv = correlations[correlations["analysis"] == "bivariate"]
-    main = biv[(biv["score"] == primary) & (biv["timepoint"] == tp)]
-    if not main.empty:
-        r = main.iloc[0]
-        last = params.timepoints[-1]
-        text = (
-            (
-                "**Per-time-point description** (one row per subject; see above for the test). "
-                if scores.mood_unit == "subject"
-                else "**Per-time-point description** (sessions pooled as if independent, so these p-values "
-                "are not used for conclusions; see above). "
-                if subject_level is not None
-                else "**Peak experience and mood.** "
-            )
-            + f"At {tp}, {_label(primary)} correlated with "
-            f"{SCALE_LABELS[params.mood_scale]} improvement ({params.correlation_method.capitalize()} {symbol} = "
-            f"{r['estimate']:.2f}, 95 % CI {r['ci_low']:.2f} to {r['ci_high']:.2f}, "
-            + (
-                f"n = {int(r['n'])} subjects). "
-                if scores.mood_unit == "subject"
-                else f"n = {int(r['n'])} sessions of {int(r['n_subjects'])} subjects). "
+    main = biv[(biv["score"] == params.primary_score) & (biv["timepoint"] == params.primary_timepoint)]
+    if main.empty:
+        return None
+    text = _per_timepoint_opening(scores, main.iloc[0], params, subject_level)
+    text += _last_timepoint_sentence(biv, params)
+    if subject_level is None:
+        for family, words in (("primary", "primary (confirmatory)"), ("secondary", "secondary")):
+            fam = biv[biv["family"] == family]
+            if not fam.empty:
+                text += (
+                    f" In the {words} family, {int(fam['significant_fdr'].sum())} of {len(fam)} "
+                    f"correlations were significant at FDR {params.fdr_alpha:g}."
+                )
+    return text
+
+
+def _rates_paragraph(rates: pd.DataFrame | None, params: AnalysisParameters) -> str | None:
+    """**Response and remission** at the primary time point per dose (Wilson CIs), or None."""
+    if rates is None or rates.empty:
+        return None
+    tp = params.primary_timepoint
+    at = rates[rates["timepoint"] == tp]
+    parts = []
+    for measure in ("response", "remission"):
+        sub = at[at["measure"] == measure].sort_values(DOSE)
+        if sub.empty:
+            continue
+        parts.append(
+            f"{measure} "
+            + ", ".join(
+                f"{int(r['n_events'])}/{int(r['n'])} at {_dose(r[DOSE])} ({100 * r['rate']:.0f} %, "
+                f"{100 * r['ci_low']:.0f}–{100 * r['ci_high']:.0f} %)"
+                for _, r in sub.iterrows()
             )
         )
-        late = biv[biv["timepoint"] == last]
-        if last != tp and not late.empty:
-            own = late[late["score"] == primary]
-            strongest = late.loc[late["estimate"].abs().idxmax()]
-            text += (
-                f"At {last}"
-                + (
-                    f" {_label(primary)} {symbol} = {own['estimate'].iloc[0]:.2f} (95 % CI "
-                    f"{own['ci_low'].iloc[0]:.2f} to {own['ci_high'].iloc[0]:.2f})"
-                    if len(own)
-                    else ""
-                )
-                + f"; the largest |{symbol}| at {last} was {abs(strongest['estimate']):.2f} "
-                f"({_label(strongest['score'])})."
-            )
-        if subject_level is None:
-            for family, words in (("primary", "primary (confirmatory)"), ("secondary", "secondary")):
-                fam = biv[biv["family"] == family]
-                if not fam.empty:
-                    text += (
-                        f" In the {words} family, {int(fam['significant_fdr'].sum())} of {len(fam)} "
-                        f"correlations were significant at FDR {params.fdr_alpha:g}."
-                    )
-        lines.append(text)
+    if not parts:
+        return None
+    return (
+        f"**Response and remission at {tp}** (response ≥ 50 % reduction; remission "
+        f"{SCALE_LABELS[params.mood_scale]} ≤ {params.remission_threshold:g}; Wilson 95 % CIs): "
+        + "; ".join(parts)
+        + "."
+    )
 
-    if rates is not None and not rates.empty:
-        at = rates[rates["timepoint"] == tp]
-        parts = []
-        for measure in ("response", "remission"):
-            sub = at[at["measure"] == measure].sort_values(DOSE)
-            if sub.empty:
-                continue
-            parts.append(
-                f"{measure} "
-                + ", ".join(
-                    f"{int(r['n_events'])}/{int(r['n'])} at {_dose(r[DOSE])} ({100 * r['rate']:.0f} %, "
-                    f"{100 * r['ci_low']:.0f}–{100 * r['ci_high']:.0f} %)"
-                    for _, r in sub.iterrows()
-                )
-            )
-        if parts:
-            lines.append(
-                f"**Response and remission at {tp}** (response ≥ 50 % reduction; remission "
-                f"{SCALE_LABELS[params.mood_scale]} ≤ {params.remission_threshold:g}; Wilson 95 % CIs): "
-                + "; ".join(parts)
-                + "."
-            )
 
-    if longitudinal is not None and not longitudinal.empty:
-        peak_rows = longitudinal[longitudinal["effect"] == "peak"]
-        row = peak_rows[peak_rows["timepoint"] == tp]
-        if not row.empty:
-            r = row.iloc[0]
-            lines.append(
-                f"**Longitudinal model** (time × dose × peak, random intercept per subject): at {tp}, "
-                f"one SD more {_label(primary)} went with {r['estimate']:.1f} points more improvement "
-                f"at average dose (95 % CI {r['ci_low']:.1f} to {r['ci_high']:.1f}, {stats.format_p(r['p'])}); "
-                + ", ".join(f"{t}: {e:.1f}" for t, e in zip(peak_rows["timepoint"], peak_rows["estimate"]))
-                + " points per SD across time points"
-                + ("" if bool(longitudinal["converged"].iloc[0]) else " (the fit did not converge)")
-                + "."
-            )
+def _longitudinal_paragraph(longitudinal: pd.DataFrame | None, params: AnalysisParameters) -> str | None:
+    """**Longitudinal model**: the peak effect at the primary time point and across time points, or None."""
+    if longitudinal is None or longitudinal.empty:
+        return None
+    tp = params.primary_timepoint
+    peak_rows = longitudinal[longitudinal["effect"] == "peak"]
+    row = peak_rows[peak_rows["timepoint"] == tp]
+    if row.empty:
+        return None
+    r = row.iloc[0]
+    return (
+        f"**Longitudinal model** (time × dose × peak, random intercept per subject): at {tp}, "
+        f"one SD more {_label(params.primary_score)} went with {r['estimate']:.1f} points more improvement "
+        f"at average dose (95 % CI {r['ci_low']:.1f} to {r['ci_high']:.1f}, {stats.format_p(r['p'])}); "
+        + ", ".join(f"{t}: {e:.1f}" for t, e in zip(peak_rows["timepoint"], peak_rows["estimate"]))
+        + " points per SD across time points"
+        + ("" if bool(longitudinal["converged"].iloc[0]) else " (the fit did not converge)")
+        + "."
+    )
 
-    if mediation_table is not None and not mediation_table.empty:
-        m = mediation_table.set_index("path")
-        ind, c = m.loc["indirect"], m.loc["c"]
-        lines.append(
-            f"**Within-subject mediation at {mediation_table['timepoint'].iloc[0]}** (dose → {_label(primary)} → "
-            f"improvement, person-mean-centred, {int(ind['n_subjects'])} subjects resampled, "
-            f"{int(ind['n'])} sessions"
-            + (f" incl. {int(ind['n_placebo_sessions'])} placebo" if ind.get("n_placebo_sessions", 0) else "")
-            + "; every path on the same rows, total = direct + indirect): indirect effect "
-            f"{ind['estimate']:.1f} points per mg/kg (subject-bootstrap 95 % CI "
-            f"{ind['ci_low']:.1f} to {ind['ci_high']:.1f}, {stats.format_p(ind['p'])}) of a total {c['estimate']:.1f} "
-            f"(95 % CI {c['ci_low']:.1f} to {c['ci_high']:.1f}); direct effect "
-            f"{m.loc['c_prime', 'estimate']:.1f} (95 % CI {m.loc['c_prime', 'ci_low']:.1f} to "
-            f"{m.loc['c_prime', 'ci_high']:.1f})"
+
+def _mediated_share(m: pd.DataFrame) -> str:
+    """The closing clause of the mediation paragraph: no share when the total effect's CI includes 0, the
+    ratio (not a share) when the direct effect points the other way, else the share mediated."""
+    ind, c = m.loc["indirect"], m.loc["c"]
+    if not (c["ci_low"] > 0 or c["ci_high"] < 0):
+        return "; the total effect's CI includes 0, so no proportion mediated is given."
+    if not 0 <= ind["proportion_mediated"] <= 1:
+        return (
+            f"; indirect / total = {100 * ind['proportion_mediated']:.0f} %, not a share: the direct effect "
+            "points the other way"
             + (
-                "; the total effect's CI includes 0, so no proportion mediated is given."
-                if not (c["ci_low"] > 0 or c["ci_high"] < 0)
-                else f"; indirect / total = {100 * ind['proportion_mediated']:.0f} %, not a share: the direct effect "
-                "points the other way"
-                + (
-                    " (its CI includes 0)."
-                    if m.loc["c_prime", "ci_low"] <= 0 <= m.loc["c_prime", "ci_high"]
-                    else " (inconsistent mediation)."
-                )
-                if not 0 <= ind["proportion_mediated"] <= 1
-                else f"; {100 * ind['proportion_mediated']:.0f} % of the total effect was mediated."
+                " (its CI includes 0)."
+                if m.loc["c_prime", "ci_low"] <= 0 <= m.loc["c_prime", "ci_high"]
+                else " (inconsistent mediation)."
             )
         )
+    return f"; {100 * ind['proportion_mediated']:.0f} % of the total effect was mediated."
 
+
+def _mediation_paragraph(mediation_table: pd.DataFrame | None, primary: str) -> str | None:
+    """**Within-subject mediation**: indirect, total and direct effects of dose via the peak score, or None."""
+    if mediation_table is None or mediation_table.empty:
+        return None
+    m = mediation_table.set_index("path")
+    ind, c = m.loc["indirect"], m.loc["c"]
+    return (
+        f"**Within-subject mediation at {mediation_table['timepoint'].iloc[0]}** (dose → {_label(primary)} → "
+        f"improvement, person-mean-centred, {int(ind['n_subjects'])} subjects resampled, "
+        f"{int(ind['n'])} sessions"
+        + (f" incl. {int(ind['n_placebo_sessions'])} placebo" if ind.get("n_placebo_sessions", 0) else "")
+        + "; every path on the same rows, total = direct + indirect): indirect effect "
+        f"{ind['estimate']:.1f} points per mg/kg (subject-bootstrap 95 % CI "
+        f"{ind['ci_low']:.1f} to {ind['ci_high']:.1f}, {stats.format_p(ind['p'])}) of a total {c['estimate']:.1f} "
+        f"(95 % CI {c['ci_low']:.1f} to {c['ci_high']:.1f}); direct effect "
+        f"{m.loc['c_prime', 'estimate']:.1f} (95 % CI {m.loc['c_prime', 'ci_low']:.1f} to "
+        f"{m.loc['c_prime', 'ci_high']:.1f})" + _mediated_share(m)
+    )
+
+
+def _caveats_paragraph(scores: ScoreSet) -> str:
+    """*Caveats:* the unit of analysis and why the correlations are not causal."""
+    n_participants = scores.peak["participant_id"].nunique()
     unit = (
         "mood is one course per subject, so every analysis counts each subject once per time point; "
         if scores.mood_unit == "subject"
         else "a subject contributes one session per dose, so conclusions rest on the subject-level rows "
         "(subject-cluster bootstrap), not on the per-time-point tables that treat sessions as independent; "
     )
-    lines.append(
+    return (
         f"*Caveats:* {n_participants} participants; "
         + unit
         + "correlations are not causal, and peak experience is measured after the dose, so it "
         "is a mediator candidate, not a randomised factor."
     )
-    return "\n\n".join(lines)
+
+
+def summary_text(
+    scores: ScoreSet,
+    correlations: pd.DataFrame,
+    params: AnalysisParameters,
+    *,
+    dose_effects: pd.DataFrame | None = None,
+    by_dose: pd.DataFrame | None = None,
+    rates: pd.DataFrame | None = None,
+    longitudinal: pd.DataFrame | None = None,
+    mediation_table: pd.DataFrame | None = None,
+    subject_level: pd.DataFrame | None = None,
+) -> str:
+    """A short Markdown summary written from the numbers of the result tables (nothing hand-typed).
+
+    With ``subject_level`` (:func:`subject_level_correlations`) the peak↔mood conclusions and the FDR
+    counts come from its within-subject rows; the per-time-point ``correlations`` are then description.
+    One paragraph per section, each from its own step; a section without its table is left out.
+    """
+    paragraphs = [
+        _data_paragraph(scores, params),
+        _dose_paragraph(dose_effects, by_dose, params.primary_score),
+        _subject_level_paragraph(subject_level, params)
+        if subject_level is not None and not subject_level.empty
+        else None,
+        _per_timepoint_paragraph(scores, correlations, params, subject_level),
+        _rates_paragraph(rates, params),
+        _longitudinal_paragraph(longitudinal, params),
+        _mediation_paragraph(mediation_table, params.primary_score),
+        _caveats_paragraph(scores),
+    ]
+    return "\n\n".join(p for p in paragraphs if p is not None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,11 +17,6 @@ EXEMPT = ("synth",)  # pipelines/synth/: the generator writes a whole study in a
 # Long functions in files other branches are splitting (issue 14); the lead empties this set after merging them.
 # An entry that is no longer long fails test_known_long_functions_are_still_long, so the set can only shrink.
 KNOWN_LONG = {
-    # analyses/{integrative_summary,peak_experience_mood}.py
-    "pipelines.analyses.integrative_summary:h4_alpha_depth_dose",
-    "pipelines.analyses.integrative_summary:join_subject_dose",
-    "pipelines.analyses.integrative_summary:summary_text",
-    "pipelines.analyses.peak_experience_mood:summary_text",
     # eeg/features.py
     "pipelines.eeg.features:compute_study_features",
     "pipelines.eeg.features:recording_features",
