@@ -516,19 +516,6 @@ def _mean_t(values) -> tuple[float, float, float, float, int]:
     return float(mean), float(mean - half), float(mean + half), p, n
 
 
-def _welch(a, b) -> tuple[float, float, float, float]:
-    """Difference of means a − b with Welch's t CI (95 %) and p."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if a.size < 2 or b.size < 2:
-        return np.nan, np.nan, np.nan, np.nan
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    diff, se = a.mean() - b.mean(), np.sqrt(va + vb)
-    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    half = sps.t.ppf(0.975, dof) * se
-    return float(diff), float(diff - half), float(diff + half), float(sps.ttest_ind(a, b, equal_var=False).pvalue)
-
-
 def _corr_row(table: pd.DataFrame, **labels) -> dict:
     row = table.iloc[0]
     return _row(
