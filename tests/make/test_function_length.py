@@ -26,9 +26,6 @@ KNOWN_LONG = {
     # dashboards/
     "pipelines.dashboards.login:make_auth_provider",
     "pipelines.dashboards.serve:main",
-    # eeg/features.py
-    "pipelines.eeg.features:compute_study_features",
-    "pipelines.eeg.features:recording_features",
     # stats/{association,calibration,dose_models,interaction,mediation}.py
     "pipelines.stats.association:within_between_correlation",
     "pipelines.stats.calibration:cases",
