@@ -295,7 +295,7 @@ def _reject_windows(windows: np.ndarray, pre, qc, file: str) -> np.ndarray:
 def _window_spectra(kernels, windows, sfreq: float, win: int, fc, rejected, band_hz) -> dict:
     """Welch inside each window (µV²/Hz, rejected windows NaN) and the band powers from it."""
     nperseg = min(win, max(8, int(round(fc.welch_segment_s * sfreq))))
-    freqs, psd = kernels.welch_psd(windows, sfreq, nperseg)  # µV²/Hz, = scipy.signal.welch
+    freqs, psd = kernels.spectral.welch_psd(windows, sfreq, nperseg)  # µV²/Hz, = scipy.signal.welch
     psd[:, rejected, :] = np.nan
     band_abs, band_rel = band_powers(psd, freqs, fc.bands, band_hz)
     return {"nperseg": nperseg, "freqs": freqs, "psd": psd, "band_abs": band_abs, "band_rel": band_rel}
