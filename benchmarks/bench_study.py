@@ -360,7 +360,8 @@ def profile_recording(manifest_path: str, key: str | None = None) -> dict:
     st.patch(kernels, "compute_windowed", "kernels windowed")
     st.patch(kernels, "compute_whole", "kernels whole-recording LZ")
     st.patch(scipy.signal, "welch", "scipy welch")
-    st.patch(kernels, "welch_psd", "welch_psd")  # the features' Welch (one strided rFFT, issue 15)
+    # The features' Welch (one strided rFFT, issue 15), patched where it is defined: every caller goes through it.
+    st.patch(kernels.spectral, "welch_psd", "welch_psd")
     st.patch(scipy.signal, "hilbert", "scipy hilbert")
     st.patch(features, "aperiodic_exponents", "specparam aperiodic")
     st.patch(features, "band_powers", "band powers")

@@ -226,16 +226,13 @@ def _whole_recording_lz(kernels, data, sfreq: float, fc, params: dict, requested
     )
 
 
-def recording_features(manifest, recording):
-    """All features of one recording as an xarray Dataset (and its QC record in ``attrs['qc']``)."""
-    import xarray as xr
-
-    from pipelines.eeg import kernels
+def _read_recording(manifest, recording) -> dict:
+    """Read and preprocess one recording: its data in µV (channel × time), channel names, rate, QC and infusion
+    times (relative to the file's start) with where each came from."""
     from pipelines.eeg.io import infusion_time_sources, infusion_times, read_raw
     from pipelines.eeg.preprocessing import preprocess
 
     eeg = manifest.eeg
-    fc = eeg.features
     file = str(recording.path)
     raw = read_raw(recording, manifest.bids_path, eeg.reader)
     start_s, end_s = infusion_times(
@@ -243,10 +240,23 @@ def recording_features(manifest, recording):
     )
     sources = infusion_time_sources(raw, eeg.infusion_start_event, eeg.infusion_end_event)
     clean, qc = preprocess(raw, eeg.preprocessing, file=file, copy=False)  # raw is filtered in place
-    sfreq = clean.info["sfreq"]
     data = clean.get_data()
     data *= 1e6  # µV, in place (the same product as get_data() * 1e6, without a second copy)
-    names = list(clean.ch_names)
+    # Only ``data`` is kept (raw and clean go out of scope here): a worker's memory stays one recording's worth.
+    return {
+        "file": file,
+        "data": data,
+        "names": list(clean.ch_names),
+        "sfreq": clean.info["sfreq"],
+        "qc": qc,
+        "start_s": start_s,
+        "end_s": end_s,
+        "sources": sources,
+    }
+
+
+def _windows_of(data: np.ndarray, sfreq: float, fc, start_s: float, file: str):
+    """Window starts, nominal times, window length (samples) and the windows (channel, window, time) of ``data``."""
     n_times = data.shape[1]
     if n_times < int(round(fc.window_s * sfreq)):
         raise InputError(
@@ -255,14 +265,17 @@ def recording_features(manifest, recording):
             field="eeg.features.window_s",
         )
     starts, times, win = window_grid(n_times, sfreq, fc.window_s, fc.step_s, start_s)
-    del raw, clean  # the data are in ``data`` now: keep a worker's memory to one recording's worth
     if len(starts) and np.all(np.diff(starts) == win):
         # Non-overlapping windows: a reshaped view, no copy.
         windows = data[:, starts[0] : starts[0] + len(starts) * win].reshape(data.shape[0], len(starts), win)
     else:
         windows = np.stack([data[:, s : s + win] for s in starts], axis=1)  # (channel, window, time)
+    return times, win, windows
+
+
+def _reject_windows(windows: np.ndarray, pre, qc, file: str) -> np.ndarray:
+    """Rejected windows (``rejected_windows`` on each window's peak-to-peak); a QC note when many are."""
     ptp = windows.max(axis=-1) - windows.min(axis=-1)
-    pre = eeg.preprocessing
     rejected = rejected_windows(ptp, pre.reject_ptp_uv, pre.reject_robust_z)
     if rejected.all():
         raise InputError(
@@ -276,21 +289,25 @@ def recording_features(manifest, recording):
             f"WARNING: {rejected.mean():.0%} of windows rejected (more than "
             f"{pre.max_rejected_fraction:.0%}): check this recording"
         )
-    params = _measure_params(fc, qc.band_hz)
-    requested = list(fc.measures)
+    return rejected
 
-    # Spectra: Welch inside each window.
+
+def _window_spectra(kernels, windows, sfreq: float, win: int, fc, rejected, band_hz) -> dict:
+    """Welch inside each window (µV²/Hz, rejected windows NaN) and the band powers from it."""
     nperseg = min(win, max(8, int(round(fc.welch_segment_s * sfreq))))
-    freqs, psd = kernels.welch_psd(windows, sfreq, nperseg)  # µV²/Hz, = scipy.signal.welch
+    freqs, psd = kernels.spectral.welch_psd(windows, sfreq, nperseg)  # µV²/Hz, = scipy.signal.welch
     psd[:, rejected, :] = np.nan
-    band_abs, band_rel = band_powers(psd, freqs, fc.bands, qc.band_hz)
-    whole = _whole_recording_lz(kernels, data, sfreq, fc, params, requested)
+    band_abs, band_rel = band_powers(psd, freqs, fc.bands, band_hz)
+    return {"nperseg": nperseg, "freqs": freqs, "psd": psd, "band_abs": band_abs, "band_rel": band_rel}
 
-    # Entropy and complexity (per channel, per window), from the tested kernels.  The spectra and the
-    # whole-recording LZ are taken, so the rejected windows are blanked in the recording itself (kernels return
-    # NaN for them, quickly) instead of in a copy of it.
+
+def _windowed_kernels(kernels, windows, rejected, sfreq: float, fc, params: dict, requested: list[str]) -> dict:
+    """Entropy and complexity (per channel, per window), from the tested kernels.
+
+    Called once the spectra and the whole-recording LZ are taken: the rejected windows are blanked in the
+    recording itself (kernels return NaN for them, quickly) instead of in a copy of it."""
     windows[:, rejected, :] = np.nan
-    kern = kernels.compute_windowed(
+    return kernels.compute_windowed(
         windows,
         sfreq,
         None,
@@ -300,16 +317,19 @@ def recording_features(manifest, recording):
         n_threads=fc.n_threads,
         surrogates=fc.surrogates.model_dump() | {"measures": [m for m in fc.surrogates.measures if m in requested]},
     )
-    del data, windows
 
+
+def _channel_measures(kernels, kern: dict, spectra: dict, bands) -> dict:
+    """Per-channel measures (channel × window) by name: the windowed kernels, then each band's powers."""
     per_channel = {m: v for m, v in kern.items() if m not in kernels.SPATIOTEMPORAL_MEASURES}
-    for band in fc.bands:
-        per_channel[f"{band}_power_uv2"] = band_abs[band]
-        per_channel[f"{band}_power_rel"] = band_rel[band]
-    measure_names = list(per_channel)
-    channel_values = np.stack([per_channel[m] for m in measure_names])  # (measure, channel, window)
+    for band in bands:
+        per_channel[f"{band}_power_uv2"] = spectra["band_abs"][band]
+        per_channel[f"{band}_power_rel"] = spectra["band_rel"][band]
+    return per_channel
 
-    # Regions of interest.
+
+def _resolve_rois(eeg, names: list[str], file: str) -> tuple[dict, list[str]]:
+    """Channel indices of every region of interest and the QC notes; an error when occipital has no channel."""
     roi_notes = []
     rois = {}
     for roi, wanted in eeg.rois.items():
@@ -323,8 +343,12 @@ def recording_features(manifest, recording):
             file=file,
             field="eeg.rois.occipital",
         )
-    idx = {roi: [names.index(c) for c in used] for roi, used in rois.items()}
-    alpha = band_abs.get("alpha")
+    return {roi: [names.index(c) for c in used] for roi, used in rois.items()}, roi_notes
+
+
+def _alpha_markers(spectra: dict, idx: dict, times, rejected, fc, qc) -> dict:
+    """Occipital alpha (µV² and dB relative to baseline), frontal alpha asymmetry and the alpha peak frequency."""
+    alpha = spectra["band_abs"].get("alpha")
     if alpha is None:
         raise InputError("eeg.features.bands needs an 'alpha' band", field="eeg.features.bands")
     baseline = baseline_windows(times, fc.window_s) & ~rejected
@@ -338,29 +362,37 @@ def recording_features(manifest, recording):
         # Baseline as the mean of dB values (not dB of the mean power): per-window power is chi-square-like,
         # and comparing like with like removes the log bias.
         occ_rel_db = occ_alpha_db - np.nanmean(occ_alpha_db[baseline])
-    if rois.get("frontal_left") and rois.get("frontal_right"):
+    if idx.get("frontal_left") and idx.get("frontal_right"):
         with np.errstate(divide="ignore", invalid="ignore"):
             faa = np.log(alpha[idx["frontal_right"]].mean(axis=0)) - np.log(alpha[idx["frontal_left"]].mean(axis=0))
     else:
         faa = np.full(len(times), np.nan)
         qc.notes.append("frontal alpha asymmetry not computed: a frontal region has no channel")
-    iaf = alpha_peak_frequency(psd[idx["occipital"]].mean(axis=0), freqs, fc.alpha_peak_range_hz)
+    iaf = alpha_peak_frequency(spectra["psd"][idx["occipital"]].mean(axis=0), spectra["freqs"], fc.alpha_peak_range_hz)
+    return {"baseline": baseline, "occ_alpha": occ_alpha, "occ_rel_db": occ_rel_db, "faa": faa, "iaf": iaf}
 
-    # Aperiodic exponent on blocks of windows (mean spectrum over channels and windows of the block).
+
+def _block_aperiodic_exponents(spectra: dict, n_windows: int, rejected, fc) -> np.ndarray:
+    """Aperiodic exponent on blocks of windows (mean spectrum over channels and windows of the block), per window."""
     block = max(1, int(round(fc.aperiodic_block_s / fc.step_s)))
-    mean_psd = _nanmean_quiet(psd)  # (window, freq); rejected windows are NaN
-    block_ids = np.arange(len(times)) // block
+    mean_psd = _nanmean_quiet(spectra["psd"])  # (window, freq); rejected windows are NaN
+    block_ids = np.arange(n_windows) // block
     block_psd = np.stack([_nanmean_quiet(mean_psd[block_ids == b]) for b in range(block_ids.max() + 1)])
-    exponents = aperiodic_exponents(block_psd, freqs, fc.aperiodic_freq_range)[block_ids]
+    exponents = aperiodic_exponents(block_psd, spectra["freqs"], fc.aperiodic_freq_range)[block_ids]
     exponents[rejected] = np.nan
+    return exponents
 
+
+def _summary_measures(kernels, alpha: dict, exponents, spectra: dict, kern: dict, per_channel: dict, n_windows: int):
+    """Summary measures (one value per window) by name: regional markers, spatio-temporal LZ, channel means."""
+    band_rel = spectra["band_rel"]
     roi_measures = {
-        "occipital_alpha_power_uv2": occ_alpha,
-        "occipital_alpha_db": occ_rel_db,
-        "frontal_alpha_asymmetry": faa,
-        "alpha_peak_frequency_hz": iaf,
+        "occipital_alpha_power_uv2": alpha["occ_alpha"],
+        "occipital_alpha_db": alpha["occ_rel_db"],
+        "frontal_alpha_asymmetry": alpha["faa"],
+        "alpha_peak_frequency_hz": alpha["iaf"],
         "aperiodic_exponent": exponents,
-        "gamma_power_rel_mean": band_rel["gamma"].mean(axis=0) if "gamma" in band_rel else np.full(len(times), np.nan),
+        "gamma_power_rel_mean": band_rel["gamma"].mean(axis=0) if "gamma" in band_rel else np.full(n_windows, np.nan),
     }
     for m in kernels.SPATIOTEMPORAL_MEASURES:
         if m in kern:
@@ -370,7 +402,15 @@ def recording_features(manifest, recording):
             with np.errstate(invalid="ignore"):
                 # Rejected windows are NaN in every channel: their mean is NaN too (no warning needed).
                 roi_measures[f"{m}_mean"] = _nanmean_quiet(per_channel[m])
+    return roi_measures
 
+
+def _features_dataset(per_channel: dict, roi_measures: dict, rejected, names: list[str], times, whole):
+    """The recording's Dataset: channel and summary measures by window, rejections, whole-recording LZ."""
+    import xarray as xr
+
+    measure_names = list(per_channel)
+    channel_values = np.stack([per_channel[m] for m in measure_names])  # (measure, channel, window)
     ds = xr.Dataset(
         {
             "channel_measures": (("measure", "channel", "time_s"), channel_values),
@@ -389,18 +429,23 @@ def recording_features(manifest, recording):
             ds = ds.assign_coords(whole_measure=per_ch)
         if "lzc_schartner_st" in whole:
             ds["whole_recording_lzc_st"] = ((), float(whole["lzc_schartner_st"]))
+    return ds
 
+
+def _qc_record(recording, rec: dict, n_times: int, times, rejected, baseline, roi_notes: list[str]) -> dict:
+    """The recording's QC row (one line of qc.tsv)."""
+    qc, sfreq = rec["qc"], rec["sfreq"]
     kept = float((~rejected).mean())
-    qc_record = {
+    return {
         "recording": recording.key,
         "participant_id": f"sub-{recording.subject}",
         "session": recording.condition,
         "dose_mg_per_kg": recording.dose_mg_per_kg,
         "sfreq_hz": sfreq,
-        "n_channels": len(names),
+        "n_channels": len(rec["names"]),
         "duration_s": round(n_times / sfreq, 3),
-        "infusion_start_s": start_s,
-        "infusion_end_s": end_s,
+        "infusion_start_s": rec["start_s"],
+        "infusion_end_s": rec["end_s"],
         "n_windows": int(len(times)),
         "n_rejected_windows": int(rejected.sum()),
         "fraction_kept": round(kept, 4),
@@ -415,6 +460,38 @@ def recording_features(manifest, recording):
         "rois": roi_notes,
         "notes": qc.notes,
     }
+
+
+def recording_features(manifest, recording):
+    """All features of one recording as an xarray Dataset (and its QC record in ``attrs['qc']``).
+
+    Steps: read and preprocess → windows on the infusion-aligned grid → window rejection → Welch spectra and
+    band powers → whole-recording LZ → windowed kernels → regions of interest → alpha markers → aperiodic
+    exponents → summary measures → Dataset with QC and provenance attributes."""
+    from pipelines.eeg import kernels
+
+    eeg = manifest.eeg
+    fc = eeg.features
+    rec = _read_recording(manifest, recording)
+    file, data, sfreq, qc = rec["file"], rec["data"], rec["sfreq"], rec["qc"]
+    n_times = data.shape[1]
+    times, win, windows = _windows_of(data, sfreq, fc, rec["start_s"], file)
+    rejected = _reject_windows(windows, eeg.preprocessing, qc, file)
+    params = _measure_params(fc, qc.band_hz)
+    requested = list(fc.measures)
+    spectra = _window_spectra(kernels, windows, sfreq, win, fc, rejected, qc.band_hz)
+    whole = _whole_recording_lz(kernels, data, sfreq, fc, params, requested)
+    kern = _windowed_kernels(kernels, windows, rejected, sfreq, fc, params, requested)
+    del data, windows
+    rec["data"] = None
+    per_channel = _channel_measures(kernels, kern, spectra, fc.bands)
+    idx, roi_notes = _resolve_rois(eeg, rec["names"], file)
+    alpha = _alpha_markers(spectra, idx, times, rejected, fc, qc)
+    exponents = _block_aperiodic_exponents(spectra, len(times), rejected, fc)
+    roi_measures = _summary_measures(kernels, alpha, exponents, spectra, kern, per_channel, len(times))
+    ds = _features_dataset(per_channel, roi_measures, rejected, rec["names"], times, whole)
+    start_s, end_s = rec["start_s"], rec["end_s"]
+    qc_record = _qc_record(recording, rec, n_times, times, rejected, alpha["baseline"], roi_notes)
     ds.attrs.update(
         {
             "subject": recording.subject,
@@ -423,8 +500,8 @@ def recording_features(manifest, recording):
             "infusion_end_rel_s": (end_s - start_s) if end_s is not None else float("nan"),
             "qc": json.dumps(qc_record),
             "window_samples": int(win),
-            "welch_nperseg": int(nperseg),
-            "infusion_sources": json.dumps(sources, sort_keys=True),
+            "welch_nperseg": int(spectra["nperseg"]),
+            "infusion_sources": json.dumps(rec["sources"], sort_keys=True),
         }
     )
     return ds
@@ -520,19 +597,26 @@ def _input_hash(manifest, inputs: dict, sources: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-@functools.lru_cache(maxsize=1)
-def _code_hash() -> str:
-    """Hash of the code that computes features (this module and everything it imports from pipelines)."""
+# The code that computes a recording: its closure (followed through imports) is part of every cache key.
+FEATURE_CODE_MODULES = ("pipelines.eeg.kernels", "pipelines.eeg.preprocessing", "pipelines.eeg.io")
+
+
+def feature_code_files() -> list[Path]:
+    """Source files whose content is in every recording's cache key: this module and the closure of what computes
+    a recording (every module of the ``kernels`` package, preprocessing, reading), not this module's own closure,
+    which reaches provenance, the study and the runner: editing a report's provenance block must not recompute
+    every recording."""
     from pipelines.core import codedeps
 
-    # This module itself and the closure of what computes a recording (kernels, preprocessing, reading); not
-    # this module's closure, which reaches provenance, the study and the runner: editing a report's provenance
-    # block must not recompute every recording.
-    files = sorted(
-        set(codedeps.module_closure({"pipelines.eeg.kernels", "pipelines.eeg.preprocessing", "pipelines.eeg.io"}))
-        | {Path(__file__).resolve()}
-    )
-    return hashlib.sha256(json.dumps(codedeps.hash_files(files), sort_keys=True).encode()).hexdigest()
+    return sorted(set(codedeps.module_closure(set(FEATURE_CODE_MODULES))) | {Path(__file__).resolve()})
+
+
+@functools.lru_cache(maxsize=1)
+def _code_hash() -> str:
+    """Hash of the code that computes features (the files of ``feature_code_files``)."""
+    from pipelines.core import codedeps
+
+    return hashlib.sha256(json.dumps(codedeps.hash_files(feature_code_files()), sort_keys=True).encode()).hexdigest()
 
 
 def _stored_attrs(store: Path) -> dict | None:
@@ -679,29 +763,10 @@ def features_up_to_date(study) -> bool:
 TASK_RETRIES = 2
 
 
-def compute_study_features(
-    study, scheduler: str = "threads", workers: int | None = None, progress: bool = True, retries: int = TASK_RETRIES
-) -> Path:
-    """Compute every recording (one Dask task each) and write the combined ``features.zarr``.
-
-    ``scheduler``: "threads" / "processes" / "synchronous" (local), or the address of a running Dask
-    scheduler (``tcp://127.0.0.1:8786``) — the same code runs on a laptop and on a cluster.  Each recording
-    writes its own store atomically, so an interrupted study resumes with the recordings it lacks."""
+def _run_tasks(tasks: list, scheduler: str, workers: int | None, progress: bool, retries: int) -> list[dict]:
+    """Run the recordings' Dask tasks on a local scheduler or a running Dask cluster; their QC rows."""
     import dask
-    import pandas as pd
 
-    from pipelines.core.paths import derivatives_dir
-
-    out = derivatives_dir(study.name)
-    rec_dir = out / "recordings"
-    rec_dir.mkdir(parents=True, exist_ok=True)
-    keys = [r.key for r in study.recordings]
-    tasks = [
-        dask.delayed(_write_recording, pure=False)(
-            str(study.manifest.manifest_path), r, str(rec_dir), dask_key_name=f"features-{r.key}"
-        )
-        for r in study.recordings
-    ]
     if "://" in scheduler:
         from distributed import Client
         from distributed import progress as dist_progress
@@ -710,21 +775,21 @@ def compute_study_features(
             futures = client.compute(tasks, retries=retries)
             if progress:
                 dist_progress(futures)
-            results = client.gather(futures)
-    else:
-        from dask.diagnostics import ProgressBar
+            return client.gather(futures)
+    from dask.diagnostics import ProgressBar
 
-        kwargs = {"scheduler": scheduler}
-        if workers:
-            kwargs["num_workers"] = workers
-        if progress:
-            # A redrawn bar on a terminal; a line every 10 s in logs (make, CI).
-            with ProgressBar(dt=0.5 if sys.stderr.isatty() else 10.0, out=sys.stderr):
-                results = dask.compute(*tasks, **kwargs)
-        else:
-            results = dask.compute(*tasks, **kwargs)
+    kwargs = {"scheduler": scheduler}
+    if workers:
+        kwargs["num_workers"] = workers
+    if not progress:
+        return dask.compute(*tasks, **kwargs)
+    # A redrawn bar on a terminal; a line every 10 s in logs (make, CI).
+    with ProgressBar(dt=0.5 if sys.stderr.isatty() else 10.0, out=sys.stderr):
+        return dask.compute(*tasks, **kwargs)
 
-    # Remove results of recordings no longer in the study.
+
+def _remove_stale_results(rec_dir: Path, keys: list[str]) -> None:
+    """Remove results of recordings no longer in the study and half-written stores of killed tasks."""
     for stale in rec_dir.glob("*.zarr"):
         if stale.name.removesuffix(".zarr") not in keys:
             shutil.rmtree(stale)
@@ -734,6 +799,13 @@ def compute_study_features(
     # Half-written stores of a task killed mid-write (its retry wrote the store under its own temporary name).
     for orphan in rec_dir.glob(".*.zarr.tmp-*"):
         shutil.rmtree(orphan, ignore_errors=True)
+
+
+def _report_run(out: Path, results, progress: bool) -> list[dict]:
+    """Write ``features_run.json`` (computed, reused, failed) and warn about failures and uneven window loss;
+    the failed recordings' rows."""
+    import pandas as pd
+
     computed = sorted(r["recording"] for r in results if not r.get("cached"))
     reused = sorted(r["recording"] for r in results if r.get("cached"))
     failed = [r for r in results if r.get("status") == "failed"]
@@ -762,12 +834,14 @@ def compute_study_features(
             "may be biased; check the rejection settings (eeg.preprocessing)",
             file=sys.stderr,
         )
-    ok_keys = [r["recording"] for r in results if r.get("status") == "ok"]
-    if not ok_keys:
-        raise InputError(
-            f"no recording of study {study.name!r} could be computed; the first error: {failed[0]['error']}",
-            file=failed[0]["file"],
-        )
+    return failed
+
+
+def _qc_table(study, results):
+    """qc.tsv's rows: every computed or failed recording, then those the manifest excludes (lists and dicts as
+    JSON, so any tool can read the TSV back)."""
+    import pandas as pd
+
     excluded = [
         {
             "recording": r.key,
@@ -780,13 +854,48 @@ def compute_study_features(
         for r, reason in study.excluded_recordings
     ]
     qc = pd.DataFrame(list(results) + excluded)
-    for column in qc.columns:  # lists and dicts as JSON, so any tool can read the TSV back
+    for column in qc.columns:
         if qc[column].map(lambda v: isinstance(v, (list, dict))).any():
             qc[column] = qc[column].map(lambda v: json.dumps(v, ensure_ascii=False))
+    return qc.drop(columns=["cached"], errors="ignore")
+
+
+def compute_study_features(
+    study, scheduler: str = "threads", workers: int | None = None, progress: bool = True, retries: int = TASK_RETRIES
+) -> Path:
+    """Compute every recording (one Dask task each) and write the combined ``features.zarr``.
+
+    ``scheduler``: "threads" / "processes" / "synchronous" (local), or the address of a running Dask
+    scheduler (``tcp://127.0.0.1:8786``) — the same code runs on a laptop and on a cluster.  Each recording
+    writes its own store atomically, so an interrupted study resumes with the recordings it lacks."""
+    import dask
+
+    from pipelines.core.paths import derivatives_dir
+
+    out = derivatives_dir(study.name)
+    rec_dir = out / "recordings"
+    rec_dir.mkdir(parents=True, exist_ok=True)
+    keys = [r.key for r in study.recordings]
+    tasks = [
+        dask.delayed(_write_recording, pure=False)(
+            str(study.manifest.manifest_path), r, str(rec_dir), dask_key_name=f"features-{r.key}"
+        )
+        for r in study.recordings
+    ]
+    results = _run_tasks(tasks, scheduler, workers, progress, retries)
+    _remove_stale_results(rec_dir, keys)
+    failed = _report_run(out, results, progress)
+    ok_keys = [r["recording"] for r in results if r.get("status") == "ok"]
+    if not ok_keys:
+        raise InputError(
+            f"no recording of study {study.name!r} could be computed; the first error: {failed[0]['error']}",
+            file=failed[0]["file"],
+        )
+    qc = _qc_table(study, results)
     digest = features_digest(study)
     write_combined(study, ok_keys, out, digest)
     tmp = out / ".qc.tsv.tmp"
-    qc.drop(columns=["cached"], errors="ignore").to_csv(tmp, sep="\t", index=False)
+    qc.to_csv(tmp, sep="\t", index=False)
     os.replace(tmp, out / "qc.tsv")
     _write_description(study, out)
     return out / "features.zarr"

@@ -194,3 +194,27 @@ def test_excluded_recordings_are_left_out_with_their_reason(study_copy):
     _edit(m, lambda d: d.update({"exclude": [{"recording": "sub-01_ses-ket10", "reason": "typo"}]}))
     with pytest.raises(ManifestError, match="matches no recording — did you mean"):
         _ = Study.load(m).recordings
+
+
+def test_every_kernel_file_is_in_the_feature_code_hash(monkeypatch):
+    """The kernels are a package: each of its files is hashed into every recording's cache key, so editing any
+    one of them recomputes the features (simulated by changing the bytes that file is read as)."""
+    from pipelines.core.paths import REPO_ROOT
+    from pipelines.eeg import features
+
+    kernel_files = sorted((REPO_ROOT / "pipelines" / "eeg" / "kernels").glob("*.py"))
+    assert len(kernel_files) >= 8 and (REPO_ROOT / "pipelines" / "eeg" / "kernels" / "__init__.py") in kernel_files
+    hashed = set(features.feature_code_files())
+    assert set(kernel_files) <= hashed
+    assert {REPO_ROOT / "pipelines" / "eeg" / n for n in ("features.py", "preprocessing.py", "io.py")} <= hashed
+
+    features._code_hash.cache_clear()
+    original = features._code_hash()
+    real_read_bytes = Path.read_bytes
+    for edited in kernel_files:
+        with monkeypatch.context() as m:
+            m.setattr(Path, "read_bytes", lambda p, e=edited: real_read_bytes(p) + (b"\n# edited" if p == e else b""))
+            features._code_hash.cache_clear()
+            assert features._code_hash() != original, edited.name
+    features._code_hash.cache_clear()
+    assert features._code_hash() == original

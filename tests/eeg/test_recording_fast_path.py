@@ -96,11 +96,23 @@ def test_recording_features_equal_the_straightforward_path(tiny_manifest, monkey
     def copying_preprocess(raw, cfg, file=None, copy=True):
         return real_preprocess(raw, cfg, file=file, copy=True)
 
+    welch_calls = []
+
+    def counted_scipy_welch(x, sfreq, nperseg):
+        welch_calls.append(np.shape(x))
+        return _scipy_welch(x, sfreq, nperseg)
+
     with monkeypatch.context() as m:
-        m.setattr(kernels, "welch_psd", _scipy_welch)  # features' band powers and the kernels' spectral entropy
+        # Patched where it is defined: features' band powers and the kernels' spectral entropy both call it there.
+        m.setattr(kernels.spectral, "welch_psd", counted_scipy_welch)
         m.setattr(preprocessing, "preprocess", copying_preprocess)
         m.setattr(io, "_count_nonfinite", _old_count_nonfinite)
         slow = features.recording_features(study.manifest, rec)
+    n_channels, n_windows = fast["channel_measures"].shape[1:]
+    # The patch reached both callers: one call on every window of every channel (band powers), then one per
+    # channel on its windows (spectral entropy, computed channel by channel).
+    assert welch_calls[0][:2] == (n_channels, n_windows)
+    assert welch_calls[1:] == [welch_calls[1]] * n_channels and welch_calls[1][0] == n_windows
 
     assert fast.attrs == slow.attrs
     assert list(fast.data_vars) == list(slow.data_vars)

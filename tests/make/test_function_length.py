@@ -14,14 +14,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pipelines"
 MAX_LINES = 80
 EXEMPT = ("synth",)  # pipelines/synth/: the generator writes a whole study in a few long, linear recipes
 
-# Long functions in files other branches are splitting (issue 14); the lead empties this set after merging them.
-# An entry that is no longer long fails test_known_long_functions_are_still_long, so the set can only shrink.
-KNOWN_LONG = {
-    # eeg/features.py
-    "pipelines.eeg.features:compute_study_features",
-    "pipelines.eeg.features:recording_features",
-}
-
 
 def function_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     """Lines from ``def`` to the function's last line, without its docstring."""
@@ -63,16 +55,11 @@ def long_functions(package: Path) -> dict[str, int]:
 
 
 def test_no_function_is_longer_than_80_lines():
-    offenders = {name: n for name, n in long_functions(PACKAGE).items() if name not in KNOWN_LONG}
+    offenders = long_functions(PACKAGE)
     assert not offenders, (
         f"functions over {MAX_LINES} lines (docstring not counted); split them into named steps: "
         + ", ".join(f"{name} ({n})" for name, n in sorted(offenders.items()))
     )
-
-
-def test_known_long_functions_are_still_long():
-    short = sorted(KNOWN_LONG - set(long_functions(PACKAGE)))
-    assert not short, f"no longer over {MAX_LINES} lines (or gone): remove from KNOWN_LONG: {short}"
 
 
 def _function(name: str, body_lines: int, docstring_lines: int = 0, indent: str = "") -> str:

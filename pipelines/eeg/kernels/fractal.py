@@ -1,0 +1,121 @@
+"""Fractal and scaling kernels on rows (n_rows, n_times): Higuchi, Katz and short-scale DFA."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from pipelines.eeg.kernels.common import _EPS_REG, _ROW_OK, _linreg_slope_antropy
+
+
+@njit(cache=True, nogil=True)
+def _higuchi_fd_rows(rows, states, kmax):
+    nr, n_times = rows.shape
+    x_reg = np.empty(kmax)
+    y_reg = np.empty(kmax)
+    out = np.empty(nr)
+    for r in range(nr):
+        if states[r] != _ROW_OK:
+            out[r] = np.nan  # constant: every curve length is 0, log(0) -> NaN slope (= antropy)
+            continue
+        x = rows[r]
+        for k in range(1, kmax + 1):
+            m_lm = 0.0
+            for m in range(k):
+                ll = 0.0
+                n_max = (n_times - m - 1) // k
+                for j in range(1, n_max + 1):
+                    ll += abs(x[m + j * k] - x[m + (j - 1) * k])
+                ll /= k
+                ll *= (n_times - 1) / (k * n_max)
+                m_lm += ll
+            m_lm /= k
+            x_reg[k - 1] = math.log(1.0 / k)
+            y_reg[k - 1] = math.log(m_lm) if m_lm > 0 else -np.inf
+        out[r] = _linreg_slope_antropy(x_reg, y_reg)
+    return out
+
+
+def _dfa_box_sizes(n_times: int) -> np.ndarray:
+    """Box sizes 4, 4*1.2, ... <= 0.1 * n_times, as antropy.utils._log_n(4, 0.1 * n, 1.2)."""
+    min_n, max_n, factor = 4.0, 0.1 * n_times, 1.2
+    max_i = int(math.floor(math.log(1.0 * max_n / min_n) / math.log(factor))) if max_n > 0 else -1
+    ns = [min_n]
+    for i in range(max_i + 1):
+        v = int(math.floor(min_n * (factor**i)))
+        if v > ns[-1]:
+            ns.append(v)
+    return np.array(ns, dtype=np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _dfa_rows(rows, states, nvals):
+    nr, n_times = rows.shape
+    n_sizes = nvals.size
+    walk = np.empty(n_times)
+    fluct = np.empty(n_sizes)
+    log_n = np.empty(n_sizes)
+    log_f = np.empty(n_sizes)
+    out = np.empty(nr)
+    for r in range(nr):
+        if states[r] != _ROW_OK:
+            out[r] = np.nan  # constant: every fluctuation is 0 -> no line to fit (= antropy)
+            continue
+        x = rows[r]
+        mean = 0.0
+        for i in range(n_times):
+            mean += x[i]
+        mean /= n_times
+        acc = 0.0
+        for i in range(n_times):
+            acc += x[i] - mean
+            walk[i] = acc
+        for i_n in range(n_sizes):
+            n = nvals[i_n]
+            n_boxes = n_times // n
+            # x of the per-box regression is 0..n-1, the same for every box
+            sx = 0.0
+            sx2 = 0.0
+            for t in range(n):
+                sx += t
+                sx2 += float(t) ** 2
+            den = n * sx2 - sx**2
+            mean_t = sx / n
+            total = 0.0
+            for b in range(n_boxes):
+                off = b * n
+                sy = 0.0
+                sxy = 0.0
+                for t in range(n):
+                    y = walk[off + t]
+                    sxy += t * y
+                    sy += y
+                slope = (n * sxy - sx * sy) / (den + _EPS_REG)
+                intercept = sy / n - slope * mean_t
+                ss = 0.0
+                for t in range(n):
+                    d = walk[off + t] - (intercept + slope * t)
+                    ss += d * d
+                total += ss / n
+            fluct[i_n] = math.sqrt(total / n_boxes)
+        k = 0
+        for i_n in range(n_sizes):
+            if fluct[i_n] != 0.0:
+                log_n[k] = math.log(nvals[i_n])
+                log_f[k] = math.log(fluct[i_n])
+                k += 1
+        out[r] = np.nan if k == 0 else _linreg_slope_antropy(log_n[:k], log_f[:k])
+    return out
+
+
+def _katz_fd_rows(rows, states):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dists = np.abs(np.diff(rows, axis=-1))
+        total = np.sum(dists, axis=-1)
+        avg = np.mean(dists, axis=-1)
+        far = np.max(np.abs(rows - rows[:, :1]), axis=-1)
+        kfd = np.log10(total / avg) / np.log10(far / avg)
+    kfd[states != _ROW_OK] = np.nan
+    return kfd

@@ -1,0 +1,614 @@
+"""Lempel-Ziv counters (numba): LZ76 phrase counts (suffix automaton, prefix index), the LZW dictionary
+size of Schartner et al. (2017), seeded shuffles, and the per-window and spatio-temporal loops over them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from pipelines.eeg.kernels.common import _ROW_OK
+
+_LZ_HASH_MIN_N = 1 << 14  # from this length the prefix index beats the suffix automaton
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_sam(s, st):
+    """LZ76 phrase count of a binary sequence ``s`` (uint8, values 0/1), O(n).
+
+    The count is the one of Kaspar & Schuster (1987) / antropy's ``_lz_complexity``: the
+    first phrase is ``s[0]``; each next phrase starting at ``i`` is the longest prefix of
+    ``s[i:]`` that occurs starting before ``i`` (the copy may overlap ``i``) plus one new
+    symbol; a final phrase that is a pure copy also counts. The longest previous factor is
+    found with a suffix automaton of ``s[:i + l]``, grown one symbol per step of the match,
+    so every symbol is added once and matched once. ``st`` is workspace of shape
+    ``(2 * len(s) + 2, 4)`` int32 holding (next0, next1, suffix link, length) per state.
+    """
+    n = s.size
+    if n == 0:
+        return 0
+    st[0, 0] = -1
+    st[0, 1] = -1
+    st[0, 2] = -1
+    st[0, 3] = 0
+    size = 1
+    last = 0
+    built = 0
+    count = 0
+    i = 0
+    while i < n:
+        state = 0
+        length = 0
+        while True:
+            # the match s[i:i+length+1] must start before i, i.e. lie in s[:i + length]
+            while built < i + length:
+                c = s[built]
+                cur = size
+                size += 1
+                st[cur, 0] = -1
+                st[cur, 1] = -1
+                st[cur, 3] = st[last, 3] + 1
+                p = last
+                while p != -1 and st[p, c] == -1:
+                    st[p, c] = cur
+                    p = st[p, 2]
+                if p == -1:
+                    st[cur, 2] = 0
+                else:
+                    q = st[p, c]
+                    if st[p, 3] + 1 == st[q, 3]:
+                        st[cur, 2] = q
+                    else:
+                        clone = size
+                        size += 1
+                        st[clone, 0] = st[q, 0]
+                        st[clone, 1] = st[q, 1]
+                        st[clone, 2] = st[q, 2]
+                        st[clone, 3] = st[p, 3] + 1
+                        while p != -1 and st[p, c] == q:
+                            st[p, c] = clone
+                            p = st[p, 2]
+                        st[q, 2] = clone
+                        st[cur, 2] = clone
+                last = cur
+                built += 1
+                # a split may have moved the matched string into the clone (= suffix link)
+                if state != 0 and st[st[state, 2], 3] >= length:
+                    state = st[state, 2]
+            if i + length >= n:
+                break
+            t = st[state, s[i + length]]
+            if t == -1:
+                break
+            state = t
+            length += 1
+        count += 1
+        i += length + 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_hash(s, kbits, budget):
+    """The same LZ76 count via an index of K-bit prefixes; returns -1 past ``budget`` work.
+
+    Fast on long, high-entropy sequences (a shuffled copy), where the suffix automaton is
+    memory-bound: positions before the phrase start are indexed by their next ``kbits``
+    symbols (hash chains) and all shorter prefixes are marked in a binary heap of flags,
+    so a previous factor shorter than K is found by binary search over prefix lengths and
+    a longer one by extending each chained candidate. On regular sequences the chains get
+    long; past ``budget`` comparisons it gives up and the caller uses the automaton. The flags
+    are bit-packed (64 per word: 2^K / 4 bytes instead of 2^(K+1), e.g. 2 MiB instead of 16 MiB
+    for a 19.2M-symbol spatio-temporal sequence), so they stay in cache; the count is unchanged.
+    """
+    n = s.size
+    K = kbits
+    mask = (1 << K) - 1
+    head = np.full(1 << K, -1, np.int32)
+    chain = np.empty(n, np.int32)
+    marks = np.zeros(max(1, (2 << K) >> 6), np.uint64)  # bit of node (1 << k) + prefix for prefix length k
+    g = 0
+    for j in range(K):
+        g = (g << 1) | (np.int64(s[j]) if j < n else 0)
+    inserted = 0
+    work = 0
+    count = 0
+    i = 0
+    while i < n:
+        while inserted < i:  # index every start before i (the copy may overlap i)
+            v = (1 << K) + g
+            while v > 0 and (marks[v >> 6] >> np.uint64(v & 63)) & np.uint64(1) == 0:
+                marks[v >> 6] |= np.uint64(1) << np.uint64(v & 63)
+                v >>= 1
+            chain[inserted] = head[g]
+            head[g] = inserted
+            nb = np.int64(s[inserted + K]) if inserted + K < n else 0
+            g = ((g << 1) & mask) | nb
+            inserted += 1
+        rem = n - i
+        gi = 0
+        for j in range(K):
+            gi = (gi << 1) | (np.int64(s[i + j]) if i + j < n else 0)
+        lo = 0
+        hi = K if K < rem else rem
+        while lo < hi:  # longest marked prefix of gi (marks are closed under prefixes)
+            mid = (lo + hi + 1) >> 1
+            node = (1 << mid) + (gi >> (K - mid))
+            if (marks[node >> 6] >> np.uint64(node & 63)) & np.uint64(1):
+                lo = mid
+            else:
+                hi = mid - 1
+        length = lo
+        if length == K:
+            p = head[gi]
+            while p != -1:
+                ln = K
+                while i + ln < n and s[p + ln] == s[i + ln]:
+                    ln += 1
+                work += ln - K + 1
+                if ln > length:
+                    length = ln
+                if length == rem or work > budget:
+                    break
+                p = chain[p]
+            if work > budget:
+                return -1
+        count += 1
+        i += length + 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _lz76_auto(s, st):
+    """LZ76 count by the fastest exact method for the length: prefix index for long
+    sequences (K = log2(n) - 1 bits, falls back past n comparisons), else automaton."""
+    n = s.size
+    if n >= _LZ_HASH_MIN_N:
+        kbits = min(23, max(8, int(math.log2(n)) - 1))
+        c = _lz76_count_hash(s, kbits, n + 10_000)
+        if c >= 0:
+            return c
+    return _lz76_count_sam(s, st)
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_rows(bits):
+    nr, n = bits.shape
+    st = np.empty((2 * n + 2, 4), np.int32)
+    out = np.empty(nr, np.int64)
+    for r in range(nr):
+        out[r] = _lz76_auto(bits[r], st)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _splitmix64(z):
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def _stream_key(seed, kind, channel, window):
+    h = _splitmix64(np.uint64(seed))
+    h = _splitmix64(h ^ np.uint64(kind))
+    h = _splitmix64(h ^ np.uint64(channel))
+    return _splitmix64(h ^ np.uint64(window))
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_inplace(a, key):
+    """Fisher-Yates shuffle driven by a SplitMix64 stream started at ``key``."""
+    state = np.uint64(key)
+    for i in range(a.size - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        j = np.int64(z % np.uint64(i + 1))
+        tmp = a[i]
+        a[i] = a[j]
+        a[j] = tmp
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_stream(a, seed, kind, channel, window):
+    _shuffle_inplace(a, _stream_key(seed, kind, channel, window))
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_key(seed, kind, channel, window, k):
+    """Key of shuffle ``k`` of (seed, kind, channel, window): shuffle 0 is the stream key itself
+    (the single shuffle the LZ76 measures always used), shuffle k > 0 a SplitMix64 hash of it and k."""
+    key = _stream_key(seed, kind, channel, window)
+    if k == 0:
+        return key
+    return _splitmix64(key ^ _splitmix64(np.uint64(k)))
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_inplace_fast(a, key):
+    """Fisher-Yates shuffle like :func:`_shuffle_inplace`, but the index is drawn by Lemire's
+    multiply-shift (high 32 bits of a draw times i + 1) instead of a 64-bit modulo: ~3x faster,
+    bias below 2^-32 x n. Used by the streams added with the LZW measures and surrogates
+    (kinds >= 3); kinds 1 and 2 keep the modulo so the LZ76 measures keep their values."""
+    state = np.uint64(key)
+    for i in range(a.size - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        j = np.int64(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+        tmp = a[i]
+        a[i] = a[j]
+        a[j] = tmp
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_keyed(a, seed, kind, channel, window, k):
+    if kind >= 3:
+        _shuffle_inplace_fast(a, _shuffle_key(seed, kind, channel, window, k))
+    else:
+        _shuffle_inplace(a, _shuffle_key(seed, kind, channel, window, k))
+
+
+@njit(cache=True, nogil=True)
+def _lzw_dict_size(s, child):
+    """Size of the LZW dictionary of Schartner et al.'s published ``cpr`` for a 0/1 sequence, O(n).
+
+    The published code: ``d = {}; w = ''; for c in s: wc = w + c; if wc in d: w = wc; else:
+    d[wc] = wc; w = c``; the result is ``len(d)``. The dictionary starts empty (the single
+    symbols are not pre-loaded) and the word after an addition restarts at the symbol that
+    ended it, so a word can be in the dictionary while its one-symbol prefix is not. Here the
+    dictionary is a binary trie: nodes 1 and 2 are the words "0" and "1" (their membership
+    flags kept apart), every other node is created only when its word is added. ``child`` is
+    workspace of shape ``(len(s) + 3, 2)`` int32.
+    """
+    n = s.size
+    child[0, 0] = 1
+    child[0, 1] = 2
+    child[1, 0] = -1
+    child[1, 1] = -1
+    child[2, 0] = -1
+    child[2, 1] = -1
+    in_d0 = False
+    in_d1 = False
+    size = 3
+    count = 0
+    node = 0
+    for i in range(n):
+        c = s[i]
+        if node == 0:  # w is empty (first symbol only): wc = c
+            if c == 0:
+                if not in_d0:
+                    in_d0 = True
+                    count += 1
+            else:
+                if not in_d1:
+                    in_d1 = True
+                    count += 1
+            node = 1 + c
+            continue
+        nxt = child[node, c]
+        if nxt != -1:
+            node = nxt  # wc is in the dictionary: grow the word
+        else:
+            child[node, c] = size  # add wc, restart the word at c
+            child[size, 0] = -1
+            child[size, 1] = -1
+            size += 1
+            count += 1
+            node = 1 + c
+    return count
+
+
+# Sequences up to this length are counted four at a time (workspace 4 x (n + 3) x 2 int32 = 32 bytes per
+# symbol); longer ones (whole recordings) one at a time. Shuffles always take two passes (4 bytes per symbol).
+_LZW_GROUP_MAX_N = 1 << 20
+
+
+@njit(cache=True, nogil=True)
+def _lzw_reset(child):
+    child[1, 0] = -1
+    child[1, 1] = -1
+    child[2, 0] = -1
+    child[2, 1] = -1
+
+
+@njit(cache=True, nogil=True)
+def _lzw_dict_size4(s0, s1, s2, s3, c0, c1, c2, c3):
+    """:func:`_lzw_dict_size` of four sequences of one length, stepped together (same counts).
+
+    The trie walk is a chain of dependent loads; four independent walks in one loop let the CPU
+    overlap them (about 2x faster than four walks one after another). The first symbol is always
+    added (the dictionary starts empty) and after it the word never becomes empty again, so each
+    walk starts at the node of its first symbol with a count of 1; the count is then 1 + the
+    number of nodes created, i.e. (next free node) - 2."""
+    n = s0.size
+    if n == 0:
+        return 0, 0, 0, 0
+    _lzw_reset(c0)
+    _lzw_reset(c1)
+    _lzw_reset(c2)
+    _lzw_reset(c3)
+    z0 = 3
+    z1 = 3
+    z2 = 3
+    z3 = 3
+    n0 = 1 + np.int64(s0[0])
+    n1 = 1 + np.int64(s1[0])
+    n2 = 1 + np.int64(s2[0])
+    n3 = 1 + np.int64(s3[0])
+    for i in range(1, n):
+        a = s0[i]
+        b = s1[i]
+        c = s2[i]
+        d = s3[i]
+        x0 = c0[n0, a]
+        x1 = c1[n1, b]
+        x2 = c2[n2, c]
+        x3 = c3[n3, d]
+        if x0 < 0:
+            c0[n0, a] = z0
+            c0[z0, 0] = -1
+            c0[z0, 1] = -1
+            z0 += 1
+            n0 = 1 + np.int64(a)
+        else:
+            n0 = x0
+        if x1 < 0:
+            c1[n1, b] = z1
+            c1[z1, 0] = -1
+            c1[z1, 1] = -1
+            z1 += 1
+            n1 = 1 + np.int64(b)
+        else:
+            n1 = x1
+        if x2 < 0:
+            c2[n2, c] = z2
+            c2[z2, 0] = -1
+            c2[z2, 1] = -1
+            z2 += 1
+            n2 = 1 + np.int64(c)
+        else:
+            n2 = x2
+        if x3 < 0:
+            c3[n3, d] = z3
+            c3[z3, 0] = -1
+            c3[z3, 1] = -1
+            z3 += 1
+            n3 = 1 + np.int64(d)
+        else:
+            n3 = x3
+    return z0 - 2, z1 - 2, z2 - 2, z3 - 2
+
+
+@njit(cache=True, nogil=True)
+def _lzw_dict_size2(s0, s1, c0, c1):
+    """:func:`_lzw_dict_size4` for two sequences."""
+    n = s0.size
+    if n == 0:
+        return 0, 0
+    _lzw_reset(c0)
+    _lzw_reset(c1)
+    z0 = 3
+    z1 = 3
+    n0 = 1 + np.int64(s0[0])
+    n1 = 1 + np.int64(s1[0])
+    for i in range(1, n):
+        a = s0[i]
+        b = s1[i]
+        x0 = c0[n0, a]
+        x1 = c1[n1, b]
+        if x0 < 0:
+            c0[n0, a] = z0
+            c0[z0, 0] = -1
+            c0[z0, 1] = -1
+            z0 += 1
+            n0 = 1 + np.int64(a)
+        else:
+            n0 = x0
+        if x1 < 0:
+            c1[n1, b] = z1
+            c1[z1, 0] = -1
+            c1[z1, 1] = -1
+            z1 += 1
+            n1 = 1 + np.int64(b)
+        else:
+            n1 = x1
+    return z0 - 2, z1 - 2
+
+
+@njit(cache=True, nogil=True)
+def _lzw_counts(seqs, child, out):
+    """LZW dictionary sizes of the rows of ``seqs`` (m, n) into ``out`` (m,): four at a time
+    (:func:`_lzw_dict_size4`), a remainder of one or two rows two at a time (a single row is walked
+    twice). ``child`` is workspace (4, n + 3, 2) int32."""
+    m = seqs.shape[0]
+    g = 0
+    while m - g >= 3:
+        r3 = g + 3 if g + 3 < m else g
+        a, b, c, d = _lzw_dict_size4(
+            seqs[g], seqs[g + 1], seqs[g + 2], seqs[r3], child[0], child[1], child[2], child[3]
+        )
+        out[g] = a
+        out[g + 1] = b
+        out[g + 2] = c
+        if g + 3 < m:
+            out[g + 3] = d
+        g += 4
+    if m - g > 0:
+        r1 = g + 1 if g + 1 < m else g
+        a, b = _lzw_dict_size2(seqs[g], seqs[r1], child[0], child[1])
+        out[g] = a
+        if g + 1 < m:
+            out[g + 1] = b
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_fast_idx(a, key, idx):
+    """:func:`_shuffle_inplace_fast` in two passes, the same permutation: all the draws first (they do
+    not depend on the array, so the loop pipelines), then the swaps. ``idx`` is int32 workspace >= len(a)."""
+    state = np.uint64(key)
+    for i in range(a.size - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        idx[i] = np.int32(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+    for i in range(a.size - 1, 0, -1):
+        j = idx[i]
+        tmp = a[i]
+        a[i] = a[j]
+        a[j] = tmp
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_mod_idx(a, key, idx):
+    """:func:`_shuffle_inplace` (64-bit modulo draws) in two passes, the same permutation."""
+    state = np.uint64(key)
+    for i in range(a.size - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        idx[i] = np.int32(z % np.uint64(i + 1))
+    for i in range(a.size - 1, 0, -1):
+        j = idx[i]
+        tmp = a[i]
+        a[i] = a[j]
+        a[j] = tmp
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_keyed_idx(a, seed, kind, channel, window, k, idx):
+    """:func:`_shuffle_keyed` in two passes (draws, then swaps) with int32 workspace ``idx``: same permutation."""
+    if kind >= 3:
+        _shuffle_fast_idx(a, _shuffle_key(seed, kind, channel, window, k), idx)
+    else:
+        _shuffle_mod_idx(a, _shuffle_key(seed, kind, channel, window, k), idx)
+
+
+@njit(cache=True, nogil=True)
+def _lz_count(s, st, child, lzw):
+    return _lzw_dict_size(s, child) if lzw else _lz76_auto(s, st)
+
+
+@njit(cache=True, nogil=True)
+def _lz_workspace(n, lzw):
+    st = np.empty((1 if lzw else 2 * n + 2, 4), np.int32)
+    child = np.empty((n + 3 if lzw else 1, 2), np.int32)
+    return st, child
+
+
+@njit(cache=True, nogil=True)
+def _lzs_rows(bits, states, seed, channel, kind, n_shuffles, lzw):
+    """count(bits) / mean over k of count(shuffle k of bits) per row (window); row w, shuffle k
+    uses the key ``_shuffle_key(seed, kind, channel, w, k)``; count is LZ76 or the LZW dictionary."""
+    nr, n = bits.shape
+    out = np.empty(nr)
+    if lzw and n <= _LZW_GROUP_MAX_N:
+        # The original and its shuffles are counted together (:func:`_lzw_counts`): same values.
+        seqs = np.empty((n_shuffles + 1, n), np.uint8)
+        child = np.empty((4, n + 3, 2), np.int32)
+        idx = np.empty(n, np.int32)
+        counts = np.empty(n_shuffles + 1, np.int64)
+        for w in range(nr):
+            if states[w] != _ROW_OK:
+                out[w] = np.nan
+                continue
+            seqs[0, :] = bits[w]
+            for k in range(n_shuffles):
+                seqs[k + 1, :] = bits[w]
+                _shuffle_keyed_idx(seqs[k + 1], seed, kind, channel, w, k, idx)
+            _lzw_counts(seqs, child, counts)
+            total = 0.0
+            for k in range(n_shuffles):
+                total += counts[k + 1]
+            out[w] = counts[0] / (total / n_shuffles)
+        return out
+    st, child1 = _lz_workspace(n, lzw)
+    buf = np.empty(n, np.uint8)
+    idx = np.empty(n, np.int32)
+    for w in range(nr):
+        if states[w] != _ROW_OK:
+            out[w] = np.nan
+            continue
+        c_orig = _lz_count(bits[w], st, child1, lzw)
+        total = 0.0
+        for k in range(n_shuffles):
+            buf[:] = bits[w]
+            _shuffle_keyed_idx(buf, seed, kind, channel, w, k, idx)
+            total += _lz_count(buf, st, child1, lzw)
+        out[w] = c_orig / (total / n_shuffles)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop, kind, n_shuffles, lzw):
+    """Spatio-temporal LZc for windows [w_start, w_stop) of bits (n_channels, n_windows, n)."""
+    n_ch, _, n = bits.shape
+    m = n_ch * n
+    out = np.empty(w_stop - w_start)
+    if lzw and m <= _LZW_GROUP_MAX_N:
+        seqs = np.empty((n_shuffles + 1, m), np.uint8)
+        child = np.empty((4, m + 3, 2), np.int32)
+        idx = np.empty(m, np.int32)
+        counts = np.empty(n_shuffles + 1, np.int64)
+        for w in range(w_start, w_stop):
+            if not window_ok[w]:
+                out[w - w_start] = np.nan
+                continue
+            _st_sequence(bits, w, seqs[0])
+            for k in range(n_shuffles):
+                seqs[k + 1, :] = seqs[0]
+                _shuffle_keyed_idx(seqs[k + 1], seed, kind, 0, w, k, idx)
+            _lzw_counts(seqs, child, counts)
+            total = 0.0
+            for k in range(n_shuffles):
+                total += counts[k + 1]
+            out[w - w_start] = counts[0] / (total / n_shuffles)
+        return out
+    st, child1 = _lz_workspace(m, lzw)
+    seq = np.empty(m, np.uint8)
+    buf = np.empty(m, np.uint8)
+    idx = np.empty(m, np.int32)
+    for w in range(w_start, w_stop):
+        if not window_ok[w]:
+            out[w - w_start] = np.nan
+            continue
+        _st_sequence(bits, w, seq)
+        c_orig = _lz_count(seq, st, child1, lzw)
+        total = 0.0
+        for k in range(n_shuffles):
+            buf[:] = seq
+            _shuffle_keyed_idx(buf, seed, kind, 0, w, k, idx)
+            total += _lz_count(buf, st, child1, lzw)
+        out[w - w_start] = c_orig / (total / n_shuffles)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _st_sequence(bits, w, seq):
+    """Window w of bits (n_channels, n_windows, n) time-major: all channels at t, then t + 1."""
+    n_ch, _, n = bits.shape
+    k = 0
+    for t in range(n):
+        for ch in range(n_ch):
+            seq[k] = bits[ch, w, t]
+            k += 1
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_alloc(seq):
+    return _lz76_auto(seq, np.empty((2 * seq.size + 2, 4), np.int32))
+
+
+@njit(cache=True, nogil=True)
+def _lzw_count_alloc(seq):
+    return _lzw_dict_size(seq, np.empty((seq.size + 3, 2), np.int32))

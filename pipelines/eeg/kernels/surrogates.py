@@ -1,0 +1,186 @@
+"""Surrogate-normalised measures: phase-randomised and IAAFT surrogates, seeded per (channel, window,
+surrogate), and each measure's ratio and z against them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from pipelines.core.measures import MEASURES, SPATIOTEMPORAL_MEASURES
+from pipelines.eeg.kernels.common import _SCHARTNER, MEASURE_INFO, _params_for, _row_states
+from pipelines.eeg.kernels.lempel_ziv import _schartner_rows, schartner_bits
+from pipelines.eeg.kernels.lz_counts import _shuffle_inplace_fast, _shuffle_key
+from pipelines.eeg.kernels.measure_functions import _measure_rows
+
+_KIND_PHASES, _KIND_IAAFT_START = 5, 6
+
+
+@njit(cache=True, nogil=True)
+def _randomise_phases(spec, n_surr, n_even, seed, kind, channel):
+    """``spec`` (n_rows, n_freqs) rFFT of the windows -> (n_rows, n_surr, n_freqs): every bin but
+    DC (and Nyquist for even n) multiplied by a unit complex number of uniformly distributed
+    phase, drawn from the SplitMix64 stream of (seed, kind, channel, row, surrogate): a point
+    uniform in the square [-1, 1)^2 (two 32-bit halves of one draw), rejected outside the unit
+    disc (or too near 0), divided by its length (no cos/sin). DC and Nyquist stay real, so each
+    surrogate has the window's mean and exactly its periodogram."""
+    n_rows, nf = spec.shape
+    out = np.empty((n_rows, n_surr, nf), np.complex128)
+    scale = 1.0 / 2147483648.0  # 2^-31: a 32-bit half -> [-1, 1)
+    for r in range(n_rows):
+        for k in range(n_surr):
+            state = _shuffle_key(seed, kind, channel, r, k)
+            for f in range(nf):
+                if f == 0 or (n_even and f == nf - 1):
+                    out[r, k, f] = spec[r, f]
+                    continue
+                while True:
+                    state = state + np.uint64(0x9E3779B97F4A7C15)
+                    z = state
+                    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+                    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+                    z = z ^ (z >> np.uint64(31))
+                    a = float(z >> np.uint64(32)) * scale - 1.0
+                    b = float(z & np.uint64(0xFFFFFFFF)) * scale - 1.0
+                    r2 = a * a + b * b
+                    if 1e-12 < r2 <= 1.0:
+                        break
+                inv = 1.0 / math.sqrt(r2)
+                out[r, k, f] = spec[r, f] * complex(a * inv, b * inv)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _shuffled_copies(rows, n_surr, seed, kind, channel):
+    """(n_rows, n_surr, n): surrogate k of row r is a Fisher-Yates shuffle of the row keyed on
+    (seed, kind, channel, r, k) (IAAFT's starting point)."""
+    n_rows, n = rows.shape
+    out = np.empty((n_rows, n_surr, n))
+    for r in range(n_rows):
+        for k in range(n_surr):
+            out[r, k, :] = rows[r]
+            _shuffle_inplace_fast(out[r, k], _shuffle_key(seed, kind, channel, r, k))
+    return out
+
+
+#: Surrogate methods: "phase" (phase randomisation, Theiler et al. 1992) and "iaaft" (Schreiber &
+#: Schmitz 1996). Defaults of the ``surrogates`` argument of :func:`compute_windowed`.
+SURROGATE_DEFAULTS: dict = {"method": "phase", "n": 10, "seed": 0, "measures": [], "iaaft_iterations": 20}
+
+
+SURROGATE_METHODS = ("phase", "iaaft")
+
+
+#: Suffixes of the surrogate-normalised outputs of a measure ``m``: ``m + suffix``.
+SURROGATE_SUFFIXES = ("_surr_ratio", "_surr_z")
+
+
+MEASURE_INFO["*_surr_ratio"] = (
+    "Surrogate-normalised measure m_surr_ratio = m(window) / mean over n surrogates of m(surrogate), "
+    "per channel and window; surrogates share the window's periodogram (method 'phase': Fourier phases "
+    "uniformly randomised, DC and Nyquist kept, Theiler et al. 1992, Physica D 58:77) or its periodogram "
+    "approximately and its exact amplitude distribution (method 'iaaft', Schreiber & Schmitz 1996, PRL "
+    "77:635). 1 = what a linear Gaussian process with the window's spectrum gives: it separates "
+    "nonlinear/non-Gaussian structure from spectral change (e.g. alpha suppression). Surrogate k of "
+    "channel c, window w is seeded from (seed, c, w, k) (SplitMix64): independent of threads. NaN where "
+    "the measure is NaN"
+)
+
+
+MEASURE_INFO["*_surr_z"] = (
+    "z of a measure against its surrogates: (m(window) - mean) / SD (ddof=1) over the n surrogates of "
+    "*_surr_ratio (same surrogates); |z| > 2 means the window is unlike a linear Gaussian process with "
+    "its spectrum; with n = 10 the SD is itself uncertain by ~25 %"
+)
+
+
+def surrogate_measure_names(measures) -> list[str]:
+    """Output names of the surrogate-normalised variants of ``measures`` (ratio, then z, per measure)."""
+    return [m + suffix for m in measures for suffix in SURROGATE_SUFFIXES]
+
+
+def is_surrogate_measure(name: str) -> bool:
+    return any(name.endswith(suffix) and name[: -len(suffix)] in MEASURES for suffix in SURROGATE_SUFFIXES)
+
+
+def _surrogate_config(surrogates) -> dict | None:
+    if not surrogates:
+        return None
+    cfg = {**SURROGATE_DEFAULTS, **dict(surrogates)}
+    unknown = set(cfg) - set(SURROGATE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown surrogate setting(s) {sorted(unknown)}; known: {sorted(SURROGATE_DEFAULTS)}")
+    if cfg["method"] not in SURROGATE_METHODS:
+        raise ValueError(f"surrogate method {cfg['method']!r} unknown; known: {SURROGATE_METHODS}")
+    if int(cfg["n"]) != cfg["n"] or cfg["n"] < 2:
+        raise ValueError(f"surrogates: n must be an integer >= 2, got {cfg['n']!r}")
+    for m in cfg["measures"]:
+        if m in SPATIOTEMPORAL_MEASURES:
+            raise ValueError(f"surrogates: {m} combines channels; surrogate normalisation is per channel only")
+        _params_for(m, None)
+    if not cfg["measures"]:
+        return None
+    cfg["n"], cfg["seed"], cfg["iaaft_iterations"] = int(cfg["n"]), int(cfg["seed"]), int(cfg["iaaft_iterations"])
+    return cfg
+
+
+def make_surrogates(
+    rows, n: int = 10, method: str = "phase", seed: int = 0, channel: int = 0, iaaft_iterations: int = 20
+) -> np.ndarray:
+    """Surrogates of each row (window) of ``rows`` (n_windows, n_times): (n_windows, n, n_times).
+
+    ``phase``: one rFFT per window, a batch of random phase rotations (DC and Nyquist kept), one
+    batched irFFT; each surrogate has exactly the window's periodogram and mean. ``iaaft``:
+    from a seeded shuffle of the window, ``iaaft_iterations`` rounds of (impose the window's
+    Fourier amplitudes, then its sorted values by rank), batched over windows and surrogates;
+    the result has exactly the window's values and approximately its periodogram. Surrogate k of
+    window w of ``channel`` depends only on (seed, channel, w, k).
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    n_rows, n_t = rows.shape
+    spec = np.fft.rfft(rows, axis=-1)
+    if method == "phase":
+        return np.fft.irfft(
+            _randomise_phases(spec, int(n), n_t % 2 == 0, int(seed), _KIND_PHASES, int(channel)), n_t, axis=-1
+        )
+    if method != "iaaft":
+        raise ValueError(f"surrogate method {method!r} unknown; known: {SURROGATE_METHODS}")
+    amp = np.abs(spec)[:, None, :]
+    sorted_vals = np.broadcast_to(np.sort(rows, axis=-1)[:, None, :], (n_rows, int(n), n_t))
+    s = _shuffled_copies(rows, int(n), int(seed), _KIND_IAAFT_START, int(channel))
+    for _ in range(int(iaaft_iterations)):
+        f = np.fft.rfft(s, axis=-1)
+        mag = np.abs(f)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.where(mag > 0, f * (amp / mag), amp)
+        s_spec = np.fft.irfft(f, n_t, axis=-1)
+        order = np.argsort(s_spec, axis=-1, kind="stable")
+        np.put_along_axis(s, order, sorted_vals, axis=-1)
+    return s
+
+
+def _surrogate_rows(measures, rows, raw, sfreq, p, channel, cfg) -> dict:
+    """Surrogate-normalised variants (ratio and z) of ``measures`` on one channel's windows."""
+    n_rows, n_t = rows.shape
+    n = cfg["n"]
+    surr = make_surrogates(rows, n, cfg["method"], cfg["seed"], channel, cfg["iaaft_iterations"])
+    flat = np.ascontiguousarray(surr.reshape(n_rows * n, n_t))
+    states = _row_states(flat)
+    bits = {}
+    out = {}
+    for m in measures:
+        if m in _SCHARTNER:
+            d = bool(p[m]["detrend"])
+            if d not in bits:
+                bits[d] = schartner_bits(flat, d)
+            vals = _schartner_rows(m, bits[d], states, p[m], channel)
+        else:
+            vals = _measure_rows(m, flat, states, float(sfreq), p[m], channel)
+        vals = vals.reshape(n_rows, n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = vals.mean(axis=1)
+            sd = vals.std(axis=1, ddof=1)
+            out[m + "_surr_ratio"] = raw[m] / mean
+            out[m + "_surr_z"] = (raw[m] - mean) / sd
+    return out
