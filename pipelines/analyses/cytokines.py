@@ -114,6 +114,16 @@ def _number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float, np.number))
 
 
+# Parameters whose value is one of a fixed set (checked with a "did you mean" hint).
+_CHOICES = {
+    "censoring_strategy": cy.STRATEGIES,
+    "change_scale": cy.CHANGE_SCALES,
+    "strata_source": cy.STRATA_SOURCES,
+    "acute_rule": cy.ACUTE_RULES,
+    "mood_scale": MOOD_SCALES,
+}
+
+
 class CytokineParameters(BaseModel):
     """Parameters of notebook 03 (``notebooks: 03_cytokines:`` in the manifest).
 
@@ -160,30 +170,10 @@ class CytokineParameters(BaseModel):
         "subject (the whole subject)",
     )
 
-    @field_validator("censoring_strategy", mode="before")
+    @field_validator(*_CHOICES, mode="before")
     @classmethod
-    def _strategy(cls, value):
-        return _choice("censoring_strategy", value, cy.STRATEGIES)
-
-    @field_validator("change_scale", mode="before")
-    @classmethod
-    def _change_scale(cls, value):
-        return _choice("change_scale", value, cy.CHANGE_SCALES)
-
-    @field_validator("strata_source", mode="before")
-    @classmethod
-    def _strata_source(cls, value):
-        return _choice("strata_source", value, cy.STRATA_SOURCES)
-
-    @field_validator("acute_rule", mode="before")
-    @classmethod
-    def _acute_rule(cls, value):
-        return _choice("acute_rule", value, cy.ACUTE_RULES)
-
-    @field_validator("mood_scale", mode="before")
-    @classmethod
-    def _mood_scale(cls, value):
-        return _choice("mood_scale", value, MOOD_SCALES)
+    def _one_of(cls, value, info):
+        return _choice(info.field_name, value, _CHOICES[info.field_name])
 
     @field_validator("crp_threshold_mg_per_l", mode="before")
     @classmethod
