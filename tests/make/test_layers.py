@@ -68,3 +68,20 @@ def test_the_check_sees_an_upward_import(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from pipelines import dashboards\n    import pipelines.make.build\n")
     assert [layer for _, layer in imported_layers(probe)] == ["dashboards", "make"]
+
+
+def test_readme_layout_names_every_package_and_module_in_layer_order():
+    """README's Layout table matches the tree: one row per layer, in LAYERS order, naming every module."""
+    import re
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    table = readme[readme.index("| layer | package | what |") :]
+    table = table[: table.index("\n\n")]
+    rows = [(m.group(1), line) for line in table.splitlines() if (m := re.search(r"`pipelines/(\w+)/`", line))]
+    assert [layer for layer, _ in rows] == LAYERS
+    for layer, line in rows:
+        folder = PACKAGE / layer
+        names = [p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")]
+        names += [p.name for p in folder.iterdir() if (p / "__init__.py").exists()]
+        missing = sorted(n for n in names if f"`{n}`" not in line)
+        assert not missing, f"README's Layout row for pipelines/{layer}/ does not name {missing}"
