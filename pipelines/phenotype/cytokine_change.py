@@ -122,21 +122,8 @@ def _substitution_stats(ln_base, ln_post, n_censored, *, n_boot, ci, seed) -> di
     d = ln_post - ln_base
     n = d.size
     row = {"n": n, "n_censored": n_censored, "n_uninformative": 0}
-    nan_keys = (
-        "estimate",
-        "ci_low",
-        "ci_high",
-        "sd_change",
-        "p_wilcoxon",
-        "p_ttest",
-        "p_mle",
-        "hedges_g_av",
-        "g_ci_low",
-        "g_ci_high",
-        "rank_biserial",
-        "rb_ci_low",
-        "rb_ci_high",
-    )
+    # Every statistic starts as NaN (filled below when the sample allows it): the columns after the counts.
+    nan_keys = _CHANGE_COLUMNS[_CHANGE_COLUMNS.index("n_uninformative") + 1 :]
     row.update(dict.fromkeys(nan_keys, math.nan))
     if n == 0:
         return row
