@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -296,6 +298,11 @@ def test_lsl_restarted_player_is_found_again_and_monitoring_recovers(tmp_path):
         outlet.stop()
         mon.run(2.0, stop_after_s=None)  # silence: stalled
         outlet = ArrayOutlet(second, sfreq, names, "kw-test-restart").start()
+        # Wait for the restarted source without a silence limit: LSL discovery of the new outlet can take a few
+        # seconds on a loaded machine, and the silence so far already exceeds any short limit.
+        deadline = time.monotonic() + 20.0
+        while "resumed" not in [e["event"] for e in mon.events] and time.monotonic() < deadline:
+            mon.run(0.5, stop_after_s=None)
         mon.run(30, stop_after_s=2.0)
     finally:
         outlet.stop()
