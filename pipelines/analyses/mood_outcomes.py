@@ -168,7 +168,9 @@ def _grouping(study: Study, scores: pd.DataFrame) -> tuple[str, pd.Series]:
         group = pd.Series(
             np.where(dose.notna(), dose.map(lambda d: dose_label(d) if d == d else ""), label), index=scores.index
         )
-        return "condition", group
+        # A pre/post study whose mood was rated in one condition only has nothing to contrast within subjects.
+        if group.nunique() >= 2:
+            return "condition", group
     return "one group", pd.Series(ALL, index=scores.index)
 
 
@@ -442,9 +444,11 @@ def _comparisons(
     else:
         comparisons, model = _one_group(outcomes, post), pd.DataFrame()
         why = (
-            "one group (no arms, and mood is measured per subject, not per condition)"
-            if study.design.kind != "open_label"
-            else "open-label, single arm"
+            "open-label, single arm"
+            if study.design.kind == "open_label"
+            else "one group (no arms, and mood is measured in one condition only)"
+            if outcomes["session_id"].notna().any()
+            else "one group (no arms, and mood is measured per subject, not per condition)"
         )
         note = f"{why}: change from baseline only; no controlled comparison is possible"
     return comparisons, model, [note]

@@ -241,3 +241,53 @@ def test_simulated_parallel_trials_keep_type_one_error_and_coverage():
     assert reject_mixed / 100 <= 0.12  # model-based Wald z: labelled as description, bounded loosely
     assert covered / n_sims >= 0.93
     assert power / n_sims >= 0.8
+
+
+def _pre_post_study(root) -> Study:
+    """A third-party-style pre/post dataset: resting EEG before and after one infusion (sessions ``pre`` and
+    ``post``, no infusion events), MADRS rated at baseline and 24 h of the ``post`` session only."""
+    import mne
+    import mne_bids
+
+    rng = np.random.default_rng(3)
+    bids = root / "bids"
+    names = ["F3", "F4", "O1", "O2"]
+    for subject in range(1, 6):
+        for session in ("pre", "post"):
+            info = mne.create_info(names, 128.0, "eeg")
+            raw = mne.io.RawArray(rng.standard_normal((4, 128 * 20)) * 1e-5, info, verbose="error")
+            path = mne_bids.BIDSPath(subject=f"{subject:02d}", session=session, task="rest", root=bids, datatype="eeg")
+            mne_bids.write_raw_bids(raw, path, format="BrainVision", allow_preload=True, verbose="error")
+    rows = []
+    for subject in range(1, 6):
+        for timepoint, level in (("baseline", 3.0), ("24h", 2.0)):
+            items = np.clip(np.round(level + rng.normal(0, 0.7, 10)), 0, 6).astype(int)
+            rows.append(
+                {"participant_id": f"sub-{subject:02d}", "session_id": "ses-post", "timepoint": timepoint}
+                | {f"madrs_{i:02d}": int(v) for i, v in enumerate(items, 1)}
+            )
+    (bids / "phenotype").mkdir()
+    pd.DataFrame(rows).to_csv(bids / "phenotype" / "madrs.tsv", sep="\t", index=False)
+    manifest = root / "prepost.yml"
+    manifest.write_text(
+        "study: prepost\nbids_root: bids\neeg:\n  task: rest\n  conditions:\n    source: labels\n"
+        "    entity: session\n    labels: {pre: null, post: 0.5}\n  infusion_start_s: 0\n"
+        "  rois: {occipital: [O1, O2], frontal_left: [F3], frontal_right: [F4]}\n"
+        "phenotype:\n  madrs: {path: phenotype/madrs.tsv, response_scale: [0, 6]}\ntimepoints: [baseline, 24h]\n"
+    )
+    freeze(load_manifest(manifest))
+    return Study.load(manifest)
+
+
+def test_pre_post_study_with_mood_in_one_condition_is_one_group_not_a_contrast(tmp_path):
+    """Two EEG sessions make the study a within-subject design, but mood was rated in the ``post`` condition
+    only: there is no condition to contrast with, so the report shows the uncontrolled change from baseline
+    and says why (it used to build an empty contrast table and the notebook crashed on it)."""
+    study = _pre_post_study(tmp_path)
+    result = mood_outcomes.run(study)
+    assert result.grouping == "one group" and result.reference is None
+    assert "mood is measured in one condition only" in result.notes[0]
+    row = result.comparisons.set_index("timepoint").loc["24h"]
+    scores = result.outcomes[result.outcomes["timepoint"] == "24h"]
+    assert row["n_subjects"] == 5 and row["estimate"] == pytest.approx(scores["change"].mean())
+    assert "uncontrolled" in mood_outcomes.summary_text(result)
