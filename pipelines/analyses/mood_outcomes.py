@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines import stats
 from pipelines.core.errors import InputError, did_you_mean
+from pipelines.core.labels import condition_order_key
 from pipelines.phenotype import mood, questionnaires
 from pipelines.stats import groups
 from pipelines.study.dataset import MOOD_SCALES, Study
@@ -177,8 +178,8 @@ def _grouping(study: Study, scores: pd.DataFrame) -> tuple[str, pd.Series]:
 def _order_groups(study: Study, grouping: str, outcomes: pd.DataFrame) -> list[str]:
     if grouping != "condition":
         return sorted(outcomes["group"].unique())
-    order = outcomes.groupby("group")["dose_mg_per_kg"].first().sort_values(kind="stable")
-    return list(order.index)
+    doses = outcomes.groupby("group", sort=False)["dose_mg_per_kg"].first()
+    return sorted(doses.index, key=lambda group: (*condition_order_key(doses[group]), group))
 
 
 def _outcomes(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.core.errors import did_you_mean
+from pipelines.core.labels import condition_order_key
 from pipelines.study.manifest import Manifest, ManifestError, load_manifest
 
 EEG_EXTENSIONS = (".vhdr", ".edf", ".bdf", ".fif", ".set")
@@ -248,18 +249,13 @@ class Study:
         if not conditions:  # no EEG: sessions as the phenotype tables and sessions.tsv list them
             for label in self._phenotype_sessions():
                 conditions.setdefault(label, self._session_dose(label))
-        # By dose (placebo first); conditions without a dose in the order the manifest's labels list them.
+        # Placebo, then drug-free conditions (no dose) in the order the manifest's labels list them, then doses.
         declared_order = list(self.manifest.eeg.conditions.labels)
         position = {label: i for i, label in enumerate(declared_order)}
         ordered = tuple(
             sorted(
                 conditions.items(),
-                key=lambda kv: (
-                    kv[1] != kv[1],
-                    kv[1] if kv[1] == kv[1] else 0,
-                    position.get(kv[0], len(position)),
-                    kv[0],
-                ),
+                key=lambda kv: (*condition_order_key(kv[1]), position.get(kv[0], len(position)), kv[0]),
             )
         )
         arms: tuple[str, ...] = ()

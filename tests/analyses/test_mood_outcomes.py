@@ -284,6 +284,8 @@ def test_pre_post_study_with_mood_in_one_condition_is_one_group_not_a_contrast(t
     only: there is no condition to contrast with, so the report shows the uncontrolled change from baseline
     and says why (it used to build an empty contrast table and the notebook crashed on it)."""
     study = _pre_post_study(tmp_path)
+    # The drug-free condition is the reference: contrasts read post − pre.
+    assert [label for label, _ in study.design.conditions] == ["pre", "post"]
     result = mood_outcomes.run(study)
     assert result.grouping == "one group" and result.reference is None
     assert "mood is measured in one condition only" in result.notes[0]
