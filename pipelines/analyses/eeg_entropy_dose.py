@@ -360,6 +360,58 @@ def condition_contrasts(levels: pd.DataFrame, conditions: list[str]) -> pd.DataF
     return table
 
 
+#: Columns the report shows of a contrast table: paired (within subjects) or between arms, whichever applies.
+CONTRAST_COLUMNS = [
+    "measure", "region", "a", "b", "n_subjects", "n_a", "n_b", "n_unpaired", "mean_a", "mean_b", "mean_difference",
+    "ci_low", "ci_high", "p", "p_wilcoxon", "hedges_g_av", "hedges_g", "p_fdr",
+]  # fmt: skip
+
+
+def between_arm_contrasts(levels: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
+    """Between-subject differences of absolute levels when each subject has one condition (parallel arms):
+    ``b − a`` from OLS on the arm (= Student's pooled-variance t, ``pipelines.stats.groups.ancova_difference``
+    without a baseline) and Hedges' g with the pooled SD; one row per measure, region and arm, BH-FDR across
+    the table. Same columns as :func:`condition_contrasts` where they apply (``n_unpaired`` 0)."""
+    import numpy as np
+
+    from pipelines.stats import fdr_bh
+    from pipelines.stats.groups import ancova_difference
+
+    reference, rows = conditions[0], []
+    for (measure, region), part in levels.groupby(["measure", "region"], sort=False):
+        for other in conditions[1:]:
+            two = part[part["session"].isin([reference, other])]
+            fit = ancova_difference(two, "level", "session", "participant_id", reference=reference).iloc[0]
+            a = two.loc[two["session"] == reference, "level"].to_numpy(float)
+            b = two.loc[two["session"] == other, "level"].to_numpy(float)
+            dof = len(a) + len(b) - 2
+            pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / dof) if dof > 0 else np.nan
+            correction = 1 - 3 / (4 * dof - 1) if dof > 0 else np.nan
+            rows.append(
+                {
+                    "measure": measure,
+                    "region": region,
+                    "a": reference,
+                    "b": other,
+                    "n_subjects": int(len(a) + len(b)),
+                    "n_a": len(a),
+                    "n_b": len(b),
+                    "n_unpaired": 0,
+                    "mean_a": float(a.mean()) if len(a) else np.nan,
+                    "mean_b": float(b.mean()) if len(b) else np.nan,
+                    "mean_difference": fit["estimate"],
+                    "ci_low": fit["ci_low"],
+                    "ci_high": fit["ci_high"],
+                    "p": fit["p"],
+                    "hedges_g": (b.mean() - a.mean()) / pooled * correction if pooled > 0 else np.nan,
+                    "method": "between subjects: OLS on arm (pooled-variance t)",
+                }
+            )
+    table = pd.DataFrame(rows)
+    table["p_fdr"] = fdr_bh(table["p"].to_numpy(dtype=float))
+    return table
+
+
 def has_infusion_window(qc: pd.DataFrame) -> tuple[bool, str]:
     """Whether time courses relative to an infusion apply: a baseline before it and an end to it."""
     if (qc["n_baseline_windows"] == 0).all():
@@ -370,25 +422,31 @@ def has_infusion_window(qc: pd.DataFrame) -> tuple[bool, str]:
 
 
 def contrast_summary_text(contrasts: pd.DataFrame, design) -> str:
-    """The report's summary when there is no dose trend: what the design supports, and the paired contrasts
-    of absolute levels with their CIs (FDR-significant ones first)."""
+    """The report's summary when there is no dose trend: what the design supports, and the contrasts of
+    absolute levels between conditions (paired within subjects, or between arms when each subject has one
+    condition) with their CIs, FDR-significant ones first."""
     from pipelines.stats import format_p
 
-    lines = [f"**Design**: {design.kind}, conditions {', '.join(c for c, _ in design.conditions)}."]
+    header = [f"**Design**: {design.kind}, conditions {', '.join(c for c, _ in design.conditions)}."]
     ok, reason = design.supports("dose_trend")
     if not ok:
-        lines.append(f"No dose-response model: {reason}.")
+        header.append(f"No dose-response model: {reason}.")
     if contrasts is None or contrasts.empty:
-        lines.append("No contrast between conditions could be computed.")
-        return "\n\n".join(lines)
+        header.append("No contrast between conditions could be computed.")
+        return "\n\n".join(header)
     ordered = contrasts.sort_values("p_fdr")
+    between = "hedges_g" in ordered.columns
+    if between:
+        header.append("Each subject has one condition: the arms are compared between subjects (pooled-variance t).")
+    bullets = []
     for row in ordered.head(6).itertuples():
-        lines.append(
+        effect = f"g = {row.hedges_g:.2f}" if between else f"g_av = {row.hedges_g_av:.2f}"
+        bullets.append(
             f"- {row.measure} ({row.region}): {row.b} − {row.a} = {row.mean_difference:.3g} "
             f"[{row.ci_low:.3g}, {row.ci_high:.3g}], n = {row.n_subjects} subjects, "
-            f"{format_p(row.p)}, {format_p(row.p_fdr, 'p_FDR')}, g_av = {row.hedges_g_av:.2f}"
+            f"{format_p(row.p)}, {format_p(row.p_fdr, 'p_FDR')}, {effect}"
         )
-    return "\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])
+    return "\n".join(header) + "\n\n" + "\n".join(bullets)
 
 
 def dose_effect_tests(
@@ -815,7 +873,12 @@ def _levels(features, params: EEGParameters, design) -> tuple[list[str], pd.Data
     conditions = [c for c, _ in design.conditions if c in set(features["session"].to_numpy())]
     names = LEVEL_MEASURES + params.measures + ["alpha_power_rel", "gamma_power_rel"]
     levels = condition_levels(features, [n for n in names if n in _present(features)])
-    contrasts = condition_contrasts(levels, conditions) if len(conditions) >= 2 else pd.DataFrame()
+    if len(conditions) < 2:
+        contrasts = pd.DataFrame()
+    elif (levels.groupby("participant_id")["session"].nunique() >= 2).any():
+        contrasts = condition_contrasts(levels, conditions)
+    else:  # each subject in one condition: the arms are compared between subjects
+        contrasts = between_arm_contrasts(levels, conditions)
     return conditions, levels, contrasts
 
 

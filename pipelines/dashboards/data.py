@@ -176,14 +176,14 @@ def plateau_changes(manifest: str, measure: str) -> pd.DataFrame:
 
 @pn.cache
 def dose_means(manifest: str, measure: str) -> pd.DataFrame:
-    """Per-dose mean change with its t CI (pipelines.eeg.dynamics.dose_response)."""
+    """Per-dose mean change with its t CI (pipelines.eeg.dynamics.dose_means)."""
     feature, region = _change_spec(manifest, measure)
     rows = _notebook_rows(manifest, "eeg_dose_means", feature, region)
     if rows is not None:
         return rows
     from pipelines.eeg import dynamics
 
-    return dynamics.dose_response(plateau_changes(manifest, measure), feature, region)["per_dose"]
+    return dynamics.dose_means(plateau_changes(manifest, measure), feature, region)
 
 
 @pn.cache

@@ -260,24 +260,38 @@ def plateau_changes(
     return pd.concat(rows, ignore_index=True)
 
 
-def dose_response(changes: pd.DataFrame, measure: str, region: str, ci: float = 0.95) -> dict:
-    """Mixed model ``change ~ dose + dose² + (1 | subject)`` and per-dose means with t CIs.
-
-    Returns {'model': tidy fixed effects (pipelines.stats.mixed_model), 'per_dose': DataFrame,
-    'dose_of_max': dose with the highest mean change, 'vertex_mg_per_kg': where the fitted parabola peaks}."""
+def dose_means(changes: pd.DataFrame, measure: str, region: str, ci: float = 0.95) -> pd.DataFrame:
+    """Mean plateau change per dose with its t-based CI (every design; no model): measure, region,
+    dose_mg_per_kg, mean, std (ddof=1), count, ci_low, ci_high."""
     from scipy import stats as sps
 
-    data = changes[(changes["measure"] == measure) & (changes["region"] == region)].dropna(subset=["change"]).copy()
-    data["dose"] = data["dose_mg_per_kg"]
-    data["dose_sq"] = data["dose"] ** 2
-    model = stats.mixed_model(data, "change ~ dose + dose_sq", groups="participant_id", ci=ci)
-    model.insert(0, "region", region)
-    model.insert(0, "measure", measure)
+    data = changes[(changes["measure"] == measure) & (changes["region"] == region)].dropna(subset=["change"])
     per_dose = data.groupby("dose_mg_per_kg")["change"].agg(["mean", "std", "count"]).reset_index()
     half = sps.t.ppf(0.5 + ci / 2, np.maximum(per_dose["count"] - 1, 1)) * per_dose["std"] / np.sqrt(per_dose["count"])
     per_dose["ci_low"], per_dose["ci_high"] = per_dose["mean"] - half, per_dose["mean"] + half
     per_dose.insert(0, "region", region)
     per_dose.insert(0, "measure", measure)
+    return per_dose
+
+
+def dose_response(changes: pd.DataFrame, measure: str, region: str, ci: float = 0.95) -> dict:
+    """Mixed model ``change ~ dose + dose² + (1 | subject)`` and per-dose means with t CIs.
+
+    Returns {'model': tidy fixed effects (pipelines.stats.mixed_model), 'per_dose': DataFrame,
+    'dose_of_max': dose with the highest mean change, 'vertex_mg_per_kg': where the fitted parabola peaks}."""
+    data = changes[(changes["measure"] == measure) & (changes["region"] == region)].dropna(subset=["change"]).copy()
+    n_doses = data["dose_mg_per_kg"].nunique()
+    if n_doses < 3:
+        raise ValueError(
+            f"a dose-response model of {measure} ({region}) needs 3 or more doses; the data have {n_doses} "
+            "(dose_means gives the per-dose means)"
+        )
+    data["dose"] = data["dose_mg_per_kg"]
+    data["dose_sq"] = data["dose"] ** 2
+    model = stats.mixed_model(data, "change ~ dose + dose_sq", groups="participant_id", ci=ci)
+    model.insert(0, "region", region)
+    model.insert(0, "measure", measure)
+    per_dose = dose_means(changes, measure, region, ci)
     coef = model.set_index("term")["estimate"]
     vertex = float(-coef["dose"] / (2 * coef["dose_sq"])) if coef.get("dose_sq", 0) < 0 else float("nan")
     return {

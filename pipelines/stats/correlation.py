@@ -204,13 +204,32 @@ def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def _rm_not_estimable(x_col: str, y_col: str, part: pd.DataFrame, subject: str, n_repeated: int) -> dict:
+    nan = float("nan")
+    return {
+        "x": x_col,
+        "y": y_col,
+        "method": "rm_corr",
+        "n": len(part),
+        "n_subjects": part[subject].nunique(),
+        "estimate": nan,
+        "ci_low": nan,
+        "ci_high": nan,
+        "p": nan,
+        "dof": 0,
+        "note": f"not estimable: {n_repeated} subject(s) with 2+ observations; a within-subject correlation "
+        "needs repeated observations of the same people",
+    }
+
+
 def rm_correlation(data: pd.DataFrame, x, y, subject: str, fdr_alpha: float = 0.05) -> pd.DataFrame:
     """Repeated-measures correlation (Bakdash & Marusich 2017) via pingouin ``rm_corr``.
 
     ``x`` and ``y`` may be column names or lists (every pair, BH-FDR across them). Rows with NaN in
     x, y or subject are dropped per pair. CI: pingouin's 95 % Fisher-z CI with n = dof + 2, not rounded
     (pingouin rounds it to 2 decimals). Columns: x, y, method, n (observations), n_subjects, estimate,
-    ci_low, ci_high, p, p_fdr, significant_fdr, dof.
+    ci_low, ci_high, p, p_fdr, significant_fdr, dof, note. With one observation per subject (no within-subject
+    variation: a parallel or single-session design) the row is NaN and ``note`` says why, instead of an error.
     """
     import pingouin as pg  # heavy import kept out of module import
 
@@ -221,6 +240,11 @@ def rm_correlation(data: pd.DataFrame, x, y, subject: str, fdr_alpha: float = 0.
                 continue
             _numeric_columns(data, [x_col, y_col])
             part = data[[x_col, y_col, subject]].dropna()
+            n_repeated = int((part.groupby(subject).size() >= 2).sum())
+            if len(part) - part[subject].nunique() - 1 < 1:
+                # One observation per subject (a parallel or single-session design): no within-subject slope.
+                rows.append(_rm_not_estimable(x_col, y_col, part, subject, n_repeated))
+                continue
             result = pg.rm_corr(data=part, x=x_col, y=y_col, subject=subject)
             r, dof = float(result["r"].iloc[0]), int(result["dof"].iloc[0])
             # pingouin rounds its CI to 2 decimals; the same Fisher-z interval (n = dof + 2), unrounded.
@@ -238,10 +262,11 @@ def rm_correlation(data: pd.DataFrame, x, y, subject: str, fdr_alpha: float = 0.
                     "ci_high": float(high),
                     "p": float(result["pval"].iloc[0]),
                     "dof": int(result["dof"].iloc[0]),
+                    "note": "",
                 }
             )
     table = pd.DataFrame(
-        rows, columns=["x", "y", "method", "n", "n_subjects", "estimate", "ci_low", "ci_high", "p", "dof"]
+        rows, columns=["x", "y", "method", "n", "n_subjects", "estimate", "ci_low", "ci_high", "p", "dof", "note"]
     )
     table.insert(9, "p_fdr", fdr_bh(table["p"].to_numpy(dtype=float)))
     table.insert(10, "significant_fdr", table["p_fdr"].to_numpy() <= fdr_alpha)

@@ -106,7 +106,12 @@ class Design:
             "dose_trend": (
                 n_dose >= 3,
                 f"{n_cond} condition(s), {n_dose} dose level(s): a dose trend needs 3 or more "
-                "doses" + ("; paired contrast instead" if n_cond == 2 else ""),
+                "doses"
+                + (
+                    ("; between-arm comparison instead" if self.kind == "parallel" else "; paired contrast instead")
+                    if n_cond == 2
+                    else ""
+                ),
             ),
             "paired_contrast": (
                 n_cond == 2 and self.kind == "crossover",

@@ -147,3 +147,61 @@ def test_threshold_in_percent_of_baseline_power_is_stored_in_db():
         eeg_analysis.EEGParameters(threshold_db="ten")
     with pytest.raises(ValueError, match="Extra inputs"):
         eeg_analysis.EEGParameters(threshold=-10)
+
+
+def _parallel_levels(seed: int, n_per_arm: int = 7, shift: float = 0.0) -> pd.DataFrame:
+    """Absolute levels as condition_levels returns them, one recording per subject (parallel arms)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(2 * n_per_arm):
+        arm = "ketamine" if i % 2 else "midazolam"
+        for measure, scale in (("lzc_median", 0.05), ("occipital_alpha_power_uv2", 20.0)):
+            level = rng.normal(0.6 if measure == "lzc_median" else 100.0, scale) + (shift * scale if i % 2 else 0.0)
+            rows.append({"participant_id": f"sub-{i:02d}", "session": arm, "dose_mg_per_kg": 0.5 * (i % 2),
+                         "measure": measure, "region": "all", "level": level})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_between_arm_contrasts_equal_student_t_and_pingouin_hedges_g():
+    import pingouin as pg
+    from scipy import stats as sps
+
+    levels = _parallel_levels(1, shift=1.0)
+    table = eeg_analysis.between_arm_contrasts(levels, ["midazolam", "ketamine"]).set_index("measure")
+    for measure, row in table.iterrows():
+        part = levels[levels["measure"] == measure]
+        a = part.loc[part["session"] == "midazolam", "level"].to_numpy()
+        b = part.loc[part["session"] == "ketamine", "level"].to_numpy()
+        ref = sps.ttest_ind(b, a, equal_var=True)
+        interval = ref.confidence_interval()
+        assert row["mean_difference"] == pytest.approx(b.mean() - a.mean(), rel=1e-12)
+        assert row["p"] == pytest.approx(ref.pvalue, rel=1e-9)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((interval.low, interval.high), rel=1e-9)
+        assert row["hedges_g"] == pytest.approx(pg.compute_effsize(b, a, eftype="hedges"), rel=1e-9)
+        assert row["n_a"] == row["n_b"] == 7 and row["n_subjects"] == 14 and row["a"] == "midazolam"
+
+
+def test_between_arm_contrasts_keep_type_one_error_under_the_null():
+    """No arm difference, 7 subjects per arm: the pooled t rejects at about the nominal 5 %."""
+    rejections = [
+        eeg_analysis.between_arm_contrasts(_parallel_levels(seed), ["midazolam", "ketamine"])["p"].iloc[0] < 0.05
+        for seed in range(400)
+    ]
+    assert 0.025 <= np.mean(rejections) <= 0.08
+
+
+def test_levels_of_a_parallel_design_are_compared_between_arms_and_the_summary_says_so():
+    from pipelines.study.dataset import Design
+
+    levels = _parallel_levels(2, shift=3.0)
+    design = Design("parallel", (("midazolam", 0.0), ("ketamine", 0.5)), ("ketamine", "midazolam"), True, {})
+    contrasts = eeg_analysis.between_arm_contrasts(levels, ["midazolam", "ketamine"])
+    text = eeg_analysis.contrast_summary_text(contrasts, design)
+    assert "between-arm comparison instead" in text and "compared between subjects" in text
+    assert "ketamine − midazolam" in text and "g = " in text and "g_av" not in text
+    # A subject with both conditions makes it a within-subject study again: paired contrasts.
+    noise = np.random.default_rng(0).normal(0, 0.01, len(levels))
+    crossover = pd.concat([levels, levels.assign(session="ketamine", level=levels["level"] + 1 + noise)])
+    paired = eeg_analysis.condition_contrasts(crossover.drop_duplicates(["participant_id", "session", "measure"]),
+                                              ["midazolam", "ketamine"])  # fmt: skip
+    assert "hedges_g_av" in paired.columns

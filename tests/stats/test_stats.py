@@ -181,6 +181,17 @@ def test_rm_correlation_equals_pingouin_and_recovers_within_subject_sign():
     assert sps.pearsonr(data["x"], data["y"]).statistic < 0  # pooled: the opposite sign
 
 
+def test_rm_correlation_with_one_observation_per_subject_says_why_instead_of_failing():
+    """A parallel design has one active session per subject: no within-subject slope exists (pingouin raises
+    deep inside statsmodels); the row is NaN, says why, and stays out of the FDR family."""
+    data = repeated().groupby("subject", as_index=False).first()
+    table = rm_correlation(data, "x", ["y", "dose"], "subject")
+    assert table["estimate"].isna().all() and table["p_fdr"].isna().all() and (table["dof"] == 0).all()
+    assert table["note"].str.startswith("not estimable: 0 subject(s) with 2+ observations").all()
+    # Repeated data keep an empty note and a finite estimate.
+    assert rm_correlation(repeated(), "x", "y", "subject")["note"].eq("").all()
+
+
 def simulated_mood(seed: int, n_subjects: int = 30) -> pd.DataFrame:
     """MADRS falling by 3 points per time step per unit dose, random intercept per subject."""
     rng = np.random.default_rng(seed)
