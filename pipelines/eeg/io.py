@@ -74,14 +74,52 @@ class ReaderOptionWarning(UserWarning):
     """A manifest reader option that does not apply to a recording (e.g. a channel it does not have)."""
 
 
+def channel_renames(names: list[str], reader, file: str = "") -> dict[str, str]:
+    """Old -> new channel names from ``eeg.reader.channel_name_pattern`` then ``rename_channels`` (only names
+    that change). Two channels ending with one name is an :class:`InputError` naming both and the file."""
+    import re
+    import warnings
+
+    from pipelines.core.errors import did_you_mean
+
+    pattern = re.compile(reader.channel_name_pattern) if reader.channel_name_pattern else None
+    new = {}
+    for name in names:
+        match = pattern.fullmatch(name) if pattern else None
+        new[name] = match.group(1).strip() if match and match.group(1).strip() else name
+    for name in sorted(set(reader.rename_channels) - set(new.values())):
+        warnings.warn(
+            f"{file}: eeg.reader.rename_channels names {name!r}, which this recording does not have"
+            + did_you_mean(name, list(new.values())),
+            ReaderOptionWarning,
+            stacklevel=3,
+        )
+    new = {old: reader.rename_channels.get(name, name) for old, name in new.items()}
+    seen: dict[str, str] = {}
+    for old, name in new.items():
+        if name.lower() in seen:
+            raise InputError(
+                f"channels {seen[name.lower()]!r} and {old!r} would both be named {name!r} after "
+                "eeg.reader.channel_name_pattern / rename_channels",
+                file=file,
+                field="eeg.reader",
+            )
+        seen[name.lower()] = old
+    return {old: name for old, name in new.items() if old != name}
+
+
 def _apply_reader_options(raw, recording, reader) -> None:
-    """Channel types and a montage from the manifest's ``eeg.reader`` (files that store everything as EEG, or
-    have no electrode positions)."""
+    """Channel names, channel types and a montage from the manifest's ``eeg.reader`` (clinical labels such as
+    'EEG Fp1-REF', files that store everything as EEG, or have no electrode positions)."""
     import warnings
 
     from pipelines.core.errors import did_you_mean
 
     where = dict(file=str(recording.path), subject=f"sub-{recording.subject}")
+    if reader.channel_name_pattern or reader.rename_channels:
+        renames = channel_renames(raw.ch_names, reader, str(recording.path))
+        if renames:
+            raw.rename_channels(renames, verbose="error")
     if reader.channel_types:
         present = {name: kind for name, kind in reader.channel_types.items() if name in raw.ch_names}
         for name in sorted(set(reader.channel_types) - set(present)):

@@ -316,6 +316,17 @@ class ReaderConfig(_Strict):
     encoding: str | None = Field(
         None, description="EDF/BDF annotation encoding, e.g. 'latin1' when the annotation channel holds invalid bytes"
     )
+    channel_name_pattern: str | None = Field(
+        None,
+        description="Regular expression with one group that extracts the electrode name from clinical channel "
+        "labels, e.g. 'EEG (.+)-(?:REF|LE|A1|A2)' turns 'EEG Fp1-REF' into 'Fp1'; labels that do not match are kept. "
+        "Applied before rename_channels, channel_types, montage and ROIs",
+    )
+    rename_channels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Channel name -> new name, after channel_name_pattern (e.g. {T3: T7, T4: T8}); a name a "
+        "recording lacks is a warning; two channels ending with one name is an error naming the file",
+    )
     channel_types: dict[str, Literal["eeg", "eog", "ecg", "emg", "misc", "stim", "resp", "bio"]] = Field(
         default_factory=dict,
         description="Channel name -> type, for files that store every channel as EEG (e.g. "
@@ -326,6 +337,24 @@ class ReaderConfig(_Strict):
         description="MNE built-in montage (e.g. standard_1020) giving positions to "
         "recordings that have none (no electrodes.tsv); needed for interpolation and maps",
     )
+
+    @field_validator("channel_name_pattern")
+    @classmethod
+    def _one_group(cls, value):
+        import re
+
+        if value is None:
+            return value
+        try:
+            groups = re.compile(value).groups
+        except re.error as exc:
+            raise ValueError(f"channel_name_pattern {value!r} is not a regular expression: {exc}") from exc
+        if groups != 1:
+            raise ValueError(
+                f"channel_name_pattern {value!r} must have exactly one group (the electrode name), it has {groups}; "
+                "use (?:...) for the other alternatives"
+            )
+        return value
 
     @field_validator("montage")
     @classmethod

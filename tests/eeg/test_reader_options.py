@@ -73,3 +73,54 @@ def test_reader_options_are_validated_with_a_hint():
         ReaderConfig(montage="standard_1021")
     with pytest.raises(ValueError):
         ReaderConfig(channel_types={"EOG1": "eyes"})
+    with pytest.raises(ValueError, match="exactly one group"):
+        ReaderConfig(channel_name_pattern="EEG (.+)-(REF|LE)")
+    with pytest.raises(ValueError, match="not a regular expression"):
+        ReaderConfig(channel_name_pattern="EEG (.+")
+
+
+@pytest.fixture
+def clinical_study(tmp_path):
+    """One EDF with hospital-system labels: 'EEG Fp1-REF', 'EEG T3-REF', 'EEG O1-REF', 'EEG O2-REF', 'EKG1-REF'."""
+    import mne
+
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    names = ["EEG Fp1-REF", "EEG T3-REF", "EEG O1-REF", "EEG O2-REF", "EKG1-REF"]
+    data = np.random.default_rng(4).standard_normal((len(names), int(30 * SFREQ))) * 10e-6
+    raw = mne.io.RawArray(data, mne.create_info(names, SFREQ, "eeg"), verbose="error")
+    mne.export.export_raw(raw_dir / "s1.edf", raw, fmt="edf", overwrite=True, verbose="error")
+    sheet = tmp_path / "recordings.csv"
+    pd.DataFrame([{"file": "s1.edf", "subject": "1", "condition": "rest"}]).to_csv(sheet, index=False)
+    manifest = tmp_path / "manifests" / "clinical.yml"
+    import_study(raw_dir, sheet, tmp_path / "bids", "clinical", manifest)
+    return Study.load(manifest)
+
+
+def test_clinical_channel_labels_become_electrode_names(clinical_study):
+    """The pattern extracts the electrode, renames map old 10-20 names, unmatched labels stay, and the result
+    gets montage positions (which the raw labels never would)."""
+    rec = clinical_study.recordings[0]
+    reader = ReaderConfig(
+        channel_name_pattern=r"EEG (.+)-(?:REF|LE)",
+        rename_channels={"T3": "T7"},
+        channel_types={"EKG1-REF": "ecg"},
+        montage="standard_1020",
+    )
+    raw = read_raw(rec, clinical_study.root, reader)
+    assert raw.ch_names == ["Fp1", "T7", "O1", "O2", "EKG1-REF"]
+    assert raw.get_channel_types() == ["eeg", "eeg", "eeg", "eeg", "ecg"]
+    assert _has_positions(raw)
+
+
+def test_channel_renames_that_collide_or_name_missing_channels_are_reported(clinical_study):
+    from pipelines.core.errors import InputError
+    from pipelines.eeg.io import channel_renames
+
+    names = ["EEG O1-REF", "EEG O1-LE", "EEG O2-REF"]
+    with pytest.raises(InputError, match="'EEG O1-REF' and 'EEG O1-LE' would both be named 'O1'") as caught:
+        channel_renames(names, ReaderConfig(channel_name_pattern=r"EEG (.+)-(?:REF|LE)"), "rec.edf")
+    assert "rec.edf" in str(caught.value)
+    with pytest.warns(ReaderOptionWarning, match="'T4'.*does not have"):
+        renames = channel_renames(names[::2], ReaderConfig(rename_channels={"T4": "T8", "EEG O2-REF": "O2"}), "r.edf")
+    assert renames == {"EEG O2-REF": "O2"}
