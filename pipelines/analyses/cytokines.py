@@ -1088,6 +1088,14 @@ def interaction_sentence(interaction: pd.DataFrame, params: CytokineParameters, 
             "below are uncontrolled."
         )
     units = units or {}
+    first = rows.iloc[0]
+    n_inflamed, n_other = int(first["n_subjects_stratum_1"]), int(first["n_subjects_stratum_0"])
+    if rows["ci_low"].isna().all() and min(n_inflamed, n_other) < 2:
+        return (
+            f"**Primary test (placebo-controlled interaction)** not testable: {n_inflamed} inflamed and {n_other} "
+            "non-inflamed subjects with both active and placebo changes; a Welch t needs 2 or more in each "
+            "stratum. The stratum changes below are description."
+        )
     items = []
     for r in rows.itertuples(index=False):
         if params.change_scale == "ln_ratio":
@@ -1097,13 +1105,11 @@ def interaction_sentence(interaction: pd.DataFrame, params: CytokineParameters, 
         else:
             value = f"{r.estimate:+.3g} {units.get(r.analyte, '')} (95% CI {r.ci_low:+.3g} to {r.ci_high:+.3g})"
         items.append(f"{r.analyte} {value}, {format_p(r.p)}, {format_p(r.p_fdr, 'p_FDR')}")
-    first = rows.iloc[0]
     return (
         f"**Primary test: placebo-controlled interaction** (inflamed − non-inflamed difference of each subject's "
         f"mean change after active doses minus its change after placebo; change = {params.change_label}; "
         f"{params.baseline_timepoint} → {params.post_timepoint}; subject = unit, Welch t; "
-        f"{int(first['n_subjects_stratum_1'])} inflamed and {int(first['n_subjects_stratum_0'])} non-inflamed "
-        f"subjects"
+        f"{n_inflamed} inflamed and {n_other} non-inflamed subjects"
         + (f", {int(first['n_subjects_dropped'])} left out" if first["n_subjects_dropped"] else "")
         + "; negative = a larger fall in the inflamed stratum): "
         + "; ".join(items)

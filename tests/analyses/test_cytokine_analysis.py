@@ -480,3 +480,17 @@ def test_run_assembles_the_report_from_the_same_functions(run):
     assert set(result.derived_tables()) == {"cytokine_changes"}
     with pytest.raises(ValueError, match="did you mean '24h'"):
         ca.run(run.study, {"post_timepoint": "24 h"})
+
+
+def test_interaction_with_one_subject_in_a_stratum_says_not_testable_instead_of_printing_nan():
+    """A small study where one subject is inflamed: the Welch t has no interval; the sentence says why."""
+    from pipelines.analyses import cytokines as cytokine_analysis
+
+    params = cytokine_analysis.CytokineParameters()
+    row = {"quantity": "interaction", "analyte": "IL6", "estimate": 0.6, "ci_low": np.nan, "ci_high": np.nan,
+           "p": np.nan, "p_fdr": np.nan, "n_subjects_stratum_1": 1, "n_subjects_stratum_0": 9,
+           "n_subjects_dropped": 0}  # fmt: skip
+    text = cytokine_analysis.interaction_sentence(pd.DataFrame([row]), params)
+    assert "not testable: 1 inflamed and 9 non-inflamed" in text and "nan" not in text
+    testable = dict(row, n_subjects_stratum_1=4, ci_low=0.1, ci_high=1.1, p=0.02, p_fdr=0.03)
+    assert "IL6 +0.60 ln units" in cytokine_analysis.interaction_sentence(pd.DataFrame([testable]), params)
