@@ -279,17 +279,26 @@ def infusion_times(
 ) -> tuple[float, float | None]:
     """Onsets (s from recording start) of infusion start and end, from the annotations (BIDS events),
     else the manifest's defaults.  The start is required (time is expressed relative to it); a missing end
-    is allowed (None)."""
+    is allowed (None).  One event with a duration marks both (``events.tsv`` row ``infusion`` with onset and
+    duration): when the end event is the start event, or is absent and the start event has a duration, the
+    end is onset + duration."""
     descriptions = list(raw.annotations.description)
     onsets = raw.annotations.onset - (
         raw.first_samp / raw.info["sfreq"] if raw.annotations.orig_time is not None else 0.0
     )
+    durations = raw.annotations.duration
 
     def find(event: str) -> float | None:
         hits = [o for d, o in zip(descriptions, onsets) if d == event]
         return float(hits[0]) if hits else None
 
+    def duration_of(event: str) -> float:
+        hits = [float(d) for name, d in zip(descriptions, durations) if name == event]
+        return hits[0] if hits else 0.0
+
     start = find(start_event)
+    if start is not None and (end_event == start_event or find(end_event) is None) and duration_of(start_event) > 0:
+        return start, start + duration_of(start_event)
     if start is None and default_start_s is not None:
         start = float(default_start_s)
     if start is None:
