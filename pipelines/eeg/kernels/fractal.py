@@ -51,10 +51,56 @@ def _dfa_box_sizes(n_times: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def _dfa_fluctuation(walk, n, by_step, per_box):
+    """F(n): root of the mean over boxes of the mean squared residual from each box's line.
+
+    Every box sums over its samples in the same order as a box-by-box loop would (bit-identical sums), but
+    all boxes advance together: the profile is laid out step-major in ``by_step`` so each step's update is
+    one contiguous loop over boxes, independent chains that vectorise instead of one latency-bound chain.
+    """
+    n_boxes = walk.size // n
+    sy, sxy, slope, intercept, ss = per_box[0], per_box[1], per_box[2], per_box[3], per_box[4]
+    # x of the per-box regression is 0..n-1, the same for every box
+    sx = 0.0
+    sx2 = 0.0
+    for t in range(n):
+        sx += t
+        sx2 += float(t) ** 2
+    den = n * sx2 - sx**2
+    mean_t = sx / n
+    by_step = by_step[: n * n_boxes].reshape((n, n_boxes))  # compact: stays in L1 cache
+    for b in range(n_boxes):
+        for t in range(n):
+            by_step[t, b] = walk[b * n + t]
+    sy[:n_boxes] = 0.0
+    sxy[:n_boxes] = 0.0
+    for t in range(n):
+        ys = by_step[t]
+        for b in range(n_boxes):
+            sxy[b] += t * ys[b]
+            sy[b] += ys[b]
+    for b in range(n_boxes):
+        slope[b] = (n * sxy[b] - sx * sy[b]) / (den + _EPS_REG)
+        intercept[b] = sy[b] / n - slope[b] * mean_t
+    ss[:n_boxes] = 0.0
+    for t in range(n):
+        ys = by_step[t]
+        for b in range(n_boxes):
+            d = ys[b] - (intercept[b] + slope[b] * t)
+            ss[b] += d * d
+    total = 0.0
+    for b in range(n_boxes):
+        total += ss[b] / n
+    return math.sqrt(total / n_boxes)
+
+
+@njit(cache=True, nogil=True)
 def _dfa_rows(rows, states, nvals):
     nr, n_times = rows.shape
     n_sizes = nvals.size
     walk = np.empty(n_times)
+    by_step = np.empty(n_times)
+    per_box = np.empty((5, n_times // nvals.min()))  # sums, line and residual of each box
     fluct = np.empty(n_sizes)
     log_n = np.empty(n_sizes)
     log_f = np.empty(n_sizes)
@@ -73,33 +119,7 @@ def _dfa_rows(rows, states, nvals):
             acc += x[i] - mean
             walk[i] = acc
         for i_n in range(n_sizes):
-            n = nvals[i_n]
-            n_boxes = n_times // n
-            # x of the per-box regression is 0..n-1, the same for every box
-            sx = 0.0
-            sx2 = 0.0
-            for t in range(n):
-                sx += t
-                sx2 += float(t) ** 2
-            den = n * sx2 - sx**2
-            mean_t = sx / n
-            total = 0.0
-            for b in range(n_boxes):
-                off = b * n
-                sy = 0.0
-                sxy = 0.0
-                for t in range(n):
-                    y = walk[off + t]
-                    sxy += t * y
-                    sy += y
-                slope = (n * sxy - sx * sy) / (den + _EPS_REG)
-                intercept = sy / n - slope * mean_t
-                ss = 0.0
-                for t in range(n):
-                    d = walk[off + t] - (intercept + slope * t)
-                    ss += d * d
-                total += ss / n
-            fluct[i_n] = math.sqrt(total / n_boxes)
+            fluct[i_n] = _dfa_fluctuation(walk, nvals[i_n], by_step, per_box)
         k = 0
         for i_n in range(n_sizes):
             if fluct[i_n] != 0.0:
