@@ -82,3 +82,14 @@ def test_kernel_equals_numpy_definition(windows, measure, reference):
 def test_dfa_lengths_equal_numpy_definition(n):
     x = np.cumsum(np.random.default_rng(n).standard_normal((3, n)), axis=-1)
     np.testing.assert_allclose(K.dfa(x), [_dfa_reference(r) for r in x], rtol=RTOL, atol=0)
+
+
+def test_katz_step_sum_is_numpys_sum_bit_for_bit():
+    """Katz's summed step is summed in numpy's pairwise order, so it equals np.sum exactly at any length."""
+    from pipelines.eeg.kernels.fractal import _numpy_pairwise_sum
+
+    rng = np.random.default_rng(9)
+    frames, left_sums = np.empty((3, 64), np.int64), np.empty(64)
+    for n in [*range(1, 140), 255, 256, 257, 999, 1000, 4095, 8192, 8193, 30001, 150000]:
+        a = np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-3, 3, n)  # wide range: order matters
+        assert _numpy_pairwise_sum(a, n, frames, left_sums) == np.sum(a), n

@@ -130,12 +130,91 @@ def _dfa_rows(rows, states, nvals):
     return out
 
 
+@njit(cache=True, nogil=True)
+def _numpy_block_sum(a, start, n):
+    """numpy's float64 sum of a block of <= 128 values: 8 interleaved accumulators, then the rest in order."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[start + i]
+        return res
+    r0, r1, r2, r3 = a[start], a[start + 1], a[start + 2], a[start + 3]
+    r4, r5, r6, r7 = a[start + 4], a[start + 5], a[start + 6], a[start + 7]
+    i = start + 8
+    stop = start + n - n % 8
+    while i < stop:
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < start + n:
+        res += a[i]
+        i += 1
+    return res
+
+
+@njit(cache=True, nogil=True)
+def _numpy_pairwise_sum(a, n, frames, left_sums):
+    """Sum of ``a[:n]`` in numpy's order for float64 (``np.add.reduce`` along a contiguous axis: halves,
+    rounded to multiples of 8, down to blocks of <= 128), so the kernel equals ``np.sum`` bit for bit.
+
+    numpy's recursion is emulated with explicit frames (numba cannot load cached recursive functions):
+    ``frames[:, d]`` holds the start, length and phase of the right half pending at depth ``d``,
+    ``left_sums[d]`` its left half's sum; 64 frames cover any length.
+    """
+    depth = 0
+    start, m = 0, n
+    while True:
+        while m > 128:
+            half = m // 2
+            half -= half % 8
+            frames[0, depth], frames[1, depth], frames[2, depth] = start + half, m - half, 0
+            depth += 1
+            m = half
+        v = _numpy_block_sum(a, start, m)
+        while depth > 0 and frames[2, depth - 1] == 1:  # a right half is done: add its left half
+            depth -= 1
+            v = left_sums[depth] + v
+        if depth == 0:
+            return v
+        left_sums[depth - 1] = v  # a left half is done: go on with its right half
+        frames[2, depth - 1] = 1
+        start, m = frames[0, depth - 1], frames[1, depth - 1]
+
+
+@njit(cache=True, nogil=True)
+def _katz_sums(rows):
+    """Per row: summed absolute step (as ``np.sum(np.abs(np.diff(x)))``) and largest distance from the first
+    sample, in one pass without the (rows, n) temporaries."""
+    nr, n = rows.shape
+    steps = np.empty(n - 1)
+    frames = np.empty((3, 64), np.int64)
+    left_sums = np.empty(64)
+    total = np.empty(nr)
+    far = np.empty(nr)
+    for r in range(nr):
+        x = rows[r]
+        x0 = x[0]
+        hi = 0.0
+        for i in range(n - 1):
+            steps[i] = abs(x[i + 1] - x[i])
+        for i in range(n):
+            hi = max(hi, abs(x[i] - x0))
+        total[r] = _numpy_pairwise_sum(steps, n - 1, frames, left_sums)
+        far[r] = hi
+    return total, far
+
+
 def _katz_fd_rows(rows, states):
+    total, far = _katz_sums(rows)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dists = np.abs(np.diff(rows, axis=-1))
-        total = np.sum(dists, axis=-1)
-        avg = np.mean(dists, axis=-1)
-        far = np.max(np.abs(rows - rows[:, :1]), axis=-1)
+        avg = total / (rows.shape[-1] - 1)  # = np.mean of the steps: numpy's sum over their count
         kfd = np.log10(total / avg) / np.log10(far / avg)
     kfd[states != _ROW_OK] = np.nan
     return kfd
