@@ -164,7 +164,8 @@ def _numpy_pairwise_sum(a, n, frames, left_sums):
     """Sum of ``a[:n]`` in numpy's order for float64 (``np.add.reduce`` along a contiguous axis: halves,
     rounded to multiples of 8, down to blocks of <= 128), so the kernel equals ``np.sum`` bit for bit.
 
-    numpy's recursion is emulated with explicit frames (numba cannot load cached recursive functions):
+    numpy's recursion is emulated with explicit frames (a cached recursive numba function segfaults when
+    loaded, numba issue 6061):
     ``frames[:, d]`` holds the start, length and phase of the right half pending at depth ``d``,
     ``left_sums[d]`` its left half's sum; 64 frames cover any length.
     """
