@@ -1,4 +1,4 @@
-"""DFA and Katz kernels against plain-numpy implementations of their documented definitions, written
+"""DFA, Katz and Higuchi kernels against plain-numpy implementations of their documented definitions, written
 independently here, on many windows at once (smooth, white, tied, constant and NaN rows).
 
 Tolerance: rtol 1e-12 (the references sum in numpy's order, the kernels in their own; the kernels were
@@ -53,6 +53,22 @@ def _katz_reference(x):
     return np.log10(steps.sum() / mean_step) / np.log10(np.abs(x - x[0]).max() / mean_step)
 
 
+def _higuchi_reference(x, kmax=10):
+    if not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+        return np.nan
+    n = x.size
+    log_inv_k, log_length = [], []
+    for k in range(1, kmax + 1):
+        lengths = []
+        for m in range(k):
+            sub = x[m::k]
+            n_max = (n - m - 1) // k
+            lengths.append(np.abs(np.diff(sub[: n_max + 1])).sum() / k * (n - 1) / (k * n_max))
+        log_inv_k.append(np.log(1.0 / k))
+        log_length.append(np.log(np.mean(lengths)))
+    return _slope(np.array(log_inv_k), np.array(log_length))
+
+
 @pytest.fixture(scope="module")
 def windows():
     from scipy.signal import butter, sosfiltfilt
@@ -69,7 +85,10 @@ def windows():
     return np.concatenate([smooth, white, walk, ties, special])
 
 
-@pytest.mark.parametrize(("measure", "reference"), [("dfa", _dfa_reference), ("katz_fd", _katz_reference)])
+@pytest.mark.parametrize(
+    ("measure", "reference"),
+    [("dfa", _dfa_reference), ("katz_fd", _katz_reference), ("higuchi_fd", _higuchi_reference)],
+)
 def test_kernel_equals_numpy_definition(windows, measure, reference):
     got = K.compute_windowed(windows[None], 250.0, None, None, measures=[measure])[measure][0]
     want = np.array([reference(w) for w in windows])
@@ -82,6 +101,12 @@ def test_kernel_equals_numpy_definition(windows, measure, reference):
 def test_dfa_lengths_equal_numpy_definition(n):
     x = np.cumsum(np.random.default_rng(n).standard_normal((3, n)), axis=-1)
     np.testing.assert_allclose(K.dfa(x), [_dfa_reference(r) for r in x], rtol=RTOL, atol=0)
+
+
+@pytest.mark.parametrize("kmax", [2, 3, 7, 13])
+def test_higuchi_kmax_equals_numpy_definition(windows, kmax):
+    got = K.higuchi_fd(windows, kmax=kmax)
+    np.testing.assert_allclose(got, [_higuchi_reference(w, kmax) for w in windows], rtol=RTOL, atol=0)
 
 
 def test_katz_step_sum_is_numpys_sum_bit_for_bit():
