@@ -12,36 +12,56 @@ from pipelines.eeg.kernels.common import _ROW_CONSTANT, _ROW_NONFINITE, _ROW_OK
 
 
 @njit(cache=True, nogil=True)
+def _ordinal_codes(x, order, delay, codes, digit):
+    """Lehmer code of the stable ranking of every delay vector of ``x`` into ``codes``.
+
+    Digit ``a`` counts the later coordinates strictly smaller than coordinate ``a``, so tied samples keep
+    their positional order (= argsort(kind="stable")). One pair of coordinates at a time over all vectors:
+    contiguous loops that vectorise.
+    """
+    n_embed = codes.size
+    codes[:] = 0
+    for a in range(order):
+        xa = x[a * delay : a * delay + n_embed]
+        digit[:] = 0
+        for b in range(a + 1, order):
+            xb = x[b * delay : b * delay + n_embed]
+            for i in range(n_embed):
+                digit[i] += xb[i] < xa[i]
+        for i in range(n_embed):
+            codes[i] = codes[i] * (order - a) + digit[i]
+
+
+@njit(cache=True, nogil=True)
 def _perm_entropy_rows(rows, states, order, delay, normalize):
     nr, n = rows.shape
     n_embed = n - (order - 1) * delay
     n_perm = 1
     for k in range(2, order + 1):
         n_perm *= k
-    counts = np.zeros(n_perm, np.int64)
+    # four interleaved histograms: runs of one pattern (smooth signals) do not wait on the same counter
+    counts = np.zeros((4, n_perm), np.int64)
+    codes = np.empty(n_embed, np.int64)
+    digit = np.empty(n_embed, np.int64)
     out = np.empty(nr)
     log2_nperm = math.log2(n_perm)
     for r in range(nr):
         if states[r] == _ROW_NONFINITE:
             out[r] = np.nan
             continue
+        _ordinal_codes(rows[r], order, delay, codes, digit)
         counts[:] = 0
-        for i in range(n_embed):
-            # Lehmer code of the stable ranking: digit a counts later samples strictly smaller,
-            # so tied samples keep their positional order (= argsort(kind="stable")).
-            code = 0
-            for a in range(order):
-                va = rows[r, i + a * delay]
-                c = 0
-                for b in range(a + 1, order):
-                    if rows[r, i + b * delay] < va:
-                        c += 1
-                code = code * (order - a) + c
-            counts[code] += 1
+        n4 = n_embed - n_embed % 4
+        for i in range(0, n4, 4):
+            for lane in range(4):
+                counts[lane, codes[i + lane]] += 1
+        for i in range(n4, n_embed):
+            counts[0, codes[i]] += 1
         h = 0.0
         for k in range(n_perm):
-            if counts[k] > 0:
-                p = counts[k] / n_embed
+            c = counts[0, k] + counts[1, k] + counts[2, k] + counts[3, k]
+            if c > 0:
+                p = c / n_embed
                 h -= p * math.log2(p)
         if normalize:
             h /= log2_nperm
