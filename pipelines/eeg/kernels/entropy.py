@@ -74,6 +74,7 @@ def _perm_entropy_rows(rows, states, order, delay, normalize):
 # apart, so a template's later partners end with the cell this many after its own. More cells: fewer
 # candidate pairs (1 + 1/(2 * cells) times the pairs within r on that coordinate) but a longer cell table.
 _SAMPEN_CELLS_PER_TOL = 4
+_SAMPEN_MAX_CELLS = 1 << 20  # bounds the rounding of the cell index (see _sampen_cells)
 
 
 @njit(cache=True, nogil=True)
@@ -82,8 +83,9 @@ def _sampen_cells(x0, tol, cell, order, starts, fill):
 
     Cell of ``v``: ``floor((v - min) * q / (tol * (1 + 1e-6)))``, ``q`` cells per tolerance, clipped to
     the table (``starts.size - 1`` cells; coarser cells if the span needs more). Two values whose
-    computed ``|a - b|`` is <= tol are at most ``q`` cells apart: the 1e-6 margin exceeds the rounding of
-    the cell index (< 1e-11 cells) by far. ``order`` gets template indices by cell, ``starts[c]`` the
+    computed ``|a - b|`` is <= tol are at most ``q`` cells apart: the 1e-6 margin (``q * 1e-6`` cells)
+    exceeds the rounding of the cell indices (< 4e-16 cells per cell in the table, at most 2**20 cells) by
+    far. ``order`` gets template indices by cell, ``starts[c]`` the
     position of cell ``c``'s first template (``starts[n_cells] = n``). A tolerance of 0 or one that is not
     finite, or a span that overflows, gives coarser cells or a single cell, never a wrong count.
     """
@@ -122,8 +124,9 @@ def _sample_entropy_rows(rows, states, r_tol, order, inclusive):
     cell = np.empty(n_templ, np.int64)
     cell_of = np.empty(n_templ, np.int64)
     by_cell = np.empty(n_templ, np.int64)
-    starts = np.empty(2 * n_templ + 3, np.int64)
-    fill = np.empty(2 * n_templ + 3, np.int64)
+    n_cells_max = min(2 * n_templ + 2, _SAMPEN_MAX_CELLS)
+    starts = np.empty(n_cells_max + 1, np.int64)
+    fill = np.empty(n_cells_max + 1, np.int64)
     match = np.empty(n_templ + 8, np.int64)
     out = np.empty(nr)
     for r in range(nr):
