@@ -85,9 +85,9 @@ def _sampen_cells(x0, tol, cell, order, starts, fill):
     the table (``starts.size - 1`` cells; coarser cells if the span needs more). Two values whose
     computed ``|a - b|`` is <= tol are at most ``q`` cells apart: the 1e-6 margin (``q * 1e-6`` cells)
     exceeds the rounding of the cell indices (< 4e-16 cells per cell in the table, at most 2**20 cells) by
-    far. ``order`` gets template indices by cell, ``starts[c]`` the
-    position of cell ``c``'s first template (``starts[n_cells] = n``). A tolerance of 0 or one that is not
-    finite, or a span that overflows, gives coarser cells or a single cell, never a wrong count.
+    far. ``order`` gets template indices by cell, ``starts[c]`` the position of cell ``c``'s first template
+    (``starts[n_cells] = n``). A tolerance of 0 or one that is not finite, or a span that overflows, gives
+    coarser cells or a single cell, never a wrong count.
     """
     n = x0.size
     cap = starts.size - 1
