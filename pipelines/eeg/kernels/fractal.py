@@ -11,10 +11,49 @@ from pipelines.eeg.kernels.common import _EPS_REG, _ROW_OK, _linreg_slope_antrop
 
 
 @njit(cache=True, nogil=True)
+def _higuchi_step_sums4(x, k, m0, n_steps):
+    """Summed absolute steps of the sub-series ``x[m::k]``, ``m = m0 .. m0 + 3`` (lanes past ``k - 1`` repeat
+    it), over their first ``n_steps`` steps: four independent chains, each in its own order."""
+    v0, v1 = x[m0::k], x[min(m0 + 1, k - 1) :: k]
+    v2, v3 = x[min(m0 + 2, k - 1) :: k], x[min(m0 + 3, k - 1) :: k]
+    s0 = s1 = s2 = s3 = 0.0
+    for j in range(n_steps):
+        s0 += abs(v0[j + 1] - v0[j])
+        s1 += abs(v1[j + 1] - v1[j])
+        s2 += abs(v2[j + 1] - v2[j])
+        s3 += abs(v3[j + 1] - v3[j])
+    return s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True)
+def _higuchi_curve_length(x, k, step_sums):
+    """L(k): the mean over m of each sub-series' normalised length. The sub-series' sums run four at a time
+    (one latency-bound chain each otherwise), every one still summed in step order, so values are the same
+    bit for bit."""
+    n_times = x.size
+    n_common = (n_times - k) // k  # steps every sub-series has; some have one more
+    for m0 in range(0, k, 4):
+        sums4 = _higuchi_step_sums4(x, k, m0, n_common)
+        for i in range(min(4, k - m0)):
+            step_sums[m0 + i] = sums4[i]
+    m_lm = 0.0
+    for m in range(k):
+        ll = step_sums[m]
+        n_max = (n_times - m - 1) // k
+        for j in range(n_common + 1, n_max + 1):
+            ll += abs(x[m + j * k] - x[m + (j - 1) * k])
+        ll /= k
+        ll *= (n_times - 1) / (k * n_max)
+        m_lm += ll
+    return m_lm / k
+
+
+@njit(cache=True, nogil=True)
 def _higuchi_fd_rows(rows, states, kmax):
     nr, n_times = rows.shape
     x_reg = np.empty(kmax)
     y_reg = np.empty(kmax)
+    step_sums = np.empty(kmax)
     out = np.empty(nr)
     for r in range(nr):
         if states[r] != _ROW_OK:
@@ -22,16 +61,7 @@ def _higuchi_fd_rows(rows, states, kmax):
             continue
         x = rows[r]
         for k in range(1, kmax + 1):
-            m_lm = 0.0
-            for m in range(k):
-                ll = 0.0
-                n_max = (n_times - m - 1) // k
-                for j in range(1, n_max + 1):
-                    ll += abs(x[m + j * k] - x[m + (j - 1) * k])
-                ll /= k
-                ll *= (n_times - 1) / (k * n_max)
-                m_lm += ll
-            m_lm /= k
+            m_lm = _higuchi_curve_length(x, k, step_sums)
             x_reg[k - 1] = math.log(1.0 / k)
             y_reg[k - 1] = math.log(m_lm) if m_lm > 0 else -np.inf
         out[r] = _linreg_slope_antropy(x_reg, y_reg)
@@ -51,10 +81,56 @@ def _dfa_box_sizes(n_times: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def _dfa_fluctuation(walk, n, by_step, per_box):
+    """F(n): root of the mean over boxes of the mean squared residual from each box's line.
+
+    Every box sums over its samples in the same order as a box-by-box loop would (bit-identical sums), but
+    all boxes advance together: the profile is laid out step-major in ``by_step`` so each step's update is
+    one contiguous loop over boxes, independent chains that vectorise instead of one latency-bound chain.
+    """
+    n_boxes = walk.size // n
+    sy, sxy, slope, intercept, ss = per_box[0], per_box[1], per_box[2], per_box[3], per_box[4]
+    # x of the per-box regression is 0..n-1, the same for every box
+    sx = 0.0
+    sx2 = 0.0
+    for t in range(n):
+        sx += t
+        sx2 += float(t) ** 2
+    den = n * sx2 - sx**2
+    mean_t = sx / n
+    by_step = by_step[: n * n_boxes].reshape((n, n_boxes))  # compact: stays in L1 cache
+    for b in range(n_boxes):
+        for t in range(n):
+            by_step[t, b] = walk[b * n + t]
+    sy[:n_boxes] = 0.0
+    sxy[:n_boxes] = 0.0
+    for t in range(n):
+        ys = by_step[t]
+        for b in range(n_boxes):
+            sxy[b] += t * ys[b]
+            sy[b] += ys[b]
+    for b in range(n_boxes):
+        slope[b] = (n * sxy[b] - sx * sy[b]) / (den + _EPS_REG)
+        intercept[b] = sy[b] / n - slope[b] * mean_t
+    ss[:n_boxes] = 0.0
+    for t in range(n):
+        ys = by_step[t]
+        for b in range(n_boxes):
+            d = ys[b] - (intercept[b] + slope[b] * t)
+            ss[b] += d * d
+    total = 0.0
+    for b in range(n_boxes):
+        total += ss[b] / n
+    return math.sqrt(total / n_boxes)
+
+
+@njit(cache=True, nogil=True)
 def _dfa_rows(rows, states, nvals):
     nr, n_times = rows.shape
     n_sizes = nvals.size
     walk = np.empty(n_times)
+    by_step = np.empty(n_times)
+    per_box = np.empty((5, n_times // nvals.min()))  # sums, line and residual of each box
     fluct = np.empty(n_sizes)
     log_n = np.empty(n_sizes)
     log_f = np.empty(n_sizes)
@@ -73,33 +149,7 @@ def _dfa_rows(rows, states, nvals):
             acc += x[i] - mean
             walk[i] = acc
         for i_n in range(n_sizes):
-            n = nvals[i_n]
-            n_boxes = n_times // n
-            # x of the per-box regression is 0..n-1, the same for every box
-            sx = 0.0
-            sx2 = 0.0
-            for t in range(n):
-                sx += t
-                sx2 += float(t) ** 2
-            den = n * sx2 - sx**2
-            mean_t = sx / n
-            total = 0.0
-            for b in range(n_boxes):
-                off = b * n
-                sy = 0.0
-                sxy = 0.0
-                for t in range(n):
-                    y = walk[off + t]
-                    sxy += t * y
-                    sy += y
-                slope = (n * sxy - sx * sy) / (den + _EPS_REG)
-                intercept = sy / n - slope * mean_t
-                ss = 0.0
-                for t in range(n):
-                    d = walk[off + t] - (intercept + slope * t)
-                    ss += d * d
-                total += ss / n
-            fluct[i_n] = math.sqrt(total / n_boxes)
+            fluct[i_n] = _dfa_fluctuation(walk, nvals[i_n], by_step, per_box)
         k = 0
         for i_n in range(n_sizes):
             if fluct[i_n] != 0.0:
@@ -110,12 +160,92 @@ def _dfa_rows(rows, states, nvals):
     return out
 
 
+@njit(cache=True, nogil=True)
+def _numpy_block_sum(a, start, n):
+    """numpy's float64 sum of a block of <= 128 values: 8 interleaved accumulators, then the rest in order."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[start + i]
+        return res
+    r0, r1, r2, r3 = a[start], a[start + 1], a[start + 2], a[start + 3]
+    r4, r5, r6, r7 = a[start + 4], a[start + 5], a[start + 6], a[start + 7]
+    i = start + 8
+    stop = start + n - n % 8
+    while i < stop:
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < start + n:
+        res += a[i]
+        i += 1
+    return res
+
+
+@njit(cache=True, nogil=True)
+def _numpy_pairwise_sum(a, n, frames, left_sums):
+    """Sum of ``a[:n]`` in numpy's order for float64 (``np.add.reduce`` along a contiguous axis: halves,
+    rounded to multiples of 8, down to blocks of <= 128), so the kernel equals ``np.sum`` bit for bit.
+
+    numpy's recursion is emulated with explicit frames (a cached recursive numba function segfaults when
+    loaded, numba issue 6061):
+    ``frames[:, d]`` holds the start, length and phase of the right half pending at depth ``d``,
+    ``left_sums[d]`` its left half's sum; 64 frames cover any length.
+    """
+    depth = 0
+    start, m = 0, n
+    while True:
+        while m > 128:
+            half = m // 2
+            half -= half % 8
+            frames[0, depth], frames[1, depth], frames[2, depth] = start + half, m - half, 0
+            depth += 1
+            m = half
+        v = _numpy_block_sum(a, start, m)
+        while depth > 0 and frames[2, depth - 1] == 1:  # a right half is done: add its left half
+            depth -= 1
+            v = left_sums[depth] + v
+        if depth == 0:
+            return v
+        left_sums[depth - 1] = v  # a left half is done: go on with its right half
+        frames[2, depth - 1] = 1
+        start, m = frames[0, depth - 1], frames[1, depth - 1]
+
+
+@njit(cache=True, nogil=True)
+def _katz_sums(rows):
+    """Per row: summed absolute step (as ``np.sum(np.abs(np.diff(x)))``) and largest distance from the first
+    sample, in one pass without the (rows, n) temporaries."""
+    nr, n = rows.shape
+    steps = np.empty(n - 1)
+    frames = np.empty((3, 64), np.int64)
+    left_sums = np.empty(64)
+    total = np.empty(nr)
+    far = np.empty(nr)
+    for r in range(nr):
+        x = rows[r]
+        x0 = x[0]
+        hi = 0.0
+        for i in range(n - 1):
+            steps[i] = abs(x[i + 1] - x[i])
+        for i in range(n):
+            hi = max(hi, abs(x[i] - x0))
+        total[r] = _numpy_pairwise_sum(steps, n - 1, frames, left_sums)
+        far[r] = hi
+    return total, far
+
+
 def _katz_fd_rows(rows, states):
+    total, far = _katz_sums(rows)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dists = np.abs(np.diff(rows, axis=-1))
-        total = np.sum(dists, axis=-1)
-        avg = np.mean(dists, axis=-1)
-        far = np.max(np.abs(rows - rows[:, :1]), axis=-1)
+        avg = total / (rows.shape[-1] - 1)  # = np.mean of the steps: numpy's sum over their count
         kfd = np.log10(total / avg) / np.log10(far / avg)
     kfd[states != _ROW_OK] = np.nan
     return kfd

@@ -143,8 +143,9 @@ def sample_entropy(x, order: int = 2, r_sd_factor: float = 0.2, inclusive: bool 
     std(x, ddof=0)`` (the std of this signal or window), ``A`` the pairs that also match on
     coordinate ``m + 1``; ``SampEn = -ln(A / B)``. ``inclusive=True`` matches ``|d| <= r``.
 
-    Pairs are counted by sorting templates on their first coordinate and scanning only
-    neighbours within ``r`` on it (same counts as the all-pairs scan, ~10x fewer pairs).
+    Pairs are counted by bucketing templates into cells of ``r / 4`` on their first coordinate
+    and comparing each only with the later templates up to four cells on (same counts as the
+    all-pairs scan, ~8x fewer pairs).
 
     Equals antropy.sample_entropy: its numba path (``n < 5000``) with ``inclusive=False``,
     its KDTree path (``n >= 5000``) with ``inclusive=True``. No template match (``B = 0``):

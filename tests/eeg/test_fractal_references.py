@@ -1,0 +1,120 @@
+"""DFA, Katz and Higuchi kernels against plain-numpy implementations of their documented definitions, written
+independently here, on many windows at once (smooth, white, tied, constant and NaN rows).
+
+Tolerance: rtol 1e-12 (the references sum in numpy's order, the kernels in their own; the kernels were
+made faster without changing their values, which this pins well below antropy's 1e-9 in test_kernels.py).
+"""
+
+import numpy as np
+import pytest
+
+import pipelines.eeg.kernels as K
+
+RTOL = 1e-12
+EPS_REG = 1e-9  # antropy's epsilon in the regression denominator, part of the definition
+
+
+def _slope(x, y):
+    n = x.size
+    return (n * (x * y).sum() - x.sum() * y.sum()) / (n * (x**2).sum() - x.sum() ** 2 + EPS_REG)
+
+
+def _box_sizes(n_times):
+    """4, floor(4 * 1.2^i), ... <= 0.1 * n_times, each once (antropy.utils._log_n(4, 0.1 * n, 1.2))."""
+    max_i = int(np.floor(np.log(0.1 * n_times / 4) / np.log(1.2)))
+    return np.unique([4] + [int(np.floor(4 * 1.2**i)) for i in range(max_i + 1)])
+
+
+def _dfa_reference(x):
+    if not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+        return np.nan
+    walk = np.cumsum(x - x.mean())
+    sizes, flucts = [], []
+    for n in _box_sizes(x.size):
+        boxes = walk[: (x.size // n) * n].reshape(-1, n)
+        t = np.arange(n, dtype=float)
+        sx, sx2 = t.sum(), (t**2).sum()
+        sy, sxy = boxes.sum(axis=1), (boxes * t).sum(axis=1)
+        slope = (n * sxy - sx * sy) / (n * sx2 - sx**2 + EPS_REG)
+        intercept = sy / n - slope * (sx / n)
+        resid = boxes - (intercept[:, None] + slope[:, None] * t)
+        f = np.sqrt(((resid**2).sum(axis=1) / n).mean())
+        if f != 0:
+            sizes.append(n)
+            flucts.append(f)
+    return _slope(np.log(sizes), np.log(flucts))
+
+
+def _katz_reference(x):
+    if not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+        return np.nan
+    steps = np.abs(np.diff(x))
+    mean_step = steps.sum() / steps.size
+    return np.log10(steps.sum() / mean_step) / np.log10(np.abs(x - x[0]).max() / mean_step)
+
+
+def _higuchi_reference(x, kmax=10):
+    if not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+        return np.nan
+    n = x.size
+    log_inv_k, log_length = [], []
+    for k in range(1, kmax + 1):
+        lengths = []
+        for m in range(k):
+            sub = x[m::k]
+            n_max = (n - m - 1) // k
+            lengths.append(np.abs(np.diff(sub[: n_max + 1])).sum() / k * (n - 1) / (k * n_max))
+        log_inv_k.append(np.log(1.0 / k))
+        log_length.append(np.log(np.mean(lengths)))
+    return _slope(np.array(log_inv_k), np.array(log_length))
+
+
+@pytest.fixture(scope="module")
+def windows():
+    from scipy.signal import butter, sosfiltfilt
+
+    rng = np.random.default_rng(5)
+    n = 500
+    smooth = sosfiltfilt(butter(4, [1, 40], "bandpass", fs=250.0, output="sos"), rng.standard_normal((4, n)))
+    white = rng.standard_normal((3, n))
+    walk = np.cumsum(rng.standard_normal((2, n)), axis=-1) + 1e6  # large offset
+    ties = rng.integers(-2, 3, (3, n)).astype(float)
+    special = np.zeros((2, n))
+    special[1] = 1.5  # constant
+    special[0, 3] = np.nan
+    return np.concatenate([smooth, white, walk, ties, special])
+
+
+@pytest.mark.parametrize(
+    ("measure", "reference"),
+    [("dfa", _dfa_reference), ("katz_fd", _katz_reference), ("higuchi_fd", _higuchi_reference)],
+)
+def test_kernel_equals_numpy_definition(windows, measure, reference):
+    got = K.compute_windowed(windows[None], 250.0, None, None, measures=[measure])[measure][0]
+    want = np.array([reference(w) for w in windows])
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=0)
+    assert np.isfinite(want).sum() == windows.shape[0] - 2
+
+
+@pytest.mark.parametrize("n", [58, 100, 257, 1000])
+def test_dfa_lengths_equal_numpy_definition(n):
+    x = np.cumsum(np.random.default_rng(n).standard_normal((3, n)), axis=-1)
+    np.testing.assert_allclose(K.dfa(x), [_dfa_reference(r) for r in x], rtol=RTOL, atol=0)
+
+
+@pytest.mark.parametrize("kmax", [2, 3, 7, 13])
+def test_higuchi_kmax_equals_numpy_definition(windows, kmax):
+    got = K.higuchi_fd(windows, kmax=kmax)
+    np.testing.assert_allclose(got, [_higuchi_reference(w, kmax) for w in windows], rtol=RTOL, atol=0)
+
+
+def test_katz_step_sum_is_numpys_sum_bit_for_bit():
+    """Katz's summed step is summed in numpy's pairwise order, so it equals np.sum exactly at any length."""
+    from pipelines.eeg.kernels.fractal import _numpy_pairwise_sum
+
+    rng = np.random.default_rng(9)
+    frames, left_sums = np.empty((3, 64), np.int64), np.empty(64)
+    for n in [*range(1, 140), 255, 256, 257, 999, 1000, 4095, 8192, 8193, 30001, 150000]:
+        a = np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-3, 3, n)  # wide range: order matters
+        assert _numpy_pairwise_sum(a, n, frames, left_sums) == np.sum(a), n

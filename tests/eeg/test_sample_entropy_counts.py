@@ -1,0 +1,109 @@
+"""Sample entropy's pair counts against an all-pairs scan written independently here (plain numpy).
+
+The kernel counts pairs through cells on the first template coordinate; this reference compares every
+pair of templates on every coordinate, so equal values mean equal counts B and A (values compared
+exactly). Data with many ties and a tolerance that equals their spacing exercise ``|d| < r`` against
+``|d| <= r`` at the boundary.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+import pipelines.eeg.kernels as K
+
+
+def _sampen_all_pairs(x, order, r_sd_factor, inclusive):
+    """Richman & Moorman sample entropy by comparing all template pairs i < j (O(n^2) memory)."""
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+        return np.nan  # the documented rule: non-finite or constant signal -> NaN
+    r = r_sd_factor * np.std(x, ddof=0)
+    n_templ = x.size - order
+    emb = np.stack([x[c : c + n_templ] for c in range(order + 1)], axis=1)
+    dist = np.abs(emb[:, None, :] - emb[None, :, :])
+    close = dist <= r if inclusive else dist < r
+    upper = np.triu_indices(n_templ, 1)
+    b = int(close[..., :order].all(axis=-1)[upper].sum())
+    a = int(close.all(axis=-1)[upper].sum())
+    if b == 0:
+        return np.nan
+    return np.inf if a == 0 else -math.log(a / b)
+
+
+def _signals():
+    rng = np.random.default_rng(2024)
+    n = 260
+    white = rng.standard_normal((3, n))
+    smooth = np.cumsum(rng.standard_normal((3, n)), axis=-1)  # random walk: long runs within r
+    ties = rng.integers(-3, 4, (4, n)).astype(float)  # 7 levels, many pairs at exactly the spacing
+    offset = 1e9 + rng.standard_normal((2, n)) * 1e-3  # cell index rounding far from zero
+    heavy = rng.standard_cauchy((2, n))  # huge span / r: the cell table is capped, cells coarser
+    tail_only = np.zeros((1, n))
+    tail_only[0, -1] = 1.0  # first templates constant, the row is not
+    return np.concatenate([white, smooth, ties, offset, heavy, tail_only])
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+@pytest.mark.parametrize("inclusive", [False, True])
+@pytest.mark.parametrize("r_sd_factor", [0.0, 0.05, 0.2, 0.5, 3.0])
+def test_sample_entropy_counts_equal_all_pairs(order, inclusive, r_sd_factor):
+    x = _signals()
+    got = K.sample_entropy(x, order=order, r_sd_factor=r_sd_factor, inclusive=inclusive)
+    want = np.array([_sampen_all_pairs(row, order, r_sd_factor, inclusive) for row in x])
+    np.testing.assert_array_equal(got, want)
+    assert np.isfinite(want).sum() >= 3 or r_sd_factor == 0.0  # the comparison is not all NaN/inf
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize(("r_sd_factor", "r"), [(0.4, 2.0), (1.2, 6.0)])
+def test_sample_entropy_ties_at_exactly_r(order, r_sd_factor, r):
+    # values -7, -1, 1, 7 equally often: mean 0, std exactly 5, so r is exact and equals a spacing
+    x = np.random.default_rng(7).permutation(np.repeat([-7.0, -1.0, 1.0, 7.0], 75))
+    assert np.std(x) == 5.0 and r_sd_factor * np.std(x) == r
+    strict = K.sample_entropy(x, order=order, r_sd_factor=r_sd_factor, inclusive=False)
+    inclusive = K.sample_entropy(x, order=order, r_sd_factor=r_sd_factor, inclusive=True)
+    assert strict == _sampen_all_pairs(x, order, r_sd_factor, False)
+    assert inclusive == _sampen_all_pairs(x, order, r_sd_factor, True)
+    assert strict != inclusive  # pairs at exactly r count only when inclusive
+
+
+def test_sample_entropy_constant_and_nan_rows_are_nan_and_leave_others_alone():
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, (5, 200)).astype(float)
+    x[1] = 4.0
+    x[3, 17] = np.nan
+    got = K.sample_entropy(x)
+    assert np.isnan(got[1]) and np.isnan(got[3])
+    for i in (0, 2, 4):
+        assert got[i] == _sampen_all_pairs(x[i], 2, 0.2, False)
+
+
+def test_sample_entropy_windows_equal_all_pairs_and_threads():
+    rng = np.random.default_rng(11)
+    x = np.round(np.cumsum(rng.standard_normal((3, 1200)), axis=-1) * 2)  # quantised walk, ties
+    want = np.array([[_sampen_all_pairs(w, 2, 0.2, False) for w in ch] for ch in K.sliding_windows(x, 300, 150)])
+    for n_threads in (1, 2):
+        got = K.compute_windowed(x, 250.0, 300, 150, measures=["sample_entropy"], n_threads=n_threads)
+        np.testing.assert_array_equal(got["sample_entropy"], want)
+
+
+@pytest.mark.parametrize("tol", [0.375, 2.0**-10, 24576.0])
+def test_cells_keep_every_pair_within_r_at_most_q_cells_apart(tol):
+    """The cell index may round: pairs exactly r apart, for starts on a fine grid (so some sit just below
+    a cell boundary), must still be at most q cells apart, and the cell order must be a sort by cell.
+    Tolerance and grid are short binary fractions, so ``lower + tol`` is exact."""
+    from pipelines.eeg.kernels.entropy import _SAMPEN_CELLS_PER_TOL, _sampen_cells
+
+    lower = 3.0 + np.arange(20001) * (tol * 2.0**-13)
+    x0 = np.concatenate([lower, lower + tol])
+    n = x0.size
+    cell, by_cell = np.empty(n, np.int64), np.empty(n, np.int64)
+    starts, fill = np.empty(2 * n + 3, np.int64), np.empty(2 * n + 3, np.int64)
+    n_cells = _sampen_cells(x0, tol, cell, by_cell, starts, fill)
+    assert np.all(x0[20001:] - x0[:20001] == tol)
+    assert np.abs(cell[20001:] - cell[:20001]).max() <= _SAMPEN_CELLS_PER_TOL
+    np.testing.assert_array_equal(np.sort(by_cell), np.arange(n))
+    assert np.all(np.diff(cell[by_cell]) >= 0) and starts[0] == 0 and starts[n_cells] == n
+    np.testing.assert_array_equal(np.searchsorted(cell[by_cell], np.arange(n_cells)), starts[:n_cells])
