@@ -301,22 +301,48 @@ def _window_spectra(kernels, windows, sfreq: float, win: int, fc, rejected, band
     return {"nperseg": nperseg, "freqs": freqs, "psd": psd, "band_abs": band_abs, "band_rel": band_rel}
 
 
-def _windowed_kernels(kernels, windows, rejected, sfreq: float, fc, params: dict, requested: list[str]) -> dict:
+def _spectral_entropy_reusable(kernels, spectra: dict, windows, sfreq: float, fc, params: dict, requested) -> bool:
+    """Whether spectral entropy can be taken from the band-power spectra: same Welch segments, no surrogates of it."""
+    if "spectral_entropy_welch" not in requested or "spectral_entropy_welch" in fc.surrogates.measures:
+        return False
+    p = kernels.common._params_for("spectral_entropy_welch", params.get("spectral_entropy_welch"))
+    nperseg = kernels.entropy._spectral_nperseg(windows.shape[-1], sfreq, p["nperseg"], p["nperseg_s"])
+    return nperseg == spectra["nperseg"]
+
+
+def _windowed_kernels(
+    kernels, windows, rejected, sfreq: float, fc, params: dict, requested: list[str], spectra: dict | None = None
+) -> dict:
     """Entropy and complexity (per channel, per window), from the tested kernels.
 
     Called once the spectra and the whole-recording LZ are taken: the rejected windows are blanked in the
-    recording itself (kernels return NaN for them, quickly) instead of in a copy of it."""
+    recording itself (kernels return NaN for them, quickly) instead of in a copy of it. Spectral entropy is
+    taken from ``spectra`` (the band powers' Welch of the same windows) when its segments are the same: the
+    kernel's own arithmetic after its Welch step, so the values are those of the kernel."""
+    reuse = spectra is not None and _spectral_entropy_reusable(kernels, spectra, windows, sfreq, fc, params, requested)
     windows[:, rejected, :] = np.nan
-    return kernels.compute_windowed(
+    measures = [m for m in requested if not (reuse and m == "spectral_entropy_welch")]
+    out = kernels.compute_windowed(
         windows,
         sfreq,
         None,
         None,
-        measures=requested,
-        params={m: params[m] for m in requested if m in params},
+        measures=measures,
+        params={m: params[m] for m in measures if m in params},
         n_threads=fc.n_threads,
-        surrogates=fc.surrogates.model_dump() | {"measures": [m for m in fc.surrogates.measures if m in requested]},
+        surrogates=fc.surrogates.model_dump() | {"measures": [m for m in fc.surrogates.measures if m in measures]},
     )
+    if not reuse:
+        return out
+    p = kernels.common._params_for("spectral_entropy_welch", params.get("spectral_entropy_welch"))
+    entropy = kernels.entropy.spectral_entropy_from_psd(
+        spectra["freqs"], spectra["psd"], bool(p["normalize"]), p["fmin"], p["fmax"]
+    )
+    for ch in range(windows.shape[0]):  # the kernel's rule: constant or non-finite windows have no entropy
+        entropy[ch, kernels.common._row_states(kernels.common._rows(windows, ch)) != kernels.common._ROW_OK] = np.nan
+    return {m: (entropy if m == "spectral_entropy_welch" else out[m]) for m in requested} | {
+        m: v for m, v in out.items() if m not in requested
+    }
 
 
 def _channel_measures(kernels, kern: dict, spectra: dict, bands) -> dict:
@@ -481,7 +507,7 @@ def recording_features(manifest, recording):
     requested = list(fc.measures)
     spectra = _window_spectra(kernels, windows, sfreq, win, fc, rejected, qc.band_hz)
     whole = _whole_recording_lz(kernels, data, sfreq, fc, params, requested)
-    kern = _windowed_kernels(kernels, windows, rejected, sfreq, fc, params, requested)
+    kern = _windowed_kernels(kernels, windows, rejected, sfreq, fc, params, requested, spectra)
     del data, windows
     rec["data"] = None
     per_channel = _channel_measures(kernels, kern, spectra, fc.bands)

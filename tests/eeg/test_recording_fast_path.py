@@ -109,10 +109,8 @@ def test_recording_features_equal_the_straightforward_path(tiny_manifest, monkey
         m.setattr(io, "_count_nonfinite", _old_count_nonfinite)
         slow = features.recording_features(study.manifest, rec)
     n_channels, n_windows = fast["channel_measures"].shape[1:]
-    # The patch reached both callers: one call on every window of every channel (band powers), then one per
-    # channel on its windows (spectral entropy, computed channel by channel).
-    assert welch_calls[0][:2] == (n_channels, n_windows)
-    assert welch_calls[1:] == [welch_calls[1]] * n_channels and welch_calls[1][0] == n_windows
+    # One Welch pass over every window of every channel serves the band powers and spectral entropy alike.
+    assert welch_calls == [(n_channels, n_windows, welch_calls[0][2])]
 
     assert fast.attrs == slow.attrs
     assert list(fast.data_vars) == list(slow.data_vars)
@@ -154,3 +152,44 @@ def test_a_recording_with_nan_samples_is_still_refused_by_name(tiny_copy):
     with pytest.raises(InputError, match="1 non-finite samples") as err:
         io.read_raw(rec, study.manifest.bids_path, study.manifest.eeg.reader)
     assert str(rec.path) in str(err.value)
+
+
+def test_spectral_entropy_from_the_band_power_spectra_equals_the_kernel_bit_for_bit(tiny_manifest, monkeypatch):
+    """Spectral entropy reuses the band powers' Welch of the same windows; with the reuse switched off the
+    kernel computes its own Welch per channel: identical values, rejected and constant windows NaN in both."""
+    study = Study.load(tiny_manifest)
+    rec = study.recordings[0]
+    reused = features.recording_features(study.manifest, rec)
+    with monkeypatch.context() as m:
+        m.setattr(features, "_spectral_entropy_reusable", lambda *args: False)
+        own = features.recording_features(study.manifest, rec)
+    a = reused["channel_measures"].sel(measure="spectral_entropy_welch").values
+    b = own["channel_measures"].sel(measure="spectral_entropy_welch").values
+    assert np.isfinite(a).mean() > 0.5
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(reused["channel_measures"].values, own["channel_measures"].values)
+
+
+def test_spectral_entropy_reuse_keeps_rejected_constant_and_nan_windows_nan():
+    from pipelines.study.manifest import FeatureConfig
+
+    fc = FeatureConfig(measures=["spectral_entropy_welch", "perm_entropy"])
+    sfreq, win = 128.0, 256
+    windows = np.random.default_rng(5).standard_normal((3, 6, win))
+    windows[0, 1] = 2.5  # constant window
+    windows[1, 2, 10] = np.nan  # a gap
+    rejected = np.zeros(6, bool)
+    rejected[4] = True
+    params = features._measure_params(fc, (1.0, 45.0))
+
+    def run(reuse: bool):
+        x = windows.copy()
+        spectra = features._window_spectra(kernels, x, sfreq, win, fc, rejected, (1.0, 45.0))
+        return features._windowed_kernels(kernels, x, rejected, sfreq, fc, params, list(fc.measures),
+                                          spectra if reuse else None)  # fmt: skip
+
+    reused, own = run(True), run(False)
+    assert list(reused) == list(own) == ["spectral_entropy_welch", "perm_entropy"]
+    np.testing.assert_array_equal(reused["spectral_entropy_welch"], own["spectral_entropy_welch"])
+    nan = np.isnan(reused["spectral_entropy_welch"])
+    assert nan[0, 1] and nan[1, 2] and nan[:, 4].all() and nan.sum() == 5

@@ -351,10 +351,10 @@ def _spectral_band_mask(freqs: np.ndarray, fmin, fmax) -> np.ndarray:
     return mask
 
 
-def _spectral_entropy_rows(rows, states, sfreq, nperseg, normalize, nperseg_s=None, fmin=None, fmax=None):
-    n = rows.shape[-1]
-    nperseg = _spectral_nperseg(n, sfreq, nperseg, nperseg_s)
-    freqs, psd = spectral.welch_psd(rows, sfreq, nperseg)  # patchable where defined
+def spectral_entropy_from_psd(freqs: np.ndarray, psd: np.ndarray, normalize: bool, fmin=None, fmax=None) -> np.ndarray:
+    """Spectral entropy (bits; ``normalize``: over log2 of the number of bins) of Welch spectra ``psd`` (..., freq)
+    already computed, over ``[fmin, fmax]``: the arithmetic of ``spectral_entropy_welch`` after its Welch step, so a
+    caller that holds the same spectra (the features' band powers) gets the same values without a second Welch."""
     if fmin is not None or fmax is not None:
         psd = psd[..., _spectral_band_mask(freqs, fmin, fmax)]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -362,5 +362,13 @@ def _spectral_entropy_rows(rows, states, sfreq, nperseg, normalize, nperseg_s=No
         se = -_xlogx_base2(psd_norm).sum(axis=-1)
     if normalize:
         se = se / np.log2(psd_norm.shape[-1])
+    return se
+
+
+def _spectral_entropy_rows(rows, states, sfreq, nperseg, normalize, nperseg_s=None, fmin=None, fmax=None):
+    n = rows.shape[-1]
+    nperseg = _spectral_nperseg(n, sfreq, nperseg, nperseg_s)
+    freqs, psd = spectral.welch_psd(rows, sfreq, nperseg)  # patchable where defined
+    se = spectral_entropy_from_psd(freqs, psd, normalize, fmin, fmax)
     se[states != _ROW_OK] = np.nan  # constant: no power, entropy undefined
     return se
