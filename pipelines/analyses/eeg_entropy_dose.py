@@ -412,6 +412,48 @@ def between_arm_contrasts(levels: pd.DataFrame, conditions: list[str]) -> pd.Dat
     return table
 
 
+def change_contrasts(changes: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
+    """Plateau change from the pre-infusion baseline compared between conditions, for studies with an infusion
+    and fewer than 3 doses (ketamine vs placebo): each condition against the first, per measure and region.
+
+    Within subjects (a subject has 2+ conditions): paired contrast of the change (``paired_contrast``). Between
+    subjects (parallel arms): OLS ANCOVA of the plateau on the arm adjusted for the subject's baseline
+    (``ancova_difference``; Vickers & Altman 2001), except for measures already relative to the baseline
+    (occipital alpha in dB re baseline), whose change is compared unadjusted. BH-FDR across the table."""
+    from pipelines.stats import fdr_bh, paired_contrast
+    from pipelines.stats.groups import ancova_difference
+
+    within = bool((changes.groupby("participant_id")["session"].nunique() >= 2).any())
+    reference, rows = conditions[0], []
+    for (measure, region), part in changes.dropna(subset=["change"]).groupby(["measure", "region"], sort=False):
+        for other in conditions[1:]:
+            two = part[part["session"].isin([reference, other])]
+            if within:
+                row = paired_contrast(two, "change", "session", "participant_id", reference, other)
+                estimate, method = row["mean_difference"], "paired t on the plateau change (within subjects)"
+            else:
+                relative = measure == "occipital_alpha_db"
+                row = ancova_difference(
+                    two, "change" if relative else "plateau", "session", "participant_id",
+                    baseline=None if relative else "baseline", reference=reference,
+                ).iloc[0].to_dict()  # fmt: skip
+                estimate = row["estimate"]
+                method = (
+                    "between subjects: OLS on the arm (change already relative to the baseline)"
+                    if relative
+                    else "between subjects: OLS ANCOVA of the plateau adjusted for the baseline"
+                )
+            rows.append(
+                {"measure": measure, "region": region, "a": reference, "b": other, "n_subjects": row["n_subjects"],
+                 "estimate": estimate, "ci_low": row["ci_low"], "ci_high": row["ci_high"], "p": row["p"],
+                 "method": method}
+            )  # fmt: skip
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["p_fdr"] = fdr_bh(table["p"].to_numpy(dtype=float))
+    return table
+
+
 def has_infusion_window(qc: pd.DataFrame) -> tuple[bool, str]:
     """Whether time courses relative to an infusion apply: a baseline before it and an end to it."""
     if (qc["n_baseline_windows"] == 0).all():
@@ -421,16 +463,38 @@ def has_infusion_window(qc: pd.DataFrame) -> tuple[bool, str]:
     return True, ""
 
 
-def contrast_summary_text(contrasts: pd.DataFrame, design) -> str:
-    """The report's summary when there is no dose trend: what the design supports, and the contrasts of
-    absolute levels between conditions (paired within subjects, or between arms when each subject has one
-    condition) with their CIs, FDR-significant ones first."""
+def _change_lines(change: pd.DataFrame) -> list[str]:
+    """The plateau-change contrasts of occipital alpha and the global entropy measures, as summary lines."""
+    from pipelines.stats import format_p
+
+    keep = change[(change["measure"] == "occipital_alpha_db") | (change["region"] == "global")]
+    lines = []
+    for row in keep.sort_values("p_fdr").head(4).itertuples():
+        lines.append(
+            f"- {row.measure} ({row.region}), plateau change: {row.b} − {row.a} = {row.estimate:.3g} "
+            f"[{row.ci_low:.3g}, {row.ci_high:.3g}], n = {row.n_subjects} subjects, {format_p(row.p)}, "
+            f"{format_p(row.p_fdr, 'p_FDR')} ({row.method})"
+        )
+    return lines
+
+
+def contrast_summary_text(contrasts: pd.DataFrame, design, change: pd.DataFrame | None = None) -> str:
+    """The report's summary when there is no dose trend: what the design supports, the plateau-change contrasts
+    when there is an infusion (``change``, :func:`change_contrasts`), and the contrasts of absolute levels
+    between conditions (paired within subjects, or between arms when each subject has one condition) with their
+    CIs, FDR-significant ones first."""
     from pipelines.stats import format_p
 
     header = [f"**Design**: {design.kind}, conditions {', '.join(c for c, _ in design.conditions)}."]
     ok, reason = design.supports("dose_trend")
     if not ok:
         header.append(f"No dose-response model: {reason}.")
+    if change is not None and not change.empty:
+        header.append(
+            "**Plateau change from the pre-infusion baseline** (the infusion effect):\n\n"
+            + "\n".join(_change_lines(change))
+            + "\n\n**Absolute levels over the whole recording:**"
+        )
     if contrasts is None or contrasts.empty:
         header.append("No contrast between conditions could be computed.")
         return "\n\n".join(header)
@@ -820,6 +884,7 @@ class EEGEntropyDoseResult:
     conditions: list[str]
     levels: pd.DataFrame
     contrasts: pd.DataFrame
+    change_contrasts: pd.DataFrame = field(default_factory=pd.DataFrame)  # infusion, < 3 doses: plateau change
     time_courses: dict[str, pd.DataFrame] = field(default_factory=dict)
     markers: pd.DataFrame = field(default_factory=pd.DataFrame)
     marker_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -855,6 +920,8 @@ class EEGEntropyDoseResult:
         tables = {"eeg_condition_levels": self.levels, "eeg_condition_contrasts": self.contrasts}
         if self.timing_ok:
             tables |= {"eeg_markers": self.markers, "eeg_plateau_changes": self.changes}
+        if not self.change_contrasts.empty:
+            tables["eeg_change_contrasts"] = self.change_contrasts
         if self.timing_ok and self.trend_ok:
             tables |= {
                 "eeg_dose_models": self.models,
@@ -911,6 +978,8 @@ def _dose_response(out: EEGEntropyDoseResult, study, features) -> None:
         features, DOSE_SUMMARY_MEASURES + channel_names, cfg, params.window_s, out.infusion_end_s, regions=region_map
     )
     if not out.trend_ok:
+        if len(out.conditions) >= 2:
+            out.change_contrasts = change_contrasts(out.changes, out.conditions)
         return
     pairs = [(m, "summary") for m in DOSE_SUMMARY_MEASURES] + [
         (m, r) for m in channel_names for r in ["global"] + params.regions
@@ -1066,5 +1135,5 @@ def run(study, params: EEGParameters | dict | None = None, *, features=None) -> 
     if timing_ok and trend_ok:
         out.summary = summary_text(out.markers, out.per_dose, out.peaks, out.models, params, out.shape_tests)
     else:
-        out.summary = contrast_summary_text(contrasts, design)
+        out.summary = contrast_summary_text(contrasts, design, out.change_contrasts)
     return out

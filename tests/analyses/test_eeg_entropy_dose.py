@@ -205,3 +205,59 @@ def test_levels_of_a_parallel_design_are_compared_between_arms_and_the_summary_s
     paired = eeg_analysis.condition_contrasts(crossover.drop_duplicates(["participant_id", "session", "measure"]),
                                               ["midazolam", "ketamine"])  # fmt: skip
     assert "hedges_g_av" in paired.columns
+
+
+def _two_condition_changes(seed: int, within: bool, effect: float = 0.0, n: int = 10) -> pd.DataFrame:
+    """Plateau-change rows of lzc_median (global) and occipital alpha (dB re baseline): placebo vs ketamine,
+    every subject in both (``within``) or each subject in one arm; ketamine adds ``effect`` to the plateau."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n):
+        trait = rng.normal(0.6, 0.05)
+        sessions = ["placebo", "ketamine"] if within else [["placebo", "ketamine"][s % 2]]
+        for session in sessions:
+            baseline = trait + rng.normal(0, 0.01)
+            plateau = baseline + 0.5 * (trait - 0.6) + rng.normal(0, 0.01) + (effect if session == "ketamine" else 0)
+            alpha = rng.normal(-8 * effect / 0.05 if session == "ketamine" else 0.0, 1.0)
+            for measure, region, b, p in (("lzc_median", "global", baseline, plateau),
+                                          ("occipital_alpha_db", "summary", 0.0, alpha)):  # fmt: skip
+                rows.append({"participant_id": f"sub-{s:02d}", "session": session, "measure": measure,
+                             "region": region, "baseline": b, "plateau": p,
+                             "change": p if measure == "occipital_alpha_db" else p - b})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_change_contrasts_within_subjects_equal_the_paired_t_on_the_change():
+    from scipy import stats as sps
+
+    changes = _two_condition_changes(3, within=True, effect=0.02)
+    table = eeg_analysis.change_contrasts(changes, ["placebo", "ketamine"]).set_index("measure")
+    part = changes[changes["measure"] == "lzc_median"].pivot(index="participant_id", columns="session", values="change")
+    ref = sps.ttest_rel(part["ketamine"], part["placebo"])
+    row = table.loc["lzc_median"]
+    assert row["estimate"] == pytest.approx((part["ketamine"] - part["placebo"]).mean(), rel=1e-12)
+    assert row["p"] == pytest.approx(ref.pvalue, rel=1e-9) and row["n_subjects"] == 10
+    assert "paired" in row["method"] and row["ci_low"] > 0  # the planted effect
+
+
+def test_change_contrasts_between_arms_are_the_baseline_adjusted_ancova_of_statsmodels():
+    import statsmodels.formula.api as smf
+
+    changes = _two_condition_changes(4, within=False, effect=0.02, n=16)
+    table = eeg_analysis.change_contrasts(changes, ["placebo", "ketamine"]).set_index("measure")
+    part = changes[changes["measure"] == "lzc_median"].assign(ket=lambda d: (d["session"] == "ketamine") * 1.0)
+    fit = smf.ols("plateau ~ ket + baseline", data=part).fit()
+    row = table.loc["lzc_median"]
+    assert row["estimate"] == pytest.approx(fit.params["ket"], rel=1e-9)
+    assert row["p"] == pytest.approx(fit.pvalues["ket"], rel=1e-6)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(fit.conf_int().loc["ket"]), rel=1e-9)
+    assert "adjusted for the baseline" in row["method"]
+    alpha = table.loc["occipital_alpha_db"]  # already relative to its baseline: compared unadjusted
+    assert "already relative" in alpha["method"] and alpha["estimate"] < 0
+
+
+def test_change_contrasts_keep_type_one_error_in_both_layouts():
+    for within in (True, False):
+        p = [eeg_analysis.change_contrasts(_two_condition_changes(seed, within, n=12), ["placebo", "ketamine"])
+             .set_index("measure").loc["lzc_median", "p"] for seed in range(300)]  # fmt: skip
+        assert 0.025 <= np.mean(np.array(p) < 0.05) <= 0.08, within
