@@ -159,15 +159,104 @@ def _lz76_count_hash(s, kbits, budget):
 
 
 @njit(cache=True, nogil=True)
+def _run_starts(s, starts):
+    """Start of each run of equal symbols of ``s`` into ``starts`` (int32, >= len(s) + 1), then
+    ``starts[m] = len(s)``; returns the number of runs m."""
+    n = s.size
+    if n == 0:
+        starts[0] = 0
+        return 0
+    starts[0] = 0
+    m = 1
+    for t in range(1, n):
+        starts[m] = t
+        m += np.int64(s[t] != s[t - 1])
+    starts[m] = n
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_runs(starts, m, n, budget):
+    """The LZ76 count of :func:`_lz76_count_sam` from the runs of the sequence (``starts`` of
+    :func:`_run_starts`, m runs, length n); -1 past ``budget`` candidate runs examined.
+
+    Runs alternate between the two symbols, so two runs hold the same symbol iff their indices have
+    the same parity. A phrase starting at i, inside run v with r0 = (end of run v) - i symbols left
+    of it, copies from some j < i. A start j in an earlier run u of the same symbol with fewer than
+    r0 symbols left in its run matches those symbols only; a start with more left than r0 (also any
+    start before i in run v itself) matches exactly r0 (then one side flips and the other does not,
+    or the sequence ends); the start with exactly r0 left (exists iff run u has >= r0 symbols)
+    matches r0 and then the following runs while their lengths agree, plus the shorter of the first
+    pair that differs (or of the pair where the sequence ends). The longest over all starts, capped
+    by the sequence end, is the copy; the phrase is the copy plus one symbol. Fast on sequences of
+    long runs (binarised EEG), O(phrases x runs) in general, hence the budget."""
+    count = 0
+    work = 0
+    i = 0
+    v = 0
+    while i < n:
+        while starts[v + 1] <= i:
+            v += 1
+        r0 = starts[v + 1] - i
+        last = v == m - 1
+        best = r0 if starts[v] < i else 0
+        if not (last and best == r0):
+            u = v - 2
+            while u >= 0:
+                ln = starts[u + 1] - starts[u]
+                if ln < r0:
+                    if ln > best:
+                        best = ln
+                else:
+                    cand = r0
+                    if not last:
+                        a = u + 1
+                        b = v + 1
+                        while True:
+                            la = starts[a + 1] - starts[a]
+                            lb = starts[b + 1] - starts[b]
+                            if la != lb or b == m - 1:
+                                cand += min(la, lb)
+                                break
+                            cand += la
+                            a += 1
+                            b += 1
+                        work += b - v
+                    if cand > best:
+                        best = cand
+                u -= 2
+            work += v >> 1
+            if work > budget:
+                return -1
+        count += 1
+        i += best + 1
+    return count
+
+
+# Rows shorter than the prefix-index length are counted from their runs when the runs are at least this
+# long on average (binarised EEG: ~25 samples); random-like rows (mean run ~2) go to the automaton.
+_LZ_RUNS_MIN_MEAN = 6
+
+
+@njit(cache=True, nogil=True)
 def _lz76_auto(s, st):
     """LZ76 count by the fastest exact method for the length: prefix index for long
-    sequences (K = log2(n) - 1 bits, falls back past n comparisons), else automaton."""
+    sequences (K = log2(n) - 1 bits, falls back past n comparisons), else the runs
+    (:func:`_lz76_count_runs`) of a sequence of long runs (falls back past 4n + 64 steps),
+    else the automaton. ``st`` is the automaton's workspace (C-contiguous)."""
     n = s.size
     if n >= _LZ_HASH_MIN_N:
         kbits = min(23, max(8, int(math.log2(n)) - 1))
         c = _lz76_count_hash(s, kbits, n + 10_000)
         if c >= 0:
             return c
+    else:
+        starts = st.reshape(-1)
+        m = _run_starts(s, starts)
+        if m * _LZ_RUNS_MIN_MEAN <= n:
+            c = _lz76_count_runs(starts, m, n, 4 * n + 64)
+            if c >= 0:
+                return c
     return _lz76_count_sam(s, st)
 
 
