@@ -6,6 +6,8 @@ measured in benchmarks)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from antropy.entropy import _lz_complexity
@@ -65,3 +67,51 @@ def test_lz76_rows_of_binarised_smooth_signals_equal_the_reference(n):
     x = np.cumsum(rng.standard_normal((40, n)), axis=1)
     bits = np.ascontiguousarray(x > np.median(x, axis=1, keepdims=True), dtype=np.uint8)
     assert list(LZC._lz76_count_rows(bits)) == [_reference_lz76(b) for b in bits]
+
+
+def _median_test_rows(rng) -> list[np.ndarray]:
+    rows = [np.array([3.0]), np.array([2.0, -1.0]), np.zeros(65), np.full(1000, 1.5), np.arange(999.0)[::-1]]
+    for n in (5, 64, 65, 127, 999, 1000, 1001, 4000):
+        rows.append(rng.standard_normal(n))
+        rows.append(np.cumsum(rng.standard_normal(n)))  # smooth, like EEG windows
+        rows.append(rng.integers(0, 4, n).astype(float))  # heavy ties
+        rows.append(np.sort(rng.standard_normal(n)))
+        a = rng.standard_normal()
+        adj = np.r_[np.full(n // 2, a), np.full(n - n // 2, np.nextafter(a, 9.0))]  # two adjacent floats
+        rows.append(rng.permutation(adj))
+        rows.append(np.r_[rng.standard_normal(n - 3) * 1e-300, 1e300, -1e300, 0.0])
+    return rows
+
+
+def test_median_selection_equals_numpy_median_exactly():
+    rng = np.random.default_rng(11)
+    for x in _median_test_rows(rng):
+        buf = np.full(2 * x.size, np.nan)
+        before = x.copy()
+        got = LZC._median_finite(x, buf)
+        assert got == np.median(x) and np.signbit(got) == np.signbit(np.median(x)) or got == 0 == np.median(x)
+        np.testing.assert_array_equal(x, before)  # the row itself is not reordered
+
+
+def test_lzc_median_counts_equal_the_count_of_the_numpy_median_split():
+    from pipelines.eeg.kernels.common import _row_states
+    from pipelines.eeg.kernels.lempel_ziv import _lzc_median_rows
+
+    rng = np.random.default_rng(12)
+    for n in (999, 1000):
+        rows = np.cumsum(rng.standard_normal((30, n)), axis=1)
+        rows[3] = 0.0  # constant
+        rows[4, 10] = np.nan
+        rows[5, 0] = np.inf
+        rows[6] = rng.standard_normal(n)  # random bits: the automaton
+        rows[7] = rng.integers(0, 2, n)  # ties at the median
+        rows.setflags(write=False)  # windows arrive as read-only views
+        states = _row_states(rows)
+        got = LZC._lzc_median_counts(rows, states)
+        bits = rows > np.median(rows, axis=1, keepdims=True)
+        want = [_reference_lz76(b.astype(np.uint8)) for b in bits]
+        ok = np.isfinite(rows).all(axis=1)
+        np.testing.assert_array_equal(got[ok], np.array(want)[ok])
+        norm = _lzc_median_rows(rows, states, True)
+        assert np.isnan(norm[~ok]).all() and np.isfinite(norm[ok]).all()
+        np.testing.assert_array_equal(norm[ok], (np.array(want, float) / (n / math.log(n, 2)))[ok])

@@ -14,7 +14,7 @@ from pipelines.core.measures import SPATIOTEMPORAL_MEASURES
 from pipelines.eeg.kernels.common import _ROW_NONFINITE, _SCHARTNER
 from pipelines.eeg.kernels.lz_counts import (
     _lz76_count_alloc,
-    _lz76_count_rows,
+    _lzc_median_counts,
     _lzc_st_windows,
     _lzs_rows,
     _lzw_count_alloc,
@@ -24,8 +24,8 @@ from pipelines.eeg.kernels.lz_counts import (
 
 
 def _lzc_median_rows(rows, states, normalize):
-    bits = np.ascontiguousarray(rows > np.median(rows, axis=-1, keepdims=True), dtype=np.uint8)
-    counts = _lz76_count_rows(bits).astype(np.float64)
+    # counts of rows > np.median(rows) (exact median selection and the LZ76 count fused per row)
+    counts = _lzc_median_counts(np.ascontiguousarray(rows, dtype=np.float64), states).astype(np.float64)
     if normalize:
         n = rows.shape[-1]
         counts = counts / (n / math.log(n, 2))

@@ -8,7 +8,7 @@ import math
 import numpy as np
 from numba import njit
 
-from pipelines.eeg.kernels.common import _ROW_OK
+from pipelines.eeg.kernels.common import _ROW_NONFINITE, _ROW_OK
 
 _LZ_HASH_MIN_N = 1 << 14  # from this length the prefix index beats the suffix automaton
 
@@ -701,3 +701,127 @@ def _lz76_count_alloc(seq):
 @njit(cache=True, nogil=True)
 def _lzw_count_alloc(seq):
     return _lzw_dict_size(seq, np.empty((seq.size + 3, 2), np.int32))
+
+
+@njit(cache=True, nogil=True)
+def _select_kth(a, n, k):
+    """Reorder ``a[:n]`` so that ``a[k]`` is its k-th smallest value, everything before it <= and everything
+    after it >= (Hoare/Wirth selection with a median-of-three pivot); returns ``a[k]``. Finite values."""
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        x0 = a[lo]
+        x1 = a[mid]
+        x2 = a[hi]
+        piv = max(min(x0, x1), min(max(x0, x1), x2))
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < piv:
+                i += 1
+            while piv < a[j]:
+                j -= 1
+            if i <= j:
+                tmp = a[i]
+                a[i] = a[j]
+                a[j] = tmp
+                i += 1
+                j -= 1
+        if j < k:
+            lo = i
+        if k < i:
+            hi = j
+    return a[k]
+
+
+@njit(cache=True, nogil=True)
+def _bracket_pass(src, nsrc, dst, k_lo, k_hi):
+    """Copy to ``dst`` the values of ``src[:nsrc]`` (>= 64 finite values) inside a bracket [lo, hi] that
+    holds ranks k_lo..k_hi; returns (number below lo, number copied). The bracket is taken from 32 evenly
+    spaced samples around the sample rank of k_lo; where it misses a rank it is widened (at worst to all
+    values), so the result depends on the sample only in how long it takes."""
+    samp = np.empty(32)
+    for q in range(32):
+        v = src[((2 * q + 1) * nsrc) // 64]
+        p = q
+        while p > 0 and samp[p - 1] > v:
+            samp[p] = samp[p - 1]
+            p -= 1
+        samp[p] = v
+    c = (k_lo * 32) // nsrc
+    r_lo = c - 5
+    r_hi = c + 6
+    while True:
+        lo = samp[r_lo] if r_lo >= 0 else -np.inf
+        hi = samp[r_hi] if r_hi < 32 else np.inf
+        below = 0
+        nm = 0
+        for t in range(nsrc):
+            v = src[t]
+            dst[nm] = v
+            nm += np.int64((v >= lo) & (v <= hi))
+            below += np.int64(v < lo)
+        if below <= k_lo and k_hi < below + nm:
+            return below, nm
+        if below > k_lo:
+            r_lo -= 8
+        if k_hi >= below + nm:
+            r_hi += 8
+
+
+@njit(cache=True, nogil=True)
+def _median_finite(x, buf):
+    """``np.median(x)`` of a finite 1-D ``x`` (n >= 1), exactly: the middle value, or for even n the mean
+    of the two middle values computed as NumPy does, ``(a + b) / 2``. ``buf`` is float64 workspace >= 2n.
+
+    Selection without sorting: while more than 64 candidates are left, a pass keeps those inside a
+    bracket around the middle ranks (:func:`_bracket_pass`), then the middle values are selected among
+    the few left (:func:`_select_kth`)."""
+    n = x.size
+    k_lo = (n - 1) // 2
+    k_hi = n // 2
+    if n > 64:  # first pass reads x (possibly read-only), the later ones the two halves of buf
+        below, nsrc = _bracket_pass(x, n, buf[:n], k_lo, k_hi)
+        k_lo -= below
+        k_hi -= below
+    else:
+        buf[:n] = x
+        nsrc = n
+    half = 0
+    while 64 < nsrc < n:
+        below, nm = _bracket_pass(buf[half : half + n], nsrc, buf[n - half : 2 * n - half], k_lo, k_hi)
+        k_lo -= below
+        k_hi -= below
+        if nm == nsrc:  # ties: the bracket cannot narrow, select among these
+            break
+        nsrc = nm
+        half = n - half
+    src = buf[half : half + n]
+    a = _select_kth(src, nsrc, k_lo)
+    if k_hi == k_lo:
+        return a
+    b = src[k_lo + 1]
+    for t in range(k_lo + 2, nsrc):
+        if src[t] < b:
+            b = src[t]
+    return (a + b) / 2.0
+
+
+@njit(cache=True, nogil=True)
+def _lzc_median_counts(rows, states):
+    """LZ76 count of ``row > np.median(row)`` per row (0 for a non-finite row, whose value is NaN anyway)."""
+    nr, n = rows.shape
+    out = np.zeros(nr, np.int64)
+    buf = np.empty(2 * n)
+    bits = np.empty(n, np.uint8)
+    st = np.empty((2 * n + 2, 4), np.int32)
+    for r in range(nr):
+        if states[r] == _ROW_NONFINITE:
+            continue
+        row = rows[r]
+        m = _median_finite(row, buf)
+        for t in range(n):
+            bits[t] = row[t] > m
+        out[r] = _lz76_auto(bits, st)
+    return out
