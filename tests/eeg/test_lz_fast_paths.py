@@ -115,3 +115,66 @@ def test_lzc_median_counts_equal_the_count_of_the_numpy_median_split():
         norm = _lzc_median_rows(rows, states, True)
         assert np.isnan(norm[~ok]).all() and np.isfinite(norm[ok]).all()
         np.testing.assert_array_equal(norm[ok], (np.array(want, float) / (n / math.log(n, 2)))[ok])
+
+
+def _reference_phases(spec: np.ndarray, n_surr: int, n_even: bool, seed: int, kind: int, channel: int) -> np.ndarray:
+    """The per-bin loop the phase surrogates were defined with, in plain Python (IEEE doubles, CPython's
+    complex product ``(ac - bd) + i(ad + bc)``): the draws of the SplitMix64 stream of (seed, kind,
+    channel, row, surrogate), rejected outside the unit disc or too near 0."""
+    mask = (1 << 64) - 1
+    n_rows, nf = spec.shape
+    out = np.empty((n_rows, n_surr, nf), np.complex128)
+    for r in range(n_rows):
+        for k in range(n_surr):
+            state = int(LZC._shuffle_key(seed, kind, channel, r, k))
+            for f in range(nf):
+                if f == 0 or (n_even and f == nf - 1):
+                    out[r, k, f] = spec[r, f]
+                    continue
+                while True:
+                    state = (state + 0x9E3779B97F4A7C15) & mask
+                    z = state
+                    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+                    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+                    z ^= z >> 31
+                    a = float(z >> 32) * 2.0**-31 - 1.0
+                    b = float(z & 0xFFFFFFFF) * 2.0**-31 - 1.0
+                    r2 = a * a + b * b
+                    if 1e-12 < r2 <= 1.0:
+                        break
+                inv = 1.0 / math.sqrt(r2)
+                out[r, k, f] = complex(spec[r, f]) * complex(a * inv, b * inv)
+    return out
+
+
+@pytest.mark.parametrize("n_t", [1, 2, 3, 64, 65])
+def test_phase_rotation_equals_the_per_bin_reference(n_t):
+    from pipelines.eeg.kernels import surrogates as S
+
+    rng = np.random.default_rng(n_t)
+    rows = rng.standard_normal((3, n_t)) * 10.0 ** rng.integers(-3, 4, (3, 1))
+    spec = np.fft.rfft(rows, axis=-1)
+    want = _reference_phases(spec, 4, n_t % 2 == 0, 7, S._KIND_PHASES, 5)
+    got = S._randomise_phases(spec, 4, n_t % 2 == 0, 7, S._KIND_PHASES, 5)
+    np.testing.assert_array_equal(got.view(np.float64), want.view(np.float64))
+    # rows keyed as window w0 + r: a later block of windows gets the same rotations
+    part = np.empty((2, 4, spec.shape[1]), np.complex128)
+    S._randomise_phases_into(spec[1:], part, n_t % 2 == 0, 7, S._KIND_PHASES, 5, 1)
+    np.testing.assert_array_equal(part, got[1:])
+
+
+@pytest.mark.parametrize("n_t", [999, 1000])
+def test_fused_phase_surrogate_lzc_median_equals_the_measure_on_all_surrogates(n_t):
+    from pipelines.eeg.kernels import surrogates as S
+    from pipelines.eeg.kernels.common import _row_states
+    from pipelines.eeg.kernels.lempel_ziv import _lzc_median_rows
+
+    rng = np.random.default_rng(n_t)
+    rows = np.cumsum(rng.standard_normal((S._SURR_BLOCK_WINDOWS * 2 + 3, n_t)), axis=1)  # a partial last block
+    rows[4, 7] = np.nan
+    rows[9] = 2.0  # constant window: surrogates are the constant
+    surr = S.make_surrogates(rows, 6, "phase", 3, 2).reshape(-1, n_t)
+    want = _lzc_median_rows(surr, _row_states(surr), True).reshape(rows.shape[0], 6)
+    got = S._phase_surrogate_lzc_median(rows, 6, 3, 2, True)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[4]).all() and np.isfinite(np.delete(got, 4, axis=0)).all()
