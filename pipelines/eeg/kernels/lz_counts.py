@@ -241,9 +241,10 @@ _LZ_RUNS_MIN_MEAN = 6
 @njit(cache=True, nogil=True)
 def _lz76_auto(s, st):
     """LZ76 count by the fastest exact method for the length: prefix index for long
-    sequences (K = log2(n) - 1 bits, falls back past n comparisons), else the runs
-    (:func:`_lz76_count_runs`) of a sequence of long runs (falls back past 4n + 64 steps),
-    else the automaton. ``st`` is the automaton's workspace (C-contiguous)."""
+    sequences (K = log2(n) - 1 bits, falls back past n comparisons); below 16k symbols the runs
+    (:func:`_lz76_count_runs`) of a sequence of long runs (falls back past 4n + 64 steps), else the
+    prefix index with K = log2(n) - 1 in [6, 12] (falls back past 2n + 1000 comparisons); the
+    automaton where they give up. ``st`` is the automaton's workspace (C-contiguous)."""
     n = s.size
     if n >= _LZ_HASH_MIN_N:
         kbits = min(23, max(8, int(math.log2(n)) - 1))
@@ -255,8 +256,10 @@ def _lz76_auto(s, st):
         m = _run_starts(s, starts)
         if m * _LZ_RUNS_MIN_MEAN <= n:
             c = _lz76_count_runs(starts, m, n, 4 * n + 64)
-            if c >= 0:
-                return c
+        else:  # short runs (a shuffled row): the prefix index with a small K
+            c = _lz76_count_hash(s, min(12, max(6, int(math.log2(max(n, 2))) - 1)), 2 * n + 1000)
+        if c >= 0:
+            return c
     return _lz76_count_sam(s, st)
 
 
