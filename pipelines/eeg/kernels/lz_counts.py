@@ -753,8 +753,8 @@ def _bracket_pass(src, nsrc, dst, k_lo, k_hi):
             p -= 1
         samp[p] = v
     c = (k_lo * 32) // nsrc
-    r_lo = c - 5
-    r_hi = c + 6
+    r_lo = c - 2
+    r_hi = c + 3
     while True:
         lo = samp[r_lo] if r_lo >= 0 else -np.inf
         hi = samp[r_hi] if r_hi < 32 else np.inf
