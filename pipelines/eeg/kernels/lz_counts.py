@@ -6,7 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from pipelines.eeg.kernels.common import _ROW_NONFINITE, _ROW_OK
 
@@ -88,6 +91,30 @@ def _lz76_count_sam(s, st):
     return count
 
 
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Hint the CPU to load ``arr[idx]`` into cache (``llvm.prefetch``, read, high locality); no effect on
+    values. Used where a loop's future random accesses are known ahead (the prefix index's tables)."""
+    sig = types.void(arr, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, [args[1]], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8"
+        )
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# The prefix index prefetches the table entries of the position this many symbols ahead of the one it inserts.
+_LZ_PREFETCH_AHEAD = 24
+
+
 @njit(cache=True, nogil=True)
 def _lz76_count_hash(s, kbits, budget):
     """The same LZ76 count via an index of K-bit prefixes; returns -1 past ``budget`` work.
@@ -99,7 +126,9 @@ def _lz76_count_hash(s, kbits, budget):
     a longer one by extending each chained candidate. On regular sequences the chains get
     long; past ``budget`` comparisons it gives up and the caller uses the automaton. The flags
     are bit-packed (64 per word: 2^K / 4 bytes instead of 2^(K+1), e.g. 2 MiB instead of 16 MiB
-    for a 19.2M-symbol spatio-temporal sequence), so they stay in cache; the count is unchanged.
+    for a 19.2M-symbol spatio-temporal sequence), so they stay in cache; the count is unchanged. The
+    table entries of the position 24 symbols ahead are prefetched (random accesses into a table of up
+    to 32 MB overlap instead of waiting one after another).
     """
     n = s.size
     K = kbits
@@ -110,12 +139,19 @@ def _lz76_count_hash(s, kbits, budget):
     g = 0
     for j in range(K):
         g = (g << 1) | (np.int64(s[j]) if j < n else 0)
+    ahead = _LZ_PREFETCH_AHEAD
+    ga = 0  # the K-gram at inserted + ahead, whose table entries are fetched ahead of use
+    for j in range(K):
+        ga = (ga << 1) | (np.int64(s[ahead + j]) if ahead + j < n else 0)
     inserted = 0
     work = 0
     count = 0
     i = 0
     while i < n:
         while inserted < i:  # index every start before i (the copy may overlap i)
+            _prefetch(head, ga)
+            _prefetch(marks, ((1 << K) + ga) >> 6)
+            ga = ((ga << 1) & mask) | (np.int64(s[inserted + ahead + K]) if inserted + ahead + K < n else 0)
             v = (1 << K) + g
             while v > 0 and (marks[v >> 6] >> np.uint64(v & 63)) & np.uint64(1) == 0:
                 marks[v >> 6] |= np.uint64(1) << np.uint64(v & 63)
