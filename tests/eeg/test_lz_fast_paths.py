@@ -51,6 +51,35 @@ def test_lz76_from_runs_equals_the_reference_scan():
         assert LZC._lz76_count_rows(s[None, :]) == want and LZC._lz76_auto(s, st) == want
 
 
+def test_lz76_from_indexed_runs_equals_the_reference_scan():
+    rng = np.random.default_rng(2027)
+    for s in _bit_sequences(rng):
+        starts = np.empty(s.size + 1, np.int32)
+        m = LZC._run_starts(s, starts)
+        ws = np.full(3 * s.size + 4, -7, np.int32)
+        assert LZC._lz76_count_runs_indexed(starts, m, s.size, 10**12, ws) == _reference_lz76(s), s.size
+
+
+@pytest.mark.parametrize("mean_run", [8, 25, 60])
+def test_long_sequences_of_long_runs_count_alike_by_every_method(mean_run):
+    """From 16k symbols a sequence of long runs goes through the indexed runs: equal to the automaton (itself
+    tested against the reference) and, on the shortest, to the reference scan."""
+    rng = np.random.default_rng(mean_run)
+    for n in (16384, 20001, 120000):
+        t = np.arange(n)
+        smooth = np.sin(2 * np.pi * t / (2 * mean_run) + np.cumsum(rng.standard_normal(n)) * 0.05) > 0
+        lens = rng.choice([mean_run - 3, mean_run, mean_run + 2], n // mean_run + 2)  # few run lengths
+        few = np.repeat(np.arange(lens.size) % 2, lens)[:n]
+        for s in (smooth, few):
+            s = np.ascontiguousarray(s, dtype=np.uint8)
+            got = LZC._lz76_count_alloc(s)
+            assert got == LZC._lz76_count_sam(s, np.empty((2 * n + 2, 4), np.int32)), (n, mean_run)
+            if n == 20001:
+                assert got == _reference_lz76(s)
+    starts = np.empty(n + 1, np.int32)
+    assert LZC._lz76_count_runs_indexed(starts, LZC._run_starts(s, starts), n, 10, np.empty(3 * n, np.int32)) == -1
+
+
 def test_lz76_from_runs_gives_up_past_its_budget_and_the_dispatcher_falls_back():
     lens = np.random.default_rng(3).integers(1, 4, 3000)
     s = np.ascontiguousarray(np.repeat(np.arange(lens.size) % 2, lens)[:4000], dtype=np.uint8)

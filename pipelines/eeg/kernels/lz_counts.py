@@ -212,6 +212,46 @@ def _run_starts(s, starts):
 
 
 @njit(cache=True, nogil=True)
+def _runs_ext(starts, m, a, b):
+    """Symbols matched from the start of run a on against the start of run b > a on (same symbol): whole
+    runs while their lengths agree, then the shorter of the first pair that differs or of the pair where
+    the sequence ends (b reaches the last run). Returns (matched symbols, the run b where it stopped)."""
+    ext = 0
+    while True:
+        la = starts[a + 1] - starts[a]
+        lb = starts[b + 1] - starts[b]
+        if la != lb or b == m - 1:
+            return ext + min(la, lb), b
+        ext += la
+        a += 1
+        b += 1
+
+
+@njit(cache=True, nogil=True)
+def _runs_scan(starts, m, v, r0, best):
+    """Longest copy for a phrase in run v with r0 symbols left, over every earlier run of the same symbol
+    (see :func:`_lz76_count_runs`), at least ``best``; returns (copy length, work done)."""
+    last = v == m - 1
+    work = v >> 1
+    u = v - 2
+    while u >= 0:
+        ln = starts[u + 1] - starts[u]
+        if ln < r0:
+            if ln > best:
+                best = ln
+        else:
+            cand = r0
+            if not last:
+                ext, b = _runs_ext(starts, m, u + 1, v + 1)
+                cand += ext
+                work += b - v
+            if cand > best:
+                best = cand
+        u -= 2
+    return best, work
+
+
+@njit(cache=True, nogil=True)
 def _lz76_count_runs(starts, m, n, budget):
     """The LZ76 count of :func:`_lz76_count_sam` from the runs of the sequence (``starts`` of
     :func:`_run_starts`, m runs, length n); -1 past ``budget`` candidate runs examined.
@@ -234,36 +274,66 @@ def _lz76_count_runs(starts, m, n, budget):
         while starts[v + 1] <= i:
             v += 1
         r0 = starts[v + 1] - i
-        last = v == m - 1
         best = r0 if starts[v] < i else 0
-        if not (last and best == r0):
-            u = v - 2
-            while u >= 0:
-                ln = starts[u + 1] - starts[u]
-                if ln < r0:
-                    if ln > best:
-                        best = ln
-                else:
-                    cand = r0
-                    if not last:
-                        a = u + 1
-                        b = v + 1
-                        while True:
-                            la = starts[a + 1] - starts[a]
-                            lb = starts[b + 1] - starts[b]
-                            if la != lb or b == m - 1:
-                                cand += min(la, lb)
-                                break
-                            cand += la
-                            a += 1
-                            b += 1
-                        work += b - v
-                    if cand > best:
-                        best = cand
-                u -= 2
-            work += v >> 1
+        if not (v == m - 1 and best == r0):
+            best, w = _runs_scan(starts, m, v, r0, best)
+            work += w
             if work > budget:
                 return -1
+        count += 1
+        i += best + 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_runs_indexed(starts, m, n, budget, ws):
+    """:func:`_lz76_count_runs` for long sequences, with the earlier runs indexed by the length of the run
+    after them (and their symbol): when some run u of the phrase's symbol with >= r0 symbols is followed by
+    a run as long as the one after the phrase's run, its copy (r0 + that length + more) beats every start
+    whose next run differs (r0 + at most that length) and every shorter run (< r0), so only those runs are
+    extended; without one, all earlier runs are scanned. Same counts. ``ws`` is int32 workspace of at least
+    2 * (longest run) + 2 + m."""
+    longest = 0
+    for u in range(m):
+        longest = max(longest, starts[u + 1] - starts[u])
+    nk = 2 * longest + 2
+    head = ws[:nk]
+    head[:] = -1
+    chain = ws[nk : nk + m]
+    inserted = 0
+    count = 0
+    work = 0
+    i = 0
+    v = 0
+    while i < n:
+        while starts[v + 1] <= i:
+            v += 1
+        r0 = starts[v + 1] - i
+        best = r0 if starts[v] < i else 0
+        if v < m - 1:
+            while inserted <= v - 2:  # index every earlier run u (u < v - 1) by the length of run u + 1
+                key = 2 * (starts[inserted + 2] - starts[inserted + 1]) + (inserted & 1)
+                chain[inserted] = head[key]
+                head[key] = inserted
+                inserted += 1
+            found = False
+            u = head[2 * (starts[v + 2] - starts[v + 1]) + (v & 1)]
+            while u >= 0:
+                work += 1
+                if starts[u + 1] - starts[u] >= r0:
+                    ext, b = _runs_ext(starts, m, u + 1, v + 1)
+                    work += b - v
+                    found = True
+                    best = max(best, r0 + ext)
+                u = chain[u]
+            if not found:
+                best, w = _runs_scan(starts, m, v, r0, best)
+                work += w
+        elif best < r0:
+            best, w = _runs_scan(starts, m, v, r0, best)
+            work += w
+        if work > budget:
+            return -1
         count += 1
         i += best + 1
     return count
@@ -276,19 +346,23 @@ _LZ_RUNS_MIN_MEAN = 6
 
 @njit(cache=True, nogil=True)
 def _lz76_auto(s, st):
-    """LZ76 count by the fastest exact method for the length: prefix index for long
-    sequences (K = log2(n) - 1 bits, falls back past n comparisons); below 16k symbols the runs
+    """LZ76 count by the fastest exact method for the length: from 16k symbols the indexed runs
+    (:func:`_lz76_count_runs_indexed`) of a sequence of long runs (falls back past 8n steps), else the
+    prefix index (K = log2(n) - 1 bits, falls back past n comparisons); below 16k symbols the runs
     (:func:`_lz76_count_runs`) of a sequence of long runs (falls back past 4n + 64 steps), else the
     prefix index with K = log2(n) - 1 in [6, 12] (falls back past 2n + 1000 comparisons); the
     automaton where they give up. ``st`` is the automaton's workspace (C-contiguous)."""
     n = s.size
+    starts = st.reshape(-1)
     if n >= _LZ_HASH_MIN_N:
-        kbits = min(23, max(8, int(math.log2(n)) - 1))
-        c = _lz76_count_hash(s, kbits, n + 10_000)
+        m = _run_starts(s, starts)
+        if m * _LZ_RUNS_MIN_MEAN <= n:
+            c = _lz76_count_runs_indexed(starts, m, n, 8 * n, starts[n + 1 :])
+        else:
+            c = _lz76_count_hash(s, min(23, max(8, int(math.log2(n)) - 1)), n + 10_000)
         if c >= 0:
             return c
     else:
-        starts = st.reshape(-1)
         m = _run_starts(s, starts)
         if m * _LZ_RUNS_MIN_MEAN <= n:
             c = _lz76_count_runs(starts, m, n, 4 * n + 64)
