@@ -56,7 +56,7 @@ def test_lz76_from_indexed_runs_equals_the_reference_scan():
     for s in _bit_sequences(rng):
         starts = np.empty(s.size + 1, np.int32)
         m = LZC._run_starts(s, starts)
-        ws = np.full(3 * s.size + 4, -7, np.int32)
+        ws = np.full(2 * s.size + 6 * s.size + 8, -7, np.int32)
         assert LZC._lz76_count_runs_indexed(starts, m, s.size, 10**12, ws) == _reference_lz76(s), s.size
 
 
@@ -77,7 +77,7 @@ def test_long_sequences_of_long_runs_count_alike_by_every_method(mean_run):
             if n == 20001:
                 assert got == _reference_lz76(s)
     starts = np.empty(n + 1, np.int32)
-    assert LZC._lz76_count_runs_indexed(starts, LZC._run_starts(s, starts), n, 10, np.empty(3 * n, np.int32)) == -1
+    assert LZC._lz76_count_runs_indexed(starts, LZC._run_starts(s, starts), n, 10, np.empty(8 * n + 8, np.int32)) == -1
 
 
 def test_lz76_from_runs_gives_up_past_its_budget_and_the_dispatcher_falls_back():

@@ -286,20 +286,57 @@ def _lz76_count_runs(starts, m, n, budget):
 
 
 @njit(cache=True, nogil=True)
+def _pair_key(la, lb, parity, hmask):
+    return ((la * 0x9E3779B1) ^ (lb * 0x85EBCA6B) ^ parity) & hmask
+
+
+@njit(cache=True, nogil=True)
+def _runs_chain_best(starts, m, v, r0, best, u, pair):
+    """Longest copy over the runs u, chain[u], ... of the phrase's symbol with >= r0 symbols (``pair``: only
+    those whose next two run lengths equal the phrase's, as the pair index may collide). Returns (copy
+    length, work, whether any run qualified)."""
+    chain = pair[0]
+    work = 0
+    found = False
+    l1 = starts[v + 2] - starts[v + 1]
+    l2 = starts[v + 3] - starts[v + 2] if pair[1] else 0
+    while u >= 0:
+        work += 1
+        ok = starts[u + 1] - starts[u] >= r0 and ((u ^ v) & 1) == 0
+        if pair[1]:
+            ok = ok and starts[u + 2] - starts[u + 1] == l1 and starts[u + 3] - starts[u + 2] == l2
+        if ok:
+            ext, b = _runs_ext(starts, m, u + 1, v + 1)
+            work += b - v
+            found = True
+            best = max(best, r0 + ext)
+        u = chain[u]
+    return best, work, found
+
+
+@njit(cache=True, nogil=True)
 def _lz76_count_runs_indexed(starts, m, n, budget, ws):
-    """:func:`_lz76_count_runs` for long sequences, with the earlier runs indexed by the length of the run
-    after them (and their symbol): when some run u of the phrase's symbol with >= r0 symbols is followed by
-    a run as long as the one after the phrase's run, its copy (r0 + that length + more) beats every start
-    whose next run differs (r0 + at most that length) and every shorter run (< r0), so only those runs are
-    extended; without one, all earlier runs are scanned. Same counts. ``ws`` is int32 workspace of at least
-    2 * (longest run) + 2 + m."""
+    """:func:`_lz76_count_runs` for long sequences, with the earlier runs of each symbol indexed by the
+    lengths of the one and of the two runs after them. A run u of the phrase's symbol with >= r0 symbols
+    whose next two runs are as long as the two after the phrase's run copies r0 + both + more, which no
+    start whose next two runs differ beats (r0 + the first + at most the second), nor any shorter run
+    (< r0); without one, the runs whose next run alone agrees are extended (they beat the rest likewise);
+    without those, all earlier runs are scanned. Same counts. The pair index is skipped where the second
+    run after the phrase's is the last (a longer run there copies to the end too). ``ws`` is int32
+    workspace of at least 2 * (longest run) + 2 + 6 m."""
     longest = 0
     for u in range(m):
         longest = max(longest, starts[u + 1] - starts[u])
     nk = 2 * longest + 2
-    head = ws[:nk]
-    head[:] = -1
-    chain = ws[nk : nk + m]
+    hsize = 1
+    while hsize < 2 * m:
+        hsize *= 2
+    head1 = ws[:nk]
+    chain1 = ws[nk : nk + m]
+    head2 = ws[nk + m : nk + m + hsize]
+    chain2 = ws[nk + m + hsize : nk + 2 * m + hsize]
+    head1[:] = -1
+    head2[:] = -1
     inserted = 0
     count = 0
     work = 0
@@ -311,21 +348,24 @@ def _lz76_count_runs_indexed(starts, m, n, budget, ws):
         r0 = starts[v + 1] - i
         best = r0 if starts[v] < i else 0
         if v < m - 1:
-            while inserted <= v - 2:  # index every earlier run u (u < v - 1) by the length of run u + 1
-                key = 2 * (starts[inserted + 2] - starts[inserted + 1]) + (inserted & 1)
-                chain[inserted] = head[key]
-                head[key] = inserted
+            while inserted <= v - 2:  # index every earlier run u (u < v - 1) by the next one and two lengths
+                la = starts[inserted + 2] - starts[inserted + 1]
+                k1 = 2 * la + (inserted & 1)
+                chain1[inserted] = head1[k1]
+                head1[k1] = inserted
+                k2 = _pair_key(la, starts[inserted + 3] - starts[inserted + 2], inserted & 1, hsize - 1)
+                chain2[inserted] = head2[k2]
+                head2[k2] = inserted
                 inserted += 1
             found = False
-            u = head[2 * (starts[v + 2] - starts[v + 1]) + (v & 1)]
-            while u >= 0:
-                work += 1
-                if starts[u + 1] - starts[u] >= r0:
-                    ext, b = _runs_ext(starts, m, u + 1, v + 1)
-                    work += b - v
-                    found = True
-                    best = max(best, r0 + ext)
-                u = chain[u]
+            la = starts[v + 2] - starts[v + 1]
+            if v + 2 < m - 1:
+                k2 = _pair_key(la, starts[v + 3] - starts[v + 2], v & 1, hsize - 1)
+                best, w, found = _runs_chain_best(starts, m, v, r0, best, head2[k2], (chain2, True))
+                work += w
+            if not found:
+                best, w, found = _runs_chain_best(starts, m, v, r0, best, head1[2 * la + (v & 1)], (chain1, False))
+                work += w
             if not found:
                 best, w = _runs_scan(starts, m, v, r0, best)
                 work += w
