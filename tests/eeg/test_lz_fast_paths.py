@@ -76,6 +76,9 @@ def test_long_sequences_of_long_runs_count_alike_by_every_method(mean_run):
             assert got == LZC._lz76_count_sam(s, np.empty((2 * n + 2, 4), np.int32)), (n, mean_run)
             if n == 20001:
                 assert got == _reference_lz76(s)
+    # long runs first, then random: the runs give up (or are not tried) and the prefix index or automaton count
+    s = np.ascontiguousarray(np.r_[smooth[:30000], rng.random(90000) < 0.5], dtype=np.uint8)
+    assert LZC._lz76_count_alloc(s) == LZC._lz76_count_sam(s, np.empty((2 * s.size + 2, 4), np.int32))
     starts = np.empty(n + 1, np.int32)
     assert LZC._lz76_count_runs_indexed(starts, LZC._run_starts(s, starts), n, 10, np.empty(8 * n + 8, np.int32)) == -1
 
@@ -144,6 +147,7 @@ def test_lzc_median_counts_equal_the_count_of_the_numpy_median_split():
         norm = _lzc_median_rows(rows, states, True)
         assert np.isnan(norm[~ok]).all() and np.isfinite(norm[ok]).all()
         np.testing.assert_array_equal(norm[ok], (np.array(want, float) / (n / math.log(n, 2)))[ok])
+    assert list(LZC._lzc_median_counts(np.empty((2, 0)), np.zeros(2, np.uint8))) == [0, 0]
 
 
 def _reference_phases(spec: np.ndarray, n_surr: int, n_even: bool, seed: int, kind: int, channel: int) -> np.ndarray:

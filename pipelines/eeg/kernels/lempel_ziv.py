@@ -128,8 +128,9 @@ def lz76_count(bits) -> int:
     """LZ76 phrase count of a 0/1 sequence, O(n) (suffix automaton; see ``_lz76_count_sam``).
 
     Same count as ``antropy.lziv_complexity(bits)`` (Kaspar & Schuster's O(n^2) scan) for
-    every binary input; 300,000 symbols take a few milliseconds. From 16,384 symbols a
-    prefix index is tried first (exact, faster on high-entropy input, bounded work).
+    every binary input; 300,000 symbols take a few milliseconds. Faster exact methods are tried
+    first, each with bounded work (``_lz76_auto``): the runs of a sequence of long runs (binarised
+    EEG), else a prefix index (shuffled or high-entropy input).
     """
     return int(_lz76_count_alloc(_as_bits(bits)))
 

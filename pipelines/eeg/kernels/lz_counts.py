@@ -387,18 +387,21 @@ _LZ_RUNS_MIN_MEAN = 6
 @njit(cache=True, nogil=True)
 def _lz76_auto(s, st):
     """LZ76 count by the fastest exact method for the length: from 16k symbols the indexed runs
-    (:func:`_lz76_count_runs_indexed`) of a sequence of long runs (falls back past 8n steps), else the
-    prefix index (K = log2(n) - 1 bits, falls back past n comparisons); below 16k symbols the runs
+    (:func:`_lz76_count_runs_indexed`) of a sequence of long runs (gives up past 8n steps), else or then
+    the prefix index (K = log2(n) - 1 bits, falls back past n comparisons); below 16k symbols the runs
     (:func:`_lz76_count_runs`) of a sequence of long runs (falls back past 4n + 64 steps), else the
     prefix index with K = log2(n) - 1 in [6, 12] (falls back past 2n + 1000 comparisons); the
     automaton where they give up. ``st`` is the automaton's workspace (C-contiguous)."""
     n = s.size
     starts = st.reshape(-1)
     if n >= _LZ_HASH_MIN_N:
-        m = _run_starts(s, starts)
-        if m * _LZ_RUNS_MIN_MEAN <= n:
-            c = _lz76_count_runs_indexed(starts, m, n, 8 * n, starts[n + 1 :])
-        else:
+        c = -1
+        head = s[:_LZ_HASH_MIN_N]  # runs only where the first 16k symbols have long ones (not a shuffle)
+        if np.count_nonzero(head[1:] != head[:-1]) * _LZ_RUNS_MIN_MEAN <= head.size:
+            m = _run_starts(s, starts)
+            if m * _LZ_RUNS_MIN_MEAN <= n:
+                c = _lz76_count_runs_indexed(starts, m, n, 8 * n, starts[n + 1 :])
+        if c < 0:
             c = _lz76_count_hash(s, min(23, max(8, int(math.log2(n)) - 1)), n + 10_000)
         if c >= 0:
             return c
@@ -966,6 +969,8 @@ def _lzc_median_counts(rows, states):
     """LZ76 count of ``row > np.median(row)`` per row (0 for a non-finite row, whose value is NaN anyway)."""
     nr, n = rows.shape
     out = np.zeros(nr, np.int64)
+    if n == 0:
+        return out
     buf = np.empty(2 * n)
     bits = np.empty(n, np.uint8)
     st = np.empty((2 * n + 2, 4), np.int32)
