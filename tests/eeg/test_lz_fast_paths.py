@@ -211,3 +211,18 @@ def test_fused_phase_surrogate_lzc_median_equals_the_measure_on_all_surrogates(n
     got = S._phase_surrogate_lzc_median(rows, 6, 3, 2, True)
     np.testing.assert_array_equal(got, want)
     assert np.isnan(got[4]).all() and np.isfinite(np.delete(got, 4, axis=0)).all()
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 999, 1000])
+def test_nonfinite_states_flag_exactly_the_rows_row_states_calls_non_finite(n):
+    from pipelines.eeg.kernels import surrogates as S
+    from pipelines.eeg.kernels.common import _ROW_NONFINITE, _row_states
+
+    rng = np.random.default_rng(n)
+    rows = rng.standard_normal((12, n)) * 1e300
+    rows[1] = 5.0  # constant: not non-finite
+    for r, bad in zip(range(2, 11), [np.nan, np.inf, -np.inf] * 3, strict=True):
+        rows[r, rng.integers(n) if r < 8 else n - 1] = bad  # anywhere, and in the last (tail) position
+    got = S._nonfinite_states(rows)
+    np.testing.assert_array_equal(got == _ROW_NONFINITE, _row_states(rows) == _ROW_NONFINITE)
+    assert set(np.unique(got)) <= {0, _ROW_NONFINITE}

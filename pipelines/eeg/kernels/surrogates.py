@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from pipelines.core.measures import MEASURES, SPATIOTEMPORAL_MEASURES
-from pipelines.eeg.kernels.common import _SCHARTNER, MEASURE_INFO, _params_for, _row_states
+from pipelines.eeg.kernels.common import _ROW_NONFINITE, _SCHARTNER, MEASURE_INFO, _params_for, _row_states
 from pipelines.eeg.kernels.lempel_ziv import _lzc_median_rows, _schartner_rows, schartner_bits
 from pipelines.eeg.kernels.lz_counts import _shuffle_inplace_fast, _shuffle_key
 from pipelines.eeg.kernels.measure_functions import _measure_rows
@@ -83,6 +83,34 @@ def _randomise_phases_into(spec, out, n_even, seed, kind, channel, w0):
                 out[r, k, f] = complex(sr * c - si * d, sr * d + si * c)
             if nb + 1 < nf:
                 out[r, k, nf - 1] = spec[r, nf - 1]
+
+
+@njit(cache=True, nogil=True)
+def _nonfinite_states(rows):
+    """Per row: ``_ROW_NONFINITE`` if any sample is NaN or infinite, else 0 (the only state lzc_median
+    reads; constant rows are not told apart). ``x - x`` is +0 for a finite x and NaN otherwise, summed in
+    four independent chains (about twice as fast as :func:`_row_states`)."""
+    nr, n = rows.shape
+    out = np.zeros(nr, np.uint8)
+    for r in range(nr):
+        row = rows[r]
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        t = 0
+        while t + 4 <= n:
+            a0 += row[t] - row[t]
+            a1 += row[t + 1] - row[t + 1]
+            a2 += row[t + 2] - row[t + 2]
+            a3 += row[t + 3] - row[t + 3]
+            t += 4
+        while t < n:
+            a0 += row[t] - row[t]
+            t += 1
+        if not (a0 + a1 + a2 + a3 == 0.0):
+            out[r] = _ROW_NONFINITE
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -214,7 +242,7 @@ def _phase_surrogate_lzc_median(rows, n, seed, channel, normalize) -> np.ndarray
         _randomise_phases_into(spec[w0 : w0 + nw], phased[:nw], n_t % 2 == 0, int(seed), _KIND_PHASES, int(channel), w0)
         np.fft.irfft(phased[:nw], n_t, axis=-1, out=surr[:nw])
         flat = surr[:nw].reshape(nw * n, n_t)
-        out[w0 : w0 + nw] = _lzc_median_rows(flat, _row_states(flat), normalize).reshape(nw, n)
+        out[w0 : w0 + nw] = _lzc_median_rows(flat, _nonfinite_states(flat), normalize).reshape(nw, n)
     return out
 
 
