@@ -862,7 +862,7 @@ def _lzw_count_alloc(seq):
 @njit(cache=True, nogil=True)
 def _select_kth(a, n, k):
     """Reorder ``a[:n]`` so that ``a[k]`` is its k-th smallest value, everything before it <= and everything
-    after it >= (Hoare/Wirth selection with a median-of-three pivot); returns ``a[k]``. Finite values."""
+    after it >= (Hoare-partition selection, median-of-three pivot); returns ``a[k]``. Finite values."""
     lo = 0
     hi = n - 1
     while lo < hi:
