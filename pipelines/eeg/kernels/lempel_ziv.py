@@ -14,7 +14,7 @@ from pipelines.core.measures import SPATIOTEMPORAL_MEASURES
 from pipelines.eeg.kernels.common import _ROW_NONFINITE, _SCHARTNER
 from pipelines.eeg.kernels.lz_counts import (
     _lz76_count_alloc,
-    _lz76_count_rows,
+    _lzc_median_counts,
     _lzc_st_windows,
     _lzs_rows,
     _lzw_count_alloc,
@@ -24,8 +24,8 @@ from pipelines.eeg.kernels.lz_counts import (
 
 
 def _lzc_median_rows(rows, states, normalize):
-    bits = np.ascontiguousarray(rows > np.median(rows, axis=-1, keepdims=True), dtype=np.uint8)
-    counts = _lz76_count_rows(bits).astype(np.float64)
+    # counts of rows > np.median(rows) (exact median selection and the LZ76 count fused per row)
+    counts = _lzc_median_counts(np.ascontiguousarray(rows, dtype=np.float64), states).astype(np.float64)
     if normalize:
         n = rows.shape[-1]
         counts = counts / (n / math.log(n, 2))
@@ -128,8 +128,9 @@ def lz76_count(bits) -> int:
     """LZ76 phrase count of a 0/1 sequence, O(n) (suffix automaton; see ``_lz76_count_sam``).
 
     Same count as ``antropy.lziv_complexity(bits)`` (Kaspar & Schuster's O(n^2) scan) for
-    every binary input; 300,000 symbols take a few milliseconds. From 16,384 symbols a
-    prefix index is tried first (exact, faster on high-entropy input, bounded work).
+    every binary input; 300,000 symbols take a few milliseconds. Faster exact methods are tried
+    first, each with bounded work (``_lz76_auto``): the runs of a sequence of long runs (binarised
+    EEG), else a prefix index (shuffled or high-entropy input).
     """
     return int(_lz76_count_alloc(_as_bits(bits)))
 

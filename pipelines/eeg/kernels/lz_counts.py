@@ -6,9 +6,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from pipelines.eeg.kernels.common import _ROW_OK
+from pipelines.eeg.kernels.common import _ROW_NONFINITE, _ROW_OK
 
 _LZ_HASH_MIN_N = 1 << 14  # from this length the prefix index beats the suffix automaton
 
@@ -88,6 +91,30 @@ def _lz76_count_sam(s, st):
     return count
 
 
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Hint the CPU to load ``arr[idx]`` into cache (``llvm.prefetch``, read, high locality); no effect on
+    values. Used where a loop's future random accesses are known ahead (the prefix index's tables)."""
+    sig = types.void(arr, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, [args[1]], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8"
+        )
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# The prefix index prefetches the table entries of the position this many symbols ahead of the one it inserts.
+_LZ_PREFETCH_AHEAD = 24
+
+
 @njit(cache=True, nogil=True)
 def _lz76_count_hash(s, kbits, budget):
     """The same LZ76 count via an index of K-bit prefixes; returns -1 past ``budget`` work.
@@ -99,7 +126,9 @@ def _lz76_count_hash(s, kbits, budget):
     a longer one by extending each chained candidate. On regular sequences the chains get
     long; past ``budget`` comparisons it gives up and the caller uses the automaton. The flags
     are bit-packed (64 per word: 2^K / 4 bytes instead of 2^(K+1), e.g. 2 MiB instead of 16 MiB
-    for a 19.2M-symbol spatio-temporal sequence), so they stay in cache; the count is unchanged.
+    for a 19.2M-symbol spatio-temporal sequence), so they stay in cache; the count is unchanged. The
+    table entries of the position 24 symbols ahead are prefetched (random accesses into a table of up
+    to 32 MB overlap instead of waiting one after another).
     """
     n = s.size
     K = kbits
@@ -110,12 +139,19 @@ def _lz76_count_hash(s, kbits, budget):
     g = 0
     for j in range(K):
         g = (g << 1) | (np.int64(s[j]) if j < n else 0)
+    ahead = _LZ_PREFETCH_AHEAD
+    ga = 0  # the K-gram at inserted + ahead, whose table entries are fetched ahead of use
+    for j in range(K):
+        ga = (ga << 1) | (np.int64(s[ahead + j]) if ahead + j < n else 0)
     inserted = 0
     work = 0
     count = 0
     i = 0
     while i < n:
         while inserted < i:  # index every start before i (the copy may overlap i)
+            _prefetch(head, ga)
+            _prefetch(marks, ((1 << K) + ga) >> 6)
+            ga = ((ga << 1) & mask) | (np.int64(s[inserted + ahead + K]) if inserted + ahead + K < n else 0)
             v = (1 << K) + g
             while v > 0 and (marks[v >> 6] >> np.uint64(v & 63)) & np.uint64(1) == 0:
                 marks[v >> 6] |= np.uint64(1) << np.uint64(v & 63)
@@ -159,13 +195,222 @@ def _lz76_count_hash(s, kbits, budget):
 
 
 @njit(cache=True, nogil=True)
-def _lz76_auto(s, st):
-    """LZ76 count by the fastest exact method for the length: prefix index for long
-    sequences (K = log2(n) - 1 bits, falls back past n comparisons), else automaton."""
+def _run_starts(s, starts):
+    """Start of each run of equal symbols of ``s`` into ``starts`` (int32, >= len(s) + 1), then
+    ``starts[m] = len(s)``; returns the number of runs m."""
     n = s.size
+    if n == 0:
+        starts[0] = 0
+        return 0
+    starts[0] = 0
+    m = 1
+    for t in range(1, n):
+        starts[m] = t
+        m += np.int64(s[t] != s[t - 1])
+    starts[m] = n
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _runs_ext(starts, m, a, b):
+    """Symbols matched from the start of run a on against the start of run b > a on (same symbol): whole
+    runs while their lengths agree, then the shorter of the first pair that differs or of the pair where
+    the sequence ends (b reaches the last run). Returns (matched symbols, the run b where it stopped)."""
+    ext = 0
+    while True:
+        la = starts[a + 1] - starts[a]
+        lb = starts[b + 1] - starts[b]
+        if la != lb or b == m - 1:
+            return ext + min(la, lb), b
+        ext += la
+        a += 1
+        b += 1
+
+
+@njit(cache=True, nogil=True)
+def _runs_scan(starts, m, v, r0, best):
+    """Longest copy for a phrase in run v with r0 symbols left, over every earlier run of the same symbol
+    (see :func:`_lz76_count_runs`), at least ``best``; returns (copy length, work done)."""
+    last = v == m - 1
+    work = v >> 1
+    u = v - 2
+    while u >= 0:
+        ln = starts[u + 1] - starts[u]
+        if ln < r0:
+            if ln > best:
+                best = ln
+        else:
+            cand = r0
+            if not last:
+                ext, b = _runs_ext(starts, m, u + 1, v + 1)
+                cand += ext
+                work += b - v
+            if cand > best:
+                best = cand
+        u -= 2
+    return best, work
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_runs(starts, m, n, budget):
+    """The LZ76 count of :func:`_lz76_count_sam` from the runs of the sequence (``starts`` of
+    :func:`_run_starts`, m runs, length n); -1 past ``budget`` candidate runs examined.
+
+    Runs alternate between the two symbols, so two runs hold the same symbol iff their indices have
+    the same parity. A phrase starting at i, inside run v with r0 = (end of run v) - i symbols left
+    of it, copies from some j < i. A start j in an earlier run u of the same symbol with fewer than
+    r0 symbols left in its run matches those symbols only; a start with more left than r0 (also any
+    start before i in run v itself) matches exactly r0 (then one side flips and the other does not,
+    or the sequence ends); the start with exactly r0 left (exists iff run u has >= r0 symbols)
+    matches r0 and then the following runs while their lengths agree, plus the shorter of the first
+    pair that differs (or of the pair where the sequence ends). The longest over all starts, capped
+    by the sequence end, is the copy; the phrase is the copy plus one symbol. Fast on sequences of
+    long runs (binarised EEG), O(phrases x runs) in general, hence the budget."""
+    count = 0
+    work = 0
+    i = 0
+    v = 0
+    while i < n:
+        while starts[v + 1] <= i:
+            v += 1
+        r0 = starts[v + 1] - i
+        best = r0 if starts[v] < i else 0
+        if not (v == m - 1 and best == r0):
+            best, w = _runs_scan(starts, m, v, r0, best)
+            work += w
+            if work > budget:
+                return -1
+        count += 1
+        i += best + 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _pair_key(la, lb, parity, hmask):
+    return ((la * 0x9E3779B1) ^ (lb * 0x85EBCA6B) ^ parity) & hmask
+
+
+@njit(cache=True, nogil=True)
+def _runs_chain_best(starts, m, v, r0, best, u, pair):
+    """Longest copy over the runs u, chain[u], ... of the phrase's symbol with >= r0 symbols (``pair``: only
+    those whose next two run lengths equal the phrase's, as the pair index may collide). Returns (copy
+    length, work, whether any run qualified)."""
+    chain = pair[0]
+    work = 0
+    found = False
+    l1 = starts[v + 2] - starts[v + 1]
+    l2 = starts[v + 3] - starts[v + 2] if pair[1] else 0
+    while u >= 0:
+        work += 1
+        ok = starts[u + 1] - starts[u] >= r0 and ((u ^ v) & 1) == 0
+        if pair[1]:
+            ok = ok and starts[u + 2] - starts[u + 1] == l1 and starts[u + 3] - starts[u + 2] == l2
+        if ok:
+            ext, b = _runs_ext(starts, m, u + 1, v + 1)
+            work += b - v
+            found = True
+            best = max(best, r0 + ext)
+        u = chain[u]
+    return best, work, found
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_runs_indexed(starts, m, n, budget, ws):
+    """:func:`_lz76_count_runs` for long sequences, with the earlier runs of each symbol indexed by the
+    lengths of the one and of the two runs after them. A run u of the phrase's symbol with >= r0 symbols
+    whose next two runs are as long as the two after the phrase's run copies r0 + both + more, which no
+    start whose next two runs differ beats (r0 + the first + at most the second), nor any shorter run
+    (< r0); without one, the runs whose next run alone agrees are extended (they beat the rest likewise);
+    without those, all earlier runs are scanned. Same counts. The pair index is skipped where the second
+    run after the phrase's is the last (a longer run there copies to the end too). ``ws`` is int32
+    workspace of at least 2 * (longest run) + 2 + 6 m."""
+    longest = 0
+    for u in range(m):
+        longest = max(longest, starts[u + 1] - starts[u])
+    nk = 2 * longest + 2
+    hsize = 1
+    while hsize < 2 * m:
+        hsize *= 2
+    head1 = ws[:nk]
+    chain1 = ws[nk : nk + m]
+    head2 = ws[nk + m : nk + m + hsize]
+    chain2 = ws[nk + m + hsize : nk + 2 * m + hsize]
+    head1[:] = -1
+    head2[:] = -1
+    inserted = 0
+    count = 0
+    work = 0
+    i = 0
+    v = 0
+    while i < n:
+        while starts[v + 1] <= i:
+            v += 1
+        r0 = starts[v + 1] - i
+        best = r0 if starts[v] < i else 0
+        if v < m - 1:
+            while inserted <= v - 2:  # index every earlier run u (u < v - 1) by the next one and two lengths
+                la = starts[inserted + 2] - starts[inserted + 1]
+                k1 = 2 * la + (inserted & 1)
+                chain1[inserted] = head1[k1]
+                head1[k1] = inserted
+                k2 = _pair_key(la, starts[inserted + 3] - starts[inserted + 2], inserted & 1, hsize - 1)
+                chain2[inserted] = head2[k2]
+                head2[k2] = inserted
+                inserted += 1
+            found = False
+            la = starts[v + 2] - starts[v + 1]
+            if v + 2 < m - 1:
+                k2 = _pair_key(la, starts[v + 3] - starts[v + 2], v & 1, hsize - 1)
+                best, w, found = _runs_chain_best(starts, m, v, r0, best, head2[k2], (chain2, True))
+                work += w
+            if not found:
+                best, w, found = _runs_chain_best(starts, m, v, r0, best, head1[2 * la + (v & 1)], (chain1, False))
+                work += w
+            if not found:
+                best, w = _runs_scan(starts, m, v, r0, best)
+                work += w
+        elif best < r0:
+            best, w = _runs_scan(starts, m, v, r0, best)
+            work += w
+        if work > budget:
+            return -1
+        count += 1
+        i += best + 1
+    return count
+
+
+# Rows shorter than the prefix-index length are counted from their runs when the runs are at least this
+# long on average (binarised EEG: ~25 samples); random-like rows (mean run ~2) go to the automaton.
+_LZ_RUNS_MIN_MEAN = 6
+
+
+@njit(cache=True, nogil=True)
+def _lz76_auto(s, st):
+    """LZ76 count by the fastest exact method for the length: from 16k symbols the indexed runs
+    (:func:`_lz76_count_runs_indexed`) of a sequence of long runs (gives up past 8n steps), else or then
+    the prefix index (K = log2(n) - 1 bits, falls back past n comparisons); below 16k symbols the runs
+    (:func:`_lz76_count_runs`) of a sequence of long runs (falls back past 4n + 64 steps), else the
+    prefix index with K = log2(n) - 1 in [6, 12] (falls back past 2n + 1000 comparisons); the
+    automaton where they give up. ``st`` is the automaton's workspace (C-contiguous)."""
+    n = s.size
+    starts = st.reshape(-1)
     if n >= _LZ_HASH_MIN_N:
-        kbits = min(23, max(8, int(math.log2(n)) - 1))
-        c = _lz76_count_hash(s, kbits, n + 10_000)
+        c = -1
+        head = s[:_LZ_HASH_MIN_N]  # runs only where the first 16k symbols have long ones (not a shuffle)
+        if np.count_nonzero(head[1:] != head[:-1]) * _LZ_RUNS_MIN_MEAN <= head.size:
+            m = _run_starts(s, starts)
+            if m * _LZ_RUNS_MIN_MEAN <= n:
+                c = _lz76_count_runs_indexed(starts, m, n, 8 * n, starts[n + 1 :])
+        if c < 0:
+            c = _lz76_count_hash(s, min(23, max(8, int(math.log2(n)) - 1)), n + 10_000)
+        if c >= 0:
+            return c
+    else:
+        m = _run_starts(s, starts)
+        if m * _LZ_RUNS_MIN_MEAN <= n:
+            c = _lz76_count_runs(starts, m, n, 4 * n + 64)
+        else:  # short runs (a shuffled row): the prefix index with a small K
+            c = _lz76_count_hash(s, min(12, max(6, int(math.log2(max(n, 2))) - 1)), 2 * n + 1000)
         if c >= 0:
             return c
     return _lz76_count_sam(s, st)
@@ -612,3 +857,129 @@ def _lz76_count_alloc(seq):
 @njit(cache=True, nogil=True)
 def _lzw_count_alloc(seq):
     return _lzw_dict_size(seq, np.empty((seq.size + 3, 2), np.int32))
+
+
+@njit(cache=True, nogil=True)
+def _select_kth(a, n, k):
+    """Reorder ``a[:n]`` so that ``a[k]`` is its k-th smallest value, everything before it <= and everything
+    after it >= (Hoare-partition selection, median-of-three pivot); returns ``a[k]``. Finite values."""
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        x0 = a[lo]
+        x1 = a[mid]
+        x2 = a[hi]
+        piv = max(min(x0, x1), min(max(x0, x1), x2))
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < piv:
+                i += 1
+            while piv < a[j]:
+                j -= 1
+            if i <= j:
+                tmp = a[i]
+                a[i] = a[j]
+                a[j] = tmp
+                i += 1
+                j -= 1
+        if j < k:
+            lo = i
+        if k < i:
+            hi = j
+    return a[k]
+
+
+@njit(cache=True, nogil=True)
+def _bracket_pass(src, nsrc, dst, k_lo, k_hi):
+    """Copy to ``dst`` the values of ``src[:nsrc]`` (>= 64 finite values) inside a bracket [lo, hi] that
+    holds ranks k_lo..k_hi; returns (number below lo, number copied). The bracket is taken from 32 evenly
+    spaced samples around the sample rank of k_lo; where it misses a rank it is widened (at worst to all
+    values), so the result depends on the sample only in how long it takes."""
+    samp = np.empty(32)
+    for q in range(32):
+        v = src[((2 * q + 1) * nsrc) // 64]
+        p = q
+        while p > 0 and samp[p - 1] > v:
+            samp[p] = samp[p - 1]
+            p -= 1
+        samp[p] = v
+    c = (k_lo * 32) // nsrc
+    r_lo = c - 2
+    r_hi = c + 3
+    while True:
+        lo = samp[r_lo] if r_lo >= 0 else -np.inf
+        hi = samp[r_hi] if r_hi < 32 else np.inf
+        below = 0
+        nm = 0
+        for t in range(nsrc):
+            v = src[t]
+            dst[nm] = v
+            nm += np.int64((v >= lo) & (v <= hi))
+            below += np.int64(v < lo)
+        if below <= k_lo and k_hi < below + nm:
+            return below, nm
+        if below > k_lo:
+            r_lo -= 8
+        if k_hi >= below + nm:
+            r_hi += 8
+
+
+@njit(cache=True, nogil=True)
+def _median_finite(x, buf):
+    """``np.median(x)`` of a finite 1-D ``x`` (n >= 1), exactly: the middle value, or for even n the mean
+    of the two middle values computed as NumPy does, ``(a + b) / 2``. ``buf`` is float64 workspace >= 2n.
+
+    Selection without sorting: while more than 64 candidates are left, a pass keeps those inside a
+    bracket around the middle ranks (:func:`_bracket_pass`), then the middle values are selected among
+    the few left (:func:`_select_kth`)."""
+    n = x.size
+    k_lo = (n - 1) // 2
+    k_hi = n // 2
+    if n > 64:  # first pass reads x (possibly read-only), the later ones the two halves of buf
+        below, nsrc = _bracket_pass(x, n, buf[:n], k_lo, k_hi)
+        k_lo -= below
+        k_hi -= below
+    else:
+        buf[:n] = x
+        nsrc = n
+    half = 0
+    while 64 < nsrc < n:
+        below, nm = _bracket_pass(buf[half : half + n], nsrc, buf[n - half : 2 * n - half], k_lo, k_hi)
+        k_lo -= below
+        k_hi -= below
+        if nm == nsrc:  # ties: the bracket cannot narrow, select among these
+            break
+        nsrc = nm
+        half = n - half
+    src = buf[half : half + n]
+    a = _select_kth(src, nsrc, k_lo)
+    if k_hi == k_lo:
+        return a
+    b = src[k_lo + 1]
+    for t in range(k_lo + 2, nsrc):
+        if src[t] < b:
+            b = src[t]
+    return (a + b) / 2.0
+
+
+@njit(cache=True, nogil=True)
+def _lzc_median_counts(rows, states):
+    """LZ76 count of ``row > np.median(row)`` per row (0 for a non-finite row, whose value is NaN anyway)."""
+    nr, n = rows.shape
+    out = np.zeros(nr, np.int64)
+    if n == 0:
+        return out
+    buf = np.empty(2 * n)
+    bits = np.empty(n, np.uint8)
+    st = np.empty((2 * n + 2, 4), np.int32)
+    for r in range(nr):
+        if states[r] == _ROW_NONFINITE:
+            continue
+        row = rows[r]
+        m = _median_finite(row, buf)
+        for t in range(n):
+            bits[t] = row[t] > m
+        out[r] = _lz76_auto(bits, st)
+    return out

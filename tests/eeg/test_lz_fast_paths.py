@@ -1,0 +1,228 @@
+"""The fast exact paths of the Lempel-Ziv family equal the straightforward definitions they replace.
+
+References: antropy's O(n^2) Kaspar & Schuster scan for LZ76, ``np.median`` for the median split, and
+the plain per-bin loop / NumPy expressions for the phase-randomised surrogates. No timing here (speed is
+measured in benchmarks)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from antropy.entropy import _lz_complexity
+
+from pipelines.eeg.kernels import lz_counts as LZC
+
+
+def _reference_lz76(s: np.ndarray) -> int:
+    return int(_lz_complexity(np.asarray(s, dtype=np.uint32))) if s.size else 0
+
+
+def _bit_sequences(rng, n_each: int = 60) -> list[np.ndarray]:
+    """Random, biased, long-run, periodic, constant and near-constant 0/1 sequences, odd and even lengths."""
+    seqs = [np.zeros(0), np.zeros(1), np.ones(1), np.zeros(2), np.ones(2), np.zeros(999), np.ones(1000)]
+    seqs += [np.r_[np.zeros(500), np.ones(500)], np.r_[np.ones(1), np.zeros(998)], np.r_[np.zeros(999), 1]]
+    for _ in range(n_each):
+        n = int(rng.integers(2, 1400))
+        seqs.append(rng.random(n) < 0.5)
+        seqs.append(rng.random(n) < rng.uniform(0.02, 0.98))
+        seqs.append(np.sin(np.arange(n) * rng.uniform(0.01, 0.8) + rng.uniform(0, 6)) > rng.uniform(-0.9, 0.9))
+        lens = rng.integers(1, rng.integers(2, 40), n + 1)  # runs of random lengths
+        seqs.append(np.repeat(np.arange(lens.size) % 2, lens)[:n])
+        lens = rng.choice([3, 5, 8], n + 1)  # few distinct run lengths: long repeats
+        seqs.append(np.repeat(np.arange(lens.size) % 2, lens)[:n])
+        per = int(rng.integers(1, 40))
+        seqs.append(np.tile(rng.random(per) < 0.5, n // per + 1)[:n])
+    return [np.ascontiguousarray(s, dtype=np.uint8) for s in seqs]
+
+
+def test_lz76_from_runs_equals_the_reference_scan():
+    rng = np.random.default_rng(2026)
+    for s in _bit_sequences(rng):
+        starts = np.empty(s.size + 1, np.int32)
+        m = LZC._run_starts(s, starts)
+        assert m == (0 if s.size == 0 else 1 + int(np.count_nonzero(np.diff(s))))
+        want = _reference_lz76(s)
+        assert LZC._lz76_count_runs(starts, m, s.size, 10**12) == want, s.size
+        # the dispatcher (runs, automaton or prefix index, whichever it picks) gives the same count
+        assert LZC._lz76_count_alloc(s) == want, s.size
+        st = np.empty((2 * s.size + 2, 4), np.int32)
+        assert LZC._lz76_count_rows(s[None, :]) == want and LZC._lz76_auto(s, st) == want
+
+
+def test_lz76_from_indexed_runs_equals_the_reference_scan():
+    rng = np.random.default_rng(2027)
+    for s in _bit_sequences(rng):
+        starts = np.empty(s.size + 1, np.int32)
+        m = LZC._run_starts(s, starts)
+        ws = np.full(2 * s.size + 6 * s.size + 8, -7, np.int32)
+        assert LZC._lz76_count_runs_indexed(starts, m, s.size, 10**12, ws) == _reference_lz76(s), s.size
+
+
+@pytest.mark.parametrize("mean_run", [8, 25, 60])
+def test_long_sequences_of_long_runs_count_alike_by_every_method(mean_run):
+    """From 16k symbols a sequence of long runs goes through the indexed runs: equal to the automaton (itself
+    tested against the reference) and, on the shortest, to the reference scan."""
+    rng = np.random.default_rng(mean_run)
+    for n in (16384, 20001, 120000):
+        t = np.arange(n)
+        smooth = np.sin(2 * np.pi * t / (2 * mean_run) + np.cumsum(rng.standard_normal(n)) * 0.05) > 0
+        lens = rng.choice([mean_run - 3, mean_run, mean_run + 2], n // mean_run + 2)  # few run lengths
+        few = np.repeat(np.arange(lens.size) % 2, lens)[:n]
+        for s in (smooth, few):
+            s = np.ascontiguousarray(s, dtype=np.uint8)
+            got = LZC._lz76_count_alloc(s)
+            assert got == LZC._lz76_count_sam(s, np.empty((2 * n + 2, 4), np.int32)), (n, mean_run)
+            if n == 20001:
+                assert got == _reference_lz76(s)
+    # long runs first, then random: the runs give up (or are not tried) and the prefix index or automaton count
+    s = np.ascontiguousarray(np.r_[smooth[:30000], rng.random(90000) < 0.5], dtype=np.uint8)
+    assert LZC._lz76_count_alloc(s) == LZC._lz76_count_sam(s, np.empty((2 * s.size + 2, 4), np.int32))
+    starts = np.empty(n + 1, np.int32)
+    assert LZC._lz76_count_runs_indexed(starts, LZC._run_starts(s, starts), n, 10, np.empty(8 * n + 8, np.int32)) == -1
+
+
+def test_lz76_from_runs_gives_up_past_its_budget_and_the_dispatcher_falls_back():
+    lens = np.random.default_rng(3).integers(1, 4, 3000)
+    s = np.ascontiguousarray(np.repeat(np.arange(lens.size) % 2, lens)[:4000], dtype=np.uint8)
+    starts = np.empty(s.size + 1, np.int32)
+    m = LZC._run_starts(s, starts)
+    assert LZC._lz76_count_runs(starts, m, s.size, 10) == -1
+    assert LZC._lz76_count_alloc(s) == _reference_lz76(s)
+
+
+@pytest.mark.parametrize("n", [999, 1000])
+def test_lz76_rows_of_binarised_smooth_signals_equal_the_reference(n):
+    """Rows like the binarised EEG windows the runs path is for (long runs), both parities of length."""
+    rng = np.random.default_rng(n)
+    x = np.cumsum(rng.standard_normal((40, n)), axis=1)
+    bits = np.ascontiguousarray(x > np.median(x, axis=1, keepdims=True), dtype=np.uint8)
+    assert list(LZC._lz76_count_rows(bits)) == [_reference_lz76(b) for b in bits]
+
+
+def _median_test_rows(rng) -> list[np.ndarray]:
+    rows = [np.array([3.0]), np.array([2.0, -1.0]), np.zeros(65), np.full(1000, 1.5), np.arange(999.0)[::-1]]
+    for n in (5, 64, 65, 127, 999, 1000, 1001, 4000):
+        rows.append(rng.standard_normal(n))
+        rows.append(np.cumsum(rng.standard_normal(n)))  # smooth, like EEG windows
+        rows.append(rng.integers(0, 4, n).astype(float))  # heavy ties
+        rows.append(np.sort(rng.standard_normal(n)))
+        a = rng.standard_normal()
+        adj = np.r_[np.full(n // 2, a), np.full(n - n // 2, np.nextafter(a, 9.0))]  # two adjacent floats
+        rows.append(rng.permutation(adj))
+        rows.append(np.r_[rng.standard_normal(n - 3) * 1e-300, 1e300, -1e300, 0.0])
+    return rows
+
+
+def test_median_selection_equals_numpy_median_exactly():
+    rng = np.random.default_rng(11)
+    for x in _median_test_rows(rng):
+        buf = np.full(2 * x.size, np.nan)
+        before = x.copy()
+        got = LZC._median_finite(x, buf)
+        assert got == np.median(x) and np.signbit(got) == np.signbit(np.median(x)) or got == 0 == np.median(x)
+        np.testing.assert_array_equal(x, before)  # the row itself is not reordered
+
+
+def test_lzc_median_counts_equal_the_count_of_the_numpy_median_split():
+    from pipelines.eeg.kernels.common import _row_states
+    from pipelines.eeg.kernels.lempel_ziv import _lzc_median_rows
+
+    rng = np.random.default_rng(12)
+    for n in (999, 1000):
+        rows = np.cumsum(rng.standard_normal((30, n)), axis=1)
+        rows[3] = 0.0  # constant
+        rows[4, 10] = np.nan
+        rows[5, 0] = np.inf
+        rows[6] = rng.standard_normal(n)  # random bits: the automaton
+        rows[7] = rng.integers(0, 2, n)  # ties at the median
+        rows.setflags(write=False)  # windows arrive as read-only views
+        states = _row_states(rows)
+        got = LZC._lzc_median_counts(rows, states)
+        bits = rows > np.median(rows, axis=1, keepdims=True)
+        want = [_reference_lz76(b.astype(np.uint8)) for b in bits]
+        ok = np.isfinite(rows).all(axis=1)
+        np.testing.assert_array_equal(got[ok], np.array(want)[ok])
+        norm = _lzc_median_rows(rows, states, True)
+        assert np.isnan(norm[~ok]).all() and np.isfinite(norm[ok]).all()
+        np.testing.assert_array_equal(norm[ok], (np.array(want, float) / (n / math.log(n, 2)))[ok])
+    assert list(LZC._lzc_median_counts(np.empty((2, 0)), np.zeros(2, np.uint8))) == [0, 0]
+
+
+def _reference_phases(spec: np.ndarray, n_surr: int, n_even: bool, seed: int, kind: int, channel: int) -> np.ndarray:
+    """The per-bin loop the phase surrogates were defined with, in plain Python (IEEE doubles, CPython's
+    complex product ``(ac - bd) + i(ad + bc)``): the draws of the SplitMix64 stream of (seed, kind,
+    channel, row, surrogate), rejected outside the unit disc or too near 0."""
+    mask = (1 << 64) - 1
+    n_rows, nf = spec.shape
+    out = np.empty((n_rows, n_surr, nf), np.complex128)
+    for r in range(n_rows):
+        for k in range(n_surr):
+            state = int(LZC._shuffle_key(seed, kind, channel, r, k))
+            for f in range(nf):
+                if f == 0 or (n_even and f == nf - 1):
+                    out[r, k, f] = spec[r, f]
+                    continue
+                while True:
+                    state = (state + 0x9E3779B97F4A7C15) & mask
+                    z = state
+                    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+                    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+                    z ^= z >> 31
+                    a = float(z >> 32) * 2.0**-31 - 1.0
+                    b = float(z & 0xFFFFFFFF) * 2.0**-31 - 1.0
+                    r2 = a * a + b * b
+                    if 1e-12 < r2 <= 1.0:
+                        break
+                inv = 1.0 / math.sqrt(r2)
+                out[r, k, f] = complex(spec[r, f]) * complex(a * inv, b * inv)
+    return out
+
+
+@pytest.mark.parametrize("n_t", [1, 2, 3, 64, 65])
+def test_phase_rotation_equals_the_per_bin_reference(n_t):
+    from pipelines.eeg.kernels import surrogates as S
+
+    rng = np.random.default_rng(n_t)
+    rows = rng.standard_normal((3, n_t)) * 10.0 ** rng.integers(-3, 4, (3, 1))
+    spec = np.fft.rfft(rows, axis=-1)
+    want = _reference_phases(spec, 4, n_t % 2 == 0, 7, S._KIND_PHASES, 5)
+    got = S._randomise_phases(spec, 4, n_t % 2 == 0, 7, S._KIND_PHASES, 5)
+    np.testing.assert_array_equal(got.view(np.float64), want.view(np.float64))
+    # rows keyed as window w0 + r: a later block of windows gets the same rotations
+    part = np.empty((2, 4, spec.shape[1]), np.complex128)
+    S._randomise_phases_into(spec[1:], part, n_t % 2 == 0, 7, S._KIND_PHASES, 5, 1)
+    np.testing.assert_array_equal(part, got[1:])
+
+
+@pytest.mark.parametrize("n_t", [999, 1000])
+def test_fused_phase_surrogate_lzc_median_equals_the_measure_on_all_surrogates(n_t):
+    from pipelines.eeg.kernels import surrogates as S
+    from pipelines.eeg.kernels.common import _row_states
+    from pipelines.eeg.kernels.lempel_ziv import _lzc_median_rows
+
+    rng = np.random.default_rng(n_t)
+    rows = np.cumsum(rng.standard_normal((S._SURR_BLOCK_WINDOWS * 2 + 3, n_t)), axis=1)  # a partial last block
+    rows[4, 7] = np.nan
+    rows[9] = 2.0  # constant window: surrogates are the constant
+    surr = S.make_surrogates(rows, 6, "phase", 3, 2).reshape(-1, n_t)
+    want = _lzc_median_rows(surr, _row_states(surr), True).reshape(rows.shape[0], 6)
+    got = S._phase_surrogate_lzc_median(rows, 6, 3, 2, True)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[4]).all() and np.isfinite(np.delete(got, 4, axis=0)).all()
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 999, 1000])
+def test_nonfinite_states_flag_exactly_the_rows_row_states_calls_non_finite(n):
+    from pipelines.eeg.kernels import surrogates as S
+    from pipelines.eeg.kernels.common import _ROW_NONFINITE, _row_states
+
+    rng = np.random.default_rng(n)
+    rows = rng.standard_normal((12, n)) * 1e300
+    rows[1] = 5.0  # constant: not non-finite
+    for r, bad in zip(range(2, 11), [np.nan, np.inf, -np.inf] * 3, strict=True):
+        rows[r, rng.integers(n) if r < 8 else n - 1] = bad  # anywhere, and in the last (tail) position
+    got = S._nonfinite_states(rows)
+    np.testing.assert_array_equal(got == _ROW_NONFINITE, _row_states(rows) == _ROW_NONFINITE)
+    assert set(np.unique(got)) <= {0, _ROW_NONFINITE}
