@@ -364,6 +364,23 @@ def _safe(fn, *args):
         return None, f"{type(exc).__name__}: {exc}"
 
 
+def not_applicable(manifest: str | None = None) -> str | None:
+    """Why the dashboards do not apply to this study (one line), or None. Every page follows EEG recorded
+    around an infusion (time from infusion start, alpha relative to the pre-infusion baseline, the plateau)."""
+    from pipelines.analyses.eeg_entropy_dose import has_infusion_window
+    from pipelines.eeg.features import read_qc
+
+    s = study(manifest_key(manifest))
+    if not s.recordings:
+        return "the study has no EEG recordings, and every dashboard page follows EEG around an infusion"
+    try:
+        qc = read_qc(s)
+    except FileNotFoundError:
+        return None  # not built yet: the caller's own check names the missing features
+    ok, reason = has_infusion_window(qc)
+    return None if ok else reason
+
+
 def warm(manifest: str | None = None) -> dict[str, str | None]:
     """Load everything once (the server calls this before accepting visitors); returns problems by branch."""
     key = manifest_key(manifest)

@@ -324,6 +324,12 @@ def make_server(
     from bokeh.settings import settings as bokeh_settings
 
     bokeh_settings.perform_document_validation.set_value(False)
+    reason = data.not_applicable(key)
+    if reason:
+        raise ServeError(
+            f"the dashboards do not apply to study {data.study(key).name!r}: {reason}; its reports "
+            "(make all, reports/index.html) show every analysis this design supports"
+        )
     data.setup_extension()
     if warm:
         problems = data.warm(key)  # every visitor then reads cached data

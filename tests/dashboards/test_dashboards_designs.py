@@ -1,0 +1,56 @@
+"""The dashboards on designs they do not serve: a study without EEG, and EEG without an infusion window. The
+server refuses to start with the one-line reason instead of a traceback from deep in the data layer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.study.manifest import freeze, load_manifest
+
+
+def _mood_only_study(root) -> str:
+    """Participants, sessions and a MADRS table; no EEG."""
+    bids = root / "bids"
+    (bids / "phenotype").mkdir(parents=True)
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "mood", "BIDSVersion": "1.9.0"}))
+    subjects = [f"sub-{i:02d}" for i in range(1, 5)]
+    pd.DataFrame({"participant_id": subjects}).to_csv(bids / "participants.tsv", sep="\t", index=False)
+    rng = np.random.default_rng(0)
+    rows = [
+        {"participant_id": s, "timepoint": tp} | {f"madrs_{i:02d}": int(rng.integers(0, 7)) for i in range(1, 11)}
+        for s in subjects
+        for tp in ("baseline", "24h")
+    ]
+    pd.DataFrame(rows).to_csv(bids / "phenotype" / "madrs.tsv", sep="\t", index=False)
+    manifest = root / "mood.yml"
+    manifest.write_text(
+        "study: mood-only-dash\nbids_root: bids\nphenotype:\n  madrs: {path: phenotype/madrs.tsv, response_scale: [0, 6]}\n"
+        "timepoints: [baseline, 24h]\n"
+    )
+    freeze(load_manifest(manifest))
+    return str(manifest)
+
+
+def test_a_study_without_eeg_is_refused_with_the_reason(tmp_path):
+    from pipelines.dashboards import data, serve
+
+    manifest = _mood_only_study(tmp_path)
+    assert "no EEG recordings" in data.not_applicable(manifest)
+    with pytest.raises(serve.ServeError, match="do not apply to study 'mood-only-dash': the study has no EEG"):
+        serve.make_server(manifest, port=0)
+
+
+def test_eeg_without_an_infusion_window_is_refused_with_the_reason(monkeypatch, default_study):
+    """A resting pre/post study (no window before time zero): the reason is notebook 01's own."""
+    from pipelines.analyses import eeg_entropy_dose
+    from pipelines.dashboards import data, serve
+
+    manifest = str(default_study.manifest.manifest_path)
+    monkeypatch.setattr(eeg_entropy_dose, "has_infusion_window", lambda qc: (False, "no window before time zero"))
+    assert data.not_applicable(manifest) == "no window before time zero"
+    with pytest.raises(serve.ServeError, match="do not apply to study 'default': no window before time zero"):
+        serve.make_server(manifest, port=0)
