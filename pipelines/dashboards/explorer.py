@@ -33,8 +33,11 @@ from pipelines.dashboards.widgets import RangeInput
 from pipelines.eeg import dynamics
 
 PARAMS = ("subject", "dose", "measure", "time_s")
+# The first tab is the first view every visitor is sent: one figure (the summary above it speaks of it).  The
+# others are built, with their controls, when first opened (one click), and kept.
 TABS = [
-    ("Time courses", ["alpha", "entropy"]),
+    ("Occipital alpha", ["alpha"]),
+    ("Entropy time course", ["entropy"]),
     ("Topomap, dose-response, selection", ["topo", "dose_response", "scatter"]),
     ("Experience, mood, cytokines", ["profile", "mood", "timeline", "cytokines"]),
 ]
@@ -427,8 +430,6 @@ class ExplorerApp(pn.viewable.Viewer):
                 self.param.dose, name="Condition" if self.blinded else "Dose", width=width, description=None
             ),
             pn.widgets.Select.from_param(self.param.measure, name="Measure", width=width, description=None),
-            # A native, labelled range input (Panel's slider handle has no accessible name).
-            RangeInput.linked(self, "time_s", "Topomap time (s from infusion start)", "s", width=width - 10),
         )
         study = data.study(self.manifest)
         blind_note = (
@@ -461,7 +462,9 @@ class ExplorerApp(pn.viewable.Viewer):
 
         def show(index: int) -> None:
             if not holders[index].objects:
-                holders[index].objects = [_wrapping_row([view.figure for view in self.views_for(TABS[index][1])])]
+                names = TABS[index][1]
+                figures = _wrapping_row([view.figure for view in self.views_for(names)])
+                holders[index].objects = [*self._controls_for(names), figures]
 
         show(0)
         tabs.param.watch(lambda event: show(event.new), "active")
@@ -471,6 +474,13 @@ class ExplorerApp(pn.viewable.Viewer):
         )
         self._main = main
         return pn.Row(side, main, sizing_mode="stretch_width", stylesheets=[CSS])
+
+    def _controls_for(self, names) -> list:
+        """The controls that only act on these views, shown with them (none in the first view)."""
+        if "topo" not in names:
+            return []
+        # A native, labelled range input (Panel's slider handle has no accessible name).
+        return [RangeInput.linked(self, "time_s", "Topomap time (s from infusion start)", "s", width=SIDEBAR_WIDTH)]
 
     def show_tab(self, title: str) -> None:
         """Open the tab named ``title`` (what a click on it does; tests use it)."""

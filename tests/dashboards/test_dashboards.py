@@ -166,6 +166,64 @@ def test_scatter_ranges_and_summary_follow_the_widgets(explorer_cls):
     assert v == pytest.approx(np.nanmax(after["smoothed"])) and f"{v:+.3f}" in app.summary.object
 
 
+# What a visitor's first view may cost: the models of the explorer's document as the server first sends it
+# (102 before issue 16's last round: two time courses and the topomap's range input in it).  Every model is
+# built, registered and serialised per visitor, ~1 ms of server CPU each.
+FIRST_VIEW_MAX_MODELS = 70
+
+
+def _served_document(app):
+    """The explorer's Bokeh document as the server builds it for a session (Panel's server_doc)."""
+    import panel as pn
+    from bokeh.document import Document
+
+    doc = Document()
+    pn.panel(app).server_doc(doc)
+    return doc
+
+
+def _figure_titles(doc) -> list[str]:
+    from bokeh.models import Plot
+
+    return sorted(str(m.title.text) for m in doc.models if isinstance(m, Plot))
+
+
+def test_the_first_view_is_small_and_every_tab_is_one_click_away(explorer_cls):
+    """The first view holds the summary, the selectors and one figure (the occipital alpha time course); every
+    other view is built when its tab is opened, into the same document, and updates with the selectors."""
+    from panel.models.esm import ReactiveESM  # the Bokeh model of a JSComponent (the range input)
+
+    from pipelines.dashboards.explorer import TABS
+
+    app = explorer_cls(MANIFEST, subject="sub-03", dose=0.5)
+    doc = _served_document(app)
+    models = list(doc.models)
+    assert len(models) <= FIRST_VIEW_MAX_MODELS, len(models)
+    assert _figure_titles(doc) == ["Occipital alpha — sub-03, 0.50 mg/kg"]
+    assert not [m for m in models if isinstance(m, ReactiveESM)]  # the topomap's range input waits for its tab
+    assert "alpha suppression below" in app.summary.object
+    expected = {
+        "Entropy time course": 1,
+        "Topomap, dose-response, selection": 3,
+        "Experience, mood, cytokines": 4,
+    }
+    assert [t for t, _ in TABS] == ["Occipital alpha", *expected]
+    for title, n_figures in expected.items():  # a dynamic tab: only the open tab's figures are on the page
+        app.show_tab(title)
+        assert len(_figure_titles(doc)) == n_figures, (title, _figure_titles(doc))
+        ranges = [m for m in doc.models if isinstance(m, ReactiveESM)]
+        assert len(ranges) == title.startswith("Topomap"), title  # the range input comes with the topomap
+    assert len(app._views) == 1 + sum(expected.values())
+    app.show_tab("Occipital alpha")
+    app.subject = "sub-07"
+    assert _figure_titles(doc) == ["Occipital alpha — sub-07, 0.50 mg/kg"]
+    assert all(
+        view.figure.title.text.endswith(("sub-07, 0.50 mg/kg", "sub-07"))
+        for n, view in app._views.items()
+        if n not in ("dose_response", "scatter")
+    ), {n: v.figure.title.text for n, v in app._views.items()}
+
+
 def test_titration_replay_raises_the_alert_only_on_suppression(titration_cls):
     from pipelines.dashboards import data
 
