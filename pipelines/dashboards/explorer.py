@@ -33,11 +33,13 @@ from pipelines.dashboards.widgets import RangeInput
 from pipelines.eeg import dynamics
 
 PARAMS = ("subject", "dose", "measure", "time_s")
-# The first tab is the first view every visitor is sent: one figure (the summary above it speaks of it).  The
-# others are built, with their controls, when first opened (one click), and kept.
+# The first tab is what every visitor is sent first: both time courses drawn once per selection as static SVG
+# and shared by every session showing it (one model per visitor instead of ~80).  The interactive figures
+# (hover, save) are one click away, built with their controls when their tab is first opened, and kept.
+OVERVIEW = "Overview"
 TABS = [
-    ("Occipital alpha", ["alpha"]),
-    ("Entropy time course", ["entropy"]),
+    (OVERVIEW, []),
+    ("Time courses", ["alpha", "entropy"]),
     ("Topomap, dose-response, selection", ["topo", "dose_response", "scatter"]),
     ("Experience, mood, cytokines", ["profile", "mood", "timeline", "cytokines"]),
 ]
@@ -83,6 +85,7 @@ class ExplorerApp(pn.viewable.Viewer):
         self._synced = False
         self._views: dict = {}
         self._shared_time_range = None
+        self._overview = None  # the first tab's static time courses (built with the page)
         self._main = None  # the page's main column (the link notice goes on top of it when needed)
         self._watcher = None
         self.notice = pn.pane.Alert(
@@ -255,6 +258,38 @@ class ExplorerApp(pn.viewable.Viewer):
             self.blinded,
         )
 
+    def overview_html(self) -> str:
+        """The first view's time courses (occipital alpha, the selected measure) as static SVG, shared by every
+        session showing this selection."""
+        cond, s = self.conditions, self.settings
+        conditions = tuple((d, cond.label(d), cond.color(d)) for d in cond.order)
+        row = self.markers_row()
+        onset = None if row is None else float(row["alpha_suppression_onset_s"])
+        session = self.session or ""
+        alpha = _static_time_course(
+            self.manifest,
+            "occipital_alpha_db",
+            self.subject,
+            session,
+            conditions,
+            self._title("Occipital alpha"),
+            "occipital alpha (dB re baseline)",
+            float(s["params"].threshold_db),
+            onset,
+        )
+        entropy = _static_time_course(
+            self.manifest,
+            self.measure,
+            self.subject,
+            session,
+            conditions,
+            self._title(f"{self.measure}, all channels"),
+            f"{self.measure} (change)",
+            None,
+            None,
+        )
+        return f'<div style="display:flex;flex-wrap:wrap;gap:4px 12px">{alpha}{entropy}</div>'
+
     # --- views: Bokeh models built once per session, updated in place (pipelines.dashboards.views) ----
 
     # Plot titles are drawn as canvas text by Bokeh (never parsed as HTML) and only ever hold values from the
@@ -313,9 +348,13 @@ class ExplorerApp(pn.viewable.Viewer):
             self._views[n] = self._make(n)
         if new:
             self._refresh(set(PARAMS), only=new)
+        self._follow()
+        return [self._views[n] for n in names]
+
+    def _follow(self) -> None:
+        """From now on, a change of the selection updates what has been built (once per session)."""
         if self._watcher is None:
             self._watcher = self.param.watch(lambda *events: self._refresh({e.name for e in events}), list(PARAMS))
-        return [self._views[n] for n in names]
 
     def _refresh(self, changed: set[str], only=None) -> None:
         """Update what the changed parameters draw, in the views built so far (or just ``only``)."""
@@ -386,6 +425,8 @@ class ExplorerApp(pn.viewable.Viewer):
             )
         if only is None:
             self.summary.object = self.summary_markdown()
+            if self._overview is not None and any_("subject", "dose", "measure"):
+                self._overview.text = self.overview_html()
 
     def _on_select(self, index):
         if not index:
@@ -411,6 +452,7 @@ class ExplorerApp(pn.viewable.Viewer):
             self.param.unwatch(self._watcher)
             self._watcher = None
         self._views = {}
+        self._overview = None
         self._shared_time_range = None
         self._tabs = None
         self._main = None
@@ -454,26 +496,38 @@ class ExplorerApp(pn.viewable.Viewer):
             width=SIDEBAR_WIDTH,
             css_classes=["kw-sidebar"],
         )
-        # One tab on screen at a time: the views of the others are built (and sent) only when first opened.
-        holders = [pn.Column(sizing_mode="stretch_width") for _ in TABS]
+        # One tab on screen at a time (dynamic): a tab's views are built (and sent) when it is first opened, by
+        # the Tabs' own rendering of a lazy function, and kept for the session.
         tabs = pn.Tabs(
-            *[(title, holder) for (title, _), holder in zip(TABS, holders)], dynamic=True, sizing_mode="stretch_width"
+            *[(title, self._tab_content(names)) for title, names in TABS], dynamic=True, sizing_mode="stretch_width"
         )
-
-        def show(index: int) -> None:
-            if not holders[index].objects:
-                names = TABS[index][1]
-                figures = _wrapping_row([view.figure for view in self.views_for(names)])
-                holders[index].objects = [*self._controls_for(names), figures]
-
-        show(0)
-        tabs.param.watch(lambda event: show(event.new), "active")
         self._tabs = tabs
         main = pn.Column(
             *([self.notice] if self.notice.visible else []), self.summary, tabs, sizing_mode="stretch_width"
         )
         self._main = main
         return pn.Row(side, main, sizing_mode="stretch_width", stylesheets=[CSS])
+
+    def _tab_content(self, names):
+        """What a tab shows: the overview (no names), or the named interactive views with their controls, built
+        when the tab is first drawn."""
+        if not names:
+            return self._overview_pane()
+
+        def build():
+            figures = _wrapping_row([view.figure for view in self.views_for(names)])
+            controls = self._controls_for(names)
+            return pn.Column(*controls, figures, sizing_mode="stretch_width") if controls else figures
+
+        return pn.param.ParamFunction(build, lazy=True, sizing_mode="stretch_width")
+
+    def _overview_pane(self):
+        if self._overview is None:
+            from bokeh.models import Div
+
+            self._overview = Div(text=self.overview_html(), name="explorer-overview", sizing_mode="stretch_width")
+            self._follow()
+        return pn.pane.Bokeh(self._overview, sizing_mode="stretch_width")
 
     def _controls_for(self, names) -> list:
         """The controls that only act on these views, shown with them (none in the first view)."""
@@ -544,6 +598,32 @@ def _summary(manifest: str, subject: str, dose: float, measure: str, condition: 
         + f"; deepest {row['alpha_suppression_depth_db']:.1f} dB; {escape_markdown(measure)} peaked at {peak}."
     )
     return text
+
+
+@pn.cache(max_items=1024)
+def _static_time_course(
+    manifest: str,
+    name: str,
+    subject: str,
+    session: str,
+    conditions: tuple,
+    title: str,
+    ylabel: str,
+    threshold: float | None,
+    onset_s: float | None,
+) -> str:
+    """One time course as SVG (views.static_time_course); ``conditions``: (dose, label, colour) in order."""
+    settings = data.eeg_settings(manifest)
+    return views.static_time_course(
+        data.group_stats(manifest, name),
+        list(conditions),
+        _subject_series(manifest, name, subject, session),
+        title,
+        ylabel,
+        threshold=threshold,
+        infusion_end_s=settings["infusion_end_s"],
+        onset_s=onset_s,
+    )
 
 
 def _wrapping_row(figures: list):
