@@ -496,11 +496,17 @@ class ExplorerApp(pn.viewable.Viewer):
             width=SIDEBAR_WIDTH,
             css_classes=["kw-sidebar"],
         )
-        # One tab on screen at a time (dynamic): a tab's views are built (and sent) when it is first opened, by
-        # the Tabs' own rendering of a lazy function, and kept for the session.
-        tabs = pn.Tabs(
-            *[(title, self._tab_content(names)) for title, names in TABS], dynamic=True, sizing_mode="stretch_width"
-        )
+        # One tab on screen at a time (dynamic): the overview first; the other tabs' views are built (and sent)
+        # when the tab is first opened, into an empty column, and kept for the session.  (A lazy
+        # pn.param.ParamFunction per tab would cost ~3 ms per visitor each.)
+        holders = [self._overview_pane()] + [pn.Column(sizing_mode="stretch_width") for _ in TABS[1:]]
+        tabs = pn.Tabs(*zip([t for t, _ in TABS], holders), dynamic=True, sizing_mode="stretch_width")
+
+        def show(index: int) -> None:
+            if index and not holders[index].objects:
+                holders[index].objects = self._tab_content(TABS[index][1])
+
+        tabs.param.watch(lambda event: show(event.new), "active")
         self._tabs = tabs
         main = pn.Column(
             *([self.notice] if self.notice.visible else []), self.summary, tabs, sizing_mode="stretch_width"
@@ -508,18 +514,9 @@ class ExplorerApp(pn.viewable.Viewer):
         self._main = main
         return pn.Row(side, main, sizing_mode="stretch_width", stylesheets=[CSS])
 
-    def _tab_content(self, names):
-        """What a tab shows: the overview (no names), or the named interactive views with their controls, built
-        when the tab is first drawn."""
-        if not names:
-            return self._overview_pane()
-
-        def build():
-            figures = _wrapping_row([view.figure for view in self.views_for(names)])
-            controls = self._controls_for(names)
-            return pn.Column(*controls, figures, sizing_mode="stretch_width") if controls else figures
-
-        return pn.param.ParamFunction(build, lazy=True, sizing_mode="stretch_width")
+    def _tab_content(self, names) -> list:
+        """An interactive tab: the named views with the controls that act only on them."""
+        return [*self._controls_for(names), _wrapping_row([view.figure for view in self.views_for(names)])]
 
     def _overview_pane(self):
         if self._overview is None:
