@@ -259,36 +259,19 @@ class ExplorerApp(pn.viewable.Viewer):
         )
 
     def overview_html(self) -> str:
-        """The first view's time courses (occipital alpha, the selected measure) as static SVG, shared by every
-        session showing this selection."""
-        cond, s = self.conditions, self.settings
-        conditions = tuple((d, cond.label(d), cond.color(d)) for d in cond.order)
+        """The first view's time courses (occipital alpha, the selected measure) as static SVG: one string per
+        selection, shared by every session showing it (never rebuilt per visitor: it is ~160 kB)."""
+        cond = self.conditions
         row = self.markers_row()
-        onset = None if row is None else float(row["alpha_suppression_onset_s"])
-        session = self.session or ""
-        alpha = _static_time_course(
+        return _overview_html(
             self.manifest,
-            "occipital_alpha_db",
             self.subject,
-            session,
-            conditions,
-            self._title("Occipital alpha"),
-            "occipital alpha (dB re baseline)",
-            float(s["params"].threshold_db),
-            onset,
-        )
-        entropy = _static_time_course(
-            self.manifest,
+            self.session or "",
             self.measure,
-            self.subject,
-            session,
-            conditions,
-            self._title(f"{self.measure}, all channels"),
-            f"{self.measure} (change)",
-            None,
-            None,
+            tuple((d, cond.label(d), cond.color(d)) for d in cond.order),
+            (self._title("Occipital alpha"), self._title(f"{self.measure}, all channels")),
+            None if row is None else float(row["alpha_suppression_onset_s"]),
         )
-        return f'<div style="display:flex;flex-wrap:wrap;gap:4px 12px">{alpha}{entropy}</div>'
 
     # --- views: Bokeh models built once per session, updated in place (pipelines.dashboards.views) ----
 
@@ -542,7 +525,7 @@ class ExplorerApp(pn.viewable.Viewer):
 # Keyed by the manifest and the selection only (never by session), on top of the data.py loaders (also
 # keyed by the manifest): as fresh as they are, and cleared with them by pn.state.clear_caches().  Callers
 # treat the results as read-only.  Bounded: subjects × conditions × measures distinct selections (a few hundred
-# in the default study); a few MB at most.
+# in the default study); a few MB at most, plus the overview pictures (at most 128, ~20 MB).
 
 
 @pn.cache(max_items=1024)
@@ -597,7 +580,30 @@ def _summary(manifest: str, subject: str, dose: float, measure: str, condition: 
     return text
 
 
-@pn.cache(max_items=1024)
+# ~160 kB each: at most 128 selections (~20 MB) kept per server process.
+@pn.cache(max_items=128)
+def _overview_html(
+    manifest: str, subject: str, session: str, measure: str, conditions: tuple, titles: tuple, onset_s: float | None
+) -> str:
+    """Both time courses of the first view side by side (wrapping on a narrow window)."""
+    threshold = float(data.eeg_settings(manifest)["params"].threshold_db)
+    alpha = _static_time_course(
+        manifest,
+        "occipital_alpha_db",
+        subject,
+        session,
+        conditions,
+        titles[0],
+        "occipital alpha (dB re baseline)",
+        threshold,
+        onset_s,
+    )
+    entropy = _static_time_course(
+        manifest, measure, subject, session, conditions, titles[1], f"{measure} (change)", None, None
+    )
+    return f'<div style="display:flex;flex-wrap:wrap;gap:4px 12px">{alpha}{entropy}</div>'
+
+
 def _static_time_course(
     manifest: str,
     name: str,
