@@ -88,14 +88,7 @@ class ExplorerApp(pn.viewable.Viewer):
         self._overview = None  # the first tab's static time courses (built with the page)
         self._main = None  # the page's main column (the link notice goes on top of it when needed)
         self._watcher = None
-        self.notice = pn.pane.Alert(
-            "",
-            alert_type="warning",
-            visible=False,
-            css_classes=[safety.NOTICE_CLASS],
-            name="url-notice",
-            sizing_mode="stretch_width",
-        )
+        self._notice = None  # made when a link holds an unknown value (most visits: never)
         self.summary = pn.pane.Markdown(
             self.summary_markdown(), css_classes=["kw-summary"], name="explorer-summary", sizing_mode="stretch_width"
         )
@@ -124,7 +117,23 @@ class ExplorerApp(pn.viewable.Viewer):
             "time_s": safety.number_in(float(times[0]), float(times[-1]), grid=times),
         }
 
+    @property
+    def notice(self):
+        """The warning shown above the summary when a link held an unknown value."""
+        if self._notice is None:
+            self._notice = pn.pane.Alert(
+                "",
+                alert_type="warning",
+                visible=False,
+                css_classes=[safety.NOTICE_CLASS],
+                name="url-notice",
+                sizing_mode="stretch_width",
+            )
+        return self._notice
+
     def _show_rejected(self, rejected: list[str]) -> None:
+        if not rejected and self._notice is None:
+            return  # nothing to say, and nothing said before
         self.notice.object = safety.notice_text(rejected)
         self.notice.visible = bool(rejected)
         # On the page only once a link held an unknown value (most visits: never; one model less to send).
@@ -492,7 +501,10 @@ class ExplorerApp(pn.viewable.Viewer):
         tabs.param.watch(lambda event: show(event.new), "active")
         self._tabs = tabs
         main = pn.Column(
-            *([self.notice] if self.notice.visible else []), self.summary, tabs, sizing_mode="stretch_width"
+            *([self.notice] if self._notice is not None and self._notice.visible else []),
+            self.summary,
+            tabs,
+            sizing_mode="stretch_width",
         )
         self._main = main
         return pn.Row(side, main, sizing_mode="stretch_width", stylesheets=[CSS])
