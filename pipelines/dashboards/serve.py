@@ -248,7 +248,8 @@ def server_options(
         prefix=prefix or "",
         use_xheaders=use_xheaders,
         # A closed tab's session is destroyed (and its memory freed) 10 s after its websocket closed,
-        # checked every 3 s (Bokeh: 15 s / 17 s); 10 s still covers a slow GET-to-websocket gap.
+        # checked every 3 s (Bokeh: 15 s / 17 s); 10 s still covers a slow GET-to-websocket gap (several
+        # processes: 2 s, see make_server).
         unused_session_lifetime_milliseconds=10_000,
         check_unused_sessions_milliseconds=3_000,
     )
@@ -335,6 +336,11 @@ def make_server(
         # websocket lands (otherwise a GET and its websocket in two processes would each build it).
         pn.config.reuse_sessions = True
         options["num_procs"] = num_procs
+        # A session then exists only once its websocket has connected: there is no page-to-websocket gap to
+        # cover, and a closed tab's session goes 2-3 s after it closed.  (Closed sessions awaiting destruction
+        # set the servers' memory high-water mark, which the allocator does not give back: at 10 s, a soak of
+        # quick visits held ~100 of them at once and grew the servers by ~50 MB.)
+        options.update(unused_session_lifetime_milliseconds=2_000, check_unused_sessions_milliseconds=1_000)
     try:
         with _forked_workers(num_procs):
             server = pn.serve(apps, start=False, **options)
