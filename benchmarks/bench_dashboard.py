@@ -135,6 +135,21 @@ async def _soak(base: str, n: int, deadline: float) -> tuple[int, list[str]]:
     return done, errors
 
 
+def _settled_processes(server, settle_s: float = 1.0, timeout_s: float = 15.0) -> int:
+    """Number of server processes once the server has forked all of them.  The first worker prints the URLs as
+    soon as it is ready, possibly before the parent has forked the others: counting at once sometimes saw 1
+    of 2 (fewer warm-up visits, a wrong ``cpu_bound_delivery_s``)."""
+    count, since, deadline = -1, time.time(), time.time() + timeout_s
+    while time.time() < deadline:
+        now = max(1, len(server.children()))
+        if now != count:
+            count, since = now, time.time()
+        elif time.time() - since >= settle_s:
+            break
+        time.sleep(0.1)
+    return count
+
+
 def _server_cpu_s(server) -> float:
     """CPU seconds (user + system) used so far by the server and its worker processes."""
     import psutil
@@ -244,7 +259,7 @@ def run(quick: bool = False) -> list[dict]:
             time.sleep(0.2)
         startup_s = time.time() - start
         server = psutil.Process(proc.pid)
-        n_procs = max(1, len(server.children()))
+        n_procs = _settled_processes(server)
         loop = asyncio.new_event_loop()
         # First-session costs (per worker process) are not per-session: enough warm-up visits to reach every worker.
         for _ in range(2):

@@ -33,7 +33,12 @@ from pipelines.dashboards.widgets import RangeInput
 from pipelines.eeg import dynamics
 
 PARAMS = ("subject", "dose", "measure", "time_s")
+# The first tab is what every visitor is sent first: both time courses drawn once per selection as static SVG
+# and shared by every session showing it (one model per visitor instead of ~80).  The interactive figures
+# (hover, save) are one click away, built with their controls when their tab is first opened, and kept.
+OVERVIEW = "Overview"
 TABS = [
+    (OVERVIEW, []),
     ("Time courses", ["alpha", "entropy"]),
     ("Topomap, dose-response, selection", ["topo", "dose_response", "scatter"]),
     ("Experience, mood, cytokines", ["profile", "mood", "timeline", "cytokines"]),
@@ -80,16 +85,10 @@ class ExplorerApp(pn.viewable.Viewer):
         self._synced = False
         self._views: dict = {}
         self._shared_time_range = None
+        self._overview = None  # the first tab's static time courses (built with the page)
         self._main = None  # the page's main column (the link notice goes on top of it when needed)
         self._watcher = None
-        self.notice = pn.pane.Alert(
-            "",
-            alert_type="warning",
-            visible=False,
-            css_classes=[safety.NOTICE_CLASS],
-            name="url-notice",
-            sizing_mode="stretch_width",
-        )
+        self._notice = None  # made when a link holds an unknown value (most visits: never)
         self.summary = pn.pane.Markdown(
             self.summary_markdown(), css_classes=["kw-summary"], name="explorer-summary", sizing_mode="stretch_width"
         )
@@ -118,7 +117,23 @@ class ExplorerApp(pn.viewable.Viewer):
             "time_s": safety.number_in(float(times[0]), float(times[-1]), grid=times),
         }
 
+    @property
+    def notice(self):
+        """The warning shown above the summary when a link held an unknown value."""
+        if self._notice is None:
+            self._notice = pn.pane.Alert(
+                "",
+                alert_type="warning",
+                visible=False,
+                css_classes=[safety.NOTICE_CLASS],
+                name="url-notice",
+                sizing_mode="stretch_width",
+            )
+        return self._notice
+
     def _show_rejected(self, rejected: list[str]) -> None:
+        if not rejected and self._notice is None:
+            return  # nothing to say, and nothing said before
         self.notice.object = safety.notice_text(rejected)
         self.notice.visible = bool(rejected)
         # On the page only once a link held an unknown value (most visits: never; one model less to send).
@@ -252,6 +267,21 @@ class ExplorerApp(pn.viewable.Viewer):
             self.blinded,
         )
 
+    def overview_html(self) -> str:
+        """The first view's time courses (occipital alpha, the selected measure) as static SVG: one string per
+        selection, shared by every session showing it (never rebuilt per visitor: it is ~160 kB)."""
+        cond = self.conditions
+        row = self.markers_row()
+        return _overview_html(
+            self.manifest,
+            self.subject,
+            self.session or "",
+            self.measure,
+            tuple((d, cond.label(d), cond.color(d)) for d in cond.order),
+            (self._title("Occipital alpha"), self._title(f"{self.measure}, all channels")),
+            None if row is None else float(row["alpha_suppression_onset_s"]),
+        )
+
     # --- views: Bokeh models built once per session, updated in place (pipelines.dashboards.views) ----
 
     # Plot titles are drawn as canvas text by Bokeh (never parsed as HTML) and only ever hold values from the
@@ -310,9 +340,13 @@ class ExplorerApp(pn.viewable.Viewer):
             self._views[n] = self._make(n)
         if new:
             self._refresh(set(PARAMS), only=new)
+        self._follow()
+        return [self._views[n] for n in names]
+
+    def _follow(self) -> None:
+        """From now on, a change of the selection updates what has been built (once per session)."""
         if self._watcher is None:
             self._watcher = self.param.watch(lambda *events: self._refresh({e.name for e in events}), list(PARAMS))
-        return [self._views[n] for n in names]
 
     def _refresh(self, changed: set[str], only=None) -> None:
         """Update what the changed parameters draw, in the views built so far (or just ``only``)."""
@@ -383,6 +417,8 @@ class ExplorerApp(pn.viewable.Viewer):
             )
         if only is None:
             self.summary.object = self.summary_markdown()
+            if self._overview is not None and any_("subject", "dose", "measure"):
+                self._overview.text = self.overview_html()
 
     def _on_select(self, index):
         if not index:
@@ -408,6 +444,7 @@ class ExplorerApp(pn.viewable.Viewer):
             self.param.unwatch(self._watcher)
             self._watcher = None
         self._views = {}
+        self._overview = None
         self._shared_time_range = None
         self._tabs = None
         self._main = None
@@ -427,8 +464,6 @@ class ExplorerApp(pn.viewable.Viewer):
                 self.param.dose, name="Condition" if self.blinded else "Dose", width=width, description=None
             ),
             pn.widgets.Select.from_param(self.param.measure, name="Measure", width=width, description=None),
-            # A native, labelled range input (Panel's slider handle has no accessible name).
-            RangeInput.linked(self, "time_s", "Topomap time (s from infusion start)", "s", width=width - 10),
         )
         study = data.study(self.manifest)
         blind_note = (
@@ -453,24 +488,45 @@ class ExplorerApp(pn.viewable.Viewer):
             width=SIDEBAR_WIDTH,
             css_classes=["kw-sidebar"],
         )
-        # One tab on screen at a time: the views of the others are built (and sent) only when first opened.
-        holders = [pn.Column(sizing_mode="stretch_width") for _ in TABS]
-        tabs = pn.Tabs(
-            *[(title, holder) for (title, _), holder in zip(TABS, holders)], dynamic=True, sizing_mode="stretch_width"
-        )
+        # One tab on screen at a time (dynamic): the overview first; the other tabs' views are built (and sent)
+        # when the tab is first opened, into an empty column, and kept for the session.  (A lazy
+        # pn.param.ParamFunction per tab would cost ~3 ms per visitor each.)
+        holders = [self._overview_pane()] + [pn.Column(sizing_mode="stretch_width") for _ in TABS[1:]]
+        tabs = pn.Tabs(*zip([t for t, _ in TABS], holders), dynamic=True, sizing_mode="stretch_width")
 
         def show(index: int) -> None:
-            if not holders[index].objects:
-                holders[index].objects = [_wrapping_row([view.figure for view in self.views_for(TABS[index][1])])]
+            if index and not holders[index].objects:
+                holders[index].objects = self._tab_content(TABS[index][1])
 
-        show(0)
         tabs.param.watch(lambda event: show(event.new), "active")
         self._tabs = tabs
         main = pn.Column(
-            *([self.notice] if self.notice.visible else []), self.summary, tabs, sizing_mode="stretch_width"
+            *([self.notice] if self._notice is not None and self._notice.visible else []),
+            self.summary,
+            tabs,
+            sizing_mode="stretch_width",
         )
         self._main = main
         return pn.Row(side, main, sizing_mode="stretch_width", stylesheets=[CSS])
+
+    def _tab_content(self, names) -> list:
+        """An interactive tab: the named views with the controls that act only on them."""
+        return [*self._controls_for(names), _wrapping_row([view.figure for view in self.views_for(names)])]
+
+    def _overview_pane(self):
+        if self._overview is None:
+            from bokeh.models import Div
+
+            self._overview = Div(text=self.overview_html(), name="explorer-overview", sizing_mode="stretch_width")
+            self._follow()
+        return pn.pane.Bokeh(self._overview, sizing_mode="stretch_width")
+
+    def _controls_for(self, names) -> list:
+        """The controls that only act on these views, shown with them (none in the first view)."""
+        if "topo" not in names:
+            return []
+        # A native, labelled range input (Panel's slider handle has no accessible name).
+        return [RangeInput.linked(self, "time_s", "Topomap time (s from infusion start)", "s", width=SIDEBAR_WIDTH)]
 
     def show_tab(self, title: str) -> None:
         """Open the tab named ``title`` (what a click on it does; tests use it)."""
@@ -481,7 +537,7 @@ class ExplorerApp(pn.viewable.Viewer):
 # Keyed by the manifest and the selection only (never by session), on top of the data.py loaders (also
 # keyed by the manifest): as fresh as they are, and cleared with them by pn.state.clear_caches().  Callers
 # treat the results as read-only.  Bounded: subjects × conditions × measures distinct selections (a few hundred
-# in the default study); a few MB at most.
+# in the default study); a few MB at most, plus the overview pictures (at most 128, ~20 MB).
 
 
 @pn.cache(max_items=1024)
@@ -534,6 +590,55 @@ def _summary(manifest: str, subject: str, dose: float, measure: str, condition: 
         + f"; deepest {row['alpha_suppression_depth_db']:.1f} dB; {escape_markdown(measure)} peaked at {peak}."
     )
     return text
+
+
+# ~160 kB each: at most 128 selections (~20 MB) kept per server process.
+@pn.cache(max_items=128)
+def _overview_html(
+    manifest: str, subject: str, session: str, measure: str, conditions: tuple, titles: tuple, onset_s: float | None
+) -> str:
+    """Both time courses of the first view side by side (wrapping on a narrow window)."""
+    threshold = float(data.eeg_settings(manifest)["params"].threshold_db)
+    alpha = _static_time_course(
+        manifest,
+        "occipital_alpha_db",
+        subject,
+        session,
+        conditions,
+        titles[0],
+        "occipital alpha (dB re baseline)",
+        threshold,
+        onset_s,
+    )
+    entropy = _static_time_course(
+        manifest, measure, subject, session, conditions, titles[1], f"{measure} (change)", None, None
+    )
+    return f'<div style="display:flex;flex-wrap:wrap;gap:4px 12px">{alpha}{entropy}</div>'
+
+
+def _static_time_course(
+    manifest: str,
+    name: str,
+    subject: str,
+    session: str,
+    conditions: tuple,
+    title: str,
+    ylabel: str,
+    threshold: float | None,
+    onset_s: float | None,
+) -> str:
+    """One time course as SVG (views.static_time_course); ``conditions``: (dose, label, colour) in order."""
+    settings = data.eeg_settings(manifest)
+    return views.static_time_course(
+        data.group_stats(manifest, name),
+        list(conditions),
+        _subject_series(manifest, name, subject, session),
+        title,
+        ylabel,
+        threshold=threshold,
+        infusion_end_s=settings["infusion_end_s"],
+        onset_s=onset_s,
+    )
 
 
 def _wrapping_row(figures: list):

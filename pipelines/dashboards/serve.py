@@ -248,7 +248,8 @@ def server_options(
         prefix=prefix or "",
         use_xheaders=use_xheaders,
         # A closed tab's session is destroyed (and its memory freed) 10 s after its websocket closed,
-        # checked every 3 s (Bokeh: 15 s / 17 s); 10 s still covers a slow GET-to-websocket gap.
+        # checked every 3 s (Bokeh: 15 s / 17 s); 10 s still covers a slow GET-to-websocket gap (several
+        # processes: 2 s, see make_server).
         unused_session_lifetime_milliseconds=10_000,
         check_unused_sessions_milliseconds=3_000,
     )
@@ -337,16 +338,28 @@ def make_server(
             if problem:
                 print(f"note: {branch} view will be empty: {problem}", file=sys.stderr)
     if num_procs > 1:
-        # The page shell comes from one cached session per process; the visitor's document is built where the
-        # websocket lands (otherwise a GET and its websocket in two processes would each build it).
-        pn.config.reuse_sessions = True
-        options["num_procs"] = num_procs
+        _share_between_processes(options, num_procs)
     try:
         with _forked_workers(num_procs):
             server = pn.serve(apps, start=False, **options)
     except OSError as exc:  # the port was taken between the check and the bind
         raise ServeError(bind_problem(host, port, exc)) from None
     return server, app_urls(host, server.port, prefix, "https" if ssl_certfile else "http")
+
+
+def _share_between_processes(options: dict, num_procs: int) -> None:
+    """Serving options for ``num_procs`` > 1 processes on one port."""
+    import panel as pn
+
+    # The page shell comes from one cached session per process; the visitor's document is built where the
+    # websocket lands (otherwise a GET and its websocket in two processes would each build it).
+    pn.config.reuse_sessions = True
+    options["num_procs"] = num_procs
+    # A session then exists only once its websocket has connected: there is no page-to-websocket gap to
+    # cover, and a closed tab's session goes 2-3 s after it closed.  (Closed sessions awaiting destruction
+    # set the servers' memory high-water mark, which the allocator does not give back: at 10 s, a soak of
+    # quick visits held ~100 of them at once and grew the servers by ~50 MB.)
+    options.update(unused_session_lifetime_milliseconds=2_000, check_unused_sessions_milliseconds=1_000)
 
 
 class _forked_workers:

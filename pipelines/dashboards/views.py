@@ -600,3 +600,159 @@ class Timeline:
             data["marker"].append("circle" if integration else "triangle")
         self.points.data = data
         self.figure.title.text = title
+
+
+# --- static time course (the explorer's first view) --------------------------------------------------------
+# What a visitor is sent first: the same time course as TimeCourse (condition means ± SEM, the subject's raw and
+# smoothed curves, infusion start/end, threshold and onset), drawn here once as SVG text that every session
+# showing the same selection shares (one HTML model per visitor instead of ~40 Bokeh models); the interactive
+# figures are one click away.  Every text in it is escaped; in blinded mode it holds letters, never doses.
+
+SVG_SIZE = (640, 300)
+_MARGIN = {"left": 62, "right": 175, "top": 30, "bottom": 44}
+
+
+def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
+    """About ``n`` round tick values (1, 2 or 5 × 10^k apart) inside [lo, hi]."""
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+        return [lo] if np.isfinite(lo) else []
+    raw = (hi - lo) / max(n - 1, 1)
+    power = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = np.ceil(lo / step) * step
+    return [round(float(v), 10) + 0.0 for v in np.arange(first, hi + step * 1e-9, step)]  # + 0.0: no "-0"
+
+
+def _svg_number(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def _svg_path(xs, ys, sx, sy) -> str:
+    """SVG path data for a curve, broken where a value is missing (NaN)."""
+    parts, pen_down = [], False
+    for x, y in zip(xs, ys):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            pen_down = False
+            continue
+        parts.append(f"{'L' if pen_down else 'M'}{_svg_number(sx(x))},{_svg_number(sy(y))}")
+        pen_down = True
+    return "".join(parts)
+
+
+def _svg_axes(x_range, y_range, sx, sy, xlabel: str, ylabel: str) -> list[str]:
+    from html import escape
+
+    (x0, x1), (y0, y1) = x_range, y_range
+    w, h = SVG_SIZE
+    left, bottom, right = _MARGIN["left"], h - _MARGIN["bottom"], w - _MARGIN["right"]
+    out = [
+        f'<rect x="{left}" y="{_MARGIN["top"]}" width="{right - left}" height="{bottom - _MARGIN["top"]}" '
+        'fill="white" stroke="#cccccc"/>'
+    ]
+    for t in nice_ticks(x0, x1, 7):
+        x = _svg_number(sx(t))
+        out.append(f'<line x1="{x}" x2="{x}" y1="{_MARGIN["top"]}" y2="{bottom}" stroke="#eeeeee"/>')
+        out.append(f'<text x="{x}" y="{bottom + 14}" text-anchor="middle">{t:g}</text>')
+    for t in nice_ticks(y0, y1, 6):
+        y = _svg_number(sy(t))
+        out.append(f'<line x1="{left}" x2="{right}" y1="{y}" y2="{y}" stroke="#eeeeee"/>')
+        out.append(f'<text x="{left - 5}" y="{y}" dy="0.32em" text-anchor="end">{t:g}</text>')
+    out.append(f'<text x="{(left + right) / 2:.0f}" y="{h - 8}" text-anchor="middle">{escape(xlabel)}</text>')
+    out.append(
+        f'<text transform="translate(14,{(_MARGIN["top"] + bottom) / 2:.0f}) rotate(-90)" text-anchor="middle">'
+        f"{escape(ylabel)}</text>"
+    )
+    return out
+
+
+def _svg_legend(items: list[tuple[str, str, float, str]]) -> list[str]:
+    """One row per (label, colour, width, dash) on the right of the plot area."""
+    from html import escape
+
+    x, out = SVG_SIZE[0] - _MARGIN["right"] + 12, []
+    for i, (label, color, width, dash) in enumerate(items):
+        y = _MARGIN["top"] + 10 + 17 * i
+        out.append(
+            f'<line x1="{x}" x2="{x + 22}" y1="{y}" y2="{y}" stroke="{color}" stroke-width="{width:g}"'
+            + (f' stroke-dasharray="{dash}"' if dash else "")
+            + "/>"
+        )
+        out.append(f'<text x="{x + 28}" y="{y}" dy="0.32em">{escape(label)}</text>')
+    return out
+
+
+def _time_course_curves(stats: pd.DataFrame, conditions, subject: pd.DataFrame) -> list[tuple]:
+    """(label, colour, width, opacity, xs, ys, band or None) of every curve, as TimeCourse draws them."""
+    curves = []
+    for dose, label, color in conditions:
+        g = stats[np.isclose(stats["dose_mg_per_kg"], dose)].sort_values("time_s")
+        g = g[np.isfinite(g["mean"].to_numpy(dtype=float))]
+        t, m, s = (g[c].to_numpy(dtype=float) for c in ("time_s", "mean", "sem"))
+        s = np.nan_to_num(s)
+        curves.append((label, color, 2.0, 1.0, t, m, (m - s, m + s)))
+    t = subject["time_s"].to_numpy(dtype=float)
+    curves.append(("subject (window)", SUBJECT_COLOR, 1.0, 0.35, t, subject["value"].to_numpy(dtype=float), None))
+    curves.append(("subject (smoothed)", SUBJECT_COLOR, 3.0, 1.0, t, subject["smoothed"].to_numpy(dtype=float), None))
+    return curves
+
+
+def static_time_course(
+    stats: pd.DataFrame,
+    conditions: list[tuple[float, str, str]],
+    subject: pd.DataFrame,
+    title: str,
+    ylabel: str,
+    *,
+    threshold: float | None = None,
+    infusion_end_s: float | None = None,
+    onset_s: float | None = None,
+) -> str:
+    """TimeCourse's picture as one SVG element.  ``stats``: dose_mg_per_kg, time_s, mean, sem (data.group_stats);
+    ``conditions``: (dose, label, colour) in display order; ``subject``: time_s, value, smoothed."""
+    from html import escape
+
+    curves = _time_course_curves(stats, conditions, subject)
+    xs = np.concatenate([c[4] for c in curves] + [[0.0]])
+    ys = np.concatenate([c[5] for c in curves] + [b for c in curves if c[6] is not None for b in c[6]])
+    if threshold is not None:
+        ys = np.append(ys, threshold)
+    (x0, x1), (y0, y1) = padded(xs, 0.0), padded(ys, 0.06)
+    w, h = SVG_SIZE
+    left, right, top, bottom = _MARGIN["left"], w - _MARGIN["right"], _MARGIN["top"], h - _MARGIN["bottom"]
+    sx = lambda x: left + (x - x0) / (x1 - x0) * (right - left)
+    sy = lambda y: bottom - (y - y0) / (y1 - y0) * (bottom - top)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
+        f'aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{left}" y="18" font-size="13" font-weight="bold">{escape(title)}</text>',
+        *_svg_axes((x0, x1), (y0, y1), sx, sy, "time from infusion start (s)", ylabel),
+    ]
+    for _label, color, _w, _a, tt, _m, band in curves:
+        if band is not None and len(tt):
+            outline = _svg_path(np.concatenate([tt, tt[::-1]]), np.concatenate([band[0], band[1][::-1]]), sx, sy)
+            out.append(f'<path d="{outline}Z" fill="{color}" fill-opacity="0.2" stroke="none"/>')
+    refs = [(0.0, "4 4", "black", "infusion start")]
+    if infusion_end_s is not None:
+        refs.append((infusion_end_s, "1 3", "black", "infusion end"))
+    if onset_s is not None and np.isfinite(onset_s):
+        refs.append((float(onset_s), "6 3 2 3", SUBJECT_COLOR, "subject's suppression onset"))
+    for x, dash, color, what in refs:
+        if x0 <= x <= x1:
+            out.append(
+                f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{top}" y2="{bottom}" stroke="{color}" '
+                f'stroke-dasharray="{dash}"><title>{escape(what)}</title></line>'
+            )
+    if threshold is not None:
+        out.append(
+            f'<line x1="{left}" x2="{right}" y1="{sy(threshold):.1f}" y2="{sy(threshold):.1f}" '
+            f'stroke="{SUBJECT_COLOR}" stroke-dasharray="4 4"><title>threshold {threshold:g}</title></line>'
+        )
+    for label, color, width, alpha, tt, m, _band in curves:
+        out.append(
+            f'<path d="{_svg_path(tt, m, sx, sy)}" fill="none" stroke="{color}" stroke-width="{width:g}" '
+            f'stroke-opacity="{alpha:g}"><title>{escape(label)}</title></path>'
+        )
+    out += _svg_legend([(c[0], c[1], c[2], "") for c in curves])
+    out.append("</svg>")
+    return "".join(out)

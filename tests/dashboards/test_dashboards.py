@@ -166,6 +166,130 @@ def test_scatter_ranges_and_summary_follow_the_widgets(explorer_cls):
     assert v == pytest.approx(np.nanmax(after["smoothed"])) and f"{v:+.3f}" in app.summary.object
 
 
+# What a visitor's first view may cost: the models of the explorer's document as the server first sends it
+# (102 before issue 16's last round: two Bokeh time courses and the topomap's range input in it; now the
+# summary, the selectors, the tabs and one HTML pane holding the time courses as SVG).  Every model is built,
+# registered and serialised per visitor, roughly 1 ms of server CPU each.
+FIRST_VIEW_MAX_MODELS = 30
+
+
+def _served_document(app):
+    """The explorer's Bokeh document as the server builds it for a session (Panel's server_doc)."""
+    import panel as pn
+    from bokeh.document import Document
+
+    doc = Document()
+    pn.panel(app).server_doc(doc)
+    return doc
+
+
+def _figure_titles(doc) -> list[str]:
+    from bokeh.models import Plot
+
+    return sorted(str(m.title.text) for m in doc.models if isinstance(m, Plot))
+
+
+def _markup(doc) -> str:
+    """The HTML the document's panes and divs carry (Panel's HTML model holds it escaped, BokehJS unescapes it)."""
+    from html import unescape
+
+    from bokeh.models import Div
+    from panel.models import HTML
+
+    return "".join(
+        unescape(m.text) if isinstance(m, HTML) else m.text for m in doc.models if isinstance(m, (Div, HTML))
+    )
+
+
+def _svg_titles(html: str) -> list[str]:
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(html)  # well-formed: the browser draws exactly this
+    ns = "{http://www.w3.org/2000/svg}"
+    return [svg.find(f"{ns}title").text for svg in root.iter(f"{ns}svg")]
+
+
+def test_the_first_view_is_small_and_every_tab_is_one_click_away(explorer_cls):
+    """The first view holds the summary, the selectors and both time courses as static SVG (no Bokeh figure);
+    every interactive view is built when its tab is opened, into the same document, and follows the selectors."""
+    from bokeh.models import Plot
+    from panel.models.esm import ReactiveESM  # the Bokeh model of a JSComponent (the range input)
+
+    from pipelines.dashboards.explorer import TABS
+
+    app = explorer_cls(MANIFEST, subject="sub-03", dose=0.5, measure="perm_entropy")
+    doc = _served_document(app)
+    models = list(doc.models)
+    assert len(models) <= FIRST_VIEW_MAX_MODELS, len(models)
+    assert not [m for m in models if isinstance(m, (Plot, ReactiveESM))]
+    assert "alpha suppression below" in app.summary.object
+    overview = _markup(doc)
+    assert overview.count("<svg") == 2 and app.overview_html() in overview
+    first = ["Occipital alpha — sub-03, 0.50 mg/kg", "perm_entropy, all channels — sub-03, 0.50 mg/kg"]
+    assert _svg_titles(app.overview_html()) == first
+    expected = {"Time courses": 2, "Topomap, dose-response, selection": 3, "Experience, mood, cytokines": 4}
+    assert [t for t, _ in TABS] == ["Overview", *expected]
+    for title, n_figures in expected.items():  # a dynamic tab: only the open tab's figures are on the page
+        app.show_tab(title)
+        assert len(_figure_titles(doc)) == n_figures, (title, _figure_titles(doc))
+        ranges = [m for m in doc.models if isinstance(m, ReactiveESM)]
+        assert len(ranges) == title.startswith("Topomap"), title  # the range input comes with the topomap
+    assert len(app._views) == sum(expected.values())
+    app.param.update(subject="sub-07", measure="lzc_median")
+    assert _svg_titles(app._overview.text) == [
+        "Occipital alpha — sub-07, 0.50 mg/kg",
+        "lzc_median, all channels — sub-07, 0.50 mg/kg",
+    ]
+    assert all(
+        view.figure.title.text.endswith(("sub-07, 0.50 mg/kg", "sub-07"))
+        for n, view in app._views.items()
+        if n not in ("dose_response", "scatter")
+    ), {n: v.figure.title.text for n, v in app._views.items()}
+    app.show_tab("Overview")
+    assert app._overview.text in _markup(doc)
+
+
+def test_static_time_course_draws_its_data_where_it_belongs_and_escapes_text():
+    """The first view's SVG: each curve is one path through the data's own points (scaled into the plot area),
+    broken at missing values; every text is escaped; the band encloses the condition's mean."""
+    import re as re_
+
+    import pandas as pd
+
+    from pipelines.dashboards import views
+
+    t = np.arange(-60.0, 121.0, 30.0)
+    stats = pd.DataFrame({"dose_mg_per_kg": 1.0, "time_s": t, "mean": np.where(t > 0, -10.0, 0.0), "sem": 1.0})
+    value = np.where(t > 0, -12.0, 0.5)
+    value[3] = np.nan
+    subject = pd.DataFrame({"time_s": t, "value": value, "smoothed": value})
+    svg = views.static_time_course(
+        stats,
+        [(1.0, "1.00 mg/kg <b>", "#08306b")],
+        subject,
+        "a <script>x</script>",
+        "dB",
+        threshold=-8.0,
+        infusion_end_s=90.0,
+        onset_s=15.0,
+    )
+    assert "<script>" not in svg and "&lt;script&gt;" in svg and "1.00 mg/kg &lt;b&gt;" in svg
+    assert _svg_titles(f"<div>{svg}</div>") == ["a <script>x</script>"]
+    paths = re_.findall(r'<path d="([^"]*)" fill="none" stroke="([^"]+)"', svg)
+    assert [c for _, c in paths] == ["#08306b", views.SUBJECT_COLOR, views.SUBJECT_COLOR]
+    mean_xy = np.array(re_.findall(r"[ML]([-\d.]+),([-\d.]+)", paths[0][0]), dtype=float)
+    assert len(mean_xy) == len(t) and np.all(np.diff(mean_xy[:, 0]) > 0)  # left to right, one vertex per time
+    assert len(set(mean_xy[t > 0, 1])) == 1 and mean_xy[t > 0, 1][0] > mean_xy[0, 1]  # -10 dB is drawn lower
+    assert paths[1][0].count("M") == 2 and paths[1][0].count("L") == len(t) - 3  # broken at the missing window
+    w, h = views.SVG_SIZE
+    left, right = views._MARGIN["left"], w - views._MARGIN["right"]
+    top, bottom = views._MARGIN["top"], h - views._MARGIN["bottom"]
+    xy = np.array(re_.findall(r"[ML]([-\d.]+),([-\d.]+)", "".join(p for p, _ in paths)), dtype=float)
+    assert xy[:, 0].min() >= left and xy[:, 0].max() <= right and xy[:, 1].min() >= top and xy[:, 1].max() <= bottom
+    assert svg.count("stroke-dasharray") == 4  # infusion start, infusion end, onset, threshold
+    assert views.nice_ticks(-0.04, 0.16) == [0.0, 0.05, 0.1, 0.15] and views.nice_ticks(-120, 360, 7)[0] == -100
+
+
 def test_titration_replay_raises_the_alert_only_on_suppression(titration_cls):
     from pipelines.dashboards import data
 
@@ -452,11 +576,22 @@ PLOT_DATA_DIGEST = """() => {
 }"""
 
 
+def _svg_headings(page) -> list[str]:
+    """Titles of the static time courses on the page (Playwright's locators pierce Panel's shadow roots)."""
+    return page.locator("svg[role=img] > title").all_text_contents()
+
+
 def test_explorer_loads_without_errors_and_a_widget_updates_the_plots(browser, served):
     page, errors = _open(browser, served["base"] + "/explorer")
     try:
         page.get_by_text("alpha suppression below").first.wait_for(timeout=30_000)
-        page.wait_for_timeout(500)
+        page.locator("svg[role=img]").first.wait_for(timeout=30_000)  # the first view: both time courses
+        assert [t.split(" — ")[1] for t in _svg_headings(page)] == ["sub-01, 1.00 mg/kg"] * 2, _svg_headings(page)
+        assert page.evaluate(PLOT_DATA_DIGEST).startswith("0:")  # no Bokeh figure in the first view
+        page.get_by_text("Time courses", exact=True).first.click()  # the interactive figures: one click
+        deadline = time.time() + 30
+        while int(page.evaluate(PLOT_DATA_DIGEST).split(":")[0]) <= 1000 and time.time() < deadline:
+            page.wait_for_timeout(250)
         before = page.evaluate(PLOT_DATA_DIGEST)
         assert int(before.split(":")[0]) > 1000, before  # the plots carry data
         page.locator("select").first.select_option("sub-05")
@@ -466,7 +601,56 @@ def test_explorer_loads_without_errors_and_a_widget_updates_the_plots(browser, s
             page.wait_for_timeout(250)
         assert page.evaluate(PLOT_DATA_DIGEST) != before, "the plots did not change after selecting another subject"
         assert served["sessions"]["explorer"][-1].subject == "sub-05"
+        page.get_by_text("Overview", exact=True).first.click()
+        deadline = time.time() + 30
+        shown = lambda: [t.split(" — ")[1] for t in _svg_headings(page)]
+        while shown() != ["sub-05, 1.00 mg/kg"] * 2 and time.time() < deadline:
+            page.wait_for_timeout(250)
+        assert shown() == ["sub-05, 1.00 mg/kg"] * 2, _svg_headings(page)
         page.screenshot(path=str(Path(os.environ.get("KW_SCREENSHOTS", "/tmp")) / "kw_explorer.png"), full_page=True)
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+# Every figure BokehJS holds, with whether it is drawn (its canvas on the page with a non-zero size).
+FIGURES_DRAWN = """() => {
+  const canvases = [];
+  const walk = (root) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.tagName === 'CANVAS' && el.width > 0 && el.height > 0 && el.getBoundingClientRect().width > 0) canvases.push(el);
+      if (el.shadowRoot) walk(el.shadowRoot);
+    }
+  };
+  walk(document);
+  const titles = [];
+  for (const doc of window.Bokeh.documents)
+    for (const m of doc.all_models)
+      if (m.title && m.title.text !== undefined && m.renderers) titles.push(String(m.title.text));
+  return {titles, canvases: canvases.length};
+}"""
+
+
+def test_every_tab_of_the_explorer_opens_and_draws_its_figures_in_the_browser(browser, served):
+    """Each panel the explorer had before the first view was made static is one click away and drawn."""
+    from pipelines.dashboards.explorer import TABS
+
+    page, errors = _open(browser, served["base"] + "/explorer?subject=sub-02&dose=0.5")
+    try:
+        page.get_by_text("alpha suppression below").first.wait_for(timeout=30_000)
+        seen = set()
+        for title, names in TABS[1:]:
+            page.get_by_text(title, exact=True).first.click()
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                state = page.evaluate(FIGURES_DRAWN)
+                if len(set(state["titles"]) - seen) >= len(names) and state["canvases"] >= len(names):
+                    break
+                page.wait_for_timeout(250)
+            new = set(state["titles"]) - seen
+            assert len(new) == len(names) and state["canvases"] >= len(names), (title, state)
+            seen |= new
+        assert len(seen) == 9 and sum("sub-02" in t for t in seen) >= 7, seen
         assert not errors, errors
     finally:
         page.close()
