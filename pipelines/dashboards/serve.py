@@ -292,6 +292,7 @@ def make_server(
         check_port(host, port)  # before the data are loaded: a busy port fails at once
     port = port or free_port(host)
     key = data.manifest_key(manifest)
+    _check_applies(key)
     if num_procs < 1:
         raise ServeError(f"--num-procs must be at least 1 (got {num_procs})")
     mapping = blinding_for(key, blind, blind_secret_file, unblind_key, environ)
@@ -325,18 +326,9 @@ def make_server(
     from bokeh.settings import settings as bokeh_settings
 
     bokeh_settings.perform_document_validation.set_value(False)
-    reason = data.not_applicable(key)
-    if reason:
-        raise ServeError(
-            f"the dashboards do not apply to study {data.study(key).name!r}: {reason}; its reports "
-            "(make all, reports/index.html) show every analysis this design supports"
-        )
     data.setup_extension()
     if warm:
-        problems = data.warm(key)  # every visitor then reads cached data
-        for branch, problem in problems.items():
-            if problem:
-                print(f"note: {branch} view will be empty: {problem}", file=sys.stderr)
+        _warm(key)
     if num_procs > 1:
         _share_between_processes(options, num_procs)
     try:
@@ -345,6 +337,28 @@ def make_server(
     except OSError as exc:  # the port was taken between the check and the bind
         raise ServeError(bind_problem(host, port, exc)) from None
     return server, app_urls(host, server.port, prefix, "https" if ssl_certfile else "http")
+
+
+def _check_applies(key: str) -> None:
+    """Refuse a study the dashboards do not serve (no EEG, or no window before the infusion) in one line."""
+    from pipelines.dashboards import data
+
+    reason = data.not_applicable(key)
+    if reason:
+        raise ServeError(
+            f"the dashboards do not apply to study {data.study(key).name!r}: {reason}; its reports "
+            "(make all, reports/index.html) show every analysis this design supports"
+        )
+
+
+def _warm(key: str) -> None:
+    """Load every cached table before visitors come; a branch that cannot load is named on stderr."""
+    from pipelines.dashboards import data
+
+    problems = data.warm(key)
+    for branch, problem in problems.items():
+        if problem:
+            print(f"note: {branch} view will be empty: {problem}", file=sys.stderr)
 
 
 def _share_between_processes(options: dict, num_procs: int) -> None:
