@@ -121,14 +121,7 @@ class ExplorerApp(pn.viewable.Viewer):
     def notice(self):
         """The warning shown above the summary when a link held an unknown value."""
         if self._notice is None:
-            self._notice = pn.pane.Alert(
-                "",
-                alert_type="warning",
-                visible=False,
-                css_classes=[safety.NOTICE_CLASS],
-                name="url-notice",
-                sizing_mode="stretch_width",
-            )
+            self._notice = safety.url_notice()
         return self._notice
 
     def _show_rejected(self, rejected: list[str]) -> None:

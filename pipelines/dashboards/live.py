@@ -109,14 +109,7 @@ class LiveApp(pn.viewable.Viewer):
         self._log = pn.pane.Markdown(
             "", css_classes=[LOG_CLASS], name="live-log", sizing_mode="stretch_width", styles={"font-size": "12px"}
         )
-        self.notice = pn.pane.Alert(
-            "",
-            alert_type="warning",
-            visible=False,
-            css_classes=[safety.NOTICE_CLASS],
-            name="url-notice",
-            sizing_mode="stretch_width",
-        )
+        self.notice = safety.url_notice()
         self._snapshot = {
             "results": [],
             "events": [],

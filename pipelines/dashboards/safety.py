@@ -211,3 +211,17 @@ def guarded(build: Callable[[], Any], title: str) -> Callable[[], None]:
         return None  # the document is filled; nothing more for Panel to render
 
     return factory
+
+
+def url_notice():
+    """The hidden warning a page shows above its content when a link held an unknown value (one per page)."""
+    import panel as pn  # kept out of module import: the validators above are used without Panel
+
+    return pn.pane.Alert(
+        "",
+        alert_type="warning",
+        visible=False,
+        css_classes=[NOTICE_CLASS],
+        name="url-notice",
+        sizing_mode="stretch_width",
+    )

@@ -106,14 +106,7 @@ class TitrationApp(pn.viewable.Viewer):
             "", css_classes=["kw-titration-status"], name="titration-status", sizing_mode="stretch_width"
         )
         self._autoplay = autoplay
-        self.notice = pn.pane.Alert(
-            "",
-            alert_type="warning",
-            visible=False,
-            css_classes=[safety.NOTICE_CLASS],
-            name="url-notice",
-            sizing_mode="stretch_width",
-        )
+        self.notice = safety.url_notice()
         self._update_status()
 
     def url_fields(self) -> dict:
