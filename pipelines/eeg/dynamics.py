@@ -291,7 +291,7 @@ def dose_response(changes: pd.DataFrame, measure: str, region: str, ci: float = 
     model = stats.mixed_model(data, "change ~ dose + dose_sq", groups="participant_id", ci=ci)
     model.insert(0, "region", region)
     model.insert(0, "measure", measure)
-    per_dose = dose_means(changes, measure, region, ci)
+    per_dose = dose_means(data, measure, region, ci)
     coef = model.set_index("term")["estimate"]
     vertex = float(-coef["dose"] / (2 * coef["dose_sq"])) if coef.get("dose_sq", 0) < 0 else float("nan")
     return {

@@ -301,13 +301,18 @@ def _window_spectra(kernels, windows, sfreq: float, win: int, fc, rejected, band
     return {"nperseg": nperseg, "freqs": freqs, "psd": psd, "band_abs": band_abs, "band_rel": band_rel}
 
 
-def _spectral_entropy_reusable(kernels, spectra: dict, windows, sfreq: float, fc, params: dict, requested) -> bool:
-    """Whether spectral entropy can be taken from the band-power spectra: same Welch segments, no surrogates of it."""
-    if "spectral_entropy_welch" not in requested or "spectral_entropy_welch" in fc.surrogates.measures:
-        return False
+def _spectral_entropy_params(kernels, spectra, windows, sfreq: float, fc, params: dict, requested) -> dict | None:
+    """The spectral-entropy parameters when it can be taken from the band-power spectra (same Welch segments, no
+    surrogates of it), else None (the kernel then runs its own Welch)."""
+    if (
+        spectra is None
+        or "spectral_entropy_welch" not in requested
+        or "spectral_entropy_welch" in fc.surrogates.measures
+    ):
+        return None
     p = kernels.common._params_for("spectral_entropy_welch", params.get("spectral_entropy_welch"))
     nperseg = kernels.entropy._spectral_nperseg(windows.shape[-1], sfreq, p["nperseg"], p["nperseg_s"])
-    return nperseg == spectra["nperseg"]
+    return p if nperseg == spectra["nperseg"] else None
 
 
 def _windowed_kernels(
@@ -319,7 +324,7 @@ def _windowed_kernels(
     recording itself (kernels return NaN for them, quickly) instead of in a copy of it. Spectral entropy is
     taken from ``spectra`` (the band powers' Welch of the same windows) when its segments are the same: the
     kernel's own arithmetic after its Welch step, so the values are those of the kernel."""
-    reuse = spectra is not None and _spectral_entropy_reusable(kernels, spectra, windows, sfreq, fc, params, requested)
+    reuse = _spectral_entropy_params(kernels, spectra, windows, sfreq, fc, params, requested)
     windows[:, rejected, :] = np.nan
     measures = [m for m in requested if not (reuse and m == "spectral_entropy_welch")]
     out = kernels.compute_windowed(
@@ -334,15 +339,14 @@ def _windowed_kernels(
     )
     if not reuse:
         return out
-    p = kernels.common._params_for("spectral_entropy_welch", params.get("spectral_entropy_welch"))
     entropy = kernels.entropy.spectral_entropy_from_psd(
-        spectra["freqs"], spectra["psd"], bool(p["normalize"]), p["fmin"], p["fmax"]
+        spectra["freqs"], spectra["psd"], bool(reuse["normalize"]), reuse["fmin"], reuse["fmax"]
     )
+    common = kernels.common
     for ch in range(windows.shape[0]):  # the kernel's rule: constant or non-finite windows have no entropy
-        entropy[ch, kernels.common._row_states(kernels.common._rows(windows, ch)) != kernels.common._ROW_OK] = np.nan
-    return {m: (entropy if m == "spectral_entropy_welch" else out[m]) for m in requested} | {
-        m: v for m, v in out.items() if m not in requested
-    }
+        entropy[ch, common._row_states(common._rows(windows, ch)) != common._ROW_OK] = np.nan
+    out["spectral_entropy_welch"] = entropy
+    return {m: out[m] for m in requested} | {m: v for m, v in out.items() if m not in requested}
 
 
 def _channel_measures(kernels, kern: dict, spectra: dict, bands) -> dict:

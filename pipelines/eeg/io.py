@@ -288,17 +288,15 @@ def infusion_times(
     )
     durations = raw.annotations.duration
 
-    def find(event: str) -> float | None:
-        hits = [o for d, o in zip(descriptions, onsets) if d == event]
-        return float(hits[0]) if hits else None
+    def find(event: str) -> tuple[float, float] | None:
+        """(onset, duration) of the event's first occurrence."""
+        hits = [(float(o), float(d)) for name, o, d in zip(descriptions, onsets, durations) if name == event]
+        return hits[0] if hits else None
 
-    def duration_of(event: str) -> float:
-        hits = [float(d) for name, d in zip(descriptions, durations) if name == event]
-        return hits[0] if hits else 0.0
-
-    start = find(start_event)
-    if start is not None and (end_event == start_event or find(end_event) is None) and duration_of(start_event) > 0:
-        return start, start + duration_of(start_event)
+    first = find(start_event)
+    start = first[0] if first else None
+    if first and first[1] > 0 and (end_event == start_event or find(end_event) is None):
+        return start, start + first[1]
     if start is None and default_start_s is not None:
         start = float(default_start_s)
     if start is None:
@@ -311,4 +309,4 @@ def infusion_times(
             field="eeg.infusion_start_event",
         )
     end = find(end_event)
-    return start, end if end is not None else default_end_s
+    return start, end[0] if end is not None else default_end_s

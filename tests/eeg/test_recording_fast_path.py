@@ -161,7 +161,7 @@ def test_spectral_entropy_from_the_band_power_spectra_equals_the_kernel_bit_for_
     rec = study.recordings[0]
     reused = features.recording_features(study.manifest, rec)
     with monkeypatch.context() as m:
-        m.setattr(features, "_spectral_entropy_reusable", lambda *args: False)
+        m.setattr(features, "_spectral_entropy_params", lambda *args: None)
         own = features.recording_features(study.manifest, rec)
     a = reused["channel_measures"].sel(measure="spectral_entropy_welch").values
     b = own["channel_measures"].sel(measure="spectral_entropy_welch").values
