@@ -444,12 +444,11 @@ def _comparisons(
         )
     else:
         comparisons, model = _one_group(outcomes, post), pd.DataFrame()
+        measured = "in one condition only" if outcomes["session_id"].notna().any() else "per subject, not per condition"
         why = (
             "open-label, single arm"
             if study.design.kind == "open_label"
-            else "one group (no arms, and mood is measured in one condition only)"
-            if outcomes["session_id"].notna().any()
-            else "one group (no arms, and mood is measured per subject, not per condition)"
+            else f"one group (no arms, and mood is measured {measured})"
         )
         note = f"{why}: change from baseline only; no controlled comparison is possible"
     return comparisons, model, [note]

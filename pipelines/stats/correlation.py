@@ -204,8 +204,9 @@ def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _rm_not_estimable(x_col: str, y_col: str, part: pd.DataFrame, subject: str, n_repeated: int) -> dict:
+def _rm_not_estimable(x_col: str, y_col: str, part: pd.DataFrame, subject: str) -> dict:
     nan = float("nan")
+    n_repeated = int((part.groupby(subject).size() >= 2).sum())
     return {
         "x": x_col,
         "y": y_col,
@@ -240,10 +241,9 @@ def rm_correlation(data: pd.DataFrame, x, y, subject: str, fdr_alpha: float = 0.
                 continue
             _numeric_columns(data, [x_col, y_col])
             part = data[[x_col, y_col, subject]].dropna()
-            n_repeated = int((part.groupby(subject).size() >= 2).sum())
             if len(part) - part[subject].nunique() - 1 < 1:
                 # One observation per subject (a parallel or single-session design): no within-subject slope.
-                rows.append(_rm_not_estimable(x_col, y_col, part, subject, n_repeated))
+                rows.append(_rm_not_estimable(x_col, y_col, part, subject))
                 continue
             result = pg.rm_corr(data=part, x=x_col, y=y_col, subject=subject)
             r, dof = float(result["r"].iloc[0]), int(result["dof"].iloc[0])

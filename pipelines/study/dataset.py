@@ -90,6 +90,13 @@ class Design:
     def supports(self, analysis: str) -> tuple[bool, str]:
         """Whether an analysis applies, and if not, the one line that says why."""
         n_cond, n_dose = len(self.conditions), len(self.doses)
+        instead = (
+            ""
+            if n_cond != 2
+            else "; between-arm comparison instead"
+            if self.kind == "parallel"
+            else "; paired contrast instead"
+        )
         rules = {
             "eeg": (self.has_eeg, "no EEG recordings in this study"),
             "peak": (
@@ -105,13 +112,7 @@ class Design:
             ),
             "dose_trend": (
                 n_dose >= 3,
-                f"{n_cond} condition(s), {n_dose} dose level(s): a dose trend needs 3 or more "
-                "doses"
-                + (
-                    ("; between-arm comparison instead" if self.kind == "parallel" else "; paired contrast instead")
-                    if n_cond == 2
-                    else ""
-                ),
+                f"{n_cond} condition(s), {n_dose} dose level(s): a dose trend needs 3 or more doses{instead}",
             ),
             "paired_contrast": (
                 n_cond == 2 and self.kind == "crossover",
