@@ -1,31 +1,40 @@
 """Load test of the study explorer: 20 concurrent visitors on 127.0.0.1, and a soak of 500 visits.
 
 ``run(quick=False)`` starts ``python -m pipelines.dashboards.serve`` as ``make serve`` does (its default number of
-server processes for this machine, ``--num-procs``; the server loads the data before it prints its URLs),
-opens a few warm-up sessions (so that every worker process has built one), then opens 20 sessions at once.
+server processes for this machine, ``--num-procs``; the server loads the data before it prints its URLs), then,
+for each of the explorer's two pages, opens a few warm-up visits (so that every worker process has served one)
+and 20 visits at once:
 
-What is timed, per session (``p95_s``, the target): **from the visitor's request until the first view is
-drawn in their browser**, in two measured parts:
+* ``dashboard_20_sessions`` (the target): the explorer's first view, ``/explorer`` — one plain HTML page with
+  the summary, the selectors and both time courses as SVG (:mod:`pipelines.dashboards.overview`);
+* ``dashboard_20_sessions_interactive`` (reported, no target): the Panel app at ``/explorer/interactive``, one
+  link away, which a visitor opens for hover, the topomap, the dose-response and the other views.
 
-* *server delivery*, under the 20-session load: HTTP GET of ``/explorer``, then a websocket connection that
-  pulls the whole Bokeh document (the Bokeh protocol spoken directly from one asyncio loop, so 20 clients
-  cost next to nothing on a 2-core machine; the server builds every model of the first view for it);
-* *drawing in the browser*: headless Chromium (Playwright, ``/usr/bin/chromium``) opens ``/explorer`` three
-  times with the server otherwise idle; the time from navigation to the document being idle in BokehJS (every
-  view rendered, the summary shown) minus the server delivery of one session timed alone just before.
-  A visitor's browser draws on the visitor's own machine, so this part does not grow with the number of
-  visitors; it is measured once and added to each session's delivery time.
+What is timed, per visitor (``p95_s``): **from the visitor's request until the page is drawn in their
+browser**, in two measured parts:
 
-``p95_s`` = 95th percentile over the 20 sessions of (delivery + drawing); ``delivery_p95_s`` and
+* *server delivery*, under the 20-visitor load: the HTTP GET of the whole first view; for the interactive page,
+  the GET of its page, then a websocket connection that pulls the whole Bokeh document (the Bokeh protocol
+  spoken directly from one asyncio loop, so 20 clients cost next to nothing on a 2-core machine; the server
+  builds every model of the first tab for it);
+* *drawing in the browser*: headless Chromium (Playwright, ``/usr/bin/chromium``) opens the page three times
+  with the server otherwise idle; the time from navigation until it is drawn (first view: the summary and both
+  pictures in the document at an animation frame; interactive: the document idle in BokehJS, every view
+  rendered, the summary shown) minus the server delivery of one visit timed alone just before.  A visitor's
+  browser draws on the visitor's own machine, so this part does not grow with the number of visitors; it is
+  measured once and added to each visitor's delivery time.
+
+``p95_s`` = 95th percentile over the 20 visitors of (delivery + drawing); ``delivery_p95_s`` and
 ``browser_draw_s`` give the parts.  Without Chromium the drawing part is missing: the row says so
 (``browser_draw_s`` null) and ``p95_s`` is the delivery only.  Memory per session is the growth of the resident
-memory of every server process while the 20 sessions are open, divided by 20.
-``server_cpu_s_per_session`` is the CPU time of every server process during the burst divided by the sessions:
+memory of every server process while the 20 visits are open, divided by 20.
+``server_cpu_s_per_session`` is the CPU time of every server process during the burst divided by the visitors:
 it depends far less on the machine's load than the times do (on a busy machine it still grows, by up to ~2x:
 shared caches, lower clock), and ``cpu_bound_delivery_s`` (that CPU time over min(cores, server processes)) is
-about the least time the burst's last session takes to arrive, even on an otherwise idle machine.
+about the least time the burst's last visitor takes to arrive, even on an otherwise idle machine.
 
-Then the soak (row ``dashboard_soak_500``): 500 sessions opened and closed one after another (50 with
+Then the soak (row ``dashboard_soak_500``), on the interactive page (the first view keeps nothing per visitor):
+500 sessions opened and closed one after another (50 with
 ``quick``) against the same server.  The resident memory of all server processes together is read after 25
 warm-up open/close sessions and again after the 500, each time once the server has destroyed the closed
 sessions (10 s after a session's websocket closes, checked every 3 s: the benchmark waits 30 s);
@@ -64,8 +73,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _session(base: str) -> dict:
-    """GET the app page, then pull its whole document over the websocket, as a browser does before drawing.
+FIRST_VIEW = "/explorer"  # the plain first view (pipelines.dashboards.overview): one HTML page, no websocket
+INTERACTIVE = "/explorer/interactive"  # the Panel app: a page shell, then the Bokeh document over a websocket
+
+
+async def _session(base: str, path: str = FIRST_VIEW) -> dict:
+    """What a browser fetches before it can draw ``path``: the first view is one GET of the whole page; the
+    interactive explorer is a GET of its page, then its whole document pulled over the websocket.
 
     Speaks the Bokeh protocol directly (ACK, then PULL-DOC-REQ -> PULL-DOC-REPLY) and does not decode the
     reply, so the client costs nothing next to the server on a 2-core machine.  The websocket stays open
@@ -74,12 +88,15 @@ async def _session(base: str) -> dict:
     from tornado.websocket import websocket_connect
 
     t0 = time.perf_counter()
-    response = await AsyncHTTPClient().fetch(f"{base}/explorer", request_timeout=DEADLINE_S, connect_timeout=DEADLINE_S)
+    response = await AsyncHTTPClient().fetch(f"{base}{path}", request_timeout=DEADLINE_S, connect_timeout=DEADLINE_S)
     html = response.body.decode("utf-8")
     t_get = time.perf_counter() - t0
+    if path == FIRST_VIEW:
+        assert "alpha suppression" in html and "<svg" in html, html[:500]
+        return {"get_s": t_get, "total_s": t_get, "ws": None, "doc_bytes": len(html), "html_bytes": len(html)}
     token = re.search(r'"token"\s*:\s*"([^"]+)"', html).group(1)
     ws = await websocket_connect(
-        f"{base.replace('http', 'ws', 1)}/explorer/ws", subprotocols=["bokeh", token], max_message_size=1 << 30
+        f"{base.replace('http', 'ws', 1)}{path}/ws", subprotocols=["bokeh", token], max_message_size=1 << 30
     )
 
     async def read_message():
@@ -101,14 +118,20 @@ async def _session(base: str) -> dict:
     return {"get_s": t_get, "total_s": total, "ws": ws, "doc_bytes": size, "html_bytes": len(html)}
 
 
-async def _sessions(base: str, n: int, timeout: float) -> tuple[list[dict], list[str]]:
+def _close(sessions) -> None:
+    for s in sessions:
+        if s["ws"] is not None:
+            s["ws"].close()
+
+
+async def _sessions(base: str, n: int, timeout: float, path: str = FIRST_VIEW) -> tuple[list[dict], list[str]]:
     import asyncio
 
     from tornado.httpclient import AsyncHTTPClient
 
     # Tornado's client queues requests beyond 10 at once (and times queued ones out): allow all n together.
     AsyncHTTPClient.configure(None, max_clients=max(n, 10))
-    tasks = [asyncio.ensure_future(_session(base)) for _ in range(n)]
+    tasks = [asyncio.ensure_future(_session(base, path)) for _ in range(n)]
     done, pending = await asyncio.wait(tasks, timeout=timeout)
     for task in pending:
         task.cancel()
@@ -127,7 +150,7 @@ async def _soak(base: str, n: int, deadline: float) -> tuple[int, list[str]]:
             errors.append("deadline")
             break
         try:
-            s = await asyncio.wait_for(_session(base), timeout=60)
+            s = await asyncio.wait_for(_session(base, INTERACTIVE), timeout=60)
             s["ws"].close()
             done += 1
         except Exception as exc:
@@ -188,13 +211,14 @@ DRAWN = """() => {
 }"""
 
 
-def _browser_visits(base: str, n: int = 3) -> list[float] | None:
-    """Seconds from navigation until the first view is drawn, for ``n`` visits in headless Chromium (one
-    unmeasured visit first, which loads the static JavaScript into the browser's cache); None without Chromium."""
+def _browser_visits(base: str, path: str = FIRST_VIEW, n: int = 3) -> list[float] | None:
+    """Seconds from navigation until ``path`` is drawn, for ``n`` visits in headless Chromium (one unmeasured
+    visit first, which loads the static JavaScript into the browser's cache); None without Chromium."""
     if not Path(CHROMIUM).exists():
         return None
     from playwright.sync_api import sync_playwright
 
+    drawn, polling = (FIRST_VIEW_DRAWN, "raf") if path == FIRST_VIEW else (DRAWN, 20)
     times = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
@@ -203,8 +227,8 @@ def _browser_visits(base: str, n: int = 3) -> list[float] | None:
             for i in range(n + 1):
                 page = context.new_page()
                 t0 = time.perf_counter()
-                page.goto(f"{base}/explorer", wait_until="commit")
-                page.wait_for_function(DRAWN, timeout=120_000, polling=20)
+                page.goto(f"{base}{path}", wait_until="commit")
+                page.wait_for_function(drawn, timeout=120_000, polling=polling)
                 if i:
                     times.append(time.perf_counter() - t0)
                 page.close()
@@ -221,6 +245,12 @@ def _load(when: str) -> dict:
         f"measured_load_avg_{when}": [round(x, 2) for x in os.getloadavg()],
         f"measured_cpu_pressure_{when}": cpu_pressure(),
     }
+
+
+# The first view: the document parsed (its summary and both SVG time courses in it), checked in an animation
+# frame (polling="raf"), i.e. when the browser is about to paint it.
+FIRST_VIEW_DRAWN = """() => document.readyState !== 'loading' && !!document.getElementById('explorer-summary')
+  && document.querySelectorAll('svg[role=img]').length === 2"""
 
 
 def _percentile(values, q: float) -> float:
@@ -251,115 +281,125 @@ def run(quick: bool = False) -> list[dict]:
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     start = time.time()
-    sessions = []
     try:
         while not any("Press Ctrl+C" in line for line in lines):
             if proc.poll() is not None or time.time() - start > DEADLINE_S:
                 raise RuntimeError(f"the dashboard server did not start: {''.join(lines)[-2000:]}")
             time.sleep(0.2)
-        startup_s = time.time() - start
-        server = psutil.Process(proc.pid)
-        n_procs = _settled_processes(server)
-        loop = asyncio.new_event_loop()
-        # First-session costs (per worker process) are not per-session: enough warm-up visits to reach every worker.
-        for _ in range(2):
-            warm, _ = loop.run_until_complete(_sessions(base, 2 * n_procs, 120.0))
-            for w in warm:
-                w["ws"].close()
-        time.sleep(1.0)
-        alone, _ = loop.run_until_complete(_sessions(base, 1, 120.0))  # one session, idle server
-        for w in alone:
-            w["ws"].close()
-        delivery_alone = alone[0]["total_s"] if alone else None
-        visits = _browser_visits(base)
-        browser_visit = _percentile(visits, 50) if visits else None
-        draw = max(0.0, browser_visit - delivery_alone) if visits and delivery_alone is not None else None
-        time.sleep(CLEANUP_WAIT_S)  # the browser's sessions are destroyed before memory is read
-        rss_before = _server_rss(server)
-        load_before = _load("before")
-        cpu_before = _server_cpu_s(server)
-        t0 = time.perf_counter()
-        sessions, errors = loop.run_until_complete(
-            _sessions(base, n_sessions, max(10.0, DEADLINE_S - (time.time() - start)))
-        )
-        wall = time.perf_counter() - t0
-        cpu_s = _server_cpu_s(server) - cpu_before
-        rss_after = _server_rss(server)
-        load_after = _load("after")
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        # A session that did not finish counts at the time it was given up on (never left out of p95).
-        delivery = [s["total_s"] for s in sessions] + [wall] * len(errors)
-        gets = [s["get_s"] for s in sessions]
-        if not delivery:
-            raise RuntimeError(f"no session completed: {errors[:3]}")
-        seen = [d + (draw or 0.0) for d in delivery]  # until drawn in the visitor's browser
-        p50, p95 = _percentile(seen, 50), _percentile(seen, 95)
-        mb = (rss_after - rss_before) / 1e6 / max(len(sessions), 1)
-        r3 = lambda v: None if v is None else round(v, 3)
-        rows = [
-            {
-                "benchmark": "dashboard_20_sessions" if not quick else "dashboard_5_sessions_quick",
-                "ours_s": round(p50, 3),
-                "p50_s": round(p50, 3),
-                "p95_s": round(p95, 3),
-                "delivery_p50_s": r3(_percentile(delivery, 50)),
-                "delivery_p95_s": r3(_percentile(delivery, 95)),
-                "delivery_max_s": r3(max(delivery)),
-                "browser_draw_s": r3(draw),
-                "browser_visit_alone_s": r3(browser_visit),
-                "browser_visits_s": [r3(v) for v in visits or []],
-                "delivery_alone_s": r3(delivery_alone),
-                "get_p50_s": round(_percentile(gets, 50), 3),
-                "get_p95_s": round(_percentile(gets, 95), 3),
-                "wall_s": round(wall, 3),
-                "sessions_ok": len(sessions),
-                "sessions_failed": len(errors),
-                "server_processes": n_procs,
-                "serve_flags": " ".join(flags),
-                "server_cpu_s_per_session": round(cpu_s / max(len(sessions), 1), 3),
-                "cores": cores,
-                "cpu_bound_delivery_s": round(cpu_s / min(cores, n_procs), 3),
-                "mb_per_session": round(mb, 2),
-                "server_rss_mb_before": round(rss_before / 1e6, 1),
-                "server_rss_mb_after": round(rss_after / 1e6, 1),
-                "server_startup_s": round(startup_s, 2),
-                "document_mb": round(sessions[0]["doc_bytes"] / 1e6, 2),
-                "baseline": "none",
-                "baseline_s": None,
-                "speedup": None,
-                "notes": (
-                    f"{n_sessions} concurrent explorer sessions on 127.0.0.1 against `python -m pipelines.dashboards.serve "
-                    f"{' '.join(flags)}` ({n_procs} server process(es), data loaded at start). Timed per session: request "
-                    "until the first view is drawn in the visitor's browser = server delivery under this load (HTTP GET "
-                    "of /explorer + websocket pull of the whole Bokeh document, raw Bokeh protocol) + the browser's "
-                    "drawing (headless Chromium, median of 3 visits to an idle server, minus one session's delivery "
-                    "alone; it happens on each visitor's own machine, so it is added, not loaded). "
-                    + ("No Chromium: browser drawing NOT included. " if draw is None else "")
-                    + "p50/p95 over the sessions; the load average and CPU pressure beside it are the whole machine's "
-                    "(other users' work included). mb_per_session = RSS growth of all server processes with every "
-                    "session open / sessions. server_cpu_s_per_session = CPU time (user + system) of all server "
-                    "processes during the burst / sessions (far less load-dependent than the times, though a busy machine "
-                    "still inflates it); cpu_bound_delivery_s = that CPU time / min(cores, server processes): about "
-                    "the least time the burst's last session takes to arrive, even on an otherwise idle machine. "
-                    + (f"errors: {errors[:3]}" if errors else "")
-                ),
-                **load_before,
-                **load_after,
-            }
-        ]
-        for w in sessions:
-            w["ws"].close()
-        sessions = []
-        rows.append(_soak_row(loop, base, server, 50 if quick else 500, start))
+        server = {
+            "process": psutil.Process(proc.pid),
+            "startup_s": time.time() - start,
+            "flags": flags,
+            "loop": asyncio.new_event_loop(),
+        }
+        server["n_procs"] = _settled_processes(server["process"])
+        rows = []
+        for path in (FIRST_VIEW, INTERACTIVE):
+            rows.append(_burst_row(base, server, path, n_sessions, quick, start))
+        rows.append(_soak_row(server["loop"], base, server["process"], 50 if quick else 500, start))
         return rows
     finally:
-        for s in sessions:
-            s["ws"].close()
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _burst_row(base: str, server: dict, path: str, n_sessions: int, quick: bool, start: float) -> dict:
+    """``n_sessions`` visitors at once to ``path``: the row of what each waited until the page was drawn."""
+    loop, process, n_procs = server["loop"], server["process"], server["n_procs"]
+    # First-session costs (per worker process) are not per-session: enough warm-up visits to reach every worker.
+    for _ in range(2):
+        warm, _ = loop.run_until_complete(_sessions(base, 2 * n_procs, 120.0, path))
+        _close(warm)
+    time.sleep(1.0)
+    alone, _ = loop.run_until_complete(_sessions(base, 1, 120.0, path))  # one session, idle server
+    _close(alone)
+    delivery_alone = alone[0]["total_s"] if alone else None
+    visits = _browser_visits(base, path)
+    browser_visit = _percentile(visits, 50) if visits else None
+    draw = max(0.0, browser_visit - delivery_alone) if visits and delivery_alone is not None else None
+    if path == INTERACTIVE:
+        time.sleep(CLEANUP_WAIT_S)  # the browser's sessions are destroyed before memory is read
+    rss_before = _server_rss(process)
+    load_before = _load("before")
+    cpu_before = _server_cpu_s(process)
+    t0 = time.perf_counter()
+    sessions, errors = loop.run_until_complete(
+        _sessions(base, n_sessions, max(10.0, DEADLINE_S - (time.time() - start)), path)
+    )
+    wall = time.perf_counter() - t0
+    cpu_s = _server_cpu_s(process) - cpu_before
+    rss_after = _server_rss(process)
+    load_after = _load("after")
+    _close(sessions)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # A session that did not finish counts at the time it was given up on (never left out of p95).
+    delivery = [s["total_s"] for s in sessions] + [wall] * len(errors)
+    gets = [s["get_s"] for s in sessions]
+    if not delivery:
+        raise RuntimeError(f"no session completed: {errors[:3]}")
+    seen = [d + (draw or 0.0) for d in delivery]  # until drawn in the visitor's browser
+    p50, p95 = _percentile(seen, 50), _percentile(seen, 95)
+    r3 = lambda v: None if v is None else round(v, 3)
+    name = "dashboard_20_sessions" if not quick else "dashboard_5_sessions_quick"
+    return {
+        "benchmark": name if path == FIRST_VIEW else name + "_interactive",
+        "page": path,
+        "ours_s": round(p50, 3),
+        "p50_s": round(p50, 3),
+        "p95_s": round(p95, 3),
+        "delivery_p50_s": r3(_percentile(delivery, 50)),
+        "delivery_p95_s": r3(_percentile(delivery, 95)),
+        "delivery_max_s": r3(max(delivery)),
+        "browser_draw_s": r3(draw),
+        "browser_visit_alone_s": r3(browser_visit),
+        "browser_visits_s": [r3(v) for v in visits or []],
+        "delivery_alone_s": r3(delivery_alone),
+        "get_p50_s": round(_percentile(gets, 50), 3) if gets else None,
+        "get_p95_s": round(_percentile(gets, 95), 3) if gets else None,
+        "wall_s": round(wall, 3),
+        "sessions_ok": len(sessions),
+        "sessions_failed": len(errors),
+        "server_processes": n_procs,
+        "serve_flags": " ".join(server["flags"]),
+        "server_cpu_s_per_session": round(cpu_s / max(len(sessions), 1), 3),
+        "cores": cores,
+        "cpu_bound_delivery_s": round(cpu_s / min(cores, n_procs), 3),
+        "mb_per_session": round((rss_after - rss_before) / 1e6 / max(len(sessions), 1), 2),
+        "server_rss_mb_before": round(rss_before / 1e6, 1),
+        "server_rss_mb_after": round(rss_after / 1e6, 1),
+        "server_startup_s": round(server["startup_s"], 2),
+        "document_mb": round(sessions[0]["doc_bytes"] / 1e6, 2) if sessions else None,
+        "baseline": "none",
+        "baseline_s": None,
+        "speedup": None,
+        "notes": _burst_notes(path, n_sessions, server, draw, errors),
+        **load_before,
+        **load_after,
+    }
+
+
+def _burst_notes(path: str, n_sessions: int, server: dict, draw, errors: list[str]) -> str:
+    what = (
+        "HTTP GET of the whole first view (/explorer: summary, selectors and both time courses as SVG, no JavaScript)"
+        if path == FIRST_VIEW
+        else "HTTP GET of /explorer/interactive + websocket pull of the whole Bokeh document, raw Bokeh protocol"
+    )
+    return (
+        f"{n_sessions} concurrent visitors of {path} on 127.0.0.1 against `python -m pipelines.dashboards.serve "
+        f"{' '.join(server['flags'])}` ({server['n_procs']} server process(es), data loaded at start). Timed per "
+        f"visitor: request until the page is drawn in the visitor's browser = server delivery under this load ({what}) "
+        "+ the browser's drawing (headless Chromium, median of 3 visits to an idle server, minus one visitor's "
+        "delivery alone; it happens on each visitor's own machine, so it is added, not loaded). "
+        + ("No Chromium: browser drawing NOT included. " if draw is None else "")
+        + "p50/p95 over the visitors; the load average and CPU pressure beside it are the whole machine's (other "
+        "users' work included). mb_per_session = RSS growth of all server processes with every session open / "
+        "sessions. server_cpu_s_per_session = CPU time (user + system) of all server processes during the burst / "
+        "sessions; cpu_bound_delivery_s = that CPU time / min(cores, server processes): about the least time the "
+        "burst's last visitor waits, even on an otherwise idle machine. " + (f"errors: {errors[:3]}" if errors else "")
+    )
 
 
 def _soak_row(loop, base: str, server, n: int, start: float) -> dict:

@@ -13,7 +13,8 @@ The same class works everywhere::
     python -m pipelines.dashboards.serve                  # both dashboards, URLs printed
 
 State lives in the parameters below (``subject``, ``dose``, ``measure``, ``time_s``); when served, they are
-mirrored in the URL query (``/explorer?subject=sub-03&dose=0.5&measure=perm_entropy&time_s=120``), so a view
+mirrored in the URL query (``/explorer/interactive?subject=sub-03&dose=0.5&measure=perm_entropy&time_s=120``; the same
+query opens the plain first view at ``/explorer``, :mod:`pipelines.dashboards.overview`), so a view
 can be shared as a link.  Values from a link are checked against the study's own subjects, doses, measures and
 time range (:mod:`pipelines.dashboards.safety`): an unknown value is ignored with a short notice and never
 becomes a selector option; the parameters themselves refuse values outside their options.
@@ -29,10 +30,10 @@ import param
 from pipelines.dashboards import data, safety, views
 from pipelines.dashboards.blinding import Blinding, Conditions
 from pipelines.dashboards.safety import escape_markdown
+from pipelines.dashboards.selection import PARAMS, Choices
 from pipelines.dashboards.widgets import RangeInput
 from pipelines.eeg import dynamics
 
-PARAMS = ("subject", "dose", "measure", "time_s")
 # The first tab is what every visitor is sent first: both time courses drawn once per selection as static SVG
 # and shared by every session showing it (one model per visitor instead of ~80).  The interactive figures
 # (hover, save) are one click away, built with their controls when their tab is first opened, and kept.
@@ -62,24 +63,18 @@ class ExplorerApp(pn.viewable.Viewer):
 
     def __init__(self, study=None, blinding: Blinding | None = None, **params):
         self.manifest = data.manifest_key(study)
-        recs = data.recordings(self.manifest)
-        settings = data.eeg_settings(self.manifest)
-        self.settings = settings
-        subjects = sorted(recs["participant_id"].unique())
-        self.conditions = Conditions(recs["dose_mg_per_kg"].unique(), blinding)
-        self.subjects = subjects
-        self.param.subject.objects = subjects
+        self.choices = Choices(self.manifest, blinding)
+        self.settings = self.choices.settings
+        self.conditions = self.choices.conditions
+        self.subjects = self.choices.subjects
+        self.param.subject.objects = self.subjects
         self.param.dose.objects = self.conditions.options
-        self.param.measure.objects = settings["entropy_measures"]
-        times = settings["time_s"]
+        self.param.measure.objects = self.choices.measures
+        times = self.choices.times
         self.param.time_s.bounds = (float(times[0]), float(times[-1]))
-        self.param.time_s.step = settings["step_s"]
-        params.setdefault("subject", subjects[0])
-        # Blinded, the first letter (the highest dose would be a dose-chosen default).
-        params.setdefault("dose", self.conditions.value_of(self.conditions.order[0 if blinding else -1]))
-        params.setdefault("measure", settings["params"].entropy_measure)
-        plateau_mid = settings["infusion_end_s"] - settings["params"].plateau_s / 2.0
-        params.setdefault("time_s", float(times[np.argmin(np.abs(times - plateau_mid))]))
+        self.param.time_s.step = self.settings["step_s"]
+        for name, value in self.choices.defaults().items():
+            params.setdefault(name, value)
         super().__init__(**params)
         self._scatter_rows = pd.DataFrame()
         self._synced = False
@@ -104,18 +99,7 @@ class ExplorerApp(pn.viewable.Viewer):
 
     def url_fields(self) -> dict:
         """How each URL query value is read: only this study's subjects, conditions, measures and window times."""
-        times = self.settings["time_s"]
-        dose = (
-            safety.one_of(self.param.dose.objects.values())
-            if self.blinded
-            else safety.closest_number(self.param.dose.objects.values(), labels=self.param.dose.objects)
-        )
-        return {
-            "subject": safety.one_of(self.param.subject.objects),
-            "dose": dose,
-            "measure": safety.one_of(self.param.measure.objects),
-            "time_s": safety.number_in(float(times[0]), float(times[-1]), grid=times),
-        }
+        return self.choices.url_fields()
 
     @property
     def notice(self):
@@ -263,17 +247,7 @@ class ExplorerApp(pn.viewable.Viewer):
     def overview_html(self) -> str:
         """The first view's time courses (occipital alpha, the selected measure) as static SVG: one string per
         selection, shared by every session showing it (never rebuilt per visitor: it is ~160 kB)."""
-        cond = self.conditions
-        row = self.markers_row()
-        return _overview_html(
-            self.manifest,
-            self.subject,
-            self.session or "",
-            self.measure,
-            tuple((d, cond.label(d), cond.color(d)) for d in cond.order),
-            (self._title("Occipital alpha"), self._title(f"{self.measure}, all channels")),
-            None if row is None else float(row["alpha_suppression_onset_s"]),
-        )
+        return overview_figures(self.manifest, self.conditions, self.subject, self.dose_value, self.measure)
 
     # --- views: Bokeh models built once per session, updated in place (pipelines.dashboards.views) ----
 
@@ -446,6 +420,8 @@ class ExplorerApp(pn.viewable.Viewer):
 
     def __panel__(self):
         self._sync_location()
+        # The link's selection was applied above, before anything watches the parameters: the summary follows it.
+        self.summary.object = self.summary_markdown()
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.on_session_destroyed(self.release)
         width = SIDEBAR_WIDTH - 20
@@ -583,6 +559,22 @@ def _summary(manifest: str, subject: str, dose: float, measure: str, condition: 
         + f"; deepest {row['alpha_suppression_depth_db']:.1f} dB; {escape_markdown(measure)} peaked at {peak}."
     )
     return text
+
+
+def overview_figures(manifest: str, conditions: Conditions, subject: str, dose: float, measure: str) -> str:
+    """Both time courses of a selection as SVG (the interactive explorer's first tab, the plain first view)."""
+    session = _session_of(manifest, subject, dose)
+    row = None if session is None else _markers_row(manifest, subject, session)
+    label = conditions.label(dose)
+    return _overview_html(
+        manifest,
+        subject,
+        session or "",
+        measure,
+        tuple((d, conditions.label(d), conditions.color(d)) for d in conditions.order),
+        (f"Occipital alpha — {subject}, {label}", f"{measure}, all channels — {subject}, {label}"),
+        None if row is None else float(row["alpha_suppression_onset_s"]),
+    )
 
 
 # ~160 kB each: at most 128 selections (~20 MB) kept per server process.

@@ -41,6 +41,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipelines.dashboards import safety
+
 FREE_FAILURES = 3  # wrong passwords answered without back-off (typos happen)
 BACKOFF_BASE_S = 1.0  # back-off after failure FREE_FAILURES + k is BACKOFF_BASE_S * 2**k ...
 BACKOFF_MAX_S = 60.0  # ... but never longer than this
@@ -262,37 +264,21 @@ MESSAGES = {
     "locked": "Too many failed attempts: login is locked for {minutes} min.",
 }
 
-CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<link rel="icon" href="data:,">
-<title>Ketamine workbench — {title}</title>
-<style>
-  body {{ margin: 0; min-height: 100vh; display: flex; align-items: center; justify-content: center;
-         background: #f5f5f5; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }}
-  main {{ background: #fff; border: 1px solid #ddd; padding: 2em; width: 320px; }}
-  h1 {{ font-size: 1.2em; margin: 0 0 1em; }}
-  label {{ display: block; margin-bottom: 0.3em; }}
-  input {{ box-sizing: border-box; width: 100%; padding: 10px; margin-bottom: 1em; border: 1px solid #ccc; }}
-  button {{ width: 100%; padding: 10px; background: #107bba; color: #fff; border: 0; cursor: pointer; }}
-  .message {{ color: #b00020; font-weight: bold; }}
-</style>
-</head>
-<body>
-<main>
-{body}
-</main>
-</body>
-</html>
+_STYLE = """
+  body { margin: 0; min-height: 100vh; display: flex; align-items: center; justify-content: center;
+         background: #f5f5f5; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }
+  main { background: #fff; border: 1px solid #ddd; padding: 2em; width: 320px; }
+  h1 { font-size: 1.2em; margin: 0 0 1em; }
+  label { display: block; margin-bottom: 0.3em; }
+  input { box-sizing: border-box; width: 100%; padding: 10px; margin-bottom: 1em; border: 1px solid #ccc; }
+  button { width: 100%; padding: 10px; background: #107bba; color: #fff; border: 0; cursor: pointer; }
+  .message { color: #b00020; font-weight: bold; }
 """
+
+
+def _page(title: str, body: str) -> str:
+    return safety.html_document(f"Ketamine workbench — {title}", _STYLE, f"<main>\n{body}\n</main>")
+
 
 _LOGIN_FORM = """<h1>Ketamine workbench dashboards</h1>
 <p class="message" role="alert">{message}</p>
@@ -309,13 +295,11 @@ _LOGOUT = """<h1>Logged out</h1>
 
 
 def login_page(action: str, message: str = "") -> str:
-    return _PAGE.format(
-        title="log in", body=_LOGIN_FORM.format(action=html.escape(action), message=html.escape(message))
-    )
+    return _page("log in", _LOGIN_FORM.format(action=html.escape(action), message=html.escape(message)))
 
 
 def logout_page(login: str) -> str:
-    return _PAGE.format(title="logged out", body=_LOGOUT.format(login=html.escape(login)))
+    return _page("logged out", _LOGOUT.format(login=html.escape(login)))
 
 
 def _hardened_handler():
@@ -325,11 +309,8 @@ def _hardened_handler():
 
     class _Hardened(tornado.web.RequestHandler):
         def set_default_headers(self):
-            self.set_header("Content-Security-Policy", CSP)
-            self.set_header("X-Frame-Options", "DENY")
-            self.set_header("X-Content-Type-Options", "nosniff")
-            self.set_header("Referrer-Policy", "no-referrer")
-            self.set_header("Cache-Control", "no-store")
+            for name, value in safety.SECURITY_HEADERS.items():
+                self.set_header(name, value)
 
         def _cookie_flags(self) -> dict:
             # Secure only over TLS: a Secure cookie set over plain http (the loopback) would never come back.

@@ -184,11 +184,12 @@ class QuerySync:
             self._busy = False
 
 
-def notice_text(rejected: list[str]) -> str:
-    """What the visitor reads about ignored link values (field names only; the values are never echoed)."""
+def notice_text(rejected: list[str], escape: Callable[[str], str] = escape_markdown) -> str:
+    """What the visitor reads about ignored link values (field names only; the values are never echoed), escaped
+    for Markdown (``escape=html.escape`` for an HTML page)."""
     if not rejected:
         return ""
-    return f"Ignored an unknown value in the link for: {', '.join(escape_markdown(r) for r in rejected)}."
+    return f"Ignored an unknown value in the link for: {', '.join(escape(r) for r in rejected)}."
 
 
 def guarded(build: Callable[[], Any], title: str) -> Callable[[], None]:
@@ -225,3 +226,40 @@ def url_notice():
         name="url-notice",
         sizing_mode="stretch_width",
     )
+
+
+# --- the server's own pages (login, logout, the explorer's first view): self-contained HTML ------------------
+
+# Nothing may load or run: inline styles only, no script, image, font or frame, forms post to this server.
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",  # participants' data and login forms: never kept by a browser or a shared proxy
+}
+
+_DOCUMENT = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<link rel="icon" href="data:,">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
+
+
+def html_document(title: str, style: str, body: str) -> str:
+    """A whole page: ``title`` is escaped here; ``style`` and ``body`` are the caller's (already escaped) HTML."""
+    return _DOCUMENT.format(title=html.escape(title), style=style, body=body)

@@ -1,4 +1,5 @@
-"""Serve the study explorer (/explorer) and the dose-titration monitor (/titration).
+"""Serve the study explorer (/explorer, interactive at /explorer/interactive) and the dose-titration monitors
+(/titration, /live).
 
     python -m pipelines.dashboards.serve [--host 127.0.0.1] [--port 5006] [--manifest data_manifests/default.yml]
     python -m pipelines.dashboards.serve --share --users-file ~/.config/ketamine-workbench/users.txt
@@ -44,6 +45,7 @@ from pathlib import Path
 
 APPS = {
     "explorer": "Study explorer",
+    "explorer/interactive": "Study explorer, interactive",
     "titration": "Dose-titration monitor",
     "live": "Live titration monitor (LSL stream)",
 }
@@ -218,7 +220,7 @@ def server_options(
     blinding=None,
 ) -> tuple[dict, dict]:
     """(apps, keyword arguments) for ``pn.serve``: both apps behind the error guard, the login in sharing mode."""
-    from pipelines.dashboards import data, explorer, live, login, safety, titration
+    from pipelines.dashboards import data, explorer, live, login, overview, safety, titration
 
     key = data.manifest_key(manifest)
     options = {}
@@ -234,17 +236,21 @@ def server_options(
         origins.add(f"{host}:{port}")
     origins.update(allow_websocket_origin or ())
     titles = {name: f"Ketamine workbench — {title}" for name, title in APPS.items()}
+    # The explorer's first view is one plain page (pipelines.dashboards.overview); the Panel app is a link away.
     apps = {
-        "explorer": safety.guarded(lambda: explorer.app(key, blinding=blinding), titles["explorer"]),
+        overview.INTERACTIVE: safety.guarded(
+            lambda: explorer.app(key, blinding=blinding), titles[overview.INTERACTIVE]
+        ),
         "titration": safety.guarded(lambda: titration.app(key, blinding=blinding), titles["titration"]),
         "live": safety.guarded(lambda: live.app(key, blinding=blinding), titles["live"]),
     }
+    options["extra_patterns"] = [(r"/explorer", overview.handler(key, blinding))]
     options.update(
         port=port,
         address=host,
         websocket_origin=sorted(origins),
         show=False,
-        title=titles,
+        title={name: titles[name] for name in apps},
         prefix=prefix or "",
         use_xheaders=use_xheaders,
         # A closed tab's session is destroyed (and its memory freed) 10 s after its websocket closed,

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -449,6 +450,7 @@ def test_share_mode_refuses_to_start_without_users_or_secret(tmp_path):
     assert result.returncode == 2 and "KW_COOKIE_SECRET" in result.stderr
     assert serve.app_urls("127.0.0.1", 5006) == {
         "explorer": "http://127.0.0.1:5006/explorer",
+        "explorer/interactive": "http://127.0.0.1:5006/explorer/interactive",
         "titration": "http://127.0.0.1:5006/titration",
         "live": "http://127.0.0.1:5006/live",
     }
@@ -519,7 +521,7 @@ def served(default_study, share_server):
     """Both apps served in-process on a free port of 127.0.0.1 (a thread), as serve.py configures them."""
     import panel as pn
 
-    from pipelines.dashboards import data, explorer, titration
+    from pipelines.dashboards import data, explorer, overview, titration
 
     data.setup_extension()
     data.warm(MANIFEST)
@@ -535,7 +537,8 @@ def served(default_study, share_server):
         return factory
 
     thread = pn.serve(
-        {"explorer": make("explorer", explorer), "titration": make("titration", titration)},
+        {"explorer/interactive": make("explorer", explorer), "titration": make("titration", titration)},
+        extra_patterns=[(r"/explorer", overview.handler(MANIFEST, None))],
         port=port,
         address="127.0.0.1",
         threaded=True,
@@ -582,10 +585,10 @@ def _svg_headings(page) -> list[str]:
 
 
 def test_explorer_loads_without_errors_and_a_widget_updates_the_plots(browser, served):
-    page, errors = _open(browser, served["base"] + "/explorer")
+    page, errors = _open(browser, served["base"] + "/explorer/interactive")
     try:
         page.get_by_text("alpha suppression below").first.wait_for(timeout=30_000)
-        page.locator("svg[role=img]").first.wait_for(timeout=30_000)  # the first view: both time courses
+        page.locator("svg[role=img]").first.wait_for(timeout=30_000)  # the first tab: both time courses
         assert [t.split(" — ")[1] for t in _svg_headings(page)] == ["sub-01, 1.00 mg/kg"] * 2, _svg_headings(page)
         assert page.evaluate(PLOT_DATA_DIGEST).startswith("0:")  # no Bokeh figure in the first view
         page.get_by_text("Time courses", exact=True).first.click()  # the interactive figures: one click
@@ -613,6 +616,39 @@ def test_explorer_loads_without_errors_and_a_widget_updates_the_plots(browser, s
         page.close()
 
 
+def test_first_view_is_plain_html_its_form_selects_and_its_link_opens_the_same_selection(browser, served):
+    """/explorer: no script, nothing from another host, the form selects, the link carries the selection."""
+    requests: list[str] = []
+    page = browser.new_page(viewport={"width": 1500, "height": 1200})
+    page.on("request", lambda request: requests.append(request.url))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(served["base"] + "/explorer")
+        assert page.evaluate("document.scripts.length") == 0
+        assert page.title() == "Ketamine workbench — study explorer: default"
+        assert [t.split(" — ")[1] for t in _svg_headings(page)] == ["sub-01, 1.00 mg/kg"] * 2
+        page.get_by_label("Subject", exact=True).select_option("sub-05")
+        page.get_by_label("Dose", exact=True).select_option(label="0.50 mg/kg")
+        page.get_by_label("Measure", exact=True).select_option("perm_entropy")
+        page.get_by_role("button", name="Show").click()
+        page.get_by_text("sub-05 at 0.50 mg/kg").first.wait_for(timeout=30_000)
+        assert [t.split(" — ")[1] for t in _svg_headings(page)] == ["sub-05, 0.50 mg/kg"] * 2
+        assert page.get_by_text("perm_entropy peaked").count() == 1
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(page.url).query))
+        assert query["subject"] == "sub-05" and float(query["dose"]) == 0.5 and query["measure"] == "perm_entropy"
+        page.get_by_role("link", name="Open the interactive explorer").click()
+        page.get_by_text("sub-05 at 0.50 mg/kg").first.wait_for(timeout=30_000)
+        app = served["sessions"]["explorer"][-1]
+        assert (app.subject, app.dose_value, app.measure) == ("sub-05", 0.5, "perm_entropy")
+        # blob: URLs name the page's own origin; data: URLs are inline
+        hosts = {urllib.parse.urlsplit(u.removeprefix("blob:")).hostname for u in requests if not u.startswith("data:")}
+        assert hosts == {"127.0.0.1"}, requests
+        assert not errors, errors
+    finally:
+        page.close()
+
+
 # Every figure BokehJS holds, with whether it is drawn (its canvas on the page with a non-zero size).
 FIGURES_DRAWN = """() => {
   const canvases = [];
@@ -635,7 +671,7 @@ def test_every_tab_of_the_explorer_opens_and_draws_its_figures_in_the_browser(br
     """Each panel the explorer had before the first view was made static is one click away and drawn."""
     from pipelines.dashboards.explorer import TABS
 
-    page, errors = _open(browser, served["base"] + "/explorer?subject=sub-02&dose=0.5")
+    page, errors = _open(browser, served["base"] + "/explorer/interactive?subject=sub-02&dose=0.5")
     try:
         page.get_by_text("alpha suppression below").first.wait_for(timeout=30_000)
         seen = set()
@@ -699,7 +735,7 @@ def _scatter_state(page, title_part: str, timeout_s: float = 30.0) -> dict:
 
 
 def test_explorer_scatter_ranges_summary_and_selects_in_the_browser(browser, served):
-    page, errors = _open(browser, served["base"] + "/explorer?subject=sub-04&dose=1&measure=lzc_median")
+    page, errors = _open(browser, served["base"] + "/explorer/interactive?subject=sub-04&dose=1&measure=lzc_median")
     try:
         page.get_by_text("lzc_median peaked").first.wait_for(timeout=30_000)
         page.get_by_text("Topomap, dose-response, selection").first.click()
@@ -804,7 +840,11 @@ def test_blinded_pages_send_no_dose_to_the_browser(browser, blind_served):
     page = browser.new_page(viewport={"width": 1500, "height": 1200})
     frames = _record_frames(page)
     try:
-        page.goto(base + "/explorer")
+        page.goto(base + "/explorer?dose=C")  # the first view: letters only, no dose anywhere
+        page.get_by_text("at condition C").first.wait_for(timeout=30_000)
+        first_view = page.content()
+        assert page.get_by_label("Condition", exact=True).locator("option").all_inner_texts() == ["A", "B", "C", "D"]
+        page.goto(base + "/explorer/interactive")
         page.get_by_text("alpha suppression below").first.wait_for(timeout=30_000)
         options = page.get_by_label("Condition", exact=True).locator("option").all_inner_texts()
         assert options == ["A", "B", "C", "D"], options
@@ -817,7 +857,7 @@ def test_blinded_pages_send_no_dose_to_the_browser(browser, blind_served):
         factors = page.evaluate("""() => { for (const m of window.Bokeh.documents[0].all_models)
             if (m.title && String(m.title.text).startsWith('Condition-response')) return Array.from(m.x_range.factors); }""")
         assert factors == ["A", "B", "C", "D"]
-        seen = "\n".join(frames) + page.content() + page.url + served_html
+        seen = "\n".join(frames) + page.content() + page.url + served_html + first_view
         assert len(frames) >= 3 and "Condition-response" in seen  # the document and its updates were captured
         leak = DOSE_LEAKS.search(seen)
         assert leak is None, seen[max(0, leak.start() - 200) : leak.end() + 50]
@@ -882,8 +922,9 @@ def test_dashboards_have_no_serious_accessibility_violations(browser, served):
     try:
         for path, ready, clicks in (
             ("/explorer", "alpha suppression below", ()),
+            ("/explorer/interactive", "alpha suppression below", ()),
             (
-                "/explorer",
+                "/explorer/interactive",
                 "alpha suppression below",
                 ("Topomap, dose-response, selection", "Experience, mood, cytokines"),
             ),
@@ -942,6 +983,9 @@ def test_share_mode_refuses_a_wrong_password_and_admits_the_right_one(browser, s
         page.click("button[type=submit], input[type=submit]")
         page.get_by_text("alpha suppression below").first.wait_for(timeout=60_000)
         assert page.url.rstrip("/").endswith("/explorer")
+        page.get_by_role("link", name="Open the interactive explorer").click()  # the same login holds there
+        page.wait_for_url("**/explorer/interactive?**")
+        page.get_by_text("alpha suppression below").first.wait_for(timeout=60_000)
     finally:
         context.close()
 

@@ -136,6 +136,28 @@ def test_explorer_ignores_unknown_link_values_and_never_adds_options(explorer_cl
     )  # each value escaped as if it began a line
 
 
+def test_first_view_reads_only_the_study_values_and_escapes_everything(explorer_cls):
+    from pipelines.dashboards import overview
+    from pipelines.dashboards.selection import Choices
+
+    choices = Choices(MANIFEST)
+    selection, rejected = choices.read({"subject": SCRIPT, "dose": "0.5", "measure": IMG, "time_s": "1e9"})
+    assert rejected == ["subject", "measure", "time_s"]
+    assert selection == {**choices.defaults(), "dose": 0.5}
+    url = overview.self_url(selection, rejected)
+    assert "<" not in urllib.parse.unquote(url) and url.endswith("ignored=subject%2Cmeasure%2Ctime_s")
+    assert overview._ignored_fields(f"subject,{SCRIPT},dose") == ["subject", "dose"]  # names only, never a value
+    text = overview.page(MANIFEST, None, selection, ["subject", "measure"], choices)
+    assert "Ignored an unknown value in the link for: subject, measure." in text
+    assert "<script" not in text.lower() and "onerror" not in text and "javascript:" not in text
+    assert f"<strong>{choices.subjects[0]}</strong> at <strong>0.50 mg/kg</strong>" in text
+    assert len(re.findall(r"<option ", text)) == len(choices.subjects) + len(choices.conditions.options) + len(
+        choices.measures
+    )
+    link = re.search(r'href="(explorer/interactive\?[^"]+)"', text).group(1)
+    assert dict(urllib.parse.parse_qsl(html.unescape(link).split("?", 1)[1]))["dose"] == "0.5"
+
+
 def test_titration_ignores_unknown_link_values(default_study):
     from pipelines.dashboards import safety
     from pipelines.dashboards.titration import TitrationApp
@@ -311,7 +333,7 @@ def secure_server(tmp_path_factory, default_study):
     127.0.0.1.  --use-xheaders lets the throttle tests pose as different client addresses (X-Real-IP)."""
     import panel as pn
 
-    from pipelines.dashboards import data, safety, serve
+    from pipelines.dashboards import data, overview, safety, serve
 
     folder = tmp_path_factory.mktemp("secure")
     users = folder / "users.txt"
@@ -334,6 +356,8 @@ def secure_server(tmp_path_factory, default_study):
         raise RuntimeError(f"internal detail {REPO}")
 
     apps["broken"] = safety.guarded(broken, "broken")
+    # The first view of a study whose manifest is gone: its page fails on the server.
+    options["extra_patterns"].append((r"/broken-first-view", overview.handler(str(folder / "missing.yml"), None)))
     # Deliberately unescaped: proves the browser checks below would see a payload that runs.
     apps["canary"] = lambda: pn.pane.Markdown(f"unescaped {IMG}")
     options["title"].update(broken="broken", canary="canary")
@@ -570,13 +594,14 @@ EXPLORER_ATTACKS = [
 ]
 
 
+@pytest.mark.parametrize("path", ["/explorer", "/explorer/interactive"])
 @pytest.mark.parametrize("attack", EXPLORER_ATTACKS, ids=lambda a: "+".join(a))
-def test_injected_link_values_do_not_run_in_the_explorer(logged_in, secure_server, attack):
+def test_injected_link_values_do_not_run_in_the_explorer(logged_in, secure_server, attack, path):
     page = logged_in["context"].new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        page.goto(secure_server["base"] + "/explorer?" + urllib.parse.urlencode(attack))
+        page.goto(secure_server["base"] + path + "?" + urllib.parse.urlencode(attack))
         page.get_by_text("alpha suppression below").first.wait_for(timeout=30_000)
         notice = page.locator(".kw-url-notice").get_by_text("Ignored an unknown value in the link").first
         notice.wait_for(state="visible", timeout=10_000)
@@ -629,6 +654,28 @@ def test_a_failing_app_shows_no_traceback_to_a_logged_in_visitor(logged_in, secu
         assert "could not be shown" in shown  # ALL_TEXT sees into Panel's shadow roots
         for secret in ("Traceback", "RuntimeError", "internal detail", str(REPO)):
             assert secret not in shown, secret
+    finally:
+        page.close()
+
+
+def test_the_first_view_needs_the_login_and_fails_without_a_traceback(logged_in, secure_server):
+    port = secure_server["port"]
+    for path in ("/explorer", "/explorer?subject=sub-02", "/explorer/interactive"):
+        status, headers, _ = _request(port, "GET", path)
+        assert status == 302 and "/login" in headers["Location"], (path, status)
+    page = logged_in["context"].new_page()
+    try:
+        response = page.goto(secure_server["base"] + "/broken-first-view")
+        assert response.status == 500
+        message = page.get_by_text("could not be shown").first
+        assert re.search(r"reference [0-9a-f]{8}", message.inner_text())
+        shown = page.content()
+        for secret in ("Traceback", "FileNotFoundError", "missing.yml", str(REPO)):
+            assert secret not in shown, secret
+        response = page.goto(secure_server["base"] + "/explorer")
+        headers = response.headers
+        assert "default-src 'none'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
+        assert headers["cache-control"] == "no-store"
     finally:
         page.close()
 
