@@ -122,13 +122,27 @@ def page(
     )
     body = (
         f'<div class="layout">{_sidebar(choices, selection)}<main>{notice}'
-        f'<p class="{SUMMARY_CLASS}" id="explorer-summary">{_summary_html(summary)}</p>'
+        f'<p class="{SUMMARY_CLASS}" id="explorer-summary">{_summary_html(summary)}{_elsewhere(choices, selection)}</p>'
         f'<p><a href="{html.escape(link)}">Open the interactive explorer</a> for this selection: hover and save '
         "the figures, the topomap, the dose-response, the selection scatter, and the experience, mood and "
         f"cytokine views.</p>{figures}</main></div>"
     )
     study = data.study(manifest)
     return safety.html_document(f"Ketamine workbench — study explorer: {study.name}", _STYLE, body)
+
+
+def _elsewhere(choices: Choices, selection: dict) -> str:
+    """Where the subject was recorded when not in the selected condition (parallel arms: one condition each)."""
+    cond, subject = choices.conditions, selection["subject"]
+    recs = data.recordings(choices.manifest)
+    doses = sorted(set(recs.loc[recs["participant_id"] == subject, "dose_mg_per_kg"].astype(float)))
+    if any(abs(d - cond.dose_of(selection["dose"])) < 1e-12 for d in doses):
+        return ""
+    links = [
+        f'<a href="{html.escape(self_url({**selection, "dose": cond.value_of(d)}, []))}">{html.escape(cond.label(d))}</a>'
+        for d in sorted(doses, key=cond.order.index)
+    ]
+    return f" Recorded in: {', '.join(links)}." if links else ""
 
 
 def error_page(ref: str) -> str:

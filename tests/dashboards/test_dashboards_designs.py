@@ -54,3 +54,35 @@ def test_eeg_without_an_infusion_window_is_refused_with_the_reason(monkeypatch, 
     assert data.not_applicable(manifest) == "no window before time zero"
     with pytest.raises(serve.ServeError, match="do not apply to study 'default': no window before time zero"):
         serve.make_server(manifest, port=0)
+
+
+def test_first_view_points_a_parallel_arm_subject_to_the_condition_they_were_recorded_in(monkeypatch, default_study):
+    """Parallel arms (one condition per subject): a subject shown in another arm's condition gets a link to
+    their own, and blinded, the link and its text name the letter only."""
+    import re
+    import urllib.parse
+
+    from pipelines.dashboards import blinding, data, overview
+    from pipelines.dashboards.selection import Choices
+
+    manifest = str(default_study.manifest.manifest_path)
+    recs = data.recordings(manifest)
+    # sub-01 recorded at 0.25 mg/kg only (as in a parallel arm); everyone else unchanged
+    parallel = recs[(recs["participant_id"] != "sub-01") | np.isclose(recs["dose_mg_per_kg"], 0.25)]
+    for blind in (None, blinding.for_study(manifest, "s" * 32)):
+        choices = Choices(manifest, blind)
+        monkeypatch.setattr(data, "recordings", lambda _m, table=parallel: table)
+        selection = {**choices.defaults(), "subject": "sub-01", "dose": choices.conditions.value_of(1.0)}
+        text = overview._elsewhere(choices, selection)
+        label = choices.conditions.label(0.25)
+        assert text.startswith(" Recorded in: <a href=") and text.endswith(f">{label}</a>."), text
+        query = dict(
+            urllib.parse.parse_qsl(re.search(r'href="explorer\?([^"]+)"', text).group(1).replace("&amp;", "&"))
+        )
+        assert query["subject"] == "sub-01" and query["dose"] == overview.safety.serialize(
+            choices.conditions.value_of(0.25)
+        )
+        if blind is not None:
+            assert "mg/kg" not in text and "0.25" not in text
+        assert overview._elsewhere(choices, {**selection, "dose": choices.conditions.value_of(0.25)}) == ""
+        monkeypatch.undo()
