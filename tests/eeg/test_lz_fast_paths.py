@@ -180,7 +180,7 @@ def _reference_phases(spec: np.ndarray, n_surr: int, n_even: bool, seed: int, ki
     return out
 
 
-@pytest.mark.parametrize("n_t", [1, 2, 3, 64, 65])
+@pytest.mark.parametrize("n_t", [1, 2, 3, 64, 65, 1000])
 def test_phase_rotation_equals_the_per_bin_reference(n_t):
     from pipelines.eeg.kernels import surrogates as S
 

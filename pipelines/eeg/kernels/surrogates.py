@@ -28,27 +28,46 @@ def _randomise_phases(spec, n_surr, n_even, seed, kind, channel):
     return out
 
 
+# Draws made per batch by _accepted_draws (its outputs need this much room past the accepted points they return).
+_DRAW_BATCH = 64
+
+
 @njit(cache=True, nogil=True)
 def _accepted_draws(key, nb, ua, ub, ur2):
     """The first ``nb`` accepted points of the SplitMix64 stream started at ``key`` into ``ua``, ``ub`` and
-    their squared lengths into ``ur2`` (see :func:`_randomise_phases`). Without a branch: every point is
-    stored at the next free slot, which advances only when the point is accepted."""
+    their squared lengths into ``ur2`` (see :func:`_randomise_phases`); each of the three needs room for
+    ``nb + _DRAW_BATCH`` values. SplitMix64 is counter-based (draw j hashes ``key + (j + 1) * golden``), so
+    the draws and their acceptance are made a batch of 64 at a time in a loop without dependencies
+    (vectorised: exact integer operations, and the same IEEE operations per point as one at a time), then
+    compacted without a branch: every point is stored at the next free slot, which advances only when the
+    point is accepted (points accepted past the nb-th are written and ignored); the squared lengths of the
+    accepted points are computed again afterwards, in a vectorised pass (the same values)."""
     scale = 1.0 / 2147483648.0  # 2^-31: a 32-bit half -> [-1, 1)
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    ba = np.empty(_DRAW_BATCH)
+    bb = np.empty(_DRAW_BATCH)
+    ok = np.empty(_DRAW_BATCH, np.int64)
     state = key
     cnt = 0
     while cnt < nb:
-        state = state + np.uint64(0x9E3779B97F4A7C15)
-        z = state
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-        a = float(z >> np.uint64(32)) * scale - 1.0
-        b = float(z & np.uint64(0xFFFFFFFF)) * scale - 1.0
-        r2 = a * a + b * b
-        ua[cnt] = a
-        ub[cnt] = b
-        ur2[cnt] = r2
-        cnt += np.int64((1e-12 < r2) & (r2 <= 1.0))
+        for j in range(_DRAW_BATCH):
+            z = state + np.uint64(j + 1) * golden
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+            x = float(z >> np.uint64(32)) * scale - 1.0
+            y = float(z & np.uint64(0xFFFFFFFF)) * scale - 1.0
+            ba[j] = x
+            bb[j] = y
+            r2 = x * x + y * y
+            ok[j] = np.int64((1e-12 < r2) & (r2 <= 1.0))
+        state = state + np.uint64(_DRAW_BATCH) * golden
+        for j in range(_DRAW_BATCH):
+            ua[cnt] = ba[j]
+            ub[cnt] = bb[j]
+            cnt += ok[j]
+    for j in range(nb):  # the squared lengths of the accepted points (the same operations)
+        ur2[j] = ua[j] * ua[j] + ub[j] * ub[j]
 
 
 @njit(cache=True, nogil=True)
@@ -61,19 +80,19 @@ def _randomise_phases_into(spec, out, n_even, seed, kind, channel, w0):
     n_rows, n_surr, nf = out.shape
     nb = nf - 1 - (1 if n_even and nf > 1 else 0)  # bins 1..nb are rotated
     m = max(nb, 1)
-    ua = np.empty(m)
-    ub = np.empty(m)
-    ur2 = np.empty(m)
+    ua = np.empty(m + _DRAW_BATCH)
+    ub = np.empty(m + _DRAW_BATCH)
+    ur2 = np.empty(m + _DRAW_BATCH)
     inv = np.empty(m)
     uc = np.empty(m)
     ud = np.empty(m)
     for r in range(n_rows):
         for k in range(n_surr):
             _accepted_draws(_shuffle_key(seed, kind, channel, w0 + r, k), nb, ua, ub, ur2)
-            np.sqrt(ur2, inv)
+            np.sqrt(ur2[:m], inv)
             np.divide(1.0, inv, inv)
-            np.multiply(ua, inv, uc)
-            np.multiply(ub, inv, ud)
+            np.multiply(ua[:m], inv, uc)
+            np.multiply(ub[:m], inv, ud)
             out[r, k, 0] = spec[r, 0]
             for f in range(1, nb + 1):
                 c = uc[f - 1]
