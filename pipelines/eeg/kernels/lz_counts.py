@@ -125,8 +125,10 @@ def _lz76_count_hash(s, kbits, budget):
     so a previous factor shorter than K is found by binary search over prefix lengths and
     a longer one by extending each chained candidate. On regular sequences the chains get
     long; past ``budget`` comparisons it gives up and the caller uses the automaton. The flags
-    are bit-packed (64 per word: 2^K / 4 bytes instead of 2^(K+1), e.g. 2 MiB instead of 16 MiB
-    for a 19.2M-symbol spatio-temporal sequence), so they stay in cache; the count is unchanged. The
+    are bit-packed (64 per word), so they stay in cache, and kept for prefixes shorter than K only (a
+    K-gram occurs iff its chain is not empty: the head table, read anyway, says it; 2^K / 8 bytes, e.g.
+    1 MiB for a 19.2M-symbol spatio-temporal sequence, and only a new K-gram walks the flags); the count
+    is unchanged. The
     table entries of the position 24 symbols ahead are prefetched (random accesses into a table of up
     to 32 MB overlap instead of waiting one after another).
     """
@@ -135,7 +137,8 @@ def _lz76_count_hash(s, kbits, budget):
     mask = (1 << K) - 1
     head = np.full(1 << K, -1, np.int32)
     chain = np.empty(n, np.int32)
-    marks = np.zeros(max(1, (2 << K) >> 6), np.uint64)  # bit of node (1 << k) + prefix for prefix length k
+    # bit of node (1 << k) + prefix for prefix length k < K (length K: the K-gram's chain is not empty)
+    marks = np.zeros(max(1, (1 << K) >> 6), np.uint64)
     g = 0
     for j in range(K):
         g = (g << 1) | (np.int64(s[j]) if j < n else 0)
@@ -150,13 +153,15 @@ def _lz76_count_hash(s, kbits, budget):
     while i < n:
         while inserted < i:  # index every start before i (the copy may overlap i)
             _prefetch(head, ga)
-            _prefetch(marks, ((1 << K) + ga) >> 6)
+            _prefetch(marks, ((1 << (K - 1)) + (ga >> 1)) >> 6)
             ga = ((ga << 1) & mask) | (np.int64(s[inserted + ahead + K]) if inserted + ahead + K < n else 0)
-            v = (1 << K) + g
-            while v > 0 and (marks[v >> 6] >> np.uint64(v & 63)) & np.uint64(1) == 0:
-                marks[v >> 6] |= np.uint64(1) << np.uint64(v & 63)
-                v >>= 1
-            chain[inserted] = head[g]
+            first = head[g]
+            if first == -1:  # a new K-gram: mark its shorter prefixes up to the first one already marked
+                v = (1 << (K - 1)) + (g >> 1)
+                while v > 0 and (marks[v >> 6] >> np.uint64(v & 63)) & np.uint64(1) == 0:
+                    marks[v >> 6] |= np.uint64(1) << np.uint64(v & 63)
+                    v >>= 1
+            chain[inserted] = first
             head[g] = inserted
             nb = np.int64(s[inserted + K]) if inserted + K < n else 0
             g = ((g << 1) & mask) | nb
@@ -170,7 +175,7 @@ def _lz76_count_hash(s, kbits, budget):
         while lo < hi:  # longest marked prefix of gi (marks are closed under prefixes)
             mid = (lo + hi + 1) >> 1
             node = (1 << mid) + (gi >> (K - mid))
-            if (marks[node >> 6] >> np.uint64(node & 63)) & np.uint64(1):
+            if (head[gi] != -1) if mid == K else (marks[node >> 6] >> np.uint64(node & 63)) & np.uint64(1):
                 lo = mid
             else:
                 hi = mid - 1
