@@ -117,6 +117,12 @@ _LZ_PREFETCH_AHEAD = 24
 
 @njit(cache=True, nogil=True)
 def _lz76_count_hash(s, kbits, budget):
+    """:func:`_lz76_count_hash_in` with its own workspace."""
+    return _lz76_count_hash_in(s, kbits, budget, np.empty(s.size + (1 << kbits), np.int32))
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_hash_in(s, kbits, budget, ws):
     """The same LZ76 count via an index of K-bit prefixes; returns -1 past ``budget`` work.
 
     Fast on long, high-entropy sequences (a shuffled copy), where the suffix automaton is
@@ -130,13 +136,16 @@ def _lz76_count_hash(s, kbits, budget):
     1 MiB for a 19.2M-symbol spatio-temporal sequence, and only a new K-gram walks the flags); the count
     is unchanged. The
     table entries of the position 24 symbols ahead are prefetched (random accesses into a table of up
-    to 32 MB overlap instead of waiting one after another).
+    to 32 MB overlap instead of waiting one after another). The head table and the chains live in
+    ``ws`` (int32, >= len(s) + 2^K; the caller's automaton workspace, reused from count to count, so a
+    long sequence's shuffled copy does not page in 100 MB afresh).
     """
     n = s.size
     K = kbits
     mask = (1 << K) - 1
-    head = np.full(1 << K, -1, np.int32)
-    chain = np.empty(n, np.int32)
+    head = ws[: 1 << K]
+    head[:] = -1
+    chain = ws[1 << K : (1 << K) + n]
     # bit of node (1 << k) + prefix for prefix length k < K (length K: the K-gram's chain is not empty)
     marks = np.zeros(max(1, (1 << K) >> 6), np.uint64)
     g = 0
@@ -390,6 +399,14 @@ _LZ_RUNS_MIN_MEAN = 6
 
 
 @njit(cache=True, nogil=True)
+def _hash_ws(flat, n, k):
+    """The prefix index's workspace: ``flat`` (the automaton's, reused) if it holds n + 2^k entries, else new."""
+    if flat.size >= n + (1 << k):
+        return flat
+    return np.empty(n + (1 << k), np.int32)
+
+
+@njit(cache=True, nogil=True)
 def _lz76_auto(s, st):
     """LZ76 count by the fastest exact method for the length: from 16k symbols the indexed runs
     (:func:`_lz76_count_runs_indexed`) of a sequence of long runs (gives up past 8n steps), else or then
@@ -407,7 +424,8 @@ def _lz76_auto(s, st):
             if m * _LZ_RUNS_MIN_MEAN <= n:
                 c = _lz76_count_runs_indexed(starts, m, n, 8 * n, starts[n + 1 :])
         if c < 0:
-            c = _lz76_count_hash(s, min(23, max(8, int(math.log2(n)) - 1)), n + 10_000)
+            k = min(23, max(8, int(math.log2(n)) - 1))
+            c = _lz76_count_hash_in(s, k, n + 10_000, _hash_ws(starts, n, k))
         if c >= 0:
             return c
     else:
@@ -415,7 +433,8 @@ def _lz76_auto(s, st):
         if m * _LZ_RUNS_MIN_MEAN <= n:
             c = _lz76_count_runs(starts, m, n, 4 * n + 64)
         else:  # short runs (a shuffled row): the prefix index with a small K
-            c = _lz76_count_hash(s, min(12, max(6, int(math.log2(max(n, 2))) - 1)), 2 * n + 1000)
+            k = min(12, max(6, int(math.log2(max(n, 2))) - 1))
+            c = _lz76_count_hash_in(s, k, 2 * n + 1000, _hash_ws(starts, n, k))
         if c >= 0:
             return c
     return _lz76_count_sam(s, st)
