@@ -67,3 +67,63 @@ def test_the_stated_envelope_tolerance_is_stored_with_every_schartner_measure():
     for m in ("lzs_schartner", "lzc_schartner_st", "lzs_schartner_lzw", "lzc_schartner_lzw"):
         assert stated in K.MEASURE_INFO[m], m
         assert "scipy.signal.hilbert" in K.MEASURE_INFO[m]
+
+
+def _float32_phase_surrogates(rows, n, seed, channel):
+    """The float32 surrogates the fused lzc_median path makes (its kernels, one block of all rows)."""
+    from pipelines.eeg.kernels import surrogates as S
+
+    n_t = rows.shape[1]
+    spec = np.fft.rfft(rows, axis=-1).astype(np.complex64)
+    phased = np.empty((rows.shape[0], n, spec.shape[1]), np.complex64)
+    S._randomise_phases_into(spec, phased, n_t % 2 == 0, seed, S._KIND_PHASES, channel, 0)
+    return np.fft.irfft(phased, n_t, axis=-1)
+
+
+@pytest.mark.parametrize("n_t", [1000, 999])
+def test_float32_phase_surrogates_and_their_lzc_median_within_the_stated_tolerance_of_float64(n_t):
+    from pipelines.eeg.kernels import surrogates as S
+    from pipelines.eeg.kernels.common import _row_states
+    from pipelines.eeg.kernels.lempel_ziv import _lzc_median_rows
+
+    x = _eeg_uv(8, 240.0, seed=n_t)
+    n_surr, seed = 10, 4
+    counts_differ = counts_total = 0
+    for ch in range(x.shape[0]):
+        rows = np.ascontiguousarray(K.sliding_windows(x[ch], n_t, n_t))
+        ref = S.make_surrogates(rows, n_surr, "phase", seed, ch)  # float64, the definition
+        got = _float32_phase_surrogates(rows, n_surr, seed, ch)
+        assert got.dtype == np.float32
+        err = np.abs(got - ref) / ref.std(axis=-1, keepdims=True)
+        assert 0 < err.max() <= S.PHASE_SURROGATE_SAMPLE_RTOL, err.max()
+        # the fused path's values: float32 by default, float64 on request (= the measure on make_surrogates)
+        v32 = S._phase_surrogate_lzc_median(rows, n_surr, seed, ch, True)
+        v64 = S._phase_surrogate_lzc_median(rows, n_surr, seed, ch, True, np.float64)
+        flat = ref.reshape(-1, n_t)
+        np.testing.assert_array_equal(v64, _lzc_median_rows(flat, _row_states(flat), True).reshape(v64.shape))
+        norm = n_t / np.log2(n_t)
+        dc = np.rint(v32 * norm) - np.rint(v64 * norm)
+        assert np.abs(dc).max() <= S.PHASE_SURROGATE_LZC_COUNT_ATOL
+        counts_differ += int(np.count_nonzero(dc))
+        counts_total += dc.size
+        raw = _lzc_median_rows(rows, _row_states(rows), True)
+        r32, r64 = {}, {}
+        S._ratio_and_z(r32, "m", raw, v32)
+        S._ratio_and_z(r64, "m", raw, v64)
+        np.testing.assert_allclose(r32["m_surr_ratio"], r64["m_surr_ratio"], rtol=S.PHASE_SURROGATE_LZC_RATIO_RTOL)
+        np.testing.assert_allclose(r32["m_surr_z"], r64["m_surr_z"], rtol=0, atol=S.PHASE_SURROGATE_LZC_Z_ATOL)
+    assert counts_differ <= S.PHASE_SURROGATE_LZC_COUNT_FRACTION * counts_total, (counts_differ, counts_total)
+
+
+def test_the_stated_surrogate_precision_is_stored_with_the_surrogate_measures():
+    from pipelines.eeg.kernels import surrogates as S
+
+    info = K.MEASURE_INFO["*_surr_ratio"]
+    assert "float32" in info and f"within {S.PHASE_SURROGATE_SAMPLE_RTOL:.0e}".replace("e-0", "e-") in info
+    assert f"at most 1 in {round(1 / S.PHASE_SURROGATE_LZC_COUNT_FRACTION)}" in info
+    assert (
+        f"<= {S.PHASE_SURROGATE_LZC_COUNT_ATOL}" in info
+        and f"within {S.PHASE_SURROGATE_LZC_RATIO_RTOL * 100:g} %" in info
+    )
+    assert f"within {S.PHASE_SURROGATE_LZC_Z_ATOL}" in info
+    assert S.PHASE_SURROGATE_LZC_DTYPE == np.float32
