@@ -135,8 +135,9 @@ def _lz76_count_hash_in(s, kbits, budget, ws):
     K-gram occurs iff its chain is not empty: the head table, read anyway, says it; 2^K / 8 bytes, e.g.
     1 MiB for a 19.2M-symbol spatio-temporal sequence, and only a new K-gram walks the flags); the count
     is unchanged. The
-    table entries of the position 24 symbols ahead are prefetched (random accesses into a table of up
-    to 32 MB overlap instead of waiting one after another). The head table and the chains live in
+    table entries of the position 24 symbols ahead are prefetched when the head table is 2 MB or more
+    (random accesses into a table of up to 32 MB overlap instead of waiting one after another; a smaller
+    table is in cache, where the prefetches only cost: ~20 % of a 64k-symbol count). The head table and the chains live in
     ``ws`` (int32, >= len(s) + 2^K; the caller's automaton workspace, reused from count to count, so a
     long sequence's shuffled copy does not page in 100 MB afresh).
     """
@@ -155,14 +156,16 @@ def _lz76_count_hash_in(s, kbits, budget, ws):
     ga = 0  # the K-gram at inserted + ahead, whose table entries are fetched ahead of use
     for j in range(K):
         ga = (ga << 1) | (np.int64(s[ahead + j]) if ahead + j < n else 0)
+    big = K >= 19  # head table of 2 MB or more (beyond L2): prefetch; a smaller one is in cache already
     inserted = 0
     work = 0
     count = 0
     i = 0
     while i < n:
         while inserted < i:  # index every start before i (the copy may overlap i)
-            _prefetch(head, ga)
-            _prefetch(marks, ((1 << (K - 1)) + (ga >> 1)) >> 6)
+            if big:
+                _prefetch(head, ga)
+                _prefetch(marks, ((1 << (K - 1)) + (ga >> 1)) >> 6)
             ga = ((ga << 1) & mask) | (np.int64(s[inserted + ahead + K]) if inserted + ahead + K < n else 0)
             first = head[g]
             if first == -1:  # a new K-gram: mark its shorter prefixes up to the first one already marked
