@@ -127,3 +127,19 @@ def test_the_stated_surrogate_precision_is_stored_with_the_surrogate_measures():
     )
     assert f"within {S.PHASE_SURROGATE_LZC_Z_ATOL}" in info
     assert S.PHASE_SURROGATE_LZC_DTYPE == np.float32
+
+
+def test_float32_phase_surrogates_fall_back_to_float64_where_float32_could_overflow():
+    from pipelines.eeg.kernels import surrogates as S
+
+    rows = np.array(K.sliding_windows(_eeg_uv(1, 30.0, seed=2)[0], 1000, 1000))
+    rows[3] *= 1e30  # finite in float64, beyond float32
+    rows[5, 7] = np.nan
+    got = S._phase_surrogate_lzc_median(rows, 4, 1, 0, True)
+    want = S._phase_surrogate_lzc_median(rows, 4, 1, 0, True, np.float64)
+    np.testing.assert_array_equal(got, want)
+    assert np.isfinite(got[3]).all() and np.isnan(got[5]).all()
+    # every window representable: float32, and each surrogate's state read from its window
+    ok = np.delete(rows, 3, axis=0)
+    dtype, states = S._surrogate_precision_and_states(ok, np.float32)
+    assert dtype == np.float32 and list(np.flatnonzero(states)) == [4]

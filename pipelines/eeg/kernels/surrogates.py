@@ -277,8 +277,10 @@ def _phase_surrogate_lzc_median(rows, n, seed, channel, normalize, dtype=PHASE_S
     vectors (float64 draws, rounded to float32) in float32 and the surrogates made by a float32 irFFT (the
     median split then reads float32 samples): a
     surrogate's bits differ from float64's only where a sample lies within float32 rounding (~1e-7 of the
-    signal's scale) of its median. NumPy's pocketfft makes the same float32 operations on every CPU."""
+    signal's scale) of its median. NumPy's pocketfft makes the same float32 operations on every CPU. A channel
+    whose values could overflow float32 is made in float64 (:func:`_surrogate_precision_and_states`)."""
     n_rows, n_t = rows.shape
+    dtype, row_states = _surrogate_precision_and_states(rows, dtype)
     cdtype = np.complex64 if dtype == np.float32 else np.complex128
     spec = np.fft.rfft(rows, axis=-1).astype(cdtype, copy=False)
     b = min(_SURR_BLOCK_WINDOWS, n_rows)
@@ -291,8 +293,33 @@ def _phase_surrogate_lzc_median(rows, n, seed, channel, normalize, dtype=PHASE_S
         with np.errstate(invalid="ignore", over="ignore"):  # a non-finite window: NaN surrogates, NaN values
             np.fft.irfft(phased[:nw], n_t, axis=-1, out=surr[:nw])
         flat = surr[:nw].reshape(nw * n, n_t)
-        out[w0 : w0 + nw] = _lzc_median_rows(flat, _nonfinite_states(flat), normalize).reshape(nw, n)
+        states = _nonfinite_states(flat) if row_states is None else np.repeat(row_states[w0 : w0 + nw], n)
+        out[w0 : w0 + nw] = _lzc_median_rows(flat, states, normalize).reshape(nw, n)
     return out
+
+
+def _surrogate_precision_and_states(rows, dtype):
+    """The dtype to make the surrogates in and the non-finite state of every surrogate of each row, or None
+    for the states (check each surrogate). A surrogate sample is bounded by the sum of the spectrum's moduli,
+    <= n^2 max|x| (every FFT intermediate likewise): with n^2 max|x| below 1e-8 of the dtype's largest value
+    a finite row has finite surrogates and a non-finite row NaN ones, so the row's state is theirs. Rows that
+    could overflow float32 (|x| ~ 1e24 for n = 1000; no EEG) are made in float64 instead."""
+    states = _nonfinite_states(rows)
+    bound = _max_abs_of_finite_rows(rows, states) * rows.shape[1] ** 2
+    if dtype == np.float32 and bound >= 1e-8 * float(np.finfo(np.float32).max):
+        dtype = np.float64
+    return dtype, (states if bound < 1e-8 * float(np.finfo(dtype).max) else None)
+
+
+@njit(cache=True, nogil=True)
+def _max_abs_of_finite_rows(rows, states):
+    """Largest |x| over the rows whose state is 0 (finite); 0.0 if there is none."""
+    top = 0.0
+    for r in range(rows.shape[0]):
+        if states[r] == 0:
+            for v in rows[r]:
+                top = max(top, abs(v))
+    return top
 
 
 def _surrogate_rows(measures, rows, raw, sfreq, p, channel, cfg) -> dict:
