@@ -240,8 +240,10 @@ def _read_recording(manifest, recording) -> dict:
     )
     sources = infusion_time_sources(raw, eeg.infusion_start_event, eeg.infusion_end_event)
     clean, qc = preprocess(raw, eeg.preprocessing, file=file, copy=False)  # raw is filtered in place
-    data = clean.get_data()
-    data *= 1e6  # µV, in place (the same product as get_data() * 1e6, without a second copy)
+    # µV in place in the preprocessed array itself (clean is not used after): the values of get_data() * 1e6
+    # without a copy of the recording (get_data() copies)
+    data = np.ascontiguousarray(clean._data, dtype=np.float64)
+    data *= 1e6
     # Only ``data`` is kept (raw and clean go out of scope here): a worker's memory stays one recording's worth.
     return {
         "file": file,

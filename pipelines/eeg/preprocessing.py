@@ -109,7 +109,8 @@ def preprocess(raw, cfg, file: str | None = None, copy: bool = True):
     ``copy=False`` filters ``raw`` itself (no copy of the recording; the caller must not use ``raw`` after)."""
     if copy:
         raw = raw.copy()
-    if "eeg" in raw:
+    if "eeg" in raw and (set(raw.get_channel_types()) != {"eeg"} or raw.info["projs"]):
+        # MNE's pick copies the whole array even when it keeps every channel: only pick when something goes
         raw.pick("eeg", exclude=[])
     if len(raw.ch_names) == 0:
         raise InputError("the recording has no EEG channels", file=file)

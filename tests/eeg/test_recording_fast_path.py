@@ -83,6 +83,40 @@ def test_preprocess_in_place_equals_preprocess_on_a_copy(tiny_manifest):
     np.testing.assert_array_equal(fast.get_data(), ref.get_data())
 
 
+def test_preprocess_keeps_only_eeg_channels_and_skips_the_copying_pick_when_all_are_eeg(tiny_manifest):
+    import mne
+
+    study = Study.load(tiny_manifest)
+    cfg = study.manifest.eeg.preprocessing
+    raw = io.read_raw(study.recordings[0], study.manifest.bids_path, study.manifest.eeg.reader)
+    ref = raw.copy().pick("eeg", exclude=[])  # the reference: always pick
+    ref_clean, ref_qc = preprocessing.preprocess(ref, cfg)
+    data_before = raw._data
+    clean, qc = preprocessing.preprocess(raw, cfg, copy=False)
+    assert clean._data is data_before or qc.dropped  # every channel EEG: filtered in the array read, no copy
+    assert clean.ch_names == ref_clean.ch_names and qc == ref_qc
+    np.testing.assert_array_equal(clean.get_data(), ref_clean.get_data())
+    # a non-EEG channel is still dropped
+    mixed = io.read_raw(study.recordings[0], study.manifest.bids_path, study.manifest.eeg.reader)
+    extra = mne.io.RawArray(np.zeros((1, mixed.n_times)), mne.create_info(["EOG1"], mixed.info["sfreq"], "eog"))
+    mixed.add_channels([extra], force_update_info=True)
+    out, out_qc = preprocessing.preprocess(mixed, cfg)
+    assert "EOG1" not in out.ch_names and out.ch_names == ref_clean.ch_names and out_qc == ref_qc
+    np.testing.assert_array_equal(out.get_data(), ref_clean.get_data())
+
+
+def test_read_recording_data_are_get_data_in_microvolts(tiny_manifest):
+    """The µV array the features are computed from is ``get_data() * 1e6`` of the preprocessed recording."""
+    study = Study.load(tiny_manifest)
+    rec = study.recordings[0]
+    got = features._read_recording(study.manifest, rec)["data"]
+    raw = io.read_raw(rec, study.manifest.bids_path, study.manifest.eeg.reader)
+    clean, _ = preprocessing.preprocess(raw.copy().pick("eeg", exclude=[]), study.manifest.eeg.preprocessing)
+    want = clean.get_data() * 1e6
+    assert got.dtype == np.float64 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+
+
 def test_recording_features_equal_the_straightforward_path(tiny_manifest, monkeypatch):
     """The whole recording through the fast path, then through the plain one (scipy Welch everywhere, the
     recording copied before preprocessing, a copying finiteness check): the same Dataset, spectra within the

@@ -117,6 +117,12 @@ _LZ_PREFETCH_AHEAD = 24
 
 @njit(cache=True, nogil=True)
 def _lz76_count_hash(s, kbits, budget):
+    """:func:`_lz76_count_hash_in` with its own workspace."""
+    return _lz76_count_hash_in(s, kbits, budget, np.empty(s.size + (1 << kbits), np.int32))
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_hash_in(s, kbits, budget, ws):
     """The same LZ76 count via an index of K-bit prefixes; returns -1 past ``budget`` work.
 
     Fast on long, high-entropy sequences (a shuffled copy), where the suffix automaton is
@@ -125,17 +131,24 @@ def _lz76_count_hash(s, kbits, budget):
     so a previous factor shorter than K is found by binary search over prefix lengths and
     a longer one by extending each chained candidate. On regular sequences the chains get
     long; past ``budget`` comparisons it gives up and the caller uses the automaton. The flags
-    are bit-packed (64 per word: 2^K / 4 bytes instead of 2^(K+1), e.g. 2 MiB instead of 16 MiB
-    for a 19.2M-symbol spatio-temporal sequence), so they stay in cache; the count is unchanged. The
-    table entries of the position 24 symbols ahead are prefetched (random accesses into a table of up
-    to 32 MB overlap instead of waiting one after another).
+    are bit-packed (64 per word), so they stay in cache, and kept for prefixes shorter than K only (a
+    K-gram occurs iff its chain is not empty: the head table, read anyway, says it; 2^K / 8 bytes, e.g.
+    1 MiB for a 19.2M-symbol spatio-temporal sequence, and only a new K-gram walks the flags); the count
+    is unchanged. The
+    table entries of the position 24 symbols ahead are prefetched when the head table is 2 MB or more
+    (random accesses into a table of up to 32 MB overlap instead of waiting one after another; a smaller
+    table is in cache, where the prefetches only cost: ~20 % of a 64k-symbol count). The head table and the chains live in
+    ``ws`` (int32, >= len(s) + 2^K; the caller's automaton workspace, reused from count to count, so a
+    long sequence's shuffled copy does not page in 100 MB afresh).
     """
     n = s.size
     K = kbits
     mask = (1 << K) - 1
-    head = np.full(1 << K, -1, np.int32)
-    chain = np.empty(n, np.int32)
-    marks = np.zeros(max(1, (2 << K) >> 6), np.uint64)  # bit of node (1 << k) + prefix for prefix length k
+    head = ws[: 1 << K]
+    head[:] = -1
+    chain = ws[1 << K : (1 << K) + n]
+    # bit of node (1 << k) + prefix for prefix length k < K (length K: the K-gram's chain is not empty)
+    marks = np.zeros(max(1, (1 << K) >> 6), np.uint64)
     g = 0
     for j in range(K):
         g = (g << 1) | (np.int64(s[j]) if j < n else 0)
@@ -143,20 +156,24 @@ def _lz76_count_hash(s, kbits, budget):
     ga = 0  # the K-gram at inserted + ahead, whose table entries are fetched ahead of use
     for j in range(K):
         ga = (ga << 1) | (np.int64(s[ahead + j]) if ahead + j < n else 0)
+    big = K >= 19  # head table of 2 MB or more (beyond L2): prefetch; a smaller one is in cache already
     inserted = 0
     work = 0
     count = 0
     i = 0
     while i < n:
         while inserted < i:  # index every start before i (the copy may overlap i)
-            _prefetch(head, ga)
-            _prefetch(marks, ((1 << K) + ga) >> 6)
+            if big:
+                _prefetch(head, ga)
+                _prefetch(marks, ((1 << (K - 1)) + (ga >> 1)) >> 6)
             ga = ((ga << 1) & mask) | (np.int64(s[inserted + ahead + K]) if inserted + ahead + K < n else 0)
-            v = (1 << K) + g
-            while v > 0 and (marks[v >> 6] >> np.uint64(v & 63)) & np.uint64(1) == 0:
-                marks[v >> 6] |= np.uint64(1) << np.uint64(v & 63)
-                v >>= 1
-            chain[inserted] = head[g]
+            first = head[g]
+            if first == -1:  # a new K-gram: mark its shorter prefixes up to the first one already marked
+                v = (1 << (K - 1)) + (g >> 1)
+                while v > 0 and (marks[v >> 6] >> np.uint64(v & 63)) & np.uint64(1) == 0:
+                    marks[v >> 6] |= np.uint64(1) << np.uint64(v & 63)
+                    v >>= 1
+            chain[inserted] = first
             head[g] = inserted
             nb = np.int64(s[inserted + K]) if inserted + K < n else 0
             g = ((g << 1) & mask) | nb
@@ -170,7 +187,7 @@ def _lz76_count_hash(s, kbits, budget):
         while lo < hi:  # longest marked prefix of gi (marks are closed under prefixes)
             mid = (lo + hi + 1) >> 1
             node = (1 << mid) + (gi >> (K - mid))
-            if (marks[node >> 6] >> np.uint64(node & 63)) & np.uint64(1):
+            if (head[gi] != -1) if mid == K else (marks[node >> 6] >> np.uint64(node & 63)) & np.uint64(1):
                 lo = mid
             else:
                 hi = mid - 1
@@ -385,6 +402,14 @@ _LZ_RUNS_MIN_MEAN = 6
 
 
 @njit(cache=True, nogil=True)
+def _hash_ws(flat, n, k):
+    """The prefix index's workspace: ``flat`` (the automaton's, reused) if it holds n + 2^k entries, else new."""
+    if flat.size >= n + (1 << k):
+        return flat
+    return np.empty(n + (1 << k), np.int32)
+
+
+@njit(cache=True, nogil=True)
 def _lz76_auto(s, st):
     """LZ76 count by the fastest exact method for the length: from 16k symbols the indexed runs
     (:func:`_lz76_count_runs_indexed`) of a sequence of long runs (gives up past 8n steps), else or then
@@ -402,7 +427,8 @@ def _lz76_auto(s, st):
             if m * _LZ_RUNS_MIN_MEAN <= n:
                 c = _lz76_count_runs_indexed(starts, m, n, 8 * n, starts[n + 1 :])
         if c < 0:
-            c = _lz76_count_hash(s, min(23, max(8, int(math.log2(n)) - 1)), n + 10_000)
+            k = min(23, max(8, int(math.log2(n)) - 1))
+            c = _lz76_count_hash_in(s, k, n + 10_000, _hash_ws(starts, n, k))
         if c >= 0:
             return c
     else:
@@ -410,7 +436,8 @@ def _lz76_auto(s, st):
         if m * _LZ_RUNS_MIN_MEAN <= n:
             c = _lz76_count_runs(starts, m, n, 4 * n + 64)
         else:  # short runs (a shuffled row): the prefix index with a small K
-            c = _lz76_count_hash(s, min(12, max(6, int(math.log2(max(n, 2))) - 1)), 2 * n + 1000)
+            k = min(12, max(6, int(math.log2(max(n, 2))) - 1))
+            c = _lz76_count_hash_in(s, k, 2 * n + 1000, _hash_ws(starts, n, k))
         if c >= 0:
             return c
     return _lz76_count_sam(s, st)
