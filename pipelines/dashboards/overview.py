@@ -104,10 +104,10 @@ def page(
     manifest: str, blinding: Blinding | None, selection: dict, ignored: list[str], choices: Choices | None = None
 ) -> str:
     """The first view of ``selection`` (valid values: :meth:`Choices.read`); ``ignored``: the fields whose values
-    a link held but this study does not have (named in a notice, never echoed)."""
+    a link held but this study does not have (named in a notice, never echoed). Served through :func:`respond`,
+    which checks the study's inputs first."""
     from pipelines.dashboards import explorer
 
-    data.ensure_fresh(manifest)
     choices = choices or Choices(manifest, blinding)
     cond = choices.conditions
     subject, measure = selection["subject"], selection["measure"]
@@ -145,6 +145,17 @@ def _elsewhere(choices: Choices, selection: dict) -> str:
     return f" Recorded in: {', '.join(links)}." if links else ""
 
 
+def respond(manifest: str, blinding: Blinding | None, query: dict[str, str]) -> tuple[int, str]:
+    """(200, the page) for a link's ``query``, or (303, the URL to go to) when it held an unknown value: the
+    address bar never keeps a rejected value; the page it leads to names the ignored fields."""
+    data.ensure_fresh(manifest)  # before anything reads the caches: a rebuilt study is what this visitor sees
+    choices = Choices(manifest, blinding)
+    selection, rejected = choices.read(query)
+    if rejected:
+        return 303, self_url(selection, rejected)
+    return 200, page(manifest, blinding, selection, _ignored_fields(query.get(IGNORED, "")), choices)
+
+
 def error_page(ref: str) -> str:
     text = html.escape(safety.ERROR_TEXT.format(ref=ref))
     return safety.html_document(
@@ -178,15 +189,12 @@ def handler(manifest: str, blinding: Blinding | None):
 
         @tornado.web.authenticated
         def get(self):
-            query = {k: self.get_query_argument(k) for k in PARAMS if k in self.request.query_arguments}
+            query = {k: self.get_query_argument(k) for k in (*PARAMS, IGNORED) if k in self.request.query_arguments}
             try:
-                ignored = _ignored_fields(self.get_query_argument(IGNORED, ""))
-                choices = Choices(manifest, blinding)
-                selection, rejected = choices.read(query)
-                if rejected:  # never keep a rejected value in the address bar: show the state actually shown
-                    self.redirect(self_url(selection, rejected), status=303)
+                status, text = respond(manifest, blinding, query)
+                if status == 303:
+                    self.redirect(text, status=303)
                     return
-                text = page(manifest, blinding, selection, ignored, choices)
             except Exception:
                 ref = secrets.token_hex(4)
                 safety.log.exception("explorer overview failed (reference %s)", ref)

@@ -158,6 +158,24 @@ def test_first_view_reads_only_the_study_values_and_escapes_everything(explorer_
     assert dict(urllib.parse.parse_qsl(html.unescape(link).split("?", 1)[1]))["dose"] == "0.5"
 
 
+def test_first_view_checks_the_study_inputs_before_reading_any_cache(explorer_cls, monkeypatch):
+    """A rebuilt study is what the next visitor of /explorer sees: the freshness check (which drops stale caches)
+    comes before the options and the page are read from them; a rejected value is a redirect, never a page."""
+    from pipelines.dashboards import data, overview
+
+    calls: list[str] = []
+    for name in ("ensure_fresh", "recordings", "eeg_settings"):
+        original = getattr(data, name)
+        monkeypatch.setattr(data, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    status, text = overview.respond(MANIFEST, None, {"subject": "sub-02", overview.IGNORED: "dose"})
+    assert status == 200 and "<strong>sub-02</strong>" in text and "link for: dose." in text
+    assert calls[0] == "ensure_fresh" and calls.count("ensure_fresh") == 1, calls
+    calls.clear()
+    status, url = overview.respond(MANIFEST, None, {"subject": SCRIPT})
+    assert (status, calls[0]) == (303, "ensure_fresh") and url.startswith("explorer?subject=sub-01&")
+    assert url.endswith("ignored=subject")
+
+
 def test_titration_ignores_unknown_link_values(default_study):
     from pipelines.dashboards import safety
     from pipelines.dashboards.titration import TitrationApp
