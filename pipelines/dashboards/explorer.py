@@ -254,7 +254,7 @@ class ExplorerApp(pn.viewable.Viewer):
     # Plot titles are drawn as canvas text by Bokeh (never parsed as HTML) and only ever hold values from the
     # parameters' own options (the parameters refuse anything else).
     def _title(self, what: str) -> str:
-        return f"{what} — {self.subject}, {self.conditions.label(self.dose_value)}"
+        return view_title(what, self.subject, self.conditions.label(self.dose_value))
 
     def _make(self, name: str):
         cond, m, s = self.conditions, self.manifest, self.settings
@@ -561,6 +561,11 @@ def _summary(manifest: str, subject: str, dose: float, measure: str, condition: 
     return text
 
 
+def view_title(what: str, subject: str, condition_label: str) -> str:
+    """A figure's title: what it shows, for whom, in which condition."""
+    return f"{what} — {subject}, {condition_label}"
+
+
 def overview_figures(manifest: str, conditions: Conditions, subject: str, dose: float, measure: str) -> str:
     """Both time courses of a selection as SVG (the interactive explorer's first tab, the plain first view)."""
     session = _session_of(manifest, subject, dose)
@@ -572,7 +577,7 @@ def overview_figures(manifest: str, conditions: Conditions, subject: str, dose: 
         session or "",
         measure,
         tuple((d, conditions.label(d), conditions.color(d)) for d in conditions.order),
-        (f"Occipital alpha — {subject}, {label}", f"{measure}, all channels — {subject}, {label}"),
+        (view_title("Occipital alpha", subject, label), view_title(f"{measure}, all channels", subject, label)),
         None if row is None else float(row["alpha_suppression_onset_s"]),
     )
 

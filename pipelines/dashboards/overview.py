@@ -65,12 +65,11 @@ def _summary_html(markdown_text: str) -> str:
     return MarkdownIt("commonmark", {"html": False}).renderInline(markdown_text)
 
 
-def _sidebar(choices: Choices, selection: dict) -> str:
-    study = data.study(choices.manifest)
+def _sidebar(choices: Choices, selection: dict, study_name: str) -> str:
     cond = choices.conditions
     blind = "<strong>Blinded:</strong> conditions are shown as letters; doses are hidden until unblinding. "
     return (
-        f"<aside><h1>Study {html.escape(study.name)}</h1>"
+        f"<aside><h1>Study {html.escape(study_name)}</h1>"
         f"<p>{len(choices.subjects)} participants (pseudonymous IDs only).</p>"
         '<form method="get" action="explorer">'
         f'<label for="subject">Subject</label><select id="subject" name="subject">'
@@ -109,6 +108,7 @@ def page(
     from pipelines.dashboards import explorer
 
     choices = choices or Choices(manifest, blinding)
+    study_name = data.study(manifest).name
     cond = choices.conditions
     subject, measure = selection["subject"], selection["measure"]
     dose = cond.dose_of(selection["dose"])
@@ -121,14 +121,13 @@ def page(
         else ""
     )
     body = (
-        f'<div class="layout">{_sidebar(choices, selection)}<main>{notice}'
+        f'<div class="layout">{_sidebar(choices, selection, study_name)}<main>{notice}'
         f'<p class="{SUMMARY_CLASS}" id="explorer-summary">{_summary_html(summary)}{_elsewhere(choices, selection)}</p>'
         f'<p><a href="{html.escape(link)}">Open the interactive explorer</a> for this selection: hover and save '
         "the figures, the topomap, the dose-response, the selection scatter, and the experience, mood and "
         f"cytokine views.</p>{figures}</main></div>"
     )
-    study = data.study(manifest)
-    return safety.html_document(f"Ketamine workbench — study explorer: {study.name}", _STYLE, body)
+    return safety.html_document(f"Ketamine workbench — study explorer: {study_name}", _STYLE, body)
 
 
 def _elsewhere(choices: Choices, selection: dict) -> str:

@@ -25,9 +25,9 @@ from pipelines.eeg.kernels.lz_counts import (
 
 def _lzc_median_rows(rows, states, normalize):
     # counts of rows > np.median(rows) (exact median selection and the LZ76 count fused per row)
-    if rows.dtype != np.float32:  # float32 rows (the phase surrogates) are split at their median as they are
-        rows = np.ascontiguousarray(rows, dtype=np.float64)
-    counts = _lzc_median_counts(np.ascontiguousarray(rows), states).astype(np.float64)
+    # float32 rows (the phase surrogates) are split at their median as they are; anything else as float64
+    rows = np.ascontiguousarray(rows, dtype=np.float32 if rows.dtype == np.float32 else np.float64)
+    counts = _lzc_median_counts(rows, states).astype(np.float64)
     if normalize:
         n = rows.shape[-1]
         counts = counts / (n / math.log(n, 2))
