@@ -984,7 +984,7 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 def write_combined(study, keys: list[str], out: Path, inputs_digest: str | None = None) -> Path:
     from pipelines.core.provenance import git_commit, library_versions, utc_now
-    from pipelines.eeg import kernels
+    from pipelines.eeg import filtering, kernels
 
     combined = open_recordings(study, keys, out / "recordings")
     combined.attrs.update(
@@ -992,6 +992,7 @@ def write_combined(study, keys: list[str], out: Path, inputs_digest: str | None 
             "study": study.name,
             "parameters": json.dumps(feature_parameters(study.manifest), sort_keys=True),
             "measure_definitions": json.dumps(kernels.MEASURE_INFO, sort_keys=True),
+            "filter_definition": filtering.CONVENTION,
             "library_versions": json.dumps(library_versions(), sort_keys=True),
             "data_checksum": study.manifest.data_checksum(),
             "inputs_digest": inputs_digest or "",

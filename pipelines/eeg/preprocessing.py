@@ -1,7 +1,8 @@
 """Per-recording preprocessing with a QC record: filter, notch, bad channels, interpolation, reference.
 
-Order: pick EEG channels → band-pass (edges capped below Nyquist) → notch at the line frequency and its
-harmonics below the low-pass edge → plausibility check (median channel SD in µV) → flat / noisy channel
+Order: pick EEG channels → band-pass (edges capped below Nyquist) and notch at the line frequency and its
+harmonics below the low-pass edge, as one zero-phase FIR pass equal to MNE's two (``pipelines.eeg.filtering``)
+→ plausibility check (median channel SD in µV) → flat / noisy channel
 detection on the filtered signal → spherical-spline interpolation where positions exist (else the bad
 channels are dropped) → average reference.  Every choice is returned in the QC record.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipelines.core.errors import InputError
+from pipelines.eeg.filtering import band_pass_and_notch
 
 STANDARD_MONTAGE = "colin27_1020"  # standard_1020 is deprecated in MNE 1.13
 
@@ -87,20 +89,19 @@ def _ensure_positions(raw, qc: PreprocessingQC) -> bool:
     return False
 
 
-def _notch(raw, qc: PreprocessingQC, line_freq: float | None, h_freq: float, nyquist: float) -> None:
-    """Notch the line frequency and its harmonics in place, as far as the low-pass leaves them; say so in ``qc``."""
+def _notch_frequencies(qc: PreprocessingQC, line_freq: float | None, h_freq: float, nyquist: float) -> list[float]:
+    """The line frequency and its harmonics to notch, as far as the low-pass leaves them; say so in ``qc``."""
     if line_freq is None:
         qc.notes.append("no notch: the recording states no line frequency and eeg.preprocessing.line_freq is unset")
-        return
+        return []
     # MNE's low-pass leaves its transition band (max(0.25·h_freq, 2) Hz wide) partly open: notch every
     # harmonic up to the end of that band, e.g. 50 Hz with a 45 Hz low-pass.
     reach = h_freq + max(0.25 * h_freq, 2.0)
-    freqs = [f for f in np.arange(line_freq, nyquist, line_freq) if f <= reach and f < nyquist - 1]
-    if freqs:
-        raw.notch_filter(freqs, verbose="error")
-        qc.notch_hz = [float(f) for f in freqs]
-    else:
+    freqs = [float(f) for f in np.arange(line_freq, nyquist, line_freq) if f <= reach and f < nyquist - 1]
+    if not freqs:
         qc.notes.append(f"no notch needed: line frequency {line_freq} Hz is above the pass band")
+    qc.notch_hz = freqs
+    return freqs
 
 
 def preprocess(raw, cfg, file: str | None = None, copy: bool = True):
@@ -138,9 +139,10 @@ def preprocess(raw, cfg, file: str | None = None, copy: bool = True):
             file=file,
             field="eeg.preprocessing.l_freq",
         )
-    raw.filter(cfg.l_freq, h_freq, verbose="error")
-    if cfg.notch:
-        _notch(raw, qc, line_freq, h_freq, nyquist)
+    notch_hz = _notch_frequencies(qc, line_freq, h_freq, nyquist) if cfg.notch else []
+    sequential_because = band_pass_and_notch(raw, cfg.l_freq, h_freq, notch_hz)
+    if sequential_because:
+        qc.notes.append(f"band-pass and notch in MNE's two passes: {sequential_because}")
 
     sd = channel_sd_uv(raw._data, sfreq)  # the loaded array itself, read only (get_data() would copy it)
     qc.median_channel_sd_uv = float(np.median(sd))
