@@ -43,8 +43,12 @@ def channel_sd_uv(data_v: np.ndarray, sfreq: float, chunk_s: float = 2.0) -> np.
     n_chunks = data_v.shape[1] // n
     if n_chunks < 1:
         return data_v.std(axis=1) * 1e6
-    chunks = data_v[:, : n_chunks * n].reshape(data_v.shape[0], n_chunks, n)
-    return np.median(chunks.std(axis=2), axis=1) * 1e6
+    # One channel at a time: numpy's temporaries (x - mean, its square) stay one channel long instead of the
+    # recording's size, whose fresh pages cost more than the arithmetic (0.7 s for 64 ch x 10 min on this VM).
+    sd = np.empty(data_v.shape[0])
+    for ch, row in enumerate(data_v):
+        sd[ch] = np.median(row[: n_chunks * n].reshape(n_chunks, n).std(axis=1))
+    return sd * 1e6
 
 
 def detect_bad_channels(

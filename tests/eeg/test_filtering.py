@@ -85,3 +85,14 @@ def test_a_recording_shorter_than_the_kernel_is_left_to_mne():
 def test_apply_refuses_an_asymmetric_kernel():
     with pytest.raises(ValueError, match="symmetric"):
         filtering.apply_zero_phase_fir(np.zeros((1, 100)), np.array([1.0, 2.0, 3.0]))
+
+
+def test_channel_sd_one_channel_at_a_time_equals_the_whole_array_formula():
+    from pipelines.eeg.preprocessing import channel_sd_uv
+
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((5, 10_250)) * rng.uniform(1e-6, 5e-5, (5, 1))
+    n = 1000  # 2-s chunks at 500 Hz; the last 250 samples are not a whole chunk
+    whole = np.median(data[:, : 10 * n].reshape(5, 10, n).std(axis=2), axis=1) * 1e6
+    np.testing.assert_array_equal(channel_sd_uv(data, 500.0), whole)
+    np.testing.assert_array_equal(channel_sd_uv(data[:, :700], 500.0), data[:, :700].std(axis=1) * 1e6)
