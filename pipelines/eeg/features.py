@@ -738,6 +738,9 @@ def _failure_row(recording, failure: dict) -> dict:
 
 
 def _compute_recording(manifest, recording, out_dir: Path) -> dict:
+    from pipelines.core.memory import keep_freed_memory
+
+    keep_freed_memory()  # a worker reuses its freed pages (see pipelines.core.memory)
     key = recording.key
     target = out_dir / f"{key}.zarr"
     t0 = time.perf_counter()
