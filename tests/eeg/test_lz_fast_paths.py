@@ -150,6 +150,61 @@ def test_lzc_median_counts_equal_the_count_of_the_numpy_median_split():
     assert list(LZC._lzc_median_counts(np.empty((2, 0)), np.zeros(2, np.uint8))) == [0, 0]
 
 
+def _float32_median_rows(rng) -> list[np.ndarray]:
+    """float32 rows for the float32 median split: smooth (the surrogates), random, heavy ties, constant, two
+    adjacent float32 values, denormals and values near the float32 limits, odd and even lengths."""
+    rows = [np.array([3.0]), np.array([2.0, -1.0]), np.zeros(65), np.full(1000, 1.5), np.arange(999.0)[::-1]]
+    rows += [np.r_[np.zeros(500), np.full(500, -0.0)], np.r_[np.full(3, np.float32(1e-45)), np.zeros(4)]]
+    for n in (2, 3, 5, 60, 61, 63, 64, 65, 127, 128, 999, 1000, 1001, 4000):
+        rows.append(rng.standard_normal(n))
+        rows.append(np.cumsum(rng.standard_normal(n)))
+        rows.append(np.sin(np.arange(n) * rng.uniform(0.01, 0.3)) * 50)  # long runs, many near-equal values
+        rows.append(rng.integers(0, 4, n))
+        rows.append(np.sort(rng.standard_normal(n)))
+        a = np.float32(rng.standard_normal())
+        adj = np.r_[np.full(n // 2, a), np.full(n - n // 2, np.nextafter(a, np.float32(9.0)))]
+        rows.append(rng.permutation(adj))
+        rows.append(rng.standard_normal(n) * 1e-44)  # float32 denormals
+        rows.append(np.r_[rng.standard_normal(n - 2) * 1e-40, 3.4e38, -3.4e38][:n])
+    return [np.ascontiguousarray(r, dtype=np.float32) for r in rows]
+
+
+def test_float32_kth_smallest_equals_numpy_partition_exactly():
+    rng = np.random.default_rng(21)
+    for x in _float32_median_rows(rng):
+        nw = (x.size + 63) // 64
+        flags = np.full(nw * 64, 7, np.uint8)
+        cand = np.full(nw * 64, np.nan, np.float32)
+        before = x.copy()
+        for k in {0, (x.size - 1) // 2, x.size // 2, x.size - 1}:
+            got = LZC._kth_smallest_f32(x, k, flags, np.empty(nw, np.uint64), cand)
+            assert got == np.partition(x, k)[k], (x.size, k)
+        np.testing.assert_array_equal(x, before)
+
+
+def test_float32_lzc_median_counts_equal_the_general_path_and_the_numpy_median_split():
+    """The float32 kernel splits at the lower middle value and counts from packed bits; the general kernel
+    (:func:`_median_finite`, :func:`_lz76_auto`) and the reference (``np.median`` in float64, antropy's scan)
+    give the same counts, also for rows with NaN (skipped: 0) and for blocks of equal-length rows."""
+    rng = np.random.default_rng(22)
+    for x in _float32_median_rows(rng):
+        rows = np.stack([x, x[::-1].copy(), rng.permutation(x)])
+        states = np.zeros(3, np.uint8)
+        got = LZC._lzc_median_counts(rows, states)
+        np.testing.assert_array_equal(got, LZC._lzc_median_counts_sel(rows, states))
+        want = [_reference_lz76((r > np.median(r.astype(np.float64))).astype(np.uint8)) for r in rows]
+        np.testing.assert_array_equal(got, want)
+    from pipelines.eeg.kernels.common import _ROW_NONFINITE
+
+    rows = np.cumsum(rng.standard_normal((6, 1000)), axis=1).astype(np.float32)
+    rows[2, 5] = np.nan
+    states = np.zeros(6, np.uint8)
+    states[2] = _ROW_NONFINITE
+    got = LZC._lzc_median_counts(rows, states)
+    assert got[2] == 0 and list(got) == list(LZC._lzc_median_counts_sel(rows, states))
+    assert list(LZC._lzc_median_counts(np.empty((2, 0), np.float32), np.zeros(2, np.uint8))) == [0, 0]
+
+
 def _reference_phases(spec: np.ndarray, n_surr: int, n_even: bool, seed: int, kind: int, channel: int) -> np.ndarray:
     """The per-bin loop the phase surrogates were defined with, in plain Python (IEEE doubles, CPython's
     complex product ``(ac - bd) + i(ad + bc)``): the draws of the SplitMix64 stream of (seed, kind,
