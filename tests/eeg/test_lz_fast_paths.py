@@ -205,6 +205,33 @@ def test_float32_lzc_median_counts_equal_the_general_path_and_the_numpy_median_s
     assert list(LZC._lzc_median_counts(np.empty((2, 0), np.float32), np.zeros(2, np.uint8))) == [0, 0]
 
 
+def test_lz76_from_runs_by_parity_scan_equals_the_reference_scan():
+    """The branch-free scan of the float32 median path, on every kind of sequence (short runs too), also
+    from the float32 split's own run starts; past its budget it gives up (-1) rather than a wrong count."""
+    rng = np.random.default_rng(2028)
+    gave_up = 0
+    for s in _bit_sequences(rng):
+        if s.size == 0:
+            continue
+        starts = np.empty(s.size + 1, np.int32)
+        m = LZC._run_starts(s, starts)
+        ws = np.full(2 * m + 4, -7, np.int32)
+        want = _reference_lz76(s)
+        assert LZC._lz76_count_runs_short(starts, m, s.size, ws, 10**12) == want, s.size
+        c = LZC._lz76_count_runs_short(starts, m, s.size, ws, 4 * s.size + 64)
+        assert c in (want, -1)
+        gave_up += c == -1 and m * LZC._LZ_RUNS_MIN_MEAN <= s.size  # a sequence of long runs
+        x = s.astype(np.float32) + rng.uniform(-0.4, 0.4, s.size).astype(np.float32)
+        nw = (s.size + 63) // 64
+        got = np.full(s.size + 1, -9, np.int32)
+        assert (
+            LZC._split_run_starts_f32(x, np.float32(0.5), np.empty(nw * 64, np.uint8), np.empty(nw, np.uint64), got)
+            == m
+        )
+        np.testing.assert_array_equal(got[: m + 1], starts[: m + 1])
+    assert gave_up == 0
+
+
 def _reference_phases(spec: np.ndarray, n_surr: int, n_even: bool, seed: int, kind: int, channel: int) -> np.ndarray:
     """The per-bin loop the phase surrogates were defined with, in plain Python (IEEE doubles, CPython's
     complex product ``(ac - bd) + i(ad + bc)``): the draws of the SplitMix64 stream of (seed, kind,

@@ -1167,7 +1167,7 @@ def _lzc_median_counts_f32(rows, states):
     ``row > median`` equals ``row > a`` with a the lower middle value (for even n the float64 mean of two
     distinct float32 values lies strictly between them, and no value does), selected by
     :func:`_kth_smallest_f32`; the runs of the split are found from its packed bits and counted by
-    :func:`_lz76_count_runs` where :func:`_lz76_auto` would (long runs), else the bits go to
+    :func:`_lz76_count_runs_short` where :func:`_lz76_auto` would count runs (long runs), else the bits go to
     :func:`_lz76_auto` itself (every path is the exact LZ76 count)."""
     nr, n = rows.shape
     out = np.zeros(nr, np.int64)
@@ -1187,7 +1187,7 @@ def _lzc_median_counts_f32(rows, states):
         m = _split_run_starts_f32(row, a, flags, words, starts)
         c = -1
         if n < _LZ_HASH_MIN_N and m * _LZ_RUNS_MIN_MEAN <= n:
-            c = _lz76_count_runs(starts, m, n, 4 * n + 64)
+            c = _lz76_count_runs_short(starts, m, n, starts[n + 1 :], 4 * n + 64)
         if c < 0:
             bits = flags[:n]
             for t in range(n):
@@ -1195,3 +1195,69 @@ def _lzc_median_counts_f32(rows, states):
             c = _lz76_auto(bits, st)
         out[r] = c
     return out
+
+
+@njit(cache=True, nogil=True)
+def _scan_parity(a, b, cnt, r0, lb):
+    """Longest copy over the earlier runs of one symbol, branch-free: ``a[j]`` the length of the j-th such run,
+    ``b[j]`` of the run after it, ``lb`` of the run after the phrase's; and whether any copy must go on past
+    the next run (at least r0 long, next runs equally long)."""
+    best = 0
+    walk = 0
+    for j in range(cnt):
+        ln = a[j]
+        la = b[j]
+        best = max(best, ln if ln < r0 else r0 + min(la, lb))
+        walk |= (ln >= r0) & (la == lb)
+    return best, walk != 0
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_runs_short(starts, m, n, ws, budget):
+    """:func:`_lz76_count_runs` (same count, -1 past ``budget``) with a branch-free scan of the earlier runs:
+    a run u of the phrase's symbol gives a copy of min(its length, r0) plus, where it is at least r0 long,
+    the shorter of the next two runs (u + 1, v + 1); only where those two are equally long (and not the
+    last) does the copy go on, and only those runs are extended by :func:`_runs_ext`. The run lengths are
+    laid out by parity so that the scan reads two arrays in order. ``ws`` is int32 workspace >= 2 m + 4."""
+    h = (m >> 1) + 2
+    ev = ws[:h]  # lengths of runs 0, 2, 4, ...
+    od = ws[h : 2 * h]  # of runs 1, 3, 5, ...
+    for u in range(m):
+        if u & 1:
+            od[u >> 1] = starts[u + 1] - starts[u]
+        else:
+            ev[u >> 1] = starts[u + 1] - starts[u]
+    count = 0
+    work = 0
+    i = 0
+    v = 0
+    while i < n:
+        while starts[v + 1] <= i:
+            v += 1
+        r0 = starts[v + 1] - i
+        best = r0 if starts[v] < i else 0
+        cnt = v >> 1  # earlier runs of the phrase's symbol: u = 2 j + (v & 1), j < cnt
+        if v == m - 1:  # the last run: a copy of r0 symbols reaches the end
+            if best < r0:
+                a = od if v & 1 else ev
+                for j in range(cnt):
+                    best = max(best, min(a[j], r0))
+        else:
+            lb = starts[v + 2] - starts[v + 1]
+            if v & 1:
+                b, walk = _scan_parity(od, ev[1:], cnt, r0, lb)
+            else:
+                b, walk = _scan_parity(ev, od, cnt, r0, lb)
+            best = max(best, b)
+            work += cnt
+            if walk and v + 1 < m - 1:
+                for u in range(v - 2, -1, -2):
+                    if starts[u + 1] - starts[u] >= r0 and starts[u + 2] - starts[u + 1] == lb:
+                        ext, e = _runs_ext(starts, m, u + 1, v + 1)
+                        best = max(best, r0 + ext)
+                        work += e - v
+            if work > budget:
+                return -1
+        count += 1
+        i += best + 1
+    return count
