@@ -194,8 +194,20 @@ def test_float32_lzc_median_counts_equal_the_general_path_and_the_numpy_median_s
         np.testing.assert_array_equal(got, LZC._lzc_median_counts_sel(rows, states))
         want = [_reference_lz76((r > np.median(r.astype(np.float64))).astype(np.uint8)) for r in rows]
         np.testing.assert_array_equal(got, want)
+    from pipelines.eeg.kernels import surrogates as S
     from pipelines.eeg.kernels.common import _ROW_NONFINITE
 
+    for n_t in (999, 1000):  # the rows the kernel is for: float32 phase surrogates of smooth windows
+        win = np.cumsum(rng.standard_normal((12, n_t)), axis=1)
+        spec = np.fft.rfft(win, axis=-1).astype(np.complex64)
+        phased = np.empty((12, 10, spec.shape[1]), np.complex64)
+        S._randomise_phases_into(spec, phased, n_t % 2 == 0, 1, S._KIND_PHASES, 0, 0)
+        surr = np.fft.irfft(phased, n_t, axis=-1).reshape(-1, n_t)
+        states = np.zeros(surr.shape[0], np.uint8)
+        got = LZC._lzc_median_counts(surr, states)
+        np.testing.assert_array_equal(got, LZC._lzc_median_counts_sel(surr, states))
+        bits = surr > np.median(surr.astype(np.float64), axis=1, keepdims=True)
+        np.testing.assert_array_equal(got[:20], [_reference_lz76(b.astype(np.uint8)) for b in bits[:20]])
     rows = np.cumsum(rng.standard_normal((6, 1000)), axis=1).astype(np.float32)
     rows[2, 5] = np.nan
     states = np.zeros(6, np.uint8)
