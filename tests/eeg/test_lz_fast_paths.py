@@ -150,6 +150,100 @@ def test_lzc_median_counts_equal_the_count_of_the_numpy_median_split():
     assert list(LZC._lzc_median_counts(np.empty((2, 0)), np.zeros(2, np.uint8))) == [0, 0]
 
 
+def _float32_median_rows(rng) -> list[np.ndarray]:
+    """float32 rows for the float32 median split: smooth (the surrogates), random, heavy ties, constant, two
+    adjacent float32 values, denormals and values near the float32 limits, odd and even lengths."""
+    rows = [np.array([3.0]), np.array([2.0, -1.0]), np.zeros(65), np.full(1000, 1.5), np.arange(999.0)[::-1]]
+    rows += [np.r_[np.zeros(500), np.full(500, -0.0)], np.r_[np.full(3, np.float32(1e-45)), np.zeros(4)]]
+    for n in (2, 3, 5, 60, 61, 63, 64, 65, 127, 128, 999, 1000, 1001, 4000):
+        rows.append(rng.standard_normal(n))
+        rows.append(np.cumsum(rng.standard_normal(n)))
+        rows.append(np.sin(np.arange(n) * rng.uniform(0.01, 0.3)) * 50)  # long runs, many near-equal values
+        rows.append(rng.integers(0, 4, n))
+        rows.append(np.sort(rng.standard_normal(n)))
+        a = np.float32(rng.standard_normal())
+        adj = np.r_[np.full(n // 2, a), np.full(n - n // 2, np.nextafter(a, np.float32(9.0)))]
+        rows.append(rng.permutation(adj))
+        rows.append(rng.standard_normal(n) * 1e-44)  # float32 denormals
+        rows.append(np.r_[rng.standard_normal(n - 2) * 1e-40, 3.4e38, -3.4e38][:n])
+    return [np.ascontiguousarray(r, dtype=np.float32) for r in rows]
+
+
+def test_float32_kth_smallest_equals_numpy_partition_exactly():
+    rng = np.random.default_rng(21)
+    for x in _float32_median_rows(rng):
+        nw = (x.size + 63) // 64
+        flags = np.full(nw * 64, 7, np.uint8)
+        cand = np.full(nw * 64, np.nan, np.float32)
+        before = x.copy()
+        for k in {0, (x.size - 1) // 2, x.size // 2, x.size - 1}:
+            got = LZC._kth_smallest_f32(x, k, flags, np.empty(nw, np.uint64), cand)
+            assert got == np.partition(x, k)[k], (x.size, k)
+        np.testing.assert_array_equal(x, before)
+
+
+def test_float32_lzc_median_counts_equal_the_general_path_and_the_numpy_median_split():
+    """The float32 kernel splits at the lower middle value and counts from packed bits; the general kernel
+    (:func:`_median_finite`, :func:`_lz76_auto`) and the reference (``np.median`` in float64, antropy's scan)
+    give the same counts, also for rows with NaN (skipped: 0) and for blocks of equal-length rows."""
+    rng = np.random.default_rng(22)
+    for x in _float32_median_rows(rng):
+        rows = np.stack([x, x[::-1].copy(), rng.permutation(x)])
+        states = np.zeros(3, np.uint8)
+        got = LZC._lzc_median_counts(rows, states)
+        np.testing.assert_array_equal(got, LZC._lzc_median_counts_sel(rows, states))
+        want = [_reference_lz76((r > np.median(r.astype(np.float64))).astype(np.uint8)) for r in rows]
+        np.testing.assert_array_equal(got, want)
+    from pipelines.eeg.kernels import surrogates as S
+    from pipelines.eeg.kernels.common import _ROW_NONFINITE
+
+    for n_t in (999, 1000):  # the rows the kernel is for: float32 phase surrogates of smooth windows
+        win = np.cumsum(rng.standard_normal((12, n_t)), axis=1)
+        spec = np.fft.rfft(win, axis=-1).astype(np.complex64)
+        phased = np.empty((12, 10, spec.shape[1]), np.complex64)
+        S._randomise_phases_into(spec, phased, n_t % 2 == 0, 1, S._KIND_PHASES, 0, 0)
+        surr = np.fft.irfft(phased, n_t, axis=-1).reshape(-1, n_t)
+        states = np.zeros(surr.shape[0], np.uint8)
+        got = LZC._lzc_median_counts(surr, states)
+        np.testing.assert_array_equal(got, LZC._lzc_median_counts_sel(surr, states))
+        bits = surr > np.median(surr.astype(np.float64), axis=1, keepdims=True)
+        np.testing.assert_array_equal(got[:20], [_reference_lz76(b.astype(np.uint8)) for b in bits[:20]])
+    rows = np.cumsum(rng.standard_normal((6, 1000)), axis=1).astype(np.float32)
+    rows[2, 5] = np.nan
+    states = np.zeros(6, np.uint8)
+    states[2] = _ROW_NONFINITE
+    got = LZC._lzc_median_counts(rows, states)
+    assert got[2] == 0 and list(got) == list(LZC._lzc_median_counts_sel(rows, states))
+    assert list(LZC._lzc_median_counts(np.empty((2, 0), np.float32), np.zeros(2, np.uint8))) == [0, 0]
+
+
+def test_lz76_from_runs_by_parity_scan_equals_the_reference_scan():
+    """The branch-free scan of the float32 median path, on every kind of sequence (short runs too), also
+    from the float32 split's own run starts; past its budget it gives up (-1) rather than a wrong count."""
+    rng = np.random.default_rng(2028)
+    gave_up = 0
+    for s in _bit_sequences(rng):
+        if s.size == 0:
+            continue
+        starts = np.empty(s.size + 1, np.int32)
+        m = LZC._run_starts(s, starts)
+        ws = np.full(2 * m + 4, -7, np.int32)
+        want = _reference_lz76(s)
+        assert LZC._lz76_count_runs_short(starts, m, s.size, ws, 10**12) == want, s.size
+        c = LZC._lz76_count_runs_short(starts, m, s.size, ws, 4 * s.size + 64)
+        assert c in (want, -1)
+        gave_up += c == -1 and m * LZC._LZ_RUNS_MIN_MEAN <= s.size  # a sequence of long runs
+        x = s.astype(np.float32) + rng.uniform(-0.4, 0.4, s.size).astype(np.float32)
+        nw = (s.size + 63) // 64
+        got = np.full(s.size + 1, -9, np.int32)
+        assert (
+            LZC._split_run_starts_f32(x, np.float32(0.5), np.empty(nw * 64, np.uint8), np.empty(nw, np.uint64), got)
+            == m
+        )
+        np.testing.assert_array_equal(got[: m + 1], starts[: m + 1])
+    assert gave_up == 0
+
+
 def _reference_phases(spec: np.ndarray, n_surr: int, n_even: bool, seed: int, kind: int, channel: int) -> np.ndarray:
     """The per-bin loop the phase surrogates were defined with, in plain Python (IEEE doubles, CPython's
     complex product ``(ac - bd) + i(ad + bc)``): the draws of the SplitMix64 stream of (seed, kind,

@@ -991,9 +991,18 @@ def _median_finite(x, buf):
     return (a + b) / 2.0
 
 
-@njit(cache=True, nogil=True)
 def _lzc_median_counts(rows, states):
-    """LZ76 count of ``row > np.median(row)`` per row (0 for a non-finite row, whose value is NaN anyway)."""
+    """LZ76 count of ``row > np.median(row)`` per row (0 for a non-finite row, whose value is NaN anyway):
+    float32 rows (the phase surrogates) by :func:`_lzc_median_counts_f32`, others by
+    :func:`_lzc_median_counts_sel` (the same counts)."""
+    if rows.dtype == np.float32:
+        return _lzc_median_counts_f32(rows, states)
+    return _lzc_median_counts_sel(rows, states)
+
+
+@njit(cache=True, nogil=True)
+def _lzc_median_counts_sel(rows, states):
+    """:func:`_lzc_median_counts` by :func:`_median_finite` and :func:`_lz76_auto` (any float rows)."""
     nr, n = rows.shape
     out = np.zeros(nr, np.int64)
     if n == 0:
@@ -1010,3 +1019,245 @@ def _lzc_median_counts(rows, states):
             bits[t] = row[t] > m
         out[r] = _lz76_auto(bits, st)
     return out
+
+
+@intrinsic
+def _cttz64(typingctx, w):
+    """Index of the lowest set bit of a non-zero uint64 (``llvm.cttz``: one tzcnt)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        i1 = ir.IntType(1)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i1]), "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.Constant(i1, 1)])
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def _pack_flags(flags, words):
+    """0/1 bytes ``flags`` (length a multiple of 64, 8-byte aligned) -> ``words``: flag t is bit t % 64 of
+    word t // 64. Eight flags at a time: one multiply gathers the low bit of each byte into the top byte."""
+    w8 = flags.view(np.uint64)
+    for i in range(words.size):
+        w = np.uint64(0)
+        for q in range(8):
+            w |= ((w8[8 * i + q] * np.uint64(0x0102040810204080)) >> np.uint64(56)) << np.uint64(8 * q)
+        words[i] = w
+
+
+@njit(cache=True, nogil=True)
+def _count_below(x, p):
+    """Number of values of ``x`` below ``p`` (a branch-free loop the compiler vectorises; integer sum)."""
+    c = 0
+    for t in range(x.size):
+        c += x[t] < p
+    return c
+
+
+# Sample values per round of the float32 median selection (sorted; 2^4 - 1: four counting passes).
+_MEDIAN_PIVOTS = 15
+
+
+@njit(cache=True, nogil=True)
+def _pivot_bracket(x, k, piv):
+    """Neighbouring values lo <= (k-th smallest of ``x``) < hi among ``piv.size`` (2^j - 1) sorted evenly
+    spaced sample values of ``x`` (or -inf / inf past them) and the numbers of values below lo and below
+    hi: a binary search over the sample, each step counting the values below one sample value (a
+    vectorised pass). ``piv`` is float32 workspace."""
+    n = x.size
+    npv = piv.size
+    for q in range(npv):
+        v = x[((2 * q + 1) * n) // (2 * npv)]
+        p = q
+        while p > 0 and piv[p - 1] > v:
+            piv[p] = piv[p - 1]
+            p -= 1
+        piv[p] = v
+    qa = -1  # invariant: (values below piv[qa]) <= k < (values below piv[qb]); -1: -inf, npv: +inf
+    qb = npv
+    ca = 0
+    cb = n
+    while qb - qa > 1:
+        q = (qa + qb) >> 1
+        c = _count_below(x, piv[q])
+        if c <= k:
+            qa = q
+            ca = c
+        else:
+            qb = q
+            cb = c
+    lo = piv[qa] if qa >= 0 else np.float32(-np.inf)
+    hi = piv[qb] if qb < npv else np.float32(np.inf)
+    return lo, hi, ca, cb
+
+
+@njit(cache=True, nogil=True)
+def _kth_smallest_f32(x, k, flags, words, cand):
+    """The k-th smallest value of a finite 1-D float32 ``x`` of n values, exactly, ``x`` not reordered.
+    Workspace: ``flags`` uint8 and ``cand`` float32 of >= n rounded up to 64, ``words`` uint64 of that / 64.
+    The rank is bracketed by sample values (:func:`_pivot_bracket`, the sample affects only the time), the
+    values inside the bracket are flagged (vectorised), their flags packed to bits and only those values
+    copied (one per set bit); a second bracket narrows those (copied in place), and the k-th is selected
+    among the rest (:func:`_select_kth`)."""
+    n = x.size
+    if n <= 4 * _MEDIAN_PIVOTS:
+        cand[:n] = x
+        return _select_kth(cand, n, k)
+    piv = np.empty(_MEDIAN_PIVOTS, np.float32)
+    lo, hi, ca, cb = _pivot_bracket(x, k, piv)
+    nw = (n + 63) >> 6
+    for t in range(n):
+        v = x[t]
+        flags[t] = (v >= lo) & (v < hi)
+    flags[n : nw << 6] = 0
+    _pack_flags(flags[: nw << 6], words[:nw])
+    nc = 0
+    for i in range(nw):
+        w = words[i]
+        while w != 0:
+            cand[nc] = x[(i << 6) + _cttz64(w)]
+            nc += 1
+            w &= w - np.uint64(1)
+    k -= ca
+    if nc > 2 * _MEDIAN_PIVOTS:
+        lo, hi, ca, cb = _pivot_bracket(cand[:nc], k, piv)
+        j = 0
+        for t in range(nc):
+            v = cand[t]
+            cand[j] = v
+            j += (v >= lo) & (v < hi)
+        nc = j
+        k -= ca
+    return _select_kth(cand, nc, k)
+
+
+@njit(cache=True, nogil=True)
+def _split_run_starts_f32(x, thr, flags, words, starts):
+    """:func:`_run_starts` of the sequence ``x > thr`` (``x`` float32 of n >= 1 values), without storing the
+    sequence: the flags are packed to bits (workspace as :func:`_kth_smallest_f32`) and a run starts at
+    each bit that differs from the one before (and at 0); one store per run. Returns the number of runs."""
+    n = x.size
+    nw = (n + 63) >> 6
+    for t in range(n):
+        flags[t] = x[t] > thr
+    flags[n : nw << 6] = 0
+    _pack_flags(flags[: nw << 6], words[:nw])
+    m = 0
+    carry = words[0] & np.uint64(1)  # bit 0 always starts a run: compare it with its own complement
+    carry ^= np.uint64(1)
+    for i in range(nw):
+        w = words[i]
+        d = w ^ ((w << np.uint64(1)) | carry)
+        carry = w >> np.uint64(63)
+        if i == nw - 1 and n & 63:
+            d &= (np.uint64(1) << np.uint64(n & 63)) - np.uint64(1)
+        while d != 0:
+            starts[m] = (i << 6) + _cttz64(d)
+            m += 1
+            d &= d - np.uint64(1)
+    starts[m] = n
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _lzc_median_counts_f32(rows, states):
+    """:func:`_lzc_median_counts` of float32 rows (the phase surrogates), the same counts, faster: the split
+    ``row > median`` equals ``row > a`` with a the lower middle value (for even n the float64 mean of two
+    distinct float32 values lies strictly between them, and no value does), selected by
+    :func:`_kth_smallest_f32`; the runs of the split are found from its packed bits and counted by
+    :func:`_lz76_count_runs_short` where :func:`_lz76_auto` would count runs (long runs), else the bits go to
+    :func:`_lz76_auto` itself (every path is the exact LZ76 count)."""
+    nr, n = rows.shape
+    out = np.zeros(nr, np.int64)
+    if n == 0:
+        return out
+    nw = (n + 63) >> 6
+    flags = np.empty(nw << 6, np.uint8)
+    words = np.empty(nw, np.uint64)
+    cand = np.empty(nw << 6, np.float32)
+    st = np.empty((2 * n + 2, 4), np.int32)
+    starts = st.reshape(-1)
+    for r in range(nr):
+        if states[r] == _ROW_NONFINITE:
+            continue
+        row = rows[r]
+        a = _kth_smallest_f32(row, (n - 1) // 2, flags, words, cand)
+        m = _split_run_starts_f32(row, a, flags, words, starts)
+        c = -1
+        if n < _LZ_HASH_MIN_N and m * _LZ_RUNS_MIN_MEAN <= n:
+            c = _lz76_count_runs_short(starts, m, n, starts[n + 1 :], 4 * n + 64)
+        if c < 0:
+            bits = flags[:n]
+            for t in range(n):
+                bits[t] = row[t] > a
+            c = _lz76_auto(bits, st)
+        out[r] = c
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _scan_parity(a, b, cnt, r0, lb):
+    """Longest copy over the earlier runs of one symbol, branch-free: ``a[j]`` the length of the j-th such run,
+    ``b[j]`` of the run after it, ``lb`` of the run after the phrase's; and whether any copy must go on past
+    the next run (at least r0 long, next runs equally long)."""
+    best = 0
+    walk = 0
+    for j in range(cnt):
+        ln = a[j]
+        la = b[j]
+        best = max(best, ln if ln < r0 else r0 + min(la, lb))
+        walk |= (ln >= r0) & (la == lb)
+    return best, walk != 0
+
+
+@njit(cache=True, nogil=True)
+def _lz76_count_runs_short(starts, m, n, ws, budget):
+    """:func:`_lz76_count_runs` (same count, -1 past ``budget``) with a branch-free scan of the earlier runs:
+    a run u of the phrase's symbol gives a copy of min(its length, r0) plus, where it is at least r0 long,
+    the shorter of the next two runs (u + 1, v + 1); only where those two are equally long (and not the
+    last) does the copy go on, and only those runs are extended by :func:`_runs_ext`. The run lengths are
+    laid out by parity so that the scan reads two arrays in order. ``ws`` is int32 workspace >= 2 m + 4."""
+    h = (m >> 1) + 2
+    ev = ws[:h]  # lengths of runs 0, 2, 4, ...
+    od = ws[h : 2 * h]  # of runs 1, 3, 5, ...
+    for u in range(m):
+        if u & 1:
+            od[u >> 1] = starts[u + 1] - starts[u]
+        else:
+            ev[u >> 1] = starts[u + 1] - starts[u]
+    count = 0
+    work = 0
+    i = 0
+    v = 0
+    while i < n:
+        while starts[v + 1] <= i:
+            v += 1
+        r0 = starts[v + 1] - i
+        best = r0 if starts[v] < i else 0
+        cnt = v >> 1  # earlier runs of the phrase's symbol: u = 2 j + (v & 1), j < cnt
+        if v == m - 1:  # the last run: a copy of r0 symbols reaches the end
+            if best < r0:
+                a = od if v & 1 else ev
+                for j in range(cnt):
+                    best = max(best, min(a[j], r0))
+        else:
+            lb = starts[v + 2] - starts[v + 1]
+            if v & 1:
+                b, walk = _scan_parity(od, ev[1:], cnt, r0, lb)
+            else:
+                b, walk = _scan_parity(ev, od, cnt, r0, lb)
+            best = max(best, b)
+            work += cnt
+            if walk and v + 1 < m - 1:
+                for u in range(v - 2, -1, -2):
+                    if starts[u + 1] - starts[u] >= r0 and starts[u + 2] - starts[u + 1] == lb:
+                        ext, e = _runs_ext(starts, m, u + 1, v + 1)
+                        best = max(best, r0 + ext)
+                        work += e - v
+            if work > budget:
+                return -1
+        count += 1
+        i += best + 1
+    return count
