@@ -62,6 +62,7 @@ _STAGE_OF = {
 
 def _warm() -> None:
     """Imports and the numba cache, as in a worker that has already run a recording (not timed)."""
+    import dask.array  # noqa: F401  (xarray imports it at its first Dataset; a Dask worker has it already)
     import mne  # noqa: F401
     import mne_bids  # noqa: F401
     import numpy as np
