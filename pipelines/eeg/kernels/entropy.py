@@ -136,13 +136,11 @@ def _sample_entropy_rows(rows, states, r_tol, order, inclusive):
         x = rows[r]
         tol = r_tol[r]
         n_cells = _sampen_cells(x[:n_templ], tol, cell, by_cell, starts, fill)
-        for k in range(n_templ):
-            s = by_cell[k]
-            cell_of[k] = cell[s]
-            for c in range(order + 1):
-                cols[c, k] = x[s + c]
-        if order == 2:
-            n_m, n_m1 = _sampen_pairs_order2(cols[0], cols[1], cols[2], cell_of, starts, n_cells, tol, inclusive)
+        _sampen_layout(x, cell, by_cell, cols, cell_of)
+        if order == 2 and not (inclusive and tol == np.inf):
+            # |d| <= r is |d| < the next float above r (no float lies between); at r = inf it is not
+            strict_tol = np.nextafter(tol, np.inf) if inclusive else tol
+            n_m, n_m1 = _sampen_pairs_order2(cols[0], cols[1], cols[2], cell_of, starts, n_cells, strict_tol)
         else:
             n_m, n_m1 = _sampen_pairs(cols, cell_of, starts, n_cells, tol, inclusive, match)
         if n_m == 0:
@@ -154,46 +152,92 @@ def _sample_entropy_rows(rows, states, r_tol, order, inclusive):
     return out
 
 
+@njit(cache=True, nogil=True)
+def _sampen_layout(x, cell, by_cell, cols, cell_of):
+    """Template coordinates and cells in cell order. One row view per coordinate: numba then keeps the
+    loop free of 2-d index arithmetic (5 times faster than ``cols[c, k]`` in an inner loop)."""
+    n_coord = cols.shape[0]
+    for c in range(n_coord):
+        col = cols[c]
+        xc = x[c:]
+        for k in range(by_cell.size):
+            col[k] = xc[by_cell[k]]
+    for k in range(by_cell.size):
+        cell_of[k] = cell[by_cell[k]]
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _within(d, tol, inclusive):
     return d <= tol if inclusive else d < tol
 
 
 @njit(cache=True, nogil=True)
-def _partner_run(k, cell_of, starts, n_cells):
-    """Length from template ``k + 1`` to the end of the last cell that can hold its partners, rounded up to
-    8 (the templates past that cell and the NaN tail fail the first coordinate's test)."""
-    stop = starts[min(cell_of[k] + _SAMPEN_CELLS_PER_TOL, n_cells - 1) + 1]
-    return (stop - k - 1 + 7) // 8 * 8
+def _partner_stop(k, cell_of, starts, n_cells):
+    """End of the last cell that can hold partners of template ``k`` (the templates past it fail the first
+    coordinate's test)."""
+    return starts[min(cell_of[k] + _SAMPEN_CELLS_PER_TOL, n_cells - 1) + 1]
 
 
 @njit(cache=True, nogil=True)
-def _sampen_pairs_order2(c0, c1, c2, cell_of, starts, n_cells, tol, inclusive):
-    """Pair counts (B: 2 coordinates within r, A: all 3) of templates in cell order.
+def _partner_run(k, cell_of, starts, n_cells):
+    """Length from template ``k + 1`` to its partner stop rounded up to 8 (the templates past the stop and
+    the NaN tail fail the first coordinate's test)."""
+    return (_partner_stop(k, cell_of, starts, n_cells) - k - 1 + 7) // 8 * 8
 
-    Each template is compared with the templates after it up to the end of its partner run, on every
-    coordinate (the first included), so each pair within r is counted once. The run is read through
-    slices indexed from 0: numba then needs no negative-index fix-up and the loop vectorises with
-    contiguous loads instead of gathers.
+
+@njit(cache=True, nogil=True, inline="always")
+def _sampen_scan_one(c0, c1, c2, lo, hi, k, tol):
+    """Pairs of template ``k`` with templates ``lo .. hi - 1``: (within r on 2 coordinates, on all 3)."""
+    s0, s1, s2 = c0[lo:hi], c1[lo:hi], c2[lo:hi]
+    a0, a1, a2 = c0[k], c1[k], c2[k]
+    b_k = 0
+    a_k = 0
+    for i in range(hi - lo):
+        m = np.int64(abs(s0[i] - a0) < tol) & np.int64(abs(s1[i] - a1) < tol)
+        b_k += m
+        a_k += m & np.int64(abs(s2[i] - a2) < tol)
+    return b_k, a_k
+
+
+@njit(cache=True, nogil=True)
+def _sampen_pairs_order2(c0, c1, c2, cell_of, starts, n_cells, tol):
+    """Pair counts (B: 2 coordinates with ``|d| < tol``, A: all 3) of templates in cell order.
+
+    Each template is compared with the templates after it up to its partner stop (rounded up to 8), on
+    every coordinate (the first included), so each pair within r is counted once. Templates go two at a
+    time (``k``, ``k + 1``): one pass over their common run loads each partner once for both; the run is
+    read through slices indexed from 0, so the loop vectorises with contiguous loads. Integer counts: the
+    order of the comparisons does not change them.
     """
+    n_templ = cell_of.size
     n_m = 0
     n_m1 = 0
-    for k in range(cell_of.size):
-        run = _partner_run(k, cell_of, starts, n_cells)
-        s0 = c0[k + 1 : k + 1 + run]
-        s1 = c1[k + 1 : k + 1 + run]
-        s2 = c2[k + 1 : k + 1 + run]
-        a0 = c0[k]
-        a1 = c1[k]
-        a2 = c2[k]
-        b_k = 0
-        a_k = 0
-        for i in range(run):
-            m = np.int64(_within(abs(s0[i] - a0), tol, inclusive)) & np.int64(_within(abs(s1[i] - a1), tol, inclusive))
-            b_k += m
-            a_k += m & np.int64(_within(abs(s2[i] - a2), tol, inclusive))
+    for k in range(0, n_templ - 1, 2):
+        lo = k + 2
+        hi = lo + (_partner_stop(k, cell_of, starts, n_cells) - lo + 7) // 8 * 8  # stop_k <= stop_{k+1}
+        s0, s1, s2 = c0[lo:hi], c1[lo:hi], c2[lo:hi]
+        a0, a1, a2 = c0[k], c1[k], c2[k]
+        b0, b1, b2 = c0[k + 1], c1[k + 1], c2[k + 1]
+        m = np.int64(abs(b0 - a0) < tol) & np.int64(abs(b1 - a1) < tol)  # the pair (k, k + 1)
+        b_k = m
+        a_k = m & np.int64(abs(b2 - a2) < tol)
+        for i in range(hi - lo):
+            ma = np.int64(abs(s0[i] - a0) < tol) & np.int64(abs(s1[i] - a1) < tol)
+            mb = np.int64(abs(s0[i] - b0) < tol) & np.int64(abs(s1[i] - b1) < tol)
+            b_k += ma + mb
+            a_k += (ma & np.int64(abs(s2[i] - a2) < tol)) + (mb & np.int64(abs(s2[i] - b2) < tol))
+        stop = _partner_stop(k + 1, cell_of, starts, n_cells)
+        if stop > hi:  # the rest of template k + 1's run
+            tail_b, tail_a = _sampen_scan_one(c0, c1, c2, hi, hi + (stop - hi + 7) // 8 * 8, k + 1, tol)
+            b_k += tail_b
+            a_k += tail_a
         n_m += b_k
         n_m1 += a_k
+    if n_templ % 2 == 1:  # the last template when their number is odd
+        k = n_templ - 1
+        last_b, last_a = _sampen_scan_one(c0, c1, c2, k + 1, k + 1 + _partner_run(k, cell_of, starts, n_cells), k, tol)
+        n_m += last_b
+        n_m1 += last_a
     return n_m, n_m1
 
 
