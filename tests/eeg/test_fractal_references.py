@@ -118,3 +118,70 @@ def test_katz_step_sum_is_numpys_sum_bit_for_bit():
     for n in [*range(1, 140), 255, 256, 257, 999, 1000, 4095, 8192, 8193, 30001, 150000]:
         a = np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-3, 3, n)  # wide range: order matters
         assert _numpy_pairwise_sum(a, n, frames, left_sums) == np.sum(a), n
+
+
+def _dfa_box_by_box(x):
+    """DFA with the kernel's arithmetic written box by box in plain Python floats (IEEE doubles, one
+    operation at a time in the kernel's order), so the batched kernel must equal it bit for bit."""
+    from pipelines.eeg.kernels.fractal import _dfa_box_sizes
+
+    if not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+        return np.nan
+    x = [float(v) for v in x]
+    mean = 0.0
+    for v in x:
+        mean += v
+    mean /= len(x)
+    walk, acc = [], 0.0
+    for v in x:
+        acc += v - mean
+        walk.append(acc)
+    log_n, log_f = [], []
+    for n in _dfa_box_sizes(len(x)).tolist():
+        sx = sx2 = 0.0
+        for t in range(n):
+            sx += t
+            sx2 += float(t) ** 2
+        den, mean_t, total, n_boxes = n * sx2 - sx**2, sx / n, 0.0, len(x) // n
+        for b in range(n_boxes):
+            box = walk[b * n : (b + 1) * n]
+            sy = sxy = ss = 0.0
+            for t in range(n):
+                sxy += t * box[t]
+                sy += box[t]
+            slope = (n * sxy - sx * sy) / (den + EPS_REG)
+            intercept = sy / n - slope * mean_t
+            for t in range(n):
+                d = box[t] - (intercept + slope * t)
+                ss += d * d
+            total += ss / n
+        f = np.sqrt(total / n_boxes)
+        if f != 0.0:
+            log_n.append(np.log(n))
+            log_f.append(np.log(f))
+    sx2 = sx = sy = sxy = 0.0
+    for a, b in zip(log_n, log_f):
+        sx2, sx, sxy, sy = sx2 + a**2, sx + a, sxy + a * b, sy + b
+    return (len(log_n) * sxy - sx * sy) / (len(log_n) * sx2 - sx**2 + EPS_REG)
+
+
+@pytest.mark.parametrize("n_times", [58, 301, 1000])
+def test_dfa_rows_in_batches_equal_box_by_box_bit_for_bit(n_times):
+    """The kernel fits the boxes of several rows together: values must not depend on a row's neighbours,
+    its place in a batch, or the number of rows (batches of 8 with NaN and constant rows skipped)."""
+    rng = np.random.default_rng(n_times)
+    rows = np.concatenate(
+        [
+            np.cumsum(rng.standard_normal((6, n_times)), axis=-1),
+            rng.standard_normal((5, n_times)) * 10.0 ** rng.uniform(-8, 8, (5, 1)),  # wide scales
+            rng.integers(-2, 3, (3, n_times)).astype(float),
+            np.full((1, n_times), 3.0),
+            np.cumsum(rng.standard_normal((3, n_times)), axis=-1) + 1e7,
+        ]
+    )
+    rows[4, 7] = np.nan
+    rows = rows[rng.permutation(rows.shape[0])]
+    want = [_dfa_box_by_box(r) for r in rows]
+    for n_rows in (1, 7, 9, rows.shape[0]):
+        got = K.dfa(rows[:n_rows])
+        np.testing.assert_array_equal(got, want[:n_rows])

@@ -80,15 +80,23 @@ def _dfa_box_sizes(n_times: int) -> np.ndarray:
     return np.array(ns, dtype=np.int64)
 
 
+# Rows whose boxes are fitted together: the longest boxes (n_times / 10 samples) leave only ~10 boxes per
+# row, too few for the box loops to vectorise; 8 rows give ~80. One row's profile stays 8 kB.
+_DFA_ROWS_PER_BATCH = 8
+
+
 @njit(cache=True, nogil=True)
-def _dfa_fluctuation(walk, n, by_step, per_box):
-    """F(n): root of the mean over boxes of the mean squared residual from each box's line.
+def _dfa_fluctuations(walks, n_rows, n, by_step, per_box, fluct):
+    """F(n) of ``walks[:n_rows]`` into ``fluct[:n_rows]``: root of the mean over a row's boxes of the mean
+    squared residual from each box's line.
 
     Every box sums over its samples in the same order as a box-by-box loop would (bit-identical sums), but
-    all boxes advance together: the profile is laid out step-major in ``by_step`` so each step's update is
-    one contiguous loop over boxes, independent chains that vectorise instead of one latency-bound chain.
+    all boxes of all the rows advance together: the profiles are laid out step-major in ``by_step`` so
+    each step's update is one contiguous loop over boxes, independent chains that vectorise instead of
+    one latency-bound chain. Each row's mean over its boxes is summed in box order.
     """
-    n_boxes = walk.size // n
+    n_boxes = walks.shape[1] // n
+    n_all = n_rows * n_boxes
     sy, sxy, slope, intercept, ss = per_box[0], per_box[1], per_box[2], per_box[3], per_box[4]
     # x of the per-box regression is 0..n-1, the same for every box
     sx = 0.0
@@ -98,65 +106,89 @@ def _dfa_fluctuation(walk, n, by_step, per_box):
         sx2 += float(t) ** 2
     den = n * sx2 - sx**2
     mean_t = sx / n
-    by_step = by_step[: n * n_boxes].reshape((n, n_boxes))  # compact: stays in L1 cache
-    for b in range(n_boxes):
-        for t in range(n):
-            by_step[t, b] = walk[b * n + t]
-    sy[:n_boxes] = 0.0
-    sxy[:n_boxes] = 0.0
+    by_step = by_step[: n * n_all].reshape((n, n_all))  # compact: stays in L1/L2 cache
+    for j in range(n_rows):
+        walk = walks[j]
+        for b in range(n_boxes):
+            for t in range(n):
+                by_step[t, j * n_boxes + b] = walk[b * n + t]
+    sy[:n_all] = 0.0
+    sxy[:n_all] = 0.0
     for t in range(n):
         ys = by_step[t]
-        for b in range(n_boxes):
+        for b in range(n_all):
             sxy[b] += t * ys[b]
             sy[b] += ys[b]
-    for b in range(n_boxes):
+    for b in range(n_all):
         slope[b] = (n * sxy[b] - sx * sy[b]) / (den + _EPS_REG)
         intercept[b] = sy[b] / n - slope[b] * mean_t
-    ss[:n_boxes] = 0.0
+    ss[:n_all] = 0.0
     for t in range(n):
         ys = by_step[t]
-        for b in range(n_boxes):
+        for b in range(n_all):
             d = ys[b] - (intercept[b] + slope[b] * t)
             ss[b] += d * d
-    total = 0.0
-    for b in range(n_boxes):
-        total += ss[b] / n
-    return math.sqrt(total / n_boxes)
+    for j in range(n_rows):
+        total = 0.0
+        for b in range(j * n_boxes, (j + 1) * n_boxes):
+            total += ss[b] / n
+        fluct[j] = math.sqrt(total / n_boxes)
+
+
+@njit(cache=True, nogil=True)
+def _dfa_walk(x, walk):
+    """Profile: cumulative sum of the deviations from the mean."""
+    n_times = x.size
+    mean = 0.0
+    for i in range(n_times):
+        mean += x[i]
+    mean /= n_times
+    acc = 0.0
+    for i in range(n_times):
+        acc += x[i] - mean
+        walk[i] = acc
+
+
+@njit(cache=True, nogil=True)
+def _dfa_slope(fluct, nvals, log_n, log_f):
+    """Slope of log F(n) on log n over the sizes with F(n) != 0 (NaN if none)."""
+    k = 0
+    for i_n in range(nvals.size):
+        if fluct[i_n] != 0.0:
+            log_n[k] = math.log(nvals[i_n])
+            log_f[k] = math.log(fluct[i_n])
+            k += 1
+    return np.nan if k == 0 else _linreg_slope_antropy(log_n[:k], log_f[:k])
 
 
 @njit(cache=True, nogil=True)
 def _dfa_rows(rows, states, nvals):
     nr, n_times = rows.shape
     n_sizes = nvals.size
-    walk = np.empty(n_times)
-    by_step = np.empty(n_times)
-    per_box = np.empty((5, n_times // nvals.min()))  # sums, line and residual of each box
-    fluct = np.empty(n_sizes)
+    batch = _DFA_ROWS_PER_BATCH
+    walks = np.empty((batch, n_times))
+    by_step = np.empty(batch * n_times)
+    per_box = np.empty((5, batch * (n_times // nvals.min())))  # sums, line and residual of each box
+    fluct = np.empty((n_sizes, batch))
     log_n = np.empty(n_sizes)
     log_f = np.empty(n_sizes)
+    ok_rows = np.empty(nr, np.int64)
+    n_ok = 0
     out = np.empty(nr)
     for r in range(nr):
         if states[r] != _ROW_OK:
             out[r] = np.nan  # constant: every fluctuation is 0 -> no line to fit (= antropy)
-            continue
-        x = rows[r]
-        mean = 0.0
-        for i in range(n_times):
-            mean += x[i]
-        mean /= n_times
-        acc = 0.0
-        for i in range(n_times):
-            acc += x[i] - mean
-            walk[i] = acc
+        else:
+            ok_rows[n_ok] = r
+            n_ok += 1
+    for first in range(0, n_ok, batch):
+        n_rows = min(batch, n_ok - first)
+        for j in range(n_rows):
+            _dfa_walk(rows[ok_rows[first + j]], walks[j])
         for i_n in range(n_sizes):
-            fluct[i_n] = _dfa_fluctuation(walk, nvals[i_n], by_step, per_box)
-        k = 0
-        for i_n in range(n_sizes):
-            if fluct[i_n] != 0.0:
-                log_n[k] = math.log(nvals[i_n])
-                log_f[k] = math.log(fluct[i_n])
-                k += 1
-        out[r] = np.nan if k == 0 else _linreg_slope_antropy(log_n[:k], log_f[:k])
+            _dfa_fluctuations(walks, n_rows, nvals[i_n], by_step, per_box, fluct[i_n])
+        for j in range(n_rows):
+            out[ok_rows[first + j]] = _dfa_slope(fluct[:, j], nvals, log_n, log_f)
     return out
 
 
