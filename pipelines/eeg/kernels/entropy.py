@@ -282,7 +282,7 @@ def _singular_values_embedding(x, order, delay, cols, rmat):
             nrm2 += cols[k, i] * cols[k, i]
         nrm = math.sqrt(nrm2)
         if nrm == 0.0:
-            continue
+            continue  # rmat[k, k] keeps the previous row's value (the batched path repeats this)
         alpha = -nrm if cols[k, k] >= 0 else nrm
         v0 = cols[k, k] - alpha
         vnorm2 = nrm2 - cols[k, k] * cols[k, k] + v0 * v0
@@ -296,12 +296,25 @@ def _singular_values_embedding(x, order, delay, cols, rmat):
                 for i in range(k, n_embed):
                     cols[j, i] -= f * cols[k, i]
         rmat[k, k] = alpha
+    _r_from_columns(cols, rmat)
+    return _jacobi_singular_values(rmat)
+
+
+@njit(cache=True, nogil=True)
+def _r_from_columns(cols, rmat):
+    """Upper triangle of R (above the diagonal) from the reduced columns; zeros below."""
+    order = rmat.shape[0]
     for k in range(order):
         for j in range(k + 1, order):
             rmat[k, j] = cols[j, k]
         for j in range(k):
             rmat[k, j] = 0.0
-    # one-sided Jacobi on the columns of R
+
+
+@njit(cache=True, nogil=True)
+def _jacobi_singular_values(rmat):
+    """Singular values of the square ``rmat`` by one-sided Jacobi on its columns (rotated in place)."""
+    order = rmat.shape[0]
     for _sweep in range(100):
         rotated = False
         for p in range(order - 1):
@@ -337,30 +350,104 @@ def _singular_values_embedding(x, order, delay, cols, rmat):
 
 
 @njit(cache=True, nogil=True)
+def _dot4(cols4, k, j, start, stop):
+    """``sum(cols4[l, k, i] * cols4[l, j, i] for i in start..stop - 1)`` for the 4 lanes ``l``: four
+    independent chains (one latency-bound chain per row otherwise), each in the one-row loop's order."""
+    a0, a1, a2, a3 = cols4[0, k], cols4[1, k], cols4[2, k], cols4[3, k]
+    b0, b1, b2, b3 = cols4[0, j], cols4[1, j], cols4[2, j], cols4[3, j]
+    s0 = s1 = s2 = s3 = 0.0
+    for i in range(start, stop):
+        s0 += a0[i] * b0[i]
+        s1 += a1[i] * b1[i]
+        s2 += a2[i] * b2[i]
+        s3 += a3[i] * b3[i]
+    return np.array((s0, s1, s2, s3))
+
+
+@njit(cache=True, nogil=True)
+def _householder4(cols4, rmat4, vnorm2):
+    """The Householder reduction of :func:`_singular_values_embedding` on 4 embeddings at once, each with
+    the same operations in the same order; False if a column norm is 0 in any of them (then that row's
+    R keeps the previous row's diagonal value, which only the one-row kernel reproduces)."""
+    order, n_embed = cols4.shape[1], cols4.shape[2]
+    regular = True
+    for k in range(order):
+        nrm2 = _dot4(cols4, k, k, k, n_embed)
+        for lane in range(4):
+            nrm = math.sqrt(nrm2[lane])
+            vnorm2[lane] = 0.0
+            if nrm == 0.0:
+                regular = False
+                continue
+            ckk = cols4[lane, k, k]
+            alpha = -nrm if ckk >= 0 else nrm
+            v0 = ckk - alpha
+            vnorm2[lane] = nrm2[lane] - ckk * ckk + v0 * v0
+            cols4[lane, k, k] = v0
+            rmat4[lane, k, k] = alpha
+        for j in range(k + 1, order):
+            dots = _dot4(cols4, k, j, k, n_embed)
+            for lane in range(4):
+                if vnorm2[lane] > 0.0:
+                    f = 2.0 * dots[lane] / vnorm2[lane]
+                    ck, cj = cols4[lane, k], cols4[lane, j]
+                    for i in range(k, n_embed):
+                        cj[i] -= f * ck[i]
+    for lane in range(4):
+        _r_from_columns(cols4[lane], rmat4[lane])
+    return regular
+
+
+@njit(cache=True, nogil=True)
+def _svd_entropy_from_sv(sv, normalize):
+    total = sv.sum()
+    h = 0.0
+    for j in range(sv.size):
+        w = sv[j] / total
+        if w > 0:
+            h -= w * math.log(w) / math.log(2.0)
+    if normalize:
+        h /= math.log2(sv.size)
+    return h
+
+
+@njit(cache=True, nogil=True)
 def _svd_entropy_rows(rows, states, order, delay, normalize):
+    """Rows 4 at a time through :func:`_householder4` (same values as one at a time; a batch with a zero
+    column norm goes one row at a time, carrying R from row to row as the one-row kernel does)."""
     nr, n = rows.shape
     n_embed = n - (order - 1) * delay
     cols = np.empty((order, n_embed))
-    rmat = np.zeros((order, order))
+    rmat = np.zeros((order, order))  # carried from row to row (see _singular_values_embedding)
+    cols4 = np.empty((4, order, n_embed))
+    rmat4 = np.empty((4, order, order))
+    vnorm2 = np.empty(4)
+    ok_rows = np.empty(nr, np.int64)
+    n_ok = 0
     out = np.empty(nr)
-    log2_order = math.log2(order)
     for r in range(nr):
         if states[r] == _ROW_NONFINITE:
             out[r] = np.nan
-            continue
-        if states[r] == _ROW_CONSTANT:
+        elif states[r] == _ROW_CONSTANT:
             out[r] = 0.0  # rank <= 1: one non-zero singular value (or none)
-            continue
-        sv = _singular_values_embedding(rows[r], order, delay, cols, rmat)
-        total = sv.sum()
-        h = 0.0
-        for j in range(order):
-            w = sv[j] / total
-            if w > 0:
-                h -= w * math.log(w) / math.log(2.0)
-        if normalize:
-            h /= log2_order
-        out[r] = h
+        else:
+            ok_rows[n_ok] = r
+            n_ok += 1
+    for first in range(0, n_ok, 4):
+        n_lanes = min(4, n_ok - first)
+        batch = ok_rows[first : first + n_lanes]
+        for lane in range(4):
+            x = rows[batch[min(lane, n_lanes - 1)]]  # spare lanes repeat the last row
+            for k in range(order):
+                cols4[lane, k] = x[k * delay : k * delay + n_embed]
+            rmat4[lane] = rmat  # the diagonal a zero column norm leaves
+        if _householder4(cols4, rmat4, vnorm2):
+            for lane in range(n_lanes):
+                out[batch[lane]] = _svd_entropy_from_sv(_jacobi_singular_values(rmat4[lane]), normalize)
+            rmat[:] = rmat4[n_lanes - 1]
+        else:
+            for r in batch:
+                out[r] = _svd_entropy_from_sv(_singular_values_embedding(rows[r], order, delay, cols, rmat), normalize)
     return out
 
 
