@@ -11,11 +11,11 @@ from pipelines.eeg.kernels.common import _EPS_REG, _ROW_OK, _linreg_slope_antrop
 
 
 @njit(cache=True, nogil=True)
-def _higuchi_step_sums4(x, k, m0, n_steps):
-    """Summed absolute steps of the sub-series ``x[m::k]``, ``m = m0 .. m0 + 3`` (lanes past ``k - 1`` repeat
-    it), over their first ``n_steps`` steps: four independent chains, each in its own order."""
-    v0, v1 = x[m0::k], x[min(m0 + 1, k - 1) :: k]
-    v2, v3 = x[min(m0 + 2, k - 1) :: k], x[min(m0 + 3, k - 1) :: k]
+def _higuchi_step_sums4(x4, k, m, n_steps):
+    """Summed absolute steps of the sub-series ``x[m::k]`` of the 4 rows ``x4`` over their first
+    ``n_steps`` steps: four independent chains (one latency-bound chain per sub-series otherwise), each
+    in step order."""
+    v0, v1, v2, v3 = x4[0, m::k], x4[1, m::k], x4[2, m::k], x4[3, m::k]
     s0 = s1 = s2 = s3 = 0.0
     for j in range(n_steps):
         s0 += abs(v0[j + 1] - v0[j])
@@ -26,45 +26,57 @@ def _higuchi_step_sums4(x, k, m0, n_steps):
 
 
 @njit(cache=True, nogil=True)
-def _higuchi_curve_length(x, k, step_sums):
-    """L(k): the mean over m of each sub-series' normalised length. The sub-series' sums run four at a time
-    (one latency-bound chain each otherwise), every one still summed in step order, so values are the same
-    bit for bit."""
-    n_times = x.size
+def _higuchi_curve_lengths4(x4, k, step_sums, m_lm):
+    """L(k) of the 4 rows ``x4`` into ``m_lm``: the mean over m of each sub-series' normalised length. The
+    rows' sub-series are summed four at a time, each still in step order (same values bit for bit)."""
+    n_times = x4.shape[1]
     n_common = (n_times - k) // k  # steps every sub-series has; some have one more
-    for m0 in range(0, k, 4):
-        sums4 = _higuchi_step_sums4(x, k, m0, n_common)
-        for i in range(min(4, k - m0)):
-            step_sums[m0 + i] = sums4[i]
-    m_lm = 0.0
     for m in range(k):
-        ll = step_sums[m]
-        n_max = (n_times - m - 1) // k
-        for j in range(n_common + 1, n_max + 1):
-            ll += abs(x[m + j * k] - x[m + (j - 1) * k])
-        ll /= k
-        ll *= (n_times - 1) / (k * n_max)
-        m_lm += ll
-    return m_lm / k
+        step_sums[:, m] = _higuchi_step_sums4(x4, k, m, n_common)
+    for lane in range(4):
+        x = x4[lane]
+        total = 0.0
+        for m in range(k):
+            ll = step_sums[lane, m]
+            n_max = (n_times - m - 1) // k
+            for j in range(n_common + 1, n_max + 1):
+                ll += abs(x[m + j * k] - x[m + (j - 1) * k])
+            ll /= k
+            ll *= (n_times - 1) / (k * n_max)
+            total += ll
+        m_lm[lane] = total / k
 
 
 @njit(cache=True, nogil=True)
 def _higuchi_fd_rows(rows, states, kmax):
+    """Rows 4 at a time (spare lanes repeat the last row) through :func:`_higuchi_curve_lengths4`."""
     nr, n_times = rows.shape
     x_reg = np.empty(kmax)
-    y_reg = np.empty(kmax)
-    step_sums = np.empty(kmax)
+    y_reg = np.empty((4, kmax))
+    step_sums = np.empty((4, kmax))
+    m_lm = np.empty(4)
+    x4 = np.empty((4, n_times))
+    ok_rows = np.empty(nr, np.int64)
+    n_ok = 0
     out = np.empty(nr)
     for r in range(nr):
         if states[r] != _ROW_OK:
             out[r] = np.nan  # constant: every curve length is 0, log(0) -> NaN slope (= antropy)
-            continue
-        x = rows[r]
+        else:
+            ok_rows[n_ok] = r
+            n_ok += 1
+    for k in range(1, kmax + 1):
+        x_reg[k - 1] = math.log(1.0 / k)
+    for first in range(0, n_ok, 4):
+        n_lanes = min(4, n_ok - first)
+        for lane in range(4):
+            x4[lane] = rows[ok_rows[first + min(lane, n_lanes - 1)]]
         for k in range(1, kmax + 1):
-            m_lm = _higuchi_curve_length(x, k, step_sums)
-            x_reg[k - 1] = math.log(1.0 / k)
-            y_reg[k - 1] = math.log(m_lm) if m_lm > 0 else -np.inf
-        out[r] = _linreg_slope_antropy(x_reg, y_reg)
+            _higuchi_curve_lengths4(x4, k, step_sums, m_lm)
+            for lane in range(4):
+                y_reg[lane, k - 1] = math.log(m_lm[lane]) if m_lm[lane] > 0 else -np.inf
+        for lane in range(n_lanes):
+            out[ok_rows[first + lane]] = _linreg_slope_antropy(x_reg, y_reg[lane])
     return out
 
 
