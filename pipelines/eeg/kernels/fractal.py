@@ -98,6 +98,31 @@ _DFA_ROWS_PER_BATCH = 8
 
 
 @njit(cache=True, nogil=True)
+def _dfa_box_sums_4steps(by_step, t0, n_all, sy, sxy):
+    """Steps ``t0 .. t0 + 3`` of every box's sums: the same additions in the same order as four one-step
+    passes, but each box's running sums are loaded and stored once instead of four times."""
+    y0, y1, y2, y3 = by_step[t0], by_step[t0 + 1], by_step[t0 + 2], by_step[t0 + 3]
+    t1, t2, t3 = t0 + 1, t0 + 2, t0 + 3
+    for b in range(n_all):
+        sxy[b] = (((sxy[b] + t0 * y0[b]) + t1 * y1[b]) + t2 * y2[b]) + t3 * y3[b]
+        sy[b] = (((sy[b] + y0[b]) + y1[b]) + y2[b]) + y3[b]
+
+
+@njit(cache=True, nogil=True)
+def _dfa_box_residuals_4steps(by_step, t0, n_all, intercept, slope, ss):
+    """Steps ``t0 .. t0 + 3`` of every box's summed squared residual, in the one-step passes' order."""
+    y0, y1, y2, y3 = by_step[t0], by_step[t0 + 1], by_step[t0 + 2], by_step[t0 + 3]
+    t1, t2, t3 = t0 + 1, t0 + 2, t0 + 3
+    for b in range(n_all):
+        c, m = intercept[b], slope[b]
+        d0 = y0[b] - (c + m * t0)
+        d1 = y1[b] - (c + m * t1)
+        d2 = y2[b] - (c + m * t2)
+        d3 = y3[b] - (c + m * t3)
+        ss[b] = (((ss[b] + d0 * d0) + d1 * d1) + d2 * d2) + d3 * d3
+
+
+@njit(cache=True, nogil=True)
 def _dfa_fluctuations(walks, n_rows, n, by_step, per_box, fluct):
     """F(n) of ``walks[:n_rows]`` into ``fluct[:n_rows]``: root of the mean over a row's boxes of the mean
     squared residual from each box's line.
@@ -120,13 +145,16 @@ def _dfa_fluctuations(walks, n_rows, n, by_step, per_box, fluct):
     mean_t = sx / n
     by_step = by_step[: n * n_all].reshape((n, n_all))  # compact: stays in L1/L2 cache
     for j in range(n_rows):
-        walk = walks[j]
-        for b in range(n_boxes):
-            for t in range(n):
-                by_step[t, j * n_boxes + b] = walk[b * n + t]
+        boxes = walks[j, : n_boxes * n].reshape((n_boxes, n))
+        for t in range(n):
+            step = by_step[t, j * n_boxes : (j + 1) * n_boxes]
+            for b in range(n_boxes):
+                step[b] = boxes[b, t]
     sy[:n_all] = 0.0
     sxy[:n_all] = 0.0
-    for t in range(n):
+    for t0 in range(0, n - 3, 4):
+        _dfa_box_sums_4steps(by_step, t0, n_all, sy, sxy)
+    for t in range(n - n % 4, n):
         ys = by_step[t]
         for b in range(n_all):
             sxy[b] += t * ys[b]
@@ -135,7 +163,9 @@ def _dfa_fluctuations(walks, n_rows, n, by_step, per_box, fluct):
         slope[b] = (n * sxy[b] - sx * sy[b]) / (den + _EPS_REG)
         intercept[b] = sy[b] / n - slope[b] * mean_t
     ss[:n_all] = 0.0
-    for t in range(n):
+    for t0 in range(0, n - 3, 4):
+        _dfa_box_residuals_4steps(by_step, t0, n_all, intercept, slope, ss)
+    for t in range(n - n % 4, n):
         ys = by_step[t]
         for b in range(n_all):
             d = ys[b] - (intercept[b] + slope[b] * t)
