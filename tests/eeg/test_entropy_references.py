@@ -68,3 +68,54 @@ def test_perm_entropy_equals_numpy_definition(rows, order, delay, normalize):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-15)
     assert got[-2] == 0.0  # constant: one pattern
+
+
+def _svd_entropy_one_row_at_a_time(rows, order, delay, normalize):
+    """The one-row kernel path on one channel's windows: each embedding reduced alone, R carried from
+    window to window."""
+    from pipelines.eeg.kernels.entropy import _singular_values_embedding
+
+    n_embed = rows.shape[1] - (order - 1) * delay
+    cols, rmat = np.empty((order, n_embed)), np.zeros((order, order))
+    out = []
+    for x in rows:
+        if not np.all(np.isfinite(x)):
+            out.append(np.nan)
+            continue
+        if np.ptp(x) == 0:
+            out.append(0.0)
+            continue
+        sv = _singular_values_embedding(x, order, delay, cols, rmat)
+        w = sv / sv.sum()
+        h = 0.0
+        for wj in w:
+            if wj > 0:
+                h -= wj * math.log(wj) / math.log(2.0)
+        out.append(h / math.log2(order) if normalize else h)
+    return np.array(out)
+
+
+@pytest.mark.parametrize(("order", "delay", "normalize"), [(3, 1, True), (2, 1, False), (4, 3, True), (6, 2, False)])
+@pytest.mark.parametrize("n_rows", [1, 3, 4, 5, 9, 14])
+def test_svd_entropy_rows_in_batches_equal_one_row_at_a_time_bit_for_bit(rows, order, delay, normalize, n_rows):
+    """The kernel reduces 4 embeddings at once; values must equal the one-row path exactly at any number
+    of rows, with NaN and constant rows skipped, and rows whose first column is all zeros (their R keeps
+    the previous row's diagonal entry, so the batch takes the one-row path)."""
+    rng = np.random.default_rng(100 * order + n_rows)
+    n = rows.shape[1]
+    zero_head = np.zeros((2, n))
+    zero_head[:, -(order - 1) * delay :] = rng.standard_normal((2, (order - 1) * delay))  # column 0 all zero
+    extra = np.concatenate([rng.standard_normal((4, n)) * 10.0 ** rng.uniform(-6, 6, (4, 1)), zero_head])
+    x = np.concatenate([rows, extra])[rng.permutation(rows.shape[0] + extra.shape[0])][:n_rows]
+    got = K.svd_entropy(x[None], order=order, delay=delay, normalize=normalize)[0]  # one channel's windows
+    np.testing.assert_array_equal(got, _svd_entropy_one_row_at_a_time(x, order, delay, normalize))
+
+
+def test_svd_entropy_row_after_a_zero_column_row_equals_one_row_at_a_time():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 200))
+    x[2, :-2] = 0.0  # order 3: the first embedding column of row 2 is all zeros
+    x[5, :-2] = 0.0
+    got = K.svd_entropy(x[None], order=3, delay=1, normalize=True)[0]  # one channel's windows
+    np.testing.assert_array_equal(got, _svd_entropy_one_row_at_a_time(x, 3, 1, True))
+    assert np.all(np.isfinite(got))

@@ -118,3 +118,115 @@ def test_katz_step_sum_is_numpys_sum_bit_for_bit():
     for n in [*range(1, 140), 255, 256, 257, 999, 1000, 4095, 8192, 8193, 30001, 150000]:
         a = np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-3, 3, n)  # wide range: order matters
         assert _numpy_pairwise_sum(a, n, frames, left_sums) == np.sum(a), n
+
+
+def _dfa_box_by_box(x):
+    """DFA with the kernel's arithmetic written box by box in plain Python floats (IEEE doubles, one
+    operation at a time in the kernel's order), so the batched kernel must equal it bit for bit."""
+    from pipelines.eeg.kernels.fractal import _dfa_box_sizes
+
+    if not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+        return np.nan
+    x = [float(v) for v in x]
+    mean = 0.0
+    for v in x:
+        mean += v
+    mean /= len(x)
+    walk, acc = [], 0.0
+    for v in x:
+        acc += v - mean
+        walk.append(acc)
+    log_n, log_f = [], []
+    for n in _dfa_box_sizes(len(x)).tolist():
+        sx = sx2 = 0.0
+        for t in range(n):
+            sx += t
+            sx2 += float(t) ** 2
+        den, mean_t, total, n_boxes = n * sx2 - sx**2, sx / n, 0.0, len(x) // n
+        for b in range(n_boxes):
+            box = walk[b * n : (b + 1) * n]
+            sy = sxy = ss = 0.0
+            for t in range(n):
+                sxy += t * box[t]
+                sy += box[t]
+            slope = (n * sxy - sx * sy) / (den + EPS_REG)
+            intercept = sy / n - slope * mean_t
+            for t in range(n):
+                d = box[t] - (intercept + slope * t)
+                ss += d * d
+            total += ss / n
+        f = np.sqrt(total / n_boxes)
+        if f != 0.0:
+            log_n.append(np.log(n))
+            log_f.append(np.log(f))
+    sx2 = sx = sy = sxy = 0.0
+    for a, b in zip(log_n, log_f):
+        sx2, sx, sxy, sy = sx2 + a**2, sx + a, sxy + a * b, sy + b
+    return (len(log_n) * sxy - sx * sy) / (len(log_n) * sx2 - sx**2 + EPS_REG)
+
+
+@pytest.mark.parametrize("n_times", [58, 301, 1000])
+def test_dfa_rows_in_batches_equal_box_by_box_bit_for_bit(n_times):
+    """The kernel fits the boxes of several rows together: values must not depend on a row's neighbours,
+    its place in a batch, or the number of rows (batches of 8 with NaN and constant rows skipped)."""
+    rng = np.random.default_rng(n_times)
+    rows = np.concatenate(
+        [
+            np.cumsum(rng.standard_normal((6, n_times)), axis=-1),
+            rng.standard_normal((5, n_times)) * 10.0 ** rng.uniform(-8, 8, (5, 1)),  # wide scales
+            rng.integers(-2, 3, (3, n_times)).astype(float),
+            np.full((1, n_times), 3.0),
+            np.cumsum(rng.standard_normal((3, n_times)), axis=-1) + 1e7,
+        ]
+    )
+    rows[4, 7] = np.nan
+    rows = rows[rng.permutation(rows.shape[0])]
+    want = [_dfa_box_by_box(r) for r in rows]
+    for n_rows in (1, 7, 9, rows.shape[0]):
+        got = K.dfa(rows[:n_rows][None])[0]  # one channel: its windows go through the batches
+        np.testing.assert_array_equal(got, want[:n_rows])
+
+
+def _higuchi_step_by_step(x, kmax):
+    """Higuchi FD with the kernel's arithmetic in plain Python floats, one operation at a time in the
+    kernel's order (each sub-series summed in step order), so the batched kernel must equal it exactly."""
+    if not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+        return np.nan
+    x, n = [float(v) for v in x], len(x)
+    log_inv_k, log_length = [], []
+    for k in range(1, kmax + 1):
+        total = 0.0
+        for m in range(k):
+            n_max = (n - m - 1) // k
+            ll = 0.0
+            for j in range(1, n_max + 1):
+                ll += abs(x[m + j * k] - x[m + (j - 1) * k])
+            ll /= k
+            ll *= (n - 1) / (k * n_max)
+            total += ll
+        log_inv_k.append(np.log(1.0 / k))
+        log_length.append(np.log(total / k))
+    sx2 = sx = sy = sxy = 0.0
+    for a, b in zip(log_inv_k, log_length):
+        sx2, sx, sxy, sy = sx2 + a**2, sx + a, sxy + a * b, sy + b
+    return (kmax * sxy - sx * sy) / (kmax * sx2 - sx**2 + EPS_REG)
+
+
+@pytest.mark.parametrize(("n_times", "kmax"), [(20, 10), (301, 10), (1000, 10), (257, 7)])
+def test_higuchi_rows_in_batches_equal_step_by_step_bit_for_bit(n_times, kmax):
+    """The kernel sums the sub-series of 4 rows together: a row's value must not depend on its neighbours
+    or its place in a batch (any number of rows, NaN and constant rows skipped)."""
+    rng = np.random.default_rng(n_times + kmax)
+    rows = np.concatenate(
+        [
+            np.cumsum(rng.standard_normal((4, n_times)), axis=-1) + 1e6,
+            rng.standard_normal((4, n_times)) * 10.0 ** rng.uniform(-8, 8, (4, 1)),
+            rng.integers(-2, 3, (2, n_times)).astype(float),
+            np.full((1, n_times), -2.0),
+        ]
+    )
+    rows[3, 5] = np.nan
+    rows = rows[rng.permutation(rows.shape[0])]
+    want = [_higuchi_step_by_step(r, kmax) for r in rows]
+    for n_rows in (1, 3, 5, rows.shape[0]):
+        np.testing.assert_array_equal(K.higuchi_fd(rows[:n_rows][None], kmax=kmax)[0], want[:n_rows])

@@ -107,3 +107,38 @@ def test_cells_keep_every_pair_within_r_at_most_q_cells_apart(tol):
     np.testing.assert_array_equal(np.sort(by_cell), np.arange(n))
     assert np.all(np.diff(cell[by_cell]) >= 0) and starts[0] == 0 and starts[n_cells] == n
     np.testing.assert_array_equal(np.searchsorted(cell[by_cell], np.arange(n_cells)), starts[:n_cells])
+
+
+@pytest.mark.parametrize("n", [11, 12, 259, 260, 1001])
+@pytest.mark.parametrize("inclusive", [False, True])
+def test_order2_counts_with_odd_and_even_numbers_of_templates(n, inclusive):
+    """The order-2 scan takes templates two at a time; an odd count leaves one alone at the end."""
+    rng = np.random.default_rng(n)
+    x = np.concatenate(
+        [
+            np.cumsum(rng.standard_normal((2, n)), axis=-1),  # long partner runs
+            rng.integers(-2, 3, (2, n)).astype(float),  # ties at exactly r for some factors
+            rng.standard_normal((1, n)),
+        ]
+    )
+    for r_sd_factor in (0.1, 0.2, 0.5, 1.0):
+        got = K.sample_entropy(x, order=2, r_sd_factor=r_sd_factor, inclusive=inclusive)
+        want = np.array([_sampen_all_pairs(row, 2, r_sd_factor, inclusive) for row in x])
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_infinite_tolerance_counts_infinite_distances_only_when_inclusive(order):
+    """Values near the float maximum: np.std overflows to r = inf and some distances are inf, which
+    |d| <= r counts and |d| < r does not (the order-2 scan compares |d| < the next float above r, which
+    does not exist for r = inf, so that case takes the general scan)."""
+    x = np.full(61, 1.5e308)
+    x[::7] = -1.5e308
+    x[1::5] = 1e308
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert 0.2 * np.std(x) == np.inf
+        strict = K.sample_entropy(x, order=order, inclusive=False)
+        inclusive = K.sample_entropy(x, order=order, inclusive=True)
+        assert strict == _sampen_all_pairs(x, order, 0.2, False)
+        assert inclusive == _sampen_all_pairs(x, order, 0.2, True) == 0.0  # every pair matches
+    assert np.isfinite(strict) and strict > 0.0

@@ -11,11 +11,11 @@ from pipelines.eeg.kernels.common import _EPS_REG, _ROW_OK, _linreg_slope_antrop
 
 
 @njit(cache=True, nogil=True)
-def _higuchi_step_sums4(x, k, m0, n_steps):
-    """Summed absolute steps of the sub-series ``x[m::k]``, ``m = m0 .. m0 + 3`` (lanes past ``k - 1`` repeat
-    it), over their first ``n_steps`` steps: four independent chains, each in its own order."""
-    v0, v1 = x[m0::k], x[min(m0 + 1, k - 1) :: k]
-    v2, v3 = x[min(m0 + 2, k - 1) :: k], x[min(m0 + 3, k - 1) :: k]
+def _higuchi_step_sums4(x4, k, m, n_steps):
+    """Summed absolute steps of the sub-series ``x[m::k]`` of the 4 rows ``x4`` over their first
+    ``n_steps`` steps: four independent chains (one latency-bound chain per sub-series otherwise), each
+    in step order."""
+    v0, v1, v2, v3 = x4[0, m::k], x4[1, m::k], x4[2, m::k], x4[3, m::k]
     s0 = s1 = s2 = s3 = 0.0
     for j in range(n_steps):
         s0 += abs(v0[j + 1] - v0[j])
@@ -26,45 +26,57 @@ def _higuchi_step_sums4(x, k, m0, n_steps):
 
 
 @njit(cache=True, nogil=True)
-def _higuchi_curve_length(x, k, step_sums):
-    """L(k): the mean over m of each sub-series' normalised length. The sub-series' sums run four at a time
-    (one latency-bound chain each otherwise), every one still summed in step order, so values are the same
-    bit for bit."""
-    n_times = x.size
+def _higuchi_curve_lengths4(x4, k, step_sums, m_lm):
+    """L(k) of the 4 rows ``x4`` into ``m_lm``: the mean over m of each sub-series' normalised length. The
+    rows' sub-series are summed four at a time, each still in step order (same values bit for bit)."""
+    n_times = x4.shape[1]
     n_common = (n_times - k) // k  # steps every sub-series has; some have one more
-    for m0 in range(0, k, 4):
-        sums4 = _higuchi_step_sums4(x, k, m0, n_common)
-        for i in range(min(4, k - m0)):
-            step_sums[m0 + i] = sums4[i]
-    m_lm = 0.0
     for m in range(k):
-        ll = step_sums[m]
-        n_max = (n_times - m - 1) // k
-        for j in range(n_common + 1, n_max + 1):
-            ll += abs(x[m + j * k] - x[m + (j - 1) * k])
-        ll /= k
-        ll *= (n_times - 1) / (k * n_max)
-        m_lm += ll
-    return m_lm / k
+        step_sums[:, m] = _higuchi_step_sums4(x4, k, m, n_common)
+    for lane in range(4):
+        x = x4[lane]
+        total = 0.0
+        for m in range(k):
+            ll = step_sums[lane, m]
+            n_max = (n_times - m - 1) // k
+            for j in range(n_common + 1, n_max + 1):
+                ll += abs(x[m + j * k] - x[m + (j - 1) * k])
+            ll /= k
+            ll *= (n_times - 1) / (k * n_max)
+            total += ll
+        m_lm[lane] = total / k
 
 
 @njit(cache=True, nogil=True)
 def _higuchi_fd_rows(rows, states, kmax):
+    """Rows 4 at a time (spare lanes repeat the last row) through :func:`_higuchi_curve_lengths4`."""
     nr, n_times = rows.shape
     x_reg = np.empty(kmax)
-    y_reg = np.empty(kmax)
-    step_sums = np.empty(kmax)
+    y_reg = np.empty((4, kmax))
+    step_sums = np.empty((4, kmax))
+    m_lm = np.empty(4)
+    x4 = np.empty((4, n_times))
+    ok_rows = np.empty(nr, np.int64)
+    n_ok = 0
     out = np.empty(nr)
     for r in range(nr):
         if states[r] != _ROW_OK:
             out[r] = np.nan  # constant: every curve length is 0, log(0) -> NaN slope (= antropy)
-            continue
-        x = rows[r]
+        else:
+            ok_rows[n_ok] = r
+            n_ok += 1
+    for k in range(1, kmax + 1):
+        x_reg[k - 1] = math.log(1.0 / k)
+    for first in range(0, n_ok, 4):
+        n_lanes = min(4, n_ok - first)
+        for lane in range(4):
+            x4[lane] = rows[ok_rows[first + min(lane, n_lanes - 1)]]
         for k in range(1, kmax + 1):
-            m_lm = _higuchi_curve_length(x, k, step_sums)
-            x_reg[k - 1] = math.log(1.0 / k)
-            y_reg[k - 1] = math.log(m_lm) if m_lm > 0 else -np.inf
-        out[r] = _linreg_slope_antropy(x_reg, y_reg)
+            _higuchi_curve_lengths4(x4, k, step_sums, m_lm)
+            for lane in range(4):
+                y_reg[lane, k - 1] = math.log(m_lm[lane]) if m_lm[lane] > 0 else -np.inf
+        for lane in range(n_lanes):
+            out[ok_rows[first + lane]] = _linreg_slope_antropy(x_reg, y_reg[lane])
     return out
 
 
@@ -80,15 +92,48 @@ def _dfa_box_sizes(n_times: int) -> np.ndarray:
     return np.array(ns, dtype=np.int64)
 
 
+# Rows whose boxes are fitted together: the longest boxes (n_times / 10 samples) leave only ~10 boxes per
+# row, too few for the box loops to vectorise; 8 rows give ~80. One row's profile stays 8 kB.
+_DFA_ROWS_PER_BATCH = 8  # a multiple of 4 (profiles are made 4 rows at a time)
+
+
 @njit(cache=True, nogil=True)
-def _dfa_fluctuation(walk, n, by_step, per_box):
-    """F(n): root of the mean over boxes of the mean squared residual from each box's line.
+def _dfa_box_sums_4steps(by_step, t0, n_all, sy, sxy):
+    """Steps ``t0 .. t0 + 3`` of every box's sums: the same additions in the same order as four one-step
+    passes, but each box's running sums are loaded and stored once instead of four times."""
+    y0, y1, y2, y3 = by_step[t0], by_step[t0 + 1], by_step[t0 + 2], by_step[t0 + 3]
+    t1, t2, t3 = t0 + 1, t0 + 2, t0 + 3
+    for b in range(n_all):
+        sxy[b] = (((sxy[b] + t0 * y0[b]) + t1 * y1[b]) + t2 * y2[b]) + t3 * y3[b]
+        sy[b] = (((sy[b] + y0[b]) + y1[b]) + y2[b]) + y3[b]
+
+
+@njit(cache=True, nogil=True)
+def _dfa_box_residuals_4steps(by_step, t0, n_all, intercept, slope, ss):
+    """Steps ``t0 .. t0 + 3`` of every box's summed squared residual, in the one-step passes' order."""
+    y0, y1, y2, y3 = by_step[t0], by_step[t0 + 1], by_step[t0 + 2], by_step[t0 + 3]
+    t1, t2, t3 = t0 + 1, t0 + 2, t0 + 3
+    for b in range(n_all):
+        c, m = intercept[b], slope[b]
+        d0 = y0[b] - (c + m * t0)
+        d1 = y1[b] - (c + m * t1)
+        d2 = y2[b] - (c + m * t2)
+        d3 = y3[b] - (c + m * t3)
+        ss[b] = (((ss[b] + d0 * d0) + d1 * d1) + d2 * d2) + d3 * d3
+
+
+@njit(cache=True, nogil=True)
+def _dfa_fluctuations(walks, n_rows, n, by_step, per_box, fluct):
+    """F(n) of ``walks[:n_rows]`` into ``fluct[:n_rows]``: root of the mean over a row's boxes of the mean
+    squared residual from each box's line.
 
     Every box sums over its samples in the same order as a box-by-box loop would (bit-identical sums), but
-    all boxes advance together: the profile is laid out step-major in ``by_step`` so each step's update is
-    one contiguous loop over boxes, independent chains that vectorise instead of one latency-bound chain.
+    all boxes of all the rows advance together: the profiles are laid out step-major in ``by_step`` so
+    each step's update is one contiguous loop over boxes, independent chains that vectorise instead of
+    one latency-bound chain. Each row's mean over its boxes is summed in box order.
     """
-    n_boxes = walk.size // n
+    n_boxes = walks.shape[1] // n
+    n_all = n_rows * n_boxes
     sy, sxy, slope, intercept, ss = per_box[0], per_box[1], per_box[2], per_box[3], per_box[4]
     # x of the per-box regression is 0..n-1, the same for every box
     sx = 0.0
@@ -98,65 +143,106 @@ def _dfa_fluctuation(walk, n, by_step, per_box):
         sx2 += float(t) ** 2
     den = n * sx2 - sx**2
     mean_t = sx / n
-    by_step = by_step[: n * n_boxes].reshape((n, n_boxes))  # compact: stays in L1 cache
-    for b in range(n_boxes):
+    by_step = by_step[: n * n_all].reshape((n, n_all))  # compact: stays in L1/L2 cache
+    for j in range(n_rows):
+        boxes = walks[j, : n_boxes * n].reshape((n_boxes, n))
         for t in range(n):
-            by_step[t, b] = walk[b * n + t]
-    sy[:n_boxes] = 0.0
-    sxy[:n_boxes] = 0.0
-    for t in range(n):
+            step = by_step[t, j * n_boxes : (j + 1) * n_boxes]
+            for b in range(n_boxes):
+                step[b] = boxes[b, t]
+    sy[:n_all] = 0.0
+    sxy[:n_all] = 0.0
+    for t0 in range(0, n - 3, 4):
+        _dfa_box_sums_4steps(by_step, t0, n_all, sy, sxy)
+    for t in range(n - n % 4, n):
         ys = by_step[t]
-        for b in range(n_boxes):
+        for b in range(n_all):
             sxy[b] += t * ys[b]
             sy[b] += ys[b]
-    for b in range(n_boxes):
+    for b in range(n_all):
         slope[b] = (n * sxy[b] - sx * sy[b]) / (den + _EPS_REG)
         intercept[b] = sy[b] / n - slope[b] * mean_t
-    ss[:n_boxes] = 0.0
-    for t in range(n):
+    ss[:n_all] = 0.0
+    for t0 in range(0, n - 3, 4):
+        _dfa_box_residuals_4steps(by_step, t0, n_all, intercept, slope, ss)
+    for t in range(n - n % 4, n):
         ys = by_step[t]
-        for b in range(n_boxes):
+        for b in range(n_all):
             d = ys[b] - (intercept[b] + slope[b] * t)
             ss[b] += d * d
-    total = 0.0
-    for b in range(n_boxes):
-        total += ss[b] / n
-    return math.sqrt(total / n_boxes)
+    for j in range(n_rows):
+        total = 0.0
+        for b in range(j * n_boxes, (j + 1) * n_boxes):
+            total += ss[b] / n
+        fluct[j] = math.sqrt(total / n_boxes)
+
+
+@njit(cache=True, nogil=True)
+def _dfa_walks4(x0, x1, x2, x3, walks):
+    """Profiles (cumulative sums of the deviations from the mean) of 4 rows into ``walks[:4]``: four
+    independent chains (one latency-bound chain per row otherwise), each row summed in time order."""
+    n_times = x0.size
+    m0 = m1 = m2 = m3 = 0.0
+    for i in range(n_times):
+        m0 += x0[i]
+        m1 += x1[i]
+        m2 += x2[i]
+        m3 += x3[i]
+    m0 /= n_times
+    m1 /= n_times
+    m2 /= n_times
+    m3 /= n_times
+    w0, w1, w2, w3 = walks[0], walks[1], walks[2], walks[3]
+    a0 = a1 = a2 = a3 = 0.0
+    for i in range(n_times):
+        a0 += x0[i] - m0
+        a1 += x1[i] - m1
+        a2 += x2[i] - m2
+        a3 += x3[i] - m3
+        w0[i], w1[i], w2[i], w3[i] = a0, a1, a2, a3
+
+
+@njit(cache=True, nogil=True)
+def _dfa_slope(fluct, nvals, log_n, log_f):
+    """Slope of log F(n) on log n over the sizes with F(n) != 0 (NaN if none)."""
+    k = 0
+    for i_n in range(nvals.size):
+        if fluct[i_n] != 0.0:
+            log_n[k] = math.log(nvals[i_n])
+            log_f[k] = math.log(fluct[i_n])
+            k += 1
+    return np.nan if k == 0 else _linreg_slope_antropy(log_n[:k], log_f[:k])
 
 
 @njit(cache=True, nogil=True)
 def _dfa_rows(rows, states, nvals):
     nr, n_times = rows.shape
     n_sizes = nvals.size
-    walk = np.empty(n_times)
-    by_step = np.empty(n_times)
-    per_box = np.empty((5, n_times // nvals.min()))  # sums, line and residual of each box
-    fluct = np.empty(n_sizes)
+    batch = _DFA_ROWS_PER_BATCH
+    walks = np.empty((batch, n_times))
+    by_step = np.empty(batch * n_times)
+    per_box = np.empty((5, batch * (n_times // nvals.min())))  # sums, line and residual of each box
+    fluct = np.empty((n_sizes, batch))
     log_n = np.empty(n_sizes)
     log_f = np.empty(n_sizes)
+    ok_rows = np.empty(nr, np.int64)
+    n_ok = 0
     out = np.empty(nr)
     for r in range(nr):
         if states[r] != _ROW_OK:
             out[r] = np.nan  # constant: every fluctuation is 0 -> no line to fit (= antropy)
-            continue
-        x = rows[r]
-        mean = 0.0
-        for i in range(n_times):
-            mean += x[i]
-        mean /= n_times
-        acc = 0.0
-        for i in range(n_times):
-            acc += x[i] - mean
-            walk[i] = acc
+        else:
+            ok_rows[n_ok] = r
+            n_ok += 1
+    for first in range(0, n_ok, batch):
+        n_rows = min(batch, n_ok - first)
+        for j in range(0, n_rows, 4):  # spare rows repeat the batch's last row
+            x = [rows[ok_rows[first + min(j + lane, n_rows - 1)]] for lane in range(4)]
+            _dfa_walks4(x[0], x[1], x[2], x[3], walks[j : j + 4])
         for i_n in range(n_sizes):
-            fluct[i_n] = _dfa_fluctuation(walk, nvals[i_n], by_step, per_box)
-        k = 0
-        for i_n in range(n_sizes):
-            if fluct[i_n] != 0.0:
-                log_n[k] = math.log(nvals[i_n])
-                log_f[k] = math.log(fluct[i_n])
-                k += 1
-        out[r] = np.nan if k == 0 else _linreg_slope_antropy(log_n[:k], log_f[:k])
+            _dfa_fluctuations(walks, n_rows, nvals[i_n], by_step, per_box, fluct[i_n])
+        for j in range(n_rows):
+            out[ok_rows[first + j]] = _dfa_slope(fluct[:, j], nvals, log_n, log_f)
     return out
 
 
