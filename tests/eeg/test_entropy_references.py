@@ -71,8 +71,7 @@ def test_perm_entropy_equals_numpy_definition(rows, order, delay, normalize):
 
 
 def _svd_entropy_one_row_at_a_time(rows, order, delay, normalize):
-    """The one-row kernel path on one channel's windows: each embedding reduced alone, R carried from
-    window to window."""
+    """The one-row kernel path on one channel's windows: each embedding reduced alone (workspace reused)."""
     from pipelines.eeg.kernels.entropy import _singular_values_embedding
 
     n_embed = rows.shape[1] - (order - 1) * delay
@@ -99,8 +98,7 @@ def _svd_entropy_one_row_at_a_time(rows, order, delay, normalize):
 @pytest.mark.parametrize("n_rows", [1, 3, 4, 5, 9, 14])
 def test_svd_entropy_rows_in_batches_equal_one_row_at_a_time_bit_for_bit(rows, order, delay, normalize, n_rows):
     """The kernel reduces 4 embeddings at once; values must equal the one-row path exactly at any number
-    of rows, with NaN and constant rows skipped, and rows whose first column is all zeros (their R keeps
-    the previous row's diagonal entry, so the batch takes the one-row path)."""
+    of rows, with NaN and constant rows skipped, and rows whose first column is all zeros."""
     rng = np.random.default_rng(100 * order + n_rows)
     n = rows.shape[1]
     zero_head = np.zeros((2, n))
@@ -119,3 +117,19 @@ def test_svd_entropy_row_after_a_zero_column_row_equals_one_row_at_a_time():
     got = K.svd_entropy(x[None], order=3, delay=1, normalize=True)[0]  # one channel's windows
     np.testing.assert_array_equal(got, _svd_entropy_one_row_at_a_time(x, 3, 1, True))
     assert np.all(np.isfinite(got))
+
+
+def test_svd_entropy_of_a_zero_column_window_does_not_depend_on_its_neighbours():
+    """A window whose first embedding column is all zeros (a flat stretch then two samples) has R's diagonal
+    entry 0 there; it once kept the previous window's entry, so its value changed with its neighbours."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 200))
+    x[3, :-2] = 0.0
+    alone = K.svd_entropy(x[3:4][None], order=3, delay=1, normalize=True)[0, 0]
+    among = K.svd_entropy(x[None], order=3, delay=1, normalize=True)[0, 3]
+    assert alone == among
+    embedding = np.stack([x[3, k : k + 198] for k in range(3)], axis=1)
+    sv = np.linalg.svd(embedding, compute_uv=False)
+    w = sv / sv.sum()
+    reference = -np.sum(w[w > 0] * np.log2(w[w > 0])) / np.log2(3)
+    assert alone == pytest.approx(reference, abs=1e-12)

@@ -281,8 +281,9 @@ def _singular_values_embedding(x, order, delay, cols, rmat):
         for i in range(k, n_embed):
             nrm2 += cols[k, i] * cols[k, i]
         nrm = math.sqrt(nrm2)
-        if nrm == 0.0:
-            continue  # rmat[k, k] keeps the previous row's value (the batched path repeats this)
+        if nrm == 0.0:  # nothing left below the diagonal: R's diagonal entry is 0 (not the previous row's)
+            rmat[k, k] = 0.0
+            continue
         alpha = -nrm if cols[k, k] >= 0 else nrm
         v0 = cols[k, k] - alpha
         vnorm2 = nrm2 - cols[k, k] * cols[k, k] + v0 * v0
@@ -367,17 +368,15 @@ def _dot4(cols4, k, j, start, stop):
 @njit(cache=True, nogil=True)
 def _householder4(cols4, rmat4, vnorm2):
     """The Householder reduction of :func:`_singular_values_embedding` on 4 embeddings at once, each with
-    the same operations in the same order; False if a column norm is 0 in any of them (then that row's
-    R keeps the previous row's diagonal value, which only the one-row kernel reproduces)."""
+    the same operations in the same order."""
     order, n_embed = cols4.shape[1], cols4.shape[2]
-    regular = True
     for k in range(order):
         nrm2 = _dot4(cols4, k, k, k, n_embed)
         for lane in range(4):
             nrm = math.sqrt(nrm2[lane])
             vnorm2[lane] = 0.0
             if nrm == 0.0:
-                regular = False
+                rmat4[lane, k, k] = 0.0
                 continue
             ckk = cols4[lane, k, k]
             alpha = -nrm if ckk >= 0 else nrm
@@ -395,7 +394,6 @@ def _householder4(cols4, rmat4, vnorm2):
                         cj[i] -= f * ck[i]
     for lane in range(4):
         _r_from_columns(cols4[lane], rmat4[lane])
-    return regular
 
 
 @njit(cache=True, nogil=True)
@@ -413,12 +411,10 @@ def _svd_entropy_from_sv(sv, normalize):
 
 @njit(cache=True, nogil=True)
 def _svd_entropy_rows(rows, states, order, delay, normalize):
-    """Rows 4 at a time through :func:`_householder4` (same values as one at a time; a batch with a zero
-    column norm goes one row at a time, carrying R from row to row as the one-row kernel does)."""
+    """Rows 4 at a time through :func:`_householder4` (the same values as one at a time; a row's value
+    does not depend on its neighbours)."""
     nr, n = rows.shape
     n_embed = n - (order - 1) * delay
-    cols = np.empty((order, n_embed))
-    rmat = np.zeros((order, order))  # carried from row to row (see _singular_values_embedding)
     cols4 = np.empty((4, order, n_embed))
     rmat4 = np.empty((4, order, order))
     vnorm2 = np.empty(4)
@@ -440,14 +436,9 @@ def _svd_entropy_rows(rows, states, order, delay, normalize):
             x = rows[batch[min(lane, n_lanes - 1)]]  # spare lanes repeat the last row
             for k in range(order):
                 cols4[lane, k] = x[k * delay : k * delay + n_embed]
-            rmat4[lane] = rmat  # the diagonal a zero column norm leaves
-        if _householder4(cols4, rmat4, vnorm2):
-            for lane in range(n_lanes):
-                out[batch[lane]] = _svd_entropy_from_sv(_jacobi_singular_values(rmat4[lane]), normalize)
-            rmat[:] = rmat4[n_lanes - 1]
-        else:
-            for r in batch:
-                out[r] = _svd_entropy_from_sv(_singular_values_embedding(rows[r], order, delay, cols, rmat), normalize)
+        _householder4(cols4, rmat4, vnorm2)
+        for lane in range(n_lanes):
+            out[batch[lane]] = _svd_entropy_from_sv(_jacobi_singular_values(rmat4[lane]), normalize)
     return out
 
 
