@@ -178,7 +178,25 @@ def preprocess(raw, cfg, file: str | None = None, copy: bool = True):
             raw.drop_channels(qc.dropped)
             qc.notes.append("bad channels dropped (no positions to interpolate from)")
     if cfg.reference == "average" and len(raw.ch_names) > 1:
-        raw.set_eeg_reference("average", projection=False, verbose="error")
+        average_reference(raw)
     elif cfg.reference == "average":
         qc.reference = "none (single channel)"
     return raw, qc
+
+
+def average_reference(raw) -> None:
+    """``raw.set_eeg_reference("average", projection=False)``, in place, with the same values bit for bit.
+
+    MNE subtracts the mean through fancy-indexed copies of the whole recording (three recording-sized
+    temporaries: 0.6 CPU s for 64 ch x 10 min here); with every channel EEG, none bad and no projector, the
+    channels it averages and re-references are all of them in order, so the same mean (numpy's reduction over
+    the channel axis of an identical array) is subtracted in place. Anything else goes to MNE."""
+    from mne.io.constants import FIFF
+
+    if raw.info["bads"] or raw.info["projs"] or set(raw.get_channel_types()) != {"eeg"}:
+        raw.set_eeg_reference("average", projection=False, verbose="error")
+        return
+    data = raw._data  # the loaded array itself
+    data -= data.mean(axis=0, keepdims=True)
+    with raw.info._unlock():  # what MNE records for a re-referenced EEG recording
+        raw.info["custom_ref_applied"] = FIFF.FIFFV_MNE_CUSTOM_REF_ON

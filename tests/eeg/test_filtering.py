@@ -96,3 +96,18 @@ def test_channel_sd_one_channel_at_a_time_equals_the_whole_array_formula():
     whole = np.median(data[:, : 10 * n].reshape(5, 10, n).std(axis=2), axis=1) * 1e6
     np.testing.assert_array_equal(channel_sd_uv(data, 500.0), whole)
     np.testing.assert_array_equal(channel_sd_uv(data[:, :700], 500.0), data[:, :700].std(axis=1) * 1e6)
+
+
+@pytest.mark.parametrize("case", ["all_eeg", "with_bad", "with_misc"])
+def test_average_reference_equals_mne_bit_for_bit(case):
+    from pipelines.eeg.preprocessing import average_reference
+
+    raw = _raw(7, 5_000, 250.0, seed=5)
+    if case == "with_bad":
+        raw.info["bads"] = ["1"]  # MNE leaves bad channels out of the mean: its own path is used
+    if case == "with_misc":
+        raw.set_channel_types({"6": "misc"})
+    reference = raw.copy().set_eeg_reference("average", projection=False)
+    average_reference(raw)
+    np.testing.assert_array_equal(raw.get_data(), reference.get_data())
+    assert raw.info["custom_ref_applied"] == reference.info["custom_ref_applied"]
