@@ -101,6 +101,37 @@ def test_lz76_rows_of_binarised_smooth_signals_equal_the_reference(n):
     assert list(LZC._lz76_count_rows(bits)) == [_reference_lz76(b) for b in bits]
 
 
+def _lzw_reference(s: np.ndarray) -> int:
+    """The published ``cpr`` on the string of the bits (a dict of words, plain Python)."""
+    d, w = set(), ""
+    for c in "".join(map(str, s.tolist())):
+        if w + c in d:
+            w += c
+        else:
+            d.add(w + c)
+            w = c
+    return len(d)
+
+
+def test_lzw_group_counters_equal_the_published_algorithm_row_by_row():
+    """The grouped walks (four, two, one row twice) give each row's own dictionary size, whatever the group
+    size and however the rows' words repeat (constant, periodic, random, runs); workspace starts dirty."""
+    rng = np.random.default_rng(15)
+    seqs = [s for s in _bit_sequences(rng, 8) if s.size]
+    for m in range(1, 10):
+        for n in (1, 2, 3, 64, 999, 1000):
+            rows = np.empty((m, n), np.uint8)
+            for r in range(m):
+                s = seqs[int(rng.integers(len(seqs)))]
+                rows[r] = np.resize(s, n) if r % 3 else rng.random(n) < 0.5
+            child = np.full((4, n + 3, 2), 12345, np.int32)
+            out = np.full(m, -1, np.int64)
+            LZC._lzw_counts(rows, child, out)
+            want = [_lzw_reference(r) for r in rows]
+            assert list(out) == want, (m, n)
+            assert [LZC._lzw_dict_size(r, np.empty((n + 3, 2), np.int32)) for r in rows] == want
+
+
 def _median_test_rows(rng) -> list[np.ndarray]:
     rows = [np.array([3.0]), np.array([2.0, -1.0]), np.zeros(65), np.full(1000, 1.5), np.arange(999.0)[::-1]]
     for n in (5, 64, 65, 127, 999, 1000, 1001, 4000):

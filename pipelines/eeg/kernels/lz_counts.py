@@ -590,6 +590,22 @@ def _lzw_reset(child):
     child[2, 1] = -1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _lzw_step(c, node, z, a):
+    """One symbol ``a`` of an LZW walk at ``node`` with next free node ``z``; returns (node, z) after it.
+
+    Without branches (selects; the stores always made): whether a word is new is a coin flip on shuffled
+    bits, so a branch there is mispredicted often; the walks of :func:`_lzw_dict_size4` then run ~1.5x
+    faster. When ``wc`` is known the stores rewrite what is there (``c[node, a]``) or touch the next free
+    node, which is (re)initialised before it is used, so the dictionary is the same."""
+    x = c[node, a]
+    new = x < 0
+    c[node, a] = z if new else x
+    c[z, 0] = -1
+    c[z, 1] = -1
+    return (1 + np.int64(a)) if new else np.int64(x), z + np.int64(new)
+
+
 @njit(cache=True, nogil=True)
 def _lzw_dict_size4(s0, s1, s2, s3, c0, c1, c2, c3):
     """:func:`_lzw_dict_size` of four sequences of one length, stepped together (same counts).
@@ -598,7 +614,7 @@ def _lzw_dict_size4(s0, s1, s2, s3, c0, c1, c2, c3):
     overlap them (about 2x faster than four walks one after another). The first symbol is always
     added (the dictionary starts empty) and after it the word never becomes empty again, so each
     walk starts at the node of its first symbol with a count of 1; the count is then 1 + the
-    number of nodes created, i.e. (next free node) - 2."""
+    number of nodes created, i.e. (next free node) - 2. Each step is :func:`_lzw_step`."""
     n = s0.size
     if n == 0:
         return 0, 0, 0, 0
@@ -615,46 +631,10 @@ def _lzw_dict_size4(s0, s1, s2, s3, c0, c1, c2, c3):
     n2 = 1 + np.int64(s2[0])
     n3 = 1 + np.int64(s3[0])
     for i in range(1, n):
-        a = s0[i]
-        b = s1[i]
-        c = s2[i]
-        d = s3[i]
-        x0 = c0[n0, a]
-        x1 = c1[n1, b]
-        x2 = c2[n2, c]
-        x3 = c3[n3, d]
-        if x0 < 0:
-            c0[n0, a] = z0
-            c0[z0, 0] = -1
-            c0[z0, 1] = -1
-            z0 += 1
-            n0 = 1 + np.int64(a)
-        else:
-            n0 = x0
-        if x1 < 0:
-            c1[n1, b] = z1
-            c1[z1, 0] = -1
-            c1[z1, 1] = -1
-            z1 += 1
-            n1 = 1 + np.int64(b)
-        else:
-            n1 = x1
-        if x2 < 0:
-            c2[n2, c] = z2
-            c2[z2, 0] = -1
-            c2[z2, 1] = -1
-            z2 += 1
-            n2 = 1 + np.int64(c)
-        else:
-            n2 = x2
-        if x3 < 0:
-            c3[n3, d] = z3
-            c3[z3, 0] = -1
-            c3[z3, 1] = -1
-            z3 += 1
-            n3 = 1 + np.int64(d)
-        else:
-            n3 = x3
+        n0, z0 = _lzw_step(c0, n0, z0, s0[i])
+        n1, z1 = _lzw_step(c1, n1, z1, s1[i])
+        n2, z2 = _lzw_step(c2, n2, z2, s2[i])
+        n3, z3 = _lzw_step(c3, n3, z3, s3[i])
     return z0 - 2, z1 - 2, z2 - 2, z3 - 2
 
 
@@ -671,26 +651,8 @@ def _lzw_dict_size2(s0, s1, c0, c1):
     n0 = 1 + np.int64(s0[0])
     n1 = 1 + np.int64(s1[0])
     for i in range(1, n):
-        a = s0[i]
-        b = s1[i]
-        x0 = c0[n0, a]
-        x1 = c1[n1, b]
-        if x0 < 0:
-            c0[n0, a] = z0
-            c0[z0, 0] = -1
-            c0[z0, 1] = -1
-            z0 += 1
-            n0 = 1 + np.int64(a)
-        else:
-            n0 = x0
-        if x1 < 0:
-            c1[n1, b] = z1
-            c1[z1, 0] = -1
-            c1[z1, 1] = -1
-            z1 += 1
-            n1 = 1 + np.int64(b)
-        else:
-            n1 = x1
+        n0, z0 = _lzw_step(c0, n0, z0, s0[i])
+        n1, z1 = _lzw_step(c1, n1, z1, s1[i])
     return z0 - 2, z1 - 2
 
 
