@@ -132,6 +132,55 @@ def test_lzw_group_counters_equal_the_published_algorithm_row_by_row():
             assert [LZC._lzw_dict_size(r, np.empty((n + 3, 2), np.int32)) for r in rows] == want
 
 
+def test_float_modulo_equals_the_integer_modulo():
+    """``_mod_u32`` (two float64 divisions, corrected) is ``z % d`` exactly: random and extreme z, every d up to
+    5000 and random ones up to 2^32 - 1, and z just below, at and above multiples of d (where a rounded
+    quotient lands on the other side of an integer)."""
+    rng = np.random.default_rng(16)
+    edges = [0, 1, 2**32 - 1, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 2**11, 2**64 - 1]
+    zs = np.r_[rng.integers(0, 2**64 - 1, 300, dtype=np.uint64, endpoint=True), np.array(edges, dtype=np.uint64)]
+    ds = np.r_[np.arange(1, 5001), rng.integers(5001, 2**32, 3000), [2**31 - 1, 2**31, 2**32 - 5, 2**32 - 1]]
+    pairs = [(int(z), int(d)) for z in zs for d in ds[:: 7 if int(z) % 2 else 1]]
+    for d in np.r_[np.arange(1, 400), rng.integers(400, 2**32, 400)]:
+        top = (2**64 - 1) // int(d)
+        for q in (1, 2**31, top // 3, top - 1, top):
+            pairs += [(q * int(d) + e, int(d)) for e in (-1, 0, 1) if 0 <= q * int(d) + e < 2**64]
+    z = np.array([p[0] for p in pairs], dtype=np.uint64)
+    d = np.array([p[1] for p in pairs], dtype=np.int64)
+    got = np.array([LZC._mod_u32(zz, dd) for zz, dd in zip(z[:2000], d[:2000], strict=True)])
+    np.testing.assert_array_equal(got, (z[:2000] % d[:2000].astype(np.uint64)).astype(np.int64))
+    got = _mod_all(z, d)
+    want = np.array([p[0] % p[1] for p in pairs], dtype=np.int64)
+    np.testing.assert_array_equal(got, want)
+
+
+def _mod_all(z, d):
+    from numba import njit
+
+    @njit
+    def run(z, d):
+        out = np.empty(z.size, np.int64)
+        for t in range(z.size):
+            out[t] = LZC._mod_u32(z[t], d[t])
+        return out
+
+    return run(z, d)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1000, 64001, (1 << 20) + 7])
+def test_two_pass_shuffles_are_the_one_pass_permutations(n):
+    """The two-pass shuffles (float-modulo draws, prefetched swaps from 2^20 elements) give the permutation of
+    the one-pass Fisher-Yates with the 64-bit integer modulo / multiply-shift, element for element."""
+    idx = np.empty(n, np.int32)
+    for kind in (1, 2, 3, 4):
+        for k in (0, 3):
+            one, two = np.arange(n, dtype=np.int32), np.arange(n, dtype=np.int32)
+            LZC._shuffle_keyed(one, 11, kind, 5, 2, k)
+            LZC._shuffle_keyed_idx(two, 11, kind, 5, 2, k, idx)
+            np.testing.assert_array_equal(one, two)
+            assert n < 10 or not np.array_equal(one, np.arange(n))
+
+
 def _median_test_rows(rng) -> list[np.ndarray]:
     rows = [np.array([3.0]), np.array([2.0, -1.0]), np.zeros(65), np.full(1000, 1.5), np.arange(999.0)[::-1]]
     for n in (5, 64, 65, 127, 999, 1000, 1001, 4000):

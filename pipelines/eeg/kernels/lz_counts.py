@@ -694,7 +694,39 @@ def _shuffle_fast_idx(a, key, idx):
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
         idx[i] = np.int32(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+    _apply_swaps(a, idx)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mod_u32(z, d):
+    """``z % d`` for a uint64 ``z`` and an int ``1 <= d < 2^32``, exactly, from two float64 divisions (~1.6x
+    faster than the 64-bit integer modulo here). With ``z = zh 2^32 + zl``: ``r1 = zh % d`` (zh < 2^32 is
+    exact in float64 and the rounded quotient is within 2^-21 / d of zh / d, closer than any other integer,
+    so its truncation is the floor), then ``(r1 2^32 + zl) % d``: that is below d 2^32, its float64 quotient
+    is within 2^-20 of the true one, so its floor is off by at most one, and the remainder is corrected into
+    [0, d) by one addition or subtraction of d. IEEE division is correctly rounded on every CPU."""
+    df = np.float64(d)
+    zh = np.int64(z >> np.uint64(32))
+    r1 = zh - np.int64(np.float64(zh) / df) * d
+    t = (np.uint64(r1) << np.uint64(32)) | (z & np.uint64(0xFFFFFFFF))
+    r2 = np.int64(t - np.uint64(np.float64(t) / df) * np.uint64(d))
+    r2 = r2 + d if r2 < 0 else r2
+    return r2 - d if r2 >= d else r2
+
+
+# From this length the swaps of a shuffle prefetch the element they swap this many steps ahead (the array
+# is beyond L2; a whole recording's 19.2M-symbol sequence: ~1.5x faster swaps).
+_SWAP_PREFETCH_MIN_N = 1 << 20
+_SWAP_PREFETCH_AHEAD = 48
+
+
+@njit(cache=True, nogil=True)
+def _apply_swaps(a, idx):
+    """The swaps of a Fisher-Yates shuffle with its draws ``idx``: a[i] with a[idx[i]] for i = n-1 .. 1."""
+    far = a.size >= _SWAP_PREFETCH_MIN_N
     for i in range(a.size - 1, 0, -1):
+        if far and i > _SWAP_PREFETCH_AHEAD:
+            _prefetch(a, idx[i - _SWAP_PREFETCH_AHEAD])
         j = idx[i]
         tmp = a[i]
         a[i] = a[j]
@@ -703,7 +735,8 @@ def _shuffle_fast_idx(a, key, idx):
 
 @njit(cache=True, nogil=True)
 def _shuffle_mod_idx(a, key, idx):
-    """:func:`_shuffle_inplace` (64-bit modulo draws) in two passes, the same permutation."""
+    """:func:`_shuffle_inplace` (64-bit modulo draws, computed by :func:`_mod_u32`) in two passes, the same
+    permutation (lengths below 2^31, as ``idx`` is int32)."""
     state = np.uint64(key)
     for i in range(a.size - 1, 0, -1):
         state = state + np.uint64(0x9E3779B97F4A7C15)
@@ -711,12 +744,8 @@ def _shuffle_mod_idx(a, key, idx):
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
-        idx[i] = np.int32(z % np.uint64(i + 1))
-    for i in range(a.size - 1, 0, -1):
-        j = idx[i]
-        tmp = a[i]
-        a[i] = a[j]
-        a[j] = tmp
+        idx[i] = np.int32(_mod_u32(z, np.int64(i + 1)))
+    _apply_swaps(a, idx)
 
 
 @njit(cache=True, nogil=True)
