@@ -111,6 +111,55 @@ def _prefetch(typingctx, arr, idx):
     return sig, codegen
 
 
+@intrinsic
+def _clz64(typingctx, x):
+    """Number of leading zero bits of a uint64 (``llvm.ctlz``; 64 for 0)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        i1 = ir.IntType(1)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i1]), "llvm.ctlz.i64")
+        return builder.call(fn, [args[0], ir.Constant(i1, 0)])
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def _pack_bits(s, words):
+    """Bits of ``s`` (0/1) into ``words`` (uint64, >= len(s) // 64 + 2), first symbol in the top bit of
+    word 0, zeros after the end (as the prefix index pads its K-grams)."""
+    n = s.size
+    words[:] = 0
+    for t in range(n):
+        words[t >> 6] |= np.uint64(s[t]) << np.uint64(63 - (t & 63))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bits_at(words, p):
+    """The 64 symbols from position p of :func:`_pack_bits` words, the first in the top bit."""
+    w = p >> 6
+    o = np.uint64(p & 63)
+    hi = words[w] << o
+    if o == 0:
+        return hi
+    return hi | (words[w + 1] >> (np.uint64(64) - o))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _common_prefix(words, p, i, start, cap):
+    """Length of the common prefix of the sequence from p and from i, known to be >= ``start``, capped at
+    ``cap``: 64 symbols per comparison (the packed words, 1/8 of the bytes, mostly in cache)."""
+    ln = start
+    while ln < cap:
+        x = _bits_at(words, p + ln) ^ _bits_at(words, i + ln)
+        if x != 0:
+            ln += np.int64(_clz64(x))
+            break
+        ln += 64
+    return min(ln, cap)
+
+
 # The prefix index prefetches the table entries of the position this many symbols ahead of the one it inserts.
 _LZ_PREFETCH_AHEAD = 24
 
@@ -125,21 +174,18 @@ def _lz76_count_hash(s, kbits, budget):
 def _lz76_count_hash_in(s, kbits, budget, ws):
     """The same LZ76 count via an index of K-bit prefixes; returns -1 past ``budget`` work.
 
-    Fast on long, high-entropy sequences (a shuffled copy), where the suffix automaton is
-    memory-bound: positions before the phrase start are indexed by their next ``kbits``
-    symbols (hash chains) and all shorter prefixes are marked in a binary heap of flags,
-    so a previous factor shorter than K is found by binary search over prefix lengths and
-    a longer one by extending each chained candidate. On regular sequences the chains get
-    long; past ``budget`` comparisons it gives up and the caller uses the automaton. The flags
-    are bit-packed (64 per word), so they stay in cache, and kept for prefixes shorter than K only (a
-    K-gram occurs iff its chain is not empty: the head table, read anyway, says it; 2^K / 8 bytes, e.g.
-    1 MiB for a 19.2M-symbol spatio-temporal sequence, and only a new K-gram walks the flags); the count
-    is unchanged. The
-    table entries of the position 24 symbols ahead are prefetched when the head table is 2 MB or more
-    (random accesses into a table of up to 32 MB overlap instead of waiting one after another; a smaller
-    table is in cache, where the prefetches only cost: ~20 % of a 64k-symbol count). The head table and the chains live in
-    ``ws`` (int32, >= len(s) + 2^K; the caller's automaton workspace, reused from count to count, so a
-    long sequence's shuffled copy does not page in 100 MB afresh).
+    Fast on long, high-entropy sequences (a shuffled copy), where the suffix automaton is memory-bound:
+    positions before the phrase start are indexed by their next ``kbits`` symbols (hash chains) and all
+    shorter prefixes are marked in a binary heap of flags, so a previous factor shorter than K is found by
+    binary search over prefix lengths and a longer one by extending each chained candidate, 64 symbols per
+    comparison on a bit-packed copy (:func:`_common_prefix`). On regular sequences the chains get long; past
+    ``budget`` comparisons it gives up and the caller uses the automaton. The flags are bit-packed and kept
+    for prefixes shorter than K only (a K-gram occurs iff its chain is not empty; 2^K / 8 bytes, 1 MiB for a
+    19.2M-symbol spatio-temporal sequence; only a new K-gram walks them). The table entries of the position
+    24 symbols ahead are prefetched when the head table is 2 MB or more (random accesses into up to 32 MB
+    overlap; a smaller table is in cache, where prefetches only cost). The head table and the chains live in
+    ``ws`` (int32, >= len(s) + 2^K; the caller's automaton workspace, reused from count to count, so a long
+    sequence's shuffled copy does not page in 100 MB afresh).
     """
     n = s.size
     K = kbits
@@ -149,13 +195,11 @@ def _lz76_count_hash_in(s, kbits, budget, ws):
     chain = ws[1 << K : (1 << K) + n]
     # bit of node (1 << k) + prefix for prefix length k < K (length K: the K-gram's chain is not empty)
     marks = np.zeros(max(1, (1 << K) >> 6), np.uint64)
-    g = 0
-    for j in range(K):
-        g = (g << 1) | (np.int64(s[j]) if j < n else 0)
-    ahead = _LZ_PREFETCH_AHEAD
-    ga = 0  # the K-gram at inserted + ahead, whose table entries are fetched ahead of use
-    for j in range(K):
-        ga = (ga << 1) | (np.int64(s[ahead + j]) if ahead + j < n else 0)
+    words = np.empty((n >> 6) + 2, np.uint64)
+    _pack_bits(s, words)
+    g = np.int64(_bits_at(words, 0) >> np.uint64(64 - K))
+    ahead = _LZ_PREFETCH_AHEAD  # < 64: its K-gram is in the first two words
+    ga = np.int64(_bits_at(words, ahead) >> np.uint64(64 - K))  # K-gram at inserted + ahead, fetched ahead
     big = K >= 19  # head table of 2 MB or more (beyond L2): prefetch; a smaller one is in cache already
     inserted = 0
     work = 0
@@ -179,9 +223,7 @@ def _lz76_count_hash_in(s, kbits, budget, ws):
             g = ((g << 1) & mask) | nb
             inserted += 1
         rem = n - i
-        gi = 0
-        for j in range(K):
-            gi = (gi << 1) | (np.int64(s[i + j]) if i + j < n else 0)
+        gi = np.int64(_bits_at(words, i) >> np.uint64(64 - K))
         lo = 0
         hi = K if K < rem else rem
         while lo < hi:  # longest marked prefix of gi (marks are closed under prefixes)
@@ -195,15 +237,14 @@ def _lz76_count_hash_in(s, kbits, budget, ws):
         if length == K:
             p = head[gi]
             while p != -1:
-                ln = K
-                while i + ln < n and s[p + ln] == s[i + ln]:
-                    ln += 1
+                nxt = chain[p]  # loaded with the comparison, not after it
+                ln = _common_prefix(words, p, i, K, rem)
                 work += ln - K + 1
                 if ln > length:
                     length = ln
                 if length == rem or work > budget:
                     break
-                p = chain[p]
+                p = nxt
             if work > budget:
                 return -1
         count += 1
