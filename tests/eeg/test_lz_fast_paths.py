@@ -101,6 +101,30 @@ def test_lz76_rows_of_binarised_smooth_signals_equal_the_reference(n):
     assert list(LZC._lz76_count_rows(bits)) == [_reference_lz76(b) for b in bits]
 
 
+@pytest.mark.parametrize("n", [63, 64, 65, 129, 1000, 16383, 16384, 16385, 70001])
+def test_prefix_index_equals_the_automaton_across_word_boundaries(n):
+    """The prefix index compares 64 packed symbols at a time: matches ending just before, at and after a
+    word boundary, copies longer than 64 and 128 symbols (periodic rows, a repeated block, runs), random and
+    biased rows, for several K, equal the suffix automaton's count (itself tested against the reference)."""
+    rng = np.random.default_rng(n)
+    block = rng.random(min(n, 300)) < 0.5
+    rows = [
+        rng.random(n) < 0.5,
+        rng.random(n) < 0.1,
+        np.tile(rng.random(int(rng.integers(60, 140))) < 0.5, n // 60 + 1)[:n],
+        np.r_[block, rng.random(50) < 0.5, block, ~block, block][:n] if n > 1 else block,
+        np.repeat(np.arange(n) % 2, rng.integers(1, 5, n))[:n],
+        np.zeros(n),
+    ]
+    for s in rows:
+        s = np.ascontiguousarray(np.resize(s, n), dtype=np.uint8)
+        want = LZC._lz76_count_sam(s, np.empty((2 * n + 2, 4), np.int32))
+        for kbits in (1, 5, 13, 23):
+            assert LZC._lz76_count_hash(s, kbits, 10**12) == want, (n, kbits)
+        assert LZC._lz76_count_alloc(s) == want
+    assert n > 20000 or LZC._lz76_count_alloc(s) == _reference_lz76(s)
+
+
 def _lzw_reference(s: np.ndarray) -> int:
     """The published ``cpr`` on the string of the bits (a dict of words, plain Python)."""
     d, w = set(), ""
