@@ -83,6 +83,24 @@ def test_long_sequences_of_long_runs_count_alike_by_every_method(mean_run):
     assert LZC._lz76_count_runs_indexed(starts, LZC._run_starts(s, starts), n, 10, np.empty(8 * n + 8, np.int32)) == -1
 
 
+@pytest.mark.parametrize("n", [16384, 100001, 300000])
+def test_indexed_runs_of_eeg_like_channels_equal_the_automaton(n):
+    """Whole-recording channels (filtered noise split at the median, or at the mean of its envelope): runs of
+    many lengths, rare long ones, so phrases often find no earlier run with the same next run and take the
+    run-length table (:func:`_runs_table_best`); counts equal the automaton's, budget or not."""
+    rng = np.random.default_rng(n)
+    for width in (5, 25, 80):
+        x = np.convolve(rng.standard_normal(n + 4 * width), np.hanning(2 * width), "valid")[:n]
+        for s in (x > np.median(x), np.abs(x) > np.abs(x).mean(), (x > 0) ^ (rng.random(n) < 0.002)):
+            s = np.ascontiguousarray(s, dtype=np.uint8)
+            want = LZC._lz76_count_sam(s, np.empty((2 * n + 2, 4), np.int32))
+            starts = np.empty(n + 1, np.int32)
+            m = LZC._run_starts(s, starts)
+            got = LZC._lz76_count_runs_indexed(starts, m, n, 10**12, np.empty(2 * n + 2 + 6 * m, np.int32))
+            assert got == want, (n, width)
+            assert LZC._lz76_count_alloc(s) == want
+
+
 def test_lz76_from_runs_gives_up_past_its_budget_and_the_dispatcher_falls_back():
     lens = np.random.default_rng(3).integers(1, 4, 3000)
     s = np.ascontiguousarray(np.repeat(np.arange(lens.size) % 2, lens)[:4000], dtype=np.uint8)
