@@ -83,6 +83,24 @@ def test_long_sequences_of_long_runs_count_alike_by_every_method(mean_run):
     assert LZC._lz76_count_runs_indexed(starts, LZC._run_starts(s, starts), n, 10, np.empty(8 * n + 8, np.int32)) == -1
 
 
+@pytest.mark.parametrize("n", [16384, 100001, 300000])
+def test_indexed_runs_of_eeg_like_channels_equal_the_automaton(n):
+    """Whole-recording channels (filtered noise split at the median, or at the mean of its envelope): runs of
+    many lengths, rare long ones, so phrases often find no earlier run with the same next run and take the
+    run-length table (:func:`_runs_table_best`); counts equal the automaton's, budget or not."""
+    rng = np.random.default_rng(n)
+    for width in (5, 25, 80):
+        x = np.convolve(rng.standard_normal(n + 4 * width), np.hanning(2 * width), "valid")[:n]
+        for s in (x > np.median(x), np.abs(x) > np.abs(x).mean(), (x > 0) ^ (rng.random(n) < 0.002)):
+            s = np.ascontiguousarray(s, dtype=np.uint8)
+            want = LZC._lz76_count_sam(s, np.empty((2 * n + 2, 4), np.int32))
+            starts = np.empty(n + 1, np.int32)
+            m = LZC._run_starts(s, starts)
+            got = LZC._lz76_count_runs_indexed(starts, m, n, 10**12, np.empty(2 * n + 2 + 6 * m, np.int32))
+            assert got == want, (n, width)
+            assert LZC._lz76_count_alloc(s) == want
+
+
 def test_lz76_from_runs_gives_up_past_its_budget_and_the_dispatcher_falls_back():
     lens = np.random.default_rng(3).integers(1, 4, 3000)
     s = np.ascontiguousarray(np.repeat(np.arange(lens.size) % 2, lens)[:4000], dtype=np.uint8)
@@ -99,6 +117,110 @@ def test_lz76_rows_of_binarised_smooth_signals_equal_the_reference(n):
     x = np.cumsum(rng.standard_normal((40, n)), axis=1)
     bits = np.ascontiguousarray(x > np.median(x, axis=1, keepdims=True), dtype=np.uint8)
     assert list(LZC._lz76_count_rows(bits)) == [_reference_lz76(b) for b in bits]
+
+
+@pytest.mark.parametrize("n", [63, 64, 65, 129, 1000, 16383, 16384, 16385, 70001])
+def test_prefix_index_equals_the_automaton_across_word_boundaries(n):
+    """The prefix index compares 64 packed symbols at a time: matches ending just before, at and after a
+    word boundary, copies longer than 64 and 128 symbols (periodic rows, a repeated block, runs), random and
+    biased rows, for several K, equal the suffix automaton's count (itself tested against the reference)."""
+    rng = np.random.default_rng(n)
+    block = rng.random(min(n, 300)) < 0.5
+    rows = [
+        rng.random(n) < 0.5,
+        rng.random(n) < 0.1,
+        np.tile(rng.random(int(rng.integers(60, 140))) < 0.5, n // 60 + 1)[:n],
+        np.r_[block, rng.random(50) < 0.5, block, ~block, block][:n] if n > 1 else block,
+        np.repeat(np.arange(n) % 2, rng.integers(1, 5, n))[:n],
+        np.zeros(n),
+    ]
+    for s in rows:
+        s = np.ascontiguousarray(np.resize(s, n), dtype=np.uint8)
+        want = LZC._lz76_count_sam(s, np.empty((2 * n + 2, 4), np.int32))
+        for kbits in (1, 5, 13, 23):
+            assert LZC._lz76_count_hash(s, kbits, 10**12) == want, (n, kbits)
+        assert LZC._lz76_count_alloc(s) == want
+    assert n > 20000 or LZC._lz76_count_alloc(s) == _reference_lz76(s)
+
+
+def _lzw_reference(s: np.ndarray) -> int:
+    """The published ``cpr`` on the string of the bits (a dict of words, plain Python)."""
+    d, w = set(), ""
+    for c in "".join(map(str, s.tolist())):
+        if w + c in d:
+            w += c
+        else:
+            d.add(w + c)
+            w = c
+    return len(d)
+
+
+def test_lzw_group_counters_equal_the_published_algorithm_row_by_row():
+    """The grouped walks (four, two, one row twice) give each row's own dictionary size, whatever the group
+    size and however the rows' words repeat (constant, periodic, random, runs); workspace starts dirty."""
+    rng = np.random.default_rng(15)
+    seqs = [s for s in _bit_sequences(rng, 8) if s.size]
+    for m in range(1, 10):
+        for n in (1, 2, 3, 64, 999, 1000):
+            rows = np.empty((m, n), np.uint8)
+            for r in range(m):
+                s = seqs[int(rng.integers(len(seqs)))]
+                rows[r] = np.resize(s, n) if r % 3 else rng.random(n) < 0.5
+            child = np.full((4, n + 3, 2), 12345, np.int32)
+            out = np.full(m, -1, np.int64)
+            LZC._lzw_counts(rows, child, out)
+            want = [_lzw_reference(r) for r in rows]
+            assert list(out) == want, (m, n)
+            assert [LZC._lzw_dict_size(r, np.empty((n + 3, 2), np.int32)) for r in rows] == want
+
+
+def test_float_modulo_equals_the_integer_modulo():
+    """``_mod_u32`` (two float64 divisions, corrected) is ``z % d`` exactly: random and extreme z, every d up to
+    5000 and random ones up to 2^32 - 1, and z just below, at and above multiples of d (where a rounded
+    quotient lands on the other side of an integer)."""
+    rng = np.random.default_rng(16)
+    edges = [0, 1, 2**32 - 1, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 2**11, 2**64 - 1]
+    zs = np.r_[rng.integers(0, 2**64 - 1, 300, dtype=np.uint64, endpoint=True), np.array(edges, dtype=np.uint64)]
+    ds = np.r_[np.arange(1, 5001), rng.integers(5001, 2**32, 3000), [2**31 - 1, 2**31, 2**32 - 5, 2**32 - 1]]
+    pairs = [(int(z), int(d)) for z in zs for d in ds[:: 7 if int(z) % 2 else 1]]
+    for d in np.r_[np.arange(1, 400), rng.integers(400, 2**32, 400)]:
+        top = (2**64 - 1) // int(d)
+        for q in (1, 2**31, top // 3, top - 1, top):
+            pairs += [(q * int(d) + e, int(d)) for e in (-1, 0, 1) if 0 <= q * int(d) + e < 2**64]
+    z = np.array([p[0] for p in pairs], dtype=np.uint64)
+    d = np.array([p[1] for p in pairs], dtype=np.int64)
+    got = np.array([LZC._mod_u32(zz, dd) for zz, dd in zip(z[:2000], d[:2000], strict=True)])
+    np.testing.assert_array_equal(got, (z[:2000] % d[:2000].astype(np.uint64)).astype(np.int64))
+    got = _mod_all(z, d)
+    want = np.array([p[0] % p[1] for p in pairs], dtype=np.int64)
+    np.testing.assert_array_equal(got, want)
+
+
+def _mod_all(z, d):
+    from numba import njit
+
+    @njit
+    def run(z, d):
+        out = np.empty(z.size, np.int64)
+        for t in range(z.size):
+            out[t] = LZC._mod_u32(z[t], d[t])
+        return out
+
+    return run(z, d)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1000, 64001, (1 << 20) + 7])
+def test_two_pass_shuffles_are_the_one_pass_permutations(n):
+    """The two-pass shuffles (float-modulo draws, prefetched swaps from 2^20 elements) give the permutation of
+    the one-pass Fisher-Yates with the 64-bit integer modulo / multiply-shift, element for element."""
+    idx = np.empty(n, np.int32)
+    for kind in (1, 2, 3, 4):
+        for k in (0, 3):
+            one, two = np.arange(n, dtype=np.int32), np.arange(n, dtype=np.int32)
+            LZC._shuffle_keyed(one, 11, kind, 5, 2, k)
+            LZC._shuffle_keyed_idx(two, 11, kind, 5, 2, k, idx)
+            np.testing.assert_array_equal(one, two)
+            assert n < 10 or not np.array_equal(one, np.arange(n))
 
 
 def _median_test_rows(rng) -> list[np.ndarray]:

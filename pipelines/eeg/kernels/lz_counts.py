@@ -14,6 +14,7 @@ from numba.extending import intrinsic
 from pipelines.eeg.kernels.common import _ROW_NONFINITE, _ROW_OK
 
 _LZ_HASH_MIN_N = 1 << 14  # from this length the prefix index beats the suffix automaton
+_LZ_HASH_DRAM_N = 1 << 22  # from this length the prefix index's chains (int32 per symbol) are beyond cache
 
 
 @njit(cache=True, nogil=True)
@@ -111,6 +112,60 @@ def _prefetch(typingctx, arr, idx):
     return sig, codegen
 
 
+@intrinsic
+def _clz64(typingctx, x):
+    """Number of leading zero bits of a uint64 (``llvm.ctlz``; 64 for 0)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        i1 = ir.IntType(1)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i1]), "llvm.ctlz.i64")
+        return builder.call(fn, [args[0], ir.Constant(i1, 0)])
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def _pack_bits(s, words):
+    """Bits of ``s`` (0/1) into ``words`` (uint64, >= len(s) // 64 + 2), first symbol in the top bit of
+    word 0, zeros after the end (as the prefix index pads its K-grams)."""
+    n = s.size
+    words[:] = 0
+    for w in range(n >> 6):  # whole words in a register (no store per symbol)
+        x = np.uint64(0)
+        for b in range(64):
+            x = (x << np.uint64(1)) | np.uint64(s[(w << 6) + b])
+        words[w] = x
+    for t in range(n & ~63, n):
+        words[t >> 6] |= np.uint64(s[t]) << np.uint64(63 - (t & 63))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bits_at(words, p):
+    """The 64 symbols from position p of :func:`_pack_bits` words, the first in the top bit."""
+    w = p >> 6
+    o = np.uint64(p & 63)
+    hi = words[w] << o
+    if o == 0:
+        return hi
+    return hi | (words[w + 1] >> (np.uint64(64) - o))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _common_prefix(words, p, i, start, cap):
+    """Length of the common prefix of the sequence from p and from i, known to be >= ``start``, capped at
+    ``cap``: 64 symbols per comparison (the packed words, 1/8 of the bytes, mostly in cache)."""
+    ln = start
+    while ln < cap:
+        x = _bits_at(words, p + ln) ^ _bits_at(words, i + ln)
+        if x != 0:
+            ln += np.int64(_clz64(x))
+            break
+        ln += 64
+    return min(ln, cap)
+
+
 # The prefix index prefetches the table entries of the position this many symbols ahead of the one it inserts.
 _LZ_PREFETCH_AHEAD = 24
 
@@ -125,21 +180,18 @@ def _lz76_count_hash(s, kbits, budget):
 def _lz76_count_hash_in(s, kbits, budget, ws):
     """The same LZ76 count via an index of K-bit prefixes; returns -1 past ``budget`` work.
 
-    Fast on long, high-entropy sequences (a shuffled copy), where the suffix automaton is
-    memory-bound: positions before the phrase start are indexed by their next ``kbits``
-    symbols (hash chains) and all shorter prefixes are marked in a binary heap of flags,
-    so a previous factor shorter than K is found by binary search over prefix lengths and
-    a longer one by extending each chained candidate. On regular sequences the chains get
-    long; past ``budget`` comparisons it gives up and the caller uses the automaton. The flags
-    are bit-packed (64 per word), so they stay in cache, and kept for prefixes shorter than K only (a
-    K-gram occurs iff its chain is not empty: the head table, read anyway, says it; 2^K / 8 bytes, e.g.
-    1 MiB for a 19.2M-symbol spatio-temporal sequence, and only a new K-gram walks the flags); the count
-    is unchanged. The
-    table entries of the position 24 symbols ahead are prefetched when the head table is 2 MB or more
-    (random accesses into a table of up to 32 MB overlap instead of waiting one after another; a smaller
-    table is in cache, where the prefetches only cost: ~20 % of a 64k-symbol count). The head table and the chains live in
-    ``ws`` (int32, >= len(s) + 2^K; the caller's automaton workspace, reused from count to count, so a
-    long sequence's shuffled copy does not page in 100 MB afresh).
+    Fast on long, high-entropy sequences (a shuffled copy), where the suffix automaton is memory-bound:
+    positions before the phrase start are indexed by their next ``kbits`` symbols (hash chains) and all
+    shorter prefixes are marked in a binary heap of flags, so a previous factor shorter than K is found by
+    binary search over prefix lengths and a longer one by extending each chained candidate, 64 symbols per
+    comparison on a bit-packed copy (:func:`_common_prefix`). On regular sequences the chains get long; past
+    ``budget`` comparisons it gives up and the caller uses the automaton. The flags are bit-packed and kept
+    for prefixes shorter than K only (a K-gram occurs iff its chain is not empty; 2^K / 8 bytes, 1 MiB for a
+    19.2M-symbol spatio-temporal sequence; only a new K-gram walks them). The table entries of the position
+    24 symbols ahead are prefetched when the head table is 2 MB or more (random accesses into up to 32 MB
+    overlap; a smaller table is in cache, where prefetches only cost). The head table and the chains live in
+    ``ws`` (int32, >= len(s) + 2^K; the caller's automaton workspace, reused from count to count, so a long
+    sequence's shuffled copy does not page in 100 MB afresh).
     """
     n = s.size
     K = kbits
@@ -149,13 +201,11 @@ def _lz76_count_hash_in(s, kbits, budget, ws):
     chain = ws[1 << K : (1 << K) + n]
     # bit of node (1 << k) + prefix for prefix length k < K (length K: the K-gram's chain is not empty)
     marks = np.zeros(max(1, (1 << K) >> 6), np.uint64)
-    g = 0
-    for j in range(K):
-        g = (g << 1) | (np.int64(s[j]) if j < n else 0)
-    ahead = _LZ_PREFETCH_AHEAD
-    ga = 0  # the K-gram at inserted + ahead, whose table entries are fetched ahead of use
-    for j in range(K):
-        ga = (ga << 1) | (np.int64(s[ahead + j]) if ahead + j < n else 0)
+    words = np.empty((n >> 6) + 2, np.uint64)
+    _pack_bits(s, words)
+    g = np.int64(_bits_at(words, 0) >> np.uint64(64 - K))
+    ahead = _LZ_PREFETCH_AHEAD  # < 64: its K-gram is in the first two words
+    ga = np.int64(_bits_at(words, ahead) >> np.uint64(64 - K))  # K-gram at inserted + ahead, fetched ahead
     big = K >= 19  # head table of 2 MB or more (beyond L2): prefetch; a smaller one is in cache already
     inserted = 0
     work = 0
@@ -179,9 +229,7 @@ def _lz76_count_hash_in(s, kbits, budget, ws):
             g = ((g << 1) & mask) | nb
             inserted += 1
         rem = n - i
-        gi = 0
-        for j in range(K):
-            gi = (gi << 1) | (np.int64(s[i + j]) if i + j < n else 0)
+        gi = np.int64(_bits_at(words, i) >> np.uint64(64 - K))
         lo = 0
         hi = K if K < rem else rem
         while lo < hi:  # longest marked prefix of gi (marks are closed under prefixes)
@@ -195,15 +243,14 @@ def _lz76_count_hash_in(s, kbits, budget, ws):
         if length == K:
             p = head[gi]
             while p != -1:
-                ln = K
-                while i + ln < n and s[p + ln] == s[i + ln]:
-                    ln += 1
+                nxt = chain[p]  # loaded with the comparison, not after it
+                ln = _common_prefix(words, p, i, K, rem)
                 work += ln - K + 1
                 if ln > length:
                     length = ln
                 if length == rem or work > budget:
                     break
-                p = chain[p]
+                p = nxt
             if work > budget:
                 return -1
         count += 1
@@ -332,15 +379,38 @@ def _runs_chain_best(starts, m, v, r0, best, u, pair):
 
 
 @njit(cache=True, nogil=True)
+def _runs_table_best(next_max, r0, la, best):
+    """The copy :func:`_runs_scan` finds where no earlier run u of the phrase's symbol with >= r0 symbols is
+    followed by a run of la (the phrase's next run, not the last): a start in a run of fewer than r0
+    symbols copies that run's length at most, one in a run of >= r0 copies r0 + min(next run of u, la), as
+    the first pair of next runs differs. ``next_max[a]``: the longest run after an earlier run of a symbols
+    (-1: none). So the longest short run and the longest next run behind the runs of >= r0 symbols are read
+    from the table (a pass over run lengths, not over all earlier runs), the same copy."""
+    for a in range(min(r0 - 1, next_max.size - 1), best, -1):
+        if next_max[a] >= 0:
+            best = a
+            break
+    mx = -1
+    for a in range(r0, next_max.size):
+        mx = max(mx, next_max[a])
+        if mx >= la:
+            break
+    if mx >= 0:
+        best = max(best, r0 + min(mx, la))
+    return best
+
+
+@njit(cache=True, nogil=True)
 def _lz76_count_runs_indexed(starts, m, n, budget, ws):
     """:func:`_lz76_count_runs` for long sequences, with the earlier runs of each symbol indexed by the
     lengths of the one and of the two runs after them. A run u of the phrase's symbol with >= r0 symbols
     whose next two runs are as long as the two after the phrase's run copies r0 + both + more, which no
     start whose next two runs differ beats (r0 + the first + at most the second), nor any shorter run
     (< r0); without one, the runs whose next run alone agrees are extended (they beat the rest likewise);
-    without those, all earlier runs are scanned. Same counts. The pair index is skipped where the second
-    run after the phrase's is the last (a longer run there copies to the end too). ``ws`` is int32
-    workspace of at least 2 * (longest run) + 2 + 6 m."""
+    without those, the best copy is read from a table by run length (:func:`_runs_table_best`, not a scan
+    of all earlier runs). Same counts. The pair index is skipped where the second run after the phrase's
+    is the last (a longer run there copies to the end too). ``ws`` is int32 workspace of at least
+    2 * (longest run) + 2 + 6 m."""
     longest = 0
     for u in range(m):
         longest = max(longest, starts[u + 1] - starts[u])
@@ -354,6 +424,7 @@ def _lz76_count_runs_indexed(starts, m, n, budget, ws):
     chain2 = ws[nk + m + hsize : nk + 2 * m + hsize]
     head1[:] = -1
     head2[:] = -1
+    next_max = np.full((2, longest + 1), -1, np.int64)  # per parity and run length: longest next run
     inserted = 0
     count = 0
     work = 0
@@ -373,6 +444,8 @@ def _lz76_count_runs_indexed(starts, m, n, budget, ws):
                 k2 = _pair_key(la, starts[inserted + 3] - starts[inserted + 2], inserted & 1, hsize - 1)
                 chain2[inserted] = head2[k2]
                 head2[k2] = inserted
+                lu = starts[inserted + 1] - starts[inserted]
+                next_max[inserted & 1, lu] = max(next_max[inserted & 1, lu], la)
                 inserted += 1
             found = False
             la = starts[v + 2] - starts[v + 1]
@@ -384,8 +457,8 @@ def _lz76_count_runs_indexed(starts, m, n, budget, ws):
                 best, w, found = _runs_chain_best(starts, m, v, r0, best, head1[2 * la + (v & 1)], (chain1, False))
                 work += w
             if not found:
-                best, w = _runs_scan(starts, m, v, r0, best)
-                work += w
+                best = _runs_table_best(next_max[v & 1], r0, la, best)
+                work += 1
         elif best < r0:
             best, w = _runs_scan(starts, m, v, r0, best)
             work += w
@@ -413,7 +486,8 @@ def _hash_ws(flat, n, k):
 def _lz76_auto(s, st):
     """LZ76 count by the fastest exact method for the length: from 16k symbols the indexed runs
     (:func:`_lz76_count_runs_indexed`) of a sequence of long runs (gives up past 8n steps), else or then
-    the prefix index (K = log2(n) - 1 bits, falls back past n comparisons); below 16k symbols the runs
+    the prefix index (K = log2(n) - 2 bits, - 1 from 4M symbols, at most 23; falls back past n + 10^4
+    comparisons); below 16k symbols the runs
     (:func:`_lz76_count_runs`) of a sequence of long runs (falls back past 4n + 64 steps), else the
     prefix index with K = log2(n) - 1 in [6, 12] (falls back past 2n + 1000 comparisons); the
     automaton where they give up. ``st`` is the automaton's workspace (C-contiguous)."""
@@ -427,7 +501,10 @@ def _lz76_auto(s, st):
             if m * _LZ_RUNS_MIN_MEAN <= n:
                 c = _lz76_count_runs_indexed(starts, m, n, 8 * n, starts[n + 1 :])
         if c < 0:
-            k = min(23, max(8, int(math.log2(n)) - 1))
+            # K = log2(n) - 2 while the chains are in cache (their candidates then cost a few packed
+            # comparisons; 8-12 % faster than log2(n) - 1 at 64k and 300k symbols), log2(n) - 1 beyond
+            lg = int(math.log2(n))
+            k = min(23, lg - 1 if n >= _LZ_HASH_DRAM_N else lg - 2)
             c = _lz76_count_hash_in(s, k, n + 10_000, _hash_ws(starts, n, k))
         if c >= 0:
             return c
@@ -590,6 +667,22 @@ def _lzw_reset(child):
     child[2, 1] = -1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _lzw_step(c, node, z, a):
+    """One symbol ``a`` of an LZW walk at ``node`` with next free node ``z``; returns (node, z) after it.
+
+    Without branches (selects; the stores always made): whether a word is new is a coin flip on shuffled
+    bits, so a branch there is mispredicted often; the walks of :func:`_lzw_dict_size4` then run ~1.6x
+    faster on shuffled bits, ~1.2x on binarised EEG. When ``wc`` is known the stores rewrite what is there (``c[node, a]``) or touch the next free
+    node, which is (re)initialised before it is used, so the dictionary is the same."""
+    x = c[node, a]
+    new = x < 0
+    c[node, a] = z if new else x
+    c[z, 0] = -1
+    c[z, 1] = -1
+    return (1 + np.int64(a)) if new else np.int64(x), z + np.int64(new)
+
+
 @njit(cache=True, nogil=True)
 def _lzw_dict_size4(s0, s1, s2, s3, c0, c1, c2, c3):
     """:func:`_lzw_dict_size` of four sequences of one length, stepped together (same counts).
@@ -598,7 +691,7 @@ def _lzw_dict_size4(s0, s1, s2, s3, c0, c1, c2, c3):
     overlap them (about 2x faster than four walks one after another). The first symbol is always
     added (the dictionary starts empty) and after it the word never becomes empty again, so each
     walk starts at the node of its first symbol with a count of 1; the count is then 1 + the
-    number of nodes created, i.e. (next free node) - 2."""
+    number of nodes created, i.e. (next free node) - 2. Each step is :func:`_lzw_step`."""
     n = s0.size
     if n == 0:
         return 0, 0, 0, 0
@@ -615,46 +708,10 @@ def _lzw_dict_size4(s0, s1, s2, s3, c0, c1, c2, c3):
     n2 = 1 + np.int64(s2[0])
     n3 = 1 + np.int64(s3[0])
     for i in range(1, n):
-        a = s0[i]
-        b = s1[i]
-        c = s2[i]
-        d = s3[i]
-        x0 = c0[n0, a]
-        x1 = c1[n1, b]
-        x2 = c2[n2, c]
-        x3 = c3[n3, d]
-        if x0 < 0:
-            c0[n0, a] = z0
-            c0[z0, 0] = -1
-            c0[z0, 1] = -1
-            z0 += 1
-            n0 = 1 + np.int64(a)
-        else:
-            n0 = x0
-        if x1 < 0:
-            c1[n1, b] = z1
-            c1[z1, 0] = -1
-            c1[z1, 1] = -1
-            z1 += 1
-            n1 = 1 + np.int64(b)
-        else:
-            n1 = x1
-        if x2 < 0:
-            c2[n2, c] = z2
-            c2[z2, 0] = -1
-            c2[z2, 1] = -1
-            z2 += 1
-            n2 = 1 + np.int64(c)
-        else:
-            n2 = x2
-        if x3 < 0:
-            c3[n3, d] = z3
-            c3[z3, 0] = -1
-            c3[z3, 1] = -1
-            z3 += 1
-            n3 = 1 + np.int64(d)
-        else:
-            n3 = x3
+        n0, z0 = _lzw_step(c0, n0, z0, s0[i])
+        n1, z1 = _lzw_step(c1, n1, z1, s1[i])
+        n2, z2 = _lzw_step(c2, n2, z2, s2[i])
+        n3, z3 = _lzw_step(c3, n3, z3, s3[i])
     return z0 - 2, z1 - 2, z2 - 2, z3 - 2
 
 
@@ -671,26 +728,8 @@ def _lzw_dict_size2(s0, s1, c0, c1):
     n0 = 1 + np.int64(s0[0])
     n1 = 1 + np.int64(s1[0])
     for i in range(1, n):
-        a = s0[i]
-        b = s1[i]
-        x0 = c0[n0, a]
-        x1 = c1[n1, b]
-        if x0 < 0:
-            c0[n0, a] = z0
-            c0[z0, 0] = -1
-            c0[z0, 1] = -1
-            z0 += 1
-            n0 = 1 + np.int64(a)
-        else:
-            n0 = x0
-        if x1 < 0:
-            c1[n1, b] = z1
-            c1[z1, 0] = -1
-            c1[z1, 1] = -1
-            z1 += 1
-            n1 = 1 + np.int64(b)
-        else:
-            n1 = x1
+        n0, z0 = _lzw_step(c0, n0, z0, s0[i])
+        n1, z1 = _lzw_step(c1, n1, z1, s1[i])
     return z0 - 2, z1 - 2
 
 
@@ -732,7 +771,39 @@ def _shuffle_fast_idx(a, key, idx):
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
         idx[i] = np.int32(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+    _apply_swaps(a, idx)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mod_u32(z, d):
+    """``z % d`` for a uint64 ``z`` and an int ``1 <= d < 2^32``, exactly, from two float64 divisions (~1.6x
+    faster than the 64-bit integer modulo here). With ``z = zh 2^32 + zl``: ``r1 = zh % d`` (zh < 2^32 is
+    exact in float64 and the rounded quotient is within 2^-21 / d of zh / d, closer than any other integer,
+    so its truncation is the floor), then ``(r1 2^32 + zl) % d``: that is below d 2^32, its float64 quotient
+    is within 2^-20 of the true one, so its floor is off by at most one, and the remainder is corrected into
+    [0, d) by one addition or subtraction of d. IEEE division is correctly rounded on every CPU."""
+    df = np.float64(d)
+    zh = np.int64(z >> np.uint64(32))
+    r1 = zh - np.int64(np.float64(zh) / df) * d
+    t = (np.uint64(r1) << np.uint64(32)) | (z & np.uint64(0xFFFFFFFF))
+    r2 = np.int64(t - np.uint64(np.float64(t) / df) * np.uint64(d))
+    r2 = r2 + d if r2 < 0 else r2
+    return r2 - d if r2 >= d else r2
+
+
+# From this length the swaps of a shuffle prefetch the element they swap this many steps ahead (the array
+# is beyond L2; a whole recording's 19.2M-symbol sequence: ~1.5x faster swaps).
+_SWAP_PREFETCH_MIN_N = 1 << 20
+_SWAP_PREFETCH_AHEAD = 48
+
+
+@njit(cache=True, nogil=True)
+def _apply_swaps(a, idx):
+    """The swaps of a Fisher-Yates shuffle with its draws ``idx``: a[i] with a[idx[i]] for i = n-1 .. 1."""
+    far = a.size >= _SWAP_PREFETCH_MIN_N
     for i in range(a.size - 1, 0, -1):
+        if far and i > _SWAP_PREFETCH_AHEAD:
+            _prefetch(a, idx[i - _SWAP_PREFETCH_AHEAD])
         j = idx[i]
         tmp = a[i]
         a[i] = a[j]
@@ -741,7 +812,8 @@ def _shuffle_fast_idx(a, key, idx):
 
 @njit(cache=True, nogil=True)
 def _shuffle_mod_idx(a, key, idx):
-    """:func:`_shuffle_inplace` (64-bit modulo draws) in two passes, the same permutation."""
+    """:func:`_shuffle_inplace` (64-bit modulo draws, computed by :func:`_mod_u32`) in two passes, the same
+    permutation (lengths below 2^31, as ``idx`` is int32)."""
     state = np.uint64(key)
     for i in range(a.size - 1, 0, -1):
         state = state + np.uint64(0x9E3779B97F4A7C15)
@@ -749,12 +821,8 @@ def _shuffle_mod_idx(a, key, idx):
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
-        idx[i] = np.int32(z % np.uint64(i + 1))
-    for i in range(a.size - 1, 0, -1):
-        j = idx[i]
-        tmp = a[i]
-        a[i] = a[j]
-        a[j] = tmp
+        idx[i] = np.int32(_mod_u32(z, np.int64(i + 1)))
+    _apply_swaps(a, idx)
 
 
 @njit(cache=True, nogil=True)
