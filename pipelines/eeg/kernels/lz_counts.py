@@ -112,18 +112,26 @@ def _prefetch(typingctx, arr, idx):
     return sig, codegen
 
 
-@intrinsic
-def _clz64(typingctx, x):
-    """Number of leading zero bits of a uint64 (``llvm.ctlz``; 64 for 0)."""
-    sig = types.uint64(types.uint64)
+def _llvm_bit_scan(name: str, zero_undefined: bool):
+    """An intrinsic calling ``llvm.<name>.i64`` on a uint64 (one lzcnt/tzcnt instruction)."""
 
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        i1 = ir.IntType(1)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i1]), "llvm.ctlz.i64")
-        return builder.call(fn, [args[0], ir.Constant(i1, 0)])
+    @intrinsic
+    def scan(typingctx, x):
+        sig = types.uint64(types.uint64)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+            i1 = ir.IntType(1)
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i1]), f"llvm.{name}.i64")
+            return builder.call(fn, [args[0], ir.Constant(i1, int(zero_undefined))])
+
+        return sig, codegen
+
+    return scan
+
+
+_clz64 = _llvm_bit_scan("ctlz", zero_undefined=False)  # leading zero bits of a uint64; 64 for 0
+_cttz64 = _llvm_bit_scan("cttz", zero_undefined=True)  # index of the lowest set bit of a NON-ZERO uint64
 
 
 @njit(cache=True, nogil=True)
@@ -1087,20 +1095,6 @@ def _lzc_median_counts_sel(rows, states):
             bits[t] = row[t] > m
         out[r] = _lz76_auto(bits, st)
     return out
-
-
-@intrinsic
-def _cttz64(typingctx, w):
-    """Index of the lowest set bit of a non-zero uint64 (``llvm.cttz``: one tzcnt)."""
-    sig = types.uint64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        i1 = ir.IntType(1)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i1]), "llvm.cttz.i64")
-        return builder.call(fn, [args[0], ir.Constant(i1, 1)])
-
-    return sig, codegen
 
 
 @njit(cache=True, nogil=True)
