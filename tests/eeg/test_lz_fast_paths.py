@@ -44,7 +44,7 @@ def test_lz76_from_runs_equals_the_reference_scan():
         m = LZC._run_starts(s, starts)
         assert m == (0 if s.size == 0 else 1 + int(np.count_nonzero(np.diff(s))))
         want = _reference_lz76(s)
-        assert LZC._lz76_count_runs(starts, m, s.size, 10**12) == want, s.size
+        assert LZC._lz76_count_runs_short(starts, m, s.size, np.empty(2 * m + 4, np.int32), 10**12) == want, s.size
         # the dispatcher (runs, automaton or prefix index, whichever it picks) gives the same count
         assert LZC._lz76_count_alloc(s) == want, s.size
         st = np.empty((2 * s.size + 2, 4), np.int32)
@@ -106,7 +106,7 @@ def test_lz76_from_runs_gives_up_past_its_budget_and_the_dispatcher_falls_back()
     s = np.ascontiguousarray(np.repeat(np.arange(lens.size) % 2, lens)[:4000], dtype=np.uint8)
     starts = np.empty(s.size + 1, np.int32)
     m = LZC._run_starts(s, starts)
-    assert LZC._lz76_count_runs(starts, m, s.size, 10) == -1
+    assert LZC._lz76_count_runs_short(starts, m, s.size, np.empty(2 * m + 4, np.int32), 10) == -1
     assert LZC._lz76_count_alloc(s) == _reference_lz76(s)
 
 

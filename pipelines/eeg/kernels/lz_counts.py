@@ -302,7 +302,7 @@ def _runs_ext(starts, m, a, b):
 @njit(cache=True, nogil=True)
 def _runs_scan(starts, m, v, r0, best):
     """Longest copy for a phrase in run v with r0 symbols left, over every earlier run of the same symbol
-    (see :func:`_lz76_count_runs`), at least ``best``; returns (copy length, work done)."""
+    (see :func:`_lz76_count_runs_short`), at least ``best``; returns (copy length, work done)."""
     last = v == m - 1
     work = v >> 1
     u = v - 2
@@ -321,40 +321,6 @@ def _runs_scan(starts, m, v, r0, best):
                 best = cand
         u -= 2
     return best, work
-
-
-@njit(cache=True, nogil=True)
-def _lz76_count_runs(starts, m, n, budget):
-    """The LZ76 count of :func:`_lz76_count_sam` from the runs of the sequence (``starts`` of
-    :func:`_run_starts`, m runs, length n); -1 past ``budget`` candidate runs examined.
-
-    Runs alternate between the two symbols, so two runs hold the same symbol iff their indices have
-    the same parity. A phrase starting at i, inside run v with r0 = (end of run v) - i symbols left
-    of it, copies from some j < i. A start j in an earlier run u of the same symbol with fewer than
-    r0 symbols left in its run matches those symbols only; a start with more left than r0 (also any
-    start before i in run v itself) matches exactly r0 (then one side flips and the other does not,
-    or the sequence ends); the start with exactly r0 left (exists iff run u has >= r0 symbols)
-    matches r0 and then the following runs while their lengths agree, plus the shorter of the first
-    pair that differs (or of the pair where the sequence ends). The longest over all starts, capped
-    by the sequence end, is the copy; the phrase is the copy plus one symbol. Fast on sequences of
-    long runs (binarised EEG), O(phrases x runs) in general, hence the budget."""
-    count = 0
-    work = 0
-    i = 0
-    v = 0
-    while i < n:
-        while starts[v + 1] <= i:
-            v += 1
-        r0 = starts[v + 1] - i
-        best = r0 if starts[v] < i else 0
-        if not (v == m - 1 and best == r0):
-            best, w = _runs_scan(starts, m, v, r0, best)
-            work += w
-            if work > budget:
-                return -1
-        count += 1
-        i += best + 1
-    return count
 
 
 @njit(cache=True, nogil=True)
@@ -410,7 +376,7 @@ def _runs_table_best(next_max, r0, la, best):
 
 @njit(cache=True, nogil=True)
 def _lz76_count_runs_indexed(starts, m, n, budget, ws):
-    """:func:`_lz76_count_runs` for long sequences, with the earlier runs of each symbol indexed by the
+    """:func:`_lz76_count_runs_short` for long sequences, with the earlier runs of each symbol indexed by the
     lengths of the one and of the two runs after them. A run u of the phrase's symbol with >= r0 symbols
     whose next two runs are as long as the two after the phrase's run copies r0 + both + more, which no
     start whose next two runs differ beats (r0 + the first + at most the second), nor any shorter run
@@ -496,7 +462,7 @@ def _lz76_auto(s, st):
     (:func:`_lz76_count_runs_indexed`) of a sequence of long runs (gives up past 8n steps), else or then
     the prefix index (K = log2(n) - 2 bits, - 1 from 4M symbols, at most 23; falls back past n + 10^4
     comparisons); below 16k symbols the runs
-    (:func:`_lz76_count_runs`) of a sequence of long runs (falls back past 4n + 64 steps), else the
+    (:func:`_lz76_count_runs_short`) of a sequence of long runs (falls back past 4n + 64 steps), else the
     prefix index with K = log2(n) - 1 in [6, 12] (falls back past 2n + 1000 comparisons); the
     automaton where they give up. ``st`` is the automaton's workspace (C-contiguous)."""
     n = s.size
@@ -519,7 +485,7 @@ def _lz76_auto(s, st):
     else:
         m = _run_starts(s, starts)
         if m * _LZ_RUNS_MIN_MEAN <= n:
-            c = _lz76_count_runs(starts, m, n, 4 * n + 64)
+            c = _lz76_count_runs_short(starts, m, n, starts[n + 1 :], 4 * n + 64)
         else:  # short runs (a shuffled row): the prefix index with a small K
             k = min(12, max(6, int(math.log2(max(n, 2))) - 1))
             c = _lz76_count_hash_in(s, k, 2 * n + 1000, _hash_ws(starts, n, k))
@@ -1276,11 +1242,25 @@ def _scan_parity(a, b, cnt, r0, lb):
 
 @njit(cache=True, nogil=True)
 def _lz76_count_runs_short(starts, m, n, ws, budget):
-    """:func:`_lz76_count_runs` (same count, -1 past ``budget``) with a branch-free scan of the earlier runs:
-    a run u of the phrase's symbol gives a copy of min(its length, r0) plus, where it is at least r0 long,
-    the shorter of the next two runs (u + 1, v + 1); only where those two are equally long (and not the
-    last) does the copy go on, and only those runs are extended by :func:`_runs_ext`. The run lengths are
-    laid out by parity so that the scan reads two arrays in order. ``ws`` is int32 workspace >= 2 m + 4."""
+    """The LZ76 count of :func:`_lz76_count_sam` from the runs of the sequence (``starts`` of
+    :func:`_run_starts`, m runs, length n); -1 past ``budget`` candidate runs examined. ``ws`` is int32
+    workspace >= 2 m + 4.
+
+    Runs alternate between the two symbols, so two runs hold the same symbol iff their indices have
+    the same parity. A phrase starting at i, inside run v with r0 = (end of run v) - i symbols left
+    of it, copies from some j < i. A start j in an earlier run u of the same symbol with fewer than
+    r0 symbols left in its run matches those symbols only; a start with more left than r0 (also any
+    start before i in run v itself) matches exactly r0 (then one side flips and the other does not,
+    or the sequence ends); the start with exactly r0 left (exists iff run u has >= r0 symbols)
+    matches r0 and then the following runs while their lengths agree, plus the shorter of the first
+    pair that differs (or of the pair where the sequence ends). The longest over all starts, capped
+    by the sequence end, is the copy; the phrase is the copy plus one symbol. Fast on sequences of
+    long runs (binarised EEG), O(phrases x runs) in general, hence the budget.
+
+    The earlier runs are scanned without branches: a run u of the phrase's symbol gives a copy of min(its
+    length, r0) plus, where it is at least r0 long, the shorter of the next two runs (u + 1, v + 1); only where
+    those two are equally long (and not the last) does the copy go on, and only those runs are extended by
+    :func:`_runs_ext`. The run lengths are laid out by parity so that the scan reads two arrays in order."""
     h = (m >> 1) + 2
     ev = ws[:h]  # lengths of runs 0, 2, 4, ...
     od = ws[h : 2 * h]  # of runs 1, 3, 5, ...
