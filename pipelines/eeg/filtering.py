@@ -45,11 +45,17 @@ def band_pass_and_notch_kernel(sfreq: float, l_freq: float, h_freq: float, notch
 
     band = mne.filter.create_filter(None, sfreq, l_freq, h_freq, verbose="error")
     freqs = np.atleast_1d(np.asarray(notch_hz, dtype=float))
-    if freqs.size == 0:
-        return (band + band[::-1]) / 2.0  # firwin's taps are symmetric up to rounding; made exactly so
+    kernel = band if freqs.size == 0 else np.convolve(band, _notch_kernel(sfreq, freqs))
+    return (kernel + kernel[::-1]) / 2.0  # symmetric up to rounding; made exactly so (zero phase at the edges)
+
+
+def _notch_kernel(sfreq: float, freqs: np.ndarray) -> np.ndarray:
+    """MNE's notch kernel for ``freqs``: the call ``mne.filter.notch_filter`` makes (band-stop, defaults)."""
+    import mne
+
     half_width = freqs / 200.0 / 2.0  # MNE's default notch width f / 200
     transition_half = 0.5  # MNE's default notch transition band (1 Hz), half on each side
-    notch = mne.filter.create_filter(
+    return mne.filter.create_filter(
         None,
         sfreq,
         list(freqs + half_width + transition_half),  # l_freq > h_freq: band-stop, as notch_filter calls it
@@ -58,8 +64,6 @@ def band_pass_and_notch_kernel(sfreq: float, l_freq: float, h_freq: float, notch
         h_trans_bandwidth=transition_half,
         verbose="error",
     )
-    kernel = np.convolve(band, notch)
-    return (kernel + kernel[::-1]) / 2.0  # symmetric up to rounding; made exactly so (zero phase at the edges)
 
 
 def combined_filter_applies(raw, kernel_len: int) -> str | None:
