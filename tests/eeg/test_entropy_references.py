@@ -4,10 +4,12 @@ vector), on smooth, white, tied, constant and NaN rows. Patterns are compared ex
 
 import math
 
+import numba
 import numpy as np
 import pytest
 
 import pipelines.eeg.kernels as K
+import pipelines.eeg.kernels.entropy as E
 
 RTOL = 1e-12
 
@@ -70,10 +72,45 @@ def test_perm_entropy_equals_numpy_definition(rows, order, delay, normalize):
     assert got[-2] == 0.0  # constant: one pattern
 
 
+@numba.njit(cache=False)
+def _singular_values_embedding(x, order, delay, cols, rmat):
+    """Singular values of the (n_embed, order) delay embedding of ``x``, one embedding alone: the reference the
+    kernel's 4-at-a-time reduction must equal bit for bit.
+
+    Householder QR reduces the tall embedding to ``order x order`` R (backward stable, like
+    LAPACK), then one-sided Jacobi gives R's singular values to high relative accuracy.
+    """
+    n_embed = x.size - (order - 1) * delay
+    for k in range(order):
+        for i in range(n_embed):
+            cols[k, i] = x[i + k * delay]
+    for k in range(order):
+        nrm2 = 0.0
+        for i in range(k, n_embed):
+            nrm2 += cols[k, i] * cols[k, i]
+        nrm = math.sqrt(nrm2)
+        if nrm == 0.0:  # nothing left below the diagonal: R's diagonal entry is 0 (not the previous row's)
+            rmat[k, k] = 0.0
+            continue
+        alpha = -nrm if cols[k, k] >= 0 else nrm
+        v0 = cols[k, k] - alpha
+        vnorm2 = nrm2 - cols[k, k] * cols[k, k] + v0 * v0
+        cols[k, k] = v0  # column k below the diagonal now holds the Householder vector
+        if vnorm2 > 0.0:
+            for j in range(k + 1, order):
+                dot = 0.0
+                for i in range(k, n_embed):
+                    dot += cols[k, i] * cols[j, i]
+                f = 2.0 * dot / vnorm2
+                for i in range(k, n_embed):
+                    cols[j, i] -= f * cols[k, i]
+        rmat[k, k] = alpha
+    E._r_from_columns(cols, rmat)
+    return E._jacobi_singular_values(rmat)
+
+
 def _svd_entropy_one_row_at_a_time(rows, order, delay, normalize):
     """The one-row kernel path on one channel's windows: each embedding reduced alone (workspace reused)."""
-    from pipelines.eeg.kernels.entropy import _singular_values_embedding
-
     n_embed = rows.shape[1] - (order - 1) * delay
     cols, rmat = np.empty((order, n_embed)), np.zeros((order, order))
     out = []

@@ -266,42 +266,6 @@ def _sampen_pairs(cols, cell_of, starts, n_cells, tol, inclusive, match):
 
 
 @njit(cache=True, nogil=True)
-def _singular_values_embedding(x, order, delay, cols, rmat):
-    """Singular values of the (n_embed, order) delay embedding of ``x``.
-
-    Householder QR reduces the tall embedding to ``order x order`` R (backward stable, like
-    LAPACK), then one-sided Jacobi gives R's singular values to high relative accuracy.
-    """
-    n_embed = x.size - (order - 1) * delay
-    for k in range(order):
-        for i in range(n_embed):
-            cols[k, i] = x[i + k * delay]
-    for k in range(order):
-        nrm2 = 0.0
-        for i in range(k, n_embed):
-            nrm2 += cols[k, i] * cols[k, i]
-        nrm = math.sqrt(nrm2)
-        if nrm == 0.0:  # nothing left below the diagonal: R's diagonal entry is 0 (not the previous row's)
-            rmat[k, k] = 0.0
-            continue
-        alpha = -nrm if cols[k, k] >= 0 else nrm
-        v0 = cols[k, k] - alpha
-        vnorm2 = nrm2 - cols[k, k] * cols[k, k] + v0 * v0
-        cols[k, k] = v0  # column k below the diagonal now holds the Householder vector
-        if vnorm2 > 0.0:
-            for j in range(k + 1, order):
-                dot = 0.0
-                for i in range(k, n_embed):
-                    dot += cols[k, i] * cols[j, i]
-                f = 2.0 * dot / vnorm2
-                for i in range(k, n_embed):
-                    cols[j, i] -= f * cols[k, i]
-        rmat[k, k] = alpha
-    _r_from_columns(cols, rmat)
-    return _jacobi_singular_values(rmat)
-
-
-@njit(cache=True, nogil=True)
 def _r_from_columns(cols, rmat):
     """Upper triangle of R (above the diagonal) from the reduced columns; zeros below."""
     order = rmat.shape[0]
@@ -367,8 +331,8 @@ def _dot4(cols4, k, j, start, stop):
 
 @njit(cache=True, nogil=True)
 def _householder4(cols4, rmat4, vnorm2):
-    """The Householder reduction of :func:`_singular_values_embedding` on 4 embeddings at once, each with
-    the same operations in the same order."""
+    """The Householder reduction of 4 delay embeddings at once, each with the operations of one reduced alone
+    (the one-row reference in tests/eeg/test_entropy_references.py), in the same order."""
     order, n_embed = cols4.shape[1], cols4.shape[2]
     for k in range(order):
         nrm2 = _dot4(cols4, k, k, k, n_embed)
