@@ -489,6 +489,11 @@ def contrast_summary_text(contrasts: pd.DataFrame, design, change: pd.DataFrame 
     ok, reason = design.supports("dose_trend")
     if not ok:
         header.append(f"No dose-response model: {reason}.")
+    if design.kind == "pre_post":
+        header.append(
+            "Before/after without a control condition: a difference between conditions is not a drug effect "
+            "alone (time, expectancy and order are confounded with it)."
+        )
     if change is not None and not change.empty:
         header.append(
             "**Plateau change from the pre-infusion baseline** (the infusion effect):\n\n"

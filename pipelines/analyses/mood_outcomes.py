@@ -441,6 +441,12 @@ def _comparisons(
         note = (
             f"{len(groups_)} conditions within subjects: paired contrasts of change against {reference}; "
             "no between-arm comparison (no arms)"
+            + (
+                "; pre/post without a control condition: a difference is not a drug effect alone (time, "
+                "expectancy and order are confounded with it)"
+                if study.design.kind == "pre_post"
+                else ""
+            )
         )
     else:
         comparisons, model = _one_group(outcomes, post), pd.DataFrame()
@@ -448,6 +454,8 @@ def _comparisons(
         why = (
             "open-label, single arm"
             if study.design.kind == "open_label"
+            else f"pre/post, single arm (no arms, and mood is measured {measured})"
+            if study.design.kind == "pre_post"
             else f"one group (no arms, and mood is measured {measured})"
         )
         note = f"{why}: change from baseline only; no controlled comparison is possible"

@@ -115,7 +115,7 @@ class Design:
                 f"{n_cond} condition(s), {n_dose} dose level(s): a dose trend needs 3 or more doses{instead}",
             ),
             "paired_contrast": (
-                n_cond == 2 and self.kind == "crossover",
+                n_cond == 2 and self.kind in ("crossover", "pre_post"),
                 "paired contrast needs exactly two conditions within each participant",
             ),
             "between_arms": (len(self.arms) >= 2, "no arms: not a parallel-group trial"),
@@ -128,6 +128,17 @@ class Design:
             raise KeyError(f"unknown analysis {analysis!r}; known: {sorted(rules)}")
         ok, reason = rules[analysis]
         return bool(ok), "" if ok else reason
+
+
+def _within_subject_kind(doses) -> str:
+    """``pre_post`` when the conditions within participants are drug-free recordings (no dose: before the
+    infusion, eyes closed...) and exactly one active dose, with no placebo: an uncontrolled before/after
+    design, not a crossover (nothing is randomised and time is confounded with treatment); else ``crossover``."""
+    doses = list(doses)
+    given = [float(d) for d in doses if d is not None and d == d]  # NaN != NaN: no dose
+    active = {d for d in given if d > 0}
+    drug_free = len(given) < len(doses)
+    return "pre_post" if drug_free and len(active) == 1 and 0.0 not in given else "crossover"
 
 
 class Study:
@@ -245,7 +256,8 @@ class Study:
     @cached_property
     def design(self) -> Design:
         """The study's layout: declared kind or inferred (arms → parallel; several conditions per participant →
-        crossover; else open label)."""
+        crossover, or pre_post when they are drug-free recordings and one active dose with no placebo; else
+        open label)."""
         declared = self.manifest.design
         conditions: dict[str, float] = {}
         per_subject: dict[str, set] = {}
@@ -276,7 +288,7 @@ class Study:
         kind = declared.kind or (
             "parallel"
             if len(arms) >= 2
-            else "crossover"
+            else _within_subject_kind(conditions.values())
             if any(len(c) >= 2 for c in per_subject.values())
             else "open_label"
         )

@@ -434,10 +434,11 @@ class DesignConfig(_Strict):
     """How the study is laid out.  Everything left out is inferred from the data (Study.design), and each
     report runs the analyses the design supports, saying in one line why any other is not shown."""
 
-    kind: Literal["crossover", "parallel", "open_label"] | None = Field(
+    kind: Literal["crossover", "parallel", "open_label", "pre_post"] | None = Field(
         None,
         description="crossover: every participant has every condition; parallel: participants are randomised to "
-        "arms; open_label: one active condition, no control. None = inferred",
+        "arms; open_label: one active condition, no control; pre_post: drug-free recording(s) and one active "
+        "condition within each participant, no control (before/after). None = inferred",
     )
     arm_column: str | None = Field(
         None, description="participants.tsv column holding each participant's arm (parallel trials)"

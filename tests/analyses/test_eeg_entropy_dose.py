@@ -207,6 +207,20 @@ def test_levels_of_a_parallel_design_are_compared_between_arms_and_the_summary_s
     assert "hedges_g_av" in paired.columns
 
 
+def test_a_pre_post_summary_says_the_contrast_is_uncontrolled_and_a_crossover_does_not():
+    from pipelines.study.dataset import Design
+
+    levels = _parallel_levels(4, shift=1.0)
+    pre = levels.assign(session="pre")
+    post = pre.assign(session="post", level=pre["level"] + 1.0 + np.random.default_rng(1).normal(0, 0.1, len(pre)))
+    contrasts = eeg_analysis.condition_contrasts(pd.concat([pre, post]), ["pre", "post"])
+    for kind, said in (("pre_post", True), ("crossover", False)):
+        design = Design(kind, (("pre", float("nan")), ("post", 0.5)), (), True, {})
+        text = eeg_analysis.contrast_summary_text(contrasts, design)
+        assert ("not a drug effect alone" in text) is said
+        assert "post − pre" in text
+
+
 def _two_condition_changes(seed: int, within: bool, effect: float = 0.0, n: int = 10) -> pd.DataFrame:
     """Plateau-change rows of lzc_median (global) and occipital alpha (dB re baseline): placebo vs ketamine,
     every subject in both (``within``) or each subject in one arm; ketamine adds ``effect`` to the plateau."""

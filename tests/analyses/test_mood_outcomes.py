@@ -286,10 +286,32 @@ def test_pre_post_study_with_mood_in_one_condition_is_one_group_not_a_contrast(t
     study = _pre_post_study(tmp_path)
     # The drug-free condition is the reference: contrasts read post − pre.
     assert [label for label, _ in study.design.conditions] == ["pre", "post"]
+    # A drug-free and one active condition, no placebo: a before/after design, not a crossover
+    assert study.design.kind == "pre_post"
+    assert study.design.supports("paired_contrast") == (True, "")
     result = mood_outcomes.run(study)
     assert result.grouping == "one group" and result.reference is None
-    assert "mood is measured in one condition only" in result.notes[0]
+    assert result.notes[0].startswith("pre/post, single arm") and "mood is measured in one condition only" in result.notes[0]
     row = result.comparisons.set_index("timepoint").loc["24h"]
     scores = result.outcomes[result.outcomes["timepoint"] == "24h"]
     assert row["n_subjects"] == 5 and row["estimate"] == pytest.approx(scores["change"].mean())
     assert "uncontrolled" in mood_outcomes.summary_text(result)
+
+
+@pytest.mark.parametrize(
+    ("doses", "kind"),
+    [
+        ([None, 0.5], "pre_post"),  # before / after one infusion
+        ([None, None, 0.5], "pre_post"),  # two drug-free recordings (eyes open, eyes closed) and one dose
+        ([float("nan"), 0.5], "pre_post"),
+        ([0.0, 0.5], "crossover"),  # placebo-controlled
+        ([None, 0.5, 1.0], "crossover"),  # two active doses within subjects
+        ([0.0, 0.25, 0.5], "crossover"),
+        ([None, None], "crossover"),  # drug-free conditions only (eyes open vs closed): no active dose
+        ([0.5, 1.0], "crossover"),
+    ],
+)
+def test_within_subject_design_is_pre_post_only_without_a_control_or_a_second_dose(doses, kind):
+    from pipelines.study.dataset import _within_subject_kind
+
+    assert _within_subject_kind(doses) == kind
