@@ -291,7 +291,10 @@ def test_pre_post_study_with_mood_in_one_condition_is_one_group_not_a_contrast(t
     assert study.design.supports("paired_contrast") == (True, "")
     result = mood_outcomes.run(study)
     assert result.grouping == "one group" and result.reference is None
-    assert result.notes[0].startswith("pre/post, single arm") and "mood is measured in one condition only" in result.notes[0]
+    assert (
+        result.notes[0].startswith("pre/post, single arm")
+        and "mood is measured in one condition only" in result.notes[0]
+    )
     row = result.comparisons.set_index("timepoint").loc["24h"]
     scores = result.outcomes[result.outcomes["timepoint"] == "24h"]
     assert row["n_subjects"] == 5 and row["estimate"] == pytest.approx(scores["change"].mean())
