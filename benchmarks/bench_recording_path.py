@@ -9,7 +9,7 @@ CPU (``sched_setaffinity``) with OMP/MKL/OpenBLAS at 1 thread, in a worker that 
 specialisations loaded from the cache, xarray and Zarr initialised, the code hash: once per worker); the
 timed recording's memory is still fresh (the heap grows to its size during the run). Stages are timed by wrapping the functions (exclusive wall and CPU
 seconds; nested calls belong to the outer stage). ``ours_s`` = the whole path's wall time, best of
-``KW_BENCH_PATH_REPEATS`` (default 2) fresh processes; ``cpu_s`` its CPU time (``system_cpu_s`` the kernel's
+``KW_BENCH_PATH_REPEATS`` (default 3) fresh processes; ``cpu_s`` its CPU time (``system_cpu_s`` the kernel's
 part: first touches of fresh memory). ``warm_worker_*``: the same recording again in the same process, as every
 recording after the first runs in a study worker. The machine load (1-min
 load average, PSI CPU pressure) is recorded before and after each run: on the shared 2-core machine wall
@@ -233,7 +233,7 @@ def bench_recording_path(manifest: Path, out_dir: Path, repeats: int, quick: boo
 
 def run(quick: bool = False) -> list[dict]:
     size = QUICK if quick else FULL
-    repeats = int(os.environ.get("KW_BENCH_PATH_REPEATS", 1 if quick else 2))
+    repeats = int(os.environ.get("KW_BENCH_PATH_REPEATS", 1 if quick else 3))
     with tempfile.TemporaryDirectory(prefix="kw-bench-path-") as tmp:
         folder = Path(tmp)
         with _environ(KW_WORKDIR=folder / "work", PYTHONPATH=_env_with_repo()["PYTHONPATH"]):
