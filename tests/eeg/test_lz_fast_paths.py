@@ -429,6 +429,37 @@ def test_lz76_from_runs_by_parity_scan_equals_the_reference_scan():
     assert gave_up == 0
 
 
+def test_runs_walk_over_the_scans_marked_runs_equals_the_walk_over_every_run():
+    """The runs the parity scan marks (bit j: run 2 j + v % 2 goes on past its next run) extend to the same
+    longest copy and work as checking every earlier run of the phrase's symbol, for every run v and every r0
+    on periodic sequences (many equal run lengths: many marked runs), random ones and ones of > 128 runs."""
+    rng = np.random.default_rng(34)
+    seqs = [np.tile(np.r_[np.zeros(3), np.ones(3)], 30), np.tile(np.r_[np.zeros(2), np.ones(5), 0, 1], 20)]
+    seqs += [rng.random(400) < 0.5, np.sin(np.arange(900) * 0.3) > 0.2, np.repeat(rng.random(150) < 0.5, 3)]
+    checked = marked = 0
+    for s in seqs:
+        s = np.asarray(s, np.uint8)
+        starts = np.empty(s.size + 1, np.int32)
+        m = LZC._run_starts(s, starts)
+        lens = np.diff(starts[: m + 1])
+        for v in range(2, m - 2):
+            p = v & 1
+            for r0 in range(1, lens[v] + 1):
+                lb = lens[v + 1]
+                best, walk = LZC._scan_parity(
+                    lens[p::2].astype(np.int32), lens[p + 1 :: 2].astype(np.int32), v >> 1, r0, lb
+                )
+                want_walk = [(lens[u] >= r0) & (lens[u + 1] == lb) for u in range(p, v, 2)]
+                assert (walk != 0) == any(want_walk)
+                if walk == 0 or v >> 1 > 63:
+                    continue
+                got = LZC._runs_walk(starts, m, v, r0, lb, 0, 0, walk, False)
+                assert got == LZC._runs_walk(starts, m, v, r0, lb, 0, 0, walk, True), (v, r0)
+                checked += 1
+                marked += bin(int(walk)).count("1") > 1
+    assert checked > 100 and marked > 20
+
+
 def _reference_phases(spec: np.ndarray, n_surr: int, n_even: bool, seed: int, kind: int, channel: int) -> np.ndarray:
     """The per-bin loop the phase surrogates were defined with, in plain Python (IEEE doubles, CPython's
     complex product ``(ac - bd) + i(ad + bc)``): the draws of the SplitMix64 stream of (seed, kind,

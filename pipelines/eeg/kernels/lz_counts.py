@@ -1414,16 +1414,17 @@ def _lzc_median_counts_f32(rows, states):
 @njit(cache=True, nogil=True)
 def _scan_parity(a, b, cnt, r0, lb):
     """Longest copy over the earlier runs of one symbol, branch-free: ``a[j]`` the length of the j-th such run,
-    ``b[j]`` of the run after it, ``lb`` of the run after the phrase's; and whether any copy must go on past
-    the next run (at least r0 long, next runs equally long)."""
+    ``b[j]`` of the run after it, ``lb`` of the run after the phrase's; and the runs whose copy must go on past
+    the next run (at least r0 long, next runs equally long) as bit j of a word (j < 64; bit 63 also stands for
+    any j >= 64: the caller then checks every run)."""
     best = 0
-    walk = 0
+    walk = np.uint64(0)
     for j in range(cnt):
         ln = a[j]
         la = b[j]
         best = max(best, ln if ln < r0 else r0 + min(la, lb))
-        walk |= (ln >= r0) & (la == lb)
-    return best, walk != 0
+        walk |= np.uint64((ln >= r0) & (la == lb)) << np.uint64(min(j, 63))
+    return best, walk
 
 
 @njit(cache=True, nogil=True)
@@ -1445,8 +1446,9 @@ def _lz76_count_runs_short(starts, m, n, ws, budget):
 
     The earlier runs are scanned without branches: a run u of the phrase's symbol gives a copy of min(its
     length, r0) plus, where it is at least r0 long, the shorter of the next two runs (u + 1, v + 1); only where
-    those two are equally long (and not the last) does the copy go on, and only those runs are extended by
-    :func:`_runs_ext`. The run lengths are laid out by parity so that the scan reads two arrays in order."""
+    those two are equally long (and not the last) does the copy go on, and only those runs, marked by the scan,
+    are extended (:func:`_runs_walk`). The run lengths are laid out by parity so that the scan reads two arrays
+    in order."""
     h = (m >> 1) + 2
     ev = ws[:h]  # lengths of runs 0, 2, 4, ...
     od = ws[h : 2 * h]  # of runs 1, 3, 5, ...
@@ -1478,14 +1480,32 @@ def _lz76_count_runs_short(starts, m, n, ws, budget):
                 b, walk = _scan_parity(ev, od, cnt, r0, lb)
             best = max(best, b)
             work += cnt
-            if walk and v + 1 < m - 1:
-                for u in range(v - 2, -1, -2):
-                    if starts[u + 1] - starts[u] >= r0 and starts[u + 2] - starts[u + 1] == lb:
-                        ext, e = _runs_ext(starts, m, u + 1, v + 1)
-                        best = max(best, r0 + ext)
-                        work += e - v
+            if walk != 0 and v + 1 < m - 1:
+                best, work = _runs_walk(starts, m, v, r0, lb, best, work, walk, cnt > 63)
             if work > budget:
                 return -1
         count += 1
         i += best + 1
     return count
+
+
+@njit(cache=True, nogil=True)
+def _runs_walk(starts, m, v, r0, lb, best, work, walk, every):
+    """The copies of the runs u (the phrase's symbol, before run v) that go on past their next run, extended
+    by :func:`_runs_ext`: the runs marked in ``walk`` (bit j: run 2 j + v % 2), or with ``every`` each run
+    that qualifies (at least r0 long, next run lb long). Returns the longest copy and the work, updated (the
+    same whatever the order the runs are taken in)."""
+    if every:
+        for u in range(v - 2, -1, -2):
+            if starts[u + 1] - starts[u] >= r0 and starts[u + 2] - starts[u + 1] == lb:
+                ext, e = _runs_ext(starts, m, u + 1, v + 1)
+                best = max(best, r0 + ext)
+                work += e - v
+        return best, work
+    while walk != 0:
+        u = 2 * np.int64(_cttz64(walk)) + (v & 1)
+        ext, e = _runs_ext(starts, m, u + 1, v + 1)
+        best = max(best, r0 + ext)
+        work += e - v
+        walk &= walk - np.uint64(1)
+    return best, work
