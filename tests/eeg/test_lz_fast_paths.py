@@ -304,6 +304,69 @@ def test_float32_kth_smallest_equals_numpy_partition_exactly():
         np.testing.assert_array_equal(x, before)
 
 
+def _bits_of_words(words: np.ndarray, n: int) -> np.ndarray:
+    """0/1 of bit t % 64 of word t // 64, t < n (independent of the kernels' packing)."""
+    return ((words[np.arange(n) // 64] >> (np.arange(n) % 64).astype(np.uint64)) & np.uint64(1)).astype(bool)
+
+
+def test_float32_word_comparisons_and_their_counts_equal_numpy():
+    """Bit t of the comparison words is ``x[t] < thr`` (NaN: false), zeros past the end, and the counts are
+    the numbers of set bits, for every length (whole words, a partial last word, shorter than one word)."""
+    rng = np.random.default_rng(31)
+    for n in (1, 5, 63, 64, 65, 127, 128, 129, 999, 1000):
+        x = rng.standard_normal(n).astype(np.float32)
+        x[rng.random(n) < 0.05] = np.nan
+        x[rng.random(n) < 0.05] = 0.25
+        nw = (n + 63) // 64
+        for a, b in ((0.25, 0.5), (-np.inf, np.inf), (np.nan, 0.25), (1.0, -1.0)):
+            wa = np.full(nw, 12345, np.uint64)
+            wb = np.full(nw, 12345, np.uint64)
+            ca, cb = LZC._below_words(x, np.float32(a), np.float32(b), wa, wb)
+            for w, c, t in ((wa, ca, a), (wb, cb, b)):
+                want = x < np.float32(t)
+                np.testing.assert_array_equal(_bits_of_words(w, n), want)
+                assert c == want.sum() and np.all(_bits_of_words(w, nw * 64)[n:] == 0), (n, t)
+
+
+def test_rank_select_equals_numpy_partition_with_ties():
+    rng = np.random.default_rng(32)
+    for n in (1, 2, 3, 8, 31, 64):
+        for a in (rng.standard_normal(n), rng.integers(0, 3, n), np.zeros(n)):
+            a = a.astype(np.float32)
+            for k in range(n):
+                assert LZC._rank_select(a.copy(), n, k) == np.partition(a, k)[k], (n, k)
+
+
+def test_float32_median_split_words_equal_numpy_partition_and_the_split():
+    """The bracketed selection returns np.partition's k-th value and the words hold ``x > it`` (zeros past
+    the end), with the bracket found (planted: smooth rows, every length) and missed (its fallback: heavy
+    ties, a constant row, two adjacent values, a skewed row whose median is far from the sample mean)."""
+    rng = np.random.default_rng(33)
+    rows = _float32_median_rows(rng)
+    rows += [np.r_[np.zeros(700), rng.uniform(1, 1e6, 300)].astype(np.float32) for _ in range(3)]
+    found = missed = 0
+    for x in rows:
+        n = x.size
+        nw = (n + 63) // 64
+        before = x.copy()
+        for k in {0, (n - 1) // 2, n // 2, n - 1}:
+            ws = np.full((4, nw), 77, np.uint64)
+            hit = LZC._median_bracket_f32(x, k, ws.copy())[0]
+            found += hit
+            missed += not hit
+            a = LZC._median_split_words_f32(x, k, ws, np.empty(nw * 64, np.uint8), np.empty(nw * 64, np.float32))
+            assert a == np.partition(x, k)[k], (n, k)
+            np.testing.assert_array_equal(_bits_of_words(ws[3], n), x > a)
+            assert np.all(_bits_of_words(ws[3], nw * 64)[n:] == 0)
+            starts = np.full(n + 1, -5, np.int32)
+            m = LZC._run_starts_words(ws[3], n, starts)
+            want = np.empty(n + 1, np.int32)
+            assert m == LZC._run_starts((x > a).astype(np.uint8), want)
+            np.testing.assert_array_equal(starts[: m + 1], want[: m + 1])
+        np.testing.assert_array_equal(x, before)
+    assert found > 20 and missed > 5
+
+
 def test_float32_lzc_median_counts_equal_the_general_path_and_the_numpy_median_split():
     """The float32 kernel splits at the lower middle value and counts from packed bits; the general kernel
     (:func:`_median_finite`, :func:`_lz76_auto`) and the reference (``np.median`` in float64, antropy's scan)
@@ -364,6 +427,37 @@ def test_lz76_from_runs_by_parity_scan_equals_the_reference_scan():
         )
         np.testing.assert_array_equal(got[: m + 1], starts[: m + 1])
     assert gave_up == 0
+
+
+def test_runs_walk_over_the_scans_marked_runs_equals_the_walk_over_every_run():
+    """The runs the parity scan marks (bit j: run 2 j + v % 2 goes on past its next run) extend to the same
+    longest copy and work as checking every earlier run of the phrase's symbol, for every run v and every r0
+    on periodic sequences (many equal run lengths: many marked runs), random ones and ones of > 128 runs."""
+    rng = np.random.default_rng(34)
+    seqs = [np.tile(np.r_[np.zeros(3), np.ones(3)], 30), np.tile(np.r_[np.zeros(2), np.ones(5), 0, 1], 20)]
+    seqs += [rng.random(400) < 0.5, np.sin(np.arange(900) * 0.3) > 0.2, np.repeat(rng.random(150) < 0.5, 3)]
+    checked = marked = 0
+    for s in seqs:
+        s = np.asarray(s, np.uint8)
+        starts = np.empty(s.size + 1, np.int32)
+        m = LZC._run_starts(s, starts)
+        lens = np.diff(starts[: m + 1])
+        for v in range(2, m - 2):
+            p = v & 1
+            for r0 in range(1, lens[v] + 1):
+                lb = lens[v + 1]
+                best, walk = LZC._scan_parity(
+                    lens[p::2].astype(np.int32), lens[p + 1 :: 2].astype(np.int32), v >> 1, r0, lb
+                )
+                want_walk = [(lens[u] >= r0) & (lens[u + 1] == lb) for u in range(p, v, 2)]
+                assert (walk != 0) == any(want_walk)
+                if walk == 0 or v >> 1 > 63:
+                    continue
+                got = LZC._runs_walk(starts, m, v, r0, lb, 0, 0, walk, False)
+                assert got == LZC._runs_walk(starts, m, v, r0, lb, 0, 0, walk, True), (v, r0)
+                checked += 1
+                marked += bin(int(walk)).count("1") > 1
+    assert checked > 100 and marked > 20
 
 
 def _reference_phases(spec: np.ndarray, n_surr: int, n_even: bool, seed: int, kind: int, channel: int) -> np.ndarray:

@@ -1161,17 +1161,203 @@ def _kth_smallest_f32(x, k, flags, words, cand):
     return _select_kth(cand, nc, k)
 
 
+@intrinsic
+def _popcount64(typingctx, x):
+    """Set bits of a uint64 (``llvm.ctpop.i64``: one popcnt instruction where the CPU has it)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64]), "llvm.ctpop.i64")
+        return builder.call(fn, [args[0]])
+
+    return sig, codegen
+
+
+def _word_compare_f32(op: str):
+    """An intrinsic ``(x, base, thr) -> uint64``: bit q set iff ``x[base + q] <op> thr`` for q < 64 (float32
+    ``x``, C-contiguous, base + 64 <= x.size; ordered comparison: false for NaN, as Python's). One vector
+    load and compare whose mask is the word (AVX-512: a mask register; elsewhere the compiler's equivalent)."""
+
+    @intrinsic
+    def compare(typingctx, x, base, thr):
+        sig = types.uint64(x, types.intp, types.float32)
+
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, [args[1]], wraparound=False)
+            vt = ir.VectorType(ir.FloatType(), 64)
+            vec = builder.load(builder.bitcast(ptr, vt.as_pointer()), align=4)
+            one = builder.insert_element(ir.Constant(vt, ir.Undefined), args[2], ir.Constant(ir.IntType(32), 0))
+            zeros = ir.Constant(ir.VectorType(ir.IntType(32), 64), [0] * 64)
+            mask = builder.fcmp_ordered(op, vec, builder.shuffle_vector(one, ir.Constant(vt, ir.Undefined), zeros))
+            return builder.bitcast(mask, ir.IntType(64))
+
+        return sig, codegen
+
+    return compare
+
+
+_lt_word_f32 = _word_compare_f32("<")
+_gt_word_f32 = _word_compare_f32(">")
+
+
+@njit(cache=True, nogil=True)
+def _below_words(x, a, b, wa, wb):
+    """Bit t % 64 of word t // 64 of ``wa`` (``wb``): ``x[t] < a`` (``< b``), zeros past the end; returns the
+    numbers of values below a and below b (one vector compare per whole word, :func:`_word_compare_f32`)."""
+    n = x.size
+    nw = (n + 63) >> 6
+    for i in range(n >> 6):
+        wa[i] = _lt_word_f32(x, i << 6, a)
+        wb[i] = _lt_word_f32(x, i << 6, b)
+    if n & 63 and n > 64:  # the last 64 values, shifted down to the partial word's bits
+        sh = np.uint64(64 - (n & 63))
+        wa[nw - 1] = _lt_word_f32(x, n - 64, a) >> sh
+        wb[nw - 1] = _lt_word_f32(x, n - 64, b) >> sh
+    elif n & 63:
+        wa_i = np.uint64(0)
+        wb_i = np.uint64(0)
+        for q in range(n):
+            wa_i |= np.uint64(x[q] < a) << np.uint64(q)
+            wb_i |= np.uint64(x[q] < b) << np.uint64(q)
+        wa[0] = wa_i
+        wb[0] = wb_i
+    ca = 0
+    cb = 0
+    for i in range(nw):
+        ca += _popcount64(wa[i])
+        cb += _popcount64(wb[i])
+    return np.int64(ca), np.int64(cb)
+
+
+@njit(cache=True, nogil=True)
+def _rank_select(a, n, k):
+    """The k-th smallest of ``a[:n]`` (a few finite values): the value with fewer than k + 1 values below it
+    and more than k at or below it, ranks counted by comparisons without branches (no reordering)."""
+    for i in range(n):
+        v = a[i]
+        lt = 0
+        le = 0
+        for j in range(n):
+            lt += a[j] < v
+            le += a[j] <= v
+        if lt <= k < le:
+            return v
+    return _select_kth(a, n, k)  # not reached for finite values
+
+
+# The float32 median's first bracket: mean -+ this many SDs of 32 evenly spaced samples (contains the median of
+# all but ~0.5 % of the phase surrogates), then narrowed to about twice _MEDIAN_NARROW values, at most 4 times.
+_MEDIAN_FIRST_SD = 0.3
+_MEDIAN_NARROW = 6
+
+
+@njit(cache=True, nogil=True)
+def _median_bracket_f32(x, k, ws):
+    """Values lo < hi with (values of ``x`` below lo) <= k < (values below hi), as bit words: ``ws[i0]`` marks
+    x < lo, ``ws[i1]`` x < hi (ws uint64 (4, n / 64 rounded up)). Returns (found, i0, i1, values below lo);
+    not found where the first bracket misses the rank (the caller selects otherwise). The bracket is placed by
+    a sample's mean and SD, then narrowed where the k-th value is expected by linear interpolation of the
+    counts; the invariant holds after every step whatever the thresholds, so they affect only the time."""
+    n = x.size
+    s = 0.0
+    q = 0.0
+    for j in range(32):
+        v = np.float64(x[((2 * j + 1) * n) // 64])
+        s += v
+        q += v * v
+    mu = s / 32
+    sd = math.sqrt(max(q / 32 - mu * mu, 0.0))
+    lo = np.float32(mu - _MEDIAN_FIRST_SD * sd)
+    hi = np.float32(mu + _MEDIAN_FIRST_SD * sd)
+    i0, i1, i2, i3 = 0, 1, 2, 3
+    cl, ch = _below_words(x, lo, hi, ws[i0], ws[i1])
+    if not (cl <= k < ch and np.isfinite(lo) and np.isfinite(hi)):
+        return False, i0, i1, cl
+    for _ in range(4):
+        if ch - cl <= 2 * _MEDIAN_NARROW:
+            break
+        span = np.float64(hi) - np.float64(lo)
+        t = np.float64(lo) + span * ((k + 0.5 - cl) / (ch - cl))
+        h = span * _MEDIAN_NARROW / (ch - cl)
+        a = np.float32(max(np.float64(lo), t - h))
+        b = np.float32(min(np.float64(hi), t + h))
+        ca, cb = _below_words(x, a, b, ws[i2], ws[i3])
+        if ca <= k < cb:
+            lo, hi, cl, ch = a, b, ca, cb
+            i0, i1, i2, i3 = i2, i3, i0, i1
+        elif k < ca:
+            hi, ch = a, ca
+            i1, i2 = i2, i1
+        else:
+            lo, cl = b, cb
+            i0, i3 = i3, i0
+    return True, i0, i1, cl
+
+
+@njit(cache=True, nogil=True)
+def _median_split_words_f32(x, k, ws, flags, cand):
+    """The k-th smallest value a of a finite float32 ``x`` and the bits of ``x > a`` in ``ws[3]``
+    (zeros past the end). Inside a bracket (:func:`_median_bracket_f32`) only its few values are copied and
+    a selected among them (:func:`_rank_select`); the split is then (x >= hi) or (in the bracket and > a),
+    with no pass over the row. Where the bracket misses, :func:`_kth_smallest_f32` and a comparison pass."""
+    n = x.size
+    nw = (n + 63) >> 6
+    found, i0, i1, cl = _median_bracket_f32(x, k, ws)
+    if not found:
+        a = _kth_smallest_f32(x, k, flags, ws[0], cand)
+        for i in range(n >> 6):
+            ws[3, i] = _gt_word_f32(x, i << 6, a)
+        if n & 63 and n > 64:
+            ws[3, nw - 1] = _gt_word_f32(x, n - 64, a) >> np.uint64(64 - (n & 63))
+        elif n & 63:
+            w = np.uint64(0)
+            for q in range(n):
+                w |= np.uint64(x[q] > a) << np.uint64(q)
+            ws[3, 0] = w
+        return a
+    nc = 0
+    for i in range(nw):
+        w = ws[i1, i] & ~ws[i0, i]
+        while w != 0:
+            cand[nc] = x[(i << 6) + _cttz64(w)]
+            nc += 1
+            w &= w - np.uint64(1)
+    a = _rank_select(cand, nc, k - cl) if nc <= 64 else _select_kth(cand, nc, k - cl)
+    for i in range(nw):
+        inside = ws[i1, i] & ~ws[i0, i]
+        above = ~ws[i1, i]
+        w = inside
+        while w != 0:
+            b = _cttz64(w)
+            above |= np.uint64(x[(i << 6) + b] > a) << np.uint64(b)
+            w &= w - np.uint64(1)
+        ws[3, i] = above
+    if n & 63:
+        ws[3, nw - 1] &= (np.uint64(1) << np.uint64(n & 63)) - np.uint64(1)
+    return a
+
+
 @njit(cache=True, nogil=True)
 def _split_run_starts_f32(x, thr, flags, words, starts):
     """:func:`_run_starts` of the sequence ``x > thr`` (``x`` float32 of n >= 1 values), without storing the
-    sequence: the flags are packed to bits (workspace as :func:`_kth_smallest_f32`) and a run starts at
-    each bit that differs from the one before (and at 0); one store per run. Returns the number of runs."""
+    sequence: the flags are packed to bits (workspace as :func:`_kth_smallest_f32`), then
+    :func:`_run_starts_words`. Returns the number of runs."""
     n = x.size
     nw = (n + 63) >> 6
     for t in range(n):
         flags[t] = x[t] > thr
     flags[n : nw << 6] = 0
     _pack_flags(flags[: nw << 6], words[:nw])
+    return _run_starts_words(words, n, starts)
+
+
+@njit(cache=True, nogil=True)
+def _run_starts_words(words, n, starts):
+    """:func:`_run_starts` of the n bits of ``words`` (bit t % 64 of word t // 64): a run starts at each bit
+    that differs from the one before (and at 0); one store per run. Returns the number of runs."""
+    nw = (n + 63) >> 6
     m = 0
     carry = words[0] & np.uint64(1)  # bit 0 always starts a run: compare it with its own complement
     carry ^= np.uint64(1)
@@ -1193,8 +1379,8 @@ def _split_run_starts_f32(x, thr, flags, words, starts):
 def _lzc_median_counts_f32(rows, states):
     """:func:`_lzc_median_counts` of float32 rows (the phase surrogates), the same counts, faster: the split
     ``row > median`` equals ``row > a`` with a the lower middle value (for even n the float64 mean of two
-    distinct float32 values lies strictly between them, and no value does), selected by
-    :func:`_kth_smallest_f32`; the runs of the split are found from its packed bits and counted by
+    distinct float32 values lies strictly between them, and no value does), selected with the split's bits by
+    :func:`_median_split_words_f32`; the runs of the split are found from those bits and counted by
     :func:`_lz76_count_runs_short` where :func:`_lz76_auto` would count runs (long runs), else the bits go to
     :func:`_lz76_auto` itself (every path is the exact LZ76 count)."""
     nr, n = rows.shape
@@ -1203,7 +1389,7 @@ def _lzc_median_counts_f32(rows, states):
         return out
     nw = (n + 63) >> 6
     flags = np.empty(nw << 6, np.uint8)
-    words = np.empty(nw, np.uint64)
+    ws = np.empty((4, nw), np.uint64)
     cand = np.empty(nw << 6, np.float32)
     st = np.empty((2 * n + 2, 4), np.int32)
     starts = st.reshape(-1)
@@ -1211,8 +1397,8 @@ def _lzc_median_counts_f32(rows, states):
         if states[r] == _ROW_NONFINITE:
             continue
         row = rows[r]
-        a = _kth_smallest_f32(row, (n - 1) // 2, flags, words, cand)
-        m = _split_run_starts_f32(row, a, flags, words, starts)
+        a = _median_split_words_f32(row, (n - 1) // 2, ws, flags, cand)
+        m = _run_starts_words(ws[3], n, starts)
         c = -1
         if n < _LZ_HASH_MIN_N and m * _LZ_RUNS_MIN_MEAN <= n:
             c = _lz76_count_runs_short(starts, m, n, starts[n + 1 :], 4 * n + 64)
@@ -1228,16 +1414,17 @@ def _lzc_median_counts_f32(rows, states):
 @njit(cache=True, nogil=True)
 def _scan_parity(a, b, cnt, r0, lb):
     """Longest copy over the earlier runs of one symbol, branch-free: ``a[j]`` the length of the j-th such run,
-    ``b[j]`` of the run after it, ``lb`` of the run after the phrase's; and whether any copy must go on past
-    the next run (at least r0 long, next runs equally long)."""
+    ``b[j]`` of the run after it, ``lb`` of the run after the phrase's; and the runs whose copy must go on past
+    the next run (at least r0 long, next runs equally long) as bit j of a word (j < 64; bit 63 also stands for
+    any j >= 64: the caller then checks every run)."""
     best = 0
-    walk = 0
+    walk = np.uint64(0)
     for j in range(cnt):
         ln = a[j]
         la = b[j]
         best = max(best, ln if ln < r0 else r0 + min(la, lb))
-        walk |= (ln >= r0) & (la == lb)
-    return best, walk != 0
+        walk |= np.uint64((ln >= r0) & (la == lb)) << np.uint64(min(j, 63))
+    return best, walk
 
 
 @njit(cache=True, nogil=True)
@@ -1259,8 +1446,9 @@ def _lz76_count_runs_short(starts, m, n, ws, budget):
 
     The earlier runs are scanned without branches: a run u of the phrase's symbol gives a copy of min(its
     length, r0) plus, where it is at least r0 long, the shorter of the next two runs (u + 1, v + 1); only where
-    those two are equally long (and not the last) does the copy go on, and only those runs are extended by
-    :func:`_runs_ext`. The run lengths are laid out by parity so that the scan reads two arrays in order."""
+    those two are equally long (and not the last) does the copy go on, and only those runs, marked by the scan,
+    are extended (:func:`_runs_walk`). The run lengths are laid out by parity so that the scan reads two arrays
+    in order."""
     h = (m >> 1) + 2
     ev = ws[:h]  # lengths of runs 0, 2, 4, ...
     od = ws[h : 2 * h]  # of runs 1, 3, 5, ...
@@ -1292,14 +1480,32 @@ def _lz76_count_runs_short(starts, m, n, ws, budget):
                 b, walk = _scan_parity(ev, od, cnt, r0, lb)
             best = max(best, b)
             work += cnt
-            if walk and v + 1 < m - 1:
-                for u in range(v - 2, -1, -2):
-                    if starts[u + 1] - starts[u] >= r0 and starts[u + 2] - starts[u + 1] == lb:
-                        ext, e = _runs_ext(starts, m, u + 1, v + 1)
-                        best = max(best, r0 + ext)
-                        work += e - v
+            if walk != 0 and v + 1 < m - 1:
+                best, work = _runs_walk(starts, m, v, r0, lb, best, work, walk, cnt > 63)
             if work > budget:
                 return -1
         count += 1
         i += best + 1
     return count
+
+
+@njit(cache=True, nogil=True)
+def _runs_walk(starts, m, v, r0, lb, best, work, walk, every):
+    """The copies of the runs u (the phrase's symbol, before run v) that go on past their next run, extended
+    by :func:`_runs_ext`: the runs marked in ``walk`` (bit j: run 2 j + v % 2), or with ``every`` each run
+    that qualifies (at least r0 long, next run lb long). Returns the longest copy and the work, updated (the
+    same whatever the order the runs are taken in)."""
+    if every:
+        for u in range(v - 2, -1, -2):
+            if starts[u + 1] - starts[u] >= r0 and starts[u + 2] - starts[u + 1] == lb:
+                ext, e = _runs_ext(starts, m, u + 1, v + 1)
+                best = max(best, r0 + ext)
+                work += e - v
+        return best, work
+    while walk != 0:
+        u = 2 * np.int64(_cttz64(walk)) + (v & 1)
+        ext, e = _runs_ext(starts, m, u + 1, v + 1)
+        best = max(best, r0 + ext)
+        work += e - v
+        walk &= walk - np.uint64(1)
+    return best, work
