@@ -476,8 +476,8 @@ def _lz76_auto(s, st):
             if m * _LZ_RUNS_MIN_MEAN <= n:
                 c = _lz76_count_runs_indexed(starts, m, n, 8 * n, starts[n + 1 :])
         if c < 0 and n >= _LZ_HASH_DRAM_N:
-            # beyond cache the full index pays a random access per symbol into its 2^K-entry table: flags of
-            # cache size for every start and an index of every 8th start (19.2M symbols: 0.23 s, not 0.40)
+            # beyond cache the full index pays a random access per symbol into its 2^K-entry table: a flag for
+            # every start and an index of every 8th start (19.2M symbols: 0.19-0.26 s, not 0.36-0.45 s)
             l0, kb, q = _lz_sparse._sparse_params(n)
             c = _lz_sparse._lz76_count_sparse(s, l0, kb, q, n + 10_000, _lz_sparse._sparse_ws(starts, n, l0, kb, q))
         elif c < 0:
