@@ -460,8 +460,9 @@ def _hash_ws(flat, n, k):
 def _lz76_auto(s, st):
     """LZ76 count by the fastest exact method for the length: from 16k symbols the indexed runs
     (:func:`_lz76_count_runs_indexed`) of a sequence of long runs (gives up past 8n steps), else or then
-    the prefix index (K = log2(n) - 2 bits, - 1 from 4M symbols, at most 23; falls back past n + 10^4
-    comparisons); below 16k symbols the runs
+    the prefix index (K = log2(n) - 2 bits; falls back past n + 10^4 comparisons), from 4M symbols the
+    two-level sparse index instead (:func:`pipelines.eeg.kernels.lz_sparse._lz76_count_sparse`, falls back
+    past n + 10^4 candidates); below 16k symbols the runs
     (:func:`_lz76_count_runs_short`) of a sequence of long runs (falls back past 4n + 64 steps), else the
     prefix index with K = log2(n) - 1 in [6, 12] (falls back past 2n + 1000 comparisons); the
     automaton where they give up. ``st`` is the automaton's workspace (C-contiguous)."""
@@ -474,11 +475,15 @@ def _lz76_auto(s, st):
             m = _run_starts(s, starts)
             if m * _LZ_RUNS_MIN_MEAN <= n:
                 c = _lz76_count_runs_indexed(starts, m, n, 8 * n, starts[n + 1 :])
-        if c < 0:
+        if c < 0 and n >= _LZ_HASH_DRAM_N:
+            # beyond cache the full index pays a random access per symbol into its 2^K-entry table: a flag for
+            # every start and an index of every 8th start (19.2M symbols: 0.19-0.26 s, not 0.36-0.45 s)
+            l0, kb, q = _lz_sparse._sparse_params(n)
+            c = _lz_sparse._lz76_count_sparse(s, l0, kb, q, n + 10_000, _lz_sparse._sparse_ws(starts, n, l0, kb, q))
+        elif c < 0:
             # K = log2(n) - 2 while the chains are in cache (their candidates then cost a few packed
-            # comparisons; 8-12 % faster than log2(n) - 1 at 64k and 300k symbols), log2(n) - 1 beyond
-            lg = int(math.log2(n))
-            k = min(23, lg - 1 if n >= _LZ_HASH_DRAM_N else lg - 2)
+            # comparisons; 8-12 % faster than log2(n) - 1 at 64k and 300k symbols)
+            k = int(math.log2(n)) - 2
             c = _lz76_count_hash_in(s, k, n + 10_000, _hash_ws(starts, n, k))
         if c >= 0:
             return c
@@ -1509,3 +1514,8 @@ def _runs_walk(starts, m, v, r0, lb, best, work, walk, every):
         work += e - v
         walk &= walk - np.uint64(1)
     return best, work
+
+
+# The long-sequence counter uses the helpers above (imported here, after them, so either module may be
+# imported first); _lz76_auto resolves it when first compiled.
+from pipelines.eeg.kernels import lz_sparse as _lz_sparse  # noqa: E402
