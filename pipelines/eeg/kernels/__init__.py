@@ -48,6 +48,24 @@ Modules, by family (every name below is importable from ``pipelines.eeg.kernels`
 
 from __future__ import annotations
 
+from pipelines.eeg.kernels._cache import keyed_cache as _keyed_cache
+
+# numba picks each kernel's cache directory when its module is imported: every kernel module is imported here,
+# inside the directory keyed on the sources of them all (see _cache: a cache never outlives an edit of a callee)
+with _keyed_cache():
+    from pipelines.eeg.kernels import (  # noqa: F401
+        common,
+        compute,
+        entropy,
+        fractal,
+        lempel_ziv,
+        lz_counts,
+        lz_sparse,
+        measure_functions,
+        spectral,
+        surrogates,
+    )
+
 from pipelines.core.measures import MEASURES, PER_CHANNEL_MEASURES, SPATIOTEMPORAL_MEASURES  # the names' one owner
 from pipelines.eeg.kernels.common import (
     DEFAULT_PARAMS,
