@@ -165,10 +165,11 @@ def _dfa_box_by_box(x):
     return (len(log_n) * sxy - sx * sy) / (len(log_n) * sx2 - sx**2 + EPS_REG)
 
 
-@pytest.mark.parametrize("n_times", [58, 301, 1000])
+@pytest.mark.parametrize("n_times", [58, 59, 120, 301, 1000, 1001])
 def test_dfa_rows_in_batches_equal_box_by_box_bit_for_bit(n_times):
-    """The kernel fits the boxes of several rows together: values must not depend on a row's neighbours,
-    its place in a batch, or the number of rows (batches of 8 with NaN and constant rows skipped)."""
+    """The kernel fits the boxes of several rows together (8 interleaved rows, spare lanes repeating the
+    last row): values must not depend on a row's neighbours, its place in a batch, or the number of rows
+    (batches of 8 with NaN and constant rows skipped), for odd and even lengths and the shortest rows."""
     rng = np.random.default_rng(n_times)
     rows = np.concatenate(
         [
@@ -185,6 +186,29 @@ def test_dfa_rows_in_batches_equal_box_by_box_bit_for_bit(n_times):
     for n_rows in (1, 7, 9, rows.shape[0]):
         got = K.dfa(rows[:n_rows][None])[0]  # one channel: its windows go through the batches
         np.testing.assert_array_equal(got, want[:n_rows])
+
+
+@pytest.mark.parametrize("n_times", [58, 61, 200, 1000, 1003])
+def test_dfa_equals_antropy_on_random_walk_and_tied_rows(n_times):
+    """Independent reference: antropy.detrended_fluctuation (numpy least squares, its own order of sums,
+    so rtol 1e-9), row by row, on rows computed together with a constant and a NaN row (both NaN)."""
+    import antropy
+
+    rng = np.random.default_rng(n_times)
+    rows = np.concatenate(
+        [
+            rng.standard_normal((3, n_times)),
+            np.cumsum(rng.standard_normal((3, n_times)), axis=-1),
+            rng.integers(-2, 3, (3, n_times)).astype(float),
+            np.full((1, n_times), -1.5),
+            rng.standard_normal((1, n_times)),
+        ]
+    )
+    rows[-1, n_times // 3] = np.nan
+    got = K.dfa(rows)
+    assert np.isnan(got[-2]) and np.isnan(got[-1])
+    want = [antropy.detrended_fluctuation(r) for r in rows[:-2]]
+    np.testing.assert_allclose(got[:-2], want, rtol=1e-9, atol=0)
 
 
 def _higuchi_step_by_step(x, kmax):

@@ -109,10 +109,10 @@ def test_cells_keep_every_pair_within_r_at_most_q_cells_apart(tol):
     np.testing.assert_array_equal(np.searchsorted(cell[by_cell], np.arange(n_cells)), starts[:n_cells])
 
 
-@pytest.mark.parametrize("n", [11, 12, 259, 260, 1001])
+@pytest.mark.parametrize("n", [11, 12, 13, 14, 259, 260, 1001])
 @pytest.mark.parametrize("inclusive", [False, True])
 def test_order2_counts_with_odd_and_even_numbers_of_templates(n, inclusive):
-    """The order-2 scan takes templates two at a time; an odd count leaves one alone at the end."""
+    """The order-2 scan takes templates four at a time; 1-3 left over are scanned alone at the end."""
     rng = np.random.default_rng(n)
     x = np.concatenate(
         [
@@ -142,3 +142,65 @@ def test_infinite_tolerance_counts_infinite_distances_only_when_inclusive(order)
         assert strict == _sampen_all_pairs(x, order, 0.2, False)
         assert inclusive == _sampen_all_pairs(x, order, 0.2, True) == 0.0  # every pair matches
     assert np.isfinite(strict) and strict > 0.0
+
+
+def _order2_counts_all_pairs(x, tol, inclusive):
+    """(B, A) of order 2 by comparing every pair of templates i < j (plain numpy)."""
+    n_templ = x.size - 2
+    emb = np.stack([x[c : c + n_templ] for c in range(3)], axis=1)
+    dist = np.abs(emb[:, None, :] - emb[None, :, :])
+    close = dist <= tol if inclusive else dist < tol
+    upper = np.triu_indices(n_templ, 1)
+    return int(close[..., :2].all(axis=-1)[upper].sum()), int(close.all(axis=-1)[upper].sum())
+
+
+def _order2_counts_kernel(x, tol, inclusive):
+    """(B, A) from the kernel's cells and four-at-a-time scan, as _sample_entropy_rows runs them."""
+    from pipelines.eeg.kernels.entropy import _SAMPEN_MAX_CELLS, _sampen_cells, _sampen_layout, _sampen_pairs_order2
+
+    n_templ = x.size - 2
+    cols = np.full((3, n_templ + 8), np.nan)
+    cell, cell_of, by_cell = (np.empty(n_templ, np.int64) for _ in range(3))
+    n_cells_max = min(2 * n_templ + 2, _SAMPEN_MAX_CELLS)
+    starts, fill = np.empty(n_cells_max + 1, np.int64), np.empty(n_cells_max + 1, np.int64)
+    n_cells = _sampen_cells(x[:n_templ], tol, cell, by_cell, starts, fill)
+    _sampen_layout(x, cell, by_cell, cols, cell_of)
+    strict_tol = np.nextafter(tol, np.inf) if inclusive else tol
+    return _sampen_pairs_order2(cols[0], cols[1], cols[2], cell_of, starts, n_cells, strict_tol)
+
+
+@pytest.mark.parametrize("n", [4, 5, 6, 7, 8, 9, 10, 37, 38, 39, 40, 301])
+@pytest.mark.parametrize("inclusive", [False, True])
+def test_order2_group_scan_counts_equal_all_pairs(n, inclusive):
+    """Both counts (not only their ratio) equal an all-pairs count for every number of templates mod 4
+    (groups of four plus 0-3 left over), short rows, ties at exactly r and long partner runs."""
+    rng = np.random.default_rng(100 + n)
+    rows = [
+        rng.standard_normal(n),
+        np.cumsum(rng.standard_normal(n)),  # long runs within r: groups scan far
+        rng.integers(-2, 3, n).astype(float),  # ties, spacing 1
+        np.repeat(rng.standard_normal((n + 2) // 3), 3)[:n],  # equal neighbours: pairs inside a group
+    ]
+    checked = 0
+    for x in rows:
+        for tol in (0.5, 1.0, 0.2 * np.std(x), 3.0):  # 0.5, 1.0: some distances exactly r
+            want = _order2_counts_all_pairs(x, tol, inclusive)
+            assert _order2_counts_kernel(x, tol, inclusive) == want
+            checked += want[0] > 0
+    assert checked >= (8 if n >= 10 else 1)  # most cases have pairs to count
+
+
+def test_order2_matches_antropy_on_random_and_walk_rows():
+    """Independent reference: antropy.sample_entropy (numba path, |d| < r) on rows of every length mod 4,
+    computed together with a constant and a NaN row (both NaN by the documented rule) in one call."""
+    import antropy
+
+    rng = np.random.default_rng(5)
+    for n in (50, 51, 52, 53, 400, 1000):
+        rows = np.stack([rng.standard_normal(n), np.cumsum(rng.standard_normal(n)), np.full(n, 2.5), rng.random(n)])
+        rows[3, n // 2] = np.nan
+        got = K.sample_entropy(rows, order=2)
+        assert np.isnan(got[2]) and np.isnan(got[3])
+        for i in (0, 1):
+            want = antropy.sample_entropy(rows[i], order=2)
+            assert got[i] == want or (np.isinf(got[i]) and np.isinf(want))

@@ -199,42 +199,71 @@ def _sampen_scan_one(c0, c1, c2, lo, hi, k, tol):
     return b_k, a_k
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _sampen_group_inner(c0, c1, c2, k, tol):
+    """Pairs among templates ``k .. k + 3`` (each once): (within r on 2 coordinates, on all 3)."""
+    b_k = 0
+    a_k = 0
+    for i in range(k, k + 3):
+        for j in range(i + 1, k + 4):
+            m = (abs(c0[j] - c0[i]) < tol) & (abs(c1[j] - c1[i]) < tol)
+            b_k += np.int64(m)
+            a_k += np.int64(m & (abs(c2[j] - c2[i]) < tol))
+    return b_k, a_k
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sampen_group_scan(c0, c1, c2, k, lo, hi, tol):
+    """Pairs of templates ``k .. k + 3`` with templates ``lo .. hi - 1``, one pass loading each partner once
+    for all four (slices indexed from 0: the loop vectorises with contiguous loads)."""
+    s0, s1, s2 = c0[lo:hi], c1[lo:hi], c2[lo:hi]
+    a0, a1, a2 = c0[k], c1[k], c2[k]
+    b0, b1, b2 = c0[k + 1], c1[k + 1], c2[k + 1]
+    e0, e1, e2 = c0[k + 2], c1[k + 2], c2[k + 2]
+    f0, f1, f2 = c0[k + 3], c1[k + 3], c2[k + 3]
+    b_k = 0
+    a_k = 0
+    for i in range(hi - lo):
+        v0, v1, v2 = s0[i], s1[i], s2[i]
+        # the tests combined as booleans, widened once per template: 20 % fewer instructions than widening
+        # every comparison
+        ma = (abs(v0 - a0) < tol) & (abs(v1 - a1) < tol)
+        mb = (abs(v0 - b0) < tol) & (abs(v1 - b1) < tol)
+        me = (abs(v0 - e0) < tol) & (abs(v1 - e1) < tol)
+        mf = (abs(v0 - f0) < tol) & (abs(v1 - f1) < tol)
+        b_k += np.int64(ma) + np.int64(mb) + np.int64(me) + np.int64(mf)
+        a_k += (
+            np.int64(ma & (abs(v2 - a2) < tol))
+            + np.int64(mb & (abs(v2 - b2) < tol))
+            + np.int64(me & (abs(v2 - e2) < tol))
+            + np.int64(mf & (abs(v2 - f2) < tol))
+        )
+    return b_k, a_k
+
+
 @njit(cache=True, nogil=True)
 def _sampen_pairs_order2(c0, c1, c2, cell_of, starts, n_cells, tol):
     """Pair counts (B: 2 coordinates with ``|d| < tol``, A: all 3) of templates in cell order.
 
-    Each template is compared with the templates after it up to its partner stop (rounded up to 8), on
-    every coordinate (the first included), so each pair within r is counted once. Templates go two at a
-    time (``k``, ``k + 1``): one pass over their common run loads each partner once for both; the run is
-    read through slices indexed from 0, so the loop vectorises with contiguous loads. Integer counts: the
-    order of the comparisons does not change them.
+    Templates go four at a time (``k .. k + 3``): their pairs among themselves, then one pass over the
+    templates after them up to the last one's partner stop (rounded up to 8), testing every coordinate
+    (the first included) for all four, so each partner is loaded once for four templates (fewer, longer
+    passes than two at a time) and each pair within r is counted once. Partner stops grow with ``k``: past
+    a template's own stop the first coordinate's test fails, as it does on the NaN tail. Integer counts:
+    the order of the comparisons does not change them.
     """
     n_templ = cell_of.size
     n_m = 0
     n_m1 = 0
-    for k in range(0, n_templ - 1, 2):
-        lo = k + 2
-        hi = lo + (_partner_stop(k, cell_of, starts, n_cells) - lo + 7) // 8 * 8  # stop_k <= stop_{k+1}
-        s0, s1, s2 = c0[lo:hi], c1[lo:hi], c2[lo:hi]
-        a0, a1, a2 = c0[k], c1[k], c2[k]
-        b0, b1, b2 = c0[k + 1], c1[k + 1], c2[k + 1]
-        m = np.int64(abs(b0 - a0) < tol) & np.int64(abs(b1 - a1) < tol)  # the pair (k, k + 1)
-        b_k = m
-        a_k = m & np.int64(abs(b2 - a2) < tol)
-        for i in range(hi - lo):
-            ma = np.int64(abs(s0[i] - a0) < tol) & np.int64(abs(s1[i] - a1) < tol)
-            mb = np.int64(abs(s0[i] - b0) < tol) & np.int64(abs(s1[i] - b1) < tol)
-            b_k += ma + mb
-            a_k += (ma & np.int64(abs(s2[i] - a2) < tol)) + (mb & np.int64(abs(s2[i] - b2) < tol))
-        stop = _partner_stop(k + 1, cell_of, starts, n_cells)
-        if stop > hi:  # the rest of template k + 1's run
-            tail_b, tail_a = _sampen_scan_one(c0, c1, c2, hi, hi + (stop - hi + 7) // 8 * 8, k + 1, tol)
-            b_k += tail_b
-            a_k += tail_a
-        n_m += b_k
-        n_m1 += a_k
-    if n_templ % 2 == 1:  # the last template when their number is odd
-        k = n_templ - 1
+    n_grouped = n_templ - n_templ % 4
+    for k in range(0, n_grouped, 4):
+        lo = k + 4
+        hi = lo + (_partner_stop(k + 3, cell_of, starts, n_cells) - lo + 7) // 8 * 8  # stop_k+3 >= k + 4
+        in_b, in_a = _sampen_group_inner(c0, c1, c2, k, tol)
+        out_b, out_a = _sampen_group_scan(c0, c1, c2, k, lo, hi, tol)
+        n_m += in_b + out_b
+        n_m1 += in_a + out_a
+    for k in range(n_grouped, n_templ):  # the last templates when their number is not a multiple of 4
         last_b, last_a = _sampen_scan_one(c0, c1, c2, k + 1, k + 1 + _partner_run(k, cell_of, starts, n_cells), k, tol)
         n_m += last_b
         n_m1 += last_a
