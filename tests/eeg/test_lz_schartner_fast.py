@@ -53,3 +53,66 @@ def test_lzw_six_tries_equal_the_published_cpr_row_by_row(n):
         out = np.full(m, -1, np.int64)
         LZC._lzw_counts(rows, child, out)
         assert list(out) == [_cpr(r) for r in rows], (m, n)
+
+
+def _lz76_reference(s: np.ndarray) -> int:
+    from antropy.entropy import _lz_complexity
+
+    return int(_lz_complexity(np.asarray(s, dtype=np.uint32))) if s.size else 0
+
+
+def _lz76_rows(rng) -> list[np.ndarray]:
+    """Random, biased, periodic, long-run, constant rows, lengths around word and K boundaries."""
+    rows = [np.zeros(0, np.uint8), np.zeros(1, np.uint8), np.ones(3, np.uint8), np.zeros(700, np.uint8)]
+    for n in (2, 5, 17, 63, 64, 65, 128, 129, 999, 1000, 3001):
+        rows += [
+            rng.random(n) < 0.5,
+            rng.random(n) < 0.1,
+            np.tile(rng.random(int(rng.integers(1, 90))) < 0.5, n)[:n],
+            np.repeat(np.arange(n) % 2, rng.integers(1, 9, n))[:n],
+        ]
+    return [np.ascontiguousarray(r, dtype=np.uint8) for r in rows]
+
+
+def test_prefix_index_built_in_one_pass_equals_the_reference_scan_for_every_k():
+    """The one-pass chains and first occurrences (K <= 18) give antropy's count, as the incremental index
+    does; a workspace too small for them is replaced, not overrun."""
+    rng = np.random.default_rng(41)
+    for s in _lz76_rows(rng):
+        want = _lz76_reference(s)
+        for kbits in (1, 2, 3, 5, 8, 11, 13, 16, 18):
+            ws = np.full(s.size + (2 << kbits), -7, np.int32)
+            assert LZC._lz76_count_prev(s, kbits, 10**12, ws) == want, (s.size, kbits)
+            small = np.full(s.size + 1, -7, np.int32)
+            assert LZC._lz76_count_hash_in(s, kbits, 10**12, small) == want, (s.size, kbits)
+        for kbits in (2, 8, 13):
+            ws = np.full(s.size + (1 << kbits), -7, np.int32)
+            assert LZC._lz76_count_hash_chains(s, kbits, 10**12, ws) == want, (s.size, kbits)
+
+
+def test_one_pass_chains_and_first_occurrences_equal_their_definitions():
+    rng = np.random.default_rng(42)
+    for s in _lz76_rows(rng)[:30]:
+        n = s.size
+        for k in (1, 3, 7):
+            padded = np.r_[s, np.zeros(k, np.uint8)]
+            grams = [tuple(padded[p : p + k]) for p in range(n)]
+            prev = np.full(n, -9, np.int32)
+            LZC._lz76_prev_occurrences(s, k, np.empty(1 << k, np.int32), prev)
+            want_prev = [max((q for q in range(p) if grams[q] == grams[p]), default=-1) for p in range(n)]
+            assert prev.tolist() == want_prev, (n, k)
+            first = np.full(1 << k, -9, np.int32)
+            LZC._lz76_first_occurrences(s, k, first)
+            for d in range(k):
+                for x in range(1 << d):
+                    bits = tuple((x >> (d - 1 - b)) & 1 for b in range(d))
+                    want = min((p for p in range(n) if grams[p][:d] == bits), default=n)
+                    assert first[(1 << d) + x] == want, (n, k, d, x)
+
+
+def test_one_pass_prefix_index_gives_up_past_its_budget():
+    s = np.zeros(5000, np.uint8)
+    s[::7] = 1  # periodic: every earlier occurrence extends far
+    ws = np.empty(s.size + (2 << 4), np.int32)
+    assert LZC._lz76_count_prev(s, 4, 10, ws) == -1
+    assert LZC._lz76_count_prev(s, 4, 10**12, ws) == _lz76_reference(s)
