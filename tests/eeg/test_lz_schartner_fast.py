@@ -75,14 +75,16 @@ def _lz76_rows(rng) -> list[np.ndarray]:
 
 
 def test_prefix_index_built_in_one_pass_equals_the_reference_scan_for_every_k():
-    """The one-pass chains and first occurrences (K <= 18) give antropy's count, as the incremental index
-    does; a workspace too small for them is replaced, not overrun."""
+    """The chains and first occurrences built before the parse (backwards, K <= 14; forwards, K <= 18) give
+    antropy's count, as the incremental index does; a workspace too small for them is replaced, not overrun."""
     rng = np.random.default_rng(41)
     for s in _lz76_rows(rng):
         want = _lz76_reference(s)
         for kbits in (1, 2, 3, 5, 8, 11, 13, 16, 18):
             ws = np.full(s.size + (2 << kbits), -7, np.int32)
             assert LZC._lz76_count_prev(s, kbits, 10**12, ws) == want, (s.size, kbits)
+            ws[:] = -7
+            assert LZC._lz76_count_next(s, kbits, 10**12, ws) == want, (s.size, kbits)
             small = np.full(s.size + 1, -7, np.int32)
             assert LZC._lz76_count_hash_in(s, kbits, 10**12, small) == want, (s.size, kbits)
         for kbits in (2, 8, 13):
@@ -90,7 +92,7 @@ def test_prefix_index_built_in_one_pass_equals_the_reference_scan_for_every_k():
             assert LZC._lz76_count_hash_chains(s, kbits, 10**12, ws) == want, (s.size, kbits)
 
 
-def test_one_pass_chains_and_first_occurrences_equal_their_definitions():
+def test_chains_and_first_occurrences_equal_their_definitions():
     rng = np.random.default_rng(42)
     for s in _lz76_rows(rng)[:30]:
         n = s.size
@@ -108,11 +110,21 @@ def test_one_pass_chains_and_first_occurrences_equal_their_definitions():
                     bits = tuple((x >> (d - 1 - b)) & 1 for b in range(d))
                     want = min((p for p in range(n) if grams[p][:d] == bits), default=n)
                     assert first[(1 << d) + x] == want, (n, k, d, x)
+            nxt, heap = np.full(n, -9, np.int32), np.full(2 << k, -9, np.int32)
+            LZC._lz76_next_occurrences(s, k, nxt, heap)
+            want_next = [min((q for q in range(p + 1, n) if grams[q] == grams[p]), default=n) for p in range(n)]
+            assert nxt.tolist() == want_next, (n, k)
+            for d in range(k + 1):
+                for x in range(1 << d):
+                    bits = tuple((x >> (d - 1 - b)) & 1 for b in range(d))
+                    want = min((p for p in range(n) if grams[p][:d] == bits), default=n)
+                    assert heap[(1 << d) + x] == want, (n, k, d, x)
 
 
 def test_one_pass_prefix_index_gives_up_past_its_budget():
     s = np.zeros(5000, np.uint8)
     s[::7] = 1  # periodic: every earlier occurrence extends far
     ws = np.empty(s.size + (2 << 4), np.int32)
-    assert LZC._lz76_count_prev(s, 4, 10, ws) == -1
-    assert LZC._lz76_count_prev(s, 4, 10**12, ws) == _lz76_reference(s)
+    for count in (LZC._lz76_count_prev, LZC._lz76_count_next):
+        assert count(s, 4, 10, ws) == -1
+        assert count(s, 4, 10**12, ws) == _lz76_reference(s)
