@@ -128,3 +128,21 @@ def test_one_pass_prefix_index_gives_up_past_its_budget():
     for count in (LZC._lz76_count_prev, LZC._lz76_count_next):
         assert count(s, 4, 10, ws) == -1
         assert count(s, 4, 10**12, ws) == _lz76_reference(s)
+
+
+def test_shuffled_copies_counted_directly_equal_the_reference_scan():
+    """Shuffled copies skip the dispatcher's test for long runs (prefix index, K = log2(n) - 1, automaton
+    when it gives up): the count is antropy's for fair, biased and constant copies, short and long, and
+    for the strongly biased one the index does give up (the fallback is exercised)."""
+    rng = np.random.default_rng(43)
+    rows = [np.zeros(n, np.uint8) for n in (0, 1, 3, 4, 1000)] + [np.ones(5, np.uint8)]
+    for n in (4, 5, 63, 999, 1000, 20001):
+        for p in (0.5, 0.28, 0.05):
+            rows.append((rng.random(n) < p).astype(np.uint8))
+    biased = (rng.random(70001) < 0.01).astype(np.uint8)
+    rows.append(biased)
+    k = int(np.log2(biased.size)) - 1
+    assert LZC._lz76_count_hash_in(biased, k, 4 * biased.size + 10_000, np.empty(0, np.int32)) == -1
+    for s in rows:
+        st = np.full((2 * s.size + 2, 4), -3, np.int32)
+        assert LZC._lz76_shuffled(s, st) == _lz76_reference(s), (s.size, s.mean() if s.size else 0)

@@ -1062,6 +1062,34 @@ def _lz_count(s, st, child, lzw):
     return _lzw_dict_size(s, child) if lzw else _lz76_auto(s, st)
 
 
+# Shuffled copies shorter than this go straight to the prefix index (_lz76_shuffled); longer ones (a whole
+# recording's spatio-temporal sequence) to the dispatcher, as their originals.
+_LZ_SHUFFLED_MAX_N = 1 << 21
+
+
+@njit(cache=True, nogil=True)
+def _lz76_shuffled(s, st):
+    """LZ76 count of a shuffled copy (``st``: the automaton's workspace, (2 len(s) + 2, 4) int32).
+
+    Its runs are short (mean ~2 for binarised EEG), so the test for long runs of :func:`_lz76_auto` (a pass
+    over the copy, ~1/4 of a 1000-symbol count) is skipped: the prefix index directly, with K = log2(n) - 1
+    (measured best on shuffled copies of 1000, 64000 and 300000 symbols with the one-pass index: 8-12 %
+    faster than the dispatcher's K at 64k and 300k) and a budget of 4n + 10^4 comparisons (a biased copy,
+    28 % ones, needs ~3n: the dispatcher's n + 10^4 sent it to the automaton, 3x slower), then the
+    automaton (a strongly biased copy: long chains of one K-gram). Same count: every method is exact."""
+    n = s.size
+    if n < 4 or n >= _LZ_SHUFFLED_MAX_N:
+        return _lz76_auto(s, st)
+    k = min(_LZ_PREV_MAX_K, int(math.log2(n)) - 1)
+    c = _lz76_count_hash_in(s, k, 4 * n + 10_000, st.reshape(-1))
+    return c if c >= 0 else _lz76_count_sam(s, st)
+
+
+@njit(cache=True, nogil=True)
+def _lz_count_shuffled(s, st, child, lzw):
+    return _lzw_dict_size(s, child) if lzw else _lz76_shuffled(s, st)
+
+
 @njit(cache=True, nogil=True)
 def _lz_workspace(n, lzw):
     st = np.empty((1 if lzw else 2 * n + 2, 4), np.int32)
@@ -1107,7 +1135,7 @@ def _lzs_rows(bits, states, seed, channel, kind, n_shuffles, lzw):
         for k in range(n_shuffles):
             buf[:] = bits[w]
             _shuffle_keyed_idx(buf, seed, kind, channel, w, k, idx)
-            total += _lz_count(buf, st, child1, lzw)
+            total += _lz_count_shuffled(buf, st, child1, lzw)
         out[w] = c_orig / (total / n_shuffles)
     return out
 
@@ -1151,7 +1179,7 @@ def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop, kind, n_shuffles, lz
         for k in range(n_shuffles):
             buf[:] = seq
             _shuffle_keyed_idx(buf, seed, kind, 0, w, k, idx)
-            total += _lz_count(buf, st, child1, lzw)
+            total += _lz_count_shuffled(buf, st, child1, lzw)
         out[w - w_start] = c_orig / (total / n_shuffles)
     return out
 
