@@ -146,3 +146,44 @@ def test_shuffled_copies_counted_directly_equal_the_reference_scan():
     for s in rows:
         st = np.full((2 * s.size + 2, 4), -3, np.int32)
         assert LZC._lz76_shuffled(s, st) == _lz76_reference(s), (s.size, s.mean() if s.size else 0)
+
+
+def _plain_fisher_yates(n: int, key: int, multiply_shift: bool) -> list[int]:
+    """Fisher-Yates of range(n) driven by a SplitMix64 stream started at ``key``, in plain Python integers:
+    the index for i is the draw modulo i + 1 (kinds 1, 2) or its top 32 bits times i + 1, top 32 bits (3, 4)."""
+    m64 = (1 << 64) - 1
+    a, state = list(range(n)), key
+    for i in range(n - 1, 0, -1):
+        state = (state + 0x9E3779B97F4A7C15) & m64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m64
+        z ^= z >> 31
+        j = ((z >> 32) * (i + 1)) >> 32 if multiply_shift else z % (i + 1)
+        a[i], a[j] = a[j], a[i]
+    return a
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 65, 1000, 70001])
+def test_shuffles_in_passes_equal_a_plain_fisher_yates(n):
+    """The shuffles draw their indices in passes of len(idx) - 1 (any workspace length, even one entry):
+    the permutation is the plain SplitMix64 Fisher-Yates one, element for element."""
+    for kind in (1, 2, 3, 4):
+        key = int(LZC._shuffle_key(9, kind, 4, 7, 2))
+        want = _plain_fisher_yates(n, key, kind >= 3)
+        for size in (0, 1, 2, 3, 64, 65535, n):
+            got = np.arange(n, dtype=np.int32)
+            LZC._shuffle_keyed_idx(got, 9, kind, 4, 7, 2, np.empty(size, np.int32))
+            assert got.tolist() == want, (n, kind, size)
+
+
+def test_long_shuffles_in_passes_equal_the_one_pass_shuffle():
+    """From 2^20 elements the swaps prefetch ahead within each pass: still the one-pass permutation."""
+    n = (1 << 20) + 77
+    for kind in (2, 4):
+        one = np.arange(n, dtype=np.int32)
+        LZC._shuffle_keyed(one, 3, kind, 0, 0, 1)
+        for size in (4097, LZC._SHUFFLE_CHUNK, n):
+            two = np.arange(n, dtype=np.int32)
+            LZC._shuffle_keyed_idx(two, 3, kind, 0, 0, 1, np.empty(size, np.int32))
+            np.testing.assert_array_equal(one, two)

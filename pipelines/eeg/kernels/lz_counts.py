@@ -975,19 +975,31 @@ def _lzw_counts(seqs, child, out):
             out[g + 1] = b
 
 
+# The two-pass shuffles draw at most this many indices per pass (int32: 256 KB, in L2), then make their swaps:
+# a whole recording's 19.2M-symbol sequence no longer pages in a 77 MB index array.
+_SHUFFLE_CHUNK = 1 << 16
+
+
 @njit(cache=True, nogil=True)
 def _shuffle_fast_idx(a, key, idx):
-    """:func:`_shuffle_inplace_fast` in two passes, the same permutation: all the draws first (they do
-    not depend on the array, so the loop pipelines), then the swaps. ``idx`` is int32 workspace >= len(a)."""
+    """:func:`_shuffle_inplace_fast` in passes, the same permutation: up to len(idx) - 1 draws first (they do
+    not depend on the array, so the loop pipelines), then their swaps. ``idx``: int32 workspace, any length
+    (>= min(len(a), :data:`_SHUFFLE_CHUNK`) keeps the passes long)."""
+    if a.size > 1 and idx.size < 2:
+        idx = np.empty(2, np.int32)
     state = np.uint64(key)
-    for i in range(a.size - 1, 0, -1):
-        state = state + np.uint64(0x9E3779B97F4A7C15)
-        z = state
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-        idx[i] = np.int32(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
-    _apply_swaps(a, idx)
+    hi = a.size - 1
+    while hi > 0:
+        lo = max(0, hi - (idx.size - 1))
+        for i in range(hi, lo, -1):
+            state = state + np.uint64(0x9E3779B97F4A7C15)
+            z = state
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+            idx[i - lo] = np.int32(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+        _apply_swaps(a, idx, lo, hi)
+        hi = lo
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -1014,20 +1026,21 @@ _SWAP_PREFETCH_AHEAD = 48
 
 
 @njit(cache=True, nogil=True)
-def _apply_swaps(a, idx):
-    """The swaps of a Fisher-Yates shuffle with its draws ``idx``: a[i] with a[idx[i]] for i = n-1 .. 1. The
-    draws are read as unsigned (they are in [0, i]): no negative-index wraparound per swap (~1.2x faster)."""
+def _apply_swaps(a, idx, lo, hi):
+    """The swaps of a Fisher-Yates shuffle for i = hi .. lo + 1 with their draws ``idx[i - lo]``: a[i] with
+    a[idx[i - lo]]. The draws are read as unsigned (they are in [0, i]): no negative-index wraparound per
+    swap (~1.2x faster)."""
     if a.size >= _SWAP_PREFETCH_MIN_N:
-        for i in range(a.size - 1, 0, -1):
-            if i > _SWAP_PREFETCH_AHEAD:
-                _prefetch(a, idx[i - _SWAP_PREFETCH_AHEAD])
-            j = np.uint64(idx[i])
+        for i in range(hi, lo, -1):
+            if i - _SWAP_PREFETCH_AHEAD > lo:
+                _prefetch(a, idx[i - _SWAP_PREFETCH_AHEAD - lo])
+            j = np.uint64(idx[i - lo])
             tmp = a[i]
             a[i] = a[j]
             a[j] = tmp
         return
-    for i in range(a.size - 1, 0, -1):
-        j = np.uint64(idx[i])
+    for i in range(hi, lo, -1):
+        j = np.uint64(idx[i - lo])
         tmp = a[i]
         a[i] = a[j]
         a[j] = tmp
@@ -1035,22 +1048,28 @@ def _apply_swaps(a, idx):
 
 @njit(cache=True, nogil=True)
 def _shuffle_mod_idx(a, key, idx):
-    """:func:`_shuffle_inplace` (64-bit modulo draws, computed by :func:`_mod_u32`) in two passes, the same
-    permutation (lengths below 2^31, as ``idx`` is int32)."""
+    """:func:`_shuffle_inplace` (64-bit modulo draws, computed by :func:`_mod_u32`) in passes like
+    :func:`_shuffle_fast_idx`, the same permutation (lengths below 2^31)."""
+    if a.size > 1 and idx.size < 2:
+        idx = np.empty(2, np.int32)
     state = np.uint64(key)
-    for i in range(a.size - 1, 0, -1):
-        state = state + np.uint64(0x9E3779B97F4A7C15)
-        z = state
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-        idx[i] = np.int32(_mod_u32(z, np.int64(i + 1)))
-    _apply_swaps(a, idx)
+    hi = a.size - 1
+    while hi > 0:
+        lo = max(0, hi - (idx.size - 1))
+        for i in range(hi, lo, -1):
+            state = state + np.uint64(0x9E3779B97F4A7C15)
+            z = state
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+            idx[i - lo] = np.int32(_mod_u32(z, np.int64(i + 1)))
+        _apply_swaps(a, idx, lo, hi)
+        hi = lo
 
 
 @njit(cache=True, nogil=True)
 def _shuffle_keyed_idx(a, seed, kind, channel, window, k, idx):
-    """:func:`_shuffle_keyed` in two passes (draws, then swaps) with int32 workspace ``idx``: same permutation."""
+    """:func:`_shuffle_keyed` in passes (draws, then swaps) with int32 workspace ``idx``: same permutation."""
     if kind >= 3:
         _shuffle_fast_idx(a, _shuffle_key(seed, kind, channel, window, k), idx)
     else:
@@ -1107,7 +1126,7 @@ def _lzs_rows(bits, states, seed, channel, kind, n_shuffles, lzw):
         # The original and its shuffles are counted together (:func:`_lzw_counts`): same values.
         seqs = np.empty((n_shuffles + 1, n), np.uint8)
         child = np.empty((6, n + 3, 2), np.int32)
-        idx = np.empty(n, np.int32)
+        idx = np.empty(min(n, _SHUFFLE_CHUNK), np.int32)
         counts = np.empty(n_shuffles + 1, np.int64)
         for w in range(nr):
             if states[w] != _ROW_OK:
@@ -1125,7 +1144,7 @@ def _lzs_rows(bits, states, seed, channel, kind, n_shuffles, lzw):
         return out
     st, child1 = _lz_workspace(n, lzw)
     buf = np.empty(n, np.uint8)
-    idx = np.empty(n, np.int32)
+    idx = np.empty(min(n, _SHUFFLE_CHUNK), np.int32)
     for w in range(nr):
         if states[w] != _ROW_OK:
             out[w] = np.nan
@@ -1149,7 +1168,7 @@ def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop, kind, n_shuffles, lz
     if lzw and m <= _LZW_GROUP_MAX_N:
         seqs = np.empty((n_shuffles + 1, m), np.uint8)
         child = np.empty((6, m + 3, 2), np.int32)
-        idx = np.empty(m, np.int32)
+        idx = np.empty(min(m, _SHUFFLE_CHUNK), np.int32)
         counts = np.empty(n_shuffles + 1, np.int64)
         for w in range(w_start, w_stop):
             if not window_ok[w]:
@@ -1168,7 +1187,7 @@ def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop, kind, n_shuffles, lz
     st, child1 = _lz_workspace(m, lzw)
     seq = np.empty(m, np.uint8)
     buf = np.empty(m, np.uint8)
-    idx = np.empty(m, np.int32)
+    idx = np.empty(min(m, _SHUFFLE_CHUNK), np.int32)
     for w in range(w_start, w_stop):
         if not window_ok[w]:
             out[w - w_start] = np.nan
