@@ -187,3 +187,27 @@ def test_long_shuffles_in_passes_equal_the_one_pass_shuffle():
             two = np.arange(n, dtype=np.int32)
             LZC._shuffle_keyed_idx(two, 3, kind, 0, 0, 1, np.empty(size, np.int32))
             np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("n_shuffles", [1, 2, 3])
+def test_spatiotemporal_lz76_equals_its_definition_window_by_window(n_shuffles):
+    """lzc_schartner_st per window: LZ76 of the time-major sequence over its mean over the keyed shuffles
+    (each made from the unshuffled sequence, the last one in place), NaN where the window is not usable."""
+    rng = np.random.default_rng(44 + n_shuffles)
+    n_ch, n_win, n = 5, 4, 301
+    bits = (rng.random((n_ch, n_win, n)) < 0.4).astype(np.uint8)
+    bits[:, 2] = np.repeat(np.arange(n) % 2, rng.integers(1, 20, n))[:n]  # long runs in every channel
+    ok = np.array([True, True, True, False])
+    got = LZC._lzc_st_windows(bits, ok, 13, 0, n_win, 2, n_shuffles, False)
+    for w in range(n_win):
+        if not ok[w]:
+            assert np.isnan(got[w])
+            continue
+        seq = np.ascontiguousarray(bits[:, w, :].T.ravel())
+        copies = []
+        for k in range(n_shuffles):
+            c = seq.copy()
+            LZC._shuffle_keyed(c, 13, 2, 0, w, k)
+            copies.append(_lz76_reference(c))
+        want = _lz76_reference(seq) / (sum(float(c) for c in copies) / n_shuffles)
+        assert got[w] == want, (w, got[w], want)

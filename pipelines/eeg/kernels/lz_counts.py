@@ -1186,7 +1186,9 @@ def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop, kind, n_shuffles, lz
         return out
     st, child1 = _lz_workspace(m, lzw)
     seq = np.empty(m, np.uint8)
-    buf = np.empty(m, np.uint8)
+    # the last shuffle is made in place (the sequence is rebuilt for the next window): with one shuffle no
+    # copy at all (a whole recording: 19.2 MB less to page in)
+    buf = np.empty(m if n_shuffles > 1 else 0, np.uint8)
     idx = np.empty(min(m, _SHUFFLE_CHUNK), np.int32)
     for w in range(w_start, w_stop):
         if not window_ok[w]:
@@ -1196,9 +1198,12 @@ def _lzc_st_windows(bits, window_ok, seed, w_start, w_stop, kind, n_shuffles, lz
         c_orig = _lz_count(seq, st, child1, lzw)
         total = 0.0
         for k in range(n_shuffles):
-            buf[:] = seq
-            _shuffle_keyed_idx(buf, seed, kind, 0, w, k, idx)
-            total += _lz_count_shuffled(buf, st, child1, lzw)
+            target = seq
+            if k < n_shuffles - 1:
+                buf[:] = seq
+                target = buf
+            _shuffle_keyed_idx(target, seed, kind, 0, w, k, idx)
+            total += _lz_count_shuffled(target, st, child1, lzw)
         out[w - w_start] = c_orig / (total / n_shuffles)
     return out
 
