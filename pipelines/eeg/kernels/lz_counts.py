@@ -975,29 +975,41 @@ def _lzw_counts(seqs, child, out):
             out[g + 1] = b
 
 
-# The two-pass shuffles draw at most this many indices per pass (int32: 256 KB, in L2), then make their swaps:
-# a whole recording's 19.2M-symbol sequence no longer pages in a 77 MB index array.
-_SHUFFLE_CHUNK = 1 << 16
+# The callers' shuffles draw at most this many indices per pass (int32: 4 MB), then make their swaps: a whole
+# recording's 19.2M-symbol sequence no longer pages in a 77 MB index array; shorter rows take one pass.
+_SHUFFLE_CHUNK = 1 << 20
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _draw_fast(state, i):
+    """Advance the SplitMix64 stream ``state`` and draw the index for step i by multiply-shift; (state, j)."""
+    state = state + np.uint64(0x9E3779B97F4A7C15)
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return state, np.int32(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
 
 
 @njit(cache=True, nogil=True)
 def _shuffle_fast_idx(a, key, idx):
-    """:func:`_shuffle_inplace_fast` in passes, the same permutation: up to len(idx) - 1 draws first (they do
-    not depend on the array, so the loop pipelines), then their swaps. ``idx``: int32 workspace, any length
-    (>= min(len(a), :data:`_SHUFFLE_CHUNK`) keeps the passes long)."""
-    if a.size > 1 and idx.size < 2:
-        idx = np.empty(2, np.int32)
+    """:func:`_shuffle_inplace_fast` in passes, the same permutation: the draws first (they do not depend on
+    the array, so the loop pipelines), then their swaps; one pass if ``idx`` (int32) holds len(a) entries,
+    else passes of len(idx) - 1 draws (a long array does not page in an index array as long as itself; the
+    draws loop of a pass vectorises less well, ~12 % slower, so short rows keep the single pass)."""
     state = np.uint64(key)
+    if idx.size >= a.size:
+        for i in range(a.size - 1, 0, -1):
+            state, idx[i] = _draw_fast(state, i)
+        _apply_swaps(a, idx, 0, a.size - 1)
+        return
+    if idx.size < 2:
+        idx = np.empty(2, np.int32)
     hi = a.size - 1
     while hi > 0:
         lo = max(0, hi - (idx.size - 1))
-        for i in range(hi, lo, -1):
-            state = state + np.uint64(0x9E3779B97F4A7C15)
-            z = state
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            z = z ^ (z >> np.uint64(31))
-            idx[i - lo] = np.int32(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+        for t in range(hi - lo, 0, -1):  # i = lo + t
+            state, idx[t] = _draw_fast(state, lo + t)
         _apply_swaps(a, idx, lo, hi)
         hi = lo
 
@@ -1031,38 +1043,49 @@ def _apply_swaps(a, idx, lo, hi):
     a[idx[i - lo]]. The draws are read as unsigned (they are in [0, i]): no negative-index wraparound per
     swap (~1.2x faster)."""
     if a.size >= _SWAP_PREFETCH_MIN_N:
-        for i in range(hi, lo, -1):
-            if i - _SWAP_PREFETCH_AHEAD > lo:
-                _prefetch(a, idx[i - _SWAP_PREFETCH_AHEAD - lo])
-            j = np.uint64(idx[i - lo])
-            tmp = a[i]
-            a[i] = a[j]
+        for t in range(hi - lo, 0, -1):
+            if t > _SWAP_PREFETCH_AHEAD:
+                _prefetch(a, idx[t - _SWAP_PREFETCH_AHEAD])
+            j = np.uint64(idx[t])
+            tmp = a[lo + t]
+            a[lo + t] = a[j]
             a[j] = tmp
         return
-    for i in range(hi, lo, -1):
-        j = np.uint64(idx[i - lo])
-        tmp = a[i]
-        a[i] = a[j]
+    for t in range(hi - lo, 0, -1):
+        j = np.uint64(idx[t])
+        tmp = a[lo + t]
+        a[lo + t] = a[j]
         a[j] = tmp
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _draw_mod(state, i):
+    """Advance the SplitMix64 stream ``state`` and draw the index for step i by the modulo; (state, j)."""
+    state = state + np.uint64(0x9E3779B97F4A7C15)
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return state, np.int32(_mod_u32(z, np.int64(i + 1)))
 
 
 @njit(cache=True, nogil=True)
 def _shuffle_mod_idx(a, key, idx):
     """:func:`_shuffle_inplace` (64-bit modulo draws, computed by :func:`_mod_u32`) in passes like
     :func:`_shuffle_fast_idx`, the same permutation (lengths below 2^31)."""
-    if a.size > 1 and idx.size < 2:
-        idx = np.empty(2, np.int32)
     state = np.uint64(key)
+    if idx.size >= a.size:
+        for i in range(a.size - 1, 0, -1):
+            state, idx[i] = _draw_mod(state, i)
+        _apply_swaps(a, idx, 0, a.size - 1)
+        return
+    if idx.size < 2:
+        idx = np.empty(2, np.int32)
     hi = a.size - 1
     while hi > 0:
         lo = max(0, hi - (idx.size - 1))
-        for i in range(hi, lo, -1):
-            state = state + np.uint64(0x9E3779B97F4A7C15)
-            z = state
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            z = z ^ (z >> np.uint64(31))
-            idx[i - lo] = np.int32(_mod_u32(z, np.int64(i + 1)))
+        for t in range(hi - lo, 0, -1):  # i = lo + t
+            state, idx[t] = _draw_mod(state, lo + t)
         _apply_swaps(a, idx, lo, hi)
         hi = lo
 
