@@ -184,6 +184,40 @@ def _lz76_count_hash(s, kbits, budget):
     return _lz76_count_hash_in(s, kbits, budget, np.empty(s.size + (1 << kbits), np.int32))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _longest_on_chain(words, link, p, i, K, rem, work, budget):
+    """Longest previous factor of the phrase at i among the earlier starts p, link[p], link[link[p]], ... that
+    share its K-gram (the chain ends at the first p outside [0, i): -1, or a start at or after i), each
+    extended 64 symbols per comparison; returns (length, work), the work past ``budget`` when it gave up."""
+    length = K
+    while 0 <= p < i:
+        nxt = link[p]  # loaded with the comparison, not after it
+        ln = _common_prefix(words, p, i, K, rem)
+        work += ln - K + 1
+        if ln > length:
+            length = ln
+        if length == rem or work > budget:
+            break
+        p = nxt
+    return length, work
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _longest_short_prefix(first, gi, i, K, hi, top):
+    """Longest d <= hi (< K) whose d-symbol prefix of the K-gram ``gi`` first occurs before i (``first``: the
+    heap of first occurrences, node (1 << d) + prefix), by a binary search in fixed steps ``top``, ``top / 2``,
+    ... 1 with selects: the branches would be coin flips."""
+    length = 0
+    step = top
+    while step > 0:
+        cand = length + step
+        c = min(cand, K - 1)
+        ok = (cand <= hi) & (first[(1 << c) + (gi >> (K - c))] < i)
+        length = cand if ok else length
+        step >>= 1
+    return length
+
+
 # From this K the prefix index keeps its incremental head table and chains (_lz76_count_hash_chains, with
 # prefetches; the whole-recording sequence); below it the chains are built in one pass (_lz76_count_prev),
 # up to _LZ_NEXT_MAX_K forwards from each K-gram's first occurrence (_lz76_count_next: tables in L2).
@@ -278,16 +312,7 @@ def _lz76_count_hash_chains(s, kbits, budget, ws):
                 hi = mid - 1
         length = lo
         if length == K:
-            p = head[gi]
-            while p != -1:
-                nxt = chain[p]  # loaded with the comparison, not after it
-                ln = _common_prefix(words, p, i, K, rem)
-                work += ln - K + 1
-                if ln > length:
-                    length = ln
-                if length == rem or work > budget:
-                    break
-                p = nxt
+            length, work = _longest_on_chain(words, chain, head[gi], i, K, rem, work, budget)
             if work > budget:
                 return -1
         count += 1
@@ -362,25 +387,9 @@ def _lz76_count_prev(s, kbits, budget, ws):
         if p != -1 and rem >= K:
             length = K
         else:
-            hi = min(rem, K - 1)
-            length = 0
-            step = top
-            while step > 0:  # fixed steps with selects: the branches would be coin flips
-                cand = length + step
-                c = min(cand, K - 1)
-                ok = (cand <= hi) & (first[(1 << c) + (gi >> (K - c))] < i)
-                length = cand if ok else length
-                step >>= 1
+            length = _longest_short_prefix(first, gi, i, K, min(rem, K - 1), top)
         if length == K:
-            while p != -1:
-                nxt = prev[p]  # loaded with the comparison, not after it
-                ln = _common_prefix(words, p, i, K, rem)
-                work += ln - K + 1
-                if ln > length:
-                    length = ln
-                if length == rem or work > budget:
-                    break
-                p = nxt
+            length, work = _longest_on_chain(words, prev, p, i, K, rem, work, budget)
             if work > budget:
                 return -1
         count += 1
@@ -433,25 +442,9 @@ def _lz76_count_next(s, kbits, budget, ws):
         if p < i and rem >= K:
             length = K
         else:
-            hi = min(rem, K - 1)
-            length = 0
-            step = top
-            while step > 0:  # fixed steps with selects: the branches would be coin flips
-                cand = length + step
-                c = min(cand, K - 1)
-                ok = (cand <= hi) & (heap[(1 << c) + (gi >> (K - c))] < i)
-                length = cand if ok else length
-                step >>= 1
+            length = _longest_short_prefix(heap, gi, i, K, min(rem, K - 1), top)
         if length == K:
-            while p < i:
-                pn = nxt[p]  # loaded with the comparison, not after it
-                ln = _common_prefix(words, p, i, K, rem)
-                work += ln - K + 1
-                if ln > length:
-                    length = ln
-                if length == rem or work > budget:
-                    break
-                p = pn
+            length, work = _longest_on_chain(words, nxt, p, i, K, rem, work, budget)
             if work > budget:
                 return -1
         count += 1
