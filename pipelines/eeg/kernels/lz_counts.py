@@ -981,12 +981,8 @@ _SHUFFLE_CHUNK = 1 << 20
 @njit(cache=True, nogil=True, inline="always")
 def _draw_fast(state, i):
     """Advance the SplitMix64 stream ``state`` and draw the index for step i by multiply-shift; (state, j)."""
-    state = state + np.uint64(0x9E3779B97F4A7C15)
-    z = state
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return state, np.int32(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+    z = _splitmix64(state)  # the mix of the advanced state
+    return state + np.uint64(0x9E3779B97F4A7C15), np.int32(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
 
 
 @njit(cache=True, nogil=True)
@@ -1059,12 +1055,7 @@ def _apply_swaps(a, idx, lo, hi):
 @njit(cache=True, nogil=True, inline="always")
 def _draw_mod(state, i):
     """Advance the SplitMix64 stream ``state`` and draw the index for step i by the modulo; (state, j)."""
-    state = state + np.uint64(0x9E3779B97F4A7C15)
-    z = state
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return state, np.int32(_mod_u32(z, np.int64(i + 1)))
+    return state + np.uint64(0x9E3779B97F4A7C15), np.int32(_mod_u32(_splitmix64(state), np.int64(i + 1)))
 
 
 @njit(cache=True, nogil=True)
